@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The fault engine: owns one userfaultfd (plus any the kernel hands it for
+ * forked children, or that are adopted from other processes), reads fault
+ * messages in batches, dispatches each to the region that owns the address,
+ * and resolves it.
+ *
+ * Threads: by default fl_engine_start() starts `threads` handler threads. In
+ * embedded mode (FL_ENGINE_EMBEDDED) no thread is ever started: the
+ * application polls fl_engine_fd() and calls fl_engine_process().
+ */
+#ifndef FAULTLINE_ENGINE_H
+#define FAULTLINE_ENGINE_H
+
+#include <faultline/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fl_engine;
+
+/* Where handler threads run. */
+enum fl_placement {
+	FL_PLACE_ANY = 0,	/* no pinning: the scheduler decides */
+	FL_PLACE_CPU = 1,	/* pin every handler thread to opts.cpu (e.g. the faulting threads' CPU) */
+	FL_PLACE_PER_CPU = 2,	/* one handler pinned to each online CPU, whichever runs first wins */
+};
+
+/* Engine flags. */
+#define FL_ENGINE_EMBEDDED	(1u << 0)	/* no threads: drive with fl_engine_process() */
+#define FL_ENGINE_BUSY_POLL	(1u << 1)	/* handler threads spin on a non-blocking read */
+#define FL_ENGINE_NO_FILLER	(1u << 2)	/* never start the background filler */
+#define FL_ENGINE_NO_EVENTS	(1u << 3)	/* do not ask for FORK/REMAP/REMOVE/UNMAP events */
+
+struct fl_engine_opts {
+	size_t sz;			/* sizeof(struct fl_engine_opts) */
+	unsigned flags;			/* FL_ENGINE_* */
+	unsigned threads;		/* handler threads; 0 = 1 (ignored for PER_CPU) */
+	enum fl_placement placement;
+	int cpu;			/* for FL_PLACE_CPU */
+	unsigned batch;			/* messages per read; 0 = 64 */
+	unsigned uffd_flags;		/* extra FL_UFFD_* for fl_uffd_create() */
+	uint64_t features;		/* extra UFFD_FEATURE_* to request (masked ones are dropped) */
+	fl_log_fn log;			/* NULL: silent */
+	void *log_ctx;
+	enum fl_log_level log_level;	/* highest level passed to `log` */
+};
+
+/*
+ * Create an engine and its userfaultfd, requesting every feature the engine
+ * can use that the kernel offers (THREAD_ID, EXACT_ADDRESS, POISON, the
+ * events, MISSING/MINOR on shmem and hugetlbfs, WP). Returns -EOPNOTSUPP
+ * without userfaultfd, -EPERM when not allowed.
+ */
+FL_API int fl_engine_new(const struct fl_engine_opts *opts,
+			 struct fl_engine **ret_engine);
+/* Start handler threads and the background filler (no-op when embedded). */
+FL_API int fl_engine_start(struct fl_engine *engine);
+/*
+ * Stop handler threads (through an eventfd, no signals) and the filler.
+ * Faults that arrive afterwards wait until the engine is started again, or
+ * are failed closed by fl_engine_free().
+ */
+FL_API int fl_engine_stop(struct fl_engine *engine);
+/*
+ * Stop, poison every region's unresolved pages (so a thread that touches
+ * them later gets SIGBUS, never zeros) and free all regions and the uffd.
+ */
+FL_API struct fl_engine *fl_engine_free(struct fl_engine *engine);
+
+/* The main uffd, for poll(2) in embedded mode (it is non-blocking). */
+FL_API int fl_engine_fd(const struct fl_engine *engine);
+/* UFFD_FEATURE_* bits enabled on the main uffd. */
+FL_API uint64_t fl_engine_features(const struct fl_engine *engine);
+/*
+ * Embedded mode: read every pending message from every uffd the engine
+ * owns, resolve faults, handle events, and do up to one batch of background
+ * fill when nothing else is pending. Waits up to timeout_ms (-1: forever,
+ * 0: do not wait) for the first message. Returns the number of messages
+ * handled, or -errno.
+ */
+FL_API int fl_engine_process(struct fl_engine *engine, int timeout_ms);
+
+/*
+ * Adopt a uffd that belongs to another process (received with
+ * fl_uffd_recv() or taken with fl_uffd_take()), already handshaken and
+ * registered by its owner. `pid` is the owner (for SIGBUS fallbacks; 0 if
+ * unknown). Regions for it are added with fl_region_opts.space. Returns a
+ * space id >= 1. The engine takes ownership of the fd.
+ */
+FL_API int fl_engine_adopt(struct fl_engine *engine, int uffd, pid_t pid,
+			   uint64_t features);
+/*
+ * Wake every registered range of a space so the kernel re-delivers faults
+ * that were waiting on a previous (dead) handler. Space 0 is the main uffd.
+ */
+FL_API int fl_engine_wake_all(struct fl_engine *engine, int space);
+
+/* Engine-wide counters (sum over regions, plus events). */
+struct fl_engine_stats {
+	size_t sz;			/* sizeof(struct fl_engine_stats) */
+	uint64_t messages;		/* messages read */
+	uint64_t reads;			/* read(2) calls that returned messages */
+	uint64_t faults;
+	uint64_t unowned_faults;	/* faults outside every region (poisoned) */
+	uint64_t events_fork, events_remap, events_remove, events_unmap;
+	uint64_t spaces;		/* live uffds (main + forked + adopted) */
+};
+FL_API int fl_engine_stats(const struct fl_engine *engine,
+			   struct fl_engine_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

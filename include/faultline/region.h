@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Lazy regions: a range of memory whose missing pages come from a store on
+ * first touch.
+ *
+ * A region's memory is anonymous (MAP_PRIVATE|MAP_ANONYMOUS), shmem (a memfd
+ * mapped MAP_SHARED), or hugetlbfs (a MFD_HUGETLB memfd; needs reserved huge
+ * pages). MISSING regions are resolved with UFFDIO_COPY (ZEROPAGE for zero
+ * source pages); MINOR regions (shmem and hugetlbfs only) fill the memfd's
+ * page cache atomically through a private alias mapping and map it with
+ * UFFDIO_CONTINUE.
+ *
+ * Fail closed: a page that cannot be delivered (store error, range beyond
+ * the store) is poisoned with UFFDIO_POISON so the faulting access gets
+ * SIGBUS; without POISON the faulting thread is sent SIGBUS with tgkill(2).
+ * A region is never filled with zeros that the store did not say are zeros.
+ */
+#ifndef FAULTLINE_REGION_H
+#define FAULTLINE_REGION_H
+
+#include <faultline/common.h>
+#include <faultline/store.h>
+#include <faultline/engine.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fl_region;
+
+enum fl_mem_type {
+	FL_MEM_ANON = 0,
+	FL_MEM_SHMEM = 1,
+	FL_MEM_HUGETLB = 2,
+};
+
+enum fl_region_mode {
+	FL_MODE_MISSING = 0,	/* register MISSING; resolve with COPY/ZEROPAGE */
+	FL_MODE_MINOR = 1,	/* shmem/hugetlb: register MISSING|MINOR; resolve with CONTINUE */
+};
+
+/* Region flags. */
+#define FL_REGION_NO_PREFETCH	(1u << 0)	/* resolve exactly the faulting page */
+#define FL_REGION_BACKGROUND	(1u << 1)	/* background-fill the rest of the region */
+#define FL_REGION_PRIVATE	(1u << 2)	/* MINOR: map the memfd MAP_PRIVATE (clones) */
+#define FL_REGION_FOREIGN	(1u << 3)	/* memory lives in an adopted space; addr given, not mapped here */
+#define FL_REGION_NO_THP	(1u << 4)	/* anon: MADV_NOHUGEPAGE */
+
+struct fl_region_opts {
+	size_t sz;			/* sizeof(struct fl_region_opts) */
+	size_t length;			/* bytes; rounded up to the page (or huge page) size */
+	enum fl_mem_type mem;
+	enum fl_region_mode mode;
+	unsigned flags;			/* FL_REGION_* */
+	void *addr;			/* NULL: anywhere; else MAP_FIXED_NOREPLACE (or the foreign address) */
+	struct fl_store *store;		/* NULL: a zero store. The region takes a reference. */
+	uint64_t store_offset;		/* store byte that backs the region's first byte */
+	unsigned prefetch_max;		/* max pages resolved per fault; 0 = 256 (1 MiB) */
+	unsigned fill_batch;		/* pages per background-fill step; 0 = 512 (2 MiB) */
+	int memfd;			/* MINOR: use this memfd (its page cache is the data); -1 = create */
+	int space;			/* FL_REGION_FOREIGN: space id from fl_engine_adopt() */
+	const char *name;		/* for logs and stats; copied */
+};
+
+/*
+ * Map the memory (unless FOREIGN), register it with the engine's uffd, and
+ * add it to the engine's dispatch index. Returns -EINVAL on bad options
+ * (MINOR with anonymous memory, unaligned addr), -ENOMEM when huge pages are
+ * not reserved, -EOPNOTSUPP when the kernel lacks the mode for that memory.
+ */
+FL_API int fl_region_new(struct fl_engine *engine,
+			 const struct fl_region_opts *opts,
+			 struct fl_region **ret_region);
+/*
+ * Remove from the engine, unregister and unmap. Pages not yet resolved are
+ * simply discarded with the mapping. Must not race with threads touching it.
+ */
+FL_API struct fl_region *fl_region_free(struct fl_region *region);
+
+FL_API void *fl_region_addr(const struct fl_region *region);
+FL_API size_t fl_region_length(const struct fl_region *region);
+FL_API size_t fl_region_page_size(const struct fl_region *region);
+/* The memfd behind a SHMEM/HUGETLB region (-1 for anonymous). */
+FL_API int fl_region_memfd(const struct fl_region *region);
+
+/*
+ * Resolve [offset, offset+len) now (as if prefetched), waiting for the
+ * store. Pages already present are skipped. Returns 0 or -errno (failed
+ * pages are poisoned).
+ */
+FL_API int fl_region_populate(struct fl_region *region, uint64_t offset,
+			      size_t len);
+/* Number of pages resolved so far (by faults, prefetch, or the filler). */
+FL_API uint64_t fl_region_resolved_pages(const struct fl_region *region);
+
+/* Latency histogram buckets: log2-linear, 8 sub-buckets per power of two. */
+#define FL_LAT_BUCKETS 256
+
+struct fl_region_stats {
+	size_t sz;			/* sizeof(struct fl_region_stats) */
+	/* faults by kind */
+	uint64_t faults_read;		/* MISSING, read access */
+	uint64_t faults_write;		/* MISSING, write access */
+	uint64_t faults_minor;
+	uint64_t faults_wp;
+	/* pages by resolve method */
+	uint64_t pages_copy;		/* UFFDIO_COPY of store data, on demand */
+	uint64_t pages_zero;		/* UFFDIO_ZEROPAGE (zero source pages) */
+	uint64_t pages_continue;	/* UFFDIO_CONTINUE */
+	uint64_t pages_prefetch;	/* resolved ahead of the faulting page */
+	uint64_t pages_background;	/* resolved by the background filler */
+	uint64_t pages_poisoned;	/* failed closed */
+	uint64_t pages_exist;		/* EEXIST: someone else resolved first */
+	uint64_t bytes_read;		/* bytes read from the store */
+	uint64_t store_errors;
+	/* service latency: message read to resolve, nanoseconds */
+	uint64_t lat_count;
+	uint64_t lat_p50_ns, lat_p99_ns, lat_max_ns;
+	/* sum of service latency over faults: time faulting threads spent blocked
+	 * after the handler saw the fault (the kernel queueing before the read
+	 * is not visible to userspace) */
+	uint64_t blocked_ns;
+};
+FL_API int fl_region_stats(const struct fl_region *region,
+			   struct fl_region_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

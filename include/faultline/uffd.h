@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel interface: one function per userfaultfd operation, plus feature
+ * probing and PAGEMAP_SCAN. These are thin, but they share one error table
+ * (see fl_uffd_copy()) and they report the kernel's partial progress.
+ *
+ * Every function here is thread-safe in the sense the kernel is: several
+ * threads may issue resolving ioctls on one uffd at once.
+ */
+#ifndef FAULTLINE_UFFD_H
+#define FAULTLINE_UFFD_H
+
+#include <faultline/common.h>
+#include <linux/userfaultfd.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- features ---------------------------------------------------------- */
+
+/*
+ * Feature bits are the kernel's UFFD_FEATURE_* bits (bit 0..63), probed at
+ * run time. faultline adds pseudo-features above bit 47 for capabilities
+ * that are not UFFDIO_API bits.
+ */
+#define FL_FEAT_PAGEMAP_SCAN	(1ULL << 48)	/* PAGEMAP_SCAN ioctl, 6.7 */
+#define FL_FEAT_DEV_USERFAULTFD	(1ULL << 49)	/* /dev/userfaultfd usable */
+#define FL_FEAT_SYSCALL		(1ULL << 50)	/* userfaultfd(2) usable without USER_MODE_ONLY */
+#define FL_FEAT_IOCTL_MOVE	(1ULL << 51)	/* UFFDIO_MOVE in UFFDIO_API's ioctls */
+#define FL_FEAT_IOCTL_POISON	(1ULL << 52)	/* UFFDIO_POISON in register ioctls */
+
+/*
+ * Probe the running kernel: opens a throwaway uffd, runs UFFDIO_API with
+ * features = 0, reads back what the kernel offers, and checks PAGEMAP_SCAN.
+ * The answer is then reduced by the FAULTLINE_MASK_FEATURES environment
+ * variable (see faultline(7)): a comma-separated list of feature names
+ * ("poison,move"), "new" (everything newer than Linux 6.1), or a hex mask.
+ * fl_features() caches the first answer for the life of the process; this
+ * function always probes anew.
+ *
+ * Returns 0 and writes the feature set, or -errno (-EOPNOTSUPP: no
+ * userfaultfd at all).
+ */
+FL_API int fl_features_probe(uint64_t *ret_features);
+
+/* Cached fl_features_probe(); returns 0 if nothing could be probed. */
+FL_API uint64_t fl_features(void);
+
+/* The features masked off by FAULTLINE_MASK_FEATURES (0 when unset). */
+FL_API uint64_t fl_features_masked(void);
+
+/* True if every bit of `want` is in fl_features(). */
+FL_API bool fl_has_features(uint64_t want);
+
+/* Table of known features, for `faultline check` and for diagnostics. */
+struct fl_feature_info {
+	uint64_t bit;		/* UFFD_FEATURE_* or FL_FEAT_* */
+	const char *name;	/* short name, as accepted by FAULTLINE_MASK_FEATURES */
+	const char *since;	/* first Linux version that has it */
+	const char *used_for;	/* what faultline uses it for */
+};
+/* Returns the number of entries and points *ret_table at a static table. */
+FL_API int fl_feature_table(const struct fl_feature_info **ret_table);
+/* Name of a single feature bit, or NULL. */
+FL_API const char *fl_feature_name(uint64_t bit);
+/* Parse a FAULTLINE_MASK_FEATURES-style string into a mask. -EINVAL on an unknown name. */
+FL_API int fl_features_parse(const char *spec, uint64_t *ret_mask);
+
+/* ---- creating and handshaking ----------------------------------------- */
+
+/* Flags for fl_uffd_create(). */
+#define FL_UFFD_CLOEXEC		(1u << 0)
+#define FL_UFFD_NONBLOCK	(1u << 1)
+#define FL_UFFD_USER_MODE_ONLY	(1u << 2)	/* catch only user-mode faults */
+#define FL_UFFD_USE_DEV		(1u << 3)	/* only /dev/userfaultfd */
+#define FL_UFFD_USE_SYSCALL	(1u << 4)	/* only userfaultfd(2) */
+
+/*
+ * Create a userfaultfd. Without USE_DEV/USE_SYSCALL the syscall is tried
+ * first, then /dev/userfaultfd (USERFAULTFD_IOC_NEW), then, when both are
+ * refused with EPERM, the syscall with UFFD_USER_MODE_ONLY (such a uffd does
+ * not catch faults the kernel takes on the process's behalf, e.g. read(2)
+ * into a lazy page then fails with EFAULT).
+ *
+ * Returns 0 and the fd, -EPERM when not allowed, -EOPNOTSUPP when the
+ * kernel has no userfaultfd.
+ */
+FL_API int fl_uffd_create(unsigned flags, int *ret_fd);
+
+/*
+ * UFFDIO_API handshake, allowed once per uffd. `features` are UFFD_FEATURE_*
+ * bits to enable. Returns 0 and what the kernel reports (all features it
+ * supports, and the ioctls usable on the fd); -EOPNOTSUPP if a requested
+ * feature is missing or masked; -EINVAL on a second call.
+ * ret_features and ret_ioctls may be NULL.
+ */
+FL_API int fl_uffd_api(int uffd, uint64_t features, uint64_t *ret_features,
+		       uint64_t *ret_ioctls);
+
+/* Registration modes (combine with |). */
+#define FL_REG_MISSING	(1u << 0)
+#define FL_REG_WP	(1u << 1)
+#define FL_REG_MINOR	(1u << 2)
+
+/*
+ * Register [addr, addr+len) for the given modes. On success *ret_ioctls
+ * (optional) receives the set of resolving ioctls usable on the range; test
+ * it with fl_ioctls_has(). Errors: -EINVAL (bad range, or mode unsupported for
+ * this memory, e.g. MINOR on anonymous memory), -EBUSY (registered to another
+ * uffd), -ENOMEM (range not mapped), -EPERM, -EOPNOTSUPP (mode needs a
+ * feature the uffd was not given).
+ */
+FL_API int fl_uffd_register(int uffd, void *addr, size_t len, unsigned modes,
+			    uint64_t *ret_ioctls);
+FL_API int fl_uffd_unregister(int uffd, void *addr, size_t len);
+
+/* Named ioctl bits for the ioctl sets returned above. */
+enum fl_ioctl {
+	FL_IOCTL_REGISTER = 0x00,
+	FL_IOCTL_UNREGISTER = 0x01,
+	FL_IOCTL_WAKE = 0x02,
+	FL_IOCTL_COPY = 0x03,
+	FL_IOCTL_ZEROPAGE = 0x04,
+	FL_IOCTL_MOVE = 0x05,
+	FL_IOCTL_WRITEPROTECT = 0x06,
+	FL_IOCTL_CONTINUE = 0x07,
+	FL_IOCTL_POISON = 0x08,
+	FL_IOCTL_API = 0x3f,
+};
+static inline bool fl_ioctls_has(uint64_t ioctls, enum fl_ioctl which)
+{
+	return (ioctls >> (unsigned)which) & 1;
+}
+
+/* ---- resolving --------------------------------------------------------- */
+
+/* Flags for the resolving calls (each documents which it accepts). */
+#define FL_DONTWAKE		(1u << 0)	/* do not wake faulting threads */
+#define FL_MODE_WP		(1u << 1)	/* COPY/CONTINUE: map write-protected */
+#define FL_ALLOW_SRC_HOLES	(1u << 2)	/* MOVE: skip holes in the source */
+#define FL_WP_PROTECT		(1u << 3)	/* WRITEPROTECT: protect (else unprotect) */
+
+/*
+ * The error table, implemented once for every resolving call:
+ *  0           the whole range was resolved.
+ *  -EAGAIN     the kernel made progress and then stopped, or an event
+ *              (fork, mremap, ...) is queued: partial progress has already
+ *              been retried internally; what is left is reported through
+ *              *ret_done. Read and process events, then retry the rest.
+ *  -EEXIST     a page in the range is already mapped (another thread, or a
+ *              background fill, won). *ret_done counts the bytes resolved
+ *              before it. The faulting thread may need fl_uffd_wake().
+ *  -ENOENT     the layout changed (range unmapped or moved), or a MOVE
+ *              source hole without FL_ALLOW_SRC_HOLES.
+ *  -ESRCH      the process that owns the mm is gone (-ENOSPC from 4.11-4.13
+ *              kernels is mapped to -ESRCH).
+ *  -EFAULT     the source buffer is bad: a bug in the caller.
+ *  -EINVAL     bad alignment, length or mode.
+ *  -EOPNOTSUPP the ioctl is unsupported (kernel, memory type, or mask).
+ * *ret_done (optional) always receives the number of bytes resolved, also on
+ * error: this is the one out-parameter in faultline written on failure.
+ */
+FL_API int fl_uffd_copy(int uffd, void *dst, const void *src, size_t len,
+			unsigned flags, size_t *ret_done);
+FL_API int fl_uffd_zeropage(int uffd, void *dst, size_t len, unsigned flags,
+			    size_t *ret_done);
+/* CONTINUE: map existing page-cache pages into a MINOR-registered range. */
+FL_API int fl_uffd_continue(int uffd, void *dst, size_t len, unsigned flags,
+			    size_t *ret_done);
+/* POISON: later accesses raise SIGBUS. Needs UFFD_FEATURE_POISON. */
+FL_API int fl_uffd_poison(int uffd, void *dst, size_t len, unsigned flags,
+			  size_t *ret_done);
+/*
+ * MOVE: move pages from src to dst (both in the uffd's mm, anonymous,
+ * private). Needs UFFD_FEATURE_MOVE. Flags: FL_DONTWAKE, FL_ALLOW_SRC_HOLES.
+ */
+FL_API int fl_uffd_move(int uffd, void *dst, void *src, size_t len,
+			unsigned flags, size_t *ret_done);
+/* WRITEPROTECT: FL_WP_PROTECT to protect, otherwise unprotect; FL_DONTWAKE. */
+FL_API int fl_uffd_writeprotect(int uffd, void *addr, size_t len,
+				unsigned flags);
+/* WAKE: wake threads waiting on faults in the range (re-delivers faults). */
+FL_API int fl_uffd_wake(int uffd, void *addr, size_t len);
+
+/* ---- messages ---------------------------------------------------------- */
+
+/*
+ * Read up to `max` messages in one read(2). Returns the number read (>= 1),
+ * -EAGAIN when nothing is pending on a non-blocking uffd (or another reader
+ * took it), -EINTR, or -errno. Messages are the kernel's struct uffd_msg,
+ * a stable ABI; use the helpers below to decode them.
+ */
+FL_API int fl_uffd_read(int uffd, struct uffd_msg *msgs, unsigned max);
+
+static inline bool fl_msg_is_fault(const struct uffd_msg *m)
+{ return m->event == UFFD_EVENT_PAGEFAULT; }
+static inline bool fl_msg_fault_write(const struct uffd_msg *m)
+{ return (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0; }
+static inline bool fl_msg_fault_wp(const struct uffd_msg *m)
+{ return (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) != 0; }
+static inline bool fl_msg_fault_minor(const struct uffd_msg *m)
+{ return (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR) != 0; }
+static inline uint64_t fl_msg_fault_addr(const struct uffd_msg *m)
+{ return m->arg.pagefault.address; }
+/* Faulting thread id; 0 unless UFFD_FEATURE_THREAD_ID was enabled. */
+static inline uint32_t fl_msg_fault_tid(const struct uffd_msg *m)
+{ return m->arg.pagefault.feat.ptid; }
+/* Name of a message's event ("pagefault", "fork", ...). */
+FL_API const char *fl_msg_event_name(const struct uffd_msg *m);
+
+/* ---- PAGEMAP_SCAN ------------------------------------------------------ */
+
+/* Page categories (bit numbers as in the kernel's PAGE_IS_*). */
+#define FL_PAGE_IS_WPALLOWED	(1ULL << 0)
+#define FL_PAGE_IS_WRITTEN	(1ULL << 1)
+#define FL_PAGE_IS_FILE		(1ULL << 2)
+#define FL_PAGE_IS_PRESENT	(1ULL << 3)
+#define FL_PAGE_IS_SWAPPED	(1ULL << 4)
+#define FL_PAGE_IS_PFNZERO	(1ULL << 5)
+#define FL_PAGE_IS_HUGE		(1ULL << 6)
+#define FL_PAGE_IS_SOFT_DIRTY	(1ULL << 7)
+#define FL_PAGE_IS_GUARD	(1ULL << 8)
+
+/* Scan flags. */
+#define FL_SCAN_WP_MATCHING	(1ULL << 0)	/* write-protect what is reported */
+#define FL_SCAN_CHECK_WPASYNC	(1ULL << 1)	/* fail unless the range is WP_ASYNC */
+
+/* Same layout as the kernel's struct page_region. */
+struct fl_page_region {
+	uint64_t start;
+	uint64_t end;
+	uint64_t categories;
+};
+
+struct fl_scan_opts {
+	size_t sz;			/* sizeof(struct fl_scan_opts) */
+	uint64_t start, end;		/* page-aligned range to walk */
+	uint64_t flags;			/* FL_SCAN_* */
+	uint64_t max_pages;		/* 0: no limit; bounds reported AND re-protected pages */
+	uint64_t category_inverted;
+	uint64_t category_mask;
+	uint64_t category_anyof_mask;
+	uint64_t return_mask;
+};
+
+/* Open /proc/<pid>/pagemap (pid 0: self) for scanning. */
+FL_API int fl_pagemap_open(pid_t pid, int *ret_fd);
+
+/*
+ * One PAGEMAP_SCAN call. Returns the number of regions written to vec
+ * (>= 0) and the address where the walk stopped in *ret_walk_end (optional;
+ * == opts->end when the range was walked completely). Continue by calling
+ * again with start = walk_end. -EOPNOTSUPP when the kernel lacks
+ * PAGEMAP_SCAN or it is masked; -EINVAL on bad flags or categories.
+ */
+FL_API int fl_pagemap_scan(int pagemap_fd, const struct fl_scan_opts *opts,
+			   struct fl_page_region *vec, size_t vec_len,
+			   uint64_t *ret_walk_end);
+
+/*
+ * Walk [opts->start, opts->end) completely, following walk_end, calling
+ * `fn` for every region found. max_pages, if set, bounds the total over the
+ * whole walk. Returns the total number of pages reported, or -errno (a
+ * negative return from fn stops the walk and is returned).
+ */
+typedef int (*fl_scan_fn)(const struct fl_page_region *region, void *ctx);
+FL_API int64_t fl_pagemap_scan_all(int pagemap_fd,
+				   const struct fl_scan_opts *opts,
+				   fl_scan_fn fn, void *ctx);
+
+/* ---- handing a uffd between processes ---------------------------------- */
+
+/*
+ * Send `uffd` over a unix socket with SCM_RIGHTS, with `len` bytes of data
+ * (at least one byte is sent). Returns 0 or -errno.
+ */
+FL_API int fl_uffd_send(int sock, int uffd, const void *data, size_t len);
+/*
+ * Receive a uffd sent by fl_uffd_send(). Returns the number of data bytes
+ * received (>= 0) and the fd (made CLOEXEC), -EBADMSG when no fd came with
+ * the data, -ECONNRESET on EOF.
+ */
+FL_API int fl_uffd_recv(int sock, void *data, size_t len, int *ret_fd);
+/*
+ * Take a copy of fd number `fd` from process `pid` (pidfd_getfd(2); needs
+ * ptrace permission over pid). Used by a restarted handler to re-take a
+ * process's uffd.
+ */
+FL_API int fl_uffd_take(pid_t pid, int fd, int *ret_fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

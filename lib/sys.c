@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Thin system-call wrappers that turn errno into -errno, so that the rest of
+ * the library never reads errno (uffd.c and pagemap.c do the same for their
+ * ioctls).
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+int fl__mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **ret)
+{
+	void *p = mmap(addr, len, prot, flags, fd, off);
+	if (p == MAP_FAILED)
+		return -errno;
+	*ret = p;
+	return 0;
+}
+
+int fl__munmap(void *addr, size_t len)
+{
+	return munmap(addr, len) ? -errno : 0;
+}
+
+int fl__madvise(void *addr, size_t len, int advice)
+{
+	return madvise(addr, len, advice) ? -errno : 0;
+}
+
+int fl__memfd(const char *name, unsigned flags, size_t len, int *ret_fd)
+{
+	int fd = memfd_create(name, flags | MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (len && ftruncate(fd, (off_t)len)) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int fl__pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ERANGE; /* short file: never pretend the rest is zeros */
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fl__pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fl__fdatasync(int fd)
+{
+	return fdatasync(fd) ? -errno : 0;
+}
+
+int fl__fstat_size(int fd, uint64_t *ret_size)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return -errno;
+	*ret_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int fl__dup_cloexec(int fd, int *ret_fd)
+{
+	int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (n < 0)
+		return -errno;
+	*ret_fd = n;
+	return 0;
+}
+
+int fl__eventfd(int *ret_fd)
+{
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	*ret_fd = fd;
+	return 0;
+}
+
+int fl__eventfd_signal(int fd)
+{
+	uint64_t one = 1;
+	return write(fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+int fl__pidfd_open(pid_t pid, int *ret_fd)
+{
+	long fd = syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return -errno;
+	*ret_fd = (int)fd;
+	return 0;
+}
+
+int fl__poll(struct pollfd *fds, unsigned n, int timeout_ms)
+{
+	int r = poll(fds, n, timeout_ms);
+	return r < 0 ? -errno : r;
+}
+
+int fl__tkill(pid_t tgid, pid_t tid, int sig)
+{
+	long r = tgid > 0 ? syscall(SYS_tgkill, tgid, tid, sig) : syscall(SYS_tkill, tid, sig);
+	return r ? -errno : 0;
+}
+
+int fl__close(int fd)
+{
+	if (fd < 0)
+		return 0;
+	return close(fd) ? -errno : 0;
+}
+
+uint64_t fl__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
