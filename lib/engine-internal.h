@@ -113,12 +113,15 @@ int fl__worker_init(struct fl__worker *w, size_t cap, unsigned batch);
 void fl__worker_fini(struct fl__worker *w);
 int fl__worker_reserve(struct fl__worker *w, size_t cap);
 int fl__engine_add_region(struct fl_engine *e, struct fl__space *sp, struct fl_region *r);
-void fl__engine_remove_region(struct fl_engine *e, struct fl_region *r);
+/* Remove from the index; returns the ranges it still covered (malloc'd, caller frees). */
+size_t fl__engine_remove_region(struct fl_engine *e, struct fl_region *r, struct fl_range **ret);
 struct fl__space *fl__engine_space(struct fl_engine *e, int id);
 
 /* region.c */
 struct fl_region *fl__region_clone(struct fl_region *src, struct fl__space *sp);
 void fl__region_destroy(struct fl_region *r);
+/* Unregister and unmap exactly these ranges (what is left after REMAP/UNMAP). */
+void fl__region_unmap_ranges(struct fl_region *r, const struct fl_range *ranges, size_t n);
 
 /* resolve.c */
 void fl__handle_fault(struct fl_engine *e, struct fl__space *sp, const struct fl__entry *ent,

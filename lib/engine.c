@@ -174,8 +174,11 @@ int fl__engine_add_region(struct fl_engine *e, struct fl__space *sp, struct fl_r
 	return ret;
 }
 
-void fl__engine_remove_region(struct fl_engine *e, struct fl_region *r)
+size_t fl__engine_remove_region(struct fl_engine *e, struct fl_region *r, struct fl_range **ret)
 {
+	struct fl_range *ranges = NULL;
+	size_t n = 0, cap = 0;
+
 	pthread_rwlock_wrlock(&e->lock);
 	for (size_t i = 0; i < e->nregions; i++) {
 		if (e->regions[i] == r) {
@@ -184,12 +187,25 @@ void fl__engine_remove_region(struct fl_engine *e, struct fl_region *r)
 		}
 	}
 	for (size_t i = 0; i < r->space->nentries;) {
-		if (r->space->entries[i].region == r)
+		if (r->space->entries[i].region == r) {
+			if (n == cap) {
+				struct fl_range *g = realloc(ranges, (cap * 2 + 4) * sizeof(*g));
+				if (g) {
+					ranges = g;
+					cap = cap * 2 + 4;
+				}
+			}
+			if (n < cap)
+				ranges[n++] = (struct fl_range){ r->space->entries[i].start,
+					r->space->entries[i].end - r->space->entries[i].start };
 			index_remove_at(r->space, i);
-		else
+		} else {
 			i++;
+		}
 	}
 	pthread_rwlock_unlock(&e->lock);
+	*ret = ranges;
+	return n;
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -288,8 +304,15 @@ static void handle_remove(struct fl_engine *e, struct fl__space *sp, uint64_t st
 	pthread_rwlock_wrlock(&e->lock);
 	if (unmap && index_split(sp, start) == 0 && index_split(sp, end) == 0) {
 		size_t i = index_lower(sp, start);
-		while (i < sp->nentries && sp->entries[i].start < end)
+		while (i < sp->nentries && sp->entries[i].start < end) {
+			struct fl_region *r = sp->entries[i].region;
+			bool left = false;
 			index_remove_at(sp, i);
+			for (size_t k = 0; k < sp->nentries && !left; k++)
+				left = sp->entries[k].region == r;
+			if (!left)
+				atomic_store(&r->dead, true);
+		}
 	} else if (!unmap) {
 		for (size_t i = index_lower(sp, start); i < sp->nentries && sp->entries[i].start < end; i++) {
 			struct fl__entry *ent = &sp->entries[i];
@@ -315,13 +338,15 @@ static void dispatch(struct fl_engine *e, struct fl__space *sp, const struct uff
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
 		atomic_fetch_add_explicit(&e->faults, 1, memory_order_relaxed);
+		/* The read lock is held while the fault is served, so the
+		 * region cannot be freed (or re-indexed) under the handler. */
 		pthread_rwlock_rdlock(&e->lock);
 		found = lookup(sp, m->arg.pagefault.address, &ent);
-		pthread_rwlock_unlock(&e->lock);
 		if (found)
 			fl__handle_fault(e, sp, &ent, m, t0, w);
 		else
 			fl__fail_unowned(e, sp, m);
+		pthread_rwlock_unlock(&e->lock);
 		break;
 	case UFFD_EVENT_FORK:
 		handle_fork(e, sp, (int)m->arg.fork.ufd);

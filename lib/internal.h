@@ -53,6 +53,7 @@ int fl__eventfd_signal(int fd);
 int fl__pidfd_open(pid_t pid, int *ret_fd);
 int fl__poll(struct pollfd *fds, unsigned n, int timeout_ms);
 int fl__tkill(pid_t tgid, pid_t tid, int sig);
+int fl__open(const char *path, int flags, int *ret_fd);
 int fl__close(int fd);
 uint64_t fl__now_ns(void);
 

@@ -249,12 +249,31 @@ void fl__region_destroy(struct fl_region *r)
 	free(r);
 }
 
+void fl__region_unmap_ranges(struct fl_region *r, const struct fl_range *ranges, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		void *p = (void *)(uintptr_t)ranges[i].start;
+		fl_uffd_unregister(r->space->uffd, p, ranges[i].len);
+		fl__munmap(p, ranges[i].len);
+	}
+	r->mapped_here = false;
+}
+
 struct fl_region *fl_region_free(struct fl_region *r)
 {
+	struct fl_range *ranges = NULL;
+	size_t n;
+
 	if (!r)
 		return NULL;
-	if (r->engine)
-		fl__engine_remove_region(r->engine, r);
+	if (r->engine) {
+		/* After mremap/munmap by the application only the ranges still
+		 * in the index are ours to unmap: the rest may be reused. */
+		n = fl__engine_remove_region(r->engine, r, &ranges);
+		if (r->mapped_here)
+			fl__region_unmap_ranges(r, ranges, n);
+		free(ranges);
+	}
 	fl__region_destroy(r);
 	return NULL;
 }

@@ -92,9 +92,9 @@ int fl_store_file_open(const char *path, struct fl_store **ret_store)
 	int fd, r;
 	if (!path)
 		return -EINVAL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	r = fl__open(path, O_RDONLY, &fd);
+	if (r)
+		return r;
 	r = fl_store_file_new(fd, 0, 0, ret_store);
 	close(fd);
 	return r;

@@ -146,6 +146,15 @@ int fl__tkill(pid_t tgid, pid_t tid, int sig)
 	return r ? -errno : 0;
 }
 
+int fl__open(const char *path, int flags, int *ret_fd)
+{
+	int fd = open(path, flags | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	*ret_fd = fd;
+	return 0;
+}
+
 int fl__close(int fd)
 {
 	if (fd < 0)
