@@ -8,6 +8,15 @@
  * Threads: by default fl_engine_start() starts `threads` handler threads. In
  * embedded mode (FL_ENGINE_EMBEDDED) no thread is ever started: the
  * application polls fl_engine_fd() and calls fl_engine_process().
+ *
+ * Events: unless FL_ENGINE_NO_EVENTS, the engine asks for FORK, REMAP,
+ * REMOVE and UNMAP events. The kernel makes fork(), mremap(), madvise
+ * (DONTNEED/REMOVE) and munmap() of registered memory wait until the engine
+ * has read the event, so keep the engine running (or keep calling
+ * fl_engine_process() from another thread) while the process does those.
+ * Do not turn events off lightly: without EVENT_FORK a forked child's lazy
+ * pages are zero-filled by the kernel, which is exactly what faultline
+ * exists to prevent.
  */
 #ifndef FAULTLINE_ENGINE_H
 #define FAULTLINE_ENGINE_H
