@@ -56,6 +56,13 @@ int fl__tkill(pid_t tgid, pid_t tid, int sig);
 int fl__open(const char *path, int flags, int *ret_fd);
 int fl__close(int fd);
 uint64_t fl__now_ns(void);
+int fl__mkstemp(char *tmpl, int *ret_fd);
+int fl__fallocate(int fd, uint64_t len);
+int fl__ftruncate(int fd, uint64_t len);
+int fl__fsync(int fd);
+int fl__unlink(const char *path);
+int fl__rename_durable(const char *from, const char *to, bool sync_dir);
+int fl__realpath(const char *path, char *out, size_t len);
 
 /* ---- feature.c --------------------------------------------------------- */
 uint64_t fl__features_newer_than_6_1(void);

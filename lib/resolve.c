@@ -160,6 +160,7 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 		.offset = r->store_offset + first * psz,
 		.buf = w->buf,
 		.len = count * psz,
+		.flags_in = (source == FL_SRC_DEMAND || source == FL_SRC_POPULATE) ? FL_STORE_URGENT : 0,
 	};
 	ret = fl_store_read(r->store, &iov, 1);
 	if (ret) {

@@ -13,6 +13,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -167,4 +170,76 @@ uint64_t fl__now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int fl__mkstemp(char *tmpl, int *ret_fd)
+{
+	int fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	*ret_fd = fd;
+	return 0;
+}
+
+int fl__fallocate(int fd, uint64_t len)
+{
+	int r = posix_fallocate(fd, 0, (off_t)len);
+	/* Filesystems without fallocate just don't reserve. */
+	if (r == EOPNOTSUPP || r == EINVAL)
+		return 0;
+	return -r;
+}
+
+int fl__ftruncate(int fd, uint64_t len)
+{
+	return ftruncate(fd, (off_t)len) ? -errno : 0;
+}
+
+int fl__fsync(int fd)
+{
+	return fsync(fd) ? -errno : 0;
+}
+
+int fl__unlink(const char *path)
+{
+	return unlink(path) ? -errno : 0;
+}
+
+int fl__rename_durable(const char *from, const char *to, bool sync_dir)
+{
+	char dir[PATH_MAX];
+	char *slash;
+	int dfd;
+
+	if (rename(from, to))
+		return -errno;
+	if (!sync_dir)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", to);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (fsync(dfd)) {
+		int r = -errno;
+		close(dfd);
+		return r;
+	}
+	close(dfd);
+	return 0;
+}
+
+int fl__realpath(const char *path, char *out, size_t len)
+{
+	char buf[PATH_MAX];
+	if (!realpath(path, buf))
+		return -errno;
+	if (strlen(buf) >= len)
+		return -ENAMETOOLONG;
+	memcpy(out, buf, strlen(buf) + 1);
+	return 0;
 }

@@ -35,6 +35,7 @@ extern "C" {
 #define FL_VERSION_MAJOR 0
 #define FL_VERSION_MINOR 1
 #define FL_VERSION_PATCH 0
+#define FL_VERSION_STRING "0.1.0"
 
 /* Returns the library's version as "MAJOR.MINOR.PATCH". */
 FL_API const char *fl_version(void);

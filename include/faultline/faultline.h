@@ -9,5 +9,6 @@
 #include <faultline/engine.h>
 #include <faultline/region.h>
 #include <faultline/guard.h>
+#include <faultline/image.h>
 
 #endif

@@ -21,10 +21,14 @@ struct fl_store_iov {
 	uint64_t offset;	/* byte offset in the store (page-aligned) */
 	void *buf;		/* destination, `len` bytes */
 	size_t len;
+	uint32_t flags_in;	/* FL_STORE_URGENT: a thread is blocked on this read */
 	uint32_t flags_out;	/* FL_STORE_ZERO if the store knows the range is all zeros */
 	int result;		/* per-request result: 0, or -errno */
 };
 #define FL_STORE_ZERO (1u << 0)
+/* Demand faults are urgent; prefetch and background fill are not. Remote
+ * stores serve urgent reads ahead of queued background work. */
+#define FL_STORE_URGENT (1u << 0)
 
 #define FL_STORE_OPS_VERSION 1
 

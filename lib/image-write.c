@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The streaming image writer: pages in any order, from several threads,
+ * into a temporary file that becomes the image only when complete.
+ */
+#include "image-format.h"
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <lz4.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+struct fl_image_writer {
+	pthread_mutex_t mu;
+	char path[PATH_MAX];
+	char tmp[PATH_MAX];
+	int fd;
+	unsigned flags;
+	uint32_t page_size;
+	struct fl__img_header hdr;
+	struct fl__img_region *table;
+	uint32_t nregions;
+	struct fl__img_page *index;	/* allocated at the first put */
+	uint64_t total_pages;
+	uint64_t cursor;		/* next free data byte */
+	uint64_t reserve;
+	struct fl_image *parent;
+	char *lz4buf;
+	int err;			/* first error: the image is doomed */
+};
+
+uint64_t fl__img_header_csum(const struct fl__img_header *h)
+{
+	struct fl__img_header c = *h;
+	c.header_csum = 0;
+	return XXH3_64bits(&c, sizeof(c));
+}
+
+uint64_t fl__img_end_csum(const struct fl__img_end *e)
+{
+	struct fl__img_end c = *e;
+	c.end_csum = 0;
+	return XXH3_64bits(&c, sizeof(c));
+}
+
+void fl__img_content_id(const struct fl__img_region *table, uint32_t nregions,
+			const struct fl__img_page *index, uint64_t total_pages, uint8_t id[16])
+{
+	XXH3_state_t *st = XXH3_createState();
+	XXH128_hash_t h;
+	XXH128_canonical_t c;
+
+	if (!st) {
+		memset(id, 0, 16);
+		return;
+	}
+	XXH3_128bits_reset(st);
+	for (uint32_t i = 0; i < nregions; i++) {
+		/* Layout, not placement: the address a region had is not content. */
+		XXH3_128bits_update(st, &table[i].length, sizeof(table[i].length));
+		XXH3_128bits_update(st, &table[i].npages, sizeof(table[i].npages));
+	}
+	for (uint64_t p = 0; p < total_pages; p++) {
+		uint8_t kind = index[p].kind;
+		XXH3_128bits_update(st, &kind, 1);
+		if (kind == FL_PAGE_DATA)
+			XXH3_128bits_update(st, &index[p].csum, sizeof(index[p].csum));
+	}
+	h = XXH3_128bits_digest(st);
+	XXH3_freeState(st);
+	XXH128_canonicalFromHash(&c, h);
+	memcpy(id, c.digest, 16);
+}
+
+int fl_image_writer_new(const char *path, const struct fl_image_writer_opts *opts,
+			struct fl_image_writer **ret_writer)
+{
+	struct fl_image_writer_opts o;
+	struct fl_image_writer *w;
+	char dir[PATH_MAX], base[PATH_MAX];
+	int r;
+
+	if (!path || !ret_writer || (opts && !opts->sz) || strlen(path) + 32 >= PATH_MAX)
+		return -EINVAL;
+	FL_OPTS_COPY(o, opts);
+	if (o.flags & ~(FL_IMAGE_LZ4 | FL_IMAGE_NO_SYNC))
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_init(&w->mu, NULL);
+	w->fd = -1;
+	w->flags = o.flags;
+	w->page_size = FL_PAGE_SIZE;
+	w->cursor = FL_IMG_HEADER_SIZE;
+	w->reserve = o.reserve_bytes;
+	snprintf(w->path, sizeof(w->path), "%s", path);
+	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(base, sizeof(base), "%s", path);
+	snprintf(w->tmp, sizeof(w->tmp), "%s/.%s.tmp.XXXXXX", dirname(dir), basename(base));
+
+	memcpy(w->hdr.magic, FL_IMG_MAGIC, 8);
+	w->hdr.version = FL_IMG_VERSION;
+	w->hdr.page_size = w->page_size;
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		w->hdr.created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	}
+	snprintf(w->hdr.creator, sizeof(w->hdr.creator), "%s", o.creator ? o.creator : "libfaultline " FL_VERSION_STRING);
+	if (o.flags & FL_IMAGE_LZ4) {
+		w->hdr.flags |= FL_IMG_F_LZ4;
+		w->lz4buf = malloc((size_t)LZ4_compressBound((int)w->page_size));
+		if (!w->lz4buf) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	if (o.parent) {
+		struct fl_image_info info = { .sz = sizeof(info) };
+		char rel[PATH_MAX];
+		r = fl_image_open(o.parent, 0, &w->parent);
+		if (r)
+			goto fail;
+		fl_image_info(w->parent, &info);
+		memcpy(w->hdr.parent_id, info.id, 16);
+		w->hdr.flags |= FL_IMG_F_INCREMENTAL;
+		/* Recorded relative to the child's directory when they share it. */
+		r = fl__img_relpath(o.parent, path, rel, sizeof(rel));
+		if (r)
+			goto fail;
+		if (strlen(rel) >= sizeof(w->hdr.parent_path)) {
+			r = -ENAMETOOLONG;
+			goto fail;
+		}
+		snprintf(w->hdr.parent_path, sizeof(w->hdr.parent_path), "%s", rel);
+	}
+	r = fl__mkstemp(w->tmp, &w->fd);
+	if (r)
+		goto fail;
+	*ret_writer = w;
+	return 0;
+fail:
+	fl_image_writer_abort(w);
+	return r;
+}
+
+int fl_image_writer_add_region(struct fl_image_writer *w, const struct fl_image_region *region)
+{
+	struct fl__img_region *t, *nr;
+	int r;
+
+	if (!w || !region || !region->length || region->length % w->page_size)
+		return -EINVAL;
+	pthread_mutex_lock(&w->mu);
+	if (w->index || w->nregions >= FL_IMG_MAX_REGIONS) {
+		pthread_mutex_unlock(&w->mu);
+		return -EBUSY; /* regions first, then pages */
+	}
+	t = realloc(w->table, (w->nregions + 1) * sizeof(*t));
+	if (!t) {
+		pthread_mutex_unlock(&w->mu);
+		return -ENOMEM;
+	}
+	w->table = t;
+	nr = &t[w->nregions];
+	memset(nr, 0, sizeof(*nr));
+	nr->start = region->start;
+	nr->length = region->length;
+	nr->prot = region->prot;
+	nr->mem = region->mem;
+	nr->first_page = w->total_pages;
+	nr->npages = region->length / w->page_size;
+	memcpy(nr->name, region->name, sizeof(nr->name));
+	nr->name[sizeof(nr->name) - 1] = '\0';
+	w->total_pages += nr->npages;
+	r = (int)w->nregions++;
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+/* Called with the lock held. */
+static int ensure_index(struct fl_image_writer *w)
+{
+	if (w->index)
+		return 0;
+	if (w->parent) {
+		/* An incremental image must have its parent's layout. */
+		struct fl_image_info info = { .sz = sizeof(info) };
+		fl_image_info(w->parent, &info);
+		if (info.nregions != w->nregions)
+			return -ESTALE;
+		for (uint32_t i = 0; i < w->nregions; i++) {
+			struct fl_image_region pr;
+			fl_image_region(w->parent, i, &pr);
+			if (pr.length != w->table[i].length)
+				return -ESTALE;
+		}
+	}
+	w->index = calloc(w->total_pages ? w->total_pages : 1, sizeof(*w->index));
+	if (!w->index)
+		return -ENOMEM;
+	if (!w->reserve)
+		w->reserve = FL_IMG_HEADER_SIZE + w->total_pages * (w->page_size + sizeof(struct fl__img_page)) +
+			     w->nregions * sizeof(struct fl__img_region) + 2 * w->page_size;
+	/* Reserve the space now: a full disk fails here, not half-way. */
+	return fl__fallocate(w->fd, w->reserve);
+}
+
+static bool is_zero(const uint8_t *p, size_t len)
+{
+	const uint64_t *q = (const uint64_t *)(const void *)p;
+	for (size_t i = 0; i < len / 8; i++)
+		if (q[i])
+			return false;
+	return true;
+}
+
+static int put_locked(struct fl_image_writer *w, unsigned region, uint64_t first, uint64_t npages,
+		      const uint8_t *data)
+{
+	struct fl__img_region *rg;
+	uint32_t ps = w->page_size;
+	int r;
+
+	if (w->err)
+		return w->err;
+	r = ensure_index(w);
+	if (r)
+		return w->err = r;
+	if (region >= w->nregions)
+		return -EINVAL;
+	rg = &w->table[region];
+	if (first > rg->npages || npages > rg->npages - first)
+		return -ERANGE;
+	for (uint64_t i = 0; i < npages;) {
+		struct fl__img_page *pg = &w->index[rg->first_page + first + i];
+		const uint8_t *src = data ? data + i * ps : NULL;
+		uint64_t run = 1;
+
+		if (!src || is_zero(src, ps)) {
+			*pg = (struct fl__img_page){ .kind = FL_PAGE_ZERO };
+			i++;
+			continue;
+		}
+		if (w->flags & FL_IMAGE_LZ4) {
+			int clen = LZ4_compress_default((const char *)src, w->lz4buf, (int)ps,
+							LZ4_compressBound((int)ps));
+			if (clen > 0 && (uint32_t)clen < ps - ps / 8) {
+				r = fl__pwrite_full(w->fd, w->lz4buf, (size_t)clen, w->cursor);
+				if (r)
+					return w->err = r;
+				*pg = (struct fl__img_page){ .kind = FL_PAGE_DATA, .comp = FL_IMG_COMP_LZ4,
+					.stored_len = (uint32_t)clen, .offset = w->cursor,
+					.csum = XXH3_64bits(src, ps) };
+				w->cursor += (uint64_t)clen;
+				i++;
+				continue;
+			}
+		} else {
+			/* One pwrite for a run of non-zero pages. */
+			while (i + run < npages && !is_zero(src + run * ps, ps))
+				run++;
+		}
+		/* Uncompressed data is page-aligned: it can be mapped from the file. */
+		w->cursor = (w->cursor + ps - 1) / ps * ps;
+		r = fl__pwrite_full(w->fd, src, run * ps, w->cursor);
+		if (r)
+			return w->err = r;
+		for (uint64_t k = 0; k < run; k++) {
+			w->index[rg->first_page + first + i + k] = (struct fl__img_page){
+				.kind = FL_PAGE_DATA, .comp = FL_IMG_COMP_NONE, .stored_len = ps,
+				.offset = w->cursor + k * ps, .csum = XXH3_64bits(src + k * ps, ps) };
+		}
+		w->cursor += run * ps;
+		i += run;
+	}
+	return 0;
+}
+
+int fl_image_writer_put(struct fl_image_writer *w, unsigned region, uint64_t first, uint64_t npages,
+			const void *data)
+{
+	int r;
+	if (!w || !data)
+		return -EINVAL;
+	pthread_mutex_lock(&w->mu);
+	r = put_locked(w, region, first, npages, data);
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+int fl_image_writer_put_zero(struct fl_image_writer *w, unsigned region, uint64_t first, uint64_t npages)
+{
+	int r;
+	if (!w)
+		return -EINVAL;
+	pthread_mutex_lock(&w->mu);
+	r = put_locked(w, region, first, npages, NULL);
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+int fl_image_writer_finish(struct fl_image_writer *w, uint8_t ret_id[FL_IMAGE_ID_LEN])
+{
+	struct fl__img_end end = { 0 };
+	uint64_t table_bytes, index_bytes;
+	XXH3_state_t *st;
+	int r;
+
+	if (!w)
+		return -EINVAL;
+	pthread_mutex_lock(&w->mu);
+	r = w->err ? w->err : ensure_index(w);
+	pthread_mutex_unlock(&w->mu);
+	if (r)
+		goto fail;
+	table_bytes = (uint64_t)w->nregions * sizeof(*w->table);
+	index_bytes = w->total_pages * sizeof(*w->index);
+	w->hdr.nregions = w->nregions;
+	w->hdr.total_pages = w->total_pages;
+	w->hdr.data_off = FL_IMG_HEADER_SIZE;
+	w->hdr.data_end = w->cursor;
+	w->hdr.table_off = (w->cursor + 7) / 8 * 8;
+	w->hdr.index_off = w->hdr.table_off + table_bytes;
+	w->hdr.end_off = w->hdr.index_off + index_bytes;
+	fl__img_content_id(w->table, w->nregions, w->index, w->total_pages, w->hdr.id);
+
+	memcpy(end.magic, FL_IMG_END_MAGIC, 8);
+	st = XXH3_createState();
+	if (!st) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	XXH3_64bits_reset(st);
+	XXH3_64bits_update(st, w->table, table_bytes);
+	XXH3_64bits_update(st, w->index, index_bytes);
+	end.index_csum = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	end.total_pages = w->total_pages;
+	end.file_size = w->hdr.end_off + sizeof(end);
+	memcpy(end.id, w->hdr.id, 16);
+	end.end_csum = fl__img_end_csum(&end);
+	w->hdr.header_csum = fl__img_header_csum(&w->hdr);
+
+	if (table_bytes)
+		r = fl__pwrite_full(w->fd, w->table, table_bytes, w->hdr.table_off);
+	if (!r && index_bytes)
+		r = fl__pwrite_full(w->fd, w->index, index_bytes, w->hdr.index_off);
+	if (!r)
+		r = fl__pwrite_full(w->fd, &end, sizeof(end), w->hdr.end_off);
+	if (!r) {
+		uint8_t hdr[FL_IMG_HEADER_SIZE] = { 0 };
+		memcpy(hdr, &w->hdr, sizeof(w->hdr));
+		r = fl__pwrite_full(w->fd, hdr, sizeof(hdr), 0);
+	}
+	if (!r)
+		r = fl__ftruncate(w->fd, end.file_size);	/* give back the unused reserve */
+	if (!r && !(w->flags & FL_IMAGE_NO_SYNC))
+		r = fl__fsync(w->fd);
+	if (!r)
+		r = fl__rename_durable(w->tmp, w->path, !(w->flags & FL_IMAGE_NO_SYNC));
+	if (r)
+		goto fail;
+	w->tmp[0] = '\0';	/* renamed: nothing to clean up */
+	if (ret_id)
+		memcpy(ret_id, w->hdr.id, FL_IMAGE_ID_LEN);
+	fl_image_writer_abort(w);
+	return 0;
+fail:
+	fl_image_writer_abort(w);
+	return r;
+}
+
+struct fl_image_writer *fl_image_writer_abort(struct fl_image_writer *w)
+{
+	if (!w)
+		return NULL;
+	fl__close(w->fd);
+	if (w->tmp[0] && w->fd >= 0)
+		fl__unlink(w->tmp);
+	fl_image_close(w->parent);
+	free(w->table);
+	free(w->index);
+	free(w->lz4buf);
+	pthread_mutex_destroy(&w->mu);
+	free(w);
+	return NULL;
+}
+
+int fl_image_write_ranges(const char *path, const struct fl_range *ranges, unsigned n,
+			  const struct fl_image_writer_opts *opts)
+{
+	struct fl_image_writer *w;
+	int r;
+
+	if (!ranges && n)
+		return -EINVAL;
+	r = fl_image_writer_new(path, opts, &w);
+	if (r)
+		return r;
+	for (unsigned i = 0; i < n && r >= 0; i++) {
+		struct fl_image_region reg = { .start = ranges[i].start, .length = ranges[i].len,
+					       .prot = 3, .mem = FL_MEM_ANON };
+		snprintf(reg.name, sizeof(reg.name), "range%u", i);
+		r = fl_image_writer_add_region(w, &reg);
+	}
+	for (unsigned i = 0; i < n && r >= 0; i++)
+		r = fl_image_writer_put(w, i, 0, ranges[i].len / FL_PAGE_SIZE,
+					(const void *)(uintptr_t)ranges[i].start);
+	if (r < 0) {
+		fl_image_writer_abort(w);
+		return r;
+	}
+	return fl_image_writer_finish(w, NULL);
+}
