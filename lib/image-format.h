@@ -47,7 +47,7 @@ struct fl__img_header {
 	uint64_t data_off;
 	uint64_t data_end;
 	uint64_t reserved[9];
-	uint64_t header_csum;	/* XXH3-64 of this struct with header_csum = 0 */
+	uint64_t header_csum;	/* XXH3-64 of the whole 4 KiB header block with this field = 0 */
 } __attribute__((packed));
 
 struct fl__img_region {
@@ -91,7 +91,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "v1 images are little-e
 int fl__img_relpath(const char *parent, const char *child, char *out, size_t len);
 /* Resolve a recorded parent path against the child's path. */
 int fl__img_parent_path(const char *child, const char *recorded, char *out, size_t len);
-uint64_t fl__img_header_csum(const struct fl__img_header *h);
+uint64_t fl__img_header_csum(const uint8_t block[FL_IMG_HEADER_SIZE]);
 uint64_t fl__img_end_csum(const struct fl__img_end *e);
 void fl__img_content_id(const struct fl__img_region *table, uint32_t nregions,
 			const struct fl__img_page *index, uint64_t total_pages, uint8_t id[16]);

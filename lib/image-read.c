@@ -164,14 +164,19 @@ static int open_depth(const char *path, unsigned flags, unsigned depth, struct f
 		}
 		goto fail;
 	}
-	r = fl__pread_full(img->fd, &img->hdr, sizeof(img->hdr), 0);
-	if (r)
-		goto fail;
-	if (memcmp(img->hdr.magic, FL_IMG_MAGIC, 8) || img->hdr.version != FL_IMG_VERSION) {
-		r = -EPROTO;
-		goto fail;
+	{
+		uint8_t block[FL_IMG_HEADER_SIZE];
+		r = fl__pread_full(img->fd, block, sizeof(block), 0);
+		if (r)
+			goto fail;
+		memcpy(&img->hdr, block, sizeof(img->hdr));
+		if (memcmp(img->hdr.magic, FL_IMG_MAGIC, 8) || img->hdr.version != FL_IMG_VERSION) {
+			r = -EPROTO;
+			goto fail;
+		}
+		csum = fl__img_header_csum(block);
 	}
-	if (fl__img_header_csum(&img->hdr) != img->hdr.header_csum) {
+	if (csum != img->hdr.header_csum) {
 		r = -EBADMSG;
 		goto fail;
 	}

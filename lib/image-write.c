@@ -34,11 +34,13 @@ struct fl_image_writer {
 	int err;			/* first error: the image is doomed */
 };
 
-uint64_t fl__img_header_csum(const struct fl__img_header *h)
+uint64_t fl__img_header_csum(const uint8_t block[FL_IMG_HEADER_SIZE])
 {
-	struct fl__img_header c = *h;
-	c.header_csum = 0;
-	return XXH3_64bits(&c, sizeof(c));
+	/* The whole 4 KiB block, padding included: any flipped byte shows. */
+	uint8_t c[FL_IMG_HEADER_SIZE];
+	memcpy(c, block, sizeof(c));
+	memset(c + offsetof(struct fl__img_header, header_csum), 0, sizeof(uint64_t));
+	return XXH3_64bits(c, sizeof(c));
 }
 
 uint64_t fl__img_end_csum(const struct fl__img_end *e)
@@ -346,7 +348,6 @@ int fl_image_writer_finish(struct fl_image_writer *w, uint8_t ret_id[FL_IMAGE_ID
 	end.file_size = w->hdr.end_off + sizeof(end);
 	memcpy(end.id, w->hdr.id, 16);
 	end.end_csum = fl__img_end_csum(&end);
-	w->hdr.header_csum = fl__img_header_csum(&w->hdr);
 
 	if (table_bytes)
 		r = fl__pwrite_full(w->fd, w->table, table_bytes, w->hdr.table_off);
@@ -356,6 +357,8 @@ int fl_image_writer_finish(struct fl_image_writer *w, uint8_t ret_id[FL_IMAGE_ID
 		r = fl__pwrite_full(w->fd, &end, sizeof(end), w->hdr.end_off);
 	if (!r) {
 		uint8_t hdr[FL_IMG_HEADER_SIZE] = { 0 };
+		memcpy(hdr, &w->hdr, sizeof(w->hdr));
+		w->hdr.header_csum = fl__img_header_csum(hdr);
 		memcpy(hdr, &w->hdr, sizeof(w->hdr));
 		r = fl__pwrite_full(w->fd, hdr, sizeof(hdr), 0);
 	}

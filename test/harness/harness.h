@@ -48,14 +48,14 @@ int t_main(int argc, char **argv, const struct t_case *cases, size_t n);
 		long long _a = (long long)(a), _b = (long long)(b);            \
 		if (_a != _b)                                                  \
 			t_fail_at(__FILE__, __LINE__, #a " == " #b,            \
-				  "%lld != %lld", _a, _b);                     \
+				  " %lld != %lld", _a, _b);                     \
 	} while (0)
 /* Assert a faultline call returned >= 0; prints strerror on failure. */
 #define T_OK(expr)                                                             \
 	do {                                                                   \
 		long long _r = (long long)(expr);                              \
 		if (_r < 0)                                                    \
-			t_fail_at(__FILE__, __LINE__, #expr, "returned %lld (%s)", \
+			t_fail_at(__FILE__, __LINE__, #expr, " returned %lld (%s)", \
 				  _r, strerror((int)-_r));                     \
 	} while (0)
 
