@@ -23,6 +23,7 @@ struct fl__space {
 	uint64_t features;
 	_Atomic bool dead;		/* ESRCH seen: the mm is gone */
 	bool forked;			/* created by a FORK event: owns its regions */
+	_Atomic bool paused;		/* adopted: not served until fl_engine_wake_all() */
 	struct fl__entry *entries;	/* sorted by start, non-overlapping */
 	size_t nentries, cap;
 };
@@ -62,6 +63,7 @@ struct fl_engine {
 	pthread_cond_t filler_cv;
 	_Atomic unsigned demand_inflight;	/* filler yields while > 0 */
 	_Atomic uint64_t filler_gen;
+	_Atomic uint64_t index_gen;	/* bumped on every index change */
 	struct fl__worker embedded_worker;
 	pthread_mutex_t embedded_mu;
 	/* counters */
@@ -126,11 +128,13 @@ void fl__region_unmap_ranges(struct fl_region *r, const struct fl_range *ranges,
 /* resolve.c */
 void fl__handle_fault(struct fl_engine *e, struct fl__space *sp, const struct fl__entry *ent,
 		      const struct uffd_msg *msg, uint64_t t0, struct fl__worker *w);
-void fl__fail_unowned(struct fl_engine *e, struct fl__space *sp, const struct uffd_msg *msg);
+void fl__fail_unowned(struct fl_engine *e, struct fl__space *sp, const struct uffd_msg *msg, bool stale);
 int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, uint64_t first, uint64_t count,
 		      uint64_t fault_page, struct fl__worker *w, int source);
 int fl__fill_step(struct fl_region *r, struct fl__worker *w);
 int64_t fl__poison_unresolved(struct fl_region *r);
+/* Poison one page of a region (no faulting thread to signal). */
+void fl__poison_page(struct fl_region *r, struct fl__space *sp, uint64_t base, uint64_t page);
 void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count);
 
 /* bitmap helpers */

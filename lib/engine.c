@@ -168,6 +168,7 @@ int fl__engine_add_region(struct fl_engine *e, struct fl__space *sp, struct fl_r
 	ret = index_insert(sp, &ent);
 	if (!ret)
 		e->regions[e->nregions++] = r;
+	atomic_fetch_add(&e->index_gen, 1);
 	pthread_rwlock_unlock(&e->lock);
 	if (!ret && (r->flags & FL_REGION_BACKGROUND))
 		fl__engine_kick_filler(e);
@@ -203,6 +204,7 @@ size_t fl__engine_remove_region(struct fl_engine *e, struct fl_region *r, struct
 			i++;
 		}
 	}
+	atomic_fetch_add(&e->index_gen, 1);
 	pthread_rwlock_unlock(&e->lock);
 	*ret = ranges;
 	return n;
@@ -330,7 +332,7 @@ static void handle_remove(struct fl_engine *e, struct fl__space *sp, uint64_t st
 }
 
 static void dispatch(struct fl_engine *e, struct fl__space *sp, const struct uffd_msg *m,
-		     uint64_t t0, struct fl__worker *w)
+		     uint64_t t0, uint64_t gen, struct fl__worker *w)
 {
 	struct fl__entry ent;
 	bool found;
@@ -345,7 +347,7 @@ static void dispatch(struct fl_engine *e, struct fl__space *sp, const struct uff
 		if (found)
 			fl__handle_fault(e, sp, &ent, m, t0, w);
 		else
-			fl__fail_unowned(e, sp, m);
+			fl__fail_unowned(e, sp, m, gen != atomic_load(&e->index_gen));
 		pthread_rwlock_unlock(&e->lock);
 		break;
 	case UFFD_EVENT_FORK:
@@ -368,11 +370,15 @@ static void dispatch(struct fl_engine *e, struct fl__space *sp, const struct uff
 /* Read and handle one batch from a space. Returns messages handled, or -errno. */
 static int service_space(struct fl_engine *e, struct fl__space *sp, struct fl__worker *w)
 {
-	uint64_t t0;
+	uint64_t t0, gen;
 	int n;
 
-	if (atomic_load_explicit(&sp->dead, memory_order_relaxed))
+	if (atomic_load_explicit(&sp->dead, memory_order_relaxed) ||
+	    atomic_load_explicit(&sp->paused, memory_order_relaxed))
 		return 0;
+	/* The index generation before the read: a fault that finds no region
+	 * may have been queued before a region went away (stale). */
+	gen = atomic_load(&e->index_gen);
 	n = fl_uffd_read(sp->uffd, w->msgs, w->batch);
 	if (n <= 0)
 		return n == -EAGAIN ? 0 : n;
@@ -381,7 +387,7 @@ static int service_space(struct fl_engine *e, struct fl__space *sp, struct fl__w
 	atomic_fetch_add_explicit(&e->reads, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&e->messages, (uint64_t)n, memory_order_relaxed);
 	for (int i = 0; i < n; i++)
-		dispatch(e, sp, &w->msgs[i], t0, w);
+		dispatch(e, sp, &w->msgs[i], t0, gen, w);
 	atomic_fetch_sub_explicit(&e->demand_inflight, 1, memory_order_relaxed);
 	return n;
 }
@@ -427,7 +433,7 @@ static void *handler_main(void *arg)
 		pfd[n++] = (struct pollfd){ .fd = e->stop_fd, .events = POLLIN };
 		pfd[n++] = (struct pollfd){ .fd = t->wake_fd, .events = POLLIN };
 		for (size_t i = 0; i < e->nspaces; i++) {
-			if (atomic_load(&e->spaces[i]->dead))
+			if (atomic_load(&e->spaces[i]->dead) || atomic_load(&e->spaces[i]->paused))
 				continue;
 			sps[n] = e->spaces[i];
 			pfd[n++] = (struct pollfd){ .fd = e->spaces[i]->uffd, .events = POLLIN };
@@ -565,6 +571,15 @@ int fl_engine_new(const struct fl_engine_opts *opts, struct fl_engine **ret_engi
 			UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
 	want &= avail;
 	r = fl_uffd_api(uffd, want, &got, NULL);
+	if (r == -EPERM && (want & UFFD_FEATURE_EVENT_FORK)) {
+		/* EVENT_FORK needs CAP_SYS_PTRACE. UFFDIO_API may be tried
+		 * again after a refused handshake; without the event a
+		 * child's copy of lazy memory is left unregistered, so warn. */
+		want &= ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
+		fl__log(&e->log, FL_LOG_WARN, "EVENT_FORK refused (no CAP_SYS_PTRACE): forked children "
+			"will not be served");
+		r = fl_uffd_api(uffd, want, &got, NULL);
+	}
 	if (r)
 		goto fail;
 	e->features = want;
@@ -673,12 +688,9 @@ struct fl_engine *fl_engine_free(struct fl_engine *e)
 		struct fl_region *r = e->regions[e->nregions - 1];
 		if (!r->mapped_here && !atomic_load(&r->space->dead))
 			fl__poison_unresolved(r);
-		e->nregions--;
-		r->engine = NULL;
-		if (r->space && r->space->forked)
-			fl__region_destroy(r);
-		else
-			fl__region_destroy(r);
+		/* fl_region_free() unregisters before unmapping, so munmap
+		 * raises no UNMAP event nobody is left to read. */
+		fl_region_free(r);
 	}
 	for (size_t i = 0; i < e->nspaces; i++) {
 		fl__close(e->spaces[i]->uffd);
@@ -719,7 +731,7 @@ int fl_engine_process(struct fl_engine *e, int timeout_ms)
 	pthread_mutex_lock(&e->embedded_mu);
 	pthread_rwlock_rdlock(&e->lock);
 	for (size_t i = 0; i < e->nspaces && n < FL_ARRAY_SIZE(pfd); i++) {
-		if (atomic_load(&e->spaces[i]->dead))
+		if (atomic_load(&e->spaces[i]->dead) || atomic_load(&e->spaces[i]->paused))
 			continue;
 		sps[n] = e->spaces[i];
 		pfd[n++] = (struct pollfd){ .fd = e->spaces[i]->uffd, .events = POLLIN };
@@ -759,10 +771,11 @@ int fl_engine_adopt(struct fl_engine *e, int uffd, pid_t pid, uint64_t features)
 		fcntl(uffd, F_SETFL, flags | O_NONBLOCK);
 	pthread_rwlock_wrlock(&e->lock);
 	r = add_space(e, uffd, pid, features, false, &sp);
+	if (!r)
+		atomic_store(&sp->paused, true);
 	pthread_rwlock_unlock(&e->lock);
 	if (r)
 		return r;
-	wake_threads(e);
 	return sp->id;
 }
 
@@ -779,10 +792,13 @@ int fl_engine_wake_all(struct fl_engine *e, int space)
 		pthread_rwlock_unlock(&e->lock);
 		return -ENOENT;
 	}
+	/* Serve first, then wake: every re-delivered fault finds its region. */
+	atomic_store(&sp->paused, false);
 	for (size_t i = 0; i < sp->nentries && !r; i++)
 		r = fl_uffd_wake(sp->uffd, (void *)(uintptr_t)sp->entries[i].start,
 				 sp->entries[i].end - sp->entries[i].start);
 	pthread_rwlock_unlock(&e->lock);
+	wake_threads(e);
 	return r;
 }
 

@@ -33,16 +33,25 @@ struct poison_ctx {
 
 static int poison_run(int uffd, uint64_t start, uint64_t end, int64_t *total)
 {
+	uint64_t psz = FL_PAGE_SIZE;
+
 	while (start < end) {
 		size_t done = 0;
 		int r = fl_uffd_poison(uffd, (void *)(uintptr_t)start, end - start, 0, &done);
-		*total += (int64_t)(done / FL_PAGE_SIZE);
+		*total += (int64_t)(done / psz);
 		start += done;
 		if (r == 0)
 			break;
+		if (r == -EINVAL && psz == FL_PAGE_SIZE && end % FL_HPAGE_SIZE == 0) {
+			/* hugetlbfs takes huge pages only; an unaligned start is
+			 * inside a huge page just found present (EEXIST). */
+			psz = FL_HPAGE_SIZE;
+			start = (start + FL_HPAGE_SIZE - 1) & ~(uint64_t)(FL_HPAGE_SIZE - 1);
+			continue;
+		}
 		if (r != -EEXIST)
 			return r;
-		start += FL_PAGE_SIZE;
+		start += psz;
 	}
 	return 0;
 }
@@ -141,6 +150,10 @@ static void *guard_main(void *arg)
 			if (fl__pidfd_open(pid, &nfd) == 0) {
 				pidfd = nfd;
 				atomic_store(&g->state, FL_GUARD_WATCHING);
+			} else {
+				/* Already gone: as if it had just died. */
+				atomic_store(&g->state, FL_GUARD_WAITING);
+				deadline = fl__now_ns() + (uint64_t)g->timeout_ms * 1000000ull;
 			}
 			continue;
 		}

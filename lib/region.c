@@ -70,6 +70,10 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 		return -EINVAL;	/* MINOR needs a page cache: shmem or hugetlbfs */
 	if ((o.flags & FL_REGION_PRIVATE) && o.mode != FL_MODE_MINOR)
 		return -EINVAL;
+	if (!(o.flags & FL_REGION_MEMFD))
+		o.memfd = -1;
+	else if (o.memfd < 0 || o.mem == FL_MEM_ANON)
+		return -EINVAL;
 	if (foreign && (!o.addr || o.space <= 0 || (o.mode == FL_MODE_MINOR && o.memfd < 0)))
 		return -EINVAL;
 	if (o.mode == FL_MODE_MINOR) {
@@ -316,11 +320,25 @@ int fl_region_populate(struct fl_region *r, uint64_t offset, size_t len)
 	ret = fl__worker_init(&w, (size_t)FL_MIN(last - first, 512) * r->page_size, 1);
 	if (ret)
 		return ret;
-	for (uint64_t p = first; p < last && !ret;) {
+	for (uint64_t p = first; p < last;) {
 		uint64_t n = FL_MIN(last - p, 512);
+		int rr;
 		pthread_rwlock_rdlock(&r->engine->lock);
-		ret = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, p, n, p, &w, FL_SRC_POPULATE);
+		rr = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, p, n, p, &w, FL_SRC_POPULATE);
+		if (rr && rr != -EAGAIN && rr != -ESRCH && rr != -ENOENT) {
+			/* Page by page: deliver what can be, poison what cannot. */
+			for (uint64_t q = p; q < p + n; q++) {
+				int pr = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, q, 1, q, &w,
+							   FL_SRC_POPULATE);
+				if (pr && pr != -EAGAIN && pr != -ESRCH && pr != -ENOENT)
+					fl__poison_page(r, r->space, (uintptr_t)r->addr, q);
+			}
+		}
 		pthread_rwlock_unlock(&r->engine->lock);
+		if (rr && !ret)
+			ret = rr;
+		if (rr == -ESRCH || rr == -ENOENT)
+			break;
 		p += n;
 	}
 	fl__worker_fini(&w);

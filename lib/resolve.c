@@ -51,11 +51,32 @@ static void fail_page(struct fl_engine *e, struct fl__space *sp, uint64_t addr, 
 	}
 }
 
-void fl__fail_unowned(struct fl_engine *e, struct fl__space *sp, const struct uffd_msg *msg)
+void fl__fail_unowned(struct fl_engine *e, struct fl__space *sp, const struct uffd_msg *msg, bool stale)
 {
 	uint64_t addr = msg->arg.pagefault.address & ~(uint64_t)(FL_PAGE_SIZE - 1);
+	int r;
 
+	if (stale) {
+		/* Queued before a region went away: the thread may already
+		 * have its page, or its memory is gone. Waking it makes it
+		 * fault again against the current layout. */
+		fl_uffd_wake(sp->uffd, (void *)(uintptr_t)addr, FL_PAGE_SIZE);
+		return;
+	}
 	atomic_fetch_add_explicit(&e->unowned_faults, 1, memory_order_relaxed);
+	/* A hugetlbfs range only accepts huge-page-sized poison. */
+	r = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)addr, FL_PAGE_SIZE, 0, NULL);
+	if (r == -EINVAL) {
+		uint64_t haddr = msg->arg.pagefault.address & ~(uint64_t)(FL_HPAGE_SIZE - 1);
+		r = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)haddr, FL_HPAGE_SIZE, 0, NULL);
+	}
+	if (r == 0 || r == -EEXIST) {
+		if (r == -EEXIST)
+			fl_uffd_wake(sp->uffd, (void *)(uintptr_t)addr, FL_PAGE_SIZE);
+		fl__log(&e->log, FL_LOG_WARN, "fault at 0x%llx outside every region of space %d: poisoned",
+			(unsigned long long)msg->arg.pagefault.address, sp->id);
+		return;
+	}
 	fl__log(&e->log, FL_LOG_WARN, "fault at 0x%llx outside every region of space %d: failing it closed",
 		(unsigned long long)msg->arg.pagefault.address, sp->id);
 	fail_page(e, sp, addr, FL_PAGE_SIZE, fl_msg_fault_tid(msg));
@@ -224,11 +245,12 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 		p = q;
 	}
 
-	if (!minor) {
-		atomic_fetch_add_explicit(&r->pages_copy, data_pages, memory_order_relaxed);
-		atomic_fetch_add_explicit(&r->pages_zero, zero_pages, memory_order_relaxed);
+	/* pages_copy/pages_zero count how data was installed (into the page
+	 * cache for MINOR regions); pages_continue counts mappings made. */
+	atomic_fetch_add_explicit(&r->pages_copy, data_pages, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->pages_zero, zero_pages, memory_order_relaxed);
+	if (!minor)
 		goto done;
-	}
 map_continue:
 	ret = run_ioctl(r, sp->uffd, RUN_CONTINUE, base + first * psz, NULL, count, &exist);
 	if (ret)
@@ -359,6 +381,13 @@ int fl__fill_step(struct fl_region *r, struct fl__worker *w)
 	if (end >= r->npages)
 		atomic_store(&r->fill_done, true);
 	return ret;
+}
+
+void fl__poison_page(struct fl_region *r, struct fl__space *sp, uint64_t base, uint64_t page)
+{
+	int ret = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)(base + page * r->page_size), r->page_size, 0, NULL);
+	if (ret == 0 && !fl__bit_set(r->poisoned, page))
+		atomic_fetch_add_explicit(&r->pages_poisoned, 1, memory_order_relaxed);
 }
 
 int64_t fl__poison_unresolved(struct fl_region *r)

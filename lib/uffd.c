@@ -182,6 +182,10 @@ static int resolve_range(int uffd, enum resolve_op op, uint64_t dst, uint64_t sr
 	uint64_t done = 0;
 	int err = 0;
 
+	if (ret_done)
+		*ret_done = 0;
+	if (!len)
+		return -EINVAL;
 	while (done < len) {
 		int64_t progress = 0;
 
@@ -214,6 +218,8 @@ static int resolve_range(int uffd, enum resolve_op op, uint64_t dst, uint64_t sr
 int fl_uffd_copy(int uffd, void *dst, const void *src, size_t len, unsigned flags, size_t *ret_done)
 {
 	uint64_t mode = 0;
+	if (ret_done)
+		*ret_done = 0;
 	if (flags & ~(FL_DONTWAKE | FL_MODE_WP))
 		return -EINVAL;
 	if (flags & FL_DONTWAKE)
@@ -225,6 +231,8 @@ int fl_uffd_copy(int uffd, void *dst, const void *src, size_t len, unsigned flag
 
 int fl_uffd_zeropage(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_done)
 {
+	if (ret_done)
+		*ret_done = 0;
 	if (flags & ~FL_DONTWAKE)
 		return -EINVAL;
 	return resolve_range(uffd, OP_ZEROPAGE, (uintptr_t)dst, 0, len,
@@ -234,6 +242,8 @@ int fl_uffd_zeropage(int uffd, void *dst, size_t len, unsigned flags, size_t *re
 int fl_uffd_continue(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_done)
 {
 	uint64_t mode = 0;
+	if (ret_done)
+		*ret_done = 0;
 	if (flags & ~(FL_DONTWAKE | FL_MODE_WP))
 		return -EINVAL;
 	if (flags & FL_DONTWAKE)
@@ -245,6 +255,8 @@ int fl_uffd_continue(int uffd, void *dst, size_t len, unsigned flags, size_t *re
 
 int fl_uffd_poison(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_done)
 {
+	if (ret_done)
+		*ret_done = 0;
 	if (flags & ~FL_DONTWAKE)
 		return -EINVAL;
 	if (fl_features_masked() & (UFFD_FEATURE_POISON | FL_FEAT_IOCTL_POISON)) {
@@ -259,6 +271,8 @@ int fl_uffd_poison(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_
 int fl_uffd_move(int uffd, void *dst, void *src, size_t len, unsigned flags, size_t *ret_done)
 {
 	uint64_t mode = 0;
+	if (ret_done)
+		*ret_done = 0;
 	if (flags & ~(FL_DONTWAKE | FL_ALLOW_SRC_HOLES))
 		return -EINVAL;
 	if (fl_features_masked() & (UFFD_FEATURE_MOVE | FL_FEAT_IOCTL_MOVE)) {

@@ -73,12 +73,18 @@ FL_API int fl_engine_start(struct fl_engine *engine);
  */
 FL_API int fl_engine_stop(struct fl_engine *engine);
 /*
- * Stop, poison every region's unresolved pages (so a thread that touches
- * them later gets SIGBUS, never zeros) and free all regions and the uffd.
+ * Stop, poison the unresolved pages of every region that lives in another
+ * process (adopted spaces and forked children: a thread that touches them
+ * later gets SIGBUS, never zeros), free every region (local ones are
+ * unregistered and unmapped, as fl_region_free() does) and close the uffds.
  */
 FL_API struct fl_engine *fl_engine_free(struct fl_engine *engine);
 
-/* The main uffd, for poll(2) in embedded mode (it is non-blocking). */
+/*
+ * The main uffd, for poll(2) in embedded mode (it is non-blocking). Adopted
+ * and forked-child uffds are not behind it: an embedded application that
+ * uses them calls fl_engine_process() periodically as well.
+ */
 FL_API int fl_engine_fd(const struct fl_engine *engine);
 /* UFFD_FEATURE_* bits enabled on the main uffd. */
 FL_API uint64_t fl_engine_features(const struct fl_engine *engine);
@@ -96,13 +102,19 @@ FL_API int fl_engine_process(struct fl_engine *engine, int timeout_ms);
  * fl_uffd_recv() or taken with fl_uffd_take()), already handshaken and
  * registered by its owner. `pid` is the owner (for SIGBUS fallbacks; 0 if
  * unknown). Regions for it are added with fl_region_opts.space. Returns a
- * space id >= 1. The engine takes ownership of the fd.
+ * space id >= 1; -EINVAL on bad arguments (the fd then stays the caller's).
+ * On success the engine owns the fd and makes it non-blocking (the flag is
+ * shared with the owner's copy of the file description).
+ *
+ * The space is not served until fl_engine_wake_all(engine, id): add its
+ * regions first, so that no queued fault is read before its region exists.
  */
 FL_API int fl_engine_adopt(struct fl_engine *engine, int uffd, pid_t pid,
 			   uint64_t features);
 /*
- * Wake every registered range of a space so the kernel re-delivers faults
- * that were waiting on a previous (dead) handler. Space 0 is the main uffd.
+ * Start serving a space (adopted spaces wait for this), then wake every
+ * range of it so the kernel re-delivers faults that were waiting on a
+ * previous (dead) handler. Space 0 is the main uffd. -ENOENT: no such space.
  */
 FL_API int fl_engine_wake_all(struct fl_engine *engine, int space);
 

@@ -45,6 +45,7 @@ enum fl_region_mode {
 #define FL_REGION_PRIVATE	(1u << 2)	/* MINOR: map the memfd MAP_PRIVATE (clones) */
 #define FL_REGION_FOREIGN	(1u << 3)	/* memory lives in an adopted space; addr given, not mapped here */
 #define FL_REGION_NO_THP	(1u << 4)	/* anon: MADV_NOHUGEPAGE */
+#define FL_REGION_MEMFD	(1u << 5)	/* shmem/hugetlb: use opts.memfd instead of creating one */
 
 struct fl_region_opts {
 	size_t sz;			/* sizeof(struct fl_region_opts) */
@@ -57,7 +58,7 @@ struct fl_region_opts {
 	uint64_t store_offset;		/* store byte that backs the region's first byte */
 	unsigned prefetch_max;		/* max pages resolved per fault; 0 = 256 (1 MiB) */
 	unsigned fill_batch;		/* pages per background-fill step; 0 = 512 (2 MiB) */
-	int memfd;			/* MINOR: use this memfd (its page cache is the data); -1 = create */
+	int memfd;			/* with FL_REGION_MEMFD: this memfd's page cache is the memory (dup'ed) */
 	int space;			/* FL_REGION_FOREIGN: space id from fl_engine_adopt() */
 	const char *name;		/* for logs and stats; copied */
 };
@@ -104,9 +105,10 @@ struct fl_region_stats {
 	uint64_t faults_minor;
 	uint64_t faults_wp;
 	/* pages by resolve method */
-	uint64_t pages_copy;		/* UFFDIO_COPY of store data, on demand */
-	uint64_t pages_zero;		/* UFFDIO_ZEROPAGE (zero source pages) */
-	uint64_t pages_continue;	/* UFFDIO_CONTINUE */
+	uint64_t pages_copy;		/* installed with UFFDIO_COPY of store data */
+	uint64_t pages_zero;		/* installed with UFFDIO_ZEROPAGE (hugetlb: COPY of zeros) */
+	uint64_t pages_continue;	/* MINOR: mapped with UFFDIO_CONTINUE (data came in
+					 * through pages_copy/pages_zero into the page cache) */
 	uint64_t pages_prefetch;	/* resolved ahead of the faulting page */
 	uint64_t pages_background;	/* resolved by the background filler */
 	uint64_t pages_poisoned;	/* failed closed */

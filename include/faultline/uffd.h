@@ -17,6 +17,26 @@
 extern "C" {
 #endif
 
+/*
+ * Kernel constants newer than Linux 6.1 headers, so that programs built on
+ * older system headers can name them (values are the kernel's ABI).
+ */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
+#endif
+
 /* ---- features ---------------------------------------------------------- */
 
 /*
@@ -27,7 +47,7 @@ extern "C" {
 #define FL_FEAT_PAGEMAP_SCAN	(1ULL << 48)	/* PAGEMAP_SCAN ioctl, 6.7 */
 #define FL_FEAT_DEV_USERFAULTFD	(1ULL << 49)	/* /dev/userfaultfd usable */
 #define FL_FEAT_SYSCALL		(1ULL << 50)	/* userfaultfd(2) usable without USER_MODE_ONLY */
-#define FL_FEAT_IOCTL_MOVE	(1ULL << 51)	/* UFFDIO_MOVE in UFFDIO_API's ioctls */
+#define FL_FEAT_IOCTL_MOVE	(1ULL << 51)	/* UFFDIO_MOVE usable (follows UFFD_FEATURE_MOVE) */
 #define FL_FEAT_IOCTL_POISON	(1ULL << 52)	/* UFFDIO_POISON in register ioctls */
 
 /*
@@ -106,10 +126,10 @@ FL_API int fl_uffd_api(int uffd, uint64_t features, uint64_t *ret_features,
 /*
  * Register [addr, addr+len) for the given modes. On success *ret_ioctls
  * (optional) receives the set of resolving ioctls usable on the range; test
- * it with fl_ioctls_has(). Errors: -EINVAL (bad range, or mode unsupported for
- * this memory, e.g. MINOR on anonymous memory), -EBUSY (registered to another
- * uffd), -ENOMEM (range not mapped), -EPERM, -EOPNOTSUPP (mode needs a
- * feature the uffd was not given).
+ * it with fl_ioctls_has(). Errors: -EINVAL (bad range, a hole in the range,
+ * or mode unsupported for this memory, e.g. MINOR on anonymous memory),
+ * -EBUSY (registered to another uffd), -ENOMEM (no mapping at or above the
+ * range), -EPERM.
  */
 FL_API int fl_uffd_register(int uffd, void *addr, size_t len, unsigned modes,
 			    uint64_t *ret_ioctls);
@@ -144,10 +164,10 @@ static inline bool fl_ioctls_has(uint64_t ioctls, enum fl_ioctl which)
 /*
  * The error table, implemented once for every resolving call:
  *  0           the whole range was resolved.
- *  -EAGAIN     the kernel made progress and then stopped, or an event
- *              (fork, mremap, ...) is queued: partial progress has already
- *              been retried internally; what is left is reported through
- *              *ret_done. Read and process events, then retry the rest.
+ *  -EAGAIN     an event (fork, mremap, ...) is queued and the mm is
+ *              changing. Partial progress has already been retried
+ *              internally; what was done is in *ret_done. Read and process
+ *              events, then retry the rest.
  *  -EEXIST     a page in the range is already mapped (another thread, or a
  *              background fill, won). *ret_done counts the bytes resolved
  *              before it. The faulting thread may need fl_uffd_wake().
@@ -155,8 +175,9 @@ static inline bool fl_ioctls_has(uint64_t ioctls, enum fl_ioctl which)
  *              source hole without FL_ALLOW_SRC_HOLES.
  *  -ESRCH      the process that owns the mm is gone (-ENOSPC from 4.11-4.13
  *              kernels is mapped to -ESRCH).
- *  -EFAULT     the source buffer is bad: a bug in the caller.
- *  -EINVAL     bad alignment, length or mode.
+ *  -EFAULT     the source buffer is bad (a bug in the caller); for CONTINUE,
+ *              no page in the page cache.
+ *  -EINVAL     bad alignment, zero length, or mode (ZEROPAGE on hugetlbfs).
  *  -EOPNOTSUPP the ioctl is unsupported (kernel, memory type, or mask).
  * *ret_done (optional) always receives the number of bytes resolved, also on
  * error: this is the one out-parameter in faultline written on failure.

@@ -68,7 +68,7 @@ void t_log(const char *fmt, ...);
 void t_require(uint64_t feats);
 /* Skip the case with a reason (exits the case). */
 __attribute__((noreturn, format(printf, 1, 2))) void t_skip(const char *fmt, ...);
-/* True if the kernel lacks or the mask hides the features (no exit). */
+/* True if every feature is present and not masked (no exit). */
 bool t_has(uint64_t feats);
 
 /* ---- memory helpers --------------------------------------------------- */

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* faultline bench: dispatch to the benchmark programs in bench/. */
+#include "cli.h"
+#include "util.h"
+#include "bench.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char bench_usage[] =
+	"Usage: faultline bench <name> [<options>]\n"
+	"\n"
+	"Benchmarks that compare faultline with a minimal hand-written\n"
+	"userfaultfd handler in the same run, alternating the two (A B A B ...)\n"
+	"and reporting medians, min-max and ratios. Absolute times on VMs are\n"
+	"context; the ratios are the result. Run benchmarks on a quiet machine.\n"
+	"\n"
+	"Benchmarks:\n"
+	"  fault   demand-fault service latency (p50/p99), same-CPU and cross-CPU\n"
+	"          handler placement\n"
+	"  fill    lazy restore throughput of a page-cached file: demand faults\n"
+	"          plus background fill\n"
+	"\n"
+	"Run 'faultline bench <name> --help' for a benchmark's options.\n";
+
+struct bench {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+static const struct bench benches[] = {
+	{ "fault", bench_fault_main },
+	{ "fill", bench_fill_main },
+};
+
+int cmd_bench(int argc, char **argv)
+{
+	const char *name;
+
+	if (argc < 2)
+		return cli_usage_error("bench: no benchmark named (see 'faultline bench --help')");
+	name = argv[1];
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+		fputs(bench_usage, stdout);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
+		if (strcmp(name, benches[i].name) == 0)
+			return benches[i].fn(argc - 1, argv + 1);
+	return cli_usage_error("bench: unknown benchmark '%s' (see 'faultline bench --help')", name);
+}

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The faultline command's subcommands. Each takes its own argv (argv[0] is
+ * the subcommand's name) and returns the process exit code: 0 success,
+ * 1 runtime error (one line on stderr), 2 usage error.
+ */
+#ifndef FL_CLI_H
+#define FL_CLI_H
+
+int cmd_check(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif

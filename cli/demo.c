@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * faultline demo: lazily restore a memory image and check every byte.
+ *
+ * Writes an image file (a pattern with single zero pages and 2 MiB zero
+ * runs) to a temporary directory, opens it as a file store, and restores it
+ * into an anonymous region with prefetch and background fill. Worker
+ * threads touch the region while it is being restored: half of them read
+ * their slice sequentially and check every word, the others pick random
+ * pages, touch each with a write that keeps its value (an atomic add of 0,
+ * so the first touch is a write fault) and check the whole page. The main
+ * thread draws progress and notes when the region is fully populated, then
+ * prints the engine's statistics.
+ *
+ * Exit: 0 when every page matched, 1 on a mismatch or an error.
+ */
+#include "cli.h"
+#include "util.h"
+
+#include <faultline/faultline.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define DEFAULT_SIZE (1ull << 30)
+#define DEFAULT_THREADS 4
+#define MAX_THREADS 64
+#define POPULATE_TIMEOUT_NS (40ull * 1000000000ull)
+
+static const char demo_usage[] =
+	"Usage: faultline demo [--size BYTES] [--threads N] [--dir DIR]\n"
+	"\n"
+	"Write a memory image (a pattern with zero pages) to a temporary file,\n"
+	"then restore it lazily into an anonymous region: pages come from the file\n"
+	"on first touch, with prefetch, while a background filler copies the rest.\n"
+	"Half the threads read their share sequentially, the others touch random\n"
+	"pages (first with a write that keeps the value); every page touched is\n"
+	"checked word by word. Prints fault, prefetch, background-fill and latency\n"
+	"statistics. The image file is removed at the end.\n"
+	"\n"
+	"Options:\n"
+	"  --size BYTES   image size, e.g. 256M, 1G (default 1G)\n"
+	"  --threads N    threads touching the region, 1-64 (default 4)\n"
+	"  --dir DIR      directory for the image (default $TMPDIR, else /var/tmp)\n"
+	"  -h, --help     show this help\n"
+	"\n"
+	"Exit status: 0 when every byte matched, 1 on a mismatch or an error,\n"
+	"2 on a usage error.\n";
+
+struct demo {
+	uint8_t *base;
+	uint64_t npages;
+	unsigned seq_threads, rand_threads;
+	_Atomic uint64_t verified;		/* pages checked */
+	_Atomic uint64_t mismatches;		/* pages with a wrong word */
+	_Atomic uint64_t first_bad_off;		/* offset+1 of the first wrong word; 0: none */
+	_Atomic uint64_t first_access_ns;	/* earliest first touch, absolute; 0: none yet */
+};
+
+struct worker {
+	struct demo *d;
+	unsigned index;			/* among threads of its kind */
+	bool sequential;
+	uint64_t seed;
+	pthread_t tid;
+};
+
+static void note_first_access(struct demo *d)
+{
+	uint64_t t = now_ns(), cur = 0;
+
+	while (!atomic_compare_exchange_weak(&d->first_access_ns, &cur, t))
+		if (cur && cur <= t)
+			return;
+}
+
+/* Check one page word by word; returns true if it matches the image. */
+static bool check_page(struct demo *d, uint64_t page)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)(d->base + page * PAGE);
+	uint64_t off = page * PAGE;
+
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		if (w[i] != pattern_expected(off + i * 8u, true)) {
+			uint64_t none = 0;
+			atomic_compare_exchange_strong(&d->first_bad_off, &none, off + i * 8u + 1);
+			atomic_fetch_add(&d->mismatches, 1);
+			return false;
+		}
+	}
+	return true;
+}
+
+static uint64_t xorshift64(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct demo *d = w->d;
+	bool first = true;
+
+	if (w->sequential) {
+		uint64_t per = d->npages / d->seq_threads;
+		uint64_t start = w->index * per;
+		uint64_t end = w->index + 1 == d->seq_threads ? d->npages : start + per;
+
+		for (uint64_t p = start; p < end; p++) {
+			/* The first word alone is the first touch: a read fault. */
+			(void)*(const volatile uint64_t *)(d->base + p * PAGE);
+			if (first) {
+				note_first_access(d);
+				first = false;
+			}
+			check_page(d, p);
+			atomic_fetch_add_explicit(&d->verified, 1, memory_order_relaxed);
+		}
+	} else {
+		/* Random pages: a quarter of the region over all random threads. */
+		uint64_t count = d->npages / 4 / d->rand_threads + 1, seed = w->seed;
+
+		for (uint64_t i = 0; i < count; i++) {
+			uint64_t p = xorshift64(&seed) % d->npages;
+			uint64_t *word = (uint64_t *)(void *)(d->base + p * PAGE + (xorshift64(&seed) % (PAGE / 8)) * 8);
+
+			/* A write that keeps the value: the first touch is a write fault. */
+			__atomic_fetch_add(word, 0, __ATOMIC_RELAXED);
+			if (first) {
+				note_first_access(d);
+				first = false;
+			}
+			check_page(d, p);
+			atomic_fetch_add_explicit(&d->verified, 1, memory_order_relaxed);
+		}
+	}
+	return NULL;
+}
+
+/* Library log messages (warnings and errors only) go to stderr. */
+static void demo_log(enum fl_log_level level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	fprintf(stderr, "\nfaultline: engine %s: %s\n", level == FL_LOG_ERROR ? "error" : "warning", msg);
+}
+
+static void fmt_ns(uint64_t ns, char *buf, size_t len)
+{
+	if (ns < 10000)
+		snprintf(buf, len, "%.2f us", (double)ns / 1e3);
+	else if (ns < 10000000)
+		snprintf(buf, len, "%.0f us", (double)ns / 1e3);
+	else if (ns < 1000000000ull)
+		snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+int cmd_demo(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	uint64_t size = DEFAULT_SIZE, nthreads = DEFAULT_THREADS, v;
+	uint64_t t_start, t_full = 0, zero_expected = 0;
+	const char *dir = temp_dir();
+	struct fl_engine_opts eo = {
+		.sz = sizeof(eo),
+		.log = demo_log,
+		.log_level = FL_LOG_WARN,
+	};
+	struct fl_region_opts ro = {
+		.sz = sizeof(ro),
+		.mem = FL_MEM_ANON,
+		.mode = FL_MODE_MISSING,
+		.flags = FL_REGION_BACKGROUND,
+		.memfd = -1,
+		.name = "demo",
+	};
+	struct fl_region_stats st = { .sz = sizeof(st) };
+	struct fl_engine *engine = NULL;
+	struct fl_region *region = NULL;
+	struct fl_store *store = NULL;
+	struct worker *workers = NULL;
+	struct demo d = { 0 };
+	struct progress prog;
+	char path[4200] = "", a[32], b[32], c3[32];
+	unsigned started = 0;
+	int c, fd = -1, r, status = EXIT_ERR;
+
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (parse_size(optarg, &v) || v < PAGE || v > (64ull << 30))
+				return cli_usage_error("demo: --size wants a size from 4K to 64G (like 256M or 1G), not '%s'",
+						       optarg);
+			size = (v + PAGE - 1) / PAGE * PAGE;
+			break;
+		case 't':
+			if (parse_uint(optarg, 1, MAX_THREADS, &v))
+				return cli_usage_error("demo: --threads wants a number from 1 to %d, not '%s'",
+						       MAX_THREADS, optarg);
+			nthreads = v;
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'h':
+			fputs(demo_usage, stdout);
+			return EXIT_OK;
+		default:
+			if (optopt && strchr("std", optopt))
+				return cli_usage_error("demo: %s needs a value", argv[optind - 1]);
+			return cli_usage_error("demo: unknown option '%s' (see 'faultline demo --help')",
+					       argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("demo: unexpected argument '%s'", argv[optind]);
+
+	d.npages = size / PAGE;
+	d.rand_threads = (unsigned)nthreads / 2;
+	d.seq_threads = (unsigned)nthreads - d.rand_threads;
+	for (uint64_t p = 0; p < d.npages; p++)
+		zero_expected += pattern_page_is_zero(p);
+
+	/* 1. The image. */
+	snprintf(path, sizeof(path), "%s/faultline-demo.XXXXXX", dir);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		cli_error("demo: creating an image file in %s: %s", dir, strerror(errno));
+		path[0] = '\0';
+		goto out;
+	}
+	temp_file_guard(path);
+	printf("faultline demo: %s image in %s, %llu threads (%u sequential, %u random)\n",
+	       fmt_bytes(size, a, sizeof(a)), dir, (unsigned long long)nthreads, d.seq_threads, d.rand_threads);
+	fflush(stdout);
+	r = write_pattern_file(fd, size, true, "writing image");
+	if (r) {
+		cli_error("demo: writing %s: %s", path, strerror(-r));
+		goto out;
+	}
+	close(fd);
+	fd = -1;
+	r = fl_store_file_open(path, &store);
+	if (r) {
+		cli_fail("demo: fl_store_file_open", r);
+		goto out;
+	}
+
+	/* 2. The engine and the lazy region. */
+	r = fl_engine_new(&eo, &engine);
+	if (r) {
+		cli_fail("demo: fl_engine_new", r);
+		goto out;
+	}
+	r = fl_engine_start(engine);
+	if (r) {
+		cli_fail("demo: fl_engine_start", r);
+		goto out;
+	}
+	ro.length = size;
+	ro.store = store;
+	t_start = now_ns();
+	r = fl_region_new(engine, &ro, &region);
+	if (r) {
+		cli_fail("demo: fl_region_new", r);
+		goto out;
+	}
+	d.base = fl_region_addr(region);
+
+	/* 3. The threads, while it is restored. */
+	workers = calloc(nthreads, sizeof(*workers));
+	if (!workers) {
+		cli_fail("demo", -ENOMEM);
+		goto out;
+	}
+	for (unsigned i = 0; i < nthreads; i++) {
+		struct worker *w = &workers[i];
+
+		w->d = &d;
+		w->sequential = i < d.seq_threads;
+		w->index = w->sequential ? i : i - d.seq_threads;
+		w->seed = 0x9E3779B97F4A7C15ull * (i + 1) ^ t_start;
+		if (!w->seed)
+			w->seed = 1;
+		r = pthread_create(&w->tid, NULL, worker_main, w);
+		if (r) {
+			cli_fail("demo: pthread_create", -r);
+			goto join;
+		}
+		started++;
+	}
+
+	progress_begin(&prog, "restoring", d.npages, false);
+	for (;;) {
+		uint64_t resolved = fl_region_resolved_pages(region);
+		uint64_t verified = atomic_load(&d.verified);
+		uint64_t verify_goal = d.npages + (d.rand_threads ? (d.npages / 4 / d.rand_threads + 1) * d.rand_threads : 0);
+		char extra[64];
+
+		if (!t_full && resolved >= d.npages)
+			t_full = now_ns();
+		snprintf(extra, sizeof(extra), "pages resolved, %.0f%% checked",
+			 100.0 * (double)verified / (double)verify_goal);
+		progress_update(&prog, resolved, extra);
+		if (t_full && verified >= verify_goal)
+			break;
+		if (now_ns() - t_start > POPULATE_TIMEOUT_NS) {
+			progress_end(&prog, resolved, extra);
+			cli_error("demo: not restored after %llu s: %llu of %llu pages resolved, %llu checked",
+				  POPULATE_TIMEOUT_NS / 1000000000ull, (unsigned long long)resolved,
+				  (unsigned long long)d.npages, (unsigned long long)verified);
+			/* Threads may be waiting on faults that will not be
+			 * served: do not join them, end the process. */
+			unlink(path);
+			exit(EXIT_ERR);
+		}
+		sleep_ms(1);
+	}
+	progress_end(&prog, d.npages, "pages resolved, 100% checked");
+	status = EXIT_OK;
+join:
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(workers[i].tid, NULL);
+	if (status != EXIT_OK)
+		goto out;
+
+	/* 4. The summary. */
+	fl_region_stats(region, &st);
+	printf("\n");
+	printf("  %-26s %llu read, %llu write, %llu minor\n", "faults",
+	       (unsigned long long)st.faults_read, (unsigned long long)st.faults_write,
+	       (unsigned long long)st.faults_minor);
+	printf("  %-26s %llu\n", "prefetched pages", (unsigned long long)st.pages_prefetch);
+	printf("  %-26s %llu\n", "background-filled pages", (unsigned long long)st.pages_background);
+	printf("  %-26s %llu (the image has %llu)\n", "zero pages", (unsigned long long)st.pages_zero,
+	       (unsigned long long)zero_expected);
+	printf("  %-26s %s\n", "bytes read from the store", fmt_bytes(st.bytes_read, a, sizeof(a)));
+	fmt_ns(atomic_load(&d.first_access_ns) - t_start, a, sizeof(a));
+	printf("  %-26s %s\n", "time to first access", a);
+	fmt_ns(t_full - t_start, a, sizeof(a));
+	printf("  %-26s %s\n", "time to full population", a);
+	fmt_ns(st.lat_p50_ns, a, sizeof(a));
+	fmt_ns(st.lat_p99_ns, b, sizeof(b));
+	fmt_ns(st.lat_max_ns, c3, sizeof(c3));
+	printf("  %-26s p50 %s, p99 %s, max %s (handler service time, %llu faults)\n", "fault latency", a, b, c3,
+	       (unsigned long long)st.lat_count);
+	fmt_ns(st.blocked_ns, a, sizeof(a));
+	printf("  %-26s %s (summed over faults)\n", "blocked time", a);
+	if (st.pages_poisoned || st.store_errors)
+		printf("  %-26s %llu poisoned pages, %llu store errors\n", "errors",
+		       (unsigned long long)st.pages_poisoned, (unsigned long long)st.store_errors);
+	printf("\npages verified: %llu, mismatches: %llu\n", (unsigned long long)atomic_load(&d.verified),
+	       (unsigned long long)atomic_load(&d.mismatches));
+	fflush(stdout);
+	if (atomic_load(&d.mismatches)) {
+		uint64_t off = atomic_load(&d.first_bad_off) - 1;
+		cli_error("demo: %llu pages do not match the image (first at byte %llu: 0x%016llx, expected 0x%016llx)",
+			  (unsigned long long)atomic_load(&d.mismatches), (unsigned long long)off,
+			  (unsigned long long)*(const uint64_t *)(const void *)(d.base + off),
+			  (unsigned long long)pattern_expected(off, true));
+		status = EXIT_ERR;
+	} else if (st.pages_poisoned || st.store_errors) {
+		cli_error("demo: %llu pages could not be delivered", (unsigned long long)st.pages_poisoned);
+		status = EXIT_ERR;
+	}
+out:
+	fl_region_free(region);
+	fl_engine_free(engine);
+	fl_store_unref(store);
+	free(workers);
+	if (fd >= 0)
+		close(fd);
+	if (path[0]) {
+		unlink(path);
+		temp_file_forget();
+	}
+	return status;
+}

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * faultline: the command-line tool. Dispatches to one subcommand per file
+ * (check.c, bench.c, demo.c).
+ *
+ * Exit status: 0 success, 1 runtime error (one line on stderr), 2 usage
+ * error.
+ */
+#include "cli.h"
+#include "util.h"
+
+#include <faultline/faultline.h>
+
+#include <stdio.h>
+#include <string.h>
+
+static const char usage_text[] =
+	"Usage: faultline [--help] [--version] <command> [<args>]\n"
+	"\n"
+	"Userspace control of virtual memory through Linux userfaultfd.\n"
+	"\n"
+	"Commands:\n"
+	"  check          show which userfaultfd features the running kernel offers\n"
+	"  bench fault    demand-fault latency: faultline engine vs a raw handler\n"
+	"  bench fill     lazy restore throughput: faultline vs a raw handler\n"
+	"  demo           lazily restore a memory image and verify every byte\n"
+	"\n"
+	"Run 'faultline <command> --help' for a command's options.\n"
+	"\n"
+	"Exit status: 0 success, 1 error, 2 usage error.\n";
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+static const struct command commands[] = {
+	{ "check", cmd_check },
+	{ "bench", cmd_bench },
+	{ "demo", cmd_demo },
+};
+
+int main(int argc, char **argv)
+{
+	const char *name;
+
+	if (argc < 2)
+		return cli_usage_error("no command given (see 'faultline --help')");
+	name = argv[1];
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
+	    strcmp(name, "help") == 0) {
+		fputs(usage_text, stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
+		printf("faultline %s\n", fl_version());
+		return EXIT_OK;
+	}
+	if (name[0] == '-')
+		return cli_usage_error("unknown option '%s' (see 'faultline --help')", name);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(name, commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	return cli_usage_error("unknown command '%s' (see 'faultline --help')", name);
+}

@@ -1,0 +1,559 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Helpers shared by the faultline subcommands (see util.h). */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void verror(const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* One line: a message must never break the "one line on stderr" rule. */
+	for (char *c = msg; *c; c++)
+		if (*c == '\n')
+			*c = ' ';
+	fflush(stdout);
+	fprintf(stderr, "faultline: %s\n", msg);
+}
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(fmt, ap);
+	va_end(ap);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(fmt, ap);
+	va_end(ap);
+	return EXIT_USAGE;
+}
+
+int cli_fail(const char *what, int err)
+{
+	cli_error("%s: %s", what, strerror(err < 0 ? -err : err));
+	return EXIT_ERR;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (*end)
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret_bytes)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	switch (toupper((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
+	case 'T': shift = 40; end++; break;
+	case 'B': break;
+	default:
+		return -EINVAL;
+	}
+	if (shift && (strcasecmp(end, "iB") == 0 || strcasecmp(end, "B") == 0))
+		end += strlen(end);
+	else if (!shift && strcasecmp(end, "B") == 0)
+		end++;
+	if (*end)
+		return -EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*ret_bytes = (uint64_t)v << shift;
+	return 0;
+}
+
+const char *fmt_bytes(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+	else if (v == (double)(uint64_t)v)
+		snprintf(buf, len, "%.0f %s", v, units[u]);
+	else
+		snprintf(buf, len, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+/* ---- time and samples ------------------------------------------------------ */
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+uint64_t quantile_u64(uint64_t *samples, size_t n, double q)
+{
+	size_t rank;
+
+	if (!n)
+		return 0;
+	qsort(samples, n, sizeof(*samples), cmp_u64);
+	/* Nearest rank: the smallest sample with at least q*n samples <= it. */
+	rank = (size_t)ceil(q * (double)n);
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+	return samples[rank - 1];
+}
+
+double median_d(double *v, size_t n)
+{
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(*v), cmp_d);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double min_d(const double *v, size_t n)
+{
+	double m = n ? v[0] : NAN;
+	for (size_t i = 1; i < n; i++)
+		if (v[i] < m)
+			m = v[i];
+	return m;
+}
+
+double max_d(const double *v, size_t n)
+{
+	double m = n ? v[0] : NAN;
+	for (size_t i = 1; i < n; i++)
+		if (v[i] > m)
+			m = v[i];
+	return m;
+}
+
+struct stat3 stat_of(const double *v, size_t n)
+{
+	struct stat3 s = { NAN, NAN, NAN };
+	double *tmp;
+
+	if (!n)
+		return s;
+	tmp = malloc(n * sizeof(*tmp));
+	s.min = min_d(v, n);
+	s.max = max_d(v, n);
+	if (tmp) {
+		memcpy(tmp, v, n * sizeof(*tmp));
+		s.med = median_d(tmp, n);
+		free(tmp);
+	}
+	return s;
+}
+
+/* ---- JSON ----------------------------------------------------------------- */
+
+void json_init(struct json *j, FILE *f)
+{
+	memset(j, 0, sizeof(*j));
+	j->f = f;
+	j->first[0] = true;
+}
+
+static void json_escaped(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		switch (*c) {
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\t': fputs("\\t", f); break;
+		case '\r': fputs("\\r", f); break;
+		default:
+			if (*c < 0x20)
+				fprintf(f, "\\u%04x", *c);
+			else
+				fputc(*c, f);
+		}
+	}
+	fputc('"', f);
+}
+
+/* Comma, newline, indentation and the key of the next member. */
+static void json_member(struct json *j, const char *key)
+{
+	if (j->depth > 0) {
+		if (!j->first[j->depth])
+			fputc(',', j->f);
+		fputc('\n', j->f);
+		for (int i = 0; i < j->depth; i++)
+			fputs("  ", j->f);
+	}
+	j->first[j->depth] = false;
+	if (key) {
+		json_escaped(j->f, key);
+		fputs(": ", j->f);
+	}
+}
+
+static void json_open(struct json *j, const char *key, char c)
+{
+	json_member(j, key);
+	fputc(c, j->f);
+	if (j->depth < (int)(sizeof(j->first) / sizeof(j->first[0])) - 1)
+		j->depth++;
+	j->first[j->depth] = true;
+}
+
+static void json_close(struct json *j, char c)
+{
+	bool empty = j->first[j->depth];
+
+	if (j->depth > 0)
+		j->depth--;
+	if (!empty) {
+		fputc('\n', j->f);
+		for (int i = 0; i < j->depth; i++)
+			fputs("  ", j->f);
+	}
+	fputc(c, j->f);
+}
+
+void json_begin(struct json *j, const char *key)
+{
+	json_open(j, key, '{');
+}
+
+void json_begin_array(struct json *j, const char *key)
+{
+	json_open(j, key, '[');
+}
+
+void json_end(struct json *j)
+{
+	json_close(j, '}');
+}
+
+void json_end_array(struct json *j)
+{
+	json_close(j, ']');
+}
+
+void json_str(struct json *j, const char *key, const char *val)
+{
+	json_member(j, key);
+	if (val)
+		json_escaped(j->f, val);
+	else
+		fputs("null", j->f);
+}
+
+void json_u64(struct json *j, const char *key, uint64_t val)
+{
+	json_member(j, key);
+	fprintf(j->f, "%llu", (unsigned long long)val);
+}
+
+void json_i64(struct json *j, const char *key, int64_t val)
+{
+	json_member(j, key);
+	fprintf(j->f, "%lld", (long long)val);
+}
+
+void json_num(struct json *j, const char *key, double val, int decimals)
+{
+	json_member(j, key);
+	if (isfinite(val))
+		fprintf(j->f, "%.*f", decimals, val);
+	else
+		fputs("null", j->f);
+}
+
+void json_bool(struct json *j, const char *key, bool val)
+{
+	json_member(j, key);
+	fputs(val ? "true" : "false", j->f);
+}
+
+void json_null(struct json *j, const char *key)
+{
+	json_member(j, key);
+	fputs("null", j->f);
+}
+
+void json_stat(struct json *j, const char *key, struct stat3 s, int decimals)
+{
+	char k[128];
+
+	json_num(j, key, s.med, decimals);
+	snprintf(k, sizeof(k), "%s_min", key);
+	json_num(j, k, s.min, decimals);
+	snprintf(k, sizeof(k), "%s_max", key);
+	json_num(j, k, s.max, decimals);
+}
+
+void json_finish(struct json *j)
+{
+	fputc('\n', j->f);
+	fflush(j->f);
+}
+
+/* ---- progress ----------------------------------------------------------- */
+
+#define BAR_WIDTH 30
+
+void progress_begin(struct progress *p, const char *label, uint64_t total, bool bytes)
+{
+	memset(p, 0, sizeof(*p));
+	p->label = label;
+	p->total = total ? total : 1;
+	p->bytes = bytes;
+	p->tty = isatty(STDERR_FILENO) == 1;
+	p->start_ns = now_ns();
+}
+
+static void progress_draw(struct progress *p, uint64_t done, const char *extra)
+{
+	char bar[BAR_WIDTH + 1], a[32], b[32];
+	unsigned fill;
+	double frac;
+
+	if (done > p->total)
+		done = p->total;
+	frac = (double)done / (double)p->total;
+	fill = (unsigned)(frac * BAR_WIDTH);
+	for (unsigned i = 0; i < BAR_WIDTH; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[BAR_WIDTH] = '\0';
+	if (p->bytes) {
+		fmt_bytes(done, a, sizeof(a));
+		fmt_bytes(p->total, b, sizeof(b));
+	} else {
+		snprintf(a, sizeof(a), "%llu", (unsigned long long)done);
+		snprintf(b, sizeof(b), "%llu", (unsigned long long)p->total);
+	}
+	/* \r to redraw in place, ESC[K to clear what a longer line left. */
+	fprintf(stderr, "\r%-16s [%s] %3u%%  %s / %s%s%s\033[K", p->label, bar,
+		(unsigned)(frac * 100), a, b, extra ? "  " : "", extra ? extra : "");
+	fflush(stderr);
+	p->drawn = true;
+}
+
+void progress_update(struct progress *p, uint64_t done, const char *extra)
+{
+	uint64_t t;
+
+	if (!p->tty)
+		return;
+	t = now_ns();
+	if (p->drawn && t - p->last_draw_ns < 100000000ull)
+		return;
+	p->last_draw_ns = t;
+	progress_draw(p, done, extra);
+}
+
+void progress_end(struct progress *p, uint64_t done, const char *extra)
+{
+	if (!p->tty)
+		return;
+	progress_draw(p, done, extra);
+	fputc('\n', stderr);
+	fflush(stderr);
+}
+
+/* ---- CPUs ------------------------------------------------------------------ */
+
+int allowed_cpus(int *cpus, int max)
+{
+	cpu_set_t set;
+	int n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return -errno;
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (!CPU_ISSET(c, &set))
+			continue;
+		if (n < max)
+			cpus[n] = c;
+		n++;
+	}
+	return n;
+}
+
+int pin_self(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+const char *temp_dir(void)
+{
+	const char *d = getenv("TMPDIR");
+	return d && *d ? d : "/var/tmp";
+}
+
+int write_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int read_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static char guarded_path[4096];
+static volatile sig_atomic_t guard_armed;
+
+static void guard_handler(int sig)
+{
+	if (guard_armed)
+		unlink(guarded_path);
+	/* Leave a terminal progress line ended. */
+	if (isatty(STDERR_FILENO) == 1 && write(STDERR_FILENO, "\n", 1) < 0)
+		(void)0;
+	_exit(128 + sig);
+}
+
+void temp_file_guard(const char *path)
+{
+	struct sigaction sa;
+
+	guard_armed = 0;
+	snprintf(guarded_path, sizeof(guarded_path), "%s", path);
+	guard_armed = 1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = guard_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+void temp_file_forget(void)
+{
+	guard_armed = 0;
+}
+
+/* ---- test patterns ------------------------------------------------------ */
+
+int write_pattern_file(int fd, uint64_t size, bool zero_pages, const char *label)
+{
+	const size_t chunk = 4u << 20;
+	struct progress prog;
+	uint64_t *buf;
+	int r = 0;
+
+	buf = malloc(chunk);
+	if (!buf)
+		return -ENOMEM;
+	progress_begin(&prog, label, size, true);
+	for (uint64_t off = 0; off < size && !r; off += chunk) {
+		size_t len = size - off < chunk ? (size_t)(size - off) : chunk;
+
+		for (size_t i = 0; i < len / 8; i++)
+			buf[i] = pattern_expected(off + i * 8, zero_pages);
+		r = write_full(fd, buf, len, off);
+		progress_update(&prog, off + len, NULL);
+	}
+	if (!r)
+		progress_end(&prog, size, NULL);
+	else if (prog.drawn)
+		fputc('\n', stderr);
+	free(buf);
+	return r;
+}

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Small helpers shared by the faultline subcommands: error reporting, number
+ * and size parsing, a JSON writer, a progress bar, timing, statistics over
+ * samples, CPU pinning and temporary files.
+ */
+#ifndef FL_CLI_UTIL_H
+#define FL_CLI_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes of the faultline command. */
+#define EXIT_OK 0
+#define EXIT_ERR 1	/* a runtime error: one line on stderr */
+#define EXIT_USAGE 2	/* a usage error: one line on stderr */
+
+/*
+ * Print "faultline: <message>" as one line on stderr. Errors are reported
+ * where they happen; callers then return EXIT_ERR (or EXIT_USAGE).
+ */
+__attribute__((format(printf, 1, 2)))
+void cli_error(const char *fmt, ...);
+/* The same, for a usage error: returns EXIT_USAGE. */
+__attribute__((format(printf, 1, 2)))
+int cli_usage_error(const char *fmt, ...);
+/* A library error: "faultline: <what>: <strerror(-err)>"; returns EXIT_ERR. */
+int cli_fail(const char *what, int err);
+
+/*
+ * Parse a byte count: a decimal number with an optional binary suffix
+ * (K, M, G, T, optionally followed by "iB" or "B": "1G", "256M", "64KiB").
+ * Returns 0, or -EINVAL / -ERANGE.
+ */
+int parse_size(const char *s, uint64_t *ret_bytes);
+/* Parse a decimal unsigned number in [min, max]. Returns 0 or -EINVAL/-ERANGE. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+/* Format a byte count as "1.0 GiB", "256 MiB", "12 KiB" into buf. */
+const char *fmt_bytes(uint64_t bytes, char *buf, size_t len);
+
+/* ---- time ---------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t now_ns(void);
+
+/* ---- samples --------------------------------------------------------------- */
+
+/* Sort a sample array in place and return the q-quantile (nearest rank). */
+uint64_t quantile_u64(uint64_t *samples, size_t n, double q);
+/* Median of doubles (sorts in place; mean of the two middle values). */
+double median_d(double *v, size_t n);
+double min_d(const double *v, size_t n);
+double max_d(const double *v, size_t n);
+
+/* Median, min and max of n values (the input is left as it is). */
+struct stat3 {
+	double med, min, max;
+};
+struct stat3 stat_of(const double *v, size_t n);
+
+/* ---- JSON ----------------------------------------------------------------- */
+
+/*
+ * A minimal streaming JSON writer: objects and arrays nest, commas and
+ * indentation are handled here. Keys are NULL inside arrays.
+ */
+struct json {
+	FILE *f;
+	int depth;
+	bool first[16];		/* no member written yet at this depth */
+};
+void json_init(struct json *j, FILE *f);
+void json_begin(struct json *j, const char *key);	/* object */
+void json_begin_array(struct json *j, const char *key);
+void json_end(struct json *j);				/* object */
+void json_end_array(struct json *j);
+void json_str(struct json *j, const char *key, const char *val);	/* NULL -> null */
+void json_u64(struct json *j, const char *key, uint64_t val);
+void json_i64(struct json *j, const char *key, int64_t val);
+/* A number with `decimals` digits after the point (NaN and inf -> null). */
+void json_num(struct json *j, const char *key, double val, int decimals);
+void json_bool(struct json *j, const char *key, bool val);
+void json_null(struct json *j, const char *key);
+/* key, key_min and key_max from a stat3. */
+void json_stat(struct json *j, const char *key, struct stat3 s, int decimals);
+/* Finish the document (a trailing newline). */
+void json_finish(struct json *j);
+
+/* ---- progress ----------------------------------------------------------- */
+
+/*
+ * A progress bar on stderr. It draws (at most ~10 times a second) only when
+ * stderr is a terminal; otherwise it prints nothing, so logs and pipes stay
+ * clean.
+ */
+struct progress {
+	const char *label;
+	uint64_t total;
+	uint64_t start_ns, last_draw_ns;
+	bool tty, drawn;
+	bool bytes;		/* show done/total as sizes, else as counts */
+};
+void progress_begin(struct progress *p, const char *label, uint64_t total, bool bytes);
+/* `extra`: optional short text shown after the numbers (NULL for none). */
+void progress_update(struct progress *p, uint64_t done, const char *extra);
+/* Draw the final state and end the line (only if anything was drawn). */
+void progress_end(struct progress *p, uint64_t done, const char *extra);
+
+/* ---- CPUs ------------------------------------------------------------------ */
+
+/*
+ * The CPUs this process may run on, in ascending order: writes up to `max`
+ * of them to cpus and returns how many there are in all.
+ */
+int allowed_cpus(int *cpus, int max);
+/* Pin the calling thread to one CPU. Returns 0 or -errno. */
+int pin_self(int cpu);
+
+/* ---- files ------------------------------------------------------------ */
+
+/* The directory for temporary files: $TMPDIR if set and non-empty, else /var/tmp. */
+const char *temp_dir(void);
+
+/*
+ * Remove `path` if the process is stopped by SIGINT, SIGTERM or SIGHUP
+ * before temp_file_forget() is called (one file at a time). The handler
+ * unlinks the file and exits with 128 + the signal number.
+ */
+void temp_file_guard(const char *path);
+void temp_file_forget(void);
+
+/* pwrite/pread the whole buffer; 0 or -errno (-EIO on a short file). */
+int write_full(int fd, const void *buf, size_t len, uint64_t off);
+int read_full(int fd, void *buf, size_t len, uint64_t off);
+
+/* ---- test patterns ------------------------------------------------------ */
+
+/*
+ * The 8-byte word at byte offset `off` (a multiple of 8) of a pattern
+ * image. Every word differs, so a page delivered at the wrong offset (or
+ * half written) does not match.
+ */
+static inline uint64_t pattern_word(uint64_t off)
+{
+	return ((off >> 3) + 1) * 0x9E3779B97F4A7C15ull ^ 0xA5A5A5A5A5A5A5A5ull;
+}
+
+/*
+ * With zero pages: page 7 of every 16, and a 2 MiB run (512 pages) in
+ * every 128 MiB, are all zeros, so images have both single zero pages and
+ * long runs of them.
+ */
+static inline bool pattern_page_is_zero(uint64_t page)
+{
+	return page % 16 == 7 || (page / 512) % 64 == 13;
+}
+
+static inline uint64_t pattern_expected(uint64_t off, bool zero_pages)
+{
+	return zero_pages && pattern_page_is_zero(off / 4096) ? 0 : pattern_word(off);
+}
+
+/*
+ * Write `size` bytes of the pattern (size a multiple of 4096) to fd from
+ * offset 0, with a progress bar labelled `label`. Returns 0 or -errno.
+ */
+int write_pattern_file(int fd, uint64_t size, bool zero_pages, const char *label);
+
+#endif

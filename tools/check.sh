@@ -1,0 +1,362 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Build faultline and run every test the way CI does.
+#
+#   tools/check.sh            all passes (what `make check` and CI run)
+#   tools/check.sh --quick    the plain pass only
+#
+# Passes, in order:
+#   plain    build/ (-Dwerror=true); meson test with
+#            FAULTLINE_REQUIRE_FEATURES=all: a missing kernel feature fails
+#   masked   the same binaries with FAULTLINE_MASK_FEATURES=new, so every
+#            feature newer than Linux 6.1 is hidden and the fallbacks run
+#   asan     build-asan/ with ASan + UBSan; the suite again
+#   install  meson install into a temporary root; examples/lazy-file.c built
+#            against the installed headers and library with pkg-config, and
+#            run: one case, install/example
+#
+# Every test program prints "PASS|FAIL|SKIP prog/case" and appends it to
+# $FL_TEST_RESULTS; each pass gets its own file, and the summary names cases
+# "<pass>/prog/case". A meson test that fails without printing a FAIL line,
+# or whose program itself dies (signal, sanitizer abort, timeout), counts as
+# one more failed case "<pass>/meson:<test>"; one that passes or skips
+# without printing any case line counts as one case too.
+# A build that fails counts as a failed case "<pass>/build".
+#
+# The last line is "N passed, N failed, N skipped", summed over all passes.
+# Exit: 0 when nothing failed and at least one case ran, 1 otherwise.
+#
+# As root, 2 MiB huge pages are reserved for the hugetlb tests (at least
+# $FL_CHECK_HUGEPAGES, default 64) and the old count restored on exit.
+# Result files and logs stay in build/check/ (and build-asan/meson-logs/).
+
+set -uo pipefail
+
+usage() {
+	sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+quick=0
+for arg in "$@"; do
+	case $arg in
+	--quick) quick=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "check.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
+	esac
+done
+
+cd "$(dirname "$0")/.." || exit 1
+root=$PWD
+build=$root/build
+build_asan=$root/build-asan
+keep_dir=$build/check		# where results and logs are kept afterwards
+hugepages_want=${FL_CHECK_HUGEPAGES:-64}
+
+# Results live in a scratch directory while the passes run (a fresh meson
+# setup may remove build/), and are copied to $keep_dir at the end.
+work=$(mktemp -d "${TMPDIR:-/tmp}/faultline-check.XXXXXX") || exit 1
+check_dir=$work/results
+all_results=$check_dir/all.txt
+
+# ---- huge pages ------------------------------------------------------------
+if [ -e /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages ]; then
+	hugepages_knob=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+else
+	hugepages_knob=/proc/sys/vm/nr_hugepages
+fi
+hugepages_saved=
+
+reserve_hugepages() {
+	local have
+
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "check: not root, huge pages not reserved (hugetlb cases need them)"
+		return
+	fi
+	if ! have=$(cat "$hugepages_knob" 2>/dev/null); then
+		echo "check: no 2 MiB huge page support, hugetlb cases will fail or skip"
+		return
+	fi
+	hugepages_saved=$have
+	if [ "$have" -lt "$hugepages_want" ]; then
+		echo "$hugepages_want" >"$hugepages_knob" 2>/dev/null
+	fi
+	have=$(cat "$hugepages_knob")
+	echo "check: $have huge pages of 2 MiB reserved (was $hugepages_saved)"
+	if [ "$have" -lt "$hugepages_want" ]; then
+		echo "check: warning: wanted $hugepages_want huge pages, the kernel gave $have"
+	fi
+}
+
+restore_hugepages() {
+	if [ -n "$hugepages_saved" ]; then
+		if [ "$(cat "$hugepages_knob" 2>/dev/null)" != "$hugepages_saved" ]; then
+			echo "$hugepages_saved" >"$hugepages_knob" 2>/dev/null ||
+				echo "check: could not restore $hugepages_knob to $hugepages_saved" >&2
+		fi
+		hugepages_saved=
+	fi
+}
+
+cleanup() {
+	restore_hugepages
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- bookkeeping -----------------------------------------------------------
+passes=()		# pass names, in the order they ran
+declare -A pass_seconds
+
+# record VERDICT NAME: one case line into the combined results.
+record() {
+	echo "$1 $2" >>"$all_results"
+}
+
+# Fold one pass's results into $all_results.
+#   collect PASS RESULTS_FILE TESTLOG_JSON MESON_TEST_EXIT_CODE
+collect() {
+	local pass=$1 results=$2 testlog=$3 rc=$4 extra
+
+	if [ -f "$results" ]; then
+		# "VERDICT prog/case[: reason]" -> "VERDICT pass/prog/case[: reason]"
+		awk -v pass="$pass" '$1 ~ /^(PASS|FAIL|SKIP)$/ {
+			verdict = $1
+			sub(/^[A-Z]+[ \t]+/, "")
+			print verdict " " pass "/" $0
+		}' "$results" >>"$all_results"
+	fi
+
+	# Tests whose outcome the case lines do not show: crashed or timed out
+	# without a FAIL line, skipped or passed without any case line.
+	extra=$(python3 - "$testlog" "$pass" <<'EOF'
+import json, sys
+path, pass_name = sys.argv[1], sys.argv[2]
+try:
+    lines = open(path).read().splitlines()
+except OSError:
+    sys.exit(0)
+for line in lines:
+    if not line.strip():
+        continue
+    t = json.loads(line)
+    # "project:suite / name" -> "name"
+    name, result = t.get("name", "?").split(" / ")[-1], t.get("result", "?")
+    rc = t.get("returncode")
+    out = (t.get("stdout") or "").splitlines()
+    verdicts = [l.split(None, 1)[0] for l in out if l.split(None, 1)[:1] in (["PASS"], ["FAIL"], ["SKIP"])]
+    label = f"{pass_name}/meson:{name}"
+    if result in ("OK", "EXPECTEDFAIL"):
+        if not verdicts:
+            print(f"PASS {label}")
+    elif result == "SKIP":
+        if not verdicts:
+            print(f"SKIP {label}")
+    elif "FAIL" not in verdicts or result == "TIMEOUT" or rc not in (1, 77):
+        # Also when FAIL lines were printed: a crash, a sanitizer abort or
+        # a timeout of the program itself is not explained by them (and
+        # the cases after it never ran).
+        how = f"killed by signal {-rc}" if isinstance(rc, int) and rc < 0 else f"exit {rc}"
+        print(f"FAIL {label} ({result.lower()}, {how})")
+EOF
+	)
+	if [ -n "$extra" ]; then
+		printf '%s\n' "$extra" >>"$all_results"
+	fi
+	if [ "$rc" -ne 0 ] && ! grep -q "^FAIL $pass/" "$all_results"; then
+		record FAIL "$pass/meson-test (exit $rc)"
+	fi
+	if ! grep -q "^[A-Z]* $pass/" "$all_results"; then
+		record FAIL "$pass/no-tests-ran"
+	fi
+}
+
+# Current value of a meson option in a configured build dir.
+meson_option() {
+	meson introspect "$1" --buildoptions 2>/dev/null | python3 -c '
+import json, sys
+for o in json.load(sys.stdin):
+    if o["name"] == sys.argv[1]:
+        v = o["value"]
+        print(",".join(v) if isinstance(v, list) else str(v).lower())' "$2"
+}
+
+# configure DIR OPTION=VALUE...: set up DIR, or bring its options up to date.
+configure() {
+	local dir=$1 opt name value stale=()
+
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		rm -rf "$dir"
+		meson setup "$dir" "${@/#/-D}"
+		return
+	fi
+	for opt in "$@"; do
+		name=${opt%%=*}
+		value=${opt#*=}
+		if [ "$(meson_option "$dir" "$name")" != "$value" ]; then
+			stale+=("-D$opt")
+		fi
+	done
+	if [ ${#stale[@]} -gt 0 ]; then
+		meson configure "$dir" "${stale[@]}"
+	fi
+}
+
+# build PASS DIR OPTION=VALUE...: configure and build; a failure is a case.
+build_dir() {
+	local pass=$1 dir=$2
+
+	shift 2
+	echo "== $pass: build $dir"
+	if configure "$dir" "$@" && ninja -C "$dir"; then
+		return 0
+	fi
+	record FAIL "$pass/build"
+	return 1
+}
+
+# test_pass PASS DIR [meson test args...] -- env assignments...
+test_pass() {
+	local pass=$1 dir=$2 results rc start args=() envs=()
+
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		args+=("$1")
+		shift
+	done
+	[ $# -gt 0 ] && shift
+	envs=("$@")
+
+	results=$check_dir/$pass.results
+	rm -f "$results" "$dir/meson-logs/$pass.json"
+	echo "== $pass: meson test (${envs[*]})"
+	start=$SECONDS
+	env -u FAULTLINE_MASK_FEATURES -u FAULTLINE_REQUIRE_FEATURES \
+		-u ASAN_OPTIONS -u UBSAN_OPTIONS \
+		FL_TEST_RESULTS="$results" "${envs[@]}" \
+		meson test -C "$dir" --no-rebuild --num-processes 2 \
+		--print-errorlogs --logbase "$pass" "${args[@]}"
+	rc=$?
+	pass_seconds[$pass]=$((SECONDS - start))
+	passes+=("$pass")
+	collect "$pass" "$results" "$dir/meson-logs/$pass.json" "$rc"
+}
+
+# The install check: meson install into a temporary root, then build and
+# run examples/lazy-file.c against what was installed.
+install_pass() {
+	local destdir=$work/root log=$check_dir/install.log start pc libso flags
+	local exe=$work/lazy-file verdict=FAIL
+
+	echo "== install: meson install, build examples/lazy-file.c with pkg-config"
+	start=$SECONDS
+	: >"$log"
+	passes+=(install)
+	if ! meson install -C "$build" --no-rebuild --destdir "$destdir" >>"$log" 2>&1; then
+		echo "check: meson install failed (see $keep_dir/install.log)"
+	elif ! pc=$(find "$destdir" -path '*/pkgconfig/faultline.pc' | head -n 1) || [ -z "$pc" ]; then
+		echo "check: no faultline.pc installed under $destdir"
+	elif ! libso=$(find "$destdir" -name 'libfaultline.so.0' | head -n 1) || [ -z "$libso" ]; then
+		echo "check: no libfaultline.so.0 installed under $destdir"
+	elif ! flags=$(PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$destdir \
+			PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 \
+			pkg-config --cflags --libs faultline 2>>"$log"); then
+		echo "check: pkg-config --cflags --libs faultline failed (see $keep_dir/install.log)"
+	elif ! (set -x; "${CC:-cc}" -std=c11 -Wall -Wextra -Wpedantic -Werror \
+			"$root/examples/lazy-file.c" $flags -o "$exe") >>"$log" 2>&1; then
+		echo "check: examples/lazy-file.c does not build against the installed faultline (see $keep_dir/install.log)"
+		tail -n 20 "$log"
+	elif ! LD_LIBRARY_PATH=$(dirname "$libso") ldd "$exe" 2>>"$log" |
+			grep -q "libfaultline\.so\.0 => $destdir/"; then
+		echo "check: lazy-file does not load libfaultline.so.0 from $destdir"
+		LD_LIBRARY_PATH=$(dirname "$libso") ldd "$exe" >>"$log" 2>&1
+	elif ! LD_LIBRARY_PATH=$(dirname "$libso") timeout 60 "$exe" >>"$log" 2>&1; then
+		echo "check: lazy-file failed (see $keep_dir/install.log)"
+		tail -n 20 "$log"
+	else
+		verdict=PASS
+		tail -n 1 "$log"
+	fi
+	record "$verdict" install/example
+	echo "$verdict install/example"
+	pass_seconds[install]=$((SECONDS - start))
+}
+
+summary() {
+	local pass p f s
+
+	echo
+	echo "== summary"
+	for pass in "${passes[@]}"; do
+		p=$(grep -c "^PASS $pass/" "$all_results")
+		f=$(grep -c "^FAIL $pass/" "$all_results")
+		s=$(grep -c "^SKIP $pass/" "$all_results")
+		printf '%-8s %d passed, %d failed, %d skipped (%ds)\n' \
+			"$pass:" "$p" "$f" "$s" "${pass_seconds[$pass]:-0}"
+	done
+	p=$(grep -c '^PASS ' "$all_results")
+	f=$(grep -c '^FAIL ' "$all_results")
+	s=$(grep -c '^SKIP ' "$all_results")
+	if [ "$f" -gt 0 ]; then
+		echo "failed cases:"
+		grep '^FAIL ' "$all_results"
+	fi
+	if [ $((p + f + s)) -eq 0 ]; then
+		echo "check: no test ran"
+	fi
+	echo "results and logs: $keep_dir (${SECONDS}s in all)"
+	echo "$p passed, $f failed, $s skipped"
+	[ "$f" -eq 0 ] && [ $((p + f + s)) -gt 0 ]
+}
+
+finish() {
+	# Restore huge pages before the summary so nothing prints after its
+	# last line.
+	restore_hugepages
+	mkdir -p "$keep_dir" && rm -f "$keep_dir"/* && cp "$check_dir"/* "$keep_dir"/
+	summary
+	exit $?
+}
+
+# ---- the passes ------------------------------------------------------------
+mkdir -p "$check_dir" || exit 1
+: >"$all_results"
+
+start=$SECONDS
+if ! build_dir plain "$build" werror=true; then
+	passes+=(plain)
+	pass_seconds[plain]=$((SECONDS - start))
+	finish
+fi
+echo "check: plain build took $((SECONDS - start))s"
+
+reserve_hugepages
+
+test_pass plain "$build" -- FAULTLINE_REQUIRE_FEATURES=all
+if [ "$quick" = 1 ]; then
+	finish
+fi
+
+# The ABI is the same whatever the mask or the sanitizers: checked once.
+test_pass masked "$build" --no-suite abi -- \
+	FAULTLINE_MASK_FEATURES=new FAULTLINE_REQUIRE_FEATURES=all
+
+start=$SECONDS
+if build_dir asan "$build_asan" b_sanitize=address,undefined b_lundef=false \
+		c_args=-fno-omit-frame-pointer; then
+	echo "check: asan build took $((SECONDS - start))s"
+	test_pass asan "$build_asan" --no-suite abi --timeout-multiplier 3 -- \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		FAULTLINE_REQUIRE_FEATURES=all
+else
+	passes+=(asan)
+	pass_seconds[asan]=$((SECONDS - start))
+fi
+
+install_pass
+finish
