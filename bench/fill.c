@@ -497,7 +497,7 @@ int bench_fill_main(int argc, char **argv)
 		path[0] = '\0';
 		goto out;
 	}
-	temp_file_guard(path);
+	temp_file_guard(path, NULL);
 	r = write_pattern_file(fd, size, false, "writing file");
 	if (r) {
 		cli_error("bench fill: writing %s: %s", path, strerror(-r));

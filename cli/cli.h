@@ -10,5 +10,8 @@
 int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_image(int argc, char **argv);
+int cmd_image_push(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

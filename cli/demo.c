@@ -44,12 +44,13 @@ static const char demo_usage[] =
 	"Half the threads read their share sequentially, the others touch random\n"
 	"pages (first with a write that keeps the value); every page touched is\n"
 	"checked word by word. Prints fault, prefetch, background-fill and latency\n"
-	"statistics. The image file is removed at the end.\n"
+	"statistics. The temporary directory is removed at the end.\n"
 	"\n"
 	"Options:\n"
 	"  --size BYTES   image size, e.g. 256M, 1G (default 1G)\n"
 	"  --threads N    threads touching the region, 1-64 (default 4)\n"
-	"  --dir DIR      directory for the image (default $TMPDIR, else /var/tmp)\n"
+	"  --dir DIR      where to create the temporary directory for the image\n"
+	"                 (default $TMPDIR, else /var/tmp)\n"
 	"  -h, --help     show this help\n"
 	"\n"
 	"Exit status: 0 when every byte matched, 1 on a mismatch or an error,\n"
@@ -209,7 +210,7 @@ int cmd_demo(int argc, char **argv)
 	struct worker *workers = NULL;
 	struct demo d = { 0 };
 	struct progress prog;
-	char path[4200] = "", a[32], b[32], c3[32];
+	char tmpdir[4200] = "", path[4300] = "", a[32], b[32], c3[32];
 	unsigned started = 0;
 	int c, fd = -1, r, status = EXIT_ERR;
 
@@ -251,17 +252,23 @@ int cmd_demo(int argc, char **argv)
 	for (uint64_t p = 0; p < d.npages; p++)
 		zero_expected += pattern_page_is_zero(p);
 
-	/* 1. The image. */
-	snprintf(path, sizeof(path), "%s/faultline-demo.XXXXXX", dir);
-	fd = mkostemp(path, O_CLOEXEC);
+	/* 1. The image, in a temporary directory of its own. */
+	snprintf(tmpdir, sizeof(tmpdir), "%s/faultline-demo.XXXXXX", dir);
+	if (!mkdtemp(tmpdir)) {
+		cli_error("demo: creating a temporary directory in %s: %s", dir, strerror(errno));
+		tmpdir[0] = '\0';
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/image", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		cli_error("demo: creating an image file in %s: %s", dir, strerror(errno));
+		cli_error("demo: creating %s: %s", path, strerror(errno));
 		path[0] = '\0';
 		goto out;
 	}
-	temp_file_guard(path);
+	temp_file_guard(path, tmpdir);
 	printf("faultline demo: %s image in %s, %llu threads (%u sequential, %u random)\n",
-	       fmt_bytes(size, a, sizeof(a)), dir, (unsigned long long)nthreads, d.seq_threads, d.rand_threads);
+	       fmt_bytes(size, a, sizeof(a)), tmpdir, (unsigned long long)nthreads, d.seq_threads, d.rand_threads);
 	fflush(stdout);
 	r = write_pattern_file(fd, size, true, "writing image");
 	if (r) {
@@ -342,6 +349,7 @@ int cmd_demo(int argc, char **argv)
 			/* Threads may be waiting on faults that will not be
 			 * served: do not join them, end the process. */
 			unlink(path);
+			rmdir(tmpdir);
 			exit(EXIT_ERR);
 		}
 		sleep_ms(1);
@@ -400,9 +408,10 @@ out:
 	free(workers);
 	if (fd >= 0)
 		close(fd);
-	if (path[0]) {
+	if (path[0])
 		unlink(path);
-		temp_file_forget();
-	}
+	if (tmpdir[0])
+		rmdir(tmpdir);
+	temp_file_forget();
 	return status;
 }

@@ -24,6 +24,8 @@ static const char usage_text[] =
 	"  bench fault    demand-fault latency: faultline engine vs a raw handler\n"
 	"  bench fill     lazy restore throughput: faultline vs a raw handler\n"
 	"  demo           lazily restore a memory image and verify every byte\n"
+	"  image          create, inspect, verify, diff, export and push images\n"
+	"  serve          serve an image's pages to remote lazy regions over TCP/TLS\n"
 	"\n"
 	"Run 'faultline <command> --help' for a command's options.\n"
 	"\n"
@@ -38,6 +40,8 @@ static const struct command commands[] = {
 	{ "check", cmd_check },
 	{ "bench", cmd_bench },
 	{ "demo", cmd_demo },
+	{ "image", cmd_image },
+	{ "serve", cmd_serve },
 };
 
 int main(int argc, char **argv)
@@ -53,7 +57,9 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
-		printf("faultline %s\n", fl_version());
+		/* The program's version, and the library's it runs with. */
+		printf("faultline %d.%d.%d (libfaultline %s)\n", FL_VERSION_MAJOR, FL_VERSION_MINOR,
+		       FL_VERSION_PATCH, fl_version());
 		return EXIT_OK;
 	}
 	if (name[0] == '-')

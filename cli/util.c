@@ -496,25 +496,29 @@ int read_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static char guarded_path[4096];
+static char guarded_path[4096], guarded_dir[4096];
 static volatile sig_atomic_t guard_armed;
 
 static void guard_handler(int sig)
 {
-	if (guard_armed)
+	if (guard_armed) {
 		unlink(guarded_path);
+		if (guarded_dir[0])
+			rmdir(guarded_dir);
+	}
 	/* Leave a terminal progress line ended. */
 	if (isatty(STDERR_FILENO) == 1 && write(STDERR_FILENO, "\n", 1) < 0)
 		(void)0;
 	_exit(128 + sig);
 }
 
-void temp_file_guard(const char *path)
+void temp_file_guard(const char *path, const char *dir)
 {
 	struct sigaction sa;
 
 	guard_armed = 0;
 	snprintf(guarded_path, sizeof(guarded_path), "%s", path);
+	snprintf(guarded_dir, sizeof(guarded_dir), "%s", dir ? dir : "");
 	guard_armed = 1;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = guard_handler;

@@ -124,11 +124,12 @@ int pin_self(int cpu);
 const char *temp_dir(void);
 
 /*
- * Remove `path` if the process is stopped by SIGINT, SIGTERM or SIGHUP
- * before temp_file_forget() is called (one file at a time). The handler
- * unlinks the file and exits with 128 + the signal number.
+ * Remove `path` (and then the directory `dir`, if not NULL) if the process
+ * is stopped by SIGINT, SIGTERM or SIGHUP before temp_file_forget() is
+ * called (one file at a time). The handler removes them and exits with
+ * 128 + the signal number.
  */
-void temp_file_guard(const char *path);
+void temp_file_guard(const char *path, const char *dir);
 void temp_file_forget(void);
 
 /* pwrite/pread the whole buffer; 0 or -errno (-EIO on a short file). */

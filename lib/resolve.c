@@ -188,6 +188,11 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 		atomic_fetch_add_explicit(&r->store_errors, 1, memory_order_relaxed);
 		fl__log(&e->log, FL_LOG_WARN, "%s: store read at %llu (%llu pages) failed: %s", r->name,
 			(unsigned long long)iov.offset, (unsigned long long)count, strerror(-ret));
+		/* ENOENT/EAGAIN/ESRCH mean "layout changed" or "process gone"
+		 * only when the kernel says them; from a store they mean the
+		 * data cannot be had, which fails closed. */
+		if (ret == -ENOENT || ret == -EAGAIN || ret == -ESRCH || ret == -EEXIST)
+			ret = -EIO;
 		return ret;
 	}
 	atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);

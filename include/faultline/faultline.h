@@ -10,5 +10,7 @@
 #include <faultline/region.h>
 #include <faultline/guard.h>
 #include <faultline/image.h>
+#include <faultline/remote.h>
+#include <faultline/redis.h>
 
 #endif

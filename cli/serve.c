@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * faultline serve: serve an image's pages over TCP (optionally TLS) to
+ * remote lazy regions (fl_store_remote_new()), until SIGINT or SIGTERM.
+ *
+ * Prints "listening on HOST:PORT" on stdout once the socket is bound (the
+ * port is the one the kernel chose when asked for port 0), so scripts can
+ * read it; logs go to stderr.
+ */
+#include "cli.h"
+#include "util.h"
+
+#include <faultline/faultline.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char serve_usage[] =
+	"Usage: faultline serve IMAGE --listen ADDR:PORT [options]\n"
+	"\n"
+	"Serve the pages of IMAGE to remote lazy regions (the \"remote\" store of\n"
+	"libfaultline) until interrupted. ADDR:PORT is an address of this host\n"
+	"(\"127.0.0.1:7000\", \"[::1]:7000\", \":7000\" for every address); port 0\n"
+	"picks a free port. Prints \"listening on ADDR:PORT\" once ready.\n"
+	"\n"
+	"Options:\n"
+	"  -l, --listen ADDR:PORT     where to listen (required)\n"
+	"      --max-clients N        clients served at once (default 64); the next\n"
+	"                             one is refused (EBUSY)\n"
+	"      --tls-psk ID:HEXKEY    TLS with a pre-shared key (16-64 bytes in hex)\n"
+	"      --tls-psk-file FILE    the same, read from FILE (\"ID:HEXKEY\"), so the\n"
+	"                             key does not show in the process list\n"
+	"      --tls-cert CERT        TLS with this X.509 certificate chain (PEM)...\n"
+	"      --tls-key KEY          ...and its private key (PEM)\n"
+	"      --tls-ca CA            with --tls-cert: require client certificates\n"
+	"                             signed by CA\n"
+	"      --bulk-rate RATE       cap background streaming at RATE bytes/s over\n"
+	"                             all clients (e.g. 200M); demand faults are\n"
+	"                             never throttled\n"
+	"      --verify               check every page of IMAGE before serving\n"
+	"  -v, --verbose              log connections (twice: debug messages)\n"
+	"  -h, --help                 show this help\n"
+	"\n"
+	"Exit status: 0 after SIGINT/SIGTERM, 1 on an error, 2 on a usage error.\n";
+
+static struct fl_server *volatile serving;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	/* fl_server_stop() only writes an eventfd: async-signal-safe. */
+	if (serving)
+		fl_server_stop(serving);
+}
+
+static void log_cb(enum fl_log_level level, const char *msg, void *ctx)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	(void)ctx;
+	fprintf(stderr, "faultline serve: %s: %s\n", names[level <= FL_LOG_DEBUG ? level : FL_LOG_DEBUG], msg);
+}
+
+/* "ID:HEXKEY" into its parts (the key is the part after the last ':'). */
+static int split_psk(char *spec, const char **ret_id, const char **ret_key)
+{
+	char *colon = strrchr(spec, ':');
+
+	if (!colon || colon == spec || !colon[1])
+		return -EINVAL;
+	*colon = '\0';
+	*ret_id = spec;
+	*ret_key = colon + 1;
+	return 0;
+}
+
+static int read_psk_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	bool ok;
+
+	if (!f)
+		return -errno;
+	ok = fgets(buf, (int)len, f) != NULL;
+	fclose(f);
+	if (!ok)
+		return -EINVAL;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
+		return -errno;
+	/* A client that goes away mid-write must not kill the server. */
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	enum { OPT_MAX_CLIENTS = 256, OPT_PSK, OPT_PSK_FILE, OPT_CERT, OPT_KEY, OPT_CA, OPT_RATE, OPT_VERIFY };
+	static const struct option longopts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+		{ "tls-psk", required_argument, NULL, OPT_PSK },
+		{ "tls-psk-file", required_argument, NULL, OPT_PSK_FILE },
+		{ "tls-cert", required_argument, NULL, OPT_CERT },
+		{ "tls-key", required_argument, NULL, OPT_KEY },
+		{ "tls-ca", required_argument, NULL, OPT_CA },
+		{ "bulk-rate", required_argument, NULL, OPT_RATE },
+		{ "verify", no_argument, NULL, OPT_VERIFY },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct fl_server_opts o = { .sz = sizeof(o), .log = log_cb, .log_level = FL_LOG_WARN };
+	struct fl_server_stats st = { .sz = sizeof(st) };
+	struct fl_image_info info = { .sz = sizeof(info) };
+	struct fl_image *img = NULL;
+	struct fl_server *srv = NULL;
+	char psk[512] = "", idhex[2 * FL_IMAGE_ID_LEN + 1], host[300];
+	const char *image, *psk_file = NULL, *colon;
+	bool verify = false, have_psk = false;
+	uint64_t v;
+	int c, r, verbose = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "l:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			o.listen = optarg;
+			break;
+		case OPT_MAX_CLIENTS:
+			if (parse_uint(optarg, 1, 100000, &v))
+				return cli_usage_error("serve: --max-clients wants a number from 1 to 100000, not '%s'",
+						       optarg);
+			o.max_clients = (unsigned)v;
+			break;
+		case OPT_PSK:
+			snprintf(psk, sizeof(psk), "%s", optarg);
+			have_psk = true;
+			break;
+		case OPT_PSK_FILE:
+			psk_file = optarg;
+			have_psk = true;
+			break;
+		case OPT_CERT:
+			o.cert_file = optarg;
+			break;
+		case OPT_KEY:
+			o.key_file = optarg;
+			break;
+		case OPT_CA:
+			o.ca_file = optarg;
+			break;
+		case OPT_RATE:
+			if (parse_size(optarg, &v) || !v)
+				return cli_usage_error("serve: --bulk-rate wants bytes/s such as 200M, not '%s'",
+						       optarg);
+			o.bulk_rate = v;
+			break;
+		case OPT_VERIFY:
+			verify = true;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			fputs(serve_usage, stdout);
+			return EXIT_OK;
+		default:
+			return cli_usage_error("serve: unknown option '%s' (see 'faultline serve --help')",
+					       argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error("serve: no image given (see 'faultline serve --help')");
+	if (optind + 1 < argc)
+		return cli_usage_error("serve: one image only ('%s' is extra)", argv[optind + 1]);
+	image = argv[optind];
+	if (!o.listen)
+		return cli_usage_error("serve: --listen ADDR:PORT is required");
+	if (have_psk && (o.cert_file || o.key_file))
+		return cli_usage_error("serve: --tls-psk and --tls-cert exclude each other");
+	if ((o.cert_file != NULL) != (o.key_file != NULL))
+		return cli_usage_error("serve: --tls-cert and --tls-key go together");
+	if (o.ca_file && !o.cert_file)
+		return cli_usage_error("serve: --tls-ca needs --tls-cert");
+	if (psk_file && psk[0])
+		return cli_usage_error("serve: --tls-psk and --tls-psk-file exclude each other");
+	if (psk_file) {
+		r = read_psk_file(psk_file, psk, sizeof(psk));
+		if (r) {
+			cli_error("serve: %s: %s", psk_file, r == -EINVAL ? "empty" : strerror(-r));
+			return EXIT_ERR;
+		}
+	}
+	if (have_psk) {
+		o.tls = FL_TLS_PSK;
+		if (split_psk(psk, &o.psk_identity, &o.psk_key_hex))
+			return cli_usage_error("serve: a pre-shared key is given as IDENTITY:HEXKEY");
+	} else if (o.cert_file) {
+		o.tls = FL_TLS_X509;
+	}
+	o.log_level = verbose >= 2 ? FL_LOG_DEBUG : verbose ? FL_LOG_INFO : FL_LOG_WARN;
+
+	r = fl_image_open(image, verify ? FL_IMAGE_OPEN_VERIFY : 0, &img);
+	if (r) {
+		cli_error("serve: %s: %s", image, r == -EBADMSG ? "corrupt image" : r == -EPROTO ?
+			  "not a faultline image" : strerror(-r));
+		return EXIT_ERR;
+	}
+	r = fl_image_info(img, &info);
+	if (!r)
+		r = fl_server_new(img, &o, &srv);
+	if (r) {
+		if (r == -EINVAL && o.tls == FL_TLS_PSK)
+			cli_error("serve: the pre-shared key must be 16 to 64 bytes of hex");
+		else
+			cli_error("serve: %s: %s", o.listen, strerror(-r));
+		fl_image_close(img);
+		return EXIT_ERR;
+	}
+	r = install_signals();
+	if (r) {
+		fl_server_free(srv);
+		fl_image_close(img);
+		return cli_fail("serve: sigaction", r);
+	}
+	serving = srv;
+	colon = strrchr(o.listen, ':');
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - o.listen), o.listen);
+	fl_image_id_format(info.id, idhex);
+	fprintf(stderr, "faultline serve: %s: image %s, %u region(s)%s\n", image, idhex, info.nregions,
+		o.tls == FL_TLS_PSK ? ", TLS (PSK)" : o.tls == FL_TLS_X509 ? ", TLS (X.509)" : "");
+	printf("listening on %s:%d\n", host[0] ? host : "*", fl_server_port(srv));
+	fflush(stdout);
+
+	r = fl_server_run(srv);
+	serving = NULL;
+	fl_server_stats(srv, &st);
+	fprintf(stderr, "faultline serve: stopped: %llu connections (%llu refused), %llu requests "
+		"(%llu urgent), %llu data + %llu zero pages, %llu errors\n",
+		(unsigned long long)st.connections, (unsigned long long)st.refused,
+		(unsigned long long)st.requests, (unsigned long long)st.requests_urgent,
+		(unsigned long long)st.pages_data, (unsigned long long)st.pages_zero,
+		(unsigned long long)st.errors);
+	fl_server_free(srv);
+	fl_image_close(img);
+	memset(psk, 0, sizeof(psk));
+	if (r)
+		return cli_fail("serve", r);
+	return EXIT_OK;
+}
