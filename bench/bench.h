@@ -13,5 +13,6 @@
 
 int bench_fault_main(int argc, char **argv);
 int bench_fill_main(int argc, char **argv);
+int bench_restore_main(int argc, char **argv);
 
 #endif

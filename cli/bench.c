@@ -20,6 +20,7 @@ static const char bench_usage[] =
 	"          handler placement\n"
 	"  fill    lazy restore throughput of a page-cached file: demand faults\n"
 	"          plus background fill\n"
+	"  restore eager vs lazy restore of an image: local, page server, Redis\n"
 	"\n"
 	"Run 'faultline bench <name> --help' for a benchmark's options.\n";
 
@@ -31,6 +32,7 @@ struct bench {
 static const struct bench benches[] = {
 	{ "fault", bench_fault_main },
 	{ "fill", bench_fill_main },
+	{ "restore", bench_restore_main },
 };
 
 int cmd_bench(int argc, char **argv)

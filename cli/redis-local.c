@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "redis-local.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+bool redis_local_available(void)
+{
+	static const char *dirs[] = { "/usr/bin", "/usr/local/bin", "/usr/sbin" };
+	char p[64];
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(p, sizeof(p), "%s/redis-server", dirs[i]);
+		if (access(p, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static bool answers(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	char buf[16];
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = false;
+	if (fd < 0)
+		return false;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "PING\r\n", 6) == 6 &&
+	    read(fd, buf, sizeof(buf)) > 0)
+		ok = buf[0] == '+';
+	close(fd);
+	return ok;
+}
+
+int redis_local_start(struct redis_local *r, const char *prefix)
+{
+	char port[16], log[300];
+	const char *args[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+			       "--appendonly", "no", "--protected-mode", "no", "--maxmemory", "0",
+			       "--logfile", log, "--dir", r->dir, NULL };
+	posix_spawn_file_actions_t fa;
+	int p, e;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->dir, sizeof(r->dir), "%s/fl-redis-XXXXXX", temp_dir());
+	if (!mkdtemp(r->dir))
+		return -errno;
+	p = free_port();
+	if (p < 0)
+		return p;
+	r->port = p;
+	snprintf(port, sizeof(port), "%d", p);
+	snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	e = posix_spawnp(&r->pid, args[0], &fa, NULL, (char *const *)args, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (e) {
+		rmdir(r->dir);
+		return -e;
+	}
+	for (int i = 0; i < 500; i++) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		if (answers(p)) {
+			snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/%s", p, prefix);
+			return 0;
+		}
+		if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+			r->pid = 0;
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	redis_local_stop(r);
+	return -ETIMEDOUT;
+}
+
+void redis_local_stop(struct redis_local *r)
+{
+	char path[300];
+	if (r->pid > 0) {
+		kill(r->pid, SIGTERM);
+		waitpid(r->pid, NULL, 0);
+		r->pid = 0;
+	}
+	if (r->dir[0]) {
+		snprintf(path, sizeof(path), "%s/redis.log", r->dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/dump.rdb", r->dir);
+		unlink(path);
+		rmdir(r->dir);
+		r->dir[0] = '\0';
+	}
+}
