@@ -32,6 +32,7 @@ struct fl__space {
 struct fl__worker {
 	uint8_t *buf;
 	size_t cap;
+	uint8_t *zero;			/* per page of buf: all zeros? */
 	struct uffd_msg *msgs;
 	unsigned batch;
 };

@@ -26,13 +26,20 @@ int fl__worker_init(struct fl__worker *w, size_t cap, unsigned batch)
 int fl__worker_reserve(struct fl__worker *w, size_t cap)
 {
 	void *p;
+	uint8_t *z;
 	if (cap <= w->cap)
 		return 0;
+	/* one flag per 4 KiB page the buffer can hold */
+	z = calloc(cap / FL_PAGE_SIZE + 1, 1);
 	/* Page-aligned so COPY sources never straddle needlessly. */
-	if (posix_memalign(&p, FL_HPAGE_SIZE, cap))
+	if (!z || posix_memalign(&p, FL_HPAGE_SIZE, cap)) {
+		free(z);
 		return -ENOMEM;
+	}
 	free(w->buf);
+	free(w->zero);
 	w->buf = p;
+	w->zero = z;
 	w->cap = cap;
 	return 0;
 }
@@ -40,6 +47,7 @@ int fl__worker_reserve(struct fl__worker *w, size_t cap)
 void fl__worker_fini(struct fl__worker *w)
 {
 	free(w->buf);
+	free(w->zero);
 	free(w->msgs);
 	memset(w, 0, sizeof(*w));
 }

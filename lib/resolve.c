@@ -13,6 +13,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+/* Zero runs shorter than this (inside data) are copied, not ZEROPAGEd. */
+#define ZERO_RUN_MIN 16
+
 static bool page_is_zero(const uint8_t *p, size_t len)
 {
 	const uint64_t *w = (const uint64_t *)(const void *)p;
@@ -201,26 +204,32 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 
 	/* Walk runs of data / zero pages. Discarded pages (REMOVE) are zeros
 	 * by the application's own request. */
+	for (uint64_t p = first; p < first + count; p++) {
+		uint8_t *pg = w->buf + (p - first) * psz;
+		bool disc = fl__bit_test(r->discarded, p);
+		if (disc)
+			memset(pg, 0, psz);
+		w->zero[p - first] = disc || (iov.flags_out & FL_STORE_ZERO) || page_is_zero(pg, psz);
+	}
+	/* A short zero run inside data costs two more ioctls than copying the
+	 * zeros we already hold: ZEROPAGE only long runs, or a whole request. */
+	for (uint64_t i = 0; i < count;) {
+		uint64_t j = i;
+		while (j < count && w->zero[j] == w->zero[i])
+			j++;
+		if (w->zero[i] && j - i < ZERO_RUN_MIN && j - i < count)
+			memset(&w->zero[i], 0, j - i);
+		i = j;
+	}
 	for (uint64_t p = first; p < first + count;) {
-		bool zero, pz;
+		bool zero = w->zero[p - first];
 		uint64_t q = p;
 		uint8_t *src = w->buf + (p - first) * psz;
 		uint64_t dst;
 		int uffd;
 
-		zero = fl__bit_test(r->discarded, p) || (iov.flags_out & FL_STORE_ZERO) ||
-		       page_is_zero(src, psz);
-		if (zero && fl__bit_test(r->discarded, p))
-			memset(src, 0, psz);
-		do {
+		while (q < first + count && w->zero[q - first] == zero)
 			q++;
-			if (q >= first + count)
-				break;
-			pz = fl__bit_test(r->discarded, q) || (iov.flags_out & FL_STORE_ZERO) ||
-			     page_is_zero(w->buf + (q - first) * psz, psz);
-			if (pz && fl__bit_test(r->discarded, q))
-				memset(w->buf + (q - first) * psz, 0, psz);
-		} while (pz == zero);
 		if (minor) {
 			/* Skip pages whose page cache is already filled. */
 			while (p < q && fl__bit_test(r->cached, p))

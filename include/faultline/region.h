@@ -5,8 +5,9 @@
  *
  * A region's memory is anonymous (MAP_PRIVATE|MAP_ANONYMOUS), shmem (a memfd
  * mapped MAP_SHARED), or hugetlbfs (a MFD_HUGETLB memfd; needs reserved huge
- * pages). MISSING regions are resolved with UFFDIO_COPY (ZEROPAGE for zero
- * source pages); MINOR regions (shmem and hugetlbfs only) fill the memfd's
+ * pages). MISSING regions are resolved with UFFDIO_COPY (ZEROPAGE for runs
+ * of 16 or more zero source pages, or a request that is all zeros: a short
+ * zero run inside data is cheaper to copy than to split into ioctls); MINOR regions (shmem and hugetlbfs only) fill the memfd's
  * page cache atomically through a private alias mapping and map it with
  * UFFDIO_CONTINUE.
  *

@@ -165,7 +165,9 @@ static int c_zero_pages(void *arg)
 	s.len = LEN;
 	s.img = u_image(LEN, 0, 0x2e20);
 	for (size_t p = 0; p < s.npages; p++) {
-		if (p % 4 == 1 || p % 7 == 3) {
+		/* scattered zero pages, and one long run (ZEROPAGE'd: short
+		 * runs inside data are copied, see region.h) */
+		if (p % 4 == 1 || p % 7 == 3 || (p >= s.npages / 4 && p < s.npages / 4 + 128)) {
 			memset(s.img + p * s.psz, 0, s.psz);
 			nzero++;
 		}
@@ -178,10 +180,11 @@ static int c_zero_pages(void *arg)
 	u_log_rstats(c->name, &st);
 	T_ASSERT_EQ(fl_region_resolved_pages(s.r), s.npages);
 	T_ASSERT(st.pages_zero > 0);
-	T_ASSERT_EQ(st.pages_zero, nzero);
-	if (c->mode == FL_MODE_MISSING)
-		T_ASSERT_EQ(st.pages_copy, s.npages - nzero);
-	else
+	T_ASSERT(st.pages_zero <= nzero, "%llu zero pages of %zu", (unsigned long long)st.pages_zero, nzero);
+	if (s.psz == 4096)
+		T_ASSERT(st.pages_zero >= 64, "long zero run: only %llu ZEROPAGE'd", (unsigned long long)st.pages_zero);
+	T_ASSERT_EQ(st.pages_copy + st.pages_zero, s.npages);
+	if (c->mode == FL_MODE_MINOR)
 		T_ASSERT_EQ(st.pages_continue, s.npages);
 	teardown(&s);
 	return T_PASS;
