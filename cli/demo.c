@@ -16,6 +16,7 @@
  */
 #include "cli.h"
 #include "util.h"
+#include "redis-local.h"
 
 #include <faultline/faultline.h>
 
@@ -170,6 +171,142 @@ static void fmt_ns(uint64_t ns, char *buf, size_t len)
 		snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
 	else
 		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+}
+
+/* ---- 5. restoring an image of the demo region from each store ---------- */
+
+struct restore_result {
+	const char *source;
+	int err;
+	uint64_t first_ns, full_ns, mismatches;
+};
+
+static void restore_from(struct fl_engine *engine, struct fl_store *store, uint64_t size,
+			 struct restore_result *res)
+{
+	struct fl_region_opts ro = { .sz = sizeof(ro), .length = size, .store = store,
+				     .flags = FL_REGION_BACKGROUND };
+	struct fl_region *rg;
+	const volatile uint8_t *p;
+	uint64_t t0 = now_ns(), acc = 0;
+
+	res->err = fl_region_new(engine, &ro, &rg);
+	if (res->err)
+		return;
+	p = fl_region_addr(rg);
+	acc += p[0];
+	res->first_ns = now_ns() - t0;
+	for (uint64_t off = 0; off < size; off += 4096)
+		acc += p[off];
+	res->full_ns = now_ns() - t0;
+	for (uint64_t off = 0; off < size; off += 4096 + 64) {
+		uint64_t o = off & ~7ull, v;
+		memcpy(&v, (const uint8_t *)p + o, 8);
+		res->mismatches += v != pattern_expected(o, true);
+	}
+	(void)acc;
+	fl_region_free(rg);
+}
+
+static void *serve_thread(void *arg)
+{
+	fl_server_run(arg);
+	return NULL;
+}
+
+static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t size, const char *dir)
+{
+	struct restore_result res[3] = { { "local image" }, { "page server (loopback)" }, { "Redis (loopback)" } };
+	struct fl_range range = { (uintptr_t)base, size };
+	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .creator = "faultline demo" };
+	struct fl_image *img = NULL;
+	struct fl_store *st;
+	char path[512], a[32], b[32];
+	uint64_t t0;
+	int r, status = EXIT_OK;
+
+	snprintf(path, sizeof(path), "%s/demo.img", dir);
+	temp_file_guard(path, NULL);
+	t0 = now_ns();
+	r = fl_image_write_ranges(path, &range, 1, &wo);
+	if (r) {
+		temp_file_forget();
+		return cli_fail("demo: writing the image", r);
+	}
+	fmt_ns(now_ns() - t0, a, sizeof(a));
+	printf("\nimage of the region written in %s (%s)\n", a, path);
+	r = fl_image_open(path, 0, &img);
+	if (r)
+		goto out;
+	/* local image */
+	res[0].err = fl_image_store_new(img, 0, &st);
+	if (!res[0].err) {
+		restore_from(engine, st, size, &res[0]);
+		fl_store_unref(st);
+	}
+	/* page server over loopback */
+	{
+		struct fl_server_opts so = { .sz = sizeof(so), .listen = "127.0.0.1:0" };
+		struct fl_server *srv;
+		pthread_t th;
+		res[1].err = fl_server_new(img, &so, &srv);
+		if (!res[1].err) {
+			char addr[64];
+			struct fl_remote_opts ro = { .sz = sizeof(ro), .addr = addr };
+			snprintf(addr, sizeof(addr), "127.0.0.1:%d", fl_server_port(srv));
+			pthread_create(&th, NULL, serve_thread, srv);
+			res[1].err = fl_store_remote_new(&ro, &st);
+			if (!res[1].err) {
+				restore_from(engine, st, size, &res[1]);
+				fl_store_unref(st);
+			}
+			fl_server_stop(srv);
+			pthread_join(th, NULL);
+			fl_server_free(srv);
+		}
+	}
+	/* Redis, with a private redis-server when one is installed */
+	if (redis_local_available()) {
+		struct redis_local rl;
+		res[2].err = redis_local_start(&rl, "demo");
+		if (!res[2].err) {
+			struct fl_redis_opts ro = { .sz = sizeof(ro), .url = rl.url };
+			res[2].err = fl_redis_push(img, &ro, NULL, NULL);
+			if (!res[2].err)
+				res[2].err = fl_store_redis_new(&ro, &st);
+			if (!res[2].err) {
+				restore_from(engine, st, size, &res[2]);
+				fl_store_unref(st);
+			}
+			redis_local_stop(&rl);
+		}
+	} else {
+		res[2].err = -ENOENT;
+	}
+	printf("lazy restores of that image (background fill on, one thread touching every page):\n");
+	printf("  %-24s %18s %22s  %s\n", "source", "first access", "full population", "check");
+	for (int i = 0; i < 3; i++) {
+		if (res[i].err) {
+			printf("  %-24s %s\n", res[i].source,
+			       i == 2 && res[i].err == -ENOENT ? "skipped: redis-server is not installed" :
+								  strerror(-res[i].err));
+			if (!(i == 2 && res[i].err == -ENOENT))
+				status = EXIT_ERR;
+			continue;
+		}
+		fmt_ns(res[i].first_ns, a, sizeof(a));
+		fmt_ns(res[i].full_ns, b, sizeof(b));
+		printf("  %-24s %18s %22s  %s\n", res[i].source, a, b, res[i].mismatches ? "MISMATCH" : "ok");
+		if (res[i].mismatches)
+			status = EXIT_ERR;
+	}
+out:
+	fl_image_close(img);
+	unlink(path);
+	temp_file_forget();
+	if (r)
+		return cli_fail("demo: image", r);
+	return status;
 }
 
 static void sleep_ms(unsigned ms)
@@ -370,7 +507,7 @@ join:
 	       (unsigned long long)st.faults_minor);
 	printf("  %-26s %llu\n", "prefetched pages", (unsigned long long)st.pages_prefetch);
 	printf("  %-26s %llu\n", "background-filled pages", (unsigned long long)st.pages_background);
-	printf("  %-26s %llu (the image has %llu)\n", "zero pages", (unsigned long long)st.pages_zero,
+	printf("  %-26s %llu (the image has %llu; short zero runs are copied)\n", "ZEROPAGE pages", (unsigned long long)st.pages_zero,
 	       (unsigned long long)zero_expected);
 	printf("  %-26s %s\n", "bytes read from the store", fmt_bytes(st.bytes_read, a, sizeof(a)));
 	fmt_ns(atomic_load(&d.first_access_ns) - t_start, a, sizeof(a));
@@ -401,6 +538,8 @@ join:
 		cli_error("demo: %llu pages could not be delivered", (unsigned long long)st.pages_poisoned);
 		status = EXIT_ERR;
 	}
+	if (status == EXIT_OK)
+		status = demo_images(engine, d.base, size, tmpdir);
 out:
 	fl_region_free(region);
 	fl_engine_free(engine);
