@@ -14,21 +14,9 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
-#endif
-#ifndef UFFD_FEATURE_POISON
-#define UFFD_FEATURE_POISON (1 << 14)
-#endif
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_ASYNC (1 << 15)
-#endif
-#ifndef UFFD_FEATURE_MOVE
-#define UFFD_FEATURE_MOVE (1 << 16)
-#endif
-#ifndef UFFDIO_CONTINUE_MODE_WP
-#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
-#endif
+/* The feature bits and UFFDIO_CONTINUE_MODE_WP are public: users name them
+ * too. They live in <faultline/uffd.h>, checked below like the rest. */
+#include <faultline/uffd.h>
 
 #ifndef _UFFDIO_MOVE
 #define _UFFDIO_MOVE (0x05)
