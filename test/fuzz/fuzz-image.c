@@ -190,6 +190,8 @@ int main(int argc, char **argv)
 		LLVMFuzzerTestOneInput(in, n);
 		free(in);
 	}
+	free(seed[0]);
+	free(seed[1]);
 	printf("PASS fuzz/image\n");
 	fprintf(stderr, "# %lu mutated images\n", iterations);
 	if (res && *res) {
