@@ -221,7 +221,7 @@ static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t s
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .creator = "faultline demo" };
 	struct fl_image *img = NULL;
 	struct fl_store *st;
-	char path[512], a[32], b[32];
+	char path[4300], a[32], b[32];
 	uint64_t t0;
 	int r, status = EXIT_OK;
 

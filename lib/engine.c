@@ -525,7 +525,10 @@ static void *filler_main(void *arg)
 		uint64_t gen = atomic_load(&e->filler_gen);
 		/* Demand faults first: yield while handlers are busy. */
 		if (atomic_load_explicit(&e->demand_inflight, memory_order_relaxed)) {
-			sched_yield();
+			/* Sleep, not spin: on two CPUs a spinning filler takes
+			 * the CPU the faulting threads need. */
+			struct timespec ts = { 0, 50 * 1000 };
+			nanosleep(&ts, NULL);
 			continue;
 		}
 		if (fill_one(e, &w))

@@ -149,7 +149,7 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 {
 	struct fl_engine *e = r->engine;
 	size_t psz = r->page_size;
-	uint64_t store_pages, exist = 0, zero_pages = 0, data_pages = 0;
+	uint64_t store_pages, exist = 0, zero_pages = 0, data_pages = 0, run_exist;
 	struct fl_store_iov iov;
 	bool minor = r->mode == FL_MODE_MINOR;
 	int main_uffd = e->spaces[0]->uffd;
@@ -244,8 +244,10 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 			uffd = sp->uffd;
 		}
 		/* hugetlbfs cannot ZEROPAGE: copy the zeros we hold. */
+		run_exist = exist;
 		ret = run_ioctl(r, uffd, (zero && r->mem != FL_MEM_HUGETLB) ? RUN_ZERO : RUN_DATA,
 				dst, src, q - p, &exist);
+		run_exist = exist - run_exist;	/* pages someone else installed */
 		if (ret)
 			return resolve_error(r, sp, ret);
 		if (minor) {
@@ -253,9 +255,9 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 				fl__bit_set(r->cached, k);
 		}
 		if (zero)
-			zero_pages += q - p;
+			zero_pages += q - p - run_exist;
 		else
-			data_pages += q - p;
+			data_pages += q - p - run_exist;
 		p = q;
 	}
 
@@ -275,9 +277,9 @@ done:
 		mark_resolved(r, first, count);
 	atomic_fetch_add_explicit(&r->pages_exist, exist, memory_order_relaxed);
 	if (source == FL_SRC_BACKGROUND)
-		atomic_fetch_add_explicit(&r->pages_background, count - exist, memory_order_relaxed);
-	else if (count > 1)
-		atomic_fetch_add_explicit(&r->pages_prefetch, count - 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&r->pages_background, count > exist ? count - exist : 0, memory_order_relaxed);
+	else if (count > 1 + exist)
+		atomic_fetch_add_explicit(&r->pages_prefetch, count - 1 - exist, memory_order_relaxed);
 	/* A page that existed may have a thread asleep on it. */
 	if (exist && fault_page >= first && fault_page < first + count)
 		fl_uffd_wake(sp->uffd, (void *)(uintptr_t)(base + fault_page * psz), psz);
