@@ -427,26 +427,43 @@ static void *handler_main(void *arg)
 		fl__log(&e->log, FL_LOG_ERROR, "handler thread: out of memory");
 		return NULL;
 	}
+	/* The poll set changes only when a space is added, unpaused or dies;
+	 * those wake wake_fd, so it is rebuilt then, not on every fault. */
+	bool rebuild = true;
+	size_t n = 0;
+
 	while (!atomic_load(&e->stopping)) {
-		size_t n;
 		int r;
 
-		pthread_rwlock_rdlock(&e->lock);
-		if (cap < e->nspaces + 2) {
-			cap = e->nspaces + 8;
-			pfd = realloc(pfd, cap * sizeof(*pfd));
-			sps = realloc(sps, cap * sizeof(*sps));
+		if (rebuild) {
+			pthread_rwlock_rdlock(&e->lock);
+			if (cap < e->nspaces + 2) {
+				size_t ncap = e->nspaces + 8;
+				struct pollfd *np = realloc(pfd, ncap * sizeof(*pfd));
+				struct fl__space **ns = np ? realloc(sps, ncap * sizeof(*sps)) : NULL;
+				if (np)
+					pfd = np;
+				if (ns)
+					sps = ns;
+				if (!np || !ns) {
+					pthread_rwlock_unlock(&e->lock);
+					fl__log(&e->log, FL_LOG_ERROR, "handler thread: out of memory");
+					continue;	/* faults wait; retried on the next loop */
+				}
+				cap = ncap;
+			}
+			n = 0;
+			pfd[n++] = (struct pollfd){ .fd = e->stop_fd, .events = POLLIN };
+			pfd[n++] = (struct pollfd){ .fd = t->wake_fd, .events = POLLIN };
+			for (size_t i = 0; i < e->nspaces; i++) {
+				if (atomic_load(&e->spaces[i]->dead) || atomic_load(&e->spaces[i]->paused))
+					continue;
+				sps[n] = e->spaces[i];
+				pfd[n++] = (struct pollfd){ .fd = e->spaces[i]->uffd, .events = POLLIN };
+			}
+			pthread_rwlock_unlock(&e->lock);
+			rebuild = false;
 		}
-		n = 0;
-		pfd[n++] = (struct pollfd){ .fd = e->stop_fd, .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = t->wake_fd, .events = POLLIN };
-		for (size_t i = 0; i < e->nspaces; i++) {
-			if (atomic_load(&e->spaces[i]->dead) || atomic_load(&e->spaces[i]->paused))
-				continue;
-			sps[n] = e->spaces[i];
-			pfd[n++] = (struct pollfd){ .fd = e->spaces[i]->uffd, .events = POLLIN };
-		}
-		pthread_rwlock_unlock(&e->lock);
 
 		if (busy) {
 			/* Spin until the set of spaces changes or we stop. */
@@ -457,6 +474,7 @@ static void *handler_main(void *arg)
 				if (read(t->wake_fd, &v, sizeof(v)) == sizeof(v))
 					break;
 			}
+			rebuild = true;
 			continue;
 		}
 		r = fl__poll(pfd, (unsigned)n, -1);
@@ -468,10 +486,12 @@ static void *handler_main(void *arg)
 			uint64_t v;
 			if (read(t->wake_fd, &v, sizeof(v)) < 0)
 				(void)0;
+			rebuild = true;
 		}
 		for (size_t i = 2; i < n; i++) {
 			if (pfd[i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
 				atomic_store(&sps[i]->dead, true);
+				rebuild = true;
 				continue;
 			}
 			if (pfd[i].revents & POLLIN)
