@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Write watches: which pages of a range were written since the last reset,
+ * with the semantics of Windows' GetWriteWatch/ResetWriteWatch.
+ *
+ * A watch covers one range of the calling process's memory: private
+ * anonymous memory, a MAP_SHARED mapping of a memfd or other shmem, or
+ * hugetlb memory. The range must be mapped and must not already be
+ * registered with a userfaultfd (-EBUSY). A new watch starts clean: every
+ * page is "not written".
+ *
+ * What counts as a write: any store through this mapping by any thread, and
+ * writes the kernel makes on the process's behalf into the range (read(2)
+ * from a pipe, a socket or a file, recv, ...). A read(2) that transfers zero
+ * bytes does not write. A store that spans two pages marks both. Changing
+ * the range's protection with mprotect(2) does not lose or invent watch
+ * state. MADV_DONTNEED on a watched page counts as a write (its contents
+ * changed to zeros). Writes through a different mapping of the same shmem
+ * object are not seen (they do not go through this range).
+ *
+ * Granularity: page-exact by default. On anonymous memory the watch turns
+ * transparent huge pages off for the range (MADV_NOHUGEPAGE) so a write
+ * reports one page, not 2 MiB; FL_WATCH_ALLOW_THP keeps them, and then a
+ * write to a huge-page-backed area reports the whole 2 MiB. hugetlb memory
+ * is always tracked per huge page. fl_watch_granularity() says which.
+ *
+ * Backends, best first (FL_WATCH_AUTO picks the first the kernel has, see
+ * FAULTLINE_MASK_FEATURES in faultline(7)); all give the same answers
+ * except where noted:
+ *  - ASYNC: userfaultfd write-protect in asynchronous mode (WP_ASYNC,
+ *    WP_UNPOPULATED) and PAGEMAP_SCAN. Writes are resolved by the kernel
+ *    without a message; a scan reports PAGE_IS_WRITTEN and re-protects.
+ *  - SYNC: synchronous userfaultfd write-protect faults served by a thread
+ *    owned by the watch, which records the page and unprotects it.
+ *    Unpopulated pages are caught through MISSING registration, so nothing
+ *    is pre-faulted.
+ *  - MPROTECT: PROT_READ plus a SIGSEGV handler that records and unprotects.
+ *    Limits, which the uffd backends do not have: a kernel write into a
+ *    protected page fails (read(2) returns EFAULT and nothing is written,
+ *    so nothing is reported), and an mprotect(2) by the application that
+ *    makes watched pages writable loses those pages' tracking. The handler
+ *    chains to the previously installed SIGSEGV handler for faults outside
+ *    every watch. This backend keeps a process-wide table of watches (the
+ *    only process-wide state in the library, forced by signals).
+ *
+ * A watch is thread-safe: several threads may call fl_watch_get() and
+ * fl_watch_reset() on it; each call is atomic with respect to the others.
+ */
+#ifndef FAULTLINE_WATCH_H
+#define FAULTLINE_WATCH_H
+
+#include <faultline/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fl_watch;
+
+enum fl_watch_backend {
+	FL_WATCH_AUTO = 0,
+	FL_WATCH_ASYNC = 1,	/* WP_ASYNC + WP_UNPOPULATED + PAGEMAP_SCAN */
+	FL_WATCH_SYNC = 2,	/* synchronous uffd WP faults + MISSING */
+	FL_WATCH_MPROTECT = 3,	/* mprotect + SIGSEGV */
+};
+
+/* Watch flags (struct fl_watch_opts.flags). */
+#define FL_WATCH_ALLOW_THP	(1u << 0)	/* anon: keep THP; writes report 2 MiB */
+
+struct fl_watch_opts {
+	size_t sz;			/* sizeof(struct fl_watch_opts) */
+	enum fl_watch_backend backend;	/* FL_WATCH_AUTO: best available */
+	unsigned flags;			/* FL_WATCH_* */
+	fl_log_fn log;			/* NULL: silent */
+	void *log_ctx;
+};
+
+/*
+ * Start watching [addr, addr + len). addr and len must be aligned to the
+ * memory's page size (the huge page size for hugetlb). opts may be NULL.
+ * Errors: -EINVAL (alignment, unmapped or mixed memory types), -EBUSY
+ * (already registered with a userfaultfd), -EOPNOTSUPP (the requested
+ * backend is unavailable: the kernel lacks it or it is masked).
+ */
+FL_API int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts,
+			struct fl_watch **ret_watch);
+
+/* fl_watch_get() flags. */
+#define FL_WATCH_RESET		(1u << 0)	/* reset exactly the pages returned */
+
+/*
+ * GetWriteWatch: store the addresses of pages in [addr, addr + len) written
+ * since their last reset, in ascending order, into pages[0 .. *count). On
+ * entry *count is the capacity of `pages`; on return the number stored.
+ * With FL_WATCH_RESET, exactly the pages returned are reset: when there are
+ * more written pages than `pages` holds, the rest stay written and are
+ * returned by the next call. [addr, addr + len) must lie inside the watch
+ * and be aligned to the granularity. *ret_granularity (optional) receives
+ * the size of each reported unit (fl_watch_granularity()).
+ * Returns 0 or -errno (-EINVAL for a range outside the watch).
+ */
+FL_API int fl_watch_get(struct fl_watch *watch, void *addr, size_t len, unsigned flags,
+			void **pages, uint64_t *count, size_t *ret_granularity);
+
+/* ResetWriteWatch: mark every page of [addr, addr + len) as not written. */
+FL_API int fl_watch_reset(struct fl_watch *watch, void *addr, size_t len);
+
+/* The backend in use (never FL_WATCH_AUTO). */
+FL_API enum fl_watch_backend fl_watch_backend(const struct fl_watch *watch);
+/* Size of one reported unit: the page size, or the huge page size. */
+FL_API size_t fl_watch_granularity(const struct fl_watch *watch);
+
+/* Stop watching: unprotects the range. Accepts NULL; returns NULL. */
+FL_API struct fl_watch *fl_watch_free(struct fl_watch *watch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
