@@ -12,5 +12,6 @@
 #include <faultline/image.h>
 #include <faultline/remote.h>
 #include <faultline/redis.h>
+#include <faultline/snapshot.h>
 
 #endif

@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Live snapshots: consistency under concurrent writers (the image equals
+ * memory at the pause, no torn pages), incremental chains, failures that
+ * must release blocked writers, bad input.
+ *
+ * The writers increment a counter at the head and at the tail of random
+ * pages under a read lock; the quiesce callback takes the write lock and,
+ * at that instant, copies memory to a shadow. An image page whose head and
+ * tail differ was torn; any difference from the shadow is an inconsistency.
+ */
+#include "harness.h"
+
+#include <faultline/snapshot.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PS 4096u
+#define NWRITERS 4
+
+static char dir[256];
+
+static void mkdir_tmp(void)
+{
+	snprintf(dir, sizeof(dir), "/var/tmp/fl-snap-XXXXXX");
+	T_ASSERT(mkdtemp(dir) != NULL);
+}
+
+static char *path_in(const char *name)
+{
+	static char buf[4][512];
+	static int k;
+	char *p = buf[k++ & 3];
+	snprintf(p, 512, "%s/%s", dir, name);
+	return p;
+}
+
+struct world {
+	uint8_t *mem;
+	size_t len;
+	size_t npages;
+	uint8_t *shadow;
+	pthread_rwlock_t lock;
+	_Atomic bool stop;
+	_Atomic uint64_t ops;
+	pthread_t th[NWRITERS];
+	unsigned nthreads;
+	unsigned pauses;
+};
+
+static void *writer(void *arg)
+{
+	struct world *w = arg;
+	uint64_t x = (uint64_t)(uintptr_t)pthread_self() | 1;
+
+	while (!atomic_load(&w->stop)) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		size_t pg = x % w->npages;
+		volatile uint64_t *head = (uint64_t *)(void *)(w->mem + pg * PS);
+		volatile uint64_t *tail = (uint64_t *)(void *)(w->mem + pg * PS + PS - 8);
+
+		pthread_rwlock_rdlock(&w->lock);
+		uint64_t v = *head + 1;
+		*head = v;
+		/* Something in between, so a copy can catch a half-done page. */
+		((volatile uint8_t *)(w->mem + pg * PS))[64 + (v % 1024)] = (uint8_t)v;
+		*tail = v;
+		pthread_rwlock_unlock(&w->lock);
+		atomic_fetch_add(&w->ops, 1);
+		if ((v & 15) == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void world_init(struct world *w, enum fl_mem_type mem, size_t len)
+{
+	pthread_rwlockattr_t a;
+
+	memset(w, 0, sizeof(*w));
+	w->mem = t_map(mem, len, NULL);
+	w->len = len;
+	w->npages = len / PS;
+	w->shadow = malloc(len);
+	T_ASSERT(w->shadow != NULL);
+	/* Touch half of the pages; the rest stay unpopulated until written. */
+	for (size_t p = 0; p < w->npages; p += 2)
+		memset(w->mem + p * PS + 8, (int)(p & 0xff), 32);
+	pthread_rwlockattr_init(&a);
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&w->lock, &a);
+}
+
+static void world_start(struct world *w, unsigned n)
+{
+	atomic_store(&w->stop, false);
+	w->nthreads = n;
+	for (unsigned i = 0; i < n; i++)
+		T_ASSERT(pthread_create(&w->th[i], NULL, writer, w) == 0);
+	/* Let them get going. */
+	uint64_t o = atomic_load(&w->ops);
+	while (atomic_load(&w->ops) < o + 1000)
+		sched_yield();
+}
+
+static void world_stop(struct world *w)
+{
+	atomic_store(&w->stop, true);
+	for (unsigned i = 0; i < w->nthreads; i++)
+		pthread_join(w->th[i], NULL);
+	w->nthreads = 0;
+}
+
+static int quiesce_cb(bool pause, void *ctx)
+{
+	struct world *w = ctx;
+
+	if (pause) {
+		pthread_rwlock_wrlock(&w->lock);
+		memcpy(w->shadow, w->mem, w->len);
+		w->pauses++;
+	} else {
+		pthread_rwlock_unlock(&w->lock);
+	}
+	return 0;
+}
+
+/* The image (with its chain) must equal `expect` byte for byte, untorn. */
+static void check_image(const char *path, const uint8_t *expect, size_t len)
+{
+	struct fl_image *img;
+	uint8_t *buf = malloc(len);
+	size_t torn = 0, diff = 0;
+
+	T_ASSERT(buf != NULL);
+	T_OK(fl_image_open(path, FL_IMAGE_OPEN_VERIFY, &img));
+	T_OK(fl_image_read(img, 0, 0, len / PS, buf, NULL));
+	for (size_t p = 0; p < len / PS; p++) {
+		const uint64_t *pg = (const uint64_t *)(const void *)(buf + p * PS);
+		if (pg[0] != pg[PS / 8 - 1])
+			torn++;
+		if (memcmp(buf + p * PS, expect + p * PS, PS))
+			diff++;
+	}
+	T_ASSERT(torn == 0, "%zu torn pages", torn);
+	T_ASSERT(diff == 0, "%zu pages differ from memory at the instant", diff);
+	fl_image_close(img);
+	free(buf);
+}
+
+struct snap_case {
+	enum fl_mem_type mem;
+	enum fl_snapshot_strategy strategy;
+	bool explicit_api;
+};
+
+static int test_consistency(void *arg)
+{
+	const struct snap_case *c = arg;
+	size_t len = c->mem == FL_MEM_HUGETLB ? 16u << 20 : 8u << 20;
+	struct world w;
+	uint64_t cow_pages = 0;
+
+	mkdir_tmp();
+	world_init(&w, c->mem, len);
+	world_start(&w, NWRITERS);
+	for (int it = 0; it < 6; it++) {
+		struct fl_range r = { (uintptr_t)w.mem, len };
+		struct fl_snapshot_opts o = {
+			.sz = sizeof(o),
+			.strategy = c->strategy,
+			.ranges = &r,
+			.nr_ranges = 1,
+			.image_flags = FL_IMAGE_NO_SYNC | (it & 1 ? FL_IMAGE_LZ4 : 0),
+			.quiesce = c->explicit_api ? NULL : quiesce_cb,
+			.quiesce_ctx = &w,
+			.max_rounds = 4,
+			.log = t_log_cb,
+		};
+		struct fl_snapshot_progress p = { .sz = sizeof(p) };
+		struct fl_snapshot *s;
+		char *path = path_in("img");
+		unsigned pauses = w.pauses;
+
+		T_OK(fl_snapshot_new(path, &o, &s));
+		if (c->explicit_api) {
+			if (c->strategy == FL_SNAPSHOT_PRECOPY) {
+				T_OK(fl_snapshot_start(s));
+				T_OK(fl_snapshot_wait_ready(s, -1));
+			}
+			quiesce_cb(true, &w);
+			T_OK(fl_snapshot_begin(s));
+			quiesce_cb(false, &w);
+			if (c->strategy == FL_SNAPSHOT_COW)
+				T_OK(fl_snapshot_start(s));
+		} else {
+			T_OK(fl_snapshot_start(s));
+		}
+		/* Not in place before completion. */
+		T_OK(fl_snapshot_wait(s, -1, NULL));
+		T_OK(fl_snapshot_progress(s, &p));
+		T_ASSERT_EQ(p.phase, FL_SNAP_DONE);
+		T_ASSERT_EQ(w.pauses, pauses + 1);
+		cow_pages += p.pages_cow;
+		if (c->strategy == FL_SNAPSHOT_PRECOPY)
+			T_ASSERT(p.rounds >= 1);
+		fl_snapshot_free(s);
+		/* Writers ran all along; the image is the shadow. */
+		check_image(path, w.shadow, len);
+		unlink(path);
+	}
+	world_stop(&w);
+	t_log("copy-before-write pages over all iterations: %llu", (unsigned long long)cow_pages);
+	if (c->strategy == FL_SNAPSHOT_COW)
+		T_ASSERT(cow_pages > 0, "no writer ever hit an unsaved page: the test proves nothing");
+	rmdir(dir);
+	return T_PASS;
+}
+
+/* ---- incremental chains ---------------------------------------------------- */
+
+struct chain_case {
+	enum fl_mem_type mem;
+	enum fl_snapshot_strategy strategy;
+	enum fl_watch_backend backend;
+	bool writers;
+};
+
+static int test_chain(void *arg)
+{
+	const struct chain_case *c = arg;
+	size_t len = c->mem == FL_MEM_HUGETLB ? 16u << 20 : 4u << 20;
+	struct world w;
+	struct fl_watch *watch;
+	struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = c->backend };
+	uint8_t *shadows[4];
+	char paths[4][512];
+
+	if (c->backend == FL_WATCH_ASYNC)
+		t_require(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN);
+	mkdir_tmp();
+	world_init(&w, c->mem, len);
+	T_OK(fl_watch_new(w.mem, len, &wo, &watch));
+	if (c->writers)
+		world_start(&w, 2);
+	for (int i = 0; i < 4; i++) {
+		struct fl_range r = { (uintptr_t)w.mem, len };
+		struct fl_watch *ws[1] = { watch };
+		struct fl_snapshot_opts o = {
+			.sz = sizeof(o),
+			.strategy = c->strategy,
+			.ranges = &r,
+			.nr_ranges = 1,
+			.image_flags = FL_IMAGE_NO_SYNC,
+			.parent = i ? paths[i - 1] : NULL,
+			.watches = ws,
+			.quiesce = quiesce_cb,
+			.quiesce_ctx = &w,
+		};
+		struct fl_snapshot_progress p = { .sz = sizeof(p) };
+		struct fl_snapshot *s;
+		snprintf(paths[i], sizeof(paths[i]), "%s/snap%d", dir, i);
+		/* A full COW snapshot cannot hold writers back with an async watch. */
+		if (i == 0 && c->strategy == FL_SNAPSHOT_COW && fl_watch_backend(watch) != FL_WATCH_SYNC) {
+			T_ASSERT_EQ(fl_snapshot_new(paths[i], &o, &s), -EINVAL);
+			o.strategy = FL_SNAPSHOT_PRECOPY;
+		}
+		if (!c->writers) {
+			/* Deterministic changes: 1 page in 16, offset by the step. */
+			for (size_t pg = (size_t)i; pg < w.npages; pg += 16)
+				w.mem[pg * PS + 100] ^= (uint8_t)(0x5a + i);
+		}
+		T_OK(fl_snapshot_new(paths[i], &o, &s));
+		T_OK(fl_snapshot_start(s));
+		T_OK(fl_snapshot_wait(s, -1, NULL));
+		T_OK(fl_snapshot_progress(s, &p));
+		fl_snapshot_free(s);
+		shadows[i] = malloc(len);
+		T_ASSERT(shadows[i] != NULL);
+		memcpy(shadows[i], w.shadow, len);
+		if (i > 0) {
+			struct fl_image *img;
+			struct fl_image_info info = { .sz = sizeof(info) };
+			T_OK(fl_image_open(paths[i], 0, &img));
+			T_OK(fl_image_info(img, &info));
+			T_ASSERT_EQ(info.chain_depth, (unsigned)i);
+			/* Incremental: most pages come from the parent. */
+			T_ASSERT(info.pages_absent > 0, "nothing absent: not incremental");
+			if (!c->writers && c->mem != FL_MEM_HUGETLB)
+				T_ASSERT(info.pages_data + info.pages_zero <= w.npages / 16 + 1,
+					 "%llu pages saved, expected about %zu",
+					 (unsigned long long)(info.pages_data + info.pages_zero), w.npages / 16);
+			fl_image_close(img);
+		}
+		if (!c->writers) {
+			/* No pause callback raced with anything: memory is the truth. */
+			T_ASSERT(memcmp(shadows[i], w.mem, len) == 0);
+		}
+	}
+	if (c->writers)
+		world_stop(&w);
+	/* Every point in the chain restores byte-identical. */
+	for (int i = 0; i < 4; i++) {
+		check_image(paths[i], shadows[i], len);
+		free(shadows[i]);
+	}
+	fl_watch_free(watch);
+	for (int i = 3; i >= 0; i--)
+		unlink(paths[i]);
+	rmdir(dir);
+	return T_PASS;
+}
+
+/* ---- failures release writers ---------------------------------------------- */
+
+static int test_disk_full(void *arg)
+{
+	enum fl_snapshot_strategy strategy = (enum fl_snapshot_strategy)(uintptr_t)arg;
+	size_t len = 16u << 20;
+	struct world w;
+	struct fl_range r;
+	struct fl_snapshot *s;
+	struct fl_snapshot_progress p = { .sz = sizeof(p) };
+	struct stat st;
+
+	if (geteuid() != 0)
+		t_skip("needs root to mount a small tmpfs");
+	mkdir_tmp();
+	T_ASSERT(unshare(CLONE_NEWNS) == 0);
+	T_ASSERT(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0);
+	T_ASSERT(mount("tmpfs", dir, "tmpfs", 0, "size=1m") == 0, "mount: %s", strerror(errno));
+	world_init(&w, FL_MEM_ANON, len);
+	world_start(&w, NWRITERS);
+	r = (struct fl_range){ (uintptr_t)w.mem, len };
+	struct fl_snapshot_opts o = {
+		.sz = sizeof(o),
+		.strategy = strategy,
+		.ranges = &r,
+		.nr_ranges = 1,
+		.image_flags = FL_IMAGE_NO_SYNC,
+		.quiesce = quiesce_cb,
+		.quiesce_ctx = &w,
+	};
+	T_OK(fl_snapshot_new(path_in("img"), &o, &s));
+	T_OK(fl_snapshot_start(s));
+	T_ASSERT_EQ(fl_snapshot_wait(s, -1, NULL), -ENOSPC);
+	T_OK(fl_snapshot_progress(s, &p));
+	T_ASSERT_EQ(p.phase, FL_SNAP_FAILED);
+	T_ASSERT_EQ(p.error, -ENOSPC);
+	/* The writers were never left blocked: they keep making progress. */
+	uint64_t o1 = atomic_load(&w.ops);
+	while (atomic_load(&w.ops) < o1 + 10000)
+		sched_yield();
+	fl_snapshot_free(s);
+	world_stop(&w);
+	/* Nothing at the path, and memory is intact (every page untorn). */
+	T_ASSERT(stat(path_in("img"), &st) != 0 && errno == ENOENT);
+	for (size_t pg = 0; pg < w.npages; pg++) {
+		const uint64_t *q = (const uint64_t *)(const void *)(w.mem + pg * PS);
+		T_ASSERT(q[0] == q[PS / 8 - 1], "page %zu torn in memory", pg);
+	}
+	umount(dir);
+	rmdir(dir);
+	return T_PASS;
+}
+
+static int test_cancel(void *arg)
+{
+	enum fl_snapshot_strategy strategy = (enum fl_snapshot_strategy)(uintptr_t)arg;
+	size_t len = 64u << 20;
+	struct world w;
+	struct fl_range r;
+	struct fl_snapshot *s;
+	struct fl_snapshot_progress p = { .sz = sizeof(p) };
+	struct stat st;
+
+	mkdir_tmp();
+	world_init(&w, FL_MEM_ANON, len);
+	/* Populate everything so there is a lot to save. */
+	for (size_t pg = 0; pg < w.npages; pg++)
+		w.mem[pg * PS + 2000] = 1;
+	world_start(&w, NWRITERS);
+	r = (struct fl_range){ (uintptr_t)w.mem, len };
+	struct fl_snapshot_opts o = {
+		.sz = sizeof(o),
+		.strategy = strategy,
+		.ranges = &r,
+		.nr_ranges = 1,
+		.image_flags = FL_IMAGE_NO_SYNC,
+		.quiesce = quiesce_cb,
+		.quiesce_ctx = &w,
+	};
+	T_OK(fl_snapshot_new(path_in("img"), &o, &s));
+	T_OK(fl_snapshot_start(s));
+	T_OK(fl_snapshot_cancel(s));
+	T_OK(fl_snapshot_progress(s, &p));
+	/* It may have finished first; otherwise it is cancelled. */
+	T_ASSERT(p.phase == FL_SNAP_CANCELLED || p.phase == FL_SNAP_DONE, "phase %d", p.phase);
+	uint64_t o1 = atomic_load(&w.ops);
+	while (atomic_load(&w.ops) < o1 + 10000)
+		sched_yield();
+	fl_snapshot_free(s);
+	world_stop(&w);
+	if (p.phase == FL_SNAP_CANCELLED)
+		T_ASSERT(stat(path_in("img"), &st) != 0 && errno == ENOENT);
+	unlink(path_in("img"));
+	rmdir(dir);
+	return T_PASS;
+}
+
+/* ---- bad input ------------------------------------------------------------------- */
+
+static int test_bad_input(void *arg)
+{
+	size_t len = 1u << 20;
+	uint8_t *m = t_map(FL_MEM_ANON, len, NULL);
+	struct fl_range r = { (uintptr_t)m, len };
+	struct fl_snapshot_opts o = { .sz = sizeof(o), .ranges = &r, .nr_ranges = 1,
+				      .image_flags = FL_IMAGE_NO_SYNC };
+	struct fl_snapshot *s;
+	int uffd;
+
+	(void)arg;
+	mkdir_tmp();
+	/* Unaligned range. */
+	r.start += 1;
+	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EINVAL);
+	r.start -= 1;
+	r.len = 100;
+	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EINVAL);
+	r.len = len;
+	/* Incremental without watches: nothing says what changed. */
+	o.parent = path_in("none");
+	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EINVAL);
+	o.parent = NULL;
+	/* Unknown strategy. */
+	o.strategy = (enum fl_snapshot_strategy)7;
+	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EINVAL);
+	o.strategy = FL_SNAPSHOT_COW;
+	/* COW without a way to pause: start refuses. */
+	T_OK(fl_snapshot_new(path_in("a"), &o, &s));
+	T_ASSERT_EQ(fl_snapshot_start(s), -EINVAL);
+	fl_snapshot_free(s);
+	/* take() needs quiesce. */
+	T_ASSERT_EQ(fl_snapshot_take(path_in("a"), &o, NULL), -EINVAL);
+	/* A range someone else's userfaultfd already handles. */
+	uffd = t_uffd(0);
+	T_OK(fl_uffd_register(uffd, m, len, FL_REG_MISSING, NULL));
+	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EBUSY);
+	close(uffd);
+	/* A missing parent image. */
+	{
+		struct fl_watch *watch, *ws[1];
+		T_OK(fl_watch_new(m, len, NULL, &watch));
+		ws[0] = watch;
+		o.parent = path_in("none");
+		o.watches = ws;
+		o.strategy = FL_SNAPSHOT_PRECOPY;
+		T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -ENOENT);
+		fl_watch_free(watch);
+	}
+	struct stat st;
+	T_ASSERT(stat(path_in("a"), &st) != 0);
+	rmdir(dir);
+	return T_PASS;
+}
+
+/* The API sequence with no writers at all: every page saved once. */
+static int test_quiet(void *arg)
+{
+	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	size_t len = mem == FL_MEM_HUGETLB ? 8u << 20 : 4u << 20;
+	uint8_t *m = t_map(mem, len, NULL);
+	struct fl_range r = { (uintptr_t)m, len };
+	struct world w = { .mem = m, .len = len, .shadow = malloc(len) };
+	struct fl_snapshot_opts o = { .sz = sizeof(o), .ranges = &r, .nr_ranges = 1,
+				      .image_flags = FL_IMAGE_NO_SYNC,
+				      .quiesce = quiesce_cb, .quiesce_ctx = &w };
+	uint8_t id[FL_IMAGE_ID_LEN], zero[FL_IMAGE_ID_LEN] = { 0 };
+
+	pthread_rwlock_init(&w.lock, NULL);
+	mkdir_tmp();
+	t_fill_pattern(m, len / 2, 0, 7);	/* second half never touched */
+	T_OK(fl_snapshot_take(path_in("img"), &o, id));
+	T_ASSERT(memcmp(id, zero, sizeof(id)) != 0);
+	check_image(path_in("img"), w.shadow, len);
+	/* Untouched anonymous memory stays unpopulated: zeros were written
+	 * without reading (and so allocating) those pages. */
+	if (mem == FL_MEM_ANON) {
+		unsigned char vec[512];
+		T_ASSERT(mincore(m + len / 2, len / 2, vec) == 0);
+		for (size_t i = 0; i < len / 2 / PS; i++)
+			T_ASSERT(!(vec[i] & 1), "page %zu of the untouched half was populated", i);
+	}
+	unlink(path_in("img"));
+	rmdir(dir);
+	return T_PASS;
+}
+
+#define CONS(memname, mem, stratname, strat, expl, suffix)                                   \
+	{ "consistency-" stratname "-" memname suffix, test_consistency,                      \
+	  &(struct snap_case){ mem, strat, expl }, 120 }
+#define CHAIN(name, mem, strat, backend, wr)                                                 \
+	{ "chain-" name, test_chain, &(struct chain_case){ mem, strat, backend, wr }, 120 }
+
+static const struct t_case cases[] = {
+	CONS("anon", FL_MEM_ANON, "cow", FL_SNAPSHOT_COW, false, ""),
+	CONS("shmem", FL_MEM_SHMEM, "cow", FL_SNAPSHOT_COW, false, ""),
+	CONS("hugetlb", FL_MEM_HUGETLB, "cow", FL_SNAPSHOT_COW, false, ""),
+	CONS("anon", FL_MEM_ANON, "precopy", FL_SNAPSHOT_PRECOPY, false, ""),
+	CONS("shmem", FL_MEM_SHMEM, "precopy", FL_SNAPSHOT_PRECOPY, false, ""),
+	CONS("hugetlb", FL_MEM_HUGETLB, "precopy", FL_SNAPSHOT_PRECOPY, false, ""),
+	CONS("anon", FL_MEM_ANON, "cow", FL_SNAPSHOT_COW, true, "-explicit"),
+	CONS("anon", FL_MEM_ANON, "precopy", FL_SNAPSHOT_PRECOPY, true, "-explicit"),
+	CHAIN("cow-sync-anon", FL_MEM_ANON, FL_SNAPSHOT_COW, FL_WATCH_SYNC, false),
+	CHAIN("cow-sync-shmem", FL_MEM_SHMEM, FL_SNAPSHOT_COW, FL_WATCH_SYNC, false),
+	CHAIN("cow-sync-hugetlb", FL_MEM_HUGETLB, FL_SNAPSHOT_COW, FL_WATCH_SYNC, false),
+	CHAIN("cow-async-anon", FL_MEM_ANON, FL_SNAPSHOT_COW, FL_WATCH_ASYNC, false),
+	CHAIN("precopy-auto-anon", FL_MEM_ANON, FL_SNAPSHOT_PRECOPY, FL_WATCH_AUTO, false),
+	CHAIN("precopy-async-shmem", FL_MEM_SHMEM, FL_SNAPSHOT_PRECOPY, FL_WATCH_ASYNC, false),
+	CHAIN("cow-sync-anon-writers", FL_MEM_ANON, FL_SNAPSHOT_COW, FL_WATCH_SYNC, true),
+	CHAIN("precopy-auto-anon-writers", FL_MEM_ANON, FL_SNAPSHOT_PRECOPY, FL_WATCH_AUTO, true),
+	CHAIN("precopy-async-anon-writers", FL_MEM_ANON, FL_SNAPSHOT_PRECOPY, FL_WATCH_ASYNC, true),
+	{ "disk-full-cow", test_disk_full, (void *)(uintptr_t)FL_SNAPSHOT_COW, 60 },
+	{ "disk-full-precopy", test_disk_full, (void *)(uintptr_t)FL_SNAPSHOT_PRECOPY, 60 },
+	{ "cancel-cow", test_cancel, (void *)(uintptr_t)FL_SNAPSHOT_COW, 60 },
+	{ "cancel-precopy", test_cancel, (void *)(uintptr_t)FL_SNAPSHOT_PRECOPY, 60 },
+	{ "bad-input", test_bad_input, NULL, 30 },
+	{ "quiet-anon", test_quiet, (void *)(uintptr_t)FL_MEM_ANON, 30 },
+	{ "quiet-shmem", test_quiet, (void *)(uintptr_t)FL_MEM_SHMEM, 30 },
+	{ "quiet-hugetlb", test_quiet, (void *)(uintptr_t)FL_MEM_HUGETLB, 30 },
+};
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
