@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "util.h"
 #include "redis-local.h"
+#include "demo.h"
 
 #include <faultline/faultline.h>
 
@@ -45,7 +46,10 @@ static const char demo_usage[] =
 	"Half the threads read their share sequentially, the others touch random\n"
 	"pages (first with a write that keeps the value); every page touched is\n"
 	"checked word by word. Prints fault, prefetch, background-fill and latency\n"
-	"statistics. The temporary directory is removed at the end.\n"
+	"statistics. Then it writes an image of the region and restores it from a\n"
+	"local file, a page server and Redis; and takes live snapshots of a copy\n"
+	"while threads keep writing it (copy-on-write stall beside fork()'s, then an\n"
+	"incremental snapshot). The temporary directory is removed at the end.\n"
 	"\n"
 	"Options:\n"
 	"  --size BYTES   image size, e.g. 256M, 1G (default 1G)\n"
@@ -159,18 +163,6 @@ static void demo_log(enum fl_log_level level, const char *msg, void *ctx)
 {
 	(void)ctx;
 	fprintf(stderr, "\nfaultline: engine %s: %s\n", level == FL_LOG_ERROR ? "error" : "warning", msg);
-}
-
-static void fmt_ns(uint64_t ns, char *buf, size_t len)
-{
-	if (ns < 10000)
-		snprintf(buf, len, "%.2f us", (double)ns / 1e3);
-	else if (ns < 10000000)
-		snprintf(buf, len, "%.0f us", (double)ns / 1e3);
-	else if (ns < 1000000000ull)
-		snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
-	else
-		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
 }
 
 /* ---- 5. restoring an image of the demo region from each store ---------- */
@@ -540,6 +532,8 @@ join:
 	}
 	if (status == EXIT_OK)
 		status = demo_images(engine, d.base, size, tmpdir);
+	if (status == EXIT_OK)
+		status = demo_snapshot(d.base, size, tmpdir);
 out:
 	fl_region_free(region);
 	fl_engine_free(engine);

@@ -561,3 +561,15 @@ int write_pattern_file(int fd, uint64_t size, bool zero_pages, const char *label
 	free(buf);
 	return r;
 }
+
+void fmt_ns(uint64_t ns, char *buf, size_t len)
+{
+	if (ns < 10000)
+		snprintf(buf, len, "%.2f us", (double)ns / 1e3);
+	else if (ns < 10000000)
+		snprintf(buf, len, "%.0f us", (double)ns / 1e3);
+	else if (ns < 1000000000ull)
+		snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+}

@@ -44,6 +44,8 @@ const char *fmt_bytes(uint64_t bytes, char *buf, size_t len);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t now_ns(void);
+/* A duration for people: "12.34 us", "567 us", "8.9 ms", "1.23 s". */
+void fmt_ns(uint64_t ns, char *buf, size_t len);
 
 /* ---- samples --------------------------------------------------------------- */
 
