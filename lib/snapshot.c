@@ -139,42 +139,6 @@ static void report(struct fl_snapshot *s, bool force)
 /* ---- memory layout ------------------------------------------------------ */
 
 /*
- * Memory type of the mapping at `addr`, from /proc/self/smaps: hugetlb when
- * the kernel page size is larger than a page, shmem for a shared mapping,
- * anonymous otherwise. -EINVAL when nothing is mapped there.
- */
-static int range_mem_type(uint64_t addr, enum fl_mem_type *ret)
-{
-	FILE *f = fopen("/proc/self/smaps", "re");
-	char line[512];
-	bool in = false, shared = false;
-	int ret_code = -EINVAL;
-
-	if (!f)
-		return -EIO;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi, kps;
-		char perms[8];
-
-		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strchr(line, '-') &&
-		    line[0] != ' ' && strlen(perms) == 4) {
-			if (in)
-				break;
-			in = addr >= lo && addr < hi;
-			shared = perms[3] == 's';
-			continue;
-		}
-		if (in && sscanf(line, "KernelPageSize: %lu kB", &kps) == 1) {
-			*ret = kps * 1024 > FL_PAGE_SIZE ? FL_MEM_HUGETLB : shared ? FL_MEM_SHMEM : FL_MEM_ANON;
-			ret_code = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return ret_code;
-}
-
-/*
  * Which granules of [first, first + n) hold data anyone could read back: a
  * page that is neither mapped nor (shmem) in the page cache reads as zeros,
  * and copying it would allocate memory just to store zeros.
@@ -202,12 +166,15 @@ static int granules_present(struct fl_snapshot *s, struct snap_range *r, uint64_
 		return 0;
 	}
 	/* Anonymous: one pagemap entry per 4 KiB page (the granule here).
-	 * Bit 63: present, bit 62: swapped. */
+	 * Bit 63: present; bit 62: a swap entry, which is data only for a real
+	 * swap device: uffd-wp markers on unpopulated ptes (WP_UNPOPULATED)
+	 * are swap entries of the last type number (all five type bits set),
+	 * and reading them would allocate pages just to save zeros. */
 	ret = fl__pread_full(s->pagemap_fd, ent, n * sizeof(ent[0]), addr / FL_PAGE_SIZE * 8);
 	if (ret)
 		return ret;
 	for (uint64_t i = 0; i < n; i++)
-		out[i] = (ent[i] >> 62) & 3 ? 1 : 0;
+		out[i] = (ent[i] >> 63) || ((ent[i] >> 62) & 1 && (ent[i] & 0x1f) != 0x1f);
 	return 0;
 }
 
@@ -857,9 +824,13 @@ static int setup_range(struct fl_snapshot *s, unsigned i, const struct fl_range 
 	r->len = rg->len;
 	if (!rg->len || rg->start % FL_PAGE_SIZE || rg->len % FL_PAGE_SIZE)
 		return -EINVAL;
-	ret = range_mem_type(rg->start, &r->mem);
-	if (ret)
-		return ret;
+	{
+		size_t psz;
+		int prot;
+		ret = fl__range_info(rg->start, rg->len, &r->mem, &psz, &prot);
+		if (ret)
+			return ret;
+	}
 	if (given) {
 		r->watch = given;
 	} else {

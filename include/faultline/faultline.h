@@ -12,6 +12,7 @@
 #include <faultline/image.h>
 #include <faultline/remote.h>
 #include <faultline/redis.h>
+#include <faultline/watch.h>
 #include <faultline/snapshot.h>
 
 #endif
