@@ -62,8 +62,8 @@ struct fl_watch {
 	_Atomic int mp_resetting;
 };
 
-/* Memory type, page size and protection of a range that one kind of memory
- * covers completely (-EINVAL: a hole, or mixed kinds). */
+/* Memory type, page size and protection (-1 when it varies) of a range that
+ * one kind of memory covers completely (-EINVAL: a hole, or mixed kinds). */
 int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_t *ret_psz,
 		   int *ret_prot);
 

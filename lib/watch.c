@@ -57,9 +57,11 @@ int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_
 				prot = vprot;
 				*ret_psz = (size_t)kps * 1024;
 				first = false;
-			} else if (m != mem || vprot != prot) {
+			} else if (m != mem) {
 				first = true;	/* mixed */
 				break;
+			} else if (vprot != prot) {
+				prot = -1;
 			}
 			in = false;
 			if (cur >= end)
@@ -415,7 +417,7 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 	if (ret)
 		goto fail;
 	ret = -EINVAL;
-	if (w->start % psz || len % psz || !(w->prot & PROT_WRITE))
+	if (w->start % psz || len % psz || w->prot < 0 || !(w->prot & PROT_WRITE))
 		goto fail;
 	w->gran = psz;
 	w->ngran = len / psz;
