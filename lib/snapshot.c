@@ -72,6 +72,7 @@ struct fl_snapshot {
 	uint64_t stall_ns;
 	uint64_t t_start, t_end;
 	uint64_t last_progress;
+	uint64_t needed_pages;		/* pages marked NEEDED for this instant */
 	void **getbuf;
 	uint8_t *present;		/* scratch for presence checks */
 };
@@ -365,9 +366,11 @@ static int64_t take_dirty(struct fl_snapshot *s, int (*fn)(struct fl_snapshot *,
 
 static int mark_needed(struct fl_snapshot *s, struct snap_range *r, uint64_t g, void *ctx)
 {
-	(void)s;
 	(void)ctx;
-	atomic_store(&r->state[g], G_NEEDED);
+	/* Only the thread taking the instant (or its pre-pass) marks, before
+	 * any hook or saver runs: no race on the count. */
+	if (atomic_exchange_explicit(&r->state[g], G_NEEDED, memory_order_relaxed) != G_NEEDED)
+		s->needed_pages += r->gran / FL_PAGE_SIZE;
 	return 0;
 }
 
@@ -414,22 +417,37 @@ static int64_t copy_dirty(struct fl_snapshot *s)
 	return ret ? ret : n;
 }
 
-static void set_all(struct fl_snapshot *s, uint8_t st)
+/* Every granule NEEDED (a full COW snapshot). Nothing else touches the
+ * states yet, so plain stores and one fence do. */
+static void set_all_needed(struct fl_snapshot *s)
 {
-	for (unsigned i = 0; i < s->nr; i++)
-		for (uint64_t g = 0; g < s->r[i].ngran; g++)
-			atomic_store_explicit(&s->r[i].state[g], st, memory_order_relaxed);
+	s->needed_pages = 0;
+	for (unsigned i = 0; i < s->nr; i++) {
+		memset((void *)s->r[i].state, G_NEEDED, s->r[i].ngran);
+		s->needed_pages += s->r[i].len / FL_PAGE_SIZE;
+	}
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
-static uint64_t count_needed(struct fl_snapshot *s)
+/*
+ * Before the pause (COW with a quiesce callback): re-protect what the
+ * writers dirtied since the watches were armed, a few times while that
+ * shrinks, so the pause only has to deal with the last few pages. Marking
+ * them NEEDED is right for full and incremental snapshots alike.
+ */
+static int cow_prepass(struct fl_snapshot *s)
 {
-	uint64_t n = 0;
-	for (unsigned i = 0; i < s->nr; i++)
-		for (uint64_t g = 0; g < s->r[i].ngran; g++)
-			if (atomic_load_explicit(&s->r[i].state[g], memory_order_relaxed) == G_NEEDED)
-				n += s->r[i].gran / FL_PAGE_SIZE;
-	return n;
+	int64_t prev = INT64_MAX;
+
+	for (int i = 0; i < 4; i++) {
+		int64_t n = take_dirty(s, mark_needed, NULL);
+		if (n < 0)
+			return (int)n;
+		if (n <= 64 || n >= prev)
+			break;
+		prev = n;
+	}
+	return 0;
 }
 
 /* ---- the consistent instant -------------------------------------------- */
@@ -444,35 +462,32 @@ static int take_instant(struct fl_snapshot *s)
 {
 	bool incremental = s->o.parent != NULL;
 	int64_t n;
-	int ret;
 
 	if (s->o.strategy == FL_SNAPSHOT_COW && !incremental) {
 		/* Everything is saved; the dirty set only needs re-protecting. */
-		set_all(s, G_NEEDED);
+		set_all_needed(s);
 		n = take_dirty(s, mark_needed, NULL);
 		if (n < 0)
 			return (int)n;
-		atomic_store(&s->pages_final, count_needed(s));
+		atomic_store(&s->pages_final, s->needed_pages);
 		return hook_all(s);
 	}
 	/* Incremental COW, or the end of precopy: the dirty set is what this
 	 * snapshot still has to save. */
 	if (s->sync_watch) {
-		set_all(s, G_SKIP);
+		/* States start SKIP; the pre-pass may have marked some. */
 		n = take_dirty(s, mark_needed, NULL);
 		if (n < 0)
 			return (int)n;
-		atomic_store(&s->pages_final, count_needed(s));
+		atomic_store(&s->pages_final, s->needed_pages);
 		return hook_all(s);
 	}
 	/* Watches that cannot hold a writer back: copy while paused. */
 	n = copy_dirty(s);
 	if (n < 0)
 		return (int)n;
-	ret = 0;
-	set_all(s, G_SAVED);
 	atomic_store(&s->pages_final, (uint64_t)n);
-	return ret;
+	return 0;
 }
 
 int fl_snapshot_begin(struct fl_snapshot *s)
@@ -686,6 +701,11 @@ int fl_snapshot_start(struct fl_snapshot *s)
 	if (s->o.strategy == FL_SNAPSHOT_COW && !s->begun) {
 		if (!s->o.quiesce)
 			return -EINVAL;	/* nobody can pause the writers */
+		if (s->sync_watch) {
+			ret = cow_prepass(s);
+			if (ret)
+				return ret;
+		}
 		ret = quiesce(s, true);
 		if (ret)
 			return ret;
@@ -852,7 +872,7 @@ static int setup_range(struct fl_snapshot *s, unsigned i, const struct fl_range 
 	r->state = malloc(r->ngran);
 	if (!r->state)
 		return -ENOMEM;
-	memset((void *)r->state, G_SAVED, r->ngran);
+	memset((void *)r->state, G_SKIP, r->ngran);
 	ir.start = rg->start;
 	ir.length = rg->len;
 	ir.prot = PROT_READ | PROT_WRITE;
