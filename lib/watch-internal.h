@@ -53,6 +53,7 @@ struct fl_watch {
 	pthread_t thread;
 	bool thread_started;
 	int stop_fd;
+	_Atomic uint64_t batches_started, batches_done;	/* messages read / handled */
 	void *zero_buf;			/* a zero granule, for MISSING faults */
 	pthread_rwlock_t hook_lock;
 	fl__watch_hook_fn hook;

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -260,11 +261,16 @@ static void *sync_thread(void *arg)
 			break;
 		if (pfd[0].revents & (POLLERR | POLLHUP))
 			break;
+		atomic_fetch_add(&w->batches_started, 1);
 		n = fl_uffd_read(w->uffd, msgs, MSG_BATCH);
-		if (n == -EAGAIN || n == -EINTR)
+		if (n == -EAGAIN || n == -EINTR) {
+			atomic_fetch_add(&w->batches_done, 1);
 			continue;
-		if (n < 0)
+		}
+		if (n < 0) {
+			atomic_fetch_add(&w->batches_done, 1);
 			break;
+		}
 		for (int i = 0; i < n; i++) {
 			const struct uffd_msg *m = &msgs[i];
 			if (fl_msg_is_fault(m)) {
@@ -279,8 +285,22 @@ static void *sync_thread(void *arg)
 				sync_remove(w, m->arg.remove.start, m->arg.remove.end);
 			}
 		}
+		atomic_fetch_add(&w->batches_done, 1);
 	}
 	return NULL;
+}
+
+/*
+ * A REMOVE event releases madvise() as soon as the thread has read it, so
+ * the caller may ask before the thread has recorded it: wait for every
+ * batch read before this call to be processed.
+ */
+static void sync_settle(struct fl_watch *w)
+{
+	uint64_t started = atomic_load(&w->batches_started);
+
+	while (atomic_load(&w->batches_done) < started && w->thread_started)
+		sched_yield();
 }
 
 /* Get (and reset) granules [first, first + n) from the bitmap. */
@@ -493,6 +513,7 @@ int fl_watch_get(struct fl_watch *w, void *addr, size_t len, unsigned flags, voi
 	}
 	if (w->backend == FL_WATCH_MPROTECT)
 		return fl__watch_mp_get(w, first, n, flags & FL_WATCH_RESET, pages, count, bitmap_get);
+	sync_settle(w);
 	pthread_mutex_lock(&w->lock);
 	ret = bitmap_get(w, first, n, flags & FL_WATCH_RESET, pages, count);
 	pthread_mutex_unlock(&w->lock);
@@ -511,6 +532,8 @@ int fl_watch_reset(struct fl_watch *w, void *addr, size_t len)
 		return ret;
 	if (w->backend == FL_WATCH_MPROTECT)
 		return fl__watch_mp_reset(w, first, n, bitmap_reset);
+	if (w->backend == FL_WATCH_SYNC)
+		sync_settle(w);
 	pthread_mutex_lock(&w->lock);
 	ret = w->backend == FL_WATCH_ASYNC ? async_reset(w, (uintptr_t)addr, len) : bitmap_reset(w, first, n);
 	pthread_mutex_unlock(&w->lock);

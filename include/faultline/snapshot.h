@@ -51,6 +51,11 @@
  * written since the parent during the pause (and a full COW snapshot with
  * such watches is refused with -EINVAL: use PRECOPY).
  *
+ * Discarding memory during a snapshot (MADV_DONTNEED, munmap, or a write
+ * through another mapping of the same shmem) bypasses write protection:
+ * pages discarded before they are saved are saved as they then read
+ * (zeros). Do not discard snapshotted ranges until the snapshot is done.
+ *
  * Memory: private anonymous, shared memfd/shmem and hugetlb ranges. The
  * ranges must not be registered with another userfaultfd while the
  * snapshot runs (-EBUSY), except through the watches given.

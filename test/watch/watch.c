@@ -1,0 +1,517 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Write watches: every semantic of watch.h on every backend and memory
+ * kind, with exact expected answers, so the fallbacks are held to the same
+ * answers as the ASYNC backend.
+ */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define NG 64		/* granules per watched range */
+
+struct wcase {
+	enum fl_watch_backend backend;
+	enum fl_mem_type mem;
+};
+
+static const char *backend_name(enum fl_watch_backend b)
+{
+	return b == FL_WATCH_ASYNC ? "async" : b == FL_WATCH_SYNC ? "sync" : b == FL_WATCH_MPROTECT ? "mprotect" : "auto";
+}
+
+static void require_backend(const struct wcase *c)
+{
+	if (c->backend == FL_WATCH_ASYNC)
+		t_require(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN);
+	if (c->backend == FL_WATCH_SYNC)
+		t_require(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+	if (c->backend != FL_WATCH_MPROTECT && c->mem != FL_MEM_ANON)
+		t_require(UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+}
+
+struct env {
+	uint8_t *mem;
+	size_t g;	/* granule */
+	size_t len;
+	struct fl_watch *w;
+};
+
+static void setup(const struct wcase *c, struct env *e)
+{
+	struct fl_watch_opts o = { .sz = sizeof(o), .backend = c->backend, .log = t_log_cb };
+
+	require_backend(c);
+	e->g = t_page_size(c->mem);
+	e->len = NG * e->g;
+	e->mem = t_map(c->mem, e->len, NULL);
+	/* Populate every other granule: both populated and never-touched
+	 * pages must be caught. */
+	for (size_t i = 0; i < NG; i += 2)
+		e->mem[i * e->g + 1] = 1;
+	T_OK(fl_watch_new(e->mem, e->len, &o, &e->w));
+	T_ASSERT_EQ(fl_watch_backend(e->w), c->backend);
+	T_ASSERT_EQ(fl_watch_granularity(e->w), e->g);
+}
+
+/* The indices reported over the whole range, in a bitmap; returns count. */
+static uint64_t get_set(struct env *e, unsigned flags, bool *seen)
+{
+	void *pages[NG];
+	uint64_t n = NG;
+	size_t gran = 0;
+
+	T_OK(fl_watch_get(e->w, e->mem, e->len, flags, pages, &n, &gran));
+	T_ASSERT_EQ(gran, e->g);
+	memset(seen, 0, NG * sizeof(bool));
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t off = (uint64_t)((uint8_t *)pages[i] - e->mem);
+		T_ASSERT(off % e->g == 0 && off < e->len, "bad address %p", pages[i]);
+		if (i)
+			T_ASSERT(pages[i] > pages[i - 1], "not ascending");
+		seen[off / e->g] = true;
+	}
+	return n;
+}
+
+static void expect(struct env *e, unsigned flags, const int *idx, size_t n)
+{
+	bool seen[NG], want[NG] = { false };
+
+	for (size_t i = 0; i < n; i++)
+		want[idx[i]] = true;
+	uint64_t got = get_set(e, flags, seen);
+	for (int i = 0; i < NG; i++)
+		T_ASSERT(seen[i] == want[i], "granule %d: reported %d, expected %d", i, seen[i], want[i]);
+	T_ASSERT_EQ(got, n);
+}
+
+static int test_basic(void *arg)
+{
+	struct env e;
+	static const int w[] = { 0, 3, 7, 8, NG - 1 };
+
+	setup(arg, &e);
+	expect(&e, 0, NULL, 0);
+	for (size_t i = 0; i < 5; i++)
+		e.mem[w[i] * e.g + 100] = 7;
+	expect(&e, 0, w, 5);	/* without reset: still there */
+	expect(&e, FL_WATCH_RESET, w, 5);
+	expect(&e, 0, NULL, 0);
+	/* Written again after the reset: caught again. */
+	e.mem[3 * e.g] = 9;
+	expect(&e, FL_WATCH_RESET, (int[]){ 3 }, 1);
+	/* Reads do not count. */
+	volatile uint8_t sink = 0;
+	for (int i = 0; i < NG; i++)
+		sink += e.mem[i * e.g + 5];
+	(void)sink;
+	expect(&e, 0, NULL, 0);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
+static int test_reset_returned(void *arg)
+{
+	struct env e;
+	void *pages[4];
+	uint64_t n = 4;
+
+	setup(arg, &e);
+	for (int i = 10; i < 20; i++)
+		e.mem[i * e.g + 3] = 1;
+	T_OK(fl_watch_get(e.w, e.mem, e.len, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(n, 4);
+	for (int i = 0; i < 4; i++)
+		T_ASSERT(pages[i] == e.mem + (10 + i) * e.g);
+	/* The six not returned are still written; the four are reset. */
+	expect(&e, FL_WATCH_RESET, (int[]){ 14, 15, 16, 17, 18, 19 }, 6);
+	expect(&e, 0, NULL, 0);
+	/* A zero-capacity call returns nothing and resets nothing. */
+	e.mem[2 * e.g] = 1;
+	n = 0;
+	T_OK(fl_watch_get(e.w, e.mem, e.len, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(n, 0);
+	expect(&e, 0, (int[]){ 2 }, 1);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
+static int test_subrange(void *arg)
+{
+	struct env e;
+	void *pages[NG];
+	uint64_t n = NG;
+
+	setup(arg, &e);
+	for (int i = 0; i < 10; i++)
+		e.mem[i * e.g + 3] = 1;
+	T_OK(fl_watch_reset(e.w, e.mem, 5 * e.g));
+	expect(&e, 0, (int[]){ 5, 6, 7, 8, 9 }, 5);
+	/* get over a sub-range sees only it, and resets only it. */
+	T_OK(fl_watch_get(e.w, e.mem + 6 * e.g, 2 * e.g, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(n, 2);
+	T_ASSERT(pages[0] == e.mem + 6 * e.g && pages[1] == e.mem + 7 * e.g);
+	expect(&e, 0, (int[]){ 5, 8, 9 }, 3);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
+/* Kernel writes: read(2) into watched memory. */
+static int test_kernel_write(void *arg, bool from_file)
+{
+	const struct wcase *c = arg;
+	struct env e;
+	int fds[2];
+	size_t n = 2 * 4096;
+	uint8_t *src = malloc(n);
+	ssize_t r;
+
+	setup(c, &e);
+	memset(src, 0xab, n);
+	if (from_file) {
+		char path[] = "/tmp/fl-watch-XXXXXX";
+		fds[0] = mkstemp(path);
+		T_ASSERT(fds[0] >= 0);
+		unlink(path);
+		T_ASSERT(pwrite(fds[0], src, n, 0) == (ssize_t)n);
+		fds[1] = -1;
+	} else {
+		T_ASSERT(pipe(fds) == 0);
+		T_ASSERT(write(fds[1], src, n) == (ssize_t)n);
+	}
+	/* Land across the end of granule 4 and the start of granule 5 (for
+	 * 4 KiB granules: exactly those two pages). */
+	uint8_t *dst = e.mem + 5 * e.g - 4096;
+	r = from_file ? pread(fds[0], dst, n, 0) : read(fds[0], dst, n);
+	if (c->backend == FL_WATCH_MPROTECT) {
+		/* Documented limit: the kernel's write into a clean page fails. */
+		T_ASSERT(r < 0 && errno == EFAULT, "read returned %zd", r);
+		expect(&e, 0, NULL, 0);
+	} else {
+		T_ASSERT_EQ(r, (ssize_t)n);
+		T_ASSERT(memcmp(dst, src, n) == 0);
+		expect(&e, FL_WATCH_RESET, (int[]){ 4, 5 }, 2);
+	}
+	/* A read that transfers nothing writes nothing. */
+	r = from_file ? pread(fds[0], e.mem + 9 * e.g, 4096, (off_t)n) : read(fds[0], e.mem + 9 * e.g, 0);
+	T_ASSERT_EQ(r, 0);
+	expect(&e, 0, NULL, 0);
+	close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+	fl_watch_free(e.w);
+	free(src);
+	return T_PASS;
+}
+
+static int test_kernel_pipe(void *arg)
+{
+	return test_kernel_write(arg, false);
+}
+
+static int test_kernel_file(void *arg)
+{
+	return test_kernel_write(arg, true);
+}
+
+static int test_spanning(void *arg)
+{
+	struct env e;
+	uint64_t v = 0x1122334455667788ull;
+
+	setup(arg, &e);
+	/* One unaligned 8-byte store across the boundary of granules 2 and 3. */
+	memcpy(e.mem + 3 * e.g - 4, &v, sizeof(v));
+	expect(&e, 0, (int[]){ 2, 3 }, 2);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
+static int test_mprotect(void *arg)
+{
+	const struct wcase *c = arg;
+	struct env e;
+
+	setup(c, &e);
+	e.mem[1 * e.g] = 1;
+	T_ASSERT(mprotect(e.mem, e.len, PROT_READ) == 0);
+	T_ASSERT(mprotect(e.mem, e.len, PROT_READ | PROT_WRITE) == 0);
+	e.mem[2 * e.g] = 1;
+	if (c->backend == FL_WATCH_MPROTECT) {
+		/* Documented limit: making the pages writable loses their
+		 * tracking; what was recorded before stays. */
+		expect(&e, 0, (int[]){ 1 }, 1);
+	} else {
+		expect(&e, FL_WATCH_RESET, (int[]){ 1, 2 }, 2);
+		/* Clean pages are still caught after the round trip. */
+		e.mem[6 * e.g] = 1;
+		expect(&e, 0, (int[]){ 6 }, 1);
+	}
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
+static int test_dontneed(void *arg)
+{
+	const struct wcase *c = arg;
+	struct env e;
+
+	setup(c, &e);
+	T_ASSERT(madvise(e.mem + 4 * e.g, e.g, MADV_DONTNEED) == 0);
+	if (c->backend == FL_WATCH_MPROTECT) {
+		/* Documented: seen only when next written. */
+		expect(&e, 0, NULL, 0);
+		e.mem[4 * e.g] = 1;
+	}
+	expect(&e, 0, (int[]){ 4 }, 1);
+	T_ASSERT_EQ(e.mem[4 * e.g + 1], c->backend == FL_WATCH_MPROTECT ? 0 : 0);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
+static int test_free_restores(void *arg)
+{
+	struct env e;
+
+	setup(arg, &e);
+	for (int i = 0; i < NG; i += 3)
+		e.mem[i * e.g + 7] = (uint8_t)i;
+	fl_watch_free(e.w);
+	/* Contents intact, and writable without anyone watching. */
+	for (int i = 0; i < NG; i++) {
+		T_ASSERT_EQ(e.mem[i * e.g + 7], i % 3 == 0 ? i : 0);
+		T_ASSERT_EQ(e.mem[i * e.g + 1], i % 2 == 0 ? 1 : 0);
+		e.mem[i * e.g + 8] = 1;
+	}
+	return T_PASS;
+}
+
+/* ---- concurrency: no write lost between report and re-protect ---------- */
+
+#define CW 4
+#define CPAGES 4096
+
+struct conc {
+	uint8_t *mem;
+	_Atomic bool stop;
+	_Atomic uint8_t written[CPAGES];
+	_Atomic uint8_t reported[CPAGES];
+	struct fl_watch *w;
+};
+
+static void *conc_writer(void *arg)
+{
+	struct conc *c = arg;
+	uint64_t x = (uint64_t)(uintptr_t)pthread_self() | 1;
+
+	for (int i = 0; i < 20000 && !atomic_load(&c->stop); i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		size_t p = x % CPAGES;
+		/* Record first, then write: a report can never come before the record. */
+		atomic_store(&c->written[p], 1);
+		c->mem[p * 4096 + (x >> 40) % 4096] = (uint8_t)x;
+	}
+	return NULL;
+}
+
+static void conc_collect(struct conc *c, unsigned flags)
+{
+	static void *pages[CPAGES];
+	uint64_t n = 97;	/* small on purpose: many partial resets */
+
+	do {
+		n = 97;
+		T_OK(fl_watch_get(c->w, c->mem, CPAGES * 4096, flags, pages, &n, NULL));
+		for (uint64_t i = 0; i < n; i++) {
+			size_t p = (size_t)((uint8_t *)pages[i] - c->mem) / 4096;
+			T_ASSERT(atomic_load(&c->written[p]), "page %zu reported but never written", p);
+			atomic_store(&c->reported[p], 1);
+		}
+	} while (n == 97);
+}
+
+static int test_concurrent(void *arg)
+{
+	const struct wcase *wc = arg;
+	struct conc *c = calloc(1, sizeof(*c));
+	struct fl_watch_opts o = { .sz = sizeof(o), .backend = wc->backend };
+	pthread_t th[CW];
+
+	require_backend(wc);
+	c->mem = t_map(FL_MEM_ANON, CPAGES * 4096, NULL);
+	T_OK(fl_watch_new(c->mem, CPAGES * 4096, &o, &c->w));
+	for (int i = 0; i < CW; i++)
+		T_ASSERT(pthread_create(&th[i], NULL, conc_writer, c) == 0);
+	for (int round = 0; round < 200; round++)
+		conc_collect(c, FL_WATCH_RESET);
+	for (int i = 0; i < CW; i++)
+		pthread_join(th[i], NULL);
+	conc_collect(c, FL_WATCH_RESET);
+	for (size_t p = 0; p < CPAGES; p++)
+		T_ASSERT(atomic_load(&c->written[p]) == atomic_load(&c->reported[p]),
+			 "page %zu: written %d, reported %d", p, c->written[p], c->reported[p]);
+	fl_watch_free(c->w);
+	return T_PASS;
+}
+
+/* ---- the same script on every backend ------------------------------------- */
+
+static int test_same_answers(void *arg)
+{
+	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	static const enum fl_watch_backend all[] = { FL_WATCH_ASYNC, FL_WATCH_SYNC, FL_WATCH_MPROTECT };
+	bool answers[3][3][NG];
+	int nb = 0;
+
+	for (int b = 0; b < 3; b++) {
+		struct wcase c = { all[b], mem };
+		struct env e;
+		struct fl_watch_opts o = { .sz = sizeof(o), .backend = all[b] };
+
+		if (all[b] == FL_WATCH_ASYNC &&
+		    !t_has(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN))
+			continue;
+		(void)c;
+		e.g = t_page_size(mem);
+		e.len = NG * e.g;
+		e.mem = t_map(mem, e.len, NULL);
+		for (size_t i = 0; i < NG; i += 5)
+			e.mem[i * e.g] = 1;
+		T_OK(fl_watch_new(e.mem, e.len, &o, &e.w));
+		/* Step 1: scattered writes, get with reset. */
+		for (int i = 0; i < NG; i += 7)
+			e.mem[i * e.g + 11] = 2;
+		get_set(&e, FL_WATCH_RESET, answers[nb][0]);
+		/* Step 2: more writes, a partial reset, get without reset. */
+		for (int i = 1; i < NG; i += 3)
+			e.mem[i * e.g + 12] = 3;
+		T_OK(fl_watch_reset(e.w, e.mem, 16 * e.g));
+		get_set(&e, 0, answers[nb][1]);
+		/* Step 3: spanning store and a rewrite, get with reset. */
+		memcpy(e.mem + 40 * e.g - 2, "abcd", 4);
+		get_set(&e, FL_WATCH_RESET, answers[nb][2]);
+		fl_watch_free(e.w);
+		munmap(e.mem, e.len);
+		if (nb)
+			for (int s = 0; s < 3; s++)
+				T_ASSERT(memcmp(answers[nb][s], answers[0][s], sizeof(answers[0][s])) == 0,
+					 "%s differs from %s at step %d", backend_name(all[b]),
+					 backend_name(all[0]), s + 1);
+		nb++;
+	}
+	T_ASSERT(nb >= 2, "fewer than two backends to compare");
+	return T_PASS;
+}
+
+/* ---- AUTO and bad input --------------------------------------------------------- */
+
+static int test_auto(void *arg)
+{
+	uint8_t *m = t_map(FL_MEM_ANON, 16 * 4096, NULL);
+	struct fl_watch *w;
+
+	(void)arg;
+	T_OK(fl_watch_new(m, 16 * 4096, NULL, &w));
+	if (t_has(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN))
+		T_ASSERT_EQ(fl_watch_backend(w), FL_WATCH_ASYNC);
+	else
+		T_ASSERT_EQ(fl_watch_backend(w), FL_WATCH_SYNC);
+	fl_watch_free(w);
+	/* Masked features make an explicit request fail, never silently degrade. */
+	if (!t_has(UFFD_FEATURE_WP_ASYNC)) {
+		struct fl_watch_opts o = { .sz = sizeof(o), .backend = FL_WATCH_ASYNC };
+		T_ASSERT_EQ(fl_watch_new(m, 16 * 4096, &o, &w), -EOPNOTSUPP);
+	}
+	return T_PASS;
+}
+
+static int test_bad_input(void *arg)
+{
+	size_t len = 16 * 4096;
+	uint8_t *m = t_map(FL_MEM_ANON, len, NULL);
+	struct fl_watch *w;
+	void *pages[4];
+	uint64_t n = 4;
+	int uffd;
+
+	(void)arg;
+	T_ASSERT_EQ(fl_watch_new(m + 1, len - 4096, NULL, &w), -EINVAL);
+	T_ASSERT_EQ(fl_watch_new(m, 100, NULL, &w), -EINVAL);
+	T_ASSERT_EQ(fl_watch_new(NULL, len, NULL, &w), -EINVAL);
+	T_ASSERT_EQ(fl_watch_new(m, len, NULL, NULL), -EINVAL);
+	struct fl_watch_opts bad = { .sz = sizeof(bad), .backend = (enum fl_watch_backend)9 };
+	T_ASSERT_EQ(fl_watch_new(m, len, &bad, &w), -EINVAL);
+	/* Read-only memory cannot be written: nothing to watch. */
+	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT_EQ(fl_watch_new(ro, 4096, NULL, &w), -EINVAL);
+	/* An unmapped hole. */
+	T_ASSERT(munmap(m + 8 * 4096, 4096) == 0);
+	T_ASSERT_EQ(fl_watch_new(m, len, NULL, &w), -EINVAL);
+	T_OK(fl_watch_new(m, 8 * 4096, NULL, &w));
+	/* Outside the watch, unaligned, unknown flags. */
+	T_ASSERT_EQ(fl_watch_get(w, m + 4 * 4096, 8 * 4096, 0, pages, &n, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_watch_get(w, m + 1, 4096, 0, pages, &n, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_watch_get(w, m, 4096, 0x80, pages, &n, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_watch_get(w, m, 4096, 0, NULL, &n, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_watch_reset(w, m, 9 * 4096), -EINVAL);
+	T_ASSERT_EQ(fl_watch_reset(NULL, m, 4096), -EINVAL);
+	/* Watching twice. */
+	{
+		struct fl_watch *w2;
+		int r = fl_watch_new(m, 8 * 4096, NULL, &w2);
+		T_ASSERT_EQ(r, -EBUSY);
+	}
+	fl_watch_free(w);
+	T_ASSERT(fl_watch_free(NULL) == NULL);
+	/* A range someone's userfaultfd already handles. */
+	uffd = t_uffd(0);
+	T_OK(fl_uffd_register(uffd, m, 8 * 4096, FL_REG_MISSING, NULL));
+	struct fl_watch_opts so = { .sz = sizeof(so), .backend = FL_WATCH_SYNC };
+	T_ASSERT_EQ(fl_watch_new(m, 8 * 4096, &so, &w), -EBUSY);
+	close(uffd);
+	return T_PASS;
+}
+
+#define WC(b, m) (&(struct wcase){ b, m })
+#define ALLMEM(name, fn, b, bn)                                                        \
+	{ name "-" bn "-anon", fn, WC(b, FL_MEM_ANON), 60 },                            \
+	{ name "-" bn "-shmem", fn, WC(b, FL_MEM_SHMEM), 60 },                          \
+	{ name "-" bn "-hugetlb", fn, WC(b, FL_MEM_HUGETLB), 60 }
+#define ALLB(name, fn)                                                                 \
+	ALLMEM(name, fn, FL_WATCH_ASYNC, "async"), ALLMEM(name, fn, FL_WATCH_SYNC, "sync"), \
+	ALLMEM(name, fn, FL_WATCH_MPROTECT, "mprotect")
+
+static const struct t_case cases[] = {
+	ALLB("basic", test_basic),
+	ALLB("reset-returned", test_reset_returned),
+	ALLB("subrange", test_subrange),
+	ALLB("kernel-pipe", test_kernel_pipe),
+	ALLB("kernel-file", test_kernel_file),
+	ALLB("spanning", test_spanning),
+	ALLB("mprotect", test_mprotect),
+	ALLB("free", test_free_restores),
+	{ "dontneed-async-anon", test_dontneed, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 60 },
+	{ "dontneed-sync-anon", test_dontneed, WC(FL_WATCH_SYNC, FL_MEM_ANON), 60 },
+	{ "dontneed-mprotect-anon", test_dontneed, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 60 },
+	{ "concurrent-async", test_concurrent, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120 },
+	{ "concurrent-sync", test_concurrent, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120 },
+	{ "concurrent-mprotect", test_concurrent, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
+	{ "same-answers-anon", test_same_answers, (void *)(uintptr_t)FL_MEM_ANON, 60 },
+	{ "same-answers-shmem", test_same_answers, (void *)(uintptr_t)FL_MEM_SHMEM, 60 },
+	{ "same-answers-hugetlb", test_same_answers, (void *)(uintptr_t)FL_MEM_HUGETLB, 60 },
+	{ "auto", test_auto, NULL, 30 },
+	{ "bad-input", test_bad_input, NULL, 30 },
+};
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
