@@ -21,6 +21,8 @@ static const char bench_usage[] =
 	"  fill    lazy restore throughput of a page-cached file: demand faults\n"
 	"          plus background fill\n"
 	"  restore eager vs lazy restore of an image: local, page server, Redis\n"
+	"  watch   per-dirty-page cost of write watches vs mprotect + SIGSEGV,\n"
+	"          and of faultline's scan vs the raw PAGEMAP_SCAN ioctl\n"
 	"\n"
 	"Run 'faultline bench <name> --help' for a benchmark's options.\n";
 
@@ -33,6 +35,7 @@ static const struct bench benches[] = {
 	{ "fault", bench_fault_main },
 	{ "fill", bench_fill_main },
 	{ "restore", bench_restore_main },
+	{ "watch", bench_watch_main },
 };
 
 int cmd_bench(int argc, char **argv)

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -64,23 +65,33 @@ int fl_pagemap_scan(int pagemap_fd, const struct fl_scan_opts *opts,
 int64_t fl_pagemap_scan_all(int pagemap_fd, const struct fl_scan_opts *opts,
 			    fl_scan_fn fn, void *ctx)
 {
-	struct fl_page_region vec[256];
+	/* Large enough that a scattered dirty set takes few walks: each call
+	 * restarts the page-table walk where the last one stopped. */
+	enum { VEC = 2048 };
+	struct fl_page_region *vec;
 	struct fl_scan_opts o;
 	int64_t total = 0;
 
 	FL_OPTS_COPY(o, opts);
 	if (!opts || !opts->sz || !fn)
 		return -EINVAL;
+	vec = malloc(VEC * sizeof(*vec));
+	if (!vec)
+		return -ENOMEM;
 	while (o.start < o.end) {
 		uint64_t walk_end = o.end;
-		int n = fl_pagemap_scan(pagemap_fd, &o, vec, FL_ARRAY_SIZE(vec), &walk_end);
-		if (n < 0)
-			return n;
+		int n = fl_pagemap_scan(pagemap_fd, &o, vec, VEC, &walk_end);
+		if (n < 0) {
+			total = n;
+			break;
+		}
 		for (int i = 0; i < n; i++) {
 			int r = fn(&vec[i], ctx);
 			total += (int64_t)((vec[i].end - vec[i].start) / FL_PAGE_SIZE);
-			if (r < 0)
+			if (r < 0) {
+				free(vec);
 				return r;
+			}
 		}
 		if (o.max_pages) {
 			uint64_t used = 0;
@@ -94,5 +105,6 @@ int64_t fl_pagemap_scan_all(int pagemap_fd, const struct fl_scan_opts *opts,
 			break;
 		o.start = walk_end;
 	}
+	free(vec);
 	return total;
 }
