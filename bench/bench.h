@@ -15,5 +15,6 @@ int bench_fault_main(int argc, char **argv);
 int bench_fill_main(int argc, char **argv);
 int bench_restore_main(int argc, char **argv);
 int bench_watch_main(int argc, char **argv);
+int bench_snapshot_main(int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static const char bench_usage[] =
 	"  fill    lazy restore throughput of a page-cached file: demand faults\n"
 	"          plus background fill\n"
 	"  restore eager vs lazy restore of an image: local, page server, Redis\n"
+	"  snapshot stall of saving running memory: fork() vs live COW and\n"
+	"          precopy snapshots, writers running (needs ~2x the size in RAM)\n"
 	"  watch   per-dirty-page cost of write watches vs mprotect + SIGSEGV,\n"
 	"          and of faultline's scan vs the raw PAGEMAP_SCAN ioctl\n"
 	"\n"
@@ -35,6 +37,7 @@ static const struct bench benches[] = {
 	{ "fault", bench_fault_main },
 	{ "fill", bench_fill_main },
 	{ "restore", bench_restore_main },
+	{ "snapshot", bench_snapshot_main },
 	{ "watch", bench_watch_main },
 };
 

@@ -856,7 +856,14 @@ static int setup_range(struct fl_snapshot *s, unsigned i, const struct fl_range 
 	} else {
 		struct fl_watch_opts wo = {
 			.sz = sizeof(wo),
-			.backend = s->o.strategy == FL_SNAPSHOT_COW ? FL_WATCH_SYNC : FL_WATCH_AUTO,
+			/* SYNC even for precopy: the final dirty set is then
+			 * saved copy-before-write after the pause instead of
+			 * copied during it. */
+			.backend = s->o.strategy == FL_SNAPSHOT_COW || fl_has_features(UFFD_FEATURE_PAGEFAULT_FLAG_WP) ?
+					   FL_WATCH_SYNC : FL_WATCH_AUTO,
+			/* Leave the application's huge pages alone: a write
+			 * into one just marks more granules to save. */
+			.flags = FL_WATCH_ALLOW_THP,
 			.log = s->o.log,
 			.log_ctx = s->o.log_ctx,
 		};
