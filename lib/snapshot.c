@@ -868,6 +868,11 @@ static int setup_range(struct fl_snapshot *s, unsigned i, const struct fl_range 
 			.log_ctx = s->o.log_ctx,
 		};
 		ret = fl_watch_new((void *)(uintptr_t)rg->start, rg->len, &wo, &r->watch);
+		if (ret == -EBUSY)
+			fl__log(&s->log, FL_LOG_ERROR,
+				"snapshot: range %u (%#llx, %llu bytes) is registered with another userfaultfd "
+				"(a lazy faultline region, or a watch): it cannot be write-protected",
+				i, (unsigned long long)rg->start, (unsigned long long)rg->len);
 		if (ret)
 			return ret;
 		r->own_watch = true;
