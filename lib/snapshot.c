@@ -42,6 +42,7 @@ struct snap_range {
 	bool own_watch;
 	bool hooked;
 	_Atomic uint8_t *state;		/* per granule, during the save */
+	uint8_t *bounce;		/* see save_run(); saver threads only */
 };
 
 struct fl_snapshot {
@@ -183,16 +184,40 @@ static int granules_present(struct fl_snapshot *s, struct snap_range *r, uint64_
 static int save_run(struct fl_snapshot *s, struct snap_range *r, uint64_t g, uint64_t n, bool present)
 {
 	size_t ppg = r->gran / FL_PAGE_SIZE;
+	const void *src = (const void *)(uintptr_t)(r->start + g * r->gran);
 	int ret;
 
+	/* Without WP_UNPOPULATED the watch catches never-populated anonymous
+	 * pages as missing faults, served by its thread, which may be waiting
+	 * in our hook for the image writer's lock. Reading the application's
+	 * memory under that lock could then deadlock if a page went missing
+	 * (MADV_DONTNEED) since it was found present: read it first. The
+	 * hook itself (bounce NULL) reads a page the watch just installed. */
+	if (present && r->bounce) {
+		memcpy(r->bounce, src, n * r->gran);
+		src = r->bounce;
+	}
 	if (present)
-		ret = fl_image_writer_put(s->writer, r->region, g * ppg, n * ppg,
-					  (const void *)(uintptr_t)(r->start + g * r->gran));
+		ret = fl_image_writer_put(s->writer, r->region, g * ppg, n * ppg, src);
 	else
 		ret = fl_image_writer_put_zero(s->writer, r->region, g * ppg, n * ppg);
 	if (ret < 0)
 		return ret;
 	atomic_fetch_add(&s->pages_saved, n * ppg);
+	return 0;
+}
+
+/* One granule from the watch's thread (the hook): never through the bounce
+ * buffer, which belongs to the saving thread. */
+static int save_run_direct(struct fl_snapshot *s, struct snap_range *r, uint64_t g)
+{
+	size_t ppg = r->gran / FL_PAGE_SIZE;
+	int ret = fl_image_writer_put(s->writer, r->region, g * ppg, ppg,
+				      (const void *)(uintptr_t)(r->start + g * r->gran));
+
+	if (ret < 0)
+		return ret;
+	atomic_fetch_add(&s->pages_saved, ppg);
 	return 0;
 }
 
@@ -254,7 +279,7 @@ static int cow_hook(void *ctx, uint64_t addr, uint64_t len)
 	}
 	/* Still protected: these are the bytes of the consistent instant. A
 	 * page nobody populated reads as zeros here, which is what it held. */
-	ret = save_run(s, r, g, 1, true);
+	ret = save_run_direct(s, r, g);
 	if (ret) {
 		set_error(s, ret);
 		atomic_store(&r->state[g], G_SAVED);
@@ -818,8 +843,10 @@ struct fl_snapshot *fl_snapshot_free(struct fl_snapshot *s)
 		pthread_join(s->thread, NULL);
 	unhook_all(s);
 	free_own_watches(s);
-	for (unsigned i = 0; i < s->nr; i++)
+	for (unsigned i = 0; i < s->nr; i++) {
 		free((void *)s->r[i].state);
+		free(s->r[i].bounce);
+	}
 	fl_image_writer_abort(s->writer);
 	if (s->pagemap_fd >= 0)
 		fl__close(s->pagemap_fd);
@@ -878,6 +905,11 @@ static int setup_range(struct fl_snapshot *s, unsigned i, const struct fl_range 
 		r->own_watch = true;
 	}
 	r->gran = fl_watch_granularity(r->watch);
+	if (r->mem == FL_MEM_ANON && r->watch->missing_reg) {
+		r->bounce = malloc((size_t)SAVE_BATCH * r->gran);
+		if (!r->bounce)
+			return -ENOMEM;
+	}
 	if (!r->gran || r->len % r->gran)
 		return -EINVAL;
 	r->ngran = r->len / r->gran;
