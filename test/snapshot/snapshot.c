@@ -208,8 +208,16 @@ static int test_consistency(void *arg)
 			quiesce_cb(true, &w);
 			T_OK(fl_snapshot_begin(s));
 			quiesce_cb(false, &w);
-			if (c->strategy == FL_SNAPSHOT_COW)
+			if (c->strategy == FL_SNAPSHOT_COW) {
+				/* Nothing is saved before start: this write must
+				 * wait for copy-before-write, deterministically. */
+				uint64_t *pg = (uint64_t *)(void *)(w.mem + 5 * PS);
+				pthread_rwlock_rdlock(&w.lock);
+				pg[0]++;
+				pg[PS / 8 - 1] = pg[0];
+				pthread_rwlock_unlock(&w.lock);
 				T_OK(fl_snapshot_start(s));
+			}
 		} else {
 			T_OK(fl_snapshot_start(s));
 		}
@@ -228,8 +236,11 @@ static int test_consistency(void *arg)
 	}
 	world_stop(&w);
 	t_log("copy-before-write pages over all iterations: %llu", (unsigned long long)cow_pages);
-	if (c->strategy == FL_SNAPSHOT_COW)
-		T_ASSERT(cow_pages > 0, "no writer ever hit an unsaved page: the test proves nothing");
+	/* The explicit variant writes an unsaved page itself every time; with
+	 * the callback it depends on scheduling, so it is only logged. */
+	if (c->strategy == FL_SNAPSHOT_COW && c->explicit_api)
+		T_ASSERT(cow_pages >= 6, "%llu pages saved before a write, expected one per iteration",
+			 (unsigned long long)cow_pages);
 	rmdir(dir);
 	return T_PASS;
 }
