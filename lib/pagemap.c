@@ -45,7 +45,9 @@ int fl_pagemap_scan(int pagemap_fd, const struct fl_scan_opts *opts,
 		.start = o.start,
 		.end = o.end,
 		.vec = (uintptr_t)vec,
-		.vec_len = vec_len,
+		/* See fl_pagemap_scan_all(): past 512 regions per call this
+		 * kernel repeats regions; walk_end lets the caller go on. */
+		.vec_len = FL_MIN(vec_len, (size_t)512),
 		.max_pages = o.max_pages,
 		.category_inverted = o.category_inverted,
 		.category_mask = o.category_mask,
@@ -65,9 +67,11 @@ int fl_pagemap_scan(int pagemap_fd, const struct fl_scan_opts *opts,
 int64_t fl_pagemap_scan_all(int pagemap_fd, const struct fl_scan_opts *opts,
 			    fl_scan_fn fn, void *ctx)
 {
-	/* Large enough that a scattered dirty set takes few walks: each call
-	 * restarts the page-table walk where the last one stopped. */
-	enum { VEC = 2048 };
+	/* As large as the kernel's own bounce buffer (512 regions) and no
+	 * larger: each call restarts the walk, so fewer calls are cheaper, but
+	 * with a longer vector this kernel (6.18) reports the regions past the
+	 * first 512 twice in one call. */
+	enum { VEC = 512 };
 	struct fl_page_region *vec;
 	struct fl_scan_opts o;
 	int64_t total = 0;
