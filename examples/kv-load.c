@@ -192,12 +192,18 @@ int main(int argc, char **argv)
 		printf("kv-load: BGSAVE at %.1f s: %s", c.bgsave_at, reply);
 		close(fd);
 	}
+	int failed = 0;
 	for (int i = 0; i < c.conns; i++) {
 		pthread_join(w[i].th, NULL);
-		if (w[i].err)
-			return fprintf(stderr, "kv-load: connection %d: %s\n", i, strerror(w[i].err)), 1;
+		if (w[i].err && !failed)
+			failed = fprintf(stderr, "kv-load: connection %d: %s\n", i, strerror(w[i].err)) | 1;
 		ops += w[i].ops;
 		bad += w[i].bad;
+	}
+	if (failed) {
+		for (int i = 0; i < c.conns; i++)
+			free(w[i].lat);
+		return 1;
 	}
 	t = (double)(now_ns() - t0) / 1e9;
 	all = malloc(ops * sizeof(uint64_t) + 1);

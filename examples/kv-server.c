@@ -239,7 +239,9 @@ static void bgsave(struct server *s, bool incremental, char *reply, size_t len)
 
 static void handle(struct server *s, char *line, char *reply, size_t len)
 {
-	char *cmd = strtok(line, " \r\n"), *k = strtok(NULL, " \r\n"), *v = strtok(NULL, "\r\n");
+	/* strtok_r: every connection thread parses at once. */
+	char *save = NULL, *cmd = strtok_r(line, " \r\n", &save), *k = strtok_r(NULL, " \r\n", &save),
+	     *v = strtok_r(NULL, "\r\n", &save);
 
 	if (!cmd) {
 		snprintf(reply, len, "-ERR empty\n");
