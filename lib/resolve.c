@@ -426,7 +426,20 @@ int64_t fl__poison_unresolved(struct fl_region *r)
 
 void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count)
 {
+	/* A private mapping of a memfd (a clone) can only be discarded with
+	 * MADV_DONTNEED (MADV_REMOVE needs a shared mapping): that drops the
+	 * private copies, and the page cache (the template) shows through
+	 * again. Not zeros: just no longer mapped. */
+	bool revert = r->mode == FL_MODE_MINOR && (r->flags & FL_REGION_PRIVATE);
+
 	for (uint64_t p = first; p < first + count && p < r->npages; p++) {
+		if (revert) {
+			if (fl__bit_test(r->resolved, p)) {
+				fl__bit_clear(r->resolved, p);
+				atomic_fetch_sub_explicit(&r->resolved_count, 1, memory_order_relaxed);
+			}
+			continue;
+		}
 		fl__bit_set(r->discarded, p);
 		/* MADV_REMOVE drops shmem page cache: fill it again (with zeros). */
 		fl__bit_clear(r->cached, p);

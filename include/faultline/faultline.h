@@ -14,5 +14,6 @@
 #include <faultline/redis.h>
 #include <faultline/watch.h>
 #include <faultline/snapshot.h>
+#include <faultline/clone.h>
 
 #endif

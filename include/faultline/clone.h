@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Copy-on-write clones and fast resets.
+ *
+ * A template holds an image's bytes in a memfd (page cache), filled lazily
+ * from a store: pages nobody touches are never read. A clone maps the
+ * template MAP_PRIVATE, registered for MINOR faults, and is resolved with
+ * UFFDIO_CONTINUE: every clone shares the template's physical pages until
+ * it writes one, and then the kernel copies that page for it. Creating a
+ * clone maps nothing and copies nothing, so it costs the same for 1 MiB and
+ * for 1 GiB. Clones can live in other processes: send them
+ * fl_template_fd() and let them open a template over it.
+ *
+ * fl_clone_reset() reverts a clone to its template in time proportional to
+ * the pages it wrote: its private copies are found with PAGEMAP_SCAN (or
+ * /proc/self/pagemap) and dropped with MADV_DONTNEED, after which reads see
+ * the template again.
+ *
+ * A reset point (fl_reset_point_new()) does the same for any writable
+ * memory, anonymous included: it saves a copy of the range and runs a write
+ * watch (fl_watch_new(3)); a reset copies back exactly the pages written
+ * since. It is the helper behind persistent-mode fuzzing: set it after the
+ * target's initialisation, run an input, reset (see examples/fuzz-target.c).
+ */
+#ifndef FAULTLINE_CLONE_H
+#define FAULTLINE_CLONE_H
+
+#include <faultline/common.h>
+#include <faultline/store.h>
+#include <faultline/engine.h>
+#include <faultline/region.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fl_template;
+struct fl_reset_point;
+
+struct fl_template_opts {
+	size_t sz;			/* sizeof(struct fl_template_opts) */
+	enum fl_mem_type mem;		/* FL_MEM_SHMEM or FL_MEM_HUGETLB (FL_MEM_ANON means SHMEM) */
+	struct fl_store *store;		/* where the bytes come from (a reference is taken) */
+	uint64_t store_offset;		/* store byte of the template's first byte */
+	size_t length;			/* bytes; 0: the store's size from store_offset */
+	int memfd;			/* >= 0: the page cache of an existing template
+					 * (fl_template_fd() from another process; dup'ed);
+					 * -1: a new one */
+	const char *name;
+};
+
+/*
+ * Create a template. Nothing is read from the store here: pages enter the
+ * page cache when a clone first touches them. Errors: -EINVAL (no store,
+ * zero length, a memfd of the wrong size), memfd_create errors.
+ */
+FL_API int fl_template_new(const struct fl_template_opts *opts, struct fl_template **ret_template);
+/* The template's memfd, to send to processes that make clones. */
+FL_API int fl_template_fd(const struct fl_template *tpl);
+FL_API size_t fl_template_length(const struct fl_template *tpl);
+/* Clones keep what they need; the template may be freed before them. */
+FL_API struct fl_template *fl_template_free(struct fl_template *tpl);
+
+struct fl_clone_opts {
+	size_t sz;			/* sizeof(struct fl_clone_opts) */
+	unsigned flags;			/* FL_REGION_NO_PREFETCH, FL_REGION_BACKGROUND */
+	unsigned prefetch_max;		/* pages per fault; 0: the region default */
+	const char *name;
+};
+
+/*
+ * A new clone of `tpl`, served by `engine`: a struct fl_region (MINOR mode,
+ * FL_REGION_PRIVATE) whose memory is fl_region_addr(). Free it with
+ * fl_region_free(). opts may be NULL.
+ */
+FL_API int fl_clone_new(struct fl_engine *engine, const struct fl_template *tpl,
+			const struct fl_clone_opts *opts, struct fl_region **ret_clone);
+
+struct fl_reset_stats {
+	size_t sz;			/* sizeof(struct fl_reset_stats) */
+	uint64_t pages_dirty;		/* pages found written */
+	uint64_t pages_dropped;		/* private copies dropped (clones) */
+	uint64_t pages_copied;		/* pages copied back (reset points) */
+	uint64_t runs;			/* contiguous runs handled */
+	uint64_t ns;			/* time taken */
+};
+
+/*
+ * Revert a clone to its template: every page it wrote reads the template's
+ * bytes again, and its private copies are freed. Call it while no thread
+ * writes the clone. stats (optional, set its sz) says what was done.
+ * -EINVAL: not a clone.
+ */
+FL_API int fl_clone_reset(struct fl_region *clone, struct fl_reset_stats *stats);
+
+/*
+ * Save [addr, addr + len) (writable memory of one kind: anonymous, shmem,
+ * hugetlb; page-aligned) as it is now, and start watching it for writes.
+ * Memory: one copy of the range. Errors: those of fl_watch_new(3).
+ */
+FL_API int fl_reset_point_new(void *addr, size_t len, struct fl_reset_point **ret_point);
+/*
+ * Copy back the saved bytes of exactly the pages written since the point
+ * was set (or last reset). Call it while no thread writes the range.
+ */
+FL_API int fl_reset_point_reset(struct fl_reset_point *point, struct fl_reset_stats *stats);
+FL_API struct fl_reset_point *fl_reset_point_free(struct fl_reset_point *point);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Copy-on-write clones of a template, resets, reset points: isolation,
+ * sharing (PSS), byte-identical resets over many iterations, creation that
+ * touches nothing, failing closed.
+ */
+#include "util.h"
+
+#include <faultline/clone.h>
+
+#include <poll.h>
+#include <sys/wait.h>
+
+#define IMG_LEN (16u << 20)
+
+static struct fl_template *make_template(enum fl_mem_type mem, const uint8_t *img, size_t len)
+{
+	struct fl_store *st = u_mem_store(img, len);
+	struct fl_template_opts o = { .sz = sizeof(o), .mem = mem, .store = st, .memfd = -1, .name = "t" };
+	struct fl_template *t;
+
+	T_OK(fl_template_new(&o, &t));
+	fl_store_unref(st);
+	return t;
+}
+
+static uint64_t x_next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* Private (copied-on-write) pages of [p, p + len), from /proc/self/pagemap. */
+static size_t private_pages(const uint8_t *p, size_t len)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	size_t n = 0;
+
+	T_ASSERT(fd >= 0);
+	for (size_t off = 0; off < len; off += U_PAGE) {
+		uint64_t e;
+		T_ASSERT(pread(fd, &e, 8, (off_t)(((uintptr_t)p + off) / U_PAGE * 8)) == 8);
+		n += (e >> 63) && !((e >> 61) & 1);
+	}
+	close(fd);
+	return n;
+}
+
+static int test_isolation(void *arg)
+{
+	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	size_t len = mem == FL_MEM_HUGETLB ? 16u << 20 : IMG_LEN;
+	uint8_t *img = u_image(len, 0, 0xc10e);
+	struct fl_engine *e = u_engine(0, 1);
+	struct fl_template *t;
+	struct fl_region *c[3];
+	uint8_t *tv;
+
+	if (mem == FL_MEM_HUGETLB)
+		t_map(FL_MEM_HUGETLB, 2u << 20, NULL);	/* skips without huge pages */
+	t = make_template(mem, img, len);
+	for (int i = 0; i < 3; i++)
+		T_OK(fl_clone_new(e, t, NULL, &c[i]));
+	/* Everyone reads the template. */
+	for (int i = 0; i < 3; i++)
+		T_ASSERT(memcmp(fl_region_addr(c[i]), img, len) == 0, "clone %d differs from the image", i);
+	/* Clone 0 writes; nobody else sees it. */
+	uint8_t *a = fl_region_addr(c[0]);
+	for (size_t off = 0; off < len; off += 3 * 4096)
+		a[off] ^= 0xff;
+	for (int i = 1; i < 3; i++)
+		T_ASSERT(memcmp(fl_region_addr(c[i]), img, len) == 0, "clone %d sees clone 0's writes", i);
+	tv = mmap(NULL, len, PROT_READ, MAP_SHARED, fl_template_fd(t), 0);
+	T_ASSERT(tv != MAP_FAILED);
+	T_ASSERT(memcmp(tv, img, len) == 0, "the template changed");
+	/* Written after the others read: clone 1 writes too, clone 0 keeps its own. */
+	uint8_t *b = fl_region_addr(c[1]);
+	b[4096] = 0x5a;
+	T_ASSERT(a[4096] == img[4096] && b[4096] == 0x5a);
+	munmap(tv, len);
+	for (int i = 0; i < 3; i++)
+		fl_region_free(c[i]);
+	fl_template_free(t);
+	fl_engine_free(e);
+	return T_PASS;
+}
+
+/* Creation maps and reads nothing; first touches read only what they need. */
+static int test_creation_lazy(void *arg)
+{
+	size_t len = 256u << 20;
+	uint8_t *img = u_image(len, 0, 0x1a2);
+	struct fl_engine *e = u_engine(0, 1);
+	struct fl_template *t = make_template(FL_MEM_SHMEM, img, len);
+	struct fl_clone_opts co = { .sz = sizeof(co), .flags = FL_REGION_NO_PREFETCH };
+	struct fl_region_stats st = { .sz = sizeof(st) };
+	struct fl_region *c;
+	unsigned char *vec = malloc(len / U_PAGE);
+	uint8_t *p;
+
+	(void)arg;
+	T_OK(fl_clone_new(e, t, &co, &c));
+	p = fl_region_addr(c);
+	T_ASSERT(mincore(p, len, vec) == 0);
+	for (size_t i = 0; i < len / U_PAGE; i++)
+		T_ASSERT(!(vec[i] & 1), "page %zu resident right after creation", i);
+	T_OK(fl_region_stats(c, &st));
+	T_ASSERT_EQ(st.bytes_read, 0);
+	/* Ten pages touched: ten pages read from the store. */
+	for (int i = 0; i < 10; i++)
+		T_ASSERT(p[(size_t)i * 1000 * U_PAGE] == img[(size_t)i * 1000 * U_PAGE]);
+	T_OK(fl_region_stats(c, &st));
+	T_ASSERT_EQ(st.bytes_read, 10 * U_PAGE);
+	fl_region_free(c);
+	fl_template_free(t);
+	fl_engine_free(e);
+	free(vec);
+	return T_PASS;
+}
+
+/* ---- sharing across processes --------------------------------------------- */
+
+#define NCHILD 4
+
+static uint64_t mapping_pss(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+	unsigned long long lo, hi, kb = 0;
+
+	T_ASSERT(f != NULL);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+			continue;
+		}
+		if (in && sscanf(line, "Pss: %llu kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return kb * 1024;
+}
+
+static int test_sharing(void *arg)
+{
+	size_t len = 64u << 20;
+	uint8_t *img = u_image(len, 0, 0x5a5e);
+	struct fl_template *t = make_template(FL_MEM_SHMEM, img, len);
+	int go[2], res[2], quit[2], ready[2];
+	pid_t pids[NCHILD];
+	uint64_t total = 0;
+
+	(void)arg;
+	T_ASSERT(pipe(go) == 0 && pipe(res) == 0 && pipe(quit) == 0 && pipe(ready) == 0);
+	for (int i = 0; i < NCHILD; i++) {
+		pids[i] = fork();
+		T_ASSERT(pids[i] >= 0);
+		if (pids[i] == 0) {
+			/* A worker: it received the template's fd (inherited here,
+			 * SCM_RIGHTS elsewhere) and opens the template over it. */
+			struct fl_store *st = u_mem_store(img, len);
+			struct fl_template_opts o = { .sz = sizeof(o), .mem = FL_MEM_SHMEM, .store = st,
+						      .memfd = fl_template_fd(t) };
+			struct fl_template *mine;
+			struct fl_engine *e = u_engine(0, 1);
+			struct fl_region *c = NULL;
+			char b;
+			/* Always answer, so a failure is reported, not waited for:
+			 * [0] error step (0: none), [1] PSS. */
+			uint64_t out[2] = { 0, 0 };
+			int r = fl_template_new(&o, &mine);
+
+			if (r)
+				out[0] = 1000 - r;
+			else if ((r = fl_clone_new(e, mine, NULL, &c)))
+				out[0] = 2000 - r;
+			else if (memcmp(fl_region_addr(c), img, len))
+				out[0] = 3;
+			/* Measure once everybody has mapped everything. */
+			if (write(ready[1], "r", 1) != 1 || read(go[0], &b, 1) != 1)
+				_exit(3);
+			if (c)
+				out[1] = mapping_pss(fl_region_addr(c));
+			if (write(res[1], out, sizeof(out)) != sizeof(out))
+				_exit(4);
+			/* Stay mapped until every sibling has measured (a pipe of
+			 * its own, or a fast child would take a slow one's "go"). */
+			if (read(quit[0], &b, 1) != 1)
+				_exit(3);
+			_exit(0);
+		}
+	}
+	/* Every child has read its whole clone before anyone measures. */
+	for (int i = 0; i < NCHILD; i++) {
+		char b;
+		struct pollfd pfd = { .fd = ready[0], .events = POLLIN };
+		T_ASSERT(poll(&pfd, 1, 60000) == 1 && read(ready[0], &b, 1) == 1, "a child never got ready");
+	}
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < NCHILD; i++)
+			T_ASSERT(write(round ? quit[1] : go[1], "x", 1) == 1);
+		if (round == 0) {
+			for (int i = 0; i < NCHILD; i++) {
+				uint64_t out[2];
+				struct pollfd pfd = { .fd = res[0], .events = POLLIN };
+				if (poll(&pfd, 1, 30000) != 1) {
+					for (int k = 0; k < NCHILD; k++) {
+						int stt;
+						if (waitpid(pids[k], &stt, WNOHANG) == pids[k])
+							t_log("child %d: status %#x (signal %d)", k, stt,
+							      WIFSIGNALED(stt) ? WTERMSIG(stt) : 0);
+					}
+					T_ASSERT(0, "a child never answered");
+				}
+				T_ASSERT(read(res[0], out, sizeof(out)) == sizeof(out));
+				T_ASSERT(out[0] == 0, "a child failed at step %llu", (unsigned long long)out[0]);
+				total += out[1];
+			}
+		}
+	}
+	for (int i = 0; i < NCHILD; i++) {
+		int stt;
+		waitpid(pids[i], &stt, 0);
+		T_ASSERT(WIFEXITED(stt) && WEXITSTATUS(stt) == 0, "child %d: status %#x", i, stt);
+	}
+	t_log("%d clones of %zu MiB: total PSS %.1f MiB", NCHILD, len >> 20, (double)total / (1 << 20));
+	T_ASSERT(total <= len + len / 10, "total PSS %llu > 1.1 x image", (unsigned long long)total);
+	T_ASSERT(total >= len / 2, "total PSS %llu: the clones did not map the image", (unsigned long long)total);
+	fl_template_free(t);
+	return T_PASS;
+}
+
+/* ---- resets ------------------------------------------------------------------ */
+
+static int test_clone_reset(void *arg)
+{
+	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	size_t len = IMG_LEN, psz = t_page_size(mem);
+	uint8_t *img = u_image(len, 0, 0x7e5e);
+	struct fl_engine *e = u_engine(0, 1);
+	struct fl_template *t;
+	struct fl_region *c;
+	uint64_t x = 0x1234567;
+	uint8_t *p;
+
+	if (mem == FL_MEM_HUGETLB)
+		t_map(FL_MEM_HUGETLB, 2u << 20, NULL);
+	t = make_template(mem, img, len);
+	T_OK(fl_clone_new(e, t, NULL, &c));
+	p = fl_region_addr(c);
+	for (int it = 0; it < 30; it++) {
+		struct fl_reset_stats st = { .sz = sizeof(st) };
+		size_t nw = 1 + x_next(&x) % 200;
+		bool touched[IMG_LEN / 4096] = { false };
+		size_t distinct = 0;
+		for (size_t k = 0; k < nw; k++) {
+			size_t off = x_next(&x) % len;
+			p[off] ^= (uint8_t)(1 + x_next(&x) % 255);
+			if (!touched[off / psz])
+				distinct++;
+			touched[off / psz] = true;
+		}
+		T_OK(fl_clone_reset(c, &st));
+		T_ASSERT_EQ(st.pages_dirty, distinct * (psz / U_PAGE));
+		T_ASSERT_EQ(private_pages(p, len), 0);
+		T_ASSERT(memcmp(p, img, len) == 0, "iteration %d: not the template after reset", it);
+	}
+	T_ASSERT_EQ(fl_clone_reset(NULL, NULL), -EINVAL);
+	fl_region_free(c);
+	fl_template_free(t);
+	fl_engine_free(e);
+	return T_PASS;
+}
+
+static int test_reset_point(void *arg)
+{
+	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	size_t psz = t_page_size(mem), len = 512 * psz > (64u << 20) ? 32 * psz : 512 * psz;
+	uint8_t *m = t_map(mem, len, NULL), *orig = malloc(len);
+	struct fl_reset_point *rp;
+	uint64_t x = 0x9e3779b9;
+
+	t_fill_pattern(m, len, 0, 11);
+	memcpy(orig, m, len);
+	T_OK(fl_reset_point_new(m, len, &rp));
+	for (int it = 0; it < 30; it++) {
+		struct fl_reset_stats st = { .sz = sizeof(st) };
+		size_t nw = 1 + x_next(&x) % 300, distinct = 0;
+		bool *touched = calloc(len / psz, 1);
+		for (size_t k = 0; k < nw; k++) {
+			size_t off = x_next(&x) % len;
+			m[off] ^= (uint8_t)(1 + x_next(&x) % 255);
+			distinct += !touched[off / psz];
+			touched[off / psz] = true;
+		}
+		T_OK(fl_reset_point_reset(rp, &st));
+		T_ASSERT_EQ(st.pages_copied, distinct * (psz / U_PAGE));
+		T_ASSERT(memcmp(m, orig, len) == 0, "iteration %d: not restored", it);
+		free(touched);
+	}
+	/* Nothing written: nothing to do. */
+	struct fl_reset_stats st = { .sz = sizeof(st) };
+	T_OK(fl_reset_point_reset(rp, &st));
+	T_ASSERT_EQ(st.pages_copied, 0);
+	fl_reset_point_free(rp);
+	return T_PASS;
+}
+
+/* A page the template cannot deliver: SIGBUS in the clone, never zeros. */
+static int test_fail_closed(void *arg)
+{
+	size_t len = IMG_LEN;
+	uint8_t *img = u_image(len, 0, 0xfa11);
+	struct fl_store *st = u_mem_store(img, len);
+	uint64_t fail[2] = { 100 * U_PAGE, U_PAGE };
+	struct fl_template_opts o = { .sz = sizeof(o), .mem = FL_MEM_SHMEM, .store = st, .memfd = -1 };
+	struct fl_clone_opts co = { .sz = sizeof(co), .flags = FL_REGION_NO_PREFETCH };
+	struct fl_engine *e = u_engine(0, 1);
+	struct fl_template *t;
+	struct fl_region *c;
+	uint8_t *p;
+
+	(void)arg;
+	u_bus_install();
+	T_OK(fl_store_ctl(st, FL_STORE_CTL_FAIL_AT, fail));
+	T_OK(fl_template_new(&o, &t));
+	T_OK(fl_clone_new(e, t, &co, &c));
+	p = fl_region_addr(c);
+	T_ASSERT_EQ(u_probe_cmp(p + 99 * U_PAGE, img + 99 * U_PAGE, U_PAGE), 0);
+	T_ASSERT_EQ(u_probe_cmp(p + 100 * U_PAGE, img + 100 * U_PAGE, U_PAGE), -1);
+	T_ASSERT_EQ(u_probe_cmp(p + 101 * U_PAGE, img + 101 * U_PAGE, U_PAGE), 0);
+	fl_region_free(c);
+	fl_template_free(t);
+	fl_store_unref(st);
+	fl_engine_free(e);
+	return T_PASS;
+}
+
+static int test_bad_input(void *arg)
+{
+	struct fl_template_opts o = { .sz = sizeof(o), .memfd = -1 };
+	struct fl_template *t;
+	uint8_t *img = u_image(1u << 20, 0, 1);
+	struct fl_store *st = u_mem_store(img, 1u << 20);
+	int fd = memfd_create("x", 0);
+
+	(void)arg;
+	T_ASSERT_EQ(fl_template_new(&o, &t), -EINVAL);	/* no store */
+	o.store = st;
+	o.memfd = fd;	/* a memfd of the wrong size */
+	T_ASSERT(ftruncate(fd, 4096) == 0);
+	T_ASSERT_EQ(fl_template_new(&o, &t), -EINVAL);
+	o.memfd = -1;
+	T_OK(fl_template_new(&o, &t));
+	T_ASSERT_EQ(fl_clone_new(NULL, t, NULL, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_reset_point_new(NULL, 4096, NULL), -EINVAL);
+	T_ASSERT(fl_template_free(t) == NULL && fl_template_free(NULL) == NULL);
+	fl_store_unref(st);
+	return T_PASS;
+}
+
+static const struct t_case cases[] = {
+	{ "isolation-shmem", test_isolation, (void *)(uintptr_t)FL_MEM_SHMEM, 60 },
+	{ "isolation-hugetlb", test_isolation, (void *)(uintptr_t)FL_MEM_HUGETLB, 60 },
+	{ "creation-lazy", test_creation_lazy, NULL, 60 },
+	{ "sharing-pss", test_sharing, NULL, 120 },
+	{ "reset-clone-shmem", test_clone_reset, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
+	{ "reset-clone-hugetlb", test_clone_reset, (void *)(uintptr_t)FL_MEM_HUGETLB, 120 },
+	{ "reset-point-anon", test_reset_point, (void *)(uintptr_t)FL_MEM_ANON, 120 },
+	{ "reset-point-shmem", test_reset_point, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
+	{ "reset-point-hugetlb", test_reset_point, (void *)(uintptr_t)FL_MEM_HUGETLB, 120 },
+	{ "fail-closed", test_fail_closed, NULL, 60 },
+	{ "bad-input", test_bad_input, NULL, 30 },
+};
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
