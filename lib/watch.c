@@ -132,8 +132,10 @@ static int async_get(struct fl_watch *w, uint64_t start, uint64_t len, bool rese
 		.end = start + len,
 		.flags = reset ? (FL_SCAN_WP_MATCHING | FL_SCAN_CHECK_WPASYNC) : 0,
 		/* Bounds what is reported and, with WP_MATCHING, exactly what
-		 * is re-protected: the caller's capacity. */
-		.max_pages = *count * (w->gran / FL_PAGE_SIZE),
+		 * is re-protected: the caller's capacity. A buffer that holds
+		 * the whole range needs no bound (and the kernel walks faster
+		 * without one). */
+		.max_pages = *count >= len / w->gran ? 0 : *count * (w->gran / FL_PAGE_SIZE),
 		.category_mask = FL_PAGE_IS_WRITTEN,
 		.return_mask = FL_PAGE_IS_WRITTEN,
 	};
