@@ -389,6 +389,35 @@ static int64_t take_dirty(struct fl_snapshot *s, int (*fn)(struct fl_snapshot *,
 	return total;
 }
 
+/* At the instant: marked under the watch's lock (fl__watch_get_mark()),
+ * before the page is re-protected, so a stale fault message handled by
+ * the hook either comes before (and the page is taken here) or after (and
+ * the hook sees NEEDED and saves it first). */
+static void mark_locked(void *ctx, uint64_t addr)
+{
+	struct snap_range *r = ctx;
+
+	if (addr >= r->start && addr < r->start + r->len &&
+	    atomic_exchange_explicit(&r->state[(addr - r->start) / r->gran], G_NEEDED, memory_order_relaxed) !=
+		    G_NEEDED)
+		r->snap->needed_pages += r->gran / FL_PAGE_SIZE;
+}
+
+static int take_dirty_marked(struct fl_snapshot *s)
+{
+	for (unsigned i = 0; i < s->nr; i++) {
+		uint64_t count;
+		do {
+			int ret;
+			count = GET_BATCH;
+			ret = fl__watch_get_mark(s->r[i].watch, s->getbuf, &count, mark_locked, &s->r[i]);
+			if (ret)
+				return ret;
+		} while (count == GET_BATCH);
+	}
+	return 0;
+}
+
 static int mark_needed(struct fl_snapshot *s, struct snap_range *r, uint64_t g, void *ctx)
 {
 	(void)ctx;
@@ -489,23 +518,28 @@ static int take_instant(struct fl_snapshot *s)
 	int64_t n;
 
 	if (s->o.strategy == FL_SNAPSHOT_COW && !incremental) {
-		/* Everything is saved; the dirty set only needs re-protecting. */
+		/* Everything is saved; the dirty set only needs re-protecting.
+		 * Hooks first: see mark_locked(). */
 		set_all_needed(s);
-		n = take_dirty(s, mark_needed, NULL);
+		n = hook_all(s);
+		if (!n)
+			n = take_dirty_marked(s);
 		if (n < 0)
 			return (int)n;
 		atomic_store(&s->pages_final, s->needed_pages);
-		return hook_all(s);
+		return 0;
 	}
 	/* Incremental COW, or the end of precopy: the dirty set is what this
 	 * snapshot still has to save. */
 	if (s->sync_watch) {
 		/* States start SKIP; the pre-pass may have marked some. */
-		n = take_dirty(s, mark_needed, NULL);
+		n = hook_all(s);
+		if (!n)
+			n = take_dirty_marked(s);
 		if (n < 0)
 			return (int)n;
 		atomic_store(&s->pages_final, s->needed_pages);
-		return hook_all(s);
+		return 0;
 	}
 	/* Watches that cannot hold a writer back: copy while paused. */
 	n = copy_dirty(s);

@@ -32,6 +32,15 @@ typedef int (*fl__watch_hook_fn)(void *ctx, uint64_t addr, uint64_t len);
  */
 int fl__watch_set_hook(struct fl_watch *watch, fl__watch_hook_fn fn, void *ctx);
 
+/*
+ * SYNC only: get and reset written granules of the whole watch like
+ * fl_watch_get(FL_WATCH_RESET), calling fn(ctx, addr) for each while the
+ * fault thread is held off, before they are re-protected. The hook runs
+ * under the same lock, so it sees what fn did.
+ */
+int fl__watch_get_mark(struct fl_watch *watch, void **pages, uint64_t *count,
+		       void (*fn)(void *ctx, uint64_t addr), void *ctx);
+
 struct fl_watch {
 	enum fl_watch_backend backend;
 	uint64_t start, len;

@@ -204,8 +204,12 @@ static void sync_written(struct fl_watch *w, uint64_t addr)
 	uint64_t g = (addr - w->start) / w->gran;
 	int ret;
 
-	call_hook(w, addr);
+	/* The hook runs under the lock too: a fault message can be stale (two
+	 * threads faulted on one page; the first unprotect woke both), and a
+	 * get that re-protects and hands pages to its caller must not be cut
+	 * in two by one (see fl__watch_get_mark()). */
 	pthread_mutex_lock(&w->lock);
+	call_hook(w, addr);
 	fl__watch_mark(w, g);
 	ret = protect(w, addr, w->gran, false);
 	pthread_mutex_unlock(&w->lock);
@@ -306,7 +310,30 @@ static void sync_settle(struct fl_watch *w)
 }
 
 /* Get (and reset) granules [first, first + n) from the bitmap. */
+static int bitmap_get_fn(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages, uint64_t *count,
+			 void (*fn)(void *ctx, uint64_t addr), void *ctx);
+
 static int bitmap_get(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages, uint64_t *count)
+{
+	return bitmap_get_fn(w, first, n, reset, pages, count, NULL, NULL);
+}
+
+int fl__watch_get_mark(struct fl_watch *w, void **pages, uint64_t *count, void (*fn)(void *ctx, uint64_t addr),
+		       void *ctx)
+{
+	int ret;
+
+	if (!w || w->backend != FL_WATCH_SYNC)
+		return -EOPNOTSUPP;
+	sync_settle(w);
+	pthread_mutex_lock(&w->lock);
+	ret = bitmap_get_fn(w, 0, w->ngran, true, pages, count, fn, ctx);
+	pthread_mutex_unlock(&w->lock);
+	return ret;
+}
+
+static int bitmap_get_fn(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages, uint64_t *count,
+			 void (*fn)(void *ctx, uint64_t addr), void *ctx)
 {
 	uint64_t cap = *count, c = 0, end = first + n;
 	int ret = 0;
@@ -324,6 +351,8 @@ static int bitmap_get(struct fl_watch *w, uint64_t first, uint64_t n, bool reset
 		pages[c++] = (void *)(uintptr_t)(w->start + g * w->gran);
 		g++;
 	}
+	for (uint64_t i = 0; fn && i < c; i++)
+		fn(ctx, (uintptr_t)pages[i]);
 	if (reset) {
 		/* Re-protect runs of returned granules, then clear their bits. */
 		for (uint64_t i = 0; i < c && !ret;) {
