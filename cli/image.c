@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "util.h"
+#include "coldstart.h"
 
 #include <faultline/faultline.h>
 
@@ -31,6 +32,12 @@ static const char image_usage[] =
 	"                 write a region's raw bytes (default: region 0, stdout)\n"
 	"  push IMG redis://HOST:PORT/PREFIX\n"
 	"                 upload an image to Redis or a Redis Cluster\n"
+	"  record IMG [-o FILE] [--region N] [--touch PCT] [--seed N] [--json]\n"
+	"                 restore lazily, read PCT % of the pages in a fixed order, and\n"
+	"                 record the first touches as a working set (default IMG.ws)\n"
+	"  restore IMG [--working-set[=FILE]] [--region N] [--touch PCT] [--seed N] [--json]\n"
+	"                 the same cold start, replaying a recorded working set first;\n"
+	"                 a missing, corrupt or stale one is ignored with a warning\n"
 	"\n"
 	"Exit status: 0 success, 1 error (or corrupt, or different), 2 usage error.\n";
 
@@ -504,5 +511,9 @@ int cmd_image(int argc, char **argv)
 		return image_export(argc - 1, argv + 1);
 	if (strcmp(sub, "push") == 0)
 		return cmd_image_push(argc - 1, argv + 1);
+	if (strcmp(sub, "record") == 0)
+		return cmd_image_record(argc - 1, argv + 1);
+	if (strcmp(sub, "restore") == 0)
+		return cmd_image_restore(argc - 1, argv + 1);
 	return cli_usage_error("unknown image command '%s' (see 'faultline image --help')", sub);
 }

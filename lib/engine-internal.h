@@ -108,6 +108,11 @@ struct fl_region {
 		pages_background, pages_poisoned, pages_exist, bytes_read, store_errors;
 	_Atomic uint64_t blocked_ns;
 	struct fl__hist hist;
+	/* working sets (workingset.c) */
+	struct fl__ws_rec *rec;		/* set once by fl_region_record() */
+	_Atomic bool recording;
+	_Atomic(struct fl__replay *) replay;
+	_Atomic uint64_t pages_replayed;
 };
 
 /* engine.c */
@@ -125,6 +130,11 @@ struct fl_region *fl__region_clone(struct fl_region *src, struct fl__space *sp);
 void fl__region_destroy(struct fl_region *r);
 /* Unregister and unmap exactly these ranges (what is left after REMAP/UNMAP). */
 void fl__region_unmap_ranges(struct fl_region *r, const struct fl_range *ranges, size_t n);
+
+/* workingset.c */
+void fl__ws_note_fault(struct fl_region *r, uint64_t page);
+void fl__ws_replay_stop(struct fl_region *r);	/* before the region leaves the index */
+void fl__ws_region_fini(struct fl_region *r);	/* and free the recorder */
 
 /* resolve.c */
 void fl__handle_fault(struct fl_engine *e, struct fl__space *sp, const struct fl__entry *ent,
@@ -157,5 +167,6 @@ static inline void fl__bit_clear(_Atomic uint64_t *map, uint64_t i)
 #define FL_SRC_PREFETCH 1
 #define FL_SRC_BACKGROUND 2
 #define FL_SRC_POPULATE 3
+#define FL_SRC_REPLAY 4
 
 #endif

@@ -234,6 +234,7 @@ void fl__region_destroy(struct fl_region *r)
 {
 	if (!r)
 		return;
+	fl__ws_region_fini(r);
 	if (r->alias) {
 		if (r->engine)
 			fl_uffd_unregister(r->engine->spaces[0]->uffd, r->alias, r->length);
@@ -270,6 +271,7 @@ struct fl_region *fl_region_free(struct fl_region *r)
 
 	if (!r)
 		return NULL;
+	fl__ws_replay_stop(r);
 	if (r->engine) {
 		/* After mremap/munmap by the application only the ranges still
 		 * in the index are ours to unmap: the rest may be reused. */
@@ -371,6 +373,7 @@ int fl_region_stats(const struct fl_region *r, struct fl_region_stats *st)
 	s.lat_p99_ns = fl__hist_quantile(&r->hist, 0.99);
 	s.lat_max_ns = atomic_load(&r->hist.max);
 	s.blocked_ns = atomic_load(&r->blocked_ns);
+	s.pages_replayed = atomic_load(&r->pages_replayed);
 	n = st->sz < sizeof(s) ? st->sz : sizeof(s);
 	memcpy(st, &s, n);
 	return 0;

@@ -278,6 +278,8 @@ done:
 	atomic_fetch_add_explicit(&r->pages_exist, exist, memory_order_relaxed);
 	if (source == FL_SRC_BACKGROUND)
 		atomic_fetch_add_explicit(&r->pages_background, count > exist ? count - exist : 0, memory_order_relaxed);
+	else if (source == FL_SRC_REPLAY)
+		atomic_fetch_add_explicit(&r->pages_replayed, count > exist ? count - exist : 0, memory_order_relaxed);
 	else if (count > 1 + exist)
 		atomic_fetch_add_explicit(&r->pages_prefetch, count - 1 - exist, memory_order_relaxed);
 	/* A page that existed may have a thread asleep on it. */
@@ -293,7 +295,9 @@ static uint64_t prefetch_window(struct fl_region *r, uint64_t page)
 	unsigned win = atomic_load_explicit(&r->window, memory_order_relaxed);
 	unsigned max = (unsigned)FL_MAX(1, (uint64_t)r->prefetch_max * FL_PAGE_SIZE / r->page_size);
 
-	if (r->flags & FL_REGION_NO_PREFETCH)
+	/* Recording a working set: every first touch must be a fault. */
+	if ((r->flags & FL_REGION_NO_PREFETCH) ||
+	    atomic_load_explicit(&r->recording, memory_order_relaxed))
 		return 1;
 	if (page >= last_end && page <= last_end + win)
 		win = win * 2 > max ? max : win * 2;
@@ -346,6 +350,8 @@ void fl__handle_fault(struct fl_engine *e, struct fl__space *sp, const struct fl
 
 	switch (ret) {
 	case 0:
+		if (atomic_load_explicit(&r->recording, memory_order_relaxed))
+			fl__ws_note_fault(r, page);
 		break;
 	case -EAGAIN:
 		/* An event (fork, mremap...) is queued and the mm is changing.

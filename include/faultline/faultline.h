@@ -15,5 +15,6 @@
 #include <faultline/watch.h>
 #include <faultline/snapshot.h>
 #include <faultline/clone.h>
+#include <faultline/workingset.h>
 
 #endif

@@ -123,6 +123,7 @@ struct fl_region_stats {
 	 * after the handler saw the fault (the kernel queueing before the read
 	 * is not visible to userspace) */
 	uint64_t blocked_ns;
+	uint64_t pages_replayed;	/* installed by a working-set replay (fl_region_replay(3)) */
 };
 FL_API int fl_region_stats(const struct fl_region *region,
 			   struct fl_region_stats *stats);
