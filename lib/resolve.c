@@ -332,6 +332,10 @@ void fl__handle_fault(struct fl_engine *e, struct fl__space *sp, const struct fl
 	else
 		atomic_fetch_add_explicit(&r->faults_read, 1, memory_order_relaxed);
 
+	/* Noted before the resolve wakes the thread: once its access
+	 * returns, the page is in the recording. */
+	if (atomic_load_explicit(&r->recording, memory_order_relaxed))
+		fl__ws_note_fault(r, page);
 	win = prefetch_window(r, page);
 	/* Stay inside this index entry (REMAP/UNMAP may have split the region). */
 	end_page = FL_MIN(page + win, (ent->end - base) / psz);
@@ -350,8 +354,6 @@ void fl__handle_fault(struct fl_engine *e, struct fl__space *sp, const struct fl
 
 	switch (ret) {
 	case 0:
-		if (atomic_load_explicit(&r->recording, memory_order_relaxed))
-			fl__ws_note_fault(r, page);
 		break;
 	case -EAGAIN:
 		/* An event (fork, mremap...) is queued and the mm is changing.

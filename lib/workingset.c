@@ -401,9 +401,14 @@ static void *replay_main(void *arg)
 				continue;
 			ret = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, first, end - first, UINT64_MAX, &w,
 						FL_SRC_REPLAY);
-			/* Errors are left to demand faults, which fail closed. */
 			if (ret == -ESRCH)
 				break;
+			/* A run the store fails: install what it can page by page
+			 * and leave the rest to demand faults, which fail closed. */
+			if (ret && ret != -EAGAIN && ret != -ENOENT && end - first > 1)
+				for (uint64_t p = first; p < end; p++)
+					fl__resolve_pages(r, r->space, (uintptr_t)r->addr, p, 1, UINT64_MAX, &w,
+							  FL_SRC_REPLAY);
 		}
 		pthread_rwlock_unlock(&e->lock);
 	}
