@@ -175,40 +175,114 @@ static int scan_private(uint64_t start, uint64_t end, run_fn fn, void *ctx)
 	return ret;
 }
 
-struct drop_ctx {
+/* Dirty runs closer than this many pages are reset as one span: unmapping
+ * and re-mapping a few clean pages costs less than two more syscalls. */
+#define MERGE_GAP 16
+
+struct run_list {
+	struct fl_range *v;
+	size_t n, cap;
+	uint64_t gap;			/* bytes */
 	struct fl_reset_stats *st;
 	size_t psz;
 };
 
-static int drop_run(uint64_t start, uint64_t end, void *ctx)
+static int collect_run(uint64_t start, uint64_t end, void *ctx)
 {
-	struct drop_ctx *d = ctx;
+	struct run_list *l = ctx;
 	/* hugetlb: whole huge pages (a private copy is one). */
-	uint64_t s = start / d->psz * d->psz, e = (end + d->psz - 1) / d->psz * d->psz;
-	int ret = fl__madvise((void *)(uintptr_t)s, e - s, MADV_DONTNEED);
+	uint64_t s = start / l->psz * l->psz, e = (end + l->psz - 1) / l->psz * l->psz;
 
+	l->st->pages_dirty += (end - start) / FL_PAGE_SIZE;
+	if (l->n && s <= l->v[l->n - 1].start + l->v[l->n - 1].len + l->gap) {
+		struct fl_range *last = &l->v[l->n - 1];
+		if (e > last->start + last->len)
+			last->len = e - last->start;
+		return 0;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		struct fl_range *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct fl_range){ s, e - s };
+	return 0;
+}
+
+/*
+ * Drop the private copies of `runs` and map the template's pages there
+ * again. The range is unregistered meanwhile: MADV_DONTNEED on a range
+ * registered with a uffd that asks for REMOVE events waits until the engine
+ * has read one, a round trip per run. Unregistered, nothing can be served,
+ * which is why no thread may touch a clone during its reset. The pages are
+ * then mapped again with CONTINUE (read-only: the next write is an ordinary
+ * copy-on-write in the kernel, with no fault to userspace).
+ */
+static int reset_runs(struct fl_region *r, const struct run_list *l, struct fl_reset_stats *st)
+{
+	int uffd = r->space->uffd, ret, first_err = 0;
+	uint64_t base = (uintptr_t)r->addr;
+
+	ret = fl_uffd_unregister(uffd, r->addr, r->length);
 	if (ret)
 		return ret;
-	d->st->pages_dirty += (end - start) / FL_PAGE_SIZE;
-	d->st->pages_dropped += (end - start) / FL_PAGE_SIZE;
-	d->st->runs++;
-	return 0;
+	for (size_t i = 0; i < l->n; i++) {
+		ret = fl__madvise((void *)(uintptr_t)l->v[i].start, l->v[i].len, MADV_DONTNEED);
+		if (ret && !first_err)
+			first_err = ret;
+	}
+	ret = fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR, NULL);
+	if (ret) {
+		/* Unregistered, a clone would read zeros into the template where
+		 * the page cache is not filled yet: make it inaccessible. */
+		fl__log(&r->engine->log, FL_LOG_ERROR,
+			"%s: cannot register the clone again after a reset (%s): making it inaccessible",
+			r->name, strerror(-ret));
+		mprotect(r->addr, r->length, PROT_NONE);
+		return ret;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		uint64_t p = (l->v[i].start - base) / r->page_size;
+		uint64_t end = p + l->v[i].len / r->page_size;
+
+		st->runs++;
+		st->pages_dropped += l->v[i].len / FL_PAGE_SIZE;
+		/* Map again what the page cache holds; the rest faults later. */
+		while (p < end) {
+			uint64_t q = p;
+			size_t done = 0;
+			while (q < end && fl__bit_test(r->cached, q))
+				q++;
+			if (q > p) {
+				fl_uffd_continue(uffd, r->addr + p * r->page_size, (q - p) * r->page_size, 0, &done);
+				done /= r->page_size;
+			}
+			/* Not mapped again: the engine must not think it is. */
+			fl__region_discard(r, p + done, (q > p ? q : q + 1) - p - done);
+			p = q > p ? q : q + 1;
+		}
+	}
+	return first_err;
 }
 
 int fl_clone_reset(struct fl_region *r, struct fl_reset_stats *stats)
 {
 	struct fl_reset_stats st = { .sz = sizeof(st) };
-	struct drop_ctx d = { &st, 0 };
+	struct run_list l = { .st = &st };
 	uint64_t t0 = fl__now_ns();
 	int ret;
 
 	if (!r || r->mode != FL_MODE_MINOR || !(r->flags & FL_REGION_PRIVATE) || (r->flags & FL_REGION_FOREIGN))
 		return -EINVAL;
-	d.psz = r->page_size;
-	/* Dropping a private copy of a file mapping reveals the file's page
-	 * again (the engine is told, through REMOVE, and knows a private
-	 * clone's page cache still holds it). */
-	ret = scan_private((uintptr_t)r->addr, (uintptr_t)r->addr + r->length, drop_run, &d);
+	l.psz = r->page_size;
+	l.gap = r->page_size == FL_PAGE_SIZE ? MERGE_GAP * FL_PAGE_SIZE : 0;
+	ret = scan_private((uintptr_t)r->addr, (uintptr_t)r->addr + r->length, collect_run, &l);
+	if (!ret && l.n)
+		ret = reset_runs(r, &l, &st);
+	free(l.v);
 	st.ns = fl__now_ns() - t0;
 	if (stats && stats->sz) {
 		size_t n = FL_MIN(stats->sz, sizeof(st));

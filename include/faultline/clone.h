@@ -13,8 +13,8 @@
  *
  * fl_clone_reset() reverts a clone to its template in time proportional to
  * the pages it wrote: its private copies are found with PAGEMAP_SCAN (or
- * /proc/self/pagemap) and dropped with MADV_DONTNEED, after which reads see
- * the template again.
+ * /proc/self/pagemap), dropped with MADV_DONTNEED, and the template's pages
+ * are mapped again with UFFDIO_CONTINUE.
  *
  * A reset point (fl_reset_point_new()) does the same for any writable
  * memory, anonymous included: it saves a copy of the range and runs a write
@@ -87,9 +87,16 @@ struct fl_reset_stats {
 
 /*
  * Revert a clone to its template: every page it wrote reads the template's
- * bytes again, and its private copies are freed. Call it while no thread
- * writes the clone. stats (optional, set its sz) says what was done.
- * -EINVAL: not a clone.
+ * bytes again, and its private copies are freed. The private copies are
+ * found with PAGEMAP_SCAN (or /proc/self/pagemap), dropped with
+ * MADV_DONTNEED (runs less than 16 pages apart as one span), and the
+ * template's pages are mapped again at once with UFFDIO_CONTINUE, so the
+ * next write to them is an ordinary copy-on-write in the kernel, not a
+ * fault to the engine. Time is proportional to the pages written, plus a
+ * page-table scan of the clone. The clone's range is briefly unregistered
+ * from the engine's uffd while its copies are dropped: no thread may touch
+ * the clone during a reset. stats (optional, set its sz) says what was
+ * done. -EINVAL: not a clone (or a clone in another process).
  */
 FL_API int fl_clone_reset(struct fl_region *clone, struct fl_reset_stats *stats);
 
