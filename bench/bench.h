@@ -16,5 +16,21 @@ int bench_fill_main(int argc, char **argv);
 int bench_restore_main(int argc, char **argv);
 int bench_watch_main(int argc, char **argv);
 int bench_snapshot_main(int argc, char **argv);
+int bench_clone_main(int argc, char **argv);
+
+/* Pieces of bench/clone.c that the demo reuses. */
+#include <stdbool.h>
+#include <stdint.h>
+/* An image of `size` bytes of pseudo-random data (no zero page). */
+int clone_make_image(const char *path, uint64_t size);
+/* The growth of n worker processes' Pss (MiB, summed, all alive) when each
+ * clones the image (copy: fills its own memory with UFFDIO_COPY instead)
+ * and reads every page. */
+int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, double *ret_mib);
+/* Medians over reps of "write k pages + fl_clone_reset" per second and of
+ * fork + exit + wait per second (the child writes the k pages), each run
+ * lasting about secs. */
+int clone_reset_rates(const char *image_path, uint64_t size, uint64_t k, unsigned reps, double secs,
+		      double *ret_reset, double *ret_fork);
 
 #endif

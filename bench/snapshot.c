@@ -111,23 +111,6 @@ static int quiesce(bool pause, void *ctx)
 	return 0;
 }
 
-/* A kB field of /proc/<self>/status or smaps_rollup, in bytes. */
-static uint64_t proc_kb(const char *file, const char *key)
-{
-	FILE *f = fopen(file, "re");
-	char line[256];
-	unsigned long long v = 0;
-	size_t kl = strlen(key);
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, kl) && sscanf(line + kl, ": %llu", &v) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)v * 1024;
-}
-
 struct result {
 	double stall_ms, total_ms, extra_mib, rounds;
 };

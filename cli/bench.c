@@ -16,6 +16,8 @@ static const char bench_usage[] =
 	"context; the ratios are the result. Run benchmarks on a quiet machine.\n"
 	"\n"
 	"Benchmarks:\n"
+	"  clone   copy-on-write clones: memory of 8 clones vs 8 copies, reset\n"
+	"          rate vs fork(), cold start with a working set vs lazily\n"
 	"  fault   demand-fault service latency (p50/p99), same-CPU and cross-CPU\n"
 	"          handler placement\n"
 	"  fill    lazy restore throughput of a page-cached file: demand faults\n"
@@ -34,6 +36,7 @@ struct bench {
 };
 
 static const struct bench benches[] = {
+	{ "clone", bench_clone_main },
 	{ "fault", bench_fault_main },
 	{ "fill", bench_fill_main },
 	{ "restore", bench_restore_main },

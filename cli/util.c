@@ -452,6 +452,22 @@ int pin_self(int cpu)
 
 /* ---- files ------------------------------------------------------------ */
 
+uint64_t proc_kb(const char *file, const char *key)
+{
+	FILE *f = fopen(file, "re");
+	char line[256];
+	unsigned long long v = 0;
+	size_t kl = strlen(key);
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && sscanf(line + kl, ": %llu", &v) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)v * 1024;
+}
+
 const char *temp_dir(void)
 {
 	const char *d = getenv("TMPDIR");

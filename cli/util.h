@@ -124,6 +124,9 @@ int pin_self(int cpu);
 
 /* The directory for temporary files: $TMPDIR if set and non-empty, else /var/tmp. */
 const char *temp_dir(void);
+/* A kB field ("Pss", "VmRSS"...) of a /proc file such as
+ * /proc/<pid>/smaps_rollup or status, in bytes; 0 when absent. */
+uint64_t proc_kb(const char *file, const char *key);
 
 /*
  * Remove `path` (and then the directory `dir`, if not NULL) if the process
