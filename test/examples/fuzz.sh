@@ -85,6 +85,12 @@ ok crash-aborts '[ $? = $((128 + $(kill -l ABRT))) ]'
 "$F" --heap 64 --iterations 2 "$C" "$T/crash" > /dev/null 2>&1
 ok crash-aborts-persistent '[ $? = $((128 + $(kill -l ABRT))) ]'
 
+# Usage errors exit 2.
+"$F" --bogus "$C" > /dev/null 2>&1
+ok usage-exit-2 '[ $? = 2 ]'
+"$F" --heap 1 "$C" > /dev/null 2>&1
+ok heap-range-exit-2 '[ $? = 2 ]'
+
 # 5. AFL++ persistent mode.
 if [ "$SANITIZE" != none ]; then
 	result SKIP "afl: sanitized build (libfaultline uses the compiler's own sanitizer runtime)"
