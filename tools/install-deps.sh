@@ -24,6 +24,7 @@ packages=(
 	clang
 	groff-base		# test suite 'man' renders every page with groff
 	libclang-rt-14-dev	# clang's sanitizer runtimes (ASan, UBSan, LSan)
+	afl++			# test examples/fuzz: fuzz-target built with afl-cc, a few seconds of afl-fuzz
 )
 
 installed() {
