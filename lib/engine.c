@@ -17,7 +17,7 @@ int fl__worker_init(struct fl__worker *w, size_t cap, unsigned batch)
 {
 	memset(w, 0, sizeof(*w));
 	w->batch = batch ? batch : DEFAULT_BATCH;
-	w->msgs = calloc(w->batch, sizeof(*w->msgs));
+	w->msgs = fl__fs_calloc(w->batch, sizeof(*w->msgs));
 	if (!w->msgs)
 		return -ENOMEM;
 	return fl__worker_reserve(w, cap);
@@ -30,14 +30,15 @@ int fl__worker_reserve(struct fl__worker *w, size_t cap)
 	if (cap <= w->cap)
 		return 0;
 	/* one flag per 4 KiB page the buffer can hold */
-	z = calloc(cap / FL_PAGE_SIZE + 1, 1);
-	/* Page-aligned so COPY sources never straddle needlessly. */
-	if (!z || posix_memalign(&p, FL_HPAGE_SIZE, cap)) {
-		free(z);
+	z = fl__fs_calloc(cap / FL_PAGE_SIZE + 1, 1);
+	/* Page-aligned (mmap) so COPY sources never straddle needlessly. */
+	p = z ? fl__fs_calloc(1, cap) : NULL;
+	if (!p) {
+		fl__fs_free(z);
 		return -ENOMEM;
 	}
-	free(w->buf);
-	free(w->zero);
+	fl__fs_free(w->buf);
+	fl__fs_free(w->zero);
 	w->buf = p;
 	w->zero = z;
 	w->cap = cap;
@@ -46,9 +47,9 @@ int fl__worker_reserve(struct fl__worker *w, size_t cap)
 
 void fl__worker_fini(struct fl__worker *w)
 {
-	free(w->buf);
-	free(w->zero);
-	free(w->msgs);
+	fl__fs_free(w->buf);
+	fl__fs_free(w->zero);
+	fl__fs_free(w->msgs);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -61,13 +62,13 @@ static int add_space(struct fl_engine *e, int uffd, pid_t pid, uint64_t features
 
 	if (e->nspaces == e->spaces_cap) {
 		size_t cap = e->spaces_cap ? e->spaces_cap * 2 : 4;
-		struct fl__space **n = realloc(e->spaces, cap * sizeof(*n));
+		struct fl__space **n = fl__fs_realloc(e->spaces, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
 		e->spaces = n;
 		e->spaces_cap = cap;
 	}
-	sp = calloc(1, sizeof(*sp));
+	sp = fl__fs_calloc(1, sizeof(*sp));
 	if (!sp)
 		return -ENOMEM;
 	sp->id = (int)e->nspaces;
@@ -109,7 +110,7 @@ static int index_insert(struct fl__space *sp, const struct fl__entry *ent)
 		return -EEXIST;
 	if (sp->nentries == sp->cap) {
 		size_t cap = sp->cap ? sp->cap * 2 : 16;
-		struct fl__entry *n = realloc(sp->entries, cap * sizeof(*n));
+		struct fl__entry *n = fl__fs_realloc(sp->entries, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
 		sp->entries = n;
@@ -165,7 +166,7 @@ int fl__engine_add_region(struct fl_engine *e, struct fl__space *sp, struct fl_r
 	pthread_rwlock_wrlock(&e->lock);
 	if (e->nregions == e->regions_cap) {
 		size_t cap = e->regions_cap ? e->regions_cap * 2 : 16;
-		struct fl_region **n = realloc(e->regions, cap * sizeof(*n));
+		struct fl_region **n = fl__fs_realloc(e->regions, cap * sizeof(*n));
 		if (!n) {
 			pthread_rwlock_unlock(&e->lock);
 			return -ENOMEM;
@@ -198,7 +199,7 @@ size_t fl__engine_remove_region(struct fl_engine *e, struct fl_region *r, struct
 	for (size_t i = 0; i < r->space->nentries;) {
 		if (r->space->entries[i].region == r) {
 			if (n == cap) {
-				struct fl_range *g = realloc(ranges, (cap * 2 + 4) * sizeof(*g));
+				struct fl_range *g = fl__fs_realloc(ranges, (cap * 2 + 4) * sizeof(*g));
 				if (g) {
 					ranges = g;
 					cap = cap * 2 + 4;
@@ -256,7 +257,7 @@ static void handle_fork(struct fl_engine *e, struct fl__space *parent, int child
 				continue;
 			if (e->nregions == e->regions_cap) {
 				size_t cap = e->regions_cap * 2 + 16;
-				struct fl_region **n = realloc(e->regions, cap * sizeof(*n));
+				struct fl_region **n = fl__fs_realloc(e->regions, cap * sizeof(*n));
 				if (!n) {
 					fl__region_destroy(clone);
 					continue;
@@ -287,7 +288,7 @@ static void handle_remap(struct fl_engine *e, struct fl__space *sp, uint64_t fro
 		while (j < sp->nentries && sp->entries[j].start < from + len)
 			j++;
 		nmoved = j - i;
-		moved = nmoved ? malloc(nmoved * sizeof(*moved)) : NULL;
+		moved = nmoved ? fl__fs_calloc(nmoved, sizeof(*moved)) : NULL;
 		if (moved) {
 			memcpy(moved, &sp->entries[i], nmoved * sizeof(*moved));
 			for (size_t k = 0; k < nmoved; k++)
@@ -303,7 +304,7 @@ static void handle_remap(struct fl_engine *e, struct fl__space *sp, uint64_t fro
 		}
 	}
 	pthread_rwlock_unlock(&e->lock);
-	free(moved);
+	fl__fs_free(moved);
 	atomic_fetch_add(&e->ev_remap, 1);
 	fl__log(&e->log, FL_LOG_INFO, "remap: space %d 0x%llx -> 0x%llx (%llu bytes)", sp->id,
 		(unsigned long long)from, (unsigned long long)to, (unsigned long long)len);
@@ -439,8 +440,8 @@ static void *handler_main(void *arg)
 			pthread_rwlock_rdlock(&e->lock);
 			if (cap < e->nspaces + 2) {
 				size_t ncap = e->nspaces + 8;
-				struct pollfd *np = realloc(pfd, ncap * sizeof(*pfd));
-				struct fl__space **ns = np ? realloc(sps, ncap * sizeof(*sps)) : NULL;
+				struct pollfd *np = fl__fs_realloc(pfd, ncap * sizeof(*pfd));
+				struct fl__space **ns = np ? fl__fs_realloc(sps, ncap * sizeof(*sps)) : NULL;
 				if (np)
 					pfd = np;
 				if (ns)
@@ -498,8 +499,8 @@ static void *handler_main(void *arg)
 				service_space(e, sps[i], &w);
 		}
 	}
-	free(pfd);
-	free(sps);
+	fl__fs_free(pfd);
+	fl__fs_free(sps);
 	fl__worker_fini(&w);
 	return NULL;
 }
@@ -725,11 +726,11 @@ struct fl_engine *fl_engine_free(struct fl_engine *e)
 	}
 	for (size_t i = 0; i < e->nspaces; i++) {
 		fl__close(e->spaces[i]->uffd);
-		free(e->spaces[i]->entries);
-		free(e->spaces[i]);
+		fl__fs_free(e->spaces[i]->entries);
+		fl__fs_free(e->spaces[i]);
 	}
-	free(e->spaces);
-	free(e->regions);
+	fl__fs_free(e->spaces);
+	fl__fs_free(e->regions);
 	fl__close(e->stop_fd);
 	fl__worker_fini(&e->embedded_worker);
 	pthread_rwlock_destroy(&e->lock);

@@ -41,6 +41,12 @@ void fl__log(const struct fl__logger *lg, enum fl_log_level level, const char *f
 /* ---- sys.c: the only place besides uffd.c/pagemap.c that reads errno --- */
 int fl__mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **ret);
 int fl__munmap(void *addr, size_t len);
+/* Allocation for the engine's handler threads: mmap-backed, lock-free, so
+ * a fork() elsewhere in the process cannot deadlock with them (sys.c).
+ * fl__fs_calloc zeroes; fl__fs_realloc keeps the contents. */
+void *fl__fs_calloc(size_t n, size_t size);
+void *fl__fs_realloc(void *ptr, size_t size);
+void fl__fs_free(void *ptr);
 int fl__madvise(void *addr, size_t len, int advice);
 int fl__memfd(const char *name, unsigned flags, size_t len, int *ret_fd);
 int fl__pread_full(int fd, void *buf, size_t len, uint64_t off);

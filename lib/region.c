@@ -17,7 +17,7 @@
 
 static _Atomic uint64_t *bitmap_new(size_t bits)
 {
-	return calloc((bits + 63) / 64 + 1, sizeof(uint64_t));
+	return fl__fs_calloc((bits + 63) / 64 + 1, sizeof(uint64_t));
 }
 
 static int map_alias(struct fl_region *r, struct fl_engine *e)
@@ -92,7 +92,7 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 	if (!sp)
 		return -ENOENT;
 
-	r = calloc(1, sizeof(*r));
+	r = fl__fs_calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->engine = e;
@@ -185,7 +185,7 @@ fail:
 
 struct fl_region *fl__region_clone(struct fl_region *src, struct fl__space *sp)
 {
-	struct fl_region *r = calloc(1, sizeof(*r));
+	struct fl_region *r = fl__fs_calloc(1, sizeof(*r));
 	size_t words = (src->npages + 63) / 64;
 
 	if (!r)
@@ -247,11 +247,11 @@ void fl__region_destroy(struct fl_region *r)
 	}
 	fl__close(r->memfd);
 	fl_store_unref(r->store);
-	free(r->resolved);
-	free(r->cached);
-	free(r->discarded);
-	free(r->poisoned);
-	free(r);
+	fl__fs_free(r->resolved);
+	fl__fs_free(r->cached);
+	fl__fs_free(r->discarded);
+	fl__fs_free(r->poisoned);
+	fl__fs_free(r);
 }
 
 void fl__region_unmap_ranges(struct fl_region *r, const struct fl_range *ranges, size_t n)
@@ -278,7 +278,7 @@ struct fl_region *fl_region_free(struct fl_region *r)
 		n = fl__engine_remove_region(r->engine, r, &ranges);
 		if (r->mapped_here)
 			fl__region_unmap_ranges(r, ranges, n);
-		free(ranges);
+		fl__fs_free(ranges);
 	}
 	fl__region_destroy(r);
 	return NULL;

@@ -35,6 +35,63 @@ int fl__munmap(void *addr, size_t len)
 	return munmap(addr, len) ? -errno : 0;
 }
 
+/*
+ * Fork-safe allocation. glibc's fork() holds every malloc arena lock while
+ * the kernel copies the address space, and the kernel waits, with
+ * UFFD_FEATURE_EVENT_FORK, until a handler has read the FORK event. A
+ * handler thread that calls malloc() then waits for the fork, which waits
+ * for it: both hang. Whatever the handler threads allocate comes from
+ * mmap(2) instead, which takes no userspace lock. A 64-byte header keeps
+ * the mapping's length.
+ */
+#define FS_HDR 64u
+
+void *fl__fs_calloc(size_t n, size_t size)
+{
+	size_t len;
+	uint8_t *p;
+
+	if (size && n > (SIZE_MAX - FS_HDR) / size)
+		return NULL;
+	len = (n * size + FS_HDR + 4095) / 4096 * 4096;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	*(size_t *)(void *)p = len;
+	return p + FS_HDR;
+}
+
+void *fl__fs_realloc(void *ptr, size_t size)
+{
+	uint8_t *base, *np;
+	size_t len, nlen;
+
+	if (!ptr)
+		return fl__fs_calloc(1, size);
+	if (size > SIZE_MAX - FS_HDR - 4096)
+		return NULL;
+	base = (uint8_t *)ptr - FS_HDR;
+	len = *(size_t *)(void *)base;
+	nlen = (size + FS_HDR + 4095) / 4096 * 4096;
+	if (nlen <= len)
+		return ptr;
+	np = mremap(base, len, nlen, MREMAP_MAYMOVE);
+	if (np == MAP_FAILED)
+		return NULL;
+	*(size_t *)(void *)np = nlen;
+	return np + FS_HDR;
+}
+
+void fl__fs_free(void *ptr)
+{
+	uint8_t *base;
+
+	if (!ptr)
+		return;
+	base = (uint8_t *)ptr - FS_HDR;
+	munmap(base, *(size_t *)(void *)base);
+}
+
 int fl__madvise(void *addr, size_t len, int advice)
 {
 	return madvise(addr, len, advice) ? -errno : 0;

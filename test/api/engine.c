@@ -601,6 +601,66 @@ static int c_event_fork(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Forks one after another while earlier children live: glibc's fork()
+ * holds the malloc locks while the kernel waits for the FORK event to be
+ * read, so a handler thread that allocates (adopting the previous child,
+ * rebuilding its poll set) must not use malloc. It did: the third or fourth
+ * fork hung for good.
+ */
+static int c_event_fork_many(void *arg)
+{
+	const struct u_cfg *c = arg;
+	enum { KIDS = 12 };
+	struct fl_engine *e;
+	struct fl_store *store;
+	struct fl_region *r;
+	int go[2], res[2], status;
+	uint8_t *img, *base;
+	pid_t kids[KIDS];
+
+	t_require(UFFD_FEATURE_EVENT_FORK | u_cfg_features(c));
+	e = u_engine(0, 1);
+	img = u_image(LEN, 0, 0xf0f2);
+	store = u_mem_store(img, LEN);
+	r = u_region(e, c, LEN, store, 0);
+	base = fl_region_addr(r);
+	U_CHECK(base, img, LEN / 2, U_PAGE);
+	T_ASSERT(pipe(go) == 0 && pipe(res) == 0);
+	for (int i = 0; i < KIDS; i++) {
+		kids[i] = fork();
+		T_ASSERT(kids[i] >= 0);
+		if (kids[i] == 0) {
+			long bad = -1;
+			char ch;
+			close(go[1]);
+			if (read(go[0], &ch, 1) < 0)
+				_exit(4);
+			/* Every page, also those the parent never touched. */
+			for (size_t off = 0; off < LEN; off += U_PAGE)
+				if (memcmp(base + off, img + off, U_PAGE) != 0) {
+					bad = (long)(off / U_PAGE);
+					break;
+				}
+			_exit(bad < 0 ? 0 : 1);
+		}
+	}
+	close(go[1]);	/* all read at once */
+	for (int i = 0; i < KIDS; i++) {
+		T_ASSERT(waitpid(kids[i], &status, 0) == kids[i]);
+		T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: status 0x%x", i, status);
+	}
+	U_CHECK(base, img, LEN, U_PAGE);
+	T_ASSERT_EQ(u_estats(e).events_fork, KIDS);
+	close(go[0]);
+	close(res[0]);
+	close(res[1]);
+	fl_region_free(r);
+	fl_store_unref(store);
+	fl_engine_free(e);
+	return T_PASS;
+}
+
 /* ---- events: mremap ------------------------------------------------------------------------------ */
 
 static int c_event_mremap(void *arg)
@@ -906,6 +966,8 @@ static const struct t_case cases[] = {
 	{ "unowned-fault-hugetlb", c_unowned, (void *)&huge_cfg, 0 },
 	{ "event-fork-anon", c_event_fork, (void *)&anon_cfg, 0 },
 	{ "event-fork-shmem", c_event_fork, (void *)&shmem_cfg, 0 },
+	{ "event-fork-many-anon", c_event_fork_many, (void *)&anon_cfg, 30 },
+	{ "event-fork-many-shmem", c_event_fork_many, (void *)&shmem_cfg, 30 },
 	{ "event-mremap", c_event_mremap, NULL, 0 },
 	{ "event-mremap-partial", c_event_mremap_partial, NULL, 0 },
 	{ "event-madv-dontneed", c_event_dontneed, NULL, 0 },
