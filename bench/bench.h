@@ -23,10 +23,13 @@ int bench_clone_main(int argc, char **argv);
 #include <stdint.h>
 /* An image of `size` bytes of pseudo-random data (no zero page). */
 int clone_make_image(const char *path, uint64_t size);
-/* The growth of n worker processes' Pss (MiB, summed, all alive) when each
- * clones the image (copy: fills its own memory with UFFDIO_COPY instead)
- * and reads every page. */
-int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, double *ret_mib);
+/* The growth of n worker processes' Pss (MiB, summed, all alive; from
+ * smaps_rollup) when each clones the image (copy: fills its own memory with
+ * UFFDIO_COPY instead) and reads every page; and the Pss of just the
+ * clones' (copies') mappings, which does not depend on what the workers
+ * share with their parent (ret_mapped_mib, may be NULL). */
+int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, double *ret_mib,
+		double *ret_mapped_mib);
 /* Medians over reps of "write k pages + fl_clone_reset" per second and of
  * fork + exit + wait per second (the child writes the k pages), each run
  * lasting about secs. */

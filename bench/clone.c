@@ -150,8 +150,11 @@ static int share_worker(const char *image_path, uint64_t size, int tpl_fd, int i
 			sink += *(const volatile uint64_t *)(m + off);
 	}
 	(void)sink;
-	c = r ? 1 : 0;
-	wr1(out, &c, 1);
+	{
+		/* Status, then where the memory is (the Pss of those mappings). */
+		uint64_t where[3] = { r ? 1 : 0, r ? 0 : (uintptr_t)fl_region_addr(region), size };
+		wr1(out, where, sizeof(where));
+	}
 	rd1(in, &c, 1);
 	fl_region_free(region);
 	fl_template_free(tpl);
@@ -161,9 +164,41 @@ static int share_worker(const char *image_path, uint64_t size, int tpl_fd, int i
 	return r ? 1 : 0;
 }
 
-/* The growth of N workers' Pss, summed, while all are alive. */
-int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, double *ret_mib)
+/*
+ * Pss (bytes) of the mappings of a process that overlap [start, end) or map
+ * a file whose name contains `name`: the memory itself, without what the
+ * process shares with its parent.
+ */
+static uint64_t mappings_pss(pid_t pid, uint64_t start, uint64_t end, const char *name)
 {
+	char path[64], line[512];
+	unsigned long long kb, total = 0;
+	bool in = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long a, b;
+		if (sscanf(line, "%llx-%llx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = (a < end && b > start) || (name && strstr(line, name));
+			continue;
+		}
+		if (in && sscanf(line, "Pss: %llu kB", &kb) == 1)
+			total += kb;
+	}
+	fclose(f);
+	return (uint64_t)total * 1024;
+}
+
+/* The growth of N workers' Pss, summed, while all are alive (rollup), and
+ * the Pss of the clones' (or copies') own mappings (mapped). */
+int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, double *ret_mib,
+		double *ret_mapped_mib)
+{
+	double mapped = 0;
 	struct worker *w = calloc(n, sizeof(*w));
 	int tpl_fd = -1, status, ret = 0;
 	unsigned started = 0;
@@ -212,9 +247,14 @@ int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, do
 	for (unsigned i = 0; i < n && !ret; i++)
 		wr1(w[i].to[1], &c, 1);
 	for (unsigned i = 0; i < n && !ret; i++) {
+		uint64_t where[3];
 		char path[64];
-		if (!rd1(w[i].from[0], &c, 1) || c)
+		if (!rd1(w[i].from[0], where, sizeof(where)) || where[0]) {
 			ret = -EIO;
+			break;
+		}
+		mapped += (double)mappings_pss(w[i].pid, where[1], where[1] + where[2],
+					       copy ? NULL : "memfd:bench-template") / MIB;
 		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)w[i].pid);
 		total += (double)(proc_kb(path, "Pss") - MIN(proc_kb(path, "Pss"), w[i].base_pss)) / MIB;
 	}
@@ -229,6 +269,8 @@ out:
 		close(tpl_fd);
 	free(w);
 	*ret_mib = total;
+	if (ret_mapped_mib)
+		*ret_mapped_mib = mapped;
 	return ret;
 }
 
@@ -456,12 +498,12 @@ int bench_clone_main(int argc, char **argv)
 		json_u64(&j, "reps", reps);
 	}
 	if (pa) {
-		double cl[16], cp[16];
+		double cl[16], cp[16], ml[16], mp[16];
 		r = clone_make_image(img_small, csize);
 		for (unsigned i = 0; i < reps && !r; i++) {
-			r = clone_share(img_small, csize, (unsigned)clones, false, &cl[i]);
+			r = clone_share(img_small, csize, (unsigned)clones, false, &cl[i], &ml[i]);
 			if (!r)
-				r = clone_share(img_small, csize, (unsigned)clones, true, &cp[i]);
+				r = clone_share(img_small, csize, (unsigned)clones, true, &cp[i], &mp[i]);
 		}
 		unlink(img_small);
 		if (r)
@@ -475,6 +517,8 @@ int bench_clone_main(int argc, char **argv)
 				json_num(&j, "image_mib", image_mib, 1);
 				json_stat(&j, "clones_pss_mib", sc, 1);
 				json_stat(&j, "copy_pss_mib", sp, 1);
+				json_stat(&j, "clones_mapped_pss_mib", stat_of(ml, reps), 1);
+				json_stat(&j, "copy_mapped_pss_mib", stat_of(mp, reps), 1);
 				json_num(&j, "pss_ratio", ratio, 3);
 				json_num(&j, "copy_ratio", sp.med / image_mib, 3);
 				json_num(&j, "goal_pss_ratio", GOAL_PSS, 2);

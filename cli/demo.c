@@ -534,6 +534,8 @@ join:
 		status = demo_images(engine, d.base, size, tmpdir);
 	if (status == EXIT_OK)
 		status = demo_snapshot(d.base, size, tmpdir);
+	if (status == EXIT_OK)
+		status = demo_clones(d.base, size, tmpdir);
 out:
 	fl_region_free(region);
 	fl_engine_free(engine);

@@ -12,4 +12,11 @@
  */
 int demo_snapshot(const uint8_t *src, uint64_t size, const char *dir);
 
+/*
+ * Copy-on-write clones of an image of `src`: 8 clones' total Pss beside 8
+ * private copies, a reset loop beside fork(), a cold start with and without
+ * a working set. The image goes to `dir` and is removed. Exit code.
+ */
+int demo_clones(const uint8_t *src, uint64_t size, const char *dir);
+
 #endif
