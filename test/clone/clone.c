@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <faultline/clone.h>
+#include <faultline/guard.h>
 
 #include <poll.h>
 #include <sys/wait.h>
@@ -346,6 +347,219 @@ static int test_fail_closed(void *arg)
 	return T_PASS;
 }
 
+/* ---- the handler of a clone dies ------------------------------------------------ */
+
+/*
+ * Process A maps a template's memfd MAP_PRIVATE and registers it MISSING |
+ * MINOR with its own uffd, which it hands to handler B (what faultlined
+ * does for clients): B fills the page cache through its own alias and maps
+ * with CONTINUE. B is killed while four threads of A read. Without a new
+ * handler, A's guard poisons what is not mapped: SIGBUS, never zeros, never
+ * a wrong byte. (The recovering variant, where a handler C takes the uffd
+ * over, is kept for the daemon work: a foreign clone's re-adoption does not
+ * complete yet, so it is not in the table.)
+ */
+#define CK_LEN (16u << 20)
+#define CK_NPAGES (CK_LEN / U_PAGE)
+#define CK_SEED 0xc1d
+
+struct ck_info {
+	uint64_t addr, len, features;
+	int32_t pid;
+};
+
+struct ck_shared {
+	_Atomic long ok, sigbus, bad, zero, killed_at;
+	_Atomic int guard_state, poison;
+};
+
+struct ck_reader {
+	pthread_t tid;
+	const uint8_t *base, *img;
+	size_t first, count;
+	struct ck_shared *sh;
+};
+
+static int ck_handler(int sock, int memfd)
+{
+	struct fl_engine_opts eo = { .sz = sizeof(eo), .threads = 1, .flags = FL_ENGINE_NO_FILLER,
+				     .log = t_log_cb, .log_level = u_log_level() };
+	struct fl_region_opts ro;
+	struct fl_engine *e;
+	struct fl_region *r;
+	struct fl_store *store;
+	struct ck_info inf;
+	uint64_t delay = 150;
+	uint8_t *img;
+	int ufd = -1, space, n;
+	char ch;
+
+	T_OK(fl_engine_new(&eo, &e));
+	n = fl_uffd_recv(sock, &inf, sizeof(inf), &ufd);
+	T_ASSERT(n == (int)sizeof(inf), "fl_uffd_recv: %d", n);
+	img = u_image(inf.len, 0, CK_SEED);	/* the handler's store: the same image */
+	store = u_mem_store(img, inf.len);
+	T_OK(fl_store_ctl(store, FL_STORE_CTL_DELAY_US, &delay));
+	space = fl_engine_adopt(e, ufd, inf.pid, inf.features);
+	T_ASSERT(space >= 1, "fl_engine_adopt: %d", space);
+	ro = (struct fl_region_opts){
+		.sz = sizeof(ro), .length = inf.len, .mem = FL_MEM_SHMEM, .mode = FL_MODE_MINOR,
+		.flags = FL_REGION_FOREIGN | FL_REGION_PRIVATE | FL_REGION_MEMFD, .addr = (void *)(uintptr_t)inf.addr,
+		.store = store, .prefetch_max = 8, .memfd = memfd, .space = space, .name = "foreign-clone",
+	};
+	T_OK(fl_region_new(e, &ro, &r));
+	T_OK(fl_engine_start(e));
+	T_OK(fl_engine_wake_all(e, space));
+	u_write_full(sock, "R", 1);
+	while (read(sock, &ch, 1) > 0)
+		;
+	fl_engine_free(e);
+	return 0;
+}
+
+static void *ck_reader_main(void *arg)
+{
+	struct ck_reader *rd = arg;
+	for (size_t p = rd->first; p < rd->first + rd->count; p++) {
+		const uint8_t *a = rd->base + p * U_PAGE;
+		int got = u_probe_cmp(a, rd->img + p * U_PAGE, U_PAGE);
+		if (got == 0) {
+			atomic_fetch_add(&rd->sh->ok, 1);
+		} else if (got < 0) {
+			atomic_fetch_add(&rd->sh->sigbus, 1);
+		} else {
+			atomic_fetch_add(&rd->sh->bad, 1);
+			if (u_all_zero(a, U_PAGE))
+				atomic_fetch_add(&rd->sh->zero, 1);
+		}
+	}
+	return NULL;
+}
+
+static int ck_proc_a(bool recover, struct ck_shared *sh)
+{
+	uint64_t feats = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
+	int sb[2], sc[2] = { -1, -1 }, ufd, memfd, status;
+	struct ck_reader rd[4];
+	struct fl_guard_opts go;
+	struct fl_guard *g;
+	struct fl_range range;
+	struct ck_info inf;
+	pid_t b, c = -1;
+	uint8_t *base, *img;
+	uint64_t end;
+	char ch;
+
+	/* The template's page cache, empty: the handlers inherit the fd. */
+	memfd = memfd_create("ck-template", MFD_CLOEXEC);
+	T_ASSERT(memfd >= 0 && ftruncate(memfd, CK_LEN) == 0);
+	T_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sb) == 0);
+	if (recover)
+		T_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sc) == 0);
+	b = fork();
+	T_ASSERT(b >= 0);
+	if (b == 0)
+		_exit(ck_handler(sb[1], memfd));
+	if (recover) {
+		c = fork();
+		T_ASSERT(c >= 0);
+		if (c == 0)
+			_exit(ck_handler(sc[1], memfd));
+	}
+	base = mmap(NULL, CK_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE, memfd, 0);
+	T_ASSERT(base != MAP_FAILED);
+	img = u_image(CK_LEN, 0, CK_SEED);
+	if (t_has(UFFD_FEATURE_POISON))
+		feats |= UFFD_FEATURE_POISON;
+	atomic_store(&sh->poison, (feats & UFFD_FEATURE_POISON) != 0);
+	T_OK(fl_uffd_create(FL_UFFD_CLOEXEC, &ufd));
+	T_OK(fl_uffd_api(ufd, feats, NULL, NULL));
+	/* MISSING too: a page not in the page cache yet must reach the
+	 * handler, not be allocated as zeros in the template. */
+	T_OK(fl_uffd_register(ufd, base, CK_LEN, FL_REG_MISSING | FL_REG_MINOR, NULL));
+	inf = (struct ck_info){ .addr = (uintptr_t)base, .len = CK_LEN, .features = feats, .pid = getpid() };
+	T_OK(fl_uffd_send(sb[0], ufd, &inf, sizeof(inf)));
+	T_ASSERT(u_read_full(sb[0], &ch, 1, 20000), "handler B not ready");
+
+	range = (struct fl_range){ (uintptr_t)base, CK_LEN };
+	go = (struct fl_guard_opts){ .sz = sizeof(go), .uffd = ufd, .features = feats,
+				     .ranges = &range, .nr_ranges = 1, .timeout_ms = 500 };
+	T_OK(fl_guard_new(&go, &g));
+	T_OK(fl_guard_watch(g, b));
+	u_bus_install();
+	for (int i = 0; i < 4; i++) {
+		rd[i] = (struct ck_reader){ .base = base, .img = img, .first = (size_t)i * CK_NPAGES / 4,
+					    .count = CK_NPAGES / 4, .sh = sh };
+		T_ASSERT(pthread_create(&rd[i].tid, NULL, ck_reader_main, &rd[i]) == 0);
+	}
+	end = t_now_ns() + 30000000000ull;
+	while (atomic_load(&sh->ok) < (long)CK_NPAGES * 40 / 100) {
+		T_ASSERT(t_now_ns() < end, "only %ld pages served in 30 s", atomic_load(&sh->ok));
+		usleep(200);
+	}
+	kill(b, SIGKILL);
+	T_ASSERT(waitpid(b, &status, 0) == b);
+	atomic_store(&sh->killed_at, atomic_load(&sh->ok));
+	if (recover) {
+		T_OK(fl_uffd_send(sc[0], ufd, &inf, sizeof(inf)));
+		T_OK(fl_guard_watch(g, c));
+		T_ASSERT(u_read_full(sc[0], &ch, 1, 20000), "handler C not ready");
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(rd[i].tid, NULL);
+	atomic_store(&sh->guard_state, fl_guard_state(g));
+	if (recover) {
+		close(sc[0]);
+		T_ASSERT(waitpid(c, &status, 0) == c);
+	}
+	fl_guard_free(g);
+	return T_PASS;
+}
+
+static int test_handler_killed(void *arg)
+{
+	bool recover = arg != NULL;
+	struct ck_shared *sh;
+	int status;
+	pid_t a;
+
+	t_require(UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MISSING_SHMEM);
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	fflush(NULL);
+	a = fork();
+	T_ASSERT(a >= 0);
+	if (a == 0)
+		_exit(ck_proc_a(recover, sh));
+	T_ASSERT(waitpid(a, &status, 0) == a);
+	t_log("%s: %ld pages before the kill; ok %ld, SIGBUS %ld, wrong %ld (zeros %ld); guard %d; A %s %d",
+	      recover ? "recovery" : "no recovery", atomic_load(&sh->killed_at), atomic_load(&sh->ok),
+	      atomic_load(&sh->sigbus), atomic_load(&sh->bad), atomic_load(&sh->zero),
+	      atomic_load(&sh->guard_state), WIFSIGNALED(status) ? "signal" : "exit",
+	      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	T_ASSERT_EQ(atomic_load(&sh->zero), 0);
+	T_ASSERT_EQ(atomic_load(&sh->bad), 0);
+	T_ASSERT(atomic_load(&sh->killed_at) > 0);
+	if (WIFSIGNALED(status)) {
+		/* Without POISON the guard fails closed by SIGBUS to the process. */
+		T_ASSERT(WTERMSIG(status) == SIGBUS, "A killed by signal %d", WTERMSIG(status));
+		T_ASSERT(!recover && !atomic_load(&sh->poison));
+		return T_PASS;
+	}
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "A: status 0x%x", status);
+	if (recover) {
+		T_ASSERT_EQ(atomic_load(&sh->sigbus), 0);
+		T_ASSERT_EQ(atomic_load(&sh->ok), CK_NPAGES);
+		T_ASSERT_EQ(atomic_load(&sh->guard_state), FL_GUARD_WATCHING);
+	} else {
+		T_ASSERT(atomic_load(&sh->sigbus) > 0);
+		T_ASSERT_EQ(atomic_load(&sh->ok) + atomic_load(&sh->sigbus), CK_NPAGES);
+		T_ASSERT_EQ(atomic_load(&sh->guard_state), FL_GUARD_FAILED);
+	}
+	return T_PASS;
+}
+
 static int test_bad_input(void *arg)
 {
 	struct fl_template_opts o = { .sz = sizeof(o), .memfd = -1 };
@@ -380,6 +594,7 @@ static const struct t_case cases[] = {
 	{ "reset-point-shmem", test_reset_point, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
 	{ "reset-point-hugetlb", test_reset_point, (void *)(uintptr_t)FL_MEM_HUGETLB, 120 },
 	{ "fail-closed", test_fail_closed, NULL, 60 },
+	{ "handler-killed", test_handler_killed, NULL, 90 },
 	{ "bad-input", test_bad_input, NULL, 30 },
 };
 
