@@ -355,9 +355,8 @@ static int test_fail_closed(void *arg)
  * does for clients): B fills the page cache through its own alias and maps
  * with CONTINUE. B is killed while four threads of A read. Without a new
  * handler, A's guard poisons what is not mapped: SIGBUS, never zeros, never
- * a wrong byte. (The recovering variant, where a handler C takes the uffd
- * over, is kept for the daemon work: a foreign clone's re-adoption does not
- * complete yet, so it is not in the table.)
+ * a wrong byte. With a new handler (C takes the uffd over within the
+ * guard's grace period and wakes every range), every byte arrives.
  */
 #define CK_LEN (16u << 20)
 #define CK_NPAGES (CK_LEN / U_PAGE)
@@ -458,13 +457,24 @@ static int ck_proc_a(bool recover, struct ck_shared *sh)
 		T_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sc) == 0);
 	b = fork();
 	T_ASSERT(b >= 0);
-	if (b == 0)
+	if (b == 0) {
+		close(sb[0]);
+		if (recover) {
+			close(sc[0]);
+			close(sc[1]);
+		}
 		_exit(ck_handler(sb[1], memfd));
+	}
+	close(sb[1]);
 	if (recover) {
 		c = fork();
 		T_ASSERT(c >= 0);
-		if (c == 0)
+		if (c == 0) {
+			close(sb[0]);
+			close(sc[0]);
 			_exit(ck_handler(sc[1], memfd));
+		}
+		close(sc[1]);	/* C's EOF is A closing sc[0] */
 	}
 	base = mmap(NULL, CK_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE, memfd, 0);
 	T_ASSERT(base != MAP_FAILED);
@@ -595,6 +605,7 @@ static const struct t_case cases[] = {
 	{ "reset-point-hugetlb", test_reset_point, (void *)(uintptr_t)FL_MEM_HUGETLB, 120 },
 	{ "fail-closed", test_fail_closed, NULL, 60 },
 	{ "handler-killed", test_handler_killed, NULL, 90 },
+	{ "handler-killed-recovered", test_handler_killed, (void *)1, 90 },
 	{ "bad-input", test_bad_input, NULL, 30 },
 };
 
