@@ -64,14 +64,6 @@ static const char clone_usage[] =
 	"Runs alternate; medians and min-max over --reps (default 3). The images\n"
 	"are written to $TMPDIR (default /var/tmp) and removed.\n";
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 int clone_make_image(const char *path, uint64_t size)
 {
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .flags = FL_IMAGE_NO_SYNC, .creator = "faultline bench" };
@@ -84,7 +76,7 @@ int clone_make_image(const char *path, uint64_t size)
 		return -errno;
 	/* Data everywhere: no zero page to make anything cheaper. */
 	for (uint64_t i = 0; i < size / 8; i++)
-		p[i] = splitmix(&s) | 1;
+		p[i] = splitmix64(&s) | 1;
 	range = (struct fl_range){ (uintptr_t)p, size };
 	r = fl_image_write_ranges(path, &range, 1, &wo);
 	munmap(p, size);
@@ -256,7 +248,10 @@ int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, do
 		mapped += (double)mappings_pss(w[i].pid, where[1], where[1] + where[2],
 					       copy ? NULL : "memfd:bench-template") / MIB;
 		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)w[i].pid);
-		total += (double)(proc_kb(path, "Pss") - MIN(proc_kb(path, "Pss"), w[i].base_pss)) / MIB;
+		{
+			uint64_t pss = proc_kb(path, "Pss");
+			total += (double)(pss - MIN(pss, w[i].base_pss)) / MIB;
+		}
 	}
 out:
 	for (unsigned i = 0; i < started; i++) {
@@ -370,7 +365,7 @@ static int reset_init(struct reset_rates *rr, const char *image_path, uint64_t s
 	for (uint64_t i = 0; i < rr->re.npages; i++)
 		rr->re.perm[i] = (uint32_t)i;
 	for (uint64_t i = rr->re.npages - 1; i > 0; i--) {
-		uint64_t j = splitmix(&s) % (i + 1);
+		uint64_t j = splitmix64(&s) % (i + 1);
 		uint32_t t = rr->re.perm[i];
 		rr->re.perm[i] = rr->re.perm[j];
 		rr->re.perm[j] = t;

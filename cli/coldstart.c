@@ -34,14 +34,6 @@ const char *cold_ws_reason(int err)
 	}
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* The workload's order: the first `n` pages of a seeded shuffle. */
 static uint32_t *touch_order(uint64_t pages, uint64_t n, uint64_t seed)
 {
@@ -53,7 +45,7 @@ static uint32_t *touch_order(uint64_t pages, uint64_t n, uint64_t seed)
 	for (uint64_t i = 0; i < pages; i++)
 		order[i] = (uint32_t)i;
 	for (uint64_t i = 0; i < n && i + 1 < pages; i++) {
-		uint64_t j = i + splitmix(&s) % (pages - i);
+		uint64_t j = i + splitmix64(&s) % (pages - i);
 		uint32_t t = order[i];
 		order[i] = order[j];
 		order[j] = t;

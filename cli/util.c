@@ -452,6 +452,14 @@ int pin_self(int cpu)
 
 /* ---- files ------------------------------------------------------------ */
 
+uint64_t splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
 uint64_t proc_kb(const char *file, const char *key)
 {
 	FILE *f = fopen(file, "re");

@@ -127,6 +127,9 @@ const char *temp_dir(void);
 /* A kB field ("Pss", "VmRSS"...) of a /proc file such as
  * /proc/<pid>/smaps_rollup or status, in bytes; 0 when absent. */
 uint64_t proc_kb(const char *file, const char *key);
+/* A fast seeded pseudo-random sequence (SplitMix64) for workloads and
+ * benchmark data: the same seed gives the same sequence. */
+uint64_t splitmix64(uint64_t *state);
 
 /*
  * Remove `path` (and then the directory `dir`, if not NULL) if the process

@@ -188,6 +188,20 @@ struct run_list {
 	size_t psz;
 };
 
+static int run_push(struct run_list *l, struct fl_range run)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		struct fl_range *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = run;
+	return 0;
+}
+
 static int collect_run(uint64_t start, uint64_t end, void *ctx)
 {
 	struct run_list *l = ctx;
@@ -201,16 +215,7 @@ static int collect_run(uint64_t start, uint64_t end, void *ctx)
 			last->len = e - last->start;
 		return 0;
 	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 256;
-		struct fl_range *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = (struct fl_range){ s, e - s };
-	return 0;
+	return run_push(l, (struct fl_range){ s, e - s });
 }
 
 /*
@@ -321,19 +326,8 @@ static int scan_dirty(struct fl_region *r, struct run_list *l)
 		if (sl[i].ret && !ret)
 			ret = sl[i].ret;
 		l->st->pages_dirty += sl[i].st.pages_dirty;
-		for (size_t k = 0; k < sl[i].l.n && !ret; k++) {
-			if (l->n == l->cap) {
-				size_t cap = l->cap ? 2 * l->cap : 256;
-				struct fl_range *v = realloc(l->v, cap * sizeof(*v));
-				if (!v) {
-					ret = -ENOMEM;
-					break;
-				}
-				l->v = v;
-				l->cap = cap;
-			}
-			l->v[l->n++] = sl[i].l.v[k];
-		}
+		for (size_t k = 0; k < sl[i].l.n && !ret; k++)
+			ret = run_push(l, sl[i].l.v[k]);
 		free(sl[i].l.v);
 	}
 	return ret;

@@ -179,7 +179,7 @@ struct hk_info {		/* A -> handler */
 };
 
 struct hk_shared {		/* between the case process and A */
-	_Atomic long ok, sigbus, bad, zero;
+	struct u_verdicts v;
 	_Atomic long killed_at;
 	_Atomic int guard_state;
 	_Atomic int poison;
@@ -248,32 +248,6 @@ static int hk_handler(int sock, bool take, bool wake, bool running)
 	return 0;
 }
 
-struct hk_reader {
-	pthread_t tid;
-	const uint8_t *base, *img;
-	size_t first, count;
-	struct hk_shared *sh;
-};
-
-static void *hk_reader_main(void *arg)
-{
-	struct hk_reader *rd = arg;
-	for (size_t p = rd->first; p < rd->first + rd->count; p++) {
-		const uint8_t *a = rd->base + p * U_PAGE;
-		int got = u_probe_cmp(a, rd->img + p * U_PAGE, U_PAGE);
-		if (got == 0) {
-			atomic_fetch_add(&rd->sh->ok, 1);
-		} else if (got < 0) {
-			atomic_fetch_add(&rd->sh->sigbus, 1);
-		} else {
-			atomic_fetch_add(&rd->sh->bad, 1);
-			if (u_all_zero(a, U_PAGE))
-				atomic_fetch_add(&rd->sh->zero, 1);
-		}
-	}
-	return NULL;
-}
-
 /* Process A: owns the lazy memory and its uffd, runs the guard and four readers. */
 static int hk_proc_a(const struct hk_arg *ha, struct hk_shared *sh)
 {
@@ -284,7 +258,7 @@ static int hk_proc_a(const struct hk_arg *ha, struct hk_shared *sh)
 	struct fl_guard_opts go;
 	struct fl_range range;
 	struct fl_guard *g = NULL;
-	struct hk_reader rd[4];
+	struct u_probe_reader rd[4];
 	uint8_t *base, *img;
 	uint64_t end;
 	char ch;
@@ -341,18 +315,18 @@ static int hk_proc_a(const struct hk_arg *ha, struct hk_shared *sh)
 
 	u_bus_install();
 	for (int i = 0; i < 4; i++) {
-		rd[i] = (struct hk_reader){ .base = base, .img = img, .first = (size_t)i * HK_NPAGES / 4,
-					    .count = HK_NPAGES / 4, .sh = sh };
-		T_ASSERT(pthread_create(&rd[i].tid, NULL, hk_reader_main, &rd[i]) == 0);
+		rd[i] = (struct u_probe_reader){ .base = base, .img = img, .first = (size_t)i * HK_NPAGES / 4,
+					    .count = HK_NPAGES / 4, .v = &sh->v };
+		T_ASSERT(pthread_create(&rd[i].tid, NULL, u_probe_reader_main, &rd[i]) == 0);
 	}
 	end = t_now_ns() + 30000000000ull;
-	while (atomic_load(&sh->ok) < (long)HK_NPAGES * ha->kill_pct / 100) {
-		T_ASSERT(t_now_ns() < end, "only %ld pages served in 30 s", atomic_load(&sh->ok));
+	while (atomic_load(&sh->v.ok) < (long)HK_NPAGES * ha->kill_pct / 100) {
+		T_ASSERT(t_now_ns() < end, "only %ld pages served in 30 s", atomic_load(&sh->v.ok));
 		usleep(200);
 	}
 	kill(b, SIGKILL);
 	T_ASSERT(waitpid(b, &status, 0) == b);
-	atomic_store(&sh->killed_at, atomic_load(&sh->ok));
+	atomic_store(&sh->killed_at, atomic_load(&sh->v.ok));
 	if (ha->recover) {
 		/* A new handler takes over within the guard's grace period. */
 		if (ha->take)
@@ -391,13 +365,13 @@ static int c_handler_killed(void *arg)
 		_exit(hk_proc_a(ha, sh));
 	T_ASSERT(waitpid(a, &status, 0) == a);
 	t_log("kill at %d%%: %ld pages read before the kill; ok %ld, SIGBUS %ld, wrong %ld (zeros %ld); "
-	      "guard state %d; A %s %d", ha->kill_pct, atomic_load(&sh->killed_at), atomic_load(&sh->ok),
-	      atomic_load(&sh->sigbus), atomic_load(&sh->bad), atomic_load(&sh->zero),
+	      "guard state %d; A %s %d", ha->kill_pct, atomic_load(&sh->killed_at), atomic_load(&sh->v.ok),
+	      atomic_load(&sh->v.sigbus), atomic_load(&sh->v.bad), atomic_load(&sh->v.zero),
 	      atomic_load(&sh->guard_state), WIFSIGNALED(status) ? "killed by signal" : "exited",
 	      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 	/* Never a wrong page, never a zero page where the image has data. */
-	T_ASSERT_EQ(atomic_load(&sh->zero), 0);
-	T_ASSERT_EQ(atomic_load(&sh->bad), 0);
+	T_ASSERT_EQ(atomic_load(&sh->v.zero), 0);
+	T_ASSERT_EQ(atomic_load(&sh->v.bad), 0);
 	T_ASSERT(atomic_load(&sh->killed_at) > 0);
 	if (WIFSIGNALED(status)) {
 		/* Without POISON the guard's only closed failure is SIGBUS to the process. */
@@ -408,13 +382,13 @@ static int c_handler_killed(void *arg)
 	}
 	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "A: status 0x%x", status);
 	if (ha->recover) {
-		T_ASSERT_EQ(atomic_load(&sh->sigbus), 0);
-		T_ASSERT_EQ(atomic_load(&sh->ok), HK_NPAGES);
+		T_ASSERT_EQ(atomic_load(&sh->v.sigbus), 0);
+		T_ASSERT_EQ(atomic_load(&sh->v.ok), HK_NPAGES);
 		T_ASSERT_EQ(atomic_load(&sh->guard_state), FL_GUARD_WATCHING);
 	} else {
 		T_ASSERT(atomic_load(&sh->poison), "without POISON A should have died by SIGBUS");
-		T_ASSERT(atomic_load(&sh->sigbus) > 0);
-		T_ASSERT_EQ(atomic_load(&sh->ok) + atomic_load(&sh->sigbus), HK_NPAGES);
+		T_ASSERT(atomic_load(&sh->v.sigbus) > 0);
+		T_ASSERT_EQ(atomic_load(&sh->v.ok) + atomic_load(&sh->v.sigbus), HK_NPAGES);
 		T_ASSERT_EQ(atomic_load(&sh->guard_state), FL_GUARD_FAILED);
 	}
 	return T_PASS;

@@ -351,6 +351,40 @@ U_FN bool u_all_zero(const uint8_t *p, size_t len)
 	return true;
 }
 
+/*
+ * Readers that race a handler's death: each probes its pages against the
+ * image and counts what it got (kept in shared memory by the caller).
+ */
+struct u_verdicts {
+	_Atomic long ok, sigbus, bad, zero;
+};
+
+struct u_probe_reader {
+	pthread_t tid;
+	const uint8_t *base, *img;
+	size_t first, count;
+	struct u_verdicts *v;
+};
+
+U_FN void *u_probe_reader_main(void *arg)
+{
+	struct u_probe_reader *rd = arg;
+	for (size_t p = rd->first; p < rd->first + rd->count; p++) {
+		const uint8_t *a = rd->base + p * U_PAGE;
+		int got = u_probe_cmp(a, rd->img + p * U_PAGE, U_PAGE);
+		if (got == 0) {
+			atomic_fetch_add(&rd->v->ok, 1);
+		} else if (got < 0) {
+			atomic_fetch_add(&rd->v->sigbus, 1);
+		} else {
+			atomic_fetch_add(&rd->v->bad, 1);
+			if (u_all_zero(a, U_PAGE))
+				atomic_fetch_add(&rd->v->zero, 1);
+		}
+	}
+	return NULL;
+}
+
 /* Assert [base, base+len) equals expect; names the first bad page. */
 #define U_CHECK(base, expect, len, psz)                                              \
 	do {                                                                          \

@@ -368,15 +368,9 @@ struct ck_info {
 };
 
 struct ck_shared {
-	_Atomic long ok, sigbus, bad, zero, killed_at;
+	struct u_verdicts v;
+	_Atomic long killed_at;
 	_Atomic int guard_state, poison;
-};
-
-struct ck_reader {
-	pthread_t tid;
-	const uint8_t *base, *img;
-	size_t first, count;
-	struct ck_shared *sh;
 };
 
 static int ck_handler(int sock, int memfd)
@@ -416,30 +410,11 @@ static int ck_handler(int sock, int memfd)
 	return 0;
 }
 
-static void *ck_reader_main(void *arg)
-{
-	struct ck_reader *rd = arg;
-	for (size_t p = rd->first; p < rd->first + rd->count; p++) {
-		const uint8_t *a = rd->base + p * U_PAGE;
-		int got = u_probe_cmp(a, rd->img + p * U_PAGE, U_PAGE);
-		if (got == 0) {
-			atomic_fetch_add(&rd->sh->ok, 1);
-		} else if (got < 0) {
-			atomic_fetch_add(&rd->sh->sigbus, 1);
-		} else {
-			atomic_fetch_add(&rd->sh->bad, 1);
-			if (u_all_zero(a, U_PAGE))
-				atomic_fetch_add(&rd->sh->zero, 1);
-		}
-	}
-	return NULL;
-}
-
 static int ck_proc_a(bool recover, struct ck_shared *sh)
 {
 	uint64_t feats = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
 	int sb[2], sc[2] = { -1, -1 }, ufd, memfd, status;
-	struct ck_reader rd[4];
+	struct u_probe_reader rd[4];
 	struct fl_guard_opts go;
 	struct fl_guard *g;
 	struct fl_range range;
@@ -498,18 +473,18 @@ static int ck_proc_a(bool recover, struct ck_shared *sh)
 	T_OK(fl_guard_watch(g, b));
 	u_bus_install();
 	for (int i = 0; i < 4; i++) {
-		rd[i] = (struct ck_reader){ .base = base, .img = img, .first = (size_t)i * CK_NPAGES / 4,
-					    .count = CK_NPAGES / 4, .sh = sh };
-		T_ASSERT(pthread_create(&rd[i].tid, NULL, ck_reader_main, &rd[i]) == 0);
+		rd[i] = (struct u_probe_reader){ .base = base, .img = img, .first = (size_t)i * CK_NPAGES / 4,
+					    .count = CK_NPAGES / 4, .v = &sh->v };
+		T_ASSERT(pthread_create(&rd[i].tid, NULL, u_probe_reader_main, &rd[i]) == 0);
 	}
 	end = t_now_ns() + 30000000000ull;
-	while (atomic_load(&sh->ok) < (long)CK_NPAGES * 40 / 100) {
-		T_ASSERT(t_now_ns() < end, "only %ld pages served in 30 s", atomic_load(&sh->ok));
+	while (atomic_load(&sh->v.ok) < (long)CK_NPAGES * 40 / 100) {
+		T_ASSERT(t_now_ns() < end, "only %ld pages served in 30 s", atomic_load(&sh->v.ok));
 		usleep(200);
 	}
 	kill(b, SIGKILL);
 	T_ASSERT(waitpid(b, &status, 0) == b);
-	atomic_store(&sh->killed_at, atomic_load(&sh->ok));
+	atomic_store(&sh->killed_at, atomic_load(&sh->v.ok));
 	if (recover) {
 		T_OK(fl_uffd_send(sc[0], ufd, &inf, sizeof(inf)));
 		T_OK(fl_guard_watch(g, c));
@@ -544,12 +519,12 @@ static int test_handler_killed(void *arg)
 		_exit(ck_proc_a(recover, sh));
 	T_ASSERT(waitpid(a, &status, 0) == a);
 	t_log("%s: %ld pages before the kill; ok %ld, SIGBUS %ld, wrong %ld (zeros %ld); guard %d; A %s %d",
-	      recover ? "recovery" : "no recovery", atomic_load(&sh->killed_at), atomic_load(&sh->ok),
-	      atomic_load(&sh->sigbus), atomic_load(&sh->bad), atomic_load(&sh->zero),
+	      recover ? "recovery" : "no recovery", atomic_load(&sh->killed_at), atomic_load(&sh->v.ok),
+	      atomic_load(&sh->v.sigbus), atomic_load(&sh->v.bad), atomic_load(&sh->v.zero),
 	      atomic_load(&sh->guard_state), WIFSIGNALED(status) ? "signal" : "exit",
 	      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-	T_ASSERT_EQ(atomic_load(&sh->zero), 0);
-	T_ASSERT_EQ(atomic_load(&sh->bad), 0);
+	T_ASSERT_EQ(atomic_load(&sh->v.zero), 0);
+	T_ASSERT_EQ(atomic_load(&sh->v.bad), 0);
 	T_ASSERT(atomic_load(&sh->killed_at) > 0);
 	if (WIFSIGNALED(status)) {
 		/* Without POISON the guard fails closed by SIGBUS to the process. */
@@ -559,12 +534,12 @@ static int test_handler_killed(void *arg)
 	}
 	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "A: status 0x%x", status);
 	if (recover) {
-		T_ASSERT_EQ(atomic_load(&sh->sigbus), 0);
-		T_ASSERT_EQ(atomic_load(&sh->ok), CK_NPAGES);
+		T_ASSERT_EQ(atomic_load(&sh->v.sigbus), 0);
+		T_ASSERT_EQ(atomic_load(&sh->v.ok), CK_NPAGES);
 		T_ASSERT_EQ(atomic_load(&sh->guard_state), FL_GUARD_WATCHING);
 	} else {
-		T_ASSERT(atomic_load(&sh->sigbus) > 0);
-		T_ASSERT_EQ(atomic_load(&sh->ok) + atomic_load(&sh->sigbus), CK_NPAGES);
+		T_ASSERT(atomic_load(&sh->v.sigbus) > 0);
+		T_ASSERT_EQ(atomic_load(&sh->v.ok) + atomic_load(&sh->v.sigbus), CK_NPAGES);
 		T_ASSERT_EQ(atomic_load(&sh->guard_state), FL_GUARD_FAILED);
 	}
 	return T_PASS;
