@@ -23,6 +23,8 @@ struct fl__space {
 	uint64_t features;
 	_Atomic bool dead;		/* ESRCH seen: the mm is gone */
 	bool forked;			/* created by a FORK event: owns its regions */
+	bool released;			/* fl_engine_release(): uffd closed, regions freed */
+	int parent;			/* forked: the parent's space id; else -1 */
 	_Atomic bool paused;		/* adopted: not served until fl_engine_wake_all() */
 	struct fl__entry *entries;	/* sorted by start, non-overlapping */
 	size_t nentries, cap;

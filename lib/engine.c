@@ -76,6 +76,7 @@ static int add_space(struct fl_engine *e, int uffd, pid_t pid, uint64_t features
 	sp->pid = pid;
 	sp->features = features;
 	sp->forked = forked;
+	sp->parent = -1;
 	e->spaces[e->nspaces++] = sp;
 	*ret = sp;
 	return 0;
@@ -232,8 +233,16 @@ static void handle_fork(struct fl_engine *e, struct fl__space *parent, int child
 	struct fl__space *sp;
 	int r;
 
+	/* The child's uffd gets the flags its parent's was created with, not
+	 * the ones set later with fcntl: an adopted uffd made blocking by its
+	 * owner yields a blocking child, which poll(2) reports as POLLERR. */
+	r = fcntl(child_uffd, F_GETFL);
+	if (r >= 0 && !(r & O_NONBLOCK))
+		fcntl(child_uffd, F_SETFL, r | O_NONBLOCK);
 	pthread_rwlock_wrlock(&e->lock);
 	r = add_space(e, child_uffd, 0, parent->features, true, &sp);
+	if (!r)
+		sp->parent = parent->id;
 	if (r) {
 		pthread_rwlock_unlock(&e->lock);
 		fl__log(&e->log, FL_LOG_ERROR, "fork: cannot track child uffd: %s", strerror(-r));
@@ -273,6 +282,11 @@ static void handle_fork(struct fl_engine *e, struct fl__space *parent, int child
 	pthread_rwlock_unlock(&e->lock);
 	atomic_fetch_add(&e->ev_fork, 1);
 	fl__log(&e->log, FL_LOG_INFO, "fork: space %d follows a child of space %d", sp->id, parent->id);
+	/* Before the handler threads poll the child: the callback may install
+	 * pages in it (a beacon) without racing its faults. */
+	if (e->opts.on_event)
+		e->opts.on_event(e->opts.event_ctx, parent->id, &(struct uffd_msg){ .event = UFFD_EVENT_FORK },
+				 sp->id);
 	wake_threads(e);
 }
 
@@ -373,7 +387,10 @@ static void dispatch(struct fl_engine *e, struct fl__space *sp, const struct uff
 		break;
 	default:
 		fl__log(&e->log, FL_LOG_WARN, "unknown uffd event 0x%x", m->event);
+		return;
 	}
+	if (m->event != UFFD_EVENT_PAGEFAULT && m->event != UFFD_EVENT_FORK && e->opts.on_event)
+		e->opts.on_event(e->opts.event_ctx, sp->id, m, -1);
 }
 
 /* Read and handle one batch from a space. Returns messages handled, or -errno. */
@@ -388,7 +405,11 @@ static int service_space(struct fl_engine *e, struct fl__space *sp, struct fl__w
 	/* The index generation before the read: a fault that finds no region
 	 * may have been queued before a region went away (stale). */
 	gen = atomic_load(&e->index_gen);
-	n = fl_uffd_read(sp->uffd, w->msgs, w->batch);
+	/* Under the lock: fl_engine_release() closes a space's uffd, and its
+	 * number may be reused at once for another process's uffd. */
+	pthread_rwlock_rdlock(&e->lock);
+	n = atomic_load(&sp->dead) ? 0 : fl_uffd_read(sp->uffd, w->msgs, w->batch);
+	pthread_rwlock_unlock(&e->lock);
 	if (n <= 0)
 		return n == -EAGAIN ? 0 : n;
 	t0 = fl__now_ns();
@@ -857,4 +878,183 @@ int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 	n = st->sz < sizeof(s) ? st->sz : sizeof(s);
 	memcpy(st, &s, n);
 	return 0;
+}
+
+/* ---- spaces of other processes: release, reap, per-space statistics ------- */
+
+/* The next region of `sp` in the engine's list, or NULL. */
+static struct fl_region *first_region_of(struct fl_engine *e, struct fl__space *sp)
+{
+	struct fl_region *r = NULL;
+
+	pthread_rwlock_rdlock(&e->lock);
+	for (size_t i = 0; i < e->nregions && !r; i++)
+		if (e->regions[i]->space == sp)
+			r = e->regions[i];
+	pthread_rwlock_unlock(&e->lock);
+	return r;
+}
+
+int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
+{
+	struct fl__space *sp;
+	int64_t poisoned = 0;
+	struct fl_region *r;
+	int fd, ret = 0;
+
+	if (!e || space <= 0 || (flags & ~(FL_RELEASE_POISON | FL_RELEASE_POPULATE)))
+		return -EINVAL;
+	pthread_rwlock_rdlock(&e->lock);
+	sp = fl__engine_space(e, space);
+	pthread_rwlock_unlock(&e->lock);
+	if (!sp || sp->released)
+		return -ENOENT;
+	while ((r = first_region_of(e, sp))) {
+		bool alive = !atomic_load(&sp->dead);
+		if (alive && (flags & FL_RELEASE_POPULATE)) {
+			int pr = fl_region_populate(r, 0, r->length);
+			if (pr && pr != -ESRCH && !ret)
+				ret = pr;
+		}
+		/* A region whose pages cannot all be delivered fails closed:
+		 * what is still missing raises SIGBUS, never reads zeros. */
+		if (alive && (flags & (FL_RELEASE_POISON | FL_RELEASE_POPULATE))) {
+			int64_t pr = fl__poison_unresolved(r);
+			if (pr < 0 && pr != -ESRCH && !ret)
+				ret = (int)pr;
+			if (pr > 0)
+				poisoned += pr;
+		}
+		fl_region_free(r);
+	}
+	pthread_rwlock_wrlock(&e->lock);
+	atomic_store(&sp->dead, true);
+	sp->released = true;
+	fd = sp->uffd;
+	sp->uffd = -1;
+	fl__fs_free(sp->entries);
+	sp->entries = NULL;
+	sp->nentries = sp->cap = 0;
+	atomic_fetch_add(&e->index_gen, 1);
+	pthread_rwlock_unlock(&e->lock);
+	fl__close(fd);
+	wake_threads(e);
+	if (poisoned)
+		fl__log(&e->log, FL_LOG_INFO, "release: space %d: %lld pages poisoned", space, (long long)poisoned);
+	return ret;
+}
+
+/* Is the mm behind a space gone? UFFDIO_WRITEPROTECT checks the mm before
+ * anything else: ESRCH for a dead one, and mode 0 (unprotect) of a range
+ * that is not registered for WP changes nothing in a live one. */
+static bool space_gone(struct fl__space *sp)
+{
+	uint64_t addr;
+
+	if (atomic_load(&sp->dead))
+		return true;
+	if (!sp->nentries)
+		return false;
+	addr = sp->entries[0].start;
+	return fl_uffd_writeprotect(sp->uffd, (void *)(uintptr_t)addr, FL_PAGE_SIZE, false) == -ESRCH;
+}
+
+int fl_engine_reap(struct fl_engine *e)
+{
+	int reaped = 0;
+
+	if (!e)
+		return -EINVAL;
+	for (size_t i = 1;; i++) {
+		struct fl__space *sp;
+		bool gone;
+
+		pthread_rwlock_rdlock(&e->lock);
+		if (i >= e->nspaces) {
+			pthread_rwlock_unlock(&e->lock);
+			break;
+		}
+		sp = e->spaces[i];
+		gone = !sp->released && space_gone(sp);
+		pthread_rwlock_unlock(&e->lock);
+		if (gone) {
+			atomic_store(&sp->dead, true);
+			if (fl_engine_release(e, (int)i, 0) == 0)
+				reaped++;
+		}
+	}
+	return reaped;
+}
+
+int fl_engine_space_stats(const struct fl_engine *e, int space, struct fl_space_stats *st)
+{
+	struct fl_engine *me = (struct fl_engine *)e;
+	struct fl_space_stats s = { 0 };
+	struct fl__hist *h;
+	struct fl__space *sp;
+	size_t n;
+
+	if (!e || !st || !st->sz)
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&me->lock);
+	sp = fl__engine_space(me, space);
+	if (!sp || sp->released) {
+		pthread_rwlock_unlock(&me->lock);
+		free(h);
+		return -ENOENT;
+	}
+	s.sz = st->sz;
+	s.pid = sp->pid;
+	s.parent = sp->parent;
+	s.dead = atomic_load(&sp->dead);
+	s.paused = atomic_load(&sp->paused);
+	for (size_t i = 0; i < sp->nentries; i++)
+		s.bytes += sp->entries[i].end - sp->entries[i].start;
+	for (size_t i = 0; i < me->nregions; i++) {
+		struct fl_region *r = me->regions[i];
+		if (r->space != sp)
+			continue;
+		s.regions++;
+		s.faults += atomic_load(&r->faults_read) + atomic_load(&r->faults_write) +
+			    atomic_load(&r->faults_minor) + atomic_load(&r->faults_wp);
+		s.pages_resolved += atomic_load(&r->resolved_count);
+		s.pages_poisoned += atomic_load(&r->pages_poisoned);
+		s.bytes_read += atomic_load(&r->bytes_read);
+		s.blocked_ns += atomic_load(&r->blocked_ns);
+		for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+			atomic_fetch_add_explicit(&h->bucket[b], atomic_load_explicit(&r->hist.bucket[b],
+						  memory_order_relaxed), memory_order_relaxed);
+		atomic_fetch_add(&h->count, atomic_load(&r->hist.count));
+		if (atomic_load(&r->hist.max) > atomic_load(&h->max))
+			atomic_store(&h->max, atomic_load(&r->hist.max));
+	}
+	pthread_rwlock_unlock(&me->lock);
+	s.lat_count = atomic_load(&h->count);
+	s.lat_p50_ns = fl__hist_quantile(h, 0.50);
+	s.lat_p99_ns = fl__hist_quantile(h, 0.99);
+	s.lat_max_ns = atomic_load(&h->max);
+	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+		s.lat_hist[b] = atomic_load(&h->bucket[b]);
+	free(h);
+	n = st->sz < sizeof(s) ? st->sz : sizeof(s);
+	memcpy(st, &s, n);
+	return 0;
+}
+
+int fl_engine_space_fd(const struct fl_engine *e, int space)
+{
+	struct fl_engine *me = (struct fl_engine *)e;
+	struct fl__space *sp;
+	int fd;
+
+	if (!e)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&me->lock);
+	sp = fl__engine_space(me, space);
+	fd = !sp || sp->released ? -ENOENT : sp->uffd;
+	pthread_rwlock_unlock(&me->lock);
+	return fd;
 }

@@ -54,6 +54,9 @@ enum fl_log_level {
 typedef void (*fl_log_fn)(enum fl_log_level level, const char *msg, void *ctx);
 
 /* An address range [start, start + len) in some address space. */
+/* Latency histogram buckets: log2-linear, 8 sub-buckets per power of two. */
+#define FL_LAT_BUCKETS 256
+
 struct fl_range {
 	uint64_t start;
 	uint64_t len;

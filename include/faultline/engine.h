@@ -22,6 +22,7 @@
 #define FAULTLINE_ENGINE_H
 
 #include <faultline/common.h>
+#include <linux/userfaultfd.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +55,17 @@ struct fl_engine_opts {
 	fl_log_fn log;			/* NULL: silent */
 	void *log_ctx;
 	enum fl_log_level log_level;	/* highest level passed to `log` */
+	/*
+	 * Optional: called from a handler thread after the engine handled a
+	 * FORK, REMAP, REMOVE or UNMAP event of `space` (msg is the event;
+	 * for FORK only msg->event is set and new_space is the child's space,
+	 * else -1). For FORK it runs before any handler serves the child's
+	 * faults, so it may install pages there. It must not call back into
+	 * the engine, except fl_engine_space_stats(); keep it short: the
+	 * process that caused the event waits for it.
+	 */
+	void (*on_event)(void *ctx, int space, const struct uffd_msg *msg, int new_space);
+	void *event_ctx;
 };
 
 /*
@@ -117,6 +129,57 @@ FL_API int fl_engine_adopt(struct fl_engine *engine, int uffd, pid_t pid,
  * previous (dead) handler. Space 0 is the main uffd. -ENOENT: no such space.
  */
 FL_API int fl_engine_wake_all(struct fl_engine *engine, int space);
+
+/* fl_engine_release() flags. */
+#define FL_RELEASE_POISON	(1u << 0)	/* poison what was not delivered (the process lives on) */
+#define FL_RELEASE_POPULATE	(1u << 1)	/* deliver every missing page first (then poison failures) */
+
+/*
+ * Stop serving space `space` (>= 1: an adopted or forked one): free its
+ * regions and close the engine's reference to its uffd. With
+ * FL_RELEASE_POPULATE every page not yet delivered is resolved first; with
+ * FL_RELEASE_POISON (or pages POPULATE could not deliver) the rest is
+ * poisoned, so the process gets SIGBUS, never zeros, if its own reference
+ * keeps the uffd alive. Without flags (the process is gone) nothing is
+ * touched. Safe while handler threads run. Returns 0; -ENOENT: no such
+ * space (or released already); the first populate/poison error otherwise
+ * (the space is released all the same).
+ */
+FL_API int fl_engine_release(struct fl_engine *engine, int space, unsigned flags);
+/*
+ * Release every space whose process is gone: seen by a resolve (ESRCH), or
+ * found by a probe (UFFDIO_WRITEPROTECT, mode 0, of one page of its first
+ * range, which the kernel answers with ESRCH for an exited mm and which
+ * changes nothing in a range not registered for WP). Forked children are
+ * known to the engine only through their uffd: call this periodically to
+ * let go of those that exited. Returns the number released.
+ */
+FL_API int fl_engine_reap(struct fl_engine *engine);
+
+/*
+ * The uffd of a space (0: the main one), borrowed: valid until the space
+ * is released. For callers that act on the space directly (install a page
+ * with fl_uffd_copy(3) from on_event, hand a forked child its uffd).
+ * -ENOENT: no such space, or released.
+ */
+FL_API int fl_engine_space_fd(const struct fl_engine *engine, int space);
+
+/* One space (a uffd and the process behind it). */
+struct fl_space_stats {
+	size_t sz;			/* sizeof(struct fl_space_stats) */
+	pid_t pid;			/* owner as given to fl_engine_adopt(); 0 for forked children */
+	int parent;			/* forked: the parent's space; else -1 */
+	bool dead;			/* the process is gone (ESRCH) */
+	bool paused;			/* adopted, not yet woken by fl_engine_wake_all() */
+	uint64_t regions, bytes;	/* regions and bytes of address space served */
+	uint64_t faults, pages_resolved, pages_poisoned, bytes_read;
+	uint64_t blocked_ns;		/* sum of service latency (see fl_region_stats) */
+	uint64_t lat_count, lat_p50_ns, lat_p99_ns, lat_max_ns;
+	uint64_t lat_hist[FL_LAT_BUCKETS];	/* log2-linear, 8 sub-buckets per power of two */
+};
+/* Counters of one space, summed over its regions. -ENOENT: no such space. */
+FL_API int fl_engine_space_stats(const struct fl_engine *engine, int space,
+				 struct fl_space_stats *stats);
 
 /* Engine-wide counters (sum over regions, plus events). */
 struct fl_engine_stats {

@@ -95,8 +95,6 @@ FL_API int fl_region_populate(struct fl_region *region, uint64_t offset,
 /* Number of pages resolved so far (by faults, prefetch, or the filler). */
 FL_API uint64_t fl_region_resolved_pages(const struct fl_region *region);
 
-/* Latency histogram buckets: log2-linear, 8 sub-buckets per power of two. */
-#define FL_LAT_BUCKETS 256
 
 struct fl_region_stats {
 	size_t sz;			/* sizeof(struct fl_region_stats) */
