@@ -20,6 +20,9 @@ struct fl_guard {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pid_t pending_pid;		/* announced by fl_guard_watch() */
+	pid_t (*reconnect)(void *ctx);
+	void *reconnect_ctx;
+	unsigned reconnect_ms;
 	bool stop;
 	_Atomic int state;
 };
@@ -49,7 +52,9 @@ static int poison_run(int uffd, uint64_t start, uint64_t end, int64_t *total)
 			start = (start + FL_HPAGE_SIZE - 1) & ~(uint64_t)(FL_HPAGE_SIZE - 1);
 			continue;
 		}
-		if (r != -EEXIST)
+		/* EEXIST: present. ENOENT: no longer mapped here (munmap,
+		 * mremap): nothing there can read zeros. Skip the page. */
+		if (r != -EEXIST && r != -ENOENT)
 			return r;
 		start += psz;
 	}
@@ -99,8 +104,10 @@ static void fail_closed(struct fl_guard *g)
 {
 	int64_t r = -EOPNOTSUPP;
 
+	pthread_mutex_lock(&g->mu);
 	if (g->features & UFFD_FEATURE_POISON)
 		r = fl_poison_absent(g->uffd, g->ranges, g->nr_ranges);
+	pthread_mutex_unlock(&g->mu);
 	if (r < 0) {
 		/* Without POISON the only closed failure left is to stop the
 		 * process: its lazy memory will never be correct. */
@@ -127,6 +134,8 @@ static void *guard_main(void *arg)
 		if (atomic_load(&g->state) == FL_GUARD_WAITING) {
 			uint64_t now = fl__now_ns();
 			timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000000) + 1;
+			if (g->reconnect && timeout > (int)g->reconnect_ms)
+				timeout = (int)g->reconnect_ms;
 		}
 		r = fl__poll(pfd, pidfd >= 0 ? 2 : 1, timeout);
 		if (r < 0)
@@ -165,6 +174,17 @@ static void *guard_main(void *arg)
 			deadline = fl__now_ns() + (uint64_t)g->timeout_ms * 1000000ull;
 			continue;
 		}
+		if (atomic_load(&g->state) == FL_GUARD_WAITING && g->reconnect) {
+			pid_t np = g->reconnect(g->reconnect_ctx);
+			if (np > 0) {
+				int nfd;
+				if (fl__pidfd_open(np, &nfd) == 0) {
+					pidfd = nfd;
+					atomic_store(&g->state, FL_GUARD_WATCHING);
+					continue;
+				}
+			}
+		}
 		if (atomic_load(&g->state) == FL_GUARD_WAITING && fl__now_ns() >= deadline)
 			fail_closed(g);
 	}
@@ -190,6 +210,9 @@ int fl_guard_new(const struct fl_guard_opts *opts, struct fl_guard **ret_guard)
 	g->ctl_fd = -1;
 	g->features = o.features;
 	g->timeout_ms = o.timeout_ms ? o.timeout_ms : 5000;
+	g->reconnect = o.reconnect;
+	g->reconnect_ctx = o.reconnect_ctx;
+	g->reconnect_ms = o.reconnect_ms ? o.reconnect_ms : 50;
 	g->nr_ranges = o.nr_ranges;
 	pthread_mutex_init(&g->mu, NULL);
 	g->ranges = calloc(o.nr_ranges ? o.nr_ranges : 1, sizeof(*g->ranges));
@@ -248,4 +271,34 @@ struct fl_guard *fl_guard_free(struct fl_guard *g)
 	pthread_mutex_destroy(&g->mu);
 	free(g);
 	return NULL;
+}
+
+int fl__guard_set_ranges(struct fl_guard *g, const struct fl_range *ranges, unsigned n)
+{
+	struct fl_range *nr = calloc(n ? n : 1, sizeof(*nr)), *old;
+
+	if (!g || !nr) {
+		free(nr);
+		return -ENOMEM;
+	}
+	if (n)
+		memcpy(nr, ranges, n * sizeof(*nr));
+	/* The guard thread reads the ranges only when it fails closed, under
+	 * the mutex, like this swap. */
+	pthread_mutex_lock(&g->mu);
+	old = g->ranges;
+	g->ranges = nr;
+	g->nr_ranges = n;
+	pthread_mutex_unlock(&g->mu);
+	free(old);
+	return 0;
+}
+
+void fl__guard_forget(struct fl_guard *g)
+{
+	/* In a forked child: the thread is not there to stop or join. */
+	fl__close(g->uffd);
+	fl__close(g->ctl_fd);
+	free(g->ranges);
+	free(g);
 }

@@ -73,6 +73,12 @@ int fl__realpath(const char *path, char *out, size_t len);
 /* ---- feature.c --------------------------------------------------------- */
 uint64_t fl__features_newer_than_6_1(void);
 
+/* guard.c: replace the ranges a guard poisons (the client adds ranges). */
+struct fl_guard;
+int fl__guard_set_ranges(struct fl_guard *g, const struct fl_range *ranges, unsigned n);
+/* Free a guard inherited through fork(2): its thread is not in this process. */
+void fl__guard_forget(struct fl_guard *g);
+
 /* ---- stats.c ----------------------------------------------------------- */
 struct fl__hist {
 	_Atomic uint64_t bucket[FL_LAT_BUCKETS];

@@ -32,6 +32,15 @@ struct fl_guard_opts {
 	const struct fl_range *ranges;	/* registered lazy ranges (copied) */
 	unsigned nr_ranges;
 	unsigned timeout_ms;		/* grace period for a new handler; 0 = 5000 */
+	/*
+	 * Optional: while waiting for a new handler, called from the guard
+	 * thread every reconnect_ms (0 = 50) to find one (e.g. reconnect to
+	 * a restarted daemon and resume); returns the new handler's pid to
+	 * watch, or 0 to keep waiting.
+	 */
+	pid_t (*reconnect)(void *ctx);
+	void *reconnect_ctx;
+	unsigned reconnect_ms;
 };
 
 enum fl_guard_state {
