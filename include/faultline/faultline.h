@@ -16,5 +16,6 @@
 #include <faultline/snapshot.h>
 #include <faultline/clone.h>
 #include <faultline/workingset.h>
+#include <faultline/client.h>
 
 #endif
