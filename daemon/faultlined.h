@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * faultlined: the manager daemon (see faultlined(8)). One epoll loop in the
+ * main thread owns the sockets, the sessions, signals and a timer; the fault
+ * engine's handler threads serve the faults of every client's uffd. The
+ * only state the two share is the fork table (on_event runs in a handler
+ * thread), behind `mu`.
+ */
+#ifndef FAULTLINED_H
+#define FAULTLINED_H
+
+#include <faultline/faultline.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mgr-proto.h"
+
+#define FLD_MAX_ALLOWED_UIDS 32
+
+struct fld_config {
+	const char *socket;		/* the manager socket */
+	const char *fc_socket;		/* Firecracker handshake socket (NULL: none) */
+	const char *mem_file;		/* Firecracker guest memory file */
+	const char *images;		/* directory images are named relative to */
+	uid_t allowed_uids[FLD_MAX_ALLOWED_UIDS];
+	unsigned nallowed;		/* 0: root and the daemon's own uid */
+	unsigned max_clients;
+	unsigned max_ranges;		/* per client */
+	uint64_t max_bytes;		/* per client, address space served; 0: no limit */
+	unsigned max_inflight;		/* pages resolved per fault, per client */
+	unsigned threads;		/* fault-service threads */
+	int verbose;			/* 0 events, 1 + debug */
+	bool supervise;
+	unsigned max_restarts;		/* supervisor: within restart_window_s */
+	unsigned restart_window_s;
+	int listen_fd;			/* inherited from the supervisor, or -1 */
+	int fc_listen_fd;
+};
+
+struct fld_image {
+	struct fld_image *next;
+	char name[FL_MGR_MAX_NAME + 1];
+	struct fl_image *img;
+	unsigned nregions;
+	struct fl_store **stores;	/* per region, made on first use */
+	uint64_t *lengths;
+	unsigned refs;
+};
+
+struct fld_template {
+	struct fld_template *next;
+	struct fld_image *image;
+	unsigned region;
+	struct fl_template *tpl;
+	int ro_fd;			/* what clients get */
+	dev_t dev;
+	ino_t ino;
+	unsigned refs;
+};
+
+/* A source a session opened: what its ATTACH ranges name by id. */
+struct fld_source {
+	uint32_t id;
+	uint32_t kind;			/* FL_MGR_SRC_* */
+	struct fld_image *image;
+	unsigned region;
+	struct fld_template *tpl;	/* templates */
+	uint64_t length;
+	uint32_t page_size;
+};
+
+enum fld_kind {
+	FLD_CLIENT = 0,		/* the manager protocol */
+	FLD_OBSERVER = 1,	/* stats only */
+	FLD_FIRECRACKER = 2,	/* one handshake, then only faults */
+};
+
+struct fld_session {
+	struct fld_session *next;
+	struct fld *d;
+	uint64_t id;			/* client id, in logs and stats */
+	uint64_t token;
+	enum fld_kind kind;
+	bool hello;
+	int sock;
+	int pidfd;
+	pid_t pid;
+	uid_t uid;
+	int space;			/* engine space; -1 before ATTACH */
+	uint64_t parent_id;		/* claimed fork: the parent's client id */
+	uint64_t beacon;		/* beacon page address (0: none) */
+	struct fld_source *sources;
+	unsigned nsources;
+	unsigned nranges;
+	uint64_t bytes;
+	struct fl_region **regions;
+	unsigned nregions;
+	uint64_t started_ns;
+};
+
+/* A forked child's space, until the child claims it. */
+struct fld_fork {
+	struct fld_fork *next;
+	uint64_t token;
+	int space;
+	uint64_t parent_id;
+	uint64_t beacon;
+	pid_t parent_pid;
+};
+
+struct fld {
+	struct fld_config cfg;
+	struct fl_engine *engine;
+	int epfd, lfd, fc_lfd, sigfd, timerfd;
+	struct fld_session *sessions;
+	unsigned nsessions;
+	uint64_t next_id;
+	struct fld_image *images;
+	struct fld_template *templates;
+	struct fl_store *mem_store;	/* Firecracker guest memory */
+	pthread_mutex_t mu;		/* forks, spaces */
+	struct fld_fork *forks;
+	struct fld_space { uint64_t client, beacon; } *spaces;	/* by space id */
+	size_t nspaces;
+	struct fl__mgr_range *ranges;	/* ATTACH decoding (main thread) */
+	uint64_t started_ns;
+	uint64_t refused, bad_messages, resumed, claimed;
+	bool stopping;
+	uint8_t *buf;
+};
+
+/* log.c */
+void fld_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fld_log_cb(enum fl_log_level level, const char *msg, void *ctx);
+extern int fld_verbose;
+
+/* loop.c */
+int fld_run(struct fld *d);
+/* The listening sockets (their directory made 0700): the manager's is
+ * SOCK_SEQPACKET, Firecracker's SOCK_STREAM. */
+int fld_listen(const char *path, int *ret_fd);
+int fld_listen_stream(const char *path, int *ret_fd);
+void fld_session_close(struct fld *d, struct fld_session *s, const char *why);
+int fld_reply_error(struct fld_session *s, uint32_t seq, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Which client a space serves, and its beacon page (for event logs and
+ * forks; called from handler threads too). */
+void fld_space_set(struct fld *d, int space, uint64_t client_id, uint64_t beacon);
+void fld_space_get(struct fld *d, int space, uint64_t *ret_client_id, uint64_t *ret_beacon);
+
+/* session.c */
+int fld_session_message(struct fld *d, struct fld_session *s);
+void fld_on_event(void *ctx, int space, const struct uffd_msg *msg, int new_space);
+uint64_t fld_random64(void);
+/* Is fd a userfaultfd (and with which features, as the kernel says)? -EBADF if not. */
+int fld_uffd_features(int fd, uint64_t *ret);
+
+/* sources.c */
+int fld_image_get(struct fld *d, const char *name, struct fld_image **ret);
+void fld_image_put(struct fld *d, struct fld_image *im);
+int fld_image_store(struct fld_image *im, unsigned region, struct fl_store **ret);
+int fld_template_get(struct fld *d, struct fld_image *im, unsigned region, int resume_fd,
+		     struct fld_template **ret);
+void fld_template_put(struct fld *d, struct fld_template *t);
+
+/* stats.c */
+char *fld_stats_json(struct fld *d);
+
+/* firecracker.c */
+int fld_firecracker_accept(struct fld *d, struct fld_session *s);
+
+/* supervise.c */
+int fld_supervise(struct fld_config *cfg, int argc, char **argv);
+
+#endif

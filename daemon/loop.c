@@ -1,0 +1,430 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The control loop: one epoll set for the listening sockets, every
+ * session's socket and pidfd, signals and a one-second timer. Faults never
+ * pass through here: the engine's handler threads serve them.
+ */
+#include "faultlined.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* epoll tags: the listening sockets and fds are small ints, sessions are
+ * pointers with the low bit telling the socket (0) from the pidfd (1). */
+enum { TAG_LISTEN = 1, TAG_FC_LISTEN = 2, TAG_SIGNAL = 3, TAG_TIMER = 4, TAG_MAX = 16 };
+
+void fld_space_set(struct fld *d, int space, uint64_t client_id, uint64_t beacon)
+{
+	if (space < 0)
+		return;
+	pthread_mutex_lock(&d->mu);
+	if ((size_t)space >= d->nspaces) {
+		size_t n = (size_t)space * 2 + 16;
+		struct fld_space *ns = realloc(d->spaces, n * sizeof(*ns));
+		if (!ns) {
+			pthread_mutex_unlock(&d->mu);
+			return;	/* only the logs lose the client id */
+		}
+		memset(ns + d->nspaces, 0, (n - d->nspaces) * sizeof(*ns));
+		d->spaces = ns;
+		d->nspaces = n;
+	}
+	d->spaces[space] = (struct fld_space){ client_id, beacon };
+	pthread_mutex_unlock(&d->mu);
+}
+
+void fld_space_get(struct fld *d, int space, uint64_t *ret_client_id, uint64_t *ret_beacon)
+{
+	pthread_mutex_lock(&d->mu);
+	if (space >= 0 && (size_t)space < d->nspaces) {
+		*ret_client_id = d->spaces[space].client;
+		*ret_beacon = d->spaces[space].beacon;
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+int fld_reply_error(struct fld_session *s, uint32_t seq, int err, const char *fmt, ...)
+{
+	char msg[FL_MGR_MAX_ERRMSG + 1];
+	uint8_t p[8 + FL_MGR_MAX_ERRMSG];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fld_log(seq ? 1 : 0, "client %llu (pid %d): error %s: %s", (unsigned long long)s->id, s->pid,
+		strerror(err), msg);
+	n = fl__mgr_error_encode(p, err > 0 && err < 4096 ? err : EPROTO, msg);
+	if (n > 0)
+		fl__mgr_send(s->sock, FL_MGR_ERROR, seq, p, (size_t)n, -1);
+	/* A request error leaves the session as it was; a protocol error
+	 * (seq 0) ends it, and the caller returns that. */
+	return seq ? 0 : -EBADMSG;
+}
+
+static bool process_gone(const struct fld_session *s)
+{
+	struct pollfd p = { .fd = s->pidfd, .events = POLLIN };
+
+	if (s->pidfd < 0)
+		return kill(s->pid, 0) != 0 && errno == ESRCH;
+	return poll(&p, 1, 0) > 0;
+}
+
+void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
+{
+	if (s->sock < 0)
+		return;	/* closed already in this batch */
+	if (s->space >= 0) {
+		bool gone = process_gone(s);
+		struct fl_space_stats st = { .sz = sizeof(st) };
+		int r;
+
+		fl_engine_space_stats(d->engine, s->space, &st);
+		/* A live process that lost its session gets SIGBUS on what
+		 * was not delivered, not the zeros our close could bring. */
+		r = fl_engine_release(d->engine, s->space, gone ? 0 : FL_RELEASE_POISON);
+		if (r == -EOPNOTSUPP || r == -EINVAL) {
+			fld_log(0, "client %llu (pid %d): cannot poison (%s): stopping it with SIGBUS",
+				(unsigned long long)s->id, s->pid, strerror(-r));
+			kill(s->pid, SIGBUS);
+		}
+		fld_space_set(d, s->space, 0, 0);
+		fld_log(0, "client %llu (pid %d): %s; %s after %llu faults", (unsigned long long)s->id, s->pid, why,
+			gone ? "process gone, space released" : "undelivered pages poisoned",
+			(unsigned long long)st.faults);
+		s->space = -1;
+	} else if (s->kind != FLD_OBSERVER) {
+		fld_log(1, "client %llu (pid %d): %s", (unsigned long long)s->id, s->pid, why);
+	}
+	for (unsigned i = 0; i < s->nsources; i++) {
+		fld_template_put(d, s->sources[i].tpl);
+		fld_image_put(d, s->sources[i].image);
+	}
+	free(s->sources);
+	s->sources = NULL;
+	s->nsources = 0;
+	epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->sock, NULL);
+	if (s->pidfd >= 0)
+		epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->pidfd, NULL);
+	fl__close(s->sock);
+	fl__close(s->pidfd);
+	s->sock = s->pidfd = -1;
+}
+
+static void free_closed(struct fld *d)
+{
+	for (struct fld_session **pp = &d->sessions; *pp;) {
+		struct fld_session *s = *pp;
+		if (s->sock < 0) {
+			*pp = s->next;
+			d->nsessions--;
+			free(s);
+		} else {
+			pp = &s->next;
+		}
+	}
+}
+
+static bool uid_allowed(const struct fld *d, uid_t uid)
+{
+	if (!d->cfg.nallowed)
+		return uid == 0 || uid == geteuid();
+	for (unsigned i = 0; i < d->cfg.nallowed; i++)
+		if (d->cfg.allowed_uids[i] == uid)
+			return true;
+	return false;
+}
+
+static void on_accept(struct fld *d, int lfd, enum fld_kind kind)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct fld_session *s;
+	struct epoll_event ev;
+	int fd;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	s = calloc(1, sizeof(*s));
+	if (!s || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+		free(s);
+		close(fd);
+		return;
+	}
+	*s = (struct fld_session){ .d = d, .id = ++d->next_id, .kind = kind, .sock = fd, .pidfd = -1,
+				   .pid = cred.pid, .uid = cred.uid, .space = -1, .started_ns = fl__now_ns() };
+	s->next = d->sessions;
+	d->sessions = s;
+	d->nsessions++;
+	if (!uid_allowed(d, cred.uid)) {
+		d->refused++;
+		fld_reply_error(s, 0, EPERM, "uid %u is not allowed", (unsigned)cred.uid);
+		fld_session_close(d, s, "refused");
+		return;
+	}
+	if (d->nsessions > d->cfg.max_clients) {
+		d->refused++;
+		fld_reply_error(s, 0, EUSERS, "more than %u clients", d->cfg.max_clients);
+		fld_session_close(d, s, "refused");
+		return;
+	}
+	if (fl__pidfd_open(cred.pid, &s->pidfd)) {
+		fld_session_close(d, s, "gone before it spoke");
+		return;
+	}
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = s };
+	epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = (char *)s + 1 };
+	epoll_ctl(d->epfd, EPOLL_CTL_ADD, s->pidfd, &ev);
+	fld_log(1, "client %llu: connected: pid %d uid %u%s", (unsigned long long)s->id, s->pid, (unsigned)s->uid,
+		kind == FLD_FIRECRACKER ? " (Firecracker handshake)" : "");
+}
+
+static void on_timer(struct fld *d)
+{
+	int n = fl_engine_reap(d->engine);
+
+	if (n > 0)
+		fld_log(1, "%d spaces of exited processes released", n);
+	/* Unclaimed forks whose child is gone. */
+	pthread_mutex_lock(&d->mu);
+	for (struct fld_fork **pp = &d->forks; *pp;) {
+		struct fld_fork *f = *pp;
+		if (fl_engine_space_fd(d->engine, f->space) < 0) {
+			*pp = f->next;
+			free(f);
+		} else {
+			pp = &f->next;
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void on_session(struct fld *d, struct fld_session *s, bool pid_event, uint32_t events)
+{
+	int r;
+
+	if (s->sock < 0)
+		return;
+	if (pid_event) {
+		fld_session_close(d, s, "exited");
+		return;
+	}
+	if (s->kind == FLD_FIRECRACKER) {
+		if (s->space < 0) {
+			if (fld_firecracker_accept(d, s) < 0)
+				fld_session_close(d, s, "bad Firecracker handshake");
+		} else {
+			/* Firecracker sends nothing more; its exit is the pidfd. */
+			char b[64];
+			if (recv(s->sock, b, sizeof(b), MSG_DONTWAIT) <= 0) {
+				epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->sock, NULL);
+			}
+		}
+		return;
+	}
+	(void)events;
+	r = fld_session_message(d, s);
+	if (r == -ECONNRESET)
+		fld_session_close(d, s, "closed its session");
+	else if (r < 0)
+		fld_session_close(d, s, "protocol error");
+}
+
+static int make_socket_dir(const char *path)
+{
+	char *copy = strdup(path), *dir;
+	struct stat st;
+	int r = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	dir = dirname(copy);
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		r = -errno;
+	else if (stat(dir, &st))
+		r = -errno;
+	else if (st.st_uid != geteuid())
+		r = -EPERM;
+	else if ((st.st_mode & 0777) != 0700 && chmod(dir, 0700))
+		r = -errno;
+	if (r)
+		fld_log(0, "socket directory %s: %s (it must be ours, mode 0700)", dir, strerror(-r));
+	free(copy);
+	return r;
+}
+
+int fld_listen(const char *path, int *ret_fd)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	r = make_socket_dir(path);
+	if (r)
+		return r;
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		close(fd);
+		fld_log(0, "%s: another faultlined is serving there", path);
+		return -EADDRINUSE;
+	}
+	unlink(path);	/* a stale socket of a daemon that died */
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, 0600) || listen(fd, 128)) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/* Firecracker connects with SOCK_STREAM. */
+int fld_listen_stream(const char *path, int *ret_fd)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	r = make_socket_dir(path);
+	if (r)
+		return r;
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, 0600) || listen(fd, 128)) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+static int add_fd(struct fld *d, int fd, uintptr_t tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = (void *)tag };
+
+	return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+int fld_run(struct fld *d)
+{
+	struct fl_engine_opts eo = {
+		.sz = sizeof(eo), .threads = d->cfg.threads, .flags = FL_ENGINE_NO_FILLER,
+		.log = fld_log_cb, .log_level = fld_verbose >= 2 ? FL_LOG_INFO : FL_LOG_WARN,
+		.on_event = fld_on_event, .event_ctx = d,
+	};
+	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+	struct epoll_event evs[64];
+	sigset_t mask;
+	int r;
+
+	d->started_ns = fl__now_ns();
+	pthread_mutex_init(&d->mu, NULL);
+	d->buf = malloc(FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD);
+	d->ranges = calloc(FL_MGR_MAX_RANGES, sizeof(*d->ranges));
+	if (!d->buf || !d->ranges)
+		return -ENOMEM;
+	r = fl_engine_new(&eo, &d->engine);
+	if (r) {
+		fld_log(0, "fault engine: %s", strerror(-r));
+		return r;
+	}
+	if (d->cfg.mem_file) {
+		r = fl_store_file_open(d->cfg.mem_file, &d->mem_store);
+		if (r) {
+			fld_log(0, "%s: %s", d->cfg.mem_file, strerror(-r));
+			return r;
+		}
+	}
+	d->lfd = d->cfg.listen_fd;
+	d->fc_lfd = d->cfg.fc_listen_fd;
+	if (d->lfd < 0 && d->cfg.socket && (r = fld_listen(d->cfg.socket, &d->lfd)))
+		return r;
+	if (d->fc_lfd < 0 && d->cfg.fc_socket && (r = fld_listen_stream(d->cfg.fc_socket, &d->fc_lfd)))
+		return r;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->sigfd < 0 || d->timerfd < 0 || d->epfd < 0 || timerfd_settime(d->timerfd, 0, &its, NULL))
+		return -errno;
+	r = fl_engine_start(d->engine);
+	if (!r && d->lfd >= 0)
+		r = add_fd(d, d->lfd, TAG_LISTEN);
+	if (!r && d->fc_lfd >= 0)
+		r = add_fd(d, d->fc_lfd, TAG_FC_LISTEN);
+	if (!r)
+		r = add_fd(d, d->sigfd, TAG_SIGNAL);
+	if (!r)
+		r = add_fd(d, d->timerfd, TAG_TIMER);
+	if (r)
+		return r;
+	fld_log(0, "serving %s%s%s with %u fault threads (images in %s)", d->cfg.socket ? d->cfg.socket : "",
+		d->cfg.fc_socket ? " and Firecracker on " : "", d->cfg.fc_socket ? d->cfg.fc_socket : "",
+		d->cfg.threads, d->cfg.images);
+	while (!d->stopping) {
+		int n = epoll_wait(d->epfd, evs, FL_ARRAY_SIZE(evs), -1);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			uintptr_t tag = (uintptr_t)evs[i].data.ptr;
+			uint64_t v;
+			if (tag == TAG_LISTEN) {
+				on_accept(d, d->lfd, FLD_CLIENT);
+			} else if (tag == TAG_FC_LISTEN) {
+				on_accept(d, d->fc_lfd, FLD_FIRECRACKER);
+			} else if (tag == TAG_SIGNAL) {
+				struct signalfd_siginfo si;
+				if (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
+					fld_log(0, "signal %u: exiting; clients wait for the next faultlined",
+						si.ssi_signo);
+					d->stopping = true;
+				}
+			} else if (tag == TAG_TIMER) {
+				if (read(d->timerfd, &v, sizeof(v)) < 0)
+					(void)0;
+				on_timer(d);
+			} else if (tag > TAG_MAX) {
+				on_session(d, (struct fld_session *)(tag & ~(uintptr_t)1), tag & 1, evs[i].events);
+			}
+		}
+		free_closed(d);
+	}
+	/* Not fl_engine_free(): that would poison every client, and a new
+	 * faultlined can resume them. Our uffd references go with us; the
+	 * clients hold their own, so nothing reads zeros. */
+	if (d->cfg.socket && d->cfg.listen_fd < 0)
+		unlink(d->cfg.socket);
+	return 0;
+}

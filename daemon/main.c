@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* faultlined: command line (see faultlined(8)). */
+#include "faultlined.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: faultlined [options]\n"
+		"  --socket PATH            manager socket (default /run/faultlined/faultlined.sock)\n"
+		"  --images DIR             images are named relative to DIR (default /var/lib/faultlined/images)\n"
+		"  --allow-uid UID          allow clients of this uid (repeatable; default: root and ours)\n"
+		"  --max-clients N          sessions at once (default 1024)\n"
+		"  --max-ranges N           ranges (and sources) per client (default 256)\n"
+		"  --max-memory SIZE        address space served per client, e.g. 64G (default: no limit)\n"
+		"  --max-inflight PAGES     pages resolved per fault, per client (default 256)\n"
+		"  --threads N              fault-service threads (default 2)\n"
+		"  --firecracker-socket PATH  accept Firecracker's snapshot-restore handshake there\n"
+		"  --mem-file FILE          the guest memory file Firecracker clients are served from\n"
+		"  --supervise              run under a supervisor that restarts the daemon when it dies\n"
+		"  --max-restarts N         supervisor: give up after N deaths in 60 s (default 5)\n"
+		"  -v, --verbose            more log lines (repeat for the engine's)\n"
+		"  -h, --help, --version\n");
+}
+
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	case 't': case 'T': v <<= 40; end++; break;
+	}
+	if (*end)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*ret = (unsigned)v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_SOCKET = 256, O_IMAGES, O_ALLOW, O_MAXC, O_MAXR, O_MAXM, O_MAXI, O_THREADS, O_FC, O_MEM,
+	       O_SUPERVISE, O_RESTARTS, O_VERSION };
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, O_SOCKET },
+		{ "images", required_argument, NULL, O_IMAGES },
+		{ "allow-uid", required_argument, NULL, O_ALLOW },
+		{ "max-clients", required_argument, NULL, O_MAXC },
+		{ "max-ranges", required_argument, NULL, O_MAXR },
+		{ "max-memory", required_argument, NULL, O_MAXM },
+		{ "max-inflight", required_argument, NULL, O_MAXI },
+		{ "threads", required_argument, NULL, O_THREADS },
+		{ "firecracker-socket", required_argument, NULL, O_FC },
+		{ "mem-file", required_argument, NULL, O_MEM },
+		{ "supervise", no_argument, NULL, O_SUPERVISE },
+		{ "max-restarts", required_argument, NULL, O_RESTARTS },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, O_VERSION },
+		{ 0 },
+	};
+	struct fld_config cfg = {
+		.socket = "/run/faultlined/faultlined.sock", .images = "/var/lib/faultlined/images",
+		.max_clients = 1024, .max_ranges = 256, .max_inflight = 256, .threads = 2,
+		.max_restarts = 5, .restart_window_s = 60, .listen_fd = -1, .fc_listen_fd = -1,
+	};
+	bool socket_given = false;
+	unsigned v;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		r = 0;
+		switch (c) {
+		case O_SOCKET: cfg.socket = optarg; socket_given = true; break;
+		case O_IMAGES: cfg.images = optarg; break;
+		case O_ALLOW:
+			if (cfg.nallowed == FLD_MAX_ALLOWED_UIDS || parse_uint(optarg, 0, ~0u - 1, &v))
+				r = -EINVAL;
+			else
+				cfg.allowed_uids[cfg.nallowed++] = (uid_t)v;
+			break;
+		case O_MAXC: r = parse_uint(optarg, 1, 1u << 20, &cfg.max_clients); break;
+		case O_MAXR: r = parse_uint(optarg, 1, FL_MGR_MAX_RANGES, &cfg.max_ranges); break;
+		case O_MAXM: r = parse_size(optarg, &cfg.max_bytes); break;
+		case O_MAXI: r = parse_uint(optarg, 1, 4096, &cfg.max_inflight); break;
+		case O_THREADS: r = parse_uint(optarg, 1, 64, &cfg.threads); break;
+		case O_FC: cfg.fc_socket = optarg; break;
+		case O_MEM: cfg.mem_file = optarg; break;
+		case O_SUPERVISE: cfg.supervise = true; break;
+		case O_RESTARTS: r = parse_uint(optarg, 0, 1000, &cfg.max_restarts); break;
+		case 'v': fld_verbose++; break;
+		case 'h': usage(stdout); return 0;
+		case O_VERSION: printf("faultlined %s\n", fl_version()); return 0;
+		default: usage(stderr); return 2;
+		}
+		if (r) {
+			fprintf(stderr, "faultlined: bad value for --%s: '%s'\n", opts[c - O_SOCKET].name, optarg);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "faultlined: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (!!cfg.fc_socket != !!cfg.mem_file) {
+		fprintf(stderr, "faultlined: --firecracker-socket and --mem-file go together\n");
+		return 2;
+	}
+	if (cfg.fc_socket && !socket_given)
+		cfg.socket = NULL;	/* Firecracker only, unless asked for both */
+	if (cfg.supervise)
+		r = fld_supervise(&cfg, argc, argv);
+	else {
+		struct fld d = { .cfg = cfg };
+		r = fld_run(&d);
+	}
+	if (r) {
+		fprintf(stderr, "faultlined: %s\n", strerror(-r));
+		return 1;
+	}
+	return 0;
+}

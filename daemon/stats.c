@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* The STATS reply: the daemon, then every session, as one JSON document. */
+#include "faultlined.h"
+#include "internal.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *kind_name(enum fld_kind k)
+{
+	return k == FLD_FIRECRACKER ? "firecracker" : k == FLD_OBSERVER ? "observer" : "client";
+}
+
+/* Non-empty histogram buckets as [upper bound in ns, count] pairs. */
+static json_t *hist_json(const uint64_t *hist)
+{
+	json_t *a = json_array();
+
+	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++) {
+		uint64_t upper;
+		unsigned lg, sub;
+		if (!hist[b])
+			continue;
+		if (b < 8) {
+			upper = b;
+		} else {
+			lg = b / 8 + 2;
+			sub = b % 8;
+			upper = ((uint64_t)(8 + sub + 1) << (lg - 3)) - 1;
+		}
+		json_array_append_new(a, json_pack("[I,I]", (json_int_t)upper, (json_int_t)hist[b]));
+	}
+	return a;
+}
+
+static json_t *space_json(struct fld *d, int space, uint64_t *hist_sum)
+{
+	struct fl_space_stats *st = calloc(1, sizeof(*st));
+	json_t *o;
+
+	if (!st)
+		return json_null();
+	st->sz = sizeof(*st);
+	if (space < 0 || fl_engine_space_stats(d->engine, space, st)) {
+		free(st);
+		return json_null();
+	}
+	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+		hist_sum[b] += st->lat_hist[b];
+	o = json_pack("{s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:o}", "space", space, "dead", st->dead,
+		      "regions", (json_int_t)st->regions, "bytes", (json_int_t)st->bytes, "faults",
+		      (json_int_t)st->faults, "pages_resolved", (json_int_t)st->pages_resolved, "pages_poisoned",
+		      (json_int_t)st->pages_poisoned, "bytes_read", (json_int_t)st->bytes_read, "lat_p50_us",
+		      st->lat_p50_ns / 1e3, "lat_p99_us", st->lat_p99_ns / 1e3, "lat_max_us", st->lat_max_ns / 1e3,
+		      "blocked_ms", st->blocked_ns / 1e6, "latency_hist_ns", hist_json(st->lat_hist));
+	free(st);
+	return o;
+}
+
+char *fld_stats_json(struct fld *d)
+{
+	struct fl_engine_stats es = { .sz = sizeof(es) };
+	uint64_t *hist = calloc(FL_LAT_BUCKETS, sizeof(*hist));
+	json_t *root, *clients = json_array(), *forks = json_array();
+	unsigned nclients = 0;
+	char *out;
+
+	if (!hist)
+		return NULL;
+	fl_engine_stats(d->engine, &es);
+	for (struct fld_session *s = d->sessions; s; s = s->next) {
+		json_t *c;
+		if (s->sock < 0 || s->kind == FLD_OBSERVER)
+			continue;
+		nclients++;
+		c = json_pack("{s:I,s:i,s:i,s:s,s:f,s:i,s:i}", "id", (json_int_t)s->id, "pid", (int)s->pid, "uid",
+			      (int)s->uid, "kind", kind_name(s->kind), "age_s",
+			      (fl__now_ns() - s->started_ns) / 1e9, "sources", (int)s->nsources, "ranges",
+			      (int)s->nranges);
+		if (s->parent_id)
+			json_object_set_new(c, "forked_from", json_integer((json_int_t)s->parent_id));
+		json_object_set_new(c, "serving", space_json(d, s->space, hist));
+		json_array_append_new(clients, c);
+	}
+	pthread_mutex_lock(&d->mu);
+	for (struct fld_fork *f = d->forks; f; f = f->next) {
+		json_t *o = json_pack("{s:I,s:o}", "forked_from", (json_int_t)f->parent_id, "serving",
+				      space_json(d, f->space, hist));
+		json_array_append_new(forks, o);
+	}
+	pthread_mutex_unlock(&d->mu);
+	{
+		uint64_t total = 0, seen = 0, p50 = 0, p99 = 0;
+		json_t *h = hist_json(hist);
+		size_t i;
+		json_t *pair;
+		for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+			total += hist[b];
+		json_array_foreach(h, i, pair) {
+			uint64_t up = (uint64_t)json_integer_value(json_array_get(pair, 0));
+			seen += (uint64_t)json_integer_value(json_array_get(pair, 1));
+			if (!p50 && seen * 2 > total)
+				p50 = up;
+			if (!p99 && seen * 100 > total * 99)
+				p99 = up;
+		}
+		root = json_pack("{s:{s:i,s:s,s:f,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o},s:o,s:o}",
+				 "daemon", "pid", (int)getpid(), "version", fl_version(), "uptime_s",
+				 (fl__now_ns() - d->started_ns) / 1e9, "clients", (int)nclients, "spaces",
+				 (json_int_t)es.spaces - 1, "faults", (json_int_t)es.faults, "messages",
+				 (json_int_t)es.messages, "events_fork", (json_int_t)es.events_fork, "events_remap",
+				 (json_int_t)es.events_remap, "events_remove", (json_int_t)es.events_remove,
+				 "events_unmap", (json_int_t)es.events_unmap, "refused", (json_int_t)d->refused,
+				 "bad_messages", (json_int_t)d->bad_messages, "resumed", (json_int_t)d->resumed,
+				 "lat_p50_us", p50 / 1e3, "lat_p99_us", p99 / 1e3, "latency_hist_ns", h, "clients",
+				 clients, "unclaimed_forks", forks);
+	}
+	free(hist);
+	out = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	return out;
+}
