@@ -90,7 +90,7 @@ bool fl__mgr_name_ok(const char *name)
 {
 	size_t n = strlen(name);
 
-	if (!n || n > FL_MGR_MAX_NAME || name[0] == '/')
+	if (!n || n > FL_MGR_MAX_NAME || name[0] == '/' || name[n - 1] == '/')
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)name[i];
@@ -315,9 +315,11 @@ int fl__mgr_recv(int sock, uint8_t *buf, struct fl__mgr_hdr *ret_hdr, int *ret_f
 	ssize_t n;
 
 	*ret_fd = -1;
-	if (timeout_ms >= 0) {
+	{
 		struct pollfd pfd = { .fd = sock, .events = POLLIN };
-		r = fl__poll(&pfd, 1, timeout_ms);
+		do
+			r = fl__poll(&pfd, 1, timeout_ms);	/* -1: wait as long as it takes */
+		while (r == -EINTR);
 		if (r < 0)
 			return r;
 		if (r == 0)

@@ -169,7 +169,8 @@ int fl__mgr_error_encode(uint8_t *out, int err, const char *msg);
 /* msg: FL_MGR_MAX_ERRMSG + 1 bytes; ret_err > 0. */
 int fl__mgr_error_decode(const uint8_t *p, size_t len, int *ret_err, char *msg);
 
-/* An image name the daemon may open: relative, no "..", no "//", printable. */
+/* An image name the daemon may open: relative, no "..", no "//", no
+ * trailing "/", printable. */
 bool fl__mgr_name_ok(const char *name);
 
 /*
