@@ -99,6 +99,8 @@ struct fld_session {
 	struct fl_region **regions;
 	unsigned nregions;
 	uint64_t started_ns;
+	int refuse_err;			/* policy: answer the first message with this */
+	char refuse_msg[96];
 };
 
 /* A forked child's space, until the child claims it. */

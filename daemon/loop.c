@@ -119,6 +119,10 @@ void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 	free(s->sources);
 	s->sources = NULL;
 	s->nsources = 0;
+	/* Unread packets would turn our last words (an ERROR) into an
+	 * ECONNRESET for the peer: drop them first (their fds with them). */
+	for (int i = 0; i < 64 && recv(s->sock, d->buf, 1, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
+		;
 	epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->sock, NULL);
 	if (s->pidfd >= 0)
 		epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->pidfd, NULL);
@@ -173,16 +177,22 @@ static void on_accept(struct fld *d, int lfd, enum fld_kind kind)
 	s->next = d->sessions;
 	d->sessions = s;
 	d->nsessions++;
+	/* A refusal answers the first message: closing a socket whose peer's
+	 * message is still unread makes the peer see ECONNRESET, not why. */
 	if (!uid_allowed(d, cred.uid)) {
 		d->refused++;
-		fld_reply_error(s, 0, EPERM, "uid %u is not allowed", (unsigned)cred.uid);
-		fld_session_close(d, s, "refused");
-		return;
-	}
-	if (d->nsessions > d->cfg.max_clients) {
+		s->refuse_err = EPERM;
+		snprintf(s->refuse_msg, sizeof(s->refuse_msg), "uid %u is not allowed", (unsigned)cred.uid);
+	} else if (d->nsessions > d->cfg.max_clients) {
 		d->refused++;
-		fld_reply_error(s, 0, EUSERS, "more than %u clients", d->cfg.max_clients);
-		fld_session_close(d, s, "refused");
+		s->refuse_err = EUSERS;
+		snprintf(s->refuse_msg, sizeof(s->refuse_msg), "more than %u clients", d->cfg.max_clients);
+	}
+	if (s->refuse_err) {
+		fld_log(0, "client %llu (pid %d uid %u): refused: %s", (unsigned long long)s->id, s->pid,
+			(unsigned)s->uid, s->refuse_msg);
+		ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = s };
+		epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
 		return;
 	}
 	if (fl__pidfd_open(cred.pid, &s->pidfd)) {
@@ -200,6 +210,14 @@ static void on_accept(struct fld *d, int lfd, enum fld_kind kind)
 static void on_timer(struct fld *d)
 {
 	int n = fl_engine_reap(d->engine);
+	uint64_t now = fl__now_ns();
+
+	/* Connections that never said HELLO (or were refused and never
+	 * spoke) do not hold a session slot for long. */
+	for (struct fld_session *s = d->sessions; s; s = s->next)
+		if (s->sock >= 0 && !s->hello && s->kind != FLD_FIRECRACKER &&
+		    now - s->started_ns > 10000000000ull)
+			fld_session_close(d, s, "said nothing for 10 s");
 
 	if (n > 0)
 		fld_log(1, "%d spaces of exited processes released", n);

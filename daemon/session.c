@@ -360,7 +360,11 @@ int fld_session_message(struct fld *d, struct fld_session *s)
 		}
 		return n;
 	}
-	if (!s->hello && h.type != FL_MGR_HELLO) {
+	if (s->refuse_err) {
+		fl__close(fd);
+		fld_reply_error(s, 0, s->refuse_err, "%s", s->refuse_msg);
+		return -EPERM;
+	} else if (!s->hello && h.type != FL_MGR_HELLO) {
 		r = -EBADMSG;
 	} else {
 		switch (h.type) {

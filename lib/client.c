@@ -53,6 +53,7 @@ struct fl_client {
 	void *beacon;
 	struct fl_guard *guard;
 	pid_t guard_pid;		/* the process whose thread the guard is */
+	pid_t session_pid;		/* the process the session (and uffd) is for */
 	uint8_t *buf;			/* one packet */
 };
 
@@ -71,9 +72,10 @@ static int request_on(struct fl_client *c, int sock, uint16_t type, const void *
 	int rfd = -1, n;
 
 	n = fl__mgr_send(sock, type, seq, payload, len, fd);
-	if (n)
+	if (n && n != -EPIPE && n != -ECONNRESET)
 		return n;
-	n = fl__mgr_recv(sock, c->buf, &h, &rfd, (int)c->timeout_ms);
+	/* A daemon that refused us said why before it closed: read that. */
+	n = fl__mgr_recv(sock, c->buf, &h, &rfd, n ? 100 : (int)c->timeout_ms);
 	if (n < 0)
 		return n;
 	if (h.type == FL_MGR_ERROR) {
@@ -84,7 +86,7 @@ static int request_on(struct fl_client *c, int sock, uint16_t type, const void *
 			err = EPROTO;
 		return -err;
 	}
-	if (h.type != want || (h.seq != seq && h.seq != 0)) {
+	if (h.type != want || h.seq != seq) {
 		fl__close(rfd);
 		return -EPROTO;
 	}
@@ -181,6 +183,7 @@ int fl_client_connect(const struct fl_client_opts *opts, struct fl_client **ret_
 		return r;
 	}
 	c->token = w.token;
+	c->session_pid = getpid();
 	atomic_store(&c->daemon_pid, (pid_t)w.pid);
 	*ret_client = c;
 	return 0;
@@ -387,6 +390,8 @@ int fl_client_map(struct fl_client *c, const struct fl_client_map_opts *opts, vo
 		ret = register_range(c, nr);
 		if (!ret)
 			ret = send_attach(c, c->sock, c->nranges - 1, 1, -1);
+		if (!ret && !(c->features & UFFD_FEATURE_EVENT_FORK))
+			fl__madvise(p, o.length, MADV_DONTFORK);	/* see fl_client_attach() */
 		if (!ret)
 			ret = guard_ranges(c);
 		if (ret) {
@@ -520,6 +525,12 @@ int fl_client_attach(struct fl_client *c)
 		r = register_range(c, &c->ranges[i]);
 	if (!r)
 		r = send_attach(c, c->sock, 0, c->nranges, c->uffd);
+	if (!r && !(c->features & UFFD_FEATURE_EVENT_FORK))
+		/* Without EVENT_FORK nobody serves a child's copy: the kernel
+		 * would fill it with zeros. A child gets no copy at all (an
+		 * access there is SIGSEGV), never zeros. */
+		for (unsigned i = 0; i < c->nranges; i++)
+			fl__madvise((void *)(uintptr_t)c->ranges[i].addr, c->ranges[i].len, MADV_DONTFORK);
 	if (r && c->uffd >= 0 && r != -EALREADY) {
 		/* Nobody serves these ranges: unregistered, they are plain
 		 * memory again, still unread (the caller sees the error). */
@@ -548,6 +559,8 @@ int fl_client_after_fork(struct fl_client *c)
 
 	if (!c || !c->beacon || c->uffd < 0)
 		return -EINVAL;
+	if (c->session_pid == getpid())
+		return -EALREADY;	/* claimed already, or not a child at all */
 	/* The guard thread did not survive fork: forget it without a join,
 	 * and start afresh on the mutex, which it may have held. */
 	if (c->guard)
@@ -581,6 +594,7 @@ int fl_client_after_fork(struct fl_client *c)
 	c->sock = s;
 	c->uffd = ufd;
 	c->token = reply;
+	c->session_pid = getpid();
 	atomic_store(&c->daemon_pid, (pid_t)w.pid);
 	return start_guard(c);
 }
@@ -606,16 +620,17 @@ int fl_client_detach(struct fl_client *c)
 
 	if (!c)
 		return -EINVAL;
-	/* Stop watching first: the daemon lets go of the uffd on purpose. */
-	if (c->guard && c->guard_pid != getpid())
-		fl__guard_forget(c->guard);
-	else
-		fl_guard_free(c->guard);
-	c->guard = NULL;
 	pthread_mutex_lock(&c->mu);
 	r = c->uffd < 0 ? -ENOTCONN : request(c, FL_MGR_DETACH, NULL, 0, -1, FL_MGR_DETACHED, NULL, NULL);
 	pthread_mutex_unlock(&c->mu);
 	if (!r) {
+		/* The daemon let go of the uffd on purpose: stop watching it.
+		 * (On failure the guard stays: its rules still apply.) */
+		if (c->guard && c->guard_pid != getpid())
+			fl__guard_forget(c->guard);
+		else
+			fl_guard_free(c->guard);
+		c->guard = NULL;
 		/* Everything was delivered: the memory is ordinary memory now. */
 		for (unsigned i = 0; i < c->nranges; i++)
 			if (c->ranges[i].registered)

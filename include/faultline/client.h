@@ -26,7 +26,10 @@
  * faults there read zeros: the application discarded the pages) and
  * munmap(2) of attached memory. A forked child is served lazily with the
  * parent's copy-on-write semantics; it should call fl_client_after_fork()
- * so that it holds its own uffd (and its own guard) too.
+ * so that it holds its own uffd (and its own guard) too. Without
+ * CAP_SYS_PTRACE the kernel refuses EVENT_FORK: then attached memory is
+ * marked MADV_DONTFORK, so that a child gets no copy of it (SIGSEGV if it
+ * touches it), never the zeros an unserved copy would read.
  *
  * Thread safety: one thread at a time per client object.
  */
@@ -102,13 +105,15 @@ FL_API int fl_client_attach(struct fl_client *client);
  * child too survives a daemon restart. The child then owns a new session;
  * the parent's object must not be used in the child otherwise (free it with
  * fl_client_free(), which does not detach the parent). Errors: -ENOENT (the
- * daemon did not see this fork: not attached, or events off).
+ * daemon did not see this fork: not attached, or events off), -EALREADY
+ * (called in the process that owns the session: claimed already, or not a
+ * forked child).
  */
 FL_API int fl_client_after_fork(struct fl_client *client);
 
 /* The session's uffd (-1 before attach). The client keeps it open. */
 FL_API int fl_client_uffd(const struct fl_client *client);
-/* pid of the daemon serving the session (0 when none is). */
+/* pid of the daemon that serves (or last served) the session; 0 before connect. */
 FL_API pid_t fl_client_daemon_pid(const struct fl_client *client);
 /* The guard's state (FL_GUARD_IDLE without a guard). */
 FL_API enum fl_guard_state fl_client_guard_state(const struct fl_client *client);

@@ -60,9 +60,10 @@ struct fl_engine_opts {
 	 * FORK, REMAP, REMOVE or UNMAP event of `space` (msg is the event;
 	 * for FORK only msg->event is set and new_space is the child's space,
 	 * else -1). For FORK it runs before any handler serves the child's
-	 * faults, so it may install pages there. It must not call back into
-	 * the engine, except fl_engine_space_stats(); keep it short: the
-	 * process that caused the event waits for it.
+	 * faults, so it may install pages there (fl_uffd_copy(3) on
+	 * fl_engine_space_fd()). It must not call back into the engine,
+	 * except fl_engine_space_fd() and fl_engine_space_stats(); keep it
+	 * short: the process that caused the event waits for it.
 	 */
 	void (*on_event)(void *ctx, int space, const struct uffd_msg *msg, int new_space);
 	void *event_ctx;

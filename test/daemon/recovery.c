@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * faultlined dies: kill -9 at random points while clients fault, over many
+ * trials. With a restart (by hand or by --supervise) every client resumes
+ * its session and completes with every byte right; without one, each
+ * client's guard fails it closed when its grace period ends (SIGBUS on
+ * what was not delivered). Never a zero page, never a wrong byte.
+ */
+#include "dutil.h"
+
+#include <sys/mman.h>
+
+#define LEN (16u << 20)
+#define NPAGES (LEN / U_PAGE)
+#define SEED 0x7e
+#define NCLIENTS 3
+
+/* Per client, in shared memory: what its readers saw. */
+struct verdicts {
+	struct u_verdicts v[NCLIENTS];
+	_Atomic int ready;
+	_Atomic int poison;	/* the clients' uffds have POISON */
+};
+
+static struct verdicts *shared(void)
+{
+	struct verdicts *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	T_ASSERT(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	return sh;
+}
+
+/*
+ * A client: a template mapping and an image mapping, two probe readers on
+ * each (each reader a quarter... of the pages: each page read once), then
+ * a clean detach. `fork_too`: it also forks a child that claims its uffd
+ * and reads a copy the same way.
+ */
+static int client_main(struct d_env *e, struct verdicts *sh, int i, unsigned grace_ms, bool fork_too)
+{
+	struct fl_client *c = d_client(e, 0, grace_ms);
+	uint8_t *img = u_image(LEN, 0, SEED);
+	uint8_t *t = d_map(c, FL_SOURCE_TEMPLATE, "a.img", 0);
+	uint8_t *a = d_map(c, FL_SOURCE_IMAGE, "a.img", 0);
+	struct u_probe_reader rd[4];
+	pid_t kid = -1;
+
+	T_OK(fl_client_attach(c));
+	u_bus_install();
+	if (fork_too) {
+		fflush(NULL);
+		kid = fork();
+		T_ASSERT(kid >= 0);
+		if (kid == 0) {
+			T_OK(fl_client_after_fork(c));
+			i = NCLIENTS - 1;	/* the child counts in the last slot */
+		}
+	}
+	if (kid != 0)
+		atomic_fetch_add(&sh->ready, 1);
+	for (int k = 0; k < 4; k++) {
+		rd[k] = (struct u_probe_reader){ .base = k < 2 ? t : a, .img = img,
+						 .first = (size_t)(k % 2) * NPAGES / 2, .count = NPAGES / 2,
+						 .v = &sh->v[i] };
+		T_ASSERT(pthread_create(&rd[k].tid, NULL, u_probe_reader_main, &rd[k]) == 0);
+	}
+	for (int k = 0; k < 4; k++)
+		pthread_join(rd[k].tid, NULL);
+	if (kid > 0) {
+		int st;
+		T_ASSERT(waitpid(kid, &st, 0) == kid);
+		T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forked child: status 0x%x", st);
+	}
+	/* Detach needs a daemon; a client that failed closed has none. */
+	if (fl_client_guard_state(c) != FL_GUARD_FAILED)
+		fl_client_detach(c);
+	fl_client_free(c);
+	return T_PASS;
+}
+
+static void start_clients(struct d_env *e, struct verdicts *sh, pid_t *pids, int n, unsigned grace_ms,
+			  bool fork_too)
+{
+	uint64_t end = t_now_ns() + 20000000000ull;
+
+	atomic_store(&sh->poison, t_has(UFFD_FEATURE_POISON));
+	for (int i = 0; i < n; i++) {
+		fflush(NULL);
+		pids[i] = fork();
+		T_ASSERT(pids[i] >= 0);
+		if (pids[i] == 0)
+			_exit(client_main(e, sh, i, grace_ms, fork_too));
+	}
+	while (atomic_load(&sh->ready) < n) {
+		T_ASSERT(t_now_ns() < end, "clients not attached in 20 s");
+		u_sleep_ms(1);
+	}
+}
+
+/* Wait for the clients; returns how many died by SIGBUS (failed closed
+ * without POISON). Any other death fails the case. */
+static int wait_clients(const pid_t *pids, int n)
+{
+	int bus = 0;
+
+	for (int i = 0; i < n; i++) {
+		int st;
+		T_ASSERT(waitpid(pids[i], &st, 0) == pids[i]);
+		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS) {
+			bus++;
+			continue;
+		}
+		T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d: status 0x%x", i, st);
+	}
+	return bus;
+}
+
+static long total(const struct verdicts *sh, int field)
+{
+	long s = 0;
+
+	for (int i = 0; i < NCLIENTS; i++) {
+		const struct u_verdicts *v = &sh->v[i];
+		s += field == 0 ? atomic_load(&v->ok) : field == 1 ? atomic_load(&v->sigbus) :
+		     field == 2 ? atomic_load(&v->bad) : atomic_load(&v->zero);
+	}
+	return s;
+}
+
+/* kill -9 at a random moment, restart after a random pause: many trials. */
+static int test_kill_restart(void *arg)
+{
+	unsigned trials = (unsigned)(uintptr_t)arg, seed = (unsigned)getpid();
+	struct d_env e;
+
+	d_env_init(&e);
+	d_image(&e, "a.img", LEN, SEED);
+	for (unsigned trial = 0; trial < trials; trial++) {
+		struct verdicts *sh = shared();
+		pid_t pids[NCLIENTS];
+		unsigned before = (unsigned)rand_r(&seed) % 120, pause = (unsigned)rand_r(&seed) % 400;
+		long want = NCLIENTS * 2L * NPAGES;
+
+		d_start(&e);
+		start_clients(&e, sh, pids, NCLIENTS, 20000, false);
+		u_sleep_ms(before);
+		T_ASSERT(d_stop(&e, SIGKILL) != 0 || 1);
+		u_sleep_ms(pause);
+		d_start(&e);
+		T_ASSERT_EQ(wait_clients(pids, NCLIENTS), 0);
+		t_log("trial %u: killed after %u ms, restarted after %u ms: ok %ld, SIGBUS %ld, wrong %ld (zero %ld)",
+		      trial, before, pause, total(sh, 0), total(sh, 1), total(sh, 2), total(sh, 3));
+		T_ASSERT_EQ(total(sh, 3), 0);
+		T_ASSERT_EQ(total(sh, 2), 0);
+		T_ASSERT_EQ(total(sh, 1), 0);
+		T_ASSERT_EQ(total(sh, 0), want);
+		d_stop(&e, SIGTERM);
+		munmap(sh, sizeof(*sh));
+	}
+	d_env_free(&e);
+	return T_PASS;
+}
+
+/* No daemon comes back: every client fails closed when its grace ends. */
+static int test_kill_no_restart(void *arg)
+{
+	unsigned seed = (unsigned)getpid();
+	struct d_env e;
+
+	(void)arg;
+	d_env_init(&e);
+	d_image(&e, "a.img", LEN, SEED);
+	for (unsigned trial = 0; trial < 3; trial++) {
+		struct verdicts *sh = shared();
+		pid_t pids[NCLIENTS];
+		unsigned before = (unsigned)rand_r(&seed) % 40;
+		int bus;
+
+		d_start(&e);
+		start_clients(&e, sh, pids, NCLIENTS, 300, false);
+		u_sleep_ms(before);
+		d_stop(&e, SIGKILL);
+		bus = wait_clients(pids, NCLIENTS);
+		t_log("trial %u: killed after %u ms, no restart: ok %ld, SIGBUS %ld, wrong %ld (zero %ld), %d clients "
+		      "stopped by SIGBUS", trial, before, total(sh, 0), total(sh, 1), total(sh, 2), total(sh, 3), bus);
+		T_ASSERT_EQ(total(sh, 3), 0);
+		T_ASSERT_EQ(total(sh, 2), 0);
+		if (atomic_load(&sh->poison)) {
+			/* Poisoned: each page either arrived or raised SIGBUS. */
+			T_ASSERT_EQ(bus, 0);
+			T_ASSERT_EQ(total(sh, 0) + total(sh, 1), NCLIENTS * 2L * NPAGES);
+			T_ASSERT(total(sh, 1) > 0, "the kill came after every page was served");
+		} else {
+			/* Without POISON the process itself is stopped by SIGBUS. */
+			T_ASSERT(bus > 0);
+		}
+		munmap(sh, sizeof(*sh));
+	}
+	d_env_free(&e);
+	return T_PASS;
+}
+
+/* The pid of the supervisor's child (the daemon), waiting for a new one. */
+static pid_t daemon_child(pid_t sup, pid_t not_this)
+{
+	uint64_t end = t_now_ns() + 10000000000ull;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)sup, (int)sup);
+	for (;;) {
+		FILE *f = fopen(path, "re");
+		int pid = 0;
+		T_ASSERT(f, "%s: %s", path, strerror(errno));
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+		if (pid > 0 && pid != not_this)
+			return pid;
+		T_ASSERT(t_now_ns() < end, "the supervisor started no daemon");
+		u_sleep_ms(5);
+	}
+}
+
+static int test_supervise(void *arg)
+{
+	const char *sup[] = { "--supervise", NULL };
+	struct verdicts *sh = shared();
+	pid_t pids[NCLIENTS], d1, d2;
+	struct d_env e;
+	char *json;
+
+	(void)arg;
+	d_env_init(&e);
+	d_image(&e, "a.img", LEN, SEED);
+	d_start_argv(&e, sup);
+	d1 = daemon_child(e.pid, 0);
+	start_clients(&e, sh, pids, NCLIENTS, 20000, false);
+	u_sleep_ms(30);
+	kill(d1, SIGKILL);
+	d2 = daemon_child(e.pid, d1);
+	u_sleep_ms(40);
+	kill(d2, SIGKILL);
+	daemon_child(e.pid, d2);
+	T_ASSERT_EQ(wait_clients(pids, NCLIENTS), 0);
+	t_log("two daemons killed under the supervisor: ok %ld, SIGBUS %ld, wrong %ld", total(sh, 0), total(sh, 1),
+	      total(sh, 2));
+	T_ASSERT_EQ(total(sh, 2), 0);
+	T_ASSERT_EQ(total(sh, 1), 0);
+	T_ASSERT_EQ(total(sh, 0), NCLIENTS * 2L * NPAGES);
+	T_OK(fl_manager_stats(e.sock, 0, &json));
+	free(json);
+	T_ASSERT(kill(e.pid, 0) == 0, "the supervisor died");
+	d_env_free(&e);
+	return T_PASS;
+}
+
+/* A forked child that claimed its uffd survives the daemon's death too. */
+static int test_fork_kill(void *arg)
+{
+	struct verdicts *sh = shared();
+	pid_t pids[1];
+	struct d_env e;
+
+	(void)arg;
+	d_env_init(&e);
+	d_image(&e, "a.img", LEN, SEED);
+	d_start(&e);
+	start_clients(&e, sh, pids, 1, 20000, true);
+	u_sleep_ms(20);
+	d_stop(&e, SIGKILL);
+	u_sleep_ms(100);
+	d_start(&e);
+	T_ASSERT_EQ(wait_clients(pids, 1), 0);
+	t_log("parent and child: ok %ld/%ld, SIGBUS %ld, wrong %ld", atomic_load(&sh->v[0].ok),
+	      atomic_load(&sh->v[NCLIENTS - 1].ok), total(sh, 1), total(sh, 2));
+	T_ASSERT_EQ(total(sh, 2), 0);
+	T_ASSERT_EQ(total(sh, 1), 0);
+	T_ASSERT_EQ(atomic_load(&sh->v[0].ok), 2L * NPAGES);
+	T_ASSERT_EQ(atomic_load(&sh->v[NCLIENTS - 1].ok), 2L * NPAGES);
+	d_env_free(&e);
+	return T_PASS;
+}
+
+static const struct t_case cases[] = {
+	{ "kill9-restart-trials", test_kill_restart, (void *)(uintptr_t)8, 300 },
+	{ "kill9-no-restart", test_kill_no_restart, NULL, 120 },
+	{ "kill9-supervised", test_supervise, NULL, 120 },
+	{ "kill9-forked-child", test_fork_kill, NULL, 120 },
+};
+
+int main(int argc, char **argv)
+{
+	u_inner_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
