@@ -145,6 +145,14 @@ static void free_closed(struct fld *d)
 	}
 }
 
+bool fld_others_allowed(const struct fld_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nallowed; i++)
+		if (cfg->allowed_uids[i] != geteuid())
+			return true;
+	return false;
+}
+
 static bool uid_allowed(const struct fld *d, uid_t uid)
 {
 	if (!d->cfg.nallowed)
@@ -266,8 +274,14 @@ static void on_session(struct fld *d, struct fld_session *s, bool pid_event, uin
 		fld_session_close(d, s, "protocol error");
 }
 
-static int make_socket_dir(const char *path)
+/*
+ * The socket's directory: ours and 0700, so that nobody else can even reach
+ * the socket. When the policy admits other uids (--allow-uid), 0711 and a
+ * socket of mode 0666: they can connect, and SO_PEERCRED decides.
+ */
+static int make_socket_dir(const char *path, bool others)
 {
+	mode_t want = others ? 0711 : 0700;
 	char *copy = strdup(path), *dir;
 	struct stat st;
 	int r = 0;
@@ -281,22 +295,22 @@ static int make_socket_dir(const char *path)
 		r = -errno;
 	else if (st.st_uid != geteuid())
 		r = -EPERM;
-	else if ((st.st_mode & 0777) != 0700 && chmod(dir, 0700))
+	else if ((st.st_mode & 0777) != want && chmod(dir, want))
 		r = -errno;
 	if (r)
-		fld_log(0, "socket directory %s: %s (it must be ours, mode 0700)", dir, strerror(-r));
+		fld_log(0, "socket directory %s: %s (it must be ours, mode %o)", dir, strerror(-r), want);
 	free(copy);
 	return r;
 }
 
-int fld_listen(const char *path, int *ret_fd)
+int fld_listen(const char *path, bool others, int *ret_fd)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	int fd, r;
 
 	if (strlen(path) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
-	r = make_socket_dir(path);
+	r = make_socket_dir(path, others);
 	if (r)
 		return r;
 	memcpy(a.sun_path, path, strlen(path) + 1);
@@ -309,7 +323,7 @@ int fld_listen(const char *path, int *ret_fd)
 		return -EADDRINUSE;
 	}
 	unlink(path);	/* a stale socket of a daemon that died */
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, 0600) || listen(fd, 128)) {
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, others ? 0666 : 0600) || listen(fd, 128)) {
 		r = -errno;
 		close(fd);
 		return r;
@@ -319,14 +333,14 @@ int fld_listen(const char *path, int *ret_fd)
 }
 
 /* Firecracker connects with SOCK_STREAM. */
-int fld_listen_stream(const char *path, int *ret_fd)
+int fld_listen_stream(const char *path, bool others, int *ret_fd)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	int fd, r;
 
 	if (strlen(path) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
-	r = make_socket_dir(path);
+	r = make_socket_dir(path, others);
 	if (r)
 		return r;
 	memcpy(a.sun_path, path, strlen(path) + 1);
@@ -334,7 +348,7 @@ int fld_listen_stream(const char *path, int *ret_fd)
 	if (fd < 0)
 		return -errno;
 	unlink(path);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, 0600) || listen(fd, 128)) {
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, others ? 0666 : 0600) || listen(fd, 128)) {
 		r = -errno;
 		close(fd);
 		return r;
@@ -382,9 +396,10 @@ int fld_run(struct fld *d)
 	}
 	d->lfd = d->cfg.listen_fd;
 	d->fc_lfd = d->cfg.fc_listen_fd;
-	if (d->lfd < 0 && d->cfg.socket && (r = fld_listen(d->cfg.socket, &d->lfd)))
+	if (d->lfd < 0 && d->cfg.socket && (r = fld_listen(d->cfg.socket, fld_others_allowed(&d->cfg), &d->lfd)))
 		return r;
-	if (d->fc_lfd < 0 && d->cfg.fc_socket && (r = fld_listen_stream(d->cfg.fc_socket, &d->fc_lfd)))
+	if (d->fc_lfd < 0 && d->cfg.fc_socket &&
+	    (r = fld_listen_stream(d->cfg.fc_socket, fld_others_allowed(&d->cfg), &d->fc_lfd)))
 		return r;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

@@ -359,6 +359,11 @@ int fl_client_map(struct fl_client *c, const struct fl_client_map_opts *opts, vo
 			o.length = s->length - o.offset;
 		if (o.length > s->length - o.offset)
 			goto out;
+		/* A clone maps its template from the first byte (the daemon
+		 * fills it through an alias that starts there too). */
+		ret = -EINVAL;
+		if (s->kind == FL_MGR_SRC_TEMPLATE && o.offset)
+			goto out;
 		r.source = idx + 1;
 		r.mem = (uint16_t)(s->kind == FL_MGR_SRC_TEMPLATE ? s->mem : 0);
 		if (s->kind == FL_MGR_SRC_TEMPLATE)
@@ -561,6 +566,8 @@ int fl_client_after_fork(struct fl_client *c)
 		return -EINVAL;
 	if (c->session_pid == getpid())
 		return -EALREADY;	/* claimed already, or not a child at all */
+	if (!(c->features & UFFD_FEATURE_EVENT_FORK))
+		return -ENOENT;		/* the daemon saw no fork (and the beacon is not here) */
 	/* The guard thread did not survive fork: forget it without a join,
 	 * and start afresh on the mutex, which it may have held. */
 	if (c->guard)

@@ -76,7 +76,8 @@ struct fl_client_map_opts {
 	enum fl_client_source source;
 	const char *image;		/* image name, relative to the daemon's image directory */
 	unsigned region;		/* region of the image */
-	uint64_t offset;		/* byte of the region the mapping starts at (page-aligned) */
+	uint64_t offset;		/* byte of the region the mapping starts at (page-aligned;
+					 * 0 for templates) */
 	size_t length;			/* bytes; 0: the rest of the region (required for ZERO) */
 	void *addr;			/* NULL: anywhere; else MAP_FIXED_NOREPLACE there */
 };
@@ -87,7 +88,8 @@ struct fl_client_map_opts {
  * the client is attached already, registers it and tells the daemon.
  * *ret_addr is the mapping. Errors: -ENOENT (no such image), -EACCES (a
  * name outside the daemon's image directory), -ERANGE (offset or length
- * beyond the region), -EDQUOT (the daemon's per-client limits), -EINVAL.
+ * beyond the region), -EDQUOT (the daemon's per-client limits), -EINVAL
+ * (bad options; a template with a non-zero offset).
  */
 FL_API int fl_client_map(struct fl_client *client, const struct fl_client_map_opts *opts,
 			 void **ret_addr);

@@ -68,7 +68,7 @@ static bool name_rule(const char *name)
 		if (k == 2 && c[0] == '.' && c[1] == '.')
 			return false;
 		if (!end)
-			return true;
+			return k > 0;	/* no trailing "/" */
 		c = end + 1;
 	}
 }
