@@ -230,4 +230,27 @@ U_FN long d_pss_kib(pid_t pid, uint64_t start, uint64_t len)
 	return total;
 }
 
+/* Pss (KiB) of a process's mappings of memfds (a daemon's template aliases). */
+U_FN long d_pss_memfd_kib(pid_t pid)
+{
+	char path[64], line[512];
+	long total = 0;
+	bool in = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	T_ASSERT(f, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		long kib;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = strstr(line, "/memfd:") != NULL;
+		else if (in && sscanf(line, "Pss: %ld kB", &kib) == 1)
+			total += kib;
+	}
+	fclose(f);
+	return total;
+}
+
 #endif
