@@ -73,6 +73,15 @@ static int fc_recv(int sock, char *buf, size_t cap, size_t *ret_len, int *ret_fd
 			}
 		}
 		len += (size_t)n;
+		/* The handshake is an array: what starts otherwise will not
+		 * become one by waiting, and the loop waits with us. */
+		for (size_t i = 0; i < len; i++) {
+			if (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')
+				continue;
+			if (buf[i] != '[')
+				goto out;
+			break;
+		}
 		j = json_loadb(buf, len, 0, &err);
 		if (j) {
 			json_decref(j);
@@ -81,6 +90,7 @@ static int fc_recv(int sock, char *buf, size_t cap, size_t *ret_len, int *ret_fd
 			return 0;
 		}
 	}
+out:
 	fl__close(fd);
 	return len == cap ? -EMSGSIZE : -EBADMSG;
 }

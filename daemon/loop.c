@@ -357,6 +357,42 @@ int fld_listen_stream(const char *path, bool others, int *ret_fd)
 	return 0;
 }
 
+/*
+ * Exit without failing anyone: every space is let go untouched (a bare
+ * fl_engine_free() would poison what is undelivered), so that a new
+ * faultlined can resume the clients, which hold their own uffds. Only the
+ * uffds of unclaimed forked children have no other holder: the kernel
+ * zero-fills those, which faultlined(8) documents.
+ */
+static void shutdown_quietly(struct fld *d)
+{
+	fl_engine_stop(d->engine);
+	/* Every space we ever saw has a slot in d->spaces (forks included). */
+	for (size_t sp = 1; sp < d->nspaces; sp++)
+		fl_engine_release(d->engine, (int)sp, 0);
+	for (struct fld_session *s = d->sessions; s; s = s->next) {
+		s->space = -1;
+		fld_session_close(d, s, "daemon exiting");
+	}
+	free_closed(d);
+	while (d->forks) {
+		struct fld_fork *f = d->forks;
+		d->forks = f->next;
+		free(f);
+	}
+	d->engine = fl_engine_free(d->engine);
+	fl_store_unref(d->mem_store);
+	fl__close(d->epfd);
+	fl__close(d->sigfd);
+	fl__close(d->timerfd);
+	fl__close(d->lfd);
+	fl__close(d->fc_lfd);
+	free(d->spaces);
+	free(d->buf);
+	free(d->ranges);
+	pthread_mutex_destroy(&d->mu);
+}
+
 static int add_fd(struct fld *d, int fd, uintptr_t tag)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = (void *)tag };
@@ -454,10 +490,8 @@ int fld_run(struct fld *d)
 		}
 		free_closed(d);
 	}
-	/* Not fl_engine_free(): that would poison every client, and a new
-	 * faultlined can resume them. Our uffd references go with us; the
-	 * clients hold their own, so nothing reads zeros. */
 	if (d->cfg.socket && d->cfg.listen_fd < 0)
 		unlink(d->cfg.socket);
+	shutdown_quietly(d);
 	return 0;
 }

@@ -114,8 +114,9 @@ static int on_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 	if (r)
 		return fld_reply_error(s, h->seq, -r, "image %s: %s", m.name, strerror(-r));
 	if (m.region >= im->nregions) {
+		unsigned n = im->nregions;
 		fld_image_put(d, im);
-		return fld_reply_error(s, h->seq, ERANGE, "image %s has %u regions", m.name, im->nregions);
+		return fld_reply_error(s, h->seq, ERANGE, "image %s has %u regions", m.name, n);
 	}
 	src = (struct fld_source){ .id = s->nsources + 1, .kind = m.kind, .image = im, .region = m.region,
 				   .length = im->lengths[m.region], .page_size = 4096 };

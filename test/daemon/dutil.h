@@ -132,8 +132,12 @@ U_FN int d_stop(struct d_env *e, int sig)
 U_FN void d_env_free(struct d_env *e)
 {
 	char cmd[100];
+	bool running = e->pid > 0;
+	int st = d_stop(e, SIGTERM);
 
-	d_stop(e, SIGTERM);
+	/* A clean exit: under ASan this is where the daemon's own errors and
+	 * leaks show. */
+	T_ASSERT(!running || (WIFEXITED(st) && WEXITSTATUS(st) == 0), "faultlined exited with status 0x%x", st);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
 	if (system(cmd))
 		(void)0;
