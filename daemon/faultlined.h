@@ -36,6 +36,7 @@ struct fld_config {
 	bool supervise;
 	unsigned max_restarts;		/* supervisor: within restart_window_s */
 	unsigned restart_window_s;
+	const char *state_dir;		/* Firecracker state records (default: the socket's directory) */
 	int listen_fd;			/* inherited from the supervisor, or -1 */
 	int fc_listen_fd;
 };
@@ -101,6 +102,12 @@ struct fld_session {
 	uint64_t started_ns;
 	int refuse_err;			/* policy: answer the first message with this */
 	char refuse_msg[96];
+	bool closed;			/* freed at the end of the loop's batch */
+	/* Firecracker: the handshake as it arrives, and the state record */
+	char *fc_buf;
+	size_t fc_len;
+	int fc_fd;
+	char state_path[640];
 };
 
 /* A forked child's space, until the child claims it. */
@@ -174,7 +181,12 @@ void fld_template_put(struct fld *d, struct fld_template *t);
 char *fld_stats_json(struct fld *d);
 
 /* firecracker.c */
+/* Read more of a handshake; 0 when served or when more is to come, -errno: refused. */
 int fld_firecracker_accept(struct fld *d, struct fld_session *s);
+/* The session's process is gone: drop its state record. */
+void fld_firecracker_forget(struct fld_session *s);
+/* At start: re-take the uffd of every Firecracker a state record names. */
+int fld_firecracker_recover(struct fld *d, struct fld_session *(*new_session)(struct fld *d, pid_t pid));
 
 /* supervise.c */
 int fld_supervise(struct fld_config *cfg, int argc, char **argv);

@@ -88,10 +88,20 @@ static bool process_gone(const struct fld_session *s)
 
 void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 {
-	if (s->sock < 0)
+	bool gone = process_gone(s);
+
+	if (s->closed)
 		return;	/* closed already in this batch */
+	s->closed = true;
+	/* A Firecracker's record stays while it lives and the daemon merely
+	 * exits: the next daemon re-takes its uffd. */
+	if (s->kind == FLD_FIRECRACKER && (gone || !d->stopping))
+		fld_firecracker_forget(s);
+	free(s->fc_buf);
+	s->fc_buf = NULL;
+	fl__close(s->fc_fd);
+	s->fc_fd = -1;
 	if (s->space >= 0) {
-		bool gone = process_gone(s);
 		struct fl_space_stats st = { .sz = sizeof(st) };
 		int r;
 
@@ -121,9 +131,10 @@ void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 	s->nsources = 0;
 	/* Unread packets would turn our last words (an ERROR) into an
 	 * ECONNRESET for the peer: drop them first (their fds with them). */
-	for (int i = 0; i < 64 && recv(s->sock, d->buf, 1, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
+	for (int i = 0; s->sock >= 0 && i < 64 && recv(s->sock, d->buf, 1, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
 		;
-	epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->sock, NULL);
+	if (s->sock >= 0)
+		epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->sock, NULL);
 	if (s->pidfd >= 0)
 		epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->pidfd, NULL);
 	fl__close(s->sock);
@@ -135,7 +146,7 @@ static void free_closed(struct fld *d)
 {
 	for (struct fld_session **pp = &d->sessions; *pp;) {
 		struct fld_session *s = *pp;
-		if (s->sock < 0) {
+		if (s->closed) {
 			*pp = s->next;
 			d->nsessions--;
 			free(s);
@@ -181,7 +192,8 @@ static void on_accept(struct fld *d, int lfd, enum fld_kind kind)
 		return;
 	}
 	*s = (struct fld_session){ .d = d, .id = ++d->next_id, .kind = kind, .sock = fd, .pidfd = -1,
-				   .pid = cred.pid, .uid = cred.uid, .space = -1, .started_ns = fl__now_ns() };
+				   .pid = cred.pid, .uid = cred.uid, .space = -1, .started_ns = fl__now_ns(),
+				   .fc_fd = -1 };
 	s->next = d->sessions;
 	d->sessions = s;
 	d->nsessions++;
@@ -222,10 +234,14 @@ static void on_timer(struct fld *d)
 
 	/* Connections that never said HELLO (or were refused and never
 	 * spoke) do not hold a session slot for long. */
-	for (struct fld_session *s = d->sessions; s; s = s->next)
-		if (s->sock >= 0 && !s->hello && s->kind != FLD_FIRECRACKER &&
-		    now - s->started_ns > 10000000000ull)
+	for (struct fld_session *s = d->sessions; s; s = s->next) {
+		if (!s->closed && !s->hello && s->kind != FLD_FIRECRACKER && now - s->started_ns > 10000000000ull)
 			fld_session_close(d, s, "said nothing for 10 s");
+		if (!s->closed && s->kind == FLD_FIRECRACKER && s->space < 0 && now - s->started_ns > 2000000000ull) {
+			d->bad_messages++;
+			fld_session_close(d, s, "Firecracker handshake not complete in 2 s");
+		}
+	}
 
 	if (n > 0)
 		fld_log(1, "%d spaces of exited processes released", n);
@@ -247,7 +263,7 @@ static void on_session(struct fld *d, struct fld_session *s, bool pid_event, uin
 {
 	int r;
 
-	if (s->sock < 0)
+	if (s->closed)
 		return;
 	if (pid_event) {
 		fld_session_close(d, s, "exited");
@@ -393,6 +409,28 @@ static void shutdown_quietly(struct fld *d)
 	pthread_mutex_destroy(&d->mu);
 }
 
+/* A session for a Firecracker found in a state record: no socket, a pidfd. */
+static struct fld_session *recovered_session(struct fld *d, pid_t pid)
+{
+	struct fld_session *s = calloc(1, sizeof(*s));
+	struct epoll_event ev;
+
+	if (!s)
+		return NULL;
+	*s = (struct fld_session){ .d = d, .id = ++d->next_id, .kind = FLD_FIRECRACKER, .sock = -1, .pidfd = -1,
+				   .pid = pid, .space = -1, .started_ns = fl__now_ns(), .fc_fd = -1, .hello = true };
+	if (fl__pidfd_open(pid, &s->pidfd)) {
+		free(s);
+		return NULL;
+	}
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = (char *)s + 1 };
+	epoll_ctl(d->epfd, EPOLL_CTL_ADD, s->pidfd, &ev);
+	s->next = d->sessions;
+	d->sessions = s;
+	d->nsessions++;
+	return s;
+}
+
 static int add_fd(struct fld *d, int fd, uintptr_t tag)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = (void *)tag };
@@ -412,6 +450,14 @@ int fld_run(struct fld *d)
 	sigset_t mask;
 	int r;
 
+	/* Blocked before any thread exists (the engine's inherit the mask):
+	 * they arrive through the signalfd, in the loop. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	d->started_ns = fl__now_ns();
 	pthread_mutex_init(&d->mu, NULL);
 	d->buf = malloc(FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD);
@@ -437,19 +483,20 @@ int fld_run(struct fld *d)
 	if (d->fc_lfd < 0 && d->cfg.fc_socket &&
 	    (r = fld_listen_stream(d->cfg.fc_socket, fld_others_allowed(&d->cfg), &d->fc_lfd)))
 		return r;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	r = fl_engine_start(d->engine);
+	if (r)
+		return r;
 	d->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	d->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	d->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (d->sigfd < 0 || d->timerfd < 0 || d->epfd < 0 || timerfd_settime(d->timerfd, 0, &its, NULL))
 		return -errno;
-	r = fl_engine_start(d->engine);
-	if (!r && d->lfd >= 0)
+	if (d->cfg.fc_socket) {
+		int n = fld_firecracker_recover(d, recovered_session);
+		if (n > 0)
+			fld_log(0, "%d Firecracker VMs resumed from %s", n, d->cfg.state_dir);
+	}
+	if (d->lfd >= 0)
 		r = add_fd(d, d->lfd, TAG_LISTEN);
 	if (!r && d->fc_lfd >= 0)
 		r = add_fd(d, d->fc_lfd, TAG_FC_LISTEN);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,8 @@ static void usage(FILE *f)
 		"  --threads N              fault-service threads (default 2)\n"
 		"  --firecracker-socket PATH  accept Firecracker's snapshot-restore handshake there\n"
 		"  --mem-file FILE          the guest memory file Firecracker clients are served from\n"
+		"  --state-dir DIR          where a restarted daemon finds the Firecracker VMs to re-take\n"
+		"                           (default: the Firecracker socket's directory)\n"
 		"  --supervise              run under a supervisor that restarts the daemon when it dies\n"
 		"  --max-restarts N         supervisor: give up after N deaths in 60 s (default 5)\n"
 		"  -v, --verbose            more log lines (repeat for the engine's)\n"
@@ -66,7 +69,7 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
 int main(int argc, char **argv)
 {
 	enum { O_SOCKET = 256, O_IMAGES, O_ALLOW, O_MAXC, O_MAXR, O_MAXM, O_MAXI, O_THREADS, O_FC, O_MEM,
-	       O_SUPERVISE, O_RESTARTS, O_VERSION };
+	       O_SUPERVISE, O_RESTARTS, O_STATE, O_VERSION };
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "images", required_argument, NULL, O_IMAGES },
@@ -80,6 +83,7 @@ int main(int argc, char **argv)
 		{ "mem-file", required_argument, NULL, O_MEM },
 		{ "supervise", no_argument, NULL, O_SUPERVISE },
 		{ "max-restarts", required_argument, NULL, O_RESTARTS },
+		{ "state-dir", required_argument, NULL, O_STATE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, O_VERSION },
@@ -114,6 +118,7 @@ int main(int argc, char **argv)
 		case O_MEM: cfg.mem_file = optarg; break;
 		case O_SUPERVISE: cfg.supervise = true; break;
 		case O_RESTARTS: r = parse_uint(optarg, 0, 1000, &cfg.max_restarts); break;
+		case O_STATE: cfg.state_dir = optarg; break;
 		case 'v': fld_verbose++; break;
 		case 'h': usage(stdout); return 0;
 		case O_VERSION: printf("faultlined %s\n", fl_version()); return 0;
@@ -135,6 +140,11 @@ int main(int argc, char **argv)
 	}
 	if (cfg.fc_socket && !socket_given)
 		cfg.socket = NULL;	/* Firecracker only, unless asked for both */
+	if (cfg.fc_socket && !cfg.state_dir) {
+		char *copy = strdup(cfg.fc_socket);
+		cfg.state_dir = copy ? strdup(dirname(copy)) : NULL;
+		free(copy);
+	}
 	if (cfg.supervise)
 		r = fld_supervise(&cfg, argc, argv);
 	else {

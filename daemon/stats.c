@@ -71,7 +71,7 @@ char *fld_stats_json(struct fld *d)
 	fl_engine_stats(d->engine, &es);
 	for (struct fld_session *s = d->sessions; s; s = s->next) {
 		json_t *c;
-		if (s->sock < 0 || s->kind == FLD_OBSERVER)
+		if (s->closed || s->kind == FLD_OBSERVER)
 			continue;
 		nclients++;
 		c = json_pack("{s:I,s:i,s:i,s:s,s:f,s:i,s:i}", "id", (json_int_t)s->id, "pid", (int)s->pid, "uid",
