@@ -18,6 +18,8 @@ static const char bench_usage[] =
 	"Benchmarks:\n"
 	"  clone   copy-on-write clones: memory of 8 clones vs 8 copies, reset\n"
 	"          rate vs fork(), cold start with a working set vs lazily\n"
+	"  daemon  clients of faultlined vs in-process: per-fault latency, and\n"
+	"          memory of 16 clients sharing one image's page cache\n"
 	"  fault   demand-fault service latency (p50/p99), same-CPU and cross-CPU\n"
 	"          handler placement\n"
 	"  fill    lazy restore throughput of a page-cached file: demand faults\n"
@@ -37,6 +39,7 @@ struct bench {
 
 static const struct bench benches[] = {
 	{ "clone", bench_clone_main },
+	{ "daemon", bench_daemon_main },
 	{ "fault", bench_fault_main },
 	{ "fill", bench_fill_main },
 	{ "restore", bench_restore_main },

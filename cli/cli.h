@@ -13,5 +13,6 @@ int cmd_demo(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_image_push(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 #endif

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * faultline: the command-line tool. Dispatches to one subcommand per file
- * (check.c, bench.c, demo.c).
+ * (check.c, bench.c, demo.c, stats.c...).
  *
  * Exit status: 0 success, 1 runtime error (one line on stderr), 2 usage
  * error.
@@ -26,6 +26,7 @@ static const char usage_text[] =
 	"  demo           lazily restore a memory image and verify every byte\n"
 	"  image          create, inspect, verify, diff, export and push images\n"
 	"  serve          serve an image's pages to remote lazy regions over TCP/TLS\n"
+	"  stats          show a running faultlined's clients, faults and latency\n"
 	"\n"
 	"Run 'faultline <command> --help' for a command's options.\n"
 	"\n"
@@ -42,6 +43,7 @@ static const struct command commands[] = {
 	{ "demo", cmd_demo },
 	{ "image", cmd_image },
 	{ "serve", cmd_serve },
+	{ "stats", cmd_stats },
 };
 
 int main(int argc, char **argv)

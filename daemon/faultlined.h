@@ -148,11 +148,10 @@ extern int fld_verbose;
 
 /* loop.c */
 int fld_run(struct fld *d);
-/* The listening sockets (their directory made 0700, or 0711 when `others`:
+/* A listening socket (its directory made 0700, or 0711 when `others`:
  * --allow-uid admits other users): the manager's is SOCK_SEQPACKET,
- * Firecracker's SOCK_STREAM. */
-int fld_listen(const char *path, bool others, int *ret_fd);
-int fld_listen_stream(const char *path, bool others, int *ret_fd);
+ * Firecracker's SOCK_STREAM. -EADDRINUSE when a daemon answers there. */
+int fld_listen(const char *path, int type, bool others, int *ret_fd);
 bool fld_others_allowed(const struct fld_config *cfg);
 void fld_session_close(struct fld *d, struct fld_session *s, const char *why);
 int fld_reply_error(struct fld_session *s, uint32_t seq, int err, const char *fmt, ...)

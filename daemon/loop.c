@@ -319,7 +319,7 @@ static int make_socket_dir(const char *path, bool others)
 	return r;
 }
 
-int fld_listen(const char *path, bool others, int *ret_fd)
+int fld_listen(const char *path, int type, bool others, int *ret_fd)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	int fd, r;
@@ -330,7 +330,7 @@ int fld_listen(const char *path, bool others, int *ret_fd)
 	if (r)
 		return r;
 	memcpy(a.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
@@ -339,31 +339,6 @@ int fld_listen(const char *path, bool others, int *ret_fd)
 		return -EADDRINUSE;
 	}
 	unlink(path);	/* a stale socket of a daemon that died */
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, others ? 0666 : 0600) || listen(fd, 128)) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	*ret_fd = fd;
-	return 0;
-}
-
-/* Firecracker connects with SOCK_STREAM. */
-int fld_listen_stream(const char *path, bool others, int *ret_fd)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd, r;
-
-	if (strlen(path) >= sizeof(a.sun_path))
-		return -ENAMETOOLONG;
-	r = make_socket_dir(path, others);
-	if (r)
-		return r;
-	memcpy(a.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, others ? 0666 : 0600) || listen(fd, 128)) {
 		r = -errno;
 		close(fd);
@@ -478,10 +453,10 @@ int fld_run(struct fld *d)
 	}
 	d->lfd = d->cfg.listen_fd;
 	d->fc_lfd = d->cfg.fc_listen_fd;
-	if (d->lfd < 0 && d->cfg.socket && (r = fld_listen(d->cfg.socket, fld_others_allowed(&d->cfg), &d->lfd)))
+	if (d->lfd < 0 && d->cfg.socket && (r = fld_listen(d->cfg.socket, SOCK_SEQPACKET, fld_others_allowed(&d->cfg), &d->lfd)))
 		return r;
 	if (d->fc_lfd < 0 && d->cfg.fc_socket &&
-	    (r = fld_listen_stream(d->cfg.fc_socket, fld_others_allowed(&d->cfg), &d->fc_lfd)))
+	    (r = fld_listen(d->cfg.fc_socket, SOCK_STREAM, fld_others_allowed(&d->cfg), &d->fc_lfd)))
 		return r;
 	r = fl_engine_start(d->engine);
 	if (r)

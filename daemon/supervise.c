@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,9 +36,9 @@ int fld_supervise(struct fld_config *cfg, int argc, char **argv)
 
 	(void)argc;
 	(void)argv;
-	if (cfg->socket && (r = fld_listen(cfg->socket, fld_others_allowed(cfg), &cfg->listen_fd)))
+	if (cfg->socket && (r = fld_listen(cfg->socket, SOCK_SEQPACKET, fld_others_allowed(cfg), &cfg->listen_fd)))
 		return r;
-	if (cfg->fc_socket && (r = fld_listen_stream(cfg->fc_socket, fld_others_allowed(cfg), &cfg->fc_listen_fd)))
+	if (cfg->fc_socket && (r = fld_listen(cfg->fc_socket, SOCK_STREAM, fld_others_allowed(cfg), &cfg->fc_listen_fd)))
 		return r;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

@@ -11,33 +11,45 @@
 #define SYS_pidfd_getfd 438
 #endif
 
-int fl_uffd_send(int sock, int uffd, const void *data, size_t len)
+int fl__send_fd(int sock, struct iovec *iov, int niov, int fd, size_t *ret_sent)
 {
-	char dummy = 0;
-	struct iovec iov = { .iov_base = len ? (void *)data : &dummy, .iov_len = len ? len : 1 };
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
-	};
-	struct cmsghdr *c;
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)niov };
 	ssize_t n;
 
-	memset(&u, 0, sizeof(u));
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+	if (fd >= 0) {
+		struct cmsghdr *c;
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.buf;
+		msg.msg_controllen = sizeof(u.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
 	do
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	return (size_t)n == iov.iov_len ? 0 : -EMSGSIZE;
+	*ret_sent = (size_t)n;
+	return 0;
+}
+
+int fl_uffd_send(int sock, int uffd, const void *data, size_t len)
+{
+	char dummy = 0;
+	struct iovec iov = { .iov_base = len ? (void *)data : &dummy, .iov_len = len ? len : 1 };
+	size_t sent;
+	int r = fl__send_fd(sock, &iov, 1, uffd, &sent);
+
+	if (r)
+		return r;
+	return sent == iov.iov_len ? 0 : -EMSGSIZE;
 }
 
 int fl_uffd_recv(int sock, void *data, size_t len, int *ret_fd)

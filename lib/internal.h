@@ -73,6 +73,11 @@ int fl__realpath(const char *path, char *out, size_t len);
 /* ---- feature.c --------------------------------------------------------- */
 uint64_t fl__features_newer_than_6_1(void);
 
+/* handoff.c: sendmsg of iov with `fd` as SCM_RIGHTS (none if < 0), EINTR
+ * retried, no SIGPIPE. */
+struct iovec;
+int fl__send_fd(int sock, struct iovec *iov, int niov, int fd, size_t *ret_sent);
+
 /* guard.c: replace the ranges a guard poisons (the client adds ranges). */
 struct fl_guard;
 int fl__guard_set_ranges(struct fl_guard *g, const struct fl_range *ranges, unsigned n);

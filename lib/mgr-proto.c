@@ -273,33 +273,16 @@ int fl__mgr_send(int sock, uint16_t type, uint32_t seq, const void *payload, siz
 {
 	uint8_t hdr[FL_MGR_HDR_SIZE];
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)payload, len } };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
-	ssize_t n;
+	size_t sent;
+	int r;
 
 	if (len > FL_MGR_MAX_PAYLOAD)
 		return -EMSGSIZE;
 	fl__mgr_hdr_encode(hdr, type, (uint32_t)len, seq);
-	if (fd >= 0) {
-		struct cmsghdr *c;
-		memset(&u, 0, sizeof(u));
-		msg.msg_control = u.buf;
-		msg.msg_controllen = sizeof(u.buf);
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == sizeof(hdr) + len ? 0 : -EMSGSIZE;
+	r = fl__send_fd(sock, iov, len ? 2 : 1, fd, &sent);
+	if (r)
+		return r;
+	return sent == sizeof(hdr) + len ? 0 : -EMSGSIZE;
 }
 
 int fl__mgr_recv(int sock, uint8_t *buf, struct fl__mgr_hdr *ret_hdr, int *ret_fd, int timeout_ms)

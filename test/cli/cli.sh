@@ -5,7 +5,7 @@ set -u
 F=$1
 T=$(mktemp -d /tmp/fl-cli-XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
+pass=0 fail=0 skip=0
 result() {
 	local verdict=$1 name=$2
 	echo "$verdict cli/$name"
@@ -77,5 +77,68 @@ check image-unknown 2 "$F" image frobnicate
 check serve-help 0 "$F" serve --help
 check serve-no-listen 2 "$F" serve "$T/a.img"
 
-echo "# cli: $pass passed, $fail failed, 0 skipped" >&2
+# faultline stats against a real faultlined ($FAULTLINED, set by meson)
+check stats-help 0 "$F" stats --help
+check stats-extra-arg 2 "$F" stats extra
+check stats-unknown-option 2 "$F" stats --frobnicate
+check stats-socket-no-value 2 "$F" stats --socket
+check stats-no-daemon 1 "$F" stats --socket "$T/nothing.sock"
+has stats-no-daemon-says "$T/err" "no daemon there"
+: > "$T/not-a-socket"
+check stats-not-a-socket 1 "$F" stats --socket "$T/not-a-socket"
+FLD=${FAULTLINED:-}
+if [ -n "$FLD" ] && [ -x "$FLD" ]; then
+	mkdir -p "$T/fld/images"
+	"$FLD" --socket "$T/fld/sock" --images "$T/fld/images" 2> "$T/fld/log" &
+	fld_pid=$!
+	trap 'kill "$fld_pid" 2>/dev/null; wait "$fld_pid" 2>/dev/null; rm -rf "$T"' EXIT
+	for _ in $(seq 200); do
+		"$F" stats --socket "$T/fld/sock" --json > /dev/null 2>&1 && break
+		kill -0 "$fld_pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	check stats-text 0 "$F" stats --socket "$T/fld/sock"
+	has stats-text-daemon "$T/out" "faultlined .* pid $fld_pid"
+	has stats-text-events "$T/out" "events: fork 0"
+	has stats-text-refused "$T/out" "refused 0"
+	check stats-json 0 "$F" stats --socket "$T/fld/sock" --json
+	[ "$(wc -l < "$T/out")" = 1 ] && result PASS stats-json-one-line || result FAIL stats-json-one-line
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert set(d) >= {"daemon", "clients", "unclaimed_forks"}, d.keys()
+dm = d["daemon"]
+for k in ("pid", "version", "uptime_s", "clients", "faults", "events_fork", "events_remap",
+          "events_remove", "events_unmap", "refused", "bad_messages", "resumed",
+          "lat_p50_us", "lat_p99_us", "latency_hist_ns"):
+    assert k in dm, k
+assert dm["pid"] == int(sys.argv[2]) and dm["clients"] == 0 and d["clients"] == []
+' "$T/out" "$fld_pid" && result PASS stats-json-keys || result FAIL stats-json-keys
+	FAULTLINED_SOCKET="$T/fld/sock" check stats-env-socket 0 "$F" stats --json
+	has stats-env-socket-pid "$T/out" "\"pid\":$fld_pid"
+	# the benchmark starts its own faultlined ($FAULTLINED) and cleans up
+	scratch_before=$(ls -d /tmp/faultline-bench-daemon-* 2>/dev/null)
+	check bench-daemon-smoke 0 "$F" bench daemon --json --reps 1 --part a
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ("daemon_p50_us", "inproc_p50_us", "ratio", "daemon_p99_us", "inproc_p99_us",
+          "ratio_min", "ratio_max", "goal_ratio_met"):
+    assert k in d, k
+assert d["daemon_p50_us"] > 0 and d["inproc_p50_us"] > 0 and d["ratio"] > 0
+assert isinstance(d["goal_ratio_met"], bool) and d["pss_ratio"] is None
+' "$T/out" && result PASS bench-daemon-keys || result FAIL bench-daemon-keys
+	[ "$(ls -d /tmp/faultline-bench-daemon-* 2>/dev/null)" = "$scratch_before" ] \
+		&& result PASS bench-daemon-cleans-up || result FAIL bench-daemon-cleans-up
+	check bench-daemon-bad-part 2 "$F" bench daemon --part c
+	check bench-daemon-bad-reps 2 "$F" bench daemon --reps 0
+	kill "$fld_pid"; wait "$fld_pid"
+	check stats-daemon-gone 1 "$F" stats --socket "$T/fld/sock"
+	has stats-daemon-gone-says "$T/err" "no daemon there"
+else
+	echo "# faultlined not given (\$FAULTLINED): skipping the stats and bench daemon cases" >&2
+	skip=$((skip + 1))
+fi
+
+echo "# cli: $pass passed, $fail failed, $skip skipped" >&2
 [ "$fail" = 0 ]
