@@ -103,6 +103,7 @@ struct fld_session {
 	int refuse_err;			/* policy: answer the first message with this */
 	char refuse_msg[96];
 	bool closed;			/* freed at the end of the loop's batch */
+	bool draining;			/* session over, process alive: its uffd still read */
 	/* Firecracker: the handshake as it arrives, and the state record */
 	char *fc_buf;
 	size_t fc_len;

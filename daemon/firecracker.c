@@ -179,6 +179,17 @@ static int fc_serve(struct fld *d, struct fld_session *s, const char *json, size
 		r = check_mapping(d, &maps[i], why, whylen);
 		bytes += maps[i].size;
 	}
+	/* Everything is checked before the uffd is adopted: a refused VM is
+	 * left as it was (nothing registered with us to poison). */
+	for (size_t i = 0; !r && i < n; i++) {
+		for (size_t j = i + 1; j < n; j++) {
+			if (maps[i].base < maps[j].base + maps[j].size && maps[j].base < maps[i].base + maps[i].size) {
+				snprintf(why, whylen, "mappings %zu and %zu overlap", i, j);
+				r = -EINVAL;
+				break;
+			}
+		}
+	}
 	if (!r && (r = fld_uffd_features(fd, &features)))
 		snprintf(why, whylen, "the fd is not a userfaultfd");
 	if (!r) {

@@ -92,7 +92,6 @@ void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 
 	if (s->closed)
 		return;	/* closed already in this batch */
-	s->closed = true;
 	/* A Firecracker's record stays while it lives and the daemon merely
 	 * exits: the next daemon re-takes its uffd. */
 	if (s->kind == FLD_FIRECRACKER && (gone || !d->stopping))
@@ -101,24 +100,35 @@ void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 	s->fc_buf = NULL;
 	fl__close(s->fc_fd);
 	s->fc_fd = -1;
-	if (s->space >= 0) {
+	if (s->space >= 0 && s->draining && gone) {
+		fl_engine_release(d->engine, s->space, 0);
+		fld_space_set(d, s->space, 0, 0);
+		fld_log(1, "client %llu (pid %d): exited; space released", (unsigned long long)s->id, s->pid);
+		s->space = -1;
+	} else if (s->space >= 0 && !s->draining) {
 		struct fl_space_stats st = { .sz = sizeof(st) };
 		int r;
 
 		fl_engine_space_stats(d->engine, s->space, &st);
 		/* A live process that lost its session gets SIGBUS on what
-		 * was not delivered, not the zeros our close could bring. */
-		r = fl_engine_release(d->engine, s->space, gone ? 0 : FL_RELEASE_POISON);
+		 * was not delivered, not the zeros our close could bring; and
+		 * its uffd is still read until it exits (DRAIN), so that none
+		 * of its threads waits on a fault or an event forever. */
+		r = fl_engine_release(d->engine, s->space, gone ? 0 : FL_RELEASE_POISON | FL_RELEASE_DRAIN);
 		if (r == -EOPNOTSUPP || r == -EINVAL) {
 			fld_log(0, "client %llu (pid %d): cannot poison (%s): stopping it with SIGBUS",
 				(unsigned long long)s->id, s->pid, strerror(-r));
 			kill(s->pid, SIGBUS);
 		}
-		fld_space_set(d, s->space, 0, 0);
 		fld_log(0, "client %llu (pid %d): %s; %s after %llu faults", (unsigned long long)s->id, s->pid, why,
 			gone ? "process gone, space released" : "undelivered pages poisoned",
 			(unsigned long long)st.faults);
-		s->space = -1;
+		if (gone || d->stopping) {
+			fld_space_set(d, s->space, 0, 0);
+			s->space = -1;
+		} else {
+			s->draining = true;
+		}
 	} else if (s->kind != FLD_OBSERVER) {
 		fld_log(1, "client %llu (pid %d): %s", (unsigned long long)s->id, s->pid, why);
 	}
@@ -135,11 +145,15 @@ void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 		;
 	if (s->sock >= 0)
 		epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->sock, NULL);
+	fl__close(s->sock);
+	s->sock = -1;
+	if (s->draining && s->space >= 0)
+		return;	/* until its process exits: the pidfd says when */
 	if (s->pidfd >= 0)
 		epoll_ctl(d->epfd, EPOLL_CTL_DEL, s->pidfd, NULL);
-	fl__close(s->sock);
 	fl__close(s->pidfd);
-	s->sock = s->pidfd = -1;
+	s->pidfd = -1;
+	s->closed = true;
 }
 
 static void free_closed(struct fld *d)
@@ -269,6 +283,8 @@ static void on_session(struct fld *d, struct fld_session *s, bool pid_event, uin
 		fld_session_close(d, s, "exited");
 		return;
 	}
+	if (s->draining)
+		return;
 	if (s->kind == FLD_FIRECRACKER) {
 		if (s->space < 0) {
 			if (fld_firecracker_accept(d, s) < 0)
@@ -363,6 +379,7 @@ static void shutdown_quietly(struct fld *d)
 		fl_engine_release(d->engine, (int)sp, 0);
 	for (struct fld_session *s = d->sessions; s; s = s->next) {
 		s->space = -1;
+		s->draining = false;
 		fld_session_close(d, s, "daemon exiting");
 	}
 	free_closed(d);

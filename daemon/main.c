@@ -95,6 +95,7 @@ int main(int argc, char **argv)
 		.max_restarts = 5, .restart_window_s = 60, .listen_fd = -1, .fc_listen_fd = -1,
 	};
 	bool socket_given = false;
+	char *state_dir = NULL;
 	unsigned v;
 	int c, r;
 
@@ -141,9 +142,8 @@ int main(int argc, char **argv)
 	if (cfg.fc_socket && !socket_given)
 		cfg.socket = NULL;	/* Firecracker only, unless asked for both */
 	if (cfg.fc_socket && !cfg.state_dir) {
-		char *copy = strdup(cfg.fc_socket);
-		cfg.state_dir = copy ? strdup(dirname(copy)) : NULL;
-		free(copy);
+		state_dir = strdup(cfg.fc_socket);
+		cfg.state_dir = state_dir ? dirname(state_dir) : NULL;
 	}
 	if (cfg.supervise)
 		r = fld_supervise(&cfg, argc, argv);
@@ -151,6 +151,7 @@ int main(int argc, char **argv)
 		struct fld d = { .cfg = cfg };
 		r = fld_run(&d);
 	}
+	free(state_dir);
 	if (r) {
 		fprintf(stderr, "faultlined: %s\n", strerror(-r));
 		return 1;

@@ -80,6 +80,8 @@ char *fld_stats_json(struct fld *d)
 			      (int)s->nranges);
 		if (s->parent_id)
 			json_object_set_new(c, "forked_from", json_integer((json_int_t)s->parent_id));
+		if (s->draining)
+			json_object_set_new(c, "draining", json_true());
 		json_object_set_new(c, "serving", space_json(d, s->space, hist));
 		json_array_append_new(clients, c);
 	}

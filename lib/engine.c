@@ -902,7 +902,7 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 	struct fl_region *r;
 	int fd, ret = 0;
 
-	if (!e || space <= 0 || (flags & ~(FL_RELEASE_POISON | FL_RELEASE_POPULATE)))
+	if (!e || space <= 0 || (flags & ~(FL_RELEASE_POISON | FL_RELEASE_POPULATE | FL_RELEASE_DRAIN)))
 		return -EINVAL;
 	pthread_rwlock_rdlock(&e->lock);
 	sp = fl__engine_space(e, space);
@@ -926,6 +926,16 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 				poisoned += pr;
 		}
 		fl_region_free(r);
+	}
+	if (flags & FL_RELEASE_DRAIN) {
+		/* Keep reading: with no region left, a fault is failed closed
+		 * (poison or SIGBUS) and an event acknowledged, so that no
+		 * thread of the process ever waits on a uffd nobody reads. */
+		atomic_fetch_add(&e->index_gen, 1);
+		if (poisoned)
+			fl__log(&e->log, FL_LOG_INFO, "release: space %d: %lld pages poisoned, draining", space,
+				(long long)poisoned);
+		return ret;
 	}
 	pthread_rwlock_wrlock(&e->lock);
 	atomic_store(&sp->dead, true);

@@ -134,6 +134,7 @@ FL_API int fl_engine_wake_all(struct fl_engine *engine, int space);
 /* fl_engine_release() flags. */
 #define FL_RELEASE_POISON	(1u << 0)	/* poison what was not delivered (the process lives on) */
 #define FL_RELEASE_POPULATE	(1u << 1)	/* deliver every missing page first (then poison failures) */
+#define FL_RELEASE_DRAIN	(1u << 2)	/* free the regions but keep reading the uffd (see below) */
 
 /*
  * Stop serving space `space` (>= 1: an adopted or forked one): free its
@@ -145,6 +146,14 @@ FL_API int fl_engine_wake_all(struct fl_engine *engine, int space);
  * touched. Safe while handler threads run. Returns 0; -ENOENT: no such
  * space (or released already); the first populate/poison error otherwise
  * (the space is released all the same).
+ *
+ * With FL_RELEASE_DRAIN the regions go but the uffd stays and is still
+ * read: a later fault there is failed closed (poisoned, or SIGBUS to the
+ * thread) and events are acknowledged. A process that lives on after its
+ * service ended must not block in munmap(2), mremap(2), madvise(2) or
+ * fork(2) waiting for someone to read an event, nor in a fault. Call
+ * fl_engine_release() again without DRAIN when the process exits (or let
+ * fl_engine_reap() find it).
  */
 FL_API int fl_engine_release(struct fl_engine *engine, int space, unsigned flags);
 /*
