@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,7 +418,14 @@ void fld_on_event(void *ctx, int space, const struct uffd_msg *msg, int new_spac
 			f->beacon = beacon;
 			/* Before the child's faults are served (see on_event in
 			 * fl_engine_new(3)): the child finds its token there. */
-			r = fl_uffd_copy(fd, (void *)(uintptr_t)beacon, page, sizeof(page), 0, NULL);
+			/* EAGAIN: the fork is still finishing in the kernel
+			 * (mmap_changing); it does so without us. */
+			for (int i = 0; i < 1000; i++) {
+				r = fl_uffd_copy(fd, (void *)(uintptr_t)beacon, page, sizeof(page), 0, NULL);
+				if (r != -EAGAIN)
+					break;
+				sched_yield();
+			}
 		}
 		if (!r) {
 			pthread_mutex_lock(&d->mu);
@@ -427,8 +435,13 @@ void fld_on_event(void *ctx, int space, const struct uffd_msg *msg, int new_spac
 		} else {
 			free(f);
 		}
-		fld_log(0, "client %llu: fork: the child is served as space %d%s", (unsigned long long)owner,
-			new_space, r ? " (no beacon: it cannot claim its uffd)" : "");
+		if (r)
+			fld_log(0, "client %llu: fork: the child is served as space %d (no beacon: %s; it cannot "
+				"claim its uffd)", (unsigned long long)owner, new_space,
+				!beacon ? "none registered" : strerror(-r));
+		else
+			fld_log(0, "client %llu: fork: the child is served as space %d", (unsigned long long)owner,
+				new_space);
 		break;
 	}
 	case UFFD_EVENT_REMAP:

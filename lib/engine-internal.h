@@ -25,6 +25,7 @@ struct fl__space {
 	bool forked;			/* created by a FORK event: owns its regions */
 	bool released;			/* fl_engine_release(): uffd closed, regions freed */
 	int parent;			/* forked: the parent's space id; else -1 */
+	pthread_mutex_t read_mu;	/* a read and the events it returned, as one */
 	_Atomic bool paused;		/* adopted: not served until fl_engine_wake_all() */
 	struct fl__entry *entries;	/* sorted by start, non-overlapping */
 	size_t nentries, cap;

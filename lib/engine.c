@@ -71,6 +71,7 @@ static int add_space(struct fl_engine *e, int uffd, pid_t pid, uint64_t features
 	sp = fl__fs_calloc(1, sizeof(*sp));
 	if (!sp)
 		return -ENOMEM;
+	pthread_mutex_init(&sp->read_mu, NULL);
 	sp->id = (int)e->nspaces;
 	sp->uffd = uffd;
 	sp->pid = pid;
@@ -407,17 +408,30 @@ static int service_space(struct fl_engine *e, struct fl__space *sp, struct fl__w
 	gen = atomic_load(&e->index_gen);
 	/* Under the lock: fl_engine_release() closes a space's uffd, and its
 	 * number may be reused at once for another process's uffd. */
+	pthread_mutex_lock(&sp->read_mu);
 	pthread_rwlock_rdlock(&e->lock);
 	n = atomic_load(&sp->dead) ? 0 : fl_uffd_read(sp->uffd, w->msgs, w->batch);
 	pthread_rwlock_unlock(&e->lock);
-	if (n <= 0)
+	if (n <= 0) {
+		pthread_mutex_unlock(&sp->read_mu);
 		return n == -EAGAIN ? 0 : n;
+	}
 	t0 = fl__now_ns();
 	atomic_fetch_add_explicit(&e->demand_inflight, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&e->reads, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&e->messages, (uint64_t)n, memory_order_relaxed);
+	/* Events before the next read: the kernel lets madvise() return once
+	 * its REMOVE is read, and the fault that follows may be read by
+	 * another thread; it must find the range discarded, not serve the
+	 * old bytes. Faults of this batch go after its events (they raced
+	 * with them anyway). */
 	for (int i = 0; i < n; i++)
-		dispatch(e, sp, &w->msgs[i], t0, gen, w);
+		if (w->msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			dispatch(e, sp, &w->msgs[i], t0, gen, w);
+	pthread_mutex_unlock(&sp->read_mu);
+	for (int i = 0; i < n; i++)
+		if (w->msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			dispatch(e, sp, &w->msgs[i], t0, gen, w);
 	atomic_fetch_sub_explicit(&e->demand_inflight, 1, memory_order_relaxed);
 	return n;
 }
@@ -748,6 +762,7 @@ struct fl_engine *fl_engine_free(struct fl_engine *e)
 	for (size_t i = 0; i < e->nspaces; i++) {
 		fl__close(e->spaces[i]->uffd);
 		fl__fs_free(e->spaces[i]->entries);
+		pthread_mutex_destroy(&e->spaces[i]->read_mu);
 		fl__fs_free(e->spaces[i]);
 	}
 	fl__fs_free(e->spaces);
