@@ -37,4 +37,14 @@ int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, do
 int clone_reset_rates(const char *image_path, uint64_t size, uint64_t k, unsigned reps, double secs,
 		      double *ret_reset, double *ret_fork);
 
+/* A piece of bench/daemon.c that the demo reuses: n client processes read
+ * one 256 MiB image through faultlined (template, then private copies:
+ * total Pss of their mappings, MiB), then the template again with the
+ * daemon killed -9 40 ms in and restarted. Every page read is checked. */
+struct daemon_demo_result {
+	double image_mib, tpl_pss_mib, copy_pss_mib, killed_pss_mib;
+	unsigned resumed;		/* sessions the restarted daemon resumed */
+};
+int daemon_demo(unsigned n, struct daemon_demo_result *res);
+
 #endif

@@ -50,6 +50,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -671,7 +672,7 @@ static bool wr1(int fd, const void *b, size_t n)
 /* A worker: wait for the start, map and attach, read every page (checking
  * its first word, and one more word of every 16th page), report, wait to
  * be told to exit (EOF). */
-static int share_worker(const struct denv *e, bool tpl, int in, int out)
+static int share_worker(const struct denv *e, bool tpl, int in, int out, _Atomic unsigned *attached)
 {
 	struct fl_client_opts co = { .sz = sizeof(co), .socket = e->sock };
 	struct fl_client_map_opts mo = { .sz = sizeof(mo), .source = tpl ? FL_SOURCE_TEMPLATE : FL_SOURCE_IMAGE,
@@ -694,6 +695,7 @@ static int share_worker(const struct denv *e, bool tpl, int in, int out)
 	}
 	if (!rep.err) {
 		const uint8_t *m = addr;
+		atomic_fetch_add(attached, 1);
 		rep.step = 3;
 		for (uint64_t off = 0; off < SHARE_SIZE; off += PAGE) {
 			uint64_t page = off / PAGE, o[2] = { off, off + (page * 2654435761u % (PAGE / 8)) * 8 };
@@ -744,7 +746,11 @@ static uint64_t range_pss(pid_t pid, uint64_t start, uint64_t end, bool memfd)
 
 /* N clients at once, each reading the whole image; the sum of their
  * mappings' Pss (MiB) with all of them alive. */
-static int share_round(const struct denv *e, bool tpl, unsigned n, double *ret_mib)
+static int start_daemon(struct denv *e, const char *const *extra);
+
+/* kill_ms > 0: kill -9 the daemon that long after the clients start, and
+ * start a new one: the clients' guards resume their sessions with it. */
+static int share_round(struct denv *e, bool tpl, unsigned n, unsigned kill_ms, double *ret_mib)
 {
 	const char *who = tpl ? "FL_SOURCE_TEMPLATE" : "FL_SOURCE_IMAGE";
 	struct share_report reps[SHARE_CLIENTS];
@@ -753,6 +759,12 @@ static int share_round(const struct denv *e, bool tpl, unsigned n, double *ret_m
 	double total = 0;
 	int ret = 0, st;
 	char c = 1;
+	_Atomic unsigned *attached = mmap(NULL, sizeof(*attached), PROT_READ | PROT_WRITE,
+					  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (attached == MAP_FAILED)
+		return cli_fail("bench daemon: mmap", -errno);
+	*attached = 0;
 
 	fflush(NULL);
 	for (; started < n; started++) {
@@ -779,7 +791,7 @@ static int share_round(const struct denv *e, bool tpl, unsigned n, double *ret_m
 			}
 			close(k->to[1]);
 			close(k->from[0]);
-			_exit(share_worker(e, tpl, k->to[0], k->from[1]));
+			_exit(share_worker(e, tpl, k->to[0], k->from[1], attached));
 		}
 		close(k->to[0]);
 		close(k->from[1]);
@@ -787,6 +799,20 @@ static int share_round(const struct denv *e, bool tpl, unsigned n, double *ret_m
 	/* All at once, as a pool of clients starting together would. */
 	for (unsigned i = 0; i < n; i++)
 		wr1(w[i].to[1], &c, 1);
+	if (kill_ms && e->pid > 0) {
+		/* Once every client is attached: then they all depend on it. */
+		for (unsigned i = 0; i < 1000 && atomic_load(attached) < n; i++)
+			sleep_ms(10);
+		sleep_ms(kill_ms);
+		kill(e->pid, SIGKILL);
+		waitpid(e->pid, &st, 0);
+		e->pid = 0;
+		sleep_ms(100);
+		if (start_daemon(e, NULL)) {
+			ret = EXIT_ERR;
+			goto out;
+		}
+	}
 	for (unsigned i = 0; i < n && !ret; i++) {
 		struct share_report *rep = &reps[i];
 		if (!rd1(w[i].from[0], rep, sizeof(*rep))) {
@@ -823,6 +849,7 @@ out:
 				  strsignal(WTERMSIG(st)));
 			ret = EXIT_ERR;
 		}
+	munmap((void *)attached, sizeof(*attached));
 	*ret_mib = total;
 	return ret;
 }
@@ -842,8 +869,8 @@ static int part_share(struct denv *e, unsigned reps, struct share_result *res)
 		return EXIT_ERR;
 	progress_begin(&prog, "bench daemon (b)", reps, false);
 	for (unsigned i = 0; i < reps; i++) {
-		if (share_round(e, true, SHARE_CLIENTS, &res->tpl[i]) ||
-		    share_round(e, false, SHARE_CLIENTS, &res->copy[i]))
+		if (share_round(e, true, SHARE_CLIENTS, 0, &res->tpl[i]) ||
+		    share_round(e, false, SHARE_CLIENTS, 0, &res->copy[i]))
 			goto out;
 		res->n++;
 		progress_update(&prog, i + 1, NULL);
@@ -949,6 +976,71 @@ static void print_text(const struct denv *e, unsigned reps, const struct lat_res
 
 /* ---- the command ----------------------------------------------------------------------- */
 
+/* The scratch directory, its image directory, and which faultlined. */
+static int env_setup(struct denv *e)
+{
+	int r;
+
+	memset(e, 0, sizeof(*e));
+	r = find_faultlined(e->faultlined, sizeof(e->faultlined));
+	if (r) {
+		cli_error("faultlined not found (set $FAULTLINED to its path): %s", strerror(-r));
+		return EXIT_ERR;
+	}
+	snprintf(e->dir, sizeof(e->dir), "/tmp/faultline-bench-daemon-XXXXXX");
+	if (!mkdtemp(e->dir))
+		return cli_fail("mkdtemp /tmp/faultline-bench-daemon-XXXXXX", -errno);
+	snprintf(e->images, sizeof(e->images), "%s/images", e->dir);
+	snprintf(e->sock, sizeof(e->sock), "%s/sock", e->dir);
+	snprintf(e->log, sizeof(e->log), "%s/faultlined.log", e->dir);
+	snprintf(e->image, sizeof(e->image), "%s/%s", e->images, IMAGE_NAME);
+	cleanup_env = e;
+	if (mkdir(e->images, 0700)) {
+		cli_fail("mkdir", -errno);
+		remove_scratch(e);
+		cleanup_env = NULL;
+		return EXIT_ERR;
+	}
+	return 0;
+}
+
+int daemon_demo(unsigned n, struct daemon_demo_result *res)
+{
+	static struct denv env;
+	int status = EXIT_ERR, r;
+
+	memset(res, 0, sizeof(*res));
+	if (env_setup(&env))
+		return EXIT_ERR;
+	r = write_image(env.image, SHARE_SIZE);
+	if (r) {
+		cli_fail("demo: writing the image", r);
+		goto out;
+	}
+	res->image_mib = (double)(SHARE_SIZE >> 20);
+	if (start_daemon(&env, NULL))
+		goto out;
+	if (share_round(&env, true, n, 0, &res->tpl_pss_mib) || share_round(&env, false, n, 0, &res->copy_pss_mib))
+		goto out;
+	/* Every client checks every page it reads: a resumed session that
+	 * delivered a wrong or zero page fails the round. */
+	if (share_round(&env, true, n, 40, &res->killed_pss_mib))
+		goto out;
+	{
+		/* How many sessions the new daemon took over from the old. */
+		char *doc = NULL, *p;
+		if (fl_manager_stats(env.sock, 0, &doc) == 0 && (p = strstr(doc, "\"resumed\":")))
+			res->resumed = (unsigned)strtoul(p + 10, NULL, 10);
+		free(doc);
+	}
+	status = EXIT_OK;
+out:
+	stop_daemon(&env);
+	remove_scratch(&env);
+	cleanup_env = NULL;
+	return status;
+}
+
 int bench_daemon_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -998,26 +1090,10 @@ int bench_daemon_main(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error("bench daemon: unexpected argument '%s'", argv[optind]);
 
-	memset(&env, 0, sizeof(env));
-	r = find_faultlined(env.faultlined, sizeof(env.faultlined));
-	if (r) {
-		cli_error("bench daemon: faultlined not found (set $FAULTLINED to its path): %s", strerror(-r));
+	if (env_setup(&env))
 		return EXIT_ERR;
-	}
-	snprintf(env.dir, sizeof(env.dir), "/tmp/faultline-bench-daemon-XXXXXX");
-	if (!mkdtemp(env.dir))
-		return cli_fail("bench daemon: mkdtemp /tmp/faultline-bench-daemon-XXXXXX", -errno);
-	snprintf(env.images, sizeof(env.images), "%s/images", env.dir);
-	snprintf(env.sock, sizeof(env.sock), "%s/sock", env.dir);
-	snprintf(env.log, sizeof(env.log), "%s/faultlined.log", env.dir);
-	snprintf(env.image, sizeof(env.image), "%s/%s", env.images, IMAGE_NAME);
-	cleanup_env = &env;
 	for (int i = 0; i < 3; i++)
 		sigaction(sigs[i], &sa, &old[i]);
-	if (mkdir(env.images, 0700)) {
-		cli_fail("bench daemon: mkdir", -errno);
-		goto out;
-	}
 	r = write_image(env.image, pb ? SHARE_SIZE : LAT_SIZE);
 	if (r) {
 		cli_fail("bench daemon: writing the image", r);

@@ -49,7 +49,10 @@ static const char demo_usage[] =
 	"statistics. Then it writes an image of the region and restores it from a\n"
 	"local file, a page server and Redis; and takes live snapshots of a copy\n"
 	"while threads keep writing it (copy-on-write stall beside fork()'s, then an\n"
-	"incremental snapshot). The temporary directory is removed at the end.\n"
+	"incremental snapshot); copy-on-write clones of it; and client processes\n"
+	"served by faultlined (started from beside this program), which is killed\n"
+	"and restarted while they read. The temporary directory is removed at the\n"
+	"end.\n"
 	"\n"
 	"Options:\n"
 	"  --size BYTES   image size, e.g. 256M, 1G (default 1G)\n"
@@ -536,6 +539,8 @@ join:
 		status = demo_snapshot(d.base, size, tmpdir);
 	if (status == EXIT_OK)
 		status = demo_clones(d.base, size, tmpdir);
+	if (status == EXIT_OK)
+		status = demo_daemon();
 out:
 	fl_region_free(region);
 	fl_engine_free(engine);

@@ -19,4 +19,11 @@ int demo_snapshot(const uint8_t *src, uint64_t size, const char *dir);
  */
 int demo_clones(const uint8_t *src, uint64_t size, const char *dir);
 
+/*
+ * faultlined serving 8 client processes from one image: their Pss through
+ * the template beside private copies, then a kill -9 and restart of the
+ * daemon while they read. Exit code.
+ */
+int demo_daemon(void);
+
 #endif
