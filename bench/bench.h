@@ -37,6 +37,13 @@ int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, do
 int clone_reset_rates(const char *image_path, uint64_t size, uint64_t k, unsigned reps, double secs,
 		      double *ret_reset, double *ret_fork);
 
+/*
+ * Pss (bytes) of a process's mappings that overlap [start, end) or map a
+ * file whose name contains `name` (NULL: none) (bench/clone.c).
+ */
+#include <sys/types.h>
+uint64_t mappings_pss(pid_t pid, uint64_t start, uint64_t end, const char *name);
+
 /* A piece of bench/daemon.c that the demo reuses: n client processes read
  * one 256 MiB image through faultlined (template, then private copies:
  * total Pss of their mappings, MiB), then the template again with the

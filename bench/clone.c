@@ -161,7 +161,7 @@ static int share_worker(const char *image_path, uint64_t size, int tpl_fd, int i
  * a file whose name contains `name`: the memory itself, without what the
  * process shares with its parent.
  */
-static uint64_t mappings_pss(pid_t pid, uint64_t start, uint64_t end, const char *name)
+uint64_t mappings_pss(pid_t pid, uint64_t start, uint64_t end, const char *name)
 {
 	char path[64], line[512];
 	unsigned long long kb, total = 0;

@@ -718,31 +718,6 @@ static int share_worker(const struct denv *e, bool tpl, int in, int out, _Atomic
 	return rep.err || rep.mismatches ? 1 : 0;
 }
 
-/* Pss (bytes) of the mappings of a process that overlap [start, end), or
- * (memfd) of its mappings of memfds: the daemon's template aliases. */
-static uint64_t range_pss(pid_t pid, uint64_t start, uint64_t end, bool memfd)
-{
-	char path[64], line[512];
-	unsigned long long kb, total = 0;
-	bool in = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long a, b;
-		if (sscanf(line, "%llx-%llx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			in = memfd ? strstr(line, "/memfd:") != NULL : a < end && b > start;
-			continue;
-		}
-		if (in && sscanf(line, "Pss: %llu kB", &kb) == 1)
-			total += kb;
-	}
-	fclose(f);
-	return (uint64_t)total * 1024;
-}
 
 /* N clients at once, each reading the whole image; the sum of their
  * mappings' Pss (MiB) with all of them alive. */
@@ -833,11 +808,11 @@ static int share_round(struct denv *e, bool tpl, unsigned n, unsigned kill_ms, d
 	/* Only once every client has read every page: a page's Pss depends on
 	 * how many processes map it. */
 	for (unsigned i = 0; i < n && !ret; i++)
-		total += (double)range_pss(w[i].pid, reps[i].addr, reps[i].addr + reps[i].len, false) / MIB;
+		total += (double)mappings_pss(w[i].pid, reps[i].addr, reps[i].addr + reps[i].len, NULL) / MIB;
 	/* The daemon maps a template's pages too (the alias it fills them
 	 * through): its share is part of what the clients cost. */
 	if (tpl && !ret)
-		total += (double)range_pss(e->pid, 0, 0, true) / MIB;
+		total += (double)mappings_pss(e->pid, 0, 0, "/memfd:") / MIB;
 out:
 	for (unsigned i = 0; i < started; i++) {
 		close(w[i].to[1]);	/* EOF: exit */
