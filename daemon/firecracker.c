@@ -59,19 +59,12 @@ static int fc_read_some(struct fld_session *s)
 			return 0;
 		if (n <= 0)
 			return -EBADMSG;	/* gone before the message was whole */
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-			int fds[4];
-			size_t nfds;
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			nfds = FL_MIN((c->cmsg_len - CMSG_LEN(0)) / sizeof(int), 4);
-			memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
-			for (size_t i = 0; i < nfds; i++) {
-				if (s->fc_fd < 0)
-					s->fc_fd = fds[i];
-				else
-					fl__close(fds[i]);
-			}
+		{
+			int fd = fl__cmsg_take_fd(&msg);
+			if (s->fc_fd < 0)
+				s->fc_fd = fd;
+			else
+				fl__close(fd);	/* only the first part's fd counts */
 		}
 		s->fc_len += (size_t)n;
 		/* The handshake is an array: what starts otherwise will not

@@ -88,10 +88,11 @@ static bool process_gone(const struct fld_session *s)
 
 void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 {
-	bool gone = process_gone(s);
+	bool gone;
 
 	if (s->closed)
 		return;	/* closed already in this batch */
+	gone = process_gone(s);
 	/* A Firecracker's record stays while it lives and the daemon merely
 	 * exits: the next daemon re-takes its uffd. */
 	if (s->kind == FLD_FIRECRACKER && (gone || !d->stopping))
@@ -100,34 +101,32 @@ void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 	s->fc_buf = NULL;
 	fl__close(s->fc_fd);
 	s->fc_fd = -1;
-	if (s->space >= 0 && s->draining && gone) {
-		fl_engine_release(d->engine, s->space, 0);
-		fld_space_set(d, s->space, 0, 0);
-		fld_log(1, "client %llu (pid %d): exited; space released", (unsigned long long)s->id, s->pid);
-		s->space = -1;
-	} else if (s->space >= 0 && !s->draining) {
+	if (s->space >= 0) {
 		struct fl_space_stats st = { .sz = sizeof(st) };
 		int r;
 
 		fl_engine_space_stats(d->engine, s->space, &st);
-		/* A live process that lost its session gets SIGBUS on what
-		 * was not delivered, not the zeros our close could bring; and
-		 * its uffd is still read until it exits (DRAIN), so that none
-		 * of its threads waits on a fault or an event forever. */
-		r = fl_engine_release(d->engine, s->space, gone ? 0 : FL_RELEASE_POISON | FL_RELEASE_DRAIN);
-		if (r == -EOPNOTSUPP || r == -EINVAL) {
-			fld_log(0, "client %llu (pid %d): cannot poison (%s): stopping it with SIGBUS",
-				(unsigned long long)s->id, s->pid, strerror(-r));
-			kill(s->pid, SIGBUS);
-		}
-		fld_log(0, "client %llu (pid %d): %s; %s after %llu faults", (unsigned long long)s->id, s->pid, why,
-			gone ? "process gone, space released" : "undelivered pages poisoned",
-			(unsigned long long)st.faults);
-		if (gone || d->stopping) {
+		if (gone) {
+			/* Nothing left to protect (a draining session ends here too). */
+			fl_engine_release(d->engine, s->space, 0);
 			fld_space_set(d, s->space, 0, 0);
 			s->space = -1;
+			s->draining = false;
+			fld_log(0, "client %llu (pid %d): %s; process gone, space released after %llu faults",
+				(unsigned long long)s->id, s->pid, why, (unsigned long long)st.faults);
 		} else {
+			/* A live process that lost its session gets SIGBUS on
+			 * what was not delivered, never the zeros our close
+			 * could bring; and its uffd is still read until it exits
+			 * (DRAIN): a later fault is failed closed there (SIGBUS
+			 * to the thread where POISON is missing), and no munmap,
+			 * mremap or fork waits forever on an unread event. */
+			r = fl_engine_release(d->engine, s->space, FL_RELEASE_POISON | FL_RELEASE_DRAIN);
 			s->draining = true;
+			fld_log(0, "client %llu (pid %d): %s; undelivered pages %s after %llu faults",
+				(unsigned long long)s->id, s->pid, why,
+				r ? "fail closed as they are touched (cannot poison)" : "poisoned",
+				(unsigned long long)st.faults);
 		}
 	} else if (s->kind != FLD_OBSERVER) {
 		fld_log(1, "client %llu (pid %d): %s", (unsigned long long)s->id, s->pid, why);

@@ -537,11 +537,16 @@ int fl_client_attach(struct fl_client *c)
 		for (unsigned i = 0; i < c->nranges; i++)
 			fl__madvise((void *)(uintptr_t)c->ranges[i].addr, c->ranges[i].len, MADV_DONTFORK);
 	if (r && c->uffd >= 0 && r != -EALREADY) {
-		/* Nobody serves these ranges: unregistered, they are plain
-		 * memory again, still unread (the caller sees the error). */
-		for (unsigned i = 0; i < c->nranges; i++)
+		/* Nobody serves these ranges. Unregistered, an image's pages
+		 * would read zeros: make them inaccessible instead (SIGSEGV),
+		 * in case the caller uses them despite the error. */
+		for (unsigned i = 0; i < c->nranges; i++) {
+			void *p = (void *)(uintptr_t)c->ranges[i].addr;
+			if (c->ranges[i].source)
+				mprotect(p, c->ranges[i].len, PROT_NONE);
 			if (c->ranges[i].registered)
-				fl_uffd_unregister(c->uffd, (void *)(uintptr_t)c->ranges[i].addr, c->ranges[i].len);
+				fl_uffd_unregister(c->uffd, p, c->ranges[i].len);
+		}
 		for (unsigned i = 0; i < c->nranges; i++)
 			c->ranges[i].registered = false;
 		fl__close(c->uffd);

@@ -406,12 +406,10 @@ static int service_space(struct fl_engine *e, struct fl__space *sp, struct fl__w
 	/* The index generation before the read: a fault that finds no region
 	 * may have been queued before a region went away (stale). */
 	gen = atomic_load(&e->index_gen);
-	/* Under the lock: fl_engine_release() closes a space's uffd, and its
-	 * number may be reused at once for another process's uffd. */
+	/* Under read_mu: fl_engine_release() closes a space's uffd holding
+	 * it, and the number may be reused at once for another process's. */
 	pthread_mutex_lock(&sp->read_mu);
-	pthread_rwlock_rdlock(&e->lock);
 	n = atomic_load(&sp->dead) ? 0 : fl_uffd_read(sp->uffd, w->msgs, w->batch);
-	pthread_rwlock_unlock(&e->lock);
 	if (n <= 0) {
 		pthread_mutex_unlock(&sp->read_mu);
 		return n == -EAGAIN ? 0 : n;
@@ -897,24 +895,33 @@ int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 
 /* ---- spaces of other processes: release, reap, per-space statistics ------- */
 
-/* The next region of `sp` in the engine's list, or NULL. */
-static struct fl_region *first_region_of(struct fl_engine *e, struct fl__space *sp)
+/* The regions of `sp`, in one pass over the engine's list (fs-allocated;
+ * NULL with *ret_n 0 when there are none or memory is short). Only the
+ * caller adds regions to an adopted space; a forked one gets none later. */
+static struct fl_region **regions_of(struct fl_engine *e, struct fl__space *sp, size_t *ret_n)
 {
-	struct fl_region *r = NULL;
+	struct fl_region **v = NULL;
+	size_t n = 0;
 
 	pthread_rwlock_rdlock(&e->lock);
-	for (size_t i = 0; i < e->nregions && !r; i++)
+	for (size_t i = 0; i < e->nregions; i++)
+		n += e->regions[i]->space == sp;
+	v = n ? fl__fs_calloc(n, sizeof(*v)) : NULL;
+	n = 0;
+	for (size_t i = 0; v && i < e->nregions; i++)
 		if (e->regions[i]->space == sp)
-			r = e->regions[i];
+			v[n++] = e->regions[i];
 	pthread_rwlock_unlock(&e->lock);
-	return r;
+	*ret_n = n;
+	return v;
 }
 
 int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 {
 	struct fl__space *sp;
+	struct fl_region **regs;
 	int64_t poisoned = 0;
-	struct fl_region *r;
+	size_t nregs;
 	int fd, ret = 0;
 
 	if (!e || space <= 0 || (flags & ~(FL_RELEASE_POISON | FL_RELEASE_POPULATE | FL_RELEASE_DRAIN)))
@@ -924,7 +931,11 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 	pthread_rwlock_unlock(&e->lock);
 	if (!sp || sp->released)
 		return -ENOENT;
-	while ((r = first_region_of(e, sp))) {
+	regs = regions_of(e, sp, &nregs);
+	if (!regs && nregs)
+		return -ENOMEM;
+	for (size_t k = 0; k < nregs; k++) {
+		struct fl_region *r = regs[k];
 		bool alive = !atomic_load(&sp->dead);
 		if (alive && (flags & FL_RELEASE_POPULATE)) {
 			int pr = fl_region_populate(r, 0, r->length);
@@ -942,6 +953,7 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 		}
 		fl_region_free(r);
 	}
+	fl__fs_free(regs);
 	if (flags & FL_RELEASE_DRAIN) {
 		/* Keep reading: with no region left, a fault is failed closed
 		 * (poison or SIGBUS) and an event acknowledged, so that no
@@ -952,6 +964,9 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 				(long long)poisoned);
 		return ret;
 	}
+	/* read_mu first, as service_space() takes them: no read is under way
+	 * on this uffd when it is closed. */
+	pthread_mutex_lock(&sp->read_mu);
 	pthread_rwlock_wrlock(&e->lock);
 	atomic_store(&sp->dead, true);
 	sp->released = true;
@@ -963,6 +978,7 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 	atomic_fetch_add(&e->index_gen, 1);
 	pthread_rwlock_unlock(&e->lock);
 	fl__close(fd);
+	pthread_mutex_unlock(&sp->read_mu);
 	wake_threads(e);
 	if (poisoned)
 		fl__log(&e->log, FL_LOG_INFO, "release: space %d: %lld pages poisoned", space, (long long)poisoned);

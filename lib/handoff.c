@@ -52,6 +52,29 @@ int fl_uffd_send(int sock, int uffd, const void *data, size_t len)
 	return sent == iov.iov_len ? 0 : -EMSGSIZE;
 }
 
+int fl__cmsg_take_fd(struct msghdr *msg)
+{
+	int fd = -1;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		size_t nfds;
+		int fds[8];
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfds = FL_MIN((c->cmsg_len - CMSG_LEN(0)) / sizeof(int), FL_ARRAY_SIZE(fds));
+		memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
+		/* Keep the first fd; a hostile peer's extras are closed. */
+		for (size_t i = 0; i < nfds; i++) {
+			if (fd < 0)
+				fd = fds[i];
+			else
+				close(fds[i]);
+		}
+	}
+	return fd;
+}
+
 int fl_uffd_recv(int sock, void *data, size_t len, int *ret_fd)
 {
 	char dummy;
@@ -72,20 +95,7 @@ int fl_uffd_recv(int sock, void *data, size_t len, int *ret_fd)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			int fds[4];
-			memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
-			/* Keep the first fd; a hostile peer's extras are closed. */
-			for (size_t i = 0; i < nfds; i++) {
-				if (fd < 0)
-					fd = fds[i];
-				else
-					close(fds[i]);
-			}
-		}
-	}
+	fd = fl__cmsg_take_fd(&msg);
 	if (n == 0 && fd < 0)
 		return -ECONNRESET;
 	if (fd < 0)

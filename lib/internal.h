@@ -76,7 +76,10 @@ uint64_t fl__features_newer_than_6_1(void);
 /* handoff.c: sendmsg of iov with `fd` as SCM_RIGHTS (none if < 0), EINTR
  * retried, no SIGPIPE. */
 struct iovec;
+struct msghdr;
 int fl__send_fd(int sock, struct iovec *iov, int niov, int fd, size_t *ret_sent);
+/* The first fd a received message carries (-1: none); extras are closed. */
+int fl__cmsg_take_fd(struct msghdr *msg);
 
 /* guard.c: replace the ranges a guard poisons (the client adds ranges). */
 struct fl_guard;

@@ -313,19 +313,7 @@ int fl__mgr_recv(int sock, uint8_t *buf, struct fl__mgr_hdr *ret_hdr, int *ret_f
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		int fds[8];
-		memcpy(fds, CMSG_DATA(c), FL_MIN(nfds, 8) * sizeof(int));
-		for (size_t i = 0; i < FL_MIN(nfds, 8); i++) {
-			if (fd < 0)
-				fd = fds[i];
-			else
-				close(fds[i]);	/* a hostile peer's extras */
-		}
-	}
+	fd = fl__cmsg_take_fd(&msg);
 	if (n == 0) {
 		fl__close(fd);
 		return -ECONNRESET;

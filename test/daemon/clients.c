@@ -82,10 +82,10 @@ static int test_share(void *arg)
 	}
 	pthread_barrier_wait(&sh->read_done);
 	for (int i = 0; i < NCLIENTS; i++)
-		pss += d_pss_kib(pids[i], sh->addr[i], IMG_LEN);
+		pss += d_pss_kib(pids[i], sh->addr[i], IMG_LEN, NULL);
 	/* The daemon maps the template too (it fills it through an alias):
 	 * its share of the pages counts. */
-	pss += d_pss_memfd_kib(e.pid);
+	pss += d_pss_kib(e.pid, 0, 0, "/memfd:");
 	T_OK(fl_manager_stats(e.sock, 0, &json));
 	root = json_loads(json, 0, NULL);
 	T_ASSERT(root, "stats are not JSON: %.200s", json);
@@ -602,24 +602,10 @@ static int test_limits(void *arg)
 static void raw_send(int s, const void *buf, size_t len, int fd)
 {
 	struct iovec iov = { (void *)buf, len };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t sent = 0;
+	int r = fl__send_fd(s, &iov, 1, fd, &sent);
 
-	if (fd >= 0) {
-		struct cmsghdr *cm;
-		memset(&u, 0, sizeof(u));
-		msg.msg_control = u.b;
-		msg.msg_controllen = sizeof(u.b);
-		cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	T_ASSERT(sendmsg(s, &msg, MSG_NOSIGNAL) == (ssize_t)len, "sendmsg: %s", strerror(errno));
+	T_ASSERT(r == 0 && sent == len, "sendmsg: %s", strerror(-r));
 }
 
 static int hello(int s)

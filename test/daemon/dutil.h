@@ -10,6 +10,7 @@
 #define FL_TEST_DUTIL_H
 
 #include "util.h"
+#include "internal.h"
 #include "mgr-proto.h"
 
 #include <signal.h>
@@ -211,31 +212,12 @@ U_FN bool d_raw_closed(int s, int timeout_ms)
 	}
 }
 
-/* Pss (KiB) of the mappings of a process that lie in [start, start+len). */
-U_FN long d_pss_kib(pid_t pid, uint64_t start, uint64_t len)
-{
-	char path[64], line[256];
-	long total = 0;
-	bool in = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	f = fopen(path, "re");
-	T_ASSERT(f, "%s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		long kib;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
-			in = lo < start + len && hi > start;
-		else if (in && sscanf(line, "Pss: %ld kB", &kib) == 1)
-			total += kib;
-	}
-	fclose(f);
-	return total;
-}
-
-/* Pss (KiB) of a process's mappings of memfds (a daemon's template aliases). */
-U_FN long d_pss_memfd_kib(pid_t pid)
+/*
+ * Pss (KiB) of a process's mappings that lie in [start, start+len) or, with
+ * `name`, that map a file whose name contains it ("/memfd:": a daemon's
+ * template aliases).
+ */
+U_FN long d_pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name)
 {
 	char path[64], line[512];
 	long total = 0;
@@ -249,7 +231,7 @@ U_FN long d_pss_memfd_kib(pid_t pid)
 		unsigned long lo, hi;
 		long kib;
 		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
-			in = strstr(line, "/memfd:") != NULL;
+			in = name ? strstr(line, name) != NULL : lo < start + len && hi > start;
 		else if (in && sscanf(line, "Pss: %ld kB", &kib) == 1)
 			total += kib;
 	}

@@ -218,31 +218,13 @@ static int fc_send(int sock, const void *buf, size_t len, int fd)
 	size_t done = 0;
 
 	while (done < len) {
-		union {
-			char b[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} u;
 		struct iovec iov = { (uint8_t *)(uintptr_t)buf + done, len - done };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-		ssize_t n;
+		size_t n = 0;
+		int r = fl__send_fd(sock, &iov, 1, done == 0 ? fd : -1, &n);
 
-		if (fd >= 0 && done == 0) {
-			struct cmsghdr *c;
-			memset(&u, 0, sizeof(u));
-			msg.msg_control = u.b;
-			msg.msg_controllen = sizeof(u.b);
-			c = CMSG_FIRSTHDR(&msg);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &fd, sizeof(int));
-		}
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		done += (size_t)n;
+		if (r)
+			return r;
+		done += n;
 	}
 	return 0;
 }

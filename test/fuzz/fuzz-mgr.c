@@ -356,31 +356,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #ifdef FL_FUZZ_STANDALONE
 /* ---- a driver for compilers without libFuzzer ------------------------------ */
 
-static uint64_t rng_state;
+#include "standalone.h"
 
-static uint32_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 16);
-}
-
-#define MAX_INPUT (64 * 1024)
 #define NSEEDS 26
 
-struct input {
-	uint8_t b[MAX_INPUT];
-	size_t n;
-};
-
-static struct input seeds[NSEEDS];
+static struct fz_input seeds[NSEEDS];
 static unsigned nseeds;
 
 /* A seed: header + payload (or the bare payload when type is 0). */
 static void add(uint16_t type, const uint8_t *payload, int len)
 {
-	struct input *s = &seeds[nseeds++];
+	struct fz_input *s = &seeds[nseeds++];
 
 	CHECK(len >= 0 && nseeds <= NSEEDS);
 	s->n = 0;
@@ -403,7 +389,7 @@ static void make_seeds(void)
 	struct fl__mgr_open op = { .kind = FL_MGR_SRC_TEMPLATE, .region = 3, .flags = FL_MGR_OPEN_RESUME };
 	struct fl__mgr_source source = { .id = 1, .mem = 2, .length = 8u << 20, .page_size = 2u << 20 };
 	struct fl__mgr_attach attach = { .features = 0x1ff, .nranges = 3, .ranges = rs };
-	struct input *s;
+	struct fz_input *s;
 
 	for (unsigned i = 0; i < 40; i++) {
 		rs[i].addr = 0x7f0000000000ull + (uint64_t)i * (1u << 21);
@@ -465,102 +451,34 @@ static void make_seeds(void)
 	while (nseeds < NSEEDS) {
 		/* random bytes behind a valid magic and version */
 		s = &seeds[nseeds++];
-		s->n = 24 + rnd() % 200;
+		s->n = 24 + fz_rnd() % 200;
 		for (size_t i = 0; i < s->n; i++)
-			s->b[i] = (uint8_t)rnd();
+			s->b[i] = (uint8_t)fz_rnd();
 		memcpy(s->b, seeds[0].b, 6);
 	}
 }
 
-static void mutate(struct input *in)
+static const uint8_t interesting[] = { 0, 1, 2, 0x7f, 0x80, 0xff, 0x1f, 0x20, '.', '/', 13 };
+static const uint16_t fields16[] = { 0, 1, 2, 12, 13, 14, 254, 255, 256, 0xffff };	/* name_len, version, type, mem, flags */
+static const uint32_t fields32[] = { 0, 1, 2, 3, 4095, 4096, 8192, 2u << 20, FL_MGR_MAX_RANGES,
+				     FL_MGR_MAX_RANGES + 1, FL_MGR_MAX_PAYLOAD, FL_MGR_MAX_PAYLOAD + 1,
+				     0x7fffffff, 0xffffffff, FL_MGR_MAGIC };
+static const struct fz_dict dict = { interesting, sizeof(interesting), fields16,
+				     sizeof(fields16) / sizeof(fields16[0]), fields32,
+				     sizeof(fields32) / sizeof(fields32[0]) };
+
+static void finish(unsigned long iterations)
 {
-	static const uint8_t interesting[] = { 0, 1, 2, 0x7f, 0x80, 0xff, 0x1f, 0x20, '.', '/', 13 };
-	unsigned rounds = 1 + rnd() % 4;
-
-	for (unsigned r = 0; r < rounds && in->n; r++) {
-		size_t at = rnd() % in->n;
-		switch (rnd() % 8) {
-		case 0:
-			in->b[at] ^= (uint8_t)(1u << (rnd() % 8));
-			break;
-		case 1:
-			in->b[at] = interesting[rnd() % sizeof(interesting)];
-			break;
-		case 2: /* a 32-bit field set to a boundary value */
-			if ((at & ~(size_t)3) + 4 <= in->n) {
-				static const uint32_t v[] = { 0, 1, 2, 3, 4095, 4096, 8192, 2u << 20,
-							      FL_MGR_MAX_RANGES, FL_MGR_MAX_RANGES + 1,
-							      FL_MGR_MAX_PAYLOAD, FL_MGR_MAX_PAYLOAD + 1,
-							      0x7fffffff, 0xffffffff, FL_MGR_MAGIC };
-				uint32_t x = v[rnd() % (sizeof(v) / sizeof(v[0]))];
-				memcpy(in->b + (at & ~(size_t)3), &x, 4);
-			}
-			break;
-		case 3: /* a 16-bit field (name_len, version, type, mem, flags) */
-			if ((at & ~(size_t)1) + 2 <= in->n) {
-				static const uint16_t v[] = { 0, 1, 2, 12, 13, 14, 254, 255, 256, 0xffff };
-				uint16_t x = v[rnd() % (sizeof(v) / sizeof(v[0]))];
-				memcpy(in->b + (at & ~(size_t)1), &x, 2);
-			}
-			break;
-		case 4: /* truncate */
-			in->n = at;
-			break;
-		case 5: /* delete a byte */
-			memmove(in->b + at, in->b + at + 1, in->n - at - 1);
-			in->n--;
-			break;
-		case 6: /* insert a byte */
-			if (in->n < MAX_INPUT) {
-				memmove(in->b + at + 1, in->b + at, in->n - at);
-				in->b[at] = interesting[rnd() % sizeof(interesting)];
-				in->n++;
-			}
-			break;
-		default: { /* splice in part of another seed */
-			const struct input *o = &seeds[rnd() % NSEEDS];
-			size_t from = o->n ? rnd() % o->n : 0, k = o->n - from;
-			if (k > MAX_INPUT - at)
-				k = MAX_INPUT - at;
-			memcpy(in->b + at, o->b + from, k);
-			if (at + k > in->n)
-				in->n = at + k;
-			break;
-		}
-		}
-	}
-}
-
-int main(int argc, char **argv)
-{
-	unsigned long iterations = argc > 1 ? strtoul(argv[1], NULL, 10) : 200000;
-	static struct input in;
-
-	rng_state = argc > 2 ? strtoull(argv[2], NULL, 10) : 0x9e3779b97f4a7c15ull;
-	if (!rng_state)
-		rng_state = 1;
-	make_seeds();
-	for (unsigned i = 0; i < NSEEDS; i++)
-		LLVMFuzzerTestOneInput(seeds[i].b, seeds[i].n);
-	for (unsigned long it = 0; it < iterations; it++) {
-		in = seeds[rnd() % NSEEDS];
-		mutate(&in);
-		LLVMFuzzerTestOneInput(in.b, in.n);
-	}
 	fprintf(stderr, "# %lu mutated inputs; accepted: hello %lu welcome %lu open %lu source %lu "
 		"attach %lu u64 %lu error %lu name %lu header %lu\n", iterations,
 		accepted[D_HELLO], accepted[D_WELCOME], accepted[D_OPEN], accepted[D_SOURCE],
 		accepted[D_ATTACH], accepted[D_U64], accepted[D_ERROR], accepted[D_NAME], accepted[D_HDR]);
 	for (unsigned d = 0; d < D_N; d++)
 		CHECK(accepted[d] > 0);	/* every accept path was reached */
-	printf("PASS fuzz/mgr\n");
-	if (getenv("FL_TEST_RESULTS") && *getenv("FL_TEST_RESULTS")) {
-		FILE *f = fopen(getenv("FL_TEST_RESULTS"), "a");
-		if (f) {
-			fputs("PASS fuzz/mgr\n", f);
-			fclose(f);
-		}
-	}
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return fz_main(argc, argv, "mgr", seeds, &nseeds, make_seeds, &dict, finish);
 }
 #endif

@@ -143,25 +143,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #ifdef FL_FUZZ_STANDALONE
 /* ---- a driver for compilers without libFuzzer ------------------------------ */
 
-static uint64_t rng_state;
+#include "standalone.h"
 
-static uint32_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 16);
-}
-
-#define MAX_INPUT (64 * 1024)
 #define NSEEDS 12
 
-struct input {
-	uint8_t b[MAX_INPUT];
-	size_t n;
-};
-
-static struct input seeds[NSEEDS];
+static struct fz_input seeds[NSEEDS];
+static const unsigned nseeds = NSEEDS;
 
 /* Valid messages of every type, and a stream of several. */
 static void make_seeds(void)
@@ -174,26 +161,26 @@ static void make_seeds(void)
 	unsigned s = 0;
 	size_t n;
 
-	seeds[s].n = (size_t)fl__proto_hello_encode(seeds[s].b, MAX_INPUT, &hello);
+	seeds[s].n = (size_t)fl__proto_hello_encode(seeds[s].b, FZ_MAX_INPUT, &hello);
 	s++;
-	seeds[s].n = (size_t)fl__proto_ack_encode(seeds[s].b, MAX_INPUT, id, 4096, 512, regs, 2);
+	seeds[s].n = (size_t)fl__proto_ack_encode(seeds[s].b, FZ_MAX_INPUT, id, 4096, 512, regs, 2);
 	s++;
-	seeds[s].n = (size_t)fl__proto_read_encode(seeds[s].b, MAX_INPUT, 7, true, &rd);
+	seeds[s].n = (size_t)fl__proto_read_encode(seeds[s].b, FZ_MAX_INPUT, 7, true, &rd);
 	s++;
-	n = (size_t)fl__proto_data_encode(seeds[s].b, MAX_INPUT, 7, &rd, k, NULL);
+	n = (size_t)fl__proto_data_encode(seeds[s].b, FZ_MAX_INPUT, 7, &rd, k, NULL);
 	memset(seeds[s].b + n, 0xa5, 2 * 4096);
 	n += 2 * 4096;
-	n += (size_t)fl__proto_trailer_encode(seeds[s].b + n, MAX_INPUT - n, c, 2, 0);
+	n += (size_t)fl__proto_trailer_encode(seeds[s].b + n, FZ_MAX_INPUT - n, c, 2, 0);
 	seeds[s].n = n;
 	s++;
-	seeds[s].n = (size_t)fl__proto_error_encode(seeds[s].b, MAX_INPUT, 7, EBADMSG);
+	seeds[s].n = (size_t)fl__proto_error_encode(seeds[s].b, FZ_MAX_INPUT, 7, EBADMSG);
 	s++;
-	seeds[s].n = (size_t)fl__proto_bye_encode(seeds[s].b, MAX_INPUT);
+	seeds[s].n = (size_t)fl__proto_bye_encode(seeds[s].b, FZ_MAX_INPUT);
 	s++;
 	/* a DATA of zero pages only, and a stream: HELLO, READ x2, DATA, ERROR, BYE */
 	k[0] = k[2] = 1;
-	n = (size_t)fl__proto_data_encode(seeds[s].b, MAX_INPUT, 9, &rd, k, NULL);
-	n += (size_t)fl__proto_trailer_encode(seeds[s].b + n, MAX_INPUT - n, c, 0, EBADMSG);
+	n = (size_t)fl__proto_data_encode(seeds[s].b, FZ_MAX_INPUT, 9, &rd, k, NULL);
+	n += (size_t)fl__proto_trailer_encode(seeds[s].b + n, FZ_MAX_INPUT - n, c, 0, EBADMSG);
 	seeds[s].n = n;
 	s++;
 	for (unsigned i = 0; i < 6; i++) {
@@ -204,89 +191,22 @@ static void make_seeds(void)
 	s++;
 	while (s < NSEEDS) {
 		/* random bytes behind a valid magic and version */
-		seeds[s].n = 24 + rnd() % 200;
+		seeds[s].n = 24 + fz_rnd() % 200;
 		for (size_t i = 0; i < seeds[s].n; i++)
-			seeds[s].b[i] = (uint8_t)rnd();
+			seeds[s].b[i] = (uint8_t)fz_rnd();
 		memcpy(seeds[s].b, seeds[0].b, 6);
 		s++;
 	}
 }
 
-static void mutate(struct input *in)
-{
-	static const uint8_t interesting[] = { 0, 1, 0x7f, 0x80, 0xff, 0x10, 0x02, 0x04 };
-	unsigned rounds = 1 + rnd() % 4;
-
-	for (unsigned r = 0; r < rounds && in->n; r++) {
-		size_t at = rnd() % in->n;
-		switch (rnd() % 7) {
-		case 0:
-			in->b[at] ^= (uint8_t)(1u << (rnd() % 8));
-			break;
-		case 1:
-			in->b[at] = interesting[rnd() % sizeof(interesting)];
-			break;
-		case 2: /* a 32-bit field set to a boundary value */
-			if (at + 4 <= in->n) {
-				static const uint32_t v[] = { 0, 1, 511, 512, 513, 4096, 0x7fffffff, 0xffffffff,
-							      FL_PROTO_MAX_PAYLOAD, FL_PROTO_DATA_MAX };
-				uint32_t x = v[rnd() % (sizeof(v) / sizeof(v[0]))];
-				memcpy(in->b + (at & ~(size_t)3), &x, 4);
-			}
-			break;
-		case 3: /* truncate */
-			in->n = at;
-			break;
-		case 4: /* delete a byte */
-			memmove(in->b + at, in->b + at + 1, in->n - at - 1);
-			in->n--;
-			break;
-		case 5: /* insert a byte */
-			if (in->n < MAX_INPUT) {
-				memmove(in->b + at + 1, in->b + at, in->n - at);
-				in->b[at] = (uint8_t)rnd();
-				in->n++;
-			}
-			break;
-		default: { /* splice in part of another seed */
-			const struct input *o = &seeds[rnd() % NSEEDS];
-			size_t from = o->n ? rnd() % o->n : 0, k = o->n - from;
-			if (k > MAX_INPUT - at)
-				k = MAX_INPUT - at;
-			memcpy(in->b + at, o->b + from, k);
-			if (at + k > in->n)
-				in->n = at + k;
-			break;
-		}
-		}
-	}
-}
+static const uint8_t interesting[] = { 0, 1, 0x7f, 0x80, 0xff, 0x10, 0x02, 0x04 };
+static const uint32_t boundaries[] = { 0, 1, 511, 512, 513, 4096, 0x7fffffff, 0xffffffff,
+				       FL_PROTO_MAX_PAYLOAD, FL_PROTO_DATA_MAX };
+static const struct fz_dict dict = { interesting, sizeof(interesting), NULL, 0,
+				     boundaries, sizeof(boundaries) / sizeof(boundaries[0]) };
 
 int main(int argc, char **argv)
 {
-	unsigned long iterations = argc > 1 ? strtoul(argv[1], NULL, 10) : 200000;
-	static struct input in;
-
-	rng_state = argc > 2 ? strtoull(argv[2], NULL, 10) : 0x9e3779b97f4a7c15ull;
-	if (!rng_state)
-		rng_state = 1;
-	make_seeds();
-	for (unsigned i = 0; i < NSEEDS; i++)
-		LLVMFuzzerTestOneInput(seeds[i].b, seeds[i].n);
-	for (unsigned long it = 0; it < iterations; it++) {
-		in = seeds[rnd() % NSEEDS];
-		mutate(&in);
-		LLVMFuzzerTestOneInput(in.b, in.n);
-	}
-	printf("PASS fuzz/proto\n");
-	fprintf(stderr, "# %lu mutated inputs\n", iterations);
-	if (getenv("FL_TEST_RESULTS") && *getenv("FL_TEST_RESULTS")) {
-		FILE *f = fopen(getenv("FL_TEST_RESULTS"), "a");
-		if (f) {
-			fputs("PASS fuzz/proto\n", f);
-			fclose(f);
-		}
-	}
-	return 0;
+	return fz_main(argc, argv, "proto", seeds, &nseeds, make_seeds, &dict, NULL);
 }
 #endif
