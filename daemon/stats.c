@@ -17,24 +17,14 @@ static json_t *hist_json(const uint64_t *hist)
 {
 	json_t *a = json_array();
 
-	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++) {
-		uint64_t upper;
-		unsigned lg, sub;
-		if (!hist[b])
-			continue;
-		if (b < 8) {
-			upper = b;
-		} else {
-			lg = b / 8 + 2;
-			sub = b % 8;
-			upper = ((uint64_t)(8 + sub + 1) << (lg - 3)) - 1;
-		}
-		json_array_append_new(a, json_pack("[I,I]", (json_int_t)upper, (json_int_t)hist[b]));
-	}
+	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+		if (hist[b])
+			json_array_append_new(a, json_pack("[I,I]", (json_int_t)fl__hist_bucket_upper(b),
+							   (json_int_t)hist[b]));
 	return a;
 }
 
-static json_t *space_json(struct fld *d, int space, uint64_t *hist_sum)
+static json_t *space_json(struct fld *d, int space, struct fl__hist *sum)
 {
 	struct fl_space_stats *st = calloc(1, sizeof(*st));
 	json_t *o;
@@ -46,8 +36,12 @@ static json_t *space_json(struct fld *d, int space, uint64_t *hist_sum)
 		free(st);
 		return json_null();
 	}
+	/* The daemon-wide histogram: every space's, summed. */
 	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
-		hist_sum[b] += st->lat_hist[b];
+		atomic_fetch_add_explicit(&sum->bucket[b], st->lat_hist[b], memory_order_relaxed);
+	atomic_fetch_add_explicit(&sum->count, st->lat_count, memory_order_relaxed);
+	if (st->lat_max_ns > atomic_load_explicit(&sum->max, memory_order_relaxed))
+		atomic_store_explicit(&sum->max, st->lat_max_ns, memory_order_relaxed);
 	o = json_pack("{s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:o}", "space", space, "dead", st->dead,
 		      "regions", (json_int_t)st->regions, "bytes", (json_int_t)st->bytes, "faults",
 		      (json_int_t)st->faults, "pages_resolved", (json_int_t)st->pages_resolved, "pages_poisoned",
@@ -61,7 +55,8 @@ static json_t *space_json(struct fld *d, int space, uint64_t *hist_sum)
 char *fld_stats_json(struct fld *d)
 {
 	struct fl_engine_stats es = { .sz = sizeof(es) };
-	uint64_t *hist = calloc(FL_LAT_BUCKETS, sizeof(*hist));
+	struct fl__hist *hist = calloc(1, sizeof(*hist));
+	uint64_t counts[FL_LAT_BUCKETS];
 	json_t *root, *clients = json_array(), *forks = json_array();
 	unsigned nclients = 0;
 	char *out;
@@ -93,20 +88,11 @@ char *fld_stats_json(struct fld *d)
 	}
 	pthread_mutex_unlock(&d->mu);
 	{
-		uint64_t total = 0, seen = 0, p50 = 0, p99 = 0;
-		json_t *h = hist_json(hist);
-		size_t i;
-		json_t *pair;
+		uint64_t p50 = fl__hist_quantile(hist, 0.50), p99 = fl__hist_quantile(hist, 0.99);
+		json_t *h;
 		for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
-			total += hist[b];
-		json_array_foreach(h, i, pair) {
-			uint64_t up = (uint64_t)json_integer_value(json_array_get(pair, 0));
-			seen += (uint64_t)json_integer_value(json_array_get(pair, 1));
-			if (!p50 && seen * 2 > total)
-				p50 = up;
-			if (!p99 && seen * 100 > total * 99)
-				p99 = up;
-		}
+			counts[b] = atomic_load_explicit(&hist->bucket[b], memory_order_relaxed);
+		h = hist_json(counts);
 		root = json_pack("{s:{s:i,s:s,s:f,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o},s:o,s:o}",
 				 "daemon", "pid", (int)getpid(), "version", fl_version(), "uptime_s",
 				 (fl__now_ns() - d->started_ns) / 1e9, "clients", (int)nclients, "spaces",

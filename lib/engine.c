@@ -1065,12 +1065,7 @@ int fl_engine_space_stats(const struct fl_engine *e, int space, struct fl_space_
 		s.pages_poisoned += atomic_load(&r->pages_poisoned);
 		s.bytes_read += atomic_load(&r->bytes_read);
 		s.blocked_ns += atomic_load(&r->blocked_ns);
-		for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
-			atomic_fetch_add_explicit(&h->bucket[b], atomic_load_explicit(&r->hist.bucket[b],
-						  memory_order_relaxed), memory_order_relaxed);
-		atomic_fetch_add(&h->count, atomic_load(&r->hist.count));
-		if (atomic_load(&r->hist.max) > atomic_load(&h->max))
-			atomic_store(&h->max, atomic_load(&r->hist.max));
+		fl__hist_merge(h, &r->hist);
 	}
 	pthread_rwlock_unlock(&me->lock);
 	s.lat_count = atomic_load(&h->count);

@@ -94,5 +94,9 @@ struct fl__hist {
 };
 void fl__hist_add(struct fl__hist *h, uint64_t ns);
 uint64_t fl__hist_quantile(const struct fl__hist *h, double q);
+/* The largest latency (ns) bucket b counts. */
+uint64_t fl__hist_bucket_upper(unsigned b);
+/* Add src's counts to dst (dst is not shared while it is summed). */
+void fl__hist_merge(struct fl__hist *dst, const struct fl__hist *src);
 
 #endif

@@ -19,7 +19,7 @@ static unsigned bucket_of(uint64_t ns)
 	return b < FL_LAT_BUCKETS ? b : FL_LAT_BUCKETS - 1;
 }
 
-static uint64_t bucket_upper(unsigned b)
+uint64_t fl__hist_bucket_upper(unsigned b)
 {
 	unsigned lg, sub;
 	if (b < SUB)
@@ -54,9 +54,24 @@ uint64_t fl__hist_quantile(const struct fl__hist *h, double q)
 	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++) {
 		seen += atomic_load_explicit(&h->bucket[b], memory_order_relaxed);
 		if (seen > want) {
-			uint64_t up = bucket_upper(b);
+			uint64_t up = fl__hist_bucket_upper(b);
 			return up < max ? up : max;
 		}
 	}
 	return max;
+}
+
+void fl__hist_merge(struct fl__hist *dst, const struct fl__hist *src)
+{
+	uint64_t m = atomic_load_explicit(&src->max, memory_order_relaxed);
+
+	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+		atomic_fetch_add_explicit(&dst->bucket[b], atomic_load_explicit(&src->bucket[b], memory_order_relaxed),
+					  memory_order_relaxed);
+	atomic_fetch_add_explicit(&dst->count, atomic_load_explicit(&src->count, memory_order_relaxed),
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&dst->sum, atomic_load_explicit(&src->sum, memory_order_relaxed),
+				  memory_order_relaxed);
+	if (m > atomic_load_explicit(&dst->max, memory_order_relaxed))
+		atomic_store_explicit(&dst->max, m, memory_order_relaxed);
 }
