@@ -291,7 +291,7 @@ static void dirty(struct reset_env *re, uint8_t *mem, uint64_t k)
 
 static double run_resets(struct reset_env *re, uint64_t k, double secs)
 {
-	uint64_t t0 = now_ns(), n = 0;
+	uint64_t t0 = fl__now_ns(), n = 0;
 	double el;
 
 	do {
@@ -299,14 +299,14 @@ static double run_resets(struct reset_env *re, uint64_t k, double secs)
 		if (fl_clone_reset(re->clone, NULL))
 			return -1;
 		n++;
-		el = (double)(now_ns() - t0) / 1e9;
+		el = (double)(fl__now_ns() - t0) / 1e9;
 	} while (el < secs || n < 3);
 	return (double)n / el;
 }
 
 static double run_forks(struct reset_env *re, uint64_t k, double secs)
 {
-	uint64_t t0 = now_ns(), n = 0;
+	uint64_t t0 = fl__now_ns(), n = 0;
 	double el;
 
 	do {
@@ -322,7 +322,7 @@ static double run_forks(struct reset_env *re, uint64_t k, double secs)
 			return -1;
 		re->cursor = (re->cursor + k) % re->npages;
 		n++;
-		el = (double)(now_ns() - t0) / 1e9;
+		el = (double)(fl__now_ns() - t0) / 1e9;
 	} while (el < secs || n < 3);
 	return (double)n / el;
 }

@@ -292,7 +292,7 @@ static int start_daemon(struct denv *e, const char *const *extra)
 	const char *argv[16] = { e->faultlined, "--socket", e->sock, "--images", e->images };
 	size_t n = 5;
 	pid_t parent = getpid();
-	uint64_t end = now_ns() + 10000000000ull;
+	uint64_t end = fl__now_ns() + 10000000000ull;
 	char tail[256];
 	int st;
 
@@ -331,7 +331,7 @@ static int start_daemon(struct denv *e, const char *const *extra)
 				  *tail ? tail : "no log");
 			return EXIT_ERR;
 		}
-		if (now_ns() > end) {
+		if (fl__now_ns() > end) {
 			stop_daemon(e);
 			cli_error("bench daemon: %s did not accept on %s in 10 s", e->faultlined, e->sock);
 			return EXIT_ERR;
@@ -401,9 +401,9 @@ static void touch_pages(const uint8_t *base, const uint32_t *perm, size_t n, uin
 	for (size_t i = 0; i < n; i++) {
 		uint64_t off = (uint64_t)perm[i] * PAGE, t0, t1, v;
 
-		t0 = now_ns();
+		t0 = fl__now_ns();
 		v = *(const volatile uint64_t *)(base + off);
-		t1 = now_ns();
+		t1 = fl__now_ns();
 		samples[i] = t1 - t0;
 		if (v != pattern_word(off) && !rep->mismatches++) {
 			rep->bad_off = off;

@@ -166,9 +166,9 @@ static size_t touch_pages(const uint8_t *base, const uint8_t *src, size_t npages
 		uint64_t t0, t1;
 		uint8_t v;
 
-		t0 = now_ns();
+		t0 = fl__now_ns();
 		v = *p;
-		t1 = now_ns();
+		t1 = fl__now_ns();
 		samples[i] = t1 - t0;
 		bad += v != src[i * PAGE];
 	}

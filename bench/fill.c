@@ -117,14 +117,14 @@ static int run_faultline(struct fl_store *store, uint64_t size, struct run *out)
 		fl_engine_free(e);
 		return cli_fail("bench fill: fl_engine_start", r);
 	}
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	r = fl_region_new(e, &ro, &reg);
 	if (r) {
 		fl_engine_free(e);
 		return cli_fail("bench fill: fl_region_new", r);
 	}
 	bad = touch_all(fl_region_addr(reg), size);
-	t1 = now_ns();
+	t1 = fl__now_ns();
 	fl_region_stats(reg, &st);
 	fl_region_free(reg);
 	fl_engine_free(e);
@@ -239,7 +239,7 @@ static void *raw_fill_handler(void *arg)
 			uint64_t start = blk * BLOCK, len = FL_MIN_U64(BLOCK, f->size - start);
 			uint64_t head = off - start;
 
-			r = read_full(f->fd, f->hbuf, len, start);
+			r = fl__pread_full(f->fd, f->hbuf, len, start);
 			if (!r)
 				r = copy_skip_exist(f->uffd, f->base + off, f->hbuf + head, len - head, &exist);
 			if (!r && head)
@@ -247,7 +247,7 @@ static void *raw_fill_handler(void *arg)
 			f->handler_blocks++;
 		} else {
 			/* The filler is copying this block: just the faulting page. */
-			r = read_full(f->fd, f->hbuf, PAGE, off);
+			r = fl__pread_full(f->fd, f->hbuf, PAGE, off);
 			if (!r)
 				r = copy_skip_exist(f->uffd, f->base + off, f->hbuf, PAGE, &exist);
 			f->single_pages++;
@@ -281,7 +281,7 @@ static void *raw_fill_filler(void *arg)
 			break;
 		if (atomic_exchange(&f->claimed[blk], 1))
 			continue;
-		r = read_full(f->fd, f->fbuf, len, start);
+		r = fl__pread_full(f->fd, f->fbuf, len, start);
 		if (!r)
 			r = copy_skip_exist(f->uffd, f->base + start, f->fbuf, len, &exist);
 		if (r) {
@@ -325,7 +325,7 @@ static int run_raw(int fd, uint64_t size, struct run *out)
 	}
 	filler_started = true;
 
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	p = mmap(NULL, size + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED) {
 		cli_fail("bench fill: raw: mmap", -errno);
@@ -348,7 +348,7 @@ static int run_raw(int fd, uint64_t size, struct run *out)
 	pthread_cond_signal(&f.cv);
 	pthread_mutex_unlock(&f.mu);
 	bad = touch_all(f.base, size);
-	t1 = now_ns();
+	t1 = fl__now_ns();
 	status = EXIT_OK;
 	out->gbps = (double)size / (double)(t1 - t0);
 out:
@@ -394,14 +394,14 @@ static int run_eager(int fd, uint64_t size, struct run *out)
 	uint8_t *buf;
 	int r = 0;
 
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	buf = malloc(size);
 	if (!buf)
 		return cli_fail("bench fill: eager: malloc", -ENOMEM);
 	for (uint64_t off = 0; off < size && !r; off += chunk)
-		r = read_full(fd, buf + off, (size_t)FL_MIN_U64(chunk, size - off), off);
+		r = fl__pread_full(fd, buf + off, (size_t)FL_MIN_U64(chunk, size - off), off);
 	bad = r ? 0 : touch_all(buf, size);
-	t1 = now_ns();
+	t1 = fl__now_ns();
 	free(buf);
 	if (r)
 		return cli_fail("bench fill: eager: read", r);

@@ -37,11 +37,11 @@ static volatile uint64_t sink;
 /* Touch one byte per page; returns the wall time of the whole walk. */
 static uint64_t touch_all(const uint8_t *p, uint64_t len)
 {
-	uint64_t t0 = now_ns(), acc = 0;
+	uint64_t t0 = fl__now_ns(), acc = 0;
 	for (uint64_t off = 0; off < len; off += PAGE)
 		acc += p[off];
 	sink = acc;
-	return now_ns() - t0;
+	return fl__now_ns() - t0;
 }
 
 static int write_image(const char *path, uint64_t size, bool lz4, double *ret_gbps)
@@ -70,9 +70,9 @@ static int write_image(const char *path, uint64_t size, bool lz4, double *ret_gb
 				v = 0x0101010101010101ull; /* half of each page compresses */
 			memcpy(buf + i, &v, 8);
 		}
-		t0 = now_ns();
+		t0 = fl__now_ns();
 		r = fl_image_writer_put(w, 0, off / PAGE, (2u << 20) / PAGE, buf);
-		t += now_ns() - t0;
+		t += fl__now_ns() - t0;
 	}
 	free(buf);
 	if (r < 0) {
@@ -80,9 +80,9 @@ static int write_image(const char *path, uint64_t size, bool lz4, double *ret_gb
 		return r;
 	}
 	{
-		uint64_t t0 = now_ns();
+		uint64_t t0 = fl__now_ns();
 		r = fl_image_writer_finish(w, NULL);
-		t += now_ns() - t0;
+		t += fl__now_ns() - t0;
 	}
 	if (ret_gbps)
 		*ret_gbps = (double)size / (double)t;
@@ -91,7 +91,7 @@ static int write_image(const char *path, uint64_t size, bool lz4, double *ret_gb
 
 static int eager(struct fl_image *img, uint64_t size, double *ret_s)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = fl__now_ns();
 	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int r;
 	if (p == MAP_FAILED)
@@ -100,7 +100,7 @@ static int eager(struct fl_image *img, uint64_t size, double *ret_s)
 	madvise(p, size, MADV_HUGEPAGE);
 	r = fl_image_restore(img, 0, p);
 	touch_all(p, size);
-	*ret_s = (double)(now_ns() - t0) / 1e9;
+	*ret_s = (double)(fl__now_ns() - t0) / 1e9;
 	munmap(p, size);
 	return r;
 }
@@ -123,7 +123,7 @@ static int lazy(struct fl_store *store, uint64_t size, double *ret_first_us, dou
 	if (r)
 		return r;
 	r = fl_engine_start(e);
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	if (!r)
 		r = fl_region_new(e, &ro, &rg);
 	if (r) {
@@ -132,9 +132,9 @@ static int lazy(struct fl_store *store, uint64_t size, double *ret_first_us, dou
 	}
 	p = fl_region_addr(rg);
 	sink = p[0];
-	*ret_first_us = (double)(now_ns() - t0) / 1e3;
+	*ret_first_us = (double)(fl__now_ns() - t0) / 1e3;
 	touch_all((const uint8_t *)p, size);
-	*ret_full_s = (double)(now_ns() - t0) / 1e9;
+	*ret_full_s = (double)(fl__now_ns() - t0) / 1e9;
 	/* Every byte is checked outside the timed part (a sample per page). */
 	for (uint64_t off = 0; off < size; off += PAGE + 8) {
 		uint64_t v;
@@ -286,14 +286,14 @@ int bench_restore_main(int argc, char **argv)
 			uint64_t t0;
 			fl_image_info(lz, &info);
 			lz4_ratio = info.pages_data ? (double)info.data_bytes / (double)(info.pages_data * PAGE) : 0;
-			t0 = now_ns();
+			t0 = fl__now_ns();
 			for (uint64_t off = 0; off < lsize; off += 2u << 20)
 				fl_image_read(lz, 0, off / PAGE, (2u << 20) / PAGE, buf, NULL);
-			lz4_ns = (double)(now_ns() - t0) / (double)(lsize / PAGE);
-			t0 = now_ns();
+			lz4_ns = (double)(fl__now_ns() - t0) / (double)(lsize / PAGE);
+			t0 = fl__now_ns();
 			for (uint64_t off = 0; off < lsize; off += 2u << 20)
 				fl_image_read(img, 0, off / PAGE, (2u << 20) / PAGE, buf, NULL);
-			plain_ns = (double)(now_ns() - t0) / (double)(lsize / PAGE);
+			plain_ns = (double)(fl__now_ns() - t0) / (double)(lsize / PAGE);
 			fl_image_close(lz);
 		}
 		free(buf);

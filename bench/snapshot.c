@@ -76,7 +76,7 @@ struct ws {
 static void *writer_main(void *arg)
 {
 	struct ws *w = arg;
-	uint64_t x = (uint64_t)(uintptr_t)&x ^ now_ns();
+	uint64_t x = (uint64_t)(uintptr_t)&x ^ fl__now_ns();
 	struct timespec nap = { 0, 200000 };
 
 	while (!atomic_load(&w->stop)) {
@@ -103,9 +103,9 @@ static int quiesce(bool pause, void *ctx)
 
 	if (pause) {
 		pthread_rwlock_wrlock(&w->lock);
-		w->t_pause = now_ns();
+		w->t_pause = fl__now_ns();
 	} else {
-		w->t_resume = now_ns();
+		w->t_resume = fl__now_ns();
 		pthread_rwlock_unlock(&w->lock);
 	}
 	return 0;
@@ -123,9 +123,9 @@ static int run_fork(struct ws *w, const char *path, struct result *out)
 
 	if (pipe(pfd))
 		return -errno;
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	pid = fork();
-	t1 = now_ns();
+	t1 = fl__now_ns();
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
@@ -134,7 +134,7 @@ static int run_fork(struct ws *w, const char *path, struct result *out)
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		uint64_t size = w->npages * PAGE, v;
 		for (uint64_t off = 0; fd >= 0 && off < size; off += 64u << 20)
-			if (write_full(fd, w->mem + off, size - off < (64u << 20) ? size - off : (64u << 20), off))
+			if (fl__pwrite_full(fd, w->mem + off, size - off < (64u << 20) ? size - off : (64u << 20), off))
 				_exit(1);
 		v = proc_kb("/proc/self/smaps_rollup", "Private_Dirty");
 		if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
@@ -148,7 +148,7 @@ static int run_fork(struct ws *w, const char *path, struct result *out)
 	int st;
 	waitpid(pid, &st, 0);
 	out->stall_ms = (double)(t1 - t0) / 1e6;
-	out->total_ms = (double)(now_ns() - t0) / 1e6;
+	out->total_ms = (double)(fl__now_ns() - t0) / 1e6;
 	/* The child's exclusive pages beyond the parent's: what CoW copied. */
 	out->extra_mib = (double)extra / (1 << 20);
 	out->rounds = 0;
@@ -174,14 +174,14 @@ static int run_faultline(struct ws *w, const char *path, enum fl_snapshot_strate
 	uint64_t rss0 = proc_kb("/proc/self/status", "RssAnon"), t0;
 	int ret;
 
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	ret = fl_snapshot_new(path, &o, &s);
 	if (ret)
 		return ret;
 	ret = fl_snapshot_start(s);
 	if (!ret)
 		ret = fl_snapshot_wait(s, -1, NULL);
-	out->total_ms = (double)(now_ns() - t0) / 1e6;
+	out->total_ms = (double)(fl__now_ns() - t0) / 1e6;
 	fl_snapshot_progress(s, &p);
 	out->extra_mib = (double)(int64_t)(proc_kb("/proc/self/status", "RssAnon") - rss0) / (1 << 20);
 	if (out->extra_mib < 0)

@@ -91,7 +91,7 @@ static int run_mprotect(uint8_t *mem, uint64_t size, const uint64_t *pg, uint64_
 	sigaction(SIGSEGV, &sa, &old);
 	if (mprotect(mem, size, PROT_READ))
 		return -errno;
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	for (uint64_t i = 0; i < n; i++)
 		mem[pg[i] * PAGE + 8]++;
 	for (uint64_t w = 0; w < (npages + 63) / 64; w++) {
@@ -103,7 +103,7 @@ static int run_mprotect(uint8_t *mem, uint64_t size, const uint64_t *pg, uint64_
 			found++;
 		}
 	}
-	*us_per_page = (double)(now_ns() - t0) / 1e3 / (double)n;
+	*us_per_page = (double)(fl__now_ns() - t0) / 1e3 / (double)n;
 	mprotect(mem, size, PROT_READ | PROT_WRITE);
 	sigaction(SIGSEGV, &old, NULL);
 	free((void *)mp_bits);
@@ -123,17 +123,17 @@ static int run_faultline(uint8_t *mem, uint64_t size, const uint64_t *pg, uint64
 	if (ret)
 		return ret;
 	*backend = fl_watch_backend(w);
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	for (uint64_t i = 0; i < n; i++)
 		mem[pg[i] * PAGE + 8]++;
-	t1 = now_ns();
+	t1 = fl__now_ns();
 	do {
 		cnt = size / PAGE;
 		ret = fl_watch_get(w, mem, size, FL_WATCH_RESET, buf, &cnt, NULL);
 		found += cnt;
 	} while (!ret && cnt == size / PAGE);
-	*scan_us = (double)(now_ns() - t1) / 1e3;
-	*us_per_page = (double)(now_ns() - t0) / 1e3 / (double)n;
+	*scan_us = (double)(fl__now_ns() - t1) / 1e3;
+	*us_per_page = (double)(fl__now_ns() - t0) / 1e3 / (double)n;
 	fl_watch_free(w);
 	if (ret)
 		return ret;
@@ -173,7 +173,7 @@ static int run_raw(uint8_t *mem, uint64_t size, const uint64_t *pg, uint64_t n, 
 	}
 	for (uint64_t i = 0; i < n; i++)
 		mem[pg[i] * PAGE + 8]++;
-	t1 = now_ns();
+	t1 = fl__now_ns();
 	for (uint64_t start = (uintptr_t)mem; start < (uintptr_t)mem + size;) {
 		struct raw_pm_scan_arg a = {
 			.size = sizeof(a),
@@ -194,7 +194,7 @@ static int run_raw(uint8_t *mem, uint64_t size, const uint64_t *pg, uint64_t n, 
 			found += (vec[i].end - vec[i].start) / PAGE;
 		start = a.walk_end;
 	}
-	*scan_us = (double)(now_ns() - t1) / 1e3;
+	*scan_us = (double)(fl__now_ns() - t1) / 1e3;
 	if (found != n)
 		ret = -EIO;
 out:

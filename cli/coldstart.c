@@ -114,7 +114,7 @@ int cold_start(const struct cold_opts *o, struct cold_result *res)
 	ro.store = store;
 	ro.name = "cold-start";
 
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	if (o->ws_path) {
 		res->ws_err = fl_working_set_load(o->ws_path, o->img, o->region, &ws);
 		if (res->ws_err && !o->quiet)
@@ -145,7 +145,7 @@ int cold_start(const struct cold_opts *o, struct cold_result *res)
 		for (uint64_t i = 0; i < res->touched; i++)
 			sink += *(const volatile uint64_t *)(mem + (uint64_t)order[i] * 4096);
 	}
-	res->seconds = (double)(now_ns() - t0) / 1e9;
+	res->seconds = (double)(fl__now_ns() - t0) / 1e9;
 	(void)sink;
 
 	if (res->ws_pages) {

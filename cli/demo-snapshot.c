@@ -41,7 +41,7 @@ struct snapdemo {
 static void *writer_main(void *arg)
 {
 	struct snapdemo *d = arg;
-	uint64_t x = (uint64_t)(uintptr_t)&x ^ now_ns();
+	uint64_t x = (uint64_t)(uintptr_t)&x ^ fl__now_ns();
 
 	while (!atomic_load(&d->stop)) {
 		x ^= x << 13;
@@ -85,11 +85,11 @@ static uint64_t fork_stall(void)
 	uint64_t t[FORK_REPS];
 
 	for (int i = 0; i < FORK_REPS; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = fl__now_ns();
 		pid_t pid = fork();
 		if (pid == 0)
 			_exit(0);
-		t[i] = now_ns() - t0;
+		t[i] = fl__now_ns() - t0;
 		if (pid > 0)
 			waitpid(pid, NULL, 0);
 	}
@@ -200,7 +200,7 @@ int demo_snapshot(const uint8_t *src, uint64_t size, const char *dir)
 		cli_fail("demo: fl_watch_new", ret);
 		goto out;
 	}
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	ret = take(&d, full_path, NULL, watch, &full);
 	if (ret) {
 		cli_fail("demo: snapshot", ret);
@@ -209,7 +209,7 @@ int demo_snapshot(const uint8_t *src, uint64_t size, const char *dir)
 	fmt_ns(fork_ns, a, sizeof(a));
 	printf("  %-24s %10s  (the parent stops while fork() copies its page tables)\n", "fork() stall", a);
 	fmt_ns(full.stall_ns, a, sizeof(a));
-	fmt_ns(now_ns() - t0, b, sizeof(b));
+	fmt_ns(fl__now_ns() - t0, b, sizeof(b));
 	printf("  %-24s %10s  (saved in %s; %llu pages saved before a write, no fork, no extra copy)\n",
 	       "faultline COW stall", a, b, (unsigned long long)full.pages_cow);
 

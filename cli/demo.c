@@ -84,7 +84,7 @@ struct worker {
 
 static void note_first_access(struct demo *d)
 {
-	uint64_t t = now_ns(), cur = 0;
+	uint64_t t = fl__now_ns(), cur = 0;
 
 	while (!atomic_compare_exchange_weak(&d->first_access_ns, &cur, t))
 		if (cur && cur <= t)
@@ -183,17 +183,17 @@ static void restore_from(struct fl_engine *engine, struct fl_store *store, uint6
 				     .flags = FL_REGION_BACKGROUND };
 	struct fl_region *rg;
 	const volatile uint8_t *p;
-	uint64_t t0 = now_ns(), acc = 0;
+	uint64_t t0 = fl__now_ns(), acc = 0;
 
 	res->err = fl_region_new(engine, &ro, &rg);
 	if (res->err)
 		return;
 	p = fl_region_addr(rg);
 	acc += p[0];
-	res->first_ns = now_ns() - t0;
+	res->first_ns = fl__now_ns() - t0;
 	for (uint64_t off = 0; off < size; off += 4096)
 		acc += p[off];
-	res->full_ns = now_ns() - t0;
+	res->full_ns = fl__now_ns() - t0;
 	for (uint64_t off = 0; off < size; off += 4096 + 64) {
 		uint64_t o = off & ~7ull, v;
 		memcpy(&v, (const uint8_t *)p + o, 8);
@@ -222,13 +222,13 @@ static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t s
 
 	snprintf(path, sizeof(path), "%s/demo.img", dir);
 	temp_file_guard(path, NULL);
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	r = fl_image_write_ranges(path, &range, 1, &wo);
 	if (r) {
 		temp_file_forget();
 		return cli_fail("demo: writing the image", r);
 	}
-	fmt_ns(now_ns() - t0, a, sizeof(a));
+	fmt_ns(fl__now_ns() - t0, a, sizeof(a));
 	printf("\nimage of the region written in %s (%s)\n", a, path);
 	r = fl_image_open(path, 0, &img);
 	if (r)
@@ -428,7 +428,7 @@ int cmd_demo(int argc, char **argv)
 	}
 	ro.length = size;
 	ro.store = store;
-	t_start = now_ns();
+	t_start = fl__now_ns();
 	r = fl_region_new(engine, &ro, &region);
 	if (r) {
 		cli_fail("demo: fl_region_new", r);
@@ -467,13 +467,13 @@ int cmd_demo(int argc, char **argv)
 		char extra[64];
 
 		if (!t_full && resolved >= d.npages)
-			t_full = now_ns();
+			t_full = fl__now_ns();
 		snprintf(extra, sizeof(extra), "pages resolved, %.0f%% checked",
 			 100.0 * (double)verified / (double)verify_goal);
 		progress_update(&prog, resolved, extra);
 		if (t_full && verified >= verify_goal)
 			break;
-		if (now_ns() - t_start > POPULATE_TIMEOUT_NS) {
+		if (fl__now_ns() - t_start > POPULATE_TIMEOUT_NS) {
 			progress_end(&prog, resolved, extra);
 			cli_error("demo: not restored after %llu s: %llu of %llu pages resolved, %llu checked",
 				  POPULATE_TIMEOUT_NS / 1000000000ull, (unsigned long long)resolved,

@@ -157,7 +157,7 @@ static int image_create(int argc, char **argv)
 		if (from) {
 			size_t want = (size_t)(size - done < chunk ? size - done : chunk);
 			memset(buf, 0, chunk);
-			r = read_full(fd, buf, want, done);
+			r = fl__pread_full(fd, buf, want, done);
 		} else {
 			for (size_t i = 0; i < chunk; i += 8) {
 				uint64_t v = pattern_expected(done + i, zero_pages);

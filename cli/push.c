@@ -130,9 +130,9 @@ int cmd_image_push(int argc, char **argv)
 	fl_image_info(img, &info);
 	fl_image_id_format(info.id, idhex);
 
-	t0 = now_ns();
+	t0 = fl__now_ns();
 	r = fl_redis_push(img, &o, quiet ? NULL : push_progress_cb, &pp);
-	ns = now_ns() - t0;
+	ns = fl__now_ns() - t0;
 	if (pp.started)
 		progress_end(&pp.bar, r ? 0 : info.pages_total * 4096, NULL);
 	fl_image_close(img);

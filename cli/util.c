@@ -131,14 +131,6 @@ const char *fmt_bytes(uint64_t bytes, char *buf, size_t len)
 
 /* ---- time and samples ------------------------------------------------------ */
 
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -370,7 +362,7 @@ void progress_begin(struct progress *p, const char *label, uint64_t total, bool 
 	p->total = total ? total : 1;
 	p->bytes = bytes;
 	p->tty = isatty(STDERR_FILENO) == 1;
-	p->start_ns = now_ns();
+	p->start_ns = fl__now_ns();
 }
 
 static void progress_draw(struct progress *p, uint64_t done, const char *extra)
@@ -406,7 +398,7 @@ void progress_update(struct progress *p, uint64_t done, const char *extra)
 
 	if (!p->tty)
 		return;
-	t = now_ns();
+	t = fl__now_ns();
 	if (p->drawn && t - p->last_draw_ns < 100000000ull)
 		return;
 	p->last_draw_ns = t;
@@ -482,44 +474,6 @@ const char *temp_dir(void)
 	return d && *d ? d : "/var/tmp";
 }
 
-int write_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int read_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static char guarded_path[4096], guarded_dir[4096];
 static volatile sig_atomic_t guard_armed;
 
@@ -575,7 +529,7 @@ int write_pattern_file(int fd, uint64_t size, bool zero_pages, const char *label
 
 		for (size_t i = 0; i < len / 8; i++)
 			buf[i] = pattern_expected(off + i * 8, zero_pages);
-		r = write_full(fd, buf, len, off);
+		r = fl__pwrite_full(fd, buf, len, off);
 		progress_update(&prog, off + len, NULL);
 	}
 	if (!r)

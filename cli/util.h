@@ -12,6 +12,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Full reads and writes (fl__pread_full, fl__pwrite_full), fl__now_ns():
+ * the library's internal utility layer, shared with faultlined. */
+#include "flutil.h"
+
 /* Exit codes of the faultline command. */
 #define EXIT_OK 0
 #define EXIT_ERR 1	/* a runtime error: one line on stderr */
@@ -42,8 +46,6 @@ const char *fmt_bytes(uint64_t bytes, char *buf, size_t len);
 
 /* ---- time ---------------------------------------------------------------- */
 
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t now_ns(void);
 /* A duration for people: "12.34 us", "567 us", "8.9 ms", "1.23 s". */
 void fmt_ns(uint64_t ns, char *buf, size_t len);
 
@@ -140,9 +142,6 @@ uint64_t splitmix64(uint64_t *state);
 void temp_file_guard(const char *path, const char *dir);
 void temp_file_forget(void);
 
-/* pwrite/pread the whole buffer; 0 or -errno (-EIO on a short file). */
-int write_full(int fd, const void *buf, size_t len, uint64_t off);
-int read_full(int fd, void *buf, size_t len, uint64_t off);
 
 /* ---- test patterns ------------------------------------------------------ */
 

@@ -10,7 +10,7 @@
  * reaches us as REMOVE events: those pages read zeros afterwards.
  */
 #include "faultlined.h"
-#include "internal.h"
+#include "flutil.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -5,7 +5,7 @@
  * pass through here: the engine's handler threads serve them.
  */
 #include "faultlined.h"
-#include "internal.h"
+#include "flutil.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
  * and limits; a malformed one ends that session only.
  */
 #include "faultlined.h"
-#include "internal.h"
+#include "flutil.h"
 
 #include <errno.h>
 #include <sched.h>

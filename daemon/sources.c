@@ -8,7 +8,7 @@
  * and shares it only with clients that hold the same one.
  */
 #include "faultlined.h"
-#include "internal.h"
+#include "flutil.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* The STATS reply: the daemon, then every session, as one JSON document. */
 #include "faultlined.h"
-#include "internal.h"
+#include "flutil.h"
 
 #include <jansson.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * period ends.
  */
 #include "faultlined.h"
-#include "internal.h"
+#include "flutil.h"
 
 #include <errno.h>
 #include <signal.h>

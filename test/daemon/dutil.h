@@ -10,7 +10,7 @@
 #define FL_TEST_DUTIL_H
 
 #include "util.h"
-#include "internal.h"
+#include "flutil.h"
 #include "mgr-proto.h"
 
 #include <signal.h>

@@ -13,7 +13,7 @@ static unsigned chunk_slot(const char *prefix, const uint8_t *id, unsigned regio
 {
 	char key[256];
 	r_page_key(key, sizeof(key), prefix, id, region, (uint64_t)chunk * 512);
-	return fl__rc_keyslot(key, strlen(key));
+	return fl__cluster_keyslot(key, strlen(key));
 }
 
 static int t_restore(void *arg)
@@ -69,14 +69,14 @@ static int t_keyslot_live(void *arg)
 	for (int i = 0; keys[i]; i++) {
 		redisReply *r = r_cmd(&s[0], "CLUSTER KEYSLOT %s", keys[i]);
 		T_ASSERT(r->type == REDIS_REPLY_INTEGER);
-		T_ASSERT_EQ(fl__rc_keyslot(keys[i], strlen(keys[i])), r->integer);
+		T_ASSERT_EQ(fl__cluster_keyslot(keys[i], strlen(keys[i])), r->integer);
 		freeReplyObject(r);
 	}
 	for (unsigned i = 0; i < 500; i++) {
 		redisReply *r;
 		snprintf(key, sizeof(key), "p%u:{%08x%08x:%u:%u}:%u", i % 7, i * 2654435761u, i, i % 3, i / 3, i * 17);
 		r = r_cmd(&s[i % R_NODES], "CLUSTER KEYSLOT %s", key);
-		T_ASSERT_EQ(fl__rc_keyslot(key, strlen(key)), r->integer);
+		T_ASSERT_EQ(fl__cluster_keyslot(key, strlen(key)), r->integer);
 		freeReplyObject(r);
 	}
 	return T_PASS;
@@ -340,7 +340,7 @@ static int t_node_killed(void *arg)
 		bool owns_chunk = false;
 		for (unsigned c = 0; c < 6; c++)
 			owns_chunk |= owner[c] == v;
-		if (owns_chunk && (unsigned)r_slot_owner(s, 0, fl__rc_keyslot("kill:meta", 9)) != v)
+		if (owns_chunk && (unsigned)r_slot_owner(s, 0, fl__cluster_keyslot("kill:meta", 9)) != v)
 			victim = v;
 	}
 	T_ASSERT(victim < R_NODES);

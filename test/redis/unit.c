@@ -19,7 +19,7 @@ static int t_crc16(void *arg)
 
 static unsigned slot(const char *key)
 {
-	return fl__rc_keyslot(key, strlen(key));
+	return fl__cluster_keyslot(key, strlen(key));
 }
 
 static int t_keyslot(void *arg)
@@ -41,7 +41,7 @@ static int t_keyslot(void *arg)
 	T_ASSERT_EQ(slot("{}"), fl__crc16("{}", 2) & 16383);
 	T_ASSERT_EQ(slot("no-closing{tag"), fl__crc16("no-closing{tag", 14) & 16383);
 	/* A binary key with a NUL before the tag. */
-	T_ASSERT_EQ(fl__rc_keyslot("a\0{x}", 5), slot("x"));
+	T_ASSERT_EQ(fl__cluster_keyslot("a\0{x}", 5), slot("x"));
 	/* Every page of a 2 MiB chunk shares one slot. */
 	T_ASSERT_EQ(slot("p:{0123456789abcdef0123456789abcdef:0:7}:3584"),
 		    slot("p:{0123456789abcdef0123456789abcdef:0:7}:4095"));

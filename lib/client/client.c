@@ -1,0 +1,710 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The client side of the manager protocol (client.h, mgr-proto.h): map lazy
+ * memory, hand the uffd to faultlined, resume with a restarted daemon from
+ * the guard thread, claim a forked child's uffd.
+ */
+#include "guard-internal.h"
+#include "mgr-proto.h"
+
+#include <faultline/client.h>
+#include <faultline/uffd.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/faultlined/faultlined.sock"
+
+struct cl_source {
+	uint32_t id;			/* the daemon's (changes on resume) */
+	uint32_t kind, region, mem, page_size;
+	uint64_t length;
+	int memfd;			/* templates: our read-only fd, kept for resume */
+	char name[FL_MGR_MAX_NAME + 1];
+};
+
+struct cl_range {
+	uint64_t addr, len, offset;
+	unsigned source;		/* index + 1 into sources; 0: zero memory */
+	uint16_t mem, flags;
+	bool registered;
+};
+
+struct fl_client {
+	struct sockaddr_un addr;
+	unsigned flags, grace_ms, timeout_ms;
+	pthread_mutex_t mu;		/* the socket and the tables: the guard resumes */
+	int sock;
+	uint32_t seq;
+	uint64_t token;
+	_Atomic pid_t daemon_pid;
+	int uffd;
+	uint64_t features;
+	struct cl_source *sources;
+	unsigned nsources;
+	struct cl_range *ranges;
+	unsigned nranges;
+	void *beacon;
+	struct fl_guard *guard;
+	pid_t guard_pid;		/* the process whose thread the guard is */
+	pid_t session_pid;		/* the process the session (and uffd) is for */
+	uint8_t *buf;			/* one packet */
+};
+
+/* ---- requests -------------------------------------------------------------- */
+
+/*
+ * Send one request and wait for its reply of type `want`. ERROR replies
+ * become their -errno. *ret_len: payload length (in c->buf after the
+ * header); *ret_fd: an fd that came with the reply (or -1), when asked.
+ */
+static int request_on(struct fl_client *c, int sock, uint16_t type, const void *payload, size_t len, int fd,
+		      uint16_t want, size_t *ret_len, int *ret_fd)
+{
+	struct fl__mgr_hdr h;
+	uint32_t seq = ++c->seq;
+	int rfd = -1, n;
+
+	n = fl__mgr_send(sock, type, seq, payload, len, fd);
+	if (n && n != -EPIPE && n != -ECONNRESET)
+		return n;
+	/* A daemon that refused us said why before it closed: read that. */
+	n = fl__mgr_recv(sock, c->buf, &h, &rfd, n ? 100 : (int)c->timeout_ms);
+	if (n < 0)
+		return n;
+	if (h.type == FL_MGR_ERROR) {
+		char msg[FL_MGR_MAX_ERRMSG + 1];
+		int err = EPROTO;
+		fl__close(rfd);
+		if (fl__mgr_error_decode(c->buf + FL_MGR_HDR_SIZE, (size_t)n, &err, msg))
+			err = EPROTO;
+		return -err;
+	}
+	if (h.type != want || h.seq != seq) {
+		fl__close(rfd);
+		return -EPROTO;
+	}
+	if (ret_len)
+		*ret_len = (size_t)n;
+	if (ret_fd)
+		*ret_fd = rfd;
+	else
+		fl__close(rfd);
+	return 0;
+}
+
+static int request(struct fl_client *c, uint16_t type, const void *payload, size_t len, int fd, uint16_t want,
+		   size_t *ret_len, int *ret_fd)
+{
+	return request_on(c, c->sock, type, payload, len, fd, want, ret_len, ret_fd);
+}
+
+/* A new connection and HELLO; *ret_sock and the WELCOME on success. */
+static int open_session(struct fl_client *c, uint32_t role, uint64_t token, int *ret_sock,
+			struct fl__mgr_welcome *ret_welcome)
+{
+	struct fl__mgr_hello hello = { .role = role, .token = token };
+	uint8_t p[32];
+	size_t n;
+	int s, r;
+
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	if (connect(s, (struct sockaddr *)&c->addr, sizeof(c->addr)) < 0) {
+		r = -errno;
+		close(s);
+		return r;
+	}
+	fl__mgr_hello_encode(p, &hello);
+	r = request_on(c, s, FL_MGR_HELLO, p, 16, -1, FL_MGR_WELCOME, &n, NULL);
+	if (!r)
+		r = fl__mgr_welcome_decode(c->buf + FL_MGR_HDR_SIZE, n, ret_welcome);
+	if (r) {
+		close(s);
+		return r == -ECONNRESET ? -EPERM : r;	/* refused by policy: closed at once */
+	}
+	*ret_sock = s;
+	return 0;
+}
+
+static int client_alloc(const struct fl_client_opts *opts, struct fl_client **ret)
+{
+	struct fl_client_opts o;
+	struct fl_client *c;
+	const char *path;
+
+	FL_OPTS_COPY(o, opts);
+	path = o.socket ? o.socket : getenv("FAULTLINED_SOCKET");
+	if (!path || !*path)
+		path = DEFAULT_SOCKET;
+	if (strlen(path) >= sizeof(c->addr.sun_path))
+		return -ENAMETOOLONG;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->buf = malloc(FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD);
+	if (!c->buf) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->addr.sun_family = AF_UNIX;
+	memcpy(c->addr.sun_path, path, strlen(path) + 1);
+	c->flags = o.flags;
+	c->grace_ms = o.grace_ms ? o.grace_ms : 5000;
+	c->timeout_ms = o.timeout_ms ? o.timeout_ms : 10000;
+	c->sock = -1;
+	c->uffd = -1;
+	pthread_mutex_init(&c->mu, NULL);
+	*ret = c;
+	return 0;
+}
+
+int fl_client_connect(const struct fl_client_opts *opts, struct fl_client **ret_client)
+{
+	struct fl__mgr_welcome w;
+	struct fl_client *c;
+	int r;
+
+	if (!ret_client || (opts && !opts->sz) || (opts && (opts->flags & ~FL_CLIENT_NO_GUARD)))
+		return -EINVAL;
+	r = client_alloc(opts, &c);
+	if (r)
+		return r;
+	r = open_session(c, FL_MGR_ROLE_CLIENT, 0, &c->sock, &w);
+	if (r) {
+		fl_client_free(c);
+		return r;
+	}
+	c->token = w.token;
+	c->session_pid = getpid();
+	atomic_store(&c->daemon_pid, (pid_t)w.pid);
+	*ret_client = c;
+	return 0;
+}
+
+/* ---- sources and ranges ---------------------------------------------------- */
+
+/* OPEN a source (or RESUME it with our memfd); fills id, length, ... */
+static int open_source(struct fl_client *c, int sock, struct cl_source *s, bool resume)
+{
+	struct fl__mgr_open o = { .kind = s->kind, .region = s->region };
+	struct fl__mgr_source src;
+	uint8_t p[12 + FL_MGR_MAX_NAME];
+	size_t n;
+	int len, fd = -1, r;
+
+	memcpy(o.name, s->name, sizeof(o.name));
+	if (resume && s->kind == FL_MGR_SRC_TEMPLATE)
+		o.flags = FL_MGR_OPEN_RESUME;
+	len = fl__mgr_open_encode(p, &o);
+	if (len < 0)
+		return len;
+	r = request_on(c, sock, FL_MGR_OPEN, p, (size_t)len, o.flags ? s->memfd : -1, FL_MGR_SOURCE, &n, &fd);
+	if (!r)
+		r = fl__mgr_source_decode(c->buf + FL_MGR_HDR_SIZE, n, &src);
+	if (!r && s->kind == FL_MGR_SRC_TEMPLATE && !resume && fd < 0)
+		r = -EPROTO;	/* a template comes with its page cache */
+	if (!r && resume && (src.length != s->length || src.page_size != s->page_size))
+		r = -ESTALE;	/* the image changed under the session */
+	if (r) {
+		fl__close(fd);
+		return r;
+	}
+	s->id = src.id;
+	s->length = src.length;
+	s->page_size = src.page_size;
+	s->mem = src.mem;
+	if (!resume)
+		s->memfd = fd;
+	else
+		fl__close(fd);
+	return 0;
+}
+
+static int find_or_open_source(struct fl_client *c, uint32_t kind, const char *name, unsigned region,
+			       unsigned *ret_index)
+{
+	struct cl_source s = { .kind = kind, .region = region, .memfd = -1 }, *ns;
+	int r;
+
+	for (unsigned i = 0; i < c->nsources; i++) {
+		if (c->sources[i].kind == kind && c->sources[i].region == region &&
+		    !strcmp(c->sources[i].name, name)) {
+			*ret_index = i;
+			return 0;
+		}
+	}
+	if (strlen(name) > FL_MGR_MAX_NAME || !fl__mgr_name_ok(name))
+		return -EACCES;
+	snprintf(s.name, sizeof(s.name), "%s", name);
+	r = open_source(c, c->sock, &s, false);
+	if (r)
+		return r;
+	ns = realloc(c->sources, (c->nsources + 1) * sizeof(*ns));
+	if (!ns) {
+		fl__close(s.memfd);
+		return -ENOMEM;
+	}
+	c->sources = ns;
+	c->sources[c->nsources] = s;
+	*ret_index = c->nsources++;
+	return 0;
+}
+
+static void range_wire(const struct fl_client *c, const struct cl_range *r, struct fl__mgr_range *w)
+{
+	*w = (struct fl__mgr_range){
+		.addr = r->addr, .len = r->len, .offset = r->offset, .mem = r->mem, .flags = r->flags,
+		.source = r->source ? c->sources[r->source - 1].id : 0,
+	};
+}
+
+/* ATTACH ranges [first, first + n) (with the uffd when fd >= 0). */
+static int send_attach(struct fl_client *c, int sock, unsigned first, unsigned n, int fd)
+{
+	struct fl__mgr_range *w = calloc(n ? n : 1, sizeof(*w));
+	struct fl__mgr_attach a = { .features = c->features, .nranges = n, .ranges = w };
+	uint8_t *p = malloc(16 + (size_t)n * FL_MGR_RANGE_SIZE);
+	int len, r = -ENOMEM;
+
+	if (w && p) {
+		for (unsigned i = 0; i < n; i++)
+			range_wire(c, &c->ranges[first + i], &w[i]);
+		len = fl__mgr_attach_encode(p, 16 + (size_t)n * FL_MGR_RANGE_SIZE, &a);
+		r = len < 0 ? len : request_on(c, sock, FL_MGR_ATTACH, p, (size_t)len, fd, FL_MGR_ATTACHED, NULL, NULL);
+	}
+	free(w);
+	free(p);
+	return r;
+}
+
+static int register_range(struct fl_client *c, struct cl_range *r)
+{
+	unsigned modes = FL_REG_MISSING;
+	int ret;
+
+	if (r->source && c->sources[r->source - 1].kind == FL_MGR_SRC_TEMPLATE)
+		modes |= FL_REG_MINOR;	/* MISSING too: a page not in the page cache must come from us */
+	ret = fl_uffd_register(c->uffd, (void *)(uintptr_t)r->addr, r->len, modes, NULL);
+	if (ret == -EINVAL && (modes & FL_REG_MINOR))
+		ret = -EOPNOTSUPP;
+	if (!ret)
+		r->registered = true;
+	return ret;
+}
+
+static int guard_ranges(struct fl_client *c)
+{
+	struct fl_range *v;
+	int r;
+
+	if (!c->guard)
+		return 0;
+	v = calloc(c->nranges ? c->nranges : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (unsigned i = 0; i < c->nranges; i++)
+		v[i] = (struct fl_range){ c->ranges[i].addr, c->ranges[i].len };
+	r = fl__guard_set_ranges(c->guard, v, c->nranges);
+	free(v);
+	return r;
+}
+
+static int add_range(struct fl_client *c, const struct cl_range *r)
+{
+	struct cl_range *nr = realloc(c->ranges, (c->nranges + 1) * sizeof(*nr));
+
+	if (!nr)
+		return -ENOMEM;
+	c->ranges = nr;
+	c->ranges[c->nranges++] = *r;
+	return 0;
+}
+
+int fl_client_map(struct fl_client *c, const struct fl_client_map_opts *opts, void **ret_addr)
+{
+	struct fl_client_map_opts o;
+	struct cl_range r = { 0 };
+	unsigned idx = 0;
+	int flags = MAP_PRIVATE, fd = -1, ret;
+	size_t psz = FL_PAGE_SIZE;
+	void *p;
+
+	if (!c || !opts || !opts->sz || !ret_addr)
+		return -EINVAL;
+	FL_OPTS_COPY(o, opts);
+	if (o.source > FL_SOURCE_TEMPLATE || (o.source == FL_SOURCE_ZERO && !o.length) ||
+	    (o.source != FL_SOURCE_ZERO && !o.image))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	if (o.source != FL_SOURCE_ZERO) {
+		const struct cl_source *s;
+		ret = find_or_open_source(c, o.source == FL_SOURCE_IMAGE ? FL_MGR_SRC_IMAGE : FL_MGR_SRC_TEMPLATE,
+					  o.image, o.region, &idx);
+		if (ret)
+			goto out;
+		s = &c->sources[idx];
+		psz = s->page_size;
+		ret = -ERANGE;
+		if (o.offset % psz || o.offset >= s->length)
+			goto out;
+		if (!o.length)
+			o.length = s->length - o.offset;
+		if (o.length > s->length - o.offset)
+			goto out;
+		/* A clone maps its template from the first byte (the daemon
+		 * fills it through an alias that starts there too). */
+		ret = -EINVAL;
+		if (s->kind == FL_MGR_SRC_TEMPLATE && o.offset)
+			goto out;
+		r.source = idx + 1;
+		r.mem = (uint16_t)(s->kind == FL_MGR_SRC_TEMPLATE ? s->mem : 0);
+		if (s->kind == FL_MGR_SRC_TEMPLATE)
+			fd = s->memfd;
+	}
+	o.length = (o.length + psz - 1) / psz * psz;
+	if (fd < 0)
+		flags |= MAP_ANONYMOUS | MAP_NORESERVE;
+	if (o.addr)
+		flags |= MAP_FIXED_NOREPLACE;
+	ret = fl__mmap(o.addr, o.length, PROT_READ | PROT_WRITE, flags, fd, fd >= 0 ? (off_t)o.offset : 0, &p);
+	if (ret)
+		goto out;
+	if (o.addr && p != o.addr) {
+		fl__munmap(p, o.length);
+		ret = -EEXIST;
+		goto out;
+	}
+	if (fd < 0)
+		/* Page granularity: a THP would be filled (and copied on
+		 * fork) 2 MiB at a time, and no uffd fill makes huge pages. */
+		fl__madvise(p, o.length, MADV_NOHUGEPAGE);
+	r.addr = (uintptr_t)p;
+	r.len = o.length;
+	r.offset = o.offset;
+	ret = add_range(c, &r);
+	if (!ret && c->uffd >= 0) {
+		struct cl_range *nr = &c->ranges[c->nranges - 1];
+		ret = register_range(c, nr);
+		if (!ret)
+			ret = send_attach(c, c->sock, c->nranges - 1, 1, -1);
+		if (!ret && !(c->features & UFFD_FEATURE_EVENT_FORK))
+			fl__madvise(p, o.length, MADV_DONTFORK);	/* see fl_client_attach() */
+		if (!ret)
+			ret = guard_ranges(c);
+		if (ret) {
+			if (nr->registered)
+				fl_uffd_unregister(c->uffd, p, o.length);
+			c->nranges--;
+		}
+	}
+	if (ret) {
+		fl__munmap(p, o.length);
+		goto out;
+	}
+	*ret_addr = p;
+out:
+	pthread_mutex_unlock(&c->mu);
+	return ret;
+}
+
+/* ---- attach, resume -------------------------------------------------------------- */
+
+/* The guard's reconnect callback: resume the session with a new daemon. */
+static pid_t resume(void *arg)
+{
+	struct fl_client *c = arg;
+	struct fl__mgr_welcome w;
+	int s = -1, r, ufd = -1;
+
+	pthread_mutex_lock(&c->mu);
+	r = open_session(c, FL_MGR_ROLE_CLIENT, c->token, &s, &w);
+	for (unsigned i = 0; !r && i < c->nsources; i++)
+		r = open_source(c, s, &c->sources[i], true);
+	if (!r)
+		r = fl__dup_cloexec(c->uffd, &ufd);
+	if (!r)
+		r = send_attach(c, s, 0, c->nranges, ufd);
+	fl__close(ufd);
+	if (r) {
+		fl__close(s);
+		pthread_mutex_unlock(&c->mu);
+		return 0;
+	}
+	fl__close(c->sock);
+	c->sock = s;
+	atomic_store(&c->daemon_pid, (pid_t)w.pid);
+	pthread_mutex_unlock(&c->mu);
+	return (pid_t)w.pid;
+}
+
+static int start_guard(struct fl_client *c)
+{
+	struct fl_guard_opts go = {
+		.sz = sizeof(go), .uffd = c->uffd, .features = c->features, .timeout_ms = c->grace_ms,
+		.reconnect = resume, .reconnect_ctx = c,
+	};
+	int r;
+
+	if (c->flags & FL_CLIENT_NO_GUARD)
+		return 0;
+	r = fl_guard_new(&go, &c->guard);
+	if (!r)
+		c->guard_pid = getpid();
+	if (!r)
+		r = guard_ranges(c);
+	if (!r)
+		r = fl_guard_watch(c->guard, atomic_load(&c->daemon_pid));
+	return r;
+}
+
+/* The beacon: one page of zero memory, registered but never touched here. */
+static int add_beacon(struct fl_client *c)
+{
+	struct cl_range r = { .len = FL_PAGE_SIZE, .flags = FL_MGR_RANGE_BEACON };
+	void *p;
+	int ret;
+
+	ret = fl__mmap(NULL, FL_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p);
+	if (ret)
+		return ret;
+	r.addr = (uintptr_t)p;
+	ret = add_range(c, &r);
+	if (ret) {
+		fl__munmap(p, FL_PAGE_SIZE);
+		return ret;
+	}
+	c->beacon = p;
+	return 0;
+}
+
+static int create_uffd(struct fl_client *c)
+{
+	uint64_t want = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON | UFFD_FEATURE_MISSING_SHMEM |
+			UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_MINOR_SHMEM |
+			UFFD_FEATURE_MINOR_HUGETLBFS | UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+			UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+	int r;
+
+	want &= fl_features();
+	r = fl_uffd_create(FL_UFFD_CLOEXEC, &c->uffd);
+	if (r)
+		return r;
+	r = fl_uffd_api(c->uffd, want, NULL, NULL);
+	if (r == -EPERM && (want & UFFD_FEATURE_EVENT_FORK)) {
+		/* EVENT_FORK needs CAP_SYS_PTRACE; UFFDIO_API may be tried
+		 * again after a refusal. Forked children then see their lazy
+		 * memory unregistered: say so through the result. */
+		want &= ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
+		r = fl_uffd_api(c->uffd, want, NULL, NULL);
+	}
+	if (r) {
+		fl__close(c->uffd);
+		c->uffd = -1;
+		return r;
+	}
+	c->features = want;
+	return 0;
+}
+
+int fl_client_attach(struct fl_client *c)
+{
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	r = c->uffd >= 0 ? -EALREADY : 0;
+	if (!r && !c->beacon)
+		r = add_beacon(c);
+	if (!r)
+		r = create_uffd(c);
+	for (unsigned i = 0; !r && i < c->nranges; i++)
+		r = register_range(c, &c->ranges[i]);
+	if (!r)
+		r = send_attach(c, c->sock, 0, c->nranges, c->uffd);
+	if (!r && !(c->features & UFFD_FEATURE_EVENT_FORK))
+		/* Without EVENT_FORK nobody serves a child's copy: the kernel
+		 * would fill it with zeros. A child gets no copy at all (an
+		 * access there is SIGSEGV), never zeros. */
+		for (unsigned i = 0; i < c->nranges; i++)
+			fl__madvise((void *)(uintptr_t)c->ranges[i].addr, c->ranges[i].len, MADV_DONTFORK);
+	if (r && c->uffd >= 0 && r != -EALREADY) {
+		/* Nobody serves these ranges. Unregistered, an image's pages
+		 * would read zeros: make them inaccessible instead (SIGSEGV),
+		 * in case the caller uses them despite the error. */
+		for (unsigned i = 0; i < c->nranges; i++) {
+			void *p = (void *)(uintptr_t)c->ranges[i].addr;
+			if (c->ranges[i].source)
+				mprotect(p, c->ranges[i].len, PROT_NONE);
+			if (c->ranges[i].registered)
+				fl_uffd_unregister(c->uffd, p, c->ranges[i].len);
+		}
+		for (unsigned i = 0; i < c->nranges; i++)
+			c->ranges[i].registered = false;
+		fl__close(c->uffd);
+		c->uffd = -1;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!r)
+		r = start_guard(c);
+	return r;
+}
+
+int fl_client_after_fork(struct fl_client *c)
+{
+	struct fl__mgr_welcome w;
+	volatile uint64_t *b;
+	uint64_t token, reply;
+	uint8_t p[8];
+	size_t n;
+	int s = -1, ufd = -1, r;
+
+	if (!c || !c->beacon || c->uffd < 0)
+		return -EINVAL;
+	if (c->session_pid == getpid())
+		return -EALREADY;	/* claimed already, or not a child at all */
+	if (!(c->features & UFFD_FEATURE_EVENT_FORK))
+		return -ENOENT;		/* the daemon saw no fork (and the beacon is not here) */
+	/* The guard thread did not survive fork: forget it without a join,
+	 * and start afresh on the mutex, which it may have held. */
+	if (c->guard)
+		fl__guard_forget(c->guard);
+	c->guard = NULL;
+	pthread_mutex_init(&c->mu, NULL);
+	/* The daemon wrote the token into the child's beacon before serving
+	 * any fault of the child (a fault here waits for it). */
+	b = c->beacon;
+	if (b[0] != FL_MGR_BEACON_MAGIC)
+		return -ENOENT;
+	token = b[1];
+	/* Gone again, so that our own children start with no beacon page. */
+	fl__madvise(c->beacon, FL_PAGE_SIZE, MADV_DONTNEED);
+	r = open_session(c, FL_MGR_ROLE_CLIENT, 0, &s, &w);
+	if (r)
+		return r;
+	fl__mgr_u64_encode(p, token);
+	r = request_on(c, s, FL_MGR_CLAIM, p, 8, -1, FL_MGR_CLAIMED, &n, &ufd);
+	if (!r)
+		r = fl__mgr_u64_decode(c->buf + FL_MGR_HDR_SIZE, n, &reply);
+	if (!r && ufd < 0)
+		r = -EPROTO;
+	if (r) {
+		fl__close(ufd);
+		fl__close(s);
+		return r;
+	}
+	fl__close(c->sock);
+	fl__close(c->uffd);	/* the parent's uffd, inherited */
+	c->sock = s;
+	c->uffd = ufd;
+	c->token = reply;
+	c->session_pid = getpid();
+	atomic_store(&c->daemon_pid, (pid_t)w.pid);
+	return start_guard(c);
+}
+
+int fl_client_uffd(const struct fl_client *c)
+{
+	return c ? c->uffd : -1;
+}
+
+pid_t fl_client_daemon_pid(const struct fl_client *c)
+{
+	return c ? atomic_load(&((struct fl_client *)c)->daemon_pid) : 0;
+}
+
+enum fl_guard_state fl_client_guard_state(const struct fl_client *c)
+{
+	return c && c->guard ? fl_guard_state(c->guard) : FL_GUARD_IDLE;
+}
+
+int fl_client_detach(struct fl_client *c)
+{
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	r = c->uffd < 0 ? -ENOTCONN : request(c, FL_MGR_DETACH, NULL, 0, -1, FL_MGR_DETACHED, NULL, NULL);
+	pthread_mutex_unlock(&c->mu);
+	if (!r) {
+		/* The daemon let go of the uffd on purpose: stop watching it.
+		 * (On failure the guard stays: its rules still apply.) */
+		if (c->guard && c->guard_pid != getpid())
+			fl__guard_forget(c->guard);
+		else
+			fl_guard_free(c->guard);
+		c->guard = NULL;
+		/* Everything was delivered: the memory is ordinary memory now. */
+		for (unsigned i = 0; i < c->nranges; i++)
+			if (c->ranges[i].registered)
+				fl_uffd_unregister(c->uffd, (void *)(uintptr_t)c->ranges[i].addr,
+						   c->ranges[i].len);
+		fl__close(c->uffd);
+		c->uffd = -1;
+	}
+	return r;
+}
+
+struct fl_client *fl_client_free(struct fl_client *c)
+{
+	if (!c)
+		return NULL;
+	if (c->guard && c->guard_pid != getpid())
+		fl__guard_forget(c->guard);
+	else
+		fl_guard_free(c->guard);
+	fl__close(c->sock);
+	fl__close(c->uffd);
+	for (unsigned i = 0; i < c->nsources; i++)
+		fl__close(c->sources[i].memfd);
+	if (c->beacon)
+		fl__munmap(c->beacon, FL_PAGE_SIZE);
+	free(c->sources);
+	free(c->ranges);
+	free(c->buf);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+	return NULL;
+}
+
+int fl_manager_stats(const char *socket, unsigned timeout_ms, char **ret_json)
+{
+	struct fl_client_opts o = { .sz = sizeof(o), .socket = socket, .timeout_ms = timeout_ms };
+	struct fl__mgr_welcome w;
+	struct fl_client *c;
+	size_t n;
+	char *json;
+	int s, r;
+
+	if (!ret_json)
+		return -EINVAL;
+	r = client_alloc(&o, &c);
+	if (r)
+		return r;
+	r = open_session(c, FL_MGR_ROLE_OBSERVER, 0, &s, &w);
+	if (!r) {
+		c->sock = s;
+		r = request(c, FL_MGR_STATS, NULL, 0, -1, FL_MGR_STATS_JSON, &n, NULL);
+	}
+	if (!r) {
+		json = malloc(n + 1);
+		if (!json) {
+			r = -ENOMEM;
+		} else {
+			memcpy(json, c->buf + FL_MGR_HDR_SIZE, n);
+			json[n] = 0;
+			*ret_json = json;
+		}
+	}
+	fl_client_free(c);
+	return r;
+}

@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Templates, copy-on-write clones and resets (see clone.h). A clone is a
+ * MINOR-mode region over the template's memfd mapped MAP_PRIVATE: the
+ * region code already fills the page cache through a shared alias and maps
+ * it with CONTINUE; here are the template object, the clone constructor and
+ * the two resets.
+ */
+#include "kernel.h"
+#include "engine-internal.h"
+
+#include <faultline/clone.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct fl_template {
+	int memfd;
+	enum fl_mem_type mem;
+	size_t length;
+	struct fl_store *store;
+	uint64_t store_offset;
+	char name[64];
+};
+
+int fl_template_new(const struct fl_template_opts *opts, struct fl_template **ret_template)
+{
+	struct fl_template_opts o;
+	struct fl_template *t;
+	size_t psz;
+	int ret;
+
+	FL_OPTS_COPY(o, opts);
+	if (!opts || !ret_template || !o.store || o.mem > FL_MEM_HUGETLB)
+		return -EINVAL;
+	if (o.mem == FL_MEM_ANON)
+		o.mem = FL_MEM_SHMEM;
+	psz = o.mem == FL_MEM_HUGETLB ? FL_HPAGE_SIZE : FL_PAGE_SIZE;
+	if (!o.length)
+		o.length = fl_store_size(o.store) > o.store_offset ? fl_store_size(o.store) - o.store_offset : 0;
+	if (!o.length)
+		return -EINVAL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->memfd = -1;
+	t->mem = o.mem;
+	t->length = (o.length + psz - 1) / psz * psz;
+	t->store = fl_store_ref(o.store);
+	t->store_offset = o.store_offset;
+	snprintf(t->name, sizeof(t->name), "%s", o.name ? o.name : "template");
+	if (o.memfd >= 0) {
+		uint64_t size;
+		ret = fl__fstat_size(o.memfd, &size);
+		if (!ret && size != t->length)
+			ret = -EINVAL;	/* not this template's page cache */
+		if (!ret)
+			ret = fl__dup_cloexec(o.memfd, &t->memfd);
+	} else {
+		ret = fl__memfd(t->name, o.mem == FL_MEM_HUGETLB ? MFD_HUGETLB : 0, t->length, &t->memfd);
+	}
+	if (ret) {
+		fl_template_free(t);
+		return ret;
+	}
+	*ret_template = t;
+	return 0;
+}
+
+int fl_template_fd(const struct fl_template *t)
+{
+	return t ? t->memfd : -EINVAL;
+}
+
+size_t fl_template_length(const struct fl_template *t)
+{
+	return t ? t->length : 0;
+}
+
+struct fl_template *fl_template_free(struct fl_template *t)
+{
+	if (!t)
+		return NULL;
+	if (t->memfd >= 0)
+		fl__close(t->memfd);
+	fl_store_unref(t->store);
+	free(t);
+	return NULL;
+}
+
+int fl_clone_new(struct fl_engine *e, const struct fl_template *t, const struct fl_clone_opts *opts,
+		 struct fl_region **ret_clone)
+{
+	struct fl_clone_opts o;
+	struct fl_region_opts ro = { .sz = sizeof(ro) };
+
+	FL_OPTS_COPY(o, opts);
+	if (!e || !t || !ret_clone || (o.flags & ~(FL_REGION_NO_PREFETCH | FL_REGION_BACKGROUND)))
+		return -EINVAL;
+	ro.length = t->length;
+	ro.mem = t->mem;
+	ro.mode = FL_MODE_MINOR;
+	ro.flags = o.flags | FL_REGION_PRIVATE | FL_REGION_MEMFD;
+	ro.memfd = t->memfd;
+	ro.store = t->store;
+	ro.store_offset = t->store_offset;
+	ro.prefetch_max = o.prefetch_max;
+	ro.name = o.name ? o.name : t->name;
+	return fl_region_new(e, &ro, ret_clone);
+}
+
+/* ---- finding private copies ----------------------------------------------- */
+
+typedef int (*run_fn)(uint64_t start, uint64_t end, void *ctx);
+
+struct private_scan {
+	run_fn fn;
+	void *ctx;
+};
+
+static int private_region(const struct fl_page_region *pr, void *ctx)
+{
+	struct private_scan *ps = ctx;
+	return ps->fn(pr->start, pr->end, ps->ctx);
+}
+
+/*
+ * Call fn for every run of pages in [start, end) that are present and not
+ * file pages: in a private file mapping, exactly the copies the kernel made
+ * on write. PAGEMAP_SCAN when there is one, else /proc/self/pagemap (bit
+ * 63 present, bit 61 file page or shared anonymous).
+ */
+static int scan_private(uint64_t start, uint64_t end, run_fn fn, void *ctx)
+{
+	struct private_scan ps = { fn, ctx };
+	uint64_t ent[512];
+	int fd, ret;
+
+	ret = fl_pagemap_open(0, &fd);
+	if (ret)
+		return ret;
+	if (fl_has_features(FL_FEAT_PAGEMAP_SCAN)) {
+		struct fl_scan_opts so = {
+			.sz = sizeof(so),
+			.start = start,
+			.end = end,
+			.category_inverted = FL_PAGE_IS_FILE,
+			.category_mask = FL_PAGE_IS_FILE | FL_PAGE_IS_PRESENT,
+			.return_mask = FL_PAGE_IS_PRESENT,
+		};
+		int64_t n = fl_pagemap_scan_all(fd, &so, private_region, &ps);
+		fl__close(fd);
+		return n < 0 ? (int)n : 0;
+	}
+	for (uint64_t a = start; a < end && !ret;) {
+		uint64_t n = FL_MIN((end - a) / FL_PAGE_SIZE, (uint64_t)FL_ARRAY_SIZE(ent));
+		ret = fl__pread_full(fd, ent, n * sizeof(ent[0]), a / FL_PAGE_SIZE * 8);
+		for (uint64_t i = 0; i < n && !ret;) {
+			uint64_t j = i;
+			while (j < n && (ent[j] >> 63) && !((ent[j] >> 61) & 1))
+				j++;
+			if (j > i) {
+				ret = fn(a + i * FL_PAGE_SIZE, a + j * FL_PAGE_SIZE, ctx);
+				i = j;
+			} else {
+				i++;
+			}
+		}
+		a += n * FL_PAGE_SIZE;
+	}
+	fl__close(fd);
+	return ret;
+}
+
+/* Dirty runs closer than this many pages are reset as one span: unmapping
+ * and re-mapping a few clean pages costs less than two more syscalls. */
+#define MERGE_GAP 16
+
+struct run_list {
+	struct fl_range *v;
+	size_t n, cap;
+	uint64_t gap;			/* bytes */
+	struct fl_reset_stats *st;
+	size_t psz;
+};
+
+static int run_push(struct run_list *l, struct fl_range run)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		struct fl_range *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = run;
+	return 0;
+}
+
+static int collect_run(uint64_t start, uint64_t end, void *ctx)
+{
+	struct run_list *l = ctx;
+	/* hugetlb: whole huge pages (a private copy is one). */
+	uint64_t s = start / l->psz * l->psz, e = (end + l->psz - 1) / l->psz * l->psz;
+
+	l->st->pages_dirty += (end - start) / FL_PAGE_SIZE;
+	if (l->n && s <= l->v[l->n - 1].start + l->v[l->n - 1].len + l->gap) {
+		struct fl_range *last = &l->v[l->n - 1];
+		if (e > last->start + last->len)
+			last->len = e - last->start;
+		return 0;
+	}
+	return run_push(l, (struct fl_range){ s, e - s });
+}
+
+/*
+ * Drop the private copies of `runs` and map the template's pages there
+ * again. The range is unregistered meanwhile: MADV_DONTNEED on a range
+ * registered with a uffd that asks for REMOVE events waits until the engine
+ * has read one, a round trip per run. Unregistered, nothing can be served,
+ * which is why no thread may touch a clone during its reset. The pages are
+ * then mapped again with CONTINUE (read-only: the next write is an ordinary
+ * copy-on-write in the kernel, with no fault to userspace).
+ */
+static int reset_runs(struct fl_region *r, const struct run_list *l, struct fl_reset_stats *st)
+{
+	int uffd = r->space->uffd, ret, first_err = 0;
+	uint64_t base = (uintptr_t)r->addr;
+
+	ret = fl_uffd_unregister(uffd, r->addr, r->length);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < l->n; i++) {
+		ret = fl__madvise((void *)(uintptr_t)l->v[i].start, l->v[i].len, MADV_DONTNEED);
+		if (ret && !first_err)
+			first_err = ret;
+	}
+	ret = fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR, NULL);
+	if (ret) {
+		/* Unregistered, a clone would read zeros into the template where
+		 * the page cache is not filled yet: make it inaccessible. */
+		fl__log(&r->engine->log, FL_LOG_ERROR,
+			"%s: cannot register the clone again after a reset (%s): making it inaccessible",
+			r->name, strerror(-ret));
+		mprotect(r->addr, r->length, PROT_NONE);
+		return ret;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		uint64_t p = (l->v[i].start - base) / r->page_size;
+		uint64_t end = p + l->v[i].len / r->page_size;
+
+		st->runs++;
+		st->pages_dropped += l->v[i].len / FL_PAGE_SIZE;
+		/* Map again what the page cache holds; the rest faults later. */
+		while (p < end) {
+			uint64_t q = p;
+			size_t done = 0;
+			while (q < end && fl__bit_test(r->cached, q))
+				q++;
+			if (q > p) {
+				fl_uffd_continue(uffd, r->addr + p * r->page_size, (q - p) * r->page_size, 0, &done);
+				done /= r->page_size;
+			}
+			/* Not mapped again: the engine must not think it is. */
+			fl__region_discard(r, p + done, (q > p ? q : q + 1) - p - done);
+			p = q > p ? q : q + 1;
+		}
+	}
+	return first_err;
+}
+
+/*
+ * The scan reads every page-table entry of the clone and, to tell a private
+ * copy from a file page, each mapped page's struct page: memory-bound, about
+ * 30 ns a page here. Big clones are scanned in slices by up to 4 threads.
+ */
+#define SLICE_MIN (128ull << 20)
+#define SLICES_MAX 4
+
+struct slice {
+	pthread_t tid;
+	uint64_t start, end;
+	struct run_list l;
+	struct fl_reset_stats st;
+	int ret;
+};
+
+static void *slice_main(void *arg)
+{
+	struct slice *sl = arg;
+	sl->ret = scan_private(sl->start, sl->end, collect_run, &sl->l);
+	return NULL;
+}
+
+static int scan_dirty(struct fl_region *r, struct run_list *l)
+{
+	struct slice sl[SLICES_MAX];
+	uint64_t start = (uintptr_t)r->addr, len = r->length, step;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = (unsigned)FL_MIN((uint64_t)FL_MIN(cpus > 0 ? cpus : 1, SLICES_MAX), len / SLICE_MIN);
+	int ret = 0;
+
+	if (n <= 1)
+		return scan_private(start, start + len, collect_run, l);
+	step = (len / n + r->page_size - 1) / r->page_size * r->page_size;
+	for (unsigned i = 0; i < n; i++) {
+		sl[i] = (struct slice){ .start = start + i * step, .end = FL_MIN(start + (i + 1) * step, start + len) };
+		sl[i].l = (struct run_list){ .gap = l->gap, .psz = l->psz, .st = &sl[i].st };
+		/* Slice 0 runs here: n - 1 threads, and a fallback if one cannot start. */
+		if (i && pthread_create(&sl[i].tid, NULL, slice_main, &sl[i]))
+			sl[i].tid = 0;
+	}
+	slice_main(&sl[0]);
+	for (unsigned i = 1; i < n; i++) {
+		if (sl[i].tid)
+			pthread_join(sl[i].tid, NULL);
+		else
+			slice_main(&sl[i]);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (sl[i].ret && !ret)
+			ret = sl[i].ret;
+		l->st->pages_dirty += sl[i].st.pages_dirty;
+		for (size_t k = 0; k < sl[i].l.n && !ret; k++)
+			ret = run_push(l, sl[i].l.v[k]);
+		free(sl[i].l.v);
+	}
+	return ret;
+}
+
+int fl_clone_reset(struct fl_region *r, struct fl_reset_stats *stats)
+{
+	struct fl_reset_stats st = { .sz = sizeof(st) };
+	struct run_list l = { .st = &st };
+	uint64_t t0 = fl__now_ns();
+	int ret;
+
+	if (!r || r->mode != FL_MODE_MINOR || !(r->flags & FL_REGION_PRIVATE) || (r->flags & FL_REGION_FOREIGN))
+		return -EINVAL;
+	l.psz = r->page_size;
+	l.gap = r->page_size == FL_PAGE_SIZE ? MERGE_GAP * FL_PAGE_SIZE : 0;
+	ret = scan_dirty(r, &l);
+	if (!ret && l.n)
+		ret = reset_runs(r, &l, &st);
+	free(l.v);
+	st.ns = fl__now_ns() - t0;
+	if (stats && stats->sz) {
+		size_t n = FL_MIN(stats->sz, sizeof(st));
+		memcpy(stats, &st, n);
+		stats->sz = n;
+	}
+	return ret;
+}
+
+/* ---- reset points ---------------------------------------------------------- */
+
+struct fl_reset_point {
+	uint8_t *addr;
+	size_t len;
+	uint8_t *saved;
+	struct fl_watch *watch;
+	size_t gran;
+	void **pages;
+};
+
+#define RP_BATCH 4096
+
+int fl_reset_point_new(void *addr, size_t len, struct fl_reset_point **ret_point)
+{
+	struct fl_reset_point *p;
+	int ret;
+
+	if (!addr || !len || !ret_point)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->addr = addr;
+	p->len = len;
+	p->pages = calloc(RP_BATCH, sizeof(void *));
+	ret = p->pages ? fl__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0,
+				  (void **)&p->saved) : -ENOMEM;
+	if (!ret)
+		ret = fl_watch_new(addr, len, NULL, &p->watch);
+	if (ret) {
+		fl_reset_point_free(p);
+		return ret;
+	}
+	p->gran = fl_watch_granularity(p->watch);
+	/* Watch first, then copy: nothing written after the copy escapes. */
+	memcpy(p->saved, addr, len);
+	fl_watch_reset(p->watch, addr, len);
+	*ret_point = p;
+	return 0;
+}
+
+int fl_reset_point_reset(struct fl_reset_point *p, struct fl_reset_stats *stats)
+{
+	struct fl_reset_stats st = { .sz = sizeof(st) };
+	uint64_t t0 = fl__now_ns(), n;
+	int ret;
+
+	if (!p)
+		return -EINVAL;
+	do {
+		/* Look, copy back, then re-arm exactly what was copied: our own
+		 * copying is a write the watch must not keep. */
+		n = RP_BATCH;
+		ret = fl_watch_get(p->watch, p->addr, p->len, 0, p->pages, &n, NULL);
+		for (uint64_t i = 0; i < n && !ret;) {
+			uint64_t j = i + 1;
+			uint8_t *a = p->pages[i];
+			while (j < n && (uint8_t *)p->pages[j] == a + (j - i) * p->gran)
+				j++;
+			memcpy(a, p->saved + (a - p->addr), (j - i) * p->gran);
+			ret = fl_watch_reset(p->watch, a, (j - i) * p->gran);
+			st.pages_dirty += (j - i) * (p->gran / FL_PAGE_SIZE);
+			st.pages_copied += (j - i) * (p->gran / FL_PAGE_SIZE);
+			st.runs++;
+			i = j;
+		}
+	} while (!ret && n == RP_BATCH);
+	st.ns = fl__now_ns() - t0;
+	if (stats && stats->sz) {
+		size_t k = FL_MIN(stats->sz, sizeof(st));
+		memcpy(stats, &st, k);
+		stats->sz = k;
+	}
+	return ret;
+}
+
+struct fl_reset_point *fl_reset_point_free(struct fl_reset_point *p)
+{
+	if (!p)
+		return NULL;
+	fl_watch_free(p->watch);
+	if (p->saved)
+		fl__munmap(p->saved, p->len);
+	free(p->pages);
+	free(p);
+	return NULL;
+}

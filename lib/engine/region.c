@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* Lazy regions: mapping, registration, page state, statistics. */
+#include "engine-internal.h"
+#include "store-internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 0x0004U
+#endif
+
+static _Atomic uint64_t *bitmap_new(size_t bits)
+{
+	return fl__forksafe_calloc((bits + 63) / 64 + 1, sizeof(uint64_t));
+}
+
+static int map_alias(struct fl_region *r, struct fl_engine *e)
+{
+	void *p;
+	int ret;
+
+	/* The alias is where we fill the page cache: UFFDIO_COPY into a
+	 * MISSING-registered shared mapping inserts a complete page
+	 * atomically, so a concurrent MINOR fault never maps a half-written
+	 * page. Nobody but us touches it. */
+	ret = fl__mmap(NULL, r->length, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0, &p);
+	if (ret)
+		return ret;
+	ret = fl_uffd_register(e->spaces[0]->uffd, p, r->length, FL_REG_MISSING, &r->alias_ioctls);
+	if (ret) {
+		fl__munmap(p, r->length);
+		return ret;
+	}
+	r->alias = p;
+	return 0;
+}
+
+static int alloc_state(struct fl_region *r)
+{
+	r->resolved = bitmap_new(r->npages);
+	r->cached = bitmap_new(r->npages);
+	r->discarded = bitmap_new(r->npages);
+	r->poisoned = bitmap_new(r->npages);
+	if (!r->resolved || !r->cached || !r->discarded || !r->poisoned)
+		return -ENOMEM;
+	return 0;
+}
+
+int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct fl_region **ret_region)
+{
+	struct fl_region_opts o;
+	struct fl_region *r;
+	struct fl__space *sp;
+	bool foreign;
+	int ret;
+
+	if (!e || !opts || !ret_region || !opts->sz)
+		return -EINVAL;
+	FL_OPTS_COPY(o, opts);
+	foreign = o.flags & FL_REGION_FOREIGN;
+	if (!o.length || o.mem > FL_MEM_HUGETLB || o.mode > FL_MODE_MINOR)
+		return -EINVAL;
+	if (o.mode == FL_MODE_MINOR && o.mem == FL_MEM_ANON)
+		return -EINVAL;	/* MINOR needs a page cache: shmem or hugetlbfs */
+	if ((o.flags & FL_REGION_PRIVATE) && o.mode != FL_MODE_MINOR)
+		return -EINVAL;
+	if (!(o.flags & FL_REGION_MEMFD))
+		o.memfd = -1;
+	else if (o.memfd < 0 || o.mem == FL_MEM_ANON)
+		return -EINVAL;
+	if (foreign && (!o.addr || o.space <= 0 || (o.mode == FL_MODE_MINOR && o.memfd < 0)))
+		return -EINVAL;
+	if (o.mode == FL_MODE_MINOR) {
+		uint64_t need = o.mem == FL_MEM_HUGETLB ? UFFD_FEATURE_MINOR_HUGETLBFS : UFFD_FEATURE_MINOR_SHMEM;
+		if (!(e->features & need))
+			return -EOPNOTSUPP;
+	} else if (o.mem == FL_MEM_SHMEM && !(e->features & UFFD_FEATURE_MISSING_SHMEM)) {
+		return -EOPNOTSUPP;
+	} else if (o.mem == FL_MEM_HUGETLB && !(e->features & UFFD_FEATURE_MISSING_HUGETLBFS)) {
+		return -EOPNOTSUPP;
+	}
+
+	pthread_rwlock_rdlock(&e->lock);
+	sp = fl__engine_space(e, foreign ? o.space : 0);
+	pthread_rwlock_unlock(&e->lock);
+	if (!sp)
+		return -ENOENT;
+
+	r = fl__forksafe_calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->engine = e;
+	r->space = sp;
+	r->mem = o.mem;
+	r->mode = o.mode;
+	r->flags = o.flags;
+	r->memfd = -1;
+	r->page_size = o.mem == FL_MEM_HUGETLB ? FL_HPAGE_SIZE : FL_PAGE_SIZE;
+	r->length = (o.length + r->page_size - 1) / r->page_size * r->page_size;
+	r->npages = r->length / r->page_size;
+	snprintf(r->name, sizeof(r->name), "%s", o.name ? o.name : "region");
+	r->prefetch_max = o.prefetch_max ? o.prefetch_max : 256;
+	r->fill_batch = o.fill_batch ? o.fill_batch : 512;
+	atomic_init(&r->window, 1);
+	ret = -EINVAL;
+	if (o.addr && ((uintptr_t)o.addr % r->page_size))
+		goto fail;
+	ret = alloc_state(r);
+	if (ret)
+		goto fail;
+	if (o.store) {
+		r->store = fl_store_ref(o.store);
+	} else {
+		ret = fl_store_zero_new(r->length, &r->store);
+		if (ret)
+			goto fail;
+	}
+	r->store_offset = o.store_offset;
+
+	if (o.mem != FL_MEM_ANON) {
+		if (o.memfd >= 0) {
+			ret = fl__dup_cloexec(o.memfd, &r->memfd);
+		} else if (!foreign) {
+			ret = fl__memfd(r->name, o.mem == FL_MEM_HUGETLB ? MFD_HUGETLB : 0, r->length, &r->memfd);
+			r->owned_memfd = true;
+		}
+		if (ret && r->memfd < 0)
+			goto fail;
+		ret = 0;
+	}
+
+	if (foreign) {
+		r->addr = o.addr;
+		r->ioctls = ~0ull;	/* the owner registered it; the kernel will tell us */
+	} else {
+		int flags, prot = PROT_READ | PROT_WRITE;
+		void *p;
+		if (o.mem == FL_MEM_ANON)
+			flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+		else
+			flags = (o.flags & FL_REGION_PRIVATE) ? MAP_PRIVATE : MAP_SHARED;
+		if (o.addr)
+			flags |= MAP_FIXED_NOREPLACE;
+		ret = fl__mmap(o.addr, r->length, prot, flags, r->memfd, 0, &p);
+		if (ret)
+			goto fail;
+		if (o.addr && p != o.addr) {
+			fl__munmap(p, r->length);
+			ret = -EEXIST;
+			goto fail;
+		}
+		r->addr = p;
+		r->mapped_here = true;
+		if (o.mem == FL_MEM_ANON && (o.flags & FL_REGION_NO_THP))
+			fl__madvise(p, r->length, MADV_NOHUGEPAGE);
+		ret = fl_uffd_register(sp->uffd, p, r->length,
+				       o.mode == FL_MODE_MINOR ? (FL_REG_MISSING | FL_REG_MINOR) : FL_REG_MISSING,
+				       &r->ioctls);
+		if (ret == -EINVAL && o.mem != FL_MEM_ANON)
+			ret = -EOPNOTSUPP;
+		if (ret)
+			goto fail;
+	}
+	if (o.mode == FL_MODE_MINOR) {
+		ret = map_alias(r, e);
+		if (ret)
+			goto fail;
+	}
+	ret = fl__engine_add_region(e, sp, r);
+	if (ret)
+		goto fail;
+	*ret_region = r;
+	return 0;
+fail:
+	r->engine = NULL;
+	fl__region_destroy(r);
+	return ret;
+}
+
+struct fl_region *fl__region_clone(struct fl_region *src, struct fl__space *sp)
+{
+	struct fl_region *r = fl__forksafe_calloc(1, sizeof(*r));
+	size_t words = (src->npages + 63) / 64;
+
+	if (!r)
+		return NULL;
+	r->engine = src->engine;
+	r->space = sp;
+	memcpy(r->name, src->name, sizeof(r->name));
+	r->mem = src->mem;
+	r->mode = src->mode;
+	r->flags = (src->flags & ~FL_REGION_BACKGROUND) | FL_REGION_FOREIGN;
+	r->addr = src->addr;
+	r->length = src->length;
+	r->page_size = src->page_size;
+	r->npages = src->npages;
+	r->memfd = -1;
+	r->ioctls = src->ioctls;
+	r->prefetch_max = src->prefetch_max;
+	r->fill_batch = src->fill_batch;
+	r->store = fl_store_ref(src->store);
+	r->store_offset = src->store_offset;
+	atomic_init(&r->window, 1);
+	if (alloc_state(r))
+		goto fail;
+	/* The page cache is shared with the parent; pages discarded or
+	 * poisoned before the fork stay so in the child. What was mapped in
+	 * the parent is not a promise about the child: start unresolved. */
+	for (size_t i = 0; i < words; i++) {
+		r->cached[i] = atomic_load(&src->cached[i]);
+		r->discarded[i] = atomic_load(&src->discarded[i]);
+		r->poisoned[i] = atomic_load(&src->poisoned[i]);
+	}
+	if (src->memfd >= 0) {
+		if (fl__dup_cloexec(src->memfd, &r->memfd))
+			goto fail;
+		if (src->mode == FL_MODE_MINOR && map_alias(r, src->engine))
+			goto fail;
+	}
+	return r;
+fail:
+	r->engine = NULL;
+	fl__region_destroy(r);
+	return NULL;
+}
+
+void fl__region_destroy(struct fl_region *r)
+{
+	if (!r)
+		return;
+	fl__ws_region_fini(r);
+	if (r->alias) {
+		if (r->engine)
+			fl_uffd_unregister(r->engine->spaces[0]->uffd, r->alias, r->length);
+		fl__munmap(r->alias, r->length);
+	}
+	if (r->mapped_here) {
+		if (r->engine)
+			fl_uffd_unregister(r->space->uffd, r->addr, r->length);
+		fl__munmap(r->addr, r->length);
+	}
+	fl__close(r->memfd);
+	fl_store_unref(r->store);
+	fl__forksafe_free(r->resolved);
+	fl__forksafe_free(r->cached);
+	fl__forksafe_free(r->discarded);
+	fl__forksafe_free(r->poisoned);
+	fl__forksafe_free(r);
+}
+
+void fl__region_unmap_ranges(struct fl_region *r, const struct fl_range *ranges, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		void *p = (void *)(uintptr_t)ranges[i].start;
+		fl_uffd_unregister(r->space->uffd, p, ranges[i].len);
+		fl__munmap(p, ranges[i].len);
+	}
+	r->mapped_here = false;
+}
+
+struct fl_region *fl_region_free(struct fl_region *r)
+{
+	struct fl_range *ranges = NULL;
+	size_t n;
+
+	if (!r)
+		return NULL;
+	fl__ws_replay_stop(r);
+	if (r->engine) {
+		/* After mremap/munmap by the application only the ranges still
+		 * in the index are ours to unmap: the rest may be reused. */
+		n = fl__engine_remove_region(r->engine, r, &ranges);
+		if (r->mapped_here)
+			fl__region_unmap_ranges(r, ranges, n);
+		fl__forksafe_free(ranges);
+	}
+	fl__region_destroy(r);
+	return NULL;
+}
+
+void *fl_region_addr(const struct fl_region *r)
+{
+	return r ? r->addr : NULL;
+}
+
+size_t fl_region_length(const struct fl_region *r)
+{
+	return r ? r->length : 0;
+}
+
+size_t fl_region_page_size(const struct fl_region *r)
+{
+	return r ? r->page_size : 0;
+}
+
+int fl_region_memfd(const struct fl_region *r)
+{
+	return r ? r->memfd : -1;
+}
+
+uint64_t fl_region_resolved_pages(const struct fl_region *r)
+{
+	return r ? atomic_load(&r->resolved_count) : 0;
+}
+
+int fl_region_populate(struct fl_region *r, uint64_t offset, size_t len)
+{
+	struct fl__worker w;
+	uint64_t first, last;
+	int ret = 0;
+
+	if (!r || !r->engine || offset > r->length || len > r->length - offset)
+		return -EINVAL;
+	first = offset / r->page_size;
+	last = (offset + len + r->page_size - 1) / r->page_size;
+	ret = fl__worker_init(&w, (size_t)FL_MIN(last - first, 512) * r->page_size, 1);
+	if (ret)
+		return ret;
+	for (uint64_t p = first; p < last;) {
+		uint64_t n = FL_MIN(last - p, 512);
+		int rr;
+		pthread_rwlock_rdlock(&r->engine->lock);
+		rr = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, p, n, p, &w, FL_SRC_POPULATE);
+		if (rr && rr != -EAGAIN && rr != -ESRCH && rr != -ENOENT) {
+			/* Page by page: deliver what can be, poison what cannot. */
+			for (uint64_t q = p; q < p + n; q++) {
+				int pr = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, q, 1, q, &w,
+							   FL_SRC_POPULATE);
+				if (pr && pr != -EAGAIN && pr != -ESRCH && pr != -ENOENT)
+					fl__poison_page(r, r->space, (uintptr_t)r->addr, q);
+			}
+		}
+		pthread_rwlock_unlock(&r->engine->lock);
+		if (rr && !ret)
+			ret = rr;
+		if (rr == -ESRCH || rr == -ENOENT)
+			break;
+		p += n;
+	}
+	fl__worker_fini(&w);
+	return ret;
+}
+
+int fl_region_stats(const struct fl_region *r, struct fl_region_stats *st)
+{
+	struct fl_region_stats s = { 0 };
+	size_t n;
+
+	if (!r || !st || !st->sz)
+		return -EINVAL;
+	s.sz = st->sz;
+	s.faults_read = atomic_load(&r->faults_read);
+	s.faults_write = atomic_load(&r->faults_write);
+	s.faults_minor = atomic_load(&r->faults_minor);
+	s.faults_wp = atomic_load(&r->faults_wp);
+	s.pages_copy = atomic_load(&r->pages_copy);
+	s.pages_zero = atomic_load(&r->pages_zero);
+	s.pages_continue = atomic_load(&r->pages_continue);
+	s.pages_prefetch = atomic_load(&r->pages_prefetch);
+	s.pages_background = atomic_load(&r->pages_background);
+	s.pages_poisoned = atomic_load(&r->pages_poisoned);
+	s.pages_exist = atomic_load(&r->pages_exist);
+	s.bytes_read = atomic_load(&r->bytes_read);
+	s.store_errors = atomic_load(&r->store_errors);
+	s.lat_count = atomic_load(&r->hist.count);
+	s.lat_p50_ns = fl__hist_quantile(&r->hist, 0.50);
+	s.lat_p99_ns = fl__hist_quantile(&r->hist, 0.99);
+	s.lat_max_ns = atomic_load(&r->hist.max);
+	s.blocked_ns = atomic_load(&r->blocked_ns);
+	s.pages_replayed = atomic_load(&r->pages_replayed);
+	n = st->sz < sizeof(s) ? st->sz : sizeof(s);
+	memcpy(st, &s, n);
+	return 0;
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A Redis client for stores: connection pools per server node, pipelining,
+ * and Redis Cluster routing on top of hiredis 0.14 (which has no cluster
+ * support): CRC16 key slots, a slot map loaded with CLUSTER SLOTS, MOVED and
+ * ASK redirects, retries with backoff and reconnects within a deadline.
+ * A single redis-server is the same client with one node and no slot map;
+ * a MOVED reply from it switches to cluster mode.
+ *
+ * hiredis parses replies and opens connections; commands are encoded here
+ * and written with send(MSG_NOSIGNAL), so a server that went away gives an
+ * error, never SIGPIPE.
+ */
+#ifndef FL_REDIS_CLUSTER_H
+#define FL_REDIS_CLUSTER_H
+
+#include "kernel.h"
+#include <faultline/redis.h>
+
+#include <hiredis/hiredis.h>
+
+#define FL__RC_SLOTS 16384u
+
+/* CRC16-CCITT (XMODEM: poly 0x1021, init 0), as the cluster spec uses. */
+uint16_t fl__crc16(const void *buf, size_t len);
+/* The cluster slot of a key: CRC16 of its hash tag (first {...}, non-empty) or of the key. */
+unsigned fl__cluster_keyslot(const char *key, size_t len);
+
+/* ---- RESP command encoding into a growable buffer ---------------------- */
+struct fl__resp {
+	char *buf;
+	size_t len, cap;
+	int err;		/* -ENOMEM once an append failed; later appends are no-ops */
+};
+void fl__resp_free(struct fl__resp *b);
+/* "*argc\r\n" */
+void fl__resp_array(struct fl__resp *b, unsigned argc);
+/* One bulk-string argument; returns its offset in buf (of the '$'). */
+size_t fl__resp_arg(struct fl__resp *b, const void *data, size_t len);
+/* A bulk-string argument of `len` bytes to be filled by the caller: returns
+ * the offset of its first data byte (valid until the next append). */
+size_t fl__resp_arg_reserve(struct fl__resp *b, size_t len);
+
+/* ---- the client ------------------------------------------------------- */
+struct fl__rc;
+
+struct fl__cluster_opts {
+	const char *host;
+	int port;
+	unsigned timeout_ms;		/* per fl__cluster_run() call */
+	unsigned connections;		/* per node */
+	bool require_cluster;
+	struct fl__logger log;
+};
+
+/*
+ * A sink takes the string elements of a command's array reply as they are
+ * parsed, straight from the read buffer (MGET of pages: verify and copy into
+ * place, no copy per element on the heap). Its return value (>= 0, or
+ * -errno) replaces the string: the element comes back with type
+ * FL__RC_REPLY_SUNK and that value in `integer`. Elements that are not
+ * strings (nil...) come back as usual. A reply may be parsed more than once
+ * (the connection failed mid-reply and the command was sent again); only
+ * the final reply's elements count.
+ */
+#define FL__RC_REPLY_SUNK 100
+struct fl__cluster_sink {
+	long long (*string)(void *ctx, size_t idx, const char *str, size_t len);
+	void *ctx;
+};
+
+struct fl__cluster_cmd {
+	/* in */
+	const char *buf;		/* the RESP-encoded command */
+	size_t len;
+	int slot;			/* key slot, or -1: any node */
+	bool multi_key;			/* TRYAGAIN is returned to the caller (it can split) */
+	bool fresh;			/* send on a new connection (a reply failed verification) */
+	const struct fl__cluster_sink *sink;	/* optional, for array replies */
+	/* out */
+	redisReply *reply;		/* the reply (an error reply too): caller frees */
+	int result;			/* 0 with a reply, or -errno (-ETIMEDOUT, -EPROTO, -ENOMEM) */
+	/* private to fl__cluster_run */
+	int ask_node;
+	unsigned redirects;
+};
+
+/*
+ * Connect to the seed node and detect a cluster (loading its slot map).
+ * Retries until opts->timeout_ms; -ETIMEDOUT when the server never answered,
+ * -EPROTO when it is not a cluster but one was required or it refused the
+ * detection command.
+ */
+int fl__cluster_new(const struct fl__cluster_opts *opts, struct fl__rc **ret);
+void fl__cluster_free(struct fl__rc *rc);
+bool fl__cluster_is_cluster(const struct fl__rc *rc);
+
+/*
+ * Run commands, pipelined per node (sent to every node first, then the
+ * replies read). Each command gets a reply, or a result < 0 when none could
+ * be had within the deadline. Redirects, reconnects and transient cluster
+ * errors (CLUSTERDOWN, LOADING, TRYAGAIN on single-key commands) are
+ * handled here. `urgent` may use a node's reserved connection. Returns 0
+ * when every command has a reply, else the first command's error.
+ * Thread-safe.
+ */
+int fl__cluster_run(struct fl__rc *rc, struct fl__cluster_cmd *cmds, unsigned n, bool urgent);
+
+/* Counters (fills the fields this layer knows). */
+void fl__cluster_stats(const struct fl__rc *rc, struct fl_redis_stats *st);
+
+/* An error reply that starts with `word` (e.g. "TRYAGAIN"). */
+bool fl__cluster_reply_is(const redisReply *r, const char *word);
+
+/*
+ * Parse redis://HOST[:PORT][/PREFIX] ([v6addr] in brackets). Defaults: port
+ * 6379, prefix "faultline". The prefix is 1..128 printable characters
+ * without braces (they would change the hash tag) or spaces.
+ */
+int fl__redis_url_parse(const char *url, char *host, size_t host_len, int *port,
+			char *prefix, size_t prefix_len);
+
+#endif

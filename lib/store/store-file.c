@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* A file store: pread(2), one call per request however large. */
+#include "kernel.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct file_store {
+	int fd;
+	uint64_t base;
+};
+
+static int file_read(void *ctx, struct fl_store_iov *iov, unsigned n)
+{
+	struct file_store *f = ctx;
+	int err = 0;
+	for (unsigned i = 0; i < n; i++) {
+		iov[i].result = fl__pread_full(f->fd, iov[i].buf, iov[i].len, f->base + iov[i].offset);
+		if (iov[i].result && !err)
+			err = iov[i].result;
+	}
+	return err;
+}
+
+static int file_write(void *ctx, const struct fl_store_iov *iov, unsigned n)
+{
+	struct file_store *f = ctx;
+	for (unsigned i = 0; i < n; i++) {
+		int r = fl__pwrite_full(f->fd, iov[i].buf, iov[i].len, f->base + iov[i].offset);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int file_flush(void *ctx)
+{
+	struct file_store *f = ctx;
+	return fl__fdatasync(f->fd);
+}
+
+static void file_destroy(void *ctx)
+{
+	struct file_store *f = ctx;
+	fl__close(f->fd);
+	free(f);
+}
+
+static const struct fl_store_ops file_ops = {
+	.sz = sizeof(struct fl_store_ops),
+	.version = FL_STORE_OPS_VERSION,
+	.name = "file",
+	.read = file_read,
+	.write = file_write,
+	.flush = file_flush,
+	.destroy = file_destroy,
+};
+
+int fl_store_file_new(int fd, uint64_t offset, uint64_t size, struct fl_store **ret_store)
+{
+	struct file_store *f;
+	uint64_t fsize;
+	int r;
+
+	if (fd < 0 || !ret_store)
+		return -EINVAL;
+	r = fl__fstat_size(fd, &fsize);
+	if (r)
+		return r;
+	if (offset > fsize)
+		return -ERANGE;
+	if (!size)
+		size = fsize - offset;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->base = offset;
+	r = fl__dup_cloexec(fd, &f->fd);
+	if (r) {
+		free(f);
+		return r;
+	}
+	r = fl_store_new(&file_ops, f, size, ret_store);
+	if (r)
+		file_destroy(f);
+	return r;
+}
+
+int fl_store_file_open(const char *path, struct fl_store **ret_store)
+{
+	int fd, r;
+	if (!path)
+		return -EINVAL;
+	r = fl__open(path, O_RDONLY, &fd);
+	if (r)
+		return r;
+	r = fl_store_file_new(fd, 0, 0, ret_store);
+	close(fd);
+	return r;
+}

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef FL_STORE_INTERNAL_H
+#define FL_STORE_INTERNAL_H
+
+#include "kernel.h"
+
+struct fl_store {
+	const struct fl_store_ops *ops;
+	void *ctx;
+	uint64_t size;
+	_Atomic unsigned refs;
+	/* fault injection (FL_STORE_CTL_*) */
+	_Atomic uint64_t fail_off, fail_len, delay_us;
+};
+
+#endif

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the snapshot code needs from a write watch beyond the public API:
+ * a hook that runs in the SYNC backend's fault thread before a written page
+ * is made writable, so a copy-on-write snapshot can save the page's old
+ * contents first (copy-before-write).
+ */
+#ifndef FL_WATCH_INTERNAL_H
+#define FL_WATCH_INTERNAL_H
+
+#include <faultline/watch.h>
+
+#include "kernel.h"
+
+#include <pthread.h>
+
+/*
+ * Called with [addr, addr + len) still write-protected (len is the
+ * granularity: one page, or one huge page), before the watch records the
+ * page as written and unprotects it. The faulting thread is blocked until
+ * the hook returns. A negative return does not block the writer: the watch
+ * still unprotects and wakes it (never leave a thread hanging); the hook's
+ * owner records the error itself. For a write to an unpopulated page the
+ * page reads as zeros when the hook runs.
+ */
+typedef int (*fl__watch_hook_fn)(void *ctx, uint64_t addr, uint64_t len);
+
+/*
+ * Install (fn != NULL) or remove (fn == NULL) the hook. SYNC backend only
+ * (-EOPNOTSUPP otherwise). Removing returns only once no hook call is
+ * running, so the caller may free ctx afterwards.
+ */
+int fl__watch_set_hook(struct fl_watch *watch, fl__watch_hook_fn fn, void *ctx);
+
+/*
+ * SYNC only: get and reset written granules of the whole watch like
+ * fl_watch_get(FL_WATCH_RESET), calling fn(ctx, addr) for each while the
+ * fault thread is held off, before they are re-protected. The hook runs
+ * under the same lock, so it sees what fn did.
+ */
+int fl__watch_get_mark(struct fl_watch *watch, void **pages, uint64_t *count,
+		       void (*fn)(void *ctx, uint64_t addr), void *ctx);
+
+struct fl_watch {
+	enum fl_watch_backend backend;
+	uint64_t start, len;
+	size_t gran;			/* page or huge page */
+	uint64_t ngran;
+	enum fl_mem_type mem;
+	int prot;			/* the range's protection at creation */
+	struct fl__logger log;
+	/* Serialises get/reset with each other and (SYNC) with the fault
+	 * thread's record-and-unprotect. */
+	pthread_mutex_t lock;
+	_Atomic uint64_t *dirty;	/* SYNC, MPROTECT: one bit per granule */
+	/* ASYNC, SYNC */
+	int uffd;
+	bool registered;
+	bool missing_reg;		/* SYNC without WP_UNPOPULATED */
+	int pagemap_fd;			/* ASYNC */
+	/* SYNC */
+	pthread_t thread;
+	bool thread_started;
+	int stop_fd;
+	_Atomic uint64_t batches_started, batches_done;	/* messages read / handled */
+	void *zero_buf;			/* a zero granule, for MISSING faults */
+	pthread_rwlock_t hook_lock;
+	fl__watch_hook_fn hook;
+	void *hook_ctx;
+	/* MPROTECT */
+	int mp_slot;			/* index in the process-wide table, -1 */
+	_Atomic int mp_resetting;
+};
+
+/* Memory type, page size and protection (-1 when it varies) of a range that
+ * one kind of memory covers completely (-EINVAL: a hole, or mixed kinds). */
+int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_t *ret_psz,
+		   int *ret_prot);
+
+void fl__watch_mark(struct fl_watch *w, uint64_t granule);
+
+/* watch-mprotect.c */
+typedef int (*fl__watch_get_fn)(struct fl_watch *w, uint64_t first, uint64_t n, bool reset,
+				void **pages, uint64_t *count);
+typedef int (*fl__watch_reset_fn)(struct fl_watch *w, uint64_t first, uint64_t n);
+int fl__watch_mp_start(struct fl_watch *w);
+void fl__watch_mp_stop(struct fl_watch *w);
+int fl__watch_mp_protect(struct fl_watch *w, uint64_t addr, uint64_t len);
+int fl__watch_mp_get(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages,
+		     uint64_t *count, fl__watch_get_fn get);
+int fl__watch_mp_reset(struct fl_watch *w, uint64_t first, uint64_t n, fl__watch_reset_fn reset);
+
+#endif

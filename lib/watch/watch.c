@@ -1,0 +1,624 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Write watches (see watch.h): the common part and the two userfaultfd
+ * backends. ASYNC keeps no state of its own: the kernel's uffd-wp bits are
+ * the dirty set and PAGEMAP_SCAN reads and re-arms them. SYNC keeps a
+ * bitmap that its fault thread fills. MPROTECT lives in watch-mprotect.c.
+ */
+#include "kernel.h"
+#include "watch-internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MSG_BATCH 64
+#define SCAN_VEC 512
+
+/* ---- memory layout -------------------------------------------------------- */
+
+int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_t *ret_psz, int *ret_prot)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	uint64_t cur = addr, end = addr + len;
+	bool in = false, first = true, shared = false;
+	enum fl_mem_type mem = FL_MEM_ANON;
+	int prot = 0, vprot = 0, ret = -EINVAL;
+
+	if (!f)
+		return -EIO;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, kps;
+		char perms[8];
+
+		/* A mapping's header: "lo-hi perms offset dev inode path". */
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && strlen(perms) == 4 &&
+		    strchr("r-", perms[0]) && strchr("ps", perms[3])) {
+			in = cur >= lo && cur < hi;
+			if (in) {
+				shared = perms[3] == 's';
+				vprot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+					(perms[2] == 'x' ? PROT_EXEC : 0);
+				cur = hi;
+			} else if (lo > cur) {
+				break;	/* a hole */
+			}
+			continue;
+		}
+		if (in && sscanf(line, "KernelPageSize: %lu kB", &kps) == 1) {
+			enum fl_mem_type m = kps * 1024 > FL_PAGE_SIZE ? FL_MEM_HUGETLB :
+					     shared ? FL_MEM_SHMEM : FL_MEM_ANON;
+			if (first) {
+				mem = m;
+				prot = vprot;
+				*ret_psz = (size_t)kps * 1024;
+				first = false;
+			} else if (m != mem) {
+				first = true;	/* mixed */
+				break;
+			} else if (vprot != prot) {
+				prot = -1;
+			}
+			in = false;
+			if (cur >= end)
+				break;
+		}
+	}
+	fclose(f);
+	if (!first && cur >= end) {
+		*ret_mem = mem;
+		*ret_prot = prot;
+		ret = 0;
+	}
+	return ret;
+}
+
+/* ---- common --------------------------------------------------------------- */
+
+static bool bit_test(const _Atomic uint64_t *bm, uint64_t i)
+{
+	return (atomic_load_explicit(&bm[i / 64], memory_order_acquire) >> (i % 64)) & 1;
+}
+
+void fl__watch_mark(struct fl_watch *w, uint64_t g)
+{
+	atomic_fetch_or_explicit(&w->dirty[g / 64], 1ull << (g % 64), memory_order_release);
+}
+
+static void bit_clear(_Atomic uint64_t *bm, uint64_t i)
+{
+	atomic_fetch_and_explicit(&bm[i / 64], ~(1ull << (i % 64)), memory_order_release);
+}
+
+static int check_sub(const struct fl_watch *w, void *addr, size_t len, uint64_t *first, uint64_t *n)
+{
+	uint64_t a = (uintptr_t)addr;
+
+	if (!len || a < w->start || a + len > w->start + w->len || a + len < a || (a - w->start) % w->gran ||
+	    len % w->gran)
+		return -EINVAL;
+	*first = (a - w->start) / w->gran;
+	*n = len / w->gran;
+	return 0;
+}
+
+/* ---- ASYNC ---------------------------------------------------------------- */
+
+struct async_get {
+	struct fl_watch *w;
+	void **pages;
+	uint64_t cap, count;
+};
+
+static int async_collect(const struct fl_page_region *r, void *ctx)
+{
+	struct async_get *g = ctx;
+	for (uint64_t a = r->start; a < r->end && g->count < g->cap; a += g->w->gran)
+		g->pages[g->count++] = (void *)(uintptr_t)a;
+	return 0;
+}
+
+static int async_get(struct fl_watch *w, uint64_t start, uint64_t len, bool reset, void **pages, uint64_t *count)
+{
+	struct async_get g = { .w = w, .pages = pages, .cap = *count };
+	struct fl_scan_opts so = {
+		.sz = sizeof(so),
+		.start = start,
+		.end = start + len,
+		.flags = reset ? (FL_SCAN_WP_MATCHING | FL_SCAN_CHECK_WPASYNC) : 0,
+		/* Bounds what is reported and, with WP_MATCHING, exactly what
+		 * is re-protected: the caller's capacity. A buffer that holds
+		 * the whole range needs no bound (and the kernel walks faster
+		 * without one). */
+		.max_pages = *count >= len / w->gran ? 0 : *count * (w->gran / FL_PAGE_SIZE),
+		.category_mask = FL_PAGE_IS_WRITTEN,
+		.return_mask = FL_PAGE_IS_WRITTEN,
+	};
+	int64_t n;
+
+	if (!*count)
+		return 0;
+	n = fl_pagemap_scan_all(w->pagemap_fd, &so, async_collect, &g);
+	if (n < 0)
+		return (int)n;
+	*count = g.count;
+	return 0;
+}
+
+static int ignore_region(const struct fl_page_region *r, void *ctx)
+{
+	(void)r;
+	(void)ctx;
+	return 0;
+}
+
+static int async_reset(struct fl_watch *w, uint64_t start, uint64_t len)
+{
+	/* Re-protect only what was written: far cheaper than protecting
+	 * every pte of the range again. */
+	struct fl_scan_opts so = {
+		.sz = sizeof(so),
+		.start = start,
+		.end = start + len,
+		.flags = FL_SCAN_WP_MATCHING | FL_SCAN_CHECK_WPASYNC,
+		.category_mask = FL_PAGE_IS_WRITTEN,
+		.return_mask = FL_PAGE_IS_WRITTEN,
+	};
+	int64_t n = fl_pagemap_scan_all(w->pagemap_fd, &so, ignore_region, NULL);
+	return n < 0 ? (int)n : 0;
+}
+
+/* ---- SYNC ------------------------------------------------------------------ */
+
+static int protect(struct fl_watch *w, uint64_t addr, uint64_t len, bool on)
+{
+	int ret;
+
+	do
+		ret = fl_uffd_writeprotect(w->uffd, (void *)(uintptr_t)addr, len, on ? FL_WP_PROTECT : 0);
+	while (ret == -EAGAIN);
+	/* ENOENT: unmapped under us; nothing left to protect or wake. */
+	return ret == -ENOENT ? 0 : ret;
+}
+
+static void call_hook(struct fl_watch *w, uint64_t addr)
+{
+	pthread_rwlock_rdlock(&w->hook_lock);
+	if (w->hook)
+		w->hook(w->hook_ctx, addr, w->gran);
+	pthread_rwlock_unlock(&w->hook_lock);
+}
+
+/*
+ * A first write to a protected granule: let the hook see the old bytes,
+ * then record and unprotect under the lock that get+reset holds while it
+ * re-protects and clears, so a write is never lost between the two.
+ */
+static void sync_written(struct fl_watch *w, uint64_t addr)
+{
+	uint64_t g = (addr - w->start) / w->gran;
+	int ret;
+
+	/* The hook runs under the lock too: a fault message can be stale (two
+	 * threads faulted on one page; the first unprotect woke both), and a
+	 * get that re-protects and hands pages to its caller must not be cut
+	 * in two by one (see fl__watch_get_mark()). */
+	pthread_mutex_lock(&w->lock);
+	call_hook(w, addr);
+	fl__watch_mark(w, g);
+	ret = protect(w, addr, w->gran, false);
+	pthread_mutex_unlock(&w->lock);
+	if (ret) {
+		fl__log(&w->log, FL_LOG_ERROR, "watch: unprotecting %#llx failed: %s", (unsigned long long)addr,
+			strerror(-ret));
+		fl_uffd_wake(w->uffd, (void *)(uintptr_t)addr, w->gran);
+	}
+}
+
+/* MISSING (no WP_UNPOPULATED): a never-populated page is zeros. */
+static void sync_missing(struct fl_watch *w, uint64_t addr, bool write)
+{
+	int ret;
+
+	/* Install it protected first, so a write is then an ordinary first
+	 * write (and the hook reads zeros without faulting into us). */
+	ret = fl_uffd_copy(w->uffd, (void *)(uintptr_t)addr, w->zero_buf, w->gran, FL_MODE_WP | (write ? FL_DONTWAKE : 0),
+			   NULL);
+	if (ret && ret != -EEXIST && ret != -ENOENT) {
+		fl__log(&w->log, FL_LOG_ERROR, "watch: installing a zero page at %#llx failed: %s",
+			(unsigned long long)addr, strerror(-ret));
+	}
+	if (ret == -ENOENT)
+		return;
+	if (write)
+		sync_written(w, addr);
+	else if (ret)
+		fl_uffd_wake(w->uffd, (void *)(uintptr_t)addr, w->gran);
+}
+
+static void sync_remove(struct fl_watch *w, uint64_t start, uint64_t end)
+{
+	/* MADV_DONTNEED and friends change the contents: a write. */
+	start = FL_MAX(start, w->start);
+	end = FL_MIN(end, w->start + w->len);
+	pthread_mutex_lock(&w->lock);
+	for (uint64_t a = start & ~(uint64_t)(w->gran - 1); a < end; a += w->gran)
+		fl__watch_mark(w, (a - w->start) / w->gran);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void *sync_thread(void *arg)
+{
+	struct fl_watch *w = arg;
+	struct uffd_msg msgs[MSG_BATCH];
+
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = w->uffd, .events = POLLIN }, { .fd = w->stop_fd, .events = POLLIN } };
+		int n = fl__poll(pfd, 2, -1);
+
+		if (n < 0 && n != -EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents & (POLLERR | POLLHUP))
+			break;
+		atomic_fetch_add(&w->batches_started, 1);
+		n = fl_uffd_read(w->uffd, msgs, MSG_BATCH);
+		if (n == -EAGAIN || n == -EINTR) {
+			atomic_fetch_add(&w->batches_done, 1);
+			continue;
+		}
+		if (n < 0) {
+			atomic_fetch_add(&w->batches_done, 1);
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			const struct uffd_msg *m = &msgs[i];
+			if (fl_msg_is_fault(m)) {
+				uint64_t addr = fl_msg_fault_addr(m) & ~(uint64_t)(w->gran - 1);
+				if (addr < w->start || addr >= w->start + w->len)
+					continue;
+				if (fl_msg_fault_wp(m))
+					sync_written(w, addr);
+				else
+					sync_missing(w, addr, fl_msg_fault_write(m));
+			} else if (m->event == UFFD_EVENT_REMOVE) {
+				sync_remove(w, m->arg.remove.start, m->arg.remove.end);
+			}
+		}
+		atomic_fetch_add(&w->batches_done, 1);
+	}
+	return NULL;
+}
+
+/*
+ * A REMOVE event releases madvise() as soon as the thread has read it, so
+ * the caller may ask before the thread has recorded it: wait for every
+ * batch read before this call to be processed.
+ */
+static void sync_settle(struct fl_watch *w)
+{
+	uint64_t started = atomic_load(&w->batches_started);
+
+	while (atomic_load(&w->batches_done) < started && w->thread_started)
+		sched_yield();
+}
+
+/* Get (and reset) granules [first, first + n) from the bitmap. */
+static int bitmap_get_fn(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages, uint64_t *count,
+			 void (*fn)(void *ctx, uint64_t addr), void *ctx);
+
+static int bitmap_get(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages, uint64_t *count)
+{
+	return bitmap_get_fn(w, first, n, reset, pages, count, NULL, NULL);
+}
+
+int fl__watch_get_mark(struct fl_watch *w, void **pages, uint64_t *count, void (*fn)(void *ctx, uint64_t addr),
+		       void *ctx)
+{
+	int ret;
+
+	if (!w || w->backend != FL_WATCH_SYNC)
+		return -EOPNOTSUPP;
+	sync_settle(w);
+	pthread_mutex_lock(&w->lock);
+	ret = bitmap_get_fn(w, 0, w->ngran, true, pages, count, fn, ctx);
+	pthread_mutex_unlock(&w->lock);
+	return ret;
+}
+
+static int bitmap_get_fn(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages, uint64_t *count,
+			 void (*fn)(void *ctx, uint64_t addr), void *ctx)
+{
+	uint64_t cap = *count, c = 0, end = first + n;
+	int ret = 0;
+
+	/* Word at a time: a clean watch over gigabytes is mostly zero words. */
+	for (uint64_t g = first; g < end && c < cap;) {
+		uint64_t word = atomic_load_explicit(&w->dirty[g / 64], memory_order_acquire) >> (g % 64);
+		if (!word) {
+			g = (g / 64 + 1) * 64;
+			continue;
+		}
+		g += (uint64_t)__builtin_ctzll(word);
+		if (g >= end)
+			break;
+		pages[c++] = (void *)(uintptr_t)(w->start + g * w->gran);
+		g++;
+	}
+	for (uint64_t i = 0; fn && i < c; i++)
+		fn(ctx, (uintptr_t)pages[i]);
+	if (reset) {
+		/* Re-protect runs of returned granules, then clear their bits. */
+		for (uint64_t i = 0; i < c && !ret;) {
+			uint64_t j = i + 1;
+			uint64_t a = (uintptr_t)pages[i];
+			while (j < c && (uintptr_t)pages[j] == a + (j - i) * w->gran)
+				j++;
+			ret = w->backend == FL_WATCH_SYNC ? protect(w, a, (j - i) * w->gran, true) :
+							    fl__watch_mp_protect(w, a, (j - i) * w->gran);
+			for (uint64_t k = i; k < j && !ret; k++)
+				bit_clear(w->dirty, ((uintptr_t)pages[k] - w->start) / w->gran);
+			i = j;
+		}
+	}
+	*count = c;
+	return ret;
+}
+
+static int bitmap_reset(struct fl_watch *w, uint64_t first, uint64_t n)
+{
+	int ret = 0;
+
+	for (uint64_t g = first; g < first + n && !ret;) {
+		uint64_t h = g;
+		if (!(atomic_load_explicit(&w->dirty[g / 64], memory_order_acquire) >> (g % 64))) {
+			g = (g / 64 + 1) * 64;	/* a clean word */
+			continue;
+		}
+		if (!bit_test(w->dirty, g)) {
+			g++;
+			continue;
+		}
+		while (h < first + n && bit_test(w->dirty, h))
+			h++;
+		ret = w->backend == FL_WATCH_SYNC ? protect(w, w->start + g * w->gran, (h - g) * w->gran, true) :
+						    fl__watch_mp_protect(w, w->start + g * w->gran, (h - g) * w->gran);
+		for (uint64_t k = g; k < h && !ret; k++)
+			bit_clear(w->dirty, k);
+		g = h;
+	}
+	return ret;
+}
+
+int fl__watch_set_hook(struct fl_watch *w, fl__watch_hook_fn fn, void *ctx)
+{
+	if (!w)
+		return -EINVAL;
+	if (w->backend != FL_WATCH_SYNC)
+		return -EOPNOTSUPP;
+	/* The write lock waits for a running hook call to return. */
+	pthread_rwlock_wrlock(&w->hook_lock);
+	w->hook = fn;
+	w->hook_ctx = fn ? ctx : NULL;
+	pthread_rwlock_unlock(&w->hook_lock);
+	return 0;
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+static int uffd_setup(struct fl_watch *w, bool async)
+{
+	uint64_t feat, modes = FL_REG_WP;
+	int ret;
+
+	if (async) {
+		feat = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+		if (!fl_has_features(feat | FL_FEAT_PAGEMAP_SCAN))
+			return -EOPNOTSUPP;
+	} else {
+		feat = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE;
+		if (!fl_has_features(feat))
+			return -EOPNOTSUPP;
+		if (w->mem == FL_MEM_ANON) {
+			if (fl_has_features(UFFD_FEATURE_WP_UNPOPULATED))
+				feat |= UFFD_FEATURE_WP_UNPOPULATED;
+			else
+				modes |= FL_REG_MISSING;	/* catch never-populated pages */
+		}
+	}
+	if (w->mem != FL_MEM_ANON) {
+		if (!fl_has_features(UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+			return -EOPNOTSUPP;
+		feat |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	}
+	/* Not USER_MODE_ONLY when it can be helped: the kernel's own writes
+	 * into the range (read(2)) must fault into us too. */
+	ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK, &w->uffd);
+	if (ret)
+		return ret;
+	ret = fl_uffd_api(w->uffd, feat, NULL, NULL);
+	if (ret)
+		return ret;
+	ret = fl_uffd_register(w->uffd, (void *)(uintptr_t)w->start, w->len, (unsigned)modes, NULL);
+	if (ret == -EINVAL && w->mem != FL_MEM_ANON)
+		ret = -EOPNOTSUPP;
+	if (ret)
+		return ret;
+	w->registered = true;
+	w->missing_reg = modes & FL_REG_MISSING;
+	/* A new watch starts clean: protect everything (unpopulated ptes get
+	 * markers with WP_UNPOPULATED; nothing is faulted in). */
+	return protect(w, w->start, w->len, true);
+}
+
+int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struct fl_watch **ret_watch)
+{
+	struct fl_watch_opts o;
+	struct fl_watch *w;
+	size_t psz;
+	int ret;
+
+	FL_OPTS_COPY(o, opts);
+	if (!addr || !len || !ret_watch || o.backend > FL_WATCH_MPROTECT || (o.flags & ~FL_WATCH_ALLOW_THP))
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->uffd = w->stop_fd = w->pagemap_fd = w->mp_slot = -1;
+	w->start = (uintptr_t)addr;
+	w->len = len;
+	w->log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = FL_LOG_DEBUG };
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_rwlock_init(&w->hook_lock, NULL);
+	ret = fl__range_info(w->start, len, &w->mem, &psz, &w->prot);
+	if (ret)
+		goto fail;
+	ret = -EINVAL;
+	if (w->start % psz || len % psz || w->prot < 0 || !(w->prot & PROT_WRITE))
+		goto fail;
+	w->gran = psz;
+	w->ngran = len / psz;
+	if (w->mem == FL_MEM_ANON && !(o.flags & FL_WATCH_ALLOW_THP))
+		fl__madvise(addr, len, MADV_NOHUGEPAGE);
+
+	if (o.backend == FL_WATCH_AUTO)
+		o.backend = fl_has_features(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN) ?
+				    FL_WATCH_ASYNC :
+			    fl_has_features(UFFD_FEATURE_PAGEFAULT_FLAG_WP) ? FL_WATCH_SYNC :
+									      FL_WATCH_MPROTECT;
+	w->backend = o.backend;
+	if (w->backend != FL_WATCH_ASYNC) {
+		w->dirty = calloc((w->ngran + 63) / 64, sizeof(uint64_t));
+		if (!w->dirty) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+	}
+	switch (w->backend) {
+	case FL_WATCH_ASYNC:
+		ret = fl_pagemap_open(0, &w->pagemap_fd);
+		if (!ret)
+			ret = uffd_setup(w, true);
+		break;
+	case FL_WATCH_SYNC:
+		if (w->mem == FL_MEM_ANON && !fl_has_features(UFFD_FEATURE_WP_UNPOPULATED)) {
+			w->zero_buf = calloc(1, w->gran);
+			if (!w->zero_buf) {
+				ret = -ENOMEM;
+				break;
+			}
+		}
+		ret = uffd_setup(w, false);
+		if (!ret)
+			ret = fl__eventfd(&w->stop_fd);
+		if (!ret) {
+			ret = -pthread_create(&w->thread, NULL, sync_thread, w);
+			w->thread_started = !ret;
+		}
+		break;
+	default:
+		ret = fl__watch_mp_start(w);
+		break;
+	}
+	if (ret)
+		goto fail;
+	*ret_watch = w;
+	return 0;
+fail:
+	fl_watch_free(w);
+	return ret;
+}
+
+int fl_watch_get(struct fl_watch *w, void *addr, size_t len, unsigned flags, void **pages, uint64_t *count,
+		 size_t *ret_granularity)
+{
+	uint64_t first, n;
+	int ret;
+
+	if (!w || !pages || !count || (flags & ~FL_WATCH_RESET))
+		return -EINVAL;
+	ret = check_sub(w, addr, len, &first, &n);
+	if (ret)
+		return ret;
+	if (ret_granularity)
+		*ret_granularity = w->gran;
+	if (w->backend == FL_WATCH_ASYNC) {
+		pthread_mutex_lock(&w->lock);
+		ret = async_get(w, (uintptr_t)addr, len, flags & FL_WATCH_RESET, pages, count);
+		pthread_mutex_unlock(&w->lock);
+		return ret;
+	}
+	if (w->backend == FL_WATCH_MPROTECT)
+		return fl__watch_mp_get(w, first, n, flags & FL_WATCH_RESET, pages, count, bitmap_get);
+	sync_settle(w);
+	pthread_mutex_lock(&w->lock);
+	ret = bitmap_get(w, first, n, flags & FL_WATCH_RESET, pages, count);
+	pthread_mutex_unlock(&w->lock);
+	return ret;
+}
+
+int fl_watch_reset(struct fl_watch *w, void *addr, size_t len)
+{
+	uint64_t first, n;
+	int ret;
+
+	if (!w)
+		return -EINVAL;
+	ret = check_sub(w, addr, len, &first, &n);
+	if (ret)
+		return ret;
+	if (w->backend == FL_WATCH_MPROTECT)
+		return fl__watch_mp_reset(w, first, n, bitmap_reset);
+	if (w->backend == FL_WATCH_SYNC)
+		sync_settle(w);
+	pthread_mutex_lock(&w->lock);
+	ret = w->backend == FL_WATCH_ASYNC ? async_reset(w, (uintptr_t)addr, len) : bitmap_reset(w, first, n);
+	pthread_mutex_unlock(&w->lock);
+	return ret;
+}
+
+enum fl_watch_backend fl_watch_backend(const struct fl_watch *w)
+{
+	return w ? w->backend : FL_WATCH_AUTO;
+}
+
+size_t fl_watch_granularity(const struct fl_watch *w)
+{
+	return w ? w->gran : 0;
+}
+
+struct fl_watch *fl_watch_free(struct fl_watch *w)
+{
+	if (!w)
+		return NULL;
+	if (w->backend == FL_WATCH_MPROTECT)
+		fl__watch_mp_stop(w);
+	if (w->thread_started) {
+		fl__eventfd_signal(w->stop_fd);
+		pthread_join(w->thread, NULL);
+	}
+	if (w->registered) {
+		/* Unregistering drops the protection; wake anyone who faulted
+		 * after the thread stopped so they retry on plain memory. */
+		fl_uffd_unregister(w->uffd, (void *)(uintptr_t)w->start, w->len);
+		fl_uffd_wake(w->uffd, (void *)(uintptr_t)w->start, w->len);
+	}
+	if (w->uffd >= 0)
+		fl__close(w->uffd);
+	if (w->stop_fd >= 0)
+		fl__close(w->stop_fd);
+	if (w->pagemap_fd >= 0)
+		fl__close(w->pagemap_fd);
+	pthread_rwlock_destroy(&w->hook_lock);
+	pthread_mutex_destroy(&w->lock);
+	free(w->zero_buf);
+	free((void *)w->dirty);
+	free(w);
+	return NULL;
+}
