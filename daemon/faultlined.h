@@ -147,6 +147,10 @@ void fld_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void fld_log_cb(enum fl_log_level level, const char *msg, void *ctx);
 extern int fld_verbose;
 
+/* crashpoint.c: SIGKILL ourselves at point `name` when FAULTLINED_CRASH_AT
+ * names it (tests of recovery). */
+void fld_crash_point(const char *name);
+
 /* loop.c */
 int fld_run(struct fld *d);
 /* A listening socket (its directory made 0700, or 0711 when `others`:

@@ -155,12 +155,21 @@ static int check_mapping(struct fld *d, const struct fc_mapping *m, char *why, s
 	return 0;
 }
 
+static void state_write(struct fld *d, struct fld_session *s, const char *json, size_t len);
+
 /*
  * Serve a handshake: the mappings in `json`, the uffd `fd` (taken, closed
  * on error). On failure *why says what was wrong.
+ *
+ * `record`: write the state record first (a new handshake; a resumed VM has
+ * one). It is written once everything is checked and before the uffd is
+ * adopted, so a daemon killed at any later moment leaves a record behind
+ * and the next one re-takes the uffd: Firecracker never hands it over
+ * again. A daemon killed before that point has taken nothing (the VM's
+ * faults wait, with no record to find: the window faultlined(8) states).
  */
-static int fc_serve(struct fld *d, struct fld_session *s, const char *json, size_t len, int fd, char *why,
-		    size_t whylen)
+static int fc_serve(struct fld *d, struct fld_session *s, const char *json, size_t len, int fd, bool record,
+		    char *why, size_t whylen)
 {
 	struct fc_mapping maps[FC_MAX_MAPPINGS];
 	uint64_t features, bytes = 0;
@@ -185,6 +194,10 @@ static int fc_serve(struct fld *d, struct fld_session *s, const char *json, size
 	}
 	if (!r && (r = fld_uffd_features(fd, &features)))
 		snprintf(why, whylen, "the fd is not a userfaultfd");
+	if (!r && record) {
+		state_write(d, s, json, len);
+		fld_crash_point("fc-recorded");
+	}
 	if (!r) {
 		r = fl_engine_adopt(d->engine, fd, s->pid, features);
 		if (r >= 0) {
@@ -212,10 +225,14 @@ static int fc_serve(struct fld *d, struct fld_session *s, const char *json, size
 			s->nregions++;
 	}
 	fl__close(fd);
-	if (r)
+	if (r) {
+		if (record)
+			fld_firecracker_forget(s);	/* nothing for a restarted daemon to resume */
 		return r;
+	}
 	s->nranges = (unsigned)n;
 	s->bytes = bytes;
+	fld_crash_point("fc-adopted");
 	/* Faults that waited (on a daemon that died, or before we came) come again. */
 	fl_engine_wake_all(d->engine, s->space);
 	return 0;
@@ -268,6 +285,8 @@ static void state_write(struct fld *d, struct fld_session *s, const char *json, 
 	}
 	if (!r && rename(tmp, s->state_path))
 		r = -errno;
+	if (r)
+		unlink(tmp);	/* a partial record is no record: leave nothing behind */
 out:
 	json_decref(maps);
 	if (r && d->cfg.state_dir) {
@@ -300,10 +319,8 @@ int fld_firecracker_accept(struct fld *d, struct fld_session *s)
 	if (r > 0) {
 		int fd = s->fc_fd;
 		s->fc_fd = -1;
-		r = fc_serve(d, s, s->fc_buf, s->fc_len, fd, why, sizeof(why));
+		r = fc_serve(d, s, s->fc_buf, s->fc_len, fd, true, why, sizeof(why));
 	}
-	if (!r)
-		state_write(d, s, s->fc_buf, s->fc_len);
 	free(s->fc_buf);
 	s->fc_buf = NULL;
 	fl__close(s->fc_fd);
@@ -388,7 +405,7 @@ int fld_firecracker_recover(struct fld *d, struct fld_session *(*new_session)(st
 		} else if (!(s = new_session(d, pid))) {
 			fl__close(fd);
 		} else {
-			r = fc_serve(d, s, maps, strlen(maps), fd, why, sizeof(why));
+			r = fc_serve(d, s, maps, strlen(maps), fd, false, why, sizeof(why));
 			if (r) {
 				fld_log(0, "client %llu (Firecracker pid %d): cannot resume: %s", (unsigned long long)s->id,
 					pid, why);

@@ -306,9 +306,12 @@ static void on_session(struct fld *d, struct fld_session *s, bool pid_event, uin
 }
 
 /*
- * The socket's directory: ours and 0700, so that nobody else can even reach
- * the socket. When the policy admits other uids (--allow-uid), 0711 and a
- * socket of mode 0666: they can connect, and SO_PEERCRED decides.
+ * The socket's directory. One we create is ours and 0700, so that nobody
+ * else can even reach the socket; 0711 when the policy admits other uids
+ * (--allow-uid): they can then connect, and SO_PEERCRED decides. A
+ * directory that exists already is the administrator's (/run, /tmp, a
+ * shared 1777 directory): its mode is left as it is, the socket's own mode
+ * (0600, or 0666 with --allow-uid) guards access.
  */
 static int make_socket_dir(const char *path, bool others)
 {
@@ -320,18 +323,67 @@ static int make_socket_dir(const char *path, bool others)
 	if (!copy)
 		return -ENOMEM;
 	dir = dirname(copy);
-	if (mkdir(dir, 0700) && errno != EEXIST)
+	if (mkdir(dir, 0700) == 0) {
+		if (chmod(dir, want))	/* mkdir's mode went through the umask */
+			r = -errno;
+	} else if (errno != EEXIST) {
 		r = -errno;
-	else if (stat(dir, &st))
+	} else if (stat(dir, &st)) {
 		r = -errno;
-	else if (st.st_uid != geteuid())
-		r = -EPERM;
-	else if ((st.st_mode & 0777) != want && chmod(dir, want))
-		r = -errno;
+	} else if (!S_ISDIR(st.st_mode)) {
+		r = -ENOTDIR;
+	} else if (others && !(st.st_mode & 0001)) {
+		fld_log(0, "warning: socket directory %s (mode %o) is not searchable by other users: the uids "
+			"--allow-uid admits cannot reach the socket", dir, (unsigned)(st.st_mode & 07777));
+	}
 	if (r)
-		fld_log(0, "socket directory %s: %s (it must be ours, mode %o)", dir, strerror(-r), want);
+		fld_log(0, "socket directory %s: %s", dir, strerror(-r));
 	free(copy);
 	return r;
+}
+
+/*
+ * What is at the socket's path already: nothing, or a socket nobody answers
+ * on (a daemon that died: removed). Anything else is refused and left
+ * untouched: a file or a directory someone named by mistake is never
+ * deleted, and a live daemon is not taken over.
+ */
+static int clear_socket_path(const char *path, const struct sockaddr_un *a)
+{
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st)) {
+		if (errno == ENOENT)
+			return 0;
+		fld_log(0, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		fld_log(0, "%s is a directory: name the socket to create in it (e.g. %s/faultlined.sock)", path,
+			path);
+		return -EISDIR;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		fld_log(0, "%s exists and is not a socket: refusing to replace it", path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) == 0 || errno == EAGAIN || errno == EPROTOTYPE) {
+		/* EPROTOTYPE: a live stream socket (a Firecracker socket of a
+		 * running daemon); EAGAIN: a live one with a full backlog. */
+		close(fd);
+		fld_log(0, "%s: another faultlined is serving there", path);
+		return -EADDRINUSE;
+	}
+	close(fd);
+	if (unlink(path) && errno != ENOENT) {
+		fld_log(0, "%s: cannot remove the stale socket: %s", path, strerror(errno));
+		return -errno;
+	}
+	return 0;
 }
 
 int fld_listen(const char *path, int type, bool others, int *ret_fd)
@@ -341,19 +393,16 @@ int fld_listen(const char *path, int type, bool others, int *ret_fd)
 
 	if (strlen(path) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	r = clear_socket_path(path, &a);
+	if (r)
+		return r;
 	r = make_socket_dir(path, others);
 	if (r)
 		return r;
-	memcpy(a.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-		close(fd);
-		fld_log(0, "%s: another faultlined is serving there", path);
-		return -EADDRINUSE;
-	}
-	unlink(path);	/* a stale socket of a daemon that died */
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, others ? 0666 : 0600) || listen(fd, 128)) {
 		r = -errno;
 		close(fd);
@@ -497,9 +546,9 @@ int fld_run(struct fld *d)
 		r = add_fd(d, d->timerfd, TAG_TIMER);
 	if (r)
 		return r;
-	fld_log(0, "serving %s%s%s with %u fault threads (images in %s)", d->cfg.socket ? d->cfg.socket : "",
-		d->cfg.fc_socket ? " and Firecracker on " : "", d->cfg.fc_socket ? d->cfg.fc_socket : "",
-		d->cfg.threads, d->cfg.images);
+	fld_log(0, "serving %s%s%s%s with %u fault threads (images in %s)", d->cfg.socket ? d->cfg.socket : "",
+		d->cfg.socket && d->cfg.fc_socket ? " and " : "", d->cfg.fc_socket ? "Firecracker on " : "",
+		d->cfg.fc_socket ? d->cfg.fc_socket : "", d->cfg.threads, d->cfg.images);
 	while (!d->stopping) {
 		int n = epoll_wait(d->epfd, evs, FL_ARRAY_SIZE(evs), -1);
 		if (n < 0 && errno != EINTR)

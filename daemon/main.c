@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
 		.max_clients = 1024, .max_ranges = 256, .max_inflight = 256, .threads = 2,
 		.max_restarts = 5, .restart_window_s = 60, .listen_fd = -1, .fc_listen_fd = -1,
 	};
-	bool socket_given = false;
+	bool socket_given = false, images_given = false;
 	char *state_dir = NULL;
 	unsigned v;
 	int c, r;
@@ -103,7 +104,7 @@ int main(int argc, char **argv)
 		r = 0;
 		switch (c) {
 		case O_SOCKET: cfg.socket = optarg; socket_given = true; break;
-		case O_IMAGES: cfg.images = optarg; break;
+		case O_IMAGES: cfg.images = optarg; images_given = true; break;
 		case O_ALLOW:
 			if (cfg.nallowed == FLD_MAX_ALLOWED_UIDS || parse_uint(optarg, 0, ~0u - 1, &v))
 				r = -EINVAL;
@@ -138,6 +139,19 @@ int main(int argc, char **argv)
 	if (!!cfg.fc_socket != !!cfg.mem_file) {
 		fprintf(stderr, "faultlined: --firecracker-socket and --mem-file go together\n");
 		return 2;
+	}
+	if (images_given) {
+		/* Said at start, not at a client's first open: a typo here
+		 * would otherwise fail every client with ENOENT. */
+		struct stat st;
+		if (stat(cfg.images, &st)) {
+			fprintf(stderr, "faultlined: --images %s: %s\n", cfg.images, strerror(errno));
+			return 2;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "faultlined: --images %s: not a directory\n", cfg.images);
+			return 2;
+		}
 	}
 	if (cfg.fc_socket && !socket_given)
 		cfg.socket = NULL;	/* Firecracker only, unless asked for both */

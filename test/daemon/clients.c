@@ -551,10 +551,17 @@ static int test_foreign_uid(void *arg)
 	T_ASSERT_EQ(connect_as(&e, 65534), 1);
 	T_ASSERT_EQ(connect_as(&e, 0), 0);
 	d_stop(&e, SIGTERM);
-	T_ASSERT(chmod(dir, 0700) == 0);
-	/* A policy that admits another uid opens the directory (0711) and the
-	 * socket itself; SO_PEERCRED decides who stays. */
+	/* A directory that exists is the administrator's: the daemon leaves
+	 * its mode alone. Removed, it is the daemon's to create again. */
+	T_ASSERT(rmdir(dir) == 0, "rmdir %s: %s", dir, strerror(errno));
+	/* A policy that admits another uid creates the directory 0711 and
+	 * opens the socket itself; SO_PEERCRED decides who stays. */
 	d_start_argv(&e, allow);
+	{
+		struct stat st;
+		T_ASSERT(stat(dir, &st) == 0);
+		T_ASSERT_EQ(st.st_mode & 07777, 0711);
+	}
 	T_ASSERT_EQ(connect_as(&e, 4242), 0);
 	T_ASSERT_EQ(connect_as(&e, 65534), 1);
 	{

@@ -22,9 +22,13 @@
  *   split-message      the one message arriving in pieces
  *   two-vmms           two VMMs served at once
  *   hugetlb*           2 MiB pages (skipped without free huge pages)
+ *   daemon-restart     killed -9 while the vCPUs fault, restarted: resumed
+ *   crash-after-handshake  killed at the crash points fc-recorded and
+ *                      fc-adopted: the restarted daemon resumes the VM
  */
 #include "dutil.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -1252,8 +1256,76 @@ static int case_daemon_restart(void *arg)
 	return T_PASS;
 }
 
+/*
+ * faultlined is killed at the two worst moments of a handshake (named crash
+ * points, FAULTLINED_CRASH_AT): right after it wrote its state record and
+ * before it adopted the uffd, and right after it adopted the uffd and before
+ * it woke the faults. The VMM's vCPUs were already faulting and Firecracker
+ * never sends its uffd again: only the record lets the next daemon re-take
+ * it. Every byte must arrive, none as zero, and no ".tmp" may be left.
+ * (Before the record was written ahead of the adoption, a daemon killed
+ * after adopting left no record, and the VM hung for good.)
+ */
+static int case_crash_after_handshake(void *arg)
+{
+	static const char *const points[] = { "fc-recorded", "fc-adopted" };
+	struct fc_env fe;
+
+	(void)arg;
+	u_bus_install();
+	fc_env_init(&fe);
+	for (size_t i = 0; i < FC_NELEM(points); i++) {
+		uint64_t end = t_now_ns() + 10000000000ull;
+		struct fc_readers rd;
+		struct fc_vm vm;
+		json_t *st;
+		int s, ws = 0;
+		DIR *dd;
+		struct dirent *de;
+
+		T_ASSERT(setenv("FAULTLINED_CRASH_AT", points[i], 1) == 0);
+		fc_start(&fe);
+		T_ASSERT(unsetenv("FAULTLINED_CRASH_AT") == 0);
+		fc_vm_new(&vm, fc_layout2, FC_NELEM(fc_layout2), false);
+		fc_vm_expect(&vm);
+		fc_readers_start(&rd, &vm, 4);	/* the vCPUs fault before the daemon is there */
+		u_sleep_ms(20);
+		s = fc_handshake(&fe, &vm, FC_KEY_BYTES);
+		for (;;) {
+			pid_t w = waitpid(fe.d.pid, &ws, WNOHANG);
+			T_ASSERT(w >= 0, "waitpid: %s", strerror(errno));
+			if (w == fe.d.pid)
+				break;
+			T_ASSERT(t_now_ns() < end, "faultlined did not reach crash point %s in 10 s", points[i]);
+			u_sleep_ms(5);
+		}
+		fe.d.pid = 0;
+		T_ASSERT(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL, "%s: faultlined ended with status 0x%x, not SIGKILL",
+			 points[i], ws);
+		dd = opendir(fe.d.dir);
+		T_ASSERT(dd);
+		while ((de = readdir(dd)))
+			T_ASSERT(!strstr(de->d_name, ".tmp"), "%s: %s left behind", points[i], de->d_name);
+		closedir(dd);
+		fc_start(&fe);
+		fc_readers_join(&rd);
+		fc_check_all(&vm);
+		fc_assert_no_zero_page(&vm);
+		st = fc_stats(&fe);
+		T_ASSERT(fc_client(st, getpid()), "%s: the restarted daemon does not serve the VMM", points[i]);
+		json_decref(st);
+		t_log("crash point %s: the restarted daemon re-took the uffd, every page right", points[i]);
+		close(s);
+		fc_vm_free(&vm, true);
+		d_stop(&fe.d, SIGTERM);
+	}
+	d_env_free(&fe.d);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
 	{ "daemon-restart", case_daemon_restart, NULL, 120 },
+	{ "crash-after-handshake", case_crash_after_handshake, NULL, 120 },
 	{ "handshake-serves", case_handshake_serves, NULL, 60 },
 	{ "page-size-kib", case_page_size_kib, NULL, 60 },
 	{ "balloon-remove", case_balloon_remove, NULL, 60 },
