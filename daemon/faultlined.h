@@ -136,6 +136,7 @@ struct fld {
 	struct fld_space { uint64_t client, beacon; } *spaces;	/* by space id */
 	size_t nspaces;
 	struct fl__mgr_range *ranges;	/* ATTACH decoding (main thread) */
+	struct fl_region **added;	/* ATTACH: the regions it added so far */
 	uint64_t started_ns;
 	uint64_t refused, bad_messages, resumed, claimed;
 	bool stopping;

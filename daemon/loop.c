@@ -446,6 +446,7 @@ static void shutdown_quietly(struct fld *d)
 	free(d->spaces);
 	free(d->buf);
 	free(d->ranges);
+	free(d->added);
 	pthread_mutex_destroy(&d->mu);
 }
 
@@ -502,7 +503,8 @@ int fld_run(struct fld *d)
 	pthread_mutex_init(&d->mu, NULL);
 	d->buf = malloc(FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD);
 	d->ranges = calloc(FL_MGR_MAX_RANGES, sizeof(*d->ranges));
-	if (!d->buf || !d->ranges)
+	d->added = calloc(FL_MGR_MAX_RANGES, sizeof(*d->added));
+	if (!d->buf || !d->ranges || !d->added)
 		return -ENOMEM;
 	r = fl_engine_new(&eo, &d->engine);
 	if (r) {

@@ -175,7 +175,8 @@ static int check_range(struct fld *d, struct fld_session *s, const struct fl__mg
 	(void)d;
 }
 
-static int add_region(struct fld *d, struct fld_session *s, const struct fl__mgr_range *r)
+static int add_region(struct fld *d, struct fld_session *s, const struct fl__mgr_range *r,
+		      struct fl_region **ret_region)
 {
 	struct fl_region_opts o = {
 		.sz = sizeof(o), .length = r->len, .mem = FL_MEM_ANON, .mode = FL_MODE_MISSING,
@@ -206,12 +207,14 @@ static int add_region(struct fld *d, struct fld_session *s, const struct fl__mgr
 	if (ret)
 		return ret;
 	s->nregions++;
+	*ret_region = reg;
 	return 0;
 }
 
 static int on_attach(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p, int fd)
 {
 	struct fl__mgr_range *ranges = d->ranges;
+	struct fl_region **added = d->added;
 	struct fl__mgr_attach a;
 	uint64_t bytes = 0, features;
 	bool beacon = false, first = s->space < 0;
@@ -230,8 +233,14 @@ static int on_attach(struct fld *d, struct fld_session *s, const struct fl__mgr_
 			return fld_reply_error(s, h->seq, -r, "range %u (0x%llx+%llu): %s", i,
 					       (unsigned long long)ranges[i].addr,
 					       (unsigned long long)ranges[i].len, strerror(-r));
+		/* Zero-fill ranges have no length bound of their own: a sum
+		 * that wraps would pass any limit. */
+		if (bytes + ranges[i].len < bytes)
+			return fld_reply_error(s, h->seq, EOVERFLOW, "ranges larger than the address space");
 		bytes += ranges[i].len;
 	}
+	if (s->bytes + bytes < s->bytes)
+		return fld_reply_error(s, h->seq, EOVERFLOW, "ranges larger than the address space");
 	if (d->cfg.max_bytes && s->bytes + bytes > d->cfg.max_bytes)
 		return fld_reply_error(s, h->seq, EDQUOT, "%llu bytes over the limit of %llu",
 				       (unsigned long long)(s->bytes + bytes), (unsigned long long)d->cfg.max_bytes);
@@ -246,19 +255,29 @@ static int on_attach(struct fld *d, struct fld_session *s, const struct fl__mgr_
 		fld_space_set(d, s->space, s->id, 0);
 	}
 	for (uint32_t i = 0; i < a.nranges; i++) {
-		r = add_region(d, s, &ranges[i]);
+		r = add_region(d, s, &ranges[i], &added[i]);
 		if (r) {
-			/* What was added of this request stays served; the client
-			 * is told and decides (the library unregisters and stops). */
+			/* An ATTACH is served whole or not at all: what this
+			 * request added goes again, so that nothing is served
+			 * that the limits did not count (a client repeating a
+			 * half-failing ATTACH got memory for free). The client
+			 * gets no address before ATTACHED, so nothing of it is
+			 * in use yet. */
+			for (uint32_t k = 0; k < i; k++) {
+				fl_region_free(added[k]);
+				s->nregions--;
+			}
 			fl_engine_wake_all(d->engine, s->space);
 			return fld_reply_error(s, h->seq, -r, "range %u: %s", i, strerror(-r));
 		}
+	}
+	for (uint32_t i = 0; i < a.nranges; i++) {
 		if (ranges[i].flags & FL_MGR_RANGE_BEACON) {
 			s->beacon = ranges[i].addr;
 			fld_space_set(d, s->space, s->id, s->beacon);
 		}
-		s->nranges++;
 	}
+	s->nranges += a.nranges;
 	s->bytes += bytes;
 	/* Serve, then wake: faults that waited on a dead daemon come again. */
 	r = fl_engine_wake_all(d->engine, s->space);

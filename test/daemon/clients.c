@@ -3,13 +3,18 @@
  * faultlined with real clients: shared templates (Pss of 16 clients about
  * one image), images and zero memory, the non-cooperative events under
  * fault load (fork with and without a claim, mremap, MADV_DONTNEED, munmap,
- * exit), the uid policy and the limits, hostile and malformed messages
+ * exit), the uid policy and the limits (a failed ATTACH is undone whole),
+ * hostile and malformed messages
  * (refused without disturbing a client that reads meanwhile), detach, and
  * the statistics.
  */
 #include "dutil.h"
 
+#include <fcntl.h>
 #include <jansson.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 
@@ -643,6 +648,100 @@ static void expect_refused(const struct d_env *e, bool say_hello, const void *ms
 	close(s);
 }
 
+/* The client's "serving" object in the stats: the engine's own count. */
+static long long serving_stat(const struct d_env *e, pid_t pid, const char *key)
+{
+	json_t *root, *clients, *c;
+	long long v = -1;
+	size_t i;
+	char *json;
+
+	T_OK(fl_manager_stats(e->sock, 0, &json));
+	root = json_loads(json, 0, NULL);
+	T_ASSERT(root, "stats are not JSON");
+	clients = json_object_get(root, "clients");
+	json_array_foreach(clients, i, c) {
+		if (json_integer_value(json_object_get(c, "pid")) == pid)
+			v = json_integer_value(json_object_get(json_object_get(c, "serving"), key));
+	}
+	json_decref(root);
+	free(json);
+	return v;
+}
+
+/*
+ * An ATTACH that fails part-way is undone whole: repeating an ATTACH of one
+ * good range and one bad one used to leave the good one served with no
+ * accounting, memory for free past --max-memory. And sums that wrap are
+ * refused.
+ */
+static int test_attach_accounting(void *arg)
+{
+	const char *lim[] = { "--max-memory", "8M", NULL };
+	struct uffdio_api api = { .api = UFFD_API };
+	struct fl__mgr_range r[2];
+	struct fl__mgr_attach at = { .ranges = r };
+	uint8_t m[512];
+	uint8_t *mem;
+	struct d_env e;
+	int s, ufd, err = 0, n;
+	const size_t chunk = 4u << 20;
+
+	(void)arg;
+	setup(&e, lim);
+	ufd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	T_ASSERT(ufd >= 0 && ioctl(ufd, UFFDIO_API, &api) == 0, "userfaultfd: %s", strerror(errno));
+	mem = mmap(NULL, 8 * chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(mem != MAP_FAILED);
+	s = d_raw_connect(&e);
+	T_ASSERT_EQ(hello(s), FL_MGR_WELCOME);
+	for (int i = 0; i < 5; i++) {
+		/* A good zero-fill range, then the same range again: the
+		 * second cannot be served (it overlaps the first). */
+		r[0] = (struct fl__mgr_range){ .addr = (uintptr_t)mem + (size_t)i * chunk, .len = chunk };
+		r[1] = r[0];
+		at.nranges = 2;
+		n = fl__mgr_attach_encode(m + FL_MGR_HDR_SIZE, sizeof(m) - FL_MGR_HDR_SIZE, &at);
+		T_ASSERT(n > 0);
+		fl__mgr_hdr_encode(m, FL_MGR_ATTACH, (uint32_t)n, 2 + (uint32_t)i);
+		raw_send(s, m, FL_MGR_HDR_SIZE + (size_t)n, i == 0 ? ufd : -1);
+		T_ASSERT_EQ(d_raw_reply(s, &err, 5000), FL_MGR_ERROR);
+		T_ASSERT(err != 0);
+	}
+	T_ASSERT_EQ(serving_stat(&e, getpid(), "regions"), 0);
+	T_ASSERT_EQ(serving_stat(&e, getpid(), "bytes"), 0);
+	/* Lengths that wrap the sum: refused, not counted as small. */
+	r[0] = (struct fl__mgr_range){ .addr = (uintptr_t)mem, .len = 1ull << 63 };
+	r[1] = (struct fl__mgr_range){ .addr = (uintptr_t)mem + chunk, .len = 1ull << 63 };
+	n = fl__mgr_attach_encode(m + FL_MGR_HDR_SIZE, sizeof(m) - FL_MGR_HDR_SIZE, &at);
+	fl__mgr_hdr_encode(m, FL_MGR_ATTACH, (uint32_t)n, 10);
+	raw_send(s, m, FL_MGR_HDR_SIZE + (size_t)n, -1);
+	T_ASSERT_EQ(d_raw_reply(s, &err, 5000), FL_MGR_ERROR);
+	T_ASSERT(err == EOVERFLOW || err == EDQUOT, "a wrapping sum got errno %d", err);
+	/* The whole budget is still there: two good ranges fill it... */
+	r[0] = (struct fl__mgr_range){ .addr = (uintptr_t)mem, .len = chunk };
+	r[1] = (struct fl__mgr_range){ .addr = (uintptr_t)mem + chunk, .len = chunk };
+	n = fl__mgr_attach_encode(m + FL_MGR_HDR_SIZE, sizeof(m) - FL_MGR_HDR_SIZE, &at);
+	fl__mgr_hdr_encode(m, FL_MGR_ATTACH, (uint32_t)n, 11);
+	raw_send(s, m, FL_MGR_HDR_SIZE + (size_t)n, -1);
+	T_ASSERT_EQ(d_raw_reply(s, &err, 5000), FL_MGR_ATTACHED);
+	T_ASSERT_EQ(serving_stat(&e, getpid(), "regions"), 2);
+	T_ASSERT_EQ(serving_stat(&e, getpid(), "bytes"), 2 * chunk);
+	/* ... and one page more is over it. */
+	r[0] = (struct fl__mgr_range){ .addr = (uintptr_t)mem + 2 * chunk, .len = 4096 };
+	at.nranges = 1;
+	n = fl__mgr_attach_encode(m + FL_MGR_HDR_SIZE, sizeof(m) - FL_MGR_HDR_SIZE, &at);
+	fl__mgr_hdr_encode(m, FL_MGR_ATTACH, (uint32_t)n, 12);
+	raw_send(s, m, FL_MGR_HDR_SIZE + (size_t)n, -1);
+	T_ASSERT_EQ(d_raw_reply(s, &err, 5000), FL_MGR_ERROR);
+	T_ASSERT_EQ(err, EDQUOT);
+	close(s);
+	close(ufd);
+	munmap(mem, 8 * chunk);
+	d_env_free(&e);
+	return T_PASS;
+}
+
 static int test_malformed(void *arg)
 {
 	static uint8_t big[FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD + 4096];
@@ -822,6 +921,7 @@ static const struct t_case cases[] = {
 	{ "closed-session-poisons", test_closed_session, NULL, 60 },
 	{ "foreign-uid", test_foreign_uid, NULL, 60 },
 	{ "limits", test_limits, NULL, 60 },
+	{ "attach-accounting", test_attach_accounting, NULL, 60 },
 	{ "malformed", test_malformed, NULL, 120 },
 	{ "detach", test_detach, NULL, 60 },
 	{ "stats", test_stats, NULL, 60 },
