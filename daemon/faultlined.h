@@ -37,8 +37,14 @@ struct fld_config {
 	unsigned max_restarts;		/* supervisor: within restart_window_s */
 	unsigned restart_window_s;
 	const char *state_dir;		/* Firecracker state records (default: the socket's directory) */
-	int listen_fd;			/* inherited from the supervisor, or -1 */
+	int listen_fd;			/* inherited from the supervisor or systemd, or -1 */
 	int fc_listen_fd;
+	bool activated;			/* systemd passed the sockets: never bind or remove them */
+	/* readiness (ready.c) */
+	const char *pid_file;
+	int ready_fd;			/* --ready-fd, or -1 */
+	pid_t supervisor_pid;		/* --supervise: the pid to signal; 0 without */
+	bool announced;			/* readiness said by this process */
 };
 
 struct fld_image {
@@ -151,6 +157,13 @@ extern int fld_verbose;
 /* crashpoint.c: SIGKILL ourselves at point `name` when FAULTLINED_CRASH_AT
  * names it (tests of recovery). */
 void fld_crash_point(const char *name);
+
+/* ready.c: socket activation (sd_listen_fds) into cfg's listen fds, at start;
+ * readiness (--ready-fd, --pid-file, sd_notify) once the sockets accept;
+ * STOPPING and the pid file's removal at exit. */
+int fld_ready_activation(struct fld_config *cfg);
+void fld_ready_notify(struct fld *d);
+void fld_ready_stopping(const struct fld_config *cfg);
 
 /* loop.c */
 int fld_run(struct fld *d);

@@ -551,6 +551,7 @@ int fld_run(struct fld *d)
 	fld_log(0, "serving %s%s%s%s with %u fault threads (images in %s)", d->cfg.socket ? d->cfg.socket : "",
 		d->cfg.socket && d->cfg.fc_socket ? " and " : "", d->cfg.fc_socket ? "Firecracker on " : "",
 		d->cfg.fc_socket ? d->cfg.fc_socket : "", d->cfg.threads, d->cfg.images);
+	fld_ready_notify(d);
 	while (!d->stopping) {
 		int n = epoll_wait(d->epfd, evs, FL_ARRAY_SIZE(evs), -1);
 		if (n < 0 && errno != EINTR)
@@ -581,6 +582,8 @@ int fld_run(struct fld *d)
 	}
 	if (d->cfg.socket && d->cfg.listen_fd < 0)
 		unlink(d->cfg.socket);
+	if (!d->cfg.supervisor_pid)
+		fld_ready_stopping(&d->cfg);
 	shutdown_quietly(d);
 	return 0;
 }

@@ -3,6 +3,7 @@
 #include "faultlined.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -29,6 +30,9 @@ static void usage(FILE *f)
 		"                           (default: the Firecracker socket's directory)\n"
 		"  --supervise              run under a supervisor that restarts the daemon when it dies\n"
 		"  --max-restarts N         supervisor: give up after N deaths in 60 s (default 5)\n"
+		"  --ready-fd N             write READY=1 to fd N and close it once clients can connect\n"
+		"  --pid-file PATH          write the pid to signal there once ready (removed at exit)\n"
+		"                           (under systemd: sd_notify READY=1, and socket activation)\n"
 		"  -v, --verbose            more log lines (repeat for the engine's)\n"
 		"  -h, --help, --version\n");
 }
@@ -70,7 +74,7 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
 int main(int argc, char **argv)
 {
 	enum { O_SOCKET = 256, O_IMAGES, O_ALLOW, O_MAXC, O_MAXR, O_MAXM, O_MAXI, O_THREADS, O_FC, O_MEM,
-	       O_SUPERVISE, O_RESTARTS, O_STATE, O_VERSION };
+	       O_SUPERVISE, O_RESTARTS, O_STATE, O_VERSION, O_READY_FD, O_PID_FILE };
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "images", required_argument, NULL, O_IMAGES },
@@ -85,6 +89,8 @@ int main(int argc, char **argv)
 		{ "supervise", no_argument, NULL, O_SUPERVISE },
 		{ "max-restarts", required_argument, NULL, O_RESTARTS },
 		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "ready-fd", required_argument, NULL, O_READY_FD },
+		{ "pid-file", required_argument, NULL, O_PID_FILE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, O_VERSION },
@@ -94,6 +100,7 @@ int main(int argc, char **argv)
 		.socket = "/run/faultlined/faultlined.sock", .images = "/var/lib/faultlined/images",
 		.max_clients = 1024, .max_ranges = 256, .max_inflight = 256, .threads = 2,
 		.max_restarts = 5, .restart_window_s = 60, .listen_fd = -1, .fc_listen_fd = -1,
+		.ready_fd = -1,
 	};
 	bool socket_given = false, images_given = false;
 	char *state_dir = NULL;
@@ -121,6 +128,13 @@ int main(int argc, char **argv)
 		case O_SUPERVISE: cfg.supervise = true; break;
 		case O_RESTARTS: r = parse_uint(optarg, 0, 1000, &cfg.max_restarts); break;
 		case O_STATE: cfg.state_dir = optarg; break;
+		case O_READY_FD:
+			r = parse_uint(optarg, 0, 1u << 30, &v);
+			if (!r && (v <= 2 || fcntl((int)v, F_SETFD, FD_CLOEXEC)))
+				r = -EBADF;	/* not an open fd of ours (0-2 are the log's) */
+			cfg.ready_fd = r ? -1 : (int)v;
+			break;
+		case O_PID_FILE: cfg.pid_file = optarg; break;
 		case 'v': fld_verbose++; break;
 		case 'h': usage(stdout); return 0;
 		case O_VERSION: printf("faultlined %s\n", fl_version()); return 0;
@@ -153,8 +167,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (cfg.fc_socket && !socket_given)
-		cfg.socket = NULL;	/* Firecracker only, unless asked for both */
+	if (fld_ready_activation(&cfg))
+		return 2;
+	if (cfg.fc_socket && !socket_given && cfg.listen_fd < 0)
+		cfg.socket = NULL;	/* Firecracker only, unless asked (or handed) both */
 	if (cfg.fc_socket && !cfg.state_dir) {
 		state_dir = strdup(cfg.fc_socket);
 		cfg.state_dir = state_dir ? dirname(state_dir) : NULL;

@@ -20,49 +20,62 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig)
-{
-	stop_signal = sig;
-}
-
 int fld_supervise(struct fld_config *cfg, int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_stop };
 	uint64_t window_start = fl__now_ns();
 	unsigned restarts = 0;
-	int r;
+	sigset_t waited, old;
+	int r = 0, stop_signal = 0;
 
 	(void)argc;
 	(void)argv;
-	if (cfg->socket && (r = fld_listen(cfg->socket, SOCK_SEQPACKET, fld_others_allowed(cfg), &cfg->listen_fd)))
+	bool own_socket = cfg->socket && cfg->listen_fd < 0, own_fc = cfg->fc_socket && cfg->fc_listen_fd < 0;
+
+	if (own_socket && (r = fld_listen(cfg->socket, SOCK_SEQPACKET, fld_others_allowed(cfg), &cfg->listen_fd)))
 		return r;
-	if (cfg->fc_socket && (r = fld_listen(cfg->fc_socket, SOCK_STREAM, fld_others_allowed(cfg), &cfg->fc_listen_fd)))
+	if (own_fc && (r = fld_listen(cfg->fc_socket, SOCK_STREAM, fld_others_allowed(cfg), &cfg->fc_listen_fd)))
 		return r;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	cfg->supervisor_pid = getpid();
+	/* The signals are waited for, never handled: a SIGTERM that came
+	 * between a check and a blocking waitpid() was lost (the supervisor
+	 * then waited for a child nobody told to stop). */
+	sigemptyset(&waited);
+	sigaddset(&waited, SIGTERM);
+	sigaddset(&waited, SIGINT);
+	sigaddset(&waited, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &waited, &old);
 	for (;;) {
-		int status;
+		int status = 0;
 		pid_t child = fork();
 
-		if (child < 0)
-			return -errno;
+		if (child < 0) {
+			r = -errno;
+			break;
+		}
 		if (child == 0) {
 			struct fld d = { .cfg = *cfg };
-			signal(SIGTERM, SIG_DFL);
-			signal(SIGINT, SIG_DFL);
+			sigprocmask(SIG_SETMASK, &old, NULL);
 			_exit(fld_run(&d) ? 1 : 0);
 		}
 		fld_log(0, "supervisor: faultlined running as pid %d", child);
-		while (waitpid(child, &status, 0) < 0) {
-			if (errno != EINTR)
-				return -errno;
-			if (stop_signal)
-				kill(child, stop_signal);
+		/* Readiness is the first child's to say (a restart is no new
+		 * start): the only copy of --ready-fd left is that child's. */
+		fl__close(cfg->ready_fd);
+		cfg->ready_fd = -1;
+		for (;;) {
+			siginfo_t si;
+			int sig = sigwaitinfo(&waited, &si);
+
+			if (sig == SIGCHLD) {
+				if (waitpid(child, &status, WNOHANG) == child)
+					break;
+			} else if (sig > 0) {
+				stop_signal = sig;
+				kill(child, sig);
+			}
 		}
 		if (stop_signal) {
-			fld_log(0, "supervisor: stopped by signal %d", (int)stop_signal);
+			fld_log(0, "supervisor: stopped by signal %d", stop_signal);
 			break;
 		}
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -76,16 +89,18 @@ int fld_supervise(struct fld_config *cfg, int argc, char **argv)
 		if (++restarts > cfg->max_restarts) {
 			fld_log(0, "supervisor: faultlined died %u times in %u s: giving up; clients fail closed "
 				"when their grace period ends", restarts, cfg->restart_window_s);
-			return -ECHILD;
+			r = -ECHILD;
+			break;
 		}
 		fld_log(0, "supervisor: faultlined (pid %d) died (%s %d): restarting", child,
 			WIFSIGNALED(status) ? "signal" : "exit status",
 			WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 		nanosleep(&(struct timespec){ 0, 50000000 }, NULL);
 	}
-	if (cfg->socket)
+	if (own_socket)
 		unlink(cfg->socket);
-	if (cfg->fc_socket)
+	if (own_fc)
 		unlink(cfg->fc_socket);
-	return 0;
+	fld_ready_stopping(cfg);
+	return r;
 }

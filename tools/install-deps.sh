@@ -19,6 +19,7 @@ packages=(
 	gnutls-bin		# certtool: test certificates for the page server (test/net)
 	libhiredis-dev
 	libjansson-dev
+	libsystemd-dev		# faultlined: sd_notify readiness, socket activation
 	liburing-dev
 	redis-server
 	clang

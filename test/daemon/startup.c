@@ -16,10 +16,19 @@
  *                         the daemon creates is 0700
  *   images-missing        --images names nothing: refused at start
  *   images-file           --images names a file: refused at start
+ *   ready-fd              --ready-fd: READY=1 then EOF once clients can
+ *                         connect, no probing; --pid-file written, removed
+ *                         at exit
+ *   ready-supervised      the same under --supervise: the pid file holds
+ *                         the supervisor's pid
+ *   sd-notify             $NOTIFY_SOCKET: READY=1 with MAINPID, STOPPING=1
+ *   socket-activation     $LISTEN_FDS: clients served on the socket
+ *                         handed over, which is neither bound nor removed
  */
 #include "dutil.h"
 
 #include <fcntl.h>
+#include <poll.h>
 
 /* Run faultlined with `argv` (after the program name) until it exits
  * (10 s at most); its exit status, and its stderr in `err`. */
@@ -212,6 +221,199 @@ static int case_images(void *arg)
 	return T_PASS;
 }
 
+/* ---- readiness ------------------------------------------------------------ */
+
+#define READY_FD 20		/* where the ready pipe is in the daemon */
+
+/*
+ * Start faultlined with `args`, its end of a ready pipe at READY_FD (when
+ * ready_pipe) and a listening socket at fd 3 with LISTEN_FDS (when
+ * listen_fd >= 0). Nothing probes its sockets.
+ */
+static pid_t spawn_daemon(const char *const *args, int *ret_ready, int listen_fd, const char *fdname)
+{
+	const char *argv[24] = { d_faultlined() };
+	int p[2] = { -1, -1 };
+	size_t n = 1;
+	pid_t pid;
+
+	for (; *args && n < 22; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	if (ret_ready)
+		T_ASSERT(pipe2(p, O_CLOEXEC) == 0);
+	fflush(NULL);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (pid == 0) {
+		char num[16];
+		if (ret_ready && dup2(p[1], READY_FD) < 0)
+			_exit(126);
+		if (listen_fd >= 0) {
+			/* dup2() onto itself would keep O_CLOEXEC. */
+			if (listen_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(listen_fd, 3) < 0)
+				_exit(126);
+			snprintf(num, sizeof(num), "%d", (int)getpid());
+			setenv("LISTEN_PID", num, 1);
+			setenv("LISTEN_FDS", "1", 1);
+			if (fdname)
+				setenv("LISTEN_FDNAMES", fdname, 1);
+		}
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	if (ret_ready) {
+		close(p[1]);
+		*ret_ready = p[0];
+	}
+	return pid;
+}
+
+/* Everything the daemon writes to the ready pipe, until EOF (10 s at most). */
+static void read_ready(int fd, char *buf, size_t len)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	size_t got = 0;
+
+	for (;;) {
+		ssize_t k;
+		T_ASSERT(poll(&pf, 1, 10000) == 1, "no EOF on the ready fd in 10 s (got '%.*s')", (int)got, buf);
+		k = read(fd, buf + got, len - 1 - got);
+		T_ASSERT(k >= 0);
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	buf[got] = 0;
+	close(fd);
+}
+
+static pid_t pid_in(const char *path)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	T_ASSERT(fd >= 0, "%s: %s", path, strerror(errno));
+	T_ASSERT(read(fd, buf, sizeof(buf) - 1) > 0);
+	close(fd);
+	return (pid_t)atoi(buf);
+}
+
+static void stop_spawned(pid_t pid)
+{
+	int st;
+
+	kill(pid, SIGTERM);
+	T_ASSERT(waitpid(pid, &st, 0) == pid);
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "faultlined ended with status 0x%x", st);
+}
+
+static int case_ready_fd(void *arg)
+{
+	bool supervised = arg != NULL;
+	struct d_env e;
+	struct fl_client *c;
+	char pidfile[120], ready[64];
+	pid_t pid;
+	int rfd;
+
+	d_env_init(&e);
+	snprintf(pidfile, sizeof(pidfile), "%s/faultlined.pid", e.dir);
+	pid = spawn_daemon((const char *const[]){ "--socket", e.sock, "--images", e.images, "--ready-fd", "20",
+					    "--pid-file", pidfile, supervised ? "--supervise" : "-v", NULL },
+			   &rfd, -1, NULL);
+	read_ready(rfd, ready, sizeof(ready));
+	T_ASSERT(!strcmp(ready, "READY=1\n"), "the ready fd got '%s'", ready);
+	/* Ready means ready: the first connection succeeds, no retry. */
+	c = d_client(&e, 0, 0);
+	fl_client_free(c);
+	T_ASSERT_EQ(pid_in(pidfile), pid);
+	stop_spawned(pid);
+	T_ASSERT(access(pidfile, F_OK) != 0, "the pid file outlived the daemon");
+	T_ASSERT(access(e.sock, F_OK) != 0, "the socket outlived the daemon");
+	d_env_free(&e);
+	return T_PASS;
+}
+
+static int case_sd_notify(void *arg)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct pollfd pf;
+	struct d_env e;
+	struct fl_client *c;
+	char msg[512], want[64];
+	ssize_t n;
+	pid_t pid;
+	int ns;
+
+	(void)arg;
+	d_env_init(&e);
+	ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s/notify", e.dir);
+	T_ASSERT(ns >= 0 && bind(ns, (struct sockaddr *)&a, sizeof(a)) == 0);
+	T_ASSERT(setenv("NOTIFY_SOCKET", a.sun_path, 1) == 0);
+	pid = spawn_daemon((const char *const[]){ "--socket", e.sock, "--images", e.images, NULL }, NULL, -1, NULL);
+	T_ASSERT(unsetenv("NOTIFY_SOCKET") == 0);
+	pf = (struct pollfd){ .fd = ns, .events = POLLIN };
+	T_ASSERT(poll(&pf, 1, 10000) == 1, "no notification in 10 s");
+	n = recv(ns, msg, sizeof(msg) - 1, 0);
+	T_ASSERT(n > 0);
+	msg[n] = 0;
+	t_log("sd_notify: %s", msg);
+	snprintf(want, sizeof(want), "MAINPID=%d", (int)pid);
+	T_ASSERT(strstr(msg, "READY=1") && strstr(msg, want), "not READY=1 with %s: %s", want, msg);
+	c = d_client(&e, 0, 0);
+	fl_client_free(c);
+	kill(pid, SIGTERM);
+	T_ASSERT(poll(&pf, 1, 10000) == 1, "no STOPPING=1 in 10 s");
+	n = recv(ns, msg, sizeof(msg) - 1, 0);
+	T_ASSERT(n > 0);
+	msg[n] = 0;
+	T_ASSERT(strstr(msg, "STOPPING=1"), "%s", msg);
+	{
+		int st;
+		T_ASSERT(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	close(ns);
+	d_env_free(&e);
+	return T_PASS;
+}
+
+static int case_socket_activation(void *arg)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct d_env e;
+	struct fl_client *c;
+	char ready[64], run[80];
+	pid_t pid;
+	int ls, rfd;
+
+	(void)arg;
+	d_env_init(&e);
+	snprintf(run, sizeof(run), "%s/run", e.dir);
+	T_ASSERT(mkdir(run, 0700) == 0);
+	/* What systemd does for a .socket unit: bind and listen, then start. */
+	ls = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", e.sock);
+	T_ASSERT(ls >= 0 && bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(ls, 16) == 0);
+	pid = spawn_daemon((const char *const[]){ "--socket", e.sock, "--images", e.images, "--ready-fd", "20",
+					    NULL }, &rfd, ls, "manager");
+	read_ready(rfd, ready, sizeof(ready));
+	T_ASSERT(!strcmp(ready, "READY=1\n"), "the ready fd got '%s'", ready);
+	c = d_client(&e, 0, 0);
+	fl_client_free(c);
+	stop_spawned(pid);
+	T_ASSERT(S_ISSOCK(mode_of(e.sock)), "the daemon removed the socket systemd owns");
+	/* It was never re-bound: the socket we listen on still takes connections. */
+	{
+		int s = d_raw_connect(&e);
+		close(s);
+	}
+	close(ls);
+	d_env_free(&e);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
 	{ "socket-regular-file", case_socket_regular_file, NULL, 30 },
 	{ "socket-is-directory", case_socket_is_directory, NULL, 30 },
@@ -220,6 +422,10 @@ static const struct t_case cases[] = {
 	{ "shared-dir-mode-kept", case_shared_dir_mode_kept, NULL, 30 },
 	{ "images-missing", case_images, NULL, 30 },
 	{ "images-file", case_images, (void *)1, 30 },
+	{ "ready-fd", case_ready_fd, NULL, 30 },
+	{ "ready-supervised", case_ready_fd, (void *)1, 30 },
+	{ "sd-notify", case_sd_notify, NULL, 30 },
+	{ "socket-activation", case_socket_activation, NULL, 30 },
 };
 
 int main(int argc, char **argv)
