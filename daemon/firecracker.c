@@ -232,7 +232,8 @@ static int fc_serve(struct fld *d, struct fld_session *s, const char *json, size
 	}
 	s->nranges = (unsigned)n;
 	s->bytes = bytes;
-	fld_crash_point("fc-adopted");
+	if (record)
+		fld_crash_point("fc-adopted");	/* a new handshake only, not a resumption */
 	/* Faults that waited (on a daemon that died, or before we came) come again. */
 	fl_engine_wake_all(d->engine, s->space);
 	return 0;
