@@ -94,9 +94,9 @@ unsigned fl__cluster_keyslot(const char *key, size_t len)
 		close = memchr(open + 1, '}', rest);
 		/* Only a non-empty tag counts: "foo{}{bar}" hashes the whole key. */
 		if (close && close > open + 1)
-			return fl__crc16(open + 1, (size_t)(close - open - 1)) & (FL__RC_SLOTS - 1);
+			return fl__crc16(open + 1, (size_t)(close - open - 1)) & (FL__CLUSTER_SLOTS - 1);
 	}
-	return fl__crc16(key, len) & (FL__RC_SLOTS - 1);
+	return fl__crc16(key, len) & (FL__CLUSTER_SLOTS - 1);
 }
 
 /* ---- RESP encoding ----------------------------------------------------- */
@@ -250,14 +250,14 @@ struct rc_node {
 	_Atomic uint64_t failing_since;	/* fl__now_ns() of the first failure in a row; 0: answering */
 };
 
-struct fl__rc {
+struct fl__cluster {
 	struct fl__cluster_opts opts;
 	char seed_host[256];
 	uint64_t timeout_ns;
 	pthread_mutex_t nodes_mu;	/* adding nodes */
 	struct rc_node *_Atomic nodes[RC_MAX_NODES];
 	_Atomic unsigned nnodes;
-	_Atomic uint8_t slot_node[FL__RC_SLOTS];	/* node index + 1; 0: unknown */
+	_Atomic uint8_t slot_node[FL__CLUSTER_SLOTS];	/* node index + 1; 0: unknown */
 	_Atomic bool cluster;
 	pthread_mutex_t refresh_mu;
 	_Atomic uint64_t last_refresh_ns;
@@ -274,12 +274,12 @@ static inline void stat_inc(_Atomic uint64_t *c, uint64_t n)
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-static struct rc_node *node_at(struct fl__rc *rc, unsigned i)
+static struct rc_node *node_at(struct fl__cluster *rc, unsigned i)
 {
 	return atomic_load_explicit(&rc->nodes[i], memory_order_acquire);
 }
 
-static unsigned node_count(struct fl__rc *rc)
+static unsigned node_count(struct fl__cluster *rc)
 {
 	return atomic_load_explicit(&rc->nnodes, memory_order_acquire);
 }
@@ -298,7 +298,7 @@ static void node_free(struct rc_node *nd, unsigned nconns)
 }
 
 /* The index of host:port, added if new; -ENOSPC when the table is full. */
-static int node_find_or_add(struct fl__rc *rc, const char *host, int port)
+static int node_find_or_add(struct fl__cluster *rc, const char *host, int port)
 {
 	unsigned n = node_count(rc);
 	struct rc_node *nd;
@@ -349,7 +349,7 @@ out:
 	return idx;
 }
 
-static void node_failed(struct fl__rc *rc, struct rc_node *nd, const char *what, const char *detail)
+static void node_failed(struct fl__cluster *rc, struct rc_node *nd, const char *what, const char *detail)
 {
 	uint64_t zero = 0;
 	if (atomic_compare_exchange_strong(&nd->failing_since, &zero, fl__now_ns()))
@@ -360,7 +360,7 @@ static void node_failed(struct fl__rc *rc, struct rc_node *nd, const char *what,
 			detail ? ": " : "", detail ? detail : "");
 }
 
-static void node_answered(struct fl__rc *rc, struct rc_node *nd)
+static void node_answered(struct fl__cluster *rc, struct rc_node *nd)
 {
 	if (atomic_load_explicit(&nd->failing_since, memory_order_relaxed) &&
 	    atomic_exchange(&nd->failing_since, 0))
@@ -428,7 +428,7 @@ static void *reply_string(const redisReadTask *task, char *str, size_t len)
 
 	if (sink && task->type == REDIS_REPLY_STRING && task->parent && !task->parent->parent) {
 		long long v = sink->string(sink->ctx, (size_t)task->idx, str, len);
-		r = reply_new(task, FL__RC_REPLY_SUNK);
+		r = reply_new(task, FL__CLUSTER_REPLY_SUNK);
 		if (r)
 			r->integer = v;
 		return r;
@@ -491,7 +491,7 @@ static redisReplyObjectFunctions reply_fns = {
 	.freeObject = freeReplyObject,
 };
 
-static int conn_open(struct fl__rc *rc, struct rc_node *nd, struct rc_conn *c, uint64_t deadline)
+static int conn_open(struct fl__cluster *rc, struct rc_node *nd, struct rc_conn *c, uint64_t deadline)
 {
 	uint64_t rem = remaining_ms(deadline);
 	redisContext *ctx;
@@ -538,7 +538,7 @@ static bool conn_idle_ok(struct rc_conn *c)
  * a new one). Non-urgent callers leave the last connection of the pool to
  * urgent ones.
  */
-static int conn_acquire(struct fl__rc *rc, struct rc_node *nd, bool urgent, bool fresh, uint64_t deadline,
+static int conn_acquire(struct fl__cluster *rc, struct rc_node *nd, bool urgent, bool fresh, uint64_t deadline,
 			struct rc_conn **ret)
 {
 	unsigned max = rc->opts.connections, limit = urgent || max == 1 ? max : max - 1;
@@ -683,11 +683,11 @@ static bool reply_int(const redisReply *r, long long min, long long max, long lo
  * Parse a CLUSTER SLOTS reply into map (node index + 1 per slot). An empty
  * host means "the node you asked" (`asked`). Returns 0 or -EPROTO.
  */
-static int parse_slots(struct fl__rc *rc, const redisReply *r, const struct rc_node *asked, uint8_t *map)
+static int parse_slots(struct fl__cluster *rc, const redisReply *r, const struct rc_node *asked, uint8_t *map)
 {
 	if (r->type != REDIS_REPLY_ARRAY)
 		return -EPROTO;
-	memset(map, 0, FL__RC_SLOTS);
+	memset(map, 0, FL__CLUSTER_SLOTS);
 	for (size_t i = 0; i < r->elements; i++) {
 		const redisReply *e = r->element[i], *nd;
 		long long lo, hi, port;
@@ -695,8 +695,8 @@ static int parse_slots(struct fl__rc *rc, const redisReply *r, const struct rc_n
 		int idx;
 
 		if (!e || e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-		    !reply_int(e->element[0], 0, FL__RC_SLOTS - 1, &lo) ||
-		    !reply_int(e->element[1], lo, FL__RC_SLOTS - 1, &hi))
+		    !reply_int(e->element[0], 0, FL__CLUSTER_SLOTS - 1, &lo) ||
+		    !reply_int(e->element[1], lo, FL__CLUSTER_SLOTS - 1, &hi))
 			return -EPROTO;
 		nd = e->element[2];
 		if (!nd || nd->type != REDIS_REPLY_ARRAY || nd->elements < 2 || !nd->element[0] ||
@@ -720,9 +720,9 @@ static int parse_slots(struct fl__rc *rc, const redisReply *r, const struct rc_n
 	return 0;
 }
 
-static void apply_map(struct fl__rc *rc, const uint8_t *map)
+static void apply_map(struct fl__cluster *rc, const uint8_t *map)
 {
-	for (unsigned s = 0; s < FL__RC_SLOTS; s++)
+	for (unsigned s = 0; s < FL__CLUSTER_SLOTS; s++)
 		atomic_store_explicit(&rc->slot_node[s], map[s], memory_order_relaxed);
 	atomic_store(&rc->last_refresh_ns, fl__now_ns());
 	stat_inc(&rc->st_refreshes, 1);
@@ -730,7 +730,7 @@ static void apply_map(struct fl__rc *rc, const uint8_t *map)
 
 /* Ask one node for CLUSTER SLOTS. Returns 0 (map filled), -EPROTONOSUPPORT
  * (not a cluster), -EACCES, or a transient error. */
-static int ask_slots(struct fl__rc *rc, unsigned idx, uint64_t deadline, uint8_t *map)
+static int ask_slots(struct fl__cluster *rc, unsigned idx, uint64_t deadline, uint8_t *map)
 {
 	struct rc_node *nd = node_at(rc, idx);
 	struct iovec iov = { .iov_base = (void *)slots_cmd, .iov_len = sizeof(slots_cmd) - 1 };
@@ -775,7 +775,7 @@ static int ask_slots(struct fl__rc *rc, unsigned idx, uint64_t deadline, uint8_t
 }
 
 /* Reload the slot map from any node that answers (one thread at a time, rate-limited). */
-static void refresh_map(struct fl__rc *rc, uint64_t deadline)
+static void refresh_map(struct fl__cluster *rc, uint64_t deadline)
 {
 	uint8_t *map;
 	unsigned n;
@@ -788,7 +788,7 @@ static void refresh_map(struct fl__rc *rc, uint64_t deadline)
 		return;
 	/* A hung node or a busy pool must not eat the caller's whole budget. */
 	deadline = FL_MIN(deadline, now + FL_MAX(rc->timeout_ns / 4, 100 * NS_PER_MS));
-	map = malloc(FL__RC_SLOTS);
+	map = malloc(FL__CLUSTER_SLOTS);
 	atomic_store(&rc->refresh_wanted, false);
 	n = node_count(rc);
 	/* Nodes that answer first; failing ones only if no other does. */
@@ -814,7 +814,7 @@ done:
 /* ---- running commands -------------------------------------------------- */
 
 /* The node for a command, among the first n nodes. */
-static int route(struct fl__rc *rc, const struct fl__cluster_cmd *c, unsigned n)
+static int route(struct fl__cluster *rc, const struct fl__cluster_cmd *c, unsigned n)
 {
 	if (c->ask_node >= 0 && (unsigned)c->ask_node < n)
 		return c->ask_node;
@@ -831,10 +831,11 @@ static int route(struct fl__rc *rc, const struct fl__cluster_cmd *c, unsigned n)
 }
 
 /* Parse "MOVED 3999 127.0.0.1:6381" / "ASK ...": the slot and the node's index. */
-static int parse_redirect(struct fl__rc *rc, const redisReply *r, const struct rc_node *from, int *slot)
+static int parse_redirect(struct fl__cluster *rc, const redisReply *r, const struct rc_node *from, int *slot)
 {
 	char buf[320], host[256], *sp, *colon, *end;
 	long s, port;
+	int n;
 
 	if (r->len >= sizeof(buf))
 		return -EPROTO;
@@ -844,7 +845,7 @@ static int parse_redirect(struct fl__rc *rc, const redisReply *r, const struct r
 	if (!sp)
 		return -EPROTO;
 	s = strtol(sp + 1, &end, 10);
-	if (end == sp + 1 || *end != ' ' || s < 0 || s >= (long)FL__RC_SLOTS)
+	if (end == sp + 1 || *end != ' ' || s < 0 || s >= (long)FL__CLUSTER_SLOTS)
 		return -EPROTO;
 	colon = strrchr(end + 1, ':');
 	if (!colon)
@@ -853,12 +854,16 @@ static int parse_redirect(struct fl__rc *rc, const redisReply *r, const struct r
 	if (sp == colon + 1 || *sp || port < 1 || port > 65535)
 		return -EPROTO;
 	*colon = '\0';
+	/* A host that does not fit is refused, never cut short: a cut name
+	 * could be another host (one an attacker's reply chose). */
 	if (!end[1])
-		snprintf(host, sizeof(host), "%s", from->host);
+		n = snprintf(host, sizeof(host), "%s", from->host);
 	else if (end[1] == '[' && colon > end + 2 && colon[-1] == ']')
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - end - 3), end + 2);
+		n = snprintf(host, sizeof(host), "%.*s", (int)(colon - end - 3), end + 2);
 	else
-		snprintf(host, sizeof(host), "%s", end + 1);
+		n = snprintf(host, sizeof(host), "%s", end + 1);
+	if (n < 0 || (size_t)n >= sizeof(host))
+		return -EPROTO;
 	*slot = (int)s;
 	return node_find_or_add(rc, host, (int)port);
 }
@@ -866,7 +871,7 @@ static int parse_redirect(struct fl__rc *rc, const redisReply *r, const struct r
 enum outcome { DONE, RETRY_NOW, RETRY_LATER };
 
 /* Look at one reply: hand it to the caller, or act on a redirect or a transient error. */
-static enum outcome classify(struct fl__rc *rc, struct rc_node *nd, struct fl__cluster_cmd *c, redisReply *reply)
+static enum outcome classify(struct fl__cluster *rc, struct rc_node *nd, struct fl__cluster_cmd *c, redisReply *reply)
 {
 	if (reply->type == REDIS_REPLY_ERROR) {
 		bool moved = fl__cluster_reply_is(reply, "MOVED"), ask = fl__cluster_reply_is(reply, "ASK");
@@ -925,7 +930,7 @@ struct group {
 	bool sent;
 };
 
-int fl__cluster_run(struct fl__rc *rc, struct fl__cluster_cmd *cmds, unsigned n, bool urgent)
+int fl__cluster_run(struct fl__cluster *rc, struct fl__cluster_cmd *cmds, unsigned n, bool urgent)
 {
 	uint64_t now = fl__now_ns(), deadline = now + rc->timeout_ns;
 	uint64_t fast_ns = FL_MIN(FL_MAX(rc->timeout_ns / 10, 50 * NS_PER_MS), 500 * NS_PER_MS);
@@ -1081,9 +1086,9 @@ int fl__cluster_run(struct fl__rc *rc, struct fl__cluster_cmd *cmds, unsigned n,
 
 /* ---- lifetime ---------------------------------------------------------- */
 
-int fl__cluster_new(const struct fl__cluster_opts *opts, struct fl__rc **ret)
+int fl__cluster_new(const struct fl__cluster_opts *opts, struct fl__cluster **ret)
 {
-	struct fl__rc *rc;
+	struct fl__cluster *rc;
 	uint64_t deadline;
 	unsigned backoff_ms = RC_BACKOFF_MIN_MS;
 	uint8_t *map;
@@ -1092,7 +1097,7 @@ int fl__cluster_new(const struct fl__cluster_opts *opts, struct fl__rc **ret)
 	if (!opts || !opts->host || strlen(opts->host) >= sizeof(rc->seed_host) || !ret)
 		return -EINVAL;
 	rc = calloc(1, sizeof(*rc));
-	map = malloc(FL__RC_SLOTS);
+	map = malloc(FL__CLUSTER_SLOTS);
 	if (!rc || !map) {
 		free(rc);
 		free(map);
@@ -1148,7 +1153,7 @@ fail:
 	return r;
 }
 
-void fl__cluster_free(struct fl__rc *rc)
+void fl__cluster_free(struct fl__cluster *rc)
 {
 	if (!rc)
 		return;
@@ -1159,12 +1164,12 @@ void fl__cluster_free(struct fl__rc *rc)
 	free(rc);
 }
 
-bool fl__cluster_is_cluster(const struct fl__rc *rc)
+bool fl__cluster_is_cluster(const struct fl__cluster *rc)
 {
 	return atomic_load(&rc->cluster);
 }
 
-void fl__cluster_stats(const struct fl__rc *rc, struct fl_redis_stats *st)
+void fl__cluster_stats(const struct fl__cluster *rc, struct fl_redis_stats *st)
 {
 	st->commands = atomic_load(&rc->st_commands);
 	st->moved = atomic_load(&rc->st_moved);

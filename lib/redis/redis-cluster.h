@@ -19,7 +19,7 @@
 
 #include <hiredis/hiredis.h>
 
-#define FL__RC_SLOTS 16384u
+#define FL__CLUSTER_SLOTS 16384u
 
 /* CRC16-CCITT (XMODEM: poly 0x1021, init 0), as the cluster spec uses. */
 uint16_t fl__crc16(const void *buf, size_t len);
@@ -42,7 +42,7 @@ size_t fl__resp_arg(struct fl__resp *b, const void *data, size_t len);
 size_t fl__resp_arg_reserve(struct fl__resp *b, size_t len);
 
 /* ---- the client ------------------------------------------------------- */
-struct fl__rc;
+struct fl__cluster;
 
 struct fl__cluster_opts {
 	const char *host;
@@ -58,12 +58,12 @@ struct fl__cluster_opts {
  * parsed, straight from the read buffer (MGET of pages: verify and copy into
  * place, no copy per element on the heap). Its return value (>= 0, or
  * -errno) replaces the string: the element comes back with type
- * FL__RC_REPLY_SUNK and that value in `integer`. Elements that are not
+ * FL__CLUSTER_REPLY_SUNK and that value in `integer`. Elements that are not
  * strings (nil...) come back as usual. A reply may be parsed more than once
  * (the connection failed mid-reply and the command was sent again); only
  * the final reply's elements count.
  */
-#define FL__RC_REPLY_SUNK 100
+#define FL__CLUSTER_REPLY_SUNK 100
 struct fl__cluster_sink {
 	long long (*string)(void *ctx, size_t idx, const char *str, size_t len);
 	void *ctx;
@@ -91,9 +91,9 @@ struct fl__cluster_cmd {
  * -EPROTO when it is not a cluster but one was required or it refused the
  * detection command.
  */
-int fl__cluster_new(const struct fl__cluster_opts *opts, struct fl__rc **ret);
-void fl__cluster_free(struct fl__rc *rc);
-bool fl__cluster_is_cluster(const struct fl__rc *rc);
+int fl__cluster_new(const struct fl__cluster_opts *opts, struct fl__cluster **ret);
+void fl__cluster_free(struct fl__cluster *rc);
+bool fl__cluster_is_cluster(const struct fl__cluster *rc);
 
 /*
  * Run commands, pipelined per node (sent to every node first, then the
@@ -104,10 +104,10 @@ bool fl__cluster_is_cluster(const struct fl__rc *rc);
  * when every command has a reply, else the first command's error.
  * Thread-safe.
  */
-int fl__cluster_run(struct fl__rc *rc, struct fl__cluster_cmd *cmds, unsigned n, bool urgent);
+int fl__cluster_run(struct fl__cluster *rc, struct fl__cluster_cmd *cmds, unsigned n, bool urgent);
 
 /* Counters (fills the fields this layer knows). */
-void fl__cluster_stats(const struct fl__rc *rc, struct fl_redis_stats *st);
+void fl__cluster_stats(const struct fl__cluster *rc, struct fl_redis_stats *st);
 
 /* An error reply that starts with `word` (e.g. "TRYAGAIN"). */
 bool fl__cluster_reply_is(const redisReply *r, const char *word);

@@ -156,7 +156,7 @@ static void log_setup(struct fl__logger *lg, const struct fl_redis_opts *o)
 
 /* Copy the caller's options, parse the URL and connect. */
 static int connect_opts(const struct fl_redis_opts *opts, struct fl_redis_opts *o, struct rs_space *sp,
-			struct fl__rc **ret_rc)
+			struct fl__cluster **ret_rc)
 {
 	struct fl__cluster_opts ro = { 0 };
 	int r;
@@ -189,7 +189,7 @@ static int encode_get(struct fl__resp *b, const char *key, size_t klen)
  * Read and verify the description (opts->image_id's, or the latest).
  * -ENOENT: nothing under the prefix; -ESTALE: another image than the one asked for.
  */
-static int meta_load(struct fl__rc *rc, const struct rs_space *sp, const uint8_t *want_id,
+static int meta_load(struct fl__cluster *rc, const struct rs_space *sp, const uint8_t *want_id,
 		     const struct fl__logger *lg, struct rs_meta *ret)
 {
 	char idhex[2 * FL_IMAGE_ID_LEN + 1], key[2][RS_KEY_MAX];
@@ -248,7 +248,7 @@ static int meta_load(struct fl__rc *rc, const struct rs_space *sp, const uint8_t
 /* ---- the store --------------------------------------------------------- */
 
 struct redis_store {
-	struct fl__rc *rc;
+	struct fl__cluster *rc;
 	struct fl__logger log;
 	struct rs_space sp;
 	uint8_t id[FL_IMAGE_ID_LEN];
@@ -316,7 +316,7 @@ static int element_result(const redisReply *e)
 	 * that stays missing would never end. */
 	if (e->type == REDIS_REPLY_NIL)
 		return -ENODATA;
-	if (e->type != FL__RC_REPLY_SUNK)
+	if (e->type != FL__CLUSTER_REPLY_SUNK)
 		return -EPROTO;
 	return e->integer < 0 ? (int)FL_MAX(e->integer, -4095LL) : e->integer ? 1 : 0;
 }
@@ -642,7 +642,7 @@ int fl_redis_regions(const struct fl_redis_opts *opts, struct fl_image_region *r
 {
 	struct fl_redis_opts o;
 	struct rs_space sp;
-	struct fl__rc *rc = NULL;
+	struct fl__cluster *rc = NULL;
 	struct fl__logger lg;
 	struct rs_meta meta = { 0 };
 	int r;
@@ -672,7 +672,7 @@ int fl_redis_regions(const struct fl_redis_opts *opts, struct fl_image_region *r
 /* ---- push -------------------------------------------------------------- */
 
 struct push {
-	struct fl__rc *rc;
+	struct fl__cluster *rc;
 	struct fl__logger log;
 	struct rs_space sp;
 	uint8_t id[FL_IMAGE_ID_LEN];

@@ -393,6 +393,37 @@ static int t_wrong_shapes(void *arg)
 	return T_PASS;
 }
 
+/*
+ * A MOVED redirect to a host name too long to keep (300 bytes, the limit is
+ * 255): refused as a protocol error, never followed to a name cut short
+ * (which could be another host). The page still arrives, from the node it
+ * belongs to.
+ */
+static int t_long_redirect(void *arg)
+{
+	static char reply[400];
+	struct setup su;
+	struct fl_redis_stats rs;
+	size_t n;
+	(void)arg;
+
+	n = (size_t)snprintf(reply, sizeof(reply), "-MOVED 0 ");
+	memset(reply + n, 'h', 300);
+	snprintf(reply + n + 300, sizeof(reply) - n - 300, ":6379\r\n");
+	setup(&su, "longmoved", 4 * U_MIB, 3000, 0);
+	su.px.inject_bytes = reply;
+	atomic_store(&su.px.inject, 1);
+	T_ASSERT_EQ(u_probe_cmp(su.l.base, su.im.expect[0], R_PAGE), 0);
+	T_ASSERT_EQ(atomic_load(&su.px.inject), 0);
+	rs = r_stats(su.l.st);
+	r_log_stats("longmoved", &rs);
+	T_ASSERT_EQ(rs.moved, 0);
+	T_ASSERT_EQ(rs.nodes, 1);
+	T_ASSERT_EQ(check_right_or_sigbus(&su), 0);
+	r_lazy_close(&su.l);
+	return T_PASS;
+}
+
 /* A server that accepts and hangs up on everything: creation fails in bounded time. */
 static int t_rejected(void *arg)
 {
@@ -429,6 +460,7 @@ static const struct t_case cases[] = {
 	{ "flipped", t_flipped, NULL, 120 },
 	{ "flipped-twice", t_flipped_twice, NULL, 60 },
 	{ "wrong-shapes", t_wrong_shapes, NULL, 60 },
+	{ "long-redirect", t_long_redirect, NULL, 60 },
 	{ "rejected", t_rejected, NULL, 60 },
 };
 
