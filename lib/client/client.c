@@ -127,8 +127,12 @@ static int open_session(struct fl_client *c, uint32_t role, uint64_t token, int 
 	if (!r)
 		r = fl__mgr_welcome_decode(c->buf + FL_MGR_HDR_SIZE, n, ret_welcome);
 	if (r) {
+		/* A policy refusal comes as an ERROR reply (-EPERM); a
+		 * connection closed with no answer is a daemon that died or
+		 * exited meanwhile (-ECONNRESET): worth another try, unlike a
+		 * refusal. */
 		close(s);
-		return r == -ECONNRESET ? -EPERM : r;	/* refused by policy: closed at once */
+		return r;
 	}
 	*ret_sock = s;
 	return 0;

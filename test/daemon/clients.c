@@ -579,6 +579,50 @@ static int test_foreign_uid(void *arg)
 	return T_PASS;
 }
 
+/*
+ * A daemon that dies during the greeting (it accepted, read HELLO, and the
+ * connection closed with no answer) is -ECONNRESET: a policy refusal, which
+ * is always said, stays -EPERM (foreign-uid). Both used to be -EPERM.
+ */
+static int test_greeting_cut(void *arg)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct fl_client_opts o;
+	struct fl_client *c = NULL;
+	struct d_env e;
+	int ls, r;
+	pid_t kid;
+
+	(void)arg;
+	d_env_init(&e);
+	snprintf(e.sock, sizeof(e.sock), "%s/cut.sock", e.dir);
+	ls = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", e.sock);
+	T_ASSERT(ls >= 0 && bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(ls, 4) == 0);
+	fflush(NULL);
+	kid = fork();
+	T_ASSERT(kid >= 0);
+	if (kid == 0) {
+		/* The "daemon": takes the HELLO, then dies without a word. */
+		uint8_t buf[256];
+		int s = accept(ls, NULL, NULL);
+		if (s < 0 || recv(s, buf, sizeof(buf), 0) <= 0)
+			_exit(1);
+		_exit(0);
+	}
+	o = (struct fl_client_opts){ .sz = sizeof(o), .socket = e.sock, .timeout_ms = 5000 };
+	r = fl_client_connect(&o, &c);
+	T_ASSERT_EQ(r, -ECONNRESET);
+	T_ASSERT(c == NULL);
+	{
+		int st;
+		T_ASSERT(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	close(ls);
+	d_env_free(&e);
+	return T_PASS;
+}
+
 static int test_limits(void *arg)
 {
 	const char *lim[] = { "--max-ranges", "3", "--max-memory", "40M", "--max-clients", "2", NULL };
@@ -920,6 +964,7 @@ static const struct t_case cases[] = {
 	{ "exit-while-faulting", test_exit, NULL, 120 },
 	{ "closed-session-poisons", test_closed_session, NULL, 60 },
 	{ "foreign-uid", test_foreign_uid, NULL, 60 },
+	{ "greeting-cut", test_greeting_cut, NULL, 30 },
 	{ "limits", test_limits, NULL, 60 },
 	{ "attach-accounting", test_attach_accounting, NULL, 60 },
 	{ "malformed", test_malformed, NULL, 120 },
