@@ -18,7 +18,7 @@ result() {
 ok() { if eval "$2"; then result PASS "$1"; else echo "# $1: failed: $2" >&2; result FAIL "$1"; fi; }
 
 start() { # extra args...
-	"$S" --port 0 --arena 64 --dir "$T" "$@" > "$T/server.out" 2> "$T/server.err" &
+	"$S" --port 0 --arena 64M --dir "$T" "$@" > "$T/server.out" 2> "$T/server.err" &
 	pid=$!
 	for _ in $(seq 100); do
 		port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/server.out")
@@ -93,17 +93,27 @@ ok incr-later-keys '[ "$(check_keys n 100)" = 0 ]'
 ok incr-untorn '[ "$(untorn b 2000)" = 0 ]'
 stop
 
-# 5. The fork() mode, for comparison, round trips too.
+# 5. The fork() mode, for comparison, round trips too; writes during its
+# save are copied by the kernel, and LASTSAVE counts them (pages_cow).
 start --fork-save || exit 1
 ok fork-set '[ "$(set_keys f 100)" = 0 ]'
-ok fork-bgsave '[ "$(echo BGSAVE | kv | cut -c1-8)" = "+STARTED" ]'
+"$L" --port "$port" --conns 4 --seconds 2 --keys 2000 --prefix g --set-pct 80 --bgsave-at 0.3 > "$T/load3.out" 2>&1
+ok fork-load-bgsave '[ $? = 0 ] && grep -q "+STARTED" "$T/load3.out"'
 done3=$(wait_save)
 img3=$(echo "$done3" | awk '{print $2}')
+ok fork-pages-cow '[ "$(echo "$done3" | awk "{print \$5}")" -gt 0 ]'
 ok fork-incr-refused '[ "$(echo "BGSAVE INCR" | kv | cut -c1-4)" = "-ERR" ]'
 stop
 start --load "$img3" || exit 1
 ok fork-restored '[ "$(check_keys f 100)" = 0 ]'
 stop
+
+# 6. --arena is bytes (a K/M/G suffix optional), a bad size is refused.
+start --arena 16777216 || exit 1
+ok arena-bytes 'grep -q ", 16 MiB arena" "$T/server.out"'
+stop
+"$S" --port 0 --arena 12x --dir "$T" > /dev/null 2> "$T/arena.err"
+ok arena-bad '[ $? = 2 ] && grep -q -- "--arena wants a size" "$T/arena.err"'
 
 echo "# kv: $pass passed, $fail failed"
 [ "$fail" = 0 ]
