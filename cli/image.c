@@ -41,6 +41,52 @@ static const char image_usage[] =
 	"\n"
 	"Exit status: 0 success, 1 error (or corrupt, or different), 2 usage error.\n";
 
+/* Each subcommand's own help ('faultline image SUB --help'). */
+static const struct {
+	const char *name, *text;
+} image_help[] = {
+	{ "create",
+	  "Usage: faultline image create OUT (--from FILE | --pattern SIZE) [options]\n"
+	  "\n"
+	  "Write an image of FILE's bytes (padded with zeros to a page), or of a\n"
+	  "synthetic pattern of SIZE bytes (K, M, G, T suffixes). The image is\n"
+	  "written to a temporary file and renamed into place when complete.\n"
+	  "\n"
+	  "  --zero-pages   with --pattern: make some pages zero (they are elided)\n"
+	  "  --lz4          compress pages with LZ4\n"
+	  "  --parent IMG   an incremental image: only the pages that differ from IMG\n" },
+	{ "info",
+	  "Usage: faultline image info IMG [--json]\n"
+	  "\n"
+	  "Print an image's header, regions, page counts and its parent chain.\n" },
+	{ "verify",
+	  "Usage: faultline image verify IMG\n"
+	  "\n"
+	  "Check every page's checksum, and the parent chain's. Exit 1 when\n"
+	  "anything is corrupt.\n" },
+	{ "diff",
+	  "Usage: faultline image diff A B\n"
+	  "\n"
+	  "Compare two images page by page. Exit 0 when they hold the same bytes,\n"
+	  "1 when they differ.\n" },
+	{ "export",
+	  "Usage: faultline image export IMG [--region N] [-o FILE]\n"
+	  "\n"
+	  "Write a region's raw bytes (default: region 0) to FILE or stdout.\n" },
+};
+
+static int sub_help(const char *name)
+{
+	for (size_t i = 0; i < sizeof(image_help) / sizeof(image_help[0]); i++) {
+		if (!strcmp(image_help[i].name, name)) {
+			fputs(image_help[i].text, stdout);
+			return EXIT_OK;
+		}
+	}
+	fputs(image_usage, stdout);
+	return EXIT_OK;
+}
+
 static void progress_cb(uint64_t done, uint64_t total, void *ctx)
 {
 	struct progress *p = ctx;
@@ -107,7 +153,7 @@ static int image_create(int argc, char **argv)
 		case 'z': zero_pages = true; break;
 		case 'c': lz4 = true; break;
 		case 'P': parent = optarg; break;
-		case 'h': fputs(image_usage, stdout); return EXIT_OK;
+		case 'h': return sub_help("create");
 		default: return EXIT_USAGE;
 		}
 	}
@@ -290,7 +336,7 @@ static int image_info(int argc, char **argv)
 		if (strcmp(argv[i], "--json") == 0)
 			json = true;
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return fputs(image_usage, stdout), EXIT_OK;
+			return sub_help("info");
 		else if (argv[i][0] == '-' || path)
 			return cli_usage_error("usage: faultline image info IMG [--json]");
 		else
@@ -322,7 +368,7 @@ static int image_verify(int argc, char **argv)
 	int r;
 
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
-		return fputs(image_usage, stdout), EXIT_OK;
+		return sub_help("verify");
 	if (argc != 2 || argv[1][0] == '-')
 		return cli_usage_error("usage: faultline image verify IMG");
 	if (open_image(argv[1], 0, &img))
@@ -347,12 +393,12 @@ static int image_diff(int argc, char **argv)
 {
 	struct fl_image *a, *b;
 	struct fl_image_info ia = { .sz = sizeof(ia) }, ib = { .sz = sizeof(ib) };
-	uint64_t differ = 0, total = 0;
+	uint64_t differ = 0, total = 0, corrupt = 0;
 	uint8_t *pa, *pb;
 	int ret = EXIT_OK;
 
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
-		return fputs(image_usage, stdout), EXIT_OK;
+		return sub_help("diff");
 	if (argc != 3)
 		return cli_usage_error("usage: faultline image diff A B");
 	if (open_image(argv[1], 0, &a))
@@ -363,10 +409,8 @@ static int image_diff(int argc, char **argv)
 	}
 	fl_image_info(a, &ia);
 	fl_image_info(b, &ib);
-	if (memcmp(ia.id, ib.id, FL_IMAGE_ID_LEN) == 0) {
-		printf("identical (same content id)\n");
-		goto out;
-	}
+	/* No shortcut on equal content ids: a damaged copy keeps its
+	 * original's id. Every page is read, so every checksum is checked. */
 	if (ia.nregions != ib.nregions) {
 		printf("different layout: %u regions vs %u\n", ia.nregions, ib.nregions);
 		ret = EXIT_ERR;
@@ -391,9 +435,11 @@ static int image_diff(int argc, char **argv)
 			total++;
 			if (ea || eb) {
 				if (ea != eb || ea != -ENOENT) {
-					printf("region %u page %llu: unreadable (%s / %s)\n", r, (unsigned long long)p,
-					       ea ? strerror(-ea) : "ok", eb ? strerror(-eb) : "ok");
+					printf("region %u page %llu: %s in %s\n", r, (unsigned long long)p,
+					       (ea ? ea : eb) == -EBADMSG ? "corrupt (bad checksum)" : "unreadable",
+					       ea && eb ? "both" : ea ? argv[1] : argv[2]);
 					differ++;
+					corrupt++;
 				}
 				continue;
 			}
@@ -404,9 +450,18 @@ static int image_diff(int argc, char **argv)
 			}
 		}
 	}
+	if (!pa || !pb) {
+		cli_fail("image diff", -ENOMEM);
+		ret = EXIT_ERR;
+	} else if (!differ && ret == EXIT_OK) {
+		printf("identical: %llu pages, every one read and checked%s\n", (unsigned long long)total,
+		       memcmp(ia.id, ib.id, FL_IMAGE_ID_LEN) ? "" : " (same content id)");
+	} else {
+		printf("%llu of %llu pages differ%s\n", (unsigned long long)differ, (unsigned long long)total,
+		       corrupt ? " (unreadable or corrupt pages count as different)" : "");
+	}
 	free(pa);
 	free(pb);
-	printf("%llu of %llu pages differ\n", (unsigned long long)differ, (unsigned long long)total);
 	if (differ)
 		ret = EXIT_ERR;
 out:
@@ -441,7 +496,7 @@ static int image_export(int argc, char **argv)
 				return cli_usage_error("bad --region '%s'", optarg);
 			break;
 		case 'o': out = optarg; break;
-		case 'h': fputs(image_usage, stdout); return EXIT_OK;
+		case 'h': return sub_help("export");
 		default: return EXIT_USAGE;
 		}
 	}

@@ -25,6 +25,20 @@ has() { # name, file, pattern
 
 check help 0 "$F" --help
 has help-lists-image "$T/out" "image"
+# every benchmark is listed in the top-level help and documented in faultline(1)
+"$F" bench --help > "$T/bench-help"
+benches=$(sed -n '/^Benchmarks:/,/^$/s/^  \([a-z]\+\) .*/\1/p' "$T/bench-help")
+[ -n "$benches" ] && result PASS bench-help-lists || result FAIL bench-help-lists
+man1=$(dirname "$0")/../../man/faultline.1
+for b in $benches; do
+	has "help-lists-bench-$b" "$T/out" "$b"
+	has "man-documents-bench-$b" "$man1" "^\.SS \"faultline bench $b"
+done
+# each image subcommand has its own --help
+for sub in create info verify diff export push record restore; do
+	check "image-$sub-help" 0 "$F" image "$sub" --help
+	has "image-$sub-help-own" "$T/out" "faultline image $sub"
+done
 check version 0 "$F" --version
 check no-command 2 "$F"
 check unknown-command 2 "$F" frobnicate
@@ -59,6 +73,12 @@ cp "$T/a.img" "$T/d.img"
 printf 'X' | dd of="$T/d.img" bs=1 seek=20000 conv=notrunc 2>/dev/null
 check verify-corrupt-data 1 "$F" image verify "$T/d.img"
 has verify-says-corrupt "$T/err" "corrupt"
+# a damaged copy keeps its original's content id: diff must still see it
+check diff-corrupt-copy 1 "$F" image diff "$T/a.img" "$T/d.img"
+has diff-corrupt-copy-says "$T/out" "corrupt"
+has diff-same-says-checked "$T/out" "pages differ"
+check diff-self-identical 0 "$F" image diff "$T/a.img" "$T/a.img"
+has diff-identical-says "$T/out" "identical: 2048 pages, every one read and checked"
 check export-corrupt-data 1 "$F" image export "$T/d.img" -o "$T/d.raw"
 cp "$T/a.img" "$T/h.img"
 printf 'X' | dd of="$T/h.img" bs=1 seek=300 conv=notrunc 2>/dev/null
