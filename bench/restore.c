@@ -7,6 +7,7 @@
  * the same run.
  */
 #include "bench.h"
+#include "fl-config.h"
 #include "redis-local.h"
 #include "util.h"
 
@@ -27,10 +28,11 @@ static const char restore_usage[] =
 	"\n"
 	"Restore an image of SIZE bytes (default 1G; every 16th page and a 2 MiB run\n"
 	"per 128 MiB are zero) eagerly and lazily (local image, page server over\n"
-	"loopback, Redis when redis-server is installed), touching every page.\n"
+	"loopback, Redis when redis-server is installed and the build has Redis),\n"
+	"touching every page.\n"
 	"Keys: eager_s, lazy_first_access_us, lazy_full_s, remote_full_s,\n"
 	"redis_full_s, lazy_full_ratio (lazy/eager), remote_ratio (remote/lazy),\n"
-	"write_gbps, lz4_ratio, lz4_decode_ns_per_page.\n";
+	"write_gbps, lz4_ratio, lz4_decode_ns_per_page (null in a build without LZ4).\n";
 
 static volatile uint64_t sink;
 
@@ -250,7 +252,7 @@ int bench_restore_main(int argc, char **argv)
 			r = 0;
 		}
 	}
-	if (redis && redis_local_available()) {
+	if (redis && FL_HAVE_REDIS && redis_local_available()) {
 		struct redis_local rl;
 		r = redis_local_start(&rl, "bench");
 		if (!r) {
@@ -274,7 +276,7 @@ int bench_restore_main(int argc, char **argv)
 	}
 
 	/* LZ4: ratio and decode cost per page against uncompressed reads. */
-	{
+	if (FL_HAVE_LZ4) {
 		uint64_t lsize = size < (256ull << 20) ? size : (256ull << 20);
 		struct fl_image *lz;
 		struct fl_image_info info = { .sz = sizeof(info) };
@@ -329,9 +331,15 @@ int bench_restore_main(int argc, char **argv)
 			else
 				json_null(&j, "remote_ratio");
 			json_num(&j, "write_gbps", write_gbps, 3);
-			json_num(&j, "lz4_ratio", lz4_ratio, 3);
-			json_num(&j, "lz4_decode_ns_per_page", lz4_ns, 1);
-			json_num(&j, "plain_read_ns_per_page", plain_ns, 1);
+			if (FL_HAVE_LZ4) {
+				json_num(&j, "lz4_ratio", lz4_ratio, 3);
+				json_num(&j, "lz4_decode_ns_per_page", lz4_ns, 1);
+				json_num(&j, "plain_read_ns_per_page", plain_ns, 1);
+			} else {
+				json_null(&j, "lz4_ratio");
+				json_null(&j, "lz4_decode_ns_per_page");
+				json_null(&j, "plain_read_ns_per_page");
+			}
 			json_end(&j);
 			json_finish(&j);
 		} else {
@@ -347,8 +355,11 @@ int bench_restore_main(int argc, char **argv)
 				printf("  lazy, Redis (loopback)          every page %.3f s (%.2f x local)\n", sd.med,
 				       sd.med / sl.med);
 			printf("  image writing                   %.2f GB/s (uncompressed, page cache)\n", write_gbps);
-			printf("  LZ4: stored/raw %.2f, read+decode %.0f ns/page vs %.0f ns/page uncompressed\n",
-			       lz4_ratio, lz4_ns, plain_ns);
+			if (FL_HAVE_LZ4)
+				printf("  LZ4: stored/raw %.2f, read+decode %.0f ns/page vs %.0f ns/page uncompressed\n",
+				       lz4_ratio, lz4_ns, plain_ns);
+			else
+				printf("  LZ4: not measured, built without LZ4 support (-Dlz4=disabled)\n");
 		}
 	}
 out:

@@ -26,7 +26,8 @@ static const char check_usage[] =
 	"the first Linux version that has it, whether it is supported, missing,\n"
 	"or masked by FAULTLINE_MASK_FEATURES, and what faultline uses it for.\n"
 	"Also shows the kernel release, how userfaultfd may be created here,\n"
-	"vm.unprivileged_userfaultfd, reserved hugetlb pages and the THP mode.\n"
+	"vm.unprivileged_userfaultfd, reserved hugetlb pages, the THP mode, and\n"
+	"which optional parts (TLS, Redis, LZ4) this build has.\n"
 	"\n"
 	"Options:\n"
 	"  --json     print one JSON object instead of the table\n"
@@ -248,6 +249,10 @@ int cmd_check(int argc, char **argv)
 		json_u64(&j, "supported", (uint64_t)counts[FEAT_SUPPORTED]);
 		json_u64(&j, "missing", (uint64_t)counts[FEAT_MISSING]);
 		json_u64(&j, "masked_count", (uint64_t)counts[FEAT_MASKED]);
+		json_begin(&j, "built_with");
+		for (size_t i = 0; i < FL_ARRAY_SIZE(cli_parts); i++)
+			json_bool(&j, cli_parts[i].option, cli_parts[i].built);
+		json_end(&j);
 		json_end(&j);
 		json_finish(&j);
 	} else {
@@ -273,6 +278,10 @@ int cmd_check(int argc, char **argv)
 		else
 			printf("hugetlb pages:               unknown\n");
 		printf("transparent huge pages:      %s\n", sys.thp[0] ? sys.thp : "unknown");
+		printf("optional parts built in:    ");
+		for (size_t i = 0; i < FL_ARRAY_SIZE(cli_parts); i++)
+			printf(" %s (%s) %s%s", cli_parts[i].name, cli_parts[i].library,
+			       cli_parts[i].built ? "yes" : "no", i + 1 < FL_ARRAY_SIZE(cli_parts) ? "," : "\n");
 		if (!mask_env)
 			printf("FAULTLINE_MASK_FEATURES:     unset\n");
 		else if (mask_ok)

@@ -16,6 +16,7 @@
  */
 #include "cli.h"
 #include "util.h"
+#include "fl-config.h"
 #include "redis-local.h"
 #include "demo.h"
 
@@ -261,7 +262,9 @@ static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t s
 		}
 	}
 	/* Redis, with a private redis-server when one is installed */
-	if (redis_local_available()) {
+	if (!FL_HAVE_REDIS) {
+		res[2].err = -EOPNOTSUPP;
+	} else if (redis_local_available()) {
 		struct redis_local rl;
 		res[2].err = redis_local_start(&rl, "demo");
 		if (!res[2].err) {
@@ -282,10 +285,13 @@ static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t s
 	printf("  %-24s %18s %22s  %s\n", "source", "first access", "full population", "check");
 	for (int i = 0; i < 3; i++) {
 		if (res[i].err) {
+			bool skipped = i == 2 && (res[i].err == -ENOENT || res[i].err == -EOPNOTSUPP);
+
 			printf("  %-24s %s\n", res[i].source,
-			       i == 2 && res[i].err == -ENOENT ? "skipped: redis-server is not installed" :
-								  strerror(-res[i].err));
-			if (!(i == 2 && res[i].err == -ENOENT))
+			       !skipped ? strerror(-res[i].err) :
+			       res[i].err == -ENOENT ? "skipped: redis-server is not installed" :
+						       "skipped: built without Redis support (-Dredis=disabled)");
+			if (!skipped)
 				status = EXIT_ERR;
 			continue;
 		}

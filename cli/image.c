@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "util.h"
+#include "fl-config.h"
 #include "coldstart.h"
 
 #include <faultline/faultline.h>
@@ -24,7 +25,8 @@ static const char image_usage[] =
 	"\n"
 	"  create OUT (--from FILE | --pattern SIZE) [--zero-pages] [--lz4] [--parent IMG]\n"
 	"                 write an image of FILE's bytes (padded with zeros to a page)\n"
-	"                 or of a synthetic pattern of SIZE bytes\n"
+	"                 or of a synthetic pattern of SIZE bytes (--lz4 needs a\n"
+	"                 build with LZ4: see 'faultline --version')\n"
 	"  info IMG [--json]      header, regions, page counts and the parent chain\n"
 	"  verify IMG             check every checksum (exit 1 when corrupt)\n"
 	"  diff A B               compare two images page by page (exit 0 same, 1 differ)\n"
@@ -157,6 +159,8 @@ static int image_create(int argc, char **argv)
 		default: return EXIT_USAGE;
 		}
 	}
+	if (lz4 && !FL_HAVE_LZ4)
+		return cli_not_built("image create --lz4", "LZ4", "lz4");
 	if (optind + 1 != argc)
 		return cli_usage_error("image create needs one output path");
 	if (!!from == !!size)

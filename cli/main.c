@@ -63,6 +63,11 @@ int main(int argc, char **argv)
 		/* The program's version, and the library's it runs with. */
 		printf("faultline %d.%d.%d (libfaultline %s)\n", FL_VERSION_MAJOR, FL_VERSION_MINOR,
 		       FL_VERSION_PATCH, fl_version());
+		/* What a user asks next when a subcommand says "built without". */
+		printf("optional parts:");
+		for (size_t i = 0; i < FL_ARRAY_SIZE(cli_parts); i++)
+			printf(" %s%s", cli_parts[i].built ? "+" : "-", cli_parts[i].option);
+		printf("\n");
 		return EXIT_OK;
 	}
 	if (name[0] == '-')

@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 #include "util.h"
+#include "fl-config.h"
 
 #include <faultline/faultline.h>
 
@@ -21,7 +22,8 @@ static const char push_usage[] =
 	"one key per page under PREFIX (default \"faultline\"), pipelined, one MSET\n"
 	"per 2 MiB chunk; the image description is written last. Works against a\n"
 	"single redis-server and a Redis Cluster (detected; keys of a chunk share\n"
-	"a hash slot). Restore lazily from it with fl_store_redis_new(3).\n"
+	"a hash slot). Restore lazily from it with fl_store_redis_new(3). Needs a\n"
+	"build with Redis support (see 'faultline --version').\n"
 	"\n"
 	"Options:\n"
 	"  --timeout MS   give up on a server that does not answer for MS\n"
@@ -114,6 +116,8 @@ int cmd_image_push(int argc, char **argv)
 					       argv[optind - 1]);
 		}
 	}
+	if (!FL_HAVE_REDIS)
+		return cli_not_built("image push", "Redis", "redis");
 	if (argc - optind != 2)
 		return cli_usage_error("image push: wants IMAGE and redis://HOST[:PORT][/PREFIX] (see 'faultline image push --help')");
 	path = argv[optind];

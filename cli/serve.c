@@ -9,6 +9,7 @@
  */
 #include "cli.h"
 #include "util.h"
+#include "fl-config.h"
 
 #include <faultline/faultline.h>
 
@@ -40,6 +41,8 @@ static const char serve_usage[] =
 	"      --tls-key KEY          ...and its private key (PEM)\n"
 	"      --tls-ca CA            with --tls-cert: require client certificates\n"
 	"                             signed by CA\n"
+	"                             (the --tls-* options need a build with TLS:\n"
+	"                             see 'faultline --version')\n"
 	"      --bulk-rate RATE       cap background streaming at RATE bytes/s over\n"
 	"                             all clients (e.g. 200M); demand faults are\n"
 	"                             never throttled\n"
@@ -214,6 +217,8 @@ int cmd_serve(int argc, char **argv)
 	} else if (o.cert_file) {
 		o.tls = FL_TLS_X509;
 	}
+	if (o.tls != FL_TLS_NONE && !FL_HAVE_TLS)
+		return cli_not_built("serve", "TLS", "tls");
 	o.log_level = verbose >= 2 ? FL_LOG_DEBUG : verbose ? FL_LOG_INFO : FL_LOG_WARN;
 
 	r = fl_image_open(image, verify ? FL_IMAGE_OPEN_VERIFY : 0, &img);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* Helpers shared by the faultline subcommands (see util.h). */
 #include "util.h"
+#include "fl-config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -53,6 +54,19 @@ int cli_fail(const char *what, int err)
 	cli_error("%s: %s", what, strerror(err < 0 ? -err : err));
 	return EXIT_ERR;
 }
+
+int cli_not_built(const char *what, const char *part, const char *option)
+{
+	cli_error("%s: built without %s support (-D%s=disabled)", what, part, option);
+	return EXIT_ERR;
+}
+
+/* The CLI links the library it was built with, so its fl-config.h is the library's. */
+const struct cli_part cli_parts[3] = {
+	{ "TLS", "tls", "GnuTLS", FL_HAVE_TLS },
+	{ "Redis", "redis", "hiredis", FL_HAVE_REDIS },
+	{ "LZ4", "lz4", "liblz4", FL_HAVE_LZ4 },
+};
 
 /* ---- parsing ------------------------------------------------------------ */
 

@@ -32,6 +32,20 @@ __attribute__((format(printf, 1, 2)))
 int cli_usage_error(const char *fmt, ...);
 /* A library error: "faultline: <what>: <strerror(-err)>"; returns EXIT_ERR. */
 int cli_fail(const char *what, int err);
+/*
+ * A part this build left out: "faultline: <what>: built without <part>
+ * support (-D<option>=disabled)"; returns EXIT_ERR.
+ */
+int cli_not_built(const char *what, const char *part, const char *option);
+
+/* The optional parts of this build (fl-config.h), for --version and check. */
+struct cli_part {
+	const char *name;	/* "TLS", "Redis", "LZ4" */
+	const char *option;	/* the Meson option: "tls", "redis", "lz4" */
+	const char *library;	/* what it is built on: "GnuTLS", ... */
+	bool built;
+};
+extern const struct cli_part cli_parts[3];
 
 /*
  * Parse a byte count: a decimal number with an optional binary suffix

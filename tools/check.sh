@@ -3,8 +3,9 @@
 #
 # Build faultline and run every test the way CI does.
 #
-#   tools/check.sh            all passes (what `make check` and CI run)
-#   tools/check.sh --quick    the plain pass only
+#   tools/check.sh                  all passes (what `make check` and CI run)
+#   tools/check.sh --quick          the plain pass only
+#   tools/check.sh --only P[,P...]  only these passes (e.g. --only minimal)
 #
 # Passes, in order:
 #   plain    build/ (-Dwerror=true); meson test with
@@ -12,9 +13,19 @@
 #   masked   the same binaries with FAULTLINE_MASK_FEATURES=new, so every
 #            feature newer than Linux 6.1 is hidden and the fallbacks run
 #   asan     build-asan/ with ASan + UBSan; the suite again
+#   minimal  build-minimal/ without the optional parts (-Dtls=disabled
+#            -Dredis=disabled -Dlz4=disabled -Dwerror=true): the library,
+#            the CLI and faultlined build, and the suite runs with
+#            FAULTLINE_REQUIRE_FEATURES=all: tests of a part left out skip
+#            and the cases that check its -EOPNOTSUPP run instead. Suites
+#            'stress' and 'daemon' are left out: the slowest, and no code
+#            they run differs in this build (engine, watch, faultlined and
+#            the manager protocol have no optional part)
 #   install  meson install into a temporary root; examples/lazy-file.c built
 #            against the installed headers and library with pkg-config, and
-#            run: one case, install/example
+#            run: one case, install/example (faultline.pc must also work
+#            with no other .pc file: the -dev packages of the library's
+#            dependencies are not needed to build against it)
 #
 # Every test program prints "PASS|FAIL|SKIP prog/case" and appends it to
 # $FL_TEST_RESULTS; each pass gets its own file, and the summary names cases
@@ -34,22 +45,45 @@
 set -uo pipefail
 
 usage() {
-	sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//'
 }
 
+all_passes="plain masked asan minimal install"
 quick=0
-for arg in "$@"; do
-	case $arg in
+only=
+while [ $# -gt 0 ]; do
+	case $1 in
 	--quick) quick=1 ;;
+	--only)
+		[ $# -ge 2 ] || { echo "check.sh: --only needs a pass list" >&2; usage >&2; exit 2; }
+		only=${2//,/ }
+		shift
+		for p in $only; do
+			case " $all_passes " in
+			*" $p "*) ;;
+			*) echo "check.sh: unknown pass '$p' (passes: $all_passes)" >&2; exit 2 ;;
+			esac
+		done
+		;;
 	-h | --help) usage; exit 0 ;;
-	*) echo "check.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
+	*) echo "check.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
 	esac
+	shift
 done
+if [ "$quick" = 1 ]; then
+	only=plain
+fi
+
+# want PASS: is PASS one of the passes to run?
+want() {
+	[ -z "$only" ] || [[ " $only " == *" $1 "* ]]
+}
 
 cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 build=$root/build
 build_asan=$root/build-asan
+build_minimal=$root/build-minimal
 keep_dir=$build/check		# where results and logs are kept afterwards
 hugepages_want=${FL_CHECK_HUGEPAGES:-64}
 
@@ -262,6 +296,11 @@ install_pass() {
 		echo "check: no faultline.pc installed under $destdir"
 	elif ! libso=$(find "$destdir" -name 'libfaultline.so.0' | head -n 1) || [ -z "$libso" ]; then
 		echo "check: no libfaultline.so.0 installed under $destdir"
+	elif ! PKG_CONFIG_LIBDIR=$(dirname "$pc") pkg-config --cflags --libs faultline >/dev/null 2>>"$log"; then
+		# PKG_CONFIG_LIBDIR hides every other .pc file, as on a machine
+		# without the -dev packages of GnuTLS, hiredis, LZ4 and xxhash:
+		# a program linking the shared library needs none of them.
+		echo "check: pkg-config --cflags --libs faultline needs other modules (Requires.private?) (see $keep_dir/install.log)"
 	elif ! flags=$(PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$destdir \
 			PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 \
 			pkg-config --cflags --libs faultline 2>>"$log"); then
@@ -326,37 +365,58 @@ finish() {
 mkdir -p "$check_dir" || exit 1
 : >"$all_results"
 
-start=$SECONDS
-if ! build_dir plain "$build" werror=true; then
-	passes+=(plain)
-	pass_seconds[plain]=$((SECONDS - start))
-	finish
+if want plain || want masked || want install; then
+	start=$SECONDS
+	if ! build_dir plain "$build" werror=true; then
+		passes+=(plain)
+		pass_seconds[plain]=$((SECONDS - start))
+		finish
+	fi
+	echo "check: plain build took $((SECONDS - start))s"
 fi
-echo "check: plain build took $((SECONDS - start))s"
 
 reserve_hugepages
 
-test_pass plain "$build" -- FAULTLINE_REQUIRE_FEATURES=all
-if [ "$quick" = 1 ]; then
-	finish
+if want plain; then
+	test_pass plain "$build" -- FAULTLINE_REQUIRE_FEATURES=all
 fi
 
-# The ABI is the same whatever the mask or the sanitizers: checked once.
-test_pass masked "$build" --no-suite abi -- \
-	FAULTLINE_MASK_FEATURES=new FAULTLINE_REQUIRE_FEATURES=all
-
-start=$SECONDS
-if build_dir asan "$build_asan" b_sanitize=address,undefined b_lundef=false \
-		c_args=-fno-omit-frame-pointer; then
-	echo "check: asan build took $((SECONDS - start))s"
-	test_pass asan "$build_asan" --no-suite abi --timeout-multiplier 3 -- \
-		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		FAULTLINE_REQUIRE_FEATURES=all
-else
-	passes+=(asan)
-	pass_seconds[asan]=$((SECONDS - start))
+# The ABI is the same whatever the mask or the sanitizers: checked once
+# (and again in the minimal pass, whose library is built differently).
+if want masked; then
+	test_pass masked "$build" --no-suite abi -- \
+		FAULTLINE_MASK_FEATURES=new FAULTLINE_REQUIRE_FEATURES=all
 fi
 
-install_pass
+if want asan; then
+	start=$SECONDS
+	if build_dir asan "$build_asan" b_sanitize=address,undefined b_lundef=false \
+			c_args=-fno-omit-frame-pointer; then
+		echo "check: asan build took $((SECONDS - start))s"
+		test_pass asan "$build_asan" --no-suite abi --timeout-multiplier 3 -- \
+			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			FAULTLINE_REQUIRE_FEATURES=all
+	else
+		passes+=(asan)
+		pass_seconds[asan]=$((SECONDS - start))
+	fi
+fi
+
+# Without TLS, Redis and LZ4 (see the top of this file for the suites left out).
+if want minimal; then
+	start=$SECONDS
+	if build_dir minimal "$build_minimal" tls=disabled redis=disabled lz4=disabled werror=true; then
+		echo "check: minimal build took $((SECONDS - start))s"
+		test_pass minimal "$build_minimal" --no-suite stress --no-suite daemon -- \
+			FAULTLINE_REQUIRE_FEATURES=all
+	else
+		passes+=(minimal)
+		pass_seconds[minimal]=$((SECONDS - start))
+	fi
+fi
+
+if want install; then
+	install_pass
+fi
 finish

@@ -13,8 +13,10 @@ packages=(
 	meson
 	ninja-build
 	pkg-config		# the install check compiles an example with it
+	# The optional parts (-Dlz4, -Dtls, -Dredis; see the README): installed
+	# all the same, the full build is the default and what CI tests first.
 	liblz4-dev
-	libxxhash-dev
+	libxxhash-dev		# always required: the page checksum
 	libgnutls28-dev
 	gnutls-bin		# certtool: test certificates for the page server (test/net)
 	libhiredis-dev

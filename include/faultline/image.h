@@ -16,7 +16,10 @@
  *
  * Errors specific to images: -EBADMSG (corrupt: bad checksum, bad
  * structure), -EPROTO (wrong magic or unsupported version), -ESTALE (the
- * parent image does not match the content id the child names), -ENOSPC.
+ * parent image does not match the content id the child names), -ENOSPC,
+ * -EOPNOTSUPP (LZ4: a library built without LZ4 support, -Dlz4=disabled,
+ * writes no compressed image and reads no compressed page; such a read
+ * fails, it never returns other bytes).
  */
 #ifndef FAULTLINE_IMAGE_H
 #define FAULTLINE_IMAGE_H
@@ -135,7 +138,8 @@ FL_API struct fl_image *fl_image_parent(const struct fl_image *img);
  * Read pages [first, first+npages) of a region into buf, resolving the
  * chain, decompressing, and verifying every checksum. Returns 0, -EBADMSG
  * when a page's data is corrupt (*ret_bad_page, optional, gets its index),
- * -ENOENT when a page is absent from the whole chain.
+ * -ENOENT when a page is absent from the whole chain, -EOPNOTSUPP when a
+ * page is LZ4-compressed and the library was built without LZ4.
  */
 FL_API int fl_image_read(const struct fl_image *img, unsigned region, uint64_t first,
 			 uint64_t npages, void *buf, uint64_t *ret_bad_page);

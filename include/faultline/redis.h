@@ -39,6 +39,9 @@
  *
  * Needs: Redis 3.0 or newer (Cluster: 3.0; tested with 7.0). No AUTH, no
  * TLS, no Unix sockets yet.
+ *
+ * A library built without Redis support (-Dredis=disabled, or hiredis not
+ * found) still exports every function here; each returns -EOPNOTSUPP.
  */
 #ifndef FAULTLINE_REDIS_H
 #define FAULTLINE_REDIS_H

@@ -33,7 +33,10 @@
  * identity and key) or FL_TLS_X509 (the server presents a certificate the
  * client verifies against ca_file; with ca_file on the server, clients must
  * present a certificate signed by it). Mismatched credentials fail the
- * handshake: -EACCES.
+ * handshake: -EACCES. A library built without TLS support (-Dtls=disabled)
+ * speaks plain TCP only: fl_server_new() and fl_store_remote_new() refuse
+ * FL_TLS_PSK and FL_TLS_X509 with -EOPNOTSUPP (and say so to the log
+ * callback).
  */
 #ifndef FAULTLINE_REMOTE_H
 #define FAULTLINE_REMOTE_H

@@ -4,11 +4,12 @@
  * into a temporary file that becomes the image only when complete.
  */
 #include "image-format.h"
+#include "compress.h"
+#include "fl-config.h"
 
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <lz4.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,8 @@ int fl_image_writer_new(const char *path, const struct fl_image_writer_opts *opt
 	FL_OPTS_COPY(o, opts);
 	if (o.flags & ~(FL_IMAGE_LZ4 | FL_IMAGE_NO_SYNC))
 		return -EINVAL;
+	if ((o.flags & FL_IMAGE_LZ4) && !FL_HAVE_LZ4)
+		return -EOPNOTSUPP; /* built without LZ4 (-Dlz4=disabled) */
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
@@ -117,7 +120,7 @@ int fl_image_writer_new(const char *path, const struct fl_image_writer_opts *opt
 	snprintf(w->hdr.creator, sizeof(w->hdr.creator), "%s", o.creator ? o.creator : "libfaultline " FL_VERSION_STRING);
 	if (o.flags & FL_IMAGE_LZ4) {
 		w->hdr.flags |= FL_IMG_F_LZ4;
-		w->lz4buf = malloc((size_t)LZ4_compressBound((int)w->page_size));
+		w->lz4buf = malloc(FL_IMG_LZ4_BOUND(w->page_size));
 		if (!w->lz4buf) {
 			r = -ENOMEM;
 			goto fail;
@@ -251,8 +254,7 @@ static int put_locked(struct fl_image_writer *w, unsigned region, uint64_t first
 			continue;
 		}
 		if (w->flags & FL_IMAGE_LZ4) {
-			int clen = LZ4_compress_default((const char *)src, w->lz4buf, (int)ps,
-							LZ4_compressBound((int)ps));
+			int clen = fl__lz4_compress(src, ps, w->lz4buf, FL_IMG_LZ4_BOUND(ps));
 			if (clen > 0 && (uint32_t)clen < ps - ps / 8) {
 				r = fl__pwrite_full(w->fd, w->lz4buf, (size_t)clen, w->cursor);
 				if (r)

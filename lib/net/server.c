@@ -687,6 +687,8 @@ int fl_server_new(struct fl_image *img, const struct fl_server_opts *uopts, stru
 		.cert_file = o.cert_file, .key_file = o.key_file, .ca_file = o.ca_file,
 	};
 	r = fl__tls_cfg_new(&tp, true, &srv->tls);
+	if (r == -EOPNOTSUPP)
+		fl__log(&srv->log, FL_LOG_ERROR, "%s", FL__TLS_DISABLED_WHY);
 	if (r)
 		goto fail;
 	r = fl__eventfd(&srv->stop_fd);

@@ -998,6 +998,8 @@ int fl_store_remote_new(const struct fl_remote_opts *uopts, struct fl_store **re
 		.cert_file = o.cert_file, .key_file = o.key_file, .ca_file = o.ca_file,
 	};
 	r = fl__tls_cfg_new(&tp, false, &rs->tls);
+	if (r == -EOPNOTSUPP)
+		fl__log(&rs->log, FL_LOG_ERROR, "%s", FL__TLS_DISABLED_WHY);
 	if (!r)
 		r = fl__random(&rs->session, sizeof(rs->session));
 	if (r)

@@ -4,6 +4,11 @@
  * TCP_NODELAY, never SIGPIPE), optionally wrapped in TLS by GnuTLS with a
  * pre-shared key or X.509 certificates, for both ends.
  *
+ * link.c has the sockets and the links; the TLS backend is tls.c (GnuTLS)
+ * or, in a build without TLS (-Dtls=disabled), tls-disabled.c, whose
+ * fl__tls_cfg_new() refuses FL_TLS_PSK and FL_TLS_X509 with -EOPNOTSUPP so
+ * that no link ever carries a session.
+ *
  * Every blocking operation takes an absolute deadline (CLOCK_MONOTONIC ns,
  * 0 = none) and an optional stop eventfd (-1 = none): it returns
  * -ETIMEDOUT at the deadline and -ECANCELED once the stop fd is readable.
@@ -57,6 +62,31 @@ int fl__random(void *buf, size_t len);
  */
 int fl__tls_cfg_new(const struct fl__tls_params *p, bool server, struct fl__tls_cfg **ret);
 void fl__tls_cfg_free(struct fl__tls_cfg *cfg);
+/* What fl__tls_cfg_new()'s -EOPNOTSUPP means, for the servers' and stores' logs. */
+#define FL__TLS_DISABLED_WHY "TLS requested, but libfaultline was built without TLS support (-Dtls=disabled)"
+
+/* ---- the TLS backend, for link.c ------------------------------------------------ */
+
+/*
+ * Wait for `events` on fd. 0 when ready (errors and hang-ups count: the next
+ * I/O reports them), -ETIMEDOUT at the deadline or at idle_end_ns (0 = none),
+ * -ECANCELED once stop_fd is readable.
+ */
+int fl__wait_fd(int fd, short events, int stop_fd, uint64_t deadline_ns, uint64_t idle_end_ns);
+/*
+ * Start a session over l->fd (stored in l->tls, also on failure, for
+ * fl__link_close()) and run the handshake by the deadline. *ret_why
+ * (optional) gets the backend's description of a failure.
+ */
+int fl__tls_handshake(struct fl__link *l, struct fl__tls_cfg *cfg, bool server, const char *server_name,
+		      int stop_fd, uint64_t deadline_ns, const char **ret_why);
+/* Bytes moved (> 0), 0 at the end of the stream (recv), -EAGAIN: wait and retry, or -errno. */
+ssize_t fl__tls_recv(struct fl__tls_sess *s, void *buf, size_t len);
+ssize_t fl__tls_send(struct fl__tls_sess *s, const void *buf, size_t len);
+/* Are decrypted bytes waiting in the session? */
+bool fl__tls_pending(struct fl__tls_sess *s);
+/* Send close_notify if the socket takes it now (never waits) and free the session. */
+void fl__tls_sess_free(struct fl__tls_sess *s);
 
 /* ---- links ------------------------------------------------------------------------- */
 

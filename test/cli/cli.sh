@@ -23,6 +23,11 @@ has() { # name, file, pattern
 	if grep -q -- "$3" "$2"; then result PASS "$1"; else echo "# $1: no '$3' in $2" >&2; result FAIL "$1"; fi
 }
 
+# built PART: is the optional part (tls, redis, lz4) in this build? The
+# CLI says so itself ("optional parts: +tls -redis +lz4"); a part that is
+# out gets its "built without" cases instead of the ones that use it.
+built() { "$F" --version | grep -q -- " +$1\( \|\$\)"; }
+
 check help 0 "$F" --help
 has help-lists-image "$T/out" "image"
 # every benchmark is listed in the top-level help and documented in faultline(1)
@@ -40,12 +45,15 @@ for sub in create info verify diff export push record restore; do
 	has "image-$sub-help-own" "$T/out" "faultline image $sub"
 done
 check version 0 "$F" --version
+has version-optional-parts "$T/out" "optional parts: [-+]tls [-+]redis [-+]lz4"
 check no-command 2 "$F"
 check unknown-command 2 "$F" frobnicate
 check check-text 0 "$F" check
 has check-lists-poison "$T/out" "poison"
 check check-json 0 "$F" check --json
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/out" && result PASS check-json-parses || result FAIL check-json-parses
+python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["built_with"]; assert sorted(b) == ["lz4", "redis", "tls"]' "$T/out" \
+	&& result PASS check-json-built-with || result FAIL check-json-built-with
 
 check create-pattern 0 "$F" image create "$T/a.img" --pattern 8M --zero-pages
 check info 0 "$F" image info "$T/a.img"
@@ -56,7 +64,13 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["pages_tot
 check verify-ok 0 "$F" image verify "$T/a.img"
 check export 0 "$F" image export "$T/a.img" -o "$T/a.raw"
 [ "$(stat -c %s "$T/a.raw")" = 8388608 ] && result PASS export-size || result FAIL export-size
-check create-from-file 0 "$F" image create "$T/b.img" --from "$T/a.raw" --lz4
+if built lz4; then
+	check create-from-file 0 "$F" image create "$T/b.img" --from "$T/a.raw" --lz4
+else
+	check create-lz4-not-built 1 "$F" image create "$T/b.img" --from "$T/a.raw" --lz4
+	has create-lz4-not-built-says "$T/err" "built without LZ4 support (-Dlz4=disabled)"
+	check create-from-file 0 "$F" image create "$T/b.img" --from "$T/a.raw"
+fi
 check diff-same-content 0 "$F" image diff "$T/a.img" "$T/b.img"
 # an incremental image of a changed file holds only the changed page
 printf 'changed' | dd of="$T/a.raw" bs=1 seek=5000 conv=notrunc 2>/dev/null
@@ -96,6 +110,15 @@ check image-unknown 2 "$F" image frobnicate
 [ ! -e "$T/x.img" ] && result PASS no-output-on-usage-error || result FAIL no-output-on-usage-error
 check serve-help 0 "$F" serve --help
 check serve-no-listen 2 "$F" serve "$T/a.img"
+if ! built tls; then
+	check serve-tls-not-built 1 "$F" serve --listen 127.0.0.1:0 \
+		--tls-psk node:000102030405060708090a0b0c0d0e0f "$T/a.img"
+	has serve-tls-not-built-says "$T/err" "built without TLS support (-Dtls=disabled)"
+fi
+if ! built redis; then
+	check push-not-built 1 "$F" image push "$T/a.img" redis://127.0.0.1:1/x
+	has push-not-built-says "$T/err" "built without Redis support (-Dredis=disabled)"
+fi
 
 # faultline stats against a real faultlined ($FAULTLINED, set by meson)
 check stats-help 0 "$F" stats --help

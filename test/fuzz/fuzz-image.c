@@ -9,6 +9,7 @@
  * cleanly, never crash or read out of bounds.
  */
 #include "image-format.h"
+#include "fl-config.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -164,8 +165,12 @@ int main(int argc, char **argv)
 {
 	unsigned long iterations = argc > 1 ? strtoul(argv[1], NULL, 10) : 20000;
 	size_t len[2];
-	uint8_t *seed[2] = { make_seed(0, &len[0]), make_seed(1, &len[1]) };
-	const char *res = getenv("FL_TEST_RESULTS");
+	const char *res = getenv("FL_TEST_RESULTS"), *fixture = getenv("FL_IMAGE_FIXTURE");
+	/* Without LZ4 (-Dlz4=disabled) no LZ4 image can be written: the second
+	 * seed is then test/image/lz4-pages.img, so the refusal to read its
+	 * LZ4 pages (-EOPNOTSUPP) is fuzzed as well. */
+	uint8_t *seed[2] = { make_seed(0, &len[0]),
+			     FL_HAVE_LZ4 || !fixture ? make_seed(1, &len[1]) : load(fixture, &len[1]) };
 
 	if (!seed[0] || !seed[1]) {
 		fprintf(stderr, "# cannot make seed images\n");

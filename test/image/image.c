@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* Image format v1: round trips, chains, damaged images, atomic writes, lazy restore. */
 #include "harness.h"
+#include "fl-config.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -59,12 +60,16 @@ static int t_roundtrip(void *arg)
 {
 	bool lz4 = arg != NULL;
 	size_t np = 1024;
-	uint8_t *m = make_mem(np, 1), *out = malloc(np * PS);
+	uint8_t *m, *out;
 	struct fl_image *img;
 	struct fl_image_info info = { .sz = sizeof(info) };
 	struct fl_image_region reg;
 	uint64_t bad = 99;
 
+	if (lz4 && !FL_HAVE_LZ4)
+		t_skip("built without LZ4 support (-Dlz4=disabled): lz4-fixture checks -EOPNOTSUPP instead");
+	m = make_mem(np, 1);
+	out = malloc(np * PS);
 	mkdir_tmp();
 	if (lz4) /* make the data pages compressible */
 		for (size_t pg = 1; pg < np; pg++)
@@ -428,6 +433,146 @@ static int t_lazy_corrupt_page(void *arg)
 	return T_PASS;
 }
 
+/*
+ * test/image/lz4-pages.img, a fixture an LZ4 build wrote (FL_IMAGE_WRITE_FIXTURE
+ * makes lz4-fixture write it again): one region of FIX_PAGES pages, where
+ * pages 0 and 3 are LZ4-compressed, page 1 is stored plain (it does not
+ * compress) and page 2 is a zero page. A fixture, because a build without
+ * LZ4 cannot write such an image and must still be tested reading one.
+ */
+#define FIX_PAGES 4
+
+static uint8_t fixture_byte(size_t page, size_t i)
+{
+	switch (page) {
+	case 0:
+		return (uint8_t)(i / 64);
+	case 1: {
+		uint32_t x = (uint32_t)i * 2654435761u + 12345u;
+		x ^= x >> 15;
+		x *= 0x2c1b3c6dU;
+		x ^= x >> 12;
+		return (uint8_t)x;
+	}
+	case 2:
+		return 0;
+	default:
+		return (uint8_t)('A' + i % 26);
+	}
+}
+
+static bool fixture_lz4(size_t page)
+{
+	return page == 0 || page == 3;
+}
+
+static int t_lz4_fixture(void *arg)
+{
+	const char *fixture = getenv("FL_IMAGE_FIXTURE"), *remake = getenv("FL_IMAGE_WRITE_FIXTURE");
+	uint8_t *m = malloc(FIX_PAGES * PS), *out = malloc(FIX_PAGES * PS);
+	struct fl_image_info info = { .sz = sizeof(info) };
+	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .flags = FL_IMAGE_LZ4 | FL_IMAGE_NO_SYNC };
+	struct fl_image_writer *w = NULL;
+	struct fl_image *img;
+	uint64_t bad = 99;
+
+	(void)arg;
+	T_ASSERT(m && out);
+	T_ASSERT(fixture && *fixture, "FL_IMAGE_FIXTURE is not set (meson test sets it)");
+	for (size_t p = 0; p < FIX_PAGES; p++)
+		for (size_t i = 0; i < PS; i++)
+			m[p * PS + i] = fixture_byte(p, i);
+	if (remake && *remake) {
+		T_ASSERT(FL_HAVE_LZ4, "only an LZ4 build can write the fixture");
+		write_image(remake, m, FIX_PAGES, FL_IMAGE_LZ4, NULL);
+		fixture = remake;
+	}
+	T_OK(fl_image_open(fixture, 0, &img));
+	T_OK(fl_image_info(img, &info));
+	T_ASSERT_EQ(info.pages_total, FIX_PAGES);
+	T_ASSERT_EQ(info.pages_lz4, 2);
+	T_ASSERT_EQ(info.pages_zero, 1);
+	for (size_t p = 0; p < FIX_PAGES; p++)
+		T_ASSERT_EQ(fl_image_page_kind(img, 0, p), p == 2 ? FL_PAGE_ZERO : FL_PAGE_DATA);
+
+	if (FL_HAVE_LZ4) {
+		/* The fixture holds what fixture_byte() says. */
+		T_OK(fl_image_restore(img, 0, out));
+		T_ASSERT(memcmp(out, m, FIX_PAGES * PS) == 0);
+		T_OK(fl_image_verify(img, &bad, NULL, NULL));
+		fl_image_close(img);
+		free(m);
+		free(out);
+		return T_PASS;
+	}
+
+	/* Without LZ4: writing compressed pages is refused up front... */
+	mkdir_tmp();
+	T_ASSERT_EQ(fl_image_writer_new(path_in("c.img"), &wo, &w), -EOPNOTSUPP);
+	T_ASSERT(w == NULL);
+	/* ...every LZ4 page fails to read with -EOPNOTSUPP and leaves the
+	 * buffer alone, the others read as they are... */
+	for (size_t p = 0; p < FIX_PAGES; p++) {
+		uint64_t at = 99;
+		memset(out, 0xee, PS);
+		if (fixture_lz4(p)) {
+			T_ASSERT_EQ(fl_image_read(img, 0, p, 1, out, &at), -EOPNOTSUPP);
+			T_ASSERT_EQ(at, p);
+			for (size_t i = 0; i < PS; i++)
+				T_ASSERT_EQ(out[i], 0xee);
+		} else {
+			T_OK(fl_image_read(img, 0, p, 1, out, NULL));
+			T_ASSERT(memcmp(out, m + p * PS, PS) == 0, "page %zu", p);
+		}
+	}
+	T_ASSERT_EQ(fl_image_read(img, 0, 0, FIX_PAGES, out, NULL), -EOPNOTSUPP);
+	T_ASSERT_EQ(fl_image_restore(img, 0, out), -EOPNOTSUPP);
+	/* ...and the image is not called corrupt: nothing is. */
+	T_ASSERT_EQ(fl_image_verify(img, &bad, NULL, NULL), -EOPNOTSUPP);
+	T_ASSERT_EQ(bad, 0);
+	fl_image_close(img);
+	T_ASSERT_EQ(fl_image_open(fixture, FL_IMAGE_OPEN_VERIFY, &img), -EOPNOTSUPP);
+
+	/* A lazy region over it: an access to an LZ4 page gets SIGBUS, never
+	 * bytes; the other pages are served. */
+	{
+		struct fl_store *st;
+		struct fl_engine *e;
+		struct fl_region *rg;
+		struct fl_engine_opts eo = { .sz = sizeof(eo) };
+		struct fl_region_opts ro = { .sz = sizeof(ro), .length = FIX_PAGES * PS, .memfd = -1 };
+		volatile uint8_t *p;
+		unsigned sigbus = 0;
+
+		T_OK(fl_image_open(fixture, 0, &img));
+		T_OK(fl_image_store_new(img, 0, &st));
+		T_OK(fl_engine_new(&eo, &e));
+		T_OK(fl_engine_start(e));
+		ro.store = st;
+		T_OK(fl_region_new(e, &ro, &rg));
+		p = fl_region_addr(rg);
+		signal(SIGBUS, on_sigbus);
+		for (size_t pg = 0; pg < FIX_PAGES; pg++) {
+			if (sigsetjmp(jb, 1)) {
+				sigbus++;
+				T_ASSERT(fixture_lz4(pg), "SIGBUS on page %zu, which is not LZ4", pg);
+				continue;
+			}
+			uint8_t v = p[pg * PS + 100];
+			T_ASSERT(!fixture_lz4(pg), "LZ4 page %zu read as %u without LZ4", pg, v);
+			T_ASSERT(memcmp((const void *)(p + pg * PS), m + pg * PS, PS) == 0, "page %zu", pg);
+		}
+		T_ASSERT_EQ(sigbus, 2);
+		fl_region_free(rg);
+		fl_engine_free(e);
+		fl_store_unref(st);
+		fl_image_close(img);
+	}
+	free(m);
+	free(out);
+	return T_PASS;
+}
+
 static int t_bad_args(void *arg)
 {
 	struct fl_image_writer *w;
@@ -462,6 +607,7 @@ int main(int argc, char **argv)
 		{ "full-disk-atomic", t_full_disk, NULL, 60 },
 		{ "any-order-threads", t_any_order_threads, NULL, 60 },
 		{ "lazy-corrupt-page-sigbus", t_lazy_corrupt_page, NULL, 60 },
+		{ "lz4-fixture", t_lz4_fixture, NULL, 60 },
 		{ "bad-args", t_bad_args, NULL, 30 },
 	};
 	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));

@@ -3,8 +3,14 @@
  * The page server over TLS (GnuTLS): pre-shared keys and X.509
  * certificates (made with certtool for each case), restores that work, and
  * mismatched credentials that are refused (-EACCES) on both sides.
+ *
+ * In a build without TLS (-Dtls=disabled) those cases skip and
+ * tls/disabled runs instead: every request for TLS fails with -EOPNOTSUPP
+ * on both sides, says why through the log callback, and plain TCP still
+ * serves.
  */
 #include "net-util.h"
+#include "fl-config.h"
 
 #define KEY_A "2b7e151628aed2a6abf7158809cf4f3c2b7e151628aed2a6abf7158809cf4f3c"
 #define KEY_B "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -16,6 +22,8 @@ struct tls_env {
 
 static void env_init(struct tls_env *t, bool certs)
 {
+	if (!FL_HAVE_TLS)
+		t_skip("built without TLS support (-Dtls=disabled): tls/disabled runs instead");
 	n_tmpdir(t->dir, sizeof(t->dir));
 	snprintf(t->path, sizeof(t->path), "%s/img", t->dir);
 	n_write_image(t->path, 1, 4 * N_MIB, 41, SIZE_MAX);
@@ -230,11 +238,80 @@ static int t_tls_drops(void *arg)
 	return T_PASS;
 }
 
+/* The library's log lines, to check that -EOPNOTSUPP comes with its reason. */
+static char logged[4096];
+
+static void log_keep(enum fl_log_level level, const char *msg, void *ctx)
+{
+	(void)level;
+	(void)ctx;
+	strncat(logged, msg, sizeof(logged) - strlen(logged) - 2);
+	strcat(logged, "\n");
+}
+
+static int t_disabled(void *arg)
+{
+	struct tls_env t;
+	struct n_server s;
+	struct fl_image *img;
+	struct fl_server *srv = NULL;
+	struct fl_store *st = NULL;
+	struct fl_server_opts so = { .sz = sizeof(so), .listen = "127.0.0.1:0", .tls = FL_TLS_PSK,
+				     .psk_identity = "node-1", .psk_key_hex = KEY_A,
+				     .log = log_keep, .log_level = FL_LOG_ERROR };
+	struct fl_remote_opts ro;
+
+	(void)arg;
+	if (FL_HAVE_TLS)
+		t_skip("built with TLS support: the other tls/ cases test it");
+	n_tmpdir(t.dir, sizeof(t.dir));
+	snprintf(t.path, sizeof(t.path), "%s/img", t.dir);
+	n_write_image(t.path, 1, 4 * N_MIB, 41, SIZE_MAX);
+	T_OK(fl_image_open(t.path, 0, &img));
+
+	/* The server: PSK and X.509 are refused, and the log says why. */
+	T_ASSERT_EQ(fl_server_new(img, &so, &srv), -EOPNOTSUPP);
+	T_ASSERT(srv == NULL);
+	T_ASSERT(strstr(logged, "-Dtls=disabled"), "logged: '%s'", logged);
+	so.tls = FL_TLS_X509;
+	so.psk_identity = so.psk_key_hex = NULL;
+	so.cert_file = "/nonexistent/server.pem"; /* the missing TLS is the error, not the file */
+	so.key_file = "/nonexistent/server.key";
+	T_ASSERT_EQ(fl_server_new(img, &so, &srv), -EOPNOTSUPP);
+	so.tls = (enum fl_tls_mode)7;
+	T_ASSERT_EQ(fl_server_new(img, &so, &srv), -EINVAL);
+	fl_image_close(img);
+
+	/* The client, against a plain server: refused before connecting. */
+	n_server_start(&s, t.path, NULL);
+	ro = n_ropts(s.addr, 0);
+	ro.tls = FL_TLS_PSK;
+	ro.psk_identity = "node-1";
+	ro.psk_key_hex = KEY_A;
+	ro.log = log_keep;
+	ro.log_level = FL_LOG_ERROR;
+	logged[0] = '\0';
+	T_ASSERT_EQ(fl_store_remote_new(&ro, &st), -EOPNOTSUPP);
+	T_ASSERT(st == NULL);
+	T_ASSERT(strstr(logged, "-Dtls=disabled"), "logged: '%s'", logged);
+	ro.tls = FL_TLS_X509;
+	ro.psk_identity = ro.psk_key_hex = NULL;
+	T_ASSERT_EQ(fl_store_remote_new(&ro, &st), -EOPNOTSUPP);
+
+	/* Plain TCP is unaffected: the whole region, every byte. */
+	ro = n_ropts(s.addr, 0);
+	T_OK(connect_result(&ro));
+	n_server_stop(&s);
+	n_rmdir(t.dir);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
 	{ "tls/psk", t_psk, NULL, 60 },
 	{ "tls/x509", t_x509, NULL, 60 },
 	{ "tls/x509-mutual", t_x509_mutual, NULL, 60 },
 	{ "tls/drops", t_tls_drops, NULL, 60 },
+	{ "tls/disabled", t_disabled, NULL, 60 },
 };
 
 int main(int argc, char **argv)
