@@ -12,6 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef FLD_HAVE_SYSTEMD
+#define FLD_HAVE_SYSTEMD_CHAR '+'
+#else
+#define FLD_HAVE_SYSTEMD_CHAR '-'
+#endif
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -137,7 +143,10 @@ int main(int argc, char **argv)
 		case O_PID_FILE: cfg.pid_file = optarg; break;
 		case 'v': fld_verbose++; break;
 		case 'h': usage(stdout); return 0;
-		case O_VERSION: printf("faultlined %s\n", fl_version()); return 0;
+		case O_VERSION:
+			/* What was built in: tests and scripts decide from it. */
+			printf("faultlined %s (%csystemd)\n", fl_version(), FLD_HAVE_SYSTEMD_CHAR);
+			return 0;
 		default: usage(stderr); return 2;
 		}
 		if (r) {

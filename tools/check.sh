@@ -14,8 +14,9 @@
 #            feature newer than Linux 6.1 is hidden and the fallbacks run
 #   asan     build-asan/ with ASan + UBSan; the suite again
 #   minimal  build-minimal/ without the optional parts (-Dtls=disabled
-#            -Dredis=disabled -Dlz4=disabled -Dwerror=true): the library,
-#            the CLI and faultlined build, and the suite runs with
+#            -Dredis=disabled -Dlz4=disabled -Dsystemd=disabled
+#            -Dwerror=true): the library, the CLI and faultlined build, and
+#            the suite runs with
 #            FAULTLINE_REQUIRE_FEATURES=all: tests of a part left out skip
 #            and the cases that check its -EOPNOTSUPP run instead. Suites
 #            'stress' and 'daemon' are left out: the slowest, and no code
@@ -406,7 +407,7 @@ fi
 # Without TLS, Redis and LZ4 (see the top of this file for the suites left out).
 if want minimal; then
 	start=$SECONDS
-	if build_dir minimal "$build_minimal" tls=disabled redis=disabled lz4=disabled werror=true; then
+	if build_dir minimal "$build_minimal" tls=disabled redis=disabled lz4=disabled systemd=disabled werror=true; then
 		echo "check: minimal build took $((SECONDS - start))s"
 		test_pass minimal "$build_minimal" --no-suite stress --no-suite daemon -- \
 			FAULTLINE_REQUIRE_FEATURES=all

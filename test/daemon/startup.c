@@ -335,6 +335,21 @@ static int case_ready_fd(void *arg)
 	return T_PASS;
 }
 
+/* Was this faultlined built with libsystemd? ("faultlined V (+systemd)") */
+static bool built_with_systemd(void)
+{
+	char cmd[600], line[200] = "";
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "'%s' --version", d_faultlined());
+	f = popen(cmd, "r");
+	T_ASSERT(f);
+	if (!fgets(line, sizeof(line), f))
+		line[0] = 0;
+	pclose(f);
+	return strstr(line, "(+systemd)") != NULL;
+}
+
 static int case_sd_notify(void *arg)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -347,6 +362,8 @@ static int case_sd_notify(void *arg)
 	int ns;
 
 	(void)arg;
+	if (!built_with_systemd())
+		t_skip("faultlined built without libsystemd (-Dsystemd=disabled)");
 	d_env_init(&e);
 	ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s/notify", e.dir);
@@ -389,6 +406,8 @@ static int case_socket_activation(void *arg)
 	int ls, rfd;
 
 	(void)arg;
+	if (!built_with_systemd())
+		t_skip("faultlined built without libsystemd (-Dsystemd=disabled)");
 	d_env_init(&e);
 	snprintf(run, sizeof(run), "%s/run", e.dir);
 	T_ASSERT(mkdir(run, 0700) == 0);
