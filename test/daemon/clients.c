@@ -82,10 +82,10 @@ static int test_share(void *arg)
 	}
 	pthread_barrier_wait(&sh->read_done);
 	for (int i = 0; i < NCLIENTS; i++)
-		pss += d_pss_kib(pids[i], sh->addr[i], IMG_LEN, NULL);
+		pss += t_pss_kib(pids[i], sh->addr[i], IMG_LEN, NULL);
 	/* The daemon maps the template too (it fills it through an alias):
 	 * its share of the pages counts. */
-	pss += d_pss_kib(e.pid, 0, 0, "/memfd:");
+	pss += t_pss_kib(e.pid, 0, 0, "/memfd:");
 	T_OK(fl_manager_stats(e.sock, 0, &json));
 	root = json_loads(json, 0, NULL);
 	T_ASSERT(root, "stats are not JSON: %.200s", json);
@@ -391,7 +391,7 @@ static int test_munmap(void *arg)
 		if (strstr(json, "\"events_unmap\":1") || i == 200)
 			break;
 		free(json);
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 	T_ASSERT(strstr(json, "\"events_unmap\":1"), "%.300s", json);
 	free(json);
@@ -430,7 +430,7 @@ static int test_exit(void *arg)
 		}
 		close(p[1]);
 		T_ASSERT(u_read_full(p[0], &ch, 1, 20000));
-		u_sleep_ms(5 + 20 * (unsigned)round);
+		t_sleep_ms(5 + 20 * (unsigned)round);
 		kill(kid, SIGKILL);
 		T_ASSERT(waitpid(kid, NULL, 0) == kid);
 		close(p[0]);
@@ -450,7 +450,7 @@ static int test_exit(void *arg)
 			break;
 		free(json);
 		json = NULL;
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 	T_ASSERT(json, "killed clients still listed");
 	free(json);
@@ -478,7 +478,7 @@ static int test_closed_session(void *arg)
 	U_CHECK(a, img, IMG_LEN / 4, U_PAGE);
 	ufd = dup(fl_client_uffd(c));	/* keeps the uffd alive past fl_client_free() */
 	fl_client_free(c);
-	u_sleep_ms(300);
+	t_sleep_ms(300);
 	/* The process lives on: the daemon still reads its uffd, so neither
 	 * its faults nor its events (this munmap, that mremap) wait forever. */
 	T_ASSERT(munmap(a + IMG_LEN - (1u << 20), 1u << 20) == 0);
@@ -786,7 +786,7 @@ static int test_stats(void *arg)
 			break;
 		json_decref(root);
 		free(json);
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 	T_ASSERT_EQ(json_integer_value(json_object_get(cl, "pid")), getpid());
 	T_ASSERT(json_integer_value(json_object_get(srv, "faults")) > 0);

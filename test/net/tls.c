@@ -16,7 +16,7 @@ struct tls_env {
 
 static void env_init(struct tls_env *t, bool certs)
 {
-	n_tmpdir(t->dir, sizeof(t->dir));
+	t_tmpdir(t->dir, sizeof(t->dir), "/tmp/fl-net");
 	snprintf(t->path, sizeof(t->path), "%s/img", t->dir);
 	n_write_image(t->path, 1, 4 * N_MIB, 41, SIZE_MAX);
 	if (!certs)
@@ -95,7 +95,7 @@ static int t_psk(void *arg)
 		T_OK(fl_server_stats(s.srv, &ss));
 		if (ss.refused >= 3)
 			break;
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 	T_ASSERT(ss.refused >= 3, "%llu refused", (unsigned long long)ss.refused);
 	n_server_stop(&s);
@@ -107,7 +107,7 @@ static int t_psk(void *arg)
 	ro.psk_key_hex = KEY_A;
 	T_ASSERT(connect_result(&ro) < 0);
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 
@@ -147,7 +147,7 @@ static int t_x509(void *arg)
 	ro.psk_key_hex = KEY_A;
 	T_ASSERT(connect_result(&ro) < 0);
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 
@@ -181,7 +181,7 @@ static int t_x509_mutual(void *arg)
 	ro.addr = s.addr;
 	T_ASSERT(connect_result(&ro) < 0);
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 
@@ -217,7 +217,7 @@ static int t_tls_drops(void *arg)
 	u_read_threads(fl_region_addr(r), expect, U_PAGE, len / U_PAGE, 3, 1);
 	end = t_now_ns() + 30000000000ull;
 	while (fl_region_resolved_pages(rb) < len / U_PAGE && t_now_ns() < end)
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	U_CHECK(fl_region_addr(rb), expect, len, U_PAGE);
 	n_log_rstats("client", st);
 	T_ASSERT(n_rstats(st).reconnects >= 1);
@@ -226,7 +226,7 @@ static int t_tls_drops(void *arg)
 	fl_engine_free(e);
 	fl_store_unref(st);
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 

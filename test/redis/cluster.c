@@ -299,7 +299,7 @@ static int t_reshard_under_load(void *arg)
 		unsigned owner = (unsigned)r_slot_owner(s, 0, slot);
 		r_move_slot(s, slot, (owner + 1 + (unsigned)rand_r(&seed) % 2) % R_NODES);
 		moves++;
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	}
 	for (unsigned i = 0; i < 2; i++) {
 		pthread_join(tid[i], NULL);

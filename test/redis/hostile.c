@@ -126,7 +126,7 @@ static void *relay_main(void *arg)
 			if (take(&px->inject)) {
 				atomic_fetch_add(&px->sabotaged, 1);
 				send_all_fd(c, (const uint8_t *)px->inject_bytes, strlen(px->inject_bytes));
-				u_sleep_ms(50);
+				t_sleep_ms(50);
 				break;
 			}
 			if (take(&px->garble)) {
