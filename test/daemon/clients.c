@@ -812,7 +812,7 @@ static const struct t_case cases[] = {
 	{ "madv-dontneed", test_dontneed, NULL, 120 },
 	{ "munmap", test_munmap, NULL, 120 },
 	{ "exit-while-faulting", test_exit, NULL, 120 },
-	{ "closed-session-poisons", test_closed_session, NULL, 60 },
+	{ "closed-session-poisons", test_closed_session, NULL, 60, T_POISON },
 	{ "foreign-uid", test_foreign_uid, NULL, 60 },
 	{ "limits", test_limits, NULL, 60 },
 	{ "malformed", test_malformed, NULL, 120 },

@@ -1262,8 +1262,8 @@ static const struct t_case cases[] = {
 	{ "bad-handshakes", case_bad_handshakes, NULL, 300 },
 	{ "split-message", case_split_message, NULL, 60 },
 	{ "two-vmms", case_two_vmms, NULL, 60 },
-	{ "hugetlb", case_hugetlb, NULL, 60 },
-	{ "hugetlb-page-size-kib", case_hugetlb_kib, NULL, 60 },
+	{ "hugetlb", case_hugetlb, NULL, 60, T_MISSING_HUGETLB | T_HUGE_PAGES },
+	{ "hugetlb-page-size-kib", case_hugetlb_kib, NULL, 60, T_MISSING_HUGETLB | T_HUGE_PAGES },
 };
 
 int main(int argc, char **argv)

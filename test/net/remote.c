@@ -762,10 +762,10 @@ static int t_ratio(void *arg)
 
 static const struct t_case cases[] = {
 	{ "remote/restore-anon-missing", t_restore, (void *)&u_cfgs[0], 60 },
-	{ "remote/restore-shmem-missing", t_restore, (void *)&u_cfgs[1], 60 },
-	{ "remote/restore-shmem-minor", t_restore, (void *)&u_cfgs[2], 60 },
-	{ "remote/restore-hugetlb-missing", t_restore, (void *)&u_cfgs[3], 60 },
-	{ "remote/restore-hugetlb-minor", t_restore, (void *)&u_cfgs[4], 60 },
+	{ "remote/restore-shmem-missing", t_restore, (void *)&u_cfgs[1], 60, U_NEEDS_SHMEM },
+	{ "remote/restore-shmem-minor", t_restore, (void *)&u_cfgs[2], 60, U_NEEDS_SHMEM_MINOR },
+	{ "remote/restore-hugetlb-missing", t_restore, (void *)&u_cfgs[3], 60, U_NEEDS_HUGETLB },
+	{ "remote/restore-hugetlb-minor", t_restore, (void *)&u_cfgs[4], 60, U_NEEDS_HUGETLB_MINOR },
 	{ "remote/store-read", t_store_read, NULL, 60 },
 	{ "remote/readahead", t_readahead, NULL, 60 },
 	{ "remote/errors", t_errors, NULL, 60 },
