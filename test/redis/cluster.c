@@ -403,9 +403,5 @@ static const struct t_case cases[] = {
 
 int main(int argc, char **argv)
 {
-	int r;
-	r_root_create();
-	r = t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
-	r_root_remove();
-	return r;
+	return r_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

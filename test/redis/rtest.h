@@ -76,6 +76,17 @@ R_FN void r_root_remove(void)
 		fprintf(stderr, "# could not remove %s\n", r_root_dir);
 }
 
+/* t_main() with the programs' scratch root created before and removed after. */
+R_FN int r_main(int argc, char **argv, const struct t_case *cases, size_t n)
+{
+	int r;
+
+	r_root_create();
+	r = t_main(argc, argv, cases, n);
+	r_root_remove();
+	return r;
+}
+
 /* ---- programs ---------------------------------------------------------- */
 
 R_FN bool r_have_prog(const char *name)
