@@ -5,10 +5,16 @@
  * suite. A case returns T_PASS, T_FAIL or T_SKIP (or fails through T_ASSERT,
  * which exits the child).
  *
- * Skips: t_require() skips a case when a feature is missing. A feature masked
- * by FAULTLINE_MASK_FEATURES is an honest skip; a feature the kernel lacks is
- * a failure when FAULTLINE_REQUIRE_FEATURES=all (CI on kernels that have
- * everything).
+ * Skips: a case declares what it needs in its table entry (t_case.needs,
+ * enum t_need) and the harness checks before forking it; t_require() does
+ * the same from inside a case. A feature masked by FAULTLINE_MASK_FEATURES
+ * is an honest skip; a feature the kernel lacks is a failure when
+ * FAULTLINE_REQUIRE_FEATURES=all (CI on kernels that have everything).
+ * "-l" lists the cases with their needs.
+ *
+ * Huge pages: cases that declare T_HUGE_PAGES (or call t_need_huge()) run
+ * under one lock shared by all test programs, so two programs run at once
+ * never see each other's hugetlb pages vanish (see t_huge_lock()).
  *
  * Output: one line per case, "PASS name", "FAIL name", "SKIP name: why",
  * also appended to $FL_TEST_RESULTS when set. Exit: 0 all passed (or
