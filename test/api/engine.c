@@ -155,7 +155,7 @@ static int c_placement(void *arg)
 				break;
 			T_ASSERT(t_now_ns() < end, "handler thread %d: %d CPUs in its affinity mask",
 				 handlers[i], CPU_COUNT(&set));
-			u_sleep_ms(5);
+			t_sleep_ms(5);
 		}
 	}
 	if (pl->placement == FL_PLACE_PER_CPU) {
@@ -224,7 +224,7 @@ static int c_stop_start(void *arg)
 	/* A fault while stopped waits... */
 	t = (struct toucher){ .p = base + 100 * U_PAGE, .expect = img + 100 * U_PAGE, .len = U_PAGE };
 	T_ASSERT(pthread_create(&t.tid, NULL, toucher_main, &t) == 0);
-	u_sleep_ms(300);
+	t_sleep_ms(300);
 	T_ASSERT_EQ(atomic_load(&t.done), 0);
 	/* ...and is served after a restart. */
 	T_OK(fl_engine_start(e));
@@ -236,7 +236,7 @@ static int c_stop_start(void *arg)
 	/* Stopped twice over, started again: still serving. */
 	t = (struct toucher){ .p = base + LEN / 2, .expect = img + LEN / 2, .len = LEN / 2 };
 	T_ASSERT(pthread_create(&t.tid, NULL, toucher_main, &t) == 0);
-	u_sleep_ms(100);
+	t_sleep_ms(100);
 	T_ASSERT_EQ(atomic_load(&t.done), 0);
 	T_OK(fl_engine_start(e));
 	pthread_join(t.tid, NULL);
@@ -309,7 +309,7 @@ static int c_embedded(void *arg)
 	/* The background region fills from the loop when it is idle. */
 	t0 = t_now_ns();
 	while (fl_region_resolved_pages(bg) < LEN / U_PAGE && t_now_ns() - t0 < 20000000000ull)
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	T_ASSERT_EQ(fl_region_resolved_pages(bg), LEN / U_PAGE);
 	atomic_store(&l.stop, true);
 	pthread_join(l.tid, NULL);
@@ -517,7 +517,7 @@ static int c_unowned(void *arg)
 
 	t_require(u_cfg_features(c));
 	if (c->mem == FL_MEM_HUGETLB)
-		u_need_huge(len);
+		t_need_huge(len);
 	u_bus_install();
 	e = u_engine(0, 1);
 	poison = fl_engine_features(e) & UFFD_FEATURE_POISON;
@@ -888,7 +888,7 @@ static void *stale_main(void *arg)
 	pthread_barrier_wait(s->bar);
 	s->ok = memcmp(s->p, s->expect, U_PAGE) == 0;
 	atomic_fetch_add(s->woke, 1);
-	u_sleep_ms(400);	/* stay alive: a stray SIGBUS would kill the process */
+	t_sleep_ms(400);	/* stay alive: a stray SIGBUS would kill the process */
 	return NULL;
 }
 
@@ -921,14 +921,14 @@ static int c_free_stale_faults(void *arg)
 		T_ASSERT(pthread_create(&st[i].tid, NULL, stale_main, &st[i]) == 0);
 	}
 	while (atomic_load(&woke) < N)
-		u_sleep_ms(1);
+		t_sleep_ms(1);
 	fl_region_free(r);
 	/* With a pause, the stale messages are handled while nothing is mapped there. */
-	u_sleep_ms(*pause_ms);
+	t_sleep_ms(*pause_ms);
 	o = u_ropts(&anon_cfg, U_MIB, s2, FL_REGION_NO_PREFETCH);
 	o.addr = addr;
 	r = u_region_opts(e, &o);
-	u_sleep_ms(250);	/* the stale messages are handled meanwhile */
+	t_sleep_ms(250);	/* the stale messages are handled meanwhile */
 	for (size_t p = 0; p < U_MIB / U_PAGE; p++)
 		T_ASSERT(u_probe_cmp(addr + p * U_PAGE, img2 + p * U_PAGE, U_PAGE) == 0,
 			 "new region at the same address: page %zu %s", p,
@@ -962,19 +962,19 @@ static const struct t_case cases[] = {
 	{ "many-regions", c_many_regions, NULL, 60 },
 	{ "stats", c_engine_stats, NULL, 0 },
 	{ "unowned-fault-anon", c_unowned, (void *)&anon_cfg, 0 },
-	{ "unowned-fault-shmem", c_unowned, (void *)&shmem_cfg, 0 },
-	{ "unowned-fault-hugetlb", c_unowned, (void *)&huge_cfg, 0 },
-	{ "event-fork-anon", c_event_fork, (void *)&anon_cfg, 0 },
-	{ "event-fork-shmem", c_event_fork, (void *)&shmem_cfg, 0 },
-	{ "event-fork-many-anon", c_event_fork_many, (void *)&anon_cfg, 30 },
-	{ "event-fork-many-shmem", c_event_fork_many, (void *)&shmem_cfg, 30 },
-	{ "event-mremap", c_event_mremap, NULL, 0 },
-	{ "event-mremap-partial", c_event_mremap_partial, NULL, 0 },
-	{ "event-madv-dontneed", c_event_dontneed, NULL, 0 },
-	{ "event-munmap-partial", c_event_munmap, NULL, 0 },
-	{ "event-munmap-then-free-keeps-new-mapping", c_event_munmap_reuse, NULL, 0 },
-	{ "free-with-live-regions", c_free_live_regions, (void *)&flags_default, 15 },
-	{ "free-with-live-regions-no-events", c_free_live_regions, (void *)&flags_no_events, 15 },
+	{ "unowned-fault-shmem", c_unowned, (void *)&shmem_cfg, 0, U_NEEDS_SHMEM },
+	{ "unowned-fault-hugetlb", c_unowned, (void *)&huge_cfg, 0, U_NEEDS_HUGETLB },
+	{ "event-fork-anon", c_event_fork, (void *)&anon_cfg, 0, T_EVENT_FORK },
+	{ "event-fork-shmem", c_event_fork, (void *)&shmem_cfg, 0, T_EVENT_FORK | U_NEEDS_SHMEM },
+	{ "event-fork-many-anon", c_event_fork_many, (void *)&anon_cfg, 30, T_EVENT_FORK },
+	{ "event-fork-many-shmem", c_event_fork_many, (void *)&shmem_cfg, 30, T_EVENT_FORK | U_NEEDS_SHMEM },
+	{ "event-mremap", c_event_mremap, NULL, 0, T_EVENT_REMAP },
+	{ "event-mremap-partial", c_event_mremap_partial, NULL, 0, T_EVENT_REMAP },
+	{ "event-madv-dontneed", c_event_dontneed, NULL, 0, T_EVENT_REMOVE },
+	{ "event-munmap-partial", c_event_munmap, NULL, 0, T_EVENT_UNMAP },
+	{ "event-munmap-then-free-keeps-new-mapping", c_event_munmap_reuse, NULL, 0, T_EVENT_UNMAP },
+	{ "free-with-live-regions", c_free_live_regions, (void *)&flags_default, 15, T_MISSING_SHMEM },
+	{ "free-with-live-regions-no-events", c_free_live_regions, (void *)&flags_no_events, 15, T_MISSING_SHMEM },
 	{ "region-free-with-stale-faults", c_free_stale_faults, (void *)&pause_0, 0 },
 	{ "region-free-with-stale-faults-pause", c_free_stale_faults, (void *)&pause_100, 0 },
 };

@@ -45,7 +45,7 @@ static void wait_fill_settled(struct fl_region *r)
 		if (now == last)
 			return;
 		last = now;
-		u_sleep_ms(100);
+		t_sleep_ms(100);
 	}
 }
 
@@ -229,7 +229,7 @@ static int hk_handler(int sock, bool take, bool wake, bool running)
 	space = fl_engine_adopt(e, ufd, inf.pid, inf.features);
 	T_ASSERT(space >= 1, "fl_engine_adopt: %d", space);
 	if (running)
-		u_sleep_ms(50);
+		t_sleep_ms(50);
 	ro = (struct fl_region_opts){
 		.sz = sizeof(ro), .length = inf.len, .mem = FL_MEM_ANON, .mode = FL_MODE_MISSING,
 		.flags = FL_REGION_FOREIGN, .addr = (void *)(uintptr_t)inf.addr, .store = store,
@@ -482,7 +482,7 @@ static int c_free_poisons_foreign(void *arg)
 	T_ASSERT(u_read_full(sk[0], &ch, 1, 20000) && ch == 'S');
 	w = (struct probe_thr){ .p = base + 100 * U_PAGE, .expect = img + 100 * U_PAGE, .len = U_PAGE, .got = 9 };
 	T_ASSERT(pthread_create(&w.tid, NULL, probe_main, &w) == 0);
-	u_sleep_ms(200);
+	t_sleep_ms(200);
 	T_ASSERT_EQ(w.got, 9);
 	/* Freeing the engine poisons every unresolved page, waking the waiter with SIGBUS. */
 	u_write_full(sk[0], "f", 1);
@@ -563,7 +563,7 @@ static int c_poison_absent(void *arg)
 
 	t_require(feats);
 	if (c->mem == FL_MEM_HUGETLB)
-		u_need_huge(len);
+		t_need_huge(len);
 	u_bus_install();
 	ufd = t_uffd(feats);
 	p = t_map(c->mem, len, &memfd);
@@ -649,7 +649,7 @@ static int guard_proc(void)
 	}
 	T_OK(fl_guard_watch(g, h));
 	T_ASSERT_EQ(fl_guard_state(g), FL_GUARD_WATCHING);
-	u_sleep_ms(100);
+	t_sleep_ms(100);
 	T_ASSERT_EQ(fl_guard_state(g), FL_GUARD_WATCHING);
 	kill(h, SIGKILL);
 	T_ASSERT(waitpid(h, &st, 0) == h);
@@ -721,12 +721,12 @@ static int c_guard_free_no_poison(void *arg)
 		_exit(0);
 	}
 	T_OK(fl_guard_watch(g, h));
-	u_sleep_ms(300);
+	t_sleep_ms(300);
 	T_ASSERT_EQ(fl_guard_state(g), FL_GUARD_WATCHING);
 	fl_guard_free(g);
 	kill(h, SIGKILL);
 	waitpid(h, NULL, 0);
-	u_sleep_ms(200);
+	t_sleep_ms(200);
 	/* Still lazy: resolve it ourselves and read the data. */
 	img = u_image(len, 0, 5);
 	T_OK(fl_uffd_copy(ufd, p, img, len, 0, NULL));
@@ -737,15 +737,15 @@ static int c_guard_free_no_poison(void *arg)
 
 static const struct t_case cases[] = {
 	{ "store-error-anon-missing", c_store_error, (void *)&se_cfgs[0], 0 },
-	{ "store-error-shmem-missing", c_store_error, (void *)&se_cfgs[1], 0 },
-	{ "store-error-shmem-minor", c_store_error, (void *)&se_cfgs[2], 0 },
-	{ "store-error-hugetlb-missing", c_store_error, (void *)&se_cfgs[3], 0 },
-	{ "store-error-hugetlb-minor", c_store_error, (void *)&se_cfgs[4], 0 },
+	{ "store-error-shmem-missing", c_store_error, (void *)&se_cfgs[1], 0, U_NEEDS_SHMEM },
+	{ "store-error-shmem-minor", c_store_error, (void *)&se_cfgs[2], 0, U_NEEDS_SHMEM_MINOR },
+	{ "store-error-hugetlb-missing", c_store_error, (void *)&se_cfgs[3], 0, U_NEEDS_HUGETLB },
+	{ "store-error-hugetlb-minor", c_store_error, (void *)&se_cfgs[4], 0, U_NEEDS_HUGETLB_MINOR },
 	{ "store-error-anon-background", c_store_error, (void *)&se_cfgs[5], 0 },
-	{ "store-error-shmem-minor-background", c_store_error, (void *)&se_cfgs[6], 0 },
+	{ "store-error-shmem-minor-background", c_store_error, (void *)&se_cfgs[6], 0, U_NEEDS_SHMEM_MINOR },
 	{ "store-error-nopoison-anon-missing", c_nopoison, (void *)"store-error-anon-missing", 0 },
-	{ "store-error-nopoison-shmem-minor", c_nopoison, (void *)"store-error-shmem-minor", 0 },
-	{ "store-error-nopoison-hugetlb-missing", c_nopoison, (void *)"store-error-hugetlb-missing", 0 },
+	{ "store-error-nopoison-shmem-minor", c_nopoison, (void *)"store-error-shmem-minor", 0, U_NEEDS_SHMEM_MINOR },
+	{ "store-error-nopoison-hugetlb-missing", c_nopoison, (void *)"store-error-hugetlb-missing", 0, U_NEEDS_HUGETLB },
 	{ "store-error-nopoison-anon-background", c_nopoison, (void *)"store-error-anon-background", 0 },
 	{ "populate-store-error", c_populate_error, NULL, 0 },
 	{ "handler-killed-c1-kill10", c_handler_killed, (void *)&hk_c1_10, 60 },
@@ -756,14 +756,14 @@ static const struct t_case cases[] = {
 	{ "handler-killed-c2-kill75-send", c_handler_killed, (void *)&hk_c2_75, 60 },
 	{ "handler-killed-c2-kill90-take", c_handler_killed, (void *)&hk_c2_90, 60 },
 	{ "handler-killed-c2-kill30-adopt-into-running-engine", c_handler_killed, (void *)&hk_c2_run, 60 },
-	{ "engine-free-poisons-foreign", c_free_poisons_foreign, NULL, 0 },
-	{ "engine-free-poisons-fork-child", c_free_poisons_fork_child, NULL, 0 },
-	{ "poison-absent-anon", c_poison_absent, (void *)&u_cfgs[0], 0 },
-	{ "poison-absent-shmem", c_poison_absent, (void *)&u_cfgs[1], 0 },
-	{ "poison-absent-hugetlb", c_poison_absent, (void *)&u_cfgs[3], 0 },
-	{ "poison-absent-noscan-anon", c_poison_absent_noscan, (void *)"poison-absent-anon", 0 },
-	{ "poison-absent-noscan-shmem", c_poison_absent_noscan, (void *)"poison-absent-shmem", 0 },
-	{ "poison-absent-noscan-hugetlb", c_poison_absent_noscan, (void *)"poison-absent-hugetlb", 0 },
+	{ "engine-free-poisons-foreign", c_free_poisons_foreign, NULL, 0, T_POISON },
+	{ "engine-free-poisons-fork-child", c_free_poisons_fork_child, NULL, 0, T_POISON | T_EVENT_FORK },
+	{ "poison-absent-anon", c_poison_absent, (void *)&u_cfgs[0], 0, T_POISON },
+	{ "poison-absent-shmem", c_poison_absent, (void *)&u_cfgs[1], 0, T_POISON | U_NEEDS_SHMEM },
+	{ "poison-absent-hugetlb", c_poison_absent, (void *)&u_cfgs[3], 0, T_POISON | U_NEEDS_HUGETLB },
+	{ "poison-absent-noscan-anon", c_poison_absent_noscan, (void *)"poison-absent-anon", 0, T_POISON },
+	{ "poison-absent-noscan-shmem", c_poison_absent_noscan, (void *)"poison-absent-shmem", 0, T_POISON | U_NEEDS_SHMEM },
+	{ "poison-absent-noscan-hugetlb", c_poison_absent_noscan, (void *)"poison-absent-hugetlb", 0, T_POISON | U_NEEDS_HUGETLB },
 	{ "guard-states", c_guard_states, NULL, 0 },
 	{ "guard-free-poisons-nothing", c_guard_free_no_poison, NULL, 0 },
 };

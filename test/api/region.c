@@ -51,7 +51,7 @@ static void wait_resolved(struct fl_region *r, uint64_t want, unsigned timeout_m
 {
 	uint64_t t_end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	while (fl_region_resolved_pages(r) < want && t_now_ns() < t_end)
-		u_sleep_ms(2);
+		t_sleep_ms(2);
 	T_ASSERT(fl_region_resolved_pages(r) == want, "resolved %llu of %llu pages after %u ms",
 		 (unsigned long long)fl_region_resolved_pages(r), (unsigned long long)want, timeout_ms);
 }
@@ -745,13 +745,14 @@ int main(int argc, char **argv)
 				continue;
 			if (asprintf(&name, "%s/%s", u_cfgs[i].name, tests[j].name) < 0)
 				return 99;
-			cases[n++] = (struct t_case){ name, tests[j].fn, (void *)&u_cfgs[i], tests[j].timeout_s };
+			cases[n++] = (struct t_case){ name, tests[j].fn, (void *)&u_cfgs[i], tests[j].timeout_s,
+						      U_NEEDS(u_cfgs[i].mem, u_cfgs[i].mode) };
 		}
 	}
 	cases[n++] = (struct t_case){ "bad-options", c_bad_options, NULL, 0 };
-	cases[n++] = (struct t_case){ "hugetlb-enomem", c_hugetlb_enomem, NULL, 0 };
-	cases[n++] = (struct t_case){ "minor-shmem-masked-eopnotsupp", c_masked, (void *)"minor-shmem-masked", 0 };
-	cases[n++] = (struct t_case){ "missing-shmem-masked-eopnotsupp", c_masked, (void *)"missing-shmem-masked", 0 };
+	cases[n++] = (struct t_case){ "hugetlb-enomem", c_hugetlb_enomem, NULL, 0, U_NEEDS_HUGETLB };
+	cases[n++] = (struct t_case){ "minor-shmem-masked-eopnotsupp", c_masked, (void *)"minor-shmem-masked", 0, U_NEEDS_SHMEM_MINOR };
+	cases[n++] = (struct t_case){ "missing-shmem-masked-eopnotsupp", c_masked, (void *)"missing-shmem-masked", 0, U_NEEDS_SHMEM };
 	{
 		int r = t_main(argc, argv, cases, n);
 		for (size_t i = 0; i + 4 < n; i++)

@@ -459,8 +459,8 @@ static int c_custom_failing(void *arg)
 static const struct t_case cases[] = {
 	{ "vtable-validation", c_vtable_validation, NULL, 0 },
 	{ "custom-store-region-anon", c_custom_region, (void *)&u_cfgs[0], 0 },
-	{ "custom-store-region-shmem-minor", c_custom_region, (void *)&u_cfgs[2], 0 },
-	{ "custom-store-region-hugetlb", c_custom_region, (void *)&u_cfgs[3], 0 },
+	{ "custom-store-region-shmem-minor", c_custom_region, (void *)&u_cfgs[2], 0, U_NEEDS_SHMEM_MINOR },
+	{ "custom-store-region-hugetlb", c_custom_region, (void *)&u_cfgs[3], 0, U_NEEDS_HUGETLB },
 	{ "custom-store-read-error", c_custom_failing, NULL, 0 },
 	{ "refcount", c_refcount, NULL, 0 },
 	{ "memory", c_memory, NULL, 0 },

@@ -49,17 +49,25 @@ __attribute__((unused)) static const struct u_cfg u_cfgs[] = {
 };
 #define U_NCFGS (sizeof(u_cfgs) / sizeof(u_cfgs[0]))
 
+/*
+ * What a region of memory type `mem` in `mode` needs (enum t_need), as a
+ * constant expression for case tables. MINOR fills the page cache through a
+ * MISSING alias, so it needs MISSING too.
+ */
+#define U_NEEDS(mem, mode)                                                             \
+	((mem) == FL_MEM_SHMEM ? T_MISSING_SHMEM | ((mode) == FL_MODE_MINOR ? T_MINOR_SHMEM : 0u) : \
+	 (mem) == FL_MEM_HUGETLB ? T_HUGE_PAGES | T_MISSING_HUGETLB |                        \
+					  ((mode) == FL_MODE_MINOR ? T_MINOR_HUGETLB : 0u) : \
+	 0u)
+#define U_NEEDS_SHMEM U_NEEDS(FL_MEM_SHMEM, FL_MODE_MISSING)
+#define U_NEEDS_SHMEM_MINOR U_NEEDS(FL_MEM_SHMEM, FL_MODE_MINOR)
+#define U_NEEDS_HUGETLB U_NEEDS(FL_MEM_HUGETLB, FL_MODE_MISSING)
+#define U_NEEDS_HUGETLB_MINOR U_NEEDS(FL_MEM_HUGETLB, FL_MODE_MINOR)
+
 /* Kernel features a region of this configuration needs. */
 U_FN uint64_t u_cfg_features(const struct u_cfg *c)
 {
-	uint64_t f = 0;
-	if (c->mem == FL_MEM_SHMEM)
-		f |= UFFD_FEATURE_MISSING_SHMEM;	/* MINOR fills the page cache through a MISSING alias */
-	if (c->mem == FL_MEM_HUGETLB)
-		f |= UFFD_FEATURE_MISSING_HUGETLBFS;
-	if (c->mode == FL_MODE_MINOR)
-		f |= c->mem == FL_MEM_HUGETLB ? UFFD_FEATURE_MINOR_HUGETLBFS : UFFD_FEATURE_MINOR_SHMEM;
-	return f;
+	return t_needs_kernel_bits(U_NEEDS(c->mem, c->mode));
 }
 
 U_FN size_t u_cfg_psz(const struct u_cfg *c)
@@ -67,43 +75,11 @@ U_FN size_t u_cfg_psz(const struct u_cfg *c)
 	return c->mem == FL_MEM_HUGETLB ? U_HPAGE : U_PAGE;
 }
 
-U_FN bool u_require_all(void)
-{
-	const char *r = getenv("FAULTLINE_REQUIRE_FEATURES");
-	return r && strcmp(r, "all") == 0;
-}
-
-U_FN long u_free_huge(void)
-{
-	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
-	long n = 0;
-	if (!f)
-		return 0;
-	if (fscanf(f, "%ld", &n) != 1)
-		n = 0;
-	fclose(f);
-	return n;
-}
-
-/* Skip (fail under FAULTLINE_REQUIRE_FEATURES=all) without enough free huge pages. */
-U_FN void u_need_huge(size_t len)
-{
-	long need = (long)((len + U_HPAGE - 1) / U_HPAGE);
-	long have = u_free_huge();
-	if (have >= need)
-		return;
-	if (u_require_all())
-		t_fail_at(__FILE__, __LINE__, "huge pages",
-			  "%ld free, %ld needed (FAULTLINE_REQUIRE_FEATURES=all; echo 64 > /proc/sys/vm/nr_hugepages)",
-			  have, need);
-	t_skip("%ld free huge pages, %ld needed (echo 64 > /proc/sys/vm/nr_hugepages)", have, need);
-}
-
 U_FN void u_require_cfg(const struct u_cfg *c, size_t len)
 {
 	t_require(u_cfg_features(c));
 	if (c->mem == FL_MEM_HUGETLB)
-		u_need_huge(len);
+		t_need_huge(len);
 }
 
 /* ---- engines and regions ------------------------------------------------ */
@@ -155,14 +131,12 @@ U_FN struct fl_region_opts u_ropts(const struct u_cfg *c, size_t len, struct fl_
 U_FN struct fl_region *u_region_opts(struct fl_engine *e, const struct fl_region_opts *o)
 {
 	struct fl_region *reg = NULL;
-	int r = fl_region_new(e, o, &reg);
-	if (r == -ENOMEM && o->mem == FL_MEM_HUGETLB) {
-		/* Huge pages taken by a concurrently running test program. */
-		if (u_require_all())
-			t_fail_at(__FILE__, __LINE__, "huge pages", "fl_region_new: -ENOMEM, %ld free",
-				  u_free_huge());
-		t_skip("fl_region_new: -ENOMEM (%ld free huge pages)", u_free_huge());
-	}
+	int r;
+
+	/* Under the hugetlb lock no other test program takes the pages counted here. */
+	if (o->mem == FL_MEM_HUGETLB)
+		t_need_huge(o->length);
+	r = fl_region_new(e, o, &reg);
 	T_ASSERT(r == 0 && reg, "fl_region_new(%s): %d (%s)", o->name ? o->name : "?", r, strerror(-r));
 	return reg;
 }
@@ -188,12 +162,9 @@ U_FN struct fl_region_stats u_rstats(const struct fl_region *r)
  */
 #define U_WAIT_ESTAT(e, field, want)                                                  \
 	do {                                                                          \
-		uint64_t _end = t_now_ns() + 3000000000ull, _want = (want);           \
-		struct fl_engine_stats _st = u_estats(e);                             \
-		while (_st.field < _want && t_now_ns() < _end) {                      \
-			u_sleep_ms(1);                                                \
-			_st = u_estats(e);                                            \
-		}                                                                     \
+		uint64_t _want = (want);                                              \
+		struct fl_engine_stats _st;                                           \
+		T_WAIT_FOR((_st = u_estats(e)).field >= _want, 3000);                 \
 		T_ASSERT(_st.field == _want, #field " = %llu, want %llu",             \
 			 (unsigned long long)_st.field, (unsigned long long)_want);   \
 	} while (0)
@@ -209,13 +180,9 @@ U_FN uint64_t u_faults(const struct fl_region_stats *st);
  */
 U_FN struct fl_region_stats u_rstats_settled(const struct fl_region *r)
 {
-	uint64_t end = t_now_ns() + 3000000000ull;
-	struct fl_region_stats st = u_rstats(r);
-	while (st.lat_count != u_faults(&st) && t_now_ns() < end) {
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-		st = u_rstats(r);
-	}
+	struct fl_region_stats st;
+
+	T_WAIT_FOR((st = u_rstats(r)).lat_count == u_faults(&st), 3000);
 	return st;
 }
 
@@ -517,7 +484,6 @@ U_FN int u_task_count(void)
 	return u_tasks(NULL, 0);
 }
 
-U_FN void u_sleep_ms(unsigned ms);
 
 /*
  * Assert the process has `want` threads. pthread_join() returns when the
@@ -526,21 +492,10 @@ U_FN void u_sleep_ms(unsigned ms);
  */
 #define U_ASSERT_TASKS(want)                                                          \
 	do {                                                                          \
-		int _want = (want), _n = u_task_count();                              \
-		uint64_t _end = t_now_ns() + 1000000000ull;                           \
-		while (_n != _want && t_now_ns() < _end) {                            \
-			u_sleep_ms(2);                                                \
-			_n = u_task_count();                                          \
-		}                                                                     \
+		int _want = (want), _n;                                               \
+		T_WAIT_FOR((_n = u_task_count()) == _want, 1000);                     \
 		T_ASSERT(_n == _want, "%d threads, want %d", _n, _want);              \
 	} while (0)
-
-U_FN void u_sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
 
 /* Is [p, p+len) mapped (without touching it)? */
 U_FN bool u_mapped(const void *p, size_t len)

@@ -125,24 +125,10 @@ static int test_creation_lazy(void *arg)
 
 #define NCHILD 4
 
+/* Pss (bytes) of this process's mapping that holds addr. */
 static uint64_t mapping_pss(const void *addr)
 {
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	bool in = false;
-	unsigned long long lo, hi, kb = 0;
-
-	T_ASSERT(f != NULL);
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-			continue;
-		}
-		if (in && sscanf(line, "Pss: %llu kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb * 1024;
+	return (uint64_t)t_pss_kib(getpid(), (uintptr_t)addr, 1, NULL) * 1024;
 }
 
 static int test_sharing(void *arg)
@@ -508,7 +494,7 @@ static int test_handler_killed(void *arg)
 	int status;
 	pid_t a;
 
-	t_require(UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MISSING_SHMEM);
+	t_require_needs(T_MINOR_SHMEM | T_MISSING_SHMEM);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	T_ASSERT(sh != MAP_FAILED);
 	memset(sh, 0, sizeof(*sh));
@@ -570,17 +556,17 @@ static int test_bad_input(void *arg)
 
 static const struct t_case cases[] = {
 	{ "isolation-shmem", test_isolation, (void *)(uintptr_t)FL_MEM_SHMEM, 60 },
-	{ "isolation-hugetlb", test_isolation, (void *)(uintptr_t)FL_MEM_HUGETLB, 60 },
+	{ "isolation-hugetlb", test_isolation, (void *)(uintptr_t)FL_MEM_HUGETLB, 60, T_HUGE_PAGES },
 	{ "creation-lazy", test_creation_lazy, NULL, 60 },
 	{ "sharing-pss", test_sharing, NULL, 120 },
 	{ "reset-clone-shmem", test_clone_reset, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
-	{ "reset-clone-hugetlb", test_clone_reset, (void *)(uintptr_t)FL_MEM_HUGETLB, 120 },
+	{ "reset-clone-hugetlb", test_clone_reset, (void *)(uintptr_t)FL_MEM_HUGETLB, 120, T_HUGE_PAGES },
 	{ "reset-point-anon", test_reset_point, (void *)(uintptr_t)FL_MEM_ANON, 120 },
 	{ "reset-point-shmem", test_reset_point, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
-	{ "reset-point-hugetlb", test_reset_point, (void *)(uintptr_t)FL_MEM_HUGETLB, 120 },
+	{ "reset-point-hugetlb", test_reset_point, (void *)(uintptr_t)FL_MEM_HUGETLB, 120, T_HUGE_PAGES },
 	{ "fail-closed", test_fail_closed, NULL, 60 },
-	{ "handler-killed", test_handler_killed, NULL, 90 },
-	{ "handler-killed-recovered", test_handler_killed, (void *)1, 90 },
+	{ "handler-killed", test_handler_killed, NULL, 90, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "handler-killed-recovered", test_handler_killed, (void *)1, 90, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "bad-input", test_bad_input, NULL, 30 },
 };
 

@@ -24,8 +24,7 @@ static void env_new(struct ws_env *v, size_t len)
 {
 	struct fl_range rg[2];
 
-	snprintf(v->dir, sizeof(v->dir), "/tmp/fl-ws-XXXXXX");
-	T_ASSERT(mkdtemp(v->dir));
+	t_tmpdir(v->dir, sizeof(v->dir), "/tmp/fl-ws");
 	snprintf(v->img, sizeof(v->img), "%s/img", v->dir);
 	snprintf(v->img2, sizeof(v->img2), "%s/img2", v->dir);
 	snprintf(v->ws, sizeof(v->ws), "%s/img.ws", v->dir);
@@ -41,12 +40,9 @@ static void env_new(struct ws_env *v, size_t len)
 
 static void env_free(struct ws_env *v)
 {
-	char cmd[128];
-
 	fl_image_close(v->image);
 	fl_image_close(v->image2);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", v->dir);
-	T_ASSERT(system(cmd) == 0);
+	T_OK(t_rmtree(v->dir));
 }
 
 static struct fl_store *image_store(struct ws_env *v)
@@ -139,25 +135,6 @@ static int test_record_order(void *arg)
 	return T_PASS;
 }
 
-static void write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	T_ASSERT(fd >= 0);
-	T_ASSERT(write(fd, buf, len) == (ssize_t)len);
-	close(fd);
-}
-
-static size_t read_file(const char *path, uint8_t *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-	T_ASSERT(fd >= 0);
-	n = read(fd, buf, cap);
-	T_ASSERT(n > 0);
-	close(fd);
-	return (size_t)n;
-}
-
 /* Every way a file can be wrong is refused, with the error that says why. */
 static int test_bad_files(void *arg)
 {
@@ -180,28 +157,33 @@ static int test_bad_files(void *arg)
 		(void)((volatile uint8_t *)fl_region_addr(r))[p * 7 * U_PAGE];
 	T_OK(fl_region_record_stop(r, &ws));
 	T_OK(fl_working_set_save(ws, v.ws, v.image, 0));
-	len = read_file(v.ws, good, sizeof(good));
+	{
+		uint8_t *file = t_read_file(v.ws, &len);
+		T_ASSERT(len > 0 && len <= sizeof(good), "working set file of %zu bytes", len);
+		memcpy(good, file, len);
+		free(file);
+	}
 	T_ASSERT_EQ(len, 64 + 100 * 4);
 	snprintf(path, sizeof(path), "%s/bad.ws", v.dir);
 
 	T_ASSERT_EQ(fl_working_set_load(path, v.image, 0, &got), -ENOENT);
-	write_file(path, "not a working set, just text that is long enough to be read as a header", 72);
+	t_write_file(path, "not a working set, just text that is long enough to be read as a header", 72);
 	T_ASSERT_EQ(fl_working_set_load(path, v.image, 0, &got), -EPROTO);
-	write_file(path, good, 10);		/* shorter than a header */
+	t_write_file(path, good, 10);		/* shorter than a header */
 	T_ASSERT_EQ(fl_working_set_load(path, v.image, 0, &got), -EPROTO);
 	memcpy(bad, good, len);
 	bad[8] = 9;				/* a version we do not read */
-	write_file(path, bad, len);
+	t_write_file(path, bad, len);
 	T_ASSERT_EQ(fl_working_set_load(path, v.image, 0, &got), -EPROTO);
-	write_file(path, good, len - 4);	/* truncated */
+	t_write_file(path, good, len - 4);	/* truncated */
 	T_ASSERT_EQ(fl_working_set_load(path, v.image, 0, &got), -EBADMSG);
 	memcpy(bad, good, len);
 	bad[64 + 40] ^= 1;			/* a page number flipped */
-	write_file(path, bad, len);
+	t_write_file(path, bad, len);
 	T_ASSERT_EQ(fl_working_set_load(path, v.image, 0, &got), -EBADMSG);
 	memcpy(bad, good, len);
 	bad[33] ^= 1;				/* the image id, checksum not updated */
-	write_file(path, bad, len);
+	t_write_file(path, bad, len);
 	T_ASSERT_EQ(fl_working_set_load(path, v.image, 0, &got), -EBADMSG);
 	/* Well-formed but for another image or region: stale. */
 	T_ASSERT_EQ(fl_working_set_load(v.ws, v.image2, 0, &got), -ESTALE);
@@ -372,7 +354,7 @@ static int test_replay_free_early(void *arg)
 		uint64_t t0 = t_now_ns();
 		r = u_region(e, &anon, len, st, 0);
 		T_OK(fl_region_replay(r, ws));
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 		fl_region_free(r);
 		T_ASSERT(t_now_ns() - t0 < 2000000000ull, "freeing waited for the whole replay");
 	}
@@ -386,10 +368,10 @@ static const struct t_case cases[] = {
 	{ "record-order", test_record_order, NULL, 60 },
 	{ "bad-files", test_bad_files, NULL, 60 },
 	{ "replay-anon-missing", test_replay, (void *)0, 60 },
-	{ "replay-shmem-missing", test_replay, (void *)1, 60 },
-	{ "replay-shmem-minor", test_replay, (void *)2, 60 },
-	{ "replay-hugetlb-missing", test_replay, (void *)3, 60 },
-	{ "replay-hugetlb-minor", test_replay, (void *)4, 60 },
+	{ "replay-shmem-missing", test_replay, (void *)1, 60, U_NEEDS_SHMEM },
+	{ "replay-shmem-minor", test_replay, (void *)2, 60, U_NEEDS_SHMEM_MINOR },
+	{ "replay-hugetlb-missing", test_replay, (void *)3, 60, U_NEEDS_HUGETLB },
+	{ "replay-hugetlb-minor", test_replay, (void *)4, 60, U_NEEDS_HUGETLB_MINOR },
 	{ "replay-store-error", test_replay_store_error, NULL, 60 },
 	{ "replay-free-early", test_replay_free_early, NULL, 60 },
 };

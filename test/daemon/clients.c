@@ -87,10 +87,10 @@ static int test_share(void *arg)
 	}
 	pthread_barrier_wait(&sh->read_done);
 	for (int i = 0; i < NCLIENTS; i++)
-		pss += d_pss_kib(pids[i], sh->addr[i], IMG_LEN, NULL);
+		pss += t_pss_kib(pids[i], sh->addr[i], IMG_LEN, NULL);
 	/* The daemon maps the template too (it fills it through an alias):
 	 * its share of the pages counts. */
-	pss += d_pss_kib(e.pid, 0, 0, "/memfd:");
+	pss += t_pss_kib(e.pid, 0, 0, "/memfd:");
 	T_OK(fl_manager_stats(e.sock, 0, &json));
 	root = json_loads(json, 0, NULL);
 	T_ASSERT(root, "stats are not JSON: %.200s", json);
@@ -396,7 +396,7 @@ static int test_munmap(void *arg)
 		if (strstr(json, "\"events_unmap\":1") || i == 200)
 			break;
 		free(json);
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 	T_ASSERT(strstr(json, "\"events_unmap\":1"), "%.300s", json);
 	free(json);
@@ -435,7 +435,7 @@ static int test_exit(void *arg)
 		}
 		close(p[1]);
 		T_ASSERT(u_read_full(p[0], &ch, 1, 20000));
-		u_sleep_ms(5 + 20 * (unsigned)round);
+		t_sleep_ms(5 + 20 * (unsigned)round);
 		kill(kid, SIGKILL);
 		T_ASSERT(waitpid(kid, NULL, 0) == kid);
 		close(p[0]);
@@ -455,7 +455,7 @@ static int test_exit(void *arg)
 			break;
 		free(json);
 		json = NULL;
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 	T_ASSERT(json, "killed clients still listed");
 	free(json);
@@ -483,7 +483,7 @@ static int test_closed_session(void *arg)
 	U_CHECK(a, img, IMG_LEN / 4, U_PAGE);
 	ufd = dup(fl_client_uffd(c));	/* keeps the uffd alive past fl_client_free() */
 	fl_client_free(c);
-	u_sleep_ms(300);
+	t_sleep_ms(300);
 	/* The process lives on: the daemon still reads its uffd, so neither
 	 * its faults nor its events (this munmap, that mremap) wait forever. */
 	T_ASSERT(munmap(a + IMG_LEN - (1u << 20), 1u << 20) == 0);
@@ -936,7 +936,7 @@ static int test_stats(void *arg)
 			break;
 		json_decref(root);
 		free(json);
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 	T_ASSERT_EQ(json_integer_value(json_object_get(cl, "pid")), getpid());
 	T_ASSERT(json_integer_value(json_object_get(srv, "faults")) > 0);
@@ -962,7 +962,7 @@ static const struct t_case cases[] = {
 	{ "madv-dontneed", test_dontneed, NULL, 120 },
 	{ "munmap", test_munmap, NULL, 120 },
 	{ "exit-while-faulting", test_exit, NULL, 120 },
-	{ "closed-session-poisons", test_closed_session, NULL, 60 },
+	{ "closed-session-poisons", test_closed_session, NULL, 60, T_POISON },
 	{ "foreign-uid", test_foreign_uid, NULL, 60 },
 	{ "greeting-cut", test_greeting_cut, NULL, 30 },
 	{ "limits", test_limits, NULL, 60 },

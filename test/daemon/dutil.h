@@ -29,8 +29,7 @@ struct d_env {
 /* A scratch directory under /tmp for one case; d_env_free() removes it. */
 U_FN void d_env_init(struct d_env *e)
 {
-	snprintf(e->dir, sizeof(e->dir), "/tmp/fld-test.XXXXXX");
-	T_ASSERT(mkdtemp(e->dir), "mkdtemp: %s", strerror(errno));
+	t_tmpdir(e->dir, sizeof(e->dir), "/tmp/fld-test");
 	snprintf(e->images, sizeof(e->images), "%s/images", e->dir);
 	T_ASSERT(mkdir(e->images, 0755) == 0);
 	snprintf(e->sock, sizeof(e->sock), "%s/run/faultlined.sock", e->dir);
@@ -106,7 +105,7 @@ U_FN pid_t d_start_argv(struct d_env *e, const char *const *extra)
 		int st;
 		T_ASSERT(waitpid(pid, &st, WNOHANG) == 0, "faultlined exited before accepting (status 0x%x)", st);
 		T_ASSERT(t_now_ns() < end, "faultlined did not accept in 10 s");
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	}
 	e->pid = pid;
 	return pid;
@@ -132,16 +131,13 @@ U_FN int d_stop(struct d_env *e, int sig)
 
 U_FN void d_env_free(struct d_env *e)
 {
-	char cmd[100];
 	bool running = e->pid > 0;
 	int st = d_stop(e, SIGTERM);
 
 	/* A clean exit: under ASan this is where the daemon's own errors and
 	 * leaks show. */
 	T_ASSERT(!running || (WIFEXITED(st) && WEXITSTATUS(st) == 0), "faultlined exited with status 0x%x", st);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
-	if (system(cmd))
-		(void)0;
+	t_rmtree(e->dir);
 }
 
 /* A connected client with the default options plus `flags`. */
@@ -210,33 +206,6 @@ U_FN bool d_raw_closed(int s, int timeout_ms)
 		if (n < 0 && errno != EAGAIN)
 			return true;
 	}
-}
-
-/*
- * Pss (KiB) of a process's mappings that lie in [start, start+len) or, with
- * `name`, that map a file whose name contains it ("/memfd:": a daemon's
- * template aliases).
- */
-U_FN long d_pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name)
-{
-	char path[64], line[512];
-	long total = 0;
-	bool in = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	f = fopen(path, "re");
-	T_ASSERT(f, "%s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		long kib;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
-			in = name ? strstr(line, name) != NULL : lo < start + len && hi > start;
-		else if (in && sscanf(line, "Pss: %ld kB", &kib) == 1)
-			total += kib;
-	}
-	fclose(f);
-	return total;
 }
 
 #endif

@@ -212,7 +212,7 @@ static int fc_connect(const struct fc_env *fe)
 		T_ASSERT(errno == ENOENT || errno == ECONNREFUSED, "connect %s: %s", fe->fc_sock, strerror(errno));
 		close(s);
 		T_ASSERT(t_now_ns() < end, "%s: not accepting after 10 s", fe->fc_sock);
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	}
 }
 
@@ -313,7 +313,7 @@ static void fc_wait_serving(const struct fc_env *fe, pid_t pid, size_t nmaps, ui
 			return;
 		fc_assert_alive(fe);
 		T_ASSERT(t_now_ns() < end, "pid %d: the handshake is not served after 10 s", (int)pid);
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	}
 }
 
@@ -454,7 +454,7 @@ static void fc_serve_and_read(const struct fc_env *fe, const struct fc_layout *l
 	fc_vm_expect(&vm);
 	if (early) {
 		fc_readers_start(&rd, &vm, threads);
-		u_sleep_ms(50);
+		t_sleep_ms(50);
 	}
 	s = fc_handshake(fe, &vm, key);
 	if (!early) {
@@ -671,7 +671,7 @@ static int fc_dying_vmm(void *arg)
 		T_ASSERT(pthread_create(&t[i], NULL, fc_dying_reader, dy) == 0);
 	end = t_now_ns() + 10000000000ull;
 	while (atomic_load(&dy->pages) < 2000 && t_now_ns() < end)
-		u_sleep_ms(1);
+		t_sleep_ms(1);
 	T_ASSERT(atomic_load(&dy->pages) >= 2000, "only %ld pages read in 10 s", atomic_load(&dy->pages));
 	T_ASSERT(atomic_load(&dy->bad) == 0, "%ld pages were wrong", atomic_load(&dy->bad));
 	if (dy->progress_fd >= 0) {
@@ -695,7 +695,7 @@ static void fc_wait_gone(const struct fc_env *fe, pid_t pid)
 			return;
 		fc_assert_alive(fe);
 		T_ASSERT(t_now_ns() < end, "the session of pid %d is still there 10 s after it died", (int)pid);
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 }
 
@@ -1023,7 +1023,7 @@ static int fc_good_child(void *arg)
 		atomic_fetch_add(g->served, 1);
 		while (atomic_load(g->served) < g->together) {
 			T_ASSERT(t_now_ns() < end, "the other VMMs are not served after 10 s");
-			u_sleep_ms(1);
+			t_sleep_ms(1);
 		}
 	}
 	fc_read_threads(&vm, 2);
@@ -1099,9 +1099,9 @@ static int case_split_message(void *arg)
 	len = strlen(msg);
 	s = fc_connect(&fe);
 	T_OK(fc_send(s, msg, 2, vm.uffd));		/* only whitespace so far */
-	u_sleep_ms(100);
+	t_sleep_ms(100);
 	T_OK(fc_send(s, msg + 2, len / 3, -1));
-	u_sleep_ms(200);
+	t_sleep_ms(200);
 	T_OK(fc_send(s, msg + 2 + len / 3, len - 2 - len / 3, -1));
 	fc_wait_serving(&fe, getpid(), 2, fc_vm_bytes(&vm));
 	fc_read_threads(&vm, 3);
@@ -1169,7 +1169,7 @@ static int case_hugetlb(void *arg)
 
 	(void)arg;
 	t_require(UFFD_FEATURE_MISSING_HUGETLBFS);
-	u_need_huge(fc_layout_huge[0].size + fc_layout_huge[1].size);
+	t_need_huge(fc_layout_huge[0].size + fc_layout_huge[1].size);
 	u_bus_install();
 	fc_env_init(&fe);
 	fc_start(&fe);
@@ -1200,7 +1200,7 @@ static int case_hugetlb_kib(void *arg)
 
 	(void)arg;
 	t_require(UFFD_FEATURE_MISSING_HUGETLBFS);
-	u_need_huge(fc_layout_huge[0].size + fc_layout_huge[1].size);
+	t_need_huge(fc_layout_huge[0].size + fc_layout_huge[1].size);
 	u_bus_install();
 	fc_env_init(&fe);
 	fc_start(&fe);
@@ -1237,9 +1237,9 @@ static int case_daemon_restart(void *arg)
 		s = fc_handshake(&fe, &vm, FC_KEY_BYTES);
 		fc_wait_serving(&fe, getpid(), FC_NELEM(fc_layout2), fc_vm_bytes(&vm));
 		fc_readers_start(&rd, &vm, 4);
-		u_sleep_ms(before);
+		t_sleep_ms(before);
 		d_stop(&fe.d, SIGKILL);
-		u_sleep_ms(pause);
+		t_sleep_ms(pause);
 		fc_start(&fe);
 		fc_readers_join(&rd);
 		fc_check_all(&vm);
@@ -1289,7 +1289,7 @@ static int case_crash_after_handshake(void *arg)
 		fc_vm_new(&vm, fc_layout2, FC_NELEM(fc_layout2), false);
 		fc_vm_expect(&vm);
 		fc_readers_start(&rd, &vm, 4);	/* the vCPUs fault before the daemon is there */
-		u_sleep_ms(20);
+		t_sleep_ms(20);
 		s = fc_handshake(&fe, &vm, FC_KEY_BYTES);
 		for (;;) {
 			pid_t w = waitpid(fe.d.pid, &ws, WNOHANG);
@@ -1297,7 +1297,7 @@ static int case_crash_after_handshake(void *arg)
 			if (w == fe.d.pid)
 				break;
 			T_ASSERT(t_now_ns() < end, "faultlined did not reach crash point %s in 10 s", points[i]);
-			u_sleep_ms(5);
+			t_sleep_ms(5);
 		}
 		fe.d.pid = 0;
 		T_ASSERT(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL, "%s: faultlined ended with status 0x%x, not SIGKILL",
@@ -1346,8 +1346,8 @@ static const struct t_case cases[] = {
 	{ "bad-handshakes", case_bad_handshakes, NULL, 300 },
 	{ "split-message", case_split_message, NULL, 60 },
 	{ "two-vmms", case_two_vmms, NULL, 60 },
-	{ "hugetlb", case_hugetlb, NULL, 60 },
-	{ "hugetlb-page-size-kib", case_hugetlb_kib, NULL, 60 },
+	{ "hugetlb", case_hugetlb, NULL, 60, T_MISSING_HUGETLB | T_HUGE_PAGES },
+	{ "hugetlb-page-size-kib", case_hugetlb_kib, NULL, 60, T_MISSING_HUGETLB | T_HUGE_PAGES },
 };
 
 int main(int argc, char **argv)

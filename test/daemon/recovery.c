@@ -94,7 +94,7 @@ static void start_clients(struct d_env *e, struct verdicts *sh, pid_t *pids, int
 	}
 	while (atomic_load(&sh->ready) < n) {
 		T_ASSERT(t_now_ns() < end, "clients not attached in 20 s");
-		u_sleep_ms(1);
+		t_sleep_ms(1);
 	}
 }
 
@@ -144,9 +144,9 @@ static int test_kill_restart(void *arg)
 
 		d_start(&e);
 		start_clients(&e, sh, pids, NCLIENTS, 20000, false);
-		u_sleep_ms(before);
+		t_sleep_ms(before);
 		T_ASSERT(d_stop(&e, SIGKILL) != 0 || 1);
-		u_sleep_ms(pause);
+		t_sleep_ms(pause);
 		d_start(&e);
 		T_ASSERT_EQ(wait_clients(pids, NCLIENTS), 0);
 		t_log("trial %u: killed after %u ms, restarted after %u ms: ok %ld, SIGBUS %ld, wrong %ld (zero %ld)",
@@ -182,7 +182,7 @@ static int test_kill_no_restart(void *arg)
 
 		d_start_argv(&e, slow);
 		start_clients(&e, sh, pids, NCLIENTS, 300, false);
-		u_sleep_ms(before);
+		t_sleep_ms(before);
 		d_stop(&e, SIGKILL);
 		bus = wait_clients(pids, NCLIENTS);
 		t_log("trial %u: killed after %u ms, no restart: ok %ld, SIGBUS %ld, wrong %ld (zero %ld), %d clients "
@@ -221,7 +221,7 @@ static pid_t daemon_child(pid_t sup, pid_t not_this)
 		if (pid > 0 && pid != not_this)
 			return pid;
 		T_ASSERT(t_now_ns() < end, "the supervisor started no daemon");
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	}
 }
 
@@ -239,10 +239,10 @@ static int test_supervise(void *arg)
 	d_start_argv(&e, sup);
 	d1 = daemon_child(e.pid, 0);
 	start_clients(&e, sh, pids, NCLIENTS, 20000, false);
-	u_sleep_ms(30);
+	t_sleep_ms(30);
 	kill(d1, SIGKILL);
 	d2 = daemon_child(e.pid, d1);
-	u_sleep_ms(40);
+	t_sleep_ms(40);
 	kill(d2, SIGKILL);
 	daemon_child(e.pid, d2);
 	T_ASSERT_EQ(wait_clients(pids, NCLIENTS), 0);
@@ -270,9 +270,9 @@ static int test_fork_kill(void *arg)
 	d_image(&e, "a.img", LEN, SEED);
 	d_start(&e);
 	start_clients(&e, sh, pids, 1, 20000, true);
-	u_sleep_ms(20);
+	t_sleep_ms(20);
 	d_stop(&e, SIGKILL);
-	u_sleep_ms(100);
+	t_sleep_ms(100);
 	d_start(&e);
 	T_ASSERT_EQ(wait_clients(pids, 1), 0);
 	t_log("parent and child: ok %ld/%ld, SIGBUS %ld, wrong %ld", atomic_load(&sh->v[0].ok),

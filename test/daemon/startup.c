@@ -60,7 +60,7 @@ static int run_refused(const char *const *args, char *err, size_t errlen)
 			close(pipefd[0]);
 			T_ASSERT(0, "faultlined %s did not exit in 10 s: it should have refused", argv[1]);
 		}
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	}
 	for (;;) {
 		ssize_t k = read(pipefd[0], err + got, errlen - 1 - got);

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "harness.h"
+/* UFFD_FEATURE_* newer than the system headers (POISON, MOVE, ...). */
+#include "compat/uffd-compat.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,33 +61,129 @@ void t_skip(const char *fmt, ...)
 	_exit(T_SKIP);
 }
 
-bool t_has(uint64_t feats)
+/* ---- features --------------------------------------------------------- */
+
+static const struct {
+	unsigned need;
+	const char *name;
+	uint64_t bits;		/* library feature bits (fl_features()) */
+} need_table[] = {
+	{ T_MISSING_SHMEM, "MISSING_SHMEM", UFFD_FEATURE_MISSING_SHMEM },
+	{ T_MISSING_HUGETLB, "MISSING_HUGETLBFS", UFFD_FEATURE_MISSING_HUGETLBFS },
+	{ T_MINOR_SHMEM, "MINOR_SHMEM", UFFD_FEATURE_MINOR_SHMEM },
+	{ T_MINOR_HUGETLB, "MINOR_HUGETLBFS", UFFD_FEATURE_MINOR_HUGETLBFS },
+	{ T_WP, "WP", UFFD_FEATURE_PAGEFAULT_FLAG_WP },
+	{ T_WP_SHMEM_HUGETLB, "WP_HUGETLBFS_SHMEM", UFFD_FEATURE_WP_HUGETLBFS_SHMEM },
+	{ T_WP_ASYNC, "WP_ASYNC", UFFD_FEATURE_WP_ASYNC },
+	{ T_WP_UNPOPULATED, "WP_UNPOPULATED", UFFD_FEATURE_WP_UNPOPULATED },
+	{ T_PAGEMAP_SCAN, "PAGEMAP_SCAN", FL_FEAT_PAGEMAP_SCAN },
+	{ T_POISON, "POISON", UFFD_FEATURE_POISON },
+	{ T_MOVE, "MOVE", UFFD_FEATURE_MOVE },
+	{ T_EVENT_FORK, "EVENT_FORK", UFFD_FEATURE_EVENT_FORK },
+	{ T_EVENT_REMAP, "EVENT_REMAP", UFFD_FEATURE_EVENT_REMAP },
+	{ T_EVENT_REMOVE, "EVENT_REMOVE", UFFD_FEATURE_EVENT_REMOVE },
+	{ T_EVENT_UNMAP, "EVENT_UNMAP", UFFD_FEATURE_EVENT_UNMAP },
+	{ T_THREAD_ID, "THREAD_ID", UFFD_FEATURE_THREAD_ID },
+	{ T_SIGBUS, "SIGBUS", UFFD_FEATURE_SIGBUS },
+	{ T_EXACT_ADDRESS, "EXACT_ADDRESS", UFFD_FEATURE_EXACT_ADDRESS },
+	{ T_DEV_USERFAULTFD, "DEV_USERFAULTFD", FL_FEAT_DEV_USERFAULTFD },
+	{ T_SYSCALL, "SYSCALL", FL_FEAT_SYSCALL },
+	{ T_IOCTL_POISON, "IOCTL_POISON", FL_FEAT_IOCTL_POISON },
+	{ T_IOCTL_MOVE, "IOCTL_MOVE", FL_FEAT_IOCTL_MOVE },
+	{ T_HUGE_PAGES, "hugepages", 0 },
+};
+
+uint64_t t_needs_kernel_bits(unsigned needs)
 {
-	return fl_has_features(feats);
+	uint64_t bits = 0;
+
+	for (size_t i = 0; i < sizeof(need_table) / sizeof(need_table[0]); i++)
+		if (needs & need_table[i].need)
+			bits |= need_table[i].bits;
+	return bits;
 }
 
-static bool require_all(void)
+void t_needs_str(unsigned needs, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(need_table) / sizeof(need_table[0]); i++) {
+		if (!(needs & need_table[i].need) || off >= len)
+			continue;
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+					need_table[i].name);
+	}
+}
+
+/*
+ * The library's feature API, asked in one place: which of `bits` the
+ * running kernel lacks, and which of those only FAULTLINE_MASK_FEATURES
+ * hides.
+ */
+static uint64_t features_missing(uint64_t bits, uint64_t *ret_unmasked)
+{
+	uint64_t missing = bits & ~fl_features();
+
+	*ret_unmasked = missing & ~fl_features_masked();
+	return missing;
+}
+
+bool t_has(uint64_t feats)
+{
+	uint64_t unmasked;
+
+	return features_missing(feats, &unmasked) == 0;
+}
+
+bool t_require_all(void)
 {
 	const char *r = getenv("FAULTLINE_REQUIRE_FEATURES");
 	return r && strcmp(r, "all") == 0;
 }
 
+/*
+ * Why a case needing `bits` cannot run: NULL when it can; else the reason,
+ * with *ret_fail set when it is a failure (FAULTLINE_REQUIRE_FEATURES=all
+ * and the kernel itself lacks one).
+ */
+static const char *lacking(uint64_t bits, char *buf, size_t len, bool *ret_fail)
+{
+	uint64_t unmasked, missing = features_missing(bits, &unmasked);
+
+	*ret_fail = false;
+	if (!missing)
+		return NULL;
+	if (!unmasked) {
+		snprintf(buf, len, "features 0x%llx masked by FAULTLINE_MASK_FEATURES",
+			 (unsigned long long)missing);
+	} else if (t_require_all()) {
+		*ret_fail = true;
+		snprintf(buf, len, "kernel lacks required features 0x%llx (FAULTLINE_REQUIRE_FEATURES=all)",
+			 (unsigned long long)unmasked);
+	} else {
+		snprintf(buf, len, "kernel lacks features 0x%llx", (unsigned long long)unmasked);
+	}
+	return buf;
+}
+
 void t_require(uint64_t feats)
 {
-	uint64_t have = fl_features();
-	uint64_t missing = feats & ~have;
-	if (!missing)
+	char why[160];
+	bool fail;
+
+	if (!lacking(feats, why, sizeof(why), &fail))
 		return;
-	if ((missing & ~fl_features_masked()) == 0)
-		t_skip("features 0x%llx masked by FAULTLINE_MASK_FEATURES",
-		       (unsigned long long)missing);
-	if (require_all()) {
-		fprintf(stderr, "# kernel lacks required features 0x%llx "
-			"(FAULTLINE_REQUIRE_FEATURES=all)\n",
-			(unsigned long long)missing);
+	if (fail) {
+		fprintf(stderr, "# %s\n", why);
 		_exit(T_FAIL);
 	}
-	t_skip("kernel lacks features 0x%llx", (unsigned long long)missing);
+	t_skip("%s", why);
+}
+
+void t_require_needs(unsigned needs)
+{
+	t_require(t_needs_kernel_bits(needs));
 }
 
 const char *t_mem_name(enum fl_mem_type mem)
@@ -100,9 +201,11 @@ size_t t_page_size(enum fl_mem_type mem)
 	return mem == FL_MEM_HUGETLB ? 2u << 20 : (size_t)sysconf(_SC_PAGESIZE);
 }
 
-static long free_huge_pages(void)
+/* ---- huge pages --------------------------------------------------------- */
+
+long t_free_huge_pages(void)
 {
-	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
+	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "re");
 	long n = 0;
 	if (!f)
 		return 0;
@@ -110,6 +213,90 @@ static long free_huge_pages(void)
 		n = 0;
 	fclose(f);
 	return n;
+}
+
+/*
+ * The reserved pool is shared by every test program, and meson runs two at
+ * once: without a lock, one program's hugetlb case takes the pages another
+ * just counted as free and the second gets -ENOMEM. flock() on one file
+ * serialises the hugetlb cases of all programs. The descriptor is inherited
+ * by the case's children (a flock belongs to the open file description), so
+ * the lock lasts until the last process of the case is gone. It is inherited
+ * across exec too, named in $FL_TEST_HUGE_LOCK_FD, so a program the case
+ * re-executes (u_run_masked) knows it holds the lock instead of waiting for
+ * its own parent.
+ */
+#define HUGE_LOCK_PATH "/dev/shm/faultline-test-hugetlb.lock"
+#define HUGE_LOCK_ENV "FL_TEST_HUGE_LOCK_FD"
+static int huge_lock_fd = -1;
+
+/* Held through a descriptor inherited across exec? */
+static bool huge_lock_inherited(void)
+{
+	const char *v = getenv(HUGE_LOCK_ENV);
+	struct stat a, b;
+	int fd;
+
+	if (!v || sscanf(v, "%d", &fd) != 1 || fd < 0)
+		return false;
+	return fstat(fd, &a) == 0 && stat(HUGE_LOCK_PATH, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+static bool huge_lock_held(void)
+{
+	return huge_lock_fd >= 0 || huge_lock_inherited();
+}
+
+static int huge_lock_take(void)
+{
+	int fd = open(HUGE_LOCK_PATH, O_RDWR | O_CREAT, 0666);
+	char v[16];
+
+	if (fd < 0)
+		return -errno;
+	while (flock(fd, LOCK_EX) != 0) {
+		if (errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
+	}
+	snprintf(v, sizeof(v), "%d", fd);
+	setenv(HUGE_LOCK_ENV, v, 1);
+	return fd;
+}
+
+void t_huge_lock(void)
+{
+	uint64_t t0;
+	int fd;
+
+	if (huge_lock_held())
+		return;
+	t0 = t_now_ns();
+	fd = huge_lock_take();
+	T_ASSERT(fd >= 0, "%s: %s", HUGE_LOCK_PATH, strerror(-fd));
+	huge_lock_fd = fd;
+	if (t_now_ns() - t0 > 100000000ull)
+		t_log("waited %llu ms for the hugetlb lock (declare T_HUGE_PAGES in the case table)",
+		      (unsigned long long)((t_now_ns() - t0) / 1000000));
+}
+
+void t_need_huge(size_t len)
+{
+	long need = (long)((len + (2u << 20) - 1) / (2u << 20));
+	long have;
+
+	t_huge_lock();
+	have = t_free_huge_pages();
+	if (have >= need)
+		return;
+	if (t_require_all())
+		t_fail_at(__FILE__, __LINE__, "huge pages",
+			  " %ld free, %ld needed (FAULTLINE_REQUIRE_FEATURES=all; echo 64 > /proc/sys/vm/nr_hugepages)",
+			  have, need);
+	t_skip("%ld free huge pages, %ld needed (echo 64 > /proc/sys/vm/nr_hugepages)", have, need);
 }
 
 void *t_map(enum fl_mem_type mem, size_t len, int *ret_memfd)
@@ -125,12 +312,7 @@ void *t_map(enum fl_mem_type mem, size_t len, int *ret_memfd)
 	} else {
 		unsigned flags = MFD_CLOEXEC;
 		if (mem == FL_MEM_HUGETLB) {
-			if (free_huge_pages() * (2L << 20) < (long)len) {
-				if (require_all())
-					t_fail_at(__FILE__, __LINE__, "hugetlb",
-						  "no free huge pages reserved (FAULTLINE_REQUIRE_FEATURES=all)");
-				t_skip("no free huge pages (echo N > /proc/sys/vm/nr_hugepages)");
-			}
+			t_need_huge(len);
 			flags |= MFD_HUGETLB;
 		}
 		fd = memfd_create("fl-test", flags);
@@ -183,6 +365,15 @@ long long t_check_pattern(const void *buf, size_t len, uint64_t offset, uint32_t
 	return -1;
 }
 
+void *t_pattern_buf(size_t len, uint64_t offset, uint32_t seed)
+{
+	void *p = malloc(len ? len : 1);
+
+	T_ASSERT(p != NULL);
+	t_fill_pattern(p, len, offset, seed);
+	return p;
+}
+
 int t_fork_wait(int (*fn)(void *), void *arg)
 {
 	int status;
@@ -194,11 +385,135 @@ int t_fork_wait(int (*fn)(void *), void *arg)
 	return status;
 }
 
+int t_wait_pid(pid_t pid, unsigned timeout_ms, int *ret_status)
+{
+	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int status;
+
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		T_ASSERT(w == 0, "waitpid(%d): %s", (int)pid, strerror(errno));
+		if (t_now_ns() > deadline)
+			return -ETIMEDOUT;
+		usleep(2000);
+	}
+	if (ret_status)
+		*ret_status = status;
+	return 0;
+}
+
 uint64_t t_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void t_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+void t_tmpdir(char *out, size_t len, const char *prefix)
+{
+	int n = snprintf(out, len, "%s-XXXXXX", prefix);
+
+	T_ASSERT(n > 0 && (size_t)n < len, "t_tmpdir: %s: name too long", prefix);
+	T_ASSERT(mkdtemp(out), "mkdtemp %s: %s", out, strerror(errno));
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) ? -errno : 0;
+}
+
+int t_rmtree(const char *dir)
+{
+	int r = nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return r < 0 && errno ? -errno : r;
+}
+
+char *t_path_in(const char *dir, const char *name)
+{
+	static char buf[8][512];
+	static unsigned k;
+	char *p = buf[k++ & 7];
+
+	snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
+	return p;
+}
+
+void t_write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	size_t done = 0;
+
+	T_ASSERT(fd >= 0, "%s: %s", path, strerror(errno));
+	while (done < len) {
+		ssize_t n = write(fd, (const uint8_t *)buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		T_ASSERT(n > 0, "write %s: %s", path, strerror(errno));
+		done += (size_t)n;
+	}
+	close(fd);
+}
+
+uint8_t *t_read_file(const char *path, size_t *ret_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *b;
+	size_t done = 0;
+
+	T_ASSERT(fd >= 0, "%s: %s", path, strerror(errno));
+	T_ASSERT(fstat(fd, &st) == 0);
+	b = malloc((size_t)st.st_size ? (size_t)st.st_size : 1);
+	T_ASSERT(b != NULL);
+	while (done < (size_t)st.st_size) {
+		ssize_t n = read(fd, b + done, (size_t)st.st_size - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		T_ASSERT(n > 0, "read %s: %s", path, n ? strerror(errno) : "short");
+		done += (size_t)n;
+	}
+	close(fd);
+	*ret_len = done;
+	return b;
+}
+
+/* ---- /proc ---------------------------------------------------------------- */
+
+long t_pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name)
+{
+	char path[64], line[512];
+	long total = 0;
+	bool in = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	T_ASSERT(f, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		long kib;
+		/* A mapping's header line: "lo-hi perms ..." (the '-' before the first space). */
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = name ? strstr(line, name) != NULL : lo < start + len && hi > start;
+		else if (in && sscanf(line, "Pss: %ld kB", &kib) == 1)
+			total += kib;
+	}
+	fclose(f);
+	return total;
 }
 
 static void record(const char *prog, const char *verdict, const char *name)
@@ -218,10 +533,26 @@ static void record(const char *prog, const char *verdict, const char *name)
 static int run_case(const struct t_case *c)
 {
 	unsigned timeout = c->timeout_s ? c->timeout_s : 30;
-	uint64_t deadline;
 	int status = 0;
-	pid_t pid, w;
+	char why[160];
+	bool fail;
+	pid_t pid;
 
+	if (lacking(t_needs_kernel_bits(c->needs), why, sizeof(why), &fail)) {
+		fprintf(stderr, "# %s: %s\n", c->name, why);
+		return fail ? T_FAIL : T_SKIP;
+	}
+	/*
+	 * Taken before the fork, so waiting for another program's hugetlb
+	 * case does not count against this case's timeout.
+	 */
+	if ((c->needs & T_HUGE_PAGES) && !huge_lock_held()) {
+		huge_lock_fd = huge_lock_take();
+		if (huge_lock_fd < 0) {
+			fprintf(stderr, "# %s: %s: %s\n", c->name, HUGE_LOCK_PATH, strerror(-huge_lock_fd));
+			return T_FAIL;
+		}
+	}
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
@@ -231,19 +562,21 @@ static int run_case(const struct t_case *c)
 		_exit(c->fn(c->arg));
 	}
 	setpgid(pid, pid);
-	deadline = t_now_ns() + (uint64_t)timeout * 1000000000ull;
-	for (;;) {
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (t_now_ns() > deadline) {
-			fprintf(stderr, "# %s: timed out after %us\n", c->name, timeout);
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return T_FAIL;
-		}
-		usleep(2000);
+	/*
+	 * Closed, not unlocked: a stray grandchild still holding the pages
+	 * keeps the lock until SIGKILL below has reaped it.
+	 */
+	if (huge_lock_fd >= 0) {
+		close(huge_lock_fd);
+		huge_lock_fd = -1;
+		unsetenv(HUGE_LOCK_ENV);
+	}
+	if (t_wait_pid(pid, timeout * 1000u, &status) < 0) {
+		fprintf(stderr, "# %s: timed out after %us\n", c->name, timeout);
+		kill(-pid, SIGKILL);
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		return T_FAIL;
 	}
 	kill(-pid, SIGKILL); /* reap stray grandchildren */
 	if (WIFEXITED(status))
@@ -260,8 +593,11 @@ int t_main(int argc, char **argv, const struct t_case *cases, size_t n)
 
 	prog = prog ? prog + 1 : argv[0];
 	if (filter && strcmp(filter, "-l") == 0) {
-		for (size_t i = 0; i < n; i++)
-			printf("%s\n", cases[i].name);
+		for (size_t i = 0; i < n; i++) {
+			char needs[512];
+			t_needs_str(cases[i].needs, needs, sizeof(needs));
+			printf("%s%s%s\n", cases[i].name, needs[0] ? "  needs: " : "", needs);
+		}
 		return 0;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);

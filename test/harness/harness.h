@@ -5,10 +5,16 @@
  * suite. A case returns T_PASS, T_FAIL or T_SKIP (or fails through T_ASSERT,
  * which exits the child).
  *
- * Skips: t_require() skips a case when a feature is missing. A feature masked
- * by FAULTLINE_MASK_FEATURES is an honest skip; a feature the kernel lacks is
- * a failure when FAULTLINE_REQUIRE_FEATURES=all (CI on kernels that have
- * everything).
+ * Skips: a case declares what it needs in its table entry (t_case.needs,
+ * enum t_need) and the harness checks before forking it; t_require() does
+ * the same from inside a case. A feature masked by FAULTLINE_MASK_FEATURES
+ * is an honest skip; a feature the kernel lacks is a failure when
+ * FAULTLINE_REQUIRE_FEATURES=all (CI on kernels that have everything).
+ * "-l" lists the cases with their needs.
+ *
+ * Huge pages: cases that declare T_HUGE_PAGES (or call t_need_huge()) run
+ * under one lock shared by all test programs, so two programs run at once
+ * never see each other's hugetlb pages vanish (see t_huge_lock()).
  *
  * Output: one line per case, "PASS name", "FAIL name", "SKIP name: why",
  * also appended to $FL_TEST_RESULTS when set. Exit: 0 all passed (or
@@ -22,16 +28,62 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #define T_PASS 0
 #define T_FAIL 1
 #define T_SKIP 77
+
+/*
+ * What a case needs from the running kernel, declared in its table entry
+ * (t_case.needs). Before forking the case the harness checks them against
+ * the kernel (after FAULTLINE_MASK_FEATURES): a masked one is a skip, a
+ * missing one a skip, or a failure under FAULTLINE_REQUIRE_FEATURES=all.
+ * `-l` prints them next to the case name. The names are the harness's own;
+ * t_needs_kernel_bits() is the one place that maps them to the library's
+ * feature API.
+ */
+enum t_need {
+	T_MISSING_SHMEM = 1u << 0,
+	T_MISSING_HUGETLB = 1u << 1,
+	T_MINOR_SHMEM = 1u << 2,
+	T_MINOR_HUGETLB = 1u << 3,
+	T_WP = 1u << 4,			/* PAGEFAULT_FLAG_WP (anon) */
+	T_WP_SHMEM_HUGETLB = 1u << 5,	/* WP_HUGETLBFS_SHMEM */
+	T_WP_ASYNC = 1u << 6,
+	T_WP_UNPOPULATED = 1u << 7,
+	T_PAGEMAP_SCAN = 1u << 8,
+	T_POISON = 1u << 9,
+	T_MOVE = 1u << 10,
+	T_EVENT_FORK = 1u << 11,
+	T_EVENT_REMAP = 1u << 12,
+	T_EVENT_REMOVE = 1u << 13,
+	T_EVENT_UNMAP = 1u << 14,
+	T_THREAD_ID = 1u << 15,
+	T_SIGBUS = 1u << 16,
+	T_EXACT_ADDRESS = 1u << 17,
+	T_DEV_USERFAULTFD = 1u << 18,
+	T_SYSCALL = 1u << 19,
+	T_IOCTL_POISON = 1u << 20,
+	T_IOCTL_MOVE = 1u << 21,
+	/*
+	 * Reserved huge pages: the case runs holding the cross-program
+	 * hugetlb lock (see t_huge_lock()), so two test programs run in
+	 * parallel never take each other's pages.
+	 */
+	T_HUGE_PAGES = 1u << 31,
+};
+/* What the asynchronous watch (WP_ASYNC + PAGEMAP_SCAN) needs. */
+#define T_WATCH_ASYNC (T_WP_ASYNC | T_WP_UNPOPULATED | T_PAGEMAP_SCAN)
 
 struct t_case {
 	const char *name;
 	int (*fn)(void *arg);
 	void *arg;
 	unsigned timeout_s;	/* 0 = 30 */
+	unsigned needs;		/* enum t_need bits */
 };
 
 /* Run the cases; argv[1] (optional) is a substring filter, "-l" lists. */
@@ -70,6 +122,30 @@ void t_require(uint64_t feats);
 __attribute__((noreturn, format(printf, 1, 2))) void t_skip(const char *fmt, ...);
 /* True if every feature is present and not masked (no exit). */
 bool t_has(uint64_t feats);
+/* The library feature bits (fl_features()) that `needs` (enum t_need) stand for. */
+uint64_t t_needs_kernel_bits(unsigned needs);
+/* Skip or fail (as t_require) unless the kernel has `needs` (enum t_need); exits the case. */
+void t_require_needs(unsigned needs);
+/* Writes the names of `needs` ("POISON,MOVE,hugepages") to buf. */
+void t_needs_str(unsigned needs, char *buf, size_t len);
+/* FAULTLINE_REQUIRE_FEATURES=all: a missing feature or resource is a failure. */
+bool t_require_all(void);
+
+/* ---- huge pages --------------------------------------------------------- */
+/* Free 2 MiB huge pages in the pool now. */
+long t_free_huge_pages(void);
+/*
+ * Take the cross-program hugetlb lock (flock on a file in /dev/shm) for the
+ * rest of this case; a no-op when held (the harness takes it before forking
+ * a case that declares T_HUGE_PAGES). Blocks while another test program's
+ * hugetlb case runs.
+ */
+void t_huge_lock(void);
+/*
+ * Take the hugetlb lock, then skip the case (fail under
+ * FAULTLINE_REQUIRE_FEATURES=all) unless `len` bytes of huge pages are free.
+ */
+void t_need_huge(size_t len);
 
 /* ---- memory helpers --------------------------------------------------- */
 extern const enum fl_mem_type t_mem_types[3];
@@ -87,10 +163,50 @@ int t_uffd(uint64_t features);
 void t_fill_pattern(void *buf, size_t len, uint64_t offset, uint32_t seed);
 /* Returns the offset of the first mismatch, or -1 when buf matches. */
 long long t_check_pattern(const void *buf, size_t len, uint64_t offset, uint32_t seed);
+/* A malloc'ed buffer of `len` bytes holding pattern `seed` from `offset`. */
+void *t_pattern_buf(size_t len, uint64_t offset, uint32_t seed);
 /* Run fn in a forked child; returns its wait status. */
 int t_fork_wait(int (*fn)(void *), void *arg);
+/*
+ * Wait at most timeout_ms for child `pid` to exit: 0 and *ret_status set
+ * (ret_status may be NULL), or -ETIMEDOUT (the child is left running).
+ */
+int t_wait_pid(pid_t pid, unsigned timeout_ms, int *ret_status);
 /* Monotonic nanoseconds. */
 uint64_t t_now_ns(void);
+/* Sleep ms milliseconds (restarted on EINTR). */
+void t_sleep_ms(unsigned ms);
+/*
+ * Poll `cond` every millisecond until it is true or timeout_ms passes;
+ * evaluates to its last value. For counters bumped asynchronously.
+ */
+#define T_WAIT_FOR(cond, timeout_ms)                                          \
+	({                                                                    \
+		uint64_t _t_end = t_now_ns() + (uint64_t)(timeout_ms) * 1000000ull; \
+		bool _t_ok;                                                   \
+		while (!(_t_ok = (cond)) && t_now_ns() < _t_end)              \
+			t_sleep_ms(1);                                        \
+		_t_ok;                                                        \
+	})
+
+/* ---- files ---------------------------------------------------------------- */
+/* mkdtemp of "<prefix>-XXXXXX" into out (e.g. prefix "/tmp/fl-image"); asserts. */
+void t_tmpdir(char *out, size_t len, const char *prefix);
+/* Remove a directory tree (a case's t_tmpdir): 0, or -errno of the first failure. */
+int t_rmtree(const char *dir);
+/* "dir/name" in one of 8 rotating static buffers. */
+char *t_path_in(const char *dir, const char *name);
+/* Create (truncate) `path` holding buf; asserts. */
+void t_write_file(const char *path, const void *buf, size_t len);
+/* The whole of `path`, malloc'ed; *ret_len its size; asserts. */
+uint8_t *t_read_file(const char *path, size_t *ret_len);
+
+/* ---- /proc ---------------------------------------------------------------- */
+/*
+ * Pss (KiB) of process `pid`'s mappings that overlap [start, start+len) or,
+ * with `name`, that map a file whose name contains it ("/memfd:").
+ */
+long t_pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name);
 /* Log callback that forwards to t_log (for engines under test). */
 void t_log_cb(enum fl_log_level level, const char *msg, void *ctx);
 

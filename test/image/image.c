@@ -19,21 +19,6 @@
 
 static char dir[256];
 
-static void mkdir_tmp(void)
-{
-	snprintf(dir, sizeof(dir), "/tmp/fl-image-XXXXXX");
-	T_ASSERT(mkdtemp(dir) != NULL);
-}
-
-static char *path_in(const char *name)
-{
-	static char buf[4][512];
-	static int k;
-	char *p = buf[k++ & 3];
-	snprintf(p, 512, "%s/%s", dir, name);
-	return p;
-}
-
 /* npages of pattern with every 7th page zero. */
 static uint8_t *make_mem(size_t npages, uint32_t seed)
 {
@@ -70,13 +55,13 @@ static int t_roundtrip(void *arg)
 		t_skip("built without LZ4 support (-Dlz4=disabled): lz4-fixture checks -EOPNOTSUPP instead");
 	m = make_mem(np, 1);
 	out = malloc(np * PS);
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
 	if (lz4) /* make the data pages compressible */
 		for (size_t pg = 1; pg < np; pg++)
 			if (pg % 7)
 				memset(m + pg * PS, 0x5a, PS / 2);
-	write_image(path_in("a.img"), m, np, lz4 ? FL_IMAGE_LZ4 : 0, NULL);
-	T_OK(fl_image_open(path_in("a.img"), FL_IMAGE_OPEN_VERIFY, &img));
+	write_image(t_path_in(dir, "a.img"), m, np, lz4 ? FL_IMAGE_LZ4 : 0, NULL);
+	T_OK(fl_image_open(t_path_in(dir, "a.img"), FL_IMAGE_OPEN_VERIFY, &img));
 	T_OK(fl_image_info(img, &info));
 	T_ASSERT_EQ(info.version, 1);
 	T_ASSERT_EQ(info.nregions, 1);
@@ -108,10 +93,10 @@ static int t_chain(void *arg)
 	uint8_t *m = make_mem(np, 2), *snap[4], *out = malloc(np * PS);
 	const char *names[4] = { "c0.img", "c1.img", "c2.img", "c3.img" };
 
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
 	for (int level = 0; level < 4; level++) {
 		struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC,
-						  .parent = level ? path_in(names[level - 1]) : NULL };
+						  .parent = level ? t_path_in(dir, names[level - 1]) : NULL };
 		struct fl_image_region reg = { .length = np * PS };
 		struct fl_image_writer *w;
 		if (level) /* dirty some pages, including one that becomes zero */
@@ -123,7 +108,7 @@ static int t_chain(void *arg)
 			memset(m + 5 * PS, 0, PS);
 		snap[level] = malloc(np * PS);
 		memcpy(snap[level], m, np * PS);
-		T_OK(fl_image_writer_new(path_in(names[level]), &o, &w));
+		T_OK(fl_image_writer_new(t_path_in(dir, names[level]), &o, &w));
 		T_OK(fl_image_writer_add_region(w, &reg));
 		if (!level) {
 			T_OK(fl_image_writer_put(w, 0, 0, np, m));
@@ -138,7 +123,7 @@ static int t_chain(void *arg)
 	for (int level = 0; level < 4; level++) {
 		struct fl_image *img;
 		struct fl_image_info info = { .sz = sizeof(info) };
-		T_OK(fl_image_open(path_in(names[level]), FL_IMAGE_OPEN_VERIFY, &img));
+		T_OK(fl_image_open(t_path_in(dir, names[level]), FL_IMAGE_OPEN_VERIFY, &img));
 		fl_image_info(img, &info);
 		T_ASSERT_EQ(info.chain_depth, (unsigned)level);
 		if (level)
@@ -156,56 +141,34 @@ static int t_parent_mismatch(void *arg)
 	uint8_t *m = make_mem(np, 3);
 	struct fl_image *img;
 
-	mkdir_tmp();
-	write_image(path_in("p.img"), m, np, 0, NULL);
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
+	write_image(t_path_in(dir, "p.img"), m, np, 0, NULL);
 	m[100] ^= 1;
-	write_image(path_in("c.img"), m, np, 0, path_in("p.img"));
-	T_OK(fl_image_open(path_in("c.img"), 0, &img));
+	write_image(t_path_in(dir, "c.img"), m, np, 0, t_path_in(dir, "p.img"));
+	T_OK(fl_image_open(t_path_in(dir, "c.img"), 0, &img));
 	fl_image_close(img);
 	/* Replace the parent with different content: the child must refuse it. */
 	m[200] ^= 1;
-	write_image(path_in("p.img"), m, np, 0, NULL);
-	T_ASSERT_EQ(fl_image_open(path_in("c.img"), 0, &img), -ESTALE);
+	write_image(t_path_in(dir, "p.img"), m, np, 0, NULL);
+	T_ASSERT_EQ(fl_image_open(t_path_in(dir, "c.img"), 0, &img), -ESTALE);
 	/* Parent missing altogether. */
-	unlink(path_in("p.img"));
-	T_ASSERT_EQ(fl_image_open(path_in("c.img"), 0, &img), -ENOENT);
-	T_OK(fl_image_open(path_in("c.img"), FL_IMAGE_OPEN_NO_PARENT, &img));
+	unlink(t_path_in(dir, "p.img"));
+	T_ASSERT_EQ(fl_image_open(t_path_in(dir, "c.img"), 0, &img), -ENOENT);
+	T_OK(fl_image_open(t_path_in(dir, "c.img"), FL_IMAGE_OPEN_NO_PARENT, &img));
 	fl_image_close(img);
 	/* An incremental image with a different layout is refused at write. */
 	{
-		struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC, .parent = path_in("c.img") };
+		struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC, .parent = t_path_in(dir, "c.img") };
 		struct fl_image_writer *w;
 		struct fl_image_region reg = { .length = 2 * np * PS };
-		write_image(path_in("p.img"), m, np, 0, NULL); /* (c.img still names the old one) */
-		o.parent = path_in("p.img");
-		T_OK(fl_image_writer_new(path_in("bad.img"), &o, &w));
+		write_image(t_path_in(dir, "p.img"), m, np, 0, NULL); /* (c.img still names the old one) */
+		o.parent = t_path_in(dir, "p.img");
+		T_OK(fl_image_writer_new(t_path_in(dir, "bad.img"), &o, &w));
 		T_OK(fl_image_writer_add_region(w, &reg));
 		T_ASSERT_EQ(fl_image_writer_put(w, 0, 0, 1, m), -ESTALE);
 		fl_image_writer_abort(w);
 	}
 	return T_PASS;
-}
-
-static uint8_t *read_file(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	struct stat st;
-	uint8_t *b;
-	T_ASSERT(fd >= 0);
-	fstat(fd, &st);
-	b = malloc((size_t)st.st_size);
-	T_ASSERT(read(fd, b, (size_t)st.st_size) == st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
-
-static void write_file(const char *path, const uint8_t *b, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	T_ASSERT(fd >= 0);
-	T_ASSERT(write(fd, b, len) == (ssize_t)len);
-	close(fd);
 }
 
 /* Flip one byte at every offset of the metadata (header block, region
@@ -218,9 +181,9 @@ static int t_damage_sweep(void *arg)
 	struct fl_image *img;
 	unsigned opened = 0, refused = 0;
 
-	mkdir_tmp();
-	write_image(path_in("a.img"), m, np, 0, NULL);
-	orig = read_file(path_in("a.img"), &len);
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
+	write_image(t_path_in(dir, "a.img"), m, np, 0, NULL);
+	orig = t_read_file(t_path_in(dir, "a.img"), &len);
 	b = malloc(len);
 	/* metadata: header block, then from the end of data to the end */
 	data_end = 4096 + (np - (np + 6) / 7) * PS;
@@ -232,8 +195,8 @@ static int t_damage_sweep(void *arg)
 			continue; /* sample the data area */
 		memcpy(b, orig, len);
 		b[off] ^= (uint8_t)(1u << (off % 8));
-		write_file(path_in("d.img"), b, len);
-		r = fl_image_open(path_in("d.img"), 0, &img);
+		t_write_file(t_path_in(dir, "d.img"), b, len);
+		r = fl_image_open(t_path_in(dir, "d.img"), 0, &img);
 		if (meta) {
 			T_ASSERT(r == -EBADMSG || r == -EPROTO, "flip at %zu: open returned %d", off, r);
 			refused++;
@@ -251,21 +214,21 @@ static int t_damage_sweep(void *arg)
 	/* truncation at every 97th length and the last bytes */
 	for (size_t cut = 0; cut < len; cut += (cut > len - 80 ? 1 : 97)) {
 		int r;
-		write_file(path_in("t.img"), orig, cut);
-		r = fl_image_open(path_in("t.img"), 0, &img);
+		t_write_file(t_path_in(dir, "t.img"), orig, cut);
+		r = fl_image_open(t_path_in(dir, "t.img"), 0, &img);
 		T_ASSERT(r == -EBADMSG || r == -EPROTO, "truncated to %zu: %d", cut, r);
 	}
 	/* wrong magic, wrong version */
 	memcpy(b, orig, len);
 	memcpy(b, "NOTANIMG", 8);
-	write_file(path_in("m.img"), b, len);
-	T_ASSERT_EQ(fl_image_open(path_in("m.img"), 0, &img), -EPROTO);
+	t_write_file(t_path_in(dir, "m.img"), b, len);
+	T_ASSERT_EQ(fl_image_open(t_path_in(dir, "m.img"), 0, &img), -EPROTO);
 	memcpy(b, orig, len);
 	b[8] = 2;
-	write_file(path_in("v.img"), b, len);
-	T_ASSERT_EQ(fl_image_open(path_in("v.img"), 0, &img), -EPROTO);
+	t_write_file(t_path_in(dir, "v.img"), b, len);
+	T_ASSERT_EQ(fl_image_open(t_path_in(dir, "v.img"), 0, &img), -EPROTO);
 	/* not a file we can read */
-	T_ASSERT_EQ(fl_image_open(path_in("missing.img"), 0, &img), -ENOENT);
+	T_ASSERT_EQ(fl_image_open(t_path_in(dir, "missing.img"), 0, &img), -ENOENT);
 	return T_PASS;
 }
 
@@ -293,13 +256,13 @@ static int t_full_disk(void *arg)
 
 	if (geteuid() != 0)
 		t_skip("needs root to mount a small tmpfs");
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
 	T_ASSERT(unshare(CLONE_NEWNS) == 0, "unshare: %s", strerror(errno));
 	T_ASSERT(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0);
 	T_ASSERT(mount("tmpfs", dir, "tmpfs", 0, "size=2m") == 0, "mount: %s", strerror(errno));
 	/* a pre-existing image at the target must survive a failed write */
-	write_file(path_in("a.img"), (const uint8_t *)"old", 3);
-	r = fl_image_writer_new(path_in("a.img"), &o, &w);
+	t_write_file(t_path_in(dir, "a.img"), (const uint8_t *)"old", 3);
+	r = fl_image_writer_new(t_path_in(dir, "a.img"), &o, &w);
 	T_OK(r);
 	T_OK(fl_image_writer_add_region(w, &reg));
 	r = fl_image_writer_put(w, 0, 0, np, m);
@@ -311,11 +274,11 @@ static int t_full_disk(void *arg)
 	T_ASSERT_EQ(count_entries(dir), 1); /* only the old file, no temp, no partial */
 	{
 		size_t len;
-		uint8_t *b = read_file(path_in("a.img"), &len);
+		uint8_t *b = t_read_file(t_path_in(dir, "a.img"), &len);
 		T_ASSERT(len == 3 && memcmp(b, "old", 3) == 0);
 	}
 	/* abort leaves nothing either */
-	T_OK(fl_image_writer_new(path_in("b.img"), &o, &w));
+	T_OK(fl_image_writer_new(t_path_in(dir, "b.img"), &o, &w));
 	fl_image_writer_abort(w);
 	T_ASSERT_EQ(count_entries(dir), 1);
 	return T_PASS;
@@ -349,8 +312,8 @@ static int t_any_order_threads(void *arg)
 	pthread_t th[4];
 	struct put_arg a[4];
 
-	mkdir_tmp();
-	T_OK(fl_image_writer_new(path_in("a.img"), &o, &w));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
+	T_OK(fl_image_writer_new(t_path_in(dir, "a.img"), &o, &w));
 	T_OK(fl_image_writer_add_region(w, &reg));
 	T_ASSERT_EQ(fl_image_writer_add_region(w, &reg) >= 0 ? 0 : 1, 0); /* second region ok before pages */
 	for (int i = 0; i < 4; i++) {
@@ -370,7 +333,7 @@ static int t_any_order_threads(void *arg)
 	T_ASSERT_EQ(fl_image_writer_put(w, 0, np, 1, m), -ERANGE);
 	T_ASSERT_EQ(fl_image_writer_put(w, 7, 0, 1, m), -EINVAL);
 	T_OK(fl_image_writer_finish(w, NULL));
-	T_OK(fl_image_open(path_in("a.img"), 0, &img));
+	T_OK(fl_image_open(t_path_in(dir, "a.img"), 0, &img));
 	T_OK(fl_image_restore(img, 0, out));
 	T_ASSERT(memcmp(out, m, np * PS) == 0);
 	/* region 1 was never written: absent, never zeros */
@@ -400,14 +363,14 @@ static int t_lazy_corrupt_page(void *arg)
 	uint64_t off;
 	unsigned sigbus = 0;
 
-	mkdir_tmp();
-	write_image(path_in("a.img"), m, np, 0, NULL);
-	b = read_file(path_in("a.img"), &len);
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
+	write_image(t_path_in(dir, "a.img"), m, np, 0, NULL);
+	b = t_read_file(t_path_in(dir, "a.img"), &len);
 	/* page 10 is the 9th data page written (pages 0 and 7 are zero) */
 	off = 4096 + 8 * PS + 100;
 	b[off] ^= 0xff;
-	write_file(path_in("a.img"), b, len);
-	T_OK(fl_image_open(path_in("a.img"), 0, &img));
+	t_write_file(t_path_in(dir, "a.img"), b, len);
+	T_OK(fl_image_open(t_path_in(dir, "a.img"), 0, &img));
 	T_OK(fl_image_store_new(img, 0, &st));
 	T_OK(fl_engine_new(&eo, &e));
 	T_OK(fl_engine_start(e));
@@ -507,8 +470,8 @@ static int t_lz4_fixture(void *arg)
 	}
 
 	/* Without LZ4: writing compressed pages is refused up front... */
-	mkdir_tmp();
-	T_ASSERT_EQ(fl_image_writer_new(path_in("c.img"), &wo, &w), -EOPNOTSUPP);
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
+	T_ASSERT_EQ(fl_image_writer_new(t_path_in(dir, "c.img"), &wo, &w), -EOPNOTSUPP);
 	T_ASSERT(w == NULL);
 	/* ...every LZ4 page fails to read with -EOPNOTSUPP and leaves the
 	 * buffer alone, the others read as they are... */
@@ -580,12 +543,12 @@ static int t_bad_args(void *arg)
 	struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = 1u << 20 };
 	struct fl_image_region reg = { .length = 100 };
 
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
 	T_ASSERT_EQ(fl_image_writer_new(NULL, NULL, &w), -EINVAL);
-	T_ASSERT_EQ(fl_image_writer_new(path_in("x.img"), &o, &w), -EINVAL);
+	T_ASSERT_EQ(fl_image_writer_new(t_path_in(dir, "x.img"), &o, &w), -EINVAL);
 	T_ASSERT_EQ(fl_image_open(NULL, 0, &img), -EINVAL);
-	T_ASSERT_EQ(fl_image_open(path_in("x.img"), 1u << 20, &img), -EINVAL);
-	T_OK(fl_image_writer_new(path_in("x.img"), NULL, &w));
+	T_ASSERT_EQ(fl_image_open(t_path_in(dir, "x.img"), 1u << 20, &img), -EINVAL);
+	T_OK(fl_image_writer_new(t_path_in(dir, "x.img"), NULL, &w));
 	T_ASSERT_EQ(fl_image_writer_add_region(w, &reg), -EINVAL); /* not page-multiple */
 	T_ASSERT_EQ(fl_image_writer_put(w, 0, 0, 1, NULL), -EINVAL);
 	fl_image_writer_abort(w);

@@ -10,26 +10,7 @@
 
 uint64_t kt_features_for(enum fl_mem_type mem, unsigned modes)
 {
-	uint64_t f = 0;
-
-	if (modes & FL_REG_MISSING) {
-		if (mem == FL_MEM_SHMEM)
-			f |= UFFD_FEATURE_MISSING_SHMEM;
-		else if (mem == FL_MEM_HUGETLB)
-			f |= UFFD_FEATURE_MISSING_HUGETLBFS;
-	}
-	if (modes & FL_REG_WP) {
-		f |= UFFD_FEATURE_PAGEFAULT_FLAG_WP;
-		if (mem != FL_MEM_ANON)
-			f |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
-	}
-	if (modes & FL_REG_MINOR) {
-		if (mem == FL_MEM_SHMEM)
-			f |= UFFD_FEATURE_MINOR_SHMEM;
-		else if (mem == FL_MEM_HUGETLB)
-			f |= UFFD_FEATURE_MINOR_HUGETLBFS;
-	}
-	return f;
+	return t_needs_kernel_bits(KT_NEEDS(mem, modes));
 }
 
 int kt_uffd_for(enum fl_mem_type mem, unsigned modes, uint64_t extra_features)
@@ -38,14 +19,6 @@ int kt_uffd_for(enum fl_mem_type mem, unsigned modes, uint64_t extra_features)
 
 	t_require(f);
 	return t_uffd(f);
-}
-
-void kt_msleep(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
 }
 
 void kt_read_msg(int uffd, struct uffd_msg *msg, int timeout_ms)
@@ -109,7 +82,7 @@ void kt_wait_pending(int uffd, long n, int timeout_ms)
 		T_ASSERT(t_now_ns() < deadline,
 			 "only %ld of %ld faults pending after %d ms", have, n,
 			 timeout_ms);
-		kt_msleep(1);
+		t_sleep_ms(1);
 	}
 }
 
@@ -210,7 +183,7 @@ void kt_touch_start(struct kt_toucher *t, void *addr, enum kt_access access,
 	T_ASSERT(pthread_create(&t->thread, NULL, toucher_main, t) == 0);
 	while (!atomic_load(&t->started)) {
 		T_ASSERT(t_now_ns() < deadline, "toucher thread did not start");
-		kt_msleep(1);
+		t_sleep_ms(1);
 	}
 }
 
@@ -221,28 +194,19 @@ void kt_touch_join(struct kt_toucher *t, int timeout_ms)
 	while (!atomic_load(&t->done)) {
 		T_ASSERT(t_now_ns() < deadline,
 			 "faulting thread still blocked after %d ms", timeout_ms);
-		kt_msleep(1);
+		t_sleep_ms(1);
 	}
 	T_ASSERT(pthread_join(t->thread, NULL) == 0);
 }
 
 void kt_touch_still_blocked(struct kt_toucher *t, int ms)
 {
-	kt_msleep(ms);
+	t_sleep_ms(ms);
 	T_ASSERT(!atomic_load(&t->done),
 		 "faulting thread woke up although nothing woke it");
 }
 
 /* ---- data -------------------------------------------------------------- */
-void *kt_pattern_buf(size_t len, uint32_t seed)
-{
-	void *p = malloc(len);
-
-	T_ASSERT(p != NULL);
-	t_fill_pattern(p, len, 0, seed);
-	return p;
-}
-
 void kt_assert_pattern(const void *p, size_t len, uint64_t offset, uint32_t seed)
 {
 	long long bad = t_check_pattern(p, len, offset, seed);

@@ -23,7 +23,22 @@
 /* Default deadline for things that should happen "at once". */
 #define KT_TIMEOUT_MS 5000
 
-/* UFFD_FEATURE_* a uffd should ask for to use `modes` (FL_REG_*) on `mem`. */
+/*
+ * What registering `modes` (FL_REG_*) on `mem` needs (enum t_need): a
+ * constant expression, for case tables; hugetlb also takes T_HUGE_PAGES.
+ */
+#define KT_NEEDS(mem, modes)                                                   \
+	((mem) == FL_MEM_ANON ? (((modes) & FL_REG_WP) ? T_WP : 0u) :          \
+	 (mem) == FL_MEM_SHMEM ?                                               \
+		((((modes) & FL_REG_MISSING) ? T_MISSING_SHMEM : 0u) |         \
+		 (((modes) & FL_REG_WP) ? T_WP | T_WP_SHMEM_HUGETLB : 0u) |    \
+		 (((modes) & FL_REG_MINOR) ? T_MINOR_SHMEM : 0u)) :            \
+		(T_HUGE_PAGES |                                                \
+		 (((modes) & FL_REG_MISSING) ? T_MISSING_HUGETLB : 0u) |       \
+		 (((modes) & FL_REG_WP) ? T_WP | T_WP_SHMEM_HUGETLB : 0u) |    \
+		 (((modes) & FL_REG_MINOR) ? T_MINOR_HUGETLB : 0u)))
+
+/* Kernel feature bits a uffd should ask for to use `modes` (FL_REG_*) on `mem`. */
 uint64_t kt_features_for(enum fl_mem_type mem, unsigned modes);
 /* t_require() the features for `modes` on `mem`, and a uffd that has them. */
 int kt_uffd_for(enum fl_mem_type mem, unsigned modes, uint64_t extra_features);
@@ -72,14 +87,10 @@ void kt_touch_still_blocked(struct kt_toucher *t, int ms);
  */
 bool kt_catch_sigbus(void (*fn)(void *), void *arg);
 
-/* A source buffer of `len` bytes holding pattern `seed` from offset 0. */
-void *kt_pattern_buf(size_t len, uint32_t seed);
 /* Assert [p, p+len) holds pattern `seed` from `offset`. */
 void kt_assert_pattern(const void *p, size_t len, uint64_t offset, uint32_t seed);
 /* Assert [p, p+len) is all zeros. */
 void kt_assert_zero(const void *p, size_t len);
 
-/* Sleep ms milliseconds. */
-void kt_msleep(int ms);
 
 #endif

@@ -473,16 +473,16 @@ static int test_masked(void *arg)
 }
 
 static const struct t_case cases[] = {
-	{ "written", test_written, NULL, 0 },
-	{ "present_written", test_present_written, NULL, 0 },
-	{ "present", test_present, NULL, 0 },
-	{ "get_and_reset", test_get_and_reset, NULL, 0 },
-	{ "max_pages", test_max_pages, NULL, 0 },
-	{ "walk_end", test_walk_end, NULL, 0 },
-	{ "scan_all", test_scan_all, NULL, 0 },
-	{ "other_process", test_other_process, NULL, 0 },
-	{ "errors", test_errors, NULL, 0 },
-	{ "masked", test_masked, NULL, 0 },
+	{ "written", test_written, NULL, 0, T_WATCH_ASYNC },
+	{ "present_written", test_present_written, NULL, 0, T_WATCH_ASYNC },
+	{ "present", test_present, NULL, 0, T_PAGEMAP_SCAN },
+	{ "get_and_reset", test_get_and_reset, NULL, 0, T_WATCH_ASYNC },
+	{ "max_pages", test_max_pages, NULL, 0, T_WATCH_ASYNC },
+	{ "walk_end", test_walk_end, NULL, 0, T_WATCH_ASYNC },
+	{ "scan_all", test_scan_all, NULL, 0, T_WATCH_ASYNC },
+	{ "other_process", test_other_process, NULL, 0, T_PAGEMAP_SCAN },
+	{ "errors", test_errors, NULL, 0, T_PAGEMAP_SCAN },
+	{ "masked", test_masked, NULL, 0, T_PAGEMAP_SCAN },
 };
 
 int main(int argc, char **argv)

@@ -132,7 +132,7 @@ static int test_kernel_fault(void *arg)
 			T_ASSERT(kt_uffd_pending(fd) == 0,
 				 "user-mode-only uffd caught the kernel's fault");
 			T_ASSERT(t_now_ns() < deadline, "read(2) neither failed nor faulted");
-			kt_msleep(1);
+			t_sleep_ms(1);
 		}
 		pthread_join(th, NULL);
 		T_ASSERT_EQ(rd.ret, -1);
@@ -141,7 +141,7 @@ static int test_kernel_fault(void *arg)
 		{
 			struct kt_toucher t;
 			struct uffd_msg msg;
-			src = kt_pattern_buf(page, 7);
+			src = t_pattern_buf(page, 0, 7);
 			kt_touch_start(&t, area + 5, KT_READ, 0);
 			kt_expect_fault(fd, &msg, area, page);
 			T_OK(fl_uffd_copy(fd, area, src, page, 0, NULL));
@@ -154,12 +154,12 @@ static int test_kernel_fault(void *arg)
 		kt_expect_fault(fd, &msg, area, page);
 		T_ASSERT(fl_msg_fault_write(&msg), "copy_to_user is a write fault");
 		T_ASSERT(!atomic_load(&rd.done), "read(2) finished before the fault was resolved");
-		src = kt_pattern_buf(page, 8);
+		src = t_pattern_buf(page, 0, 8);
 		T_OK(fl_uffd_copy(fd, area, src, page, 0, NULL));
 		deadline = t_now_ns() + KT_TIMEOUT_MS * 1000000ull;
 		while (!atomic_load(&rd.done)) {
 			T_ASSERT(t_now_ns() < deadline, "read(2) not woken");
-			kt_msleep(1);
+			t_sleep_ms(1);
 		}
 		pthread_join(th, NULL);
 		T_ASSERT_EQ(rd.ret, (ssize_t)sizeof(data));
@@ -332,7 +332,7 @@ static int test_api_request_sigbus(void *arg)
 	T_ASSERT_EQ(kt_uffd_pending(fd), 0);
 	/* Resolved pages are plain memory. */
 	{
-		char *src = kt_pattern_buf(page, 3);
+		char *src = t_pattern_buf(page, 0, 3);
 		T_OK(fl_uffd_copy(fd, area + page, src, page, 0, NULL));
 		T_ASSERT(!kt_catch_sigbus(touch_read, area + page));
 		kt_assert_pattern(area + page, page, 0, 3);
@@ -621,23 +621,23 @@ static const struct t_case cases[] = {
 	{ "create_cloexec", test_create_flags, (void *)&cf_cloexec, 0 },
 	{ "create_nonblock", test_create_flags, (void *)&cf_nonblock, 0 },
 	{ "create_cloexec_nonblock", test_create_flags, (void *)&cf_both, 0 },
-	{ "create_use_dev", test_create_flags, (void *)&cf_dev, 0 },
-	{ "create_use_dev_nonblock", test_create_flags, (void *)&cf_dev_nonblock, 0 },
-	{ "create_use_syscall", test_create_flags, (void *)&cf_syscall, 0 },
+	{ "create_use_dev", test_create_flags, (void *)&cf_dev, 0, T_DEV_USERFAULTFD },
+	{ "create_use_dev_nonblock", test_create_flags, (void *)&cf_dev_nonblock, 0, T_DEV_USERFAULTFD },
+	{ "create_use_syscall", test_create_flags, (void *)&cf_syscall, 0, T_SYSCALL },
 	{ "create_user_mode_only", test_create_flags, (void *)&cf_umo, 0 },
 	{ "create_invalid", test_create_invalid, NULL, 0 },
-	{ "create_use_dev_masked", test_create_dev_masked, NULL, 0 },
-	{ "create_without_syscall", test_create_without_syscall, NULL, 0 },
+	{ "create_use_dev_masked", test_create_dev_masked, NULL, 0, T_DEV_USERFAULTFD },
+	{ "create_without_syscall", test_create_without_syscall, NULL, 0, T_DEV_USERFAULTFD },
 	{ "kernel_fault_default", test_kernel_fault, (void *)&kf_default, 10 },
-	{ "kernel_fault_use_dev", test_kernel_fault, (void *)&kf_dev, 10 },
-	{ "kernel_fault_use_syscall", test_kernel_fault, (void *)&kf_syscall, 10 },
+	{ "kernel_fault_use_dev", test_kernel_fault, (void *)&kf_dev, 10, T_DEV_USERFAULTFD },
+	{ "kernel_fault_use_syscall", test_kernel_fault, (void *)&kf_syscall, 10, T_SYSCALL },
 	{ "kernel_fault_user_mode_only", test_kernel_fault, (void *)&kf_umo, 10 },
 	{ "api_reports", test_api_reports, NULL, 0 },
 	{ "api_request_all", test_api_request_all, NULL, 0 },
-	{ "api_request_sigbus", test_api_request_sigbus, NULL, 0 },
+	{ "api_request_sigbus", test_api_request_sigbus, NULL, 0, T_SIGBUS },
 	{ "api_twice", test_api_twice, NULL, 0 },
 	{ "api_unknown_feature", test_api_unknown_feature, NULL, 0 },
-	{ "api_masked_feature", test_api_masked_feature, NULL, 0 },
+	{ "api_masked_feature", test_api_masked_feature, NULL, 0, T_POISON },
 	{ "api_bad_fd", test_api_bad_fd, NULL, 0 },
 	{ "features_probe", test_features_probe, NULL, 0 },
 	{ "features_probe_masked", test_features_probe_masked, NULL, 0 },

@@ -62,7 +62,7 @@ static int child_main(int sock, bool send_fd)
  */
 static int serve_child(int uffd, pid_t pid, const struct range_info *info, unsigned *ret_faults)
 {
-	uint8_t *src = kt_pattern_buf(info->len, SEED);
+	uint8_t *src = t_pattern_buf(info->len, 0, SEED);
 	uint64_t deadline = t_now_ns() + KT_TIMEOUT_MS * 1000000ull;
 	const size_t page = t_page_size(FL_MEM_ANON);
 	unsigned faults = 0;

@@ -23,7 +23,7 @@ static int test_read_batch(void *arg)
 	unsigned seen = 0;
 	int uffd = t_uffd(0), n;
 	char *area = t_map(FL_MEM_ANON, N * page, NULL);
-	uint8_t *src = kt_pattern_buf(N * page, 51);
+	uint8_t *src = t_pattern_buf(N * page, 0, 51);
 
 	T_OK(fl_uffd_register(uffd, area, N * page, FL_REG_MISSING, NULL));
 	for (int i = 0; i < N; i++)
@@ -150,7 +150,7 @@ static int test_flags(void *arg)
 	} else if (c->modes & FL_REG_WP) {
 		T_OK(fl_uffd_writeprotect(uffd, area, page, 0));
 	} else {
-		void *src = kt_pattern_buf(page, 52);
+		void *src = t_pattern_buf(page, 0, 52);
 		T_OK(fl_uffd_copy(uffd, area, src, page, 0, NULL));
 	}
 	kt_touch_join(&t, KT_TIMEOUT_MS);
@@ -263,7 +263,7 @@ static void op_join(struct op_thread *o)
 
 	while (!atomic_load(&o->done)) {
 		T_ASSERT(t_now_ns() < deadline, "event-raising call did not return");
-		kt_msleep(1);
+		t_sleep_ms(1);
 	}
 	pthread_join(o->thread, NULL);
 }
@@ -290,7 +290,7 @@ static int test_event_fork(void *arg)
 	const size_t page = t_page_size(FL_MEM_ANON);
 	struct op_thread o = { 0 };
 	struct uffd_msg msg;
-	uint8_t *src = kt_pattern_buf(page, 53);
+	uint8_t *src = t_pattern_buf(page, 0, 53);
 	int uffd, child_uffd, status;
 	char *area;
 
@@ -405,7 +405,7 @@ static int test_event_remove(void *arg)
 	struct op_thread o = { 0 };
 	struct kt_toucher t;
 	struct uffd_msg msg;
-	uint8_t *src = kt_pattern_buf(len, 54);
+	uint8_t *src = t_pattern_buf(len, 0, 54);
 	int uffd;
 	char *area;
 
@@ -513,22 +513,22 @@ static const struct t_case cases[] = {
 	{ "read_empty", test_read_empty, NULL, 0 },
 	{ "flags_missing_read", test_flags, (void *)&fc_missing_read, 0 },
 	{ "flags_missing_write", test_flags, (void *)&fc_missing_write, 0 },
-	{ "flags_missing_write_shmem", test_flags, (void *)&fc_missing_write_shmem, 0 },
-	{ "flags_wp_write", test_flags, (void *)&fc_wp_write, 0 },
-	{ "flags_wp_write_shmem", test_flags, (void *)&fc_wp_write_shmem, 0 },
-	{ "flags_minor_read", test_flags, (void *)&fc_minor_read, 0 },
-	{ "flags_minor_write", test_flags, (void *)&fc_minor_write, 0 },
-	{ "flags_minor_read_hugetlb", test_flags, (void *)&fc_minor_read_hugetlb, 0 },
-	{ "thread_id", test_thread_id, (void *)1, 0 },
+	{ "flags_missing_write_shmem", test_flags, (void *)&fc_missing_write_shmem, 0, KT_NEEDS(FL_MEM_SHMEM, FL_REG_MISSING) },
+	{ "flags_wp_write", test_flags, (void *)&fc_wp_write, 0, KT_NEEDS(FL_MEM_ANON, FL_REG_WP) },
+	{ "flags_wp_write_shmem", test_flags, (void *)&fc_wp_write_shmem, 0, KT_NEEDS(FL_MEM_SHMEM, FL_REG_WP) },
+	{ "flags_minor_read", test_flags, (void *)&fc_minor_read, 0, KT_NEEDS(FL_MEM_SHMEM, FL_REG_MINOR) },
+	{ "flags_minor_write", test_flags, (void *)&fc_minor_write, 0, KT_NEEDS(FL_MEM_SHMEM, FL_REG_MINOR) },
+	{ "flags_minor_read_hugetlb", test_flags, (void *)&fc_minor_read_hugetlb, 0, KT_NEEDS(FL_MEM_HUGETLB, FL_REG_MINOR) },
+	{ "thread_id", test_thread_id, (void *)1, 0, T_THREAD_ID },
 	{ "thread_id_off", test_thread_id, NULL, 0 },
-	{ "exact_address", test_exact_address, (void *)1, 0 },
+	{ "exact_address", test_exact_address, (void *)1, 0, T_EXACT_ADDRESS },
 	{ "exact_address_off", test_exact_address, NULL, 0 },
-	{ "event_fork", test_event_fork, NULL, 0 },
+	{ "event_fork", test_event_fork, NULL, 0, T_EVENT_FORK },
 	{ "fork_without_event", test_fork_without_event, NULL, 0 },
-	{ "event_remap", test_event_remap, NULL, 0 },
-	{ "event_remove_anon", test_event_remove, NULL, 0 },
-	{ "event_remove_shmem", test_event_remove, (void *)1, 0 },
-	{ "event_unmap", test_event_unmap, NULL, 0 },
+	{ "event_remap", test_event_remap, NULL, 0, T_EVENT_REMAP },
+	{ "event_remove_anon", test_event_remove, NULL, 0, T_EVENT_REMOVE },
+	{ "event_remove_shmem", test_event_remove, (void *)1, 0, T_EVENT_REMOVE | T_MISSING_SHMEM },
+	{ "event_unmap", test_event_unmap, NULL, 0, T_EVENT_UNMAP },
 	{ "event_names", test_event_names, NULL, 0 },
 };
 

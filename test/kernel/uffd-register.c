@@ -82,7 +82,7 @@ static void check_catches(int uffd, enum fl_mem_type mem, char *area, unsigned m
 	struct uffd_msg msg;
 
 	if (modes & FL_REG_MISSING) {
-		void *src = kt_pattern_buf(page, 11);
+		void *src = t_pattern_buf(page, 0, 11);
 
 		kt_touch_start(&t, area + 17, KT_READ, 0);
 		kt_expect_fault(uffd, &msg, area, page);
@@ -278,7 +278,7 @@ static void expect_not_caught(int uffd, char *addr, uint8_t expect)
 		T_ASSERT(kt_uffd_pending(uffd) == 0,
 			 "fault on an unregistered range reached the uffd");
 		T_ASSERT(t_now_ns() < deadline, "touch of an unregistered page hangs");
-		kt_msleep(1);
+		t_sleep_ms(1);
 	}
 	kt_touch_join(&t, KT_TIMEOUT_MS);
 	T_ASSERT_EQ(t.read_value, expect);
@@ -363,23 +363,23 @@ int main(int argc, char **argv)
 			char *name = names[m * 7 + i];
 			snprintf(name, sizeof(names[0]), "register_%s_%s", mode_names[i],
 				 t_mem_name(t_mem_types[m]));
-			cases[n++] = (struct t_case){ name, test_register,
-						      (void *)&reg_cases[m][i], 0 };
+			cases[n++] = (struct t_case){ name, test_register, (void *)&reg_cases[m][i], 0,
+						      KT_NEEDS(reg_cases[m][i].mem, reg_cases[m][i].modes) };
 		}
 	}
 	cases[n++] = (struct t_case){ "register_bad_modes", test_bad_modes, NULL, 0 };
 	cases[n++] = (struct t_case){ "register_bad_range_anon", test_bad_range, (void *)&mem_anon, 0 };
-	cases[n++] = (struct t_case){ "register_bad_range_shmem", test_bad_range, (void *)&mem_shmem, 0 };
-	cases[n++] = (struct t_case){ "register_bad_range_hugetlb", test_bad_range, (void *)&mem_hugetlb, 0 };
+	cases[n++] = (struct t_case){ "register_bad_range_shmem", test_bad_range, (void *)&mem_shmem, 0, KT_NEEDS(FL_MEM_SHMEM, FL_REG_MISSING) };
+	cases[n++] = (struct t_case){ "register_bad_range_hugetlb", test_bad_range, (void *)&mem_hugetlb, 0, KT_NEEDS(FL_MEM_HUGETLB, FL_REG_MISSING) };
 	cases[n++] = (struct t_case){ "register_unmapped", test_unmapped, NULL, 0 };
 	cases[n++] = (struct t_case){ "register_ebusy_anon", test_ebusy, (void *)&mem_anon, 0 };
-	cases[n++] = (struct t_case){ "register_ebusy_shmem", test_ebusy, (void *)&mem_shmem, 0 };
-	cases[n++] = (struct t_case){ "register_ebusy_hugetlb", test_ebusy, (void *)&mem_hugetlb, 0 };
+	cases[n++] = (struct t_case){ "register_ebusy_shmem", test_ebusy, (void *)&mem_shmem, 0, KT_NEEDS(FL_MEM_SHMEM, FL_REG_MISSING) };
+	cases[n++] = (struct t_case){ "register_ebusy_hugetlb", test_ebusy, (void *)&mem_hugetlb, 0, KT_NEEDS(FL_MEM_HUGETLB, FL_REG_MISSING) };
 	cases[n++] = (struct t_case){ "register_before_api", test_before_api, NULL, 0 };
 	cases[n++] = (struct t_case){ "unregister_anon", test_unregister, (void *)&mem_anon, 0 };
-	cases[n++] = (struct t_case){ "unregister_shmem", test_unregister, (void *)&mem_shmem, 0 };
-	cases[n++] = (struct t_case){ "unregister_hugetlb", test_unregister, (void *)&mem_hugetlb, 0 };
+	cases[n++] = (struct t_case){ "unregister_shmem", test_unregister, (void *)&mem_shmem, 0, KT_NEEDS(FL_MEM_SHMEM, FL_REG_MISSING) };
+	cases[n++] = (struct t_case){ "unregister_hugetlb", test_unregister, (void *)&mem_hugetlb, 0, KT_NEEDS(FL_MEM_HUGETLB, FL_REG_MISSING) };
 	cases[n++] = (struct t_case){ "unregister_partial", test_unregister_partial, NULL, 0 };
-	cases[n++] = (struct t_case){ "register_ioctls_masked", test_ioctls_masked, NULL, 0 };
+	cases[n++] = (struct t_case){ "register_ioctls_masked", test_ioctls_masked, NULL, 0, T_IOCTL_POISON | T_IOCTL_MOVE };
 	return t_main(argc, argv, cases, n);
 }

@@ -67,7 +67,7 @@ static int test_copy(void *arg)
 	uint8_t *src;
 
 	setup(&e, MEM(arg), npages_for(MEM(arg), 4), FL_REG_MISSING, 0);
-	src = kt_pattern_buf(e.len, 21);
+	src = t_pattern_buf(e.len, 0, 21);
 	kt_touch_start(&t, e.area + e.page + 33, KT_READ, 0);
 	kt_expect_fault(e.uffd, &msg, e.area + e.page, e.page);
 	T_OK(fl_uffd_copy(e.uffd, e.area, src, e.len, 0, &done));
@@ -87,7 +87,7 @@ static int test_copy_dontwake(void *arg)
 	uint8_t *src;
 
 	setup(&e, MEM(arg), npages_for(MEM(arg), 2), FL_REG_MISSING, 0);
-	src = kt_pattern_buf(e.page, 22);
+	src = t_pattern_buf(e.page, 0, 22);
 	kt_touch_start(&t, e.area + 9, KT_READ, 0);
 	kt_expect_fault(e.uffd, &msg, e.area, e.page);
 	T_OK(fl_uffd_copy(e.uffd, e.area, src, e.page, FL_DONTWAKE, &done));
@@ -109,7 +109,7 @@ static int test_copy_wp(void *arg)
 	uint8_t *src;
 
 	setup(&e, MEM(arg), npages_for(MEM(arg), 2), FL_REG_MISSING | FL_REG_WP, 0);
-	src = kt_pattern_buf(e.page, 23);
+	src = t_pattern_buf(e.page, 0, 23);
 	kt_touch_start(&t, e.area + 40, KT_READ, 0);
 	kt_expect_fault(e.uffd, &msg, e.area, e.page);
 	T_ASSERT(!fl_msg_fault_wp(&msg));
@@ -142,7 +142,7 @@ static int test_zeropage(void *arg)
 	uint8_t *src;
 
 	setup(&e, MEM(arg), npages_for(MEM(arg), 2), FL_REG_MISSING, 0);
-	src = kt_pattern_buf(e.page, 24);
+	src = t_pattern_buf(e.page, 0, 24);
 	kt_touch_start(&t, e.area + e.page + 3, KT_READ, 0);
 	kt_expect_fault(e.uffd, &msg, e.area + e.page, e.page);
 	if (e.mem == FL_MEM_HUGETLB) {
@@ -341,7 +341,7 @@ static int test_wake(void *arg)
 	uint8_t *src;
 
 	setup(&e, MEM(arg), npages_for(MEM(arg), 2), FL_REG_MISSING, 0);
-	src = kt_pattern_buf(e.page, 28);
+	src = t_pattern_buf(e.page, 0, 28);
 	kt_touch_start(&t, e.area + e.page + 5, KT_READ, 0);
 	kt_expect_fault(e.uffd, &msg, e.area + e.page, e.page);
 	T_ASSERT_EQ(kt_uffd_pending(e.uffd), 0);
@@ -379,7 +379,7 @@ static int test_poison(void *arg)
 
 	t_require(UFFD_FEATURE_POISON);
 	setup(&e, MEM(arg), 3, FL_REG_MISSING, UFFD_FEATURE_POISON);
-	src = kt_pattern_buf(e.page, 29);
+	src = t_pattern_buf(e.page, 0, 29);
 	/* Poisoning the faulting page wakes the faulter with SIGBUS. */
 	kt_touch_start(&t, e.area + 10, KT_READ, 0);
 	kt_expect_fault(e.uffd, &msg, e.area, e.page);
@@ -551,7 +551,7 @@ static int test_copy_eexist(void *arg)
 
 	setup(&e, MEM(arg), npages_for(MEM(arg), 4), FL_REG_MISSING, 0);
 	last = (e.npages - 1) * e.page;
-	src = kt_pattern_buf(e.len, 34);
+	src = t_pattern_buf(e.len, 0, 34);
 	T_OK(fl_uffd_copy(e.uffd, e.area + last, src, e.page, 0, NULL));	/* "another thread won" */
 	T_ASSERT_EQ(fl_uffd_copy(e.uffd, e.area, src, e.len, 0, &done), -EEXIST);
 	T_ASSERT_EQ(done, last);
@@ -611,7 +611,7 @@ static int test_copy_unaligned(void *arg)
 	uint8_t *src;
 
 	setup(&e, MEM(arg), npages_for(MEM(arg), 2), FL_REG_MISSING, 0);
-	src = kt_pattern_buf(e.len, 36);
+	src = t_pattern_buf(e.len, 0, 36);
 	T_ASSERT_EQ(fl_uffd_copy(e.uffd, e.area + 1, src, e.page, 0, &done), -EINVAL);
 	T_ASSERT_EQ(done, 0);
 	done = 12345;
@@ -643,7 +643,7 @@ static int test_copy_unregistered(void *arg)
 	char *other;
 
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, 0);
-	src = kt_pattern_buf(e.page, 37);
+	src = t_pattern_buf(e.page, 0, 37);
 	other = t_map(FL_MEM_ANON, e.page, NULL);
 	T_ASSERT_EQ(fl_uffd_copy(e.uffd, other, src, e.page, 0, &done), -ENOENT);
 	T_ASSERT_EQ(done, 0);
@@ -661,7 +661,7 @@ static int test_copy_wp_not_registered(void *arg)
 	uint8_t *src;
 
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, 0);
-	src = kt_pattern_buf(e.page, 38);
+	src = t_pattern_buf(e.page, 0, 38);
 	T_ASSERT_EQ(fl_uffd_copy(e.uffd, e.area, src, e.page, FL_MODE_WP, &done), -EINVAL);
 	T_ASSERT_EQ(done, 0);
 	return T_PASS;
@@ -675,7 +675,7 @@ static int test_invalid_flags(void *arg)
 	char *msrc;
 
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING | FL_REG_WP, 0);
-	src = kt_pattern_buf(e.page, 39);
+	src = t_pattern_buf(e.page, 0, 39);
 	msrc = map_src(e.page, 39);
 	T_ASSERT_EQ(fl_uffd_copy(e.uffd, e.area, src, e.page, 1u << 7, NULL), -EINVAL);
 	T_ASSERT_EQ(fl_uffd_copy(e.uffd, e.area, src, e.page, FL_ALLOW_SRC_HOLES, NULL), -EINVAL);
@@ -707,7 +707,7 @@ static int test_done_on_invalid_flags(void *arg)
 	uint8_t *src;
 
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, 0);
-	src = kt_pattern_buf(e.page, 40);
+	src = t_pattern_buf(e.page, 0, 40);
 	done = 12345;
 	T_ASSERT_EQ(fl_uffd_copy(e.uffd, e.area, src, e.page, 1u << 7, &done), -EINVAL);
 	T_ASSERT(done == 0, "fl_uffd_copy left *ret_done = %zu", done);
@@ -740,7 +740,7 @@ static int test_poison_masked(void *arg)
 	T_ASSERT_EQ(fl_uffd_poison(e.uffd, e.area, e.page, 0, &done), -EOPNOTSUPP);
 	T_ASSERT_EQ(done, 0);
 	/* Nothing was poisoned: the page is still missing. */
-	src = kt_pattern_buf(e.page, 41);
+	src = t_pattern_buf(e.page, 0, 41);
 	T_OK(fl_uffd_copy(e.uffd, e.area, src, e.page, 0, NULL));
 	T_ASSERT(!kt_catch_sigbus(read_byte, e.area));
 	kt_assert_pattern(e.area, e.page, 0, 41);
@@ -769,43 +769,43 @@ static int test_move_masked(void *arg)
 	return T_PASS;
 }
 
-#define PER_MEM(name, fn)                                                      \
-	{ name "_anon", fn, (void *)&mem_anon, 0 },                            \
-	{ name "_shmem", fn, (void *)&mem_shmem, 0 },                          \
-	{ name "_hugetlb", fn, (void *)&mem_hugetlb, 0 }
-#define PER_FILE_MEM(name, fn)                                                 \
-	{ name "_shmem", fn, (void *)&mem_shmem, 0 },                          \
-	{ name "_hugetlb", fn, (void *)&mem_hugetlb, 0 }
+/* `modes`: what the case registers; `extra`: what else it needs (enum t_need). */
+#define PER_MEM(name, fn, modes, extra)                                                         \
+	{ name "_anon", fn, (void *)&mem_anon, 0, KT_NEEDS(FL_MEM_ANON, modes) | (extra) },      \
+	PER_FILE_MEM(name, fn, modes, extra)
+#define PER_FILE_MEM(name, fn, modes, extra)                                                    \
+	{ name "_shmem", fn, (void *)&mem_shmem, 0, KT_NEEDS(FL_MEM_SHMEM, modes) | (extra) },   \
+	{ name "_hugetlb", fn, (void *)&mem_hugetlb, 0, KT_NEEDS(FL_MEM_HUGETLB, modes) | (extra) }
 
 static const struct t_case cases[] = {
-	PER_MEM("copy", test_copy),
-	PER_MEM("copy_dontwake", test_copy_dontwake),
-	PER_MEM("copy_wp", test_copy_wp),
-	PER_MEM("zeropage", test_zeropage),
-	PER_FILE_MEM("continue", test_continue),
-	PER_FILE_MEM("continue_dontwake", test_continue_dontwake),
-	PER_FILE_MEM("continue_wp", test_continue_wp),
-	PER_FILE_MEM("continue_no_page", test_continue_no_page),
-	PER_MEM("writeprotect", test_writeprotect),
-	PER_MEM("writeprotect_dontwake", test_writeprotect_dontwake),
-	{ "writeprotect_not_wp", test_writeprotect_not_wp, NULL, 0 },
-	PER_MEM("wake", test_wake),
-	PER_MEM("poison", test_poison),
-	{ "poison_kills", test_poison_kills, NULL, 0 },
-	{ "move_anon", test_move, NULL, 0 },
-	{ "move_src_holes_anon", test_move_src_holes, NULL, 0 },
-	{ "move_dontwake_anon", test_move_dontwake, NULL, 0 },
-	{ "move_shmem", test_move_shmem, NULL, 0 },
-	PER_MEM("copy_eexist", test_copy_eexist),
+	PER_MEM("copy", test_copy, FL_REG_MISSING, 0),
+	PER_MEM("copy_dontwake", test_copy_dontwake, FL_REG_MISSING, 0),
+	PER_MEM("copy_wp", test_copy_wp, FL_REG_MISSING | FL_REG_WP, 0),
+	PER_MEM("zeropage", test_zeropage, FL_REG_MISSING, 0),
+	PER_FILE_MEM("continue", test_continue, FL_REG_MINOR, 0),
+	PER_FILE_MEM("continue_dontwake", test_continue_dontwake, FL_REG_MINOR, 0),
+	PER_FILE_MEM("continue_wp", test_continue_wp, FL_REG_MINOR | FL_REG_WP, 0),
+	PER_FILE_MEM("continue_no_page", test_continue_no_page, FL_REG_MINOR, 0),
+	PER_MEM("writeprotect", test_writeprotect, FL_REG_WP, 0),
+	PER_MEM("writeprotect_dontwake", test_writeprotect_dontwake, FL_REG_WP, 0),
+	{ "writeprotect_not_wp", test_writeprotect_not_wp, NULL, 0, T_WP },
+	PER_MEM("wake", test_wake, FL_REG_MISSING, 0),
+	PER_MEM("poison", test_poison, FL_REG_MISSING, T_POISON),
+	{ "poison_kills", test_poison_kills, NULL, 0, T_POISON },
+	{ "move_anon", test_move, NULL, 0, T_MOVE },
+	{ "move_src_holes_anon", test_move_src_holes, NULL, 0, T_MOVE },
+	{ "move_dontwake_anon", test_move_dontwake, NULL, 0, T_MOVE },
+	{ "move_shmem", test_move_shmem, NULL, 0, T_MOVE | T_MISSING_SHMEM },
+	PER_MEM("copy_eexist", test_copy_eexist, FL_REG_MISSING, 0),
 	{ "copy_partial_efault", test_copy_partial_efault, NULL, 0 },
 	{ "copy_bad_src", test_copy_bad_src, NULL, 0 },
-	PER_MEM("copy_unaligned", test_copy_unaligned),
+	PER_MEM("copy_unaligned", test_copy_unaligned, FL_REG_MISSING, 0),
 	{ "copy_unregistered", test_copy_unregistered, NULL, 0 },
 	{ "copy_wp_not_registered", test_copy_wp_not_registered, NULL, 0 },
-	{ "invalid_flags", test_invalid_flags, NULL, 0 },
+	{ "invalid_flags", test_invalid_flags, NULL, 0, T_WP },
 	{ "done_on_invalid_flags", test_done_on_invalid_flags, NULL, 0 },
-	{ "poison_masked", test_poison_masked, NULL, 0 },
-	{ "move_masked", test_move_masked, NULL, 0 },
+	{ "poison_masked", test_poison_masked, NULL, 0, T_POISON },
+	{ "move_masked", test_move_masked, NULL, 0, T_MOVE },
 };
 
 int main(int argc, char **argv)

@@ -35,22 +35,6 @@ U_FN uint8_t *n_expect(size_t len, uint32_t seed)
 	return b;
 }
 
-/* A temporary directory for one case's files (removed with n_rmdir). */
-U_FN void n_tmpdir(char *out, size_t len)
-{
-	char tmpl[] = "/tmp/fl-net-XXXXXX";
-	T_ASSERT(mkdtemp(tmpl), "mkdtemp: %s", strerror(errno));
-	snprintf(out, len, "%s", tmpl);
-}
-
-U_FN void n_rmdir(const char *dir)
-{
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd))
-		(void)0;
-}
-
 /*
  * Write an image with `nregions` regions of `len` bytes each; region i holds
  * n_expect(len, seed + i). `absent_from` (region 0 only) leaves the pages from
@@ -199,7 +183,7 @@ U_FN void n_serve_main(int argc, char **argv)
 	/* Restarting on the port of a killed server: it is free at once
 	 * (SO_REUSEADDR), but retry briefly anyway. */
 	for (int i = 0; r == -EADDRINUSE && i < 50; i++) {
-		u_sleep_ms(20);
+		t_sleep_ms(20);
 		r = fl_server_new(img, &o, &srv);
 	}
 	if (r) {
@@ -260,7 +244,7 @@ U_FN void n_run(const char *cmd)
 U_FN void n_need_certtool(void)
 {
 	if (system("command -v certtool >/dev/null 2>&1") != 0) {
-		if (u_require_all())
+		if (t_require_all())
 			t_fail_at(__FILE__, __LINE__, "certtool", "not installed (apt-get install gnutls-bin)");
 		t_skip("certtool not installed (apt-get install gnutls-bin)");
 	}

@@ -29,7 +29,7 @@ static int t_restore(void *arg)
 	uint8_t *expect;
 
 	u_require_cfg(cfg, len);
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 2, len, 7, SIZE_MAX);
 	n_server_start(&s, path, NULL);
@@ -58,7 +58,7 @@ static int t_restore(void *arg)
 	T_ASSERT_EQ(rst.reconnects, 0);
 	fl_store_unref(st);
 	n_server_stop(&s);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -75,7 +75,7 @@ static int t_store_read(void *arg)
 	size_t absent_from = len / U_PAGE - 16;
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, len, 3, absent_from);
 	n_server_start(&s, path, NULL);
@@ -128,7 +128,7 @@ static int t_store_read(void *arg)
 	fl_store_unref(st);
 	n_server_stop(&s);
 	free(buf);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -144,7 +144,7 @@ static int t_readahead(void *arg)
 	uint8_t *expect = n_expect(len, 6), *buf = malloc(run);
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, len, 6, SIZE_MAX);
 	n_server_start(&s, path, NULL);
@@ -171,7 +171,7 @@ static int t_readahead(void *arg)
 	fl_store_unref(st);
 	n_server_stop(&s);
 	free(buf);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -187,7 +187,7 @@ static int t_errors(void *arg)
 	int port;
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 2, len, 1, SIZE_MAX);
 	n_server_start(&s, path, NULL);
@@ -227,7 +227,7 @@ static int t_errors(void *arg)
 	ro.timeout_ms = 500;
 	T_ASSERT_EQ(fl_store_remote_new(&ro, &st), -ECONNREFUSED);
 	T_ASSERT(fl_server_free(NULL) == NULL);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -245,7 +245,7 @@ static int t_threads(void *arg)
 	uint8_t *expect;
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, len, 11, SIZE_MAX);
 	n_server_start(&s, path, NULL);
@@ -262,7 +262,7 @@ static int t_threads(void *arg)
 	fl_engine_free(e);
 	fl_store_unref(st);
 	n_server_stop(&s);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -280,7 +280,7 @@ static int t_background(void *arg)
 	uint64_t end;
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, len, 5, SIZE_MAX);
 	n_server_start(&s, path, NULL);
@@ -290,7 +290,7 @@ static int t_background(void *arg)
 	r = u_region(e, &n_anon, len, st, FL_REGION_BACKGROUND);
 	end = t_now_ns() + 60000000000ull;
 	while (fl_region_resolved_pages(r) < len / U_PAGE && t_now_ns() < end)
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	rs = u_rstats(r);
 	u_log_rstats("background", &rs);
 	T_ASSERT_EQ(fl_region_resolved_pages(r), len / U_PAGE);
@@ -303,7 +303,7 @@ static int t_background(void *arg)
 	fl_engine_free(e);
 	fl_store_unref(st);
 	n_server_stop(&s);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -320,7 +320,7 @@ static void *drop_main(void *arg)
 	while (!atomic_load(&d->stop)) {
 		fl_store_ctl(d->st, FL_REMOTE_CTL_DROP, NULL);
 		d->drops++;
-		u_sleep_ms(3);
+		t_sleep_ms(3);
 	}
 	return NULL;
 }
@@ -340,7 +340,7 @@ static int t_drops(void *arg)
 	uint64_t end;
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, len, 13, SIZE_MAX);
 	n_server_start(&s, path, NULL);
@@ -356,7 +356,7 @@ static int t_drops(void *arg)
 	u_read_threads(fl_region_addr(r), expect, U_PAGE, len / U_PAGE, 4, 1);
 	end = t_now_ns() + 60000000000ull;
 	while (fl_region_resolved_pages(rb) < len / U_PAGE && t_now_ns() < end)
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	atomic_store(&d.stop, true);
 	pthread_join(tid, NULL);
 	n_log_rstats("client", st);
@@ -370,7 +370,7 @@ static int t_drops(void *arg)
 	fl_engine_free(e);
 	fl_store_unref(st);
 	n_server_stop(&s);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -399,7 +399,7 @@ static uint64_t demand_p99(struct fl_region *r, const uint8_t *expect, unsigned 
 		lat[i] = t_now_ns() - t0;
 		(void)v;
 		T_ASSERT(memcmp(base + p * U_PAGE, expect + p * U_PAGE, U_PAGE) == 0, "page %zu", p);
-		u_sleep_ms(2);
+		t_sleep_ms(2);
 	}
 	qsort(lat, n, sizeof(*lat), cmp_u64);
 	p99 = lat[n * 99 / 100];
@@ -423,7 +423,7 @@ static int t_urgent(void *arg)
 	double batch_ns;
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, len, 21, SIZE_MAX);
 	expect = n_expect(len, 21);
@@ -441,7 +441,7 @@ static int t_urgent(void *arg)
 	/* The same under a background stream throttled to `rate`. */
 	r = u_region(e, &n_anon, len, st, FL_REGION_NO_PREFETCH | FL_REGION_BACKGROUND);
 	while (fl_region_resolved_pages(r) < 1024)
-		u_sleep_ms(1);
+		t_sleep_ms(1);
 	t0 = t_now_ns();
 	res0 = fl_region_resolved_pages(r);
 	p99 = demand_p99(r, expect, 200, 2);
@@ -461,7 +461,7 @@ static int t_urgent(void *arg)
 	st = n_remote(&ro);
 	r = u_region(e, &n_anon, len, st, FL_REGION_NO_PREFETCH | FL_REGION_BACKGROUND);
 	while (fl_region_resolved_pages(r) < 1024)
-		u_sleep_ms(1);
+		t_sleep_ms(1);
 	one_p99 = demand_p99(r, expect, 60, 3);
 	fl_region_free(r);
 	fl_store_unref(st);
@@ -472,7 +472,7 @@ static int t_urgent(void *arg)
 	T_ASSERT(p99 * 4 < batch_ns, "demand p99 %.0f us vs batch %.0f us", p99 / 1e3, batch_ns / 1e3);
 	fl_engine_free(e);
 	n_server_stop(&s);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -492,7 +492,7 @@ static int t_max_clients(void *arg)
 	int r;
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, N_MIB, 2, SIZE_MAX);
 	n_server_start(&s, path, &so);
@@ -514,14 +514,14 @@ static int t_max_clients(void *arg)
 	do {
 		r = fl_store_remote_new(&ro, &c);
 		if (r == -EBUSY)
-			u_sleep_ms(10);
+			t_sleep_ms(10);
 	} while (r == -EBUSY && t_now_ns() < end);
 	T_OK(r);
 	T_OK(fl_store_read(c, &iov, 1));
 	fl_store_unref(b);
 	fl_store_unref(c);
 	n_server_stop(&s);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -537,7 +537,7 @@ static void *restart_main(void *arg)
 {
 	struct restarter *rs = arg;
 	int port;
-	u_sleep_ms(rs->delay_ms);
+	t_sleep_ms(rs->delay_ms);
 	rs->pid = n_spawn_server(rs->path, rs->listen, 0, &port);
 	return NULL;
 }
@@ -559,7 +559,7 @@ static int t_server_restart(void *arg)
 	int port;
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(rs.path, sizeof(rs.path), "%s/img", dir);
 	n_write_image(rs.path, 1, len, 17, SIZE_MAX);
 	expect = n_expect(len, 17);
@@ -581,7 +581,7 @@ static int t_server_restart(void *arg)
 	pthread_join(tid, NULL);
 	end = t_now_ns() + 60000000000ull;
 	while (fl_region_resolved_pages(rb) < npages && t_now_ns() < end)
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	U_CHECK(fl_region_addr(rb), expect, len, U_PAGE);
 	n_log_rstats("client", st);
 	T_ASSERT(n_rstats(st).reconnects >= 1);
@@ -592,7 +592,7 @@ static int t_server_restart(void *arg)
 	fl_engine_free(e);
 	fl_store_unref(st);
 	n_kill(rs.pid);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -613,7 +613,7 @@ static int t_server_killed(void *arg)
 
 	(void)arg;
 	u_bus_install();
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, len, 19, SIZE_MAX);
 	expect = n_expect(len, 19);
@@ -652,7 +652,7 @@ static int t_server_killed(void *arg)
 	fl_region_free(r);
 	fl_engine_free(e);
 	fl_store_unref(st);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -673,7 +673,7 @@ static int t_image_changed(void *arg)
 
 	(void)arg;
 	u_bus_install();
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(a, sizeof(a), "%s/a", dir);
 	snprintf(b, sizeof(b), "%s/b", dir);
 	n_write_image(a, 1, len, 23, SIZE_MAX);
@@ -700,7 +700,7 @@ static int t_image_changed(void *arg)
 	fl_engine_free(e);
 	fl_store_unref(st);
 	n_kill(pid);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
@@ -735,7 +735,7 @@ static int t_ratio(void *arg)
 	double l[3], rm[3];
 
 	(void)arg;
-	n_tmpdir(dir, sizeof(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-net");
 	snprintf(path, sizeof(path), "%s/img", dir);
 	n_write_image(path, 1, len, 29, SIZE_MAX);
 	expect = n_expect(len, 29);
@@ -758,16 +758,16 @@ static int t_ratio(void *arg)
 	fl_store_unref(local);
 	n_server_stop(&s);
 	fl_image_close(img);
-	n_rmdir(dir);
+	t_rmtree(dir);
 	return T_PASS;
 }
 
 static const struct t_case cases[] = {
 	{ "remote/restore-anon-missing", t_restore, (void *)&u_cfgs[0], 60 },
-	{ "remote/restore-shmem-missing", t_restore, (void *)&u_cfgs[1], 60 },
-	{ "remote/restore-shmem-minor", t_restore, (void *)&u_cfgs[2], 60 },
-	{ "remote/restore-hugetlb-missing", t_restore, (void *)&u_cfgs[3], 60 },
-	{ "remote/restore-hugetlb-minor", t_restore, (void *)&u_cfgs[4], 60 },
+	{ "remote/restore-shmem-missing", t_restore, (void *)&u_cfgs[1], 60, U_NEEDS_SHMEM },
+	{ "remote/restore-shmem-minor", t_restore, (void *)&u_cfgs[2], 60, U_NEEDS_SHMEM_MINOR },
+	{ "remote/restore-hugetlb-missing", t_restore, (void *)&u_cfgs[3], 60, U_NEEDS_HUGETLB },
+	{ "remote/restore-hugetlb-minor", t_restore, (void *)&u_cfgs[4], 60, U_NEEDS_HUGETLB_MINOR },
 	{ "remote/store-read", t_store_read, NULL, 60 },
 	{ "remote/readahead", t_readahead, NULL, 60 },
 	{ "remote/errors", t_errors, NULL, 60 },

@@ -24,7 +24,7 @@ static void env_init(struct tls_env *t, bool certs)
 {
 	if (!FL_HAVE_TLS)
 		t_skip("built without TLS support (-Dtls=disabled): tls/disabled runs instead");
-	n_tmpdir(t->dir, sizeof(t->dir));
+	t_tmpdir(t->dir, sizeof(t->dir), "/tmp/fl-net");
 	snprintf(t->path, sizeof(t->path), "%s/img", t->dir);
 	n_write_image(t->path, 1, 4 * N_MIB, 41, SIZE_MAX);
 	if (!certs)
@@ -103,7 +103,7 @@ static int t_psk(void *arg)
 		T_OK(fl_server_stats(s.srv, &ss));
 		if (ss.refused >= 3)
 			break;
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	}
 	T_ASSERT(ss.refused >= 3, "%llu refused", (unsigned long long)ss.refused);
 	n_server_stop(&s);
@@ -115,7 +115,7 @@ static int t_psk(void *arg)
 	ro.psk_key_hex = KEY_A;
 	T_ASSERT(connect_result(&ro) < 0);
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 
@@ -155,7 +155,7 @@ static int t_x509(void *arg)
 	ro.psk_key_hex = KEY_A;
 	T_ASSERT(connect_result(&ro) < 0);
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 
@@ -189,7 +189,7 @@ static int t_x509_mutual(void *arg)
 	ro.addr = s.addr;
 	T_ASSERT(connect_result(&ro) < 0);
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 
@@ -225,7 +225,7 @@ static int t_tls_drops(void *arg)
 	u_read_threads(fl_region_addr(r), expect, U_PAGE, len / U_PAGE, 3, 1);
 	end = t_now_ns() + 30000000000ull;
 	while (fl_region_resolved_pages(rb) < len / U_PAGE && t_now_ns() < end)
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	U_CHECK(fl_region_addr(rb), expect, len, U_PAGE);
 	n_log_rstats("client", st);
 	T_ASSERT(n_rstats(st).reconnects >= 1);
@@ -234,7 +234,7 @@ static int t_tls_drops(void *arg)
 	fl_engine_free(e);
 	fl_store_unref(st);
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 
@@ -264,7 +264,7 @@ static int t_disabled(void *arg)
 	(void)arg;
 	if (FL_HAVE_TLS)
 		t_skip("built with TLS support: the other tls/ cases test it");
-	n_tmpdir(t.dir, sizeof(t.dir));
+	t_tmpdir(t.dir, sizeof(t.dir), "/tmp/fl-net");
 	snprintf(t.path, sizeof(t.path), "%s/img", t.dir);
 	n_write_image(t.path, 1, 4 * N_MIB, 41, SIZE_MAX);
 	T_OK(fl_image_open(t.path, 0, &img));
@@ -302,7 +302,7 @@ static int t_disabled(void *arg)
 	ro = n_ropts(s.addr, 0);
 	T_OK(connect_result(&ro));
 	n_server_stop(&s);
-	n_rmdir(t.dir);
+	t_rmtree(t.dir);
 	return T_PASS;
 }
 

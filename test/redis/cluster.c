@@ -299,7 +299,7 @@ static int t_reshard_under_load(void *arg)
 		unsigned owner = (unsigned)r_slot_owner(s, 0, slot);
 		r_move_slot(s, slot, (owner + 1 + (unsigned)rand_r(&seed) % 2) % R_NODES);
 		moves++;
-		u_sleep_ms(5);
+		t_sleep_ms(5);
 	}
 	for (unsigned i = 0; i < 2; i++) {
 		pthread_join(tid[i], NULL);
@@ -403,9 +403,5 @@ static const struct t_case cases[] = {
 
 int main(int argc, char **argv)
 {
-	int r;
-	r_root_create();
-	r = t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
-	r_root_remove();
-	return r;
+	return r_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -126,7 +126,7 @@ static void *relay_main(void *arg)
 			if (take(&px->inject)) {
 				atomic_fetch_add(&px->sabotaged, 1);
 				send_all_fd(c, (const uint8_t *)px->inject_bytes, strlen(px->inject_bytes));
-				u_sleep_ms(50);
+				t_sleep_ms(50);
 				break;
 			}
 			if (take(&px->garble)) {
@@ -466,9 +466,5 @@ static const struct t_case cases[] = {
 
 int main(int argc, char **argv)
 {
-	int r;
-	r_root_create();
-	r = t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
-	r_root_remove();
-	return r;
+	return r_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -48,38 +48,43 @@ static char r_root_dir[256];
  */
 R_FN void r_root_create(void)
 {
-	char tmpl[64];
+	char prefix[64];
 	DIR *d = opendir("/tmp");
 	struct dirent *de;
 
 	while (d && (de = readdir(d))) {
 		int pid;
-		char cmd[300];
+		char path[300];
 		if (sscanf(de->d_name, "fl-redis-test-%d-", &pid) != 1 || pid <= 0 ||
 		    kill(pid, 0) == 0 || errno != ESRCH)
 			continue;
-		snprintf(cmd, sizeof(cmd), "rm -rf '/tmp/%s'", de->d_name);
-		if (system(cmd) != 0)
+		snprintf(path, sizeof(path), "/tmp/%s", de->d_name);
+		if (t_rmtree(path) != 0)
 			fprintf(stderr, "# could not remove /tmp/%s\n", de->d_name);
 	}
 	if (d)
 		closedir(d);
-	snprintf(tmpl, sizeof(tmpl), "/tmp/fl-redis-test-%d-XXXXXX", (int)getpid());
-	if (!mkdtemp(tmpl)) {
-		perror("mkdtemp");
-		exit(99);
-	}
-	snprintf(r_root_dir, sizeof(r_root_dir), "%s", tmpl);
+	snprintf(prefix, sizeof(prefix), "/tmp/fl-redis-test-%d", (int)getpid());
+	t_tmpdir(r_root_dir, sizeof(r_root_dir), prefix);
 }
 
 R_FN void r_root_remove(void)
 {
-	char cmd[600];
 	if (!r_root_dir[0])
 		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r_root_dir);
-	if (system(cmd) != 0)
+	if (t_rmtree(r_root_dir) != 0)
 		fprintf(stderr, "# could not remove %s\n", r_root_dir);
+}
+
+/* t_main() with the programs' scratch root created before and removed after. */
+R_FN int r_main(int argc, char **argv, const struct t_case *cases, size_t n)
+{
+	int r;
+
+	r_root_create();
+	r = t_main(argc, argv, cases, n);
+	r_root_remove();
+	return r;
 }
 
 /* ---- programs ---------------------------------------------------------- */
@@ -289,7 +294,7 @@ R_FN bool r_wait_ready(struct r_server *s)
 		}
 		if (r_ping(s->port))
 			return true;
-		u_sleep_ms(20);
+		t_sleep_ms(20);
 	}
 	return false;
 }
@@ -338,7 +343,7 @@ R_FN void r_restart(struct r_server *s)
 			waitpid(s->pid, NULL, 0);
 			s->pid = 0;
 		}
-		u_sleep_ms(100);	/* the old socket may linger a moment */
+		t_sleep_ms(100);	/* the old socket may linger a moment */
 	}
 	t_fail_at(__FILE__, __LINE__, "redis-server restarts", "port %d, see %s/redis.log", s->port, s->dir);
 }
@@ -380,7 +385,7 @@ R_FN void r_cluster_wait(const struct r_server *s, unsigned n)
 	uint64_t end = t_now_ns() + 30000000000ull;
 	while (!r_cluster_ready(s, n)) {
 		T_ASSERT(t_now_ns() < end, "cluster did not become ready in 30 s");
-		u_sleep_ms(50);
+		t_sleep_ms(50);
 	}
 }
 
@@ -409,7 +414,7 @@ R_FN void r_cluster_start(struct r_server *s)
 			waitpid(pid, &status, 0);
 			t_fail_at(__FILE__, __LINE__, "redis-cli --cluster create", "timed out, see %s", log);
 		}
-		u_sleep_ms(20);
+		t_sleep_ms(20);
 	}
 	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "redis-cli --cluster create failed, see %s", log);
 	r_cluster_wait(s, R_NODES);

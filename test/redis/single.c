@@ -83,7 +83,7 @@ static int t_background(void *arg)
 	r_lazy_open(&l, url, 0, 5000, 1, FL_REGION_BACKGROUND);
 	end = t_now_ns() + 30000000000ull;
 	while (fl_region_resolved_pages(l.reg) < l.len / R_PAGE && t_now_ns() < end)
-		u_sleep_ms(10);
+		t_sleep_ms(10);
 	T_ASSERT_EQ(fl_region_resolved_pages(l.reg), l.len / R_PAGE);
 	U_CHECK(l.base, im.expect[0], l.len, R_PAGE);
 	r_lazy_close(&l);
@@ -380,7 +380,7 @@ static int t_kill_restart(void *arg)
 					 .count = i == 2 ? np - first : (np / 2) / 3 };
 		T_ASSERT(pthread_create(&t[i].tid, NULL, toucher_main, &t[i]) == 0);
 	}
-	u_sleep_ms(1000);
+	t_sleep_ms(1000);
 	T_ASSERT(fl_region_resolved_pages(l.reg) <= np / 2, "pages resolved while the server was down");
 	restarted = t_now_ns();
 	r_restart(&srv);
@@ -509,9 +509,5 @@ static const struct t_case cases[] = {
 
 int main(int argc, char **argv)
 {
-	int r;
-	r_root_create();
-	r = t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
-	r_root_remove();
-	return r;
+	return r_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -29,21 +29,6 @@
 
 static char dir[256];
 
-static void mkdir_tmp(void)
-{
-	snprintf(dir, sizeof(dir), "/var/tmp/fl-snap-XXXXXX");
-	T_ASSERT(mkdtemp(dir) != NULL);
-}
-
-static char *path_in(const char *name)
-{
-	static char buf[4][512];
-	static int k;
-	char *p = buf[k++ & 3];
-	snprintf(p, 512, "%s/%s", dir, name);
-	return p;
-}
-
 struct world {
 	uint8_t *mem;
 	size_t len;
@@ -203,7 +188,7 @@ static int test_consistency(void *arg)
 	struct world w;
 	uint64_t cow_pages = 0;
 
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
 	world_init(&w, c->mem, len);
 	world_start(&w, NWRITERS);
 	for (int it = 0; it < 6; it++) {
@@ -222,7 +207,7 @@ static int test_consistency(void *arg)
 		};
 		struct fl_snapshot_progress p = { .sz = sizeof(p) };
 		struct fl_snapshot *s;
-		char *path = path_in("img");
+		char *path = t_path_in(dir, "img");
 		unsigned pauses = w.pauses;
 
 		T_OK(fl_snapshot_new(path, &o, &s));
@@ -289,8 +274,8 @@ static int test_chain(void *arg)
 	char paths[4][512];
 
 	if (c->backend == FL_WATCH_ASYNC)
-		t_require(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN);
-	mkdir_tmp();
+		t_require_needs(T_WATCH_ASYNC);
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
 	world_init(&w, c->mem, len);
 	T_OK(fl_watch_new(w.mem, len, &wo, &watch));
 	/* Writers on a quarter of the pages, so later snapshots are partial. */
@@ -380,7 +365,7 @@ static int test_disk_full(void *arg)
 
 	if (geteuid() != 0)
 		t_skip("needs root to mount a small tmpfs");
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
 	T_ASSERT(unshare(CLONE_NEWNS) == 0);
 	T_ASSERT(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0);
 	T_ASSERT(mount("tmpfs", dir, "tmpfs", 0, "size=1m") == 0, "mount: %s", strerror(errno));
@@ -396,7 +381,7 @@ static int test_disk_full(void *arg)
 		.quiesce = quiesce_cb,
 		.quiesce_ctx = &w,
 	};
-	T_OK(fl_snapshot_new(path_in("img"), &o, &s));
+	T_OK(fl_snapshot_new(t_path_in(dir, "img"), &o, &s));
 	T_OK(fl_snapshot_start(s));
 	T_ASSERT_EQ(fl_snapshot_wait(s, -1, NULL), -ENOSPC);
 	T_OK(fl_snapshot_progress(s, &p));
@@ -409,7 +394,7 @@ static int test_disk_full(void *arg)
 	fl_snapshot_free(s);
 	world_stop(&w);
 	/* Nothing at the path, and memory is intact (every page untorn). */
-	T_ASSERT(stat(path_in("img"), &st) != 0 && errno == ENOENT);
+	T_ASSERT(stat(t_path_in(dir, "img"), &st) != 0 && errno == ENOENT);
 	for (size_t pg = 0; pg < w.npages; pg++) {
 		const uint64_t *q = (const uint64_t *)(const void *)(w.mem + pg * PS);
 		T_ASSERT(q[0] == q[PS / 8 - 1], "page %zu torn in memory", pg);
@@ -429,7 +414,7 @@ static int test_cancel(void *arg)
 	struct fl_snapshot_progress p = { .sz = sizeof(p) };
 	struct stat st;
 
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
 	world_init(&w, FL_MEM_ANON, len);
 	/* Populate everything so there is a lot to save. */
 	for (size_t pg = 0; pg < w.npages; pg++)
@@ -445,7 +430,7 @@ static int test_cancel(void *arg)
 		.quiesce = quiesce_cb,
 		.quiesce_ctx = &w,
 	};
-	T_OK(fl_snapshot_new(path_in("img"), &o, &s));
+	T_OK(fl_snapshot_new(t_path_in(dir, "img"), &o, &s));
 	T_OK(fl_snapshot_start(s));
 	T_OK(fl_snapshot_cancel(s));
 	T_OK(fl_snapshot_progress(s, &p));
@@ -457,8 +442,8 @@ static int test_cancel(void *arg)
 	fl_snapshot_free(s);
 	world_stop(&w);
 	if (p.phase == FL_SNAP_CANCELLED)
-		T_ASSERT(stat(path_in("img"), &st) != 0 && errno == ENOENT);
-	unlink(path_in("img"));
+		T_ASSERT(stat(t_path_in(dir, "img"), &st) != 0 && errno == ENOENT);
+	unlink(t_path_in(dir, "img"));
 	rmdir(dir);
 	return T_PASS;
 }
@@ -476,46 +461,46 @@ static int test_bad_input(void *arg)
 	int uffd;
 
 	(void)arg;
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
 	/* Unaligned range. */
 	r.start += 1;
-	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EINVAL);
+	T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -EINVAL);
 	r.start -= 1;
 	r.len = 100;
-	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EINVAL);
+	T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -EINVAL);
 	r.len = len;
 	/* Incremental without watches: nothing says what changed. */
-	o.parent = path_in("none");
-	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EINVAL);
+	o.parent = t_path_in(dir, "none");
+	T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -EINVAL);
 	o.parent = NULL;
 	/* Unknown strategy. */
 	o.strategy = (enum fl_snapshot_strategy)7;
-	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EINVAL);
+	T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -EINVAL);
 	o.strategy = FL_SNAPSHOT_COW;
 	/* COW without a way to pause: start refuses. */
-	T_OK(fl_snapshot_new(path_in("a"), &o, &s));
+	T_OK(fl_snapshot_new(t_path_in(dir, "a"), &o, &s));
 	T_ASSERT_EQ(fl_snapshot_start(s), -EINVAL);
 	fl_snapshot_free(s);
 	/* take() needs quiesce. */
-	T_ASSERT_EQ(fl_snapshot_take(path_in("a"), &o, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_snapshot_take(t_path_in(dir, "a"), &o, NULL), -EINVAL);
 	/* A range someone else's userfaultfd already handles. */
 	uffd = t_uffd(0);
 	T_OK(fl_uffd_register(uffd, m, len, FL_REG_MISSING, NULL));
-	T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -EBUSY);
+	T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -EBUSY);
 	close(uffd);
 	/* A missing parent image. */
 	{
 		struct fl_watch *watch, *ws[1];
 		T_OK(fl_watch_new(m, len, NULL, &watch));
 		ws[0] = watch;
-		o.parent = path_in("none");
+		o.parent = t_path_in(dir, "none");
 		o.watches = ws;
 		o.strategy = FL_SNAPSHOT_PRECOPY;
-		T_ASSERT_EQ(fl_snapshot_new(path_in("a"), &o, &s), -ENOENT);
+		T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -ENOENT);
 		fl_watch_free(watch);
 	}
 	struct stat st;
-	T_ASSERT(stat(path_in("a"), &st) != 0);
+	T_ASSERT(stat(t_path_in(dir, "a"), &st) != 0);
 	rmdir(dir);
 	return T_PASS;
 }
@@ -540,12 +525,12 @@ static int test_quiet(void *arg)
 	uint8_t id[FL_IMAGE_ID_LEN], zero[FL_IMAGE_ID_LEN] = { 0 };
 
 	T_ASSERT(expect != NULL);
-	mkdir_tmp();
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
 	t_fill_pattern(m, len / 2, 0, 7);	/* second half never touched */
 	memcpy(expect, m, len / 2);
-	T_OK(fl_snapshot_take(path_in("img"), &o, id));
+	T_OK(fl_snapshot_take(t_path_in(dir, "img"), &o, id));
 	T_ASSERT(memcmp(id, zero, sizeof(id)) != 0);
-	check_image_torn(path_in("img"), expect, len, false);
+	check_image_torn(t_path_in(dir, "img"), expect, len, false);
 	/* Untouched anonymous memory stays unpopulated: zeros were written
 	 * without reading (and so allocating) those pages. */
 	if (mem == FL_MEM_ANON) {
@@ -554,16 +539,17 @@ static int test_quiet(void *arg)
 		for (size_t i = 0; i < len / 2 / PS; i++)
 			T_ASSERT(!(vec[i] & 1), "page %zu of the untouched half was populated", i);
 	}
-	unlink(path_in("img"));
+	unlink(t_path_in(dir, "img"));
 	rmdir(dir);
 	return T_PASS;
 }
 
 #define CONS(memname, mem, stratname, strat, expl, suffix)                                   \
 	{ "consistency-" stratname "-" memname suffix, test_consistency,                      \
-	  &(struct snap_case){ mem, strat, expl }, 120 }
+	  &(struct snap_case){ mem, strat, expl }, 120, (mem) == FL_MEM_HUGETLB ? T_HUGE_PAGES : 0u }
 #define CHAIN(name, mem, strat, backend, wr)                                                 \
-	{ "chain-" name, test_chain, &(struct chain_case){ mem, strat, backend, wr }, 120 }
+	{ "chain-" name, test_chain, &(struct chain_case){ mem, strat, backend, wr }, 120,            \
+	  ((backend) == FL_WATCH_ASYNC ? T_WATCH_ASYNC : 0u) | ((mem) == FL_MEM_HUGETLB ? T_HUGE_PAGES : 0u) }
 
 static const struct t_case cases[] = {
 	CONS("anon", FL_MEM_ANON, "cow", FL_SNAPSHOT_COW, false, ""),
@@ -592,7 +578,7 @@ static const struct t_case cases[] = {
 	{ "bad-input", test_bad_input, NULL, 30 },
 	{ "quiet-anon", test_quiet, (void *)(uintptr_t)FL_MEM_ANON, 30 },
 	{ "quiet-shmem", test_quiet, (void *)(uintptr_t)FL_MEM_SHMEM, 30 },
-	{ "quiet-hugetlb", test_quiet, (void *)(uintptr_t)FL_MEM_HUGETLB, 30 },
+	{ "quiet-hugetlb", test_quiet, (void *)(uintptr_t)FL_MEM_HUGETLB, 30, T_HUGE_PAGES },
 };
 
 int main(int argc, char **argv)

@@ -152,8 +152,8 @@ static const struct scfg s_noprefetch = { { "anon-no-prefetch", FL_MEM_ANON, FL_
 
 static const struct t_case cases[] = {
 	{ "anon", c_stress, (void *)&s_anon, 120 },
-	{ "shmem", c_stress, (void *)&s_shmem, 120 },
-	{ "shmem-minor", c_stress, (void *)&s_minor, 120 },
+	{ "shmem", c_stress, (void *)&s_shmem, 120, U_NEEDS_SHMEM },
+	{ "shmem-minor", c_stress, (void *)&s_minor, 120, U_NEEDS_SHMEM_MINOR },
 	{ "anon-per-cpu", c_stress, (void *)&s_percpu, 120 },
 	{ "anon-no-prefetch-3handlers", c_stress, (void *)&s_noprefetch, 120 },
 };

@@ -345,9 +345,9 @@ static const struct t_case cases[] = {
 	{ "ioctl_numbers", test_ioctl_numbers, NULL, 0 },
 	{ "struct_layouts", test_struct_layouts, NULL, 0 },
 	{ "public_matches_kernel", test_public_matches_kernel, NULL, 0 },
-	{ "kernel_move", test_kernel_move, NULL, 0 },
-	{ "kernel_poison", test_kernel_poison, NULL, 0 },
-	{ "kernel_pagemap_scan", test_kernel_pagemap_scan, NULL, 0 },
+	{ "kernel_move", test_kernel_move, NULL, 0, T_MOVE },
+	{ "kernel_poison", test_kernel_poison, NULL, 0, T_POISON },
+	{ "kernel_pagemap_scan", test_kernel_pagemap_scan, NULL, 0, T_PAGEMAP_SCAN },
 	{ "all_features", test_all_features, NULL, 0 },
 };
 

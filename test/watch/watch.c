@@ -25,14 +25,15 @@ static const char *backend_name(enum fl_watch_backend b)
 	return b == FL_WATCH_ASYNC ? "async" : b == FL_WATCH_SYNC ? "sync" : b == FL_WATCH_MPROTECT ? "mprotect" : "auto";
 }
 
+/* What watching `mem` with `backend` needs (enum t_need; a constant expression for the table). */
+#define BACKEND_NEEDS(backend, mem)                                                            \
+	(((backend) == FL_WATCH_ASYNC ? T_WATCH_ASYNC : (backend) == FL_WATCH_SYNC ? T_WP : 0u) | \
+	 ((backend) != FL_WATCH_MPROTECT && (mem) != FL_MEM_ANON ? T_WP_SHMEM_HUGETLB : 0u) |     \
+	 ((mem) == FL_MEM_HUGETLB ? T_HUGE_PAGES : 0u))
+
 static void require_backend(const struct wcase *c)
 {
-	if (c->backend == FL_WATCH_ASYNC)
-		t_require(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN);
-	if (c->backend == FL_WATCH_SYNC)
-		t_require(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
-	if (c->backend != FL_WATCH_MPROTECT && c->mem != FL_MEM_ANON)
-		t_require(UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+	t_require_needs(BACKEND_NEEDS(c->backend, c->mem));
 }
 
 struct env {
@@ -377,7 +378,7 @@ static int test_same_answers(void *arg)
 		struct fl_watch_opts o = { .sz = sizeof(o), .backend = all[b] };
 
 		if (all[b] == FL_WATCH_ASYNC &&
-		    !t_has(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN))
+		    !t_has(t_needs_kernel_bits(T_WATCH_ASYNC)))
 			continue;
 		(void)c;
 		e.g = t_page_size(mem);
@@ -420,7 +421,7 @@ static int test_auto(void *arg)
 
 	(void)arg;
 	T_OK(fl_watch_new(m, 16 * 4096, NULL, &w));
-	if (t_has(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN))
+	if (t_has(t_needs_kernel_bits(T_WATCH_ASYNC)))
 		T_ASSERT_EQ(fl_watch_backend(w), FL_WATCH_ASYNC);
 	else
 		T_ASSERT_EQ(fl_watch_backend(w), FL_WATCH_SYNC);
@@ -482,9 +483,9 @@ static int test_bad_input(void *arg)
 
 #define WC(b, m) (&(struct wcase){ b, m })
 #define ALLMEM(name, fn, b, bn)                                                        \
-	{ name "-" bn "-anon", fn, WC(b, FL_MEM_ANON), 60 },                            \
-	{ name "-" bn "-shmem", fn, WC(b, FL_MEM_SHMEM), 60 },                          \
-	{ name "-" bn "-hugetlb", fn, WC(b, FL_MEM_HUGETLB), 60 }
+	{ name "-" bn "-anon", fn, WC(b, FL_MEM_ANON), 60, BACKEND_NEEDS(b, FL_MEM_ANON) },       \
+	{ name "-" bn "-shmem", fn, WC(b, FL_MEM_SHMEM), 60, BACKEND_NEEDS(b, FL_MEM_SHMEM) },    \
+	{ name "-" bn "-hugetlb", fn, WC(b, FL_MEM_HUGETLB), 60, BACKEND_NEEDS(b, FL_MEM_HUGETLB) }
 #define ALLB(name, fn)                                                                 \
 	ALLMEM(name, fn, FL_WATCH_ASYNC, "async"), ALLMEM(name, fn, FL_WATCH_SYNC, "sync"), \
 	ALLMEM(name, fn, FL_WATCH_MPROTECT, "mprotect")
@@ -498,15 +499,15 @@ static const struct t_case cases[] = {
 	ALLB("spanning", test_spanning),
 	ALLB("mprotect", test_mprotect),
 	ALLB("free", test_free_restores),
-	{ "dontneed-async-anon", test_dontneed, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 60 },
-	{ "dontneed-sync-anon", test_dontneed, WC(FL_WATCH_SYNC, FL_MEM_ANON), 60 },
+	{ "dontneed-async-anon", test_dontneed, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 60, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
+	{ "dontneed-sync-anon", test_dontneed, WC(FL_WATCH_SYNC, FL_MEM_ANON), 60, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
 	{ "dontneed-mprotect-anon", test_dontneed, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 60 },
-	{ "concurrent-async", test_concurrent, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120 },
-	{ "concurrent-sync", test_concurrent, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120 },
+	{ "concurrent-async", test_concurrent, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
+	{ "concurrent-sync", test_concurrent, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
 	{ "concurrent-mprotect", test_concurrent, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
 	{ "same-answers-anon", test_same_answers, (void *)(uintptr_t)FL_MEM_ANON, 60 },
 	{ "same-answers-shmem", test_same_answers, (void *)(uintptr_t)FL_MEM_SHMEM, 60 },
-	{ "same-answers-hugetlb", test_same_answers, (void *)(uintptr_t)FL_MEM_HUGETLB, 60 },
+	{ "same-answers-hugetlb", test_same_answers, (void *)(uintptr_t)FL_MEM_HUGETLB, 60, T_HUGE_PAGES },
 	{ "auto", test_auto, NULL, 30 },
 	{ "bad-input", test_bad_input, NULL, 30 },
 };
