@@ -127,7 +127,8 @@ static int share_worker(const char *image_path, uint64_t size, int tpl_fd, int i
 		r = fl_engine_start(engine);
 	if (!r && tpl_fd >= 0) {
 		struct fl_template_opts to = { .sz = sizeof(to), .mem = FL_MEM_SHMEM, .store = store,
-					       .length = size, .memfd = tpl_fd, .name = "bench" };
+					       .length = size, .flags = FL_TEMPLATE_MEMFD,
+					       .memfd = tpl_fd, .name = "bench" };
 		r = fl_template_new(&to, &tpl);
 		if (!r)
 			r = fl_clone_new(engine, tpl, NULL, &region);

@@ -346,7 +346,7 @@ static int write_image(const char *path, uint64_t size)
 {
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .flags = FL_IMAGE_NO_SYNC,
 					   .creator = "faultline bench daemon" };
-	struct fl_image_region reg = { .length = size, .prot = PROT_READ | PROT_WRITE, .mem = FL_MEM_ANON,
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = size, .prot = PROT_READ | PROT_WRITE, .mem = FL_MEM_ANON,
 				       .name = "bench" };
 	const size_t chunk = 1u << 20;
 	struct fl_image_writer *w = NULL;

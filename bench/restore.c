@@ -50,7 +50,7 @@ static int write_image(const char *path, uint64_t size, bool lz4, double *ret_gb
 {
 	struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC | (lz4 ? FL_IMAGE_LZ4 : 0),
 					  .creator = "faultline bench restore" };
-	struct fl_image_region reg = { .length = size, .prot = 3, .name = "bench" };
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = size, .prot = 3, .name = "bench" };
 	struct fl_image_writer *w;
 	uint8_t *buf = malloc(2u << 20);
 	uint64_t t = 0;

@@ -76,7 +76,7 @@ int cold_start(const struct cold_opts *o, struct cold_result *res)
 	struct fl_region_opts ro = { .sz = sizeof(ro), .mem = FL_MEM_ANON, .mode = FL_MODE_MISSING };
 	struct fl_region_stats st = { .sz = sizeof(st) };
 	struct fl_image_info info = { .sz = sizeof(info) };
-	struct fl_image_region reg;
+	struct fl_image_region reg = { .sz = sizeof(reg) };
 	struct fl_working_set *ws = NULL;
 	struct fl_engine *engine = NULL;
 	struct fl_region *region = NULL;

@@ -135,7 +135,7 @@ static int image_create(int argc, char **argv)
 	uint64_t size = 0, done = 0;
 	bool zero_pages = false, lz4 = false;
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .creator = "faultline image create" };
-	struct fl_image_region reg = { .prot = 3, .mem = 0 };
+	struct fl_image_region reg = { .sz = sizeof(reg), .prot = 3, .mem = 0 };
 	struct fl_image_writer *w;
 	struct fl_image *pimg = NULL;
 	struct progress prog;
@@ -192,7 +192,7 @@ static int image_create(int argc, char **argv)
 	}
 	r = fl_image_writer_add_region(w, &reg);
 	if (r >= 0 && parent) {
-		struct fl_image_region preg;
+		struct fl_image_region preg = { .sz = sizeof(preg) };
 		r = fl_image_open(parent, 0, &pimg);
 		if (!r && (fl_image_region(pimg, 0, &preg) || preg.length != reg.length))
 			r = -ESTALE;
@@ -271,7 +271,7 @@ static void print_info_text(const struct fl_image *img, const char *path, unsign
 	       (unsigned long long)info.pages_lz4, (unsigned long long)info.pages_zero,
 	       (unsigned long long)info.pages_absent);
 	for (unsigned i = 0; i < info.nregions; i++) {
-		struct fl_image_region r;
+		struct fl_image_region r = { .sz = sizeof(r) };
 		fl_image_region(img, i, &r);
 		printf("%*s  region %u  %-16s start 0x%llx length %s prot %c%c%c %s\n", level * 2, "", i, r.name,
 		       (unsigned long long)r.start, fmt_bytes(r.length, b1, sizeof(b1)),
@@ -310,7 +310,7 @@ static void print_info_json(struct json *j, const char *key, const struct fl_ima
 	json_u64(j, "chain_depth", info.chain_depth);
 	json_begin_array(j, "regions");
 	for (unsigned i = 0; i < info.nregions; i++) {
-		struct fl_image_region r;
+		struct fl_image_region r = { .sz = sizeof(r) };
 		fl_image_region(img, i, &r);
 		json_begin(j, NULL);
 		json_str(j, "name", r.name);
@@ -423,7 +423,7 @@ static int image_diff(int argc, char **argv)
 	pa = malloc(PAGE);
 	pb = malloc(PAGE);
 	for (unsigned r = 0; r < ia.nregions && pa && pb; r++) {
-		struct fl_image_region ra, rb;
+		struct fl_image_region ra = { .sz = sizeof(ra) }, rb = { .sz = sizeof(rb) };
 		uint64_t shown = 0;
 		fl_image_region(a, r, &ra);
 		fl_image_region(b, r, &rb);
@@ -487,7 +487,7 @@ static int image_export(int argc, char **argv)
 	const char *out = NULL;
 	uint64_t region = 0;
 	struct fl_image *img;
-	struct fl_image_region reg;
+	struct fl_image_region reg = { .sz = sizeof(reg) };
 	struct progress prog;
 	uint8_t *buf;
 	int c, fd = STDOUT_FILENO, r = 0;

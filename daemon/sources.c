@@ -89,7 +89,7 @@ int fld_image_get(struct fld *d, const char *name, struct fld_image **ret)
 			r = -ENOMEM;
 	}
 	for (unsigned i = 0; !r && i < im->nregions; i++) {
-		struct fl_image_region reg;
+		struct fl_image_region reg = { .sz = sizeof(reg) };
 		r = fl_image_region(im->img, i, &reg);
 		if (!r)
 			im->lengths[i] = reg.length;
@@ -200,6 +200,7 @@ int fld_template_get(struct fld *d, struct fld_image *im, unsigned region, int r
 		r = reopen(resume_fd, O_RDWR, &rw);
 		if (r)
 			return r;
+		o.flags |= FL_TEMPLATE_MEMFD;
 		o.memfd = rw;
 	} else {
 		for (t = d->templates; t; t = t->next) {

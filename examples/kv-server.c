@@ -432,7 +432,7 @@ int main(int argc, char **argv)
 
 	if (load) {
 		struct fl_image *img;
-		struct fl_image_region r;
+		struct fl_image_region r = { .sz = sizeof(r) };
 		ret = fl_image_open(load, 0, &img);
 		if (!ret)
 			ret = fl_image_region(img, 0, &r);

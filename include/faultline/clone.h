@@ -37,15 +37,24 @@ extern "C" {
 struct fl_template;
 struct fl_reset_point;
 
+/*
+ * fl_template_opts flags. Descriptor fields follow one rule across the API:
+ * an fd field is read only when a flag says it is set (FL_TEMPLATE_MEMFD,
+ * FL_REGION_MEMFD), because 0 is a valid descriptor and a zeroed struct
+ * must mean "none".
+ */
+#define FL_TEMPLATE_MEMFD	(1u << 0)	/* use opts.memfd instead of creating one */
+
 struct fl_template_opts {
 	size_t sz;			/* sizeof(struct fl_template_opts) */
 	enum fl_mem_type mem;		/* FL_MEM_SHMEM or FL_MEM_HUGETLB (FL_MEM_ANON means SHMEM) */
 	struct fl_store *store;		/* where the bytes come from (a reference is taken) */
 	uint64_t store_offset;		/* store byte of the template's first byte */
 	size_t length;			/* bytes; 0: the store's size from store_offset */
-	int memfd;			/* >= 0: the page cache of an existing template
-					 * (fl_template_fd() from another process; dup'ed);
-					 * -1: a new one */
+	unsigned flags;			/* FL_TEMPLATE_* */
+	int memfd;			/* with FL_TEMPLATE_MEMFD: the page cache of an existing
+					 * template (fl_template_fd() from another process;
+					 * dup'ed); without it, ignored: a new one is made */
 	const char *name;
 };
 

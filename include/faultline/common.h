@@ -11,6 +11,16 @@
  *  - destructors accept NULL and return NULL.
  *  - options structs begin with `size_t sz`, set by the caller to
  *    sizeof(struct ...) so the structs can grow without breaking callers.
+ *    Every function reads them by the same rules (see faultline(7)): sz 0
+ *    is -EINVAL; a smaller sz (older caller) reads the missing members as
+ *    0; a larger sz (newer caller) is accepted only when every byte past
+ *    the members this build knows is zero, else -E2BIG (a member this
+ *    build would silently ignore); sz > 4096 is -E2BIG. The struct is
+ *    copied on entry and never read again. Output structs (stats, info)
+ *    get at most sz bytes, a larger struct's unknown tail zeroed.
+ *  - an fd member is read only when a flag says it is set (0 is a valid
+ *    descriptor, so a zeroed struct must mean "none"): FL_REGION_MEMFD,
+ *    FL_TEMPLATE_MEMFD.
  *  - the library never prints; it calls the log callback given in
  *    struct fl_engine_opts (there is no global logger).
  */

@@ -27,7 +27,8 @@ struct fl_guard;
 
 struct fl_guard_opts {
 	size_t sz;			/* sizeof(struct fl_guard_opts) */
-	int uffd;			/* the process's own uffd (the guard dups it) */
+	int uffd;			/* required: the process's own uffd (the guard dups it);
+					 * no "none" value, 0 is descriptor 0 */
 	uint64_t features;		/* features enabled on uffd (UFFD_FEATURE_POISON?) */
 	const struct fl_range *ranges;	/* registered lazy ranges (copied) */
 	unsigned nr_ranges;

@@ -55,8 +55,14 @@ struct fl_image_writer_opts {
 	const char *creator;		/* free text stored in the header (tool, host) */
 };
 
-/* Region descriptor, used for writing and returned when reading. */
+/*
+ * Region descriptor, used for writing and returned when reading. It can
+ * grow like an options struct: set sz before passing it, in both
+ * directions (fl_image_region() fills at most sz bytes and zeroes the
+ * bytes of a larger struct past what it knows).
+ */
 struct fl_image_region {
+	size_t sz;			/* sizeof(struct fl_image_region) */
 	uint64_t start;			/* address the region had (informational) */
 	uint64_t length;		/* bytes, a multiple of the page size */
 	uint32_t prot;			/* PROT_* */
@@ -109,9 +115,19 @@ FL_API int fl_image_write_ranges(const char *path, const struct fl_range *ranges
 /*
  * Open an image for random access; checks the header, region table, index
  * and end-record checksums, and opens the parent chain (the parent path is
- * recorded relative to the child's directory).
+ * recorded relative to the child's directory). The image comes with one
+ * reference, the caller's.
  */
 FL_API int fl_image_open(const char *path, unsigned flags, struct fl_image **ret_image);
+/*
+ * Images are reference counted like stores: image stores and page servers
+ * hold a reference, a child image holds one on its parent. The image is
+ * closed (descriptor, tables) when the last reference goes. Both accept
+ * NULL and unref returns NULL; the count is atomic (any thread).
+ */
+FL_API struct fl_image *fl_image_ref(struct fl_image *img);
+FL_API struct fl_image *fl_image_unref(struct fl_image *img);
+/* Drop the reference fl_image_open() gave (the same as fl_image_unref()). */
 FL_API struct fl_image *fl_image_close(struct fl_image *img);
 
 struct fl_image_info {
@@ -131,7 +147,8 @@ struct fl_image_info {
 };
 FL_API int fl_image_info(const struct fl_image *img, struct fl_image_info *info);
 FL_API int fl_image_region(const struct fl_image *img, unsigned index, struct fl_image_region *ret_region);
-/* The parent image, or NULL. */
+/* The parent image, or NULL: borrowed, valid while img is (take a
+ * reference with fl_image_ref() to keep it longer). */
 FL_API struct fl_image *fl_image_parent(const struct fl_image *img);
 
 /*
@@ -159,7 +176,7 @@ FL_API int fl_image_verify(const struct fl_image *img, uint64_t *ret_bad,
  * A store over one region of an image, for lazy regions. Runs of pages are
  * read in large batches; a page whose checksum fails makes the read fail
  * (-EBADMSG), so the engine poisons it: never wrong or zero data. The store
- * holds a reference to nothing: keep the image open while the store lives.
+ * holds a reference to the image: the caller may close it at once.
  */
 FL_API int fl_image_store_new(struct fl_image *img, unsigned region, struct fl_store **ret_store);
 

@@ -34,7 +34,7 @@
  * timeout_ms has passed (then -ETIMEDOUT). Once a server has been failing
  * for a whole timeout, later reads give up after a short retry, until it
  * answers again. Each node gets a small pool of connections, one of them
- * kept for urgent reads (FL_STORE_URGENT: demand faults) so prefetch and
+ * kept for urgent reads (FL_STORE_IN_URGENT: demand faults) so prefetch and
  * background fill do not queue ahead of a blocked thread.
  *
  * Needs: Redis 3.0 or newer (Cluster: 3.0; tested with 7.0). No AUTH, no
@@ -127,7 +127,7 @@ struct fl_redis_stats {
 	uint32_t nodes;			/* server nodes known */
 	bool cluster;			/* talking to a Redis Cluster */
 };
-#define FL_REDIS_CTL_STATS	0x200
+#define FL_REDIS_CTL_STATS	0x300	/* unique across stores: see store.h */
 
 #ifdef __cplusplus
 }

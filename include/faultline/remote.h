@@ -17,7 +17,7 @@
  * the server reads), ERROR (an errno value) and BYE.
  *
  * Urgent path: the client keeps two connections, one for demand faults
- * (FL_STORE_URGENT reads) and one for prefetch and background fill, and the
+ * (FL_STORE_IN_URGENT reads) and one for prefetch and background fill, and the
  * server serves urgent requests first and never throttles them, so a demand
  * fault never waits behind background streaming.
  *
@@ -75,8 +75,8 @@ struct fl_server_opts {
 
 /*
  * Create a page server for `img` and bind its listening socket (so
- * fl_server_port() is known before fl_server_run()). The image must stay
- * open while the server lives. Strings in opts are copied. Returns -EINVAL
+ * fl_server_port() is known before fl_server_run()). The server holds a
+ * reference to the image (fl_image_ref()) until fl_server_free(). Strings in opts are copied. Returns -EINVAL
  * (bad options or address), -EADDRINUSE, -EACCES, -ENOENT (a TLS file is
  * missing), -EBADMSG (a TLS file cannot be parsed), -ENOMEM.
  */
@@ -155,7 +155,7 @@ struct fl_remote_opts {
  */
 FL_API int fl_store_remote_new(const struct fl_remote_opts *opts, struct fl_store **ret_store);
 
-/* fl_store_ctl() operations of remote stores. */
+/* fl_store_ctl() operations of remote stores (the 0x200 block: see store.h). */
 #define FL_REMOTE_CTL_STATS	0x200	/* arg: struct fl_remote_stats * (sz set) */
 #define FL_REMOTE_CTL_DROP	0x201	/* arg: NULL; drop the connections now (drills, tests) */
 

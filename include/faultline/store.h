@@ -21,14 +21,21 @@ struct fl_store_iov {
 	uint64_t offset;	/* byte offset in the store (page-aligned) */
 	void *buf;		/* destination, `len` bytes */
 	size_t len;
-	uint32_t flags_in;	/* FL_STORE_URGENT: a thread is blocked on this read */
-	uint32_t flags_out;	/* FL_STORE_ZERO if the store knows the range is all zeros */
+	uint32_t flags_in;	/* FL_STORE_IN_*: what the caller asks; the store never writes it */
+	uint32_t flags_out;	/* FL_STORE_OUT_*: what the store reports; cleared before each read */
 	int result;		/* per-request result: 0, or -errno */
 };
-#define FL_STORE_ZERO (1u << 0)
-/* Demand faults are urgent; prefetch and background fill are not. Remote
- * stores serve urgent reads ahead of queued background work. */
-#define FL_STORE_URGENT (1u << 0)
+/*
+ * The two sets never share a bit, so a flag put in the wrong field is
+ * caught (fl_store_read() rejects unknown flags_in bits with -EINVAL)
+ * instead of being read as the other set's flag.
+ */
+/* flags_in. Demand faults are urgent; prefetch and background fill are
+ * not. Remote stores serve urgent reads ahead of queued background work. */
+#define FL_STORE_IN_URGENT	(1u << 0)
+#define FL_STORE_IN_MASK	0x0000ffffu	/* bits the caller may set */
+/* flags_out: the store knows the range is all zeros (buf left untouched). */
+#define FL_STORE_OUT_ZERO	(1u << 16)
 
 #define FL_STORE_OPS_VERSION 1
 
@@ -39,7 +46,7 @@ struct fl_store_ops {
 	unsigned version;	/* FL_STORE_OPS_VERSION */
 	const char *name;	/* "zero", "memory", "file", ... */
 	/*
-	 * Read a batch. Fill each iov's buf (or set FL_STORE_ZERO and leave buf
+	 * Read a batch. Fill each iov's buf (or set FL_STORE_OUT_ZERO and leave buf
 	 * untouched) and set its result. Return 0 if every request succeeded,
 	 * otherwise a negative errno (the per-request results say which).
 	 * Reads beyond the end of the store must fail with -ERANGE, never
@@ -50,7 +57,8 @@ struct fl_store_ops {
 	int (*write)(void *ctx, const struct fl_store_iov *iov, unsigned n);
 	/* Optional: make writes durable. */
 	int (*flush)(void *ctx);
-	/* Optional escape hatch for store-specific operations; -ENOTTY if unknown. */
+	/* Optional escape hatch for store-specific operations (numbers: see
+	 * FL_STORE_CTL_* below); -EOPNOTSUPP for an op it does not know. */
 	int (*ctl)(void *ctx, int op, void *arg);
 	/* Optional: release ctx when the store's last reference goes away. */
 	void (*destroy)(void *ctx);
@@ -73,13 +81,14 @@ FL_API const char *fl_store_name(const struct fl_store *store);
 /* Batched read through the store's vtable (what the engine calls). */
 FL_API int fl_store_read(struct fl_store *store, struct fl_store_iov *iov,
 			 unsigned n);
-/* Optional operations; -EOPNOTSUPP when the store lacks them. */
+/* Optional operations; -EOPNOTSUPP when the store lacks them (for ctl:
+ * when the store does not know that op). */
 FL_API int fl_store_write(struct fl_store *store,
 			  const struct fl_store_iov *iov, unsigned n);
 FL_API int fl_store_flush(struct fl_store *store);
 FL_API int fl_store_ctl(struct fl_store *store, int op, void *arg);
 
-/* A store of `size` zero bytes (every read reports FL_STORE_ZERO). */
+/* A store of `size` zero bytes (every read reports FL_STORE_OUT_ZERO). */
 FL_API int fl_store_zero_new(uint64_t size, struct fl_store **ret_store);
 
 /*
@@ -103,14 +112,22 @@ FL_API int fl_store_file_new(int fd, uint64_t offset, uint64_t size,
 FL_API int fl_store_file_open(const char *path, struct fl_store **ret_store);
 
 /*
- * Fault injection for tests and fallback drills: ctl ops understood by every
- * built-in store. FL_STORE_CTL_FAIL_AT: arg is a `const uint64_t[2]`
- * {offset, len}; reads overlapping that byte range fail with -EIO.
- * FL_STORE_CTL_DELAY_US: arg is `const uint64_t *` microseconds to sleep in
- * every read.
+ * ctl op numbers are unique across all stores, so an op sent to the wrong
+ * kind of store is -EOPNOTSUPP and its arg is never read as another
+ * store's struct. Each kind owns a block of 0x100:
+ *   0x100  every store (handled by fl_store_ctl() itself)
+ *   0x200  remote stores (FL_REMOTE_CTL_*, remote.h)
+ *   0x300  Redis stores (FL_REDIS_CTL_*, redis.h)
+ *   from FL_STORE_CTL_USER: custom stores (fl_store_new())
+ *
+ * Fault injection for tests and fallback drills, understood by every
+ * store. FL_STORE_CTL_FAIL_AT: arg is a `const uint64_t[2]` {offset, len};
+ * reads overlapping that byte range fail with -EIO. FL_STORE_CTL_DELAY_US:
+ * arg is `const uint64_t *` microseconds to sleep in every read.
  */
 #define FL_STORE_CTL_FAIL_AT	0x100
 #define FL_STORE_CTL_DELAY_US	0x101
+#define FL_STORE_CTL_USER	0x10000
 
 #ifdef __cplusplus
 }

@@ -143,8 +143,13 @@ static int client_alloc(const struct fl_client_opts *opts, struct fl_client **re
 	struct fl_client_opts o;
 	struct fl_client *c;
 	const char *path;
+	int r;
 
-	FL_OPTS_COPY(o, opts);
+	r = FL_OPTS_COPY(o, opts);
+	if (r)
+		return r;
+	if (o.flags & ~FL_CLIENT_NO_GUARD)
+		return -EINVAL;
 	path = o.socket ? o.socket : getenv("FAULTLINED_SOCKET");
 	if (!path || !*path)
 		path = DEFAULT_SOCKET;
@@ -176,7 +181,7 @@ int fl_client_connect(const struct fl_client_opts *opts, struct fl_client **ret_
 	struct fl_client *c;
 	int r;
 
-	if (!ret_client || (opts && !opts->sz) || (opts && (opts->flags & ~FL_CLIENT_NO_GUARD)))
+	if (!ret_client)
 		return -EINVAL;
 	r = client_alloc(opts, &c);
 	if (r)
@@ -341,9 +346,11 @@ int fl_client_map(struct fl_client *c, const struct fl_client_map_opts *opts, vo
 	size_t psz = FL_PAGE_SIZE;
 	void *p;
 
-	if (!c || !opts || !opts->sz || !ret_addr)
+	if (!c || !opts || !ret_addr)
 		return -EINVAL;
-	FL_OPTS_COPY(o, opts);
+	ret = FL_OPTS_COPY(o, opts);
+	if (ret)
+		return ret;
 	if (o.source > FL_SOURCE_TEMPLATE || (o.source == FL_SOURCE_ZERO && !o.length) ||
 	    (o.source != FL_SOURCE_ZERO && !o.image))
 		return -EINVAL;

@@ -34,8 +34,12 @@ int fl_template_new(const struct fl_template_opts *opts, struct fl_template **re
 	size_t psz;
 	int ret;
 
-	FL_OPTS_COPY(o, opts);
-	if (!opts || !ret_template || !o.store || o.mem > FL_MEM_HUGETLB)
+	if (!opts || !ret_template)
+		return -EINVAL;
+	ret = FL_OPTS_COPY(o, opts);
+	if (ret)
+		return ret;
+	if (!o.store || o.mem > FL_MEM_HUGETLB || (o.flags & ~FL_TEMPLATE_MEMFD))
 		return -EINVAL;
 	if (o.mem == FL_MEM_ANON)
 		o.mem = FL_MEM_SHMEM;
@@ -53,7 +57,7 @@ int fl_template_new(const struct fl_template_opts *opts, struct fl_template **re
 	t->store = fl_store_ref(o.store);
 	t->store_offset = o.store_offset;
 	snprintf(t->name, sizeof(t->name), "%s", o.name ? o.name : "template");
-	if (o.memfd >= 0) {
+	if (o.flags & FL_TEMPLATE_MEMFD) {
 		uint64_t size;
 		ret = fl__fstat_size(o.memfd, &size);
 		if (!ret && size != t->length)
@@ -98,7 +102,10 @@ int fl_clone_new(struct fl_engine *e, const struct fl_template *t, const struct 
 	struct fl_clone_opts o;
 	struct fl_region_opts ro = { .sz = sizeof(ro) };
 
-	FL_OPTS_COPY(o, opts);
+	int ret = FL_OPTS_COPY(o, opts);
+
+	if (ret)
+		return ret;
 	if (!e || !t || !ret_clone || (o.flags & ~(FL_REGION_NO_PREFETCH | FL_REGION_BACKGROUND)))
 		return -EINVAL;
 	ro.length = t->length;
@@ -342,6 +349,9 @@ int fl_clone_reset(struct fl_region *r, struct fl_reset_stats *stats)
 
 	if (!r || r->mode != FL_MODE_MINOR || !(r->flags & FL_REGION_PRIVATE) || (r->flags & FL_REGION_FOREIGN))
 		return -EINVAL;
+	/* optional; a bad sz fails before anything is reset */
+	if (stats && (ret = fl__opts_out_check(stats)))
+		return ret;
 	l.psz = r->page_size;
 	l.gap = r->page_size == FL_PAGE_SIZE ? MERGE_GAP * FL_PAGE_SIZE : 0;
 	ret = scan_dirty(r, &l);
@@ -349,11 +359,8 @@ int fl_clone_reset(struct fl_region *r, struct fl_reset_stats *stats)
 		ret = reset_runs(r, &l, &st);
 	free(l.v);
 	st.ns = fl__now_ns() - t0;
-	if (stats && stats->sz) {
-		size_t n = FL_MIN(stats->sz, sizeof(st));
-		memcpy(stats, &st, n);
-		stats->sz = n;
-	}
+	if (stats)
+		FL_OPTS_OUT(stats, st);	/* its sz was checked before the reset */
 	return ret;
 }
 
@@ -407,6 +414,8 @@ int fl_reset_point_reset(struct fl_reset_point *p, struct fl_reset_stats *stats)
 
 	if (!p)
 		return -EINVAL;
+	if (stats && (ret = fl__opts_out_check(stats)))
+		return ret;
 	do {
 		/* Look, copy back, then re-arm exactly what was copied: our own
 		 * copying is a write the watch must not keep. */
@@ -426,11 +435,8 @@ int fl_reset_point_reset(struct fl_reset_point *p, struct fl_reset_stats *stats)
 		}
 	} while (!ret && n == RP_BATCH);
 	st.ns = fl__now_ns() - t0;
-	if (stats && stats->sz) {
-		size_t k = FL_MIN(stats->sz, sizeof(st));
-		memcpy(stats, &st, k);
-		stats->sz = k;
-	}
+	if (stats)
+		FL_OPTS_OUT(stats, st);	/* its sz was checked before the reset */
 	return ret;
 }
 

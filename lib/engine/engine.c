@@ -605,13 +605,16 @@ int fl_engine_new(const struct fl_engine_opts *opts, struct fl_engine **ret_engi
 	uint64_t want, avail = fl_features(), got = 0;
 	int uffd = -1, r;
 
-	if (!ret_engine || (opts && opts->sz == 0))
+	if (!ret_engine)
 		return -EINVAL;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	FL_OPTS_COPY(e->opts, opts);
-	e->opts.sz = sizeof(e->opts);
+	r = FL_OPTS_COPY(e->opts, opts);
+	if (r) {
+		free(e);
+		return r;
+	}
 	if (e->opts.placement > FL_PLACE_PER_CPU || e->opts.threads > 256) {
 		free(e);
 		return -EINVAL;
@@ -870,12 +873,14 @@ int fl_engine_wake_all(struct fl_engine *e, int space)
 
 int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 {
-	struct fl_engine_stats s = { 0 };
-	size_t n;
+	struct fl_engine_stats s = { .sz = sizeof(s) };
+	int r;
 
-	if (!e || !st || !st->sz)
+	if (!e)
 		return -EINVAL;
-	s.sz = st->sz;
+	r = fl__opts_out_check(st);
+	if (r)
+		return r;
 	s.messages = atomic_load(&e->messages);
 	s.reads = atomic_load(&e->reads);
 	s.faults = atomic_load(&e->faults);
@@ -888,9 +893,7 @@ int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 	for (size_t i = 0; i < e->nspaces; i++)
 		s.spaces += !atomic_load(&e->spaces[i]->dead);
 	pthread_rwlock_unlock((pthread_rwlock_t *)&e->lock);
-	n = st->sz < sizeof(s) ? st->sz : sizeof(s);
-	memcpy(st, &s, n);
-	return 0;
+	return FL_OPTS_OUT(st, s);
 }
 
 /* ---- spaces of other processes: release, reap, per-space statistics ------- */
@@ -1030,13 +1033,16 @@ int fl_engine_reap(struct fl_engine *e)
 int fl_engine_space_stats(const struct fl_engine *e, int space, struct fl_space_stats *st)
 {
 	struct fl_engine *me = (struct fl_engine *)e;
-	struct fl_space_stats s = { 0 };
+	struct fl_space_stats s = { .sz = sizeof(s) };
 	struct fl__hist *h;
 	struct fl__space *sp;
-	size_t n;
+	int ret;
 
-	if (!e || !st || !st->sz)
+	if (!e)
 		return -EINVAL;
+	ret = fl__opts_out_check(st);
+	if (ret)
+		return ret;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -1047,7 +1053,6 @@ int fl_engine_space_stats(const struct fl_engine *e, int space, struct fl_space_
 		free(h);
 		return -ENOENT;
 	}
-	s.sz = st->sz;
 	s.pid = sp->pid;
 	s.parent = sp->parent;
 	s.dead = atomic_load(&sp->dead);
@@ -1075,9 +1080,7 @@ int fl_engine_space_stats(const struct fl_engine *e, int space, struct fl_space_
 	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
 		s.lat_hist[b] = atomic_load(&h->bucket[b]);
 	free(h);
-	n = st->sz < sizeof(s) ? st->sz : sizeof(s);
-	memcpy(st, &s, n);
-	return 0;
+	return FL_OPTS_OUT(st, s);
 }
 
 int fl_engine_space_fd(const struct fl_engine *e, int space)

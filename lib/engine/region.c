@@ -60,9 +60,11 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 	bool foreign;
 	int ret;
 
-	if (!e || !opts || !ret_region || !opts->sz)
+	if (!e || !opts || !ret_region)
 		return -EINVAL;
-	FL_OPTS_COPY(o, opts);
+	ret = FL_OPTS_COPY(o, opts);
+	if (ret)
+		return ret;
 	foreign = o.flags & FL_REGION_FOREIGN;
 	if (!o.length || o.mem > FL_MEM_HUGETLB || o.mode > FL_MODE_MINOR)
 		return -EINVAL;
@@ -349,12 +351,14 @@ int fl_region_populate(struct fl_region *r, uint64_t offset, size_t len)
 
 int fl_region_stats(const struct fl_region *r, struct fl_region_stats *st)
 {
-	struct fl_region_stats s = { 0 };
-	size_t n;
+	struct fl_region_stats s = { .sz = sizeof(s) };
+	int ret;
 
-	if (!r || !st || !st->sz)
+	if (!r)
 		return -EINVAL;
-	s.sz = st->sz;
+	ret = fl__opts_out_check(st);
+	if (ret)
+		return ret;
 	s.faults_read = atomic_load(&r->faults_read);
 	s.faults_write = atomic_load(&r->faults_write);
 	s.faults_minor = atomic_load(&r->faults_minor);
@@ -374,7 +378,5 @@ int fl_region_stats(const struct fl_region *r, struct fl_region_stats *st)
 	s.lat_max_ns = atomic_load(&r->hist.max);
 	s.blocked_ns = atomic_load(&r->blocked_ns);
 	s.pages_replayed = atomic_load(&r->pages_replayed);
-	n = st->sz < sizeof(s) ? st->sz : sizeof(s);
-	memcpy(st, &s, n);
-	return 0;
+	return FL_OPTS_OUT(st, s);
 }

@@ -184,7 +184,7 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 		.offset = r->store_offset + first * psz,
 		.buf = w->buf,
 		.len = count * psz,
-		.flags_in = (source == FL_SRC_DEMAND || source == FL_SRC_POPULATE) ? FL_STORE_URGENT : 0,
+		.flags_in = (source == FL_SRC_DEMAND || source == FL_SRC_POPULATE) ? FL_STORE_IN_URGENT : 0,
 	};
 	ret = fl_store_read(r->store, &iov, 1);
 	if (ret) {
@@ -199,7 +199,7 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 		return ret;
 	}
 	atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);
-	if ((iov.flags_out & FL_STORE_ZERO) && (r->mem == FL_MEM_HUGETLB))
+	if ((iov.flags_out & FL_STORE_OUT_ZERO) && (r->mem == FL_MEM_HUGETLB))
 		memset(w->buf, 0, iov.len); /* hugetlbfs has no ZEROPAGE: copy zeros */
 
 	/* Walk runs of data / zero pages. Discarded pages (REMOVE) are zeros
@@ -209,7 +209,7 @@ int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 		bool disc = fl__bit_test(r->discarded, p);
 		if (disc)
 			memset(pg, 0, psz);
-		w->zero[p - first] = disc || (iov.flags_out & FL_STORE_ZERO) || page_is_zero(pg, psz);
+		w->zero[p - first] = disc || (iov.flags_out & FL_STORE_OUT_ZERO) || page_is_zero(pg, psz);
 	}
 	/* A short zero run inside data costs two more ioctls than copying the
 	 * zeros we already hold: ZEROPAGE only long runs, or a whole request. */

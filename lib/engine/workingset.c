@@ -206,7 +206,7 @@ static int ws_binding(const struct fl_image *img, unsigned img_region, uint8_t i
 		      uint64_t *ret_pages, uint32_t *ret_psz)
 {
 	struct fl_image_info info = { .sz = sizeof(info) };
-	struct fl_image_region reg;
+	struct fl_image_region reg = { .sz = sizeof(reg) };
 	int r;
 
 	r = fl_image_info(img, &info);

@@ -198,9 +198,11 @@ int fl_guard_new(const struct fl_guard_opts *opts, struct fl_guard **ret_guard)
 	struct fl_guard *g;
 	int r;
 
-	if (!opts || !opts->sz || !ret_guard)
+	if (!opts || !ret_guard)
 		return -EINVAL;
-	FL_OPTS_COPY(o, opts);
+	r = FL_OPTS_COPY(o, opts);
+	if (r)
+		return r;
 	if (o.uffd < 0 || (o.nr_ranges && !o.ranges))
 		return -EINVAL;
 	g = calloc(1, sizeof(*g));

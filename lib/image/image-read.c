@@ -21,8 +21,9 @@ struct fl_image {
 	struct fl__img_region *table;
 	struct fl__img_page *index;
 	uint64_t file_size;
-	struct fl_image *parent;
+	struct fl_image *parent;	/* a reference of its own */
 	unsigned depth;
+	_Atomic unsigned refs;
 };
 
 static int relpath_dir(const char *path, char *out, size_t len)
@@ -146,6 +147,7 @@ static int open_depth(const char *path, unsigned flags, unsigned depth, struct f
 	if (!img)
 		return -ENOMEM;
 	img->depth = depth;
+	atomic_init(&img->refs, 1);
 	snprintf(img->path, sizeof(img->path), "%s", path);
 	r = fl__open(path, O_RDONLY, &img->fd);
 	if (r) {
@@ -264,7 +266,7 @@ static int open_depth(const char *path, unsigned flags, unsigned depth, struct f
 	*ret = img;
 	return 0;
 fail:
-	fl_image_close(img);
+	fl_image_unref(img);
 	return r;
 }
 
@@ -275,11 +277,18 @@ int fl_image_open(const char *path, unsigned flags, struct fl_image **ret_image)
 	return open_depth(path, flags, 0, ret_image);
 }
 
-struct fl_image *fl_image_close(struct fl_image *img)
+struct fl_image *fl_image_ref(struct fl_image *img)
 {
-	if (!img)
+	if (img)
+		atomic_fetch_add(&img->refs, 1);
+	return img;
+}
+
+struct fl_image *fl_image_unref(struct fl_image *img)
+{
+	if (!img || atomic_fetch_sub(&img->refs, 1) != 1)
 		return NULL;
-	fl_image_close(img->parent);
+	fl_image_unref(img->parent);
 	fl__close(img->fd);
 	free(img->table);
 	free(img->index);
@@ -287,14 +296,22 @@ struct fl_image *fl_image_close(struct fl_image *img)
 	return NULL;
 }
 
+/* The name from before images were shared: drops the opener's reference. */
+struct fl_image *fl_image_close(struct fl_image *img)
+{
+	return fl_image_unref(img);
+}
+
 int fl_image_info(const struct fl_image *img, struct fl_image_info *info)
 {
-	struct fl_image_info s = { 0 };
-	size_t n;
+	struct fl_image_info s = { .sz = sizeof(s) };
+	int r;
 
-	if (!img || !info || !info->sz)
+	if (!img)
 		return -EINVAL;
-	s.sz = info->sz;
+	r = fl__opts_out_check(info);
+	if (r)
+		return r;
 	s.version = img->hdr.version;
 	s.page_size = img->hdr.page_size;
 	s.flags = img->hdr.flags;
@@ -322,25 +339,29 @@ int fl_image_info(const struct fl_image *img, struct fl_image_info *info)
 	s.file_bytes = img->file_size;
 	for (const struct fl_image *p = img->parent; p; p = p->parent)
 		s.chain_depth++;
-	n = info->sz < sizeof(s) ? info->sz : sizeof(s);
-	memcpy(info, &s, n);
-	return 0;
+	return FL_OPTS_OUT(info, s);
 }
 
 int fl_image_region(const struct fl_image *img, unsigned index, struct fl_image_region *ret)
 {
+	struct fl_image_region out = { .sz = sizeof(out) };
 	const struct fl__img_region *rg;
-	if (!img || !ret)
+	int r;
+
+	if (!img)
 		return -EINVAL;
+	r = fl__opts_out_check(ret);
+	if (r)
+		return r;
 	if (index >= img->hdr.nregions)
 		return -ENOENT;
 	rg = &img->table[index];
-	ret->start = rg->start;
-	ret->length = rg->length;
-	ret->prot = rg->prot;
-	ret->mem = rg->mem;
-	memcpy(ret->name, rg->name, sizeof(ret->name));
-	return 0;
+	out.start = rg->start;
+	out.length = rg->length;
+	out.prot = rg->prot;
+	out.mem = rg->mem;
+	memcpy(out.name, rg->name, sizeof(out.name));
+	return FL_OPTS_OUT(ret, out);
 }
 
 struct fl_image *fl_image_parent(const struct fl_image *img)
@@ -519,7 +540,7 @@ static int img_store_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 			for (uint64_t p = first; p < first + np && all_zero; p++)
 				all_zero = fl_image_page_kind(s->img, s->region, p) == FL_PAGE_ZERO;
 			if (all_zero)
-				iov[i].flags_out |= FL_STORE_ZERO;
+				iov[i].flags_out |= FL_STORE_OUT_ZERO;
 			else
 				iov[i].result = fl_image_read(s->img, s->region, first, np, iov[i].buf, NULL);
 		}
@@ -531,7 +552,10 @@ static int img_store_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 
 static void img_store_destroy(void *ctx)
 {
-	free(ctx);
+	struct img_store *s = ctx;
+
+	fl_image_unref(s->img);
+	free(s);
 }
 
 static const struct fl_store_ops img_store_ops = {
@@ -552,10 +576,10 @@ int fl_image_store_new(struct fl_image *img, unsigned region, struct fl_store **
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->img = img;
+	s->img = fl_image_ref(img);	/* the store may outlive the caller's reference */
 	s->region = region;
 	r = fl_store_new(&img_store_ops, s, img->table[region].length, ret_store);
 	if (r)
-		free(s);
+		img_store_destroy(s);
 	return r;
 }

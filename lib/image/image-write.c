@@ -88,9 +88,11 @@ int fl_image_writer_new(const char *path, const struct fl_image_writer_opts *opt
 	char dir[PATH_MAX], base[PATH_MAX];
 	int r;
 
-	if (!path || !ret_writer || (opts && !opts->sz) || strlen(path) + 32 >= PATH_MAX)
+	if (!path || !ret_writer || strlen(path) + 32 >= PATH_MAX)
 		return -EINVAL;
-	FL_OPTS_COPY(o, opts);
+	r = FL_OPTS_COPY(o, opts);
+	if (r)
+		return r;
 	if (o.flags & ~(FL_IMAGE_LZ4 | FL_IMAGE_NO_SYNC))
 		return -EINVAL;
 	if ((o.flags & FL_IMAGE_LZ4) && !FL_HAVE_LZ4)
@@ -155,12 +157,18 @@ fail:
 	return r;
 }
 
-int fl_image_writer_add_region(struct fl_image_writer *w, const struct fl_image_region *region)
+int fl_image_writer_add_region(struct fl_image_writer *w, const struct fl_image_region *uregion)
 {
+	struct fl_image_region rg, *region = &rg;
 	struct fl__img_region *t, *nr;
 	int r;
 
-	if (!w || !region || !region->length || region->length % w->page_size)
+	if (!w || !uregion)
+		return -EINVAL;
+	r = FL_OPTS_COPY(rg, uregion);
+	if (r)
+		return r;
+	if (!rg.length || rg.length % w->page_size)
 		return -EINVAL;
 	pthread_mutex_lock(&w->mu);
 	if (w->index || w->nregions >= FL_IMG_MAX_REGIONS) {
@@ -201,7 +209,7 @@ static int ensure_index(struct fl_image_writer *w)
 		if (info.nregions != w->nregions)
 			return -ESTALE;
 		for (uint32_t i = 0; i < w->nregions; i++) {
-			struct fl_image_region pr;
+			struct fl_image_region pr = { .sz = sizeof(pr) };
 			fl_image_region(w->parent, i, &pr);
 			if (pr.length != w->table[i].length)
 				return -ESTALE;
@@ -410,7 +418,7 @@ int fl_image_write_ranges(const char *path, const struct fl_range *ranges, unsig
 	if (r)
 		return r;
 	for (unsigned i = 0; i < n && r >= 0; i++) {
-		struct fl_image_region reg = { .start = ranges[i].start, .length = ranges[i].len,
+		struct fl_image_region reg = { .sz = sizeof(reg), .start = ranges[i].start, .length = ranges[i].len,
 					       .prot = 3, .mem = FL_MEM_ANON };
 		snprintf(reg.name, sizeof(reg.name), "range%u", i);
 		r = fl_image_writer_add_region(w, &reg);

@@ -34,9 +34,11 @@ int fl_pagemap_scan(int pagemap_fd, const struct fl_scan_opts *opts,
 	struct pm_scan_arg arg;
 	int r;
 
-	FL_OPTS_COPY(o, opts);
-	if (!opts || !opts->sz)
+	if (!opts)
 		return -EINVAL;
+	r = FL_OPTS_COPY(o, opts);
+	if (r)
+		return r;
 	if (fl_features_masked() & FL_FEAT_PAGEMAP_SCAN)
 		return -EOPNOTSUPP;
 	arg = (struct pm_scan_arg){
@@ -75,10 +77,13 @@ int64_t fl_pagemap_scan_all(int pagemap_fd, const struct fl_scan_opts *opts,
 	struct fl_page_region *vec;
 	struct fl_scan_opts o;
 	int64_t total = 0;
+	int r;
 
-	FL_OPTS_COPY(o, opts);
-	if (!opts || !opts->sz || !fn)
+	if (!opts || !fn)
 		return -EINVAL;
+	r = FL_OPTS_COPY(o, opts);
+	if (r)
+		return r;
 	vec = malloc(VEC * sizeof(*vec));
 	if (!vec)
 		return -ENOMEM;
@@ -90,7 +95,7 @@ int64_t fl_pagemap_scan_all(int pagemap_fd, const struct fl_scan_opts *opts,
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			int r = fn(&vec[i], ctx);
+			r = fn(&vec[i], ctx);
 			total += (int64_t)((vec[i].end - vec[i].start) / FL_PAGE_SIZE);
 			if (r < 0) {
 				free(vec);

@@ -596,13 +596,15 @@ int fl_server_port(const struct fl_server *srv)
 
 int fl_server_stats(const struct fl_server *srv, struct fl_server_stats *st)
 {
-	struct fl_server_stats s = { 0 };
+	struct fl_server_stats s = { .sz = sizeof(s) };
 	struct fl_server *m = (struct fl_server *)srv;
-	size_t n;
+	int r;
 
-	if (!srv || !st || !st->sz)
+	if (!srv)
 		return -EINVAL;
-	s.sz = st->sz;
+	r = fl__opts_out_check(st);
+	if (r)
+		return r;
 	s.connections = atomic_load(&srv->st_connections);
 	s.refused = atomic_load(&srv->st_refused);
 	pthread_mutex_lock(&m->mu);
@@ -614,9 +616,7 @@ int fl_server_stats(const struct fl_server *srv, struct fl_server_stats *st)
 	s.pages_zero = atomic_load(&srv->st_pages_zero);
 	s.bytes_sent = atomic_load(&srv->st_bytes);
 	s.errors = atomic_load(&srv->st_errors);
-	n = st->sz < sizeof(s) ? st->sz : sizeof(s);
-	memcpy(st, &s, n);
-	return 0;
+	return FL_OPTS_OUT(st, s);
 }
 
 /* ---- creation ------------------------------------------------------------------ */
@@ -635,7 +635,7 @@ static int build_ack(struct fl_server *srv)
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < srv->nregions && !r; i++) {
-		struct fl_image_region rg;
+		struct fl_image_region rg = { .sz = sizeof(rg) };
 		r = fl_image_region(srv->img, i, &rg);
 		regions[i] = (struct fl__proto_region){ .length = rg.length, .prot = rg.prot, .mem = rg.mem };
 		srv->region_pages[i] = rg.length / FL_PROTO_PAGE_SIZE;
@@ -657,9 +657,11 @@ int fl_server_new(struct fl_image *img, const struct fl_server_opts *uopts, stru
 	struct fl_server *srv;
 	int r;
 
-	if (!img || !uopts || !ret || !uopts->sz)
+	if (!img || !uopts || !ret)
 		return -EINVAL;
-	FL_OPTS_COPY(o, uopts);
+	r = FL_OPTS_COPY(o, uopts);
+	if (r)
+		return r;
 	if (!o.listen || (o.tls != FL_TLS_NONE && o.tls != FL_TLS_PSK && o.tls != FL_TLS_X509))
 		return -EINVAL;
 	r = fl_image_info(img, &info);
@@ -672,7 +674,7 @@ int fl_server_new(struct fl_image *img, const struct fl_server_opts *uopts, stru
 		return -ENOMEM;
 	srv->lfd = srv->stop_fd = srv->reap_fd = -1;
 	srv->log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = o.log_level };
-	srv->img = img;
+	srv->img = fl_image_ref(img);	/* dropped by fl_server_free() */
 	srv->max_clients = o.max_clients ? o.max_clients : DEFAULT_MAX_CLIENTS;
 	srv->bulk_rate = o.bulk_rate;
 	srv->nregions = info.nregions;
@@ -723,6 +725,7 @@ struct fl_server *fl_server_free(struct fl_server *srv)
 	pthread_mutex_destroy(&srv->rate_mu);
 	free(srv->ack);
 	free(srv->region_pages);
+	fl_image_unref(srv->img);
 	free(srv);
 	return NULL;
 }

@@ -714,7 +714,7 @@ static void gather(struct fl_store_iov *iov, const struct rreq *reqs, unsigned n
 		zero &= reqs[k].all_zero;
 	}
 	if (!iov->result && zero && iov->len)
-		iov->flags_out |= FL_STORE_ZERO;
+		iov->flags_out |= FL_STORE_OUT_ZERO;
 }
 
 /* Called with c->ra.mu held: ask for the run after this one, without waiting. */
@@ -831,7 +831,7 @@ static int remote_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 			continue;
 		}
 		nreq += nchunks(rs, iov[i].len);
-		urgent |= iov[i].flags_in & FL_STORE_URGENT;
+		urgent |= iov[i].flags_in & FL_STORE_IN_URGENT;
 	}
 	c = &rs->conn[urgent || rs->nconns == 1 ? 0 : 1];
 	/* Sequential runs of more than a page: read ahead (not with one
@@ -881,11 +881,11 @@ static int remote_ctl(void *ctx, int op, void *arg)
 
 	switch (op) {
 	case FL_REMOTE_CTL_STATS: {
-		struct fl_remote_stats s = { 0 }, *out = arg;
-		size_t len;
-		if (!out || !out->sz)
-			return -EINVAL;
-		s.sz = out->sz;
+		struct fl_remote_stats s = { .sz = sizeof(s) }, *out = arg;
+		int r = fl__opts_out_check(out);
+
+		if (r)
+			return r;
 		memcpy(s.image_id, rs->image_id, sizeof(s.image_id));
 		s.page_size = FL_PROTO_PAGE_SIZE;
 		s.nregions = rs->nregions;
@@ -899,9 +899,7 @@ static int remote_ctl(void *ctx, int op, void *arg)
 		s.timeouts = atomic_load(&rs->st_timeouts);
 		s.readahead = atomic_load(&rs->st_readahead);
 		s.readahead_hits = atomic_load(&rs->st_readahead_hits);
-		len = out->sz < sizeof(s) ? out->sz : sizeof(s);
-		memcpy(out, &s, len);
-		return 0;
+		return FL_OPTS_OUT(out, s);
 	}
 	case FL_REMOTE_CTL_DROP:
 		for (unsigned i = 0; i < rs->nconns; i++) {
@@ -912,7 +910,7 @@ static int remote_ctl(void *ctx, int op, void *arg)
 		}
 		return 0;
 	}
-	return -ENOTTY;
+	return -EOPNOTSUPP;
 }
 
 static void remote_destroy(void *ctx)
@@ -971,9 +969,11 @@ int fl_store_remote_new(const struct fl_remote_opts *uopts, struct fl_store **re
 	char host[256], port[8];
 	int r;
 
-	if (!uopts || !ret_store || !uopts->sz)
+	if (!uopts || !ret_store)
 		return -EINVAL;
-	FL_OPTS_COPY(o, uopts);
+	r = FL_OPTS_COPY(o, uopts);
+	if (r)
+		return r;
 	if (!o.addr || strlen(o.addr) >= sizeof(rs->addr) || o.connections > 2 ||
 	    fl__addr_split(o.addr, host, sizeof(host), port, sizeof(port)) || !host[0] || atoi(port) == 0)
 		return -EINVAL;

@@ -161,9 +161,13 @@ static int connect_opts(const struct fl_redis_opts *opts, struct fl_redis_opts *
 	struct fl__cluster_opts ro = { 0 };
 	int r;
 
-	if (!opts || opts->sz < offsetof(struct fl_redis_opts, cluster) || !opts->url)
+	if (!opts)
 		return -EINVAL;
-	FL_OPTS_COPY(*o, opts);
+	r = FL_OPTS_COPY(*o, opts);
+	if (r)
+		return r;
+	if (!o->url)
+		return -EINVAL;
 	r = fl__redis_url_parse(o->url, sp->host, sizeof(sp->host), &sp->port, sp->prefix, sizeof(sp->prefix));
 	if (r)
 		return r;
@@ -481,7 +485,7 @@ static int redis_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 		if (np)
 			ngets += (unsigned)((first + np - 1) / RS_CHUNK_PAGES - first / RS_CHUNK_PAGES + 1);
 		total += np;
-		urgent |= (iov[i].flags_in & FL_STORE_URGENT) != 0;
+		urgent |= (iov[i].flags_in & FL_STORE_IN_URGENT) != 0;
 	}
 	gets = calloc(ngets + 1, sizeof(*gets));
 	split = calloc(ngets + 1, sizeof(*split));
@@ -535,7 +539,7 @@ static int redis_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 		for (uint64_t k = 0; k < np && all_zero; k++)
 			all_zero = bt.zero[bt.base[i] + k];
 		if (all_zero) {
-			iov[i].flags_out |= FL_STORE_ZERO;
+			iov[i].flags_out |= FL_STORE_OUT_ZERO;
 			continue;
 		}
 		for (uint64_t k = 0; k < np; k++)
@@ -562,18 +566,19 @@ static int redis_ctl(void *ctx, int op, void *arg)
 {
 	struct redis_store *s = ctx;
 	struct fl_redis_stats st = { 0 }, *out = arg;
+	int r;
 
 	if (op != FL_REDIS_CTL_STATS)
-		return -ENOTTY;
-	if (!out || !out->sz)
-		return -EINVAL;
+		return -EOPNOTSUPP;
+	r = fl__opts_out_check(out);
+	if (r)
+		return r;
 	fl__cluster_stats(s->rc, &st);
-	st.sz = out->sz;
+	st.sz = sizeof(st);
 	st.pages_read = atomic_load(&s->pages_read);
 	st.bad_values = atomic_load(&s->bad_values);
 	st.missing = atomic_load(&s->missing);
-	memcpy(out, &st, FL_MIN(out->sz, sizeof(st)));
-	return 0;
+	return FL_OPTS_OUT(out, st);
 }
 
 static void redis_destroy(void *ctx)
@@ -645,10 +650,19 @@ int fl_redis_regions(const struct fl_redis_opts *opts, struct fl_image_region *r
 	struct fl__cluster *rc = NULL;
 	struct fl__logger lg;
 	struct rs_meta meta = { 0 };
+	size_t stride = 0;
 	int r;
 
 	if (max && !regions)
 		return -EINVAL;
+	if (max) {
+		/* The caller's struct may be older or newer than ours: its
+		 * regions[0].sz is the array's stride. */
+		r = fl__opts_out_check(regions);
+		if (r)
+			return r;
+		stride = regions[0].sz;
+	}
 	r = connect_opts(opts, &o, &sp, &rc);
 	if (r)
 		return r;
@@ -659,9 +673,13 @@ int fl_redis_regions(const struct fl_redis_opts *opts, struct fl_image_region *r
 		return r;
 	for (unsigned i = 0; i < meta.nregions && i < max; i++) {
 		const struct rs_meta_region *m = &meta.regions[i];
-		regions[i] = (struct fl_image_region){ .start = m->start, .length = m->length, .prot = m->prot,
-						       .mem = m->mem };
-		memcpy(regions[i].name, m->name, sizeof(regions[i].name));
+		struct fl_image_region rg = { .sz = sizeof(rg), .start = m->start, .length = m->length,
+					      .prot = m->prot, .mem = m->mem };
+		void *dst = (char *)regions + i * stride;
+
+		memcpy(rg.name, m->name, sizeof(rg.name));
+		memcpy(dst, &stride, sizeof(stride));	/* every element gets the stride as its sz */
+		FL_OPTS_OUT(dst, rg);
 	}
 	if (ret_id)
 		memcpy(ret_id, meta.id, FL_IMAGE_ID_LEN);
@@ -887,7 +905,7 @@ static int push_meta(struct push *p, struct fl_image *img, uint32_t nregions, ui
 	h.pushed_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	memcpy(blob, &h, sizeof(h));
 	for (uint32_t i = 0; i < nregions; i++) {
-		struct fl_image_region ir;
+		struct fl_image_region ir = { .sz = sizeof(ir) };
 		struct rs_meta_region m = { 0 };
 		r = fl_image_region(img, i, &ir);
 		if (r)
@@ -960,7 +978,7 @@ int fl_redis_push(struct fl_image *img, const struct fl_redis_opts *opts, fl_pro
 	memcpy(p->id, info.id, FL_IMAGE_ID_LEN);
 	fl_image_id_format(p->id, p->idhex);
 	for (uint32_t i = 0; i < info.nregions; i++) {
-		struct fl_image_region ir;
+		struct fl_image_region ir = { .sz = sizeof(ir) };
 		r = fl_image_region(img, i, &ir);
 		if (r)
 			goto out;
@@ -972,7 +990,7 @@ int fl_redis_push(struct fl_image *img, const struct fl_redis_opts *opts, fl_pro
 	if (progress)
 		progress(0, total, ctx);
 	for (uint32_t i = 0; i < info.nregions && !r; i++) {
-		struct fl_image_region ir;
+		struct fl_image_region ir = { .sz = sizeof(ir) };
 		uint64_t np;
 		r = fl_image_region(img, i, &ir);
 		np = ir.length / FL_PAGE_SIZE;

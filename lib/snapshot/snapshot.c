@@ -46,7 +46,8 @@ struct snap_range {
 };
 
 struct fl_snapshot {
-	struct fl_snapshot_opts o;
+	struct fl_snapshot_opts o;	/* the caller's, copied; pointers into its memory cleared */
+	bool incremental;		/* o.parent was set */
 	struct fl__logger log;
 	struct fl_image_writer *writer;
 	char *path;
@@ -100,10 +101,13 @@ int fl_snapshot_progress(const struct fl_snapshot *cs, struct fl_snapshot_progre
 {
 	struct fl_snapshot *s = (struct fl_snapshot *)cs;
 	struct fl_snapshot_progress out = { .sz = sizeof(out) };
-	size_t n;
+	int r;
 
-	if (!s || !p || p->sz == 0)
+	if (!s)
 		return -EINVAL;
+	r = fl__opts_out_check(p);
+	if (r)
+		return r;
 	pthread_mutex_lock(&s->lock);
 	out.phase = s->phase;
 	out.error = s->error;
@@ -117,10 +121,7 @@ int fl_snapshot_progress(const struct fl_snapshot *cs, struct fl_snapshot_progre
 	out.pages_saved = atomic_load(&s->pages_saved);
 	out.pages_cow = atomic_load(&s->pages_cow);
 	out.pages_final = atomic_load(&s->pages_final);
-	n = p->sz < sizeof(out) ? p->sz : sizeof(out);
-	memcpy(p, &out, n);
-	p->sz = n;
-	return 0;
+	return FL_OPTS_OUT(p, out);
 }
 
 static void report(struct fl_snapshot *s, bool force)
@@ -514,7 +515,7 @@ static int cow_prepass(struct fl_snapshot *s)
  */
 static int take_instant(struct fl_snapshot *s)
 {
-	bool incremental = s->o.parent != NULL;
+	bool incremental = s->incremental;
 	int64_t n;
 
 	if (s->o.strategy == FL_SNAPSHOT_COW && !incremental) {
@@ -611,7 +612,7 @@ static int precopy_rounds(struct fl_snapshot *s)
 	int64_t n;
 
 	set_phase(s, FL_SNAP_COPYING);
-	if (!s->o.parent) {
+	if (!s->incremental) {
 		/* Round 0: everything. Watches given by the caller are reset
 		 * first so that what changes from here on is re-copied. */
 		for (unsigned i = 0; i < s->nr; i++) {
@@ -897,7 +898,7 @@ struct fl_snapshot *fl_snapshot_free(struct fl_snapshot *s)
 static int setup_range(struct fl_snapshot *s, unsigned i, const struct fl_range *rg, struct fl_watch *given)
 {
 	struct snap_range *r = &s->r[i];
-	struct fl_image_region ir = { 0 };
+	struct fl_image_region ir = { .sz = sizeof(ir) };
 	int ret;
 
 	r->snap = s;
@@ -966,52 +967,65 @@ static int setup_range(struct fl_snapshot *s, unsigned i, const struct fl_range 
 int fl_snapshot_new(const char *path, const struct fl_snapshot_opts *opts, struct fl_snapshot **ret_snapshot)
 {
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo) };
+	struct fl_snapshot_opts o;
 	struct fl_snapshot *s;
 	int ret;
 
-	if (!path || !opts || !ret_snapshot || !opts->ranges || !opts->nr_ranges)
+	if (!path || !opts || !ret_snapshot)
 		return -EINVAL;
-	if (opts->strategy > FL_SNAPSHOT_PRECOPY)
+	/* Only the copy is read from here on: the caller's struct may change
+	 * or go away (and a second read could see different values). */
+	ret = FL_OPTS_COPY(o, opts);
+	if (ret)
+		return ret;
+	if (!o.ranges || !o.nr_ranges || o.strategy > FL_SNAPSHOT_PRECOPY)
 		return -EINVAL;
-	if (opts->parent && !opts->watches)
+	if (o.parent && !o.watches)
 		return -EINVAL;	/* nothing says what changed since the parent */
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	FL_OPTS_COPY(s->o, opts);
+	s->o = o;
+	s->incremental = o.parent != NULL;
+	/* Pointers into the caller's memory are valid only during this call:
+	 * the ranges are copied into s->r, the strings into the writer, and
+	 * the watches are held in s->r[i].watch. */
 	s->o.ranges = NULL;
+	s->o.watches = NULL;
+	s->o.parent = NULL;
+	s->o.creator = NULL;
 	s->pagemap_fd = -1;
-	s->log = (struct fl__logger){ .fn = opts->log, .ctx = opts->log_ctx, .level = FL_LOG_INFO };
+	s->log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = FL_LOG_INFO };
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->path = strdup(path);
-	s->r = calloc(opts->nr_ranges, sizeof(*s->r));
+	s->r = calloc(o.nr_ranges, sizeof(*s->r));
 	s->getbuf = calloc(GET_BATCH, sizeof(void *));
 	s->present = calloc(SAVE_BATCH, 1);
 	if (!s->path || !s->r || !s->getbuf || !s->present) {
 		fl_snapshot_free(s);
 		return -ENOMEM;
 	}
-	s->nr = opts->nr_ranges;
+	s->nr = o.nr_ranges;
 	ret = fl__open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC, &s->pagemap_fd);
 	if (ret)
 		goto fail;
-	wo.flags = opts->image_flags;
-	wo.parent = opts->parent;
-	wo.creator = opts->creator ? opts->creator : "faultline snapshot";
+	wo.flags = o.image_flags;
+	wo.parent = o.parent;
+	wo.creator = o.creator ? o.creator : "faultline snapshot";
 	ret = fl_image_writer_new(path, &wo, &s->writer);
 	if (ret)
 		goto fail;
 	s->sync_watch = true;
 	for (unsigned i = 0; i < s->nr; i++) {
-		ret = setup_range(s, i, &opts->ranges[i], opts->watches ? opts->watches[i] : NULL);
+		ret = setup_range(s, i, &o.ranges[i], o.watches ? o.watches[i] : NULL);
 		if (ret)
 			goto fail;
 		if (fl_watch_backend(s->r[i].watch) != FL_WATCH_SYNC)
 			s->sync_watch = false;
 	}
 	/* A full COW snapshot must hold writers back on every page. */
-	if (opts->strategy == FL_SNAPSHOT_COW && !opts->parent && !s->sync_watch) {
+	if (o.strategy == FL_SNAPSHOT_COW && !s->incremental && !s->sync_watch) {
 		fl__log(&s->log, FL_LOG_ERROR,
 			"snapshot: a full COW snapshot needs FL_WATCH_SYNC watches; use PRECOPY");
 		ret = -EINVAL;
@@ -1030,11 +1044,13 @@ int fl_snapshot_take(const char *path, const struct fl_snapshot_opts *opts, uint
 	struct fl_snapshot *s;
 	int ret;
 
-	if (!opts || !opts->quiesce)
-		return -EINVAL;
 	ret = fl_snapshot_new(path, opts, &s);
 	if (ret)
 		return ret;
+	if (!s->o.quiesce) {
+		fl_snapshot_free(s);	/* nothing was written: the writer is aborted */
+		return -EINVAL;
+	}
 	ret = fl_snapshot_start(s);
 	if (!ret)
 		ret = fl_snapshot_wait(s, -1, ret_id);

@@ -5,7 +5,7 @@
 #include "kernel.h"
 
 struct fl_store {
-	const struct fl_store_ops *ops;
+	struct fl_store_ops ops;	/* copied from the caller at creation */
 	void *ctx;
 	uint64_t size;
 	_Atomic unsigned refs;

@@ -4,7 +4,7 @@
 static int zero_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
-		iov[i].flags_out |= FL_STORE_ZERO;
+		iov[i].flags_out |= FL_STORE_OUT_ZERO;
 	return 0;
 }
 

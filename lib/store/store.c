@@ -14,14 +14,20 @@ int fl_store_new(const struct fl_store_ops *ops, void *ctx, uint64_t size,
 		 struct fl_store **ret_store)
 {
 	struct fl_store *s;
+	struct fl_store_ops o;
+	int r;
 
-	if (!ops || !ret_store || ops->sz < offsetof(struct fl_store_ops, destroy) + sizeof(ops->destroy) ||
-	    ops->version != FL_STORE_OPS_VERSION || !ops->read)
+	if (!ops || !ret_store)
+		return -EINVAL;
+	r = FL_OPTS_COPY(o, ops);
+	if (r)
+		return r;
+	if (o.version != FL_STORE_OPS_VERSION || !o.read)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->ops = ops;
+	s->ops = o;	/* a copy: the caller's table need not outlive the store */
 	s->ctx = ctx;
 	s->size = size;
 	atomic_init(&s->refs, 1);
@@ -41,8 +47,8 @@ struct fl_store *fl_store_unref(struct fl_store *s)
 	if (!s)
 		return NULL;
 	if (atomic_fetch_sub(&s->refs, 1) == 1) {
-		if (s->ops->destroy)
-			s->ops->destroy(s->ctx);
+		if (s->ops.destroy)
+			s->ops.destroy(s->ctx);
 		free(s);
 	}
 	return NULL;
@@ -55,7 +61,7 @@ uint64_t fl_store_size(const struct fl_store *s)
 
 const char *fl_store_name(const struct fl_store *s)
 {
-	return s->ops->name ? s->ops->name : "custom";
+	return s->ops.name ? s->ops.name : "custom";
 }
 
 static bool injected_failure(struct fl_store *s, uint64_t off, size_t len)
@@ -75,12 +81,14 @@ int fl_store_read(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 	if (delay)
 		usleep((useconds_t)delay);
 	for (unsigned i = 0; i < n; i++) {
+		if (iov[i].flags_in & ~FL_STORE_IN_URGENT)
+			return -EINVAL;	/* unknown, or an out flag in the in field */
 		iov[i].flags_out = 0;
 		iov[i].result = 0;
 		if (iov[i].offset > s->size || iov[i].len > s->size - iov[i].offset)
 			return -ERANGE;
 	}
-	r = s->ops->read(s->ctx, iov, n);
+	r = s->ops.read(s->ctx, iov, n);
 	for (unsigned i = 0; i < n; i++) {
 		if (!iov[i].result && injected_failure(s, iov[i].offset, iov[i].len))
 			iov[i].result = -EIO;
@@ -94,21 +102,23 @@ int fl_store_read(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 
 int fl_store_write(struct fl_store *s, const struct fl_store_iov *iov, unsigned n)
 {
-	if (!s->ops->write)
+	if (!s->ops.write)
 		return -EOPNOTSUPP;
 	for (unsigned i = 0; i < n; i++)
 		if (iov[i].offset > s->size || iov[i].len > s->size - iov[i].offset)
 			return -ERANGE;
-	return s->ops->write(s->ctx, iov, n);
+	return s->ops.write(s->ctx, iov, n);
 }
 
 int fl_store_flush(struct fl_store *s)
 {
-	return s->ops->flush ? s->ops->flush(s->ctx) : -EOPNOTSUPP;
+	return s->ops.flush ? s->ops.flush(s->ctx) : -EOPNOTSUPP;
 }
 
 int fl_store_ctl(struct fl_store *s, int op, void *arg)
 {
+	int ret;
+
 	switch (op) {
 	case FL_STORE_CTL_FAIL_AT: {
 		const uint64_t *r = arg;
@@ -124,5 +134,10 @@ int fl_store_ctl(struct fl_store *s, int op, void *arg)
 		atomic_store(&s->delay_us, *(const uint64_t *)arg);
 		return 0;
 	}
-	return s->ops->ctl ? s->ops->ctl(s->ctx, op, arg) : -ENOTTY;
+	if (!s->ops.ctl)
+		return -EOPNOTSUPP;
+	ret = s->ops.ctl(s->ctx, op, arg);
+	/* -ENOTTY was the documented "unknown op" before 0.1: keep custom
+	 * stores written for it working, with one meaning for callers. */
+	return ret == -ENOTTY ? -EOPNOTSUPP : ret;
 }

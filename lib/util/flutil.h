@@ -24,15 +24,38 @@
 #define FL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FL_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Copy an options struct the caller may have compiled against an older (smaller) layout. */
-#define FL_OPTS_COPY(dst, src)                                                \
-	do {                                                                  \
-		memset(&(dst), 0, sizeof(dst));                               \
-		if (src) {                                                    \
-			size_t _n = (src)->sz < sizeof(dst) ? (src)->sz : sizeof(dst); \
-			memcpy(&(dst), (src), _n);                            \
-		}                                                             \
-	} while (0)
+/*
+ * Options structs (libbpf's OPTS_VALID, the kernel's copy_struct_from_user):
+ * a caller sets `sz` to sizeof() of the struct it was compiled against.
+ * fl__opts_copy() copies `src` (whose first member is that size_t sz) into
+ * `dst`, this build's layout, and is the only way the library reads an
+ * options struct; afterwards only the copy is used.
+ *  - src NULL: dst zeroed (defaults), 0. Functions whose options are
+ *    required reject NULL themselves, before calling this.
+ *  - sz == 0 (or too small to hold sz itself): -EINVAL. A zero sz is
+ *    almost always a forgotten initialiser, never an old caller.
+ *  - sz smaller than ours (an older caller): the fields it lacks are zero.
+ *  - sz larger (a newer caller): every byte past our struct must be zero,
+ *    else -E2BIG: the caller set a field this build does not know, and
+ *    silently ignoring it would do something other than what was asked.
+ *    Sizes past FL_OPTS_MAX_SZ are -E2BIG without reading them.
+ * On success dst->sz is sizeof(dst) (the copy is complete in our layout).
+ */
+#define FL_OPTS_MAX_SZ 4096u
+int fl__opts_copy(void *dst, size_t dst_sz, const void *src);
+#define FL_OPTS_COPY(dst, src) fl__opts_copy(&(dst), sizeof(dst), (src))
+
+/*
+ * The out direction (stats and info structs the caller passes with sz
+ * set): copy min(caller's sz, ours) bytes of `src` to `dst`, zero the bytes
+ * of a larger caller struct past ours (fields it knows and we do not read
+ * as 0), and leave dst->sz as the caller set it. -EINVAL when dst is NULL
+ * or its sz is 0; -E2BIG past FL_OPTS_MAX_SZ.
+ */
+int fl__opts_out(void *dst, const void *src, size_t src_sz);
+#define FL_OPTS_OUT(dst, src) fl__opts_out((dst), &(src), sizeof(src))
+/* Check an out struct's sz before doing the work of filling it. */
+int fl__opts_out_check(const void *dst);
 
 /* ---- log.c ------------------------------------------------------------- */
 struct fl__logger {

@@ -464,7 +464,9 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 	size_t psz;
 	int ret;
 
-	FL_OPTS_COPY(o, opts);
+	ret = FL_OPTS_COPY(o, opts);
+	if (ret)
+		return ret;
 	if (!addr || !len || !ret_watch || o.backend > FL_WATCH_MPROTECT || (o.flags & ~FL_WATCH_ALLOW_THP))
 		return -EINVAL;
 	w = calloc(1, sizeof(*w));

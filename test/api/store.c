@@ -28,7 +28,7 @@ static int custom_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		atomic_fetch_add(&c->iovs, 1);
 		if (iov[i].offset >= c->zero_from) {
-			iov[i].flags_out |= FL_STORE_ZERO;	/* buf left untouched */
+			iov[i].flags_out |= FL_STORE_OUT_ZERO;	/* buf left untouched */
 		} else {
 			uint64_t data = c->zero_from - iov[i].offset;
 			if (data > iov[i].len)
@@ -124,7 +124,7 @@ static int c_custom_region(void *arg)
 	T_ASSERT(strcmp(fl_store_name(s), "custom-pattern") == 0);
 	T_ASSERT_EQ(fl_store_ctl(s, 0x7777, NULL), 42);
 	T_ASSERT_EQ(atomic_load(&ctx.ctl_op), 0x7777);
-	T_ASSERT_EQ(fl_store_ctl(s, 0x1234, NULL), -ENOTTY);
+	T_ASSERT_EQ(fl_store_ctl(s, 0x1234, NULL), -EOPNOTSUPP);
 	img = u_image(LEN, 0, ctx.seed);
 	memset(img + ctx.zero_from, 0, LEN - ctx.zero_from);
 	r = u_region(e, c, LEN, s, 0);
@@ -325,17 +325,29 @@ static int c_zero(void *arg)
 	memset(page, 0xee, sizeof(page));
 	iov = (struct fl_store_iov){ .offset = 0, .buf = page, .len = sizeof(page) };
 	T_OK(fl_store_read(z, &iov, 1));
-	T_ASSERT(iov.flags_out & FL_STORE_ZERO);
+	T_ASSERT(iov.flags_out & FL_STORE_OUT_ZERO);
 	T_ASSERT_EQ(iov.result, 0);
 	iov = (struct fl_store_iov){ .offset = LEN, .buf = page, .len = sizeof(page) };
 	T_ASSERT_EQ(fl_store_read(z, &iov, 1), -ERANGE);
-	T_ASSERT(!(iov.flags_out & FL_STORE_ZERO), "past the end reported as zeros");
+	T_ASSERT(!(iov.flags_out & FL_STORE_OUT_ZERO), "past the end reported as zeros");
 	/* Zero stores cannot be written or flushed. */
 	iov = (struct fl_store_iov){ .offset = 0, .buf = page, .len = sizeof(page) };
 	T_ASSERT_EQ(fl_store_write(z, &iov, 1), -EOPNOTSUPP);
 	T_ASSERT_EQ(fl_store_flush(z), -EOPNOTSUPP);
-	/* Unknown ctl. */
-	T_ASSERT_EQ(fl_store_ctl(z, 0x4242, NULL), -ENOTTY);
+	/* Unknown ctl, and other stores' ops: refused, arg never read. */
+	T_ASSERT_EQ(fl_store_ctl(z, 0x4242, NULL), -EOPNOTSUPP);
+	T_ASSERT_EQ(fl_store_ctl(z, FL_REMOTE_CTL_STATS, (void *)page), -EOPNOTSUPP);
+	T_ASSERT_EQ(fl_store_ctl(z, FL_REDIS_CTL_STATS, (void *)page), -EOPNOTSUPP);
+	/* In and out flags never share a bit: an out flag in flags_in (or an
+	 * unknown one) is refused rather than read as FL_STORE_IN_URGENT. */
+	_Static_assert((FL_STORE_IN_URGENT & FL_STORE_OUT_ZERO) == 0, "in/out flags overlap");
+	_Static_assert((FL_STORE_OUT_ZERO & FL_STORE_IN_MASK) == 0, "out flag inside the in mask");
+	iov = (struct fl_store_iov){ .offset = 0, .buf = page, .len = sizeof(page), .flags_in = FL_STORE_OUT_ZERO };
+	T_ASSERT_EQ(fl_store_read(z, &iov, 1), -EINVAL);
+	iov = (struct fl_store_iov){ .offset = 0, .buf = page, .len = sizeof(page),
+				     .flags_in = FL_STORE_IN_URGENT, .flags_out = FL_STORE_OUT_ZERO };
+	T_OK(fl_store_read(z, &iov, 1));
+	T_ASSERT_EQ(iov.flags_in, FL_STORE_IN_URGENT);
 	fl_store_unref(z);
 	return T_PASS;
 }
@@ -365,7 +377,7 @@ static int c_ctl(void *arg)
 
 		T_ASSERT_EQ(fl_store_ctl(s[k], FL_STORE_CTL_FAIL_AT, NULL), -EINVAL);
 		T_ASSERT_EQ(fl_store_ctl(s[k], FL_STORE_CTL_DELAY_US, NULL), -EINVAL);
-		T_ASSERT_EQ(fl_store_ctl(s[k], 0x5555, NULL), -ENOTTY);
+		T_ASSERT_EQ(fl_store_ctl(s[k], 0x5555, NULL), -EOPNOTSUPP);
 		T_OK(fl_store_ctl(s[k], FL_STORE_CTL_FAIL_AT, fail));
 		/* A batch with the failing page in the middle: only it fails. */
 		iov[0] = (struct fl_store_iov){ .offset = 9 * U_PAGE, .buf = out, .len = U_PAGE };

@@ -150,6 +150,7 @@ static int test_sharing(void *arg)
 			 * SCM_RIGHTS elsewhere) and opens the template over it. */
 			struct fl_store *st = u_mem_store(img, len);
 			struct fl_template_opts o = { .sz = sizeof(o), .mem = FL_MEM_SHMEM, .store = st,
+						      .flags = FL_TEMPLATE_MEMFD,
 						      .memfd = fl_template_fd(t) };
 			struct fl_template *mine;
 			struct fl_engine *e = u_engine(0, 1);
@@ -542,9 +543,17 @@ static int test_bad_input(void *arg)
 	(void)arg;
 	T_ASSERT_EQ(fl_template_new(&o, &t), -EINVAL);	/* no store */
 	o.store = st;
+	o.flags = FL_TEMPLATE_MEMFD;
 	o.memfd = fd;	/* a memfd of the wrong size */
 	T_ASSERT(ftruncate(fd, 4096) == 0);
 	T_ASSERT_EQ(fl_template_new(&o, &t), -EINVAL);
+	/* Without FL_TEMPLATE_MEMFD the fd field is not read: a zeroed
+	 * memfd (fd 0) makes a new template, it does not adopt stdin. */
+	o.flags = 0;
+	o.memfd = 0;
+	T_OK(fl_template_new(&o, &t));
+	T_ASSERT(fl_template_fd(t) > 0 && fl_template_length(t) == 1u << 20);
+	fl_template_free(t);
 	o.memfd = -1;
 	T_OK(fl_template_new(&o, &t));
 	T_ASSERT_EQ(fl_clone_new(NULL, t, NULL, NULL), -EINVAL);

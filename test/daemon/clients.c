@@ -909,6 +909,55 @@ static int test_detach(void *arg)
 	return T_PASS;
 }
 
+/*
+ * fl_client_map()'s options follow faultline(7) like every other opts
+ * struct (the rest are checked in test/api/opts.c, which has no daemon):
+ * sz 0 -EINVAL, a larger struct with a zero tail maps, a non-zero tail
+ * byte is -E2BIG, NULL is -EINVAL; a refused call maps nothing.
+ */
+static int test_map_opts(void *arg)
+{
+	static union {
+		max_align_t align;
+		unsigned char b[sizeof(struct fl_client_map_opts) + 24];
+	} big;
+	struct fl_client_map_opts m = { .sz = sizeof(m), .source = FL_SOURCE_ZERO, .length = 1u << 20 };
+	const size_t size = sizeof(m);
+	uint8_t *img = expected();
+	struct d_env e;
+	struct fl_client *c;
+	void *p = NULL;
+
+	(void)arg;
+	setup(&e, NULL);
+	c = d_client(&e, 0, 0);
+	T_ASSERT_EQ(fl_client_map(c, NULL, &p), -EINVAL);
+	memcpy(big.b, &m, size);
+	((struct fl_client_map_opts *)big.b)->sz = 0;
+	T_ASSERT_EQ(fl_client_map(c, (void *)big.b, &p), -EINVAL);
+	((struct fl_client_map_opts *)big.b)->sz = sizeof(big.b);
+	big.b[sizeof(big.b) - 1] = 1;
+	T_ASSERT_EQ(fl_client_map(c, (void *)big.b, &p), -E2BIG);
+	big.b[sizeof(big.b) - 1] = 0;
+	big.b[size] = 1;
+	T_ASSERT_EQ(fl_client_map(c, (void *)big.b, &p), -E2BIG);
+	T_ASSERT(p == NULL, "ret_addr written on failure");
+	big.b[size] = 0;
+	T_OK(fl_client_map(c, (void *)big.b, &p));
+	T_ASSERT(p != NULL && u_all_zero(p, 1u << 20));
+	/* An image mapping through a larger struct reads the image. */
+	m = (struct fl_client_map_opts){ .sz = sizeof(m), .source = FL_SOURCE_IMAGE, .image = "a.img" };
+	memcpy(big.b, &m, size);
+	((struct fl_client_map_opts *)big.b)->sz = sizeof(big.b);
+	T_OK(fl_client_map(c, (void *)big.b, &p));
+	T_OK(fl_client_attach(c));
+	U_CHECK((uint8_t *)p, img, IMG_LEN, U_PAGE);
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	d_env_free(&e);
+	return T_PASS;
+}
+
 static int test_stats(void *arg)
 {
 	struct d_env e;
@@ -970,6 +1019,7 @@ static const struct t_case cases[] = {
 	{ "malformed", test_malformed, NULL, 120 },
 	{ "detach", test_detach, NULL, 60 },
 	{ "stats", test_stats, NULL, 60 },
+	{ "map-opts", test_map_opts, NULL, 60 },
 };
 
 int main(int argc, char **argv)

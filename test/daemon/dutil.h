@@ -40,7 +40,7 @@ U_FN void d_env_init(struct d_env *e)
 U_FN void d_image(const struct d_env *e, const char *name, size_t len, uint32_t seed)
 {
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .flags = FL_IMAGE_NO_SYNC };
-	struct fl_image_region reg = { .length = len, .prot = 3, .mem = FL_MEM_ANON };
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = len, .prot = 3, .mem = FL_MEM_ANON };
 	struct fl_image_writer *w;
 	char path[600];
 	uint8_t *buf = malloc(1u << 20);

@@ -39,7 +39,7 @@ static void try_image(const uint8_t *data, size_t size)
 		uint8_t page[4096];
 		fl_image_info(img, &info);
 		for (unsigned r = 0; r < info.nregions && r < 4; r++) {
-			struct fl_image_region reg;
+			struct fl_image_region reg = { .sz = sizeof(reg) };
 			fl_image_region(img, r, &reg);
 			for (uint64_t p = 0; p < reg.length / 4096 && p < 64; p++)
 				fl_image_read(img, r, p, 1, page, NULL);
@@ -135,8 +135,8 @@ static uint8_t *make_seed(int lz4, size_t *len)
 {
 	char dir[] = "/tmp/fl-fuzz-XXXXXX", path[64];
 	struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC | (lz4 ? FL_IMAGE_LZ4 : 0) };
-	struct fl_image_region r0 = { .length = 8 * 4096, .prot = 3, .name = "a" };
-	struct fl_image_region r1 = { .length = 4 * 4096, .prot = 1, .mem = 1, .name = "b" };
+	struct fl_image_region r0 = { .sz = sizeof(r0), .length = 8 * 4096, .prot = 3, .name = "a" };
+	struct fl_image_region r1 = { .sz = sizeof(r1), .length = 4 * 4096, .prot = 1, .mem = 1, .name = "b" };
 	struct fl_image_writer *w;
 	uint8_t pages[8 * 4096];
 	uint8_t *b;

@@ -32,6 +32,8 @@ void t_log_cb(enum fl_log_level level, const char *msg, void *ctx)
 	t_log("[lib %d] %s", (int)level, msg);
 }
 
+static void tmpdirs_end(int verdict);
+
 void t_fail_at(const char *file, int line, const char *expr, const char *fmt, ...)
 {
 	va_list ap;
@@ -46,6 +48,7 @@ void t_fail_at(const char *file, int line, const char *expr, const char *fmt, ..
 	}
 	fputc('\n', stderr);
 	fflush(stderr);
+	tmpdirs_end(T_FAIL);
 	_exit(T_FAIL);
 }
 
@@ -58,6 +61,7 @@ void t_skip(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	fflush(stderr);
+	tmpdirs_end(T_SKIP);
 	_exit(T_SKIP);
 }
 
@@ -421,12 +425,31 @@ void t_sleep_ms(unsigned ms)
 
 /* ---- files ---------------------------------------------------------------- */
 
+/* The case's scratch directories, removed when it passes or skips (a
+ * failed case's stay, for a look, and are named). Per process: a case runs
+ * in a child of its own. */
+static char tmpdirs[16][256];
+static unsigned ntmpdirs;
+
 void t_tmpdir(char *out, size_t len, const char *prefix)
 {
 	int n = snprintf(out, len, "%s-XXXXXX", prefix);
 
 	T_ASSERT(n > 0 && (size_t)n < len, "t_tmpdir: %s: name too long", prefix);
 	T_ASSERT(mkdtemp(out), "mkdtemp %s: %s", out, strerror(errno));
+	if (ntmpdirs < sizeof(tmpdirs) / sizeof(tmpdirs[0]))
+		snprintf(tmpdirs[ntmpdirs++], sizeof(tmpdirs[0]), "%s", out);
+}
+
+static void tmpdirs_end(int verdict)
+{
+	for (unsigned i = 0; i < ntmpdirs; i++) {
+		if (verdict == T_FAIL)
+			fprintf(stderr, "# scratch directory kept: %s\n", tmpdirs[i]);
+		else
+			t_rmtree(tmpdirs[i]);
+	}
+	ntmpdirs = 0;
 }
 
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -558,8 +581,11 @@ static int run_case(const struct t_case *c)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
+		int verdict;
 		setpgid(0, 0);
-		_exit(c->fn(c->arg));
+		verdict = c->fn(c->arg);
+		tmpdirs_end(verdict);
+		_exit(verdict);
 	}
 	setpgid(pid, pid);
 	/*

@@ -33,7 +33,7 @@ static uint8_t *make_mem(size_t npages, uint32_t seed)
 static void write_image(const char *path, const uint8_t *m, size_t npages, unsigned flags, const char *parent)
 {
 	struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = flags | FL_IMAGE_NO_SYNC, .parent = parent };
-	struct fl_image_region reg = { .length = npages * PS, .prot = 3, .mem = FL_MEM_ANON, .name = "mem" };
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = npages * PS, .prot = 3, .mem = FL_MEM_ANON, .name = "mem" };
 	struct fl_image_writer *w;
 	T_OK(fl_image_writer_new(path, &o, &w));
 	T_ASSERT_EQ(fl_image_writer_add_region(w, &reg), 0);
@@ -48,7 +48,7 @@ static int t_roundtrip(void *arg)
 	uint8_t *m, *out;
 	struct fl_image *img;
 	struct fl_image_info info = { .sz = sizeof(info) };
-	struct fl_image_region reg;
+	struct fl_image_region reg = { .sz = sizeof(reg) };
 	uint64_t bad = 99;
 
 	if (lz4 && !FL_HAVE_LZ4)
@@ -87,6 +87,47 @@ static int t_roundtrip(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Images are reference counted: an image store and a child image keep what
+ * they use alive after the caller closed its own reference, and the data
+ * read through them is still the image's.
+ */
+static int t_refcount(void *arg)
+{
+	size_t np = 64;
+	uint8_t *m = make_mem(np, 5), *m2 = make_mem(np, 6), *out = malloc(np * PS);
+	struct fl_image *img, *child, *parent;
+	struct fl_store *st;
+	struct fl_store_iov iov;
+
+	(void)arg;
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
+	write_image(t_path_in(dir, "r.img"), m, np, 0, NULL);
+	T_OK(fl_image_open(t_path_in(dir, "r.img"), 0, &img));
+	T_ASSERT(fl_image_ref(img) == img);
+	T_ASSERT(fl_image_unref(img) == NULL);	/* back to one reference: still open */
+	T_OK(fl_image_info(img, &(struct fl_image_info){ .sz = sizeof(struct fl_image_info) }));
+	T_OK(fl_image_store_new(img, 0, &st));
+	T_ASSERT(fl_image_close(img) == NULL);	/* the store holds the image now */
+	iov = (struct fl_store_iov){ .offset = 0, .buf = out, .len = np * PS };
+	T_OK(fl_store_read(st, &iov, 1));
+	T_ASSERT(memcmp(out, m, np * PS) == 0, "read through a store whose image was closed");
+	fl_store_unref(st);	/* the last reference: the image is closed */
+
+	/* A parent taken with fl_image_ref() outlives its child. */
+	write_image(t_path_in(dir, "c.img"), m2, np, 0, t_path_in(dir, "r.img"));
+	T_OK(fl_image_open(t_path_in(dir, "c.img"), 0, &child));
+	parent = fl_image_ref(fl_image_parent(child));
+	T_ASSERT(parent != NULL);
+	fl_image_close(child);
+	T_OK(fl_image_read(parent, 0, 0, np, out, NULL));
+	T_ASSERT(memcmp(out, m, np * PS) == 0);
+	T_ASSERT(fl_image_unref(parent) == NULL);
+	T_ASSERT(fl_image_ref(NULL) == NULL && fl_image_unref(NULL) == NULL);
+	free(out);
+	return T_PASS;
+}
+
 static int t_chain(void *arg)
 {
 	size_t np = 512;
@@ -97,7 +138,7 @@ static int t_chain(void *arg)
 	for (int level = 0; level < 4; level++) {
 		struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC,
 						  .parent = level ? t_path_in(dir, names[level - 1]) : NULL };
-		struct fl_image_region reg = { .length = np * PS };
+		struct fl_image_region reg = { .sz = sizeof(reg), .length = np * PS };
 		struct fl_image_writer *w;
 		if (level) /* dirty some pages, including one that becomes zero */
 			for (int k = 0; k < 20; k++) {
@@ -160,7 +201,7 @@ static int t_parent_mismatch(void *arg)
 	{
 		struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC, .parent = t_path_in(dir, "c.img") };
 		struct fl_image_writer *w;
-		struct fl_image_region reg = { .length = 2 * np * PS };
+		struct fl_image_region reg = { .sz = sizeof(reg), .length = 2 * np * PS };
 		write_image(t_path_in(dir, "p.img"), m, np, 0, NULL); /* (c.img still names the old one) */
 		o.parent = t_path_in(dir, "p.img");
 		T_OK(fl_image_writer_new(t_path_in(dir, "bad.img"), &o, &w));
@@ -250,7 +291,7 @@ static int t_full_disk(void *arg)
 	size_t np = 2048; /* 8 MiB */
 	uint8_t *m = make_mem(np, 5);
 	struct fl_image_writer_opts o = { .sz = sizeof(o) };
-	struct fl_image_region reg = { .length = np * PS };
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = np * PS };
 	struct fl_image_writer *w;
 	int r;
 
@@ -306,7 +347,7 @@ static int t_any_order_threads(void *arg)
 	size_t np = 4096;
 	uint8_t *m = make_mem(np, 6), *out = malloc(np * PS);
 	struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC };
-	struct fl_image_region reg = { .length = np * PS };
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = np * PS };
 	struct fl_image_writer *w;
 	struct fl_image *img;
 	pthread_t th[4];
@@ -541,7 +582,7 @@ static int t_bad_args(void *arg)
 	struct fl_image_writer *w;
 	struct fl_image *img;
 	struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = 1u << 20 };
-	struct fl_image_region reg = { .length = 100 };
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = 100 };
 
 	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
 	T_ASSERT_EQ(fl_image_writer_new(NULL, NULL, &w), -EINVAL);
@@ -565,6 +606,7 @@ int main(int argc, char **argv)
 		{ "roundtrip", t_roundtrip, NULL, 60 },
 		{ "roundtrip-lz4", t_roundtrip, (void *)1, 60 },
 		{ "incremental-chain", t_chain, NULL, 60 },
+		{ "refcount", t_refcount, NULL, 60 },
 		{ "parent-mismatch", t_parent_mismatch, NULL, 60 },
 		{ "damage-sweep", t_damage_sweep, NULL, 120 },
 		{ "full-disk-atomic", t_full_disk, NULL, 60 },

@@ -379,7 +379,7 @@ static int t_hostile(void *arg)
 	/* A direct read of 16 pages from page 3 (zero and data pages). */
 	memset(buf, 0x5a, 16 * U_PAGE);
 	iov = (struct fl_store_iov){ .offset = 3 * U_PAGE, .buf = buf, .len = 16 * U_PAGE,
-				     .flags_in = FL_STORE_URGENT };
+				     .flags_in = FL_STORE_IN_URGENT };
 	t0 = t_now_ns();
 	res = fl_store_read(st, &iov, 1);
 	ms = (t_now_ns() - t0) / 1000000;

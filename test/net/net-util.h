@@ -47,7 +47,7 @@ U_FN void n_write_image(const char *path, unsigned nregions, size_t len, uint32_
 
 	T_OK(fl_image_writer_new(path, &o, &w));
 	for (unsigned i = 0; i < nregions; i++) {
-		struct fl_image_region rg = { .start = 0x10000000ull * (i + 1), .length = len, .prot = 3 };
+		struct fl_image_region rg = { .sz = sizeof(rg), .start = 0x10000000ull * (i + 1), .length = len, .prot = 3 };
 		snprintf(rg.name, sizeof(rg.name), "region%u", i);
 		T_ASSERT(fl_image_writer_add_region(w, &rg) == (int)i);
 	}

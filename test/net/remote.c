@@ -91,12 +91,12 @@ static int t_store_read(void *arg)
 	memset(buf, 0xee, len);
 	iov[0] = (struct fl_store_iov){ .offset = 0, .buf = buf, .len = 16 * U_PAGE };
 	iov[1] = (struct fl_store_iov){ .offset = 7 * 64 * U_PAGE, .buf = buf + 16 * U_PAGE, .len = 64 * U_PAGE,
-					.flags_in = FL_STORE_URGENT };
+					.flags_in = FL_STORE_IN_URGENT };
 	iov[2] = (struct fl_store_iov){ .offset = 100 * U_PAGE, .buf = buf + 80 * U_PAGE, .len = U_PAGE };
 	T_OK(fl_store_read(st, iov, 3));
 	T_ASSERT(memcmp(buf, expect, 16 * U_PAGE) == 0);
-	T_ASSERT(iov[1].flags_out & FL_STORE_ZERO);
-	T_ASSERT(!(iov[0].flags_out & FL_STORE_ZERO));
+	T_ASSERT(iov[1].flags_out & FL_STORE_OUT_ZERO);
+	T_ASSERT(!(iov[0].flags_out & FL_STORE_OUT_ZERO));
 	T_ASSERT(memcmp(buf + 80 * U_PAGE, expect + 100 * U_PAGE, U_PAGE) == 0);
 	/* A batch of more requests than a connection keeps in flight. */
 	{
@@ -104,7 +104,7 @@ static int t_store_read(void *arg)
 		for (unsigned i = 0; i < 100; i++)
 			many[i] = (struct fl_store_iov){ .offset = (size_t)(i * 17 % 1900) * U_PAGE,
 							 .buf = buf + (size_t)i * U_PAGE, .len = U_PAGE,
-							 .flags_in = i == 50 ? FL_STORE_URGENT : 0 };
+							 .flags_in = i == 50 ? FL_STORE_IN_URGENT : 0 };
 		memset(buf, 0xee, 100 * U_PAGE);
 		T_OK(fl_store_read(st, many, 100));
 		for (unsigned i = 0; i < 100; i++)
@@ -124,7 +124,16 @@ static int t_store_read(void *arg)
 	T_OK(fl_store_read(st, iov, 1));
 	T_ASSERT(memcmp(buf, expect + U_PAGE, U_PAGE) == 0);
 	T_ASSERT_EQ(n_rstats(st).reconnects, 0);
-	T_ASSERT_EQ(fl_store_ctl(st, 0x7777, NULL), -ENOTTY);
+	T_ASSERT_EQ(fl_store_ctl(st, 0x7777, NULL), -EOPNOTSUPP);
+	{
+		/* Another store's op is refused, not read as ours (FL_REDIS_CTL_STATS
+		 * once had FL_REMOTE_CTL_STATS's number). */
+		struct fl_redis_stats rst;
+		memset(&rst, 0xa5, sizeof(rst));
+		rst.sz = sizeof(rst);
+		T_ASSERT_EQ(fl_store_ctl(st, FL_REDIS_CTL_STATS, &rst), -EOPNOTSUPP);
+		T_ASSERT_EQ(rst.commands, 0xa5a5a5a5a5a5a5a5ull);
+	}
 	fl_store_unref(st);
 	n_server_stop(&s);
 	free(buf);
@@ -694,7 +703,7 @@ static int t_image_changed(void *arg)
 	T_ASSERT_EQ(u_probe_cmp(base + len / 2, expect + len / 2, U_PAGE), -1);
 	/* Refused at once, not after the timeout. */
 	T_ASSERT(t_now_ns() - t0 < 2000000000ull);
-	iov = (struct fl_store_iov){ .offset = U_PAGE, .buf = page, .len = U_PAGE, .flags_in = FL_STORE_URGENT };
+	iov = (struct fl_store_iov){ .offset = U_PAGE, .buf = page, .len = U_PAGE, .flags_in = FL_STORE_IN_URGENT };
 	T_ASSERT_EQ(fl_store_read(st, &iov, 1), -ESTALE);
 	fl_region_free(r);
 	fl_engine_free(e);

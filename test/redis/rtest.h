@@ -553,7 +553,7 @@ R_FN void r_image_make(struct r_image *im, const char *name, unsigned nregions, 
 	im->nregions = nregions;
 	T_OK(fl_image_writer_new(im->path, &wo, &w));
 	for (unsigned r = 0; r < nregions; r++) {
-		struct fl_image_region reg = { .start = 0x10000000ull * (r + 1), .length = lens[r],
+		struct fl_image_region reg = { .sz = sizeof(reg), .start = 0x10000000ull * (r + 1), .length = lens[r],
 					       .prot = 3, .mem = FL_MEM_ANON };
 		snprintf(reg.name, sizeof(reg.name), "region-%u", r);
 		im->len[r] = lens[r];

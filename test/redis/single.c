@@ -15,7 +15,7 @@ static int t_push_restore(void *arg)
 {
 	struct r_server srv;
 	struct r_image im;
-	struct fl_image_region regs[4];
+	struct fl_image_region regs[4] = { [0].sz = sizeof(regs[0]) };	/* regs[0].sz: the stride */
 	uint8_t id[FL_IMAGE_ID_LEN];
 	char url[128];
 	(void)arg;
@@ -36,6 +36,10 @@ static int t_push_restore(void *arg)
 		T_ASSERT_EQ(regs[1].length, two_regions[1]);
 		T_ASSERT(strcmp(regs[1].name, "region-1") == 0);
 		T_ASSERT_EQ(regs[1].start, 0x20000000ull);
+		T_ASSERT_EQ(regs[1].sz, sizeof(regs[1]));
+		regs[0].sz = 0;
+		T_ASSERT_EQ(fl_redis_regions(&o, regs, 4, id), -EINVAL);
+		regs[0].sz = sizeof(regs[0]);
 		T_ASSERT_EQ(fl_redis_regions(&o, NULL, 0, NULL), 2);
 	}
 	for (unsigned r = 0; r < 2; r++) {
@@ -116,14 +120,14 @@ static int t_store_api(void *arg)
 
 	/* A batch: a range across the 2 MiB chunk boundary, one zero page, the last page. */
 	iov[0] = (struct fl_store_iov){ .offset = 2 * U_MIB - 8 * R_PAGE, .buf = buf, .len = 16 * R_PAGE,
-					.flags_in = FL_STORE_URGENT };
+					.flags_in = FL_STORE_IN_URGENT };
 	iov[1] = (struct fl_store_iov){ .offset = 3 * R_PAGE, .buf = buf + U_MIB, .len = R_PAGE };
 	iov[2] = (struct fl_store_iov){ .offset = len[0] - R_PAGE, .buf = buf + U_MIB + R_PAGE, .len = R_PAGE };
 	memset(buf, 0xAA, 2 * U_MIB);
 	T_OK(fl_store_read(st, iov, 3));
 	T_ASSERT(memcmp(buf, im.expect[0] + iov[0].offset, iov[0].len) == 0);
-	T_ASSERT(!(iov[0].flags_out & FL_STORE_ZERO));
-	T_ASSERT(iov[1].flags_out & FL_STORE_ZERO, "a zero page reads as FL_STORE_ZERO");
+	T_ASSERT(!(iov[0].flags_out & FL_STORE_OUT_ZERO));
+	T_ASSERT(iov[1].flags_out & FL_STORE_OUT_ZERO, "a zero page reads as FL_STORE_OUT_ZERO");
 	T_ASSERT(memcmp(buf + U_MIB + R_PAGE, im.expect[0] + iov[2].offset, R_PAGE) == 0);
 
 	/* Beyond the end: -ERANGE, never zeros. */
@@ -133,7 +137,32 @@ static int t_store_api(void *arg)
 	iov[0] = (struct fl_store_iov){ .offset = 100, .buf = buf, .len = R_PAGE };
 	T_ASSERT_EQ(fl_store_read(st, iov, 1), -EINVAL);
 	/* Unknown ctl. */
-	T_ASSERT_EQ(fl_store_ctl(st, 0x1234, NULL), -ENOTTY);
+	T_ASSERT_EQ(fl_store_ctl(st, 0x1234, NULL), -EOPNOTSUPP);
+	{
+		/* A remote store's op is refused, its arg untouched. */
+		struct fl_remote_stats rst;
+		memset(&rst, 0xa5, sizeof(rst));
+		rst.sz = sizeof(rst);
+		T_ASSERT_EQ(fl_store_ctl(st, FL_REMOTE_CTL_STATS, &rst), -EOPNOTSUPP);
+		T_ASSERT_EQ(rst.requests, 0xa5a5a5a5a5a5a5a5ull);
+	}
+	{
+		/* The stats struct follows faultline(7): sz 0 -EINVAL, a larger
+		 * caller struct gets its tail zeroed and keeps its sz. */
+		union {
+			struct fl_redis_stats s;
+			unsigned char b[sizeof(struct fl_redis_stats) + 16];
+		} big;
+		memset(&big, 0xee, sizeof(big));
+		big.s.sz = 0;
+		T_ASSERT_EQ(fl_store_ctl(st, FL_REDIS_CTL_STATS, &big), -EINVAL);
+		big.s.sz = sizeof(big);
+		T_OK(fl_store_ctl(st, FL_REDIS_CTL_STATS, &big));
+		T_ASSERT_EQ(big.s.sz, sizeof(big));
+		T_ASSERT(big.s.pages_read > 0 && big.s.commands > 0);
+		for (size_t i = sizeof(big.s); i < sizeof(big); i++)
+			T_ASSERT(big.b[i] == 0, "tail byte %zu not zeroed", i);
+	}
 	fl_store_unref(st);
 
 	/* No such region, no such prefix. */
