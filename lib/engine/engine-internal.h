@@ -23,6 +23,7 @@ struct fl__space {
 	_Atomic bool dead;		/* ESRCH seen: the mm is gone */
 	bool forked;			/* created by a FORK event: owns its targets */
 	bool released;			/* fl_engine_release(): uffd closed, targets freed */
+	bool polled;			/* in the embedded epoll set (embedded_mu + lock) */
 	int parent;			/* forked: the parent's space id; else -1 */
 	pthread_mutex_t read_mu;	/* a read and the events it returned, as one */
 	_Atomic bool paused;		/* adopted: not served until fl_engine_wake_all() */
@@ -119,6 +120,7 @@ struct fl_engine {
 	_Atomic uint64_t index_gen;	/* bumped on every index change */
 	struct fl__worker embedded_worker;
 	pthread_mutex_t embedded_mu;
+	int embedded_epfd;		/* every served space, for fl_engine_process() */
 	/* counters */
 	_Atomic uint64_t messages, reads, faults, unowned_faults;
 	_Atomic uint64_t ev_fork, ev_remap, ev_remove, ev_unmap;

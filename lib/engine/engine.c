@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #define DEFAULT_BATCH 64
@@ -560,6 +561,7 @@ int fl_engine_new(const struct fl_engine_opts *opts, struct fl_engine **ret_engi
 	}
 	e->log = (struct fl__logger){ e->opts.log, e->opts.log_ctx, e->opts.log_level };
 	e->stop_fd = -1;
+	e->embedded_epfd = -1;
 	pthread_rwlock_init(&e->lock, NULL);
 	pthread_mutex_init(&e->filler_mu, NULL);
 	pthread_cond_init(&e->filler_cv, NULL);
@@ -591,6 +593,8 @@ int fl_engine_new(const struct fl_engine_opts *opts, struct fl_engine **ret_engi
 		goto fail;
 	e->features = want;
 	r = fl__eventfd(&e->stop_fd);
+	if (!r)
+		r = fl__epoll_create(&e->embedded_epfd);
 	if (r)
 		goto fail;
 	r = add_space(e, uffd, 0, want, false, &sp);
@@ -708,6 +712,7 @@ struct fl_engine *fl_engine_free(struct fl_engine *e)
 	fl__forksafe_free(e->spaces);
 	fl__forksafe_free(e->targets);
 	fl__close(e->stop_fd);
+	fl__close(e->embedded_epfd);
 	fl__worker_fini(&e->embedded_worker);
 	pthread_rwlock_destroy(&e->lock);
 	pthread_mutex_destroy(&e->filler_mu);
@@ -727,34 +732,58 @@ uint64_t fl_engine_features(const struct fl_engine *e)
 	return e ? e->features : 0;
 }
 
+/*
+ * Bring the embedded epoll set in line with the spaces that are served:
+ * any number of them (a fixed poll array once left the 65th unread).
+ * Caller holds embedded_mu and the read lock.
+ */
+static void embedded_sync(struct fl_engine *e)
+{
+	for (size_t i = 0; i < e->nspaces; i++) {
+		struct fl__space *sp = e->spaces[i];
+		bool want = !atomic_load(&sp->dead) && !atomic_load(&sp->paused) && sp->uffd >= 0;
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)i };
+
+		if (want == sp->polled)
+			continue;
+		if (epoll_ctl(e->embedded_epfd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, sp->uffd, &ev) == 0 ||
+		    !want)
+			sp->polled = want;
+	}
+}
+
 int fl_engine_process(struct fl_engine *e, int timeout_ms)
 {
-	struct pollfd pfd[64];
-	struct fl__space *sps[64];
-	unsigned n = 0;
+	struct epoll_event ev[64];
 	int total = 0, r;
 
 	if (!e)
 		return -EINVAL;
 	pthread_mutex_lock(&e->embedded_mu);
 	pthread_rwlock_rdlock(&e->lock);
-	for (size_t i = 0; i < e->nspaces && n < FL_ARRAY_SIZE(pfd); i++) {
-		if (atomic_load(&e->spaces[i]->dead) || atomic_load(&e->spaces[i]->paused))
-			continue;
-		sps[n] = e->spaces[i];
-		pfd[n++] = (struct pollfd){ .fd = e->spaces[i]->uffd, .events = POLLIN };
-	}
+	embedded_sync(e);
 	pthread_rwlock_unlock(&e->lock);
-	r = fl__poll(pfd, n, timeout_ms);
+	r = fl__epoll_wait(e->embedded_epfd, ev, (int)FL_ARRAY_SIZE(ev), timeout_ms);
 	if (r < 0 && r != -EINTR) {
 		pthread_mutex_unlock(&e->embedded_mu);
 		return r;
 	}
-	for (unsigned i = 0; r > 0 && i < n; i++) {
-		if (!(pfd[i].revents & POLLIN))
+	/* More than 64 ready come back on the next call: epoll rotates. */
+	for (int i = 0; i < r; i++) {
+		struct fl__space *sp;
+
+		pthread_rwlock_rdlock(&e->lock);
+		sp = fl__engine_space(e, (int)ev[i].data.u64);
+		pthread_rwlock_unlock(&e->lock);
+		if (!sp)
 			continue;
+		if (!(ev[i].events & EPOLLIN)) {
+			/* POLLERR/HUP, as the handler threads treat it */
+			atomic_store(&sp->dead, true);
+			continue;
+		}
 		for (;;) {
-			int k = service_space(e, sps[i], &e->embedded_worker);
+			int k = service_space(e, sp, &e->embedded_worker);
 			if (k <= 0)
 				break;
 			total += k;
@@ -914,6 +943,11 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 	sp->released = true;
 	fd = sp->uffd;
 	sp->uffd = -1;
+	/* Out of the embedded set before the close: the file lives on in
+	 * the process that handed it over, and epoll would keep it. */
+	if (sp->polled)
+		epoll_ctl(e->embedded_epfd, EPOLL_CTL_DEL, fd, NULL);
+	sp->polled = false;
 	fl__index_fini(&sp->index);
 	atomic_fetch_add(&e->index_gen, 1);
 	pthread_rwlock_unlock(&e->lock);
