@@ -7,7 +7,7 @@
  * the two resets.
  */
 #include "kernel.h"
-#include "engine-internal.h"
+#include "region-internal.h"
 
 #include <faultline/clone.h>
 
@@ -236,7 +236,7 @@ static int collect_run(uint64_t start, uint64_t end, void *ctx)
  */
 static int reset_runs(struct fl_region *r, const struct run_list *l, struct fl_reset_stats *st)
 {
-	int uffd = r->space->uffd, ret, first_err = 0;
+	int uffd = fl__region_space(r)->uffd, ret, first_err = 0;
 	uint64_t base = (uintptr_t)r->addr;
 
 	ret = fl_uffd_unregister(uffd, r->addr, r->length);

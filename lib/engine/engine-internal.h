@@ -1,19 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine's internals: spaces (a uffd and its mm), handler threads,
+ * per-thread scratch, and the targets faults are dispatched to.
+ *
+ * The engine does not know what serves memory: an index entry points to an
+ * opaque target with an ops table (regions implement it, lib/region/). It
+ * reads messages, finds the target, and hands it the fault or the event.
+ */
 #ifndef FL_ENGINE_INTERNAL_H
 #define FL_ENGINE_INTERNAL_H
 
 #include "kernel.h"
+#include "index.h"
 #include <pthread.h>
-
-struct fl_region;
-
-/* One index entry: [start, end) of a space's address range served by `region`
- * starting at byte `region_off` of the region. REMAP/UNMAP split entries. */
-struct fl__entry {
-	uint64_t start, end;
-	struct fl_region *region;
-	uint64_t region_off;
-};
 
 /* A uffd and the address space (mm) behind it. */
 struct fl__space {
@@ -22,13 +21,13 @@ struct fl__space {
 	pid_t pid;			/* owner, for SIGBUS fallbacks; 0 = us */
 	uint64_t features;
 	_Atomic bool dead;		/* ESRCH seen: the mm is gone */
-	bool forked;			/* created by a FORK event: owns its regions */
-	bool released;			/* fl_engine_release(): uffd closed, regions freed */
+	bool forked;			/* created by a FORK event: owns its targets */
+	bool released;			/* fl_engine_release(): uffd closed, targets freed */
+	bool polled;			/* in the embedded epoll set (embedded_mu + lock) */
 	int parent;			/* forked: the parent's space id; else -1 */
 	pthread_mutex_t read_mu;	/* a read and the events it returned, as one */
 	_Atomic bool paused;		/* adopted: not served until fl_engine_wake_all() */
-	struct fl__entry *entries;	/* sorted by start, non-overlapping */
-	size_t nentries, cap;
+	struct fl__index index;
 };
 
 /* Per-thread scratch: a store buffer and a message batch. */
@@ -38,6 +37,57 @@ struct fl__worker {
 	uint8_t *zero;			/* per page of buf: all zeros? */
 	struct uffd_msg *msgs;
 	unsigned batch;
+};
+
+/* Counters a target adds into a space's statistics. */
+struct fl__target_stats {
+	uint64_t faults, pages_resolved, pages_poisoned, bytes_read, blocked_ns;
+	struct fl__hist *hist;		/* the target's latencies are merged here */
+};
+
+struct fl__target;
+
+/*
+ * What a target does for the engine. "read lock" / "write lock": the
+ * engine's lock is held that way around the call, so the target cannot
+ * leave the index meanwhile (and, for write, no fault is being served).
+ */
+struct fl__target_ops {
+	/* A page fault in `ent` (read lock). Must answer it: resolve, wake,
+	 * or fail closed; never leave the thread waiting. t0: read time. */
+	void (*fault)(struct fl__target *t, const struct fl__entry *ent, const struct uffd_msg *msg,
+		      uint64_t t0, struct fl__worker *w);
+	/* REMOVE: target bytes [off, off + len) were discarded (write lock). */
+	void (*discard)(struct fl__target *t, uint64_t off, uint64_t len);
+	/* REMAP: target byte 0 is now at addr in its space (write lock). */
+	void (*moved)(struct fl__target *t, uint64_t addr);
+	/* FORK: a copy for the child space with its own page state, not yet
+	 * in the engine; NULL if it cannot be made (write lock). */
+	struct fl__target *(*fork)(struct fl__target *t, struct fl__space *child);
+	/* One batch of background fill (read lock): 0 when nothing is left. */
+	int (*fill_step)(struct fl__target *t, struct fl__worker *w);
+	/* Install every page now (no lock held). */
+	int (*populate)(struct fl__target *t);
+	/* Poison every page not delivered: how many, or -errno (no lock). */
+	int64_t (*poison_unresolved)(struct fl__target *t);
+	/* Add the counters into st (read lock). */
+	void (*stats)(const struct fl__target *t, struct fl__target_stats *st);
+	/* Leave the engine (fl__engine_remove_target()) and free (no lock). */
+	void (*free)(struct fl__target *t);
+	/* Free a fork copy that never entered the engine (write lock). */
+	void (*destroy)(struct fl__target *t);
+};
+
+#define FL__TARGET_FILL (1u << 0)	/* wants background fill steps */
+#define FL__TARGET_LOCAL (1u << 1)	/* memory we mapped: freeing unmaps it */
+
+/* The part of a target the engine owns; implementations embed it. */
+struct fl__target {
+	const struct fl__target_ops *ops;
+	struct fl__space *space;	/* whose mm holds the memory */
+	unsigned flags;			/* FL__TARGET_* */
+	_Atomic bool fill_done;
+	_Atomic bool dead;		/* every entry unmapped (UNMAP) */
 };
 
 struct fl__thread {
@@ -51,11 +101,11 @@ struct fl_engine {
 	struct fl_engine_opts opts;
 	struct fl__logger log;
 	uint64_t features;		/* enabled on the main uffd */
-	pthread_rwlock_t lock;		/* spaces, their entries, region list */
+	pthread_rwlock_t lock;		/* spaces, their indexes, the target list */
 	struct fl__space **spaces;
 	size_t nspaces, spaces_cap;
-	struct fl_region **regions;	/* every region (user and fork clones) */
-	size_t nregions, regions_cap;
+	struct fl__target **targets;	/* every target (user and fork copies) */
+	size_t ntargets, targets_cap;
 	int stop_fd;
 	_Atomic bool stopping;
 	bool running;
@@ -70,52 +120,10 @@ struct fl_engine {
 	_Atomic uint64_t index_gen;	/* bumped on every index change */
 	struct fl__worker embedded_worker;
 	pthread_mutex_t embedded_mu;
+	int embedded_epfd;		/* every served space, for fl_engine_process() */
 	/* counters */
 	_Atomic uint64_t messages, reads, faults, unowned_faults;
 	_Atomic uint64_t ev_fork, ev_remap, ev_remove, ev_unmap;
-};
-
-struct fl_region {
-	struct fl_engine *engine;
-	struct fl__space *space;	/* the space whose mm holds the memory */
-	char name[48];
-	enum fl_mem_type mem;
-	enum fl_region_mode mode;
-	unsigned flags;
-	uint8_t *addr;			/* current start in the space (follows REMAP) */
-	size_t length, page_size, npages;
-	bool mapped_here;		/* we mmapped it (not FOREIGN, not a fork clone) */
-	bool owned_memfd;
-	int memfd;
-	uint8_t *alias;			/* MINOR: our MAP_SHARED alias, registered MISSING */
-	uint64_t alias_ioctls;
-	struct fl_store *store;
-	uint64_t store_offset;
-	uint64_t ioctls;
-	unsigned prefetch_max, fill_batch;
-	/* page state bitmaps, in region page units */
-	_Atomic uint64_t *resolved;	/* mapped in the space (a hint: EEXIST is the truth) */
-	_Atomic uint64_t *cached;	/* MINOR: page cache filled */
-	_Atomic uint64_t *discarded;	/* REMOVE: later faults get zeros */
-	_Atomic uint64_t *poisoned;
-	_Atomic uint64_t resolved_count;
-	/* sequential-access detector for prefetch */
-	_Atomic uint64_t last_end;	/* page after the last resolved window */
-	_Atomic unsigned window;
-	_Atomic uint64_t fill_cursor;
-	_Atomic bool fill_done;
-	_Atomic bool dead;		/* fully unmapped */
-	/* statistics */
-	_Atomic uint64_t faults_read, faults_write, faults_minor, faults_wp;
-	_Atomic uint64_t pages_copy, pages_zero, pages_continue, pages_prefetch,
-		pages_background, pages_poisoned, pages_exist, bytes_read, store_errors;
-	_Atomic uint64_t blocked_ns;
-	struct fl__hist hist;
-	/* working sets (workingset.c) */
-	struct fl__ws_rec *rec;		/* set once by fl_region_record() */
-	_Atomic bool recording;
-	_Atomic(struct fl__replay *) replay;
-	_Atomic uint64_t pages_replayed;
 };
 
 /* engine.c */
@@ -123,33 +131,35 @@ void fl__engine_kick_filler(struct fl_engine *e);
 int fl__worker_init(struct fl__worker *w, size_t cap, unsigned batch);
 void fl__worker_fini(struct fl__worker *w);
 int fl__worker_reserve(struct fl__worker *w, size_t cap);
-int fl__engine_add_region(struct fl_engine *e, struct fl__space *sp, struct fl_region *r);
-/* Remove from the index; returns the ranges it still covered (malloc'd, caller frees). */
-size_t fl__engine_remove_region(struct fl_engine *e, struct fl_region *r, struct fl_range **ret);
+/* Serve [start, start + len) of t->space from target byte 0. */
+int fl__engine_add_target(struct fl_engine *e, struct fl__target *t, uint64_t start, uint64_t len);
+/* Remove from the index; returns the ranges it still covered (fs-allocated, caller frees). */
+size_t fl__engine_remove_target(struct fl_engine *e, struct fl__target *t, struct fl_range **ret);
 struct fl__space *fl__engine_space(struct fl_engine *e, int id);
+static inline int fl__engine_main_uffd(const struct fl_engine *e)
+{
+	return e->spaces[0]->uffd;
+}
 
-/* region.c */
-struct fl_region *fl__region_clone(struct fl_region *src, struct fl__space *sp);
-void fl__region_destroy(struct fl_region *r);
-/* Unregister and unmap exactly these ranges (what is left after REMAP/UNMAP). */
-void fl__region_unmap_ranges(struct fl_region *r, const struct fl_range *ranges, size_t n);
-
-/* workingset.c */
-void fl__ws_note_fault(struct fl_region *r, uint64_t page);
-void fl__ws_replay_stop(struct fl_region *r);	/* before the region leaves the index */
-void fl__ws_region_fini(struct fl_region *r);	/* and free the recorder */
-
-/* resolve.c */
-void fl__handle_fault(struct fl_engine *e, struct fl__space *sp, const struct fl__entry *ent,
-		      const struct uffd_msg *msg, uint64_t t0, struct fl__worker *w);
+/* fault-rules.c: the fault path's error table (kernel-facts.md), once. */
+enum fl__resolve_verdict {
+	FL__RESOLVED,		/* 0: done */
+	FL__RETRY,		/* EAGAIN: an event is queued; process events, then retry */
+	FL__ALREADY_THERE,	/* EEXIST: someone mapped it; wake the faulter */
+	FL__LAYOUT_CHANGED,	/* ENOENT: unmapped or moved; wake, it faults again */
+	FL__CLIENT_GONE,	/* ESRCH (ENOSPC on 4.11-4.13): the mm is gone */
+	FL__POISON,		/* anything else: the page cannot be delivered */
+};
+enum fl__resolve_verdict fl__resolve_classify(int err);
+/*
+ * Fail one page closed: poison it, else (no POISON) SIGBUS the waiting
+ * thread `tid` (0: the process) when `waiter`. Returns the poison result:
+ * 0 (or -EEXIST, woken) when the page is poisoned.
+ */
+int fl__fail_closed(struct fl_engine *e, struct fl__space *sp, uint64_t addr, size_t psz, bool waiter,
+		    uint32_t tid);
+/* A fault no target owns. */
 void fl__fail_unowned(struct fl_engine *e, struct fl__space *sp, const struct uffd_msg *msg, bool stale);
-int fl__resolve_pages(struct fl_region *r, struct fl__space *sp, uint64_t base, uint64_t first, uint64_t count,
-		      uint64_t fault_page, struct fl__worker *w, int source);
-int fl__fill_step(struct fl_region *r, struct fl__worker *w);
-int64_t fl__poison_unresolved(struct fl_region *r);
-/* Poison one page of a region (no faulting thread to signal). */
-void fl__poison_page(struct fl_region *r, struct fl__space *sp, uint64_t base, uint64_t page);
-void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count);
 
 /* bitmap helpers */
 static inline bool fl__bit_test(_Atomic uint64_t *map, uint64_t i)
@@ -165,11 +175,5 @@ static inline void fl__bit_clear(_Atomic uint64_t *map, uint64_t i)
 {
 	atomic_fetch_and_explicit(&map[i / 64], ~(1ull << (i % 64)), memory_order_acq_rel);
 }
-
-#define FL_SRC_DEMAND 0
-#define FL_SRC_PREFETCH 1
-#define FL_SRC_BACKGROUND 2
-#define FL_SRC_POPULATE 3
-#define FL_SRC_REPLAY 4
 
 #endif

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The fault engine: uffds ("spaces"), the address index, handler threads,
+ * The fault engine: uffds ("spaces"), handler threads, dispatch to targets,
  * event handling and the background filler's thread.
  */
 #include "engine-internal.h"
@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #define DEFAULT_BATCH 64
@@ -90,134 +91,54 @@ struct fl__space *fl__engine_space(struct fl_engine *e, int id)
 	return e->spaces[id];
 }
 
-/* Index of the first entry whose end is > addr. Caller holds the lock. */
-static size_t index_lower(const struct fl__space *sp, uint64_t addr)
+static int targets_reserve(struct fl_engine *e)
 {
-	size_t lo = 0, hi = sp->nentries;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (sp->entries[mid].end <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
+	struct fl__target **n;
+	size_t cap;
 
-static int index_insert(struct fl__space *sp, const struct fl__entry *ent)
-{
-	size_t i = index_lower(sp, ent->start);
-
-	if (i < sp->nentries && sp->entries[i].start < ent->end)
-		return -EEXIST;
-	if (sp->nentries == sp->cap) {
-		size_t cap = sp->cap ? sp->cap * 2 : 16;
-		struct fl__entry *n = fl__forksafe_realloc(sp->entries, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		sp->entries = n;
-		sp->cap = cap;
-	}
-	memmove(&sp->entries[i + 1], &sp->entries[i], (sp->nentries - i) * sizeof(*ent));
-	sp->entries[i] = *ent;
-	sp->nentries++;
+	if (e->ntargets < e->targets_cap)
+		return 0;
+	cap = e->targets_cap ? e->targets_cap * 2 : 16;
+	n = fl__forksafe_realloc(e->targets, cap * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	e->targets = n;
+	e->targets_cap = cap;
 	return 0;
 }
 
-static void index_remove_at(struct fl__space *sp, size_t i)
+int fl__engine_add_target(struct fl_engine *e, struct fl__target *t, uint64_t start, uint64_t len)
 {
-	memmove(&sp->entries[i], &sp->entries[i + 1], (sp->nentries - i - 1) * sizeof(sp->entries[0]));
-	sp->nentries--;
-}
-
-/* Split entries so that `addr` is an entry boundary. */
-static int index_split(struct fl__space *sp, uint64_t addr)
-{
-	size_t i = index_lower(sp, addr);
-	struct fl__entry tail;
-
-	if (i >= sp->nentries || sp->entries[i].start >= addr)
-		return 0;
-	tail = sp->entries[i];
-	tail.region_off += addr - tail.start;
-	tail.start = addr;
-	sp->entries[i].end = addr;
-	return index_insert(sp, &tail);
-}
-
-static bool lookup(struct fl__space *sp, uint64_t addr, struct fl__entry *ret)
-{
-	size_t i = index_lower(sp, addr);
-	if (i < sp->nentries && sp->entries[i].start <= addr) {
-		*ret = sp->entries[i];
-		return true;
-	}
-	return false;
-}
-
-int fl__engine_add_region(struct fl_engine *e, struct fl__space *sp, struct fl_region *r)
-{
-	struct fl__entry ent = {
-		.start = (uintptr_t)r->addr,
-		.end = (uintptr_t)r->addr + r->length,
-		.region = r,
-		.region_off = 0,
-	};
+	struct fl__entry ent = { .start = start, .end = start + len, .target = t, .off = 0 };
 	int ret;
 
 	pthread_rwlock_wrlock(&e->lock);
-	if (e->nregions == e->regions_cap) {
-		size_t cap = e->regions_cap ? e->regions_cap * 2 : 16;
-		struct fl_region **n = fl__forksafe_realloc(e->regions, cap * sizeof(*n));
-		if (!n) {
-			pthread_rwlock_unlock(&e->lock);
-			return -ENOMEM;
-		}
-		e->regions = n;
-		e->regions_cap = cap;
-	}
-	ret = index_insert(sp, &ent);
+	ret = targets_reserve(e);
 	if (!ret)
-		e->regions[e->nregions++] = r;
+		ret = fl__index_insert(&t->space->index, &ent);
+	if (!ret)
+		e->targets[e->ntargets++] = t;
 	atomic_fetch_add(&e->index_gen, 1);
 	pthread_rwlock_unlock(&e->lock);
-	if (!ret && (r->flags & FL_REGION_BACKGROUND))
+	if (!ret && (t->flags & FL__TARGET_FILL))
 		fl__engine_kick_filler(e);
 	return ret;
 }
 
-size_t fl__engine_remove_region(struct fl_engine *e, struct fl_region *r, struct fl_range **ret)
+size_t fl__engine_remove_target(struct fl_engine *e, struct fl__target *t, struct fl_range **ret)
 {
-	struct fl_range *ranges = NULL;
-	size_t n = 0, cap = 0;
+	size_t n;
 
 	pthread_rwlock_wrlock(&e->lock);
-	for (size_t i = 0; i < e->nregions; i++) {
-		if (e->regions[i] == r) {
-			e->regions[i] = e->regions[--e->nregions];
+	for (size_t i = 0; i < e->ntargets; i++) {
+		if (e->targets[i] == t) {
+			e->targets[i] = e->targets[--e->ntargets];
 			break;
 		}
 	}
-	for (size_t i = 0; i < r->space->nentries;) {
-		if (r->space->entries[i].region == r) {
-			if (n == cap) {
-				struct fl_range *g = fl__forksafe_realloc(ranges, (cap * 2 + 4) * sizeof(*g));
-				if (g) {
-					ranges = g;
-					cap = cap * 2 + 4;
-				}
-			}
-			if (n < cap)
-				ranges[n++] = (struct fl_range){ r->space->entries[i].start,
-					r->space->entries[i].end - r->space->entries[i].start };
-			index_remove_at(r->space, i);
-		} else {
-			i++;
-		}
-	}
+	n = fl__index_remove_target(&t->space->index, t, ret);
 	atomic_fetch_add(&e->index_gen, 1);
 	pthread_rwlock_unlock(&e->lock);
-	*ret = ranges;
 	return n;
 }
 
@@ -227,6 +148,57 @@ static void wake_threads(struct fl_engine *e)
 {
 	for (unsigned i = 0; i < e->nthreads; i++)
 		fl__eventfd_signal(e->threads[i].wake_fd);
+}
+
+/*
+ * The child starts with a copy of the parent's layout. Each target gets a
+ * fork copy with its own page state: pages the parent resolves later are
+ * still missing in the child. Write lock held. Returns the first error.
+ */
+static int fork_targets(struct fl_engine *e, struct fl__space *parent, struct fl__space *child)
+{
+	struct fl__target **from, **to;
+	size_t ncopies = 0;
+	int ret;
+
+	/* Room for the whole layout first: inserts below cannot fail. */
+	ret = fl__index_reserve(&child->index, parent->index.n);
+	if (ret)
+		return ret;
+	from = fl__forksafe_calloc(parent->index.n + 1, 2 * sizeof(*from));
+	if (!from)
+		return -ENOMEM;
+	to = from + parent->index.n + 1;
+	for (size_t i = 0; i < parent->index.n; i++) {
+		struct fl__entry ent = parent->index.entries[i];
+		struct fl__target *copy = NULL;
+		int r = 0;
+
+		for (size_t k = 0; k < ncopies && !copy; k++)
+			if (from[k] == ent.target)
+				copy = to[k];
+		if (!copy) {
+			copy = ent.target->ops->fork(ent.target, child);
+			if (!copy) {
+				r = -ENOMEM;
+			} else if ((r = targets_reserve(e))) {
+				copy->ops->destroy(copy);
+				copy = NULL;
+			} else {
+				e->targets[e->ntargets++] = copy;
+				from[ncopies] = ent.target;
+				to[ncopies++] = copy;
+			}
+		}
+		if (copy) {
+			ent.target = copy;
+			r = fl__index_insert(&child->index, &ent);
+		}
+		if (r && !ret)
+			ret = r;
+	}
+	fl__forksafe_free(from);
+	return ret;
 }
 
 static void handle_fork(struct fl_engine *e, struct fl__space *parent, int child_uffd)
@@ -251,36 +223,12 @@ static void handle_fork(struct fl_engine *e, struct fl__space *parent, int child
 		 * open (leaked) so the child blocks instead of reading zeros. */
 		return;
 	}
-	/* The child starts with a copy of the parent's layout. Each region
-	 * gets a clone with its own page state: pages the parent resolves
-	 * later are still missing in the child. */
-	for (size_t i = 0; i < parent->nentries; i++) {
-		struct fl__entry ent = parent->entries[i];
-		struct fl_region *clone = NULL;
-		for (size_t j = 0; j < sp->nentries; j++)
-			if (sp->entries[j].region->store == ent.region->store &&
-			    sp->entries[j].region->addr == ent.region->addr)
-				clone = sp->entries[j].region;
-		if (!clone) {
-			clone = fl__region_clone(ent.region, sp);
-			if (!clone)
-				continue;
-			if (e->nregions == e->regions_cap) {
-				size_t cap = e->regions_cap * 2 + 16;
-				struct fl_region **n = fl__forksafe_realloc(e->regions, cap * sizeof(*n));
-				if (!n) {
-					fl__region_destroy(clone);
-					continue;
-				}
-				e->regions = n;
-				e->regions_cap = cap;
-			}
-			e->regions[e->nregions++] = clone;
-		}
-		ent.region = clone;
-		index_insert(sp, &ent);
-	}
+	r = fork_targets(e, parent, sp);
 	pthread_rwlock_unlock(&e->lock);
+	if (r)
+		/* What is not indexed fails closed in the child (unowned
+		 * faults are poisoned), but say so: it is not served. */
+		fl__log(&e->log, FL_LOG_ERROR, "fork: space %d: child not fully served: %s", sp->id, strerror(-r));
 	atomic_fetch_add(&e->ev_fork, 1);
 	fl__log(&e->log, FL_LOG_INFO, "fork: space %d follows a child of space %d", sp->id, parent->id);
 	/* Before the handler threads poll the child: the callback may install
@@ -293,63 +241,57 @@ static void handle_fork(struct fl_engine *e, struct fl__space *parent, int child
 
 static void handle_remap(struct fl_engine *e, struct fl__space *sp, uint64_t from, uint64_t to, uint64_t len)
 {
-	struct fl__entry *moved = NULL;
-	size_t nmoved = 0;
+	int r;
 
 	pthread_rwlock_wrlock(&e->lock);
-	if (index_split(sp, from) == 0 && index_split(sp, from + len) == 0) {
-		size_t i = index_lower(sp, from);
-		size_t j = i;
-		while (j < sp->nentries && sp->entries[j].start < from + len)
-			j++;
-		nmoved = j - i;
-		moved = nmoved ? fl__forksafe_calloc(nmoved, sizeof(*moved)) : NULL;
-		if (moved) {
-			memcpy(moved, &sp->entries[i], nmoved * sizeof(*moved));
-			for (size_t k = 0; k < nmoved; k++)
-				index_remove_at(sp, i);
-			for (size_t k = 0; k < nmoved; k++) {
-				struct fl_region *r = moved[k].region;
-				moved[k].start = moved[k].start - from + to;
-				moved[k].end = moved[k].end - from + to;
-				if (moved[k].region_off == 0)
-					r->addr = (uint8_t *)(uintptr_t)moved[k].start;
-				index_insert(sp, &moved[k]);
-			}
-		}
+	r = fl__index_move(&sp->index, from, to, len);
+	/* The piece that holds a target's byte 0 tells the target where it
+	 * now starts (fl_region_addr() follows mremap). */
+	for (size_t i = fl__index_lower(&sp->index, to); !r && i < sp->index.n; i++) {
+		struct fl__entry *ent = &sp->index.entries[i];
+		if (ent->start >= to + len)
+			break;
+		if (ent->off == 0 && ent->target->ops->moved)
+			ent->target->ops->moved(ent->target, ent->start);
 	}
 	pthread_rwlock_unlock(&e->lock);
-	fl__forksafe_free(moved);
+	if (r)
+		/* Left where it was: faults at the new address fail closed. */
+		fl__log(&e->log, FL_LOG_ERROR, "remap: space %d: cannot follow 0x%llx -> 0x%llx: %s", sp->id,
+			(unsigned long long)from, (unsigned long long)to, strerror(-r));
 	atomic_fetch_add(&e->ev_remap, 1);
 	fl__log(&e->log, FL_LOG_INFO, "remap: space %d 0x%llx -> 0x%llx (%llu bytes)", sp->id,
 		(unsigned long long)from, (unsigned long long)to, (unsigned long long)len);
 }
 
+/* UNMAP took a piece of t: with none left, t is dead. */
+static void unmapped(struct fl__target *t, void *ctx)
+{
+	struct fl__space *sp = ctx;
+
+	if (!fl__index_has_target(&sp->index, t))
+		atomic_store(&t->dead, true);
+}
+
 static void handle_remove(struct fl_engine *e, struct fl__space *sp, uint64_t start, uint64_t end, bool unmap)
 {
+	int r = 0;
+
 	pthread_rwlock_wrlock(&e->lock);
-	if (unmap && index_split(sp, start) == 0 && index_split(sp, end) == 0) {
-		size_t i = index_lower(sp, start);
-		while (i < sp->nentries && sp->entries[i].start < end) {
-			struct fl_region *r = sp->entries[i].region;
-			bool left = false;
-			index_remove_at(sp, i);
-			for (size_t k = 0; k < sp->nentries && !left; k++)
-				left = sp->entries[k].region == r;
-			if (!left)
-				atomic_store(&r->dead, true);
-		}
-	} else if (!unmap) {
-		for (size_t i = index_lower(sp, start); i < sp->nentries && sp->entries[i].start < end; i++) {
-			struct fl__entry *ent = &sp->entries[i];
+	if (unmap) {
+		r = fl__index_remove_range(&sp->index, start, end, unmapped, sp);
+	} else {
+		for (size_t i = fl__index_lower(&sp->index, start);
+		     i < sp->index.n && sp->index.entries[i].start < end; i++) {
+			struct fl__entry *ent = &sp->index.entries[i];
 			uint64_t s = FL_MAX(start, ent->start), t = FL_MIN(end, ent->end);
-			struct fl_region *r = ent->region;
-			uint64_t first = (s - ent->start + ent->region_off) / r->page_size;
-			uint64_t last = (t - ent->start + ent->region_off + r->page_size - 1) / r->page_size;
-			fl__region_discard(r, first, last - first);
+			ent->target->ops->discard(ent->target, s - ent->start + ent->off, t - s);
 		}
 	}
 	pthread_rwlock_unlock(&e->lock);
+	if (r)
+		fl__log(&e->log, FL_LOG_ERROR, "unmap: space %d: cannot drop 0x%llx-0x%llx: %s", sp->id,
+			(unsigned long long)start, (unsigned long long)end, strerror(-r));
 	atomic_fetch_add(unmap ? &e->ev_unmap : &e->ev_remove, 1);
 	fl__log(&e->log, FL_LOG_INFO, "%s: space %d 0x%llx-0x%llx", unmap ? "unmap" : "remove", sp->id,
 		(unsigned long long)start, (unsigned long long)end);
@@ -358,20 +300,21 @@ static void handle_remove(struct fl_engine *e, struct fl__space *sp, uint64_t st
 static void dispatch(struct fl_engine *e, struct fl__space *sp, const struct uffd_msg *m,
 		     uint64_t t0, uint64_t gen, struct fl__worker *w)
 {
-	struct fl__entry ent;
-	bool found;
+	const struct fl__entry *ent;
 
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
 		atomic_fetch_add_explicit(&e->faults, 1, memory_order_relaxed);
 		/* The read lock is held while the fault is served, so the
-		 * region cannot be freed (or re-indexed) under the handler. */
+		 * target cannot be freed (or re-indexed) under the handler. */
 		pthread_rwlock_rdlock(&e->lock);
-		found = lookup(sp, m->arg.pagefault.address, &ent);
-		if (found)
-			fl__handle_fault(e, sp, &ent, m, t0, w);
-		else
+		ent = fl__index_find(&sp->index, m->arg.pagefault.address);
+		if (ent) {
+			struct fl__entry copy = *ent;
+			copy.target->ops->fault(copy.target, &copy, m, t0, w);
+		} else {
 			fl__fail_unowned(e, sp, m, gen != atomic_load(&e->index_gen));
+		}
 		pthread_rwlock_unlock(&e->lock);
 		break;
 	case UFFD_EVENT_FORK:
@@ -548,22 +491,22 @@ void fl__engine_kick_filler(struct fl_engine *e)
 	pthread_mutex_unlock(&e->filler_mu);
 }
 
-/* One batch for the first region that still needs filling; false when none. */
+/* One batch for the first target that still needs filling; false when none. */
 static bool fill_one(struct fl_engine *e, struct fl__worker *w)
 {
-	struct fl_region *target = NULL;
+	struct fl__target *target = NULL;
 
 	pthread_rwlock_rdlock(&e->lock);
-	for (size_t i = 0; i < e->nregions; i++) {
-		struct fl_region *r = e->regions[i];
-		if ((r->flags & FL_REGION_BACKGROUND) && !atomic_load(&r->fill_done) &&
-		    !atomic_load(&r->dead) && !atomic_load(&r->space->dead)) {
-			target = r;
+	for (size_t i = 0; i < e->ntargets; i++) {
+		struct fl__target *t = e->targets[i];
+		if ((t->flags & FL__TARGET_FILL) && !atomic_load(&t->fill_done) &&
+		    !atomic_load(&t->dead) && !atomic_load(&t->space->dead)) {
+			target = t;
 			break;
 		}
 	}
-	if (target)
-		fl__fill_step(target, w);
+	if (target && target->ops->fill_step(target, w) == 0)
+		atomic_store(&target->fill_done, true);
 	pthread_rwlock_unlock(&e->lock);
 	return target != NULL;
 }
@@ -621,6 +564,7 @@ int fl_engine_new(const struct fl_engine_opts *opts, struct fl_engine **ret_engi
 	}
 	e->log = (struct fl__logger){ e->opts.log, e->opts.log_ctx, e->opts.log_level };
 	e->stop_fd = -1;
+	e->embedded_epfd = -1;
 	pthread_rwlock_init(&e->lock, NULL);
 	pthread_mutex_init(&e->filler_mu, NULL);
 	pthread_cond_init(&e->filler_cv, NULL);
@@ -652,6 +596,8 @@ int fl_engine_new(const struct fl_engine_opts *opts, struct fl_engine **ret_engi
 		goto fail;
 	e->features = want;
 	r = fl__eventfd(&e->stop_fd);
+	if (!r)
+		r = fl__epoll_create(&e->embedded_epfd);
 	if (r)
 		goto fail;
 	r = add_space(e, uffd, 0, want, false, &sp);
@@ -752,23 +698,24 @@ struct fl_engine *fl_engine_free(struct fl_engine *e)
 	fl_engine_stop(e);
 	/* Fail closed: anything still registered in another mm gets SIGBUS on
 	 * access rather than the zero pages closing the uffd would give. */
-	while (e->nregions) {
-		struct fl_region *r = e->regions[e->nregions - 1];
-		if (!r->mapped_here && !atomic_load(&r->space->dead))
-			fl__poison_unresolved(r);
-		/* fl_region_free() unregisters before unmapping, so munmap
-		 * raises no UNMAP event nobody is left to read. */
-		fl_region_free(r);
+	while (e->ntargets) {
+		struct fl__target *t = e->targets[e->ntargets - 1];
+		if (!(t->flags & FL__TARGET_LOCAL) && !atomic_load(&t->space->dead))
+			t->ops->poison_unresolved(t);
+		/* A target unregisters before unmapping, so munmap raises no
+		 * UNMAP event nobody is left to read. */
+		t->ops->free(t);
 	}
 	for (size_t i = 0; i < e->nspaces; i++) {
 		fl__close(e->spaces[i]->uffd);
-		fl__forksafe_free(e->spaces[i]->entries);
+		fl__index_fini(&e->spaces[i]->index);
 		pthread_mutex_destroy(&e->spaces[i]->read_mu);
 		fl__forksafe_free(e->spaces[i]);
 	}
 	fl__forksafe_free(e->spaces);
-	fl__forksafe_free(e->regions);
+	fl__forksafe_free(e->targets);
 	fl__close(e->stop_fd);
+	fl__close(e->embedded_epfd);
 	fl__worker_fini(&e->embedded_worker);
 	pthread_rwlock_destroy(&e->lock);
 	pthread_mutex_destroy(&e->filler_mu);
@@ -788,34 +735,58 @@ uint64_t fl_engine_features(const struct fl_engine *e)
 	return e ? e->features : 0;
 }
 
+/*
+ * Bring the embedded epoll set in line with the spaces that are served:
+ * any number of them (a fixed poll array once left the 65th unread).
+ * Caller holds embedded_mu and the read lock.
+ */
+static void embedded_sync(struct fl_engine *e)
+{
+	for (size_t i = 0; i < e->nspaces; i++) {
+		struct fl__space *sp = e->spaces[i];
+		bool want = !atomic_load(&sp->dead) && !atomic_load(&sp->paused) && sp->uffd >= 0;
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)i };
+
+		if (want == sp->polled)
+			continue;
+		if (epoll_ctl(e->embedded_epfd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, sp->uffd, &ev) == 0 ||
+		    !want)
+			sp->polled = want;
+	}
+}
+
 int fl_engine_process(struct fl_engine *e, int timeout_ms)
 {
-	struct pollfd pfd[64];
-	struct fl__space *sps[64];
-	unsigned n = 0;
+	struct epoll_event ev[64];
 	int total = 0, r;
 
 	if (!e)
 		return -EINVAL;
 	pthread_mutex_lock(&e->embedded_mu);
 	pthread_rwlock_rdlock(&e->lock);
-	for (size_t i = 0; i < e->nspaces && n < FL_ARRAY_SIZE(pfd); i++) {
-		if (atomic_load(&e->spaces[i]->dead) || atomic_load(&e->spaces[i]->paused))
-			continue;
-		sps[n] = e->spaces[i];
-		pfd[n++] = (struct pollfd){ .fd = e->spaces[i]->uffd, .events = POLLIN };
-	}
+	embedded_sync(e);
 	pthread_rwlock_unlock(&e->lock);
-	r = fl__poll(pfd, n, timeout_ms);
+	r = fl__epoll_wait(e->embedded_epfd, ev, (int)FL_ARRAY_SIZE(ev), timeout_ms);
 	if (r < 0 && r != -EINTR) {
 		pthread_mutex_unlock(&e->embedded_mu);
 		return r;
 	}
-	for (unsigned i = 0; r > 0 && i < n; i++) {
-		if (!(pfd[i].revents & POLLIN))
+	/* More than 64 ready come back on the next call: epoll rotates. */
+	for (int i = 0; i < r; i++) {
+		struct fl__space *sp;
+
+		pthread_rwlock_rdlock(&e->lock);
+		sp = fl__engine_space(e, (int)ev[i].data.u64);
+		pthread_rwlock_unlock(&e->lock);
+		if (!sp)
 			continue;
+		if (!(ev[i].events & EPOLLIN)) {
+			/* POLLERR/HUP, as the handler threads treat it */
+			atomic_store(&sp->dead, true);
+			continue;
+		}
 		for (;;) {
-			int k = service_space(e, sps[i], &e->embedded_worker);
+			int k = service_space(e, sp, &e->embedded_worker);
 			if (k <= 0)
 				break;
 			total += k;
@@ -863,9 +834,9 @@ int fl_engine_wake_all(struct fl_engine *e, int space)
 	}
 	/* Serve first, then wake: every re-delivered fault finds its region. */
 	atomic_store(&sp->paused, false);
-	for (size_t i = 0; i < sp->nentries && !r; i++)
-		r = fl_uffd_wake(sp->uffd, (void *)(uintptr_t)sp->entries[i].start,
-				 sp->entries[i].end - sp->entries[i].start);
+	for (size_t i = 0; i < sp->index.n && !r; i++)
+		r = fl_uffd_wake(sp->uffd, (void *)(uintptr_t)sp->index.entries[i].start,
+				 sp->index.entries[i].end - sp->index.entries[i].start);
 	pthread_rwlock_unlock(&e->lock);
 	wake_threads(e);
 	return r;
@@ -898,22 +869,22 @@ int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 
 /* ---- spaces of other processes: release, reap, per-space statistics ------- */
 
-/* The regions of `sp`, in one pass over the engine's list (fs-allocated;
+/* The targets of `sp`, in one pass over the engine's list (fs-allocated;
  * NULL with *ret_n 0 when there are none or memory is short). Only the
- * caller adds regions to an adopted space; a forked one gets none later. */
-static struct fl_region **regions_of(struct fl_engine *e, struct fl__space *sp, size_t *ret_n)
+ * caller adds targets to an adopted space; a forked one gets none later. */
+static struct fl__target **targets_of(struct fl_engine *e, struct fl__space *sp, size_t *ret_n)
 {
-	struct fl_region **v = NULL;
+	struct fl__target **v = NULL;
 	size_t n = 0;
 
 	pthread_rwlock_rdlock(&e->lock);
-	for (size_t i = 0; i < e->nregions; i++)
-		n += e->regions[i]->space == sp;
+	for (size_t i = 0; i < e->ntargets; i++)
+		n += e->targets[i]->space == sp;
 	v = n ? fl__forksafe_calloc(n, sizeof(*v)) : NULL;
 	n = 0;
-	for (size_t i = 0; v && i < e->nregions; i++)
-		if (e->regions[i]->space == sp)
-			v[n++] = e->regions[i];
+	for (size_t i = 0; v && i < e->ntargets; i++)
+		if (e->targets[i]->space == sp)
+			v[n++] = e->targets[i];
 	pthread_rwlock_unlock(&e->lock);
 	*ret_n = n;
 	return v;
@@ -922,7 +893,7 @@ static struct fl_region **regions_of(struct fl_engine *e, struct fl__space *sp, 
 int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 {
 	struct fl__space *sp;
-	struct fl_region **regs;
+	struct fl__target **regs;
 	int64_t poisoned = 0;
 	size_t nregs;
 	int fd, ret = 0;
@@ -934,27 +905,27 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 	pthread_rwlock_unlock(&e->lock);
 	if (!sp || sp->released)
 		return -ENOENT;
-	regs = regions_of(e, sp, &nregs);
+	regs = targets_of(e, sp, &nregs);
 	if (!regs && nregs)
 		return -ENOMEM;
 	for (size_t k = 0; k < nregs; k++) {
-		struct fl_region *r = regs[k];
+		struct fl__target *t = regs[k];
 		bool alive = !atomic_load(&sp->dead);
 		if (alive && (flags & FL_RELEASE_POPULATE)) {
-			int pr = fl_region_populate(r, 0, r->length);
+			int pr = t->ops->populate(t);
 			if (pr && pr != -ESRCH && !ret)
 				ret = pr;
 		}
 		/* A region whose pages cannot all be delivered fails closed:
 		 * what is still missing raises SIGBUS, never reads zeros. */
 		if (alive && (flags & (FL_RELEASE_POISON | FL_RELEASE_POPULATE))) {
-			int64_t pr = fl__poison_unresolved(r);
+			int64_t pr = t->ops->poison_unresolved(t);
 			if (pr < 0 && pr != -ESRCH && !ret)
 				ret = (int)pr;
 			if (pr > 0)
 				poisoned += pr;
 		}
-		fl_region_free(r);
+		t->ops->free(t);
 	}
 	fl__forksafe_free(regs);
 	if (flags & FL_RELEASE_DRAIN) {
@@ -975,9 +946,12 @@ int fl_engine_release(struct fl_engine *e, int space, unsigned flags)
 	sp->released = true;
 	fd = sp->uffd;
 	sp->uffd = -1;
-	fl__forksafe_free(sp->entries);
-	sp->entries = NULL;
-	sp->nentries = sp->cap = 0;
+	/* Out of the embedded set before the close: the file lives on in
+	 * the process that handed it over, and epoll would keep it. */
+	if (sp->polled)
+		epoll_ctl(e->embedded_epfd, EPOLL_CTL_DEL, fd, NULL);
+	sp->polled = false;
+	fl__index_fini(&sp->index);
 	atomic_fetch_add(&e->index_gen, 1);
 	pthread_rwlock_unlock(&e->lock);
 	fl__close(fd);
@@ -997,9 +971,9 @@ static bool space_gone(struct fl__space *sp)
 
 	if (atomic_load(&sp->dead))
 		return true;
-	if (!sp->nentries)
+	if (!sp->index.n)
 		return false;
-	addr = sp->entries[0].start;
+	addr = sp->index.entries[0].start;
 	return fl_uffd_writeprotect(sp->uffd, (void *)(uintptr_t)addr, FL_PAGE_SIZE, false) == -ESRCH;
 }
 
@@ -1057,20 +1031,20 @@ int fl_engine_space_stats(const struct fl_engine *e, int space, struct fl_space_
 	s.parent = sp->parent;
 	s.dead = atomic_load(&sp->dead);
 	s.paused = atomic_load(&sp->paused);
-	for (size_t i = 0; i < sp->nentries; i++)
-		s.bytes += sp->entries[i].end - sp->entries[i].start;
-	for (size_t i = 0; i < me->nregions; i++) {
-		struct fl_region *r = me->regions[i];
-		if (r->space != sp)
+	for (size_t i = 0; i < sp->index.n; i++)
+		s.bytes += sp->index.entries[i].end - sp->index.entries[i].start;
+	for (size_t i = 0; i < me->ntargets; i++) {
+		struct fl__target *t = me->targets[i];
+		struct fl__target_stats ts = { .hist = h };
+		if (t->space != sp)
 			continue;
 		s.regions++;
-		s.faults += atomic_load(&r->faults_read) + atomic_load(&r->faults_write) +
-			    atomic_load(&r->faults_minor) + atomic_load(&r->faults_wp);
-		s.pages_resolved += atomic_load(&r->resolved_count);
-		s.pages_poisoned += atomic_load(&r->pages_poisoned);
-		s.bytes_read += atomic_load(&r->bytes_read);
-		s.blocked_ns += atomic_load(&r->blocked_ns);
-		fl__hist_merge(h, &r->hist);
+		t->ops->stats(t, &ts);
+		s.faults += ts.faults;
+		s.pages_resolved += ts.pages_resolved;
+		s.pages_poisoned += ts.pages_poisoned;
+		s.bytes_read += ts.bytes_read;
+		s.blocked_ns += ts.blocked_ns;
 	}
 	pthread_rwlock_unlock(&me->lock);
 	s.lat_count = atomic_load(&h->count);

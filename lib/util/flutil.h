@@ -87,6 +87,9 @@ int fl__eventfd(int *ret_fd);
 int fl__eventfd_signal(int fd);
 int fl__pidfd_open(pid_t pid, int *ret_fd);
 int fl__poll(struct pollfd *fds, unsigned n, int timeout_ms);
+struct epoll_event;
+int fl__epoll_create(int *ret_fd);	/* close-on-exec */
+int fl__epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout_ms);
 int fl__tkill(pid_t tgid, pid_t tid, int sig);
 int fl__open(const char *path, int flags, int *ret_fd);
 int fl__close(int fd);

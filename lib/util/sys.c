@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -197,6 +198,22 @@ int fl__pidfd_open(pid_t pid, int *ret_fd)
 int fl__poll(struct pollfd *fds, unsigned n, int timeout_ms)
 {
 	int r = poll(fds, n, timeout_ms);
+	return r < 0 ? -errno : r;
+}
+
+int fl__epoll_create(int *ret_fd)
+{
+	int fd = epoll_create1(EPOLL_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	*ret_fd = fd;
+	return 0;
+}
+
+int fl__epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout_ms)
+{
+	int r = epoll_wait(epfd, evs, max, timeout_ms);
 	return r < 0 ? -errno : r;
 }
 

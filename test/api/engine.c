@@ -364,6 +364,73 @@ static int c_embedded_main_loop(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Embedded mode with more spaces than fit in a fixed poll array (it once
+ * polled only the first 64, and a fault in the 65th was never read: its
+ * thread hung). Spaces 1..70 are uffds of this process, adopted; the
+ * region lives in the last one.
+ */
+#define MANY_SPACES 70
+
+static int c_embedded_many_spaces(void *arg)
+{
+	struct fl_space_stats sst = { .sz = sizeof(sst) };
+	int fds[MANY_SPACES], ids[MANY_SPACES];
+	struct fl_region_opts o = { .sz = sizeof(o) };
+	struct fl_engine *e;
+	struct fl_store *store;
+	struct fl_region *r;
+	struct toucher t;
+	const size_t len = 2 * U_MIB;
+	uint8_t *img;
+	uint64_t t0;
+	void *p;
+	(void)arg;
+
+	img = u_image(len, 0, 0xe65);
+	store = u_mem_store(img, len);
+	e = u_engine(FL_ENGINE_EMBEDDED | FL_ENGINE_NO_FILLER, 0);
+	for (int i = 0; i < MANY_SPACES; i++) {
+		T_OK(fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK, &fds[i]));
+		T_OK(fl_uffd_api(fds[i], 0, NULL, NULL));
+		ids[i] = fl_engine_adopt(e, fds[i], getpid(), 0);
+		T_OK(ids[i]);
+	}
+	T_ASSERT(ids[MANY_SPACES - 1] >= 64, "space id %d", ids[MANY_SPACES - 1]);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(p != MAP_FAILED);
+	T_OK(fl_uffd_register(fds[MANY_SPACES - 1], p, len, FL_REG_MISSING, NULL));
+	o.length = len;
+	o.mem = FL_MEM_ANON;
+	o.mode = FL_MODE_MISSING;
+	o.flags = FL_REGION_FOREIGN | FL_REGION_NO_PREFETCH;
+	o.addr = p;
+	o.store = store;
+	o.space = ids[MANY_SPACES - 1];
+	T_OK(fl_region_new(e, &o, &r));
+	for (int i = 0; i < MANY_SPACES; i++)
+		T_OK(fl_engine_wake_all(e, ids[i]));
+
+	t = (struct toucher){ .p = p, .expect = img, .len = len };
+	T_ASSERT(pthread_create(&t.tid, NULL, toucher_main, &t) == 0);
+	t0 = t_now_ns();
+	while (!atomic_load(&t.done)) {
+		int n = fl_engine_process(e, 100);
+		T_ASSERT(n >= 0, "fl_engine_process: %d", n);
+		T_ASSERT(t_now_ns() - t0 < 10000000000ull, "faults in space %d not served", o.space);
+	}
+	pthread_join(t.tid, NULL);
+	T_ASSERT_EQ(atomic_load(&t.done), 1);
+	T_OK(fl_engine_space_stats(e, o.space, &sst));
+	T_ASSERT_EQ(sst.faults, len / U_PAGE);
+	T_ASSERT_EQ(sst.pages_resolved, len / U_PAGE);
+	fl_region_free(r);
+	fl_store_unref(store);
+	fl_engine_free(e);
+	munmap(p, len);
+	return T_PASS;
+}
+
 /* ---- thousands of regions ------------------------------------------------------------- */
 
 #define MANY 4000
@@ -959,6 +1026,7 @@ static const struct t_case cases[] = {
 	{ "stop-start-stop", c_stop_start, NULL, 0 },
 	{ "embedded-loop-thread", c_embedded, NULL, 0 },
 	{ "embedded-main-loop", c_embedded_main_loop, NULL, 0 },
+	{ "embedded-70-spaces", c_embedded_many_spaces, NULL, 0 },
 	{ "many-regions", c_many_regions, NULL, 60 },
 	{ "stats", c_engine_stats, NULL, 0 },
 	{ "unowned-fault-anon", c_unowned, (void *)&anon_cfg, 0 },

@@ -429,6 +429,7 @@ void t_sleep_ms(unsigned ms)
  * failed case's stay, for a look, and are named). Per process: a case runs
  * in a child of its own. */
 static char tmpdirs[16][256];
+static pid_t tmpdirs_pid[16];
 static unsigned ntmpdirs;
 
 void t_tmpdir(char *out, size_t len, const char *prefix)
@@ -437,13 +438,19 @@ void t_tmpdir(char *out, size_t len, const char *prefix)
 
 	T_ASSERT(n > 0 && (size_t)n < len, "t_tmpdir: %s: name too long", prefix);
 	T_ASSERT(mkdtemp(out), "mkdtemp %s: %s", out, strerror(errno));
-	if (ntmpdirs < sizeof(tmpdirs) / sizeof(tmpdirs[0]))
+	if (ntmpdirs < sizeof(tmpdirs) / sizeof(tmpdirs[0])) {
+		tmpdirs_pid[ntmpdirs] = getpid();
 		snprintf(tmpdirs[ntmpdirs++], sizeof(tmpdirs[0]), "%s", out);
+	}
 }
 
 static void tmpdirs_end(int verdict)
 {
 	for (unsigned i = 0; i < ntmpdirs; i++) {
+		/* A directory the program made before forking this case is
+		 * the program's, shared with the other cases. */
+		if (tmpdirs_pid[i] != getpid())
+			continue;
 		if (verdict == T_FAIL)
 			fprintf(stderr, "# scratch directory kept: %s\n", tmpdirs[i]);
 		else

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* Lazy regions: mapping, registration, page state, statistics. */
-#include "engine-internal.h"
+/* Lazy regions: mapping, registration, page state, statistics, hooks. */
+#include "region-internal.h"
 #include "store-internal.h"
 
 #include <stdio.h>
@@ -14,6 +14,9 @@
 #ifndef MFD_HUGETLB
 #define MFD_HUGETLB 0x0004U
 #endif
+
+static const struct fl__target_ops region_ops;
+static void region_destroy(struct fl_region *r);
 
 static _Atomic uint64_t *bitmap_new(size_t bits)
 {
@@ -32,7 +35,7 @@ static int map_alias(struct fl_region *r, struct fl_engine *e)
 	ret = fl__mmap(NULL, r->length, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0, &p);
 	if (ret)
 		return ret;
-	ret = fl_uffd_register(e->spaces[0]->uffd, p, r->length, FL_REG_MISSING, &r->alias_ioctls);
+	ret = fl_uffd_register(fl__engine_main_uffd(e), p, r->length, FL_REG_MISSING, &r->alias_ioctls);
 	if (ret) {
 		fl__munmap(p, r->length);
 		return ret;
@@ -98,7 +101,10 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 	if (!r)
 		return -ENOMEM;
 	r->engine = e;
-	r->space = sp;
+	r->t.ops = &region_ops;
+	r->t.space = sp;
+	r->t.flags = (o.flags & FL_REGION_BACKGROUND) ? FL__TARGET_FILL : 0;
+	pthread_mutex_init(&r->hooks_mu, NULL);
 	r->mem = o.mem;
 	r->mode = o.mode;
 	r->flags = o.flags;
@@ -159,6 +165,7 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 		}
 		r->addr = p;
 		r->mapped_here = true;
+		r->t.flags |= FL__TARGET_LOCAL;
 		if (o.mem == FL_MEM_ANON && (o.flags & FL_REGION_NO_THP))
 			fl__madvise(p, r->length, MADV_NOHUGEPAGE);
 		ret = fl_uffd_register(sp->uffd, p, r->length,
@@ -174,26 +181,29 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 		if (ret)
 			goto fail;
 	}
-	ret = fl__engine_add_region(e, sp, r);
+	ret = fl__engine_add_target(e, &r->t, (uintptr_t)r->addr, r->length);
 	if (ret)
 		goto fail;
 	*ret_region = r;
 	return 0;
 fail:
 	r->engine = NULL;
-	fl__region_destroy(r);
+	region_destroy(r);
 	return ret;
 }
 
-struct fl_region *fl__region_clone(struct fl_region *src, struct fl__space *sp)
+static struct fl__target *region_fork(struct fl__target *t, struct fl__space *sp)
 {
+	struct fl_region *src = (struct fl_region *)t;
 	struct fl_region *r = fl__forksafe_calloc(1, sizeof(*r));
 	size_t words = (src->npages + 63) / 64;
 
 	if (!r)
 		return NULL;
 	r->engine = src->engine;
-	r->space = sp;
+	r->t.ops = src->t.ops;
+	r->t.space = sp;
+	pthread_mutex_init(&r->hooks_mu, NULL);
 	memcpy(r->name, src->name, sizeof(r->name));
 	r->mem = src->mem;
 	r->mode = src->mode;
@@ -225,26 +235,32 @@ struct fl_region *fl__region_clone(struct fl_region *src, struct fl__space *sp)
 		if (src->mode == FL_MODE_MINOR && map_alias(r, src->engine))
 			goto fail;
 	}
-	return r;
+	return &r->t;
 fail:
 	r->engine = NULL;
-	fl__region_destroy(r);
+	region_destroy(r);
 	return NULL;
 }
 
-void fl__region_destroy(struct fl_region *r)
+static void region_destroy(struct fl_region *r)
 {
+	struct fl__region_hook *h, *next;
+
 	if (!r)
 		return;
-	fl__ws_region_fini(r);
+	for (h = atomic_exchange(&r->hooks, NULL); h; h = next) {
+		next = h->next;
+		h->ops->free(h);
+	}
+	pthread_mutex_destroy(&r->hooks_mu);
 	if (r->alias) {
 		if (r->engine)
-			fl_uffd_unregister(r->engine->spaces[0]->uffd, r->alias, r->length);
+			fl_uffd_unregister(fl__engine_main_uffd(r->engine), r->alias, r->length);
 		fl__munmap(r->alias, r->length);
 	}
 	if (r->mapped_here) {
 		if (r->engine)
-			fl_uffd_unregister(r->space->uffd, r->addr, r->length);
+			fl_uffd_unregister(fl__region_space(r)->uffd, r->addr, r->length);
 		fl__munmap(r->addr, r->length);
 	}
 	fl__close(r->memfd);
@@ -256,11 +272,12 @@ void fl__region_destroy(struct fl_region *r)
 	fl__forksafe_free(r);
 }
 
-void fl__region_unmap_ranges(struct fl_region *r, const struct fl_range *ranges, size_t n)
+/* Unregister and unmap exactly these ranges (what is left after REMAP/UNMAP). */
+static void unmap_ranges(struct fl_region *r, const struct fl_range *ranges, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		void *p = (void *)(uintptr_t)ranges[i].start;
-		fl_uffd_unregister(r->space->uffd, p, ranges[i].len);
+		fl_uffd_unregister(fl__region_space(r)->uffd, p, ranges[i].len);
 		fl__munmap(p, ranges[i].len);
 	}
 	r->mapped_here = false;
@@ -273,16 +290,19 @@ struct fl_region *fl_region_free(struct fl_region *r)
 
 	if (!r)
 		return NULL;
-	fl__ws_replay_stop(r);
+	/* Hooks stop working on the region while it is still served. */
+	for (struct fl__region_hook *h = atomic_load(&r->hooks); h; h = h->next)
+		if (h->ops->stop)
+			h->ops->stop(h, r);
 	if (r->engine) {
 		/* After mremap/munmap by the application only the ranges still
 		 * in the index are ours to unmap: the rest may be reused. */
-		n = fl__engine_remove_region(r->engine, r, &ranges);
+		n = fl__engine_remove_target(r->engine, &r->t, &ranges);
 		if (r->mapped_here)
-			fl__region_unmap_ranges(r, ranges, n);
+			unmap_ranges(r, ranges, n);
 		fl__forksafe_free(ranges);
 	}
-	fl__region_destroy(r);
+	region_destroy(r);
 	return NULL;
 }
 
@@ -325,28 +345,123 @@ int fl_region_populate(struct fl_region *r, uint64_t offset, size_t len)
 	if (ret)
 		return ret;
 	for (uint64_t p = first; p < last;) {
-		uint64_t n = FL_MIN(last - p, 512);
+		struct fl__resolve_req req = {
+			.space = fl__region_space(r), .base = (uintptr_t)r->addr, .first = p,
+			.count = FL_MIN(last - p, 512), .fault_page = p, .source = FL_SRC_POPULATE,
+		};
+		enum fl__resolve_verdict v;
 		int rr;
+
+		/* Deliver what can be, poison what cannot. */
 		pthread_rwlock_rdlock(&r->engine->lock);
-		rr = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, p, n, p, &w, FL_SRC_POPULATE);
-		if (rr && rr != -EAGAIN && rr != -ESRCH && rr != -ENOENT) {
-			/* Page by page: deliver what can be, poison what cannot. */
-			for (uint64_t q = p; q < p + n; q++) {
-				int pr = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, q, 1, q, &w,
-							   FL_SRC_POPULATE);
-				if (pr && pr != -EAGAIN && pr != -ESRCH && pr != -ENOENT)
-					fl__poison_page(r, r->space, (uintptr_t)r->addr, q);
-			}
-		}
+		rr = fl__resolve_or_poison(r, &req, &w);
 		pthread_rwlock_unlock(&r->engine->lock);
 		if (rr && !ret)
 			ret = rr;
-		if (rr == -ESRCH || rr == -ENOENT)
+		/* No one to wake here, and the events are the handlers' to
+		 * read: a batch that raced with one (EAGAIN) is not retried. */
+		v = fl__resolve_classify(rr);
+		if (v == FL__CLIENT_GONE || v == FL__LAYOUT_CHANGED)
 			break;
-		p += n;
+		p += req.count;
 	}
 	fl__worker_fini(&w);
 	return ret;
+}
+
+/* ---- the engine's view: a target ------------------------------------------ */
+
+static void region_discard_bytes(struct fl__target *t, uint64_t off, uint64_t len)
+{
+	struct fl_region *r = (struct fl_region *)t;
+	uint64_t first = off / r->page_size;
+	uint64_t last = (off + len + r->page_size - 1) / r->page_size;
+
+	fl__region_discard(r, first, last - first);
+}
+
+static void region_moved(struct fl__target *t, uint64_t addr)
+{
+	((struct fl_region *)t)->addr = (uint8_t *)(uintptr_t)addr;
+}
+
+static int region_populate_all(struct fl__target *t)
+{
+	struct fl_region *r = (struct fl_region *)t;
+
+	return fl_region_populate(r, 0, r->length);
+}
+
+static void region_target_stats(const struct fl__target *t, struct fl__target_stats *st)
+{
+	const struct fl_region *r = (const struct fl_region *)t;
+
+	st->faults += atomic_load(&r->faults_read) + atomic_load(&r->faults_write) +
+		      atomic_load(&r->faults_minor) + atomic_load(&r->faults_wp);
+	st->pages_resolved += atomic_load(&r->resolved_count);
+	st->pages_poisoned += atomic_load(&r->pages_poisoned);
+	st->bytes_read += atomic_load(&r->bytes_read);
+	st->blocked_ns += atomic_load(&r->blocked_ns);
+	fl__hist_merge(st->hist, &r->hist);
+}
+
+static void region_target_free(struct fl__target *t)
+{
+	fl_region_free((struct fl_region *)t);
+}
+
+static void region_target_destroy(struct fl__target *t)
+{
+	region_destroy((struct fl_region *)t);
+}
+
+static const struct fl__target_ops region_ops = {
+	.fault = fl__region_fault,
+	.discard = region_discard_bytes,
+	.moved = region_moved,
+	.fork = region_fork,
+	.fill_step = fl__region_fill_step,
+	.populate = region_populate_all,
+	.poison_unresolved = fl__region_poison_unresolved,
+	.stats = region_target_stats,
+	.free = region_target_free,
+	.destroy = region_target_destroy,
+};
+
+/* ---- hooks ------------------------------------------------------------------ */
+
+struct fl__region_hook *fl__region_hook_find(struct fl_region *r, const struct fl__region_hook_ops *ops)
+{
+	for (struct fl__region_hook *h = atomic_load(&r->hooks); h; h = h->next)
+		if (h->ops == ops)
+			return h;
+	return NULL;
+}
+
+int fl__region_hook_add(struct fl_region *r, struct fl__region_hook *h, int (*start)(struct fl__region_hook *h))
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&r->hooks_mu);
+	if (fl__region_hook_find(r, h->ops))
+		ret = -EEXIST;
+	else if (start)
+		ret = start(h);
+	if (!ret) {
+		/* Complete before it is published: faults read without the lock. */
+		h->next = atomic_load(&r->hooks);
+		atomic_store_explicit(&r->hooks, h, memory_order_release);
+	}
+	pthread_mutex_unlock(&r->hooks_mu);
+	return ret;
+}
+
+void fl__region_exact_faults(struct fl_region *r, bool on)
+{
+	if (on)
+		atomic_fetch_add(&r->exact_faults, 1);
+	else
+		atomic_fetch_sub(&r->exact_faults, 1);
 }
 
 int fl_region_stats(const struct fl_region *r, struct fl_region_stats *st)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * Working sets (see workingset.h): the recorder the fault path feeds, the
- * file format, and the replay thread.
+ * Working sets (see workingset.h): the recorder, a hook that observes a
+ * region's faults; the file format; and the replay, a hook whose thread
+ * installs the recorded pages.
  *
  * File (little-endian): a 64-byte header, then `count` uint32 page numbers
  * in first-touch order.
@@ -11,8 +12,7 @@
  *  48  count (u64)            56 xxh3 of the header's first 56 bytes and
  *                                the payload, seeded with the version
  */
-#include "kernel.h"
-#include "engine-internal.h"
+#include "region-internal.h"
 
 #include <faultline/workingset.h>
 
@@ -41,6 +41,8 @@ struct fl_working_set {
 };
 
 struct fl__ws_rec {
+	struct fl__region_hook hook;
+	_Atomic bool recording;
 	_Atomic uint64_t n;		/* slots taken */
 	uint64_t cap;			/* the region's pages: a page is noted once */
 	_Atomic uint32_t *pages;	/* WS_NONE until written */
@@ -48,6 +50,7 @@ struct fl__ws_rec {
 };
 
 struct fl__replay {
+	struct fl__region_hook hook;
 	struct fl_region *region;
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -60,46 +63,64 @@ struct fl__replay {
 
 /* ---- recording ------------------------------------------------------------ */
 
+/* A first touch, before the faulting access returns. */
+static void rec_fault(struct fl__region_hook *h, struct fl_region *r, uint64_t page)
+{
+	struct fl__ws_rec *rec = (struct fl__ws_rec *)h;
+	uint64_t slot;
+
+	(void)r;
+	if (!atomic_load_explicit(&rec->recording, memory_order_relaxed) || page >= rec->cap ||
+	    fl__bit_set(rec->seen, page))
+		return;
+	slot = atomic_fetch_add_explicit(&rec->n, 1, memory_order_relaxed);
+	if (slot < rec->cap)
+		atomic_store_explicit(&rec->pages[slot], (uint32_t)page, memory_order_release);
+}
+
+static void rec_free(struct fl__region_hook *h)
+{
+	struct fl__ws_rec *rec = (struct fl__ws_rec *)h;
+
+	free((void *)rec->pages);
+	free((void *)rec->seen);
+	free(rec);
+}
+
+static const struct fl__region_hook_ops rec_ops = { .fault = rec_fault, .free = rec_free };
+
 int fl_region_record(struct fl_region *r)
 {
 	struct fl__ws_rec *rec;
 
 	if (!r || !r->engine)
 		return -EINVAL;
-	if (r->rec)
+	if (fl__region_hook_find(r, &rec_ops))
 		return -EALREADY;
 	if (r->npages >= WS_NONE)
 		return -EFBIG;
 	rec = calloc(1, sizeof(*rec));
 	if (!rec)
 		return -ENOMEM;
+	rec->hook.ops = &rec_ops;
 	rec->cap = r->npages;
 	rec->pages = malloc(r->npages * sizeof(*rec->pages));
 	rec->seen = calloc((r->npages + 63) / 64, sizeof(*rec->seen));
 	if (!rec->pages || !rec->seen) {
-		free((void *)rec->pages);
-		free((void *)rec->seen);
-		free(rec);
+		rec_free(&rec->hook);
 		return -ENOMEM;
 	}
 	for (uint64_t i = 0; i < r->npages; i++)
 		atomic_init(&rec->pages[i], WS_NONE);
-	r->rec = rec;
-	atomic_store(&r->recording, true);
+	atomic_init(&rec->recording, true);
+	/* No prefetch from before the first recorded fault on. */
+	fl__region_exact_faults(r, true);
+	if (fl__region_hook_add(r, &rec->hook, NULL)) {
+		fl__region_exact_faults(r, false);
+		rec_free(&rec->hook);
+		return -EALREADY;
+	}
 	return 0;
-}
-
-void fl__ws_note_fault(struct fl_region *r, uint64_t page)
-{
-	struct fl__ws_rec *rec = r->rec;
-	uint64_t slot;
-
-	/* Forked copies of a region share no recorder. */
-	if (!rec || page >= rec->cap || fl__bit_set(rec->seen, page))
-		return;
-	slot = atomic_fetch_add_explicit(&rec->n, 1, memory_order_relaxed);
-	if (slot < rec->cap)
-		atomic_store_explicit(&rec->pages[slot], (uint32_t)page, memory_order_release);
 }
 
 static struct fl_working_set *ws_alloc(uint64_t count)
@@ -122,10 +143,12 @@ int fl_region_record_stop(struct fl_region *r, struct fl_working_set **ret_ws)
 	struct fl_working_set *ws;
 	uint64_t n;
 
-	if (!r || !ret_ws || !r->rec || !atomic_load(&r->recording))
+	if (!r || !ret_ws)
 		return -EINVAL;
-	rec = r->rec;
-	atomic_store(&r->recording, false);
+	rec = (struct fl__ws_rec *)fl__region_hook_find(r, &rec_ops);
+	if (!rec || !atomic_exchange(&rec->recording, false))
+		return -EINVAL;
+	fl__region_exact_faults(r, false);
 	n = FL_MIN(atomic_load(&rec->n), rec->cap);
 	ws = ws_alloc(n);
 	if (!ws)
@@ -373,6 +396,8 @@ static void *replay_main(void *arg)
 
 	if (fl__worker_init(&w, (size_t)REPLAY_BATCH * r->page_size, 1))
 		return NULL;
+	/* Runs the store fails: fl__resolve_or_poison() installs what it can
+	 * page by page and leaves the rest to demand faults (which fail closed). */
 	for (uint64_t i = 0; i < rp->count && !atomic_load(&rp->stop); i += REPLAY_BATCH) {
 		uint64_t n = FL_MIN(REPLAY_BATCH, rp->count - i);
 
@@ -380,13 +405,13 @@ static void *replay_main(void *arg)
 		memcpy(batch, rp->pages + i, n * sizeof(*batch));
 		qsort(batch, n, sizeof(*batch), cmp_u32);
 		pthread_rwlock_rdlock(&e->lock);
-		if (atomic_load(&r->dead) || atomic_load(&r->space->dead)) {
+		if (atomic_load(&r->t.dead) || atomic_load(&fl__region_space(r)->dead)) {
 			pthread_rwlock_unlock(&e->lock);
 			break;
 		}
 		for (uint64_t k = 0; k < n;) {
 			uint64_t first = batch[k], end = first + 1;
-			int ret;
+			struct fl__resolve_req req;
 			k++;
 			while (k < n && batch[k] <= end) {
 				end = (uint64_t)batch[k] + 1;
@@ -399,16 +424,12 @@ static void *replay_main(void *arg)
 				end--;
 			if (first >= end)
 				continue;
-			ret = fl__resolve_pages(r, r->space, (uintptr_t)r->addr, first, end - first, UINT64_MAX, &w,
-						FL_SRC_REPLAY);
-			if (ret == -ESRCH)
+			req = (struct fl__resolve_req){
+				.space = fl__region_space(r), .base = (uintptr_t)r->addr, .first = first,
+				.count = end - first, .fault_page = UINT64_MAX, .source = FL_SRC_REPLAY,
+			};
+			if (fl__resolve_classify(fl__resolve_or_poison(r, &req, &w)) == FL__CLIENT_GONE)
 				break;
-			/* A run the store fails: install what it can page by page
-			 * and leave the rest to demand faults, which fail closed. */
-			if (ret && ret != -EAGAIN && ret != -ENOENT && end - first > 1)
-				for (uint64_t p = first; p < end; p++)
-					fl__resolve_pages(r, r->space, (uintptr_t)r->addr, p, 1, UINT64_MAX, &w,
-							  FL_SRC_REPLAY);
 		}
 		pthread_rwlock_unlock(&e->lock);
 	}
@@ -417,9 +438,43 @@ static void *replay_main(void *arg)
 	return NULL;
 }
 
+static int replay_start(struct fl__region_hook *h)
+{
+	struct fl__replay *rp = (struct fl__replay *)h;
+
+	return -pthread_create(&rp->thread, NULL, replay_main, rp);
+}
+
+/* The region leaves the index: the thread must not touch it any more. */
+static void replay_stop(struct fl__region_hook *h, struct fl_region *r)
+{
+	struct fl__replay *rp = (struct fl__replay *)h;
+
+	(void)r;
+	atomic_store(&rp->stop, true);
+	pthread_mutex_lock(&rp->mu);
+	if (!rp->joined) {
+		pthread_join(rp->thread, NULL);
+		rp->joined = true;
+	}
+	pthread_mutex_unlock(&rp->mu);
+}
+
+static void replay_free(struct fl__region_hook *h)
+{
+	struct fl__replay *rp = (struct fl__replay *)h;
+
+	replay_stop(h, rp->region);
+	pthread_mutex_destroy(&rp->mu);
+	free(rp->pages);
+	free(rp);
+}
+
+static const struct fl__region_hook_ops replay_ops = { .stop = replay_stop, .free = replay_free };
+
 int fl_region_replay(struct fl_region *r, const struct fl_working_set *ws)
 {
-	struct fl__replay *rp, *none = NULL;
+	struct fl__replay *rp;
 	int ret;
 
 	if (!r || !ws || !r->engine || (r->flags & FL_REGION_FOREIGN))
@@ -429,6 +484,7 @@ int fl_region_replay(struct fl_region *r, const struct fl_working_set *ws)
 	rp = calloc(1, sizeof(*rp));
 	if (!rp)
 		return -ENOMEM;
+	rp->hook.ops = &replay_ops;
 	rp->region = r;
 	rp->count = ws->count;
 	rp->pages = malloc(FL_MAX(ws->count, 1) * sizeof(*rp->pages));
@@ -438,21 +494,16 @@ int fl_region_replay(struct fl_region *r, const struct fl_working_set *ws)
 	}
 	memcpy(rp->pages, ws->pages, ws->count * sizeof(*rp->pages));
 	pthread_mutex_init(&rp->mu, NULL);
-	if (!atomic_compare_exchange_strong(&r->replay, &none, rp)) {
-		ret = -EBUSY;
-		goto fail;
-	}
-	ret = -pthread_create(&rp->thread, NULL, replay_main, rp);
+	/* One replay per region, ever: the thread starts only once the hook
+	 * is known to be the first. */
+	ret = fl__region_hook_add(r, &rp->hook, replay_start);
 	if (ret) {
-		atomic_store(&r->replay, NULL);
-		goto fail;
+		pthread_mutex_destroy(&rp->mu);
+		free(rp->pages);
+		free(rp);
+		return ret == -EEXIST ? -EBUSY : ret;
 	}
 	return 0;
-fail:
-	pthread_mutex_destroy(&rp->mu);
-	free(rp->pages);
-	free(rp);
-	return ret;
 }
 
 int64_t fl_region_replay_wait(struct fl_region *r)
@@ -461,7 +512,7 @@ int64_t fl_region_replay_wait(struct fl_region *r)
 
 	if (!r)
 		return -EINVAL;
-	rp = atomic_load(&r->replay);
+	rp = (struct fl__replay *)fl__region_hook_find(r, &replay_ops);
 	if (!rp)
 		return 0;
 	pthread_mutex_lock(&rp->mu);
@@ -471,32 +522,4 @@ int64_t fl_region_replay_wait(struct fl_region *r)
 	}
 	pthread_mutex_unlock(&rp->mu);
 	return rp->installed;
-}
-
-void fl__ws_replay_stop(struct fl_region *r)
-{
-	struct fl__replay *rp = atomic_exchange(&r->replay, NULL);
-
-	if (rp) {
-		atomic_store(&rp->stop, true);
-		if (!rp->joined)
-			pthread_join(rp->thread, NULL);
-		pthread_mutex_destroy(&rp->mu);
-		free(rp->pages);
-		free(rp);
-	}
-}
-
-void fl__ws_region_fini(struct fl_region *r)
-{
-	struct fl__ws_rec *rec = r->rec;
-
-	fl__ws_replay_stop(r);
-	if (rec) {
-		atomic_store(&r->recording, false);
-		r->rec = NULL;
-		free((void *)rec->pages);
-		free((void *)rec->seen);
-		free(rec);
-	}
 }

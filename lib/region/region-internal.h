@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Lazy regions: a range of memory whose pages come from a store on demand.
+ * A region is an engine target (engine-internal.h): the engine hands it
+ * the faults and events of its ranges; everything a region knows (mapping,
+ * page state, prefetch, statistics) stays here.
+ */
+#ifndef FL_REGION_INTERNAL_H
+#define FL_REGION_INTERNAL_H
+
+#include "engine-internal.h"
+
+struct fl_region;
+struct fl__region_hook;
+
+/*
+ * Something that follows a region's faults or works on it (the working
+ * set's recorder and replay): the region calls it, knowing nothing more.
+ */
+struct fl__region_hook_ops {
+	/* A demand fault on `page`, before it is resolved: once the faulting
+	 * access returns, the hook has seen it (fault path: be quick). */
+	void (*fault)(struct fl__region_hook *h, struct fl_region *r, uint64_t page);
+	/* The region is about to leave the index: stop working on it. */
+	void (*stop)(struct fl__region_hook *h, struct fl_region *r);
+	/* The region is freed (no fault can reach the hook any more). */
+	void (*free)(struct fl__region_hook *h);
+};
+
+struct fl__region_hook {
+	const struct fl__region_hook_ops *ops;
+	struct fl__region_hook *next;
+};
+
+struct fl_region {
+	struct fl__target t;		/* what the engine sees: ops, space, fill_done, dead */
+	struct fl_engine *engine;
+	char name[48];
+	enum fl_mem_type mem;
+	enum fl_region_mode mode;
+	unsigned flags;
+	uint8_t *addr;			/* current start in the space (follows REMAP) */
+	size_t length, page_size, npages;
+	bool mapped_here;		/* we mmapped it (not FOREIGN, not a fork clone) */
+	bool owned_memfd;
+	int memfd;
+	uint8_t *alias;			/* MINOR: our MAP_SHARED alias, registered MISSING */
+	uint64_t alias_ioctls;
+	struct fl_store *store;
+	uint64_t store_offset;
+	uint64_t ioctls;
+	unsigned prefetch_max, fill_batch;
+	/* page state bitmaps, in region page units */
+	_Atomic uint64_t *resolved;	/* mapped in the space (a hint: EEXIST is the truth) */
+	_Atomic uint64_t *cached;	/* MINOR: page cache filled */
+	_Atomic uint64_t *discarded;	/* REMOVE: later faults get zeros */
+	_Atomic uint64_t *poisoned;
+	_Atomic uint64_t resolved_count;
+	/* sequential-access detector for prefetch */
+	_Atomic uint64_t last_end;	/* page after the last resolved window */
+	_Atomic unsigned window;
+	_Atomic uint64_t fill_cursor;
+	/* statistics */
+	_Atomic uint64_t faults_read, faults_write, faults_minor, faults_wp;
+	_Atomic uint64_t pages_copy, pages_zero, pages_continue, pages_prefetch,
+		pages_background, pages_poisoned, pages_exist, bytes_read, store_errors, pages_replayed;
+	_Atomic uint64_t blocked_ns;
+	struct fl__hist hist;
+	/* hooks: pushed at the head under hooks_mu, read by faults without it */
+	_Atomic(struct fl__region_hook *) hooks;
+	pthread_mutex_t hooks_mu;
+	_Atomic unsigned exact_faults;	/* > 0: no prefetch, every first touch faults */
+};
+
+static inline struct fl__space *fl__region_space(const struct fl_region *r)
+{
+	return r->t.space;
+}
+
+/* region.c */
+/* Attach h, after start(h) (optional) succeeds; -EEXIST if a hook with
+ * the same ops is attached already. A hook stays until the region is freed. */
+int fl__region_hook_add(struct fl_region *r, struct fl__region_hook *h, int (*start)(struct fl__region_hook *h));
+struct fl__region_hook *fl__region_hook_find(struct fl_region *r, const struct fl__region_hook_ops *ops);
+/* A hook needs every first touch as a fault (on) or no longer (off). */
+void fl__region_exact_faults(struct fl_region *r, bool on);
+
+/* resolve.c */
+#define FL_SRC_DEMAND 0
+#define FL_SRC_PREFETCH 1
+#define FL_SRC_BACKGROUND 2
+#define FL_SRC_POPULATE 3
+#define FL_SRC_REPLAY 4
+
+/* Install region pages [first, first + count) in a space. */
+struct fl__resolve_req {
+	struct fl__space *space;	/* where: the region's, or its fork's */
+	uint64_t base;			/* address of region byte 0 in that space */
+	uint64_t first, count;		/* region pages */
+	uint64_t fault_page;		/* a thread waits on it; UINT64_MAX: none */
+	uint32_t tid;			/* that thread, for the SIGBUS fallback; 0: unknown */
+	int source;			/* FL_SRC_*: statistics and the failure policy */
+};
+/* One attempt: 0 or the -errno fl__resolve_classify() reads. */
+int fl__resolve_pages(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w);
+/*
+ * The one resolve-or-poison path: resolve, and when the kernel or store
+ * says a page cannot be delivered (FL__POISON), narrow down and fail
+ * closed as req->source's policy says (see resolve.c). Returns 0 or the
+ * first attempt's -errno.
+ */
+int fl__resolve_or_poison(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w);
+void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const struct uffd_msg *msg,
+		      uint64_t t0, struct fl__worker *w);
+int fl__region_fill_step(struct fl__target *t, struct fl__worker *w);
+int64_t fl__region_poison_unresolved(struct fl__target *t);
+void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count);
+
+#endif

@@ -1,0 +1,493 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Resolving faults: prefetch windows, store reads, zero-page detection,
+ * COPY/ZEROPAGE/CONTINUE runs, background fill, and failing closed.
+ *
+ * Every path ends in one of: the page mapped with the store's bytes, the
+ * page mapped with zeros the store (or a REMOVE event) vouched for, the page
+ * poisoned, or the faulting thread sent SIGBUS. Never an unvouched zero.
+ */
+#include "region-internal.h"
+#include "store-internal.h"
+
+
+/* Zero runs shorter than this (inside data) are copied, not ZEROPAGEd. */
+#define ZERO_RUN_MIN 16
+
+static bool page_is_zero(const uint8_t *p, size_t len)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)p;
+	for (size_t i = 0; i < len / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return false;
+	return true;
+}
+
+static void mark_resolved(struct fl_region *r, uint64_t first, uint64_t count)
+{
+	uint64_t added = 0;
+	for (uint64_t p = first; p < first + count; p++)
+		added += !fl__bit_set(r->resolved, p);
+	atomic_fetch_add_explicit(&r->resolved_count, added, memory_order_relaxed);
+}
+
+enum run_kind { RUN_DATA, RUN_ZERO, RUN_CONTINUE };
+
+/*
+ * Resolve `count` pages from `first` (region pages) with one kind of ioctl,
+ * skipping pages that turn out to exist (EEXIST: someone else won; the
+ * kernel layer has already advanced over partial progress). `dst` is the
+ * address of page `first` in the target mapping; `src` the data for
+ * RUN_DATA. Returns 0 or the -errno fl__resolve_classify() reads.
+ */
+static int run_ioctl(struct fl_region *r, int uffd, enum run_kind kind, uint64_t dst,
+		     const uint8_t *src, uint64_t count, uint64_t *ret_exist)
+{
+	size_t psz = r->page_size;
+	uint64_t done_pages = 0;
+
+	while (done_pages < count) {
+		size_t done = 0, len = (count - done_pages) * psz;
+		uint64_t off = done_pages * psz;
+		int ret;
+
+		switch (kind) {
+		case RUN_DATA:
+			ret = fl_uffd_copy(uffd, (void *)(uintptr_t)(dst + off), src + off, len, 0, &done);
+			break;
+		case RUN_ZERO:
+			ret = fl_uffd_zeropage(uffd, (void *)(uintptr_t)(dst + off), len, 0, &done);
+			break;
+		default:
+			ret = fl_uffd_continue(uffd, (void *)(uintptr_t)(dst + off), len, 0, &done);
+			break;
+		}
+		done_pages += done / psz;
+		if (!ret)
+			break;
+		if (fl__resolve_classify(ret) != FL__ALREADY_THERE)
+			return ret;
+		(*ret_exist)++;
+		done_pages++;
+	}
+	return 0;
+}
+
+/* What one request installed, for the statistics. */
+struct tally {
+	uint64_t exist;			/* pages someone else had installed */
+	uint64_t data_pages, zero_pages;
+};
+
+/* The pages of a request the store can deliver: *ret_count of them. */
+static int clamp_request(const struct fl_region *r, const struct fl__resolve_req *req, uint64_t *ret_count)
+{
+	uint64_t count, store_pages;
+
+	if (req->first >= r->npages)
+		return -ERANGE;
+	count = FL_MIN(req->count, r->npages - req->first);
+	store_pages = r->store->size > r->store_offset ? (r->store->size - r->store_offset) / r->page_size : 0;
+	if (req->first >= store_pages) {
+		/* Past the end of the store: nothing can be delivered. */
+		*ret_count = 0;
+		return req->fault_page >= req->first && req->fault_page < req->first + count ? -ERANGE : 0;
+	}
+	*ret_count = FL_MIN(count, store_pages - req->first);
+	return 0;
+}
+
+static bool all_cached(struct fl_region *r, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count; p++)
+		if (!fl__bit_test(r->cached, p))
+			return false;
+	return true;
+}
+
+/* Read the pages into w->buf and flag, per page, whether it is zeros. */
+static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, uint64_t count, struct fl__worker *w)
+{
+	size_t psz = r->page_size;
+	struct fl_store_iov iov = {
+		.offset = r->store_offset + req->first * psz,
+		.buf = w->buf,
+		.len = count * psz,
+		.flags_in = (req->source == FL_SRC_DEMAND || req->source == FL_SRC_POPULATE) ? FL_STORE_IN_URGENT : 0,
+	};
+	int ret = fl_store_read(r->store, &iov, 1);
+
+	if (ret) {
+		atomic_fetch_add_explicit(&r->store_errors, 1, memory_order_relaxed);
+		fl__log(&r->engine->log, FL_LOG_WARN, "%s: store read at %llu (%llu pages) failed: %s", r->name,
+			(unsigned long long)iov.offset, (unsigned long long)count, strerror(-ret));
+		/* ENOENT/EAGAIN/ESRCH mean "layout changed" or "process gone"
+		 * only when the kernel says them; from a store they mean the
+		 * data cannot be had, which fails closed. */
+		return fl__resolve_classify(ret) == FL__POISON ? ret : -EIO;
+	}
+	atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);
+	if ((iov.flags_out & FL_STORE_OUT_ZERO) && r->mem == FL_MEM_HUGETLB)
+		memset(w->buf, 0, iov.len); /* hugetlbfs has no ZEROPAGE: copy zeros */
+
+	/* Discarded pages (REMOVE) are zeros by the application's own request. */
+	for (uint64_t i = 0; i < count; i++) {
+		uint8_t *pg = w->buf + i * psz;
+		bool disc = fl__bit_test(r->discarded, req->first + i);
+		if (disc)
+			memset(pg, 0, psz);
+		w->zero[i] = disc || (iov.flags_out & FL_STORE_OUT_ZERO) || page_is_zero(pg, psz);
+	}
+	/* A short zero run inside data costs two more ioctls than copying the
+	 * zeros we already hold: ZEROPAGE only long runs, or a whole request. */
+	for (uint64_t i = 0; i < count;) {
+		uint64_t j = i;
+		while (j < count && w->zero[j] == w->zero[i])
+			j++;
+		if (w->zero[i] && j - i < ZERO_RUN_MIN && j - i < count)
+			memset(&w->zero[i], 0, j - i);
+		i = j;
+	}
+	return 0;
+}
+
+/* Install what read_pages() holds, in runs of data and of zeros: into the
+ * space, or (MINOR) into the page cache through the alias. */
+static int install_runs(struct fl_region *r, const struct fl__resolve_req *req, uint64_t count,
+			struct fl__worker *w, struct tally *tl)
+{
+	size_t psz = r->page_size;
+	uint64_t first = req->first, end = first + count;
+	bool minor = r->mode == FL_MODE_MINOR;
+
+	for (uint64_t p = first; p < end;) {
+		bool zero = w->zero[p - first];
+		uint64_t q = p, before = tl->exist, installed;
+		uint64_t dst = req->base + p * psz;
+		int uffd = req->space->uffd, ret;
+
+		while (q < end && w->zero[q - first] == zero)
+			q++;
+		if (minor) {
+			/* Skip pages whose page cache is already filled. */
+			while (p < q && fl__bit_test(r->cached, p))
+				p++;
+			if (p == q)
+				continue;
+			dst = (uintptr_t)r->alias + p * psz;
+			uffd = fl__engine_main_uffd(r->engine);
+		}
+		/* hugetlbfs cannot ZEROPAGE: copy the zeros we hold. */
+		ret = run_ioctl(r, uffd, (zero && r->mem != FL_MEM_HUGETLB) ? RUN_ZERO : RUN_DATA, dst,
+				w->buf + (p - first) * psz, q - p, &tl->exist);
+		if (ret)
+			return ret;
+		if (minor)
+			for (uint64_t k = p; k < q; k++)
+				fl__bit_set(r->cached, k);
+		installed = q - p - (tl->exist - before);
+		if (zero)
+			tl->zero_pages += installed;
+		else
+			tl->data_pages += installed;
+		p = q;
+	}
+	return 0;
+}
+
+static void account(struct fl_region *r, const struct fl__resolve_req *req, uint64_t count, const struct tally *tl)
+{
+	uint64_t fresh = count > tl->exist ? count - tl->exist : 0;
+
+	/* pages_copy/pages_zero count how data was installed (into the page
+	 * cache for MINOR regions); pages_continue counts mappings made. */
+	atomic_fetch_add_explicit(&r->pages_copy, tl->data_pages, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->pages_zero, tl->zero_pages, memory_order_relaxed);
+	if (req->space == fl__region_space(r))
+		mark_resolved(r, req->first, count);
+	atomic_fetch_add_explicit(&r->pages_exist, tl->exist, memory_order_relaxed);
+	if (req->source == FL_SRC_BACKGROUND)
+		atomic_fetch_add_explicit(&r->pages_background, fresh, memory_order_relaxed);
+	else if (req->source == FL_SRC_REPLAY)
+		atomic_fetch_add_explicit(&r->pages_replayed, fresh, memory_order_relaxed);
+	else if (count > 1 + tl->exist)
+		atomic_fetch_add_explicit(&r->pages_prefetch, count - 1 - tl->exist, memory_order_relaxed);
+}
+
+/* The kernel's answer, seen once: a gone mm marks its space dead. */
+static int kernel_error(struct fl_region *r, const struct fl__resolve_req *req, int ret)
+{
+	if (fl__resolve_classify(ret) == FL__CLIENT_GONE) {
+		atomic_store(&req->space->dead, true);
+		fl__log(&r->engine->log, FL_LOG_INFO, "space %d: process gone", req->space->id);
+	}
+	return ret;
+}
+
+int fl__resolve_pages(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w)
+{
+	struct tally tl = { 0 };
+	bool minor = r->mode == FL_MODE_MINOR;
+	uint64_t count;
+	int ret;
+
+	ret = clamp_request(r, req, &count);
+	if (ret || !count)
+		return ret;
+	ret = fl__worker_reserve(w, count * r->page_size);
+	if (ret)
+		return ret;
+	/* MINOR regions whose page cache already holds every page only map it. */
+	if (!minor || !all_cached(r, req->first, count)) {
+		ret = read_pages(r, req, count, w);
+		if (ret)
+			return ret;
+		ret = install_runs(r, req, count, w, &tl);
+		if (ret)
+			return kernel_error(r, req, ret);
+	}
+	if (minor) {
+		ret = run_ioctl(r, req->space->uffd, RUN_CONTINUE, req->base + req->first * r->page_size, NULL,
+				count, &tl.exist);
+		if (ret)
+			return kernel_error(r, req, ret);
+		atomic_fetch_add_explicit(&r->pages_continue, count, memory_order_relaxed);
+	}
+	account(r, req, count, &tl);
+	/* A page that existed may have a thread asleep on it. */
+	if (tl.exist && req->fault_page >= req->first && req->fault_page < req->first + count)
+		fl_uffd_wake(req->space->uffd, (void *)(uintptr_t)(req->base + req->fault_page * r->page_size),
+			     r->page_size);
+	return 0;
+}
+
+/* Fail one page closed. A waiting thread is signalled if the page cannot
+ * be poisoned, so its page counts as failed either way; with nobody
+ * waiting, only a poisoned page counts. */
+static void fail_page(struct fl_region *r, const struct fl__resolve_req *req, uint64_t page, int err)
+{
+	bool waiter = req->source == FL_SRC_DEMAND;
+	size_t psz = r->page_size;
+	int pr;
+
+	if (waiter) {
+		fl__bit_set(r->poisoned, page);
+		atomic_fetch_add_explicit(&r->pages_poisoned, 1, memory_order_relaxed);
+		fl__log(&r->engine->log, FL_LOG_ERROR, "%s: page %llu cannot be delivered (%s): failing closed",
+			r->name, (unsigned long long)page, strerror(-err));
+	}
+	pr = fl__fail_closed(r->engine, req->space, req->base + page * psz, psz, waiter, req->tid);
+	if (!waiter && pr == 0 && !fl__bit_set(r->poisoned, page))
+		atomic_fetch_add_explicit(&r->pages_poisoned, 1, memory_order_relaxed);
+}
+
+/*
+ * When a request fails with FL__POISON (a store error, a bad page), the
+ * pages that can still be delivered are, and the others fail closed; what
+ * that means depends on who asked:
+ *   demand      the faulting page alone is tried again; if it fails, it is
+ *               poisoned (else its thread gets SIGBUS): a thread waits.
+ *   populate    each page alone; a page that fails is poisoned.
+ *   replay      each page alone; failures are left to demand faults.
+ *   background  nothing more: demand faults fail closed page by page.
+ * The other verdicts are not failures of the data: the caller wakes or
+ * retries (see fl__resolve_classify()).
+ */
+int fl__resolve_or_poison(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w)
+{
+	struct fl__resolve_req one = *req;
+	int ret = fl__resolve_pages(r, req, w);
+
+	if (fl__resolve_classify(ret) != FL__POISON)
+		return ret;
+	one.count = 1;
+	switch (req->source) {
+	case FL_SRC_DEMAND:
+		one.first = req->fault_page;
+		if (req->count > 1)
+			ret = fl__resolve_pages(r, &one, w);
+		if (fl__resolve_classify(ret) == FL__POISON)
+			fail_page(r, &one, one.first, ret);
+		return ret;
+	case FL_SRC_REPLAY:
+		if (req->count == 1)
+			return ret;
+		/* fall through */
+	case FL_SRC_POPULATE:
+		for (uint64_t p = req->first; p < req->first + req->count; p++) {
+			int pr;
+			one.first = p;
+			one.fault_page = req->fault_page == UINT64_MAX ? UINT64_MAX : p;
+			pr = fl__resolve_pages(r, &one, w);
+			if (fl__resolve_classify(pr) == FL__POISON && req->source == FL_SRC_POPULATE)
+				fail_page(r, &one, p, pr);
+		}
+		return ret;
+	default:
+		return ret;
+	}
+}
+
+/* Pick the prefetch window: grow on sequential access, shrink on random. */
+static uint64_t prefetch_window(struct fl_region *r, uint64_t page)
+{
+	uint64_t last_end = atomic_load_explicit(&r->last_end, memory_order_relaxed);
+	unsigned win = atomic_load_explicit(&r->window, memory_order_relaxed);
+	unsigned max = (unsigned)FL_MAX(1, (uint64_t)r->prefetch_max * FL_PAGE_SIZE / r->page_size);
+
+	/* A hook (a working-set recorder) needs every first touch as a fault. */
+	if ((r->flags & FL_REGION_NO_PREFETCH) || atomic_load_explicit(&r->exact_faults, memory_order_relaxed))
+		return 1;
+	if (page >= last_end && page <= last_end + win)
+		win = win * 2 > max ? max : win * 2;
+	else
+		win = win / 2 ? win / 2 : 1;
+	atomic_store_explicit(&r->window, win, memory_order_relaxed);
+	return win;
+}
+
+static void count_fault(struct fl_region *r, const struct uffd_msg *msg)
+{
+	if (fl_msg_fault_minor(msg))
+		atomic_fetch_add_explicit(&r->faults_minor, 1, memory_order_relaxed);
+	else if (fl_msg_fault_write(msg))
+		atomic_fetch_add_explicit(&r->faults_write, 1, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&r->faults_read, 1, memory_order_relaxed);
+}
+
+void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const struct uffd_msg *msg,
+		      uint64_t t0, struct fl__worker *w)
+{
+	struct fl_region *r = (struct fl_region *)t;
+	struct fl__space *sp = t->space;
+	size_t psz = r->page_size;
+	uint64_t base = ent->start - ent->off;	/* address of region byte 0 here */
+	uint64_t page = (msg->arg.pagefault.address - base) / psz;
+	uint64_t end_page, t1;
+	struct fl__resolve_req req;
+	int ret;
+
+	if (fl_msg_fault_wp(msg)) {
+		/* Regions do not write-protect; a WP fault here means someone
+		 * else did. Never leave the thread asleep. */
+		atomic_fetch_add_explicit(&r->faults_wp, 1, memory_order_relaxed);
+		fl_uffd_writeprotect(sp->uffd, (void *)(uintptr_t)(base + page * psz), psz, 0);
+		return;
+	}
+	count_fault(r, msg);
+	/* Before the resolve wakes the thread: once its access returns, the
+	 * hooks have seen the page. */
+	for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h; h = h->next)
+		if (h->ops->fault)
+			h->ops->fault(h, r, page);
+	/* Stay inside this index entry (REMAP/UNMAP may have split the region). */
+	end_page = FL_MIN(page + prefetch_window(r, page), (ent->end - base) / psz);
+	/* Stop the window at the first page already resolved (a hint). */
+	for (uint64_t p = page + 1; p < end_page; p++) {
+		if (fl__bit_test(r->resolved, p) || fl__bit_test(r->poisoned, p)) {
+			end_page = p;
+			break;
+		}
+	}
+	req = (struct fl__resolve_req){
+		.space = sp, .base = base, .first = page, .count = end_page - page,
+		.fault_page = page, .tid = fl_msg_fault_tid(msg), .source = FL_SRC_DEMAND,
+	};
+	ret = fl__resolve_or_poison(r, &req, w);
+	atomic_store_explicit(&r->last_end, end_page, memory_order_relaxed);
+
+	switch (fl__resolve_classify(ret)) {
+	case FL__RETRY:
+		/* An event (fork, mremap...) is queued and the mm is changing.
+		 * Wake the thread: it faults again and the fault comes back to
+		 * us after the event has been read. */
+	case FL__LAYOUT_CHANGED:
+		/* The range moved or went away: waking lets the thread fault
+		 * on whatever is there now. */
+		fl_uffd_wake(sp->uffd, (void *)(uintptr_t)(base + page * psz), psz);
+		break;
+	default:
+		/* Resolved, gone, or failed closed by fl__resolve_or_poison(). */
+		break;
+	}
+	t1 = fl__now_ns();
+	fl__hist_add(&r->hist, t1 - t0);
+	atomic_fetch_add_explicit(&r->blocked_ns, t1 - t0, memory_order_relaxed);
+}
+
+int fl__region_fill_step(struct fl__target *t, struct fl__worker *w)
+{
+	struct fl_region *r = (struct fl_region *)t;
+	uint64_t p = atomic_load(&r->fill_cursor), end;
+	struct fl__resolve_req req;
+	int ret;
+
+	while (p < r->npages && (fl__bit_test(r->resolved, p) || fl__bit_test(r->poisoned, p)))
+		p++;
+	if (p >= r->npages)
+		return 0;
+	end = FL_MIN(p + FL_MAX(1, (uint64_t)r->fill_batch * FL_PAGE_SIZE / r->page_size), r->npages);
+	for (uint64_t q = p + 1; q < end; q++) {
+		if (fl__bit_test(r->resolved, q) || fl__bit_test(r->poisoned, q)) {
+			end = q;
+			break;
+		}
+	}
+	req = (struct fl__resolve_req){
+		.space = t->space, .base = (uintptr_t)r->addr, .first = p, .count = end - p,
+		.fault_page = UINT64_MAX, .source = FL_SRC_BACKGROUND,
+	};
+	ret = fl__resolve_or_poison(r, &req, w);
+	if (fl__resolve_classify(ret) == FL__RETRY)
+		return 1; /* the same batch again, after the events */
+	/* Failures are left for demand faults to fail closed, page by page. */
+	atomic_store(&r->fill_cursor, end);
+	return end < r->npages;
+}
+
+int64_t fl__region_poison_unresolved(struct fl__target *t)
+{
+	struct fl_region *r = (struct fl_region *)t;
+	int64_t total = 0;
+
+	for (uint64_t p = 0; p < r->npages; p++) {
+		int ret;
+		if (fl__bit_test(r->resolved, p) || fl__bit_test(r->poisoned, p))
+			continue;
+		ret = fl_uffd_poison(t->space->uffd, r->addr + p * r->page_size, r->page_size, 0, NULL);
+		if (ret == 0) {
+			fl__bit_set(r->poisoned, p);
+			total++;
+		} else if (fl__resolve_classify(ret) != FL__ALREADY_THERE) {
+			return ret;
+		}
+	}
+	return total;
+}
+
+void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count)
+{
+	/* A private mapping of a memfd (a clone) can only be discarded with
+	 * MADV_DONTNEED (MADV_REMOVE needs a shared mapping): that drops the
+	 * private copies, and the page cache (the template) shows through
+	 * again. Not zeros: just no longer mapped. */
+	bool revert = r->mode == FL_MODE_MINOR && (r->flags & FL_REGION_PRIVATE);
+
+	for (uint64_t p = first; p < first + count && p < r->npages; p++) {
+		if (revert) {
+			if (fl__bit_test(r->resolved, p)) {
+				fl__bit_clear(r->resolved, p);
+				atomic_fetch_sub_explicit(&r->resolved_count, 1, memory_order_relaxed);
+			}
+			continue;
+		}
+		fl__bit_set(r->discarded, p);
+		/* MADV_REMOVE drops shmem page cache: fill it again (with zeros). */
+		fl__bit_clear(r->cached, p);
+		if (fl__bit_test(r->resolved, p)) {
+			fl__bit_clear(r->resolved, p);
+			atomic_fetch_sub_explicit(&r->resolved_count, 1, memory_order_relaxed);
+		}
+	}
+}
