@@ -164,26 +164,11 @@ static int share_worker(const char *image_path, uint64_t size, int tpl_fd, int i
  */
 uint64_t mappings_pss(pid_t pid, uint64_t start, uint64_t end, const char *name)
 {
-	char path[64], line[512];
-	unsigned long long kb, total = 0;
-	bool in = false;
-	FILE *f;
+	uint64_t kib = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
+	if (fl__pss_kib(pid, start, end - start, name, &kib))
 		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long a, b;
-		if (sscanf(line, "%llx-%llx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			in = (a < end && b > start) || (name && strstr(line, name));
-			continue;
-		}
-		if (in && sscanf(line, "Pss: %llu kB", &kb) == 1)
-			total += kb;
-	}
-	fclose(f);
-	return (uint64_t)total * 1024;
+	return kib * 1024;
 }
 
 /* The growth of N workers' Pss, summed, while all are alive (rollup), and

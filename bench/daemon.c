@@ -216,15 +216,12 @@ static int find_faultlined(char *out, size_t len)
 
 static bool socket_ready(const char *path)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	bool ok;
+	int s;
 
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-	if (s >= 0)
-		close(s);
-	return ok;
+	if (fl__unix_connect(path, SOCK_SEQPACKET, &s))
+		return false;
+	close(s);
+	return true;
 }
 
 static void sleep_ms(unsigned ms)

@@ -114,14 +114,9 @@ static int open_session(struct fl_client *c, uint32_t role, uint64_t token, int 
 	size_t n;
 	int s, r;
 
-	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	if (connect(s, (struct sockaddr *)&c->addr, sizeof(c->addr)) < 0) {
-		r = -errno;
-		close(s);
+	r = fl__unix_connect(c->addr.sun_path, SOCK_SEQPACKET, &s);
+	if (r)
 		return r;
-	}
 	fl__mgr_hello_encode(p, &hello);
 	r = request_on(c, s, FL_MGR_HELLO, p, 16, -1, FL_MGR_WELCOME, &n, NULL);
 	if (!r)

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* Passing file descriptors over unix sockets (SCM_RIGHTS): one sender and
- * one receiver for the uffd hand-off, the manager protocol and the
- * Firecracker handshake. */
+/* Unix sockets: connecting to a path, and passing file descriptors
+ * (SCM_RIGHTS): one sender and one receiver for the uffd hand-off, the
+ * manager protocol and the Firecracker handshake. */
 #include "flutil.h"
 
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int fl__send_fd(int sock, struct iovec *iov, int niov, int fd, size_t *ret_sent)
@@ -57,4 +58,25 @@ int fl__cmsg_take_fd(struct msghdr *msg)
 		}
 	}
 	return fd;
+}
+
+int fl__unix_connect(const char *path, int type, int *ret_fd)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t n = strlen(path);
+	int fd, r;
+
+	if (n >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(a.sun_path, path, n + 1);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
 }

@@ -109,6 +109,15 @@ struct msghdr;
 int fl__send_fd(int sock, struct iovec *iov, int niov, int fd, size_t *ret_sent);
 /* The first fd a received message carries (-1: none); extras are closed. */
 int fl__cmsg_take_fd(struct msghdr *msg);
+/* A connected unix socket of `type` (SOCK_SEQPACKET, SOCK_STREAM) to path,
+ * close-on-exec; -ENAMETOOLONG when path does not fit sun_path. */
+int fl__unix_connect(const char *path, int type, int *ret_fd);
+
+/* ---- proc.c ---------------------------------------------------------- */
+/* Pss (KiB) of process pid's mappings that overlap [start, start+len), or
+ * map a file whose name contains `name` (when not NULL): what a region or a
+ * clone really costs, its share of pages it shares included. */
+int fl__pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name, uint64_t *ret_kib);
 
 /* ---- hist.c ------------------------------------------------------------ */
 struct fl__hist {

@@ -66,15 +66,12 @@ U_FN const char *d_faultlined(void)
 
 U_FN bool d_socket_ready(const char *path)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	bool ok;
+	int s;
 
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-	if (s >= 0)
-		close(s);
-	return ok;
+	if (fl__unix_connect(path, SOCK_SEQPACKET, &s))
+		return false;
+	close(s);
+	return true;
 }
 
 /*
@@ -163,12 +160,9 @@ U_FN void *d_map(struct fl_client *c, enum fl_client_source src, const char *ima
 
 U_FN int d_raw_connect(const struct d_env *e)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int s = -1, r = fl__unix_connect(e->sock, SOCK_SEQPACKET, &s);
 
-	T_ASSERT(s >= 0);
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", e->sock);
-	T_ASSERT(connect(s, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s", strerror(errno));
+	T_ASSERT(r == 0, "connect %s: %s", e->sock, strerror(-r));
 	return s;
 }
 

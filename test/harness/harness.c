@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "harness.h"
+#include "flutil.h"
 /* UFFD_FEATURE_* newer than the system headers (POISON, MOVE, ...). */
 #include "compat/uffd-compat.h"
 
@@ -410,9 +411,7 @@ int t_wait_pid(pid_t pid, unsigned timeout_ms, int *ret_status)
 
 uint64_t t_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return fl__now_ns();
 }
 
 void t_sleep_ms(unsigned ms)
@@ -525,25 +524,11 @@ uint8_t *t_read_file(const char *path, size_t *ret_len)
 
 long t_pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name)
 {
-	char path[64], line[512];
-	long total = 0;
-	bool in = false;
-	FILE *f;
+	uint64_t kib = 0;
+	int r = fl__pss_kib(pid, start, len, name, &kib);
 
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	f = fopen(path, "re");
-	T_ASSERT(f, "%s: %s", path, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		long kib;
-		/* A mapping's header line: "lo-hi perms ..." (the '-' before the first space). */
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
-			in = name ? strstr(line, name) != NULL : lo < start + len && hi > start;
-		else if (in && sscanf(line, "Pss: %ld kB", &kib) == 1)
-			total += kib;
-	}
-	fclose(f);
-	return total;
+	T_ASSERT(r == 0, "/proc/%d/smaps: %s", (int)pid, strerror(-r));
+	return (long)kib;
 }
 
 static void record(const char *prog, const char *verdict, const char *name)
