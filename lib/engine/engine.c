@@ -602,7 +602,7 @@ int fl_engine_new(const struct fl_engine_opts *opts, struct fl_engine **ret_engi
 {
 	struct fl_engine *e;
 	struct fl__space *sp;
-	uint64_t want, avail = fl_features(), got = 0;
+	uint64_t want, avail = fl_features_to_uffd(fl_features()), got = 0;
 	int uffd = -1, r;
 
 	if (!ret_engine || (opts && opts->sz == 0))

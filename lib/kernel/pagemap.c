@@ -37,7 +37,7 @@ int fl_pagemap_scan(int pagemap_fd, const struct fl_scan_opts *opts,
 	FL_OPTS_COPY(o, opts);
 	if (!opts || !opts->sz)
 		return -EINVAL;
-	if (fl_features_masked() & FL_FEAT_PAGEMAP_SCAN)
+	if (fl_features_masked() & FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN))
 		return -EOPNOTSUPP;
 	arg = (struct pm_scan_arg){
 		.size = sizeof(arg),

@@ -43,15 +43,15 @@ static int c_new_options(void *arg)
 	T_ASSERT(e != NULL);
 	T_ASSERT(fl_engine_fd(e) >= 0);
 	f = fl_engine_features(e);
-	T_ASSERT((f & ~fl_features()) == 0, "engine features 0x%llx beyond the probed 0x%llx",
-		 (unsigned long long)f, (unsigned long long)fl_features());
-	if (t_has(UFFD_FEATURE_THREAD_ID))
+	T_ASSERT((f & ~fl_features_to_uffd(fl_features())) == 0, "engine features 0x%llx beyond the probed 0x%llx",
+		 (unsigned long long)f, (unsigned long long)fl_features_to_uffd(fl_features()));
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_THREAD_ID)))
 		T_ASSERT(f & UFFD_FEATURE_THREAD_ID);
-	if (t_has(UFFD_FEATURE_POISON))
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)))
 		T_ASSERT(f & UFFD_FEATURE_POISON);
 	else
 		T_ASSERT(!(f & UFFD_FEATURE_POISON));
-	T_ASSERT_EQ(f & events, fl_features() & events);
+	T_ASSERT_EQ(f & events, fl_features_to_uffd(fl_features()) & events);
 	/* The uffd is non-blocking (for poll loops) and close-on-exec. */
 	T_ASSERT(fcntl(fl_engine_fd(e), F_GETFL) & O_NONBLOCK);
 	T_ASSERT(fcntl(fl_engine_fd(e), F_GETFD) & FD_CLOEXEC);
@@ -515,7 +515,7 @@ static int c_unowned(void *arg)
 	int memfd;
 	bool poison;
 
-	t_require(u_cfg_features(c));
+	t_require(fl_features_from_uffd(u_cfg_features(c)));
 	if (c->mem == FL_MEM_HUGETLB)
 		u_need_huge(len);
 	u_bus_install();
@@ -553,7 +553,7 @@ static int c_event_fork(void *arg)
 	long child_result = -2;
 	pid_t pid;
 
-	t_require(UFFD_FEATURE_EVENT_FORK | u_cfg_features(c));
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_FORK) | fl_features_from_uffd(u_cfg_features(c)));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0xf0f);
 	store = u_mem_store(img, LEN);
@@ -619,7 +619,7 @@ static int c_event_fork_many(void *arg)
 	uint8_t *img, *base;
 	pid_t kids[KIDS];
 
-	t_require(UFFD_FEATURE_EVENT_FORK | u_cfg_features(c));
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_FORK) | fl_features_from_uffd(u_cfg_features(c)));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0xf0f2);
 	store = u_mem_store(img, LEN);
@@ -672,7 +672,7 @@ static int c_event_mremap(void *arg)
 	uint8_t *img, *old, *to, *q;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_REMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMAP));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0x4e3a);
 	store = u_mem_store(img, LEN);
@@ -709,7 +709,7 @@ static int c_event_mremap_partial(void *arg)
 	uint8_t *img, *base, *to, *q;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_REMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMAP));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0x4e3b);
 	store = u_mem_store(img, LEN);
@@ -747,7 +747,7 @@ static int c_event_dontneed(void *arg)
 	uint8_t *img, *base, *zeros;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_REMOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMOVE));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0xd0e);
 	store = u_mem_store(img, LEN);
@@ -782,7 +782,7 @@ static int c_event_munmap(void *arg)
 	uint8_t *img, *base;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_UNMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_UNMAP));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0x3a3);
 	store = u_mem_store(img, LEN);
@@ -813,7 +813,7 @@ static int c_event_munmap_reuse(void *arg)
 	uint8_t *img, *base, *hole;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_UNMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_UNMAP));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0x3a4);
 	store = u_mem_store(img, LEN);
@@ -847,7 +847,7 @@ static int c_free_live_regions(void *arg)
 	struct fl_region *r1, *r2;
 	uint8_t *img, *a1, *a2;
 
-	t_require(UFFD_FEATURE_MISSING_SHMEM);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MISSING_SHMEM));
 	e = u_engine(*flags, 1);
 	img = u_image(LEN, 0, 0xf4);
 	store = u_mem_store(img, LEN);

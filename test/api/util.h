@@ -101,7 +101,7 @@ U_FN void u_need_huge(size_t len)
 
 U_FN void u_require_cfg(const struct u_cfg *c, size_t len)
 {
-	t_require(u_cfg_features(c));
+	t_require(fl_features_from_uffd(u_cfg_features(c)));
 	if (c->mem == FL_MEM_HUGETLB)
 		u_need_huge(len);
 }

@@ -58,7 +58,7 @@ void t_skip(const char *fmt, ...)
 
 bool t_has(uint64_t feats)
 {
-	return fl_has_features(feats);
+	return (fl_features() & feats) == feats;
 }
 
 static bool require_all(void)
@@ -67,22 +67,39 @@ static bool require_all(void)
 	return r && strcmp(r, "all") == 0;
 }
 
+/* "poison,move": the names of a feature set, for skip messages. */
+static void feature_names(uint64_t feats, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (unsigned f = 0; f < 64 && off < len; f++) {
+		const char *name = fl_feature_name((enum fl_feature)f);
+
+		if (!(feats & FL_FEATURE_BIT(f)))
+			continue;
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+					name ? name : "(unknown)");
+	}
+}
+
 void t_require(uint64_t feats)
 {
 	uint64_t have = fl_features();
 	uint64_t missing = feats & ~have;
+	char names[256];
+
 	if (!missing)
 		return;
+	feature_names(missing, names, sizeof(names));
 	if ((missing & ~fl_features_masked()) == 0)
-		t_skip("features 0x%llx masked by FAULTLINE_MASK_FEATURES",
-		       (unsigned long long)missing);
+		t_skip("features %s masked by FAULTLINE_MASK_FEATURES", names);
 	if (require_all()) {
-		fprintf(stderr, "# kernel lacks required features 0x%llx "
-			"(FAULTLINE_REQUIRE_FEATURES=all)\n",
-			(unsigned long long)missing);
+		fprintf(stderr, "# kernel lacks required features %s "
+			"(FAULTLINE_REQUIRE_FEATURES=all)\n", names);
 		_exit(T_FAIL);
 	}
-	t_skip("kernel lacks features 0x%llx", (unsigned long long)missing);
+	t_skip("kernel lacks features %s", names);
 }
 
 const char *t_mem_name(enum fl_mem_type mem)

@@ -64,7 +64,11 @@ void t_fail_at(const char *file, int line, const char *expr, const char *fmt, ..
 __attribute__((format(printf, 1, 2)))
 void t_log(const char *fmt, ...);
 
-/* Skip (or, under FAULTLINE_REQUIRE_FEATURES=all, fail) unless all of `feats`. Exits the case. */
+/*
+ * Skip (or, under FAULTLINE_REQUIRE_FEATURES=all, fail) unless all of
+ * `feats`, a feature set (FL_FEATURE_BIT(FL_FEATURE_*), not kernel bits:
+ * fl_features_from_uffd() converts those). Exits the case.
+ */
 void t_require(uint64_t feats);
 /* Skip the case with a reason (exits the case). */
 __attribute__((noreturn, format(printf, 1, 2))) void t_skip(const char *fmt, ...);

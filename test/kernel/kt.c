@@ -36,7 +36,7 @@ int kt_uffd_for(enum fl_mem_type mem, unsigned modes, uint64_t extra_features)
 {
 	uint64_t f = kt_features_for(mem, modes) | extra_features;
 
-	t_require(f);
+	t_require(fl_features_from_uffd(f));
 	return t_uffd(f);
 }
 

@@ -377,7 +377,7 @@ static int test_poison(void *arg)
 	size_t done = 0;
 	uint8_t *src;
 
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	setup(&e, MEM(arg), 3, FL_REG_MISSING, UFFD_FEATURE_POISON);
 	src = kt_pattern_buf(e.page, 29);
 	/* Poisoning the faulting page wakes the faulter with SIGBUS. */
@@ -421,7 +421,7 @@ static int test_poison_kills(void *arg)
 {
 	int status;
 
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	status = t_fork_wait(poisoned_child, NULL);
 	T_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
 		 "child status 0x%x, expected death by SIGBUS", status);
@@ -446,7 +446,7 @@ static int test_move(void *arg)
 	size_t done = 0;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_ANON, 4, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.len, 30);
 	kt_touch_start(&t, e.area + 2 * e.page + 6, KT_READ, 0);
@@ -469,7 +469,7 @@ static int test_move_src_holes(void *arg)
 	size_t done = 12345;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_ANON, 4, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.len, 31);
 	/* A hole at source page 2. */
@@ -510,7 +510,7 @@ static int test_move_dontwake(void *arg)
 	struct uffd_msg msg;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.len, 32);
 	kt_touch_start(&t, e.area + 7, KT_READ, 0);
@@ -531,7 +531,7 @@ static int test_move_shmem(void *arg)
 	size_t done = 12345;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_SHMEM, 1, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.len, 33);
 	T_ASSERT_EQ(fl_uffd_move(e.uffd, e.area, src, e.len, 0, &done), -EINVAL);
@@ -734,7 +734,7 @@ static int test_poison_masked(void *arg)
 	size_t done = 12345;
 	uint8_t *src;
 
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, UFFD_FEATURE_POISON);
 	setenv("FAULTLINE_MASK_FEATURES", "poison", 1);
 	T_ASSERT_EQ(fl_uffd_poison(e.uffd, e.area, e.page, 0, &done), -EOPNOTSUPP);
@@ -753,7 +753,7 @@ static int test_move_masked(void *arg)
 	size_t done = 12345;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.page, 42);
 	setenv("FAULTLINE_MASK_FEATURES", "move", 1);

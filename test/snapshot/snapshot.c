@@ -287,7 +287,7 @@ static int test_chain(void *arg)
 	char paths[4][512];
 
 	if (c->backend == FL_WATCH_ASYNC)
-		t_require(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN);
+		t_require(FL_FEATURE_BIT(FL_FEATURE_WP_ASYNC) | FL_FEATURE_BIT(FL_FEATURE_WP_UNPOPULATED) | FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN));
 	mkdir_tmp();
 	world_init(&w, c->mem, len);
 	T_OK(fl_watch_new(w.mem, len, &wo, &watch));

@@ -28,11 +28,11 @@ static const char *backend_name(enum fl_watch_backend b)
 static void require_backend(const struct wcase *c)
 {
 	if (c->backend == FL_WATCH_ASYNC)
-		t_require(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN);
+		t_require(FL_FEATURE_BIT(FL_FEATURE_WP_ASYNC) | FL_FEATURE_BIT(FL_FEATURE_WP_UNPOPULATED) | FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN));
 	if (c->backend == FL_WATCH_SYNC)
-		t_require(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+		t_require(FL_FEATURE_BIT(FL_FEATURE_WP));
 	if (c->backend != FL_WATCH_MPROTECT && c->mem != FL_MEM_ANON)
-		t_require(UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+		t_require(FL_FEATURE_BIT(FL_FEATURE_WP_HUGETLBFS_SHMEM));
 }
 
 struct env {
@@ -377,7 +377,7 @@ static int test_same_answers(void *arg)
 		struct fl_watch_opts o = { .sz = sizeof(o), .backend = all[b] };
 
 		if (all[b] == FL_WATCH_ASYNC &&
-		    !t_has(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN))
+		    !t_has(FL_FEATURE_BIT(FL_FEATURE_WP_ASYNC) | FL_FEATURE_BIT(FL_FEATURE_WP_UNPOPULATED) | FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN)))
 			continue;
 		(void)c;
 		e.g = t_page_size(mem);
@@ -420,13 +420,13 @@ static int test_auto(void *arg)
 
 	(void)arg;
 	T_OK(fl_watch_new(m, 16 * 4096, NULL, &w));
-	if (t_has(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN))
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_WP_ASYNC) | FL_FEATURE_BIT(FL_FEATURE_WP_UNPOPULATED) | FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN)))
 		T_ASSERT_EQ(fl_watch_backend(w), FL_WATCH_ASYNC);
 	else
 		T_ASSERT_EQ(fl_watch_backend(w), FL_WATCH_SYNC);
 	fl_watch_free(w);
 	/* Masked features make an explicit request fail, never silently degrade. */
-	if (!t_has(UFFD_FEATURE_WP_ASYNC)) {
+	if (!t_has(FL_FEATURE_BIT(FL_FEATURE_WP_ASYNC))) {
 		struct fl_watch_opts o = { .sz = sizeof(o), .backend = FL_WATCH_ASYNC };
 		T_ASSERT_EQ(fl_watch_new(m, 16 * 4096, &o, &w), -EOPNOTSUPP);
 	}
