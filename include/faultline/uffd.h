@@ -277,8 +277,17 @@ FL_API int fl_uffd_wake(int uffd, void *addr, size_t len);
 /*
  * Read up to `max` messages in one read(2). Returns the number read (>= 1),
  * -EAGAIN when nothing is pending on a non-blocking uffd (or another reader
- * took it), -EINTR, or -errno. Messages are the kernel's struct uffd_msg,
- * a stable ABI; use the helpers below to decode them.
+ * took it), -EINTR, or -errno.
+ *
+ * Messages are the kernel's struct uffd_msg, on purpose: this is the raw
+ * kernel interface layer, and struct uffd_msg is exactly what read(2) on a
+ * uffd returns (32 bytes, a kernel ABI that only ever grew inside its
+ * unions); a faultline copy would cost a translation per message on the
+ * fault path and could never carry a field the kernel adds. What varies
+ * between kernel header versions is the naming of the fields (feat.ptid
+ * appeared in 4.14), so decode through the helpers below rather than by
+ * field. The higher layers do not expose the struct: the engine's on_event
+ * callback gets a struct fl_event (engine.h).
  */
 FL_API int fl_uffd_read(int uffd, struct uffd_msg *msgs, unsigned max);
 
