@@ -72,8 +72,10 @@ abi_common=(--headers-dir "$src/include/faultline" --drop-private-types --export
 
 # abidw silently writes a near-empty ABI (symbols, no types) for a library
 # without DWARF, and abidiff then compares nothing: refuse instead.
+# (grep without -q: with pipefail, grep -q exiting at the first match
+# would make readelf die of SIGPIPE and the pipeline fail at random.)
 has_debug_info() {
-	readelf -S "$1" 2>/dev/null | grep -q '[[:space:]]\.debug_info[[:space:]]'
+	readelf -S "$1" 2>/dev/null | grep '[[:space:]]\.debug_info[[:space:]]' >/dev/null
 }
 
 if [ "$update_baseline" = 1 ]; then
