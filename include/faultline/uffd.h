@@ -79,6 +79,8 @@ enum fl_feature {
 	FL_FEATURE_IOCTL_MOVE = 20,	/* UFFDIO_MOVE on the fd, 6.8 */
 	/* Beyond userfaultfd. */
 	FL_FEATURE_PAGEMAP_SCAN = 21,	/* PAGEMAP_SCAN on /proc/pid/pagemap, 6.7 */
+	/* A mode bit, not a feature bit: fl_uffd_continue() with FL_MODE_WP. */
+	FL_FEATURE_CONTINUE_MODE_WP = 22, /* UFFDIO_CONTINUE_MODE_WP, 6.4 */
 };
 
 /*
@@ -90,8 +92,8 @@ enum fl_feature {
 
 /*
  * Probe the running kernel: opens a throwaway uffd, runs UFFDIO_API with
- * features = 0, reads back what the kernel offers, and checks PAGEMAP_SCAN
- * and the ways of creating a uffd. The answer is then reduced by the
+ * features = 0, reads back what the kernel offers, and checks PAGEMAP_SCAN,
+ * UFFDIO_CONTINUE_MODE_WP and the ways of creating a uffd. The answer is then reduced by the
  * FAULTLINE_MASK_FEATURES environment variable (see faultline(7)): a
  * comma-separated list of feature names ("poison,move"), "new" (everything
  * newer than Linux 6.1), or a hex mask of kernel UFFD_FEATURE_* bits.
@@ -130,7 +132,7 @@ FL_API int fl_feature_from_name(const char *name, enum fl_feature *ret_feature);
 /*
  * The kernel's UFFD_FEATURE_* bit of a feature, for the UFFDIO_API
  * handshake; 0 for a feature that is not a UFFDIO_API bit (SYSCALL,
- * DEV_USERFAULTFD, IOCTL_*, PAGEMAP_SCAN) or not known.
+ * DEV_USERFAULTFD, IOCTL_*, PAGEMAP_SCAN, CONTINUE_MODE_WP) or not known.
  */
 FL_API uint64_t fl_feature_uffd_bit(enum fl_feature feature);
 
@@ -254,7 +256,11 @@ FL_API int fl_uffd_copy(int uffd, void *dst, const void *src, size_t len,
 			unsigned flags, size_t *ret_done);
 FL_API int fl_uffd_zeropage(int uffd, void *dst, size_t len, unsigned flags,
 			    size_t *ret_done);
-/* CONTINUE: map existing page-cache pages into a MINOR-registered range. */
+/*
+ * CONTINUE: map existing page-cache pages into a MINOR-registered range.
+ * FL_MODE_WP maps them write-protected (needs FL_FEATURE_CONTINUE_MODE_WP,
+ * Linux 6.4: -EOPNOTSUPP without it, where the kernel says EINVAL).
+ */
 FL_API int fl_uffd_continue(int uffd, void *dst, size_t len, unsigned flags,
 			    size_t *ret_done);
 /* POISON: later accesses raise SIGBUS. Needs UFFD_FEATURE_POISON. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -54,12 +55,13 @@ static const struct feature_entry feature_table[] = {
 	FEATURE(IOCTL_POISON, 0, "ioctl_poison", "6.6", "UFFDIO_POISON ioctl available on registered ranges", true),
 	FEATURE(IOCTL_MOVE, 0, "ioctl_move", "6.8", "UFFDIO_MOVE ioctl available on the fd", true),
 	FEATURE(PAGEMAP_SCAN, 0, "pagemap_scan", "6.7", "PAGEMAP_SCAN: find written/present pages in one ioctl", true),
+	FEATURE(CONTINUE_MODE_WP, 0, "continue_mode_wp", "6.4", "CONTINUE mapping pages write-protected (fl_uffd_continue FL_MODE_WP)", true),
 };
 #undef FEATURE
 
 /* A hole in the designated initialisers would be an entry without a name;
  * a set must fit in 64 bits. */
-static_assert(FL_ARRAY_SIZE(feature_table) == FL_FEATURE_PAGEMAP_SCAN + 1,
+static_assert(FL_ARRAY_SIZE(feature_table) == FL_FEATURE_CONTINUE_MODE_WP + 1,
 	      "feature_table covers enum fl_feature");
 static_assert(FL_ARRAY_SIZE(feature_table) <= 64, "feature sets are 64 bits");
 
@@ -224,6 +226,67 @@ static bool probe_pagemap_scan(void)
 	return ok;
 }
 
+/* A throwaway uffd for a probe; -1 when none can be made. */
+static int probe_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	/* User-mode-only is enough: a probe takes no faults. */
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+	return fd;
+}
+
+/*
+ * UFFDIO_CONTINUE_MODE_WP is a mode bit, which UFFDIO_API does not report:
+ * Linux 6.1 to 6.3 answer EINVAL. Try it on one page-cache page of a memfd
+ * registered MINOR | WP (which needs MINOR_SHMEM and WP_HUGETLBFS_SHMEM).
+ */
+static bool probe_continue_mode_wp(uint64_t uffd_features)
+{
+	const uint64_t need = UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	struct uffdio_api api = { .api = UFFD_API, .features = need };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP };
+	struct uffdio_continue cont = { .mode = UFFDIO_CONTINUE_MODE_WP };
+	bool ok = false;
+	void *area = MAP_FAILED;
+	int uffd = -1, memfd;
+
+	if ((uffd_features & need) != need)
+		return false;
+	memfd = memfd_create("faultline-probe", MFD_CLOEXEC);
+	if (memfd < 0)
+		return false;
+	if (pwrite(memfd, "", 1, 0) != 1)	/* one page in the page cache */
+		goto out;
+	area = mmap(NULL, FL_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (area == MAP_FAILED)
+		goto out;
+	uffd = probe_uffd();
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api))
+		goto out;
+	reg.range = (struct uffdio_range){ .start = (uintptr_t)area, .len = FL_PAGE_SIZE };
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		goto out;
+	cont.range = reg.range;
+	ok = ioctl(uffd, UFFDIO_CONTINUE, &cont) == 0;
+out:
+	if (uffd >= 0)
+		close(uffd);
+	if (area != MAP_FAILED)
+		munmap(area, FL_PAGE_SIZE);
+	close(memfd);
+	return ok;
+}
+
 int fl_features_probe(uint64_t *ret_features)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
@@ -266,6 +329,8 @@ int fl_features_probe(uint64_t *ret_features)
 		feats |= FL_FEATURE_BIT(FL_FEATURE_IOCTL_POISON);
 	if (probe_pagemap_scan())
 		feats |= FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN);
+	if (probe_continue_mode_wp(api.features))
+		feats |= FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP);
 	*ret_features = feats & ~fl_features_masked();
 	return 0;
 }

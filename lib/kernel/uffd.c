@@ -242,15 +242,24 @@ int fl_uffd_zeropage(int uffd, void *dst, size_t len, unsigned flags, size_t *re
 int fl_uffd_continue(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_done)
 {
 	uint64_t mode = 0;
+	int r;
 	if (ret_done)
 		*ret_done = 0;
 	if (flags & ~(FL_DONTWAKE | FL_MODE_WP))
 		return -EINVAL;
 	if (flags & FL_DONTWAKE)
 		mode |= UFFDIO_CONTINUE_MODE_DONTWAKE;
-	if (flags & FL_MODE_WP)
+	if (flags & FL_MODE_WP) {
+		if (fl_features_masked() & FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP))
+			return -EOPNOTSUPP;
 		mode |= UFFDIO_CONTINUE_MODE_WP;
-	return resolve_range(uffd, OP_CONTINUE, (uintptr_t)dst, 0, len, mode, ret_done);
+	}
+	r = resolve_range(uffd, OP_CONTINUE, (uintptr_t)dst, 0, len, mode, ret_done);
+	/* Before 6.4 the kernel rejects the mode bit with EINVAL: that is
+	 * "the kernel lacks this", which faultline spells -EOPNOTSUPP. */
+	if (r == -EINVAL && (flags & FL_MODE_WP) && !fl_feature_has(FL_FEATURE_CONTINUE_MODE_WP))
+		r = -EOPNOTSUPP;
+	return r;
 }
 
 int fl_uffd_poison(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_done)

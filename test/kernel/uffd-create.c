@@ -478,7 +478,7 @@ static int test_features_probe_masked(void *arg)
 {
 	const uint64_t pm = B(POISON) | B(MOVE) | B(IOCTL_POISON) | B(IOCTL_MOVE);
 	const uint64_t newer = B(WP_UNPOPULATED) | B(POISON) | B(WP_ASYNC) | B(MOVE) |
-			       B(PAGEMAP_SCAN) | B(IOCTL_MOVE) | B(IOCTL_POISON);
+			       B(PAGEMAP_SCAN) | B(IOCTL_MOVE) | B(IOCTL_POISON) | B(CONTINUE_MODE_WP);
 	uint64_t base = 0, f = 0;
 
 	unsetenv("FAULTLINE_MASK_FEATURES");
@@ -504,7 +504,7 @@ static int test_features_probe_masked(void *arg)
 		bool is_new = feat == FL_FEATURE_WP_UNPOPULATED || feat == FL_FEATURE_POISON ||
 			      feat == FL_FEATURE_WP_ASYNC || feat == FL_FEATURE_MOVE ||
 			      feat == FL_FEATURE_PAGEMAP_SCAN || feat == FL_FEATURE_IOCTL_MOVE ||
-			      feat == FL_FEATURE_IOCTL_POISON;
+			      feat == FL_FEATURE_IOCTL_POISON || feat == FL_FEATURE_CONTINUE_MODE_WP;
 
 		T_ASSERT_EQ(!!(f & FL_FEATURE_BIT(feat)), !is_new && !!(base & FL_FEATURE_BIT(feat)));
 	}
@@ -529,7 +529,7 @@ static int test_has_features(void *arg)
 	T_ASSERT(!fl_feature_has((enum fl_feature)47));
 	T_ASSERT(!fl_feature_has((enum fl_feature)-1));
 	T_ASSERT(!fl_feature_has((enum fl_feature)1000));
-	T_ASSERT_EQ(f & ~(B(PAGEMAP_SCAN) * 2 - 1), 0);
+	T_ASSERT_EQ(f & ~(B(CONTINUE_MODE_WP) * 2 - 1), 0);
 	/* The kernel (6.1+) always has these. */
 	T_ASSERT(fl_feature_has(FL_FEATURE_MISSING_SHMEM));
 	T_ASSERT(fl_feature_has(FL_FEATURE_EVENT_FORK));
@@ -586,7 +586,7 @@ static int test_feature_table(void *arg)
 
 	while (fl_feature_name((enum fl_feature)n))
 		n++;
-	T_ASSERT(n >= 22, "n = %u", n);
+	T_ASSERT(n >= 23, "n = %u", n);
 	T_ASSERT(n <= 64, "a feature set holds 64 features");
 	for (unsigned i = 0; i < n; i++) {
 		enum fl_feature f = (enum fl_feature)i, back = (enum fl_feature)-1;
@@ -641,7 +641,7 @@ static int test_feature_table(void *arg)
 static int test_features_parse(void *arg)
 {
 	const uint64_t newer = B(WP_UNPOPULATED) | B(POISON) | B(WP_ASYNC) | B(MOVE) |
-			       B(PAGEMAP_SCAN) | B(IOCTL_MOVE) | B(IOCTL_POISON);
+			       B(PAGEMAP_SCAN) | B(IOCTL_MOVE) | B(IOCTL_POISON) | B(CONTINUE_MODE_WP);
 	uint64_t m;
 
 	T_OK(fl_features_parse("new", &m));

@@ -226,6 +226,7 @@ static int test_continue_wp(void *arg)
 	struct kt_toucher t;
 	struct uffd_msg msg;
 
+	t_require(FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP));
 	setup(&e, MEM(arg), npages_for(MEM(arg), 2), FL_REG_MINOR | FL_REG_WP, 0);
 	fill_page_cache(&e, 27);
 	kt_touch_start(&t, e.area + 8, KT_READ, 0);
@@ -769,6 +770,26 @@ static int test_move_masked(void *arg)
 	return T_PASS;
 }
 
+/* CONTINUE with MODE_WP masked: -EOPNOTSUPP, nothing mapped; unmasked it works. */
+static int test_continue_wp_masked(void *arg)
+{
+	struct env e;
+	size_t done = 12345;
+
+	t_require(FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP));
+	setup(&e, FL_MEM_SHMEM, 1, FL_REG_MINOR | FL_REG_WP, 0);
+	fill_page_cache(&e, 43);
+	setenv("FAULTLINE_MASK_FEATURES", "continue_mode_wp", 1);
+	T_ASSERT_EQ(fl_uffd_continue(e.uffd, e.area, e.page, FL_MODE_WP, &done), -EOPNOTSUPP);
+	T_ASSERT_EQ(done, 0);
+	T_ASSERT(!kt_page_present(e.area));
+	/* Without the mode bit CONTINUE is not affected by the mask. */
+	T_OK(fl_uffd_continue(e.uffd, e.area, e.page, 0, &done));
+	T_ASSERT_EQ(done, e.page);
+	unsetenv("FAULTLINE_MASK_FEATURES");
+	return T_PASS;
+}
+
 #define PER_MEM(name, fn)                                                      \
 	{ name "_anon", fn, (void *)&mem_anon, 0 },                            \
 	{ name "_shmem", fn, (void *)&mem_shmem, 0 },                          \
@@ -806,6 +827,7 @@ static const struct t_case cases[] = {
 	{ "done_on_invalid_flags", test_done_on_invalid_flags, NULL, 0 },
 	{ "poison_masked", test_poison_masked, NULL, 0 },
 	{ "move_masked", test_move_masked, NULL, 0 },
+	{ "continue_wp_masked", test_continue_wp_masked, NULL, 0 },
 };
 
 int main(int argc, char **argv)

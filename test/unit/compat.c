@@ -82,6 +82,7 @@ static int test_feature_enum(void *arg)
 		{ FL_FEATURE_IOCTL_POISON, 19, 0 },
 		{ FL_FEATURE_IOCTL_MOVE, 20, 0 },
 		{ FL_FEATURE_PAGEMAP_SCAN, 21, 0 },
+		{ FL_FEATURE_CONTINUE_MODE_WP, 22, 0 },
 	};
 	uint64_t all_uffd = 0, all = 0;
 
@@ -104,7 +105,8 @@ static int test_feature_enum(void *arg)
 							   FL_FEATURE_BIT(FL_FEATURE_DEV_USERFAULTFD) |
 							   FL_FEATURE_BIT(FL_FEATURE_IOCTL_POISON) |
 							   FL_FEATURE_BIT(FL_FEATURE_IOCTL_MOVE) |
-							   FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN)));
+							   FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN) |
+							   FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP)));
 	/* Kernel bits faultline does not know (yet) name no feature. */
 	T_ASSERT_EQ(fl_features_from_uffd(1ULL << 40), 0);
 	T_ASSERT_EQ(fl_feature_uffd_bit((enum fl_feature)63), 0);
