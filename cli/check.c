@@ -157,12 +157,11 @@ int cmd_check(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const struct fl_feature_info *table;
 	const char *mask_env = getenv("FAULTLINE_MASK_FEATURES");
 	char bad_token[128] = "", hex[32];
 	uint64_t kernel = 0, masked = 0, parsed;
-	int ntable, probe_err, counts[3] = { 0 }, c, status = EXIT_OK;
-	bool json = false, mask_ok = true;
+	int nfeatures = 0, probe_err, counts[3] = { 0 }, c, status = EXIT_OK;
+	bool json = false, mask_ok = true, have_syscall, have_dev;
 	struct sysinfo_fl sys;
 
 	opterr = 0;
@@ -192,7 +191,10 @@ int cmd_check(int argc, char **argv)
 	probe_err = probe_unmasked(&kernel);
 	if (probe_err)
 		kernel = 0;
-	ntable = fl_feature_table(&table);
+	while (fl_feature_name((enum fl_feature)nfeatures))
+		nfeatures++;
+	have_syscall = (kernel & FL_FEATURE_BIT(FL_FEATURE_SYSCALL)) != 0;
+	have_dev = (kernel & FL_FEATURE_BIT(FL_FEATURE_DEV_USERFAULTFD)) != 0;
 
 	if (json) {
 		struct json j;
@@ -204,10 +206,9 @@ int cmd_check(int argc, char **argv)
 		json_str(&j, "machine", sys.uts.machine);
 		json_bool(&j, "userfaultfd", probe_err == 0);
 		json_str(&j, "userfaultfd_error", probe_err ? strerror(-probe_err) : NULL);
-		json_bool(&j, "syscall", (kernel & FL_FEAT_SYSCALL) != 0);
-		json_bool(&j, "dev_userfaultfd", (kernel & FL_FEAT_DEV_USERFAULTFD) != 0);
-		json_bool(&j, "user_mode_only",
-			  !probe_err && !(kernel & (FL_FEAT_SYSCALL | FL_FEAT_DEV_USERFAULTFD)));
+		json_bool(&j, "syscall", have_syscall);
+		json_bool(&j, "dev_userfaultfd", have_dev);
+		json_bool(&j, "user_mode_only", !probe_err && !have_syscall && !have_dev);
 		if (sys.unprivileged_uffd >= 0)
 			json_i64(&j, "unprivileged_userfaultfd", sys.unprivileged_uffd);
 		else
@@ -228,21 +229,23 @@ int cmd_check(int argc, char **argv)
 		json_str(&j, "masked", hex);
 		json_end(&j);
 		json_begin_array(&j, "features");
-		for (int i = 0; i < ntable; i++) {
-			const struct fl_feature_info *f = &table[i];
-			bool has = (kernel & f->bit) != 0, is_masked = (masked & f->bit) != 0;
+		for (int i = 0; i < nfeatures; i++) {
+			enum fl_feature f = (enum fl_feature)i;
+			bool has = (kernel & FL_FEATURE_BIT(f)) != 0, is_masked = (masked & FL_FEATURE_BIT(f)) != 0;
 			enum feat_status st = !has ? FEAT_MISSING : is_masked ? FEAT_MASKED : FEAT_SUPPORTED;
 
 			counts[st]++;
 			json_begin(&j, NULL);
-			json_str(&j, "name", f->name);
-			snprintf(hex, sizeof(hex), "0x%" PRIx64, f->bit);
-			json_str(&j, "bit", hex);
-			json_str(&j, "since", f->since);
+			json_str(&j, "name", fl_feature_name(f));
+			json_i64(&j, "id", i);
+			/* null for faultline's own features: not a UFFDIO_API bit */
+			snprintf(hex, sizeof(hex), "0x%" PRIx64, fl_feature_uffd_bit(f));
+			json_str(&j, "uffd_bit", fl_feature_uffd_bit(f) ? hex : NULL);
+			json_str(&j, "since", fl_feature_since(f));
 			json_str(&j, "status", status_names[st]);
 			json_bool(&j, "kernel", has);
 			json_bool(&j, "masked", is_masked);
-			json_str(&j, "used_for", f->used_for);
+			json_str(&j, "used_for", fl_feature_purpose(f));
 			json_end(&j);
 		}
 		json_end_array(&j);
@@ -259,11 +262,10 @@ int cmd_check(int argc, char **argv)
 		printf("faultline %s on Linux %s (%s)\n", fl_version(), sys.uts.release, sys.uts.machine);
 		if (probe_err)
 			printf("userfaultfd:                 unavailable (%s)\n", strerror(-probe_err));
-		else if (kernel & (FL_FEAT_SYSCALL | FL_FEAT_DEV_USERFAULTFD))
+		else if (have_syscall || have_dev)
 			printf("userfaultfd:                 available (%s%s%s)\n",
-			       kernel & FL_FEAT_SYSCALL ? "userfaultfd(2)" : "",
-			       (kernel & FL_FEAT_SYSCALL) && (kernel & FL_FEAT_DEV_USERFAULTFD) ? ", " : "",
-			       kernel & FL_FEAT_DEV_USERFAULTFD ? "/dev/userfaultfd" : "");
+			       have_syscall ? "userfaultfd(2)" : "", have_syscall && have_dev ? ", " : "",
+			       have_dev ? "/dev/userfaultfd" : "");
 		else
 			printf("userfaultfd:                 user-mode faults only (kernel-mode faults, e.g. read(2) into lazy memory, fail with EFAULT)\n");
 		if (sys.unprivileged_uffd >= 0)
@@ -290,15 +292,16 @@ int cmd_check(int argc, char **argv)
 			printf("error: FAULTLINE_MASK_FEATURES=\"%s\": unknown feature '%s'; nothing is masked\n",
 			       mask_env, bad_token);
 		printf("\n%-20s %-6s %-10s %s\n", "FEATURE", "SINCE", "STATUS", "USED FOR");
-		for (int i = 0; i < ntable; i++) {
-			const struct fl_feature_info *f = &table[i];
-			bool has = (kernel & f->bit) != 0, is_masked = (masked & f->bit) != 0;
+		for (int i = 0; i < nfeatures; i++) {
+			enum fl_feature f = (enum fl_feature)i;
+			bool has = (kernel & FL_FEATURE_BIT(f)) != 0, is_masked = (masked & FL_FEATURE_BIT(f)) != 0;
 			enum feat_status st = !has ? FEAT_MISSING : is_masked ? FEAT_MASKED : FEAT_SUPPORTED;
 
 			counts[st]++;
-			printf("%-20s %-6s %-10s %s\n", f->name, f->since, status_names[st], f->used_for);
+			printf("%-20s %-6s %-10s %s\n", fl_feature_name(f), fl_feature_since(f), status_names[st],
+			       fl_feature_purpose(f));
 		}
-		printf("\n%d features: %d supported, %d missing, %d masked\n", ntable,
+		printf("\n%d features: %d supported, %d missing, %d masked\n", nfeatures,
 		       counts[FEAT_SUPPORTED], counts[FEAT_MISSING], counts[FEAT_MASKED]);
 	}
 	fflush(stdout);

@@ -182,7 +182,7 @@ void fld_space_get(struct fld *d, int space, uint64_t *ret_client_id, uint64_t *
 
 /* session.c */
 int fld_session_message(struct fld *d, struct fld_session *s);
-void fld_on_event(void *ctx, int space, const struct uffd_msg *msg, int new_space);
+void fld_on_event(void *ctx, int space, const struct fl_event *event);
 uint64_t fld_random64(void);
 /* Is fd a userfaultfd (and with which features, as the kernel says)? -EBADF if not. */
 int fld_uffd_features(int fd, uint64_t *ret);

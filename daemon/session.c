@@ -415,14 +415,15 @@ int fld_session_message(struct fld *d, struct fld_session *s)
 
 /* ---- events (handler threads) ------------------------------------------------------ */
 
-void fld_on_event(void *ctx, int space, const struct uffd_msg *msg, int new_space)
+void fld_on_event(void *ctx, int space, const struct fl_event *event)
 {
 	struct fld *d = ctx;
 	uint64_t owner = 0, beacon = 0;
+	int new_space = event->new_space;
 
 	fld_space_get(d, space, &owner, &beacon);
-	switch (msg->event) {
-	case UFFD_EVENT_FORK: {
+	switch (event->kind) {
+	case FL_EVENT_FORK: {
 		struct fld_fork *f = calloc(1, sizeof(*f));
 		uint64_t page[512] = { FL_MGR_BEACON_MAGIC };
 		int fd, r = -ENOMEM;
@@ -463,16 +464,16 @@ void fld_on_event(void *ctx, int space, const struct uffd_msg *msg, int new_spac
 				new_space);
 		break;
 	}
-	case UFFD_EVENT_REMAP:
+	case FL_EVENT_REMAP:
 		fld_log(0, "client %llu: mremap 0x%llx -> 0x%llx (%llu KiB)", (unsigned long long)owner,
-			(unsigned long long)msg->arg.remap.from, (unsigned long long)msg->arg.remap.to,
-			(unsigned long long)(msg->arg.remap.len >> 10));
+			(unsigned long long)event->start, (unsigned long long)event->remap_to,
+			(unsigned long long)((event->end - event->start) >> 10));
 		break;
-	case UFFD_EVENT_REMOVE:
-	case UFFD_EVENT_UNMAP:
-		fld_log(msg->event == UFFD_EVENT_REMOVE ? 1 : 0, "client %llu: %s 0x%llx-0x%llx",
-			(unsigned long long)owner, msg->event == UFFD_EVENT_REMOVE ? "madvise remove" : "munmap",
-			(unsigned long long)msg->arg.remove.start, (unsigned long long)msg->arg.remove.end);
+	case FL_EVENT_REMOVE:
+	case FL_EVENT_UNMAP:
+		fld_log(event->kind == FL_EVENT_REMOVE ? 1 : 0, "client %llu: %s 0x%llx-0x%llx",
+			(unsigned long long)owner, event->kind == FL_EVENT_REMOVE ? "madvise remove" : "munmap",
+			(unsigned long long)event->start, (unsigned long long)event->end);
 		break;
 	}
 }

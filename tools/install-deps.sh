@@ -28,6 +28,7 @@ packages=(
 	groff-base		# test suite 'man' renders every page with groff
 	libclang-rt-14-dev	# clang's sanitizer runtimes (ASan, UBSan, LSan)
 	afl++			# test examples/fuzz: fuzz-target built with afl-cc, a few seconds of afl-fuzz
+	abigail-tools		# abidw/abidiff: tools/check-abi.sh compares struct layouts with abi/libfaultline.abi
 )
 
 installed() {

@@ -42,10 +42,8 @@ extern "C" {
 #define FL_API
 #endif
 
-#define FL_VERSION_MAJOR 0
-#define FL_VERSION_MINOR 1
-#define FL_VERSION_PATCH 0
-#define FL_VERSION_STRING "0.1.0"
+/* FL_VERSION_MAJOR, _MINOR, _PATCH and _STRING: generated from meson.build. */
+#include <faultline/version.h>
 
 /* Returns the library's version as "MAJOR.MINOR.PATCH". */
 FL_API const char *fl_version(void);

@@ -22,7 +22,6 @@
 #define FAULTLINE_ENGINE_H
 
 #include <faultline/common.h>
-#include <linux/userfaultfd.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +34,30 @@ enum fl_placement {
 	FL_PLACE_ANY = 0,	/* no pinning: the scheduler decides */
 	FL_PLACE_CPU = 1,	/* pin every handler thread to opts.cpu (e.g. the faulting threads' CPU) */
 	FL_PLACE_PER_CPU = 2,	/* one handler pinned to each online CPU, whichever runs first wins */
+};
+
+/* The non-cooperative events the engine reports to on_event. */
+enum fl_event_kind {
+	FL_EVENT_FORK = 1,	/* the process forked; new_space serves the child */
+	FL_EVENT_REMAP = 2,	/* mremap(): [start, end) moved to remap_to */
+	FL_EVENT_REMOVE = 3,	/* madvise(DONTNEED/REMOVE) of [start, end) */
+	FL_EVENT_UNMAP = 4,	/* munmap() of [start, end) */
+};
+
+/*
+ * An event, as the engine handled it. faultline's own struct rather than
+ * the kernel's struct uffd_msg: the callback needs no kernel header, and
+ * FORK (which the engine has already turned into a space) carries the
+ * space rather than a uffd. Written by the library and only read by the
+ * callback, so fields may be appended in later releases (compatible, but
+ * tools/check-abi.sh asks for a deliberate baseline update).
+ */
+struct fl_event {
+	enum fl_event_kind kind;
+	int new_space;		/* FORK: the child's space; otherwise -1 */
+	uint64_t start;		/* REMAP, REMOVE, UNMAP: first address */
+	uint64_t end;		/* REMAP, REMOVE, UNMAP: end of the range (exclusive) */
+	uint64_t remap_to;	/* REMAP: where start went (0 otherwise) */
 };
 
 /* Engine flags. */
@@ -57,15 +80,15 @@ struct fl_engine_opts {
 	enum fl_log_level log_level;	/* highest level passed to `log` */
 	/*
 	 * Optional: called from a handler thread after the engine handled a
-	 * FORK, REMAP, REMOVE or UNMAP event of `space` (msg is the event;
-	 * for FORK only msg->event is set and new_space is the child's space,
-	 * else -1). For FORK it runs before any handler serves the child's
-	 * faults, so it may install pages there (fl_uffd_copy(3) on
-	 * fl_engine_space_fd()). It must not call back into the engine,
-	 * except fl_engine_space_fd() and fl_engine_space_stats(); keep it
-	 * short: the process that caused the event waits for it.
+	 * FORK, REMAP, REMOVE or UNMAP event of `space` (the event is only
+	 * valid during the call). For FORK it runs before any handler serves
+	 * the child's faults (event->new_space), so it may install pages
+	 * there (fl_uffd_copy(3) on fl_engine_space_fd()). It must not call
+	 * back into the engine, except fl_engine_space_fd() and
+	 * fl_engine_space_stats(); keep it short: the process that caused
+	 * the event waits for it.
 	 */
-	void (*on_event)(void *ctx, int space, const struct uffd_msg *msg, int new_space);
+	void (*on_event)(void *ctx, int space, const struct fl_event *event);
 	void *event_ctx;
 };
 

@@ -40,27 +40,68 @@ extern "C" {
 /* ---- features ---------------------------------------------------------- */
 
 /*
- * Feature bits are the kernel's UFFD_FEATURE_* bits (bit 0..63), probed at
- * run time. faultline adds pseudo-features above bit 47 for capabilities
- * that are not UFFDIO_API bits.
+ * What the running kernel (and this process) can do, probed at run time.
+ * faultline names each feature with its own number, stable across releases
+ * (new features are only appended): the kernel's UFFD_FEATURE_* bits are one
+ * source of answers, but some features are not UFFDIO_API bits at all (the
+ * PAGEMAP_SCAN ioctl, the ways to create a uffd, the ioctls that follow a
+ * feature), and the kernel's bit numbers are not ours to extend. The
+ * numbers are deliberately not the kernel's bit numbers: use
+ * fl_feature_uffd_bit() or fl_features_to_uffd() where kernel bits are
+ * needed (fl_uffd_api(), fl_engine_adopt(), struct fl_guard_opts).
  */
-#define FL_FEAT_PAGEMAP_SCAN	(1ULL << 48)	/* PAGEMAP_SCAN ioctl, 6.7 */
-#define FL_FEAT_DEV_USERFAULTFD	(1ULL << 49)	/* /dev/userfaultfd usable */
-#define FL_FEAT_SYSCALL		(1ULL << 50)	/* userfaultfd(2) usable without USER_MODE_ONLY */
-#define FL_FEAT_IOCTL_MOVE	(1ULL << 51)	/* UFFDIO_MOVE usable (follows UFFD_FEATURE_MOVE) */
-#define FL_FEAT_IOCTL_POISON	(1ULL << 52)	/* UFFDIO_POISON in register ioctls */
+enum fl_feature {
+	/* Creating a uffd. */
+	FL_FEATURE_SYSCALL = 0,		/* userfaultfd(2) without USER_MODE_ONLY, 4.3 */
+	FL_FEATURE_DEV_USERFAULTFD = 1,	/* /dev/userfaultfd usable, 6.1 */
+	/* Registration (UFFD_FEATURE_*). */
+	FL_FEATURE_MISSING_SHMEM = 2,	/* 4.11 */
+	FL_FEATURE_MISSING_HUGETLBFS = 3, /* 4.11 */
+	FL_FEATURE_MINOR_SHMEM = 4,	/* 5.14 */
+	FL_FEATURE_MINOR_HUGETLBFS = 5,	/* 5.13 */
+	FL_FEATURE_WP = 6,		/* UFFD_FEATURE_PAGEFAULT_FLAG_WP, 5.7 */
+	FL_FEATURE_WP_HUGETLBFS_SHMEM = 7, /* 5.19 */
+	FL_FEATURE_WP_UNPOPULATED = 8,	/* 6.4 */
+	FL_FEATURE_WP_ASYNC = 9,	/* 6.7 */
+	/* Non-cooperative events (UFFD_FEATURE_EVENT_*). */
+	FL_FEATURE_EVENT_FORK = 10,	/* 4.11 */
+	FL_FEATURE_EVENT_REMAP = 11,	/* 4.11 */
+	FL_FEATURE_EVENT_REMOVE = 12,	/* 4.11 */
+	FL_FEATURE_EVENT_UNMAP = 13,	/* 4.11 */
+	/* How faults are delivered (UFFD_FEATURE_*). */
+	FL_FEATURE_SIGBUS = 14,		/* 4.14 */
+	FL_FEATURE_THREAD_ID = 15,	/* 4.14 */
+	FL_FEATURE_EXACT_ADDRESS = 16,	/* 5.18 */
+	/* Resolving. */
+	FL_FEATURE_POISON = 17,		/* UFFD_FEATURE_POISON, 6.6 */
+	FL_FEATURE_MOVE = 18,		/* UFFD_FEATURE_MOVE, 6.8 */
+	FL_FEATURE_IOCTL_POISON = 19,	/* UFFDIO_POISON on registered ranges, 6.6 */
+	FL_FEATURE_IOCTL_MOVE = 20,	/* UFFDIO_MOVE on the fd, 6.8 */
+	/* Beyond userfaultfd. */
+	FL_FEATURE_PAGEMAP_SCAN = 21,	/* PAGEMAP_SCAN on /proc/pid/pagemap, 6.7 */
+	/* A mode bit, not a feature bit: fl_uffd_continue() with FL_MODE_WP. */
+	FL_FEATURE_CONTINUE_MODE_WP = 22, /* UFFDIO_CONTINUE_MODE_WP, 6.4 */
+};
+
+/*
+ * A feature set is a uint64_t with bit FL_FEATURE_BIT(f) for each feature
+ * f: fl_features_probe(), fl_features(), fl_features_masked() and
+ * fl_features_parse() speak in such sets, never in kernel bits.
+ */
+#define FL_FEATURE_BIT(f) ((uint64_t)1 << (unsigned)(f))
 
 /*
  * Probe the running kernel: opens a throwaway uffd, runs UFFDIO_API with
- * features = 0, reads back what the kernel offers, and checks PAGEMAP_SCAN.
- * The answer is then reduced by the FAULTLINE_MASK_FEATURES environment
- * variable (see faultline(7)): a comma-separated list of feature names
- * ("poison,move"), "new" (everything newer than Linux 6.1), or a hex mask.
+ * features = 0, reads back what the kernel offers, and checks PAGEMAP_SCAN,
+ * UFFDIO_CONTINUE_MODE_WP and the ways of creating a uffd. The answer is then reduced by the
+ * FAULTLINE_MASK_FEATURES environment variable (see faultline(7)): a
+ * comma-separated list of feature names ("poison,move"), "new" (everything
+ * newer than Linux 6.1), or a hex mask of kernel UFFD_FEATURE_* bits.
  * fl_features() caches the first answer for the life of the process; this
  * function always probes anew.
  *
- * Returns 0 and writes the feature set, or -errno (-EOPNOTSUPP: no
- * userfaultfd at all).
+ * Returns 0 and writes the feature set (FL_FEATURE_BIT()s), or -errno
+ * (-EOPNOTSUPP: no userfaultfd at all).
  */
 FL_API int fl_features_probe(uint64_t *ret_features);
 
@@ -70,22 +111,49 @@ FL_API uint64_t fl_features(void);
 /* The features masked off by FAULTLINE_MASK_FEATURES (0 when unset). */
 FL_API uint64_t fl_features_masked(void);
 
-/* True if every bit of `want` is in fl_features(). */
-FL_API bool fl_has_features(uint64_t want);
+/* True if `feature` is in fl_features() (known, present and not masked). */
+FL_API bool fl_feature_has(enum fl_feature feature);
 
-/* Table of known features, for `faultline check` and for diagnostics. */
-struct fl_feature_info {
-	uint64_t bit;		/* UFFD_FEATURE_* or FL_FEAT_* */
-	const char *name;	/* short name, as accepted by FAULTLINE_MASK_FEATURES */
-	const char *since;	/* first Linux version that has it */
-	const char *used_for;	/* what faultline uses it for */
-};
-/* Returns the number of entries and points *ret_table at a static table. */
-FL_API int fl_feature_table(const struct fl_feature_info **ret_table);
-/* Name of a single feature bit, or NULL. */
-FL_API const char *fl_feature_name(uint64_t bit);
-/* Parse a FAULTLINE_MASK_FEATURES-style string into a mask. -EINVAL on an unknown name. */
-FL_API int fl_features_parse(const char *spec, uint64_t *ret_mask);
+/*
+ * About one feature, from faultline's static table (no probing): its short
+ * name as accepted by FAULTLINE_MASK_FEATURES and printed by `faultline
+ * check`, the first Linux version that has it, and what faultline uses it
+ * for. Each returns NULL for a value that is not a known feature, so
+ * `for (f = 0; fl_feature_name(f); f++)` walks every feature this build of
+ * the library knows.
+ */
+FL_API const char *fl_feature_name(enum fl_feature feature);
+FL_API const char *fl_feature_since(enum fl_feature feature);
+FL_API const char *fl_feature_purpose(enum fl_feature feature);
+
+/* The feature called `name` (any case). -EINVAL: no such feature. */
+FL_API int fl_feature_from_name(const char *name, enum fl_feature *ret_feature);
+
+/*
+ * The kernel's UFFD_FEATURE_* bit of a feature, for the UFFDIO_API
+ * handshake; 0 for a feature that is not a UFFDIO_API bit (SYSCALL,
+ * DEV_USERFAULTFD, IOCTL_*, PAGEMAP_SCAN, CONTINUE_MODE_WP) or not known.
+ */
+FL_API uint64_t fl_feature_uffd_bit(enum fl_feature feature);
+
+/*
+ * The UFFD_FEATURE_* bits of the features in `features` (a feature set);
+ * features that are not UFFDIO_API bits are dropped. For example
+ * fl_features_to_uffd(fl_features()) is everything a handshake may ask for.
+ */
+FL_API uint64_t fl_features_to_uffd(uint64_t features);
+/*
+ * The reverse: the feature set named by UFFD_FEATURE_* bits (for example
+ * what fl_uffd_api() reported); bits faultline does not know are dropped.
+ */
+FL_API uint64_t fl_features_from_uffd(uint64_t uffd_features);
+
+/*
+ * Parse a FAULTLINE_MASK_FEATURES-style string into a feature set.
+ * -EINVAL on an unknown name or a malformed hex mask (hex masks are kernel
+ * UFFD_FEATURE_* bits; bits faultline does not know are ignored).
+ */
+FL_API int fl_features_parse(const char *spec, uint64_t *ret_features);
 
 /* ---- creating and handshaking ----------------------------------------- */
 
@@ -109,11 +177,13 @@ FL_API int fl_features_parse(const char *spec, uint64_t *ret_mask);
 FL_API int fl_uffd_create(unsigned flags, int *ret_fd);
 
 /*
- * UFFDIO_API handshake, allowed once per uffd. `features` are UFFD_FEATURE_*
- * bits to enable. Returns 0 and what the kernel reports (all features it
- * supports, and the ioctls usable on the fd); -EOPNOTSUPP if a requested
- * feature is missing or masked; -EINVAL on a second call.
- * ret_features and ret_ioctls may be NULL.
+ * UFFDIO_API handshake, allowed once per uffd. `features` are the kernel's
+ * UFFD_FEATURE_* bits to enable: this is the raw kernel interface, so it
+ * speaks kernel bits (fl_feature_uffd_bit() and fl_features_to_uffd()
+ * translate). Returns 0 and what the kernel reports in the same bits (all
+ * features it supports, minus masked ones, and the ioctls usable on the
+ * fd); -EOPNOTSUPP if a requested feature is missing or masked; -EINVAL on
+ * a second call. ret_features and ret_ioctls may be NULL.
  */
 FL_API int fl_uffd_api(int uffd, uint64_t features, uint64_t *ret_features,
 		       uint64_t *ret_ioctls);
@@ -186,7 +256,11 @@ FL_API int fl_uffd_copy(int uffd, void *dst, const void *src, size_t len,
 			unsigned flags, size_t *ret_done);
 FL_API int fl_uffd_zeropage(int uffd, void *dst, size_t len, unsigned flags,
 			    size_t *ret_done);
-/* CONTINUE: map existing page-cache pages into a MINOR-registered range. */
+/*
+ * CONTINUE: map existing page-cache pages into a MINOR-registered range.
+ * FL_MODE_WP maps them write-protected (needs FL_FEATURE_CONTINUE_MODE_WP,
+ * Linux 6.4: -EOPNOTSUPP without it, where the kernel says EINVAL).
+ */
 FL_API int fl_uffd_continue(int uffd, void *dst, size_t len, unsigned flags,
 			    size_t *ret_done);
 /* POISON: later accesses raise SIGBUS. Needs UFFD_FEATURE_POISON. */
@@ -209,8 +283,17 @@ FL_API int fl_uffd_wake(int uffd, void *addr, size_t len);
 /*
  * Read up to `max` messages in one read(2). Returns the number read (>= 1),
  * -EAGAIN when nothing is pending on a non-blocking uffd (or another reader
- * took it), -EINTR, or -errno. Messages are the kernel's struct uffd_msg,
- * a stable ABI; use the helpers below to decode them.
+ * took it), -EINTR, or -errno.
+ *
+ * Messages are the kernel's struct uffd_msg, on purpose: this is the raw
+ * kernel interface layer, and struct uffd_msg is exactly what read(2) on a
+ * uffd returns (32 bytes, a kernel ABI that only ever grew inside its
+ * unions); a faultline copy would cost a translation per message on the
+ * fault path and could never carry a field the kernel adds. What varies
+ * between kernel header versions is the naming of the fields (feat.ptid
+ * appeared in 4.14), so decode through the helpers below rather than by
+ * field. The higher layers do not expose the struct: the engine's on_event
+ * callback gets a struct fl_event (engine.h).
  */
 FL_API int fl_uffd_read(int uffd, struct uffd_msg *msgs, unsigned max);
 

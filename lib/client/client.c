@@ -499,7 +499,7 @@ static int create_uffd(struct fl_client *c)
 			UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
 	int r;
 
-	want &= fl_features();
+	want &= fl_features_to_uffd(fl_features());
 	r = fl_uffd_create(FL_UFFD_CLOEXEC, &c->uffd);
 	if (r)
 		return r;

@@ -150,7 +150,7 @@ static int scan_private(uint64_t start, uint64_t end, run_fn fn, void *ctx)
 	ret = fl_pagemap_open(0, &fd);
 	if (ret)
 		return ret;
-	if (fl_has_features(FL_FEAT_PAGEMAP_SCAN)) {
+	if (fl_feature_has(FL_FEATURE_PAGEMAP_SCAN)) {
 		struct fl_scan_opts so = {
 			.sz = sizeof(so),
 			.start = start,

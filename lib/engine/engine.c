@@ -234,8 +234,8 @@ static void handle_fork(struct fl_engine *e, struct fl__space *parent, int child
 	/* Before the handler threads poll the child: the callback may install
 	 * pages in it (a beacon) without racing its faults. */
 	if (e->opts.on_event)
-		e->opts.on_event(e->opts.event_ctx, parent->id, &(struct uffd_msg){ .event = UFFD_EVENT_FORK },
-				 sp->id);
+		e->opts.on_event(e->opts.event_ctx, parent->id,
+				 &(struct fl_event){ .kind = FL_EVENT_FORK, .new_space = sp->id });
 	wake_threads(e);
 }
 
@@ -333,8 +333,19 @@ static void dispatch(struct fl_engine *e, struct fl__space *sp, const struct uff
 		fl__log(&e->log, FL_LOG_WARN, "unknown uffd event 0x%x", m->event);
 		return;
 	}
-	if (m->event != UFFD_EVENT_PAGEFAULT && m->event != UFFD_EVENT_FORK && e->opts.on_event)
-		e->opts.on_event(e->opts.event_ctx, sp->id, m, -1);
+	if (m->event != UFFD_EVENT_PAGEFAULT && m->event != UFFD_EVENT_FORK && e->opts.on_event) {
+		struct fl_event ev = { .new_space = -1 };
+
+		if (m->event == UFFD_EVENT_REMAP) {
+			ev = (struct fl_event){ FL_EVENT_REMAP, -1, m->arg.remap.from,
+						m->arg.remap.from + m->arg.remap.len, m->arg.remap.to };
+		} else {
+			ev.kind = m->event == UFFD_EVENT_REMOVE ? FL_EVENT_REMOVE : FL_EVENT_UNMAP;
+			ev.start = m->arg.remove.start;
+			ev.end = m->arg.remove.end;
+		}
+		e->opts.on_event(e->opts.event_ctx, sp->id, &ev);
+	}
 }
 
 /* Read and handle one batch from a space. Returns messages handled, or -errno. */
@@ -545,7 +556,7 @@ int fl_engine_new(const struct fl_engine_opts *opts, struct fl_engine **ret_engi
 {
 	struct fl_engine *e;
 	struct fl__space *sp;
-	uint64_t want, avail = fl_features(), got = 0;
+	uint64_t want, avail = fl_features_to_uffd(fl_features()), got = 0;
 	int uffd = -1, r;
 
 	if (!ret_engine)

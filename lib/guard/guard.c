@@ -74,7 +74,7 @@ int64_t fl_poison_absent(int uffd, const struct fl_range *ranges, unsigned nr_ra
 
 	if (!ranges && nr_ranges)
 		return -EINVAL;
-	if (fl_has_features(FL_FEAT_PAGEMAP_SCAN))
+	if (fl_feature_has(FL_FEATURE_PAGEMAP_SCAN))
 		fl_pagemap_open(0, &pm);
 	for (unsigned i = 0; i < nr_ranges; i++) {
 		int64_t r;

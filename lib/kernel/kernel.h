@@ -10,7 +10,7 @@
 #include "flutil.h"
 #include "compat/uffd-compat.h"
 
-/* feature.c: the UFFD_FEATURE_* bits FAULTLINE_MASK_FEATURES=new hides. */
+/* feature.c: the feature set FAULTLINE_MASK_FEATURES=new hides. */
 uint64_t fl__features_newer_than_6_1(void);
 
 #endif

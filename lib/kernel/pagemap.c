@@ -39,7 +39,7 @@ int fl_pagemap_scan(int pagemap_fd, const struct fl_scan_opts *opts,
 	r = FL_OPTS_COPY(o, opts);
 	if (r)
 		return r;
-	if (fl_features_masked() & FL_FEAT_PAGEMAP_SCAN)
+	if (fl_features_masked() & FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN))
 		return -EOPNOTSUPP;
 	arg = (struct pm_scan_arg){
 		.size = sizeof(arg),

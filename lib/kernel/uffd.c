@@ -53,7 +53,7 @@ int fl_uffd_create(unsigned flags, int *ret_fd)
 		oflags |= O_NONBLOCK;
 
 	if (flags & FL_UFFD_USE_DEV) {
-		if (fl_features_masked() & FL_FEAT_DEV_USERFAULTFD)
+		if (fl_features_masked() & FL_FEATURE_BIT(FL_FEATURE_DEV_USERFAULTFD))
 			return -EOPNOTSUPP;
 		return create_dev(oflags, ret_fd);
 	}
@@ -63,7 +63,7 @@ int fl_uffd_create(unsigned flags, int *ret_fd)
 	r = create_syscall(oflags, false, ret_fd);
 	if (r != -EPERM && r != -EOPNOTSUPP)
 		return r;
-	if (!(fl_features_masked() & FL_FEAT_DEV_USERFAULTFD)) {
+	if (!(fl_features_masked() & FL_FEATURE_BIT(FL_FEATURE_DEV_USERFAULTFD))) {
 		int r2 = create_dev(oflags, ret_fd);
 		if (r2 == 0)
 			return 0;
@@ -76,7 +76,7 @@ int fl_uffd_create(unsigned flags, int *ret_fd)
 int fl_uffd_api(int uffd, uint64_t features, uint64_t *ret_features, uint64_t *ret_ioctls)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = features };
-	uint64_t masked = fl_features_masked();
+	uint64_t masked = fl_features_to_uffd(fl_features_masked());
 
 	if (features & masked)
 		return -EOPNOTSUPP;
@@ -84,7 +84,7 @@ int fl_uffd_api(int uffd, uint64_t features, uint64_t *ret_features, uint64_t *r
 		int e = errno;
 		/* EINVAL both for "already called" and "feature unknown":
 		 * tell them apart with the probe. */
-		if (e == EINVAL && (features & ~fl_features()) != 0)
+		if (e == EINVAL && (features & ~fl_features_to_uffd(fl_features())) != 0)
 			return -EOPNOTSUPP;
 		return -e;
 	}
@@ -113,9 +113,9 @@ int fl_uffd_register(int uffd, void *addr, size_t len, unsigned modes, uint64_t 
 		return -errno;
 	if (ret_ioctls) {
 		uint64_t ioctls = reg.ioctls;
-		if (fl_features_masked() & FL_FEAT_IOCTL_POISON)
+		if (fl_features_masked() & FL_FEATURE_BIT(FL_FEATURE_IOCTL_POISON))
 			ioctls &= ~(1ull << _UFFDIO_POISON);
-		if (fl_features_masked() & FL_FEAT_IOCTL_MOVE)
+		if (fl_features_masked() & FL_FEATURE_BIT(FL_FEATURE_IOCTL_MOVE))
 			ioctls &= ~(1ull << _UFFDIO_MOVE);
 		*ret_ioctls = ioctls;
 	}
@@ -242,15 +242,24 @@ int fl_uffd_zeropage(int uffd, void *dst, size_t len, unsigned flags, size_t *re
 int fl_uffd_continue(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_done)
 {
 	uint64_t mode = 0;
+	int r;
 	if (ret_done)
 		*ret_done = 0;
 	if (flags & ~(FL_DONTWAKE | FL_MODE_WP))
 		return -EINVAL;
 	if (flags & FL_DONTWAKE)
 		mode |= UFFDIO_CONTINUE_MODE_DONTWAKE;
-	if (flags & FL_MODE_WP)
+	if (flags & FL_MODE_WP) {
+		if (fl_features_masked() & FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP))
+			return -EOPNOTSUPP;
 		mode |= UFFDIO_CONTINUE_MODE_WP;
-	return resolve_range(uffd, OP_CONTINUE, (uintptr_t)dst, 0, len, mode, ret_done);
+	}
+	r = resolve_range(uffd, OP_CONTINUE, (uintptr_t)dst, 0, len, mode, ret_done);
+	/* Before 6.4 the kernel rejects the mode bit with EINVAL: that is
+	 * "the kernel lacks this", which faultline spells -EOPNOTSUPP. */
+	if (r == -EINVAL && (flags & FL_MODE_WP) && !fl_feature_has(FL_FEATURE_CONTINUE_MODE_WP))
+		r = -EOPNOTSUPP;
+	return r;
 }
 
 int fl_uffd_poison(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_done)
@@ -259,7 +268,7 @@ int fl_uffd_poison(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_
 		*ret_done = 0;
 	if (flags & ~FL_DONTWAKE)
 		return -EINVAL;
-	if (fl_features_masked() & (UFFD_FEATURE_POISON | FL_FEAT_IOCTL_POISON)) {
+	if (fl_features_masked() & (FL_FEATURE_BIT(FL_FEATURE_POISON) | FL_FEATURE_BIT(FL_FEATURE_IOCTL_POISON))) {
 		if (ret_done)
 			*ret_done = 0;
 		return -EOPNOTSUPP;
@@ -275,7 +284,7 @@ int fl_uffd_move(int uffd, void *dst, void *src, size_t len, unsigned flags, siz
 		*ret_done = 0;
 	if (flags & ~(FL_DONTWAKE | FL_ALLOW_SRC_HOLES))
 		return -EINVAL;
-	if (fl_features_masked() & (UFFD_FEATURE_MOVE | FL_FEAT_IOCTL_MOVE)) {
+	if (fl_features_masked() & (FL_FEATURE_BIT(FL_FEATURE_MOVE) | FL_FEATURE_BIT(FL_FEATURE_IOCTL_MOVE))) {
 		if (ret_done)
 			*ret_done = 0;
 		return -EOPNOTSUPP;

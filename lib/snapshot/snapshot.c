@@ -921,7 +921,7 @@ static int setup_range(struct fl_snapshot *s, unsigned i, const struct fl_range 
 			/* SYNC even for precopy: the final dirty set is then
 			 * saved copy-before-write after the pause instead of
 			 * copied during it. */
-			.backend = s->o.strategy == FL_SNAPSHOT_COW || fl_has_features(UFFD_FEATURE_PAGEFAULT_FLAG_WP) ?
+			.backend = s->o.strategy == FL_SNAPSHOT_COW || fl_feature_has(FL_FEATURE_WP) ?
 					   FL_WATCH_SYNC : FL_WATCH_AUTO,
 			/* Leave the application's huge pages alone: a write
 			 * into one just marks more granules to save. */

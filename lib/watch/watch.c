@@ -412,6 +412,14 @@ int fl__watch_set_hook(struct fl_watch *w, fl__watch_hook_fn fn, void *ctx)
 
 /* ---- setup ---------------------------------------------------------------- */
 
+/* The async backend: the kernel resolves WP faults, PAGEMAP_SCAN reports
+ * what was written, and unpopulated ptes are protected without a fault-in. */
+static bool async_usable(void)
+{
+	return fl_feature_has(FL_FEATURE_WP_ASYNC) && fl_feature_has(FL_FEATURE_WP_UNPOPULATED) &&
+	       fl_feature_has(FL_FEATURE_PAGEMAP_SCAN);
+}
+
 static int uffd_setup(struct fl_watch *w, bool async)
 {
 	uint64_t feat, modes = FL_REG_WP;
@@ -419,21 +427,21 @@ static int uffd_setup(struct fl_watch *w, bool async)
 
 	if (async) {
 		feat = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
-		if (!fl_has_features(feat | FL_FEAT_PAGEMAP_SCAN))
+		if (!async_usable())
 			return -EOPNOTSUPP;
 	} else {
 		feat = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE;
-		if (!fl_has_features(feat))
+		if (!fl_feature_has(FL_FEATURE_WP) || !fl_feature_has(FL_FEATURE_EVENT_REMOVE))
 			return -EOPNOTSUPP;
 		if (w->mem == FL_MEM_ANON) {
-			if (fl_has_features(UFFD_FEATURE_WP_UNPOPULATED))
+			if (fl_feature_has(FL_FEATURE_WP_UNPOPULATED))
 				feat |= UFFD_FEATURE_WP_UNPOPULATED;
 			else
 				modes |= FL_REG_MISSING;	/* catch never-populated pages */
 		}
 	}
 	if (w->mem != FL_MEM_ANON) {
-		if (!fl_has_features(UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+		if (!fl_feature_has(FL_FEATURE_WP_HUGETLBFS_SHMEM))
 			return -EOPNOTSUPP;
 		feat |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
 	}
@@ -490,10 +498,8 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 		fl__madvise(addr, len, MADV_NOHUGEPAGE);
 
 	if (o.backend == FL_WATCH_AUTO)
-		o.backend = fl_has_features(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | FL_FEAT_PAGEMAP_SCAN) ?
-				    FL_WATCH_ASYNC :
-			    fl_has_features(UFFD_FEATURE_PAGEFAULT_FLAG_WP) ? FL_WATCH_SYNC :
-									      FL_WATCH_MPROTECT;
+		o.backend = async_usable() ? FL_WATCH_ASYNC :
+			    fl_feature_has(FL_FEATURE_WP) ? FL_WATCH_SYNC : FL_WATCH_MPROTECT;
 	w->backend = o.backend;
 	if (w->backend != FL_WATCH_ASYNC) {
 		w->dirty = calloc((w->ngran + 63) / 64, sizeof(uint64_t));
@@ -509,7 +515,7 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 			ret = uffd_setup(w, true);
 		break;
 	case FL_WATCH_SYNC:
-		if (w->mem == FL_MEM_ANON && !fl_has_features(UFFD_FEATURE_WP_UNPOPULATED)) {
+		if (w->mem == FL_MEM_ANON && !fl_feature_has(FL_FEATURE_WP_UNPOPULATED)) {
 			w->zero_buf = calloc(1, w->gran);
 			if (!w->zero_buf) {
 				ret = -ENOMEM;

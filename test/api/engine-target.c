@@ -142,7 +142,7 @@ static int c_pattern_target(void *arg)
 	uint8_t *p, *q;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP);
+	t_require(fl_features_from_uffd(UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP));
 	e = u_engine(0, 1);
 	p = mmap(NULL, PAGES * PSZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	T_ASSERT(p != MAP_FAILED);

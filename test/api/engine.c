@@ -43,15 +43,15 @@ static int c_new_options(void *arg)
 	T_ASSERT(e != NULL);
 	T_ASSERT(fl_engine_fd(e) >= 0);
 	f = fl_engine_features(e);
-	T_ASSERT((f & ~fl_features()) == 0, "engine features 0x%llx beyond the probed 0x%llx",
-		 (unsigned long long)f, (unsigned long long)fl_features());
-	if (t_has(UFFD_FEATURE_THREAD_ID))
+	T_ASSERT((f & ~fl_features_to_uffd(fl_features())) == 0, "engine features 0x%llx beyond the probed 0x%llx",
+		 (unsigned long long)f, (unsigned long long)fl_features_to_uffd(fl_features()));
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_THREAD_ID)))
 		T_ASSERT(f & UFFD_FEATURE_THREAD_ID);
-	if (t_has(UFFD_FEATURE_POISON))
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)))
 		T_ASSERT(f & UFFD_FEATURE_POISON);
 	else
 		T_ASSERT(!(f & UFFD_FEATURE_POISON));
-	T_ASSERT_EQ(f & events, fl_features() & events);
+	T_ASSERT_EQ(f & events, fl_features_to_uffd(fl_features()) & events);
 	/* The uffd is non-blocking (for poll loops) and close-on-exec. */
 	T_ASSERT(fcntl(fl_engine_fd(e), F_GETFL) & O_NONBLOCK);
 	T_ASSERT(fcntl(fl_engine_fd(e), F_GETFD) & FD_CLOEXEC);
@@ -582,7 +582,7 @@ static int c_unowned(void *arg)
 	int memfd;
 	bool poison;
 
-	t_require(u_cfg_features(c));
+	t_require(fl_features_from_uffd(u_cfg_features(c)));
 	if (c->mem == FL_MEM_HUGETLB)
 		t_need_huge(len);
 	u_bus_install();
@@ -620,7 +620,7 @@ static int c_event_fork(void *arg)
 	long child_result = -2;
 	pid_t pid;
 
-	t_require(UFFD_FEATURE_EVENT_FORK | u_cfg_features(c));
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_FORK) | fl_features_from_uffd(u_cfg_features(c)));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0xf0f);
 	store = u_mem_store(img, LEN);
@@ -686,7 +686,7 @@ static int c_event_fork_many(void *arg)
 	uint8_t *img, *base;
 	pid_t kids[KIDS];
 
-	t_require(UFFD_FEATURE_EVENT_FORK | u_cfg_features(c));
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_FORK) | fl_features_from_uffd(u_cfg_features(c)));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0xf0f2);
 	store = u_mem_store(img, LEN);
@@ -739,7 +739,7 @@ static int c_event_mremap(void *arg)
 	uint8_t *img, *old, *to, *q;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_REMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMAP));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0x4e3a);
 	store = u_mem_store(img, LEN);
@@ -776,7 +776,7 @@ static int c_event_mremap_partial(void *arg)
 	uint8_t *img, *base, *to, *q;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_REMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMAP));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0x4e3b);
 	store = u_mem_store(img, LEN);
@@ -802,6 +802,137 @@ static int c_event_mremap_partial(void *arg)
 	return T_PASS;
 }
 
+/* ---- events: the on_event callback ---------------------------------------------------------------- */
+
+struct ev_log {
+	pthread_mutex_t mu;
+	struct fl_engine *engine;
+	struct fl_event ev[16];
+	int space[16];
+	int child_fd;		/* fl_engine_space_fd(new_space) inside the FORK call */
+	unsigned n;
+};
+
+static void ev_record(void *ctx, int space, const struct fl_event *event)
+{
+	struct ev_log *log = ctx;
+
+	pthread_mutex_lock(&log->mu);
+	if (log->n < 16) {
+		log->ev[log->n] = *event;
+		log->space[log->n] = space;
+		log->n++;
+	}
+	if (event->kind == FL_EVENT_FORK)
+		log->child_fd = fl_engine_space_fd(log->engine, event->new_space);
+	pthread_mutex_unlock(&log->mu);
+}
+
+/*
+ * The callback runs after the engine handled the event: wait for the event
+ * of `kind` at `start` (the kernel may add others, e.g. an UNMAP of the old
+ * range around a REMAP).
+ */
+static struct fl_event ev_find(struct ev_log *log, enum fl_event_kind kind, uint64_t start, int *ret_space)
+{
+	uint64_t end = t_now_ns() + 3000000000ull;
+	struct fl_event ev = { 0 };
+	bool found = false;
+
+	while (!found) {
+		pthread_mutex_lock(&log->mu);
+		for (unsigned i = 0; i < log->n && !found; i++) {
+			if (log->ev[i].kind == kind && log->ev[i].start == start) {
+				ev = log->ev[i];
+				*ret_space = log->space[i];
+				found = true;
+			}
+		}
+		pthread_mutex_unlock(&log->mu);
+		if (found || t_now_ns() >= end)
+			break;
+		t_sleep_ms(1);
+	}
+	if (!found)
+		for (unsigned i = 0; i < log->n; i++)
+			t_log("event %u: kind %d space %d start 0x%llx end 0x%llx to 0x%llx", i, log->ev[i].kind,
+			      log->space[i], (unsigned long long)log->ev[i].start,
+			      (unsigned long long)log->ev[i].end, (unsigned long long)log->ev[i].remap_to);
+	T_ASSERT(found, "no event of kind %d at 0x%llx reported", kind, (unsigned long long)start);
+	return ev;
+}
+
+/* on_event gets faultline's struct fl_event, with the kernel's addresses. */
+static int c_event_callback(void *arg)
+{
+	static struct ev_log log = { .mu = PTHREAD_MUTEX_INITIALIZER, .child_fd = -1 };
+	struct fl_engine_opts o = { .sz = sizeof(o), .threads = 1, .on_event = ev_record, .event_ctx = &log };
+	struct fl_engine *e;
+	struct fl_store *store;
+	struct fl_region *r;
+	struct fl_event ev;
+	size_t np = LEN / U_PAGE;
+	uint8_t *img, *base, *to, *q;
+	int space = -2, status;
+	pid_t pid;
+	(void)arg;
+
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMOVE) | FL_FEATURE_BIT(FL_FEATURE_EVENT_REMAP) |
+		  FL_FEATURE_BIT(FL_FEATURE_EVENT_UNMAP) | FL_FEATURE_BIT(FL_FEATURE_EVENT_FORK));
+	e = log.engine = u_engine_opts(&o);
+	img = u_image(LEN, 0, 0xe7e);
+	store = u_mem_store(img, LEN);
+	r = u_region(e, &anon_cfg, LEN, store, FL_REGION_NO_PREFETCH);
+	base = fl_region_addr(r);
+	U_CHECK(base, img, LEN / 2, U_PAGE);
+
+	T_ASSERT(madvise(base + U_PAGE, 2 * U_PAGE, MADV_DONTNEED) == 0);
+	ev = ev_find(&log, FL_EVENT_REMOVE, (uintptr_t)base + U_PAGE, &space);
+	T_ASSERT_EQ(space, 0);
+	T_ASSERT_EQ(ev.new_space, -1);
+	T_ASSERT_EQ(ev.start, (uintptr_t)base + U_PAGE);
+	T_ASSERT_EQ(ev.end, (uintptr_t)base + 3 * U_PAGE);
+	T_ASSERT_EQ(ev.remap_to, 0);
+
+	to = mmap(NULL, LEN / 2, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	T_ASSERT(to != MAP_FAILED);
+	q = mremap(base + LEN / 2, LEN / 2, LEN / 2, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	T_ASSERT(q == to, "mremap: %s", strerror(errno));
+	ev = ev_find(&log, FL_EVENT_REMAP, (uintptr_t)base + LEN / 2, &space);
+	T_ASSERT_EQ(space, 0);
+	T_ASSERT_EQ(ev.new_space, -1);
+	T_ASSERT_EQ(ev.start, (uintptr_t)base + LEN / 2);
+	T_ASSERT_EQ(ev.end, (uintptr_t)base + LEN);
+	T_ASSERT_EQ(ev.remap_to, (uintptr_t)to);
+
+	T_ASSERT(munmap(base + (np / 4) * U_PAGE, U_PAGE) == 0);
+	ev = ev_find(&log, FL_EVENT_UNMAP, (uintptr_t)base + (np / 4) * U_PAGE, &space);
+	T_ASSERT_EQ(space, 0);
+	T_ASSERT_EQ(ev.new_space, -1);
+	T_ASSERT_EQ(ev.start, (uintptr_t)base + (np / 4) * U_PAGE);
+	T_ASSERT_EQ(ev.end, (uintptr_t)base + (np / 4 + 1) * U_PAGE);
+
+	fflush(NULL);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	T_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ev = ev_find(&log, FL_EVENT_FORK, 0, &space);
+	T_ASSERT_EQ(space, 0);
+	T_ASSERT(ev.new_space >= 1, "new_space %d", ev.new_space);
+	T_ASSERT_EQ(ev.start, 0);
+	T_ASSERT_EQ(ev.end, 0);
+	pthread_mutex_lock(&log.mu);
+	T_ASSERT(log.child_fd >= 0, "the child's uffd was not available in the FORK callback");
+	pthread_mutex_unlock(&log.mu);
+
+	fl_region_free(r);
+	fl_store_unref(store);
+	fl_engine_free(e);
+	return T_PASS;
+}
+
 /* ---- events: MADV_DONTNEED ------------------------------------------------------------------------ */
 
 static int c_event_dontneed(void *arg)
@@ -814,7 +945,7 @@ static int c_event_dontneed(void *arg)
 	uint8_t *img, *base, *zeros;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_REMOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMOVE));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0xd0e);
 	store = u_mem_store(img, LEN);
@@ -849,7 +980,7 @@ static int c_event_munmap(void *arg)
 	uint8_t *img, *base;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_UNMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_UNMAP));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0x3a3);
 	store = u_mem_store(img, LEN);
@@ -880,7 +1011,7 @@ static int c_event_munmap_reuse(void *arg)
 	uint8_t *img, *base, *hole;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_EVENT_UNMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_UNMAP));
 	e = u_engine(0, 1);
 	img = u_image(LEN, 0, 0x3a4);
 	store = u_mem_store(img, LEN);
@@ -914,7 +1045,7 @@ static int c_free_live_regions(void *arg)
 	struct fl_region *r1, *r2;
 	uint8_t *img, *a1, *a2;
 
-	t_require(UFFD_FEATURE_MISSING_SHMEM);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MISSING_SHMEM));
 	e = u_engine(*flags, 1);
 	img = u_image(LEN, 0, 0xf4);
 	store = u_mem_store(img, LEN);
@@ -1038,6 +1169,7 @@ static const struct t_case cases[] = {
 	{ "event-fork-many-shmem", c_event_fork_many, (void *)&shmem_cfg, 30, T_EVENT_FORK | U_NEEDS_SHMEM },
 	{ "event-mremap", c_event_mremap, NULL, 0, T_EVENT_REMAP },
 	{ "event-mremap-partial", c_event_mremap_partial, NULL, 0, T_EVENT_REMAP },
+	{ "event-callback", c_event_callback, NULL, 0, T_EVENT_FORK | T_EVENT_REMAP | T_EVENT_REMOVE | T_EVENT_UNMAP },
 	{ "event-madv-dontneed", c_event_dontneed, NULL, 0, T_EVENT_REMOVE },
 	{ "event-munmap-partial", c_event_munmap, NULL, 0, T_EVENT_UNMAP },
 	{ "event-munmap-then-free-keeps-new-mapping", c_event_munmap_reuse, NULL, 0, T_EVENT_UNMAP },

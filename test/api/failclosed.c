@@ -153,14 +153,14 @@ static int c_populate_error(void *arg)
 	/* region.h: "failed pages are poisoned", the others resolved. Without
 	 * POISON the failed page stays missing and its fault fails closed
 	 * (SIGBUS to the faulting thread) when it is touched. */
-	T_ASSERT_EQ(st.pages_poisoned, t_has(UFFD_FEATURE_POISON) ? 1 : 0);
+	T_ASSERT_EQ(st.pages_poisoned, t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)) ? 1 : 0);
 	T_ASSERT_EQ(fl_region_resolved_pages(r), npages - 1);
 	for (size_t p = 0; p < npages; p++)
 		T_ASSERT(u_probe_cmp(base + p * U_PAGE, img + p * U_PAGE, U_PAGE) == (p == bad ? -1 : 0),
 			 "page %zu", p);
 	st = u_rstats_settled(r);
 	/* nothing was left for demand faults but the failed page without POISON */
-	T_ASSERT_EQ(u_faults(&st), t_has(UFFD_FEATURE_POISON) ? 0 : 1);
+	T_ASSERT_EQ(u_faults(&st), t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)) ? 0 : 1);
 	fl_region_free(r);
 	fl_store_unref(store);
 	fl_engine_free(e);
@@ -294,7 +294,7 @@ static int hk_proc_a(const struct hk_arg *ha, struct hk_shared *sh)
 	T_ASSERT(base != MAP_FAILED);
 	madvise(base, HK_LEN, MADV_NOHUGEPAGE);
 	img = u_image(HK_LEN, 0, HK_SEED);
-	if (t_has(UFFD_FEATURE_POISON))
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)))
 		feats |= UFFD_FEATURE_POISON;
 	atomic_store(&sh->poison, (feats & UFFD_FEATURE_POISON) != 0);
 	T_OK(fl_uffd_create(FL_UFFD_CLOEXEC, &ufd));
@@ -454,7 +454,7 @@ static int c_free_poisons_foreign(void *arg)
 	char ch;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	T_ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sk) == 0);
 	fflush(NULL);
 	h = fork();
@@ -511,7 +511,7 @@ static int c_free_poisons_fork_child(void *arg)
 	pid_t pid;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_FORK);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON) | FL_FEATURE_BIT(FL_FEATURE_EVENT_FORK));
 	u_bus_install();
 	e = u_engine(0, 1);
 	img = u_image(len, 0, 0xc41d);
@@ -561,7 +561,7 @@ static int c_poison_absent(void *arg)
 	int64_t n;
 	int ufd, memfd;
 
-	t_require(feats);
+	t_require(fl_features_from_uffd(feats));
 	if (c->mem == FL_MEM_HUGETLB)
 		t_need_huge(len);
 	u_bus_install();
@@ -606,7 +606,7 @@ static int guard_proc(void)
 	struct fl_guard_opts go;
 	struct fl_guard *g = NULL, *sentinel = (struct fl_guard *)(uintptr_t)0x1, *g2 = sentinel;
 	struct fl_range range;
-	uint64_t feats = t_has(UFFD_FEATURE_POISON) ? UFFD_FEATURE_POISON : 0, end;
+	uint64_t feats = t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)) ? UFFD_FEATURE_POISON : 0, end;
 	size_t len = 8 * U_PAGE;
 	uint8_t *p, *img;
 	bool seen_waiting = false;
@@ -685,7 +685,7 @@ static int c_guard_states(void *arg)
 		_exit(guard_proc());
 	}
 	T_ASSERT(waitpid(pid, &status, 0) == pid);
-	if (t_has(UFFD_FEATURE_POISON))
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)))
 		T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "guard process: status 0x%x", status);
 	else
 		T_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,

@@ -259,7 +259,7 @@ static int c_watch(void *arg)
 	memset(m.addr, 1, 3 * U_PAGE);	/* one present run, then holes */
 	check_in("fl_watch_new", call_watch_new, &m, &wo, sizeof(wo), 0);
 
-	t_require(FL_FEAT_PAGEMAP_SCAN);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN));
 	T_OK(fl_pagemap_open(0, &m.pagemap));
 	so.start = (uintptr_t)m.addr;
 	so.end = so.start + m.len;
@@ -418,7 +418,7 @@ static int c_clone(void *arg)
 	uint8_t *mem;
 	(void)arg;
 
-	t_require(UFFD_FEATURE_MINOR_SHMEM);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MINOR_SHMEM));
 	check_in("fl_template_new", call_template_new, NULL, &to, sizeof(to), NULL_EINVAL);
 	c.e = u_engine(0, 1);
 	T_OK(fl_template_new(&to, &c.t));
@@ -429,7 +429,7 @@ static int c_clone(void *arg)
 	check_out("fl_clone_reset", call_clone_reset, &c, sizeof(struct fl_reset_stats), true);
 	T_ASSERT(memcmp(mem, img, U_MIB) == 0);
 
-	t_require(UFFD_FEATURE_WP_ASYNC);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_WP_ASYNC));
 	mem = mmap(NULL, 16 * U_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	T_ASSERT(mem != MAP_FAILED);
 	memset(mem, 2, 16 * U_PAGE);

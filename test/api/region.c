@@ -634,7 +634,7 @@ static int c_hugetlb_enomem(void *arg)
 	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "r");
 	(void)arg;
 
-	t_require(u_cfg_features(&huge));
+	t_require(fl_features_from_uffd(u_cfg_features(&huge)));
 	if (f) {
 		if (fscanf(f, "%ld", &total) != 1)
 			total = 0;
@@ -660,8 +660,8 @@ static int inner_minor_masked(void *arg)
 	struct fl_store *store;
 	(void)arg;
 
-	T_ASSERT(!fl_has_features(UFFD_FEATURE_MINOR_SHMEM));
-	t_require(UFFD_FEATURE_MISSING_SHMEM);
+	T_ASSERT(!fl_feature_has(FL_FEATURE_MINOR_SHMEM));
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MISSING_SHMEM));
 	e = u_engine(0, 1);
 	T_ASSERT(!(fl_engine_features(e) & UFFD_FEATURE_MINOR_SHMEM));
 	o = u_ropts(&shm_minor, LEN, NULL, 0);

@@ -64,10 +64,10 @@ __attribute__((unused)) static const struct u_cfg u_cfgs[] = {
 #define U_NEEDS_HUGETLB U_NEEDS(FL_MEM_HUGETLB, FL_MODE_MISSING)
 #define U_NEEDS_HUGETLB_MINOR U_NEEDS(FL_MEM_HUGETLB, FL_MODE_MINOR)
 
-/* Kernel features a region of this configuration needs. */
+/* Kernel feature bits (UFFD_FEATURE_*) a region of this configuration needs. */
 U_FN uint64_t u_cfg_features(const struct u_cfg *c)
 {
-	return t_needs_kernel_bits(U_NEEDS(c->mem, c->mode));
+	return fl_features_to_uffd(t_needs_features(U_NEEDS(c->mem, c->mode)));
 }
 
 U_FN size_t u_cfg_psz(const struct u_cfg *c)
@@ -77,7 +77,7 @@ U_FN size_t u_cfg_psz(const struct u_cfg *c)
 
 U_FN void u_require_cfg(const struct u_cfg *c, size_t len)
 {
-	t_require(u_cfg_features(c));
+	t_require(fl_features_from_uffd(u_cfg_features(c)));
 	if (c->mem == FL_MEM_HUGETLB)
 		t_need_huge(len);
 }

@@ -441,7 +441,7 @@ static int ck_proc_a(bool recover, struct ck_shared *sh)
 	base = mmap(NULL, CK_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE, memfd, 0);
 	T_ASSERT(base != MAP_FAILED);
 	img = u_image(CK_LEN, 0, CK_SEED);
-	if (t_has(UFFD_FEATURE_POISON))
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)))
 		feats |= UFFD_FEATURE_POISON;
 	atomic_store(&sh->poison, (feats & UFFD_FEATURE_POISON) != 0);
 	T_OK(fl_uffd_create(FL_UFFD_CLOEXEC, &ufd));

@@ -475,7 +475,7 @@ static int test_closed_session(void *arg)
 	long ok = 0, bus = 0;
 
 	(void)arg;
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	setup(&e, NULL);
 	c = d_client(&e, FL_CLIENT_NO_GUARD, 0);
 	a = d_map(c, FL_SOURCE_IMAGE, "a.img", 0);

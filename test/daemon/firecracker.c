@@ -1168,7 +1168,7 @@ static int case_hugetlb(void *arg)
 	int s;
 
 	(void)arg;
-	t_require(UFFD_FEATURE_MISSING_HUGETLBFS);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MISSING_HUGETLBFS));
 	t_need_huge(fc_layout_huge[0].size + fc_layout_huge[1].size);
 	u_bus_install();
 	fc_env_init(&fe);
@@ -1199,7 +1199,7 @@ static int case_hugetlb_kib(void *arg)
 	struct fc_env fe;
 
 	(void)arg;
-	t_require(UFFD_FEATURE_MISSING_HUGETLBFS);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MISSING_HUGETLBFS));
 	t_need_huge(fc_layout_huge[0].size + fc_layout_huge[1].size);
 	u_bus_install();
 	fc_env_init(&fe);

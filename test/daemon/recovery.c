@@ -84,7 +84,7 @@ static void start_clients(struct d_env *e, struct verdicts *sh, pid_t *pids, int
 {
 	uint64_t end = t_now_ns() + 20000000000ull;
 
-	atomic_store(&sh->poison, t_has(UFFD_FEATURE_POISON));
+	atomic_store(&sh->poison, t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)));
 	for (int i = 0; i < n; i++) {
 		fflush(NULL);
 		pids[i] = fork();

@@ -6,9 +6,13 @@
 # crash; then, when the tools are there, the same source built for AFL++
 # (afl-cc, a few seconds of afl-fuzz in persistent mode) and for libFuzzer
 # (clang -fsanitize=fuzzer).
-# Usage: fuzz.sh FUZZ_TARGET SOURCE INCLUDE_DIR LIBFAULTLINE_SO SANITIZE
+# Usage: fuzz.sh FUZZ_TARGET SOURCE INCLUDE_DIRS LIBFAULTLINE_SO SANITIZE
+# INCLUDE_DIRS is colon-separated: the source tree's include/ and the build
+# tree's (for the generated <faultline/version.h>).
 set -u
 F=$1 SRC=$2 INC=$3 LIB=$4 SANITIZE=$5
+IFS=: read -ra INC_DIRS <<<"$INC"
+INC_FLAGS=("${INC_DIRS[@]/#/-I}")
 LIBDIR=$(dirname "$LIB")
 T=$(mktemp -d /var/tmp/fl-fuzz-XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -96,7 +100,7 @@ if [ "$SANITIZE" != none ]; then
 	result SKIP "afl: sanitized build (libfaultline uses the compiler's own sanitizer runtime)"
 elif ! command -v afl-cc > /dev/null || ! command -v afl-fuzz > /dev/null; then
 	result SKIP "afl: afl-cc not installed (apt-get install afl++)"
-elif ! afl-cc -O2 "$SRC" -I"$INC" -L"$LIBDIR" -Wl,-rpath,"$LIBDIR" -lfaultline \
+elif ! afl-cc -O2 "$SRC" "${INC_FLAGS[@]}" -L"$LIBDIR" -Wl,-rpath,"$LIBDIR" -lfaultline \
 		-o "$T/fuzz-afl" > "$T/afl-cc.log" 2>&1; then
 	cat "$T/afl-cc.log" >&2
 	result FAIL afl-build
@@ -124,7 +128,7 @@ if [ "$SANITIZE" != none ]; then
 	result SKIP "libfuzzer: sanitized build (libfaultline uses the compiler's own sanitizer runtime)"
 elif ! command -v clang > /dev/null; then
 	result SKIP "libfuzzer: clang not installed"
-elif ! clang -O2 -fsanitize=fuzzer -DFUZZ_LIBFUZZER "$SRC" -I"$INC" -L"$LIBDIR" \
+elif ! clang -O2 -fsanitize=fuzzer -DFUZZ_LIBFUZZER "$SRC" "${INC_FLAGS[@]}" -L"$LIBDIR" \
 		-Wl,-rpath,"$LIBDIR" -lfaultline -o "$T/fuzz-lf" > "$T/clang.log" 2>&1; then
 	if grep -q -- "-fsanitize=fuzzer\|libclang_rt.fuzzer" "$T/clang.log"; then
 		result SKIP "libfuzzer: clang has no libFuzzer runtime"

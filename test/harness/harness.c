@@ -71,41 +71,41 @@ void t_skip(const char *fmt, ...)
 static const struct {
 	unsigned need;
 	const char *name;
-	uint64_t bits;		/* library feature bits (fl_features()) */
+	uint64_t feats;		/* a feature set: FL_FEATURE_BIT(FL_FEATURE_*) */
 } need_table[] = {
-	{ T_MISSING_SHMEM, "MISSING_SHMEM", UFFD_FEATURE_MISSING_SHMEM },
-	{ T_MISSING_HUGETLB, "MISSING_HUGETLBFS", UFFD_FEATURE_MISSING_HUGETLBFS },
-	{ T_MINOR_SHMEM, "MINOR_SHMEM", UFFD_FEATURE_MINOR_SHMEM },
-	{ T_MINOR_HUGETLB, "MINOR_HUGETLBFS", UFFD_FEATURE_MINOR_HUGETLBFS },
-	{ T_WP, "WP", UFFD_FEATURE_PAGEFAULT_FLAG_WP },
-	{ T_WP_SHMEM_HUGETLB, "WP_HUGETLBFS_SHMEM", UFFD_FEATURE_WP_HUGETLBFS_SHMEM },
-	{ T_WP_ASYNC, "WP_ASYNC", UFFD_FEATURE_WP_ASYNC },
-	{ T_WP_UNPOPULATED, "WP_UNPOPULATED", UFFD_FEATURE_WP_UNPOPULATED },
-	{ T_PAGEMAP_SCAN, "PAGEMAP_SCAN", FL_FEAT_PAGEMAP_SCAN },
-	{ T_POISON, "POISON", UFFD_FEATURE_POISON },
-	{ T_MOVE, "MOVE", UFFD_FEATURE_MOVE },
-	{ T_EVENT_FORK, "EVENT_FORK", UFFD_FEATURE_EVENT_FORK },
-	{ T_EVENT_REMAP, "EVENT_REMAP", UFFD_FEATURE_EVENT_REMAP },
-	{ T_EVENT_REMOVE, "EVENT_REMOVE", UFFD_FEATURE_EVENT_REMOVE },
-	{ T_EVENT_UNMAP, "EVENT_UNMAP", UFFD_FEATURE_EVENT_UNMAP },
-	{ T_THREAD_ID, "THREAD_ID", UFFD_FEATURE_THREAD_ID },
-	{ T_SIGBUS, "SIGBUS", UFFD_FEATURE_SIGBUS },
-	{ T_EXACT_ADDRESS, "EXACT_ADDRESS", UFFD_FEATURE_EXACT_ADDRESS },
-	{ T_DEV_USERFAULTFD, "DEV_USERFAULTFD", FL_FEAT_DEV_USERFAULTFD },
-	{ T_SYSCALL, "SYSCALL", FL_FEAT_SYSCALL },
-	{ T_IOCTL_POISON, "IOCTL_POISON", FL_FEAT_IOCTL_POISON },
-	{ T_IOCTL_MOVE, "IOCTL_MOVE", FL_FEAT_IOCTL_MOVE },
+	{ T_MISSING_SHMEM, "MISSING_SHMEM", FL_FEATURE_BIT(FL_FEATURE_MISSING_SHMEM) },
+	{ T_MISSING_HUGETLB, "MISSING_HUGETLBFS", FL_FEATURE_BIT(FL_FEATURE_MISSING_HUGETLBFS) },
+	{ T_MINOR_SHMEM, "MINOR_SHMEM", FL_FEATURE_BIT(FL_FEATURE_MINOR_SHMEM) },
+	{ T_MINOR_HUGETLB, "MINOR_HUGETLBFS", FL_FEATURE_BIT(FL_FEATURE_MINOR_HUGETLBFS) },
+	{ T_WP, "WP", FL_FEATURE_BIT(FL_FEATURE_WP) },
+	{ T_WP_SHMEM_HUGETLB, "WP_HUGETLBFS_SHMEM", FL_FEATURE_BIT(FL_FEATURE_WP_HUGETLBFS_SHMEM) },
+	{ T_WP_ASYNC, "WP_ASYNC", FL_FEATURE_BIT(FL_FEATURE_WP_ASYNC) },
+	{ T_WP_UNPOPULATED, "WP_UNPOPULATED", FL_FEATURE_BIT(FL_FEATURE_WP_UNPOPULATED) },
+	{ T_PAGEMAP_SCAN, "PAGEMAP_SCAN", FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN) },
+	{ T_POISON, "POISON", FL_FEATURE_BIT(FL_FEATURE_POISON) },
+	{ T_MOVE, "MOVE", FL_FEATURE_BIT(FL_FEATURE_MOVE) },
+	{ T_EVENT_FORK, "EVENT_FORK", FL_FEATURE_BIT(FL_FEATURE_EVENT_FORK) },
+	{ T_EVENT_REMAP, "EVENT_REMAP", FL_FEATURE_BIT(FL_FEATURE_EVENT_REMAP) },
+	{ T_EVENT_REMOVE, "EVENT_REMOVE", FL_FEATURE_BIT(FL_FEATURE_EVENT_REMOVE) },
+	{ T_EVENT_UNMAP, "EVENT_UNMAP", FL_FEATURE_BIT(FL_FEATURE_EVENT_UNMAP) },
+	{ T_THREAD_ID, "THREAD_ID", FL_FEATURE_BIT(FL_FEATURE_THREAD_ID) },
+	{ T_SIGBUS, "SIGBUS", FL_FEATURE_BIT(FL_FEATURE_SIGBUS) },
+	{ T_EXACT_ADDRESS, "EXACT_ADDRESS", FL_FEATURE_BIT(FL_FEATURE_EXACT_ADDRESS) },
+	{ T_DEV_USERFAULTFD, "DEV_USERFAULTFD", FL_FEATURE_BIT(FL_FEATURE_DEV_USERFAULTFD) },
+	{ T_SYSCALL, "SYSCALL", FL_FEATURE_BIT(FL_FEATURE_SYSCALL) },
+	{ T_IOCTL_POISON, "IOCTL_POISON", FL_FEATURE_BIT(FL_FEATURE_IOCTL_POISON) },
+	{ T_IOCTL_MOVE, "IOCTL_MOVE", FL_FEATURE_BIT(FL_FEATURE_IOCTL_MOVE) },
 	{ T_HUGE_PAGES, "hugepages", 0 },
 };
 
-uint64_t t_needs_kernel_bits(unsigned needs)
+uint64_t t_needs_features(unsigned needs)
 {
-	uint64_t bits = 0;
+	uint64_t feats = 0;
 
 	for (size_t i = 0; i < sizeof(need_table) / sizeof(need_table[0]); i++)
 		if (needs & need_table[i].need)
-			bits |= need_table[i].bits;
-	return bits;
+			feats |= need_table[i].feats;
+	return feats;
 }
 
 void t_needs_str(unsigned needs, char *buf, size_t len)
@@ -122,13 +122,13 @@ void t_needs_str(unsigned needs, char *buf, size_t len)
 }
 
 /*
- * The library's feature API, asked in one place: which of `bits` the
- * running kernel lacks, and which of those only FAULTLINE_MASK_FEATURES
- * hides.
+ * The library's feature API, asked in one place: which of the feature set
+ * `feats` the running kernel lacks, and which of those only
+ * FAULTLINE_MASK_FEATURES hides.
  */
-static uint64_t features_missing(uint64_t bits, uint64_t *ret_unmasked)
+static uint64_t features_missing(uint64_t feats, uint64_t *ret_unmasked)
 {
-	uint64_t missing = bits & ~fl_features();
+	uint64_t missing = feats & ~fl_features();
 
 	*ret_unmasked = missing & ~fl_features_masked();
 	return missing;
@@ -147,34 +147,52 @@ bool t_require_all(void)
 	return r && strcmp(r, "all") == 0;
 }
 
-/*
- * Why a case needing `bits` cannot run: NULL when it can; else the reason,
- * with *ret_fail set when it is a failure (FAULTLINE_REQUIRE_FEATURES=all
- * and the kernel itself lacks one).
- */
-static const char *lacking(uint64_t bits, char *buf, size_t len, bool *ret_fail)
+/* "poison,move": the names of a feature set, for skip messages. */
+static void feature_names(uint64_t feats, char *buf, size_t len)
 {
-	uint64_t unmasked, missing = features_missing(bits, &unmasked);
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (unsigned f = 0; f < 64 && off < len; f++) {
+		const char *name = fl_feature_name((enum fl_feature)f);
+
+		if (!(feats & FL_FEATURE_BIT(f)))
+			continue;
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+					name ? name : "(unknown)");
+	}
+}
+
+/*
+ * Why a case needing the feature set `feats` cannot run: NULL when it can;
+ * else the reason, with *ret_fail set when it is a failure
+ * (FAULTLINE_REQUIRE_FEATURES=all and the kernel itself lacks one).
+ */
+static const char *lacking(uint64_t feats, char *buf, size_t len, bool *ret_fail)
+{
+	uint64_t unmasked, missing = features_missing(feats, &unmasked);
+	char names[256];
 
 	*ret_fail = false;
 	if (!missing)
 		return NULL;
 	if (!unmasked) {
-		snprintf(buf, len, "features 0x%llx masked by FAULTLINE_MASK_FEATURES",
-			 (unsigned long long)missing);
+		feature_names(missing, names, sizeof(names));
+		snprintf(buf, len, "features %s masked by FAULTLINE_MASK_FEATURES", names);
 	} else if (t_require_all()) {
 		*ret_fail = true;
-		snprintf(buf, len, "kernel lacks required features 0x%llx (FAULTLINE_REQUIRE_FEATURES=all)",
-			 (unsigned long long)unmasked);
+		feature_names(unmasked, names, sizeof(names));
+		snprintf(buf, len, "kernel lacks required features %s (FAULTLINE_REQUIRE_FEATURES=all)", names);
 	} else {
-		snprintf(buf, len, "kernel lacks features 0x%llx", (unsigned long long)unmasked);
+		feature_names(unmasked, names, sizeof(names));
+		snprintf(buf, len, "kernel lacks features %s", names);
 	}
 	return buf;
 }
 
 void t_require(uint64_t feats)
 {
-	char why[160];
+	char why[320];
 	bool fail;
 
 	if (!lacking(feats, why, sizeof(why), &fail))
@@ -188,7 +206,7 @@ void t_require(uint64_t feats)
 
 void t_require_needs(unsigned needs)
 {
-	t_require(t_needs_kernel_bits(needs));
+	t_require(t_needs_features(needs));
 }
 
 const char *t_mem_name(enum fl_mem_type mem)
@@ -553,7 +571,7 @@ static int run_case(const struct t_case *c)
 	bool fail;
 	pid_t pid;
 
-	if (lacking(t_needs_kernel_bits(c->needs), why, sizeof(why), &fail)) {
+	if (lacking(t_needs_features(c->needs), why, sizeof(why), &fail)) {
 		fprintf(stderr, "# %s: %s\n", c->name, why);
 		return fail ? T_FAIL : T_SKIP;
 	}

@@ -42,7 +42,7 @@
  * the kernel (after FAULTLINE_MASK_FEATURES): a masked one is a skip, a
  * missing one a skip, or a failure under FAULTLINE_REQUIRE_FEATURES=all.
  * `-l` prints them next to the case name. The names are the harness's own;
- * t_needs_kernel_bits() is the one place that maps them to the library's
+ * t_needs_features() is the one place that maps them to the library's
  * feature API.
  */
 enum t_need {
@@ -116,14 +116,18 @@ void t_fail_at(const char *file, int line, const char *expr, const char *fmt, ..
 __attribute__((format(printf, 1, 2)))
 void t_log(const char *fmt, ...);
 
-/* Skip (or, under FAULTLINE_REQUIRE_FEATURES=all, fail) unless all of `feats`. Exits the case. */
+/*
+ * Skip (or, under FAULTLINE_REQUIRE_FEATURES=all, fail) unless all of
+ * `feats`, a feature set (FL_FEATURE_BIT(FL_FEATURE_*), not kernel bits:
+ * fl_features_from_uffd() converts those). Exits the case.
+ */
 void t_require(uint64_t feats);
 /* Skip the case with a reason (exits the case). */
 __attribute__((noreturn, format(printf, 1, 2))) void t_skip(const char *fmt, ...);
 /* True if every feature is present and not masked (no exit). */
 bool t_has(uint64_t feats);
-/* The library feature bits (fl_features()) that `needs` (enum t_need) stand for. */
-uint64_t t_needs_kernel_bits(unsigned needs);
+/* The feature set (FL_FEATURE_BIT(FL_FEATURE_*)) that `needs` (enum t_need) stand for. */
+uint64_t t_needs_features(unsigned needs);
 /* Skip or fail (as t_require) unless the kernel has `needs` (enum t_need); exits the case. */
 void t_require_needs(unsigned needs);
 /* Writes the names of `needs` ("POISON,MOVE,hugepages") to buf. */

@@ -10,14 +10,14 @@
 
 uint64_t kt_features_for(enum fl_mem_type mem, unsigned modes)
 {
-	return t_needs_kernel_bits(KT_NEEDS(mem, modes));
+	return fl_features_to_uffd(t_needs_features(KT_NEEDS(mem, modes)));
 }
 
 int kt_uffd_for(enum fl_mem_type mem, unsigned modes, uint64_t extra_features)
 {
 	uint64_t f = kt_features_for(mem, modes) | extra_features;
 
-	t_require(f);
+	t_require(fl_features_from_uffd(f));
 	return t_uffd(f);
 }
 

@@ -29,7 +29,7 @@ struct watch {
 /* A WP_ASYNC + WP_UNPOPULATED watched anonymous range, all protected. */
 static void watch_setup(struct watch *w, unsigned npages)
 {
-	t_require(WATCH_FEATURES | FL_FEAT_PAGEMAP_SCAN);
+	t_require(fl_features_from_uffd(WATCH_FEATURES) | FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN));
 	w->page = t_page_size(FL_MEM_ANON);
 	w->len = npages * w->page;
 	w->uffd = t_uffd(WATCH_FEATURES);
@@ -167,7 +167,7 @@ static int test_present(void *arg)
 	int pm, n;
 	struct fl_scan_opts o = { .sz = sizeof(o) };
 
-	t_require(FL_FEAT_PAGEMAP_SCAN);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN));
 	area = t_map(FL_MEM_ANON, 8 * page, NULL);
 	area[2 * page] = 1;
 	area[3 * page] = 1;
@@ -345,7 +345,7 @@ static int test_other_process(void *arg)
 	pid_t pid;
 	char c;
 
-	t_require(FL_FEAT_PAGEMAP_SCAN);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN));
 	area = t_map(FL_MEM_ANON, 8 * page, NULL);
 	T_ASSERT(pipe(ready) == 0 && pipe(done) == 0);
 	pid = fork();
@@ -391,7 +391,7 @@ static int test_errors(void *arg)
 	char *area;
 	int pm;
 
-	t_require(FL_FEAT_PAGEMAP_SCAN);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN));
 	area = t_map(FL_MEM_ANON, 4 * page, NULL);
 	area[0] = 1;
 	T_OK(fl_pagemap_open(0, &pm));
@@ -454,7 +454,7 @@ static int test_masked(void *arg)
 	char *area;
 	int pm;
 
-	t_require(FL_FEAT_PAGEMAP_SCAN);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_PAGEMAP_SCAN));
 	area = t_map(FL_MEM_ANON, 4 * page, NULL);
 	area[0] = 1;
 	T_OK(fl_pagemap_open(0, &pm));

@@ -5,6 +5,7 @@
  */
 #include "kt.h"
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -13,15 +14,17 @@
 #include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#define KERNEL_FEATURE_BITS ((1ULL << 48) - 1)
+/* A feature set of one feature, for brevity. */
+#define B(name) FL_FEATURE_BIT(FL_FEATURE_##name)
 
 /* ---- fl_uffd_create ---------------------------------------------------- */
 
 struct create_flags_case {
 	unsigned flags;
-	uint64_t needs;		/* FL_FEAT_* the path needs */
+	uint64_t needs;		/* feature set (FL_FEATURE_BIT) the path needs */
 	bool cloexec, nonblock;
 };
 
@@ -59,11 +62,11 @@ static const struct create_flags_case cf_cloexec = { FL_UFFD_CLOEXEC, 0, true, f
 static const struct create_flags_case cf_nonblock = { FL_UFFD_NONBLOCK, 0, false, true };
 static const struct create_flags_case cf_both = { FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK, 0, true, true };
 static const struct create_flags_case cf_dev = { FL_UFFD_USE_DEV | FL_UFFD_CLOEXEC,
-						 FL_FEAT_DEV_USERFAULTFD, true, false };
+						 B(DEV_USERFAULTFD), true, false };
 static const struct create_flags_case cf_dev_nonblock = { FL_UFFD_USE_DEV | FL_UFFD_NONBLOCK,
-							  FL_FEAT_DEV_USERFAULTFD, false, true };
+							  B(DEV_USERFAULTFD), false, true };
 static const struct create_flags_case cf_syscall = { FL_UFFD_USE_SYSCALL | FL_UFFD_NONBLOCK,
-						     FL_FEAT_SYSCALL, false, true };
+						     B(SYSCALL), false, true };
 static const struct create_flags_case cf_umo = { FL_UFFD_USER_MODE_ONLY | FL_UFFD_CLOEXEC,
 						 0, true, false };
 
@@ -110,8 +113,8 @@ static int test_kernel_fault(void *arg)
 
 	if (c->needs)
 		t_require(c->needs);
-	else if (!c->user_mode_only && !t_has(FL_FEAT_DEV_USERFAULTFD))
-		t_require(FL_FEAT_SYSCALL);
+	else if (!c->user_mode_only && !t_has(B(DEV_USERFAULTFD)))
+		t_require(B(SYSCALL));
 	T_ASSERT_EQ(fl_uffd_create(c->flags | FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK, &fd), 0);
 	T_OK(fl_uffd_api(fd, 0, NULL, NULL));
 	area = t_map(FL_MEM_ANON, page, NULL);
@@ -175,8 +178,8 @@ static int test_kernel_fault(void *arg)
 /* The default path catches kernel faults when either the syscall (without
  * USER_MODE_ONLY) or the device is usable. */
 static const struct kfault_case kf_default = { 0, 0, false };
-static const struct kfault_case kf_dev = { FL_UFFD_USE_DEV, FL_FEAT_DEV_USERFAULTFD, false };
-static const struct kfault_case kf_syscall = { FL_UFFD_USE_SYSCALL, FL_FEAT_SYSCALL, false };
+static const struct kfault_case kf_dev = { FL_UFFD_USE_DEV, B(DEV_USERFAULTFD), false };
+static const struct kfault_case kf_syscall = { FL_UFFD_USE_SYSCALL, B(SYSCALL), false };
 static const struct kfault_case kf_umo = { FL_UFFD_USER_MODE_ONLY, 0, true };
 
 static int test_create_invalid(void *arg)
@@ -203,12 +206,12 @@ static int test_create_dev_masked(void *arg)
 {
 	int fd = -12345;
 
-	t_require(FL_FEAT_DEV_USERFAULTFD);
+	t_require(B(DEV_USERFAULTFD));
 	setenv("FAULTLINE_MASK_FEATURES", "dev_userfaultfd", 1);
 	T_ASSERT_EQ(fl_uffd_create(FL_UFFD_USE_DEV, &fd), -EOPNOTSUPP);
 	T_ASSERT_EQ(fd, -12345);
 	/* The default path does not need the device. */
-	if (t_has(FL_FEAT_SYSCALL)) {
+	if (t_has(B(SYSCALL))) {
 		T_ASSERT_EQ(fl_uffd_create(FL_UFFD_CLOEXEC, &fd), 0);
 		T_ASSERT(kt_is_uffd(fd));
 	}
@@ -242,7 +245,7 @@ static int test_create_without_syscall(void *arg)
 	uint64_t f = 0;
 	int fd = -12345;
 
-	t_require(FL_FEAT_DEV_USERFAULTFD);
+	t_require(B(DEV_USERFAULTFD));
 	block_userfaultfd_syscall();
 	T_ASSERT_EQ(fl_uffd_create(FL_UFFD_USE_SYSCALL, &fd), -EOPNOTSUPP);
 	T_ASSERT_EQ(fl_uffd_create(FL_UFFD_USER_MODE_ONLY, &fd), -EOPNOTSUPP);
@@ -268,9 +271,9 @@ static int test_create_without_syscall(void *arg)
 	}
 	/* The probe sees the same: no syscall, a device. */
 	T_OK(fl_features_probe(&f));
-	T_ASSERT(!(f & FL_FEAT_SYSCALL), "probe reports the blocked syscall");
-	T_ASSERT(f & FL_FEAT_DEV_USERFAULTFD);
-	T_ASSERT(f & UFFD_FEATURE_MISSING_SHMEM, "probe lost the kernel's features");
+	T_ASSERT(!(f & B(SYSCALL)), "probe reports the blocked syscall");
+	T_ASSERT(f & B(DEV_USERFAULTFD));
+	T_ASSERT(f & B(MISSING_SHMEM), "probe lost the kernel's features");
 	return T_PASS;
 }
 
@@ -284,8 +287,8 @@ static int test_api_reports(void *arg)
 	T_ASSERT_EQ(fl_uffd_create(FL_UFFD_CLOEXEC, &fd), 0);
 	T_OK(fl_uffd_api(fd, 0, &feats, &ioctls));
 	/* What the kernel offers, less the mask: what the probe found. */
-	T_ASSERT_EQ(feats, fl_features() & KERNEL_FEATURE_BITS);
-	T_ASSERT_EQ(feats & fl_features_masked(), 0);
+	T_ASSERT_EQ(feats, fl_features_to_uffd(fl_features()));
+	T_ASSERT_EQ(feats & fl_features_to_uffd(fl_features_masked()), 0);
 	T_ASSERT(fl_ioctls_has(ioctls, FL_IOCTL_API));
 	T_ASSERT(fl_ioctls_has(ioctls, FL_IOCTL_REGISTER));
 	T_ASSERT(fl_ioctls_has(ioctls, FL_IOCTL_UNREGISTER));
@@ -300,7 +303,7 @@ static int test_api_reports(void *arg)
 static int test_api_request_all(void *arg)
 {
 	/* Every feature the kernel offers (and the mask allows) at once. */
-	uint64_t want = fl_features() & KERNEL_FEATURE_BITS, feats = 0;
+	uint64_t want = fl_features_to_uffd(fl_features()), feats = 0;
 	int fd;
 
 	T_ASSERT_EQ(fl_uffd_create(FL_UFFD_CLOEXEC, &fd), 0);
@@ -324,7 +327,7 @@ static int test_api_request_sigbus(void *arg)
 	char *area;
 	int fd;
 
-	t_require(UFFD_FEATURE_SIGBUS);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_SIGBUS));
 	fd = t_uffd(UFFD_FEATURE_SIGBUS);
 	area = t_map(FL_MEM_ANON, 2 * page, NULL);
 	T_OK(fl_uffd_register(fd, area, 2 * page, FL_REG_MISSING, NULL));
@@ -351,7 +354,7 @@ static int test_api_twice(void *arg)
 	T_OK(fl_uffd_api(fd, 0, NULL, NULL));
 	T_ASSERT_EQ(fl_uffd_api(fd, 0, &feats, NULL), -EINVAL);
 	T_ASSERT_EQ(feats, 0xdead);
-	if (t_has(UFFD_FEATURE_THREAD_ID))
+	if (t_has(FL_FEATURE_BIT(FL_FEATURE_THREAD_ID)))
 		T_ASSERT_EQ(fl_uffd_api(fd, UFFD_FEATURE_THREAD_ID, NULL, NULL), -EINVAL);
 	/* The first handshake still stands. */
 	area = t_map(FL_MEM_ANON, page, NULL);
@@ -373,7 +376,7 @@ static int test_api_unknown_feature(void *arg)
 	/* A refused handshake leaves the uffd uninitialised: it can still
 	 * be done once. */
 	T_OK(fl_uffd_api(fd, 0, &feats, NULL));
-	T_ASSERT_EQ(feats, fl_features() & KERNEL_FEATURE_BITS);
+	T_ASSERT_EQ(feats, fl_features_to_uffd(fl_features()));
 	close(fd);
 	return T_PASS;
 }
@@ -383,9 +386,9 @@ static int test_api_masked_feature(void *arg)
 	uint64_t feats = 0;
 	int fd;
 
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	setenv("FAULTLINE_MASK_FEATURES", "poison", 1);
-	T_ASSERT(fl_features_masked() & UFFD_FEATURE_POISON);
+	T_ASSERT(fl_features_masked() & B(POISON));
 
 	T_ASSERT_EQ(fl_uffd_create(FL_UFFD_CLOEXEC, &fd), 0);
 	T_ASSERT_EQ(fl_uffd_api(fd, UFFD_FEATURE_POISON, NULL, NULL), -EOPNOTSUPP);
@@ -432,7 +435,8 @@ static int test_features_probe(void *arg)
 	int fd;
 
 	T_OK(fl_features_probe(&f));
-	T_ASSERT_EQ(f & KERNEL_FEATURE_BITS, kernel & ~masked);
+	/* Kernel bits the table does not know (newer kernels) are dropped. */
+	T_ASSERT_EQ(fl_features_to_uffd(f), kernel & 0x1ffff & ~fl_features_to_uffd(masked));
 	T_ASSERT_EQ(f & masked, 0);
 	/* The cached answer is the same probe. */
 	T_ASSERT_EQ(fl_features(), f);
@@ -445,11 +449,11 @@ static int test_features_probe(void *arg)
 	dev_ok = fd >= 0;
 	if (fd >= 0)
 		close(fd);
-	T_ASSERT_EQ(!!(f & FL_FEAT_SYSCALL), syscall_ok && !(masked & FL_FEAT_SYSCALL));
-	T_ASSERT_EQ(!!(f & FL_FEAT_DEV_USERFAULTFD),
-		    dev_ok && !(masked & FL_FEAT_DEV_USERFAULTFD));
-	T_ASSERT_EQ(!!(f & FL_FEAT_IOCTL_MOVE), !!(f & UFFD_FEATURE_MOVE));
-	T_ASSERT_EQ(!!(f & FL_FEAT_IOCTL_POISON), !!(f & UFFD_FEATURE_POISON));
+	T_ASSERT_EQ(!!(f & B(SYSCALL)), syscall_ok && !(masked & B(SYSCALL)));
+	T_ASSERT_EQ(!!(f & B(DEV_USERFAULTFD)),
+		    dev_ok && !(masked & B(DEV_USERFAULTFD)));
+	T_ASSERT_EQ(!!(f & B(IOCTL_MOVE)), !!(f & B(MOVE)));
+	T_ASSERT_EQ(!!(f & B(IOCTL_POISON)), !!(f & B(POISON)));
 	/* PAGEMAP_SCAN: the probe agrees with a real scan. */
 	{
 		struct fl_page_region vec[1];
@@ -464,7 +468,7 @@ static int test_features_probe(void *arg)
 		int pm, r;
 		T_OK(fl_pagemap_open(0, &pm));
 		r = fl_pagemap_scan(pm, &o, vec, 1, NULL);
-		T_ASSERT_EQ(r >= 0, !!(f & FL_FEAT_PAGEMAP_SCAN));
+		T_ASSERT_EQ(r >= 0, !!(f & B(PAGEMAP_SCAN)));
 		close(pm);
 	}
 	return T_PASS;
@@ -472,8 +476,9 @@ static int test_features_probe(void *arg)
 
 static int test_features_probe_masked(void *arg)
 {
-	const uint64_t pm = UFFD_FEATURE_POISON | UFFD_FEATURE_MOVE |
-			    FL_FEAT_IOCTL_POISON | FL_FEAT_IOCTL_MOVE;
+	const uint64_t pm = B(POISON) | B(MOVE) | B(IOCTL_POISON) | B(IOCTL_MOVE);
+	const uint64_t newer = B(WP_UNPOPULATED) | B(POISON) | B(WP_ASYNC) | B(MOVE) |
+			       B(PAGEMAP_SCAN) | B(IOCTL_MOVE) | B(IOCTL_POISON) | B(CONTINUE_MODE_WP);
 	uint64_t base = 0, f = 0;
 
 	unsetenv("FAULTLINE_MASK_FEATURES");
@@ -487,15 +492,24 @@ static int test_features_probe_masked(void *arg)
 
 	setenv("FAULTLINE_MASK_FEATURES", "0x10000", 1);
 	T_OK(fl_features_probe(&f));
-	T_ASSERT_EQ(f, base & ~(UFFD_FEATURE_MOVE | FL_FEAT_IOCTL_MOVE));
+	T_ASSERT_EQ(f, base & ~(B(MOVE) | B(IOCTL_MOVE)));
 
 	setenv("FAULTLINE_MASK_FEATURES", "new", 1);
+	T_ASSERT_EQ(fl_features_masked(), newer);
 	T_OK(fl_features_probe(&f));
-	T_ASSERT_EQ(f & (UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_POISON |
-			 UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE | FL_FEAT_PAGEMAP_SCAN |
-			 FL_FEAT_IOCTL_MOVE | FL_FEAT_IOCTL_POISON), 0);
-	/* Features Linux 6.1 had stay. */
-	T_ASSERT_EQ(f & 0x1fff, base & 0x1fff);
+	/* Exactly the newer features go, by enum value and by kernel bit. */
+	T_ASSERT_EQ(f, base & ~newer);
+	for (unsigned i = 0; fl_feature_name((enum fl_feature)i); i++) {
+		enum fl_feature feat = (enum fl_feature)i;
+		bool is_new = feat == FL_FEATURE_WP_UNPOPULATED || feat == FL_FEATURE_POISON ||
+			      feat == FL_FEATURE_WP_ASYNC || feat == FL_FEATURE_MOVE ||
+			      feat == FL_FEATURE_PAGEMAP_SCAN || feat == FL_FEATURE_IOCTL_MOVE ||
+			      feat == FL_FEATURE_IOCTL_POISON || feat == FL_FEATURE_CONTINUE_MODE_WP;
+
+		T_ASSERT_EQ(!!(f & FL_FEATURE_BIT(feat)), !is_new && !!(base & FL_FEATURE_BIT(feat)));
+	}
+	/* Features Linux 6.1 had stay: the UFFDIO_API bits 0..12. */
+	T_ASSERT_EQ(fl_features_to_uffd(f), fl_features_to_uffd(base) & 0x1fff);
 
 	/* An unparsable mask masks nothing. */
 	setenv("FAULTLINE_MASK_FEATURES", "no_such_feature", 1);
@@ -509,86 +523,152 @@ static int test_has_features(void *arg)
 {
 	uint64_t f = fl_features();
 
-	T_ASSERT(fl_has_features(0));
-	T_ASSERT(fl_has_features(f));
-	for (unsigned bit = 0; bit < 64; bit++) {
-		uint64_t b = 1ULL << bit;
-		T_ASSERT_EQ(fl_has_features(b), !!(f & b));
-	}
-	T_ASSERT(!fl_has_features(1ULL << 47));
-	T_ASSERT(!fl_has_features(f | (1ULL << 47)));
+	for (unsigned i = 0; i < 64; i++)
+		T_ASSERT_EQ(fl_feature_has((enum fl_feature)i), !!(f & FL_FEATURE_BIT(i)));
+	/* Nothing beyond the known features is ever reported. */
+	T_ASSERT(!fl_feature_has((enum fl_feature)47));
+	T_ASSERT(!fl_feature_has((enum fl_feature)-1));
+	T_ASSERT(!fl_feature_has((enum fl_feature)1000));
+	T_ASSERT_EQ(f & ~(B(CONTINUE_MODE_WP) * 2 - 1), 0);
 	/* The kernel (6.1+) always has these. */
-	T_ASSERT(fl_has_features(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_EVENT_FORK));
+	T_ASSERT(fl_feature_has(FL_FEATURE_MISSING_SHMEM));
+	T_ASSERT(fl_feature_has(FL_FEATURE_EVENT_FORK));
+	return T_PASS;
+}
+
+/* Masking hides exactly the masked enum values from fl_feature_has(): run
+ * in a fresh process (t_run_masked-style) because fl_features() caches. */
+static int test_feature_has_masked(void *arg)
+{
+	const char *spec = getenv("FAULTLINE_MASK_FEATURES");
+	uint64_t masked = fl_features_masked(), unmasked = 0, f = fl_features();
+
+	if (!spec) {
+		/* fl_features() is cached from process start (t_main probes
+		 * first): run this case again in a fresh process, masked.
+		 * argv[1] is t_main's case filter. */
+		int status;
+		pid_t pid;
+
+		fflush(NULL);
+		pid = fork();
+		T_ASSERT(pid >= 0);
+		if (pid == 0) {
+			setenv("FAULTLINE_MASK_FEATURES", "new,thread_id", 1);
+			unsetenv("FL_TEST_RESULTS");
+			execl("/proc/self/exe", "uffd-create", "feature_has_masked", (char *)NULL);
+			_exit(99);
+		}
+		T_ASSERT(waitpid(pid, &status, 0) == pid);
+		T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			 "masked run of feature_has_masked failed (status 0x%x)", status);
+		return T_PASS;
+	}
+	T_ASSERT(masked != 0, "mask \"%s\" masks nothing", spec);
+	/* What the kernel offers without the mask. */
+	unsetenv("FAULTLINE_MASK_FEATURES");
+	T_OK(fl_features_probe(&unmasked));
+	setenv("FAULTLINE_MASK_FEATURES", spec, 1);
+	for (unsigned i = 0; fl_feature_name((enum fl_feature)i); i++) {
+		enum fl_feature feat = (enum fl_feature)i;
+		bool want = (unmasked & FL_FEATURE_BIT(feat)) && !(masked & FL_FEATURE_BIT(feat));
+
+		T_ASSERT_EQ(fl_feature_has(feat), want);
+	}
+	T_ASSERT_EQ(f, unmasked & ~masked);
 	return T_PASS;
 }
 
 static int test_feature_table(void *arg)
 {
-	const struct fl_feature_info *tab = NULL;
-	uint64_t seen = 0;
-	int n = fl_feature_table(&tab);
+	uint64_t seen_uffd = 0;
+	unsigned n = 0;
 
-	T_ASSERT(n >= 22 && tab != NULL, "n = %d", n);
-	for (int i = 0; i < n; i++) {
-		uint64_t mask = 0;
+	while (fl_feature_name((enum fl_feature)n))
+		n++;
+	T_ASSERT(n >= 23, "n = %u", n);
+	T_ASSERT(n <= 64, "a feature set holds 64 features");
+	for (unsigned i = 0; i < n; i++) {
+		enum fl_feature f = (enum fl_feature)i, back = (enum fl_feature)-1;
+		const char *name = fl_feature_name(f);
+		uint64_t bit = fl_feature_uffd_bit(f), mask = 0;
+		char upper[64];
 
-		T_ASSERT(tab[i].bit && !(tab[i].bit & (tab[i].bit - 1)),
-			 "entry %d: not a single bit", i);
-		T_ASSERT(!(seen & tab[i].bit), "bit 0x%llx twice",
-			 (unsigned long long)tab[i].bit);
-		seen |= tab[i].bit;
-		T_ASSERT(tab[i].name && tab[i].name[0], "entry %d has no name", i);
-		T_ASSERT(tab[i].since && tab[i].since[0], "%s: no version", tab[i].name);
-		T_ASSERT(tab[i].used_for && tab[i].used_for[0], "%s: no use", tab[i].name);
-		for (int j = 0; j < i; j++)
-			T_ASSERT(strcmp(tab[i].name, tab[j].name) != 0, "%s twice", tab[i].name);
-		T_ASSERT(fl_feature_name(tab[i].bit) == tab[i].name);
-		/* Names round-trip through the parser. */
-		T_ASSERT(fl_features_parse(tab[i].name, &mask) == 0, "%s", tab[i].name);
-		T_ASSERT(mask & tab[i].bit, "%s", tab[i].name);
+		T_ASSERT(name[0], "feature %u has no name", i);
+		T_ASSERT(fl_feature_since(f) && fl_feature_since(f)[0], "%s: no version", name);
+		T_ASSERT(fl_feature_purpose(f) && fl_feature_purpose(f)[0], "%s: no use", name);
+		for (unsigned j = 0; j < i; j++)
+			T_ASSERT(strcmp(name, fl_feature_name((enum fl_feature)j)) != 0, "%s twice", name);
+		/* A kernel bit is one bit, and no two features share one. */
+		T_ASSERT(!(bit & (bit - 1)), "%s: 0x%llx", name, (unsigned long long)bit);
+		T_ASSERT(!(seen_uffd & bit), "%s: kernel bit twice", name);
+		seen_uffd |= bit;
+		/* Names round-trip, in any case, and through the parser. */
+		T_OK(fl_feature_from_name(name, &back));
+		T_ASSERT_EQ(back, f);
+		for (size_t k = 0; k <= strlen(name); k++)
+			upper[k] = (char)toupper((unsigned char)name[k]);
+		back = (enum fl_feature)-1;
+		T_OK(fl_feature_from_name(upper, &back));
+		T_ASSERT_EQ(back, f);
+		T_ASSERT(fl_features_parse(name, &mask) == 0, "%s", name);
+		T_ASSERT(mask & FL_FEATURE_BIT(f), "%s", name);
 	}
-	/* Every kernel feature bit through Linux 6.8 and every pseudo-feature. */
-	for (unsigned bit = 0; bit <= 16; bit++)
-		T_ASSERT(seen & (1ULL << bit), "feature bit %u not in the table", bit);
-	T_ASSERT((seen & (FL_FEAT_PAGEMAP_SCAN | FL_FEAT_DEV_USERFAULTFD | FL_FEAT_SYSCALL |
-			  FL_FEAT_IOCTL_MOVE | FL_FEAT_IOCTL_POISON)) ==
-		 (FL_FEAT_PAGEMAP_SCAN | FL_FEAT_DEV_USERFAULTFD | FL_FEAT_SYSCALL |
-		  FL_FEAT_IOCTL_MOVE | FL_FEAT_IOCTL_POISON));
-	T_ASSERT_EQ(strcmp(fl_feature_name(UFFD_FEATURE_POISON), "poison"), 0);
-	T_ASSERT_EQ(strcmp(fl_feature_name(UFFD_FEATURE_MOVE), "move"), 0);
-	T_ASSERT_EQ(strcmp(fl_feature_name(FL_FEAT_PAGEMAP_SCAN), "pagemap_scan"), 0);
-	T_ASSERT(fl_feature_name(0) == NULL);
-	T_ASSERT(fl_feature_name(1ULL << 47) == NULL);
-	T_ASSERT(fl_feature_name(UFFD_FEATURE_POISON | UFFD_FEATURE_MOVE) == NULL);
+	/* Every kernel feature bit through Linux 6.8. */
+	T_ASSERT_EQ(seen_uffd, 0x1ffff);
+	T_ASSERT_EQ(strcmp(fl_feature_name(FL_FEATURE_POISON), "poison"), 0);
+	T_ASSERT_EQ(strcmp(fl_feature_name(FL_FEATURE_MOVE), "move"), 0);
+	T_ASSERT_EQ(strcmp(fl_feature_name(FL_FEATURE_WP), "wp"), 0);
+	T_ASSERT_EQ(strcmp(fl_feature_name(FL_FEATURE_PAGEMAP_SCAN), "pagemap_scan"), 0);
+	T_ASSERT_EQ(strcmp(fl_feature_since(FL_FEATURE_MOVE), "6.8"), 0);
+	/* Out of range: NULL, 0, -EINVAL. */
+	T_ASSERT(fl_feature_name((enum fl_feature)n) == NULL);
+	T_ASSERT(fl_feature_name((enum fl_feature)-1) == NULL);
+	T_ASSERT(fl_feature_since((enum fl_feature)n) == NULL);
+	T_ASSERT(fl_feature_purpose((enum fl_feature)n) == NULL);
+	T_ASSERT_EQ(fl_feature_uffd_bit((enum fl_feature)n), 0);
+	{
+		enum fl_feature back = FL_FEATURE_MOVE;
+
+		T_ASSERT_EQ(fl_feature_from_name("no_such_feature", &back), -EINVAL);
+		T_ASSERT_EQ(fl_feature_from_name("", &back), -EINVAL);
+		T_ASSERT_EQ(fl_feature_from_name(NULL, &back), -EINVAL);
+		T_ASSERT_EQ(back, FL_FEATURE_MOVE);
+	}
 	return T_PASS;
 }
 
 static int test_features_parse(void *arg)
 {
-	const uint64_t newer = UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_POISON |
-			       UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE |
-			       FL_FEAT_PAGEMAP_SCAN | FL_FEAT_IOCTL_MOVE | FL_FEAT_IOCTL_POISON;
+	const uint64_t newer = B(WP_UNPOPULATED) | B(POISON) | B(WP_ASYNC) | B(MOVE) |
+			       B(PAGEMAP_SCAN) | B(IOCTL_MOVE) | B(IOCTL_POISON) | B(CONTINUE_MODE_WP);
 	uint64_t m;
 
 	T_OK(fl_features_parse("new", &m));
 	T_ASSERT_EQ(m, newer);
 	T_OK(fl_features_parse("poison", &m));
-	T_ASSERT_EQ(m, UFFD_FEATURE_POISON | FL_FEAT_IOCTL_POISON);
+	T_ASSERT_EQ(m, B(POISON) | B(IOCTL_POISON));
 	T_OK(fl_features_parse("poison,move", &m));
-	T_ASSERT_EQ(m, UFFD_FEATURE_POISON | UFFD_FEATURE_MOVE | FL_FEAT_IOCTL_POISON |
-			       FL_FEAT_IOCTL_MOVE);
+	T_ASSERT_EQ(m, B(POISON) | B(MOVE) | B(IOCTL_POISON) | B(IOCTL_MOVE));
 	T_OK(fl_features_parse("thread_id,pagemap_scan", &m));
-	T_ASSERT_EQ(m, UFFD_FEATURE_THREAD_ID | FL_FEAT_PAGEMAP_SCAN);
+	T_ASSERT_EQ(m, B(THREAD_ID) | B(PAGEMAP_SCAN));
+	T_OK(fl_features_parse("Thread_ID", &m));
+	T_ASSERT_EQ(m, B(THREAD_ID));
 	T_OK(fl_features_parse("ioctl_move", &m));
-	T_ASSERT_EQ(m, FL_FEAT_IOCTL_MOVE);
+	T_ASSERT_EQ(m, B(IOCTL_MOVE));
+	/* Hex masks are the kernel's UFFD_FEATURE_* bits. */
 	T_OK(fl_features_parse("0x100", &m));
-	T_ASSERT_EQ(m, UFFD_FEATURE_THREAD_ID);
+	T_ASSERT_EQ(m, B(THREAD_ID));
 	T_OK(fl_features_parse("0x4000", &m));
-	T_ASSERT_EQ(m, UFFD_FEATURE_POISON | FL_FEAT_IOCTL_POISON);
+	T_ASSERT_EQ(m, B(POISON) | B(IOCTL_POISON));
 	T_OK(fl_features_parse("0x1,sigbus", &m));
-	T_ASSERT_EQ(m, UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_SIGBUS);
+	T_ASSERT_EQ(m, B(WP) | B(SIGBUS));
+	T_OK(fl_features_parse("0x1c000", &m));
+	T_ASSERT_EQ(m, B(POISON) | B(WP_ASYNC) | B(MOVE) | B(IOCTL_POISON) | B(IOCTL_MOVE));
+	T_OK(fl_features_parse("0x10000000000", &m));	/* a bit no kernel has yet */
+	T_ASSERT_EQ(m, 0);
 	T_OK(fl_features_parse("new,wp", &m));
-	T_ASSERT_EQ(m, newer | UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+	T_ASSERT_EQ(m, newer | B(WP));
 	T_OK(fl_features_parse("", &m));
 	T_ASSERT_EQ(m, 0);
 	T_OK(fl_features_parse("none", &m));
@@ -643,6 +723,7 @@ static const struct t_case cases[] = {
 	{ "features_probe_masked", test_features_probe_masked, NULL, 0 },
 	{ "has_features", test_has_features, NULL, 0 },
 	{ "feature_table", test_feature_table, NULL, 0 },
+	{ "feature_has_masked", test_feature_has_masked, NULL, 0 },
 	{ "features_parse", test_features_parse, NULL, 0 },
 };
 

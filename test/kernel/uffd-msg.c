@@ -182,7 +182,7 @@ static int test_thread_id(void *arg)
 	char *area = t_map(FL_MEM_ANON, page, NULL);
 
 	if (enabled)
-		t_require(UFFD_FEATURE_THREAD_ID);
+		t_require(FL_FEATURE_BIT(FL_FEATURE_THREAD_ID));
 	uffd = t_uffd(enabled ? UFFD_FEATURE_THREAD_ID : 0);
 	T_OK(fl_uffd_register(uffd, area, page, FL_REG_MISSING, NULL));
 	kt_touch_start(&t, area, KT_READ, 0);
@@ -209,7 +209,7 @@ static int test_exact_address(void *arg)
 	char *addr = area + page + 0x123;
 
 	if (enabled)
-		t_require(UFFD_FEATURE_EXACT_ADDRESS);
+		t_require(FL_FEATURE_BIT(FL_FEATURE_EXACT_ADDRESS));
 	uffd = t_uffd(enabled ? UFFD_FEATURE_EXACT_ADDRESS : 0);
 	T_OK(fl_uffd_register(uffd, area, 2 * page, FL_REG_MISSING, NULL));
 	kt_touch_start(&t, addr, KT_WRITE, 1);
@@ -294,7 +294,7 @@ static int test_event_fork(void *arg)
 	int uffd, child_uffd, status;
 	char *area;
 
-	t_require(UFFD_FEATURE_EVENT_FORK);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_FORK));
 	uffd = t_uffd(UFFD_FEATURE_EVENT_FORK);
 	area = t_map(FL_MEM_ANON, page, NULL);
 	T_OK(fl_uffd_register(uffd, area, page, FL_REG_MISSING, NULL));
@@ -360,7 +360,7 @@ static int test_event_remap(void *arg)
 	int uffd;
 	char *area, *dest;
 
-	t_require(UFFD_FEATURE_EVENT_REMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMAP));
 	uffd = t_uffd(UFFD_FEATURE_EVENT_REMAP);
 	area = t_map(FL_MEM_ANON, len, NULL);
 	dest = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -409,7 +409,7 @@ static int test_event_remove(void *arg)
 	int uffd;
 	char *area;
 
-	t_require(UFFD_FEATURE_EVENT_REMOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_REMOVE));
 	uffd = kt_uffd_for(mem, FL_REG_MISSING, UFFD_FEATURE_EVENT_REMOVE);
 	area = t_map(mem, len, NULL);
 	T_OK(fl_uffd_register(uffd, area, len, FL_REG_MISSING, NULL));
@@ -449,7 +449,7 @@ static int test_event_unmap(void *arg)
 	int uffd;
 	char *area;
 
-	t_require(UFFD_FEATURE_EVENT_UNMAP);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_EVENT_UNMAP));
 	uffd = t_uffd(UFFD_FEATURE_EVENT_UNMAP);
 	area = t_map(FL_MEM_ANON, len, NULL);
 	T_OK(fl_uffd_register(uffd, area, len, FL_REG_MISSING, NULL));

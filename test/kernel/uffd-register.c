@@ -36,13 +36,13 @@ static bool ioctl_expected(enum fl_ioctl which, enum fl_mem_type mem, unsigned m
 	case FL_IOCTL_ZEROPAGE:
 		return mem != FL_MEM_HUGETLB;	/* no huge zero page fill */
 	case FL_IOCTL_MOVE:
-		return mem != FL_MEM_HUGETLB && t_has(FL_FEAT_IOCTL_MOVE);
+		return mem != FL_MEM_HUGETLB && t_has(FL_FEATURE_BIT(FL_FEATURE_IOCTL_MOVE));
 	case FL_IOCTL_WRITEPROTECT:
 		return modes & FL_REG_WP;
 	case FL_IOCTL_CONTINUE:
 		return modes & FL_REG_MINOR;
 	case FL_IOCTL_POISON:
-		return t_has(FL_FEAT_IOCTL_POISON);
+		return t_has(FL_FEATURE_BIT(FL_FEATURE_IOCTL_POISON));
 	default:
 		return false;
 	}
@@ -329,7 +329,7 @@ static int test_ioctls_masked(void *arg)
 	char *area = t_map(FL_MEM_ANON, 2 * page, NULL);
 	uint64_t ioctls = 0;
 
-	t_require(FL_FEAT_IOCTL_POISON | FL_FEAT_IOCTL_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_IOCTL_POISON) | FL_FEATURE_BIT(FL_FEATURE_IOCTL_MOVE));
 	T_OK(fl_uffd_register(uffd, area, page, FL_REG_MISSING, &ioctls));
 	T_ASSERT(fl_ioctls_has(ioctls, FL_IOCTL_POISON));
 	T_ASSERT(fl_ioctls_has(ioctls, FL_IOCTL_MOVE));

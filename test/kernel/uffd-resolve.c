@@ -226,6 +226,7 @@ static int test_continue_wp(void *arg)
 	struct kt_toucher t;
 	struct uffd_msg msg;
 
+	t_require(FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP));
 	setup(&e, MEM(arg), npages_for(MEM(arg), 2), FL_REG_MINOR | FL_REG_WP, 0);
 	fill_page_cache(&e, 27);
 	kt_touch_start(&t, e.area + 8, KT_READ, 0);
@@ -377,7 +378,7 @@ static int test_poison(void *arg)
 	size_t done = 0;
 	uint8_t *src;
 
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	setup(&e, MEM(arg), 3, FL_REG_MISSING, UFFD_FEATURE_POISON);
 	src = t_pattern_buf(e.page, 0, 29);
 	/* Poisoning the faulting page wakes the faulter with SIGBUS. */
@@ -421,7 +422,7 @@ static int test_poison_kills(void *arg)
 {
 	int status;
 
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	status = t_fork_wait(poisoned_child, NULL);
 	T_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
 		 "child status 0x%x, expected death by SIGBUS", status);
@@ -446,7 +447,7 @@ static int test_move(void *arg)
 	size_t done = 0;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_ANON, 4, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.len, 30);
 	kt_touch_start(&t, e.area + 2 * e.page + 6, KT_READ, 0);
@@ -469,7 +470,7 @@ static int test_move_src_holes(void *arg)
 	size_t done = 12345;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_ANON, 4, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.len, 31);
 	/* A hole at source page 2. */
@@ -510,7 +511,7 @@ static int test_move_dontwake(void *arg)
 	struct uffd_msg msg;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.len, 32);
 	kt_touch_start(&t, e.area + 7, KT_READ, 0);
@@ -531,7 +532,7 @@ static int test_move_shmem(void *arg)
 	size_t done = 12345;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_SHMEM, 1, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.len, 33);
 	T_ASSERT_EQ(fl_uffd_move(e.uffd, e.area, src, e.len, 0, &done), -EINVAL);
@@ -734,7 +735,7 @@ static int test_poison_masked(void *arg)
 	size_t done = 12345;
 	uint8_t *src;
 
-	t_require(UFFD_FEATURE_POISON);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_POISON));
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, UFFD_FEATURE_POISON);
 	setenv("FAULTLINE_MASK_FEATURES", "poison", 1);
 	T_ASSERT_EQ(fl_uffd_poison(e.uffd, e.area, e.page, 0, &done), -EOPNOTSUPP);
@@ -753,7 +754,7 @@ static int test_move_masked(void *arg)
 	size_t done = 12345;
 	char *src;
 
-	t_require(UFFD_FEATURE_MOVE);
+	t_require(FL_FEATURE_BIT(FL_FEATURE_MOVE));
 	setup(&e, FL_MEM_ANON, 1, FL_REG_MISSING, UFFD_FEATURE_MOVE);
 	src = map_src(e.page, 42);
 	setenv("FAULTLINE_MASK_FEATURES", "move", 1);
@@ -766,6 +767,26 @@ static int test_move_masked(void *arg)
 	unsetenv("FAULTLINE_MASK_FEATURES");
 	T_OK(fl_uffd_move(e.uffd, e.area, src, e.page, 0, &done));
 	kt_assert_pattern(e.area, e.page, 0, 42);
+	return T_PASS;
+}
+
+/* CONTINUE with MODE_WP masked: -EOPNOTSUPP, nothing mapped; unmasked it works. */
+static int test_continue_wp_masked(void *arg)
+{
+	struct env e;
+	size_t done = 12345;
+
+	t_require(FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP));
+	setup(&e, FL_MEM_SHMEM, 1, FL_REG_MINOR | FL_REG_WP, 0);
+	fill_page_cache(&e, 43);
+	setenv("FAULTLINE_MASK_FEATURES", "continue_mode_wp", 1);
+	T_ASSERT_EQ(fl_uffd_continue(e.uffd, e.area, e.page, FL_MODE_WP, &done), -EOPNOTSUPP);
+	T_ASSERT_EQ(done, 0);
+	T_ASSERT(!kt_page_present(e.area));
+	/* Without the mode bit CONTINUE is not affected by the mask. */
+	T_OK(fl_uffd_continue(e.uffd, e.area, e.page, 0, &done));
+	T_ASSERT_EQ(done, e.page);
+	unsetenv("FAULTLINE_MASK_FEATURES");
 	return T_PASS;
 }
 
@@ -806,6 +827,7 @@ static const struct t_case cases[] = {
 	{ "done_on_invalid_flags", test_done_on_invalid_flags, NULL, 0 },
 	{ "poison_masked", test_poison_masked, NULL, 0, T_POISON },
 	{ "move_masked", test_move_masked, NULL, 0, T_MOVE },
+	{ "continue_wp_masked", test_continue_wp_masked, NULL, 0, T_MINOR_SHMEM | T_WP_SHMEM_HUGETLB },
 };
 
 int main(int argc, char **argv)

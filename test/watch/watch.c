@@ -378,7 +378,7 @@ static int test_same_answers(void *arg)
 		struct fl_watch_opts o = { .sz = sizeof(o), .backend = all[b] };
 
 		if (all[b] == FL_WATCH_ASYNC &&
-		    !t_has(t_needs_kernel_bits(T_WATCH_ASYNC)))
+		    !t_has(t_needs_features(T_WATCH_ASYNC)))
 			continue;
 		(void)c;
 		e.g = t_page_size(mem);
@@ -421,13 +421,13 @@ static int test_auto(void *arg)
 
 	(void)arg;
 	T_OK(fl_watch_new(m, 16 * 4096, NULL, &w));
-	if (t_has(t_needs_kernel_bits(T_WATCH_ASYNC)))
+	if (t_has(t_needs_features(T_WATCH_ASYNC)))
 		T_ASSERT_EQ(fl_watch_backend(w), FL_WATCH_ASYNC);
 	else
 		T_ASSERT_EQ(fl_watch_backend(w), FL_WATCH_SYNC);
 	fl_watch_free(w);
 	/* Masked features make an explicit request fail, never silently degrade. */
-	if (!t_has(UFFD_FEATURE_WP_ASYNC)) {
+	if (!t_has(FL_FEATURE_BIT(FL_FEATURE_WP_ASYNC))) {
 		struct fl_watch_opts o = { .sz = sizeof(o), .backend = FL_WATCH_ASYNC };
 		T_ASSERT_EQ(fl_watch_new(m, 16 * 4096, &o, &w), -EOPNOTSUPP);
 	}
