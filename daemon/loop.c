@@ -421,7 +421,8 @@ int fld_listen(const char *path, int type, bool others, int *ret_fd)
  */
 static void shutdown_quietly(struct fld *d)
 {
-	fl_engine_stop(d->engine);
+	if (d->engine)
+		fl_engine_stop(d->engine);
 	/* Every space we ever saw has a slot in d->spaces (forks included). */
 	for (size_t sp = 1; sp < d->nspaces; sp++)
 		fl_engine_release(d->engine, (int)sp, 0);
@@ -479,7 +480,7 @@ static int add_fd(struct fld *d, int fd, uintptr_t tag)
 	return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
-int fld_run(struct fld *d)
+static int serve(struct fld *d)
 {
 	struct fl_engine_opts eo = {
 		.sz = sizeof(eo), .threads = d->cfg.threads, .flags = FL_ENGINE_NO_FILLER,
@@ -580,10 +581,21 @@ int fld_run(struct fld *d)
 		}
 		free_closed(d);
 	}
-	if (d->cfg.socket && d->cfg.listen_fd < 0)
+	return 0;
+}
+
+int fld_run(struct fld *d)
+{
+	int r;
+
+	/* Every exit, a refusal at start included, goes through here: what
+	 * was made is freed and a socket we bound is removed. */
+	d->epfd = d->sigfd = d->timerfd = d->lfd = d->fc_lfd = -1;
+	r = serve(d);
+	if (d->cfg.socket && d->cfg.listen_fd < 0 && d->lfd >= 0)
 		unlink(d->cfg.socket);
 	if (!d->cfg.supervisor_pid)
 		fld_ready_stopping(&d->cfg);
 	shutdown_quietly(d);
-	return 0;
+	return r;
 }

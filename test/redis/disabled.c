@@ -24,7 +24,7 @@ static int t_push(void *arg)
 {
 	char dir[] = "/tmp/fl-redis-disabled-XXXXXX", path[64];
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .flags = FL_IMAGE_NO_SYNC };
-	struct fl_image_region reg = { .length = 4096, .prot = 3, .name = "r" };
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = 4096, .prot = 3, .name = "r" };
 	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = URL, .timeout_ms = 100 };
 	struct fl_image_writer *w;
 	struct fl_image *img;
