@@ -441,19 +441,19 @@ int bench_clone_main(int argc, char **argv)
 						       optarg);
 			break;
 		case 'n':
-			if (parse_uint(optarg, 1, 64, &v))
+			if (fl__parse_uint(optarg, 1, 64, &v))
 				return cli_usage_error("bench clone: --clones wants 1-64, not '%s'", optarg);
 			clones = v;
 			break;
 		case 'c':
 		case 's':
-			if (parse_size(optarg, &v) || v < (4u << 20) || v > (64ull << 30))
+			if (fl__parse_size(optarg, &v) || v < (4u << 20) || v > (64ull << 30))
 				return cli_usage_error("bench clone: --%s wants 4M to 64G, not '%s'",
 						       c == 'c' ? "clone-size" : "size", optarg);
 			*(c == 'c' ? &csize : &size) = v / (2u << 20) * (2u << 20);
 			break;
 		case 'r':
-			if (parse_uint(optarg, 1, 16, &v))
+			if (fl__parse_uint(optarg, 1, 16, &v))
 				return cli_usage_error("bench clone: --reps wants 1-16, not '%s'", optarg);
 			reps = v;
 			break;

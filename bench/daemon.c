@@ -1039,7 +1039,7 @@ int bench_daemon_main(int argc, char **argv)
 			json = true;
 			break;
 		case 'r':
-			if (parse_uint(optarg, 1, MAX_REPS, &v))
+			if (fl__parse_uint(optarg, 1, MAX_REPS, &v))
 				return cli_usage_error("bench daemon: --reps wants 1-%d, not '%s'", MAX_REPS, optarg);
 			reps = v;
 			break;

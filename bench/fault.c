@@ -463,13 +463,13 @@ int bench_fault_main(int argc, char **argv)
 			json = true;
 			break;
 		case 'n':
-			if (parse_uint(optarg, 1, 10000000, &v))
+			if (fl__parse_uint(optarg, 1, 10000000, &v))
 				return cli_usage_error("bench fault: --iterations wants a number from 1 to 10000000, not '%s'",
 						       optarg);
 			iterations = v;
 			break;
 		case 'p':
-			if (parse_uint(optarg, 1, 1000, &v))
+			if (fl__parse_uint(optarg, 1, 1000, &v))
 				return cli_usage_error("bench fault: --pairs wants a number from 1 to 1000, not '%s'",
 						       optarg);
 			pairs = v;

@@ -456,13 +456,13 @@ int bench_fill_main(int argc, char **argv)
 			json = true;
 			break;
 		case 's':
-			if (parse_size(optarg, &v) || v < PAGE || v > (64ull << 30))
+			if (fl__parse_size(optarg, &v) || v < PAGE || v > (64ull << 30))
 				return cli_usage_error("bench fill: --size wants a size from 4K to 64G (like 256M or 1G), not '%s'",
 						       optarg);
 			size = (v + PAGE - 1) / PAGE * PAGE;
 			break;
 		case 'p':
-			if (parse_uint(optarg, 1, 1000, &v))
+			if (fl__parse_uint(optarg, 1, 1000, &v))
 				return cli_usage_error("bench fill: --pairs wants a number from 1 to 1000, not '%s'", optarg);
 			pairs = v;
 			break;

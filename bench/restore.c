@@ -183,11 +183,11 @@ int bench_restore_main(int argc, char **argv)
 		switch (c) {
 		case 'j': json = true; break;
 		case 's':
-			if (parse_size(optarg, &size) || size < (4u << 20) || size % (2u << 20))
+			if (fl__parse_size(optarg, &size) || size < (4u << 20) || size % (2u << 20))
 				return cli_usage_error("bench restore: --size must be a multiple of 2 MiB, at least 4 MiB");
 			break;
 		case 'r':
-			if (parse_uint(optarg, 1, 16, &rounds))
+			if (fl__parse_uint(optarg, 1, 16, &rounds))
 				return cli_usage_error("bench restore: --rounds must be 1..16");
 			break;
 		case 'R': remote = false; break;

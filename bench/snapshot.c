@@ -207,7 +207,7 @@ static int parse_list(const char *s, uint64_t *v, int max, bool thp)
 				v[n++] = 1;
 			else
 				return -1;
-		} else if (parse_size(tok, &v[n]) || v[n] < (16u << 20)) {
+		} else if (fl__parse_size(tok, &v[n]) || v[n] < (16u << 20)) {
 			return -1;
 		} else {
 			v[n] = v[n] / (2u << 20) * (2u << 20);
@@ -253,12 +253,12 @@ int bench_snapshot_main(int argc, char **argv)
 				return cli_usage_error("bench snapshot: --thp wants off, on or off,on");
 			break;
 		case 'w':
-			if (parse_uint(optarg, 1, MAX_WRITERS, &v))
+			if (fl__parse_uint(optarg, 1, MAX_WRITERS, &v))
 				return cli_usage_error("bench snapshot: --writers wants 1-%d", MAX_WRITERS);
 			writers = v;
 			break;
 		case 'r':
-			if (parse_uint(optarg, 1, 100, &v))
+			if (fl__parse_uint(optarg, 1, 100, &v))
 				return cli_usage_error("bench snapshot: --reps wants 1-100");
 			reps = v;
 			break;

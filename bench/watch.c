@@ -248,12 +248,12 @@ int bench_watch_main(int argc, char **argv)
 			json = true;
 			break;
 		case 's':
-			if (parse_size(optarg, &v) || v < (1u << 20) || v > (64ull << 30))
+			if (fl__parse_size(optarg, &v) || v < (1u << 20) || v > (64ull << 30))
 				return cli_usage_error("bench watch: --size wants 1M to 64G, not '%s'", optarg);
 			size = v / PAGE * PAGE;
 			break;
 		case 'r':
-			if (parse_uint(optarg, 1, 100, &v))
+			if (fl__parse_uint(optarg, 1, 100, &v))
 				return cli_usage_error("bench watch: --reps wants 1-100, not '%s'", optarg);
 			reps = v;
 			break;

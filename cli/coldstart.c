@@ -217,17 +217,17 @@ static int image_cold(int argc, char **argv, bool record)
 			wsarg = optarg;
 			break;
 		case 'r':
-			if (parse_uint(optarg, 0, UINT32_MAX, &v))
+			if (fl__parse_uint(optarg, 0, UINT32_MAX, &v))
 				return cli_usage_error("--region: not a number: '%s'", optarg);
 			o.region = (unsigned)v;
 			break;
 		case 't':
-			if (parse_uint(optarg, 1, 100, &v))
+			if (fl__parse_uint(optarg, 1, 100, &v))
 				return cli_usage_error("--touch: a percentage from 1 to 100: '%s'", optarg);
 			o.touch = (double)v / 100.0;
 			break;
 		case 's':
-			if (parse_uint(optarg, 0, UINT64_MAX, &v))
+			if (fl__parse_uint(optarg, 0, UINT64_MAX, &v))
 				return cli_usage_error("--seed: not a number: '%s'", optarg);
 			o.seed = v;
 			break;

@@ -357,13 +357,13 @@ int cmd_demo(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			if (parse_size(optarg, &v) || v < PAGE || v > (64ull << 30))
+			if (fl__parse_size(optarg, &v) || v < PAGE || v > (64ull << 30))
 				return cli_usage_error("demo: --size wants a size from 4K to 64G (like 256M or 1G), not '%s'",
 						       optarg);
 			size = (v + PAGE - 1) / PAGE * PAGE;
 			break;
 		case 't':
-			if (parse_uint(optarg, 1, MAX_THREADS, &v))
+			if (fl__parse_uint(optarg, 1, MAX_THREADS, &v))
 				return cli_usage_error("demo: --threads wants a number from 1 to %d, not '%s'",
 						       MAX_THREADS, optarg);
 			nthreads = v;

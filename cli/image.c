@@ -149,7 +149,7 @@ static int image_create(int argc, char **argv)
 		switch (c) {
 		case 'f': from = optarg; break;
 		case 'p':
-			if (parse_size(optarg, &size) || !size)
+			if (fl__parse_size(optarg, &size) || !size)
 				return cli_usage_error("bad --pattern size '%s'", optarg);
 			break;
 		case 'z': zero_pages = true; break;
@@ -496,7 +496,7 @@ static int image_export(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "o:r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
-			if (parse_uint(optarg, 0, 65535, &region))
+			if (fl__parse_uint(optarg, 0, 65535, &region))
 				return cli_usage_error("bad --region '%s'", optarg);
 			break;
 		case 'o': out = optarg; break;

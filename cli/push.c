@@ -91,7 +91,7 @@ int cmd_image_push(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "qvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if (parse_uint(optarg, 1, 3600000, &v))
+			if (fl__parse_uint(optarg, 1, 3600000, &v))
 				return cli_usage_error("image push: --timeout wants milliseconds from 1 to 3600000, not '%s'",
 						       optarg);
 			o.timeout_ms = (unsigned)v;

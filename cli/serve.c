@@ -146,7 +146,7 @@ int cmd_serve(int argc, char **argv)
 			o.listen = optarg;
 			break;
 		case OPT_MAX_CLIENTS:
-			if (parse_uint(optarg, 1, 100000, &v))
+			if (fl__parse_uint(optarg, 1, 100000, &v))
 				return cli_usage_error("serve: --max-clients wants a number from 1 to 100000, not '%s'",
 						       optarg);
 			o.max_clients = (unsigned)v;
@@ -169,7 +169,7 @@ int cmd_serve(int argc, char **argv)
 			o.ca_file = optarg;
 			break;
 		case OPT_RATE:
-			if (parse_size(optarg, &v) || !v)
+			if (fl__parse_size(optarg, &v) || !v)
 				return cli_usage_error("serve: --bulk-rate wants bytes/s such as 200M, not '%s'",
 						       optarg);
 			o.bulk_rate = v;

@@ -47,14 +47,7 @@ struct cli_part {
 };
 extern const struct cli_part cli_parts[3];
 
-/*
- * Parse a byte count: a decimal number with an optional binary suffix
- * (K, M, G, T, optionally followed by "iB" or "B": "1G", "256M", "64KiB").
- * Returns 0, or -EINVAL / -ERANGE.
- */
-int parse_size(const char *s, uint64_t *ret_bytes);
-/* Parse a decimal unsigned number in [min, max]. Returns 0 or -EINVAL/-ERANGE. */
-int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+/* Sizes and numbers: fl__parse_size() and fl__parse_uint() (lib/util). */
 /* Format a byte count as "1.0 GiB", "256 MiB", "12 KiB" into buf. */
 const char *fmt_bytes(uint64_t bytes, char *buf, size_t len);
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* faultlined: command line (see faultlined(8)). */
 #include "faultlined.h"
+#include "flutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,38 +44,15 @@ static void usage(FILE *f)
 		"  -h, --help, --version\n");
 }
 
-static int parse_size(const char *s, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	case 't': case 'T': v <<= 40; end++; break;
-	}
-	if (*end)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
+/* The CLI's parsers (lib/util), for unsigned options. */
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
 {
-	char *end;
-	unsigned long v;
+	uint64_t v;
+	int r = fl__parse_uint(s, min, max, &v);
 
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return -EINVAL;
-	*ret = (unsigned)v;
-	return 0;
+	if (!r)
+		*ret = (unsigned)v;
+	return r;
 }
 
 int main(int argc, char **argv)
@@ -126,7 +104,7 @@ int main(int argc, char **argv)
 			break;
 		case O_MAXC: r = parse_uint(optarg, 1, 1u << 20, &cfg.max_clients); break;
 		case O_MAXR: r = parse_uint(optarg, 1, FL_MGR_MAX_RANGES, &cfg.max_ranges); break;
-		case O_MAXM: r = parse_size(optarg, &cfg.max_bytes); break;
+		case O_MAXM: r = fl__parse_size(optarg, &cfg.max_bytes); break;
 		case O_MAXI: r = parse_uint(optarg, 1, 4096, &cfg.max_inflight); break;
 		case O_THREADS: r = parse_uint(optarg, 1, 64, &cfg.threads); break;
 		case O_FC: cfg.fc_socket = optarg; break;

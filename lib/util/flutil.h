@@ -113,6 +113,14 @@ int fl__cmsg_take_fd(struct msghdr *msg);
  * close-on-exec; -ENAMETOOLONG when path does not fit sun_path. */
 int fl__unix_connect(const char *path, int type, int *ret_fd);
 
+/* ---- parse.c: the command line's numbers (CLI and faultlined) -------- */
+/* A byte count: a decimal number with an optional binary suffix (K, M, G,
+ * T, optionally followed by "iB" or "B": "1G", "256M", "64KiB"). 0, or
+ * -EINVAL / -ERANGE (it does not fit 64 bits). */
+int fl__parse_size(const char *s, uint64_t *ret_bytes);
+/* A decimal unsigned number in [min, max]: 0, or -EINVAL / -ERANGE. */
+int fl__parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
 /* ---- proc.c ---------------------------------------------------------- */
 /* Pss (KiB) of process pid's mappings that overlap [start, start+len), or
  * map a file whose name contains `name` (when not NULL): what a region or a
