@@ -6,6 +6,7 @@
 #include "util.h"
 #include "fl-config.h"
 #include "coldstart.h"
+#include "cli-client.h"
 
 #include <faultline/faultline.h>
 
@@ -40,6 +41,9 @@ static const char image_usage[] =
 	"  restore IMG [--working-set[=FILE]] [--region N] [--touch PCT] [--seed N] [--json]\n"
 	"                 the same cold start, replaying a recorded working set first;\n"
 	"                 a missing, corrupt or stale one is ignored with a warning\n"
+	"  restore --from URL [IMG] [--region N] [-o FILE] [--json] [TLS options]\n"
+	"                 restore from a page server (tcp://HOST:PORT) or Redis\n"
+	"                 (redis://HOST[:PORT][/PREFIX]), touch and check every page\n"
 	"\n"
 	"Exit status: 0 success, 1 error (or corrupt, or different), 2 usage error.\n";
 
@@ -573,6 +577,6 @@ int cmd_image(int argc, char **argv)
 	if (strcmp(sub, "record") == 0)
 		return cmd_image_record(argc - 1, argv + 1);
 	if (strcmp(sub, "restore") == 0)
-		return cmd_image_restore(argc - 1, argv + 1);
+		return cmd_image_restore_any(argc - 1, argv + 1);
 	return cli_usage_error("unknown image command '%s' (see 'faultline image --help')", sub);
 }

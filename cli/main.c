@@ -7,6 +7,7 @@
  * error.
  */
 #include "cli.h"
+#include "cli-client.h"
 #include "util.h"
 
 #include <faultline/faultline.h>
@@ -24,8 +25,10 @@ static const char usage_text[] =
 	"  bench NAME     benchmarks, each against a baseline in the same run:\n"
 	"                 clone, daemon, fault, fill, restore, snapshot, watch\n"
 	"                 (see 'faultline bench --help')\n"
+	"  daemon map     a client of faultlined: map an image through it and check it\n"
 	"  demo           lazily restore a memory image and verify every byte\n"
-	"  image          create, inspect, verify, diff, export and push images\n"
+	"  image          create, inspect, verify, diff, export and push images;\n"
+	"                 restore one locally or --from tcp:// (serve) or redis://\n"
 	"  serve          serve an image's pages to remote lazy regions over TCP/TLS\n"
 	"  stats          show a running faultlined's clients, faults and latency\n"
 	"\n"
@@ -40,6 +43,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "check", cmd_check },
+	{ "daemon", cmd_daemon },
 	{ "bench", cmd_bench },
 	{ "demo", cmd_demo },
 	{ "image", cmd_image },

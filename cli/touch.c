@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "touch.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Only touch_pages() arms it, and only its own thread's reads fault there. */
+static sigjmp_buf touch_jmp;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(touch_jmp, 1);
+}
+
+void touch_pages(const uint8_t *mem, uint64_t pages, size_t page_size, uint8_t *bad_map,
+		 struct touch_result *res)
+{
+	struct sigaction sa, old;
+	/* volatile: they live across siglongjmp() */
+	volatile uint64_t i = 0, bad = 0, first_bad = 0, first_ns = 0;
+	uint64_t t0 = fl__now_ns(), t;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old);
+	/* savemask 1: the handler's SIGBUS block is undone by the jump, so the
+	 * next poisoned page is caught too. */
+	if (sigsetjmp(touch_jmp, 1)) {
+		if (!bad)
+			first_bad = i;
+		bad = bad + 1;
+		if (bad_map)
+			bad_map[i] = 1;
+		if (i == 0)
+			first_ns = fl__now_ns() - t0;
+		i = i + 1;
+	}
+	for (; i < pages; i = i + 1) {
+		t = fl__now_ns();
+		(void)*(const volatile uint8_t *)(mem + i * page_size);
+		if (i == 0)
+			first_ns = fl__now_ns() - t;
+	}
+	res->ns = fl__now_ns() - t0;
+	sigaction(SIGBUS, &old, NULL);
+	res->pages = pages;
+	res->bad = bad;
+	res->first_bad = first_bad;
+	res->first_access_ns = first_ns;
+}
+
+int write_atomically(const char *path, const uint8_t *mem, uint64_t len)
+{
+	char tmp[4096];
+	const char *slash = strrchr(path, '/');
+	int fd, r;
+
+	if (slash)
+		snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp.XXXXXX", (int)(slash - path), path, slash + 1);
+	else
+		snprintf(tmp, sizeof(tmp), ".%s.tmp.XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	temp_file_guard(tmp, NULL);
+	r = fl__pwrite_full(fd, mem, len, 0);
+	if (!r && fchmod(fd, 0644))
+		r = -errno;
+	if (close(fd) && !r)
+		r = -errno;
+	if (!r && rename(tmp, path))
+		r = -errno;
+	if (r)
+		unlink(tmp);
+	temp_file_forget();
+	return r;
+}
