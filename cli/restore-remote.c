@@ -140,6 +140,8 @@ static const char *open_reason(enum remote_kind kind, int r)
 	case -EPROTO:
 		return kind == REMOTE_TCP ? "not a faultline page server (or TLS on one side only)"
 					  : "the server refused a command (not Redis?)";
+	case -ECONNRESET:
+		return "the server closed the connection (TLS on one side only, or the wrong kind of TLS?)";
 	case -EPROTONOSUPPORT:
 		return "the page server speaks another protocol version";
 	case -ESTALE:
