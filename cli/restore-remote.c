@@ -360,10 +360,6 @@ static int restore_remote(int argc, char **argv)
 		return cli_usage_error("image restore: a pre-shared key and X.509 exclude each other");
 	if ((ro.cert_file != NULL) != (ro.key_file != NULL))
 		return cli_usage_error("image restore: --tls-cert and --tls-key go together");
-	if (kind == REMOTE_REDIS && !FL_HAVE_REDIS)
-		return cli_not_built("image restore --from redis://", "Redis", "redis");
-	if ((have_psk || tls_x509) && !FL_HAVE_TLS)
-		return cli_not_built("image restore --tls", "TLS", "tls");
 	if (psk_file) {
 		r = read_psk_file(psk_file, psk, sizeof(psk));
 		if (r) {
@@ -382,6 +378,11 @@ static int restore_remote(int argc, char **argv)
 	} else if (tls_x509) {
 		ro.tls = FL_TLS_X509;
 	}
+	/* After the usage checks: a malformed command is a usage error in every build. */
+	if (kind == REMOTE_REDIS && !FL_HAVE_REDIS)
+		return cli_not_built("image restore --from redis://", "Redis", "redis");
+	if ((have_psk || tls_x509) && !FL_HAVE_TLS)
+		return cli_not_built("image restore --tls", "TLS", "tls");
 
 	if (rep.reference) {
 		r = fl_image_open(rep.reference, 0, &ref);
