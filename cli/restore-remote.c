@@ -46,7 +46,7 @@ static const char restore_help[] =
 	"  --from redis://HOST[:PORT][/PREFIX]\n"
 	"                                    an image pushed with 'faultline image push'\n"
 	"  -o, --output FILE                 write the restored bytes to FILE (atomically;\n"
-	"                                    not written when a page is bad)\n"
+	"                                    not written when a page is bad or differs)\n"
 	"      --region N                    the region (default 0)\n"
 	"      --timeout MS                  fail a page after MS ms without it (default 5000)\n"
 	"      --tls-psk ID:HEXKEY           tcp: TLS with a pre-shared key\n"
@@ -157,6 +157,7 @@ struct remote_report {
 	const char *url;
 	const char *reference;		/* IMG, or NULL */
 	const char *output;		/* -o FILE, or NULL */
+	bool written;			/* ... and it was written (every page good) */
 	unsigned region;
 	uint64_t length;
 	uint8_t id[FL_IMAGE_ID_LEN];
@@ -210,7 +211,7 @@ static void print_report(const struct remote_report *rep, bool json)
 			json_u64(&j, "mismatches", rep->mismatches);
 		else
 			json_null(&j, "mismatches");
-		json_str(&j, "output", rep->output);
+		json_str(&j, "output", rep->written ? rep->output : NULL);
 		json_end(&j);
 		json_finish(&j);
 		return;
@@ -230,7 +231,7 @@ static void print_report(const struct remote_report *rep, bool json)
 	       rep->reference ? rep->reference : "");
 	if (rep->reference)
 		printf("mismatches: %llu\n", (unsigned long long)rep->mismatches);
-	if (rep->output && !rep->touch.bad)
+	if (rep->written)
 		printf("wrote %s to %s\n", sz, rep->output);
 }
 
@@ -486,6 +487,7 @@ static int restore_remote(int argc, char **argv)
 			cli_fail(rep.output, r);
 			goto out;
 		}
+		rep.written = true;
 	}
 	print_report(&rep, json);
 	if (rep.mismatches)
