@@ -20,6 +20,9 @@
 #define FL_IMG_HEADER_SIZE 4096u
 #define FL_IMG_MAX_CHAIN 64
 #define FL_IMG_MAX_REGIONS 65536u
+/* Pages in an image: its index stays below 2^63 bytes, so offsets past it
+ * never wrap. The writer refuses more; the reader calls more corrupt. */
+#define FL_IMG_MAX_PAGES ((UINT64_MAX / 2) / sizeof(struct fl__img_page))
 
 /* header flags */
 #define FL_IMG_F_INCREMENTAL (1u << 0)
