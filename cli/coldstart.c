@@ -252,11 +252,18 @@ static int image_cold(int argc, char **argv, bool record)
 
 	r = fl_image_open(o.image_path, 0, &o.img);
 	if (r) {
-		if (r == -EBADMSG || r == -EPROTO)
-			cli_error("%s: not a valid faultline image", o.image_path);
-		else
-			cli_fail(o.image_path, r);
+		cli_image_open_error(o.image_path, o.image_path, r);
 		return EXIT_ERR;
+	}
+	{
+		struct fl_image_info info = { .sz = sizeof(info) };
+		/* Said here: fl_image_region()'s -ENOENT would read as a missing file. */
+		if (fl_image_info(o.img, &info) == 0 && o.region >= info.nregions) {
+			cli_error("%s: no region %u (the image has %u: 0 to %u)", o.image_path, o.region,
+				  info.nregions, info.nregions - 1);
+			fl_image_close(o.img);
+			return EXIT_ERR;
+		}
 	}
 	r = cold_start(&o, &res);
 	fl_image_close(o.img);
