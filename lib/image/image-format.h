@@ -12,9 +12,10 @@
 #define FL_IMAGE_FORMAT_H
 
 #include "kernel.h"
+#include "store-internal.h"
 #include <faultline/image.h>
 
-#define FL_IMG_MAGIC "FLTIMAGE"
+#define FL_IMG_MAGIC FL__IMAGE_MAGIC	/* store-internal.h: the file store knows it too */
 #define FL_IMG_END_MAGIC "FLTIMEND"
 #define FL_IMG_VERSION 1
 #define FL_IMG_HEADER_SIZE 4096u
