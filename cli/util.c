@@ -566,16 +566,27 @@ static int cleanup_add(enum cleanup_kind kind, const char *path, pid_t pid)
 	if (path && strlen(path) >= sizeof(cleanup_slots[0].path))
 		return -ENAMETOOLONG;
 	block_signals(&old);
+	if (installed && cleanup_owner != getpid()) {
+		/* A forked child registering its own: what it inherited is the
+		 * parent's to remove, not its. */
+		for (int i = 0; i < CLEANUP_SLOTS; i++)
+			cleanup_slots[i].armed = 0;
+	}
 	if (!installed || cleanup_owner != getpid()) {
-		struct sigaction sa;
+		struct sigaction sa, prev;
 
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = cleanup_handler;
 		sigemptyset(&sa.sa_mask);
 		for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
 			sigaddset(&sa.sa_mask, cleanup_signals[i]);
-		for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
+		for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++) {
+			/* A signal ignored when we were started (nohup, a shell's
+			 * background job) stays ignored: it will not stop us. */
+			if (sigaction(cleanup_signals[i], NULL, &prev) == 0 && prev.sa_handler == SIG_IGN)
+				continue;
 			sigaction(cleanup_signals[i], &sa, NULL);
+		}
 		cleanup_owner = getpid();
 		installed = true;
 	}
@@ -616,6 +627,9 @@ void cleanup_drop(int slot)
 
 void cleanup_child(pid_t parent)
 {
+	/* The parent's files and processes are the parent's to clean up. */
+	for (int i = 0; i < CLEANUP_SLOTS; i++)
+		cleanup_slots[i].armed = 0;
 	/* SIGKILL: a worker that handles or blocks SIGTERM must not linger. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	/* The parent died before the line above: nothing would kill us. */

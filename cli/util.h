@@ -150,7 +150,9 @@ uint64_t splitmix64(uint64_t *state);
  * (>= 0, or -ENOSPC when 32 are in use, -ENAMETOOLONG) that
  * cleanup_drop() disarms once the thing is gone or is the command's result
  * (cleanup_drop accepts a negative slot). Forked children inherit the
- * handler but never clean up: the process that registered does.
+ * handler but never clean up: the process that registered does. A signal
+ * that was ignored when the command started (nohup, a background job of a
+ * shell without job control) is left ignored.
  */
 #include <sys/types.h>
 int cleanup_add_file(const char *path);

@@ -180,10 +180,16 @@ ls -A "$T" | grep -q '^\.huge\.img\.tmp\.' && result FAIL create-huge-no-tmp || 
 # ---- interrupted commands leave nothing behind (item 3) ----
 # wait_for COND...: poll a shell condition for up to 20 s
 wait_for() { for _ in $(seq 400); do eval "$1" && return 0; sleep 0.05; done; return 1; }
+# Background commands are started with job control on (set -m): each is then
+# the leader of a process group of its own, which holds every process it
+# starts (found with pgrep -g even once orphaned), and SIGINT is not ignored
+# in it as it is in a shell's background job without job control.
 # image create: the writer's hidden, pre-allocated temporary file goes
 mkdir "$T/int"
+set -m
 "$F" image create "$T/int/big.img" --pattern 2G > /dev/null 2>&1 &
 pid=$!
+set +m
 wait_for 'ls -A "$T/int" | grep -q "^\.big\.img\.tmp\." && [ "$(du -k "$T"/int/.big.img.tmp.* 2>/dev/null | cut -f1 | head -1)" -gt 0 ] 2>/dev/null'
 kill -INT "$pid"; wait "$pid"; rc=$?
 [ "$rc" = 130 ] && result PASS create-sigint-exit || { echo "# create-sigint-exit: exit $rc" >&2; result FAIL create-sigint-exit; }
@@ -197,36 +203,54 @@ check export-corrupt-keeps-old 1 "$F" image export "$T/d.img" -o "$T/d.raw"
 [ "$(cat "$T/d.raw")" = old ] && result PASS export-corrupt-old-intact || result FAIL export-corrupt-old-intact
 ls -A "$T" | grep -q '^\.d\.raw\.tmp\.' && result FAIL export-corrupt-no-tmp || result PASS export-corrupt-no-tmp
 check export-devnull 0 "$F" image export "$T/a.img" -o /dev/null
-# demo: its scratch directory and every process it started go (setsid: its
-# session holds them all, and they would stay in it when orphaned)
-mkdir "$T/demo"
-TMPDIR="$T/demo" setsid "$F" demo --size 64M --threads 2 --dir "$T/demo" > "$T/demo.out" 2>&1 &
+# image export interrupted: no partial output, the older file intact
+check create-export-src 0 "$F" image create "$T/int/src.img" --pattern 1G
+echo old > "$T/int/out.raw"
+set -m
+"$F" image export "$T/int/src.img" -o "$T/int/out.raw" > /dev/null 2>&1 &
 pid=$!
-if wait_for 'pgrep -s "$pid" -x "faultlined|redis-server" > /dev/null'; then
-	kill -TERM "$pid"; wait "$pid"; rc=$?
-	[ "$rc" = 143 ] && result PASS demo-sigterm-exit || { echo "# demo-sigterm-exit: exit $rc" >&2; result FAIL demo-sigterm-exit; }
-	wait_for '! pgrep -s "$pid" > /dev/null' && result PASS demo-sigterm-no-orphans \
-		|| { echo "# demo left: $(pgrep -a -s "$pid")" >&2; result FAIL demo-sigterm-no-orphans; }
-	[ -z "$(ls -A "$T/demo")" ] && result PASS demo-sigterm-no-scratch \
-		|| { echo "# demo left: $(ls -A "$T/demo")" >&2; result FAIL demo-sigterm-no-scratch; }
+set +m
+wait_for 'ls -A "$T/int" | grep -q "^\.out\.raw\.tmp\."'
+kill -TERM "$pid"; wait "$pid"; rc=$?
+[ "$rc" = 143 ] && result PASS export-sigterm-exit || { echo "# export-sigterm-exit: exit $rc" >&2; result FAIL export-sigterm-exit; }
+[ "$(cat "$T/int/out.raw")" = old ] && result PASS export-sigterm-old-intact || result FAIL export-sigterm-old-intact
+ls -A "$T/int" | grep -q '^\.out\.raw\.tmp\.' && result FAIL export-sigterm-no-tmp || result PASS export-sigterm-no-tmp
+rm -f "$T/int/src.img" "$T/int/out.raw"
+# demo: its scratch directory and every process it started go
+mkdir "$T/demo"
+set -m
+TMPDIR="$T/demo" "$F" demo --size 64M --threads 2 --dir "$T/demo" > "$T/demo.out" 2>&1 &
+pid=$!
+set +m
+if wait_for 'pgrep -g "$pid" -x "faultlined|redis-server" > /dev/null'; then
+	kill -INT "$pid"; wait "$pid"; rc=$?
+	[ "$rc" = 130 ] && result PASS demo-sigint-exit || { echo "# demo-sigint-exit: exit $rc" >&2; result FAIL demo-sigint-exit; }
+	wait_for '! pgrep -g "$pid" > /dev/null' && result PASS demo-sigint-no-orphans \
+		|| { echo "# demo left: $(pgrep -a -g "$pid")" >&2; result FAIL demo-sigint-no-orphans; }
+	[ -z "$(ls -A "$T/demo")" ] && result PASS demo-sigint-no-scratch \
+		|| { echo "# demo left: $(ls -A "$T/demo")" >&2; result FAIL demo-sigint-no-scratch; }
 else
 	kill -KILL "$pid" 2>/dev/null; wait "$pid"
 	echo "# demo started no process: $(tail -3 "$T/demo.out")" >&2
-	result FAIL demo-sigterm-started
+	result FAIL demo-sigint-started
 fi
 # bench clone: its images (257 MiB and more) and its worker processes go
 mkdir "$T/bc"
-TMPDIR="$T/bc" setsid "$F" bench clone --reps 1 > /dev/null 2>&1 &
+set -m
+TMPDIR="$T/bc" "$F" bench clone --reps 1 > /dev/null 2>&1 &
 pid=$!
-if wait_for '[ -n "$(ls -A "$T"/bc/faultline-bench-clone-* 2>/dev/null)" ]'; then
-	kill -INT "$pid"; wait "$pid"; rc=$?
-	[ "$rc" = 130 ] && result PASS bench-clone-sigint-exit || { echo "# bench-clone-sigint-exit: exit $rc" >&2; result FAIL bench-clone-sigint-exit; }
-	wait_for '! pgrep -s "$pid" > /dev/null' && result PASS bench-clone-sigint-no-orphans || result FAIL bench-clone-sigint-no-orphans
-	[ -z "$(ls -A "$T/bc")" ] && result PASS bench-clone-sigint-no-scratch \
-		|| { echo "# bench clone left: $(ls -AR "$T/bc")" >&2; result FAIL bench-clone-sigint-no-scratch; }
+set +m
+# once its scratch directory holds an image and it has started workers
+if wait_for '[ -n "$(ls -A "$T"/bc/faultline-bench-clone-* 2>/dev/null)" ] && pgrep -g "$pid" | grep -qvx "$pid"'; then
+	kill -TERM "$pid"; wait "$pid"; rc=$?
+	[ "$rc" = 143 ] && result PASS bench-clone-sigterm-exit || { echo "# bench-clone-sigterm-exit: exit $rc" >&2; result FAIL bench-clone-sigterm-exit; }
+	wait_for '! pgrep -g "$pid" > /dev/null' && result PASS bench-clone-sigterm-no-orphans \
+		|| { echo "# bench clone left: $(pgrep -a -g "$pid")" >&2; result FAIL bench-clone-sigterm-no-orphans; }
+	[ -z "$(ls -A "$T/bc")" ] && result PASS bench-clone-sigterm-no-scratch \
+		|| { echo "# bench clone left: $(ls -AR "$T/bc")" >&2; result FAIL bench-clone-sigterm-no-scratch; }
 else
 	kill -KILL "$pid" 2>/dev/null; wait "$pid"
-	result FAIL bench-clone-sigint-started
+	result FAIL bench-clone-sigterm-started
 fi
 
 # faultline stats against a real faultlined ($FAULTLINED, set by meson)
