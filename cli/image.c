@@ -167,7 +167,7 @@ static int check_create_fits(const char *out, uint64_t length)
 	uint64_t pages = length / PAGE, index_bytes = pages * 24;
 	uint64_t need = length + index_bytes + 4 * PAGE, phys, avail;
 	long np = sysconf(_SC_PHYS_PAGES), ps = sysconf(_SC_PAGESIZE);
-	char dir[4096], a[32], b[32];
+	char dir[4096], a[32], b[32], c[32];
 	const char *slash = strrchr(out, '/');
 	struct statvfs sv;
 
@@ -175,7 +175,7 @@ static int check_create_fits(const char *out, uint64_t length)
 	if (index_bytes > phys / 2) {
 		cli_error("%s: an image of %s needs a page index of %s in memory, more than half of this "
 			  "machine's %s", out, fmt_bytes(length, a, sizeof(a)), fmt_bytes(index_bytes, b, sizeof(b)),
-			  fmt_bytes(phys, dir, sizeof(a)));
+			  fmt_bytes(phys, c, sizeof(c)));
 		return EXIT_ERR;
 	}
 	if (!slash)
