@@ -157,7 +157,12 @@ int cold_start(const struct cold_opts *o, struct cold_result *res)
 		r = fl_region_record_stop(region, &rec);
 		if (!r) {
 			res->recorded = fl_working_set_pages(rec);
+			/* The library writes a temporary file and renames it; a
+			 * signal in between would leave the temporary file. The
+			 * save is short: the signal waits for it. */
+			cleanup_block();
 			r = fl_working_set_save(rec, o->record_path, o->img, o->region);
+			cleanup_unblock();
 		}
 		fl_working_set_free(rec);
 		if (r)

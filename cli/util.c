@@ -520,17 +520,40 @@ static void cleanup_run(void)
 			remove_tree_at(AT_FDCWD, cleanup_slots[i].path, 4);
 }
 
+static void cleanup_finish(int sig)
+{
+	cleanup_run();
+	/* Leave a terminal progress line ended. */
+	if (isatty(STDERR_FILENO) == 1 && write(STDERR_FILENO, "\n", 1) < 0)
+		(void)0;
+	_exit(128 + sig);
+}
+
+/*
+ * Between cleanup_block() and cleanup_unblock() a signal is held: blocking
+ * it in the calling thread is not enough, since the kernel may deliver a
+ * process-wide signal to any other thread (an engine's handler threads).
+ * Such a thread notes it and returns; cleanup_unblock() acts on it. The
+ * second look at `cleanup_deferring` closes the race with unblock: either
+ * unblock sees the note, or the handler sees the section over and acts
+ * itself (both acting is harmless: removing twice, one _exit wins).
+ */
+static volatile sig_atomic_t cleanup_deferring, cleanup_pending;
+
 static void cleanup_handler(int sig)
 {
 	/* A forked child inherits the handler: the parent cleans up, not it. */
-	if (getpid() == cleanup_owner) {
-		cleanup_run();
-		/* Leave a terminal progress line ended. */
-		if (isatty(STDERR_FILENO) == 1 && write(STDERR_FILENO, "\n", 1) < 0)
-			(void)0;
+	if (getpid() != cleanup_owner)
+		_exit(128 + sig);
+	if (cleanup_deferring) {
+		cleanup_pending = sig;
+		if (cleanup_deferring)
+			return;
 	}
-	_exit(128 + sig);
+	cleanup_finish(sig);
 }
+
+static void cleanup_install(void);
 
 static void block_signals(sigset_t *old)
 {
@@ -545,51 +568,63 @@ static void block_signals(sigset_t *old)
 void cleanup_block(void)
 {
 	block_signals(NULL);
+	cleanup_install();
+	cleanup_deferring = 1;
 }
 
 void cleanup_unblock(void)
 {
 	sigset_t set;
 
+	cleanup_deferring = 0;
+	if (cleanup_pending && getpid() == cleanup_owner)
+		cleanup_finish(cleanup_pending);
 	sigemptyset(&set);
 	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
 		sigaddset(&set, cleanup_signals[i]);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
-static int cleanup_add(enum cleanup_kind kind, const char *path, pid_t pid)
+/* Install the handler, once per process (again in a forked child that
+ * registers its own); called with the signals blocked. */
+static void cleanup_install(void)
 {
 	static bool installed;
+	struct sigaction sa, prev;
+
+	if (installed && cleanup_owner == getpid())
+		return;
+	if (installed) {
+		/* A forked child registering its own: what it inherited is the
+		 * parent's to remove, not its. */
+		for (int i = 0; i < CLEANUP_SLOTS; i++)
+			cleanup_slots[i].armed = 0;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = cleanup_handler;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
+		sigaddset(&sa.sa_mask, cleanup_signals[i]);
+	cleanup_owner = getpid();
+	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++) {
+		/* A signal ignored when we were started (nohup, a shell's
+		 * background job) stays ignored: it will not stop us. */
+		if (sigaction(cleanup_signals[i], NULL, &prev) == 0 && prev.sa_handler == SIG_IGN)
+			continue;
+		sigaction(cleanup_signals[i], &sa, NULL);
+	}
+	installed = true;
+}
+
+static int cleanup_add(enum cleanup_kind kind, const char *path, pid_t pid)
+{
 	sigset_t old;
 	int slot = -ENOSPC;
 
 	if (path && strlen(path) >= sizeof(cleanup_slots[0].path))
 		return -ENAMETOOLONG;
 	block_signals(&old);
-	if (installed && cleanup_owner != getpid()) {
-		/* A forked child registering its own: what it inherited is the
-		 * parent's to remove, not its. */
-		for (int i = 0; i < CLEANUP_SLOTS; i++)
-			cleanup_slots[i].armed = 0;
-	}
-	if (!installed || cleanup_owner != getpid()) {
-		struct sigaction sa, prev;
-
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = cleanup_handler;
-		sigemptyset(&sa.sa_mask);
-		for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
-			sigaddset(&sa.sa_mask, cleanup_signals[i]);
-		for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++) {
-			/* A signal ignored when we were started (nohup, a shell's
-			 * background job) stays ignored: it will not stop us. */
-			if (sigaction(cleanup_signals[i], NULL, &prev) == 0 && prev.sa_handler == SIG_IGN)
-				continue;
-			sigaction(cleanup_signals[i], &sa, NULL);
-		}
-		cleanup_owner = getpid();
-		installed = true;
-	}
+	cleanup_install();
 	for (int i = 0; i < CLEANUP_SLOTS; i++) {
 		if (cleanup_slots[i].armed)
 			continue;

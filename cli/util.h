@@ -160,8 +160,11 @@ int cleanup_add_dir(const char *dir);
 int cleanup_add_pid(pid_t pid);
 void cleanup_drop(int slot);
 /*
- * Hold off SIGINT, SIGTERM and SIGHUP in this thread between making a file
- * and registering it (a signal in between would leave it behind).
+ * Hold off SIGINT, SIGTERM and SIGHUP (in every thread: one that receives
+ * it notes it) between making a file and registering it, or around a
+ * short write-then-rename, where a signal would leave a file behind; the
+ * signal takes effect in cleanup_unblock(). Not nested; one thread at a
+ * time.
  */
 void cleanup_block(void);
 void cleanup_unblock(void);
