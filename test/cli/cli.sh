@@ -203,6 +203,19 @@ check export-corrupt-keeps-old 1 "$F" image export "$T/d.img" -o "$T/d.raw"
 [ "$(cat "$T/d.raw")" = old ] && result PASS export-corrupt-old-intact || result FAIL export-corrupt-old-intact
 ls -A "$T" | grep -q '^\.d\.raw\.tmp\.' && result FAIL export-corrupt-no-tmp || result PASS export-corrupt-no-tmp
 check export-devnull 0 "$F" image export "$T/a.img" -o /dev/null
+# a full disk: a 1 MiB tmpfs (a mount namespace of its own: needs root)
+mkdir "$T/full"
+if [ "$(id -u)" = 0 ] && unshare -m true 2> /dev/null; then
+	unshare -m sh -c 'mount -t tmpfs -o size=1m tmpfs "$1" && echo old > "$1/x.raw" &&
+		{ "$2" image export "$3" -o "$1/x.raw" 2> "$1/../full.err"; echo "rc=$?"; cat "$1/x.raw"; ls -A "$1"; }' \
+		sh "$T/full" "$F" "$T/a.img" > "$T/full.out"
+	[ "$(tr '\n' ' ' < "$T/full.out")" = "rc=1 old x.raw " ] && result PASS export-enospc-old-intact \
+		|| { echo "# export-enospc: $(tr '\n' ' ' < "$T/full.out")" >&2; result FAIL export-enospc-old-intact; }
+	has export-enospc-says "$T/full.err" "No space left on device"
+else
+	echo "# not root or no mount namespaces: skipping the full-disk export case" >&2
+	skip=$((skip + 1))
+fi
 # image export interrupted: no partial output, the older file intact
 check create-export-src 0 "$F" image create "$T/int/src.img" --pattern 1G
 echo old > "$T/int/out.raw"
