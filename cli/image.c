@@ -113,25 +113,36 @@ void cli_image_open_error(const char *label, const char *path, int r)
 		return;
 	}
 	if (r == -ENOENT && stat(path, &st) == 0) {
-		/* The image is there: the missing file is a parent in its chain. */
-		struct fl_image *img;
-		if (fl_image_open(path, FL_IMAGE_OPEN_NO_PARENT, &img) == 0) {
+		/* The image is there: the missing file is an image in its parent
+		 * chain. Walk it, one header at a time, to the first one missing. */
+		char cur[4096], next[4096];
+		snprintf(cur, sizeof(cur), "%s", path);
+		for (unsigned depth = 1; depth <= 64; depth++) {
 			struct fl_image_info info = { .sz = sizeof(info) };
+			struct fl_image *img;
+			const char *slash = strrchr(cur, '/');
+
+			if (fl_image_open(cur, FL_IMAGE_OPEN_NO_PARENT, &img))
+				break;
 			fl_image_info(img, &info);
 			fl_image_close(img);
-			if (info.parent_path[0]) {
-				char dir[4096];
-				const char *slash = strrchr(path, '/');
-				/* Recorded relative to the child's directory. */
-				if (info.parent_path[0] == '/' || !slash)
-					snprintf(dir, sizeof(dir), "%s", info.parent_path);
+			if (!info.parent_path[0])
+				break;
+			/* Recorded relative to the child's directory. */
+			if (info.parent_path[0] == '/' || !slash)
+				snprintf(next, sizeof(next), "%s", info.parent_path);
+			else
+				snprintf(next, sizeof(next), "%.*s/%s", (int)(slash - cur), cur, info.parent_path);
+			if (stat(next, &st) != 0) {
+				if (depth == 1)
+					cli_error("%s: its parent image %s is missing (No such file or directory)",
+						  label, next);
 				else
-					snprintf(dir, sizeof(dir), "%.*s/%s", (int)(slash - path), path,
-						 info.parent_path);
-				cli_error("%s: its parent image %s is missing (No such file or directory)", label,
-					  dir);
+					cli_error("%s: %s, an image in its parent chain (%u levels up), is missing "
+						  "(No such file or directory)", label, next, depth);
 				return;
 			}
+			snprintf(cur, sizeof(cur), "%s", next);
 		}
 	}
 	switch (r) {
