@@ -4,7 +4,6 @@
 #include "fl-config.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -492,10 +491,9 @@ static void remove_tree_at(int parent_fd, const char *name, int depth)
 			off += d->d_reclen;
 			if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
 				continue;
-			if (d->d_type == DT_DIR)
-				remove_tree_at(fd, d->d_name, depth - 1);
-			else
-				unlinkat(fd, d->d_name, 0);
+			/* Whatever d_type says (DT_UNKNOWN on some filesystems):
+			 * a file is unlinked, a directory emptied first. */
+			remove_tree_at(fd, d->d_name, depth - 1);
 		}
 		/* Entries were removed under the cursor: read from the start. */
 		lseek(fd, 0, SEEK_SET);
