@@ -181,6 +181,7 @@ int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, do
 	int tpl_fd = -1, status, ret = 0;
 	unsigned started = 0;
 	double total = 0;
+	pid_t parent = getpid();
 	char c = 0;
 
 	if (!w)
@@ -206,6 +207,7 @@ int clone_share(const char *image_path, uint64_t size, unsigned n, bool copy, do
 			goto out;
 		}
 		if (k->pid == 0) {
+			cleanup_child(parent);
 			/* Not the other workers' pipes: their EOF is their exit. */
 			for (unsigned i = 0; i < started; i++) {
 				close(w[i].to[1]);
@@ -297,10 +299,11 @@ static double run_forks(struct reset_env *re, uint64_t k, double secs)
 
 	do {
 		int status;
-		pid_t pid = fork();
+		pid_t parent = getpid(), pid = fork();
 		if (pid < 0)
 			return -1;
 		if (pid == 0) {
+			cleanup_child(parent);
 			dirty(re, re->anon, k);
 			_exit(0);
 		}
@@ -423,7 +426,7 @@ int bench_clone_main(int argc, char **argv)
 	bool json = false, pa = true, pb = true, pc = true;
 	char dir[4096], img_big[4200], img_small[4200], ws[4300];
 	struct json j;
-	int c, r = 0, status = EXIT_OK;
+	int c, r = 0, status = EXIT_OK, dir_slot;
 
 	opterr = 0;
 	optind = 0;
@@ -465,8 +468,15 @@ int bench_clone_main(int argc, char **argv)
 		}
 	}
 	snprintf(dir, sizeof(dir), "%s/faultline-bench-clone-XXXXXX", temp_dir());
-	if (!mkdtemp(dir))
+	cleanup_block();
+	if (!mkdtemp(dir)) {
+		cleanup_unblock();
 		return cli_fail(dir, -errno);
+	}
+	/* The images (and the writer's temporary files) live in it: an
+	 * interrupted run removes it whole. */
+	dir_slot = cleanup_add_dir(dir);
+	cleanup_unblock();
 	snprintf(img_big, sizeof(img_big), "%s/big.img", dir);
 	snprintf(img_small, sizeof(img_small), "%s/small.img", dir);
 	snprintf(ws, sizeof(ws), "%s/big.img.ws", dir);
@@ -631,5 +641,6 @@ out:
 	unlink(img_big);
 	unlink(img_small);
 	rmdir(dir);
+	cleanup_drop(dir_slot);
 	return status;
 }

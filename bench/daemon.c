@@ -108,10 +108,10 @@ struct denv {
 	char images[96], sock[96], log[96], image[128];
 	char faultlined[PATH_MAX];
 	pid_t pid;			/* the running faultlined, 0 when none */
+	/* Interrupted (util.h cleanup_*): faultlined is killed and the
+	 * scratch directory removed whole. */
+	int pid_slot, dir_slot;
 };
-
-/* For the signal handler: what to remove when interrupted. */
-static struct denv *volatile cleanup_env;
 
 static void remove_scratch(struct denv *e)
 {
@@ -120,19 +120,16 @@ static void remove_scratch(struct denv *e)
 	unlink(e->log);
 	rmdir(e->images);
 	rmdir(e->dir);
+	cleanup_drop(e->dir_slot);
+	e->dir_slot = -1;
 }
 
-static void on_signal(int sig)
+/* The daemon is gone (reaped): no longer one to kill when interrupted. */
+static void daemon_gone(struct denv *e)
 {
-	struct denv *e = cleanup_env;
-
-	if (e) {
-		if (e->pid > 0)
-			kill(e->pid, SIGTERM);
-		remove_scratch(e);
-	}
-	signal(sig, SIG_DFL);
-	raise(sig);
+	e->pid = 0;
+	cleanup_drop(e->pid_slot);
+	e->pid_slot = -1;
 }
 
 /* In forked children: the parent cleans up, not them. */
@@ -279,7 +276,7 @@ static void stop_daemon(struct denv *e)
 	kill(e->pid, SIGKILL);
 	waitpid(e->pid, &st, 0);
 done:
-	e->pid = 0;
+	daemon_gone(e);
 }
 
 /* Start faultlined with extra arguments (NULL-terminated) and wait until it
@@ -320,9 +317,10 @@ static int start_daemon(struct denv *e, const char *const *extra)
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	e->pid_slot = cleanup_add_pid(e->pid);
 	while (!socket_ready(e->sock)) {
 		if (waitpid(e->pid, &st, WNOHANG) == e->pid) {
-			e->pid = 0;
+			daemon_gone(e);
 			log_tail(e, tail, sizeof(tail));
 			cli_error("bench daemon: %s exited before accepting (%s)", e->faultlined,
 				  *tail ? tail : "no log");
@@ -524,7 +522,7 @@ static int run_block(const struct denv *e, bool through_daemon, const uint32_t *
 		     uint64_t *samples, struct block_report *rep, struct lat_block *out)
 {
 	const char *who = through_daemon ? "faultlined client" : "in-process engine";
-	pid_t pid;
+	pid_t parent = getpid(), pid;
 	int st;
 
 	memset(rep, 0, sizeof(*rep));
@@ -534,6 +532,7 @@ static int run_block(const struct denv *e, bool through_daemon, const uint32_t *
 		return cli_fail("bench daemon: fork", -errno);
 	if (pid == 0) {
 		child_signals();
+		cleanup_child(parent);
 		rep->err = through_daemon ? daemon_block(e, perm, npages, samples, rep)
 					  : inproc_block(e, perm, npages, samples, rep);
 		_exit(rep->err ? 1 : 0);
@@ -729,6 +728,7 @@ static int share_round(struct denv *e, bool tpl, unsigned n, unsigned kill_ms, d
 	struct worker w[SHARE_CLIENTS];
 	unsigned started = 0;
 	double total = 0;
+	pid_t parent = getpid();
 	int ret = 0, st;
 	char c = 1;
 	_Atomic unsigned *attached = mmap(NULL, sizeof(*attached), PROT_READ | PROT_WRITE,
@@ -756,6 +756,7 @@ static int share_round(struct denv *e, bool tpl, unsigned n, unsigned kill_ms, d
 		}
 		if (k->pid == 0) {
 			child_signals();
+			cleanup_child(parent);
 			/* Not the other workers' pipes: their EOF is their exit. */
 			for (unsigned i = 0; i < started; i++) {
 				close(w[i].to[1]);
@@ -778,7 +779,7 @@ static int share_round(struct denv *e, bool tpl, unsigned n, unsigned kill_ms, d
 		sleep_ms(kill_ms);
 		kill(e->pid, SIGKILL);
 		waitpid(e->pid, &st, 0);
-		e->pid = 0;
+		daemon_gone(e);
 		sleep_ms(100);
 		if (start_daemon(e, NULL)) {
 			ret = EXIT_ERR;
@@ -959,18 +960,22 @@ static int env_setup(struct denv *e)
 		cli_error("faultlined not found (set $FAULTLINED to its path): %s", strerror(-r));
 		return EXIT_ERR;
 	}
+	e->pid_slot = e->dir_slot = -1;
 	snprintf(e->dir, sizeof(e->dir), "/tmp/faultline-bench-daemon-XXXXXX");
-	if (!mkdtemp(e->dir))
+	cleanup_block();
+	if (!mkdtemp(e->dir)) {
+		cleanup_unblock();
 		return cli_fail("mkdtemp /tmp/faultline-bench-daemon-XXXXXX", -errno);
+	}
+	e->dir_slot = cleanup_add_dir(e->dir);
+	cleanup_unblock();
 	snprintf(e->images, sizeof(e->images), "%s/images", e->dir);
 	snprintf(e->sock, sizeof(e->sock), "%s/sock", e->dir);
 	snprintf(e->log, sizeof(e->log), "%s/faultlined.log", e->dir);
 	snprintf(e->image, sizeof(e->image), "%s/%s", e->images, IMAGE_NAME);
-	cleanup_env = e;
 	if (mkdir(e->images, 0700)) {
 		cli_fail("mkdir", -errno);
 		remove_scratch(e);
-		cleanup_env = NULL;
 		return EXIT_ERR;
 	}
 	return 0;
@@ -1009,7 +1014,6 @@ int daemon_demo(unsigned n, struct daemon_demo_result *res)
 out:
 	stop_daemon(&env);
 	remove_scratch(&env);
-	cleanup_env = NULL;
 	return status;
 }
 
@@ -1025,8 +1029,6 @@ int bench_daemon_main(int argc, char **argv)
 	static struct denv env;		/* reachable from the signal handler */
 	static struct lat_result lat;
 	static struct share_result share;
-	struct sigaction sa = { .sa_handler = on_signal }, old[3];
-	static const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 	uint64_t reps = DEFAULT_REPS, v;
 	bool json = false, pa = true, pb = true;
 	int c, r, status = EXIT_ERR;
@@ -1064,8 +1066,6 @@ int bench_daemon_main(int argc, char **argv)
 
 	if (env_setup(&env))
 		return EXIT_ERR;
-	for (int i = 0; i < 3; i++)
-		sigaction(sigs[i], &sa, &old[i]);
 	r = write_image(env.image, pb ? SHARE_SIZE : LAT_SIZE);
 	if (r) {
 		cli_fail("bench daemon: writing the image", r);
@@ -1083,8 +1083,5 @@ int bench_daemon_main(int argc, char **argv)
 out:
 	stop_daemon(&env);
 	remove_scratch(&env);
-	cleanup_env = NULL;
-	for (int i = 0; i < 3; i++)
-		sigaction(sigs[i], &old[i], NULL);
 	return status;
 }

@@ -445,7 +445,7 @@ int bench_fill_main(int argc, char **argv)
 	struct fl_store *store = NULL;
 	struct progress prog;
 	char path[4200] = "", sz[32];
-	int c, fd = -1, r, status = EXIT_ERR;
+	int c, fd = -1, r, status = EXIT_ERR, file_slot = -1;
 	bool json = false;
 
 	opterr = 0;
@@ -491,13 +491,16 @@ int bench_fill_main(int argc, char **argv)
 	}
 
 	snprintf(path, sizeof(path), "%s/faultline-fill.XXXXXX", temp_dir());
+	cleanup_block();
 	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		file_slot = cleanup_add_file(path);
+	cleanup_unblock();
 	if (fd < 0) {
 		cli_error("bench fill: creating a file in %s: %s", temp_dir(), strerror(errno));
 		path[0] = '\0';
 		goto out;
 	}
-	temp_file_guard(path, NULL);
 	r = write_pattern_file(fd, size, false, "writing file");
 	if (r) {
 		cli_error("bench fill: writing %s: %s", path, strerror(-r));
@@ -588,7 +591,7 @@ out:
 		close(fd);
 	if (path[0]) {
 		unlink(path);
-		temp_file_forget();
+		cleanup_drop(file_slot);
 	}
 	free(fl);
 	free(raw);

@@ -176,7 +176,7 @@ int bench_restore_main(int argc, char **argv)
 	unsigned nremote = 0, nredis = 0;
 	char dir[256], path[300], lzpath[300];
 	struct fl_image *img = NULL;
-	int c, r;
+	int c, r, dir_slot;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -197,11 +197,16 @@ int bench_restore_main(int argc, char **argv)
 		}
 	}
 	snprintf(dir, sizeof(dir), "%s/fl-bench-restore-XXXXXX", temp_dir());
-	if (!mkdtemp(dir))
+	cleanup_block();
+	if (!mkdtemp(dir)) {
+		cleanup_unblock();
 		return cli_fail("mkdtemp", -errno);
+	}
+	/* The images, and the library's temporary files, live in it. */
+	dir_slot = cleanup_add_dir(dir);
+	cleanup_unblock();
 	snprintf(path, sizeof(path), "%s/bench.img", dir);
 	snprintf(lzpath, sizeof(lzpath), "%s/lz4.img", dir);
-	temp_file_guard(path, dir);
 
 	r = write_image(path, size, false, &write_gbps);
 	if (!r)
@@ -366,6 +371,6 @@ out:
 	fl_image_close(img);
 	unlink(path);
 	rmdir(dir);
-	temp_file_forget();
+	cleanup_drop(dir_slot);
 	return r ? cli_fail("bench restore", r) : EXIT_OK;
 }

@@ -119,16 +119,18 @@ static int run_fork(struct ws *w, const char *path, struct result *out)
 {
 	int pfd[2];
 	uint64_t t0, t1, extra = 0;
-	pid_t pid;
+	pid_t parent, pid;
 
 	if (pipe(pfd))
 		return -errno;
+	parent = getpid();
 	t0 = fl__now_ns();
 	pid = fork();
 	t1 = fl__now_ns();
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		cleanup_child(parent);
 		/* The child: save the memory as it was at fork, then say how
 		 * much memory only it holds (pages the parent has since copied). */
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -230,9 +232,9 @@ int bench_snapshot_main(int argc, char **argv)
 	};
 	uint64_t sizes[4] = { 1ull << 30, 4ull << 30 }, thps[2] = { 0, 1 }, reps = DEFAULT_REPS;
 	uint64_t writers = DEFAULT_WRITERS, v;
-	int nsizes = 2, nthp = 2, c, ret = 0;
+	int nsizes = 2, nthp = 2, c, ret = 0, dir_slot;
 	bool json = false;
-	char path[4200];
+	char dir[4096], path[4200];
 	struct json j;
 
 	opterr = 0;
@@ -269,8 +271,17 @@ int bench_snapshot_main(int argc, char **argv)
 			return cli_usage_error("bench snapshot: unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	snprintf(path, sizeof(path), "%s/faultline-bench-snapshot.%d.img", temp_dir(), (int)getpid());
-	temp_file_guard(path, NULL);
+	/* A scratch directory: the image writer's temporary files land beside
+	 * the image, and an interrupted run removes the directory whole. */
+	snprintf(dir, sizeof(dir), "%s/faultline-bench-snapshot.XXXXXX", temp_dir());
+	cleanup_block();
+	if (!mkdtemp(dir)) {
+		cleanup_unblock();
+		return cli_fail(dir, -errno);
+	}
+	dir_slot = cleanup_add_dir(dir);
+	cleanup_unblock();
+	snprintf(path, sizeof(path), "%s/snapshot.img", dir);
 	if (json) {
 		json_init(&j, stdout);
 		json_begin(&j, NULL);
@@ -365,7 +376,9 @@ int bench_snapshot_main(int argc, char **argv)
 			free(pc);
 		}
 	}
-	temp_file_forget();
+	unlink(path);
+	rmdir(dir);
+	cleanup_drop(dir_slot);
 	if (ret)
 		return cli_fail("bench snapshot", ret);
 	if (json) {

@@ -15,4 +15,11 @@ int cmd_image_push(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 
+/*
+ * Report why fl_image_open(path) failed with r, naming what failed: the
+ * image (called `label` in the message), a directory given for it, or the
+ * missing parent its header names (cli/image.c).
+ */
+void cli_image_open_error(const char *label, const char *path, int r);
+
 #endif

@@ -157,7 +157,12 @@ int cold_start(const struct cold_opts *o, struct cold_result *res)
 		r = fl_region_record_stop(region, &rec);
 		if (!r) {
 			res->recorded = fl_working_set_pages(rec);
+			/* The library writes a temporary file and renames it; a
+			 * signal in between would leave the temporary file. The
+			 * save is short: the signal waits for it. */
+			cleanup_block();
 			r = fl_working_set_save(rec, o->record_path, o->img, o->region);
+			cleanup_unblock();
 		}
 		fl_working_set_free(rec);
 		if (r)
@@ -252,11 +257,18 @@ static int image_cold(int argc, char **argv, bool record)
 
 	r = fl_image_open(o.image_path, 0, &o.img);
 	if (r) {
-		if (r == -EBADMSG || r == -EPROTO)
-			cli_error("%s: not a valid faultline image", o.image_path);
-		else
-			cli_fail(o.image_path, r);
+		cli_image_open_error(o.image_path, o.image_path, r);
 		return EXIT_ERR;
+	}
+	{
+		struct fl_image_info info = { .sz = sizeof(info) };
+		/* Said here: fl_image_region()'s -ENOENT would read as a missing file. */
+		if (fl_image_info(o.img, &info) == 0 && o.region >= info.nregions) {
+			cli_error("%s: no region %u (the image has %u: 0 to %u)", o.image_path, o.region,
+				  info.nregions, info.nregions - 1);
+			fl_image_close(o.img);
+			return EXIT_ERR;
+		}
 	}
 	r = cold_start(&o, &res);
 	fl_image_close(o.img);

@@ -34,12 +34,10 @@ int demo_clones(const uint8_t *src, uint64_t size, const char *dir)
 
 	snprintf(path, sizeof(path), "%s/demo-clone.img", dir);
 	cold_ws_path(path, wspath, sizeof(wspath));
-	temp_file_guard(path, NULL);
+	/* In the demo's scratch directory, removed whole if interrupted. */
 	r = fl_image_write_ranges(path, &range, 1, &wo);
-	if (r) {
-		temp_file_forget();
+	if (r)
 		return cli_fail("demo: writing the clone image", r);
-	}
 	printf("\ncopy-on-write clones of that memory:\n");
 
 	/* The demo process is big: its workers share much of it, so what
@@ -96,7 +94,6 @@ int demo_clones(const uint8_t *src, uint64_t size, const char *dir)
 out:
 	unlink(wspath);
 	unlink(path);
-	temp_file_forget();
 	if (r)
 		return cli_fail("demo: clones", r);
 	return 0;

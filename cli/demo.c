@@ -221,14 +221,12 @@ static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t s
 	uint64_t t0;
 	int r, status = EXIT_OK;
 
+	/* In the demo's scratch directory, which is removed if interrupted. */
 	snprintf(path, sizeof(path), "%s/demo.img", dir);
-	temp_file_guard(path, NULL);
 	t0 = fl__now_ns();
 	r = fl_image_write_ranges(path, &range, 1, &wo);
-	if (r) {
-		temp_file_forget();
+	if (r)
 		return cli_fail("demo: writing the image", r);
-	}
 	fmt_ns(fl__now_ns() - t0, a, sizeof(a));
 	printf("\nimage of the region written in %s (%s)\n", a, path);
 	r = fl_image_open(path, 0, &img);
@@ -304,7 +302,6 @@ static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t s
 out:
 	fl_image_close(img);
 	unlink(path);
-	temp_file_forget();
 	if (r)
 		return cli_fail("demo: image", r);
 	return status;
@@ -350,7 +347,7 @@ int cmd_demo(int argc, char **argv)
 	struct progress prog;
 	char tmpdir[4200] = "", path[4300] = "", a[32], b[32], c3[32];
 	unsigned started = 0;
-	int c, fd = -1, r, status = EXIT_ERR;
+	int c, fd = -1, r, status = EXIT_ERR, dir_slot = -1;
 
 	opterr = 0;
 	optind = 0;
@@ -392,11 +389,16 @@ int cmd_demo(int argc, char **argv)
 
 	/* 1. The image, in a temporary directory of its own. */
 	snprintf(tmpdir, sizeof(tmpdir), "%s/faultline-demo.XXXXXX", dir);
+	cleanup_block();
 	if (!mkdtemp(tmpdir)) {
+		cleanup_unblock();
 		cli_error("demo: creating a temporary directory in %s: %s", dir, strerror(errno));
 		tmpdir[0] = '\0';
 		goto out;
 	}
+	/* Everything the demo writes lives in it: removed whole if interrupted. */
+	dir_slot = cleanup_add_dir(tmpdir);
+	cleanup_unblock();
 	snprintf(path, sizeof(path), "%s/image", tmpdir);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -404,7 +406,6 @@ int cmd_demo(int argc, char **argv)
 		path[0] = '\0';
 		goto out;
 	}
-	temp_file_guard(path, tmpdir);
 	printf("faultline demo: %s image in %s, %llu threads (%u sequential, %u random)\n",
 	       fmt_bytes(size, a, sizeof(a)), tmpdir, (unsigned long long)nthreads, d.seq_threads, d.rand_threads);
 	fflush(stdout);
@@ -558,6 +559,6 @@ out:
 		unlink(path);
 	if (tmpdir[0])
 		rmdir(tmpdir);
-	temp_file_forget();
+	cleanup_drop(dir_slot);
 	return status;
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,25 +102,112 @@ static void progress_cb(uint64_t done, uint64_t total, void *ctx)
 	progress_update(p, done, NULL);
 }
 
+/*
+ * Why an image did not open, naming what failed: the image itself, or the
+ * parent its header names (fl_image_open() reports both with one errno).
+ * `label` is how the image is named in the message (its path, or
+ * "--parent PATH").
+ */
+void cli_image_open_error(const char *label, const char *path, int r)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		cli_error("%s: is a directory, not an image", label);
+		return;
+	}
+	if (r == -ENOENT && stat(path, &st) == 0) {
+		/* The image is there: the missing file is an image in its parent
+		 * chain. Walk it, one header at a time, to the first one missing. */
+		char cur[4096], next[4096];
+		snprintf(cur, sizeof(cur), "%s", path);
+		for (unsigned depth = 1; depth <= 64; depth++) {
+			struct fl_image_info info = { .sz = sizeof(info) };
+			struct fl_image *img;
+			const char *slash = strrchr(cur, '/');
+
+			if (fl_image_open(cur, FL_IMAGE_OPEN_NO_PARENT, &img))
+				break;
+			fl_image_info(img, &info);
+			fl_image_close(img);
+			if (!info.parent_path[0])
+				break;
+			/* Recorded relative to the child's directory. */
+			if (info.parent_path[0] == '/' || !slash)
+				snprintf(next, sizeof(next), "%s", info.parent_path);
+			else
+				snprintf(next, sizeof(next), "%.*s/%s", (int)(slash - cur), cur, info.parent_path);
+			if (stat(next, &st) != 0) {
+				if (depth == 1)
+					cli_error("%s: its parent image %s is missing (No such file or directory)",
+						  label, next);
+				else
+					cli_error("%s: %s, an image in its parent chain (%u levels up), is missing "
+						  "(No such file or directory)", label, next, depth);
+				return;
+			}
+			snprintf(cur, sizeof(cur), "%s", next);
+		}
+	}
+	switch (r) {
+	case -EBADMSG:
+		cli_error("%s: corrupt image (a checksum or the structure is wrong)", label);
+		break;
+	case -EPROTO:
+		cli_error("%s: not a faultline image, or an unsupported version", label);
+		break;
+	case -ESTALE:
+		cli_error("%s: its parent image does not match the one it was made from", label);
+		break;
+	default:
+		cli_fail(label, r);
+	}
+}
+
 static int open_image(const char *path, unsigned flags, struct fl_image **ret)
 {
 	int r = fl_image_open(path, flags, ret);
-	if (r == 0)
-		return 0;
-	switch (r) {
-	case -EBADMSG:
-		cli_error("%s: corrupt image (a checksum or the structure is wrong)", path);
-		break;
-	case -EPROTO:
-		cli_error("%s: not a faultline image, or an unsupported version", path);
-		break;
-	case -ESTALE:
-		cli_error("%s: its parent image does not match the one it was made from", path);
-		break;
-	default:
-		cli_fail(path, r);
-	}
+	if (r)
+		cli_image_open_error(path, path, r);
 	return r;
+}
+
+/*
+ * Refuse a size this machine cannot write before anything is allocated or
+ * reserved: the writer keeps the page index in memory (24 bytes a page)
+ * and reserves the whole image on disk up front.
+ */
+static int check_create_fits(const char *out, uint64_t length)
+{
+	uint64_t pages = length / PAGE, index_bytes = pages * 24;
+	uint64_t need = length + index_bytes + 4 * PAGE, phys, avail;
+	long np = sysconf(_SC_PHYS_PAGES), ps = sysconf(_SC_PAGESIZE);
+	char dir[4096], a[32], b[32], c[32];
+	const char *slash = strrchr(out, '/');
+	struct statvfs sv;
+
+	phys = np > 0 && ps > 0 ? (uint64_t)np * (uint64_t)ps : UINT64_MAX;
+	if (index_bytes > phys / 2) {
+		cli_error("%s: an image of %s needs a page index of %s in memory, more than half of this "
+			  "machine's %s", out, fmt_bytes(length, a, sizeof(a)), fmt_bytes(index_bytes, b, sizeof(b)),
+			  fmt_bytes(phys, c, sizeof(c)));
+		return EXIT_ERR;
+	}
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == out)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - out), out);
+	if (statvfs(dir, &sv) == 0) {
+		avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+		if (need > avail) {
+			cli_error("%s: an image of %s does not fit: %s free on the filesystem of %s", out,
+				  fmt_bytes(length, a, sizeof(a)), fmt_bytes(avail, b, sizeof(b)), dir);
+			return EXIT_ERR;
+		}
+	}
+	return EXIT_OK;
 }
 
 /* ---- create ----------------------------------------------------------- */
@@ -146,7 +234,7 @@ static int image_create(int argc, char **argv)
 	uint8_t *buf, pbuf[PAGE];
 	uint8_t id[FL_IMAGE_ID_LEN];
 	char idstr[2 * FL_IMAGE_ID_LEN + 1];
-	int c, fd = -1, r;
+	int c, fd = -1, r, tmp_slot = -1;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -173,8 +261,17 @@ static int image_create(int argc, char **argv)
 	if (from) {
 		struct stat st;
 		fd = open(from, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || fstat(fd, &st))
-			return cli_fail(from, -errno);
+		if (fd < 0 || fstat(fd, &st)) {
+			r = -errno;
+			if (fd >= 0)
+				close(fd);
+			return cli_fail(from, r);
+		}
+		if (S_ISDIR(st.st_mode)) {
+			close(fd);
+			cli_error("%s: is a directory (--from wants a file)", from);
+			return EXIT_ERR;
+		}
 		size = (uint64_t)st.st_size;
 		if (!size) {
 			close(fd);
@@ -185,22 +282,54 @@ static int image_create(int argc, char **argv)
 	} else {
 		snprintf(reg.name, sizeof(reg.name), "pattern");
 	}
+	if (size > UINT64_MAX - PAGE) {
+		if (fd >= 0)
+			close(fd);
+		cli_error("%s: %llu bytes: more than an image can describe", out, (unsigned long long)size);
+		return EXIT_ERR;
+	}
 	reg.length = (size + PAGE - 1) / PAGE * PAGE;
 	wo.flags = lz4 ? FL_IMAGE_LZ4 : 0;
 	wo.parent = parent;
+	if (parent) {
+		/* The parent's own faults, named as the parent's, not the output's. */
+		struct fl_image_region preg = { .sz = sizeof(preg) };
+		char label[4200], a[32], b[32];
+
+		snprintf(label, sizeof(label), "--parent %s", parent);
+		r = fl_image_open(parent, 0, &pimg);
+		if (r) {
+			cli_image_open_error(label, parent, r);
+			goto fail_early;
+		}
+		r = fl_image_region(pimg, 0, &preg);
+		if (r || preg.length != reg.length) {
+			cli_error("%s: its layout (region 0 of %s) does not match the new image (%s): an "
+				  "incremental image needs a parent of the same size", label,
+				  r ? "none" : fmt_bytes(preg.length, a, sizeof(a)), fmt_bytes(reg.length, b, sizeof(b)));
+			goto fail_early;
+		}
+	}
+	/* Interrupted from here on, the writer's temporary file is removed:
+	 * signals wait until its path is registered. */
+	cleanup_block();
 	r = fl_image_writer_new(out, &wo, &w);
+	if (r == 0)
+		tmp_slot = cleanup_add_file(fl_image_writer_temp_path(w));
+	cleanup_unblock();
 	if (r) {
-		if (fd >= 0)
-			close(fd);
-		return cli_fail(out, r);
+		cli_fail(out, r);
+		goto fail_early;
 	}
 	r = fl_image_writer_add_region(w, &reg);
-	if (r >= 0 && parent) {
-		struct fl_image_region preg = { .sz = sizeof(preg) };
-		r = fl_image_open(parent, 0, &pimg);
-		if (!r && (fl_image_region(pimg, 0, &preg) || preg.length != reg.length))
-			r = -ESTALE;
+	if (r == -EFBIG) {
+		char a[32];
+		cli_error("%s: an image of %s has more pages than the image format describes", out,
+			  fmt_bytes(reg.length, a, sizeof(a)));
+		goto fail_writer;
 	}
+	if (r >= 0 && check_create_fits(out, reg.length))
+		goto fail_writer;
 	buf = malloc(2u << 20);
 	if (!buf)
 		r = -ENOMEM;
@@ -212,6 +341,12 @@ static int image_create(int argc, char **argv)
 			size_t want = (size_t)(size - done < chunk ? size - done : chunk);
 			memset(buf, 0, chunk);
 			r = fl__pread_full(fd, buf, want, done);
+			if (r < 0) {
+				/* The input failed, not the output. */
+				progress_end(&prog, done, NULL);
+				cli_fail(from, r);
+				goto fail_input;
+			}
 		} else {
 			for (size_t i = 0; i < chunk; i += 8) {
 				uint64_t v = pattern_expected(done + i, zero_pages);
@@ -238,14 +373,27 @@ static int image_create(int argc, char **argv)
 		close(fd);
 	if (r < 0) {
 		fl_image_writer_abort(w);
+		cleanup_drop(tmp_slot);
 		return cli_fail(out, r);
 	}
 	r = fl_image_writer_finish(w, id);
+	cleanup_drop(tmp_slot);
 	if (r)
 		return cli_fail(out, r);
 	fl_image_id_format(id, idstr);
 	printf("%s: %llu bytes, id %s\n", out, (unsigned long long)reg.length, idstr);
 	return EXIT_OK;
+
+fail_input:
+	free(buf);
+fail_writer:
+	fl_image_writer_abort(w);
+	cleanup_drop(tmp_slot);
+fail_early:
+	fl_image_close(pimg);
+	if (fd >= 0)
+		close(fd);
+	return EXIT_ERR;
 }
 
 /* ---- info -------------------------------------------------------------- */
@@ -494,7 +642,8 @@ static int image_export(int argc, char **argv)
 	struct fl_image_region reg = { .sz = sizeof(reg) };
 	struct progress prog;
 	uint8_t *buf;
-	int c, fd = STDOUT_FILENO, r = 0;
+	char tmp[4200] = "";
+	int c, fd = STDOUT_FILENO, r = 0, tmp_slot = -1;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:r:h", opts, NULL)) != -1) {
@@ -518,10 +667,45 @@ static int image_export(int argc, char **argv)
 		return EXIT_ERR;
 	}
 	if (out) {
-		fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		struct stat st;
+
+		if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
+			/* A device or a pipe (-o /dev/null): written as it is,
+			 * never renamed over. */
+			fd = open(out, O_WRONLY | O_CLOEXEC);
+		} else {
+			/* A temporary file beside it, renamed over it when every
+			 * page was read and written: a corrupt page, a full disk or
+			 * a signal leaves no partial output, and an older file at
+			 * that path stays as it was. */
+			const char *slash = strrchr(out, '/');
+			mode_t mask = umask(0);
+
+			umask(mask);
+			if (slash)
+				snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp.XXXXXX", (int)(slash - out), out, slash + 1);
+			else
+				snprintf(tmp, sizeof(tmp), ".%s.tmp.XXXXXX", out);
+			cleanup_block();
+			fd = mkostemp(tmp, O_CLOEXEC);
+			if (fd >= 0)
+				tmp_slot = cleanup_add_file(tmp);
+			cleanup_unblock();
+			if (fd >= 0 && fchmod(fd, 0644 & ~mask)) {
+				r = -errno;
+				close(fd);
+				unlink(tmp);
+				cleanup_drop(tmp_slot);
+				fl_image_close(img);
+				return cli_fail(out, r);
+			}
+			if (fd < 0)
+				tmp[0] = '\0';
+		}
 		if (fd < 0) {
+			r = -errno;
 			fl_image_close(img);
-			return cli_fail(out, -errno);
+			return cli_fail(out, r);
 		}
 	}
 	buf = malloc(2u << 20);
@@ -538,7 +722,7 @@ static int image_export(int argc, char **argv)
 		for (size_t done = 0; done < chunk;) {
 			ssize_t n = write(fd, buf + done, chunk - done);
 			if (n <= 0) {
-				r = -errno;
+				r = n < 0 ? -errno : -EIO;
 				cli_fail(out ? out : "stdout", r);
 				break;
 			}
@@ -546,10 +730,25 @@ static int image_export(int argc, char **argv)
 		}
 		progress_update(&prog, off + chunk, NULL);
 	}
+	if (!buf && !r) {
+		r = -ENOMEM;
+		cli_fail("image export", r);
+	}
 	progress_end(&prog, reg.length, NULL);
 	free(buf);
-	if (out)
-		close(fd);
+	if (out && close(fd) && !r) {
+		r = -errno;
+		cli_fail(out, r);
+	}
+	if (tmp[0]) {
+		if (!r && rename(tmp, out)) {
+			r = -errno;
+			cli_fail(out, r);
+		}
+		if (r)
+			unlink(tmp);
+		cleanup_drop(tmp_slot);
+	}
 	fl_image_close(img);
 	return r ? EXIT_ERR : EXIT_OK;
 }

@@ -7,7 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +16,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 bool redis_local_available(void)
 {
@@ -66,29 +64,55 @@ int redis_local_start(struct redis_local *r, const char *prefix)
 	const char *args[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
 			       "--appendonly", "no", "--protected-mode", "no", "--maxmemory", "0",
 			       "--logfile", log, "--dir", r->dir, NULL };
-	posix_spawn_file_actions_t fa;
+	pid_t parent = getpid();
 	int p, e;
 
 	memset(r, 0, sizeof(*r));
+	r->pid_slot = r->dir_slot = -1;
 	snprintf(r->dir, sizeof(r->dir), "%s/fl-redis-XXXXXX", temp_dir());
-	if (!mkdtemp(r->dir))
-		return -errno;
+	cleanup_block();
+	if (!mkdtemp(r->dir)) {
+		e = errno;
+		cleanup_unblock();
+		r->dir[0] = '\0';
+		return -e;
+	}
+	r->dir_slot = cleanup_add_dir(r->dir);
+	cleanup_unblock();
 	p = free_port();
-	if (p < 0)
+	if (p < 0) {
+		redis_local_stop(r);
 		return p;
+	}
 	r->port = p;
 	snprintf(port, sizeof(port), "%d", p);
 	snprintf(log, sizeof(log), "%s/redis.log", r->dir);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	e = posix_spawnp(&r->pid, args[0], &fa, NULL, (char *const *)args, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (e) {
-		rmdir(r->dir);
+	/* fork and exec rather than posix_spawn: the server must die with
+	 * us (PR_SET_PDEATHSIG), which posix_spawn cannot ask for. */
+	fflush(NULL);
+	r->pid = fork();
+	if (r->pid < 0) {
+		e = errno;
+		r->pid = 0;
+		redis_local_stop(r);
 		return -e;
 	}
+	if (r->pid == 0) {
+		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		cleanup_child(parent);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		if (devnull >= 0) {
+			dup2(devnull, STDIN_FILENO);
+			dup2(devnull, STDOUT_FILENO);
+			dup2(devnull, STDERR_FILENO);
+		}
+		execvp(args[0], (char *const *)args);
+		_exit(127);
+	}
+	r->pid_slot = cleanup_add_pid(r->pid);
 	for (int i = 0; i < 500; i++) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		if (answers(p)) {
@@ -97,6 +121,8 @@ int redis_local_start(struct redis_local *r, const char *prefix)
 		}
 		if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
 			r->pid = 0;
+			cleanup_drop(r->pid_slot);
+			r->pid_slot = -1;
 			break;
 		}
 		nanosleep(&ts, NULL);
@@ -112,6 +138,8 @@ void redis_local_stop(struct redis_local *r)
 		kill(r->pid, SIGTERM);
 		waitpid(r->pid, NULL, 0);
 		r->pid = 0;
+		cleanup_drop(r->pid_slot);
+		r->pid_slot = -1;
 	}
 	if (r->dir[0]) {
 		snprintf(path, sizeof(path), "%s/redis.log", r->dir);
@@ -120,5 +148,7 @@ void redis_local_stop(struct redis_local *r)
 		unlink(path);
 		rmdir(r->dir);
 		r->dir[0] = '\0';
+		cleanup_drop(r->dir_slot);
+		r->dir_slot = -1;
 	}
 }

@@ -9,6 +9,7 @@
 struct redis_local {
 	pid_t pid;
 	int port;
+	int pid_slot, dir_slot;	/* killed and removed if interrupted (util.h) */
 	char dir[256];
 	char url[128];		/* redis://127.0.0.1:PORT/PREFIX */
 };

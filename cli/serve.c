@@ -16,10 +16,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char serve_usage[] =
@@ -108,6 +110,65 @@ static int install_signals(void)
 		return -errno;
 	/* A client that goes away mid-write must not kill the server. */
 	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+/* A TLS file that cannot be read, named with its option. */
+static int check_tls_file(const char *option, const char *path)
+{
+	struct stat st;
+	int fd;
+
+	if (!path)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		cli_error("serve: %s %s: %s", option, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		cli_error("serve: %s %s: is a directory, not a PEM file", option, path);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * A --listen host that does not resolve: the library folds that into
+ * "cannot assign the address" (-EADDRNOTAVAIL), which points the user at
+ * their interfaces rather than at a misspelt name.
+ */
+static int check_listen_host(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *ai = NULL;
+	char host[300];
+	size_t len;
+	int e;
+
+	if (!colon)
+		return 0;	/* the library says what is wrong with the form */
+	len = (size_t)(colon - listen);
+	if (len >= 2 && listen[0] == '[' && listen[len - 1] == ']')
+		snprintf(host, sizeof(host), "%.*s", (int)(len - 2), listen + 1);
+	else
+		snprintf(host, sizeof(host), "%.*s", (int)len, listen);
+	if (!host[0] || !strcmp(host, "*"))
+		return 0;
+	e = getaddrinfo(host, NULL, &hints, &ai);
+	if (ai)
+		freeaddrinfo(ai);
+	if (e == EAI_NONAME || e == EAI_AGAIN || e == EAI_FAIL
+#ifdef EAI_NODATA
+	    || e == EAI_NODATA
+#endif
+	) {
+		cli_error("serve: --listen %s: the host '%s' cannot be resolved (%s)", listen, host, gai_strerror(e));
+		return -1;
+	}
 	return 0;
 }
 
@@ -217,14 +278,21 @@ int cmd_serve(int argc, char **argv)
 	} else if (o.cert_file) {
 		o.tls = FL_TLS_X509;
 	}
+	/* Each file named on its own: the library reports one errno for all. */
+	if (check_tls_file("--tls-cert", o.cert_file) || check_tls_file("--tls-key", o.key_file) ||
+	    check_tls_file("--tls-ca", o.ca_file))
+		return EXIT_ERR;
 	if (o.tls != FL_TLS_NONE && !FL_HAVE_TLS)
 		return cli_not_built("serve", "TLS", "tls");
+	if (check_listen_host(o.listen))
+		return EXIT_ERR;
 	o.log_level = verbose >= 2 ? FL_LOG_DEBUG : verbose ? FL_LOG_INFO : FL_LOG_WARN;
 
 	r = fl_image_open(image, verify ? FL_IMAGE_OPEN_VERIFY : 0, &img);
 	if (r) {
-		cli_error("serve: %s: %s", image, r == -EBADMSG ? "corrupt image" : r == -EPROTO ?
-			  "not a faultline image" : strerror(-r));
+		char label[4200];
+		snprintf(label, sizeof(label), "serve: %s", image);
+		cli_image_open_error(label, image, r);
 		return EXIT_ERR;
 	}
 	r = fl_image_info(img, &info);
@@ -233,8 +301,14 @@ int cmd_serve(int argc, char **argv)
 	if (r) {
 		if (r == -EINVAL && o.tls == FL_TLS_PSK)
 			cli_error("serve: the pre-shared key must be 16 to 64 bytes of hex");
+		else if (o.tls == FL_TLS_X509 && (r == -EBADMSG || r == -EACCES || r == -ENOENT))
+			/* Read, but not a usable PEM certificate and matching key
+			 * (the files themselves opened: check_tls_file). */
+			cli_error("serve: --tls-cert %s / --tls-key %s%s%s: not a usable PEM certificate and "
+				  "matching key (%s)", o.cert_file, o.key_file, o.ca_file ? " / --tls-ca " : "",
+				  o.ca_file ? o.ca_file : "", strerror(-r));
 		else
-			cli_error("serve: %s: %s", o.listen, strerror(-r));
+			cli_error("serve: --listen %s: %s", o.listen, strerror(-r));
 		fl_image_close(img);
 		return EXIT_ERR;
 	}

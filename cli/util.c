@@ -4,6 +4,10 @@
 #include "fl-config.h"
 
 #include <ctype.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
@@ -434,41 +438,236 @@ const char *temp_dir(void)
 	return d && *d ? d : "/var/tmp";
 }
 
-static char guarded_path[4096], guarded_dir[4096];
-static volatile sig_atomic_t guard_armed;
+/*
+ * Interrupt cleanup. A fixed table, so the handler touches no allocator and
+ * calls only async-signal-safe functions (unlink, rmdir, kill, getdents64,
+ * write, _exit). A slot's text is written before it is armed and the
+ * handler reads armed slots only; registration blocks the signals, so a
+ * slot is never read half written.
+ */
+#define CLEANUP_SLOTS 32
 
-static void guard_handler(int sig)
+enum cleanup_kind { CLEANUP_NONE, CLEANUP_FILE, CLEANUP_DIR, CLEANUP_PID };
+
+static struct {
+	volatile sig_atomic_t armed;
+	enum cleanup_kind kind;
+	pid_t pid;
+	char path[4096];
+} cleanup_slots[CLEANUP_SLOTS];
+static volatile pid_t cleanup_owner;	/* the process that registered: not its forked children */
+static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+struct linux_dirent64 {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
+/*
+ * Remove a directory and what it holds, a few levels deep (scratch
+ * directories hold files and the odd subdirectory). Only system calls:
+ * opendir() allocates, getdents64 does not. Paths are joined with
+ * *at() calls, so nothing is formatted.
+ */
+static void remove_tree_at(int parent_fd, const char *name, int depth)
 {
-	if (guard_armed) {
-		unlink(guarded_path);
-		if (guarded_dir[0])
-			rmdir(guarded_dir);
+	char buf[4096] __attribute__((aligned(8)));
+	long n;
+	int fd;
+
+	if (unlinkat(parent_fd, name, 0) == 0)
+		return;
+	fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	/* Bounded: an entry that cannot be removed is read again each pass. */
+	for (int pass = 0; depth > 0 && pass < 64 && (n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0; pass++) {
+		for (long off = 0; off < n;) {
+			struct linux_dirent64 *d = (struct linux_dirent64 *)(void *)(buf + off);
+
+			off += d->d_reclen;
+			if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+				continue;
+			/* Whatever d_type says (DT_UNKNOWN on some filesystems):
+			 * a file is unlinked, a directory emptied first. */
+			remove_tree_at(fd, d->d_name, depth - 1);
+		}
+		/* Entries were removed under the cursor: read from the start. */
+		lseek(fd, 0, SEEK_SET);
+		if (n < (long)sizeof(buf) / 2)
+			break;
 	}
+	close(fd);
+	unlinkat(parent_fd, name, AT_REMOVEDIR);
+}
+
+static void cleanup_run(void)
+{
+	/* Processes first: a worker may still be writing into a directory. */
+	for (int i = 0; i < CLEANUP_SLOTS; i++)
+		if (cleanup_slots[i].armed && cleanup_slots[i].kind == CLEANUP_PID)
+			kill(cleanup_slots[i].pid, SIGKILL);
+	for (int i = 0; i < CLEANUP_SLOTS; i++)
+		if (cleanup_slots[i].armed && cleanup_slots[i].kind == CLEANUP_FILE)
+			unlink(cleanup_slots[i].path);
+	for (int i = CLEANUP_SLOTS - 1; i >= 0; i--)
+		if (cleanup_slots[i].armed && cleanup_slots[i].kind == CLEANUP_DIR)
+			remove_tree_at(AT_FDCWD, cleanup_slots[i].path, 4);
+}
+
+static void cleanup_finish(int sig)
+{
+	cleanup_run();
 	/* Leave a terminal progress line ended. */
 	if (isatty(STDERR_FILENO) == 1 && write(STDERR_FILENO, "\n", 1) < 0)
 		(void)0;
 	_exit(128 + sig);
 }
 
-void temp_file_guard(const char *path, const char *dir)
-{
-	struct sigaction sa;
+/*
+ * Between cleanup_block() and cleanup_unblock() a signal is held: blocking
+ * it in the calling thread is not enough, since the kernel may deliver a
+ * process-wide signal to any other thread (an engine's handler threads).
+ * Such a thread notes it and returns; cleanup_unblock() acts on it. The
+ * second look at `cleanup_deferring` closes the race with unblock: either
+ * unblock sees the note, or the handler sees the section over and acts
+ * itself (both acting is harmless: removing twice, one _exit wins).
+ */
+static volatile sig_atomic_t cleanup_deferring, cleanup_pending;
 
-	guard_armed = 0;
-	snprintf(guarded_path, sizeof(guarded_path), "%s", path);
-	snprintf(guarded_dir, sizeof(guarded_dir), "%s", dir ? dir : "");
-	guard_armed = 1;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = guard_handler;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+static void cleanup_handler(int sig)
+{
+	/* A forked child inherits the handler: the parent cleans up, not it. */
+	if (getpid() != cleanup_owner)
+		_exit(128 + sig);
+	if (cleanup_deferring) {
+		cleanup_pending = sig;
+		if (cleanup_deferring)
+			return;
+	}
+	cleanup_finish(sig);
 }
 
-void temp_file_forget(void)
+static void cleanup_install(void);
+
+static void block_signals(sigset_t *old)
 {
-	guard_armed = 0;
+	sigset_t set;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
+		sigaddset(&set, cleanup_signals[i]);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+void cleanup_block(void)
+{
+	block_signals(NULL);
+	cleanup_install();
+	cleanup_deferring = 1;
+}
+
+void cleanup_unblock(void)
+{
+	sigset_t set;
+
+	cleanup_deferring = 0;
+	if (cleanup_pending && getpid() == cleanup_owner)
+		cleanup_finish(cleanup_pending);
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
+		sigaddset(&set, cleanup_signals[i]);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/* Install the handler, once per process (again in a forked child that
+ * registers its own); called with the signals blocked. */
+static void cleanup_install(void)
+{
+	static bool installed;
+	struct sigaction sa, prev;
+
+	if (installed && cleanup_owner == getpid())
+		return;
+	if (installed) {
+		/* A forked child registering its own: what it inherited is the
+		 * parent's to remove, not its. */
+		for (int i = 0; i < CLEANUP_SLOTS; i++)
+			cleanup_slots[i].armed = 0;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = cleanup_handler;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
+		sigaddset(&sa.sa_mask, cleanup_signals[i]);
+	cleanup_owner = getpid();
+	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++) {
+		/* A signal ignored when we were started (nohup, a shell's
+		 * background job) stays ignored: it will not stop us. */
+		if (sigaction(cleanup_signals[i], NULL, &prev) == 0 && prev.sa_handler == SIG_IGN)
+			continue;
+		sigaction(cleanup_signals[i], &sa, NULL);
+	}
+	installed = true;
+}
+
+static int cleanup_add(enum cleanup_kind kind, const char *path, pid_t pid)
+{
+	sigset_t old;
+	int slot = -ENOSPC;
+
+	if (path && strlen(path) >= sizeof(cleanup_slots[0].path))
+		return -ENAMETOOLONG;
+	block_signals(&old);
+	cleanup_install();
+	for (int i = 0; i < CLEANUP_SLOTS; i++) {
+		if (cleanup_slots[i].armed)
+			continue;
+		cleanup_slots[i].kind = kind;
+		cleanup_slots[i].pid = pid;
+		snprintf(cleanup_slots[i].path, sizeof(cleanup_slots[i].path), "%s", path ? path : "");
+		cleanup_slots[i].armed = 1;
+		slot = i;
+		break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return slot;
+}
+
+int cleanup_add_file(const char *path)
+{
+	return cleanup_add(CLEANUP_FILE, path, 0);
+}
+
+int cleanup_add_dir(const char *dir)
+{
+	return cleanup_add(CLEANUP_DIR, dir, 0);
+}
+
+int cleanup_add_pid(pid_t pid)
+{
+	return pid > 0 ? cleanup_add(CLEANUP_PID, NULL, pid) : -EINVAL;
+}
+
+void cleanup_drop(int slot)
+{
+	if (slot >= 0 && slot < CLEANUP_SLOTS)
+		cleanup_slots[slot].armed = 0;
+}
+
+void cleanup_child(pid_t parent)
+{
+	/* The parent's files and processes are the parent's to clean up. */
+	for (int i = 0; i < CLEANUP_SLOTS; i++)
+		cleanup_slots[i].armed = 0;
+	/* SIGKILL: a worker that handles or blocks SIGTERM must not linger. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* The parent died before the line above: nothing would kill us. */
+	if (getppid() != parent)
+		_exit(127);
 }
 
 /* ---- test patterns ------------------------------------------------------ */

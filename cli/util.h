@@ -141,13 +141,39 @@ uint64_t proc_kb(const char *file, const char *key);
 uint64_t splitmix64(uint64_t *state);
 
 /*
- * Remove `path` (and then the directory `dir`, if not NULL) if the process
- * is stopped by SIGINT, SIGTERM or SIGHUP before temp_file_forget() is
- * called (one file at a time). The handler removes them and exits with
- * 128 + the signal number.
+ * Cleanup when interrupted. Everything the command makes on disk, and the
+ * processes it starts, is registered here while it exists: if SIGINT,
+ * SIGTERM or SIGHUP stops the command, the handler (installed at the first
+ * registration) kills the registered processes, removes the files, then
+ * the directories with whatever they hold (a few levels deep, deepest
+ * first), and exits with 128 + the signal number. Each call returns a slot
+ * (>= 0, or -ENOSPC when 32 are in use, -ENAMETOOLONG) that
+ * cleanup_drop() disarms once the thing is gone or is the command's result
+ * (cleanup_drop accepts a negative slot). Forked children inherit the
+ * handler but never clean up: the process that registered does. A signal
+ * that was ignored when the command started (nohup, a background job of a
+ * shell without job control) is left ignored.
  */
-void temp_file_guard(const char *path, const char *dir);
-void temp_file_forget(void);
+#include <sys/types.h>
+int cleanup_add_file(const char *path);
+int cleanup_add_dir(const char *dir);
+int cleanup_add_pid(pid_t pid);
+void cleanup_drop(int slot);
+/*
+ * Hold off SIGINT, SIGTERM and SIGHUP (in every thread: one that receives
+ * it notes it) between making a file and registering it, or around a
+ * short write-then-rename, where a signal would leave a file behind; the
+ * signal takes effect in cleanup_unblock(). Not nested; one thread at a
+ * time.
+ */
+void cleanup_block(void);
+void cleanup_unblock(void);
+/*
+ * In a forked child, first thing: die (SIGKILL) when the parent does, so
+ * an interrupted command leaves no orphan. `parent` is getpid() read
+ * before fork(); a parent already gone ends the child at once.
+ */
+void cleanup_child(pid_t parent);
 
 
 /* ---- test patterns ------------------------------------------------------ */

@@ -100,6 +100,15 @@ FL_API int fl_image_writer_put_zero(struct fl_image_writer *w, unsigned region, 
 FL_API int fl_image_writer_finish(struct fl_image_writer *w, uint8_t ret_id[FL_IMAGE_ID_LEN]);
 /* Discard everything written; frees the writer. Accepts NULL. */
 FL_API struct fl_image_writer *fl_image_writer_abort(struct fl_image_writer *w);
+/*
+ * The temporary file the writer writes to (beside the target, created by
+ * fl_image_writer_new()), valid until finish or abort. The library installs
+ * no signal handlers: a program that wants no temporary file left when a
+ * signal ends it copies this path and unlink(2)s it from its handler
+ * (async-signal-safe, unlike abort, which frees memory). After finish the
+ * path no longer exists (it was renamed to the target). NULL for NULL.
+ */
+FL_API const char *fl_image_writer_temp_path(const struct fl_image_writer *w);
 
 /*
  * Convenience: write one region per memory range of the calling process

@@ -108,7 +108,15 @@ FL_API int fl_store_memory_new(const void *buf, size_t size, unsigned flags,
  */
 FL_API int fl_store_file_new(int fd, uint64_t offset, uint64_t size,
 			     struct fl_store **ret_store);
-/* Open `path` read-only and make a file store over all of it. */
+/*
+ * Open `path` read-only and make a file store over all of it: raw memory
+ * bytes. A file that starts with the faultline image magic ("FLTIMAGE") is
+ * refused with -EMEDIUMTYPE: its header and index would be served as
+ * memory. Open an image with fl_image_open() + fl_image_store_new()
+ * instead; a caller that really wants an image's raw bytes opens the file
+ * itself and uses fl_store_file_new() (there is no flag here to ask for
+ * them).
+ */
 FL_API int fl_store_file_open(const char *path, struct fl_store **ret_store);
 
 /*

@@ -12,14 +12,18 @@
 #define FL_IMAGE_FORMAT_H
 
 #include "kernel.h"
+#include "store-internal.h"
 #include <faultline/image.h>
 
-#define FL_IMG_MAGIC "FLTIMAGE"
+#define FL_IMG_MAGIC FL__IMAGE_MAGIC	/* store-internal.h: the file store knows it too */
 #define FL_IMG_END_MAGIC "FLTIMEND"
 #define FL_IMG_VERSION 1
 #define FL_IMG_HEADER_SIZE 4096u
 #define FL_IMG_MAX_CHAIN 64
 #define FL_IMG_MAX_REGIONS 65536u
+/* Pages in an image: its index stays below 2^63 bytes, so offsets past it
+ * never wrap. The writer refuses more; the reader calls more corrupt. */
+#define FL_IMG_MAX_PAGES ((UINT64_MAX / 2) / sizeof(struct fl__img_page))
 
 /* header flags */
 #define FL_IMG_F_INCREMENTAL (1u << 0)

@@ -87,7 +87,7 @@ static int check_structure(struct fl_image *img)
 
 	if (h->page_size != FL_PAGE_SIZE || h->nregions > FL_IMG_MAX_REGIONS ||
 	    h->data_off != FL_IMG_HEADER_SIZE || h->data_end < h->data_off ||
-	    h->total_pages > (UINT64_MAX / 2) / sizeof(struct fl__img_page))
+	    h->total_pages > FL_IMG_MAX_PAGES)
 		return -EBADMSG;
 	table_bytes = (uint64_t)h->nregions * sizeof(struct fl__img_region);
 	index_bytes = h->total_pages * sizeof(struct fl__img_page);

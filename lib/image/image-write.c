@@ -171,6 +171,12 @@ int fl_image_writer_add_region(struct fl_image_writer *w, const struct fl_image_
 	if (!rg.length || rg.length % w->page_size)
 		return -EINVAL;
 	pthread_mutex_lock(&w->mu);
+	/* The reader refuses an index past this (image-read.c): refuse to
+	 * start an image no reader would open, before anything is allocated. */
+	if (rg.length / w->page_size > FL_IMG_MAX_PAGES - w->total_pages) {
+		pthread_mutex_unlock(&w->mu);
+		return -EFBIG;
+	}
 	if (w->index || w->nregions >= FL_IMG_MAX_REGIONS) {
 		pthread_mutex_unlock(&w->mu);
 		return -EBUSY; /* regions first, then pages */
@@ -404,6 +410,11 @@ struct fl_image_writer *fl_image_writer_abort(struct fl_image_writer *w)
 	pthread_mutex_destroy(&w->mu);
 	free(w);
 	return NULL;
+}
+
+const char *fl_image_writer_temp_path(const struct fl_image_writer *w)
+{
+	return w ? w->tmp : NULL;
 }
 
 int fl_image_write_ranges(const char *path, const struct fl_range *ranges, unsigned n,

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* A file store: pread(2), one call per request however large. */
 #include "kernel.h"
+#include "store-internal.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct file_store {
@@ -89,12 +91,25 @@ int fl_store_file_new(int fd, uint64_t offset, uint64_t size, struct fl_store **
 
 int fl_store_file_open(const char *path, struct fl_store **ret_store)
 {
+	char head[FL__IMAGE_MAGIC_LEN];
 	int fd, r;
-	if (!path)
+
+	if (!path || !ret_store)
 		return -EINVAL;
 	r = fl__open(path, O_RDONLY, &fd);
 	if (r)
 		return r;
+	/*
+	 * A faultline image is not memory: its header, checksums and index
+	 * would be served as the region's bytes. There is no flag to say
+	 * "really", so it is refused; fl_store_file_new() on a descriptor the
+	 * caller opened is the way to the raw bytes (fl_store_file_new(3)).
+	 * A file shorter than the magic cannot be an image.
+	 */
+	if (fl__pread_full(fd, head, sizeof(head), 0) == 0 && !memcmp(head, FL__IMAGE_MAGIC, sizeof(head))) {
+		close(fd);
+		return -EMEDIUMTYPE;
+	}
 	r = fl_store_file_new(fd, 0, 0, ret_store);
 	close(fd);
 	return r;

@@ -4,6 +4,15 @@
 
 #include "kernel.h"
 
+/*
+ * The first 8 bytes of a faultline image file, defined here, below the
+ * image layer, because the raw file store refuses a file that starts with
+ * them (fl_store_file_open(): a newcomer would get the header as memory);
+ * lib/image/image-format.h takes its FL_IMG_MAGIC from this one.
+ */
+#define FL__IMAGE_MAGIC "FLTIMAGE"
+#define FL__IMAGE_MAGIC_LEN 8
+
 struct fl_store {
 	struct fl_store_ops ops;	/* copied from the caller at creation */
 	void *ctx;

@@ -311,6 +311,63 @@ static int c_file(void *arg)
 	return T_PASS;
 }
 
+/*
+ * A raw file store over a faultline image would serve its header and index
+ * as memory: fl_store_file_open() refuses a file that starts with the image
+ * magic (-EMEDIUMTYPE), valid image or not, and takes any other file, one
+ * that starts with most of the magic included. fl_store_file_new() on the
+ * caller's descriptor still gives the raw bytes, on purpose.
+ */
+static int c_file_refuses_image(void *arg)
+{
+	uint8_t *mem = u_image(2 * U_PAGE, 0, 0x1a1a), head[16];
+	struct fl_range range = { (uintptr_t)mem, 2 * U_PAGE };
+	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .flags = FL_IMAGE_NO_SYNC };
+	struct fl_store *s = (struct fl_store *)(uintptr_t)0x1, *raw = NULL;
+	char path[64], imgpath[128];
+	int fd;
+	(void)arg;
+
+	/* A real image, as `faultline image create` or a snapshot writes it. */
+	fd = u_tmpfile("x", 1, path, sizeof(path));
+	close(fd);
+	snprintf(imgpath, sizeof(imgpath), "%s.img", path);
+	T_OK(fl_image_write_ranges(imgpath, &range, 1, &wo));
+	T_ASSERT_EQ(fl_store_file_open(imgpath, &s), -EMEDIUMTYPE);
+	T_ASSERT(s == (struct fl_store *)(uintptr_t)0x1, "*ret_store written on failure");
+	/* The raw bytes, asked for with a descriptor of one's own. */
+	fd = open(imgpath, O_RDONLY | O_CLOEXEC);
+	T_ASSERT(fd >= 0);
+	T_OK(fl_store_file_new(fd, 0, 0, &raw));
+	close(fd);
+	read_one(raw, 0, head, 8, 0);
+	T_ASSERT(memcmp(head, "FLTIMAGE", 8) == 0);
+	fl_store_unref(raw);
+	unlink(imgpath);
+
+	/* Just the magic, then garbage: still refused (not memory either way). */
+	memcpy(head, "FLTIMAGEgarbage!", 16);
+	fd = u_tmpfile(head, 16, imgpath, sizeof(imgpath));
+	close(fd);
+	T_ASSERT_EQ(fl_store_file_open(imgpath, &s), -EMEDIUMTYPE);
+	unlink(imgpath);
+
+	/* Ordinary files are served: most of the magic, and a short file. */
+	memcpy(head, "FLTIMAGxgarbage!", 16);
+	fd = u_tmpfile(head, 16, imgpath, sizeof(imgpath));
+	close(fd);
+	T_OK(fl_store_file_open(imgpath, &s));
+	T_ASSERT_EQ(fl_store_size(s), 16);
+	fl_store_unref(s);
+	unlink(imgpath);
+	T_OK(fl_store_file_open(path, &s));	/* one byte */
+	T_ASSERT_EQ(fl_store_size(s), 1);
+	fl_store_unref(s);
+	unlink(path);
+	munmap(mem, 2 * U_PAGE);
+	return T_PASS;
+}
+
 /* ---- zero stores ------------------------------------------------------------------------ */
 
 static int c_zero(void *arg)
@@ -477,6 +534,7 @@ static const struct t_case cases[] = {
 	{ "refcount", c_refcount, NULL, 0 },
 	{ "memory", c_memory, NULL, 0 },
 	{ "file-offset-size", c_file, NULL, 0 },
+	{ "file-refuses-image", c_file_refuses_image, NULL, 0 },
 	{ "zero", c_zero, NULL, 0 },
 	{ "ctl-fail-at-delay", c_ctl, NULL, 0 },
 };

@@ -600,6 +600,53 @@ static int t_bad_args(void *arg)
 	return T_PASS;
 }
 
+/*
+ * The temporary file a signal handler may unlink (the library installs
+ * none): beside the target, hidden, there while writing, gone after finish
+ * (renamed) and after abort; and a size past what the format describes is
+ * refused when the region is added, before anything is allocated.
+ */
+static int t_temp_path_and_limits(void *arg)
+{
+	struct fl_image_writer *w;
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = 1ull << 63 };
+	struct stat st;
+	char tmp[4096], prefix[512];
+	uint8_t page[PS];
+	unsigned added = 0;
+	int r;
+
+	(void)arg;
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
+	T_ASSERT(fl_image_writer_temp_path(NULL) == NULL);
+	T_OK(fl_image_writer_new(t_path_in(dir, "t.img"), NULL, &w));
+	snprintf(tmp, sizeof(tmp), "%s", fl_image_writer_temp_path(w));
+	snprintf(prefix, sizeof(prefix), "%s/.t.img.tmp.", dir);
+	T_ASSERT(strncmp(tmp, prefix, strlen(prefix)) == 0, "temp path %s", tmp);
+	T_ASSERT(stat(tmp, &st) == 0 && S_ISREG(st.st_mode));
+	reg.length = PS;
+	T_ASSERT_EQ(fl_image_writer_add_region(w, &reg), 0);
+	memset(page, 0x5a, sizeof(page));
+	T_OK(fl_image_writer_put(w, 0, 0, 1, page));
+	T_OK(fl_image_writer_finish(w, NULL));
+	T_ASSERT(stat(tmp, &st) != 0 && errno == ENOENT, "temp file left after finish");
+	T_ASSERT(stat(t_path_in(dir, "t.img"), &st) == 0);
+
+	T_OK(fl_image_writer_new(t_path_in(dir, "u.img"), NULL, &w));
+	snprintf(tmp, sizeof(tmp), "%s", fl_image_writer_temp_path(w));
+	/* 2^52 pages a region: the 64th would pass 2^58 pages in all. */
+	reg.length = UINT64_MAX / PS * PS;
+	do {
+		r = fl_image_writer_add_region(w, &reg);
+	} while (r >= 0 && ++added < 1000);
+	T_ASSERT_EQ(r, -EFBIG);
+	T_ASSERT(added > 0 && added < 1000, "%u regions added", added);
+	fl_image_writer_abort(w);
+	T_ASSERT(stat(tmp, &st) != 0 && errno == ENOENT, "temp file left after abort");
+	T_ASSERT(stat(t_path_in(dir, "u.img"), &st) != 0);
+	return T_PASS;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_case cases[] = {
@@ -614,6 +661,7 @@ int main(int argc, char **argv)
 		{ "lazy-corrupt-page-sigbus", t_lazy_corrupt_page, NULL, 60 },
 		{ "lz4-fixture", t_lz4_fixture, NULL, 60 },
 		{ "bad-args", t_bad_args, NULL, 30 },
+		{ "temp-path-and-limits", t_temp_path_and_limits, NULL, 30 },
 	};
 	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
