@@ -642,8 +642,9 @@ static int image_export(int argc, char **argv)
 	struct fl_image_region reg = { .sz = sizeof(reg) };
 	struct progress prog;
 	uint8_t *buf;
-	char tmp[4200] = "";
-	int c, fd = STDOUT_FILENO, r = 0, tmp_slot = -1;
+	struct atomic_file af;
+	bool atomic = false;
+	int c, fd = STDOUT_FILENO, r = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:r:h", opts, NULL)) != -1) {
@@ -675,32 +676,14 @@ static int image_export(int argc, char **argv)
 			fd = open(out, O_WRONLY | O_CLOEXEC);
 		} else {
 			/* A temporary file beside it, renamed over it when every
-			 * page was read and written: a corrupt page, a full disk or
-			 * a signal leaves no partial output, and an older file at
-			 * that path stays as it was. */
-			const char *slash = strrchr(out, '/');
-			mode_t mask = umask(0);
-
-			umask(mask);
-			if (slash)
-				snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp.XXXXXX", (int)(slash - out), out, slash + 1);
-			else
-				snprintf(tmp, sizeof(tmp), ".%s.tmp.XXXXXX", out);
-			cleanup_block();
-			fd = mkostemp(tmp, O_CLOEXEC);
-			if (fd >= 0)
-				tmp_slot = cleanup_add_file(tmp);
-			cleanup_unblock();
-			if (fd >= 0 && fchmod(fd, 0644 & ~mask)) {
-				r = -errno;
-				close(fd);
-				unlink(tmp);
-				cleanup_drop(tmp_slot);
+			 * page was read and written (atomic_file). */
+			r = atomic_file_open(&af, out);
+			if (r) {
 				fl_image_close(img);
 				return cli_fail(out, r);
 			}
-			if (fd < 0)
-				tmp[0] = '\0';
+			fd = af.fd;
+			atomic = true;
 		}
 		if (fd < 0) {
 			r = -errno;
@@ -736,18 +719,15 @@ static int image_export(int argc, char **argv)
 	}
 	progress_end(&prog, reg.length, NULL);
 	free(buf);
-	if (out && close(fd) && !r) {
-		r = -errno;
-		cli_fail(out, r);
-	}
-	if (tmp[0]) {
-		if (!r && rename(tmp, out)) {
-			r = -errno;
+	if (atomic) {
+		int w = atomic_file_commit(&af, out, r);
+		if (w && !r) {
+			r = w;
 			cli_fail(out, r);
 		}
-		if (r)
-			unlink(tmp);
-		cleanup_drop(tmp_slot);
+	} else if (out && close(fd) && !r) {
+		r = -errno;
+		cli_fail(out, r);
 	}
 	fl_image_close(img);
 	return r ? EXIT_ERR : EXIT_OK;

@@ -106,21 +106,6 @@ static int parse_tcp_url(const char *url, char *addr, size_t len)
 	return 0;
 }
 
-static int read_psk_file(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "re");
-	bool ok;
-
-	if (!f)
-		return -errno;
-	ok = fgets(buf, (int)len, f) != NULL;
-	fclose(f);
-	if (!ok)
-		return -EINVAL;
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return 0;
-}
-
 /* Why the store could not be opened, in the words a user needs. */
 static const char *open_reason(enum remote_kind kind, int r)
 {
@@ -287,7 +272,7 @@ static int restore_remote(int argc, char **argv)
 	struct fl_store *store = NULL;
 	struct fl_image *ref = NULL;
 	enum remote_kind kind;
-	char addr[512], psk[512] = "", *colon;
+	char addr[512], psk[512] = "";
 	const char *url = NULL, *psk_file = NULL;
 	uint8_t *bad_map = NULL;
 	bool json = false, tls_x509 = false, have_psk = false;
@@ -362,20 +347,16 @@ static int restore_remote(int argc, char **argv)
 	if ((ro.cert_file != NULL) != (ro.key_file != NULL))
 		return cli_usage_error("image restore: --tls-cert and --tls-key go together");
 	if (psk_file) {
-		r = read_psk_file(psk_file, psk, sizeof(psk));
+		r = psk_read_file(psk_file, psk, sizeof(psk));
 		if (r) {
 			cli_error("image restore: %s: %s", psk_file, r == -EINVAL ? "empty" : strerror(-r));
 			return EXIT_ERR;
 		}
 	}
 	if (have_psk) {
-		colon = strrchr(psk, ':');
-		if (!colon || colon == psk || !colon[1])
+		if (psk_split(psk, &ro.psk_identity, &ro.psk_key_hex))
 			return cli_usage_error("image restore: a pre-shared key is given as IDENTITY:HEXKEY");
-		*colon = '\0';
 		ro.tls = FL_TLS_PSK;
-		ro.psk_identity = psk;
-		ro.psk_key_hex = colon + 1;
 	} else if (tls_x509) {
 		ro.tls = FL_TLS_X509;
 	}

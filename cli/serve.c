@@ -71,34 +71,6 @@ static void log_cb(enum fl_log_level level, const char *msg, void *ctx)
 	fprintf(stderr, "faultline serve: %s: %s\n", names[level <= FL_LOG_DEBUG ? level : FL_LOG_DEBUG], msg);
 }
 
-/* "ID:HEXKEY" into its parts (the key is the part after the last ':'). */
-static int split_psk(char *spec, const char **ret_id, const char **ret_key)
-{
-	char *colon = strrchr(spec, ':');
-
-	if (!colon || colon == spec || !colon[1])
-		return -EINVAL;
-	*colon = '\0';
-	*ret_id = spec;
-	*ret_key = colon + 1;
-	return 0;
-}
-
-static int read_psk_file(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "re");
-	bool ok;
-
-	if (!f)
-		return -errno;
-	ok = fgets(buf, (int)len, f) != NULL;
-	fclose(f);
-	if (!ok)
-		return -EINVAL;
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return 0;
-}
-
 static int install_signals(void)
 {
 	struct sigaction sa;
@@ -265,7 +237,7 @@ int cmd_serve(int argc, char **argv)
 	if (psk_file && psk[0])
 		return cli_usage_error("serve: --tls-psk and --tls-psk-file exclude each other");
 	if (psk_file) {
-		r = read_psk_file(psk_file, psk, sizeof(psk));
+		r = psk_read_file(psk_file, psk, sizeof(psk));
 		if (r) {
 			cli_error("serve: %s: %s", psk_file, r == -EINVAL ? "empty" : strerror(-r));
 			return EXIT_ERR;
@@ -273,7 +245,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (have_psk) {
 		o.tls = FL_TLS_PSK;
-		if (split_psk(psk, &o.psk_identity, &o.psk_key_hex))
+		if (psk_split(psk, &o.psk_identity, &o.psk_key_hex))
 			return cli_usage_error("serve: a pre-shared key is given as IDENTITY:HEXKEY");
 	} else if (o.cert_file) {
 		o.tls = FL_TLS_X509;

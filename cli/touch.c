@@ -61,27 +61,10 @@ void touch_pages(const uint8_t *mem, uint64_t pages, size_t page_size, uint8_t *
 
 int write_atomically(const char *path, const uint8_t *mem, uint64_t len)
 {
-	char tmp[4096];
-	const char *slash = strrchr(path, '/');
-	int fd, r;
+	struct atomic_file af;
+	int r = atomic_file_open(&af, path);
 
-	if (slash)
-		snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp.XXXXXX", (int)(slash - path), path, slash + 1);
-	else
-		snprintf(tmp, sizeof(tmp), ".%s.tmp.XXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return -errno;
-	temp_file_guard(tmp, NULL);
-	r = fl__pwrite_full(fd, mem, len, 0);
-	if (!r && fchmod(fd, 0644))
-		r = -errno;
-	if (close(fd) && !r)
-		r = -errno;
-	if (!r && rename(tmp, path))
-		r = -errno;
 	if (r)
-		unlink(tmp);
-	temp_file_forget();
-	return r;
+		return r;
+	return atomic_file_commit(&af, path, fl__pwrite_full(af.fd, mem, len, 0));
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -709,4 +710,75 @@ void fmt_ns(uint64_t ns, char *buf, size_t len)
 		snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
 	else
 		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+}
+
+int atomic_file_open(struct atomic_file *af, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	mode_t mask = umask(0);
+	int n, r = 0;
+
+	umask(mask);
+	if (slash)
+		n = snprintf(af->tmp, sizeof(af->tmp), "%.*s/.%s.tmp.XXXXXX", (int)(slash - path), path, slash + 1);
+	else
+		n = snprintf(af->tmp, sizeof(af->tmp), ".%s.tmp.XXXXXX", path);
+	if (n < 0 || (size_t)n >= sizeof(af->tmp))
+		return -ENAMETOOLONG;
+	af->slot = -1;
+	/* Made and registered with signals held: no moment where an
+	 * interrupt would leave it behind. */
+	cleanup_block();
+	af->fd = mkostemp(af->tmp, O_CLOEXEC);
+	if (af->fd < 0)
+		r = -errno;
+	else
+		af->slot = cleanup_add_file(af->tmp);
+	cleanup_unblock();
+	if (!r && fchmod(af->fd, 0644 & ~mask)) {
+		r = -errno;
+		close(af->fd);
+		unlink(af->tmp);
+		cleanup_drop(af->slot);
+	}
+	return r;
+}
+
+int atomic_file_commit(struct atomic_file *af, const char *path, int err)
+{
+	if (close(af->fd) && !err)
+		err = -errno;
+	if (!err && rename(af->tmp, path))
+		err = -errno;
+	if (err)
+		unlink(af->tmp);
+	cleanup_drop(af->slot);
+	return err;
+}
+
+int psk_split(char *spec, const char **ret_id, const char **ret_key)
+{
+	char *colon = strrchr(spec, ':');
+
+	if (!colon || colon == spec || !colon[1])
+		return -EINVAL;
+	*colon = '\0';
+	*ret_id = spec;
+	*ret_key = colon + 1;
+	return 0;
+}
+
+int psk_read_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	bool ok;
+
+	if (!f)
+		return -errno;
+	ok = fgets(buf, (int)len, f) != NULL;
+	fclose(f);
+	if (!ok)
+		return -EINVAL;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
 }

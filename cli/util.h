@@ -175,6 +175,30 @@ void cleanup_unblock(void);
  */
 void cleanup_child(pid_t parent);
 
+/* TLS pre-shared keys as the CLI takes them (serve, image restore --from):
+ * "IDENTITY:HEXKEY" split in place at the last ':' (-EINVAL when either part
+ * is empty), and the first line of a key file (-EINVAL when empty). */
+int psk_split(char *spec, const char **ret_id, const char **ret_key);
+int psk_read_file(const char *path, char *buf, size_t len);
+
+/*
+ * Writing a file whole or not at all: a hidden temporary file beside
+ * `path` (".NAME.tmp.XXXXXX", mode 0644 less the umask), registered for
+ * cleanup; the result is renamed over `path` only when everything was
+ * written, so an error or a signal leaves no partial output and an older
+ * file at that path as it was.
+ */
+struct atomic_file {
+	char tmp[4200];
+	int fd;
+	int slot;
+};
+/* 0, or -errno (nothing is left behind). */
+int atomic_file_open(struct atomic_file *af, const char *path);
+/* Close; rename over `path` when err is 0, else remove. Returns err, or the
+ * -errno of the close or rename. */
+int atomic_file_commit(struct atomic_file *af, const char *path, int err);
+
 
 /* ---- test patterns ------------------------------------------------------ */
 
