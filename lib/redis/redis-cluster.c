@@ -860,14 +860,15 @@ int fl__cluster_parse_redirect(const char *str, size_t len, const char *from_hos
 		return -EPROTO;
 	*colon = '\0';
 	/* A host that does not fit is refused, never cut short: a cut name
-	 * could be another host (one an attacker's reply chose). */
+	 * could be another host (one an attacker's reply chose). So is an
+	 * empty one ("[]:6379", found by fuzz-redis): no node is named "". */
 	if (!end[1])
 		n = snprintf(host, host_len, "%s", from_host);
 	else if (end[1] == '[' && colon > end + 2 && colon[-1] == ']')
 		n = snprintf(host, host_len, "%.*s", (int)(colon - end - 3), end + 2);
 	else
 		n = snprintf(host, host_len, "%s", end + 1);
-	if (n < 0 || (size_t)n >= host_len)
+	if (n <= 0 || (size_t)n >= host_len)
 		return -EPROTO;
 	*ret_port = (int)port;
 	*ret_slot = (int)s;

@@ -142,7 +142,7 @@ static void one_redirect(const uint8_t *in, size_t n)
 		return;
 	n_redirects++;
 	CHECK(slot >= 0 && slot < (int)FL__CLUSTER_SLOTS && port >= 1 && port <= 65535);
-	CHECK(memchr(host, 0, sizeof(host)));
+	CHECK(memchr(host, 0, sizeof(host)) && host[0]);
 	/* The host as the reply spelled it: after the slot, before the last ':'. */
 	m = strnlen(s, n);
 	CHECK(m < sizeof(field));
@@ -258,7 +258,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #include "standalone.h"
 
-#define NSEEDS 16
+#define NSEEDS 17
 
 static struct fz_input seeds[NSEEDS];
 static const unsigned nseeds = NSEEDS;
@@ -323,6 +323,7 @@ static void make_seeds(void)
 	text(&seeds[s++], 1, "MOVED 3999 127.0.0.1:6381");
 	text(&seeds[s++], 1, "ASK 12 [::1]:7000");
 	text(&seeds[s++], 1, "MOVED 16383 :6379");
+	text(&seeds[s++], 1, "ASK 1 []:6379");
 	memset(longhost, 'h', sizeof(longhost));
 	snprintf(longhost, 11, "MOVED 1 ");
 	longhost[8] = 'h';
