@@ -132,6 +132,9 @@ redisReader *fl__cluster_reader_new(void);
  */
 int fl__redis_value_check(const char *str, size_t len, const uint8_t id[FL_IMAGE_ID_LEN], unsigned region,
 			  uint64_t page, uint8_t *dst);
+/* An image description (the meta key's value), as the store and
+ * fl_redis_regions check it: 0 with its id and region count, or -errno. */
+int fl__redis_meta_check(const char *buf, size_t len, uint8_t ret_id[FL_IMAGE_ID_LEN], uint32_t *ret_nregions);
 
 /*
  * Parse redis://HOST[:PORT][/PREFIX] ([v6addr] in brackets). Defaults: port

@@ -147,6 +147,19 @@ static int meta_parse(const char *buf, size_t len, struct rs_meta *ret)
 	return 0;
 }
 
+int fl__redis_meta_check(const char *buf, size_t len, uint8_t ret_id[FL_IMAGE_ID_LEN], uint32_t *ret_nregions)
+{
+	struct rs_meta m;
+	int r = meta_parse(buf, len, &m);
+
+	if (r)
+		return r;
+	memcpy(ret_id, m.id, FL_IMAGE_ID_LEN);
+	*ret_nregions = m.nregions;
+	free(m.regions);
+	return 0;
+}
+
 static void log_setup(struct fl__logger *lg, const struct fl_redis_opts *o)
 {
 	lg->fn = o->log;

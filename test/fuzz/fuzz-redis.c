@@ -16,6 +16,9 @@
  *    checks MGET values as they arrive (fl__cluster_reader_new): every
  *    string of a top-level array goes to the sink and comes back with the
  *    sink's verdict, nothing nested does, arrays stay within their bound.
+ *  - an image description (fl__redis_meta_check), bit 2 recomputing its
+ *    checksum: an accepted one is exactly its header and regions, each
+ *    region a whole number of pages with a terminated name.
  */
 #include "redis-cluster.h"
 
@@ -56,7 +59,7 @@ static const uint64_t want_page = 42;
 static uint8_t dst[FL_PAGE_SIZE];
 static long long sunk[MAX_SUNK];
 static bool sunk_set[MAX_SUNK];
-static unsigned long n_delivered, n_refused, n_redirects, n_replies;
+static unsigned long n_delivered, n_refused, n_redirects, n_replies, n_metas;
 
 static uint64_t hdr_csum(const uint8_t *v)
 {
@@ -128,6 +131,42 @@ static void one_value(const uint8_t *in, size_t n, uint8_t ctl)
 		n_refused++;
 	}
 	free(v);
+}
+
+/* An image description's layout (store-redis.c struct rs_meta_hdr, rs_meta_region). */
+#define M_HDR 104
+#define M_REGION 88
+
+static void one_meta(const uint8_t *in, size_t n, uint8_t ctl)
+{
+	uint8_t *m = malloc(n + 1), id[FL_IMAGE_ID_LEN];
+	uint32_t nregions = UINT32_MAX, hdr_nregions;
+	uint64_t c;
+	int r;
+
+	if (!m)
+		return;
+	memcpy(m, in, n);
+	if ((ctl & 4) && n >= 8) {
+		c = XXH3_64bits(m, n - 8);
+		memcpy(m + n - 8, &c, 8);
+	}
+	r = fl__redis_meta_check((const char *)m, n, id, &nregions);
+	if (r == 0) {
+		n_metas++;
+		CHECK(n >= M_HDR + 8 && memcmp(m, "FLRDMETA", 8) == 0);
+		memcpy(&hdr_nregions, m + 16, 4);
+		CHECK(nregions == hdr_nregions && n == M_HDR + (size_t)nregions * M_REGION + 8);
+		CHECK(memcmp(id, m + 24, FL_IMAGE_ID_LEN) == 0 && XXH3_64bits(m, n - 8) == get64(m + n - 8));
+		for (uint32_t i = 0; i < nregions; i++) {
+			const uint8_t *g = m + M_HDR + (size_t)i * M_REGION;
+			CHECK(get64(g + 8) % FL_PAGE_SIZE == 0 && memchr(g + 24, 0, 64));
+		}
+	} else {
+		CHECK(r == -EBADMSG || r == -EPROTO);
+		n_refused++;
+	}
+	free(m);
 }
 
 static void one_redirect(const uint8_t *in, size_t n)
@@ -240,12 +279,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
 		one_value(data + 1, size - 1, data[0]);
 		break;
 	case 1:
 		one_redirect(data + 1, size - 1);
+		break;
+	case 3:
+		one_meta(data + 1, size - 1, data[0]);
 		break;
 	default:
 		one_stream(data + 2, size - 2, 1 + (size_t)data[1] * 64);
@@ -258,7 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #include "standalone.h"
 
-#define NSEEDS 17
+#define NSEEDS 19
 
 static struct fz_input seeds[NSEEDS];
 static const unsigned nseeds = NSEEDS;
@@ -353,15 +395,53 @@ static void make_seeds(void)
 	text(&seeds[s++], 2, "*2\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$4\r\nnode\r\n*0\r\n");
 	text(&seeds[s++], 2, "-ASK 77 [fe80::1]:6379\r\n+PONG\r\n$0\r\n\r\n*-1\r\n*1\r\n*1\r\n*1\r\n$1\r\nx\r\n");
 	text(&seeds[s++], 2, "*2000000\r\n$1\r\n");
+	/* image descriptions: two regions (checksum recomputed after mutation, or not) */
+	for (int k = 0; k < 2; k++) {
+		uint32_t v32;
+		uint64_t v64;
+		uint8_t *m;
+		in = &seeds[s++];
+		in->b[0] = k ? 3 : 3 | 4;
+		m = in->b + 1;
+		memset(m, 0, M_HDR + 2 * M_REGION + 8);
+		memcpy(m, "FLRDMETA", 8);
+		v32 = 1;
+		memcpy(m + 8, &v32, 4);
+		v32 = FL_PAGE_SIZE;
+		memcpy(m + 12, &v32, 4);
+		v32 = 2;
+		memcpy(m + 16, &v32, 4);
+		v32 = 512;
+		memcpy(m + 20, &v32, 4);
+		memcpy(m + 24, want_id, 16);
+		for (int i = 0; i < 2; i++) {
+			v64 = 0x7f0000000000ull + (uint64_t)i * (1 << 20);
+			memcpy(m + M_HDR + i * M_REGION, &v64, 8);
+			v64 = (uint64_t)(i + 1) * 16 * FL_PAGE_SIZE;
+			memcpy(m + M_HDR + i * M_REGION + 8, &v64, 8);
+			m[M_HDR + i * M_REGION + 24] = (uint8_t)('a' + i);
+		}
+		v64 = XXH3_64bits(m, M_HDR + 2 * M_REGION);
+		memcpy(m + M_HDR + 2 * M_REGION, &v64, 8);
+		in->n = 1 + M_HDR + 2 * M_REGION + 8;
+		if (!k) {
+			uint8_t id[FL_IMAGE_ID_LEN];
+			uint32_t nr;
+			if (fl__redis_meta_check((const char *)m, in->n - 1, id, &nr)) {
+				fprintf(stderr, "# the description layout changed: update fuzz-redis.c\n");
+				exit(99);
+			}
+		}
+	}
 	if (s != NSEEDS)
 		exit(99);
 }
 
 static void finish(unsigned long iterations)
 {
-	fprintf(stderr, "# %lu mutated inputs: %lu values delivered, %lu refused, %lu redirects, %lu replies\n",
-		iterations, n_delivered, n_refused, n_redirects, n_replies);
-	if (!n_delivered || !n_refused || !n_redirects || !n_replies)
+	fprintf(stderr, "# %lu mutated inputs: %lu values delivered, %lu refused, %lu redirects, %lu replies, %lu descriptions\n",
+		iterations, n_delivered, n_refused, n_redirects, n_replies, n_metas);
+	if (!n_delivered || !n_refused || !n_redirects || !n_replies || !n_metas)
 		exit(1);	/* a run that reaches one side only tests nothing */
 }
 
