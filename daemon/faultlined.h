@@ -206,6 +206,22 @@ void fld_firecracker_forget(struct fld_session *s);
 /* At start: re-take the uffd of every Firecracker a state record names. */
 int fld_firecracker_recover(struct fld *d, struct fld_session *(*new_session)(struct fld *d, pid_t pid));
 
+/* checks.c: what a peer sends, checked without a running daemon (and fuzzed). */
+#define FLD_FC_MAX_MAPPINGS 64
+struct fld_fc_mapping {
+	uint64_t base, size, offset, page_size;
+};
+/* Firecracker's JSON mappings (1..FLD_FC_MAX_MAPPINGS), each aligned to its
+ * 4 KiB or 2 MiB pages, inside the guest memory file of mem_size bytes, no
+ * two overlapping. 0 with maps[0..*ret_n), or -errno with *why saying what. */
+int fld_fc_mappings(const char *json, size_t len, uint64_t mem_size, struct fld_fc_mapping *maps, size_t *ret_n,
+		    char *why, size_t whylen);
+/* An ATTACH's ranges against session s's sources, ranges and bytes and
+ * cfg's limits: 0 with the bytes they add, or the -errno to answer with
+ * (*why the message). */
+int fld_attach_check(const struct fld_config *cfg, const struct fld_session *s, const struct fl__mgr_range *ranges,
+		     uint32_t n, uint64_t *ret_bytes, char *why, size_t whylen);
+
 /* supervise.c */
 int fld_supervise(struct fld_config *cfg, int argc, char **argv);
 

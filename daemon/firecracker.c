@@ -23,11 +23,6 @@
 #include <sys/socket.h>
 
 #define FC_MAX_MSG (64u << 10)
-#define FC_MAX_MAPPINGS 64
-
-struct fc_mapping {
-	uint64_t base, size, offset, page_size;
-};
 
 /*
  * Read what has arrived of the handshake into the session's buffer, without
@@ -85,76 +80,6 @@ static int fc_read_some(struct fld_session *s)
 	}
 }
 
-static int get_u64(json_t *o, const char *key, uint64_t *ret)
-{
-	json_t *v = json_object_get(o, key);
-
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		return -EBADMSG;
-	*ret = (uint64_t)json_integer_value(v);
-	return 0;
-}
-
-static int parse_mappings(const char *buf, size_t len, struct fc_mapping *m, size_t *ret_n, char *why, size_t whylen)
-{
-	json_error_t err;
-	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err), *o;
-	size_t i;
-	int r = 0;
-
-	if (!root) {
-		snprintf(why, whylen, "JSON: %.100s", err.text);
-		return -EBADMSG;
-	}
-	if (!json_is_array(root) || !json_array_size(root) || json_array_size(root) > FC_MAX_MAPPINGS) {
-		snprintf(why, whylen, "not an array of 1..%d mappings", FC_MAX_MAPPINGS);
-		json_decref(root);
-		return -EBADMSG;
-	}
-	json_array_foreach(root, i, o) {
-		uint64_t kib;
-		if (!json_is_object(o) || get_u64(o, "base_host_virt_addr", &m[i].base) ||
-		    get_u64(o, "size", &m[i].size) || get_u64(o, "offset", &m[i].offset)) {
-			snprintf(why, whylen, "mapping %zu: base_host_virt_addr, size and offset are required", i);
-			r = -EBADMSG;
-			break;
-		}
-		if (get_u64(o, "page_size", &m[i].page_size)) {
-			if (get_u64(o, "page_size_kib", &kib) || kib > (1u << 20)) {
-				snprintf(why, whylen, "mapping %zu: no page_size", i);
-				r = -EBADMSG;
-				break;
-			}
-			m[i].page_size = kib * 1024;
-		}
-	}
-	*ret_n = json_array_size(root);
-	json_decref(root);
-	return r;
-}
-
-static int check_mapping(struct fld *d, const struct fc_mapping *m, char *why, size_t whylen)
-{
-	uint64_t file = fl_store_size(d->mem_store);
-
-	if (m->page_size != 4096 && m->page_size != (2u << 20)) {
-		snprintf(why, whylen, "page size %llu (4 KiB or 2 MiB)", (unsigned long long)m->page_size);
-		return -EINVAL;
-	}
-	if (!m->size || m->base % m->page_size || m->size % m->page_size || m->offset % m->page_size ||
-	    m->base + m->size < m->base) {
-		snprintf(why, whylen, "mapping 0x%llx+%llu not aligned to its pages", (unsigned long long)m->base,
-			 (unsigned long long)m->size);
-		return -EINVAL;
-	}
-	if (m->offset > file || m->size > file - m->offset) {
-		snprintf(why, whylen, "mapping at offset %llu+%llu is beyond the memory file (%llu bytes)",
-			 (unsigned long long)m->offset, (unsigned long long)m->size, (unsigned long long)file);
-		return -ERANGE;
-	}
-	return 0;
-}
-
 static void state_write(struct fld *d, struct fld_session *s, const char *json, size_t len);
 
 /*
@@ -171,27 +96,16 @@ static void state_write(struct fld *d, struct fld_session *s, const char *json, 
 static int fc_serve(struct fld *d, struct fld_session *s, const char *json, size_t len, int fd, bool record,
 		    char *why, size_t whylen)
 {
-	struct fc_mapping maps[FC_MAX_MAPPINGS];
+	struct fld_fc_mapping maps[FLD_FC_MAX_MAPPINGS];
 	uint64_t features, bytes = 0;
 	size_t n = 0;
 	int r;
 
-	r = parse_mappings(json, len, maps, &n, why, whylen);
-	for (size_t i = 0; !r && i < n; i++) {
-		r = check_mapping(d, &maps[i], why, whylen);
-		bytes += maps[i].size;
-	}
 	/* Everything is checked before the uffd is adopted: a refused VM is
 	 * left as it was (nothing registered with us to poison). */
-	for (size_t i = 0; !r && i < n; i++) {
-		for (size_t j = i + 1; j < n; j++) {
-			if (maps[i].base < maps[j].base + maps[j].size && maps[j].base < maps[i].base + maps[i].size) {
-				snprintf(why, whylen, "mappings %zu and %zu overlap", i, j);
-				r = -EINVAL;
-				break;
-			}
-		}
-	}
+	r = fld_fc_mappings(json, len, fl_store_size(d->mem_store), maps, &n, why, whylen);
+	for (size_t i = 0; !r && i < n; i++)
+		bytes += maps[i].size;
 	if (!r && (r = fld_uffd_features(fd, &features)))
 		snprintf(why, whylen, "the fd is not a userfaultfd");
 	if (!r && record) {

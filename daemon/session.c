@@ -149,32 +149,6 @@ static int on_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 
 /* ---- ATTACH ------------------------------------------------------------------ */
 
-static int check_range(struct fld *d, struct fld_session *s, const struct fl__mgr_range *r, bool *beacon)
-{
-	const struct fld_source *src;
-
-	if (r->addr % 4096 || r->len % 4096 || r->offset % 4096)
-		return -EINVAL;
-	if (r->flags & FL_MGR_RANGE_BEACON) {
-		if (r->source || r->len != 4096 || *beacon || s->beacon)
-			return -EINVAL;
-		*beacon = true;
-	}
-	if (!r->source)
-		return r->mem || r->offset ? -EINVAL : 0;
-	if (r->source > s->nsources)
-		return -ENOENT;
-	src = &s->sources[r->source - 1];
-	if (r->offset > src->length || r->len > src->length - r->offset)
-		return -ERANGE;
-	if (src->tpl)
-		/* Clones map the template from its first byte (the alias the
-		 * daemon fills through starts there too). */
-		return r->mem != 1 || r->offset ? -EINVAL : 0;
-	return r->mem ? -EINVAL : 0;
-	(void)d;
-}
-
 static int add_region(struct fld *d, struct fld_session *s, const struct fl__mgr_range *r,
 		      struct fl_region **ret_region)
 {
@@ -217,7 +191,8 @@ static int on_attach(struct fld *d, struct fld_session *s, const struct fl__mgr_
 	struct fl_region **added = d->added;
 	struct fl__mgr_attach a;
 	uint64_t bytes = 0, features;
-	bool beacon = false, first = s->space < 0;
+	bool first = s->space < 0;
+	char why[FL_MGR_MAX_ERRMSG + 1];
 	uint8_t out[8];
 	int r;
 
@@ -225,25 +200,9 @@ static int on_attach(struct fld *d, struct fld_session *s, const struct fl__mgr_
 		return -EBADMSG;
 	if (first != (fd >= 0))
 		return -EBADMSG;	/* the first ATTACH brings the uffd, later ones do not */
-	if (s->nranges + a.nranges > d->cfg.max_ranges)
-		return fld_reply_error(s, h->seq, EDQUOT, "more than %u ranges", d->cfg.max_ranges);
-	for (uint32_t i = 0; i < a.nranges; i++) {
-		r = check_range(d, s, &ranges[i], &beacon);
-		if (r)
-			return fld_reply_error(s, h->seq, -r, "range %u (0x%llx+%llu): %s", i,
-					       (unsigned long long)ranges[i].addr,
-					       (unsigned long long)ranges[i].len, strerror(-r));
-		/* Zero-fill ranges have no length bound of their own: a sum
-		 * that wraps would pass any limit. */
-		if (bytes + ranges[i].len < bytes)
-			return fld_reply_error(s, h->seq, EOVERFLOW, "ranges larger than the address space");
-		bytes += ranges[i].len;
-	}
-	if (s->bytes + bytes < s->bytes)
-		return fld_reply_error(s, h->seq, EOVERFLOW, "ranges larger than the address space");
-	if (d->cfg.max_bytes && s->bytes + bytes > d->cfg.max_bytes)
-		return fld_reply_error(s, h->seq, EDQUOT, "%llu bytes over the limit of %llu",
-				       (unsigned long long)(s->bytes + bytes), (unsigned long long)d->cfg.max_bytes);
+	r = fld_attach_check(&d->cfg, s, ranges, a.nranges, &bytes, why, sizeof(why));
+	if (r)
+		return fld_reply_error(s, h->seq, -r, "%s", why);
 	if (first) {
 		r = fld_uffd_features(fd, &features);
 		if (r)

@@ -491,6 +491,11 @@ static redisReplyObjectFunctions reply_fns = {
 	.freeObject = freeReplyObject,
 };
 
+redisReader *fl__cluster_reader_new(void)
+{
+	return redisReaderCreateWithFunctions(&reply_fns);
+}
+
 static int conn_open(struct fl__cluster *rc, struct rc_node *nd, struct rc_conn *c, uint64_t deadline)
 {
 	uint64_t rem = remaining_ms(deadline);
@@ -830,17 +835,17 @@ static int route(struct fl__cluster *rc, const struct fl__cluster_cmd *c, unsign
 	return 0;
 }
 
-/* Parse "MOVED 3999 127.0.0.1:6381" / "ASK ...": the slot and the node's index. */
-static int parse_redirect(struct fl__cluster *rc, const redisReply *r, const struct rc_node *from, int *slot)
+int fl__cluster_parse_redirect(const char *str, size_t len, const char *from_host, char *host, size_t host_len,
+			       int *ret_port, int *ret_slot)
 {
-	char buf[320], host[256], *sp, *colon, *end;
+	char buf[320], *sp, *colon, *end;
 	long s, port;
 	int n;
 
-	if (r->len >= sizeof(buf))
+	if (len >= sizeof(buf))
 		return -EPROTO;
-	memcpy(buf, r->str, r->len);
-	buf[r->len] = '\0';
+	memcpy(buf, str, len);
+	buf[len] = '\0';
 	sp = strchr(buf, ' ');
 	if (!sp)
 		return -EPROTO;
@@ -855,17 +860,29 @@ static int parse_redirect(struct fl__cluster *rc, const redisReply *r, const str
 		return -EPROTO;
 	*colon = '\0';
 	/* A host that does not fit is refused, never cut short: a cut name
-	 * could be another host (one an attacker's reply chose). */
+	 * could be another host (one an attacker's reply chose). So is an
+	 * empty one ("[]:6379", found by fuzz-redis): no node is named "". */
 	if (!end[1])
-		n = snprintf(host, sizeof(host), "%s", from->host);
+		n = snprintf(host, host_len, "%s", from_host);
 	else if (end[1] == '[' && colon > end + 2 && colon[-1] == ']')
-		n = snprintf(host, sizeof(host), "%.*s", (int)(colon - end - 3), end + 2);
+		n = snprintf(host, host_len, "%.*s", (int)(colon - end - 3), end + 2);
 	else
-		n = snprintf(host, sizeof(host), "%s", end + 1);
-	if (n < 0 || (size_t)n >= sizeof(host))
+		n = snprintf(host, host_len, "%s", end + 1);
+	if (n <= 0 || (size_t)n >= host_len)
 		return -EPROTO;
-	*slot = (int)s;
-	return node_find_or_add(rc, host, (int)port);
+	*ret_port = (int)port;
+	*ret_slot = (int)s;
+	return 0;
+}
+
+/* A redirect's slot and the index of the node it names. */
+static int parse_redirect(struct fl__cluster *rc, const redisReply *r, const struct rc_node *from, int *slot)
+{
+	char host[256];
+	int port, ret;
+
+	ret = fl__cluster_parse_redirect(r->str, r->len, from->host, host, sizeof(host), &port, slot);
+	return ret ? ret : node_find_or_add(rc, host, port);
 }
 
 enum outcome { DONE, RETRY_NOW, RETRY_LATER };

@@ -113,6 +113,30 @@ void fl__cluster_stats(const struct fl__cluster *rc, struct fl_redis_stats *st);
 bool fl__cluster_reply_is(const redisReply *r, const char *word);
 
 /*
+ * The decoders of what a server sends, apart from any connection (the
+ * fuzz targets call them). "MOVED 3999 127.0.0.1:6381" or "ASK ...":
+ * the slot, port and host (from_host when the reply names none, a
+ * [v6addr] without brackets); -EPROTO when malformed or when the host does
+ * not fit host_len (refused, never cut short).
+ */
+int fl__cluster_parse_redirect(const char *str, size_t len, const char *from_host, char *host, size_t host_len,
+			       int *ret_port, int *ret_slot);
+/* A reader that builds the client's reply objects (sinks through the
+ * reader's privdata, arrays bounded): free with redisReaderFree. */
+redisReader *fl__cluster_reader_new(void);
+/*
+ * store-redis.c: check the value fetched for page `page` of region `region`
+ * of the image with content id `id`; a data page is copied into dst
+ * (FL_PAGE_SIZE bytes), nothing is written otherwise. 0: data, 1: a zero
+ * page, -EBADMSG: corrupt, or a value of another page, region or image.
+ */
+int fl__redis_value_check(const char *str, size_t len, const uint8_t id[FL_IMAGE_ID_LEN], unsigned region,
+			  uint64_t page, uint8_t *dst);
+/* An image description (the meta key's value), as the store and
+ * fl_redis_regions check it: 0 with its id and region count, or -errno. */
+int fl__redis_meta_check(const char *buf, size_t len, uint8_t ret_id[FL_IMAGE_ID_LEN], uint32_t *ret_nregions);
+
+/*
  * Parse redis://HOST[:PORT][/PREFIX] ([v6addr] in brackets). Defaults: port
  * 6379, prefix "faultline". The prefix is 1..128 printable characters
  * without braces (they would change the hash tag) or spaces.

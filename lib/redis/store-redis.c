@@ -147,6 +147,19 @@ static int meta_parse(const char *buf, size_t len, struct rs_meta *ret)
 	return 0;
 }
 
+int fl__redis_meta_check(const char *buf, size_t len, uint8_t ret_id[FL_IMAGE_ID_LEN], uint32_t *ret_nregions)
+{
+	struct rs_meta m;
+	int r = meta_parse(buf, len, &m);
+
+	if (r)
+		return r;
+	memcpy(ret_id, m.id, FL_IMAGE_ID_LEN);
+	*ret_nregions = m.nregions;
+	free(m.regions);
+	return 0;
+}
+
 static void log_setup(struct fl__logger *lg, const struct fl_redis_opts *o)
 {
 	lg->fn = o->log;
@@ -270,8 +283,8 @@ struct rs_get {
 	size_t buf_off;			/* offset of the command in the encode buffer */
 };
 
-/* Check one value's bytes; deliver the page into dst. 0: data, 1: a zero page, or -EBADMSG. */
-static int verify_bytes(const struct redis_store *s, const char *str, size_t len, uint64_t page, uint8_t *dst)
+int fl__redis_value_check(const char *str, size_t len, const uint8_t id[FL_IMAGE_ID_LEN], unsigned region,
+			  uint64_t page, uint8_t *dst)
 {
 	struct rs_value_hdr h;
 
@@ -282,7 +295,7 @@ static int verify_bytes(const struct redis_store *s, const char *str, size_t len
 	    h.reserved2 || value_hdr_csum(&h) != h.hdr_csum)
 		return -EBADMSG;
 	/* A well-formed value for another page, region or image: misplaced. */
-	if (h.region != s->region || h.page != page || memcmp(h.id, s->id, FL_IMAGE_ID_LEN))
+	if (h.region != region || h.page != page || memcmp(h.id, id, FL_IMAGE_ID_LEN))
 		return -EBADMSG;
 	if (h.kind == FL_PAGE_ZERO)
 		return len == sizeof(h) && !h.csum ? 1 : -EBADMSG;
@@ -291,6 +304,11 @@ static int verify_bytes(const struct redis_store *s, const char *str, size_t len
 		return -EBADMSG;
 	memcpy(dst, str + sizeof(h), FL_PAGE_SIZE);
 	return 0;
+}
+
+static int verify_bytes(const struct redis_store *s, const char *str, size_t len, uint64_t page, uint8_t *dst)
+{
+	return fl__redis_value_check(str, len, s->id, s->region, page, dst);
 }
 
 /* One MGET's destination, for its reply sink. */

@@ -5,13 +5,18 @@
  * bytes would only ever reach the checksum checks: when the input is long
  * enough to hold a header, the target also tries a copy whose checksums and
  * content id are recomputed ("fixed up"), so the structural validation
- * behind them is fuzzed as well. Either way the parser must refuse or read
- * cleanly, never crash or read out of bounds.
+ * behind them is fuzzed as well, and one whose checksums are recomputed but
+ * whose content id is left, so the content-id check is. Either way the
+ * parser must refuse or read cleanly, never crash or read out of bounds,
+ * and an image it opens names its own content id. The parent chain,
+ * multi-page reads, restore, the image store and VERIFY are
+ * fuzz-image-chain's.
  */
 #include "image-format.h"
 #include "fl-config.h"
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +25,36 @@
 #include <xxhash.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* An image the reader accepted names the content id of its own table and index. */
+static void check_id(const uint8_t *b, size_t size)
+{
+	struct fl__img_header h;
+	uint64_t tb, ib;
+	uint8_t id[16];
+	void *table, *index;
+
+	if (size < sizeof(h))
+		abort();
+	memcpy(&h, b, sizeof(h));
+	tb = (uint64_t)h.nregions * sizeof(struct fl__img_region);
+	ib = h.total_pages * sizeof(struct fl__img_page);
+	if (h.table_off > size || tb > size - h.table_off || h.index_off > size || ib > size - h.index_off)
+		abort();
+	table = malloc(tb + 1);
+	index = malloc(ib + 1);
+	if (!table || !index)
+		abort();
+	memcpy(table, b + h.table_off, tb);
+	memcpy(index, b + h.index_off, ib);
+	fl__img_content_id(table, h.nregions, index, h.total_pages, id);
+	if (memcmp(id, h.id, 16)) {
+		fprintf(stderr, "fuzz-image: an image whose content id is not its content was opened\n");
+		abort();
+	}
+	free(table);
+	free(index);
+}
 
 static void try_image(const uint8_t *data, size_t size)
 {
@@ -37,6 +72,7 @@ static void try_image(const uint8_t *data, size_t size)
 	if (fl_image_open(path, FL_IMAGE_OPEN_NO_PARENT, &img) == 0) {
 		struct fl_image_info info = { .sz = sizeof(info) };
 		uint8_t page[4096];
+		check_id(data, size);
 		fl_image_info(img, &info);
 		for (unsigned r = 0; r < info.nregions && r < 4; r++) {
 			struct fl_image_region reg = { .sz = sizeof(reg) };
@@ -50,8 +86,11 @@ static void try_image(const uint8_t *data, size_t size)
 	close(fd);
 }
 
-/* Recompute every checksum and the content id where the layout allows. */
-static void fix_up(uint8_t *b, size_t size)
+/*
+ * Recompute every checksum, and with `id` the content id, where the layout
+ * allows. Left stale, the id is what reaches the content-id check.
+ */
+static void fix_up(uint8_t *b, size_t size, bool id)
 {
 	struct fl__img_header h;
 	struct fl__img_end end;
@@ -66,8 +105,9 @@ static void fix_up(uint8_t *b, size_t size)
 	if (h.table_off > size || tb > size - h.table_off || h.index_off > size || ib > size - h.index_off ||
 	    h.end_off > size || sizeof(end) > size - h.end_off)
 		goto header;
-	fl__img_content_id((const void *)(b + h.table_off), h.nregions, (const void *)(b + h.index_off),
-			   h.total_pages, h.id);
+	if (id)
+		fl__img_content_id((const void *)(b + h.table_off), h.nregions, (const void *)(b + h.index_off),
+				   h.total_pages, h.id);
 	memcpy(&end, b + h.end_off, sizeof(end));
 	st = XXH3_createState();
 	XXH3_64bits_reset(st);
@@ -91,7 +131,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t *copy = malloc(size);
 		if (copy) {
 			memcpy(copy, data, size);
-			fix_up(copy, size);
+			fix_up(copy, size, true);
+			try_image(copy, size);
+			/* The same with the id left as it was (a changed table or index:
+			 * refused by the content-id check alone). */
+			memcpy(copy, data, size);
+			fix_up(copy, size, false);
 			try_image(copy, size);
 			free(copy);
 		}
