@@ -26,6 +26,7 @@
 #   - every faultline page it cross-references (.BR fl_x (3)) exists;
 #   - man/meson.build installs it (a link: as ['link', 'page'] in man_links,
 #     installed with install_symlink).
+# And every FL_* constant of the headers is named by some page.
 #
 # Output: "PASS man/<name>" or "FAIL man/<name>" per page or missing page on
 # stdout (<name> is the function for section 3, e.g. man/fl_uffd_copy, and
@@ -352,6 +353,27 @@ for fn in $(printf '%s\n' "${!PROTO[@]}" | sort); do
 		record FAIL "$fn"
 	fi
 done
+
+# ---- every public constant is documented --------------------------------
+#
+# Each FL_* macro and enumerator of include/faultline/ (FL_API, the export
+# macro, aside) is named by at least one page: a flag nobody documents is
+# one nobody can use (FL_REGION_MEMFD and FL_RELEASE_DRAIN were).
+all_text=$(cat "${pages[@]}")
+undocumented=0
+for c in $( (sed -n 's/^#define \(FL_[A-Z0-9_]*\).*/\1/p' "$incdir"/*.h "$incdir"/*.h.in
+	sed -n 's/^[[:space:]]*\(FL_[A-Z0-9_]*\)[[:space:]]*[=,].*/\1/p' "$incdir"/*.h) | sort -u); do
+	[ "$c" = FL_API ] && continue
+	if ! [[ $all_text =~ (^|[^A-Za-z0-9_])$c([^A-Za-z0-9_]|$) ]]; then
+		say "$c is defined in include/faultline/ but no page in man/ names it"
+		undocumented=1
+	fi
+done
+if [ $undocumented = 0 ]; then
+	record PASS constants
+else
+	record FAIL constants
+fi
 
 # ---- every page is well formed ------------------------------------------
 if [ ${#pages[@]} -eq 0 ]; then
