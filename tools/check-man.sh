@@ -121,8 +121,8 @@ if ! command -v groff >/dev/null 2>&1; then
 	exit 1
 fi
 
-# A man1/ man3/ man7/ tree of the pages, so ".so man3/x.3" resolves the way
-# man(1) resolves it after installation.
+# A man1/ man3/ man7/ tree of the pages, laid out as they are installed,
+# for groff's checks (link pages resolve to their page through it too).
 for sec in 1 3 5 7 8; do
 	mkdir -p "$tmp/tree/man$sec"
 done
