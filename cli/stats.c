@@ -101,9 +101,16 @@ static void print_daemon(const json_t *d)
 	char up[32], p50[16], p99[16];
 
 	fmt_uptime(num(d, "uptime_s"), up, sizeof(up));
+	/* Percentiles of no sample are not 0.0 µs. */
+	if (!integer(d, "faults_timed")) {
+		snprintf(p50, sizeof(p50), "-");
+		snprintf(p99, sizeof(p99), "-");
+	} else {
+		fmt_us(num(d, "lat_p50_us"), p50, sizeof(p50));
+		fmt_us(num(d, "lat_p99_us"), p99, sizeof(p99));
+	}
 	printf("faultlined %s  pid %lld  up %s  clients %lld  faults %lld  p50 %s µs  p99 %s µs\n",
-	       str(d, "version"), integer(d, "pid"), up, integer(d, "clients"), integer(d, "faults"),
-	       fmt_us(num(d, "lat_p50_us"), p50, sizeof(p50)), fmt_us(num(d, "lat_p99_us"), p99, sizeof(p99)));
+	       str(d, "version"), integer(d, "pid"), up, integer(d, "clients"), integer(d, "faults"), p50, p99);
 	printf("  events: fork %lld  remap %lld  remove %lld  unmap %lld   refused %lld  bad messages %lld"
 	       "  resumed %lld\n",
 	       integer(d, "events_fork"), integer(d, "events_remap"), integer(d, "events_remove"),
@@ -180,7 +187,7 @@ static void print_forks(const json_t *forks)
  * of two) merged into one row per power of two, from the first non-empty
  * one to the last, each "≤ upper µs  count  bar".
  */
-static void print_histogram(const json_t *hist)
+static void print_histogram(const json_t *hist, long long faults)
 {
 	uint64_t rows[65] = { 0 }, max = 0, total = 0;
 	int lo = 65, hi = -1;
@@ -204,13 +211,18 @@ static void print_histogram(const json_t *hist)
 			hi = k;
 	}
 	if (!total) {
-		printf("\nno faults served yet\n");
+		if (faults > 0)
+			printf("\nno fault latency recorded: the %lld faults were outside every served range\n",
+			       faults);
+		else
+			printf("\nno faults served yet\n");
 		return;
 	}
 	for (int k = lo; k <= hi; k++)
 		if (rows[k] > max)
 			max = rows[k];
-	printf("\nfault service latency, all clients (%llu faults):\n", (unsigned long long)total);
+	/* Every client since the daemon started, detached ones too. */
+	printf("\nfault service latency, all clients since the start (%llu faults):\n", (unsigned long long)total);
 	for (int k = lo; k <= hi; k++) {
 		double upper_us = (k >= 64 ? 18446744073709551615.0 : (double)(1ull << k)) / 1e3;
 		char up[32], bar[BAR_WIDTH + 1];
@@ -318,7 +330,7 @@ int cmd_stats(int argc, char **argv)
 	}
 	print_daemon(daemon);
 	print_clients(json_object_get(root, "clients"));
-	print_histogram(json_object_get(daemon, "latency_hist_ns"));
+	print_histogram(json_object_get(daemon, "latency_hist_ns"), integer(daemon, "faults"));
 	print_forks(json_object_get(root, "unclaimed_forks"));
 	json_decref(root);
 	return fflush(stdout) ? cli_fail("stats: writing the output", -errno) : EXIT_OK;

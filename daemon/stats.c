@@ -24,7 +24,7 @@ static json_t *hist_json(const uint64_t *hist)
 	return a;
 }
 
-static json_t *space_json(struct fld *d, int space, struct fl__hist *sum)
+static json_t *space_json(struct fld *d, int space)
 {
 	struct fl_space_stats *st = calloc(1, sizeof(*st));
 	json_t *o;
@@ -36,12 +36,6 @@ static json_t *space_json(struct fld *d, int space, struct fl__hist *sum)
 		free(st);
 		return json_null();
 	}
-	/* The daemon-wide histogram: every space's, summed. */
-	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
-		atomic_fetch_add_explicit(&sum->bucket[b], st->lat_hist[b], memory_order_relaxed);
-	atomic_fetch_add_explicit(&sum->count, st->lat_count, memory_order_relaxed);
-	if (st->lat_max_ns > atomic_load_explicit(&sum->max, memory_order_relaxed))
-		atomic_store_explicit(&sum->max, st->lat_max_ns, memory_order_relaxed);
 	o = json_pack("{s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:o}", "space", space, "dead", st->dead,
 		      "regions", (json_int_t)st->regions, "bytes", (json_int_t)st->bytes, "faults",
 		      (json_int_t)st->faults, "pages_resolved", (json_int_t)st->pages_resolved, "pages_poisoned",
@@ -54,16 +48,18 @@ static json_t *space_json(struct fld *d, int space, struct fl__hist *sum)
 
 char *fld_stats_json(struct fld *d)
 {
-	struct fl_engine_stats es = { .sz = sizeof(es) };
-	struct fl__hist *hist = calloc(1, sizeof(*hist));
-	uint64_t counts[FL_LAT_BUCKETS];
+	struct fl_engine_stats *es = calloc(1, sizeof(*es));
 	json_t *root, *clients = json_array(), *forks = json_array();
 	unsigned nclients = 0;
 	char *out;
 
-	if (!hist)
+	if (!es)
 		return NULL;
-	fl_engine_stats(d->engine, &es);
+	/* The daemon-wide figures are the engine's: every fault served since
+	 * the start, by clients that left too, so that the fault count, the
+	 * percentiles and the histogram describe the same faults. */
+	es->sz = sizeof(*es);
+	fl_engine_stats(d->engine, es);
 	for (struct fld_session *s = d->sessions; s; s = s->next) {
 		json_t *c;
 		if (s->closed || s->kind == FLD_OBSERVER)
@@ -77,34 +73,32 @@ char *fld_stats_json(struct fld *d)
 			json_object_set_new(c, "forked_from", json_integer((json_int_t)s->parent_id));
 		if (s->draining)
 			json_object_set_new(c, "draining", json_true());
-		json_object_set_new(c, "serving", space_json(d, s->space, hist));
+		json_object_set_new(c, "serving", space_json(d, s->space));
 		json_array_append_new(clients, c);
 	}
 	pthread_mutex_lock(&d->mu);
 	for (struct fld_fork *f = d->forks; f; f = f->next) {
 		json_t *o = json_pack("{s:I,s:o}", "forked_from", (json_int_t)f->parent_id, "serving",
-				      space_json(d, f->space, hist));
+				      space_json(d, f->space));
 		json_array_append_new(forks, o);
 	}
 	pthread_mutex_unlock(&d->mu);
 	{
-		uint64_t p50 = fl__hist_quantile(hist, 0.50), p99 = fl__hist_quantile(hist, 0.99);
-		json_t *h;
-		for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
-			counts[b] = atomic_load_explicit(&hist->bucket[b], memory_order_relaxed);
-		h = hist_json(counts);
-		root = json_pack("{s:{s:i,s:s,s:f,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o},s:o,s:o}",
+		uint64_t p50 = es->lat_p50_ns, p99 = es->lat_p99_ns;
+		json_t *h = hist_json(es->lat_hist);
+		root = json_pack("{s:{s:i,s:s,s:f,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:o},s:o,s:o}",
 				 "daemon", "pid", (int)getpid(), "version", fl_version(), "uptime_s",
 				 (fl__now_ns() - d->started_ns) / 1e9, "clients", (int)nclients, "spaces",
-				 (json_int_t)es.spaces - 1, "faults", (json_int_t)es.faults, "messages",
-				 (json_int_t)es.messages, "events_fork", (json_int_t)es.events_fork, "events_remap",
-				 (json_int_t)es.events_remap, "events_remove", (json_int_t)es.events_remove,
-				 "events_unmap", (json_int_t)es.events_unmap, "refused", (json_int_t)d->refused,
+				 (json_int_t)es->spaces - 1, "faults", (json_int_t)es->faults, "faults_timed",
+				 (json_int_t)es->lat_count, "messages",
+				 (json_int_t)es->messages, "events_fork", (json_int_t)es->events_fork, "events_remap",
+				 (json_int_t)es->events_remap, "events_remove", (json_int_t)es->events_remove,
+				 "events_unmap", (json_int_t)es->events_unmap, "refused", (json_int_t)d->refused,
 				 "bad_messages", (json_int_t)d->bad_messages, "resumed", (json_int_t)d->resumed,
 				 "lat_p50_us", p50 / 1e3, "lat_p99_us", p99 / 1e3, "latency_hist_ns", h, "clients",
 				 clients, "unclaimed_forks", forks);
 	}
-	free(hist);
+	free(es);
 	out = root ? json_dumps(root, JSON_COMPACT) : NULL;
 	json_decref(root);
 	return out;

@@ -5,22 +5,28 @@
 #
 # For every function the public headers declare (FL_API prototypes and the
 # static inline helpers in include/faultline/*.h) there must be a page
-# man/<name>.3, and the SYNOPSIS of that page (or of the page it links to
-# with .so) must show the prototype exactly as the header declares it.
+# man/<name>.3, and the SYNOPSIS of that page (or of the page it is a
+# symbolic link to) must show the prototype exactly as the header declares
+# it.
 #
 # Every page in man/ is then checked:
+#   - it renders with `man -l man/PAGE` from the source tree with nothing on
+#     stderr (a ".so man3/x.3" page does not: man -l resolves it against the
+#     current directory; an alias page is a symbolic link to its page);
 #   - it renders with `groff -man -Tutf8 -ww -z` without a single warning
-#     (pages are rendered from a man1/ man3/ ... tree, so .so links resolve
-#     as they do once installed; a .so link page is checked through the
-#     page it names);
+#     (a link page is checked through the page it names);
 #   - rendered as ASCII, no line is wider than 80 columns (no-fill text
 #     such as SYNOPSIS and EXAMPLE does not wrap);
 #   - .TH names the file and its section; NAME, SYNOPSIS (sections 1 and 3),
 #     DESCRIPTION, RETURN VALUE (section 3) and SEE ALSO are present;
 #     section 3 pages include <faultline/faultline.h>;
-#   - a .so link page names an existing page whose NAME section lists it;
+#   - a link names, in the same directory, an existing page that is not a
+#     link and whose NAME section lists it; a page that is a .so request is
+#     refused;
 #   - every faultline page it cross-references (.BR fl_x (3)) exists;
-#   - man/meson.build installs it.
+#   - man/meson.build installs it (a link: as ['link', 'page'] in man_links,
+#     installed with install_symlink).
+# And every FL_* constant of the headers is named by some page.
 #
 # Output: "PASS man/<name>" or "FAIL man/<name>" per page or missing page on
 # stdout (<name> is the function for section 3, e.g. man/fl_uffd_copy, and
@@ -115,8 +121,8 @@ if ! command -v groff >/dev/null 2>&1; then
 	exit 1
 fi
 
-# A man1/ man3/ man7/ tree of the pages, so ".so man3/x.3" resolves the way
-# man(1) resolves it after installation.
+# A man1/ man3/ man7/ tree of the pages, laid out as they are installed,
+# for groff's checks (link pages resolve to their page through it too).
 for sec in 1 3 5 7 8; do
 	mkdir -p "$tmp/tree/man$sec"
 done
@@ -137,10 +143,13 @@ while IFS=$'\t' read -r fn proto; do
 	PROTO[$fn]=$proto
 done <"$tmp/protos"
 meson_list=$(<"$mandir/meson.build")
+# The pages install_man() installs (links are installed apart).
+install_list=${meson_list#*install_man(}
+install_list=${install_list%%)*}
 
-# is_link FILE: true for a page whose only request is .so (comments and
-# blank lines aside); sets LINK_TARGET.
-is_link() {
+# is_so FILE: true for a page whose only request is .so (comments and
+# blank lines aside): such a page renders only from a man<section>/ tree.
+is_so() {
 	local line n=0 first=
 	local -a lines
 	mapfile -t lines <"$1"
@@ -149,14 +158,22 @@ is_link() {
 		n=$((n + 1))
 		[ $n = 1 ] && first=$line
 	done
-	LINK_TARGET=
-	if [ $n = 1 ] && [[ $first == '.so '* ]]; then
-		LINK_TARGET=${first#.so }
-		LINK_TARGET=${LINK_TARGET#"${LINK_TARGET%%[![:space:]]*}"}
-		return 0
-	fi
-	return 1
+	[ $n = 1 ] && [[ $first == '.so '* ]]
 }
+
+# is_link FILE: true for a symbolic link; sets LINK_TARGET (what it points
+# to, as written).
+is_link() {
+	LINK_TARGET=
+	[ -L "$1" ] || return 1
+	LINK_TARGET=$(readlink "$1")
+	return 0
+}
+
+# man -l renders pages the way a reader of a checkout does; "man" may be
+# missing on a minimal system, where groff's checks below still run.
+have_man=0
+command -v man >/dev/null 2>&1 && have_man=1
 
 # The preprocessor options a page asks for on its first line ('\" t: tbl),
 # as man(1) honours them.
@@ -217,8 +234,17 @@ check_page() {
 	sec=${base##*.}
 	rel=man$sec/$base
 
-	if [[ $meson_list != *"'$base'"* ]]; then
-		say "$base: not installed by man/meson.build"
+	if [ $have_man = 1 ]; then
+		warn=$(cd "$mandir" && MANPAGER=cat PAGER=cat MANWIDTH=80 man -l "$base" 2>&1 >/dev/null)
+		if [ -n "$warn" ] || ! (cd "$mandir" && MANPAGER=cat PAGER=cat man -l "$base" >/dev/null 2>&1); then
+			say "$base: man -l man/$base does not render from the source tree:"
+			printf '%s\n' "$warn" | sed 's/^/#   /' >&2
+			ok=0
+		fi
+	fi
+
+	if is_so "$p"; then
+		say "$base: a .so page does not render from the source tree: make it a symbolic link to its page"
 		ok=0
 	fi
 
@@ -227,14 +253,18 @@ check_page() {
 		target=$LINK_TARGET
 		tbase=${target##*/}
 		tfile=$mandir/$tbase
-		if [ "$target" != "man${tbase##*.}/$tbase" ]; then
-			say "$base: .so $target is not of the form man<section>/<page>.<section>"
+		if [[ $meson_list != *"['$base', '$target']"* ]]; then
+			say "$base: not in man_links of man/meson.build as ['$base', '$target']"
+			ok=0
+		fi
+		if [ "$target" != "$tbase" ] || [ "${tbase##*.}" != "$sec" ]; then
+			say "$base: links to $target, not to a page of section $sec in the same directory"
 			ok=0
 		elif [ ! -f "$tfile" ]; then
-			say "$base: .so target $target does not exist"
+			say "$base: links to $target, which does not exist"
 			ok=0
 		elif is_link "$tfile"; then
-			say "$base: .so target $target is itself a link"
+			say "$base: links to $target, itself a link"
 			ok=0
 		else
 			parse_page "$tfile"
@@ -243,8 +273,12 @@ check_page() {
 				ok=0
 			fi
 		fi
-		[ $ok = 1 ] && render_text "$target"
+		[ $ok = 1 ] && render_text "man$sec/$target"
 	else
+		if [[ $install_list != *"'$base'"* ]]; then
+			say "$base: not installed by install_man in man/meson.build"
+			ok=0
+		fi
 		warn=$(cd "$tmp/tree" && groff $(preproc "$p") -man -Tutf8 -ww -z "$rel" 2>&1)
 		if [ -n "$warn" ]; then
 			say "$base: groff -man -Tutf8 -ww -z reports:"
@@ -319,6 +353,27 @@ for fn in $(printf '%s\n' "${!PROTO[@]}" | sort); do
 		record FAIL "$fn"
 	fi
 done
+
+# ---- every public constant is documented --------------------------------
+#
+# Each FL_* macro and enumerator of include/faultline/ (FL_API, the export
+# macro, aside) is named by at least one page: a flag nobody documents is
+# one nobody can use (FL_REGION_MEMFD and FL_RELEASE_DRAIN were).
+all_text=$(cat "${pages[@]}")
+undocumented=0
+for c in $( (sed -n 's/^#define \(FL_[A-Z0-9_]*\).*/\1/p' "$incdir"/*.h "$incdir"/*.h.in
+	sed -n 's/^[[:space:]]*\(FL_[A-Z0-9_]*\)[[:space:]]*[=,].*/\1/p' "$incdir"/*.h) | sort -u); do
+	[ "$c" = FL_API ] && continue
+	if ! [[ $all_text =~ (^|[^A-Za-z0-9_])$c([^A-Za-z0-9_]|$) ]]; then
+		say "$c is defined in include/faultline/ but no page in man/ names it"
+		undocumented=1
+	fi
+done
+if [ $undocumented = 0 ]; then
+	record PASS constants
+else
+	record FAIL constants
+fi
 
 # ---- every page is well formed ------------------------------------------
 if [ ${#pages[@]} -eq 0 ]; then

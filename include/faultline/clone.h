@@ -87,10 +87,14 @@ FL_API int fl_clone_new(struct fl_engine *engine, const struct fl_template *tpl,
 
 struct fl_reset_stats {
 	size_t sz;			/* sizeof(struct fl_reset_stats) */
-	uint64_t pages_dirty;		/* pages found written */
-	uint64_t pages_dropped;		/* private copies dropped (clones) */
-	uint64_t pages_copied;		/* pages copied back (reset points) */
-	uint64_t runs;			/* contiguous runs handled */
+	uint64_t pages_dirty;		/* 4 KiB pages found written: a clone's private
+					 * copies, a reset point's pages written */
+	uint64_t pages_dropped;		/* clones: of pages_dirty, the 4 KiB pages whose
+					 * private copies were freed (all of them, unless
+					 * the reset failed) */
+	uint64_t pages_copied;		/* reset points: 4 KiB pages copied back */
+	uint64_t runs;			/* spans handled (dirty runs less than 16 pages
+					 * apart are one span) */
 	uint64_t ns;			/* time taken */
 };
 

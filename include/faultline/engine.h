@@ -223,6 +223,11 @@ struct fl_engine_stats {
 	uint64_t unowned_faults;	/* faults outside every region (poisoned) */
 	uint64_t events_fork, events_remap, events_remove, events_unmap;
 	uint64_t spaces;		/* live uffds (main + forked + adopted) */
+	/* Service latency of every fault a region resolved since the engine
+	 * started, in every space: released spaces and freed regions
+	 * included (faults outside every region have none). */
+	uint64_t lat_count, lat_p50_ns, lat_p99_ns, lat_max_ns;
+	uint64_t lat_hist[FL_LAT_BUCKETS];	/* log2-linear, 8 sub-buckets per power of two */
 };
 FL_API int fl_engine_stats(const struct fl_engine *engine,
 			   struct fl_engine_stats *stats);

@@ -104,15 +104,17 @@ struct fl_region_stats {
 	uint64_t faults_minor;
 	uint64_t faults_wp;
 	/* pages by resolve method */
-	uint64_t pages_copy;		/* installed with UFFDIO_COPY of store data */
-	uint64_t pages_zero;		/* installed with UFFDIO_ZEROPAGE (hugetlb: COPY of zeros) */
+	uint64_t pages_copy;		/* installed holding store data */
+	uint64_t pages_zero;		/* installed holding zeros (ZEROPAGE, or copied with
+					 * data around them; hugetlb: COPY of zeros) */
 	uint64_t pages_continue;	/* MINOR: mapped with UFFDIO_CONTINUE (data came in
 					 * through pages_copy/pages_zero into the page cache) */
 	uint64_t pages_prefetch;	/* resolved ahead of the faulting page */
 	uint64_t pages_background;	/* resolved by the background filler */
 	uint64_t pages_poisoned;	/* failed closed */
 	uint64_t pages_exist;		/* EEXIST: someone else resolved first */
-	uint64_t bytes_read;		/* bytes read from the store */
+	uint64_t bytes_read;		/* bytes the store delivered (not ranges it
+					 * reported as zeros) */
 	uint64_t store_errors;
 	/* service latency: message read to resolve, nanoseconds */
 	uint64_t lat_count;

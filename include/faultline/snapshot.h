@@ -30,7 +30,8 @@
  * snapshot's thread for PRECOPY), or pause them yourself around
  * fl_snapshot_begin().
  *
- *   COW, explicit:      new; [pause]; begin; [resume]; wait
+ *   COW, explicit:      new; [pause]; begin; [resume]; wait   (wait starts the
+ *                       streaming; or start, then wait)
  *   PRECOPY, explicit:  new; start; wait_ready; [pause]; begin; [resume]; wait
  *   with quiesce:       new; start; wait        (or fl_snapshot_take())
  *
@@ -49,7 +50,8 @@
  * snapshot with the watches too. A COW snapshot needs FL_WATCH_SYNC
  * watches for copy-before-write; with another backend it copies the pages
  * written since the parent during the pause (and a full COW snapshot with
- * such watches is refused with -EINVAL: use PRECOPY).
+ * such watches is refused with -EMEDIUMTYPE: use PRECOPY, or FL_WATCH_SYNC
+ * watches).
  *
  * Discarding memory during a snapshot (MADV_DONTNEED, munmap, or a write
  * through another mapping of the same shmem) bypasses write protection:
@@ -98,7 +100,9 @@ struct fl_snapshot_progress {
 	uint64_t pages_final;		/* pages in the consistent set at the pause */
 	unsigned rounds;		/* precopy rounds done */
 	uint64_t dirty_last;		/* pages written during the last round */
-	uint64_t stall_ns;		/* time between pause and resume, inside faultline */
+	uint64_t stall_ns;		/* time the writers were held inside faultline: from
+					 * the pause callback's return to the resume call
+					 * (explicit: the time fl_snapshot_begin() took) */
 	uint64_t elapsed_ns;		/* start to completion (so far) */
 };
 
@@ -129,26 +133,32 @@ struct fl_snapshot_opts {
 /*
  * Prepare a snapshot of opts->ranges into the image at `path`: opens the
  * image writer (temporary file) and, for COW, write-protects the ranges.
- * Errors: -EINVAL (bad ranges or options), -EBUSY (a range is registered
- * with another userfaultfd), -EOPNOTSUPP (the kernel cannot write-protect
- * this memory), image writer errors.
+ * Errors (each refusal its own, so the code says what to change):
+ * -EINVAL (a NULL argument, an unknown strategy, a range not page-aligned
+ * or empty), -EMEDIUMTYPE (a full COW snapshot with watches that are not
+ * FL_WATCH_SYNC: use PRECOPY or synchronous watches), -ENODATA (`parent`
+ * without `watches`), -EBUSY (a range is registered with another
+ * userfaultfd), -EOPNOTSUPP (the kernel cannot write-protect this memory),
+ * image writer errors (-ENOENT, -ESTALE, -EBADMSG for the parent).
  */
 FL_API int fl_snapshot_new(const char *path, const struct fl_snapshot_opts *opts,
 			   struct fl_snapshot **ret_snapshot);
 
 /*
  * Start the background work. COW: requires opts->quiesce (which it calls
- * around fl_snapshot_begin()), or that fl_snapshot_begin() was called.
+ * around fl_snapshot_begin()), or that fl_snapshot_begin() was called
+ * (-EDEADLK otherwise: nobody can pause the writers).
  * PRECOPY: starts the copy rounds; with opts->quiesce the final pause is
  * taken by the snapshot's thread, otherwise the snapshot waits in
- * FL_SNAP_READY for fl_snapshot_begin().
+ * FL_SNAP_READY for fl_snapshot_begin(). -EALREADY: started already.
  */
 FL_API int fl_snapshot_start(struct fl_snapshot *snap);
 
 /*
  * The writers are paused: take the consistent instant (COW: protect what
  * was written since fl_snapshot_new(); PRECOPY: collect the final dirty
- * set). Returns once the writers may resume.
+ * set). Returns once the writers may resume. -ESRCH: a PRECOPY snapshot
+ * not started yet; -EALREADY: begun already.
  */
 FL_API int fl_snapshot_begin(struct fl_snapshot *snap);
 
@@ -156,9 +166,14 @@ FL_API int fl_snapshot_begin(struct fl_snapshot *snap);
 FL_API int fl_snapshot_wait_ready(struct fl_snapshot *snap, int timeout_ms);
 
 /*
- * Wait for completion. Returns 0 when the image is in place (its content
- * id in ret_id, optional), the snapshot's error, or -ETIMEDOUT (the
- * snapshot keeps running). timeout_ms < 0: forever.
+ * Wait for completion. A COW snapshot begun (fl_snapshot_begin()) but not
+ * started is started first. Returns 0 when the image is in place (its
+ * content id in ret_id, optional); -ETIMEDOUT (the snapshot keeps
+ * running); -EINVAL (snap NULL); -ESRCH (never started nor begun: nothing
+ * would finish); or the snapshot's error: -ECANCELED, -ENOSPC, -EIO or
+ * another error of the image writer or the watches, a quiesce callback's
+ * error, -ENOMEM, -EAGAIN (its thread could not be created).
+ * timeout_ms < 0: forever.
  */
 FL_API int fl_snapshot_wait(struct fl_snapshot *snap, int timeout_ms, uint8_t ret_id[FL_IMAGE_ID_LEN]);
 
@@ -170,7 +185,8 @@ FL_API int fl_snapshot_progress(const struct fl_snapshot *snap, struct fl_snapsh
 /* Cancels if still running, then frees. Accepts NULL; returns NULL. */
 FL_API struct fl_snapshot *fl_snapshot_free(struct fl_snapshot *snap);
 
-/* new + start (+ begin) + wait + free, in one call; needs opts->quiesce. */
+/* new + start (+ begin) + wait + free, in one call; needs opts->quiesce
+ * (-EDEADLK without). */
 FL_API int fl_snapshot_take(const char *path, const struct fl_snapshot_opts *opts,
 			    uint8_t ret_id[FL_IMAGE_ID_LEN]);
 

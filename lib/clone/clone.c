@@ -187,19 +187,26 @@ static int scan_private(uint64_t start, uint64_t end, run_fn fn, void *ctx)
  * and re-mapping a few clean pages costs less than two more syscalls. */
 #define MERGE_GAP 16
 
+/* A span to reset, and how many private copies (4 KiB pages) it holds: a
+ * span also covers the clean pages between merged runs. */
+struct run {
+	uint64_t start, len;		/* bytes */
+	uint64_t dirty;			/* pages */
+};
+
 struct run_list {
-	struct fl_range *v;
+	struct run *v;
 	size_t n, cap;
 	uint64_t gap;			/* bytes */
 	struct fl_reset_stats *st;
 	size_t psz;
 };
 
-static int run_push(struct run_list *l, struct fl_range run)
+static int run_push(struct run_list *l, struct run run)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 256;
-		struct fl_range *v = realloc(l->v, cap * sizeof(*v));
+		struct run *v = realloc(l->v, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		l->v = v;
@@ -217,12 +224,13 @@ static int collect_run(uint64_t start, uint64_t end, void *ctx)
 
 	l->st->pages_dirty += (end - start) / FL_PAGE_SIZE;
 	if (l->n && s <= l->v[l->n - 1].start + l->v[l->n - 1].len + l->gap) {
-		struct fl_range *last = &l->v[l->n - 1];
+		struct run *last = &l->v[l->n - 1];
 		if (e > last->start + last->len)
 			last->len = e - last->start;
+		last->dirty += (end - start) / FL_PAGE_SIZE;
 		return 0;
 	}
-	return run_push(l, (struct fl_range){ s, e - s });
+	return run_push(l, (struct run){ s, e - s, (end - start) / FL_PAGE_SIZE });
 }
 
 /*
@@ -246,6 +254,8 @@ static int reset_runs(struct fl_region *r, const struct run_list *l, struct fl_r
 		ret = fl__madvise((void *)(uintptr_t)l->v[i].start, l->v[i].len, MADV_DONTNEED);
 		if (ret && !first_err)
 			first_err = ret;
+		if (!ret)
+			st->pages_dropped += l->v[i].dirty;
 	}
 	ret = fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR, NULL);
 	if (ret) {
@@ -262,7 +272,6 @@ static int reset_runs(struct fl_region *r, const struct run_list *l, struct fl_r
 		uint64_t end = p + l->v[i].len / r->page_size;
 
 		st->runs++;
-		st->pages_dropped += l->v[i].len / FL_PAGE_SIZE;
 		/* Map again what the page cache holds; the rest faults later. */
 		while (p < end) {
 			uint64_t q = p;

@@ -122,6 +122,7 @@ struct fl_engine {
 	pthread_mutex_t embedded_mu;
 	int embedded_epfd;		/* every served space, for fl_engine_process() */
 	/* counters */
+	struct fl__hist retired;	/* latencies of targets no longer in the engine */
 	_Atomic uint64_t messages, reads, faults, unowned_faults;
 	_Atomic uint64_t ev_fork, ev_remap, ev_remove, ev_unmap;
 };

@@ -132,6 +132,10 @@ size_t fl__engine_remove_target(struct fl_engine *e, struct fl__target *t, struc
 	pthread_rwlock_wrlock(&e->lock);
 	for (size_t i = 0; i < e->ntargets; i++) {
 		if (e->targets[i] == t) {
+			/* What it served stays in fl_engine_stats(): the
+			 * engine's fault count does not forget it either. */
+			struct fl__target_stats ts = { .hist = &e->retired };
+			t->ops->stats(t, &ts);
 			e->targets[i] = e->targets[--e->ntargets];
 			break;
 		}
@@ -856,6 +860,7 @@ int fl_engine_wake_all(struct fl_engine *e, int space)
 int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 {
 	struct fl_engine_stats s = { .sz = sizeof(s) };
+	struct fl__hist *h;
 	int r;
 
 	if (!e)
@@ -863,6 +868,9 @@ int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 	r = fl__opts_out_check(st);
 	if (r)
 		return r;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
 	s.messages = atomic_load(&e->messages);
 	s.reads = atomic_load(&e->reads);
 	s.faults = atomic_load(&e->faults);
@@ -874,7 +882,20 @@ int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 	pthread_rwlock_rdlock((pthread_rwlock_t *)&e->lock);
 	for (size_t i = 0; i < e->nspaces; i++)
 		s.spaces += !atomic_load(&e->spaces[i]->dead);
+	/* Latency: the targets served now and every one removed before. */
+	fl__hist_merge(h, &e->retired);
+	for (size_t i = 0; i < e->ntargets; i++) {
+		struct fl__target_stats ts = { .hist = h };
+		e->targets[i]->ops->stats(e->targets[i], &ts);
+	}
 	pthread_rwlock_unlock((pthread_rwlock_t *)&e->lock);
+	s.lat_count = atomic_load(&h->count);
+	s.lat_p50_ns = fl__hist_quantile(h, 0.50);
+	s.lat_p99_ns = fl__hist_quantile(h, 0.99);
+	s.lat_max_ns = atomic_load(&h->max);
+	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+		s.lat_hist[b] = atomic_load(&h->bucket[b]);
+	free(h);
 	return FL_OPTS_OUT(st, s);
 }
 

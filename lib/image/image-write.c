@@ -29,6 +29,7 @@ struct fl_image_writer {
 	struct fl__img_page *index;	/* allocated at the first put */
 	uint64_t total_pages;
 	uint64_t cursor;		/* next free data byte */
+	uint64_t dead;			/* data bytes no page refers to any more */
 	uint64_t reserve;
 	struct fl_image *parent;
 	char *lz4buf;
@@ -240,6 +241,44 @@ static bool is_zero(const uint8_t *p, size_t len)
 	return true;
 }
 
+/*
+ * A page is saved again (a precopy round, copy-before-write after a round
+ * saved it): its new bytes go over its old copy when they fit there, so an
+ * image keeps one copy of each page. A page that needs a new place leaves
+ * dead bytes behind, which finish() compacts away.
+ */
+static void replaced(struct fl_image_writer *w, const struct fl__img_page *old)
+{
+	if (old->kind == FL_PAGE_DATA)
+		w->dead += old->stored_len;
+}
+
+/* Page i of the run at src, whose old copy is uncompressed: write the pages
+ * from there that also are, contiguous in the file, in one pwrite. */
+static int put_in_place(struct fl_image_writer *w, struct fl__img_page *pg, const uint8_t *src,
+			uint64_t npages, uint64_t *ret_run)
+{
+	uint32_t ps = w->page_size;
+	uint64_t run = 1;
+	int r;
+
+	while (run < npages && pg[run].kind == FL_PAGE_DATA && pg[run].comp == FL_IMG_COMP_NONE &&
+	       pg[run].offset == pg[0].offset + run * ps && !is_zero(src + run * ps, ps))
+		run++;
+	r = fl__pwrite_full(w->fd, src, run * ps, pg[0].offset);
+	if (r)
+		return r;
+	for (uint64_t k = 0; k < run; k++)
+		pg[k].csum = XXH3_64bits(src + k * ps, ps);
+	*ret_run = run;
+	return 0;
+}
+
+static bool reusable(const struct fl__img_page *pg, uint32_t comp, uint32_t len)
+{
+	return pg->kind == FL_PAGE_DATA && pg->comp == comp && pg->stored_len >= len;
+}
+
 static int put_locked(struct fl_image_writer *w, unsigned region, uint64_t first, uint64_t npages,
 		      const uint8_t *data)
 {
@@ -263,6 +302,7 @@ static int put_locked(struct fl_image_writer *w, unsigned region, uint64_t first
 		uint64_t run = 1;
 
 		if (!src || is_zero(src, ps)) {
+			replaced(w, pg);
 			*pg = (struct fl__img_page){ .kind = FL_PAGE_ZERO };
 			i++;
 			continue;
@@ -270,20 +310,47 @@ static int put_locked(struct fl_image_writer *w, unsigned region, uint64_t first
 		if (w->flags & FL_IMAGE_LZ4) {
 			int clen = fl__lz4_compress(src, ps, w->lz4buf, FL_IMG_LZ4_BOUND(ps));
 			if (clen > 0 && (uint32_t)clen < ps - ps / 8) {
-				r = fl__pwrite_full(w->fd, w->lz4buf, (size_t)clen, w->cursor);
+				uint64_t off = w->cursor;
+				if (reusable(pg, FL_IMG_COMP_LZ4, (uint32_t)clen)) {
+					off = pg->offset;
+					w->dead += pg->stored_len - (uint32_t)clen;
+				} else {
+					replaced(w, pg);
+				}
+				r = fl__pwrite_full(w->fd, w->lz4buf, (size_t)clen, off);
 				if (r)
 					return w->err = r;
 				*pg = (struct fl__img_page){ .kind = FL_PAGE_DATA, .comp = FL_IMG_COMP_LZ4,
-					.stored_len = (uint32_t)clen, .offset = w->cursor,
+					.stored_len = (uint32_t)clen, .offset = off,
 					.csum = XXH3_64bits(src, ps) };
-				w->cursor += (uint64_t)clen;
+				if (off == w->cursor)
+					w->cursor += (uint64_t)clen;
 				i++;
 				continue;
 			}
+			if (reusable(pg, FL_IMG_COMP_NONE, ps)) {
+				r = put_in_place(w, pg, src, 1, &run);
+				if (r)
+					return w->err = r;
+				i++;
+				continue;
+			}
+			replaced(w, pg);
 		} else {
-			/* One pwrite for a run of non-zero pages. */
-			while (i + run < npages && !is_zero(src + run * ps, ps))
+			if (reusable(pg, FL_IMG_COMP_NONE, ps)) {
+				r = put_in_place(w, pg, src, npages - i, &run);
+				if (r)
+					return w->err = r;
+				i += run;
+				continue;
+			}
+			/* One pwrite for a run of non-zero pages with no copy yet. */
+			replaced(w, pg);
+			while (i + run < npages && !is_zero(src + run * ps, ps) &&
+			       !reusable(pg + run, FL_IMG_COMP_NONE, ps)) {
+				replaced(w, pg + run);
 				run++;
+			}
 		}
 		/* Uncompressed data is page-aligned: it can be mapped from the file. */
 		w->cursor = (w->cursor + ps - 1) / ps * ps;
@@ -324,6 +391,90 @@ int fl_image_writer_put_zero(struct fl_image_writer *w, unsigned region, uint64_
 	return r;
 }
 
+struct placed {
+	uint64_t offset, page;
+};
+
+static int by_offset(const void *a, const void *b)
+{
+	uint64_t x = ((const struct placed *)a)->offset, y = ((const struct placed *)b)->offset;
+	return x < y ? -1 : x > y;
+}
+
+/* Copy [from, from + len) down to `to` (to < from), in chunks read before
+ * they are written: what a chunk overwrites has been read already. */
+static int move_down(int fd, uint8_t *buf, size_t cap, uint64_t from, uint64_t to, uint64_t len)
+{
+	while (len) {
+		size_t n = (size_t)FL_MIN(len, (uint64_t)cap);
+		int r = fl__pread_full(fd, buf, n, from);
+		if (!r)
+			r = fl__pwrite_full(fd, buf, n, to);
+		if (r)
+			return r;
+		from += n;
+		to += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Pages that moved (LZ4 copies that grew, data that became zeros) left dead
+ * bytes: slide the live data down over them, in file order, so the image
+ * holds one copy of each page and nothing else. Moving in increasing
+ * offset order only ever overwrites bytes already moved or dead.
+ */
+static int compact(struct fl_image_writer *w)
+{
+	uint32_t ps = w->page_size;
+	size_t cap = 1u << 20;
+	struct placed *order;
+	uint64_t n = 0, to = FL_IMG_HEADER_SIZE;
+	uint64_t run_from = 0, run_to = 0, run_len = 0;
+	uint8_t *buf;
+	int r = 0;
+
+	order = malloc((w->total_pages ? w->total_pages : 1) * sizeof(*order));
+	buf = malloc(cap);
+	if (!order || !buf) {
+		free(order);
+		free(buf);
+		return -ENOMEM;
+	}
+	for (uint64_t p = 0; p < w->total_pages; p++)
+		if (w->index[p].kind == FL_PAGE_DATA)
+			order[n++] = (struct placed){ w->index[p].offset, p };
+	qsort(order, n, sizeof(*order), by_offset);
+	for (uint64_t k = 0; k < n && !r; k++) {
+		struct fl__img_page *pg = &w->index[order[k].page];
+		/* Uncompressed data stays page-aligned (it can be mapped). */
+		if (pg->comp == FL_IMG_COMP_NONE)
+			to = (to + ps - 1) / ps * ps;
+		if (run_len && (pg->offset != run_from + run_len || to != run_to + run_len)) {
+			if (run_to != run_from)
+				r = move_down(w->fd, buf, cap, run_from, run_to, run_len);
+			run_len = 0;
+		}
+		if (!run_len) {
+			run_from = pg->offset;
+			run_to = to;
+		}
+		run_len += pg->stored_len;
+		pg->offset = to;
+		to += pg->stored_len;
+	}
+	if (!r && run_len && run_to != run_from)
+		r = move_down(w->fd, buf, cap, run_from, run_to, run_len);
+	if (!r) {
+		w->cursor = to;
+		w->dead = 0;
+	}
+	free(order);
+	free(buf);
+	return r;
+}
+
 int fl_image_writer_finish(struct fl_image_writer *w, uint8_t ret_id[FL_IMAGE_ID_LEN])
 {
 	struct fl__img_end end = { 0 };
@@ -338,6 +489,11 @@ int fl_image_writer_finish(struct fl_image_writer *w, uint8_t ret_id[FL_IMAGE_ID
 	pthread_mutex_unlock(&w->mu);
 	if (r)
 		goto fail;
+	if (w->dead) {
+		r = compact(w);
+		if (r)
+			goto fail;
+	}
 	table_bytes = (uint64_t)w->nregions * sizeof(*w->table);
 	index_bytes = w->total_pages * sizeof(*w->index);
 	w->hdr.nregions = w->nregions;

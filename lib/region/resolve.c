@@ -14,6 +14,13 @@
 /* Zero runs shorter than this (inside data) are copied, not ZEROPAGEd. */
 #define ZERO_RUN_MIN 16
 
+/* What w->zero[] says of a page read. */
+enum {
+	DATA_PAGE,
+	ZERO_PAGE,			/* installed with ZEROPAGE */
+	ZERO_COPIED,			/* zeros, copied with the data around them */
+};
+
 static bool page_is_zero(const uint8_t *p, size_t len)
 {
 	const uint64_t *w = (const uint64_t *)(const void *)p;
@@ -126,7 +133,10 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 		 * data cannot be had, which fails closed. */
 		return fl__resolve_classify(ret) == FL__POISON ? ret : -EIO;
 	}
-	atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);
+	/* A range the store reported as zeros was not read: its buffer holds
+	 * nothing the store wrote. */
+	if (!(iov.flags_out & FL_STORE_OUT_ZERO))
+		atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);
 	if ((iov.flags_out & FL_STORE_OUT_ZERO) && r->mem == FL_MEM_HUGETLB)
 		memset(w->buf, 0, iov.len); /* hugetlbfs has no ZEROPAGE: copy zeros */
 
@@ -136,16 +146,17 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 		bool disc = fl__bit_test(r->discarded, req->first + i);
 		if (disc)
 			memset(pg, 0, psz);
-		w->zero[i] = disc || (iov.flags_out & FL_STORE_OUT_ZERO) || page_is_zero(pg, psz);
+		w->zero[i] = (disc || (iov.flags_out & FL_STORE_OUT_ZERO) || page_is_zero(pg, psz)) ? ZERO_PAGE : DATA_PAGE;
 	}
 	/* A short zero run inside data costs two more ioctls than copying the
-	 * zeros we already hold: ZEROPAGE only long runs, or a whole request. */
+	 * zeros we already hold: ZEROPAGE only long runs, or a whole request.
+	 * The pages stay zero pages for the statistics. */
 	for (uint64_t i = 0; i < count;) {
 		uint64_t j = i;
 		while (j < count && w->zero[j] == w->zero[i])
 			j++;
-		if (w->zero[i] && j - i < ZERO_RUN_MIN && j - i < count)
-			memset(&w->zero[i], 0, j - i);
+		if (w->zero[i] == ZERO_PAGE && j - i < ZERO_RUN_MIN && j - i < count)
+			memset(&w->zero[i], ZERO_COPIED, j - i);
 		i = j;
 	}
 	return 0;
@@ -161,12 +172,12 @@ static int install_runs(struct fl_region *r, const struct fl__resolve_req *req, 
 	bool minor = r->mode == FL_MODE_MINOR;
 
 	for (uint64_t p = first; p < end;) {
-		bool zero = w->zero[p - first];
-		uint64_t q = p, before = tl->exist, installed;
+		bool zero = w->zero[p - first] == ZERO_PAGE;
+		uint64_t q = p, before = tl->exist, installed, zeros = 0;
 		uint64_t dst = req->base + p * psz;
 		int uffd = req->space->uffd, ret;
 
-		while (q < end && w->zero[q - first] == zero)
+		while (q < end && (w->zero[q - first] == ZERO_PAGE) == zero)
 			q++;
 		if (minor) {
 			/* Skip pages whose page cache is already filled. */
@@ -185,11 +196,14 @@ static int install_runs(struct fl_region *r, const struct fl__resolve_req *req, 
 		if (minor)
 			for (uint64_t k = p; k < q; k++)
 				fl__bit_set(r->cached, k);
+		/* Pages that existed are taken off the data pages first: which of
+		 * a run's pages existed is not known, only how many. */
 		installed = q - p - (tl->exist - before);
-		if (zero)
-			tl->zero_pages += installed;
-		else
-			tl->data_pages += installed;
+		for (uint64_t k = p; k < q; k++)
+			zeros += w->zero[k - first] != DATA_PAGE;
+		zeros = FL_MIN(zeros, installed);
+		tl->zero_pages += zeros;
+		tl->data_pages += installed - zeros;
 		p = q;
 	}
 	return 0;

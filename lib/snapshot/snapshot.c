@@ -566,7 +566,7 @@ int fl_snapshot_begin(struct fl_snapshot *s)
 	if (s->o.strategy == FL_SNAPSHOT_PRECOPY) {
 		if (!s->thread_started) {
 			pthread_mutex_unlock(&s->lock);
-			return -EINVAL;	/* precopy rounds come first: fl_snapshot_start() */
+			return -ESRCH;	/* precopy rounds come first: fl_snapshot_start() */
 		}
 		/* Hand the instant to the snapshot thread, which owns the
 		 * watches during rounds, and wait for it. */
@@ -662,14 +662,20 @@ static int precopy_final(struct fl_snapshot *s)
 	int ret;
 
 	if (s->o.quiesce) {
-		uint64_t t0 = fl__now_ns();
+		uint64_t t0, stall;
+		/* The stall is the time the writers are held: from the pause
+		 * callback's return to the resume call. The callbacks' own time
+		 * (waiting for writers to reach a safe point, waking them) is
+		 * the application's. */
 		ret = quiesce(s, true);
 		if (ret)
 			return ret;
+		t0 = fl__now_ns();
 		ret = take_instant(s);
+		stall = fl__now_ns() - t0;
 		int r2 = quiesce(s, false);
 		pthread_mutex_lock(&s->lock);
-		s->stall_ns = fl__now_ns() - t0;
+		s->stall_ns = stall;
 		s->begun = true;
 		pthread_mutex_unlock(&s->lock);
 		return ret ? ret : r2;
@@ -760,7 +766,7 @@ int fl_snapshot_start(struct fl_snapshot *s)
 		return ret;
 	if (s->o.strategy == FL_SNAPSHOT_COW && !s->begun) {
 		if (!s->o.quiesce)
-			return -EINVAL;	/* nobody can pause the writers */
+			return -EDEADLK;	/* nobody can pause the writers */
 		if (s->sync_watch) {
 			ret = cow_prepass(s);
 			if (ret)
@@ -811,7 +817,7 @@ static int wait_until(struct fl_snapshot *s, int timeout_ms, bool ready)
 			break;
 		}
 		if (!s->thread_started && !ready) {
-			ret = -EINVAL;	/* never started */
+			ret = -ESRCH;	/* never started: nothing will finish */
 			break;
 		}
 		if (timeout_ms < 0)
@@ -834,10 +840,21 @@ int fl_snapshot_wait_ready(struct fl_snapshot *s, int timeout_ms)
 
 int fl_snapshot_wait(struct fl_snapshot *s, int timeout_ms, uint8_t ret_id[FL_IMAGE_ID_LEN])
 {
+	bool start;
 	int ret;
 
 	if (!s)
 		return -EINVAL;
+	/* COW, explicit: the instant is taken (fl_snapshot_begin()), only the
+	 * streaming is left, and waiting for it is asking for it. */
+	pthread_mutex_lock(&s->lock);
+	start = s->o.strategy == FL_SNAPSHOT_COW && s->begun && !s->thread_started && !s->error;
+	pthread_mutex_unlock(&s->lock);
+	if (start) {
+		ret = fl_snapshot_start(s);
+		if (ret && ret != -EALREADY)
+			return ret;
+	}
 	ret = wait_until(s, timeout_ms, false);
 	if (!ret && ret_id)
 		memcpy(ret_id, s->id, FL_IMAGE_ID_LEN);
@@ -981,7 +998,7 @@ int fl_snapshot_new(const char *path, const struct fl_snapshot_opts *opts, struc
 	if (!o.ranges || !o.nr_ranges || o.strategy > FL_SNAPSHOT_PRECOPY)
 		return -EINVAL;
 	if (o.parent && !o.watches)
-		return -EINVAL;	/* nothing says what changed since the parent */
+		return -ENODATA;	/* nothing says what changed since the parent */
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -1024,11 +1041,13 @@ int fl_snapshot_new(const char *path, const struct fl_snapshot_opts *opts, struc
 		if (fl_watch_backend(s->r[i].watch) != FL_WATCH_SYNC)
 			s->sync_watch = false;
 	}
-	/* A full COW snapshot must hold writers back on every page. */
+	/* A full COW snapshot must hold writers back on every page. Its own
+	 * errno, since the log is silent by default: the caller must be able
+	 * to tell "use FL_WATCH_SYNC watches, or PRECOPY" from a bad range. */
 	if (o.strategy == FL_SNAPSHOT_COW && !s->incremental && !s->sync_watch) {
 		fl__log(&s->log, FL_LOG_ERROR,
 			"snapshot: a full COW snapshot needs FL_WATCH_SYNC watches; use PRECOPY");
-		ret = -EINVAL;
+		ret = -EMEDIUMTYPE;
 		goto fail;
 	}
 	s->phase = FL_SNAP_PREPARED;
@@ -1049,7 +1068,7 @@ int fl_snapshot_take(const char *path, const struct fl_snapshot_opts *opts, uint
 		return ret;
 	if (!s->o.quiesce) {
 		fl_snapshot_free(s);	/* nothing was written: the writer is aborted */
-		return -EINVAL;
+		return -EDEADLK;	/* nobody can pause the writers */
 	}
 	ret = fl_snapshot_start(s);
 	if (!ret)

@@ -563,8 +563,22 @@ static int c_engine_stats(void *arg)
 	T_ASSERT_EQ(fl_engine_stats(NULL, &es), -EINVAL);
 	part.sz = 0;
 	T_ASSERT_EQ(fl_engine_stats(e, &part), -EINVAL);
-	fl_region_free(r1);
-	fl_region_free(r2);
+	/* Latency: every fault the regions resolved, kept when they are freed
+	 * (as the fault count is). */
+	{
+		uint64_t sum = 0;
+		T_ASSERT_EQ(es.lat_count, s1.lat_count + s2.lat_count);
+		T_ASSERT(es.lat_count > 0 && es.lat_p50_ns > 0 && es.lat_max_ns >= es.lat_p99_ns);
+		fl_region_free(r1);
+		fl_region_free(r2);
+		part = u_estats(e);
+		T_ASSERT_EQ(part.faults, es.faults);
+		T_ASSERT_EQ(part.lat_count, es.lat_count);
+		T_ASSERT_EQ(part.lat_p50_ns, es.lat_p50_ns);
+		for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+			sum += part.lat_hist[b];
+		T_ASSERT_EQ(sum, es.lat_count);
+	}
 	fl_store_unref(store);
 	fl_engine_free(e);
 	return T_PASS;

@@ -532,6 +532,72 @@ static int test_handler_killed(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Statistics say what happened: a template of zeros is installed as zero
+ * pages (not copies) and nothing is read from a store that reported zeros;
+ * a reset that merges nearby dirty runs into one span drops only the
+ * private copies it found (pages_dropped == pages_dirty), not the clean
+ * pages between them.
+ */
+static int test_stats(void *arg)
+{
+	size_t len = 4u << 20;
+	struct fl_engine *e = u_engine(0, 1);
+	struct fl_store *zs;
+	struct fl_template *t;
+	struct fl_template_opts o = { .sz = sizeof(o), .mem = FL_MEM_SHMEM, .memfd = -1, .name = "z" };
+	struct fl_reset_stats rs = { .sz = sizeof(rs) };
+	struct fl_region_stats st;
+	struct fl_region *c;
+	uint8_t *p;
+
+	(void)arg;
+	T_OK(fl_store_zero_new(len, &zs));
+	o.store = zs;
+	T_OK(fl_template_new(&o, &t));
+	fl_store_unref(zs);
+	T_OK(fl_clone_new(e, t, NULL, &c));
+	p = fl_region_addr(c);
+	for (size_t off = 0; off < len; off += U_PAGE)
+		T_ASSERT(p[off] == 0);
+	st = u_rstats_settled(c);
+	u_log_rstats("zero template", &st);
+	T_ASSERT_EQ(st.pages_copy, 0);
+	T_ASSERT_EQ(st.pages_zero, len / U_PAGE);
+	T_ASSERT_EQ(st.bytes_read, 0);
+	/* 64 pages written, 4 pages apart: merged into one span of 253 pages. */
+	for (size_t i = 0; i < 64; i++)
+		p[(i * 4 + 1) * U_PAGE + 1] = 1;
+	T_OK(fl_clone_reset(c, &rs));
+	T_ASSERT_EQ(rs.pages_dirty, 64);
+	T_ASSERT_EQ(rs.pages_dropped, 64);
+	T_ASSERT_EQ(rs.runs, 1);
+	T_ASSERT_EQ(private_pages(p, len), 0);
+	for (size_t off = 0; off < len; off += U_PAGE)
+		T_ASSERT(p[off + 1] == 0 && p[off] == 0, "page %zu not zero after reset", off / U_PAGE);
+	fl_region_free(c);
+	fl_template_free(t);
+
+	/* Zeros inside data (runs of 4 pages, copied with the data around
+	 * them) are still zero pages, and the data pages are read. */
+	uint8_t *img = u_image(len, 0, 0x5a7);
+	for (size_t pg = 0; pg < len / U_PAGE; pg++)
+		if (pg % 8 >= 4)
+			memset(img + pg * U_PAGE, 0, U_PAGE);
+	t = make_template(FL_MEM_SHMEM, img, len);
+	T_OK(fl_clone_new(e, t, NULL, &c));
+	T_ASSERT(memcmp(fl_region_addr(c), img, len) == 0);
+	st = u_rstats_settled(c);
+	u_log_rstats("half-zero template", &st);
+	T_ASSERT_EQ(st.pages_zero, len / U_PAGE / 2);
+	T_ASSERT_EQ(st.pages_copy, len / U_PAGE / 2);
+	T_ASSERT_EQ(st.bytes_read, len);
+	fl_region_free(c);
+	fl_template_free(t);
+	fl_engine_free(e);
+	return T_PASS;
+}
+
 static int test_bad_input(void *arg)
 {
 	struct fl_template_opts o = { .sz = sizeof(o), .memfd = -1 };
@@ -576,6 +642,7 @@ static const struct t_case cases[] = {
 	{ "fail-closed", test_fail_closed, NULL, 60 },
 	{ "handler-killed", test_handler_killed, NULL, 90, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "handler-killed-recovered", test_handler_killed, (void *)1, 90, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "stats", test_stats, NULL, 60 },
 	{ "bad-input", test_bad_input, NULL, 30 },
 };
 

@@ -997,6 +997,38 @@ static int test_stats(void *arg)
 	T_ASSERT_EQ(fl_manager_stats("/nonexistent/sock", 0, &json), -ENOENT);
 	T_OK(fl_client_detach(c));
 	fl_client_free(c);
+	/* The client is gone: the daemon-wide figures still describe the
+	 * faults it had served, and agree with each other. */
+	for (int i = 0;; i++) {
+		json_t *d, *h, *pair;
+		long long faults, timed, sum = 0;
+		size_t k;
+
+		T_OK(fl_manager_stats(e.sock, 0, &json));
+		root = json_loads(json, 0, NULL);
+		T_ASSERT(root, "%.200s", json);
+		d = json_object_get(root, "daemon");
+		if (json_array_size(json_object_get(root, "clients")) && i < 200) {
+			json_decref(root);
+			free(json);
+			t_sleep_ms(10);
+			continue;
+		}
+		T_ASSERT_EQ(json_array_size(json_object_get(root, "clients")), 0);
+		faults = json_integer_value(json_object_get(d, "faults"));
+		timed = json_integer_value(json_object_get(d, "faults_timed"));
+		h = json_object_get(d, "latency_hist_ns");
+		json_array_foreach(h, k, pair)
+			sum += json_integer_value(json_array_get(pair, 1));
+		t_log("after detach: faults %lld, timed %lld, histogram %lld", faults, timed, sum);
+		T_ASSERT(faults > 0);
+		T_ASSERT(timed > 0 && timed <= faults, "faults_timed %lld of %lld faults", timed, faults);
+		T_ASSERT_EQ(sum, timed);
+		T_ASSERT(json_real_value(json_object_get(d, "lat_p50_us")) > 0);
+		json_decref(root);
+		free(json);
+		break;
+	}
 	d_env_free(&e);
 	return T_PASS;
 }

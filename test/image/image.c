@@ -647,6 +647,77 @@ static int t_temp_path_and_limits(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Pages saved again (as precopy rounds do) keep one copy in the image: the
+ * file holds the live data, the header, table, index and end record, and
+ * nothing else, and reads back the last bytes put. Every way a copy can be
+ * replaced: the same kind in place, data that became zeros, zeros that
+ * became data, an LZ4 page that no longer compresses (or compresses
+ * worse), an uncompressed page that now compresses.
+ */
+static int t_resave_one_copy(void *arg)
+{
+	bool lz4 = arg != NULL;
+	size_t np = 512;
+	uint8_t *m = make_mem(np, 3), *out = malloc(np * PS);
+	struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC | (lz4 ? FL_IMAGE_LZ4 : 0) };
+	struct fl_image_region reg = { .sz = sizeof(reg), .length = np * PS, .prot = 3, .mem = FL_MEM_ANON, .name = "mem" };
+	struct fl_image_info info = { .sz = sizeof(info) };
+	struct fl_image_writer *w;
+	struct fl_image *img;
+	uint64_t overhead, bad = 99;
+
+	if (lz4 && !FL_HAVE_LZ4)
+		t_skip("built without LZ4 support (-Dlz4=disabled)");
+	T_ASSERT(out != NULL);
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
+	if (lz4) /* half the pages compress */
+		for (size_t pg = 0; pg < np; pg += 2)
+			if (pg % 7)
+				memset(m + pg * PS, 0x5a, PS / 2);
+	T_OK(fl_image_writer_new(t_path_in(dir, "r.img"), &o, &w));
+	T_ASSERT_EQ(fl_image_writer_add_region(w, &reg), 0);
+	T_OK(fl_image_writer_put(w, 0, 0, np, m));
+	for (int round = 0; round < 4; round++) {
+		/* Change a third of the pages each round, every way. */
+		for (size_t pg = (size_t)round; pg < np; pg += 3) {
+			uint8_t *p = m + pg * PS;
+			switch ((pg / 3 + (size_t)round) % 4) {
+			case 0: memset(p, 0, PS); break;				/* now zeros */
+			case 1: t_fill_pattern(p, PS, pg * PS, 100 + (uint32_t)round); break;	/* incompressible */
+			case 2: t_fill_pattern(p, PS, pg * PS, 200 + (uint32_t)round);
+				memset(p, 0x33, PS - 64); break;			/* very compressible */
+			default: p[100] ^= 0xff; break;				/* a byte */
+			}
+		}
+		for (size_t pg = (size_t)round; pg < np; pg += 3 * 5)
+			T_OK(fl_image_writer_put(w, 0, pg, np - pg < 15 ? np - pg : 15, m + pg * PS));
+	}
+	T_OK(fl_image_writer_finish(w, NULL));
+	T_OK(fl_image_open(t_path_in(dir, "r.img"), FL_IMAGE_OPEN_VERIFY, &img));
+	T_OK(fl_image_info(img, &info));
+	T_OK(fl_image_restore(img, 0, out));
+	T_ASSERT(memcmp(out, m, np * PS) == 0, "not the last bytes put");
+	T_ASSERT_EQ(fl_image_verify(img, &bad, NULL, NULL), 0);
+	T_ASSERT_EQ(bad, 0);
+	/* Header, region table, index, end record, and at most a page of
+	 * alignment before the table and per switch back to uncompressed
+	 * data (LZ4 pages are packed; uncompressed ones page-aligned). */
+	overhead = 4096 + 128 + np * 24 + 64 + PS;
+	if (lz4)
+		overhead += info.pages_lz4 * PS;
+	t_log("file %llu bytes, data %llu bytes (%llu pages, %llu LZ4)", (unsigned long long)info.file_bytes,
+	      (unsigned long long)info.data_bytes, (unsigned long long)info.pages_data,
+	      (unsigned long long)info.pages_lz4);
+	T_ASSERT(info.file_bytes <= info.data_bytes + overhead, "file %llu bytes for %llu bytes of data: dead copies",
+		 (unsigned long long)info.file_bytes, (unsigned long long)info.data_bytes);
+	fl_image_close(img);
+	unlink(t_path_in(dir, "r.img"));
+	free(m);
+	free(out);
+	return T_PASS;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_case cases[] = {
@@ -662,6 +733,8 @@ int main(int argc, char **argv)
 		{ "lz4-fixture", t_lz4_fixture, NULL, 60 },
 		{ "bad-args", t_bad_args, NULL, 30 },
 		{ "temp-path-and-limits", t_temp_path_and_limits, NULL, 30 },
+		{ "resave-one-copy", t_resave_one_copy, NULL, 60 },
+		{ "resave-one-copy-lz4", t_resave_one_copy, (void *)1, 60 },
 	};
 	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -301,7 +301,7 @@ static int test_chain(void *arg)
 		snprintf(paths[i], sizeof(paths[i]), "%s/snap%d", dir, i);
 		/* A full COW snapshot cannot hold writers back with an async watch. */
 		if (i == 0 && c->strategy == FL_SNAPSHOT_COW && fl_watch_backend(watch) != FL_WATCH_SYNC) {
-			T_ASSERT_EQ(fl_snapshot_new(paths[i], &o, &s), -EINVAL);
+			T_ASSERT_EQ(fl_snapshot_new(paths[i], &o, &s), -EMEDIUMTYPE);
 			o.strategy = FL_SNAPSHOT_PRECOPY;
 		}
 		if (!c->writers) {
@@ -471,7 +471,7 @@ static int test_bad_input(void *arg)
 	r.len = len;
 	/* Incremental without watches: nothing says what changed. */
 	o.parent = t_path_in(dir, "none");
-	T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -EINVAL);
+	T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -ENODATA);
 	o.parent = NULL;
 	/* Unknown strategy. */
 	o.strategy = (enum fl_snapshot_strategy)7;
@@ -479,10 +479,30 @@ static int test_bad_input(void *arg)
 	o.strategy = FL_SNAPSHOT_COW;
 	/* COW without a way to pause: start refuses. */
 	T_OK(fl_snapshot_new(t_path_in(dir, "a"), &o, &s));
-	T_ASSERT_EQ(fl_snapshot_start(s), -EINVAL);
+	T_ASSERT_EQ(fl_snapshot_start(s), -EDEADLK);
+	/* Nothing was started or begun: waiting would never end. */
+	T_ASSERT_EQ(fl_snapshot_wait(s, -1, NULL), -ESRCH);
 	fl_snapshot_free(s);
 	/* take() needs quiesce. */
-	T_ASSERT_EQ(fl_snapshot_take(t_path_in(dir, "a"), &o, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_snapshot_take(t_path_in(dir, "a"), &o, NULL), -EDEADLK);
+	/* PRECOPY: begin before start has no rounds to end. */
+	o.strategy = FL_SNAPSHOT_PRECOPY;
+	T_OK(fl_snapshot_new(t_path_in(dir, "a"), &o, &s));
+	T_ASSERT_EQ(fl_snapshot_begin(s), -ESRCH);
+	T_ASSERT_EQ(fl_snapshot_wait(s, 0, NULL), -ESRCH);
+	fl_snapshot_free(s);
+	o.strategy = FL_SNAPSHOT_COW;
+	/* A full COW snapshot on a watch that cannot hold writers back. */
+	{
+		struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = FL_WATCH_MPROTECT };
+		struct fl_watch *watch, *ws[1];
+		T_OK(fl_watch_new(m, len, &wo, &watch));
+		ws[0] = watch;
+		o.watches = ws;
+		T_ASSERT_EQ(fl_snapshot_new(t_path_in(dir, "a"), &o, &s), -EMEDIUMTYPE);
+		o.watches = NULL;
+		fl_watch_free(watch);
+	}
 	/* A range someone else's userfaultfd already handles. */
 	uffd = t_uffd(0);
 	T_OK(fl_uffd_register(uffd, m, len, FL_REG_MISSING, NULL));
@@ -501,6 +521,162 @@ static int test_bad_input(void *arg)
 	}
 	struct stat st;
 	T_ASSERT(stat(t_path_in(dir, "a"), &st) != 0);
+	rmdir(dir);
+	return T_PASS;
+}
+
+/*
+ * The COW recipe exactly as <faultline/snapshot.h> shows it:
+ *   new; [pause]; begin; [resume]; wait
+ * with writers running: the image equals memory at the pause.
+ */
+static int test_cow_recipe(void *arg)
+{
+	size_t len = 4u << 20;
+	struct world w;
+	struct fl_range r;
+	struct fl_snapshot_progress p = { .sz = sizeof(p) };
+	struct fl_snapshot *s;
+	uint8_t id[FL_IMAGE_ID_LEN], zero[FL_IMAGE_ID_LEN] = { 0 };
+
+	(void)arg;
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
+	world_init(&w, FL_MEM_ANON, len);
+	world_start(&w, 2);
+	r = (struct fl_range){ (uintptr_t)w.mem, len };
+	struct fl_snapshot_opts o = { .sz = sizeof(o), .strategy = FL_SNAPSHOT_COW, .ranges = &r,
+				      .nr_ranges = 1, .image_flags = FL_IMAGE_NO_SYNC, .log = t_log_cb };
+
+	T_OK(fl_snapshot_new(t_path_in(dir, "img"), &o, &s));
+	quiesce_cb(true, &w);
+	T_OK(fl_snapshot_begin(s));
+	quiesce_cb(false, &w);
+	T_OK(fl_snapshot_wait(s, -1, id));
+	T_ASSERT(memcmp(id, zero, sizeof(id)) != 0);
+	T_OK(fl_snapshot_progress(s, &p));
+	T_ASSERT_EQ(p.phase, FL_SNAP_DONE);
+	/* Started by the wait: a later start has nothing left to do. */
+	T_ASSERT_EQ(fl_snapshot_start(s), -EALREADY);
+	fl_snapshot_free(s);
+	world_stop(&w);
+	check_image(t_path_in(dir, "img"), w.shadow, len);
+	unlink(t_path_in(dir, "img"));
+	rmdir(dir);
+	return T_PASS;
+}
+
+/*
+ * stall_ns is the time the writers were held: from the pause callback's
+ * return to the resume call. A pause callback that takes long to reach its
+ * safe point (here 30 ms), and a resume that takes long, are not stall.
+ */
+struct slow_quiesce {
+	uint64_t paused_at, held_ns;
+};
+
+static int quiesce_slow(bool pause, void *ctx)
+{
+	struct slow_quiesce *q = ctx;
+	struct timespec ts = { 0, 30 * 1000 * 1000 };
+
+	if (pause) {
+		nanosleep(&ts, NULL);
+		q->paused_at = t_now_ns();
+	} else {
+		q->held_ns = t_now_ns() - q->paused_at;
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static int test_stall(void *arg)
+{
+	enum fl_snapshot_strategy strategy = (enum fl_snapshot_strategy)(uintptr_t)arg;
+	size_t len = 4u << 20;
+	uint8_t *m = t_map(FL_MEM_ANON, len, NULL);
+	struct fl_range r = { (uintptr_t)m, len };
+	struct slow_quiesce q = { 0 };
+	struct fl_snapshot_opts o = { .sz = sizeof(o), .strategy = strategy, .ranges = &r, .nr_ranges = 1,
+				      .image_flags = FL_IMAGE_NO_SYNC, .quiesce = quiesce_slow, .quiesce_ctx = &q };
+	struct fl_snapshot_progress p = { .sz = sizeof(p) };
+	struct fl_snapshot *s;
+
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
+	t_fill_pattern(m, len, 0, 11);
+	T_OK(fl_snapshot_new(t_path_in(dir, "img"), &o, &s));
+	T_OK(fl_snapshot_start(s));
+	T_OK(fl_snapshot_wait(s, -1, NULL));
+	T_OK(fl_snapshot_progress(s, &p));
+	t_log("stall %llu ns, writers held %llu ns", (unsigned long long)p.stall_ns, (unsigned long long)q.held_ns);
+	T_ASSERT(q.held_ns > 0);
+	T_ASSERT(p.stall_ns > 0 && p.stall_ns <= q.held_ns, "stall_ns %llu, writers held %llu ns",
+		 (unsigned long long)p.stall_ns, (unsigned long long)q.held_ns);
+	fl_snapshot_free(s);
+	unlink(t_path_in(dir, "img"));
+	rmdir(dir);
+	return T_PASS;
+}
+
+/*
+ * A precopy snapshot under writes saves pages again in every round, and the
+ * image still holds each page once: as many data pages as the memory has
+ * non-zero pages at the pause, a file of those bytes plus the metadata, and
+ * the memory at the pause byte for byte. With an mprotect watch too, whose
+ * granules make a round re-save more.
+ */
+static int test_precopy_one_copy(void *arg)
+{
+	enum fl_watch_backend backend = (enum fl_watch_backend)(uintptr_t)arg;
+	size_t len = 8u << 20;
+	struct world w;
+	struct fl_range r;
+	struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = backend };
+	struct fl_watch *watch, *ws[1];
+	struct fl_snapshot_progress p = { .sz = sizeof(p) };
+	struct fl_image_info info = { .sz = sizeof(info) };
+	struct fl_snapshot *s;
+	struct fl_image *img;
+	uint64_t nonzero = 0, overhead;
+
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
+	world_init(&w, FL_MEM_ANON, len);
+	r = (struct fl_range){ (uintptr_t)w.mem, len };
+	T_OK(fl_watch_new(w.mem, len, &wo, &watch));
+	ws[0] = watch;
+	world_start(&w, 2);
+	struct fl_snapshot_opts o = { .sz = sizeof(o), .strategy = FL_SNAPSHOT_PRECOPY, .ranges = &r,
+				      .nr_ranges = 1, .image_flags = FL_IMAGE_NO_SYNC, .watches = ws,
+				      .quiesce = quiesce_cb, .quiesce_ctx = &w, .max_rounds = 6,
+				      .converge_pages = 1, .log = t_log_cb };
+	T_OK(fl_snapshot_new(t_path_in(dir, "img"), &o, &s));
+	T_OK(fl_snapshot_start(s));
+	T_OK(fl_snapshot_wait(s, -1, NULL));
+	T_OK(fl_snapshot_progress(s, &p));
+	fl_snapshot_free(s);
+	world_stop(&w);
+	fl_watch_free(watch);
+	t_log("pages saved %llu for %llu pages, %u rounds", (unsigned long long)p.pages_saved,
+	      (unsigned long long)p.pages_total, p.rounds);
+	/* Pages were saved again: otherwise there is nothing to check. */
+	T_ASSERT(p.pages_saved > p.pages_total, "no page saved twice (%llu saved)", (unsigned long long)p.pages_saved);
+	for (size_t pg = 0; pg < w.npages; pg++) {
+		const uint64_t *q = (const uint64_t *)(const void *)(w.shadow + pg * PS);
+		bool z = true;
+		for (size_t i = 0; i < PS / 8 && z; i++)
+			z = !q[i];
+		nonzero += !z;
+	}
+	T_OK(fl_image_open(t_path_in(dir, "img"), 0, &img));
+	T_OK(fl_image_info(img, &info));
+	fl_image_close(img);
+	T_ASSERT_EQ(info.pages_data, nonzero);
+	overhead = 4096 + 128 + info.pages_total * 24 + 64 + PS;
+	t_log("file %llu bytes, data %llu bytes", (unsigned long long)info.file_bytes,
+	      (unsigned long long)info.data_bytes);
+	T_ASSERT(info.file_bytes <= info.data_bytes + overhead, "file %llu bytes for %llu bytes of data: dead copies",
+		 (unsigned long long)info.file_bytes, (unsigned long long)info.data_bytes);
+	check_image(t_path_in(dir, "img"), w.shadow, len);
+	unlink(t_path_in(dir, "img"));
 	rmdir(dir);
 	return T_PASS;
 }
@@ -576,6 +752,11 @@ static const struct t_case cases[] = {
 	{ "cancel-cow", test_cancel, (void *)(uintptr_t)FL_SNAPSHOT_COW, 60 },
 	{ "cancel-precopy", test_cancel, (void *)(uintptr_t)FL_SNAPSHOT_PRECOPY, 60 },
 	{ "bad-input", test_bad_input, NULL, 30 },
+	{ "cow-recipe", test_cow_recipe, NULL, 60 },
+	{ "precopy-one-copy", test_precopy_one_copy, (void *)(uintptr_t)FL_WATCH_AUTO, 120 },
+	{ "precopy-one-copy-mprotect", test_precopy_one_copy, (void *)(uintptr_t)FL_WATCH_MPROTECT, 120 },
+	{ "stall-cow", test_stall, (void *)(uintptr_t)FL_SNAPSHOT_COW, 60 },
+	{ "stall-precopy", test_stall, (void *)(uintptr_t)FL_SNAPSHOT_PRECOPY, 60 },
 	{ "quiet-anon", test_quiet, (void *)(uintptr_t)FL_MEM_ANON, 30 },
 	{ "quiet-shmem", test_quiet, (void *)(uintptr_t)FL_MEM_SHMEM, 30 },
 	{ "quiet-hugetlb", test_quiet, (void *)(uintptr_t)FL_MEM_HUGETLB, 30, T_HUGE_PAGES },
