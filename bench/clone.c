@@ -467,16 +467,11 @@ int bench_clone_main(int argc, char **argv)
 			return cli_usage_error("bench clone: unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	snprintf(dir, sizeof(dir), "%s/faultline-bench-clone-XXXXXX", temp_dir());
-	cleanup_block();
-	if (!mkdtemp(dir)) {
-		cleanup_unblock();
-		return cli_fail(dir, -errno);
-	}
 	/* The images (and the writer's temporary files) live in it: an
 	 * interrupted run removes it whole. */
-	dir_slot = cleanup_add_dir(dir);
-	cleanup_unblock();
+	r = scratch_dir(temp_dir(), "faultline-bench-clone", dir, sizeof(dir), &dir_slot);
+	if (r)
+		return cli_fail(temp_dir(), r);
 	snprintf(img_big, sizeof(img_big), "%s/big.img", dir);
 	snprintf(img_small, sizeof(img_small), "%s/small.img", dir);
 	snprintf(ws, sizeof(ws), "%s/big.img.ws", dir);

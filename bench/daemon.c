@@ -961,14 +961,9 @@ static int env_setup(struct denv *e)
 		return EXIT_ERR;
 	}
 	e->pid_slot = e->dir_slot = -1;
-	snprintf(e->dir, sizeof(e->dir), "/tmp/faultline-bench-daemon-XXXXXX");
-	cleanup_block();
-	if (!mkdtemp(e->dir)) {
-		cleanup_unblock();
-		return cli_fail("mkdtemp /tmp/faultline-bench-daemon-XXXXXX", -errno);
-	}
-	e->dir_slot = cleanup_add_dir(e->dir);
-	cleanup_unblock();
+	r = scratch_dir("/tmp", "faultline-bench-daemon", e->dir, sizeof(e->dir), &e->dir_slot);
+	if (r)
+		return cli_fail("/tmp", r);
 	snprintf(e->images, sizeof(e->images), "%s/images", e->dir);
 	snprintf(e->sock, sizeof(e->sock), "%s/sock", e->dir);
 	snprintf(e->log, sizeof(e->log), "%s/faultlined.log", e->dir);

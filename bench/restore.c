@@ -196,15 +196,10 @@ int bench_restore_main(int argc, char **argv)
 		default: return EXIT_USAGE;
 		}
 	}
-	snprintf(dir, sizeof(dir), "%s/fl-bench-restore-XXXXXX", temp_dir());
-	cleanup_block();
-	if (!mkdtemp(dir)) {
-		cleanup_unblock();
-		return cli_fail("mkdtemp", -errno);
-	}
 	/* The images, and the library's temporary files, live in it. */
-	dir_slot = cleanup_add_dir(dir);
-	cleanup_unblock();
+	r = scratch_dir(temp_dir(), "fl-bench-restore", dir, sizeof(dir), &dir_slot);
+	if (r)
+		return cli_fail(temp_dir(), r);
 	snprintf(path, sizeof(path), "%s/bench.img", dir);
 	snprintf(lzpath, sizeof(lzpath), "%s/lz4.img", dir);
 

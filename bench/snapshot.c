@@ -273,14 +273,9 @@ int bench_snapshot_main(int argc, char **argv)
 	}
 	/* A scratch directory: the image writer's temporary files land beside
 	 * the image, and an interrupted run removes the directory whole. */
-	snprintf(dir, sizeof(dir), "%s/faultline-bench-snapshot.XXXXXX", temp_dir());
-	cleanup_block();
-	if (!mkdtemp(dir)) {
-		cleanup_unblock();
-		return cli_fail(dir, -errno);
-	}
-	dir_slot = cleanup_add_dir(dir);
-	cleanup_unblock();
+	ret = scratch_dir(temp_dir(), "faultline-bench-snapshot", dir, sizeof(dir), &dir_slot);
+	if (ret)
+		return cli_fail(temp_dir(), ret);
 	snprintf(path, sizeof(path), "%s/snapshot.img", dir);
 	if (json) {
 		json_init(&j, stdout);

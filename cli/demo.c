@@ -388,17 +388,13 @@ int cmd_demo(int argc, char **argv)
 		zero_expected += pattern_page_is_zero(p);
 
 	/* 1. The image, in a temporary directory of its own. */
-	snprintf(tmpdir, sizeof(tmpdir), "%s/faultline-demo.XXXXXX", dir);
-	cleanup_block();
-	if (!mkdtemp(tmpdir)) {
-		cleanup_unblock();
-		cli_error("demo: creating a temporary directory in %s: %s", dir, strerror(errno));
+	/* Everything the demo writes lives in it: removed whole if interrupted. */
+	r = scratch_dir(dir, "faultline-demo", tmpdir, sizeof(tmpdir), &dir_slot);
+	if (r) {
+		cli_error("demo: creating a temporary directory in %s: %s", dir, strerror(-r));
 		tmpdir[0] = '\0';
 		goto out;
 	}
-	/* Everything the demo writes lives in it: removed whole if interrupted. */
-	dir_slot = cleanup_add_dir(tmpdir);
-	cleanup_unblock();
 	snprintf(path, sizeof(path), "%s/image", tmpdir);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {

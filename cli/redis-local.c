@@ -69,16 +69,11 @@ int redis_local_start(struct redis_local *r, const char *prefix)
 
 	memset(r, 0, sizeof(*r));
 	r->pid_slot = r->dir_slot = -1;
-	snprintf(r->dir, sizeof(r->dir), "%s/fl-redis-XXXXXX", temp_dir());
-	cleanup_block();
-	if (!mkdtemp(r->dir)) {
-		e = errno;
-		cleanup_unblock();
+	e = scratch_dir(temp_dir(), "fl-redis", r->dir, sizeof(r->dir), &r->dir_slot);
+	if (e) {
 		r->dir[0] = '\0';
-		return -e;
+		return e;
 	}
-	r->dir_slot = cleanup_add_dir(r->dir);
-	cleanup_unblock();
 	p = free_port();
 	if (p < 0) {
 		redis_local_stop(r);

@@ -782,3 +782,18 @@ int psk_read_file(const char *path, char *buf, size_t len)
 	buf[strcspn(buf, "\r\n")] = '\0';
 	return 0;
 }
+
+int scratch_dir(const char *parent, const char *name, char *dir, size_t len, int *ret_slot)
+{
+	int n = snprintf(dir, len, "%s/%s-XXXXXX", parent, name), r = 0;
+
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	cleanup_block();
+	if (!mkdtemp(dir))
+		r = -errno;
+	else
+		*ret_slot = cleanup_add_dir(dir);
+	cleanup_unblock();
+	return r;
+}

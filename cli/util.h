@@ -175,6 +175,14 @@ void cleanup_unblock(void);
  */
 void cleanup_child(pid_t parent);
 
+/*
+ * A scratch directory "<parent>/<name>-XXXXXX",
+ * made and registered for cleanup with signals held: an interrupted
+ * command removes it whole, with what it holds. 0 with the path in dir and
+ * the cleanup slot in *ret_slot, or -errno.
+ */
+int scratch_dir(const char *parent, const char *name, char *dir, size_t len, int *ret_slot);
+
 /* TLS pre-shared keys as the CLI takes them (serve, image restore --from):
  * "IDENTITY:HEXKEY" split in place at the last ':' (-EINVAL when either part
  * is empty), and the first line of a key file (-EINVAL when empty). */

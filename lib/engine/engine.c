@@ -857,6 +857,21 @@ int fl_engine_wake_all(struct fl_engine *e, int space)
 	return r;
 }
 
+
+/* The latency part of the engine's and a space's statistics (two structs
+ * with the same fields), from the histogram their targets' were summed
+ * into. */
+static void latency_summary(struct fl__hist *h, uint64_t *ret_count, uint64_t *ret_p50, uint64_t *ret_p99,
+			    uint64_t *ret_max, uint64_t *ret_hist)
+{
+	*ret_count = atomic_load(&h->count);
+	*ret_p50 = fl__hist_quantile(h, 0.50);
+	*ret_p99 = fl__hist_quantile(h, 0.99);
+	*ret_max = atomic_load(&h->max);
+	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
+		ret_hist[b] = atomic_load(&h->bucket[b]);
+}
+
 int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 {
 	struct fl_engine_stats s = { .sz = sizeof(s) };
@@ -889,12 +904,7 @@ int fl_engine_stats(const struct fl_engine *e, struct fl_engine_stats *st)
 		e->targets[i]->ops->stats(e->targets[i], &ts);
 	}
 	pthread_rwlock_unlock((pthread_rwlock_t *)&e->lock);
-	s.lat_count = atomic_load(&h->count);
-	s.lat_p50_ns = fl__hist_quantile(h, 0.50);
-	s.lat_p99_ns = fl__hist_quantile(h, 0.99);
-	s.lat_max_ns = atomic_load(&h->max);
-	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
-		s.lat_hist[b] = atomic_load(&h->bucket[b]);
+	latency_summary(h, &s.lat_count, &s.lat_p50_ns, &s.lat_p99_ns, &s.lat_max_ns, s.lat_hist);
 	free(h);
 	return FL_OPTS_OUT(st, s);
 }
@@ -1079,12 +1089,7 @@ int fl_engine_space_stats(const struct fl_engine *e, int space, struct fl_space_
 		s.blocked_ns += ts.blocked_ns;
 	}
 	pthread_rwlock_unlock(&me->lock);
-	s.lat_count = atomic_load(&h->count);
-	s.lat_p50_ns = fl__hist_quantile(h, 0.50);
-	s.lat_p99_ns = fl__hist_quantile(h, 0.99);
-	s.lat_max_ns = atomic_load(&h->max);
-	for (unsigned b = 0; b < FL_LAT_BUCKETS; b++)
-		s.lat_hist[b] = atomic_load(&h->bucket[b]);
+	latency_summary(h, &s.lat_count, &s.lat_p50_ns, &s.lat_p99_ns, &s.lat_max_ns, s.lat_hist);
 	free(h);
 	return FL_OPTS_OUT(st, s);
 }
