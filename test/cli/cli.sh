@@ -5,23 +5,8 @@ set -u
 F=$1
 T=$(mktemp -d /tmp/fl-cli-XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0 skip=0
-result() {
-	local verdict=$1 name=$2
-	echo "$verdict cli/$name"
-	[ -n "${FL_TEST_RESULTS:-}" ] && echo "$verdict cli/$name" >> "$FL_TEST_RESULTS"
-	if [ "$verdict" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
-}
-check() { # name, expected exit code, command...
-	local name=$1 want=$2; shift 2
-	"$@" > "$T/out" 2> "$T/err"
-	local rc=$?
-	if [ "$rc" = "$want" ]; then result PASS "$name"
-	else echo "# $name: exit $rc, want $want; stderr: $(head -c 300 "$T/err")" >&2; result FAIL "$name"; fi
-}
-has() { # name, file, pattern
-	if grep -q -- "$3" "$2"; then result PASS "$1"; else echo "# $1: no '$3' in $2" >&2; result FAIL "$1"; fi
-}
+. "$(dirname "$0")/../harness/harness.sh"
+T_PROG=cli
 
 # built PART: is the optional part (tls, redis, lz4) in this build? The
 # CLI says so itself ("optional parts: +tls -redis +lz4"); a part that is
@@ -332,5 +317,4 @@ else
 	skip=$((skip + 1))
 fi
 
-echo "# cli: $pass passed, $fail failed, $skip skipped" >&2
-[ "$fail" = 0 ]
+summary

@@ -14,30 +14,15 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-pass=0 fail=0 skip=0
-result() {
-	local verdict=$1 name=$2
-	echo "$verdict client/$name"
-	[ -n "${FL_TEST_RESULTS:-}" ] && echo "$verdict client/$name" >> "$FL_TEST_RESULTS"
-	if [ "$verdict" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
-}
+. "$(dirname "$0")/../harness/harness.sh"
+T_PROG=client
 # A missing tool is a skip, except under FAULTLINE_REQUIRE_FEATURES=all (CI
 # on the development machines, where everything is installed): a failure.
 skipped() {
 	if [ "${FAULTLINE_REQUIRE_FEATURES:-}" = all ] && [ "${3:-}" != optional ]; then
 		echo "# $1: $2 (FAULTLINE_REQUIRE_FEATURES=all)" >&2; result FAIL "$1"; return
 	fi
-	echo "SKIP client/$1: $2"; skip=$((skip + 1))
-}
-check() { # name, expected exit code, command...
-	local name=$1 want=$2; shift 2
-	"$@" > "$T/out" 2> "$T/err"
-	local rc=$?
-	if [ "$rc" = "$want" ]; then result PASS "$name"
-	else echo "# $name: exit $rc, want $want; stderr: $(head -c 300 "$T/err")" >&2; result FAIL "$name"; fi
-}
-has() { # name, file, pattern
-	if grep -q -- "$3" "$2"; then result PASS "$1"; else echo "# $1: no '$3' in $2" >&2; result FAIL "$1"; fi
+	result SKIP "$1: $2"
 }
 same() { # name, file a, file b
 	if cmp -s "$2" "$3"; then result PASS "$1"; else echo "# $1: $2 and $3 differ" >&2; result FAIL "$1"; fi
@@ -306,5 +291,4 @@ else
 	skipped daemon "faultlined not given (\$FAULTLINED)"
 fi
 
-echo "# client: $pass passed, $fail failed, $skip skipped" >&2
-[ "$fail" = 0 ]
+summary

@@ -16,17 +16,8 @@ INC_FLAGS=("${INC_DIRS[@]/#/-I}")
 LIBDIR=$(dirname "$LIB")
 T=$(mktemp -d /var/tmp/fl-fuzz-XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0 skip=0
-result() {
-	echo "$1 examples/fuzz/$2"
-	[ -n "${FL_TEST_RESULTS:-}" ] && echo "$1 examples/fuzz/$2" >> "$FL_TEST_RESULTS"
-	case $1 in
-	PASS) pass=$((pass + 1)) ;;
-	SKIP) skip=$((skip + 1)) ;;
-	*) fail=$((fail + 1)) ;;
-	esac
-}
-ok() { if eval "$2"; then result PASS "$1"; else echo "# $1: failed: $2" >&2; result FAIL "$1"; fi; }
+. "$(dirname "$0")/../harness/harness.sh"
+T_PROG=examples/fuzz
 # output FILE INPUT_PATH: the output hash fuzz-target printed for that input
 output() { sed -n "s|^input $2: output \([0-9a-f]*\).*|\1|p" "$1"; }
 export FUZZ_HEAP_MIB=64
@@ -148,5 +139,4 @@ else
 	ok libfuzzer-crash 'grep -q "deadly signal" "$T/lf-crash.log"'
 fi
 
-echo "# fuzz: $pass passed, $fail failed, $skip skipped"
-[ "$fail" = 0 ]
+summary

@@ -9,13 +9,8 @@ S=$1 L=$2
 T=$(mktemp -d /var/tmp/fl-kv-XXXXXX)
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$T"' EXIT
-pass=0 fail=0
-result() {
-	echo "$1 examples/kv/$2"
-	[ -n "${FL_TEST_RESULTS:-}" ] && echo "$1 examples/kv/$2" >> "$FL_TEST_RESULTS"
-	if [ "$1" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
-}
-ok() { if eval "$2"; then result PASS "$1"; else echo "# $1: failed: $2" >&2; result FAIL "$1"; fi; }
+. "$(dirname "$0")/../harness/harness.sh"
+T_PROG=examples/kv
 
 start() { # extra args...
 	"$S" --port 0 --arena 64M --dir "$T" "$@" > "$T/server.out" 2> "$T/server.err" &
@@ -115,5 +110,4 @@ stop
 "$S" --port 0 --arena 12x --dir "$T" > /dev/null 2> "$T/arena.err"
 ok arena-bad '[ $? = 2 ] && grep -q -- "--arena wants a size" "$T/arena.err"'
 
-echo "# kv: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

@@ -12,16 +12,8 @@ INC_FLAGS=("${INC_DIRS[@]/#/-I}")
 LIBDIR=$(dirname "$LIB")
 T=$(mktemp -d /var/tmp/fl-readme-XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-result() {
-	echo "$1 examples/readme/$2"
-	[ -n "${FL_TEST_RESULTS:-}" ] && echo "$1 examples/readme/$2" >> "$FL_TEST_RESULTS"
-	case $1 in
-	PASS) pass=$((pass + 1)) ;;
-	*) fail=$((fail + 1)) ;;
-	esac
-}
-ok() { if eval "$2"; then result PASS "$1"; else echo "# $1: failed: $2" >&2; result FAIL "$1"; fi; }
+. "$(dirname "$0")/../harness/harness.sh"
+T_PROG=examples/readme
 
 # block HEADING: the first ```c block after the line HEADING
 block() {
@@ -95,5 +87,4 @@ else
 	cat -n "$T/prog.c" >&2
 	result FAIL compiles
 fi
-echo "# readme: $pass passed, $fail failed"
-[ $fail = 0 ]
+summary

@@ -17,12 +17,8 @@ set -u
 src=$1 build=$2
 T=$(mktemp -d /tmp/fl-layers-XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-result() {
-	echo "$1 layers/$2"
-	[ -n "${FL_TEST_RESULTS:-}" ] && echo "$1 layers/$2" >> "$FL_TEST_RESULTS"
-	if [ "$1" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
-}
+. "$(dirname "$0")/../harness/harness.sh"
+T_PROG=layers
 check() { # name, want (0 ok, 1 refused), command...
 	local name=$1 want=$2 rc
 	shift 2
@@ -65,5 +61,4 @@ sed -i 's/include_directories : \[inc, kernel_inc, util_inc\]/include_directorie
 grep -q engine_inc "$T/lib/kernel/meson.build" || { echo "# incdirs-refused: the edit did not apply" >&2; result FAIL incdirs-edit; }
 check incdirs-refused 1 "$src/tools/check-layers.sh" "$T/lib"
 
-echo "# layers: $pass passed, $fail failed" >&2
-[ "$fail" = 0 ]
+summary

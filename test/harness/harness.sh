@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The shell tests' half of the harness (test/harness/harness.c is the C
+# half): the same "PASS|FAIL|SKIP prog/case" lines on stdout, appended to
+# $FL_TEST_RESULTS for tools/check.sh, and counters for the summary.
+# Source it, then set T_PROG (the "prog" of the case names):
+#   . "$(dirname "$0")/../harness/harness.sh"; T_PROG=cli
+pass=0 fail=0 skip=0
+T_PROG=${T_PROG:-test}
+
+# result VERDICT NAME
+result() {
+	echo "$1 $T_PROG/$2"
+	[ -n "${FL_TEST_RESULTS:-}" ] && echo "$1 $T_PROG/$2" >> "$FL_TEST_RESULTS"
+	case $1 in
+	PASS) pass=$((pass + 1)) ;;
+	SKIP*) skip=$((skip + 1)) ;;
+	*) fail=$((fail + 1)) ;;
+	esac
+}
+# ok NAME EXPRESSION: PASS when the shell expression holds.
+ok() { if eval "$2"; then result PASS "$1"; else echo "# $1: failed: $2" >&2; result FAIL "$1"; fi; }
+# check NAME WANTED_EXIT COMMAND...: stdout in $T/out, stderr in $T/err.
+check() {
+	local name=$1 want=$2 rc
+	shift 2
+	"$@" > "$T/out" 2> "$T/err"
+	rc=$?
+	if [ "$rc" = "$want" ]; then result PASS "$name"
+	else echo "# $name: exit $rc, want $want; stderr: $(head -c 300 "$T/err")" >&2; result FAIL "$name"; fi
+}
+# has NAME FILE PATTERN: grep finds PATTERN in FILE.
+has() {
+	if grep -q -- "$3" "$2"; then result PASS "$1"; else echo "# $1: no '$3' in $2" >&2; result FAIL "$1"; fi
+}
+# summary: the closing line; the exit status says whether anything failed.
+summary() {
+	echo "# $T_PROG: $pass passed, $fail failed, $skip skipped" >&2
+	[ "$fail" = 0 ]
+}
