@@ -389,16 +389,43 @@ static void on_sigbus(int sig)
 	siglongjmp(jb, 1);
 }
 
-static int t_lazy_corrupt_page(void *arg)
-{
-	size_t np = 256, len;
-	uint8_t *m = make_mem(np, 7), *b;
+/* A lazy region over region 0 of the image at `path` (its store, an engine
+ * of its own), with SIGBUS caught into jb: the image as a program sees it. */
+struct lazy {
 	struct fl_image *img;
 	struct fl_store *st;
 	struct fl_engine *e;
 	struct fl_region *rg;
+};
+
+static volatile uint8_t *lazy_open(struct lazy *l, const char *path, size_t len)
+{
 	struct fl_engine_opts eo = { .sz = sizeof(eo) };
-	struct fl_region_opts ro = { .sz = sizeof(ro), .length = np * PS, .memfd = -1 };
+	struct fl_region_opts ro = { .sz = sizeof(ro), .length = len, .memfd = -1 };
+
+	T_OK(fl_image_open(path, 0, &l->img));
+	T_OK(fl_image_store_new(l->img, 0, &l->st));
+	T_OK(fl_engine_new(&eo, &l->e));
+	T_OK(fl_engine_start(l->e));
+	ro.store = l->st;
+	T_OK(fl_region_new(l->e, &ro, &l->rg));
+	signal(SIGBUS, on_sigbus);
+	return fl_region_addr(l->rg);
+}
+
+static void lazy_close(struct lazy *l)
+{
+	fl_region_free(l->rg);
+	fl_engine_free(l->e);
+	fl_store_unref(l->st);
+	fl_image_close(l->img);
+}
+
+static int t_lazy_corrupt_page(void *arg)
+{
+	size_t np = 256, len;
+	uint8_t *m = make_mem(np, 7), *b;
+	struct lazy l;
 	volatile uint8_t *p;
 	size_t bad_page = 10; /* data page (10 % 7 != 0) */
 	uint64_t off;
@@ -411,14 +438,7 @@ static int t_lazy_corrupt_page(void *arg)
 	off = 4096 + 8 * PS + 100;
 	b[off] ^= 0xff;
 	t_write_file(t_path_in(dir, "a.img"), b, len);
-	T_OK(fl_image_open(t_path_in(dir, "a.img"), 0, &img));
-	T_OK(fl_image_store_new(img, 0, &st));
-	T_OK(fl_engine_new(&eo, &e));
-	T_OK(fl_engine_start(e));
-	ro.store = st;
-	T_OK(fl_region_new(e, &ro, &rg));
-	p = fl_region_addr(rg);
-	signal(SIGBUS, on_sigbus);
+	p = lazy_open(&l, t_path_in(dir, "a.img"), np * PS);
 	for (size_t pg = 0; pg < np; pg++) {
 		if (sigsetjmp(jb, 1)) {
 			sigbus++;
@@ -430,10 +450,7 @@ static int t_lazy_corrupt_page(void *arg)
 		T_ASSERT(memcmp((const void *)(p + pg * PS), m + pg * PS, PS) == 0, "page %zu", pg);
 	}
 	T_ASSERT_EQ(sigbus, 1);
-	fl_region_free(rg);
-	fl_engine_free(e);
-	fl_store_unref(st);
-	fl_image_close(img);
+	lazy_close(&l);
 	return T_PASS;
 }
 
@@ -540,22 +557,10 @@ static int t_lz4_fixture(void *arg)
 	/* A lazy region over it: an access to an LZ4 page gets SIGBUS, never
 	 * bytes; the other pages are served. */
 	{
-		struct fl_store *st;
-		struct fl_engine *e;
-		struct fl_region *rg;
-		struct fl_engine_opts eo = { .sz = sizeof(eo) };
-		struct fl_region_opts ro = { .sz = sizeof(ro), .length = FIX_PAGES * PS, .memfd = -1 };
-		volatile uint8_t *p;
+		struct lazy l;
+		volatile uint8_t *p = lazy_open(&l, fixture, FIX_PAGES * PS);
 		unsigned sigbus = 0;
 
-		T_OK(fl_image_open(fixture, 0, &img));
-		T_OK(fl_image_store_new(img, 0, &st));
-		T_OK(fl_engine_new(&eo, &e));
-		T_OK(fl_engine_start(e));
-		ro.store = st;
-		T_OK(fl_region_new(e, &ro, &rg));
-		p = fl_region_addr(rg);
-		signal(SIGBUS, on_sigbus);
 		for (size_t pg = 0; pg < FIX_PAGES; pg++) {
 			if (sigsetjmp(jb, 1)) {
 				sigbus++;
@@ -567,10 +572,7 @@ static int t_lz4_fixture(void *arg)
 			T_ASSERT(memcmp((const void *)(p + pg * PS), m + pg * PS, PS) == 0, "page %zu", pg);
 		}
 		T_ASSERT_EQ(sigbus, 2);
-		fl_region_free(rg);
-		fl_engine_free(e);
-		fl_store_unref(st);
-		fl_image_close(img);
+		lazy_close(&l);
 	}
 	free(m);
 	free(out);
