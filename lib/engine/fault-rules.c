@@ -31,21 +31,38 @@ enum fl__resolve_verdict fl__resolve_classify(int err)
 	}
 }
 
-int fl__fail_closed(struct fl_engine *e, struct fl__space *sp, uint64_t addr, size_t psz, bool waiter,
-		    uint32_t tid)
+/*
+ * What a failed poison (or its success) means for the faulting thread, by
+ * the same table: delivered or already there, wake it; the layout changed
+ * or an event is queued, wake it to fault again against the current
+ * layout (a page still undeliverable comes back and fails again); the mm
+ * is gone, nothing to do; anything else (no POISON: an old kernel, or
+ * masked), SIGBUS the faulting thread.
+ */
+static int settle_poison(struct fl_engine *e, struct fl__space *sp, uint64_t addr, size_t psz, int r, bool waiter,
+			 uint32_t tid)
 {
-	int r = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)addr, psz, 0, NULL);
-	pid_t pid = sp->pid ? sp->pid : (sp->id == 0 ? getpid() : 0);
+	pid_t pid;
 
-	if (r == -EEXIST)
+	switch (fl__resolve_classify(r)) {
+	case FL__RESOLVED:
+		return 0;
+	case FL__ALREADY_THERE:
+	case FL__RETRY:
+	case FL__LAYOUT_CHANGED:
 		fl_uffd_wake(sp->uffd, (void *)(uintptr_t)addr, psz);
-	if (r == 0 || r == -EEXIST || !waiter)
 		return r;
-	if (fl__resolve_classify(r) == FL__CLIENT_GONE || r == -ENOENT)
+	case FL__CLIENT_GONE:
 		return r;
-	/* No POISON (old kernel, or masked): SIGBUS the faulting thread. The
-	 * signal interrupts its wait on the fault; if the application
-	 * handles SIGBUS and retries, the fault comes back and fails again. */
+	case FL__POISON:
+		break;
+	}
+	if (!waiter)
+		return r;
+	/* The signal interrupts the thread's wait on the fault; if the
+	 * application handles SIGBUS and retries, the fault comes back and
+	 * fails again. */
+	pid = sp->pid ? sp->pid : (sp->id == 0 ? getpid() : 0);
 	if (tid) {
 		fl__log(&e->log, FL_LOG_ERROR, "cannot poison 0x%llx (%s): SIGBUS to thread %u",
 			(unsigned long long)addr, strerror(-r), tid);
@@ -59,9 +76,18 @@ int fl__fail_closed(struct fl_engine *e, struct fl__space *sp, uint64_t addr, si
 	return r;
 }
 
+int fl__fail_closed(struct fl_engine *e, struct fl__space *sp, uint64_t addr, size_t psz, bool waiter,
+		    uint32_t tid)
+{
+	int r = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)addr, psz, 0, NULL);
+
+	return settle_poison(e, sp, addr, psz, r, waiter, tid);
+}
+
 void fl__fail_unowned(struct fl_engine *e, struct fl__space *sp, const struct uffd_msg *msg, bool stale)
 {
 	uint64_t addr = msg->arg.pagefault.address & ~(uint64_t)(FL_PAGE_SIZE - 1);
+	size_t psz = FL_PAGE_SIZE;
 	int r;
 
 	if (stale) {
@@ -72,20 +98,16 @@ void fl__fail_unowned(struct fl_engine *e, struct fl__space *sp, const struct uf
 		return;
 	}
 	atomic_fetch_add_explicit(&e->unowned_faults, 1, memory_order_relaxed);
-	/* A hugetlbfs range only accepts huge-page-sized poison. */
-	r = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)addr, FL_PAGE_SIZE, 0, NULL);
+	/* No region says what this memory is: a hugetlbfs range only
+	 * accepts huge-page-sized poison. */
+	r = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)addr, psz, 0, NULL);
 	if (r == -EINVAL) {
-		uint64_t haddr = msg->arg.pagefault.address & ~(uint64_t)(FL_HPAGE_SIZE - 1);
-		r = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)haddr, FL_HPAGE_SIZE, 0, NULL);
+		addr = msg->arg.pagefault.address & ~(uint64_t)(FL_HPAGE_SIZE - 1);
+		psz = FL_HPAGE_SIZE;
+		r = fl_uffd_poison(sp->uffd, (void *)(uintptr_t)addr, psz, 0, NULL);
 	}
-	if (r == 0 || r == -EEXIST) {
-		if (r == -EEXIST)
-			fl_uffd_wake(sp->uffd, (void *)(uintptr_t)addr, FL_PAGE_SIZE);
-		fl__log(&e->log, FL_LOG_WARN, "fault at 0x%llx outside every region of space %d: poisoned",
-			(unsigned long long)msg->arg.pagefault.address, sp->id);
-		return;
-	}
-	fl__log(&e->log, FL_LOG_WARN, "fault at 0x%llx outside every region of space %d: failing it closed",
-		(unsigned long long)msg->arg.pagefault.address, sp->id);
-	fl__fail_closed(e, sp, addr, FL_PAGE_SIZE, true, fl_msg_fault_tid(msg));
+	fl__log(&e->log, FL_LOG_WARN, "fault at 0x%llx outside every region of space %d: %s",
+		(unsigned long long)msg->arg.pagefault.address, sp->id,
+		r == 0 || r == -EEXIST ? "poisoned" : "failing it closed");
+	settle_poison(e, sp, addr, psz, r, true, fl_msg_fault_tid(msg));
 }

@@ -471,7 +471,8 @@ int64_t fl__region_poison_unresolved(struct fl__target *t)
 			continue;
 		ret = fl_uffd_poison(t->space->uffd, r->addr + p * r->page_size, r->page_size, 0, NULL);
 		if (ret == 0) {
-			fl__bit_set(r->poisoned, p);
+			if (!fl__bit_set(r->poisoned, p))
+				atomic_fetch_add_explicit(&r->pages_poisoned, 1, memory_order_relaxed);
 			total++;
 		} else if (fl__resolve_classify(ret) != FL__ALREADY_THERE) {
 			return ret;
