@@ -112,7 +112,7 @@ static int daemon_map(int argc, char **argv)
 	struct touch_result tr = { 0 };
 	const char *images = DEFAULT_IMAGES, *name;
 	char path[4096], t1[32], t2[32], t3[32], sz[32];
-	uint8_t *bad_map = NULL, *buf = NULL;
+	uint8_t *bad_map = NULL;
 	void *addr = NULL;
 	uint64_t v, mismatches = 0, t0, attach_ns = 0;
 	bool verify = false, json = false;
@@ -158,17 +158,18 @@ static int daemon_map(int argc, char **argv)
 				       name);
 	snprintf(path, sizeof(path), "%s/%s", images, name);
 	r = fl_image_open(path, 0, &img);
-	if (!r)
-		r = fl_image_region(img, mo.region, &reg) ? -ERANGE : 0;
 	if (r) {
-		cli_error("daemon map: %s: %s", path, r == -ERANGE ? "no such region" : r == -EBADMSG ?
-			  "corrupt image" : r == -EPROTO ? "not a faultline image" : strerror(-r));
+		cli_image_open_error(path, path, r);
+		goto out;
+	}
+	if (fl_image_region(img, mo.region, &reg)) {
+		r = -ERANGE;
+		cli_error("daemon map: %s: no region %u", path, mo.region);
 		goto out;
 	}
 	mo.length = reg.length;
 	bad_map = calloc(reg.length / 4096 + 1, 1);
-	buf = malloc(4096);
-	if (!bad_map || !buf) {
+	if (!bad_map) {
 		cli_fail("daemon map", -ENOMEM);
 		goto out;
 	}
@@ -196,13 +197,13 @@ static int daemon_map(int argc, char **argv)
 	}
 	touch_pages(addr, reg.length / 4096, 4096, bad_map, &tr);
 	if (verify) {
-		for (uint64_t p = 0; p < tr.pages; p++) {
-			if (bad_map[p])
-				continue;
-			if (fl_image_read(img, mo.region, p, 1, buf, NULL) ||
-			    memcmp(buf, (uint8_t *)addr + p * 4096, 4096))
-				mismatches++;
+		int64_t m = compare_pages(img, mo.region, addr, tr.pages, bad_map);
+		if (m < 0) {
+			r = (int)m;
+			cli_fail("daemon map: comparing", r);
+			goto out;
 		}
+		mismatches = (uint64_t)m;
 	}
 	r = fl_client_detach(client);
 	if (r) {
@@ -260,7 +261,6 @@ out:
 		munmap(addr, reg.length);
 	fl_image_close(img);
 	free(bad_map);
-	free(buf);
 	return ret;
 }
 

@@ -220,25 +220,6 @@ static void print_report(const struct remote_report *rep, bool json)
 		printf("wrote %s to %s\n", sz, rep->output);
 }
 
-/* Pages of the restored memory that differ from the reference image's. */
-static uint64_t compare_with(struct fl_image *ref, unsigned region, const uint8_t *mem, uint64_t pages,
-			     const uint8_t *bad_map)
-{
-	uint8_t *buf = malloc(4096);
-	uint64_t mismatches = 0;
-
-	if (!buf)
-		return pages;
-	for (uint64_t p = 0; p < pages; p++) {
-		if (bad_map[p])
-			continue;	/* reported as bad already */
-		if (fl_image_read(ref, region, p, 1, buf, NULL) || memcmp(buf, mem + p * 4096, 4096))
-			mismatches++;
-	}
-	free(buf);
-	return mismatches;
-}
-
 static int restore_remote(int argc, char **argv)
 {
 	enum { O_REGION = 256, O_TIMEOUT, O_PSK, O_PSK_FILE, O_TLS, O_CA, O_CERT, O_KEY, O_NAME, O_JSON, O_FROM };
@@ -369,8 +350,7 @@ static int restore_remote(int argc, char **argv)
 	if (rep.reference) {
 		r = fl_image_open(rep.reference, 0, &ref);
 		if (r) {
-			cli_error("image restore: %s: %s", rep.reference,
-				  r == -EBADMSG ? "corrupt image" : r == -EPROTO ? "not a faultline image" : strerror(-r));
+			cli_image_open_error(rep.reference, rep.reference, r);
 			return EXIT_ERR;
 		}
 	}
@@ -454,8 +434,15 @@ static int restore_remote(int argc, char **argv)
 			rep.store_timeouts = st.timeouts;
 		}
 	}
-	if (ref)
-		rep.mismatches = compare_with(ref, rep.region, fl_region_addr(region), rep.touch.pages, bad_map);
+	if (ref) {
+		int64_t m = compare_pages(ref, rep.region, fl_region_addr(region), rep.touch.pages, bad_map);
+		if (m < 0) {
+			r = (int)m;
+			cli_fail("image restore: comparing", r);
+			goto out;
+		}
+		rep.mismatches = (uint64_t)m;
+	}
 	if (rep.touch.bad) {
 		cli_error("image restore: %s: %llu of %llu pages could not be delivered (first: page %llu): "
 			  "corrupt or unreadable at the source%s%s%s; %s", url,

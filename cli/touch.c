@@ -68,3 +68,21 @@ int write_atomically(const char *path, const uint8_t *mem, uint64_t len)
 		return r;
 	return atomic_file_commit(&af, path, fl__pwrite_full(af.fd, mem, len, 0));
 }
+
+int64_t compare_pages(struct fl_image *ref, unsigned region, const uint8_t *mem, uint64_t pages,
+		      const uint8_t *bad_map)
+{
+	uint8_t *buf = malloc(4096);
+	int64_t mismatches = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t p = 0; p < pages; p++) {
+		if (bad_map && bad_map[p])
+			continue;	/* reported as bad already */
+		if (fl_image_read(ref, region, p, 1, buf, NULL) || memcmp(buf, mem + p * 4096, 4096))
+			mismatches++;
+	}
+	free(buf);
+	return mismatches;
+}

@@ -32,6 +32,15 @@ void touch_pages(const uint8_t *mem, uint64_t pages, size_t page_size, uint8_t *
 		 struct touch_result *res);
 
 /*
+ * Compare the first `pages` 4 KiB pages at `mem` with region `region` of
+ * `ref`, skipping the pages bad_map marks (already reported). Returns the
+ * number that differ (or cannot be read from ref), or -ENOMEM.
+ */
+struct fl_image;
+int64_t compare_pages(struct fl_image *ref, unsigned region, const uint8_t *mem, uint64_t pages,
+		      const uint8_t *bad_map);
+
+/*
  * Write `len` bytes at `mem` to PATH atomically: a temporary file in the
  * same directory, renamed over PATH when complete, removed on an error or
  * on SIGINT/SIGTERM/SIGHUP. Returns 0 or -errno.

@@ -735,8 +735,12 @@ int atomic_file_open(struct atomic_file *af, const char *path)
 	else
 		af->slot = cleanup_add_file(af->tmp);
 	cleanup_unblock();
-	if (!r && fchmod(af->fd, 0644 & ~mask)) {
+	/* Unregistered, an interrupt would leave it behind: refused. */
+	if (!r && af->slot < 0)
+		r = af->slot;
+	else if (!r && fchmod(af->fd, 0644 & ~mask))
 		r = -errno;
+	if (af->fd >= 0 && r) {
 		close(af->fd);
 		unlink(af->tmp);
 		cleanup_drop(af->slot);

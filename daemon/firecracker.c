@@ -189,8 +189,12 @@ static void state_write(struct fld *d, struct fld_session *s, const char *json, 
 	char tmp[sizeof(s->state_path) + 8];
 	int r = -ENOMEM;
 
-	if (!d->cfg.state_dir || start_time(s->pid, &st))
+	if (!d->cfg.state_dir)
 		goto out;
+	r = start_time(s->pid, &st);
+	if (r)
+		goto out;
+	r = -ENOMEM;
 	snprintf(s->state_path, sizeof(s->state_path), "%s/firecracker-%d.json", d->cfg.state_dir, (int)s->pid);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", s->state_path);
 	rec = json_pack("{s:i,s:I,s:O}", "pid", (int)s->pid, "start_time", (json_int_t)st, "mappings", maps);

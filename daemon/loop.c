@@ -351,13 +351,14 @@ static int make_socket_dir(const char *path, bool others)
 static int clear_socket_path(const char *path, const struct sockaddr_un *a)
 {
 	struct stat st;
-	int fd;
+	int fd, r;
 
 	if (lstat(path, &st)) {
-		if (errno == ENOENT)
+		r = -errno;	/* before the log call can change errno */
+		if (r == -ENOENT)
 			return 0;
-		fld_log(0, "%s: %s", path, strerror(errno));
-		return -errno;
+		fld_log(0, "%s: %s", path, strerror(-r));
+		return r;
 	}
 	if (S_ISDIR(st.st_mode)) {
 		fld_log(0, "%s is a directory: name the socket to create in it (e.g. %s/faultlined.sock)", path,
@@ -380,8 +381,9 @@ static int clear_socket_path(const char *path, const struct sockaddr_un *a)
 	}
 	close(fd);
 	if (unlink(path) && errno != ENOENT) {
-		fld_log(0, "%s: cannot remove the stale socket: %s", path, strerror(errno));
-		return -errno;
+		r = -errno;
+		fld_log(0, "%s: cannot remove the stale socket: %s", path, strerror(-r));
+		return r;
 	}
 	return 0;
 }

@@ -16,8 +16,11 @@
  *                    socket (or one named "firecracker") the Firecracker
  *                    socket; the daemon neither binds nor removes them
  *
- * Readiness is said once, by the first daemon process that serves: a
- * supervisor's later children are restarts, not starts.
+ * --ready-fd is written once, by the first daemon process that serves (a
+ * supervisor's later children are restarts, not starts: the supervisor
+ * closes its copy of the fd). A restarted child says READY=1 again and
+ * rewrites the pid file with the same (supervisor's) pid: both harmless,
+ * and right if the first child died before it was ready.
  */
 #include "faultlined.h"
 #include "flutil.h"
@@ -28,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef FLD_HAVE_SYSTEMD
@@ -105,10 +109,11 @@ static int write_pid_file(const char *path, pid_t pid)
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	r = fl__open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, &fd);
+	r = fl__open(tmp, O_WRONLY | O_CREAT | O_EXCL, &fd);
 	if (r)
 		return r;
-	r = fl__pwrite_full(fd, line, (size_t)n, 0);
+	/* A pid file is for anyone to read (fl__open creates 0600). */
+	r = fchmod(fd, 0644) ? -errno : fl__pwrite_full(fd, line, (size_t)n, 0);
 	if (!r)
 		r = fl__close(fd);
 	else
@@ -133,7 +138,12 @@ void fld_ready_notify(struct fld *d)
 		fld_log(0, "--pid-file %s: %s", cfg->pid_file, strerror(-r));
 	if (cfg->ready_fd >= 0) {
 		static const char ready[] = "READY=1\n";
-		if (write(cfg->ready_fd, ready, sizeof(ready) - 1) != (ssize_t)sizeof(ready) - 1)
+		ssize_t n;
+
+		do
+			n = write(cfg->ready_fd, ready, sizeof(ready) - 1);
+		while (n < 0 && errno == EINTR);
+		if (n != (ssize_t)sizeof(ready) - 1)
 			fld_log(0, "--ready-fd %d: %s", cfg->ready_fd, strerror(errno));
 		fl__close(cfg->ready_fd);
 		cfg->ready_fd = -1;
