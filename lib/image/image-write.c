@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY	/* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 struct fl_image_writer {
@@ -55,14 +56,13 @@ uint64_t fl__img_end_csum(const struct fl__img_end *e)
 void fl__img_content_id(const struct fl__img_region *table, uint32_t nregions,
 			const struct fl__img_page *index, uint64_t total_pages, uint8_t id[16])
 {
-	XXH3_state_t *st = XXH3_createState();
+	/* On the stack: an id that could silently become zeros when an
+	 * allocation fails would make every parent check compare zeros. */
+	XXH3_state_t state, *st = &state;
 	XXH128_hash_t h;
 	XXH128_canonical_t c;
 
-	if (!st) {
-		memset(id, 0, 16);
-		return;
-	}
+	XXH3_INITSTATE(st);
 	XXH3_128bits_reset(st);
 	for (uint32_t i = 0; i < nregions; i++) {
 		/* Layout, not placement: the address a region had is not content. */
@@ -76,7 +76,6 @@ void fl__img_content_id(const struct fl__img_region *table, uint32_t nregions,
 			XXH3_128bits_update(st, &index[p].csum, sizeof(index[p].csum));
 	}
 	h = XXH3_128bits_digest(st);
-	XXH3_freeState(st);
 	XXH128_canonicalFromHash(&c, h);
 	memcpy(id, c.digest, 16);
 }
@@ -225,9 +224,15 @@ static int ensure_index(struct fl_image_writer *w)
 	w->index = calloc(w->total_pages ? w->total_pages : 1, sizeof(*w->index));
 	if (!w->index)
 		return -ENOMEM;
-	if (!w->reserve)
-		w->reserve = FL_IMG_HEADER_SIZE + w->total_pages * (w->page_size + sizeof(struct fl__img_page)) +
-			     w->nregions * sizeof(struct fl__img_region) + 2 * w->page_size;
+	if (!w->reserve) {
+		uint64_t per_page;
+		/* Past 2^64 bytes the sum would wrap into a small reservation. */
+		if (__builtin_add_overflow((uint64_t)w->page_size, (uint64_t)sizeof(struct fl__img_page), &per_page) ||
+		    __builtin_mul_overflow(w->total_pages, per_page, &w->reserve) ||
+		    __builtin_add_overflow(w->reserve, FL_IMG_HEADER_SIZE + w->nregions * sizeof(struct fl__img_region) +
+					   2 * (uint64_t)w->page_size, &w->reserve))
+			return -EFBIG;
+	}
 	/* Reserve the space now: a full disk fails here, not half-way. */
 	return fl__fallocate(w->fd, w->reserve);
 }
@@ -490,9 +495,12 @@ int fl_image_writer_finish(struct fl_image_writer *w, uint8_t ret_id[FL_IMAGE_ID
 	if (r)
 		goto fail;
 	if (w->dead) {
+		/* Without the memory to compact, the image is still whole:
+		 * sealed with its dead bytes rather than thrown away. */
 		r = compact(w);
-		if (r)
+		if (r && r != -ENOMEM)
 			goto fail;
+		r = 0;
 	}
 	table_bytes = (uint64_t)w->nregions * sizeof(*w->table);
 	index_bytes = w->total_pages * sizeof(*w->index);
