@@ -60,6 +60,7 @@ struct fl_snapshot {
 	pthread_cond_t cond;
 	pthread_t thread;
 	bool thread_started;
+	bool starting;			/* fl_snapshot_start() under way */
 	bool begun;			/* fl_snapshot_begin() ran */
 	bool begin_requested;		/* precopy: the caller is paused in begin() */
 	bool final_done;		/* precopy: the final set is taken */
@@ -753,17 +754,36 @@ static void *snapshot_thread(void *arg)
 	return NULL;
 }
 
+static int start_thread(struct fl_snapshot *s);
+
 int fl_snapshot_start(struct fl_snapshot *s)
 {
 	int ret;
 
 	if (!s)
 		return -EINVAL;
+	/* `starting` is claimed under the lock: fl_snapshot_wait() may start
+	 * a begun COW snapshot while another thread calls this, and two
+	 * snapshot threads must never run. */
 	pthread_mutex_lock(&s->lock);
-	ret = s->thread_started ? -EALREADY : s->error;
+	ret = s->thread_started || s->starting ? -EALREADY : s->error;
+	if (!ret)
+		s->starting = true;
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		return ret;
+	ret = start_thread(s);
+	pthread_mutex_lock(&s->lock);
+	s->starting = false;
+	pthread_cond_broadcast(&s->cond);	/* a waiter that found it starting */
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static int start_thread(struct fl_snapshot *s)
+{
+	int ret;
+
 	if (s->o.strategy == FL_SNAPSHOT_COW && !s->begun) {
 		if (!s->o.quiesce)
 			return -EDEADLK;	/* nobody can pause the writers */
@@ -816,7 +836,7 @@ static int wait_until(struct fl_snapshot *s, int timeout_ms, bool ready)
 			ret = s->error;
 			break;
 		}
-		if (!s->thread_started && !ready) {
+		if (!s->thread_started && !s->starting && !ready) {
 			ret = -ESRCH;	/* never started: nothing will finish */
 			break;
 		}
