@@ -1080,16 +1080,22 @@ fail:
 
 int fl_snapshot_take(const char *path, const struct fl_snapshot_opts *opts, uint8_t ret_id[FL_IMAGE_ID_LEN])
 {
+	struct fl_snapshot_opts o;
 	struct fl_snapshot *s;
 	int ret;
 
-	ret = fl_snapshot_new(path, opts, &s);
+	/* Refused before anything is set up (a temporary file, watches,
+	 * write-protection of the caller's ranges) when nobody can pause the
+	 * writers. */
+	ret = opts ? FL_OPTS_COPY(o, opts) : -EINVAL;
 	if (ret)
 		return ret;
-	if (!s->o.quiesce) {
-		fl_snapshot_free(s);	/* nothing was written: the writer is aborted */
-		return -EDEADLK;	/* nobody can pause the writers */
-	}
+	if (!o.quiesce)
+		return -EDEADLK;
+	o.sz = sizeof(o);	/* validated: the copy is what this build knows */
+	ret = fl_snapshot_new(path, &o, &s);
+	if (ret)
+		return ret;
 	ret = fl_snapshot_start(s);
 	if (!ret)
 		ret = fl_snapshot_wait(s, -1, ret_id);
