@@ -34,6 +34,13 @@ for build in "$libdir"/*/meson.build; do
 		[ -e "$f" ] || continue
 		# Quoted includes may name a file of this folder or of a folder the
 		# compiler was given, never a path that climbs or names a layer.
+		includes=$(grep -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f")
+		if [ $? -gt 1 ]; then
+			echo "check-layers: cannot read $f" >&2
+			bad=1
+			continue
+		fi
+		[ -n "$includes" ] || continue
 		while IFS= read -r line; do
 			path=${line#*\"}
 			path=${path%%\"*}
@@ -42,7 +49,7 @@ for build in "$libdir"/*/meson.build; do
 				echo "check-layers: $f: '#include \"$path\"' reaches around the layers (layer $layer may include: ${allowed:-nothing})" >&2
 				bad=1
 			fi
-		done < <(grep -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f")
+		done <<<"$includes"
 	done
 done
 
