@@ -9,7 +9,11 @@
  * enum t_need) and the harness checks before forking it; t_require() does
  * the same from inside a case. A feature masked by FAULTLINE_MASK_FEATURES
  * is an honest skip; a feature the kernel lacks is a failure when
- * FAULTLINE_REQUIRE_FEATURES=all (CI on kernels that have everything).
+ * FAULTLINE_REQUIRE_FEATURES=all (a kernel that has everything) and a skip
+ * otherwise. A missing resource (huge pages, a tool) is a failure under
+ * both strict values, "all" and "kernel" (t_strict()); "kernel" is what
+ * tools/check.sh uses, so that a kernel's every feature is exercised and
+ * one it lacks is named in the skip.
  * "-l" lists the cases with their needs.
  *
  * Huge pages: cases that declare T_HUGE_PAGES (or call t_need_huge()) run
@@ -40,7 +44,8 @@
  * What a case needs from the running kernel, declared in its table entry
  * (t_case.needs). Before forking the case the harness checks them against
  * the kernel (after FAULTLINE_MASK_FEATURES): a masked one is a skip, a
- * missing one a skip, or a failure under FAULTLINE_REQUIRE_FEATURES=all.
+ * missing one a skip, or a failure under FAULTLINE_REQUIRE_FEATURES=all
+ * (a skip under =kernel).
  * `-l` prints them next to the case name. The names are the harness's own;
  * t_needs_features() is the one place that maps them to the library's
  * feature API.
@@ -134,6 +139,11 @@ void t_require_needs(unsigned needs);
 void t_needs_str(unsigned needs, char *buf, size_t len);
 /* FAULTLINE_REQUIRE_FEATURES=all: a missing feature or resource is a failure. */
 bool t_require_all(void);
+/*
+ * FAULTLINE_REQUIRE_FEATURES=all or =kernel: a missing resource (huge
+ * pages, a tool the test runs) is a failure, not a skip.
+ */
+bool t_strict(void);
 
 /* ---- huge pages --------------------------------------------------------- */
 /* Free 2 MiB huge pages in the pool now. */
@@ -146,8 +156,8 @@ long t_free_huge_pages(void);
  */
 void t_huge_lock(void);
 /*
- * Take the hugetlb lock, then skip the case (fail under
- * FAULTLINE_REQUIRE_FEATURES=all) unless `len` bytes of huge pages are free.
+ * Take the hugetlb lock, then skip the case (fail under t_strict())
+ * unless `len` bytes of huge pages are free.
  */
 void t_need_huge(size_t len);
 

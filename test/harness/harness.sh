@@ -32,6 +32,13 @@ check() {
 has() {
 	if grep -q -- "$3" "$2"; then result PASS "$1"; else echo "# $1: no '$3' in $2" >&2; result FAIL "$1"; fi
 }
+# t_strict: FAULTLINE_REQUIRE_FEATURES is "all" or "kernel", so a missing
+# resource (a tool, huge pages) is a failure, not a skip (as t_strict() in
+# harness.c).
+t_strict() {
+	case ${FAULTLINE_REQUIRE_FEATURES:-} in all | kernel) return 0 ;; esac
+	return 1
+}
 # summary: the closing line; the exit status says whether anything failed.
 summary() {
 	echo "# $T_PROG: $pass passed, $fail failed, $skip skipped" >&2

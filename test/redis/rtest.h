@@ -107,10 +107,17 @@ R_FN bool r_have_prog(const char *name)
 	return false;
 }
 
-/* Start of every case that runs servers: skip without them; die with the harness. */
+/*
+ * Start of every case that runs servers: skip without them (fail under
+ * FAULTLINE_REQUIRE_FEATURES=all or =kernel: a missing tool is not the
+ * kernel's doing); die with the harness.
+ */
 R_FN void r_require(void)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if ((!r_have_prog("redis-server") || !r_have_prog("redis-cli")) && t_strict())
+		t_fail_at(__FILE__, __LINE__, "redis-server",
+			  " redis-server or redis-cli not installed (Debian: apt-get install redis-server)");
 	if (!r_have_prog("redis-server") || !r_have_prog("redis-cli"))
 		t_skip("redis-server or redis-cli not installed (Debian: apt-get install redis-server)");
 	signal(SIGPIPE, SIG_IGN);	/* the tests' own hiredis admin connections */
