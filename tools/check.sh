@@ -41,6 +41,11 @@
 # the tests when set by hand, e.g.
 #   FAULTLINE_REQUIRE_FEATURES=all meson test -C build
 #
+# Slow machines: FAULTLINE_TIMEOUT_SCALE (a number from 1 to 1000), when
+# set, multiplies every deadline of the tests and the CLI's defaults; the
+# passes below then also give meson the same --timeout-multiplier, so one
+# variable scales both (see HACKING.md).
+#
 # Every test program prints "PASS|FAIL|SKIP prog/case" and appends it to
 # $FL_TEST_RESULTS; each pass gets its own file, and the summary names cases
 # "<pass>/prog/case". A meson test that fails without printing a FAIL line,
@@ -267,6 +272,29 @@ build_dir() {
 	return 1
 }
 
+# scale_multiplier ARRAY_NAME: with FAULTLINE_TIMEOUT_SCALE set, the meson
+# test arguments in the array get --timeout-multiplier times the scale (the
+# pass's own multiplier, or 1, times it), so meson's per-test timeouts grow
+# with the tests' own deadlines.
+scale_multiplier() {
+	local -n a=$1
+	local i mult=1 out=()
+
+	[ -n "${FAULTLINE_TIMEOUT_SCALE:-}" ] || return 0
+	for ((i = 0; i < ${#a[@]}; i++)); do
+		if [ "${a[i]}" = --timeout-multiplier ]; then
+			mult=${a[i + 1]}
+			i=$((i + 1))
+		else
+			out+=("${a[i]}")
+		fi
+	done
+	mult=$(awk -v m="$mult" -v s="$FAULTLINE_TIMEOUT_SCALE" 'BEGIN {
+		if (s !~ /^[0-9]+(\.[0-9]*)?$/ || s + 0 < 1 || s + 0 > 1000) s = 1
+		v = m * s; r = int(v); if (r < v) r++; print r }')
+	a=("${out[@]}" --timeout-multiplier "$mult")
+}
+
 # test_pass PASS DIR [meson test args...] -- env assignments...
 test_pass() {
 	local pass=$1 dir=$2 results rc start args=() envs=()
@@ -278,6 +306,7 @@ test_pass() {
 	done
 	[ $# -gt 0 ] && shift
 	envs=("$@")
+	scale_multiplier args
 
 	results=$check_dir/$pass.results
 	rm -f "$results" "$dir/meson-logs/$pass.json"

@@ -13,6 +13,12 @@ T_PROG=cli
 # out gets its "built without" cases instead of the ones that use it.
 built() { "$F" --version | grep -q -- " +$1\( \|\$\)"; }
 
+# harness.sh's t_scale: FAULTLINE_TIMEOUT_SCALE scales the shell tests' deadlines
+ok t-scale-default '[ "$(FAULTLINE_TIMEOUT_SCALE= t_scale 400)" = 400 ]'
+ok t-scale-factor '[ "$(FAULTLINE_TIMEOUT_SCALE=2.5 t_scale 401)" = 1003 ]'
+ok t-scale-below-one '[ "$(FAULTLINE_TIMEOUT_SCALE=0.5 t_scale 400)" = 400 ]'
+ok t-scale-not-a-number '[ "$(FAULTLINE_TIMEOUT_SCALE=fast t_scale 400)" = 400 ]'
+
 check help 0 "$F" --help
 has help-lists-image "$T/out" "image"
 # every benchmark is listed in the top-level help and documented in faultline(1)
@@ -167,7 +173,7 @@ ls -A "$T" | grep -q '^\.huge\.img\.tmp\.' && result FAIL create-huge-no-tmp || 
 
 # ---- interrupted commands leave nothing behind (item 3) ----
 # wait_for COND...: poll a shell condition for up to 20 s
-wait_for() { for _ in $(seq 400); do eval "$1" && return 0; sleep 0.05; done; return 1; }
+wait_for() { for _ in $(seq $(t_scale 400)); do eval "$1" && return 0; sleep 0.05; done; return 1; }
 # Background commands are started with job control on (set -m): each is then
 # the leader of a process group of its own, which holds every process it
 # starts (found with pgrep -g even once orphaned), and SIGINT is not ignored
@@ -269,7 +275,7 @@ if [ -n "$FLD" ] && [ -x "$FLD" ]; then
 	"$FLD" --socket "$T/fld/sock" --images "$T/fld/images" 2> "$T/fld/log" &
 	fld_pid=$!
 	trap 'kill "$fld_pid" 2>/dev/null; wait "$fld_pid" 2>/dev/null; rm -rf "$T"' EXIT
-	for _ in $(seq 200); do
+	for _ in $(seq $(t_scale 200)); do
 		"$F" stats --socket "$T/fld/sock" --json > /dev/null 2>&1 && break
 		kill -0 "$fld_pid" 2>/dev/null || break
 		sleep 0.05

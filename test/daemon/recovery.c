@@ -84,7 +84,7 @@ static int client_main(struct d_env *e, struct verdicts *sh, int i, unsigned gra
 static void start_clients(struct d_env *e, struct verdicts *sh, pid_t *pids, int n, unsigned grace_ms,
 			  bool fork_too)
 {
-	uint64_t end = t_now_ns() + 20000000000ull;
+	uint64_t end = t_deadline_ms(20000);
 
 	atomic_store(&sh->poison, t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)));
 	for (int i = 0; i < n; i++) {
@@ -209,7 +209,7 @@ static int test_kill_no_restart(void *arg)
 /* The pid of the supervisor's child (the daemon), waiting for a new one. */
 static pid_t daemon_child(pid_t sup, pid_t not_this)
 {
-	uint64_t end = t_now_ns() + 10000000000ull;
+	uint64_t end = t_deadline_ms(10000);
 	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)sup, (int)sup);
@@ -274,7 +274,7 @@ static int test_fork_kill(void *arg)
 	start_clients(&e, sh, pids, 1, 20000, true);
 	t_sleep_ms(20);
 	d_stop(&e, SIGKILL);
-	t_sleep_ms(100);
+	t_sleep_ms(t_scaled_ms(100));
 	d_start(&e);
 	T_ASSERT_EQ(wait_clients(pids, 1), 0);
 	t_log("parent and child: ok %ld/%ld, SIGBUS %ld, wrong %ld", atomic_load(&sh->v[0].ok),

@@ -5,6 +5,7 @@
 #include "compat/uffd-compat.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -428,9 +429,16 @@ int t_fork_wait(int (*fn)(void *), void *arg)
 	return status;
 }
 
+/* t_wait_pid() without the scale: the harness scales the case timeout itself. */
+static int wait_pid_ns(pid_t pid, uint64_t deadline, int *ret_status);
+
 int t_wait_pid(pid_t pid, unsigned timeout_ms, int *ret_status)
 {
-	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	return wait_pid_ns(pid, t_deadline_ms(timeout_ms), ret_status);
+}
+
+static int wait_pid_ns(pid_t pid, uint64_t deadline, int *ret_status)
+{
 	int status;
 
 	for (;;) {
@@ -450,6 +458,45 @@ int t_wait_pid(pid_t pid, unsigned timeout_ms, int *ret_status)
 uint64_t t_now_ns(void)
 {
 	return fl__now_ns();
+}
+
+/*
+ * FAULTLINE_TIMEOUT_SCALE: one factor for every deadline of the tests (a
+ * VM without KVM is 10-40x slower on fault-heavy work). A value that does
+ * not parse, or is below 1, counts as 1 (and says so once).
+ */
+double t_timeout_scale(void)
+{
+	static double scale;
+	const char *v;
+	char *end;
+	double d;
+
+	if (scale >= 1)
+		return scale;
+	v = getenv("FAULTLINE_TIMEOUT_SCALE");
+	scale = 1;
+	if (!v || !*v)
+		return scale;
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno || *end || !(d >= 1) || d > 1000)
+		fprintf(stderr, "# FAULTLINE_TIMEOUT_SCALE=\"%s\" is not a number from 1 to 1000: 1 is used\n", v);
+	else
+		scale = d;
+	return scale;
+}
+
+unsigned t_scaled_ms(unsigned ms)
+{
+	double v = (double)ms * t_timeout_scale();
+
+	return v >= (double)UINT_MAX ? UINT_MAX : (unsigned)(v + 0.999);
+}
+
+uint64_t t_deadline_ms(unsigned ms)
+{
+	return t_now_ns() + (uint64_t)t_scaled_ms(ms) * 1000000ull;
 }
 
 void t_sleep_ms(unsigned ms)
@@ -585,7 +632,8 @@ static void record(const char *prog, const char *verdict, const char *name)
 
 static int run_case(const struct t_case *c)
 {
-	unsigned timeout = c->timeout_s ? c->timeout_s : 30;
+	/* In ms: the case's own deadlines scale with it. */
+	unsigned timeout = t_scaled_ms((c->timeout_s ? c->timeout_s : 30) * 1000u);
 	int status = 0;
 	char why[160];
 	bool fail;
@@ -627,8 +675,9 @@ static int run_case(const struct t_case *c)
 		huge_lock_fd = -1;
 		unsetenv(HUGE_LOCK_ENV);
 	}
-	if (t_wait_pid(pid, timeout * 1000u, &status) < 0) {
-		fprintf(stderr, "# %s: timed out after %us\n", c->name, timeout);
+	if (wait_pid_ns(pid, t_now_ns() + (uint64_t)timeout * 1000000ull, &status) < 0) {
+		fprintf(stderr, "# %s: timed out after %.1fs (FAULTLINE_TIMEOUT_SCALE %g)\n", c->name,
+			timeout / 1000.0, t_timeout_scale());
 		kill(-pid, SIGKILL);
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);

@@ -87,7 +87,7 @@ struct t_case {
 	const char *name;
 	int (*fn)(void *arg);
 	void *arg;
-	unsigned timeout_s;	/* 0 = 30 */
+	unsigned timeout_s;	/* 0 = 30; times FAULTLINE_TIMEOUT_SCALE */
 	unsigned needs;		/* enum t_need bits */
 };
 
@@ -182,21 +182,38 @@ void *t_pattern_buf(size_t len, uint64_t offset, uint32_t seed);
 /* Run fn in a forked child; returns its wait status. */
 int t_fork_wait(int (*fn)(void *), void *arg);
 /*
- * Wait at most timeout_ms for child `pid` to exit: 0 and *ret_status set
- * (ret_status may be NULL), or -ETIMEDOUT (the child is left running).
+ * Wait at most timeout_ms (scaled by FAULTLINE_TIMEOUT_SCALE) for child
+ * `pid` to exit: 0 and *ret_status set (ret_status may be NULL), or
+ * -ETIMEDOUT (the child is left running).
  */
 int t_wait_pid(pid_t pid, unsigned timeout_ms, int *ret_status);
 /* Monotonic nanoseconds. */
 uint64_t t_now_ns(void);
+/*
+ * Deadlines that scale. FAULTLINE_TIMEOUT_SCALE (a number from 1 to 1000,
+ * default 1) multiplies every deadline of the tests: each case's timeout
+ * (t_case.timeout_s), t_wait_pid(), T_WAIT_FOR(), and every in-test
+ * deadline, which goes through t_scaled_ms() or t_deadline_ms(). It is
+ * for slow machines (a VM without KVM); whoever sets it also passes the
+ * same factor to `meson test --timeout-multiplier` (meson's own per-test
+ * timeouts), as the VM runner does. harness.sh's t_scale is the same for
+ * the shell tests. A duration a test measures as an upper bound ("freed
+ * within 2 s") is a deadline too; a sleep that only paces a loop is not.
+ */
+double t_timeout_scale(void);
+/* ms * FAULTLINE_TIMEOUT_SCALE, rounded up. */
+unsigned t_scaled_ms(unsigned ms);
+/* t_now_ns() + t_scaled_ms(ms) in ns: an absolute deadline. */
+uint64_t t_deadline_ms(unsigned ms);
 /* Sleep ms milliseconds (restarted on EINTR). */
 void t_sleep_ms(unsigned ms);
 /*
- * Poll `cond` every millisecond until it is true or timeout_ms passes;
- * evaluates to its last value. For counters bumped asynchronously.
+ * Poll `cond` every millisecond until it is true or timeout_ms (scaled)
+ * passes; evaluates to its last value. For counters bumped asynchronously.
  */
 #define T_WAIT_FOR(cond, timeout_ms)                                          \
 	({                                                                    \
-		uint64_t _t_end = t_now_ns() + (uint64_t)(timeout_ms) * 1000000ull; \
+		uint64_t _t_end = t_deadline_ms((unsigned)(timeout_ms));      \
 		bool _t_ok;                                                   \
 		while (!(_t_ok = (cond)) && t_now_ns() < _t_end)              \
 			t_sleep_ms(1);                                        \

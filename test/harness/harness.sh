@@ -32,6 +32,16 @@ check() {
 has() {
 	if grep -q -- "$3" "$2"; then result PASS "$1"; else echo "# $1: no '$3' in $2" >&2; result FAIL "$1"; fi
 }
+# t_scale N: N times FAULTLINE_TIMEOUT_SCALE (a number from 1 to 1000,
+# default 1), rounded up: every deadline of the shell tests goes through it
+# (`timeout $(t_scale 60) cmd`, `--timeout $(t_scale 2000)`, polling loops
+# `for _ in $(seq $(t_scale 400)); do ...; sleep 0.05; done`), as
+# t_scaled_ms() in harness.c.
+t_scale() {
+	awk -v n="$1" -v s="${FAULTLINE_TIMEOUT_SCALE:-1}" 'BEGIN {
+		if (s !~ /^[0-9]+(\.[0-9]*)?$/ || s + 0 < 1 || s + 0 > 1000) s = 1
+		v = n * s; r = int(v); if (r < v) r++; print r }'
+}
 # t_strict: FAULTLINE_REQUIRE_FEATURES is "all" or "kernel", so a missing
 # resource (a tool, huge pages) is a failure, not a skip (as t_strict() in
 # harness.c).
