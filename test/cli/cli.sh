@@ -45,6 +45,36 @@ check check-json 0 "$F" check --json
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/out" && result PASS check-json-parses || result FAIL check-json-parses
 python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["built_with"]; assert sorted(b) == ["lz4", "redis", "tls"]' "$T/out" \
 	&& result PASS check-json-built-with || result FAIL check-json-built-with
+# capabilities: every one named with its mode; "fallbacks" lists exactly those
+# not native; a kernel lacking nothing has none
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+caps = d["capabilities"]
+assert len(caps) == 9 and all(c["mode"] in ("native", "fallback", "unavailable") for c in caps), caps
+assert d["fallbacks"] == [c["name"] for c in caps if c["mode"] != "native"], d["fallbacks"]
+assert all((c["mode"] == "native") == (c["lacking"] is None) for c in caps), caps
+if d["missing"] == 0:
+    assert d["fallbacks"] == [], d["fallbacks"]' "$T/out" \
+	&& result PASS check-json-capabilities || result FAIL check-json-capabilities
+# with the features newer than 6.1 masked: the 6.1 fallbacks, by name
+FAULTLINE_MASK_FEATURES=new check check-masked-json 0 "$F" check --json
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+modes = {c["name"]: c for c in d["capabilities"]}
+assert d["fallbacks"] == ["write watches", "live snapshots", "clones and resets", "poison on failure",
+                          "UFFDIO_MOVE", "faultlined"], d["fallbacks"]
+assert modes["write watches"]["backend"].startswith("synchronous uffd WP"), modes["write watches"]
+assert "wp_async" in modes["write watches"]["lacking"].split(","), modes["write watches"]
+assert modes["poison on failure"]["backend"].startswith("SIGBUS sent to the faulting thread"), modes["poison on failure"]
+assert modes["UFFDIO_MOVE"]["mode"] == "unavailable"
+for n in ("lazy regions (MISSING)", "MINOR regions (memfd, hugetlbfs)", "working sets"):
+    assert modes[n]["mode"] == "native", modes[n]' "$T/out" \
+	&& result PASS check-masked-fallbacks || result FAIL check-masked-fallbacks
+FAULTLINE_MASK_FEATURES=new check check-masked-text 0 "$F" check
+has check-masked-text-fallback "$T/out" "^write watches  *fallback  *synchronous uffd WP faults"
+has check-masked-text-count "$T/out" "6 of 9 capabilities run in fallback mode"
 
 check create-pattern 0 "$F" image create "$T/a.img" --pattern 8M --zero-pages
 check info 0 "$F" image info "$T/a.img"
