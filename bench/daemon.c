@@ -268,7 +268,7 @@ static void stop_daemon(struct denv *e)
 	if (e->pid <= 0)
 		return;
 	kill(e->pid, SIGTERM);
-	for (unsigned i = 0; i < 500; i++) {
+	for (unsigned i = 0; i < cli_scaled_ms(5000) / 10; i++) {
 		if (waitpid(e->pid, &st, WNOHANG) != 0)
 			goto done;
 		sleep_ms(10);
@@ -286,7 +286,7 @@ static int start_daemon(struct denv *e, const char *const *extra)
 	const char *argv[16] = { e->faultlined, "--socket", e->sock, "--images", e->images };
 	size_t n = 5;
 	pid_t parent = getpid();
-	uint64_t end = fl__now_ns() + 10000000000ull;
+	uint64_t end = fl__now_ns() + cli_scaled_ms(10000) * 1000000ull;
 	char tail[256];
 	int st;
 
@@ -328,7 +328,8 @@ static int start_daemon(struct denv *e, const char *const *extra)
 		}
 		if (fl__now_ns() > end) {
 			stop_daemon(e);
-			cli_error("bench daemon: %s did not accept on %s in 10 s", e->faultlined, e->sock);
+			cli_error("bench daemon: %s did not accept on %s in %u s", e->faultlined, e->sock,
+				  cli_scaled_ms(10000) / 1000);
 			return EXIT_ERR;
 		}
 		sleep_ms(5);
@@ -432,7 +433,10 @@ static int serving_of(const char *doc, pid_t pid, struct block_report *rep)
 static int daemon_block(const struct denv *e, const uint32_t *perm, size_t npages, uint64_t *samples,
 			struct block_report *rep)
 {
-	struct fl_client_opts co = { .sz = sizeof(co), .socket = e->sock };
+	/* The library's 10 s answer timeout and 5 s grace, scaled on a slow
+	 * machine (FAULTLINE_TIMEOUT_SCALE). */
+	struct fl_client_opts co = { .sz = sizeof(co), .socket = e->sock, .timeout_ms = cli_scaled_ms(10000),
+				     .grace_ms = cli_scaled_ms(5000) };
 	struct fl_client_map_opts mo = { .sz = sizeof(mo), .source = FL_SOURCE_IMAGE, .image = IMAGE_NAME,
 					 .length = npages * PAGE };
 	struct fl_client *c = NULL;
@@ -670,7 +674,10 @@ static bool wr1(int fd, const void *b, size_t n)
  * be told to exit (EOF). */
 static int share_worker(const struct denv *e, bool tpl, int in, int out, _Atomic unsigned *attached)
 {
-	struct fl_client_opts co = { .sz = sizeof(co), .socket = e->sock };
+	/* The library's 10 s answer timeout and 5 s grace, scaled on a slow
+	 * machine (FAULTLINE_TIMEOUT_SCALE). */
+	struct fl_client_opts co = { .sz = sizeof(co), .socket = e->sock, .timeout_ms = cli_scaled_ms(10000),
+				     .grace_ms = cli_scaled_ms(5000) };
 	struct fl_client_map_opts mo = { .sz = sizeof(mo), .source = tpl ? FL_SOURCE_TEMPLATE : FL_SOURCE_IMAGE,
 					 .image = IMAGE_NAME, .length = SHARE_SIZE };
 	struct share_report rep = { 0 };
@@ -774,7 +781,7 @@ static int share_round(struct denv *e, bool tpl, unsigned n, unsigned kill_ms, d
 		wr1(w[i].to[1], &c, 1);
 	if (kill_ms && e->pid > 0) {
 		/* Once every client is attached: then they all depend on it. */
-		for (unsigned i = 0; i < 1000 && atomic_load(attached) < n; i++)
+		for (unsigned i = 0; i < cli_scaled_ms(10000) / 10 && atomic_load(attached) < n; i++)
 			sleep_ms(10);
 		sleep_ms(kill_ms);
 		kill(e->pid, SIGKILL);

@@ -27,7 +27,8 @@ static const char check_usage[] =
 	"or masked by FAULTLINE_MASK_FEATURES, and what faultline uses it for.\n"
 	"Also shows the kernel release, how userfaultfd may be created here,\n"
 	"vm.unprivileged_userfaultfd, reserved hugetlb pages, the THP mode, and\n"
-	"which optional parts (TLS, Redis, LZ4) this build has.\n"
+	"which optional parts (TLS, Redis, LZ4) this build has, and which\n"
+	"capabilities run in fallback mode with the features in use.\n"
 	"\n"
 	"Options:\n"
 	"  --json     print one JSON object instead of the table\n"
@@ -146,6 +147,91 @@ static int probe_unmasked(uint64_t *ret)
 	return r;
 }
 
+/*
+ * What each capability runs on with the features in use (fl_features():
+ * the kernel's, less FAULTLINE_MASK_FEATURES), the rows of the table in
+ * README.md and faultline(7). `fallback`: a backend the capability uses
+ * only because a newer feature is missing (or masked), and which features.
+ */
+struct capability {
+	const char *name;
+	const char *backend;
+	bool fallback, unavailable;
+	uint64_t lacking;	/* feature set whose absence makes it a fallback */
+};
+
+#define HAS(f) ((feats & FL_FEATURE_BIT(FL_FEATURE_##f)) != 0)
+#define BIT(f) FL_FEATURE_BIT(FL_FEATURE_##f)
+static size_t capabilities(uint64_t feats, struct capability *c)
+{
+	size_t n = 0;
+	uint64_t want;
+
+	c[n++] = (struct capability){ "lazy regions (MISSING)", "UFFDIO_COPY / ZEROPAGE on first touch" };
+	want = BIT(MINOR_SHMEM) | BIT(MINOR_HUGETLBFS);
+	c[n++] = (feats & want) == want ?
+		(struct capability){ "MINOR regions (memfd, hugetlbfs)", "page cache + UFFDIO_CONTINUE" } :
+		(struct capability){ "MINOR regions (memfd, hugetlbfs)", "unavailable: MISSING regions only",
+				     .unavailable = true, .lacking = want & ~feats };
+	want = BIT(WP_ASYNC) | BIT(WP_UNPOPULATED) | BIT(PAGEMAP_SCAN);
+	if ((feats & want) == want)
+		c[n++] = (struct capability){ "write watches", "WP_ASYNC + PAGEMAP_SCAN" };
+	else if (HAS(WP) && HAS(EVENT_REMOVE))
+		c[n++] = (struct capability){ "write watches",
+					      HAS(WP_UNPOPULATED) ? "synchronous uffd WP faults" :
+					      "synchronous uffd WP faults (+ MISSING for never-populated anon pages)",
+					      .fallback = true, .lacking = want & ~feats };
+	else
+		c[n++] = (struct capability){ "write watches", "mprotect + SIGSEGV", .fallback = true,
+					      .lacking = (want | BIT(WP) | BIT(EVENT_REMOVE)) & ~feats };
+	c[n++] = HAS(WP) ?
+		(struct capability){ "live snapshots", HAS(WP_UNPOPULATED) ? "synchronous uffd WP (copy before write)" :
+				     "synchronous uffd WP (copy before write; + MISSING for never-populated anon pages)",
+				     .fallback = !HAS(WP_UNPOPULATED), .lacking = BIT(WP_UNPOPULATED) & ~feats } :
+		(struct capability){ "live snapshots", "mprotect + SIGSEGV watch (precopy)", .fallback = true,
+				     .lacking = BIT(WP) };
+	c[n++] = HAS(PAGEMAP_SCAN) && (feats & want) == want ?
+		(struct capability){ "clones and resets", "CONTINUE clones; resets by PAGEMAP_SCAN / async watch" } :
+		(struct capability){ "clones and resets",
+				     "CONTINUE clones; resets by /proc/pid/pagemap reads / synchronous watch",
+				     .fallback = true, .lacking = want & ~feats };
+	if (HAS(POISON) && HAS(IOCTL_POISON))
+		c[n++] = (struct capability){ "poison on failure", "UFFDIO_POISON: SIGBUS at the access" };
+	else
+		c[n++] = (struct capability){ "poison on failure",
+					      HAS(THREAD_ID) ? "SIGBUS sent to the faulting thread (tgkill)" :
+							       "SIGBUS sent to the process",
+					      .fallback = true,
+					      .lacking = (BIT(POISON) | BIT(IOCTL_POISON)) & ~feats };
+	c[n++] = HAS(MOVE) && HAS(IOCTL_MOVE) ?
+		(struct capability){ "UFFDIO_MOVE", "fl_uffd_move()" } :
+		(struct capability){ "UFFDIO_MOVE", "unavailable: -EOPNOTSUPP, pages are copied",
+				     .unavailable = true, .lacking = (BIT(MOVE) | BIT(IOCTL_MOVE)) & ~feats };
+	c[n++] = (struct capability){ "working sets", "first-touch faults recorded, replayed in batches" };
+	c[n++] = HAS(POISON) && HAS(IOCTL_POISON) && HAS(PAGEMAP_SCAN) ?
+		(struct capability){ "faultlined", "guard poisons what is absent (PAGEMAP_SCAN)" } :
+		(struct capability){ "faultlined",
+				     HAS(POISON) && HAS(IOCTL_POISON) ? "guard poisons what is absent (pagemap reads)" :
+				     "guard stops the client with SIGBUS",
+				     .fallback = true,
+				     .lacking = (BIT(POISON) | BIT(IOCTL_POISON) | BIT(PAGEMAP_SCAN)) & ~feats };
+	return n;
+}
+#undef HAS
+#undef BIT
+
+/* "poison,ioctl_poison": the names of a feature set. */
+static void feature_list(uint64_t set, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (unsigned f = 0; f < 64 && off < len; f++)
+		if (set & FL_FEATURE_BIT(f))
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+						fl_feature_name((enum fl_feature)f));
+}
+
 enum feat_status { FEAT_SUPPORTED, FEAT_MISSING, FEAT_MASKED };
 
 static const char *const status_names[] = { "supported", "missing", "masked" };
@@ -161,6 +247,9 @@ int cmd_check(int argc, char **argv)
 	char bad_token[128] = "", hex[32];
 	uint64_t kernel = 0, masked = 0, parsed;
 	int nfeatures = 0, probe_err, counts[3] = { 0 }, c, status = EXIT_OK;
+	struct capability caps[16];
+	size_t ncaps, nfallback = 0;
+	char names[256];
 	bool json = false, mask_ok = true, have_syscall, have_dev;
 	struct sysinfo_fl sys;
 
@@ -194,6 +283,10 @@ int cmd_check(int argc, char **argv)
 	while (fl_feature_name((enum fl_feature)nfeatures))
 		nfeatures++;
 	have_syscall = (kernel & FL_FEATURE_BIT(FL_FEATURE_SYSCALL)) != 0;
+	/* What the library will use: the kernel's features less the mask. */
+	ncaps = capabilities(kernel & ~masked, caps);
+	for (size_t i = 0; i < ncaps; i++)
+		nfallback += caps[i].fallback || caps[i].unavailable;
 	have_dev = (kernel & FL_FEATURE_BIT(FL_FEATURE_DEV_USERFAULTFD)) != 0;
 
 	if (json) {
@@ -252,6 +345,23 @@ int cmd_check(int argc, char **argv)
 		json_u64(&j, "supported", (uint64_t)counts[FEAT_SUPPORTED]);
 		json_u64(&j, "missing", (uint64_t)counts[FEAT_MISSING]);
 		json_u64(&j, "masked_count", (uint64_t)counts[FEAT_MASKED]);
+		/* Which capabilities run on a fallback (or not at all) here. */
+		json_begin_array(&j, "capabilities");
+		for (size_t i = 0; i < ncaps; i++) {
+			json_begin(&j, NULL);
+			json_str(&j, "name", caps[i].name);
+			json_str(&j, "backend", caps[i].backend);
+			json_str(&j, "mode", caps[i].unavailable ? "unavailable" : caps[i].fallback ? "fallback" : "native");
+			feature_list(caps[i].lacking, names, sizeof(names));
+			json_str(&j, "lacking", caps[i].lacking ? names : NULL);
+			json_end(&j);
+		}
+		json_end_array(&j);
+		json_begin_array(&j, "fallbacks");
+		for (size_t i = 0; i < ncaps; i++)
+			if (caps[i].fallback || caps[i].unavailable)
+				json_str(&j, NULL, caps[i].name);
+		json_end_array(&j);
 		json_begin(&j, "built_with");
 		for (size_t i = 0; i < FL_ARRAY_SIZE(cli_parts); i++)
 			json_bool(&j, cli_parts[i].option, cli_parts[i].built);
@@ -303,6 +413,19 @@ int cmd_check(int argc, char **argv)
 		}
 		printf("\n%d features: %d supported, %d missing, %d masked\n", nfeatures,
 		       counts[FEAT_SUPPORTED], counts[FEAT_MISSING], counts[FEAT_MASKED]);
+		printf("\n%-34s %-11s %s\n", "CAPABILITY", "MODE", "BACKEND");
+		for (size_t i = 0; i < ncaps; i++) {
+			feature_list(caps[i].lacking, names, sizeof(names));
+			printf("%-34s %-11s %s%s%s%s\n", caps[i].name,
+			       caps[i].unavailable ? "unavailable" : caps[i].fallback ? "fallback" : "native",
+			       caps[i].backend, caps[i].lacking ? " (lacks " : "", caps[i].lacking ? names : "",
+			       caps[i].lacking ? ")" : "");
+		}
+		if (nfallback)
+			printf("\n%zu of %zu capabilities run in fallback mode (or not at all) on this kernel%s\n",
+			       nfallback, ncaps, masked ? " with FAULTLINE_MASK_FEATURES" : "");
+		else
+			printf("\nevery capability runs on its native backend\n");
 	}
 	fflush(stdout);
 	if (!mask_ok) {

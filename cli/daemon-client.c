@@ -47,7 +47,8 @@ static const char daemon_usage[] =
 	"      --template      map through the daemon's shared page cache (clients\n"
 	"                      share the physical pages) instead of a private copy\n"
 	"      --verify        compare every page with the image read here\n"
-	"      --timeout MS    per request to the daemon (default 10000)\n"
+	"      --timeout MS    per request to the daemon (default 10000, times\n"
+	"                      FAULTLINE_TIMEOUT_SCALE)\n"
 	"      --json          the report as JSON\n"
 	"  -h, --help          show this help\n"
 	"\n"
@@ -104,7 +105,7 @@ static int daemon_map(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct fl_client_opts co = { .sz = sizeof(co) };
+	struct fl_client_opts co = { .sz = sizeof(co), .timeout_ms = cli_scaled_ms(10000) };
 	struct fl_client_map_opts mo = { .sz = sizeof(mo), .source = FL_SOURCE_IMAGE };
 	struct fl_image_region reg = { .sz = sizeof(reg) };
 	struct fl_client *client = NULL;

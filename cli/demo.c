@@ -36,7 +36,8 @@
 #define DEFAULT_SIZE (1ull << 30)
 #define DEFAULT_THREADS 4
 #define MAX_THREADS 64
-#define POPULATE_TIMEOUT_NS (40ull * 1000000000ull)
+/* Times FAULTLINE_TIMEOUT_SCALE (cli_scaled_ms()). */
+#define POPULATE_TIMEOUT_MS 40000u
 
 static const char demo_usage[] =
 	"Usage: faultline demo [--size BYTES] [--threads N] [--dir DIR]\n"
@@ -476,10 +477,10 @@ int cmd_demo(int argc, char **argv)
 		progress_update(&prog, resolved, extra);
 		if (t_full && verified >= verify_goal)
 			break;
-		if (fl__now_ns() - t_start > POPULATE_TIMEOUT_NS) {
+		if (fl__now_ns() - t_start > cli_scaled_ms(POPULATE_TIMEOUT_MS) * 1000000ull) {
 			progress_end(&prog, resolved, extra);
 			cli_error("demo: not restored after %llu s: %llu of %llu pages resolved, %llu checked",
-				  POPULATE_TIMEOUT_NS / 1000000000ull, (unsigned long long)resolved,
+				  cli_scaled_ms(POPULATE_TIMEOUT_MS) / 1000ull, (unsigned long long)resolved,
 				  (unsigned long long)d.npages, (unsigned long long)verified);
 			/* Threads may be waiting on faults that will not be
 			 * served: do not join them, end the process. */

@@ -801,3 +801,23 @@ int scratch_dir(const char *parent, const char *name, char *dir, size_t len, int
 	cleanup_unblock();
 	return r;
 }
+
+double cli_timeout_scale(void)
+{
+	const char *v = getenv("FAULTLINE_TIMEOUT_SCALE");
+	char *end;
+	double d;
+
+	if (!v || !*v)
+		return 1;
+	errno = 0;
+	d = strtod(v, &end);
+	return errno || *end || !(d >= 1) || d > 1000 ? 1 : d;
+}
+
+unsigned cli_scaled_ms(unsigned ms)
+{
+	double v = (double)ms * cli_timeout_scale();
+
+	return v >= 4294967295.0 ? 4294967295u : (unsigned)(v + 0.999);
+}

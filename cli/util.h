@@ -33,6 +33,15 @@ int cli_usage_error(const char *fmt, ...);
 /* A library error: "faultline: <what>: <strerror(-err)>"; returns EXIT_ERR. */
 int cli_fail(const char *what, int err);
 /*
+ * FAULTLINE_TIMEOUT_SCALE (a number from 1 to 1000, default 1; anything
+ * else counts as 1): the factor the CLI's default deadlines are multiplied
+ * by on a slow machine (the demo's client timeout and waits, `daemon map`
+ * without --timeout), the same variable the test suite reads.
+ */
+double cli_timeout_scale(void);
+/* ms times cli_timeout_scale(), rounded up. */
+unsigned cli_scaled_ms(unsigned ms);
+/*
  * A part this build left out: "faultline: <what>: built without <part>
  * support (-D<option>=disabled)"; returns EXIT_ERR.
  */

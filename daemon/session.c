@@ -305,6 +305,8 @@ static int on_claim(struct fld *d, struct fld_session *s, const struct fl__mgr_h
 	pthread_mutex_unlock(&d->mu);
 	if (!f)
 		return fld_reply_error(s, h->seq, ENOENT, "no fork with that token");
+	/* Off the list, not yet sent: the child's uffd dies with us. */
+	fld_crash_point("claim");
 	fd = fl_engine_space_fd(d->engine, f->space);
 	if (fd < 0) {
 		free(f);
@@ -320,6 +322,8 @@ static int on_claim(struct fld *d, struct fld_session *s, const struct fl__mgr_h
 	free(f);
 	fl__mgr_u64_encode(out, s->token);
 	r = reply(s, FL_MGR_CLAIMED, h->seq, out, 8, fd);
+	/* Sent: the child's uffd is in its socket's queue, not only ours. */
+	fld_crash_point("claimed");
 	return r;
 }
 
@@ -387,6 +391,8 @@ void fld_on_event(void *ctx, int space, const struct fl_event *event)
 		uint64_t page[512] = { FL_MGR_BEACON_MAGIC };
 		int fd, r = -ENOMEM;
 
+		/* The child's uffd is only ours, and its beacon still empty. */
+		fld_crash_point("fork-event");
 		/* Unclaimed, the child still has the beacon for its own forks. */
 		fld_space_set(d, new_space, 0, beacon);
 		fd = fl_engine_space_fd(d->engine, new_space);
@@ -411,6 +417,8 @@ void fld_on_event(void *ctx, int space, const struct fl_event *event)
 			f->next = d->forks;
 			d->forks = f;
 			pthread_mutex_unlock(&d->mu);
+			/* The token written, the fork claimable, nobody claimed it. */
+			fld_crash_point("fork-listed");
 		} else {
 			free(f);
 		}

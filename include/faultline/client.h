@@ -106,10 +106,15 @@ FL_API int fl_client_attach(struct fl_client *client);
  * got it from the FORK event) and start the child's own guard, so that the
  * child too survives a daemon restart. The child then owns a new session;
  * the parent's object must not be used in the child otherwise (free it with
- * fl_client_free(), which does not detach the parent). Errors: -ENOENT (the
- * daemon did not see this fork: not attached, or events off), -EALREADY
- * (called in the process that owns the session: claimed already, or not a
- * forked child).
+ * fl_client_free(), which does not detach the parent). A daemon that dies
+ * during the hand-off takes the child's uffd along: the child then waits
+ * (up to grace_ms) for a restarted daemon and attaches its memory anew on
+ * a uffd of its own; failing that it fails closed (its image and template
+ * ranges PROT_NONE: SIGSEGV, never zeros) and returns the error. Errors:
+ * -ENOENT (no fork events; or no token and no daemon came back),
+ * -ECONNRESET / -ECONNREFUSED (no daemon came back), -EALREADY (called in
+ * the process that owns the session: claimed already, or not a forked
+ * child).
  */
 FL_API int fl_client_after_fork(struct fl_client *client);
 

@@ -11,6 +11,7 @@
 #include <faultline/uffd.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -564,36 +565,139 @@ int fl_client_attach(struct fl_client *c)
 	return r;
 }
 
-int fl_client_after_fork(struct fl_client *c)
+/*
+ * open_session() again every 50 ms until `deadline` while no daemon answers
+ * (none listening yet, or one that died during the handshake): the child
+ * of a fork the daemon died in waits for the restarted one, as the guard
+ * does for an attached client.
+ */
+static int open_session_wait(struct fl_client *c, uint64_t deadline, int *ret_sock,
+			     struct fl__mgr_welcome *ret_welcome)
+{
+	for (;;) {
+		int r = open_session(c, FL_MGR_ROLE_CLIENT, 0, ret_sock, ret_welcome);
+
+		if ((r != -ECONNREFUSED && r != -ENOENT && r != -ECONNRESET && r != -EPIPE) ||
+		    fl__now_ns() >= deadline)
+			return r;
+		usleep(50000);
+	}
+}
+
+/* Wait until process `pid` (the daemon we knew) has exited, or `deadline`. */
+static void wait_exit(pid_t pid, uint64_t deadline)
+{
+	struct pollfd p = { .events = POLLIN };
+	uint64_t now = fl__now_ns();
+
+	if (pid <= 0 || now >= deadline || fl__pidfd_open(pid, &p.fd))
+		return;		/* ESRCH: gone already */
+	fl__poll(&p, 1, (int)((deadline - now) / 1000000) + 1);
+	fl__close(p.fd);
+}
+
+/*
+ * Register every range on `ufd`: 0, or -EBUSY while another userfaultfd
+ * still holds them (the child's own, still in a live daemon).
+ */
+static int register_all(struct fl_client *c)
+{
+	int r = 0;
+
+	for (unsigned i = 0; i < c->nranges; i++)
+		c->ranges[i].registered = false;
+	for (unsigned i = 0; !r && i < c->nranges; i++)
+		r = register_range(c, &c->ranges[i]);
+	if (r)
+		for (unsigned i = 0; i < c->nranges; i++)
+			if (c->ranges[i].registered) {
+				fl_uffd_unregister(c->uffd, (void *)(uintptr_t)c->ranges[i].addr,
+						   c->ranges[i].len);
+				c->ranges[i].registered = false;
+			}
+	return r;
+}
+
+/*
+ * The claim failed: the daemon died during the hand-off (before it wrote
+ * the token, with the fork unclaimed, or in the middle of the claim), or it
+ * refused. Only the daemon held the child's userfaultfd; once that is gone
+ * the kernel has unregistered the child's memory, whose missing pages would
+ * read zeros. Take the memory over as a new client of the restarted daemon:
+ * a new userfaultfd registered over the same ranges (the pages the child
+ * has are its copies; the missing ones fault again), a new session, the
+ * sources opened again (templates resumed with our memfd), one ATTACH.
+ * Registering is the test of whether the old userfaultfd is gone: -EBUSY
+ * while a daemon still holds it, so we first wait (up to the grace period)
+ * for the daemon we knew to exit.
+ */
+static int adopt_anew(struct fl_client *c, uint64_t deadline)
 {
 	struct fl__mgr_welcome w;
-	volatile uint64_t *b;
-	uint64_t token, reply;
+	int inherited = c->uffd, s = -1, r;
+
+	c->uffd = -1;
+	r = create_uffd(c);
+	if (r) {
+		c->uffd = inherited;
+		return r;
+	}
+	r = register_all(c);
+	if (r == -EBUSY) {
+		wait_exit(atomic_load(&c->daemon_pid), deadline);
+		r = register_all(c);
+	}
+	if (!r)
+		r = open_session_wait(c, deadline, &s, &w);
+	for (unsigned i = 0; !r && i < c->nsources; i++)
+		r = open_source(c, s, &c->sources[i], true);
+	if (!r)
+		r = send_attach(c, s, 0, c->nranges, c->uffd);
+	if (r) {
+		register_all(c);	/* nothing registered on it any more */
+		fl__close(s);
+		fl__close(c->uffd);
+		c->uffd = inherited;
+		return r;
+	}
+	fl__close(inherited);	/* the parent's uffd */
+	fl__close(c->sock);
+	c->sock = s;
+	c->token = w.token;
+	atomic_store(&c->daemon_pid, (pid_t)w.pid);
+	return 0;
+}
+
+/*
+ * Nobody serves the child's memory: make the ranges with a source
+ * inaccessible (an access is SIGSEGV) rather than let their missing pages
+ * read zeros, as fl_client_attach() does on failure. Zero memory stays:
+ * zeros are its contents.
+ */
+static void fail_closed_child(struct fl_client *c)
+{
+	for (unsigned i = 0; i < c->nranges; i++) {
+		if (c->ranges[i].source)
+			mprotect((void *)(uintptr_t)c->ranges[i].addr, c->ranges[i].len, PROT_NONE);
+		c->ranges[i].registered = false;
+	}
+	fl__close(c->uffd);	/* the parent's: nothing of ours is registered on it */
+	c->uffd = -1;
+	fl__close(c->sock);
+	c->sock = -1;
+	c->session_pid = getpid();
+}
+
+/* CLAIM the child's uffd with `token`: 0 and the session, or -errno. */
+static int claim(struct fl_client *c, uint64_t token, uint64_t deadline)
+{
+	struct fl__mgr_welcome w;
+	uint64_t reply;
 	uint8_t p[8];
 	size_t n;
 	int s = -1, ufd = -1, r;
 
-	if (!c || !c->beacon || c->uffd < 0)
-		return -EINVAL;
-	if (c->session_pid == getpid())
-		return -EALREADY;	/* claimed already, or not a child at all */
-	if (!(c->features & UFFD_FEATURE_EVENT_FORK))
-		return -ENOENT;		/* the daemon saw no fork (and the beacon is not here) */
-	/* The guard thread did not survive fork: forget it without a join,
-	 * and start afresh on the mutex, which it may have held. */
-	if (c->guard)
-		fl__guard_forget(c->guard);
-	c->guard = NULL;
-	pthread_mutex_init(&c->mu, NULL);
-	/* The daemon wrote the token into the child's beacon before serving
-	 * any fault of the child (a fault here waits for it). */
-	b = c->beacon;
-	if (b[0] != FL_MGR_BEACON_MAGIC)
-		return -ENOENT;
-	token = b[1];
-	/* Gone again, so that our own children start with no beacon page. */
-	fl__madvise(c->beacon, FL_PAGE_SIZE, MADV_DONTNEED);
-	r = open_session(c, FL_MGR_ROLE_CLIENT, 0, &s, &w);
+	r = open_session_wait(c, deadline, &s, &w);
 	if (r)
 		return r;
 	fl__mgr_u64_encode(p, token);
@@ -612,8 +716,45 @@ int fl_client_after_fork(struct fl_client *c)
 	c->sock = s;
 	c->uffd = ufd;
 	c->token = reply;
-	c->session_pid = getpid();
 	atomic_store(&c->daemon_pid, (pid_t)w.pid);
+	return 0;
+}
+
+int fl_client_after_fork(struct fl_client *c)
+{
+	volatile uint64_t *b;
+	uint64_t token = 0, deadline;
+	int r;
+
+	if (!c || !c->beacon || c->uffd < 0)
+		return -EINVAL;
+	if (c->session_pid == getpid())
+		return -EALREADY;	/* claimed already, or not a child at all */
+	if (!(c->features & UFFD_FEATURE_EVENT_FORK))
+		return -ENOENT;		/* the daemon saw no fork (and the beacon is not here) */
+	/* The guard thread did not survive fork: forget it without a join,
+	 * and start afresh on the mutex, which it may have held. */
+	if (c->guard)
+		fl__guard_forget(c->guard);
+	c->guard = NULL;
+	pthread_mutex_init(&c->mu, NULL);
+	deadline = fl__now_ns() + (uint64_t)c->grace_ms * 1000000ull;
+	/* The daemon wrote the token into the child's beacon before serving
+	 * any fault of the child (a fault here waits for it). No token: the
+	 * daemon died before writing it (the page then reads zeros). */
+	b = c->beacon;
+	if (b[0] == FL_MGR_BEACON_MAGIC)
+		token = b[1];
+	/* Gone again, so that our own children start with no beacon page. */
+	fl__madvise(c->beacon, FL_PAGE_SIZE, MADV_DONTNEED);
+	r = token ? claim(c, token, deadline) : -ENOENT;
+	if (r && r != -ENOMEM && r != -EMFILE && adopt_anew(c, deadline) == 0)
+		r = 0;
+	if (r) {
+		fail_closed_child(c);
+		return r;
+	}
+	c->session_pid = getpid();
 	return start_guard(c);
 }
 

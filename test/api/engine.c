@@ -139,7 +139,7 @@ static int c_placement(void *arg)
 
 	/* Pinning happens as each thread starts: allow it a moment. */
 	for (int i = 0; i < nh; i++) {
-		uint64_t end = t_now_ns() + 2000000000ull;
+		uint64_t end = t_deadline_ms(2000);
 		cpu_set_t set;
 		for (;;) {
 			bool ok;
@@ -224,7 +224,7 @@ static int c_stop_start(void *arg)
 	/* A fault while stopped waits... */
 	t = (struct toucher){ .p = base + 100 * U_PAGE, .expect = img + 100 * U_PAGE, .len = U_PAGE };
 	T_ASSERT(pthread_create(&t.tid, NULL, toucher_main, &t) == 0);
-	t_sleep_ms(300);
+	t_sleep_ms(t_scaled_ms(300));
 	T_ASSERT_EQ(atomic_load(&t.done), 0);
 	/* ...and is served after a restart. */
 	T_OK(fl_engine_start(e));
@@ -236,7 +236,7 @@ static int c_stop_start(void *arg)
 	/* Stopped twice over, started again: still serving. */
 	t = (struct toucher){ .p = base + LEN / 2, .expect = img + LEN / 2, .len = LEN / 2 };
 	T_ASSERT(pthread_create(&t.tid, NULL, toucher_main, &t) == 0);
-	t_sleep_ms(100);
+	t_sleep_ms(t_scaled_ms(100));
 	T_ASSERT_EQ(atomic_load(&t.done), 0);
 	T_OK(fl_engine_start(e));
 	pthread_join(t.tid, NULL);
@@ -308,7 +308,7 @@ static int c_embedded(void *arg)
 	U_ASSERT_TASKS(base_tasks + 1);
 	/* The background region fills from the loop when it is idle. */
 	t0 = t_now_ns();
-	while (fl_region_resolved_pages(bg) < LEN / U_PAGE && t_now_ns() - t0 < 20000000000ull)
+	while (fl_region_resolved_pages(bg) < LEN / U_PAGE && t_now_ns() - t0 < (uint64_t)t_scaled_ms(20000) * 1000000ull)
 		t_sleep_ms(5);
 	T_ASSERT_EQ(fl_region_resolved_pages(bg), LEN / U_PAGE);
 	atomic_store(&l.stop, true);
@@ -354,7 +354,7 @@ static int c_embedded_main_loop(void *arg)
 	while (!atomic_load(&t.done)) {
 		int n = fl_engine_process(e, 100);
 		T_ASSERT(n >= 0, "fl_engine_process: %d", n);
-		T_ASSERT(t_now_ns() - t0 < 20000000000ull, "toucher not served");
+		T_ASSERT(t_now_ns() - t0 < (uint64_t)t_scaled_ms(20000) * 1000000ull, "toucher not served");
 	}
 	pthread_join(t.tid, NULL);
 	T_ASSERT_EQ(atomic_load(&t.done), 1);
@@ -417,7 +417,7 @@ static int c_embedded_many_spaces(void *arg)
 	while (!atomic_load(&t.done)) {
 		int n = fl_engine_process(e, 100);
 		T_ASSERT(n >= 0, "fl_engine_process: %d", n);
-		T_ASSERT(t_now_ns() - t0 < 10000000000ull, "faults in space %d not served", o.space);
+		T_ASSERT(t_now_ns() - t0 < (uint64_t)t_scaled_ms(10000) * 1000000ull, "faults in space %d not served", o.space);
 	}
 	pthread_join(t.tid, NULL);
 	T_ASSERT_EQ(atomic_load(&t.done), 1);
@@ -849,7 +849,7 @@ static void ev_record(void *ctx, int space, const struct fl_event *event)
  */
 static struct fl_event ev_find(struct ev_log *log, enum fl_event_kind kind, uint64_t start, int *ret_space)
 {
-	uint64_t end = t_now_ns() + 3000000000ull;
+	uint64_t end = t_deadline_ms(3000);
 	struct fl_event ev = { 0 };
 	bool found = false;
 
@@ -1100,7 +1100,7 @@ static void *stale_main(void *arg)
 	pthread_barrier_wait(s->bar);
 	s->ok = memcmp(s->p, s->expect, U_PAGE) == 0;
 	atomic_fetch_add(s->woke, 1);
-	t_sleep_ms(400);	/* stay alive: a stray SIGBUS would kill the process */
+	t_sleep_ms(t_scaled_ms(400));	/* stay alive: a stray SIGBUS would kill the process */
 	return NULL;
 }
 
@@ -1140,7 +1140,7 @@ static int c_free_stale_faults(void *arg)
 	o = u_ropts(&anon_cfg, U_MIB, s2, FL_REGION_NO_PREFETCH);
 	o.addr = addr;
 	r = u_region_opts(e, &o);
-	t_sleep_ms(250);	/* the stale messages are handled meanwhile */
+	t_sleep_ms(t_scaled_ms(250));	/* the stale messages are handled meanwhile */
 	for (size_t p = 0; p < U_MIB / U_PAGE; p++)
 		T_ASSERT(u_probe_cmp(addr + p * U_PAGE, img2 + p * U_PAGE, U_PAGE) == 0,
 			 "new region at the same address: page %zu %s", p,

@@ -39,13 +39,13 @@ static void *probe_main(void *arg)
 /* Wait until the background filler has stopped making progress. */
 static void wait_fill_settled(struct fl_region *r)
 {
-	uint64_t last = UINT64_MAX, end = t_now_ns() + 20000000000ull;
+	uint64_t last = UINT64_MAX, end = t_deadline_ms(20000);
 	while (t_now_ns() < end) {
 		uint64_t now = fl_region_resolved_pages(r);
 		if (now == last)
 			return;
 		last = now;
-		t_sleep_ms(100);
+		t_sleep_ms(t_scaled_ms(100));
 	}
 }
 
@@ -307,7 +307,7 @@ static int hk_proc_a(const struct hk_arg *ha, struct hk_shared *sh)
 
 	range = (struct fl_range){ (uintptr_t)base, HK_LEN };
 	go = (struct fl_guard_opts){ .sz = sizeof(go), .uffd = ufd, .features = feats,
-				     .ranges = &range, .nr_ranges = 1, .timeout_ms = 500 };
+				     .ranges = &range, .nr_ranges = 1, .timeout_ms = t_scaled_ms(500) };
 	T_OK(fl_guard_new(&go, &g));
 	T_ASSERT_EQ(fl_guard_state(g), FL_GUARD_IDLE);
 	T_OK(fl_guard_watch(g, b));
@@ -319,7 +319,7 @@ static int hk_proc_a(const struct hk_arg *ha, struct hk_shared *sh)
 					    .count = HK_NPAGES / 4, .v = &sh->v };
 		T_ASSERT(pthread_create(&rd[i].tid, NULL, u_probe_reader_main, &rd[i]) == 0);
 	}
-	end = t_now_ns() + 30000000000ull;
+	end = t_deadline_ms(30000);
 	while (atomic_load(&sh->v.ok) < (long)HK_NPAGES * ha->kill_pct / 100) {
 		T_ASSERT(t_now_ns() < end, "only %ld pages served in 30 s", atomic_load(&sh->v.ok));
 		usleep(200);
@@ -482,7 +482,7 @@ static int c_free_poisons_foreign(void *arg)
 	T_ASSERT(u_read_full(sk[0], &ch, 1, 20000) && ch == 'S');
 	w = (struct probe_thr){ .p = base + 100 * U_PAGE, .expect = img + 100 * U_PAGE, .len = U_PAGE, .got = 9 };
 	T_ASSERT(pthread_create(&w.tid, NULL, probe_main, &w) == 0);
-	t_sleep_ms(200);
+	t_sleep_ms(t_scaled_ms(200));
 	T_ASSERT_EQ(w.got, 9);
 	/* Freeing the engine poisons every unresolved page, waking the waiter with SIGBUS. */
 	u_write_full(sk[0], "f", 1);
@@ -622,7 +622,7 @@ static int guard_proc(void)
 	range = (struct fl_range){ (uintptr_t)p, len };
 
 	go = (struct fl_guard_opts){ .sz = sizeof(go), .uffd = ufd, .features = feats,
-				     .ranges = &range, .nr_ranges = 1, .timeout_ms = 300 };
+				     .ranges = &range, .nr_ranges = 1, .timeout_ms = t_scaled_ms(300) };
 	T_ASSERT_EQ(fl_guard_new(NULL, &g2), -EINVAL);
 	go.sz = 0;
 	T_ASSERT_EQ(fl_guard_new(&go, &g2), -EINVAL);
@@ -649,11 +649,11 @@ static int guard_proc(void)
 	}
 	T_OK(fl_guard_watch(g, h));
 	T_ASSERT_EQ(fl_guard_state(g), FL_GUARD_WATCHING);
-	t_sleep_ms(100);
+	t_sleep_ms(t_scaled_ms(100));
 	T_ASSERT_EQ(fl_guard_state(g), FL_GUARD_WATCHING);
 	kill(h, SIGKILL);
 	T_ASSERT(waitpid(h, &st, 0) == h);
-	end = t_now_ns() + 5000000000ull;
+	end = t_deadline_ms(5000);
 	while (fl_guard_state(g) != FL_GUARD_FAILED) {
 		seen_waiting |= fl_guard_state(g) == FL_GUARD_WAITING;
 		T_ASSERT(t_now_ns() < end, "guard state %d 5 s after the handler died", fl_guard_state(g));
@@ -712,7 +712,7 @@ static int c_guard_free_no_poison(void *arg)
 	T_OK(fl_uffd_register(ufd, p, len, FL_REG_MISSING, NULL));
 	range = (struct fl_range){ (uintptr_t)p, len };
 	go = (struct fl_guard_opts){ .sz = sizeof(go), .uffd = ufd, .ranges = &range, .nr_ranges = 1,
-				     .timeout_ms = 100 };
+				     .timeout_ms = t_scaled_ms(100) };
 	T_OK(fl_guard_new(&go, &g));
 	h = fork();
 	T_ASSERT(h >= 0);
@@ -721,12 +721,12 @@ static int c_guard_free_no_poison(void *arg)
 		_exit(0);
 	}
 	T_OK(fl_guard_watch(g, h));
-	t_sleep_ms(300);
+	t_sleep_ms(t_scaled_ms(300));
 	T_ASSERT_EQ(fl_guard_state(g), FL_GUARD_WATCHING);
 	fl_guard_free(g);
 	kill(h, SIGKILL);
 	waitpid(h, NULL, 0);
-	t_sleep_ms(200);
+	t_sleep_ms(t_scaled_ms(200));
 	/* Still lazy: resolve it ourselves and read the data. */
 	img = u_image(len, 0, 5);
 	T_OK(fl_uffd_copy(ufd, p, img, len, 0, NULL));

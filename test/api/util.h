@@ -521,14 +521,14 @@ U_FN void *u_free_addr(size_t len, size_t align)
 	return a;
 }
 
-/* read() exactly len bytes within timeout_ms; false on timeout/EOF. */
+/* read() exactly len bytes within timeout_ms (scaled); false on timeout/EOF. */
 U_FN bool u_read_full(int fd, void *buf, size_t len, int timeout_ms)
 {
 	size_t done = 0;
 	while (done < len) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		ssize_t n;
-		int r = poll(&p, 1, timeout_ms);
+		int r = poll(&p, 1, timeout_ms > 0 ? (int)t_scaled_ms((unsigned)timeout_ms) : timeout_ms);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)

@@ -13,6 +13,12 @@ T_PROG=cli
 # out gets its "built without" cases instead of the ones that use it.
 built() { "$F" --version | grep -q -- " +$1\( \|\$\)"; }
 
+# harness.sh's t_scale: FAULTLINE_TIMEOUT_SCALE scales the shell tests' deadlines
+ok t-scale-default '[ "$(FAULTLINE_TIMEOUT_SCALE= t_scale 400)" = 400 ]'
+ok t-scale-factor '[ "$(FAULTLINE_TIMEOUT_SCALE=2.5 t_scale 401)" = 1003 ]'
+ok t-scale-below-one '[ "$(FAULTLINE_TIMEOUT_SCALE=0.5 t_scale 400)" = 400 ]'
+ok t-scale-not-a-number '[ "$(FAULTLINE_TIMEOUT_SCALE=fast t_scale 400)" = 400 ]'
+
 check help 0 "$F" --help
 has help-lists-image "$T/out" "image"
 # every benchmark is listed in the top-level help and documented in faultline(1)
@@ -39,6 +45,36 @@ check check-json 0 "$F" check --json
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/out" && result PASS check-json-parses || result FAIL check-json-parses
 python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["built_with"]; assert sorted(b) == ["lz4", "redis", "tls"]' "$T/out" \
 	&& result PASS check-json-built-with || result FAIL check-json-built-with
+# capabilities: every one named with its mode; "fallbacks" lists exactly those
+# not native; a kernel lacking nothing has none
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+caps = d["capabilities"]
+assert len(caps) == 9 and all(c["mode"] in ("native", "fallback", "unavailable") for c in caps), caps
+assert d["fallbacks"] == [c["name"] for c in caps if c["mode"] != "native"], d["fallbacks"]
+assert all((c["mode"] == "native") == (c["lacking"] is None) for c in caps), caps
+if d["missing"] == 0 and d["masked_count"] == 0:
+    assert d["fallbacks"] == [], d["fallbacks"]' "$T/out" \
+	&& result PASS check-json-capabilities || result FAIL check-json-capabilities
+# with the features newer than 6.1 masked: the 6.1 fallbacks, by name
+FAULTLINE_MASK_FEATURES=new check check-masked-json 0 "$F" check --json
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+modes = {c["name"]: c for c in d["capabilities"]}
+assert d["fallbacks"] == ["write watches", "live snapshots", "clones and resets", "poison on failure",
+                          "UFFDIO_MOVE", "faultlined"], d["fallbacks"]
+assert modes["write watches"]["backend"].startswith("synchronous uffd WP"), modes["write watches"]
+assert "wp_async" in modes["write watches"]["lacking"].split(","), modes["write watches"]
+assert modes["poison on failure"]["backend"].startswith("SIGBUS sent to the faulting thread"), modes["poison on failure"]
+assert modes["UFFDIO_MOVE"]["mode"] == "unavailable"
+for n in ("lazy regions (MISSING)", "MINOR regions (memfd, hugetlbfs)", "working sets"):
+    assert modes[n]["mode"] == "native", modes[n]' "$T/out" \
+	&& result PASS check-masked-fallbacks || result FAIL check-masked-fallbacks
+FAULTLINE_MASK_FEATURES=new check check-masked-text 0 "$F" check
+has check-masked-text-fallback "$T/out" "^write watches  *fallback  *synchronous uffd WP faults"
+has check-masked-text-count "$T/out" "6 of 9 capabilities run in fallback mode"
 
 check create-pattern 0 "$F" image create "$T/a.img" --pattern 8M --zero-pages
 check info 0 "$F" image info "$T/a.img"
@@ -167,7 +203,7 @@ ls -A "$T" | grep -q '^\.huge\.img\.tmp\.' && result FAIL create-huge-no-tmp || 
 
 # ---- interrupted commands leave nothing behind (item 3) ----
 # wait_for COND...: poll a shell condition for up to 20 s
-wait_for() { for _ in $(seq 400); do eval "$1" && return 0; sleep 0.05; done; return 1; }
+wait_for() { for _ in $(seq $(t_scale 400)); do eval "$1" && return 0; sleep 0.05; done; return 1; }
 # Background commands are started with job control on (set -m): each is then
 # the leader of a process group of its own, which holds every process it
 # starts (found with pgrep -g even once orphaned), and SIGINT is not ignored
@@ -269,7 +305,7 @@ if [ -n "$FLD" ] && [ -x "$FLD" ]; then
 	"$FLD" --socket "$T/fld/sock" --images "$T/fld/images" 2> "$T/fld/log" &
 	fld_pid=$!
 	trap 'kill "$fld_pid" 2>/dev/null; wait "$fld_pid" 2>/dev/null; rm -rf "$T"' EXIT
-	for _ in $(seq 200); do
+	for _ in $(seq $(t_scale 200)); do
 		"$F" stats --socket "$T/fld/sock" --json > /dev/null 2>&1 && break
 		kill -0 "$fld_pid" 2>/dev/null || break
 		sleep 0.05

@@ -16,11 +16,11 @@ cleanup() {
 trap cleanup EXIT
 . "$(dirname "$0")/../harness/harness.sh"
 T_PROG=client
-# A missing tool is a skip, except under FAULTLINE_REQUIRE_FEATURES=all (CI
-# on the development machines, where everything is installed): a failure.
+# A missing tool is a skip, except under FAULTLINE_REQUIRE_FEATURES=all or
+# =kernel (t_strict; CI, where everything is installed): a failure.
 skipped() {
-	if [ "${FAULTLINE_REQUIRE_FEATURES:-}" = all ] && [ "${3:-}" != optional ]; then
-		echo "# $1: $2 (FAULTLINE_REQUIRE_FEATURES=all)" >&2; result FAIL "$1"; return
+	if t_strict && [ "${3:-}" != optional ]; then
+		echo "# $1: $2 (FAULTLINE_REQUIRE_FEATURES=$FAULTLINE_REQUIRE_FEATURES)" >&2; result FAIL "$1"; return
 	fi
 	result SKIP "$1: $2"
 }
@@ -50,7 +50,7 @@ serve() {
 	pids+=("$pid")
 	eval "${name}_pid=$pid"
 	port=0
-	for _ in $(seq 200); do
+	for _ in $(seq $(t_scale 200)); do
 		port=$(sed -n 's/^listening on .*:\([0-9]\+\)$/\1/p' "$T/$name.out")
 		[ -n "$port" ] && return 0
 		kill -0 "$pid" 2>/dev/null || break
@@ -126,11 +126,11 @@ if serve plain "$T/a.img"; then
 	absent tcp-restore-other-image-writes-nothing "$T/other.raw"
 	check tcp-no-region 1 "$F" image restore --from "$url" --region 3
 	has tcp-no-region-says "$T/err" "no region 3"
-	check tcp-tls-to-plain 1 "$F" image restore --from "$url" --timeout 2000 \
+	check tcp-tls-to-plain 1 "$F" image restore --from "$url" --timeout $(t_scale 2000) \
 		--tls-psk a:000102030405060708090a0b0c0d0e0f
 	stop "$plain_pid"
 	# the server is gone: refused, one line, exit 1
-	check tcp-unreachable 1 "$F" image restore --from "$url" --timeout 2000 -o "$T/gone.raw"
+	check tcp-unreachable 1 "$F" image restore --from "$url" --timeout $(t_scale 2000) -o "$T/gone.raw"
 	has tcp-unreachable-says "$T/err" "connection refused"
 	[ "$(wc -l < "$T/err")" = 1 ] && result PASS tcp-unreachable-one-line || result FAIL tcp-unreachable-one-line
 	absent tcp-unreachable-writes-nothing "$T/gone.raw"
@@ -145,17 +145,17 @@ if serve v6 "$T/a.img" --listen '[::1]:0' 2> /dev/null; then
 else
 	skipped tcp-v6 "no IPv6 loopback" optional
 fi
-check tcp-unresolvable 1 "$F" image restore --from tcp://no-such-host.invalid:7000 --timeout 2000
+check tcp-unresolvable 1 "$F" image restore --from tcp://no-such-host.invalid:7000 --timeout $(t_scale 2000)
 
 # ---- a corrupt page at the source: reported, never written (nor as zeros) -----------------
 if serve corrupt "$T/d.img"; then
 	url=tcp://127.0.0.1:$port
-	check corrupt-restore 1 "$F" image restore --from "$url" -o "$T/d.raw" --timeout 3000
+	check corrupt-restore 1 "$F" image restore --from "$url" -o "$T/d.raw" --timeout $(t_scale 3000)
 	has corrupt-restore-says "$T/err" "could not be delivered"
 	absent corrupt-restore-writes-nothing "$T/d.raw"
-	check corrupt-restore-json 1 "$F" image restore --from "$url" --json --timeout 3000
+	check corrupt-restore-json 1 "$F" image restore --from "$url" --json --timeout $(t_scale 3000)
 	pyjson corrupt-restore-json-counts 'd["pages_bad"] == 1 and d["pages_ok"] == 2047 and d["first_bad_page"] is not None'
-	check corrupt-restore-json-output 1 "$F" image restore --from "$url" --json -o "$T/d2.raw" --timeout 3000
+	check corrupt-restore-json-output 1 "$F" image restore --from "$url" --json -o "$T/d2.raw" --timeout $(t_scale 3000)
 	pyjson corrupt-restore-json-no-output 'd["output"] is None'
 	absent corrupt-restore-json-writes-nothing "$T/d2.raw"
 	stop "$corrupt_pid"
@@ -173,10 +173,10 @@ if built tls; then
 		echo "$psk" > "$T/psk.txt"
 		check psk-file-restore 0 "$F" image restore --from "$url" --tls-psk-file "$T/psk.txt" "$T/a.img"
 		has psk-file-restore-checked "$T/out" "mismatches: 0"
-		check psk-wrong-key 1 "$F" image restore --from "$url" --timeout 2000 \
+		check psk-wrong-key 1 "$F" image restore --from "$url" --timeout $(t_scale 2000) \
 			--tls-psk client:ff0102030405060708090a0b0c0d0e0f1011121314151617
 		has psk-wrong-key-says "$T/err" "TLS credentials refused"
-		check psk-plain-client 1 "$F" image restore --from "$url" --timeout 2000
+		check psk-plain-client 1 "$F" image restore --from "$url" --timeout $(t_scale 2000)
 		stop "$psk_pid"
 	else
 		result FAIL serve-psk-starts
@@ -197,7 +197,7 @@ if built tls; then
 			check x509-restore 0 "$F" image restore --from "$url" --tls-ca "$T/ca.pem" -o "$T/x509.raw"
 			same x509-restore-bytes "$T/x509.raw" "$T/a.raw"
 			# the test CA is not in the system's trust: refused
-			check x509-untrusted 1 "$F" image restore --from "$url" --tls --timeout 2000
+			check x509-untrusted 1 "$F" image restore --from "$url" --tls --timeout $(t_scale 2000)
 			stop "$x509_pid"
 		else
 			result FAIL serve-x509-starts
@@ -223,7 +223,7 @@ else
 		--dir "$T/redis" --logfile "$T/redis/log" &
 	rpid=$!
 	pids+=("$rpid")
-	for _ in $(seq 200); do
+	for _ in $(seq $(t_scale 200)); do
 		[ "$(redis-cli -p "$rport" ping 2>/dev/null)" = PONG ] && break
 		sleep 0.05
 	done
@@ -233,21 +233,21 @@ else
 	same redis-restore-bytes "$T/redis.raw" "$T/a.raw"
 	check redis-restore-json 0 "$F" image restore --from "$rurl" --json "$T/a.img"
 	pyjson redis-restore-json-fields 'd["pages"] == 2048 and d["pages_bad"] == 0 and d["mismatches"] == 0'
-	check redis-empty-prefix 1 "$F" image restore --from "redis://127.0.0.1:$rport/nothing" --timeout 1000
+	check redis-empty-prefix 1 "$F" image restore --from "redis://127.0.0.1:$rport/nothing" --timeout $(t_scale 1000)
 	has redis-empty-prefix-says "$T/err" "no image under that prefix"
 	check redis-bad-url 2 "$F" image restore --from "redis://127.0.0.1:$rport/a b"
 	# a page value damaged in Redis: reported, nothing written
 	key=$(redis-cli -p "$rport" --scan --pattern 'client:{*:0:0}:3' | head -1)
 	if [ -n "$key" ]; then
 		redis-cli -p "$rport" setrange "$key" 100 XXXX > /dev/null
-		check redis-corrupt 1 "$F" image restore --from "$rurl" -o "$T/rc.raw" --timeout 2000
+		check redis-corrupt 1 "$F" image restore --from "$rurl" -o "$T/rc.raw" --timeout $(t_scale 2000)
 		has redis-corrupt-says "$T/err" "could not be delivered"
 		absent redis-corrupt-writes-nothing "$T/rc.raw"
 	else
 		result FAIL redis-page-key-found
 	fi
 	stop "$rpid"
-	check redis-unreachable 1 "$F" image restore --from "$rurl" --timeout 500
+	check redis-unreachable 1 "$F" image restore --from "$rurl" --timeout $(t_scale 500)
 fi
 
 # ---- faultlined --------------------------------------------------------------------------------------
@@ -261,7 +261,7 @@ if [ -n "$FLD" ] && [ -x "$FLD" ]; then
 	"$FLD" --socket "$T/fld/sock" --images "$T/fld/images" 2> "$T/fld/log" &
 	fld_pid=$!
 	pids+=("$fld_pid")
-	for _ in $(seq 200); do
+	for _ in $(seq $(t_scale 200)); do
 		[ -S "$T/fld/sock" ] && "$F" stats --socket "$T/fld/sock" > /dev/null 2>&1 && break
 		kill -0 "$fld_pid" 2>/dev/null || break
 		sleep 0.05

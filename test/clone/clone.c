@@ -185,7 +185,7 @@ static int test_sharing(void *arg)
 	for (int i = 0; i < NCHILD; i++) {
 		char b;
 		struct pollfd pfd = { .fd = ready[0], .events = POLLIN };
-		T_ASSERT(poll(&pfd, 1, 60000) == 1 && read(ready[0], &b, 1) == 1, "a child never got ready");
+		T_ASSERT(poll(&pfd, 1, (int)t_scaled_ms(60000)) == 1 && read(ready[0], &b, 1) == 1, "a child never got ready");
 	}
 	for (int round = 0; round < 2; round++) {
 		for (int i = 0; i < NCHILD; i++)
@@ -194,7 +194,7 @@ static int test_sharing(void *arg)
 			for (int i = 0; i < NCHILD; i++) {
 				uint64_t out[2];
 				struct pollfd pfd = { .fd = res[0], .events = POLLIN };
-				if (poll(&pfd, 1, 30000) != 1) {
+				if (poll(&pfd, 1, (int)t_scaled_ms(30000)) != 1) {
 					for (int k = 0; k < NCHILD; k++) {
 						int stt;
 						if (waitpid(pids[k], &stt, WNOHANG) == pids[k])
@@ -455,7 +455,7 @@ static int ck_proc_a(bool recover, struct ck_shared *sh)
 
 	range = (struct fl_range){ (uintptr_t)base, CK_LEN };
 	go = (struct fl_guard_opts){ .sz = sizeof(go), .uffd = ufd, .features = feats,
-				     .ranges = &range, .nr_ranges = 1, .timeout_ms = 500 };
+				     .ranges = &range, .nr_ranges = 1, .timeout_ms = t_scaled_ms(500) };
 	T_OK(fl_guard_new(&go, &g));
 	T_OK(fl_guard_watch(g, b));
 	u_bus_install();
@@ -464,7 +464,7 @@ static int ck_proc_a(bool recover, struct ck_shared *sh)
 					    .count = CK_NPAGES / 4, .v = &sh->v };
 		T_ASSERT(pthread_create(&rd[i].tid, NULL, u_probe_reader_main, &rd[i]) == 0);
 	}
-	end = t_now_ns() + 30000000000ull;
+	end = t_deadline_ms(30000);
 	while (atomic_load(&sh->v.ok) < (long)CK_NPAGES * 40 / 100) {
 		T_ASSERT(t_now_ns() < end, "only %ld pages served in 30 s", atomic_load(&sh->v.ok));
 		usleep(200);

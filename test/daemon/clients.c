@@ -483,7 +483,7 @@ static int test_closed_session(void *arg)
 	U_CHECK(a, img, IMG_LEN / 4, U_PAGE);
 	ufd = dup(fl_client_uffd(c));	/* keeps the uffd alive past fl_client_free() */
 	fl_client_free(c);
-	t_sleep_ms(300);
+	t_sleep_ms(t_scaled_ms(300));
 	/* The process lives on: the daemon still reads its uffd, so neither
 	 * its faults nor its events (this munmap, that mremap) wait forever. */
 	T_ASSERT(munmap(a + IMG_LEN - (1u << 20), 1u << 20) == 0);
@@ -610,7 +610,7 @@ static int test_greeting_cut(void *arg)
 			_exit(1);
 		_exit(0);
 	}
-	o = (struct fl_client_opts){ .sz = sizeof(o), .socket = e.sock, .timeout_ms = 5000 };
+	o = (struct fl_client_opts){ .sz = sizeof(o), .socket = e.sock, .timeout_ms = t_scaled_ms(5000) };
 	r = fl_client_connect(&o, &c);
 	T_ASSERT_EQ(r, -ECONNRESET);
 	T_ASSERT(c == NULL);

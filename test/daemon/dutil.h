@@ -83,7 +83,7 @@ U_FN pid_t d_start_argv(struct d_env *e, const char *const *extra)
 {
 	const char *argv[40] = { d_faultlined(), "--socket", e->sock, "--images", e->images };
 	size_t n = 5;
-	uint64_t end = t_now_ns() + 10000000000ull;
+	uint64_t end = t_deadline_ms(10000);
 	pid_t pid;
 
 	for (; extra && *extra && n < 38; extra++)
@@ -137,10 +137,15 @@ U_FN void d_env_free(struct d_env *e)
 	t_rmtree(e->dir);
 }
 
-/* A connected client with the default options plus `flags`. */
+/*
+ * A connected client with the default options plus `flags`; the grace
+ * period and the library's 10 s answer timeout scaled
+ * (FAULTLINE_TIMEOUT_SCALE).
+ */
 U_FN struct fl_client *d_client(const struct d_env *e, unsigned flags, unsigned grace_ms)
 {
-	struct fl_client_opts o = { .sz = sizeof(o), .socket = e->sock, .flags = flags, .grace_ms = grace_ms };
+	struct fl_client_opts o = { .sz = sizeof(o), .socket = e->sock, .flags = flags,
+				    .grace_ms = t_scaled_ms(grace_ms ? grace_ms : 5000), .timeout_ms = t_scaled_ms(10000) };
 	struct fl_client *c = NULL;
 
 	T_OK(fl_client_connect(&o, &c));
@@ -171,7 +176,7 @@ U_FN int d_raw_reply(int s, int *ret_errno, int timeout_ms)
 {
 	static uint8_t buf[FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD];
 	struct fl__mgr_hdr h;
-	int fd = -1, n = fl__mgr_recv(s, buf, &h, &fd, timeout_ms);
+	int fd = -1, n = fl__mgr_recv(s, buf, &h, &fd, timeout_ms > 0 ? (int)t_scaled_ms((unsigned)timeout_ms) : timeout_ms);
 
 	if (fd >= 0)
 		close(fd);
@@ -192,7 +197,7 @@ U_FN bool d_raw_closed(int s, int timeout_ms)
 	char b[64];
 
 	for (;;) {
-		if (poll(&p, 1, timeout_ms) <= 0)
+		if (poll(&p, 1, timeout_ms > 0 ? (int)t_scaled_ms((unsigned)timeout_ms) : timeout_ms) <= 0)
 			return false;
 		ssize_t n = recv(s, b, sizeof(b), MSG_DONTWAIT);
 		if (n == 0)

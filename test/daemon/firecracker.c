@@ -199,7 +199,7 @@ static char *fc_dumps(const json_t *j)
 static int fc_connect(const struct fc_env *fe)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	uint64_t end = t_now_ns() + 10000000000ull;
+	uint64_t end = t_deadline_ms(10000);
 
 	T_ASSERT(strlen(fe->fc_sock) < sizeof(a.sun_path));
 	memcpy(a.sun_path, fe->fc_sock, strlen(fe->fc_sock) + 1);
@@ -297,7 +297,7 @@ static long long fc_serving_stat(json_t *c, const char *key)
 /* Wait until the daemon serves `pid`'s handshake (its mappings registered). */
 static void fc_wait_serving(const struct fc_env *fe, pid_t pid, size_t nmaps, uint64_t bytes)
 {
-	uint64_t end = t_now_ns() + 10000000000ull;
+	uint64_t end = t_deadline_ms(10000);
 
 	for (;;) {
 		json_t *st = fc_stats(fe), *c = fc_client(st, pid);
@@ -669,7 +669,7 @@ static int fc_dying_vmm(void *arg)
 	fc_wait_serving(dy->fe, getpid(), 2, fc_vm_bytes(&vm));
 	for (int i = 0; i < 4; i++)
 		T_ASSERT(pthread_create(&t[i], NULL, fc_dying_reader, dy) == 0);
-	end = t_now_ns() + 10000000000ull;
+	end = t_deadline_ms(10000);
 	while (atomic_load(&dy->pages) < 2000 && t_now_ns() < end)
 		t_sleep_ms(1);
 	T_ASSERT(atomic_load(&dy->pages) >= 2000, "only %ld pages read in 10 s", atomic_load(&dy->pages));
@@ -685,7 +685,7 @@ static int fc_dying_vmm(void *arg)
 /* Wait until the daemon has closed every session of `pid`. */
 static void fc_wait_gone(const struct fc_env *fe, pid_t pid)
 {
-	uint64_t end = t_now_ns() + 10000000000ull;
+	uint64_t end = t_deadline_ms(10000);
 
 	for (;;) {
 		json_t *st = fc_stats(fe);
@@ -985,7 +985,7 @@ static void fc_bad_one(const struct fc_env *fe, const struct fc_bad *bad)
 	t0 = t_now_ns();
 	T_ASSERT(d_raw_closed(s, 5000), "%s: the daemon kept the connection", bad->name);
 	if (fc_bad_quick(bad, msg))
-		T_ASSERT(t_now_ns() - t0 < 1000000000ull, "%s: refused only after %.0f ms", bad->name,
+		T_ASSERT(t_now_ns() - t0 < (uint64_t)t_scaled_ms(1000) * 1000000ull, "%s: refused only after %.0f ms", bad->name,
 			 (t_now_ns() - t0) / 1e6);
 	close(s);
 	if (pfd[0] >= 0) {
@@ -1019,7 +1019,7 @@ static int fc_good_child(void *arg)
 		close(s);
 	fc_wait_serving(g->fe, getpid(), 2, fc_vm_bytes(&vm));
 	if (g->served) {
-		uint64_t end = t_now_ns() + 10000000000ull;
+		uint64_t end = t_deadline_ms(10000);
 		atomic_fetch_add(g->served, 1);
 		while (atomic_load(g->served) < g->together) {
 			T_ASSERT(t_now_ns() < end, "the other VMMs are not served after 10 s");
@@ -1099,9 +1099,9 @@ static int case_split_message(void *arg)
 	len = strlen(msg);
 	s = fc_connect(&fe);
 	T_OK(fc_send(s, msg, 2, vm.uffd));		/* only whitespace so far */
-	t_sleep_ms(100);
+	t_sleep_ms(t_scaled_ms(100));
 	T_OK(fc_send(s, msg + 2, len / 3, -1));
-	t_sleep_ms(200);
+	t_sleep_ms(t_scaled_ms(200));
 	T_OK(fc_send(s, msg + 2 + len / 3, len - 2 - len / 3, -1));
 	fc_wait_serving(&fe, getpid(), 2, fc_vm_bytes(&vm));
 	fc_read_threads(&vm, 3);
@@ -1275,7 +1275,7 @@ static int case_crash_after_handshake(void *arg)
 	u_bus_install();
 	fc_env_init(&fe);
 	for (size_t i = 0; i < FC_NELEM(points); i++) {
-		uint64_t end = t_now_ns() + 10000000000ull;
+		uint64_t end = t_deadline_ms(10000);
 		struct fc_readers rd;
 		struct fc_vm vm;
 		json_t *st;

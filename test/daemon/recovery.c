@@ -8,6 +8,8 @@
  */
 #include "dutil.h"
 
+#include <setjmp.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 
 #define LEN (16u << 20)
@@ -82,7 +84,7 @@ static int client_main(struct d_env *e, struct verdicts *sh, int i, unsigned gra
 static void start_clients(struct d_env *e, struct verdicts *sh, pid_t *pids, int n, unsigned grace_ms,
 			  bool fork_too)
 {
-	uint64_t end = t_now_ns() + 20000000000ull;
+	uint64_t end = t_deadline_ms(20000);
 
 	atomic_store(&sh->poison, t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)));
 	for (int i = 0; i < n; i++) {
@@ -207,7 +209,7 @@ static int test_kill_no_restart(void *arg)
 /* The pid of the supervisor's child (the daemon), waiting for a new one. */
 static pid_t daemon_child(pid_t sup, pid_t not_this)
 {
-	uint64_t end = t_now_ns() + 10000000000ull;
+	uint64_t end = t_deadline_ms(10000);
 	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)sup, (int)sup);
@@ -272,7 +274,7 @@ static int test_fork_kill(void *arg)
 	start_clients(&e, sh, pids, 1, 20000, true);
 	t_sleep_ms(20);
 	d_stop(&e, SIGKILL);
-	t_sleep_ms(100);
+	t_sleep_ms(t_scaled_ms(100));
 	d_start(&e);
 	T_ASSERT_EQ(wait_clients(pids, 1), 0);
 	t_log("parent and child: ok %ld/%ld, SIGBUS %ld, wrong %ld", atomic_load(&sh->v[0].ok),
@@ -285,11 +287,216 @@ static int test_fork_kill(void *arg)
 	return T_PASS;
 }
 
+/*
+ * The hand-off of a forked child's uffd, with the daemon killed at each of
+ * its stages (FAULTLINED_CRASH_AT): before the claim token is written
+ * (fork-event), with the fork unclaimed (fork-listed), in the middle of the
+ * claim (claim), and just after the child's uffd was sent (claimed). With
+ * a restart, fl_client_after_fork() returns 0 and every page of the child
+ * (and of the parent) is right; without one, the child either fails with
+ * its lazy memory inaccessible (SIGSEGV) or, having its uffd, is failed
+ * closed by its guard (SIGBUS). Never a zero page, never a wrong byte.
+ */
+#define FK_LEN (2u << 20)
+#define FK_NPAGES (FK_LEN / U_PAGE)
+
+struct fork_crash {
+	const char *point;
+	bool restart;
+};
+
+struct fork_verdicts {
+	_Atomic int after_fork;		/* fl_client_after_fork()'s result */
+	_Atomic pid_t kid;		/* the forked child */
+	_Atomic int kid_status;		/* its wait status, when the client reaped it */
+	_Atomic bool kid_reaped;
+	_Atomic long ok, zero, bad, segv, bus;	/* the child's pages */
+	_Atomic long parent_ok;
+};
+
+static sigjmp_buf fk_jb;
+static volatile sig_atomic_t fk_sig;
+
+static void fk_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (si->si_code == SI_USER) {
+		/* The guard's kill(SIGBUS) without POISON: the process is
+		 * stopped, as it would be without this handler. */
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
+	fk_sig = sig;
+	siglongjmp(fk_jb, 1);
+}
+
+/* 0: the page equals want; 1: it differs; -SIGSEGV / -SIGBUS: the access faulted. */
+static int fk_probe(const uint8_t *p, const uint8_t *want)
+{
+	if (sigsetjmp(fk_jb, 1))
+		return -fk_sig;
+	return memcmp(p, want, U_PAGE) != 0;
+}
+
+static void fk_read(struct fork_verdicts *sh, const uint8_t *base, const uint8_t *img)
+{
+	struct sigaction sa = { .sa_sigaction = fk_handler, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+	for (size_t p = 0; p < FK_NPAGES; p++) {
+		int r = fk_probe(base + p * U_PAGE, img + p * U_PAGE);
+
+		if (r == 0)
+			atomic_fetch_add(&sh->ok, 1);
+		else if (r == -SIGSEGV)
+			atomic_fetch_add(&sh->segv, 1);
+		else if (r == -SIGBUS)
+			atomic_fetch_add(&sh->bus, 1);
+		else if (u_all_zero(base + p * U_PAGE, U_PAGE))
+			atomic_fetch_add(&sh->zero, 1);
+		else
+			atomic_fetch_add(&sh->bad, 1);
+	}
+}
+
+static int fk_client(struct d_env *e, struct fork_verdicts *sh, const struct fork_crash *fc)
+{
+	struct fl_client *c = d_client(e, 0, fc->restart ? 20000 : 500);
+	uint8_t *img = u_image(FK_LEN, 0, SEED);
+	uint8_t *a = d_map(c, FL_SOURCE_IMAGE, "a.img", 0);
+	uint8_t *t = d_map(c, FL_SOURCE_TEMPLATE, "a.img", 0);
+	pid_t kid;
+
+	T_OK(fl_client_attach(c));
+	/* A quarter of the image's pages are the parent's before the fork:
+	 * the child's copies of those are there already. */
+	T_ASSERT(memcmp(a, img, FK_LEN / 4) == 0);
+	fflush(NULL);
+	kid = fork();
+	T_ASSERT(kid >= 0);
+	if (kid == 0) {
+		int r = fl_client_after_fork(c);
+
+		atomic_store(&sh->after_fork, r);
+		fk_read(sh, a, img);
+		fk_read(sh, t, img);
+		if (r == 0 && fc->restart)
+			T_OK(fl_client_detach(c));
+		fl_client_free(c);
+		_exit(0);
+	}
+	atomic_store(&sh->kid, kid);
+	{
+		int kst;
+		T_ASSERT(waitpid(kid, &kst, 0) == kid);
+		atomic_store(&sh->kid_status, kst);
+		atomic_store(&sh->kid_reaped, true);
+	}
+	if (fc->restart) {
+		/* The parent's session resumed with the new daemon. */
+		for (size_t p = 0; p < FK_NPAGES; p++)
+			if (!memcmp(a + p * U_PAGE, img + p * U_PAGE, U_PAGE) &&
+			    !memcmp(t + p * U_PAGE, img + p * U_PAGE, U_PAGE))
+				atomic_fetch_add(&sh->parent_ok, 1);
+		T_OK(fl_client_detach(c));
+	}
+	fl_client_free(c);
+	return T_PASS;
+}
+
+static int test_fork_crash(void *arg)
+{
+	const struct fork_crash *fc = arg;
+	struct fork_verdicts *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct d_env e;
+	pid_t client;
+	int st, kst, r;
+
+	T_ASSERT(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	/* A client stopped by its guard (no restart, no POISON) leaves the
+	 * child to us. */
+	T_ASSERT(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+	d_env_init(&e);
+	d_image(&e, "a.img", FK_LEN, SEED);
+	setenv("FAULTLINED_CRASH_AT", fc->point, 1);
+	d_start(&e);
+	unsetenv("FAULTLINED_CRASH_AT");
+	fflush(NULL);
+	client = fork();
+	T_ASSERT(client >= 0);
+	if (client == 0)
+		_exit(fk_client(&e, sh, fc));
+	/* The daemon kills itself at the point, once. */
+	T_ASSERT(t_wait_pid(e.pid, 20000, &st) == 0, "faultlined did not reach crash point %s", fc->point);
+	T_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "faultlined: status 0x%x", st);
+	e.pid = 0;
+	if (fc->restart)
+		d_start(&e);
+	T_ASSERT(t_wait_pid(client, 30000, &st) == 0, "the client did not finish");
+	if (atomic_load(&sh->kid_reaped)) {
+		kst = atomic_load(&sh->kid_status);
+	} else {
+		T_ASSERT(!fc->restart && WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "client: status 0x%x", st);
+		T_ASSERT(atomic_load(&sh->kid) > 0, "the client died before it forked");
+		T_ASSERT(t_wait_pid(atomic_load(&sh->kid), 30000, &kst) == 0, "the forked child did not finish");
+	}
+	r = atomic_load(&sh->after_fork);
+	t_log("crash at %s, %s: fl_client_after_fork %d (%s); child: status 0x%x, ok %ld, SIGSEGV %ld, SIGBUS "
+	      "%ld, zero %ld, wrong %ld; parent: status 0x%x, ok %ld", fc->point,
+	      fc->restart ? "restarted" : "no restart", r, strerror(-r), kst, atomic_load(&sh->ok),
+	      atomic_load(&sh->segv), atomic_load(&sh->bus), atomic_load(&sh->zero), atomic_load(&sh->bad), st,
+	      atomic_load(&sh->parent_ok));
+	T_ASSERT_EQ(atomic_load(&sh->zero), 0);
+	T_ASSERT_EQ(atomic_load(&sh->bad), 0);
+	if (fc->restart) {
+		T_ASSERT_EQ(r, 0);
+		T_ASSERT(WIFEXITED(kst) && WEXITSTATUS(kst) == 0, "child: status 0x%x", kst);
+		T_ASSERT_EQ(atomic_load(&sh->ok), 2L * FK_NPAGES);
+		T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "parent: status 0x%x", st);
+		T_ASSERT_EQ(atomic_load(&sh->parent_ok), FK_NPAGES);
+	} else if (r < 0) {
+		/* Failed closed: every page with a source is out of reach. */
+		T_ASSERT(WIFEXITED(kst) && WEXITSTATUS(kst) == 0, "child: status 0x%x", kst);
+		T_ASSERT_EQ(atomic_load(&sh->segv), 2L * FK_NPAGES);
+	} else {
+		/* The child had its uffd (sent before the crash): its guard
+		 * failed it closed (POISON: SIGBUS for the missing pages;
+		 * without: the process stopped by SIGBUS). */
+		T_ASSERT(strcmp(fc->point, "claimed") == 0, "after_fork succeeded with no daemon");
+		if (WIFEXITED(kst)) {
+			T_ASSERT_EQ(WEXITSTATUS(kst), 0);
+			T_ASSERT(atomic_load(&sh->bus) > 0);
+			T_ASSERT_EQ(atomic_load(&sh->ok) + atomic_load(&sh->bus), 2L * FK_NPAGES);
+		} else {
+			T_ASSERT(WIFSIGNALED(kst) && WTERMSIG(kst) == SIGBUS, "child: status 0x%x", kst);
+			T_ASSERT(!t_has(FL_FEATURE_BIT(FL_FEATURE_POISON)));
+		}
+	}
+	d_env_free(&e);
+	munmap(sh, sizeof(*sh));
+	return T_PASS;
+}
+
+static const struct fork_crash fork_crashes[] = {
+	{ "fork-event", true }, { "fork-listed", true }, { "claim", true }, { "claimed", true },
+	{ "fork-event", false }, { "fork-listed", false }, { "claim", false }, { "claimed", false },
+};
+
 static const struct t_case cases[] = {
 	{ "kill9-restart-trials", test_kill_restart, (void *)(uintptr_t)8, 300 },
 	{ "kill9-no-restart", test_kill_no_restart, NULL, 120 },
 	{ "kill9-supervised", test_supervise, NULL, 120 },
 	{ "kill9-forked-child", test_fork_kill, NULL, 120 },
+	{ "fork-crash-event-restart", test_fork_crash, (void *)&fork_crashes[0], 120, T_EVENT_FORK },
+	{ "fork-crash-listed-restart", test_fork_crash, (void *)&fork_crashes[1], 120, T_EVENT_FORK },
+	{ "fork-crash-claim-restart", test_fork_crash, (void *)&fork_crashes[2], 120, T_EVENT_FORK },
+	{ "fork-crash-claimed-restart", test_fork_crash, (void *)&fork_crashes[3], 120, T_EVENT_FORK },
+	{ "fork-crash-event-no-restart", test_fork_crash, (void *)&fork_crashes[4], 120, T_EVENT_FORK },
+	{ "fork-crash-listed-no-restart", test_fork_crash, (void *)&fork_crashes[5], 120, T_EVENT_FORK },
+	{ "fork-crash-claim-no-restart", test_fork_crash, (void *)&fork_crashes[6], 120, T_EVENT_FORK },
+	{ "fork-crash-claimed-no-restart", test_fork_crash, (void *)&fork_crashes[7], 120, T_EVENT_FORK },
 };
 
 int main(int argc, char **argv)

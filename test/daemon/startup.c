@@ -35,7 +35,7 @@
 static int run_refused(const char *const *args, char *err, size_t errlen)
 {
 	const char *argv[24] = { d_faultlined() };
-	uint64_t end = t_now_ns() + 10000000000ull;
+	uint64_t end = t_deadline_ms(10000);
 	int pipefd[2], st = 0;
 	size_t n = 1, got = 0;
 	pid_t pid, w;
@@ -277,7 +277,7 @@ static void read_ready(int fd, char *buf, size_t len)
 
 	for (;;) {
 		ssize_t k;
-		T_ASSERT(poll(&pf, 1, 10000) == 1, "no EOF on the ready fd in 10 s (got '%.*s')", (int)got, buf);
+		T_ASSERT(poll(&pf, 1, (int)t_scaled_ms(10000)) == 1, "no EOF on the ready fd in 10 s (got '%.*s')", (int)got, buf);
 		k = read(fd, buf + got, len - 1 - got);
 		T_ASSERT(k >= 0);
 		if (k == 0)
@@ -372,7 +372,7 @@ static int case_sd_notify(void *arg)
 	pid = spawn_daemon((const char *const[]){ "--socket", e.sock, "--images", e.images, NULL }, NULL, -1, NULL);
 	T_ASSERT(unsetenv("NOTIFY_SOCKET") == 0);
 	pf = (struct pollfd){ .fd = ns, .events = POLLIN };
-	T_ASSERT(poll(&pf, 1, 10000) == 1, "no notification in 10 s");
+	T_ASSERT(poll(&pf, 1, (int)t_scaled_ms(10000)) == 1, "no notification in 10 s");
 	n = recv(ns, msg, sizeof(msg) - 1, 0);
 	T_ASSERT(n > 0);
 	msg[n] = 0;
@@ -382,7 +382,7 @@ static int case_sd_notify(void *arg)
 	c = d_client(&e, 0, 0);
 	fl_client_free(c);
 	kill(pid, SIGTERM);
-	T_ASSERT(poll(&pf, 1, 10000) == 1, "no STOPPING=1 in 10 s");
+	T_ASSERT(poll(&pf, 1, (int)t_scaled_ms(10000)) == 1, "no STOPPING=1 in 10 s");
 	n = recv(ns, msg, sizeof(msg) - 1, 0);
 	T_ASSERT(n > 0);
 	msg[n] = 0;

@@ -100,7 +100,7 @@ else
 	mkdir -p "$T/afl-in"
 	cp "$C"/few-* "$C/mixed" "$T/afl-in/"
 	AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 \
-		timeout 60 afl-fuzz -i "$T/afl-in" -o "$T/afl-out" -V 5 -- "$T/fuzz-afl" > "$T/afl.log" 2>&1
+		timeout $(t_scale 60) afl-fuzz -i "$T/afl-in" -o "$T/afl-out" -V 5 -- "$T/fuzz-afl" > "$T/afl.log" 2>&1
 	rc=$?
 	S=$T/afl-out/default/fuzzer_stats
 	[ $rc = 0 ] || tail -n 20 "$T/afl.log" >&2
@@ -131,11 +131,11 @@ else
 	result PASS libfuzzer-build
 	mkdir -p "$T/lf-corpus"
 	cp "$C"/few-* "$C/mixed" "$T/lf-corpus/"
-	(cd "$T" && timeout 60 ./fuzz-lf -runs=2000 -seed=1 lf-corpus > lf.log 2>&1)
+	(cd "$T" && timeout $(t_scale 60) ./fuzz-lf -runs=2000 -seed=1 lf-corpus > lf.log 2>&1)
 	rc=$?
 	[ $rc = 0 ] || tail -n 20 "$T/lf.log" >&2
 	ok libfuzzer-runs '[ $rc = 0 ] && grep -q "Done 2000 runs" "$T/lf.log"'
-	(cd "$T" && timeout 60 ./fuzz-lf crash > lf-crash.log 2>&1)
+	(cd "$T" && timeout $(t_scale 60) ./fuzz-lf crash > lf-crash.log 2>&1)
 	ok libfuzzer-crash 'grep -q "deadly signal" "$T/lf-crash.log"'
 fi
 

@@ -15,7 +15,7 @@ T_PROG=examples/kv
 start() { # extra args...
 	"$S" --port 0 --arena 64M --dir "$T" "$@" > "$T/server.out" 2> "$T/server.err" &
 	pid=$!
-	for _ in $(seq 100); do
+	for _ in $(seq $(t_scale 100)); do
 		port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/server.out")
 		[ -n "$port" ] && return 0
 		sleep 0.05
@@ -34,7 +34,7 @@ kv() {
 }
 wait_save() { # prints the DONE line
 	local r
-	for _ in $(seq 600); do
+	for _ in $(seq $(t_scale 600)); do
 		r=$(echo LASTSAVE | kv)
 		case "$r" in "+DONE"*) echo "$r"; return 0 ;; "-ERR"*) echo "$r"; return 1 ;; esac
 		sleep 0.05

@@ -9,7 +9,11 @@
  * enum t_need) and the harness checks before forking it; t_require() does
  * the same from inside a case. A feature masked by FAULTLINE_MASK_FEATURES
  * is an honest skip; a feature the kernel lacks is a failure when
- * FAULTLINE_REQUIRE_FEATURES=all (CI on kernels that have everything).
+ * FAULTLINE_REQUIRE_FEATURES=all (a kernel that has everything) and a skip
+ * otherwise. A missing resource (huge pages, a tool) is a failure under
+ * both strict values, "all" and "kernel" (t_strict()); "kernel" is what
+ * tools/check.sh uses, so that a kernel's every feature is exercised and
+ * one it lacks is named in the skip.
  * "-l" lists the cases with their needs.
  *
  * Huge pages: cases that declare T_HUGE_PAGES (or call t_need_huge()) run
@@ -40,7 +44,8 @@
  * What a case needs from the running kernel, declared in its table entry
  * (t_case.needs). Before forking the case the harness checks them against
  * the kernel (after FAULTLINE_MASK_FEATURES): a masked one is a skip, a
- * missing one a skip, or a failure under FAULTLINE_REQUIRE_FEATURES=all.
+ * missing one a skip, or a failure under FAULTLINE_REQUIRE_FEATURES=all
+ * (a skip under =kernel).
  * `-l` prints them next to the case name. The names are the harness's own;
  * t_needs_features() is the one place that maps them to the library's
  * feature API.
@@ -82,7 +87,7 @@ struct t_case {
 	const char *name;
 	int (*fn)(void *arg);
 	void *arg;
-	unsigned timeout_s;	/* 0 = 30 */
+	unsigned timeout_s;	/* 0 = 30; times FAULTLINE_TIMEOUT_SCALE */
 	unsigned needs;		/* enum t_need bits */
 };
 
@@ -134,6 +139,11 @@ void t_require_needs(unsigned needs);
 void t_needs_str(unsigned needs, char *buf, size_t len);
 /* FAULTLINE_REQUIRE_FEATURES=all: a missing feature or resource is a failure. */
 bool t_require_all(void);
+/*
+ * FAULTLINE_REQUIRE_FEATURES=all or =kernel: a missing resource (huge
+ * pages, a tool the test runs) is a failure, not a skip.
+ */
+bool t_strict(void);
 
 /* ---- huge pages --------------------------------------------------------- */
 /* Free 2 MiB huge pages in the pool now. */
@@ -146,8 +156,8 @@ long t_free_huge_pages(void);
  */
 void t_huge_lock(void);
 /*
- * Take the hugetlb lock, then skip the case (fail under
- * FAULTLINE_REQUIRE_FEATURES=all) unless `len` bytes of huge pages are free.
+ * Take the hugetlb lock, then skip the case (fail under t_strict())
+ * unless `len` bytes of huge pages are free.
  */
 void t_need_huge(size_t len);
 
@@ -172,21 +182,38 @@ void *t_pattern_buf(size_t len, uint64_t offset, uint32_t seed);
 /* Run fn in a forked child; returns its wait status. */
 int t_fork_wait(int (*fn)(void *), void *arg);
 /*
- * Wait at most timeout_ms for child `pid` to exit: 0 and *ret_status set
- * (ret_status may be NULL), or -ETIMEDOUT (the child is left running).
+ * Wait at most timeout_ms (scaled by FAULTLINE_TIMEOUT_SCALE) for child
+ * `pid` to exit: 0 and *ret_status set (ret_status may be NULL), or
+ * -ETIMEDOUT (the child is left running).
  */
 int t_wait_pid(pid_t pid, unsigned timeout_ms, int *ret_status);
 /* Monotonic nanoseconds. */
 uint64_t t_now_ns(void);
+/*
+ * Deadlines that scale. FAULTLINE_TIMEOUT_SCALE (a number from 1 to 1000,
+ * default 1) multiplies every deadline of the tests: each case's timeout
+ * (t_case.timeout_s), t_wait_pid(), T_WAIT_FOR(), and every in-test
+ * deadline, which goes through t_scaled_ms() or t_deadline_ms(). It is
+ * for slow machines (a VM without KVM); whoever sets it also passes the
+ * same factor to `meson test --timeout-multiplier` (meson's own per-test
+ * timeouts), as the VM runner does. harness.sh's t_scale is the same for
+ * the shell tests. A duration a test measures as an upper bound ("freed
+ * within 2 s") is a deadline too; a sleep that only paces a loop is not.
+ */
+double t_timeout_scale(void);
+/* ms * FAULTLINE_TIMEOUT_SCALE, rounded up. */
+unsigned t_scaled_ms(unsigned ms);
+/* t_now_ns() + t_scaled_ms(ms) in ns: an absolute deadline. */
+uint64_t t_deadline_ms(unsigned ms);
 /* Sleep ms milliseconds (restarted on EINTR). */
 void t_sleep_ms(unsigned ms);
 /*
- * Poll `cond` every millisecond until it is true or timeout_ms passes;
- * evaluates to its last value. For counters bumped asynchronously.
+ * Poll `cond` every millisecond until it is true or timeout_ms (scaled)
+ * passes; evaluates to its last value. For counters bumped asynchronously.
  */
 #define T_WAIT_FOR(cond, timeout_ms)                                          \
 	({                                                                    \
-		uint64_t _t_end = t_now_ns() + (uint64_t)(timeout_ms) * 1000000ull; \
+		uint64_t _t_end = t_deadline_ms((unsigned)(timeout_ms));      \
 		bool _t_ok;                                                   \
 		while (!(_t_ok = (cond)) && t_now_ns() < _t_end)              \
 			t_sleep_ms(1);                                        \

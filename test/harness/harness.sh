@@ -32,6 +32,23 @@ check() {
 has() {
 	if grep -q -- "$3" "$2"; then result PASS "$1"; else echo "# $1: no '$3' in $2" >&2; result FAIL "$1"; fi
 }
+# t_scale N: N times FAULTLINE_TIMEOUT_SCALE (a number from 1 to 1000,
+# default 1), rounded up: every deadline of the shell tests goes through it
+# (`timeout $(t_scale 60) cmd`, `--timeout $(t_scale 2000)`, polling loops
+# `for _ in $(seq $(t_scale 400)); do ...; sleep 0.05; done`), as
+# t_scaled_ms() in harness.c.
+t_scale() {
+	awk -v n="$1" -v s="${FAULTLINE_TIMEOUT_SCALE:-1}" 'BEGIN {
+		if (s !~ /^[0-9]+(\.[0-9]*)?$/ || s + 0 < 1 || s + 0 > 1000) s = 1
+		v = n * s; r = int(v); if (r < v) r++; print r }'
+}
+# t_strict: FAULTLINE_REQUIRE_FEATURES is "all" or "kernel", so a missing
+# resource (a tool, huge pages) is a failure, not a skip (as t_strict() in
+# harness.c).
+t_strict() {
+	case ${FAULTLINE_REQUIRE_FEATURES:-} in all | kernel) return 0 ;; esac
+	return 1
+}
 # summary: the closing line; the exit status says whether anything failed.
 summary() {
 	echo "# $T_PROG: $pass passed, $fail failed, $skip skipped" >&2

@@ -21,7 +21,7 @@
 #include <sys/types.h>
 
 /* Default deadline for things that should happen "at once". */
-#define KT_TIMEOUT_MS 5000
+#define KT_TIMEOUT_MS t_scaled_ms(5000)
 
 /*
  * What registering `modes` (FL_REG_*) on `mem` needs (enum t_need): a

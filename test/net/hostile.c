@@ -32,7 +32,7 @@ static unsigned timeout_ms(void)
 
 	if (v && sscanf(v, "%u", &ms) == 1 && ms > 0)
 		return ms;
-	return 3000;
+	return t_scaled_ms(3000);
 }
 
 enum mode {
@@ -389,7 +389,7 @@ static int t_hostile(void *arg)
 	if (!res)
 		T_ASSERT(memcmp(buf, h.image + 3 * U_PAGE, 16 * U_PAGE) == 0, "the read succeeded with wrong bytes");
 	/* Bounded: the timeout, plus one attempt after it. */
-	T_ASSERT(ms < 3ull * ro.timeout_ms + 500, "took %llu ms (timeout %u ms)", (unsigned long long)ms,
+	T_ASSERT(ms < 3ull * ro.timeout_ms + t_scaled_ms(500), "took %llu ms (timeout %u ms)", (unsigned long long)ms,
 		 ro.timeout_ms);
 
 	/* Through a region: the page is right, or it raises SIGBUS. */

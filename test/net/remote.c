@@ -233,7 +233,7 @@ static int t_errors(void *arg)
 	n_server_stop(&s);
 	/* nobody listens any more */
 	ro = n_ropts(addr, 0);
-	ro.timeout_ms = 500;
+	ro.timeout_ms = t_scaled_ms(500);
 	T_ASSERT_EQ(fl_store_remote_new(&ro, &st), -ECONNREFUSED);
 	T_ASSERT(fl_server_free(NULL) == NULL);
 	t_rmtree(dir);
@@ -297,7 +297,7 @@ static int t_background(void *arg)
 	st = n_remote(&ro);
 	e = u_engine(0, 1);
 	r = u_region(e, &n_anon, len, st, FL_REGION_BACKGROUND);
-	end = t_now_ns() + 60000000000ull;
+	end = t_deadline_ms(60000);
 	while (fl_region_resolved_pages(r) < len / U_PAGE && t_now_ns() < end)
 		t_sleep_ms(5);
 	rs = u_rstats(r);
@@ -363,7 +363,7 @@ static int t_drops(void *arg)
 	T_ASSERT(pthread_create(&tid, NULL, drop_main, &d) == 0);
 	expect = n_expect(len, 13);
 	u_read_threads(fl_region_addr(r), expect, U_PAGE, len / U_PAGE, 4, 1);
-	end = t_now_ns() + 60000000000ull;
+	end = t_deadline_ms(60000);
 	while (fl_region_resolved_pages(rb) < len / U_PAGE && t_now_ns() < end)
 		t_sleep_ms(5);
 	atomic_store(&d.stop, true);
@@ -506,7 +506,7 @@ static int t_max_clients(void *arg)
 	n_write_image(path, 1, N_MIB, 2, SIZE_MAX);
 	n_server_start(&s, path, &so);
 	ro = n_ropts(s.addr, 0);
-	ro.timeout_ms = 1000;
+	ro.timeout_ms = t_scaled_ms(1000);
 	a = n_remote(&ro);
 	b = n_remote(&ro);
 	/* Each client's second (bulk) connection is the same client. */
@@ -519,7 +519,7 @@ static int t_max_clients(void *arg)
 	T_ASSERT(ss.refused >= 1);
 	/* A slot frees when a client leaves. */
 	fl_store_unref(a);
-	end = t_now_ns() + 3000000000ull;
+	end = t_deadline_ms(3000);
 	do {
 		r = fl_store_remote_new(&ro, &c);
 		if (r == -EBUSY)
@@ -575,7 +575,7 @@ static int t_server_restart(void *arg)
 	pid = n_spawn_server(rs.path, "127.0.0.1:0", 16ull << 20, &port);
 	snprintf(rs.listen, sizeof(rs.listen), "127.0.0.1:%d", port);
 	ro = n_ropts(rs.listen, 0);
-	ro.timeout_ms = 10000;
+	ro.timeout_ms = t_scaled_ms(10000);
 	st = n_remote(&ro);
 	e = u_engine(0, 1);
 	r = u_region(e, &n_anon, len, st, 0);
@@ -588,7 +588,7 @@ static int t_server_restart(void *arg)
 	/* Faults now wait for the new server, then complete. */
 	U_CHECK(base + len / 4, expect + len / 4, len - len / 4, U_PAGE);
 	pthread_join(tid, NULL);
-	end = t_now_ns() + 60000000000ull;
+	end = t_deadline_ms(60000);
 	while (fl_region_resolved_pages(rb) < npages && t_now_ns() < end)
 		t_sleep_ms(5);
 	U_CHECK(fl_region_addr(rb), expect, len, U_PAGE);
@@ -609,7 +609,7 @@ static int t_server_restart(void *arg)
 static int t_server_killed(void *arg)
 {
 	size_t len = 8 * N_MIB, npages = len / U_PAGE;
-	const unsigned timeout_ms = 1000;
+	const unsigned timeout_ms = t_scaled_ms(1000);
 	char dir[64], path[128], addr[64];
 	struct fl_remote_opts ro;
 	struct fl_store *st;
@@ -691,7 +691,7 @@ static int t_image_changed(void *arg)
 	pid = n_spawn_server(a, "127.0.0.1:0", 0, &port);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	ro = n_ropts(addr, 0);
-	ro.timeout_ms = 5000;
+	ro.timeout_ms = t_scaled_ms(5000);
 	st = n_remote(&ro);
 	e = u_engine(0, 1);
 	r = u_region(e, &n_anon, len, st, FL_REGION_NO_PREFETCH);
@@ -702,7 +702,7 @@ static int t_image_changed(void *arg)
 	t0 = t_now_ns();
 	T_ASSERT_EQ(u_probe_cmp(base + len / 2, expect + len / 2, U_PAGE), -1);
 	/* Refused at once, not after the timeout. */
-	T_ASSERT(t_now_ns() - t0 < 2000000000ull);
+	T_ASSERT(t_now_ns() - t0 < (uint64_t)t_scaled_ms(2000) * 1000000ull);
 	iov = (struct fl_store_iov){ .offset = U_PAGE, .buf = page, .len = U_PAGE, .flags_in = FL_STORE_IN_URGENT };
 	T_ASSERT_EQ(fl_store_read(st, &iov, 1), -ESTALE);
 	fl_region_free(r);

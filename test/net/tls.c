@@ -223,7 +223,7 @@ static int t_tls_drops(void *arg)
 	u_read_threads(fl_region_addr(r), expect, U_PAGE, len / U_PAGE / 2, 3, 1);
 	T_OK(fl_store_ctl(st, FL_REMOTE_CTL_DROP, NULL));
 	u_read_threads(fl_region_addr(r), expect, U_PAGE, len / U_PAGE, 3, 1);
-	end = t_now_ns() + 30000000000ull;
+	end = t_deadline_ms(30000);
 	while (fl_region_resolved_pages(rb) < len / U_PAGE && t_now_ns() < end)
 		t_sleep_ms(5);
 	U_CHECK(fl_region_addr(rb), expect, len, U_PAGE);

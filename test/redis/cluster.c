@@ -110,7 +110,7 @@ static int t_moved(void *arg)
 	 * on a fast machine the moves above take less than that since the
 	 * map was loaded, and every MOVED would be answered by following the
 	 * redirect alone. */
-	usleep(150000);
+	t_sleep_ms(t_scaled_ms(150));
 	U_CHECK(l.base, im.expect[0], len[0], R_PAGE);
 	rs = r_stats(l.st);
 	r_log_stats("moved", &rs);

@@ -25,7 +25,7 @@ static int t_push(void *arg)
 	char dir[] = "/tmp/fl-redis-disabled-XXXXXX", path[64];
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo), .flags = FL_IMAGE_NO_SYNC };
 	struct fl_image_region reg = { .sz = sizeof(reg), .length = 4096, .prot = 3, .name = "r" };
-	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = URL, .timeout_ms = 100 };
+	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = URL, .timeout_ms = t_scaled_ms(100) };
 	struct fl_image_writer *w;
 	struct fl_image *img;
 	uint8_t page[4096];
@@ -49,7 +49,7 @@ static int t_push(void *arg)
 
 static int t_store(void *arg)
 {
-	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = URL, .timeout_ms = 100 };
+	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = URL, .timeout_ms = t_scaled_ms(100) };
 	struct fl_store *st = (struct fl_store *)&ro; /* must stay untouched */
 
 	(void)arg;
@@ -61,7 +61,7 @@ static int t_store(void *arg)
 
 static int t_regions(void *arg)
 {
-	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = URL, .timeout_ms = 100 };
+	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = URL, .timeout_ms = t_scaled_ms(100) };
 	struct fl_image_region regs[2];
 	uint8_t id[FL_IMAGE_ID_LEN];
 

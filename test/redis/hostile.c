@@ -225,7 +225,7 @@ static void setup(struct setup *su, const char *name, size_t len, unsigned timeo
 	r_push(&su->im, url);
 	proxy_start(&su->px, su->srv.port);
 	proxy_url(url, sizeof(url), &su->px, name);
-	r_lazy_open(&su->l, url, 0, timeout_ms, 2, rflags);
+	r_lazy_open(&su->l, url, 0, t_scaled_ms(timeout_ms), 2, rflags);
 }
 
 /* Every page: the right bytes or SIGBUS, never anything else. Returns pages that got SIGBUS. */
@@ -296,7 +296,7 @@ static int t_stalled(void *arg)
 	T_ASSERT_EQ(u_probe_cmp(su.l.base, su.im.expect[0], R_PAGE), 0);
 	ms = (t_now_ns() - t0) / 1000000;
 	t_log("first page after a stalled reply: %llu ms", (unsigned long long)ms);
-	T_ASSERT(ms >= 900 && ms < 5000, "%llu ms", (unsigned long long)ms);
+	T_ASSERT(ms >= t_scaled_ms(900) && ms < t_scaled_ms(5000), "%llu ms", (unsigned long long)ms);
 	T_ASSERT_EQ(check_right_or_sigbus(&su), 0);
 	rs = r_stats(su.l.st);
 	r_log_stats("stall", &rs);
@@ -319,7 +319,7 @@ static int t_dripping(void *arg)
 	T_ASSERT_EQ(u_probe_cmp(su.l.base, su.im.expect[0], R_PAGE), 0);
 	ms = (t_now_ns() - t0) / 1000000;
 	t_log("page after a dripping reply: %llu ms", (unsigned long long)ms);
-	T_ASSERT(ms >= 900 && ms < 5000, "%llu ms", (unsigned long long)ms);
+	T_ASSERT(ms >= t_scaled_ms(900) && ms < t_scaled_ms(5000), "%llu ms", (unsigned long long)ms);
 	T_ASSERT_EQ(check_right_or_sigbus(&su), 0);
 	T_ASSERT(r_stats(su.l.st).timeouts >= 1);
 	r_lazy_close(&su.l);
@@ -441,12 +441,12 @@ static int t_rejected(void *arg)
 	proxy_start(&px, srv.port);
 	atomic_store(&px.reject, -1);
 	proxy_url(url, sizeof(url), &px, "rej");
-	o = r_opts(url, 0, 500);
+	o = r_opts(url, 0, t_scaled_ms(500));
 	t0 = t_now_ns();
 	r = fl_store_redis_new(&o, &st);
 	ms = (t_now_ns() - t0) / 1000000;
 	T_ASSERT(r == -ETIMEDOUT, "fl_store_redis_new: %d", r);
-	T_ASSERT(ms >= 400 && ms < 3000, "%llu ms", (unsigned long long)ms);
+	T_ASSERT(ms >= t_scaled_ms(400) && ms < t_scaled_ms(3000), "%llu ms", (unsigned long long)ms);
 	T_ASSERT(st == NULL);
 	r_kill(&srv);
 	return T_PASS;

@@ -85,7 +85,7 @@ static int t_background(void *arg)
 	r_image_make(&im, "bg", 1, len, 5, NULL, 0);
 	r_push(&im, url);
 	r_lazy_open(&l, url, 0, 5000, 1, FL_REGION_BACKGROUND);
-	end = t_now_ns() + 30000000000ull;
+	end = t_deadline_ms(30000);
 	while (fl_region_resolved_pages(l.reg) < l.len / R_PAGE && t_now_ns() < end)
 		t_sleep_ms(10);
 	T_ASSERT_EQ(fl_region_resolved_pages(l.reg), l.len / R_PAGE);
@@ -409,7 +409,7 @@ static int t_kill_restart(void *arg)
 					 .count = i == 2 ? np - first : (np / 2) / 3 };
 		T_ASSERT(pthread_create(&t[i].tid, NULL, toucher_main, &t[i]) == 0);
 	}
-	t_sleep_ms(1000);
+	t_sleep_ms(t_scaled_ms(1000));
 	T_ASSERT(fl_region_resolved_pages(l.reg) <= np / 2, "pages resolved while the server was down");
 	restarted = t_now_ns();
 	r_restart(&srv);
@@ -437,7 +437,7 @@ static int t_kill_no_restart(void *arg)
 	struct r_lazy l;
 	struct fl_redis_stats rs;
 	static const size_t len[] = { 2 * U_MIB };
-	const unsigned timeout_ms = 1000;
+	const unsigned timeout_ms = t_scaled_ms(1000);
 	uint64_t t0, first_ms, second_ms;
 	char url[128];
 	int v;
@@ -459,7 +459,7 @@ static int t_kill_no_restart(void *arg)
 	T_ASSERT(v == -1, "page 100 after the kill: %d (not SIGBUS)", v);
 	t_log("first fault after the kill: SIGBUS after %llu ms", (unsigned long long)first_ms);
 	T_ASSERT(first_ms >= timeout_ms - 100, "gave up after %llu ms, before the timeout", (unsigned long long)first_ms);
-	T_ASSERT(first_ms < 3 * timeout_ms + 2000, "took %llu ms", (unsigned long long)first_ms);
+	T_ASSERT(first_ms < 3 * timeout_ms + t_scaled_ms(2000), "took %llu ms", (unsigned long long)first_ms);
 
 	t0 = t_now_ns();
 	v = u_probe_cmp(l.base + 200 * R_PAGE, im.expect[0] + 200 * R_PAGE, R_PAGE);

@@ -124,7 +124,7 @@ static int t_bad_opts(void *arg)
 /* Nothing listens on port 1: creation fails after the timeout, not before, not forever. */
 static int t_unreachable(void *arg)
 {
-	struct fl_redis_opts o = { .sz = sizeof(o), .url = "redis://127.0.0.1:1/x", .timeout_ms = 300 };
+	struct fl_redis_opts o = { .sz = sizeof(o), .url = "redis://127.0.0.1:1/x", .timeout_ms = t_scaled_ms(300) };
 	struct fl_store *st = NULL;
 	uint64_t t0 = t_now_ns(), ms;
 	int r;
