@@ -185,8 +185,10 @@ static size_t capabilities(uint64_t feats, struct capability *c)
 		c[n++] = (struct capability){ "write watches", "mprotect + SIGSEGV", .fallback = true,
 					      .lacking = (want | BIT(WP) | BIT(EVENT_REMOVE)) & ~feats };
 	c[n++] = HAS(WP) ?
-		(struct capability){ "live snapshots", HAS(WP_UNPOPULATED) ? "synchronous uffd WP (copy before write)" :
-				     "synchronous uffd WP (copy before write; + MISSING for never-populated anon pages)",
+		(struct capability){ "live snapshots",
+				     HAS(WP_UNPOPULATED) ? "synchronous uffd WP (copy before write)" :
+				     "synchronous uffd WP (copy before write; "
+				     "+ MISSING for never-populated anon pages)",
 				     .fallback = !HAS(WP_UNPOPULATED), .lacking = BIT(WP_UNPOPULATED) & ~feats } :
 		(struct capability){ "live snapshots", "mprotect + SIGSEGV watch (precopy)", .fallback = true,
 				     .lacking = BIT(WP) };
@@ -351,7 +353,8 @@ int cmd_check(int argc, char **argv)
 			json_begin(&j, NULL);
 			json_str(&j, "name", caps[i].name);
 			json_str(&j, "backend", caps[i].backend);
-			json_str(&j, "mode", caps[i].unavailable ? "unavailable" : caps[i].fallback ? "fallback" : "native");
+			json_str(&j, "mode", caps[i].unavailable ? "unavailable" :
+					     caps[i].fallback ? "fallback" : "native");
 			feature_list(caps[i].lacking, names, sizeof(names));
 			json_str(&j, "lacking", caps[i].lacking ? names : NULL);
 			json_end(&j);

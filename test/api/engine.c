@@ -308,7 +308,7 @@ static int c_embedded(void *arg)
 	U_ASSERT_TASKS(base_tasks + 1);
 	/* The background region fills from the loop when it is idle. */
 	t0 = t_now_ns();
-	while (fl_region_resolved_pages(bg) < LEN / U_PAGE && t_now_ns() - t0 < (uint64_t)t_scaled_ms(20000) * 1000000ull)
+	while (fl_region_resolved_pages(bg) < LEN / U_PAGE && t_now_ns() - t0 < t_scaled_ns(20000))
 		t_sleep_ms(5);
 	T_ASSERT_EQ(fl_region_resolved_pages(bg), LEN / U_PAGE);
 	atomic_store(&l.stop, true);
@@ -354,7 +354,7 @@ static int c_embedded_main_loop(void *arg)
 	while (!atomic_load(&t.done)) {
 		int n = fl_engine_process(e, 100);
 		T_ASSERT(n >= 0, "fl_engine_process: %d", n);
-		T_ASSERT(t_now_ns() - t0 < (uint64_t)t_scaled_ms(20000) * 1000000ull, "toucher not served");
+		T_ASSERT(t_now_ns() - t0 < t_scaled_ns(20000), "toucher not served");
 	}
 	pthread_join(t.tid, NULL);
 	T_ASSERT_EQ(atomic_load(&t.done), 1);
@@ -417,7 +417,7 @@ static int c_embedded_many_spaces(void *arg)
 	while (!atomic_load(&t.done)) {
 		int n = fl_engine_process(e, 100);
 		T_ASSERT(n >= 0, "fl_engine_process: %d", n);
-		T_ASSERT(t_now_ns() - t0 < (uint64_t)t_scaled_ms(10000) * 1000000ull, "faults in space %d not served", o.space);
+		T_ASSERT(t_now_ns() - t0 < t_scaled_ns(10000), "faults in space %d not served", o.space);
 	}
 	pthread_join(t.tid, NULL);
 	T_ASSERT_EQ(atomic_load(&t.done), 1);

@@ -185,7 +185,8 @@ static int test_sharing(void *arg)
 	for (int i = 0; i < NCHILD; i++) {
 		char b;
 		struct pollfd pfd = { .fd = ready[0], .events = POLLIN };
-		T_ASSERT(poll(&pfd, 1, (int)t_scaled_ms(60000)) == 1 && read(ready[0], &b, 1) == 1, "a child never got ready");
+		T_ASSERT(poll(&pfd, 1, (int)t_scaled_ms(60000)) == 1 && read(ready[0], &b, 1) == 1,
+			 "a child never got ready");
 	}
 	for (int round = 0; round < 2; round++) {
 		for (int i = 0; i < NCHILD; i++)

@@ -145,7 +145,8 @@ U_FN void d_env_free(struct d_env *e)
 U_FN struct fl_client *d_client(const struct d_env *e, unsigned flags, unsigned grace_ms)
 {
 	struct fl_client_opts o = { .sz = sizeof(o), .socket = e->sock, .flags = flags,
-				    .grace_ms = t_scaled_ms(grace_ms ? grace_ms : 5000), .timeout_ms = t_scaled_ms(10000) };
+				    .grace_ms = t_scaled_ms(grace_ms ? grace_ms : 5000),
+				    .timeout_ms = t_scaled_ms(10000) };
 	struct fl_client *c = NULL;
 
 	T_OK(fl_client_connect(&o, &c));
@@ -176,7 +177,8 @@ U_FN int d_raw_reply(int s, int *ret_errno, int timeout_ms)
 {
 	static uint8_t buf[FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD];
 	struct fl__mgr_hdr h;
-	int fd = -1, n = fl__mgr_recv(s, buf, &h, &fd, timeout_ms > 0 ? (int)t_scaled_ms((unsigned)timeout_ms) : timeout_ms);
+	int fd = -1, n = fl__mgr_recv(s, buf, &h, &fd,
+				      timeout_ms > 0 ? (int)t_scaled_ms((unsigned)timeout_ms) : timeout_ms);
 
 	if (fd >= 0)
 		close(fd);

@@ -277,7 +277,8 @@ static void read_ready(int fd, char *buf, size_t len)
 
 	for (;;) {
 		ssize_t k;
-		T_ASSERT(poll(&pf, 1, (int)t_scaled_ms(10000)) == 1, "no EOF on the ready fd in 10 s (got '%.*s')", (int)got, buf);
+		T_ASSERT(poll(&pf, 1, (int)t_scaled_ms(10000)) == 1, "no EOF on the ready fd in 10 s (got '%.*s')",
+			 (int)got, buf);
 		k = read(fd, buf + got, len - 1 - got);
 		T_ASSERT(k >= 0);
 		if (k == 0)

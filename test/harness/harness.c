@@ -499,9 +499,14 @@ unsigned t_scaled_ms(unsigned ms)
 	return v >= (double)UINT_MAX ? UINT_MAX : (unsigned)(v + 0.999);
 }
 
+uint64_t t_scaled_ns(unsigned ms)
+{
+	return (uint64_t)t_scaled_ms(ms) * 1000000ull;
+}
+
 uint64_t t_deadline_ms(unsigned ms)
 {
-	return t_now_ns() + (uint64_t)t_scaled_ms(ms) * 1000000ull;
+	return t_now_ns() + t_scaled_ns(ms);
 }
 
 void t_sleep_ms(unsigned ms)

@@ -203,7 +203,9 @@ uint64_t t_now_ns(void);
 double t_timeout_scale(void);
 /* ms * FAULTLINE_TIMEOUT_SCALE, rounded up. */
 unsigned t_scaled_ms(unsigned ms);
-/* t_now_ns() + t_scaled_ms(ms) in ns: an absolute deadline. */
+/* t_scaled_ms(ms) in ns: a bound on a measured duration. */
+uint64_t t_scaled_ns(unsigned ms);
+/* t_now_ns() + t_scaled_ns(ms): an absolute deadline. */
 uint64_t t_deadline_ms(unsigned ms);
 /* Sleep ms milliseconds (restarted on EINTR). */
 void t_sleep_ms(unsigned ms);
