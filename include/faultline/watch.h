@@ -110,6 +110,46 @@ FL_API enum fl_watch_backend fl_watch_backend(const struct fl_watch *watch);
 /* Size of one reported unit: the page size, or the huge page size. */
 FL_API size_t fl_watch_granularity(const struct fl_watch *watch);
 
+/*
+ * VirtualProtect: set the application's protection (PROT_READ, PROT_WRITE,
+ * PROT_EXEC or PROT_NONE) of [addr, addr + len), which must lie inside the
+ * watch and be aligned to the granularity, keeping the watch exact: pages
+ * written stay reported, clean pages made writable are caught when
+ * written, and a fault the application's protection causes (a read of a
+ * PROT_NONE page, a write to a PROT_READ one) reaches the application's
+ * SIGSEGV handler, never the watch. On the userfaultfd backends it is
+ * mprotect(2) (their state survives it); on MPROTECT the application must
+ * use it instead of mprotect(2), see fl_watch_protect(3).
+ * Returns 0 or -errno (-EINVAL: range or prot; mprotect(2)'s errors).
+ */
+FL_API int fl_watch_protect(struct fl_watch *watch, void *addr, size_t len, int prot);
+
+/* What happens to a kind of write into the watched range. */
+enum fl_watch_fate {
+	FL_WATCH_COUNTED = 1,	/* it succeeds and is reported */
+	FL_WATCH_FAILS = 2,	/* it fails (EFAULT, EIO); nothing is written */
+	FL_WATCH_NOT_SEEN = 3,	/* it succeeds and is NOT reported */
+};
+
+/* fl_watch_info.flags */
+#define FL_WATCH_INFO_USER_MODE_ONLY	(1u << 0)	/* unprivileged: a user-mode-only uffd */
+
+struct fl_watch_info {
+	size_t sz;				/* sizeof(struct fl_watch_info) */
+	/* read(2), recv(2), process_vm_writev(2) into the range */
+	enum fl_watch_fate kernel_writes;
+	/* another process's /proc/PID/mem write or PTRACE_POKEDATA */
+	enum fl_watch_fate remote_writes;
+	unsigned flags;				/* FL_WATCH_INFO_* */
+};
+
+/*
+ * Ask before you rely: what this watch, on this kernel, with this
+ * process's privileges, does with writes that are not the process's own
+ * stores. info->sz must be set. Returns 0 or -EINVAL.
+ */
+FL_API int fl_watch_query(const struct fl_watch *watch, struct fl_watch_info *info);
+
 /* Stop watching: unprotects the range. Accepts NULL; returns NULL. */
 FL_API struct fl_watch *fl_watch_free(struct fl_watch *watch);
 

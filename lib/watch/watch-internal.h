@@ -47,19 +47,23 @@ struct fl_watch {
 	size_t gran;			/* page or huge page */
 	uint64_t ngran;
 	enum fl_mem_type mem;
-	int prot;			/* the range's protection at creation */
+	bool shared;			/* MAP_SHARED (memfd, shmem, shared hugetlb) */
+	bool user_mode_only;		/* the uffd is UFFD_USER_MODE_ONLY (unprivileged) */
 	struct fl__logger log;
 	/* Serialises get/reset with each other and (SYNC) with the fault
 	 * thread's record-and-unprotect. */
 	pthread_mutex_t lock;
-	_Atomic uint64_t *dirty;	/* SYNC, MPROTECT: one bit per granule */
+	/* SYNC, MPROTECT: one bit per granule written since its reset.
+	 * ASYNC: granules discarded (REMOVE events) since their reset, which
+	 * PAGEMAP_SCAN does not report on shmem and hugetlb. */
+	_Atomic uint64_t *dirty;
 	/* ASYNC, SYNC */
 	int uffd;
 	bool registered;
 	bool missing_reg;		/* SYNC without WP_UNPOPULATED */
 	int pagemap_fd;			/* ASYNC */
 	/* SYNC */
-	pthread_t thread;
+	pthread_t thread;		/* SYNC: faults and REMOVE; ASYNC: REMOVE only */
 	bool thread_started;
 	int stop_fd;
 	_Atomic uint64_t batches_started, batches_done;	/* messages read / handled */
@@ -70,12 +74,22 @@ struct fl_watch {
 	/* MPROTECT */
 	int mp_slot;			/* index in the process-wide table, -1 */
 	_Atomic int mp_resetting;
+	/* The application's protection of each granule (PROT_* bits), as
+	 * fl_watch_protect() last set it: a clean granule is mapped with it
+	 * minus PROT_WRITE, a written one with it. */
+	_Atomic uint8_t *app_prot;
 };
 
 /* Memory type, page size and protection (-1 when it varies) of a range that
  * one kind of memory covers completely (-EINVAL: a hole, or mixed kinds). */
 int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_t *ret_psz,
 		   int *ret_prot);
+
+/* Like fl__range_info(), and also: each(ctx, lo, hi, prot) for every mapping
+ * piece of the range (clipped to it), and *ret_shared, and *ret_maywrite
+ * (every mapping could be made writable: VM_MAYWRITE). */
+int fl__range_scan(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_t *ret_psz, bool *ret_shared,
+		   bool *ret_maywrite, void (*each)(void *ctx, uint64_t lo, uint64_t hi, int prot), void *ctx);
 
 void fl__watch_mark(struct fl_watch *w, uint64_t granule);
 
@@ -89,5 +103,10 @@ int fl__watch_mp_protect(struct fl_watch *w, uint64_t addr, uint64_t len);
 int fl__watch_mp_get(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages,
 		     uint64_t *count, fl__watch_get_fn get);
 int fl__watch_mp_reset(struct fl_watch *w, uint64_t first, uint64_t n, fl__watch_reset_fn reset);
+/* The granules' initial protections; before fl__watch_mp_start(). */
+void fl__watch_mp_init_prot(void *w, uint64_t lo, uint64_t hi, int prot);
+int fl__watch_mp_set_prot(struct fl_watch *w, uint64_t first, uint64_t n, int prot);
+/* -EBUSY when [start, start + len) overlaps an MPROTECT watch. */
+int fl__watch_mp_overlaps(uint64_t start, uint64_t len);
 
 #endif

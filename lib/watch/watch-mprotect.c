@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 
 #define MP_SLOTS 64
 
@@ -27,6 +28,24 @@ static _Atomic int mp_inflight;
 static pthread_mutex_t mp_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction mp_old;
 static unsigned mp_count;
+/* Our handler is in the SIGSEGV chain. It stays there (passing everything
+ * on) when the application installed its own handler over it, which then
+ * calls ours for faults it does not own: removing ours would break that
+ * chain, and installing it again would make a loop. */
+static bool mp_installed;
+/*
+ * A write fault on a granule already recorded is either stale (another
+ * thread unprotected it meanwhile: retry) or the application's own
+ * protection set by mprotect(2) behind the watch's back (the retry faults
+ * again: pass it on). Told apart by retrying once per address while no
+ * granule anywhere was unprotected in between and no other handler runs
+ * (it may be between recording and unprotecting): mp_unprotects counts those,
+ * and each thread remembers its last retry. Initial-exec TLS: no
+ * allocation inside a signal handler.
+ */
+static _Atomic uint64_t mp_unprotects;
+static __thread uint64_t mp_retried_addr __attribute__((tls_model("initial-exec")));
+static __thread uint64_t mp_retried_seq __attribute__((tls_model("initial-exec")));
 
 static void mp_chain(int sig, siginfo_t *si, void *uc)
 {
@@ -42,6 +61,24 @@ static void mp_chain(int sig, siginfo_t *si, void *uc)
 	/* Default action: restore it and return; the access faults again and
 	 * the process dies as it would have without us. */
 	signal(sig, SIG_DFL);
+}
+
+/* Whether the faulting access was a write. Where the architecture does not
+ * say, a fault on a granule the watch protected is taken as one. */
+static bool fault_is_write(const void *ucp)
+{
+#if defined(__x86_64__)
+	const ucontext_t *uc = ucp;
+	return uc->uc_mcontext.gregs[REG_ERR] & 2;	/* X86_PF_WRITE */
+#else
+	(void)ucp;
+	return true;
+#endif
+}
+
+static bool mp_dirty(const struct fl_watch *w, uint64_t g)
+{
+	return (atomic_load_explicit(&w->dirty[g / 64], memory_order_acquire) >> (g % 64)) & 1;
 }
 
 static void mp_handler(int sig, siginfo_t *si, void *uc)
@@ -60,20 +97,39 @@ static void mp_handler(int sig, siginfo_t *si, void *uc)
 					hit = w;
 			}
 		}
-		if (!hit) {
-			atomic_fetch_sub(&mp_inflight, 1);
-			mp_chain(sig, si, uc);
-			break;
-		}
-		if (atomic_load(&hit->mp_resetting)) {
+		if (hit && atomic_load(&hit->mp_resetting)) {
 			atomic_fetch_sub(&mp_inflight, 1);
 			sched_yield();
 			continue;
 		}
-		uint64_t page = a & ~(uint64_t)(hit->gran - 1);
-		fl__watch_mark(hit, (page - hit->start) / hit->gran);
-		mprotect((void *)(uintptr_t)page, hit->gran, hit->prot);
+		bool ours = false;
+		if (hit && fault_is_write(uc)) {
+			uint64_t page = a & ~(uint64_t)(hit->gran - 1);
+			uint64_t g = (page - hit->start) / hit->gran;
+			int prot = atomic_load(&hit->app_prot[g]);
+
+			/* Only a write the application allows, to a granule the
+			 * watch protected; anything else is the application's. */
+			if ((prot & PROT_WRITE) && !mp_dirty(hit, g)) {
+				fl__watch_mark(hit, g);
+				mprotect((void *)(uintptr_t)page, hit->gran, prot);
+				atomic_fetch_add(&mp_unprotects, 1);
+				ours = true;
+			} else if (prot & PROT_WRITE) {
+				uint64_t seq = atomic_load(&mp_unprotects);
+				/* Another handler in flight may be between
+				 * recording and unprotecting this granule. */
+				ours = mp_retried_addr != a || mp_retried_seq != seq ||
+				       atomic_load(&mp_inflight) > 1;
+				mp_retried_addr = a;
+				mp_retried_seq = seq;
+			}
+		}
 		atomic_fetch_sub(&mp_inflight, 1);
+		if (!ours) {
+			mp_retried_addr = 0;
+			mp_chain(sig, si, uc);
+		}
 		break;
 	}
 	errno = saved_errno;
@@ -85,9 +141,59 @@ static void mp_quiesce(void)
 		sched_yield();
 }
 
+void fl__watch_mp_init_prot(void *ctx, uint64_t lo, uint64_t hi, int prot)
+{
+	struct fl_watch *w = ctx;
+
+	for (uint64_t a = lo; a < hi; a += w->gran)
+		atomic_store(&w->app_prot[(a - w->start) / w->gran], (uint8_t)prot);
+}
+
+/* Map granules [first, first + n) as the watch wants them: the
+ * application's protection, without PROT_WRITE where not written (clean)
+ * or everywhere (protect_all). By runs of equal protection. */
+static int mp_apply(struct fl_watch *w, uint64_t first, uint64_t n, bool protect_all, bool restore)
+{
+	uint64_t end = first + n;
+
+	for (uint64_t g = first; g < end;) {
+		int want = -1;
+		uint64_t h = g;
+		for (; h < end; h++) {
+			int p = atomic_load(&w->app_prot[h]);
+			if (!restore && (protect_all || !mp_dirty(w, h)))
+				p &= ~PROT_WRITE;
+			if (want >= 0 && p != want)
+				break;
+			want = p;
+		}
+		int ret = fl__mprotect((void *)(uintptr_t)(w->start + g * w->gran), (h - g) * w->gran, want);
+		atomic_fetch_add(&mp_unprotects, 1);
+		if (ret)
+			return ret;
+		g = h;
+	}
+	return 0;
+}
+
 int fl__watch_mp_protect(struct fl_watch *w, uint64_t addr, uint64_t len)
 {
-	return mprotect((void *)(uintptr_t)addr, len, w->prot & ~PROT_WRITE) ? -errno : 0;
+	return mp_apply(w, (addr - w->start) / w->gran, len / w->gran, true, false);
+}
+
+int fl__watch_mp_overlaps(uint64_t start, uint64_t len)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&mp_lock);
+	for (int i = 0; i < MP_SLOTS && !ret; i++) {
+		struct fl_watch *o = atomic_load(&mp_table[i]);
+		/* Two watches over one page would fight over its protection. */
+		if (o && o->start < start + len && start < o->start + o->len)
+			ret = -EBUSY;
+	}
+	pthread_mutex_unlock(&mp_lock);
+	return ret;
 }
 
 int fl__watch_mp_start(struct fl_watch *w)
@@ -99,17 +205,18 @@ int fl__watch_mp_start(struct fl_watch *w)
 		struct fl_watch *o = atomic_load(&mp_table[i]);
 		if (!o && slot < 0)
 			slot = i;
-		/* Two watches over one page would fight over its protection. */
 		if (o && o->start < w->start + w->len && w->start < o->start + o->len)
 			ret = -EBUSY;
 	}
 	if (!ret && slot < 0)
 		ret = -ENOSPC;
-	if (!ret && !mp_count) {
+	if (!ret && !mp_installed) {
 		struct sigaction sa = { .sa_sigaction = mp_handler, .sa_flags = SA_SIGINFO | SA_RESTART };
 		sigemptyset(&sa.sa_mask);
 		if (sigaction(SIGSEGV, &sa, &mp_old))
 			ret = -errno;
+		else
+			mp_installed = true;
 	}
 	if (!ret) {
 		mp_count++;
@@ -119,7 +226,7 @@ int fl__watch_mp_start(struct fl_watch *w)
 	pthread_mutex_unlock(&mp_lock);
 	if (ret)
 		return ret;
-	ret = fl__watch_mp_protect(w, w->start, w->len);
+	ret = mp_apply(w, 0, w->ngran, true, false);
 	if (ret)
 		fl__watch_mp_stop(w);
 	return ret;
@@ -132,11 +239,33 @@ void fl__watch_mp_stop(struct fl_watch *w)
 	pthread_mutex_lock(&mp_lock);
 	atomic_store(&mp_table[w->mp_slot], NULL);
 	mp_quiesce();
-	mprotect((void *)(uintptr_t)w->start, w->len, w->prot);
+	mp_apply(w, 0, w->ngran, false, true);
 	w->mp_slot = -1;
-	if (--mp_count == 0)
-		sigaction(SIGSEGV, &mp_old, NULL);
+	if (--mp_count == 0) {
+		struct sigaction cur;
+		/* Leave only if nobody chained behind us since. */
+		if (!sigaction(SIGSEGV, NULL, &cur) && (cur.sa_flags & SA_SIGINFO) &&
+		    cur.sa_sigaction == mp_handler) {
+			sigaction(SIGSEGV, &mp_old, NULL);
+			mp_installed = false;
+		}
+	}
 	pthread_mutex_unlock(&mp_lock);
+}
+
+int fl__watch_mp_set_prot(struct fl_watch *w, uint64_t first, uint64_t n, int prot)
+{
+	int ret;
+
+	pthread_mutex_lock(&w->lock);
+	atomic_store(&w->mp_resetting, 1);
+	mp_quiesce();
+	for (uint64_t g = first; g < first + n; g++)
+		atomic_store(&w->app_prot[g], (uint8_t)prot);
+	ret = mp_apply(w, first, n, false, false);
+	atomic_store(&w->mp_resetting, 0);
+	pthread_mutex_unlock(&w->lock);
+	return ret;
 }
 
 int fl__watch_mp_get(struct fl_watch *w, uint64_t first, uint64_t n, bool reset, void **pages, uint64_t *count,

@@ -21,14 +21,16 @@
 
 /* ---- memory layout -------------------------------------------------------- */
 
-int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_t *ret_psz, int *ret_prot)
+int fl__range_scan(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_t *ret_psz, bool *ret_shared,
+		   bool *ret_maywrite, void (*each)(void *ctx, uint64_t lo, uint64_t hi, int prot), void *ctx)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
 	char line[512];
-	uint64_t cur = addr, end = addr + len;
-	bool in = false, first = true, shared = false;
-	enum fl_mem_type mem = FL_MEM_ANON;
-	int prot = 0, vprot = 0, ret = -EINVAL;
+	uint64_t cur = addr, end = addr + len, vlo = 0, vhi = 0;
+	bool in = false, first = true, shared = false, vshared = false, maywrite = true, mixed = false;
+	enum fl_mem_type mem = FL_MEM_ANON, m = FL_MEM_ANON;
+	size_t psz = 0;
+	int vprot = 0, ret = -EINVAL;
 
 	if (!f)
 		return -EIO;
@@ -41,9 +43,11 @@ int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_
 		    strchr("r-", perms[0]) && strchr("ps", perms[3])) {
 			in = cur >= lo && cur < hi;
 			if (in) {
-				shared = perms[3] == 's';
+				vshared = perms[3] == 's';
 				vprot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
 					(perms[2] == 'x' ? PROT_EXEC : 0);
+				vlo = cur;
+				vhi = FL_MIN((uint64_t)hi, end);
 				cur = hi;
 			} else if (lo > cur) {
 				break;	/* a hole */
@@ -51,30 +55,65 @@ int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_
 			continue;
 		}
 		if (in && sscanf(line, "KernelPageSize: %lu kB", &kps) == 1) {
-			enum fl_mem_type m = kps * 1024 > FL_PAGE_SIZE ? FL_MEM_HUGETLB :
-					     shared ? FL_MEM_SHMEM : FL_MEM_ANON;
+			m = kps * 1024 > FL_PAGE_SIZE ? FL_MEM_HUGETLB : vshared ? FL_MEM_SHMEM : FL_MEM_ANON;
 			if (first) {
 				mem = m;
-				prot = vprot;
-				*ret_psz = (size_t)kps * 1024;
+				shared = vshared;
+				psz = (size_t)kps * 1024;
 				first = false;
-			} else if (m != mem) {
-				first = true;	/* mixed */
+			} else if (m != mem || vshared != shared) {
+				mixed = true;
 				break;
-			} else if (vprot != prot) {
-				prot = -1;
 			}
+			continue;
+		}
+		/* VmFlags is a mapping's last line: "mw" is VM_MAYWRITE, what
+		 * userfaultfd registration needs (a PROT_NONE reservation has it). */
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			if (!strstr(line, " mw"))
+				maywrite = false;
+			if (each)
+				each(ctx, vlo, vhi, vprot);
 			in = false;
 			if (cur >= end)
 				break;
 		}
 	}
 	fclose(f);
-	if (!first && cur >= end) {
+	if (!first && !mixed && cur >= end && !in) {
 		*ret_mem = mem;
-		*ret_prot = prot;
+		*ret_psz = psz;
+		if (ret_shared)
+			*ret_shared = shared;
+		if (ret_maywrite)
+			*ret_maywrite = maywrite;
 		ret = 0;
 	}
+	return ret;
+}
+
+struct prot_acc {
+	int prot;
+	bool first;
+};
+
+static void prot_acc(void *ctx, uint64_t lo, uint64_t hi, int prot)
+{
+	struct prot_acc *p = ctx;
+
+	(void)lo;
+	(void)hi;
+	p->prot = p->first || p->prot == prot ? prot : -1;
+	p->first = false;
+}
+
+int fl__range_info(uint64_t addr, uint64_t len, enum fl_mem_type *ret_mem, size_t *ret_psz, int *ret_prot)
+{
+	struct prot_acc p = { .first = true };
+	int ret = fl__range_scan(addr, len, ret_mem, ret_psz, NULL, NULL, prot_acc, &p);
+
+	if (!ret)
+		*ret_prot = p.prot;
 	return ret;
 }
 
@@ -109,45 +148,61 @@ static int check_sub(const struct fl_watch *w, void *addr, size_t len, uint64_t 
 
 /* ---- ASYNC ---------------------------------------------------------------- */
 
+/*
+ * get merges two ascending sources: PAGEMAP_SCAN's written pages and, on
+ * shmem and hugetlb, the granules discarded since their reset (REMOVE
+ * events: PAGEMAP_SCAN does not see those, kernel-facts.md).
+ */
 struct async_get {
 	struct fl_watch *w;
 	void **pages;
 	uint64_t cap, count;
+	uint64_t bm_next, bm_end;	/* discarded granules not yet merged */
 };
+
+static void emit_discarded_below(struct async_get *g, uint64_t limit)
+{
+	struct fl_watch *w = g->w;
+
+	for (; g->bm_next < g->bm_end && g->count < g->cap; g->bm_next++) {
+		uint64_t a = w->start + g->bm_next * w->gran;
+		if (a >= limit)
+			break;
+		if (bit_test(w->dirty, g->bm_next))
+			g->pages[g->count++] = (void *)(uintptr_t)a;
+	}
+}
 
 static int async_collect(const struct fl_page_region *r, void *ctx)
 {
 	struct async_get *g = ctx;
-	for (uint64_t a = r->start; a < r->end && g->count < g->cap; a += g->w->gran)
+	struct fl_watch *w = g->w;
+
+	for (uint64_t a = r->start; a < r->end && g->count < g->cap; a += w->gran) {
+		emit_discarded_below(g, a);
+		if (g->count >= g->cap)
+			break;
 		g->pages[g->count++] = (void *)(uintptr_t)a;
+		if (g->bm_next < g->bm_end && w->start + g->bm_next * w->gran == a)
+			g->bm_next++;	/* both written and discarded: once */
+	}
 	return 0;
 }
 
-static int async_get(struct fl_watch *w, uint64_t start, uint64_t len, bool reset, void **pages, uint64_t *count)
+static bool bitmap_any(const struct fl_watch *w, uint64_t first, uint64_t n)
 {
-	struct async_get g = { .w = w, .pages = pages, .cap = *count };
-	struct fl_scan_opts so = {
-		.sz = sizeof(so),
-		.start = start,
-		.end = start + len,
-		.flags = reset ? (FL_SCAN_WP_MATCHING | FL_SCAN_CHECK_WPASYNC) : 0,
-		/* Bounds what is reported and, with WP_MATCHING, exactly what
-		 * is re-protected: the caller's capacity. A buffer that holds
-		 * the whole range needs no bound (and the kernel walks faster
-		 * without one). */
-		.max_pages = *count >= len / w->gran ? 0 : *count * (w->gran / FL_PAGE_SIZE),
-		.category_mask = FL_PAGE_IS_WRITTEN,
-		.return_mask = FL_PAGE_IS_WRITTEN,
-	};
-	int64_t n;
-
-	if (!*count)
-		return 0;
-	n = fl_pagemap_scan_all(w->pagemap_fd, &so, async_collect, &g);
-	if (n < 0)
-		return (int)n;
-	*count = g.count;
-	return 0;
+	if (!w->dirty)
+		return false;
+	for (uint64_t g = first; g < first + n;) {
+		uint64_t word = atomic_load_explicit(&w->dirty[g / 64], memory_order_acquire) >> (g % 64);
+		uint64_t left = first + n - g;
+		if (left < 64 - g % 64)
+			word &= (1ull << left) - 1;
+		if (word)
+			return true;
+		g = (g / 64 + 1) * 64;
+	}
+	return false;
 }
 
 static int ignore_region(const struct fl_page_region *r, void *ctx)
@@ -170,7 +225,60 @@ static int async_reset(struct fl_watch *w, uint64_t start, uint64_t len)
 		.return_mask = FL_PAGE_IS_WRITTEN,
 	};
 	int64_t n = fl_pagemap_scan_all(w->pagemap_fd, &so, ignore_region, NULL);
-	return n < 0 ? (int)n : 0;
+
+	if (n < 0)
+		return (int)n;
+	if (w->dirty) {
+		for (uint64_t a = start; a < start + len; a += w->gran)
+			bit_clear(w->dirty, (a - w->start) / w->gran);
+	}
+	return 0;
+}
+
+static int async_get(struct fl_watch *w, uint64_t start, uint64_t len, bool reset, void **pages, uint64_t *count)
+{
+	uint64_t first = (start - w->start) / w->gran;
+	bool merge = bitmap_any(w, first, len / w->gran);
+	struct async_get g = { .w = w, .pages = pages, .cap = *count };
+	struct fl_scan_opts so = {
+		.sz = sizeof(so),
+		.start = start,
+		.end = start + len,
+		/* Without discards to merge, one scan reports and re-protects. */
+		.flags = reset && !merge ? (FL_SCAN_WP_MATCHING | FL_SCAN_CHECK_WPASYNC) : 0,
+		/* Bounds what is reported and, with WP_MATCHING, exactly what
+		 * is re-protected: the caller's capacity. A buffer that holds
+		 * the whole range needs no bound (and the kernel walks faster
+		 * without one). */
+		.max_pages = *count >= len / w->gran ? 0 : *count * (w->gran / FL_PAGE_SIZE),
+		.category_mask = FL_PAGE_IS_WRITTEN,
+		.return_mask = FL_PAGE_IS_WRITTEN,
+	};
+	int64_t n;
+	int ret = 0;
+
+	if (merge) {
+		g.bm_next = first;
+		g.bm_end = first + len / w->gran;
+	}
+	n = fl_pagemap_scan_all(w->pagemap_fd, &so, async_collect, &g);
+	if (n < 0)
+		return (int)n;
+	emit_discarded_below(&g, start + len);
+	if (merge && reset) {
+		/* Reset exactly the runs returned: a page written after the scan
+		 * inside a run was written before this re-protect, so it is
+		 * rightly part of what was reported. */
+		for (uint64_t i = 0; i < g.count && !ret;) {
+			uint64_t j = i + 1, a = (uintptr_t)pages[i];
+			while (j < g.count && (uintptr_t)pages[j] == a + (j - i) * w->gran)
+				j++;
+			ret = async_reset(w, a, (j - i) * w->gran);
+			i = j;
+		}
+	}
+	*count = g.count;
+	return ret;
 }
 
 /* ---- SYNC ------------------------------------------------------------------ */
@@ -429,6 +537,13 @@ static int uffd_setup(struct fl_watch *w, bool async)
 		feat = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
 		if (!async_usable())
 			return -EOPNOTSUPP;
+		/* PAGEMAP_SCAN misses discards on shmem and hugetlb: take them
+		 * from REMOVE events (a thread reads them: madvise waits). */
+		if (w->mem != FL_MEM_ANON) {
+			if (!fl_feature_has(FL_FEATURE_EVENT_REMOVE))
+				return -EOPNOTSUPP;
+			feat |= UFFD_FEATURE_EVENT_REMOVE;
+		}
 	} else {
 		feat = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE;
 		if (!fl_feature_has(FL_FEATURE_WP) || !fl_feature_has(FL_FEATURE_EVENT_REMOVE))
@@ -446,8 +561,16 @@ static int uffd_setup(struct fl_watch *w, bool async)
 		feat |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
 	}
 	/* Not USER_MODE_ONLY when it can be helped: the kernel's own writes
-	 * into the range (read(2)) must fault into us too. */
-	ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK, &w->uffd);
+	 * into the range (read(2)) must fault into us too. Without privilege
+	 * only a user-mode-only uffd can be had; the watch remembers, because
+	 * then the SYNC backend makes kernel writes fail (fl_watch_query()). */
+	ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USE_SYSCALL, &w->uffd);
+	if (ret == -EPERM || ret == -EOPNOTSUPP)
+		ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USE_DEV, &w->uffd);
+	if (ret == -EPERM || ret == -EACCES || ret == -EOPNOTSUPP) {
+		ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USER_MODE_ONLY, &w->uffd);
+		w->user_mode_only = !ret;
+	}
 	if (ret)
 		return ret;
 	ret = fl_uffd_api(w->uffd, feat, NULL, NULL);
@@ -456,6 +579,8 @@ static int uffd_setup(struct fl_watch *w, bool async)
 	ret = fl_uffd_register(w->uffd, (void *)(uintptr_t)w->start, w->len, (unsigned)modes, NULL);
 	if (ret == -EINVAL && w->mem != FL_MEM_ANON)
 		ret = -EOPNOTSUPP;
+	if (ret == -EPERM)
+		ret = -EINVAL;	/* no VM_MAYWRITE: checked before, but raced */
 	if (ret)
 		return ret;
 	w->registered = true;
@@ -465,11 +590,23 @@ static int uffd_setup(struct fl_watch *w, bool async)
 	return protect(w, w->start, w->len, true);
 }
 
+static int start_thread(struct fl_watch *w)
+{
+	int ret = fl__eventfd(&w->stop_fd);
+
+	if (!ret) {
+		ret = -pthread_create(&w->thread, NULL, sync_thread, w);
+		w->thread_started = !ret;
+	}
+	return ret;
+}
+
 int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struct fl_watch **ret_watch)
 {
 	struct fl_watch_opts o;
 	struct fl_watch *w;
 	size_t psz;
+	bool maywrite;
 	int ret;
 
 	ret = FL_OPTS_COPY(o, opts);
@@ -486,14 +623,21 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 	w->log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = FL_LOG_DEBUG };
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_rwlock_init(&w->hook_lock, NULL);
-	ret = fl__range_info(w->start, len, &w->mem, &psz, &w->prot);
+	/* Any protection, PROT_NONE included (reserved memory committed
+	 * later by mprotect): what matters is that it could be written. */
+	ret = fl__range_scan(w->start, len, &w->mem, &psz, &w->shared, &maywrite, NULL, NULL);
 	if (ret)
 		goto fail;
 	ret = -EINVAL;
-	if (w->start % psz || len % psz || w->prot < 0 || !(w->prot & PROT_WRITE))
+	if (w->start % psz || len % psz || !maywrite)
 		goto fail;
 	w->gran = psz;
 	w->ngran = len / psz;
+	/* Another MPROTECT watch has made the range read-only: it is busy,
+	 * whichever backend asks. */
+	ret = fl__watch_mp_overlaps(w->start, len);
+	if (ret)
+		goto fail;
 	if (w->mem == FL_MEM_ANON && !(o.flags & FL_WATCH_ALLOW_THP))
 		fl__madvise(addr, len, MADV_NOHUGEPAGE);
 
@@ -501,7 +645,7 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 		o.backend = async_usable() ? FL_WATCH_ASYNC :
 			    fl_feature_has(FL_FEATURE_WP) ? FL_WATCH_SYNC : FL_WATCH_MPROTECT;
 	w->backend = o.backend;
-	if (w->backend != FL_WATCH_ASYNC) {
+	if (w->backend != FL_WATCH_ASYNC || w->mem != FL_MEM_ANON) {
 		w->dirty = calloc((w->ngran + 63) / 64, sizeof(uint64_t));
 		if (!w->dirty) {
 			ret = -ENOMEM;
@@ -513,6 +657,8 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 		ret = fl_pagemap_open(0, &w->pagemap_fd);
 		if (!ret)
 			ret = uffd_setup(w, true);
+		if (!ret && w->mem != FL_MEM_ANON)
+			ret = start_thread(w);
 		break;
 	case FL_WATCH_SYNC:
 		if (w->mem == FL_MEM_ANON && !fl_feature_has(FL_FEATURE_WP_UNPOPULATED)) {
@@ -524,14 +670,14 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 		}
 		ret = uffd_setup(w, false);
 		if (!ret)
-			ret = fl__eventfd(&w->stop_fd);
-		if (!ret) {
-			ret = -pthread_create(&w->thread, NULL, sync_thread, w);
-			w->thread_started = !ret;
-		}
+			ret = start_thread(w);
 		break;
 	default:
-		ret = fl__watch_mp_start(w);
+		w->app_prot = calloc(w->ngran, sizeof(*w->app_prot));
+		ret = w->app_prot ? fl__range_scan(w->start, len, &w->mem, &psz, NULL, NULL,
+						   fl__watch_mp_init_prot, w) : -ENOMEM;
+		if (!ret)
+			ret = fl__watch_mp_start(w);
 		break;
 	}
 	if (ret)
@@ -549,7 +695,8 @@ int fl_watch_get(struct fl_watch *w, void *addr, size_t len, unsigned flags, voi
 	uint64_t first, n;
 	int ret;
 
-	if (!w || !pages || !count || (flags & ~FL_WATCH_RESET))
+	/* A zero count is an error, as GetWriteWatch's is. */
+	if (!w || !pages || !count || !*count || (flags & ~FL_WATCH_RESET))
 		return -EINVAL;
 	ret = check_sub(w, addr, len, &first, &n);
 	if (ret)
@@ -557,6 +704,7 @@ int fl_watch_get(struct fl_watch *w, void *addr, size_t len, unsigned flags, voi
 	if (ret_granularity)
 		*ret_granularity = w->gran;
 	if (w->backend == FL_WATCH_ASYNC) {
+		sync_settle(w);
 		pthread_mutex_lock(&w->lock);
 		ret = async_get(w, (uintptr_t)addr, len, flags & FL_WATCH_RESET, pages, count);
 		pthread_mutex_unlock(&w->lock);
@@ -583,8 +731,7 @@ int fl_watch_reset(struct fl_watch *w, void *addr, size_t len)
 		return ret;
 	if (w->backend == FL_WATCH_MPROTECT)
 		return fl__watch_mp_reset(w, first, n, bitmap_reset);
-	if (w->backend == FL_WATCH_SYNC)
-		sync_settle(w);
+	sync_settle(w);
 	pthread_mutex_lock(&w->lock);
 	ret = w->backend == FL_WATCH_ASYNC ? async_reset(w, (uintptr_t)addr, len) : bitmap_reset(w, first, n);
 	pthread_mutex_unlock(&w->lock);
@@ -627,6 +774,60 @@ struct fl_watch *fl_watch_free(struct fl_watch *w)
 	pthread_mutex_destroy(&w->lock);
 	free(w->zero_buf);
 	free((void *)w->dirty);
+	free((void *)w->app_prot);
 	free(w);
 	return NULL;
+}
+
+int fl_watch_protect(struct fl_watch *w, void *addr, size_t len, int prot)
+{
+	uint64_t first, n;
+	int ret;
+
+	if (!w || (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
+		return -EINVAL;
+	ret = check_sub(w, addr, len, &first, &n);
+	if (ret)
+		return ret;
+	if (w->backend == FL_WATCH_MPROTECT)
+		return fl__watch_mp_set_prot(w, first, n, prot);
+	/* userfaultfd's write-protect bits live in the ptes (or markers) and
+	 * survive mprotect(2): the watch's state and the application's
+	 * protection are independent. */
+	return fl__mprotect(addr, len, prot);
+}
+
+int fl_watch_query(const struct fl_watch *w, struct fl_watch_info *info)
+{
+	struct fl_watch_info i = { .sz = sizeof(i) };
+	int ret = fl__opts_out_check(info);
+
+	if (!w)
+		return -EINVAL;
+	if (ret)
+		return ret;
+	if (w->user_mode_only)
+		i.flags |= FL_WATCH_INFO_USER_MODE_ONLY;
+	switch (w->backend) {
+	case FL_WATCH_ASYNC:
+		/* The kernel resolves WP_ASYNC faults itself, for any
+		 * accessor: no userfault is raised, user-mode-only or not. */
+		i.kernel_writes = FL_WATCH_COUNTED;
+		i.remote_writes = FL_WATCH_COUNTED;
+		break;
+	case FL_WATCH_SYNC:
+		/* A user-mode-only uffd does not see the kernel's faults, and
+		 * remote GUP never retries a userfault: both fail. */
+		i.kernel_writes = w->user_mode_only ? FL_WATCH_FAILS : FL_WATCH_COUNTED;
+		i.remote_writes = FL_WATCH_FAILS;
+		break;
+	default:
+		/* A read-only pte: the kernel's own copy fails (EFAULT), and
+		 * so does a forced write into a shared mapping; a forced write
+		 * (FOLL_FORCE) into a private one breaks COW without a fault. */
+		i.kernel_writes = FL_WATCH_FAILS;
+		i.remote_writes = w->shared ? FL_WATCH_FAILS : FL_WATCH_NOT_SEEN;
+		break;
+	}
+	return FL_OPTS_OUT(info, i);
 }

@@ -10,7 +10,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NG 64		/* granules per watched range */
@@ -18,6 +21,8 @@
 struct wcase {
 	enum fl_watch_backend backend;
 	enum fl_mem_type mem;
+	bool nobody;		/* run as uid 65534 */
+	bool handler_after;	/* app-protect: the test's SIGSEGV handler comes after the watch */
 };
 
 static const char *backend_name(enum fl_watch_backend b)
@@ -36,6 +41,27 @@ static void require_backend(const struct wcase *c)
 	t_require_needs(BACKEND_NEEDS(c->backend, c->mem));
 }
 
+/* What the watch must do with a kernel write (read(2)) and another
+ * process's write: written down here, so the query and the behaviour are
+ * both checked against the documented table (fl_watch_new(3)). */
+static enum fl_watch_fate expected_kernel_fate(const struct wcase *c)
+{
+	if (c->backend == FL_WATCH_ASYNC)
+		return FL_WATCH_COUNTED;
+	if (c->backend == FL_WATCH_SYNC)
+		return c->nobody ? FL_WATCH_FAILS : FL_WATCH_COUNTED;
+	return FL_WATCH_FAILS;
+}
+
+static enum fl_watch_fate expected_remote_fate(const struct wcase *c)
+{
+	if (c->backend == FL_WATCH_ASYNC)
+		return FL_WATCH_COUNTED;
+	if (c->backend == FL_WATCH_SYNC)
+		return FL_WATCH_FAILS;
+	return c->mem == FL_MEM_ANON ? FL_WATCH_NOT_SEEN : FL_WATCH_FAILS;
+}
+
 struct env {
 	uint8_t *mem;
 	size_t g;	/* granule */
@@ -48,6 +74,8 @@ static void setup(const struct wcase *c, struct env *e)
 	struct fl_watch_opts o = { .sz = sizeof(o), .backend = c->backend, .log = t_log_cb };
 
 	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
 	e->g = t_page_size(c->mem);
 	e->len = NG * e->g;
 	e->mem = t_map(c->mem, e->len, NULL);
@@ -133,10 +161,10 @@ static int test_reset_returned(void *arg)
 	/* The six not returned are still written; the four are reset. */
 	expect(&e, FL_WATCH_RESET, (int[]){ 14, 15, 16, 17, 18, 19 }, 6);
 	expect(&e, 0, NULL, 0);
-	/* A zero-capacity call returns nothing and resets nothing. */
+	/* A zero count is an error (as GetWriteWatch's), and resets nothing. */
 	e.mem[2 * e.g] = 1;
 	n = 0;
-	T_OK(fl_watch_get(e.w, e.mem, e.len, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(fl_watch_get(e.w, e.mem, e.len, FL_WATCH_RESET, pages, &n, NULL), -EINVAL);
 	T_ASSERT_EQ(n, 0);
 	expect(&e, 0, (int[]){ 2 }, 1);
 	fl_watch_free(e.w);
@@ -189,10 +217,17 @@ static int test_kernel_write(void *arg, bool from_file)
 	/* Land across the end of granule 4 and the start of granule 5 (for
 	 * 4 KiB granules: exactly those two pages). */
 	uint8_t *dst = e.mem + 5 * e.g - 4096;
+	struct fl_watch_info info = { .sz = sizeof(info) };
+	T_OK(fl_watch_query(e.w, &info));
+	T_ASSERT_EQ(info.kernel_writes, expected_kernel_fate(c));
+	T_ASSERT_EQ(!!(info.flags & FL_WATCH_INFO_USER_MODE_ONLY), c->nobody && c->backend != FL_WATCH_MPROTECT);
 	r = from_file ? pread(fds[0], dst, n, 0) : read(fds[0], dst, n);
-	if (c->backend == FL_WATCH_MPROTECT) {
-		/* Documented limit: the kernel's write into a clean page fails. */
+	if (info.kernel_writes == FL_WATCH_FAILS) {
+		/* Documented: the kernel's write into a clean page fails
+		 * loudly (MPROTECT; SYNC without privilege), nothing written. */
 		T_ASSERT(r < 0 && errno == EFAULT, "read returned %zd", r);
+		for (size_t i = 0; i < n; i++)
+			T_ASSERT(dst[i] != 0xab, "byte %zu written", i);
 		expect(&e, 0, NULL, 0);
 	} else {
 		T_ASSERT_EQ(r, (ssize_t)n);
@@ -208,6 +243,59 @@ static int test_kernel_write(void *arg, bool from_file)
 		close(fds[1]);
 	fl_watch_free(e.w);
 	free(src);
+	return T_PASS;
+}
+
+/* A second process writes into the watched memory through /proc/PID/mem
+ * (what PTRACE_POKEDATA and an emulator's WriteProcessMemory do). */
+static int test_remote_write(void *arg)
+{
+	const struct wcase *c = arg;
+	struct env e;
+	struct fl_watch_info info = { .sz = sizeof(info) };
+	pid_t self = getpid(), child;
+	int status;
+
+	setup(c, &e);
+	T_OK(fl_watch_query(e.w, &info));
+	T_ASSERT_EQ(info.remote_writes, expected_remote_fate(c));
+	child = fork();
+	T_ASSERT(child >= 0);
+	if (child == 0) {
+		char path[64];
+		uint8_t buf[16];
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)self);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			_exit(3);
+		memset(buf, 0x5a, sizeof(buf));
+		/* One populated granule (6) and one never touched (7). */
+		ssize_t a = pwrite(fd, buf, sizeof(buf), (off_t)(uintptr_t)(e.mem + 6 * e.g + 64));
+		ssize_t b = pwrite(fd, buf, sizeof(buf), (off_t)(uintptr_t)(e.mem + 7 * e.g + 64));
+		_exit(a == (ssize_t)sizeof(buf) && b == (ssize_t)sizeof(buf) ? 0 : a < 0 && b < 0 ? 1 : 2);
+	}
+	T_OK(t_wait_pid(child, 20000, &status));
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) != 3, "child could not open /proc/PID/mem");
+	switch (info.remote_writes) {
+	case FL_WATCH_COUNTED:
+		T_ASSERT_EQ(WEXITSTATUS(status), 0);
+		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0x5a);
+		expect(&e, 0, (int[]){ 6, 7 }, 2);
+		break;
+	case FL_WATCH_FAILS:
+		T_ASSERT_EQ(WEXITSTATUS(status), 1);
+		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0);
+		T_ASSERT_EQ(e.mem[7 * e.g + 64], 0);
+		expect(&e, 0, NULL, 0);
+		break;
+	default:
+		/* Declared: the write lands and the watch does not see it. */
+		T_ASSERT_EQ(WEXITSTATUS(status), 0);
+		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0x5a);
+		expect(&e, 0, NULL, 0);
+		break;
+	}
+	fl_watch_free(e.w);
 	return T_PASS;
 }
 
@@ -258,20 +346,235 @@ static int test_mprotect(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Discards change contents: MADV_DONTNEED (and MADV_REMOVE on shared
+ * memory) count as writes, before and after a reset, on every memory type.
+ * MPROTECT cannot see them (no event reaches it): documented, it reports
+ * the page when it is next written.
+ */
 static int test_dontneed(void *arg)
 {
 	const struct wcase *c = arg;
 	struct env e;
+	bool shared = c->mem != FL_MEM_ANON;
 
 	setup(c, &e);
+	/* Written, then discarded: still written. */
+	e.mem[2 * e.g + 1] = 9;
+	T_ASSERT(madvise(e.mem + 2 * e.g, e.g, MADV_DONTNEED) == 0);
+	e.mem[4 * e.g + 1] = 9;
+	expect(&e, FL_WATCH_RESET, (int[]){ 2, 4 }, 2);
+	/* Clean, then discarded: now written (its contents are zeros). */
 	T_ASSERT(madvise(e.mem + 4 * e.g, e.g, MADV_DONTNEED) == 0);
+	if (shared) {
+		T_ASSERT(madvise(e.mem + 8 * e.g, e.g, MADV_REMOVE) == 0);
+		T_ASSERT_EQ(e.mem[8 * e.g + 1], 0);
+	}
 	if (c->backend == FL_WATCH_MPROTECT) {
 		/* Documented: seen only when next written. */
 		expect(&e, 0, NULL, 0);
 		e.mem[4 * e.g] = 1;
+		if (shared)
+			e.mem[8 * e.g] = 1;
 	}
+	expect(&e, FL_WATCH_RESET, (int[]){ 4, 8 }, shared ? 2 : 1);
+	expect(&e, 0, NULL, 0);
+	/* Discarded pages are caught when written again after the reset. */
+	e.mem[4 * e.g + 3] = 1;
 	expect(&e, 0, (int[]){ 4 }, 1);
-	T_ASSERT_EQ(e.mem[4 * e.g + 1], c->backend == FL_WATCH_MPROTECT ? 0 : 0);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
+/* Private hugetlb (MAP_PRIVATE | MAP_HUGETLB): a discard after a reset
+ * turns the contents to zeros, which must be reported. */
+static int test_dontneed_private_huge(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_opts o = { .sz = sizeof(o), .backend = c->backend };
+	size_t g = t_page_size(FL_MEM_HUGETLB), len = 8 * g;
+	struct env e = { .g = g, .len = len };
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	t_need_huge(len);
+	e.mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	T_ASSERT(e.mem != MAP_FAILED, "mmap: %s", strerror(errno));
+	e.len = len;
+	for (size_t i = 0; i < 8; i++)
+		e.mem[i * g] = 1;
+	T_OK(fl_watch_new(e.mem, len, &o, &e.w));
+	e.mem[3 * g + 5] = 7;
+	T_ASSERT(madvise(e.mem + 1 * g, g, MADV_DONTNEED) == 0);
+	T_ASSERT(madvise(e.mem + 3 * g, g, MADV_DONTNEED) == 0);
+	T_ASSERT_EQ(e.mem[1 * g], 0);
+	void *pages[8];
+	uint64_t n = 8;
+	T_OK(fl_watch_get(e.w, e.mem, len, FL_WATCH_RESET, pages, &n, NULL));
+	if (c->backend == FL_WATCH_MPROTECT) {
+		/* Documented: a discard is seen only when next written. */
+		T_ASSERT_EQ(n, 1);
+		T_ASSERT(pages[0] == e.mem + 3 * g);
+	} else {
+		T_ASSERT_EQ(n, 2);
+		T_ASSERT(pages[0] == e.mem + 1 * g && pages[1] == e.mem + 3 * g);
+	}
+	n = 8;
+	T_OK(fl_watch_get(e.w, e.mem, len, 0, pages, &n, NULL));
+	T_ASSERT_EQ(n, 0);
+	fl_watch_free(e.w);
+	munmap(e.mem, len);
+	return T_PASS;
+}
+
+/* ---- the application's own protection (VirtualProtect) ------------------ */
+
+static sigjmp_buf app_jmp;
+static volatile sig_atomic_t app_faults;
+static volatile uintptr_t app_lo, app_hi;	/* the page whose protection the application owns now */
+static struct sigaction app_prev;
+
+/* The application's SIGSEGV handler: owns the faults on the page it is
+ * probing, passes every other one to the handler it replaced (the
+ * watch's, when installed after the watch), as fl_watch_new(3) asks. */
+static void app_handler(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+
+	if (a >= app_lo && a < app_hi) {
+		app_lo = app_hi = 0;
+		app_faults++;
+		siglongjmp(app_jmp, 1);
+	}
+	if ((app_prev.sa_flags & SA_SIGINFO) && app_prev.sa_sigaction)
+		app_prev.sa_sigaction(sig, si, uc);
+	else
+		signal(sig, SIG_DFL);
+}
+
+static void app_install(void)
+{
+	struct sigaction sa = { .sa_sigaction = app_handler, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	sigemptyset(&sa.sa_mask);
+	T_ASSERT(sigaction(SIGSEGV, &sa, &app_prev) == 0);
+}
+
+/* Access *p (write if `write`); true when the application's handler got
+ * the fault instead. */
+static bool faults(volatile uint8_t *p, bool write)
+{
+	int before = app_faults;
+
+	app_lo = (uintptr_t)p & ~(uintptr_t)4095;
+	app_hi = app_lo + 4096;
+	if (sigsetjmp(app_jmp, 1) == 0) {
+		if (write)
+			*p = 0x77;
+		else
+			(void)*p;
+	}
+	app_lo = app_hi = 0;
+	return app_faults != before;
+}
+
+/* An access the application does not expect to fault: should it reach
+ * the application's handler anyway, that counts as a fault (the handler
+ * is then told it owns the page). */
+static bool faults_unowned(volatile uint8_t *p, bool write)
+{
+	int before = app_faults;
+
+	if (sigsetjmp(app_jmp, 1) == 0) {
+		if (write)
+			*p = 0x77;
+		else
+			(void)*p;
+	}
+	return app_faults != before;
+}
+
+static int test_app_protect(void *arg)
+{
+	const struct wcase *c = arg;
+	struct env e;
+
+	if (!c->handler_after)
+		app_install();
+	setup(c, &e);
+	if (c->handler_after)
+		app_install();
+	/* mprotect(2) behind the watch's back: a read of a PROT_NONE page is
+	 * the application's fault, not a write. */
+	T_ASSERT(mprotect(e.mem + 3 * e.g, e.g, PROT_NONE) == 0);
+	T_ASSERT(faults(e.mem + 3 * e.g, false), "read of a PROT_NONE page did not fault");
+	T_OK(fl_watch_protect(e.w, e.mem + 3 * e.g, e.g, PROT_READ | PROT_WRITE));
+	/* A written page made read-only: a write faults to the application. */
+	e.mem[4 * e.g] = 1;
+	T_ASSERT(mprotect(e.mem + 4 * e.g, e.g, PROT_READ) == 0);
+	T_ASSERT(faults(e.mem + 4 * e.g, true), "write to a PROT_READ page did not fault");
+	T_OK(fl_watch_protect(e.w, e.mem + 4 * e.g, e.g, PROT_READ | PROT_WRITE));
+	/* Through the hook, clean pages too. */
+	T_OK(fl_watch_protect(e.w, e.mem + 6 * e.g, 2 * e.g, PROT_READ));
+	T_ASSERT(faults(e.mem + 6 * e.g, true), "write to a PROT_READ page did not fault");
+	T_ASSERT(!faults_unowned(e.mem + 7 * e.g, false), "read of a PROT_READ page faulted");
+	T_OK(fl_watch_protect(e.w, e.mem + 6 * e.g, e.g, PROT_NONE));
+	T_ASSERT(faults(e.mem + 6 * e.g, false), "read of a PROT_NONE page did not fault");
+	expect(&e, 0, (int[]){ 4 }, 1);
+	T_OK(fl_watch_protect(e.w, e.mem + 6 * e.g, 2 * e.g, PROT_READ | PROT_WRITE));
+	T_ASSERT(!faults_unowned(e.mem + 6 * e.g, true), "write after VirtualProtect faulted");
+	/* The watch's own faults never reach the application. */
+	T_ASSERT(!faults_unowned(e.mem + 9 * e.g, true), "a watch write reached the application");
+	expect(&e, FL_WATCH_RESET, (int[]){ 4, 6, 9 }, 3);
+	T_ASSERT_EQ(e.mem[6 * e.g], 0x77);
+	/* Written then read-only through the hook: still reported, and a
+	 * write faults. */
+	e.mem[10 * e.g] = 1;
+	T_OK(fl_watch_protect(e.w, e.mem + 10 * e.g, e.g, PROT_READ));
+	T_ASSERT(faults(e.mem + 10 * e.g, true), "write to a PROT_READ page did not fault");
+	expect(&e, 0, (int[]){ 10 }, 1);
+	fl_watch_free(e.w);
+	/* The watch is gone; the application's handler still works, and its
+	 * pages have the protection it set. */
+	T_ASSERT(faults(e.mem + 10 * e.g, true), "PROT_READ lost at fl_watch_free");
+	T_ASSERT(!faults_unowned(e.mem + 11 * e.g, true), "a page left protected");
+	T_ASSERT(mprotect(e.mem, e.g, PROT_NONE) == 0);
+	T_ASSERT(faults(e.mem, false), "application handler gone");
+	return T_PASS;
+}
+
+/* ---- reserved memory (PROT_NONE, committed later) ------------------------ */
+
+static int test_reserved(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_opts o = { .sz = sizeof(o), .backend = c->backend };
+	struct env e;
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	e.g = t_page_size(c->mem);
+	e.len = NG * e.g;
+	e.mem = t_map(c->mem, e.len, NULL);
+	T_ASSERT(mprotect(e.mem, e.len, PROT_NONE) == 0);
+	T_OK(fl_watch_new(e.mem, e.len, &o, &e.w));
+	/* Commit part of it (VirtualAlloc MEM_COMMIT); the rest stays reserved. */
+	T_OK(fl_watch_protect(e.w, e.mem + 8 * e.g, 16 * e.g, PROT_READ | PROT_WRITE));
+	expect(&e, 0, NULL, 0);
+	e.mem[9 * e.g] = 1;
+	e.mem[20 * e.g + 100] = 2;
+	volatile uint8_t sink = e.mem[12 * e.g];
+	(void)sink;
+	expect(&e, FL_WATCH_RESET, (int[]){ 9, 20 }, 2);
+	e.mem[9 * e.g + 1] = 3;
+	expect(&e, 0, (int[]){ 9 }, 1);
+	if (c->backend != FL_WATCH_MPROTECT) {
+		/* On the userfaultfd backends a plain mprotect(2) commits too. */
+		T_ASSERT(mprotect(e.mem + 30 * e.g, e.g, PROT_READ | PROT_WRITE) == 0);
+		e.mem[30 * e.g] = 1;
+		expect(&e, 0, (int[]){ 9, 30 }, 2);
+	}
 	fl_watch_free(e.w);
 	return T_PASS;
 }
@@ -450,9 +753,20 @@ static int test_bad_input(void *arg)
 	T_ASSERT_EQ(fl_watch_new(m, len, NULL, NULL), -EINVAL);
 	struct fl_watch_opts bad = { .sz = sizeof(bad), .backend = (enum fl_watch_backend)9 };
 	T_ASSERT_EQ(fl_watch_new(m, len, &bad, &w), -EINVAL);
-	/* Read-only memory cannot be written: nothing to watch. */
-	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	T_ASSERT_EQ(fl_watch_new(ro, 4096, NULL, &w), -EINVAL);
+	/* Memory that can never be written (no VM_MAYWRITE: a shared mapping
+	 * of a file opened read-only): nothing to watch. */
+	{
+		char path[] = "/tmp/fl-watch-ro-XXXXXX";
+		int fd = mkstemp(path);
+		T_ASSERT(fd >= 0 && ftruncate(fd, 4096) == 0);
+		int rofd = open(path, O_RDONLY | O_CLOEXEC);
+		unlink(path);
+		uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_SHARED, rofd, 0);
+		T_ASSERT(ro != MAP_FAILED);
+		T_ASSERT_EQ(fl_watch_new(ro, 4096, NULL, &w), -EINVAL);
+		close(fd);
+		close(rofd);
+	}
 	/* An unmapped hole. */
 	T_ASSERT(munmap(m + 8 * 4096, 4096) == 0);
 	T_ASSERT_EQ(fl_watch_new(m, len, NULL, &w), -EINVAL);
@@ -472,6 +786,25 @@ static int test_bad_input(void *arg)
 	}
 	fl_watch_free(w);
 	T_ASSERT(fl_watch_free(NULL) == NULL);
+	/* A second MPROTECT watch over an MPROTECT-watched range is busy, not
+	 * "read-only memory" (the first made it PROT_READ); so is any other. */
+	{
+		struct fl_watch_opts mo = { .sz = sizeof(mo), .backend = FL_WATCH_MPROTECT };
+		struct fl_watch *w1, *w2;
+		T_OK(fl_watch_new(m, 8 * 4096, &mo, &w1));
+		T_ASSERT_EQ(fl_watch_new(m, 8 * 4096, &mo, &w2), -EBUSY);
+		T_ASSERT_EQ(fl_watch_new(m + 4096, 4096, &mo, &w2), -EBUSY);
+		T_ASSERT_EQ(fl_watch_new(m, 8 * 4096, NULL, &w2), -EBUSY);
+		fl_watch_free(w1);
+	}
+	/* Bad arguments to the new calls. */
+	T_OK(fl_watch_new(m, 8 * 4096, NULL, &w));
+	T_ASSERT_EQ(fl_watch_protect(w, m, 4096, 0x100), -EINVAL);
+	T_ASSERT_EQ(fl_watch_protect(w, m + 4 * 4096, 8 * 4096, PROT_READ), -EINVAL);
+	T_ASSERT_EQ(fl_watch_protect(NULL, m, 4096, PROT_READ), -EINVAL);
+	T_ASSERT_EQ(fl_watch_query(w, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_watch_query(NULL, &(struct fl_watch_info){ .sz = sizeof(struct fl_watch_info) }), -EINVAL);
+	fl_watch_free(w);
 	/* A range someone's userfaultfd already handles. */
 	uffd = t_uffd(0);
 	T_OK(fl_uffd_register(uffd, m, 8 * 4096, FL_REG_MISSING, NULL));
@@ -489,19 +822,36 @@ static int test_bad_input(void *arg)
 #define ALLB(name, fn)                                                                 \
 	ALLMEM(name, fn, FL_WATCH_ASYNC, "async"), ALLMEM(name, fn, FL_WATCH_SYNC, "sync"), \
 	ALLMEM(name, fn, FL_WATCH_MPROTECT, "mprotect")
+/* The same, each case also as uid 65534 ("-nobody"). */
+#define WCX(b, m, n, a) (&(struct wcase){ b, m, n, a })
+#define ALLMEMX(name, fn, b, bn, n, a, sfx)                                                        \
+	{ name "-" bn "-anon" sfx, fn, WCX(b, FL_MEM_ANON, n, a), 60, BACKEND_NEEDS(b, FL_MEM_ANON) },    \
+	{ name "-" bn "-shmem" sfx, fn, WCX(b, FL_MEM_SHMEM, n, a), 60, BACKEND_NEEDS(b, FL_MEM_SHMEM) }, \
+	{ name "-" bn "-hugetlb" sfx, fn, WCX(b, FL_MEM_HUGETLB, n, a), 60, BACKEND_NEEDS(b, FL_MEM_HUGETLB) }
+#define ALLBX(name, fn, n, a, sfx)                                                       \
+	ALLMEMX(name, fn, FL_WATCH_ASYNC, "async", n, a, sfx), ALLMEMX(name, fn, FL_WATCH_SYNC, "sync", n, a, sfx), \
+	ALLMEMX(name, fn, FL_WATCH_MPROTECT, "mprotect", n, a, sfx)
+#define ALLBU(name, fn) ALLBX(name, fn, false, false, ""), ALLBX(name, fn, true, false, "-nobody")
+#define PRIVHUGE(b, bn, n, sfx) \
+	{ "dontneed-" bn "-private-hugetlb" sfx, test_dontneed_private_huge, WCX(b, FL_MEM_HUGETLB, n, false), 60, \
+	  BACKEND_NEEDS(b, FL_MEM_HUGETLB) }
 
 static const struct t_case cases[] = {
-	ALLB("basic", test_basic),
+	ALLBU("basic", test_basic),
 	ALLB("reset-returned", test_reset_returned),
 	ALLB("subrange", test_subrange),
-	ALLB("kernel-pipe", test_kernel_pipe),
-	ALLB("kernel-file", test_kernel_file),
+	ALLBU("kernel-pipe", test_kernel_pipe),
+	ALLBU("kernel-file", test_kernel_file),
+	ALLBU("remote-write", test_remote_write),
+	ALLBU("app-protect", test_app_protect),
+	ALLBX("app-protect-handler-after", test_app_protect, false, true, ""),
+	ALLBU("reserved", test_reserved),
+	ALLBU("dontneed", test_dontneed),
+	PRIVHUGE(FL_WATCH_ASYNC, "async", false, ""), PRIVHUGE(FL_WATCH_SYNC, "sync", false, ""),
+	PRIVHUGE(FL_WATCH_MPROTECT, "mprotect", false, ""), PRIVHUGE(FL_WATCH_ASYNC, "async", true, "-nobody"),
 	ALLB("spanning", test_spanning),
 	ALLB("mprotect", test_mprotect),
 	ALLB("free", test_free_restores),
-	{ "dontneed-async-anon", test_dontneed, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 60, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
-	{ "dontneed-sync-anon", test_dontneed, WC(FL_WATCH_SYNC, FL_MEM_ANON), 60, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
-	{ "dontneed-mprotect-anon", test_dontneed, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 60 },
 	{ "concurrent-async", test_concurrent, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
 	{ "concurrent-sync", test_concurrent, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
 	{ "concurrent-mprotect", test_concurrent, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
