@@ -9,14 +9,20 @@
  * registered with a userfaultfd (-EBUSY). A new watch starts clean: every
  * page is "not written".
  *
- * What counts as a write: any store through this mapping by any thread, and
- * writes the kernel makes on the process's behalf into the range (read(2)
- * from a pipe, a socket or a file, recv, ...). A read(2) that transfers zero
- * bytes does not write. A store that spans two pages marks both. Changing
- * the range's protection with mprotect(2) does not lose or invent watch
- * state. MADV_DONTNEED on a watched page counts as a write (its contents
- * changed to zeros). Writes through a different mapping of the same shmem
- * object are not seen (they do not go through this range).
+ * What counts as a write: any store through this mapping by any thread.
+ * Kernel writes into the range (read(2), recv, process_vm_writev) and
+ * other processes' writes (/proc/PID/mem, PTRACE_POKEDATA) are counted,
+ * fail loudly, or are not seen depending on the backend and privileges:
+ * fl_watch_query() says which (table in fl_watch_new(3)). A read(2) that
+ * transfers zero bytes does not write. A store that spans two pages marks
+ * both. fl_watch_protect() (VirtualProtect) changes the application's
+ * protection without losing or inventing watch state. MADV_DONTNEED (and
+ * MADV_REMOVE) on a watched page counts as a write (its contents changed
+ * to zeros; MPROTECT sees it only at the next write). Writes through a
+ * different mapping of the same shmem object are not seen.
+ *
+ * The range may be PROT_NONE or read-only (reserved memory committed
+ * later); it must be memory that can be made writable (VM_MAYWRITE).
  *
  * Granularity: page-exact by default. On anonymous memory the watch turns
  * transparent huge pages off for the range (MADV_NOHUGEPAGE) so a write
@@ -34,14 +40,15 @@
  *    owned by the watch, which records the page and unprotects it.
  *    Unpopulated pages are caught through MISSING registration, so nothing
  *    is pre-faulted.
- *  - MPROTECT: PROT_READ plus a SIGSEGV handler that records and unprotects.
- *    Limits, which the uffd backends do not have: a kernel write into a
- *    protected page fails (read(2) returns EFAULT and nothing is written,
- *    so nothing is reported), and an mprotect(2) by the application that
- *    makes watched pages writable loses those pages' tracking. The handler
- *    chains to the previously installed SIGSEGV handler for faults outside
- *    every watch. This backend keeps a process-wide table of watches (the
- *    only process-wide state in the library, forced by signals).
+ *  - MPROTECT: the application's protection minus PROT_WRITE on clean
+ *    pages, plus a SIGSEGV handler that records a write the application
+ *    allows and restores the page's protection. Faults the application's
+ *    own protection causes go to the handler installed before (or the
+ *    default action); an application handler installed after must pass on
+ *    the faults it does not own. The application must change protections
+ *    through fl_watch_protect(). Kernel writes fail (EFAULT). This backend
+ *    keeps a process-wide table of watches (the only process-wide state in
+ *    the library, forced by signals).
  *
  * A watch is thread-safe: several threads may call fl_watch_get() and
  * fl_watch_reset() on it; each call is atomic with respect to the others.
@@ -78,8 +85,9 @@ struct fl_watch_opts {
 /*
  * Start watching [addr, addr + len). addr and len must be aligned to the
  * memory's page size (the huge page size for hugetlb). opts may be NULL.
- * Errors: -EINVAL (alignment, unmapped or mixed memory types), -EBUSY
- * (already registered with a userfaultfd), -EOPNOTSUPP (the requested
+ * Errors: -EINVAL (alignment, unmapped, never writable or mixed memory
+ * types), -EBUSY (already registered with a userfaultfd, or overlapping an
+ * MPROTECT watch), -EOPNOTSUPP (the requested
  * backend is unavailable: the kernel lacks it or it is masked).
  */
 FL_API int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts,
@@ -91,7 +99,8 @@ FL_API int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts
 /*
  * GetWriteWatch: store the addresses of pages in [addr, addr + len) written
  * since their last reset, in ascending order, into pages[0 .. *count). On
- * entry *count is the capacity of `pages`; on return the number stored.
+ * entry *count is the capacity of `pages` (0 is -EINVAL, as Windows'); on
+ * return the number stored.
  * With FL_WATCH_RESET, exactly the pages returned are reset: when there are
  * more written pages than `pages` holds, the rest stay written and are
  * returned by the next call. [addr, addr + len) must lie inside the watch
