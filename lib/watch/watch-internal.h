@@ -41,6 +41,27 @@ int fl__watch_set_hook(struct fl_watch *watch, fl__watch_hook_fn fn, void *ctx);
 int fl__watch_get_mark(struct fl_watch *watch, void **pages, uint64_t *count,
 		       void (*fn)(void *ctx, uint64_t addr), void *ctx);
 
+/*
+ * What the userfaultfd backends share between the watches of one manager
+ * (fl_watch_manager_new(3)), or own alone: one uffd, one pagemap fd, at
+ * most one thread serving faults (SYNC) and REMOVE events (SYNC; ASYNC on
+ * shmem and hugetlb).
+ */
+struct fl__watch_svc {
+	int uffd;
+	int pagemap_fd;
+	int stop_fd;
+	bool user_mode_only;		/* UFFD_USER_MODE_ONLY (unprivileged) */
+	pthread_t thread;
+	bool thread_started;
+	_Atomic uint64_t batches_started, batches_done;	/* messages read / handled */
+	/* Calls fn(w, arg) for each watch overlapping [start, end), holding
+	 * whatever keeps those watches alive meanwhile. */
+	void (*each)(void *ctx, uint64_t start, uint64_t end, void (*fn)(struct fl_watch *w, void *arg),
+		     void *arg);
+	void *each_ctx;
+};
+
 struct fl_watch {
 	enum fl_watch_backend backend;
 	uint64_t start, len;
@@ -48,7 +69,6 @@ struct fl_watch {
 	uint64_t ngran;
 	enum fl_mem_type mem;
 	bool shared;			/* MAP_SHARED (memfd, shmem, shared hugetlb) */
-	bool user_mode_only;		/* the uffd is UFFD_USER_MODE_ONLY (unprivileged) */
 	struct fl__logger log;
 	/* Serialises get/reset with each other and (SYNC) with the fault
 	 * thread's record-and-unprotect. */
@@ -57,16 +77,12 @@ struct fl_watch {
 	 * ASYNC: granules discarded (REMOVE events) since their reset, which
 	 * PAGEMAP_SCAN does not report on shmem and hugetlb. */
 	_Atomic uint64_t *dirty;
-	/* ASYNC, SYNC */
-	int uffd;
+	/* ASYNC, SYNC: the userfaultfd, pagemap fd and service thread, the
+	 * watch's own (own_svc) or its manager's, shared by many watches. */
+	struct fl__watch_svc *svc;
+	struct fl__watch_svc own_svc;
 	bool registered;
 	bool missing_reg;		/* SYNC without WP_UNPOPULATED */
-	int pagemap_fd;			/* ASYNC */
-	/* SYNC */
-	pthread_t thread;		/* SYNC: faults and REMOVE; ASYNC: REMOVE only */
-	bool thread_started;
-	int stop_fd;
-	_Atomic uint64_t batches_started, batches_done;	/* messages read / handled */
 	void *zero_buf;			/* a zero granule, for MISSING faults */
 	pthread_rwlock_t hook_lock;
 	fl__watch_hook_fn hook;
@@ -79,6 +95,17 @@ struct fl_watch {
 	 * minus PROT_WRITE, a written one with it. */
 	_Atomic uint8_t *app_prot;
 };
+
+/* The service of a uffd: create it (UFFDIO_API with feat; a pagemap fd
+ * for ASYNC), start and stop its thread, close it. */
+int fl__watch_svc_init(struct fl__watch_svc *svc, enum fl_watch_backend backend, uint64_t feat);
+int fl__watch_svc_start(struct fl__watch_svc *svc);
+void fl__watch_svc_stop(struct fl__watch_svc *svc);
+void fl__watch_svc_close(struct fl__watch_svc *svc);
+/* Register w's range on w->svc's uffd and write-protect it. */
+int fl__watch_register(struct fl_watch *w);
+/* Unregister (or unprotect) w's range and free w; the svc stays. */
+void fl__watch_release(struct fl_watch *w);
 
 /* Memory type, page size and protection (-1 when it varies) of a range that
  * one kind of memory covers completely (-EINVAL: a hole, or mixed kinds). */

@@ -224,7 +224,7 @@ static int async_reset(struct fl_watch *w, uint64_t start, uint64_t len)
 		.category_mask = FL_PAGE_IS_WRITTEN,
 		.return_mask = FL_PAGE_IS_WRITTEN,
 	};
-	int64_t n = fl_pagemap_scan_all(w->pagemap_fd, &so, ignore_region, NULL);
+	int64_t n = fl_pagemap_scan_all(w->svc->pagemap_fd, &so, ignore_region, NULL);
 
 	if (n < 0)
 		return (int)n;
@@ -261,7 +261,7 @@ static int async_get(struct fl_watch *w, uint64_t start, uint64_t len, bool rese
 		g.bm_next = first;
 		g.bm_end = first + len / w->gran;
 	}
-	n = fl_pagemap_scan_all(w->pagemap_fd, &so, async_collect, &g);
+	n = fl_pagemap_scan_all(w->svc->pagemap_fd, &so, async_collect, &g);
 	if (n < 0)
 		return (int)n;
 	emit_discarded_below(&g, start + len);
@@ -288,7 +288,7 @@ static int protect(struct fl_watch *w, uint64_t addr, uint64_t len, bool on)
 	int ret;
 
 	do
-		ret = fl_uffd_writeprotect(w->uffd, (void *)(uintptr_t)addr, len, on ? FL_WP_PROTECT : 0);
+		ret = fl_uffd_writeprotect(w->svc->uffd, (void *)(uintptr_t)addr, len, on ? FL_WP_PROTECT : 0);
 	while (ret == -EAGAIN);
 	/* ENOENT: unmapped under us; nothing left to protect or wake. */
 	return ret == -ENOENT ? 0 : ret;
@@ -324,7 +324,7 @@ static void sync_written(struct fl_watch *w, uint64_t addr)
 	if (ret) {
 		fl__log(&w->log, FL_LOG_ERROR, "watch: unprotecting %#llx failed: %s", (unsigned long long)addr,
 			strerror(-ret));
-		fl_uffd_wake(w->uffd, (void *)(uintptr_t)addr, w->gran);
+		fl_uffd_wake(w->svc->uffd, (void *)(uintptr_t)addr, w->gran);
 	}
 }
 
@@ -335,7 +335,7 @@ static void sync_missing(struct fl_watch *w, uint64_t addr, bool write)
 
 	/* Install it protected first, so a write is then an ordinary first
 	 * write (and the hook reads zeros without faulting into us). */
-	ret = fl_uffd_copy(w->uffd, (void *)(uintptr_t)addr, w->zero_buf, w->gran, FL_MODE_WP | (write ? FL_DONTWAKE : 0),
+	ret = fl_uffd_copy(w->svc->uffd, (void *)(uintptr_t)addr, w->zero_buf, w->gran, FL_MODE_WP | (write ? FL_DONTWAKE : 0),
 			   NULL);
 	if (ret && ret != -EEXIST && ret != -ENOENT) {
 		fl__log(&w->log, FL_LOG_ERROR, "watch: installing a zero page at %#llx failed: %s",
@@ -346,7 +346,7 @@ static void sync_missing(struct fl_watch *w, uint64_t addr, bool write)
 	if (write)
 		sync_written(w, addr);
 	else if (ret)
-		fl_uffd_wake(w->uffd, (void *)(uintptr_t)addr, w->gran);
+		fl_uffd_wake(w->svc->uffd, (void *)(uintptr_t)addr, w->gran);
 }
 
 static void sync_remove(struct fl_watch *w, uint64_t start, uint64_t end)
@@ -360,13 +360,36 @@ static void sync_remove(struct fl_watch *w, uint64_t start, uint64_t end)
 	pthread_mutex_unlock(&w->lock);
 }
 
-static void *sync_thread(void *arg)
+static void on_fault(struct fl_watch *w, void *arg)
 {
-	struct fl_watch *w = arg;
+	const struct uffd_msg *m = arg;
+	uint64_t addr = fl_msg_fault_addr(m) & ~(uint64_t)(w->gran - 1);
+
+	if (w->backend != FL_WATCH_SYNC)
+		return;
+	if (fl_msg_fault_wp(m))
+		sync_written(w, addr);
+	else
+		sync_missing(w, addr, fl_msg_fault_write(m));
+}
+
+static void on_remove(struct fl_watch *w, void *arg)
+{
+	const struct uffd_msg *m = arg;
+
+	if (w->dirty)
+		sync_remove(w, m->arg.remove.start, m->arg.remove.end);
+}
+
+/* The service thread of one uffd: SYNC faults and REMOVE events, handed to
+ * the watch (of a manager: the watches) they concern. */
+static void *svc_thread(void *arg)
+{
+	struct fl__watch_svc *svc = arg;
 	struct uffd_msg msgs[MSG_BATCH];
 
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = w->uffd, .events = POLLIN }, { .fd = w->stop_fd, .events = POLLIN } };
+		struct pollfd pfd[2] = { { .fd = svc->uffd, .events = POLLIN }, { .fd = svc->stop_fd, .events = POLLIN } };
 		int n = fl__poll(pfd, 2, -1);
 
 		if (n < 0 && n != -EINTR)
@@ -375,31 +398,24 @@ static void *sync_thread(void *arg)
 			break;
 		if (pfd[0].revents & (POLLERR | POLLHUP))
 			break;
-		atomic_fetch_add(&w->batches_started, 1);
-		n = fl_uffd_read(w->uffd, msgs, MSG_BATCH);
+		atomic_fetch_add(&svc->batches_started, 1);
+		n = fl_uffd_read(svc->uffd, msgs, MSG_BATCH);
 		if (n == -EAGAIN || n == -EINTR) {
-			atomic_fetch_add(&w->batches_done, 1);
+			atomic_fetch_add(&svc->batches_done, 1);
 			continue;
 		}
 		if (n < 0) {
-			atomic_fetch_add(&w->batches_done, 1);
+			atomic_fetch_add(&svc->batches_done, 1);
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			const struct uffd_msg *m = &msgs[i];
-			if (fl_msg_is_fault(m)) {
-				uint64_t addr = fl_msg_fault_addr(m) & ~(uint64_t)(w->gran - 1);
-				if (addr < w->start || addr >= w->start + w->len)
-					continue;
-				if (fl_msg_fault_wp(m))
-					sync_written(w, addr);
-				else
-					sync_missing(w, addr, fl_msg_fault_write(m));
-			} else if (m->event == UFFD_EVENT_REMOVE) {
-				sync_remove(w, m->arg.remove.start, m->arg.remove.end);
-			}
+			struct uffd_msg *m = &msgs[i];
+			if (fl_msg_is_fault(m))
+				svc->each(svc->each_ctx, fl_msg_fault_addr(m), fl_msg_fault_addr(m) + 1, on_fault, m);
+			else if (m->event == UFFD_EVENT_REMOVE)
+				svc->each(svc->each_ctx, m->arg.remove.start, m->arg.remove.end, on_remove, m);
 		}
-		atomic_fetch_add(&w->batches_done, 1);
+		atomic_fetch_add(&svc->batches_done, 1);
 	}
 	return NULL;
 }
@@ -411,9 +427,13 @@ static void *sync_thread(void *arg)
  */
 static void sync_settle(struct fl_watch *w)
 {
-	uint64_t started = atomic_load(&w->batches_started);
+	struct fl__watch_svc *svc = w->svc;
+	uint64_t started;
 
-	while (atomic_load(&w->batches_done) < started && w->thread_started)
+	if (!svc)
+		return;
+	started = atomic_load(&svc->batches_started);
+	while (atomic_load(&svc->batches_done) < started && svc->thread_started)
 		sched_yield();
 }
 
@@ -528,18 +548,20 @@ static bool async_usable(void)
 	       fl_feature_has(FL_FEATURE_PAGEMAP_SCAN);
 }
 
-static int uffd_setup(struct fl_watch *w, bool async)
+/* The features a uffd serving `backend` over `mem` needs; -EOPNOTSUPP if
+ * the kernel (or the mask) lacks them. mem < 0: every kind (a manager). */
+static int svc_features(enum fl_watch_backend backend, int mem, uint64_t *ret_feat)
 {
-	uint64_t feat, modes = FL_REG_WP;
-	int ret;
+	uint64_t feat;
+	bool any = mem < 0;
 
-	if (async) {
-		feat = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+	if (backend == FL_WATCH_ASYNC) {
 		if (!async_usable())
 			return -EOPNOTSUPP;
+		feat = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
 		/* PAGEMAP_SCAN misses discards on shmem and hugetlb: take them
 		 * from REMOVE events (a thread reads them: madvise waits). */
-		if (w->mem != FL_MEM_ANON) {
+		if (mem != FL_MEM_ANON) {
 			if (!fl_feature_has(FL_FEATURE_EVENT_REMOVE))
 				return -EOPNOTSUPP;
 			feat |= UFFD_FEATURE_EVENT_REMOVE;
@@ -548,35 +570,98 @@ static int uffd_setup(struct fl_watch *w, bool async)
 		feat = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE;
 		if (!fl_feature_has(FL_FEATURE_WP) || !fl_feature_has(FL_FEATURE_EVENT_REMOVE))
 			return -EOPNOTSUPP;
-		if (w->mem == FL_MEM_ANON) {
-			if (fl_feature_has(FL_FEATURE_WP_UNPOPULATED))
-				feat |= UFFD_FEATURE_WP_UNPOPULATED;
-			else
-				modes |= FL_REG_MISSING;	/* catch never-populated pages */
-		}
+		if ((mem == FL_MEM_ANON || any) && fl_feature_has(FL_FEATURE_WP_UNPOPULATED))
+			feat |= UFFD_FEATURE_WP_UNPOPULATED;
 	}
-	if (w->mem != FL_MEM_ANON) {
-		if (!fl_feature_has(FL_FEATURE_WP_HUGETLBFS_SHMEM))
+	if (mem != FL_MEM_ANON) {
+		if (fl_feature_has(FL_FEATURE_WP_HUGETLBFS_SHMEM))
+			feat |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+		else if (!any)
 			return -EOPNOTSUPP;
-		feat |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	}
+	*ret_feat = feat;
+	return 0;
+}
+
+int fl__watch_svc_init(struct fl__watch_svc *svc, enum fl_watch_backend backend, uint64_t feat)
+{
+	int ret;
+
+	svc->uffd = svc->stop_fd = svc->pagemap_fd = -1;
+	if (backend == FL_WATCH_ASYNC) {
+		ret = fl_pagemap_open(0, &svc->pagemap_fd);
+		if (ret)
+			return ret;
 	}
 	/* Not USER_MODE_ONLY when it can be helped: the kernel's own writes
 	 * into the range (read(2)) must fault into us too. Without privilege
 	 * only a user-mode-only uffd can be had; the watch remembers, because
 	 * then the SYNC backend makes kernel writes fail (fl_watch_query()). */
-	ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USE_SYSCALL, &w->uffd);
+	ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USE_SYSCALL, &svc->uffd);
 	if (ret == -EPERM || ret == -EOPNOTSUPP)
-		ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USE_DEV, &w->uffd);
+		ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USE_DEV, &svc->uffd);
 	if (ret == -EPERM || ret == -EACCES || ret == -EOPNOTSUPP) {
-		ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USER_MODE_ONLY, &w->uffd);
-		w->user_mode_only = !ret;
+		ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USER_MODE_ONLY, &svc->uffd);
+		svc->user_mode_only = !ret;
 	}
 	if (ret)
 		return ret;
-	ret = fl_uffd_api(w->uffd, feat, NULL, NULL);
-	if (ret)
-		return ret;
-	ret = fl_uffd_register(w->uffd, (void *)(uintptr_t)w->start, w->len, (unsigned)modes, NULL);
+	return fl_uffd_api(svc->uffd, feat, NULL, NULL);
+}
+
+int fl__watch_svc_start(struct fl__watch_svc *svc)
+{
+	int ret;
+
+	if (svc->thread_started)
+		return 0;
+	ret = svc->stop_fd >= 0 ? 0 : fl__eventfd(&svc->stop_fd);
+	if (!ret) {
+		ret = -pthread_create(&svc->thread, NULL, svc_thread, svc);
+		svc->thread_started = !ret;
+	}
+	return ret;
+}
+
+void fl__watch_svc_stop(struct fl__watch_svc *svc)
+{
+	if (svc->thread_started) {
+		fl__eventfd_signal(svc->stop_fd);
+		pthread_join(svc->thread, NULL);
+		svc->thread_started = false;
+	}
+}
+
+void fl__watch_svc_close(struct fl__watch_svc *svc)
+{
+	fl__watch_svc_stop(svc);
+	if (svc->uffd >= 0)
+		fl__close(svc->uffd);
+	if (svc->stop_fd >= 0)
+		fl__close(svc->stop_fd);
+	if (svc->pagemap_fd >= 0)
+		fl__close(svc->pagemap_fd);
+	svc->uffd = svc->stop_fd = svc->pagemap_fd = -1;
+}
+
+/* Register the watch's range on its svc's uffd and protect it all. */
+int fl__watch_register(struct fl_watch *w)
+{
+	uint64_t modes = FL_REG_WP;
+	int ret;
+
+	if (w->mem != FL_MEM_ANON && !fl_feature_has(FL_FEATURE_WP_HUGETLBFS_SHMEM))
+		return -EOPNOTSUPP;
+	/* Without WP_UNPOPULATED, catch never-populated anon pages through
+	 * MISSING faults (SYNC; ASYNC requires WP_UNPOPULATED). */
+	if (w->backend == FL_WATCH_SYNC && w->mem == FL_MEM_ANON && !fl_feature_has(FL_FEATURE_WP_UNPOPULATED))
+		modes |= FL_REG_MISSING;
+	if (modes & FL_REG_MISSING) {
+		w->zero_buf = calloc(1, w->gran);
+		if (!w->zero_buf)
+			return -ENOMEM;
+	}
+	ret = fl_uffd_register(w->svc->uffd, (void *)(uintptr_t)w->start, w->len, (unsigned)modes, NULL);
 	if (ret == -EINVAL && w->mem != FL_MEM_ANON)
 		ret = -EOPNOTSUPP;
 	if (ret == -EPERM)
@@ -590,15 +675,12 @@ static int uffd_setup(struct fl_watch *w, bool async)
 	return protect(w, w->start, w->len, true);
 }
 
-static int start_thread(struct fl_watch *w)
+static void single_each(void *ctx, uint64_t start, uint64_t end, void (*fn)(struct fl_watch *w, void *arg), void *arg)
 {
-	int ret = fl__eventfd(&w->stop_fd);
+	struct fl_watch *w = ctx;
 
-	if (!ret) {
-		ret = -pthread_create(&w->thread, NULL, sync_thread, w);
-		w->thread_started = !ret;
-	}
-	return ret;
+	if (start < w->start + w->len && w->start < end)
+		fn(w, arg);
 }
 
 int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struct fl_watch **ret_watch)
@@ -617,7 +699,7 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	w->uffd = w->stop_fd = w->pagemap_fd = w->mp_slot = -1;
+	w->mp_slot = -1;
 	w->start = (uintptr_t)addr;
 	w->len = len;
 	w->log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = FL_LOG_DEBUG };
@@ -654,24 +736,20 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 	}
 	switch (w->backend) {
 	case FL_WATCH_ASYNC:
-		ret = fl_pagemap_open(0, &w->pagemap_fd);
+	case FL_WATCH_SYNC: {
+		uint64_t feat;
+		w->svc = &w->own_svc;
+		w->svc->each = single_each;
+		w->svc->each_ctx = w;
+		ret = svc_features(w->backend, (int)w->mem, &feat);
 		if (!ret)
-			ret = uffd_setup(w, true);
-		if (!ret && w->mem != FL_MEM_ANON)
-			ret = start_thread(w);
-		break;
-	case FL_WATCH_SYNC:
-		if (w->mem == FL_MEM_ANON && !fl_feature_has(FL_FEATURE_WP_UNPOPULATED)) {
-			w->zero_buf = calloc(1, w->gran);
-			if (!w->zero_buf) {
-				ret = -ENOMEM;
-				break;
-			}
-		}
-		ret = uffd_setup(w, false);
+			ret = fl__watch_svc_init(w->svc, w->backend, feat);
 		if (!ret)
-			ret = start_thread(w);
+			ret = fl__watch_register(w);
+		if (!ret && (w->backend == FL_WATCH_SYNC || w->mem != FL_MEM_ANON))
+			ret = fl__watch_svc_start(w->svc);
 		break;
+	}
 	default:
 		w->app_prot = calloc(w->ngran, sizeof(*w->app_prot));
 		ret = w->app_prot ? fl__range_scan(w->start, len, &w->mem, &psz, NULL, NULL,
@@ -748,34 +826,40 @@ size_t fl_watch_granularity(const struct fl_watch *w)
 	return w ? w->gran : 0;
 }
 
-struct fl_watch *fl_watch_free(struct fl_watch *w)
+/* Stop watching w's range; its svc stays (a manager's is shared). */
+void fl__watch_release(struct fl_watch *w)
 {
-	if (!w)
-		return NULL;
 	if (w->backend == FL_WATCH_MPROTECT)
 		fl__watch_mp_stop(w);
-	if (w->thread_started) {
-		fl__eventfd_signal(w->stop_fd);
-		pthread_join(w->thread, NULL);
-	}
 	if (w->registered) {
-		/* Unregistering drops the protection; wake anyone who faulted
-		 * after the thread stopped so they retry on plain memory. */
-		fl_uffd_unregister(w->uffd, (void *)(uintptr_t)w->start, w->len);
-		fl_uffd_wake(w->uffd, (void *)(uintptr_t)w->start, w->len);
+		/* Unregistering drops the protection and wakes whoever waits
+		 * on a fault there, to retry on plain memory. */
+		fl_uffd_unregister(w->svc->uffd, (void *)(uintptr_t)w->start, w->len);
+		fl_uffd_wake(w->svc->uffd, (void *)(uintptr_t)w->start, w->len);
+		w->registered = false;
 	}
-	if (w->uffd >= 0)
-		fl__close(w->uffd);
-	if (w->stop_fd >= 0)
-		fl__close(w->stop_fd);
-	if (w->pagemap_fd >= 0)
-		fl__close(w->pagemap_fd);
 	pthread_rwlock_destroy(&w->hook_lock);
 	pthread_mutex_destroy(&w->lock);
 	free(w->zero_buf);
 	free((void *)w->dirty);
 	free((void *)w->app_prot);
 	free(w);
+}
+
+struct fl_watch *fl_watch_free(struct fl_watch *w)
+{
+	if (!w)
+		return NULL;
+	/* The thread first: it may be inside this watch's handlers. */
+	if (w->svc == &w->own_svc)
+		fl__watch_svc_stop(w->svc);
+	if (w->svc == &w->own_svc) {
+		struct fl__watch_svc svc = w->own_svc;
+		fl__watch_release(w);
+		fl__watch_svc_close(&svc);
+	} else {
+		fl__watch_release(w);
+	}
 	return NULL;
 }
 
@@ -806,7 +890,7 @@ int fl_watch_query(const struct fl_watch *w, struct fl_watch_info *info)
 		return -EINVAL;
 	if (ret)
 		return ret;
-	if (w->user_mode_only)
+	if (w->svc && w->svc->user_mode_only)
 		i.flags |= FL_WATCH_INFO_USER_MODE_ONLY;
 	switch (w->backend) {
 	case FL_WATCH_ASYNC:
@@ -818,7 +902,7 @@ int fl_watch_query(const struct fl_watch *w, struct fl_watch_info *info)
 	case FL_WATCH_SYNC:
 		/* A user-mode-only uffd does not see the kernel's faults, and
 		 * remote GUP never retries a userfault: both fail. */
-		i.kernel_writes = w->user_mode_only ? FL_WATCH_FAILS : FL_WATCH_COUNTED;
+		i.kernel_writes = w->svc && w->svc->user_mode_only ? FL_WATCH_FAILS : FL_WATCH_COUNTED;
 		i.remote_writes = FL_WATCH_FAILS;
 		break;
 	default:
