@@ -102,6 +102,25 @@ int fl__watch_svc_init(struct fl__watch_svc *svc, enum fl_watch_backend backend,
 int fl__watch_svc_start(struct fl__watch_svc *svc);
 void fl__watch_svc_stop(struct fl__watch_svc *svc);
 void fl__watch_svc_close(struct fl__watch_svc *svc);
+/* What a new watch is: backend (not AUTO), memory, and the svc to share
+ * (NULL: its own). */
+struct fl__watch_desc {
+	enum fl_watch_backend backend;
+	enum fl_mem_type mem;
+	bool shared;
+	bool allow_thp;
+	size_t gran;
+	struct fl__logger log;
+	struct fl__watch_svc *svc;
+};
+enum fl_watch_backend fl__watch_pick_backend(enum fl_watch_backend b);
+/* The uffd features a manager's svc needs for every memory kind. */
+int fl__watch_svc_features(enum fl_watch_backend backend, uint64_t *ret_feat);
+/* Watch [start, start + len), validated by the caller. */
+int fl__watch_create(uint64_t start, uint64_t len, const struct fl__watch_desc *d, struct fl_watch **ret_watch);
+/* A copy of part of w (registration, bits, protections), for splitting;
+ * NULL on ENOMEM. Not registered anywhere (MPROTECT: not in the table). */
+struct fl_watch *fl__watch_piece(struct fl_watch *w, uint64_t start, uint64_t len);
 /* Register w's range on w->svc's uffd and write-protect it. */
 int fl__watch_register(struct fl_watch *w);
 /* Unregister (or unprotect) w's range and free w; the svc stays. */
@@ -133,6 +152,11 @@ int fl__watch_mp_reset(struct fl_watch *w, uint64_t first, uint64_t n, fl__watch
 /* The granules' initial protections; before fl__watch_mp_start(). */
 void fl__watch_mp_init_prot(void *w, uint64_t lo, uint64_t hi, int prot);
 int fl__watch_mp_set_prot(struct fl_watch *w, uint64_t first, uint64_t n, int prot);
+/* Put pieces (from fl__watch_piece()) in old's place in the table and give
+ * [cut_start, cut_start + cut_len) the application's protection back; old
+ * then holds no slot. */
+int fl__watch_mp_replace(struct fl_watch *old, struct fl_watch **pieces, unsigned n, uint64_t cut_start,
+			 uint64_t cut_len);
 /* -EBUSY when [start, start + len) overlaps an MPROTECT watch. */
 int fl__watch_mp_overlaps(uint64_t start, uint64_t len);
 

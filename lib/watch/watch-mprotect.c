@@ -4,7 +4,7 @@
  * SIGSEGV handler records the page and makes it writable again.
  *
  * A signal handler cannot be given a context, so the watches live in a
- * process-wide table: the one piece of global mutable state in the
+ * process-wide table (any number of them; a handler looks through it): the one piece of global mutable state in the
  * library, forced by signals. The handler is async-signal-safe: it reads
  * the table with atomics, sets a bit, calls mprotect().
  *
@@ -21,9 +21,15 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
-#define MP_SLOTS 64
-
-static struct fl_watch *_Atomic mp_table[MP_SLOTS];
+/*
+ * The table grows: a handler reads the current one between raising and
+ * dropping mp_inflight, so an old table is freed only after a quiesce.
+ */
+struct mp_tab {
+	unsigned cap;
+	struct fl_watch *_Atomic slot[];
+};
+static struct mp_tab *_Atomic mp_table;
 static _Atomic int mp_inflight;
 static pthread_mutex_t mp_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction mp_old;
@@ -90,9 +96,10 @@ static void mp_handler(int sig, siginfo_t *si, void *uc)
 		struct fl_watch *hit = NULL;
 
 		atomic_fetch_add(&mp_inflight, 1);
-		if (si->si_code == SEGV_ACCERR) {
-			for (int i = 0; i < MP_SLOTS && !hit; i++) {
-				struct fl_watch *w = atomic_load(&mp_table[i]);
+		struct mp_tab *t = atomic_load(&mp_table);
+		if (si->si_code == SEGV_ACCERR && t) {
+			for (unsigned i = 0; i < t->cap && !hit; i++) {
+				struct fl_watch *w = atomic_load(&t->slot[i]);
 				if (w && a >= w->start && a < w->start + w->len)
 					hit = w;
 			}
@@ -181,13 +188,41 @@ int fl__watch_mp_protect(struct fl_watch *w, uint64_t addr, uint64_t len)
 	return mp_apply(w, (addr - w->start) / w->gran, len / w->gran, true, false);
 }
 
+/* A free slot, growing the table when full (mp_lock held); -1: ENOMEM. */
+static int mp_free_slot(void)
+{
+	struct mp_tab *t = atomic_load(&mp_table), *n;
+	unsigned cap = t ? t->cap : 0;
+
+	for (unsigned i = 0; i < cap; i++)
+		if (!atomic_load(&t->slot[i]))
+			return (int)i;
+	n = calloc(1, sizeof(*n) + (cap ? cap * 2 : 16) * sizeof(n->slot[0]));
+	if (!n)
+		return -1;
+	n->cap = cap ? cap * 2 : 16;
+	for (unsigned i = 0; i < cap; i++)
+		atomic_store(&n->slot[i], atomic_load(&t->slot[i]));
+	atomic_store(&mp_table, n);
+	mp_quiesce();	/* no handler reads the old table any more */
+	free(t);
+	return (int)cap;
+}
+
+static void mp_set_slot(int i, struct fl_watch *w)
+{
+	atomic_store(&atomic_load(&mp_table)->slot[i], w);
+}
+
 int fl__watch_mp_overlaps(uint64_t start, uint64_t len)
 {
+	struct mp_tab *t;
 	int ret = 0;
 
 	pthread_mutex_lock(&mp_lock);
-	for (int i = 0; i < MP_SLOTS && !ret; i++) {
-		struct fl_watch *o = atomic_load(&mp_table[i]);
+	t = atomic_load(&mp_table);
+	for (unsigned i = 0; t && i < t->cap && !ret; i++) {
+		struct fl_watch *o = atomic_load(&t->slot[i]);
 		/* Two watches over one page would fight over its protection. */
 		if (o && o->start < start + len && start < o->start + o->len)
 			ret = -EBUSY;
@@ -198,18 +233,21 @@ int fl__watch_mp_overlaps(uint64_t start, uint64_t len)
 
 int fl__watch_mp_start(struct fl_watch *w)
 {
+	struct mp_tab *t;
 	int ret = 0, slot = -1;
 
 	pthread_mutex_lock(&mp_lock);
-	for (int i = 0; i < MP_SLOTS && !ret; i++) {
-		struct fl_watch *o = atomic_load(&mp_table[i]);
-		if (!o && slot < 0)
-			slot = i;
+	t = atomic_load(&mp_table);
+	for (unsigned i = 0; t && i < t->cap && !ret; i++) {
+		struct fl_watch *o = atomic_load(&t->slot[i]);
 		if (o && o->start < w->start + w->len && w->start < o->start + o->len)
 			ret = -EBUSY;
 	}
-	if (!ret && slot < 0)
-		ret = -ENOSPC;
+	if (!ret) {
+		slot = mp_free_slot();
+		if (slot < 0)
+			ret = -ENOMEM;
+	}
 	if (!ret && !mp_installed) {
 		struct sigaction sa = { .sa_sigaction = mp_handler, .sa_flags = SA_SIGINFO | SA_RESTART };
 		sigemptyset(&sa.sa_mask);
@@ -221,7 +259,7 @@ int fl__watch_mp_start(struct fl_watch *w)
 	if (!ret) {
 		mp_count++;
 		w->mp_slot = slot;
-		atomic_store(&mp_table[slot], w);
+		mp_set_slot(slot, w);
 	}
 	pthread_mutex_unlock(&mp_lock);
 	if (ret)
@@ -237,7 +275,7 @@ void fl__watch_mp_stop(struct fl_watch *w)
 	if (w->mp_slot < 0)
 		return;
 	pthread_mutex_lock(&mp_lock);
-	atomic_store(&mp_table[w->mp_slot], NULL);
+	mp_set_slot(w->mp_slot, NULL);
 	mp_quiesce();
 	mp_apply(w, 0, w->ngran, false, true);
 	w->mp_slot = -1;
@@ -294,5 +332,45 @@ int fl__watch_mp_reset(struct fl_watch *w, uint64_t first, uint64_t n, fl__watch
 	ret = reset(w, first, n);
 	atomic_store(&w->mp_resetting, 0);
 	pthread_mutex_unlock(&w->lock);
+	return ret;
+}
+
+int fl__watch_mp_replace(struct fl_watch *old, struct fl_watch **pieces, unsigned n, uint64_t cut_start,
+			 uint64_t cut_len)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&mp_lock);
+	/* Handlers that find `old` wait while the pieces take its place. */
+	atomic_store(&old->mp_resetting, 1);
+	mp_quiesce();
+	for (unsigned i = 0; i < n && !ret; i++) {
+		int slot = mp_free_slot();
+		if (slot < 0) {
+			ret = -ENOMEM;
+			break;
+		}
+		pieces[i]->mp_slot = slot;
+		mp_set_slot(slot, pieces[i]);
+		mp_count++;
+	}
+	if (ret) {
+		for (unsigned i = 0; i < n; i++) {
+			if (pieces[i]->mp_slot >= 0) {
+				mp_set_slot(pieces[i]->mp_slot, NULL);
+				pieces[i]->mp_slot = -1;
+				mp_count--;
+			}
+		}
+	} else {
+		mp_set_slot(old->mp_slot, NULL);
+		old->mp_slot = -1;
+		mp_count--;
+		mp_quiesce();
+		/* The cut part gets the application's protection back. */
+		mp_apply(old, (cut_start - old->start) / old->gran, cut_len / old->gran, false, true);
+	}
+	atomic_store(&old->mp_resetting, 0);
+	pthread_mutex_unlock(&mp_lock);
 	return ret;
 }

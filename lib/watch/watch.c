@@ -683,11 +683,130 @@ static void single_each(void *ctx, uint64_t start, uint64_t end, void (*fn)(stru
 		fn(w, arg);
 }
 
+enum fl_watch_backend fl__watch_pick_backend(enum fl_watch_backend b)
+{
+	if (b != FL_WATCH_AUTO)
+		return b;
+	return async_usable() ? FL_WATCH_ASYNC : fl_feature_has(FL_FEATURE_WP) ? FL_WATCH_SYNC : FL_WATCH_MPROTECT;
+}
+
+int fl__watch_svc_features(enum fl_watch_backend backend, uint64_t *ret_feat)
+{
+	return svc_features(backend, -1, ret_feat);
+}
+
+static struct fl_watch *watch_alloc(uint64_t start, uint64_t len, const struct fl__watch_desc *d)
+{
+	struct fl_watch *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->mp_slot = -1;
+	w->start = start;
+	w->len = len;
+	w->backend = d->backend;
+	w->mem = d->mem;
+	w->shared = d->shared;
+	w->gran = d->gran;
+	w->ngran = len / d->gran;
+	w->log = d->log;
+	w->svc = d->svc;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_rwlock_init(&w->hook_lock, NULL);
+	if (w->backend != FL_WATCH_ASYNC || w->mem != FL_MEM_ANON) {
+		w->dirty = calloc((w->ngran + 63) / 64, sizeof(uint64_t));
+		if (!w->dirty) {
+			fl__watch_release(w);
+			return NULL;
+		}
+	}
+	if (w->backend == FL_WATCH_MPROTECT) {
+		w->app_prot = calloc(w->ngran, sizeof(*w->app_prot));
+		if (!w->app_prot) {
+			fl__watch_release(w);
+			return NULL;
+		}
+	}
+	return w;
+}
+
+int fl__watch_create(uint64_t start, uint64_t len, const struct fl__watch_desc *d, struct fl_watch **ret_watch)
+{
+	struct fl_watch *w = watch_alloc(start, len, d);
+	int ret = 0;
+
+	if (!w)
+		return -ENOMEM;
+	if (w->mem == FL_MEM_ANON && !d->allow_thp)
+		fl__madvise((void *)(uintptr_t)start, len, MADV_NOHUGEPAGE);
+	switch (w->backend) {
+	case FL_WATCH_ASYNC:
+	case FL_WATCH_SYNC:
+		if (!w->svc) {
+			uint64_t feat;
+			w->svc = &w->own_svc;
+			w->svc->each = single_each;
+			w->svc->each_ctx = w;
+			ret = svc_features(w->backend, (int)w->mem, &feat);
+			if (!ret)
+				ret = fl__watch_svc_init(w->svc, w->backend, feat);
+		}
+		if (!ret)
+			ret = fl__watch_register(w);
+		if (!ret && (w->backend == FL_WATCH_SYNC || w->mem != FL_MEM_ANON))
+			ret = fl__watch_svc_start(w->svc);
+		break;
+	default: {
+		enum fl_mem_type mem;
+		size_t psz;
+		ret = fl__range_scan(start, len, &mem, &psz, NULL, NULL, fl__watch_mp_init_prot, w);
+		if (!ret)
+			ret = fl__watch_mp_start(w);
+		break;
+	}
+	}
+	if (ret) {
+		fl_watch_free(w);
+		return ret;
+	}
+	*ret_watch = w;
+	return 0;
+}
+
+/* A piece [start, start + len) of w, sharing its svc and registration,
+ * with its state (written, discarded, protections) copied. */
+struct fl_watch *fl__watch_piece(struct fl_watch *w, uint64_t start, uint64_t len)
+{
+	struct fl__watch_desc d = { .backend = w->backend, .mem = w->mem, .shared = w->shared, .gran = w->gran,
+				    .log = w->log, .svc = w->svc };
+	struct fl_watch *p = watch_alloc(start, len, &d);
+	uint64_t off = (start - w->start) / w->gran;
+
+	if (!p)
+		return NULL;
+	p->registered = w->registered;
+	p->missing_reg = w->missing_reg;
+	if (w->zero_buf) {
+		p->zero_buf = calloc(1, w->gran);
+		if (!p->zero_buf) {
+			p->registered = false;
+			fl__watch_release(p);
+			return NULL;
+		}
+	}
+	for (uint64_t g = 0; w->dirty && g < p->ngran; g++)
+		if (bit_test(w->dirty, off + g))
+			fl__watch_mark(p, g);
+	for (uint64_t g = 0; w->app_prot && g < p->ngran; g++)
+		atomic_store(&p->app_prot[g], atomic_load(&w->app_prot[off + g]));
+	return p;
+}
+
 int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struct fl_watch **ret_watch)
 {
 	struct fl_watch_opts o;
-	struct fl_watch *w;
-	size_t psz;
+	struct fl__watch_desc d = { 0 };
+	uint64_t start = (uintptr_t)addr;
 	bool maywrite;
 	int ret;
 
@@ -696,75 +815,22 @@ int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struc
 		return ret;
 	if (!addr || !len || !ret_watch || o.backend > FL_WATCH_MPROTECT || (o.flags & ~FL_WATCH_ALLOW_THP))
 		return -EINVAL;
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->mp_slot = -1;
-	w->start = (uintptr_t)addr;
-	w->len = len;
-	w->log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = FL_LOG_DEBUG };
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_rwlock_init(&w->hook_lock, NULL);
 	/* Any protection, PROT_NONE included (reserved memory committed
 	 * later by mprotect): what matters is that it could be written. */
-	ret = fl__range_scan(w->start, len, &w->mem, &psz, &w->shared, &maywrite, NULL, NULL);
+	ret = fl__range_scan(start, len, &d.mem, &d.gran, &d.shared, &maywrite, NULL, NULL);
 	if (ret)
-		goto fail;
-	ret = -EINVAL;
-	if (w->start % psz || len % psz || !maywrite)
-		goto fail;
-	w->gran = psz;
-	w->ngran = len / psz;
+		return ret;
+	if (start % d.gran || len % d.gran || !maywrite)
+		return -EINVAL;
 	/* Another MPROTECT watch has made the range read-only: it is busy,
 	 * whichever backend asks. */
-	ret = fl__watch_mp_overlaps(w->start, len);
+	ret = fl__watch_mp_overlaps(start, len);
 	if (ret)
-		goto fail;
-	if (w->mem == FL_MEM_ANON && !(o.flags & FL_WATCH_ALLOW_THP))
-		fl__madvise(addr, len, MADV_NOHUGEPAGE);
-
-	if (o.backend == FL_WATCH_AUTO)
-		o.backend = async_usable() ? FL_WATCH_ASYNC :
-			    fl_feature_has(FL_FEATURE_WP) ? FL_WATCH_SYNC : FL_WATCH_MPROTECT;
-	w->backend = o.backend;
-	if (w->backend != FL_WATCH_ASYNC || w->mem != FL_MEM_ANON) {
-		w->dirty = calloc((w->ngran + 63) / 64, sizeof(uint64_t));
-		if (!w->dirty) {
-			ret = -ENOMEM;
-			goto fail;
-		}
-	}
-	switch (w->backend) {
-	case FL_WATCH_ASYNC:
-	case FL_WATCH_SYNC: {
-		uint64_t feat;
-		w->svc = &w->own_svc;
-		w->svc->each = single_each;
-		w->svc->each_ctx = w;
-		ret = svc_features(w->backend, (int)w->mem, &feat);
-		if (!ret)
-			ret = fl__watch_svc_init(w->svc, w->backend, feat);
-		if (!ret)
-			ret = fl__watch_register(w);
-		if (!ret && (w->backend == FL_WATCH_SYNC || w->mem != FL_MEM_ANON))
-			ret = fl__watch_svc_start(w->svc);
-		break;
-	}
-	default:
-		w->app_prot = calloc(w->ngran, sizeof(*w->app_prot));
-		ret = w->app_prot ? fl__range_scan(w->start, len, &w->mem, &psz, NULL, NULL,
-						   fl__watch_mp_init_prot, w) : -ENOMEM;
-		if (!ret)
-			ret = fl__watch_mp_start(w);
-		break;
-	}
-	if (ret)
-		goto fail;
-	*ret_watch = w;
-	return 0;
-fail:
-	fl_watch_free(w);
-	return ret;
+		return ret;
+	d.backend = fl__watch_pick_backend(o.backend);
+	d.allow_thp = o.flags & FL_WATCH_ALLOW_THP;
+	d.log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = FL_LOG_DEBUG };
+	return fl__watch_create(start, len, &d, ret_watch);
 }
 
 int fl_watch_get(struct fl_watch *w, void *addr, size_t len, unsigned flags, void **pages, uint64_t *count,
