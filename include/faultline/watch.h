@@ -162,6 +162,46 @@ FL_API int fl_watch_query(const struct fl_watch *watch, struct fl_watch_info *in
 /* Stop watching: unprotects the range. Accepts NULL; returns NULL. */
 FL_API struct fl_watch *fl_watch_free(struct fl_watch *watch);
 
+/*
+ * The watch manager: one per process, for many ranges (a GC heap's
+ * regions, an emulator's allocations) on one userfaultfd, one pagemap fd
+ * and at most one service thread. Ranges are added and removed (whole or
+ * in part) cheaply; get/reset/protect take any range that watched ranges
+ * cover without a gap, with one granularity. Semantics per range are those
+ * of a struct fl_watch of the same backend (above). Remove a range before
+ * unmapping it. Thread-safe. See fl_watch_manager_new(3).
+ */
+struct fl_watch_manager;
+
+struct fl_watch_manager_opts {
+	size_t sz;			/* sizeof(struct fl_watch_manager_opts) */
+	enum fl_watch_backend backend;	/* FL_WATCH_AUTO: best available */
+	unsigned flags;			/* FL_WATCH_ALLOW_THP */
+	fl_log_fn log;			/* NULL: silent */
+	void *log_ctx;
+};
+
+/* opts may be NULL. Errors: -EINVAL, -EOPNOTSUPP (backend unavailable). */
+FL_API int fl_watch_manager_new(const struct fl_watch_manager_opts *opts,
+				struct fl_watch_manager **ret_manager);
+/* Watch [addr, addr + len) (aligned to its page size; one kind of memory).
+ * -EBUSY when it overlaps a watched range or another userfaultfd's. */
+FL_API int fl_watch_manager_add(struct fl_watch_manager *manager, void *addr, size_t len);
+/* Stop watching the watched parts of [addr, addr + len): whole ranges or
+ * parts of them (the rest stays watched, state kept). -ENOENT: nothing
+ * watched there; -EINVAL: a cut not aligned to a range's granularity. */
+FL_API int fl_watch_manager_remove(struct fl_watch_manager *manager, void *addr, size_t len);
+/* fl_watch_get(), fl_watch_reset(), fl_watch_protect() over watched ranges. */
+FL_API int fl_watch_manager_get(struct fl_watch_manager *manager, void *addr, size_t len, unsigned flags,
+				void **pages, uint64_t *count, size_t *ret_granularity);
+FL_API int fl_watch_manager_reset(struct fl_watch_manager *manager, void *addr, size_t len);
+FL_API int fl_watch_manager_protect(struct fl_watch_manager *manager, void *addr, size_t len, int prot);
+/* fl_watch_query() for the manager's ranges (MPROTECT: as for private memory). */
+FL_API int fl_watch_manager_query(const struct fl_watch_manager *manager, struct fl_watch_info *info);
+FL_API enum fl_watch_backend fl_watch_manager_backend(const struct fl_watch_manager *manager);
+/* Stop watching every range. Accepts NULL; returns NULL. */
+FL_API struct fl_watch_manager *fl_watch_manager_free(struct fl_watch_manager *manager);
+
 #ifdef __cplusplus
 }
 #endif

@@ -110,6 +110,7 @@ struct fl__watch_desc {
 	bool shared;
 	bool allow_thp;
 	size_t gran;
+	int prot;		/* MPROTECT: the range's protection, -1: read it from smaps */
 	struct fl__logger log;
 	struct fl__watch_svc *svc;
 };
@@ -121,6 +122,12 @@ int fl__watch_create(uint64_t start, uint64_t len, const struct fl__watch_desc *
 /* A copy of part of w (registration, bits, protections), for splitting;
  * NULL on ENOMEM. Not registered anywhere (MPROTECT: not in the table). */
 struct fl_watch *fl__watch_piece(struct fl_watch *w, uint64_t start, uint64_t len);
+/* ASYNC without discard bitmaps (anon): get / reset [start, start + len),
+ * which may reach past `first` into adjacent watches on the same svc (the
+ * caller checked they cover it): one PAGEMAP_SCAN for all of them. */
+int fl__watch_span_get(struct fl_watch *first, uint64_t start, uint64_t len, bool reset, void **pages,
+		       uint64_t *count);
+int fl__watch_span_reset(struct fl_watch *first, uint64_t start, uint64_t len);
 /* Register w's range on w->svc's uffd and write-protect it. */
 int fl__watch_register(struct fl_watch *w);
 /* Unregister (or unprotect) w's range and free w; the svc stays. */

@@ -753,13 +753,18 @@ int fl__watch_create(uint64_t start, uint64_t len, const struct fl__watch_desc *
 		}
 		if (!ret)
 			ret = fl__watch_register(w);
-		if (!ret && (w->backend == FL_WATCH_SYNC || w->mem != FL_MEM_ANON))
+		/* A manager's uffd takes REMOVE events for every kind of
+		 * memory: its thread must run whatever is added. */
+		if (!ret && (w->backend == FL_WATCH_SYNC || w->mem != FL_MEM_ANON || d->svc))
 			ret = fl__watch_svc_start(w->svc);
 		break;
 	default: {
 		enum fl_mem_type mem;
 		size_t psz;
-		ret = fl__range_scan(start, len, &mem, &psz, NULL, NULL, fl__watch_mp_init_prot, w);
+		if (d->prot >= 0)
+			fl__watch_mp_init_prot(w, start, start + len, d->prot);
+		else
+			ret = fl__range_scan(start, len, &mem, &psz, NULL, NULL, fl__watch_mp_init_prot, w);
 		if (!ret)
 			ret = fl__watch_mp_start(w);
 		break;
@@ -805,7 +810,7 @@ struct fl_watch *fl__watch_piece(struct fl_watch *w, uint64_t start, uint64_t le
 int fl_watch_new(void *addr, size_t len, const struct fl_watch_opts *opts, struct fl_watch **ret_watch)
 {
 	struct fl_watch_opts o;
-	struct fl__watch_desc d = { 0 };
+	struct fl__watch_desc d = { .prot = -1 };
 	uint64_t start = (uintptr_t)addr;
 	bool maywrite;
 	int ret;
@@ -980,4 +985,17 @@ int fl_watch_query(const struct fl_watch *w, struct fl_watch_info *info)
 		break;
 	}
 	return FL_OPTS_OUT(info, i);
+}
+
+int fl__watch_span_get(struct fl_watch *first, uint64_t start, uint64_t len, bool reset, void **pages,
+		       uint64_t *count)
+{
+	sync_settle(first);
+	return async_get(first, start, len, reset, pages, count);
+}
+
+int fl__watch_span_reset(struct fl_watch *first, uint64_t start, uint64_t len)
+{
+	sync_settle(first);
+	return async_reset(first, start, len);
 }

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -715,6 +716,198 @@ static int test_same_answers(void *arg)
 	return T_PASS;
 }
 
+/* ---- the manager: many ranges, one uffd, at most one thread ------------- */
+
+static int count_threads(void)
+{
+	char path[64];
+	int n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)getpid());
+	DIR *d = opendir(path);
+	T_ASSERT(d);
+	for (struct dirent *de; (de = readdir(d));)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static int count_uffds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	T_ASSERT(d);
+	for (struct dirent *de; (de = readdir(d));) {
+		char link[256], path[300];
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		ssize_t r = readlink(path, link, sizeof(link) - 1);
+		if (r > 0) {
+			link[r] = 0;
+			n += strstr(link, "userfaultfd") != NULL;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* Indices of granules written in [from, from + n) granules of mem, via the manager. */
+static uint64_t mgr_set(struct fl_watch_manager *m, uint8_t *mem, size_t g, int from, int n, unsigned flags,
+			bool *seen)
+{
+	void *pages[NG];
+	uint64_t cnt = NG;
+
+	T_OK(fl_watch_manager_get(m, mem + (size_t)from * g, (size_t)n * g, flags, pages, &cnt, NULL));
+	memset(seen, 0, NG * sizeof(bool));
+	for (uint64_t i = 0; i < cnt; i++) {
+		size_t off = (size_t)((uint8_t *)pages[i] - mem);
+		T_ASSERT(off % g == 0 && off / g < NG, "bad page %p", pages[i]);
+		if (i)
+			T_ASSERT(pages[i] > pages[i - 1], "not ascending");
+		seen[off / g] = true;
+	}
+	return cnt;
+}
+
+static void mgr_expect(struct fl_watch_manager *m, uint8_t *mem, size_t g, int from, int n, unsigned flags,
+		       const int *idx, size_t k)
+{
+	bool seen[NG], want[NG] = { false };
+	for (size_t i = 0; i < k; i++)
+		want[idx[i]] = true;
+	uint64_t got = mgr_set(m, mem, g, from, n, flags, seen);
+	for (int i = 0; i < NG; i++)
+		T_ASSERT(seen[i] == want[i], "granule %d: reported %d, expected %d", i, seen[i], want[i]);
+	T_ASSERT_EQ(got, k);
+}
+
+static int test_manager(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_manager_opts o = { .sz = sizeof(o), .backend = c->backend, .log = t_log_cb };
+	struct fl_watch_manager *m;
+	size_t g = t_page_size(c->mem);
+	uint8_t *mem;
+	void *pages[NG];
+	uint64_t n = NG;
+	int threads, uffds;
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	mem = t_map(c->mem, NG * g, NULL);
+	for (int i = 0; i < NG; i += 2)
+		mem[i * g + 1] = 1;
+	threads = count_threads();
+	uffds = count_uffds();
+	T_OK(fl_watch_manager_new(&o, &m));
+	T_ASSERT_EQ(fl_watch_manager_backend(m), c->backend);
+	/* Ranges [0, 8) and [8, 16) adjacent, [20, 30) apart, [40, 64). */
+	T_OK(fl_watch_manager_add(m, mem, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 8 * g, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 10 * g));
+	T_OK(fl_watch_manager_add(m, mem + 40 * g, 24 * g));
+	T_ASSERT_EQ(fl_watch_manager_add(m, mem + 6 * g, 4 * g), -EBUSY);
+	T_ASSERT_EQ(fl_watch_manager_add(m, mem + 29 * g, 2 * g), -EBUSY);
+	/* One uffd and at most one thread for all of them. */
+	T_ASSERT(count_uffds() - uffds <= (c->backend == FL_WATCH_MPROTECT ? 0 : 1), "uffds: %d", count_uffds() - uffds);
+	T_ASSERT(count_threads() - threads <= (c->backend == FL_WATCH_MPROTECT ? 0 : 1), "threads: %d",
+		 count_threads() - threads);
+	mgr_expect(m, mem, g, 0, 16, 0, NULL, 0);
+	static const int w1[] = { 3, 7, 8, 9, 15, 21, 29, 45 };
+	for (size_t i = 0; i < 8; i++)
+		mem[w1[i] * g + 100] = 7;
+	/* A get across two adjacent ranges, then each range alone. */
+	mgr_expect(m, mem, g, 0, 16, 0, w1, 5);
+	mgr_expect(m, mem, g, 20, 10, FL_WATCH_RESET, (int[]){ 21, 29 }, 2);
+	mgr_expect(m, mem, g, 20, 10, 0, NULL, 0);
+	/* Gaps and unwatched memory. */
+	T_ASSERT_EQ(fl_watch_manager_get(m, mem, 20 * g, 0, pages, &n, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_watch_manager_get(m, mem + 16 * g, g, 0, pages, &n, NULL), -EINVAL);
+	n = 0;
+	T_ASSERT_EQ(fl_watch_manager_get(m, mem, g, 0, pages, &n, NULL), -EINVAL);
+	/* A count-limited get+reset across ranges resets exactly what it returned. */
+	n = 3;
+	T_OK(fl_watch_manager_get(m, mem, 16 * g, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(n, 3);
+	T_ASSERT(pages[0] == mem + 3 * g && pages[1] == mem + 7 * g && pages[2] == mem + 8 * g);
+	mgr_expect(m, mem, g, 0, 16, 0, (int[]){ 9, 15 }, 2);
+	/* Remove a sub-range out of the middle of [8, 16): the rest keeps its
+	 * state and stays watched; the cut part is plain memory. */
+	T_OK(fl_watch_manager_remove(m, mem + 10 * g, 2 * g));
+	mem[10 * g + 5] = 1;
+	mem[11 * g + 5] = 1;
+	T_ASSERT_EQ(fl_watch_manager_get(m, mem + 8 * g, 8 * g, 0, pages, &n, NULL), -EINVAL);
+	mgr_expect(m, mem, g, 8, 2, 0, (int[]){ 9 }, 1);
+	mgr_expect(m, mem, g, 12, 4, 0, (int[]){ 15 }, 1);
+	mem[13 * g] = 1;
+	mem[8 * g] = 1;
+	mgr_expect(m, mem, g, 12, 4, FL_WATCH_RESET, (int[]){ 13, 15 }, 2);
+	mgr_expect(m, mem, g, 0, 10, FL_WATCH_RESET, (int[]){ 8, 9 }, 2);
+	/* Remove a range's head, then a span across a range and a gap. */
+	T_OK(fl_watch_manager_remove(m, mem + 40 * g, 4 * g));
+	mem[41 * g] = 1;
+	mgr_expect(m, mem, g, 44, 20, 0, (int[]){ 45 }, 1);
+	T_OK(fl_watch_manager_remove(m, mem + 14 * g, 10 * g));	/* [14,16) and [20,24) */
+	mem[22 * g] = 1;
+	mem[25 * g] = 1;
+	mgr_expect(m, mem, g, 24, 6, 0, (int[]){ 25 }, 1);
+	T_ASSERT_EQ(fl_watch_manager_remove(m, mem + 16 * g, 4 * g), -ENOENT);
+	if (g > 4096)
+		T_ASSERT_EQ(fl_watch_manager_remove(m, mem + 24 * g + 4096, 4096), -EINVAL);
+	/* Removed whole, then added again: starts clean. */
+	T_OK(fl_watch_manager_remove(m, mem + 24 * g, 6 * g));
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 10 * g));
+	mgr_expect(m, mem, g, 20, 10, 0, NULL, 0);
+	mem[27 * g] = 1;
+	mgr_expect(m, mem, g, 20, 10, 0, (int[]){ 27 }, 1);
+	/* Kernel writes as the query says. */
+	struct fl_watch_info info = { .sz = sizeof(info) };
+	T_OK(fl_watch_manager_query(m, &info));
+	T_ASSERT_EQ(info.kernel_writes, expected_kernel_fate(c));
+	fl_watch_manager_free(m);
+	/* Everything writable again. */
+	for (int i = 0; i < NG; i++)
+		mem[i * g + 9] = 1;
+	return T_PASS;
+}
+
+/* Thousands of ranges: removal of every other one, gets over the rest. */
+static int test_manager_many(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_manager_opts o = { .sz = sizeof(o), .backend = c->backend };
+	struct fl_watch_manager *m;
+	enum { NR = 2000, RP = 16 };	/* ranges, pages per range */
+	size_t rl = RP * 4096;
+	uint8_t *mem = t_map(FL_MEM_ANON, NR * rl, NULL);
+	static void *pages[NR];
+	uint64_t n;
+
+	require_backend(c);
+	T_OK(fl_watch_manager_new(&o, &m));
+	for (int r = 0; r < NR; r++)
+		T_OK(fl_watch_manager_add(m, mem + r * rl, rl));
+	for (int r = 0; r < NR; r += 3)
+		mem[r * rl + (r % RP) * 4096] = 1;
+	n = NR;
+	T_OK(fl_watch_manager_get(m, mem, NR * rl, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(n, (NR + 2) / 3);
+	for (uint64_t i = 0; i < n; i++)
+		T_ASSERT(pages[i] == mem + i * 3 * rl + ((i * 3) % RP) * 4096, "page %llu", (unsigned long long)i);
+	for (int r = 1; r < NR; r += 2)
+		T_OK(fl_watch_manager_remove(m, mem + r * rl, rl));
+	for (int r = 0; r < NR; r++)
+		mem[r * rl + 5 * 4096] = 2;	/* removed ones are plain memory now */
+	for (int r = 0; r < NR; r += 2) {
+		n = 4;
+		T_OK(fl_watch_manager_get(m, mem + r * rl, rl, FL_WATCH_RESET, pages, &n, NULL));
+		T_ASSERT_EQ(n, 1);
+		T_ASSERT(pages[0] == mem + r * rl + 5 * 4096);
+	}
+	fl_watch_manager_free(m);
+	return T_PASS;
+}
+
 /* ---- AUTO and bad input --------------------------------------------------------- */
 
 static int test_auto(void *arg)
@@ -847,6 +1040,10 @@ static const struct t_case cases[] = {
 	ALLBX("app-protect-handler-after", test_app_protect, false, true, ""),
 	ALLBU("reserved", test_reserved),
 	ALLBU("dontneed", test_dontneed),
+	ALLBU("manager", test_manager),
+	{ "manager-many-async", test_manager_many, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
+	{ "manager-many-sync", test_manager_many, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
+	{ "manager-many-mprotect", test_manager_many, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
 	PRIVHUGE(FL_WATCH_ASYNC, "async", false, ""), PRIVHUGE(FL_WATCH_SYNC, "sync", false, ""),
 	PRIVHUGE(FL_WATCH_MPROTECT, "mprotect", false, ""), PRIVHUGE(FL_WATCH_ASYNC, "async", true, "-nobody"),
 	ALLB("spanning", test_spanning),
