@@ -254,7 +254,8 @@ static int cut_piece(struct fl_watch_manager *m, size_t i, uint64_t cs, uint64_t
 		/* The pieces keep the registration and the kernel's
 		 * protection of their pages; the cut part loses both. */
 		fl_uffd_unregister(w->svc->uffd, (void *)(uintptr_t)cs, ce - cs);
-		fl_uffd_wake(w->svc->uffd, (void *)(uintptr_t)cs, ce - cs);
+		if (w->backend == FL_WATCH_SYNC)
+			fl_uffd_wake(w->svc->uffd, (void *)(uintptr_t)cs, ce - cs);
 		w->registered = false;
 	}
 	fl__watch_release(w);

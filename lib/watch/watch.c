@@ -903,10 +903,12 @@ void fl__watch_release(struct fl_watch *w)
 	if (w->backend == FL_WATCH_MPROTECT)
 		fl__watch_mp_stop(w);
 	if (w->registered) {
-		/* Unregistering drops the protection and wakes whoever waits
-		 * on a fault there, to retry on plain memory. */
+		/* Unregistering drops the protection; wake whoever waits on
+		 * a SYNC fault there, to retry on plain memory (ASYNC faults
+		 * never wait: no wake, one system call less per remove). */
 		fl_uffd_unregister(w->svc->uffd, (void *)(uintptr_t)w->start, w->len);
-		fl_uffd_wake(w->svc->uffd, (void *)(uintptr_t)w->start, w->len);
+		if (w->backend == FL_WATCH_SYNC)
+			fl_uffd_wake(w->svc->uffd, (void *)(uintptr_t)w->start, w->len);
 		w->registered = false;
 	}
 	pthread_rwlock_destroy(&w->hook_lock);
