@@ -673,7 +673,7 @@ static int test_same_answers(void *arg)
 {
 	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
 	static const enum fl_watch_backend all[] = { FL_WATCH_ASYNC, FL_WATCH_SYNC, FL_WATCH_MPROTECT };
-	bool answers[3][3][NG];
+	bool answers[3][4][NG];
 	int nb = 0;
 
 	for (int b = 0; b < 3; b++) {
@@ -703,10 +703,21 @@ static int test_same_answers(void *arg)
 		/* Step 3: spanning store and a rewrite, get with reset. */
 		memcpy(e.mem + 40 * e.g - 2, "abcd", 4);
 		get_set(&e, FL_WATCH_RESET, answers[nb][2]);
+		/* Step 4: discards of a written and of a clean (reset) granule.
+		 * MPROTECT sees a discard only at the next write (documented):
+		 * its answer is checked against that, the others against each
+		 * other. */
+		e.mem[50 * e.g + 1] = 4;
+		T_ASSERT(madvise(e.mem + 50 * e.g, e.g, MADV_DONTNEED) == 0);
+		T_ASSERT(madvise(e.mem + 45 * e.g, e.g, MADV_DONTNEED) == 0);
+		get_set(&e, FL_WATCH_RESET, answers[nb][3]);
+		for (int i = 0; i < NG; i++)
+			T_ASSERT(answers[nb][3][i] == (i == 50 || (i == 45 && all[b] != FL_WATCH_MPROTECT)),
+				 "%s step 4: granule %d reported %d", backend_name(all[b]), i, answers[nb][3][i]);
 		fl_watch_free(e.w);
 		munmap(e.mem, e.len);
 		if (nb)
-			for (int s = 0; s < 3; s++)
+			for (int s = 0; s < (all[b] == FL_WATCH_MPROTECT ? 3 : 4); s++)
 				T_ASSERT(memcmp(answers[nb][s], answers[0][s], sizeof(answers[0][s])) == 0,
 					 "%s differs from %s at step %d", backend_name(all[b]),
 					 backend_name(all[0]), s + 1);
