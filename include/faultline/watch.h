@@ -168,7 +168,8 @@ FL_API struct fl_watch *fl_watch_free(struct fl_watch *watch);
  * and at most one service thread. Ranges are added and removed (whole or
  * in part) cheaply; get/reset/protect take any range that watched ranges
  * cover without a gap, with one granularity. Semantics per range are those
- * of a struct fl_watch of the same backend (above). Remove a range before
+ * of a struct fl_watch of the same backend (above). The uffd backends
+ * forget what the program unmaps; under MPROTECT remove a range before
  * unmapping it. Thread-safe. See fl_watch_manager_new(3).
  */
 struct fl_watch_manager;

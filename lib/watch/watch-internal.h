@@ -59,6 +59,9 @@ struct fl__watch_svc {
 	 * whatever keeps those watches alive meanwhile. */
 	void (*each)(void *ctx, uint64_t start, uint64_t end, void (*fn)(struct fl_watch *w, void *arg),
 		     void *arg);
+	/* [start, end) was unmapped (UFFD_EVENT_UNMAP; a manager's svc). Must
+	 * not wait for anything a get or reset holds (they wait for it). */
+	void (*unmapped)(void *ctx, uint64_t start, uint64_t end);
 	void *each_ctx;
 };
 
@@ -101,6 +104,8 @@ struct fl_watch {
 int fl__watch_svc_init(struct fl__watch_svc *svc, enum fl_watch_backend backend, uint64_t feat);
 int fl__watch_svc_start(struct fl__watch_svc *svc);
 void fl__watch_svc_stop(struct fl__watch_svc *svc);
+/* Wait until every message read before this call has been handled. */
+void fl__watch_svc_settle(struct fl__watch_svc *svc);
 void fl__watch_svc_close(struct fl__watch_svc *svc);
 /* What a new watch is: backend (not AUTO), memory, and the svc to share
  * (NULL: its own). */

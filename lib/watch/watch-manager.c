@@ -32,6 +32,14 @@ struct fl_watch_manager {
 	size_t n, cap;
 	/* Serialises one-scan gets and resets over several ASYNC pieces. */
 	pthread_mutex_t span_lock;
+	/* Ranges the program unmapped (UFFD_EVENT_UNMAP), noted by the
+	 * service thread and forgotten by the next call that takes the
+	 * write lock: the thread cannot take it (a get holding the read
+	 * lock waits for the thread to settle). */
+	pthread_mutex_t unmap_lock;
+	struct unmapped { uint64_t start, end; } *unmaps;
+	size_t n_unmaps, cap_unmaps;
+	_Atomic bool unmaps_pending;
 };
 
 /* First piece ending after addr (lock held). */
@@ -47,6 +55,29 @@ static size_t first_after(const struct fl_watch_manager *m, uint64_t addr)
 			hi = mid;
 	}
 	return lo;
+}
+
+static void mgr_unmapped(void *ctx, uint64_t start, uint64_t end)
+{
+	struct fl_watch_manager *m = ctx;
+
+	pthread_mutex_lock(&m->unmap_lock);
+	if (m->n_unmaps == m->cap_unmaps) {
+		size_t cap = m->cap_unmaps ? m->cap_unmaps * 2 : 16;
+		struct unmapped *n = realloc(m->unmaps, cap * sizeof(*n));
+		if (n) {
+			m->unmaps = n;
+			m->cap_unmaps = cap;
+		}
+	}
+	if (m->n_unmaps < m->cap_unmaps) {
+		m->unmaps[m->n_unmaps++] = (struct unmapped){ start, end };
+		atomic_store(&m->unmaps_pending, true);
+	} else {
+		fl__log(&m->log, FL_LOG_ERROR, "watch manager: no memory to note an unmap of %#llx-%#llx",
+			(unsigned long long)start, (unsigned long long)end);
+	}
+	pthread_mutex_unlock(&m->unmap_lock);
 }
 
 static void mgr_each(void *ctx, uint64_t start, uint64_t end, void (*fn)(struct fl_watch *w, void *arg), void *arg)
@@ -80,6 +111,7 @@ int fl_watch_manager_new(const struct fl_watch_manager_opts *opts, struct fl_wat
 	m->maps_fd = -1;
 	pthread_rwlock_init(&m->lock, NULL);
 	pthread_mutex_init(&m->span_lock, NULL);
+	pthread_mutex_init(&m->unmap_lock, NULL);
 	ret = fl__open("/proc/self/maps", O_RDONLY | O_CLOEXEC, &m->maps_fd);
 	/* PROCMAP_QUERY is 6.11: with the features newer than 6.1 masked
 	 * (FAULTLINE_MASK_FEATURES=new), take the path an older kernel takes. */
@@ -90,6 +122,7 @@ int fl_watch_manager_new(const struct fl_watch_manager_opts *opts, struct fl_wat
 	if (!ret && m->backend != FL_WATCH_MPROTECT) {
 		uint64_t feat;
 		m->svc.each = mgr_each;
+		m->svc.unmapped = mgr_unmapped;
 		m->svc.each_ctx = m;
 		ret = fl__watch_svc_features(m->backend, &feat);
 		if (!ret)
@@ -178,6 +211,57 @@ static void delete_at(struct fl_watch_manager *m, size_t i)
 	m->n--;
 }
 
+static int cut_piece(struct fl_watch_manager *m, size_t i, uint64_t cs, uint64_t ce, bool gone);
+
+/* Forget the pieces (parts of pieces) the program unmapped (write lock
+ * held). A part that cannot be cut off for want of memory stays, and is
+ * tried again next time. */
+static void forget_unmapped(struct fl_watch_manager *m)
+{
+	size_t kept = 0;
+
+	if (!atomic_load(&m->unmaps_pending))
+		return;
+	pthread_mutex_lock(&m->unmap_lock);
+	for (size_t u = 0; u < m->n_unmaps; u++) {
+		uint64_t start = m->unmaps[u].start, end = m->unmaps[u].end;
+		int ret = 0;
+
+		for (size_t i = first_after(m, start); !ret && i < m->n && m->w[i]->start < end;) {
+			struct fl_watch *w = m->w[i];
+			uint64_t cs = FL_MAX(start, w->start), ce = FL_MIN(end, w->start + w->len);
+			size_t left = (cs > w->start) + (ce < w->start + w->len);
+
+			if (!left) {
+				w->registered = false;	/* nothing left to unregister */
+				fl_watch_free(w);
+				delete_at(m, i);
+				continue;
+			}
+			ret = cut_piece(m, i, cs, ce, true);
+			i += left;
+		}
+		if (ret)
+			m->unmaps[kept++] = m->unmaps[u];
+	}
+	m->n_unmaps = kept;
+	atomic_store(&m->unmaps_pending, kept > 0);
+	pthread_mutex_unlock(&m->unmap_lock);
+}
+
+/* Before a call that only reads the array: take in the unmaps read so far. */
+static void settle_unmapped(struct fl_watch_manager *m)
+{
+	if (!m->svc_ready)
+		return;
+	fl__watch_svc_settle(&m->svc);
+	if (atomic_load(&m->unmaps_pending)) {
+		pthread_rwlock_wrlock(&m->lock);
+		forget_unmapped(m);
+		pthread_rwlock_unlock(&m->lock);
+	}
+}
+
 int fl_watch_manager_add(struct fl_watch_manager *m, void *addr, size_t len)
 {
 	uint64_t start = (uintptr_t)addr;
@@ -188,7 +272,9 @@ int fl_watch_manager_add(struct fl_watch_manager *m, void *addr, size_t len)
 
 	if (!m || !addr || !len || start % FL_PAGE_SIZE || len % FL_PAGE_SIZE || start + len < start)
 		return -EINVAL;
+	fl__watch_svc_settle(m->svc_ready ? &m->svc : NULL);
 	pthread_rwlock_wrlock(&m->lock);
+	forget_unmapped(m);
 	i = first_after(m, start);
 	if (i < m->n && m->w[i]->start < start + len) {
 		ret = -EBUSY;
@@ -214,8 +300,9 @@ out:
 	return ret;
 }
 
-/* Cut [cs, ce) out of piece i (which it overlaps, not entirely). */
-static int cut_piece(struct fl_watch_manager *m, size_t i, uint64_t cs, uint64_t ce)
+/* Cut [cs, ce) out of piece i (which it overlaps, not entirely); `gone`:
+ * that part is no longer mapped (nothing to unregister or unprotect). */
+static int cut_piece(struct fl_watch_manager *m, size_t i, uint64_t cs, uint64_t ce, bool gone)
 {
 	struct fl_watch *w = m->w[i], *pieces[2];
 	uint64_t end = w->start + w->len;
@@ -240,7 +327,7 @@ static int cut_piece(struct fl_watch_manager *m, size_t i, uint64_t cs, uint64_t
 		}
 	}
 	if (!ret && w->backend == FL_WATCH_MPROTECT)
-		ret = fl__watch_mp_replace(w, pieces, n, cs, ce - cs);
+		ret = fl__watch_mp_replace(w, pieces, n, cs, gone ? 0 : ce - cs);
 	if (ret) {
 		for (unsigned k = 0; k < n; k++) {
 			if (pieces[k]) {
@@ -250,6 +337,8 @@ static int cut_piece(struct fl_watch_manager *m, size_t i, uint64_t cs, uint64_t
 		}
 		return ret;
 	}
+	if (gone)
+		w->registered = false;
 	if (w->registered) {
 		/* The pieces keep the registration and the kernel's
 		 * protection of their pages; the cut part loses both. */
@@ -273,7 +362,9 @@ int fl_watch_manager_remove(struct fl_watch_manager *m, void *addr, size_t len)
 
 	if (!m || !len || end < start)
 		return -EINVAL;
+	fl__watch_svc_settle(m->svc_ready ? &m->svc : NULL);
 	pthread_rwlock_wrlock(&m->lock);
+	forget_unmapped(m);
 	/* Check every piece's alignment first: all or nothing. */
 	for (size_t i = first_after(m, start); i < m->n && m->w[i]->start < end; i++) {
 		struct fl_watch *w = m->w[i];
@@ -294,7 +385,7 @@ int fl_watch_manager_remove(struct fl_watch_manager *m, void *addr, size_t len)
 			delete_at(m, i);
 			continue;
 		}
-		ret = cut_piece(m, i, cs, ce);
+		ret = cut_piece(m, i, cs, ce, false);
 		i += left;
 	}
 	pthread_rwlock_unlock(&m->lock);
@@ -341,6 +432,7 @@ int fl_watch_manager_get(struct fl_watch_manager *m, void *addr, size_t len, uns
 	if (!m || !pages || !count || !*count || (flags & ~FL_WATCH_RESET))
 		return -EINVAL;
 	cap = *count;
+	settle_unmapped(m);
 	pthread_rwlock_rdlock(&m->lock);
 	ret = covering(m, start, len, &first, &n, &one_scan);
 	if (ret)
@@ -380,6 +472,7 @@ int fl_watch_manager_reset(struct fl_watch_manager *m, void *addr, size_t len)
 
 	if (!m)
 		return -EINVAL;
+	settle_unmapped(m);
 	pthread_rwlock_rdlock(&m->lock);
 	ret = covering(m, start, len, &first, &n, &one_scan);
 	if (!ret && one_scan) {
@@ -406,6 +499,7 @@ int fl_watch_manager_protect(struct fl_watch_manager *m, void *addr, size_t len,
 
 	if (!m)
 		return -EINVAL;
+	settle_unmapped(m);
 	pthread_rwlock_rdlock(&m->lock);
 	ret = covering(m, start, len, &first, &n, &one_scan);
 	for (size_t k = first; !ret && k < first + n; k++) {
@@ -464,6 +558,8 @@ struct fl_watch_manager *fl_watch_manager_free(struct fl_watch_manager *m)
 		fl__close(m->maps_fd);
 	pthread_rwlock_destroy(&m->lock);
 	pthread_mutex_destroy(&m->span_lock);
+	pthread_mutex_destroy(&m->unmap_lock);
+	free(m->unmaps);
 	free(m->w);
 	free(m);
 	return NULL;

@@ -414,6 +414,8 @@ static void *svc_thread(void *arg)
 				svc->each(svc->each_ctx, fl_msg_fault_addr(m), fl_msg_fault_addr(m) + 1, on_fault, m);
 			else if (m->event == UFFD_EVENT_REMOVE)
 				svc->each(svc->each_ctx, m->arg.remove.start, m->arg.remove.end, on_remove, m);
+			else if (m->event == UFFD_EVENT_UNMAP && svc->unmapped)
+				svc->unmapped(svc->each_ctx, m->arg.remove.start, m->arg.remove.end);
 		}
 		atomic_fetch_add(&svc->batches_done, 1);
 	}
@@ -425,9 +427,8 @@ static void *svc_thread(void *arg)
  * the caller may ask before the thread has recorded it: wait for every
  * batch read before this call to be processed.
  */
-static void sync_settle(struct fl_watch *w)
+void fl__watch_svc_settle(struct fl__watch_svc *svc)
 {
-	struct fl__watch_svc *svc = w->svc;
 	uint64_t started;
 
 	if (!svc)
@@ -435,6 +436,11 @@ static void sync_settle(struct fl_watch *w)
 	started = atomic_load(&svc->batches_started);
 	while (atomic_load(&svc->batches_done) < started && svc->thread_started)
 		sched_yield();
+}
+
+static void sync_settle(struct fl_watch *w)
+{
+	fl__watch_svc_settle(w->svc);
 }
 
 /* Get (and reset) granules [first, first + n) from the bitmap. */
@@ -573,6 +579,10 @@ static int svc_features(enum fl_watch_backend backend, int mem, uint64_t *ret_fe
 		if ((mem == FL_MEM_ANON || any) && fl_feature_has(FL_FEATURE_WP_UNPOPULATED))
 			feat |= UFFD_FEATURE_WP_UNPOPULATED;
 	}
+	/* A manager forgets ranges the program unmaps (it may map other
+	 * memory there and add that). */
+	if (any && fl_feature_has(FL_FEATURE_EVENT_UNMAP))
+		feat |= UFFD_FEATURE_EVENT_UNMAP;
 	if (mem != FL_MEM_ANON) {
 		if (fl_feature_has(FL_FEATURE_WP_HUGETLBFS_SHMEM))
 			feat |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;

@@ -882,6 +882,57 @@ static int test_manager(void *arg)
 	return T_PASS;
 }
 
+/* New memory of kind `mem` at the hole `at` (mmap may put it there). */
+static void map_at(enum fl_mem_type mem, uint8_t *at, size_t len)
+{
+	uint8_t *p = t_map(mem, len, NULL);
+
+	if (p != at) {
+		void *q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, at);
+		T_ASSERT(q == at, "mremap: %s", strerror(errno));
+	}
+}
+
+/* The program unmaps watched memory without telling the manager, maps
+ * other memory there and adds it: the manager forgot the unmapped parts
+ * (UFFD_EVENT_UNMAP), and kept the rest. */
+static int test_manager_unmap(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_manager_opts o = { .sz = sizeof(o), .backend = c->backend };
+	struct fl_watch_manager *m;
+	size_t g = t_page_size(c->mem);
+	uint8_t *mem;
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	mem = t_map(c->mem, 32 * g, NULL);	/* room for the remaps' huge pages */
+	T_OK(fl_watch_manager_new(&o, &m));
+	T_OK(fl_watch_manager_add(m, mem, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 8 * g, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 4 * g));
+	mem[2 * g] = 1;
+	mem[13 * g] = 1;
+	/* Unmap across both ranges' boundary, and the whole third range. */
+	T_ASSERT(munmap(mem + 4 * g, 8 * g) == 0);
+	T_ASSERT(munmap(mem + 20 * g, 4 * g) == 0);
+	/* Same memory kind again, at the same place. */
+	map_at(c->mem, mem + 4 * g, 8 * g);
+	T_OK(fl_watch_manager_add(m, mem + 4 * g, 8 * g));
+	map_at(c->mem, mem + 20 * g, 4 * g);
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 4 * g));
+	/* The kept parts kept their state; the new ranges start clean. */
+	mgr_expect(m, mem, g, 0, 16, 0, (int[]){ 2, 13 }, 2);
+	mgr_expect(m, mem, g, 20, 4, 0, NULL, 0);
+	mem[6 * g] = 1;
+	mem[21 * g] = 1;
+	mgr_expect(m, mem, g, 0, 16, FL_WATCH_RESET, (int[]){ 2, 6, 13 }, 3);
+	mgr_expect(m, mem, g, 20, 4, FL_WATCH_RESET, (int[]){ 21 }, 1);
+	fl_watch_manager_free(m);
+	return T_PASS;
+}
+
 /* Thousands of ranges: removal of every other one, gets over the rest. */
 static int test_manager_many(void *arg)
 {
@@ -1052,6 +1103,10 @@ static const struct t_case cases[] = {
 	ALLBU("reserved", test_reserved),
 	ALLBU("dontneed", test_dontneed),
 	ALLBU("manager", test_manager),
+	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_ASYNC, "async", false, false, ""),
+	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_SYNC, "sync", false, false, ""),
+	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_ASYNC, "async", true, false, "-nobody"),
+	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_SYNC, "sync", true, false, "-nobody"),
 	{ "manager-many-async", test_manager_many, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
 	{ "manager-many-sync", test_manager_many, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
 	{ "manager-many-mprotect", test_manager_many, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
