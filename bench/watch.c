@@ -16,6 +16,14 @@
  *
  * ratio = A per page / B per page; scan_overhead = A's get+reset time / C's.
  * Runs alternate A B C A B C ...; medians and min-max are reported.
+ *
+ * The watch manager (fl_watch_manager_new(3)), 1,000 ranges of 64 KiB:
+ * M1: fl_watch_manager_add + _remove of one more 64 KiB range, against the
+ *     mmap + munmap that creates and destroys such a range;
+ * M2: one fl_watch_manager_get with FL_WATCH_RESET over all 1,000 adjacent
+ *     ranges (1 % of their pages written), against one raw PAGEMAP_SCAN
+ *     get+reset over the same pages; and the same done range by range
+ *     (1,000 calls), for context.
  */
 #include "bench.h"
 #include "util.h"
@@ -39,6 +47,10 @@
 #define DEFAULT_REPS 3
 #define GOAL_RATIO 0.75
 #define GOAL_SCAN 1.10
+#define GOAL_ADD_REMOVE 2.0
+#define GOAL_MANAGER_SCAN 1.5
+#define MGR_RANGES 1000
+#define MGR_RANGE (64u << 10)
 
 static const char watch_usage[] =
 	"Usage: faultline bench watch [--json] [--size BYTES] [--reps N]\n"
@@ -54,7 +66,11 @@ static const char watch_usage[] =
 	"             for the same writes (only the get+reset scan is compared).\n"
 	"Keys per fraction: fl_us_per_page, mprotect_us_per_page, ratio (goal\n"
 	"<= 0.75), scan_overhead (faultline get+reset / raw ioctl, goal <= 1.1).\n"
-	"Runs alternate; medians and min-max over --reps (default 3).\n";
+	"Runs alternate; medians and min-max over --reps (default 3).\n"
+	"Watch manager, 1000 ranges of 64K (key \"manager\"): add_remove_us vs\n"
+	"mmap_munmap_us per range, add_remove_ratio (goal <= 2); get_reset_us (one\n"
+	"call over all ranges, 1%% written) vs raw_scan_us (one PAGEMAP_SCAN),\n"
+	"get_reset_ratio (goal <= 1.5); per_range_get_reset_us (1000 calls).\n";
 
 /* ---- B: the hand-written mprotect tracker --------------------------------- */
 
@@ -204,6 +220,170 @@ out:
 	return ret;
 }
 
+/* ---- M: the watch manager ------------------------------------------------- */
+
+/* Per range: add+remove of one more range to a manager holding `base`'s
+ * MGR_RANGES ranges (A), and mmap+munmap of such a range (B), alternating
+ * in blocks of 100. */
+static int mgr_add_remove(struct fl_watch_manager *m, uint8_t *extra, double *add_rm_us, double *mmap_us)
+{
+	uint64_t ta = 0, tb = 0;
+	int ret = 0;
+
+	for (int blk = 0; blk < 10 && !ret; blk++) {
+		uint64_t t0 = fl__now_ns();
+		for (int i = 0; i < 100 && !ret; i++) {
+			ret = fl_watch_manager_add(m, extra, MGR_RANGE);
+			if (!ret)
+				ret = fl_watch_manager_remove(m, extra, MGR_RANGE);
+		}
+		uint64_t t1 = fl__now_ns();
+		for (int i = 0; i < 100 && !ret; i++) {
+			void *p = mmap(NULL, MGR_RANGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (p == MAP_FAILED)
+				ret = -errno;
+			else
+				munmap(p, MGR_RANGE);
+		}
+		ta += t1 - t0;
+		tb += fl__now_ns() - t1;
+	}
+	*add_rm_us = (double)ta / 1e3 / 1000;
+	*mmap_us = (double)tb / 1e3 / 1000;
+	return ret;
+}
+
+static void mgr_write(uint8_t *mem, uint64_t npages, uint64_t seed)
+{
+	for (uint64_t p = seed % 100; p < npages; p += 100)
+		mem[p * PAGE + 8]++;	/* 1 % */
+}
+
+static int mgr_scans(uint8_t *mem, void **buf, struct raw_page_region *vec, uint64_t seed, double *get_us,
+		     double *per_range_us, double *raw_us)
+{
+	uint64_t size = (uint64_t)MGR_RANGES * MGR_RANGE, npages = size / PAGE, want = 0, cnt, t0;
+	struct fl_watch_manager *m;
+	int ret;
+
+	for (uint64_t p = seed % 100; p < npages; p += 100)
+		want++;
+	ret = fl_watch_manager_new(NULL, &m);
+	for (int r = 0; r < MGR_RANGES && !ret; r++)
+		ret = fl_watch_manager_add(m, mem + (uint64_t)r * MGR_RANGE, MGR_RANGE);
+	if (!ret) {
+		/* One call over every range. */
+		mgr_write(mem, npages, seed);
+		cnt = npages;
+		t0 = fl__now_ns();
+		ret = fl_watch_manager_get(m, mem, size, FL_WATCH_RESET, buf, &cnt, NULL);
+		*get_us = (double)(fl__now_ns() - t0) / 1e3;
+		if (!ret && cnt != want)
+			ret = -EIO;
+	}
+	if (!ret) {
+		/* Range by range, as a program that tracks allocations asks. */
+		uint64_t found = 0;
+		mgr_write(mem, npages, seed + 1);
+		t0 = fl__now_ns();
+		for (int r = 0; r < MGR_RANGES && !ret; r++) {
+			cnt = MGR_RANGE / PAGE;
+			ret = fl_watch_manager_get(m, mem + (uint64_t)r * MGR_RANGE, MGR_RANGE, FL_WATCH_RESET, buf, &cnt,
+						   NULL);
+			found += cnt;
+		}
+		*per_range_us = (double)(fl__now_ns() - t0) / 1e3;
+		if (!ret && found != want)
+			ret = -EIO;
+	}
+	fl_watch_manager_free(m);
+	if (!ret) {
+		/* The same pages under the raw ioctl (its own uffd). */
+		uint64_t *pg = malloc(want * sizeof(*pg)), k = 0;
+		if (!pg)
+			return -ENOMEM;
+		for (uint64_t p = (seed + 2) % 100; p < npages && k < want; p += 100)
+			pg[k++] = p;
+		ret = run_raw(mem, size, pg, k, vec, raw_us);
+		free(pg);
+	}
+	return ret;
+}
+
+static int bench_manager(bool json, struct json *j, uint64_t reps)
+{
+	uint64_t size = (uint64_t)MGR_RANGES * MGR_RANGE;
+	uint8_t *mem = mmap(NULL, size + MGR_RANGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void **buf = malloc(size / PAGE * sizeof(*buf));
+	struct raw_page_region *vec = malloc(512 * sizeof(*vec));
+	double *ar = calloc(reps, sizeof(double)), *mm = calloc(reps, sizeof(double));
+	double *ratio1 = calloc(reps, sizeof(double)), *gr = calloc(reps, sizeof(double));
+	double *pr = calloc(reps, sizeof(double)), *raw = calloc(reps, sizeof(double));
+	double *ratio2 = calloc(reps, sizeof(double));
+	struct fl_watch_manager *m = NULL;
+	int ret = 0;
+
+	if (mem == MAP_FAILED || !buf || !vec || !ar || !mm || !ratio1 || !gr || !pr || !raw || !ratio2)
+		ret = -ENOMEM;
+	if (!ret) {
+		madvise(mem, size + MGR_RANGE, MADV_NOHUGEPAGE);
+		for (uint64_t p = 0; p < (size + MGR_RANGE) / PAGE; p++)
+			mem[p * PAGE] = 1;
+	}
+	for (uint64_t r = 0; r < reps && !ret; r++) {
+		/* M1 with MGR_RANGES ranges watched. */
+		ret = fl_watch_manager_new(NULL, &m);
+		for (int i = 0; i < MGR_RANGES && !ret; i++)
+			ret = fl_watch_manager_add(m, mem + (uint64_t)i * MGR_RANGE, MGR_RANGE);
+		if (!ret)
+			ret = mgr_add_remove(m, mem + size, &ar[r], &mm[r]);
+		m = fl_watch_manager_free(m);
+		if (!ret)
+			ret = mgr_scans(mem, buf, vec, 7 * r + 3, &gr[r], &pr[r], &raw[r]);
+		if (!ret) {
+			ratio1[r] = ar[r] / mm[r];
+			ratio2[r] = gr[r] / raw[r];
+		}
+	}
+	if (!ret) {
+		struct stat3 s1 = stat_of(ratio1, reps), s2 = stat_of(ratio2, reps);
+		if (json) {
+			json_begin(j, "manager");
+			json_u64(j, "ranges", MGR_RANGES);
+			json_u64(j, "range_bytes", MGR_RANGE);
+			json_stat(j, "add_remove_us", stat_of(ar, reps), 2);
+			json_stat(j, "mmap_munmap_us", stat_of(mm, reps), 2);
+			json_stat(j, "add_remove_ratio", s1, 3);
+			json_stat(j, "get_reset_us", stat_of(gr, reps), 1);
+			json_stat(j, "raw_scan_us", stat_of(raw, reps), 1);
+			json_stat(j, "get_reset_ratio", s2, 3);
+			json_stat(j, "per_range_get_reset_us", stat_of(pr, reps), 1);
+			json_bool(j, "goal_add_remove_met", s1.med <= GOAL_ADD_REMOVE);
+			json_bool(j, "goal_get_reset_met", s2.med <= GOAL_MANAGER_SCAN);
+			json_end(j);
+		} else {
+			printf("  manager, %d ranges of %u KiB: add+remove %.2f us vs mmap+munmap %.2f us, ratio %.3f "
+			       "(goal <= %.1f); get+reset %.0f us vs raw scan %.0f us, ratio %.3f (goal <= %.1f); "
+			       "range by range %.0f us\n",
+			       MGR_RANGES, MGR_RANGE >> 10, stat_of(ar, reps).med, stat_of(mm, reps).med, s1.med,
+			       GOAL_ADD_REMOVE, stat_of(gr, reps).med, stat_of(raw, reps).med, s2.med,
+			       GOAL_MANAGER_SCAN, stat_of(pr, reps).med);
+		}
+	}
+	if (mem != MAP_FAILED)
+		munmap(mem, size + MGR_RANGE);
+	free(buf);
+	free(vec);
+	free(ar);
+	free(mm);
+	free(ratio1);
+	free(gr);
+	free(pr);
+	free(raw);
+	free(ratio2);
+	return ret;
+}
+
 /* A random subset of n of the npages pages, in ascending order. */
 static void pick(uint64_t *pg, uint64_t n, uint64_t npages, uint64_t seed)
 {
@@ -335,6 +515,8 @@ int bench_watch_main(int argc, char **argv)
 		free(ratio);
 		free(over);
 	}
+	if (!ret)
+		ret = bench_manager(json, &j, reps);
 	if (ret) {
 		status = cli_fail("bench watch", ret);
 	} else if (json) {

@@ -28,7 +28,8 @@ static const char bench_usage[] =
 	"  snapshot stall of saving running memory: fork() vs live COW and\n"
 	"          precopy snapshots, writers running (needs ~2x the size in RAM)\n"
 	"  watch   per-dirty-page cost of write watches vs mprotect + SIGSEGV,\n"
-	"          and of faultline's scan vs the raw PAGEMAP_SCAN ioctl\n"
+	"          of faultline's scan vs the raw PAGEMAP_SCAN ioctl, and of the\n"
+	"          watch manager's add/remove and get over 1000 ranges\n"
 	"\n"
 	"Run 'faultline bench <name> --help' for a benchmark's options.\n";
 

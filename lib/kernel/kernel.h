@@ -13,4 +13,15 @@
 /* feature.c: the feature set FAULTLINE_MASK_FEATURES=new hides. */
 uint64_t fl__features_newer_than_6_1(void);
 
+/* pagemap.c: the VMA containing addr (or -ENOENT), through PROCMAP_QUERY
+ * on an fd of /proc/self/maps (Linux 6.11; -EOPNOTSUPP before): one
+ * mapping without reading the whole file. prot is PROT_* bits. */
+struct fl__vma {
+	uint64_t start, end;
+	int prot;
+	bool shared;
+	size_t page_size;
+};
+int fl__vma_query(int maps_fd, uint64_t addr, struct fl__vma *ret);
+
 #endif

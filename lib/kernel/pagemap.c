@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static_assert(sizeof(struct fl_page_region) == sizeof(struct page_region), "page_region");
@@ -24,6 +25,22 @@ int fl_pagemap_open(pid_t pid, int *ret_fd)
 	if (fd < 0)
 		return -errno;
 	*ret_fd = fd;
+	return 0;
+}
+
+int fl__vma_query(int maps_fd, uint64_t addr, struct fl__vma *ret)
+{
+	struct procmap_query q = { .size = sizeof(q), .query_addr = addr };
+
+	if (ioctl(maps_fd, PROCMAP_QUERY, &q))
+		return errno == ENOTTY ? -EOPNOTSUPP : -errno;
+	ret->start = q.vma_start;
+	ret->end = q.vma_end;
+	ret->prot = (q.vma_flags & PROCMAP_QUERY_VMA_READABLE ? PROT_READ : 0) |
+		    (q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE ? PROT_WRITE : 0) |
+		    (q.vma_flags & PROCMAP_QUERY_VMA_EXECUTABLE ? PROT_EXEC : 0);
+	ret->shared = q.vma_flags & PROCMAP_QUERY_VMA_SHARED;
+	ret->page_size = q.vma_page_size;
 	return 0;
 }
 

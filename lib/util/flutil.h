@@ -77,6 +77,7 @@ void *fl__forksafe_calloc(size_t n, size_t size);
 void *fl__forksafe_realloc(void *ptr, size_t size);
 void fl__forksafe_free(void *ptr);
 int fl__madvise(void *addr, size_t len, int advice);
+int fl__mprotect(void *addr, size_t len, int prot);
 int fl__memfd(const char *name, unsigned flags, size_t len, int *ret_fd);
 int fl__pread_full(int fd, void *buf, size_t len, uint64_t off);
 int fl__pwrite_full(int fd, const void *buf, size_t len, uint64_t off);

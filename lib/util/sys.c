@@ -98,6 +98,11 @@ int fl__madvise(void *addr, size_t len, int advice)
 	return madvise(addr, len, advice) ? -errno : 0;
 }
 
+int fl__mprotect(void *addr, size_t len, int prot)
+{
+	return mprotect(addr, len, prot) ? -errno : 0;
+}
+
 int fl__memfd(const char *name, unsigned flags, size_t len, int *ret_fd)
 {
 	int fd = memfd_create(name, flags | MFD_CLOEXEC);

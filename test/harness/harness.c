@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/file.h>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -740,4 +742,16 @@ int t_main(int argc, char **argv, const struct t_case *cases, size_t n)
 	if (!passed && skipped)
 		return 77;
 	return 0;
+}
+
+void t_drop_privileges(void)
+{
+	/* Groups first: once the uid changes, setgroups is not allowed. */
+	if (setgroups(0, NULL) || setgid(T_NOBODY) || setuid(T_NOBODY))
+		t_fail_at(__FILE__, __LINE__, "t_drop_privileges", " %s", strerror(errno));
+	/* A uid change clears the dumpable flag, which makes /proc/<pid>
+	 * root's: set it again so the process (and its children) can open
+	 * its own /proc files as it could had it started unprivileged. */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+		t_fail_at(__FILE__, __LINE__, "PR_SET_DUMPABLE", " %s", strerror(errno));
 }

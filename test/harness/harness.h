@@ -187,6 +187,14 @@ int t_fork_wait(int (*fn)(void *), void *arg);
  * -ETIMEDOUT (the child is left running).
  */
 int t_wait_pid(pid_t pid, unsigned timeout_ms, int *ret_status);
+/*
+ * Become uid/gid 65534 (nobody, no supplementary groups) for the rest of
+ * the case, which runs in its own forked child: for cases that check what
+ * an unprivileged process gets (e.g. a user-mode-only userfaultfd). Keeps
+ * the process dumpable so its /proc files stay its own. Asserts.
+ */
+#define T_NOBODY 65534
+void t_drop_privileges(void);
 /* Monotonic nanoseconds. */
 uint64_t t_now_ns(void);
 /*

@@ -10,7 +10,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NG 64		/* granules per watched range */
@@ -18,6 +22,8 @@
 struct wcase {
 	enum fl_watch_backend backend;
 	enum fl_mem_type mem;
+	bool nobody;		/* run as uid 65534 */
+	bool handler_after;	/* app-protect: the test's SIGSEGV handler comes after the watch */
 };
 
 static const char *backend_name(enum fl_watch_backend b)
@@ -36,6 +42,27 @@ static void require_backend(const struct wcase *c)
 	t_require_needs(BACKEND_NEEDS(c->backend, c->mem));
 }
 
+/* What the watch must do with a kernel write (read(2)) and another
+ * process's write: written down here, so the query and the behaviour are
+ * both checked against the documented table (fl_watch_new(3)). */
+static enum fl_watch_fate expected_kernel_fate(const struct wcase *c)
+{
+	if (c->backend == FL_WATCH_ASYNC)
+		return FL_WATCH_COUNTED;
+	if (c->backend == FL_WATCH_SYNC)
+		return c->nobody ? FL_WATCH_FAILS : FL_WATCH_COUNTED;
+	return FL_WATCH_FAILS;
+}
+
+static enum fl_watch_fate expected_remote_fate(const struct wcase *c)
+{
+	if (c->backend == FL_WATCH_ASYNC)
+		return FL_WATCH_COUNTED;
+	if (c->backend == FL_WATCH_SYNC)
+		return FL_WATCH_FAILS;
+	return c->mem == FL_MEM_ANON ? FL_WATCH_NOT_SEEN : FL_WATCH_FAILS;
+}
+
 struct env {
 	uint8_t *mem;
 	size_t g;	/* granule */
@@ -48,6 +75,8 @@ static void setup(const struct wcase *c, struct env *e)
 	struct fl_watch_opts o = { .sz = sizeof(o), .backend = c->backend, .log = t_log_cb };
 
 	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
 	e->g = t_page_size(c->mem);
 	e->len = NG * e->g;
 	e->mem = t_map(c->mem, e->len, NULL);
@@ -133,10 +162,10 @@ static int test_reset_returned(void *arg)
 	/* The six not returned are still written; the four are reset. */
 	expect(&e, FL_WATCH_RESET, (int[]){ 14, 15, 16, 17, 18, 19 }, 6);
 	expect(&e, 0, NULL, 0);
-	/* A zero-capacity call returns nothing and resets nothing. */
+	/* A zero count is an error (as GetWriteWatch's), and resets nothing. */
 	e.mem[2 * e.g] = 1;
 	n = 0;
-	T_OK(fl_watch_get(e.w, e.mem, e.len, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(fl_watch_get(e.w, e.mem, e.len, FL_WATCH_RESET, pages, &n, NULL), -EINVAL);
 	T_ASSERT_EQ(n, 0);
 	expect(&e, 0, (int[]){ 2 }, 1);
 	fl_watch_free(e.w);
@@ -189,10 +218,17 @@ static int test_kernel_write(void *arg, bool from_file)
 	/* Land across the end of granule 4 and the start of granule 5 (for
 	 * 4 KiB granules: exactly those two pages). */
 	uint8_t *dst = e.mem + 5 * e.g - 4096;
+	struct fl_watch_info info = { .sz = sizeof(info) };
+	T_OK(fl_watch_query(e.w, &info));
+	T_ASSERT_EQ(info.kernel_writes, expected_kernel_fate(c));
+	T_ASSERT_EQ(!!(info.flags & FL_WATCH_INFO_USER_MODE_ONLY), c->nobody && c->backend != FL_WATCH_MPROTECT);
 	r = from_file ? pread(fds[0], dst, n, 0) : read(fds[0], dst, n);
-	if (c->backend == FL_WATCH_MPROTECT) {
-		/* Documented limit: the kernel's write into a clean page fails. */
+	if (info.kernel_writes == FL_WATCH_FAILS) {
+		/* Documented: the kernel's write into a clean page fails
+		 * loudly (MPROTECT; SYNC without privilege), nothing written. */
 		T_ASSERT(r < 0 && errno == EFAULT, "read returned %zd", r);
+		for (size_t i = 0; i < n; i++)
+			T_ASSERT(dst[i] != 0xab, "byte %zu written", i);
 		expect(&e, 0, NULL, 0);
 	} else {
 		T_ASSERT_EQ(r, (ssize_t)n);
@@ -208,6 +244,59 @@ static int test_kernel_write(void *arg, bool from_file)
 		close(fds[1]);
 	fl_watch_free(e.w);
 	free(src);
+	return T_PASS;
+}
+
+/* A second process writes into the watched memory through /proc/PID/mem
+ * (what PTRACE_POKEDATA and an emulator's WriteProcessMemory do). */
+static int test_remote_write(void *arg)
+{
+	const struct wcase *c = arg;
+	struct env e;
+	struct fl_watch_info info = { .sz = sizeof(info) };
+	pid_t self = getpid(), child;
+	int status;
+
+	setup(c, &e);
+	T_OK(fl_watch_query(e.w, &info));
+	T_ASSERT_EQ(info.remote_writes, expected_remote_fate(c));
+	child = fork();
+	T_ASSERT(child >= 0);
+	if (child == 0) {
+		char path[64];
+		uint8_t buf[16];
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)self);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			_exit(3);
+		memset(buf, 0x5a, sizeof(buf));
+		/* One populated granule (6) and one never touched (7). */
+		ssize_t a = pwrite(fd, buf, sizeof(buf), (off_t)(uintptr_t)(e.mem + 6 * e.g + 64));
+		ssize_t b = pwrite(fd, buf, sizeof(buf), (off_t)(uintptr_t)(e.mem + 7 * e.g + 64));
+		_exit(a == (ssize_t)sizeof(buf) && b == (ssize_t)sizeof(buf) ? 0 : a < 0 && b < 0 ? 1 : 2);
+	}
+	T_OK(t_wait_pid(child, 20000, &status));
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) != 3, "child could not open /proc/PID/mem");
+	switch (info.remote_writes) {
+	case FL_WATCH_COUNTED:
+		T_ASSERT_EQ(WEXITSTATUS(status), 0);
+		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0x5a);
+		expect(&e, 0, (int[]){ 6, 7 }, 2);
+		break;
+	case FL_WATCH_FAILS:
+		T_ASSERT_EQ(WEXITSTATUS(status), 1);
+		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0);
+		T_ASSERT_EQ(e.mem[7 * e.g + 64], 0);
+		expect(&e, 0, NULL, 0);
+		break;
+	default:
+		/* Declared: the write lands and the watch does not see it. */
+		T_ASSERT_EQ(WEXITSTATUS(status), 0);
+		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0x5a);
+		expect(&e, 0, NULL, 0);
+		break;
+	}
+	fl_watch_free(e.w);
 	return T_PASS;
 }
 
@@ -258,20 +347,235 @@ static int test_mprotect(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Discards change contents: MADV_DONTNEED (and MADV_REMOVE on shared
+ * memory) count as writes, before and after a reset, on every memory type.
+ * MPROTECT cannot see them (no event reaches it): documented, it reports
+ * the page when it is next written.
+ */
 static int test_dontneed(void *arg)
 {
 	const struct wcase *c = arg;
 	struct env e;
+	bool shared = c->mem != FL_MEM_ANON;
 
 	setup(c, &e);
+	/* Written, then discarded: still written. */
+	e.mem[2 * e.g + 1] = 9;
+	T_ASSERT(madvise(e.mem + 2 * e.g, e.g, MADV_DONTNEED) == 0);
+	e.mem[4 * e.g + 1] = 9;
+	expect(&e, FL_WATCH_RESET, (int[]){ 2, 4 }, 2);
+	/* Clean, then discarded: now written (its contents are zeros). */
 	T_ASSERT(madvise(e.mem + 4 * e.g, e.g, MADV_DONTNEED) == 0);
+	if (shared) {
+		T_ASSERT(madvise(e.mem + 8 * e.g, e.g, MADV_REMOVE) == 0);
+		T_ASSERT_EQ(e.mem[8 * e.g + 1], 0);
+	}
 	if (c->backend == FL_WATCH_MPROTECT) {
 		/* Documented: seen only when next written. */
 		expect(&e, 0, NULL, 0);
 		e.mem[4 * e.g] = 1;
+		if (shared)
+			e.mem[8 * e.g] = 1;
 	}
+	expect(&e, FL_WATCH_RESET, (int[]){ 4, 8 }, shared ? 2 : 1);
+	expect(&e, 0, NULL, 0);
+	/* Discarded pages are caught when written again after the reset. */
+	e.mem[4 * e.g + 3] = 1;
 	expect(&e, 0, (int[]){ 4 }, 1);
-	T_ASSERT_EQ(e.mem[4 * e.g + 1], c->backend == FL_WATCH_MPROTECT ? 0 : 0);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
+/* Private hugetlb (MAP_PRIVATE | MAP_HUGETLB): a discard after a reset
+ * turns the contents to zeros, which must be reported. */
+static int test_dontneed_private_huge(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_opts o = { .sz = sizeof(o), .backend = c->backend };
+	size_t g = t_page_size(FL_MEM_HUGETLB), len = 8 * g;
+	struct env e = { .g = g, .len = len };
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	t_need_huge(len);
+	e.mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	T_ASSERT(e.mem != MAP_FAILED, "mmap: %s", strerror(errno));
+	e.len = len;
+	for (size_t i = 0; i < 8; i++)
+		e.mem[i * g] = 1;
+	T_OK(fl_watch_new(e.mem, len, &o, &e.w));
+	e.mem[3 * g + 5] = 7;
+	T_ASSERT(madvise(e.mem + 1 * g, g, MADV_DONTNEED) == 0);
+	T_ASSERT(madvise(e.mem + 3 * g, g, MADV_DONTNEED) == 0);
+	T_ASSERT_EQ(e.mem[1 * g], 0);
+	void *pages[8];
+	uint64_t n = 8;
+	T_OK(fl_watch_get(e.w, e.mem, len, FL_WATCH_RESET, pages, &n, NULL));
+	if (c->backend == FL_WATCH_MPROTECT) {
+		/* Documented: a discard is seen only when next written. */
+		T_ASSERT_EQ(n, 1);
+		T_ASSERT(pages[0] == e.mem + 3 * g);
+	} else {
+		T_ASSERT_EQ(n, 2);
+		T_ASSERT(pages[0] == e.mem + 1 * g && pages[1] == e.mem + 3 * g);
+	}
+	n = 8;
+	T_OK(fl_watch_get(e.w, e.mem, len, 0, pages, &n, NULL));
+	T_ASSERT_EQ(n, 0);
+	fl_watch_free(e.w);
+	munmap(e.mem, len);
+	return T_PASS;
+}
+
+/* ---- the application's own protection (VirtualProtect) ------------------ */
+
+static sigjmp_buf app_jmp;
+static volatile sig_atomic_t app_faults;
+static volatile uintptr_t app_lo, app_hi;	/* the page whose protection the application owns now */
+static struct sigaction app_prev;
+
+/* The application's SIGSEGV handler: owns the faults on the page it is
+ * probing, passes every other one to the handler it replaced (the
+ * watch's, when installed after the watch), as fl_watch_new(3) asks. */
+static void app_handler(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+
+	if (a >= app_lo && a < app_hi) {
+		app_lo = app_hi = 0;
+		app_faults++;
+		siglongjmp(app_jmp, 1);
+	}
+	if ((app_prev.sa_flags & SA_SIGINFO) && app_prev.sa_sigaction)
+		app_prev.sa_sigaction(sig, si, uc);
+	else
+		signal(sig, SIG_DFL);
+}
+
+static void app_install(void)
+{
+	struct sigaction sa = { .sa_sigaction = app_handler, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	sigemptyset(&sa.sa_mask);
+	T_ASSERT(sigaction(SIGSEGV, &sa, &app_prev) == 0);
+}
+
+/* Access *p (write if `write`); true when the application's handler got
+ * the fault instead. */
+static bool faults(volatile uint8_t *p, bool write)
+{
+	int before = app_faults;
+
+	app_lo = (uintptr_t)p & ~(uintptr_t)4095;
+	app_hi = app_lo + 4096;
+	if (sigsetjmp(app_jmp, 1) == 0) {
+		if (write)
+			*p = 0x77;
+		else
+			(void)*p;
+	}
+	app_lo = app_hi = 0;
+	return app_faults != before;
+}
+
+/* An access the application does not expect to fault: should it reach
+ * the application's handler anyway, that counts as a fault (the handler
+ * is then told it owns the page). */
+static bool faults_unowned(volatile uint8_t *p, bool write)
+{
+	int before = app_faults;
+
+	if (sigsetjmp(app_jmp, 1) == 0) {
+		if (write)
+			*p = 0x77;
+		else
+			(void)*p;
+	}
+	return app_faults != before;
+}
+
+static int test_app_protect(void *arg)
+{
+	const struct wcase *c = arg;
+	struct env e;
+
+	if (!c->handler_after)
+		app_install();
+	setup(c, &e);
+	if (c->handler_after)
+		app_install();
+	/* mprotect(2) behind the watch's back: a read of a PROT_NONE page is
+	 * the application's fault, not a write. */
+	T_ASSERT(mprotect(e.mem + 3 * e.g, e.g, PROT_NONE) == 0);
+	T_ASSERT(faults(e.mem + 3 * e.g, false), "read of a PROT_NONE page did not fault");
+	T_OK(fl_watch_protect(e.w, e.mem + 3 * e.g, e.g, PROT_READ | PROT_WRITE));
+	/* A written page made read-only: a write faults to the application. */
+	e.mem[4 * e.g] = 1;
+	T_ASSERT(mprotect(e.mem + 4 * e.g, e.g, PROT_READ) == 0);
+	T_ASSERT(faults(e.mem + 4 * e.g, true), "write to a PROT_READ page did not fault");
+	T_OK(fl_watch_protect(e.w, e.mem + 4 * e.g, e.g, PROT_READ | PROT_WRITE));
+	/* Through the hook, clean pages too. */
+	T_OK(fl_watch_protect(e.w, e.mem + 6 * e.g, 2 * e.g, PROT_READ));
+	T_ASSERT(faults(e.mem + 6 * e.g, true), "write to a PROT_READ page did not fault");
+	T_ASSERT(!faults_unowned(e.mem + 7 * e.g, false), "read of a PROT_READ page faulted");
+	T_OK(fl_watch_protect(e.w, e.mem + 6 * e.g, e.g, PROT_NONE));
+	T_ASSERT(faults(e.mem + 6 * e.g, false), "read of a PROT_NONE page did not fault");
+	expect(&e, 0, (int[]){ 4 }, 1);
+	T_OK(fl_watch_protect(e.w, e.mem + 6 * e.g, 2 * e.g, PROT_READ | PROT_WRITE));
+	T_ASSERT(!faults_unowned(e.mem + 6 * e.g, true), "write after VirtualProtect faulted");
+	/* The watch's own faults never reach the application. */
+	T_ASSERT(!faults_unowned(e.mem + 9 * e.g, true), "a watch write reached the application");
+	expect(&e, FL_WATCH_RESET, (int[]){ 4, 6, 9 }, 3);
+	T_ASSERT_EQ(e.mem[6 * e.g], 0x77);
+	/* Written then read-only through the hook: still reported, and a
+	 * write faults. */
+	e.mem[10 * e.g] = 1;
+	T_OK(fl_watch_protect(e.w, e.mem + 10 * e.g, e.g, PROT_READ));
+	T_ASSERT(faults(e.mem + 10 * e.g, true), "write to a PROT_READ page did not fault");
+	expect(&e, 0, (int[]){ 10 }, 1);
+	fl_watch_free(e.w);
+	/* The watch is gone; the application's handler still works, and its
+	 * pages have the protection it set. */
+	T_ASSERT(faults(e.mem + 10 * e.g, true), "PROT_READ lost at fl_watch_free");
+	T_ASSERT(!faults_unowned(e.mem + 11 * e.g, true), "a page left protected");
+	T_ASSERT(mprotect(e.mem, e.g, PROT_NONE) == 0);
+	T_ASSERT(faults(e.mem, false), "application handler gone");
+	return T_PASS;
+}
+
+/* ---- reserved memory (PROT_NONE, committed later) ------------------------ */
+
+static int test_reserved(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_opts o = { .sz = sizeof(o), .backend = c->backend };
+	struct env e;
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	e.g = t_page_size(c->mem);
+	e.len = NG * e.g;
+	e.mem = t_map(c->mem, e.len, NULL);
+	T_ASSERT(mprotect(e.mem, e.len, PROT_NONE) == 0);
+	T_OK(fl_watch_new(e.mem, e.len, &o, &e.w));
+	/* Commit part of it (VirtualAlloc MEM_COMMIT); the rest stays reserved. */
+	T_OK(fl_watch_protect(e.w, e.mem + 8 * e.g, 16 * e.g, PROT_READ | PROT_WRITE));
+	expect(&e, 0, NULL, 0);
+	e.mem[9 * e.g] = 1;
+	e.mem[20 * e.g + 100] = 2;
+	volatile uint8_t sink = e.mem[12 * e.g];
+	(void)sink;
+	expect(&e, FL_WATCH_RESET, (int[]){ 9, 20 }, 2);
+	e.mem[9 * e.g + 1] = 3;
+	expect(&e, 0, (int[]){ 9 }, 1);
+	if (c->backend != FL_WATCH_MPROTECT) {
+		/* On the userfaultfd backends a plain mprotect(2) commits too. */
+		T_ASSERT(mprotect(e.mem + 30 * e.g, e.g, PROT_READ | PROT_WRITE) == 0);
+		e.mem[30 * e.g] = 1;
+		expect(&e, 0, (int[]){ 9, 30 }, 2);
+	}
 	fl_watch_free(e.w);
 	return T_PASS;
 }
@@ -369,7 +673,7 @@ static int test_same_answers(void *arg)
 {
 	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
 	static const enum fl_watch_backend all[] = { FL_WATCH_ASYNC, FL_WATCH_SYNC, FL_WATCH_MPROTECT };
-	bool answers[3][3][NG];
+	bool answers[3][4][NG];
 	int nb = 0;
 
 	for (int b = 0; b < 3; b++) {
@@ -399,16 +703,270 @@ static int test_same_answers(void *arg)
 		/* Step 3: spanning store and a rewrite, get with reset. */
 		memcpy(e.mem + 40 * e.g - 2, "abcd", 4);
 		get_set(&e, FL_WATCH_RESET, answers[nb][2]);
+		/* Step 4: discards of a written and of a clean (reset) granule.
+		 * MPROTECT sees a discard only at the next write (documented):
+		 * its answer is checked against that, the others against each
+		 * other. */
+		e.mem[50 * e.g + 1] = 4;
+		T_ASSERT(madvise(e.mem + 50 * e.g, e.g, MADV_DONTNEED) == 0);
+		T_ASSERT(madvise(e.mem + 45 * e.g, e.g, MADV_DONTNEED) == 0);
+		get_set(&e, FL_WATCH_RESET, answers[nb][3]);
+		for (int i = 0; i < NG; i++)
+			T_ASSERT(answers[nb][3][i] == (i == 50 || (i == 45 && all[b] != FL_WATCH_MPROTECT)),
+				 "%s step 4: granule %d reported %d", backend_name(all[b]), i, answers[nb][3][i]);
 		fl_watch_free(e.w);
 		munmap(e.mem, e.len);
 		if (nb)
-			for (int s = 0; s < 3; s++)
+			for (int s = 0; s < (all[b] == FL_WATCH_MPROTECT ? 3 : 4); s++)
 				T_ASSERT(memcmp(answers[nb][s], answers[0][s], sizeof(answers[0][s])) == 0,
 					 "%s differs from %s at step %d", backend_name(all[b]),
 					 backend_name(all[0]), s + 1);
 		nb++;
 	}
 	T_ASSERT(nb >= 2, "fewer than two backends to compare");
+	return T_PASS;
+}
+
+/* ---- the manager: many ranges, one uffd, at most one thread ------------- */
+
+static int count_threads(void)
+{
+	char path[64];
+	int n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)getpid());
+	DIR *d = opendir(path);
+	T_ASSERT(d);
+	for (struct dirent *de; (de = readdir(d));)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static int count_uffds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	T_ASSERT(d);
+	for (struct dirent *de; (de = readdir(d));) {
+		char link[256], path[300];
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		ssize_t r = readlink(path, link, sizeof(link) - 1);
+		if (r > 0) {
+			link[r] = 0;
+			n += strstr(link, "userfaultfd") != NULL;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* Indices of granules written in [from, from + n) granules of mem, via the manager. */
+static uint64_t mgr_set(struct fl_watch_manager *m, uint8_t *mem, size_t g, int from, int n, unsigned flags,
+			bool *seen)
+{
+	void *pages[NG];
+	uint64_t cnt = NG;
+
+	T_OK(fl_watch_manager_get(m, mem + (size_t)from * g, (size_t)n * g, flags, pages, &cnt, NULL));
+	memset(seen, 0, NG * sizeof(bool));
+	for (uint64_t i = 0; i < cnt; i++) {
+		size_t off = (size_t)((uint8_t *)pages[i] - mem);
+		T_ASSERT(off % g == 0 && off / g < NG, "bad page %p", pages[i]);
+		if (i)
+			T_ASSERT(pages[i] > pages[i - 1], "not ascending");
+		seen[off / g] = true;
+	}
+	return cnt;
+}
+
+static void mgr_expect(struct fl_watch_manager *m, uint8_t *mem, size_t g, int from, int n, unsigned flags,
+		       const int *idx, size_t k)
+{
+	bool seen[NG], want[NG] = { false };
+	for (size_t i = 0; i < k; i++)
+		want[idx[i]] = true;
+	uint64_t got = mgr_set(m, mem, g, from, n, flags, seen);
+	for (int i = 0; i < NG; i++)
+		T_ASSERT(seen[i] == want[i], "granule %d: reported %d, expected %d", i, seen[i], want[i]);
+	T_ASSERT_EQ(got, k);
+}
+
+static int test_manager(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_manager_opts o = { .sz = sizeof(o), .backend = c->backend, .log = t_log_cb };
+	struct fl_watch_manager *m;
+	size_t g = t_page_size(c->mem);
+	uint8_t *mem;
+	void *pages[NG];
+	uint64_t n = NG;
+	int threads, uffds;
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	mem = t_map(c->mem, NG * g, NULL);
+	for (int i = 0; i < NG; i += 2)
+		mem[i * g + 1] = 1;
+	threads = count_threads();
+	uffds = count_uffds();
+	T_OK(fl_watch_manager_new(&o, &m));
+	T_ASSERT_EQ(fl_watch_manager_backend(m), c->backend);
+	/* Ranges [0, 8) and [8, 16) adjacent, [20, 30) apart, [40, 64). */
+	T_OK(fl_watch_manager_add(m, mem, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 8 * g, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 10 * g));
+	T_OK(fl_watch_manager_add(m, mem + 40 * g, 24 * g));
+	T_ASSERT_EQ(fl_watch_manager_add(m, mem + 6 * g, 4 * g), -EBUSY);
+	T_ASSERT_EQ(fl_watch_manager_add(m, mem + 29 * g, 2 * g), -EBUSY);
+	/* One uffd and at most one thread for all of them. */
+	T_ASSERT(count_uffds() - uffds <= (c->backend == FL_WATCH_MPROTECT ? 0 : 1), "uffds: %d", count_uffds() - uffds);
+	T_ASSERT(count_threads() - threads <= (c->backend == FL_WATCH_MPROTECT ? 0 : 1), "threads: %d",
+		 count_threads() - threads);
+	mgr_expect(m, mem, g, 0, 16, 0, NULL, 0);
+	static const int w1[] = { 3, 7, 8, 9, 15, 21, 29, 45 };
+	for (size_t i = 0; i < 8; i++)
+		mem[w1[i] * g + 100] = 7;
+	/* A get across two adjacent ranges, then each range alone. */
+	mgr_expect(m, mem, g, 0, 16, 0, w1, 5);
+	mgr_expect(m, mem, g, 20, 10, FL_WATCH_RESET, (int[]){ 21, 29 }, 2);
+	mgr_expect(m, mem, g, 20, 10, 0, NULL, 0);
+	/* Gaps and unwatched memory. */
+	T_ASSERT_EQ(fl_watch_manager_get(m, mem, 20 * g, 0, pages, &n, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_watch_manager_get(m, mem + 16 * g, g, 0, pages, &n, NULL), -EINVAL);
+	n = 0;
+	T_ASSERT_EQ(fl_watch_manager_get(m, mem, g, 0, pages, &n, NULL), -EINVAL);
+	/* A count-limited get+reset across ranges resets exactly what it returned. */
+	n = 3;
+	T_OK(fl_watch_manager_get(m, mem, 16 * g, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(n, 3);
+	T_ASSERT(pages[0] == mem + 3 * g && pages[1] == mem + 7 * g && pages[2] == mem + 8 * g);
+	mgr_expect(m, mem, g, 0, 16, 0, (int[]){ 9, 15 }, 2);
+	/* Remove a sub-range out of the middle of [8, 16): the rest keeps its
+	 * state and stays watched; the cut part is plain memory. */
+	T_OK(fl_watch_manager_remove(m, mem + 10 * g, 2 * g));
+	mem[10 * g + 5] = 1;
+	mem[11 * g + 5] = 1;
+	T_ASSERT_EQ(fl_watch_manager_get(m, mem + 8 * g, 8 * g, 0, pages, &n, NULL), -EINVAL);
+	mgr_expect(m, mem, g, 8, 2, 0, (int[]){ 9 }, 1);
+	mgr_expect(m, mem, g, 12, 4, 0, (int[]){ 15 }, 1);
+	mem[13 * g] = 1;
+	mem[8 * g] = 1;
+	mgr_expect(m, mem, g, 12, 4, FL_WATCH_RESET, (int[]){ 13, 15 }, 2);
+	mgr_expect(m, mem, g, 0, 10, FL_WATCH_RESET, (int[]){ 8, 9 }, 2);
+	/* Remove a range's head, then a span across a range and a gap. */
+	T_OK(fl_watch_manager_remove(m, mem + 40 * g, 4 * g));
+	mem[41 * g] = 1;
+	mgr_expect(m, mem, g, 44, 20, 0, (int[]){ 45 }, 1);
+	T_OK(fl_watch_manager_remove(m, mem + 14 * g, 10 * g));	/* [14,16) and [20,24) */
+	mem[22 * g] = 1;
+	mem[25 * g] = 1;
+	mgr_expect(m, mem, g, 24, 6, 0, (int[]){ 25 }, 1);
+	T_ASSERT_EQ(fl_watch_manager_remove(m, mem + 16 * g, 4 * g), -ENOENT);
+	if (g > 4096)
+		T_ASSERT_EQ(fl_watch_manager_remove(m, mem + 24 * g + 4096, 4096), -EINVAL);
+	/* Removed whole, then added again: starts clean. */
+	T_OK(fl_watch_manager_remove(m, mem + 24 * g, 6 * g));
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 10 * g));
+	mgr_expect(m, mem, g, 20, 10, 0, NULL, 0);
+	mem[27 * g] = 1;
+	mgr_expect(m, mem, g, 20, 10, 0, (int[]){ 27 }, 1);
+	/* Kernel writes as the query says. */
+	struct fl_watch_info info = { .sz = sizeof(info) };
+	T_OK(fl_watch_manager_query(m, &info));
+	T_ASSERT_EQ(info.kernel_writes, expected_kernel_fate(c));
+	fl_watch_manager_free(m);
+	/* Everything writable again. */
+	for (int i = 0; i < NG; i++)
+		mem[i * g + 9] = 1;
+	return T_PASS;
+}
+
+/* New memory of kind `mem` at the hole `at` (mmap may put it there). */
+static void map_at(enum fl_mem_type mem, uint8_t *at, size_t len)
+{
+	uint8_t *p = t_map(mem, len, NULL);
+
+	if (p != at) {
+		void *q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, at);
+		T_ASSERT(q == at, "mremap: %s", strerror(errno));
+	}
+}
+
+/* The program unmaps watched memory without telling the manager, maps
+ * other memory there and adds it: the manager forgot the unmapped parts
+ * (UFFD_EVENT_UNMAP), and kept the rest. */
+static int test_manager_unmap(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_manager_opts o = { .sz = sizeof(o), .backend = c->backend };
+	struct fl_watch_manager *m;
+	size_t g = t_page_size(c->mem);
+	uint8_t *mem;
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	mem = t_map(c->mem, 32 * g, NULL);	/* room for the remaps' huge pages */
+	T_OK(fl_watch_manager_new(&o, &m));
+	T_OK(fl_watch_manager_add(m, mem, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 8 * g, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 4 * g));
+	mem[2 * g] = 1;
+	mem[13 * g] = 1;
+	/* Unmap across both ranges' boundary, and the whole third range. */
+	T_ASSERT(munmap(mem + 4 * g, 8 * g) == 0);
+	T_ASSERT(munmap(mem + 20 * g, 4 * g) == 0);
+	/* Same memory kind again, at the same place. */
+	map_at(c->mem, mem + 4 * g, 8 * g);
+	T_OK(fl_watch_manager_add(m, mem + 4 * g, 8 * g));
+	map_at(c->mem, mem + 20 * g, 4 * g);
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 4 * g));
+	/* The kept parts kept their state; the new ranges start clean. */
+	mgr_expect(m, mem, g, 0, 16, 0, (int[]){ 2, 13 }, 2);
+	mgr_expect(m, mem, g, 20, 4, 0, NULL, 0);
+	mem[6 * g] = 1;
+	mem[21 * g] = 1;
+	mgr_expect(m, mem, g, 0, 16, FL_WATCH_RESET, (int[]){ 2, 6, 13 }, 3);
+	mgr_expect(m, mem, g, 20, 4, FL_WATCH_RESET, (int[]){ 21 }, 1);
+	fl_watch_manager_free(m);
+	return T_PASS;
+}
+
+/* Thousands of ranges: removal of every other one, gets over the rest. */
+static int test_manager_many(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_manager_opts o = { .sz = sizeof(o), .backend = c->backend };
+	struct fl_watch_manager *m;
+	enum { NR = 2000, RP = 16 };	/* ranges, pages per range */
+	size_t rl = RP * 4096;
+	uint8_t *mem = t_map(FL_MEM_ANON, NR * rl, NULL);
+	static void *pages[NR];
+	uint64_t n;
+
+	require_backend(c);
+	T_OK(fl_watch_manager_new(&o, &m));
+	for (int r = 0; r < NR; r++)
+		T_OK(fl_watch_manager_add(m, mem + r * rl, rl));
+	for (int r = 0; r < NR; r += 3)
+		mem[r * rl + (r % RP) * 4096] = 1;
+	n = NR;
+	T_OK(fl_watch_manager_get(m, mem, NR * rl, FL_WATCH_RESET, pages, &n, NULL));
+	T_ASSERT_EQ(n, (NR + 2) / 3);
+	for (uint64_t i = 0; i < n; i++)
+		T_ASSERT(pages[i] == mem + i * 3 * rl + ((i * 3) % RP) * 4096, "page %llu", (unsigned long long)i);
+	for (int r = 1; r < NR; r += 2)
+		T_OK(fl_watch_manager_remove(m, mem + r * rl, rl));
+	for (int r = 0; r < NR; r++)
+		mem[r * rl + 5 * 4096] = 2;	/* removed ones are plain memory now */
+	for (int r = 0; r < NR; r += 2) {
+		n = 4;
+		T_OK(fl_watch_manager_get(m, mem + r * rl, rl, FL_WATCH_RESET, pages, &n, NULL));
+		T_ASSERT_EQ(n, 1);
+		T_ASSERT(pages[0] == mem + r * rl + 5 * 4096);
+	}
+	fl_watch_manager_free(m);
 	return T_PASS;
 }
 
@@ -450,9 +1008,20 @@ static int test_bad_input(void *arg)
 	T_ASSERT_EQ(fl_watch_new(m, len, NULL, NULL), -EINVAL);
 	struct fl_watch_opts bad = { .sz = sizeof(bad), .backend = (enum fl_watch_backend)9 };
 	T_ASSERT_EQ(fl_watch_new(m, len, &bad, &w), -EINVAL);
-	/* Read-only memory cannot be written: nothing to watch. */
-	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	T_ASSERT_EQ(fl_watch_new(ro, 4096, NULL, &w), -EINVAL);
+	/* Memory that can never be written (no VM_MAYWRITE: a shared mapping
+	 * of a file opened read-only): nothing to watch. */
+	{
+		char path[] = "/tmp/fl-watch-ro-XXXXXX";
+		int fd = mkstemp(path);
+		T_ASSERT(fd >= 0 && ftruncate(fd, 4096) == 0);
+		int rofd = open(path, O_RDONLY | O_CLOEXEC);
+		unlink(path);
+		uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_SHARED, rofd, 0);
+		T_ASSERT(ro != MAP_FAILED);
+		T_ASSERT_EQ(fl_watch_new(ro, 4096, NULL, &w), -EINVAL);
+		close(fd);
+		close(rofd);
+	}
 	/* An unmapped hole. */
 	T_ASSERT(munmap(m + 8 * 4096, 4096) == 0);
 	T_ASSERT_EQ(fl_watch_new(m, len, NULL, &w), -EINVAL);
@@ -472,6 +1041,25 @@ static int test_bad_input(void *arg)
 	}
 	fl_watch_free(w);
 	T_ASSERT(fl_watch_free(NULL) == NULL);
+	/* A second MPROTECT watch over an MPROTECT-watched range is busy, not
+	 * "read-only memory" (the first made it PROT_READ); so is any other. */
+	{
+		struct fl_watch_opts mo = { .sz = sizeof(mo), .backend = FL_WATCH_MPROTECT };
+		struct fl_watch *w1, *w2;
+		T_OK(fl_watch_new(m, 8 * 4096, &mo, &w1));
+		T_ASSERT_EQ(fl_watch_new(m, 8 * 4096, &mo, &w2), -EBUSY);
+		T_ASSERT_EQ(fl_watch_new(m + 4096, 4096, &mo, &w2), -EBUSY);
+		T_ASSERT_EQ(fl_watch_new(m, 8 * 4096, NULL, &w2), -EBUSY);
+		fl_watch_free(w1);
+	}
+	/* Bad arguments to the new calls. */
+	T_OK(fl_watch_new(m, 8 * 4096, NULL, &w));
+	T_ASSERT_EQ(fl_watch_protect(w, m, 4096, 0x100), -EINVAL);
+	T_ASSERT_EQ(fl_watch_protect(w, m + 4 * 4096, 8 * 4096, PROT_READ), -EINVAL);
+	T_ASSERT_EQ(fl_watch_protect(NULL, m, 4096, PROT_READ), -EINVAL);
+	T_ASSERT_EQ(fl_watch_query(w, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_watch_query(NULL, &(struct fl_watch_info){ .sz = sizeof(struct fl_watch_info) }), -EINVAL);
+	fl_watch_free(w);
 	/* A range someone's userfaultfd already handles. */
 	uffd = t_uffd(0);
 	T_OK(fl_uffd_register(uffd, m, 8 * 4096, FL_REG_MISSING, NULL));
@@ -489,19 +1077,44 @@ static int test_bad_input(void *arg)
 #define ALLB(name, fn)                                                                 \
 	ALLMEM(name, fn, FL_WATCH_ASYNC, "async"), ALLMEM(name, fn, FL_WATCH_SYNC, "sync"), \
 	ALLMEM(name, fn, FL_WATCH_MPROTECT, "mprotect")
+/* The same, each case also as uid 65534 ("-nobody"). */
+#define WCX(b, m, n, a) (&(struct wcase){ b, m, n, a })
+#define ALLMEMX(name, fn, b, bn, n, a, sfx)                                                        \
+	{ name "-" bn "-anon" sfx, fn, WCX(b, FL_MEM_ANON, n, a), 60, BACKEND_NEEDS(b, FL_MEM_ANON) },    \
+	{ name "-" bn "-shmem" sfx, fn, WCX(b, FL_MEM_SHMEM, n, a), 60, BACKEND_NEEDS(b, FL_MEM_SHMEM) }, \
+	{ name "-" bn "-hugetlb" sfx, fn, WCX(b, FL_MEM_HUGETLB, n, a), 60, BACKEND_NEEDS(b, FL_MEM_HUGETLB) }
+#define ALLBX(name, fn, n, a, sfx)                                                       \
+	ALLMEMX(name, fn, FL_WATCH_ASYNC, "async", n, a, sfx), ALLMEMX(name, fn, FL_WATCH_SYNC, "sync", n, a, sfx), \
+	ALLMEMX(name, fn, FL_WATCH_MPROTECT, "mprotect", n, a, sfx)
+#define ALLBU(name, fn) ALLBX(name, fn, false, false, ""), ALLBX(name, fn, true, false, "-nobody")
+#define PRIVHUGE(b, bn, n, sfx) \
+	{ "dontneed-" bn "-private-hugetlb" sfx, test_dontneed_private_huge, WCX(b, FL_MEM_HUGETLB, n, false), 60, \
+	  BACKEND_NEEDS(b, FL_MEM_HUGETLB) }
 
 static const struct t_case cases[] = {
-	ALLB("basic", test_basic),
+	ALLBU("basic", test_basic),
 	ALLB("reset-returned", test_reset_returned),
 	ALLB("subrange", test_subrange),
-	ALLB("kernel-pipe", test_kernel_pipe),
-	ALLB("kernel-file", test_kernel_file),
+	ALLBU("kernel-pipe", test_kernel_pipe),
+	ALLBU("kernel-file", test_kernel_file),
+	ALLBU("remote-write", test_remote_write),
+	ALLBU("app-protect", test_app_protect),
+	ALLBX("app-protect-handler-after", test_app_protect, false, true, ""),
+	ALLBU("reserved", test_reserved),
+	ALLBU("dontneed", test_dontneed),
+	ALLBU("manager", test_manager),
+	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_ASYNC, "async", false, false, ""),
+	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_SYNC, "sync", false, false, ""),
+	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_ASYNC, "async", true, false, "-nobody"),
+	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_SYNC, "sync", true, false, "-nobody"),
+	{ "manager-many-async", test_manager_many, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
+	{ "manager-many-sync", test_manager_many, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
+	{ "manager-many-mprotect", test_manager_many, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
+	PRIVHUGE(FL_WATCH_ASYNC, "async", false, ""), PRIVHUGE(FL_WATCH_SYNC, "sync", false, ""),
+	PRIVHUGE(FL_WATCH_MPROTECT, "mprotect", false, ""), PRIVHUGE(FL_WATCH_ASYNC, "async", true, "-nobody"),
 	ALLB("spanning", test_spanning),
 	ALLB("mprotect", test_mprotect),
 	ALLB("free", test_free_restores),
-	{ "dontneed-async-anon", test_dontneed, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 60, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
-	{ "dontneed-sync-anon", test_dontneed, WC(FL_WATCH_SYNC, FL_MEM_ANON), 60, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
-	{ "dontneed-mprotect-anon", test_dontneed, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 60 },
 	{ "concurrent-async", test_concurrent, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
 	{ "concurrent-sync", test_concurrent, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
 	{ "concurrent-mprotect", test_concurrent, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },

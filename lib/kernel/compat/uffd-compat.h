@@ -80,6 +80,34 @@ struct pm_scan_arg {
 #endif
 
 /* Values, sizes and layouts from kernel-facts.md (Linux 6.18 uapi). */
+/* PROCMAP_QUERY (Linux 6.11): one VMA of /proc/<pid>/maps by address,
+ * without reading the whole file. */
+#ifndef PROCMAP_QUERY
+#define PROCMAP_QUERY_VMA_READABLE 0x01
+#define PROCMAP_QUERY_VMA_WRITABLE 0x02
+#define PROCMAP_QUERY_VMA_EXECUTABLE 0x04
+#define PROCMAP_QUERY_VMA_SHARED 0x08
+#define PROCMAP_QUERY_COVERING_OR_NEXT_VMA 0x10
+struct procmap_query {
+	__u64 size;
+	__u64 query_flags;
+	__u64 query_addr;
+	__u64 vma_start;
+	__u64 vma_end;
+	__u64 vma_flags;
+	__u64 vma_page_size;
+	__u64 vma_offset;
+	__u64 inode;
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 vma_name_size;
+	__u32 build_id_size;
+	__u64 vma_name_addr;
+	__u64 build_id_addr;
+};
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#endif
+
 static_assert(UFFD_FEATURE_WP_UNPOPULATED == (1 << 13), "WP_UNPOPULATED");
 static_assert(UFFD_FEATURE_POISON == (1 << 14), "POISON");
 static_assert(UFFD_FEATURE_WP_ASYNC == (1 << 15), "WP_ASYNC");
@@ -104,5 +132,11 @@ static_assert(sizeof(struct page_region) == 24, "page_region size");
 static_assert(PM_SCAN_WP_MATCHING == 1 && PM_SCAN_CHECK_WPASYNC == 2, "PM_SCAN flags");
 static_assert(PAGE_IS_WRITTEN == 2 && PAGE_IS_PRESENT == 8 && PAGE_IS_GUARD == 256, "PAGE_IS_*");
 static_assert(sizeof(struct uffd_msg) == 32, "uffd_msg size");
+static_assert(PROCMAP_QUERY == 0xc0686611, "PROCMAP_QUERY");
+static_assert(sizeof(struct procmap_query) == 104, "procmap_query size");
+static_assert(offsetof(struct procmap_query, vma_page_size) == 48, "procmap_query.vma_page_size");
+static_assert(offsetof(struct procmap_query, dev_major) == 72, "procmap_query.dev_major");
+static_assert(offsetof(struct procmap_query, vma_name_addr) == 88, "procmap_query.vma_name_addr");
+static_assert(PROCMAP_QUERY_VMA_SHARED == 8 && PROCMAP_QUERY_COVERING_OR_NEXT_VMA == 0x10, "PROCMAP_QUERY flags");
 
 #endif
