@@ -329,7 +329,8 @@ static void *drop_main(void *arg)
 	while (!atomic_load(&d->stop)) {
 		fl_store_ctl(d->st, FL_REMOTE_CTL_DROP, NULL);
 		d->drops++;
-		t_sleep_ms(3);
+		/* A slow machine needs longer between drops to make progress. */
+		t_sleep_ms(t_scaled_ms(3));
 	}
 	return NULL;
 }
