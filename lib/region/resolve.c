@@ -112,8 +112,22 @@ static bool all_cached(struct fl_region *r, uint64_t first, uint64_t count)
 	return true;
 }
 
-/* Read the pages into w->buf and flag, per page, whether it is zeros. */
-static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, uint64_t count, struct fl__worker *w)
+static bool any_discarded(struct fl_region *r, uint64_t first, uint64_t count)
+{
+	for (uint64_t p = first; p < first + count; p++)
+		if (fl__bit_test(r->discarded, p))
+			return true;
+	return false;
+}
+
+/*
+ * Read the pages and flag, per page, whether it is zeros. *ret_data: where
+ * the bytes are: the store's own memory when it can be copied from in place
+ * (fl__store_direct(): one copy on the fault path, the kernel's, instead of
+ * two), else w->buf, read into.
+ */
+static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, uint64_t count, struct fl__worker *w,
+		      const uint8_t **ret_data)
 {
 	size_t psz = r->page_size;
 	struct fl_store_iov iov = {
@@ -122,8 +136,19 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 		.len = count * psz,
 		.flags_in = (req->source == FL_SRC_DEMAND || req->source == FL_SRC_POPULATE) ? FL_STORE_IN_URGENT : 0,
 	};
-	int ret = fl_store_read(r->store, &iov, 1);
+	/* Discarded pages (REMOVE) are zeros by the application's own
+	 * request: those need the buffer. */
+	const uint8_t *direct = fl__store_direct(r->store, iov.offset, iov.len);
+	int ret;
 
+	if (direct && !any_discarded(r, req->first, count)) {
+		atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);
+		for (uint64_t i = 0; i < count; i++)
+			w->zero[i] = page_is_zero(direct + i * psz, psz) ? ZERO_PAGE : DATA_PAGE;
+		*ret_data = direct;
+		goto runs;
+	}
+	ret = fl_store_read(r->store, &iov, 1);
 	if (ret) {
 		atomic_fetch_add_explicit(&r->store_errors, 1, memory_order_relaxed);
 		fl__log(&r->engine->log, FL_LOG_WARN, "%s: store read at %llu (%llu pages) failed: %s", r->name,
@@ -140,7 +165,6 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 	if ((iov.flags_out & FL_STORE_OUT_ZERO) && r->mem == FL_MEM_HUGETLB)
 		memset(w->buf, 0, iov.len); /* hugetlbfs has no ZEROPAGE: copy zeros */
 
-	/* Discarded pages (REMOVE) are zeros by the application's own request. */
 	for (uint64_t i = 0; i < count; i++) {
 		uint8_t *pg = w->buf + i * psz;
 		bool disc = fl__bit_test(r->discarded, req->first + i);
@@ -148,6 +172,8 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 			memset(pg, 0, psz);
 		w->zero[i] = (disc || (iov.flags_out & FL_STORE_OUT_ZERO) || page_is_zero(pg, psz)) ? ZERO_PAGE : DATA_PAGE;
 	}
+	*ret_data = w->buf;
+runs:
 	/* A short zero run inside data costs two more ioctls than copying the
 	 * zeros we already hold: ZEROPAGE only long runs, or a whole request.
 	 * The pages stay zero pages for the statistics. */
@@ -162,10 +188,10 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 	return 0;
 }
 
-/* Install what read_pages() holds, in runs of data and of zeros: into the
+/* Install what read_pages() found (at `data`), in runs of data and of zeros: into the
  * space, or (MINOR) into the page cache through the alias. */
 static int install_runs(struct fl_region *r, const struct fl__resolve_req *req, uint64_t count,
-			struct fl__worker *w, struct tally *tl)
+			struct fl__worker *w, const uint8_t *data, struct tally *tl)
 {
 	size_t psz = r->page_size;
 	uint64_t first = req->first, end = first + count;
@@ -190,7 +216,7 @@ static int install_runs(struct fl_region *r, const struct fl__resolve_req *req, 
 		}
 		/* hugetlbfs cannot ZEROPAGE: copy the zeros we hold. */
 		ret = run_ioctl(r, uffd, (zero && r->mem != FL_MEM_HUGETLB) ? RUN_ZERO : RUN_DATA, dst,
-				w->buf + (p - first) * psz, q - p, &tl->exist);
+				data + (p - first) * psz, q - p, &tl->exist);
 		if (ret)
 			return ret;
 		if (minor)
@@ -253,10 +279,12 @@ int fl__resolve_pages(struct fl_region *r, const struct fl__resolve_req *req, st
 		return ret;
 	/* MINOR regions whose page cache already holds every page only map it. */
 	if (!minor || !all_cached(r, req->first, count)) {
-		ret = read_pages(r, req, count, w);
+		const uint8_t *data;
+
+		ret = read_pages(r, req, count, w, &data);
 		if (ret)
 			return ret;
-		ret = install_runs(r, req, count, w, &tl);
+		ret = install_runs(r, req, count, w, data, &tl);
 		if (ret)
 			return kernel_error(r, req, ret);
 	}
