@@ -404,6 +404,59 @@ static void pin_to(int cpu)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
+/*
+ * The thread's epoll set over pfd[0..n) (stop, wake, the live spaces'
+ * uffds), each entry's data its index: -1 when it cannot be made (the
+ * thread polls pfd instead). Waiting in epoll costs one wait-queue entry
+ * per wait where poll(2) adds and removes one per fd on every call (on
+ * these VMs each is an irq-saving lock round trip, on the fault path). Made
+ * afresh on each rebuild: a fresh set holds no entry for a uffd closed
+ * meanwhile (fl_engine_release()) whose file lives on in the process that
+ * handed it over, which epoll would go on reporting.
+ */
+static int epoll_set(const struct pollfd *pfd, size_t n)
+{
+	int epfd;
+
+	if (fl__epoll_create(&epfd))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
+
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, pfd[i].fd, &ev)) {
+			fl__close(epfd);
+			return -1;
+		}
+	}
+	return epfd;
+}
+
+/* What poll or epoll reported for pfd[i]: false when the thread stops. */
+static bool handle_ready(struct fl_engine *e, struct fl__thread *t, struct fl__space **sps, size_t i,
+			 unsigned revents, struct fl__worker *w, bool *rebuild)
+{
+	uint64_t v;
+
+	if (i == 0)
+		return !revents;
+	if (i == 1) {
+		if (revents && read(t->wake_fd, &v, sizeof(v)) < 0)
+			(void)0;
+		*rebuild |= revents != 0;
+		return true;
+	}
+	if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+		atomic_store(&sps[i]->dead, true);
+		*rebuild = true;
+		return true;
+	}
+	if (revents & POLLIN)
+		service_space(e, sps[i], w);
+	return true;
+}
+
+#define EPOLL_BATCH 16
+
 static void *handler_main(void *arg)
 {
 	struct fl__thread *t = arg;
@@ -411,8 +464,10 @@ static void *handler_main(void *arg)
 	struct fl__worker w;
 	struct pollfd *pfd = NULL;
 	struct fl__space **sps = NULL;
+	struct epoll_event evs[EPOLL_BATCH];
 	size_t cap = 0;
-	bool busy = e->opts.flags & FL_ENGINE_BUSY_POLL;
+	int epfd = -1;
+	bool busy = e->opts.flags & FL_ENGINE_BUSY_POLL, stop = false;
 
 	pin_to(t->cpu);
 	if (fl__worker_init(&w, WORKER_BUF, e->opts.batch)) {
@@ -424,7 +479,7 @@ static void *handler_main(void *arg)
 	bool rebuild = true;
 	size_t n = 0;
 
-	while (!atomic_load(&e->stopping)) {
+	while (!stop && !atomic_load(&e->stopping)) {
 		int r;
 
 		if (rebuild) {
@@ -453,6 +508,9 @@ static void *handler_main(void *arg)
 				sps[n] = e->spaces[i];
 				pfd[n++] = (struct pollfd){ .fd = e->spaces[i]->uffd, .events = POLLIN };
 			}
+			/* Under the lock: no uffd of the set is closed meanwhile. */
+			fl__close(epfd);
+			epfd = busy ? -1 : epoll_set(pfd, n);
 			pthread_rwlock_unlock(&e->lock);
 			rebuild = false;
 		}
@@ -469,27 +527,19 @@ static void *handler_main(void *arg)
 			rebuild = true;
 			continue;
 		}
+		if (epfd >= 0) {
+			r = fl__epoll_wait(epfd, evs, EPOLL_BATCH, -1);
+			for (int k = 0; k < r && !stop; k++)
+				stop = !handle_ready(e, t, sps, (size_t)evs[k].data.u64, evs[k].events, &w, &rebuild);
+			continue;
+		}
 		r = fl__poll(pfd, (unsigned)n, -1);
 		if (r < 0)
 			continue;
-		if (pfd[0].revents)
-			break;
-		if (pfd[1].revents) {
-			uint64_t v;
-			if (read(t->wake_fd, &v, sizeof(v)) < 0)
-				(void)0;
-			rebuild = true;
-		}
-		for (size_t i = 2; i < n; i++) {
-			if (pfd[i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-				atomic_store(&sps[i]->dead, true);
-				rebuild = true;
-				continue;
-			}
-			if (pfd[i].revents & POLLIN)
-				service_space(e, sps[i], &w);
-		}
+		for (size_t i = 0; i < n && !stop; i++)
+			stop = !handle_ready(e, t, sps, i, (unsigned)pfd[i].revents, &w, &rebuild);
 	}
+	fl__close(epfd);
 	fl__forksafe_free(pfd);
 	fl__forksafe_free(sps);
 	fl__worker_fini(&w);
