@@ -35,7 +35,8 @@ static void mark_resolved(struct fl_region *r, uint64_t first, uint64_t count)
 	uint64_t added = 0;
 	for (uint64_t p = first; p < first + count; p++)
 		added += !fl__bit_set(r->resolved, p);
-	atomic_fetch_add_explicit(&r->resolved_count, added, memory_order_relaxed);
+	if (added)
+		atomic_fetch_add_explicit(&r->resolved_count, added, memory_order_relaxed);
 }
 
 enum run_kind { RUN_DATA, RUN_ZERO, RUN_CONTINUE };
@@ -240,12 +241,17 @@ static void account(struct fl_region *r, const struct fl__resolve_req *req, uint
 	uint64_t fresh = count > tl->exist ? count - tl->exist : 0;
 
 	/* pages_copy/pages_zero count how data was installed (into the page
-	 * cache for MINOR regions); pages_continue counts mappings made. */
-	atomic_fetch_add_explicit(&r->pages_copy, tl->data_pages, memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->pages_zero, tl->zero_pages, memory_order_relaxed);
+	 * cache for MINOR regions); pages_continue counts mappings made.
+	 * Counters that do not change are not touched: each add is a locked
+	 * operation on the fault path. */
+	if (tl->data_pages)
+		atomic_fetch_add_explicit(&r->pages_copy, tl->data_pages, memory_order_relaxed);
+	if (tl->zero_pages)
+		atomic_fetch_add_explicit(&r->pages_zero, tl->zero_pages, memory_order_relaxed);
 	if (req->space == fl__region_space(r))
 		mark_resolved(r, req->first, count);
-	atomic_fetch_add_explicit(&r->pages_exist, tl->exist, memory_order_relaxed);
+	if (tl->exist)
+		atomic_fetch_add_explicit(&r->pages_exist, tl->exist, memory_order_relaxed);
 	if (req->source == FL_SRC_BACKGROUND)
 		atomic_fetch_add_explicit(&r->pages_background, fresh, memory_order_relaxed);
 	else if (req->source == FL_SRC_REPLAY)
