@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define DEFAULT_BATCH 64
@@ -30,15 +31,18 @@ int fl__worker_reserve(struct fl__worker *w, size_t cap)
 	uint8_t *z;
 	if (cap <= w->cap)
 		return 0;
+	cap = (cap + FL_PAGE_SIZE - 1) / FL_PAGE_SIZE * FL_PAGE_SIZE;
 	/* one flag per 4 KiB page the buffer can hold */
 	z = fl__forksafe_calloc(cap / FL_PAGE_SIZE + 1, 1);
-	/* Page-aligned (mmap) so COPY sources never straddle needlessly. */
-	p = z ? fl__forksafe_calloc(1, cap) : NULL;
-	if (!p) {
+	/* A mapping of its own, page-aligned, so COPY sources never straddle
+	 * needlessly (fl__forksafe_calloc's header would put every page of
+	 * it across two). mmap, not malloc: fork-safe like the rest. */
+	if (!z || fl__mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p)) {
 		fl__forksafe_free(z);
 		return -ENOMEM;
 	}
-	fl__forksafe_free(w->buf);
+	if (w->buf)
+		fl__munmap(w->buf, w->cap);
 	fl__forksafe_free(w->zero);
 	w->buf = p;
 	w->zero = z;
@@ -48,7 +52,8 @@ int fl__worker_reserve(struct fl__worker *w, size_t cap)
 
 void fl__worker_fini(struct fl__worker *w)
 {
-	fl__forksafe_free(w->buf);
+	if (w->buf)
+		fl__munmap(w->buf, w->cap);
 	fl__forksafe_free(w->zero);
 	fl__forksafe_free(w->msgs);
 	memset(w, 0, sizeof(*w));
