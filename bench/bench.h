@@ -54,4 +54,27 @@ struct daemon_demo_result {
 };
 int daemon_demo(unsigned n, struct daemon_demo_result *res);
 
+/*
+ * A faultlined of the benchmark's own (bench/daemon.c): denv_setup() finds
+ * the program and makes the scratch directory (images in e->images, the
+ * image file e->image), denv_start() runs it with extra arguments and waits
+ * until it accepts, denv_stop() stops it, denv_remove() removes the scratch
+ * directory.
+ */
+#include <limits.h>
+struct denv {
+	char dir[64];			/* /tmp/faultline-bench-daemon-XXXXXX */
+	char images[96], sock[96], log[96], image[128];
+	char faultlined[PATH_MAX];
+	pid_t pid;			/* the running faultlined, 0 when none */
+	/* Interrupted (util.h cleanup_*): faultlined is killed and the
+	 * scratch directory removed whole. */
+	int pid_slot, dir_slot;
+};
+#define DENV_IMAGE_NAME "bench.img"	/* e->image's name under e->images */
+int denv_setup(struct denv *e);
+int denv_start(struct denv *e, const char *const *extra);
+void denv_stop(struct denv *e);
+void denv_remove(struct denv *e);
+
 #endif

@@ -69,7 +69,7 @@
 #define MAX_REPS 64
 #define GOAL_RATIO 1.2
 #define GOAL_PSS 1.2
-#define IMAGE_NAME "bench.img"
+#define IMAGE_NAME DENV_IMAGE_NAME
 
 static const char daemon_usage[] =
 	"Usage: faultline bench daemon [--json] [--reps N] [--part a|b]\n"
@@ -103,17 +103,7 @@ static const char daemon_usage[] =
 
 /* ---- the scratch directory and the daemon ---------------------------------------- */
 
-struct denv {
-	char dir[64];			/* /tmp/faultline-bench-daemon-XXXXXX */
-	char images[96], sock[96], log[96], image[128];
-	char faultlined[PATH_MAX];
-	pid_t pid;			/* the running faultlined, 0 when none */
-	/* Interrupted (util.h cleanup_*): faultlined is killed and the
-	 * scratch directory removed whole. */
-	int pid_slot, dir_slot;
-};
-
-static void remove_scratch(struct denv *e)
+void denv_remove(struct denv *e)
 {
 	unlink(e->image);
 	unlink(e->sock);
@@ -261,7 +251,7 @@ static void log_tail(const struct denv *e, char *out, size_t len)
 	out[n] = 0;
 }
 
-static void stop_daemon(struct denv *e)
+void denv_stop(struct denv *e)
 {
 	int st;
 
@@ -281,7 +271,7 @@ done:
 
 /* Start faultlined with extra arguments (NULL-terminated) and wait until it
  * accepts. Its log goes to DIR/faultlined.log. */
-static int start_daemon(struct denv *e, const char *const *extra)
+int denv_start(struct denv *e, const char *const *extra)
 {
 	const char *argv[16] = { e->faultlined, "--socket", e->sock, "--images", e->images };
 	size_t n = 5;
@@ -327,7 +317,7 @@ static int start_daemon(struct denv *e, const char *const *extra)
 			return EXIT_ERR;
 		}
 		if (fl__now_ns() > end) {
-			stop_daemon(e);
+			denv_stop(e);
 			cli_error("bench daemon: %s did not accept on %s in %u s", e->faultlined, e->sock,
 				  cli_scaled_ms(10000) / 1000);
 			return EXIT_ERR;
@@ -606,7 +596,7 @@ static int part_latency(struct denv *e, unsigned reps, struct lat_result *res)
 		perm[i] = perm[j];
 		perm[j] = t;
 	}
-	if (start_daemon(e, args))
+	if (denv_start(e, args))
 		goto out;
 	/* Round 0 warms up (the daemon's image and store, page tables,
 	 * caches) and is not counted. */
@@ -632,7 +622,7 @@ static int part_latency(struct denv *e, unsigned reps, struct lat_result *res)
 	progress_end(&prog, reps + 1, NULL);
 	status = 0;
 out:
-	stop_daemon(e);
+	denv_stop(e);
 	if (samples != MAP_FAILED)
 		munmap(samples, npages * sizeof(*samples));
 	if (rep != MAP_FAILED)
@@ -724,7 +714,6 @@ static int share_worker(const struct denv *e, bool tpl, int in, int out, _Atomic
 
 /* N clients at once, each reading the whole image; the sum of their
  * mappings' Pss (MiB) with all of them alive. */
-static int start_daemon(struct denv *e, const char *const *extra);
 
 /* kill_ms > 0: kill -9 the daemon that long after the clients start, and
  * start a new one: the clients' guards resume their sessions with it. */
@@ -788,7 +777,7 @@ static int share_round(struct denv *e, bool tpl, unsigned n, unsigned kill_ms, d
 		waitpid(e->pid, &st, 0);
 		daemon_gone(e);
 		sleep_ms(100);
-		if (start_daemon(e, NULL)) {
+		if (denv_start(e, NULL)) {
 			ret = EXIT_ERR;
 			goto out;
 		}
@@ -845,7 +834,7 @@ static int part_share(struct denv *e, unsigned reps, struct share_result *res)
 	int status = EXIT_ERR;
 
 	memset(res, 0, sizeof(*res));
-	if (start_daemon(e, NULL))
+	if (denv_start(e, NULL))
 		return EXIT_ERR;
 	progress_begin(&prog, "bench daemon (b)", reps, false);
 	for (unsigned i = 0; i < reps; i++) {
@@ -858,7 +847,7 @@ static int part_share(struct denv *e, unsigned reps, struct share_result *res)
 	progress_end(&prog, reps, NULL);
 	status = 0;
 out:
-	stop_daemon(e);
+	denv_stop(e);
 	return status;
 }
 
@@ -957,7 +946,7 @@ static void print_text(const struct denv *e, unsigned reps, const struct lat_res
 /* ---- the command ----------------------------------------------------------------------- */
 
 /* The scratch directory, its image directory, and which faultlined. */
-static int env_setup(struct denv *e)
+int denv_setup(struct denv *e)
 {
 	int r;
 
@@ -977,7 +966,7 @@ static int env_setup(struct denv *e)
 	snprintf(e->image, sizeof(e->image), "%s/%s", e->images, IMAGE_NAME);
 	if (mkdir(e->images, 0700)) {
 		cli_fail("mkdir", -errno);
-		remove_scratch(e);
+		denv_remove(e);
 		return EXIT_ERR;
 	}
 	return 0;
@@ -989,7 +978,7 @@ int daemon_demo(unsigned n, struct daemon_demo_result *res)
 	int status = EXIT_ERR, r;
 
 	memset(res, 0, sizeof(*res));
-	if (env_setup(&env))
+	if (denv_setup(&env))
 		return EXIT_ERR;
 	r = write_image(env.image, SHARE_SIZE);
 	if (r) {
@@ -997,7 +986,7 @@ int daemon_demo(unsigned n, struct daemon_demo_result *res)
 		goto out;
 	}
 	res->image_mib = (double)(SHARE_SIZE >> 20);
-	if (start_daemon(&env, NULL))
+	if (denv_start(&env, NULL))
 		goto out;
 	if (share_round(&env, true, n, 0, &res->tpl_pss_mib) || share_round(&env, false, n, 0, &res->copy_pss_mib))
 		goto out;
@@ -1014,8 +1003,8 @@ int daemon_demo(unsigned n, struct daemon_demo_result *res)
 	}
 	status = EXIT_OK;
 out:
-	stop_daemon(&env);
-	remove_scratch(&env);
+	denv_stop(&env);
+	denv_remove(&env);
 	return status;
 }
 
@@ -1066,7 +1055,7 @@ int bench_daemon_main(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error("bench daemon: unexpected argument '%s'", argv[optind]);
 
-	if (env_setup(&env))
+	if (denv_setup(&env))
 		return EXIT_ERR;
 	r = write_image(env.image, pb ? SHARE_SIZE : LAT_SIZE);
 	if (r) {
@@ -1083,7 +1072,7 @@ int bench_daemon_main(int argc, char **argv)
 		print_text(&env, (unsigned)reps, pa ? &lat : NULL, pb ? &share : NULL);
 	status = EXIT_OK;
 out:
-	stop_daemon(&env);
-	remove_scratch(&env);
+	denv_stop(&env);
+	denv_remove(&env);
 	return status;
 }

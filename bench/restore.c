@@ -3,8 +3,9 @@
  * faultline bench restore: restoring a memory image of mixed zero and data
  * pages, eagerly (read the whole image into memory) and lazily from the
  * local image, from the page server over loopback, and from Redis.
- * Eager and lazy-local alternate (A B A B ...); the ratios are medians of
- * the same run.
+ * Eager, lazy-local and lazy through faultlined (started by the benchmark,
+ * bench/daemon.c's denv, serving the same image file with FL_SOURCE_IMAGE)
+ * alternate (A B C A B C ...); the ratios are medians of the same run.
  */
 #include "bench.h"
 #include "fl-config.h"
@@ -25,13 +26,18 @@
 
 static const char restore_usage[] =
 	"Usage: faultline bench restore [--json] [--size BYTES] [--rounds N] [--no-remote] [--no-redis]\n"
+	"                               [--no-daemon]\n"
 	"\n"
 	"Restore an image of SIZE bytes (default 1G; every 16th page and a 2 MiB run\n"
 	"per 128 MiB are zero) eagerly and lazily (local image, page server over\n"
 	"loopback, Redis when redis-server is installed and the build has Redis),\n"
-	"touching every page.\n"
-	"Keys: eager_s, lazy_first_access_us, lazy_full_s, remote_full_s,\n"
-	"redis_full_s, lazy_full_ratio (lazy/eager), remote_ratio (remote/lazy),\n"
+	"touching every page, and lazily through faultlined (FL_SOURCE_IMAGE, a\n"
+	"daemon the benchmark starts: $FAULTLINED, else next to this program, else\n"
+	"the build tree's, else $PATH) from the same image file.\n"
+	"Keys: eager_s, lazy_first_access_us, lazy_full_s, daemon_full_s,\n"
+	"remote_full_s, redis_full_s, lazy_full_ratio (lazy/eager), daemon_ratio\n"
+	"(median over rounds of lazy/daemon, goal <= 1.0), remote_ratio\n"
+	"(remote/lazy, goal <= 1.5),\n"
 	"write_gbps, lz4_ratio, lz4_decode_ns_per_page (null in a build without LZ4).\n";
 
 static volatile uint64_t sink;
@@ -107,12 +113,14 @@ static int eager(struct fl_image *img, uint64_t size, double *ret_s)
 	return r;
 }
 
-/* Lazy restore from `store`: time to first access and to every page touched. */
+/* Lazy restore from `store` in this process, with the default options (the
+ * embedded default must not be the slow path): time to first access and to
+ * every page touched. */
 static int lazy(struct fl_store *store, uint64_t size, double *ret_first_us, double *ret_full_s)
 {
 	struct fl_engine_opts eo = { .sz = sizeof(eo) };
-	struct fl_region_opts ro = { .sz = sizeof(ro), .length = size, .store = store,
-				     .flags = FL_REGION_BACKGROUND };
+	/* The embedded default: default engine and region options. */
+	struct fl_region_opts ro = { .sz = sizeof(ro), .length = size, .store = store };
 	struct fl_engine *e;
 	struct fl_region *rg;
 	uint64_t t0;
@@ -147,8 +155,56 @@ static int lazy(struct fl_store *store, uint64_t size, double *ret_first_us, dou
 			break;
 		}
 	}
-	fl_region_free(rg);
 	fl_engine_free(e);
+	return r;
+}
+
+/*
+ * The same lazy restore through faultlined: map the image with
+ * FL_SOURCE_IMAGE and attach (the clock starts there, as lazy()'s starts at
+ * the region), touch every page, check, detach.
+ */
+static int through_daemon(const struct denv *env, uint64_t size, double *ret_full_s)
+{
+	struct fl_client_opts co = { .sz = sizeof(co), .socket = env->sock };
+	struct fl_client_map_opts mo = { .sz = sizeof(mo), .source = FL_SOURCE_IMAGE, .image = DENV_IMAGE_NAME,
+					  .length = size };
+	struct fl_client *c = NULL;
+	const uint8_t *p = NULL;
+	void *addr = NULL;
+	uint64_t t0;
+	int r;
+
+	r = fl_client_connect(&co, &c);
+	t0 = fl__now_ns();
+	if (!r)
+		r = fl_client_map(c, &mo, &addr);
+	if (!r)
+		r = fl_client_attach(c);
+	if (!r) {
+		p = addr;
+		touch_all(p, size);
+		*ret_full_s = (double)(fl__now_ns() - t0) / 1e9;
+		for (uint64_t off = 0; off < size; off += PAGE + 8) {
+			uint64_t v;
+			memcpy(&v, p + (off & ~7ull), 8);
+			if (v != pattern_expected(off & ~7ull, true)) {
+				cli_error("bench restore: through faultlined: wrong data at offset %llu",
+					  (unsigned long long)off);
+				r = -EIO;
+				break;
+			}
+		}
+	}
+	if (c) {
+		int d = fl_client_detach(c);
+		if (!r && d)
+			r = d;
+		fl_client_free(c);
+	}
+	/* The mapping is the application's: fl_client_free() leaves it. */
+	if (addr)
+		munmap(addr, size);
 	return r;
 }
 
@@ -166,14 +222,17 @@ int bench_restore_main(int argc, char **argv)
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "no-remote", no_argument, NULL, 'R' },
 		{ "no-redis", no_argument, NULL, 'D' },
+		{ "no-daemon", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	uint64_t size = 1ull << 30, rounds = 3;
-	bool json = false, remote = true, redis = true;
-	double eager_s[16], first_us[16], lazy_s[16], remote_s[4] = { 0 }, redis_s[4] = { 0 }, tmp_first;
+	bool json = false, remote = true, redis = true, daemon = true;
+	double eager_s[16], first_us[16], lazy_s[16], daemon_s[16] = { 0 }, dratio[16] = { 0 }, remote_s[4] = { 0 }, redis_s[4] = { 0 }, tmp_first;
 	double write_gbps = 0, lz4_ratio = 0, lz4_ns = 0, plain_ns = 0;
-	unsigned nremote = 0, nredis = 0;
+	unsigned nremote = 0, nredis = 0, ndaemon = 0;
+	struct denv env = { .pid_slot = -1, .dir_slot = -1 };
+	bool have_env = false;
 	char dir[256], path[300], lzpath[300];
 	struct fl_image *img = NULL;
 	int c, r, dir_slot;
@@ -192,6 +251,7 @@ int bench_restore_main(int argc, char **argv)
 			break;
 		case 'R': remote = false; break;
 		case 'D': redis = false; break;
+		case 'M': daemon = false; break;
 		case 'h': fputs(restore_usage, stdout); return EXIT_OK;
 		default: return EXIT_USAGE;
 		}
@@ -201,14 +261,28 @@ int bench_restore_main(int argc, char **argv)
 	if (r)
 		return cli_fail(temp_dir(), r);
 	snprintf(path, sizeof(path), "%s/bench.img", dir);
+	/* With faultlined, the image is written where the daemon finds it. */
+	if (daemon) {
+		if (denv_setup(&env) == 0) {
+			have_env = true;
+			snprintf(path, sizeof(path), "%s", env.image);
+		} else {
+			daemon = false;
+		}
+	}
 	snprintf(lzpath, sizeof(lzpath), "%s/lz4.img", dir);
 
 	r = write_image(path, size, false, &write_gbps);
 	if (!r)
 		r = fl_image_open(path, 0, &img);
+	if (!r && daemon && denv_start(&env, NULL)) {
+		cli_error("bench restore: faultlined did not start: daemon_full_s not measured");
+		daemon = false;
+	}
 	if (r)
 		goto out;
-	/* A: eager, B: lazy from the local image, alternated. */
+	/* A: eager, B: lazy from the local image, C: lazy through faultlined,
+	 * alternated. */
 	for (unsigned i = 0; i < rounds && !r; i++) {
 		struct fl_store *st;
 		r = eager(img, size, &eager_s[i]);
@@ -218,10 +292,20 @@ int bench_restore_main(int argc, char **argv)
 			r = lazy(st, size, &first_us[i], &lazy_s[i]);
 			fl_store_unref(st);
 		}
+		if (!r && daemon) {
+			r = through_daemon(&env, size, &daemon_s[ndaemon]);
+			/* Per round: the two ran back to back, so a machine
+			 * getting slower or faster between rounds cancels. */
+			if (!r)
+				dratio[ndaemon] = lazy_s[i] / daemon_s[ndaemon];
+			ndaemon += !r;
+		}
 		if (!json)
-			fprintf(stderr, "# round %u: eager %.3f s, lazy %.3f s (first access %.0f us)\n", i,
-				eager_s[i], lazy_s[i], first_us[i]);
+			fprintf(stderr, "# round %u: eager %.3f s, lazy %.3f s (first access %.0f us), faultlined %.3f s\n",
+				i, eager_s[i], lazy_s[i], first_us[i], daemon && ndaemon ? daemon_s[ndaemon - 1] : 0.0);
 	}
+	if (have_env)
+		denv_stop(&env);
 	if (r)
 		goto out;
 
@@ -307,6 +391,7 @@ int bench_restore_main(int argc, char **argv)
 		struct stat3 se = stat_of(eager_s, rounds), sf = stat_of(first_us, rounds),
 			     sl = stat_of(lazy_s, rounds);
 		struct stat3 sr = stat_of(remote_s, nremote ? nremote : 1), sd = stat_of(redis_s, nredis ? nredis : 1);
+		struct stat3 sm = stat_of(daemon_s, ndaemon ? ndaemon : 1), sdr = stat_of(dratio, ndaemon ? ndaemon : 1);
 		char b[32];
 		if (json) {
 			struct json j;
@@ -317,6 +402,10 @@ int bench_restore_main(int argc, char **argv)
 			json_stat(&j, "eager_s", se, 4);
 			json_stat(&j, "lazy_first_access_us", sf, 1);
 			json_stat(&j, "lazy_full_s", sl, 4);
+			if (ndaemon)
+				json_stat(&j, "daemon_full_s", sm, 4);
+			else
+				json_null(&j, "daemon_full_s");
 			if (nremote)
 				json_stat(&j, "remote_full_s", sr, 4);
 			else
@@ -326,6 +415,10 @@ int bench_restore_main(int argc, char **argv)
 			else
 				json_null(&j, "redis_full_s");
 			json_num(&j, "lazy_full_ratio", sl.med / se.med, 3);
+			if (ndaemon)
+				json_stat(&j, "daemon_ratio", sdr, 3);
+			else
+				json_null(&j, "daemon_ratio");
 			if (nremote)
 				json_num(&j, "remote_ratio", sr.med / sl.med, 3);
 			else
@@ -348,6 +441,9 @@ int bench_restore_main(int argc, char **argv)
 			printf("  eager (read all, then touch)   %8.3f s\n", se.med);
 			printf("  lazy, local image: first access %8.0f us, every page %.3f s (ratio %.2f)\n",
 			       sf.med, sl.med, sl.med / se.med);
+			if (ndaemon)
+				printf("  lazy, through faultlined        every page %.3f s (local / faultlined %.2f)\n",
+				       sm.med, sdr.med);
 			if (nremote)
 				printf("  lazy, page server (loopback)    every page %.3f s (%.2f x local)\n", sr.med,
 				       sr.med / sl.med);
@@ -365,6 +461,10 @@ int bench_restore_main(int argc, char **argv)
 out:
 	fl_image_close(img);
 	unlink(path);
+	if (have_env) {
+		denv_stop(&env);
+		denv_remove(&env);
+	}
 	rmdir(dir);
 	cleanup_drop(dir_slot);
 	return r ? cli_fail("bench restore", r) : EXIT_OK;

@@ -106,7 +106,8 @@ struct fl_region_stats {
 	/* pages by resolve method */
 	uint64_t pages_copy;		/* installed holding store data */
 	uint64_t pages_zero;		/* installed holding zeros (ZEROPAGE, or copied with
-					 * data around them; hugetlb: COPY of zeros) */
+					 * data around them, or copied alone from a memory
+					 * store; hugetlb: COPY of zeros) */
 	uint64_t pages_continue;	/* MINOR: mapped with UFFDIO_CONTINUE (data came in
 					 * through pages_copy/pages_zero into the page cache) */
 	uint64_t pages_prefetch;	/* resolved ahead of the faulting page */

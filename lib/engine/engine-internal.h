@@ -37,6 +37,9 @@ struct fl__worker {
 	uint8_t *zero;			/* per page of buf: all zeros? */
 	struct uffd_msg *msgs;
 	unsigned batch;
+	/* how many messages to ask for (engine.c read_want()) */
+	unsigned singles;		/* reads in a row that found one message */
+	unsigned probe;
 };
 
 /* Counters a target adds into a space's statistics. */

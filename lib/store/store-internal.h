@@ -20,6 +20,17 @@ struct fl_store {
 	_Atomic unsigned refs;
 	/* fault injection (FL_STORE_CTL_*) */
 	_Atomic uint64_t fail_off, fail_len, delay_us;
+	/* The store's bytes, when they are plain memory a region may copy
+	 * from in place (the memory store); NULL for every other store. */
+	const uint8_t *direct;
 };
+
+/*
+ * The bytes [off, off + len) in place, for a UFFDIO_COPY straight from the
+ * store (no copy into a buffer on the fault path), or NULL: the store has
+ * no such memory, the range is out of bounds, or fault injection applies
+ * (a delay, or a failure overlapping the range): then fl_store_read().
+ */
+const uint8_t *fl__store_direct(struct fl_store *s, uint64_t off, uint64_t len);
 
 #endif

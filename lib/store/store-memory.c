@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "kernel.h"
+#include "store-internal.h"
 
 #include <stdlib.h>
 
@@ -65,7 +66,11 @@ int fl_store_memory_new(const void *buf, size_t size, unsigned flags, struct fl_
 		m->buf = (uint8_t *)buf;
 	}
 	r = fl_store_new(&mem_ops, m, size, ret_store);
-	if (r)
+	if (r) {
 		mem_destroy(m);
-	return r;
+		return r;
+	}
+	/* Regions copy from it in place (fl__store_direct()). */
+	(*ret_store)->direct = m->buf;
+	return 0;
 }

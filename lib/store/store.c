@@ -71,6 +71,14 @@ static bool injected_failure(struct fl_store *s, uint64_t off, size_t len)
 	return fl && off < fo + fl && fo < off + len;
 }
 
+const uint8_t *fl__store_direct(struct fl_store *s, uint64_t off, uint64_t len)
+{
+	if (!s->direct || off > s->size || len > s->size - off ||
+	    atomic_load_explicit(&s->delay_us, memory_order_relaxed) || injected_failure(s, off, len))
+		return NULL;
+	return s->direct + off;
+}
+
 int fl_store_read(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 {
 	uint64_t delay = atomic_load_explicit(&s->delay_us, memory_order_relaxed);

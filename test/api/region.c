@@ -149,6 +149,47 @@ static int c_zero_store(void *arg)
 	return T_PASS;
 }
 
+/*
+ * One page per fault (no prefetch): every page is counted exactly once, as
+ * data or as zeros, however it was installed (a lone page of a memory store
+ * is copied and looked at for zeros after the copy, resolve.c), and reads
+ * back right.
+ */
+static int c_zero_pages_one_by_one(void *arg)
+{
+	const struct u_cfg *c = arg;
+	struct setup s;
+	struct fl_region_stats st;
+	size_t nzero = 0;
+
+	u_require_cfg(c, LEN);
+	memset(&s, 0, sizeof(s));
+	s.e = u_engine(0, 1);
+	s.psz = u_cfg_psz(c);
+	s.npages = LEN / s.psz;
+	s.len = LEN;
+	s.img = u_image(LEN, 0, 0x1b1e);
+	for (size_t p = 0; p < s.npages; p++) {
+		if (p % 3 == 1) {
+			memset(s.img + p * s.psz, 0, s.psz);
+			nzero++;
+		}
+	}
+	s.store = u_mem_store(s.img, LEN);
+	s.r = u_region(s.e, c, LEN, s.store, FL_REGION_NO_PREFETCH);
+	s.base = fl_region_addr(s.r);
+	U_CHECK(s.base, s.img, LEN, s.psz);
+	st = u_rstats_settled(s.r);
+	u_log_rstats(c->name, &st);
+	T_ASSERT_EQ(fl_region_resolved_pages(s.r), s.npages);
+	T_ASSERT_EQ(st.pages_prefetch, 0);
+	T_ASSERT_EQ(st.pages_zero, nzero);
+	T_ASSERT_EQ(st.pages_copy, s.npages - nzero);
+	T_ASSERT_EQ(st.bytes_read, LEN);
+	teardown(&s);
+	return T_PASS;
+}
+
 /* Store pages that are all zeros are mapped with ZEROPAGE, the rest copied. */
 static int c_zero_pages(void *arg)
 {
@@ -719,6 +760,7 @@ static const struct tdef tests[] = {
 	{ "file-store-4threads", c_file_store, false, 0 },
 	{ "zero-store", c_zero_store, false, 0 },
 	{ "zero-pages-zeropage", c_zero_pages, false, 0 },
+	{ "zero-pages-one-by-one", c_zero_pages_one_by_one, false, 0 },
 	{ "prefetch-sequential", c_prefetch_seq, true, 0 },
 	{ "no-prefetch", c_no_prefetch, false, 0 },
 	{ "prefetch-random", c_prefetch_random, true, 0 },
