@@ -22,13 +22,30 @@
  *
  * Saving: the worker threads hold a read lock per request; the snapshot's
  * quiesce callback takes the write lock, so the pause falls between
- * requests. A write watch (FL_WATCH_SYNC) runs from startup, so every save
- * after the first can be incremental. --fork-save does the classic thing
- * instead: fork(), and the child writes the arena.
+ * requests. A write watch runs from startup, so every save after the first
+ * can be incremental. Which watch decides what clients pay:
+ *  - asynchronous (FL_WATCH_ASYNC, kernels with WP_ASYNC, 6.7+): the first
+ *    write to a page after a save is resolved inside the kernel, no thread
+ *    of ours runs. Saves are precopy rounds (FL_SNAPSHOT_PRECOPY): a writer
+ *    never waits for the saver, the pause copies the last few pages.
+ *  - synchronous (FL_WATCH_SYNC, what 6.1 has): every first write after a
+ *    save is a round trip to the watch's thread. Saves are copy-before-write
+ *    (FL_SNAPSHOT_COW): the pause is shortest, a writer to an unsaved page
+ *    waits while it is saved.
+ * --track picks one (auto: the best the kernel has; none: no tracking, so
+ * no incremental saves: the baseline of what tracking costs).
+ * The saving thread runs at a lower priority (nice 10; the snapshot's own
+ * thread inherits it), so on a busy machine requests go first.
+ * --fork-save does the classic thing instead: fork(), and the child writes
+ * the arena.
  *
  *   kv-server [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]
+ *             [--track auto|async|sync|none] [--prefill N]
  *
  * SIZE is in bytes, with an optional K, M or G suffix (default 256M).
+ * --prefill N stores keys k0 .. k<N-1> (values as kv-load writes them,
+ * "k<i>:0:k<i>") before listening, and populates the whole arena, so a
+ * benchmark starts from a server that holds its data.
  *
  * Build: see examples/meson.build (links libfaultline).
  */
@@ -47,6 +64,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,7 +89,7 @@ struct server {
 	_Atomic uint64_t keys;
 	const char *dir;
 	bool fork_save;
-	struct fl_watch *watch;
+	struct fl_watch *watch;		/* NULL: --track none */
 	/* save state */
 	pthread_mutex_t save_lock;
 	bool saving;
@@ -169,13 +187,16 @@ static void *save_thread(void *arg)
 	struct server *s = j->s;
 	struct fl_range r = { (uintptr_t)s->arena, s->arena_len };
 	struct fl_watch *ws[1] = { s->watch };
+	/* Copy-before-write needs a synchronous watch; on any other (or
+	 * none) the save is precopy rounds, which never hold a writer. */
+	bool cow = s->watch && fl_watch_backend(s->watch) == FL_WATCH_SYNC;
 	struct fl_snapshot_opts o = {
 		.sz = sizeof(o),
-		.strategy = FL_SNAPSHOT_COW,
+		.strategy = cow ? FL_SNAPSHOT_COW : FL_SNAPSHOT_PRECOPY,
 		.ranges = &r,
 		.nr_ranges = 1,
 		.parent = j->incremental ? j->parent : NULL,
-		.watches = ws,
+		.watches = s->watch ? ws : NULL,
 		.quiesce = pause_workers,
 		.quiesce_ctx = s,
 		.creator = "kv-server",
@@ -188,6 +209,9 @@ static void *save_thread(void *arg)
 	if (s->fork_save) {
 		save_fork(j);
 	} else {
+		/* Requests first: this thread, and the snapshot's thread it
+		 * creates (which inherits it), yield the CPUs to them. */
+		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
 		ret = fl_snapshot_new(j->path, &o, &snap);
 		if (!ret) {
 			ret = fl_snapshot_start(snap);
@@ -227,7 +251,7 @@ static void bgsave(struct server *s, bool incremental, char *reply, size_t len)
 		free(j);
 		return;
 	}
-	if (incremental && (!s->saves || s->fork_save)) {
+	if (incremental && (!s->saves || s->fork_save || !s->watch)) {
 		pthread_mutex_unlock(&s->save_lock);
 		snprintf(reply, len, "-ERR incremental needs an earlier faultline save\n");
 		free(j);
@@ -363,6 +387,7 @@ out:
 static int usage(void)
 {
 	fprintf(stderr, "usage: kv-server [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]\n"
+			"                 [--track auto|async|sync|none] [--prefill N]\n"
 			"  SIZE: bytes, with an optional K, M or G suffix (default 256M)\n");
 	return 2;
 }
@@ -387,10 +412,38 @@ static size_t parse_arena(const char *v)
 	return (size_t)n;
 }
 
+/* Keys k0 .. k<n-1>, before any client or watch: no locks needed. */
+static int prefill(struct server *s, unsigned long long n)
+{
+	char k[32], v[96];
+
+	/* Every page holds data, as in a server that has run a while. */
+	madvise(s->arena, s->arena_len, MADV_POPULATE_WRITE);
+	for (unsigned long long i = 0; i < n; i++) {
+		int kn = snprintf(k, sizeof(k), "k%llu", i);
+		int vn = snprintf(v, sizeof(v), "%s:0:%s", k, k);
+		uint64_t h = hash_key(k, (size_t)kn);
+		struct slot *sl = lookup(s, k, (size_t)kn, h);
+
+		if (!sl)
+			return -ENOSPC;
+		if (!sl->hash) {
+			memcpy(sl->key, k, (size_t)kn);
+			sl->klen = (uint32_t)kn;
+			s->keys++;
+		}
+		memcpy(sl->val, v, (size_t)vn);
+		sl->vlen = (uint32_t)vn;
+		sl->hash = h;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct server s = { .dir = "/var/tmp" };
-	const char *load = NULL;
+	const char *load = NULL, *track = "auto";
+	unsigned long long fill = 0;
 	size_t arena = 256u << 20;
 	int port = 0, lfd, one = 1, ret;
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -413,6 +466,10 @@ int main(int argc, char **argv)
 			load = argv[++i];
 		else if (!strcmp(argv[i], "--fork-save"))
 			s.fork_save = true;
+		else if (!strcmp(argv[i], "--track") && i + 1 < argc)
+			track = argv[++i];
+		else if (!strcmp(argv[i], "--prefill") && i + 1 < argc)
+			fill = strtoull(argv[++i], NULL, 10);
 		else
 			return usage();
 	}
@@ -449,10 +506,22 @@ int main(int argc, char **argv)
 			s.keys += s.arena[i].hash != 0;
 		snprintf(s.last_path, sizeof(s.last_path), "%s", load);
 	}
-	if (!s.fork_save) {
+	if (fill && (ret = prefill(&s, fill))) {
+		fprintf(stderr, "kv-server: --prefill %llu: the arena holds %llu slots\n", fill,
+			(unsigned long long)s.nslots);
+		return 1;
+	}
+	enum fl_watch_backend be = FL_WATCH_AUTO;
+	if (!strcmp(track, "async"))
+		be = FL_WATCH_ASYNC;
+	else if (!strcmp(track, "sync"))
+		be = FL_WATCH_SYNC;
+	else if (strcmp(track, "auto") && strcmp(track, "none"))
+		return usage();
+	if (!s.fork_save && strcmp(track, "none")) {
 		/* From now on, what changes is tracked: saves after the first
 		 * can be incremental. */
-		struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = FL_WATCH_SYNC };
+		struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = be };
 		ret = fl_watch_new(s.arena, arena, &wo, &s.watch);
 		if (ret) {
 			fprintf(stderr, "kv-server: fl_watch_new: %s\n", strerror(-ret));
@@ -466,9 +535,11 @@ int main(int argc, char **argv)
 	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 128) ||
 	    getsockname(lfd, (struct sockaddr *)&sa, &sl))
 		return perror("listen"), 1;
-	printf("kv-server: listening on 127.0.0.1:%d, %zu MiB arena (%llu slots), %s saves in %s\n",
+	static const char *const be_name[] = { "auto", "async", "sync", "mprotect" };
+	printf("kv-server: listening on 127.0.0.1:%d, %zu MiB arena (%llu slots), %s saves in %s, tracking %s\n",
 	       ntohs(sa.sin_port), arena >> 20, (unsigned long long)s.nslots,
-	       s.fork_save ? "fork()" : "faultline live-snapshot", s.dir);
+	       s.fork_save ? "fork()" : "faultline live-snapshot", s.dir,
+	       s.watch ? be_name[fl_watch_backend(s.watch)] : "none");
 	fflush(stdout);
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
