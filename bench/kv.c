@@ -56,7 +56,7 @@
 
 static const char kv_usage[] =
 	"Usage: faultline bench kv [--json] [--sizes LIST] [--seconds S] [--conns N]\n"
-	"                          [--reps N] [--no-redis]\n"
+	"                          [--reps N] [--no-redis] [--track T] [--save-nice N]\n"
 	"\n"
 	"Clients of a key-value server that saves itself: examples/kv-server with\n"
 	"live snapshots (tracking armed), the same with nothing armed, the same with\n"
@@ -78,6 +78,10 @@ static const char kv_usage[] =
 	"  --reps N       repetitions, servers alternating (1-16, default 1);\n"
 	"                 figures are medians\n"
 	"  --no-redis     skip redis-server\n"
+	"  --track T      the live server's tracking: auto (default), async or\n"
+	"                 sync (copy-before-write saves; what a 6.1 kernel has)\n"
+	"  --save-nice N  the live server's saving threads' nice (default 10;\n"
+	"                 0: as the request threads)\n"
 	"  --json         print one JSON object\n";
 
 enum { SRV_LIVE, SRV_UNTRACKED, SRV_FORK, SRV_REDIS, NR_SRV };
@@ -94,6 +98,8 @@ struct kvenv {
 	unsigned conns;
 	double seconds;
 	char tracking[16];		/* what the live server reported */
+	const char *track;		/* --track: kv-server's for the live server */
+	const char *save_nice;		/* --save-nice, or NULL: kv-server's default */
 };
 
 static bool executable_at(const char *path)
@@ -282,7 +288,11 @@ static int start_server(struct kvenv *e, int which, uint64_t size, uint64_t keys
 		if (which == SRV_FORK)
 			argv[a++] = "--fork-save";
 		argv[a++] = "--track";
-		argv[a++] = which == SRV_LIVE ? "auto" : "none";
+		argv[a++] = which == SRV_LIVE ? (char *)e->track : "none";
+		if (which == SRV_LIVE && e->save_nice) {
+			argv[a++] = "--save-nice";
+			argv[a++] = (char *)e->save_nice;
+		}
 		argv[a] = NULL;
 	}
 	pid = spawn(argv, out);
@@ -464,10 +474,12 @@ int bench_kv_main(int argc, char **argv)
 		{ "conns", required_argument, NULL, 'c' },
 		{ "reps", required_argument, NULL, 'r' },
 		{ "no-redis", no_argument, NULL, 'R' },
+		{ "track", required_argument, NULL, 't' },
+		{ "save-nice", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	static struct kvenv e = { .conns = 8, .seconds = 5 };
+	static struct kvenv e = { .conns = 8, .seconds = 5, .track = "auto" };
 	uint64_t sizes[MAX_SIZES] = { 1ull << 30, 4ull << 30 }, v, reps = 1;
 	int nsizes = 2, c, ret = 0, dir_slot;
 	bool json = false, no_redis = false, have_redis, goal_met = true, max_judged = false;
@@ -503,6 +515,16 @@ int bench_kv_main(int argc, char **argv)
 		case 'R':
 			no_redis = true;
 			break;
+		case 't':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "async") && strcmp(optarg, "sync"))
+				return cli_usage_error("bench kv: --track wants auto, async or sync");
+			e.track = optarg;
+			break;
+		case 'n':
+			if (fl__parse_uint(optarg, 0, 19, &v))
+				return cli_usage_error("bench kv: --save-nice wants 0-19");
+			e.save_nice = optarg;
+			break;
 		case 'h':
 			fputs(kv_usage, stdout);
 			return EXIT_OK;
@@ -532,6 +554,8 @@ int bench_kv_main(int argc, char **argv)
 		json_num(&j, "seconds", e.seconds, 0);
 		json_u64(&j, "reps", reps);
 		json_bool(&j, "redis", have_redis);
+		json_str(&j, "track", e.track);
+		json_str(&j, "save_nice", e.save_nice ? e.save_nice : "10");
 	} else {
 		printf("bench kv: %u connections, 100 %% SET, %g s loads, %llu reps%s\n", e.conns, e.seconds,
 		       (unsigned long long)reps, have_redis ? "" : " (no redis-server)");

@@ -34,13 +34,14 @@
  *    waits while it is saved.
  * --track picks one (auto: the best the kernel has; none: no tracking, so
  * no incremental saves: the baseline of what tracking costs).
- * The saving thread runs at a lower priority (nice 10; the snapshot's own
- * thread inherits it), so on a busy machine requests go first.
+ * The saving thread runs at a lower priority (--save-nice, default 10; the
+ * snapshot's own thread inherits it), so on a busy machine requests go
+ * first.
  * --fork-save does the classic thing instead: fork(), and the child writes
  * the arena.
  *
  *   kv-server [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]
- *             [--track auto|async|sync|none] [--prefill N]
+ *             [--track auto|async|sync|none] [--prefill N] [--save-nice N]
  *
  * SIZE is in bytes, with an optional K, M or G suffix (default 256M).
  * --prefill N stores keys k0 .. k<N-1> (values as kv-load writes them,
@@ -89,6 +90,7 @@ struct server {
 	_Atomic uint64_t keys;
 	const char *dir;
 	bool fork_save;
+	int save_nice;			/* the live save's threads (--save-nice) */
 	struct fl_watch *watch;		/* NULL: --track none */
 	/* save state */
 	pthread_mutex_t save_lock;
@@ -211,7 +213,8 @@ static void *save_thread(void *arg)
 	} else {
 		/* Requests first: this thread, and the snapshot's thread it
 		 * creates (which inherits it), yield the CPUs to them. */
-		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+		if (s->save_nice)
+			setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), s->save_nice);
 		ret = fl_snapshot_new(j->path, &o, &snap);
 		if (!ret) {
 			ret = fl_snapshot_start(snap);
@@ -387,7 +390,7 @@ out:
 static int usage(void)
 {
 	fprintf(stderr, "usage: kv-server [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]\n"
-			"                 [--track auto|async|sync|none] [--prefill N]\n"
+			"                 [--track auto|async|sync|none] [--prefill N] [--save-nice N]\n"
 			"  SIZE: bytes, with an optional K, M or G suffix (default 256M)\n");
 	return 2;
 }
@@ -441,7 +444,7 @@ static int prefill(struct server *s, unsigned long long n)
 
 int main(int argc, char **argv)
 {
-	struct server s = { .dir = "/var/tmp" };
+	struct server s = { .dir = "/var/tmp", .save_nice = 10 };
 	const char *load = NULL, *track = "auto";
 	unsigned long long fill = 0;
 	size_t arena = 256u << 20;
@@ -468,6 +471,8 @@ int main(int argc, char **argv)
 			s.fork_save = true;
 		else if (!strcmp(argv[i], "--track") && i + 1 < argc)
 			track = argv[++i];
+		else if (!strcmp(argv[i], "--save-nice") && i + 1 < argc)
+			s.save_nice = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--prefill") && i + 1 < argc)
 			fill = strtoull(argv[++i], NULL, 10);
 		else
