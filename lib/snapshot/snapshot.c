@@ -30,6 +30,8 @@ enum { G_NEEDED = 0, G_CLAIMED = 1, G_SAVED = 2, G_SKIP = 3 };
 #define SAVE_BATCH 512
 /* Capacity of one fl_watch_get() call. */
 #define GET_BATCH 65536
+/* At most this much of a final dirty set is held in memory (see stash_run). */
+#define STASH_MAX_BYTES (256ull << 20)
 
 struct snap_range {
 	struct fl_snapshot *snap;
@@ -43,6 +45,16 @@ struct snap_range {
 	bool hooked;
 	_Atomic uint8_t *state;		/* per granule, during the save */
 	uint8_t *bounce;		/* see save_run(); saver threads only */
+};
+
+/*
+ * A run of granules copied while the writers were paused, waiting to be
+ * written to the image once they run again (data NULL: zeros).
+ */
+struct stash_run {
+	struct snap_range *r;
+	uint64_t g, n;
+	uint8_t *data;
 };
 
 struct fl_snapshot {
@@ -78,6 +90,12 @@ struct fl_snapshot {
 	uint64_t needed_pages;		/* pages marked NEEDED for this instant */
 	void **getbuf;
 	uint8_t *present;		/* scratch for presence checks */
+	/* Taken during the pause, written after it (take_instant()); only
+	 * the thread taking the instant, then the snapshot thread, use it. */
+	struct stash_run *stash;
+	size_t nstash, stash_cap;
+	uint64_t stash_bytes;
+	bool stashing;			/* copy_granules() stashes instead of writing */
 };
 
 static void set_error(struct fl_snapshot *s, int err)
@@ -224,9 +242,69 @@ static int save_run_direct(struct fl_snapshot *s, struct snap_range *r, uint64_t
 }
 
 /*
+ * Hold granules [g, g + n) of r in memory instead of writing them: a
+ * memcpy while the writers are paused, where writing to the image (its
+ * content hash, compression, the page cache, its lock) would keep them
+ * paused several times longer. Beyond STASH_MAX_BYTES, or without memory,
+ * they go to the image at once, as before.
+ */
+static int stash_run(struct fl_snapshot *s, struct snap_range *r, uint64_t g, uint64_t n, bool present)
+{
+	uint64_t bytes = n * r->gran;
+	uint8_t *data = NULL;
+
+	if (!present)
+		return save_run(s, r, g, n, false);	/* no data to hold */
+	if (s->stash_bytes + bytes > STASH_MAX_BYTES)
+		return save_run(s, r, g, n, true);
+	if (s->nstash == s->stash_cap) {
+		size_t cap = s->stash_cap ? s->stash_cap * 2 : 64;
+		struct stash_run *ns = realloc(s->stash, cap * sizeof(*ns));
+		if (!ns)
+			return save_run(s, r, g, n, true);
+		s->stash = ns;
+		s->stash_cap = cap;
+	}
+	data = malloc(bytes);
+	if (!data)
+		return save_run(s, r, g, n, true);
+	memcpy(data, (const void *)(uintptr_t)(r->start + g * r->gran), bytes);
+	s->stash[s->nstash++] = (struct stash_run){ r, g, n, data };
+	s->stash_bytes += bytes;
+	return 0;
+}
+
+/* Write what the pause stashed; it is later than every copy a precopy
+ * round made of the same pages, and a page put twice keeps the last. */
+static int flush_stash(struct fl_snapshot *s)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < s->nstash; i++) {
+		struct stash_run *st = &s->stash[i];
+		size_t ppg = st->r->gran / FL_PAGE_SIZE;
+		if (!ret && atomic_load(&s->failed))
+			ret = -ECANCELED;
+		if (!ret) {
+			ret = fl_image_writer_put(s->writer, st->r->region, st->g * ppg, st->n * ppg, st->data);
+			if (ret > 0)
+				ret = 0;
+			if (!ret)
+				atomic_fetch_add(&s->pages_saved, st->n * ppg);
+		}
+		free(st->data);
+		st->data = NULL;
+		report(s, false);
+	}
+	s->nstash = 0;
+	s->stash_bytes = 0;
+	return ret;
+}
+
+/*
  * Copy granules [first, first + n) as they are now. Used by precopy rounds
  * (the watch was reset before, so a concurrent write re-dirties the
- * granule) and, through claim_and_save(), for copy-before-write.
+ * granule), and during the pause (stashing).
  */
 static int copy_granules(struct fl_snapshot *s, struct snap_range *r, uint64_t first, uint64_t n)
 {
@@ -239,7 +317,8 @@ static int copy_granules(struct fl_snapshot *s, struct snap_range *r, uint64_t f
 			uint64_t j = i;
 			while (j < step && s->present[j] == s->present[i])
 				j++;
-			ret = save_run(s, r, first + i, j - i, s->present[i]);
+			ret = s->stashing ? stash_run(s, r, first + i, j - i, s->present[i])
+					  : save_run(s, r, first + i, j - i, s->present[i]);
 			if (ret)
 				return ret;
 			i = j;
@@ -543,8 +622,11 @@ static int take_instant(struct fl_snapshot *s)
 		atomic_store(&s->pages_final, s->needed_pages);
 		return 0;
 	}
-	/* Watches that cannot hold a writer back: copy while paused. */
+	/* Watches that cannot hold a writer back: copy while paused, into
+	 * memory; the snapshot thread writes it out (flush_stash()). */
+	s->stashing = true;
 	n = copy_dirty(s);
+	s->stashing = false;
 	if (n < 0)
 		return (int)n;
 	atomic_store(&s->pages_final, (uint64_t)n);
@@ -723,8 +805,10 @@ static void *snapshot_thread(void *arg)
 	}
 	if (!ret) {
 		set_phase(s, FL_SNAP_STREAMING);
-		ret = save_needed(s);
+		ret = flush_stash(s);
 	}
+	if (!ret)
+		ret = save_needed(s);
 	/* Writers stop waiting on us before the image is sealed (on error:
 	 * `failed` first, so a hook waiting on a claimed granule returns). */
 	if (ret)
@@ -924,6 +1008,9 @@ struct fl_snapshot *fl_snapshot_free(struct fl_snapshot *s)
 		fl__close(s->pagemap_fd);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
+	for (size_t i = 0; i < s->nstash; i++)
+		free(s->stash[i].data);
+	free(s->stash);
 	free(s->getbuf);
 	free(s->present);
 	free(s->r);
