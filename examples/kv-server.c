@@ -12,11 +12,13 @@
  *   BGSAVE [INCR]     -> +STARTED path   (INCR: only what changed since the
  *                                          last save, an incremental image)
  *   LASTSAVE          -> +IDLE | +RUNNING | +DONE path stall_us total_ms
- *                        pages_cow | -ERR message
+ *                        pages_cow pages_final rounds | -ERR message
  *                        (pages_cow: pages copied because a client wrote
  *                        them during the save: by the snapshot, or with
  *                        --fork-save by the kernel's copy-on-write, counted
- *                        as the server's page faults while the child ran)
+ *                        as the server's page faults while the child ran;
+ *                        pages_final: the pages the pause dealt with;
+ *                        rounds: precopy rounds; both 0 with --fork-save)
  *   INFO              -> +keys N saves N last_stall_us N fork_save 0|1
  *   QUIT
  *
@@ -98,7 +100,8 @@ struct server {
 	int save_err;
 	unsigned saves;
 	char last_path[400];
-	uint64_t last_stall_ns, last_total_ns, last_cow;
+	uint64_t last_stall_ns, last_total_ns, last_cow, last_final;
+	unsigned last_rounds;
 	char save_msg[256];
 };
 
@@ -179,6 +182,8 @@ static void *save_fork(struct save_job *j)
 	s->last_stall_ns = stall;
 	s->last_total_ns = now_ns() - t0;
 	s->last_cow = cow;
+	s->last_final = 0;
+	s->last_rounds = 0;
 	pthread_mutex_unlock(&s->save_lock);
 	return NULL;
 }
@@ -228,6 +233,8 @@ static void *save_thread(void *arg)
 		s->last_stall_ns = p.stall_ns;
 		s->last_total_ns = now_ns() - t0;
 		s->last_cow = p.pages_cow;
+		s->last_final = p.pages_final;
+		s->last_rounds = p.rounds;
 		pthread_mutex_unlock(&s->save_lock);
 	}
 	pthread_mutex_lock(&s->save_lock);
@@ -332,9 +339,10 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 		else if (!s->saves)
 			snprintf(reply, len, "+IDLE\n");
 		else
-			snprintf(reply, len, "+DONE %s %llu %llu %llu\n", s->last_path,
+			snprintf(reply, len, "+DONE %s %llu %llu %llu %llu %u\n", s->last_path,
 				 (unsigned long long)(s->last_stall_ns / 1000),
-				 (unsigned long long)(s->last_total_ns / 1000000), (unsigned long long)s->last_cow);
+				 (unsigned long long)(s->last_total_ns / 1000000), (unsigned long long)s->last_cow,
+				 (unsigned long long)s->last_final, s->last_rounds);
 		pthread_mutex_unlock(&s->save_lock);
 	} else if (!strcmp(cmd, "INFO")) {
 		pthread_mutex_lock(&s->save_lock);

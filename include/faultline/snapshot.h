@@ -24,7 +24,9 @@
  *  write-protected during the pause and saved copy-before-write after it;
  *  otherwise it is copied into memory during the pause (up to 256 MiB,
  *  the rest straight to the image) and written to the image after the
- *  writers resume. Either way the stall follows
+ *  writers resume; its pages are left marked written in the watches (not
+ *  re-protected during the pause: that costs more than the copy), so the
+ *  next incremental snapshot saves them again. Either way the stall follows
  *  the final dirty set, not the size of memory.
  *
  * Pausing the writers: supply `quiesce` (called with pause = true, then
