@@ -295,6 +295,8 @@ static int start_server(struct kvenv *e, int which, uint64_t size, uint64_t keys
 		}
 		argv[a] = NULL;
 	}
+	/* The last server's output must not be read as this one's. */
+	unlink(out);
 	pid = spawn(argv, out);
 	if (pid < 0)
 		return -errno;
