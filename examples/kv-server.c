@@ -59,6 +59,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -88,7 +89,11 @@ struct server {
 	size_t arena_len;
 	uint64_t nslots;
 	pthread_rwlock_t quiesce;	/* requests: read; snapshot pause: write */
-	pthread_mutex_t table;		/* the hash table (kept simple: one lock) */
+	/* The table's locks: one per stripe of consecutive slots, so a request
+	 * that stalls (a page fault in the arena, a write watch's fault) holds
+	 * up only the requests for its stripe, not every request. */
+	pthread_mutex_t *stripe;
+	uint64_t nstripes, stripe_slots;
 	_Atomic uint64_t keys;
 	const char *dir;
 	bool fork_save;
@@ -129,6 +134,57 @@ static struct slot *lookup(struct server *s, const char *k, size_t n, uint64_t h
 			return sl;
 	}
 	return NULL;
+}
+
+/* The stripe locks a request holds (see lookup_locked()). */
+#define MAX_HELD 8
+struct held {
+	unsigned n;
+	uint64_t st[MAX_HELD];
+};
+
+static void unlock_held(struct server *s, struct held *hd)
+{
+	while (hd->n)
+		pthread_mutex_unlock(&s->stripe[hd->st[--hd->n]]);
+}
+
+/*
+ * lookup() holding the stripe lock of every slot it looks at. The first is
+ * waited for; the next ones (a probe that runs into the following stripe,
+ * or round the table's end to the first) are only tried, since waiting for
+ * one while holding another could deadlock with a probe the other way: a
+ * busy one drops them all and the probe starts again. A probe through
+ * more than MAX_HELD stripes (a nearly full table) finds nothing.
+ */
+static struct slot *lookup_locked(struct server *s, const char *k, size_t n, uint64_t h, struct held *hd)
+{
+	for (;;) {
+		bool busy = false;
+		hd->n = 0;
+		for (uint64_t i = 0; i < s->nslots; i++) {
+			uint64_t idx = (h + i) % s->nslots, st = idx / s->stripe_slots;
+			struct slot *sl = &s->arena[idx];
+
+			if (!hd->n || hd->st[hd->n - 1] != st) {
+				if (hd->n == MAX_HELD)
+					break;
+				if (!hd->n)
+					pthread_mutex_lock(&s->stripe[st]);
+				else if (pthread_mutex_trylock(&s->stripe[st])) {
+					busy = true;
+					break;
+				}
+				hd->st[hd->n++] = st;
+			}
+			if (!sl->hash || (sl->hash == h && sl->klen == n && !memcmp(sl->key, k, n)))
+				return sl;
+		}
+		unlock_held(s, hd);
+		if (!busy)
+			return NULL;
+		sched_yield();
+	}
 }
 
 /* ---- saving --------------------------------------------------------------- */
@@ -305,8 +361,8 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 		}
 		uint64_t h = hash_key(k, kn);
 		pthread_rwlock_rdlock(&s->quiesce);
-		pthread_mutex_lock(&s->table);
-		struct slot *sl = lookup(s, k, kn, h);
+		struct held hd;
+		struct slot *sl = lookup_locked(s, k, kn, h, &hd);
 		if (set) {
 			if (!sl) {
 				snprintf(reply, len, "-ERR table full\n");
@@ -326,7 +382,7 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 		} else {
 			snprintf(reply, len, "-\n");
 		}
-		pthread_mutex_unlock(&s->table);
+		unlock_held(s, &hd);
 		pthread_rwlock_unlock(&s->quiesce);
 	} else if (!strcmp(cmd, "BGSAVE")) {
 		bgsave(s, k && !strcmp(k, "INCR"), reply, len);
@@ -497,7 +553,15 @@ int main(int argc, char **argv)
 	/* Writer preference: a pending pause is not starved by a stream of requests. */
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&s.quiesce, &ra);
-	pthread_mutex_init(&s.table, NULL);
+	/* Stripes of at least 64 slots (a probe at half load never runs
+	 * through MAX_HELD of them), at most 4096 stripes. */
+	s.stripe_slots = s.nslots / 4096 > 64 ? s.nslots / 4096 : 64;
+	s.nstripes = (s.nslots + s.stripe_slots - 1) / s.stripe_slots;
+	s.stripe = calloc(s.nstripes, sizeof(*s.stripe));
+	if (!s.stripe)
+		return perror("kv-server"), 1;
+	for (uint64_t i = 0; i < s.nstripes; i++)
+		pthread_mutex_init(&s.stripe[i], NULL);
 	pthread_mutex_init(&s.save_lock, NULL);
 
 	if (load) {
