@@ -80,8 +80,8 @@ static const char kv_usage[] =
 	"  --no-redis     skip redis-server\n"
 	"  --track T      the live server's tracking: auto (default), async or\n"
 	"                 sync (copy-before-write saves; what a 6.1 kernel has)\n"
-	"  --save-nice N  the live server's saving threads' nice (default 10;\n"
-	"                 0: as the request threads)\n"
+	"  --save-nice N  the live server's saving threads' nice (default:\n"
+	"                 kv-server's, 0)\n"
 	"  --json         print one JSON object\n";
 
 enum { SRV_LIVE, SRV_UNTRACKED, SRV_FORK, SRV_REDIS, NR_SRV };
@@ -557,7 +557,7 @@ int bench_kv_main(int argc, char **argv)
 		json_u64(&j, "reps", reps);
 		json_bool(&j, "redis", have_redis);
 		json_str(&j, "track", e.track);
-		json_str(&j, "save_nice", e.save_nice ? e.save_nice : "10");
+		json_str(&j, "save_nice", e.save_nice ? e.save_nice : "0");
 	} else {
 		printf("bench kv: %u connections, 100 %% SET, %g s loads, %llu reps%s\n", e.conns, e.seconds,
 		       (unsigned long long)reps, have_redis ? "" : " (no redis-server)");

@@ -30,7 +30,7 @@ enum { G_NEEDED = 0, G_CLAIMED = 1, G_SAVED = 2, G_SKIP = 3 };
 #define SAVE_BATCH 512
 /* Capacity of one fl_watch_get() call. */
 #define GET_BATCH 65536
-/* At most this much of a final dirty set is held in memory (see stash_run). */
+/* At most this much of a final dirty set is held in memory (see stash_map()). */
 #define STASH_MAX_BYTES (256ull << 20)
 
 struct snap_range {
