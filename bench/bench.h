@@ -18,6 +18,7 @@ int bench_watch_main(int argc, char **argv);
 int bench_snapshot_main(int argc, char **argv);
 int bench_clone_main(int argc, char **argv);
 int bench_daemon_main(int argc, char **argv);
+int bench_kv_main(int argc, char **argv);
 
 /* Pieces of bench/clone.c that the demo reuses. */
 #include <stdbool.h>

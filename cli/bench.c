@@ -24,6 +24,8 @@ static const char bench_usage[] =
 	"          handler placement\n"
 	"  fill    lazy restore throughput of a page-cached file: demand faults\n"
 	"          plus background fill\n"
+	"  kv      clients of a key-value server while it saves: live snapshot\n"
+	"          (tracking armed / nothing armed), fork() saves, Redis BGSAVE\n"
 	"  restore eager vs lazy restore of an image: local, page server, Redis\n"
 	"  snapshot stall of saving running memory: fork() vs live COW and\n"
 	"          precopy snapshots, writers running (needs ~2x the size in RAM)\n"
@@ -43,6 +45,7 @@ static const struct bench benches[] = {
 	{ "daemon", bench_daemon_main },
 	{ "fault", bench_fault_main },
 	{ "fill", bench_fill_main },
+	{ "kv", bench_kv_main },
 	{ "restore", bench_restore_main },
 	{ "snapshot", bench_snapshot_main },
 	{ "watch", bench_watch_main },

@@ -9,8 +9,17 @@
  * in a saved image) can be checked for tearing; --check fails on a
  * malformed value.
  *
+ * --until-saved keeps the load running until the save it started is done
+ * (at least --seconds) and reports the requests that started during the
+ * save on their own: what the save cost the clients. --redis speaks to a
+ * redis-server instead (inline commands; the save is its BGSAVE).
+ *
+ * The last line, "kv-load-result key=value ...", is for programs (faultline
+ * bench kv): rps, p50_us, p99_us, max_us, and with a save save_s, save_n,
+ * save_rps, save_p99_us, save_max_us.
+ *
  *   kv-load --port N [--conns N] [--seconds S] [--keys N] [--prefix P]
- *           [--set-pct N] [--bgsave-at S [--incr]]
+ *           [--set-pct N] [--bgsave-at S [--incr] [--until-saved]] [--redis]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,17 +42,26 @@
 struct cfg {
 	int port, conns, keys, set_pct;
 	double seconds, bgsave_at;
-	bool incr;
+	bool incr, until_saved, redis;
 	const char *prefix;
+	_Atomic bool stop;		/* set by main: the workers finish */
 };
 
 struct worker {
-	const struct cfg *c;
+	struct cfg *c;
 	pthread_t th;
-	uint64_t *lat;
+	uint64_t *lat, *start;		/* per request: latency, start time */
 	size_t nlat;
 	uint64_t ops, bad;
 	int err;
+};
+
+/* One connection with a read buffer: replies are read a buffer at a time,
+ * not a byte at a time (the load generator shares the CPUs it measures). */
+struct conn {
+	int fd;
+	size_t have;
+	char buf[4096];
 };
 
 static uint64_t now_ns(void)
@@ -65,22 +83,97 @@ static int dial(int port)
 	return fd;
 }
 
-/* Send one request line, read one reply line. */
-static int request(int fd, const char *req, char *reply, size_t len)
+/* One reply line, '\r' dropped, '\n' kept. */
+static int read_line(struct conn *cn, char *out, size_t len)
 {
-	size_t n = strlen(req), have = 0;
-
-	if (write(fd, req, n) != (ssize_t)n)
-		return -1;
-	while (have < len - 1) {
-		ssize_t r = read(fd, reply + have, 1);
+	for (;;) {
+		char *nl = memchr(cn->buf, '\n', cn->have);
+		if (nl) {
+			size_t ll = (size_t)(nl - cn->buf) + 1, o = 0;
+			for (size_t i = 0; i < ll && o < len - 1; i++)
+				if (cn->buf[i] != '\r')
+					out[o++] = cn->buf[i];
+			out[o] = '\0';
+			memmove(cn->buf, cn->buf + ll, cn->have - ll);
+			cn->have -= ll;
+			return 0;
+		}
+		if (cn->have == sizeof(cn->buf))
+			return -1;
+		ssize_t r = read(cn->fd, cn->buf + cn->have, sizeof(cn->buf) - cn->have);
 		if (r <= 0)
 			return -1;
-		if (reply[have++] == '\n')
-			break;
+		cn->have += (size_t)r;
 	}
-	reply[have] = '\0';
+}
+
+/* Exactly n bytes (a Redis bulk string's body). */
+static int read_bytes(struct conn *cn, char *out, size_t n)
+{
+	while (cn->have < n) {
+		if (n > sizeof(cn->buf))
+			return -1;
+		ssize_t r = read(cn->fd, cn->buf + cn->have, sizeof(cn->buf) - cn->have);
+		if (r <= 0)
+			return -1;
+		cn->have += (size_t)r;
+	}
+	memcpy(out, cn->buf, n);
+	memmove(cn->buf, cn->buf + n, cn->have - n);
+	cn->have -= n;
 	return 0;
+}
+
+/*
+ * Send one request line, read one reply in kv-server's form: a Redis bulk
+ * reply ("$len", then the value) comes back as "$value\n", its nil
+ * ("$-1") as "-\n".
+ */
+static int request(struct conn *cn, bool redis, const char *req, char *reply, size_t len)
+{
+	size_t n = strlen(req);
+
+	if (write(cn->fd, req, n) != (ssize_t)n || read_line(cn, reply, len))
+		return -1;
+	if (redis && reply[0] == '$') {
+		if (!strcmp(reply, "$-1\n")) {
+			snprintf(reply, len, "-\n");
+			return 0;
+		}
+		reply[0] = '$';
+		return read_line(cn, reply + 1, len - 1);
+	}
+	return 0;
+}
+
+/* Redis: INFO persistence, a bulk string; is a BGSAVE still running
+ * (1), done (0), failed (-1)? */
+static int redis_saving(struct conn *cn)
+{
+	char line[64], body[4096];
+	unsigned long n;
+
+	if (request(cn, false, "INFO persistence\r\n", line, sizeof(line)) || line[0] != '$')
+		return -1;
+	n = strtoul(line + 1, NULL, 10);
+	if (n + 2 > sizeof(body) - 1 || read_bytes(cn, body, n + 2))
+		return -1;
+	body[n] = '\0';
+	if (strstr(body, "rdb_bgsave_in_progress:1"))
+		return 1;
+	return strstr(body, "rdb_last_bgsave_status:ok") ? 0 : -1;
+}
+
+/* kv-server: LASTSAVE says +RUNNING, +DONE or -ERR. */
+static int kv_saving(struct conn *cn)
+{
+	char line[512];
+
+	if (request(cn, false, "LASTSAVE\n", line, sizeof(line)))
+		return -1;
+	if (!strncmp(line, "+RUNNING", 8))
+		return 1;
+	return !strncmp(line, "+DONE", 5) ? 0 : -1;
 }
 
 /* "<key>:<n>:<key>" */
@@ -96,35 +189,46 @@ static bool well_formed(const char *key, const char *val)
 	return q && q > p && !strncmp(q + 1, key, kl) && q[1 + kl] == '\n';
 }
 
+static int cmp_u64(const void *a, const void *b);
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	const struct cfg *c = w->c;
-	uint64_t x = (uint64_t)(uintptr_t)w ^ now_ns(), end = now_ns() + (uint64_t)(c->seconds * 1e9), counter = 0;
+	struct cfg *c = w->c;
+	uint64_t x = (uint64_t)(uintptr_t)w ^ now_ns(), counter = 0;
 	char req[512], reply[512], key[64];
+	struct conn *cn = calloc(1, sizeof(*cn));
 	int fd = dial(c->port);
 
-	if (fd < 0) {
-		w->err = errno;
+	if (fd < 0 || !cn) {
+		w->err = fd < 0 ? errno : ENOMEM;
+		if (fd >= 0)
+			close(fd);
+		free(cn);
 		return NULL;
 	}
-	while (now_ns() < end) {
+	cn->fd = fd;
+	while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
 		snprintf(key, sizeof(key), "%s%llu", c->prefix, (unsigned long long)(x % (uint64_t)c->keys));
 		bool set = (int)((x >> 32) % 100) < c->set_pct;
+		const char *eol = c->redis ? "\r\n" : "\n";
 		if (set)
-			snprintf(req, sizeof(req), "SET %s %s:%llu:%s\n", key, key, (unsigned long long)++counter, key);
+			snprintf(req, sizeof(req), "SET %s %s:%llu:%s%s", key, key, (unsigned long long)++counter, key,
+				 eol);
 		else
-			snprintf(req, sizeof(req), "GET %s\n", key);
+			snprintf(req, sizeof(req), "GET %s%s", key, eol);
 		uint64_t t0 = now_ns();
-		if (request(fd, req, reply, sizeof(reply))) {
+		if (request(cn, c->redis, req, reply, sizeof(reply))) {
 			w->err = EPIPE;
 			break;
 		}
-		if (w->nlat < MAX_SAMPLES)
+		if (w->nlat < MAX_SAMPLES) {
+			w->start[w->nlat] = t0;
 			w->lat[w->nlat++] = now_ns() - t0;
+		}
 		w->ops++;
 		if (!set && reply[0] == '$' && !well_formed(key, reply + 1))
 			w->bad++;
@@ -132,7 +236,35 @@ static void *worker_main(void *arg)
 			w->bad++;
 	}
 	close(fd);
+	free(cn);
 	return NULL;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* Sorted latencies: count, p50, p99, max (ns). */
+struct pct {
+	size_t n;
+	double p50, p99, max;
+};
+
+static struct pct percentiles(uint64_t *v, size_t n)
+{
+	struct pct p = { .n = n };
+
+	qsort(v, n, sizeof(uint64_t), cmp_u64);
+	if (n) {
+		p.p50 = (double)v[n / 2];
+		p.p99 = (double)v[n * 99 / 100];
+		p.max = (double)v[n - 1];
+	}
+	return p;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -143,10 +275,11 @@ static int cmp_u64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	struct cfg c = { .conns = 4, .keys = 100000, .set_pct = 50, .seconds = 5, .bgsave_at = -1, .prefix = "k" };
-	struct worker w[MAX_CONNS] = { 0 };
-	uint64_t ops = 0, bad = 0, *all;
-	size_t nall = 0;
+	static struct cfg c = { .conns = 4, .keys = 100000, .set_pct = 50, .seconds = 5, .bgsave_at = -1, .prefix = "k" };
+	static struct worker w[MAX_CONNS];
+	uint64_t ops = 0, bad = 0, *all, *during, save_t0 = 0, save_t1 = 0;
+	size_t nall = 0, nduring = 0;
+	struct pct pa, ps = { 0 };
 	double t;
 
 	for (int i = 1; i < argc; i++) {
@@ -166,31 +299,60 @@ int main(int argc, char **argv)
 			c.bgsave_at = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--incr"))
 			c.incr = true;
+		else if (!strcmp(argv[i], "--until-saved"))
+			c.until_saved = true;
+		else if (!strcmp(argv[i], "--redis"))
+			c.redis = true;
 		else {
 			fprintf(stderr, "usage: kv-load --port N [--conns N] [--seconds S] [--keys N] [--prefix P]\n"
-					"               [--set-pct N] [--bgsave-at S [--incr]]\n");
+					"               [--set-pct N] [--bgsave-at S [--incr] [--until-saved]] [--redis]\n");
 			return 2;
 		}
 	}
 	if (c.port <= 0 || c.conns < 1 || c.conns > MAX_CONNS || c.keys < 1)
 		return fprintf(stderr, "kv-load: bad --port, --conns (1-%d) or --keys\n", MAX_CONNS), 2;
+	if (c.until_saved && c.bgsave_at < 0)
+		return fprintf(stderr, "kv-load: --until-saved needs --bgsave-at\n"), 2;
 	uint64_t t0 = now_ns();
 	for (int i = 0; i < c.conns; i++) {
 		w[i].c = &c;
 		w[i].lat = malloc(MAX_SAMPLES * sizeof(uint64_t));
-		if (!w[i].lat || pthread_create(&w[i].th, NULL, worker_main, &w[i]))
+		w[i].start = malloc(MAX_SAMPLES * sizeof(uint64_t));
+		if (!w[i].lat || !w[i].start || pthread_create(&w[i].th, NULL, worker_main, &w[i]))
 			return perror("kv-load"), 1;
 	}
 	if (c.bgsave_at >= 0) {
 		char reply[512];
-		int fd;
-		struct timespec ts = { (time_t)c.bgsave_at, (long)((c.bgsave_at - (time_t)c.bgsave_at) * 1e9) };
-		nanosleep(&ts, NULL);
-		fd = dial(c.port);
-		if (fd < 0 || request(fd, c.incr ? "BGSAVE INCR\n" : "BGSAVE\n", reply, sizeof(reply)))
+		struct conn *cn = calloc(1, sizeof(*cn));
+		const char *cmd = c.redis ? "BGSAVE\r\n" : c.incr ? "BGSAVE INCR\n" : "BGSAVE\n";
+
+		sleep_s(c.bgsave_at);
+		if (!cn || (cn->fd = dial(c.port)) < 0)
+			return perror("kv-load: BGSAVE"), 1;
+		save_t0 = now_ns();
+		if (request(cn, false, cmd, reply, sizeof(reply)))
 			return perror("kv-load: BGSAVE"), 1;
 		printf("kv-load: BGSAVE at %.1f s: %s", c.bgsave_at, reply);
-		close(fd);
+		if (c.until_saved) {
+			int st;
+			if (reply[0] != '+')
+				return fprintf(stderr, "kv-load: BGSAVE refused: %s", reply), 1;
+			/* Poll every 10 ms: the save's end is known to that. */
+			while ((st = c.redis ? redis_saving(cn) : kv_saving(cn)) == 1)
+				sleep_s(0.01);
+			save_t1 = now_ns();
+			if (st < 0)
+				return fprintf(stderr, "kv-load: the save failed\n"), 1;
+		}
+		close(cn->fd);
+		free(cn);
+	}
+	{
+		/* The load runs --seconds, or until the save is done. */
+		double left = c.seconds - (double)(now_ns() - t0) / 1e9;
+		if (left > 0)
+			sleep_s(left);
+		atomic_store(&c.stop, true);
 	}
 	int failed = 0;
 	for (int i = 0; i < c.conns; i++) {
@@ -201,23 +363,46 @@ int main(int argc, char **argv)
 		bad += w[i].bad;
 	}
 	if (failed) {
-		for (int i = 0; i < c.conns; i++)
+		for (int i = 0; i < c.conns; i++) {
 			free(w[i].lat);
+			free(w[i].start);
+		}
 		return 1;
 	}
 	t = (double)(now_ns() - t0) / 1e9;
 	all = malloc(ops * sizeof(uint64_t) + 1);
+	during = malloc(ops * sizeof(uint64_t) + 1);
+	if (!all || !during)
+		return perror("kv-load"), 1;
 	for (int i = 0; i < c.conns; i++) {
-		memcpy(all + nall, w[i].lat, w[i].nlat * sizeof(uint64_t));
-		nall += w[i].nlat;
+		for (size_t k = 0; k < w[i].nlat; k++) {
+			all[nall++] = w[i].lat[k];
+			/* A request that started while the save ran. */
+			if (save_t1 && w[i].start[k] >= save_t0 && w[i].start[k] < save_t1)
+				during[nduring++] = w[i].lat[k];
+		}
 		free(w[i].lat);
+		free(w[i].start);
 	}
-	qsort(all, nall, sizeof(uint64_t), cmp_u64);
+	pa = percentiles(all, nall);
 	printf("kv-load: %llu requests in %.1f s: %.0f req/s; latency p50 %.0f us, p99 %.0f us, max %.0f us; "
 	       "%llu bad replies\n",
-	       (unsigned long long)ops, t, (double)ops / t, nall ? (double)all[nall / 2] / 1e3 : 0,
-	       nall ? (double)all[nall * 99 / 100] / 1e3 : 0, nall ? (double)all[nall - 1] / 1e3 : 0,
+	       (unsigned long long)ops, t, (double)ops / t, pa.p50 / 1e3, pa.p99 / 1e3, pa.max / 1e3,
 	       (unsigned long long)bad);
+	printf("kv-load-result rps=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f bad=%llu", (double)ops / t, pa.p50 / 1e3,
+	       pa.p99 / 1e3, pa.max / 1e3, (unsigned long long)bad);
+	if (save_t1) {
+		double sd = (double)(save_t1 - save_t0) / 1e9;
+		ps = percentiles(during, nduring);
+		printf(" save_s=%.3f save_n=%zu save_rps=%.0f save_p50_us=%.0f save_p99_us=%.0f save_max_us=%.0f", sd,
+		       nduring, (double)nduring / sd, ps.p50 / 1e3, ps.p99 / 1e3, ps.max / 1e3);
+	}
+	printf("\n");
+	if (save_t1)
+		printf("kv-load: during the save (%.2f s): %zu requests: %.0f req/s; p99 %.0f us, max %.0f us\n",
+		       (double)(save_t1 - save_t0) / 1e9, nduring, (double)nduring / ((double)(save_t1 - save_t0) / 1e9),
+		       ps.p99 / 1e3, ps.max / 1e3);
 	free(all);
+	free(during);
 	return bad ? 1 : 0;
 }

@@ -12,23 +12,45 @@
  *   BGSAVE [INCR]     -> +STARTED path   (INCR: only what changed since the
  *                                          last save, an incremental image)
  *   LASTSAVE          -> +IDLE | +RUNNING | +DONE path stall_us total_ms
- *                        pages_cow | -ERR message
+ *                        pages_cow pages_final rounds | -ERR message
  *                        (pages_cow: pages copied because a client wrote
  *                        them during the save: by the snapshot, or with
  *                        --fork-save by the kernel's copy-on-write, counted
- *                        as the server's page faults while the child ran)
+ *                        as the server's page faults while the child ran;
+ *                        pages_final: the pages the pause dealt with;
+ *                        rounds: precopy rounds; both 0 with --fork-save)
  *   INFO              -> +keys N saves N last_stall_us N fork_save 0|1
  *   QUIT
  *
  * Saving: the worker threads hold a read lock per request; the snapshot's
  * quiesce callback takes the write lock, so the pause falls between
- * requests. A write watch (FL_WATCH_SYNC) runs from startup, so every save
- * after the first can be incremental. --fork-save does the classic thing
- * instead: fork(), and the child writes the arena.
+ * requests. A write watch runs from startup, so every save after the first
+ * can be incremental. Which watch decides what clients pay:
+ *  - asynchronous (FL_WATCH_ASYNC, kernels with WP_ASYNC, 6.7+): the first
+ *    write to a page after a save is resolved inside the kernel, no thread
+ *    of ours runs. Saves are precopy rounds (FL_SNAPSHOT_PRECOPY): a writer
+ *    never waits for the saver, the pause copies the last few pages.
+ *  - synchronous (FL_WATCH_SYNC, what 6.1 has): every first write after a
+ *    save is a round trip to the watch's thread. Saves are copy-before-write
+ *    (FL_SNAPSHOT_COW): the pause is shortest, a writer to an unsaved page
+ *    waits while it is saved.
+ * --track picks one (auto: the best the kernel has; none: no tracking, so
+ * no incremental saves: the baseline of what tracking costs).
+ * --save-nice N lowers the saving threads' priority (the snapshot's own
+ * thread inherits it). Default 0: under a load that keeps every request
+ * thread runnable, nice 10 left a precopy save of 1 GiB about 1 % of the
+ * CPUs, and with every round slower the rounds never caught up with the
+ * writes (a save still running after 12 minutes).
+ * --fork-save does the classic thing instead: fork(), and the child writes
+ * the arena.
  *
  *   kv-server [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]
+ *             [--track auto|async|sync|none] [--prefill N] [--save-nice N]
  *
  * SIZE is in bytes, with an optional K, M or G suffix (default 256M).
+ * --prefill N stores keys k0 .. k<N-1> (values as kv-load writes them,
+ * "k<i>:0:k<i>") before listening, and populates the whole arena, so a
+ * benchmark starts from a server that holds its data.
  *
  * Build: see examples/meson.build (links libfaultline).
  */
@@ -39,6 +61,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,6 +70,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,18 +91,24 @@ struct server {
 	size_t arena_len;
 	uint64_t nslots;
 	pthread_rwlock_t quiesce;	/* requests: read; snapshot pause: write */
-	pthread_mutex_t table;		/* the hash table (kept simple: one lock) */
+	/* The table's locks: one per stripe of consecutive slots, so a request
+	 * that stalls (a page fault in the arena, a write watch's fault) holds
+	 * up only the requests for its stripe, not every request. */
+	pthread_mutex_t *stripe;
+	uint64_t nstripes, stripe_slots;
 	_Atomic uint64_t keys;
 	const char *dir;
 	bool fork_save;
-	struct fl_watch *watch;
+	int save_nice;			/* the live save's threads (--save-nice) */
+	struct fl_watch *watch;		/* NULL: --track none */
 	/* save state */
 	pthread_mutex_t save_lock;
 	bool saving;
 	int save_err;
 	unsigned saves;
 	char last_path[400];
-	uint64_t last_stall_ns, last_total_ns, last_cow;
+	uint64_t last_stall_ns, last_total_ns, last_cow, last_final;
+	unsigned last_rounds;
 	char save_msg[256];
 };
 
@@ -106,6 +136,57 @@ static struct slot *lookup(struct server *s, const char *k, size_t n, uint64_t h
 			return sl;
 	}
 	return NULL;
+}
+
+/* The stripe locks a request holds (see lookup_locked()). */
+#define MAX_HELD 8
+struct held {
+	unsigned n;
+	uint64_t st[MAX_HELD];
+};
+
+static void unlock_held(struct server *s, struct held *hd)
+{
+	while (hd->n)
+		pthread_mutex_unlock(&s->stripe[hd->st[--hd->n]]);
+}
+
+/*
+ * lookup() holding the stripe lock of every slot it looks at. The first is
+ * waited for; the next ones (a probe that runs into the following stripe,
+ * or round the table's end to the first) are only tried, since waiting for
+ * one while holding another could deadlock with a probe the other way: a
+ * busy one drops them all and the probe starts again. A probe through
+ * more than MAX_HELD stripes (a nearly full table) finds nothing.
+ */
+static struct slot *lookup_locked(struct server *s, const char *k, size_t n, uint64_t h, struct held *hd)
+{
+	for (;;) {
+		bool busy = false;
+		hd->n = 0;
+		for (uint64_t i = 0; i < s->nslots; i++) {
+			uint64_t idx = (h + i) % s->nslots, st = idx / s->stripe_slots;
+			struct slot *sl = &s->arena[idx];
+
+			if (!hd->n || hd->st[hd->n - 1] != st) {
+				if (hd->n == MAX_HELD)
+					break;
+				if (!hd->n)
+					pthread_mutex_lock(&s->stripe[st]);
+				else if (pthread_mutex_trylock(&s->stripe[st])) {
+					busy = true;
+					break;
+				}
+				hd->st[hd->n++] = st;
+			}
+			if (!sl->hash || (sl->hash == h && sl->klen == n && !memcmp(sl->key, k, n)))
+				return sl;
+		}
+		unlock_held(s, hd);
+		if (!busy)
+			return NULL;
+		sched_yield();
+	}
 }
 
 /* ---- saving --------------------------------------------------------------- */
@@ -159,6 +240,8 @@ static void *save_fork(struct save_job *j)
 	s->last_stall_ns = stall;
 	s->last_total_ns = now_ns() - t0;
 	s->last_cow = cow;
+	s->last_final = 0;
+	s->last_rounds = 0;
 	pthread_mutex_unlock(&s->save_lock);
 	return NULL;
 }
@@ -169,13 +252,16 @@ static void *save_thread(void *arg)
 	struct server *s = j->s;
 	struct fl_range r = { (uintptr_t)s->arena, s->arena_len };
 	struct fl_watch *ws[1] = { s->watch };
+	/* Copy-before-write needs a synchronous watch; on any other (or
+	 * none) the save is precopy rounds, which never hold a writer. */
+	bool cow = s->watch && fl_watch_backend(s->watch) == FL_WATCH_SYNC;
 	struct fl_snapshot_opts o = {
 		.sz = sizeof(o),
-		.strategy = FL_SNAPSHOT_COW,
+		.strategy = cow ? FL_SNAPSHOT_COW : FL_SNAPSHOT_PRECOPY,
 		.ranges = &r,
 		.nr_ranges = 1,
 		.parent = j->incremental ? j->parent : NULL,
-		.watches = ws,
+		.watches = s->watch ? ws : NULL,
 		.quiesce = pause_workers,
 		.quiesce_ctx = s,
 		.creator = "kv-server",
@@ -188,6 +274,10 @@ static void *save_thread(void *arg)
 	if (s->fork_save) {
 		save_fork(j);
 	} else {
+		/* Requests first: this thread, and the snapshot's thread it
+		 * creates (which inherits it), yield the CPUs to them. */
+		if (s->save_nice)
+			setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), s->save_nice);
 		ret = fl_snapshot_new(j->path, &o, &snap);
 		if (!ret) {
 			ret = fl_snapshot_start(snap);
@@ -201,6 +291,8 @@ static void *save_thread(void *arg)
 		s->last_stall_ns = p.stall_ns;
 		s->last_total_ns = now_ns() - t0;
 		s->last_cow = p.pages_cow;
+		s->last_final = p.pages_final;
+		s->last_rounds = p.rounds;
 		pthread_mutex_unlock(&s->save_lock);
 	}
 	pthread_mutex_lock(&s->save_lock);
@@ -227,7 +319,7 @@ static void bgsave(struct server *s, bool incremental, char *reply, size_t len)
 		free(j);
 		return;
 	}
-	if (incremental && (!s->saves || s->fork_save)) {
+	if (incremental && (!s->saves || s->fork_save || !s->watch)) {
 		pthread_mutex_unlock(&s->save_lock);
 		snprintf(reply, len, "-ERR incremental needs an earlier faultline save\n");
 		free(j);
@@ -271,8 +363,8 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 		}
 		uint64_t h = hash_key(k, kn);
 		pthread_rwlock_rdlock(&s->quiesce);
-		pthread_mutex_lock(&s->table);
-		struct slot *sl = lookup(s, k, kn, h);
+		struct held hd;
+		struct slot *sl = lookup_locked(s, k, kn, h, &hd);
 		if (set) {
 			if (!sl) {
 				snprintf(reply, len, "-ERR table full\n");
@@ -292,7 +384,7 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 		} else {
 			snprintf(reply, len, "-\n");
 		}
-		pthread_mutex_unlock(&s->table);
+		unlock_held(s, &hd);
 		pthread_rwlock_unlock(&s->quiesce);
 	} else if (!strcmp(cmd, "BGSAVE")) {
 		bgsave(s, k && !strcmp(k, "INCR"), reply, len);
@@ -305,9 +397,10 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 		else if (!s->saves)
 			snprintf(reply, len, "+IDLE\n");
 		else
-			snprintf(reply, len, "+DONE %s %llu %llu %llu\n", s->last_path,
+			snprintf(reply, len, "+DONE %s %llu %llu %llu %llu %u\n", s->last_path,
 				 (unsigned long long)(s->last_stall_ns / 1000),
-				 (unsigned long long)(s->last_total_ns / 1000000), (unsigned long long)s->last_cow);
+				 (unsigned long long)(s->last_total_ns / 1000000), (unsigned long long)s->last_cow,
+				 (unsigned long long)s->last_final, s->last_rounds);
 		pthread_mutex_unlock(&s->save_lock);
 	} else if (!strcmp(cmd, "INFO")) {
 		pthread_mutex_lock(&s->save_lock);
@@ -363,6 +456,7 @@ out:
 static int usage(void)
 {
 	fprintf(stderr, "usage: kv-server [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]\n"
+			"                 [--track auto|async|sync|none] [--prefill N] [--save-nice N]\n"
 			"  SIZE: bytes, with an optional K, M or G suffix (default 256M)\n");
 	return 2;
 }
@@ -387,10 +481,38 @@ static size_t parse_arena(const char *v)
 	return (size_t)n;
 }
 
+/* Keys k0 .. k<n-1>, before any client or watch: no locks needed. */
+static int prefill(struct server *s, unsigned long long n)
+{
+	char k[32], v[96];
+
+	/* Every page holds data, as in a server that has run a while. */
+	madvise(s->arena, s->arena_len, MADV_POPULATE_WRITE);
+	for (unsigned long long i = 0; i < n; i++) {
+		int kn = snprintf(k, sizeof(k), "k%llu", i);
+		int vn = snprintf(v, sizeof(v), "%s:0:%s", k, k);
+		uint64_t h = hash_key(k, (size_t)kn);
+		struct slot *sl = lookup(s, k, (size_t)kn, h);
+
+		if (!sl)
+			return -ENOSPC;
+		if (!sl->hash) {
+			memcpy(sl->key, k, (size_t)kn);
+			sl->klen = (uint32_t)kn;
+			s->keys++;
+		}
+		memcpy(sl->val, v, (size_t)vn);
+		sl->vlen = (uint32_t)vn;
+		sl->hash = h;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct server s = { .dir = "/var/tmp" };
-	const char *load = NULL;
+	const char *load = NULL, *track = "auto";
+	unsigned long long fill = 0;
 	size_t arena = 256u << 20;
 	int port = 0, lfd, one = 1, ret;
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -413,6 +535,12 @@ int main(int argc, char **argv)
 			load = argv[++i];
 		else if (!strcmp(argv[i], "--fork-save"))
 			s.fork_save = true;
+		else if (!strcmp(argv[i], "--track") && i + 1 < argc)
+			track = argv[++i];
+		else if (!strcmp(argv[i], "--save-nice") && i + 1 < argc)
+			s.save_nice = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--prefill") && i + 1 < argc)
+			fill = strtoull(argv[++i], NULL, 10);
 		else
 			return usage();
 	}
@@ -427,7 +555,15 @@ int main(int argc, char **argv)
 	/* Writer preference: a pending pause is not starved by a stream of requests. */
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&s.quiesce, &ra);
-	pthread_mutex_init(&s.table, NULL);
+	/* Stripes of at least 64 slots (a probe at half load never runs
+	 * through MAX_HELD of them), at most 4096 stripes. */
+	s.stripe_slots = s.nslots / 4096 > 64 ? s.nslots / 4096 : 64;
+	s.nstripes = (s.nslots + s.stripe_slots - 1) / s.stripe_slots;
+	s.stripe = calloc(s.nstripes, sizeof(*s.stripe));
+	if (!s.stripe)
+		return perror("kv-server"), 1;
+	for (uint64_t i = 0; i < s.nstripes; i++)
+		pthread_mutex_init(&s.stripe[i], NULL);
 	pthread_mutex_init(&s.save_lock, NULL);
 
 	if (load) {
@@ -449,10 +585,22 @@ int main(int argc, char **argv)
 			s.keys += s.arena[i].hash != 0;
 		snprintf(s.last_path, sizeof(s.last_path), "%s", load);
 	}
-	if (!s.fork_save) {
+	if (fill && (ret = prefill(&s, fill))) {
+		fprintf(stderr, "kv-server: --prefill %llu: the arena holds %llu slots\n", fill,
+			(unsigned long long)s.nslots);
+		return 1;
+	}
+	enum fl_watch_backend be = FL_WATCH_AUTO;
+	if (!strcmp(track, "async"))
+		be = FL_WATCH_ASYNC;
+	else if (!strcmp(track, "sync"))
+		be = FL_WATCH_SYNC;
+	else if (strcmp(track, "auto") && strcmp(track, "none"))
+		return usage();
+	if (!s.fork_save && strcmp(track, "none")) {
 		/* From now on, what changes is tracked: saves after the first
 		 * can be incremental. */
-		struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = FL_WATCH_SYNC };
+		struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = be };
 		ret = fl_watch_new(s.arena, arena, &wo, &s.watch);
 		if (ret) {
 			fprintf(stderr, "kv-server: fl_watch_new: %s\n", strerror(-ret));
@@ -466,9 +614,11 @@ int main(int argc, char **argv)
 	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 128) ||
 	    getsockname(lfd, (struct sockaddr *)&sa, &sl))
 		return perror("listen"), 1;
-	printf("kv-server: listening on 127.0.0.1:%d, %zu MiB arena (%llu slots), %s saves in %s\n",
+	static const char *const be_name[] = { "auto", "async", "sync", "mprotect" };
+	printf("kv-server: listening on 127.0.0.1:%d, %zu MiB arena (%llu slots), %s saves in %s, tracking %s\n",
 	       ntohs(sa.sin_port), arena >> 20, (unsigned long long)s.nslots,
-	       s.fork_save ? "fork()" : "faultline live-snapshot", s.dir);
+	       s.fork_save ? "fork()" : "faultline live-snapshot", s.dir,
+	       s.watch ? be_name[fl_watch_backend(s.watch)] : "none");
 	fflush(stdout);
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

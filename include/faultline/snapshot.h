@@ -22,7 +22,11 @@
  *  writers are paused for the last dirty set. The image equals memory at
  *  that final pause. With a synchronous watch, the final dirty set is only
  *  write-protected during the pause and saved copy-before-write after it;
- *  otherwise it is copied during the pause. Either way the stall follows
+ *  otherwise it is copied into memory during the pause (up to 256 MiB,
+ *  the rest straight to the image) and written to the image after the
+ *  writers resume; its pages are left marked written in the watches (not
+ *  re-protected during the pause: that costs more than the copy), so the
+ *  next incremental snapshot saves them again. Either way the stall follows
  *  the final dirty set, not the size of memory.
  *
  * Pausing the writers: supply `quiesce` (called with pause = true, then
@@ -49,9 +53,9 @@
  * incremental snapshot picks up from there: take the first (full)
  * snapshot with the watches too. A COW snapshot needs FL_WATCH_SYNC
  * watches for copy-before-write; with another backend it copies the pages
- * written since the parent during the pause (and a full COW snapshot with
- * such watches is refused with -EMEDIUMTYPE: use PRECOPY, or FL_WATCH_SYNC
- * watches).
+ * written since the parent into memory during the pause (and a full COW
+ * snapshot with such watches is refused with -EMEDIUMTYPE: use PRECOPY,
+ * or FL_WATCH_SYNC watches).
  *
  * Discarding memory during a snapshot (MADV_DONTNEED, munmap, or a write
  * through another mapping of the same shmem) bypasses write protection:

@@ -30,6 +30,8 @@ enum { G_NEEDED = 0, G_CLAIMED = 1, G_SAVED = 2, G_SKIP = 3 };
 #define SAVE_BATCH 512
 /* Capacity of one fl_watch_get() call. */
 #define GET_BATCH 65536
+/* At most this much of a final dirty set is held in memory (see stash_map()). */
+#define STASH_MAX_BYTES (256ull << 20)
 
 struct snap_range {
 	struct fl_snapshot *snap;
@@ -43,6 +45,16 @@ struct snap_range {
 	bool hooked;
 	_Atomic uint8_t *state;		/* per granule, during the save */
 	uint8_t *bounce;		/* see save_run(); saver threads only */
+};
+
+/*
+ * A run of granules copied while the writers were paused, waiting in the
+ * stash (at byte `off`) to be written to the image once they run again.
+ */
+struct stash_run {
+	struct snap_range *r;
+	uint64_t g, n;
+	uint64_t off;
 };
 
 struct fl_snapshot {
@@ -78,6 +90,12 @@ struct fl_snapshot {
 	uint64_t needed_pages;		/* pages marked NEEDED for this instant */
 	void **getbuf;
 	uint8_t *present;		/* scratch for presence checks */
+	/* Taken during the pause, written after it (take_instant()); only
+	 * the thread taking the instant, then the snapshot thread, use it. */
+	struct stash_run *stash;
+	size_t nstash, stash_cap;
+	uint8_t *stash_mem;		/* STASH_MAX_BYTES of address space, or NULL */
+	uint64_t stash_bytes;		/* used */
 };
 
 static void set_error(struct fl_snapshot *s, int err)
@@ -223,10 +241,104 @@ static int save_run_direct(struct fl_snapshot *s, struct snap_range *r, uint64_t
 	return 0;
 }
 
+static int copy_granules(struct fl_snapshot *s, struct snap_range *r, uint64_t first, uint64_t n);
+
+/*
+ * The stash: the final dirty set of a snapshot on watches that cannot hold
+ * writers back is copied here while the writers are paused (a memcpy),
+ * where writing to the image (its content hash, compression, the page
+ * cache, its lock) and checking every page's presence would keep them
+ * paused many times longer. Huge pages, and populated before the pause
+ * for the size the last round suggests: a 4 KiB first-touch fault per
+ * page would cost more than the copy. Beyond STASH_MAX_BYTES, or without
+ * memory, granules go straight to the image, as before.
+ */
+static int stash_map(struct fl_snapshot *s)
+{
+	void *m;
+
+	if (s->stash_mem)
+		return 0;
+	m = mmap(NULL, STASH_MAX_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return -ENOMEM;
+	(void)madvise(m, STASH_MAX_BYTES, MADV_HUGEPAGE);	/* a hint: 4 KiB pages work too */
+	s->stash_mem = m;
+	return 0;
+}
+
+/* Before the pause: fault in room for about `pages` 4 KiB pages. */
+static void stash_prepare(struct fl_snapshot *s, uint64_t pages)
+{
+	uint64_t bytes = FL_MIN(pages * 2 * FL_PAGE_SIZE + (2u << 20), STASH_MAX_BYTES);
+
+	if (stash_map(s))
+		return;
+	bytes = (bytes + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
+	(void)madvise(s->stash_mem, FL_MIN(bytes, STASH_MAX_BYTES), MADV_POPULATE_WRITE);
+}
+
+/* take_dirty() callback during the pause: copy granule g of r into the stash. */
+static int stash_one(struct fl_snapshot *s, struct snap_range *r, uint64_t g, void *ctx)
+{
+	struct stash_run *last = s->nstash ? &s->stash[s->nstash - 1] : NULL;
+
+	(void)ctx;
+	if (stash_map(s) || s->stash_bytes + r->gran > STASH_MAX_BYTES)
+		return copy_granules(s, r, g, 1);
+	memcpy(s->stash_mem + s->stash_bytes, (const void *)(uintptr_t)(r->start + g * r->gran), r->gran);
+	if (last && last->r == r && last->g + last->n == g && last->off + last->n * r->gran == s->stash_bytes) {
+		last->n++;
+	} else {
+		if (s->nstash == s->stash_cap) {
+			size_t cap = s->stash_cap ? s->stash_cap * 2 : 1024;
+			struct stash_run *ns = realloc(s->stash, cap * sizeof(*ns));
+			if (!ns)
+				return copy_granules(s, r, g, 1);
+			s->stash = ns;
+			s->stash_cap = cap;
+		}
+		s->stash[s->nstash++] = (struct stash_run){ r, g, 1, s->stash_bytes };
+	}
+	s->stash_bytes += r->gran;
+	return 0;
+}
+
+/* Write what the pause stashed; it is later than every copy a precopy
+ * round made of the same pages, and a page put twice keeps the last. A
+ * page read as zeros (discarded since it was written) is stored as ZERO by
+ * the writer. */
+static int flush_stash(struct fl_snapshot *s)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < s->nstash && !ret; i++) {
+		struct stash_run *st = &s->stash[i];
+		size_t ppg = st->r->gran / FL_PAGE_SIZE;
+		if (atomic_load(&s->failed))
+			ret = -ECANCELED;
+		else
+			ret = fl_image_writer_put(s->writer, st->r->region, st->g * ppg, st->n * ppg,
+						  s->stash_mem + st->off);
+		if (ret > 0)
+			ret = 0;
+		if (!ret)
+			atomic_fetch_add(&s->pages_saved, st->n * ppg);
+		report(s, false);
+	}
+	s->nstash = 0;
+	s->stash_bytes = 0;
+	if (s->stash_mem) {
+		munmap(s->stash_mem, STASH_MAX_BYTES);
+		s->stash_mem = NULL;
+	}
+	return ret;
+}
+
 /*
  * Copy granules [first, first + n) as they are now. Used by precopy rounds
  * (the watch was reset before, so a concurrent write re-dirties the
- * granule) and, through claim_and_save(), for copy-before-write.
+ * granule), and during the pause when the stash is full.
  */
 static int copy_granules(struct fl_snapshot *s, struct snap_range *r, uint64_t first, uint64_t n)
 {
@@ -391,6 +503,44 @@ static int64_t take_dirty(struct fl_snapshot *s, int (*fn)(struct fl_snapshot *,
 	return total;
 }
 
+/*
+ * The written granules of every range, without resetting them: `fn` sees
+ * each. For the pause on watches that cannot hold writers back: getting is
+ * a page-table scan, while resetting re-protects page by page (PAGEMAP_SCAN
+ * with WP_MATCHING: microseconds per page on a VM, most of the pause). So
+ * the final set stays marked written: the next incremental snapshot saves
+ * it again, which is correct, only not minimal. Pages are not reset, so a
+ * full batch is followed by the next from the address after its last.
+ */
+static int64_t take_dirty_keep(struct fl_snapshot *s,
+			       int (*fn)(struct fl_snapshot *, struct snap_range *, uint64_t, void *), void *ctx)
+{
+	int64_t total = 0;
+
+	for (unsigned i = 0; i < s->nr; i++) {
+		struct snap_range *r = &s->r[i];
+		uint64_t at = r->start, end = r->start + r->len, count;
+
+		while (at < end) {
+			int ret;
+			count = GET_BATCH;
+			ret = fl_watch_get(r->watch, (void *)(uintptr_t)at, end - at, 0, s->getbuf, &count, NULL);
+			if (ret)
+				return ret;
+			for (uint64_t k = 0; k < count; k++) {
+				ret = fn(s, r, ((uint64_t)(uintptr_t)s->getbuf[k] - r->start) / r->gran, ctx);
+				if (ret)
+					return ret;
+			}
+			total += (int64_t)count;
+			if (count < GET_BATCH)
+				break;
+			at = (uint64_t)(uintptr_t)s->getbuf[count - 1] + r->gran;
+		}
+	}
+	return total;
+}
+
 /* At the instant: marked under the watch's lock (fl__watch_get_mark()),
  * before the page is re-protected, so a stale fault message handled by
  * the hook either comes before (and the page is taken here) or after (and
@@ -543,8 +693,14 @@ static int take_instant(struct fl_snapshot *s)
 		atomic_store(&s->pages_final, s->needed_pages);
 		return 0;
 	}
-	/* Watches that cannot hold a writer back: copy while paused. */
-	n = copy_dirty(s);
+	/* Watches that cannot hold a writer back: copy while paused, into
+	 * memory; the snapshot thread writes it out (flush_stash()). After
+	 * precopy rounds (each reset what it took) the final set is small and
+	 * is left marked written; an incremental COW snapshot takes everything
+	 * written since the parent here, and not resetting it would carry all
+	 * of it into every later snapshot of the chain. */
+	n = s->o.strategy == FL_SNAPSHOT_PRECOPY ? take_dirty_keep(s, stash_one, NULL)
+						  : take_dirty(s, stash_one, NULL);
 	if (n < 0)
 		return (int)n;
 	atomic_store(&s->pages_final, (uint64_t)n);
@@ -662,6 +818,9 @@ static int precopy_final(struct fl_snapshot *s)
 {
 	int ret;
 
+	/* Room for the final set, faulted in while the writers still run. */
+	if (!s->sync_watch)
+		stash_prepare(s, s->dirty_last);
 	if (s->o.quiesce) {
 		uint64_t t0, stall;
 		/* The stall is the time the writers are held: from the pause
@@ -723,8 +882,10 @@ static void *snapshot_thread(void *arg)
 	}
 	if (!ret) {
 		set_phase(s, FL_SNAP_STREAMING);
-		ret = save_needed(s);
+		ret = flush_stash(s);
 	}
+	if (!ret)
+		ret = save_needed(s);
 	/* Writers stop waiting on us before the image is sealed (on error:
 	 * `failed` first, so a hook waiting on a claimed granule returns). */
 	if (ret)
@@ -924,6 +1085,9 @@ struct fl_snapshot *fl_snapshot_free(struct fl_snapshot *s)
 		fl__close(s->pagemap_fd);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
+	if (s->stash_mem)
+		munmap(s->stash_mem, STASH_MAX_BYTES);
+	free(s->stash);
 	free(s->getbuf);
 	free(s->present);
 	free(s->r);

@@ -56,37 +56,47 @@ untorn() { # prefix count -> number of malformed values among present keys
 		awk -v p="$1" '/^\$/ { v = substr($0, 2); k = p (NR - 1); if (v !~ ("^" k ":[0-9]+:" k "$")) bad++ } END { print bad + 0 }'
 }
 
-# 1. A save while four clients write.
-start || exit 1
-ok markers-set '[ "$(set_keys m 300)" = 0 ]'
-"$L" --port "$port" --conns 4 --seconds 2 --keys 2000 --prefix b --set-pct 80 --bgsave-at 0.7 > "$T/load.out" 2>&1
-ok load-no-bad-replies '[ $? = 0 ]'
-ok load-bgsave-started 'grep -q "+STARTED" "$T/load.out"'
-done1=$(wait_save)
-ok save-done '[ -n "$done1" ] && [ "${done1#+DONE}" != "$done1" ]'
-img1=$(echo "$done1" | awk '{print $2}')
-ok image-exists '[ -f "$img1" ]'
-# 2. An incremental save of a few more keys.
-ok more-set '[ "$(set_keys n 100)" = 0 ]'
-ok bgsave-incr '[ "$(echo "BGSAVE INCR" | kv | cut -c1-8)" = "+STARTED" ]'
-done2=$(wait_save)
-img2=$(echo "$done2" | awk '{print $2}')
-ok incr-done '[ -f "$img2" ]'
-stop
+# 1-4 with each kind of tracking: auto (the asynchronous watch and precopy
+# saves where the kernel has it) and sync (copy-before-write saves, what a
+# 6.1 kernel gets from auto).
+for track in auto sync; do
+	T_PROG=examples/kv-$track
+	# 1. A save while four clients write.
+	start --track "$track" || exit 1
+	ok tracking-reported 'grep -Eq "tracking $([ "$track" = auto ] && echo "(async|sync)" || echo "$track")\$" "$T/server.out"'
+	ok markers-set '[ "$(set_keys m 300)" = 0 ]'
+	"$L" --port "$port" --conns 4 --seconds 2 --keys 2000 --prefix b --set-pct 80 --bgsave-at 0.7 > "$T/load.out" 2>&1
+	ok load-no-bad-replies '[ $? = 0 ]'
+	ok load-bgsave-started 'grep -q "+STARTED" "$T/load.out"'
+	done1=$(wait_save)
+	ok save-done '[ -n "$done1" ] && [ "${done1#+DONE}" != "$done1" ]'
+	img1=$(echo "$done1" | awk '{print $2}')
+	ok image-exists '[ -f "$img1" ]'
+	# 2. An incremental save of a few more keys.
+	ok more-set '[ "$(set_keys n 100)" = 0 ]'
+	ok bgsave-incr '[ "$(echo "BGSAVE INCR" | kv | cut -c1-8)" = "+STARTED" ]'
+	done2=$(wait_save)
+	img2=$(echo "$done2" | awk '{print $2}')
+	ok incr-done '[ -f "$img2" ]'
+	stop
 
-# 3. Restart from the full image: markers back, n* absent, b* untorn.
-start --load "$img1" || exit 1
-ok full-markers '[ "$(check_keys m 300)" = 0 ]'
-ok full-no-later-keys '[ "$(absent_keys n 100)" = 0 ]'
-ok full-untorn '[ "$(untorn b 2000)" = 0 ]'
-ok full-has-load-keys '[ "$(absent_keys b 2000)" -gt 0 ]'
-stop
-# 4. From the incremental image (its chain): everything.
-start --load "$img2" || exit 1
-ok incr-markers '[ "$(check_keys m 300)" = 0 ]'
-ok incr-later-keys '[ "$(check_keys n 100)" = 0 ]'
-ok incr-untorn '[ "$(untorn b 2000)" = 0 ]'
-stop
+	# 3. Restart from the full image: markers back, n* absent, b* untorn.
+	start --track "$track" --load "$img1" || exit 1
+	ok full-markers '[ "$(check_keys m 300)" = 0 ]'
+	ok full-no-later-keys '[ "$(absent_keys n 100)" = 0 ]'
+	ok full-untorn '[ "$(untorn b 2000)" = 0 ]'
+	ok full-has-load-keys '[ "$(absent_keys b 2000)" -gt 0 ]'
+	stop
+	# 4. From the incremental image (its chain): everything.
+	start --track "$track" --load "$img2" || exit 1
+	ok incr-markers '[ "$(check_keys m 300)" = 0 ]'
+	ok incr-later-keys '[ "$(check_keys n 100)" = 0 ]'
+	ok incr-untorn '[ "$(untorn b 2000)" = 0 ]'
+	stop
+
+	rm -f "$T"/dump-*.img
+done
+T_PROG=examples/kv
 
 # 5. The fork() mode, for comparison, round trips too; writes during its
 # save are copied by the kernel, and LASTSAVE counts them (pages_cow).

@@ -681,6 +681,69 @@ static int test_precopy_one_copy(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Precopy on a watch that cannot hold writers back (asynchronous, mprotect):
+ * the final dirty set is copied into memory during the pause and written
+ * to the image after the writers resume. Pages written after the instant,
+ * before that write, must still be saved as they were at the instant:
+ * writers run throughout, the test writes pages of its own before the pause
+ * (so the final set is not empty) and again right after the instant, with
+ * the snapshot thread still to write them out.
+ */
+static int test_pause_copy(void *arg)
+{
+	enum fl_watch_backend backend = (enum fl_watch_backend)(uintptr_t)arg;
+	size_t len = 8u << 20, mine = 64;
+	struct world w;
+	struct fl_range r;
+	struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = backend };
+	struct fl_watch *watch, *ws[1];
+
+	if (backend == FL_WATCH_ASYNC)
+		t_require_needs(T_WATCH_ASYNC);
+	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
+	world_init(&w, FL_MEM_ANON, len);
+	r = (struct fl_range){ (uintptr_t)w.mem, len };
+	T_OK(fl_watch_new(w.mem, len, &wo, &watch));
+	ws[0] = watch;
+	w.hot = w.npages / 2;	/* the writers' half; the test writes in the other */
+	world_start(&w, 2);
+	for (int it = 0; it < 4; it++) {
+		struct fl_snapshot_opts o = { .sz = sizeof(o), .strategy = FL_SNAPSHOT_PRECOPY, .ranges = &r,
+					      .nr_ranges = 1, .image_flags = FL_IMAGE_NO_SYNC, .watches = ws,
+					      .max_rounds = 3, .log = t_log_cb };
+		struct fl_snapshot_progress p = { .sz = sizeof(p) };
+		struct fl_snapshot *s;
+
+		T_OK(fl_snapshot_new(t_path_in(dir, "img"), &o, &s));
+		T_OK(fl_snapshot_start(s));
+		T_OK(fl_snapshot_wait_ready(s, -1));
+		for (size_t k = 0; k < mine; k++)
+			page_write(w.mem + (w.hot + k * 3 + (size_t)it) * PS);
+		quiesce_cb(true, &w);	/* writers paused, memory to the shadow */
+		T_OK(fl_snapshot_begin(s));
+		/* After the instant: this thread holds the writers off, its own
+		 * writes land before the snapshot thread writes the pause's copy. */
+		for (size_t k = 0; k < mine; k++)
+			page_write(w.mem + (w.hot + k * 3 + (size_t)it) * PS);
+		memset(w.mem + (w.hot + 1) * PS, 0xee, PS);
+		quiesce_cb(false, &w);
+		T_OK(fl_snapshot_wait(s, -1, NULL));
+		T_OK(fl_snapshot_progress(s, &p));
+		t_log("final set %llu pages, %llu saved, %u rounds", (unsigned long long)p.pages_final,
+		      (unsigned long long)p.pages_saved, p.rounds);
+		T_ASSERT(p.pages_final >= mine, "final set %llu pages, the test wrote %zu before the pause",
+			 (unsigned long long)p.pages_final, mine);
+		fl_snapshot_free(s);
+		check_image(t_path_in(dir, "img"), w.shadow, len);
+		unlink(t_path_in(dir, "img"));
+	}
+	world_stop(&w);
+	fl_watch_free(watch);
+	rmdir(dir);
+	return T_PASS;
+}
+
 static int quiesce_nothing(bool pause, void *ctx)
 {
 	(void)pause;
@@ -755,6 +818,8 @@ static const struct t_case cases[] = {
 	{ "cow-recipe", test_cow_recipe, NULL, 60 },
 	{ "precopy-one-copy", test_precopy_one_copy, (void *)(uintptr_t)FL_WATCH_AUTO, 120 },
 	{ "precopy-one-copy-mprotect", test_precopy_one_copy, (void *)(uintptr_t)FL_WATCH_MPROTECT, 120 },
+	{ "pause-copy-async", test_pause_copy, (void *)(uintptr_t)FL_WATCH_ASYNC, 120, T_WATCH_ASYNC },
+	{ "pause-copy-mprotect", test_pause_copy, (void *)(uintptr_t)FL_WATCH_MPROTECT, 120 },
 	{ "stall-cow", test_stall, (void *)(uintptr_t)FL_SNAPSHOT_COW, 60 },
 	{ "stall-precopy", test_stall, (void *)(uintptr_t)FL_SNAPSHOT_PRECOPY, 60 },
 	{ "quiet-anon", test_quiet, (void *)(uintptr_t)FL_MEM_ANON, 30 },
