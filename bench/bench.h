@@ -78,4 +78,10 @@ int denv_start(struct denv *e, const char *const *extra);
 void denv_stop(struct denv *e);
 void denv_remove(struct denv *e);
 
+/* A regular file at path that this process may execute. */
+bool bench_executable_at(const char *path);
+/* The first executable `name` in $PATH's directories (the usual ones when
+ * PATH is unset), written to out. */
+bool bench_find_in_path(const char *name, char *out, size_t len);
+
 #endif

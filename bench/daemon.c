@@ -130,32 +130,6 @@ static void child_signals(void)
 	signal(SIGHUP, SIG_DFL);
 }
 
-static bool executable_at(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
-static bool find_in_path(const char *name, char *out, size_t len)
-{
-	const char *path = getenv("PATH");
-	char *copy, *save = NULL;
-	bool found = false;
-
-	if (!path || !*path)
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	copy = strdup(path);
-	if (!copy)
-		return false;
-	for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-		if ((size_t)snprintf(out, len, "%s/%s", *d ? d : ".", name) < len && executable_at(out))
-			found = true;
-	}
-	free(copy);
-	return found;
-}
-
 /* $FAULTLINED; faultlined next to this program; the build tree's
  * ../daemon/faultlined; $PATH. */
 static int find_faultlined_path(char *out, size_t len)
@@ -166,10 +140,10 @@ static int find_faultlined_path(char *out, size_t len)
 
 	if (env && *env) {
 		if (!strchr(env, '/'))
-			return find_in_path(env, out, len) ? 0 : -ENOENT;
+			return bench_find_in_path(env, out, len) ? 0 : -ENOENT;
 		if ((size_t)snprintf(out, len, "%s", env) >= len)
 			return -ENAMETOOLONG;
-		return executable_at(out) ? 0 : -ENOENT;
+		return bench_executable_at(out) ? 0 : -ENOENT;
 	}
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
@@ -178,13 +152,13 @@ static int find_faultlined_path(char *out, size_t len)
 		slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = 0;
-			if ((size_t)snprintf(out, len, "%s/faultlined", exe) < len && executable_at(out))
+			if ((size_t)snprintf(out, len, "%s/faultlined", exe) < len && bench_executable_at(out))
 				return 0;
-			if ((size_t)snprintf(out, len, "%s/../daemon/faultlined", exe) < len && executable_at(out))
+			if ((size_t)snprintf(out, len, "%s/../daemon/faultlined", exe) < len && bench_executable_at(out))
 				return 0;
 		}
 	}
-	return find_in_path("faultlined", out, len) ? 0 : -ENOENT;
+	return bench_find_in_path("faultlined", out, len) ? 0 : -ENOENT;
 }
 
 static int find_faultlined(char *out, size_t len)

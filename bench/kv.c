@@ -102,30 +102,6 @@ struct kvenv {
 	const char *save_nice;		/* --save-nice, or NULL: kv-server's default */
 };
 
-static bool executable_at(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
-static bool find_in_path(const char *name, char *out, size_t len)
-{
-	const char *path = getenv("PATH");
-	char *copy, *save = NULL;
-	bool found = false;
-
-	if (!path || !*path)
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	copy = strdup(path);
-	if (!copy)
-		return false;
-	for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save))
-		found = (size_t)snprintf(out, len, "%s/%s", *d ? d : ".", name) < len && executable_at(out);
-	free(copy);
-	return found;
-}
-
 /* $ENV; the build tree's examples/ (this program is cli/faultline there); $PATH. */
 static int find_example(const char *env, const char *name, char *out, size_t len)
 {
@@ -134,7 +110,7 @@ static int find_example(const char *env, const char *name, char *out, size_t len
 	ssize_t n;
 
 	if (e && *e)
-		return (size_t)snprintf(out, len, "%s", e) < len && executable_at(out) ? 0 : -ENOENT;
+		return (size_t)snprintf(out, len, "%s", e) < len && bench_executable_at(out) ? 0 : -ENOENT;
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
 		char *slash;
@@ -142,11 +118,11 @@ static int find_example(const char *env, const char *name, char *out, size_t len
 		slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = 0;
-			if ((size_t)snprintf(out, len, "%s/../examples/%s", exe, name) < len && executable_at(out))
+			if ((size_t)snprintf(out, len, "%s/../examples/%s", exe, name) < len && bench_executable_at(out))
 				return 0;
 		}
 	}
-	return find_in_path(name, out, len) ? 0 : -ENOENT;
+	return bench_find_in_path(name, out, len) ? 0 : -ENOENT;
 }
 
 /* A free loopback port for redis-server: bind to 0, read it, let it go. */
@@ -540,7 +516,7 @@ int bench_kv_main(int argc, char **argv)
 				"and $KV_LOAD)\n");
 		return EXIT_ERR;
 	}
-	have_redis = !no_redis && find_in_path("redis-server", e.redis, sizeof(e.redis));
+	have_redis = !no_redis && bench_find_in_path("redis-server", e.redis, sizeof(e.redis));
 	/* The servers' images and Redis's dump go here; an interrupted run
 	 * removes it whole (and kills the servers). */
 	ret = scratch_dir(temp_dir(), "faultline-bench-kv", e.dir, sizeof(e.dir), &dir_slot);

@@ -201,6 +201,9 @@ U_FN struct fl_remote_opts n_ropts(const char *addr, unsigned region)
 {
 	struct fl_remote_opts o = {
 		.sz = sizeof(o), .addr = addr, .region = region, .log = t_log_cb, .log_level = u_log_level(),
+		/* the library's default (5 s), stretched on a slow machine: a TLS
+		 * handshake under TCG takes seconds */
+		.timeout_ms = t_scaled_ms(5000),
 	};
 	return o;
 }
