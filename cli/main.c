@@ -23,7 +23,7 @@ static const char usage_text[] =
 	"Commands:\n"
 	"  check          show which userfaultfd features the running kernel offers\n"
 	"  bench NAME     benchmarks, each against a baseline in the same run:\n"
-	"                 clone, daemon, fault, fill, restore, snapshot, watch\n"
+	"                 clone, daemon, fault, fill, kv, restore, snapshot, watch\n"
 	"                 (see 'faultline bench --help')\n"
 	"  daemon map     a client of faultlined: map an image through it and check it\n"
 	"  demo           lazily restore a memory image and verify every byte\n"
