@@ -1098,10 +1098,12 @@ static int case_split_message(void *arg)
 	T_ASSERT(asprintf(&msg, " \n\t%s\n", body) > 0);	/* JSON allows the whitespace */
 	len = strlen(msg);
 	s = fc_connect(&fe);
+	/* Pauses between the pieces, not deadlines: not scaled, they must stay
+	 * well inside faultlined's 2 s for a whole handshake on any machine. */
 	T_OK(fc_send(s, msg, 2, vm.uffd));		/* only whitespace so far */
-	t_sleep_ms(t_scaled_ms(100));
+	t_sleep_ms(100);
 	T_OK(fc_send(s, msg + 2, len / 3, -1));
-	t_sleep_ms(t_scaled_ms(200));
+	t_sleep_ms(200);
 	T_OK(fc_send(s, msg + 2 + len / 3, len - 2 - len / 3, -1));
 	fc_wait_serving(&fe, getpid(), 2, fc_vm_bytes(&vm));
 	fc_read_threads(&vm, 3);
