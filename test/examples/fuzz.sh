@@ -58,7 +58,7 @@ O=$T/others
 mkdir -p "$O"
 for i in $(seq -w 0 99); do
 	printf 'set x%s v%s\ngrow %d\ntouch %d %d\ndel k000000%s\nset k000001%s %s\ncount\n' \
-		"$i" "$i" $((10#$i * 3)) $((10#$i * 5)) "$i" "$i" "$i" "value-$i" > "$O/in-$i"
+		"$i" "$i" $((10#$i * 3)) $((10#$i * 5)) $((10#$i)) "$i" "$i" "value-$i" > "$O/in-$i"
 done
 printf 'get x05\nget k00000005\nget k00000150\nset k00000150 mine\ngrow 50\ncount\n' > "$T/target"
 "$F" --heap 64 "$T/target" > "$T/fresh.out" 2>&1
@@ -100,7 +100,7 @@ else
 	mkdir -p "$T/afl-in"
 	cp "$C"/few-* "$C/mixed" "$T/afl-in/"
 	AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 \
-		timeout $(t_scale 60) afl-fuzz -i "$T/afl-in" -o "$T/afl-out" -V 5 -- "$T/fuzz-afl" > "$T/afl.log" 2>&1
+		timeout $(t_scale 60) afl-fuzz -i "$T/afl-in" -o "$T/afl-out" -V $(t_scale 5) -t $(t_scale 1000) -- "$T/fuzz-afl" > "$T/afl.log" 2>&1
 	rc=$?
 	S=$T/afl-out/default/fuzzer_stats
 	[ $rc = 0 ] || tail -n 20 "$T/afl.log" >&2
