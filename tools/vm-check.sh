@@ -192,8 +192,8 @@ if [ ! -f "$initrd" ] || [ "$root/tools/vm-init.sh" -nt "$initrd" ]; then
 	done
 	cp "$moddir"/modules.builtin* "$ird/lib/modules/$kver/" 2>/dev/null
 	busybox depmod -b "$ird" "$kver" || { rm -rf "$ird"; exit 1; }
-	(cd "$ird" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$initrd.tmp" &&
-		mv "$initrd.tmp" "$initrd"
+	(cd "$ird" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$initrd.tmp.$$" &&
+		mv "$initrd.tmp.$$" "$initrd"
 	rm -rf "$ird"
 fi
 
@@ -220,9 +220,14 @@ if [ "$accel" = auto ]; then
 	accel=tcg
 	if [ -w /dev/kvm ]; then
 		rm -f "$vmdir/probe.ok"
-		timeout 60 "${qemu_base[@]}" -accel kvm -append "$cmdline fl.probe=1" \
-			>"$vmdir/probe.log" 2>&1 </dev/null
-		[ -f "$vmdir/probe.ok" ] && accel=kvm
+		# In a subshell: qemu aborting here is an answer, not an error.
+		(timeout 60 "${qemu_base[@]}" -accel kvm -append "$cmdline fl.probe=1" \
+			>"$vmdir/probe.log" 2>&1 </dev/null) 2>/dev/null
+		if [ -f "$vmdir/probe.ok" ]; then
+			accel=kvm
+		else
+			log "/dev/kvm cannot run this guest (see $vmdir/probe.log): TCG"
+		fi
 	fi
 fi
 if [ -z "$scale" ]; then
