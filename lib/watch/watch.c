@@ -283,13 +283,59 @@ static int async_get(struct fl_watch *w, uint64_t start, uint64_t len, bool rese
 
 /* ---- SYNC ------------------------------------------------------------------ */
 
-static int protect(struct fl_watch *w, uint64_t addr, uint64_t len, bool on)
+static int writeprotect(int uffd, uint64_t addr, uint64_t len, unsigned mode)
 {
 	int ret;
 
 	do
-		ret = fl_uffd_writeprotect(w->svc->uffd, (void *)(uintptr_t)addr, len, on ? FL_WP_PROTECT : 0);
+		ret = fl_uffd_writeprotect(uffd, (void *)(uintptr_t)addr, len, mode);
 	while (ret == -EAGAIN);
+	return ret;
+}
+
+/*
+ * Before Linux 6.4, UFFDIO_WRITEPROTECT works within one VMA and fails with
+ * ENOENT over a range that spans several: an application's own mprotect()
+ * inside a watched range, or a manager range added again over VMAs that
+ * removing it had split, is enough. Taken for "unmapped", that left the
+ * whole range unprotected and its writes unseen. So protect VMA by VMA, as
+ * /proc/self/maps lists them (a watch is always of this process's memory);
+ * parts no VMA covers are unmapped and have nothing to protect.
+ */
+static int writeprotect_each_vma(int uffd, uint64_t addr, uint64_t len, unsigned mode)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	uint64_t end = addr + len;
+	char *line = NULL;
+	size_t cap = 0;
+	int ret = 0;
+
+	if (!f)
+		return -errno;
+	while (!ret && getline(&line, &cap, f) > 0) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) != 2 || hi <= addr)
+			continue;
+		if (lo >= end)
+			break;
+		ret = writeprotect(uffd, FL_MAX((uint64_t)lo, addr), FL_MIN((uint64_t)hi, end) - FL_MAX((uint64_t)lo, addr),
+				   mode);
+		if (ret == -ENOENT)
+			ret = 0;	/* unmapped meanwhile */
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+static int protect(struct fl_watch *w, uint64_t addr, uint64_t len, bool on)
+{
+	unsigned mode = on ? FL_WP_PROTECT : 0;
+	int ret = writeprotect(w->svc->uffd, addr, len, mode);
+
+	if (ret == -ENOENT && len > w->gran)
+		ret = writeprotect_each_vma(w->svc->uffd, addr, len, mode);
 	/* ENOENT: unmapped under us; nothing left to protect or wake. */
 	return ret == -ENOENT ? 0 : ret;
 }

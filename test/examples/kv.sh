@@ -13,6 +13,9 @@ trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$T"' EXIT
 T_PROG=examples/kv
 
 start() { # extra args...
+	# Emptied here, not by the background job's redirection: that happens
+	# later, and the loop below could read the previous server's port.
+	: > "$T/server.out"
 	"$S" --port 0 --arena 64M --dir "$T" "$@" > "$T/server.out" 2> "$T/server.err" &
 	pid=$!
 	for _ in $(seq $(t_scale 100)); do

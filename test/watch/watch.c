@@ -544,6 +544,46 @@ static int test_app_protect(void *arg)
 	return T_PASS;
 }
 
+/* ---- a range over several VMAs ------------------------------------------------ */
+
+/*
+ * The watched range is split into three VMAs (MADV_DONTFORK on its middle
+ * changes the flags there) before the watch is made and between resets:
+ * before Linux 6.4 UFFDIO_WRITEPROTECT fails with ENOENT over several
+ * VMAs, and every write went unseen.
+ */
+static int test_split_vmas(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_opts o = { .sz = sizeof(o), .backend = c->backend, .log = t_log_cb };
+	struct env e;
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	e.g = t_page_size(c->mem);
+	e.len = NG * e.g;
+	e.mem = t_map(c->mem, e.len, NULL);
+	for (size_t i = 0; i < NG; i += 2)
+		e.mem[i * e.g + 1] = 1;
+	T_ASSERT(madvise(e.mem + 16 * e.g, 16 * e.g, MADV_DONTFORK) == 0);
+	T_OK(fl_watch_new(e.mem, e.len, &o, &e.w));
+	expect(&e, 0, NULL, 0);
+	e.mem[3 * e.g] = 1;		/* first VMA, populated before */
+	e.mem[17 * e.g + 5] = 2;	/* second, never populated */
+	e.mem[40 * e.g] = 3;		/* third, populated before */
+	expect(&e, 0, (int[]){ 3, 17, 40 }, 3);
+	/* A reset over the whole range: all three VMAs protected again. */
+	T_OK(fl_watch_reset(e.w, e.mem, e.len));
+	expect(&e, 0, NULL, 0);
+	e.mem[3 * e.g + 1] = 4;
+	e.mem[20 * e.g] = 5;
+	e.mem[41 * e.g] = 6;
+	expect(&e, 0, (int[]){ 3, 20, 41 }, 3);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
 /* ---- reserved memory (PROT_NONE, committed later) ------------------------ */
 
 static int test_reserved(void *arg)
@@ -1095,6 +1135,7 @@ static const struct t_case cases[] = {
 	ALLBU("basic", test_basic),
 	ALLB("reset-returned", test_reset_returned),
 	ALLB("subrange", test_subrange),
+	ALLB("split-vmas", test_split_vmas),
 	ALLBU("kernel-pipe", test_kernel_pipe),
 	ALLBU("kernel-file", test_kernel_file),
 	ALLBU("remote-write", test_remote_write),
