@@ -338,6 +338,10 @@ static int hk_proc_a(const struct hk_arg *ha, struct hk_shared *sh)
 	}
 	for (int i = 0; i < 4; i++)
 		pthread_join(rd[i].tid, NULL);
+	/* The guard poisons first and says FAILED after: readers that met the
+	 * poison can be done before it says so. */
+	if (!ha->recover)
+		(void)T_WAIT_FOR(fl_guard_state(g) != FL_GUARD_WAITING, 5000);
 	atomic_store(&sh->guard_state, fl_guard_state(g));
 	if (ha->recover) {
 		close(sc[0]);
