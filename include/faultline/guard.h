@@ -51,7 +51,7 @@ enum fl_guard_state {
 	FL_GUARD_FAILED = 3,	/* timed out: lazy pages poisoned (SIGBUS) */
 };
 
-/* Start the guard thread. */
+/* Start the guard thread; it runs when this returns (a fork may follow at once). */
 FL_API int fl_guard_new(const struct fl_guard_opts *opts,
 			struct fl_guard **ret_guard);
 /* Watch handler process `pid` (replacing any previous one). */

@@ -6,6 +6,7 @@
 #include "guard-internal.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ struct fl_guard {
 	unsigned reconnect_ms;
 	bool stop;
 	_Atomic int state;
+	sem_t started;			/* posted once the thread runs its own code */
 };
 
 /* Absent pages by PAGEMAP_SCAN when available, else page by page (EEXIST = present). */
@@ -122,6 +124,7 @@ static void *guard_main(void *arg)
 	int pidfd = -1;
 	uint64_t deadline = 0;
 
+	sem_post(&g->started);
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = g->ctl_fd, .events = POLLIN },
@@ -226,7 +229,18 @@ int fl_guard_new(const struct fl_guard_opts *opts, struct fl_guard **ret_guard)
 	if (!r)
 		r = fl__eventfd(&g->ctl_fd);
 	if (!r)
+		r = sem_init(&g->started, 0, 0) ? -errno : 0;
+	if (!r)
 		r = -pthread_create(&g->thread, NULL, guard_main, g);
+	/*
+	 * Return once the thread runs: a process that forks right after (a
+	 * client's fork hand-off) must not fork while the new thread is still
+	 * being set up. Its setup allocates; with an allocator that does not
+	 * take its locks around fork (AddressSanitizer's, before GCC 14), the
+	 * child would inherit a held lock and hang on its first allocation.
+	 */
+	while (!r && sem_wait(&g->started) && errno == EINTR)
+		;
 	if (r) {
 		fl__close(g->uffd);
 		fl__close(g->ctl_fd);
@@ -271,6 +285,7 @@ struct fl_guard *fl_guard_free(struct fl_guard *g)
 	fl__close(g->ctl_fd);
 	free(g->ranges);
 	pthread_mutex_destroy(&g->mu);
+	sem_destroy(&g->started);
 	free(g);
 	return NULL;
 }

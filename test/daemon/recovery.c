@@ -405,6 +405,23 @@ static int fk_client(struct d_env *e, struct fork_verdicts *sh, const struct for
 	return T_PASS;
 }
 
+/* Each thread of `pid`: its state and kernel stack, into the test log. */
+static void fk_dump(const char *who, pid_t pid)
+{
+	char cmd[1024];
+
+	if (pid <= 0)
+		return;
+	snprintf(cmd, sizeof(cmd),
+		 "for t in /proc/%d/task/*; do echo \"# %s %d thread ${t##*/}: $(grep State: $t/status)\"; "
+		 "sed 's/^/#   /' $t/stack 2>/dev/null; done; "
+		 "command -v gdb >/dev/null && gdb -p %d -batch -ex 'thread apply all bt' 2>/dev/null | "
+		 "grep -E '^(#|Thread)' | sed 's/^/#   /'", (int)pid, who, (int)pid, (int)pid);
+	fflush(NULL);
+	if (system(cmd) != 0)
+		t_log("%s %d: no longer there", who, (int)pid);
+}
+
 static int test_fork_crash(void *arg)
 {
 	const struct fork_crash *fc = arg;
@@ -434,7 +451,13 @@ static int test_fork_crash(void *arg)
 	e.pid = 0;
 	if (fc->restart)
 		d_start(&e);
-	T_ASSERT(t_wait_pid(client, 30000, &st) == 0, "the client did not finish");
+	if (t_wait_pid(client, 30000, &st)) {
+		/* Say where they wait: the kernel stacks of every thread. */
+		fk_dump("client", client);
+		fk_dump("forked child", atomic_load(&sh->kid));
+		T_ASSERT(0, "the client did not finish (child reaped: %d, after_fork %d, child ok %ld)",
+			 (int)atomic_load(&sh->kid_reaped), (int)atomic_load(&sh->after_fork), atomic_load(&sh->ok));
+	}
 	if (atomic_load(&sh->kid_reaped)) {
 		kst = atomic_load(&sh->kid_status);
 	} else {
