@@ -58,6 +58,12 @@ static const char clone_usage[] =
 	"    against fork() + exit + wait of a process with the same memory whose\n"
 	"    child writes the same K pages; K = 10, 1000, 100000. Keys per K\n"
 	"    reset_per_s, fork_per_s, ratio (goals >= 10 at K = 10, >= 2 at 1000).\n"
+	"    Then one reset's cost after K = 1, 10, 100 written pages on a dense\n"
+	"    512 MiB heap and a sparse 8 GiB one (one page in 16 held), for clones\n"
+	"    and for reset points (anonymous memory): keys under latency:\n"
+	"    reset_us_512m_k10, reset_us_8g_k10, ..., reset_flat (8g / 512m at\n"
+	"    K = 10), point_reset_us_*, point_reset_flat, point_backend_* (goals:\n"
+	"    <= 100 us at K = 10, flat <= 1.5).\n"
 	"(c) cold start: reading 20% of a 1G image in a fixed order, lazily and\n"
 	"    with a recorded working set replayed. Keys lazy_faults, ws_faults,\n"
 	"    lazy_s, ws_s, fault_ratio (goal >= 3), speedup (goal >= 2).\n"
@@ -407,6 +413,173 @@ int clone_reset_rates(const char *image_path, uint64_t size, uint64_t k, unsigne
 	return r;
 }
 
+/* ---- (b) reset latency against the heap's size ------------------------------------ */
+
+/*
+ * What one reset costs after K written pages, on a dense 512 MiB heap and
+ * on a sparse 8 GiB one holding as much (one page in 16): a reset that
+ * costs what was written costs the same on both. Clones (a template over a
+ * zero store, every held page mapped) and reset points (private anonymous
+ * memory) alike.
+ */
+#define LAT_RESETS 60			/* measured, after LAT_WARMUP */
+#define LAT_WARMUP 12			/* a reset point settles on its way */
+#define GOAL_RESET_US 100.0
+#define GOAL_FLAT 1.5
+
+struct lat_heap {
+	const char *name;		/* key part: 512m, 8g */
+	uint64_t size, stride;		/* bytes; one held page every stride */
+};
+
+static const struct lat_heap lat_heaps[] = {
+	{ "512m", 512ull << 20, PAGE },
+	{ "8g", 8ull << 30, 16 * PAGE },
+};
+static const uint64_t lat_ks[] = { 1, 10, 100 };
+
+/* Write K distinct held pages, from a random start in the held set. */
+static void lat_dirty(uint8_t *mem, const struct lat_heap *h, uint64_t k, uint64_t *seed)
+{
+	uint64_t held = h->size / h->stride, first = splitmix64(seed) % held, step = held / k;
+
+	for (uint64_t i = 0; i < k; i++)
+		((volatile uint64_t *)(mem + (first + i * step) % held * h->stride))[3] ^= 1;
+}
+
+static double lat_median_us(uint64_t *ns, unsigned n)
+{
+	double d[LAT_RESETS];
+
+	for (unsigned i = 0; i < n; i++)
+		d[i] = (double)ns[i] / 1000.0;
+	return median_d(d, n);
+}
+
+static int lat_clone(struct fl_engine *e, const struct lat_heap *h, double *ret_us)
+{
+	struct fl_template_opts to = { .sz = sizeof(to), .mem = FL_MEM_SHMEM, .length = h->size, .memfd = -1,
+				       .name = "bench-reset" };
+	struct fl_template *tpl = NULL;
+	struct fl_region *c = NULL;
+	uint64_t ns[LAT_RESETS], seed = 99;
+	uint8_t *m;
+	int r = fl_store_zero_new(h->size, &to.store);
+
+	if (!r)
+		r = fl_template_new(&to, &tpl);
+	fl_store_unref(to.store);
+	if (!r)
+		r = fl_clone_new(e, tpl, NULL, &c);
+	if (r)
+		goto out;
+	m = fl_region_addr(c);
+	for (uint64_t off = 0; off < h->size; off += h->stride)
+		(void)*(volatile uint8_t *)(m + off);	/* every held page mapped */
+	for (size_t ki = 0; ki < sizeof(lat_ks) / sizeof(lat_ks[0]) && !r; ki++) {
+		for (unsigned i = 0; i < LAT_WARMUP + LAT_RESETS && !r; i++) {
+			struct fl_reset_stats st = { .sz = sizeof(st) };
+			lat_dirty(m, h, lat_ks[ki], &seed);
+			r = fl_clone_reset(c, &st);
+			if (i >= LAT_WARMUP)
+				ns[i - LAT_WARMUP] = st.ns;
+		}
+		ret_us[ki] = lat_median_us(ns, LAT_RESETS);
+	}
+out:
+	fl_region_free(c);
+	fl_template_free(tpl);
+	return r;
+}
+
+static int lat_point(const struct lat_heap *h, double *ret_us, enum fl_watch_backend *ret_backend)
+{
+	struct fl_reset_point *rp = NULL;
+	uint64_t ns[LAT_RESETS], seed = 77;
+	uint8_t *m = mmap(NULL, h->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int r;
+
+	if (m == MAP_FAILED)
+		return -errno;
+	for (uint64_t off = 0; off < h->size; off += h->stride)
+		memset(m + off, (int)(off / h->stride) | 1, PAGE);
+	r = fl_reset_point_new(m, h->size, &rp);
+	for (size_t ki = 0; ki < sizeof(lat_ks) / sizeof(lat_ks[0]) && !r; ki++) {
+		for (unsigned i = 0; i < LAT_WARMUP + LAT_RESETS && !r; i++) {
+			struct fl_reset_stats st = { .sz = sizeof(st) };
+			lat_dirty(m, h, lat_ks[ki], &seed);
+			r = fl_reset_point_reset(rp, &st);
+			if (i >= LAT_WARMUP)
+				ns[i - LAT_WARMUP] = st.ns;
+		}
+		ret_us[ki] = lat_median_us(ns, LAT_RESETS);
+		ret_backend[ki] = fl_reset_point_backend(rp);
+	}
+	fl_reset_point_free(rp);
+	munmap(m, h->size);
+	return r;
+}
+
+static int reset_latency(struct json *j, bool json)
+{
+	enum { NH = sizeof(lat_heaps) / sizeof(lat_heaps[0]), NK = sizeof(lat_ks) / sizeof(lat_ks[0]) };
+	struct fl_engine_opts eo = { .sz = sizeof(eo), .flags = FL_ENGINE_NO_FILLER };
+	struct fl_engine *e = NULL;
+	double cl[NH][NK], pt[NH][NK];
+	enum fl_watch_backend be[NH][NK];
+	int r = fl_engine_new(&eo, &e);
+
+	if (!r)
+		r = fl_engine_start(e);
+	for (size_t hi = 0; hi < NH && !r; hi++) {
+		r = lat_clone(e, &lat_heaps[hi], cl[hi]);
+		if (!r)
+			r = lat_point(&lat_heaps[hi], pt[hi], be[hi]);
+	}
+	fl_engine_free(e);
+	if (r)
+		return r;
+	for (int kind = 0; kind < 2; kind++) {
+		double (*us)[NK] = kind ? pt : cl;
+		double flat = us[1][1] / us[0][1];
+		bool met = us[0][1] <= GOAL_RESET_US && us[1][1] <= GOAL_RESET_US && flat <= GOAL_FLAT;
+		const char *pre = kind ? "point_" : "";
+		char key[64];
+
+		if (json) {
+			for (size_t hi = 0; hi < NH; hi++)
+				for (size_t ki = 0; ki < NK; ki++) {
+					snprintf(key, sizeof(key), "%sreset_us_%s_k%llu", pre, lat_heaps[hi].name,
+						 (unsigned long long)lat_ks[ki]);
+					json_num(j, key, us[hi][ki], 1);
+					if (kind) {
+						snprintf(key, sizeof(key), "point_backend_%s_k%llu", lat_heaps[hi].name,
+							 (unsigned long long)lat_ks[ki]);
+						json_str(j, key, be[hi][ki] == FL_WATCH_SYNC ? "sync" :
+								 be[hi][ki] == FL_WATCH_ASYNC ? "async" : "mprotect");
+					}
+				}
+			snprintf(key, sizeof(key), "%sreset_flat", pre);
+			json_num(j, key, flat, 2);
+			snprintf(key, sizeof(key), "%sreset_goal_met", pre);
+			json_bool(j, key, met);
+		} else {
+			printf("    %s after K written pages, median of %d (us):\n", kind ? "reset point" : "clone reset",
+			       LAT_RESETS);
+			for (size_t hi = 0; hi < NH; hi++) {
+				printf("      %-4s heap:", lat_heaps[hi].name);
+				for (size_t ki = 0; ki < NK; ki++)
+					printf("  K=%-3llu %8.1f%s", (unsigned long long)lat_ks[ki], us[hi][ki],
+					       !kind ? "" : be[hi][ki] == FL_WATCH_SYNC ? " (sync) " : " (async)");
+				printf("\n");
+			}
+			printf("      K=10: 8g/512m %.2f (goal <= %.1f), <= %.0f us on both: %s\n", flat, GOAL_FLAT,
+			       GOAL_RESET_US, met ? "ok" : "MISSED");
+		}
+	}
+	return 0;
+}
+
 /* ---- the command ----------------------------------------------------------------- */
 
 int bench_clone_main(int argc, char **argv)
@@ -559,6 +732,15 @@ int bench_clone_main(int argc, char **argv)
 				printf("\n");
 			}
 		}
+		if (!json)
+			printf("(b) reset latency, dense 512 MiB and sparse 8 GiB (one page in 16) heaps:\n");
+		else
+			json_begin(&j, "latency");
+		r = reset_latency(&j, json);
+		if (json)
+			json_end(&j);
+		if (r)
+			goto fail;
 		if (json)
 			json_end(&j);
 	}

@@ -54,7 +54,9 @@
  *    out, to show what goes wrong (the check then fails).
  *    Exit: 0 ok, 1 a check failed (or an error), 2 usage.
  *
- * The heap size: --heap MIB (standalone, AFL++) or FUZZ_HEAP_MIB.
+ * The heap size: --heap MIB (standalone, AFL++) or FUZZ_HEAP_MIB. Under
+ * AFL++, FUZZ_NO_RESET=1 runs without the reset point (a baseline for
+ * bench/fuzz.sh, which compares the two).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -417,9 +419,10 @@ __AFL_FUZZ_INIT();
 
 int main(int argc, char **argv)
 {
-	struct fl_reset_point *point;
+	struct fl_reset_point *point = NULL;
 	volatile uint64_t sink = 0;
 	unsigned char *buf;
+	bool no_reset;
 	size_t size;
 	int ret;
 
@@ -436,16 +439,21 @@ int main(int argc, char **argv)
 #endif
 	/* In the forked child: the watch behind the reset point is this
 	 * process's. It costs a copy of the arena once per child, that is
-	 * once per __AFL_LOOP count of inputs. */
-	ret = fl_reset_point_new(arena, size, &point);
-	if (ret)
-		die("fl_reset_point_new", -ret);
+	 * once per __AFL_LOOP count of inputs. FUZZ_NO_RESET=1 leaves the
+	 * resets out (what bench/fuzz.sh compares with: inputs then see what
+	 * earlier ones left, and AFL's stability drops). */
+	no_reset = getenv("FUZZ_NO_RESET") && !strcmp(getenv("FUZZ_NO_RESET"), "1");
+	if (!no_reset) {
+		ret = fl_reset_point_new(arena, size, &point);
+		if (ret)
+			die("fl_reset_point_new", -ret);
+	}
 	buf = __AFL_FUZZ_TESTCASE_BUF;	/* after __AFL_INIT, before __AFL_LOOP */
 	while (__AFL_LOOP(10000)) {
 		size_t len = __AFL_FUZZ_TESTCASE_LEN;
 
 		sink = sink ^ run_input(buf, len);
-		ret = fl_reset_point_reset(point, NULL);
+		ret = no_reset ? 0 : fl_reset_point_reset(point, NULL);
 		if (ret)
 			die("fl_reset_point_reset", -ret);
 	}

@@ -29,6 +29,7 @@
 #include <faultline/store.h>
 #include <faultline/engine.h>
 #include <faultline/region.h>
+#include <faultline/watch.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -116,14 +117,27 @@ FL_API int fl_clone_reset(struct fl_region *clone, struct fl_reset_stats *stats)
 /*
  * Save [addr, addr + len) (writable memory of one kind: anonymous, shmem,
  * hugetlb; page-aligned) as it is now, and start watching it for writes.
- * Memory: one copy of the range. Errors: those of fl_watch_new(3).
+ * Memory: one copy of the range; of private anonymous memory, a copy of
+ * the pages it holds (an untouched page reads zeros in both). Errors:
+ * those of fl_watch_new(3).
  */
 FL_API int fl_reset_point_new(void *addr, size_t len, struct fl_reset_point **ret_point);
 /*
  * Copy back the saved bytes of exactly the pages written since the point
  * was set (or last reset). Call it while no thread writes the range.
+ *
+ * Cost: where the kernel has WP_ASYNC (Linux 6.7+) the point chooses, at
+ * every reset, how it finds the written pages: tracking first writes as
+ * they happen (FL_WATCH_SYNC: a reset costs what was written, whatever
+ * the size of the range; each first write is a fault to a thread) or
+ * scanning page tables at the reset (FL_WATCH_ASYNC: first writes cost
+ * only the kernel's fault; a reset walks the whole range). It tracks while
+ * few pages are written per reset and scans when many are; both are exact.
  */
 FL_API int fl_reset_point_reset(struct fl_reset_point *point, struct fl_reset_stats *stats);
+/* How the point finds written pages now: FL_WATCH_SYNC or _ASYNC (above),
+ * or _MPROTECT; FL_WATCH_AUTO for NULL. */
+FL_API enum fl_watch_backend fl_reset_point_backend(const struct fl_reset_point *point);
 FL_API struct fl_reset_point *fl_reset_point_free(struct fl_reset_point *point);
 
 #ifdef __cplusplus

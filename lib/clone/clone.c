@@ -136,12 +136,13 @@ static int private_region(const struct fl_page_region *pr, void *ctx)
 }
 
 /*
- * Call fn for every run of pages in [start, end) that are present and not
- * file pages: in a private file mapping, exactly the copies the kernel made
- * on write. PAGEMAP_SCAN when there is one, else /proc/self/pagemap (bit
- * 63 present, bit 61 file page or shared anonymous).
+ * Call fn for every run of pages in [start, end) that are present (or
+ * swapped out) and, with `private_only`, not file pages: in a private file
+ * mapping, exactly the copies the kernel made on write. PAGEMAP_SCAN when
+ * there is one, else /proc/self/pagemap (bit 63 present, 62 swapped, 61
+ * file page or shared anonymous).
  */
-static int scan_private(uint64_t start, uint64_t end, run_fn fn, void *ctx)
+static int scan_runs(uint64_t start, uint64_t end, bool private_only, run_fn fn, void *ctx)
 {
 	struct private_scan ps = { fn, ctx };
 	uint64_t ent[512];
@@ -155,9 +156,10 @@ static int scan_private(uint64_t start, uint64_t end, run_fn fn, void *ctx)
 			.sz = sizeof(so),
 			.start = start,
 			.end = end,
-			.category_inverted = FL_PAGE_IS_FILE,
-			.category_mask = FL_PAGE_IS_FILE | FL_PAGE_IS_PRESENT,
-			.return_mask = FL_PAGE_IS_PRESENT,
+			.category_inverted = private_only ? FL_PAGE_IS_FILE : 0,
+			.category_mask = private_only ? FL_PAGE_IS_FILE | FL_PAGE_IS_PRESENT : 0,
+			.category_anyof_mask = private_only ? 0 : FL_PAGE_IS_PRESENT | FL_PAGE_IS_SWAPPED,
+			.return_mask = private_only ? FL_PAGE_IS_PRESENT : FL_PAGE_IS_PRESENT | FL_PAGE_IS_SWAPPED,
 		};
 		int64_t n = fl_pagemap_scan_all(fd, &so, private_region, &ps);
 		fl__close(fd);
@@ -168,7 +170,7 @@ static int scan_private(uint64_t start, uint64_t end, run_fn fn, void *ctx)
 		ret = fl__pread_full(fd, ent, n * sizeof(ent[0]), a / FL_PAGE_SIZE * 8);
 		for (uint64_t i = 0; i < n && !ret;) {
 			uint64_t j = i;
-			while (j < n && (ent[j] >> 63) && !((ent[j] >> 61) & 1))
+			while (j < n && (private_only ? (ent[j] >> 63) && !((ent[j] >> 61) & 1) : (ent[j] >> 62) != 0))
 				j++;
 			if (j > i) {
 				ret = fn(a + i * FL_PAGE_SIZE, a + j * FL_PAGE_SIZE, ctx);
@@ -309,7 +311,7 @@ struct slice {
 static void *slice_main(void *arg)
 {
 	struct slice *sl = arg;
-	sl->ret = scan_private(sl->start, sl->end, collect_run, &sl->l);
+	sl->ret = scan_runs(sl->start, sl->end, true, collect_run, &sl->l);
 	return NULL;
 }
 
@@ -322,7 +324,7 @@ static int scan_dirty(struct fl_region *r, struct run_list *l)
 	int ret = 0;
 
 	if (n <= 1)
-		return scan_private(start, start + len, collect_run, l);
+		return scan_runs(start, start + len, true, collect_run, l);
 	step = (len / n + r->page_size - 1) / r->page_size * r->page_size;
 	for (unsigned i = 0; i < n; i++) {
 		sl[i] = (struct slice){ .start = start + i * step, .end = FL_MIN(start + (i + 1) * step, start + len) };
@@ -375,6 +377,34 @@ int fl_clone_reset(struct fl_region *r, struct fl_reset_stats *stats)
 
 /* ---- reset points ---------------------------------------------------------- */
 
+/*
+ * A reset point finds the pages written in one of two ways, both exact,
+ * and picks at every reset the one that costs less for what the program
+ * writes:
+ *  TRACK  a synchronous watch: every first write after a reset is a fault
+ *         to the watch's thread, and a reset reads a bitmap: its cost
+ *         follows the pages written, whatever the size of the range.
+ *  SCAN   the asynchronous watch (WP_ASYNC): a first write costs only the
+ *         kernel's fault, and a reset walks every page-table entry of the
+ *         range (PAGEMAP_SCAN): its cost follows the range.
+ * A tracked first write costs RP_TRACK_EXTRA_NS more than an asynchronous
+ * one (machine.md: 19-58 us against 13 us), so TRACK pays while (pages
+ * written per reset) x RP_TRACK_EXTRA_NS stays below the measured cost of
+ * a scan; the pages written per reset are the mean of the last RP_WINDOW
+ * resets. A factor RP_HYSTERESIS either way, and RP_MIN_RESETS
+ * resets in a mode before leaving it, keep a program near the line from
+ * flipping. The
+ * switch happens inside a reset, after the copy back, when every page
+ * equals the saved bytes and (the caller's promise) nobody writes.
+ * Without WP_ASYNC (before Linux 6.7) there is nothing to choose: the
+ * automatic backend is the synchronous one, and the point stays on it.
+ */
+#define RP_TRACK_EXTRA_NS 20000.0
+#define RP_HYSTERESIS 2.0
+#define RP_MIN_RESETS 4
+#define RP_WINDOW 16
+#define RP_BATCH 4096
+
 struct fl_reset_point {
 	uint8_t *addr;
 	size_t len;
@@ -382,13 +412,99 @@ struct fl_reset_point {
 	struct fl_watch *watch;
 	size_t gran;
 	void **pages;
+	bool can_scan;			/* the asynchronous watch works here */
+	uint64_t recent[RP_WINDOW];	/* pages written by the last resets */
+	double scan_ns;			/* a scan of the range, smoothed; 0: not measured */
+	unsigned in_mode;		/* resets since the last switch */
+	uint64_t resets;
 };
 
-#define RP_BATCH 4096
+/*
+ * Watch the range with backend b instead of the current watch (a range is
+ * registered with one userfaultfd at a time: the old one goes first). If
+ * b cannot start, the old backend again; an error only if neither can.
+ */
+static int rp_watch(struct fl_reset_point *p, enum fl_watch_backend b)
+{
+	struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = b };
+	enum fl_watch_backend old = p->watch ? fl_watch_backend(p->watch) : b;
+	int ret;
+
+	p->watch = fl_watch_free(p->watch);
+	ret = fl_watch_new(p->addr, p->len, &wo, &p->watch);
+	if (ret && old != b) {
+		wo.backend = old;
+		if (fl_watch_new(p->addr, p->len, &wo, &p->watch) == 0)
+			ret = 0;
+	}
+	if (ret) {
+		p->watch = NULL;
+		return ret;
+	}
+	p->gran = fl_watch_granularity(p->watch);
+	return 0;
+}
+
+/* The runs of pages a private anonymous range holds (see private_anon()). */
+struct held {
+	uint64_t (*v)[2];
+	size_t n, cap;
+};
+
+static int held_run(uint64_t start, uint64_t end, void *ctx)
+{
+	struct held *h = ctx;
+
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? 2 * h->cap : 64;
+		uint64_t (*v)[2] = realloc(h->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		h->v = v;
+		h->cap = cap;
+	}
+	h->v[h->n][0] = start;
+	h->v[h->n][1] = end;
+	h->n++;
+	return 0;
+}
+
+/*
+ * Is [addr, addr + len) private anonymous memory throughout? There a page
+ * never touched (not present, not swapped) reads zeros, which an untouched
+ * page of the saved copy also reads: only present pages need copying, and
+ * a sparse heap of gigabytes costs what it holds. (A private file mapping's
+ * absent pages read the file, and shared memory's the page cache.)
+ */
+static bool private_anon(uint64_t addr, uint64_t len)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	uint64_t cur = addr, end = addr + len;
+
+	if (!f)
+		return false;
+	while (cur < end && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, ino;
+		char perms[8], path[64] = "";
+
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu %63s", &lo, &hi, perms, &ino, path) < 4)
+			break;
+		if (hi <= cur)
+			continue;
+		if (lo > cur || perms[3] != 'p' || ino || (path[0] && path[0] != '['))
+			break;
+		cur = hi;
+	}
+	fclose(f);
+	return cur >= end;
+}
 
 int fl_reset_point_new(void *addr, size_t len, struct fl_reset_point **ret_point)
 {
 	struct fl_reset_point *p;
+	struct held held = { 0 };
+	bool sparse;
 	int ret;
 
 	if (!addr || !len || !ret_point)
@@ -399,37 +515,87 @@ int fl_reset_point_new(void *addr, size_t len, struct fl_reset_point **ret_point
 	p->addr = addr;
 	p->len = len;
 	p->pages = calloc(RP_BATCH, sizeof(void *));
-	ret = p->pages ? fl__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0,
-				  (void **)&p->saved) : -ENOMEM;
+	ret = p->pages ? fl__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				  -1, 0, (void **)&p->saved) : -ENOMEM;
+	/* Which pages it holds, before the watch: an asynchronous watch marks
+	 * every empty entry, and a marker reads as swapped. */
+	sparse = !ret && private_anon((uintptr_t)addr, len);
+	if (sparse)
+		ret = scan_runs((uintptr_t)addr, (uintptr_t)addr + len, false, held_run, &held);
+	/* Start on the automatic backend: asynchronous where the kernel has
+	 * it, and the first resets measure what a scan costs. */
 	if (!ret)
-		ret = fl_watch_new(addr, len, NULL, &p->watch);
+		ret = rp_watch(p, FL_WATCH_AUTO);
+	if (!ret) {
+		p->can_scan = fl_watch_backend(p->watch) == FL_WATCH_ASYNC;
+		/* Watch first, then copy: nothing written after the copy escapes. */
+		if (sparse && fl_watch_backend(p->watch) != FL_WATCH_MPROTECT) {
+			for (size_t i = 0; i < held.n; i++)
+				memcpy(p->saved + (held.v[i][0] - (uintptr_t)addr), (uint8_t *)(uintptr_t)held.v[i][0],
+				       held.v[i][1] - held.v[i][0]);
+		} else {
+			memcpy(p->saved, addr, len);
+		}
+		ret = fl_watch_reset(p->watch, addr, len);
+	}
+	free(held.v);
 	if (ret) {
 		fl_reset_point_free(p);
 		return ret;
 	}
-	p->gran = fl_watch_granularity(p->watch);
-	/* Watch first, then copy: nothing written after the copy escapes. */
-	memcpy(p->saved, addr, len);
-	fl_watch_reset(p->watch, addr, len);
 	*ret_point = p;
 	return 0;
+}
+
+/* After a reset: TRACK or SCAN from now on (see above). */
+static int rp_choose(struct fl_reset_point *p, uint64_t dirty, uint64_t get_ns)
+{
+	bool tracking = fl_watch_backend(p->watch) == FL_WATCH_SYNC;
+	uint64_t sum = 0;
+	double track_ns;
+	int ret;
+
+	p->recent[p->resets++ % RP_WINDOW] = dirty;
+	if (!tracking)
+		p->scan_ns = p->scan_ns > 0 ? 0.75 * p->scan_ns + 0.25 * (double)get_ns : (double)get_ns;
+	if (!p->can_scan || ++p->in_mode < RP_MIN_RESETS || p->scan_ns <= 0)
+		return 0;
+	/* The mean of the last resets: what tracking would cost per reset.
+	 * A rare reset after many writes weighs what it costs (a fuzzer's
+	 * occasional large input), as it would when tracked. */
+	for (unsigned i = 0; i < RP_WINDOW && i < p->resets; i++)
+		sum += p->recent[i];
+	track_ns = (double)sum / (double)FL_MIN(p->resets, (uint64_t)RP_WINDOW) * RP_TRACK_EXTRA_NS;
+	if (tracking ? track_ns <= p->scan_ns * RP_HYSTERESIS : track_ns * RP_HYSTERESIS >= p->scan_ns)
+		return 0;
+	/* Every page equals the saved bytes now: a new watch starts clean. */
+	ret = rp_watch(p, tracking ? FL_WATCH_ASYNC : FL_WATCH_SYNC);
+	if (!ret)
+		ret = fl_watch_reset(p->watch, p->addr, p->len);
+	p->in_mode = 0;
+	return ret;
 }
 
 int fl_reset_point_reset(struct fl_reset_point *p, struct fl_reset_stats *stats)
 {
 	struct fl_reset_stats st = { .sz = sizeof(st) };
-	uint64_t t0 = fl__now_ns(), n;
+	uint64_t t0 = fl__now_ns(), get_ns = 0, n;
 	int ret;
 
 	if (!p)
 		return -EINVAL;
 	if (stats && (ret = fl__opts_out_check(stats)))
 		return ret;
+	if (!p->watch)
+		return -ENOTRECOVERABLE;	/* a switch could start no watch at all */
 	do {
 		/* Look, copy back, then re-arm exactly what was copied: our own
 		 * copying is a write the watch must not keep. */
+		uint64_t g0 = fl__now_ns();
+
 		n = RP_BATCH;
 		ret = fl_watch_get(p->watch, p->addr, p->len, 0, p->pages, &n, NULL);
+		get_ns += fl__now_ns() - g0;
 		for (uint64_t i = 0; i < n && !ret;) {
 			uint64_t j = i + 1;
 			uint8_t *a = p->pages[i];
@@ -443,10 +609,17 @@ int fl_reset_point_reset(struct fl_reset_point *p, struct fl_reset_stats *stats)
 			i = j;
 		}
 	} while (!ret && n == RP_BATCH);
+	if (!ret)
+		ret = rp_choose(p, st.pages_dirty, get_ns);
 	st.ns = fl__now_ns() - t0;
 	if (stats)
 		FL_OPTS_OUT(stats, st);	/* its sz was checked before the reset */
 	return ret;
+}
+
+enum fl_watch_backend fl_reset_point_backend(const struct fl_reset_point *p)
+{
+	return p && p->watch ? fl_watch_backend(p->watch) : FL_WATCH_AUTO;
 }
 
 struct fl_reset_point *fl_reset_point_free(struct fl_reset_point *p)

@@ -126,7 +126,49 @@ static bool bit_test(const _Atomic uint64_t *bm, uint64_t i)
 
 void fl__watch_mark(struct fl_watch *w, uint64_t g)
 {
-	atomic_fetch_or_explicit(&w->dirty[g / 64], 1ull << (g % 64), memory_order_release);
+	/* Word first, then its summary bit (see next_dirty()). */
+	atomic_fetch_or(&w->dirty[g / 64], 1ull << (g % 64));
+	atomic_fetch_or(&w->dirty_sum[g / 4096], 1ull << (g / 64 % 64));
+}
+
+/*
+ * The first dirty granule in [g, end), or end: whole summary words (4096
+ * granules) and clean words are skipped. A summary bit whose word is zero
+ * is cleared, then the word read again: a mark that set the word before
+ * the clear is seen by that second read (and the bit set again); one after
+ * it sets the bit itself.
+ */
+static uint64_t next_dirty(struct fl_watch *w, uint64_t g, uint64_t end)
+{
+	while (g < end) {
+		uint64_t wi = g / 64, sum = atomic_load(&w->dirty_sum[wi / 64]) >> (wi % 64), word;
+
+		if (!sum) {
+			g = (wi / 64 + 1) * 4096;	/* the next summary word */
+			continue;
+		}
+		wi += (uint64_t)__builtin_ctzll(sum);
+		if (wi * 64 > g)
+			g = wi * 64;
+		if (g >= end)
+			break;
+		word = atomic_load(&w->dirty[wi]);
+		if (!word) {
+			atomic_fetch_and(&w->dirty_sum[wi / 64], ~(1ull << (wi % 64)));
+			if (atomic_load(&w->dirty[wi]))
+				atomic_fetch_or(&w->dirty_sum[wi / 64], 1ull << (wi % 64));
+			g = (wi + 1) * 64;
+			continue;
+		}
+		word >>= g % 64;
+		if (!word) {
+			g = (wi + 1) * 64;
+			continue;
+		}
+		g += (uint64_t)__builtin_ctzll(word);
+		return g < end ? g : end;
+	}
+	return end;
 }
 
 static void bit_clear(_Atomic uint64_t *bm, uint64_t i)
@@ -189,20 +231,9 @@ static int async_collect(const struct fl_page_region *r, void *ctx)
 	return 0;
 }
 
-static bool bitmap_any(const struct fl_watch *w, uint64_t first, uint64_t n)
+static bool bitmap_any(struct fl_watch *w, uint64_t first, uint64_t n)
 {
-	if (!w->dirty)
-		return false;
-	for (uint64_t g = first; g < first + n;) {
-		uint64_t word = atomic_load_explicit(&w->dirty[g / 64], memory_order_acquire) >> (g % 64);
-		uint64_t left = first + n - g;
-		if (left < 64 - g % 64)
-			word &= (1ull << left) - 1;
-		if (word)
-			return true;
-		g = (g / 64 + 1) * 64;
-	}
-	return false;
+	return w->dirty && next_dirty(w, first, first + n) < first + n;
 }
 
 static int ignore_region(const struct fl_page_region *r, void *ctx)
@@ -518,19 +549,8 @@ static int bitmap_get_fn(struct fl_watch *w, uint64_t first, uint64_t n, bool re
 	uint64_t cap = *count, c = 0, end = first + n;
 	int ret = 0;
 
-	/* Word at a time: a clean watch over gigabytes is mostly zero words. */
-	for (uint64_t g = first; g < end && c < cap;) {
-		uint64_t word = atomic_load_explicit(&w->dirty[g / 64], memory_order_acquire) >> (g % 64);
-		if (!word) {
-			g = (g / 64 + 1) * 64;
-			continue;
-		}
-		g += (uint64_t)__builtin_ctzll(word);
-		if (g >= end)
-			break;
+	for (uint64_t g = next_dirty(w, first, end); g < end && c < cap; g = next_dirty(w, g + 1, end))
 		pages[c++] = (void *)(uintptr_t)(w->start + g * w->gran);
-		g++;
-	}
 	for (uint64_t i = 0; fn && i < c; i++)
 		fn(ctx, (uintptr_t)pages[i]);
 	if (reset) {
@@ -555,16 +575,8 @@ static int bitmap_reset(struct fl_watch *w, uint64_t first, uint64_t n)
 {
 	int ret = 0;
 
-	for (uint64_t g = first; g < first + n && !ret;) {
+	for (uint64_t g = next_dirty(w, first, first + n); g < first + n && !ret; g = next_dirty(w, g, first + n)) {
 		uint64_t h = g;
-		if (!(atomic_load_explicit(&w->dirty[g / 64], memory_order_acquire) >> (g % 64))) {
-			g = (g / 64 + 1) * 64;	/* a clean word */
-			continue;
-		}
-		if (!bit_test(w->dirty, g)) {
-			g++;
-			continue;
-		}
 		while (h < first + n && bit_test(w->dirty, h))
 			h++;
 		ret = w->backend == FL_WATCH_SYNC ? protect(w, w->start + g * w->gran, (h - g) * w->gran, true) :
@@ -771,7 +783,8 @@ static struct fl_watch *watch_alloc(uint64_t start, uint64_t len, const struct f
 	pthread_rwlock_init(&w->hook_lock, NULL);
 	if (w->backend != FL_WATCH_ASYNC || w->mem != FL_MEM_ANON) {
 		w->dirty = calloc((w->ngran + 63) / 64, sizeof(uint64_t));
-		if (!w->dirty) {
+		w->dirty_sum = calloc((w->ngran + 4095) / 4096, sizeof(uint64_t));
+		if (!w->dirty || !w->dirty_sum) {
 			fl__watch_release(w);
 			return NULL;
 		}
@@ -971,6 +984,7 @@ void fl__watch_release(struct fl_watch *w)
 	pthread_mutex_destroy(&w->lock);
 	free(w->zero_buf);
 	free((void *)w->dirty);
+	free((void *)w->dirty_sum);
 	free((void *)w->app_prot);
 	free(w);
 }

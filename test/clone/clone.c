@@ -305,6 +305,120 @@ static int test_reset_point(void *arg)
 	return T_PASS;
 }
 
+/* Write `k` distinct pages chosen from x; returns how many. */
+static size_t rp_write(uint8_t *m, size_t len, size_t k, uint64_t *x)
+{
+	size_t npages = len / U_PAGE;
+
+	for (size_t i = 0; i < k; i++)
+		m[((*x = *x * 6364136223846793005ull + 1442695040888963407ull) >> 20) % npages * U_PAGE +
+		  i % U_PAGE] ^= 0x5a;
+	return k;
+}
+
+/*
+ * A reset point tracks first writes while few pages are written per reset
+ * and scans page tables when many are (where the kernel has WP_ASYNC; else
+ * it tracks throughout), and every reset is exact whichever way it found
+ * the pages: few writes, then many, then few again.
+ */
+static int test_reset_point_modes(void *arg)
+{
+	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	size_t len = 256u << 20;
+	uint8_t *m = t_map(mem, len, NULL), *orig = malloc(len);
+	struct fl_reset_point *rp;
+	enum fl_watch_backend first;
+	uint64_t x = 0x5eed;
+	static const struct { size_t k; int iters; } phases[] = { { 1, 12 }, { 20000, 10 }, { 2, 24 } };
+
+	T_ASSERT(orig);
+	t_fill_pattern(m, len, 0, 21);
+	memcpy(orig, m, len);
+	T_OK(fl_reset_point_new(m, len, &rp));
+	first = fl_reset_point_backend(rp);
+	t_log("starts on backend %d", first);
+	for (size_t ph = 0; ph < sizeof(phases) / sizeof(phases[0]); ph++) {
+		enum fl_watch_backend want = first != FL_WATCH_ASYNC ? first :
+					     phases[ph].k > 1000 ? FL_WATCH_ASYNC : FL_WATCH_SYNC;
+		uint64_t ns = 0;
+
+		for (int it = 0; it < phases[ph].iters; it++) {
+			struct fl_reset_stats st = { .sz = sizeof(st) };
+
+			rp_write(m, len, phases[ph].k, &x);
+			T_OK(fl_reset_point_reset(rp, &st));
+			T_ASSERT(st.pages_copied >= 1 && st.pages_copied <= phases[ph].k);
+			T_ASSERT(memcmp(m, orig, len) == 0, "phase %zu iteration %d: not restored", ph, it);
+			ns = st.ns;
+		}
+		t_log("phase %zu: %zu pages written per reset: backend %d, last reset %llu us", ph, phases[ph].k,
+		      fl_reset_point_backend(rp), (unsigned long long)(ns / 1000));
+		T_ASSERT_EQ(fl_reset_point_backend(rp), want);
+	}
+	T_ASSERT_EQ(fl_reset_point_backend(NULL), FL_WATCH_AUTO);
+	fl_reset_point_free(rp);
+	munmap(m, len);
+	free(orig);
+	return T_PASS;
+}
+
+static long rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	long v = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/*
+ * A sparse private anonymous heap of 4 GiB holding 16 MiB: the point saves
+ * what it holds, not 4 GiB, and a reset brings back both kinds of page:
+ * those held at the point (their bytes) and those never touched (zeros).
+ */
+static int test_reset_point_sparse(void *arg)
+{
+	size_t len = 4ull << 30, step = 256 * U_PAGE;	/* one page in 256 */
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	struct fl_reset_point *rp;
+	struct fl_reset_stats st = { .sz = sizeof(st) };
+	long before, grown;
+
+	(void)arg;
+	T_ASSERT(m != MAP_FAILED);
+	for (size_t off = 0; off < len; off += step)
+		memset(m + off, (int)(off / step % 251) + 1, U_PAGE);
+	before = rss_kib();
+	T_OK(fl_reset_point_new(m, len, &rp));
+	grown = rss_kib() - before;
+	t_log("4 GiB heap holding %zu MiB: the point grew the RSS by %ld KiB", len / step * U_PAGE >> 20, grown);
+	T_ASSERT(grown < 64 * 1024, "the point copied more than the heap holds: %ld KiB", grown);
+	for (int it = 0; it < 3; it++) {
+		/* Held pages, and pages next to them that were never touched. */
+		for (size_t off = (size_t)it * step; off < len; off += 64 * step) {
+			m[off + 7] ^= 0xff;
+			m[off + U_PAGE + 9] = 0x33;
+		}
+		T_OK(fl_reset_point_reset(rp, &st));
+		T_ASSERT_EQ(st.pages_copied, 2 * len / (64 * step));
+		for (size_t off = 0; off < len; off += step) {
+			T_ASSERT(m[off + 7] == (uint8_t)(off / step % 251 + 1), "held page at %zu: %u", off, m[off + 7]);
+			if (off / step % 64 == (size_t)it)
+				T_ASSERT(m[off + U_PAGE + 9] == 0, "untouched page after %zu: %u", off,
+					 m[off + U_PAGE + 9]);
+		}
+	}
+	fl_reset_point_free(rp);
+	munmap(m, len);
+	return T_PASS;
+}
+
 /* A page the template cannot deliver: SIGBUS in the clone, never zeros. */
 static int test_fail_closed(void *arg)
 {
@@ -640,6 +754,9 @@ static const struct t_case cases[] = {
 	{ "reset-point-anon", test_reset_point, (void *)(uintptr_t)FL_MEM_ANON, 120 },
 	{ "reset-point-shmem", test_reset_point, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
 	{ "reset-point-hugetlb", test_reset_point, (void *)(uintptr_t)FL_MEM_HUGETLB, 120, T_HUGE_PAGES },
+	{ "reset-point-modes-anon", test_reset_point_modes, (void *)(uintptr_t)FL_MEM_ANON, 120 },
+	{ "reset-point-modes-shmem", test_reset_point_modes, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
+	{ "reset-point-sparse", test_reset_point_sparse, NULL, 120 },
 	{ "fail-closed", test_fail_closed, NULL, 60 },
 	{ "handler-killed", test_handler_killed, NULL, 90, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "handler-killed-recovered", test_handler_killed, (void *)1, 90, T_MINOR_SHMEM | T_MISSING_SHMEM },
