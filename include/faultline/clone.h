@@ -12,9 +12,11 @@
  * fl_template_fd() and let them open a template over it.
  *
  * fl_clone_reset() reverts a clone to its template in time proportional to
- * the pages it wrote: its private copies are found with PAGEMAP_SCAN (or
- * /proc/self/pagemap), dropped with MADV_DONTNEED, and the template's pages
- * are mapped again with UFFDIO_CONTINUE.
+ * the pages it wrote: its private copies are found by tracking first
+ * writes (Linux 6.4+, while few pages are written per reset) or by a
+ * page-table scan (PAGEMAP_SCAN or /proc/self/pagemap), dropped with
+ * MADV_DONTNEED, and the template's pages are mapped again with
+ * UFFDIO_CONTINUE.
  *
  * A reset point (fl_reset_point_new()) does the same for any writable
  * memory, anonymous included: it saves a copy of the range and runs a write
@@ -101,16 +103,17 @@ struct fl_reset_stats {
 
 /*
  * Revert a clone to its template: every page it wrote reads the template's
- * bytes again, and its private copies are freed. The private copies are
- * found with PAGEMAP_SCAN (or /proc/self/pagemap), dropped with
- * MADV_DONTNEED (runs less than 16 pages apart as one span), and the
- * template's pages are mapped again at once with UFFDIO_CONTINUE, so the
- * next write to them is an ordinary copy-on-write in the kernel, not a
- * fault to the engine. Time is proportional to the pages written, plus a
- * page-table scan of the clone. The clone's range is briefly unregistered
- * from the engine's uffd while its copies are dropped: no thread may touch
- * the clone during a reset. stats (optional, set its sz) says what was
- * done. -EINVAL: not a clone (or a clone in another process).
+ * bytes again, and its private copies are freed (dropped with MADV_DONTNEED,
+ * runs less than 16 pages apart as one span; the template's pages mapped
+ * again at once with UFFDIO_CONTINUE). The pages written are found one of
+ * two ways, chosen at every reset by what each costs for what the program
+ * writes: tracking (Linux 6.4+: pages mapped write-protected, each first
+ * write a WP fault to the engine, and a reset costs what was written,
+ * whatever the clone's size) or scanning (first writes are plain
+ * copy-on-write in the kernel, and a reset walks the clone's page tables).
+ * The ranges reset are briefly unregistered from the engine's uffd: no
+ * thread may touch the clone during a reset. stats (optional, set its sz)
+ * says what was done. -EINVAL: not a clone (or a clone in another process).
  */
 FL_API int fl_clone_reset(struct fl_region *clone, struct fl_reset_stats *stats);
 

@@ -102,7 +102,7 @@ struct fl_region_stats {
 	uint64_t faults_read;		/* MISSING, read access */
 	uint64_t faults_write;		/* MISSING, write access */
 	uint64_t faults_minor;
-	uint64_t faults_wp;
+	uint64_t faults_wp;		/* a tracking clone's first writes (fl_clone_reset(3)) */
 	/* pages by resolve method */
 	uint64_t pages_copy;		/* installed holding store data */
 	uint64_t pages_zero;		/* installed holding zeros (ZEROPAGE, or copied with

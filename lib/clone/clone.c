@@ -117,7 +117,62 @@ int fl_clone_new(struct fl_engine *e, const struct fl_template *t, const struct 
 	ro.store_offset = t->store_offset;
 	ro.prefetch_max = o.prefetch_max;
 	ro.name = o.name ? o.name : t->name;
-	return fl_region_new(e, &ro, ret_clone);
+	/* Tracking writes where the kernel can (Linux 6.4+): resets then
+	 * cost what was written; elsewhere they scan. */
+	ret = fl__region_new(e, &ro, true, ret_clone);
+	if (ret == -EOPNOTSUPP)
+		ret = fl__region_new(e, &ro, false, ret_clone);
+	return ret;
+}
+
+/* ---- tracking or scanning --------------------------------------------------- */
+
+/*
+ * Clones and reset points find the pages written since the last reset in
+ * one of two ways, both exact, and choose at every reset the one that
+ * costs less for what the program writes:
+ *  tracking  every first write after a reset is a write-protect fault to
+ *            a thread of ours, and a reset reads a bitmap: its cost
+ *            follows the pages written, whatever the size of the memory;
+ *  scanning  a first write costs only the kernel (copy-on-write, or the
+ *            WP_ASYNC fault of a reset point's watch), and a reset walks
+ *            every page-table entry (PAGEMAP_SCAN or /proc/self/pagemap):
+ *            its cost follows the memory.
+ * A tracked first write costs TRACK_EXTRA_NS more (machine.md: a
+ * synchronous WP round trip is 19-58 us, an asynchronous first write 13
+ * us), so tracking pays while (pages written per reset) x TRACK_EXTRA_NS
+ * stays below the measured cost of a scan; the pages written per reset are
+ * the mean of the last FL__TRACK_WINDOW resets, so a rare reset after many
+ * writes weighs what it would cost tracked (a fuzzer's occasional large
+ * input). A factor TRACK_HYSTERESIS either way, and TRACK_MIN_RESETS resets
+ * in a mode before leaving it, keep a program near the line from flipping.
+ * A switch happens inside a reset, after the copy back, when every page
+ * equals its reference and (the caller's promise) nobody writes.
+ */
+#define TRACK_EXTRA_NS 20000.0
+#define TRACK_HYSTERESIS 2.0
+#define TRACK_MIN_RESETS 4
+
+/* After a reset that found `dirty` pages: track from now on? `scan_ns`:
+ * what its scan took (when scanning). */
+static bool policy_track(struct fl__track_policy *pl, bool tracking, uint64_t dirty, uint64_t scan_ns)
+{
+	uint64_t sum = 0, n;
+	double track_ns;
+
+	pl->recent[pl->resets++ % FL__TRACK_WINDOW] = dirty;
+	if (!tracking)
+		pl->scan_ns = pl->scan_ns > 0 ? 0.75 * pl->scan_ns + 0.25 * (double)scan_ns : (double)scan_ns;
+	if (++pl->in_mode < TRACK_MIN_RESETS || pl->scan_ns <= 0)
+		return tracking;
+	n = FL_MIN(pl->resets, (uint64_t)FL__TRACK_WINDOW);
+	for (uint64_t i = 0; i < n; i++)
+		sum += pl->recent[i];
+	track_ns = (double)sum / (double)n * TRACK_EXTRA_NS;
+	if (tracking ? track_ns <= pl->scan_ns * TRACK_HYSTERESIS : track_ns * TRACK_HYSTERESIS >= pl->scan_ns)
+		return tracking;
+	pl->in_mode = 0;
+	return !tracking;
 }
 
 /* ---- finding private copies ----------------------------------------------- */
@@ -293,6 +348,66 @@ static int reset_runs(struct fl_region *r, const struct run_list *l, struct fl_r
 }
 
 /*
+ * A tracking clone: the written pages are in its bitmap, and only their
+ * spans are unregistered while their copies are dropped. (Unregistering the
+ * whole clone would also clear the write protection of every page it has
+ * mapped, and its next writes would go unseen.) Each span is registered
+ * again, and its template pages mapped again write-protected.
+ */
+static int reset_tracked(struct fl_region *r, struct run_list *l, struct fl_reset_stats *st)
+{
+	int uffd = fl__region_space(r)->uffd, ret = 0;
+	uint64_t base = (uintptr_t)r->addr;
+
+	for (uint64_t p = fl__sbit_next(r->written, r->written_sum, 0, r->npages); p < r->npages && !ret;) {
+		uint64_t q = p;
+
+		while (q < r->npages && fl__bit_test(r->written, q))
+			q++;
+		ret = collect_run(base + p * r->page_size, base + q * r->page_size, l);
+		p = fl__sbit_next(r->written, r->written_sum, q, r->npages);
+	}
+	for (size_t i = 0; i < l->n && !ret; i++) {
+		struct run *run = &l->v[i];
+		uint64_t p = (run->start - base) / r->page_size, end = p + run->len / r->page_size;
+		void *a = (void *)(uintptr_t)run->start;
+
+		ret = fl_uffd_unregister(uffd, a, run->len);
+		if (!ret && !(ret = fl__madvise(a, run->len, MADV_DONTNEED)))
+			st->pages_dropped += run->dirty;
+		{
+			int r2 = fl_uffd_register(uffd, a, run->len, FL_REG_MISSING | FL_REG_MINOR | FL_REG_WP, NULL);
+			if (r2) {
+				/* Unregistered, the span would read zeros where the
+				 * template's page cache is not filled yet. */
+				fl__log(&r->engine->log, FL_LOG_ERROR,
+					"%s: cannot register a span again after a reset (%s): making the clone "
+					"inaccessible", r->name, strerror(-r2));
+				mprotect(r->addr, r->length, PROT_NONE);
+				return r2;
+			}
+		}
+		st->runs++;
+		for (uint64_t k = p; k < end; k++)
+			fl__bit_clear(r->written, k);
+		while (p < end) {
+			uint64_t q = p;
+			size_t done = 0;
+			while (q < end && fl__bit_test(r->cached, q))
+				q++;
+			if (q > p) {
+				fl_uffd_continue(uffd, r->addr + p * r->page_size, (q - p) * r->page_size, FL_MODE_WP,
+						 &done);
+				done /= r->page_size;
+			}
+			fl__region_discard(r, p + done, (q > p ? q : q + 1) - p - done);
+			p = q > p ? q : q + 1;
+		}
+	}
+	return ret;
+}
+
+/*
  * The scan reads every page-table entry of the clone and, to tell a private
  * copy from a file page, each mapped page's struct page: memory-bound, about
  * 30 ns a page here. Big clones are scanned in slices by up to 4 threads.
@@ -351,11 +466,51 @@ static int scan_dirty(struct fl_region *r, struct run_list *l)
 	return ret;
 }
 
+/*
+ * Turn tracking on or off, right after a reset: every private copy is gone
+ * and the mapped pages are the template's. On: register the clone for WP
+ * too, and write-protect what is mapped (CONTINUE maps the rest protected
+ * from now on). Off: register it without WP; the protection left on pages
+ * is then ignored by the kernel, and writes are plain copy-on-write again.
+ * Not on while a background fill may still map pages unprotected.
+ */
+static int clone_track(struct fl_region *r, bool on)
+{
+	int uffd = fl__region_space(r)->uffd, ret;
+
+	if (on && (r->flags & FL_REGION_BACKGROUND) && atomic_load(&r->fill_cursor) < r->npages)
+		return 0;
+	if (on) {
+		/* Nothing is written now; bits a fault set while tracking was
+		 * being turned off are stale. */
+		memset((void *)r->written, 0, (r->npages + 63) / 64 * sizeof(uint64_t));
+		memset((void *)r->written_sum, 0, (r->npages + 4095) / 4096 * sizeof(uint64_t));
+		atomic_store(&r->track, true);
+	}
+	ret = fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR | (on ? FL_REG_WP : 0), NULL);
+	if (!ret && on)
+		ret = fl_uffd_writeprotect(uffd, r->addr, r->length, FL_WP_PROTECT);
+	if (ret) {
+		/* Still registered as before (MISSING and MINOR at least):
+		 * scanning is always right. */
+		fl__log(&r->engine->log, FL_LOG_WARN, "%s: cannot turn write tracking %s (%s): resets scan",
+			r->name, on ? "on" : "off", strerror(-ret));
+		fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR, NULL);
+		atomic_store(&r->track, false);
+		r->can_track = false;
+		return 0;
+	}
+	if (!on)
+		atomic_store(&r->track, false);
+	return 0;
+}
+
 int fl_clone_reset(struct fl_region *r, struct fl_reset_stats *stats)
 {
 	struct fl_reset_stats st = { .sz = sizeof(st) };
 	struct run_list l = { .st = &st };
-	uint64_t t0 = fl__now_ns();
+	uint64_t t0 = fl__now_ns(), scan_ns = 0;
+	bool tracking;
 	int ret;
 
 	if (!r || r->mode != FL_MODE_MINOR || !(r->flags & FL_REGION_PRIVATE) || (r->flags & FL_REGION_FOREIGN))
@@ -365,9 +520,20 @@ int fl_clone_reset(struct fl_region *r, struct fl_reset_stats *stats)
 		return ret;
 	l.psz = r->page_size;
 	l.gap = r->page_size == FL_PAGE_SIZE ? MERGE_GAP * FL_PAGE_SIZE : 0;
-	ret = scan_dirty(r, &l);
-	if (!ret && l.n)
-		ret = reset_runs(r, &l, &st);
+	tracking = atomic_load(&r->track);
+	if (tracking) {
+		ret = reset_tracked(r, &l, &st);
+	} else {
+		ret = scan_dirty(r, &l);
+		if (!ret && l.n)
+			ret = reset_runs(r, &l, &st);
+		/* What scanning costs is the whole reset: the walk, and the
+		 * clone unregistered and registered again around the drops. */
+		scan_ns = fl__now_ns() - t0;
+	}
+	if (!ret && r->can_track &&
+	    policy_track(&r->policy, tracking, st.pages_dirty / (r->page_size / FL_PAGE_SIZE), scan_ns) != tracking)
+		ret = clone_track(r, !tracking);
 	free(l.v);
 	st.ns = fl__now_ns() - t0;
 	if (stats)
@@ -378,31 +544,11 @@ int fl_clone_reset(struct fl_region *r, struct fl_reset_stats *stats)
 /* ---- reset points ---------------------------------------------------------- */
 
 /*
- * A reset point finds the pages written in one of two ways, both exact,
- * and picks at every reset the one that costs less for what the program
- * writes:
- *  TRACK  a synchronous watch: every first write after a reset is a fault
- *         to the watch's thread, and a reset reads a bitmap: its cost
- *         follows the pages written, whatever the size of the range.
- *  SCAN   the asynchronous watch (WP_ASYNC): a first write costs only the
- *         kernel's fault, and a reset walks every page-table entry of the
- *         range (PAGEMAP_SCAN): its cost follows the range.
- * A tracked first write costs RP_TRACK_EXTRA_NS more than an asynchronous
- * one (machine.md: 19-58 us against 13 us), so TRACK pays while (pages
- * written per reset) x RP_TRACK_EXTRA_NS stays below the measured cost of
- * a scan; the pages written per reset are the mean of the last RP_WINDOW
- * resets. A factor RP_HYSTERESIS either way, and RP_MIN_RESETS
- * resets in a mode before leaving it, keep a program near the line from
- * flipping. The
- * switch happens inside a reset, after the copy back, when every page
- * equals the saved bytes and (the caller's promise) nobody writes.
- * Without WP_ASYNC (before Linux 6.7) there is nothing to choose: the
- * automatic backend is the synchronous one, and the point stays on it.
+ * A reset point tracks with a synchronous watch (FL_WATCH_SYNC) and scans
+ * with the asynchronous one (FL_WATCH_ASYNC). Without WP_ASYNC (before
+ * Linux 6.7) there is nothing to choose: the automatic backend is the
+ * synchronous one, and the point stays on it.
  */
-#define RP_TRACK_EXTRA_NS 20000.0
-#define RP_HYSTERESIS 2.0
-#define RP_MIN_RESETS 4
-#define RP_WINDOW 16
 #define RP_BATCH 4096
 
 struct fl_reset_point {
@@ -413,10 +559,7 @@ struct fl_reset_point {
 	size_t gran;
 	void **pages;
 	bool can_scan;			/* the asynchronous watch works here */
-	uint64_t recent[RP_WINDOW];	/* pages written by the last resets */
-	double scan_ns;			/* a scan of the range, smoothed; 0: not measured */
-	unsigned in_mode;		/* resets since the last switch */
-	uint64_t resets;
+	struct fl__track_policy policy;
 };
 
 /*
@@ -547,32 +690,18 @@ int fl_reset_point_new(void *addr, size_t len, struct fl_reset_point **ret_point
 	return 0;
 }
 
-/* After a reset: TRACK or SCAN from now on (see above). */
+/* After a reset: track or scan from now on (see policy_track()). */
 static int rp_choose(struct fl_reset_point *p, uint64_t dirty, uint64_t get_ns)
 {
 	bool tracking = fl_watch_backend(p->watch) == FL_WATCH_SYNC;
-	uint64_t sum = 0;
-	double track_ns;
 	int ret;
 
-	p->recent[p->resets++ % RP_WINDOW] = dirty;
-	if (!tracking)
-		p->scan_ns = p->scan_ns > 0 ? 0.75 * p->scan_ns + 0.25 * (double)get_ns : (double)get_ns;
-	if (!p->can_scan || ++p->in_mode < RP_MIN_RESETS || p->scan_ns <= 0)
-		return 0;
-	/* The mean of the last resets: what tracking would cost per reset.
-	 * A rare reset after many writes weighs what it costs (a fuzzer's
-	 * occasional large input), as it would when tracked. */
-	for (unsigned i = 0; i < RP_WINDOW && i < p->resets; i++)
-		sum += p->recent[i];
-	track_ns = (double)sum / (double)FL_MIN(p->resets, (uint64_t)RP_WINDOW) * RP_TRACK_EXTRA_NS;
-	if (tracking ? track_ns <= p->scan_ns * RP_HYSTERESIS : track_ns * RP_HYSTERESIS >= p->scan_ns)
+	if (!p->can_scan || policy_track(&p->policy, tracking, dirty, get_ns) == tracking)
 		return 0;
 	/* Every page equals the saved bytes now: a new watch starts clean. */
 	ret = rp_watch(p, tracking ? FL_WATCH_ASYNC : FL_WATCH_SYNC);
 	if (!ret)
 		ret = fl_watch_reset(p->watch, p->addr, p->len);
-	p->in_mode = 0;
 	return ret;
 }
 

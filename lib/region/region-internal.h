@@ -32,6 +32,19 @@ struct fl__region_hook {
 	struct fl__region_hook *next;
 };
 
+/*
+ * Whether a reset should find written pages by tracking first writes or by
+ * scanning page tables (clone.c decides, for clones and reset points): the
+ * pages written by the last resets and the measured cost of a scan.
+ */
+#define FL__TRACK_WINDOW 16
+struct fl__track_policy {
+	uint64_t recent[FL__TRACK_WINDOW];
+	uint64_t resets;
+	unsigned in_mode;		/* resets since the last switch */
+	double scan_ns;			/* smoothed; 0: never measured */
+};
+
 struct fl_region {
 	struct fl__target t;		/* what the engine sees: ops, space, fill_done, dead */
 	struct fl_engine *engine;
@@ -70,6 +83,15 @@ struct fl_region {
 	_Atomic(struct fl__region_hook *) hooks;
 	pthread_mutex_t hooks_mu;
 	_Atomic unsigned exact_faults;	/* > 0: no prefetch, every first touch faults */
+	/* A clone that tracks its writes (fl__region_new(), track; then
+	 * clone.c turns tracking on and off): its pages are mapped
+	 * write-protected, and the first write to one is a WP fault that
+	 * sets its bit here before letting the kernel copy the page, so a
+	 * reset finds the private copies without a scan. */
+	bool can_track;			/* made to track: the bitmaps exist */
+	_Atomic bool track;		/* tracking now (clone.c turns it off and on) */
+	_Atomic uint64_t *written, *written_sum;	/* fl__sbit_*() */
+	struct fl__track_policy policy;	/* clone.c's: whether to track */
 };
 
 static inline struct fl__space *fl__region_space(const struct fl_region *r)
@@ -78,6 +100,12 @@ static inline struct fl__space *fl__region_space(const struct fl_region *r)
 }
 
 /* region.c */
+/* fl_region_new(), and with `track` a clone that can track its writes
+ * (see struct fl_region; clone.c turns it on): -EOPNOTSUPP where the
+ * kernel cannot (no CONTINUE with MODE_WP, Linux 6.4, or no WP on
+ * shmem/hugetlb). */
+int fl__region_new(struct fl_engine *e, const struct fl_region_opts *opts, bool track,
+		   struct fl_region **ret_region);
 /* Attach h, after start(h) (optional) succeeds; -EEXIST if a hook with
  * the same ops is attached already. A hook stays until the region is freed. */
 int fl__region_hook_add(struct fl_region *r, struct fl__region_hook *h, int (*start)(struct fl__region_hook *h));

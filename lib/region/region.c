@@ -57,6 +57,12 @@ static int alloc_state(struct fl_region *r)
 
 int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct fl_region **ret_region)
 {
+	return fl__region_new(e, opts, false, ret_region);
+}
+
+int fl__region_new(struct fl_engine *e, const struct fl_region_opts *opts, bool track,
+		   struct fl_region **ret_region)
+{
 	struct fl_region_opts o;
 	struct fl_region *r;
 	struct fl__space *sp;
@@ -90,6 +96,12 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 	} else if (o.mem == FL_MEM_HUGETLB && !(e->features & UFFD_FEATURE_MISSING_HUGETLBFS)) {
 		return -EOPNOTSUPP;
 	}
+	if (track && (o.mode != FL_MODE_MINOR || !(o.flags & FL_REGION_PRIVATE) || foreign))
+		return -EINVAL;
+	if (track && (!fl_feature_has(FL_FEATURE_CONTINUE_MODE_WP) ||
+		      !(e->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) ||
+		      !(e->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)))
+		return -EOPNOTSUPP;
 
 	pthread_rwlock_rdlock(&e->lock);
 	sp = fl__engine_space(e, foreign ? o.space : 0);
@@ -120,6 +132,15 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 	if (o.addr && ((uintptr_t)o.addr % r->page_size))
 		goto fail;
 	ret = alloc_state(r);
+	if (!ret && track) {
+		r->written = bitmap_new(r->npages);
+		r->written_sum = bitmap_new((r->npages + 63) / 64);
+		/* Scanning first: the first resets measure what a scan costs
+		 * (clone.c turns tracking on when it pays). */
+		r->can_track = true;
+		if (!r->written || !r->written_sum)
+			ret = -ENOMEM;
+	}
 	if (ret)
 		goto fail;
 	if (o.store) {
@@ -269,6 +290,8 @@ static void region_destroy(struct fl_region *r)
 	fl__forksafe_free(r->cached);
 	fl__forksafe_free(r->discarded);
 	fl__forksafe_free(r->poisoned);
+	fl__forksafe_free(r->written);
+	fl__forksafe_free(r->written_sum);
 	fl__forksafe_free(r);
 }
 

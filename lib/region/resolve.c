@@ -67,7 +67,11 @@ static int run_ioctl(struct fl_region *r, int uffd, enum run_kind kind, uint64_t
 			ret = fl_uffd_zeropage(uffd, (void *)(uintptr_t)(dst + off), len, 0, &done);
 			break;
 		default:
-			ret = fl_uffd_continue(uffd, (void *)(uintptr_t)(dst + off), len, 0, &done);
+			/* Tracking: mapped write-protected, so the first write
+			 * comes to us (fl__region_fault()). */
+			ret = fl_uffd_continue(uffd, (void *)(uintptr_t)(dst + off), len,
+					       atomic_load(&r->track) ? FL_MODE_WP : 0,
+					       &done);
 			break;
 		}
 		done_pages += done / psz;
@@ -459,10 +463,15 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	int ret;
 
 	if (fl_msg_fault_wp(msg)) {
-		/* Regions do not write-protect; a WP fault here means someone
-		 * else did. Never leave the thread asleep. */
+		/* A tracking clone's first write to a page: note it, then
+		 * unprotect (which wakes the thread, whose write then makes
+		 * the private copy). Other regions do not write-protect: a WP
+		 * fault means someone else did; never leave the thread asleep. */
 		atomic_fetch_add_explicit(&r->faults_wp, 1, memory_order_relaxed);
-		fl_uffd_writeprotect(sp->uffd, (void *)(uintptr_t)(base + page * psz), psz, 0);
+		if (atomic_load(&r->track) && page < r->npages)
+			fl__sbit_set(r->written, r->written_sum, page);
+		if (fl_uffd_writeprotect(sp->uffd, (void *)(uintptr_t)(base + page * psz), psz, 0))
+			fl_uffd_wake(sp->uffd, (void *)(uintptr_t)(base + page * psz), psz);	/* it faults again */
 		return;
 	}
 	count_fault(r, msg);

@@ -140,4 +140,58 @@ uint64_t fl__hist_bucket_upper(unsigned b);
 /* Add src's counts to dst (dst is not shared while it is summed). */
 void fl__hist_merge(struct fl__hist *dst, const struct fl__hist *src);
 
+/*
+ * Summarised bitmaps: bits[] with sum[], one bit per word of bits that may
+ * be non-zero, so that finding the set bits of a mostly clear map of
+ * millions costs what is set, not the size (a write watch's dirty pages, a
+ * clone's written pages). bits needs (n + 63) / 64 words, sum
+ * (n + 4095) / 4096. Setting is lock-free; fl__sbit_next() may run beside
+ * it (see there).
+ */
+static inline void fl__sbit_set(_Atomic uint64_t *bits, _Atomic uint64_t *sum, uint64_t i)
+{
+	/* The word first, then its summary bit. */
+	atomic_fetch_or(&bits[i / 64], 1ull << (i % 64));
+	atomic_fetch_or(&sum[i / 4096], 1ull << (i / 64 % 64));
+}
+
+/*
+ * The first set bit in [i, end), or end. A summary bit whose word is zero
+ * is cleared, then the word read again: a set that wrote the word before
+ * the clear is seen by that second read (and the summary bit set again);
+ * one after it sets the summary bit itself.
+ */
+static inline uint64_t fl__sbit_next(_Atomic uint64_t *bits, _Atomic uint64_t *sum, uint64_t i, uint64_t end)
+{
+	while (i < end) {
+		uint64_t wi = i / 64, s = atomic_load(&sum[wi / 64]) >> (wi % 64), word;
+
+		if (!s) {
+			i = (wi / 64 + 1) * 4096;	/* the next summary word */
+			continue;
+		}
+		wi += (uint64_t)__builtin_ctzll(s);
+		if (wi * 64 > i)
+			i = wi * 64;
+		if (i >= end)
+			break;
+		word = atomic_load(&bits[wi]);
+		if (!word) {
+			atomic_fetch_and(&sum[wi / 64], ~(1ull << (wi % 64)));
+			if (atomic_load(&bits[wi]))
+				atomic_fetch_or(&sum[wi / 64], 1ull << (wi % 64));
+			i = (wi + 1) * 64;
+			continue;
+		}
+		word >>= i % 64;
+		if (!word) {
+			i = (wi + 1) * 64;
+			continue;
+		}
+		i += (uint64_t)__builtin_ctzll(word);
+		return i < end ? i : end;
+	}
+	return end;
+}
+
 #endif

@@ -80,10 +80,9 @@ struct fl_watch {
 	 * ASYNC: granules discarded (REMOVE events) since their reset, which
 	 * PAGEMAP_SCAN does not report on shmem and hugetlb. */
 	_Atomic uint64_t *dirty;
-	/* One bit per word of dirty that may be non-zero: a get over a
-	 * clean gigabyte reads 4 words, not 4096, so its cost follows the
-	 * pages written, not the size of the range. Set after the dirty bit;
-	 * cleared only by a get or reset that then finds the word zero. */
+	/* dirty's summary (fl__sbit_next()): a get over a clean gigabyte
+	 * reads 4 words, not 4096, so its cost follows the pages written,
+	 * not the size of the range. */
 	_Atomic uint64_t *dirty_sum;
 	/* ASYNC, SYNC: the userfaultfd, pagemap fd and service thread, the
 	 * watch's own (own_svc) or its manager's, shared by many watches. */

@@ -126,49 +126,13 @@ static bool bit_test(const _Atomic uint64_t *bm, uint64_t i)
 
 void fl__watch_mark(struct fl_watch *w, uint64_t g)
 {
-	/* Word first, then its summary bit (see next_dirty()). */
-	atomic_fetch_or(&w->dirty[g / 64], 1ull << (g % 64));
-	atomic_fetch_or(&w->dirty_sum[g / 4096], 1ull << (g / 64 % 64));
+	fl__sbit_set(w->dirty, w->dirty_sum, g);
 }
 
-/*
- * The first dirty granule in [g, end), or end: whole summary words (4096
- * granules) and clean words are skipped. A summary bit whose word is zero
- * is cleared, then the word read again: a mark that set the word before
- * the clear is seen by that second read (and the bit set again); one after
- * it sets the bit itself.
- */
+/* The first dirty granule in [g, end), or end. */
 static uint64_t next_dirty(struct fl_watch *w, uint64_t g, uint64_t end)
 {
-	while (g < end) {
-		uint64_t wi = g / 64, sum = atomic_load(&w->dirty_sum[wi / 64]) >> (wi % 64), word;
-
-		if (!sum) {
-			g = (wi / 64 + 1) * 4096;	/* the next summary word */
-			continue;
-		}
-		wi += (uint64_t)__builtin_ctzll(sum);
-		if (wi * 64 > g)
-			g = wi * 64;
-		if (g >= end)
-			break;
-		word = atomic_load(&w->dirty[wi]);
-		if (!word) {
-			atomic_fetch_and(&w->dirty_sum[wi / 64], ~(1ull << (wi % 64)));
-			if (atomic_load(&w->dirty[wi]))
-				atomic_fetch_or(&w->dirty_sum[wi / 64], 1ull << (wi % 64));
-			g = (wi + 1) * 64;
-			continue;
-		}
-		word >>= g % 64;
-		if (!word) {
-			g = (wi + 1) * 64;
-			continue;
-		}
-		g += (uint64_t)__builtin_ctzll(word);
-		return g < end ? g : end;
-	}
-	return end;
+	return fl__sbit_next(w->dirty, w->dirty_sum, g, end);
 }
 
 static void bit_clear(_Atomic uint64_t *bm, uint64_t i)

@@ -233,6 +233,8 @@ static int test_clone_reset(void *arg)
 	struct fl_template *t;
 	struct fl_region *c;
 	uint64_t x = 0x1234567;
+	/* Where the kernel has CONTINUE with MODE_WP (and it is not masked). */
+	bool track = fl_feature_has(FL_FEATURE_CONTINUE_MODE_WP);
 	uint8_t *p;
 
 	if (mem == FL_MEM_HUGETLB)
@@ -240,6 +242,7 @@ static int test_clone_reset(void *arg)
 	t = make_template(mem, img, len);
 	T_OK(fl_clone_new(e, t, NULL, &c));
 	p = fl_region_addr(c);
+	t_log("the clone %s track its writes", track ? "can" : "cannot");
 	for (int it = 0; it < 30; it++) {
 		struct fl_reset_stats st = { .sz = sizeof(st) };
 		size_t nw = 1 + x_next(&x) % 200;
@@ -254,17 +257,88 @@ static int test_clone_reset(void *arg)
 			touched[off / psz] = true;
 		}
 		/* Everything was read at the end of the last iteration, and a
-		 * reset maps the template's pages again: the writes are plain
-		 * copy-on-write in the kernel, with no fault to the engine. */
+		 * reset maps the template's pages again: no read or MINOR
+		 * fault. A clone tracking its writes (Linux 6.4+, when it pays:
+		 * see reset-clone-modes) maps them write-protected: one WP
+		 * fault per page written; otherwise plain copy-on-write. */
 		after = u_rstats(c);
-		if (it > 0)
+		if (it > 0) {
 			T_ASSERT_EQ(u_faults(&after), u_faults(&before));
+			T_ASSERT(after.faults_wp == before.faults_wp ||
+				 (track && after.faults_wp - before.faults_wp == distinct),
+				 "%llu WP faults for %zu pages written",
+				 (unsigned long long)(after.faults_wp - before.faults_wp), distinct);
+		}
 		T_OK(fl_clone_reset(c, &st));
 		T_ASSERT_EQ(st.pages_dirty, distinct * (psz / U_PAGE));
 		T_ASSERT_EQ(private_pages(p, len), 0);
 		T_ASSERT(memcmp(p, img, len) == 0, "iteration %d: not the template after reset", it);
 	}
 	T_ASSERT_EQ(fl_clone_reset(NULL, NULL), -EINVAL);
+	fl_region_free(c);
+	fl_template_free(t);
+	fl_engine_free(e);
+	return T_PASS;
+}
+
+/* Write to `k` pages chosen from x (some may repeat); returns k. */
+static size_t rp_write(uint8_t *m, size_t len, size_t k, uint64_t *x)
+{
+	size_t npages = len / U_PAGE;
+
+	for (size_t i = 0; i < k; i++)
+		m[((*x = *x * 6364136223846793005ull + 1442695040888963407ull) >> 20) % npages * U_PAGE +
+		  i % U_PAGE] ^= 0x5a;
+	return k;
+}
+
+/*
+ * A clone tracks its first writes while few pages are written per reset
+ * (one WP fault per page written; a reset reads a bitmap) and scans when
+ * many are (no fault; a reset walks the page tables), where the kernel can
+ * track (CONTINUE with MODE_WP, Linux 6.4): few writes, many, few again.
+ * Every reset exact either way.
+ */
+static int test_clone_reset_modes(void *arg)
+{
+	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	size_t len = 256u << 20;
+	struct fl_engine *e = u_engine(0, 1);
+	struct fl_template_opts to = { .sz = sizeof(to), .mem = mem, .length = len, .memfd = -1 };
+	bool track = fl_feature_has(FL_FEATURE_CONTINUE_MODE_WP);
+	struct fl_template *t;
+	struct fl_region *c;
+	uint64_t x = 0xc10e5;
+	uint8_t *p;
+	static const struct { size_t k; int iters; } phases[] = { { 1, 12 }, { 20000, 10 }, { 2, 24 } };
+
+	T_OK(fl_store_zero_new(len, &to.store));
+	T_OK(fl_template_new(&to, &t));
+	fl_store_unref(to.store);
+	T_OK(fl_clone_new(e, t, NULL, &c));
+	p = fl_region_addr(c);
+	T_ASSERT(u_all_zero(p, len));	/* every page mapped */
+	for (size_t ph = 0; ph < sizeof(phases) / sizeof(phases[0]); ph++) {
+		uint64_t wp = 0, dirty = 0, ns = 0;
+
+		for (int it = 0; it < phases[ph].iters; it++) {
+			struct fl_reset_stats st = { .sz = sizeof(st) };
+			struct fl_region_stats before = u_rstats(c), after;
+
+			rp_write(p, len, phases[ph].k, &x);
+			after = u_rstats(c);
+			T_OK(fl_clone_reset(c, &st));
+			T_ASSERT(u_all_zero(p, len), "phase %zu iteration %d: not the template after reset", ph, it);
+			wp = after.faults_wp - before.faults_wp;
+			dirty = st.pages_dirty;
+			ns = st.ns;
+		}
+		t_log("phase %zu: %zu pages written per reset: last %llu WP faults for %llu pages, reset %llu us", ph,
+		      phases[ph].k, (unsigned long long)wp, (unsigned long long)dirty,
+		      (unsigned long long)(ns / 1000));
+		/* The last iteration: tracked (a fault per page) or scanned. */
+		T_ASSERT_EQ(wp, track && phases[ph].k < 1000 ? dirty : 0);
+	}
 	fl_region_free(c);
 	fl_template_free(t);
 	fl_engine_free(e);
@@ -303,17 +377,6 @@ static int test_reset_point(void *arg)
 	T_ASSERT_EQ(st.pages_copied, 0);
 	fl_reset_point_free(rp);
 	return T_PASS;
-}
-
-/* Write `k` distinct pages chosen from x; returns how many. */
-static size_t rp_write(uint8_t *m, size_t len, size_t k, uint64_t *x)
-{
-	size_t npages = len / U_PAGE;
-
-	for (size_t i = 0; i < k; i++)
-		m[((*x = *x * 6364136223846793005ull + 1442695040888963407ull) >> 20) % npages * U_PAGE +
-		  i % U_PAGE] ^= 0x5a;
-	return k;
 }
 
 /*
@@ -751,6 +814,7 @@ static const struct t_case cases[] = {
 	{ "sharing-pss", test_sharing, NULL, 120 },
 	{ "reset-clone-shmem", test_clone_reset, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
 	{ "reset-clone-hugetlb", test_clone_reset, (void *)(uintptr_t)FL_MEM_HUGETLB, 120, T_HUGE_PAGES },
+	{ "reset-clone-modes-shmem", test_clone_reset_modes, (void *)(uintptr_t)FL_MEM_SHMEM, 180 },
 	{ "reset-point-anon", test_reset_point, (void *)(uintptr_t)FL_MEM_ANON, 120 },
 	{ "reset-point-shmem", test_reset_point, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
 	{ "reset-point-hugetlb", test_reset_point, (void *)(uintptr_t)FL_MEM_HUGETLB, 120, T_HUGE_PAGES },
