@@ -291,6 +291,28 @@ static int collect_run(uint64_t start, uint64_t end, void *ctx)
 }
 
 /*
+ * Map region pages [p, end) again from the page cache after their copies
+ * were dropped (mode: 0, or FL_MODE_WP for a tracking clone); pages not in
+ * the page cache fault later.
+ */
+static void remap(struct fl_region *r, int uffd, uint64_t p, uint64_t end, unsigned mode)
+{
+	while (p < end) {
+		uint64_t q = p;
+		size_t done = 0;
+		while (q < end && fl__bit_test(r->cached, q))
+			q++;
+		if (q > p) {
+			fl_uffd_continue(uffd, r->addr + p * r->page_size, (q - p) * r->page_size, mode, &done);
+			done /= r->page_size;
+		}
+		/* Not mapped again: the engine must not think it is. */
+		fl__region_discard(r, p + done, (q > p ? q : q + 1) - p - done);
+		p = q > p ? q : q + 1;
+	}
+}
+
+/*
  * Drop the private copies of `runs` and map the template's pages there
  * again. The range is unregistered meanwhile: MADV_DONTNEED on a range
  * registered with a uffd that asks for REMOVE events waits until the engine
@@ -329,20 +351,7 @@ static int reset_runs(struct fl_region *r, const struct run_list *l, struct fl_r
 		uint64_t end = p + l->v[i].len / r->page_size;
 
 		st->runs++;
-		/* Map again what the page cache holds; the rest faults later. */
-		while (p < end) {
-			uint64_t q = p;
-			size_t done = 0;
-			while (q < end && fl__bit_test(r->cached, q))
-				q++;
-			if (q > p) {
-				fl_uffd_continue(uffd, r->addr + p * r->page_size, (q - p) * r->page_size, 0, &done);
-				done /= r->page_size;
-			}
-			/* Not mapped again: the engine must not think it is. */
-			fl__region_discard(r, p + done, (q > p ? q : q + 1) - p - done);
-			p = q > p ? q : q + 1;
-		}
+		remap(r, uffd, p, end, 0);
 	}
 	return first_err;
 }
@@ -390,19 +399,7 @@ static int reset_tracked(struct fl_region *r, struct run_list *l, struct fl_rese
 		st->runs++;
 		for (uint64_t k = p; k < end; k++)
 			fl__bit_clear(r->written, k);
-		while (p < end) {
-			uint64_t q = p;
-			size_t done = 0;
-			while (q < end && fl__bit_test(r->cached, q))
-				q++;
-			if (q > p) {
-				fl_uffd_continue(uffd, r->addr + p * r->page_size, (q - p) * r->page_size, FL_MODE_WP,
-						 &done);
-				done /= r->page_size;
-			}
-			fl__region_discard(r, p + done, (q > p ? q : q + 1) - p - done);
-			p = q > p ? q : q + 1;
-		}
+		remap(r, uffd, p, end, FL_MODE_WP);
 	}
 	return ret;
 }
