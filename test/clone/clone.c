@@ -293,6 +293,62 @@ static size_t rp_write(uint8_t *m, size_t len, size_t k, uint64_t *x)
 }
 
 /*
+ * A process forks while its clone tracks writes: the child's copy keeps
+ * the write protection (EVENT_FORK), and the engine serves the child's
+ * first writes without tracking them (it is not the child's clone to
+ * reset): the child finishes, its writes are its own, and the parent's
+ * clone still resets exactly.
+ */
+static int test_clone_reset_fork(void *arg)
+{
+	size_t len = 64u << 20;
+	struct fl_engine *e = u_engine(0, 1);
+	struct fl_template_opts to = { .sz = sizeof(to), .mem = FL_MEM_SHMEM, .length = len, .memfd = -1 };
+	struct fl_template *t;
+	struct fl_region *c;
+	uint64_t x = 0xf0c;
+	uint8_t *p;
+	pid_t pid;
+	int st;
+
+	(void)arg;
+	T_OK(fl_store_zero_new(len, &to.store));
+	T_OK(fl_template_new(&to, &t));
+	fl_store_unref(to.store);
+	T_OK(fl_clone_new(e, t, NULL, &c));
+	p = fl_region_addr(c);
+	T_ASSERT(u_all_zero(p, len));
+	/* A few quiet resets: the clone tracks where the kernel lets it. */
+	for (int i = 0; i < 12; i++) {
+		rp_write(p, len, 1, &x);
+		T_OK(fl_clone_reset(c, NULL));
+	}
+	t_log("%llu WP faults before the fork (tracked first writes)", (unsigned long long)u_rstats(c).faults_wp);
+	fflush(NULL);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (pid == 0) {
+		for (size_t off = 0; off < len; off += 64 * U_PAGE)
+			p[off] = 0x77;
+		for (size_t off = 0; off < len; off += 64 * U_PAGE)
+			if (p[off] != 0x77)
+				_exit(2);
+		_exit(0);
+	}
+	T_ASSERT(t_wait_pid(pid, t_scaled_ms(60000), &st) == 0, "the forked child did not finish");
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status 0x%x", st);
+	T_ASSERT(u_all_zero(p, len), "the child's writes reached the parent");
+	rp_write(p, len, 5, &x);
+	T_OK(fl_clone_reset(c, NULL));
+	T_ASSERT(u_all_zero(p, len), "not the template after a reset");
+	fl_region_free(c);
+	fl_template_free(t);
+	fl_engine_free(e);
+	return T_PASS;
+}
+
+
+/*
  * A clone tracks its first writes while few pages are written per reset
  * (one WP fault per page written; a reset reads a bitmap) and scans when
  * many are (no fault; a reset walks the page tables), where the kernel can
@@ -815,6 +871,7 @@ static const struct t_case cases[] = {
 	{ "reset-clone-shmem", test_clone_reset, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
 	{ "reset-clone-hugetlb", test_clone_reset, (void *)(uintptr_t)FL_MEM_HUGETLB, 120, T_HUGE_PAGES },
 	{ "reset-clone-modes-shmem", test_clone_reset_modes, (void *)(uintptr_t)FL_MEM_SHMEM, 180 },
+	{ "reset-clone-fork", test_clone_reset_fork, NULL, 120, T_EVENT_FORK },
 	{ "reset-point-anon", test_reset_point, (void *)(uintptr_t)FL_MEM_ANON, 120 },
 	{ "reset-point-shmem", test_reset_point, (void *)(uintptr_t)FL_MEM_SHMEM, 120 },
 	{ "reset-point-hugetlb", test_reset_point, (void *)(uintptr_t)FL_MEM_HUGETLB, 120, T_HUGE_PAGES },
