@@ -117,6 +117,17 @@ case $build in
 esac
 cache=${FL_VM_CACHE:-/var/cache/faultline-vm}
 
+# Suite names are checked before anything is fetched or booted: meson runs
+# nothing for a wrong one ("clone,watch" instead of "clone watch").
+known=" $(sed -n "s/.*suite *: *'\([a-z0-9_-]*\)'.*/\1/p" "$root"/test/*/meson.build "$root"/test/meson.build |
+	sort -u | tr '\n' ' ')"
+for s in $([ "$suites" != all ] && echo "$suites") $exclude; do
+	if [[ $known != *" $s "* ]]; then
+		echo "vm-check: no test suite '$s' (separate suites with spaces; known:$known)" >&2
+		exit 2
+	fi
+done
+
 log() { echo "vm-check: $*"; }
 
 # ---- what the host needs -----------------------------------------------------
