@@ -497,13 +497,13 @@ static long rss_kib(void)
 }
 
 /*
- * A sparse private anonymous heap of 4 GiB holding 16 MiB: the point saves
- * what it holds, not 4 GiB, and a reset brings back both kinds of page:
+ * A sparse private anonymous heap of 2 GiB holding 8 MiB: the point saves
+ * what it holds, not 2 GiB, and a reset brings back both kinds of page:
  * those held at the point (their bytes) and those never touched (zeros).
  */
 static int test_reset_point_sparse(void *arg)
 {
-	size_t len = 4ull << 30, step = 256 * U_PAGE;	/* one page in 256 */
+	size_t len = 2ull << 30, step = 256 * U_PAGE;	/* one page in 256 */
 	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	struct fl_reset_point *rp;
 	struct fl_reset_stats st = { .sz = sizeof(st) };
@@ -516,7 +516,7 @@ static int test_reset_point_sparse(void *arg)
 	before = rss_kib();
 	T_OK(fl_reset_point_new(m, len, &rp));
 	grown = rss_kib() - before;
-	t_log("4 GiB heap holding %zu MiB: the point grew the RSS by %ld KiB", len / step * U_PAGE >> 20, grown);
+	t_log("2 GiB heap holding %zu MiB: the point grew the RSS by %ld KiB", len / step * U_PAGE >> 20, grown);
 	T_ASSERT(grown < 64 * 1024, "the point copied more than the heap holds: %ld KiB", grown);
 	for (int it = 0; it < 3; it++) {
 		/* Held pages, and pages next to them that were never touched. */
