@@ -47,6 +47,7 @@ enum fl_region_mode {
 #define FL_REGION_FOREIGN	(1u << 3)	/* memory lives in an adopted space; addr given, not mapped here */
 #define FL_REGION_NO_THP	(1u << 4)	/* anon: MADV_NOHUGEPAGE */
 #define FL_REGION_MEMFD	(1u << 5)	/* shmem/hugetlb: use opts.memfd instead of creating one */
+#define FL_REGION_NO_HUGE_FILL	(1u << 6)	/* anon: no 2 MiB fills by UFFDIO_MOVE (4 KiB COPY only) */
 
 struct fl_region_opts {
 	size_t sz;			/* sizeof(struct fl_region_opts) */
@@ -125,6 +126,10 @@ struct fl_region_stats {
 	 * is not visible to userspace) */
 	uint64_t blocked_ns;
 	uint64_t pages_replayed;	/* installed by a working-set replay (fl_region_replay(3)) */
+	/* huge fills (anonymous regions, UFFDIO_MOVE): the pages are also in
+	 * pages_copy/pages_zero and pages_prefetch/pages_background */
+	uint64_t huge_moves;		/* 2 MiB chunks moved in as one huge page (PMD) */
+	uint64_t pages_moved;		/* 4 KiB pages moved in one by one */
 };
 FL_API int fl_region_stats(const struct fl_region *region,
 			   struct fl_region_stats *stats);

@@ -21,7 +21,7 @@ enum {
 	ZERO_COPIED,			/* zeros, copied with the data around them */
 };
 
-static bool page_is_zero(const uint8_t *p, size_t len)
+bool fl__page_is_zero(const uint8_t *p, size_t len)
 {
 	const uint64_t *w = (const uint64_t *)(const void *)p;
 	for (size_t i = 0; i < len / 8; i += 4)
@@ -30,7 +30,7 @@ static bool page_is_zero(const uint8_t *p, size_t len)
 	return true;
 }
 
-static void mark_resolved(struct fl_region *r, uint64_t first, uint64_t count)
+void fl__mark_resolved(struct fl_region *r, uint64_t first, uint64_t count)
 {
 	uint64_t added = 0;
 	for (uint64_t p = first; p < first + count; p++)
@@ -145,7 +145,7 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 	if (direct && !any_discarded(r, req->first, count)) {
 		atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);
 		for (uint64_t i = 0; i < count; i++)
-			w->zero[i] = page_is_zero(direct + i * psz, psz) ? ZERO_PAGE : DATA_PAGE;
+			w->zero[i] = fl__page_is_zero(direct + i * psz, psz) ? ZERO_PAGE : DATA_PAGE;
 		*ret_data = direct;
 		goto runs;
 	}
@@ -171,7 +171,7 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 		bool disc = fl__bit_test(r->discarded, req->first + i);
 		if (disc)
 			memset(pg, 0, psz);
-		w->zero[i] = (disc || (iov.flags_out & FL_STORE_OUT_ZERO) || page_is_zero(pg, psz)) ? ZERO_PAGE : DATA_PAGE;
+		w->zero[i] = (disc || (iov.flags_out & FL_STORE_OUT_ZERO) || fl__page_is_zero(pg, psz)) ? ZERO_PAGE : DATA_PAGE;
 	}
 	*ret_data = w->buf;
 runs:
@@ -249,7 +249,7 @@ static void account(struct fl_region *r, const struct fl__resolve_req *req, uint
 	if (tl->zero_pages)
 		atomic_fetch_add_explicit(&r->pages_zero, tl->zero_pages, memory_order_relaxed);
 	if (req->space == fl__region_space(r))
-		mark_resolved(r, req->first, count);
+		fl__mark_resolved(r, req->first, count);
 	if (tl->exist)
 		atomic_fetch_add_explicit(&r->pages_exist, tl->exist, memory_order_relaxed);
 	if (req->source == FL_SRC_BACKGROUND)
@@ -295,7 +295,7 @@ static int install_one_direct(struct fl_region *r, const struct fl__resolve_req 
 		return ret;
 	atomic_fetch_add_explicit(&r->bytes_read, r->page_size, memory_order_relaxed);
 	if (!tl->exist) {
-		if (page_is_zero(src, r->page_size))
+		if (fl__page_is_zero(src, r->page_size))
 			tl->zero_pages++;
 		else
 			tl->data_pages++;
@@ -471,8 +471,30 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h; h = h->next)
 		if (h->ops->fault)
 			h->ops->fault(h, r, page);
+	/* An untouched 2 MiB chunk comes in whole, as one huge page: for the
+	 * faulting thread about as soon as one 4 KiB page would (the store
+	 * read is most of both), and no trap for each of its other pages. */
+	if (r->huge_fill) {
+		uint64_t chunk = fl__huge_chunk(r, base, page, ent->start, ent->end, false);
+
+		if (chunk != UINT64_MAX) {
+			req = (struct fl__resolve_req){
+				.space = sp, .base = base, .first = chunk, .count = FL_CHUNK_PAGES,
+				.fault_page = page, .tid = fl_msg_fault_tid(msg), .source = FL_SRC_DEMAND,
+			};
+			ret = fl__huge_fill(r, &req, w);
+			end_page = chunk + FL_CHUNK_PAGES;
+			/* Declined, or the kernel could not place the
+			 * faulting page: the 4 KiB path answers it. */
+			if (!(ret == FL__HUGE_DECLINED || (ret < 0 && fl__resolve_classify(ret) == FL__POISON)))
+				goto settle;
+		}
+	}
 	/* Stay inside this index entry (REMAP/UNMAP may have split the region). */
 	end_page = FL_MIN(page + prefetch_window(r, page), (ent->end - base) / psz);
+	/* ... and leave the next chunk untouched for its huge fill. */
+	if (r->huge_fill)
+		end_page = FL_MIN(end_page, fl__chunk_end(r, base, page));
 	/* Stop the window at the first page already resolved (a hint). */
 	for (uint64_t p = page + 1; p < end_page; p++) {
 		if (fl__bit_test(r->resolved, p) || fl__bit_test(r->poisoned, p)) {
@@ -485,6 +507,7 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 		.fault_page = page, .tid = fl_msg_fault_tid(msg), .source = FL_SRC_DEMAND,
 	};
 	ret = fl__resolve_or_poison(r, &req, w);
+settle:
 	atomic_store_explicit(&r->last_end, end_page, memory_order_relaxed);
 
 	switch (fl__resolve_classify(ret)) {
@@ -517,7 +540,28 @@ int fl__region_fill_step(struct fl__target *t, struct fl__worker *w)
 		p++;
 	if (p >= r->npages)
 		return 0;
+	if (r->huge_fill) {
+		uint64_t base = (uintptr_t)r->addr, chunk = fl__huge_chunk(r, base, p, base, base + r->length, true);
+
+		if (chunk != UINT64_MAX) {
+			req = (struct fl__resolve_req){
+				.space = t->space, .base = base, .first = chunk, .count = FL_CHUNK_PAGES,
+				.fault_page = UINT64_MAX, .source = FL_SRC_BACKGROUND,
+			};
+			ret = fl__huge_fill(r, &req, w);
+			if (ret < 0 && fl__resolve_classify(ret) == FL__RETRY)
+				return 1;
+			/* Failed: demand faults fail closed what cannot be
+			 * had, page by page. Declined: 4 KiB batches. */
+			if (ret <= 0) {
+				atomic_store(&r->fill_cursor, chunk + FL_CHUNK_PAGES);
+				return chunk + FL_CHUNK_PAGES < r->npages;
+			}
+		}
+	}
 	end = FL_MIN(p + FL_MAX(1, (uint64_t)r->fill_batch * FL_PAGE_SIZE / r->page_size), r->npages);
+	if (r->huge_fill)
+		end = FL_MIN(end, fl__chunk_end(r, (uintptr_t)r->addr, p));
 	for (uint64_t q = p + 1; q < end; q++) {
 		if (fl__bit_test(r->resolved, q) || fl__bit_test(r->poisoned, q)) {
 			end = q;
