@@ -93,6 +93,14 @@ static bool chunk_fillable(struct fl_region *r, uint64_t first, bool partial)
 	return partial ? resolved < FL_CHUNK_PAGES : resolved == 0;
 }
 
+static bool chunk_resolved(struct fl_region *r, uint64_t first)
+{
+	for (uint64_t p = first; p < first + FL_CHUNK_PAGES; p++)
+		if (!fl__bit_test(r->resolved, p))
+			return false;
+	return true;
+}
+
 uint64_t fl__huge_chunk(struct fl_region *r, uint64_t base, uint64_t page, uint64_t lo, uint64_t hi, bool partial)
 {
 	uint64_t start = (base + page * FL_PAGE_SIZE) & ~(uint64_t)(FL_HPAGE_SIZE - 1);
@@ -249,7 +257,8 @@ static void account(struct fl_region *r, const struct fl__resolve_req *req, cons
 /*
  * Another worker is staging the chunk. The background filler leaves it to
  * that worker (0); a demand fault (or populate) waits for it, and is done
- * when its page has been placed; otherwise the 4 KiB path takes over.
+ * when its page (populate: every page) has been placed; otherwise the
+ * 4 KiB path takes over.
  */
 static int chunk_busy(struct fl_region *r, const struct fl__resolve_req *req, uint64_t chunk)
 {
@@ -261,7 +270,9 @@ static int chunk_busy(struct fl_region *r, const struct fl__resolve_req *req, ui
 		struct timespec ts = { 0, 20 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	if (req->fault_page != UINT64_MAX && req->source == FL_SRC_DEMAND && fl__bit_test(r->resolved, req->fault_page)) {
+	if (req->source != FL_SRC_DEMAND)
+		return chunk_resolved(r, req->first) ? 0 : FL__HUGE_DECLINED;
+	if (fl__bit_test(r->resolved, req->fault_page)) {
 		/* The other worker's move woke the range; a wake costs less
 		 * than finding out whether this thread's fault came after. */
 		fl_uffd_wake(req->space->uffd, (void *)(uintptr_t)(req->base + req->fault_page * FL_PAGE_SIZE),
