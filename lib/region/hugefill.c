@@ -93,6 +93,13 @@ static bool chunk_fillable(struct fl_region *r, uint64_t first, bool partial)
 	return partial ? resolved < FL_CHUNK_PAGES : resolved == 0;
 }
 
+bool fl__chunk_staging(struct fl_region *r, uint64_t base, uint64_t page)
+{
+	uint64_t start = (base + page * FL_PAGE_SIZE) & ~(uint64_t)(FL_HPAGE_SIZE - 1);
+
+	return start >= base && fl__bit_test(r->chunk_busy, (start - base) / FL_PAGE_SIZE / FL_CHUNK_PAGES);
+}
+
 static bool chunk_resolved(struct fl_region *r, uint64_t first)
 {
 	for (uint64_t p = first; p < first + FL_CHUNK_PAGES; p++)
@@ -327,6 +334,12 @@ int fl__huge_fill(struct fl_region *r, const struct fl__resolve_req *req, struct
 
 	if (fl__bit_set(r->chunk_busy, chunk))
 		return chunk_busy(r, req, chunk);
+	/* A demand fill continues a stream (resolve.c): after the busy bit,
+	 * so that another handler's fault in this chunk finds one or the
+	 * other, and before the move wakes the stream's threads, whose next
+	 * fault (in the next chunk) must find that it continues the stream. */
+	if (req->source == FL_SRC_DEMAND)
+		atomic_store_explicit(&r->last_end, req->first + FL_CHUNK_PAGES, memory_order_relaxed);
 	/* Checked again now that the chunk is ours: another worker may have
 	 * filled it between the caller's look and here. */
 	if (!chunk_fillable(r, req->first, req->source != FL_SRC_DEMAND) || stage_map(w)) {

@@ -135,6 +135,8 @@ void fl__mark_resolved(struct fl_region *r, uint64_t first, uint64_t count);
  * thread sooner than 2 MiB read for a PMD that can no longer be had.
  */
 uint64_t fl__huge_chunk(struct fl_region *r, uint64_t base, uint64_t page, uint64_t lo, uint64_t hi, bool partial);
+/* Is a worker staging the chunk holding `page`? */
+bool fl__chunk_staging(struct fl_region *r, uint64_t base, uint64_t page);
 /* The page where the chunk after the one holding `page` starts (clip 4 KiB
  * batches there, so that they leave the next chunk untouched). */
 uint64_t fl__chunk_end(const struct fl_region *r, uint64_t base, uint64_t page);
