@@ -141,67 +141,40 @@ static bool placed_huge(struct fl__worker *w, uint64_t dst)
 	       reg.end == dst + FL_HPAGE_SIZE;
 }
 
-/* What placing a chunk did, for the statistics. */
-struct placed {
-	uint64_t moved, copied, exist, zero;
-	uint64_t zero_map[FL_CHUNK_PAGES / 64];	/* staged pages that are zeros */
-	uint64_t there_map[FL_CHUNK_PAGES / 64];	/* pages placed, or found there */
-	bool fault_placed;			/* the faulting page was placed by us */
-};
-
-static void placed_run(struct fl_region *r, const struct fl__resolve_req *req, struct placed *pl, uint64_t i,
-		       uint64_t n, bool copy)
+int fl__move_pages(int uffd, uint64_t dst, uint64_t src, uint64_t npages, unsigned flags,
+		   struct fl__move_result *res)
 {
-	(void)r;
-	if (!n)
-		return;
-	if (copy)
-		pl->copied += n;
-	else
-		pl->moved += n;
-	for (uint64_t k = i; k < i + n; k++) {
-		pl->there_map[k / 64] |= 1ull << (k % 64);
-		pl->zero += (pl->zero_map[k / 64] >> (k % 64)) & 1;
-		pl->fault_placed |= req->first + k == req->fault_page;
-	}
-}
-
-/*
- * Move the staged pages of [from, to) to the chunk, skipping pages that
- * exist (EEXIST) and copying from the first page the kernel will not move.
- * The error table's other answers end it (nothing is retried here).
- */
-static int place_run(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w, uint64_t from,
-		     uint64_t to, bool *copy, struct placed *pl)
-{
-	int uffd = req->space->uffd;
-
-	for (uint64_t i = from; i < to;) {
-		uint64_t dst = req->base + (req->first + i) * FL_PAGE_SIZE;
-		uint8_t *src = w->stage + i * FL_PAGE_SIZE;
-		size_t len = (to - i) * FL_PAGE_SIZE, done = 0;
+	for (uint64_t i = 0; i < npages;) {
+		uint64_t off = i * FL_PAGE_SIZE, n;
+		size_t len = (npages - i) * FL_PAGE_SIZE, done = 0;
+		bool copy = res->copying;
 		int ret;
 
-		if (*copy)
-			ret = fl_uffd_copy(uffd, (void *)(uintptr_t)dst, src, len, 0, &done);
+		if (copy)
+			ret = fl_uffd_copy(uffd, (void *)(uintptr_t)(dst + off), (const void *)(uintptr_t)(src + off),
+					   len, 0, &done);
 		else
-			ret = fl_uffd_move(uffd, (void *)(uintptr_t)dst, src, len, 0, &done);
-		placed_run(r, req, pl, i, done / FL_PAGE_SIZE, *copy);
-		i += done / FL_PAGE_SIZE;
+			ret = fl_uffd_move(uffd, (void *)(uintptr_t)(dst + off), (void *)(uintptr_t)(src + off), len, 0,
+					   &done);
+		n = done / FL_PAGE_SIZE;
+		if (n && res->done)
+			res->done(res, i, n, copy);
+		*(copy ? &res->copied : &res->moved) += n;
+		i += n;
 		if (!ret)
 			break;
 		switch (fl__resolve_classify(ret)) {
 		case FL__ALREADY_THERE:
-			/* Someone's page: the application's bytes stay. */
-			pl->there_map[i / 64] |= 1ull << (i % 64);
-			pl->exist++;
+			/* Someone's page: it stays. */
+			if (res->exist)
+				res->exist(res, i);
+			res->existed++;
 			i++;
 			continue;
 		case FL__POISON:
-			if (!*copy) {
-				fl__log(&r->engine->log, FL_LOG_DEBUG, "%s: UFFDIO_MOVE refused (%s): copying the rest",
-					r->name, strerror(-ret));
-				*copy = true;
+			if (!copy && (flags & FL__MOVE_OR_COPY)) {
+				res->copying = true;
+				res->refused = ret;
 				continue;
 			}
 			return ret;
@@ -212,13 +185,45 @@ static int place_run(struct fl_region *r, const struct fl__resolve_req *req, str
 	return 0;
 }
 
+/* What placing a chunk did, for the statistics. */
+struct placed {
+	struct fl__move_result mr;	/* first: the callbacks get it */
+	const struct fl__resolve_req *req;
+	uint64_t from;			/* chunk page of the current run's first page */
+	uint64_t zero;
+	uint64_t zero_map[FL_CHUNK_PAGES / 64];	/* staged pages that are zeros */
+	uint64_t there_map[FL_CHUNK_PAGES / 64];	/* pages placed, or found there */
+	bool fault_placed;			/* the faulting page was placed by us */
+};
+
+static void placed_run(struct fl__move_result *mr, uint64_t i, uint64_t n, bool copied)
+{
+	struct placed *pl = (struct placed *)mr;
+
+	(void)copied;
+	for (uint64_t k = pl->from + i; k < pl->from + i + n; k++) {
+		pl->there_map[k / 64] |= 1ull << (k % 64);
+		pl->zero += (pl->zero_map[k / 64] >> (k % 64)) & 1;
+		pl->fault_placed |= pl->req->first + k == pl->req->fault_page;
+	}
+}
+
+static void placed_exist(struct fl__move_result *mr, uint64_t i)
+{
+	struct placed *pl = (struct placed *)mr;
+	uint64_t k = pl->from + i;
+
+	pl->there_map[k / 64] |= 1ull << (k % 64);
+}
+
 /* Every page of the chunk not known to be there, in runs (the resolved
  * bitmap is a hint; EEXIST is the truth). An untouched chunk is one run:
  * one ioctl, and one PMD when the kernel can. */
 static int place(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w, struct placed *pl)
 {
-	bool copy = false;
-
+	pl->req = req;
+	pl->mr.done = placed_run;
+	pl->mr.exist = placed_exist;
 	for (uint64_t i = 0; i < FL_CHUNK_PAGES;) {
 		uint64_t j;
 		int ret;
@@ -229,7 +234,14 @@ static int place(struct fl_region *r, const struct fl__resolve_req *req, struct 
 			;
 		if (i == j)
 			break;
-		ret = place_run(r, req, w, i, j, &copy, pl);
+		pl->from = i;
+		ret = fl__move_pages(req->space->uffd, req->base + (req->first + i) * FL_PAGE_SIZE,
+				     (uintptr_t)(w->stage + i * FL_PAGE_SIZE), j - i, FL__MOVE_OR_COPY, &pl->mr);
+		if (pl->mr.refused) {
+			fl__log(&r->engine->log, FL_LOG_DEBUG, "%s: UFFDIO_MOVE refused (%s): copying the rest",
+				r->name, strerror(-pl->mr.refused));
+			pl->mr.refused = 0;
+		}
 		if (ret)
 			return ret;
 		i = j;
@@ -239,18 +251,18 @@ static int place(struct fl_region *r, const struct fl__resolve_req *req, struct 
 
 static void account(struct fl_region *r, const struct fl__resolve_req *req, const struct placed *pl, bool huge)
 {
-	uint64_t n = pl->moved + pl->copied;
+	uint64_t n = pl->mr.moved + pl->mr.copied;
 
 	if (n - pl->zero)
 		atomic_fetch_add_explicit(&r->pages_copy, n - pl->zero, memory_order_relaxed);
 	if (pl->zero)
 		atomic_fetch_add_explicit(&r->pages_zero, pl->zero, memory_order_relaxed);
-	if (pl->exist)
-		atomic_fetch_add_explicit(&r->pages_exist, pl->exist, memory_order_relaxed);
+	if (pl->mr.existed)
+		atomic_fetch_add_explicit(&r->pages_exist, pl->mr.existed, memory_order_relaxed);
 	if (huge)
 		atomic_fetch_add_explicit(&r->huge_moves, 1, memory_order_relaxed);
-	else if (pl->moved)
-		atomic_fetch_add_explicit(&r->pages_moved, pl->moved, memory_order_relaxed);
+	else if (pl->mr.moved)
+		atomic_fetch_add_explicit(&r->pages_moved, pl->mr.moved, memory_order_relaxed);
 	if (req->source == FL_SRC_BACKGROUND)
 		atomic_fetch_add_explicit(&r->pages_background, n, memory_order_relaxed);
 	else if (n > pl->fault_placed)
@@ -355,7 +367,7 @@ int fl__huge_fill(struct fl_region *r, const struct fl__resolve_req *req, struct
 		goto out;
 	}
 	ret = place(r, req, w, &pl);
-	if (pl.moved == FL_CHUNK_PAGES)
+	if (pl.mr.moved == FL_CHUNK_PAGES)
 		huge = placed_huge(w, dst);
 	/* Anything but a whole PMD moved out leaves pages or a page table. */
 	if (!huge)

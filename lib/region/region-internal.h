@@ -135,6 +135,30 @@ void fl__mark_resolved(struct fl_region *r, uint64_t first, uint64_t count);
  * thread sooner than 2 MiB read for a PMD that can no longer be had.
  */
 uint64_t fl__huge_chunk(struct fl_region *r, uint64_t base, uint64_t page, uint64_t lo, uint64_t hi, bool partial);
+/*
+ * Move `npages` 4 KiB pages from src to dst with UFFDIO_MOVE, as few
+ * ioctls as the kernel allows (one PMD when both are 2 MiB aligned, the
+ * source a THP and the destination PMD empty). dst must lie in a range
+ * registered with `uffd`, src in private anonymous memory of the same mm
+ * whose pages are exclusive (not shared with a fork: EBUSY). Either way
+ * round: a fill moves a staging buffer into a region; an eviction would
+ * move a region's pages out into a registered buffer. A destination page
+ * that exists is skipped (EEXIST: it is never replaced). With
+ * FL__MOVE_OR_COPY, a page the kernel refuses to move, and the rest, are
+ * copied with UFFDIO_COPY instead (res->refused says why). Returns 0, or
+ * the first -errno the error table does not absorb (res says how far).
+ */
+#define FL__MOVE_OR_COPY (1u << 0)
+struct fl__move_result {
+	uint64_t moved, copied, existed;
+	int refused;			/* the -errno that made it copy; 0: none */
+	bool copying;			/* copying from now on */
+	/* optional, per page (indexes from 0): placed, or found there */
+	void (*done)(struct fl__move_result *res, uint64_t first, uint64_t n, bool copied);
+	void (*exist)(struct fl__move_result *res, uint64_t page);
+};
+int fl__move_pages(int uffd, uint64_t dst, uint64_t src, uint64_t npages, unsigned flags,
+		   struct fl__move_result *res);
 /* Is a worker staging the chunk holding `page`? */
 bool fl__chunk_staging(struct fl_region *r, uint64_t base, uint64_t page);
 /* The page where the chunk after the one holding `page` starts (clip 4 KiB

@@ -8,6 +8,8 @@
  * where the same results must come through UFFDIO_COPY.
  */
 #include "util.h"
+/* fl__move_pages(), the move helper itself (the static library keeps it). */
+#include "region-internal.h"
 
 #define CHUNK_PAGES (U_HPAGE / U_PAGE)
 
@@ -528,6 +530,104 @@ static int c_flags_off(void *arg)
 	return T_PASS;
 }
 
+/* ---- the move helper alone: into a registered range and out of it --------------------------- */
+
+/* len bytes at a 2 MiB-aligned address (the rest of the reservation unmapped). */
+static uint8_t *map_aligned(size_t len)
+{
+	uint8_t *p = mmap(NULL, len + U_HPAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t a;
+
+	T_ASSERT(p != MAP_FAILED);
+	a = ((uintptr_t)p + U_HPAGE - 1) & ~(uintptr_t)(U_HPAGE - 1);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	munmap((void *)(a + len), (uintptr_t)p + U_HPAGE - a);
+	return (uint8_t *)a;
+}
+
+static bool resident(const void *p, size_t len, size_t *ret_count)
+{
+	unsigned char v[CHUNK_PAGES];
+	size_t n = 0;
+
+	T_ASSERT(len <= sizeof(v) * U_PAGE && mincore((void *)p, len, v) == 0);
+	for (size_t i = 0; i < len / U_PAGE; i++)
+		n += v[i] & 1;
+	*ret_count = n;
+	return n == len / U_PAGE;
+}
+
+static int c_move_helper(void *arg)
+{
+	int uffd = t_uffd(UFFD_FEATURE_MOVE);
+	uint8_t *area = map_aligned(3 * U_HPAGE), *buf = map_aligned(U_HPAGE), *out = map_aligned(U_HPAGE);
+	uint8_t *expect = u_image(3 * U_HPAGE, 0, 0x3e1);
+	uint8_t app[U_PAGE];
+	struct fl__move_result res = { 0 };
+	size_t n;
+	pid_t child;
+	(void)arg;
+
+	T_OK(fl_uffd_register(uffd, area, 3 * U_HPAGE, FL_REG_MISSING, NULL));
+	T_OK(fl_uffd_register(uffd, out, U_HPAGE, FL_REG_MISSING, NULL));
+	madvise(buf, U_HPAGE, MADV_HUGEPAGE);
+
+	/* In: chunk 0, whole. The source is left without its pages. */
+	memcpy(buf, expect, U_HPAGE);
+	T_OK(fl__move_pages(uffd, (uintptr_t)area, (uintptr_t)buf, CHUNK_PAGES, 0, &res));
+	T_ASSERT_EQ(res.moved, CHUNK_PAGES);
+	T_ASSERT(memcmp(area, expect, U_HPAGE) == 0);
+	resident(buf, U_HPAGE, &n);
+	T_ASSERT_EQ(n, 0);
+
+	/* In, over a present page: chunk 1 with its page 5 already there
+	 * (placed by COPY with other bytes): it is skipped, and kept. */
+	memset(app, 0xa5, sizeof(app));
+	T_OK(fl_uffd_copy(uffd, area + U_HPAGE + 5 * U_PAGE, app, U_PAGE, 0, NULL));
+	memcpy(expect + U_HPAGE + 5 * U_PAGE, app, U_PAGE);
+	memcpy(buf, expect + U_HPAGE, U_HPAGE);
+	res = (struct fl__move_result){ 0 };
+	T_OK(fl__move_pages(uffd, (uintptr_t)(area + U_HPAGE), (uintptr_t)buf, CHUNK_PAGES, 0, &res));
+	T_ASSERT_EQ(res.moved, CHUNK_PAGES - 1);
+	T_ASSERT_EQ(res.existed, 1);
+	T_ASSERT(memcmp(area + U_HPAGE, expect + U_HPAGE, U_HPAGE) == 0);
+	munmap(buf, U_HPAGE);
+
+	/* Out: chunk 0 moved into another registered range (eviction's
+	 * direction); the area no longer has those pages. */
+	res = (struct fl__move_result){ 0 };
+	T_OK(fl__move_pages(uffd, (uintptr_t)out, (uintptr_t)area, CHUNK_PAGES, 0, &res));
+	T_ASSERT_EQ(res.moved, CHUNK_PAGES);
+	T_ASSERT(memcmp(out, expect, U_HPAGE) == 0);
+	resident(area, U_HPAGE, &n);
+	T_ASSERT_EQ(n, 0);
+
+	/* A source shared with a fork cannot be moved (EBUSY): refused
+	 * without FL__MOVE_OR_COPY, copied with it. */
+	buf = map_aligned(64 * U_PAGE);
+	madvise(buf, 64 * U_PAGE, MADV_NOHUGEPAGE);
+	memcpy(buf, expect + 2 * U_HPAGE, 64 * U_PAGE);
+	child = fork();
+	T_ASSERT(child >= 0);
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	res = (struct fl__move_result){ 0 };
+	T_ASSERT_EQ(fl__move_pages(uffd, (uintptr_t)(area + 2 * U_HPAGE), (uintptr_t)buf, 64, 0, &res), -EBUSY);
+	T_ASSERT_EQ(res.moved, 0);
+	res = (struct fl__move_result){ 0 };
+	T_OK(fl__move_pages(uffd, (uintptr_t)(area + 2 * U_HPAGE), (uintptr_t)buf, 64, FL__MOVE_OR_COPY, &res));
+	T_ASSERT_EQ(res.refused, -EBUSY);
+	T_ASSERT_EQ(res.copied, 64);
+	T_ASSERT(memcmp(area + 2 * U_HPAGE, expect + 2 * U_HPAGE, 64 * U_PAGE) == 0);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	close(uffd);
+	return T_PASS;
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 static const struct t_case hf_cases[] = {
@@ -550,12 +650,13 @@ static int c_masked_move(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct t_case cases[2 * NCASES];
+	struct t_case cases[2 * NCASES + 1];
 	size_t n = 0;
 
 	u_inner_main(argc, argv, hf_cases, NCASES);
 	for (size_t i = 0; i < NCASES; i++)
 		cases[n++] = hf_cases[i];
+	cases[n++] = (struct t_case){ "move-helper-in-and-out", c_move_helper, NULL, 60, T_MOVE };
 	for (size_t i = 0; i < NCASES; i++) {
 		char *name;
 		if (asprintf(&name, "masked-move/%s", hf_cases[i].name) < 0)
@@ -565,7 +666,7 @@ int main(int argc, char **argv)
 	}
 	{
 		int r = t_main(argc, argv, cases, n);
-		for (size_t i = NCASES; i < n; i++)
+		for (size_t i = NCASES + 1; i < n; i++)
 			free((char *)cases[i].name);
 		return r;
 	}
