@@ -12,8 +12,8 @@
  * UFFDIO_CONTINUE.
  *
  * Huge fills (anonymous MISSING regions mapped here, UFFDIO_MOVE: Linux
- * 6.8): the region is mapped 2 MiB-aligned and MADV_HUGEPAGE, and 2 MiB
- * chunks are read into a transparent huge page and moved into place with
+ * 6.8): the region is mapped 2 MiB-aligned (MADV_HUGEPAGE ahead of a
+ * sequential stream), and 2 MiB chunks are read into a transparent huge page and moved into place with
  * UFFDIO_MOVE, one PMD when the chunk is untouched, else its missing 4 KiB
  * pages (a present page is never replaced). A sequential stream entering
  * an untouched chunk, FL_REGION_BACKGROUND and fl_region_populate() fill

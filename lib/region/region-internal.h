@@ -58,6 +58,7 @@ struct fl_region {
 	_Atomic uint64_t *chunk_busy;	/* huge fill: a worker is staging this 2 MiB chunk */
 	_Atomic uint64_t resolved_count;
 	bool huge_fill;			/* anon MISSING in our mm, MOVE offered: fill chunks by MOVE */
+	_Atomic bool thp_advised;	/* huge fill: MADV_HUGEPAGE ahead of a sequential stream */
 	/* sequential-access detector for prefetch */
 	_Atomic uint64_t last_end;	/* page after the last resolved window */
 	_Atomic unsigned window;

@@ -199,11 +199,6 @@ int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct
 		r->t.flags |= FL__TARGET_LOCAL;
 		if (o.mem == FL_MEM_ANON && (o.flags & FL_REGION_NO_THP))
 			fl__madvise(p, r->length, MADV_NOHUGEPAGE);
-		/* Only a THP-eligible VMA delivers a missing fault with the
-		 * PMD still empty; elsewhere the kernel allocates the page
-		 * table first, and MOVE can then place 4 KiB pages only. */
-		if (want_huge)
-			fl__madvise(p, r->length, MADV_HUGEPAGE);
 		ret = fl_uffd_register(sp->uffd, p, r->length,
 				       o.mode == FL_MODE_MINOR ? (FL_REG_MISSING | FL_REG_MINOR) : FL_REG_MISSING,
 				       &r->ioctls);

@@ -40,10 +40,13 @@ static const char *no_thp_reason(void)
 	return NULL;
 }
 
-/* AnonHugePages (kB) of the mapping holding addr, from /proc/self/smaps. */
-static uint64_t anon_huge_kb(const void *addr)
+/* AnonHugePages (kB) of the mappings in [addr, addr + len), from
+ * /proc/self/smaps (a region can be several VMAs: MADV_HUGEPAGE ahead of a
+ * sequential stream splits it). */
+static uint64_t anon_huge_kb(const void *addr, size_t len)
 {
 	FILE *f = fopen("/proc/self/smaps", "r");
+	uintptr_t a = (uintptr_t)addr;
 	char line[512];
 	bool in = false;
 	uint64_t kb = 0;
@@ -54,13 +57,11 @@ static uint64_t anon_huge_kb(const void *addr)
 		unsigned long long v;
 
 		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+			in = lo < a + len && hi > a;
 			continue;
 		}
-		if (in && sscanf(line, "AnonHugePages: %llu kB", &v) == 1) {
-			kb = v;
-			break;
-		}
+		if (in && sscanf(line, "AnonHugePages: %llu kB", &v) == 1)
+			kb += v;
 	}
 	fclose(f);
 	return kb;
@@ -138,8 +139,9 @@ static void check_moves(struct fl_engine *e, struct fl_region *r, const struct f
 		return;
 	}
 	T_ASSERT(st->huge_moves > 0, "MOVE and THP available, no huge move");
-	T_ASSERT(anon_huge_kb(fl_region_addr(r)) >= st->huge_moves * (U_HPAGE / 1024),
-		 "smaps: %llu kB AnonHugePages for %llu huge moves", (unsigned long long)anon_huge_kb(fl_region_addr(r)),
+	T_ASSERT(anon_huge_kb(fl_region_addr(r), fl_region_length(r)) >= st->huge_moves * (U_HPAGE / 1024),
+		 "smaps: %llu kB AnonHugePages for %llu huge moves",
+		 (unsigned long long)anon_huge_kb(fl_region_addr(r), fl_region_length(r)),
 		 (unsigned long long)st->huge_moves);
 }
 
