@@ -12,7 +12,6 @@
 
 #include <sys/mman.h>
 
-
 /* Zero runs shorter than this (inside data) are copied, not ZEROPAGEd. */
 #define ZERO_RUN_MIN 16
 
@@ -448,14 +447,21 @@ static void count_fault(struct fl_region *r, const struct uffd_msg *msg)
 		atomic_fetch_add_explicit(&r->faults_read, 1, memory_order_relaxed);
 }
 
-/* Does this fault continue the last window (prefetch_window()'s test,
- * before it changes the window)? The first fault of a region does not. */
+/*
+ * Does this fault continue a stream: the last window (prefetch_window()'s
+ * test, before it changes the window), which has grown to STREAM_WINDOW
+ * pages (the window doubles with each fault in sequence, halves with each
+ * other one)? Scattered faults land next to the last window now and then;
+ * four or more in a row do not. The first fault of a region never does.
+ */
+#define STREAM_WINDOW 16
+
 static bool sequential(struct fl_region *r, uint64_t page)
 {
 	uint64_t last_end = atomic_load_explicit(&r->last_end, memory_order_relaxed);
 	unsigned win = atomic_load_explicit(&r->window, memory_order_relaxed);
 
-	return last_end && page >= last_end && page <= last_end + win;
+	return last_end && win >= STREAM_WINDOW && page >= last_end && page <= last_end + win;
 }
 
 /*
