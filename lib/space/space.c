@@ -710,8 +710,17 @@ int fl_space_switch(struct fl_space *from, struct fl_space *to, const struct fl_
 	ret = attach_check(to, &o, &v);
 	if (ret)
 		return ret;
-	if ((from->engine->features & need) != need || (to->engine->features & need) != need)
-		return -EOPNOTSUPP;	/* the registration would not follow mremap */
+	/* Without the events the registration would not follow mremap.
+	 * Without POISON, a fault on the moved range that the engine reads
+	 * before the REMAP event cannot be told from a fault outside every
+	 * region (POISON answers EAGAIN while the mm is changing; the
+	 * fallback, SIGBUS to the thread, would kill a reader). */
+	if ((from->engine->features & need) != need || (to->engine->features & need) != need ||
+	    !(to->engine->features & UFFD_FEATURE_POISON)) {
+		fl__log(&to->log, FL_LOG_ERROR, "switch %s -> %s: the kernel lacks %s", from->name, to->name,
+			(to->engine->features & need) == need ? "UFFDIO_POISON (Linux 6.6)" : "REMAP/UNMAP events");
+		return -EOPNOTSUPP;
+	}
 	if (to->nlinks != from->nlinks) {
 		fl__log(&to->log, FL_LOG_ERROR, "cannot switch from %s to %s: %u segments, not %u", from->name,
 			to->name, to->nlinks, from->nlinks);

@@ -369,6 +369,40 @@ static int test_switch(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Without UFFDIO_POISON (Linux 6.1, or masked) a switch is refused and
+ * nothing changes; with it, the same switch works (the masked pass runs
+ * the first branch, the plain pass the second).
+ */
+static int test_switch_poison(void *arg)
+{
+	(void)arg;
+	struct fl_space *a = new_space("a", NULL), *b = new_space("b", NULL);
+	bool poison = t_has(FL_FEATURE_BIT(FL_FEATURE_POISON));
+
+	T_OK(add_seg(a, "x", BASE, SEG_LEN, FL_MEM_SHMEM));
+	T_OK(add_seg(b, "x", BASE, SEG_LEN, FL_MEM_SHMEM));
+	T_OK(attach(a, 0, 0));
+	fill(BASE, SEG_LEN, 1, PAGE);
+	if (!poison) {
+		T_ASSERT_EQ(fl_space_switch(a, b, NULL), -EOPNOTSUPP);
+		T_ASSERT_EQ(check(BASE, SEG_LEN, 1, PAGE), 0);
+		T_OK(fl_space_detach(a));
+	} else {
+		T_OK(fl_space_switch(a, b, NULL));
+		T_ASSERT(*(volatile uint64_t *)(uintptr_t)BASE == 0, "b is all zeros");
+		fill(BASE, SEG_LEN, 2, PAGE);
+		T_OK(fl_space_switch(b, a, NULL));
+		T_ASSERT_EQ(check(BASE, SEG_LEN, 1, PAGE), 0);
+		T_OK(fl_space_detach(a));
+		T_OK(attach(b, FL_ATTACH_RDONLY, 0));
+		T_ASSERT_EQ(check(BASE, SEG_LEN, 2, PAGE), 0);
+	}
+	fl_space_free(a);
+	fl_space_free(b);
+	return T_PASS;
+}
+
 /* ---- commit while writers run ------------------------------------------- */
 
 #define WRITERS 4
@@ -793,9 +827,11 @@ static const struct t_case cases[] = {
 	{ "shared-8-hugetlb", test_shared8, (void *)&huge_cfg, 120,
 	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 	{ "switch-4-readers-shmem", test_switch, (void *)&shmem_cfg, 120,
-	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_EVENT_REMAP | T_EVENT_UNMAP },
+	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_EVENT_REMAP | T_EVENT_UNMAP | T_POISON | T_IOCTL_POISON },
 	{ "switch-4-readers-hugetlb", test_switch, (void *)&huge_cfg, 120,
-	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_EVENT_REMAP | T_EVENT_UNMAP | T_HUGE_PAGES },
+	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_EVENT_REMAP | T_EVENT_UNMAP | T_POISON | T_IOCTL_POISON |
+		  T_HUGE_PAGES },
+	{ "switch-poison-or-not", test_switch_poison, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "commit-4-writers-shmem", test_commit_writers, (void *)&shmem_cfg, 120, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "commit-4-writers-hugetlb", test_commit_writers, (void *)&huge_cfg, 120,
 	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
