@@ -204,16 +204,18 @@ FL_API int fl_space_detach(struct fl_space *space);
 
 /*
  * Replace attached space `from` by `to`, which is not attached and whose
- * segments have the same bases and lengths as those of `from` (same
- * count, any order). `to` is attached with opts (NULL: shared,
- * read-write, live) and `from` ends up detached. Each segment is replaced
- * atomically (see the top of this header: per process, not per thread).
- * Errors: -ENOTCONN (from not attached), -EALREADY (to attached),
- * -EINVAL (the segments differ), and those of fl_space_attach(); on error
- * `from` is still attached, unchanged... unless the kernel refused the
- * move of a segment after others moved (-EIO: then `from` is detached
- * and `to` attached for the moved segments only; nothing is left
- * unregistered).
+ * segments have the same bases, lengths and memory types as those of
+ * `from` (same count, any order). `to` is attached with opts (NULL:
+ * shared, read-write, live) and `from` ends up detached. Each segment is
+ * replaced atomically (see the top of this header: per process, not per
+ * thread). Needs the REMAP and UNMAP events and UFFDIO_POISON (Linux
+ * 6.6): POISON's EAGAIN is how the engine tells a fault racing the move
+ * from one outside every region. Errors: -ENOTCONN (from not attached),
+ * -EALREADY (to attached), -EINVAL (the segments differ), -EOPNOTSUPP
+ * (the kernel lacks those), and those of fl_space_attach(); `from` is
+ * then unchanged. -EIO: mremap(2) failed after some segments moved (only
+ * when the kernel runs out of memory): the moved ones are `to`'s, the
+ * others still `from`'s, and both count as attached (detach both).
  */
 FL_API int fl_space_switch(struct fl_space *from, struct fl_space *to, const struct fl_attach_opts *opts);
 
