@@ -30,6 +30,8 @@ static const char usage_text[] =
 	"  image          create, inspect, verify, diff, export and push images;\n"
 	"                 restore one locally or --from tcp:// (serve) or redis://\n"
 	"  serve          serve an image's pages to remote lazy regions over TCP/TLS\n"
+	"  space          persistent address spaces: create, ls, info, commit, versions,\n"
+	"                 fork, rm\n"
 	"  stats          show a running faultlined's clients, faults and latency\n"
 	"\n"
 	"Run 'faultline <command> --help' for a command's options.\n"
@@ -48,6 +50,7 @@ static const struct command commands[] = {
 	{ "demo", cmd_demo },
 	{ "image", cmd_image },
 	{ "serve", cmd_serve },
+	{ "space", cmd_space },
 	{ "stats", cmd_stats },
 };
 
