@@ -23,7 +23,7 @@
  * commit saves those, the rest are still the store's bytes.
  */
 struct fl__seg {
-	unsigned refs;
+	_Atomic unsigned refs;		/* spaces in different threads may share it */
 	char name[FL_SPACE_NAME_MAX + 1];
 	uint64_t base, length;
 	enum fl_mem_type mem;

@@ -49,7 +49,7 @@ int fl__space_image_path(const struct fl_space *sp, const char *image, char *out
 
 static struct fl__seg *seg_unref(struct fl__seg *s)
 {
-	if (s && !--s->refs) {
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
 		fl_template_free(s->tpl);
 		free(s->filled);
 		free(s);
@@ -87,7 +87,7 @@ static int seg_new(const struct fl__logger *log, const char *name, uint64_t base
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->refs = 1;
+	atomic_init(&s->refs, 1);
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	s->base = base;
 	s->length = length;
@@ -192,7 +192,7 @@ static int add_link(struct fl_space *sp, struct fl__seg *s, const char *parent)
 	l = &sp->links[sp->nlinks];
 	memset(l, 0, sizeof(*l));
 	l->seg = s;
-	s->refs++;
+	atomic_fetch_add(&s->refs, 1);
 	snprintf(l->parent, sizeof(l->parent), "%s", parent ? parent : "");
 	return (int)sp->nlinks++;
 }
@@ -496,8 +496,11 @@ static void log_cb(enum fl_log_level level, const char *msg, void *ctx)
  */
 static int space_engine(struct fl_space *sp)
 {
+	/* Errors only: during a switch the engine warns of faults that raced
+	 * the move and were answered by waking the thread, which is the
+	 * design working, not something to tell the application. */
 	struct fl_engine_opts eo = { .sz = sizeof(eo), .threads = 1, .log = log_cb, .log_ctx = &sp->log,
-				     .log_level = FL_LOG_WARN };
+				     .log_level = FL_LOG_ERROR };
 	int ret;
 
 	if (sp->engine)
@@ -512,13 +515,12 @@ static int space_engine(struct fl_space *sp)
 	return ret;
 }
 
-static void free_link_region(struct fl_space *sp, struct fl__link *l)
+static void free_link_region(struct fl__link *l)
 {
 	if (l->region && !l->vtpl)
 		seg_absorb(l->seg, l->region);
 	l->region = fl_region_free(l->region);
 	l->vtpl = fl_template_free(l->vtpl);
-	(void)sp;
 }
 
 /* The template an attachment of `version` maps: a fresh page cache over
@@ -635,7 +637,7 @@ int fl_space_attach(struct fl_space *sp, const struct fl_attach_opts *opts)
 	}
 	if (ret) {
 		for (unsigned i = 0; i < sp->nlinks; i++)
-			free_link_region(sp, &sp->links[i]);
+			free_link_region(&sp->links[i]);
 		return ret;
 	}
 	sp->attached = true;
@@ -653,7 +655,7 @@ int fl_space_detach(struct fl_space *sp)
 		return -ENOTCONN;
 	}
 	for (unsigned i = 0; i < sp->nlinks; i++)
-		free_link_region(sp, &sp->links[i]);
+		free_link_region(&sp->links[i]);
 	sp->attached = false;
 	sp->attached_version = 0;
 	return 0;
@@ -748,7 +750,7 @@ int fl_space_switch(struct fl_space *from, struct fl_space *to, const struct fl_
 		ret = map_link(to, &to->links[i], v, o.flags, NULL, &to->links[i].region);
 	if (ret) {
 		for (unsigned i = 0; i < to->nlinks; i++)
-			free_link_region(to, &to->links[i]);
+			free_link_region(&to->links[i]);
 		free(pair);
 		return ret;
 	}
@@ -763,14 +765,14 @@ int fl_space_switch(struct fl_space *from, struct fl_space *to, const struct fl_
 			fl__log(&to->log, FL_LOG_ERROR, "switch %s -> %s: segment %s: %s", from->name, to->name,
 				l->seg->name, strerror(-ret));
 			for (unsigned k = i; k < to->nlinks; k++)
-				free_link_region(to, &to->links[k]);
+				free_link_region(&to->links[k]);
 			to->attached = i > 0;
 			to->attach_flags = o.flags;
 			to->attached_version = o.version;
 			free(pair);
 			return -EIO;
 		}
-		free_link_region(from, pair[i]);
+		free_link_region(pair[i]);
 	}
 	free(pair);
 	from->attached = false;
