@@ -210,7 +210,10 @@ FL_API int fl_space_detach(struct fl_space *space);
  * replaced atomically (see the top of this header: per process, not per
  * thread). Needs the REMAP and UNMAP events and UFFDIO_POISON (Linux
  * 6.6): POISON's EAGAIN is how the engine tells a fault racing the move
- * from one outside every region. Errors: -ENOTCONN (from not attached),
+ * from one outside every region (and the space's engine has one handler
+ * thread, so the events of a read are handled before the next read: a
+ * fault read after the move finds the segment where the move put it).
+ * Errors: -ENOTCONN (from not attached),
  * -EALREADY (to attached), -EINVAL (the segments differ), -EOPNOTSUPP
  * (the kernel lacks those), and those of fl_space_attach(); `from` is
  * then unchanged. -EIO: mremap(2) failed after some segments moved (only
