@@ -49,9 +49,9 @@
  *
  * Versions (persistent spaces): fl_space_commit() saves the segments as
  * version N + 1: one image per segment, incremental against version N
- * (pages never brought into the page cache since the space was opened are
- * the previous version's and are not written again), then the manifest,
- * atomically. The commit is consistent when no thread writes the space
+ * (pages never brought into the page cache since the space was opened, by
+ * this process or another sharing it, are the previous version's and are
+ * not written again), then the manifest, atomically. The commit is consistent when no thread writes the space
  * during the copy: pass a `quiesce` callback that pauses the writers (the
  * pause lasts for the copy of the pages in memory, not the whole space), or
  * stop them yourself. A crash at any point leaves the previous version

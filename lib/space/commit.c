@@ -11,9 +11,66 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* Bytes read from a segment's page cache per write to the image. */
 #define CHUNK (2u << 20)
+
+/*
+ * Which pages of the segment hold bytes that are not (or may not be) the
+ * parent image's: those in its page cache. This process knows the pages
+ * its attachments brought in (the bitmaps); another process sharing the
+ * page cache (a fork) may have brought in more. shmem says exactly which
+ * pages are resident (SEEK_DATA / SEEK_HOLE). hugetlbfs says every page is
+ * data, so with a parent a page nobody here touched is read, and saved if
+ * it is not all zeros (a hole reads as zeros): the one case left is a huge
+ * page that another process wrote all zeros over the parent's bytes.
+ */
+static int resident_pages(const struct fl__link *l, uint8_t *buf, uint64_t *map)
+{
+	const struct fl__seg *s = l->seg;
+	const struct fl_region *live = l->vtpl ? NULL : l->region;
+	int fd = fl_template_fd(s->tpl), ret = 0;
+
+	for (uint64_t p = 0; p < s->npages; p++)
+		if (fl__seg_page_filled(s, live, p))
+			map[p / 64] |= 1ull << (p % 64);
+	if (s->mem == FL_MEM_SHMEM) {
+		uint64_t off = 0, end;
+		while (off < s->length) {
+			ret = fl__lseek(fd, off, SEEK_DATA, &off);
+			if (ret == -ENXIO)
+				return 0;	/* no data past off */
+			if (!ret)
+				ret = fl__lseek(fd, off, SEEK_HOLE, &end);
+			if (ret)
+				return ret;
+			for (uint64_t p = off / s->psz; p < (end + s->psz - 1) / s->psz && p < s->npages; p++)
+				map[p / 64] |= 1ull << (p % 64);
+			off = end;
+		}
+		return 0;
+	}
+	if (!l->parent[0])
+		return 0;	/* unfilled pages are zeros anyway */
+	for (uint64_t p = 0; p < s->npages && !ret; p++) {
+		if ((map[p / 64] >> (p % 64)) & 1)
+			continue;
+		ret = fl__pread_full(fd, buf, s->psz, p * s->psz);
+		for (size_t k = 0; k < s->psz / 8 && !ret; k++) {
+			if (((const uint64_t *)buf)[k]) {
+				map[p / 64] |= 1ull << (p % 64);
+				break;
+			}
+		}
+	}
+	return ret;
+}
+
+static bool map_test(const uint64_t *map, uint64_t p)
+{
+	return (map[p / 64] >> (p % 64)) & 1;
+}
 
 /*
  * Save the pages of l's segment that are in the page cache (filled or
@@ -25,17 +82,27 @@ static int save_segment(struct fl_space *sp, struct fl__link *l, const char *pat
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo) };
 	struct fl_image_region ir = { .sz = sizeof(ir) };
 	const struct fl__seg *s = l->seg;
-	const struct fl_region *live = l->vtpl ? NULL : l->region;
 	struct fl_image_writer *w;
 	int fd = fl_template_fd(s->tpl), ret;
 	uint64_t per = CHUNK / s->psz;
+	uint64_t *map = calloc((s->npages + 63) / 64 + 1, sizeof(uint64_t));
 
+	if (!map)
+		return -ENOMEM;
+	ret = resident_pages(l, buf, map);
+	if (ret) {
+		fl__log(&sp->log, FL_LOG_ERROR, "segment %s: cannot find its pages in memory: %s", s->name,
+			strerror(-ret));
+		free(map);
+		return ret;
+	}
 	wo.flags = (sp->flags & FL_SPACE_NO_SYNC) ? FL_IMAGE_NO_SYNC : 0;
 	wo.parent = l->parent[0] ? l->parent : NULL;
 	wo.creator = "faultline space";
 	ret = fl_image_writer_new(path, &wo, &w);
 	if (ret) {
 		fl__log(&sp->log, FL_LOG_ERROR, "segment %s: cannot start %s: %s", s->name, path, strerror(-ret));
+		free(map);
 		return ret;
 	}
 	ir.start = s->base;
@@ -46,10 +113,10 @@ static int save_segment(struct fl_space *sp, struct fl__link *l, const char *pat
 	ret = fl_image_writer_add_region(w, &ir);
 	ret = ret < 0 ? ret : 0;
 	for (uint64_t p = 0; p < s->npages && !ret;) {
-		bool filled = fl__seg_page_filled(s, live, p);
+		bool filled = map_test(map, p);
 		uint64_t q = p + 1;
 
-		while (q < s->npages && q - p < per && fl__seg_page_filled(s, live, q) == filled)
+		while (q < s->npages && q - p < per && map_test(map, q) == filled)
 			q++;
 		if (filled) {
 			ret = fl__pread_full(fd, buf, (q - p) * s->psz, p * s->psz);
@@ -61,6 +128,7 @@ static int save_segment(struct fl_space *sp, struct fl__link *l, const char *pat
 		}
 		p = q;
 	}
+	free(map);
 	if (ret) {
 		fl__log(&sp->log, FL_LOG_ERROR, "segment %s: cannot save it: %s", s->name, strerror(-ret));
 		fl_image_writer_abort(w);

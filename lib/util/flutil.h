@@ -101,6 +101,7 @@ int fl__fallocate(int fd, uint64_t len);
 int fl__ftruncate(int fd, uint64_t len);
 int fl__fsync(int fd);
 int fl__mkdir(const char *path, unsigned mode);
+int fl__lseek(int fd, uint64_t off, int whence, uint64_t *ret_off);
 int fl__unlink(const char *path);
 int fl__rename_durable(const char *from, const char *to, bool sync_dir);
 int fl__realpath(const char *path, char *out, size_t len);

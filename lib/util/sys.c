@@ -289,6 +289,17 @@ int fl__fsync(int fd)
 	return fsync(fd) ? -errno : 0;
 }
 
+/* lseek(2) with SEEK_DATA / SEEK_HOLE: -ENXIO past the last data. */
+int fl__lseek(int fd, uint64_t off, int whence, uint64_t *ret_off)
+{
+	off_t r = lseek(fd, (off_t)off, whence);
+
+	if (r < 0)
+		return -errno;
+	*ret_off = (uint64_t)r;
+	return 0;
+}
+
 int fl__mkdir(const char *path, unsigned mode)
 {
 	return mkdir(path, (mode_t)mode) ? -errno : 0;

@@ -598,6 +598,46 @@ static int test_versions(void *arg)
 	return T_PASS;
 }
 
+/*
+ * A commit saves what another process sharing the segments wrote, though
+ * this process never touched those pages (its bitmaps do not know them).
+ */
+static int test_commit_other_writer(void *arg)
+{
+	enum fl_mem_type mem = cfg_mem(arg);
+	char tmp[256], dir[300];
+	struct fl_space *sp;
+	pid_t pid;
+	int st;
+
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	sp = new_space("o", dir);
+	T_OK(add_seg(sp, "a", BASE, SEG_LEN, mem));
+	T_OK(attach(sp, 0, 0));
+	fill(BASE, SEG_LEN, 1, PAGE);
+	T_OK(fl_space_commit(sp, NULL, NULL));
+	fl_space_free(sp);
+	sp = open_space(dir);	/* empty page cache: version 1 on first touch */
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (!pid) {
+		if (attach(sp, 0, 0))
+			_exit(2);
+		fill(BASE + SEG_LEN / 2, SEG_LEN / 2, 2, PAGE);
+		_exit(fl_space_detach(sp) ? 3 : 0);
+	}
+	T_OK(t_wait_pid(pid, 30000, &st));
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer: status 0x%x", st);
+	T_OK(fl_space_commit(sp, NULL, NULL));
+	T_OK(attach(sp, FL_ATTACH_RDONLY, 2));
+	T_ASSERT_EQ(check(BASE, SEG_LEN / 2, 1, PAGE), 0);
+	T_ASSERT_EQ(check(BASE + SEG_LEN / 2, SEG_LEN / 2, 2, PAGE), 0);
+	fl_space_free(sp);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
 /* A commit killed half-way leaves the previous version as it was. */
 static int die(bool pause, void *ctx)
 {
@@ -837,6 +877,10 @@ static const struct t_case cases[] = {
 	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 	{ "versions-fork-shmem", test_versions, (void *)&shmem_cfg, 120, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "versions-fork-hugetlb", test_versions, (void *)&huge_cfg, 120,
+	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
+	{ "commit-other-writer-shmem", test_commit_other_writer, (void *)&shmem_cfg, 60,
+	  T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "commit-other-writer-hugetlb", test_commit_other_writer, (void *)&huge_cfg, 60,
 	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 	{ "commit-crash", test_commit_crash, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "bad-segments", test_bad_segments, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
