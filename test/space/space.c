@@ -740,6 +740,68 @@ static int test_bad_segments(void *arg)
 	return T_PASS;
 }
 
+/* A segment in two spaces: one page cache, each sees the other's writes. */
+static int test_share(void *arg)
+{
+	enum fl_mem_type mem = cfg_mem(arg);
+	struct fl_space *a = new_space("a", NULL), *b = new_space("b", NULL);
+
+	T_OK(add_seg(a, "x", BASE, SEG_LEN, mem));
+	T_OK(add_seg(a, "y", BASE + SEG_LEN, SEG_LEN, mem));
+	T_OK(add_seg(b, "z", BASE + (1ull << 30), SEG_LEN, mem));
+	T_ASSERT_EQ(fl_space_segment_share(b, a, "nope"), -ENOENT);
+	T_ASSERT_EQ(fl_space_segment_share(b, b, "z"), -EINVAL);
+	T_ASSERT_EQ(fl_space_segment_share(b, a, "x"), 1);
+	T_ASSERT_EQ(fl_space_segment_share(b, a, "x"), -EEXIST);
+	T_OK(attach(a, 0, 0));
+	fill(BASE, SEG_LEN, 4, PAGE);
+	T_OK(fl_space_detach(a));
+	T_OK(attach(b, 0, 0));
+	T_ASSERT_EQ(check(BASE, SEG_LEN, 4, PAGE), 0);
+	fill(BASE, SEG_LEN, 5, 2 * PAGE);
+	T_ASSERT_EQ(fl_space_segment_share(b, a, "y"), -EBUSY);
+	T_OK(fl_space_detach(b));
+	/* Freed: the segment lives on in a. */
+	fl_space_free(b);
+	T_OK(attach(a, FL_ATTACH_RDONLY, 0));
+	T_ASSERT_EQ(check(BASE, SEG_LEN, 5, 2 * PAGE), 0);
+	T_ASSERT_EQ(check(BASE + PAGE, PAGE, 4, PAGE), 0);
+	fl_space_free(a);
+	return T_PASS;
+}
+
+/* Options and info structs follow the sz rules (FL_OPTS_COPY / FL_OPTS_OUT). */
+static int test_opts(void *arg)
+{
+	(void)arg;
+	struct {
+		struct fl_segment_opts o;
+		uint8_t tail[16];
+	} big = { { .sz = sizeof(big), .name = "x", .base = BASE, .length = SEG_LEN } };
+	struct fl_space *sp = new_space("o", NULL), *t;
+	struct fl_space_opts so = { .sz = 0, .name = "x" };
+	struct fl_segment_info si = { .sz = 0 };
+	struct fl_space_info i = { .sz = 0 };
+
+	T_ASSERT_EQ(fl_space_new(&so, &t), -EINVAL);
+	T_ASSERT_EQ(fl_space_new(NULL, &t), -EINVAL);
+	big.tail[3] = 1;
+	T_ASSERT_EQ(fl_space_segment_add(sp, &big.o), -E2BIG);
+	big.tail[3] = 0;
+	T_ASSERT_EQ(fl_space_segment_add(sp, &big.o), 0);	/* a zero tail is fine */
+	T_ASSERT_EQ(fl_space_attach(sp, &(struct fl_attach_opts){ .sz = 0 }), -EINVAL);
+	T_ASSERT_EQ(fl_space_commit(sp, &(struct fl_commit_opts){ .sz = 0 }, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_space_info(sp, &i), -EINVAL);
+	T_ASSERT_EQ(fl_space_segment_info(sp, 0, &si), -EINVAL);
+	si.sz = sizeof(si);
+	T_ASSERT_EQ(fl_space_segment_info(sp, 1, &si), -ENOENT);
+	T_OK(fl_space_segment_info(sp, 0, &si));
+	T_ASSERT(si.base == BASE && si.length == SEG_LEN && !strcmp(si.name, "x"));
+	T_ASSERT(fl_space_free(NULL) == NULL);
+	fl_space_free(sp);
+	return T_PASS;
+}
+
 static void write_text(const char *path, const char *text)
 {
 	t_write_file(path, text, strlen(text));
@@ -883,6 +945,9 @@ static const struct t_case cases[] = {
 	{ "commit-other-writer-hugetlb", test_commit_other_writer, (void *)&huge_cfg, 60,
 	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 	{ "commit-crash", test_commit_crash, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "share-shmem", test_share, (void *)&shmem_cfg, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "share-hugetlb", test_share, (void *)&huge_cfg, 60, T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
+	{ "opts", test_opts, NULL, 30, 0 },
 	{ "bad-segments", test_bad_segments, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "bad-files", test_bad_files, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "overlap-manifest", test_overlap_manifest, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
