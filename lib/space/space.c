@@ -536,7 +536,7 @@ static int version_template(struct fl_space *sp, const struct fl__version *v, co
 	for (unsigned i = 0; i < v->nsegs && !ms; i++)
 		if (!strcmp(v->segs[i].name, s->name))
 			ms = &v->segs[i];
-	if (!ms || ms->base != s->base || ms->length != s->length) {
+	if (!ms || ms->base != s->base || ms->length != s->length || ms->mem != s->mem) {
 		fl__log(&sp->log, FL_LOG_ERROR, "space %s: segment %s is not in version %" PRIu64 " as it is now",
 			sp->name, s->name, v->number);
 		return -ENOENT;
