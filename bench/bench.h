@@ -19,6 +19,7 @@ int bench_snapshot_main(int argc, char **argv);
 int bench_clone_main(int argc, char **argv);
 int bench_daemon_main(int argc, char **argv);
 int bench_kv_main(int argc, char **argv);
+int bench_space_main(int argc, char **argv);
 
 /* Pieces of bench/clone.c that the demo reuses. */
 #include <stdbool.h>

@@ -27,6 +27,9 @@ static const char bench_usage[] =
 	"  kv      clients of a key-value server while it saves: live snapshot\n"
 	"          (tracking armed / nothing armed), fork() saves, Redis BGSAVE\n"
 	"  restore eager vs lazy restore of an image: local, page server, Redis\n"
+	"  space   address spaces: attach time of 1 GiB vs 64 GiB, switch vs a pipe\n"
+	"          round trip, a graph attached vs loaded from a file, Pss of 8\n"
+	"          attached processes\n"
 	"  snapshot stall of saving running memory: fork() vs live COW and\n"
 	"          precopy snapshots, writers running (needs ~2x the size in RAM)\n"
 	"  watch   per-dirty-page cost of write watches vs mprotect + SIGSEGV,\n"
@@ -48,6 +51,7 @@ static const struct bench benches[] = {
 	{ "kv", bench_kv_main },
 	{ "restore", bench_restore_main },
 	{ "snapshot", bench_snapshot_main },
+	{ "space", bench_space_main },
 	{ "watch", bench_watch_main },
 };
 

@@ -23,13 +23,16 @@ static const char usage_text[] =
 	"Commands:\n"
 	"  check          show which userfaultfd features the running kernel offers\n"
 	"  bench NAME     benchmarks, each against a baseline in the same run:\n"
-	"                 clone, daemon, fault, fill, kv, restore, snapshot, watch\n"
+	"                 clone, daemon, fault, fill, kv, restore, snapshot, space,\n"
+	"                 watch\n"
 	"                 (see 'faultline bench --help')\n"
 	"  daemon map     a client of faultlined: map an image through it and check it\n"
 	"  demo           lazily restore a memory image and verify every byte\n"
 	"  image          create, inspect, verify, diff, export and push images;\n"
 	"                 restore one locally or --from tcp:// (serve) or redis://\n"
 	"  serve          serve an image's pages to remote lazy regions over TCP/TLS\n"
+	"  space          persistent address spaces: create, ls, info, commit, versions,\n"
+	"                 fork, rm\n"
 	"  stats          show a running faultlined's clients, faults and latency\n"
 	"\n"
 	"Run 'faultline <command> --help' for a command's options.\n"
@@ -48,6 +51,7 @@ static const struct command commands[] = {
 	{ "demo", cmd_demo },
 	{ "image", cmd_image },
 	{ "serve", cmd_serve },
+	{ "space", cmd_space },
 	{ "stats", cmd_stats },
 };
 

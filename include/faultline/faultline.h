@@ -15,6 +15,7 @@
 #include <faultline/watch.h>
 #include <faultline/snapshot.h>
 #include <faultline/clone.h>
+#include <faultline/space.h>
 #include <faultline/workingset.h>
 #include <faultline/client.h>
 

@@ -8,6 +8,7 @@
  */
 #include "kernel.h"
 #include "region-internal.h"
+#include "clone-internal.h"
 
 #include <faultline/clone.h>
 
@@ -173,6 +174,25 @@ static bool policy_track(struct fl__track_policy *pl, bool tracking, uint64_t di
 		return tracking;
 	pl->in_mode = 0;
 	return !tracking;
+}
+
+int fl__template_region_new(struct fl_engine *e, const struct fl_template *t, unsigned flags, void *addr,
+			    const char *name, struct fl_region **ret_region)
+{
+	struct fl_region_opts ro = { .sz = sizeof(ro) };
+
+	if (flags & ~FL_REGION_PRIVATE)
+		return -EINVAL;
+	ro.length = t->length;
+	ro.mem = t->mem;
+	ro.mode = FL_MODE_MINOR;
+	ro.flags = flags | FL_REGION_MEMFD;
+	ro.memfd = t->memfd;
+	ro.addr = addr;
+	ro.store = t->store;
+	ro.store_offset = t->store_offset;
+	ro.name = name ? name : t->name;
+	return fl_region_new(e, &ro, ret_region);
 }
 
 /* ---- finding private copies ----------------------------------------------- */

@@ -259,6 +259,9 @@ static void handle_remap(struct fl_engine *e, struct fl__space *sp, uint64_t fro
 
 	pthread_rwlock_wrlock(&e->lock);
 	r = fl__index_move(&sp->index, from, to, len);
+	/* A fault read with this event, on the old range, finds nothing
+	 * there now: it is stale (woken to fault again), not unowned. */
+	atomic_fetch_add(&e->index_gen, 1);
 	/* The piece that holds a target's byte 0 tells the target where it
 	 * now starts (fl_region_addr() follows mremap). */
 	for (size_t i = fl__index_lower(&sp->index, to); !r && i < sp->index.n; i++) {
@@ -294,6 +297,12 @@ static void handle_remove(struct fl_engine *e, struct fl__space *sp, uint64_t st
 	pthread_rwlock_wrlock(&e->lock);
 	if (unmap) {
 		r = fl__index_remove_range(&sp->index, start, end, unmapped, sp);
+		/* A fault read in the same batch, queued before the unmap,
+		 * is stale: the range may already be another mapping's
+		 * (mremap over it, a space switch), which an unowned-fault
+		 * poison would hit (the kernel checks that a range is
+		 * registered, not with which uffd). */
+		atomic_fetch_add(&e->index_gen, 1);
 	} else {
 		for (size_t i = fl__index_lower(&sp->index, start);
 		     i < sp->index.n && sp->index.entries[i].start < end; i++) {

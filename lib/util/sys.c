@@ -103,6 +103,16 @@ int fl__mprotect(void *addr, size_t len, int prot)
 	return mprotect(addr, len, prot) ? -errno : 0;
 }
 
+/* Move [old, old + len) to exactly `to`, replacing what was there (spaces:
+ * a switch moves a registered mapping over the old one). */
+int fl__mremap_fixed(void *old, size_t len, void *to)
+{
+	void *p = mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	if (p == MAP_FAILED)
+		return -errno;
+	return p == to ? 0 : -EFAULT;
+}
+
 int fl__memfd(const char *name, unsigned flags, size_t len, int *ret_fd)
 {
 	int fd = memfd_create(name, flags | MFD_CLOEXEC);
@@ -277,6 +287,22 @@ int fl__ftruncate(int fd, uint64_t len)
 int fl__fsync(int fd)
 {
 	return fsync(fd) ? -errno : 0;
+}
+
+/* lseek(2) with SEEK_DATA / SEEK_HOLE: -ENXIO past the last data. */
+int fl__lseek(int fd, uint64_t off, int whence, uint64_t *ret_off)
+{
+	off_t r = lseek(fd, (off_t)off, whence);
+
+	if (r < 0)
+		return -errno;
+	*ret_off = (uint64_t)r;
+	return 0;
+}
+
+int fl__mkdir(const char *path, unsigned mode)
+{
+	return mkdir(path, (mode_t)mode) ? -errno : 0;
 }
 
 int fl__unlink(const char *path)

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * First-class address spaces (SpaceJMP; the Linux "VAS" RFC), in process.
+ *
+ * An address space is an object that lives apart from the processes that
+ * use it: a named set of *segments*, each a range [base, base + length) at
+ * a fixed virtual address, plus named *roots* (name -> pointer) so a
+ * program finds its data after attaching. Because every segment sits at
+ * the same address wherever it is attached, pointer-rich data (trees,
+ * graphs, hash tables) needs no serialisation and no pointer swizzling:
+ * attach, read a root, follow pointers.
+ *
+ * A segment is a memfd page cache (shmem, or hugetlbfs with 2 MiB pages)
+ * filled lazily from a store: zeros for a new segment, the segment's
+ * image for a saved one. It is the template of <faultline/clone.h>; an
+ * attachment is a MINOR-mode region of <faultline/region.h> over it, so
+ * attaching costs O(segments), never O(bytes): a page enters the page
+ * cache on first touch (filled atomically, then mapped with
+ * UFFDIO_CONTINUE). A segment can belong to several spaces.
+ *
+ * Lifetime: a transient space (opts.dir NULL) is gone when freed; a
+ * persistent space is a directory holding a manifest (segments and, per
+ * version, the roots and one image per segment) and the images, written
+ * atomically (temporary file, fsync, rename). fl_space_commit() adds a
+ * version; fl_space_open() opens a directory at its latest version.
+ *
+ * Attach (fl_space_attach()) maps every segment at its base with
+ * MAP_FIXED_NOREPLACE: a range already in use is -EEXIST and nothing is
+ * mapped. FL_ATTACH_PRIVATE maps copy-on-write (writes stay in this
+ * attachment and are dropped at detach), otherwise shared (writes go to
+ * the segment: every attachment of it sees them, at once);
+ * FL_ATTACH_RDONLY maps read-only. Faults are served by an engine
+ * (<faultline/engine.h>) the space creates at its first attach, with one
+ * handler thread (see fl_space_switch() for why one).
+ *
+ * Switch (fl_space_switch()) replaces the attached space by another whose
+ * segments cover the same ranges, segment by segment: the new mapping is
+ * made and registered elsewhere, then moved over the old one with
+ * mremap(MREMAP_FIXED), which carries the userfaultfd registration along
+ * (a plain MAP_FIXED would leave a moment in which the range is mapped but
+ * not registered, and a fault there would put a zero page into the
+ * segment). Another thread reading a segment sees the old mapping or the
+ * new one, never a hole and never zeros: a fault in between waits for the
+ * engine. On Linux a switch is per process, not per thread: every thread
+ * of the process sees the new space after the call (the kernel has one
+ * page-table root per process; a per-thread root needs the kernel changes
+ * the VAS RFC proposed). A thread may read a mix of old and new segments
+ * during the call (each segment is replaced atomically, not all at once).
+ *
+ * Versions (persistent spaces): fl_space_commit() saves the segments as
+ * version N + 1: one image per segment, incremental against version N
+ * (pages never brought into the page cache since the space was opened, by
+ * this process or another sharing it, are the previous version's and are
+ * not written again), then the manifest, atomically. The commit is consistent when no thread writes the space
+ * during the copy: pass a `quiesce` callback that pauses the writers (the
+ * pause lasts for the copy of the pages in memory, not the whole space), or
+ * stop them yourself. A crash at any point leaves the previous version
+ * intact. fl_space_attach() with opts.version attaches an older version,
+ * read-only or private. fl_space_fork() makes a new space that starts as a
+ * version of another: nothing is copied at fork; a page is read from the
+ * origin's image on first touch, and writes stay in the fork.
+ *
+ * Not (yet) here: sharing a space between processes through faultlined
+ * and permissions by uid (attach opts carry `sz` and flags for that).
+ *
+ * Thread safety: the functions of one space are not to be called
+ * concurrently; the attached memory may be used by any thread.
+ */
+#ifndef FAULTLINE_SPACE_H
+#define FAULTLINE_SPACE_H
+
+#include <faultline/common.h>
+#include <faultline/region.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fl_space;
+
+#define FL_SPACE_NAME_MAX 47	/* name bytes: segments, roots, spaces */
+#define FL_SPACE_ROOTS_MAX 64
+
+struct fl_space_opts {
+	size_t sz;			/* sizeof(struct fl_space_opts) */
+	const char *name;		/* [A-Za-z0-9._-], 1 to FL_SPACE_NAME_MAX bytes */
+	const char *dir;		/* NULL: transient; else a new directory (persistent) */
+	unsigned flags;			/* FL_SPACE_* */
+	fl_log_fn log;			/* NULL: silent; says why a call failed */
+	void *log_ctx;
+};
+
+#define FL_SPACE_NO_SYNC	(1u << 0)	/* persistent: no fsync (tests, scratch spaces) */
+
+/*
+ * Create an empty space. With opts->dir, a persistent one: the directory
+ * is created (its parent must exist) with a manifest of no version.
+ * Errors: -EINVAL (bad name or flags), -EEXIST (dir exists), mkdir and
+ * write errors.
+ */
+FL_API int fl_space_new(const struct fl_space_opts *opts, struct fl_space **ret_space);
+
+/*
+ * Open the persistent space in `dir` at its latest version: the manifest
+ * is read and checked (format, version, checksum), every segment's image
+ * of that version is opened (header, index and chain checked), and the
+ * segments are made, empty: their pages come from the images on first
+ * touch. opts may be NULL (its name and dir are ignored: the manifest's
+ * are used). Errors: -ENOENT (no manifest, or a segment image missing),
+ * -EBADMSG (a corrupt or truncated manifest or image), -EPROTONOSUPPORT
+ * (a manifest format this build does not know), -EINVAL (the manifest
+ * describes overlapping or unaligned segments).
+ */
+FL_API int fl_space_open(const char *dir, const struct fl_space_opts *opts, struct fl_space **ret_space);
+
+/* Detach (if attached) and free. Committed versions stay on disk. Accepts NULL. */
+FL_API struct fl_space *fl_space_free(struct fl_space *space);
+
+struct fl_segment_opts {
+	size_t sz;			/* sizeof(struct fl_segment_opts) */
+	const char *name;		/* unique in the space; as a space name */
+	uint64_t base;			/* page-aligned (2 MiB for hugetlb), in the user range */
+	uint64_t length;		/* bytes, a multiple of the page size */
+	enum fl_mem_type mem;		/* FL_MEM_SHMEM (or ANON, meaning SHMEM) or FL_MEM_HUGETLB */
+	unsigned flags;			/* none yet: 0 */
+};
+
+/*
+ * Add a new segment, all zeros, to a space that is not attached. Returns
+ * its index (>= 0). Errors: -EINVAL (a bad name, a base or length not
+ * aligned, a range outside the user address range [64 KiB, 128 TiB), a
+ * range that overlaps another segment of the space), -EEXIST (a segment of
+ * that name), -EBUSY (the space is attached), memfd errors (-ENOMEM for
+ * hugetlb without reserved pages happens at first touch: SIGBUS).
+ */
+FL_API int fl_space_segment_add(struct fl_space *space, const struct fl_segment_opts *opts);
+
+/*
+ * Add segment `name` of `src` to `dst` as well: the same page cache, so
+ * every attachment of either space sees the other's shared writes.
+ * Errors as fl_space_segment_add(), and -ENOENT (no such segment in src).
+ */
+FL_API int fl_space_segment_share(struct fl_space *dst, const struct fl_space *src, const char *name);
+
+struct fl_segment_info {
+	size_t sz;			/* sizeof(struct fl_segment_info) */
+	char name[FL_SPACE_NAME_MAX + 1];
+	uint64_t base, length;
+	enum fl_mem_type mem;
+	uint64_t pages_cached;		/* pages in the page cache (filled or written) */
+};
+
+struct fl_space_info {
+	size_t sz;			/* sizeof(struct fl_space_info) */
+	char name[FL_SPACE_NAME_MAX + 1];
+	bool persistent;
+	bool attached;
+	unsigned nsegments;
+	unsigned nroots;
+	uint64_t version;		/* latest committed version; 0: none */
+	uint64_t attached_version;	/* attached at this version (0: the live segments) */
+};
+
+/* Describe the space, or its segment `index`. -ENOENT: no such segment. */
+FL_API int fl_space_info(const struct fl_space *space, struct fl_space_info *info);
+FL_API int fl_space_segment_info(const struct fl_space *space, unsigned index, struct fl_segment_info *info);
+
+/*
+ * Roots: a small table (at most FL_SPACE_ROOTS_MAX) of name -> pointer,
+ * saved with every version. A pointer is stored as a number: it means
+ * something only inside the space's segments. ptr NULL removes the root.
+ * fl_space_root_get: -ENOENT (no such root). fl_space_root_set: -EINVAL
+ * (bad name), -ENOSPC (table full).
+ */
+FL_API int fl_space_root_set(struct fl_space *space, const char *name, const void *ptr);
+FL_API int fl_space_root_get(const struct fl_space *space, const char *name, void **ret_ptr);
+
+#define FL_ATTACH_PRIVATE	(1u << 0)	/* copy-on-write: writes stay in this attachment */
+#define FL_ATTACH_RDONLY	(1u << 1)	/* map read-only (a write is SIGSEGV) */
+
+struct fl_attach_opts {
+	size_t sz;			/* sizeof(struct fl_attach_opts) */
+	unsigned flags;			/* FL_ATTACH_* */
+	uint64_t version;		/* 0: the live segments; else this committed
+					 * version (needs PRIVATE or RDONLY) */
+};
+
+/*
+ * Map every segment at its base in this process. opts may be NULL
+ * (shared, read-write, live). Errors: -EALREADY (attached already),
+ * -EEXIST (a segment's range is in use in this process: nothing is
+ * mapped), -ENOENT (no such version), -EINVAL (a version attached
+ * read-write and shared, a space with no segment), -EOPNOTSUPP (the
+ * kernel lacks MINOR faults for the memory), engine errors.
+ */
+FL_API int fl_space_attach(struct fl_space *space, const struct fl_attach_opts *opts);
+
+/*
+ * Unmap every segment. Shared writes stay in the segments (and in the next
+ * commit); private ones are dropped. No thread may touch the segments
+ * during or after the call. -ENOTCONN: not attached.
+ */
+FL_API int fl_space_detach(struct fl_space *space);
+
+/*
+ * Replace attached space `from` by `to`, which is not attached and whose
+ * segments have the same bases, lengths and memory types as those of
+ * `from` (same count, any order). `to` is attached with opts (NULL:
+ * shared, read-write, live) and `from` ends up detached. Each segment is
+ * replaced atomically (see the top of this header: per process, not per
+ * thread). Needs the REMAP and UNMAP events and UFFDIO_POISON (Linux
+ * 6.6): POISON's EAGAIN is how the engine tells a fault racing the move
+ * from one outside every region (and the space's engine has one handler
+ * thread, so the events of a read are handled before the next read: a
+ * fault read after the move finds the segment where the move put it).
+ * Errors: -ENOTCONN (from not attached),
+ * -EALREADY (to attached), -EINVAL (the segments differ), -EOPNOTSUPP
+ * (the kernel lacks those), and those of fl_space_attach(); `from` is
+ * then unchanged. -EIO: mremap(2) failed after some segments moved (only
+ * when the kernel runs out of memory): the moved ones are `to`'s, the
+ * others still `from`'s, and both count as attached (detach both).
+ */
+FL_API int fl_space_switch(struct fl_space *from, struct fl_space *to, const struct fl_attach_opts *opts);
+
+/* Pause (pause = true) or resume the writers of a space. */
+typedef int (*fl_space_quiesce_fn)(bool pause, void *ctx);
+
+struct fl_commit_opts {
+	size_t sz;			/* sizeof(struct fl_commit_opts) */
+	unsigned flags;			/* none yet: 0 */
+	fl_space_quiesce_fn quiesce;	/* NULL: nobody writes during the commit */
+	void *quiesce_ctx;
+};
+
+/*
+ * Save the segments and roots as a new version (see the top of this
+ * header): one image per segment (faultline-image(5)), incremental against
+ * the previous version, then the manifest, atomically. opts may be NULL.
+ * *ret_version (optional) gets the new version number (1, 2, ...).
+ * Errors: -EINVAL (a transient space), -EROFS (attached at an older
+ * version), a quiesce callback's error, image writer errors (-ENOSPC,
+ * -EIO). On error the previous version is intact.
+ */
+FL_API int fl_space_commit(struct fl_space *space, const struct fl_commit_opts *opts, uint64_t *ret_version);
+
+/*
+ * Versions of a persistent space: fills up to `n` version numbers (oldest
+ * first) into ret_versions and returns how many there are (may be more
+ * than n). 0 for a transient space.
+ */
+FL_API int fl_space_versions(const struct fl_space *space, uint64_t *ret_versions, unsigned n);
+
+/*
+ * A new space starting as `version` of persistent space `origin` (0: its
+ * latest): same segments, roots of that version, pages read from the
+ * origin's images on first touch. opts: the new space's name and dir
+ * (persistent forks name the origin's images as their first version, by
+ * absolute path, and commit incrementally against them). Errors: -EINVAL
+ * (origin transient or with no version), -ENOENT (no such version), and
+ * those of fl_space_new().
+ */
+FL_API int fl_space_fork(const struct fl_space *origin, uint64_t version, const struct fl_space_opts *opts,
+			 struct fl_space **ret_space);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Versions of a persistent space: fl_space_commit() writes one image per
+ * segment (incremental against the previous version), then the manifest.
+ * The manifest's rename is the commit point: images of a version that
+ * never reached the manifest are orphans a later commit overwrites.
+ */
+#include "space-internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Bytes read from a segment's page cache per write to the image. */
+#define CHUNK (2u << 20)
+
+/*
+ * Which pages of the segment hold bytes that are not (or may not be) the
+ * parent image's: those in its page cache. This process knows the pages
+ * its attachments brought in (the bitmaps); another process sharing the
+ * page cache (a fork) may have brought in more. shmem says exactly which
+ * pages are resident (SEEK_DATA / SEEK_HOLE). hugetlbfs says every page is
+ * data, so with a parent a page nobody here touched is read, and saved if
+ * it is not all zeros (a hole reads as zeros): the one case left is a huge
+ * page that another process wrote all zeros over the parent's bytes.
+ */
+static int resident_pages(const struct fl__link *l, uint8_t *buf, uint64_t *map)
+{
+	const struct fl__seg *s = l->seg;
+	const struct fl_region *live = l->vtpl ? NULL : l->region;
+	int fd = fl_template_fd(s->tpl), ret = 0;
+
+	for (uint64_t p = 0; p < s->npages; p++)
+		if (fl__seg_page_filled(s, live, p))
+			map[p / 64] |= 1ull << (p % 64);
+	if (s->mem == FL_MEM_SHMEM) {
+		uint64_t off = 0, end;
+		while (off < s->length) {
+			ret = fl__lseek(fd, off, SEEK_DATA, &off);
+			if (ret == -ENXIO)
+				return 0;	/* no data past off */
+			if (!ret)
+				ret = fl__lseek(fd, off, SEEK_HOLE, &end);
+			if (ret)
+				return ret;
+			for (uint64_t p = off / s->psz; p < (end + s->psz - 1) / s->psz && p < s->npages; p++)
+				map[p / 64] |= 1ull << (p % 64);
+			off = end;
+		}
+		return 0;
+	}
+	if (!l->parent[0])
+		return 0;	/* unfilled pages are zeros anyway */
+	for (uint64_t p = 0; p < s->npages && !ret; p++) {
+		if ((map[p / 64] >> (p % 64)) & 1)
+			continue;
+		ret = fl__pread_full(fd, buf, s->psz, p * s->psz);
+		for (size_t k = 0; k < s->psz / 8 && !ret; k++) {
+			if (((const uint64_t *)buf)[k]) {
+				map[p / 64] |= 1ull << (p % 64);
+				break;
+			}
+		}
+	}
+	return ret;
+}
+
+static bool map_test(const uint64_t *map, uint64_t p)
+{
+	return (map[p / 64] >> (p % 64)) & 1;
+}
+
+/*
+ * Save the pages of l's segment that are in the page cache (filled or
+ * written since the space was opened); the others are still the parent
+ * image's (ABSENT), or zeros when there is none.
+ */
+static int save_segment(struct fl_space *sp, struct fl__link *l, const char *path, uint8_t *buf)
+{
+	struct fl_image_writer_opts wo = { .sz = sizeof(wo) };
+	struct fl_image_region ir = { .sz = sizeof(ir) };
+	const struct fl__seg *s = l->seg;
+	struct fl_image_writer *w;
+	int fd = fl_template_fd(s->tpl), ret;
+	uint64_t per = CHUNK / s->psz;
+	uint64_t *map = calloc((s->npages + 63) / 64 + 1, sizeof(uint64_t));
+
+	if (!map)
+		return -ENOMEM;
+	ret = resident_pages(l, buf, map);
+	if (ret) {
+		fl__log(&sp->log, FL_LOG_ERROR, "segment %s: cannot find its pages in memory: %s", s->name,
+			strerror(-ret));
+		free(map);
+		return ret;
+	}
+	wo.flags = (sp->flags & FL_SPACE_NO_SYNC) ? FL_IMAGE_NO_SYNC : 0;
+	wo.parent = l->parent[0] ? l->parent : NULL;
+	wo.creator = "faultline space";
+	ret = fl_image_writer_new(path, &wo, &w);
+	if (ret) {
+		fl__log(&sp->log, FL_LOG_ERROR, "segment %s: cannot start %s: %s", s->name, path, strerror(-ret));
+		free(map);
+		return ret;
+	}
+	ir.start = s->base;
+	ir.length = s->length;
+	ir.prot = PROT_READ | PROT_WRITE;
+	ir.mem = (uint32_t)s->mem;
+	snprintf(ir.name, sizeof(ir.name), "%s", s->name);
+	ret = fl_image_writer_add_region(w, &ir);
+	ret = ret < 0 ? ret : 0;
+	for (uint64_t p = 0; p < s->npages && !ret;) {
+		bool filled = map_test(map, p);
+		uint64_t q = p + 1;
+
+		while (q < s->npages && q - p < per && map_test(map, q) == filled)
+			q++;
+		if (filled) {
+			ret = fl__pread_full(fd, buf, (q - p) * s->psz, p * s->psz);
+			if (!ret)
+				ret = fl_image_writer_put(w, 0, p * s->psz / FL_PAGE_SIZE,
+							  (q - p) * s->psz / FL_PAGE_SIZE, buf);
+		} else if (!wo.parent) {
+			ret = fl_image_writer_put_zero(w, 0, p * s->psz / FL_PAGE_SIZE, (q - p) * s->psz / FL_PAGE_SIZE);
+		}
+		p = q;
+	}
+	free(map);
+	if (ret) {
+		fl__log(&sp->log, FL_LOG_ERROR, "segment %s: cannot save it: %s", s->name, strerror(-ret));
+		fl_image_writer_abort(w);
+		return ret;
+	}
+	ret = fl_image_writer_finish(w, NULL);
+	if (ret)
+		fl__log(&sp->log, FL_LOG_ERROR, "segment %s: cannot finish %s: %s", s->name, path, strerror(-ret));
+	return ret;
+}
+
+int fl_space_commit(struct fl_space *sp, const struct fl_commit_opts *opts, uint64_t *ret_version)
+{
+	struct fl__version v = { 0 };
+	struct fl_commit_opts o;
+	uint8_t *buf = NULL;
+	char (*paths)[PATH_MAX] = NULL;
+	unsigned saved = 0;
+	bool paused = false;
+	int ret;
+
+	if (!sp)
+		return -EINVAL;
+	ret = FL_OPTS_COPY(o, opts);
+	if (ret)
+		return ret;
+	if (o.flags)
+		return -EINVAL;
+	if (!sp->dir[0]) {
+		fl__log(&sp->log, FL_LOG_ERROR, "space %s is transient: nothing to commit to", sp->name);
+		return -EINVAL;
+	}
+	if (sp->attached && sp->attached_version) {
+		fl__log(&sp->log, FL_LOG_ERROR, "space %s is attached at version %" PRIu64 ": read-only", sp->name,
+			sp->attached_version);
+		return -EROFS;
+	}
+	v.number = sp->man.nversions ? sp->man.versions[sp->man.nversions - 1].number + 1 : 1;
+	v.nsegs = sp->nlinks;
+	v.segs = calloc(sp->nlinks ? sp->nlinks : 1, sizeof(*v.segs));
+	paths = calloc(sp->nlinks ? sp->nlinks : 1, sizeof(*paths));
+	buf = malloc(CHUNK);
+	if (!v.segs || !paths || !buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(v.roots, sp->roots, sizeof(sp->roots));
+	v.nroots = sp->nroots;
+	if (o.quiesce) {
+		ret = o.quiesce(true, o.quiesce_ctx);
+		if (ret) {
+			fl__log(&sp->log, FL_LOG_ERROR, "space %s: the writers did not pause: %s", sp->name,
+				strerror(-ret));
+			goto out;
+		}
+		paused = true;
+	}
+	for (; saved < sp->nlinks && !ret; saved++) {
+		const struct fl__seg *s = sp->links[saved].seg;
+		struct fl__mseg *ms = &v.segs[saved];
+
+		snprintf(ms->name, sizeof(ms->name), "%s", s->name);
+		ms->base = s->base;
+		ms->length = s->length;
+		ms->mem = s->mem;
+		snprintf(ms->image, sizeof(ms->image), "%s.v%" PRIu64 ".img", s->name, v.number);
+		ret = fl__space_image_path(sp, ms->image, paths[saved], sizeof(paths[saved]));
+		if (ret)
+			break;
+		ret = save_segment(sp, &sp->links[saved], paths[saved], buf);
+		if (ret)
+			break;
+	}
+	if (paused) {
+		int r = o.quiesce(false, o.quiesce_ctx);
+		if (r && !ret)
+			ret = r;
+	}
+	if (!ret)
+		ret = fl__manifest_add_version(&sp->man, &v);
+	if (!ret) {
+		ret = fl__manifest_write(sp->dir, &sp->man, !(sp->flags & FL_SPACE_NO_SYNC), &sp->log);
+		if (ret) {
+			sp->man.nversions--;
+			free(sp->man.versions[sp->man.nversions].segs);
+		}
+	}
+	if (ret) {
+		/* Not in the manifest: gone, so nothing on disk changed. */
+		for (unsigned i = 0; i < saved && i < sp->nlinks; i++)
+			fl__unlink(paths[i]);
+		goto out;
+	}
+	for (unsigned i = 0; i < sp->nlinks; i++)
+		snprintf(sp->links[i].parent, sizeof(sp->links[i].parent), "%s", paths[i]);
+	if (ret_version)
+		*ret_version = v.number;
+out:
+	free(v.segs);
+	free(paths);
+	free(buf);
+	return ret;
+}

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Address spaces (space.h): the objects shared by space.c (segments,
+ * attach, switch, forks), manifest.c (the directory's manifest) and
+ * commit.c (versions).
+ */
+#ifndef FL_SPACE_INTERNAL_H
+#define FL_SPACE_INTERNAL_H
+
+#include "region-internal.h"
+
+#include <faultline/clone.h>
+#include <faultline/image.h>
+#include <faultline/space.h>
+
+#include <limits.h>
+
+/*
+ * A segment: a template (memfd page cache, filled lazily from its store)
+ * at a fixed address. Reference-counted: spaces that share it hold one
+ * each. `filled` records the pages known to be in the page cache (the
+ * cached bitmaps of attachments that are gone, OR'ed in at detach): a
+ * commit saves those, the rest are still the store's bytes.
+ */
+struct fl__seg {
+	_Atomic unsigned refs;		/* spaces in different threads may share it */
+	char name[FL_SPACE_NAME_MAX + 1];
+	uint64_t base, length;
+	enum fl_mem_type mem;
+	size_t psz;
+	uint64_t npages;
+	struct fl_template *tpl;
+	uint64_t *filled;
+};
+
+/* A segment as one space has it: the image its unfilled pages come from
+ * (absolute path; "" for a segment that started as zeros). */
+struct fl__link {
+	struct fl__seg *seg;
+	char parent[PATH_MAX];
+	/* attached: the region mapping it here, and for a version attach the
+	 * template made for it */
+	struct fl_region *region;
+	struct fl_template *vtpl;
+};
+
+struct fl__root {
+	char name[FL_SPACE_NAME_MAX + 1];
+	uint64_t value;
+};
+
+/* One version of the manifest: its segments (image paths as written:
+ * relative to the directory, or absolute) and roots. */
+struct fl__mseg {
+	char name[FL_SPACE_NAME_MAX + 1];
+	uint64_t base, length;
+	enum fl_mem_type mem;
+	char image[PATH_MAX];
+};
+
+struct fl__version {
+	uint64_t number;
+	struct fl__mseg *segs;
+	unsigned nsegs;
+	struct fl__root roots[FL_SPACE_ROOTS_MAX];
+	unsigned nroots;
+};
+
+struct fl__manifest {
+	char name[FL_SPACE_NAME_MAX + 1];
+	struct fl__version *versions;
+	unsigned nversions;
+};
+
+struct fl_space {
+	struct fl__logger log;
+	char name[FL_SPACE_NAME_MAX + 1];
+	char dir[PATH_MAX];		/* absolute; "" when transient */
+	unsigned flags;
+	struct fl__link *links;
+	unsigned nlinks;
+	struct fl__root roots[FL_SPACE_ROOTS_MAX];
+	unsigned nroots;
+	struct fl__manifest man;	/* persistent: what is on disk */
+	struct fl_engine *engine;	/* made at the first attach */
+	bool attached;
+	unsigned attach_flags;
+	uint64_t attached_version;
+};
+
+/* space.c */
+bool fl__space_name_ok(const char *name);
+/* Pages of the segment in the page cache now: filled, or cached by the
+ * current attachment's region (NULL: none). */
+bool fl__seg_page_filled(const struct fl__seg *s, const struct fl_region *r, uint64_t page);
+/* Absolute path of a manifest image path: 0 or -ENAMETOOLONG. */
+int fl__space_image_path(const struct fl_space *sp, const char *image, char *out, size_t len);
+
+/* manifest.c */
+int fl__manifest_read(const char *dir, const struct fl__logger *log, struct fl__manifest *ret_man);
+int fl__manifest_write(const char *dir, const struct fl__manifest *man, bool sync, const struct fl__logger *log);
+/* Append a copy of v (its segs are copied). */
+int fl__manifest_add_version(struct fl__manifest *man, const struct fl__version *v);
+const struct fl__version *fl__manifest_find(const struct fl__manifest *man, uint64_t number);
+void fl__manifest_clear(struct fl__manifest *man);
+
+#endif
