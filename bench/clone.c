@@ -501,6 +501,8 @@ static int lat_point(const struct lat_heap *h, double *ret_us, enum fl_watch_bac
 
 	if (m == MAP_FAILED)
 		return -errno;
+	/* THP "always" would make the sparse heap dense (2 MiB per page held). */
+	madvise(m, h->size, MADV_NOHUGEPAGE);
 	for (uint64_t off = 0; off < h->size; off += h->stride)
 		memset(m + off, (int)(off / h->stride) | 1, PAGE);
 	r = fl_reset_point_new(m, h->size, &rp);
