@@ -388,10 +388,18 @@ static int fk_client(struct d_env *e, struct fork_verdicts *sh, const struct for
 	}
 	atomic_store(&sh->kid, kid);
 	{
+		/* Record the child's status before reaping it: the guard may
+		 * stop this process (SIGBUS) at any instant, and a child reaped
+		 * but not recorded would be lost to the test (waitpid: ECHILD). */
+		siginfo_t si = { 0 };
 		int kst;
-		T_ASSERT(waitpid(kid, &kst, 0) == kid);
+
+		T_ASSERT(waitid(P_PID, (id_t)kid, &si, WEXITED | WNOWAIT) == 0);
+		kst = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0) :
+						 W_EXITCODE(0, si.si_status) | (si.si_code == CLD_DUMPED ? WCOREFLAG : 0);
 		atomic_store(&sh->kid_status, kst);
 		atomic_store(&sh->kid_reaped, true);
+		waitpid(kid, NULL, 0);
 	}
 	if (fc->restart) {
 		/* The parent's session resumed with the new daemon. */
@@ -460,6 +468,9 @@ static int test_fork_crash(void *arg)
 	}
 	if (atomic_load(&sh->kid_reaped)) {
 		kst = atomic_load(&sh->kid_status);
+		/* Recorded, and perhaps not reaped before the client stopped:
+		 * then it is ours now (the subreaper's). */
+		waitpid(atomic_load(&sh->kid), NULL, WNOHANG);
 	} else {
 		T_ASSERT(!fc->restart && WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "client: status 0x%x", st);
 		T_ASSERT(atomic_load(&sh->kid) > 0, "the client died before it forked");
