@@ -497,28 +497,37 @@ static int clone_track(struct fl_region *r, bool on)
 
 	if (on && (r->flags & FL_REGION_BACKGROUND) && atomic_load(&r->fill_cursor) < r->npages)
 		return 0;
+	/*
+	 * The order keeps every CONTINUE legal: one with MODE_WP on a range
+	 * not registered for WP fails (EINVAL), which a fault would take for
+	 * a page it cannot deliver. So WP is registered before the resolver
+	 * may ask for it, and the resolver stops asking before it goes.
+	 */
 	if (on) {
 		/* Nothing is written now; bits a fault set while tracking was
 		 * being turned off are stale. */
 		memset((void *)r->written, 0, (r->npages + 63) / 64 * sizeof(uint64_t));
 		memset((void *)r->written_sum, 0, (r->npages + 4095) / 4096 * sizeof(uint64_t));
-		atomic_store(&r->track, true);
+		ret = fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR | FL_REG_WP, NULL);
+		if (!ret)
+			atomic_store(&r->track, true);
+		/* After the flag: what was mapped unprotected before it is
+		 * protected now, and CONTINUE protects the rest. */
+		if (!ret)
+			ret = fl_uffd_writeprotect(uffd, r->addr, r->length, FL_WP_PROTECT);
+	} else {
+		atomic_store(&r->track, false);
+		ret = fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR, NULL);
 	}
-	ret = fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR | (on ? FL_REG_WP : 0), NULL);
-	if (!ret && on)
-		ret = fl_uffd_writeprotect(uffd, r->addr, r->length, FL_WP_PROTECT);
 	if (ret) {
-		/* Still registered as before (MISSING and MINOR at least):
-		 * scanning is always right. */
+		/* Still registered for MISSING and MINOR at least: scanning
+		 * is always right. */
 		fl__log(&r->engine->log, FL_LOG_WARN, "%s: cannot turn write tracking %s (%s): resets scan",
 			r->name, on ? "on" : "off", strerror(-ret));
+		atomic_store(&r->track, false);
 		fl_uffd_register(uffd, r->addr, r->length, FL_REG_MISSING | FL_REG_MINOR, NULL);
-		atomic_store(&r->track, false);
 		r->can_track = false;
-		return 0;
 	}
-	if (!on)
-		atomic_store(&r->track, false);
 	return 0;
 }
 
