@@ -638,37 +638,6 @@ static int held_run(uint64_t start, uint64_t end, void *ctx)
 	return 0;
 }
 
-/*
- * Is [addr, addr + len) private anonymous memory throughout? There a page
- * never touched (not present, not swapped) reads zeros, which an untouched
- * page of the saved copy also reads: only present pages need copying, and
- * a sparse heap of gigabytes costs what it holds. (A private file mapping's
- * absent pages read the file, and shared memory's the page cache.)
- */
-static bool private_anon(uint64_t addr, uint64_t len)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	uint64_t cur = addr, end = addr + len;
-
-	if (!f)
-		return false;
-	while (cur < end && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi, ino;
-		char perms[8], path[64] = "";
-
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu %63s", &lo, &hi, perms, &ino, path) < 4)
-			break;
-		if (hi <= cur)
-			continue;
-		if (lo > cur || perms[3] != 'p' || ino || (path[0] && path[0] != '['))
-			break;
-		cur = hi;
-	}
-	fclose(f);
-	return cur >= end;
-}
-
 int fl_reset_point_new(void *addr, size_t len, struct fl_reset_point **ret_point)
 {
 	struct fl_reset_point *p;
@@ -686,9 +655,14 @@ int fl_reset_point_new(void *addr, size_t len, struct fl_reset_point **ret_point
 	p->pages = calloc(RP_BATCH, sizeof(void *));
 	ret = p->pages ? fl__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 				  -1, 0, (void **)&p->saved) : -ENOMEM;
-	/* Which pages it holds, before the watch: an asynchronous watch marks
-	 * every empty entry, and a marker reads as swapped. */
-	sparse = !ret && private_anon((uintptr_t)addr, len);
+	/* Private anonymous memory: a page never touched (neither present
+	 * nor swapped) reads zeros, which an untouched page of the saved copy
+	 * also reads, so only present pages need copying and a sparse heap of
+	 * gigabytes costs what it holds. (A private file mapping's absent
+	 * pages read the file, and shared memory's the page cache.) Which
+	 * pages it holds is read before the watch: an asynchronous watch
+	 * marks every empty entry, and a marker reads as swapped. */
+	sparse = !ret && fl__range_private_anon((uintptr_t)addr, len);
 	if (sparse)
 		ret = scan_runs((uintptr_t)addr, (uintptr_t)addr + len, false, held_run, &held);
 	/* Start on the automatic backend: asynchronous where the kernel has

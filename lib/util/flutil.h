@@ -130,6 +130,9 @@ int fl__parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
  * map a file whose name contains `name` (when not NULL): what a region or a
  * clone really costs, its share of pages it shares included. */
 int fl__pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name, uint64_t *ret_kib);
+/* Is [addr, addr + len) of this process private anonymous memory
+ * throughout, with no gap? (false when /proc cannot be read) */
+bool fl__range_private_anon(uint64_t addr, uint64_t len);
 
 /* ---- hist.c ------------------------------------------------------------ */
 struct fl__hist {

@@ -31,3 +31,29 @@ int fl__pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name, uint6
 	*ret_kib = total;
 	return 0;
 }
+
+bool fl__range_private_anon(uint64_t addr, uint64_t len)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	uint64_t cur = addr, end = addr + len;
+
+	if (!f)
+		return false;
+	/* "lo-hi perms offset dev inode [path]": private ('p'), no inode,
+	 * and no path but a bracketed one ([heap], [stack], [anon:...]). */
+	while (cur < end && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, ino;
+		char perms[8], path[64] = "";
+
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu %63s", &lo, &hi, perms, &ino, path) < 4)
+			break;
+		if (hi <= cur)
+			continue;
+		if (lo > cur || perms[3] != 'p' || ino || (path[0] && path[0] != '['))
+			break;
+		cur = hi;
+	}
+	fclose(f);
+	return cur >= end;
+}
