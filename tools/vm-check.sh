@@ -231,9 +231,11 @@ if [ "$accel" = auto ]; then
 	accel=tcg
 	if [ -w /dev/kvm ]; then
 		rm -f "$vmdir/probe.ok"
-		# In a subshell: qemu aborting here is an answer, not an error.
+		# In a subshell that outlives qemu (the "|| true"): qemu aborting
+		# here is an answer, not an error, and the subshell's own
+		# "Aborted" report goes to /dev/null with its stderr.
 		(timeout 60 "${qemu_base[@]}" -accel kvm -append "$cmdline fl.probe=1" \
-			>"$vmdir/probe.log" 2>&1 </dev/null) 2>/dev/null
+			>"$vmdir/probe.log" 2>&1 </dev/null || true) 2>/dev/null
 		if [ -f "$vmdir/probe.ok" ]; then
 			accel=kvm
 		else
