@@ -14,17 +14,56 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define NG 64		/* granules per watched range */
+
+/* The mappings a watch is made on beyond t_map()'s (private anon, shared
+ * memfd, shared hugetlb memfd): the same kernel memory types, mapped the
+ * other way, take other paths (shmem without a file, private hugetlb COW). */
+enum mkind {
+	K_TMAP = 0,		/* t_map(mem) */
+	K_SHARED_ANON,		/* MAP_SHARED | MAP_ANONYMOUS: shmem */
+	K_PRIVATE_HUGE,		/* MAP_PRIVATE | MAP_HUGETLB */
+};
 
 struct wcase {
 	enum fl_watch_backend backend;
 	enum fl_mem_type mem;
 	bool nobody;		/* run as uid 65534 */
 	bool handler_after;	/* app-protect: the test's SIGSEGV handler comes after the watch */
+	enum mkind kind;
 };
+
+static uint8_t *wmap(const struct wcase *c, size_t len)
+{
+	uint8_t *p;
+
+	switch (c->kind) {
+	case K_SHARED_ANON:
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		break;
+	case K_PRIVATE_HUGE:
+		t_need_huge(len);
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+		break;
+	default:
+		return t_map(c->mem, len, NULL);
+	}
+	T_ASSERT(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	return p;
+}
+
+/* MAP_SHARED: MADV_REMOVE is valid, and a forced write cannot COW. */
+static bool is_shared(const struct wcase *c)
+{
+	return c->mem != FL_MEM_ANON && c->kind != K_PRIVATE_HUGE;
+}
 
 static const char *backend_name(enum fl_watch_backend b)
 {
@@ -42,15 +81,36 @@ static void require_backend(const struct wcase *c)
 	t_require_needs(BACKEND_NEEDS(c->backend, c->mem));
 }
 
-/* What the watch must do with a kernel write (read(2)) and another
- * process's write: written down here, so the query and the behaviour are
- * both checked against the documented table (fl_watch_new(3)). */
-static enum fl_watch_fate expected_kernel_fate(const struct wcase *c)
+/* Whether this process may have a userfaultfd that sees the kernel's own
+ * faults (privilege, vm.unprivileged_userfaultfd=1 or an accessible
+ * /dev/userfaultfd): what a watch can get, found out independently of it. */
+static bool full_uffd_allowed(void)
 {
+	int fd;
+
+	if (fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_USE_SYSCALL, &fd) &&
+	    fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_USE_DEV, &fd))
+		return false;
+	close(fd);
+	return true;
+}
+
+/*
+ * What the watch must do with a kernel write (read(2), recv, a
+ * process_vm_writev) and another process's write: written down here, so
+ * the query and the behaviour are both checked against the documented
+ * table (fl_watch_new(3)). The user-mode-only flag is checked against
+ * what this process may have, so the expectations hold wherever the tests
+ * run unprivileged (also with vm.unprivileged_userfaultfd=1).
+ */
+static enum fl_watch_fate expected_kernel_fate(const struct wcase *c, const struct fl_watch_info *info)
+{
+	T_ASSERT_EQ(!!(info->flags & FL_WATCH_INFO_USER_MODE_ONLY),
+		    c->backend != FL_WATCH_MPROTECT && !full_uffd_allowed());
 	if (c->backend == FL_WATCH_ASYNC)
 		return FL_WATCH_COUNTED;
 	if (c->backend == FL_WATCH_SYNC)
-		return c->nobody ? FL_WATCH_FAILS : FL_WATCH_COUNTED;
+		return info->flags & FL_WATCH_INFO_USER_MODE_ONLY ? FL_WATCH_FAILS : FL_WATCH_COUNTED;
 	return FL_WATCH_FAILS;
 }
 
@@ -60,7 +120,7 @@ static enum fl_watch_fate expected_remote_fate(const struct wcase *c)
 		return FL_WATCH_COUNTED;
 	if (c->backend == FL_WATCH_SYNC)
 		return FL_WATCH_FAILS;
-	return c->mem == FL_MEM_ANON ? FL_WATCH_NOT_SEEN : FL_WATCH_FAILS;
+	return is_shared(c) ? FL_WATCH_FAILS : FL_WATCH_NOT_SEEN;
 }
 
 struct env {
@@ -79,7 +139,7 @@ static void setup(const struct wcase *c, struct env *e)
 		t_drop_privileges();
 	e->g = t_page_size(c->mem);
 	e->len = NG * e->g;
-	e->mem = t_map(c->mem, e->len, NULL);
+	e->mem = wmap(c, e->len);
 	/* Populate every other granule: both populated and never-touched
 	 * pages must be caught. */
 	for (size_t i = 0; i < NG; i += 2)
@@ -192,41 +252,90 @@ static int test_subrange(void *arg)
 	return T_PASS;
 }
 
-/* Kernel writes: read(2) into watched memory. */
-static int test_kernel_write(void *arg, bool from_file)
-{
-	const struct wcase *c = arg;
-	struct env e;
-	int fds[2];
-	size_t n = 2 * 4096;
-	uint8_t *src = malloc(n);
-	ssize_t r;
+/* How the kernel is made to write into watched memory. */
+enum kwrite {
+	KW_PIPE,		/* read(2) from a pipe */
+	KW_FILE,		/* pread(2) from a file */
+	KW_SOCKET,		/* recvmsg(2) from a socketpair */
+	KW_PVWRITEV,		/* process_vm_writev(2) into this process */
+	KW_PVWRITEV_CHILD,	/* process_vm_writev(2) by a child into its parent */
+};
 
-	setup(c, &e);
-	memset(src, 0xab, n);
-	if (from_file) {
+/* Write src[0 .. n) to dst through `via`: the bytes written, or -errno. */
+static ssize_t kernel_write(enum kwrite via, uint8_t *dst, const uint8_t *src, size_t n)
+{
+	struct iovec local = { (void *)src, n }, remote = { dst, n };
+	int fds[2], status;
+	ssize_t r;
+	pid_t parent = getpid(), child;
+
+	switch (via) {
+	case KW_PIPE:
+		T_ASSERT(pipe2(fds, O_CLOEXEC) == 0);
+		T_ASSERT(write(fds[1], src, n) == (ssize_t)n);
+		r = read(fds[0], dst, n);
+		break;
+	case KW_FILE: {
 		char path[] = "/tmp/fl-watch-XXXXXX";
 		fds[0] = mkstemp(path);
 		T_ASSERT(fds[0] >= 0);
 		unlink(path);
 		T_ASSERT(pwrite(fds[0], src, n, 0) == (ssize_t)n);
 		fds[1] = -1;
-	} else {
-		T_ASSERT(pipe(fds) == 0);
-		T_ASSERT(write(fds[1], src, n) == (ssize_t)n);
+		r = pread(fds[0], dst, n, 0);
+		break;
 	}
+	case KW_SOCKET: {
+		struct msghdr msg = { .msg_iov = &remote, .msg_iovlen = 1 };
+		T_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+		T_ASSERT(send(fds[1], src, n, 0) == (ssize_t)n);
+		r = recvmsg(fds[0], &msg, MSG_WAITALL | MSG_DONTWAIT);
+		break;
+	}
+	case KW_PVWRITEV:
+		return process_vm_writev(parent, &local, 1, &remote, 1, 0) < 0 ? -errno : (ssize_t)n;
+	default:
+		child = fork();
+		T_ASSERT(child >= 0);
+		if (child == 0) {
+			r = process_vm_writev(parent, &local, 1, &remote, 1, 0);
+			_exit(r == (ssize_t)n ? 0 : r < 0 && errno < 100 ? 100 + errno : 1);
+		}
+		T_OK(t_wait_pid(child, 20000, &status));
+		T_ASSERT(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) >= 100),
+			 "child: status %d", status);
+		return WEXITSTATUS(status) ? -(WEXITSTATUS(status) - 100) : (ssize_t)n;
+	}
+	if (r < 0)
+		r = -errno;
+	close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+	return r;
+}
+
+/* Kernel writes into watched memory: what the query says, and what happens. */
+static int test_kernel_write(void *arg, enum kwrite via)
+{
+	const struct wcase *c = arg;
+	struct env e;
+	size_t n = 2 * 4096;
+	uint8_t *src = malloc(n);
+	ssize_t r;
+
+	setup(c, &e);
+	memset(src, 0xab, n);
 	/* Land across the end of granule 4 and the start of granule 5 (for
 	 * 4 KiB granules: exactly those two pages). */
 	uint8_t *dst = e.mem + 5 * e.g - 4096;
 	struct fl_watch_info info = { .sz = sizeof(info) };
 	T_OK(fl_watch_query(e.w, &info));
-	T_ASSERT_EQ(info.kernel_writes, expected_kernel_fate(c));
-	T_ASSERT_EQ(!!(info.flags & FL_WATCH_INFO_USER_MODE_ONLY), c->nobody && c->backend != FL_WATCH_MPROTECT);
-	r = from_file ? pread(fds[0], dst, n, 0) : read(fds[0], dst, n);
+	T_ASSERT_EQ(info.kernel_writes, expected_kernel_fate(c, &info));
+	r = kernel_write(via, dst, src, n);
 	if (info.kernel_writes == FL_WATCH_FAILS) {
 		/* Documented: the kernel's write into a clean page fails
 		 * loudly (MPROTECT; SYNC without privilege), nothing written. */
-		T_ASSERT(r < 0 && errno == EFAULT, "read returned %zd", r);
+		T_ASSERT_EQ(r, -EFAULT);
 		for (size_t i = 0; i < n; i++)
 			T_ASSERT(dst[i] != 0xab, "byte %zu written", i);
 		expect(&e, 0, NULL, 0);
@@ -236,20 +345,62 @@ static int test_kernel_write(void *arg, bool from_file)
 		expect(&e, FL_WATCH_RESET, (int[]){ 4, 5 }, 2);
 	}
 	/* A read that transfers nothing writes nothing. */
-	r = from_file ? pread(fds[0], e.mem + 9 * e.g, 4096, (off_t)n) : read(fds[0], e.mem + 9 * e.g, 0);
-	T_ASSERT_EQ(r, 0);
-	expect(&e, 0, NULL, 0);
-	close(fds[0]);
-	if (fds[1] >= 0)
+	if (via == KW_PIPE || via == KW_FILE) {
+		int fds[2];
+		T_ASSERT(pipe2(fds, O_CLOEXEC) == 0);
 		close(fds[1]);
+		T_ASSERT_EQ(read(fds[0], e.mem + 9 * e.g, 4096), 0);
+		close(fds[0]);
+		expect(&e, 0, NULL, 0);
+	}
 	fl_watch_free(e.w);
 	free(src);
 	return T_PASS;
 }
 
-/* A second process writes into the watched memory through /proc/PID/mem
- * (what PTRACE_POKEDATA and an emulator's WriteProcessMemory do). */
-static int test_remote_write(void *arg)
+/* How another process writes into the watched memory. */
+enum rwrite {
+	RW_PROC_MEM,	/* pwrite(2) to /proc/PID/mem */
+	RW_POKEDATA,	/* PTRACE_POKEDATA from a tracer (WriteProcessMemory) */
+};
+
+/* In a child: write 0x5a bytes at a and b in `target`; exits 0 when both
+ * land, 100 + errno when both fail alike, 2 when they differ, 3 when the
+ * child cannot reach the target at all. */
+static void remote_child(enum rwrite via, pid_t target, uint8_t *a, uint8_t *b)
+{
+	uint8_t buf[sizeof(long)];
+	int ea = 0, eb = 0;
+
+	memset(buf, 0x5a, sizeof(buf));
+	if (via == RW_PROC_MEM) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)target);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			_exit(3);
+		ea = pwrite(fd, buf, sizeof(buf), (off_t)(uintptr_t)a) == (ssize_t)sizeof(buf) ? 0 : errno;
+		eb = pwrite(fd, buf, sizeof(buf), (off_t)(uintptr_t)b) == (ssize_t)sizeof(buf) ? 0 : errno;
+	} else {
+		long word;
+		int st;
+		memcpy(&word, buf, sizeof(word));
+		/* SEIZE + INTERRUPT stops only the target thread (an ATTACH's
+		 * SIGSTOP would group-stop the watch's service thread too, and
+		 * leave it stopped after the detach). */
+		if (ptrace(PTRACE_SEIZE, target, 0, 0) || ptrace(PTRACE_INTERRUPT, target, 0, 0) ||
+		    waitpid(target, &st, __WALL) != target)
+			_exit(3);
+		ea = ptrace(PTRACE_POKEDATA, target, a, word) ? errno : 0;
+		eb = ptrace(PTRACE_POKEDATA, target, b, word) ? errno : 0;
+		ptrace(PTRACE_DETACH, target, 0, 0);
+	}
+	_exit(!ea && !eb ? 0 : ea && ea == eb && ea < 100 ? 100 + ea : 2);
+}
+
+/* A second process writes into the watched memory (what a debugger or an
+ * emulator's WriteProcessMemory does). */
+static int test_remote_write(void *arg, enum rwrite via)
 {
 	const struct wcase *c = arg;
 	struct env e;
@@ -260,31 +411,25 @@ static int test_remote_write(void *arg)
 	setup(c, &e);
 	T_OK(fl_watch_query(e.w, &info));
 	T_ASSERT_EQ(info.remote_writes, expected_remote_fate(c));
+	/* Where Yama restricts ptrace to descendants, let the child in. */
+	(void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
 	child = fork();
 	T_ASSERT(child >= 0);
-	if (child == 0) {
-		char path[64];
-		uint8_t buf[16];
-		snprintf(path, sizeof(path), "/proc/%d/mem", (int)self);
-		int fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			_exit(3);
-		memset(buf, 0x5a, sizeof(buf));
-		/* One populated granule (6) and one never touched (7). */
-		ssize_t a = pwrite(fd, buf, sizeof(buf), (off_t)(uintptr_t)(e.mem + 6 * e.g + 64));
-		ssize_t b = pwrite(fd, buf, sizeof(buf), (off_t)(uintptr_t)(e.mem + 7 * e.g + 64));
-		_exit(a == (ssize_t)sizeof(buf) && b == (ssize_t)sizeof(buf) ? 0 : a < 0 && b < 0 ? 1 : 2);
-	}
+	/* One populated granule (6) and one never touched (7). */
+	if (child == 0)
+		remote_child(via, self, e.mem + 6 * e.g + 64, e.mem + 7 * e.g + 64);
 	T_OK(t_wait_pid(child, 20000, &status));
-	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) != 3, "child could not open /proc/PID/mem");
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) != 3, "child could not reach the parent: %d", status);
 	switch (info.remote_writes) {
 	case FL_WATCH_COUNTED:
 		T_ASSERT_EQ(WEXITSTATUS(status), 0);
 		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0x5a);
+		T_ASSERT_EQ(e.mem[7 * e.g + 64], 0x5a);
 		expect(&e, 0, (int[]){ 6, 7 }, 2);
 		break;
 	case FL_WATCH_FAILS:
-		T_ASSERT_EQ(WEXITSTATUS(status), 1);
+		/* The errno fl_watch_query(3) documents for a remote write. */
+		T_ASSERT(WEXITSTATUS(status) == 100 + EIO, "child status %d, expected both EIO", WEXITSTATUS(status));
 		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0);
 		T_ASSERT_EQ(e.mem[7 * e.g + 64], 0);
 		expect(&e, 0, NULL, 0);
@@ -293,6 +438,7 @@ static int test_remote_write(void *arg)
 		/* Declared: the write lands and the watch does not see it. */
 		T_ASSERT_EQ(WEXITSTATUS(status), 0);
 		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0x5a);
+		T_ASSERT_EQ(e.mem[7 * e.g + 64], 0x5a);
 		expect(&e, 0, NULL, 0);
 		break;
 	}
@@ -300,14 +446,39 @@ static int test_remote_write(void *arg)
 	return T_PASS;
 }
 
+static int test_remote_proc_mem(void *arg)
+{
+	return test_remote_write(arg, RW_PROC_MEM);
+}
+
+static int test_remote_poke(void *arg)
+{
+	return test_remote_write(arg, RW_POKEDATA);
+}
+
 static int test_kernel_pipe(void *arg)
 {
-	return test_kernel_write(arg, false);
+	return test_kernel_write(arg, KW_PIPE);
 }
 
 static int test_kernel_file(void *arg)
 {
-	return test_kernel_write(arg, true);
+	return test_kernel_write(arg, KW_FILE);
+}
+
+static int test_kernel_socket(void *arg)
+{
+	return test_kernel_write(arg, KW_SOCKET);
+}
+
+static int test_kernel_pvwritev(void *arg)
+{
+	return test_kernel_write(arg, KW_PVWRITEV);
+}
+
+static int test_kernel_pvwritev_child(void *arg)
+{
+	return test_kernel_write(arg, KW_PVWRITEV_CHILD);
 }
 
 static int test_spanning(void *arg)
@@ -357,7 +528,7 @@ static int test_dontneed(void *arg)
 {
 	const struct wcase *c = arg;
 	struct env e;
-	bool shared = c->mem != FL_MEM_ANON;
+	bool shared = is_shared(c);
 
 	setup(c, &e);
 	/* Written, then discarded: still written. */
@@ -914,7 +1085,7 @@ static int test_manager(void *arg)
 	/* Kernel writes as the query says. */
 	struct fl_watch_info info = { .sz = sizeof(info) };
 	T_OK(fl_watch_manager_query(m, &info));
-	T_ASSERT_EQ(info.kernel_writes, expected_kernel_fate(c));
+	T_ASSERT_EQ(info.kernel_writes, expected_kernel_fate(c, &info));
 	fl_watch_manager_free(m);
 	/* Everything writable again. */
 	for (int i = 0; i < NG; i++)
@@ -1127,6 +1298,20 @@ static int test_bad_input(void *arg)
 	ALLMEMX(name, fn, FL_WATCH_ASYNC, "async", n, a, sfx), ALLMEMX(name, fn, FL_WATCH_SYNC, "sync", n, a, sfx), \
 	ALLMEMX(name, fn, FL_WATCH_MPROTECT, "mprotect", n, a, sfx)
 #define ALLBU(name, fn) ALLBX(name, fn, false, false, ""), ALLBX(name, fn, true, false, "-nobody")
+/* The two other mappings (enum mkind) of one backend. */
+#define WCK(b, m, n, k) (&(struct wcase){ b, m, n, false, k })
+#define SHANON(name, fn, b, bn, n, sfx) \
+	{ name "-" bn "-shared-anon" sfx, fn, WCK(b, FL_MEM_SHMEM, n, K_SHARED_ANON), 60, BACKEND_NEEDS(b, FL_MEM_SHMEM) }
+#define PRIVHUGEK(name, fn, b, bn, n, sfx)                                                          \
+	{ name "-" bn "-private-hugetlb" sfx, fn, WCK(b, FL_MEM_HUGETLB, n, K_PRIVATE_HUGE), 60, \
+	  BACKEND_NEEDS(b, FL_MEM_HUGETLB) }
+/* Every backend on all five mappings, as root and as uid 65534. */
+#define MEM5(name, fn, b, bn, n, sfx) \
+	ALLMEMX(name, fn, b, bn, n, false, sfx), SHANON(name, fn, b, bn, n, sfx), PRIVHUGEK(name, fn, b, bn, n, sfx)
+#define ALLB5X(name, fn, n, sfx) \
+	MEM5(name, fn, FL_WATCH_ASYNC, "async", n, sfx), MEM5(name, fn, FL_WATCH_SYNC, "sync", n, sfx), \
+	MEM5(name, fn, FL_WATCH_MPROTECT, "mprotect", n, sfx)
+#define ALLBU5(name, fn) ALLB5X(name, fn, false, ""), ALLB5X(name, fn, true, "-nobody")
 #define PRIVHUGE(b, bn, n, sfx) \
 	{ "dontneed-" bn "-private-hugetlb" sfx, test_dontneed_private_huge, WCX(b, FL_MEM_HUGETLB, n, false), 60, \
 	  BACKEND_NEEDS(b, FL_MEM_HUGETLB) }
@@ -1136,13 +1321,23 @@ static const struct t_case cases[] = {
 	ALLB("reset-returned", test_reset_returned),
 	ALLB("subrange", test_subrange),
 	ALLB("split-vmas", test_split_vmas),
-	ALLBU("kernel-pipe", test_kernel_pipe),
-	ALLBU("kernel-file", test_kernel_file),
-	ALLBU("remote-write", test_remote_write),
+	ALLBU5("kernel-pipe", test_kernel_pipe),
+	ALLBU5("kernel-file", test_kernel_file),
+	ALLBU5("kernel-socket", test_kernel_socket),
+	ALLBU5("kernel-pvwritev", test_kernel_pvwritev),
+	ALLBU5("kernel-pvwritev-child", test_kernel_pvwritev_child),
+	ALLBU5("remote-write", test_remote_proc_mem),
+	ALLBU5("remote-poke", test_remote_poke),
 	ALLBU("app-protect", test_app_protect),
 	ALLBX("app-protect-handler-after", test_app_protect, false, true, ""),
 	ALLBU("reserved", test_reserved),
 	ALLBU("dontneed", test_dontneed),
+	SHANON("dontneed", test_dontneed, FL_WATCH_ASYNC, "async", false, ""),
+	SHANON("dontneed", test_dontneed, FL_WATCH_SYNC, "sync", false, ""),
+	SHANON("dontneed", test_dontneed, FL_WATCH_MPROTECT, "mprotect", false, ""),
+	SHANON("dontneed", test_dontneed, FL_WATCH_ASYNC, "async", true, "-nobody"),
+	SHANON("dontneed", test_dontneed, FL_WATCH_SYNC, "sync", true, "-nobody"),
+	SHANON("dontneed", test_dontneed, FL_WATCH_MPROTECT, "mprotect", true, "-nobody"),
 	ALLBU("manager", test_manager),
 	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_ASYNC, "async", false, false, ""),
 	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_SYNC, "sync", false, false, ""),
