@@ -882,23 +882,25 @@ static int test_concurrent(void *arg)
 
 static int test_same_answers(void *arg)
 {
-	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	const struct wcase *wc = arg;
 	static const enum fl_watch_backend all[] = { FL_WATCH_ASYNC, FL_WATCH_SYNC, FL_WATCH_MPROTECT };
-	bool answers[3][4][NG];
+	bool answers[3][5][NG];
+	bool shared = is_shared(wc);
 	int nb = 0;
 
+	if (wc->nobody)
+		t_drop_privileges();
 	for (int b = 0; b < 3; b++) {
-		struct wcase c = { all[b], mem };
+		struct wcase c = *wc;
 		struct env e;
 		struct fl_watch_opts o = { .sz = sizeof(o), .backend = all[b] };
 
-		if (all[b] == FL_WATCH_ASYNC &&
-		    !t_has(t_needs_features(T_WATCH_ASYNC)))
+		c.backend = all[b];
+		if (!t_has(t_needs_features(BACKEND_NEEDS(all[b], c.mem) & ~T_HUGE_PAGES)))
 			continue;
-		(void)c;
-		e.g = t_page_size(mem);
+		e.g = t_page_size(c.mem);
 		e.len = NG * e.g;
-		e.mem = t_map(mem, e.len, NULL);
+		e.mem = wmap(&c, e.len);
 		for (size_t i = 0; i < NG; i += 5)
 			e.mem[i * e.g] = 1;
 		T_OK(fl_watch_new(e.mem, e.len, &o, &e.w));
@@ -914,10 +916,10 @@ static int test_same_answers(void *arg)
 		/* Step 3: spanning store and a rewrite, get with reset. */
 		memcpy(e.mem + 40 * e.g - 2, "abcd", 4);
 		get_set(&e, FL_WATCH_RESET, answers[nb][2]);
-		/* Step 4: discards of a written and of a clean (reset) granule.
-		 * MPROTECT sees a discard only at the next write (documented):
-		 * its answer is checked against that, the others against each
-		 * other. */
+		/* Step 4: MADV_DONTNEED of a written and of a clean (reset)
+		 * granule. MPROTECT sees a discard only at the next write
+		 * (documented): its answer is checked against that, the others
+		 * against each other. */
 		e.mem[50 * e.g + 1] = 4;
 		T_ASSERT(madvise(e.mem + 50 * e.g, e.g, MADV_DONTNEED) == 0);
 		T_ASSERT(madvise(e.mem + 45 * e.g, e.g, MADV_DONTNEED) == 0);
@@ -925,10 +927,24 @@ static int test_same_answers(void *arg)
 		for (int i = 0; i < NG; i++)
 			T_ASSERT(answers[nb][3][i] == (i == 50 || (i == 45 && all[b] != FL_WATCH_MPROTECT)),
 				 "%s step 4: granule %d reported %d", backend_name(all[b]), i, answers[nb][3][i]);
+		/* Step 5 (shared memory): MADV_REMOVE of a written and of a
+		 * clean granule; both are zeros now, in every mapping. */
+		memset(answers[nb][4], 0, sizeof(answers[nb][4]));
+		if (shared) {
+			e.mem[55 * e.g + 1] = 5;
+			T_ASSERT(madvise(e.mem + 55 * e.g, e.g, MADV_REMOVE) == 0);
+			T_ASSERT(madvise(e.mem + 58 * e.g, e.g, MADV_REMOVE) == 0);
+			T_ASSERT_EQ(e.mem[55 * e.g + 1], 0);
+			get_set(&e, FL_WATCH_RESET, answers[nb][4]);
+			for (int i = 0; i < NG; i++)
+				T_ASSERT(answers[nb][4][i] == (i == 55 || (i == 58 && all[b] != FL_WATCH_MPROTECT)),
+					 "%s step 5: granule %d reported %d", backend_name(all[b]), i,
+					 answers[nb][4][i]);
+		}
 		fl_watch_free(e.w);
 		munmap(e.mem, e.len);
 		if (nb)
-			for (int s = 0; s < (all[b] == FL_WATCH_MPROTECT ? 3 : 4); s++)
+			for (int s = 0; s < (all[b] == FL_WATCH_MPROTECT ? 3 : 5); s++)
 				T_ASSERT(memcmp(answers[nb][s], answers[0][s], sizeof(answers[0][s])) == 0,
 					 "%s differs from %s at step %d", backend_name(all[b]),
 					 backend_name(all[0]), s + 1);
@@ -1311,6 +1327,9 @@ static int test_bad_input(void *arg)
 #define ALLB5X(name, fn, n, sfx) \
 	MEM5(name, fn, FL_WATCH_ASYNC, "async", n, sfx), MEM5(name, fn, FL_WATCH_SYNC, "sync", n, sfx), \
 	MEM5(name, fn, FL_WATCH_MPROTECT, "mprotect", n, sfx)
+/* same-answers runs every backend the kernel has on one mapping. */
+#define SAME(mn, m, k, n, sfx, needs) \
+	{ "same-answers-" mn sfx, test_same_answers, WCK(FL_WATCH_AUTO, m, n, k), 60, needs }
 #define ALLBU5(name, fn) ALLB5X(name, fn, false, ""), ALLB5X(name, fn, true, "-nobody")
 #define PRIVHUGE(b, bn, n, sfx) \
 	{ "dontneed-" bn "-private-hugetlb" sfx, test_dontneed_private_huge, WCX(b, FL_MEM_HUGETLB, n, false), 60, \
@@ -1354,9 +1373,16 @@ static const struct t_case cases[] = {
 	{ "concurrent-async", test_concurrent, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
 	{ "concurrent-sync", test_concurrent, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
 	{ "concurrent-mprotect", test_concurrent, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
-	{ "same-answers-anon", test_same_answers, (void *)(uintptr_t)FL_MEM_ANON, 60 },
-	{ "same-answers-shmem", test_same_answers, (void *)(uintptr_t)FL_MEM_SHMEM, 60 },
-	{ "same-answers-hugetlb", test_same_answers, (void *)(uintptr_t)FL_MEM_HUGETLB, 60, T_HUGE_PAGES },
+	SAME("anon", FL_MEM_ANON, K_TMAP, false, "", 0),
+	SAME("shmem", FL_MEM_SHMEM, K_TMAP, false, "", 0),
+	SAME("hugetlb", FL_MEM_HUGETLB, K_TMAP, false, "", T_HUGE_PAGES),
+	SAME("shared-anon", FL_MEM_SHMEM, K_SHARED_ANON, false, "", 0),
+	SAME("private-hugetlb", FL_MEM_HUGETLB, K_PRIVATE_HUGE, false, "", T_HUGE_PAGES),
+	SAME("anon", FL_MEM_ANON, K_TMAP, true, "-nobody", 0),
+	SAME("shmem", FL_MEM_SHMEM, K_TMAP, true, "-nobody", 0),
+	SAME("hugetlb", FL_MEM_HUGETLB, K_TMAP, true, "-nobody", T_HUGE_PAGES),
+	SAME("shared-anon", FL_MEM_SHMEM, K_SHARED_ANON, true, "-nobody", 0),
+	SAME("private-hugetlb", FL_MEM_HUGETLB, K_PRIVATE_HUGE, true, "-nobody", T_HUGE_PAGES),
 	{ "auto", test_auto, NULL, 30 },
 	{ "bad-input", test_bad_input, NULL, 30 },
 };
