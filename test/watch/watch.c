@@ -969,7 +969,8 @@ static int count_threads(void)
 	return n;
 }
 
-static int count_uffds(void)
+/* Open fds whose link contains `what` (NULL: all of them). */
+static int count_fds(const char *what)
 {
 	DIR *d = opendir("/proc/self/fd");
 	int n = 0;
@@ -980,11 +981,16 @@ static int count_uffds(void)
 		ssize_t r = readlink(path, link, sizeof(link) - 1);
 		if (r > 0) {
 			link[r] = 0;
-			n += strstr(link, "userfaultfd") != NULL;
+			n += !what || strstr(link, what) != NULL;
 		}
 	}
 	closedir(d);
 	return n;
+}
+
+static int count_uffds(void)
+{
+	return count_fds("userfaultfd");
 }
 
 /* Indices of granules written in [from, from + n) granules of mem, via the manager. */
@@ -1109,6 +1115,84 @@ static int test_manager(void *arg)
 	return T_PASS;
 }
 
+/*
+ * The manager's reset and protect, and discards seen through its one
+ * service thread: the calls a GC (reset one region of its heap) and an
+ * emulator (VirtualProtect) make on a range among several.
+ */
+static int test_manager_ops(void *arg)
+{
+	const struct wcase *c = arg;
+	struct fl_watch_manager_opts o = { .sz = sizeof(o), .backend = c->backend, .log = t_log_cb };
+	struct fl_watch_manager *m;
+	size_t g = t_page_size(c->mem);
+	bool shared = is_shared(c);
+	uint8_t *mem;
+
+	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	app_install();
+	mem = wmap(c, NG * g);
+	for (int i = 0; i < NG; i += 2)
+		mem[i * g + 1] = 1;
+	T_OK(fl_watch_manager_new(&o, &m));
+	/* [0, 8), [8, 16) adjacent, [20, 30) apart. */
+	T_OK(fl_watch_manager_add(m, mem, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 8 * g, 8 * g));
+	T_OK(fl_watch_manager_add(m, mem + 20 * g, 10 * g));
+	static const int w1[] = { 2, 5, 9, 14, 21, 28 };
+	for (size_t i = 0; i < 6; i++)
+		mem[w1[i] * g + 100] = 7;
+	/* Resetting one range leaves the others' written pages. */
+	T_OK(fl_watch_manager_reset(m, mem + 8 * g, 8 * g));
+	mgr_expect(m, mem, g, 0, 16, 0, (int[]){ 2, 5 }, 2);
+	mgr_expect(m, mem, g, 20, 10, 0, (int[]){ 21, 28 }, 2);
+	/* A reset across two adjacent ranges' boundary, then a write in the
+	 * reset part is caught again. */
+	T_OK(fl_watch_manager_reset(m, mem + 4 * g, 8 * g));
+	mgr_expect(m, mem, g, 0, 16, 0, (int[]){ 2 }, 1);
+	mem[9 * g] = 1;
+	mgr_expect(m, mem, g, 0, 16, 0, (int[]){ 2, 9 }, 2);
+	T_ASSERT_EQ(fl_watch_manager_reset(m, mem + 14 * g, 8 * g), -EINVAL);	/* a gap */
+	/* Protect through the manager keeps the watch exact, as
+	 * fl_watch_protect(): a written page made read-only stays reported
+	 * and a write to it reaches the application; a clean page made
+	 * read-only faults to the application and is not reported; once
+	 * writable again its write is caught. */
+	T_OK(fl_watch_manager_protect(m, mem + 20 * g, 4 * g, PROT_READ));
+	T_ASSERT(faults(mem + 21 * g, true), "write to a PROT_READ page did not fault");
+	T_ASSERT(faults(mem + 22 * g, true), "write to a PROT_READ page did not fault");
+	T_ASSERT(!faults_unowned(mem + 23 * g, false), "read of a PROT_READ page faulted");
+	mgr_expect(m, mem, g, 20, 10, 0, (int[]){ 21, 28 }, 2);
+	T_OK(fl_watch_manager_protect(m, mem + 20 * g, 4 * g, PROT_NONE));
+	T_ASSERT(faults(mem + 23 * g, false), "read of a PROT_NONE page did not fault");
+	T_OK(fl_watch_manager_protect(m, mem + 20 * g, 4 * g, PROT_READ | PROT_WRITE));
+	T_ASSERT(!faults_unowned(mem + 22 * g, true), "write after protect faulted");
+	mgr_expect(m, mem, g, 20, 10, FL_WATCH_RESET, (int[]){ 21, 22, 28 }, 3);
+	T_ASSERT_EQ(mem[22 * g], 0x77);
+	/* Discards on a clean granule of two ranges (one service thread
+	 * for all of them): the uffd backends report them, MPROTECT when
+	 * next written (documented). */
+	mgr_expect(m, mem, g, 0, 16, FL_WATCH_RESET, (int[]){ 2, 9 }, 2);
+	T_ASSERT(madvise(mem + 4 * g, g, MADV_DONTNEED) == 0);
+	if (shared)
+		T_ASSERT(madvise(mem + 24 * g, g, MADV_REMOVE) == 0);
+	else
+		T_ASSERT(madvise(mem + 24 * g, g, MADV_DONTNEED) == 0);
+	T_ASSERT_EQ(mem[24 * g + 1], 0);
+	if (c->backend == FL_WATCH_MPROTECT) {
+		mgr_expect(m, mem, g, 0, 16, 0, NULL, 0);
+		mgr_expect(m, mem, g, 20, 10, 0, NULL, 0);
+		mem[4 * g] = 1;
+		mem[24 * g] = 1;
+	}
+	mgr_expect(m, mem, g, 0, 16, FL_WATCH_RESET, (int[]){ 4 }, 1);
+	mgr_expect(m, mem, g, 20, 10, FL_WATCH_RESET, (int[]){ 24 }, 1);
+	fl_watch_manager_free(m);
+	return T_PASS;
+}
+
 /* New memory of kind `mem` at the hole `at` (mmap may put it there). */
 static void map_at(enum fl_mem_type mem, uint8_t *at, size_t len)
 {
@@ -1168,14 +1252,25 @@ static int test_manager_many(void *arg)
 	struct fl_watch_manager *m;
 	enum { NR = 2000, RP = 16 };	/* ranges, pages per range */
 	size_t rl = RP * 4096;
-	uint8_t *mem = t_map(FL_MEM_ANON, NR * rl, NULL);
+	uint8_t *mem;
 	static void *pages[NR];
 	uint64_t n;
+	int fds, pagemaps;
 
 	require_backend(c);
+	if (c->nobody)
+		t_drop_privileges();
+	mem = t_map(FL_MEM_ANON, NR * rl, NULL);
+	pagemaps = count_fds("pagemap");
 	T_OK(fl_watch_manager_new(&o, &m));
-	for (int r = 0; r < NR; r++)
+	T_OK(fl_watch_manager_add(m, mem, rl));
+	fds = count_fds(NULL);
+	for (int r = 1; r < NR; r++)
 		T_OK(fl_watch_manager_add(m, mem + r * rl, rl));
+	/* One uffd, one pagemap fd (ASYNC), whatever the number of ranges. */
+	T_ASSERT(count_fds(NULL) == fds, "%d fds more for %d ranges", count_fds(NULL) - fds, NR - 1);
+	T_ASSERT(count_fds("pagemap") - pagemaps == (c->backend == FL_WATCH_ASYNC), "pagemap fds: %d",
+		 count_fds("pagemap") - pagemaps);
 	for (int r = 0; r < NR; r += 3)
 		mem[r * rl + (r % RP) * 4096] = 1;
 	n = NR;
@@ -1327,6 +1422,8 @@ static int test_bad_input(void *arg)
 #define ALLB5X(name, fn, n, sfx) \
 	MEM5(name, fn, FL_WATCH_ASYNC, "async", n, sfx), MEM5(name, fn, FL_WATCH_SYNC, "sync", n, sfx), \
 	MEM5(name, fn, FL_WATCH_MPROTECT, "mprotect", n, sfx)
+#define MANY(b, bn, n, sfx) \
+	{ "manager-many-" bn sfx, test_manager_many, WCX(b, FL_MEM_ANON, n, false), 120, BACKEND_NEEDS(b, FL_MEM_ANON) }
 /* same-answers runs every backend the kernel has on one mapping. */
 #define SAME(mn, m, k, n, sfx, needs) \
 	{ "same-answers-" mn sfx, test_same_answers, WCK(FL_WATCH_AUTO, m, n, k), 60, needs }
@@ -1362,9 +1459,13 @@ static const struct t_case cases[] = {
 	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_SYNC, "sync", false, false, ""),
 	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_ASYNC, "async", true, false, "-nobody"),
 	ALLMEMX("manager-unmap", test_manager_unmap, FL_WATCH_SYNC, "sync", true, false, "-nobody"),
-	{ "manager-many-async", test_manager_many, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
-	{ "manager-many-sync", test_manager_many, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
-	{ "manager-many-mprotect", test_manager_many, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
+	ALLBU("manager-ops", test_manager_ops),
+	SHANON("manager-ops", test_manager_ops, FL_WATCH_ASYNC, "async", false, ""),
+	SHANON("manager-ops", test_manager_ops, FL_WATCH_SYNC, "sync", false, ""),
+	SHANON("manager-ops", test_manager_ops, FL_WATCH_MPROTECT, "mprotect", false, ""),
+	MANY(FL_WATCH_ASYNC, "async", false, ""), MANY(FL_WATCH_SYNC, "sync", false, ""),
+	MANY(FL_WATCH_MPROTECT, "mprotect", false, ""), MANY(FL_WATCH_ASYNC, "async", true, "-nobody"),
+	MANY(FL_WATCH_SYNC, "sync", true, "-nobody"), MANY(FL_WATCH_MPROTECT, "mprotect", true, "-nobody"),
 	PRIVHUGE(FL_WATCH_ASYNC, "async", false, ""), PRIVHUGE(FL_WATCH_SYNC, "sync", false, ""),
 	PRIVHUGE(FL_WATCH_MPROTECT, "mprotect", false, ""), PRIVHUGE(FL_WATCH_ASYNC, "async", true, "-nobody"),
 	ALLB("spanning", test_spanning),
