@@ -715,6 +715,38 @@ static int test_app_protect(void *arg)
 	return T_PASS;
 }
 
+/*
+ * MPROTECT and a plain mprotect(2) on *clean* pages, the limit
+ * fl_watch_protect(3) documents: a read of a page made PROT_NONE is told
+ * apart (the application's); a write to a page made PROT_READ cannot be
+ * (it looks like the watch's own protection), so it lands and is
+ * reported. The same through fl_watch_protect() reaches the application.
+ */
+static int test_mprotect_plain(void *arg)
+{
+	const struct wcase *c = arg;
+	struct env e;
+
+	app_install();
+	setup(c, &e);
+	T_ASSERT(mprotect(e.mem + 3 * e.g, e.g, PROT_NONE) == 0);
+	T_ASSERT(faults(e.mem + 3 * e.g, false), "read of a PROT_NONE page did not reach the application");
+	T_ASSERT(mprotect(e.mem + 5 * e.g, e.g, PROT_READ) == 0);
+	T_ASSERT(!faults_unowned(e.mem + 5 * e.g, true), "documented: taken as a watch write");
+	T_ASSERT_EQ(e.mem[5 * e.g], 0x77);
+	expect(&e, FL_WATCH_RESET, (int[]){ 5 }, 1);
+	/* Through the hook the application's protection is known. */
+	T_OK(fl_watch_protect(e.w, e.mem + 7 * e.g, e.g, PROT_READ));
+	T_ASSERT(faults(e.mem + 7 * e.g, true), "write to a PROT_READ page did not reach the application");
+	T_ASSERT_EQ(e.mem[7 * e.g], 0);
+	T_OK(fl_watch_protect(e.w, e.mem + 9 * e.g, e.g, PROT_NONE));
+	T_ASSERT(faults(e.mem + 9 * e.g, true), "write to a PROT_NONE page did not reach the application");
+	T_ASSERT(faults(e.mem + 9 * e.g, false), "read of a PROT_NONE page did not reach the application");
+	expect(&e, 0, NULL, 0);
+	fl_watch_free(e.w);
+	return T_PASS;
+}
+
 /* ---- a range over several VMAs ------------------------------------------------ */
 
 /*
@@ -1446,6 +1478,8 @@ static const struct t_case cases[] = {
 	ALLBU5("remote-poke", test_remote_poke),
 	ALLBU("app-protect", test_app_protect),
 	ALLBX("app-protect-handler-after", test_app_protect, false, true, ""),
+	ALLMEMX("mprotect-plain", test_mprotect_plain, FL_WATCH_MPROTECT, "mprotect", false, false, ""),
+	ALLMEMX("mprotect-plain", test_mprotect_plain, FL_WATCH_MPROTECT, "mprotect", true, false, "-nobody"),
 	ALLBU("reserved", test_reserved),
 	ALLBU("dontneed", test_dontneed),
 	SHANON("dontneed", test_dontneed, FL_WATCH_ASYNC, "async", false, ""),
