@@ -894,6 +894,8 @@ static int test_concurrent(void *arg)
 	pthread_t th[CW];
 
 	require_backend(wc);
+	if (wc->nobody)
+		t_drop_privileges();
 	c->mem = t_map(FL_MEM_ANON, CPAGES * 4096, NULL);
 	T_OK(fl_watch_new(c->mem, CPAGES * 4096, &o, &c->w));
 	for (int i = 0; i < CW; i++)
@@ -1423,15 +1425,7 @@ static int test_bad_input(void *arg)
 	return T_PASS;
 }
 
-#define WC(b, m) (&(struct wcase){ b, m })
-#define ALLMEM(name, fn, b, bn)                                                        \
-	{ name "-" bn "-anon", fn, WC(b, FL_MEM_ANON), 60, BACKEND_NEEDS(b, FL_MEM_ANON) },       \
-	{ name "-" bn "-shmem", fn, WC(b, FL_MEM_SHMEM), 60, BACKEND_NEEDS(b, FL_MEM_SHMEM) },    \
-	{ name "-" bn "-hugetlb", fn, WC(b, FL_MEM_HUGETLB), 60, BACKEND_NEEDS(b, FL_MEM_HUGETLB) }
-#define ALLB(name, fn)                                                                 \
-	ALLMEM(name, fn, FL_WATCH_ASYNC, "async"), ALLMEM(name, fn, FL_WATCH_SYNC, "sync"), \
-	ALLMEM(name, fn, FL_WATCH_MPROTECT, "mprotect")
-/* The same, each case also as uid 65534 ("-nobody"). */
+/* Every backend on every t_map() memory type, as root and as uid 65534 ("-nobody"). */
 #define WCX(b, m, n, a) (&(struct wcase){ b, m, n, a })
 #define ALLMEMX(name, fn, b, bn, n, a, sfx)                                                        \
 	{ name "-" bn "-anon" sfx, fn, WCX(b, FL_MEM_ANON, n, a), 60, BACKEND_NEEDS(b, FL_MEM_ANON) },    \
@@ -1454,6 +1448,8 @@ static int test_bad_input(void *arg)
 #define ALLB5X(name, fn, n, sfx) \
 	MEM5(name, fn, FL_WATCH_ASYNC, "async", n, sfx), MEM5(name, fn, FL_WATCH_SYNC, "sync", n, sfx), \
 	MEM5(name, fn, FL_WATCH_MPROTECT, "mprotect", n, sfx)
+#define CONC(b, bn, n, sfx) \
+	{ "concurrent-" bn sfx, test_concurrent, WCX(b, FL_MEM_ANON, n, false), 120, BACKEND_NEEDS(b, FL_MEM_ANON) }
 #define MANY(b, bn, n, sfx) \
 	{ "manager-many-" bn sfx, test_manager_many, WCX(b, FL_MEM_ANON, n, false), 120, BACKEND_NEEDS(b, FL_MEM_ANON) }
 /* same-answers runs every backend the kernel has on one mapping. */
@@ -1466,9 +1462,9 @@ static int test_bad_input(void *arg)
 
 static const struct t_case cases[] = {
 	ALLBU("basic", test_basic),
-	ALLB("reset-returned", test_reset_returned),
-	ALLB("subrange", test_subrange),
-	ALLB("split-vmas", test_split_vmas),
+	ALLBU("reset-returned", test_reset_returned),
+	ALLBU("subrange", test_subrange),
+	ALLBU("split-vmas", test_split_vmas),
 	ALLBU5("kernel-pipe", test_kernel_pipe),
 	ALLBU5("kernel-file", test_kernel_file),
 	ALLBU5("kernel-socket", test_kernel_socket),
@@ -1502,12 +1498,12 @@ static const struct t_case cases[] = {
 	MANY(FL_WATCH_SYNC, "sync", true, "-nobody"), MANY(FL_WATCH_MPROTECT, "mprotect", true, "-nobody"),
 	PRIVHUGE(FL_WATCH_ASYNC, "async", false, ""), PRIVHUGE(FL_WATCH_SYNC, "sync", false, ""),
 	PRIVHUGE(FL_WATCH_MPROTECT, "mprotect", false, ""), PRIVHUGE(FL_WATCH_ASYNC, "async", true, "-nobody"),
-	ALLB("spanning", test_spanning),
-	ALLB("mprotect", test_mprotect),
-	ALLB("free", test_free_restores),
-	{ "concurrent-async", test_concurrent, WC(FL_WATCH_ASYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_ASYNC, FL_MEM_ANON) },
-	{ "concurrent-sync", test_concurrent, WC(FL_WATCH_SYNC, FL_MEM_ANON), 120, BACKEND_NEEDS(FL_WATCH_SYNC, FL_MEM_ANON) },
-	{ "concurrent-mprotect", test_concurrent, WC(FL_WATCH_MPROTECT, FL_MEM_ANON), 120 },
+	ALLBU("spanning", test_spanning),
+	ALLBU("mprotect", test_mprotect),
+	ALLBU("free", test_free_restores),
+	CONC(FL_WATCH_ASYNC, "async", false, ""), CONC(FL_WATCH_SYNC, "sync", false, ""),
+	CONC(FL_WATCH_MPROTECT, "mprotect", false, ""), CONC(FL_WATCH_ASYNC, "async", true, "-nobody"),
+	CONC(FL_WATCH_SYNC, "sync", true, "-nobody"), CONC(FL_WATCH_MPROTECT, "mprotect", true, "-nobody"),
 	SAME("anon", FL_MEM_ANON, K_TMAP, false, "", 0),
 	SAME("shmem", FL_MEM_SHMEM, K_TMAP, false, "", 0),
 	SAME("hugetlb", FL_MEM_HUGETLB, K_TMAP, false, "", T_HUGE_PAGES),
