@@ -17,8 +17,10 @@
  * transfers zero bytes does not write. A store that spans two pages marks
  * both. fl_watch_protect() (VirtualProtect) changes the application's
  * protection without losing or inventing watch state. MADV_DONTNEED (and
- * MADV_REMOVE) on a watched page counts as a write (its contents changed
- * to zeros; MPROTECT sees it only at the next write). Writes through a
+ * MADV_REMOVE) on a watched page counts as a write (MPROTECT sees it only
+ * at the next write): the contents turn to zeros, except for MADV_DONTNEED
+ * on a MAP_SHARED mapping, which keeps the page cache (an over-report,
+ * harmless). Writes through a
  * different mapping of the same shmem object are not seen.
  *
  * The range may be PROT_NONE or read-only (reserved memory committed
