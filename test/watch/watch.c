@@ -729,8 +729,12 @@ static int test_mprotect_plain(void *arg)
 
 	app_install();
 	setup(c, &e);
+#if defined(__x86_64__)
+	/* Documented for x86-64, where the handler reads the fault's error
+	 * code; elsewhere such a read is taken as a write. */
 	T_ASSERT(mprotect(e.mem + 3 * e.g, e.g, PROT_NONE) == 0);
 	T_ASSERT(faults(e.mem + 3 * e.g, false), "read of a PROT_NONE page did not reach the application");
+#endif
 	T_ASSERT(mprotect(e.mem + 5 * e.g, e.g, PROT_READ) == 0);
 	T_ASSERT(!faults_unowned(e.mem + 5 * e.g, true), "documented: taken as a watch write");
 	T_ASSERT_EQ(e.mem[5 * e.g], 0x77);
