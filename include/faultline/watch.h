@@ -161,6 +161,24 @@ struct fl_watch_info {
  */
 FL_API int fl_watch_query(const struct fl_watch *watch, struct fl_watch_info *info);
 
+/*
+ * Before a write the watch would fail or not see — the kernel writing into
+ * the range (read(2), recv(2), process_vm_writev(2)) where fl_watch_query()
+ * says kernel_writes is FL_WATCH_FAILS (MPROTECT; SYNC on a user-mode-only
+ * userfaultfd) — make [addr, addr + len) (any bytes inside the watch;
+ * whole granules are touched) written and writable: every granule is
+ * reported written, as if the process had stored to it, and stays
+ * present and writable until it is reset, so the kernel's write then
+ * lands. What an emulator does before a system call writes into a
+ * watched buffer (Wine does it for its write watches). A write fault per
+ * clean granule on SYNC and MPROTECT; on ASYNC, where kernel writes are
+ * counted anyway, a page touch. Returns 0, -EINVAL (not inside the
+ * watch) or -EACCES (the application's protection forbids writing some of
+ * it: fl_watch_protect() or mprotect(2) made it read-only or PROT_NONE;
+ * nothing touched).
+ */
+FL_API int fl_watch_prepare_write(struct fl_watch *watch, void *addr, size_t len);
+
 /* Stop watching: unprotects the range. Accepts NULL; returns NULL. */
 FL_API struct fl_watch *fl_watch_free(struct fl_watch *watch);
 
@@ -199,6 +217,8 @@ FL_API int fl_watch_manager_get(struct fl_watch_manager *manager, void *addr, si
 				void **pages, uint64_t *count, size_t *ret_granularity);
 FL_API int fl_watch_manager_reset(struct fl_watch_manager *manager, void *addr, size_t len);
 FL_API int fl_watch_manager_protect(struct fl_watch_manager *manager, void *addr, size_t len, int prot);
+/* fl_watch_prepare_write() over watched ranges (every byte watched). */
+FL_API int fl_watch_manager_prepare_write(struct fl_watch_manager *manager, void *addr, size_t len);
 /* fl_watch_query() for the manager's ranges (MPROTECT: as for private memory). */
 FL_API int fl_watch_manager_query(const struct fl_watch_manager *manager, struct fl_watch_info *info);
 FL_API enum fl_watch_backend fl_watch_manager_backend(const struct fl_watch_manager *manager);

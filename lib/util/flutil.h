@@ -133,6 +133,9 @@ int fl__pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name, uint6
 /* Is [addr, addr + len) of this process private anonymous memory
  * throughout, with no gap? (false when /proc cannot be read) */
 bool fl__range_private_anon(uint64_t addr, uint64_t len);
+/* Is every page of [addr, addr + len) mapped with at least `prot`
+ * (PROT_* bits)? (false when /proc cannot be read) */
+bool fl__range_has_prot(uint64_t addr, uint64_t len, int prot);
 
 /* ---- hist.c ------------------------------------------------------------ */
 struct fl__hist {

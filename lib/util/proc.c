@@ -4,6 +4,8 @@
 #include "flutil.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
 
 int fl__pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name, uint64_t *ret_kib)
 {
@@ -51,6 +53,33 @@ bool fl__range_private_anon(uint64_t addr, uint64_t len)
 		if (hi <= cur)
 			continue;
 		if (lo > cur || perms[3] != 'p' || ino || (path[0] && path[0] != '['))
+			break;
+		cur = hi;
+	}
+	fclose(f);
+	return cur >= end;
+}
+
+bool fl__range_has_prot(uint64_t addr, uint64_t len, int prot)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	uint64_t cur = addr, end = addr + len;
+
+	if (!f)
+		return false;
+	while (cur < end && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perms[8];
+		int p;
+
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || strlen(perms) < 3)
+			break;
+		if (hi <= cur)
+			continue;
+		p = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+		    (perms[2] == 'x' ? PROT_EXEC : 0);
+		if (lo > cur || (p & prot) != prot)
 			break;
 		cur = hi;
 	}

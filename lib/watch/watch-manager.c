@@ -511,6 +511,38 @@ int fl_watch_manager_protect(struct fl_watch_manager *m, void *addr, size_t len,
 	return ret;
 }
 
+int fl_watch_manager_prepare_write(struct fl_watch_manager *m, void *addr, size_t len)
+{
+	uint64_t start = (uintptr_t)addr, end = start + len, gs, ge;
+	size_t first, n, i, gran = 0;
+	bool one_scan;
+	int ret;
+
+	if (!m || !len || end < start)
+		return -EINVAL;
+	settle_unmapped(m);
+	pthread_rwlock_rdlock(&m->lock);
+	i = first_after(m, start);
+	ret = i < m->n && m->w[i]->start <= start ? 0 : -EINVAL;
+	if (!ret) {
+		/* Out to whole granules, then every byte must be watched. */
+		gran = m->w[i]->gran;
+		gs = start - (start - m->w[i]->start) % gran;
+		ge = end + (gran - (end - m->w[i]->start) % gran) % gran;
+		ret = covering(m, gs, ge - gs, &first, &n, &one_scan);
+	}
+	for (size_t k = first; !ret && k < first + n; k++) {
+		struct fl_watch *w = m->w[k];
+		ret = fl__watch_writable(w, FL_MAX(gs, w->start), FL_MIN(ge, w->start + w->len));
+	}
+	pthread_rwlock_unlock(&m->lock);
+	/* Touched without the lock: the faults it takes are served by the
+	 * service thread or the SIGSEGV handler, which take it too. */
+	if (!ret)
+		fl__watch_touch(gs, end, gran);
+	return ret;
+}
+
 int fl_watch_manager_query(const struct fl_watch_manager *m, struct fl_watch_info *info)
 {
 	struct fl_watch_info i = { .sz = sizeof(i) };

@@ -988,6 +988,70 @@ int fl_watch_protect(struct fl_watch *w, void *addr, size_t len, int prot)
 	return fl__mprotect(addr, len, prot);
 }
 
+/*
+ * Is [start, end) writable by the application's own protection? MPROTECT
+ * keeps it per granule (the ptes hold the watch's); the userfaultfd
+ * backends leave it in the VMAs: PROCMAP_QUERY where there is one, else a
+ * read of /proc/self/maps.
+ */
+static bool app_writable(const struct fl_watch *w, uint64_t start, uint64_t end)
+{
+	uint64_t cur = start;
+	int fd, ret = 0;
+
+	if (w->backend == FL_WATCH_MPROTECT) {
+		for (uint64_t g = (start - w->start) / w->gran; g * w->gran + w->start < end; g++)
+			if (!(atomic_load(&w->app_prot[g]) & PROT_WRITE))
+				return false;
+		return true;
+	}
+	fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	while (fd >= 0 && cur < end) {
+		struct fl__vma v;
+		ret = fl__vma_query(fd, cur, &v);
+		if (ret)
+			break;
+		if (v.start > cur || !(v.prot & PROT_WRITE))
+			break;
+		cur = v.end;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (fd < 0 || ret == -EOPNOTSUPP)
+		return fl__range_has_prot(start, end - start, PROT_WRITE);
+	return cur >= end;
+}
+
+int fl__watch_writable(const struct fl_watch *w, uint64_t start, uint64_t end)
+{
+	return app_writable(w, start, end) ? 0 : -EACCES;
+}
+
+void fl__watch_touch(uint64_t start, uint64_t end, size_t gran)
+{
+	/* A write of the process's own to each granule, changing nothing
+	 * (an atomic OR of 0: a concurrent store is not undone): the fault
+	 * it takes is the one any first write takes, served, counted and
+	 * unprotected by the watch. Afterwards the kernel's own write finds
+	 * the pages present and writable. */
+	for (uint64_t a = start; a < end; a += gran)
+		(void)__atomic_fetch_or((volatile uint8_t *)(uintptr_t)a, 0, __ATOMIC_RELAXED);
+}
+
+int fl_watch_prepare_write(struct fl_watch *w, void *addr, size_t len)
+{
+	uint64_t a = (uintptr_t)addr;
+	int ret;
+
+	if (!w || !len || a < w->start || a + len < a || a + len > w->start + w->len)
+		return -EINVAL;
+	a -= (a - w->start) % w->gran;
+	ret = fl__watch_writable(w, a, (uintptr_t)addr + len);
+	if (!ret)
+		fl__watch_touch(a, (uintptr_t)addr + len, w->gran);
+	return ret;
+}
+
 int fl_watch_query(const struct fl_watch *w, struct fl_watch_info *info)
 {
 	struct fl_watch_info i = { .sz = sizeof(i) };

@@ -358,6 +358,54 @@ static int test_kernel_write(void *arg, enum kwrite via)
 	return T_PASS;
 }
 
+/*
+ * fl_watch_prepare_write(): a kernel write lands in a prepared buffer on
+ * every backend (also where the query says it fails) and is reported;
+ * the contents of a prepared granule are kept, the application's
+ * protection is respected (-EACCES, nothing touched), and a range outside
+ * the watch is refused.
+ */
+static int test_kernel_prepared(void *arg)
+{
+	const struct wcase *c = arg;
+	static const enum kwrite vias[] = { KW_PIPE, KW_SOCKET, KW_PVWRITEV };
+	struct env e;
+	size_t n = 2 * 4096;
+	uint8_t *src = malloc(n), *dst;
+
+	T_ASSERT(src);
+	setup(c, &e);
+	dst = e.mem + 5 * e.g - 4096;	/* across granules 4 and 5 */
+	for (size_t v = 0; v < sizeof(vias) / sizeof(vias[0]); v++) {
+		memset(src, 0x31 + (int)v, n);
+		T_OK(fl_watch_prepare_write(e.w, dst, n));
+		T_ASSERT_EQ(kernel_write(vias[v], dst, src, n), (ssize_t)n);
+		T_ASSERT(memcmp(dst, src, n) == 0);
+		expect(&e, FL_WATCH_RESET, (int[]){ 4, 5 }, 2);
+	}
+	/* A few bytes prepare their whole granule, its contents unchanged
+	 * (granule 8 was populated at setup, 9 never). */
+	T_OK(fl_watch_prepare_write(e.w, e.mem + 8 * e.g + 10, 3));
+	T_OK(fl_watch_prepare_write(e.w, e.mem + 9 * e.g + e.g - 1, 1));
+	T_ASSERT_EQ(e.mem[8 * e.g + 1], 1);
+	T_ASSERT_EQ(e.mem[9 * e.g + 1], 0);
+	expect(&e, FL_WATCH_RESET, (int[]){ 8, 9 }, 2);
+	/* The application made granule 12 read-only: a prepare over 11-12
+	 * is refused whole, as the kernel's write would be. */
+	T_OK(fl_watch_protect(e.w, e.mem + 12 * e.g, e.g, PROT_READ));
+	T_ASSERT_EQ(fl_watch_prepare_write(e.w, e.mem + 11 * e.g, 2 * e.g), -EACCES);
+	expect(&e, 0, NULL, 0);
+	T_OK(fl_watch_protect(e.w, e.mem + 12 * e.g, e.g, PROT_READ | PROT_WRITE));
+	T_ASSERT_EQ(fl_watch_prepare_write(e.w, e.mem + e.len - 1, 2), -EINVAL);
+	T_ASSERT_EQ(fl_watch_prepare_write(e.w, e.mem - 1, 2), -EINVAL);
+	T_ASSERT_EQ(fl_watch_prepare_write(e.w, e.mem, 0), -EINVAL);
+	T_ASSERT_EQ(fl_watch_prepare_write(NULL, e.mem, 1), -EINVAL);
+	expect(&e, 0, NULL, 0);
+	fl_watch_free(e.w);
+	free(src);
+	return T_PASS;
+}
+
 /* How another process writes into the watched memory. */
 enum rwrite {
 	RW_PROC_MEM,	/* pwrite(2) to /proc/PID/mem */
@@ -1213,6 +1261,28 @@ static int test_manager_ops(void *arg)
 	T_ASSERT(!faults_unowned(mem + 22 * g, true), "write after protect faulted");
 	mgr_expect(m, mem, g, 20, 10, FL_WATCH_RESET, (int[]){ 21, 22, 28 }, 3);
 	T_ASSERT_EQ(mem[22 * g], 0x77);
+	/* A kernel write across two adjacent ranges' boundary lands once
+	 * prepared, and both granules are reported; a gap is refused. */
+	{
+		int fds[2];
+		uint8_t buf[64];
+		memset(buf, 0x42, sizeof(buf));
+		mgr_expect(m, mem, g, 0, 16, FL_WATCH_RESET, (int[]){ 2, 9 }, 2);
+		T_OK(fl_watch_manager_prepare_write(m, mem + 8 * g - 32, sizeof(buf)));
+		T_ASSERT(pipe2(fds, O_CLOEXEC) == 0);
+		T_ASSERT(write(fds[1], buf, sizeof(buf)) == (ssize_t)sizeof(buf));
+		T_ASSERT_EQ(read(fds[0], mem + 8 * g - 32, sizeof(buf)), (ssize_t)sizeof(buf));
+		close(fds[0]);
+		close(fds[1]);
+		T_ASSERT(memcmp(mem + 8 * g - 32, buf, sizeof(buf)) == 0);
+		mgr_expect(m, mem, g, 0, 16, 0, (int[]){ 7, 8 }, 2);
+		T_ASSERT_EQ(fl_watch_manager_prepare_write(m, mem + 16 * g - 1, 2), -EINVAL);
+		T_ASSERT_EQ(fl_watch_manager_prepare_write(m, mem + 17 * g, 1), -EINVAL);
+		T_ASSERT_EQ(fl_watch_manager_prepare_write(m, mem, 0), -EINVAL);
+		mgr_expect(m, mem, g, 0, 16, FL_WATCH_RESET, (int[]){ 7, 8 }, 2);
+		mem[2 * g] = 1;
+		mem[9 * g] = 1;
+	}
 	/* Discards on a clean granule of two ranges (one service thread
 	 * for all of them): the uffd backends report them, MPROTECT when
 	 * next written (documented). */
@@ -1478,6 +1548,7 @@ static const struct t_case cases[] = {
 	ALLBU5("kernel-socket", test_kernel_socket),
 	ALLBU5("kernel-pvwritev", test_kernel_pvwritev),
 	ALLBU5("kernel-pvwritev-child", test_kernel_pvwritev_child),
+	ALLBU5("kernel-prepared", test_kernel_prepared),
 	ALLBU5("remote-write", test_remote_proc_mem),
 	ALLBU5("remote-poke", test_remote_poke),
 	ALLBU("app-protect", test_app_protect),
