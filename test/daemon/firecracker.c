@@ -254,7 +254,7 @@ static json_t *fc_stats(const struct fc_env *fe)
 	json_error_t err;
 	json_t *j;
 
-	T_OK(fl_manager_stats(fe->d.sock, 5000, &s));
+	T_OK(fl_manager_stats(fe->d.sock, t_scaled_ms(5000), &s));
 	j = json_loads(s, 0, &err);
 	T_ASSERT(j, "stats JSON: %s", err.text);
 	free(s);

@@ -253,7 +253,7 @@ static int test_supervise(void *arg)
 	T_ASSERT_EQ(total(sh, 2), 0);
 	T_ASSERT_EQ(total(sh, 1), 0);
 	T_ASSERT_EQ(total(sh, 0), NCLIENTS * 2L * NPAGES);
-	T_OK(fl_manager_stats(e.sock, 0, &json));
+	T_OK(fl_manager_stats(e.sock, t_scaled_ms(10000), &json));
 	free(json);
 	T_ASSERT(kill(e.pid, 0) == 0, "the supervisor died");
 	d_env_free(&e);
