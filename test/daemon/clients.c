@@ -546,7 +546,7 @@ static int test_foreign_uid(void *arg)
 
 	(void)arg;
 	if (geteuid() != 0)
-		t_skip("needs root to become another uid");
+		t_skip_resource("needs root to become another uid");
 	setup(&e, NULL);
 	/* The directory keeps strangers out (0700)... */
 	T_ASSERT_EQ(connect_as(&e, 65534), 2);

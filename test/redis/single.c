@@ -484,7 +484,7 @@ static int run_push_cli(const char *a1, const char *a2, const char *a3, const ch
 	pid_t pid;
 
 	if (!bin)
-		t_skip("FL_REDIS_PUSH_CLI not set (run through meson test)");
+		t_skip_resource("FL_REDIS_PUSH_CLI not set (run through meson test)");
 	fflush(NULL);
 	pid = fork();
 	T_ASSERT(pid >= 0);
