@@ -83,6 +83,19 @@ assert "no first-write tracking" in modes["clones and resets"]["backend"], modes
 for n in ("lazy regions (MISSING)", "MINOR regions (memfd, hugetlbfs)", "working sets"):
     assert modes[n]["mode"] == "native", modes[n]' "$T/out" \
 	&& result PASS check-masked-fallbacks || result FAIL check-masked-fallbacks
+# tools/check.sh's summary line naming what the kernel lacks (kernel-lacks.py):
+# from fixed documents, the kernel's own answer ("kernel"), not the mask's
+lacks() { python3 "$(dirname "$0")/../../tools/kernel-lacks.py"; }
+ok kernel-lacks-some '[ "$(echo '"'"'{"kernel": "6.1.0-28-amd64", "features": [
+	{"name": "wp", "kernel": true, "masked": false}, {"name": "wp_async", "kernel": false, "masked": false},
+	{"name": "poison", "kernel": true, "masked": true}, {"name": "move", "kernel": false, "masked": false}]}'"'"' | lacks)" \
+	= "kernel 6.1.0-28-amd64: lacks wp_async,move (their cases skip)" ]'
+ok kernel-lacks-none '[ "$(echo '"'"'{"kernel": "6.18.1", "features": [{"name": "wp", "kernel": true},
+	{"name": "move", "kernel": true, "masked": true}]}'"'"' | lacks)" = "kernel 6.18.1: has every feature faultline knows (2)" ]'
+ok kernel-lacks-garbage '[ "$(echo "faultline: check: oops" | lacks)" \
+	= "kernel ?: features not probed (faultline check --json failed)" ]'
+FAULTLINE_MASK_FEATURES=new "$F" check --json 2> /dev/null | lacks > "$T/lacks"
+has kernel-lacks-this-kernel "$T/lacks" "^kernel $(uname -r): \(lacks \|has every feature\)"
 FAULTLINE_MASK_FEATURES=new check check-masked-text 0 "$F" check
 has check-masked-text-fallback "$T/out" "^write watches  *fallback  *synchronous uffd WP faults"
 has check-masked-text-count "$T/out" "6 of 9 capabilities run in fallback mode"
