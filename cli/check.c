@@ -192,11 +192,21 @@ static size_t capabilities(uint64_t feats, struct capability *c)
 				     .fallback = !HAS(WP_UNPOPULATED), .lacking = BIT(WP_UNPOPULATED) & ~feats } :
 		(struct capability){ "live snapshots", "mprotect + SIGSEGV watch (precopy)", .fallback = true,
 				     .lacking = BIT(WP) };
-	c[n++] = HAS(PAGEMAP_SCAN) && (feats & want) == want ?
-		(struct capability){ "clones and resets", "CONTINUE clones; resets by PAGEMAP_SCAN / async watch" } :
-		(struct capability){ "clones and resets",
-				     "CONTINUE clones; resets by /proc/pid/pagemap reads / synchronous watch",
-				     .fallback = true, .lacking = want & ~feats };
+	/* Without CONTINUE_MODE_WP (6.4) a clone cannot track its first writes: a reset scans. */
+	if ((feats & want) == want && HAS(CONTINUE_MODE_WP))
+		c[n++] = (struct capability){ "clones and resets",
+					      "CONTINUE clones tracking first writes; resets by PAGEMAP_SCAN / async watch" };
+	else if ((feats & want) == want)
+		c[n++] = (struct capability){ "clones and resets",
+					      "CONTINUE clones, no first-write tracking: resets scan (PAGEMAP_SCAN / async watch)",
+					      .fallback = true, .lacking = BIT(CONTINUE_MODE_WP) };
+	else
+		c[n++] = (struct capability){ "clones and resets",
+					      HAS(CONTINUE_MODE_WP) ?
+					      "CONTINUE clones; resets by /proc/pid/pagemap reads / synchronous watch" :
+					      "CONTINUE clones, no first-write tracking; resets by /proc/pid/pagemap reads / "
+					      "synchronous watch",
+					      .fallback = true, .lacking = (want | BIT(CONTINUE_MODE_WP)) & ~feats };
 	if (HAS(POISON) && HAS(IOCTL_POISON))
 		c[n++] = (struct capability){ "poison on failure", "UFFDIO_POISON: SIGBUS at the access" };
 	else

@@ -247,7 +247,9 @@ static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t s
 		res[1].err = fl_server_new(img, &so, &srv);
 		if (!res[1].err) {
 			char addr[64];
-			struct fl_remote_opts ro = { .sz = sizeof(ro), .addr = addr };
+			/* The library's 5 s default, times the scale: a slow VM takes longer per read. */
+			struct fl_remote_opts ro = { .sz = sizeof(ro), .addr = addr,
+						     .timeout_ms = cli_scaled_ms(5000) };
 			snprintf(addr, sizeof(addr), "127.0.0.1:%d", fl_server_port(srv));
 			pthread_create(&th, NULL, serve_thread, srv);
 			res[1].err = fl_store_remote_new(&ro, &st);
@@ -267,7 +269,8 @@ static int demo_images(struct fl_engine *engine, const uint8_t *base, uint64_t s
 		struct redis_local rl;
 		res[2].err = redis_local_start(&rl, "demo");
 		if (!res[2].err) {
-			struct fl_redis_opts ro = { .sz = sizeof(ro), .url = rl.url };
+			struct fl_redis_opts ro = { .sz = sizeof(ro), .url = rl.url,
+						    .timeout_ms = cli_scaled_ms(5000) };
 			res[2].err = fl_redis_push(img, &ro, NULL, NULL);
 			if (!res[2].err)
 				res[2].err = fl_store_redis_new(&ro, &st);

@@ -27,7 +27,8 @@ static const char push_usage[] =
 	"\n"
 	"Options:\n"
 	"  --timeout MS   give up on a server that does not answer for MS\n"
-	"                 milliseconds, reconnecting meanwhile (default 5000)\n"
+	"                 milliseconds, reconnecting meanwhile (default 5000,\n"
+	"                 times FAULTLINE_TIMEOUT_SCALE)\n"
 	"  --cluster      fail unless the server is a Redis Cluster\n"
 	"  -q, --quiet    print nothing on success\n"
 	"  -v, --verbose  print the library's log on stderr\n"
@@ -76,8 +77,9 @@ int cmd_image_push(int argc, char **argv)
 	};
 	struct push_log pl = { 0 };
 	struct push_progress pp = { 0 };
+	/* The library's 5 s default, times FAULTLINE_TIMEOUT_SCALE; --timeout is taken as given. */
 	struct fl_redis_opts o = { .sz = sizeof(o), .log = push_log_cb, .log_ctx = &pl,
-				   .log_level = FL_LOG_WARN };
+				   .log_level = FL_LOG_WARN, .timeout_ms = cli_scaled_ms(5000) };
 	struct fl_image_info info = { .sz = sizeof(info) };
 	struct fl_image *img = NULL;
 	const char *path, *url;
@@ -147,7 +149,7 @@ int cmd_image_push(int argc, char **argv)
 	if (r < 0) {
 		char why[96];
 		if (r == -ETIMEDOUT)
-			snprintf(why, sizeof(why), "no answer within %u ms", o.timeout_ms ? o.timeout_ms : 5000);
+			snprintf(why, sizeof(why), "no answer within %u ms", o.timeout_ms);
 		else
 			snprintf(why, sizeof(why), "%s", strerror(-r));
 		cli_error("image push: %s: %s%s%s%s", url, why, pl.last[0] ? " (" : "", pl.last,

@@ -108,7 +108,8 @@ int redis_local_start(struct redis_local *r, const char *prefix)
 		_exit(127);
 	}
 	r->pid_slot = cleanup_add_pid(r->pid);
-	for (int i = 0; i < 500; i++) {
+	/* 5 s for redis-server to answer, times FAULTLINE_TIMEOUT_SCALE. */
+	for (unsigned i = 0, n = cli_scaled_ms(5000) / 10; i < n; i++) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		if (answers(p)) {
 			snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/%s", p, prefix);

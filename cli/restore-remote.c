@@ -48,7 +48,8 @@ static const char restore_help[] =
 	"  -o, --output FILE                 write the restored bytes to FILE (atomically;\n"
 	"                                    not written when a page is bad or differs)\n"
 	"      --region N                    the region (default 0)\n"
-	"      --timeout MS                  fail a page after MS ms without it (default 5000)\n"
+	"      --timeout MS                  fail a page after MS ms without it (default 5000,\n"
+	"                                    times FAULTLINE_TIMEOUT_SCALE)\n"
 	"      --tls-psk ID:HEXKEY           tcp: TLS with a pre-shared key\n"
 	"      --tls-psk-file FILE           the same, read from FILE\n"
 	"      --tls                         tcp: TLS with X.509, the server checked against\n"
@@ -240,10 +241,11 @@ static int restore_remote(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct remote_log rl = { .last = "" };
+	/* The library's 5 s default, times FAULTLINE_TIMEOUT_SCALE; --timeout is taken as given. */
 	struct fl_remote_opts ro = { .sz = sizeof(ro), .log = remote_log_cb, .log_ctx = &rl,
-				     .log_level = FL_LOG_WARN };
+				     .log_level = FL_LOG_WARN, .timeout_ms = cli_scaled_ms(5000) };
 	struct fl_redis_opts rdo = { .sz = sizeof(rdo), .log = remote_log_cb, .log_ctx = &rl,
-				     .log_level = FL_LOG_WARN };
+				     .log_level = FL_LOG_WARN, .timeout_ms = cli_scaled_ms(5000) };
 	struct fl_engine_opts eo = { .sz = sizeof(eo), .flags = FL_ENGINE_NO_FILLER };
 	struct fl_region_opts rgo = { .sz = sizeof(rgo), .mem = FL_MEM_ANON, .mode = FL_MODE_MISSING,
 				      .memfd = -1, .name = "restore" };

@@ -308,7 +308,8 @@ int cmd_stats(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error("stats: unexpected argument '%s'", argv[optind]);
 
-	r = fl_manager_stats(sock, 0, &doc);
+	/* 0 would be the library's 10 s per reply; the CLI's deadlines scale. */
+	r = fl_manager_stats(sock, cli_scaled_ms(10000), &doc);
 	if (r)
 		return stats_error(sock, r);
 	if (json) {

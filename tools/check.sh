@@ -339,7 +339,8 @@ install_pass() {
 }
 
 # kernel_lacks: one line naming the features the running kernel lacks
-# (their cases skipped in every pass), from `faultline check --json`.
+# (their cases skipped in every pass), from `faultline check --json`
+# (tools/kernel-lacks.py, which test/cli/cli.sh checks).
 kernel_lacks() {
 	local cli=$build/cli/faultline
 
@@ -347,19 +348,7 @@ kernel_lacks() {
 		echo "kernel $(uname -r): features not probed (no $cli)"
 		return
 	fi
-	env -u FAULTLINE_MASK_FEATURES "$cli" check --json 2>/dev/null | python3 -c '
-import json, sys
-try:
-    d = json.load(sys.stdin)
-except ValueError:
-    print("kernel ?: features not probed (faultline check --json failed)")
-    sys.exit(0)
-lacks = [f["name"] for f in d["features"] if not f["kernel"]]
-if lacks:
-    print("kernel %s: lacks %s (their cases skip)" % (d["kernel"], ",".join(lacks)))
-else:
-    print("kernel %s: has every feature faultline knows (%d)" % (d["kernel"], len(d["features"])))
-'
+	env -u FAULTLINE_MASK_FEATURES "$cli" check --json 2>/dev/null | python3 "$root/tools/kernel-lacks.py"
 }
 
 summary() {

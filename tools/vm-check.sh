@@ -24,7 +24,8 @@
 #                  the host's, at most 4)
 #   --scale N      FAULTLINE_TIMEOUT_SCALE and meson's --timeout-multiplier
 #                  inside the guest (default 10 under TCG, 2 under KVM)
-#   --timeout MIN  kill the guest after MIN minutes (default 60)
+#   --timeout MIN  kill the guest after MIN minutes (default 60; 180 with
+#                  --suites all, which takes 70-80 minutes under TCG)
 #   --accel A      kvm, tcg or auto (default: kvm when a KVM guest actually
 #                  boots here, else tcg)
 #   --shell        an interactive shell in the guest instead of the tests
@@ -36,8 +37,9 @@
 # results file and the last line is "N passed, N failed, N skipped";
 # exit 0 when nothing failed and at least one case ran.
 #
-# Installs what it needs, idempotently: qemu-system-x86 and busybox-static
-# with apt-get; the kernel package is downloaded (apt-get download) and
+# Installs what it needs, idempotently: qemu-system-x86, busybox-static,
+# meson and ninja-build with apt-get (tools/install-deps.sh too when the
+# build directory is not configured yet); the kernel package is downloaded (apt-get download) and
 # unpacked into $FL_VM_CACHE (default /var/cache/faultline-vm), never
 # installed on the host. Run as root (9p export of / and apt).
 
@@ -56,7 +58,7 @@ mem=
 smp=$(nproc 2>/dev/null || echo 2)
 [ "$smp" -gt 4 ] && smp=4
 scale=
-timeout_min=60
+timeout_min=
 accel=auto
 shell=0
 while [ $# -gt 0 ]; do
@@ -85,6 +87,9 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$mem" ]; then
 	if [ "$demo" = 1 ]; then mem=6G; else mem=3G; fi
+fi
+if [ -z "$timeout_min" ]; then
+	if [ "$suites" = all ]; then timeout_min=180; else timeout_min=60; fi
 fi
 case $accel in
 kvm | tcg | auto) ;;
@@ -144,7 +149,9 @@ need_packages() {
 		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
 }
-need_packages qemu-system-x86 busybox-static || { echo "vm-check: could not install qemu-system-x86 busybox-static" >&2; exit 1; }
+# meson and ninja: the host builds, and the guest runs meson test from the host's root.
+vm_packages=(qemu-system-x86 busybox-static meson ninja-build)
+need_packages "${vm_packages[@]}" || { echo "vm-check: could not install ${vm_packages[*]}" >&2; exit 1; }
 
 # ---- the kernel --------------------------------------------------------------
 # The newest linux-image-$kernel.0-N-amd64 the archive has, unpacked once.
@@ -211,6 +218,8 @@ fi
 # ---- the build under test ----------------------------------------------------
 if [ "$shell" = 0 ]; then
 	if [ ! -f "$build/build.ninja" ]; then
+		# A fresh clone: the compiler and the libraries the build needs.
+		"$root/tools/install-deps.sh" || { echo "vm-check: tools/install-deps.sh failed" >&2; exit 1; }
 		meson setup "$build" >/dev/null || exit 1
 	fi
 	ninja -C "$build" >/dev/null || { echo "vm-check: the build failed (ninja -C $build)" >&2; exit 1; }
@@ -271,8 +280,9 @@ done
 	echo "unset FAULTLINE_MASK_FEATURES ASAN_OPTIONS UBSAN_OPTIONS"
 	# Through cat: meson draws a progress spinner on a terminal (the
 	# serial console is one), and its exit status goes through a file.
+	# meson wants an integer multiplier: rounded up, never below the scale.
 	printf "{ meson test -C '%s' --no-rebuild --num-processes %s --print-errorlogs --logbase vm --timeout-multiplier %s" \
-		"$build" "$smp" "${scale%.*}"
+		"$build" "$smp" "$(awk -v s="$scale" 'BEGIN { r = int(s); if (r < s) r++; print r }')"
 	printf " %q" "${suite_args[@]}"
 	echo " 2>&1; echo \$? >'$vmdir/meson-rc'; } | cat"
 	echo "rc=\$(cat '$vmdir/meson-rc')"

@@ -122,9 +122,9 @@ static int c_placement(void *arg)
 
 	T_ASSERT(sched_getaffinity(0, sizeof(allowed), &allowed) == 0);
 	if (pl->placement == FL_PLACE_CPU && (pl->cpu >= ncpu || !CPU_ISSET(pl->cpu, &allowed)))
-		t_skip("CPU %d not available (%d online)", pl->cpu, ncpu);
+		t_skip_resource("CPU %d not available (%d online)", pl->cpu, ncpu);
 	if (pl->placement == FL_PLACE_PER_CPU && CPU_COUNT(&allowed) != ncpu)
-		t_skip("test process restricted to %d of %d CPUs", CPU_COUNT(&allowed), ncpu);
+		t_skip_resource("test process restricted to %d of %d CPUs", CPU_COUNT(&allowed), ncpu);
 	expect = pl->placement == FL_PLACE_PER_CPU ? ncpu : (int)(pl->threads ? pl->threads : 1);
 
 	nb = u_tasks(before, 256);

@@ -661,7 +661,7 @@ static int c_net(void *arg)
 	T_ASSERT(pthread_create(&th, NULL, run_server, c.srv) == 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", fl_server_port(c.srv));
 	ro.addr = addr;
-	ro.timeout_ms = 5000;
+	ro.timeout_ms = t_scaled_ms(5000);
 	T_OK(fl_store_remote_new(&ro, &c.remote));
 	{
 		struct fl_store_iov iov;

@@ -49,11 +49,12 @@ static void teardown(struct setup *s)
 
 static void wait_resolved(struct fl_region *r, uint64_t want, unsigned timeout_ms)
 {
-	uint64_t t_end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t t_end = t_deadline_ms(timeout_ms);
 	while (fl_region_resolved_pages(r) < want && t_now_ns() < t_end)
 		t_sleep_ms(2);
 	T_ASSERT(fl_region_resolved_pages(r) == want, "resolved %llu of %llu pages after %u ms",
-		 (unsigned long long)fl_region_resolved_pages(r), (unsigned long long)want, timeout_ms);
+		 (unsigned long long)fl_region_resolved_pages(r), (unsigned long long)want,
+		 t_scaled_ms(timeout_ms));
 }
 
 /* ---- stores read by four threads ------------------------------------------ */

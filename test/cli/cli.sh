@@ -18,6 +18,15 @@ ok t-scale-default '[ "$(FAULTLINE_TIMEOUT_SCALE= t_scale 400)" = 400 ]'
 ok t-scale-factor '[ "$(FAULTLINE_TIMEOUT_SCALE=2.5 t_scale 401)" = 1003 ]'
 ok t-scale-below-one '[ "$(FAULTLINE_TIMEOUT_SCALE=0.5 t_scale 400)" = 400 ]'
 ok t-scale-not-a-number '[ "$(FAULTLINE_TIMEOUT_SCALE=fast t_scale 400)" = 400 ]'
+# harness.sh's skip_case: a skip for this machine is a SKIP line, and a FAIL
+# under FAULTLINE_REQUIRE_FEATURES (what tools/check.sh sets)
+skip_line() {
+	FAULTLINE_REQUIRE_FEATURES=$1 FL_TEST_RESULTS= bash -c '. "$1"; T_PROG=p; skip_case c "no root"' \
+		sh "$(dirname "$0")/../harness/harness.sh" 2> /dev/null
+}
+ok skip-case-plain '[ "$(skip_line "")" = "SKIP p/c" ]'
+ok skip-case-strict-kernel '[ "$(skip_line kernel)" = "FAIL p/c" ]'
+ok skip-case-strict-all '[ "$(skip_line all)" = "FAIL p/c" ]'
 
 check help 0 "$F" --help
 has help-lists-image "$T/out" "image"
@@ -69,12 +78,38 @@ assert modes["write watches"]["backend"].startswith("synchronous uffd WP"), mode
 assert "wp_async" in modes["write watches"]["lacking"].split(","), modes["write watches"]
 assert modes["poison on failure"]["backend"].startswith("SIGBUS sent to the faulting thread"), modes["poison on failure"]
 assert modes["UFFDIO_MOVE"]["mode"] == "unavailable"
+assert "continue_mode_wp" in modes["clones and resets"]["lacking"].split(","), modes["clones and resets"]
+assert "no first-write tracking" in modes["clones and resets"]["backend"], modes["clones and resets"]
 for n in ("lazy regions (MISSING)", "MINOR regions (memfd, hugetlbfs)", "working sets"):
     assert modes[n]["mode"] == "native", modes[n]' "$T/out" \
 	&& result PASS check-masked-fallbacks || result FAIL check-masked-fallbacks
+# tools/check.sh's summary line naming what the kernel lacks (kernel-lacks.py):
+# from fixed documents, the kernel's own answer ("kernel"), not the mask's
+lacks() { python3 "$(dirname "$0")/../../tools/kernel-lacks.py"; }
+ok kernel-lacks-some '[ "$(echo '"'"'{"kernel": "6.1.0-28-amd64", "features": [
+	{"name": "wp", "kernel": true, "masked": false}, {"name": "wp_async", "kernel": false, "masked": false},
+	{"name": "poison", "kernel": true, "masked": true}, {"name": "move", "kernel": false, "masked": false}]}'"'"' | lacks)" \
+	= "kernel 6.1.0-28-amd64: lacks wp_async,move (their cases skip)" ]'
+ok kernel-lacks-none '[ "$(echo '"'"'{"kernel": "6.18.1", "features": [{"name": "wp", "kernel": true},
+	{"name": "move", "kernel": true, "masked": true}]}'"'"' | lacks)" = "kernel 6.18.1: has every feature faultline knows (2)" ]'
+ok kernel-lacks-garbage '[ "$(echo "faultline: check: oops" | lacks)" \
+	= "kernel ?: features not probed (faultline check --json failed)" ]'
+FAULTLINE_MASK_FEATURES=new "$F" check --json 2> /dev/null | lacks > "$T/lacks"
+has kernel-lacks-this-kernel "$T/lacks" "^kernel $(uname -r): \(lacks \|has every feature\)"
 FAULTLINE_MASK_FEATURES=new check check-masked-text 0 "$F" check
 has check-masked-text-fallback "$T/out" "^write watches  *fallback  *synchronous uffd WP faults"
 has check-masked-text-count "$T/out" "6 of 9 capabilities run in fallback mode"
+# only CONTINUE's MODE_WP missing (6.1 lacks it, as a mode bit): clones stop
+# tracking first writes, and that alone is a fallback
+FAULTLINE_MASK_FEATURES=continue_mode_wp check check-mode-wp-json 0 "$F" check --json
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+modes = {c["name"]: c for c in d["capabilities"]}
+c = modes["clones and resets"]
+assert c["mode"] == "fallback" and c["lacking"] == "continue_mode_wp", c
+assert "no first-write tracking" in c["backend"], c' "$T/out" \
+	&& result PASS check-mode-wp-clones || result FAIL check-mode-wp-clones
 
 check create-pattern 0 "$F" image create "$T/a.img" --pattern 8M --zero-pages
 check info 0 "$F" image info "$T/a.img"
@@ -197,7 +232,7 @@ for d in "$T" /dev/shm; do
 	tested_free=1
 	break
 done
-[ "$tested_free" = 1 ] || { echo "# no filesystem small enough to test the free-space check" >&2; skip=$((skip + 1)); }
+[ "$tested_free" = 1 ] || skip_case create-past-free-space "no filesystem small enough to test the free-space check"
 ls -A "$T" | grep -q '^\.huge\.img\.tmp\.' && result FAIL create-huge-no-tmp || result PASS create-huge-no-tmp
 [ ! -e "$T/huge.img" ] && result PASS create-huge-no-output || result FAIL create-huge-no-output
 
@@ -237,8 +272,7 @@ if [ "$(id -u)" = 0 ] && unshare -m true 2> /dev/null; then
 		|| { echo "# export-enospc: $(tr '\n' ' ' < "$T/full.out")" >&2; result FAIL export-enospc-old-intact; }
 	has export-enospc-says "$T/full.err" "No space left on device"
 else
-	echo "# not root or no mount namespaces: skipping the full-disk export case" >&2
-	skip=$((skip + 1))
+	skip_case export-enospc-old-intact "not root or no mount namespaces (a 1 MiB tmpfs for a full disk)"
 fi
 # image export interrupted: no partial output, the older file intact
 check create-export-src 0 "$F" image create "$T/int/src.img" --pattern 1G
@@ -349,8 +383,35 @@ assert isinstance(d["goal_ratio_met"], bool) and d["pss_ratio"] is None
 	check stats-daemon-gone 1 "$F" stats --socket "$T/fld/sock"
 	has stats-daemon-gone-says "$T/err" "no daemon there"
 else
-	echo "# faultlined not given (\$FAULTLINED): skipping the stats and bench daemon cases" >&2
-	skip=$((skip + 1))
+	skip_case stats "faultlined not given (\$FAULTLINED, which meson sets): no stats or bench daemon cases"
 fi
+
+# ---- the CLI's default deadlines scale (FAULTLINE_TIMEOUT_SCALE) ----
+# A listener that never accepts: the kernel completes the TCP handshake and
+# no page server ever speaks, so image restore gives up after its default
+# --timeout, 5 s times the scale. The command runs at 1.2 times the
+# suite's own scale: it must wait at least that scaled default, longer than
+# the default at the suite's scale, which a CLI ignoring the variable
+# would not.
+python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+print(s.getsockname()[1], flush=True)
+time.sleep(int(sys.argv[1]))
+' "$(t_scale 120)" > "$T/mute.port" &
+mute_pid=$!
+for _ in $(seq $(t_scale 200)); do [ -s "$T/mute.port" ] && break; sleep 0.05; done
+cmd_scale=$(awk -v ms="$(t_scale 1000)" 'BEGIN { print 1.2 * ms / 1000 }')
+want_ms=$(FAULTLINE_TIMEOUT_SCALE=$cmd_scale t_scale 5000)
+t0=$(date +%s%N)
+FAULTLINE_TIMEOUT_SCALE=$cmd_scale check restore-timeout-scaled 1 timeout "$(t_scale 60)" \
+	"$F" image restore --from "tcp://127.0.0.1:$(cat "$T/mute.port")" -o "$T/mute.raw"
+took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+kill "$mute_pid" 2> /dev/null; wait "$mute_pid" 2> /dev/null
+has restore-timeout-scaled-says "$T/err" "no answer in time"
+echo "# restore-timeout-scaled: gave up after $took_ms ms at scale $cmd_scale (scaled default $want_ms ms)" >&2
+ok restore-timeout-scaled-waits "[ $took_ms -ge $want_ms ] && [ $took_ms -lt $((want_ms + $(t_scale 5000))) ]"
 
 summary

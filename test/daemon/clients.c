@@ -91,7 +91,7 @@ static int test_share(void *arg)
 	/* The daemon maps the template too (it fills it through an alias):
 	 * its share of the pages counts. */
 	pss += t_pss_kib(e.pid, 0, 0, "/memfd:");
-	T_OK(fl_manager_stats(e.sock, 0, &json));
+	T_OK(fl_manager_stats(e.sock, t_scaled_ms(10000), &json));
 	root = json_loads(json, 0, NULL);
 	T_ASSERT(root, "stats are not JSON: %.200s", json);
 	T_ASSERT_EQ(json_integer_value(json_object_get(json_object_get(root, "daemon"), "clients")), NCLIENTS);
@@ -391,9 +391,9 @@ static int test_munmap(void *arg)
 	T_ASSERT(u_all_zero(a + half, half));
 	bg_join(&bg);
 	/* munmap returns once the event is read; it is counted just after. */
-	for (int i = 0;; i++) {
-		T_OK(fl_manager_stats(e.sock, 0, &json));
-		if (strstr(json, "\"events_unmap\":1") || i == 200)
+	for (uint64_t end = t_deadline_ms(2000);;) {
+		T_OK(fl_manager_stats(e.sock, t_scaled_ms(10000), &json));
+		if (strstr(json, "\"events_unmap\":1") || t_now_ns() > end)
 			break;
 		free(json);
 		t_sleep_ms(10);
@@ -449,8 +449,8 @@ static int test_exit(void *arg)
 		fl_client_free(c);
 	}
 	/* Give the daemon a moment to see the exits, then no client is left. */
-	for (int i = 0; i < 200; i++) {
-		T_OK(fl_manager_stats(e.sock, 0, &json));
+	for (uint64_t end = t_deadline_ms(2000); t_now_ns() < end;) {
+		T_OK(fl_manager_stats(e.sock, t_scaled_ms(10000), &json));
 		if (strstr(json, "\"clients\":0"))
 			break;
 		free(json);
@@ -546,7 +546,7 @@ static int test_foreign_uid(void *arg)
 
 	(void)arg;
 	if (geteuid() != 0)
-		t_skip("needs root to become another uid");
+		t_skip_resource("needs root to become another uid");
 	setup(&e, NULL);
 	/* The directory keeps strangers out (0700)... */
 	T_ASSERT_EQ(connect_as(&e, 65534), 2);
@@ -571,7 +571,7 @@ static int test_foreign_uid(void *arg)
 	T_ASSERT_EQ(connect_as(&e, 65534), 1);
 	{
 		char *json;
-		T_OK(fl_manager_stats(e.sock, 0, &json));
+		T_OK(fl_manager_stats(e.sock, t_scaled_ms(10000), &json));
 		T_ASSERT(strstr(json, "\"refused\":1"), "%.300s", json);
 		free(json);
 	}
@@ -700,7 +700,7 @@ static long long serving_stat(const struct d_env *e, pid_t pid, const char *key)
 	size_t i;
 	char *json;
 
-	T_OK(fl_manager_stats(e->sock, 0, &json));
+	T_OK(fl_manager_stats(e->sock, t_scaled_ms(10000), &json));
 	root = json_loads(json, 0, NULL);
 	T_ASSERT(root, "stats are not JSON");
 	clients = json_object_get(root, "clients");
@@ -875,7 +875,7 @@ static int test_malformed(void *arg)
 	fl_client_free(c);
 	{
 		char *json;
-		T_OK(fl_manager_stats(e.sock, 0, &json));
+		T_OK(fl_manager_stats(e.sock, t_scaled_ms(10000), &json));
 		t_log("%.200s", json);
 		T_ASSERT(!strstr(json, "\"bad_messages\":0,"), "bad messages not counted");
 		free(json);
@@ -974,14 +974,14 @@ static int test_stats(void *arg)
 	U_CHECK(a, img, IMG_LEN, U_PAGE);
 	/* A handler counts a page just after the ioctl that woke the reader:
 	 * the last few may lag by a moment. */
-	for (int i = 0;; i++) {
-		T_OK(fl_manager_stats(e.sock, 0, &json));
+	for (uint64_t end = t_deadline_ms(2000);;) {
+		T_OK(fl_manager_stats(e.sock, t_scaled_ms(10000), &json));
 		root = json_loads(json, 0, NULL);
 		T_ASSERT(root, "%.200s", json);
 		cl = json_array_get(json_object_get(root, "clients"), 0);
 		T_ASSERT(cl);
 		srv = json_object_get(cl, "serving");
-		if (json_integer_value(json_object_get(srv, "pages_resolved")) == IMG_PAGES || i == 200)
+		if (json_integer_value(json_object_get(srv, "pages_resolved")) == IMG_PAGES || t_now_ns() > end)
 			break;
 		json_decref(root);
 		free(json);
@@ -999,16 +999,16 @@ static int test_stats(void *arg)
 	fl_client_free(c);
 	/* The client is gone: the daemon-wide figures still describe the
 	 * faults it had served, and agree with each other. */
-	for (int i = 0;; i++) {
+	for (uint64_t end = t_deadline_ms(2000);;) {
 		json_t *d, *h, *pair;
 		long long faults, timed, sum = 0;
 		size_t k;
 
-		T_OK(fl_manager_stats(e.sock, 0, &json));
+		T_OK(fl_manager_stats(e.sock, t_scaled_ms(10000), &json));
 		root = json_loads(json, 0, NULL);
 		T_ASSERT(root, "%.200s", json);
 		d = json_object_get(root, "daemon");
-		if (json_array_size(json_object_get(root, "clients")) && i < 200) {
+		if (json_array_size(json_object_get(root, "clients")) && t_now_ns() < end) {
 			json_decref(root);
 			free(json);
 			t_sleep_ms(10);

@@ -90,7 +90,7 @@ ok heap-range-exit-2 '[ $? = 2 ]'
 if [ "$SANITIZE" != none ]; then
 	result SKIP "afl: sanitized build (libfaultline uses the compiler's own sanitizer runtime)"
 elif ! command -v afl-cc > /dev/null || ! command -v afl-fuzz > /dev/null; then
-	result SKIP "afl: afl-cc not installed (apt-get install afl++)"
+	skip_case afl "afl-cc not installed (apt-get install afl++)"
 elif ! afl-cc -O2 "$SRC" "${INC_FLAGS[@]}" -L"$LIBDIR" -Wl,-rpath,"$LIBDIR" -lfaultline \
 		-o "$T/fuzz-afl" > "$T/afl-cc.log" 2>&1; then
 	cat "$T/afl-cc.log" >&2
@@ -124,11 +124,11 @@ fi
 if [ "$SANITIZE" != none ]; then
 	result SKIP "libfuzzer: sanitized build (libfaultline uses the compiler's own sanitizer runtime)"
 elif ! command -v clang > /dev/null; then
-	result SKIP "libfuzzer: clang not installed"
+	skip_case libfuzzer "clang not installed"
 elif ! clang -O2 -fsanitize=fuzzer -DFUZZ_LIBFUZZER "$SRC" "${INC_FLAGS[@]}" -L"$LIBDIR" \
 		-Wl,-rpath,"$LIBDIR" -lfaultline -o "$T/fuzz-lf" > "$T/clang.log" 2>&1; then
 	if grep -q -- "-fsanitize=fuzzer\|libclang_rt.fuzzer" "$T/clang.log"; then
-		result SKIP "libfuzzer: clang has no libFuzzer runtime"
+		skip_case libfuzzer "clang has no libFuzzer runtime (apt-get install libclang-rt-14-dev)"
 	else
 		cat "$T/clang.log" >&2
 		result FAIL libfuzzer-build

@@ -69,6 +69,22 @@ void t_skip(const char *fmt, ...)
 	_exit(T_SKIP);
 }
 
+void t_skip_resource(const char *fmt, ...)
+{
+	va_list ap;
+	bool strict = t_strict();
+
+	fputs(strict ? "# a skip for this machine is a failure under FAULTLINE_REQUIRE_FEATURES: "
+		     : "# skip: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+	tmpdirs_end(strict ? T_FAIL : T_SKIP);
+	_exit(strict ? T_FAIL : T_SKIP);
+}
+
 /* ---- features --------------------------------------------------------- */
 
 static const struct {

@@ -127,8 +127,19 @@ void t_log(const char *fmt, ...);
  * fl_features_from_uffd() converts those). Exits the case.
  */
 void t_require(uint64_t feats);
-/* Skip the case with a reason (exits the case). */
+/*
+ * Skip the case with a reason (exits the case): for a part left out of
+ * this build (-Dtls=disabled...), or a reason t_strict() allows. A skip
+ * because this machine lacks something is t_skip_resource().
+ */
 __attribute__((noreturn, format(printf, 1, 2))) void t_skip(const char *fmt, ...);
+/*
+ * Skip the case because this machine lacks a resource it needs (root, a
+ * CPU, a tool, an environment variable meson sets): a failure under
+ * t_strict(), whose promise is that only a feature the kernel lacks is
+ * skipped. Exits the case.
+ */
+__attribute__((noreturn, format(printf, 1, 2))) void t_skip_resource(const char *fmt, ...);
 /* True if every feature is present and not masked (no exit). */
 bool t_has(uint64_t feats);
 /* The feature set (FL_FEATURE_BIT(FL_FEATURE_*)) that `needs` (enum t_need) stand for. */

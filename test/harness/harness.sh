@@ -49,6 +49,19 @@ t_strict() {
 	case ${FAULTLINE_REQUIRE_FEATURES:-} in all | kernel) return 0 ;; esac
 	return 1
 }
+# skip_case NAME WHY: a case this machine cannot run (not root, a tool or a
+# filesystem missing): a SKIP line, or a FAIL under t_strict (as t_skip()
+# in harness.c). A part left out of the build is not this machine's fault:
+# result SKIP for those.
+skip_case() {
+	if t_strict; then
+		echo "# $1: $2 (FAULTLINE_REQUIRE_FEATURES=$FAULTLINE_REQUIRE_FEATURES: a skip for this machine is a failure)" >&2
+		result FAIL "$1"
+	else
+		echo "# $1: skipped: $2" >&2
+		result SKIP "$1"
+	fi
+}
 # summary: the closing line; the exit status says whether anything failed.
 summary() {
 	echo "# $T_PROG: $pass passed, $fail failed, $skip skipped" >&2

@@ -296,7 +296,7 @@ static int t_full_disk(void *arg)
 	int r;
 
 	if (geteuid() != 0)
-		t_skip("needs root to mount a small tmpfs");
+		t_skip_resource("needs root to mount a small tmpfs");
 	t_tmpdir(dir, sizeof(dir), "/tmp/fl-image");
 	T_ASSERT(unshare(CLONE_NEWNS) == 0, "unshare: %s", strerror(errno));
 	T_ASSERT(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0);

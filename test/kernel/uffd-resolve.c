@@ -790,6 +790,40 @@ static int test_continue_wp_masked(void *arg)
 	return T_PASS;
 }
 
+/*
+ * CONTINUE with MODE_WP on a kernel without the mode (before 6.4): the
+ * kernel's EINVAL is -EOPNOTSUPP, nothing mapped. The mask cannot stand in
+ * for that kernel (continue_wp_masked tests the mask's own early return):
+ * the case runs only where the kernel itself lacks the mode, e.g. Debian
+ * 12's 6.1 in tools/vm-check.sh, which CI runs the kernel suite in. On a
+ * kernel with the mode it skips, saying so, in every mode: the kernel does
+ * not lack a feature this case would exercise.
+ */
+static int test_continue_wp_unsupported(void *arg)
+{
+	const uint64_t mode_wp = FL_FEATURE_BIT(FL_FEATURE_CONTINUE_MODE_WP);
+	struct env e;
+	size_t done = 12345;
+
+	(void)arg;
+	if (fl_features() & mode_wp)
+		t_skip("the kernel has continue_mode_wp (continue_wp_* test it): this case needs one "
+		       "without it (Linux < 6.4, tools/vm-check.sh --kernel 6.1)");
+	if (fl_features_masked() & mode_wp)
+		t_skip("continue_mode_wp masked by FAULTLINE_MASK_FEATURES, the kernel has it "
+		       "(continue_wp_masked tests the mask)");
+	setup(&e, FL_MEM_SHMEM, 1, FL_REG_MINOR | FL_REG_WP, 0);
+	fill_page_cache(&e, 44);
+	T_ASSERT_EQ(fl_uffd_continue(e.uffd, e.area, e.page, FL_MODE_WP, &done), -EOPNOTSUPP);
+	T_ASSERT_EQ(done, 0);
+	T_ASSERT(!kt_page_present(e.area));
+	/* CONTINUE without the mode still maps the page. */
+	T_OK(fl_uffd_continue(e.uffd, e.area, e.page, 0, &done));
+	T_ASSERT_EQ(done, e.page);
+	kt_assert_pattern(e.area, e.page, 0, 44);
+	return T_PASS;
+}
+
 /* `modes`: what the case registers; `extra`: what else it needs (enum t_need). */
 #define PER_MEM(name, fn, modes, extra)                                                         \
 	{ name "_anon", fn, (void *)&mem_anon, 0, KT_NEEDS(FL_MEM_ANON, modes) | (extra) },      \
@@ -828,6 +862,7 @@ static const struct t_case cases[] = {
 	{ "poison_masked", test_poison_masked, NULL, 0, T_POISON },
 	{ "move_masked", test_move_masked, NULL, 0, T_MOVE },
 	{ "continue_wp_masked", test_continue_wp_masked, NULL, 0, T_MINOR_SHMEM | T_WP_SHMEM_HUGETLB },
+	{ "continue_wp_unsupported", test_continue_wp_unsupported, NULL, 0, T_MINOR_SHMEM | T_WP_SHMEM_HUGETLB },
 };
 
 int main(int argc, char **argv)

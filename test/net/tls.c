@@ -61,7 +61,7 @@ static int connect_result(struct fl_remote_opts *ro)
 	struct fl_store *st = NULL;
 	int r;
 
-	ro->timeout_ms = 3000;
+	ro->timeout_ms = t_scaled_ms(3000);
 	r = fl_store_remote_new(ro, &st);
 	if (!r) {
 		T_ASSERT(st);
@@ -99,12 +99,8 @@ static int t_psk(void *arg)
 	ro = n_ropts(s.addr, 0);
 	T_ASSERT(connect_result(&ro) < 0);
 	/* The server counts a refusal once its side of the handshake ends. */
-	for (int i = 0; i < 300; i++) {
-		T_OK(fl_server_stats(s.srv, &ss));
-		if (ss.refused >= 3)
-			break;
-		t_sleep_ms(10);
-	}
+	T_WAIT_FOR(fl_server_stats(s.srv, &ss) == 0 && ss.refused >= 3, 3000);
+	T_OK(fl_server_stats(s.srv, &ss));
 	T_ASSERT(ss.refused >= 3, "%llu refused", (unsigned long long)ss.refused);
 	n_server_stop(&s);
 	/* TLS against a plain server */

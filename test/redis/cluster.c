@@ -39,7 +39,7 @@ static int t_restore(void *arg)
 	for (unsigned r = 0; r < 2; r++) {
 		struct r_lazy l;
 		struct fl_redis_stats rs;
-		r_lazy_open(&l, url, r, 5000, 2, 0);
+		r_lazy_open(&l, url, r, t_scaled_ms(5000), 2, 0);
 		u_read_threads(l.base, im.expect[r], R_PAGE, l.len / R_PAGE, 4, 1);
 		U_CHECK(l.base, im.expect[r], l.len, R_PAGE);
 		rs = r_stats(l.st);
@@ -98,7 +98,7 @@ static int t_moved(void *arg)
 	r_url(url, sizeof(url), &s[0], "mv");
 	r_image_make(&im, "mv", 1, len, 91, NULL, 0);
 	r_push(&im, url);
-	r_lazy_open(&l, url, 0, 5000, 1, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(5000), 1, 0);
 	U_CHECK(l.base, im.expect[0], 2 * U_MIB, R_PAGE);	/* chunk 0, map as loaded */
 	for (unsigned c = 1; c < 4; c++) {
 		unsigned slot = chunk_slot("mv", im.id, 0, c);
@@ -120,7 +120,7 @@ static int t_moved(void *arg)
 	r_lazy_close(&l);
 
 	/* A new store loads the new map: no redirects. */
-	r_lazy_open(&l, url, 0, 5000, 1, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(5000), 1, 0);
 	U_CHECK(l.base, im.expect[0], len[0], R_PAGE);
 	T_ASSERT_EQ(r_stats(l.st).moved, 0);
 	r_lazy_close(&l);
@@ -144,7 +144,7 @@ static int t_ask(void *arg)
 	r_url(url, sizeof(url), &s[0], "ask");
 	r_image_make(&im, "ask", 1, len, 101, NULL, 0);
 	r_push(&im, url);
-	r_lazy_open(&l, url, 0, 5000, 1, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(5000), 1, 0);
 
 	slot = chunk_slot("ask", im.id, 0, 0);
 	src = (unsigned)r_slot_owner(s, 0, slot);
@@ -167,7 +167,7 @@ static int t_ask(void *arg)
 	U_CHECK(l.base, im.expect[0], len[0], R_PAGE);
 	T_ASSERT_EQ(r_stats(l.st).bad_values + r_stats(l.st).missing, 0);
 	r_lazy_close(&l);
-	r_lazy_open(&l, url, 0, 5000, 1, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(5000), 1, 0);
 	U_CHECK(l.base, im.expect[0], len[0], R_PAGE);
 	r_lazy_close(&l);
 	return T_PASS;
@@ -210,12 +210,12 @@ static int t_push_migrating(void *arg)
 		freeReplyObject(r);
 		redisFree(c);
 	}
-	r_lazy_open(&l, url, 0, 5000, 1, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(5000), 1, 0);
 	U_CHECK(l.base, im.expect[0], len[0], R_PAGE);
 	T_ASSERT(r_stats(l.st).ask >= 1);
 	r_lazy_close(&l);
 	r_slot_assign(s, dst, slot);
-	r_lazy_open(&l, url, 0, 5000, 1, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(5000), 1, 0);
 	U_CHECK(l.base, im.expect[0], len[0], R_PAGE);
 	r_lazy_close(&l);
 	return T_PASS;
@@ -284,7 +284,7 @@ static int t_reshard_under_load(void *arg)
 	r_url(url, sizeof(url), &s[0], "rs");
 	r_image_make(&im, "rs", 1, len, 121, NULL, 0);
 	r_push(&im, url);
-	st = r_store(url, 0, 10000);
+	st = r_store(url, 0, t_scaled_ms(10000));
 	e = u_engine(0, 2);
 	/* Two threads restore the image again and again (new regions over one
 	 * store), sequentially and in random order, while slots move. */
@@ -346,7 +346,7 @@ static int t_node_killed(void *arg)
 	T_ASSERT(victim < R_NODES);
 	r_url(url, sizeof(url), &s[(victim + 1) % R_NODES], "kill");
 	r_push(&im, url);
-	r_lazy_open(&l, url, 0, 1000, 2, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(1000), 2, 0);
 	r_kill(&s[victim]);
 	for (unsigned c = 0; c < 6; c++) {
 		const uint8_t *base = l.base + (size_t)c * 2 * U_MIB, *expect = im.expect[0] + (size_t)c * 2 * U_MIB;
@@ -382,7 +382,7 @@ static int t_cluster_required(void *arg)
 	r_require();
 	r_start(&srv, false);
 	r_url(url, sizeof(url), &srv, "x");
-	o = r_opts(url, 0, 2000);
+	o = r_opts(url, 0, t_scaled_ms(2000));
 	o.cluster = true;
 	T_ASSERT_EQ(fl_store_redis_new(&o, &st), -EPROTO);
 	T_ASSERT(st == NULL);

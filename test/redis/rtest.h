@@ -593,7 +593,7 @@ R_FN struct fl_redis_opts r_opts(const char *url, unsigned region, unsigned time
 
 R_FN void r_push(const struct r_image *im, const char *url)
 {
-	struct fl_redis_opts o = r_opts(url, 0, 10000);
+	struct fl_redis_opts o = r_opts(url, 0, t_scaled_ms(10000));
 	int r = fl_redis_push(im->img, &o, NULL, NULL);
 	T_ASSERT(r == 0, "fl_redis_push(%s): %d (%s)", url, r, strerror(-r));
 }

@@ -29,7 +29,7 @@ static int t_push_restore(void *arg)
 	/* Every page is a key, plus the two descriptions. */
 	T_ASSERT_EQ(r_int(&srv, "DBSIZE"), (two_regions[0] + two_regions[1]) / R_PAGE + 2);
 	{
-		struct fl_redis_opts o = r_opts(url, 0, 5000);
+		struct fl_redis_opts o = r_opts(url, 0, t_scaled_ms(5000));
 		T_ASSERT_EQ(fl_redis_regions(&o, regs, 4, id), 2);
 		T_ASSERT(memcmp(id, im.id, sizeof(id)) == 0);
 		T_ASSERT_EQ(regs[0].length, two_regions[0]);
@@ -47,7 +47,7 @@ static int t_push_restore(void *arg)
 		struct fl_redis_stats rs;
 		struct fl_region_stats st;
 
-		r_lazy_open(&l, url, r, 5000, 2, 0);
+		r_lazy_open(&l, url, r, t_scaled_ms(5000), 2, 0);
 		T_ASSERT_EQ(l.len, two_regions[r]);
 		T_ASSERT(strcmp(fl_store_name(l.st), "redis") == 0);
 		u_read_threads(l.base, im.expect[r], R_PAGE, l.len / R_PAGE, 4, 1);
@@ -84,7 +84,7 @@ static int t_background(void *arg)
 	r_url(url, sizeof(url), &srv, "bg");
 	r_image_make(&im, "bg", 1, len, 5, NULL, 0);
 	r_push(&im, url);
-	r_lazy_open(&l, url, 0, 5000, 1, FL_REGION_BACKGROUND);
+	r_lazy_open(&l, url, 0, t_scaled_ms(5000), 1, FL_REGION_BACKGROUND);
 	end = t_deadline_ms(30000);
 	while (fl_region_resolved_pages(l.reg) < l.len / R_PAGE && t_now_ns() < end)
 		t_sleep_ms(10);
@@ -115,7 +115,7 @@ static int t_store_api(void *arg)
 	r_url(url, sizeof(url), &srv, "api");
 	r_image_make(&im, "api", 1, len, 21, NULL, 0);
 	r_push(&im, url);
-	st = r_store(url, 0, 5000);
+	st = r_store(url, 0, t_scaled_ms(5000));
 	T_ASSERT_EQ(fl_store_size(st), len[0]);
 
 	/* A batch: a range across the 2 MiB chunk boundary, one zero page, the last page. */
@@ -166,15 +166,15 @@ static int t_store_api(void *arg)
 	fl_store_unref(st);
 
 	/* No such region, no such prefix. */
-	o = r_opts(url, 1, 2000);
+	o = r_opts(url, 1, t_scaled_ms(2000));
 	T_ASSERT_EQ(fl_store_redis_new(&o, &st), -ENOENT);
 	r_url(url2, sizeof(url2), &srv, "nothing-here");
-	o = r_opts(url2, 0, 2000);
+	o = r_opts(url2, 0, t_scaled_ms(2000));
 	T_ASSERT_EQ(fl_store_redis_new(&o, &st), -ENOENT);
 	T_ASSERT_EQ(fl_redis_regions(&o, NULL, 0, NULL), -ENOENT);
 
 	/* Pinned image ids: the pushed one works, another one is -ESTALE. */
-	o = r_opts(url, 0, 2000);
+	o = r_opts(url, 0, t_scaled_ms(2000));
 	o.image_id = im.id;
 	T_OK(fl_store_redis_new(&o, &st));
 	fl_store_unref(st);
@@ -184,7 +184,7 @@ static int t_store_api(void *arg)
 
 	/* Pushing another image under the prefix: new stores see it, the pinned old one still works. */
 	r_push(&other, url);
-	st = r_store(url, 0, 2000);
+	st = r_store(url, 0, t_scaled_ms(2000));
 	iov[0] = (struct fl_store_iov){ .offset = 0, .buf = buf, .len = U_MIB };
 	T_OK(fl_store_read(st, iov, 1));
 	T_ASSERT(memcmp(buf, other.expect[0], U_MIB) == 0);
@@ -198,7 +198,7 @@ static int t_store_api(void *arg)
 
 	/* A corrupt description. */
 	freeReplyObject(r_cmd(&srv, "SETRANGE api:meta 20 garbage"));
-	o = r_opts(url, 0, 2000);
+	o = r_opts(url, 0, t_scaled_ms(2000));
 	T_ASSERT_EQ(fl_store_redis_new(&o, &st), -EBADMSG);
 	r_kill(&srv);
 	free(buf);
@@ -301,7 +301,7 @@ static int t_corrupt(void *arg)
 	copy_value(&srv, key2, KEY(ZERO_KIND));
 #undef KEY
 
-	r_lazy_open(&l, url, 0, 3000, 2, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(3000), 2, 0);
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int v = u_probe_cmp(l.base + bad[i] * R_PAGE, im.expect[0] + bad[i] * R_PAGE, R_PAGE);
 		T_ASSERT(v == -1, "page %u: %s instead of SIGBUS", bad[i], v == 0 ? "read" : "wrong bytes");
@@ -342,7 +342,7 @@ static int t_absent(void *arg)
 	r_image_make(&im, "absent", 1, len, 41, absent, 3);
 	r_push(&im, url);
 	T_ASSERT_EQ(r_int(&srv, "DBSIZE"), len[0] / R_PAGE - 3 + 2);
-	r_lazy_open(&l, url, 0, 3000, 1, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(3000), 1, 0);
 	for (size_t p = 0; p < l.len / R_PAGE; p++) {
 		int v = u_probe_cmp(l.base + p * R_PAGE, im.expect[0] + p * R_PAGE, R_PAGE);
 		T_ASSERT(v == (r_page_absent(absent, 3, p) ? -1 : 0), "page %zu: %d", p, v);
@@ -396,7 +396,7 @@ static int t_kill_restart(void *arg)
 	r_image_make(&im, "restart", 1, len, 51, NULL, 0);
 	r_push(&im, url);
 	R_STATUS(&srv, "SAVE");			/* the restarted server loads this */
-	r_lazy_open(&l, url, 0, 15000, 2, 0);
+	r_lazy_open(&l, url, 0, t_scaled_ms(15000), 2, 0);
 	U_CHECK(l.base, im.expect[0], len[0] / 4, R_PAGE);	/* the first quarter, while up */
 
 	r_kill(&srv);
@@ -484,7 +484,7 @@ static int run_push_cli(const char *a1, const char *a2, const char *a3, const ch
 	pid_t pid;
 
 	if (!bin)
-		t_skip("FL_REDIS_PUSH_CLI not set (run through meson test)");
+		t_skip_resource("FL_REDIS_PUSH_CLI not set (run through meson test)");
 	fflush(NULL);
 	pid = fork();
 	T_ASSERT(pid >= 0);
@@ -512,7 +512,7 @@ static int t_cli_push(void *arg)
 	r_image_make(&im, "cli", 2, len, 71, NULL, 0);
 	T_ASSERT_EQ(run_push_cli(im.path, url, NULL, NULL), 0);
 	for (unsigned r = 0; r < 2; r++) {
-		r_lazy_open(&l, url, r, 5000, 1, 0);
+		r_lazy_open(&l, url, r, t_scaled_ms(5000), 1, 0);
 		U_CHECK(l.base, im.expect[r], len[r], R_PAGE);
 		r_lazy_close(&l);
 	}

@@ -364,7 +364,7 @@ static int test_disk_full(void *arg)
 	struct stat st;
 
 	if (geteuid() != 0)
-		t_skip("needs root to mount a small tmpfs");
+		t_skip_resource("needs root to mount a small tmpfs");
 	t_tmpdir(dir, sizeof(dir), "/var/tmp/fl-snap");
 	T_ASSERT(unshare(CLONE_NEWNS) == 0);
 	T_ASSERT(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0);

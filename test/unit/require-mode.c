@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * FAULTLINE_REQUIRE_FEATURES, as the harness applies it: unset, a feature
- * the kernel lacks and a missing resource are skips; "kernel" (what
+ * the kernel lacks and a missing resource (huge pages, or any skip for
+ * this machine: t_skip_resource()) are skips; "kernel" (what
  * tools/check.sh sets) keeps the first a skip and makes the second a
- * failure; "all" fails both. A masked feature is a skip in every mode.
+ * failure; "all" fails both. A masked feature, and a part left out of the
+ * build (t_skip()), are skips in every mode.
  * The kernel here has everything, so the inner runs pretend: with
  * FL_TEST_MASK_AS_KERNEL the features FAULTLINE_MASK_FEATURES hides count
  * as ones the kernel lacks.
@@ -33,11 +35,27 @@ static int too_many_huge_pages(void *arg)
 	return T_PASS;
 }
 
+static int no_root(void *arg)
+{
+	(void)arg;
+	t_skip_resource("pretends to need root");
+	return T_PASS;
+}
+
+static int left_out_of_build(void *arg)
+{
+	(void)arg;
+	t_skip("pretends to be built without it (-Dpart=disabled)");
+	return T_PASS;
+}
+
 /* The inner program's cases; the outer cases run one at a time by name. */
 static const struct t_case inner_cases[] = {
 	{ "needs-poison", needs_nothing, NULL, 0, T_POISON },
 	{ "require-poison", require_poison, NULL, 0 },
 	{ "huge-pages", too_many_huge_pages, NULL, 0, T_HUGE_PAGES },
+	{ "no-root", no_root, NULL, 0 },
+	{ "left-out", left_out_of_build, NULL, 0 },
 };
 
 /* Exit status of this program's inner case `name`, with `mode`, POISON masked. */
@@ -76,6 +94,8 @@ static int test_unset(void *arg)
 	T_ASSERT_EQ(inner(NULL, true, "needs-poison"), T_SKIP);
 	T_ASSERT_EQ(inner(NULL, true, "require-poison"), T_SKIP);
 	T_ASSERT_EQ(inner(NULL, true, "huge-pages"), T_SKIP);
+	T_ASSERT_EQ(inner(NULL, true, "no-root"), T_SKIP);
+	T_ASSERT_EQ(inner(NULL, true, "left-out"), T_SKIP);
 	return T_PASS;
 }
 
@@ -87,6 +107,9 @@ static int test_kernel(void *arg)
 	T_ASSERT_EQ(inner("kernel", true, "require-poison"), T_SKIP);
 	/* A resource: a failure. */
 	T_ASSERT_EQ(inner("kernel", true, "huge-pages"), T_FAIL);
+	T_ASSERT_EQ(inner("kernel", true, "no-root"), T_FAIL);
+	/* A part the build left out: a skip. */
+	T_ASSERT_EQ(inner("kernel", true, "left-out"), T_SKIP);
 	return T_PASS;
 }
 
@@ -96,6 +119,8 @@ static int test_all(void *arg)
 	T_ASSERT_EQ(inner("all", true, "needs-poison"), T_FAIL);
 	T_ASSERT_EQ(inner("all", true, "require-poison"), T_FAIL);
 	T_ASSERT_EQ(inner("all", true, "huge-pages"), T_FAIL);
+	T_ASSERT_EQ(inner("all", true, "no-root"), T_FAIL);
+	T_ASSERT_EQ(inner("all", true, "left-out"), T_SKIP);
 	/* Masked on purpose: an honest skip even under "all". */
 	T_ASSERT_EQ(inner("all", false, "needs-poison"), T_SKIP);
 	T_ASSERT_EQ(inner("all", false, "require-poison"), T_SKIP);
