@@ -69,7 +69,7 @@ static const char watch_usage[] =
 	"Runs alternate; medians and min-max over --reps (default 3).\n"
 	"Watch manager, 1000 ranges of 64K (key \"manager\"): add_remove_us vs\n"
 	"mmap_munmap_us per range, add_remove_ratio (goal <= 2); get_reset_us (one\n"
-	"call over all ranges, 1%% written) vs raw_scan_us (one PAGEMAP_SCAN),\n"
+	"call over all ranges, 1% written) vs raw_scan_us (one PAGEMAP_SCAN),\n"
 	"get_reset_ratio (goal <= 1.5); per_range_get_reset_us (1000 calls).\n";
 
 /* ---- B: the hand-written mprotect tracker --------------------------------- */
