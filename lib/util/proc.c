@@ -34,7 +34,19 @@ int fl__pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name, uint6
 	return 0;
 }
 
-bool fl__range_private_anon(uint64_t addr, uint64_t len)
+/* One line of /proc/self/maps: "lo-hi perms offset dev inode [path]". */
+struct maps_line {
+	char perms[8];
+	unsigned long ino;
+	char path[64];
+};
+
+/*
+ * Does every page of [addr, addr + len) lie in mappings, with no gap, for
+ * which ok() holds? (false when /proc cannot be read)
+ */
+static bool maps_cover(uint64_t addr, uint64_t len, bool (*ok)(const struct maps_line *l, const void *ctx),
+		       const void *ctx)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
 	char line[512];
@@ -42,17 +54,16 @@ bool fl__range_private_anon(uint64_t addr, uint64_t len)
 
 	if (!f)
 		return false;
-	/* "lo-hi perms offset dev inode [path]": private ('p'), no inode,
-	 * and no path but a bracketed one ([heap], [stack], [anon:...]). */
 	while (cur < end && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi, ino;
-		char perms[8], path[64] = "";
+		struct maps_line l = { .path = "" };
+		unsigned long lo, hi;
 
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu %63s", &lo, &hi, perms, &ino, path) < 4)
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu %63s", &lo, &hi, l.perms, &l.ino, l.path) < 4 ||
+		    strlen(l.perms) != 4)
 			break;
 		if (hi <= cur)
 			continue;
-		if (lo > cur || perms[3] != 'p' || ino || (path[0] && path[0] != '['))
+		if (lo > cur || !ok(&l, ctx))
 			break;
 		cur = hi;
 	}
@@ -60,29 +71,29 @@ bool fl__range_private_anon(uint64_t addr, uint64_t len)
 	return cur >= end;
 }
 
+/* Private ('p'), no inode, and no path but a bracketed one ([heap],
+ * [stack], [anon:...]). */
+static bool private_anon(const struct maps_line *l, const void *ctx)
+{
+	(void)ctx;
+	return l->perms[3] == 'p' && !l->ino && (!l->path[0] || l->path[0] == '[');
+}
+
+bool fl__range_private_anon(uint64_t addr, uint64_t len)
+{
+	return maps_cover(addr, len, private_anon, NULL);
+}
+
+static bool has_prot(const struct maps_line *l, const void *ctx)
+{
+	int want = *(const int *)ctx;
+	int p = (l->perms[0] == 'r' ? PROT_READ : 0) | (l->perms[1] == 'w' ? PROT_WRITE : 0) |
+		(l->perms[2] == 'x' ? PROT_EXEC : 0);
+
+	return (p & want) == want;
+}
+
 bool fl__range_has_prot(uint64_t addr, uint64_t len, int prot)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	uint64_t cur = addr, end = addr + len;
-
-	if (!f)
-		return false;
-	while (cur < end && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		char perms[8];
-		int p;
-
-		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || strlen(perms) < 3)
-			break;
-		if (hi <= cur)
-			continue;
-		p = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
-		    (perms[2] == 'x' ? PROT_EXEC : 0);
-		if (lo > cur || (p & prot) != prot)
-			break;
-		cur = hi;
-	}
-	fclose(f);
-	return cur >= end;
+	return maps_cover(addr, len, has_prot, &prot);
 }
