@@ -100,14 +100,17 @@ FAULTLINE_MASK_FEATURES=new check check-masked-text 0 "$F" check
 has check-masked-text-fallback "$T/out" "^write watches  *fallback  *synchronous uffd WP faults"
 has check-masked-text-count "$T/out" "6 of 9 capabilities run in fallback mode"
 # only CONTINUE's MODE_WP missing (6.1 lacks it, as a mode bit): clones stop
-# tracking first writes, and that alone is a fallback
+# tracking first writes, and that alone is a fallback (on a kernel that
+# lacks more, such as 6.1 itself, the row names the others too)
 FAULTLINE_MASK_FEATURES=continue_mode_wp check check-mode-wp-json 0 "$F" check --json
 python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 modes = {c["name"]: c for c in d["capabilities"]}
 c = modes["clones and resets"]
-assert c["mode"] == "fallback" and c["lacking"] == "continue_mode_wp", c
+lacking = c["lacking"].split(",")
+assert c["mode"] == "fallback" and "continue_mode_wp" in lacking, c
+assert lacking == ["continue_mode_wp"] or len(d["fallbacks"]) > 1, c
 assert "no first-write tracking" in c["backend"], c' "$T/out" \
 	&& result PASS check-mode-wp-clones || result FAIL check-mode-wp-clones
 

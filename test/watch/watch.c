@@ -483,10 +483,18 @@ static int test_remote_write(void *arg, enum rwrite via)
 		expect(&e, 0, NULL, 0);
 		break;
 	default:
-		/* Declared: the write lands and the watch does not see it. */
-		T_ASSERT_EQ(WEXITSTATUS(status), 0);
-		T_ASSERT_EQ(e.mem[6 * e.g + 64], 0x5a);
-		T_ASSERT_EQ(e.mem[7 * e.g + 64], 0x5a);
+		/* Declared: the write is not reported. It lands, except on
+		 * private hugetlb under kernels that refuse a forced write
+		 * there (Linux 6.0 to at least 6.1 disallow FOLL_FORCE |
+		 * FOLL_WRITE on hugetlb: EIO, nothing written). */
+		if (c->kind == K_PRIVATE_HUGE && WEXITSTATUS(status) == 100 + EIO) {
+			T_ASSERT_EQ(e.mem[6 * e.g + 64], 0);
+			T_ASSERT_EQ(e.mem[7 * e.g + 64], 0);
+		} else {
+			T_ASSERT_EQ(WEXITSTATUS(status), 0);
+			T_ASSERT_EQ(e.mem[6 * e.g + 64], 0x5a);
+			T_ASSERT_EQ(e.mem[7 * e.g + 64], 0x5a);
+		}
 		expect(&e, 0, NULL, 0);
 		break;
 	}
