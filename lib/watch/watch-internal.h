@@ -139,9 +139,10 @@ int fl__watch_span_get(struct fl_watch *first, uint64_t start, uint64_t len, boo
 int fl__watch_span_reset(struct fl_watch *first, uint64_t start, uint64_t len);
 /* fl_watch_prepare_write(), in two steps (a manager checks its ranges
  * under its lock and touches after): -EACCES unless the application's
- * protection lets it write all of [start, end); then a value-preserving
- * write to each granule from start (granule-aligned). */
-int fl__watch_writable(const struct fl_watch *w, uint64_t start, uint64_t end);
+ * protection lets it write all of [start, end) (maps_fd: an open
+ * /proc/self/maps for PROCMAP_QUERY, or -1 to open one); then a
+ * value-preserving write to each granule from start (granule-aligned). */
+int fl__watch_writable(const struct fl_watch *w, int maps_fd, uint64_t start, uint64_t end);
 void fl__watch_touch(uint64_t start, uint64_t end, size_t gran);
 /* Register w's range on w->svc's uffd and write-protect it. */
 int fl__watch_register(struct fl_watch *w);

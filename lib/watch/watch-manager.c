@@ -533,7 +533,7 @@ int fl_watch_manager_prepare_write(struct fl_watch_manager *m, void *addr, size_
 	}
 	for (size_t k = first; !ret && k < first + n; k++) {
 		struct fl_watch *w = m->w[k];
-		ret = fl__watch_writable(w, FL_MAX(gs, w->start), FL_MIN(ge, w->start + w->len));
+		ret = fl__watch_writable(w, m->maps_fd, FL_MAX(gs, w->start), FL_MIN(ge, w->start + w->len));
 	}
 	pthread_rwlock_unlock(&m->lock);
 	/* Touched without the lock: the faults it takes are served by the

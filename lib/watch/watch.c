@@ -994,10 +994,10 @@ int fl_watch_protect(struct fl_watch *w, void *addr, size_t len, int prot)
  * backends leave it in the VMAs: PROCMAP_QUERY where there is one, else a
  * read of /proc/self/maps.
  */
-static bool app_writable(const struct fl_watch *w, uint64_t start, uint64_t end)
+static bool app_writable(const struct fl_watch *w, int maps_fd, uint64_t start, uint64_t end)
 {
 	uint64_t cur = start;
-	int fd, ret = 0;
+	int fd = maps_fd, ret = 0;
 
 	if (w->backend == FL_WATCH_MPROTECT) {
 		for (uint64_t g = (start - w->start) / w->gran; g * w->gran + w->start < end; g++)
@@ -1005,7 +1005,8 @@ static bool app_writable(const struct fl_watch *w, uint64_t start, uint64_t end)
 				return false;
 		return true;
 	}
-	fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && fl__open("/proc/self/maps", O_RDONLY | O_CLOEXEC, &fd))
+		fd = -1;
 	while (fd >= 0 && cur < end) {
 		struct fl__vma v;
 		ret = fl__vma_query(fd, cur, &v);
@@ -1015,16 +1016,16 @@ static bool app_writable(const struct fl_watch *w, uint64_t start, uint64_t end)
 			break;
 		cur = v.end;
 	}
-	if (fd >= 0)
-		close(fd);
+	if (fd >= 0 && fd != maps_fd)
+		fl__close(fd);
 	if (fd < 0 || ret == -EOPNOTSUPP)
 		return fl__range_has_prot(start, end - start, PROT_WRITE);
 	return cur >= end;
 }
 
-int fl__watch_writable(const struct fl_watch *w, uint64_t start, uint64_t end)
+int fl__watch_writable(const struct fl_watch *w, int maps_fd, uint64_t start, uint64_t end)
 {
-	return app_writable(w, start, end) ? 0 : -EACCES;
+	return app_writable(w, maps_fd, start, end) ? 0 : -EACCES;
 }
 
 void fl__watch_touch(uint64_t start, uint64_t end, size_t gran)
@@ -1046,7 +1047,7 @@ int fl_watch_prepare_write(struct fl_watch *w, void *addr, size_t len)
 	if (!w || !len || a < w->start || a + len < a || a + len > w->start + w->len)
 		return -EINVAL;
 	a -= (a - w->start) % w->gran;
-	ret = fl__watch_writable(w, a, (uintptr_t)addr + len);
+	ret = fl__watch_writable(w, -1, a, (uintptr_t)addr + len);
 	if (!ret)
 		fl__watch_touch(a, (uintptr_t)addr + len, w->gran);
 	return ret;
