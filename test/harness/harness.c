@@ -56,33 +56,35 @@ void t_fail_at(const char *file, int line, const char *expr, const char *fmt, ..
 	_exit(T_FAIL);
 }
 
+/* Print why the case stops, end its temporary dirs and exit with `code`. */
+__attribute__((noreturn, format(printf, 3, 0)))
+static void skip_exit(int code, const char *prefix, const char *fmt, va_list ap)
+{
+	fputs(prefix, stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+	tmpdirs_end(code);
+	_exit(code);
+}
+
 void t_skip(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("# skip: ", stderr);
+
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-	tmpdirs_end(T_SKIP);
-	_exit(T_SKIP);
+	skip_exit(T_SKIP, "# skip: ", fmt, ap);
 }
 
 void t_skip_resource(const char *fmt, ...)
 {
-	va_list ap;
 	bool strict = t_strict();
+	va_list ap;
 
-	fputs(strict ? "# a skip for this machine is a failure under FAULTLINE_REQUIRE_FEATURES: "
-		     : "# skip: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-	tmpdirs_end(strict ? T_FAIL : T_SKIP);
-	_exit(strict ? T_FAIL : T_SKIP);
+	skip_exit(strict ? T_FAIL : T_SKIP,
+		  strict ? "# a skip for this machine is a failure under FAULTLINE_REQUIRE_FEATURES: " : "# skip: ",
+		  fmt, ap);
 }
 
 /* ---- features --------------------------------------------------------- */
