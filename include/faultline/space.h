@@ -71,6 +71,7 @@
 
 #include <faultline/common.h>
 #include <faultline/region.h>
+#include <faultline/store.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -123,15 +124,25 @@ struct fl_segment_opts {
 	uint64_t length;		/* bytes, a multiple of the page size */
 	enum fl_mem_type mem;		/* FL_MEM_SHMEM (or ANON, meaning SHMEM) or FL_MEM_HUGETLB */
 	unsigned flags;			/* none yet: 0 */
+	/* NULL: the segment starts as zeros. Else its pages come from this
+	 * store on first touch: byte i of the segment is byte i of the store,
+	 * which must be at least `length` bytes long. The segment takes a
+	 * reference. Any store: an image's, a page server's
+	 * (fl_store_remote_new()), Redis (fl_store_redis_new()), a file. */
+	struct fl_store *store;
 };
 
 /*
- * Add a new segment, all zeros, to a space that is not attached. Returns
- * its index (>= 0). Errors: -EINVAL (a bad name, a base or length not
- * aligned, a range outside the user address range [64 KiB, 128 TiB), a
- * range that overlaps another segment of the space), -EEXIST (a segment of
- * that name), -EBUSY (the space is attached), memfd errors (-ENOMEM for
- * hugetlb without reserved pages happens at first touch: SIGBUS).
+ * Add a new segment to a space that is not attached: all zeros, or filled
+ * on first touch from opts->store. Returns its index (>= 0). A persistent
+ * space's next commit saves every page of a store-backed segment into its
+ * image (read from the store when nobody touched it), so later versions
+ * and fl_space_open() no longer need the store. Errors: -EINVAL (a bad
+ * name, a base or length not aligned, a range outside the user address
+ * range [64 KiB, 128 TiB), a range that overlaps another segment of the
+ * space, a store shorter than length), -EEXIST (a segment of that name),
+ * -EBUSY (the space is attached), memfd errors (-ENOMEM for hugetlb
+ * without reserved pages happens at first touch: SIGBUS).
  */
 FL_API int fl_space_segment_add(struct fl_space *space, const struct fl_segment_opts *opts);
 
