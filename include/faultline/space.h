@@ -70,6 +70,7 @@
 #define FAULTLINE_SPACE_H
 
 #include <faultline/common.h>
+#include <faultline/image.h>
 #include <faultline/region.h>
 #include <faultline/store.h>
 
@@ -272,6 +273,41 @@ FL_API int fl_space_versions(const struct fl_space *space, uint64_t *ret_version
  */
 FL_API int fl_space_fork(const struct fl_space *origin, uint64_t version, const struct fl_space_opts *opts,
 			 struct fl_space **ret_space);
+
+#define FL_SPACE_EXPORT_NO_SYNC	(1u << 0)	/* no fsync (tests, scratch files) */
+#define FL_SPACE_EXPORT_LZ4	(1u << 1)	/* compress data pages with LZ4 */
+
+struct fl_space_export_opts {
+	size_t sz;			/* sizeof(struct fl_space_export_opts) */
+	unsigned flags;			/* FL_SPACE_EXPORT_* */
+	fl_progress_fn progress;	/* optional: pages done / total */
+	void *progress_ctx;
+};
+
+/*
+ * Write `version` (0: the latest) of persistent space `space` as one
+ * self-contained image (faultline-image(5)) at `path`: no parent (the
+ * version's image chain is flattened), one region per segment in the
+ * manifest's order, each carrying the segment's name, base (the region's
+ * start), length and memory type. Every tool that reads images takes it:
+ * `faultline image info|verify`, the page server (fl_server_new()),
+ * fl_redis_push(), and fl_space_segment_add() with a store over one of
+ * its regions. What is exported is what the version holds on disk, not
+ * the segments' pages in memory (commit first). Every page read is
+ * checked against its checksum. The file is written beside `path` under a
+ * temporary name, synced and renamed to `path` without replacing
+ * anything: on error nothing is left at `path`. opts may be NULL.
+ *
+ * Errors: -EINVAL (a transient space, bad flags), -ENOENT (no such
+ * version, or a segment image missing), -EEXIST (something is at path),
+ * -EBADMSG (a segment image, or an image of its chain, is corrupt or
+ * incomplete), -EOPNOTSUPP (FL_SPACE_EXPORT_LZ4, or an LZ4 page, in a
+ * library built without LZ4), write errors (-ENOSPC, -EIO).
+ * Thread safety: as the other functions of a space; the space may be
+ * attached (the pages come from its images, not from memory).
+ */
+FL_API int fl_space_export(const struct fl_space *space, uint64_t version, const char *path,
+			   const struct fl_space_export_opts *opts);
 
 #ifdef __cplusplus
 }
