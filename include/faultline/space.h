@@ -12,7 +12,9 @@
  *
  * A segment is a memfd page cache (shmem, or hugetlbfs with 2 MiB pages)
  * filled lazily from a store: zeros for a new segment, the segment's
- * image for a saved one. It is the template of <faultline/clone.h>; an
+ * image for a saved one, or any store the caller gives (a page server's,
+ * Redis: see fl_segment_opts.store). fl_space_export() writes a version
+ * as one image, one region per segment, for the tools that take images. It is the template of <faultline/clone.h>; an
  * attachment is a MINOR-mode region of <faultline/region.h> over it, so
  * attaching costs O(segments), never O(bytes): a page enters the page
  * cache on first touch (filled atomically, then mapped with
