@@ -301,7 +301,8 @@ struct fl_space_export_opts {
  * anything: on error nothing is left at `path`. opts may be NULL.
  *
  * Errors: -EINVAL (a transient space, bad flags), -ENOENT (no such
- * version, or a segment image missing), -EEXIST (something is at path),
+ * version, a segment image missing, or no directory for path), -EEXIST
+ * (something is at path),
  * -EBADMSG (a segment image, or an image of its chain, is corrupt or
  * incomplete), -EOPNOTSUPP (FL_SPACE_EXPORT_LZ4, or an LZ4 page, in a
  * library built without LZ4), write errors (-ENOSPC, -EIO).

@@ -59,6 +59,27 @@ if [ -x "$G" ]; then
 	cp "$T/g.json" "$T/out"
 	ok export-graph-pages 'json "len(d[\"segments\"]) == 1 and d[\"segments\"][0][\"pages\"] > 0 and d[\"segments\"][0][\"pages\"] == ${DATA:-0}"'
 	check export-graph-verify 0 "$F" image verify "$T/g.img"
+	# one byte of a data page of the space's image flipped: the space still
+	# opens (pages are checked when read), the export reads every page
+	# and refuses, leaving nothing
+	check export-graph-corrupted 0 python3 - "$(ls "$T"/g/*.v1.img | head -1)" "$T/g.img" <<'PY'
+import sys
+img, exp = open(sys.argv[1], 'rb').read(), open(sys.argv[2], 'rb').read()
+# a 4 KiB page of the export (its data is page-aligned) found in the image
+for off in range(0, len(exp) - 4096, 4096):
+    page = exp[off:off + 4096]
+    if page.count(0) < 4000 and img.find(page) > 0:
+        at = img.find(page) + 100
+        b = bytearray(img)
+        b[at] ^= 1
+        open(sys.argv[1], 'wb').write(bytes(b))
+        sys.exit(0)
+sys.exit("no data page of the export found in the image")
+PY
+	check export-graph-info-opens 0 "$F" space info "$T/g"
+	check export-graph-corrupt 1 "$F" space export "$T/g" --to "$T/g2.img"
+	has export-graph-corrupt-says "$T/err" "corrupt"
+	ok export-graph-corrupt-nothing-left '[ -z "$(ls "$T" | grep g2.img)" ]'
 else
 	skip_case export-graph "no $G (build the examples)"
 fi

@@ -940,6 +940,23 @@ static int export(struct fl_space *sp, uint64_t version, const char *path)
 	return fl_space_export(sp, version, path, &o);
 }
 
+struct progress {
+	unsigned calls;
+	bool ordered;
+	uint64_t last_done, last_total;
+};
+
+static void on_progress(uint64_t done, uint64_t total, void *ctx)
+{
+	struct progress *p = ctx;
+
+	p->ordered = (p->calls == 0 || done > p->last_done) && done <= total &&
+		     (p->calls == 0 || p->ordered) && (p->calls == 0 || total == p->last_total);
+	p->calls++;
+	p->last_done = done;
+	p->last_total = total;
+}
+
 static unsigned dir_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -1041,10 +1058,32 @@ static int test_export(void *arg)
 	fill(bases[0], lens[0], 4, 7 * PAGE);
 	T_OK(fl_space_detach(sp));
 
-	T_OK(export(sp, 0, x2));
+	/* The progress callback counts every page of every segment, in order. */
+	struct progress pr = { 0 };
+	struct fl_space_export_opts po = { .sz = sizeof(po), .flags = FL_SPACE_EXPORT_NO_SYNC, .progress = on_progress,
+					   .progress_ctx = &pr };
+	T_OK(fl_space_export(sp, 0, x2, &po));
+	T_ASSERT(pr.calls > 1 && pr.ordered && pr.last_done == (lens[0] + lens[1]) / PAGE &&
+			 pr.last_total == pr.last_done,
+		 "progress: %u calls, ordered %d, last %llu / %llu", pr.calls, pr.ordered,
+		 (unsigned long long)pr.last_done, (unsigned long long)pr.last_total);
 	T_OK(export(sp, 1, x1));
 	check_export(sp, 2, x2, names, bases, lens, 2, mem);
 	check_export(sp, 1, x1, names, bases, lens, 2, mem);
+	/* LZ4: the same bytes, smaller (a build without LZ4 refuses it). */
+	snprintf(img, sizeof(img), "%s/v2-lz4.img", tmp);
+	po = (struct fl_space_export_opts){ .sz = sizeof(po), .flags = FL_SPACE_EXPORT_NO_SYNC | FL_SPACE_EXPORT_LZ4 };
+	if (FL_HAVE_LZ4) {
+		struct stat a, b;
+		T_OK(fl_space_export(sp, 2, img, &po));
+		check_export(sp, 2, img, names, bases, lens, 2, mem);
+		T_ASSERT(!stat(img, &a) && !stat(x2, &b) && a.st_size < b.st_size, "LZ4 export %lld bytes, plain %lld",
+			 (long long)a.st_size, (long long)b.st_size);
+		unlink(img);
+	} else {
+		T_ASSERT_EQ(fl_space_export(sp, 2, img, &po), -EOPNOTSUPP);
+		T_ASSERT(access(img, F_OK) != 0);
+	}
 	{
 		/* The two exports differ where version 2 wrote. */
 		size_t l1, l2;
@@ -1077,6 +1116,8 @@ static int test_export(void *arg)
 										 .flags = 1u << 7 }),
 		    -EINVAL);
 	T_ASSERT_EQ(fl_space_export(sp, 0, NULL, NULL), -EINVAL);
+	snprintf(img, sizeof(img), "%s/no-such-dir/x.img", tmp);
+	T_ASSERT_EQ(export(sp, 0, img), -ENOENT);
 	{
 		struct fl_space *tr = new_space("t", NULL);
 		T_ASSERT_EQ(export(tr, 0, x3), -EINVAL);
