@@ -1070,6 +1070,35 @@ static int test_export(void *arg)
 	T_OK(export(sp, 1, x1));
 	check_export(sp, 2, x2, names, bases, lens, 2, mem);
 	check_export(sp, 1, x1, names, bases, lens, 2, mem);
+	/* A persistent fork's first version is the origin's images, named by
+	 * absolute path: its export is version 1's, byte for byte. */
+	{
+		struct fl_space_opts fo = { .sz = sizeof(fo), .name = "f", .flags = FL_SPACE_NO_SYNC, .log = t_log_cb };
+		char fdir[300], xf[300];
+		struct fl_image *a, *b;
+		struct fl_space *f;
+
+		snprintf(fdir, sizeof(fdir), "%s/fork", tmp);
+		snprintf(xf, sizeof(xf), "%s/fork.img", tmp);
+		fo.dir = fdir;
+		T_OK(fl_space_fork(sp, 1, &fo, &f));
+		T_OK(export(f, 0, xf));
+		fl_space_free(f);
+		T_OK(fl_image_open(x1, 0, &a));
+		T_OK(fl_image_open(xf, 0, &b));
+		for (unsigned i = 0; i < 2; i++) {
+			uint8_t *ba = malloc(lens[i]), *bb = malloc(lens[i]);
+			T_OK(fl_image_read(a, i, 0, lens[i] / PAGE, ba, NULL));
+			T_OK(fl_image_read(b, i, 0, lens[i] / PAGE, bb, NULL));
+			T_ASSERT(!memcmp(ba, bb, lens[i]), "the fork's export differs in region %u", i);
+			free(ba);
+			free(bb);
+		}
+		fl_image_close(a);
+		fl_image_close(b);
+		unlink(xf);
+		t_rmtree(fdir);
+	}
 	/* LZ4: the same bytes, smaller (a build without LZ4 refuses it). */
 	snprintf(img, sizeof(img), "%s/v2-lz4.img", tmp);
 	po = (struct fl_space_export_opts){ .sz = sizeof(po), .flags = FL_SPACE_EXPORT_NO_SYNC | FL_SPACE_EXPORT_LZ4 };
