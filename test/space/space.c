@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -807,6 +808,47 @@ static int test_opts(void *arg)
 	T_ASSERT(si.base == BASE && si.length == SEG_LEN && !strcmp(si.name, "x"));
 	T_ASSERT(fl_space_free(NULL) == NULL);
 	fl_space_free(sp);
+
+	/* A caller built before fl_segment_opts.store: whatever lies past its
+	 * sz is never read (a pointer there would crash the case). */
+	char tmp[256], dir[300], x[300];
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	sp = new_space("p", dir);
+	struct fl_segment_opts old = { .sz = offsetof(struct fl_segment_opts, store), .name = "old", .base = BASE,
+				       .length = SEG_LEN, .store = (struct fl_store *)(uintptr_t)0x10 };
+	T_ASSERT_EQ(fl_space_segment_add(sp, &old), 0);
+	T_OK(fl_space_commit(sp, NULL, NULL));
+	/* fl_space_export's options, as every sz-versioned struct. */
+	struct {
+		struct fl_space_export_opts o;
+		uint8_t tail[16];
+	} eo = { { .sz = 0 } };
+	snprintf(x, sizeof(x), "%s/x.img", tmp);
+	T_ASSERT_EQ(fl_space_export(sp, 0, x, &eo.o), -EINVAL);
+	eo.o.sz = 5000;
+	T_ASSERT_EQ(fl_space_export(sp, 0, x, &eo.o), -E2BIG);
+	eo.o.sz = sizeof(eo);
+	eo.tail[5] = 1;
+	T_ASSERT_EQ(fl_space_export(sp, 0, x, &eo.o), -E2BIG);
+	T_ASSERT(access(x, F_OK) != 0);
+	eo.tail[5] = 0;
+	eo.o.flags = FL_SPACE_EXPORT_NO_SYNC;
+	T_OK(fl_space_export(sp, 0, x, &eo.o));	/* a zero tail is fine */
+	unlink(x);
+	eo.o.sz = sizeof(size_t);	/* the oldest caller: the defaults */
+	T_OK(fl_space_export(sp, 0, x, &eo.o));
+	unlink(x);
+	T_OK(fl_space_export(sp, 0, x, NULL));
+	struct fl_image *img;
+	struct fl_image_region ir = { .sz = sizeof(ir) };
+	T_OK(fl_image_open(x, 0, &img));
+	T_OK(fl_image_region(img, 0, &ir));
+	T_ASSERT(!strcmp(ir.name, "old") && ir.start == BASE && ir.length == SEG_LEN &&
+		 fl_image_page_kind(img, 0, 17) == FL_PAGE_ZERO);
+	fl_image_close(img);
+	fl_space_free(sp);
+	t_rmtree(tmp);
 	return T_PASS;
 }
 
