@@ -1438,9 +1438,10 @@ static int test_store(void *arg)
 		so.length = lens[i];
 		so.store = st[i];
 		T_ASSERT_EQ(fl_space_segment_add(sp, &so), (int)i);
-		/* The segment holds its own reference. */
-		st[i] = fl_store_unref(st[i]);
 	}
+	/* The segment holds its own reference to b's store (a's is kept for
+	 * the failure drill below). */
+	st[1] = fl_store_unref(st[1]);
 	T_OK(attach(sp, 0, 0));
 	T_ASSERT_EQ(cached_pages(sp, 0) + cached_pages(sp, 1), 0);
 	/* Lazily: one read brings one page (of the memory's size) in. */
@@ -1457,7 +1458,15 @@ static int test_store(void *arg)
 	T_ASSERT_EQ(cached_pages(sp, 1), 0);
 	T_OK(fl_space_detach(sp));
 	/* a's second half and all of b were never touched: the commit reads
-	 * them from the store. */
+	 * them from the store. One that cannot fails, saving nothing, rather
+	 * than save zeros. */
+	const uint64_t fail[2] = { lens[0] - PAGE, PAGE }, nofail[2] = { 0, 0 };
+	T_OK(fl_store_ctl(st[0], FL_STORE_CTL_FAIL_AT, (void *)fail));
+	T_ASSERT_EQ(fl_space_commit(sp, NULL, NULL), -EIO);
+	T_ASSERT_EQ(fl_space_versions(sp, NULL, 0), 0);
+	T_ASSERT_EQ(dir_entries(bdir), 1);	/* the manifest alone */
+	T_OK(fl_store_ctl(st[0], FL_STORE_CTL_FAIL_AT, (void *)nofail));
+	st[0] = fl_store_unref(st[0]);
 	T_OK(fl_space_commit(sp, NULL, NULL));
 	fl_space_free(sp);
 	store_src_stop(&src);
