@@ -1388,7 +1388,7 @@ static void store_src_stop(struct store_src *s)
  * there (read lazily, byte-checked), partly written, committed, and
  * reopened with the store gone: every byte still right, the pages nobody
  * touched before the commit included (the commit read them from the
- * store).
+ * store), also in a third space the segment was shared into.
  */
 static int test_store(void *arg)
 {
@@ -1397,7 +1397,7 @@ static int test_store(void *arg)
 	enum fl_mem_type mem = cfg_mem(&m);
 	const uint64_t bases[] = { BASE, BASE + (1ull << 30) }, lens[] = { SEG_LEN, SEG_LEN / 2 };
 	uint64_t psz = mem == FL_MEM_HUGETLB ? (2ull << 20) : PAGE;
-	char tmp[256], adir[300], bdir[300], x[300];
+	char tmp[256], adir[300], bdir[300], cdir[300], x[300];
 	struct fl_space *sp;
 	struct store_src src;
 	struct fl_store *st[2];
@@ -1407,6 +1407,7 @@ static int test_store(void *arg)
 	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
 	snprintf(adir, sizeof(adir), "%s/a", tmp);
 	snprintf(bdir, sizeof(bdir), "%s/b", tmp);
+	snprintf(cdir, sizeof(cdir), "%s/c", tmp);
 	snprintf(x, sizeof(x), "%s/a.img", tmp);
 	/* The origin: a space's version, exported. */
 	sp = new_space("origin", adir);
@@ -1442,6 +1443,9 @@ static int test_store(void *arg)
 	/* The segment holds its own reference to b's store (a's is kept for
 	 * the failure drill below). */
 	st[1] = fl_store_unref(st[1]);
+	/* b shared into a third space: its commit reads b from the store too. */
+	struct fl_space *third = new_space("third", cdir);
+	T_ASSERT_EQ(fl_space_segment_share(third, sp, "b"), 0);
 	T_OK(attach(sp, 0, 0));
 	T_ASSERT_EQ(cached_pages(sp, 0) + cached_pages(sp, 1), 0);
 	/* Lazily: one read brings one page (of the memory's size) in. */
@@ -1469,7 +1473,15 @@ static int test_store(void *arg)
 	st[0] = fl_store_unref(st[0]);
 	T_OK(fl_space_commit(sp, NULL, NULL));
 	fl_space_free(sp);
+	T_OK(fl_space_commit(third, NULL, NULL));
+	fl_space_free(third);
 	store_src_stop(&src);
+
+	third = open_space(cdir);
+	T_OK(attach(third, FL_ATTACH_RDONLY, 0));
+	T_ASSERT(!memcmp((void *)(uintptr_t)bases[1], expect[1], lens[1]), "the shared segment differs");
+	T_OK(fl_space_detach(third));
+	fl_space_free(third);
 
 	sp = open_space(bdir);
 	T_OK(attach(sp, FL_ATTACH_RDONLY, 0));
