@@ -2,10 +2,11 @@
 /*
  * faultline space: persistent address spaces (<faultline/space.h>) from the
  * command line: create one, list them, describe one, commit, list its
- * versions, fork one, remove one.
+ * versions, fork one, export a version as one image, remove one.
  */
 #include "cli.h"
 #include "util.h"
+#include "fl-config.h"
 
 #include <faultline/faultline.h>
 
@@ -32,6 +33,11 @@ static const char space_usage[] =
 	"  versions DIR [--json]  the version numbers\n"
 	"  fork DIR NEWDIR [--name NAME] [--version N] [--json]\n"
 	"                         a new space starting as a version of DIR\n"
+	"  export DIR --to FILE|redis://HOST[:PORT][/PREFIX] [--version N] [--json]\n"
+	"                         a version (default: the latest) as one image with no\n"
+	"                         parent, one region per segment, for 'faultline serve'\n"
+	"                         and 'faultline image push' (FILE must not exist); to\n"
+	"                         Redis: written to $TMPDIR, pushed, removed\n"
 	"  rm DIR                 remove a space (its manifest, images and directory)\n";
 
 static void log_cb(enum fl_log_level level, const char *msg, void *ctx)
@@ -351,6 +357,161 @@ static int space_fork(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* Describe the exported image as the tools that read it will see it: the
+ * numbers come from the file, not from what export meant to write. */
+static int export_report(const char *dir, const struct fl_space_info *si, uint64_t version, const char *path,
+			 const char *url, bool json)
+{
+	struct fl_image_info ii = { .sz = sizeof(ii) };
+	struct fl_image *img;
+	struct json j;
+	char b[32];
+	int r = fl_image_open(path, 0, &img);
+
+	if (!r)
+		r = fl_image_info(img, &ii);
+	if (r) {
+		fl_image_close(img);
+		return cli_fail(path, r);
+	}
+	if (json) {
+		json_init(&j, stdout);
+		json_begin(&j, NULL);
+		json_str(&j, "space", si->name);
+		json_str(&j, "dir", dir);
+		json_u64(&j, "version", version);
+		json_str(&j, "path", url ? url : path);
+		if (url) {
+			char idhex[2 * FL_IMAGE_ID_LEN + 1];
+			fl_image_id_format(ii.id, idhex);
+			json_str(&j, "image_id", idhex);
+		}
+		json_begin_array(&j, "segments");
+	} else {
+		printf("space %s (%s) version %" PRIu64 " -> %s\n", si->name, dir, version, url ? url : path);
+	}
+	for (unsigned i = 0; i < ii.nregions; i++) {
+		struct fl_image_region ir = { .sz = sizeof(ir) };
+		uint64_t data = 0, npages;
+		char base[32];
+
+		fl_image_region(img, i, &ir);
+		npages = ir.length / 4096;
+		for (uint64_t p = 0; p < npages; p++)
+			data += fl_image_page_kind(img, i, p) == FL_PAGE_DATA;
+		snprintf(base, sizeof(base), "0x%" PRIx64, ir.start);
+		if (json) {
+			json_begin(&j, NULL);
+			json_str(&j, "name", ir.name);
+			json_str(&j, "base", base);
+			json_u64(&j, "length", ir.length);
+			json_str(&j, "mem", mem_name((enum fl_mem_type)ir.mem));
+			json_u64(&j, "pages", data);
+			json_end(&j);
+		} else {
+			printf("  region %u  %-16s 0x%012" PRIx64 " %10s %-7s %" PRIu64 " data pages\n", i, ir.name,
+			       ir.start, fmt_bytes(ir.length, b, sizeof(b)), mem_name((enum fl_mem_type)ir.mem), data);
+		}
+	}
+	if (json) {
+		json_end_array(&j);
+		json_u64(&j, "bytes", ii.file_bytes);
+		json_end(&j);
+		json_finish(&j);
+	} else {
+		printf("  %s in the %s\n", fmt_bytes(ii.file_bytes, b, sizeof(b)), url ? "image pushed" : "file");
+	}
+	fl_image_close(img);
+	return EXIT_OK;
+}
+
+/* Push the exported image `path` to Redis at `url`: 0 or EXIT_ERR. */
+static int export_push(const char *path, const char *url)
+{
+	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = url, .log = log_cb, .log_level = FL_LOG_ERROR };
+	struct fl_image *img;
+	int r = fl_image_open(path, 0, &img);
+
+	if (!r) {
+		r = fl_redis_push(img, &ro, NULL, NULL);
+		fl_image_close(img);
+	}
+	if (r) {
+		cli_error("%s: the export was not pushed: %s", url, strerror(-r));
+		return EXIT_ERR;
+	}
+	return 0;
+}
+
+static int space_export(int argc, char **argv)
+{
+	struct fl_space_export_opts eo = { .sz = sizeof(eo) };
+	struct fl_space_info si = { .sz = sizeof(si) };
+	const char *dir = NULL, *to = NULL, *url = NULL;
+	char tmpdir[4096], tmpfile[4200];
+	struct fl_space *sp;
+	uint64_t version = 0;
+	bool json = false;
+	int r;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			json = true;
+		} else if (!strcmp(argv[i], "--to") && i + 1 < argc) {
+			to = argv[++i];
+		} else if (!strcmp(argv[i], "--version") && i + 1 < argc) {
+			if (fl__parse_uint(argv[++i], 1, UINT64_MAX, &version))
+				return cli_usage_error("--version: a version number");
+		} else if (argv[i][0] == '-' || dir) {
+			return cli_usage_error("usage: faultline space export DIR --to FILE|redis://HOST[:PORT][/PREFIX] "
+					       "[--version N] [--json]");
+		} else {
+			dir = argv[i];
+		}
+	}
+	if (!dir || !to)
+		return cli_usage_error("space export needs DIR and --to FILE");
+	if (!strncmp(to, "redis://", 8)) {
+		const char *t = getenv("TMPDIR");
+		if (!FL_HAVE_REDIS)
+			return cli_not_built("space export --to redis://", "Redis", "redis");
+		url = to;
+		/* Redis takes an image file: one that nobody else names, removed
+		 * whatever happens. */
+		snprintf(tmpdir, sizeof(tmpdir), "%s/faultline-export-XXXXXX", t && *t ? t : "/tmp");
+		if (!mkdtemp(tmpdir))
+			return cli_fail(tmpdir, -errno);
+		snprintf(tmpfile, sizeof(tmpfile), "%s/space.img", tmpdir);
+		to = tmpfile;
+	}
+	if (open_space(dir, &sp)) {
+		r = EXIT_ERR;
+		goto out;
+	}
+	fl_space_info(sp, &si);
+	if (!version)
+		version = si.version;
+	if (url)
+		eo.flags |= FL_SPACE_EXPORT_NO_SYNC;	/* a scratch file */
+	r = fl_space_export(sp, version, to, &eo);
+	fl_space_free(sp);
+	if (r == -ENOENT) {
+		/* The library said which: the version, or a segment image. */
+		cli_error("%s: version %" PRIu64 " not exported", dir, version);
+		r = EXIT_ERR;
+	} else if (r) {
+		r = cli_fail(to, r);
+	} else if (!url || !(r = export_push(to, url))) {
+		r = export_report(dir, &si, version, to, url, json);
+	}
+out:
+	if (url) {
+		unlink(tmpfile);
+		rmdir(tmpdir);
+	}
+	return r;
+}
+
 static bool is_space(const char *dir)
 {
 	char p[4096];
@@ -499,6 +660,8 @@ int cmd_space(int argc, char **argv)
 		return space_versions(argc - 1, argv + 1);
 	if (!strcmp(sub, "fork"))
 		return space_fork(argc - 1, argv + 1);
+	if (!strcmp(sub, "export"))
+		return space_export(argc - 1, argv + 1);
 	if (!strcmp(sub, "rm"))
 		return space_rm(argc - 1, argv + 1);
 	return cli_usage_error("unknown space command '%s' (see 'faultline space --help')", sub);

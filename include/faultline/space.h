@@ -12,7 +12,9 @@
  *
  * A segment is a memfd page cache (shmem, or hugetlbfs with 2 MiB pages)
  * filled lazily from a store: zeros for a new segment, the segment's
- * image for a saved one. It is the template of <faultline/clone.h>; an
+ * image for a saved one, or any store the caller gives (a page server's,
+ * Redis: see fl_segment_opts.store). fl_space_export() writes a version
+ * as one image, one region per segment, for the tools that take images. It is the template of <faultline/clone.h>; an
  * attachment is a MINOR-mode region of <faultline/region.h> over it, so
  * attaching costs O(segments), never O(bytes): a page enters the page
  * cache on first touch (filled atomically, then mapped with
@@ -70,7 +72,9 @@
 #define FAULTLINE_SPACE_H
 
 #include <faultline/common.h>
+#include <faultline/image.h>
 #include <faultline/region.h>
+#include <faultline/store.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -123,15 +127,25 @@ struct fl_segment_opts {
 	uint64_t length;		/* bytes, a multiple of the page size */
 	enum fl_mem_type mem;		/* FL_MEM_SHMEM (or ANON, meaning SHMEM) or FL_MEM_HUGETLB */
 	unsigned flags;			/* none yet: 0 */
+	/* NULL: the segment starts as zeros. Else its pages come from this
+	 * store on first touch: byte i of the segment is byte i of the store,
+	 * which must be at least `length` bytes long. The segment takes a
+	 * reference. Any store: an image's, a page server's
+	 * (fl_store_remote_new()), Redis (fl_store_redis_new()), a file. */
+	struct fl_store *store;
 };
 
 /*
- * Add a new segment, all zeros, to a space that is not attached. Returns
- * its index (>= 0). Errors: -EINVAL (a bad name, a base or length not
- * aligned, a range outside the user address range [64 KiB, 128 TiB), a
- * range that overlaps another segment of the space), -EEXIST (a segment of
- * that name), -EBUSY (the space is attached), memfd errors (-ENOMEM for
- * hugetlb without reserved pages happens at first touch: SIGBUS).
+ * Add a new segment to a space that is not attached: all zeros, or filled
+ * on first touch from opts->store. Returns its index (>= 0). A persistent
+ * space's next commit saves every page of a store-backed segment into its
+ * image (read from the store when nobody touched it), so later versions
+ * and fl_space_open() no longer need the store. Errors: -EINVAL (a bad
+ * name, a base or length not aligned, a range outside the user address
+ * range [64 KiB, 128 TiB), a range that overlaps another segment of the
+ * space, a store shorter than length), -EEXIST (a segment of that name),
+ * -EBUSY (the space is attached), memfd errors (-ENOMEM for hugetlb
+ * without reserved pages happens at first touch: SIGBUS).
  */
 FL_API int fl_space_segment_add(struct fl_space *space, const struct fl_segment_opts *opts);
 
@@ -261,6 +275,42 @@ FL_API int fl_space_versions(const struct fl_space *space, uint64_t *ret_version
  */
 FL_API int fl_space_fork(const struct fl_space *origin, uint64_t version, const struct fl_space_opts *opts,
 			 struct fl_space **ret_space);
+
+#define FL_SPACE_EXPORT_NO_SYNC	(1u << 0)	/* no fsync (tests, scratch files) */
+#define FL_SPACE_EXPORT_LZ4	(1u << 1)	/* compress data pages with LZ4 */
+
+struct fl_space_export_opts {
+	size_t sz;			/* sizeof(struct fl_space_export_opts) */
+	unsigned flags;			/* FL_SPACE_EXPORT_* */
+	fl_progress_fn progress;	/* optional: pages done / total */
+	void *progress_ctx;
+};
+
+/*
+ * Write `version` (0: the latest) of persistent space `space` as one
+ * self-contained image (faultline-image(5)) at `path`: no parent (the
+ * version's image chain is flattened), one region per segment in the
+ * manifest's order, each carrying the segment's name, base (the region's
+ * start), length and memory type. Every tool that reads images takes it:
+ * `faultline image info|verify`, the page server (fl_server_new()),
+ * fl_redis_push(), and fl_space_segment_add() with a store over one of
+ * its regions. What is exported is what the version holds on disk, not
+ * the segments' pages in memory (commit first). Every page read is
+ * checked against its checksum. The file is written beside `path` under a
+ * temporary name, synced and renamed to `path` without replacing
+ * anything: on error nothing is left at `path`. opts may be NULL.
+ *
+ * Errors: -EINVAL (a transient space, bad flags), -ENOENT (no such
+ * version, a segment image missing, or no directory for path), -EEXIST
+ * (something is at path),
+ * -EBADMSG (a segment image, or an image of its chain, is corrupt or
+ * incomplete), -EOPNOTSUPP (FL_SPACE_EXPORT_LZ4, or an LZ4 page, in a
+ * library built without LZ4), write errors (-ENOSPC, -EIO).
+ * Thread safety: as the other functions of a space; the space may be
+ * attached (the pages come from its images, not from memory).
+ */
+FL_API int fl_space_export(const struct fl_space *space, uint64_t version, const char *path,
+			   const struct fl_space_export_opts *opts);
 
 #ifdef __cplusplus
 }

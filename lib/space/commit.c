@@ -51,7 +51,7 @@ static int resident_pages(const struct fl__link *l, uint8_t *buf, uint64_t *map)
 		}
 		return 0;
 	}
-	if (!l->parent[0])
+	if (!l->parent[0] && !s->store)
 		return 0;	/* unfilled pages are zeros anyway */
 	for (uint64_t p = 0; p < s->npages && !ret; p++) {
 		if ((map[p / 64] >> (p % 64)) & 1)
@@ -75,7 +75,8 @@ static bool map_test(const uint64_t *map, uint64_t p)
 /*
  * Save the pages of l's segment that are in the page cache (filled or
  * written since the space was opened); the others are still the parent
- * image's (ABSENT), or zeros when there is none.
+ * image's (ABSENT), or, when there is none, the segment's store's (read
+ * from it now: the version must not depend on the store) or zeros.
  */
 static int save_segment(struct fl_space *sp, struct fl__link *l, const char *path, uint8_t *buf)
 {
@@ -124,7 +125,7 @@ static int save_segment(struct fl_space *sp, struct fl__link *l, const char *pat
 				ret = fl_image_writer_put(w, 0, p * s->psz / FL_PAGE_SIZE,
 							  (q - p) * s->psz / FL_PAGE_SIZE, buf);
 		} else if (!wo.parent) {
-			ret = fl_image_writer_put_zero(w, 0, p * s->psz / FL_PAGE_SIZE, (q - p) * s->psz / FL_PAGE_SIZE);
+			ret = fl__seg_put_unfilled(s, w, p, q - p, buf);
 		}
 		p = q;
 	}

@@ -31,6 +31,10 @@ struct fl__seg {
 	uint64_t npages;
 	struct fl_template *tpl;
 	uint64_t *filled;
+	/* The caller's store it was made over (fl_segment_opts.store), or
+	 * NULL: until a first commit saves them, its unfilled pages are that
+	 * store's, not zeros. */
+	struct fl_store *store;
 };
 
 /* A segment as one space has it: the image its unfilled pages come from
@@ -93,6 +97,11 @@ bool fl__space_name_ok(const char *name);
 /* Pages of the segment in the page cache now: filled, or cached by the
  * current attachment's region (NULL: none). */
 bool fl__seg_page_filled(const struct fl__seg *s, const struct fl_region *r, uint64_t page);
+/* Write pages [first, first + n) of the segment (its page size), which
+ * are not in its page cache, to region 0 of w as what they are without a
+ * parent image: the segment's store's bytes, or zeros. buf holds n pages. */
+int fl__seg_put_unfilled(const struct fl__seg *s, struct fl_image_writer *w, uint64_t first, uint64_t n,
+			 uint8_t *buf);
 /* Absolute path of a manifest image path: 0 or -ENAMETOOLONG. */
 int fl__space_image_path(const struct fl_space *sp, const char *image, char *out, size_t len);
 

@@ -51,6 +51,7 @@ static struct fl__seg *seg_unref(struct fl__seg *s)
 {
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
 		fl_template_free(s->tpl);
+		fl_store_unref(s->store);
 		free(s->filled);
 		free(s);
 	}
@@ -67,6 +68,27 @@ bool fl__seg_page_filled(const struct fl__seg *s, const struct fl_region *r, uin
 	if (test_bit(s->filled, page))
 		return true;
 	return r && fl__bit_test(r->cached, page);
+}
+
+int fl__seg_put_unfilled(const struct fl__seg *s, struct fl_image_writer *w, uint64_t first, uint64_t n,
+			 uint8_t *buf)
+{
+	uint64_t img_first = first * s->psz / FL_PAGE_SIZE, img_n = n * s->psz / FL_PAGE_SIZE;
+	struct fl_store_iov iov = { .offset = first * s->psz, .buf = buf, .len = n * s->psz };
+	int ret;
+
+	if (!s->store)
+		return fl_image_writer_put_zero(w, 0, img_first, img_n);
+	/* Not urgent: a commit must not hold up the faults of other users of
+	 * a remote store. */
+	ret = fl_store_read(s->store, &iov, 1);
+	if (!ret)
+		ret = iov.result;
+	if (ret)
+		return ret;
+	if (iov.flags_out & FL_STORE_OUT_ZERO)
+		return fl_image_writer_put_zero(w, 0, img_first, img_n);
+	return fl_image_writer_put(w, 0, img_first, img_n, buf);
 }
 
 /* An attachment's region goes: what it brought into the page cache stays there. */
@@ -217,9 +239,17 @@ int fl_space_segment_add(struct fl_space *sp, const struct fl_segment_opts *opts
 	ret = check_range(sp, o.name, o.base, o.length, o.mem);
 	if (ret)
 		return ret;
-	ret = seg_new(&sp->log, o.name, o.base, o.length, o.mem, NULL, &s);
+	/* A short store would fail the faults past its end with SIGBUS long
+	 * after this call: refuse it here, where the caller can be told. */
+	if (o.store && fl_store_size(o.store) < o.length) {
+		fl__log(&sp->log, FL_LOG_ERROR, "segment %s: its store (%s) holds %" PRIu64 " bytes, fewer than the "
+			"segment's %" PRIu64, o.name, fl_store_name(o.store), fl_store_size(o.store), o.length);
+		return -EINVAL;
+	}
+	ret = seg_new(&sp->log, o.name, o.base, o.length, o.mem, o.store, &s);
 	if (ret)
 		return ret;
+	s->store = o.store ? fl_store_ref(o.store) : NULL;
 	ret = add_link(sp, s, NULL);
 	seg_unref(s);
 	return ret;

@@ -338,6 +338,54 @@ int fl__rename_durable(const char *from, const char *to, bool sync_dir)
 	return 0;
 }
 
+/*
+ * rename(2) that never replaces: renameat2(RENAME_NOREPLACE) where the
+ * filesystem has it, else link(2) + unlink(2) (both refuse an existing
+ * target atomically; a plain check-then-rename would race a writer).
+ */
+int fl__rename_noreplace_durable(const char *from, const char *to, bool sync_dir)
+{
+	char dir[PATH_MAX];
+	char *slash;
+	int dfd;
+
+	if (syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE)) {
+		if (errno != EINVAL && errno != ENOSYS)
+			return -errno;
+		if (link(from, to))
+			return -errno;
+		unlink(from);
+	}
+	if (!sync_dir)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", to);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (fsync(dfd)) {
+		int r = -errno;
+		close(dfd);
+		return r;
+	}
+	close(dfd);
+	return 0;
+}
+
+/* Does anything (a dangling symlink too) exist at path? 0: no; 1: yes. */
+int fl__path_exists(const char *path)
+{
+	struct stat st;
+
+	if (!lstat(path, &st))
+		return 1;
+	return errno == ENOENT ? 0 : -errno;
+}
+
 int fl__realpath(const char *path, char *out, size_t len)
 {
 	char buf[PATH_MAX];

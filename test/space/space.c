@@ -4,17 +4,26 @@
  * lazily, attach / detach shared and private, read-only, roots, two
  * processes sharing a segment, switch under reading threads, commit while
  * writers run (compared with a shadow taken at the commit instant),
- * versions, forks, a commit killed half-way, and every bad input the
- * header lists, over shmem and hugetlb.
+ * versions, forks, a commit killed half-way, every bad input the header
+ * lists, exports (checked against the space attached at that version),
+ * and segments whose pages come from a page server or Redis (the exported
+ * image served there), over shmem and hugetlb.
  */
 #include "harness.h"
+#include "fl-config.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -799,6 +808,47 @@ static int test_opts(void *arg)
 	T_ASSERT(si.base == BASE && si.length == SEG_LEN && !strcmp(si.name, "x"));
 	T_ASSERT(fl_space_free(NULL) == NULL);
 	fl_space_free(sp);
+
+	/* A caller built before fl_segment_opts.store: whatever lies past its
+	 * sz is never read (a pointer there would crash the case). */
+	char tmp[256], dir[300], x[300];
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	sp = new_space("p", dir);
+	struct fl_segment_opts old = { .sz = offsetof(struct fl_segment_opts, store), .name = "old", .base = BASE,
+				       .length = SEG_LEN, .store = (struct fl_store *)(uintptr_t)0x10 };
+	T_ASSERT_EQ(fl_space_segment_add(sp, &old), 0);
+	T_OK(fl_space_commit(sp, NULL, NULL));
+	/* fl_space_export's options, as every sz-versioned struct. */
+	struct {
+		struct fl_space_export_opts o;
+		uint8_t tail[16];
+	} eo = { { .sz = 0 } };
+	snprintf(x, sizeof(x), "%s/x.img", tmp);
+	T_ASSERT_EQ(fl_space_export(sp, 0, x, &eo.o), -EINVAL);
+	eo.o.sz = 5000;
+	T_ASSERT_EQ(fl_space_export(sp, 0, x, &eo.o), -E2BIG);
+	eo.o.sz = sizeof(eo);
+	eo.tail[5] = 1;
+	T_ASSERT_EQ(fl_space_export(sp, 0, x, &eo.o), -E2BIG);
+	T_ASSERT(access(x, F_OK) != 0);
+	eo.tail[5] = 0;
+	eo.o.flags = FL_SPACE_EXPORT_NO_SYNC;
+	T_OK(fl_space_export(sp, 0, x, &eo.o));	/* a zero tail is fine */
+	unlink(x);
+	eo.o.sz = sizeof(size_t);	/* the oldest caller: the defaults */
+	T_OK(fl_space_export(sp, 0, x, &eo.o));
+	unlink(x);
+	T_OK(fl_space_export(sp, 0, x, NULL));
+	struct fl_image *img;
+	struct fl_image_region ir = { .sz = sizeof(ir) };
+	T_OK(fl_image_open(x, 0, &img));
+	T_OK(fl_image_region(img, 0, &ir));
+	T_ASSERT(!strcmp(ir.name, "old") && ir.start == BASE && ir.length == SEG_LEN &&
+		 fl_image_page_kind(img, 0, 17) == FL_PAGE_ZERO);
+	fl_image_close(img);
+	fl_space_free(sp);
+	t_rmtree(tmp);
 	return T_PASS;
 }
 
@@ -916,6 +966,535 @@ static int test_overlap_manifest(void *arg)
 	return T_PASS;
 }
 
+/* ---- export, and segments from any store --------------------------------- */
+
+/* The bytes fill() leaves in a buffer standing for [base, base + len). */
+static void fill_buf(uint8_t *buf, uint64_t base, uint64_t len, uint64_t tag, uint64_t stride)
+{
+	for (uint64_t a = 0; a < len; a += stride)
+		for (uint64_t k = 0; k < PAGE; k += 512)
+			*(uint64_t *)(buf + a + k) = word(tag, base + a + k);
+}
+
+static int export(struct fl_space *sp, uint64_t version, const char *path)
+{
+	struct fl_space_export_opts o = { .sz = sizeof(o), .flags = FL_SPACE_EXPORT_NO_SYNC };
+	return fl_space_export(sp, version, path, &o);
+}
+
+struct progress {
+	unsigned calls;
+	bool ordered;
+	uint64_t last_done, last_total;
+};
+
+static void on_progress(uint64_t done, uint64_t total, void *ctx)
+{
+	struct progress *p = ctx;
+
+	p->ordered = (p->calls == 0 || done > p->last_done) && done <= total &&
+		     (p->calls == 0 || p->ordered) && (p->calls == 0 || total == p->last_total);
+	p->calls++;
+	p->last_done = done;
+	p->last_total = total;
+}
+
+static unsigned dir_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	unsigned n = 0;
+
+	T_ASSERT(d, "opendir %s", dir);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Flip one bit of the first copy of `needle` (8 bytes) in file path. */
+static void corrupt_word(const char *path, uint64_t needle)
+{
+	size_t len;
+	uint8_t *b = t_read_file(path, &len);
+	size_t at = SIZE_MAX;
+
+	for (size_t i = 0; i + 8 <= len && at == SIZE_MAX; i += 8)
+		if (!memcmp(b + i, &needle, 8))
+			at = i;
+	T_ASSERT(at != SIZE_MAX, "%s holds no word %llx", path, (unsigned long long)needle);
+	b[at] ^= 0x10;
+	t_write_file(path, b, len);
+	free(b);
+}
+
+/*
+ * The exported image `path` is self-contained (no parent, nothing absent),
+ * verifies, has one region per segment with the segment's name, base,
+ * length and memory type, and holds the bytes of the space attached at
+ * `version`.
+ */
+static void check_export(struct fl_space *sp, uint64_t version, const char *path, const char *const *names,
+			 const uint64_t *bases, const uint64_t *lens, unsigned n, enum fl_mem_type mem)
+{
+	struct fl_image_info ii = { .sz = sizeof(ii) };
+	struct fl_image *img;
+	uint64_t bad = 1;
+
+	T_OK(fl_image_open(path, 0, &img));
+	T_OK(fl_image_info(img, &ii));
+	T_ASSERT(ii.chain_depth == 0 && !ii.parent_path[0] && ii.pages_absent == 0 && ii.nregions == n,
+		 "depth %u parent '%s' absent %llu regions %u", ii.chain_depth, ii.parent_path,
+		 (unsigned long long)ii.pages_absent, ii.nregions);
+	T_OK(fl_image_verify(img, &bad, NULL, NULL));
+	T_ASSERT_EQ(bad, 0);
+	T_OK(attach(sp, FL_ATTACH_RDONLY, version));
+	for (unsigned i = 0; i < n; i++) {
+		struct fl_image_region ir = { .sz = sizeof(ir) };
+		uint8_t *buf = malloc(lens[i]);
+
+		T_OK(fl_image_region(img, i, &ir));
+		T_ASSERT(!strcmp(ir.name, names[i]) && ir.start == bases[i] && ir.length == lens[i] &&
+				 ir.mem == (uint32_t)mem,
+			 "region %u: %s 0x%llx+%llu mem %u", i, ir.name, (unsigned long long)ir.start,
+			 (unsigned long long)ir.length, ir.mem);
+		T_OK(fl_image_read(img, i, 0, lens[i] / PAGE, buf, NULL));
+		T_ASSERT(!memcmp(buf, (void *)(uintptr_t)bases[i], lens[i]), "region %u differs from version %llu",
+			 i, (unsigned long long)version);
+		free(buf);
+	}
+	T_OK(fl_space_detach(sp));
+	fl_image_close(img);
+}
+
+static int test_export(void *arg)
+{
+	enum fl_mem_type mem = cfg_mem(arg);
+	static const char *const names[] = { "a", "b" };
+	const uint64_t bases[] = { BASE, BASE + (1ull << 30) }, lens[] = { SEG_LEN, SEG_LEN / 2 };
+	char tmp[256], dir[300], x1[300], x2[300], x3[300], img[400];
+	struct fl_image *ci;
+	struct fl_space *sp;
+
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	snprintf(x1, sizeof(x1), "%s/v1.img", tmp);
+	snprintf(x2, sizeof(x2), "%s/v2.img", tmp);
+	snprintf(x3, sizeof(x3), "%s/v3.img", tmp);
+	sp = new_space("e", dir);
+	T_ASSERT_EQ(export(sp, 0, x1), -ENOENT);	/* no version yet */
+	T_OK(add_seg(sp, "a", bases[0], lens[0], mem));
+	T_OK(add_seg(sp, "b", bases[1], lens[1], mem));
+	T_OK(attach(sp, 0, 0));
+	fill(bases[0], lens[0], 1, 2 * PAGE);
+	fill(bases[1], lens[1], 2, 3 * PAGE);
+	T_OK(fl_space_commit(sp, NULL, NULL));
+	/* Reopened, so that version 2 saves only what it writes: most of a's
+	 * pages stay in a.v1.img, the parent of a.v2.img. */
+	fl_space_free(sp);
+	sp = open_space(dir);
+	T_OK(attach(sp, 0, 0));
+	fill(bases[0], lens[0] / 2, 3, 5 * PAGE);
+	T_OK(fl_space_commit(sp, NULL, NULL));
+	/* Written after the last commit: not in any version, not exported. */
+	fill(bases[0], lens[0], 4, 7 * PAGE);
+	T_OK(fl_space_detach(sp));
+
+	/* The progress callback counts every page of every segment, in order. */
+	struct progress pr = { 0 };
+	struct fl_space_export_opts po = { .sz = sizeof(po), .flags = FL_SPACE_EXPORT_NO_SYNC, .progress = on_progress,
+					   .progress_ctx = &pr };
+	T_OK(fl_space_export(sp, 0, x2, &po));
+	T_ASSERT(pr.calls > 1 && pr.ordered && pr.last_done == (lens[0] + lens[1]) / PAGE &&
+			 pr.last_total == pr.last_done,
+		 "progress: %u calls, ordered %d, last %llu / %llu", pr.calls, pr.ordered,
+		 (unsigned long long)pr.last_done, (unsigned long long)pr.last_total);
+	T_OK(export(sp, 1, x1));
+	check_export(sp, 2, x2, names, bases, lens, 2, mem);
+	check_export(sp, 1, x1, names, bases, lens, 2, mem);
+	/* A persistent fork's first version is the origin's images, named by
+	 * absolute path: its export is version 1's, byte for byte. */
+	{
+		struct fl_space_opts fo = { .sz = sizeof(fo), .name = "f", .flags = FL_SPACE_NO_SYNC, .log = t_log_cb };
+		char fdir[300], xf[300];
+		struct fl_image *a, *b;
+		struct fl_space *f;
+
+		snprintf(fdir, sizeof(fdir), "%s/fork", tmp);
+		snprintf(xf, sizeof(xf), "%s/fork.img", tmp);
+		fo.dir = fdir;
+		T_OK(fl_space_fork(sp, 1, &fo, &f));
+		T_OK(export(f, 0, xf));
+		fl_space_free(f);
+		T_OK(fl_image_open(x1, 0, &a));
+		T_OK(fl_image_open(xf, 0, &b));
+		for (unsigned i = 0; i < 2; i++) {
+			uint8_t *ba = malloc(lens[i]), *bb = malloc(lens[i]);
+			T_OK(fl_image_read(a, i, 0, lens[i] / PAGE, ba, NULL));
+			T_OK(fl_image_read(b, i, 0, lens[i] / PAGE, bb, NULL));
+			T_ASSERT(!memcmp(ba, bb, lens[i]), "the fork's export differs in region %u", i);
+			free(ba);
+			free(bb);
+		}
+		fl_image_close(a);
+		fl_image_close(b);
+		unlink(xf);
+		t_rmtree(fdir);
+	}
+	/* LZ4: the same bytes, smaller (a build without LZ4 refuses it). */
+	snprintf(img, sizeof(img), "%s/v2-lz4.img", tmp);
+	po = (struct fl_space_export_opts){ .sz = sizeof(po), .flags = FL_SPACE_EXPORT_NO_SYNC | FL_SPACE_EXPORT_LZ4 };
+	if (FL_HAVE_LZ4) {
+		struct stat a, b;
+		T_OK(fl_space_export(sp, 2, img, &po));
+		check_export(sp, 2, img, names, bases, lens, 2, mem);
+		T_ASSERT(!stat(img, &a) && !stat(x2, &b) && a.st_size < b.st_size, "LZ4 export %lld bytes, plain %lld",
+			 (long long)a.st_size, (long long)b.st_size);
+		unlink(img);
+	} else {
+		T_ASSERT_EQ(fl_space_export(sp, 2, img, &po), -EOPNOTSUPP);
+		T_ASSERT(access(img, F_OK) != 0);
+	}
+	{
+		/* The two exports differ where version 2 wrote. */
+		size_t l1, l2;
+		uint8_t *b1 = t_read_file(x1, &l1), *b2 = t_read_file(x2, &l2);
+		uint64_t w3 = word(3, bases[0]), w4 = word(4, bases[0] + 7 * PAGE);
+		bool in1 = false, in2 = false, in_any4 = false;
+		for (size_t i = 0; i + 8 <= l1; i += 8)
+			in1 |= !memcmp(b1 + i, &w3, 8);
+		for (size_t i = 0; i + 8 <= l2; i += 8) {
+			in2 |= !memcmp(b2 + i, &w3, 8);
+			in_any4 |= !memcmp(b2 + i, &w4, 8);
+		}
+		T_ASSERT(!in1 && in2 && !in_any4, "v1 has v2's word: %d, v2 has it: %d, uncommitted word: %d", in1, in2,
+			 in_any4);
+		free(b1);
+		free(b2);
+	}
+	/* Refusals: nothing written, nothing replaced, no temporary left. */
+	unsigned entries = dir_entries(tmp);
+	size_t l2;
+	uint8_t *before = t_read_file(x2, &l2);
+	T_ASSERT_EQ(export(sp, 3, x3), -ENOENT);
+	T_ASSERT_EQ(export(sp, 1, x2), -EEXIST);
+	size_t l2b;
+	uint8_t *after = t_read_file(x2, &l2b);
+	T_ASSERT(l2 == l2b && !memcmp(before, after, l2), "an -EEXIST export changed the file");
+	free(before);
+	free(after);
+	T_ASSERT_EQ(fl_space_export(sp, 0, x3, &(struct fl_space_export_opts){ .sz = sizeof(struct fl_space_export_opts),
+										 .flags = 1u << 7 }),
+		    -EINVAL);
+	T_ASSERT_EQ(fl_space_export(sp, 0, NULL, NULL), -EINVAL);
+	snprintf(img, sizeof(img), "%s/no-such-dir/x.img", tmp);
+	T_ASSERT_EQ(export(sp, 0, img), -ENOENT);
+	{
+		struct fl_space *tr = new_space("t", NULL);
+		T_ASSERT_EQ(export(tr, 0, x3), -EINVAL);
+		fl_space_free(tr);
+	}
+	T_ASSERT_EQ(dir_entries(tmp), entries);
+
+	/* A page of version 1 that version 2 inherits (the last one: version
+	 * 2 touched the first half, and the engine prefetched a little past
+	 * it), corrupted on disk: both exports fail, and leave nothing. */
+	snprintf(img, sizeof(img), "%s/a.v2.img", dir);
+	T_OK(fl_image_open(img, 0, &ci));
+	T_ASSERT_EQ(fl_image_parent(ci) != NULL, 1);
+	size_t last = lens[0] / PAGE - 2;
+	T_ASSERT_EQ(fl_image_page_kind(ci, 0, last), FL_PAGE_DATA);
+	ci = fl_image_close(ci);
+	snprintf(img, sizeof(img), "%s/a.v1.img", dir);
+	corrupt_word(img, word(1, bases[0] + last * PAGE));
+	T_ASSERT_EQ(export(sp, 2, x3), -EBADMSG);
+	T_ASSERT_EQ(export(sp, 1, x3), -EBADMSG);
+	T_ASSERT_EQ(dir_entries(tmp), entries);
+	/* A segment image cut short after the space was opened. */
+	snprintf(img, sizeof(img), "%s/b.v1.img", dir);
+	T_ASSERT(truncate(img, 4096) == 0);
+	T_ASSERT_EQ(export(sp, 1, x3), -EBADMSG);
+	unlink(img);
+	T_ASSERT_EQ(export(sp, 1, x3), -ENOENT);
+	T_ASSERT_EQ(dir_entries(tmp), entries);
+	T_ASSERT(access(x3, F_OK) != 0);
+	fl_space_free(sp);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
+/* ---- stores: a page server in a thread, redis-server in a process ---------- */
+
+enum store_kind { STORE_SERVER, STORE_REDIS };
+
+struct scfg {
+	enum fl_mem_type mem;
+	enum store_kind kind;
+};
+static const struct scfg srv_shmem = { FL_MEM_SHMEM, STORE_SERVER }, srv_huge = { FL_MEM_HUGETLB, STORE_SERVER },
+			 redis_shmem = { FL_MEM_SHMEM, STORE_REDIS }, redis_huge = { FL_MEM_HUGETLB, STORE_REDIS };
+
+struct store_src {
+	enum store_kind kind;
+	struct fl_image *img;
+	struct fl_server *srv;
+	pthread_t tid;
+	int run_result;
+	char addr[64];
+	pid_t redis;
+	char url[128];
+};
+
+static void *server_main(void *arg)
+{
+	struct store_src *s = arg;
+	s->run_result = fl_server_run(s->srv);
+	return NULL;
+}
+
+/* Does a Redis server answer PING on 127.0.0.1:port? */
+static bool redis_ping(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { .tv_sec = 1 };
+	char reply[16] = { 0 };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = false;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (!connect(fd, (struct sockaddr *)&a, sizeof(a)) && write(fd, "PING\r\n", 6) == 6)
+		ok = read(fd, reply, sizeof(reply) - 1) >= 5 && !strncmp(reply, "+PONG", 5);
+	close(fd);
+	return ok;
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	T_ASSERT(fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+		 !getsockname(fd, (struct sockaddr *)&a, &al));
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/*
+ * redis-server on a free loopback port, no persistence, in dir. Started
+ * with posix_spawn (no copy of this process's uffd ranges) in the case's
+ * process group: the harness's kill of the group stops it whatever
+ * happens to the case.
+ */
+static void redis_start(struct store_src *s, const char *dir)
+{
+	extern char **environ;
+
+	for (int attempt = 0; attempt < 5; attempt++) {
+		char port[16], log[400];
+		int p = free_port(), r;
+		const char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+				       "--appendonly", "no", "--dir", dir, "--protected-mode", "no",
+				       "--daemonize", "no", NULL };
+		posix_spawn_file_actions_t fa;
+
+		snprintf(port, sizeof(port), "%d", p);
+		snprintf(log, sizeof(log), "%s/redis.log", dir);
+		posix_spawn_file_actions_init(&fa);
+		posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		posix_spawn_file_actions_adddup2(&fa, 1, 2);
+		r = posix_spawnp(&s->redis, "redis-server", &fa, NULL, (char *const *)argv, environ);
+		posix_spawn_file_actions_destroy(&fa);
+		if (r == ENOENT)
+			t_skip_resource("redis-server not installed (Debian: apt-get install redis-server)");
+		T_ASSERT(r == 0, "posix_spawnp redis-server: %s", strerror(r));
+		uint64_t end = t_deadline_ms(15000);
+		while (t_now_ns() < end) {
+			if (waitpid(s->redis, NULL, WNOHANG) == s->redis)
+				break;	/* exited: the port was taken meanwhile */
+			if (redis_ping(p)) {
+				snprintf(s->url, sizeof(s->url), "redis://127.0.0.1:%d/space-test", p);
+				return;
+			}
+			t_sleep_ms(20);
+		}
+		kill(s->redis, SIGKILL);
+		waitpid(s->redis, NULL, 0);
+		s->redis = 0;
+	}
+	t_fail_at(__FILE__, __LINE__, "redis-server starts", "see %s/redis.log", dir);
+}
+
+/* Put image `path` where stores of kind s->kind read it. */
+static void store_src_start(struct store_src *s, enum store_kind kind, const char *path, const char *dir)
+{
+	memset(s, 0, sizeof(*s));
+	s->kind = kind;
+	T_OK(fl_image_open(path, 0, &s->img));
+	if (kind == STORE_SERVER) {
+		struct fl_server_opts so = { .sz = sizeof(so), .listen = "127.0.0.1:0", .log = t_log_cb };
+		T_OK(fl_server_new(s->img, &so, &s->srv));
+		snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%d", fl_server_port(s->srv));
+		T_ASSERT(pthread_create(&s->tid, NULL, server_main, s) == 0);
+		return;
+	}
+	if (!FL_HAVE_REDIS) {
+		struct fl_redis_opts ro = { .sz = sizeof(ro), .url = "redis://127.0.0.1:1/x" };
+		T_ASSERT_EQ(fl_redis_push(s->img, &ro, NULL, NULL), -EOPNOTSUPP);
+		t_skip("built without Redis (-Dredis=disabled)");
+	}
+	redis_start(s, dir);
+	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = s->url, .log = t_log_cb };
+	T_OK(fl_redis_push(s->img, &ro, NULL, NULL));
+}
+
+static struct fl_store *store_src_store(struct store_src *s, unsigned region)
+{
+	struct fl_store *st;
+
+	if (s->kind == STORE_SERVER) {
+		struct fl_remote_opts ro = { .sz = sizeof(ro), .addr = s->addr, .region = region, .log = t_log_cb,
+					     .timeout_ms = t_scaled_ms(5000) };
+		T_OK(fl_store_remote_new(&ro, &st));
+	} else {
+		struct fl_redis_opts ro = { .sz = sizeof(ro), .url = s->url, .region = region, .log = t_log_cb,
+					    .timeout_ms = t_scaled_ms(5000) };
+		T_OK(fl_store_redis_new(&ro, &st));
+	}
+	return st;
+}
+
+static void store_src_stop(struct store_src *s)
+{
+	if (s->srv) {
+		T_OK(fl_server_stop(s->srv));
+		pthread_join(s->tid, NULL);
+		T_ASSERT_EQ(s->run_result, 0);
+		s->srv = fl_server_free(s->srv);
+	}
+	if (s->redis > 0) {
+		kill(s->redis, SIGKILL);
+		waitpid(s->redis, NULL, 0);
+		s->redis = 0;
+	}
+	s->img = fl_image_close(s->img);
+}
+
+/*
+ * Round trip through a store: a space's version exported, the image put
+ * on a page server or in Redis, a new space whose segments come from
+ * there (read lazily, byte-checked), partly written, committed, and
+ * reopened with the store gone: every byte still right, the pages nobody
+ * touched before the commit included (the commit read them from the
+ * store), also in a third space the segment was shared into.
+ */
+static int test_store(void *arg)
+{
+	const struct scfg *c = arg;
+	struct mcfg m = { c->mem };
+	enum fl_mem_type mem = cfg_mem(&m);
+	const uint64_t bases[] = { BASE, BASE + (1ull << 30) }, lens[] = { SEG_LEN, SEG_LEN / 2 };
+	uint64_t psz = mem == FL_MEM_HUGETLB ? (2ull << 20) : PAGE;
+	char tmp[256], adir[300], bdir[300], cdir[300], x[300];
+	struct fl_space *sp;
+	struct store_src src;
+	struct fl_store *st[2];
+	uint8_t *expect[2];
+
+	signal(SIGPIPE, SIG_IGN);
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(adir, sizeof(adir), "%s/a", tmp);
+	snprintf(bdir, sizeof(bdir), "%s/b", tmp);
+	snprintf(cdir, sizeof(cdir), "%s/c", tmp);
+	snprintf(x, sizeof(x), "%s/a.img", tmp);
+	/* The origin: a space's version, exported. */
+	sp = new_space("origin", adir);
+	for (unsigned i = 0; i < 2; i++) {
+		T_OK(add_seg(sp, i ? "b" : "a", bases[i], lens[i], mem));
+		expect[i] = calloc(1, lens[i]);
+	}
+	T_OK(attach(sp, 0, 0));
+	fill(bases[0], lens[0], 1, 2 * PAGE);
+	fill_buf(expect[0], bases[0], lens[0], 1, 2 * PAGE);
+	fill(bases[1], lens[1], 2, 3 * PAGE);
+	fill_buf(expect[1], bases[1], lens[1], 2, 3 * PAGE);
+	T_OK(fl_space_commit(sp, NULL, NULL));
+	T_OK(fl_space_detach(sp));
+	T_OK(export(sp, 0, x));
+	fl_space_free(sp);
+
+	store_src_start(&src, c->kind, x, tmp);
+	for (unsigned i = 0; i < 2; i++)
+		st[i] = store_src_store(&src, i);
+	sp = new_space("copy", bdir);
+	/* A store shorter than the segment is refused. */
+	struct fl_segment_opts so = { .sz = sizeof(so), .name = "a", .base = bases[0], .length = 2 * lens[0],
+				      .mem = mem, .store = st[0] };
+	T_ASSERT_EQ(fl_space_segment_add(sp, &so), -EINVAL);
+	for (unsigned i = 0; i < 2; i++) {
+		so.name = i ? "b" : "a";
+		so.base = bases[i];
+		so.length = lens[i];
+		so.store = st[i];
+		T_ASSERT_EQ(fl_space_segment_add(sp, &so), (int)i);
+	}
+	/* The segment holds its own reference to b's store (a's is kept for
+	 * the failure drill below). */
+	st[1] = fl_store_unref(st[1]);
+	/* b shared into a third space: its commit reads b from the store too. */
+	struct fl_space *third = new_space("third", cdir);
+	T_ASSERT_EQ(fl_space_segment_share(third, sp, "b"), 0);
+	T_OK(attach(sp, 0, 0));
+	T_ASSERT_EQ(cached_pages(sp, 0) + cached_pages(sp, 1), 0);
+	/* Lazily: one read brings one page (of the memory's size) in. */
+	T_ASSERT(*(volatile uint64_t *)(uintptr_t)(bases[0] + 2 * PAGE) == word(1, bases[0] + 2 * PAGE));
+	T_ASSERT_EQ(cached_pages(sp, 0), 1);
+	/* The first half of a, read and checked, then partly written. */
+	T_ASSERT(!memcmp((void *)(uintptr_t)bases[0], expect[0], lens[0] / 2), "a's first half differs");
+	fill(bases[0], lens[0] / 2, 5, 7 * PAGE);
+	fill_buf(expect[0], bases[0], lens[0] / 2, 5, 7 * PAGE);
+	/* The engine may prefetch a little past what was read, never all. */
+	uint64_t cached = cached_pages(sp, 0);
+	T_ASSERT(cached >= lens[0] / 2 / psz && cached < lens[0] / psz, "%llu pages of a cached",
+		 (unsigned long long)cached);
+	T_ASSERT_EQ(cached_pages(sp, 1), 0);
+	T_OK(fl_space_detach(sp));
+	/* a's second half and all of b were never touched: the commit reads
+	 * them from the store. One that cannot fails, saving nothing, rather
+	 * than save zeros. */
+	const uint64_t fail[2] = { lens[0] - PAGE, PAGE }, nofail[2] = { 0, 0 };
+	T_OK(fl_store_ctl(st[0], FL_STORE_CTL_FAIL_AT, (void *)fail));
+	T_ASSERT_EQ(fl_space_commit(sp, NULL, NULL), -EIO);
+	T_ASSERT_EQ(fl_space_versions(sp, NULL, 0), 0);
+	T_ASSERT_EQ(dir_entries(bdir), 1);	/* the manifest alone */
+	T_OK(fl_store_ctl(st[0], FL_STORE_CTL_FAIL_AT, (void *)nofail));
+	st[0] = fl_store_unref(st[0]);
+	T_OK(fl_space_commit(sp, NULL, NULL));
+	fl_space_free(sp);
+	T_OK(fl_space_commit(third, NULL, NULL));
+	fl_space_free(third);
+	store_src_stop(&src);
+
+	third = open_space(cdir);
+	T_OK(attach(third, FL_ATTACH_RDONLY, 0));
+	T_ASSERT(!memcmp((void *)(uintptr_t)bases[1], expect[1], lens[1]), "the shared segment differs");
+	T_OK(fl_space_detach(third));
+	fl_space_free(third);
+
+	sp = open_space(bdir);
+	T_OK(attach(sp, FL_ATTACH_RDONLY, 0));
+	for (unsigned i = 0; i < 2; i++)
+		T_ASSERT(!memcmp((void *)(uintptr_t)bases[i], expect[i], lens[i]), "segment %u differs after reopening", i);
+	T_OK(fl_space_detach(sp));
+	fl_space_free(sp);
+	free(expect[0]);
+	free(expect[1]);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
 	{ "basic-shmem", test_basic, (void *)&shmem_cfg, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "basic-hugetlb", test_basic, (void *)&huge_cfg, 60, T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
@@ -951,6 +1530,14 @@ static const struct t_case cases[] = {
 	{ "bad-segments", test_bad_segments, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "bad-files", test_bad_files, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "overlap-manifest", test_overlap_manifest, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "export-shmem", test_export, (void *)&shmem_cfg, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "export-hugetlb", test_export, (void *)&huge_cfg, 60, T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
+	{ "store-server-shmem", test_store, (void *)&srv_shmem, 120, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "store-server-hugetlb", test_store, (void *)&srv_huge, 120,
+	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
+	{ "store-redis-shmem", test_store, (void *)&redis_shmem, 120, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "store-redis-hugetlb", test_store, (void *)&redis_huge, 120,
+	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 };
 
 int main(int argc, char **argv)
