@@ -475,9 +475,13 @@ static int reopen_sources(struct fl_client *c, int sock)
 		r = space_open_on(c, sock, sp);
 		/* The segments are mapped where they were: a space whose
 		 * segments moved since cannot be resumed. */
-		if (!r && (was.nsegments != sp->desc.nsegments ||
-			   memcmp(was.segments, sp->desc.segments, was.nsegments * sizeof(was.segments[0]))))
+		if (!r && was.nsegments != sp->desc.nsegments)
 			r = -ESTALE;
+		for (unsigned k = 0; !r && k < was.nsegments; k++)
+			if (was.segments[k].base != sp->desc.segments[k].base ||
+			    was.segments[k].length != sp->desc.segments[k].length ||
+			    was.segments[k].mem != sp->desc.segments[k].mem)
+				r = -ESTALE;
 		if (r)
 			sp->desc = was;
 	}
@@ -1091,6 +1095,7 @@ int fl_client_space_detach(struct fl_client *c, const char *name)
 {
 	struct cl_space *sp;
 	unsigned idx, kept = 0;
+	bool failed;
 
 	if (!c || !name)
 		return -EINVAL;
@@ -1100,11 +1105,17 @@ int fl_client_space_detach(struct fl_client *c, const char *name)
 		pthread_mutex_unlock(&c->mu);
 		return -ENOENT;
 	}
+	/* A guard that failed closed means no daemon will ever read an
+	 * UNMAP event, which munmap would wait for. */
+	failed = c->guard && fl_guard_state(c->guard) == FL_GUARD_FAILED;
 	for (unsigned i = 0; i < c->nranges; i++) {
 		struct cl_range *r = &c->ranges[i];
 		if (r->source > sp->first_source && r->source <= sp->first_source + sp->nsegs) {
-			/* Registered: the daemon reads the UNMAP event and
-			 * forgets the range (munmap waits for that). */
+			/* Registered, the daemon reads the UNMAP event and
+			 * forgets the range (munmap waits for that: during a
+			 * restart, for the next daemon). */
+			if (failed && r->registered)
+				fl_uffd_unregister(c->uffd, (void *)(uintptr_t)r->addr, r->len);
 			fl__munmap((void *)(uintptr_t)r->addr, r->len);
 			continue;
 		}

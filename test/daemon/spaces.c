@@ -726,10 +726,11 @@ static int killed_client(struct s_env *s, struct kill_board *b, int i, bool rest
 		free(img);
 	}
 	atomic_fetch_add(&b->done, 1);
-	if (fl_client_guard_state(c) != FL_GUARD_FAILED) {
-		T_OK(fl_client_space_detach(c, "sp"));
-		fl_client_detach(c);
-	}
+	/* Also after failing closed: the detach does not wait for a daemon. */
+	T_OK(fl_client_space_detach(c, "sp"));
+	T_ASSERT(nothing_mapped());
+	if (fl_client_guard_state(c) != FL_GUARD_FAILED)
+		T_OK(fl_client_detach(c));
 	fl_client_free(c);
 	return T_PASS;
 }
