@@ -522,7 +522,9 @@ static int test_perms(void *arg)
 {
 	const struct scase *sc = arg;
 	const char *allow[] = { "--allow-uid", "0", "--allow-uid", "65534", NULL };
-	char dir[600], run[200];
+	char dir[600], run[200], man[700];
+	uint8_t *before, *after;
+	size_t before_len, after_len;
 	struct s_env s;
 
 	if (geteuid() != 0)
@@ -533,6 +535,8 @@ static int test_perms(void *arg)
 	/* Reachable by uid 65534: the scratch directory is mkdtemp's 0700. */
 	T_ASSERT(chmod(s.e.dir, 0755) == 0);
 	s_start(&s, allow);
+	snprintf(man, sizeof(man), "%s/manifest", dir);
+	before = t_read_file(man, &before_len);
 	T_ASSERT(chown(dir, 0, 0) == 0 && chmod(dir, 0644) == 0);
 	as_nobody(&s, P_RO_OK | P_RW_EACCES | P_COMMIT_EACCES,
 		  "space sp: uid 65534 may not attach read-write (owner 0, mode 0644)");
@@ -541,6 +545,11 @@ static int test_perms(void *arg)
 	/* The group's bits for the group. */
 	T_ASSERT(chown(dir, 0, T_NOBODY) == 0 && chmod(dir, 0640) == 0);
 	as_nobody(&s, P_RO_OK | P_RW_EACCES | P_COMMIT_EACCES, "(owner 0, mode 0640)");
+	/* Refused: nothing on disk changed. */
+	after = t_read_file(man, &after_len);
+	T_ASSERT(before_len == after_len && !memcmp(before, after, before_len), "a refused commit wrote the manifest");
+	free(before);
+	free(after);
 	/* The owner's bits for the owner: mode 0700 owned by 65534. */
 	T_ASSERT(chown(dir, T_NOBODY, T_NOBODY) == 0 && chmod(dir, 0700) == 0);
 	as_nobody(&s, P_RW_OK, NULL);
@@ -726,6 +735,20 @@ static int killed_client(struct s_env *s, struct kill_board *b, int i, bool rest
 		free(img);
 	}
 	atomic_fetch_add(&b->done, 1);
+	if (restart) {
+		/* Resumed on one page cache, not one each: a write now is
+		 * seen by the other process. */
+		volatile uint8_t *mine = seg_addr(1) + (size_t)i * SEG_LEN / 2 + 100;
+		volatile uint8_t *theirs = seg_addr(1) + (size_t)(1 - i) * SEG_LEN / 2 + 100;
+		end = t_deadline_ms(30000);
+		while (atomic_load(&b->done) < 2)
+			T_ASSERT(t_now_ns() < end, "the other process did not finish reading");
+		*mine = (uint8_t)(0xC0 + i);
+		end = t_deadline_ms(30000);
+		while (*theirs != 0xC0 + (1 - i))
+			T_ASSERT(t_now_ns() < end, "process %d: the other's write after the restart is not seen: 0x%02x",
+				 i, *theirs);
+	}
 	/* Also after failing closed: the detach does not wait for a daemon. */
 	T_OK(fl_client_space_detach(c, "sp"));
 	T_ASSERT(nothing_mapped());
