@@ -606,6 +606,16 @@ static int test_bad(void *arg)
 	o.flags = 1u << 7;
 	o.version = 0;
 	T_ASSERT_EQ(fl_client_space_attach(c, "sp", &o), -EINVAL);
+	/* Options versioned by sz, as everywhere in the library. */
+	{
+		struct {
+			struct fl_client_space_opts o;
+			uint64_t newer;
+		} big = { .o = { .sz = sizeof(big) }, .newer = 1 };
+		struct fl_client_space_opts none = { 0 };
+		T_ASSERT_EQ(fl_client_space_attach(c, "sp", &big.o), -E2BIG);
+		T_ASSERT_EQ(fl_client_space_attach(c, "sp", &none), -EINVAL);
+	}
 	T_ASSERT(nothing_mapped());
 	/* The second segment's range is in use: the first, mapped by this
 	 * call already, goes again. */
