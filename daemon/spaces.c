@@ -227,7 +227,13 @@ int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 	bool reader;
 	int r, n;
 
-	if (s->kind != FLD_CLIENT || fl__mgr_space_open_decode(p, h->length, &m))
+	if (s->kind != FLD_CLIENT)
+		return -EBADMSG;
+	r = fl__mgr_space_open_decode(p, h->length, &m);
+	if (r == -EINVAL)
+		return fld_reply_error(s, h->seq, EINVAL, "not a space name ([A-Za-z0-9._-], 1 to %u bytes)",
+				       FL_MGR_MAX_SPACE_NAME);
+	if (r)
 		return -EBADMSG;
 	reader = m.flags & (FL_MGR_SPACE_RDONLY | FL_MGR_SPACE_PRIVATE);
 	if (session_space(s, m.name))
@@ -278,9 +284,9 @@ int fld_space_close(struct fld *d, struct fld_session *s, const struct fl__mgr_h
 	struct fld_session_space *ss;
 
 	(void)d;
-	if (s->kind != FLD_CLIENT || fl__mgr_space_name_decode(p, h->length, name))
+	if (s->kind != FLD_CLIENT || fl__mgr_space_name_decode(p, h->length, name) == -EBADMSG)
 		return -EBADMSG;
-	ss = session_space(s, name);
+	ss = fl__mgr_space_name_ok(name) ? session_space(s, name) : NULL;
 	if (!ss)
 		return fld_reply_error(s, h->seq, ENOENT, "space %s is not attached in this client", name);
 	/* The sources stay until the session ends: the client unmapped the
@@ -298,9 +304,9 @@ int fld_space_commit(struct fld *d, struct fld_session *s, const struct fl__mgr_
 	uint8_t out[8];
 	int r;
 
-	if (s->kind != FLD_CLIENT || fl__mgr_space_name_decode(p, h->length, name))
+	if (s->kind != FLD_CLIENT || fl__mgr_space_name_decode(p, h->length, name) == -EBADMSG)
 		return -EBADMSG;
-	ss = session_space(s, name);
+	ss = fl__mgr_space_name_ok(name) ? session_space(s, name) : NULL;
 	if (!ss)
 		return fld_reply_error(s, h->seq, ENOENT, "space %s is not attached in this client", name);
 	/* Checked again: the directory's mode may have changed since. */

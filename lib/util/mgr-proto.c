@@ -349,14 +349,15 @@ bool fl__mgr_space_name_ok(const char *name)
 	return true;
 }
 
-/* A name of n bytes at p (no NUL inside) into ret (n + 1 bytes). */
+/* A name of n bytes at p (no NUL inside) into ret (n + 1 bytes);
+ * -EINVAL: well formed, but not a space name. */
 static int take_name(const uint8_t *p, size_t n, char *ret)
 {
 	if (!n || n > FL_MGR_MAX_SPACE_NAME || memchr(p, 0, n))
 		return -EBADMSG;
 	memcpy(ret, p, n);
 	ret[n] = 0;
-	return fl__mgr_space_name_ok(ret) ? 0 : -EBADMSG;
+	return fl__mgr_space_name_ok(ret) ? 0 : -EINVAL;
 }
 
 int fl__mgr_space_open_encode(uint8_t *out, const struct fl__mgr_space_open *m)
@@ -433,7 +434,12 @@ int fl__mgr_space_decode(const uint8_t *p, size_t len, struct fl__mgr_space *ret
 			return -EBADMSG;
 	}
 	for (uint32_t i = 0; i < ret->nroots; i++, q += 56) {
-		if (q[FL_MGR_MAX_SPACE_NAME] || take_name(q, strnlen((const char *)q, 48), ret->roots[i].name))
+		/* After the name, only NUL padding. */
+		size_t n = strnlen((const char *)q, 48);
+		for (size_t k = n; k < 48; k++)
+			if (q[k])
+				return -EBADMSG;
+		if (take_name(q, n, ret->roots[i].name))
 			return -EBADMSG;
 		ret->roots[i].value = ld64(q + 48);
 	}

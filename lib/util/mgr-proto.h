@@ -224,6 +224,9 @@ int fl__mgr_error_encode(uint8_t *out, int err, const char *msg);
 /* msg: FL_MGR_MAX_ERRMSG + 1 bytes; ret_err > 0. */
 int fl__mgr_error_decode(const uint8_t *p, size_t len, int *ret_err, char *msg);
 
+/* The name-carrying decoders (SPACE_OPEN, SPACE_CLOSE, SPACE_COMMIT) say
+ * -EINVAL for a well-formed message whose name is not a space name: the
+ * daemon refuses that request, and the session goes on. */
 int fl__mgr_space_open_encode(uint8_t *out, const struct fl__mgr_space_open *m);
 int fl__mgr_space_open_decode(const uint8_t *p, size_t len, struct fl__mgr_space_open *ret);
 int fl__mgr_space_encode(uint8_t *out, const struct fl__mgr_space *m);

@@ -650,6 +650,53 @@ static int test_bad(void *arg)
 	return T_PASS;
 }
 
+/* A raw SPACE_OPEN of `name` on session s: the reply's type and errno. */
+static int raw_space_open(int s, const char *name, uint32_t seq, int *ret_err)
+{
+	uint8_t m[FL_MGR_HDR_SIZE + 16 + 64];
+	size_t n = strlen(name);
+	struct iovec iov = { m, FL_MGR_HDR_SIZE + 16 + n };
+	size_t sent = 0;
+
+	memset(m, 0, sizeof(m));
+	fl__mgr_hdr_encode(m, FL_MGR_SPACE_OPEN, (uint32_t)(16 + n), seq);
+	m[FL_MGR_HDR_SIZE + 12] = (uint8_t)n;
+	memcpy(m + FL_MGR_HDR_SIZE + 16, name, n);
+	T_ASSERT(fl__send_fd(s, &iov, 1, -1, &sent) == 0 && sent == iov.iov_len);
+	return d_raw_reply(s, ret_err, 5000);
+}
+
+/* A peer that does not use the library: a hostile name is refused with
+ * EINVAL and the session goes on. */
+static int test_raw_names(void *arg)
+{
+	const struct scase *sc = arg;
+	struct fl__mgr_hello h = { .role = FL_MGR_ROLE_CLIENT };
+	uint8_t p[FL_MGR_HDR_SIZE + 16];
+	struct iovec iov = { p, sizeof(p) };
+	struct s_env s;
+	size_t sent = 0;
+	int sock, err = 0;
+
+	s_init(&s, sc->mem);
+	s_start(&s, NULL);
+	sock = d_raw_connect(&s.e);
+	fl__mgr_hdr_encode(p, FL_MGR_HELLO, 16, 1);
+	fl__mgr_hello_encode(p + FL_MGR_HDR_SIZE, &h);
+	T_ASSERT(fl__send_fd(sock, &iov, 1, -1, &sent) == 0);
+	T_ASSERT_EQ(d_raw_reply(sock, &err, 5000), FL_MGR_WELCOME);
+	T_ASSERT_EQ(raw_space_open(sock, "../x", 2, &err), FL_MGR_ERROR);
+	T_ASSERT_EQ(err, EINVAL);
+	T_ASSERT_EQ(raw_space_open(sock, "a/b", 3, &err), FL_MGR_ERROR);
+	T_ASSERT_EQ(err, EINVAL);
+	T_ASSERT_EQ(raw_space_open(sock, "nope", 4, &err), FL_MGR_ERROR);
+	T_ASSERT_EQ(err, ENOENT);
+	T_ASSERT_EQ(raw_space_open(sock, "sp", 5, &err), FL_MGR_SPACE);
+	close(sock);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 /* ---- commit: through the daemon, read back in process ----------------------- */
 
 static int reopen_child(void *arg)
@@ -869,6 +916,7 @@ static const struct t_case cases[] = {
 	{ "perms-hugetlb", test_perms, (void *)&huge, 60, HUGE },
 	{ "bad-shmem", test_bad, (void *)&shm, 60, SHM },
 	{ "bad-hugetlb", test_bad, (void *)&huge, 60, HUGE },
+	{ "raw-names-shmem", test_raw_names, (void *)&shm, 60, SHM },
 	{ "commit-shmem", test_commit, (void *)&shm, 60, SHM },
 	{ "commit-hugetlb", test_commit, (void *)&huge, 60, HUGE },
 	{ "kill9-restart-shmem", test_kill_restart, (void *)&shm, 120, SHM },

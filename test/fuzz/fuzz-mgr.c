@@ -296,6 +296,7 @@ static void typed_decoder(const struct fl__mgr_hdr *h, const uint8_t *p, size_t 
 		break;
 	case FL_MGR_SPACE_OPEN:
 		r = fl__mgr_space_open_decode(p, len, &u.space_open);
+		r = r == -EINVAL ? 0 : r;	/* a well-formed bad name */
 		break;
 	case FL_MGR_SPACE:
 		r = fl__mgr_space_decode(p, len, &space);
@@ -303,6 +304,7 @@ static void typed_decoder(const struct fl__mgr_hdr *h, const uint8_t *p, size_t 
 	case FL_MGR_SPACE_CLOSE:
 	case FL_MGR_SPACE_COMMIT:
 		r = fl__mgr_space_name_decode(p, len, msg);
+		r = r == -EINVAL ? 0 : r;
 		break;
 	case FL_MGR_COMMITTED:
 		r = fl__mgr_u64_decode(p, len, &u.u64);

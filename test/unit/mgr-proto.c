@@ -946,11 +946,15 @@ static int test_space(void *arg)
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			T_ASSERT(!fl__mgr_space_name_ok(bad[i]), "'%s' accepted", bad[i]);
 			memcpy(p, bad[i], strlen(bad[i]));
-			T_ASSERT_EQ(fl__mgr_space_name_decode(p, strlen(bad[i]), name), -EBADMSG);
+			/* Well formed but not a name: the request is refused,
+			 * not the session (an empty name is malformed). */
+			T_ASSERT_EQ(fl__mgr_space_name_decode(p, strlen(bad[i]), name), *bad[i] ? -EINVAL : -EBADMSG);
 		}
 		memset(p, 'a', 48);
 		T_ASSERT_EQ(fl__mgr_space_name_decode(p, 48, name), -EBADMSG);
 		T_ASSERT_EQ(fl__mgr_space_name_decode(p, 47, name), 0);
+		p[3] = 0;
+		T_ASSERT_EQ(fl__mgr_space_name_decode(p, 47, name), -EBADMSG);
 	}
 	/* SPACE */
 	m.version = 3;
