@@ -129,6 +129,10 @@ static int check_range(const struct fld_session *s, const struct fl__mgr_range *
 	src = &s->sources[r->source - 1];
 	if (r->offset > src->length || r->len > src->length - r->offset)
 		return -ERANGE;
+	if (src->shared)
+		/* A segment is mapped whole at its base: offset 0, its memory
+		 * type, whole pages of it. */
+		return r->mem != src->mem || r->offset || r->len % src->page_size ? -EINVAL : 0;
 	if (src->tpl)
 		/* Clones map the template from its first byte (the alias the
 		 * daemon fills through starts there too). */

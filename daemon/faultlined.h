@@ -25,6 +25,7 @@ struct fld_config {
 	const char *fc_socket;		/* Firecracker handshake socket (NULL: none) */
 	const char *mem_file;		/* Firecracker guest memory file */
 	const char *images;		/* directory images are named relative to */
+	const char *spaces;		/* directory of the shared spaces (DIR/NAME) */
 	uid_t allowed_uids[FLD_MAX_ALLOWED_UIDS];
 	unsigned nallowed;		/* 0: root and the daemon's own uid */
 	unsigned max_clients;
@@ -68,6 +69,31 @@ struct fld_template {
 	unsigned refs;
 };
 
+/*
+ * A space the daemon shares (spaces.c): opened once per name and version
+ * (0: live) and kept until the daemon exits, so that shared writes stay in
+ * its page caches after every process detached. users[i] counts the
+ * sources of segment i that sessions hold: a restarted daemon adopts a
+ * client's page cache only for a segment nobody uses yet.
+ */
+struct fld_shared {
+	struct fld_shared *next;
+	char name[FL_MGR_MAX_SPACE_NAME + 1];
+	uint64_t version;		/* 0: live; else that committed version */
+	uint64_t opened_version;	/* the version its pages start from */
+	struct fl_space *sp;
+	unsigned nsegs;
+	int *ro_fds;			/* per segment: what read-only attachers get */
+	unsigned *users;
+};
+
+/* A space a session opened (SPACE_OPEN), until SPACE_CLOSE. */
+struct fld_session_space {
+	struct fld_shared *sh;
+	unsigned flags;			/* FL_MGR_SPACE_* */
+	bool closed;
+};
+
 /* A source a session opened: what its ATTACH ranges name by id. */
 struct fld_source {
 	uint32_t id;
@@ -75,6 +101,11 @@ struct fld_source {
 	struct fld_image *image;
 	unsigned region;
 	struct fld_template *tpl;	/* templates */
+	struct fld_shared *shared;	/* segments: the space, */
+	unsigned seg;			/* the segment's index */
+	bool private_map;		/* mapped copy-on-write */
+	bool writable;			/* shared read-write: the client gets an O_RDWR fd */
+	uint32_t mem;			/* segments: 1 shmem, 2 hugetlb */
 	uint64_t length;
 	uint32_t page_size;
 };
@@ -96,11 +127,14 @@ struct fld_session {
 	int pidfd;
 	pid_t pid;
 	uid_t uid;
+	gid_t gid;
 	int space;			/* engine space; -1 before ATTACH */
 	uint64_t parent_id;		/* claimed fork: the parent's client id */
 	uint64_t beacon;		/* beacon page address (0: none) */
 	struct fld_source *sources;
 	unsigned nsources;
+	struct fld_session_space *spaces;	/* shared spaces opened */
+	unsigned nspaces;
 	unsigned nranges;
 	uint64_t bytes;
 	struct fl_region **regions;
@@ -136,6 +170,8 @@ struct fld {
 	uint64_t next_id;
 	struct fld_image *images;
 	struct fld_template *templates;
+	struct fld_shared *shared;	/* shared spaces (spaces.c) */
+	char space_msg[FL_MGR_MAX_ERRMSG + 1];	/* what lib/space said last */
 	struct fl_store *mem_store;	/* Firecracker guest memory */
 	pthread_mutex_t mu;		/* forks, spaces */
 	struct fld_fork *forks;
@@ -194,6 +230,25 @@ int fld_image_store(struct fld_image *im, unsigned region, struct fl_store **ret
 int fld_template_get(struct fld *d, struct fld_image *im, unsigned region, int resume_fd,
 		     struct fld_template **ret);
 void fld_template_put(struct fld *d, struct fld_template *t);
+
+/* spaces.c: shared address spaces. The requests answer the session
+ * themselves (0, or -EBADMSG for a malformed one). */
+int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p);
+int fld_space_close(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p);
+int fld_space_commit(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p);
+/* OPEN of a segment of a space the session opened (resume_fd: the page
+ * cache a resuming client brings, or -1). 0 with src filled, or the
+ * -errno with *why. */
+int fld_segment_open(struct fld *d, struct fld_session *s, const char *space, unsigned index, int resume_fd,
+		     struct fld_source *src, char *why, size_t whylen);
+/* What a session's segment source is served from (add_region). */
+int fld_segment_region(const struct fld_source *src, int *ret_memfd, struct fl_store **ret_store,
+		       uint64_t *ret_offset);
+/* The fd a SOURCE reply carries for a new segment source. */
+int fld_segment_fd(const struct fld_source *src, const struct fld_session *s);
+void fld_segment_put(struct fld_source *src);
+void fld_session_spaces_free(struct fld_session *s);
+void fld_shared_free_all(struct fld *d);
 
 /* stats.c */
 char *fld_stats_json(struct fld *d);

@@ -132,12 +132,14 @@ void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 		fld_log(1, "client %llu (pid %d): %s", (unsigned long long)s->id, s->pid, why);
 	}
 	for (unsigned i = 0; i < s->nsources; i++) {
+		fld_segment_put(&s->sources[i]);
 		fld_template_put(d, s->sources[i].tpl);
 		fld_image_put(d, s->sources[i].image);
 	}
 	free(s->sources);
 	s->sources = NULL;
 	s->nsources = 0;
+	fld_session_spaces_free(s);
 	/* Unread packets would turn our last words (an ERROR) into an
 	 * ECONNRESET for the peer: drop them first (their fds with them). */
 	for (int i = 0; s->sock >= 0 && i < 64 && recv(s->sock, d->buf, 1, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
@@ -205,7 +207,7 @@ static void on_accept(struct fld *d, int lfd, enum fld_kind kind)
 		return;
 	}
 	*s = (struct fld_session){ .d = d, .id = ++d->next_id, .kind = kind, .sock = fd, .pidfd = -1,
-				   .pid = cred.pid, .uid = cred.uid, .space = -1, .started_ns = fl__now_ns(),
+				   .pid = cred.pid, .uid = cred.uid, .gid = cred.gid, .space = -1, .started_ns = fl__now_ns(),
 				   .fc_fd = -1 };
 	s->next = d->sessions;
 	d->sessions = s;
@@ -440,6 +442,8 @@ static void shutdown_quietly(struct fld *d)
 		free(f);
 	}
 	d->engine = fl_engine_free(d->engine);
+	/* After the engine: its regions read the spaces' stores. */
+	fld_shared_free_all(d);
 	fl_store_unref(d->mem_store);
 	fl__close(d->epfd);
 	fl__close(d->sigfd);

@@ -25,6 +25,8 @@ static void usage(FILE *f)
 		"usage: faultlined [options]\n"
 		"  --socket PATH            manager socket (default /run/faultlined/faultlined.sock)\n"
 		"  --images DIR             images are named relative to DIR (default /var/lib/faultlined/images)\n"
+		"  --spaces DIR             shared address spaces are directories in DIR, made if missing\n"
+		"                           (default /var/lib/faultlined/spaces)\n"
 		"  --allow-uid UID          allow clients of this uid (repeatable; default: root and ours)\n"
 		"  --max-clients N          sessions at once (default 1024)\n"
 		"  --max-ranges N           ranges (and sources) per client (default 256)\n"
@@ -58,7 +60,7 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
 int main(int argc, char **argv)
 {
 	enum { O_SOCKET = 256, O_IMAGES, O_ALLOW, O_MAXC, O_MAXR, O_MAXM, O_MAXI, O_THREADS, O_FC, O_MEM,
-	       O_SUPERVISE, O_RESTARTS, O_STATE, O_VERSION, O_READY_FD, O_PID_FILE };
+	       O_SUPERVISE, O_RESTARTS, O_STATE, O_VERSION, O_READY_FD, O_PID_FILE, O_SPACES };
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "images", required_argument, NULL, O_IMAGES },
@@ -78,15 +80,17 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, O_VERSION },
+		{ "spaces", required_argument, NULL, O_SPACES },
 		{ 0 },
 	};
 	struct fld_config cfg = {
 		.socket = "/run/faultlined/faultlined.sock", .images = "/var/lib/faultlined/images",
+		.spaces = "/var/lib/faultlined/spaces",
 		.max_clients = 1024, .max_ranges = 256, .max_inflight = 256, .threads = 2,
 		.max_restarts = 5, .restart_window_s = 60, .listen_fd = -1, .fc_listen_fd = -1,
 		.ready_fd = -1,
 	};
-	bool socket_given = false, images_given = false;
+	bool socket_given = false, images_given = false, spaces_given = false;
 	char *state_dir = NULL;
 	unsigned v;
 	int c, r;
@@ -96,6 +100,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case O_SOCKET: cfg.socket = optarg; socket_given = true; break;
 		case O_IMAGES: cfg.images = optarg; images_given = true; break;
+		case O_SPACES: cfg.spaces = optarg; spaces_given = true; break;
 		case O_ALLOW:
 			if (cfg.nallowed == FLD_MAX_ALLOWED_UIDS || parse_uint(optarg, 0, ~0u - 1, &v))
 				r = -EINVAL;
@@ -151,6 +156,19 @@ int main(int argc, char **argv)
 		}
 		if (!S_ISDIR(st.st_mode)) {
 			fprintf(stderr, "faultlined: --images %s: not a directory\n", cfg.images);
+			return 2;
+		}
+	}
+	if (spaces_given) {
+		/* Made if missing (its parent must exist), like a fresh
+		 * install's: a space is made in it with `faultline space create`. */
+		struct stat st;
+		if (mkdir(cfg.spaces, 0755) && errno != EEXIST) {
+			fprintf(stderr, "faultlined: --spaces %s: %s\n", cfg.spaces, strerror(errno));
+			return 2;
+		}
+		if (stat(cfg.spaces, &st) || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "faultlined: --spaces %s: not a directory\n", cfg.spaces);
 			return 2;
 		}
 	}

@@ -107,10 +107,31 @@ static int on_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 
 	if (s->kind != FLD_CLIENT || fl__mgr_open_decode(p, h->length, &m))
 		return -EBADMSG;
-	if ((m.flags & FL_MGR_OPEN_RESUME) != (fd >= 0) || (fd >= 0 && m.kind != FL_MGR_SRC_TEMPLATE))
+	if ((m.flags & FL_MGR_OPEN_RESUME) != (fd >= 0) || (fd >= 0 && m.kind == FL_MGR_SRC_IMAGE))
 		return -EBADMSG;
 	if (s->nsources >= d->cfg.max_ranges)
 		return fld_reply_error(s, h->seq, EDQUOT, "more than %u sources", d->cfg.max_ranges);
+	if (m.kind == FL_MGR_SRC_SEGMENT) {
+		char why[FL_MGR_MAX_ERRMSG + 1];
+		r = fld_segment_open(d, s, m.name, m.region, fd, &src, why, sizeof(why));
+		if (r)
+			return fld_reply_error(s, h->seq, -r, "%s", why);
+		ns = realloc(s->sources, (s->nsources + 1) * sizeof(*ns));
+		if (!ns) {
+			fld_segment_put(&src);
+			return fld_reply_error(s, h->seq, ENOMEM, "out of memory");
+		}
+		src.id = s->nsources + 1;
+		s->sources = ns;
+		s->sources[s->nsources++] = src;
+		out = (struct fl__mgr_source){ .id = src.id, .mem = src.mem, .length = src.length,
+					       .page_size = src.page_size };
+		fl__mgr_source_encode(buf, &out);
+		fld_log(1, "client %llu: source %u: space %s segment %u%s", (unsigned long long)s->id, src.id, m.name,
+			m.region, fd >= 0 ? " (resumed)" : "");
+		/* A resuming client has its page cache already. */
+		return reply(s, FL_MGR_SOURCE, h->seq, buf, 24, fd >= 0 ? -1 : fld_segment_fd(&src, s));
+	}
 	r = fld_image_get(d, m.name, &im);
 	if (r)
 		return fld_reply_error(s, h->seq, -r, "image %s: %s", m.name, strerror(-r));
@@ -160,7 +181,18 @@ static int add_region(struct fld *d, struct fld_session *s, const struct fl__mgr
 	struct fl_region *reg;
 	int ret;
 
-	if (r->source) {
+	if (r->source && s->sources[r->source - 1].shared) {
+		const struct fld_source *src = &s->sources[r->source - 1];
+		/* The segment's page cache, filled from its image; shared
+		 * unless the attach is private (copy-on-write). */
+		ret = fld_segment_region(src, &o.memfd, &o.store, &o.store_offset);
+		if (ret)
+			return ret;
+		o.mem = src->mem == 2 ? FL_MEM_HUGETLB : FL_MEM_SHMEM;
+		o.mode = FL_MODE_MINOR;
+		o.flags |= FL_REGION_MEMFD | (src->private_map ? FL_REGION_PRIVATE : 0);
+		o.name = src->shared->name;
+	} else if (r->source) {
 		const struct fld_source *src = &s->sources[r->source - 1];
 		ret = fld_image_store(src->image, src->region, &o.store);
 		if (ret)
@@ -353,7 +385,8 @@ int fld_session_message(struct fld *d, struct fld_session *s)
 	} else {
 		switch (h.type) {
 		case FL_MGR_HELLO: r = fd >= 0 ? -EBADMSG : on_hello(d, s, &h, p); break;
-		case FL_MGR_OPEN: r = on_open(d, s, &h, p, fd); fd = -1; break;
+		/* on_open reopens a resumed page cache: the fd stays ours. */
+		case FL_MGR_OPEN: r = on_open(d, s, &h, p, fd); break;
 		case FL_MGR_ATTACH:
 			r = on_attach(d, s, &h, p, fd);
 			/* The engine owns an adopted fd; otherwise it is ours. */
@@ -364,6 +397,9 @@ int fld_session_message(struct fld *d, struct fld_session *s)
 		case FL_MGR_DETACH: r = on_detach(d, s, &h); break;
 		case FL_MGR_STATS: r = on_stats(d, s, &h); break;
 		case FL_MGR_CLAIM: r = on_claim(d, s, &h, p); break;
+		case FL_MGR_SPACE_OPEN: r = fld_space_open(d, s, &h, p); break;
+		case FL_MGR_SPACE_CLOSE: r = fld_space_close(d, s, &h, p); break;
+		case FL_MGR_SPACE_COMMIT: r = fld_space_commit(d, s, &h, p); break;
 		default: r = -EBADMSG;	/* a daemon-to-client type */
 		}
 	}

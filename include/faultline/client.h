@@ -55,6 +55,10 @@ struct fl_client_opts {
 	unsigned flags;			/* FL_CLIENT_* */
 	unsigned grace_ms;		/* how long to wait for a restarted daemon; 0 = 5000 */
 	unsigned timeout_ms;		/* per request; 0 = 10000 */
+	fl_log_fn log;			/* NULL: silent; gets the daemon's reason for a
+					 * refused request (e.g. which uid, owner and mode);
+					 * called from the guard thread too */
+	void *log_ctx;
 };
 
 /*
@@ -139,6 +143,78 @@ FL_API int fl_client_detach(struct fl_client *client);
  * Accepts NULL; returns NULL.
  */
 FL_API struct fl_client *fl_client_free(struct fl_client *client);
+
+/*
+ * Shared address spaces (see <faultline/space.h> and faultlined(8)): a
+ * space NAME is the persistent space directory NAME in the daemon's
+ * --spaces directory. The daemon opens it once and owns one page cache
+ * per segment; every client that attaches it maps that page cache at the
+ * segment's base, and the daemon serves the faults. A page exists once in
+ * memory however many processes attach it; a write through a shared
+ * read-write attachment is seen by every other shared attachment at once.
+ * Permission is the space directory's, like a file's (owner, group and
+ * mode bits against the client's uid and gid; uid 0 may do anything): a
+ * read-only or private attach needs r, a shared read-write attach r and w,
+ * a commit w. The daemon keeps a space's page caches while it runs, so
+ * shared writes outlive the processes that made them until the daemon
+ * exits; only a commit makes them durable.
+ *
+ * Recovery: the client keeps each segment's page cache fd; a restarted
+ * daemon takes it back (the guard's resume), so uncommitted shared writes
+ * survive a daemon killed with SIGKILL, and clients that resume the same
+ * segment end up on the same page cache. If no daemon comes back within
+ * grace_ms, the pages not yet mapped fail closed (SIGBUS), never zeros.
+ */
+#define FL_CLIENT_SPACE_RDONLY	(1u << 0)	/* map read-only: a write is SIGSEGV */
+#define FL_CLIENT_SPACE_PRIVATE	(1u << 1)	/* copy-on-write: writes stay in this process */
+
+struct fl_client_space_opts {
+	size_t sz;			/* sizeof(struct fl_client_space_opts) */
+	unsigned flags;			/* FL_CLIENT_SPACE_* */
+	uint64_t version;		/* 0: the live space; else that committed version
+					 * (read-only or private only) */
+};
+
+/*
+ * Map every segment of space `name` at its base (MAP_FIXED_NOREPLACE;
+ * MAP_SHARED, or MAP_PRIVATE with FL_CLIENT_SPACE_PRIVATE), registered on
+ * the session's uffd and served by the daemon before the call returns: the
+ * client must be attached (fl_client_attach()) first, because a segment
+ * page touched while nobody serves it would become a zero page in the page
+ * cache every process shares. opts may be NULL (shared, read-write, live).
+ * Errors: -ENOTCONN (not attached), -EINVAL (a bad name, flags or
+ * options), -EALREADY (attached in
+ * this client already), -ENOENT (no such space, or no such version),
+ * -EACCES (the space's mode refuses this uid; the daemon logs who and
+ * why), -EROFS (a version asked for read-write and shared), -EBADMSG (a
+ * corrupt manifest or image), -EEXIST (a segment's range is in use in
+ * this process), -ENOMEM (hugetlb segments without free huge pages), and
+ * those of fl_client_map(). On error nothing is mapped.
+ */
+FL_API int fl_client_space_attach(struct fl_client *client, const char *name,
+				  const struct fl_client_space_opts *opts);
+
+/* Root `root` of the attached space (the roots of the version attached).
+ * Errors: -ENOENT (no such root, or the space is not attached here). */
+FL_API int fl_client_space_root(struct fl_client *client, const char *name, const char *root, void **ret_ptr);
+
+/*
+ * Unmap every segment of the space. Shared writes stay in the daemon's
+ * page cache; private ones are dropped. No thread may touch the segments
+ * during or after the call. Errors: -ENOENT (not attached here).
+ */
+FL_API int fl_client_space_detach(struct fl_client *client, const char *name);
+
+/*
+ * Have the daemon commit the space's page caches as a new version
+ * (fl_space_commit(3): incremental; a crash leaves the previous version
+ * intact). Consistent only if no process writes the space meanwhile: a
+ * commit does not pause writers in other processes. *ret_version
+ * (optional) gets the new version. Errors: -ENOENT (not attached here),
+ * -EACCES (no w permission), -EROFS (attached at an older version), the
+ * commit's errors (-ENOSPC, -EIO).
+ */
+FL_API int fl_client_space_commit(struct fl_client *client, const char *name, uint64_t *ret_version);
 
 /*
  * Ask a daemon for its statistics: a NUL-terminated JSON document

@@ -62,8 +62,12 @@
  * version of another: nothing is copied at fork; a page is read from the
  * origin's image on first touch, and writes stay in the fork.
  *
- * Not (yet) here: sharing a space between processes through faultlined
- * and permissions by uid (attach opts carry `sz` and flags for that).
+ * Sharing between processes of any user goes through faultlined(8): see
+ * fl_client_space_attach(3) in <faultline/client.h>. The daemon opens a
+ * persistent space (a directory of its --spaces directory) once, owns its
+ * segments' page caches and serves every attached process, checks the
+ * space directory's owner and mode like a file's (read-only, read-write,
+ * commit), and commits with fl_space_commit() on the client's behalf.
  *
  * Thread safety: the functions of one space are not to be called
  * concurrently; the attached memory may be used by any thread.

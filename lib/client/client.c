@@ -26,8 +26,19 @@ struct cl_source {
 	uint32_t id;			/* the daemon's (changes on resume) */
 	uint32_t kind, region, mem, page_size;
 	uint64_t length;
-	int memfd;			/* templates: our read-only fd, kept for resume */
+	int memfd;			/* templates, segments: our fd, kept for resume */
+	bool dead;			/* a segment of a space detached: not resumed */
 	char name[FL_MGR_MAX_NAME + 1];
+};
+
+/* A shared space attached through the daemon (fl_client_space_attach()). */
+struct cl_space {
+	char name[FL_MGR_MAX_SPACE_NAME + 1];
+	unsigned flags;			/* FL_MGR_SPACE_* */
+	uint64_t version;		/* asked for (0: live) */
+	unsigned nsegs;
+	unsigned first_source;		/* its segments' sources: [first, first + nsegs) */
+	struct fl__mgr_space desc;	/* segments and roots, as the daemon said */
 };
 
 struct cl_range {
@@ -39,6 +50,7 @@ struct cl_range {
 
 struct fl_client {
 	struct sockaddr_un addr;
+	struct fl__logger log;
 	unsigned flags, grace_ms, timeout_ms;
 	pthread_mutex_t mu;		/* the socket and the tables: the guard resumes */
 	int sock;
@@ -51,6 +63,8 @@ struct fl_client {
 	unsigned nsources;
 	struct cl_range *ranges;
 	unsigned nranges;
+	struct cl_space **spaces;
+	unsigned nspaces;
 	void *beacon;
 	struct fl_guard *guard;
 	pid_t guard_pid;		/* the process whose thread the guard is */
@@ -85,6 +99,8 @@ static int request_on(struct fl_client *c, int sock, uint16_t type, const void *
 		fl__close(rfd);
 		if (fl__mgr_error_decode(c->buf + FL_MGR_HDR_SIZE, (size_t)n, &err, msg))
 			err = EPROTO;
+		else
+			fl__log(&c->log, FL_LOG_ERROR, "faultlined: %s", msg);
 		return -err;
 	}
 	if (h.type != want || h.seq != seq) {
@@ -161,6 +177,7 @@ static int client_alloc(const struct fl_client_opts *opts, struct fl_client **re
 	}
 	c->addr.sun_family = AF_UNIX;
 	memcpy(c->addr.sun_path, path, strlen(path) + 1);
+	c->log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = FL_LOG_ERROR };
 	c->flags = o.flags;
 	c->grace_ms = o.grace_ms ? o.grace_ms : 5000;
 	c->timeout_ms = o.timeout_ms ? o.timeout_ms : 10000;
@@ -206,7 +223,7 @@ static int open_source(struct fl_client *c, int sock, struct cl_source *s, bool 
 	int len, fd = -1, r;
 
 	memcpy(o.name, s->name, sizeof(o.name));
-	if (resume && s->kind == FL_MGR_SRC_TEMPLATE)
+	if (resume && s->kind != FL_MGR_SRC_IMAGE)
 		o.flags = FL_MGR_OPEN_RESUME;
 	len = fl__mgr_open_encode(p, &o);
 	if (len < 0)
@@ -214,8 +231,8 @@ static int open_source(struct fl_client *c, int sock, struct cl_source *s, bool 
 	r = request_on(c, sock, FL_MGR_OPEN, p, (size_t)len, o.flags ? s->memfd : -1, FL_MGR_SOURCE, &n, &fd);
 	if (!r)
 		r = fl__mgr_source_decode(c->buf + FL_MGR_HDR_SIZE, n, &src);
-	if (!r && s->kind == FL_MGR_SRC_TEMPLATE && !resume && fd < 0)
-		r = -EPROTO;	/* a template comes with its page cache */
+	if (!r && s->kind != FL_MGR_SRC_IMAGE && !resume && fd < 0)
+		r = -EPROTO;	/* a template or segment comes with its page cache */
 	if (!r && resume && (src.length != s->length || src.page_size != s->page_size))
 		r = -ESTALE;	/* the image changed under the session */
 	if (r) {
@@ -295,7 +312,7 @@ static int register_range(struct fl_client *c, struct cl_range *r)
 	unsigned modes = FL_REG_MISSING;
 	int ret;
 
-	if (r->source && c->sources[r->source - 1].kind == FL_MGR_SRC_TEMPLATE)
+	if (r->source && c->sources[r->source - 1].kind != FL_MGR_SRC_IMAGE)
 		modes |= FL_REG_MINOR;	/* MISSING too: a page not in the page cache must come from us */
 	ret = fl_uffd_register(c->uffd, (void *)(uintptr_t)r->addr, r->len, modes, NULL);
 	if (ret == -EINVAL && (modes & FL_REG_MINOR))
@@ -424,6 +441,56 @@ out:
 
 /* ---- attach, resume -------------------------------------------------------------- */
 
+/* SPACE_OPEN: the space's description into sp->desc. */
+static int space_open_on(struct fl_client *c, int sock, struct cl_space *sp)
+{
+	struct fl__mgr_space_open m = { .version = sp->version, .flags = sp->flags };
+	uint8_t p[16 + FL_MGR_MAX_SPACE_NAME];
+	size_t n;
+	int len, r;
+
+	memcpy(m.name, sp->name, sizeof(m.name));
+	len = fl__mgr_space_open_encode(p, &m);
+	if (len < 0)
+		return len;
+	r = request_on(c, sock, FL_MGR_SPACE_OPEN, p, (size_t)len, -1, FL_MGR_SPACE, &n, NULL);
+	if (!r)
+		r = fl__mgr_space_decode(c->buf + FL_MGR_HDR_SIZE, n, &sp->desc);
+	return r;
+}
+
+/*
+ * Open every source again on a new session (a restarted daemon, or a
+ * forked child's new session): the attached spaces first, whose segments
+ * are sources; templates and segments bring their page caches back.
+ */
+static int reopen_sources(struct fl_client *c, int sock)
+{
+	int r = 0;
+
+	for (unsigned i = 0; !r && i < c->nspaces; i++) {
+		struct cl_space *sp = c->spaces[i];
+		struct fl__mgr_space was = sp->desc;
+
+		r = space_open_on(c, sock, sp);
+		/* The segments are mapped where they were: a space whose
+		 * segments moved since cannot be resumed. */
+		if (!r && was.nsegments != sp->desc.nsegments)
+			r = -ESTALE;
+		for (unsigned k = 0; !r && k < was.nsegments; k++)
+			if (was.segments[k].base != sp->desc.segments[k].base ||
+			    was.segments[k].length != sp->desc.segments[k].length ||
+			    was.segments[k].mem != sp->desc.segments[k].mem)
+				r = -ESTALE;
+		if (r)
+			sp->desc = was;
+	}
+	for (unsigned i = 0; !r && i < c->nsources; i++)
+		if (!c->sources[i].dead)
+			r = open_source(c, sock, &c->sources[i], true);
+	return r;
+}
+
 /* The guard's reconnect callback: resume the session with a new daemon. */
 static pid_t resume(void *arg)
 {
@@ -433,8 +500,8 @@ static pid_t resume(void *arg)
 
 	pthread_mutex_lock(&c->mu);
 	r = open_session(c, FL_MGR_ROLE_CLIENT, c->token, &s, &w);
-	for (unsigned i = 0; !r && i < c->nsources; i++)
-		r = open_source(c, s, &c->sources[i], true);
+	if (!r)
+		r = reopen_sources(c, s);
 	if (!r)
 		r = fl__dup_cloexec(c->uffd, &ufd);
 	if (!r)
@@ -649,8 +716,8 @@ static int adopt_anew(struct fl_client *c, uint64_t deadline)
 	}
 	if (!r)
 		r = open_session_wait(c, deadline, &s, &w);
-	for (unsigned i = 0; !r && i < c->nsources; i++)
-		r = open_source(c, s, &c->sources[i], true);
+	if (!r)
+		r = reopen_sources(c, s);
 	if (!r)
 		r = send_attach(c, s, 0, c->nranges, c->uffd);
 	if (r) {
@@ -817,10 +884,295 @@ struct fl_client *fl_client_free(struct fl_client *c)
 		fl__munmap(c->beacon, FL_PAGE_SIZE);
 	free(c->sources);
 	free(c->ranges);
+	for (unsigned i = 0; i < c->nspaces; i++)
+		free(c->spaces[i]);
+	free(c->spaces);
 	free(c->buf);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 	return NULL;
+}
+
+/* ---- shared spaces ---------------------------------------------------------- */
+
+static struct cl_space *find_space(const struct fl_client *c, const char *name, unsigned *ret_index)
+{
+	for (unsigned i = 0; i < c->nspaces; i++) {
+		if (!strcmp(c->spaces[i]->name, name)) {
+			if (ret_index)
+				*ret_index = i;
+			return c->spaces[i];
+		}
+	}
+	return NULL;
+}
+
+/* Sources of a space no longer attached: never resumed, fd closed. */
+static void sources_dead(struct fl_client *c, unsigned first, unsigned n)
+{
+	for (unsigned i = first; i < first + n && i < c->nsources; i++) {
+		c->sources[i].dead = true;
+		fl__close(c->sources[i].memfd);
+		c->sources[i].memfd = -1;
+	}
+}
+
+static void space_close_request(struct fl_client *c, const char *name)
+{
+	uint8_t p[FL_MGR_MAX_SPACE_NAME];
+	int len = fl__mgr_space_name_encode(p, name);
+
+	/* The daemon only forgets the name (its sources end with the
+	 * session): a daemon gone meanwhile forgets it anyway. */
+	if (len > 0 && c->sock >= 0)
+		request(c, FL_MGR_SPACE_CLOSE, p, (size_t)len, -1, FL_MGR_SPACE_CLOSED, NULL, NULL);
+}
+
+/* Open the space's segments as sources (appended to c->sources). */
+static int open_segments(struct fl_client *c, struct cl_space *sp)
+{
+	sp->first_source = c->nsources;
+	for (unsigned i = 0; i < sp->nsegs; i++) {
+		const struct fl__mgr_segment *seg = &sp->desc.segments[i];
+		struct cl_source src = { .kind = FL_MGR_SRC_SEGMENT, .region = i, .memfd = -1 }, *ns;
+		int r;
+
+		snprintf(src.name, sizeof(src.name), "%s", sp->name);
+		r = open_source(c, c->sock, &src, false);
+		if (!r && (src.length != seg->length || src.mem != seg->mem || seg->length % src.page_size))
+			r = -EPROTO;
+		ns = r ? NULL : realloc(c->sources, (c->nsources + 1) * sizeof(*ns));
+		if (!r && !ns)
+			r = -ENOMEM;
+		if (r) {
+			fl__close(src.memfd);
+			return r;
+		}
+		c->sources = ns;
+		c->sources[c->nsources++] = src;
+	}
+	return 0;
+}
+
+/* Map the segments at their bases and record them as ranges. */
+static int map_segments(struct fl_client *c, const struct cl_space *sp)
+{
+	int prot = (sp->flags & FL_MGR_SPACE_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
+	/* Read-only is MAP_PRIVATE too: the kernel registers no userfaultfd
+	 * on a mapping that may never be written (no VM_MAYWRITE, as a shared
+	 * mapping of our read-only fd is), and a private mapping of it reads
+	 * the page cache, other processes' writes included, while nothing
+	 * here can reach the page cache (the fd is read-only). */
+	int flags = ((sp->flags & (FL_MGR_SPACE_PRIVATE | FL_MGR_SPACE_RDONLY)) ? MAP_PRIVATE : MAP_SHARED) |
+		    MAP_FIXED_NOREPLACE;
+
+	for (unsigned i = 0; i < sp->nsegs; i++) {
+		const struct fl__mgr_segment *seg = &sp->desc.segments[i];
+		const struct cl_source *src = &c->sources[sp->first_source + i];
+		struct cl_range r = { .addr = seg->base, .len = seg->length, .source = sp->first_source + i + 1,
+				      .mem = (uint16_t)seg->mem };
+		void *want = (void *)(uintptr_t)seg->base, *p;
+		int ret;
+
+		ret = fl__mmap(want, seg->length, prot, flags, src->memfd, 0, &p);
+		if (!ret && p != want) {
+			/* A kernel older than MAP_FIXED_NOREPLACE took it as a hint. */
+			fl__munmap(p, seg->length);
+			ret = -EEXIST;
+		}
+		if (!ret) {
+			ret = add_range(c, &r);
+			if (ret)
+				fl__munmap(p, seg->length);
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Have an attached client's daemon serve ranges [first, nranges). */
+static int serve_new_ranges(struct fl_client *c, unsigned first, bool *ret_sent)
+{
+	int r = 0;
+
+	for (unsigned i = first; !r && i < c->nranges; i++)
+		r = register_range(c, &c->ranges[i]);
+	if (!r)
+		r = send_attach(c, c->sock, first, c->nranges - first, -1);
+	if (r)
+		return r;
+	*ret_sent = true;
+	/* See fl_client_attach(): without EVENT_FORK a child's copy of a
+	 * shared mapping would fill the page cache with zeros for everyone. */
+	if (!(c->features & UFFD_FEATURE_EVENT_FORK))
+		for (unsigned i = first; i < c->nranges; i++)
+			fl__madvise((void *)(uintptr_t)c->ranges[i].addr, c->ranges[i].len, MADV_DONTFORK);
+	return guard_ranges(c);
+}
+
+/*
+ * Take ranges [first, nranges) away. Registered ranges the daemon serves
+ * are unmapped registered: the UNMAP event takes them out of its engine.
+ * Others are unregistered first (nobody would read their event).
+ */
+static void drop_ranges(struct fl_client *c, unsigned first, bool served)
+{
+	for (unsigned i = first; i < c->nranges; i++) {
+		void *p = (void *)(uintptr_t)c->ranges[i].addr;
+		if (c->ranges[i].registered && !served)
+			fl_uffd_unregister(c->uffd, p, c->ranges[i].len);
+		fl__munmap(p, c->ranges[i].len);
+	}
+	c->nranges = first;
+}
+
+int fl_client_space_attach(struct fl_client *c, const char *name, const struct fl_client_space_opts *opts)
+{
+	struct fl_client_space_opts o;
+	struct cl_space *sp = NULL, **nsp;
+	unsigned first_range;
+	bool opened = false, sent = false;
+	int r;
+
+	if (!c || !name)
+		return -EINVAL;
+	r = FL_OPTS_COPY(o, opts);
+	if (r)
+		return r;
+	if ((o.flags & ~(FL_CLIENT_SPACE_RDONLY | FL_CLIENT_SPACE_PRIVATE)) || !fl__mgr_space_name_ok(name))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	first_range = c->nranges;
+	/* Attached first: a segment touched before it is registered would
+	 * put a zero page into the page cache every process shares. */
+	r = c->uffd < 0 ? -ENOTCONN : find_space(c, name, NULL) ? -EALREADY : 0;
+	if (r)
+		goto out;
+	sp = calloc(1, sizeof(*sp));
+	nsp = realloc(c->spaces, (c->nspaces + 1) * sizeof(*nsp));
+	if (nsp)
+		c->spaces = nsp;
+	if (!sp || !nsp) {
+		r = -ENOMEM;
+		goto out;
+	}
+	snprintf(sp->name, sizeof(sp->name), "%s", name);
+	sp->flags = ((o.flags & FL_CLIENT_SPACE_RDONLY) ? FL_MGR_SPACE_RDONLY : 0) |
+		    ((o.flags & FL_CLIENT_SPACE_PRIVATE) ? FL_MGR_SPACE_PRIVATE : 0);
+	sp->version = o.version;
+	sp->first_source = c->nsources;
+	r = space_open_on(c, c->sock, sp);
+	if (r)
+		goto out;
+	opened = true;
+	sp->nsegs = sp->desc.nsegments;
+	r = open_segments(c, sp);
+	if (!r)
+		r = map_segments(c, sp);
+	if (!r)
+		r = serve_new_ranges(c, first_range, &sent);
+	if (!r) {
+		c->spaces[c->nspaces++] = sp;
+		sp = NULL;
+	}
+out:
+	if (r) {
+		drop_ranges(c, first_range, sent);
+		if (sent)
+			guard_ranges(c);
+		if (opened) {
+			sources_dead(c, sp->first_source, c->nsources - sp->first_source);
+			space_close_request(c, name);
+		}
+	}
+	free(sp);
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
+int fl_client_space_detach(struct fl_client *c, const char *name)
+{
+	struct cl_space *sp;
+	unsigned idx, kept = 0;
+	bool failed;
+
+	if (!c || !name)
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	sp = find_space(c, name, &idx);
+	if (!sp) {
+		pthread_mutex_unlock(&c->mu);
+		return -ENOENT;
+	}
+	/* A guard that failed closed means no daemon will ever read an
+	 * UNMAP event, which munmap would wait for. */
+	failed = c->guard && fl_guard_state(c->guard) == FL_GUARD_FAILED;
+	for (unsigned i = 0; i < c->nranges; i++) {
+		struct cl_range *r = &c->ranges[i];
+		if (r->source > sp->first_source && r->source <= sp->first_source + sp->nsegs) {
+			/* Registered, the daemon reads the UNMAP event and
+			 * forgets the range (munmap waits for that: during a
+			 * restart, for the next daemon). */
+			if (failed && r->registered)
+				fl_uffd_unregister(c->uffd, (void *)(uintptr_t)r->addr, r->len);
+			fl__munmap((void *)(uintptr_t)r->addr, r->len);
+			continue;
+		}
+		c->ranges[kept++] = *r;
+	}
+	c->nranges = kept;
+	guard_ranges(c);
+	sources_dead(c, sp->first_source, sp->nsegs);
+	space_close_request(c, name);
+	c->spaces[idx] = c->spaces[--c->nspaces];
+	free(sp);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+int fl_client_space_root(struct fl_client *c, const char *name, const char *root, void **ret_ptr)
+{
+	const struct cl_space *sp;
+	int r = -ENOENT;
+
+	if (!c || !name || !root || !ret_ptr)
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	sp = find_space(c, name, NULL);
+	for (unsigned i = 0; sp && i < sp->desc.nroots; i++) {
+		if (!strcmp(sp->desc.roots[i].name, root)) {
+			*ret_ptr = (void *)(uintptr_t)sp->desc.roots[i].value;
+			r = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
+int fl_client_space_commit(struct fl_client *c, const char *name, uint64_t *ret_version)
+{
+	uint8_t p[FL_MGR_MAX_SPACE_NAME];
+	uint64_t version = 0;
+	size_t n;
+	int len, r;
+
+	if (!c || !name)
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	if (!find_space(c, name, NULL)) {
+		pthread_mutex_unlock(&c->mu);
+		return -ENOENT;
+	}
+	len = fl__mgr_space_name_encode(p, name);
+	r = len < 0 ? len : request(c, FL_MGR_SPACE_COMMIT, p, (size_t)len, -1, FL_MGR_COMMITTED, &n, NULL);
+	if (!r)
+		r = fl__mgr_u64_decode(c->buf + FL_MGR_HDR_SIZE, n, &version);
+	pthread_mutex_unlock(&c->mu);
+	if (!r && ret_version)
+		*ret_version = version;
+	return r;
 }
 
 int fl_manager_stats(const char *socket, unsigned timeout_ms, char **ret_json)

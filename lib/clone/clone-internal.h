@@ -14,4 +14,14 @@
 int fl__template_region_new(struct fl_engine *e, const struct fl_template *t, unsigned flags, void *addr,
 			    const char *name, struct fl_region **ret_region);
 
+/*
+ * A template like t (same store, offset, length, memory type and name)
+ * whose page cache is `memfd` (dup'ed): a page cache some other process
+ * kept while the one that made it died. Errors of fl_template_new().
+ */
+int fl__template_with_memfd(const struct fl_template *t, int memfd, struct fl_template **ret_template);
+
+/* The store t's unfilled pages come from, and its offset there (t keeps the reference). */
+struct fl_store *fl__template_store(const struct fl_template *t, uint64_t *ret_offset);
+
 #endif

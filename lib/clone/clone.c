@@ -176,6 +176,22 @@ static bool policy_track(struct fl__track_policy *pl, bool tracking, uint64_t di
 	return !tracking;
 }
 
+struct fl_store *fl__template_store(const struct fl_template *t, uint64_t *ret_offset)
+{
+	*ret_offset = t->store_offset;
+	return t->store;
+}
+
+int fl__template_with_memfd(const struct fl_template *t, int memfd, struct fl_template **ret_template)
+{
+	struct fl_template_opts o = {
+		.sz = sizeof(o), .mem = t->mem, .store = t->store, .store_offset = t->store_offset,
+		.length = t->length, .flags = FL_TEMPLATE_MEMFD, .memfd = memfd, .name = t->name,
+	};
+
+	return fl_template_new(&o, ret_template);
+}
+
 int fl__template_region_new(struct fl_engine *e, const struct fl_template *t, unsigned flags, void *addr,
 			    const char *name, struct fl_region **ret_region)
 {

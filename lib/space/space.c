@@ -6,6 +6,7 @@
  */
 #include "space-internal.h"
 #include "clone-internal.h"
+#include "space-share.h"
 
 #include <inttypes.h>
 #include <sched.h>
@@ -864,5 +865,57 @@ int fl_space_fork(const struct fl_space *origin, uint64_t version, const struct 
 		return ret;
 	}
 	*ret_space = sp;
+	return 0;
+}
+
+/* ---- for faultlined (space-share.h) ------------------------------------- */
+
+int fl__space_segment_fd(const struct fl_space *sp, unsigned index)
+{
+	if (!sp || index >= sp->nlinks)
+		return -ENOENT;
+	return fl_template_fd(sp->links[index].seg->tpl);
+}
+
+int fl__space_segment_source(const struct fl_space *sp, unsigned index, int *ret_memfd,
+			     struct fl_store **ret_store, uint64_t *ret_store_offset)
+{
+	const struct fl_template *t;
+
+	if (!sp || index >= sp->nlinks)
+		return -ENOENT;
+	t = sp->links[index].seg->tpl;
+	*ret_memfd = fl_template_fd(t);
+	*ret_store = fl__template_store(t, ret_store_offset);
+	return 0;
+}
+
+int fl__space_root_at(const struct fl_space *sp, unsigned i, char *ret_name, uint64_t *ret_value)
+{
+	if (!sp || i >= sp->nroots)
+		return -ENOENT;
+	snprintf(ret_name, FL_SPACE_NAME_MAX + 1, "%s", sp->roots[i].name);
+	*ret_value = sp->roots[i].value;
+	return 0;
+}
+
+int fl__space_segment_adopt(struct fl_space *sp, unsigned index, int memfd)
+{
+	struct fl__seg *s;
+	struct fl_template *t;
+	int ret;
+
+	if (!sp || index >= sp->nlinks)
+		return -ENOENT;
+	s = sp->links[index].seg;
+	/* Another space, or a mapping here, holds the old page cache: its
+	 * pages would part from the adopted one's. */
+	if (sp->attached || atomic_load(&s->refs) > 1)
+		return -EBUSY;
+	ret = fl__template_with_memfd(s->tpl, memfd, &t);
+	if (ret)
+		return ret;
+	fl_template_free(s->tpl);
+	s->tpl = t;
 	return 0;
 }

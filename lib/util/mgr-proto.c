@@ -36,7 +36,7 @@ int fl__mgr_hdr_decode(const uint8_t *in, size_t len, struct fl__mgr_hdr *ret)
 		return -EPROTO;
 	if (h.version != FL_MGR_VERSION)
 		return -EPROTONOSUPPORT;
-	if (h.type < FL_MGR_HELLO || h.type > FL_MGR_ERROR)
+	if (h.type < FL_MGR_HELLO || h.type > FL_MGR_TYPE_MAX)
 		return -EPROTO;
 	if (h.length > FL_MGR_MAX_PAYLOAD)
 		return -EMSGSIZE;
@@ -135,7 +135,7 @@ int fl__mgr_open_decode(const uint8_t *p, size_t len, struct fl__mgr_open *ret)
 	ret->flags = ld16(p + 10);
 	if (n == 0 || n > FL_MGR_MAX_NAME || len != 12 + n)
 		return -EBADMSG;
-	if (ret->kind != FL_MGR_SRC_IMAGE && ret->kind != FL_MGR_SRC_TEMPLATE)
+	if (ret->kind != FL_MGR_SRC_IMAGE && ret->kind != FL_MGR_SRC_TEMPLATE && ret->kind != FL_MGR_SRC_SEGMENT)
 		return -EBADMSG;
 	if (ret->flags & ~FL_MGR_OPEN_RESUME)
 		return -EBADMSG;
@@ -330,4 +330,133 @@ int fl__mgr_recv(int sock, uint8_t *buf, struct fl__mgr_hdr *ret_hdr, int *ret_f
 	}
 	*ret_fd = fd;
 	return (int)ret_hdr->length;
+}
+
+/* ---- shared spaces ------------------------------------------------------- */
+
+bool fl__mgr_space_name_ok(const char *name)
+{
+	size_t n = strnlen(name, FL_MGR_MAX_SPACE_NAME + 1);
+
+	if (!n || n > FL_MGR_MAX_SPACE_NAME || !strcmp(name, ".") || !strcmp(name, ".."))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		      ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* A name of n bytes at p (no NUL inside) into ret (n + 1 bytes);
+ * -EINVAL: well formed, but not a space name. */
+static int take_name(const uint8_t *p, size_t n, char *ret)
+{
+	if (!n || n > FL_MGR_MAX_SPACE_NAME || memchr(p, 0, n))
+		return -EBADMSG;
+	memcpy(ret, p, n);
+	ret[n] = 0;
+	return fl__mgr_space_name_ok(ret) ? 0 : -EINVAL;
+}
+
+int fl__mgr_space_open_encode(uint8_t *out, const struct fl__mgr_space_open *m)
+{
+	size_t n = strnlen(m->name, sizeof(m->name));
+
+	if (!n || n > FL_MGR_MAX_SPACE_NAME)
+		return -EINVAL;
+	st64(out, m->version);
+	st32(out + 8, m->flags);
+	st16(out + 12, (uint16_t)n);
+	st16(out + 14, 0);
+	memcpy(out + 16, m->name, n);
+	return (int)(16 + n);
+}
+
+int fl__mgr_space_open_decode(const uint8_t *p, size_t len, struct fl__mgr_space_open *ret)
+{
+	size_t n;
+
+	if (len < 17)
+		return -EBADMSG;
+	ret->version = ld64(p);
+	ret->flags = ld32(p + 8);
+	n = ld16(p + 12);
+	if (ld16(p + 14) || len != 16 + n || (ret->flags & ~(FL_MGR_SPACE_RDONLY | FL_MGR_SPACE_PRIVATE)))
+		return -EBADMSG;
+	return take_name(p + 16, n, ret->name);
+}
+
+int fl__mgr_space_encode(uint8_t *out, const struct fl__mgr_space *m)
+{
+	uint8_t *q = out + 16;
+
+	if (!m->nsegments || m->nsegments > FL_MGR_MAX_SEGMENTS || m->nroots > FL_MGR_MAX_ROOTS)
+		return -EINVAL;
+	st64(out, m->version);
+	st16(out + 8, (uint16_t)m->nsegments);
+	st16(out + 10, (uint16_t)m->nroots);
+	st32(out + 12, 0);
+	for (uint32_t i = 0; i < m->nsegments; i++, q += 24) {
+		st64(q, m->segments[i].base);
+		st64(q + 8, m->segments[i].length);
+		st32(q + 16, m->segments[i].mem);
+		st32(q + 20, 0);
+	}
+	for (uint32_t i = 0; i < m->nroots; i++, q += 56) {
+		memset(q, 0, 48);
+		memcpy(q, m->roots[i].name, strnlen(m->roots[i].name, FL_MGR_MAX_SPACE_NAME));
+		st64(q + 48, m->roots[i].value);
+	}
+	return (int)(q - out);
+}
+
+int fl__mgr_space_decode(const uint8_t *p, size_t len, struct fl__mgr_space *ret)
+{
+	const uint8_t *q = p + 16;
+
+	if (len < 16)
+		return -EBADMSG;
+	ret->version = ld64(p);
+	ret->nsegments = ld16(p + 8);
+	ret->nroots = ld16(p + 10);
+	if (ld32(p + 12) || !ret->nsegments || ret->nsegments > FL_MGR_MAX_SEGMENTS ||
+	    ret->nroots > FL_MGR_MAX_ROOTS || len != 16 + 24 * (size_t)ret->nsegments + 56 * (size_t)ret->nroots)
+		return -EBADMSG;
+	for (uint32_t i = 0; i < ret->nsegments; i++, q += 24) {
+		ret->segments[i].base = ld64(q);
+		ret->segments[i].length = ld64(q + 8);
+		ret->segments[i].mem = ld32(q + 16);
+		if (ld32(q + 20) || (ret->segments[i].mem != 1 && ret->segments[i].mem != 2) ||
+		    !ret->segments[i].length || ret->segments[i].base % 4096 || ret->segments[i].length % 4096 ||
+		    ret->segments[i].base + ret->segments[i].length < ret->segments[i].base)
+			return -EBADMSG;
+	}
+	for (uint32_t i = 0; i < ret->nroots; i++, q += 56) {
+		/* After the name, only NUL padding. */
+		size_t n = strnlen((const char *)q, 48);
+		for (size_t k = n; k < 48; k++)
+			if (q[k])
+				return -EBADMSG;
+		if (take_name(q, n, ret->roots[i].name))
+			return -EBADMSG;
+		ret->roots[i].value = ld64(q + 48);
+	}
+	return 0;
+}
+
+int fl__mgr_space_name_encode(uint8_t *out, const char *name)
+{
+	size_t n = strnlen(name, FL_MGR_MAX_SPACE_NAME + 1);
+
+	if (!n || n > FL_MGR_MAX_SPACE_NAME)
+		return -EINVAL;
+	memcpy(out, name, n);
+	return (int)n;
+}
+
+int fl__mgr_space_name_decode(const uint8_t *p, size_t len, char *ret_name)
+{
+	return take_name(p, len, ret_name);
 }

@@ -50,6 +50,24 @@
  * ERROR    d->c, 8 + n: u32 errno (1..4095), u32 reserved, message text
  *          (n <= 200, no NUL). seq names the failed request; after an
  *          error with seq 0 the daemon closes the connection.
+ *
+ * Shared address spaces (fl_client_space_attach(3)), added to version 1:
+ * a daemon that predates them answers these with an ERROR of seq 0.
+ * SPACE_OPEN c->d, 16 + n: u64 version (0: the latest), u32 flags
+ *          (RDONLY 1, PRIVATE 2), u16 name_len (1..47), u16 reserved,
+ *          the space name ([A-Za-z0-9._-], no NUL). The daemon checks
+ *          the peer's uid against the space directory's owner and mode.
+ * SPACE    d->c, 16 + 24 * s + 56 * r: u64 version (the one opened),
+ *          u16 segments s (1..FL_MGR_MAX_SEGMENTS), u16 roots r
+ *          (0..64), u32 reserved; per segment: u64 base, u64 length,
+ *          u32 mem (1 shmem, 2 hugetlb), u32 reserved; per root: 48 bytes
+ *          of name (NUL-padded), u64 value.
+ *          Each segment is then an OPEN of kind 3 (segment): name the
+ *          space's, region the segment's index; its SOURCE carries the
+ *          segment's page cache (read-only unless opened read-write and
+ *          shared); RESUME brings back the one a client holds.
+ * SPACE_CLOSE c->d, n: the space name. SPACE_CLOSED d->c, 0.
+ * SPACE_COMMIT c->d, n: the space name. COMMITTED d->c, 8: u64 version.
  */
 #ifndef FL_MGR_PROTO_H
 #define FL_MGR_PROTO_H
@@ -81,6 +99,13 @@ enum fl__mgr_type {
 	FL_MGR_CLAIM = 11,
 	FL_MGR_CLAIMED = 12,
 	FL_MGR_ERROR = 13,
+	FL_MGR_SPACE_OPEN = 14,
+	FL_MGR_SPACE = 15,
+	FL_MGR_SPACE_CLOSE = 16,
+	FL_MGR_SPACE_CLOSED = 17,
+	FL_MGR_SPACE_COMMIT = 18,
+	FL_MGR_COMMITTED = 19,
+	FL_MGR_TYPE_MAX = 19,
 };
 
 enum fl__mgr_role {
@@ -91,7 +116,14 @@ enum fl__mgr_role {
 enum fl__mgr_source_kind {
 	FL_MGR_SRC_IMAGE = 1,
 	FL_MGR_SRC_TEMPLATE = 2,
+	FL_MGR_SRC_SEGMENT = 3,
 };
+
+#define FL_MGR_SPACE_RDONLY	(1u << 0)
+#define FL_MGR_SPACE_PRIVATE	(1u << 1)
+#define FL_MGR_MAX_SPACE_NAME	47u		/* FL_SPACE_NAME_MAX */
+#define FL_MGR_MAX_SEGMENTS	256u
+#define FL_MGR_MAX_ROOTS	64u		/* FL_SPACE_ROOTS_MAX */
 
 #define FL_MGR_OPEN_RESUME	(1u << 0)
 #define FL_MGR_RANGE_BEACON	(1u << 0)
@@ -124,6 +156,29 @@ struct fl__mgr_source {
 	uint32_t id, mem;
 	uint64_t length;
 	uint32_t page_size;
+};
+
+struct fl__mgr_space_open {
+	uint64_t version;
+	uint32_t flags;
+	char name[FL_MGR_MAX_SPACE_NAME + 1];
+};
+
+struct fl__mgr_segment {
+	uint64_t base, length;
+	uint32_t mem;
+};
+
+struct fl__mgr_root {
+	char name[FL_MGR_MAX_SPACE_NAME + 1];
+	uint64_t value;
+};
+
+struct fl__mgr_space {
+	uint64_t version;
+	uint32_t nsegments, nroots;
+	struct fl__mgr_segment segments[FL_MGR_MAX_SEGMENTS];
+	struct fl__mgr_root roots[FL_MGR_MAX_ROOTS];
 };
 
 struct fl__mgr_range {
@@ -168,6 +223,19 @@ int fl__mgr_u64_decode(const uint8_t *p, size_t len, uint64_t *ret);
 int fl__mgr_error_encode(uint8_t *out, int err, const char *msg);
 /* msg: FL_MGR_MAX_ERRMSG + 1 bytes; ret_err > 0. */
 int fl__mgr_error_decode(const uint8_t *p, size_t len, int *ret_err, char *msg);
+
+/* The name-carrying decoders (SPACE_OPEN, SPACE_CLOSE, SPACE_COMMIT) say
+ * -EINVAL for a well-formed message whose name is not a space name: the
+ * daemon refuses that request, and the session goes on. */
+int fl__mgr_space_open_encode(uint8_t *out, const struct fl__mgr_space_open *m);
+int fl__mgr_space_open_decode(const uint8_t *p, size_t len, struct fl__mgr_space_open *ret);
+int fl__mgr_space_encode(uint8_t *out, const struct fl__mgr_space *m);
+int fl__mgr_space_decode(const uint8_t *p, size_t len, struct fl__mgr_space *ret);
+/* SPACE_CLOSE, SPACE_COMMIT: a space name alone (out: 47 bytes). */
+int fl__mgr_space_name_encode(uint8_t *out, const char *name);
+int fl__mgr_space_name_decode(const uint8_t *p, size_t len, char *ret_name);
+/* A space name: 1..47 bytes of [A-Za-z0-9._-], not "." or "..". */
+bool fl__mgr_space_name_ok(const char *name);
 
 /* An image name the daemon may open: relative, no "..", no "//", no
  * trailing "/", printable. */

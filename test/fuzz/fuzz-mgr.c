@@ -120,7 +120,7 @@ static void check_open(const uint8_t *p, size_t len)
 	if (fl__mgr_open_decode(p, len, &m))
 		return;
 	accepted[D_OPEN]++;
-	CHECK(m.kind == FL_MGR_SRC_IMAGE || m.kind == FL_MGR_SRC_TEMPLATE);
+	CHECK(m.kind == FL_MGR_SRC_IMAGE || m.kind == FL_MGR_SRC_TEMPLATE || m.kind == FL_MGR_SRC_SEGMENT);
 	CHECK((m.flags & ~FL_MGR_OPEN_RESUME) == 0);
 	n = strnlen(m.name, sizeof(m.name));
 	CHECK(n < sizeof(m.name));	/* NUL-terminated */
@@ -209,9 +209,41 @@ static void check_error(const uint8_t *p, size_t len)
 	CHECK(memcmp(scratch + 8, msg, n) == 0);
 }
 
+/* Shared spaces: what decodes is a valid name (and space), and encodes
+ * back to the same bytes. */
+static void check_space(const uint8_t *p, size_t len)
+{
+	static struct fl__mgr_space sp;
+	struct fl__mgr_space_open so;
+	char name[FL_MGR_MAX_SPACE_NAME + 1];
+
+	if (!fl__mgr_space_open_decode(p, len, &so)) {
+		CHECK(fl__mgr_space_name_ok(so.name));
+		CHECK((so.flags & ~(FL_MGR_SPACE_RDONLY | FL_MGR_SPACE_PRIVATE)) == 0);
+		CHECK(fl__mgr_space_open_encode(scratch, &so) == (int)len);
+		CHECK(memcmp(scratch, p, len) == 0);
+	}
+	if (!fl__mgr_space_name_decode(p, len, name)) {
+		CHECK(fl__mgr_space_name_ok(name));
+		CHECK(fl__mgr_space_name_encode(scratch, name) == (int)len);
+		CHECK(memcmp(scratch, p, len) == 0);
+	}
+	if (!fl__mgr_space_decode(p, len, &sp)) {
+		CHECK(sp.nsegments >= 1 && sp.nsegments <= FL_MGR_MAX_SEGMENTS && sp.nroots <= FL_MGR_MAX_ROOTS);
+		for (uint32_t i = 0; i < sp.nsegments; i++)
+			CHECK(sp.segments[i].length && sp.segments[i].base % 4096 == 0 &&
+			      (sp.segments[i].mem == 1 || sp.segments[i].mem == 2));
+		for (uint32_t i = 0; i < sp.nroots; i++)
+			CHECK(fl__mgr_space_name_ok(sp.roots[i].name));
+		CHECK(fl__mgr_space_encode(scratch, &sp) == (int)len);
+		CHECK(memcmp(scratch, p, len) == 0);
+	}
+}
+
 /* Every decoder over the same len bytes at p (an exact-size copy). */
 static void all_decoders(const uint8_t *p, size_t len)
 {
+	check_space(p, len);
 	check_hello(p, len);
 	check_welcome(p, len);
 	check_open(p, len);
@@ -231,8 +263,10 @@ static void typed_decoder(const struct fl__mgr_hdr *h, const uint8_t *p, size_t 
 		struct fl__mgr_open open;
 		struct fl__mgr_source source;
 		struct fl__mgr_attach attach;
+		struct fl__mgr_space_open space_open;
 		uint64_t u64;
 	} u;
+	static struct fl__mgr_space space;
 	char msg[FL_MGR_MAX_ERRMSG + 1];
 	int r, e;
 
@@ -260,8 +294,24 @@ static void typed_decoder(const struct fl__mgr_hdr *h, const uint8_t *p, size_t 
 	case FL_MGR_ERROR:
 		r = fl__mgr_error_decode(p, len, &e, msg);
 		break;
+	case FL_MGR_SPACE_OPEN:
+		r = fl__mgr_space_open_decode(p, len, &u.space_open);
+		r = r == -EINVAL ? 0 : r;	/* a well-formed bad name */
+		break;
+	case FL_MGR_SPACE:
+		r = fl__mgr_space_decode(p, len, &space);
+		break;
+	case FL_MGR_SPACE_CLOSE:
+	case FL_MGR_SPACE_COMMIT:
+		r = fl__mgr_space_name_decode(p, len, msg);
+		r = r == -EINVAL ? 0 : r;
+		break;
+	case FL_MGR_COMMITTED:
+		r = fl__mgr_u64_decode(p, len, &u.u64);
+		break;
 	case FL_MGR_DETACH:
 	case FL_MGR_DETACHED:
+	case FL_MGR_SPACE_CLOSED:
 	case FL_MGR_STATS:
 	case FL_MGR_STATS_JSON:
 		return;	/* no payload decoder */
@@ -288,7 +338,7 @@ static int hdr_rule(const uint8_t *d, size_t size)
 		return -EPROTO;
 	if (version != FL_MGR_VERSION)
 		return -EPROTONOSUPPORT;
-	if (type < FL_MGR_HELLO || type > FL_MGR_ERROR)
+	if (type < FL_MGR_HELLO || type > FL_MGR_TYPE_MAX)
 		return -EPROTO;
 	if (length > FL_MGR_MAX_PAYLOAD)
 		return -EMSGSIZE;
@@ -306,7 +356,7 @@ static void check_hdr(const uint8_t *data, size_t size, struct fl__mgr_hdr *h, i
 	accepted[D_HDR]++;
 	CHECK(h->magic == FL_MGR_MAGIC);
 	CHECK(h->version == FL_MGR_VERSION);
-	CHECK(h->type >= FL_MGR_HELLO && h->type <= FL_MGR_ERROR);
+	CHECK(h->type >= FL_MGR_HELLO && h->type <= FL_MGR_TYPE_MAX);
 	CHECK(h->length <= FL_MGR_MAX_PAYLOAD);
 	fl__mgr_hdr_encode(again, h->type, h->length, h->seq);
 	CHECK(memcmp(again, data, FL_MGR_HDR_SIZE) == 0);

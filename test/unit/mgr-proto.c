@@ -176,7 +176,7 @@ static int test_roundtrip_hdr(void *arg)
 {
 	struct fl__mgr_hdr h;
 
-	for (uint16_t t = FL_MGR_HELLO; t <= FL_MGR_ERROR; t++) {
+	for (uint16_t t = FL_MGR_HELLO; t <= FL_MGR_TYPE_MAX; t++) {
 		const uint32_t lens[] = { 0, 1, 24, MAXP - 1, MAXP };
 		for (unsigned i = 0; i < ARRAY_SIZE(lens); i++) {
 			memset(&h, 0, sizeof(h));
@@ -379,7 +379,7 @@ static int test_hdr_reject(void *arg)
 	/* type: 0 and anything past ERROR */
 	fl__mgr_hdr_encode(buf, 0, 0, 1);
 	T_ASSERT_EQ(fl__mgr_hdr_decode(buf, 16, &h), -EPROTO);
-	fl__mgr_hdr_encode(buf, FL_MGR_ERROR + 1, 0, 1);
+	fl__mgr_hdr_encode(buf, FL_MGR_TYPE_MAX + 1, 0, 1);
 	T_ASSERT_EQ(fl__mgr_hdr_decode(buf, 16, &h), -EPROTO);
 	fl__mgr_hdr_encode(buf, 0xffff, 0, 1);
 	T_ASSERT_EQ(fl__mgr_hdr_decode(buf, 16, &h), -EPROTO);
@@ -465,7 +465,7 @@ static int test_open_reject(void *arg)
 	for (uint32_t kind = 0; kind < 8; kind++) {
 		st32(p, kind);
 		T_ASSERT_EQ(fl__mgr_open_decode(p, (size_t)n, &b),
-			    kind == FL_MGR_SRC_IMAGE || kind == FL_MGR_SRC_TEMPLATE ? 0 : -EBADMSG);
+			    kind >= FL_MGR_SRC_IMAGE && kind <= FL_MGR_SRC_SEGMENT ? 0 : -EBADMSG);
 	}
 	st32(p, UINT32_MAX);
 	T_ASSERT_EQ(fl__mgr_open_decode(p, (size_t)n, &b), -EBADMSG);
@@ -833,7 +833,7 @@ static int test_recv_bad_header(void *arg)
 	packet(pkt, FL_MGR_CLAIM, 8, 1, 8);
 	st16(pkt + 4, 2);
 	EXPECT(24, -EPROTONOSUPPORT);	/* version */
-	packet(pkt, FL_MGR_ERROR + 1, 8, 1, 8);
+	packet(pkt, FL_MGR_TYPE_MAX + 1, 8, 1, 8);
 	EXPECT(24, -EPROTO);		/* type */
 	packet(pkt, FL_MGR_CLAIM, MAXP + 1, 1, 8);
 	EXPECT(24, -EMSGSIZE);		/* length over the limit */
@@ -922,7 +922,71 @@ static int test_timeout(void *arg)
 	return T_PASS;
 }
 
+/* Shared spaces: round trips, and every field a hostile peer could bend. */
+static int test_space(void *arg)
+{
+	static struct fl__mgr_space m, back;
+	struct fl__mgr_space_open so = { .version = 7, .flags = FL_MGR_SPACE_RDONLY, .name = "graph.v2_x-1" }, so2;
+	uint8_t p[16 + 24 * FL_MGR_MAX_SEGMENTS + 56 * FL_MGR_MAX_ROOTS];
+	char name[FL_MGR_MAX_SPACE_NAME + 1];
+	int n;
+
+	(void)arg;
+	n = fl__mgr_space_open_encode(p, &so);
+	T_ASSERT_EQ(n, 16 + 12);
+	T_OK(fl__mgr_space_open_decode(p, (size_t)n, &so2));
+	T_ASSERT(so2.version == 7 && so2.flags == FL_MGR_SPACE_RDONLY && !strcmp(so2.name, so.name));
+	st32(p + 8, 4);		/* an unknown flag */
+	T_ASSERT_EQ(fl__mgr_space_open_decode(p, (size_t)n, &so2), -EBADMSG);
+	st32(p + 8, 0);
+	T_ASSERT_EQ(fl__mgr_space_open_decode(p, (size_t)n - 1, &so2), -EBADMSG);
+	/* Names: the space name rule, whatever the transport. */
+	{
+		const char *bad[] = { "..", ".", "../x", "a/b", "a b", "x\x01", "" };
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			T_ASSERT(!fl__mgr_space_name_ok(bad[i]), "'%s' accepted", bad[i]);
+			memcpy(p, bad[i], strlen(bad[i]));
+			/* Well formed but not a name: the request is refused,
+			 * not the session (an empty name is malformed). */
+			T_ASSERT_EQ(fl__mgr_space_name_decode(p, strlen(bad[i]), name), *bad[i] ? -EINVAL : -EBADMSG);
+		}
+		memset(p, 'a', 48);
+		T_ASSERT_EQ(fl__mgr_space_name_decode(p, 48, name), -EBADMSG);
+		T_ASSERT_EQ(fl__mgr_space_name_decode(p, 47, name), 0);
+		p[3] = 0;
+		T_ASSERT_EQ(fl__mgr_space_name_decode(p, 47, name), -EBADMSG);
+	}
+	/* SPACE */
+	m.version = 3;
+	m.nsegments = 2;
+	m.segments[0] = (struct fl__mgr_segment){ 0x10000000, 1 << 20, 1 };
+	m.segments[1] = (struct fl__mgr_segment){ 0x20000000, 4 << 20, 2 };
+	m.nroots = 1;
+	snprintf(m.roots[0].name, sizeof(m.roots[0].name), "top");
+	m.roots[0].value = 0x10000040;
+	n = fl__mgr_space_encode(p, &m);
+	T_ASSERT_EQ(n, 16 + 2 * 24 + 56);
+	T_OK(fl__mgr_space_decode(p, (size_t)n, &back));
+	T_ASSERT(back.version == 3 && back.nsegments == 2 && back.nroots == 1);
+	T_ASSERT(back.segments[1].base == 0x20000000 && back.segments[1].length == 4 << 20 &&
+		 back.segments[1].mem == 2);
+	T_ASSERT(!strcmp(back.roots[0].name, "top") && back.roots[0].value == 0x10000040);
+	T_ASSERT_EQ(fl__mgr_space_decode(p, (size_t)n - 1, &back), -EBADMSG);
+	st32(p + 16 + 16, 3);	/* segment 0's mem */
+	T_ASSERT_EQ(fl__mgr_space_decode(p, (size_t)n, &back), -EBADMSG);
+	st32(p + 16 + 16, 1);
+	p[16] = 1;		/* an unaligned base */
+	T_ASSERT_EQ(fl__mgr_space_decode(p, (size_t)n, &back), -EBADMSG);
+	p[16] = 0;
+	p[16 + 48] = '/';	/* a root name */
+	T_ASSERT_EQ(fl__mgr_space_decode(p, (size_t)n, &back), -EBADMSG);
+	m.nsegments = 0;
+	T_ASSERT_EQ(fl__mgr_space_encode(p, &m), -EINVAL);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
+	{ "space", test_space, NULL, 0 },
 	{ "layout", test_layout, NULL, 0 },
 	{ "roundtrip_hdr", test_roundtrip_hdr, NULL, 0 },
 	{ "roundtrip_hello_welcome", test_roundtrip_hello_welcome, NULL, 0 },

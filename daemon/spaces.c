@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Address spaces shared between processes (fl_client_space_attach(3)). A
+ * space NAME is the persistent space directory --spaces DIR/NAME. The
+ * daemon opens it once (fl_space_open(3); an older version through
+ * fl_space_fork(3)) and owns one page cache per segment; every attached
+ * process maps that page cache and the daemon serves its MINOR faults, so
+ * a page exists once however many processes attach it, and a write
+ * through one process's shared mapping is in every other's at once.
+ *
+ * Permission is the space directory's, like a file's: the peer's uid and
+ * gid (SO_PEERCRED) against its owner, group and mode bits; uid 0 may do
+ * anything. Reading (a read-only or private attach) needs r, a shared
+ * read-write attach needs r and w, a commit w. Read-only attachers get a
+ * read-only reopen of the page cache, so the kernel itself refuses them a
+ * writable shared mapping.
+ */
+#include "faultlined.h"
+#include "flutil.h"
+#include "space-share.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+
+#define MAY_READ 4u
+#define MAY_WRITE 2u
+
+static void space_log(enum fl_log_level level, const char *msg, void *ctx)
+{
+	struct fld *d = ctx;
+
+	/* The last error lib/space gave is the cause a refusal names. */
+	if (level <= FL_LOG_ERROR)
+		snprintf(d->space_msg, sizeof(d->space_msg), "%s", msg);
+	fld_log(1, "%s", msg);
+}
+
+static int reopen(int fd, int flags, int *ret_fd)
+{
+	char path[64];
+	int nfd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	nfd = open(path, flags | O_CLOEXEC);
+	if (nfd < 0)
+		return -errno;
+	*ret_fd = nfd;
+	return 0;
+}
+
+static const char *access_word(unsigned want)
+{
+	return want & MAY_WRITE ? (want & MAY_READ ? "attach read-write" : "commit") : "attach";
+}
+
+/* The space directory's owner, group and mode against the peer's. */
+static int check_access(struct fld *d, struct fld_session *s, const char *name, unsigned want, char *why,
+			size_t whylen)
+{
+	char path[4096];
+	struct stat st;
+	unsigned bits;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", d->cfg.spaces, name) >= sizeof(path)) {
+		snprintf(why, whylen, "space %s: path too long", name);
+		return -ENAMETOOLONG;
+	}
+	/* lstat: a symlink planted in the directory does not lend its
+	 * target's permission. */
+	if (lstat(path, &st)) {
+		int r = -errno;
+		snprintf(why, whylen, "space %s: %s in %s", name, r == -ENOENT ? "no such space" : strerror(-r),
+			 d->cfg.spaces);
+		return r;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, whylen, "space %s: %s/%s is not a space directory", name, d->cfg.spaces, name);
+		return -ENOTDIR;
+	}
+	if (s->uid == 0)
+		return 0;
+	if (s->uid == st.st_uid)
+		bits = (st.st_mode >> 6) & 7;
+	else if (s->gid == st.st_gid)
+		bits = (st.st_mode >> 3) & 7;
+	else
+		bits = st.st_mode & 7;
+	if ((bits & want) == want)
+		return 0;
+	snprintf(why, whylen, "space %s: uid %u may not %s (owner %u, mode %04o)", name, (unsigned)s->uid,
+		 access_word(want), (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	return -EACCES;
+}
+
+static void shared_free(struct fld_shared *sh)
+{
+	for (unsigned i = 0; sh->ro_fds && i < sh->nsegs; i++)
+		fl__close(sh->ro_fds[i]);
+	free(sh->ro_fds);
+	free(sh->users);
+	fl_space_free(sh->sp);
+	free(sh);
+}
+
+void fld_shared_free_all(struct fld *d)
+{
+	while (d->shared) {
+		struct fld_shared *sh = d->shared;
+		d->shared = sh->next;
+		shared_free(sh);
+	}
+}
+
+/*
+ * The read-only fd of segment i's page cache. A memfd is made mode 0777:
+ * anyone holding a read-only fd could open /proc/self/fd/N read-write. At
+ * 0600 only the daemon's uid (and root) can: the kernel then holds a
+ * read-only attacher to reading.
+ */
+static int ro_fd(struct fld_shared *sh, unsigned i)
+{
+	int fd = fl__space_segment_fd(sh->sp, i), nfd = -1, r;
+
+	if (fchmod(fd, 0600))
+		return -errno;
+	r = reopen(fd, O_RDONLY, &nfd);
+	if (r)
+		return r;
+	fl__close(sh->ro_fds[i]);
+	sh->ro_fds[i] = nfd;
+	return 0;
+}
+
+/* Space `name` at `version` (0: live), opened on first use. */
+static int shared_get(struct fld *d, const char *name, uint64_t version, struct fld_shared **ret, char *why,
+		      size_t whylen)
+{
+	struct fl_space_opts so = { .sz = sizeof(so), .log = space_log, .log_ctx = d };
+	struct fl_space_info info = { .sz = sizeof(info) };
+	struct fld_shared *sh;
+	char path[4096];
+	int r;
+
+	for (sh = d->shared; sh; sh = sh->next) {
+		if (!strcmp(sh->name, name) && sh->version == version) {
+			*ret = sh;
+			return 0;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.spaces, name);
+	sh = calloc(1, sizeof(*sh));
+	if (!sh)
+		return -ENOMEM;
+	snprintf(sh->name, sizeof(sh->name), "%s", name);
+	sh->version = version;
+	d->space_msg[0] = 0;
+	r = fl_space_open(path, &so, &sh->sp);
+	if (!r && version) {
+		/* A version is a space of its own: its page caches start from
+		 * that version's images and are never committed. */
+		struct fl_space *origin = sh->sp;
+		sh->sp = NULL;
+		so.name = name;
+		r = fl_space_fork(origin, version, &so, &sh->sp);
+		fl_space_free(origin);
+	}
+	if (!r)
+		r = fl_space_info(sh->sp, &info);
+	if (!r && (!info.nsegments || info.nsegments > FL_MGR_MAX_SEGMENTS)) {
+		snprintf(d->space_msg, sizeof(d->space_msg), "space %s has %u segments (commit a version with 1 to %u)",
+			 name, info.nsegments, FL_MGR_MAX_SEGMENTS);
+		r = -EINVAL;
+	}
+	if (!r) {
+		sh->nsegs = info.nsegments;
+		sh->opened_version = version ? version : info.version;
+		sh->ro_fds = malloc(sh->nsegs * sizeof(*sh->ro_fds));
+		sh->users = calloc(sh->nsegs, sizeof(*sh->users));
+		r = sh->ro_fds && sh->users ? 0 : -ENOMEM;
+		for (unsigned i = 0; sh->ro_fds && i < sh->nsegs; i++)
+			sh->ro_fds[i] = -1;
+	}
+	for (unsigned i = 0; !r && i < sh->nsegs; i++)
+		r = ro_fd(sh, i);
+	if (r) {
+		snprintf(why, whylen, "%.150s", d->space_msg[0] ? d->space_msg : strerror(-r));
+		shared_free(sh);
+		return r;
+	}
+	sh->next = d->shared;
+	d->shared = sh;
+	fld_log(0, "space %s: opened at version %" PRIu64 " (%u segments)", name, sh->opened_version, sh->nsegs);
+	*ret = sh;
+	return 0;
+}
+
+static struct fld_session_space *session_space(struct fld_session *s, const char *name)
+{
+	for (unsigned i = 0; i < s->nspaces; i++)
+		if (!s->spaces[i].closed && !strcmp(s->spaces[i].sh->name, name))
+			return &s->spaces[i];
+	return NULL;
+}
+
+int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p)
+{
+	char why[FL_MGR_MAX_ERRMSG + 1];
+	uint8_t out[16 + 24 * FL_MGR_MAX_SEGMENTS + 56 * FL_MGR_MAX_ROOTS];
+	struct fl__mgr_space_open m;
+	struct fl__mgr_space *sp;
+	struct fld_session_space *ns;
+	struct fld_shared *sh;
+	bool reader;
+	int r, n;
+
+	if (s->kind != FLD_CLIENT)
+		return -EBADMSG;
+	r = fl__mgr_space_open_decode(p, h->length, &m);
+	if (r == -EINVAL)
+		return fld_reply_error(s, h->seq, EINVAL, "not a space name ([A-Za-z0-9._-], 1 to %u bytes)",
+				       FL_MGR_MAX_SPACE_NAME);
+	if (r)
+		return -EBADMSG;
+	reader = m.flags & (FL_MGR_SPACE_RDONLY | FL_MGR_SPACE_PRIVATE);
+	if (session_space(s, m.name))
+		return fld_reply_error(s, h->seq, EALREADY, "space %s is attached in this client already", m.name);
+	r = check_access(d, s, m.name, reader ? MAY_READ : MAY_READ | MAY_WRITE, why, sizeof(why));
+	if (r)
+		return fld_reply_error(s, h->seq, -r, "%s", why);
+	if (m.version && !reader)
+		return fld_reply_error(s, h->seq, EROFS, "space %s: version %" PRIu64 " is attached read-only or "
+				       "private", m.name, m.version);
+	r = shared_get(d, m.name, m.version, &sh, why, sizeof(why));
+	if (r)
+		return fld_reply_error(s, h->seq, -r, "%s", why);
+	ns = realloc(s->spaces, (s->nspaces + 1) * sizeof(*ns));
+	sp = calloc(1, sizeof(*sp));
+	if (ns)
+		s->spaces = ns;
+	if (!ns || !sp) {
+		free(sp);
+		return fld_reply_error(s, h->seq, ENOMEM, "out of memory");
+	}
+	sp->version = sh->opened_version;
+	sp->nsegments = sh->nsegs;
+	for (unsigned i = 0; i < sh->nsegs; i++) {
+		struct fl_segment_info si = { .sz = sizeof(si) };
+		fl_space_segment_info(sh->sp, i, &si);
+		sp->segments[i] = (struct fl__mgr_segment){ .base = si.base, .length = si.length,
+							    .mem = si.mem == FL_MEM_HUGETLB ? 2 : 1 };
+	}
+	while (sp->nroots < FL_MGR_MAX_ROOTS &&
+	       !fl__space_root_at(sh->sp, sp->nroots, sp->roots[sp->nroots].name, &sp->roots[sp->nroots].value))
+		sp->nroots++;
+	n = fl__mgr_space_encode(out, sp);
+	free(sp);
+	if (n < 0)
+		return fld_reply_error(s, h->seq, EINVAL, "space %s: cannot describe it", m.name);
+	s->spaces[s->nspaces++] = (struct fld_session_space){ .sh = sh, .flags = m.flags };
+	fld_log(0, "client %llu (pid %d uid %u): space %s %s at version %" PRIu64, (unsigned long long)s->id, s->pid,
+		(unsigned)s->uid, m.name,
+		m.flags & FL_MGR_SPACE_PRIVATE ? "private" : m.flags & FL_MGR_SPACE_RDONLY ? "read-only" : "read-write",
+		sh->opened_version);
+	return fl__mgr_send(s->sock, FL_MGR_SPACE, h->seq, out, (size_t)n, -1);
+}
+
+int fld_space_close(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p)
+{
+	char name[FL_MGR_MAX_SPACE_NAME + 1];
+	struct fld_session_space *ss;
+
+	(void)d;
+	if (s->kind != FLD_CLIENT || fl__mgr_space_name_decode(p, h->length, name) == -EBADMSG)
+		return -EBADMSG;
+	ss = fl__mgr_space_name_ok(name) ? session_space(s, name) : NULL;
+	if (!ss)
+		return fld_reply_error(s, h->seq, ENOENT, "space %s is not attached in this client", name);
+	/* The sources stay until the session ends: the client unmapped the
+	 * segments (the UNMAP events took its ranges out of the engine), and
+	 * source ids are positions. */
+	ss->closed = true;
+	return fl__mgr_send(s->sock, FL_MGR_SPACE_CLOSED, h->seq, NULL, 0, -1);
+}
+
+int fld_space_commit(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p)
+{
+	char name[FL_MGR_MAX_SPACE_NAME + 1], why[FL_MGR_MAX_ERRMSG + 1];
+	struct fld_session_space *ss;
+	uint64_t version = 0;
+	uint8_t out[8];
+	int r;
+
+	if (s->kind != FLD_CLIENT || fl__mgr_space_name_decode(p, h->length, name) == -EBADMSG)
+		return -EBADMSG;
+	ss = fl__mgr_space_name_ok(name) ? session_space(s, name) : NULL;
+	if (!ss)
+		return fld_reply_error(s, h->seq, ENOENT, "space %s is not attached in this client", name);
+	/* Checked again: the directory's mode may have changed since. */
+	r = check_access(d, s, name, MAY_WRITE, why, sizeof(why));
+	if (r)
+		return fld_reply_error(s, h->seq, -r, "%s", why);
+	if (ss->sh->version)
+		return fld_reply_error(s, h->seq, EROFS, "space %s: attached at version %" PRIu64 ", which is "
+				       "read-only", name, ss->sh->version);
+	d->space_msg[0] = 0;
+	r = fl_space_commit(ss->sh->sp, NULL, &version);
+	if (r)
+		return fld_reply_error(s, h->seq, -r, "space %s: commit: %s", name,
+				       d->space_msg[0] ? d->space_msg : strerror(-r));
+	ss->sh->opened_version = version;
+	fld_log(0, "client %llu (pid %d uid %u): space %s committed as version %" PRIu64, (unsigned long long)s->id,
+		s->pid, (unsigned)s->uid, name, version);
+	fl__mgr_u64_encode(out, version);
+	return fl__mgr_send(s->sock, FL_MGR_COMMITTED, h->seq, out, 8, -1);
+}
+
+/*
+ * A resuming client's page cache: tmpfs or hugetlbfs, the segment's size,
+ * and made by a faultlined (its inode is ours): a client cannot hand the
+ * daemon a page cache of its own making for others to read.
+ */
+static int check_resume_fd(int fd, uint64_t length, struct stat *st)
+{
+	struct statfs sfs;
+
+	if (fstat(fd, st) || fstatfs(fd, &sfs))
+		return -errno;
+	if ((sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC) || !S_ISREG(st->st_mode) ||
+	    st->st_uid != geteuid())
+		return -EBADF;
+	if ((uint64_t)st->st_size != length)
+		return -ESTALE;
+	return 0;
+}
+
+static int resume_segment(struct fld_shared *sh, unsigned index, int fd, uint64_t length, char *why,
+			  size_t whylen)
+{
+	struct stat st, cur;
+	int rw = -1, r;
+
+	r = check_resume_fd(fd, length, &st);
+	if (r) {
+		snprintf(why, whylen, "space %s segment %u: the page cache brought back is %s", sh->name, index,
+			 r == -ESTALE ? "of another size" : "not one a faultlined made");
+		return r;
+	}
+	if (fstat(fl__space_segment_fd(sh->sp, index), &cur))
+		return -errno;
+	if (cur.st_dev == st.st_dev && cur.st_ino == st.st_ino)
+		return 0;	/* another client brought it back first */
+	if (sh->users[index]) {
+		snprintf(why, whylen, "space %s segment %u: attached here with another page cache already", sh->name,
+			 index);
+		return -ESTALE;
+	}
+	r = reopen(fd, O_RDWR, &rw);
+	if (!r)
+		r = fl__space_segment_adopt(sh->sp, index, rw);
+	fl__close(rw);
+	if (!r)
+		r = ro_fd(sh, index);
+	if (r) {
+		snprintf(why, whylen, "space %s segment %u: cannot take back its page cache: %s", sh->name, index,
+			 strerror(-r));
+		return r;
+	}
+	fld_log(0, "space %s segment %u: page cache resumed from a client", sh->name, index);
+	return 0;
+}
+
+int fld_segment_open(struct fld *d, struct fld_session *s, const char *space, unsigned index, int resume_fd,
+		     struct fld_source *src, char *why, size_t whylen)
+{
+	struct fl_segment_info si = { .sz = sizeof(si) };
+	struct fld_session_space *ss;
+	int r;
+
+	(void)d;
+	ss = fl__mgr_space_name_ok(space) ? session_space(s, space) : NULL;
+	if (!ss) {
+		snprintf(why, whylen, "space %s is not attached in this client", space);
+		return -ENOENT;
+	}
+	if (index >= ss->sh->nsegs) {
+		snprintf(why, whylen, "space %s has %u segments", space, ss->sh->nsegs);
+		return -ERANGE;
+	}
+	fl_space_segment_info(ss->sh->sp, index, &si);
+	if (resume_fd >= 0) {
+		r = resume_segment(ss->sh, index, resume_fd, si.length, why, whylen);
+		if (r)
+			return r;
+	}
+	ss->sh->users[index]++;
+	*src = (struct fld_source){
+		.kind = FL_MGR_SRC_SEGMENT, .shared = ss->sh, .seg = index, .length = si.length,
+		.mem = si.mem == FL_MEM_HUGETLB ? 2 : 1, .page_size = si.mem == FL_MEM_HUGETLB ? 2u << 20 : 4096,
+		/* The client maps read-only attachments MAP_PRIVATE too. */
+		.private_map = ss->flags & (FL_MGR_SPACE_PRIVATE | FL_MGR_SPACE_RDONLY),
+		.writable = !(ss->flags & (FL_MGR_SPACE_RDONLY | FL_MGR_SPACE_PRIVATE)),
+	};
+	return 0;
+}
+
+int fld_segment_fd(const struct fld_source *src, const struct fld_session *s)
+{
+	(void)s;
+	return src->writable ? fl__space_segment_fd(src->shared->sp, src->seg) : src->shared->ro_fds[src->seg];
+}
+
+int fld_segment_region(const struct fld_source *src, int *ret_memfd, struct fl_store **ret_store,
+		       uint64_t *ret_offset)
+{
+	return fl__space_segment_source(src->shared->sp, src->seg, ret_memfd, ret_store, ret_offset);
+}
+
+void fld_segment_put(struct fld_source *src)
+{
+	if (src->shared && src->shared->users[src->seg])
+		src->shared->users[src->seg]--;
+	src->shared = NULL;
+}
+
+void fld_session_spaces_free(struct fld_session *s)
+{
+	free(s->spaces);
+	s->spaces = NULL;
+	s->nspaces = 0;
+}
