@@ -18,7 +18,9 @@
  *      whole-graph traversal once everything is in memory, attached vs
  *      rebuilt: traverse_ratio, goal <= 1.3.
  *  (d) 8 processes attached to one 1 GiB space, every page read: the Pss
- *      of all their mappings of it over its size, pss_ratio, goal <= 1.1.
+ *      of all their mappings of it over its size, pss_ratio, goal <= 1.1;
+ *      in-process (the workers inherit the space) and through faultlined
+ *      (pss_ratio_daemon: 8 clients, the daemon's share included).
  */
 #include "bench.h"
 #include "util.h"
@@ -28,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,7 +46,8 @@ static const char usage[] =
 	"two processes (medians over N repetitions, default 50);\n"
 	"(c) a pointer-rich graph of --size (default 1G): attach + first query\n"
 	"vs reading and rebuilding it from a flat file, and a full traversal;\n"
-	"(d) Pss of 8 processes attached to one --size space.\n"
+	"(d) Pss of 8 processes attached to one --size space, in-process and\n"
+	"through faultlined (started by the benchmark, as in bench daemon).\n"
 	"Scratch files go to $TMPDIR (default /var/tmp).\n";
 
 static struct fl_space *make(const char *name, unsigned nseg, uint64_t seg_len)
@@ -394,6 +399,109 @@ static int pss_part(uint64_t size, double *ret_ratio, double *ret_mib)
 	return r;
 }
 
+/*
+ * The same through faultlined (fl_client_space_attach(3)): 8 client
+ * processes attach one persistent space the daemon owns, read-write and
+ * shared; the first writes every page, all read every page. The Pss is
+ * that of the clients' mappings plus the daemon's mappings of the
+ * segment's page cache (its fill alias), over the space's size.
+ */
+static int pss_daemon_part(uint64_t size, double *ret_ratio, double *ret_mib)
+{
+	struct fl_segment_opts go = { .sz = sizeof(go), .name = "fl-bench-pssd", .base = GBASE, .length = size,
+				      .mem = FL_MEM_SHMEM };
+	char spaces[160], sdir[200];
+	struct fl_space_opts so = { .sz = sizeof(so), .name = "pssd", .dir = sdir, .flags = FL_SPACE_NO_SYNC };
+	const char *extra[] = { "--spaces", spaces, NULL };
+	int ready[2] = { -1, -1 }, go_pipe[2] = { -1, -1 }, r;
+	pid_t pids[PSS_PROCS] = { 0 };
+	struct fl_space *sp = NULL;
+	struct denv e;
+	uint64_t pss = 0;
+	char c;
+
+	r = denv_setup(&e);
+	if (r)
+		return r;
+	snprintf(spaces, sizeof(spaces), "%s/spaces", e.dir);
+	snprintf(sdir, sizeof(sdir), "%s/pssd", spaces);
+	r = mkdir(spaces, 0700) ? -errno : 0;
+	if (!r)
+		r = fl_space_new(&so, &sp);
+	if (!r)
+		r = fl_space_segment_add(sp, &go);
+	if (r >= 0)
+		r = fl_space_commit(sp, NULL, NULL);
+	sp = fl_space_free(sp);
+	if (!r)
+		r = denv_start(&e, extra);
+	if (!r && (pipe(ready) || pipe(go_pipe)))
+		r = -errno;
+	fflush(stdout);
+	for (unsigned i = 0; i < PSS_PROCS && !r; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0) {
+			r = -errno;
+			pids[i] = 0;
+			break;
+		}
+		if (pids[i] == 0) {
+			struct fl_client_opts co = { .sz = sizeof(co), .socket = e.sock };
+			volatile uint8_t *m = (volatile uint8_t *)(uintptr_t)GBASE;
+			struct fl_client *cl;
+			uint64_t sum = 0;
+
+			close(ready[0]);
+			close(go_pipe[1]);
+			if (fl_client_connect(&co, &cl) || fl_client_attach(cl) ||
+			    fl_client_space_attach(cl, "pssd", NULL))
+				_exit(1);
+			for (uint64_t off = 0; off < size; off += 4096) {
+				if (i == 0)
+					m[off] = (uint8_t)(off >> 12);
+				sum += m[off];
+			}
+			c = (char)sum;
+			if (write(ready[1], &c, 1) != 1)
+				_exit(1);
+			(void)!read(go_pipe[0], &c, 1);	/* stay until measured */
+			_exit(0);
+		}
+	}
+	if (ready[1] >= 0)
+		close(ready[1]);
+	if (go_pipe[0] >= 0)
+		close(go_pipe[0]);
+	for (unsigned i = 0; i < PSS_PROCS && !r; i++)
+		if (read(ready[0], &c, 1) != 1)
+			r = -EIO;
+	for (unsigned i = 0; i < PSS_PROCS && !r; i++)
+		pss += mappings_pss(pids[i], GBASE, GBASE + size, "memfd:fl-bench-pssd");
+	if (!r)
+		pss += mappings_pss(e.pid, 0, 0, "memfd:fl-bench-pssd");
+	if (go_pipe[1] >= 0)
+		close(go_pipe[1]);
+	for (unsigned i = 0; i < PSS_PROCS; i++)
+		if (pids[i] > 0)
+			waitpid(pids[i], NULL, 0);
+	if (ready[0] >= 0)
+		close(ready[0]);
+	denv_stop(&e);
+	{
+		char f[300];
+		snprintf(f, sizeof(f), "%s/manifest", sdir);
+		unlink(f);
+		snprintf(f, sizeof(f), "%s/fl-bench-pssd.v1.img", sdir);
+		unlink(f);
+		rmdir(sdir);
+		rmdir(spaces);
+	}
+	denv_remove(&e);
+	*ret_mib = pss / 1048576.0;
+	*ret_ratio = (double)pss / (double)size;
+	return r;
+}
+
 int bench_space_main(int argc, char **argv)
 {
 	unsigned reps = 50;
@@ -439,7 +547,7 @@ int bench_space_main(int argc, char **argv)
 	}
 	struct stat3 st1 = { 0 }, st64 = { 0 }, sts = { 0 };
 	struct gresult gr = { 0 };
-	double rtt = 0, pss_ratio = 0, pss_mib = 0;
+	double rtt = 0, pss_ratio = 0, pss_mib = 0, pssd_ratio = 0, pssd_mib = 0;
 	bool no_switch = false;
 	if (part_a) {
 		s1g = make("a1g", 4, 256ull << 20);
@@ -496,6 +604,8 @@ int bench_space_main(int argc, char **argv)
 		goto out;
 	if (part_d && (r = pss_part(size, &pss_ratio, &pss_mib)))
 		goto out;
+	if (part_d && (r = pss_daemon_part(size, &pssd_ratio, &pssd_mib)))
+		goto out;
 	if (json) {
 		struct json j;
 		json_init(&j, stdout);
@@ -530,6 +640,8 @@ int bench_space_main(int argc, char **argv)
 		if (part_d) {
 			json_num(&j, "pss_mib", pss_mib, 1);
 			json_num(&j, "pss_ratio", pss_ratio, 3);
+			json_num(&j, "pss_mib_daemon", pssd_mib, 1);
+			json_num(&j, "pss_ratio_daemon", pssd_ratio, 3);
 		}
 		json_end(&j);
 		json_finish(&j);
@@ -555,6 +667,9 @@ int bench_space_main(int argc, char **argv)
 			printf("(d) %d processes attached to one %llu MiB space, every page read: Pss %.1f MiB, "
 			       "pss_ratio %.3f (goal <= 1.1)\n", PSS_PROCS, (unsigned long long)(size >> 20), pss_mib,
 			       pss_ratio);
+		if (part_d)
+			printf("(d) the same through faultlined (fl_client_space_attach), the daemon's share "
+			       "included: Pss %.1f MiB, pss_ratio_daemon %.3f (goal <= 1.1)\n", pssd_mib, pssd_ratio);
 	}
 out:
 	fl_space_free(s1g);

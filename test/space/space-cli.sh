@@ -154,7 +154,7 @@ check unknown 2 "$F" space frobnicate
 # bench space runs at a small size and reports every key (not a
 # measurement: benchmarks are not tests)
 TMPDIR=$T check bench 0 "$F" bench space --reps 3 --size 8M --json
-ok bench-json 'json "all(k in d for k in (\"attach_us_1g\", \"attach_flat\", \"switch_us\", \"pipe_rtt_us\", \"ratio\", \"speedup\", \"traverse_ratio\", \"pss_ratio\"))"'
+ok bench-json 'json "all(k in d for k in (\"attach_us_1g\", \"attach_flat\", \"switch_us\", \"pipe_rtt_us\", \"ratio\", \"speedup\", \"traverse_ratio\", \"pss_ratio\", \"pss_ratio_daemon\"))"'
 ok bench-cleaned '[ -z "$(ls "$T" | grep fl-bench-space)" ]'
 check bench-usage 2 "$F" bench space --part z
 summary
