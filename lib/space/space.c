@@ -554,6 +554,28 @@ static int version_template(struct fl_space *sp, const struct fl__version *v, co
 	return 0;
 }
 
+/*
+ * A live commit write-protects a shared read-write attachment of the live
+ * segments, so such a region is registered for write-protect faults too
+ * where the kernel has them on this memory (registering a range again
+ * with the same uffd sets its modes). Without, the attachment works as
+ * before and a live commit says what is missing.
+ */
+static bool register_wp(struct fl_space *sp, struct fl_region *r)
+{
+	const uint64_t need = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	int ret;
+
+	if ((fl_engine_features(sp->engine) & need) != need)
+		return false;
+	ret = fl_uffd_register(fl__region_space(r)->uffd, fl_region_addr(r), fl_region_length(r),
+			       FL_REG_MISSING | FL_REG_MINOR | FL_REG_WP, NULL);
+	if (ret)
+		fl__log(&sp->log, FL_LOG_DEBUG, "segment %s: no write-protect registration (%s): no live commit",
+			r->name, strerror(-ret));
+	return !ret;
+}
+
 /* Map link l's segment (or a version of it) at `addr` (NULL: anywhere). */
 static int map_link(struct fl_space *sp, struct fl__link *l, const struct fl__version *v, unsigned flags, void *addr,
 		    struct fl_region **ret_region)
@@ -586,6 +608,7 @@ static int map_link(struct fl_space *sp, struct fl__link *l, const struct fl__ve
 		return ret;
 	}
 	l->vtpl = vtpl;
+	l->wp = !v && !(flags & (FL_ATTACH_PRIVATE | FL_ATTACH_RDONLY)) && register_wp(sp, r);
 	*ret_region = r;
 	return 0;
 }
