@@ -3,12 +3,15 @@
  * Address spaces (<faultline/space.h>): segments at fixed addresses filled
  * lazily, attach / detach shared and private, read-only, roots, two
  * processes sharing a segment, switch under reading threads, commit while
- * writers run (compared with a shadow taken at the commit instant),
- * versions, forks, a commit killed half-way, and every bad input the
+ * writers run (compared with a shadow taken at the commit instant), live
+ * commits while writers keep running (the version checked against the
+ * writers' known sequence: a prefix of each, no torn or wrong page),
+ * versions, forks, commits killed half-way, and every bad input the
  * header lists, over shmem and hugetlb.
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -684,6 +687,395 @@ static int test_commit_crash(void *arg)
 	return T_PASS;
 }
 
+/* ---- live commits ------------------------------------------------------------- */
+
+/*
+ * FL_COMMIT_LIVE under four writers that never stop. Writer i rewrites
+ * whole pages of its quarter of the segment's first half, write `it` to
+ * page lpage(it) with lval(i, it) in every word, first word to last, and
+ * publishes `it` in done[i] afterwards. The sequence is known, so the
+ * content of every page after writes 1..n is known too: a version is
+ * consistent when each writer's quarter is such a prefix (n between the
+ * writer's progress before the call and after it), plus at most the first
+ * words of write n + 1 when no quiesce pauses the writers for the instant
+ * (a write in flight at the instant, as a crash would leave it).
+ */
+#define LIVE_LEN (32ull << 20)
+
+struct lwriters {
+	_Atomic bool stop, pause;
+	_Atomic unsigned paused;
+	_Atomic uint64_t done[WRITERS];
+	uint64_t resumed[WRITERS];	/* done[] when quiesce resumed them */
+	uint64_t base, q;		/* writer i: [base + i q, base + (i + 1) q) */
+	uint8_t *shadow;		/* the writers' half at the instant (quiesce) */
+};
+
+struct lwriter {
+	struct lwriters *w;
+	unsigned id;
+	pthread_t th;
+};
+
+static uint64_t lval(unsigned id, uint64_t it)
+{
+	return ((0xa0ull + id) << 56) | it;
+}
+
+static uint64_t lpage(const struct lwriters *w, uint64_t it)
+{
+	return it * 7919 % (w->q / PAGE);
+}
+
+static void *lwriter_main(void *arg)
+{
+	struct lwriter *me = arg;
+	struct lwriters *w = me->w;
+	uint64_t it = 0;
+
+	while (!atomic_load(&w->stop)) {
+		if (atomic_load(&w->pause)) {
+			atomic_fetch_add(&w->paused, 1);
+			while (atomic_load(&w->pause))
+				usleep(20);
+			atomic_fetch_sub(&w->paused, 1);
+			continue;
+		}
+		it++;
+		volatile uint64_t *p = (volatile uint64_t *)(uintptr_t)(w->base + me->id * w->q + lpage(w, it) * PAGE);
+		for (uint64_t k = 0; k < PAGE / 8; k++)
+			p[k] = lval(me->id, it);
+		atomic_store(&w->done[me->id], it);
+	}
+	return NULL;
+}
+
+/* Paused for the instant only: the shadow is memory then. */
+static int lquiesce(bool pause, void *ctx)
+{
+	struct lwriters *w = ctx;
+
+	if (!pause) {
+		for (unsigned i = 0; i < WRITERS; i++)
+			w->resumed[i] = atomic_load(&w->done[i]);
+		atomic_store(&w->pause, false);
+		return 0;
+	}
+	atomic_store(&w->pause, true);
+	while (atomic_load(&w->paused) < WRITERS)
+		usleep(20);
+	memcpy(w->shadow, (void *)(uintptr_t)w->base, WRITERS * w->q);
+	return 0;
+}
+
+struct cut {
+	uint64_t n;		/* writes 1..n are in the version */
+	uint64_t inflight;	/* pages holding the first words of write n + 1 */
+	uint64_t wrong;		/* pages that are no state of the prefix */
+	uint64_t torn;		/* of those, pages mixing two writes */
+};
+
+/* Writer id's quarter of the attached version, against its sequence; init: the quarter before any write. */
+static struct cut check_cut(const struct lwriters *w, unsigned id, const uint8_t *init)
+{
+	const uint64_t npg = w->q / PAGE, words = PAGE / 8;
+	const uint64_t *q = (const uint64_t *)(uintptr_t)(w->base + id * w->q);
+	struct cut c = { 0 };
+	uint64_t inv = 0;
+
+	for (uint64_t x = 1; x < npg && !inv; x++)
+		if (x * 7919 % npg == 1)
+			inv = x;
+	for (uint64_t j = 0; j < npg; j++) {
+		const uint64_t *pg = q + j * words;
+		if (pg[0] == pg[words - 1] && (pg[0] >> 56) == 0xa0 + id)
+			if ((pg[0] & ((1ull << 56) - 1)) > c.n)
+				c.n = pg[0] & ((1ull << 56) - 1);
+	}
+	for (uint64_t j = 0; j < npg; j++) {
+		const uint64_t *pg = q + j * words;
+		const uint64_t *old = (const uint64_t *)(const void *)(init + j * PAGE);
+		uint64_t r = j * inv % npg, last = 0, k = 0;
+
+		if (c.n >= r)
+			last = c.n - (c.n - r) % npg;	/* the last write <= n to page j */
+		for (k = 0; k < words; k++)
+			if (pg[k] != (last ? lval(id, last) : old[k]))
+				break;
+		if (k == words)
+			continue;
+		if (lpage(w, c.n + 1) == j) {
+			uint64_t f = 0;
+			while (f < words && pg[f] == lval(id, c.n + 1))
+				f++;
+			for (k = f; k < words; k++)
+				if (pg[k] != (last ? lval(id, last) : old[k]))
+					break;
+			if (f > 0 && k == words) {
+				c.inflight++;
+				continue;
+			}
+		}
+		c.wrong++;
+		for (k = 1; k < words; k++) {
+			if ((pg[k] >> 56) != (pg[0] >> 56) || ((pg[k] >> 56) >= 0xa0 && pg[k] != pg[0])) {
+				c.torn++;
+				break;
+			}
+		}
+	}
+	return c;
+}
+
+struct live_cfg {
+	enum fl_mem_type mem;
+	bool quiesce;
+};
+static const struct live_cfg live_shmem = { FL_MEM_SHMEM, false }, live_huge = { FL_MEM_HUGETLB, false },
+			     live_shmem_q = { FL_MEM_SHMEM, true }, live_huge_q = { FL_MEM_HUGETLB, true };
+
+static int test_commit_live(void *arg)
+{
+	const struct live_cfg *cfg = arg;
+	struct lwriters w = { .base = BASE, .q = LIVE_LEN / 2 / WRITERS };
+	struct fl_commit_stats st = { .sz = sizeof(st) };
+	uint64_t before[WRITERS], after[WRITERS], v1, v2, progress = 0;
+	struct lwriter wr[WRITERS];
+	char tmp[256], dir[300];
+	struct fl_space *sp;
+	uint8_t *init;
+
+	if (cfg->mem == FL_MEM_HUGETLB)
+		t_need_huge(2 * LIVE_LEN + (8ull << 20));	/* the segment, then version 2 attached */
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	sp = new_space("live", dir);
+	init = malloc(LIVE_LEN / 2);
+	w.shadow = malloc(LIVE_LEN / 2);
+	T_ASSERT(init && w.shadow);
+	T_OK(add_seg(sp, "a", BASE, LIVE_LEN, cfg->mem));
+	T_OK(attach(sp, 0, 0));
+	fill(BASE, LIVE_LEN / 2, 3, 2 * PAGE);	/* the second half never touched */
+	T_OK(fl_space_commit(sp, NULL, &v1));
+	memcpy(init, (void *)(uintptr_t)BASE, LIVE_LEN / 2);
+	for (unsigned i = 0; i < WRITERS; i++) {
+		wr[i] = (struct lwriter){ &w, i, 0 };
+		T_ASSERT(pthread_create(&wr[i].th, NULL, lwriter_main, &wr[i]) == 0);
+	}
+	/* Going, and past one round of their pages (every page written). */
+	for (unsigned i = 0; i < WRITERS; i++)
+		T_WAIT_FOR(atomic_load(&w.done[i]) > 2 * w.q / PAGE, 30000);
+	/* Attached again: the pages are in the page cache but mapped
+	 * nowhere here, so the writers' first touches during the commit are
+	 * MINOR faults (saved before UFFDIO_CONTINUE), their later writes
+	 * write-protect faults. */
+	atomic_store(&w.pause, true);
+	while (atomic_load(&w.paused) < WRITERS)
+		usleep(20);
+	T_OK(fl_space_detach(sp));
+	T_OK(attach(sp, 0, 0));
+	atomic_store(&w.pause, false);
+	for (unsigned i = 0; i < WRITERS; i++)
+		before[i] = atomic_load(&w.done[i]);
+	struct fl_commit_opts co = { .sz = sizeof(co), .flags = FL_COMMIT_LIVE, .stats = &st };
+	if (cfg->quiesce) {
+		co.quiesce = lquiesce;
+		co.quiesce_ctx = &w;
+	}
+	T_OK(fl_space_commit(sp, &co, &v2));
+	for (unsigned i = 0; i < WRITERS; i++)
+		after[i] = atomic_load(&w.done[i]);
+	usleep(20000);	/* they keep writing after the commit */
+	atomic_store(&w.stop, true);
+	for (unsigned i = 0; i < WRITERS; i++)
+		pthread_join(wr[i].th, NULL);
+	T_ASSERT(v1 == 1 && v2 == 2);
+	t_log("saved %llu pages, %llu copied before a write, fault wait max %llu us, total %llu us",
+	      (unsigned long long)st.pages_saved, (unsigned long long)st.pages_copied_before_write,
+	      (unsigned long long)st.fault_wait_max_ns / 1000, (unsigned long long)st.fault_wait_total_ns / 1000);
+	/* The writers ran during the commit, and some hit a page before the copier did. */
+	T_ASSERT(st.pages_copied_before_write > 0, "no page copied before a write: the writers did not run");
+	T_ASSERT(st.pages_saved >= LIVE_LEN / 2 / (cfg->mem == FL_MEM_HUGETLB ? (2ull << 20) : PAGE),
+		 "%llu pages saved", (unsigned long long)st.pages_saved);
+	for (unsigned i = 0; i < WRITERS; i++)
+		progress += after[i] - (cfg->quiesce ? w.resumed[i] : before[i]);
+	T_ASSERT(progress > 0, "the writers made no progress during the commit");
+	T_OK(fl_space_detach(sp));
+	T_OK(attach(sp, FL_ATTACH_RDONLY, v2));
+	if (cfg->quiesce) {
+		/* Paused at the instant: no write in flight, the version is the shadow. */
+		T_ASSERT(memcmp((void *)(uintptr_t)BASE, w.shadow, LIVE_LEN / 2) == 0, "version 2 differs from the shadow");
+	}
+	for (unsigned i = 0; i < WRITERS; i++) {
+		struct cut c = check_cut(&w, i, init + i * w.q);
+		t_log("writer %u: writes 1..%llu in the version (%llu before the call, %llu after), %llu in flight",
+		      i, (unsigned long long)c.n, (unsigned long long)before[i], (unsigned long long)after[i],
+		      (unsigned long long)c.inflight);
+		T_ASSERT_EQ(c.torn, 0);
+		T_ASSERT_EQ(c.wrong, 0);
+		T_ASSERT(c.inflight <= (cfg->quiesce ? 0 : 1), "%llu pages in flight", (unsigned long long)c.inflight);
+		T_ASSERT(c.n >= before[i] && c.n <= after[i] + 1, "writer %u: cut %llu outside [%llu, %llu]", i,
+			 (unsigned long long)c.n, (unsigned long long)before[i], (unsigned long long)after[i] + 1);
+	}
+	for (uint64_t off = LIVE_LEN / 2; off < LIVE_LEN; off += 8)
+		T_ASSERT(*(uint64_t *)(uintptr_t)(BASE + off) == 0, "version 2 is not zero at +%llu",
+			 (unsigned long long)off);
+	T_OK(fl_space_detach(sp));
+	/* Incremental: the never-touched half is version 1's. */
+	struct fl_image *img;
+	struct fl_image_info ii = { .sz = sizeof(ii) };
+	char path[400];
+	snprintf(path, sizeof(path), "%s/a.v2.img", dir);
+	T_OK(fl_image_open(path, 0, &img));
+	T_OK(fl_image_info(img, &ii));
+	T_ASSERT(ii.chain_depth == 1 && ii.pages_absent > 0, "depth %u, %llu absent", ii.chain_depth,
+		 (unsigned long long)ii.pages_absent);
+	fl_image_close(img);
+	/* Reopened elsewhere: the same version. */
+	fl_space_free(sp);
+	sp = open_space(dir);
+	T_OK(attach(sp, FL_ATTACH_RDONLY, 0));
+	for (unsigned i = 0; i < WRITERS; i++) {
+		struct cut c = check_cut(&w, i, init + i * w.q);
+		T_ASSERT(c.wrong == 0 && c.torn == 0, "reopened: writer %u: %llu wrong", i, (unsigned long long)c.wrong);
+	}
+	fl_space_free(sp);
+	free(init);
+	free(w.shadow);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
+/*
+ * Without write-protect on shmem (masked here; Linux before 5.19), a live
+ * commit of a shared read-write attachment is -EOPNOTSUPP and changes
+ * nothing; with no writer here (not attached, read-only) it needs none;
+ * a plain commit still works.
+ */
+static int commit_live_no_wp_inner(void)
+{
+	struct fl_commit_opts live = { .sz = sizeof(live), .flags = FL_COMMIT_LIVE };
+	struct fl_commit_opts bad = { .sz = sizeof(bad), .flags = 1u << 7 };
+	char tmp[256], dir[300];
+	struct fl_space *sp;
+	uint64_t v = 0;
+
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	sp = new_space("nowp", dir);
+	T_OK(add_seg(sp, "a", BASE, SEG_LEN, FL_MEM_SHMEM));
+	T_ASSERT_EQ(fl_space_commit(sp, &bad, NULL), -EINVAL);
+	T_OK(fl_space_commit(sp, &live, &v));
+	T_ASSERT_EQ(v, 1);
+	T_OK(attach(sp, 0, 0));
+	fill(BASE, SEG_LEN, 1, PAGE);
+	T_ASSERT_EQ(fl_space_commit(sp, &live, &v), -EOPNOTSUPP);
+	T_ASSERT_EQ(fl_space_versions(sp, NULL, 0), 1);
+	fill(BASE, SEG_LEN, 2, PAGE);	/* still writable: nothing left protected */
+	T_OK(fl_space_commit(sp, NULL, &v));
+	T_ASSERT_EQ(v, 2);
+	T_OK(fl_space_detach(sp));
+	T_OK(attach(sp, FL_ATTACH_RDONLY, 0));
+	T_OK(fl_space_commit(sp, &live, &v));
+	T_ASSERT_EQ(v, 3);
+	T_ASSERT_EQ(check(BASE, SEG_LEN, 2, PAGE), 0);
+	fl_space_free(sp);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
+/* The mask must be set before the library first probes the kernel (it
+ * caches what it found): the case runs again in a fresh process. */
+static int test_commit_live_no_wp(void *arg)
+{
+	const char *old = getenv("FAULTLINE_MASK_FEATURES");
+	char spec[512];
+	pid_t pid;
+	int st;
+
+	(void)arg;
+	snprintf(spec, sizeof(spec), "%s%swp_hugetlbfs_shmem", old && *old ? old : "", old && *old ? "," : "");
+	fflush(NULL);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (!pid) {
+		setenv("FAULTLINE_MASK_FEATURES", spec, 1);
+		execl("/proc/self/exe", "space", "--inner", "commit-live-no-wp", (char *)NULL);
+		_exit(99);
+	}
+	T_OK(t_wait_pid(pid, 50000, &st));
+	T_ASSERT(WIFEXITED(st), "inner case: status 0x%x", st);
+	return WEXITSTATUS(st);
+}
+
+/* A live commit killed while it copies (its image half written) leaves the previous version as it was. */
+static char crash_dir[300];
+
+static void *killer_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		DIR *d = opendir(crash_dir);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			struct stat sb;
+			char p[600];
+			if (strncmp(de->d_name, ".a.v2.img.tmp", 13))
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", crash_dir, de->d_name);
+			if (!stat(p, &sb) && sb.st_size > (1 << 20))
+				raise(SIGKILL);
+		}
+		if (d)
+			closedir(d);
+		usleep(50);
+	}
+	return NULL;
+}
+
+static int test_commit_live_crash(void *arg)
+{
+	(void)arg;
+	const uint64_t len = 128ull << 20;
+	char tmp[256];
+	struct fl_space *sp;
+	uint64_t vs[4];
+	pid_t pid;
+	int st;
+
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(crash_dir, sizeof(crash_dir), "%s/s", tmp);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (!pid) {
+		struct fl_commit_opts co = { .sz = sizeof(co), .flags = FL_COMMIT_LIVE };
+		struct lwriters w = { .base = BASE, .q = len / 2 / WRITERS };
+		struct lwriter wr = { &w, 0, 0 };
+		pthread_t killer;
+
+		sp = new_space("c", crash_dir);
+		if (add_seg(sp, "a", BASE, len, FL_MEM_SHMEM) || attach(sp, 0, 0))
+			_exit(2);
+		fill(BASE, len, 1, PAGE);
+		if (fl_space_commit(sp, NULL, NULL))
+			_exit(3);
+		fill(BASE, len, 2, PAGE);
+		if (pthread_create(&wr.th, NULL, lwriter_main, &wr) || pthread_create(&killer, NULL, killer_main, NULL))
+			_exit(4);
+		fl_space_commit(sp, &co, NULL);
+		_exit(5);	/* the commit finished before the kill */
+	}
+	T_OK(t_wait_pid(pid, 60000, &st));
+	T_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child: status 0x%x (5: not killed during the copy)", st);
+	sp = open_space(crash_dir);
+	T_ASSERT_EQ(fl_space_versions(sp, vs, 4), 1);
+	T_OK(attach(sp, FL_ATTACH_RDONLY, 0));
+	T_ASSERT_EQ(check(BASE, len, 1, PAGE), 0);
+	fl_space_free(sp);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
 /* ---- bad input ---------------------------------------------------------- */
 
 static int test_bad_segments(void *arg)
@@ -945,6 +1337,16 @@ static const struct t_case cases[] = {
 	{ "commit-other-writer-hugetlb", test_commit_other_writer, (void *)&huge_cfg, 60,
 	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 	{ "commit-crash", test_commit_crash, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "commit-live-4-writers-shmem", test_commit_live, (void *)&live_shmem, 120,
+	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB },
+	{ "commit-live-4-writers-hugetlb", test_commit_live, (void *)&live_huge, 120,
+	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_WP_SHMEM_HUGETLB | T_HUGE_PAGES },
+	{ "commit-live-quiesce-4-writers-shmem", test_commit_live, (void *)&live_shmem_q, 120,
+	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB },
+	{ "commit-live-quiesce-4-writers-hugetlb", test_commit_live, (void *)&live_huge_q, 120,
+	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_WP_SHMEM_HUGETLB | T_HUGE_PAGES },
+	{ "commit-live-no-wp", test_commit_live_no_wp, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "commit-live-crash", test_commit_live_crash, NULL, 120, T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB },
 	{ "share-shmem", test_share, (void *)&shmem_cfg, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "share-hugetlb", test_share, (void *)&huge_cfg, 60, T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 	{ "opts", test_opts, NULL, 30, 0 },
@@ -955,5 +1357,7 @@ static const struct t_case cases[] = {
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--inner") && !strcmp(argv[2], "commit-live-no-wp"))
+		return commit_live_no_wp_inner();
 	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
