@@ -1048,7 +1048,7 @@ static void *killer_main(void *arg)
 static int test_commit_live_crash(void *arg)
 {
 	(void)arg;
-	const uint64_t len = 128ull << 20;
+	const uint64_t len = 64ull << 20;
 	char tmp[256];
 	struct fl_space *sp;
 	uint64_t vs[4];
