@@ -280,9 +280,8 @@ int fl__live_arm(struct fl__live *live, uint64_t **maps)
 		 * caller looked: with the lock held, no more can come. */
 		for (unsigned i = 0; i < live->nsegs; i++) {
 			struct fl__live_seg *ls = &live->segs[i];
-			for (uint64_t p = 0; p < ls->npages; p++)
-				if (fl__bit_test(ls->region->cached, p))
-					maps[i][p / 64] |= 1ull << (p % 64);
+			for (uint64_t k = 0; k < (ls->npages + 63) / 64; k++)
+				maps[i][k] |= atomic_load_explicit(&ls->region->cached[k], memory_order_relaxed);
 		}
 		ret = protect_all(live, FL_WP_PROTECT, &done);
 		if (!ret) {
@@ -381,8 +380,11 @@ void fl__live_free(struct fl__live *live, struct fl_commit_stats *st)
 	}
 	for (unsigned i = 0; live->segs && i < live->nsegs; i++) {
 		struct fl__live_seg *ls = &live->segs[i];
-		for (uint64_t p = 0; ls->stash && p < ls->npages; p++)
-			free(ls->stash[p]);
+		/* Only pages to save can have a copy: the arrays are touched
+		 * there only, so a sparse 64 GiB segment costs what it holds. */
+		for (uint64_t k = 0; ls->stash && k < (ls->npages + 63) / 64; k++)
+			for (uint64_t bits = ls->need[k]; bits; bits &= bits - 1)
+				free(ls->stash[k * 64 + (uint64_t)__builtin_ctzll(bits)]);
 		free(ls->stash);
 		free((void *)ls->state);
 	}
