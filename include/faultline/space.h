@@ -288,9 +288,10 @@ struct fl_commit_opts {
  * pauses them. Not attached, or attached read-only or private, there is
  * no writer here and FL_COMMIT_LIVE commits as without. The memory a live
  * commit needs is a copy of each page written before the copier reached
- * it. Call it from the process that attached the space (not a fork of it).
+ * it.
  *
- * Errors: -EINVAL (a transient space, unknown flags), -EROFS (attached at
+ * Errors: -EINVAL (a transient space, unknown flags, FL_COMMIT_LIVE in a
+ * fork of the process that attached the space), -EROFS (attached at
  * an older version), -EOPNOTSUPP (FL_COMMIT_LIVE on a shared read-write
  * attachment whose memory the kernel cannot write-protect: the log names
  * the missing feature), a quiesce callback's error, image writer errors

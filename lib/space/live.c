@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { PAGE_UNSAVED, PAGE_CLAIMED, PAGE_SAVED };
 
@@ -197,6 +198,14 @@ int fl__live_new(struct fl_space *sp, uint64_t **maps, struct fl__live **ret_liv
 	struct fl__live *live;
 	int ret = 0;
 
+	/* A fork's copy of the space shares the parent's userfaultfd: it
+	 * would write-protect the parent's memory, for the parent's engine
+	 * to serve, and nothing would serve the child's. */
+	if (getpid() != sp->engine_pid) {
+		fl__log(&sp->log, FL_LOG_ERROR, "space %s: a live commit runs in the process that attached it, "
+			"not in a fork of it", sp->name);
+		return -EINVAL;
+	}
 	for (unsigned i = 0; i < sp->nlinks; i++) {
 		if (!sp->links[i].wp) {
 			fl__log(&sp->log, FL_LOG_ERROR, "space %s: a live commit needs %s, which segment %s lacks",

@@ -84,6 +84,7 @@ struct fl_space {
 	unsigned nroots;
 	struct fl__manifest man;	/* persistent: what is on disk */
 	struct fl_engine *engine;	/* made at the first attach */
+	pid_t engine_pid;		/* the process the engine serves */
 	bool attached;
 	unsigned attach_flags;
 	uint64_t attached_version;

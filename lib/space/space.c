@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The user range a segment may use: above mmap_min_addr's usual 64 KiB,
  * below the 47-bit user limit of x86-64 (and arm64's 48-bit default). */
@@ -508,6 +509,7 @@ static int space_engine(struct fl_space *sp)
 	ret = fl_engine_new(&eo, &sp->engine);
 	if (!ret)
 		ret = fl_engine_start(sp->engine);
+	sp->engine_pid = getpid();
 	if (ret) {
 		fl__log(&sp->log, FL_LOG_ERROR, "space %s: cannot start a fault engine: %s", sp->name, strerror(-ret));
 		sp->engine = fl_engine_free(sp->engine);

@@ -981,6 +981,14 @@ static int commit_live_no_wp_inner(void)
 	T_ASSERT_EQ(v, 1);
 	T_OK(attach(sp, 0, 0));
 	fill(BASE, SEG_LEN, 1, PAGE);
+	/* Not in a fork: its userfaultfd is this process's. */
+	pid_t pid = fork();
+	int st;
+	T_ASSERT(pid >= 0);
+	if (!pid)
+		_exit(fl_space_commit(sp, &live, NULL) == -EINVAL ? 0 : 1);
+	T_OK(t_wait_pid(pid, 30000, &st));
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "live commit in a fork: status 0x%x", st);
 	T_ASSERT_EQ(fl_space_commit(sp, &live, &v), -EOPNOTSUPP);
 	T_ASSERT_EQ(fl_space_versions(sp, NULL, 0), 1);
 	fill(BASE, SEG_LEN, 2, PAGE);	/* still writable: nothing left protected */
