@@ -288,7 +288,9 @@ struct fl_commit_opts {
  * pauses them. Not attached, or attached read-only or private, there is
  * no writer here and FL_COMMIT_LIVE commits as without. The memory a live
  * commit needs is a copy of each page written before the copier reached
- * it.
+ * it. With a user-mode-only userfaultfd (unprivileged), a system call
+ * writing into a segment during a live commit may fail with EFAULT
+ * instead of waiting (the kernel's own accesses raise no userfault).
  *
  * Errors: -EINVAL (a transient space, unknown flags, FL_COMMIT_LIVE in a
  * fork of the process that attached the space), -EROFS (attached at
