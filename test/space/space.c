@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -1211,6 +1212,42 @@ static int test_opts(void *arg)
 	T_ASSERT(si.base == BASE && si.length == SEG_LEN && !strcmp(si.name, "x"));
 	T_ASSERT(fl_space_free(NULL) == NULL);
 	fl_space_free(sp);
+
+	/* Commit statistics, an out struct: sz 0 refused before anything is
+	 * written; a newer caller's tail zeroed; an older caller's struct not
+	 * written past its sz; a caller built before `stats` existed. */
+	char tmp[256], dir[300];
+	struct {
+		struct fl_commit_stats st;
+		uint8_t tail[16];
+	} out;
+	struct fl_commit_opts co = { .sz = sizeof(co), .stats = &out.st };
+	uint64_t v;
+
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	sp = new_space("o", dir);
+	T_OK(add_seg(sp, "a", BASE, SEG_LEN, FL_MEM_SHMEM));
+	memset(&out, 0xee, sizeof(out));
+	out.st.sz = 0;
+	T_ASSERT_EQ(fl_space_commit(sp, &co, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_space_versions(sp, NULL, 0), 0);
+	out.st.sz = sizeof(out);
+	T_OK(fl_space_commit(sp, &co, &v));
+	T_ASSERT(v == 1 && out.st.sz == sizeof(out) && out.st.pages_saved == 0 &&
+		 out.st.pages_copied_before_write == 0);
+	for (size_t k = 0; k < sizeof(out.tail); k++)
+		T_ASSERT(out.tail[k] == 0, "tail byte %zu not zeroed", k);
+	memset(&out, 0xee, sizeof(out));
+	out.st.sz = offsetof(struct fl_commit_stats, pages_copied_before_write);
+	T_OK(fl_space_commit(sp, &co, &v));
+	T_ASSERT(v == 2 && out.st.pages_saved == 0);
+	T_ASSERT(out.st.pages_copied_before_write == 0xeeeeeeeeeeeeeeeeull, "written past the caller's sz");
+	co.sz = offsetof(struct fl_commit_opts, stats);
+	T_OK(fl_space_commit(sp, &co, &v));
+	T_ASSERT_EQ(v, 3);
+	fl_space_free(sp);
+	t_rmtree(tmp);
 	return T_PASS;
 }
 
