@@ -855,9 +855,14 @@ static int test_commit_live(void *arg)
 	w.shadow = malloc(LIVE_LEN / 2);
 	T_ASSERT(init && w.shadow);
 	T_OK(add_seg(sp, "a", BASE, LIVE_LEN, cfg->mem));
+	/* A second segment nobody writes during the commit: changed since
+	 * version 1, saved as it is. */
+	T_OK(add_seg(sp, "b", BASE + LIVE_LEN, SEG_LEN, FL_MEM_SHMEM));
 	T_OK(attach(sp, 0, 0));
 	fill(BASE, LIVE_LEN / 2, 3, 2 * PAGE);	/* the second half never touched */
+	fill(BASE + LIVE_LEN, SEG_LEN, 4, PAGE);
 	T_OK(fl_space_commit(sp, NULL, &v1));
+	fill(BASE + LIVE_LEN, SEG_LEN, 5, 2 * PAGE);
 	memcpy(init, (void *)(uintptr_t)BASE, LIVE_LEN / 2);
 	for (unsigned i = 0; i < WRITERS; i++) {
 		wr[i] = (struct lwriter){ &w, i, 0 };
@@ -933,6 +938,8 @@ static int test_commit_live(void *arg)
 	for (uint64_t off = LIVE_LEN / 2; off < LIVE_LEN; off += 8)
 		T_ASSERT(*(uint64_t *)(uintptr_t)(BASE + off) == 0, "version 2 is not zero at +%llu",
 			 (unsigned long long)off);
+	T_ASSERT_EQ(check(BASE + LIVE_LEN, SEG_LEN, 5, 2 * PAGE), 0);
+	T_ASSERT_EQ(check(BASE + LIVE_LEN + PAGE, SEG_LEN - PAGE, 4, 2 * PAGE), 0);
 	T_OK(fl_space_detach(sp));
 	/* Incremental: the never-touched half is version 1's. */
 	struct fl_image *img;
