@@ -235,7 +235,7 @@ typedef int (*fl_space_quiesce_fn)(bool pause, void *ctx);
  */
 struct fl_commit_stats {
 	size_t sz;			/* sizeof(struct fl_commit_stats) */
-	uint64_t pages_saved;		/* page-cache pages written into the version */
+	uint64_t bytes_saved;		/* of page-cache pages written into the version */
 	/* FL_COMMIT_LIVE: pages a writer of this process touched before the
 	 * copier reached them, saved by the fault handler ahead of the write */
 	uint64_t pages_copied_before_write;

@@ -115,7 +115,7 @@ static int put_live(struct fl__live_seg *ls, struct fl_image_writer *w, int fd, 
  * state of the segment, or NULL.
  */
 static int save_segment(struct fl_space *sp, struct fl__link *l, const char *path, uint8_t *buf, const uint64_t *map,
-			struct fl__live_seg *ls, uint64_t *pages_saved)
+			struct fl__live_seg *ls, uint64_t *bytes_saved)
 {
 	struct fl_image_writer_opts wo = { .sz = sizeof(wo) };
 	struct fl_image_region ir = { .sz = sizeof(ir) };
@@ -156,7 +156,7 @@ static int save_segment(struct fl_space *sp, struct fl__link *l, const char *pat
 			ret = fl_image_writer_put_zero(w, 0, p * s->psz / FL_PAGE_SIZE, (q - p) * s->psz / FL_PAGE_SIZE);
 		}
 		if (filled)
-			*pages_saved += q - p;
+			*bytes_saved += (q - p) * s->psz;
 		p = q;
 	}
 	if (ret) {
@@ -304,7 +304,7 @@ int fl_space_commit(struct fl_space *sp, const struct fl_commit_opts *opts, uint
 		if (ret)
 			break;
 		ret = save_segment(sp, &sp->links[saved], paths[saved], buf, maps[saved], fl__live_seg(lv, saved),
-				   &st.pages_saved);
+				   &st.bytes_saved);
 		if (ret)
 			break;
 	}

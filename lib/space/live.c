@@ -307,6 +307,7 @@ int fl__live_arm(struct fl__live *live, uint64_t **maps)
 		/* An event is queued: the engine must read it before the
 		 * mm settles. Pages protected by this try fault to the
 		 * region, which unprotects them (no commit is armed). */
+		fl__log(&sp->log, FL_LOG_DEBUG, "space %s: an event is pending: the commit instant again", sp->name);
 		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	}
 	if (ret) {

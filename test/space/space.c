@@ -831,9 +831,43 @@ static struct cut check_cut(const struct lwriters *w, unsigned id, const uint8_t
 struct live_cfg {
 	enum fl_mem_type mem;
 	bool quiesce;
+	bool events;		/* a thread makes REMOVE events all along */
 };
-static const struct live_cfg live_shmem = { FL_MEM_SHMEM, false }, live_huge = { FL_MEM_HUGETLB, false },
-			     live_shmem_q = { FL_MEM_SHMEM, true }, live_huge_q = { FL_MEM_HUGETLB, true };
+static const struct live_cfg live_shmem = { FL_MEM_SHMEM, false, false }, live_huge = { FL_MEM_HUGETLB, false, false },
+			     live_shmem_q = { FL_MEM_SHMEM, true, false }, live_huge_q = { FL_MEM_HUGETLB, true, false },
+			     live_shmem_ev = { FL_MEM_SHMEM, false, true };
+
+/*
+ * Writes and discards (MADV_DONTNEED: a REMOVE event) pages of a third
+ * segment: while an event is unread the kernel refuses
+ * UFFDIO_WRITEPROTECT with EAGAIN, so the commit instant must be tried
+ * again once the engine has read it.
+ */
+struct churn {
+	_Atomic bool stop, pause, paused;
+	_Atomic uint64_t events;
+	uint64_t base, len;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+
+	for (uint64_t i = 0; !atomic_load(&c->stop); i++) {
+		if (atomic_load(&c->pause)) {
+			atomic_store(&c->paused, true);
+			while (atomic_load(&c->pause))
+				usleep(20);
+			atomic_store(&c->paused, false);
+			continue;
+		}
+		uint8_t *p = (uint8_t *)(uintptr_t)(c->base + (i % (c->len / PAGE)) * PAGE);
+		*(volatile uint8_t *)p = 1;
+		if (!madvise(p, PAGE, MADV_DONTNEED))
+			atomic_fetch_add(&c->events, 1);
+	}
+	return NULL;
+}
 
 static int test_commit_live(void *arg)
 {
@@ -858,6 +892,8 @@ static int test_commit_live(void *arg)
 	/* A second segment nobody writes during the commit: changed since
 	 * version 1, saved as it is. */
 	T_OK(add_seg(sp, "b", BASE + LIVE_LEN, SEG_LEN, FL_MEM_SHMEM));
+	if (cfg->events)
+		T_OK(add_seg(sp, "c", BASE + LIVE_LEN + SEG_LEN, SEG_LEN, FL_MEM_SHMEM));
 	T_OK(attach(sp, 0, 0));
 	fill(BASE, LIVE_LEN / 2, 3, 2 * PAGE);	/* the second half never touched */
 	fill(BASE + LIVE_LEN, SEG_LEN, 4, PAGE);
@@ -871,6 +907,14 @@ static int test_commit_live(void *arg)
 	/* Going, and past one round of their pages (every page written). */
 	for (unsigned i = 0; i < WRITERS; i++)
 		T_WAIT_FOR(atomic_load(&w.done[i]) > 2 * w.q / PAGE, 30000);
+	struct churn ch = { .base = BASE + LIVE_LEN + SEG_LEN, .len = SEG_LEN };
+	pthread_t churn_th;
+	uint64_t events0 = 0;
+	if (cfg->events) {
+		T_ASSERT(pthread_create(&churn_th, NULL, churn_main, &ch) == 0);
+		T_WAIT_FOR(atomic_load(&ch.events) > 100, 30000);
+		events0 = atomic_load(&ch.events);
+	}
 	struct fl_commit_opts co = { .sz = sizeof(co), .flags = FL_COMMIT_LIVE, .stats = &st };
 	if (cfg->quiesce) {
 		co.quiesce = lquiesce;
@@ -889,10 +933,12 @@ static int test_commit_live(void *arg)
 		 * commit are MINOR faults (saved before UFFDIO_CONTINUE),
 		 * their later writes write-protect faults. */
 		atomic_store(&w.pause, true);
-		while (atomic_load(&w.paused) < WRITERS)
+		atomic_store(&ch.pause, true);
+		while (atomic_load(&w.paused) < WRITERS || (cfg->events && !atomic_load(&ch.paused)))
 			usleep(20);
 		T_OK(fl_space_detach(sp));
 		T_OK(attach(sp, 0, 0));
+		atomic_store(&ch.pause, false);
 		atomic_store(&w.pause, false);
 		for (unsigned i = 0; i < WRITERS; i++)
 			before[i] = atomic_load(&w.done[i]);
@@ -902,8 +948,8 @@ static int test_commit_live(void *arg)
 		progress = 0;
 		for (unsigned i = 0; i < WRITERS; i++)
 			progress += after[i] - (cfg->quiesce ? w.resumed[i] : before[i]);
-		t_log("version %llu: saved %llu pages, %llu copied before a write, fault wait max %llu us, total %llu us, "
-		      "%llu writes during the commit", (unsigned long long)v2, (unsigned long long)st.pages_saved,
+		t_log("version %llu: saved %llu KiB, %llu copied before a write, fault wait max %llu us, total %llu us, "
+		      "%llu writes during the commit", (unsigned long long)v2, (unsigned long long)st.bytes_saved >> 10,
 		      (unsigned long long)st.pages_copied_before_write, (unsigned long long)st.fault_wait_max_ns / 1000,
 		      (unsigned long long)st.fault_wait_total_ns / 1000, (unsigned long long)progress);
 		if (st.pages_copied_before_write > 0 && progress > 0)
@@ -913,11 +959,16 @@ static int test_commit_live(void *arg)
 	atomic_store(&w.stop, true);
 	for (unsigned i = 0; i < WRITERS; i++)
 		pthread_join(wr[i].th, NULL);
+	if (cfg->events) {
+		atomic_store(&ch.stop, true);
+		pthread_join(churn_th, NULL);
+		t_log("%llu REMOVE events during the commits", (unsigned long long)(atomic_load(&ch.events) - events0));
+		T_ASSERT(atomic_load(&ch.events) > events0, "no event during the commits");
+	}
 	T_ASSERT(v1 == 1 && v2 >= 2);
 	T_ASSERT(st.pages_copied_before_write > 0, "no page copied before a write in 8 commits");
 	T_ASSERT(progress > 0, "the writers made no progress during 8 commits");
-	T_ASSERT(st.pages_saved >= LIVE_LEN / 2 / (cfg->mem == FL_MEM_HUGETLB ? (2ull << 20) : PAGE),
-		 "%llu pages saved", (unsigned long long)st.pages_saved);
+	T_ASSERT(st.bytes_saved >= LIVE_LEN / 2, "%llu bytes saved", (unsigned long long)st.bytes_saved);
 	T_OK(fl_space_detach(sp));
 	T_OK(attach(sp, FL_ATTACH_RDONLY, v2));
 	if (cfg->quiesce) {
@@ -1241,14 +1292,14 @@ static int test_opts(void *arg)
 	T_ASSERT_EQ(fl_space_versions(sp, NULL, 0), 0);
 	out.st.sz = sizeof(out);
 	T_OK(fl_space_commit(sp, &co, &v));
-	T_ASSERT(v == 1 && out.st.sz == sizeof(out) && out.st.pages_saved == 0 &&
+	T_ASSERT(v == 1 && out.st.sz == sizeof(out) && out.st.bytes_saved == 0 &&
 		 out.st.pages_copied_before_write == 0);
 	for (size_t k = 0; k < sizeof(out.tail); k++)
 		T_ASSERT(out.tail[k] == 0, "tail byte %zu not zeroed", k);
 	memset(&out, 0xee, sizeof(out));
 	out.st.sz = offsetof(struct fl_commit_stats, pages_copied_before_write);
 	T_OK(fl_space_commit(sp, &co, &v));
-	T_ASSERT(v == 2 && out.st.pages_saved == 0);
+	T_ASSERT(v == 2 && out.st.bytes_saved == 0);
 	T_ASSERT(out.st.pages_copied_before_write == 0xeeeeeeeeeeeeeeeeull, "written past the caller's sz");
 	co.sz = offsetof(struct fl_commit_opts, stats);
 	T_OK(fl_space_commit(sp, &co, &v));
@@ -1409,6 +1460,8 @@ static const struct t_case cases[] = {
 	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB },
 	{ "commit-live-quiesce-4-writers-hugetlb", test_commit_live, (void *)&live_huge_q, 120,
 	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_WP_SHMEM_HUGETLB | T_HUGE_PAGES },
+	{ "commit-live-4-writers-events-shmem", test_commit_live, (void *)&live_shmem_ev, 120,
+	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB | T_EVENT_REMOVE },
 	{ "commit-live-no-wp", test_commit_live_no_wp, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "commit-live-crash", test_commit_live_crash, NULL, 120, T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB },
 	{ "share-shmem", test_share, (void *)&shmem_cfg, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
