@@ -53,11 +53,15 @@
  * version N + 1: one image per segment, incremental against version N
  * (pages never brought into the page cache since the space was opened, by
  * this process or another sharing it, are the previous version's and are
- * not written again), then the manifest, atomically. The commit is consistent when no thread writes the space
- * during the copy: pass a `quiesce` callback that pauses the writers (the
- * pause lasts for the copy of the pages in memory, not the whole space), or
- * stop them yourself. A crash at any point leaves the previous version
- * intact. fl_space_attach() with opts.version attaches an older version,
+ * not written again), then the manifest, atomically. A plain commit is
+ * consistent when no thread writes the space during the copy: pass a
+ * `quiesce` callback that pauses the writers (the pause lasts for the copy
+ * of the pages in memory, not the whole space), or stop them yourself.
+ * FL_COMMIT_LIVE saves the space as it was at one instant while the
+ * writers of this process keep running (copy-before-write on userfaultfd
+ * write-protect faults); writers in other processes that share the
+ * segments are not covered (see fl_space_commit()). A crash at any point
+ * leaves the previous version intact. fl_space_attach() with opts.version attaches an older version,
  * read-only or private. fl_space_fork() makes a new space that starts as a
  * version of another: nothing is copied at fork; a page is read from the
  * origin's image on first touch, and writes stay in the fork.
@@ -243,11 +247,38 @@ FL_API int fl_space_switch(struct fl_space *from, struct fl_space *to, const str
 /* Pause (pause = true) or resume the writers of a space. */
 typedef int (*fl_space_quiesce_fn)(bool pause, void *ctx);
 
+/*
+ * What a commit did (fl_commit_opts.stats, optional). Pages are segment
+ * pages: 4 KiB for shmem, 2 MiB for hugetlb.
+ */
+struct fl_commit_stats {
+	size_t sz;			/* sizeof(struct fl_commit_stats) */
+	uint64_t bytes_saved;		/* of page-cache pages written into the version */
+	/* FL_COMMIT_LIVE: pages a writer of this process touched before the
+	 * copier reached them, saved by the fault handler ahead of the write */
+	uint64_t pages_copied_before_write;
+	/* FL_COMMIT_LIVE: the handler's time for one such fault (the copy, or
+	 * waiting for the copier's read of the page): longest and total */
+	uint64_t fault_wait_max_ns;
+	uint64_t fault_wait_total_ns;
+};
+
+/*
+ * Commit while this process's writers keep running (see fl_space_commit()).
+ * Needs write-protect faults on the segments' memory
+ * (FL_FEATURE_WP_HUGETLBFS_SHMEM, Linux 5.19).
+ */
+#define FL_COMMIT_LIVE		(1u << 0)
+
 struct fl_commit_opts {
 	size_t sz;			/* sizeof(struct fl_commit_opts) */
-	unsigned flags;			/* none yet: 0 */
-	fl_space_quiesce_fn quiesce;	/* NULL: nobody writes during the commit */
+	unsigned flags;			/* FL_COMMIT_* */
+	/* Without FL_COMMIT_LIVE: pauses the writers for the whole copy of
+	 * the pages in memory (NULL: nobody writes during the commit). With
+	 * it: pauses them only for the commit instant (optional) */
+	fl_space_quiesce_fn quiesce;
 	void *quiesce_ctx;
+	struct fl_commit_stats *stats;	/* optional out (its sz set) */
 };
 
 /*
@@ -255,9 +286,38 @@ struct fl_commit_opts {
  * header): one image per segment (faultline-image(5)), incremental against
  * the previous version, then the manifest, atomically. opts may be NULL.
  * *ret_version (optional) gets the new version number (1, 2, ...).
- * Errors: -EINVAL (a transient space), -EROFS (attached at an older
- * version), a quiesce callback's error, image writer errors (-ENOSPC,
- * -EIO). On error the previous version is intact.
+ *
+ * Consistency. Without FL_COMMIT_LIVE the version is what the page cache
+ * holds while the pages are copied: consistent only if nobody writes
+ * during the copy (opts->quiesce pauses the writers for it). With
+ * FL_COMMIT_LIVE the version is the segments as they were at one instant
+ * (the commit instant) although this process's writers keep running: at
+ * that instant the attachment is write-protected (a pause of the fault
+ * handler, not of the writers), then a write to a page not yet saved
+ * waits only for that page's copy (copy-before-write), a first touch of
+ * a page not mapped yet likewise. A write in flight at the instant may be
+ * partly in the version, as in a crash at that instant; pass `quiesce`
+ * too and the writers are paused for the instant only (microseconds), so
+ * no write is half in. Live consistency covers the writers of this
+ * process's attachment only: the kernel write-protects this process's
+ * page tables, so a process that shares the segments (a fork that
+ * attached, another space sharing them) writes the page cache unseen:
+ * stop those, or commit without FL_COMMIT_LIVE under a quiesce that
+ * pauses them. Not attached, or attached read-only or private, there is
+ * no writer here and FL_COMMIT_LIVE commits as without. The memory a live
+ * commit needs is a copy of each page written before the copier reached
+ * it. With a user-mode-only userfaultfd (unprivileged), a system call
+ * writing into a segment during a live commit may fail with EFAULT
+ * instead of waiting (the kernel's own accesses raise no userfault).
+ *
+ * Errors: -EINVAL (a transient space, unknown flags, FL_COMMIT_LIVE in a
+ * fork of the process that attached the space), -EROFS (attached at
+ * an older version), -EOPNOTSUPP (FL_COMMIT_LIVE on a shared read-write
+ * attachment whose memory the kernel cannot write-protect: the log names
+ * the missing feature), a quiesce callback's error, image writer errors
+ * (-ENOSPC, -EIO), -ENOMEM (a copy before write could not be made: the
+ * writer went on, the commit failed). On error, and after a crash at any
+ * point, the previous version is intact.
  */
 FL_API int fl_space_commit(struct fl_space *space, const struct fl_commit_opts *opts, uint64_t *ret_version);
 

@@ -21,6 +21,10 @@ struct fl__region_hook_ops {
 	/* A demand fault on `page`, before it is resolved: once the faulting
 	 * access returns, the hook has seen it (fault path: be quick). */
 	void (*fault)(struct fl__region_hook *h, struct fl_region *r, uint64_t page);
+	/* A write-protect fault on `page`, before the page is unprotected
+	 * (which wakes the writer): the hook may copy the page's bytes as
+	 * they were before that write (fault path: be quick). Optional. */
+	void (*write_protected)(struct fl__region_hook *h, struct fl_region *r, uint64_t page);
 	/* The region is about to leave the index: stop working on it. */
 	void (*stop)(struct fl__region_hook *h, struct fl_region *r);
 	/* The region is freed (no fault can reach the hook any more). */

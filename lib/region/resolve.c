@@ -465,11 +465,17 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	if (fl_msg_fault_wp(msg)) {
 		/* A tracking clone's first write to a page: note it, then
 		 * unprotect (which wakes the thread, whose write then makes
-		 * the private copy). Other regions do not write-protect: a WP
-		 * fault means someone else did; never leave the thread asleep. */
+		 * the private copy). A hook (an address space's live commit)
+		 * may save the page first. Other regions do not write-protect:
+		 * a WP fault means someone else did; never leave the thread
+		 * asleep. */
 		atomic_fetch_add_explicit(&r->faults_wp, 1, memory_order_relaxed);
 		if (atomic_load(&r->track) && page < r->npages)
 			fl__sbit_set(r->written, r->written_sum, page);
+		for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h;
+		     h = h->next)
+			if (h->ops->write_protected && page < r->npages)
+				h->ops->write_protected(h, r, page);
 		if (fl_uffd_writeprotect(sp->uffd, (void *)(uintptr_t)(base + page * psz), psz, 0))
 			fl_uffd_wake(sp->uffd, (void *)(uintptr_t)(base + page * psz), psz);	/* it faults again */
 		return;

@@ -46,6 +46,7 @@ struct fl__link {
 	 * template made for it */
 	struct fl_region *region;
 	struct fl_template *vtpl;
+	bool wp;			/* region registered for WP faults too (live commits) */
 };
 
 struct fl__root {
@@ -87,6 +88,7 @@ struct fl_space {
 	unsigned nroots;
 	struct fl__manifest man;	/* persistent: what is on disk */
 	struct fl_engine *engine;	/* made at the first attach */
+	pid_t engine_pid;		/* the process the engine serves */
 	bool attached;
 	unsigned attach_flags;
 	uint64_t attached_version;
@@ -104,6 +106,27 @@ int fl__seg_put_unfilled(const struct fl__seg *s, struct fl_image_writer *w, uin
 			 uint8_t *buf);
 /* Absolute path of a manifest image path: 0 or -ENAMETOOLONG. */
 int fl__space_image_path(const struct fl_space *sp, const char *image, char *out, size_t len);
+
+/*
+ * live.c: a live commit (FL_COMMIT_LIVE), see there. The caller computes
+ * maps[i], the pages of link i in the page cache; fl__live_arm() adds the
+ * ones this process brought in since and makes that the commit instant.
+ * The copier then claims runs of pages to read itself (fl__live_claim(),
+ * then fl__live_claimed_saved() once read), and takes the copy a fault
+ * handler made of a page it could not claim (fl__live_take(); the copy is
+ * the caller's to free).
+ */
+struct fl__live;
+struct fl__live_seg;
+bool fl__live_needed(const struct fl_space *sp);
+int fl__live_new(struct fl_space *sp, uint64_t **maps, struct fl__live **ret_live);
+int fl__live_arm(struct fl__live *live, uint64_t **maps);
+struct fl__live_seg *fl__live_seg(struct fl__live *live, unsigned index);
+int fl__live_claim(struct fl__live_seg *ls, uint64_t first, uint64_t max);
+void fl__live_claimed_saved(struct fl__live_seg *ls, uint64_t first, uint64_t count);
+int fl__live_take(struct fl__live_seg *ls, uint64_t page, uint8_t **ret_copy);
+/* Disarm (every page writable again), fill st's live fields (st may be NULL), free. */
+void fl__live_free(struct fl__live *live, struct fl_commit_stats *st);
 
 /* manifest.c */
 int fl__manifest_read(const char *dir, const struct fl__logger *log, struct fl__manifest *ret_man);

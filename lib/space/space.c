@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The user range a segment may use: above mmap_min_addr's usual 64 KiB,
  * below the 47-bit user limit of x86-64 (and arm64's 48-bit default). */
@@ -539,6 +540,7 @@ static int space_engine(struct fl_space *sp)
 	ret = fl_engine_new(&eo, &sp->engine);
 	if (!ret)
 		ret = fl_engine_start(sp->engine);
+	sp->engine_pid = getpid();
 	if (ret) {
 		fl__log(&sp->log, FL_LOG_ERROR, "space %s: cannot start a fault engine: %s", sp->name, strerror(-ret));
 		sp->engine = fl_engine_free(sp->engine);
@@ -585,6 +587,28 @@ static int version_template(struct fl_space *sp, const struct fl__version *v, co
 	return 0;
 }
 
+/*
+ * A live commit write-protects a shared read-write attachment of the live
+ * segments, so such a region is registered for write-protect faults too
+ * where the kernel has them on this memory (registering a range again
+ * with the same uffd sets its modes). Without, the attachment works as
+ * before and a live commit says what is missing.
+ */
+static bool register_wp(struct fl_space *sp, struct fl_region *r)
+{
+	const uint64_t need = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	int ret;
+
+	if ((fl_engine_features(sp->engine) & need) != need)
+		return false;
+	ret = fl_uffd_register(fl__region_space(r)->uffd, fl_region_addr(r), fl_region_length(r),
+			       FL_REG_MISSING | FL_REG_MINOR | FL_REG_WP, NULL);
+	if (ret)
+		fl__log(&sp->log, FL_LOG_DEBUG, "segment %s: no write-protect registration (%s): no live commit",
+			r->name, strerror(-ret));
+	return !ret;
+}
+
 /* Map link l's segment (or a version of it) at `addr` (NULL: anywhere). */
 static int map_link(struct fl_space *sp, struct fl__link *l, const struct fl__version *v, unsigned flags, void *addr,
 		    struct fl_region **ret_region)
@@ -617,6 +641,7 @@ static int map_link(struct fl_space *sp, struct fl__link *l, const struct fl__ve
 		return ret;
 	}
 	l->vtpl = vtpl;
+	l->wp = !v && !(flags & (FL_ATTACH_PRIVATE | FL_ATTACH_RDONLY)) && register_wp(sp, r);
 	*ret_region = r;
 	return 0;
 }

@@ -3,8 +3,10 @@
  * Address spaces (<faultline/space.h>): segments at fixed addresses filled
  * lazily, attach / detach shared and private, read-only, roots, two
  * processes sharing a segment, switch under reading threads, commit while
- * writers run (compared with a shadow taken at the commit instant),
- * versions, forks, a commit killed half-way, every bad input the header
+ * writers run (compared with a shadow taken at the commit instant), live
+ * commits while writers keep running (the version checked against the
+ * writers' known sequence: a prefix of each, no torn or wrong page),
+ * versions, forks, commits killed half-way, every bad input the header
  * lists, exports (checked against the space attached at that version),
  * and segments whose pages come from a page server or Redis (the exported
  * image served there), over shmem and hugetlb.
@@ -20,6 +22,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <sys/mman.h>
@@ -693,6 +696,473 @@ static int test_commit_crash(void *arg)
 	return T_PASS;
 }
 
+/* ---- live commits ------------------------------------------------------------- */
+
+/*
+ * FL_COMMIT_LIVE under four writers that never stop. Writer i rewrites
+ * whole pages of its quarter of the segment's first half, write `it` to
+ * page lpage(it) with lval(i, it) in every word, first word to last, and
+ * publishes `it` in done[i] afterwards. The sequence is known, so the
+ * content of every page after writes 1..n is known too: a version is
+ * consistent when each writer's quarter is such a prefix (n between the
+ * writer's progress before the call and after it), plus at most the first
+ * words of write n + 1 when no quiesce pauses the writers for the instant
+ * (a write in flight at the instant, as a crash would leave it).
+ */
+#define LIVE_LEN (32ull << 20)
+
+struct lwriters {
+	_Atomic bool stop, pause;
+	_Atomic unsigned paused;
+	_Atomic uint64_t done[WRITERS];
+	uint64_t resumed[WRITERS];	/* done[] when quiesce resumed them */
+	uint64_t base, q;		/* writer i: [base + i q, base + (i + 1) q) */
+	uint8_t *shadow;		/* the writers' half at the instant (quiesce) */
+};
+
+struct lwriter {
+	struct lwriters *w;
+	unsigned id;
+	pthread_t th;
+};
+
+static uint64_t lval(unsigned id, uint64_t it)
+{
+	return ((0xa0ull + id) << 56) | it;
+}
+
+static uint64_t lpage(const struct lwriters *w, uint64_t it)
+{
+	return it * 7919 % (w->q / PAGE);
+}
+
+static void *lwriter_main(void *arg)
+{
+	struct lwriter *me = arg;
+	struct lwriters *w = me->w;
+	uint64_t it = 0;
+
+	while (!atomic_load(&w->stop)) {
+		if (atomic_load(&w->pause)) {
+			atomic_fetch_add(&w->paused, 1);
+			while (atomic_load(&w->pause))
+				usleep(20);
+			atomic_fetch_sub(&w->paused, 1);
+			continue;
+		}
+		it++;
+		volatile uint64_t *p = (volatile uint64_t *)(uintptr_t)(w->base + me->id * w->q + lpage(w, it) * PAGE);
+		for (uint64_t k = 0; k < PAGE / 8; k++)
+			p[k] = lval(me->id, it);
+		atomic_store(&w->done[me->id], it);
+	}
+	return NULL;
+}
+
+/* Paused for the instant only: the shadow is memory then. */
+static int lquiesce(bool pause, void *ctx)
+{
+	struct lwriters *w = ctx;
+
+	if (!pause) {
+		for (unsigned i = 0; i < WRITERS; i++)
+			w->resumed[i] = atomic_load(&w->done[i]);
+		atomic_store(&w->pause, false);
+		return 0;
+	}
+	atomic_store(&w->pause, true);
+	while (atomic_load(&w->paused) < WRITERS)
+		usleep(20);
+	memcpy(w->shadow, (void *)(uintptr_t)w->base, WRITERS * w->q);
+	return 0;
+}
+
+struct cut {
+	uint64_t n;		/* writes 1..n are in the version */
+	uint64_t inflight;	/* pages holding the first words of write n + 1 */
+	uint64_t wrong;		/* pages that are no state of the prefix */
+	uint64_t torn;		/* of those, pages mixing two writes */
+};
+
+/* Writer id's quarter of the attached version, against its sequence; init: the quarter before any write. */
+static struct cut check_cut(const struct lwriters *w, unsigned id, const uint8_t *init)
+{
+	const uint64_t npg = w->q / PAGE, words = PAGE / 8;
+	const uint64_t *q = (const uint64_t *)(uintptr_t)(w->base + id * w->q);
+	struct cut c = { 0 };
+	uint64_t inv = 0;
+
+	for (uint64_t x = 1; x < npg && !inv; x++)
+		if (x * 7919 % npg == 1)
+			inv = x;
+	for (uint64_t j = 0; j < npg; j++) {
+		const uint64_t *pg = q + j * words;
+		if (pg[0] == pg[words - 1] && (pg[0] >> 56) == 0xa0 + id)
+			if ((pg[0] & ((1ull << 56) - 1)) > c.n)
+				c.n = pg[0] & ((1ull << 56) - 1);
+	}
+	for (uint64_t j = 0; j < npg; j++) {
+		const uint64_t *pg = q + j * words;
+		const uint64_t *old = (const uint64_t *)(const void *)(init + j * PAGE);
+		uint64_t r = j * inv % npg, last = 0, k = 0;
+
+		if (c.n >= r)
+			last = c.n - (c.n - r) % npg;	/* the last write <= n to page j */
+		for (k = 0; k < words; k++)
+			if (pg[k] != (last ? lval(id, last) : old[k]))
+				break;
+		if (k == words)
+			continue;
+		if (lpage(w, c.n + 1) == j) {
+			uint64_t f = 0;
+			while (f < words && pg[f] == lval(id, c.n + 1))
+				f++;
+			for (k = f; k < words; k++)
+				if (pg[k] != (last ? lval(id, last) : old[k]))
+					break;
+			if (f > 0 && k == words) {
+				c.inflight++;
+				continue;
+			}
+		}
+		c.wrong++;
+		for (k = 1; k < words; k++) {
+			if ((pg[k] >> 56) != (pg[0] >> 56) || ((pg[k] >> 56) >= 0xa0 && pg[k] != pg[0])) {
+				c.torn++;
+				break;
+			}
+		}
+	}
+	return c;
+}
+
+struct live_cfg {
+	enum fl_mem_type mem;
+	bool quiesce;
+	bool events;		/* a thread makes REMOVE events all along */
+};
+static const struct live_cfg live_shmem = { FL_MEM_SHMEM, false, false }, live_huge = { FL_MEM_HUGETLB, false, false },
+			     live_shmem_q = { FL_MEM_SHMEM, true, false }, live_huge_q = { FL_MEM_HUGETLB, true, false },
+			     live_shmem_ev = { FL_MEM_SHMEM, false, true };
+
+/*
+ * Writes and discards (MADV_DONTNEED: a REMOVE event) pages of a third
+ * segment: while an event is unread the kernel refuses
+ * UFFDIO_WRITEPROTECT with EAGAIN, so the commit instant must be tried
+ * again once the engine has read it.
+ */
+struct churn {
+	_Atomic bool stop, pause, paused;
+	_Atomic uint64_t events;
+	uint64_t base, len;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+
+	for (uint64_t i = 0; !atomic_load(&c->stop); i++) {
+		if (atomic_load(&c->pause)) {
+			atomic_store(&c->paused, true);
+			while (atomic_load(&c->pause))
+				usleep(20);
+			atomic_store(&c->paused, false);
+			continue;
+		}
+		uint8_t *p = (uint8_t *)(uintptr_t)(c->base + (i % (c->len / PAGE)) * PAGE);
+		*(volatile uint8_t *)p = 1;
+		if (!madvise(p, PAGE, MADV_DONTNEED))
+			atomic_fetch_add(&c->events, 1);
+	}
+	return NULL;
+}
+
+static int test_commit_live(void *arg)
+{
+	const struct live_cfg *cfg = arg;
+	struct lwriters w = { .base = BASE, .q = LIVE_LEN / 2 / WRITERS };
+	struct fl_commit_stats st = { .sz = sizeof(st) };
+	uint64_t before[WRITERS], after[WRITERS], v1, v2, progress = 0;
+	struct lwriter wr[WRITERS];
+	char tmp[256], dir[300];
+	struct fl_space *sp;
+	uint8_t *init;
+
+	if (cfg->mem == FL_MEM_HUGETLB)
+		t_need_huge(2 * LIVE_LEN + (8ull << 20));	/* the segment, then version 2 attached */
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	sp = new_space("live", dir);
+	init = malloc(LIVE_LEN / 2);
+	w.shadow = malloc(LIVE_LEN / 2);
+	T_ASSERT(init && w.shadow);
+	T_OK(add_seg(sp, "a", BASE, LIVE_LEN, cfg->mem));
+	/* A second segment nobody writes during the commit: changed since
+	 * version 1, saved as it is. */
+	T_OK(add_seg(sp, "b", BASE + LIVE_LEN, SEG_LEN, FL_MEM_SHMEM));
+	if (cfg->events)
+		T_OK(add_seg(sp, "c", BASE + LIVE_LEN + SEG_LEN, SEG_LEN, FL_MEM_SHMEM));
+	T_OK(attach(sp, 0, 0));
+	fill(BASE, LIVE_LEN / 2, 3, 2 * PAGE);	/* the second half never touched */
+	fill(BASE + LIVE_LEN, SEG_LEN, 4, PAGE);
+	T_OK(fl_space_commit(sp, NULL, &v1));
+	fill(BASE + LIVE_LEN, SEG_LEN, 5, 2 * PAGE);
+	memcpy(init, (void *)(uintptr_t)BASE, LIVE_LEN / 2);
+	for (unsigned i = 0; i < WRITERS; i++) {
+		wr[i] = (struct lwriter){ &w, i, 0 };
+		T_ASSERT(pthread_create(&wr[i].th, NULL, lwriter_main, &wr[i]) == 0);
+	}
+	/* Going, and past one round of their pages (every page written). */
+	for (unsigned i = 0; i < WRITERS; i++)
+		T_WAIT_FOR(atomic_load(&w.done[i]) > 2 * w.q / PAGE, 30000);
+	struct churn ch = { .base = BASE + LIVE_LEN + SEG_LEN, .len = SEG_LEN };
+	pthread_t churn_th;
+	uint64_t events0 = 0;
+	if (cfg->events) {
+		T_ASSERT(pthread_create(&churn_th, NULL, churn_main, &ch) == 0);
+		T_WAIT_FOR(atomic_load(&ch.events) > 100, 30000);
+		events0 = atomic_load(&ch.events);
+	}
+	struct fl_commit_opts co = { .sz = sizeof(co), .flags = FL_COMMIT_LIVE, .stats = &st };
+	if (cfg->quiesce) {
+		co.quiesce = lquiesce;
+		co.quiesce_ctx = &w;
+	}
+	/*
+	 * The writers must run during the commit, and some must hit a page
+	 * before the copier does: a commit of a few milliseconds on a loaded
+	 * machine may see neither (nobody scheduled), so up to 8 commits, the
+	 * last one checked. A commit that paused the writers as a whole would
+	 * never see both.
+	 */
+	for (unsigned tries = 0; tries < 8; tries++) {
+		/* Attached again: the pages are in the page cache but mapped
+		 * nowhere here, so the writers' first touches during the
+		 * commit are MINOR faults (saved before UFFDIO_CONTINUE),
+		 * their later writes write-protect faults. */
+		atomic_store(&w.pause, true);
+		atomic_store(&ch.pause, true);
+		while (atomic_load(&w.paused) < WRITERS || (cfg->events && !atomic_load(&ch.paused)))
+			usleep(20);
+		T_OK(fl_space_detach(sp));
+		T_OK(attach(sp, 0, 0));
+		atomic_store(&ch.pause, false);
+		atomic_store(&w.pause, false);
+		for (unsigned i = 0; i < WRITERS; i++)
+			before[i] = atomic_load(&w.done[i]);
+		T_OK(fl_space_commit(sp, &co, &v2));
+		for (unsigned i = 0; i < WRITERS; i++)
+			after[i] = atomic_load(&w.done[i]);
+		progress = 0;
+		for (unsigned i = 0; i < WRITERS; i++)
+			progress += after[i] - (cfg->quiesce ? w.resumed[i] : before[i]);
+		t_log("version %llu: saved %llu KiB, %llu copied before a write, fault wait max %llu us, total %llu us, "
+		      "%llu writes during the commit", (unsigned long long)v2, (unsigned long long)st.bytes_saved >> 10,
+		      (unsigned long long)st.pages_copied_before_write, (unsigned long long)st.fault_wait_max_ns / 1000,
+		      (unsigned long long)st.fault_wait_total_ns / 1000, (unsigned long long)progress);
+		if (st.pages_copied_before_write > 0 && progress > 0)
+			break;
+	}
+	usleep(20000);	/* they keep writing after the commit */
+	atomic_store(&w.stop, true);
+	for (unsigned i = 0; i < WRITERS; i++)
+		pthread_join(wr[i].th, NULL);
+	if (cfg->events) {
+		atomic_store(&ch.stop, true);
+		pthread_join(churn_th, NULL);
+		t_log("%llu REMOVE events during the commits", (unsigned long long)(atomic_load(&ch.events) - events0));
+		T_ASSERT(atomic_load(&ch.events) > events0, "no event during the commits");
+	}
+	T_ASSERT(v1 == 1 && v2 >= 2);
+	T_ASSERT(st.pages_copied_before_write > 0, "no page copied before a write in 8 commits");
+	T_ASSERT(progress > 0, "the writers made no progress during 8 commits");
+	T_ASSERT(st.bytes_saved >= LIVE_LEN / 2, "%llu bytes saved", (unsigned long long)st.bytes_saved);
+	T_OK(fl_space_detach(sp));
+	T_OK(attach(sp, FL_ATTACH_RDONLY, v2));
+	if (cfg->quiesce) {
+		/* Paused at the instant: no write in flight, the version is the shadow. */
+		T_ASSERT(memcmp((void *)(uintptr_t)BASE, w.shadow, LIVE_LEN / 2) == 0, "the version differs from the shadow");
+	}
+	for (unsigned i = 0; i < WRITERS; i++) {
+		struct cut c = check_cut(&w, i, init + i * w.q);
+		t_log("writer %u: writes 1..%llu in the version (%llu before the call, %llu after), %llu in flight",
+		      i, (unsigned long long)c.n, (unsigned long long)before[i], (unsigned long long)after[i],
+		      (unsigned long long)c.inflight);
+		T_ASSERT_EQ(c.torn, 0);
+		T_ASSERT_EQ(c.wrong, 0);
+		T_ASSERT(c.inflight <= (cfg->quiesce ? 0 : 1), "%llu pages in flight", (unsigned long long)c.inflight);
+		T_ASSERT(c.n >= before[i] && c.n <= after[i] + 1, "writer %u: cut %llu outside [%llu, %llu]", i,
+			 (unsigned long long)c.n, (unsigned long long)before[i], (unsigned long long)after[i] + 1);
+	}
+	for (uint64_t off = LIVE_LEN / 2; off < LIVE_LEN; off += 8)
+		T_ASSERT(*(uint64_t *)(uintptr_t)(BASE + off) == 0, "version 2 is not zero at +%llu",
+			 (unsigned long long)off);
+	T_ASSERT_EQ(check(BASE + LIVE_LEN, SEG_LEN, 5, 2 * PAGE), 0);
+	T_ASSERT_EQ(check(BASE + LIVE_LEN + PAGE, SEG_LEN - PAGE, 4, 2 * PAGE), 0);
+	T_OK(fl_space_detach(sp));
+	/* Incremental: the never-touched half is version 1's. */
+	struct fl_image *img;
+	struct fl_image_info ii = { .sz = sizeof(ii) };
+	char path[400];
+	snprintf(path, sizeof(path), "%s/a.v%llu.img", dir, (unsigned long long)v2);
+	T_OK(fl_image_open(path, 0, &img));
+	T_OK(fl_image_info(img, &ii));
+	T_ASSERT(ii.chain_depth == v2 - 1 && ii.pages_absent > 0, "depth %u, %llu absent", ii.chain_depth,
+		 (unsigned long long)ii.pages_absent);
+	fl_image_close(img);
+	/* Reopened elsewhere: the same version. */
+	fl_space_free(sp);
+	sp = open_space(dir);
+	T_OK(attach(sp, FL_ATTACH_RDONLY, 0));
+	for (unsigned i = 0; i < WRITERS; i++) {
+		struct cut c = check_cut(&w, i, init + i * w.q);
+		T_ASSERT(c.wrong == 0 && c.torn == 0, "reopened: writer %u: %llu wrong", i, (unsigned long long)c.wrong);
+	}
+	fl_space_free(sp);
+	free(init);
+	free(w.shadow);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
+/*
+ * Without write-protect on shmem (masked here; Linux before 5.19), a live
+ * commit of a shared read-write attachment is -EOPNOTSUPP and changes
+ * nothing; with no writer here (not attached, read-only) it needs none;
+ * a plain commit still works.
+ */
+static int commit_live_no_wp_inner(void)
+{
+	struct fl_commit_opts live = { .sz = sizeof(live), .flags = FL_COMMIT_LIVE };
+	struct fl_commit_opts bad = { .sz = sizeof(bad), .flags = 1u << 7 };
+	char tmp[256], dir[300];
+	struct fl_space *sp;
+	uint64_t v = 0;
+
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(dir, sizeof(dir), "%s/s", tmp);
+	sp = new_space("nowp", dir);
+	T_OK(add_seg(sp, "a", BASE, SEG_LEN, FL_MEM_SHMEM));
+	T_ASSERT_EQ(fl_space_commit(sp, &bad, NULL), -EINVAL);
+	T_OK(fl_space_commit(sp, &live, &v));
+	T_ASSERT_EQ(v, 1);
+	T_OK(attach(sp, 0, 0));
+	fill(BASE, SEG_LEN, 1, PAGE);
+	/* Not in a fork: its userfaultfd is this process's. */
+	pid_t pid = fork();
+	int st;
+	T_ASSERT(pid >= 0);
+	if (!pid)
+		_exit(fl_space_commit(sp, &live, NULL) == -EINVAL ? 0 : 1);
+	T_OK(t_wait_pid(pid, 30000, &st));
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "live commit in a fork: status 0x%x", st);
+	T_ASSERT_EQ(fl_space_commit(sp, &live, &v), -EOPNOTSUPP);
+	T_ASSERT_EQ(fl_space_versions(sp, NULL, 0), 1);
+	fill(BASE, SEG_LEN, 2, PAGE);	/* still writable: nothing left protected */
+	T_OK(fl_space_commit(sp, NULL, &v));
+	T_ASSERT_EQ(v, 2);
+	T_OK(fl_space_detach(sp));
+	T_OK(attach(sp, FL_ATTACH_RDONLY, 0));
+	T_OK(fl_space_commit(sp, &live, &v));
+	T_ASSERT_EQ(v, 3);
+	T_ASSERT_EQ(check(BASE, SEG_LEN, 2, PAGE), 0);
+	fl_space_free(sp);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
+/* The mask must be set before the library first probes the kernel (it
+ * caches what it found): the case runs again in a fresh process. */
+static int test_commit_live_no_wp(void *arg)
+{
+	const char *old = getenv("FAULTLINE_MASK_FEATURES");
+	char spec[512];
+	pid_t pid;
+	int st;
+
+	(void)arg;
+	snprintf(spec, sizeof(spec), "%s%swp_hugetlbfs_shmem", old && *old ? old : "", old && *old ? "," : "");
+	fflush(NULL);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (!pid) {
+		setenv("FAULTLINE_MASK_FEATURES", spec, 1);
+		execl("/proc/self/exe", "space", "--inner", "commit-live-no-wp", (char *)NULL);
+		_exit(99);
+	}
+	T_OK(t_wait_pid(pid, 50000, &st));
+	T_ASSERT(WIFEXITED(st), "inner case: status 0x%x", st);
+	return WEXITSTATUS(st);
+}
+
+/* A live commit killed while it copies (its image half written) leaves the previous version as it was. */
+static char crash_dir[300];
+
+static void *killer_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		DIR *d = opendir(crash_dir);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			struct stat sb;
+			char p[600];
+			if (strncmp(de->d_name, ".a.v2.img.tmp", 13))
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", crash_dir, de->d_name);
+			if (!stat(p, &sb) && sb.st_size > (1 << 20))
+				raise(SIGKILL);
+		}
+		if (d)
+			closedir(d);
+		usleep(50);
+	}
+	return NULL;
+}
+
+static int test_commit_live_crash(void *arg)
+{
+	(void)arg;
+	const uint64_t len = 64ull << 20;
+	char tmp[256];
+	struct fl_space *sp;
+	uint64_t vs[4];
+	pid_t pid;
+	int st;
+
+	t_tmpdir(tmp, sizeof(tmp), "/tmp/fl-space");
+	snprintf(crash_dir, sizeof(crash_dir), "%s/s", tmp);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (!pid) {
+		struct fl_commit_opts co = { .sz = sizeof(co), .flags = FL_COMMIT_LIVE };
+		struct lwriters w = { .base = BASE, .q = len / 2 / WRITERS };
+		struct lwriter wr = { &w, 0, 0 };
+		pthread_t killer;
+
+		sp = new_space("c", crash_dir);
+		if (add_seg(sp, "a", BASE, len, FL_MEM_SHMEM) || attach(sp, 0, 0))
+			_exit(2);
+		fill(BASE, len, 1, PAGE);
+		if (fl_space_commit(sp, NULL, NULL))
+			_exit(3);
+		fill(BASE, len, 2, PAGE);
+		if (pthread_create(&wr.th, NULL, lwriter_main, &wr) || pthread_create(&killer, NULL, killer_main, NULL))
+			_exit(4);
+		fl_space_commit(sp, &co, NULL);
+		_exit(5);	/* the commit finished before the kill */
+	}
+	T_OK(t_wait_pid(pid, 60000, &st));
+	T_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child: status 0x%x (5: not killed during the copy)", st);
+	sp = open_space(crash_dir);
+	T_ASSERT_EQ(fl_space_versions(sp, vs, 4), 1);
+	T_OK(attach(sp, FL_ATTACH_RDONLY, 0));
+	T_ASSERT_EQ(check(BASE, len, 1, PAGE), 0);
+	fl_space_free(sp);
+	t_rmtree(tmp);
+	return T_PASS;
+}
+
 /* ---- bad input ---------------------------------------------------------- */
 
 static int test_bad_segments(void *arg)
@@ -847,6 +1317,38 @@ static int test_opts(void *arg)
 	T_ASSERT(!strcmp(ir.name, "old") && ir.start == BASE && ir.length == SEG_LEN &&
 		 fl_image_page_kind(img, 0, 17) == FL_PAGE_ZERO);
 	fl_image_close(img);
+	/* Commit statistics, an out struct: sz 0 refused before anything is
+	 * written; a newer caller's tail zeroed; an older caller's struct not
+	 * written past its sz; a caller built before `stats` existed. */
+	struct {
+		struct fl_commit_stats st;
+		uint8_t tail[16];
+	} out;
+	struct fl_commit_opts co = { .sz = sizeof(co), .stats = &out.st };
+	uint64_t v;
+
+	fl_space_free(sp);
+	snprintf(dir, sizeof(dir), "%s/o", tmp);
+	sp = new_space("o", dir);
+	T_OK(add_seg(sp, "a", BASE, SEG_LEN, FL_MEM_SHMEM));
+	memset(&out, 0xee, sizeof(out));
+	out.st.sz = 0;
+	T_ASSERT_EQ(fl_space_commit(sp, &co, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_space_versions(sp, NULL, 0), 0);
+	out.st.sz = sizeof(out);
+	T_OK(fl_space_commit(sp, &co, &v));
+	T_ASSERT(v == 1 && out.st.sz == sizeof(out) && out.st.bytes_saved == 0 &&
+		 out.st.pages_copied_before_write == 0);
+	for (size_t k = 0; k < sizeof(out.tail); k++)
+		T_ASSERT(out.tail[k] == 0, "tail byte %zu not zeroed", k);
+	memset(&out, 0xee, sizeof(out));
+	out.st.sz = offsetof(struct fl_commit_stats, pages_copied_before_write);
+	T_OK(fl_space_commit(sp, &co, &v));
+	T_ASSERT(v == 2 && out.st.bytes_saved == 0);
+	T_ASSERT(out.st.pages_copied_before_write == 0xeeeeeeeeeeeeeeeeull, "written past the caller's sz");
+	co.sz = offsetof(struct fl_commit_opts, stats);
+	T_OK(fl_space_commit(sp, &co, &v));
+	T_ASSERT_EQ(v, 3);
 	fl_space_free(sp);
 	t_rmtree(tmp);
 	return T_PASS;
@@ -1524,6 +2026,18 @@ static const struct t_case cases[] = {
 	{ "commit-other-writer-hugetlb", test_commit_other_writer, (void *)&huge_cfg, 60,
 	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 	{ "commit-crash", test_commit_crash, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "commit-live-4-writers-shmem", test_commit_live, (void *)&live_shmem, 120,
+	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB },
+	{ "commit-live-4-writers-hugetlb", test_commit_live, (void *)&live_huge, 120,
+	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_WP_SHMEM_HUGETLB | T_HUGE_PAGES },
+	{ "commit-live-quiesce-4-writers-shmem", test_commit_live, (void *)&live_shmem_q, 120,
+	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB },
+	{ "commit-live-quiesce-4-writers-hugetlb", test_commit_live, (void *)&live_huge_q, 120,
+	  T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_WP_SHMEM_HUGETLB | T_HUGE_PAGES },
+	{ "commit-live-4-writers-events-shmem", test_commit_live, (void *)&live_shmem_ev, 120,
+	  T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB | T_EVENT_REMOVE },
+	{ "commit-live-no-wp", test_commit_live_no_wp, NULL, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
+	{ "commit-live-crash", test_commit_live_crash, NULL, 120, T_MINOR_SHMEM | T_MISSING_SHMEM | T_WP_SHMEM_HUGETLB },
 	{ "share-shmem", test_share, (void *)&shmem_cfg, 60, T_MINOR_SHMEM | T_MISSING_SHMEM },
 	{ "share-hugetlb", test_share, (void *)&huge_cfg, 60, T_MINOR_HUGETLB | T_MISSING_HUGETLB | T_HUGE_PAGES },
 	{ "opts", test_opts, NULL, 30, 0 },
@@ -1542,5 +2056,7 @@ static const struct t_case cases[] = {
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--inner") && !strcmp(argv[2], "commit-live-no-wp"))
+		return commit_live_no_wp_inner();
 	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
