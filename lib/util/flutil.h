@@ -104,7 +104,7 @@ int fl__mkdir(const char *path, unsigned mode);
 int fl__lseek(int fd, uint64_t off, int whence, uint64_t *ret_off);
 int fl__unlink(const char *path);
 int fl__rename_durable(const char *from, const char *to, bool sync_dir);
-/* -EEXIST when `to` exists; never replaces it. */
+/* -EEXIST when `to` exists; never replaces it. On any error nothing is left at `to`. */
 int fl__rename_noreplace_durable(const char *from, const char *to, bool sync_dir);
 /* 1: something (a dangling symlink too) is at path; 0: nothing; -errno. */
 int fl__path_exists(const char *path);

@@ -342,6 +342,9 @@ int fl__rename_durable(const char *from, const char *to, bool sync_dir)
  * rename(2) that never replaces: renameat2(RENAME_NOREPLACE) where the
  * filesystem has it, else link(2) + unlink(2) (both refuse an existing
  * target atomically; a plain check-then-rename would race a writer).
+ * All or nothing: when the directory cannot be synced after the rename,
+ * the file is taken back out of `to` (which did not exist before), so an
+ * error never leaves a file there that the caller believes absent.
  */
 int fl__rename_noreplace_durable(const char *from, const char *to, bool sync_dir)
 {
@@ -365,11 +368,11 @@ int fl__rename_noreplace_durable(const char *from, const char *to, bool sync_dir
 	else
 		snprintf(dir, sizeof(dir), ".");
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	if (fsync(dfd)) {
+	if (dfd < 0 || fsync(dfd)) {
 		int r = -errno;
-		close(dfd);
+		if (dfd >= 0)
+			close(dfd);
+		unlink(to);
 		return r;
 	}
 	close(dfd);
