@@ -1005,6 +1005,22 @@ static int plant_reader(struct s_env *s, struct plant_board *b)
 	return T_PASS;
 }
 
+/* Version 2, committed after the planting, read in process: the version's bytes everywhere. */
+static int planted_version_child(void *arg)
+{
+	struct fl_space_info info = { .sz = sizeof(info) };
+	struct fl_space *sp;
+
+	T_OK(fl_space_open(arg, NULL, &sp));
+	T_OK(fl_space_info(sp, &info));
+	T_ASSERT_EQ(info.version, 2);
+	T_OK(fl_space_attach(sp, NULL));
+	check_pattern();
+	T_OK(fl_space_detach(sp));
+	fl_space_free(sp);
+	return T_PASS;
+}
+
 static int test_planted(void *arg)
 {
 	const struct scase *sc = arg;
@@ -1013,8 +1029,9 @@ static int test_planted(void *arg)
 	struct fl_client *c;
 	struct s_env s;
 	char dir[600];
-	uint64_t end;
+	uint64_t end, v = 0;
 	pid_t kids[2];
+	int st;
 
 	if (geteuid() != 0)
 		t_skip_resource("needs root to become another uid");
@@ -1036,10 +1053,14 @@ static int test_planted(void *arg)
 		T_ASSERT(t_now_ns() < end, "the read-only attacher did not map its page cache");
 		t_sleep_ms(1);
 	}
-	/* A read-write attacher: the real bytes, never the planted zeros;
-	 * then a write into a planted page, which nothing may undo. */
+	/* A read-write attacher commits before anyone read a planted page:
+	 * the version holds the segment's bytes there, not the zeros. Then
+	 * it reads: the real bytes, never the planted zeros; then it writes
+	 * into a planted page, which nothing may undo. */
 	c = attached_client(&s, 0);
 	T_OK(space_attach(c, 0, 0));
+	T_OK(fl_client_space_commit(c, "sp", &v));
+	T_ASSERT_EQ(v, 2);
 	check_pattern();
 	memset(seg_addr(0) + PLANT_OFF + U_PAGE, 0xC3, 64);
 	/* A third, read-only, attacher sees the bytes and the write. */
@@ -1048,8 +1069,11 @@ static int test_planted(void *arg)
 	atomic_store(&b->checked, 1);
 	wait_kids(kids, 1);
 	T_ASSERT(seg_addr(0)[PLANT_OFF + U_PAGE] == 0xC3);
+	T_OK(fl_client_space_detach(c, "sp"));
 	T_OK(fl_client_detach(c));
 	fl_client_free(c);
+	st = t_fork_wait(planted_version_child, dir);
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "reading version 2: status 0x%x", st);
 	d_env_free(&s.e);
 	return T_PASS;
 }
