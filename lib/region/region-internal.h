@@ -145,8 +145,9 @@ void fl__pcache_unref(struct fl__pcache *pc);
 /*
  * Mark the pages present in `memfd` (pages of `psz` bytes) filled: for a
  * page cache taken over from another process, which kept no record. shmem
- * says which pages are present (SEEK_DATA/SEEK_HOLE); hugetlbfs says all
- * are, so every page is marked. 0 or -errno.
+ * says which pages are present (SEEK_DATA/SEEK_HOLE); on hugetlbfs a
+ * MINOR-registered mapping of our own finds them, and where the kernel
+ * cannot, every page counts as present. 0 or -errno.
  */
 int fl__pcache_adopt(struct fl__pcache *pc, int memfd, size_t psz);
 /* Attach h, after start(h) (optional) succeeds; -EEXIST if a hook with

@@ -100,11 +100,51 @@ void fl__pcache_unref(struct fl__pcache *pc)
 	fl__forksafe_free(pc);
 }
 
+/*
+ * hugetlbfs answers SEEK_DATA with "all data". A MINOR-registered mapping
+ * of our own tells: UFFDIO_CONTINUE maps a page the page cache has and
+ * says EFAULT for a hole, allocating nothing. MAP_NORESERVE: the holes
+ * need no huge page reserved. -errno when the kernel cannot (the caller
+ * then counts every page).
+ */
+static int hugetlb_present(struct fl__pcache *pc, int memfd, size_t psz, uint64_t size)
+{
+	uint64_t npages = FL_MIN(size / psz, pc->npages);
+	int uffd = -1, ret;
+	void *m = NULL;
+
+	ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USER_MODE_ONLY, &uffd);
+	if (!ret)
+		ret = fl_uffd_api(uffd, UFFD_FEATURE_MINOR_HUGETLBFS, NULL, NULL);
+	if (!ret)
+		ret = fl__mmap(NULL, npages * psz, PROT_READ, MAP_SHARED | MAP_NORESERVE, memfd, 0, &m);
+	if (!ret)
+		ret = fl_uffd_register(uffd, m, npages * psz, FL_REG_MINOR, NULL);
+	for (uint64_t p = 0; !ret && p < npages; p++) {
+		int r = fl_uffd_continue(uffd, (uint8_t *)m + p * psz, psz, 0, NULL);
+		if (!r || r == -EEXIST)
+			fl__bit_set(pc->filled, p);
+		else if (r != -EFAULT)
+			ret = r;
+	}
+	if (m)
+		fl__munmap(m, npages * psz);
+	fl__close(uffd);
+	return ret;
+}
+
 int fl__pcache_adopt(struct fl__pcache *pc, int memfd, size_t psz)
 {
 	uint64_t off = 0, end, size;
 	int ret = fl__fstat_size(memfd, &size);
 
+	if (!ret && psz == FL_HPAGE_SIZE && hugetlb_present(pc, memfd, psz, size)) {
+		for (uint64_t p = 0; p < pc->npages; p++)
+			fl__bit_set(pc->filled, p);
+		return 0;
+	}
+	if (!ret && psz == FL_HPAGE_SIZE)
+		return 0;
 	while (!ret && off < size) {
 		ret = fl__lseek(memfd, off, SEEK_DATA, &off);
 		if (ret == -ENXIO)
