@@ -1078,6 +1078,101 @@ static int test_planted(void *arg)
 	return T_PASS;
 }
 
+/*
+ * planted-after-restart: the daemon is killed and restarted, a writer
+ * resumes with the page cache it kept (the new daemon adopts it, with no
+ * record of its fills: the pages present count as filled), then a
+ * read-only attacher plants zero pages into the holes left. The writer
+ * reads the segment's bytes there, and its own uncommitted write.
+ */
+struct restart_board {
+	_Atomic int written, go, resumed, planted, read;
+};
+
+static int restart_writer(struct s_env *s, struct restart_board *b)
+{
+	struct fl_client *c = attached_client(s, 20000);
+	uint64_t end = t_deadline_ms(60000);
+	long long bad;
+
+	T_OK(space_attach(c, 0, 0));
+	memset(seg_addr(0), 0xA0, 32);
+	atomic_store(&b->written, 1);
+	while (!atomic_load(&b->go))
+		T_ASSERT(t_now_ns() < end, "no go");
+	/* A page never touched: served once the session is resumed. */
+	T_ASSERT(t_check_pattern(seg_addr(1), 64, SEG_LEN, SEED) < 0);
+	atomic_store(&b->resumed, 1);
+	while (!atomic_load(&b->planted))
+		T_ASSERT(t_now_ns() < end, "nothing planted");
+	for (int x = 0; x < 32; x++)
+		T_ASSERT(seg_addr(0)[x] == 0xA0, "the uncommitted write, byte %d: 0x%02x", x, seg_addr(0)[x]);
+	bad = t_check_pattern(seg_addr(0) + 32, SEG_LEN - 32, 32, SEED);
+	T_ASSERT(bad < 0, "segment 0: byte %lld is not the image's", bad + 32);
+	bad = t_check_pattern(seg_addr(1), SEG_LEN, SEG_LEN, SEED);
+	T_ASSERT(bad < 0, "segment 1: byte %lld is not the image's", bad);
+	atomic_store(&b->read, 1);
+	T_OK(fl_client_space_detach(c, "sp"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	return T_PASS;
+}
+
+static int test_planted_restart(void *arg)
+{
+	const struct scase *sc = arg;
+	const char *allow[] = { "--allow-uid", "0", "--allow-uid", "65534", NULL };
+	struct restart_board *b = shared_page(sizeof(*b));
+	struct plant_board *pb = shared_page(sizeof(*pb));
+	struct s_env s;
+	char dir[600];
+	uint64_t end;
+	pid_t kids[2];
+
+	if (geteuid() != 0)
+		t_skip_resource("needs root to become another uid");
+	s_init(&s, sc->mem);
+	snprintf(dir, sizeof(dir), "%s/sp", s.spaces);
+	T_ASSERT(chmod(s.e.dir, 0755) == 0);
+	s_start(&s, allow);
+	T_ASSERT(chown(dir, 0, 0) == 0 && chmod(dir, 0644) == 0);
+	fflush(NULL);
+	kids[0] = fork();
+	T_ASSERT(kids[0] >= 0);
+	if (kids[0] == 0)
+		_exit(restart_writer(&s, b));
+	end = t_deadline_ms(30000);
+	while (!atomic_load(&b->written)) {
+		T_ASSERT(t_now_ns() < end, "the writer did not write");
+		t_sleep_ms(1);
+	}
+	d_stop(&s.e, SIGKILL);
+	t_sleep_ms(200);
+	s_start(&s, allow);
+	atomic_store(&b->go, 1);
+	while (!atomic_load(&b->resumed)) {
+		T_ASSERT(t_now_ns() < end, "the writer did not resume");
+		t_sleep_ms(1);
+	}
+	fflush(NULL);
+	kids[1] = fork();
+	T_ASSERT(kids[1] >= 0);
+	if (kids[1] == 0)
+		_exit(planter(&s, pb, sc->mem));
+	end = t_deadline_ms(30000);
+	while (!atomic_load(&pb->planted)) {
+		T_ASSERT(t_now_ns() < end, "the read-only attacher did not map its page cache");
+		t_sleep_ms(1);
+	}
+	atomic_store(&b->planted, 1);
+	wait_kids(kids, 1);
+	T_ASSERT(atomic_load(&b->read));
+	atomic_store(&pb->checked, 1);
+	wait_kids(&kids[1], 1);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 static const struct scase sh2 = { FL_MEM_SHMEM, 2 }, sh8 = { FL_MEM_SHMEM, 8 };
 static const struct scase hu2 = { FL_MEM_HUGETLB, 2 }, hu8 = { FL_MEM_HUGETLB, 8 };
 static const struct scase shm = { FL_MEM_SHMEM, 1 }, huge = { FL_MEM_HUGETLB, 1 };
@@ -1098,6 +1193,8 @@ static const struct t_case cases[] = {
 	{ "perms-hugetlb", test_perms, (void *)&huge, 60, HUGE },
 	{ "planted-shmem", test_planted, (void *)&shm, 60, SHM },
 	{ "planted-hugetlb", test_planted, (void *)&huge, 60, HUGE },
+	{ "planted-after-restart-shmem", test_planted_restart, (void *)&shm, 120, SHM },
+	{ "planted-after-restart-hugetlb", test_planted_restart, (void *)&huge, 120, HUGE },
 	{ "bad-shmem", test_bad, (void *)&shm, 60, SHM },
 	{ "bad-hugetlb", test_bad, (void *)&huge, 60, HUGE },
 	{ "raw-names-shmem", test_raw_names, (void *)&shm, 60, SHM },
