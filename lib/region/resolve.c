@@ -213,11 +213,14 @@ static int fill_cache(struct fl_region *r, enum run_kind kind, uint64_t p, uint6
 			if (e == p) {
 				if (!pc_wait(pc, p))
 					continue;
-				fl__log(&r->engine->log, FL_LOG_WARN, "%s: page %llu: a fill's claim held for %llu s "
-					"(a process died filling it?): taken over", r->name, (unsigned long long)p,
-					PC_STALE_NS / 1000000000ull);
-				mine = 1;
+				/* Filled, its claim not yet dropped: nothing to take over. */
 				e = p + 1;
+				if (!fl__bit_test(pc->filled, p)) {
+					fl__log(&r->engine->log, FL_LOG_WARN, "%s: page %llu: a fill's claim held for %llu s "
+						"(a process died filling it?): taken over", r->name, (unsigned long long)p,
+						PC_STALE_NS / 1000000000ull);
+					mine = 1;
+				}
 			}
 		}
 		ret = run_ioctl(r, uffd, kind, (uintptr_t)r->alias + p * psz, src ? src + (p - p0) * psz : NULL,

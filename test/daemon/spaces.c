@@ -6,8 +6,10 @@
  * copy in memory), private attachments keep their writes, read-only ones
  * cannot write, the space directory's owner and mode decide who may do
  * what, bad requests are refused with nothing mapped, a commit through the
- * daemon is a version fl_space_open(3) reads, and a daemon killed with
- * SIGKILL is resumed (uncommitted shared writes kept) or fails closed.
+ * daemon is a version fl_space_open(3) reads, a daemon killed with
+ * SIGKILL is resumed (uncommitted shared writes kept) or fails closed, and
+ * zero pages a read-only attacher plants by mapping its page cache itself
+ * reach neither another attacher nor a commit.
  */
 #include "dutil.h"
 
