@@ -241,9 +241,10 @@ int fld_space_commit(struct fld *d, struct fld_session *s, const struct fl__mgr_
  * -errno with *why. */
 int fld_segment_open(struct fld *d, struct fld_session *s, const char *space, unsigned index, int resume_fd,
 		     struct fld_source *src, char *why, size_t whylen);
-/* What a session's segment source is served from (add_region). */
-int fld_segment_region(const struct fld_source *src, int *ret_memfd, struct fl_store **ret_store,
-		       uint64_t *ret_offset);
+/* A region serving a session's segment source (add_region): o with the
+ * segment's page cache and store (fl__space_segment_region_new()). */
+int fld_segment_region_new(const struct fld_source *src, struct fl_engine *e, const struct fl_region_opts *o,
+			   struct fl_region **ret_region);
 /* The fd a SOURCE reply carries for a new segment source. */
 int fld_segment_fd(const struct fld_source *src, const struct fld_session *s);
 void fld_segment_put(struct fld_source *src);

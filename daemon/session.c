@@ -185,13 +185,16 @@ static int add_region(struct fld *d, struct fld_session *s, const struct fl__mgr
 		const struct fld_source *src = &s->sources[r->source - 1];
 		/* The segment's page cache, filled from its image; shared
 		 * unless the attach is private (copy-on-write). */
-		ret = fld_segment_region(src, &o.memfd, &o.store, &o.store_offset);
-		if (ret)
-			return ret;
 		o.mem = src->mem == 2 ? FL_MEM_HUGETLB : FL_MEM_SHMEM;
 		o.mode = FL_MODE_MINOR;
 		o.flags |= FL_REGION_MEMFD | (src->private_map ? FL_REGION_PRIVATE : 0);
 		o.name = src->shared->name;
+		ret = fld_segment_region_new(src, d->engine, &o, &reg);
+		if (ret)
+			return ret;
+		s->nregions++;
+		*ret_region = reg;
+		return 0;
 	} else if (r->source) {
 		const struct fld_source *src = &s->sources[r->source - 1];
 		ret = fld_image_store(src->image, src->region, &o.store);

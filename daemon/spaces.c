@@ -423,10 +423,10 @@ int fld_segment_fd(const struct fld_source *src, const struct fld_session *s)
 	return src->writable ? fl__space_segment_fd(src->shared->sp, src->seg) : src->shared->ro_fds[src->seg];
 }
 
-int fld_segment_region(const struct fld_source *src, int *ret_memfd, struct fl_store **ret_store,
-		       uint64_t *ret_offset)
+int fld_segment_region_new(const struct fld_source *src, struct fl_engine *e, const struct fl_region_opts *o,
+			   struct fl_region **ret_region)
 {
-	return fl__space_segment_source(src->shared->sp, src->seg, ret_memfd, ret_store, ret_offset);
+	return fl__space_segment_region_new(src->shared->sp, src->seg, e, o, ret_region);
 }
 
 void fld_segment_put(struct fld_source *src)

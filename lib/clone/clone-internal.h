@@ -21,6 +21,11 @@ int fl__template_region_new(struct fl_engine *e, const struct fl_template *t, un
  */
 int fl__template_with_memfd(const struct fl_template *t, int memfd, struct fl_template **ret_template);
 
+/* Which pages of t's page cache a fill of ours put there, shared by the
+ * regions over it (region-internal.h; t keeps the reference). */
+struct fl__pcache;
+struct fl__pcache *fl__template_pcache(const struct fl_template *t);
+
 /* The store t's unfilled pages come from, and its offset there (t keeps the reference). */
 struct fl_store *fl__template_store(const struct fl_template *t, uint64_t *ret_offset);
 

@@ -26,6 +26,7 @@ struct fl_template {
 	struct fl_store *store;
 	uint64_t store_offset;
 	char name[64];
+	struct fl__pcache *pc;		/* which pages our fills put in memfd */
 };
 
 int fl_template_new(const struct fl_template_opts *opts, struct fl_template **ret_template)
@@ -68,6 +69,13 @@ int fl_template_new(const struct fl_template_opts *opts, struct fl_template **re
 	} else {
 		ret = fl__memfd(t->name, o.mem == FL_MEM_HUGETLB ? MFD_HUGETLB : 0, t->length, &t->memfd);
 	}
+	t->pc = ret ? NULL : fl__pcache_new(t->length / psz);
+	if (!ret && !t->pc)
+		ret = -ENOMEM;
+	/* A page cache brought by the caller holds what they put there:
+	 * every page present counts as filled. */
+	if (!ret && (o.flags & FL_TEMPLATE_MEMFD))
+		ret = fl__pcache_adopt(t->pc, t->memfd, psz);
 	if (ret) {
 		fl_template_free(t);
 		return ret;
@@ -93,6 +101,7 @@ struct fl_template *fl_template_free(struct fl_template *t)
 	if (t->memfd >= 0)
 		fl__close(t->memfd);
 	fl_store_unref(t->store);
+	fl__pcache_unref(t->pc);
 	free(t);
 	return NULL;
 }
@@ -120,9 +129,9 @@ int fl_clone_new(struct fl_engine *e, const struct fl_template *t, const struct 
 	ro.name = o.name ? o.name : t->name;
 	/* Tracking writes where the kernel can (Linux 6.4+): resets then
 	 * cost what was written; elsewhere they scan. */
-	ret = fl__region_new(e, &ro, true, ret_clone);
+	ret = fl__region_new_pc(e, &ro, true, t->pc, ret_clone);
 	if (ret == -EOPNOTSUPP)
-		ret = fl__region_new(e, &ro, false, ret_clone);
+		ret = fl__region_new_pc(e, &ro, false, t->pc, ret_clone);
 	return ret;
 }
 
@@ -176,6 +185,11 @@ static bool policy_track(struct fl__track_policy *pl, bool tracking, uint64_t di
 	return !tracking;
 }
 
+struct fl__pcache *fl__template_pcache(const struct fl_template *t)
+{
+	return t->pc;
+}
+
 struct fl_store *fl__template_store(const struct fl_template *t, uint64_t *ret_offset)
 {
 	*ret_offset = t->store_offset;
@@ -208,7 +222,7 @@ int fl__template_region_new(struct fl_engine *e, const struct fl_template *t, un
 	ro.store = t->store;
 	ro.store_offset = t->store_offset;
 	ro.name = name ? name : t->name;
-	return fl_region_new(e, &ro, ret_region);
+	return fl__region_new_pc(e, &ro, false, t->pc, ret_region);
 }
 
 /* ---- finding private copies ----------------------------------------------- */

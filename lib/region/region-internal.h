@@ -14,6 +14,27 @@ struct fl_region;
 struct fl__region_hook;
 
 /*
+ * What faultline knows of one page cache (a memfd), shared by every region
+ * that fills it: a template's, an address space segment's. A page in the
+ * page cache is not proof that a fill of ours put it there: any holder of
+ * a descriptor, a read-only one included, can map the file without
+ * userfaultfd and fault a zero page into a hole. `filled` says which pages
+ * a fill of ours put there (written since only through mappings we served,
+ * which fault first); a page a fill finds present without its bit was
+ * planted, and is overwritten with the right bytes before it is mapped.
+ * A fill claims a page in `filling` before its UFFDIO_COPY, so that
+ * between a COPY that succeeded and its bit being set, no other region
+ * takes the page for planted and overwrites what a writer put there since.
+ * The bits are shared with forks (they fill the same page cache).
+ */
+struct fl__pcache {
+	_Atomic unsigned refs;
+	uint64_t npages;
+	_Atomic uint64_t *filled;
+	_Atomic uint64_t *filling;
+};
+
+/*
  * Something that follows a region's faults or works on it (the working
  * set's recorder and replay): the region calls it, knowing nothing more.
  */
@@ -70,6 +91,7 @@ struct fl_region {
 	/* page state bitmaps, in region page units */
 	_Atomic uint64_t *resolved;	/* mapped in the space (a hint: EEXIST is the truth) */
 	_Atomic uint64_t *cached;	/* MINOR: page cache filled */
+	struct fl__pcache *pc;		/* MINOR: the page cache's, shared; NULL: none */
 	_Atomic uint64_t *discarded;	/* REMOVE: later faults get zeros */
 	_Atomic uint64_t *poisoned;
 	_Atomic uint64_t resolved_count;
@@ -81,6 +103,7 @@ struct fl_region {
 	_Atomic uint64_t faults_read, faults_write, faults_minor, faults_wp;
 	_Atomic uint64_t pages_copy, pages_zero, pages_continue, pages_prefetch,
 		pages_background, pages_poisoned, pages_exist, bytes_read, store_errors, pages_replayed;
+	_Atomic uint64_t pages_rewritten;	/* planted pages given their bytes (resolve.c) */
 	_Atomic uint64_t blocked_ns;
 	struct fl__hist hist;
 	/* hooks: pushed at the head under hooks_mu, read by faults without it */
@@ -110,6 +133,23 @@ static inline struct fl__space *fl__region_space(const struct fl_region *r)
  * shmem/hugetlb). */
 int fl__region_new(struct fl_engine *e, const struct fl_region_opts *opts, bool track,
 		   struct fl_region **ret_region);
+/* fl__region_new() for a MINOR region over the page cache `pc` describes
+ * (a reference is taken; NULL: none, the page cache is trusted). */
+int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bool track, struct fl__pcache *pc,
+		      struct fl_region **ret_region);
+
+/* A page cache of `npages` pages, none filled yet. NULL: out of memory. */
+struct fl__pcache *fl__pcache_new(uint64_t npages);
+struct fl__pcache *fl__pcache_ref(struct fl__pcache *pc);
+void fl__pcache_unref(struct fl__pcache *pc);
+/*
+ * Mark the pages present in `memfd` (pages of `psz` bytes) filled: for a
+ * page cache taken over from another process, which kept no record. shmem
+ * says which pages are present (SEEK_DATA/SEEK_HOLE); on hugetlbfs a
+ * MINOR-registered mapping of our own finds them, and where the kernel
+ * cannot, every page counts as present. 0 or -errno.
+ */
+int fl__pcache_adopt(struct fl__pcache *pc, int memfd, size_t psz);
 /* Attach h, after start(h) (optional) succeeds; -EEXIST if a hook with
  * the same ops is attached already. A hook stays until the region is freed. */
 int fl__region_hook_add(struct fl_region *r, struct fl__region_hook *h, int (*start)(struct fl__region_hook *h));

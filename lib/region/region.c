@@ -55,13 +55,122 @@ static int alloc_state(struct fl_region *r)
 	return 0;
 }
 
+/* The bits live in shared anonymous memory: a process forked after the
+ * page cache was made (an address space attached in each of several
+ * forks) fills the same page cache, so it must share the record too. */
+static size_t pcache_bytes(uint64_t npages)
+{
+	size_t b = ((npages + 63) / 64 + 1) * sizeof(uint64_t);
+
+	return (b + FL_PAGE_SIZE - 1) / FL_PAGE_SIZE * FL_PAGE_SIZE;
+}
+
+struct fl__pcache *fl__pcache_new(uint64_t npages)
+{
+	struct fl__pcache *pc = fl__forksafe_calloc(1, sizeof(*pc));
+	void *m;
+
+	if (!pc)
+		return NULL;
+	atomic_init(&pc->refs, 1);
+	pc->npages = npages;
+	/* Both bitmaps in one mapping: filled, then filling. */
+	if (fl__mmap(NULL, 2 * pcache_bytes(npages), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0,
+		     &m)) {
+		fl__forksafe_free(pc);
+		return NULL;
+	}
+	pc->filled = m;
+	pc->filling = (_Atomic uint64_t *)(void *)((uint8_t *)m + pcache_bytes(npages));
+	return pc;
+}
+
+struct fl__pcache *fl__pcache_ref(struct fl__pcache *pc)
+{
+	if (pc)
+		atomic_fetch_add(&pc->refs, 1);
+	return pc;
+}
+
+void fl__pcache_unref(struct fl__pcache *pc)
+{
+	if (!pc || atomic_fetch_sub(&pc->refs, 1) != 1)
+		return;
+	fl__munmap((void *)pc->filled, 2 * pcache_bytes(pc->npages));
+	fl__forksafe_free(pc);
+}
+
+/*
+ * hugetlbfs answers SEEK_DATA with "all data". A MINOR-registered mapping
+ * of our own tells: UFFDIO_CONTINUE maps a page the page cache has and
+ * says EFAULT for a hole, allocating nothing. MAP_NORESERVE: the holes
+ * need no huge page reserved. -errno when the kernel cannot (the caller
+ * then counts every page).
+ */
+static int hugetlb_present(struct fl__pcache *pc, int memfd, size_t psz, uint64_t size)
+{
+	uint64_t npages = FL_MIN(size / psz, pc->npages);
+	int uffd = -1, ret;
+	void *m = NULL;
+
+	ret = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK | FL_UFFD_USER_MODE_ONLY, &uffd);
+	if (!ret)
+		ret = fl_uffd_api(uffd, UFFD_FEATURE_MINOR_HUGETLBFS, NULL, NULL);
+	if (!ret)
+		ret = fl__mmap(NULL, npages * psz, PROT_READ, MAP_SHARED | MAP_NORESERVE, memfd, 0, &m);
+	if (!ret)
+		ret = fl_uffd_register(uffd, m, npages * psz, FL_REG_MINOR, NULL);
+	for (uint64_t p = 0; !ret && p < npages; p++) {
+		int r = fl_uffd_continue(uffd, (uint8_t *)m + p * psz, psz, 0, NULL);
+		if (!r || r == -EEXIST)
+			fl__bit_set(pc->filled, p);
+		else if (r != -EFAULT)
+			ret = r;
+	}
+	if (m)
+		fl__munmap(m, npages * psz);
+	fl__close(uffd);
+	return ret;
+}
+
+int fl__pcache_adopt(struct fl__pcache *pc, int memfd, size_t psz)
+{
+	uint64_t off = 0, end, size;
+	int ret = fl__fstat_size(memfd, &size);
+
+	if (!ret && psz == FL_HPAGE_SIZE && hugetlb_present(pc, memfd, psz, size)) {
+		for (uint64_t p = 0; p < pc->npages; p++)
+			fl__bit_set(pc->filled, p);
+		return 0;
+	}
+	if (!ret && psz == FL_HPAGE_SIZE)
+		return 0;
+	while (!ret && off < size) {
+		ret = fl__lseek(memfd, off, SEEK_DATA, &off);
+		if (ret == -ENXIO)
+			return 0;	/* no data past off */
+		if (!ret)
+			ret = fl__lseek(memfd, off, SEEK_HOLE, &end);
+		for (uint64_t p = off / psz; !ret && p < (end + psz - 1) / psz && p < pc->npages; p++)
+			fl__bit_set(pc->filled, p);
+		off = end;
+	}
+	return ret;
+}
+
 int fl_region_new(struct fl_engine *e, const struct fl_region_opts *opts, struct fl_region **ret_region)
 {
-	return fl__region_new(e, opts, false, ret_region);
+	return fl__region_new_pc(e, opts, false, NULL, ret_region);
 }
 
 int fl__region_new(struct fl_engine *e, const struct fl_region_opts *opts, bool track,
 		   struct fl_region **ret_region)
+{
+	return fl__region_new_pc(e, opts, track, NULL, ret_region);
+}
+
+int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bool track, struct fl__pcache *pc,
+		      struct fl_region **ret_region)
 {
 	struct fl_region_opts o;
 	struct fl_region *r;
@@ -97,6 +206,8 @@ int fl__region_new(struct fl_engine *e, const struct fl_region_opts *opts, bool 
 		return -EOPNOTSUPP;
 	}
 	if (track && (o.mode != FL_MODE_MINOR || !(o.flags & FL_REGION_PRIVATE) || foreign))
+		return -EINVAL;
+	if (pc && (o.mode != FL_MODE_MINOR || o.memfd < 0))
 		return -EINVAL;
 	if (track && (!fl_feature_has(FL_FEATURE_CONTINUE_MODE_WP) ||
 		      !(e->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) ||
@@ -151,6 +262,11 @@ int fl__region_new(struct fl_engine *e, const struct fl_region_opts *opts, bool 
 			goto fail;
 	}
 	r->store_offset = o.store_offset;
+	if (pc && pc->npages < r->npages) {
+		ret = -EINVAL;
+		goto fail;
+	}
+	r->pc = fl__pcache_ref(pc);
 
 	if (o.mem != FL_MEM_ANON) {
 		if (o.memfd >= 0) {
@@ -239,6 +355,7 @@ static struct fl__target *region_fork(struct fl__target *t, struct fl__space *sp
 	r->fill_batch = src->fill_batch;
 	r->store = fl_store_ref(src->store);
 	r->store_offset = src->store_offset;
+	r->pc = fl__pcache_ref(src->pc);
 	atomic_init(&r->window, 1);
 	if (alloc_state(r))
 		goto fail;
@@ -286,6 +403,7 @@ static void region_destroy(struct fl_region *r)
 	}
 	fl__close(r->memfd);
 	fl_store_unref(r->store);
+	fl__pcache_unref(r->pc);
 	fl__forksafe_free(r->resolved);
 	fl__forksafe_free(r->cached);
 	fl__forksafe_free(r->discarded);

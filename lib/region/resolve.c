@@ -10,6 +10,10 @@
 #include "region-internal.h"
 #include "store-internal.h"
 
+#include <sched.h>
+#include <time.h>
+#include <sys/mman.h>
+
 
 /* Zero runs shorter than this (inside data) are copied, not ZEROPAGEd. */
 #define ZERO_RUN_MIN 16
@@ -46,10 +50,11 @@ enum run_kind { RUN_DATA, RUN_ZERO, RUN_CONTINUE };
  * skipping pages that turn out to exist (EEXIST: someone else won; the
  * kernel layer has already advanced over partial progress). `dst` is the
  * address of page `first` in the target mapping; `src` the data for
- * RUN_DATA. Returns 0 or the -errno fl__resolve_classify() reads.
+ * RUN_DATA. `exist_mask` (may be NULL, count <= 64): bit i set when page
+ * first + i existed. Returns 0 or the -errno fl__resolve_classify() reads.
  */
 static int run_ioctl(struct fl_region *r, int uffd, enum run_kind kind, uint64_t dst,
-		     const uint8_t *src, uint64_t count, uint64_t *ret_exist)
+		     const uint8_t *src, uint64_t count, uint64_t *ret_exist, uint64_t *exist_mask)
 {
 	size_t psz = r->page_size;
 	uint64_t done_pages = 0;
@@ -80,7 +85,170 @@ static int run_ioctl(struct fl_region *r, int uffd, enum run_kind kind, uint64_t
 		if (fl__resolve_classify(ret) != FL__ALREADY_THERE)
 			return ret;
 		(*ret_exist)++;
+		if (exist_mask && done_pages < 64)
+			*exist_mask |= 1ull << done_pages;
 		done_pages++;
+	}
+	return 0;
+}
+
+/* ---- the page cache's record (struct fl__pcache) ------------------------- */
+
+enum { PC_FILLED, PC_CLAIMED, PC_BUSY };
+
+/* Claim page p for a fill, unless it is filled (or being filled) already. */
+static int pc_claim(struct fl__pcache *pc, uint64_t p)
+{
+	if (fl__bit_test(pc->filled, p))
+		return PC_FILLED;
+	if (fl__bit_set(pc->filling, p))
+		return PC_BUSY;
+	/* Filled (and its claim dropped) between the test and the claim. */
+	if (fl__bit_test(pc->filled, p)) {
+		fl__bit_clear(pc->filling, p);
+		return PC_FILLED;
+	}
+	return PC_CLAIMED;
+}
+
+/* Filled before the claim goes: a claimer that finds no claim finds the bit. */
+static void pc_release(struct fl__pcache *pc, uint64_t p, bool filled)
+{
+	if (filled)
+		fl__bit_set(pc->filled, p);
+	fl__bit_clear(pc->filling, p);
+}
+
+/*
+ * Wait for another fill's claim of p to go. A fill holds its claims for
+ * one ioctl and a rewrite, and waits for nobody while it holds them (we
+ * hold none here). The record is shared with forks, though, and a process
+ * killed in the middle of a fill never lets go: a claim held this long
+ * is taken over (true).
+ */
+#define PC_STALE_NS 2000000000ull
+static bool pc_wait(struct fl__pcache *pc, uint64_t p)
+{
+	uint64_t end = 0;
+
+	for (unsigned i = 0; fl__bit_test(pc->filling, p); i++) {
+		struct timespec ts = { 0, 20000 };
+
+		if (i < 64) {
+			sched_yield();
+			continue;
+		}
+		if (!end)
+			end = fl__now_ns() + PC_STALE_NS;
+		else if (fl__now_ns() > end)
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+/*
+ * Page p was in the page cache before our fill, with no fill of ours
+ * behind it: someone mapped the file without us and faulted a zero page
+ * in (a read-only descriptor is enough). It has never been mapped through
+ * a region (those fill first, and our claim holds them off), so nothing
+ * written is lost: give it the bytes it should have. Through a mapping of
+ * our own, not the alias: the page may have been punched since, and a
+ * fault on the alias would come to our own engine; hugetlbfs cannot
+ * pwrite.
+ */
+static int rewrite_planted(struct fl_region *r, uint64_t p, const uint8_t *src)
+{
+	size_t psz = r->page_size;
+	void *m;
+	int ret = fl__mmap(NULL, psz, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, (off_t)(p * psz), &m);
+
+	if (ret)
+		return ret;
+	if (src)
+		memcpy(m, src, psz);
+	else
+		memset(m, 0, psz);
+	fl__munmap(m, psz);
+	if (!atomic_fetch_add_explicit(&r->pages_rewritten, 1, memory_order_relaxed))
+		fl__log(&r->engine->log, FL_LOG_WARN, "%s: page %llu was in the page cache without a fill of ours "
+			"(mapped by a process we do not serve): given its bytes again", r->name, (unsigned long long)p);
+	return 0;
+}
+
+/*
+ * Fill pages [p, q) of the page cache through the alias (`src`: their
+ * bytes; NULL with RUN_ZERO), skipping the pages this region filled
+ * already. *ret_tried: pages given to the kernel. With a shared record
+ * (r->pc) each page is claimed first, at most 64 at a time, and never
+ * while waiting for another region's claim (two fills each holding what
+ * the other waits for would never end).
+ */
+static int fill_cache(struct fl_region *r, enum run_kind kind, uint64_t p, uint64_t q, const uint8_t *src,
+		      uint64_t *ret_exist, uint64_t *ret_tried)
+{
+	struct fl__pcache *pc = r->pc;
+	size_t psz = r->page_size;
+	uint64_t p0 = p;
+	int uffd = fl__engine_main_uffd(r->engine), ret = 0;
+
+	while (p < q) {
+		uint64_t e = p, mine = 0, exist = 0;
+
+		if (fl__bit_test(r->cached, p)) {
+			p++;
+			continue;
+		}
+		if (!pc) {
+			e = q;
+		} else {
+			while (e < q && e - p < 64) {
+				int c = pc_claim(pc, e);
+				if (c == PC_BUSY)
+					break;
+				if (c == PC_CLAIMED)
+					mine |= 1ull << (e - p);
+				e++;
+			}
+			if (e == p) {
+				if (!pc_wait(pc, p))
+					continue;
+				/* Filled, its claim not yet dropped: nothing to take over. */
+				e = p + 1;
+				if (!fl__bit_test(pc->filled, p)) {
+					fl__log(&r->engine->log, FL_LOG_WARN, "%s: page %llu: a fill's claim held for %llu s "
+						"(a process died filling it?): taken over", r->name, (unsigned long long)p,
+						PC_STALE_NS / 1000000000ull);
+					mine = 1;
+				}
+			}
+		}
+		ret = run_ioctl(r, uffd, kind, (uintptr_t)r->alias + p * psz, src ? src + (p - p0) * psz : NULL,
+				e - p, ret_exist, pc ? &exist : NULL);
+		*ret_tried += e - p;
+		for (uint64_t k = p; !ret && k < e; k++) {
+			uint64_t bit = 1ull << (k - p);
+			if (pc && (mine & exist & bit)) {
+				int rr = rewrite_planted(r, k, kind == RUN_DATA ? src + (k - p0) * psz : NULL);
+				if (rr) {
+					ret = rr;
+					break;
+				}
+			}
+			if (pc && (mine & bit)) {
+				pc_release(pc, k, true);
+				mine &= ~bit;
+			}
+			fl__bit_set(r->cached, k);
+		}
+		/* On failure the claims left go unfilled: a page the COPY did
+		 * put there is the store's, and nobody has mapped it. */
+		for (uint64_t k = p; pc && mine && k < e; k++)
+			if (mine & (1ull << (k - p)))
+				pc_release(pc, k, false);
+		if (ret)
+			return ret;
+		p = e;
 	}
 	return 0;
 }
@@ -204,32 +372,26 @@ static int install_runs(struct fl_region *r, const struct fl__resolve_req *req, 
 
 	for (uint64_t p = first; p < end;) {
 		bool zero = w->zero[p - first] == ZERO_PAGE;
-		uint64_t q = p, before = tl->exist, installed, zeros = 0;
-		uint64_t dst = req->base + p * psz;
-		int uffd = req->space->uffd, ret;
+		uint64_t q = p, before = tl->exist, installed, zeros = 0, tried = 0;
+		/* hugetlbfs cannot ZEROPAGE: copy the zeros we hold. */
+		enum run_kind kind = (zero && r->mem != FL_MEM_HUGETLB) ? RUN_ZERO : RUN_DATA;
+		int ret;
 
 		while (q < end && (w->zero[q - first] == ZERO_PAGE) == zero)
 			q++;
 		if (minor) {
-			/* Skip pages whose page cache is already filled. */
-			while (p < q && fl__bit_test(r->cached, p))
-				p++;
-			if (p == q)
-				continue;
-			dst = (uintptr_t)r->alias + p * psz;
-			uffd = fl__engine_main_uffd(r->engine);
+			ret = fill_cache(r, kind, p, q, kind == RUN_DATA ? data + (p - first) * psz : NULL, &tl->exist,
+					 &tried);
+		} else {
+			tried = q - p;
+			ret = run_ioctl(r, req->space->uffd, kind, req->base + p * psz, data + (p - first) * psz,
+					q - p, &tl->exist, NULL);
 		}
-		/* hugetlbfs cannot ZEROPAGE: copy the zeros we hold. */
-		ret = run_ioctl(r, uffd, (zero && r->mem != FL_MEM_HUGETLB) ? RUN_ZERO : RUN_DATA, dst,
-				data + (p - first) * psz, q - p, &tl->exist);
 		if (ret)
 			return ret;
-		if (minor)
-			for (uint64_t k = p; k < q; k++)
-				fl__bit_set(r->cached, k);
 		/* Pages that existed are taken off the data pages first: which of
 		 * a run's pages existed is not known, only how many. */
-		installed = q - p - (tl->exist - before);
+		installed = tried - (tl->exist - before);
 		for (uint64_t k = p; k < q; k++)
 			zeros += w->zero[k - first] != DATA_PAGE;
 		zeros = FL_MIN(zeros, installed);
@@ -293,7 +455,8 @@ static const uint8_t *one_direct(struct fl_region *r, const struct fl__resolve_r
 static int install_one_direct(struct fl_region *r, const struct fl__resolve_req *req, const uint8_t *src,
 			      struct tally *tl)
 {
-	int ret = run_ioctl(r, req->space->uffd, RUN_DATA, req->base + req->first * r->page_size, src, 1, &tl->exist);
+	int ret = run_ioctl(r, req->space->uffd, RUN_DATA, req->base + req->first * r->page_size, src, 1, &tl->exist,
+			    NULL);
 
 	if (ret)
 		return ret;
@@ -341,7 +504,7 @@ int fl__resolve_pages(struct fl_region *r, const struct fl__resolve_req *req, st
 	}
 	if (minor) {
 		ret = run_ioctl(r, req->space->uffd, RUN_CONTINUE, req->base + req->first * r->page_size, NULL,
-				count, &tl.exist);
+				count, &tl.exist, NULL);
 		if (ret)
 			return kernel_error(r, req, ret);
 		atomic_fetch_add_explicit(&r->pages_continue, count, memory_order_relaxed);

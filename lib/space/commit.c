@@ -6,6 +6,7 @@
  * never reached the manifest are orphans a later commit overwrites.
  */
 #include "space-internal.h"
+#include "clone-internal.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,7 +22,9 @@
  * parent image's: those in its page cache. This process knows the pages
  * its attachments brought in (the bitmaps); another process sharing the
  * page cache (a fork) may have brought in more. shmem says exactly which
- * pages are resident (SEEK_DATA / SEEK_HOLE). hugetlbfs says every page is
+ * pages are resident (SEEK_DATA / SEEK_HOLE), and the page cache's record
+ * (struct fl__pcache, shared with forks) which of them a fill put there.
+ * hugetlbfs says every page is
  * data, so with a parent a page nobody here touched is read, and saved if
  * it is not all zeros (a hole reads as zeros): the one case left is a huge
  * page that another process wrote all zeros over the parent's bytes.
@@ -31,6 +34,10 @@ static int resident_pages(const struct fl__link *l, uint8_t *buf, uint64_t *map)
 	const struct fl__seg *s = l->seg;
 	const struct fl_region *live = l->vtpl ? NULL : l->region;
 	int fd = fl_template_fd(s->tpl), ret = 0;
+	/* A present page no fill put there was planted by a process mapping
+	 * the page cache without being served (a zero page): not the
+	 * segment's bytes, and nobody served has seen or written it. */
+	struct fl__pcache *pc = fl__template_pcache(s->tpl);
 
 	for (uint64_t p = 0; p < s->npages; p++)
 		if (fl__seg_page_filled(s, live, p))
@@ -46,7 +53,8 @@ static int resident_pages(const struct fl__link *l, uint8_t *buf, uint64_t *map)
 			if (ret)
 				return ret;
 			for (uint64_t p = off / s->psz; p < (end + s->psz - 1) / s->psz && p < s->npages; p++)
-				map[p / 64] |= 1ull << (p % 64);
+				if (!pc || fl__bit_test(pc->filled, p))
+					map[p / 64] |= 1ull << (p % 64);
 			off = end;
 		}
 		return 0;

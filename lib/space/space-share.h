@@ -14,12 +14,15 @@
 int fl__space_segment_fd(const struct fl_space *sp, unsigned index);
 
 /*
- * What a region serving segment `index` in another process needs: the
- * page cache, and the store (with its offset) its unfilled pages come
- * from. The space keeps both. -ENOENT: no such segment.
+ * fl_region_new(3) for a region serving segment `index` (in another
+ * process: o is FL_REGION_FOREIGN): o's memfd, store and store offset are
+ * the segment's, set here. Its fills share the segment's record of which
+ * pages of the page cache a fill put there (see struct fl__pcache), which
+ * is what tells a page planted by a process mapping the page cache
+ * without being served from one of ours. -ENOENT: no such segment.
  */
-int fl__space_segment_source(const struct fl_space *sp, unsigned index, int *ret_memfd,
-			     struct fl_store **ret_store, uint64_t *ret_store_offset);
+int fl__space_segment_region_new(const struct fl_space *sp, unsigned index, struct fl_engine *e,
+				 const struct fl_region_opts *o, struct fl_region **ret_region);
 
 /* Root `i` of the table (name: FL_SPACE_NAME_MAX + 1 bytes). -ENOENT past the end. */
 int fl__space_root_at(const struct fl_space *sp, unsigned i, char *ret_name, uint64_t *ret_value);

@@ -902,17 +902,20 @@ int fl__space_segment_fd(const struct fl_space *sp, unsigned index)
 	return fl_template_fd(sp->links[index].seg->tpl);
 }
 
-int fl__space_segment_source(const struct fl_space *sp, unsigned index, int *ret_memfd,
-			     struct fl_store **ret_store, uint64_t *ret_store_offset)
+int fl__space_segment_region_new(const struct fl_space *sp, unsigned index, struct fl_engine *e,
+				 const struct fl_region_opts *o, struct fl_region **ret_region)
 {
+	struct fl_region_opts ro;
 	const struct fl_template *t;
 
-	if (!sp || index >= sp->nlinks)
+	if (!sp || !o || index >= sp->nlinks)
 		return -ENOENT;
 	t = sp->links[index].seg->tpl;
-	*ret_memfd = fl_template_fd(t);
-	*ret_store = fl__template_store(t, ret_store_offset);
-	return 0;
+	ro = *o;
+	ro.sz = sizeof(ro);
+	ro.memfd = fl_template_fd(t);
+	ro.store = fl__template_store(t, &ro.store_offset);
+	return fl__region_new_pc(e, &ro, false, fl__template_pcache(t), ret_region);
 }
 
 int fl__space_root_at(const struct fl_space *sp, unsigned i, char *ret_name, uint64_t *ret_value)

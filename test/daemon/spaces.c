@@ -6,8 +6,10 @@
  * copy in memory), private attachments keep their writes, read-only ones
  * cannot write, the space directory's owner and mode decide who may do
  * what, bad requests are refused with nothing mapped, a commit through the
- * daemon is a version fl_space_open(3) reads, and a daemon killed with
- * SIGKILL is resumed (uncommitted shared writes kept) or fails closed.
+ * daemon is a version fl_space_open(3) reads, a daemon killed with
+ * SIGKILL is resumed (uncommitted shared writes kept) or fails closed, and
+ * zero pages a read-only attacher plants by mapping its page cache itself
+ * reach neither another attacher nor a commit.
  */
 #include "dutil.h"
 
@@ -896,6 +898,283 @@ static int test_kill_no_restart(void *arg)
 	return test_kill(arg, false);
 }
 
+/* ---- planted: a read-only attacher's own mapping of the page cache -------- */
+
+/*
+ * A process with a read-only descriptor of a segment's page cache (the
+ * client library keeps one per segment for a resume) can map it without
+ * the daemon serving that mapping; a read fault there puts a zero page
+ * into a hole of the page cache. Every other attacher must still see the
+ * segment's bytes: the daemon gives such a page its bytes again before it
+ * maps it (the planter's own mapping then shows them too: the page cache
+ * itself is right again).
+ */
+struct plant_board {
+	_Atomic int planted, written, checked;
+};
+
+/* Pages planted: the second half of each segment, never touched through the daemon. */
+#define PLANT_OFF (SEG_LEN / 2)
+
+static int planter(struct s_env *s, struct plant_board *b, enum fl_mem_type mem)
+{
+	uint8_t *maps[NSEG];
+	char link[256], path[300];
+	struct fl_client *c;
+	struct dirent *de;
+	uint64_t end;
+	int n = 0;
+	DIR *d;
+
+	t_drop_privileges();
+	c = attached_client(s, 0);
+	T_OK(space_attach(c, FL_CLIENT_SPACE_RDONLY, 0));
+	d = opendir("/proc/self/fd");
+	T_ASSERT(d);
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+		struct stat st;
+		ssize_t len;
+		void *p;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len < 0 || fd == dirfd(d))
+			continue;
+		link[len] = 0;
+		if (strncmp(link, "/memfd:", 7) || fstat(fd, &st) || st.st_size != SEG_LEN)
+			continue;
+		T_ASSERT(n < NSEG);
+		/* hugetlb: a private mapping's read fault makes a private
+		 * page, not a page of the file; shmem: both kinds plant. */
+		p = mmap(NULL, SEG_LEN, PROT_READ, mem == FL_MEM_SHMEM && n == 0 ? MAP_PRIVATE : MAP_SHARED, fd, 0);
+		T_ASSERT(p != MAP_FAILED, "mapping the page cache read-only: %s", strerror(errno));
+		maps[n++] = p;
+	}
+	closedir(d);
+	T_ASSERT_EQ(n, NSEG);
+	for (int k = 0; k < NSEG; k++)
+		for (size_t off = PLANT_OFF; off < SEG_LEN; off += U_PAGE)
+			T_ASSERT(maps[k][off] == 0 && maps[k][off + U_PAGE - 1] == 0,
+				 "page cache %d offset %zu: 0x%02x before anyone read it", k, off, maps[k][off]);
+	atomic_store(&b->planted, 1);
+	end = t_deadline_ms(60000);
+	while (atomic_load(&b->checked) < 1)
+		T_ASSERT(t_now_ns() < end, "the other attachers did not read");
+	/* The page cache's own pages hold the bytes now, not only the
+	 * other attachers' mappings. */
+	for (int k = 0; k < NSEG; k++) {
+		uint8_t *img = t_pattern_buf(SEG_LEN, 0, SEED);
+		int seg = -1;
+		/* Which segment this page cache is: its first planted page says. */
+		for (int j = 0; j < NSEG && seg < 0; j++) {
+			t_fill_pattern(img, SEG_LEN, (uint64_t)j * SEG_LEN, SEED);
+			if (!memcmp(maps[k] + PLANT_OFF, img + PLANT_OFF, 64))
+				seg = j;
+		}
+		T_ASSERT(seg >= 0, "page cache %d: not the image's bytes at the first planted page: 0x%02x", k,
+			 maps[k][PLANT_OFF]);
+		free(img);
+	}
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	return T_PASS;
+}
+
+/* The third attacher: read-only, the pattern except the writer's 64 bytes. */
+static int plant_reader(struct s_env *s, struct plant_board *b)
+{
+	struct fl_client *c;
+	uint8_t *a = seg_addr(0) + PLANT_OFF + U_PAGE;
+	uint64_t end = t_deadline_ms(60000);
+	long long bad;
+
+	t_drop_privileges();
+	while (atomic_load(&b->written) < 1)
+		T_ASSERT(t_now_ns() < end, "the writer did not write");
+	c = attached_client(s, 0);
+	T_OK(space_attach(c, FL_CLIENT_SPACE_RDONLY, 0));
+	for (int x = 0; x < 64; x++)
+		T_ASSERT(a[x] == 0xC3, "the writer's byte %d: 0x%02x", x, a[x]);
+	bad = t_check_pattern(seg_addr(0), PLANT_OFF + U_PAGE, 0, SEED);
+	T_ASSERT(bad < 0, "segment 0: byte %lld is not the image's", bad);
+	bad = t_check_pattern(a + 64, SEG_LEN - PLANT_OFF - U_PAGE - 64, PLANT_OFF + U_PAGE + 64, SEED);
+	T_ASSERT(bad < 0, "segment 0: byte %lld after the write is not the image's", bad);
+	bad = t_check_pattern(seg_addr(1), SEG_LEN, SEG_LEN, SEED);
+	T_ASSERT(bad < 0, "segment 1: byte %lld is not the image's", bad);
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	return T_PASS;
+}
+
+/* Version 2, committed after the planting, read in process: the version's bytes everywhere. */
+static int planted_version_child(void *arg)
+{
+	struct fl_space_info info = { .sz = sizeof(info) };
+	struct fl_space *sp;
+
+	T_OK(fl_space_open(arg, NULL, &sp));
+	T_OK(fl_space_info(sp, &info));
+	T_ASSERT_EQ(info.version, 2);
+	T_OK(fl_space_attach(sp, NULL));
+	check_pattern();
+	T_OK(fl_space_detach(sp));
+	fl_space_free(sp);
+	return T_PASS;
+}
+
+static int test_planted(void *arg)
+{
+	const struct scase *sc = arg;
+	const char *allow[] = { "--allow-uid", "0", "--allow-uid", "65534", NULL };
+	struct plant_board *b = shared_page(sizeof(*b));
+	struct fl_client *c;
+	struct s_env s;
+	char dir[600];
+	uint64_t end, v = 0;
+	pid_t kids[2];
+	int st;
+
+	if (geteuid() != 0)
+		t_skip_resource("needs root to become another uid");
+	s_init(&s, sc->mem);
+	snprintf(dir, sizeof(dir), "%s/sp", s.spaces);
+	T_ASSERT(chmod(s.e.dir, 0755) == 0);
+	s_start(&s, allow);
+	T_ASSERT(chown(dir, 0, 0) == 0 && chmod(dir, 0644) == 0);
+	/* Both forked before anything is attached here (the segments' addresses). */
+	for (int i = 0; i < 2; i++) {
+		fflush(NULL);
+		kids[i] = fork();
+		T_ASSERT(kids[i] >= 0);
+		if (kids[i] == 0)
+			_exit(i ? plant_reader(&s, b) : planter(&s, b, sc->mem));
+	}
+	end = t_deadline_ms(30000);
+	while (atomic_load(&b->planted) < 1) {
+		T_ASSERT(t_now_ns() < end, "the read-only attacher did not map its page cache");
+		t_sleep_ms(1);
+	}
+	/* A read-write attacher commits before anyone read a planted page:
+	 * the version holds the segment's bytes there, not the zeros. Then
+	 * it reads: the real bytes, never the planted zeros; then it writes
+	 * into a planted page, which nothing may undo. */
+	c = attached_client(&s, 0);
+	T_OK(space_attach(c, 0, 0));
+	T_OK(fl_client_space_commit(c, "sp", &v));
+	T_ASSERT_EQ(v, 2);
+	check_pattern();
+	memset(seg_addr(0) + PLANT_OFF + U_PAGE, 0xC3, 64);
+	/* A third, read-only, attacher sees the bytes and the write. */
+	atomic_store(&b->written, 1);
+	wait_kids(&kids[1], 1);
+	atomic_store(&b->checked, 1);
+	wait_kids(kids, 1);
+	T_ASSERT(seg_addr(0)[PLANT_OFF + U_PAGE] == 0xC3);
+	T_OK(fl_client_space_detach(c, "sp"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	st = t_fork_wait(planted_version_child, dir);
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "reading version 2: status 0x%x", st);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
+/*
+ * planted-after-restart: the daemon is killed and restarted, a writer
+ * resumes with the page cache it kept (the new daemon adopts it, with no
+ * record of its fills: the pages present count as filled), then a
+ * read-only attacher plants zero pages into the holes left. The writer
+ * reads the segment's bytes there, and its own uncommitted write.
+ */
+struct restart_board {
+	_Atomic int written, go, resumed, planted, read;
+};
+
+static int restart_writer(struct s_env *s, struct restart_board *b)
+{
+	struct fl_client *c = attached_client(s, 20000);
+	uint64_t end = t_deadline_ms(60000);
+	long long bad;
+
+	T_OK(space_attach(c, 0, 0));
+	memset(seg_addr(0), 0xA0, 32);
+	atomic_store(&b->written, 1);
+	while (!atomic_load(&b->go))
+		T_ASSERT(t_now_ns() < end, "no go");
+	/* A page never touched: served once the session is resumed. */
+	T_ASSERT(t_check_pattern(seg_addr(1), 64, SEG_LEN, SEED) < 0);
+	atomic_store(&b->resumed, 1);
+	while (!atomic_load(&b->planted))
+		T_ASSERT(t_now_ns() < end, "nothing planted");
+	for (int x = 0; x < 32; x++)
+		T_ASSERT(seg_addr(0)[x] == 0xA0, "the uncommitted write, byte %d: 0x%02x", x, seg_addr(0)[x]);
+	bad = t_check_pattern(seg_addr(0) + 32, SEG_LEN - 32, 32, SEED);
+	T_ASSERT(bad < 0, "segment 0: byte %lld is not the image's", bad + 32);
+	bad = t_check_pattern(seg_addr(1), SEG_LEN, SEG_LEN, SEED);
+	T_ASSERT(bad < 0, "segment 1: byte %lld is not the image's", bad);
+	atomic_store(&b->read, 1);
+	T_OK(fl_client_space_detach(c, "sp"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	return T_PASS;
+}
+
+static int test_planted_restart(void *arg)
+{
+	const struct scase *sc = arg;
+	const char *allow[] = { "--allow-uid", "0", "--allow-uid", "65534", NULL };
+	struct restart_board *b = shared_page(sizeof(*b));
+	struct plant_board *pb = shared_page(sizeof(*pb));
+	struct s_env s;
+	char dir[600];
+	uint64_t end;
+	pid_t kids[2];
+
+	if (geteuid() != 0)
+		t_skip_resource("needs root to become another uid");
+	s_init(&s, sc->mem);
+	snprintf(dir, sizeof(dir), "%s/sp", s.spaces);
+	T_ASSERT(chmod(s.e.dir, 0755) == 0);
+	s_start(&s, allow);
+	T_ASSERT(chown(dir, 0, 0) == 0 && chmod(dir, 0644) == 0);
+	fflush(NULL);
+	kids[0] = fork();
+	T_ASSERT(kids[0] >= 0);
+	if (kids[0] == 0)
+		_exit(restart_writer(&s, b));
+	end = t_deadline_ms(30000);
+	while (!atomic_load(&b->written)) {
+		T_ASSERT(t_now_ns() < end, "the writer did not write");
+		t_sleep_ms(1);
+	}
+	d_stop(&s.e, SIGKILL);
+	t_sleep_ms(200);
+	s_start(&s, allow);
+	atomic_store(&b->go, 1);
+	while (!atomic_load(&b->resumed)) {
+		T_ASSERT(t_now_ns() < end, "the writer did not resume");
+		t_sleep_ms(1);
+	}
+	fflush(NULL);
+	kids[1] = fork();
+	T_ASSERT(kids[1] >= 0);
+	if (kids[1] == 0)
+		_exit(planter(&s, pb, sc->mem));
+	end = t_deadline_ms(30000);
+	while (!atomic_load(&pb->planted)) {
+		T_ASSERT(t_now_ns() < end, "the read-only attacher did not map its page cache");
+		t_sleep_ms(1);
+	}
+	atomic_store(&b->planted, 1);
+	wait_kids(kids, 1);
+	T_ASSERT(atomic_load(&b->read));
+	atomic_store(&pb->checked, 1);
+	wait_kids(&kids[1], 1);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 static const struct scase sh2 = { FL_MEM_SHMEM, 2 }, sh8 = { FL_MEM_SHMEM, 8 };
 static const struct scase hu2 = { FL_MEM_HUGETLB, 2 }, hu8 = { FL_MEM_HUGETLB, 8 };
 static const struct scase shm = { FL_MEM_SHMEM, 1 }, huge = { FL_MEM_HUGETLB, 1 };
@@ -914,6 +1193,10 @@ static const struct t_case cases[] = {
 	{ "rdonly-hugetlb", test_rdonly, (void *)&huge, 60, HUGE },
 	{ "perms-shmem", test_perms, (void *)&shm, 60, SHM },
 	{ "perms-hugetlb", test_perms, (void *)&huge, 60, HUGE },
+	{ "planted-shmem", test_planted, (void *)&shm, 60, SHM },
+	{ "planted-hugetlb", test_planted, (void *)&huge, 60, HUGE },
+	{ "planted-after-restart-shmem", test_planted_restart, (void *)&shm, 120, SHM },
+	{ "planted-after-restart-hugetlb", test_planted_restart, (void *)&huge, 120, HUGE },
 	{ "bad-shmem", test_bad, (void *)&shm, 60, SHM },
 	{ "bad-hugetlb", test_bad, (void *)&huge, 60, HUGE },
 	{ "raw-names-shmem", test_raw_names, (void *)&shm, 60, SHM },
