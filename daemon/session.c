@@ -7,6 +7,7 @@
  */
 #include "faultlined.h"
 #include "flutil.h"
+#include "space-share.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -401,7 +402,14 @@ int fld_session_message(struct fld *d, struct fld_session *s)
 		case FL_MGR_STATS: r = on_stats(d, s, &h); break;
 		case FL_MGR_CLAIM: r = on_claim(d, s, &h, p); break;
 		case FL_MGR_SPACE_OPEN: r = fld_space_open(d, s, &h, p); break;
-		case FL_MGR_SPACE_CLOSE: r = fld_space_close(d, s, &h, p); break;
+		case FL_MGR_SPACE_CLOSE:
+			/* The client unmapped the segments first: their UNMAP
+			 * events are read, maybe not handled yet, and an attach
+			 * at the same addresses may follow this reply. */
+			if (s->space >= 0)
+				fl__engine_events_barrier(d->engine, s->space);
+			r = fld_space_close(d, s, &h, p);
+			break;
 		case FL_MGR_SPACE_COMMIT: r = fld_space_commit(d, s, &h, p); break;
 		default: r = -EBADMSG;	/* a daemon-to-client type */
 		}

@@ -96,6 +96,22 @@ struct fl__space *fl__engine_space(struct fl_engine *e, int id)
 	return e->spaces[id];
 }
 
+int fl__engine_events_barrier(struct fl_engine *e, int id)
+{
+	struct fl__space *sp;
+
+	pthread_rwlock_rdlock(&e->lock);
+	sp = fl__engine_space(e, id);
+	pthread_rwlock_unlock(&e->lock);
+	if (!sp)
+		return -ENOENT;
+	/* A batch's events are handled before read_mu is let go
+	 * (service_space()): taking it waits for any batch read so far. */
+	pthread_mutex_lock(&sp->read_mu);
+	pthread_mutex_unlock(&sp->read_mu);
+	return 0;
+}
+
 static int targets_reserve(struct fl_engine *e)
 {
 	struct fl__target **n;

@@ -24,6 +24,15 @@ int fl__space_segment_fd(const struct fl_space *sp, unsigned index);
 int fl__space_segment_region_new(const struct fl_space *sp, unsigned index, struct fl_engine *e,
 				 const struct fl_region_opts *o, struct fl_region **ret_region);
 
+/*
+ * (lib/engine) Wait until the events the engine has read from space `id`
+ * (a client's uffd) so far are handled. A client's munmap(2) returns once
+ * its UNMAP event is read, not handled: a request that follows (detach,
+ * then attach at the same addresses) must find the range gone from the
+ * engine's index. 0, or -ENOENT (no such space).
+ */
+int fl__engine_events_barrier(struct fl_engine *e, int id);
+
 /* Root `i` of the table (name: FL_SPACE_NAME_MAX + 1 bytes). -ENOENT past the end. */
 int fl__space_root_at(const struct fl_space *sp, unsigned i, char *ret_name, uint64_t *ret_value);
 
