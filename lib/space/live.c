@@ -207,7 +207,7 @@ int fl__live_new(struct fl_space *sp, uint64_t **maps, struct fl__live **ret_liv
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < sp->nlinks; i++) {
-		if (!sp->links[i].wp) {
+		if (!fl__space_link_wp(sp, &sp->links[i])) {
 			fl__log(&sp->log, FL_LOG_ERROR, "space %s: a live commit needs %s, which segment %s lacks",
 				sp->name, missing_feature(sp), sp->links[i].seg->name);
 			return -EOPNOTSUPP;

@@ -47,6 +47,7 @@ struct fl__link {
 	struct fl_region *region;
 	struct fl_template *vtpl;
 	bool wp;			/* region registered for WP faults too (live commits) */
+	bool wp_able;			/* shared read-write, live: a live commit registers WP */
 };
 
 struct fl__root {
@@ -120,6 +121,8 @@ struct fl__live;
 struct fl__live_seg;
 bool fl__live_needed(const struct fl_space *sp);
 int fl__live_new(struct fl_space *sp, uint64_t **maps, struct fl__live **ret_live);
+/* Register link l's region for WP faults too, if it may be (once); true when it is. */
+bool fl__space_link_wp(struct fl_space *sp, struct fl__link *l);
 int fl__live_arm(struct fl__live *live, uint64_t **maps);
 struct fl__live_seg *fl__live_seg(struct fl__live *live, unsigned index);
 int fl__live_claim(struct fl__live_seg *ls, uint64_t first, uint64_t max);

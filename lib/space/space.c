@@ -591,9 +591,20 @@ static int version_template(struct fl_space *sp, const struct fl__version *v, co
  * A live commit write-protects a shared read-write attachment of the live
  * segments, so such a region is registered for write-protect faults too
  * where the kernel has them on this memory (registering a range again
- * with the same uffd sets its modes). Without, the attachment works as
- * before and a live commit says what is missing.
+ * with the same uffd sets its modes). That is done at the first live
+ * commit, not at attach: attach stays one registration per segment.
+ * Without, the attachment works as before and a live commit says what is
+ * missing.
  */
+static bool register_wp(struct fl_space *sp, struct fl_region *r);
+
+bool fl__space_link_wp(struct fl_space *sp, struct fl__link *l)
+{
+	if (!l->wp && l->wp_able && l->region)
+		l->wp = register_wp(sp, l->region);
+	return l->wp;
+}
+
 static bool register_wp(struct fl_space *sp, struct fl_region *r)
 {
 	const uint64_t need = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
@@ -641,7 +652,8 @@ static int map_link(struct fl_space *sp, struct fl__link *l, const struct fl__ve
 		return ret;
 	}
 	l->vtpl = vtpl;
-	l->wp = !v && !(flags & (FL_ATTACH_PRIVATE | FL_ATTACH_RDONLY)) && register_wp(sp, r);
+	l->wp = false;
+	l->wp_able = !v && !(flags & (FL_ATTACH_PRIVATE | FL_ATTACH_RDONLY));
 	*ret_region = r;
 	return 0;
 }
