@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -145,6 +146,40 @@ static int ro_fd(struct fld_shared *sh, unsigned i)
 	return 0;
 }
 
+/*
+ * The name a segment's page cache (a memfd) carries: it says which space,
+ * version and segment it is, so a page cache a client brings back on
+ * resume can be told from another space's (same length, also ours). The
+ * directory name, not the manifest's: a manifest names its space freely.
+ * A client cannot rename a memfd, and one it makes itself is its own uid's.
+ */
+static void segment_memfd_name(const struct fld_shared *sh, unsigned index, char *buf, size_t len)
+{
+	if (sh->version)
+		snprintf(buf, len, "fl-space:%s@%" PRIu64 ":%u", sh->name, sh->version, index);
+	else
+		snprintf(buf, len, "fl-space:%s:%u", sh->name, index);
+}
+
+/* A fresh page cache for segment i under segment_memfd_name(): lib/space
+ * names its memfds after the segment, which another space shares. */
+static int name_segment(struct fld_shared *sh, unsigned i)
+{
+	struct fl_segment_info si = { .sz = sizeof(si) };
+	char nm[128];
+	int fd = -1, r;
+
+	r = fl_space_segment_info(sh->sp, i, &si);
+	if (r)
+		return r;
+	segment_memfd_name(sh, i, nm, sizeof(nm));
+	r = fl__memfd(nm, si.mem == FL_MEM_HUGETLB ? MFD_HUGETLB : 0, si.length, &fd);
+	if (!r)
+		r = fl__space_segment_adopt(sh->sp, i, fd);
+	fl__close(fd);
+	return r;
+}
+
 /* Space `name` at `version` (0: live), opened on first use. */
 static int shared_get(struct fld *d, const char *name, uint64_t version, struct fld_shared **ret, char *why,
 		      size_t whylen)
@@ -194,8 +229,11 @@ static int shared_get(struct fld *d, const char *name, uint64_t version, struct 
 		for (unsigned i = 0; sh->ro_fds && i < sh->nsegs; i++)
 			sh->ro_fds[i] = -1;
 	}
-	for (unsigned i = 0; !r && i < sh->nsegs; i++)
-		r = ro_fd(sh, i);
+	for (unsigned i = 0; !r && i < sh->nsegs; i++) {
+		r = name_segment(sh, i);
+		if (!r)
+			r = ro_fd(sh, i);
+	}
 	if (r) {
 		snprintf(why, whylen, "%.150s", d->space_msg[0] ? d->space_msg : strerror(-r));
 		shared_free(sh);
@@ -329,34 +367,55 @@ int fld_space_commit(struct fld *d, struct fld_session *s, const struct fl__mgr_
 }
 
 /*
- * A resuming client's page cache: tmpfs or hugetlbfs, the segment's size,
- * and made by a faultlined (its inode is ours): a client cannot hand the
- * daemon a page cache of its own making for others to read.
+ * A resuming client's page cache: this very segment's (the memfd's name,
+ * which a client cannot forge: one it makes is its own uid's), of the
+ * segment's memory type and size. Without the name, any page cache of
+ * ours of the same length would do: another space's segment a client
+ * attached, whose bytes this space's attachers would then see and its
+ * commits save.
  */
-static int check_resume_fd(int fd, uint64_t length, struct stat *st)
+static int check_resume_fd(int fd, const char *want_name, int mem, uint64_t length, struct stat *st)
 {
+	char path[64], link[256], want[256];
 	struct statfs sfs;
+	ssize_t n;
 
 	if (fstat(fd, st) || fstatfs(fd, &sfs))
 		return -errno;
 	if ((sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC) || !S_ISREG(st->st_mode) ||
 	    st->st_uid != geteuid())
 		return -EBADF;
+	if ((unsigned long)sfs.f_type != (mem == FL_MEM_HUGETLB ? HUGETLBFS_MAGIC : TMPFS_MAGIC))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -errno;
+	link[n] = 0;
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", want_name);
+	if (strcmp(link, want))
+		return -EINVAL;
 	if ((uint64_t)st->st_size != length)
 		return -ESTALE;
 	return 0;
 }
 
-static int resume_segment(struct fld_shared *sh, unsigned index, int fd, uint64_t length, char *why,
+static int resume_segment(struct fld_shared *sh, unsigned index, int fd, int mem, uint64_t length, char *why,
 			  size_t whylen)
 {
 	struct stat st, cur;
+	char nm[128];
 	int rw = -1, r;
 
-	r = check_resume_fd(fd, length, &st);
+	segment_memfd_name(sh, index, nm, sizeof(nm));
+	r = check_resume_fd(fd, nm, mem, length, &st);
 	if (r) {
-		snprintf(why, whylen, "space %s segment %u: the page cache brought back is %s", sh->name, index,
-			 r == -ESTALE ? "of another size" : "not one a faultlined made");
+		if (r == -EINVAL)
+			snprintf(why, whylen, "space %s segment %u: the page cache brought back is not this "
+				 "segment's (memfd %s of its memory type)", sh->name, index, nm);
+		else
+			snprintf(why, whylen, "space %s segment %u: the page cache brought back is %s", sh->name,
+				 index, r == -ESTALE ? "of another size" : "not one a faultlined made");
 		return r;
 	}
 	if (fstat(fl__space_segment_fd(sh->sp, index), &cur))
@@ -402,7 +461,7 @@ int fld_segment_open(struct fld *d, struct fld_session *s, const char *space, un
 	}
 	fl_space_segment_info(ss->sh->sp, index, &si);
 	if (resume_fd >= 0) {
-		r = resume_segment(ss->sh, index, resume_fd, si.length, why, whylen);
+		r = resume_segment(ss->sh, index, resume_fd, si.mem, si.length, why, whylen);
 		if (r)
 			return r;
 	}

@@ -697,6 +697,101 @@ static int test_raw_names(void *arg)
 	return T_PASS;
 }
 
+/* ---- resume: only this segment's own page cache ------------------------------ */
+
+/* token: a session to resume (anyone may claim one no live session has). */
+static int raw_hello(struct s_env *s, uint64_t token)
+{
+	struct fl__mgr_hello h = { .role = FL_MGR_ROLE_CLIENT, .token = token };
+	uint8_t p[FL_MGR_HDR_SIZE + 16];
+	struct iovec iov = { p, sizeof(p) };
+	size_t sent = 0;
+	int sock = d_raw_connect(&s->e), err = 0;
+
+	fl__mgr_hdr_encode(p, FL_MGR_HELLO, 16, 1);
+	fl__mgr_hello_encode(p + FL_MGR_HDR_SIZE, &h);
+	T_ASSERT(fl__send_fd(sock, &iov, 1, -1, &sent) == 0);
+	T_ASSERT_EQ(d_raw_reply(sock, &err, 5000), FL_MGR_WELCOME);
+	return sock;
+}
+
+/* A raw OPEN of segment `index` of `space` (RESUME with resume_fd >= 0):
+ * the reply's type, its errno for ERROR and the fd it carries. */
+static int raw_open_segment(int sock, const char *space, unsigned index, int resume_fd, uint32_t seq, int *ret_err,
+			    int *ret_fd)
+{
+	static uint8_t buf[FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD];
+	struct fl__mgr_open o = { .kind = FL_MGR_SRC_SEGMENT, .region = index,
+				  .flags = resume_fd >= 0 ? FL_MGR_OPEN_RESUME : 0 };
+	uint8_t m[FL_MGR_HDR_SIZE + 12 + FL_MGR_MAX_NAME];
+	struct fl__mgr_hdr h;
+	struct iovec iov;
+	size_t sent = 0;
+	int n, fd = -1;
+
+	snprintf(o.name, sizeof(o.name), "%s", space);
+	n = fl__mgr_open_encode(m + FL_MGR_HDR_SIZE, &o);
+	T_ASSERT(n > 0);
+	fl__mgr_hdr_encode(m, FL_MGR_OPEN, (uint32_t)n, seq);
+	iov = (struct iovec){ m, FL_MGR_HDR_SIZE + (size_t)n };
+	T_ASSERT(fl__send_fd(sock, &iov, 1, resume_fd, &sent) == 0 && sent == iov.iov_len);
+	n = fl__mgr_recv(sock, buf, &h, &fd, (int)t_scaled_ms(5000));
+	T_ASSERT(n >= 0, "no reply: %d", n);
+	if (h.type == FL_MGR_ERROR) {
+		char msg[FL_MGR_MAX_ERRMSG + 1];
+		fl__mgr_error_decode(buf + FL_MGR_HDR_SIZE, (size_t)n, ret_err, msg);
+		snprintf(last_msg, sizeof(last_msg), "%s", msg);
+	}
+	if (ret_fd)
+		*ret_fd = fd;
+	else if (fd >= 0)
+		close(fd);
+	return h.type;
+}
+
+/*
+ * A client that can read space sp and holds another space's page cache of
+ * the same length (a daemon-made memfd, owned by the daemon's uid) offers
+ * it as sp's page cache on "resume": refused, and sp's bytes stay sp's.
+ */
+static int test_resume_foreign(void *arg)
+{
+	const struct scase *sc = arg;
+	struct fl_client *c;
+	struct s_env s;
+	int sock, err = 0, afd = -1;
+	uint8_t *p;
+
+	s_init(&s, sc->mem);
+	make_space(&s, "other", sc->mem);
+	s_start(&s, NULL);
+	/* As a resuming session would: any session may bring a page cache
+	 * back (a forked child of a client takes over with a new one). */
+	sock = raw_hello(&s, 0x1234567890abcdefull);
+	T_ASSERT_EQ(raw_space_open(sock, "other", 2, &err), FL_MGR_SPACE);
+	T_ASSERT_EQ(raw_open_segment(sock, "other", 0, -1, 3, &err, &afd), FL_MGR_SOURCE);
+	T_ASSERT(afd >= 0);
+	/* Other's bytes, in its page cache. */
+	p = mmap(NULL, SEG_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, afd, 0);
+	T_ASSERT(p != MAP_FAILED);
+	memset(p, 0xEE, 4096);
+	munmap(p, SEG_LEN);
+	T_ASSERT_EQ(raw_space_open(sock, "sp", 4, &err), FL_MGR_SPACE);
+	err = 0;
+	T_ASSERT_EQ(raw_open_segment(sock, "sp", 0, afd, 5, &err, NULL), FL_MGR_ERROR);
+	T_ASSERT_EQ(err, EINVAL);
+	T_SAID("not this segment's");
+	close(afd);
+	close(sock);
+	c = attached_client(&s, 0);
+	T_OK(space_attach(c, FL_CLIENT_SPACE_RDONLY, 0));
+	check_pattern();
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 /* ---- commit: through the daemon, read back in process ----------------------- */
 
 static int reopen_child(void *arg)
@@ -917,6 +1012,8 @@ static const struct t_case cases[] = {
 	{ "bad-shmem", test_bad, (void *)&shm, 60, SHM },
 	{ "bad-hugetlb", test_bad, (void *)&huge, 60, HUGE },
 	{ "raw-names-shmem", test_raw_names, (void *)&shm, 60, SHM },
+	{ "resume-foreign-shmem", test_resume_foreign, (void *)&shm, 60, SHM },
+	{ "resume-foreign-hugetlb", test_resume_foreign, (void *)&huge, 60, HUGE },
 	{ "commit-shmem", test_commit, (void *)&shm, 60, SHM },
 	{ "commit-hugetlb", test_commit, (void *)&huge, 60, HUGE },
 	{ "kill9-restart-shmem", test_kill_restart, (void *)&shm, 120, SHM },
