@@ -88,9 +88,11 @@ static int check_access(struct fld *d, struct fld_session *s, const char *name, 
 			 d->cfg.spaces);
 		return r;
 	}
+	/* ENOENT, as for a missing one: to a client a symlink or a file
+	 * there is no space, and one errno is less to document. */
 	if (!S_ISDIR(st.st_mode)) {
 		snprintf(why, whylen, "space %s: %s/%s is not a space directory", name, d->cfg.spaces, name);
-		return -ENOTDIR;
+		return -ENOENT;
 	}
 	if (s->uid == 0)
 		return 0;

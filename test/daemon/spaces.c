@@ -590,6 +590,16 @@ static int test_bad(void *arg)
 	c = attached_client(&s, 0);
 	T_ASSERT_EQ(fl_client_space_attach(c, "nope", NULL), -ENOENT);
 	T_SAID("space nope: no such space in");
+	/* A symlink (to a space even) or a file is not a space directory. */
+	snprintf(path, sizeof(path), "%s/link", s.spaces);
+	T_ASSERT(symlink("sp", path) == 0);
+	T_ASSERT_EQ(fl_client_space_attach(c, "link", NULL), -ENOENT);
+	T_SAID("is not a space directory");
+	snprintf(path, sizeof(path), "%s/file", s.spaces);
+	t_write_file(path, "x", 1);
+	T_ASSERT_EQ(fl_client_space_attach(c, "file", NULL), -ENOENT);
+	T_SAID("is not a space directory");
+	T_ASSERT(nothing_mapped());
 	T_ASSERT_EQ(fl_client_space_attach(c, "../x", NULL), -EINVAL);
 	T_ASSERT_EQ(fl_client_space_attach(c, "..", NULL), -EINVAL);
 	T_ASSERT_EQ(fl_client_space_attach(c, "", NULL), -EINVAL);
