@@ -85,6 +85,8 @@ struct fld_shared {
 	unsigned nsegs;
 	int *ro_fds;			/* per segment: what read-only attachers get */
 	unsigned *users;
+	char **images;			/* the image files it serves, as opened */
+	unsigned nimages;
 };
 
 /* A space a session opened (SPACE_OPEN), until SPACE_CLOSE. */

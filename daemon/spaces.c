@@ -19,6 +19,7 @@
 #include "flutil.h"
 #include "space-share.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -68,45 +69,175 @@ static const char *access_word(unsigned want)
 	return want & MAY_WRITE ? (want & MAY_READ ? "attach read-write" : "commit") : "attach";
 }
 
-/* The space directory's owner, group and mode against the peer's. */
-static int check_access(struct fld *d, struct fld_session *s, const char *name, unsigned want, char *why,
-			size_t whylen)
+static bool peer_may(const struct fld_session *s, const struct stat *st, unsigned want)
 {
-	char path[4096];
-	struct stat st;
 	unsigned bits;
 
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", d->cfg.spaces, name) >= sizeof(path)) {
-		snprintf(why, whylen, "space %s: path too long", name);
-		return -ENAMETOOLONG;
+	if (s->uid == 0)
+		return true;
+	if (s->uid == st->st_uid)
+		bits = (st->st_mode >> 6) & 7;
+	else if (s->gid == st->st_gid)
+		bits = (st->st_mode >> 3) & 7;
+	else
+		bits = st->st_mode & 7;
+	return (bits & want) == want;
+}
+
+/*
+ * The space directory's owner, group and mode against the peer's. The
+ * directory is opened (O_NOFOLLOW) and that very one checked; with
+ * ret_dirfd the caller opens the space through it, so that the directory
+ * checked is the one read even if NAME is swapped for a symlink meanwhile.
+ */
+static int check_access(struct fld *d, struct fld_session *s, const char *name, unsigned want, int *ret_dirfd,
+			char *why, size_t whylen)
+{
+	struct stat st;
+	int sfd, fd, r;
+
+	sfd = open(d->cfg.spaces, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0) {
+		r = -errno;
+		snprintf(why, whylen, "space %s: %s: %s", name, d->cfg.spaces, strerror(-r));
+		return r;
 	}
-	/* lstat: a symlink planted in the directory does not lend its
-	 * target's permission. */
-	if (lstat(path, &st)) {
-		int r = -errno;
+	fd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	r = fd < 0 ? -errno : 0;
+	fl__close(sfd);
+	/* ENOENT, as for a missing one: to a client a symlink or a file
+	 * there is no space, and one errno is less to document. */
+	if (r == -ENOTDIR || r == -ELOOP) {
+		snprintf(why, whylen, "space %s: %s/%s is not a space directory", name, d->cfg.spaces, name);
+		return -ENOENT;
+	}
+	if (r) {
 		snprintf(why, whylen, "space %s: %s in %s", name, r == -ENOENT ? "no such space" : strerror(-r),
 			 d->cfg.spaces);
 		return r;
 	}
-	/* ENOENT, as for a missing one: to a client a symlink or a file
-	 * there is no space, and one errno is less to document. */
-	if (!S_ISDIR(st.st_mode)) {
-		snprintf(why, whylen, "space %s: %s/%s is not a space directory", name, d->cfg.spaces, name);
-		return -ENOENT;
+	if (fstat(fd, &st)) {
+		r = -errno;
+		fl__close(fd);
+		return r;
 	}
-	if (s->uid == 0)
-		return 0;
-	if (s->uid == st.st_uid)
-		bits = (st.st_mode >> 6) & 7;
-	else if (s->gid == st.st_gid)
-		bits = (st.st_mode >> 3) & 7;
+	if (!peer_may(s, &st, want)) {
+		fl__close(fd);
+		snprintf(why, whylen, "space %s: uid %u may not %s (owner %u, mode %04o)", name, (unsigned)s->uid,
+			 access_word(want), (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		return -EACCES;
+	}
+	if (ret_dirfd)
+		*ret_dirfd = fd;
 	else
-		bits = st.st_mode & 7;
-	if ((bits & want) == want)
-		return 0;
-	snprintf(why, whylen, "space %s: uid %u may not %s (owner %u, mode %04o)", name, (unsigned)s->uid,
-		 access_word(want), (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-	return -EACCES;
+		fl__close(fd);
+	return 0;
+}
+
+/* The fds open in this process (sorted, as /proc lists them). */
+static int fd_list(int **ret, unsigned *ret_n)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	int *v = NULL, *nv;
+	unsigned n = 0, cap = 0;
+
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				closedir(dir);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n++] = atoi(e->d_name);
+	}
+	closedir(dir);
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/*
+ * The image files opening the space opened and keeps (segment images and
+ * every parent in their chains, wherever the manifest or an image header
+ * names them): the fds that are new since `before`, by the kernel's own
+ * path of each (no symlink in it). Found this way rather than from the
+ * manifest so that what is checked is what is read.
+ */
+static int record_images(struct fld_shared *sh, const int *before, unsigned nbefore)
+{
+	int *after = NULL;
+	unsigned nafter = 0;
+	int r = fd_list(&after, &nafter);
+
+	for (unsigned i = 0; !r && i < nafter; i++) {
+		char path[64], link[4096], **ni;
+		struct stat st;
+		bool old = false;
+		ssize_t n;
+
+		for (unsigned j = 0; j < nbefore && !old; j++)
+			old = before[j] == after[i];
+		if (old || fstat(after[i], &st) || !S_ISREG(st.st_mode))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", after[i]);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0 || link[0] != '/' || !strncmp(link, "/memfd:", 7))
+			continue;
+		link[n] = 0;
+		ni = realloc(sh->images, (sh->nimages + 1) * sizeof(*ni));
+		if (!ni) {
+			r = -ENOMEM;
+			break;
+		}
+		sh->images = ni;
+		sh->images[sh->nimages] = strdup(link);
+		r = sh->images[sh->nimages] ? 0 : -ENOMEM;
+		sh->nimages += !r;
+	}
+	free(after);
+	return r;
+}
+
+/*
+ * Each image the space serves must be one the peer could attach from its
+ * own space: read permission on the directory that holds it. A manifest
+ * may name images by absolute path (a fork names its origin's), so
+ * without this a user who owns a space directory could name another
+ * user's private image and have the daemon serve it to him.
+ */
+static int check_images(const struct fld_session *s, const struct fld_shared *sh, char *why, size_t whylen)
+{
+	for (unsigned i = 0; i < sh->nimages; i++) {
+		char dir[4096], *slash;
+		struct stat st;
+
+		snprintf(dir, sizeof(dir), "%s", sh->images[i]);
+		slash = strrchr(dir, '/');
+		if (slash == dir)
+			slash[1] = 0;
+		else if (slash)
+			*slash = 0;
+		if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || !peer_may(s, &st, MAY_READ)) {
+			const char *img = sh->images[i];
+			size_t n = strlen(img);
+			/* The path's end names the image best when it is long. */
+			if (n > 120)
+				img += n - 120;
+			snprintf(why, whylen, "space %s: uid %u may not read image %s%s", sh->name, (unsigned)s->uid,
+				 n > 120 ? "..." : "", img);
+			return -EACCES;
+		}
+	}
+	return 0;
 }
 
 static void shared_free(struct fld_shared *sh)
@@ -115,6 +246,9 @@ static void shared_free(struct fld_shared *sh)
 		fl__close(sh->ro_fds[i]);
 	free(sh->ro_fds);
 	free(sh->users);
+	for (unsigned i = 0; i < sh->nimages; i++)
+		free(sh->images[i]);
+	free(sh->images);
 	fl_space_free(sh->sp);
 	free(sh);
 }
@@ -183,9 +317,11 @@ static int name_segment(struct fld_shared *sh, unsigned i)
 }
 
 /* Space `name` at `version` (0: live), opened on first use. */
-static int shared_get(struct fld *d, const char *name, uint64_t version, struct fld_shared **ret, char *why,
-		      size_t whylen)
+static int shared_get(struct fld *d, const char *name, uint64_t version, int dirfd, struct fld_shared **ret,
+		      char *why, size_t whylen)
 {
+	int *before = NULL;
+	unsigned nbefore = 0;
 	struct fl_space_opts so = { .sz = sizeof(so), .log = space_log, .log_ctx = d };
 	struct fl_space_info info = { .sz = sizeof(info) };
 	struct fld_shared *sh;
@@ -198,10 +334,16 @@ static int shared_get(struct fld *d, const char *name, uint64_t version, struct 
 			return 0;
 		}
 	}
-	snprintf(path, sizeof(path), "%s/%s", d->cfg.spaces, name);
+	/* The directory check_access() checked, not the name again. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", dirfd);
+	r = fd_list(&before, &nbefore);
+	if (r)
+		return r;
 	sh = calloc(1, sizeof(*sh));
-	if (!sh)
+	if (!sh) {
+		free(before);
 		return -ENOMEM;
+	}
 	snprintf(sh->name, sizeof(sh->name), "%s", name);
 	sh->version = version;
 	d->space_msg[0] = 0;
@@ -215,6 +357,9 @@ static int shared_get(struct fld *d, const char *name, uint64_t version, struct 
 		r = fl_space_fork(origin, version, &so, &sh->sp);
 		fl_space_free(origin);
 	}
+	if (!r)
+		r = record_images(sh, before, nbefore);
+	free(before);
 	if (!r)
 		r = fl_space_info(sh->sp, &info);
 	if (!r && (!info.nsegments || info.nsegments > FL_MGR_MAX_SEGMENTS)) {
@@ -265,7 +410,7 @@ int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 	struct fld_session_space *ns;
 	struct fld_shared *sh;
 	bool reader;
-	int r, n;
+	int r, n, dirfd = -1;
 
 	if (s->kind != FLD_CLIENT)
 		return -EBADMSG;
@@ -278,13 +423,16 @@ int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 	reader = m.flags & (FL_MGR_SPACE_RDONLY | FL_MGR_SPACE_PRIVATE);
 	if (session_space(s, m.name))
 		return fld_reply_error(s, h->seq, EALREADY, "space %s is attached in this client already", m.name);
-	r = check_access(d, s, m.name, reader ? MAY_READ : MAY_READ | MAY_WRITE, why, sizeof(why));
-	if (r)
-		return fld_reply_error(s, h->seq, -r, "%s", why);
 	if (m.version && !reader)
 		return fld_reply_error(s, h->seq, EROFS, "space %s: version %" PRIu64 " is attached read-only or "
 				       "private", m.name, m.version);
-	r = shared_get(d, m.name, m.version, &sh, why, sizeof(why));
+	r = check_access(d, s, m.name, reader ? MAY_READ : MAY_READ | MAY_WRITE, &dirfd, why, sizeof(why));
+	if (r)
+		return fld_reply_error(s, h->seq, -r, "%s", why);
+	r = shared_get(d, m.name, m.version, dirfd, &sh, why, sizeof(why));
+	fl__close(dirfd);
+	if (!r)
+		r = check_images(s, sh, why, sizeof(why));
 	if (r)
 		return fld_reply_error(s, h->seq, -r, "%s", why);
 	ns = realloc(s->spaces, (s->nspaces + 1) * sizeof(*ns));
@@ -350,7 +498,7 @@ int fld_space_commit(struct fld *d, struct fld_session *s, const struct fl__mgr_
 	if (!ss)
 		return fld_reply_error(s, h->seq, ENOENT, "space %s is not attached in this client", name);
 	/* Checked again: the directory's mode may have changed since. */
-	r = check_access(d, s, name, MAY_WRITE, why, sizeof(why));
+	r = check_access(d, s, name, MAY_WRITE, NULL, why, sizeof(why));
 	if (r)
 		return fld_reply_error(s, h->seq, -r, "%s", why);
 	if (ss->sh->version)

@@ -560,6 +560,94 @@ static int test_perms(void *arg)
 	return T_PASS;
 }
 
+/* ---- perms of the images a manifest names ------------------------------------- */
+
+/* spaces/a[2]: a fork of spaces/a[1]'s last version, whose manifest names
+ * the origin's images by absolute path. */
+static int fork_space_child(void *arg)
+{
+	const char *const *a = arg;
+	char from[512], to[512];
+	struct fl_space_opts so = { .sz = sizeof(so), .name = a[2], .dir = to, .flags = FL_SPACE_NO_SYNC };
+	struct fl_space *origin, *sp;
+
+	snprintf(from, sizeof(from), "%s/%s", a[0], a[1]);
+	snprintf(to, sizeof(to), "%s/%s", a[0], a[2]);
+	T_OK(fl_space_open(from, NULL, &origin));
+	T_OK(fl_space_fork(origin, 0, &so, &sp));
+	fl_space_free(sp);
+	fl_space_free(origin);
+	return T_PASS;
+}
+
+static void fork_space(struct s_env *s, const char *origin, const char *name)
+{
+	const char *a[] = { s->spaces, origin, name };
+	char path[600];
+	int st = t_fork_wait(fork_space_child, a);
+
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "forking %s: status 0x%x", origin, st);
+	/* uid 65534's own space directory, manifest and all. */
+	snprintf(path, sizeof(path), "%s/%s", s->spaces, name);
+	T_ASSERT(chown(path, T_NOBODY, T_NOBODY) == 0 && chmod(path, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/%s/manifest", s->spaces, name);
+	T_ASSERT(chown(path, T_NOBODY, T_NOBODY) == 0);
+}
+
+static int images_child(void *arg)
+{
+	struct s_env *s = arg;
+	struct fl_client_space_opts ro = { .sz = sizeof(ro), .flags = FL_CLIENT_SPACE_RDONLY };
+	struct fl_client *c;
+
+	t_drop_privileges();
+	c = attached_client(s, 0);
+	/* Its own directory, but the images are root's private space's. */
+	T_ASSERT_EQ(fl_client_space_attach(c, "mine", &ro), -EACCES);
+	T_SAID("may not read image");
+	T_SAID("/secret/");
+	T_ASSERT(nothing_mapped(), "a refused attach left a mapping");
+	T_ASSERT_EQ(fl_client_space_attach(c, "secret", &ro), -EACCES);
+	/* A symlink to the private space lends it nothing. */
+	T_ASSERT_EQ(fl_client_space_attach(c, "lnk", &ro), -ENOENT);
+	T_ASSERT(nothing_mapped(), "a refused attach left a mapping");
+	/* A fork of a space it may read still attaches. */
+	T_OK(fl_client_space_attach(c, "pub", &ro));
+	check_pattern();
+	T_OK(fl_client_space_detach(c, "pub"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	return T_PASS;
+}
+
+static int test_perms_images(void *arg)
+{
+	const struct scase *sc = arg;
+	const char *allow[] = { "--allow-uid", "0", "--allow-uid", "65534", NULL };
+	char path[600];
+	struct s_env s;
+	int st;
+
+	if (geteuid() != 0)
+		t_skip_resource("needs root to become another uid");
+	s_init(&s, sc->mem);
+	make_space(&s, "secret", sc->mem);
+	fork_space(&s, "secret", "mine");
+	fork_space(&s, "sp", "pub");
+	snprintf(path, sizeof(path), "%s/sp", s.spaces);
+	T_ASSERT(chown(path, 0, 0) == 0 && chmod(path, 0755) == 0);
+	snprintf(path, sizeof(path), "%s/secret", s.spaces);
+	T_ASSERT(chown(path, 0, 0) == 0 && chmod(path, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/lnk", s.spaces);
+	T_ASSERT(symlink("secret", path) == 0);
+	T_ASSERT(chmod(s.e.dir, 0755) == 0);
+	s_start(&s, allow);
+	st = t_fork_wait(images_child, &s);
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "uid %d: status 0x%x", T_NOBODY, st);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 /* ---- bad: each refusal a clear errno, nothing mapped --------------------------- */
 
 static int test_bad(void *arg)
@@ -1019,6 +1107,8 @@ static const struct t_case cases[] = {
 	{ "rdonly-hugetlb", test_rdonly, (void *)&huge, 60, HUGE },
 	{ "perms-shmem", test_perms, (void *)&shm, 60, SHM },
 	{ "perms-hugetlb", test_perms, (void *)&huge, 60, HUGE },
+	{ "perms-images-shmem", test_perms_images, (void *)&shm, 60, SHM },
+	{ "perms-images-hugetlb", test_perms_images, (void *)&huge, 60, HUGE },
 	{ "bad-shmem", test_bad, (void *)&shm, 60, SHM },
 	{ "bad-hugetlb", test_bad, (void *)&huge, 60, HUGE },
 	{ "raw-names-shmem", test_raw_names, (void *)&shm, 60, SHM },
