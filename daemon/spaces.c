@@ -484,6 +484,12 @@ int fld_space_close(struct fld *d, struct fld_session *s, const struct fl__mgr_h
 	return fl__mgr_send(s->sock, FL_MGR_SPACE_CLOSED, h->seq, NULL, 0, -1);
 }
 
+static void absorb_source(struct fld_source *src)
+{
+	for (unsigned i = 0; i < src->nregions; i++)
+		fl__space_segment_absorb(src->shared->sp, src->seg, src->regions[i]);
+}
+
 int fld_space_commit(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p)
 {
 	char name[FL_MGR_MAX_SPACE_NAME + 1], why[FL_MGR_MAX_ERRMSG + 1];
@@ -504,6 +510,12 @@ int fld_space_commit(struct fld *d, struct fld_session *s, const struct fl__mgr_
 	if (ss->sh->version)
 		return fld_reply_error(s, h->seq, EROFS, "space %s: attached at version %" PRIu64 ", which is "
 				       "read-only", name, ss->sh->version);
+	/* The daemon's space is never attached: what the clients' regions
+	 * brought into the page cache is known only to them. */
+	for (struct fld_session *o = d->sessions; o; o = o->next)
+		for (unsigned i = 0; i < o->nsources; i++)
+			if (o->sources[i].shared == ss->sh)
+				absorb_source(&o->sources[i]);
 	d->space_msg[0] = 0;
 	r = fl_space_commit(ss->sh->sp, NULL, &version);
 	if (r)
@@ -638,8 +650,34 @@ int fld_segment_region(const struct fld_source *src, int *ret_memfd, struct fl_s
 	return fl__space_segment_source(src->shared->sp, src->seg, ret_memfd, ret_store, ret_offset);
 }
 
+int fld_segment_add_region(struct fld_source *src, struct fl_region *r)
+{
+	struct fl_region **nr = realloc(src->regions, (src->nregions + 1) * sizeof(*nr));
+
+	if (!nr)
+		return -ENOMEM;
+	src->regions = nr;
+	src->regions[src->nregions++] = r;
+	return 0;
+}
+
+void fld_segments_absorb(struct fld_session *s)
+{
+	for (unsigned i = 0; i < s->nsources; i++) {
+		struct fld_source *src = &s->sources[i];
+		if (src->shared)
+			absorb_source(src);
+		free(src->regions);
+		src->regions = NULL;
+		src->nregions = 0;
+	}
+}
+
 void fld_segment_put(struct fld_source *src)
 {
+	free(src->regions);
+	src->regions = NULL;
+	src->nregions = 0;
 	if (src->shared && src->shared->users[src->seg])
 		src->shared->users[src->seg]--;
 	src->shared = NULL;

@@ -942,6 +942,72 @@ static int test_commit(void *arg)
 	return T_PASS;
 }
 
+/* ---- commit: a page overwritten with zeros is saved as zeros ------------------ */
+
+struct zero_arg {
+	char dir[600];
+	size_t psz;
+};
+
+static int zero_reopen_child(void *arg)
+{
+	const struct zero_arg *za = arg;
+	const char *dir = za->dir;
+	struct fl_space_info info = { .sz = sizeof(info) };
+	struct fl_space *sp;
+	size_t psz = za->psz;
+
+	T_OK(fl_space_open(dir, NULL, &sp));
+	T_OK(fl_space_info(sp, &info));
+	T_ASSERT_EQ(info.version, 3);
+	T_OK(fl_space_attach(sp, NULL));
+	T_ASSERT(u_all_zero(seg_addr(0) + psz, psz), "the zeroed page reads 0x%02x", seg_addr(0)[psz]);
+	for (size_t i = 0; i < psz; i++)
+		T_ASSERT(seg_addr(0)[i] == 0x5b, "byte %zu of the first page: 0x%02x", i, seg_addr(0)[i]);
+	T_OK(fl_space_detach(sp));
+	fl_space_free(sp);
+	return T_PASS;
+}
+
+/*
+ * A client writes a page, commits (version 2), overwrites it with zeros and
+ * commits again (version 3): version 3 has the zeros, not version 2's
+ * bytes (hugetlbfs cannot tell a zeroed page from a hole).
+ */
+static int test_commit_zero(void *arg)
+{
+	const struct scase *sc = arg;
+	struct fl_client *c;
+	struct s_env s;
+	struct zero_arg za;
+	uint64_t v = 0;
+	size_t psz;
+	int st;
+
+	s_init(&s, sc->mem);
+	s_start(&s, NULL);
+	psz = sc->mem == FL_MEM_HUGETLB ? U_HPAGE : U_PAGE;
+	c = attached_client(&s, 0);
+	T_OK(space_attach(c, 0, 0));
+	memset(seg_addr(0), 0x5b, psz);
+	memset(seg_addr(0) + psz, 0x5c, psz);
+	T_OK(fl_client_space_commit(c, "sp", &v));
+	T_ASSERT_EQ(v, 2);
+	memset(seg_addr(0) + psz, 0, psz);
+	T_OK(fl_client_space_commit(c, "sp", &v));
+	T_ASSERT_EQ(v, 3);
+	T_OK(fl_client_space_detach(c, "sp"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	d_stop(&s.e, SIGTERM);
+	snprintf(za.dir, sizeof(za.dir), "%s/sp", s.spaces);
+	za.psz = psz;
+	st = t_fork_wait(zero_reopen_child, &za);
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "status 0x%x", st);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 /* ---- kill -9 of the daemon with attached processes ---------------------------- */
 
 struct kill_board {
@@ -1116,6 +1182,8 @@ static const struct t_case cases[] = {
 	{ "resume-foreign-hugetlb", test_resume_foreign, (void *)&huge, 60, HUGE },
 	{ "commit-shmem", test_commit, (void *)&shm, 60, SHM },
 	{ "commit-hugetlb", test_commit, (void *)&huge, 60, HUGE },
+	{ "commit-zero-shmem", test_commit_zero, (void *)&shm, 60, SHM },
+	{ "commit-zero-hugetlb", test_commit_zero, (void *)&huge, 60, HUGE },
 	{ "kill9-restart-shmem", test_kill_restart, (void *)&shm, 120, SHM },
 	{ "kill9-restart-hugetlb", test_kill_restart, (void *)&huge, 120, HUGE },
 	{ "kill9-no-restart-shmem", test_kill_no_restart, (void *)&shm, 120, SHM },
