@@ -87,6 +87,7 @@ struct fld_shared {
 	unsigned *users;
 	char **images;			/* the image files it serves, as opened */
 	unsigned nimages;
+	unsigned opens;			/* sessions that have it open (SPACE_OPEN) */
 };
 
 /* A space a session opened (SPACE_OPEN), until SPACE_CLOSE. */

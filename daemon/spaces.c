@@ -253,6 +253,30 @@ static void shared_free(struct fld_shared *sh)
 	free(sh);
 }
 
+/*
+ * A committed version nobody has open and no source serves is let go (its
+ * page caches, fds and images): a client could otherwise make the daemon
+ * keep one per version it ever opened. The live version keeps its page
+ * caches until the daemon exits: they hold the uncommitted shared writes.
+ */
+static void shared_sweep(struct fld *d)
+{
+	for (struct fld_shared **pp = &d->shared; *pp;) {
+		struct fld_shared *sh = *pp;
+		bool idle = sh->version && !sh->opens;
+
+		for (unsigned i = 0; idle && i < sh->nsegs; i++)
+			idle = !sh->users[i];
+		if (!idle) {
+			pp = &sh->next;
+			continue;
+		}
+		*pp = sh->next;
+		fld_log(0, "space %s: version %" PRIu64 " let go (no user left)", sh->name, sh->version);
+		shared_free(sh);
+	}
+}
+
 void fld_shared_free_all(struct fld *d)
 {
 	while (d->shared) {
@@ -409,6 +433,7 @@ int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 	struct fl__mgr_space *sp;
 	struct fld_session_space *ns;
 	struct fld_shared *sh;
+	unsigned slot, open_now = 0;
 	bool reader;
 	int r, n, dirfd = -1;
 
@@ -423,6 +448,12 @@ int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 	reader = m.flags & (FL_MGR_SPACE_RDONLY | FL_MGR_SPACE_PRIVATE);
 	if (session_space(s, m.name))
 		return fld_reply_error(s, h->seq, EALREADY, "space %s is attached in this client already", m.name);
+	for (unsigned i = 0; i < s->nspaces; i++)
+		open_now += !s->spaces[i].closed;
+	/* Each open space holds the daemon's page caches and fds: bounded
+	 * per client like its sources. */
+	if (open_now >= d->cfg.max_ranges)
+		return fld_reply_error(s, h->seq, EDQUOT, "more than %u spaces open", d->cfg.max_ranges);
 	if (m.version && !reader)
 		return fld_reply_error(s, h->seq, EROFS, "space %s: version %" PRIu64 " is attached read-only or "
 				       "private", m.name, m.version);
@@ -431,16 +462,21 @@ int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 		return fld_reply_error(s, h->seq, -r, "%s", why);
 	r = shared_get(d, m.name, m.version, dirfd, &sh, why, sizeof(why));
 	fl__close(dirfd);
-	if (!r)
-		r = check_images(s, sh, why, sizeof(why));
+	if (!r && (r = check_images(s, sh, why, sizeof(why))))
+		shared_sweep(d);
 	if (r)
 		return fld_reply_error(s, h->seq, -r, "%s", why);
-	ns = realloc(s->spaces, (s->nspaces + 1) * sizeof(*ns));
+	/* A closed slot is taken again: open and close in a loop must not
+	 * grow the table. */
+	for (slot = 0; slot < s->nspaces && !s->spaces[slot].closed; slot++)
+		;
+	ns = slot < s->nspaces ? s->spaces : realloc(s->spaces, (s->nspaces + 1) * sizeof(*ns));
 	sp = calloc(1, sizeof(*sp));
 	if (ns)
 		s->spaces = ns;
 	if (!ns || !sp) {
 		free(sp);
+		shared_sweep(d);
 		return fld_reply_error(s, h->seq, ENOMEM, "out of memory");
 	}
 	sp->version = sh->opened_version;
@@ -456,9 +492,13 @@ int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hd
 		sp->nroots++;
 	n = fl__mgr_space_encode(out, sp);
 	free(sp);
-	if (n < 0)
+	if (n < 0) {
+		shared_sweep(d);
 		return fld_reply_error(s, h->seq, EINVAL, "space %s: cannot describe it", m.name);
-	s->spaces[s->nspaces++] = (struct fld_session_space){ .sh = sh, .flags = m.flags };
+	}
+	s->spaces[slot] = (struct fld_session_space){ .sh = sh, .flags = m.flags };
+	s->nspaces += slot == s->nspaces;
+	sh->opens++;
 	fld_log(0, "client %llu (pid %d uid %u): space %s %s at version %" PRIu64, (unsigned long long)s->id, s->pid,
 		(unsigned)s->uid, m.name,
 		m.flags & FL_MGR_SPACE_PRIVATE ? "private" : m.flags & FL_MGR_SPACE_RDONLY ? "read-only" : "read-write",
@@ -471,7 +511,6 @@ int fld_space_close(struct fld *d, struct fld_session *s, const struct fl__mgr_h
 	char name[FL_MGR_MAX_SPACE_NAME + 1];
 	struct fld_session_space *ss;
 
-	(void)d;
 	if (s->kind != FLD_CLIENT || fl__mgr_space_name_decode(p, h->length, name) == -EBADMSG)
 		return -EBADMSG;
 	ss = fl__mgr_space_name_ok(name) ? session_space(s, name) : NULL;
@@ -481,6 +520,9 @@ int fld_space_close(struct fld *d, struct fld_session *s, const struct fl__mgr_h
 	 * segments (the UNMAP events took its ranges out of the engine), and
 	 * source ids are positions. */
 	ss->closed = true;
+	ss->sh->opens--;
+	ss->sh = NULL;
+	shared_sweep(d);
 	return fl__mgr_send(s->sock, FL_MGR_SPACE_CLOSED, h->seq, NULL, 0, -1);
 }
 
@@ -685,6 +727,12 @@ void fld_segment_put(struct fld_source *src)
 
 void fld_session_spaces_free(struct fld_session *s)
 {
+	for (unsigned i = 0; i < s->nspaces; i++)
+		if (!s->spaces[i].closed)
+			s->spaces[i].sh->opens--;
+	/* The sources went first (their users counts with them). */
+	if (s->d)
+		shared_sweep(s->d);
 	free(s->spaces);
 	s->spaces = NULL;
 	s->nspaces = 0;

@@ -1008,6 +1008,116 @@ static int test_commit_zero(void *arg)
 	return T_PASS;
 }
 
+/* ---- bounded: open and close in a loop, many versions, a limit ---------------- */
+
+/* A raw SPACE_OPEN of `name` at `version` with `flags`: the reply's type. */
+static int raw_space_open_v(int s, const char *name, uint64_t version, uint32_t flags, uint32_t seq, int *ret_err)
+{
+	uint8_t m[FL_MGR_HDR_SIZE + 16 + 64];
+	size_t n = strlen(name);
+	struct iovec iov = { m, FL_MGR_HDR_SIZE + 16 + n };
+	size_t sent = 0;
+
+	memset(m, 0, sizeof(m));
+	fl__mgr_hdr_encode(m, FL_MGR_SPACE_OPEN, (uint32_t)(16 + n), seq);
+	for (int i = 0; i < 8; i++)
+		m[FL_MGR_HDR_SIZE + i] = (uint8_t)(version >> (8 * i));
+	m[FL_MGR_HDR_SIZE + 8] = (uint8_t)flags;
+	m[FL_MGR_HDR_SIZE + 12] = (uint8_t)n;
+	memcpy(m + FL_MGR_HDR_SIZE + 16, name, n);
+	T_ASSERT(fl__send_fd(s, &iov, 1, -1, &sent) == 0 && sent == iov.iov_len);
+	return d_raw_reply(s, ret_err, 5000);
+}
+
+static int raw_space_close(int s, const char *name, uint32_t seq)
+{
+	uint8_t m[FL_MGR_HDR_SIZE + 64];
+	size_t n = strlen(name);
+	struct iovec iov = { m, 0 };
+	size_t sent = 0;
+	int len = fl__mgr_space_name_encode(m + FL_MGR_HDR_SIZE, name), err = 0;
+
+	(void)n;
+	T_ASSERT(len > 0);
+	fl__mgr_hdr_encode(m, FL_MGR_SPACE_CLOSE, (uint32_t)len, seq);
+	iov.iov_len = FL_MGR_HDR_SIZE + (size_t)len;
+	T_ASSERT(fl__send_fd(s, &iov, 1, -1, &sent) == 0 && sent == iov.iov_len);
+	return d_raw_reply(s, &err, 5000);
+}
+
+static int count_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	T_ASSERT(dir);
+	while ((e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+#define NVERS 24
+
+static int test_bounded(void *arg)
+{
+	const struct scase *sc = arg;
+	const char *limit[] = { "--max-ranges", "4", NULL };
+	const char *names[] = { "s2", "s3", "s4", "s5" };
+	struct fl_client *c;
+	struct s_env s;
+	uint64_t v = 0;
+	int sock, err = 0, before, after;
+	uint32_t seq = 2;
+
+	s_init(&s, sc->mem);
+	for (int i = 0; i < 4; i++)
+		make_space(&s, names[i], sc->mem);
+	s_start(&s, limit);
+	/* Versions 2 to NVERS + 1. */
+	c = attached_client(&s, 0);
+	T_OK(space_attach(c, 0, 0));
+	for (int i = 0; i < NVERS; i++) {
+		seg_addr(0)[0] = (uint8_t)i;
+		T_OK(fl_client_space_commit(c, "sp", &v));
+	}
+	T_ASSERT_EQ(v, NVERS + 1);
+	T_OK(fl_client_space_detach(c, "sp"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	sock = raw_hello(&s, 0);
+	T_ASSERT_EQ(raw_space_open_v(sock, "sp", 1, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_SPACE);
+	T_ASSERT_EQ(raw_space_close(sock, "sp", seq++), FL_MGR_SPACE_CLOSED);
+	before = count_fds(s.e.pid);
+	/* 1000 opens in one session, every version in turn: neither the
+	 * session's table (the limit is 4) nor the daemon's fds grow. */
+	for (int i = 0; i < 1000; i++) {
+		uint64_t ver = 1 + (uint64_t)(i % (NVERS + 1));
+		int t = raw_space_open_v(sock, "sp", ver, FL_MGR_SPACE_RDONLY, seq++, &err);
+		T_ASSERT(t == FL_MGR_SPACE, "open %d (version %" PRIu64 "): reply %d, errno %d", i, ver, t, err);
+		T_ASSERT_EQ(raw_space_close(sock, "sp", seq++), FL_MGR_SPACE_CLOSED);
+	}
+	after = count_fds(s.e.pid);
+	t_log("daemon fds: %d before, %d after", before, after);
+	T_ASSERT(after <= before + 2, "the daemon's fds grew from %d to %d", before, after);
+	/* At most --max-ranges spaces open at once in a session. */
+	T_ASSERT_EQ(raw_space_open_v(sock, "sp", 0, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_SPACE);
+	for (int i = 0; i < 3; i++)
+		T_ASSERT_EQ(raw_space_open_v(sock, names[i], 0, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_SPACE);
+	err = 0;
+	T_ASSERT_EQ(raw_space_open_v(sock, names[3], 0, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_ERROR);
+	T_ASSERT_EQ(err, EDQUOT);
+	T_ASSERT_EQ(raw_space_close(sock, names[0], seq++), FL_MGR_SPACE_CLOSED);
+	T_ASSERT_EQ(raw_space_open_v(sock, names[3], 0, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_SPACE);
+	close(sock);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 /* ---- kill -9 of the daemon with attached processes ---------------------------- */
 
 struct kill_board {
@@ -1184,6 +1294,7 @@ static const struct t_case cases[] = {
 	{ "commit-hugetlb", test_commit, (void *)&huge, 60, HUGE },
 	{ "commit-zero-shmem", test_commit_zero, (void *)&shm, 60, SHM },
 	{ "commit-zero-hugetlb", test_commit_zero, (void *)&huge, 60, HUGE },
+	{ "bounded-shmem", test_bounded, (void *)&shm, 120, SHM },
 	{ "kill9-restart-shmem", test_kill_restart, (void *)&shm, 120, SHM },
 	{ "kill9-restart-hugetlb", test_kill_restart, (void *)&huge, 120, HUGE },
 	{ "kill9-no-restart-shmem", test_kill_no_restart, (void *)&shm, 120, SHM },
