@@ -340,6 +340,27 @@ static int name_segment(struct fld_shared *sh, unsigned i)
 	return r;
 }
 
+/*
+ * lib/space reads the manifest by the path of /proc/self/fd/N, walked
+ * again: the directory at that path after the open must still be the one
+ * checked (the images are checked one by one besides).
+ */
+static int same_dir(int dirfd)
+{
+	char path[64], link[4096];
+	struct stat a, b;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", dirfd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0 || fstat(dirfd, &a))
+		return -EAGAIN;
+	link[n] = 0;
+	if (lstat(link, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		return -EAGAIN;
+	return 0;
+}
+
 /* Space `name` at `version` (0: live), opened on first use. */
 static int shared_get(struct fld *d, const char *name, uint64_t version, int dirfd, struct fld_shared **ret,
 		      char *why, size_t whylen)
@@ -372,6 +393,11 @@ static int shared_get(struct fld *d, const char *name, uint64_t version, int dir
 	sh->version = version;
 	d->space_msg[0] = 0;
 	r = fl_space_open(path, &so, &sh->sp);
+	if (!r)
+		r = same_dir(dirfd);
+	if (r == -EAGAIN)
+		snprintf(d->space_msg, sizeof(d->space_msg), "space %s: its directory was replaced while it was "
+			 "opened", name);
 	if (!r && version) {
 		/* A version is a space of its own: its page caches start from
 		 * that version's images and are never committed. */
