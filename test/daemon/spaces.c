@@ -880,6 +880,19 @@ static int test_resume_foreign(void *arg)
 	T_ASSERT_EQ(err, EINVAL);
 	T_SAID("not this segment's");
 	close(afd);
+	/* The right name on the other memory type: only the daemon's uid
+	 * (this test, root) could make one; refused all the same. */
+	afd = memfd_create("fl-space:sp:0", MFD_CLOEXEC | (sc->mem == FL_MEM_HUGETLB ? 0 : MFD_HUGETLB));
+	if (afd >= 0 && ftruncate(afd, SEG_LEN) == 0) {
+		err = 0;
+		T_ASSERT_EQ(raw_open_segment(sock, "sp", 0, afd, 6, &err, NULL), FL_MGR_ERROR);
+		T_ASSERT_EQ(err, EINVAL);
+		T_SAID("of its memory type");
+	} else {
+		t_log("no hugetlb memfd of %u bytes: the memory type check is not tried", SEG_LEN);
+	}
+	if (afd >= 0)
+		close(afd);
 	close(sock);
 	c = attached_client(&s, 0);
 	T_OK(space_attach(c, FL_CLIENT_SPACE_RDONLY, 0));
