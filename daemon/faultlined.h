@@ -85,6 +85,9 @@ struct fld_shared {
 	unsigned nsegs;
 	int *ro_fds;			/* per segment: what read-only attachers get */
 	unsigned *users;
+	char **images;			/* the image files it serves, as opened */
+	unsigned nimages;
+	unsigned opens;			/* sessions that have it open (SPACE_OPEN) */
 };
 
 /* A space a session opened (SPACE_OPEN), until SPACE_CLOSE. */
@@ -108,6 +111,8 @@ struct fld_source {
 	uint32_t mem;			/* segments: 1 shmem, 2 hugetlb */
 	uint64_t length;
 	uint32_t page_size;
+	struct fl_region **regions;	/* segments: the engine's regions serving it */
+	unsigned nregions;
 };
 
 enum fld_kind {
@@ -248,6 +253,11 @@ int fld_segment_region_new(const struct fld_source *src, struct fl_engine *e, co
 /* The fd a SOURCE reply carries for a new segment source. */
 int fld_segment_fd(const struct fld_source *src, const struct fld_session *s);
 void fld_segment_put(struct fld_source *src);
+/* Region r (in the engine until its space is released) serves segment src. */
+int fld_segment_add_region(struct fld_source *src, struct fl_region *r);
+/* Before s's space is released: what its segment regions brought into the
+ * page caches goes into the segments' records, and the regions are forgotten. */
+void fld_segments_absorb(struct fld_session *s);
 void fld_session_spaces_free(struct fld_session *s);
 void fld_shared_free_all(struct fld *d);
 

@@ -106,6 +106,7 @@ void fld_session_close(struct fld *d, struct fld_session *s, const char *why)
 		int r;
 
 		fl_engine_space_stats(d->engine, s->space, &st);
+		fld_segments_absorb(s);
 		if (gone) {
 			/* Nothing left to protect (a draining session ends here too). */
 			fl_engine_release(d->engine, s->space, 0);
@@ -428,6 +429,8 @@ static void shutdown_quietly(struct fld *d)
 	if (d->engine)
 		fl_engine_stop(d->engine);
 	/* Every space we ever saw has a slot in d->spaces (forks included). */
+	for (struct fld_session *s = d->sessions; s; s = s->next)
+		fld_segments_absorb(s);
 	for (size_t sp = 1; sp < d->nspaces; sp++)
 		fl_engine_release(d->engine, (int)sp, 0);
 	for (struct fld_session *s = d->sessions; s; s = s->next) {

@@ -272,6 +272,12 @@ static int on_attach(struct fld *d, struct fld_session *s, const struct fl__mgr_
 			fld_space_set(d, s->space, s->id, s->beacon);
 		}
 	}
+	for (uint32_t i = 0; i < a.nranges; i++) {
+		struct fld_source *src = ranges[i].source ? &s->sources[ranges[i].source - 1] : NULL;
+		/* Out of memory: a commit may miss a page this region zeroes. */
+		if (src && src->shared && fld_segment_add_region(src, added[i]))
+			fld_log(0, "client %llu: out of memory tracking range %u", (unsigned long long)s->id, i);
+	}
 	s->nranges += a.nranges;
 	s->bytes += bytes;
 	/* Serve, then wake: faults that waited on a dead daemon come again. */
@@ -294,6 +300,7 @@ static int on_detach(struct fld *d, struct fld_session *s, const struct fl__mgr_
 		return -EBADMSG;
 	if (s->space < 0)
 		return fld_reply_error(s, h->seq, ENOTCONN, "not attached");
+	fld_segments_absorb(s);
 	r = fl_engine_release(d->engine, s->space, FL_RELEASE_POPULATE);
 	fld_log(0, "client %llu (pid %d): detached after delivering every page%s%s", (unsigned long long)s->id,
 		s->pid, r ? ": " : "", r ? strerror(-r) : "");

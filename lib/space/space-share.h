@@ -47,4 +47,15 @@ int fl__space_root_at(const struct fl_space *sp, unsigned i, char *ret_name, uin
  */
 int fl__space_segment_adopt(struct fl_space *sp, unsigned index, int memfd);
 
+/*
+ * What region `r` (serving segment `index` in another process, over its
+ * page cache) brought into the page cache, recorded as the segment's own
+ * (its filled record): a commit saves those pages from the page cache.
+ * The daemon's space is never attached, so without this a hugetlb page a
+ * client overwrote with zeros reads as a hole and the commit takes the
+ * previous version's bytes. Call while `r` lives.
+ */
+struct fl_region;
+void fl__space_segment_absorb(struct fl_space *sp, unsigned index, const struct fl_region *r);
+
 #endif

@@ -959,3 +959,21 @@ int fl__space_segment_adopt(struct fl_space *sp, unsigned index, int memfd)
 	s->tpl = t;
 	return 0;
 }
+
+void fl__space_segment_absorb(struct fl_space *sp, unsigned index, const struct fl_region *r)
+{
+	struct fl__seg *s;
+	uint64_t n;
+
+	if (!sp || !r || index >= sp->nlinks)
+		return;
+	s = sp->links[index].seg;
+	if (r->page_size != s->psz)
+		return;
+	n = FL_MIN((uint64_t)r->npages, s->npages);
+	for (uint64_t i = 0; i < n / 64; i++)
+		s->filled[i] |= atomic_load(&r->cached[i]);
+	for (uint64_t p = n / 64 * 64; p < n; p++)
+		if (fl__bit_test(r->cached, p))
+			s->filled[p / 64] |= 1ull << (p % 64);
+}

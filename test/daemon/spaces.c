@@ -562,6 +562,94 @@ static int test_perms(void *arg)
 	return T_PASS;
 }
 
+/* ---- perms of the images a manifest names ------------------------------------- */
+
+/* spaces/a[2]: a fork of spaces/a[1]'s last version, whose manifest names
+ * the origin's images by absolute path. */
+static int fork_space_child(void *arg)
+{
+	const char *const *a = arg;
+	char from[512], to[512];
+	struct fl_space_opts so = { .sz = sizeof(so), .name = a[2], .dir = to, .flags = FL_SPACE_NO_SYNC };
+	struct fl_space *origin, *sp;
+
+	snprintf(from, sizeof(from), "%s/%s", a[0], a[1]);
+	snprintf(to, sizeof(to), "%s/%s", a[0], a[2]);
+	T_OK(fl_space_open(from, NULL, &origin));
+	T_OK(fl_space_fork(origin, 0, &so, &sp));
+	fl_space_free(sp);
+	fl_space_free(origin);
+	return T_PASS;
+}
+
+static void fork_space(struct s_env *s, const char *origin, const char *name)
+{
+	const char *a[] = { s->spaces, origin, name };
+	char path[600];
+	int st = t_fork_wait(fork_space_child, a);
+
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "forking %s: status 0x%x", origin, st);
+	/* uid 65534's own space directory, manifest and all. */
+	snprintf(path, sizeof(path), "%s/%s", s->spaces, name);
+	T_ASSERT(chown(path, T_NOBODY, T_NOBODY) == 0 && chmod(path, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/%s/manifest", s->spaces, name);
+	T_ASSERT(chown(path, T_NOBODY, T_NOBODY) == 0);
+}
+
+static int images_child(void *arg)
+{
+	struct s_env *s = arg;
+	struct fl_client_space_opts ro = { .sz = sizeof(ro), .flags = FL_CLIENT_SPACE_RDONLY };
+	struct fl_client *c;
+
+	t_drop_privileges();
+	c = attached_client(s, 0);
+	/* Its own directory, but the images are root's private space's. */
+	T_ASSERT_EQ(fl_client_space_attach(c, "mine", &ro), -EACCES);
+	T_SAID("may not read image");
+	T_SAID("/secret/");
+	T_ASSERT(nothing_mapped(), "a refused attach left a mapping");
+	T_ASSERT_EQ(fl_client_space_attach(c, "secret", &ro), -EACCES);
+	/* A symlink to the private space lends it nothing. */
+	T_ASSERT_EQ(fl_client_space_attach(c, "lnk", &ro), -ENOENT);
+	T_ASSERT(nothing_mapped(), "a refused attach left a mapping");
+	/* A fork of a space it may read still attaches. */
+	T_OK(fl_client_space_attach(c, "pub", &ro));
+	check_pattern();
+	T_OK(fl_client_space_detach(c, "pub"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	return T_PASS;
+}
+
+static int test_perms_images(void *arg)
+{
+	const struct scase *sc = arg;
+	const char *allow[] = { "--allow-uid", "0", "--allow-uid", "65534", NULL };
+	char path[600];
+	struct s_env s;
+	int st;
+
+	if (geteuid() != 0)
+		t_skip_resource("needs root to become another uid");
+	s_init(&s, sc->mem);
+	make_space(&s, "secret", sc->mem);
+	fork_space(&s, "secret", "mine");
+	fork_space(&s, "sp", "pub");
+	snprintf(path, sizeof(path), "%s/sp", s.spaces);
+	T_ASSERT(chown(path, 0, 0) == 0 && chmod(path, 0755) == 0);
+	snprintf(path, sizeof(path), "%s/secret", s.spaces);
+	T_ASSERT(chown(path, 0, 0) == 0 && chmod(path, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/lnk", s.spaces);
+	T_ASSERT(symlink("secret", path) == 0);
+	T_ASSERT(chmod(s.e.dir, 0755) == 0);
+	s_start(&s, allow);
+	st = t_fork_wait(images_child, &s);
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "uid %d: status 0x%x", T_NOBODY, st);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 /* ---- bad: each refusal a clear errno, nothing mapped --------------------------- */
 
 static int test_bad(void *arg)
@@ -592,6 +680,16 @@ static int test_bad(void *arg)
 	c = attached_client(&s, 0);
 	T_ASSERT_EQ(fl_client_space_attach(c, "nope", NULL), -ENOENT);
 	T_SAID("space nope: no such space in");
+	/* A symlink (to a space even) or a file is not a space directory. */
+	snprintf(path, sizeof(path), "%s/link", s.spaces);
+	T_ASSERT(symlink("sp", path) == 0);
+	T_ASSERT_EQ(fl_client_space_attach(c, "link", NULL), -ENOENT);
+	T_SAID("is not a space directory");
+	snprintf(path, sizeof(path), "%s/file", s.spaces);
+	t_write_file(path, "x", 1);
+	T_ASSERT_EQ(fl_client_space_attach(c, "file", NULL), -ENOENT);
+	T_SAID("is not a space directory");
+	T_ASSERT(nothing_mapped());
 	T_ASSERT_EQ(fl_client_space_attach(c, "../x", NULL), -EINVAL);
 	T_ASSERT_EQ(fl_client_space_attach(c, "..", NULL), -EINVAL);
 	T_ASSERT_EQ(fl_client_space_attach(c, "", NULL), -EINVAL);
@@ -699,6 +797,114 @@ static int test_raw_names(void *arg)
 	return T_PASS;
 }
 
+/* ---- resume: only this segment's own page cache ------------------------------ */
+
+/* token: a session to resume (anyone may claim one no live session has). */
+static int raw_hello(struct s_env *s, uint64_t token)
+{
+	struct fl__mgr_hello h = { .role = FL_MGR_ROLE_CLIENT, .token = token };
+	uint8_t p[FL_MGR_HDR_SIZE + 16];
+	struct iovec iov = { p, sizeof(p) };
+	size_t sent = 0;
+	int sock = d_raw_connect(&s->e), err = 0;
+
+	fl__mgr_hdr_encode(p, FL_MGR_HELLO, 16, 1);
+	fl__mgr_hello_encode(p + FL_MGR_HDR_SIZE, &h);
+	T_ASSERT(fl__send_fd(sock, &iov, 1, -1, &sent) == 0);
+	T_ASSERT_EQ(d_raw_reply(sock, &err, 5000), FL_MGR_WELCOME);
+	return sock;
+}
+
+/* A raw OPEN of segment `index` of `space` (RESUME with resume_fd >= 0):
+ * the reply's type, its errno for ERROR and the fd it carries. */
+static int raw_open_segment(int sock, const char *space, unsigned index, int resume_fd, uint32_t seq, int *ret_err,
+			    int *ret_fd)
+{
+	static uint8_t buf[FL_MGR_HDR_SIZE + FL_MGR_MAX_PAYLOAD];
+	struct fl__mgr_open o = { .kind = FL_MGR_SRC_SEGMENT, .region = index,
+				  .flags = resume_fd >= 0 ? FL_MGR_OPEN_RESUME : 0 };
+	uint8_t m[FL_MGR_HDR_SIZE + 12 + FL_MGR_MAX_NAME];
+	struct fl__mgr_hdr h;
+	struct iovec iov;
+	size_t sent = 0;
+	int n, fd = -1;
+
+	snprintf(o.name, sizeof(o.name), "%s", space);
+	n = fl__mgr_open_encode(m + FL_MGR_HDR_SIZE, &o);
+	T_ASSERT(n > 0);
+	fl__mgr_hdr_encode(m, FL_MGR_OPEN, (uint32_t)n, seq);
+	iov = (struct iovec){ m, FL_MGR_HDR_SIZE + (size_t)n };
+	T_ASSERT(fl__send_fd(sock, &iov, 1, resume_fd, &sent) == 0 && sent == iov.iov_len);
+	n = fl__mgr_recv(sock, buf, &h, &fd, (int)t_scaled_ms(5000));
+	T_ASSERT(n >= 0, "no reply: %d", n);
+	if (h.type == FL_MGR_ERROR) {
+		char msg[FL_MGR_MAX_ERRMSG + 1];
+		fl__mgr_error_decode(buf + FL_MGR_HDR_SIZE, (size_t)n, ret_err, msg);
+		snprintf(last_msg, sizeof(last_msg), "%s", msg);
+	}
+	if (ret_fd)
+		*ret_fd = fd;
+	else if (fd >= 0)
+		close(fd);
+	return h.type;
+}
+
+/*
+ * A client that can read space sp and holds another space's page cache of
+ * the same length (a daemon-made memfd, owned by the daemon's uid) offers
+ * it as sp's page cache on "resume": refused, and sp's bytes stay sp's.
+ */
+static int test_resume_foreign(void *arg)
+{
+	const struct scase *sc = arg;
+	struct fl_client *c;
+	struct s_env s;
+	int sock, err = 0, afd = -1;
+	uint8_t *p;
+
+	s_init(&s, sc->mem);
+	make_space(&s, "other", sc->mem);
+	s_start(&s, NULL);
+	/* As a resuming session would: any session may bring a page cache
+	 * back (a forked child of a client takes over with a new one). */
+	sock = raw_hello(&s, 0x1234567890abcdefull);
+	T_ASSERT_EQ(raw_space_open(sock, "other", 2, &err), FL_MGR_SPACE);
+	T_ASSERT_EQ(raw_open_segment(sock, "other", 0, -1, 3, &err, &afd), FL_MGR_SOURCE);
+	T_ASSERT(afd >= 0);
+	/* Other's bytes, in its page cache. */
+	p = mmap(NULL, SEG_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, afd, 0);
+	T_ASSERT(p != MAP_FAILED);
+	memset(p, 0xEE, 4096);
+	munmap(p, SEG_LEN);
+	T_ASSERT_EQ(raw_space_open(sock, "sp", 4, &err), FL_MGR_SPACE);
+	err = 0;
+	T_ASSERT_EQ(raw_open_segment(sock, "sp", 0, afd, 5, &err, NULL), FL_MGR_ERROR);
+	T_ASSERT_EQ(err, EINVAL);
+	T_SAID("not this segment's");
+	close(afd);
+	/* The right name on the other memory type: only the daemon's uid
+	 * (this test, root) could make one; refused all the same. */
+	afd = memfd_create("fl-space:sp:0", MFD_CLOEXEC | (sc->mem == FL_MEM_HUGETLB ? 0 : MFD_HUGETLB));
+	if (afd >= 0 && ftruncate(afd, SEG_LEN) == 0) {
+		err = 0;
+		T_ASSERT_EQ(raw_open_segment(sock, "sp", 0, afd, 6, &err, NULL), FL_MGR_ERROR);
+		T_ASSERT_EQ(err, EINVAL);
+		T_SAID("of its memory type");
+	} else {
+		t_log("no hugetlb memfd of %u bytes: the memory type check is not tried", SEG_LEN);
+	}
+	if (afd >= 0)
+		close(afd);
+	close(sock);
+	c = attached_client(&s, 0);
+	T_OK(space_attach(c, FL_CLIENT_SPACE_RDONLY, 0));
+	check_pattern();
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
 /* ---- commit: through the daemon, read back in process ----------------------- */
 
 static int reopen_child(void *arg)
@@ -747,6 +953,182 @@ static int test_commit(void *arg)
 	snprintf(dir, sizeof(dir), "%s/sp", s.spaces);
 	st = t_fork_wait(reopen_child, dir);
 	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "status 0x%x", st);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
+/* ---- commit: a page overwritten with zeros is saved as zeros ------------------ */
+
+struct zero_arg {
+	char dir[600];
+	size_t psz;
+};
+
+static int zero_reopen_child(void *arg)
+{
+	const struct zero_arg *za = arg;
+	const char *dir = za->dir;
+	struct fl_space_info info = { .sz = sizeof(info) };
+	struct fl_space *sp;
+	size_t psz = za->psz;
+
+	T_OK(fl_space_open(dir, NULL, &sp));
+	T_OK(fl_space_info(sp, &info));
+	T_ASSERT_EQ(info.version, 3);
+	T_OK(fl_space_attach(sp, NULL));
+	T_ASSERT(u_all_zero(seg_addr(0) + psz, psz), "the zeroed page reads 0x%02x", seg_addr(0)[psz]);
+	for (size_t i = 0; i < psz; i++)
+		T_ASSERT(seg_addr(0)[i] == 0x5b, "byte %zu of the first page: 0x%02x", i, seg_addr(0)[i]);
+	T_OK(fl_space_detach(sp));
+	fl_space_free(sp);
+	return T_PASS;
+}
+
+/*
+ * A client writes a page, commits (version 2), overwrites it with zeros and
+ * commits again (version 3): version 3 has the zeros, not version 2's
+ * bytes (hugetlbfs cannot tell a zeroed page from a hole).
+ */
+static int test_commit_zero(void *arg)
+{
+	const struct scase *sc = arg;
+	struct fl_client *c;
+	struct s_env s;
+	struct zero_arg za;
+	uint64_t v = 0;
+	size_t psz;
+	int st;
+
+	s_init(&s, sc->mem);
+	s_start(&s, NULL);
+	psz = sc->mem == FL_MEM_HUGETLB ? U_HPAGE : U_PAGE;
+	c = attached_client(&s, 0);
+	T_OK(space_attach(c, 0, 0));
+	memset(seg_addr(0), 0x5b, psz);
+	memset(seg_addr(0) + psz, 0x5c, psz);
+	T_OK(fl_client_space_commit(c, "sp", &v));
+	T_ASSERT_EQ(v, 2);
+	memset(seg_addr(0) + psz, 0, psz);
+	T_OK(fl_client_space_commit(c, "sp", &v));
+	T_ASSERT_EQ(v, 3);
+	T_OK(fl_client_space_detach(c, "sp"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	d_stop(&s.e, SIGTERM);
+	snprintf(za.dir, sizeof(za.dir), "%s/sp", s.spaces);
+	za.psz = psz;
+	st = t_fork_wait(zero_reopen_child, &za);
+	T_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == T_PASS, "status 0x%x", st);
+	d_env_free(&s.e);
+	return T_PASS;
+}
+
+/* ---- bounded: open and close in a loop, many versions, a limit ---------------- */
+
+/* A raw SPACE_OPEN of `name` at `version` with `flags`: the reply's type. */
+static int raw_space_open_v(int s, const char *name, uint64_t version, uint32_t flags, uint32_t seq, int *ret_err)
+{
+	uint8_t m[FL_MGR_HDR_SIZE + 16 + 64];
+	size_t n = strlen(name);
+	struct iovec iov = { m, FL_MGR_HDR_SIZE + 16 + n };
+	size_t sent = 0;
+
+	memset(m, 0, sizeof(m));
+	fl__mgr_hdr_encode(m, FL_MGR_SPACE_OPEN, (uint32_t)(16 + n), seq);
+	for (int i = 0; i < 8; i++)
+		m[FL_MGR_HDR_SIZE + i] = (uint8_t)(version >> (8 * i));
+	m[FL_MGR_HDR_SIZE + 8] = (uint8_t)flags;
+	m[FL_MGR_HDR_SIZE + 12] = (uint8_t)n;
+	memcpy(m + FL_MGR_HDR_SIZE + 16, name, n);
+	T_ASSERT(fl__send_fd(s, &iov, 1, -1, &sent) == 0 && sent == iov.iov_len);
+	return d_raw_reply(s, ret_err, 5000);
+}
+
+static int raw_space_close(int s, const char *name, uint32_t seq)
+{
+	uint8_t m[FL_MGR_HDR_SIZE + 64];
+	size_t n = strlen(name);
+	struct iovec iov = { m, 0 };
+	size_t sent = 0;
+	int len = fl__mgr_space_name_encode(m + FL_MGR_HDR_SIZE, name), err = 0;
+
+	(void)n;
+	T_ASSERT(len > 0);
+	fl__mgr_hdr_encode(m, FL_MGR_SPACE_CLOSE, (uint32_t)len, seq);
+	iov.iov_len = FL_MGR_HDR_SIZE + (size_t)len;
+	T_ASSERT(fl__send_fd(s, &iov, 1, -1, &sent) == 0 && sent == iov.iov_len);
+	return d_raw_reply(s, &err, 5000);
+}
+
+static int count_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	T_ASSERT(dir);
+	while ((e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+#define NVERS 24
+
+static int test_bounded(void *arg)
+{
+	const struct scase *sc = arg;
+	const char *limit[] = { "--max-ranges", "4", NULL };
+	const char *names[] = { "s2", "s3", "s4", "s5" };
+	struct fl_client *c;
+	struct s_env s;
+	uint64_t v = 0;
+	int sock, err = 0, before, after;
+	uint32_t seq = 2;
+
+	s_init(&s, sc->mem);
+	for (int i = 0; i < 4; i++)
+		make_space(&s, names[i], sc->mem);
+	s_start(&s, limit);
+	/* Versions 2 to NVERS + 1. */
+	c = attached_client(&s, 0);
+	T_OK(space_attach(c, 0, 0));
+	for (int i = 0; i < NVERS; i++) {
+		seg_addr(0)[0] = (uint8_t)i;
+		T_OK(fl_client_space_commit(c, "sp", &v));
+	}
+	T_ASSERT_EQ(v, NVERS + 1);
+	T_OK(fl_client_space_detach(c, "sp"));
+	T_OK(fl_client_detach(c));
+	fl_client_free(c);
+	sock = raw_hello(&s, 0);
+	T_ASSERT_EQ(raw_space_open_v(sock, "sp", 1, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_SPACE);
+	T_ASSERT_EQ(raw_space_close(sock, "sp", seq++), FL_MGR_SPACE_CLOSED);
+	before = count_fds(s.e.pid);
+	/* 1000 opens in one session, every version in turn: neither the
+	 * session's table (the limit is 4) nor the daemon's fds grow. */
+	for (int i = 0; i < 1000; i++) {
+		uint64_t ver = 1 + (uint64_t)(i % (NVERS + 1));
+		int t = raw_space_open_v(sock, "sp", ver, FL_MGR_SPACE_RDONLY, seq++, &err);
+		T_ASSERT(t == FL_MGR_SPACE, "open %d (version %" PRIu64 "): reply %d, errno %d", i, ver, t, err);
+		T_ASSERT_EQ(raw_space_close(sock, "sp", seq++), FL_MGR_SPACE_CLOSED);
+	}
+	after = count_fds(s.e.pid);
+	t_log("daemon fds: %d before, %d after", before, after);
+	T_ASSERT(after <= before + 2, "the daemon's fds grew from %d to %d", before, after);
+	/* At most --max-ranges spaces open at once in a session. */
+	T_ASSERT_EQ(raw_space_open_v(sock, "sp", 0, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_SPACE);
+	for (int i = 0; i < 3; i++)
+		T_ASSERT_EQ(raw_space_open_v(sock, names[i], 0, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_SPACE);
+	err = 0;
+	T_ASSERT_EQ(raw_space_open_v(sock, names[3], 0, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_ERROR);
+	T_ASSERT_EQ(err, EDQUOT);
+	T_ASSERT_EQ(raw_space_close(sock, names[0], seq++), FL_MGR_SPACE_CLOSED);
+	T_ASSERT_EQ(raw_space_open_v(sock, names[3], 0, FL_MGR_SPACE_RDONLY, seq++, &err), FL_MGR_SPACE);
+	close(sock);
 	d_env_free(&s.e);
 	return T_PASS;
 }
@@ -1197,11 +1579,18 @@ static const struct t_case cases[] = {
 	{ "planted-hugetlb", test_planted, (void *)&huge, 60, HUGE },
 	{ "planted-after-restart-shmem", test_planted_restart, (void *)&shm, 120, SHM },
 	{ "planted-after-restart-hugetlb", test_planted_restart, (void *)&huge, 120, HUGE },
+	{ "perms-images-shmem", test_perms_images, (void *)&shm, 60, SHM },
+	{ "perms-images-hugetlb", test_perms_images, (void *)&huge, 60, HUGE },
 	{ "bad-shmem", test_bad, (void *)&shm, 60, SHM },
 	{ "bad-hugetlb", test_bad, (void *)&huge, 60, HUGE },
 	{ "raw-names-shmem", test_raw_names, (void *)&shm, 60, SHM },
+	{ "resume-foreign-shmem", test_resume_foreign, (void *)&shm, 60, SHM },
+	{ "resume-foreign-hugetlb", test_resume_foreign, (void *)&huge, 60, HUGE },
 	{ "commit-shmem", test_commit, (void *)&shm, 60, SHM },
 	{ "commit-hugetlb", test_commit, (void *)&huge, 60, HUGE },
+	{ "commit-zero-shmem", test_commit_zero, (void *)&shm, 60, SHM },
+	{ "commit-zero-hugetlb", test_commit_zero, (void *)&huge, 60, HUGE },
+	{ "bounded-shmem", test_bounded, (void *)&shm, 120, SHM },
 	{ "kill9-restart-shmem", test_kill_restart, (void *)&shm, 120, SHM },
 	{ "kill9-restart-hugetlb", test_kill_restart, (void *)&huge, 120, HUGE },
 	{ "kill9-no-restart-shmem", test_kill_no_restart, (void *)&shm, 120, SHM },
