@@ -24,10 +24,10 @@
  * page cache (a fork) may have brought in more. shmem says exactly which
  * pages are resident (SEEK_DATA / SEEK_HOLE), and the page cache's record
  * (struct fl__pcache, shared with forks) which of them a fill put there.
- * hugetlbfs says every page is
- * data, so with a parent a page nobody here touched is read, and saved if
- * it is not all zeros (a hole reads as zeros): the one case left is a huge
- * page that another process wrote all zeros over the parent's bytes.
+ * hugetlbfs says every page is data, so there the record alone says
+ * which pages to save. (A template always has a record; the fallback
+ * without one reads each page nobody here touched and saves it if it is
+ * not all zeros, which misses zeros written over the parent's bytes.)
  */
 static int resident_pages(const struct fl__link *l, uint8_t *buf, uint64_t *map)
 {
@@ -61,6 +61,15 @@ static int resident_pages(const struct fl__link *l, uint8_t *buf, uint64_t *map)
 	}
 	if (!l->parent[0] && !s->store)
 		return 0;	/* unfilled pages are zeros anyway */
+	if (pc) {
+		/* Every page written through a served mapping was filled
+		 * first: the record is exact, zeros written over the parent's
+		 * bytes included. */
+		for (uint64_t p = 0; p < s->npages; p++)
+			if (fl__bit_test(pc->filled, p))
+				map[p / 64] |= 1ull << (p % 64);
+		return 0;
+	}
 	for (uint64_t p = 0; p < s->npages && !ret; p++) {
 		if ((map[p / 64] >> (p % 64)) & 1)
 			continue;
