@@ -227,7 +227,8 @@ static int fill_cache(struct fl_region *r, enum run_kind kind, uint64_t p, uint6
 				e - p, ret_exist, pc ? &exist : NULL);
 		*ret_tried += e - p;
 		for (uint64_t k = p; !ret && k < e; k++) {
-			uint64_t bit = 1ull << (k - p);
+			/* Claims exist with a record only (and then e - p <= 64). */
+			uint64_t bit = pc ? 1ull << (k - p) : 0;
 			if (pc && (mine & exist & bit)) {
 				int rr = rewrite_planted(r, k, kind == RUN_DATA ? src + (k - p0) * psz : NULL);
 				if (rr) {
