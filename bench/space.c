@@ -341,6 +341,29 @@ static int graph_part(uint64_t size, struct gresult *res)
 
 #define PSS_PROCS 8
 
+/*
+ * A worker of part (d), once attached: the first writes every page, each
+ * reads every page, says so on `ready` and stays until `go` closes (so its
+ * mappings are measured while all of them hold the pages).
+ */
+static void pss_worker(unsigned i, uint64_t size, int ready, int go)
+{
+	volatile uint8_t *m = (volatile uint8_t *)(uintptr_t)GBASE;
+	uint64_t sum = 0;
+	char c;
+
+	for (uint64_t off = 0; off < size; off += 4096) {
+		if (i == 0)
+			m[off] = (uint8_t)(off >> 12);
+		sum += m[off];
+	}
+	c = (char)sum;
+	if (write(ready, &c, 1) != 1)
+		_exit(1);
+	(void)!read(go, &c, 1);
+	_exit(0);
+}
+
 static int pss_part(uint64_t size, double *ret_ratio, double *ret_mib)
 {
 	struct fl_space_opts so = { .sz = sizeof(so), .name = "pss" };
@@ -364,22 +387,11 @@ static int pss_part(uint64_t size, double *ret_ratio, double *ret_mib)
 	for (unsigned i = 0; i < PSS_PROCS; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0) {
-			volatile uint8_t *m = (volatile uint8_t *)(uintptr_t)GBASE;
-			uint64_t sum = 0;
 			close(ready[0]);
 			close(go_pipe[1]);
 			if (fl_space_attach(sp, NULL))
 				_exit(1);
-			for (uint64_t off = 0; off < size; off += 4096) {
-				if (i == 0)
-					m[off] = (uint8_t)(off >> 12);
-				sum += m[off];
-			}
-			c = (char)sum;
-			if (write(ready[1], &c, 1) != 1)
-				_exit(1);
-			(void)!read(go_pipe[0], &c, 1);	/* stay until measured */
-			_exit(0);
+			pss_worker(i, size, ready[1], go_pipe[0]);
 		}
 	}
 	close(ready[1]);
@@ -447,25 +459,14 @@ static int pss_daemon_part(uint64_t size, double *ret_ratio, double *ret_mib)
 		}
 		if (pids[i] == 0) {
 			struct fl_client_opts co = { .sz = sizeof(co), .socket = e.sock };
-			volatile uint8_t *m = (volatile uint8_t *)(uintptr_t)GBASE;
 			struct fl_client *cl;
-			uint64_t sum = 0;
 
 			close(ready[0]);
 			close(go_pipe[1]);
 			if (fl_client_connect(&co, &cl) || fl_client_attach(cl) ||
 			    fl_client_space_attach(cl, "pssd", NULL))
 				_exit(1);
-			for (uint64_t off = 0; off < size; off += 4096) {
-				if (i == 0)
-					m[off] = (uint8_t)(off >> 12);
-				sum += m[off];
-			}
-			c = (char)sum;
-			if (write(ready[1], &c, 1) != 1)
-				_exit(1);
-			(void)!read(go_pipe[0], &c, 1);	/* stay until measured */
-			_exit(0);
+			pss_worker(i, size, ready[1], go_pipe[0]);
 		}
 	}
 	if (ready[1] >= 0)
@@ -476,9 +477,9 @@ static int pss_daemon_part(uint64_t size, double *ret_ratio, double *ret_mib)
 		if (read(ready[0], &c, 1) != 1)
 			r = -EIO;
 	for (unsigned i = 0; i < PSS_PROCS && !r; i++)
-		pss += mappings_pss(pids[i], GBASE, GBASE + size, "memfd:fl-bench-pssd");
-	if (!r)
-		pss += mappings_pss(e.pid, 0, 0, "memfd:fl-bench-pssd");
+		pss += mappings_pss(pids[i], GBASE, GBASE + size, NULL);
+	if (!r)	/* faultlined names a shared segment's page cache fl-space:NAME:INDEX */
+		pss += mappings_pss(e.pid, 0, 0, "memfd:fl-space:pssd:");
 	if (go_pipe[1] >= 0)
 		close(go_pipe[1]);
 	for (unsigned i = 0; i < PSS_PROCS; i++)

@@ -235,6 +235,9 @@ int fld_image_store(struct fld_image *im, unsigned region, struct fl_store **ret
 int fld_template_get(struct fld *d, struct fld_image *im, unsigned region, int resume_fd,
 		     struct fld_template **ret);
 void fld_template_put(struct fld *d, struct fld_template *t);
+/* A new open file description of fd's file (/proc/self/fd), with `flags`:
+ * what a read-only or read-write descriptor of a memfd is made from. */
+int fld_reopen(int fd, int flags, int *ret_fd);
 
 /* spaces.c: shared address spaces. The requests answer the session
  * themselves (0, or -EBADMSG for a malformed one). */

@@ -146,7 +146,7 @@ int fld_image_store(struct fld_image *im, unsigned region, struct fl_store **ret
 	return 0;
 }
 
-static int reopen(int fd, int flags, int *ret_fd)
+int fld_reopen(int fd, int flags, int *ret_fd)
 {
 	char path[64];
 	int nfd;
@@ -197,7 +197,7 @@ int fld_template_get(struct fld *d, struct fld_image *im, unsigned region, int r
 				return 0;
 			}
 		}
-		r = reopen(resume_fd, O_RDWR, &rw);
+		r = fld_reopen(resume_fd, O_RDWR, &rw);
 		if (r)
 			return r;
 		o.flags |= FL_TEMPLATE_MEMFD;
@@ -224,7 +224,7 @@ int fld_template_get(struct fld *d, struct fld_image *im, unsigned region, int r
 	}
 	fl__close(rw);
 	if (!r)
-		r = reopen(fl_template_fd(t->tpl), O_RDONLY, &t->ro_fd);
+		r = fld_reopen(fl_template_fd(t->tpl), O_RDONLY, &t->ro_fd);
 	if (!r && fstat(t->ro_fd, &st))
 		r = -errno;
 	if (r) {

@@ -51,19 +51,6 @@ static void space_log(enum fl_log_level level, const char *msg, void *ctx)
 	fld_log(1, "%s", msg);
 }
 
-static int reopen(int fd, int flags, int *ret_fd)
-{
-	char path[64];
-	int nfd;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	nfd = open(path, flags | O_CLOEXEC);
-	if (nfd < 0)
-		return -errno;
-	*ret_fd = nfd;
-	return 0;
-}
-
 static const char *access_word(unsigned want)
 {
 	return want & MAY_WRITE ? (want & MAY_READ ? "attach read-write" : "commit") : "attach";
@@ -298,7 +285,7 @@ static int ro_fd(struct fld_shared *sh, unsigned i)
 
 	if (fchmod(fd, 0600))
 		return -errno;
-	r = reopen(fd, O_RDONLY, &nfd);
+	r = fld_reopen(fd, O_RDONLY, &nfd);
 	if (r)
 		return r;
 	fl__close(sh->ro_fds[i]);
@@ -657,7 +644,7 @@ static int resume_segment(struct fld_shared *sh, unsigned index, int fd, int mem
 			 index);
 		return -ESTALE;
 	}
-	r = reopen(fd, O_RDWR, &rw);
+	r = fld_reopen(fd, O_RDWR, &rw);
 	if (!r)
 		r = fl__space_segment_adopt(sh->sp, index, rw);
 	fl__close(rw);

@@ -310,17 +310,14 @@ int fl__unlink(const char *path)
 	return unlink(path) ? -errno : 0;
 }
 
-int fl__rename_durable(const char *from, const char *to, bool sync_dir)
+/* fsync(2) the directory holding `path`: a rename in it is durable then. */
+static int sync_parent(const char *path)
 {
 	char dir[PATH_MAX];
 	char *slash;
-	int dfd;
+	int dfd, r = 0;
 
-	if (rename(from, to))
-		return -errno;
-	if (!sync_dir)
-		return 0;
-	snprintf(dir, sizeof(dir), "%s", to);
+	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (slash)
 		*(slash == dir ? slash + 1 : slash) = '\0';
@@ -329,13 +326,17 @@ int fl__rename_durable(const char *from, const char *to, bool sync_dir)
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;
-	if (fsync(dfd)) {
-		int r = -errno;
-		close(dfd);
-		return r;
-	}
+	if (fsync(dfd))
+		r = -errno;
 	close(dfd);
-	return 0;
+	return r;
+}
+
+int fl__rename_durable(const char *from, const char *to, bool sync_dir)
+{
+	if (rename(from, to))
+		return -errno;
+	return sync_dir ? sync_parent(to) : 0;
 }
 
 /*
@@ -348,9 +349,7 @@ int fl__rename_durable(const char *from, const char *to, bool sync_dir)
  */
 int fl__rename_noreplace_durable(const char *from, const char *to, bool sync_dir)
 {
-	char dir[PATH_MAX];
-	char *slash;
-	int dfd;
+	int r;
 
 	if (syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE)) {
 		if (errno != EINVAL && errno != ENOSYS)
@@ -359,24 +358,10 @@ int fl__rename_noreplace_durable(const char *from, const char *to, bool sync_dir
 			return -errno;
 		unlink(from);
 	}
-	if (!sync_dir)
-		return 0;
-	snprintf(dir, sizeof(dir), "%s", to);
-	slash = strrchr(dir, '/');
-	if (slash)
-		*(slash == dir ? slash + 1 : slash) = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd)) {
-		int r = -errno;
-		if (dfd >= 0)
-			close(dfd);
+	r = sync_dir ? sync_parent(to) : 0;
+	if (r)
 		unlink(to);
-		return r;
-	}
-	close(dfd);
-	return 0;
+	return r;
 }
 
 /* Does anything (a dangling symlink too) exist at path? 0: no; 1: yes. */
