@@ -475,11 +475,21 @@ static int bulk_run(struct fl_migrate_dest *d)
 	int r;
 
 	r = receive_layout(d);
-	if (!r)
-		r = map_layout(d);
 	if (r)
 		return r;
-	atomic_store(&d->state, DST_PRECOPY);
+	/* Exclusive: a fl_migrate_dest_free() meanwhile must either come
+	 * before anything is mapped or unmap all of it. */
+	pthread_rwlock_wrlock(&d->install_lock);
+	if (atomic_load(&d->state) == DST_OVER) {
+		pthread_rwlock_unlock(&d->install_lock);
+		return -ECANCELED;
+	}
+	r = map_layout(d);
+	if (!r)
+		atomic_store(&d->state, DST_PRECOPY);
+	pthread_rwlock_unlock(&d->install_lock);
+	if (r)
+		return r;
 	for (;;) {
 		/* Before switchover the source is always sending; after it the
 		 * push may be over, and silence is the post thread's business. */
@@ -510,7 +520,10 @@ static int bulk_run(struct fl_migrate_dest *d)
 			if (r)
 				return r;
 			/* From here a failure poisons. */
-			atomic_store(&d->state, DST_POSTCOPY);
+			int expect = DST_PRECOPY;
+
+			if (!atomic_compare_exchange_strong(&d->state, &expect, DST_POSTCOPY))
+				return -ECANCELED;	/* freed meanwhile */
 			d->last_progress_ns = fl__now_ns();
 			r = -pthread_create(&d->post_thr, NULL, post_main, d);
 			if (r)
