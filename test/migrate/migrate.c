@@ -478,6 +478,7 @@ static void hdr(uint8_t *h, uint32_t magic, uint16_t version, uint16_t type, uin
 
 enum hostile {
 	H_MAGIC, H_VERSION, H_TYPE, H_RANGE, H_CSUM, H_TRUNC, H_HUGE_LEN,
+	H_IN_USE,		/* not hostile: the layout's address is taken here */
 };
 
 static void tcp_pair(int *a, int *b)
@@ -511,6 +512,14 @@ static int test_hostile_dest(void *arg)
 	size_t n = 0;
 	void *p;
 
+	uint8_t *taken = NULL;
+
+	if (h == H_IN_USE) {
+		taken = mmap((void *)(uintptr_t)HOSTILE_ADDR + 4096, 4096, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		T_ASSERT(taken == (void *)(uintptr_t)(HOSTILE_ADDR + 4096));
+		memset(taken, 0x77, 4096);
+	}
 	tcp_pair(&bulk_peer, &bulk);
 	tcp_pair(&urgent_peer, &urgent);
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
@@ -541,12 +550,22 @@ static int test_hostile_dest(void *arg)
 		put64(pg + 24, XXH3_64bits(pg + 32, 4096) ^ (h == H_CSUM ? 1 : 0));
 		n += h == H_TRUNC ? 16 + 16 + 100 : 16 + 16 + 4096;
 		want = h == H_RANGE ? -ERANGE : -EBADMSG;
+		if (h == H_IN_USE) {
+			n = 48;
+			want = -EEXIST;
+		}
 	}
 	T_ASSERT(write(bulk_peer, m, n) == (ssize_t)n);
 	if (h == H_TRUNC || h == H_HUGE_LEN)
 		shutdown(bulk_peer, SHUT_WR);
 	r = fl_migrate_dest_wait(dst);
 	T_ASSERT(r == want, "wait: %d (%s), want %d", r, strerror(-r), want);
+	if (taken) {
+		/* What was there is untouched, and nothing was added. */
+		for (size_t i = 0; i < 4096; i++)
+			T_ASSERT(taken[i] == 0x77, "byte %zu of the mapping in the way changed", i);
+		T_ASSERT(munmap(taken, 4096) == 0);
+	}
 	/* Refused before switchover: nothing of the layout is left mapped. */
 	p = mmap((void *)(uintptr_t)HOSTILE_ADDR, 16 * 4096, PROT_NONE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -673,6 +692,7 @@ static const struct t_case cases[] = {
 	{ "hostile-dest-truncated", test_hostile_dest, (void *)(uintptr_t)H_TRUNC, 30, 0 },
 	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)0, 30, 0 },
 	{ "hostile-source-range", test_hostile_source, (void *)(uintptr_t)1, 30, 0 },
+	{ "address-in-use", test_hostile_dest, (void *)(uintptr_t)H_IN_USE, 30, 0 },
 	{ "bad-opts", test_bad_opts, NULL, 30, 0 },
 };
 
