@@ -228,6 +228,10 @@ static void finish(struct fl_migrate_dest *d, int result)
 		d->uffd = -1;
 	}
 	pthread_rwlock_unlock(&d->install_lock);
+	/* The source learns why (it reads the urgent channel between pages
+	 * before switchover, and all the time after). */
+	if (result < 0)
+		fl__mig_send_error(&d->urgent, result);
 	d->result = result;
 	d->total_ns = fl__now_ns() - d->t_start;
 	d->ended = true;

@@ -33,6 +33,7 @@ struct fl_migrate_source {
 	 * of them were sent (by the push or an answer). */
 	uint8_t *need;
 	_Atomic uint64_t *sent;
+	int peer_error;			/* before switchover: the destination failed */
 	_Atomic int urgent_result;	/* 1 running, 0 DONE, < 0 error */
 	_Atomic int urgent_busy;	/* an answer is being sent: the push yields */
 	uint64_t t_start, t_pause;
@@ -110,6 +111,10 @@ int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
 		goto fail;
 	fl__mig_chan_init(&s->bulk, s->opts.bulk_fd, -1, "bulk", &s->log);
 	fl__mig_chan_init(&s->urgent, s->opts.urgent_fd, s->stop_fd, "urgent", &s->log);
+	/* Before switchover the destination writes on the urgent channel only
+	 * to fail: then it stops reading the bulk one, and a send blocked on
+	 * it would wait forever. */
+	s->bulk.abort_fd = s->opts.urgent_fd;
 	atomic_store(&s->urgent_result, 1);
 	*ret_source = s;
 	return 0;
@@ -250,9 +255,33 @@ static int64_t collect_written(struct fl_migrate_source *s, uint8_t *bits, void 
 	return n;
 }
 
+/*
+ * Before switchover the destination speaks only to fail: an ERROR on the
+ * urgent channel (anything else there is a protocol error). Checked
+ * between pages, without waiting, so that a destination that failed stops
+ * the rounds with its reason, before the application is paused.
+ */
+static int peer_failed(struct fl_migrate_source *s)
+{
+	struct pollfd p = { .fd = s->urgent.fd, .events = POLLIN };
+	struct fl__mig_hdr h;
+	int r;
+
+	if (s->peer_error)
+		return s->peer_error;	/* the rest of its bytes mean nothing */
+	if (fl__poll(&p, 1, 0) <= 0)
+		return 0;
+	/* A message begun is a message sent: a second is plenty. */
+	r = fl__mig_recv(&s->urgent, 1000, &h);
+	if (!r)
+		r = fl__mig_refuse(&s->urgent, -EPROTO, "message %u before switchover", h.type);
+	s->peer_error = r;
+	return r;
+}
+
 static int send_marked(struct fl_migrate_source *s, const uint8_t *bits)
 {
-	unsigned ri = 0;
+	unsigned ri = 0, sent = 0;
 
 	for (uint64_t idx = 0; idx < s->total; idx++) {
 		int r;
@@ -261,6 +290,8 @@ static int send_marked(struct fl_migrate_source *s, const uint8_t *bits)
 			continue;
 		if (cancelled(s))
 			return -ECANCELED;
+		if (++sent % 64 == 0 && (r = peer_failed(s)))
+			return r;
 		while (idx >= s->ranges[ri].first + s->ranges[ri].npages)
 			ri++;
 		r = send_page(s, &s->bulk, &s->ranges[ri], idx, s->page_buf);
@@ -468,6 +499,8 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 	if (r)
 		return r;
 	*ret_switched = true;
+	/* Requests now; the push waits on its own channel only. */
+	s->bulk.abort_fd = -1;
 	atomic_store(&s->state, SRC_POSTCOPY);
 	r = -pthread_create(&thr, NULL, urgent_main, s);
 	if (r)
@@ -499,6 +532,8 @@ int fl_migrate_source_run(struct fl_migrate_source *s)
 	r = send_layout(s);
 	if (!r && s->opts.mode != FL_MIGRATE_POSTCOPY)
 		r = precopy(s, dirty);
+	if (!r)
+		r = peer_failed(s);
 	if (r)
 		goto out;
 	expect = SRC_PRECOPY;
@@ -516,8 +551,14 @@ int fl_migrate_source_run(struct fl_migrate_source *s)
 	r = after_pause(s, dirty, &switched);
 out:
 	if (r && !switched) {
+		int why;
+
+		/* A destination that failed sent ERROR, then stopped reading
+		 * and closes: its reason beats what our send saw. */
+		if (!cancelled(s) && (why = peer_failed(s)) < 0)
+			r = why;
 		free_watches(s);
-		if (r == -ECANCELED || cancelled(s)) {
+		if (cancelled(s)) {
 			r = -ECANCELED;
 			(void)fl__mig_send(&s->bulk, FL_MIG_CANCEL, 0, NULL, 0, NULL, 0);
 		} else {

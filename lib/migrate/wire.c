@@ -14,6 +14,7 @@ void fl__mig_chan_init(struct fl__mig_chan *ch, int fd, int stop_fd, const char 
 	memset(ch, 0, sizeof(*ch));
 	ch->fd = fd;
 	ch->stop_fd = stop_fd;
+	ch->abort_fd = -1;
 	ch->name = name;
 	ch->log = log;
 	pthread_mutex_init(&ch->send_lock, NULL);
@@ -105,13 +106,21 @@ int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				/* No stop fd here: a message is never left half sent
-				 * by our choice, only by the peer's failure. */
-				struct pollfd p = { .fd = ch->fd, .events = POLLOUT };
+				 * by our choice, only when the peer says it failed. */
+				struct pollfd p[2] = {
+					{ .fd = ch->fd, .events = POLLOUT },
+					{ .fd = ch->abort_fd, .events = POLLIN },
+				};
 
-				r = fl__poll(&p, 1, -1);
+				r = fl__poll(p, ch->abort_fd >= 0 ? 2 : 1, -1);
 				if (r < 0)
 					break;
 				r = 0;
+				if (ch->abort_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+				    !(p[0].revents & POLLOUT)) {
+					r = -EPIPE;
+					break;
+				}
 				continue;
 			}
 			r = errno == EPIPE ? -ECONNRESET : -errno;
@@ -137,10 +146,21 @@ int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
 
 void fl__mig_send_error(struct fl__mig_chan *ch, int err)
 {
-	uint8_t p[4];
+	uint8_t m[FL_MIG_HDR_SIZE + 4];
 
-	fl__mig_put32(p, (uint32_t)(err < 0 ? -err : err));
-	(void)fl__mig_send(ch, FL_MIG_ERROR, 0, p, sizeof(p), NULL, 0);
+	/* One try, no wait: the peer may be gone or hung, and the caller is
+	 * on its way out. 20 bytes fit any socket buffer that is not full. */
+	fl__mig_put32(m, FL_MIG_MAGIC);
+	m[4] = FL_MIG_VERSION & 0xff;
+	m[5] = FL_MIG_VERSION >> 8;
+	m[6] = FL_MIG_ERROR;
+	m[7] = 0;
+	fl__mig_put32(m + 8, 4);
+	fl__mig_put32(m + 12, 0);
+	fl__mig_put32(m + 16, (uint32_t)(err < 0 ? -err : err));
+	pthread_mutex_lock(&ch->send_lock);
+	(void)!send(ch->fd, m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT);
+	pthread_mutex_unlock(&ch->send_lock);
 }
 
 /* Read exactly len bytes. first: EOF before any byte is -ECONNRESET (a

@@ -43,6 +43,7 @@ struct fl__mig_hdr {
 struct fl__mig_chan {
 	int fd;
 	int stop_fd;			/* readable: give up waiting (-ECANCELED) */
+	int abort_fd;			/* readable: give up a blocked send (-EPIPE); -1 none */
 	const char *name;		/* "bulk", "urgent": for the log */
 	const struct fl__logger *log;
 	pthread_mutex_t send_lock;
@@ -56,10 +57,12 @@ void fl__mig_chan_init(struct fl__mig_chan *ch, int fd, int stop_fd, const char 
 void fl__mig_chan_fini(struct fl__mig_chan *ch);
 
 /* Send one message: header, then the bytes of a and b. 0 or -errno
- * (-ECONNRESET for a peer that closed). */
+ * (-ECONNRESET for a peer that closed; -EPIPE when abort_fd became
+ * readable while the send waited: the message is then cut short). */
 int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
 		 const void *a, size_t a_len, const void *b, size_t b_len);
-/* Send ERROR(err) and ignore the outcome: the peer may already be gone. */
+/* Send ERROR(err) once, without waiting, and ignore the outcome: the peer
+ * may already be gone. */
 void fl__mig_send_error(struct fl__mig_chan *ch, int err);
 
 /*

@@ -36,6 +36,7 @@ enum scenario {
 	S_NOPUSH,		/* postcopy on demand only: every page requested */
 	S_KILL,			/* source SIGKILLed after switchover */
 	S_CANCEL,		/* source cancels during round 1 */
+	S_DEST_FAILS,		/* the destination's address is taken: -EEXIST on both sides */
 };
 
 struct mcase {
@@ -83,23 +84,31 @@ static void block_write(uint8_t *b)
 	atomic_store(tail, v);
 }
 
-/* Written blocks: the first three quarters, not every 4th; the last
- * quarter stays zero (elided on the wire, a whole huge page too). */
+/* Written blocks: the first three quarters, not every 4th group of 4;
+ * the last quarter stays zero (elided on the wire, a whole huge page
+ * too). Writer t owns the blocks b % NWRITERS == t: one writer per block,
+ * so a block is torn only while its write is in flight. */
 static bool block_hot(size_t b)
 {
-	return b < NBLK * 3 / 4 && b % 4 != 3;
+	return b < NBLK * 3 / 4 && (b / 4) % 4 != 3;
 }
+
+struct writer_arg {
+	struct world *w;
+	unsigned id;
+};
 
 static void *writer(void *arg)
 {
-	struct world *w = arg;
+	struct world *w = ((struct writer_arg *)arg)->w;
+	unsigned id = ((struct writer_arg *)arg)->id;
 	uint64_t x = (uint64_t)(uintptr_t)pthread_self() | 1;
 
 	while (!atomic_load(&w->stop)) {
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
-		size_t b = x % NBLK;
+		size_t b = (x % (NBLK / NWRITERS)) * NWRITERS + id;
 
 		if (!block_hot(b))
 			continue;
@@ -190,8 +199,12 @@ static int source_main(const struct mcase *c, int port)
 	for (size_t b = 0; b < NBLK; b++)
 		if (block_hot(b))
 			block_write(w.mem + b * BLK);
-	for (unsigned i = 0; i < NWRITERS; i++)
-		T_ASSERT(pthread_create(&w.th[i], NULL, writer, &w) == 0);
+	struct writer_arg wa[NWRITERS];
+
+	for (unsigned i = 0; i < NWRITERS; i++) {
+		wa[i] = (struct writer_arg){ &w, i };
+		T_ASSERT(pthread_create(&w.th[i], NULL, writer, &wa[i]) == 0);
+	}
 	bulk = tcp_connect(port, 'B');
 	urgent = tcp_connect(port, 'U');
 	range = (struct fl_migrate_range){ w.mem, LEN, c->mem };
@@ -204,10 +217,10 @@ static int source_main(const struct mcase *c, int port)
 		.log = src_log, .log_ctx = &w }, &w.src));
 	r = fl_migrate_source_run(w.src);
 	T_OK(fl_migrate_source_stats(w.src, &st));
-	if (c->scenario == S_CANCEL) {
+	if (c->scenario == S_CANCEL || c->scenario == S_DEST_FAILS) {
 		uint64_t ops;
 
-		T_ASSERT(r == -ECANCELED, "run: %d", r);
+		T_ASSERT(r == (c->scenario == S_CANCEL ? -ECANCELED : -EEXIST), "run: %d", r);
 		T_ASSERT(!w.paused, "cancelled before switchover, yet paused");
 		/* Intact and writable: the writers go on, every block whole. */
 		ops = atomic_load(&w.ops);
@@ -376,6 +389,13 @@ static int test_migrate(void *arg)
 		close(lfd);
 		_exit(source_main(c, port));
 	}
+	if (c->scenario == S_DEST_FAILS) {
+		/* After the fork: the source's address, taken here. */
+		void *p = mmap(d.mem + LEN - 4096, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			       -1, 0);
+
+		T_ASSERT(p == d.mem + LEN - 4096);
+	}
 	accept_pair(lfd, &bulk, &urgent);
 	close(lfd);
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
@@ -394,8 +414,8 @@ static int test_migrate(void *arg)
 		T_ASSERT(v > 0);
 		kill(pid, SIGKILL);
 		T_OK(t_wait_pid(pid, 10000, &status));
-		/* The last hot block never came: SIGBUS, never zeros, no hang. */
-		size_t b = NBLK * 3 / 4 - 2;
+		/* A block never asked for, in another page: SIGBUS, never zeros, no hang. */
+		size_t b = NBLK / 2 + 1;
 		int bus = read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + b * BLK), &v);
 
 		T_ASSERT(bus == 1, "a missing page read as %llu instead of SIGBUS", (unsigned long long)v);
@@ -410,10 +430,12 @@ static int test_migrate(void *arg)
 	}
 
 	r = fl_migrate_dest_wait(dst);
-	if (c->scenario == S_CANCEL) {
+	if (c->scenario == S_CANCEL || c->scenario == S_DEST_FAILS) {
 		void *p;
 
-		T_ASSERT(r == -ECANCELED, "wait: %d", r);
+		T_ASSERT(r == (c->scenario == S_CANCEL ? -ECANCELED : -EEXIST), "wait: %d", r);
+		if (c->scenario == S_DEST_FAILS)
+			T_ASSERT(munmap(d.mem + LEN - 4096, 4096) == 0);
 		/* The ranges were unmapped: the address is free again. */
 		p = mmap(d.mem, LEN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 		T_ASSERT(p == d.mem, "destination range still mapped after cancel");
@@ -596,15 +618,43 @@ static void *drain(void *arg)
 	return NULL;
 }
 
-/* A destination that answers the switchover with garbage, or asks for a
- * page outside the layout: the source refuses, without crashing. */
+struct hostile_src {
+	int kind;
+	int urgent_peer;
+	bool paused;
+};
+
+static void hostile_request(int fd, int kind, uint64_t addr)
+{
+	uint8_t m[24];
+
+	hdr(m, kind == 1 ? MAGIC : 0xdeadbeef, 1, 5, 8, 0);
+	put64(m + 16, addr);
+	T_ASSERT(write(fd, m, 24) == 24);
+}
+
+/* At the pause: what the destination "sends" next arrives after switchover. */
+static int quiesce_hostile(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct hostile_src *h = ctx;
+
+	T_ASSERT(action == FL_MIGRATE_PAUSE, "resumed after switchover");
+	h->paused = true;
+	if (h->kind != 0)
+		hostile_request(h->urgent_peer, h->kind, 0x1000);	/* outside the layout */
+	return 0;
+}
+
+/* A destination that speaks garbage before switchover (kind 0: the source
+ * never pauses), or after it: a bad magic (2), a page outside the layout
+ * (1). The source refuses, without crashing. */
 static int test_hostile_source(void *arg)
 {
 	int kind = (int)(uintptr_t)arg;
+	struct hostile_src hs = { .kind = kind };
 	int bulk_peer, bulk, urgent_peer, urgent, r;
 	struct fl_migrate_range range;
 	struct fl_migrate_source *src;
-	uint8_t m[24];
 	pthread_t thr;
 	uint8_t *mem = t_map(FL_MEM_ANON, 64 * 4096, NULL);
 
@@ -616,16 +666,15 @@ static int test_hostile_source(void *arg)
 	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
 		.bulk_fd = bulk, .urgent_fd = urgent, .mode = FL_MIGRATE_POSTCOPY,
-		.flags = FL_MIGRATE_NO_PUSH, .quiesce = quiesce_nop, .log = dst_log }, &src));
-	if (kind == 0) {
-		hdr(m, 0xdeadbeef, 1, 5, 8, 0);
-	} else {
-		hdr(m, MAGIC, 1, 5, 8, 0);
-		put64(m + 16, (uint64_t)(uintptr_t)mem + 64 * 4096);
-	}
-	T_ASSERT(write(urgent_peer, m, 24) == 24);
+		.flags = FL_MIGRATE_NO_PUSH, .quiesce = quiesce_hostile, .quiesce_ctx = &hs,
+		.log = dst_log }, &src));
+	hs.urgent_peer = urgent_peer;
+	if (kind == 0)
+		hostile_request(urgent_peer, kind, (uint64_t)(uintptr_t)mem);
 	r = fl_migrate_source_run(src);
-	T_ASSERT(r == (kind == 0 ? -EPROTO : -ERANGE), "run: %d", r);
+	T_ASSERT(r == (kind == 1 ? -ERANGE : -EPROTO), "run: %d", r);
+	T_ASSERT(hs.paused == (kind != 0));
+	memset(mem, 2, 64 * 4096);	/* still the application's, and writable */
 	fl_migrate_source_free(src);
 	close(bulk);
 	pthread_join(thr, NULL);
@@ -677,7 +726,8 @@ static int test_bad_opts(void *arg)
 	{ "ondemand-postcopy-" memname, test_migrate, MC(S_NOPUSH, FL_MIGRATE_POSTCOPY, mem), 120, HUGE(mem) }, \
 	{ "ondemand-hybrid-" memname, test_migrate, MC(S_NOPUSH, FL_MIGRATE_HYBRID, mem), 120, HUGE(mem) }, \
 	{ "source-killed-" memname, test_migrate, MC(S_KILL, FL_MIGRATE_POSTCOPY, mem), 120, HUGE(mem) }, \
-	{ "cancel-" memname, test_migrate, MC(S_CANCEL, FL_MIGRATE_HYBRID, mem), 120, HUGE(mem) }
+	{ "cancel-" memname, test_migrate, MC(S_CANCEL, FL_MIGRATE_HYBRID, mem), 120, HUGE(mem) }, \
+	{ "dest-fails-" memname, test_migrate, MC(S_DEST_FAILS, FL_MIGRATE_HYBRID, mem), 120, HUGE(mem) }
 
 static const struct t_case cases[] = {
 	PER_MEM(FL_MEM_ANON, "anon"),
@@ -690,8 +740,9 @@ static const struct t_case cases[] = {
 	{ "hostile-dest-range", test_hostile_dest, (void *)(uintptr_t)H_RANGE, 30, 0 },
 	{ "hostile-dest-checksum", test_hostile_dest, (void *)(uintptr_t)H_CSUM, 30, 0 },
 	{ "hostile-dest-truncated", test_hostile_dest, (void *)(uintptr_t)H_TRUNC, 30, 0 },
-	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)0, 30, 0 },
+	{ "hostile-source-before-switchover", test_hostile_source, (void *)(uintptr_t)0, 30, 0 },
 	{ "hostile-source-range", test_hostile_source, (void *)(uintptr_t)1, 30, 0 },
+	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)2, 30, 0 },
 	{ "address-in-use", test_hostile_dest, (void *)(uintptr_t)H_IN_USE, 30, 0 },
 	{ "bad-opts", test_bad_opts, NULL, 30, 0 },
 };
