@@ -53,7 +53,12 @@
  * destination's fail-closed rules, below, keep it from running on wrong
  * memory). Before switchover — an error, or fl_migrate_source_cancel() —
  * the source frees its watches, calls quiesce(FL_MIGRATE_RESUME) if it had
- * paused, and its memory is intact and writable.
+ * paused, and its memory is intact and writable. A destination that fails
+ * sends ERROR on the urgent channel; before switchover the source looks
+ * for it between pages, and while a bulk send is blocked, so it stops with
+ * the destination's reason and does not pause. The source has no timeout
+ * of its own yet: a destination that hangs without closing its sockets
+ * stalls fl_migrate_source_run() (the caller may shut the sockets down).
  *
  * Destination page installation: a page arriving for a page not yet
  * present is installed with UFFDIO_COPY (atomic for concurrent faulters).
