@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -715,6 +716,71 @@ static int test_bad_opts(void *arg)
 	return T_PASS;
 }
 
+/* The sz rules of faultline(7) "Conventions", in and out. */
+static int test_opts(void *arg)
+{
+	uint8_t *mem = t_map(FL_MEM_ANON, 4 * 4096, NULL);
+	struct fl_migrate_range range = { mem, 4 * 4096, FL_MEM_ANON };
+	struct {
+		struct fl_migrate_source_opts o;
+		uint8_t tail[24];
+	} so = { .o = { .ranges = &range, .nranges = 1, .bulk_fd = 3, .urgent_fd = 4,
+			.quiesce = quiesce_nop } };
+	struct {
+		struct fl_migrate_dest_opts o;
+		uint8_t tail[24];
+	} dso = { .o = { .bulk_fd = 3, .urgent_fd = 4, .resume = never_resume } };
+	struct {
+		struct fl_migrate_stats s;
+		uint8_t tail[24];
+	} st;
+	struct fl_migrate_source *src;
+	struct fl_migrate_dest *dst;
+
+	(void)arg;
+	so.o.sz = sizeof(so);		/* a newer caller, zero tail: accepted */
+	T_OK(fl_migrate_source_new(&so.o, &src));
+	memset(&st, 0xee, sizeof(st));
+	st.s.sz = sizeof(st);
+	T_OK(fl_migrate_source_stats(src, &st.s));
+	T_ASSERT_EQ(st.s.sz, sizeof(st));
+	for (size_t i = 0; i < sizeof(st.tail); i++)
+		T_ASSERT_EQ(st.tail[i], 0);
+	T_ASSERT_EQ(st.s.pages_sent, 0);
+	/* An older caller's smaller struct: nothing written past its sz. */
+	memset(&st, 0xee, sizeof(st));
+	st.s.sz = offsetof(struct fl_migrate_stats, rounds);
+	T_OK(fl_migrate_source_stats(src, &st.s));
+	T_ASSERT_EQ(st.s.downtime_ns, 0);
+	T_ASSERT_EQ(st.s.rounds, 0xeeeeeeeeu);
+	st.s.sz = 0;
+	T_ASSERT_EQ(fl_migrate_source_stats(src, &st.s), -EINVAL);
+	fl_migrate_source_free(src);
+	so.tail[5] = 1;			/* a field this build does not know */
+	T_ASSERT_EQ(fl_migrate_source_new(&so.o, &src), -E2BIG);
+	so.tail[5] = 0;
+	so.o.sz = 8192;
+	T_ASSERT_EQ(fl_migrate_source_new(&so.o, &src), -E2BIG);
+	T_ASSERT_EQ(fl_migrate_source_new(NULL, &src), -EINVAL);
+
+	dso.o.sz = sizeof(dso);
+	T_OK(fl_migrate_dest_new(&dso.o, &dst));
+	memset(&st, 0xee, sizeof(st));
+	st.s.sz = sizeof(st);
+	T_OK(fl_migrate_dest_stats(dst, &st.s));
+	T_ASSERT_EQ(st.tail[0], 0);
+	T_ASSERT_EQ(st.s.requests, 0);
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), -EINVAL);	/* not started */
+	fl_migrate_dest_free(dst);
+	dso.tail[23] = 1;
+	T_ASSERT_EQ(fl_migrate_dest_new(&dso.o, &dst), -E2BIG);
+	dso.tail[23] = 0;
+	dso.o.sz = 0;
+	T_ASSERT_EQ(fl_migrate_dest_new(&dso.o, &dst), -EINVAL);
+	T_ASSERT_EQ(fl_migrate_dest_new(NULL, &dst), -EINVAL);
+	return T_PASS;
+}
+
 #define MC(sc, mode, mem) (&(struct mcase){ sc, mode, mem })
 #define HUGE(mem) ((mem) == FL_MEM_HUGETLB ? T_HUGE_PAGES : 0u)
 #define MODES(sc, name, mem, memname)                                                              \
@@ -745,6 +811,7 @@ static const struct t_case cases[] = {
 	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)2, 30, 0 },
 	{ "address-in-use", test_hostile_dest, (void *)(uintptr_t)H_IN_USE, 30, 0 },
 	{ "bad-opts", test_bad_opts, NULL, 30, 0 },
+	{ "opts", test_opts, NULL, 30, 0 },
 };
 
 int main(int argc, char **argv)
