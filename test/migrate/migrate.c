@@ -602,6 +602,65 @@ static int test_hostile_dest(void *arg)
 	return T_PASS;
 }
 
+static void resume_flag(const void *blob, size_t blob_len, void *ctx)
+{
+	(void)blob;
+	T_ASSERT_EQ(blob_len, 3);
+	atomic_store((_Atomic bool *)ctx, true);
+}
+
+/*
+ * A source that switches over and then hangs: alive, connected, silent.
+ * The faulting thread must not wait forever: after timeout_ms the page is
+ * poisoned (SIGBUS) and wait says -ETIMEDOUT.
+ */
+static int test_silent_source(void *arg)
+{
+	int bulk_peer, bulk, urgent_peer, urgent, r;
+	struct fl_migrate_dest *dst;
+	_Atomic bool resumed = false;
+	uint8_t m[48 + 16 + 16 + 2 + 3];
+	uint64_t v = 0, t0;
+	uint8_t *mem = (uint8_t *)(uintptr_t)(HOSTILE_ADDR + (1ull << 30));
+
+	(void)arg;
+	tcp_pair(&bulk_peer, &bulk);
+	tcp_pair(&urgent_peer, &urgent);
+	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.resume = resume_flag, .resume_ctx = &resumed, .timeout_ms = 300, .log = dst_log }, &dst));
+	T_OK(fl_migrate_dest_start(dst));
+	hdr(m, MAGIC, 1, 1, 32, 0);
+	put32(m + 16, 1);
+	put32(m + 20, 0);
+	put64(m + 24, (uint64_t)(uintptr_t)mem);
+	put64(m + 32, 16 * 4096);
+	put32(m + 40, FL_MEM_ANON);
+	put32(m + 44, 4096);
+	hdr(m + 48, MAGIC, 1, 4, 16 + 2 + 3, 0);	/* SWITCHOVER: nothing present, blob "abc" */
+	put64(m + 64, 16);
+	put64(m + 72, 3);
+	m[80] = m[81] = 0;
+	memcpy(m + 82, "abc", 3);
+	T_ASSERT(write(bulk_peer, m, sizeof(m)) == (ssize_t)sizeof(m));
+	T_ASSERT(T_WAIT_FOR(atomic_load(&resumed), 10000), "never resumed");
+	t0 = t_now_ns();
+	T_ASSERT(read_or_sigbus((const volatile uint64_t *)(const void *)(mem + 5 * 4096), &v) == 1,
+		 "read %llu from a page its source never sent", (unsigned long long)v);
+	/* Not before the timeout: the request was waited for. */
+	T_ASSERT(t_now_ns() - t0 >= 250000000ull, "SIGBUS after %llu ns", (unsigned long long)(t_now_ns() - t0));
+	r = fl_migrate_dest_wait(dst);
+	T_ASSERT_EQ(r, -ETIMEDOUT);
+	/* Every other page too, also for a thread that comes later. */
+	T_ASSERT(read_or_sigbus((const volatile uint64_t *)(const void *)(mem + 15 * 4096), &v) == 1);
+	fl_migrate_dest_free(dst);
+	close(bulk_peer);
+	close(urgent_peer);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
 static int quiesce_nop(enum fl_migrate_quiesce action, void *ctx)
 {
 	(void)action;
@@ -810,6 +869,7 @@ static const struct t_case cases[] = {
 	{ "hostile-source-range", test_hostile_source, (void *)(uintptr_t)1, 30, 0 },
 	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)2, 30, 0 },
 	{ "address-in-use", test_hostile_dest, (void *)(uintptr_t)H_IN_USE, 30, 0 },
+	{ "silent-source", test_silent_source, NULL, 30, 0 },
 	{ "bad-opts", test_bad_opts, NULL, 30, 0 },
 	{ "opts", test_opts, NULL, 30, 0 },
 };
