@@ -262,8 +262,8 @@ FL_API int fl_migrate_dest_start(struct fl_migrate_dest *dest);
  * the application's), or the error (the table above; -ECANCELED: the
  * source cancelled; -EEXIST: a range's address is in use; -EOPNOTSUPP:
  * the kernel cannot register a memory type; -ETIMEDOUT: timeout_ms of
- * silence). After an error before switchover the ranges are unmapped;
- * after switchover missing pages are poisoned (SIGBUS).
+ * silence), -EINVAL (not started). After an error before switchover the
+ * ranges are unmapped; after switchover missing pages are poisoned (SIGBUS).
  */
 FL_API int fl_migrate_dest_wait(struct fl_migrate_dest *dest);
 FL_API int fl_migrate_dest_stats(const struct fl_migrate_dest *dest,
