@@ -29,7 +29,11 @@
 
 #define BLK 4096u			/* the writers' unit, in every memory type */
 #define LEN (8u << 20)
-#define NBLK (LEN / BLK)
+/* Blocks in the case's memory: LEN, or 3 * LEN for the mixed layout (set
+ * before the source is forked; each case runs in a process of its own). */
+static size_t g_nblk = LEN / BLK;
+#define NBLK g_nblk
+#define MIXED 3			/* mcase.mem: anon, shmem and hugetlb ranges, LEN each */
 #define NWRITERS 4
 
 enum scenario {
@@ -50,12 +54,20 @@ static uint64_t case_addr(const struct mcase *c)
 {
 	/* Far from where mmap places things, one slot per case; the
 	 * destination's NOREPLACE would say -EEXIST, never overwrite. */
-	return 0x5f0000000000ull + ((uint64_t)c->scenario * 9 + (uint64_t)c->mode * 3 + c->mem) * (64ull << 20);
+	return 0x5f0000000000ull + ((uint64_t)c->scenario * 16 + (uint64_t)c->mode * 4 + c->mem) * (64ull << 20);
 }
 
 static size_t mem_page(enum fl_mem_type mem)
 {
 	return mem == FL_MEM_HUGETLB ? (2u << 20) : 4096u;
+}
+
+/* Pages of the layout (what the source's round 1 sends). */
+static uint64_t case_pages(const struct mcase *c)
+{
+	if (c->mem == MIXED)
+		return 2 * (LEN / 4096) + LEN / (2u << 20);
+	return LEN / mem_page(c->mem);
 }
 
 /* ---- the source process ------------------------------------------------ */
@@ -190,10 +202,17 @@ static int source_main(const struct mcase *c, int port)
 {
 	struct world w = { 0 };
 	struct fl_migrate_stats st = { .sz = sizeof(st) };
-	struct fl_migrate_range range;
+	struct fl_migrate_range range[3];
+	unsigned nranges = c->mem == MIXED ? 3 : 1;
 	int bulk, urgent, r;
 
-	w.mem = map_at(case_addr(c), c->mem, LEN);
+	/* Mixed: three adjacent mappings, one memory of 3 * LEN to the writers. */
+	for (unsigned i = 0; i < nranges; i++) {
+		enum fl_mem_type mem = c->mem == MIXED ? (enum fl_mem_type)i : c->mem;
+
+		range[i] = (struct fl_migrate_range){ map_at(case_addr(c) + i * LEN, mem, LEN), LEN, mem };
+	}
+	w.mem = range[0].addr;
 	w.hashes = calloc(NBLK, sizeof(uint64_t));
 	T_ASSERT(w.hashes != NULL);
 	pthread_rwlock_init(&w.lock, NULL);
@@ -208,10 +227,9 @@ static int source_main(const struct mcase *c, int port)
 	}
 	bulk = tcp_connect(port, 'B');
 	urgent = tcp_connect(port, 'U');
-	range = (struct fl_migrate_range){ w.mem, LEN, c->mem };
 	w.cancel_on_round = c->scenario == S_CANCEL;
 	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
-		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
+		.sz = sizeof(struct fl_migrate_source_opts), .ranges = range, .nranges = nranges,
 		.bulk_fd = bulk, .urgent_fd = urgent, .mode = c->mode,
 		.flags = c->scenario == S_NOPUSH || c->scenario == S_KILL ? FL_MIGRATE_NO_PUSH : 0,
 		.quiesce = quiesce, .quiesce_ctx = &w, .blob = w.hashes, .blob_len = NBLK * sizeof(uint64_t),
@@ -235,8 +253,8 @@ static int source_main(const struct mcase *c, int port)
 			T_ASSERT(q[0] == q[BLK / 8 - 1], "block %zu torn at the source after cancel", b);
 			T_ASSERT(block_hot(b) ? q[0] > 0 : q[0] == 0, "block %zu lost its counter", b);
 		}
-		memset(w.mem, 0x5a, LEN);
-		T_ASSERT(w.mem[LEN - 1] == 0x5a);
+		memset(w.mem, 0x5a, NBLK * BLK);
+		T_ASSERT(w.mem[NBLK * BLK - 1] == 0x5a);
 		fl_migrate_source_free(w.src);
 		return 0;
 	}
@@ -249,7 +267,7 @@ static int source_main(const struct mcase *c, int port)
 		T_ASSERT_EQ(st.rounds, 0);
 	} else {
 		T_ASSERT(st.rounds >= 1);
-		T_ASSERT_EQ(st.pages_per_round[0], LEN / mem_page(c->mem));
+		T_ASSERT_EQ(st.pages_per_round[0], case_pages(c));
 	}
 	if (c->scenario == S_NOPUSH)
 		T_ASSERT_EQ(st.pushed, 0);
@@ -374,12 +392,13 @@ static int test_migrate(void *arg)
 	int lfd, port, bulk = -1, urgent = -1, status, r;
 	pid_t pid;
 
-	if (c->mem == FL_MEM_SHMEM)
+	if (c->mem == FL_MEM_SHMEM || c->mem == MIXED)
 		t_require_needs(T_MISSING_SHMEM);
-	if (c->mem == FL_MEM_HUGETLB) {
+	if (c->mem == FL_MEM_HUGETLB || c->mem == MIXED) {
 		t_require_needs(T_MISSING_HUGETLB);
 		t_need_huge(2 * LEN);
 	}
+	g_nblk = (c->mem == MIXED ? 3 : 1) * LEN / BLK;
 	d.mem = (uint8_t *)(uintptr_t)case_addr(c);
 	d.hashes = calloc(NBLK, sizeof(uint64_t));
 	T_ASSERT(d.hashes != NULL);
@@ -438,9 +457,9 @@ static int test_migrate(void *arg)
 		if (c->scenario == S_DEST_FAILS)
 			T_ASSERT(munmap(d.mem + LEN - 4096, 4096) == 0);
 		/* The ranges were unmapped: the address is free again. */
-		p = mmap(d.mem, LEN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		p = mmap(d.mem, NBLK * BLK, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 		T_ASSERT(p == d.mem, "destination range still mapped after cancel");
-		munmap(p, LEN);
+		munmap(p, NBLK * BLK);
 	} else {
 		T_ASSERT(r == 0, "wait: %d (%s)", r, strerror(-r));
 		if (d.reader_started)
@@ -457,15 +476,15 @@ static int test_migrate(void *arg)
 		T_ASSERT(st.pages_received > 0);
 		if (c->scenario == S_NOPUSH && c->mode == FL_MIGRATE_HYBRID) {
 			/* Only what was written after the last round. */
-			T_ASSERT(st.requests < LEN / mem_page(c->mem));
+			T_ASSERT(st.requests < case_pages(c));
 		} else if (c->scenario == S_NOPUSH) {
 			/* Every page came on request, and each was asked once. */
-			T_ASSERT_EQ(st.requests, LEN / mem_page(c->mem));
+			T_ASSERT_EQ(st.requests, case_pages(c));
 			T_ASSERT(st.request_p50_ns > 0 && st.request_p50_ns <= st.request_p99_ns &&
 				 st.request_p99_ns <= st.request_max_ns * 2);
 		}
 		/* Writable, as the application's own memory. */
-		memset(d.mem, 0x33, LEN);
+		memset(d.mem, 0x33, NBLK * BLK);
 	}
 	T_OK(t_wait_pid(pid, 30000, &status));
 	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "source status 0x%x", status);
@@ -841,7 +860,7 @@ static int test_opts(void *arg)
 }
 
 #define MC(sc, mode, mem) (&(struct mcase){ sc, mode, mem })
-#define HUGE(mem) ((mem) == FL_MEM_HUGETLB ? T_HUGE_PAGES : 0u)
+#define HUGE(mem) ((mem) == FL_MEM_HUGETLB || (mem) == MIXED ? T_HUGE_PAGES : 0u)
 #define MODES(sc, name, mem, memname)                                                              \
 	{ name "-precopy-" memname, test_migrate, MC(sc, FL_MIGRATE_PRECOPY, mem), 120, HUGE(mem) }, \
 	{ name "-postcopy-" memname, test_migrate, MC(sc, FL_MIGRATE_POSTCOPY, mem), 120, HUGE(mem) }, \
@@ -858,6 +877,11 @@ static const struct t_case cases[] = {
 	PER_MEM(FL_MEM_ANON, "anon"),
 	PER_MEM(FL_MEM_SHMEM, "shmem"),
 	PER_MEM(FL_MEM_HUGETLB, "hugetlb"),
+	/* One layout of three ranges, one of each type: pages numbered across
+	 * ranges, the switchover bitmap over all of them. */
+	MODES(S_MIGRATE, "migrate", MIXED, "mixed"),
+	{ "ondemand-postcopy-mixed", test_migrate, MC(S_NOPUSH, FL_MIGRATE_POSTCOPY, MIXED), 120, T_HUGE_PAGES },
+	{ "source-killed-mixed", test_migrate, MC(S_KILL, FL_MIGRATE_POSTCOPY, MIXED), 120, T_HUGE_PAGES },
 	{ "hostile-dest-magic", test_hostile_dest, (void *)(uintptr_t)H_MAGIC, 30, 0 },
 	{ "hostile-dest-version", test_hostile_dest, (void *)(uintptr_t)H_VERSION, 30, 0 },
 	{ "hostile-dest-type", test_hostile_dest, (void *)(uintptr_t)H_TYPE, 30, 0 },
