@@ -308,7 +308,7 @@ static int send_marked(struct fl_migrate_source *s, const uint8_t *bits)
  */
 static int precopy(struct fl_migrate_source *s, uint8_t *dirty)
 {
-	uint64_t max_npages = 0, prev = UINT64_MAX;
+	uint64_t max_npages = 0;
 	void **pages;
 	int r;
 
@@ -357,10 +357,8 @@ static int precopy(struct fl_migrate_source *s, uint8_t *dirty)
 		}
 		/* Stop when another round would not shrink what is left for
 		 * the switchover, or nothing is. */
-		if (w == 0 || (uint64_t)w >= prev || (round > 1 && (uint64_t)w >= n) ||
-		    round >= s->opts.max_rounds)
+		if (w == 0 || (uint64_t)w >= n || round >= s->opts.max_rounds)
 			break;
-		prev = (uint64_t)w;
 	}
 	free(pages);
 	return r;
@@ -422,6 +420,9 @@ static void *urgent_main(void *arg)
 	}
 	free(buf);
 	atomic_store(&s->urgent_result, r);
+	/* Ends a push blocked on a bulk channel the destination no longer
+	 * reads (it stops once it has every page, or failed). */
+	fl__eventfd_signal(s->stop_fd);
 	return NULL;
 }
 
@@ -499,8 +500,8 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 	if (r)
 		return r;
 	*ret_switched = true;
-	/* Requests now; the push waits on its own channel only. */
-	s->bulk.abort_fd = -1;
+	/* Requests now: the push gives up a blocked send only at the end. */
+	s->bulk.abort_fd = s->stop_fd;
 	atomic_store(&s->state, SRC_POSTCOPY);
 	r = -pthread_create(&thr, NULL, urgent_main, s);
 	if (r)
@@ -510,7 +511,9 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 	if (r)	/* the urgent thread waits for nothing more */
 		fl__eventfd_signal(s->stop_fd);
 	pthread_join(thr, NULL);
-	if (!r)
+	/* DONE is the destination's word that it has every page, whatever
+	 * became of a push it stopped reading. */
+	if (!r || atomic_load(&s->urgent_result) == 0)
 		r = atomic_load(&s->urgent_result);
 	return r;
 }
