@@ -763,6 +763,104 @@ static int test_hostile_source(void *arg)
 	return T_PASS;
 }
 
+#define FLOOD 20000
+
+struct flood {
+	int fd;
+	uint64_t base;
+	uint64_t answered_bytes;
+};
+
+/* 20000 requests as fast as the socket takes them, then DONE. */
+static void *flood_requests(void *arg)
+{
+	struct flood *f = arg;
+	uint8_t m[24];
+
+	for (unsigned i = 0; i < FLOOD; i++) {
+		hdr(m, MAGIC, 1, 5, 8, 0);
+		put64(m + 16, f->base + (i % 64) * 4096);
+		T_ASSERT(write(f->fd, m, sizeof(m)) == (ssize_t)sizeof(m));
+	}
+	hdr(m, MAGIC, 1, 7, 0, 0);
+	T_ASSERT(write(f->fd, m, 16) == 16);
+	return NULL;
+}
+
+static void *flood_answers(void *arg)
+{
+	struct flood *f = arg;
+	static uint8_t buf[1 << 16];
+	/* Every answer is a whole page: header, prefix, 4096 bytes. */
+	uint64_t want = (uint64_t)FLOOD * (16 + 16 + 4096);
+
+	while (f->answered_bytes < want) {
+		ssize_t n = read(f->fd, buf, sizeof(buf));
+
+		T_ASSERT(n > 0, "answers stopped after %llu bytes", (unsigned long long)f->answered_bytes);
+		f->answered_bytes += (uint64_t)n;
+	}
+	return NULL;
+}
+
+struct flood_src {
+	struct flood f;
+	pthread_t requester;
+};
+
+static int quiesce_flood(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct flood_src *fs = ctx;
+
+	T_ASSERT(action == FL_MIGRATE_PAUSE);
+	T_ASSERT(pthread_create(&fs->requester, NULL, flood_requests, &fs->f) == 0);
+	return 0;
+}
+
+/* A destination that floods the source with requests (every page many
+ * times over): each is answered, the source neither crashes nor stalls,
+ * and ends on DONE. */
+static int test_flood(void *arg)
+{
+	int bulk_peer, bulk, urgent_peer, urgent;
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_range range;
+	struct fl_migrate_source *src;
+	struct flood_src fs = { 0 };
+	struct flood answers = { 0 };
+	pthread_t drainer, answerer;
+	uint8_t *mem = t_map(FL_MEM_ANON, 64 * 4096, NULL);
+
+	(void)arg;
+	memset(mem, 1, 64 * 4096);
+	tcp_pair(&bulk, &bulk_peer);
+	tcp_pair(&urgent, &urgent_peer);
+	T_ASSERT(pthread_create(&drainer, NULL, drain, (void *)(intptr_t)bulk_peer) == 0);
+	fs.f = (struct flood){ .fd = urgent_peer, .base = (uint64_t)(uintptr_t)mem };
+	answers.fd = urgent_peer;
+	T_ASSERT(pthread_create(&answerer, NULL, flood_answers, &answers) == 0);
+	range = (struct fl_migrate_range){ mem, 64 * 4096, FL_MEM_ANON };
+	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
+		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
+		.bulk_fd = bulk, .urgent_fd = urgent, .mode = FL_MIGRATE_POSTCOPY,
+		.flags = FL_MIGRATE_NO_PUSH, .quiesce = quiesce_flood, .quiesce_ctx = &fs,
+		.log = dst_log }, &src));
+	T_OK(fl_migrate_source_run(src));
+	T_OK(fl_migrate_source_stats(src, &st));
+	T_ASSERT_EQ(st.requests, FLOOD);
+	T_ASSERT_EQ(st.pushed, 0);
+	pthread_join(fs.requester, NULL);
+	pthread_join(answerer, NULL);
+	T_ASSERT_EQ(answers.answered_bytes, (uint64_t)FLOOD * (16 + 16 + 4096));
+	fl_migrate_source_free(src);
+	close(bulk);
+	pthread_join(drainer, NULL);
+	close(bulk_peer);
+	close(urgent);
+	close(urgent_peer);
+	return T_PASS;
+}
+
 static int test_bad_opts(void *arg)
 {
 	struct fl_migrate_source *src;
@@ -894,6 +992,7 @@ static const struct t_case cases[] = {
 	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)2, 30, 0 },
 	{ "address-in-use", test_hostile_dest, (void *)(uintptr_t)H_IN_USE, 30, 0 },
 	{ "silent-source", test_silent_source, NULL, 30, 0 },
+	{ "hostile-source-flood", test_flood, NULL, 60, 0 },
 	{ "bad-opts", test_bad_opts, NULL, 30, 0 },
 	{ "opts", test_opts, NULL, 30, 0 },
 };
