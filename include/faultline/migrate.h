@@ -239,7 +239,8 @@ FL_API int fl_migrate_source_run(struct fl_migrate_source *source);
  * begun (too late: the migration completes or fails).
  */
 FL_API int fl_migrate_source_cancel(struct fl_migrate_source *source);
-/* Statistics so far (stats->sz set by the caller). 0 or -EINVAL. */
+/* Statistics so far (stats->sz set by the caller), also from another thread
+ * while run runs (total_ns is set when it returns). 0 or -EINVAL. */
 FL_API int fl_migrate_source_stats(const struct fl_migrate_source *source,
 				   struct fl_migrate_stats *stats);
 /* Accepts NULL; returns NULL. Not while run is running. */

@@ -47,7 +47,8 @@ struct fl_migrate_dest {
 	pthread_cond_t end_cond;
 	bool ended;
 	int result;
-	uint64_t t_start, total_ns;
+	uint64_t t_start;
+	_Atomic uint64_t total_ns;	/* set at the end; stats may read it before */
 	_Atomic uint64_t pages_received, zero_pages, requests;
 	struct fl__hist lat;
 };
@@ -233,7 +234,7 @@ static void finish(struct fl_migrate_dest *d, int result)
 	if (result < 0)
 		fl__mig_send_error(&d->urgent, result);
 	d->result = result;
-	d->total_ns = fl__now_ns() - d->t_start;
+	atomic_store(&d->total_ns, fl__now_ns() - d->t_start);
 	d->ended = true;
 	fl__eventfd_signal(d->stop_fd);
 	pthread_cond_broadcast(&d->end_cond);
@@ -716,7 +717,7 @@ int fl_migrate_dest_stats(const struct fl_migrate_dest *dst, struct fl_migrate_s
 	r = fl__opts_out_check(stats);
 	if (r)
 		return r;
-	st.total_ns = d->total_ns;
+	st.total_ns = atomic_load(&d->total_ns);
 	st.pages_received = atomic_load(&d->pages_received);
 	st.zero_pages = atomic_load(&d->zero_pages);
 	st.requests = atomic_load(&d->requests);

@@ -39,9 +39,10 @@ struct fl_migrate_source {
 	uint64_t t_start, t_pause;
 	_Atomic uint64_t downtime_ns;
 	_Atomic uint64_t pages_sent, zero_pages, requests, pushed;
-	uint64_t total_ns;
-	unsigned rounds;
-	uint64_t pages_per_round[FL_MIGRATE_MAX_ROUNDS];
+	/* Atomics: fl_migrate_source_stats() may read them while run runs. */
+	_Atomic uint64_t total_ns;
+	_Atomic unsigned rounds;
+	_Atomic uint64_t pages_per_round[FL_MIGRATE_MAX_ROUNDS];
 };
 
 int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
@@ -338,8 +339,8 @@ static int precopy(struct fl_migrate_source *s, uint8_t *dirty)
 		r = send_marked(s, dirty);
 		if (r)
 			break;
-		s->pages_per_round[round - 1] = n;
-		s->rounds = round;
+		atomic_store(&s->pages_per_round[round - 1], n);
+		atomic_store(&s->rounds, round);
 		fl__mig_put32(rp, round);
 		fl__mig_put32(rp + 4, (uint32_t)FL_MIN(n, UINT32_MAX));
 		r = fl__mig_send(&s->bulk, FL_MIG_ROUND, 0, rp, sizeof(rp), NULL, 0);
@@ -573,7 +574,7 @@ out:
 	if (r && r != -ECANCELED)
 		fl__log(&s->log, FL_LOG_ERROR, "migrate: source failed %s switchover: %s",
 			switched ? "after" : "before", strerror(-r));
-	s->total_ns = fl__now_ns() - s->t_start;
+	atomic_store(&s->total_ns, fl__now_ns() - s->t_start);
 	atomic_store(&s->state, SRC_OVER);
 	free(dirty);
 	return r;
@@ -591,9 +592,10 @@ int fl_migrate_source_stats(const struct fl_migrate_source *src, struct fl_migra
 	if (r)
 		return r;
 	st.downtime_ns = atomic_load(&s->downtime_ns);
-	st.total_ns = s->total_ns;
-	st.rounds = s->rounds;
-	memcpy(st.pages_per_round, s->pages_per_round, sizeof(st.pages_per_round));
+	st.total_ns = atomic_load(&s->total_ns);
+	st.rounds = atomic_load(&s->rounds);
+	for (unsigned i = 0; i < FL_MIGRATE_MAX_ROUNDS; i++)
+		st.pages_per_round[i] = atomic_load(&s->pages_per_round[i]);
 	st.pages_sent = atomic_load(&s->pages_sent);
 	st.bytes_sent = atomic_load(&s->bulk.bytes_sent) + atomic_load(&s->urgent.bytes_sent);
 	st.zero_pages = atomic_load(&s->zero_pages);
