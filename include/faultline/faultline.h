@@ -18,5 +18,6 @@
 #include <faultline/space.h>
 #include <faultline/workingset.h>
 #include <faultline/client.h>
+#include <faultline/migrate.h>
 
 #endif

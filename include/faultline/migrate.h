@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Live migration of memory (foundation): move ranges of a running process's
+ * memory to another process, on this host or another, with precopy rounds
+ * over a write watch, a short switchover, and postcopy fetch on demand.
+ *
+ * Roles. The SOURCE process owns the memory and the application; the
+ * DESTINATION process maps the same ranges at the same addresses and
+ * resumes the application there. Each side gets two connected stream
+ * sockets from its caller, the BULK channel (layout, precopy pages,
+ * switchover, background push) and the URGENT channel (page requests of
+ * faulting threads and their answers, completion). Connection setup stays
+ * outside the library so that TLS or another transport can wrap the
+ * sockets later without changing this API.
+ *
+ * Memory: each range is private anonymous memory, a MAP_SHARED mapping of
+ * a memfd/shmem object, or hugetlb memory (private or a MAP_SHARED memfd),
+ * readable and writable, page-aligned (2 MiB for hugetlb). The destination
+ * maps anonymous ranges as private anonymous memory and shmem and hugetlb
+ * ranges as MAP_SHARED mappings of a memfd of its own (MFD_HUGETLB for
+ * hugetlb), at the same addresses with MAP_FIXED_NOREPLACE: an address in
+ * use is -EEXIST.
+ *
+ * Modes:
+ *  - FL_MIGRATE_PRECOPY: rounds (below), then stop-and-copy: the
+ *    application is paused, the pages written since the last round are
+ *    sent, then the destination resumes with every page present.
+ *  - FL_MIGRATE_POSTCOPY: no rounds: the application is paused at once,
+ *    the destination resumes with no page present, and fetches each
+ *    page when it faults, while the source pushes the rest in the
+ *    background.
+ *  - FL_MIGRATE_HYBRID: rounds, then switchover as in POSTCOPY: the pages
+ *    written since the last round are fetched on demand and pushed.
+ * Rounds: round 1 sends every page while a write watch (<faultline/watch.h>)
+ * records what the application writes meanwhile; each later round sends the
+ * pages written since the previous one. Rounds stop when the written set
+ * stops shrinking, when it is empty, or after max_rounds.
+ *
+ * Switchover: the source calls quiesce(FL_MIGRATE_PAUSE) (the application
+ * must stop writing the ranges before it returns), reads the final written
+ * set, and sends it with the application blob, which is read AFTER the
+ * pause returns, so the callback may fill it with the application's state
+ * at that instant. The destination discards its copy of every page in the
+ * final set (those fault and are fetched again), calls resume(blob), then
+ * serves faults. Downtime is pause -> destination resumed, measured at the
+ * source up to the arrival of the destination's RESUMED message.
+ *
+ * After switchover the source's memory is only read. The source never
+ * resumes the application itself after the switchover message is sent (the
+ * destination may be running it): when fl_migrate_source_run() returns 0
+ * the destination holds every page and the source may exit or unmap the
+ * ranges; on an error after switchover the caller decides (the
+ * destination's fail-closed rules, below, keep it from running on wrong
+ * memory). Before switchover — an error, or fl_migrate_source_cancel() —
+ * the source frees its watches, calls quiesce(FL_MIGRATE_RESUME) if it had
+ * paused, and its memory is intact and writable. A destination that fails
+ * sends ERROR on the urgent channel; before switchover the source looks
+ * for it between pages, and while a bulk send is blocked, so it stops with
+ * the destination's reason and does not pause. The source has no timeout
+ * of its own yet: a destination that hangs without closing its sockets
+ * stalls fl_migrate_source_run() (the caller may shut the sockets down).
+ *
+ * Destination page installation: a page arriving for a page not yet
+ * present is installed with UFFDIO_COPY (atomic for concurrent faulters).
+ * Before switchover the application does not run at the destination, so a
+ * page sent again by a later round is copied over the present page in
+ * place (by the library's own thread: it is present, so no fault). After
+ * switchover pages are only ever installed with UFFDIO_COPY, never written
+ * over: a late or duplicate page (urgent answer and background push racing)
+ * is EEXIST and harmless, and never overwrites what the application wrote.
+ * Discarding at switchover is MADV_DONTNEED (anonymous) or MADV_REMOVE
+ * (shmem, hugetlb), so the page is missing again and faults. The
+ * application at the destination must not discard (MADV_DONTNEED) pages of
+ * the ranges before fl_migrate_dest_wait() returns.
+ *
+ * Fail closed (destination): when, after switchover, a channel is cut
+ * (EOF, reset: immediate), a peer message is malformed, or a page request
+ * stays unanswered, with nothing else answered either, for timeout_ms (a
+ * hung source, a partition that never resets the connection), every page
+ * not yet present
+ * is poisoned: UFFDIO_POISON where the kernel has it, otherwise the page is
+ * replaced by a mapping of an empty memfd (both make the access raise
+ * SIGBUS), and the waiting faulters are woken, so they get SIGBUS, never
+ * zeros and never a hang. fl_migrate_dest_wait() then returns the error.
+ * The userfaultfd stays open until every page is present or poisoned
+ * (closing it would zero-fill missing pages). Recovery after a cut
+ * connection (reconnect and resume fetching) is NOT implemented yet: a cut
+ * is final. Before switchover an error unmaps the destination's ranges (the
+ * application never ran there).
+ *
+ * Wire protocol, version 1, all integers little-endian. Every message is a
+ * 16-byte header and `length` payload bytes (length <= 64 MiB):
+ *   u32 magic "FLMG"   u16 version (1)   u16 type   u32 length   u32 flags
+ * LAYOUT     src->dst bulk: u32 nranges (1..256), u32 reserved (0), then per
+ *            range: u64 addr, u64 len, u32 mem (enum fl_mem_type),
+ *            u32 page_size (4096, or 2 MiB for hugetlb).
+ * PAGE       src->dst bulk or urgent: u64 addr, u64 xxh3 (XXH3-64 of the
+ *            page's bytes; 0 for a zero page), then page_size bytes, or
+ *            nothing when flags has ZERO (1): a page of zeros is elided.
+ * ROUND      src->dst bulk: u32 round, u32 pages (the round's end).
+ * SWITCHOVER src->dst bulk: u64 npages (the layout's total), u64 blob_len,
+ *            ceil(npages / 8) bytes of bitmap (page i of the layout, ranges
+ *            in order, is bit i % 8 of byte i / 8: its copy is stale), then
+ *            the blob.
+ * REQUEST    dst->src urgent: u64 addr (a page the destination faulted on).
+ * RESUMED    dst->src urgent, empty: resume() returned.
+ * DONE       dst->src urgent, empty: every page is present.
+ * CANCEL     src->dst bulk, empty: the source cancelled before switchover.
+ * ERROR      either way, u32 errno: the sender failed (then it closes).
+ * Refusals (returned, and logged with the cause): another magic or version,
+ * an unknown type, a reserved field not zero or a type on the wrong channel
+ * -EPROTO; a length that does not fit the type, a bad checksum or a message
+ * cut short by EOF -EBADMSG; a page outside the layout or misaligned
+ * -ERANGE; EOF between messages -ECONNRESET.
+ *
+ * Threads: the source runs in the thread that calls fl_migrate_source_run()
+ * plus one thread serving urgent requests after switchover. The
+ * destination runs two threads (bulk, and faults + urgent). Callbacks run
+ * in those threads. Nothing here is global; objects are not shared between
+ * calls except as documented (fl_migrate_source_cancel() may be called
+ * from any thread).
+ *
+ * Kernel features: the source needs a write watch for PRECOPY and HYBRID
+ * (any backend). The destination needs userfaultfd MISSING on the
+ * memory types it receives (shmem: MISSING_SHMEM, hugetlb:
+ * MISSING_HUGETLBFS; -EOPNOTSUPP otherwise); POISON is used when present.
+ */
+#ifndef FAULTLINE_MIGRATE_H
+#define FAULTLINE_MIGRATE_H
+
+#include <faultline/common.h>
+#include <faultline/region.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct fl_migrate_source;
+struct fl_migrate_dest;
+
+enum fl_migrate_mode {
+	FL_MIGRATE_PRECOPY = 0,
+	FL_MIGRATE_POSTCOPY = 1,
+	FL_MIGRATE_HYBRID = 2,
+};
+
+/* quiesce() actions. */
+enum fl_migrate_quiesce {
+	FL_MIGRATE_PAUSE = 0,	/* stop writing the ranges; return when stopped */
+	FL_MIGRATE_RESUME = 1,	/* migration failed or was cancelled before switchover */
+};
+
+/* Return 0, or -errno to fail the migration (before switchover only). */
+typedef int (*fl_migrate_quiesce_fn)(enum fl_migrate_quiesce action, void *ctx);
+/* Called at the destination at switchover, before any fault is served. */
+typedef void (*fl_migrate_resume_fn)(const void *blob, size_t blob_len, void *ctx);
+
+struct fl_migrate_range {
+	void *addr;
+	size_t len;
+	enum fl_mem_type mem;
+};
+
+#define FL_MIGRATE_MAX_RANGES	256u
+#define FL_MIGRATE_MAX_ROUNDS	32u
+#define FL_MIGRATE_MAX_BLOB	(16u << 20)
+
+/* struct fl_migrate_source_opts.flags */
+#define FL_MIGRATE_NO_PUSH	(1u << 0)	/* postcopy: no background push, on demand only */
+
+struct fl_migrate_source_opts {
+	size_t sz;				/* sizeof(struct fl_migrate_source_opts) */
+	const struct fl_migrate_range *ranges;	/* read during fl_migrate_source_new() */
+	unsigned nranges;			/* 1..FL_MIGRATE_MAX_RANGES */
+	int bulk_fd, urgent_fd;			/* connected stream sockets; not closed */
+	enum fl_migrate_mode mode;
+	unsigned max_rounds;			/* 0: 8; at most FL_MIGRATE_MAX_ROUNDS */
+	unsigned flags;				/* FL_MIGRATE_NO_PUSH */
+	fl_migrate_quiesce_fn quiesce;		/* required */
+	void *quiesce_ctx;
+	const void *blob;			/* read after quiesce(PAUSE) returns */
+	size_t blob_len;			/* at most FL_MIGRATE_MAX_BLOB */
+	fl_log_fn log;
+	void *log_ctx;
+};
+
+struct fl_migrate_dest_opts {
+	size_t sz;				/* sizeof(struct fl_migrate_dest_opts) */
+	int bulk_fd, urgent_fd;			/* connected stream sockets; not closed */
+	fl_migrate_resume_fn resume;		/* required */
+	void *resume_ctx;
+	/* Silence that fails the migration: of the bulk channel before
+	 * switchover, of the answers to page requests after. 0: 10000 */
+	unsigned timeout_ms;
+	fl_log_fn log;
+	void *log_ctx;
+};
+
+/*
+ * Statistics. Source: downtime_ns, total_ns, rounds, pages_per_round,
+ * pages_sent, bytes_sent, zero_pages, requests (served), pushed. The
+ * destination: total_ns, pages_received, zero_pages, requests (sent),
+ * request latency (fault read -> page installed) p50/p99/max.
+ */
+struct fl_migrate_stats {
+	size_t sz;				/* sizeof(struct fl_migrate_stats) */
+	uint64_t downtime_ns;			/* pause -> destination's RESUMED arrived */
+	uint64_t total_ns;
+	unsigned rounds;			/* precopy rounds run */
+	uint64_t pages_per_round[FL_MIGRATE_MAX_ROUNDS];
+	uint64_t pages_sent;			/* every PAGE message, both channels */
+	uint64_t bytes_sent;			/* every byte written, both channels */
+	uint64_t zero_pages;			/* pages elided as zeros */
+	uint64_t requests;			/* urgent page requests */
+	uint64_t pushed;			/* pages of the background push */
+	uint64_t pages_received;		/* destination: PAGE messages */
+	uint64_t request_p50_ns, request_p99_ns, request_max_ns;
+};
+
+/*
+ * Prepare a source. Validates the ranges (aligned, non-overlapping,
+ * anonymous ranges private anonymous memory) and copies them.
+ * Errors: -EINVAL (opts, ranges, fds, mode), -E2BIG (sz), -ENOMEM.
+ */
+FL_API int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
+				 struct fl_migrate_source **ret_source);
+/*
+ * Run the migration to its end. Returns 0 when the destination has every
+ * page, -ECANCELED after fl_migrate_source_cancel(), a peer ERROR's
+ * errno, a refusal of the table above, a channel's -errno
+ * (-ECONNRESET, -EPIPE), a watch's error (-EOPNOTSUPP, -EBUSY), or
+ * quiesce()'s error. Once only (-EALREADY the second time).
+ */
+FL_API int fl_migrate_source_run(struct fl_migrate_source *source);
+/*
+ * Cancel a migration before its switchover (any thread): run returns
+ * -ECANCELED after telling the destination, and the application keeps
+ * running with its memory intact. Returns 0, or -EBUSY when switchover has
+ * begun (too late: the migration completes or fails).
+ */
+FL_API int fl_migrate_source_cancel(struct fl_migrate_source *source);
+/* Statistics so far (stats->sz set by the caller), also from another thread
+ * while run runs (total_ns is set when it returns). 0 or -EINVAL. */
+FL_API int fl_migrate_source_stats(const struct fl_migrate_source *source,
+				   struct fl_migrate_stats *stats);
+/* Accepts NULL; returns NULL. Not while run is running. */
+FL_API struct fl_migrate_source *fl_migrate_source_free(struct fl_migrate_source *source);
+
+/*
+ * Prepare a destination. Errors: -EINVAL (opts), -E2BIG, -ENOMEM.
+ */
+FL_API int fl_migrate_dest_new(const struct fl_migrate_dest_opts *opts,
+			       struct fl_migrate_dest **ret_dest);
+/*
+ * Start the destination's threads: they receive the layout, map and
+ * register the ranges, install pages, switch over and serve faults.
+ * Returns 0 or -errno (thread creation); -EALREADY the second time.
+ */
+FL_API int fl_migrate_dest_start(struct fl_migrate_dest *dest);
+/*
+ * Wait for the end: 0 when every page is present (the source was told,
+ * the ranges are unregistered and the userfaultfd closed; the memory is
+ * the application's), or the error (the table above; -ECANCELED: the
+ * source cancelled; -EEXIST: a range's address is in use; -EOPNOTSUPP:
+ * the kernel cannot register a memory type; -ETIMEDOUT: timeout_ms of
+ * silence), -EINVAL (not started). After an error before switchover the
+ * ranges are unmapped; after switchover missing pages are poisoned (SIGBUS).
+ */
+FL_API int fl_migrate_dest_wait(struct fl_migrate_dest *dest);
+FL_API int fl_migrate_dest_stats(const struct fl_migrate_dest *dest,
+				 struct fl_migrate_stats *stats);
+/*
+ * Accepts NULL; returns NULL. Waits for the threads. A destination that
+ * failed after switchover keeps its poisoned ranges mapped (the
+ * application may still hold pointers into them).
+ */
+FL_API struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *dest);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The migration wire protocol (described in <faultline/migrate.h>): the
+ * header codec, validation of what a peer sends, and message I/O over one
+ * channel. Everything a peer sends is checked here before either side acts
+ * on it, so a hostile or broken peer gets one documented -errno.
+ */
+#ifndef FL_MIGRATE_WIRE_H
+#define FL_MIGRATE_WIRE_H
+
+#include "flutil.h"
+
+#include <pthread.h>
+
+#define FL_MIG_MAGIC		0x474d4c46u	/* "FLMG" as little-endian bytes */
+#define FL_MIG_VERSION		1
+#define FL_MIG_HDR_SIZE		16u
+#define FL_MIG_MAX_PAYLOAD	(64u << 20)
+#define FL_MIG_PAGE_PREFIX	16u		/* u64 addr, u64 xxh3 */
+#define FL_MIG_RANGE_SIZE	24u
+#define FL_MIG_PAGE_ZERO	(1u << 0)	/* PAGE flag: a page of zeros, no bytes */
+
+enum fl__mig_type {
+	FL_MIG_LAYOUT = 1,
+	FL_MIG_PAGE = 2,
+	FL_MIG_ROUND = 3,
+	FL_MIG_SWITCHOVER = 4,
+	FL_MIG_REQUEST = 5,
+	FL_MIG_RESUMED = 6,
+	FL_MIG_DONE = 7,
+	FL_MIG_CANCEL = 8,
+	FL_MIG_ERROR = 9,
+};
+
+struct fl__mig_hdr {
+	uint16_t type;
+	uint32_t length;
+	uint32_t flags;
+};
+
+/* One side of one channel. Sends are serialised by send_lock (two threads
+ * may answer on one channel); receives belong to one thread. */
+struct fl__mig_chan {
+	int fd;
+	int stop_fd;			/* readable: give up waiting (-ECANCELED) */
+	int abort_fd;			/* readable: give up a blocked send (-EPIPE); -1 none */
+	const char *name;		/* "bulk", "urgent": for the log */
+	const struct fl__logger *log;
+	pthread_mutex_t send_lock;
+	uint8_t *buf;			/* the last received payload */
+	size_t cap;
+	_Atomic uint64_t bytes_sent;
+};
+
+void fl__mig_chan_init(struct fl__mig_chan *ch, int fd, int stop_fd, const char *name,
+		       const struct fl__logger *log);
+void fl__mig_chan_fini(struct fl__mig_chan *ch);
+
+/* Send one message: header, then the bytes of a and b. 0 or -errno
+ * (-ECONNRESET for a peer that closed; -EPIPE when abort_fd became
+ * readable while the send waited: the message is then cut short). */
+int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
+		 const void *a, size_t a_len, const void *b, size_t b_len);
+/* Send ERROR(err) once, without waiting, and ignore the outcome: the peer
+ * may already be gone. */
+void fl__mig_send_error(struct fl__mig_chan *ch, int err);
+
+/*
+ * Receive one message into ch->buf (valid until the next receive). Waits at
+ * most timeout_ms (0: forever) for its first byte: -ETIMEDOUT; stop_fd
+ * readable: -ECANCELED. The header is checked (magic, version: -EPROTO;
+ * type known: -EPROTO; length within FL_MIG_MAX_PAYLOAD: -EBADMSG); EOF
+ * before a header -ECONNRESET, inside a message -EBADMSG. An ERROR message
+ * is returned as its -errno (-EPROTO when malformed). Each refusal is logged.
+ */
+int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hdr *ret_hdr);
+
+/* Log a refusal with its cause and return err. */
+__attribute__((format(printf, 3, 4)))
+int fl__mig_refuse(struct fl__mig_chan *ch, int err, const char *fmt, ...);
+
+/* XXH3-64 of a page's bytes. */
+uint64_t fl__mig_csum(const void *page, size_t len);
+bool fl__mig_is_zero(const void *page, size_t len);
+
+static inline void fl__mig_put32(uint8_t *p, uint32_t v)
+{
+	for (unsigned i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void fl__mig_put64(uint8_t *p, uint64_t v)
+{
+	for (unsigned i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t fl__mig_get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (unsigned i = 0; i < 4; i++)
+		v |= (uint32_t)p[i] << (8 * i);
+	return v;
+}
+static inline uint64_t fl__mig_get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* The layout both sides agree on: ranges in order, pages numbered across
+ * them (bit i of a SWITCHOVER bitmap). */
+struct fl__mig_range {
+	uint64_t start, len;
+	enum fl_mem_type mem;
+	uint32_t page_size;
+	uint64_t first;			/* index of the range's first page */
+	uint64_t npages;
+	int memfd;			/* destination: its memfd (-1: anon) */
+	struct fl_watch *watch;		/* source: its watch (NULL: none) */
+};
+
+/* The index of the page at addr, or -ERANGE (outside, or misaligned). */
+int64_t fl__mig_page_index(const struct fl__mig_range *ranges, unsigned n, uint64_t addr,
+			   unsigned *ret_range);
+/* Check a layout's ranges (page size matches the type, aligned, ordered,
+ * not overlapping, not wrapping) and number their pages. -ERANGE / -EINVAL. */
+int fl__mig_layout_check(struct fl__mig_range *ranges, unsigned n, uint64_t *ret_total);
+
+#endif

@@ -1,0 +1,1003 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Live migration (lib/migrate): two processes over TCP on 127.0.0.1. The
+ * case process is the destination; it forks the source, which maps the
+ * memory at a fixed address and keeps 4 writer threads going until
+ * quiesce. Loopback, not network namespaces with a veth pair: the
+ * protocol and the memory semantics are what these cases check.
+ *
+ * The source's quiesce takes a shadow of the memory at the pause instant
+ * and sends its per-block hashes as the application blob, so the
+ * destination checks its memory against that instant, block by block.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define BLK 4096u			/* the writers' unit, in every memory type */
+#define LEN (8u << 20)
+/* Blocks in the case's memory: LEN, or 3 * LEN for the mixed layout (set
+ * before the source is forked; each case runs in a process of its own). */
+static size_t g_nblk = LEN / BLK;
+#define NBLK g_nblk
+#define MIXED 3			/* mcase.mem: anon, shmem and hugetlb ranges, LEN each */
+#define NWRITERS 4
+
+enum scenario {
+	S_MIGRATE,		/* complete, compare with the pause instant */
+	S_NOPUSH,		/* postcopy on demand only: every page requested */
+	S_KILL,			/* source SIGKILLed after switchover */
+	S_CANCEL,		/* source cancels during round 1 */
+	S_DEST_FAILS,		/* the destination's address is taken: -EEXIST on both sides */
+};
+
+struct mcase {
+	enum scenario scenario;
+	enum fl_migrate_mode mode;
+	enum fl_mem_type mem;
+};
+
+static uint64_t case_addr(const struct mcase *c)
+{
+	/* Far from where mmap places things, one slot per case; the
+	 * destination's NOREPLACE would say -EEXIST, never overwrite. */
+	return 0x5f0000000000ull + ((uint64_t)c->scenario * 16 + (uint64_t)c->mode * 4 + c->mem) * (64ull << 20);
+}
+
+static size_t mem_page(enum fl_mem_type mem)
+{
+	return mem == FL_MEM_HUGETLB ? (2u << 20) : 4096u;
+}
+
+/* Pages of the layout (what the source's round 1 sends). */
+static uint64_t case_pages(const struct mcase *c)
+{
+	if (c->mem == MIXED)
+		return 2 * (LEN / 4096) + LEN / (2u << 20);
+	return LEN / mem_page(c->mem);
+}
+
+/* ---- the source process ------------------------------------------------ */
+
+struct world {
+	uint8_t *mem;
+	pthread_rwlock_t lock;
+	pthread_t th[NWRITERS];
+	_Atomic bool stop;
+	_Atomic uint64_t ops;
+	uint64_t *hashes;		/* the blob: a hash per block at pause */
+	bool paused;
+	struct fl_migrate_source *src;
+	bool cancel_on_round;
+};
+
+/* A block's counter is in its first and last words; between them the
+ * writer touches a byte, so a copy can catch it half done. */
+static void block_write(uint8_t *b)
+{
+	_Atomic uint64_t *head = (_Atomic uint64_t *)(void *)b;
+	_Atomic uint64_t *tail = (_Atomic uint64_t *)(void *)(b + BLK - 8);
+	uint64_t v = atomic_load(head) + 1;
+
+	atomic_store(head, v);
+	((volatile uint8_t *)b)[64 + v % 1024] = (uint8_t)v;
+	atomic_store(tail, v);
+}
+
+/* Written blocks: the first three quarters, not every 4th group of 4;
+ * the last quarter stays zero (elided on the wire, a whole huge page
+ * too). Writer t owns the blocks b % NWRITERS == t: one writer per block,
+ * so a block is torn only while its write is in flight. */
+static bool block_hot(size_t b)
+{
+	return b < NBLK * 3 / 4 && (b / 4) % 4 != 3;
+}
+
+struct writer_arg {
+	struct world *w;
+	unsigned id;
+};
+
+static void *writer(void *arg)
+{
+	struct world *w = ((struct writer_arg *)arg)->w;
+	unsigned id = ((struct writer_arg *)arg)->id;
+	uint64_t x = (uint64_t)(uintptr_t)pthread_self() | 1;
+
+	while (!atomic_load(&w->stop)) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		size_t b = (x % (NBLK / NWRITERS)) * NWRITERS + id;
+
+		if (!block_hot(b))
+			continue;
+		pthread_rwlock_rdlock(&w->lock);
+		block_write(w->mem + b * BLK);
+		pthread_rwlock_unlock(&w->lock);
+		if ((atomic_fetch_add(&w->ops, 1) & 15) == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static int quiesce(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct world *w = ctx;
+
+	if (action == FL_MIGRATE_PAUSE) {
+		/* Writers hold the lock shared for each block: once we hold it
+		 * exclusive no write is half done, and none starts. */
+		pthread_rwlock_wrlock(&w->lock);
+		w->paused = true;
+		for (size_t b = 0; b < NBLK; b++)
+			w->hashes[b] = XXH3_64bits(w->mem + b * BLK, BLK);
+	} else {
+		w->paused = false;
+		pthread_rwlock_unlock(&w->lock);
+	}
+	return 0;
+}
+
+/* The log is where the source says a round ended: the one hook that lets a
+ * case cancel before switchover without a race. */
+static void src_log(enum fl_log_level level, const char *msg, void *ctx)
+{
+	struct world *w = ctx;
+
+	if (w->cancel_on_round && strstr(msg, "round 1 sent"))
+		T_OK(fl_migrate_source_cancel(w->src));
+	if (level <= FL_LOG_WARN)
+		t_log("source: %s", msg);
+}
+
+static void *map_at(uint64_t addr, enum fl_mem_type mem, size_t len)
+{
+	void *p;
+	int fd = -1;
+
+	if (mem == FL_MEM_ANON) {
+		p = mmap((void *)(uintptr_t)addr, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	} else {
+		fd = memfd_create("fl-migrate-test", MFD_CLOEXEC | (mem == FL_MEM_HUGETLB ? MFD_HUGETLB : 0));
+		T_ASSERT(fd >= 0, "memfd_create: %s", strerror(errno));
+		T_ASSERT(ftruncate(fd, (off_t)len) == 0, "ftruncate: %s", strerror(errno));
+		p = mmap((void *)(uintptr_t)addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+			 fd, 0);
+		close(fd);
+	}
+	T_ASSERT(p == (void *)(uintptr_t)addr, "mmap at 0x%llx: %s", (unsigned long long)addr, strerror(errno));
+	return p;
+}
+
+static int tcp_connect(int port, char role)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	T_ASSERT(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	T_ASSERT(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s", strerror(errno));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	T_ASSERT(write(fd, &role, 1) == 1);
+	return fd;
+}
+
+/* Exit codes of the source process: 0 as expected, else what went wrong. */
+static int source_main(const struct mcase *c, int port)
+{
+	struct world w = { 0 };
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_range range[3];
+	unsigned nranges = c->mem == MIXED ? 3 : 1;
+	int bulk, urgent, r;
+
+	/* Mixed: three adjacent mappings, one memory of 3 * LEN to the writers. */
+	for (unsigned i = 0; i < nranges; i++) {
+		enum fl_mem_type mem = c->mem == MIXED ? (enum fl_mem_type)i : c->mem;
+
+		range[i] = (struct fl_migrate_range){ map_at(case_addr(c) + i * LEN, mem, LEN), LEN, mem };
+	}
+	w.mem = range[0].addr;
+	w.hashes = calloc(NBLK, sizeof(uint64_t));
+	T_ASSERT(w.hashes != NULL);
+	pthread_rwlock_init(&w.lock, NULL);
+	for (size_t b = 0; b < NBLK; b++)
+		if (block_hot(b))
+			block_write(w.mem + b * BLK);
+	struct writer_arg wa[NWRITERS];
+
+	for (unsigned i = 0; i < NWRITERS; i++) {
+		wa[i] = (struct writer_arg){ &w, i };
+		T_ASSERT(pthread_create(&w.th[i], NULL, writer, &wa[i]) == 0);
+	}
+	bulk = tcp_connect(port, 'B');
+	urgent = tcp_connect(port, 'U');
+	w.cancel_on_round = c->scenario == S_CANCEL;
+	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
+		.sz = sizeof(struct fl_migrate_source_opts), .ranges = range, .nranges = nranges,
+		.bulk_fd = bulk, .urgent_fd = urgent, .mode = c->mode,
+		.flags = c->scenario == S_NOPUSH || c->scenario == S_KILL ? FL_MIGRATE_NO_PUSH : 0,
+		.quiesce = quiesce, .quiesce_ctx = &w, .blob = w.hashes, .blob_len = NBLK * sizeof(uint64_t),
+		.log = src_log, .log_ctx = &w }, &w.src));
+	r = fl_migrate_source_run(w.src);
+	T_OK(fl_migrate_source_stats(w.src, &st));
+	if (c->scenario == S_CANCEL || c->scenario == S_DEST_FAILS) {
+		uint64_t ops;
+
+		T_ASSERT(r == (c->scenario == S_CANCEL ? -ECANCELED : -EEXIST), "run: %d", r);
+		T_ASSERT(!w.paused, "cancelled before switchover, yet paused");
+		/* Intact and writable: the writers go on, every block whole. */
+		ops = atomic_load(&w.ops);
+		T_ASSERT(T_WAIT_FOR(atomic_load(&w.ops) > ops + 10000, 10000), "writers stalled after cancel");
+		atomic_store(&w.stop, true);
+		for (unsigned i = 0; i < NWRITERS; i++)
+			pthread_join(w.th[i], NULL);
+		for (size_t b = 0; b < NBLK; b++) {
+			const uint64_t *q = (const uint64_t *)(const void *)(w.mem + b * BLK);
+
+			T_ASSERT(q[0] == q[BLK / 8 - 1], "block %zu torn at the source after cancel", b);
+			T_ASSERT(block_hot(b) ? q[0] > 0 : q[0] == 0, "block %zu lost its counter", b);
+		}
+		memset(w.mem, 0x5a, NBLK * BLK);
+		T_ASSERT(w.mem[NBLK * BLK - 1] == 0x5a);
+		fl_migrate_source_free(w.src);
+		return 0;
+	}
+	T_ASSERT(r == 0, "run: %d (%s)", r, strerror(-r));
+	T_ASSERT(w.paused);
+	T_ASSERT(st.downtime_ns > 0 && st.downtime_ns <= st.total_ns, "downtime %llu of %llu ns",
+		 (unsigned long long)st.downtime_ns, (unsigned long long)st.total_ns);
+	T_ASSERT(st.bytes_sent > 0 && st.zero_pages > 0);
+	if (c->mode == FL_MIGRATE_POSTCOPY) {
+		T_ASSERT_EQ(st.rounds, 0);
+	} else {
+		T_ASSERT(st.rounds >= 1);
+		T_ASSERT_EQ(st.pages_per_round[0], case_pages(c));
+	}
+	if (c->scenario == S_NOPUSH)
+		T_ASSERT_EQ(st.pushed, 0);
+	fl_migrate_source_free(w.src);
+	return 0;
+}
+
+/* ---- the destination (the case process) -------------------------------- */
+
+struct dst_ctx {
+	uint8_t *mem;
+	uint64_t *hashes;
+	_Atomic bool resumed;
+	bool touch;			/* read every block from a thread at resume */
+	pthread_t reader;
+	bool reader_started;
+	_Atomic uint64_t mismatched, torn;
+};
+
+static void check_blocks(struct dst_ctx *d, bool reverse)
+{
+	for (size_t i = 0; i < NBLK; i++) {
+		size_t b = reverse ? NBLK - 1 - i : i;
+		const uint64_t *q = (const uint64_t *)(const void *)(d->mem + b * BLK);
+
+		if (q[0] != q[BLK / 8 - 1])
+			atomic_fetch_add(&d->torn, 1);
+		if (XXH3_64bits(d->mem + b * BLK, BLK) != d->hashes[b])
+			atomic_fetch_add(&d->mismatched, 1);
+	}
+}
+
+static void *reader(void *arg)
+{
+	/* The application at the destination: its first touches fault, the
+	 * pages come over the urgent channel (or the push wins). */
+	check_blocks(arg, true);
+	return NULL;
+}
+
+static void on_resume(const void *blob, size_t blob_len, void *ctx)
+{
+	struct dst_ctx *d = ctx;
+
+	T_ASSERT_EQ(blob_len, NBLK * sizeof(uint64_t));
+	memcpy(d->hashes, blob, blob_len);
+	if (d->touch) {
+		T_ASSERT(pthread_create(&d->reader, NULL, reader, d) == 0);
+		d->reader_started = true;
+	}
+	atomic_store(&d->resumed, true);
+}
+
+static void listen_tcp(int *ret_fd, int *ret_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	T_ASSERT(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	T_ASSERT(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 4) == 0);
+	T_ASSERT(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
+	*ret_fd = fd;
+	*ret_port = ntohs(a.sin_port);
+}
+
+/* Accept the source's two connections; each names its role in one byte. */
+static void accept_pair(int lfd, int *ret_bulk, int *ret_urgent)
+{
+	for (int i = 0; i < 2; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), one = 1;
+		char role = 0;
+
+		T_ASSERT(fd >= 0, "accept: %s", strerror(errno));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		T_ASSERT(read(fd, &role, 1) == 1 && (role == 'B' || role == 'U'));
+		*(role == 'B' ? ret_bulk : ret_urgent) = fd;
+	}
+}
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_seen;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	bus_seen = 1;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* Read a word of addr: 1 when the read raised SIGBUS, 0 when it returned
+ * (*ret_value holds what it read). */
+static int read_or_sigbus(const volatile uint64_t *addr, uint64_t *ret_value)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO }, old;
+
+	bus_seen = 0;
+	sigemptyset(&sa.sa_mask);
+	T_ASSERT(sigaction(SIGBUS, &sa, &old) == 0);
+	if (!sigsetjmp(bus_jmp, 1))
+		*ret_value = *addr;
+	sigaction(SIGBUS, &old, NULL);
+	return bus_seen;
+}
+
+static void dst_log(enum fl_log_level level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	if (level <= FL_LOG_WARN)
+		t_log("destination: %s", msg);
+}
+
+static int test_migrate(void *arg)
+{
+	const struct mcase *c = arg;
+	struct dst_ctx d = { .touch = c->scenario == S_MIGRATE || c->scenario == S_NOPUSH };
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_dest *dst;
+	int lfd, port, bulk = -1, urgent = -1, status, r;
+	pid_t pid;
+
+	if (c->mem == FL_MEM_SHMEM || c->mem == MIXED)
+		t_require_needs(T_MISSING_SHMEM);
+	if (c->mem == FL_MEM_HUGETLB || c->mem == MIXED) {
+		t_require_needs(T_MISSING_HUGETLB);
+		t_need_huge(2 * LEN);
+	}
+	g_nblk = (c->mem == MIXED ? 3 : 1) * LEN / BLK;
+	d.mem = (uint8_t *)(uintptr_t)case_addr(c);
+	d.hashes = calloc(NBLK, sizeof(uint64_t));
+	T_ASSERT(d.hashes != NULL);
+	listen_tcp(&lfd, &port);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (pid == 0) {
+		close(lfd);
+		_exit(source_main(c, port));
+	}
+	if (c->scenario == S_DEST_FAILS) {
+		/* After the fork: the source's address, taken here. */
+		void *p = mmap(d.mem + LEN - 4096, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			       -1, 0);
+
+		T_ASSERT(p == d.mem + LEN - 4096);
+	}
+	accept_pair(lfd, &bulk, &urgent);
+	close(lfd);
+	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.resume = on_resume, .resume_ctx = &d, .timeout_ms = t_scaled_ms(20000),
+		.log = dst_log }, &dst));
+	T_OK(fl_migrate_dest_start(dst));
+
+	if (c->scenario == S_KILL) {
+		uint64_t v = 0;
+
+		T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+		/* Served: a fault fetched over the urgent channel. */
+		T_ASSERT_EQ(read_or_sigbus((const volatile uint64_t *)(const void *)d.mem, &v), 0);
+		T_ASSERT(XXH3_64bits(d.mem, BLK) == d.hashes[0], "block 0 differs");
+		T_ASSERT(v > 0);
+		kill(pid, SIGKILL);
+		T_OK(t_wait_pid(pid, 10000, &status));
+		/* A block never asked for, in another page: SIGBUS, never zeros, no hang. */
+		size_t b = NBLK / 2 + 1;
+		int bus = read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + b * BLK), &v);
+
+		T_ASSERT(bus == 1, "a missing page read as %llu instead of SIGBUS", (unsigned long long)v);
+		r = fl_migrate_dest_wait(dst);
+		T_ASSERT(r < 0, "wait: %d after the source died", r);
+		/* What did arrive stays. */
+		T_ASSERT(XXH3_64bits(d.mem, BLK) == d.hashes[0], "block 0 changed after the failure");
+		fl_migrate_dest_free(dst);
+		close(bulk);
+		close(urgent);
+		return T_PASS;
+	}
+
+	r = fl_migrate_dest_wait(dst);
+	if (c->scenario == S_CANCEL || c->scenario == S_DEST_FAILS) {
+		void *p;
+
+		T_ASSERT(r == (c->scenario == S_CANCEL ? -ECANCELED : -EEXIST), "wait: %d", r);
+		if (c->scenario == S_DEST_FAILS)
+			T_ASSERT(munmap(d.mem + LEN - 4096, 4096) == 0);
+		/* The ranges were unmapped: the address is free again. */
+		p = mmap(d.mem, NBLK * BLK, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		T_ASSERT(p == d.mem, "destination range still mapped after cancel");
+		munmap(p, NBLK * BLK);
+	} else {
+		T_ASSERT(r == 0, "wait: %d (%s)", r, strerror(-r));
+		if (d.reader_started)
+			pthread_join(d.reader, NULL);
+		T_ASSERT(atomic_load(&d.torn) == 0, "%llu torn blocks seen by the application",
+			 (unsigned long long)atomic_load(&d.torn));
+		T_ASSERT(atomic_load(&d.mismatched) == 0, "%llu blocks differ from the pause instant",
+			 (unsigned long long)atomic_load(&d.mismatched));
+		/* Again, complete and with the uffd gone. */
+		check_blocks(&d, false);
+		T_ASSERT(atomic_load(&d.torn) == 0 && atomic_load(&d.mismatched) == 0);
+		T_OK(fl_migrate_dest_stats(dst, &st));
+		T_ASSERT(st.zero_pages > 0, "no zero page elided");
+		T_ASSERT(st.pages_received > 0);
+		if (c->scenario == S_NOPUSH && c->mode == FL_MIGRATE_HYBRID) {
+			/* Only what was written after the last round. */
+			T_ASSERT(st.requests < case_pages(c));
+		} else if (c->scenario == S_NOPUSH) {
+			/* Every page came on request, and each was asked once. */
+			T_ASSERT_EQ(st.requests, case_pages(c));
+			T_ASSERT(st.request_p50_ns > 0 && st.request_p50_ns <= st.request_p99_ns &&
+				 st.request_p99_ns <= st.request_max_ns * 2);
+		}
+		/* Writable, as the application's own memory. */
+		memset(d.mem, 0x33, NBLK * BLK);
+	}
+	T_OK(t_wait_pid(pid, 30000, &status));
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "source status 0x%x", status);
+	fl_migrate_dest_free(dst);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+/* ---- hostile peers ----------------------------------------------------- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);	/* x86: little-endian, as the wire */
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+static void hdr(uint8_t *h, uint32_t magic, uint16_t version, uint16_t type, uint32_t len, uint32_t flags)
+{
+	put32(h, magic);
+	memcpy(h + 4, &version, 2);
+	memcpy(h + 6, &type, 2);
+	put32(h + 8, len);
+	put32(h + 12, flags);
+}
+
+#define MAGIC 0x474d4c46u
+#define HOSTILE_ADDR 0x5e0000000000ull
+
+enum hostile {
+	H_MAGIC, H_VERSION, H_TYPE, H_RANGE, H_CSUM, H_TRUNC, H_HUGE_LEN,
+	H_IN_USE,		/* not hostile: the layout's address is taken here */
+};
+
+static void tcp_pair(int *a, int *b)
+{
+	int lfd, port;
+
+	listen_tcp(&lfd, &port);
+	*a = tcp_connect(port, 'x');
+	*b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	T_ASSERT(*b >= 0);
+	char role;
+
+	T_ASSERT(read(*b, &role, 1) == 1);
+	close(lfd);
+}
+
+static void never_resume(const void *blob, size_t blob_len, void *ctx)
+{
+	(void)blob;
+	(void)blob_len;
+	(void)ctx;
+	T_ASSERT(0, "resumed by a hostile peer");
+}
+
+static int test_hostile_dest(void *arg)
+{
+	enum hostile h = (enum hostile)(uintptr_t)arg;
+	int bulk_peer, bulk, urgent_peer, urgent, r, want;
+	struct fl_migrate_dest *dst;
+	uint8_t m[48 + 32 + 4096];
+	size_t n = 0;
+	void *p;
+
+	uint8_t *taken = NULL;
+
+	if (h == H_IN_USE) {
+		taken = mmap((void *)(uintptr_t)HOSTILE_ADDR + 4096, 4096, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		T_ASSERT(taken == (void *)(uintptr_t)(HOSTILE_ADDR + 4096));
+		memset(taken, 0x77, 4096);
+	}
+	tcp_pair(&bulk_peer, &bulk);
+	tcp_pair(&urgent_peer, &urgent);
+	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.resume = never_resume, .timeout_ms = t_scaled_ms(10000), .log = dst_log }, &dst));
+	T_OK(fl_migrate_dest_start(dst));
+	/* A valid layout first (one anon range of 16 pages), except where
+	 * the header itself is the fault. */
+	if (h == H_MAGIC || h == H_VERSION || h == H_TYPE || h == H_HUGE_LEN) {
+		hdr(m, h == H_MAGIC ? 0x53504c46u : MAGIC, h == H_VERSION ? 2 : 1, h == H_TYPE ? 77 : 1,
+		    h == H_HUGE_LEN ? 0xfffffff0u : 32, 0);
+		n = 16;
+		want = h == H_HUGE_LEN ? -EBADMSG : -EPROTO;
+	} else {
+		hdr(m, MAGIC, 1, 1, 32, 0);
+		put32(m + 16, 1);
+		put32(m + 20, 0);
+		put64(m + 24, HOSTILE_ADDR);
+		put64(m + 32, 16 * 4096);
+		put32(m + 40, FL_MEM_ANON);
+		put32(m + 44, 4096);
+		n = 48;
+		uint8_t *pg = m + n;
+
+		memset(pg + 32, 0xab, 4096);
+		hdr(pg, MAGIC, 1, 2, 16 + 4096, 0);
+		put64(pg + 16, h == H_RANGE ? HOSTILE_ADDR + 16 * 4096 : HOSTILE_ADDR);
+		put64(pg + 24, XXH3_64bits(pg + 32, 4096) ^ (h == H_CSUM ? 1 : 0));
+		n += h == H_TRUNC ? 16 + 16 + 100 : 16 + 16 + 4096;
+		want = h == H_RANGE ? -ERANGE : -EBADMSG;
+		if (h == H_IN_USE) {
+			n = 48;
+			want = -EEXIST;
+		}
+	}
+	T_ASSERT(write(bulk_peer, m, n) == (ssize_t)n);
+	if (h == H_TRUNC || h == H_HUGE_LEN)
+		shutdown(bulk_peer, SHUT_WR);
+	r = fl_migrate_dest_wait(dst);
+	T_ASSERT(r == want, "wait: %d (%s), want %d", r, strerror(-r), want);
+	if (taken) {
+		/* What was there is untouched, and nothing was added. */
+		for (size_t i = 0; i < 4096; i++)
+			T_ASSERT(taken[i] == 0x77, "byte %zu of the mapping in the way changed", i);
+		T_ASSERT(munmap(taken, 4096) == 0);
+	}
+	/* Refused before switchover: nothing of the layout is left mapped. */
+	p = mmap((void *)(uintptr_t)HOSTILE_ADDR, 16 * 4096, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	T_ASSERT(p == (void *)(uintptr_t)HOSTILE_ADDR, "layout left mapped");
+	munmap(p, 16 * 4096);
+	fl_migrate_dest_free(dst);
+	close(bulk_peer);
+	close(urgent_peer);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+static void resume_flag(const void *blob, size_t blob_len, void *ctx)
+{
+	(void)blob;
+	T_ASSERT_EQ(blob_len, 3);
+	atomic_store((_Atomic bool *)ctx, true);
+}
+
+/*
+ * A source that switches over and then hangs: alive, connected, silent.
+ * The faulting thread must not wait forever: after timeout_ms the page is
+ * poisoned (SIGBUS) and wait says -ETIMEDOUT.
+ */
+static int test_silent_source(void *arg)
+{
+	int bulk_peer, bulk, urgent_peer, urgent, r;
+	struct fl_migrate_dest *dst;
+	_Atomic bool resumed = false;
+	uint8_t m[48 + 16 + 16 + 2 + 3];
+	uint64_t v = 0, t0;
+	uint8_t *mem = (uint8_t *)(uintptr_t)(HOSTILE_ADDR + (1ull << 30));
+
+	(void)arg;
+	tcp_pair(&bulk_peer, &bulk);
+	tcp_pair(&urgent_peer, &urgent);
+	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.resume = resume_flag, .resume_ctx = &resumed, .timeout_ms = 300, .log = dst_log }, &dst));
+	T_OK(fl_migrate_dest_start(dst));
+	hdr(m, MAGIC, 1, 1, 32, 0);
+	put32(m + 16, 1);
+	put32(m + 20, 0);
+	put64(m + 24, (uint64_t)(uintptr_t)mem);
+	put64(m + 32, 16 * 4096);
+	put32(m + 40, FL_MEM_ANON);
+	put32(m + 44, 4096);
+	hdr(m + 48, MAGIC, 1, 4, 16 + 2 + 3, 0);	/* SWITCHOVER: nothing present, blob "abc" */
+	put64(m + 64, 16);
+	put64(m + 72, 3);
+	m[80] = m[81] = 0;
+	memcpy(m + 82, "abc", 3);
+	T_ASSERT(write(bulk_peer, m, sizeof(m)) == (ssize_t)sizeof(m));
+	T_ASSERT(T_WAIT_FOR(atomic_load(&resumed), 10000), "never resumed");
+	t0 = t_now_ns();
+	T_ASSERT(read_or_sigbus((const volatile uint64_t *)(const void *)(mem + 5 * 4096), &v) == 1,
+		 "read %llu from a page its source never sent", (unsigned long long)v);
+	/* Not before the timeout: the request was waited for. */
+	T_ASSERT(t_now_ns() - t0 >= 250000000ull, "SIGBUS after %llu ns", (unsigned long long)(t_now_ns() - t0));
+	r = fl_migrate_dest_wait(dst);
+	T_ASSERT_EQ(r, -ETIMEDOUT);
+	/* Every other page too, also for a thread that comes later. */
+	T_ASSERT(read_or_sigbus((const volatile uint64_t *)(const void *)(mem + 15 * 4096), &v) == 1);
+	fl_migrate_dest_free(dst);
+	close(bulk_peer);
+	close(urgent_peer);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+static int quiesce_nop(enum fl_migrate_quiesce action, void *ctx)
+{
+	(void)action;
+	(void)ctx;
+	return 0;
+}
+
+static void *drain(void *arg)
+{
+	char buf[65536];
+	int fd = (int)(intptr_t)arg;
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	return NULL;
+}
+
+struct hostile_src {
+	int kind;
+	int urgent_peer;
+	bool paused;
+};
+
+static void hostile_request(int fd, int kind, uint64_t addr)
+{
+	uint8_t m[24];
+
+	hdr(m, kind == 1 ? MAGIC : 0xdeadbeef, 1, 5, 8, 0);
+	put64(m + 16, addr);
+	T_ASSERT(write(fd, m, 24) == 24);
+}
+
+/* At the pause: what the destination "sends" next arrives after switchover. */
+static int quiesce_hostile(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct hostile_src *h = ctx;
+
+	T_ASSERT(action == FL_MIGRATE_PAUSE, "resumed after switchover");
+	h->paused = true;
+	if (h->kind != 0)
+		hostile_request(h->urgent_peer, h->kind, 0x1000);	/* outside the layout */
+	return 0;
+}
+
+/* A destination that speaks garbage before switchover (kind 0: the source
+ * never pauses), or after it: a bad magic (2), a page outside the layout
+ * (1). The source refuses, without crashing. */
+static int test_hostile_source(void *arg)
+{
+	int kind = (int)(uintptr_t)arg;
+	struct hostile_src hs = { .kind = kind };
+	int bulk_peer, bulk, urgent_peer, urgent, r;
+	struct fl_migrate_range range;
+	struct fl_migrate_source *src;
+	pthread_t thr;
+	uint8_t *mem = t_map(FL_MEM_ANON, 64 * 4096, NULL);
+
+	memset(mem, 1, 64 * 4096);
+	tcp_pair(&bulk, &bulk_peer);
+	tcp_pair(&urgent, &urgent_peer);
+	T_ASSERT(pthread_create(&thr, NULL, drain, (void *)(intptr_t)bulk_peer) == 0);
+	range = (struct fl_migrate_range){ mem, 64 * 4096, FL_MEM_ANON };
+	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
+		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
+		.bulk_fd = bulk, .urgent_fd = urgent, .mode = FL_MIGRATE_POSTCOPY,
+		.flags = FL_MIGRATE_NO_PUSH, .quiesce = quiesce_hostile, .quiesce_ctx = &hs,
+		.log = dst_log }, &src));
+	hs.urgent_peer = urgent_peer;
+	if (kind == 0)
+		hostile_request(urgent_peer, kind, (uint64_t)(uintptr_t)mem);
+	r = fl_migrate_source_run(src);
+	T_ASSERT(r == (kind == 1 ? -ERANGE : -EPROTO), "run: %d", r);
+	T_ASSERT(hs.paused == (kind != 0));
+	memset(mem, 2, 64 * 4096);	/* still the application's, and writable */
+	fl_migrate_source_free(src);
+	close(bulk);
+	pthread_join(thr, NULL);
+	close(bulk_peer);
+	close(urgent);
+	close(urgent_peer);
+	return T_PASS;
+}
+
+#define FLOOD 20000
+
+struct flood {
+	int fd;
+	uint64_t base;
+	uint64_t answered_bytes;
+};
+
+/* 20000 requests as fast as the socket takes them, then DONE. */
+static void *flood_requests(void *arg)
+{
+	struct flood *f = arg;
+	uint8_t m[24];
+
+	for (unsigned i = 0; i < FLOOD; i++) {
+		hdr(m, MAGIC, 1, 5, 8, 0);
+		put64(m + 16, f->base + (i % 64) * 4096);
+		T_ASSERT(write(f->fd, m, sizeof(m)) == (ssize_t)sizeof(m));
+	}
+	hdr(m, MAGIC, 1, 7, 0, 0);
+	T_ASSERT(write(f->fd, m, 16) == 16);
+	return NULL;
+}
+
+static void *flood_answers(void *arg)
+{
+	struct flood *f = arg;
+	static uint8_t buf[1 << 16];
+	/* Every answer is a whole page: header, prefix, 4096 bytes. */
+	uint64_t want = (uint64_t)FLOOD * (16 + 16 + 4096);
+
+	while (f->answered_bytes < want) {
+		ssize_t n = read(f->fd, buf, sizeof(buf));
+
+		T_ASSERT(n > 0, "answers stopped after %llu bytes", (unsigned long long)f->answered_bytes);
+		f->answered_bytes += (uint64_t)n;
+	}
+	return NULL;
+}
+
+struct flood_src {
+	struct flood f;
+	pthread_t requester;
+};
+
+static int quiesce_flood(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct flood_src *fs = ctx;
+
+	T_ASSERT(action == FL_MIGRATE_PAUSE);
+	T_ASSERT(pthread_create(&fs->requester, NULL, flood_requests, &fs->f) == 0);
+	return 0;
+}
+
+/* A destination that floods the source with requests (every page many
+ * times over): each is answered, the source neither crashes nor stalls,
+ * and ends on DONE. */
+static int test_flood(void *arg)
+{
+	int bulk_peer, bulk, urgent_peer, urgent;
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_range range;
+	struct fl_migrate_source *src;
+	struct flood_src fs = { 0 };
+	struct flood answers = { 0 };
+	pthread_t drainer, answerer;
+	uint8_t *mem = t_map(FL_MEM_ANON, 64 * 4096, NULL);
+
+	(void)arg;
+	memset(mem, 1, 64 * 4096);
+	tcp_pair(&bulk, &bulk_peer);
+	tcp_pair(&urgent, &urgent_peer);
+	T_ASSERT(pthread_create(&drainer, NULL, drain, (void *)(intptr_t)bulk_peer) == 0);
+	fs.f = (struct flood){ .fd = urgent_peer, .base = (uint64_t)(uintptr_t)mem };
+	answers.fd = urgent_peer;
+	T_ASSERT(pthread_create(&answerer, NULL, flood_answers, &answers) == 0);
+	range = (struct fl_migrate_range){ mem, 64 * 4096, FL_MEM_ANON };
+	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
+		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
+		.bulk_fd = bulk, .urgent_fd = urgent, .mode = FL_MIGRATE_POSTCOPY,
+		.flags = FL_MIGRATE_NO_PUSH, .quiesce = quiesce_flood, .quiesce_ctx = &fs,
+		.log = dst_log }, &src));
+	T_OK(fl_migrate_source_run(src));
+	T_OK(fl_migrate_source_stats(src, &st));
+	T_ASSERT_EQ(st.requests, FLOOD);
+	T_ASSERT_EQ(st.pushed, 0);
+	pthread_join(fs.requester, NULL);
+	pthread_join(answerer, NULL);
+	T_ASSERT_EQ(answers.answered_bytes, (uint64_t)FLOOD * (16 + 16 + 4096));
+	fl_migrate_source_free(src);
+	close(bulk);
+	pthread_join(drainer, NULL);
+	close(bulk_peer);
+	close(urgent);
+	close(urgent_peer);
+	return T_PASS;
+}
+
+static int test_bad_opts(void *arg)
+{
+	struct fl_migrate_source *src;
+	struct fl_migrate_dest *dst;
+	uint8_t *mem = t_map(FL_MEM_ANON, 4 * 4096, NULL);
+	struct fl_migrate_range range = { mem + 1, 4096, FL_MEM_ANON };
+	struct fl_migrate_source_opts so = { .sz = sizeof(so), .ranges = &range, .nranges = 1,
+					     .bulk_fd = 3, .urgent_fd = 4, .quiesce = quiesce_nop };
+
+	(void)arg;
+	T_ASSERT_EQ(fl_migrate_source_new(&so, &src), -EINVAL);	/* misaligned */
+	range.addr = mem;
+	so.quiesce = NULL;
+	T_ASSERT_EQ(fl_migrate_source_new(&so, &src), -EINVAL);
+	so.quiesce = quiesce_nop;
+	so.urgent_fd = 3;
+	T_ASSERT_EQ(fl_migrate_source_new(&so, &src), -EINVAL);
+	so.urgent_fd = 4;
+	so.sz = 0;
+	T_ASSERT_EQ(fl_migrate_source_new(&so, &src), -EINVAL);
+	so.sz = sizeof(so);
+	T_OK(fl_migrate_source_new(&so, &src));
+	T_OK(fl_migrate_source_cancel(src));
+	T_ASSERT_EQ(fl_migrate_source_run(src), -ECANCELED);
+	fl_migrate_source_free(src);
+	T_ASSERT_EQ(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){ .sz = sizeof(struct fl_migrate_dest_opts),
+		.bulk_fd = 3, .urgent_fd = 4 }, &dst), -EINVAL);
+	T_ASSERT(fl_migrate_source_free(NULL) == NULL && fl_migrate_dest_free(NULL) == NULL);
+	return T_PASS;
+}
+
+/* The sz rules of faultline(7) "Conventions", in and out. */
+static int test_opts(void *arg)
+{
+	uint8_t *mem = t_map(FL_MEM_ANON, 4 * 4096, NULL);
+	struct fl_migrate_range range = { mem, 4 * 4096, FL_MEM_ANON };
+	struct {
+		struct fl_migrate_source_opts o;
+		uint8_t tail[24];
+	} so = { .o = { .ranges = &range, .nranges = 1, .bulk_fd = 3, .urgent_fd = 4,
+			.quiesce = quiesce_nop } };
+	struct {
+		struct fl_migrate_dest_opts o;
+		uint8_t tail[24];
+	} dso = { .o = { .bulk_fd = 3, .urgent_fd = 4, .resume = never_resume } };
+	struct {
+		struct fl_migrate_stats s;
+		uint8_t tail[24];
+	} st;
+	struct fl_migrate_source *src;
+	struct fl_migrate_dest *dst;
+
+	(void)arg;
+	so.o.sz = sizeof(so);		/* a newer caller, zero tail: accepted */
+	T_OK(fl_migrate_source_new(&so.o, &src));
+	memset(&st, 0xee, sizeof(st));
+	st.s.sz = sizeof(st);
+	T_OK(fl_migrate_source_stats(src, &st.s));
+	T_ASSERT_EQ(st.s.sz, sizeof(st));
+	for (size_t i = 0; i < sizeof(st.tail); i++)
+		T_ASSERT_EQ(st.tail[i], 0);
+	T_ASSERT_EQ(st.s.pages_sent, 0);
+	/* An older caller's smaller struct: nothing written past its sz. */
+	memset(&st, 0xee, sizeof(st));
+	st.s.sz = offsetof(struct fl_migrate_stats, rounds);
+	T_OK(fl_migrate_source_stats(src, &st.s));
+	T_ASSERT_EQ(st.s.downtime_ns, 0);
+	T_ASSERT_EQ(st.s.rounds, 0xeeeeeeeeu);
+	st.s.sz = 0;
+	T_ASSERT_EQ(fl_migrate_source_stats(src, &st.s), -EINVAL);
+	fl_migrate_source_free(src);
+	so.tail[5] = 1;			/* a field this build does not know */
+	T_ASSERT_EQ(fl_migrate_source_new(&so.o, &src), -E2BIG);
+	so.tail[5] = 0;
+	so.o.sz = 8192;
+	T_ASSERT_EQ(fl_migrate_source_new(&so.o, &src), -E2BIG);
+	T_ASSERT_EQ(fl_migrate_source_new(NULL, &src), -EINVAL);
+
+	dso.o.sz = sizeof(dso);
+	T_OK(fl_migrate_dest_new(&dso.o, &dst));
+	memset(&st, 0xee, sizeof(st));
+	st.s.sz = sizeof(st);
+	T_OK(fl_migrate_dest_stats(dst, &st.s));
+	T_ASSERT_EQ(st.tail[0], 0);
+	T_ASSERT_EQ(st.s.requests, 0);
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), -EINVAL);	/* not started */
+	fl_migrate_dest_free(dst);
+	dso.tail[23] = 1;
+	T_ASSERT_EQ(fl_migrate_dest_new(&dso.o, &dst), -E2BIG);
+	dso.tail[23] = 0;
+	dso.o.sz = 0;
+	T_ASSERT_EQ(fl_migrate_dest_new(&dso.o, &dst), -EINVAL);
+	T_ASSERT_EQ(fl_migrate_dest_new(NULL, &dst), -EINVAL);
+	return T_PASS;
+}
+
+#define MC(sc, mode, mem) (&(struct mcase){ sc, mode, mem })
+#define HUGE(mem) ((mem) == FL_MEM_HUGETLB || (mem) == MIXED ? T_HUGE_PAGES : 0u)
+#define MODES(sc, name, mem, memname)                                                              \
+	{ name "-precopy-" memname, test_migrate, MC(sc, FL_MIGRATE_PRECOPY, mem), 120, HUGE(mem) }, \
+	{ name "-postcopy-" memname, test_migrate, MC(sc, FL_MIGRATE_POSTCOPY, mem), 120, HUGE(mem) }, \
+	{ name "-hybrid-" memname, test_migrate, MC(sc, FL_MIGRATE_HYBRID, mem), 120, HUGE(mem) }
+#define PER_MEM(mem, memname)                                                                       \
+	MODES(S_MIGRATE, "migrate", mem, memname),                                                  \
+	{ "ondemand-postcopy-" memname, test_migrate, MC(S_NOPUSH, FL_MIGRATE_POSTCOPY, mem), 120, HUGE(mem) }, \
+	{ "ondemand-hybrid-" memname, test_migrate, MC(S_NOPUSH, FL_MIGRATE_HYBRID, mem), 120, HUGE(mem) }, \
+	{ "source-killed-" memname, test_migrate, MC(S_KILL, FL_MIGRATE_POSTCOPY, mem), 120, HUGE(mem) }, \
+	{ "cancel-" memname, test_migrate, MC(S_CANCEL, FL_MIGRATE_HYBRID, mem), 120, HUGE(mem) }, \
+	{ "dest-fails-" memname, test_migrate, MC(S_DEST_FAILS, FL_MIGRATE_HYBRID, mem), 120, HUGE(mem) }
+
+static const struct t_case cases[] = {
+	PER_MEM(FL_MEM_ANON, "anon"),
+	PER_MEM(FL_MEM_SHMEM, "shmem"),
+	PER_MEM(FL_MEM_HUGETLB, "hugetlb"),
+	/* One layout of three ranges, one of each type: pages numbered across
+	 * ranges, the switchover bitmap over all of them. */
+	MODES(S_MIGRATE, "migrate", MIXED, "mixed"),
+	{ "ondemand-postcopy-mixed", test_migrate, MC(S_NOPUSH, FL_MIGRATE_POSTCOPY, MIXED), 120, T_HUGE_PAGES },
+	{ "source-killed-mixed", test_migrate, MC(S_KILL, FL_MIGRATE_POSTCOPY, MIXED), 120, T_HUGE_PAGES },
+	{ "hostile-dest-magic", test_hostile_dest, (void *)(uintptr_t)H_MAGIC, 30, 0 },
+	{ "hostile-dest-version", test_hostile_dest, (void *)(uintptr_t)H_VERSION, 30, 0 },
+	{ "hostile-dest-type", test_hostile_dest, (void *)(uintptr_t)H_TYPE, 30, 0 },
+	{ "hostile-dest-length", test_hostile_dest, (void *)(uintptr_t)H_HUGE_LEN, 30, 0 },
+	{ "hostile-dest-range", test_hostile_dest, (void *)(uintptr_t)H_RANGE, 30, 0 },
+	{ "hostile-dest-checksum", test_hostile_dest, (void *)(uintptr_t)H_CSUM, 30, 0 },
+	{ "hostile-dest-truncated", test_hostile_dest, (void *)(uintptr_t)H_TRUNC, 30, 0 },
+	{ "hostile-source-before-switchover", test_hostile_source, (void *)(uintptr_t)0, 30, 0 },
+	{ "hostile-source-range", test_hostile_source, (void *)(uintptr_t)1, 30, 0 },
+	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)2, 30, 0 },
+	{ "address-in-use", test_hostile_dest, (void *)(uintptr_t)H_IN_USE, 30, 0 },
+	{ "silent-source", test_silent_source, NULL, 30, 0 },
+	{ "hostile-source-flood", test_flood, NULL, 60, 0 },
+	{ "bad-opts", test_bad_opts, NULL, 30, 0 },
+	{ "opts", test_opts, NULL, 30, 0 },
+};
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
