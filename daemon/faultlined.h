@@ -239,6 +239,15 @@ void fld_template_put(struct fld *d, struct fld_template *t);
  * what a read-only or read-write descriptor of a memfd is made from. */
 int fld_reopen(int fd, int flags, int *ret_fd);
 
+/* statfs(2) f_type of a page cache's filesystem (linux/magic.h, not
+ * always installed). */
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+
 /* spaces.c: shared address spaces. The requests answer the session
  * themselves (0, or -EBADMSG for a malformed one). */
 int fld_space_open(struct fld *d, struct fld_session *s, const struct fl__mgr_hdr *h, const uint8_t *p);

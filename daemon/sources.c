@@ -20,13 +20,6 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#ifndef TMPFS_MAGIC
-#define TMPFS_MAGIC 0x01021994
-#endif
-#ifndef HUGETLBFS_MAGIC
-#define HUGETLBFS_MAGIC 0x958458f6
-#endif
-
 /* The path of `name` under the image directory, refusing anything that
  * resolves outside it (symlinks included). */
 static int image_path(struct fld *d, const char *name, char *out, size_t len)

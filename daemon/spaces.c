@@ -31,13 +31,6 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#ifndef TMPFS_MAGIC
-#define TMPFS_MAGIC 0x01021994
-#endif
-#ifndef HUGETLBFS_MAGIC
-#define HUGETLBFS_MAGIC 0x958458f6
-#endif
-
 #define MAY_READ 4u
 #define MAY_WRITE 2u
 
