@@ -83,9 +83,8 @@
  * SIGBUS), and the waiting faulters are woken, so they get SIGBUS, never
  * zeros and never a hang. fl_migrate_dest_wait() then returns the error.
  * The userfaultfd stays open until every page is present or poisoned
- * (closing it would zero-fill missing pages). Recovery after a cut
- * connection (reconnect and resume fetching) is NOT implemented yet: a cut
- * is final. Before switchover an error unmaps the destination's ranges (the
+ * (closing it would zero-fill missing pages). A cut is final: the library
+ * does not reconnect and resume fetching. Before switchover an error unmaps the destination's ranges (the
  * application never ran there).
  *
  * Wire protocol, version 1, all integers little-endian. Every message is a

@@ -45,6 +45,18 @@ struct fl_migrate_source {
 	_Atomic uint64_t pages_per_round[FL_MIGRATE_MAX_ROUNDS];
 };
 
+/* What fl_migrate_source_new() allocates (also when it fails half-way). */
+static void release(struct fl_migrate_source *s)
+{
+	if (s->stop_fd >= 0)
+		fl__close(s->stop_fd);
+	free(s->page_buf);
+	free(s->need);
+	free(s->sent);
+	free(s->ranges);
+	free(s);
+}
+
 int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
 			  struct fl_migrate_source **ret_source)
 {
@@ -120,13 +132,7 @@ int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
 	*ret_source = s;
 	return 0;
 fail:
-	if (s->stop_fd >= 0)
-		fl__close(s->stop_fd);
-	free(s->page_buf);
-	free(s->need);
-	free(s->sent);
-	free(s->ranges);
-	free(s);
+	release(s);
 	return r;
 }
 
@@ -138,12 +144,7 @@ struct fl_migrate_source *fl_migrate_source_free(struct fl_migrate_source *s)
 		s->ranges[i].watch = fl_watch_free(s->ranges[i].watch);
 	fl__mig_chan_fini(&s->bulk);
 	fl__mig_chan_fini(&s->urgent);
-	fl__close(s->stop_fd);
-	free(s->page_buf);
-	free(s->need);
-	free(s->sent);
-	free(s->ranges);
-	free(s);
+	release(s);
 	return NULL;
 }
 
