@@ -382,7 +382,10 @@ static int test_private(void *arg)
  * for a process that is not root) refuses to reopen it read-write through
  * /proc. Returns how many there are.
  */
-static int check_ro_fds(bool reopen_refused)
+/* This process's descriptors of segment page caches (memfds of SEG_LEN
+ * bytes), in /proc/self/fd order: their fds and /proc paths; how many. */
+#define MAX_SEG_FDS 16
+static int segment_fds(int fds[MAX_SEG_FDS], char paths[MAX_SEG_FDS][300])
 {
 	char link[256], path[300];
 	struct dirent *de;
@@ -391,10 +394,9 @@ static int check_ro_fds(bool reopen_refused)
 
 	T_ASSERT(d);
 	while ((de = readdir(d))) {
-		int fd = atoi(de->d_name), nfd;
+		int fd = atoi(de->d_name);
 		struct stat st;
 		ssize_t len;
-		void *p;
 
 		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
 		len = readlink(path, link, sizeof(link) - 1);
@@ -403,17 +405,33 @@ static int check_ro_fds(bool reopen_refused)
 		link[len] = 0;
 		if (strncmp(link, "/memfd:", 7) || fstat(fd, &st) || st.st_size != SEG_LEN)
 			continue;
+		T_ASSERT(n < MAX_SEG_FDS);
+		fds[n] = fd;
+		snprintf(paths[n], sizeof(paths[n]), "%s", path);
 		n++;
-		T_ASSERT_EQ(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
-		p = mmap(NULL, SEG_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	}
+	closedir(d);
+	return n;
+}
+
+static int check_ro_fds(bool reopen_refused)
+{
+	char paths[MAX_SEG_FDS][300];
+	int fds[MAX_SEG_FDS], n = segment_fds(fds, paths);
+
+	for (int i = 0; i < n; i++) {
+		void *p;
+		int nfd;
+
+		T_ASSERT_EQ(fcntl(fds[i], F_GETFL) & O_ACCMODE, O_RDONLY);
+		p = mmap(NULL, SEG_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i], 0);
 		T_ASSERT(p == MAP_FAILED && errno == EACCES, "a writable shared mapping of a read-only attachment's "
 			 "page cache: %s", p == MAP_FAILED ? strerror(errno) : "made");
 		if (reopen_refused) {
-			nfd = open(path, O_RDWR | O_CLOEXEC);
+			nfd = open(paths[i], O_RDWR | O_CLOEXEC);
 			T_ASSERT(nfd < 0 && errno == EACCES, "reopened read-write: %s", nfd < 0 ? strerror(errno) : "yes");
 		}
 	}
-	closedir(d);
 	return n;
 }
 
@@ -1301,39 +1319,24 @@ struct plant_board {
 static int planter(struct s_env *s, struct plant_board *b, enum fl_mem_type mem)
 {
 	uint8_t *maps[NSEG];
-	char link[256], path[300];
+	char paths[MAX_SEG_FDS][300];
+	int fds[MAX_SEG_FDS], n;
 	struct fl_client *c;
-	struct dirent *de;
 	uint64_t end;
-	int n = 0;
-	DIR *d;
 
 	t_drop_privileges();
 	c = attached_client(s, 0);
 	T_OK(space_attach(c, FL_CLIENT_SPACE_RDONLY, 0));
-	d = opendir("/proc/self/fd");
-	T_ASSERT(d);
-	while ((de = readdir(d))) {
-		int fd = atoi(de->d_name);
-		struct stat st;
-		ssize_t len;
-		void *p;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
-		len = readlink(path, link, sizeof(link) - 1);
-		if (len < 0 || fd == dirfd(d))
-			continue;
-		link[len] = 0;
-		if (strncmp(link, "/memfd:", 7) || fstat(fd, &st) || st.st_size != SEG_LEN)
-			continue;
-		T_ASSERT(n < NSEG);
+	n = segment_fds(fds, paths);
+	T_ASSERT(n <= NSEG);
+	for (int i = 0; i < n; i++) {
 		/* hugetlb: a private mapping's read fault makes a private
 		 * page, not a page of the file; shmem: both kinds plant. */
-		p = mmap(NULL, SEG_LEN, PROT_READ, mem == FL_MEM_SHMEM && n == 0 ? MAP_PRIVATE : MAP_SHARED, fd, 0);
+		void *p = mmap(NULL, SEG_LEN, PROT_READ, mem == FL_MEM_SHMEM && i == 0 ? MAP_PRIVATE : MAP_SHARED,
+			       fds[i], 0);
 		T_ASSERT(p != MAP_FAILED, "mapping the page cache read-only: %s", strerror(errno));
-		maps[n++] = p;
+		maps[i] = p;
 	}
-	closedir(d);
 	T_ASSERT_EQ(n, NSEG);
 	for (int k = 0; k < NSEG; k++)
 		for (size_t off = PLANT_OFF; off < SEG_LEN; off += U_PAGE)
