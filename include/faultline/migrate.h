@@ -181,7 +181,22 @@ struct fl_migrate_source_opts {
 	size_t blob_len;			/* at most FL_MIGRATE_MAX_BLOB */
 	fl_log_fn log;
 	void *log_ctx;
+	/* Rounds' time limit, from the start of round 1 (0: none): no round
+	 * starts after it; switchover follows (PRECOPY: stop-and-copy of the
+	 * rest; HYBRID: postcopy). Ignored by POSTCOPY. */
+	unsigned max_precopy_ms;
 };
+
+/*
+ * Where the destination maps a range: called once per range (index in the
+ * layout's order) in the destination's bulk thread when the layout
+ * arrives, before any page. source_range has the source's address,
+ * length and memory type. Return the address to map the range at (aligned
+ * to the range's page size, 2 MiB for hugetlb), or NULL to let the
+ * library choose a free address.
+ */
+typedef void *(*fl_migrate_place_fn)(void *ctx, unsigned index,
+				     const struct fl_migrate_range *source_range);
 
 struct fl_migrate_dest_opts {
 	size_t sz;				/* sizeof(struct fl_migrate_dest_opts) */
@@ -193,6 +208,13 @@ struct fl_migrate_dest_opts {
 	unsigned timeout_ms;
 	fl_log_fn log;
 	void *log_ctx;
+	/* NULL: every range at the source's address. Otherwise each range
+	 * where place() says (see fl_migrate_place_fn); the wire keeps the
+	 * source's addresses, the destination translates. A placed address
+	 * in use fails with -EEXIST, a misaligned one -EINVAL; nothing stays
+	 * mapped then. */
+	fl_migrate_place_fn place;
+	void *place_ctx;
 };
 
 /*
@@ -214,6 +236,7 @@ struct fl_migrate_stats {
 	uint64_t pushed;			/* pages of the background push */
 	uint64_t pages_received;		/* destination: PAGE messages */
 	uint64_t request_p50_ns, request_p99_ns, request_max_ns;
+	uint64_t pages_moved;			/* destination: installed by UFFDIO_MOVE */
 };
 
 /*
@@ -268,6 +291,28 @@ FL_API int fl_migrate_dest_start(struct fl_migrate_dest *dest);
 FL_API int fl_migrate_dest_wait(struct fl_migrate_dest *dest);
 FL_API int fl_migrate_dest_stats(const struct fl_migrate_dest *dest,
 				 struct fl_migrate_stats *stats);
+
+/* Where a range of the layout lives at the destination. */
+struct fl_migrate_placed {
+	void *source_addr;		/* the range's address at the source */
+	void *addr;			/* its address here */
+	size_t len;
+	enum fl_mem_type mem;
+};
+/*
+ * The destination's ranges, in the layout's order: fills arr with up to
+ * cap entries and sets *ret_n to the number of ranges (more than cap: call
+ * again with a larger array; arr may be NULL when cap is 0). Valid once
+ * the layout is mapped, so from the resume callback on (any thread; the
+ * resume callback reaches the destination through its ctx: store the
+ * pointer fl_migrate_dest_new() returned in the struct passed as
+ * resume_ctx before fl_migrate_dest_start()), until fl_migrate_dest_free().
+ * Errors: -EINVAL, -EAGAIN (the layout is not mapped yet, or was unmapped
+ * by a failure before switchover).
+ */
+FL_API int fl_migrate_dest_ranges(const struct fl_migrate_dest *dest,
+				  struct fl_migrate_placed *arr, unsigned cap,
+				  unsigned *ret_n);
 /*
  * Accepts NULL; returns NULL. Waits for the threads. A destination that
  * failed after switchover keeps its poisoned ranges mapped (the

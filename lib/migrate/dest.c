@@ -51,7 +51,23 @@ struct fl_migrate_dest {
 	_Atomic uint64_t total_ns;	/* set at the end; stats may read it before */
 	_Atomic uint64_t pages_received, zero_pages, requests;
 	struct fl__hist lat;
+	/* Placement: ranges[i].start is where range i is mapped HERE once
+	 * mapped; src_start[i] its address at the source, which the wire
+	 * keeps using (PAGE, REQUEST). */
+	uint64_t *src_start;
+	_Atomic bool mapped;		/* fl_migrate_dest_ranges() may read the ranges */
+	/* UFFDIO_MOVE installs of anonymous pages: each channel receives page
+	 * bytes into a ring of staging pages that are moved into place. */
+	_Atomic bool have_move;
+	struct dst_staging {
+		struct fl_migrate_dest *d;
+		uint8_t *mem;		/* STAGING_PAGES private anonymous pages */
+		unsigned next;
+	} stage[2];			/* bulk, urgent */
+	_Atomic uint64_t pages_moved;
 };
+
+#define STAGING_PAGES	64u
 
 int fl_migrate_dest_new(const struct fl_migrate_dest_opts *opts, struct fl_migrate_dest **ret_dest)
 {
@@ -118,6 +134,7 @@ static void *page_addr(const struct fl__mig_range *rg, uint64_t idx)
 
 static void unmap_ranges(struct fl_migrate_dest *d)
 {
+	atomic_store(&d->mapped, false);
 	for (unsigned i = 0; i < d->nranges; i++) {
 		struct fl__mig_range *rg = &d->ranges[i];
 
@@ -285,18 +302,129 @@ static int receive_layout(struct fl_migrate_dest *d)
 	return 0;
 }
 
+/*
+ * Where range i goes: the source's address, or what place() says (NULL:
+ * anywhere, *want = NULL). Misaligned is -EINVAL, before anything is mapped.
+ */
+static int place_range(struct fl_migrate_dest *d, unsigned i, void **want)
+{
+	const struct fl__mig_range *rg = &d->ranges[i];
+	struct fl_migrate_range src = { (void *)(uintptr_t)d->src_start[i], rg->len, rg->mem };
+
+	if (!d->opts.place)
+		return 0;
+	*want = d->opts.place(d->opts.place_ctx, i, &src);
+	if ((uintptr_t)*want % rg->page_size) {
+		fl__log(&d->log, FL_LOG_ERROR, "migrate: place() put range %u at %p, not aligned to %u", i,
+			*want, rg->page_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Staging for UFFDIO_MOVE, when the kernel has it (not masked) and the
+ * layout has anonymous ranges: a page received into a staging page is
+ * moved into place, which saves UFFDIO_COPY's copy of its bytes. Shmem and
+ * hugetlb pages live in a page cache that MOVE cannot fill: they are
+ * copied. Returns whether MOVE is on.
+ */
+static void *staging_sink(void *ctx, const uint8_t *prefix, uint32_t page_len);
+
+static bool staging_init(struct fl_migrate_dest *d)
+{
+	bool anon = false;
+
+	for (unsigned i = 0; i < d->nranges; i++)
+		anon |= d->ranges[i].mem == FL_MEM_ANON;
+	if (!anon || !fl_feature_has(FL_FEATURE_MOVE) || !fl_feature_has(FL_FEATURE_IOCTL_MOVE))
+		return false;
+	for (unsigned c = 0; c < 2; c++) {
+		struct dst_staging *st = &d->stage[c];
+		struct fl__mig_chan *ch = c ? &d->urgent : &d->bulk;
+		void *p;
+
+		if (fl__mmap(NULL, STAGING_PAGES * FL_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p))
+			return false;	/* COPY then; freed with the destination */
+		st->mem = p;
+		st->d = d;
+		/* MOVE takes single 4 KiB ptes: a huge page here would be split
+		 * on every move. */
+		(void)fl__madvise(p, STAGING_PAGES * FL_PAGE_SIZE, MADV_NOHUGEPAGE);
+		(void)fl__madvise(p, STAGING_PAGES * FL_PAGE_SIZE, MADV_POPULATE_WRITE);
+		ch->page_sink = staging_sink;
+		ch->page_sink_ctx = st;
+	}
+	atomic_store(&d->have_move, true);
+	return true;
+}
+
+/* The range and index of the page at a source address, and its address
+ * here; -ERANGE outside the layout or misaligned. */
+static int64_t wire_page(const struct fl_migrate_dest *d, uint64_t addr, unsigned *ret_range,
+			 uint64_t *ret_local)
+{
+	for (unsigned i = 0; i < d->nranges; i++) {
+		const struct fl__mig_range *rg = &d->ranges[i];
+		uint64_t off = addr - d->src_start[i];
+
+		if (addr < d->src_start[i] || off >= rg->len)
+			continue;
+		if (off % rg->page_size)
+			return -ERANGE;
+		*ret_range = i;
+		*ret_local = rg->start + off;
+		return (int64_t)(rg->first + off / rg->page_size);
+	}
+	return -ERANGE;
+}
+
+static void *staging_sink(void *ctx, const uint8_t *prefix, uint32_t page_len)
+{
+	struct dst_staging *st = ctx;
+	struct fl_migrate_dest *d = st->d;
+	uint64_t local;
+	unsigned ri;
+	void *slot;
+
+	if (!atomic_load(&d->have_move) || page_len != FL_PAGE_SIZE ||
+	    wire_page(d, fl__mig_get64(prefix), &ri, &local) < 0 || d->ranges[ri].mem != FL_MEM_ANON)
+		return NULL;
+	slot = st->mem + st->next * FL_PAGE_SIZE;
+	if (++st->next == STAGING_PAGES) {
+		st->next = 0;
+		/* The moved pages left holes: refill them in one call rather
+		 * than one fault each inside recv(). */
+		(void)fl__madvise(st->mem, STAGING_PAGES * FL_PAGE_SIZE, MADV_POPULATE_WRITE);
+	}
+	return slot;
+}
+
 /* Map and register the layout at its addresses. */
 static int map_layout(struct fl_migrate_dest *d)
 {
 	uint64_t features = 0, first = 0;
 	int r;
 
+	d->src_start = calloc(d->nranges, sizeof(*d->src_start));
+	if (!d->src_start)
+		return -ENOMEM;
+	for (unsigned i = 0; i < d->nranges; i++)
+		d->src_start[i] = d->ranges[i].start;
+
 	for (unsigned i = 0; i < d->nranges; i++) {
 		struct fl__mig_range *rg = &d->ranges[i];
 		enum fl_feature need = rg->mem == FL_MEM_SHMEM ? FL_FEATURE_MISSING_SHMEM
 						  : FL_FEATURE_MISSING_HUGETLBFS;
 		void *want = (void *)(uintptr_t)rg->start, *p;
+		int fixed = MAP_FIXED_NOREPLACE;
 
+		r = place_range(d, i, &want);
+		if (r)
+			return r;
+		if (!want)
+			fixed = 0;	/* anywhere; hugetlbfs aligns to its page size */
 		if (rg->mem != FL_MEM_ANON) {
 			if (!fl_feature_has(need))
 				return -EOPNOTSUPP;
@@ -305,23 +433,30 @@ static int map_layout(struct fl_migrate_dest *d)
 				      rg->len, &rg->memfd);
 			if (r)
 				return r;
-			r = fl__mmap(want, rg->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+			r = fl__mmap(want, rg->len, PROT_READ | PROT_WRITE, MAP_SHARED | fixed,
 				     rg->memfd, 0, &p);
 		} else {
 			r = fl__mmap(want, rg->len, PROT_READ | PROT_WRITE,
-				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &p);
+				     MAP_PRIVATE | MAP_ANONYMOUS | fixed, -1, 0, &p);
 		}
-		if (!r && p != want) {
+		if (!r && fixed && p != want) {
 			/* A kernel older than 4.17 takes NOREPLACE as a hint. */
 			(void)fl__munmap(p, rg->len);
 			r = -EEXIST;
 		}
 		if (r) {
 			fl__log(&d->log, FL_LOG_ERROR, "migrate: cannot map range %u at 0x%llx: %s", i,
-				(unsigned long long)rg->start, strerror(-r));
+				(unsigned long long)(uintptr_t)want, strerror(-r));
 			return r;
 		}
+		rg->start = (uint64_t)(uintptr_t)p;
 		rg->first = 0;	/* mapped by us */
+		if (!fixed && (uintptr_t)p % rg->page_size) {
+			/* Never seen (hugetlbfs aligns its mappings), but the
+			 * page arithmetic depends on it. */
+			fl__log(&d->log, FL_LOG_ERROR, "migrate: range %u mapped misaligned at %p", i, p);
+			return -EINVAL;
+		}
 	}
 	for (unsigned i = 0; i < d->nranges; i++) {
 		d->ranges[i].first = first;
@@ -330,6 +465,8 @@ static int map_layout(struct fl_migrate_dest *d)
 	d->have_poison = fl_feature_has(FL_FEATURE_POISON) && fl_feature_has(FL_FEATURE_IOCTL_POISON);
 	if (d->have_poison)
 		features |= fl_feature_uffd_bit(FL_FEATURE_POISON);
+	if (staging_init(d))
+		features |= fl_feature_uffd_bit(FL_FEATURE_MOVE);
 	r = fl_uffd_create(FL_UFFD_CLOEXEC | FL_UFFD_NONBLOCK, &d->uffd);
 	if (r)
 		return r;
@@ -345,13 +482,36 @@ static int map_layout(struct fl_migrate_dest *d)
 			r = -EOPNOTSUPP;
 		if (r)
 			return r;
+		if (rg->mem == FL_MEM_ANON && !fl_ioctls_has(ioctls, FL_IOCTL_MOVE))
+			atomic_store(&d->have_move, false);
 	}
 	d->present = calloc((d->total + 63) / 64, sizeof(*d->present));
 	d->requested = calloc((d->total + 63) / 64, sizeof(*d->requested));
 	d->request_ns = calloc(d->total, sizeof(*d->request_ns));
 	if (!d->present || !d->requested || !d->request_ns)
 		return -ENOMEM;
+	atomic_store(&d->mapped, true);
 	return 0;
+}
+
+/*
+ * Move a staged page into place: 0, -EEXIST (present already: the staged
+ * page stays staged), or another error, after which the caller copies
+ * (the staged bytes are intact: MOVE moves all of the page or nothing).
+ * -EOPNOTSUPP turns MOVE off for good.
+ */
+static int move_page(struct fl_migrate_dest *d, uint64_t local, void *staged)
+{
+	int r = fl_uffd_move(d->uffd, (void *)(uintptr_t)local, staged, FL_PAGE_SIZE, 0, NULL);
+
+	if (!r) {
+		atomic_fetch_add(&d->pages_moved, 1);
+	} else if (r == -EOPNOTSUPP || r == -EINVAL) {
+		if (atomic_exchange(&d->have_move, false))
+			fl__log(&d->log, FL_LOG_INFO, "migrate: UFFDIO_MOVE: %s; copying instead",
+				strerror(-r));
+	}
+	return r;
 }
 
 /*
@@ -365,7 +525,7 @@ static int install_page(struct fl_migrate_dest *d, struct fl__mig_chan *ch, cons
 	const uint8_t *buf = ch->buf;
 	const struct fl__mig_range *rg;
 	bool zero = h->flags & FL_MIG_PAGE_ZERO;
-	uint64_t addr, csum;
+	uint64_t addr, csum, local;
 	const void *src;
 	unsigned ri;
 	int64_t idx;
@@ -378,7 +538,7 @@ static int install_page(struct fl_migrate_dest *d, struct fl__mig_chan *ch, cons
 		return fl__mig_refuse(ch, -EBADMSG, "PAGE of %u bytes", h->length);
 	addr = fl__mig_get64(buf);
 	csum = fl__mig_get64(buf + 8);
-	idx = fl__mig_page_index(d->ranges, d->nranges, addr, &ri);
+	idx = wire_page(d, addr, &ri, &local);
 	if (idx < 0)
 		return fl__mig_refuse(ch, -ERANGE, "PAGE at 0x%llx, outside the layout",
 				      (unsigned long long)addr);
@@ -386,7 +546,7 @@ static int install_page(struct fl_migrate_dest *d, struct fl__mig_chan *ch, cons
 	if (h->length != FL_MIG_PAGE_PREFIX + (zero ? 0 : rg->page_size))
 		return fl__mig_refuse(ch, -EBADMSG, "PAGE at 0x%llx of %u bytes", (unsigned long long)addr,
 				      h->length);
-	src = zero ? d->zero_page : buf + FL_MIG_PAGE_PREFIX;
+	src = zero ? d->zero_page : ch->staged ? ch->staged : buf + FL_MIG_PAGE_PREFIX;
 	if (zero ? csum != 0 : fl__mig_csum(src, rg->page_size) != csum)
 		return fl__mig_refuse(ch, -EBADMSG, "PAGE at 0x%llx: checksum mismatch",
 				      (unsigned long long)addr);
@@ -400,12 +560,16 @@ static int install_page(struct fl_migrate_dest *d, struct fl__mig_chan *ch, cons
 		return 0;
 	}
 	if (atomic_load(&d->state) == DST_PRECOPY && is_present(d, (uint64_t)idx)) {
-		memcpy((void *)(uintptr_t)addr, src, rg->page_size);
+		memcpy((void *)(uintptr_t)local, src, rg->page_size);
 	} else {
-		r = fl_uffd_copy(d->uffd, (void *)(uintptr_t)addr, src, rg->page_size, 0, NULL);
+		r = -EOPNOTSUPP;
+		if (!zero && ch->staged)
+			r = move_page(d, local, ch->staged);
+		if (r && r != -EEXIST)
+			r = fl_uffd_copy(d->uffd, (void *)(uintptr_t)local, src, rg->page_size, 0, NULL);
 		if (r == -EEXIST) {
 			/* Another channel's copy won; make sure its faulter runs. */
-			(void)fl_uffd_wake(d->uffd, (void *)(uintptr_t)addr, rg->page_size);
+			(void)fl_uffd_wake(d->uffd, (void *)(uintptr_t)local, rg->page_size);
 			r = 0;
 		}
 		if (!r)
@@ -413,7 +577,7 @@ static int install_page(struct fl_migrate_dest *d, struct fl__mig_chan *ch, cons
 	}
 	pthread_rwlock_unlock(&d->install_lock);
 	if (r)
-		fl__log(&d->log, FL_LOG_ERROR, "migrate: UFFDIO_COPY at 0x%llx: %s", (unsigned long long)addr,
+		fl__log(&d->log, FL_LOG_ERROR, "migrate: UFFDIO_COPY at 0x%llx: %s", (unsigned long long)local,
 			strerror(-r));
 	return r;
 }
@@ -588,7 +752,9 @@ static int request_page(struct fl_migrate_dest *d, uint64_t addr)
 	d->request_ns[idx] = fl__now_ns();
 	if (!d->outstanding++)
 		d->last_progress_ns = d->request_ns[idx];
-	fl__mig_put64(p, (uint64_t)(uintptr_t)page_addr(&d->ranges[ri], (uint64_t)idx));
+	/* The wire speaks the source's addresses. */
+	fl__mig_put64(p, (uint64_t)(uintptr_t)page_addr(&d->ranges[ri], (uint64_t)idx) - d->ranges[ri].start +
+			 d->src_start[ri]);
 	r = fl__mig_send(&d->urgent, FL_MIG_REQUEST, 0, p, sizeof(p), NULL, 0);
 	if (!r)
 		atomic_fetch_add(&d->requests, 1);
@@ -725,6 +891,7 @@ int fl_migrate_dest_stats(const struct fl_migrate_dest *dst, struct fl_migrate_s
 	st.request_p50_ns = fl__hist_quantile(&d->lat, 0.5);
 	st.request_p99_ns = fl__hist_quantile(&d->lat, 0.99);
 	st.request_max_ns = atomic_load(&d->lat.max);
+	st.pages_moved = atomic_load(&d->pages_moved);
 	return FL_OPTS_OUT(stats, st);
 }
 
@@ -755,7 +922,31 @@ struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *d)
 	free(d->requested);
 	free(d->request_ns);
 	free(d->zero_page);
+	for (unsigned c = 0; c < 2; c++)
+		if (d->stage[c].mem)
+			(void)fl__munmap(d->stage[c].mem, STAGING_PAGES * FL_PAGE_SIZE);
+	free(d->src_start);
 	free(d->ranges);
 	free(d);
 	return NULL;
+}
+
+int fl_migrate_dest_ranges(const struct fl_migrate_dest *dst, struct fl_migrate_placed *arr, unsigned cap,
+			   unsigned *ret_n)
+{
+	struct fl_migrate_dest *d = (struct fl_migrate_dest *)dst;
+
+	if (!d || !ret_n || (cap && !arr))
+		return -EINVAL;
+	/* Set after the ranges are final; the ranges stay until free. */
+	if (!atomic_load(&d->mapped))
+		return -EAGAIN;
+	for (unsigned i = 0; i < d->nranges && i < cap; i++)
+		arr[i] = (struct fl_migrate_placed){
+			.source_addr = (void *)(uintptr_t)d->src_start[i],
+			.addr = (void *)(uintptr_t)d->ranges[i].start,
+			.len = d->ranges[i].len, .mem = d->ranges[i].mem,
+		};
+	*ret_n = d->nranges;
+	return 0;
 }

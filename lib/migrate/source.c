@@ -331,6 +331,8 @@ static int precopy(struct fl_migrate_source *s, uint8_t *dirty)
 	if (!pages)
 		return -ENOMEM;
 	memset(dirty, 0xff, (s->total + 7) / 8);
+	uint64_t t_rounds = fl__now_ns();
+
 	for (unsigned round = 1;; round++) {
 		uint8_t rp[8];
 		uint64_t n = 0;
@@ -361,6 +363,14 @@ static int precopy(struct fl_migrate_source *s, uint8_t *dirty)
 		 * the switchover, or nothing is. */
 		if (w == 0 || (uint64_t)w >= n || round >= s->opts.max_rounds)
 			break;
+		/* Writers that outpace the link never let the set shrink to
+		 * nothing: past the time limit, what is left goes at switchover. */
+		if (s->opts.max_precopy_ms &&
+		    fl__now_ns() - t_rounds >= s->opts.max_precopy_ms * 1000000ull) {
+			fl__log(&s->log, FL_LOG_INFO, "migrate: precopy time limit (%u ms) after round %u",
+				s->opts.max_precopy_ms, round);
+			break;
+		}
 	}
 	free(pages);
 	return r;

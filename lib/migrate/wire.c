@@ -196,6 +196,26 @@ static int recv_full(struct fl__mig_chan *ch, void *buf, size_t len, unsigned ti
 	return 0;
 }
 
+/* A PAGE's bytes may go to the page sink: the prefix first, to say where. */
+static int recv_payload(struct fl__mig_chan *ch, uint16_t type, uint32_t length, unsigned timeout_ms)
+{
+	void *sink = NULL;
+	int r;
+
+	ch->staged = NULL;
+	if (type != FL_MIG_PAGE || !ch->page_sink || length <= FL_MIG_PAGE_PREFIX)
+		return recv_full(ch, ch->buf, length, timeout_ms, false);
+	r = recv_full(ch, ch->buf, FL_MIG_PAGE_PREFIX, timeout_ms, false);
+	if (r)
+		return r;
+	sink = ch->page_sink(ch->page_sink_ctx, ch->buf, length - FL_MIG_PAGE_PREFIX);
+	r = recv_full(ch, sink ? sink : ch->buf + FL_MIG_PAGE_PREFIX, length - FL_MIG_PAGE_PREFIX,
+		      timeout_ms, false);
+	if (!r)
+		ch->staged = sink;
+	return r;
+}
+
 int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hdr *ret_hdr)
 {
 	uint8_t hdr[FL_MIG_HDR_SIZE];
@@ -228,7 +248,7 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 		ch->buf = nb;
 		ch->cap = length;
 	}
-	r = recv_full(ch, ch->buf, length, timeout_ms, false);
+	r = recv_payload(ch, type, length, timeout_ms);
 	if (r == -ECONNRESET)
 		r = -EBADMSG;
 	if (r)

@@ -50,6 +50,13 @@ struct fl__mig_chan {
 	uint8_t *buf;			/* the last received payload */
 	size_t cap;
 	_Atomic uint64_t bytes_sent;
+	/* Destination: where a PAGE's bytes go instead of buf, so that they
+	 * can be moved into place (UFFDIO_MOVE) rather than copied. Called
+	 * with the PAGE's prefix once it is in buf; NULL: into buf. staged
+	 * says where the last message's page bytes are (NULL: buf). */
+	void *(*page_sink)(void *ctx, const uint8_t *prefix, uint32_t page_len);
+	void *page_sink_ctx;
+	void *staged;
 };
 
 void fl__mig_chan_init(struct fl__mig_chan *ch, int fd, int stop_fd, const char *name,
