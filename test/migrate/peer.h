@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A migration between two processes, shared by the cases of options.c
+ * (loopback) and netns.c (a veth pair between network namespaces): the
+ * source process maps the memory, keeps 4 writer threads writing per-block
+ * counters until quiesce, and sends a hash of every block taken at the
+ * pause instant as the application blob; the destination (the calling
+ * process) checks its memory against that instant, block by block, with
+ * the application reading it while pages still arrive.
+ */
+#ifndef FL_TEST_MIGRATE_PEER_H
+#define FL_TEST_MIGRATE_PEER_H
+
+#include "harness.h"
+
+#define MIG_BLK		4096u		/* the writers' unit, in every memory type */
+#define MIG_WRITERS	4
+#define MIG_MIXED	3		/* mig_case.mem: one anon, one shmem, one hugetlb range */
+/* Where PLACE_RELOCATE puts a range: this far above the source's address. */
+#define MIG_RELOCATE	(1ull << 40)
+
+enum mig_place {
+	PLACE_SAME,		/* no place callback: the source's addresses */
+	PLACE_RELOCATE,		/* every range MIG_RELOCATE higher */
+	PLACE_ANYWHERE,		/* place() returns NULL */
+	PLACE_IN_USE,		/* range 1's new address is taken: -EEXIST */
+	PLACE_MISALIGNED,	/* range 2 (hugetlb) 4 KiB off its page size: -EINVAL */
+};
+
+struct mig_case {
+	enum fl_migrate_mode mode;
+	int mem;			/* enum fl_mem_type, or MIG_MIXED */
+	size_t len;			/* bytes per range */
+	uint64_t addr;			/* the source's address */
+	unsigned src_flags;		/* FL_MIGRATE_NO_PUSH */
+	unsigned max_precopy_ms;
+	unsigned max_rounds;
+	bool kill_source;		/* postcopy: SIGKILL the source, expect SIGBUS */
+	/* Rounds that never converge on their own: the writers write a set
+	 * that shrinks by one block a round, and all of it every round (the
+	 * source's log callback writes it at each round's end), so each
+	 * round's written set is one smaller than the last: only the round
+	 * or time limit stops them. */
+	bool shrinking;
+	enum mig_place place;
+	int expect;			/* the error both sides see (0: success) */
+};
+
+/* What the source measured, sent to the destination's process at its end. */
+struct mig_report {
+	unsigned rounds;
+	uint64_t pause_ns;		/* run started -> quiesce(PAUSE) */
+	uint64_t longest_round_ns;	/* between two "round N sent" */
+	bool time_limit;		/* the source logged its precopy time limit */
+};
+
+/* Ranges in the layout, and the bytes of all of them. */
+unsigned mig_nranges(const struct mig_case *c);
+size_t mig_bytes(const struct mig_case *c);
+/* Skip (or fail under strict) unless the kernel and the machine can run c;
+ * takes the huge page lock for hugetlb. Before any fork. */
+void mig_require(const struct mig_case *c);
+
+/* TCP on an IPv4 address ("127.0.0.1", "10.1.2.2"). */
+void mig_listen(const char *ip, int *ret_fd, int *ret_port);
+int mig_connect(const char *ip, int port, char role);
+void mig_accept_pair(int lfd, int *ret_bulk, int *ret_urgent);
+
+/* The source process: never returns (exits 0 when all went as c says);
+ * writes its struct mig_report to report_fd on success. */
+__attribute__((noreturn)) void mig_source(const struct mig_case *c, const char *ip, int port, int report_fd);
+/*
+ * The destination: receives on the accepted pair, checks everything c
+ * promises, waits for the source process (pid) and returns T_PASS or
+ * fails through T_ASSERT. The report, when rep is not NULL.
+ */
+int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, int report_fd,
+		    struct mig_report *rep);
+/* Listen on listen_ip, fork the source (after running before_source in the
+ * child, when not NULL), connecting to listen_ip, and be the destination. */
+int mig_run(const struct mig_case *c, const char *listen_ip, void (*before_source)(void *), void *arg,
+	    struct mig_report *rep);
+
+#endif
