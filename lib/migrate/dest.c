@@ -85,7 +85,7 @@ int fl_migrate_dest_new(const struct fl_migrate_dest_opts *opts, struct fl_migra
 		goto fail;
 	r = -EINVAL;
 	if (d->opts.bulk_fd < 0 || d->opts.urgent_fd < 0 || d->opts.bulk_fd == d->opts.urgent_fd ||
-	    !d->opts.resume)
+	    !d->opts.resume || (d->opts.flags & ~FL_MIGRATE_DEST_MOVE))
 		goto fail;
 	if (!d->opts.timeout_ms)
 		d->opts.timeout_ms = 10000;
@@ -323,11 +323,11 @@ static int place_range(struct fl_migrate_dest *d, unsigned i, void **want)
 }
 
 /*
- * Staging for UFFDIO_MOVE, when the kernel has it (not masked) and the
- * layout has anonymous ranges: a page received into a staging page is
- * moved into place, which saves UFFDIO_COPY's copy of its bytes. Shmem and
- * hugetlb pages live in a page cache that MOVE cannot fill: they are
- * copied. Returns whether MOVE is on.
+ * Staging for UFFDIO_MOVE (FL_MIGRATE_DEST_MOVE), when the kernel has it
+ * (not masked) and the layout has anonymous ranges: a page received into
+ * a staging page is moved into place, which saves UFFDIO_COPY's copy of
+ * its bytes. Shmem and hugetlb pages live in a page cache that MOVE cannot
+ * fill: they are copied. Returns whether MOVE is on.
  */
 static void *staging_sink(void *ctx, const uint8_t *prefix, uint32_t page_len);
 
@@ -337,7 +337,8 @@ static bool staging_init(struct fl_migrate_dest *d)
 
 	for (unsigned i = 0; i < d->nranges; i++)
 		anon |= d->ranges[i].mem == FL_MEM_ANON;
-	if (!anon || !fl_feature_has(FL_FEATURE_MOVE) || !fl_feature_has(FL_FEATURE_IOCTL_MOVE))
+	if (!anon || !(d->opts.flags & FL_MIGRATE_DEST_MOVE) || !fl_feature_has(FL_FEATURE_MOVE) ||
+	    !fl_feature_has(FL_FEATURE_IOCTL_MOVE))
 		return false;
 	for (unsigned c = 0; c < 2; c++) {
 		struct dst_staging *st = &d->stage[c];

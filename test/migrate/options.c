@@ -21,14 +21,18 @@
 static const struct mig_case c_place_anon = PLACE(0, FL_MEM_ANON, PLACE_RELOCATE, 0);
 static const struct mig_case c_place_shmem = PLACE(1, FL_MEM_SHMEM, PLACE_RELOCATE, 0);
 static const struct mig_case c_place_hugetlb = PLACE(2, FL_MEM_HUGETLB, PLACE_RELOCATE, 0);
-static const struct mig_case c_place_mixed = PLACE(3, MIG_MIXED, PLACE_RELOCATE, 0);
+/* With MOVE installs of the anonymous range, at its new address. */
+static const struct mig_case c_place_mixed = {
+	.mode = FL_MIGRATE_HYBRID, .mem = MIG_MIXED, .len = LEN, .addr = SLOT(3), .place = PLACE_RELOCATE,
+	.move = true,
+};
 static const struct mig_case c_place_anywhere = PLACE(4, MIG_MIXED, PLACE_ANYWHERE, 0);
 static const struct mig_case c_place_in_use = PLACE(5, MIG_MIXED, PLACE_IN_USE, -EEXIST);
 static const struct mig_case c_place_misaligned = PLACE(6, MIG_MIXED, PLACE_MISALIGNED, -EINVAL);
 /* Every page on demand, at the new addresses: faults there are served. */
 static const struct mig_case c_place_ondemand = {
 	.mode = FL_MIGRATE_POSTCOPY, .mem = MIG_MIXED, .len = LEN, .addr = SLOT(7), .place = PLACE_RELOCATE,
-	.src_flags = FL_MIGRATE_NO_PUSH,
+	.src_flags = FL_MIGRATE_NO_PUSH, .move = true,
 };
 /* The source killed after switchover, ranges placed: SIGBUS at the new
  * addresses. */
@@ -37,15 +41,17 @@ static const struct mig_case c_place_killed = {
 	.src_flags = FL_MIGRATE_NO_PUSH, .kill_source = true,
 };
 
-/* Anonymous memory: MOVE where the kernel has it, COPY masked. */
+/* Anonymous memory with FL_MIGRATE_DEST_MOVE: moved where the kernel has
+ * MOVE, copied when it is masked. */
 static const struct mig_case c_move_precopy = { .mode = FL_MIGRATE_PRECOPY, .mem = FL_MEM_ANON, .len = LEN,
-						.addr = SLOT(9) };
+						.addr = SLOT(9), .move = true };
 static const struct mig_case c_move_postcopy = { .mode = FL_MIGRATE_POSTCOPY, .mem = FL_MEM_ANON, .len = LEN,
-						 .addr = SLOT(10) };
+						 .addr = SLOT(10), .move = true };
 static const struct mig_case c_move_hybrid = { .mode = FL_MIGRATE_HYBRID, .mem = FL_MEM_ANON, .len = LEN,
-					       .addr = SLOT(11) };
+					       .addr = SLOT(11), .move = true };
 static const struct mig_case c_move_ondemand = { .mode = FL_MIGRATE_POSTCOPY, .mem = FL_MEM_ANON, .len = LEN,
-						 .addr = SLOT(12), .src_flags = FL_MIGRATE_NO_PUSH };
+						 .addr = SLOT(12), .src_flags = FL_MIGRATE_NO_PUSH,
+						 .move = true };
 
 static int test_migration(void *arg)
 {

@@ -472,7 +472,8 @@ int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, i
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
 		.resume = on_resume, .resume_ctx = &d, .timeout_ms = t_scaled_ms(20000), .log = dst_log,
-		.place = c->place == PLACE_SAME ? NULL : place, .place_ctx = &d }, &d.dst));
+		.place = c->place == PLACE_SAME ? NULL : place, .place_ctx = &d,
+		.flags = c->move ? FL_MIGRATE_DEST_MOVE : 0 }, &d.dst));
 	T_OK(fl_migrate_dest_start(d.dst));
 
 	if (c->kill_source) {
@@ -528,9 +529,9 @@ int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, i
 		T_ASSERT(atomic_load(&d.torn) == 0 && atomic_load(&d.mismatched) == 0);
 		T_OK(fl_migrate_dest_stats(d.dst, &st));
 		T_ASSERT(st.pages_received > 0 && st.zero_pages > 0);
-		/* UFFDIO_MOVE installs anonymous pages where the kernel has it
-		 * (and it is not masked); never shmem or hugetlb pages. */
-		if (c->mem == FL_MEM_ANON || c->mem == MIG_MIXED) {
+		/* UFFDIO_MOVE installs anonymous pages when asked and the
+		 * kernel has it (not masked); never shmem or hugetlb pages. */
+		if (c->move && (c->mem == FL_MEM_ANON || c->mem == MIG_MIXED)) {
 			if (t_has(FL_FEATURE_BIT(FL_FEATURE_MOVE) | FL_FEATURE_BIT(FL_FEATURE_IOCTL_MOVE)))
 				T_ASSERT(st.pages_moved > 0, "UFFDIO_MOVE available, no page moved");
 			else

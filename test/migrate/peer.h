@@ -42,6 +42,7 @@ struct mig_case {
 	 * round's written set is one smaller than the last: only the round
 	 * or time limit stops them. */
 	bool shrinking;
+	bool move;			/* the destination asks for FL_MIGRATE_DEST_MOVE */
 	enum mig_place place;
 	int expect;			/* the error both sides see (0: success) */
 };
