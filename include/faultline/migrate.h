@@ -19,7 +19,9 @@
  * maps anonymous ranges as private anonymous memory and shmem and hugetlb
  * ranges as MAP_SHARED mappings of a memfd of its own (MFD_HUGETLB for
  * hugetlb), at the same addresses with MAP_FIXED_NOREPLACE: an address in
- * use is -EEXIST.
+ * use is -EEXIST. A place callback (struct fl_migrate_dest_opts) maps
+ * ranges elsewhere instead; the wire keeps the source's addresses and the
+ * destination translates; fl_migrate_dest_ranges() says where they are.
  *
  * Modes:
  *  - FL_MIGRATE_PRECOPY: rounds (below), then stop-and-copy: the
@@ -34,7 +36,8 @@
  * Rounds: round 1 sends every page while a write watch (<faultline/watch.h>)
  * records what the application writes meanwhile; each later round sends the
  * pages written since the previous one. Rounds stop when the written set
- * stops shrinking, when it is empty, or after max_rounds.
+ * stops shrinking, when it is empty, after max_rounds, or when they have
+ * run max_precopy_ms (no round starts after it).
  *
  * Switchover: the source calls quiesce(FL_MIGRATE_PAUSE) (the application
  * must stop writing the ranges before it returns), reads the final written
@@ -61,7 +64,10 @@
  * stalls fl_migrate_source_run() (the caller may shut the sockets down).
  *
  * Destination page installation: a page arriving for a page not yet
- * present is installed with UFFDIO_COPY (atomic for concurrent faulters).
+ * present is installed with UFFDIO_COPY (atomic for concurrent faulters),
+ * or, with FL_MIGRATE_DEST_MOVE, an anonymous page received into a
+ * staging page and checked is moved into place with UFFDIO_MOVE (COPY
+ * when MOVE is missing, masked or fails other than with EEXIST).
  * Before switchover the application does not run at the destination, so a
  * page sent again by a later round is copied over the present page in
  * place (by the library's own thread: it is present, so no fault). After
