@@ -49,10 +49,14 @@ static int run_in_namespaces(struct nsnet *n, void *arg)
 	uint64_t rx;
 	int r;
 
+	uint64_t t0 = t_now_ns();
+
 	nsnet_enter(n, 1);
 	r = mig_run(nc->mc, NSNET_IP1, enter_source_side, n, NULL);
 	if (r != T_PASS || nc->mc->kill_source)
 		return r;
+	t_log("migrated %zu MiB in %.1f ms%s", mig_bytes(nc->mc) >> 20, (t_now_ns() - t0) / 1e6,
+	      nc->tbf ? " over 1 Gbit/s" : "");
 	/* The pages crossed the veth pair: its destination end received at
 	 * least the written quarter-and-more of the memory. */
 	rx = nsnet_rx_bytes(n, 1);
