@@ -105,7 +105,40 @@ static int test_time_limit(void *arg)
 	return T_PASS;
 }
 
+static void no_resume(const void *blob, size_t blob_len, void *ctx)
+{
+	(void)blob;
+	(void)blob_len;
+	(void)ctx;
+	T_ASSERT(0, "resumed without a source");
+}
+
+/* The new options' and fl_migrate_dest_ranges()'s argument checks. */
+static int test_args(void *arg)
+{
+	struct fl_migrate_dest_opts o = { .sz = sizeof(o), .bulk_fd = 0, .urgent_fd = 1 };
+	struct fl_migrate_placed pl[1];
+	struct fl_migrate_dest *dst = NULL;
+	unsigned n = 7;
+
+	(void)arg;
+	o.resume = no_resume;
+	o.flags = FL_MIGRATE_DEST_MOVE << 1;
+	T_ASSERT_EQ(fl_migrate_dest_new(&o, &dst), -EINVAL);
+	o.flags = FL_MIGRATE_DEST_MOVE;
+	T_OK(fl_migrate_dest_new(&o, &dst));
+	T_ASSERT_EQ(fl_migrate_dest_ranges(NULL, pl, 1, &n), -EINVAL);
+	T_ASSERT_EQ(fl_migrate_dest_ranges(dst, pl, 1, NULL), -EINVAL);
+	T_ASSERT_EQ(fl_migrate_dest_ranges(dst, NULL, 1, &n), -EINVAL);
+	/* Not started: no layout yet. */
+	T_ASSERT_EQ(fl_migrate_dest_ranges(dst, pl, 1, &n), -EAGAIN);
+	T_ASSERT_EQ(n, 7);
+	fl_migrate_dest_free(dst);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
+	{ "args", test_args, NULL, 30, 0 },
 	{ "place-anon", test_migration, (void *)&c_place_anon, 120, 0 },
 	{ "place-shmem", test_migration, (void *)&c_place_shmem, 120, 0 },
 	{ "place-hugetlb", test_migration, (void *)&c_place_hugetlb, 120, T_HUGE_PAGES },

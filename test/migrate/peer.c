@@ -374,6 +374,17 @@ static void on_resume(const void *blob, size_t blob_len, void *ctx)
 	/* Documented: the ranges are known from here on, in this thread. */
 	T_OK(fl_migrate_dest_ranges(d->dst, d->placed, 3, &n));
 	T_ASSERT_EQ(n, mig_nranges(d->c));
+	{
+		/* A short array: what fits, and the count of all. */
+		struct fl_migrate_placed one[2] = { 0 };
+
+		n = 0;
+		T_OK(fl_migrate_dest_ranges(d->dst, one, 1, &n));
+		T_ASSERT_EQ(n, mig_nranges(d->c));
+		T_ASSERT(one[0].addr == d->placed[0].addr && one[1].addr == NULL);
+		T_OK(fl_migrate_dest_ranges(d->dst, NULL, 0, &n));
+		T_ASSERT_EQ(n, mig_nranges(d->c));
+	}
 	if (!d->c->kill_source) {
 		T_ASSERT(pthread_create(&d->reader, NULL, reader, d) == 0);
 		d->reader_started = true;
