@@ -395,7 +395,7 @@ static void on_resume(const void *blob, size_t blob_len, void *ctx)
 static void dst_log(enum fl_log_level level, const char *msg, void *ctx)
 {
 	(void)ctx;
-	if (level <= FL_LOG_WARN)
+	if (level <= FL_LOG_WARN || getenv("MIG_DEBUG"))
 		t_log("destination: %s", msg);
 }
 
