@@ -773,8 +773,12 @@ static int post_run(struct fl_migrate_dest *d)
 		};
 		int r;
 
-		/* Not before RESUMED is out: DONE must follow it. */
-		if (atomic_load(&d->resumed) && atomic_load(&d->present_count) == d->total)
+		/* Not before RESUMED is out: DONE must follow it. Nor before
+		 * every request has its answer, also when the push brought the
+		 * page first: the source's urgent thread, blocked sending an
+		 * answer nobody reads any more (a 2 MiB page fills a socket
+		 * buffer), would never read DONE. */
+		if (atomic_load(&d->resumed) && atomic_load(&d->present_count) == d->total && !d->outstanding)
 			return 1;
 		r = fl__poll(p, 4, 100);
 		if (r < 0 && r != -EINTR)
