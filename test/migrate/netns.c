@@ -63,6 +63,14 @@ static int run_in_namespaces(struct nsnet *n, void *arg)
 	T_ASSERT(rx != UINT64_MAX, "cannot read the veth's statistics");
 	T_ASSERT(rx >= mig_bytes(nc->mc) / 4, "the destination's veth received %llu bytes of %zu",
 		 (unsigned long long)rx, mig_bytes(nc->mc));
+	if (nc->tbf) {
+		/* The limit held: what crossed took at least 80 % of its
+		 * time at 1 Gbit/s (the source sent what the veth received). */
+		uint64_t ns = t_now_ns() - t0, floor_ns = rx * 8 * 8 / 10;
+
+		T_ASSERT(ns >= floor_ns, "%llu bytes in %.1f ms: faster than 1 Gbit/s",
+			 (unsigned long long)rx, ns / 1e6);
+	}
 	return T_PASS;
 }
 
