@@ -22,9 +22,12 @@
  * same value is sent again, so applying it twice changes nothing.
  * --verify: each connection writes its own keys (key i belongs to
  * connection i % conns), remembers for each the counter of the last SET
- * that got +OK and of a SET sent after it without a reply, and at the end
- * reads every key it wrote: each must hold one of those two values.
- * Missing keys and other values are reported, and fail the run.
+ * that got +OK and of a SET sent after it without a reply, and reads every
+ * key it wrote back when it moves to the failover server (before it sends
+ * anything there) and at the end: each must hold one of those two values.
+ * Missing keys and other values are reported, and fail the run. (The
+ * request that was interrupted by the move also waits for that check: its
+ * latency includes it.)
  *
  * The last line, "kv-load-result key=value ...", is for programs (faultline
  * bench kv): rps, p50_us, p99_us, max_us, and with a save save_s, save_n,
@@ -78,6 +81,7 @@ struct worker {
 	 * of one sent after it that got no reply (0: none). */
 	uint64_t *last_ok, *unanswered;
 	uint64_t verified, missing, wrong;
+	bool verifying;
 };
 
 /* One connection with a read buffer: replies are read a buffer at a time,
@@ -244,6 +248,7 @@ static bool well_formed(const char *key, const char *val)
 
 static int cmp_u64(const void *a, const void *b);
 static void sleep_s(double s);
+static void verify(struct worker *w, struct conn *cn);
 
 /*
  * The connection is gone (dropped, refused, or no reply): connect to the
@@ -288,6 +293,16 @@ static int request_moving(struct worker *w, struct conn *cn, const char *req, ch
 			deadline = now_ns() + (uint64_t)(w->c->failover_s * 1e9);
 		if (reconnect(w, cn, deadline))
 			return -1;
+		/* The keys first, before this connection writes anything
+		 * there: a write the first server acknowledged and the new one
+		 * lacks shows now, before a later write to the key hides it. */
+		if (w->c->verify && !w->verifying) {
+			w->verifying = true;
+			verify(w, cn);
+			w->verifying = false;
+			if (w->err)
+				return -1;
+		}
 		w->resent++;
 	}
 }

@@ -719,11 +719,31 @@ static void *migrate_thread(void *arg)
 	return NULL;
 }
 
-/* MIGRATE [mode], or SIGUSR2 (mode NULL: hybrid); writes the reply. */
-static void start_migration(struct server *s, const char *mode, char *reply, size_t len)
+/* Start the migration start_migration() prepared. */
+static void launch_migration(struct server *s)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, migrate_thread, s)) {
+		pthread_mutex_lock(&s->mig_lock);
+		snprintf(s->mig_msg, sizeof(s->mig_msg), "cannot start a thread");
+		atomic_store(&s->mig_phase, MIG_FAILED);
+		pthread_mutex_unlock(&s->mig_lock);
+		track_start(s);
+		return;
+	}
+	pthread_detach(th);
+}
+
+/*
+ * MIGRATE [mode], or SIGUSR2 (mode NULL: hybrid); writes the reply. True
+ * when the caller must launch_migration(), after sending the reply: a
+ * postcopy switches over within milliseconds, and cuts every client, the
+ * one that asked included.
+ */
+static bool start_migration(struct server *s, const char *mode, char *reply, size_t len)
 {
 	enum fl_migrate_mode m = FL_MIGRATE_HYBRID;
-	pthread_t th;
 	int phase;
 
 	if (mode && !strcmp(mode, "precopy"))
@@ -732,18 +752,18 @@ static void start_migration(struct server *s, const char *mode, char *reply, siz
 		m = FL_MIGRATE_POSTCOPY;
 	else if (mode && strcmp(mode, "hybrid")) {
 		snprintf(reply, len, "-ERR the mode is precopy, postcopy or hybrid\n");
-		return;
+		return false;
 	}
 	if (!s->migrate_to) {
 		snprintf(reply, len, "-ERR started without --migrate-to\n");
-		return;
+		return false;
 	}
 	pthread_mutex_lock(&s->save_lock);
 	phase = atomic_load(&s->mig_phase);
 	if (s->saving || (phase != MIG_IDLE && phase != MIG_DONE && phase != MIG_FAILED)) {
 		pthread_mutex_unlock(&s->save_lock);
 		snprintf(reply, len, "-ERR %s\n", s->saving ? "a save is running" : "a migration is running");
-		return;
+		return false;
 	}
 	/* The migration's precopy watches the arena itself. What is written
 	 * meanwhile is not tracked for saves: the next one is full. */
@@ -756,17 +776,8 @@ static void start_migration(struct server *s, const char *mode, char *reply, siz
 	atomic_store(&s->mig_phase, MIG_CONNECTING);
 	pthread_mutex_unlock(&s->mig_lock);
 	pthread_mutex_unlock(&s->save_lock);
-	if (pthread_create(&th, NULL, migrate_thread, s)) {
-		pthread_mutex_lock(&s->mig_lock);
-		snprintf(s->mig_msg, sizeof(s->mig_msg), "cannot start a thread");
-		atomic_store(&s->mig_phase, MIG_FAILED);
-		pthread_mutex_unlock(&s->mig_lock);
-		track_start(s);
-		snprintf(reply, len, "-ERR cannot start a thread\n");
-		return;
-	}
-	pthread_detach(th);
 	snprintf(reply, len, "+STARTED %s\n", mode_name[m]);
+	return true;
 }
 
 static void migration_reply(struct server *s, char *reply, size_t len)
@@ -950,7 +961,8 @@ static int incoming(struct server *s, int port)
 
 /* ---- requests ---------------------------------------------------------------- */
 
-static void handle(struct server *s, char *line, char *reply, size_t len)
+/* One request; *ret_launch: launch_migration() once the reply is sent. */
+static void handle(struct server *s, char *line, char *reply, size_t len, bool *ret_launch)
 {
 	/* strtok_r: every connection thread parses at once. */
 	char *save = NULL, *cmd = strtok_r(line, " \r\n", &save), *k = strtok_r(NULL, " \r\n", &save),
@@ -1007,7 +1019,7 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 				 (unsigned long long)s->last_final, s->last_rounds);
 		pthread_mutex_unlock(&s->save_lock);
 	} else if (!strcmp(cmd, "MIGRATE")) {
-		start_migration(s, k, reply, len);
+		*ret_launch = start_migration(s, k, reply, len);
 	} else if (!strcmp(cmd, "MIGRATION")) {
 		migration_reply(s, reply, len);
 	} else if (!strcmp(cmd, "INFO")) {
@@ -1044,8 +1056,14 @@ static void *conn_thread(void *arg)
 			have -= ll;
 			if (!strncmp(line, "QUIT", 4))
 				goto out;
-			handle(s, line, reply, sizeof(reply));
-			if (write(c->fd, reply, strlen(reply)) < 0)
+			bool launch = false;
+
+			handle(s, line, reply, sizeof(reply), &launch);
+			ssize_t w = write(c->fd, reply, strlen(reply));
+
+			if (launch)
+				launch_migration(s);
+			if (w < 0)
 				goto out;
 		}
 		if (have == sizeof(buf) - 1)
@@ -1142,8 +1160,11 @@ static int serve(struct server *s, int lfd, int sig_fd)
 			char reply[256];
 
 			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
-				start_migration(s, NULL, reply, sizeof(reply));
+				bool launch = start_migration(s, NULL, reply, sizeof(reply));
+
 				fprintf(stderr, "kv-server: SIGUSR2: %s", reply);
+				if (launch)
+					launch_migration(s);
 			}
 		}
 		if (moved_away(s))
