@@ -29,6 +29,7 @@ packages=(
 	libclang-rt-14-dev	# clang's sanitizer runtimes (ASan, UBSan, LSan)
 	afl++			# test examples/fuzz: fuzz-target built with afl-cc, a few seconds of afl-fuzz
 	abigail-tools		# abidw/abidiff: tools/check-abi.sh compares struct layouts with abi/libfaultline.abi
+	iproute2		# ip netns, veth pairs: test examples/kv-migrate (kv-server moved between namespaces)
 )
 
 installed() {
