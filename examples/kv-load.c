@@ -11,7 +11,8 @@
  *
  * --until-saved keeps the load running until the save it started is done
  * (at least --seconds) and reports the requests that started during the
- * save on their own: what the save cost the clients. --redis speaks to a
+ * save on their own: what the save cost the clients. SIGINT or SIGTERM
+ * ends the load early, with the same report (and --verify). --redis speaks to a
  * redis-server instead (inline commands; the save is its BGSAVE).
  *
  * Clients of a server that moves (kv-server --migrate-to): --failover
@@ -45,6 +46,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -430,11 +432,20 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* SIGINT or SIGTERM: end the load now, as if --seconds were over. */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
 static void sleep_s(double s)
 {
 	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
 
-	while (nanosleep(&ts, &ts) && errno == EINTR)
+	while (nanosleep(&ts, &ts) && errno == EINTR && !interrupted)
 		;
 }
 
@@ -524,6 +535,17 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "kv-load: --verify gives each connection its own keys: --keys >= --conns\n"), 2;
 	if (c.until_saved && c.bgsave_at < 0)
 		return fprintf(stderr, "kv-load: --until-saved needs --bgsave-at\n"), 2;
+	/* The workers block SIGINT and SIGTERM (a signal would cut a request
+	 * short, and look like a server gone); main takes them. */
+	sigset_t stop_sigs;
+	struct sigaction sa = { .sa_handler = on_interrupt, .sa_flags = SA_RESTART };
+
+	sigemptyset(&stop_sigs);
+	sigaddset(&stop_sigs, SIGINT);
+	sigaddset(&stop_sigs, SIGTERM);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
 	uint64_t t0 = now_ns();
 	for (int i = 0; i < c.conns; i++) {
 		w[i].c = &c;
@@ -539,6 +561,7 @@ int main(int argc, char **argv)
 		if (!w[i].lat || !w[i].start || pthread_create(&w[i].th, NULL, worker_main, &w[i]))
 			return perror("kv-load"), 1;
 	}
+	pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
 	if (c.bgsave_at >= 0) {
 		char reply[512];
 		struct conn *cn = calloc(1, sizeof(*cn));
@@ -568,7 +591,7 @@ int main(int argc, char **argv)
 	{
 		/* The load runs --seconds, or until the save is done. */
 		double left = c.seconds - (double)(now_ns() - t0) / 1e9;
-		if (left > 0)
+		if (left > 0 && !interrupted)
 			sleep_s(left);
 		atomic_store(&c.stop, true);
 	}

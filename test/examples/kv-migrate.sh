@@ -137,9 +137,10 @@ for mode in precopy postcopy hybrid; do
 	start_source --migrate-to "$B_IP:$MIG_PORT" || { result FAIL source-started; kill -9 "$dpid"; continue; }
 	ok source-idle '[ "$(echo MIGRATION | kvq "$A_IP" $SRC_PORT)" = "+IDLE" ]'
 	# Four connections, 80 % SET, each its own keys; the migration starts
-	# 1.5 s in and the load runs on well past it.
+	# 1.5 s in, the load is stopped (SIGTERM: its report and the final
+	# check follow) a second after the migration is over.
 	ip netns exec "$NA" "$L" --host "$A_IP" --port $SRC_PORT --failover "$B_IP:$DST_PORT" --conns 4 \
-		--seconds "$(t_scale 8)" --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
+		--seconds 600 --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
 	lpid=$!
 	pids+=("$lpid")
 	sleep 1.5
@@ -155,13 +156,15 @@ for mode in precopy postcopy hybrid; do
 	else
 		ok source-rounds '[ "${src_rounds:-0}" -ge 1 ]'
 	fi
+	ok dest-migration-done 'wait_for "$T/dst.out" "migration done ($mode): downtime_us"'
+	sleep 1
+	kill -TERM "$lpid"
 	wait_rc "$lpid" 120
 	ok load-verified '[ "$rc" = 0 ] && grep -q "verify: [1-9][0-9]* keys read back, 0 missing, 0 with another value" "$T/load.out"'
 	[ "$rc" = 0 ] || echo "# kv-load: $(tail -c 800 "$T/load.out")" >&2
 	# Every connection moved: its keys were read back from the destination.
 	ok load-moved '[ "$(sed -n "s/.* failovers=\([0-9]*\) .*/\1/p" "$T/load.out")" -ge 4 ]'
 	has dest-listening "$T/dst.out" "listening on $B_IP:$DST_PORT"
-	ok dest-migration-done 'wait_for "$T/dst.out" "migration done ($mode): downtime_us"'
 	ok dest-prefill-intact '[ "$(prefill_wrong "$B_IP" $DST_PORT)" = 0 ]'
 	done_reply=$(echo MIGRATION | kvq "$B_IP" $DST_PORT)
 	ok dest-migration-reply '[ "$(echo "$done_reply" | awk "{ print \$1, \$4 }")" = "+DONE $src_rounds" ]'
