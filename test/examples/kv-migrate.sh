@@ -19,7 +19,8 @@
 # killed (SIGKILL) during a postcopy without background push, with the
 # destination mid-fetch and a client reading: the destination exits
 # non-zero with the cause, and every reply the client got was right (a
-# GET gets the right value or a closed connection, never zeros).
+# GET gets the right value or a closed connection, never zeros); and the
+# destination killed during postcopy: the source exits 1 with the cause.
 #
 # Skips (77) when network namespaces cannot be made here (not root, no
 # ip(8), no netns support); under FAULTLINE_REQUIRE_FEATURES that fails.
@@ -238,6 +239,23 @@ if start_dest && start_source --migrate-to "$B_IP:$MIG_PORT" --migrate-no-push; 
 	ok reader-read-some '[ "$(wc -l < "$T/reader.out")" -gt 0 ]'
 	ok reader-stopped '[ "$(wc -l < "$T/reader.out")" -lt $((PREFILL - 2000)) ]'
 	echo "# kill: the reader got $(wc -l < "$T/reader.out") right values before the destination exited ($dest_rc): $(tail -1 "$T/dst.err")" >&2
+else
+	result FAIL started
+fi
+
+# The other way: the destination killed during postcopy. The source cannot
+# take its clients back (the destination may have applied their writes):
+# it exits 1 with the cause.
+T_PROG=examples/kv-migrate-kill-dest
+if start_dest && start_source --migrate-to "$B_IP:$MIG_PORT" --migrate-no-push; then
+	ok migrate-started '[ "$(echo "MIGRATE postcopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED postcopy" ]'
+	ok dest-serving 'wait_for "$T/dst.out" "listening on $B_IP:$DST_PORT"'
+	kill -9 "$dpid"
+	wait "$dpid" 2> /dev/null
+	wait_rc "$spid" 60
+	ok source-exit-1 '[ "$rc" = 1 ]'
+	has source-cause "$T/src.err" "failed after its switchover"
+	ok source-gone '! echo "GET k1" | kvq "$A_IP" $SRC_PORT > /dev/null 2>&1'
 else
 	result FAIL started
 fi
