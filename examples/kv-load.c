@@ -11,9 +11,10 @@
  *
  * --until-saved keeps the load running until the save it started is done
  * (at least --seconds) and reports the requests that started during the
- * save on their own: what the save cost the clients. SIGINT or SIGTERM
- * ends the load early, with the same report (and --verify). --redis speaks to a
- * redis-server instead (inline commands; the save is its BGSAVE).
+ * save on their own: what the save cost the clients. --redis speaks to a
+ * redis-server instead (inline commands; the save is its BGSAVE). SIGINT
+ * or SIGTERM ends the load before --seconds, with the same report (and
+ * the --verify check).
  *
  * Clients of a server that moves (kv-server --migrate-to): --failover
  * HOST:PORT is where it goes. When the connection to the first server
@@ -32,9 +33,10 @@
  *
  * The last line, "kv-load-result key=value ...", is for programs (faultline
  * bench kv): rps, p50_us, p99_us, max_us, and with a save save_s, save_n,
- * save_rps, save_p99_us, save_max_us; with --failover, failovers (the
- * connections that moved) and resent (requests sent again); with --verify,
- * verified, missing, wrong.
+ * save_rps, save_p99_us, save_max_us; with --failover, failovers
+ * (connections made to the failover server) and resent (requests sent
+ * again); with --verify, verified (keys read back, at the moves and at the
+ * end), missing, wrong.
  *
  *   kv-load --port N [--host ADDR] [--conns N] [--seconds S] [--keys N] [--prefix P]
  *           [--set-pct N] [--bgsave-at S [--incr] [--until-saved]] [--redis]
