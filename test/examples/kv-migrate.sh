@@ -173,7 +173,7 @@ for mode in precopy postcopy hybrid; do
 	ok dest-keys '[ "${keys:-0}" -ge $((PREFILL + 1)) ]'
 	# The destination is a server like any other now: a full save works.
 	ok dest-bgsave '[ "$(echo BGSAVE | kvq "$B_IP" $DST_PORT | cut -c1-8)" = "+STARTED" ]'
-	echo "# $mode: source: $(grep -o 'downtime_us.*' "$T/src.out"); load: $(grep -o 'failovers=.*' "$T/load.out")" >&2
+	echo "# $mode (at ${SECONDS}s): source: $(grep -o 'downtime_us.*' "$T/src.out"); load: $(grep -o 'failovers=.*' "$T/load.out")" >&2
 	kill -9 "$dpid" 2> /dev/null
 	wait "$dpid" 2> /dev/null
 done
@@ -261,4 +261,5 @@ else
 fi
 
 T_PROG=examples/kv-migrate
+echo "# $T_PROG: ${SECONDS}s" >&2
 summary
