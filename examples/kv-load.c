@@ -12,20 +12,43 @@
  * --until-saved keeps the load running until the save it started is done
  * (at least --seconds) and reports the requests that started during the
  * save on their own: what the save cost the clients. --redis speaks to a
- * redis-server instead (inline commands; the save is its BGSAVE).
+ * redis-server instead (inline commands; the save is its BGSAVE). SIGINT
+ * or SIGTERM ends the load before --seconds, with the same report (and
+ * the --verify check).
+ *
+ * Clients of a server that moves (kv-server --migrate-to): --failover
+ * HOST:PORT is where it goes. When the connection to the first server
+ * drops or is refused, a client connects there instead (retrying for
+ * --failover-s seconds, default 30) and sends again the request that got
+ * no reply. A SET without a reply may or may not have been applied; the
+ * same value is sent again, so applying it twice changes nothing.
+ * --verify: each connection writes its own keys (key i belongs to
+ * connection i % conns), remembers for each the counter of the last SET
+ * that got +OK and of a SET sent after it without a reply, and reads every
+ * key it wrote back when it moves to the failover server (before it sends
+ * anything there) and at the end: each must hold one of those two values.
+ * Missing keys and other values are reported, and fail the run. (The
+ * request that was interrupted by the move waits for that check; its
+ * latency, as reported, leaves the check out.)
  *
  * The last line, "kv-load-result key=value ...", is for programs (faultline
  * bench kv): rps, p50_us, p99_us, max_us, and with a save save_s, save_n,
- * save_rps, save_p99_us, save_max_us.
+ * save_rps, save_p99_us, save_max_us; with --failover, failovers
+ * (connections made to the failover server) and resent (requests sent
+ * again); with --verify, verified (keys read back, at the moves and at the
+ * end), missing, wrong.
  *
- *   kv-load --port N [--conns N] [--seconds S] [--keys N] [--prefix P]
+ *   kv-load --port N [--host ADDR] [--conns N] [--seconds S] [--keys N] [--prefix P]
  *           [--set-pct N] [--bgsave-at S [--incr] [--until-saved]] [--redis]
+ *           [--failover HOST:PORT [--failover-s S]] [--verify]
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,19 +64,29 @@
 
 struct cfg {
 	int port, conns, keys, set_pct;
-	double seconds, bgsave_at;
-	bool incr, until_saved, redis;
-	const char *prefix;
+	double seconds, bgsave_at, failover_s;
+	bool incr, until_saved, redis, verify;
+	const char *prefix, *failover_to;
+	struct sockaddr_in server, failover;	/* failover.sin_port 0: none */
 	_Atomic bool stop;		/* set by main: the workers finish */
 };
 
 struct worker {
 	struct cfg *c;
+	unsigned id;
 	pthread_t th;
 	uint64_t *lat, *start;		/* per request: latency, start time */
 	size_t nlat;
 	uint64_t ops, bad;
 	int err;
+	bool moved;			/* now on the failover server */
+	uint64_t failovers, resent;
+	/* --verify, per key: the counter of the last SET answered +OK, and
+	 * of one sent after it that got no reply (0: none). */
+	uint64_t *last_ok, *unanswered;
+	uint64_t verified, missing, wrong;
+	bool verifying;
+	uint64_t verify_ns;		/* time spent checking keys at a failover */
 };
 
 /* One connection with a read buffer: replies are read a buffer at a time,
@@ -71,16 +104,45 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int dial(int port)
+static int dial(const struct sockaddr_in *sa)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+	if (fd < 0)
 		return -1;
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa))) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
+}
+
+/* "HOST:PORT", HOST a name or an IPv4 address. */
+static int resolve(const char *host, const char *port, struct sockaddr_in *ret_addr)
+{
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
+
+	if (getaddrinfo(host, port, &hints, &ai))
+		return -1;
+	memcpy(ret_addr, ai->ai_addr, sizeof(*ret_addr));
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static int resolve_hostport(const char *hostport, struct sockaddr_in *ret_addr)
+{
+	const char *colon = strrchr(hostport, ':');
+	char host[256];
+
+	if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof(host) || !colon[1])
+		return -1;
+	memcpy(host, hostport, (size_t)(colon - hostport));
+	host[colon - hostport] = '\0';
+	return resolve(host, colon + 1, ret_addr);
 }
 
 /* One reply line, '\r' dropped, '\n' kept. */
@@ -190,6 +252,117 @@ static bool well_formed(const char *key, const char *val)
 }
 
 static int cmp_u64(const void *a, const void *b);
+static void sleep_s(double s);
+static void verify(struct worker *w, struct conn *cn);
+
+/*
+ * The connection is gone (dropped, refused, or no reply): connect to the
+ * failover server, retrying until `deadline` (a migration's destination
+ * listens from its switchover on; until then it refuses).
+ */
+static int reconnect(struct worker *w, struct conn *cn, uint64_t deadline)
+{
+	struct cfg *c = w->c;
+
+	if (cn->fd >= 0)
+		close(cn->fd);
+	cn->fd = -1;
+	cn->have = 0;
+	if (!c->failover.sin_port)
+		return -1;
+	for (;;) {
+		int fd = dial(&c->failover);
+
+		if (fd >= 0) {
+			cn->fd = fd;
+			w->moved = true;
+			w->failovers++;
+			return 0;
+		}
+		if (now_ns() > deadline)
+			return -1;
+		sleep_s(0.02);
+	}
+}
+
+/* request(), sent again on the failover connection when it got no reply;
+ * -1 when no server answered within --failover-s. */
+static int request_moving(struct worker *w, struct conn *cn, const char *req, char *reply, size_t len)
+{
+	uint64_t deadline = 0;
+
+	for (;;) {
+		if (cn->fd >= 0 && !request(cn, w->c->redis, req, reply, len))
+			return 0;
+		if (!deadline)
+			deadline = now_ns() + (uint64_t)(w->c->failover_s * 1e9);
+		if (reconnect(w, cn, deadline))
+			return -1;
+		/* The keys first, before this connection writes anything
+		 * there: a write the first server acknowledged and the new one
+		 * lacks shows now, before a later write to the key hides it. */
+		if (w->c->verify && !w->verifying) {
+			uint64_t t0 = now_ns();
+
+			w->verifying = true;
+			verify(w, cn);
+			w->verifying = false;
+			w->verify_ns += now_ns() - t0;
+			if (w->err)
+				return -1;
+		}
+		w->resent++;
+	}
+}
+
+/* The counter of a well-formed value "<key>:<n>:<key>\n". */
+static uint64_t value_counter(const char *key, const char *val)
+{
+	return strtoull(val + strlen(key) + 1, NULL, 10);
+}
+
+/* --verify: every key this connection wrote holds the value of its last
+ * SET answered +OK, or of the one sent after it without a reply. */
+static void verify(struct worker *w, struct conn *cn)
+{
+	struct cfg *c = w->c;
+	char req[128], reply[512], key[64];
+	unsigned reported = 0;
+
+	for (uint64_t i = w->id; i < (uint64_t)c->keys; i += (uint64_t)c->conns) {
+		const char *why = NULL;
+
+		if (!w->last_ok[i] && !w->unanswered[i])
+			continue;
+		snprintf(key, sizeof(key), "%s%llu", c->prefix, (unsigned long long)i);
+		snprintf(req, sizeof(req), "GET %s%s", key, c->redis ? "\r\n" : "\n");
+		if (request_moving(w, cn, req, reply, sizeof(reply))) {
+			w->err = ECONNREFUSED;
+			return;
+		}
+		w->verified++;
+		if (!strcmp(reply, "-\n")) {
+			if (w->last_ok[i]) {
+				w->missing++;
+				why = "missing";
+			}
+		} else if (reply[0] != '$' || !well_formed(key, reply + 1)) {
+			w->wrong++;
+			why = "malformed";
+		} else {
+			uint64_t n = value_counter(key, reply + 1);
+
+			if (n != w->last_ok[i] && (!w->unanswered[i] || n != w->unanswered[i])) {
+				w->wrong++;
+				why = "another value";
+			}
+		}
+		if (why && reported++ < 10)
+			fprintf(stderr, "kv-load: verify: %s: %s: got %.*s, want counter %llu (or %llu, sent without a reply)\n",
+				key, why, (int)strcspn(reply, "\n"), reply, (unsigned long long)w->last_ok[i],
+				(unsigned long long)w->unanswered[i]);
+	}
+}
 
 static void *worker_main(void *arg)
 {
@@ -198,53 +371,83 @@ static void *worker_main(void *arg)
 	uint64_t x = (uint64_t)(uintptr_t)w ^ now_ns(), counter = 0;
 	char req[512], reply[512], key[64];
 	struct conn *cn = calloc(1, sizeof(*cn));
-	int fd = dial(c->port);
+	int fd = dial(&c->server);
 
-	if (fd < 0 || !cn) {
-		w->err = fd < 0 ? errno : ENOMEM;
+	if (!cn) {
+		w->err = ENOMEM;
 		if (fd >= 0)
 			close(fd);
-		free(cn);
 		return NULL;
 	}
 	cn->fd = fd;
+	if (fd < 0 && reconnect(w, cn, now_ns() + (uint64_t)(c->failover_s * 1e9))) {
+		w->err = c->failover.sin_port ? ECONNREFUSED : errno;
+		free(cn);
+		return NULL;
+	}
 	while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
-		snprintf(key, sizeof(key), "%s%llu", c->prefix, (unsigned long long)(x % (uint64_t)c->keys));
+		uint64_t k = x % (uint64_t)c->keys;
+		if (c->verify) {
+			/* This connection's own keys: k % conns == id. */
+			k = k - k % (uint64_t)c->conns + w->id;
+			if (k >= (uint64_t)c->keys)
+				k -= (uint64_t)c->conns;
+		}
+		snprintf(key, sizeof(key), "%s%llu", c->prefix, (unsigned long long)k);
 		bool set = (int)((x >> 32) % 100) < c->set_pct;
 		const char *eol = c->redis ? "\r\n" : "\n";
-		if (set)
+		if (set) {
 			snprintf(req, sizeof(req), "SET %s %s:%llu:%s%s", key, key, (unsigned long long)++counter, key,
 				 eol);
-		else
+			if (c->verify)
+				w->unanswered[k] = counter;
+		} else {
 			snprintf(req, sizeof(req), "GET %s%s", key, eol);
-		uint64_t t0 = now_ns();
-		if (request(cn, c->redis, req, reply, sizeof(reply))) {
-			w->err = EPIPE;
+		}
+		uint64_t t0 = now_ns(), checked = w->verify_ns;
+		if (request_moving(w, cn, req, reply, sizeof(reply))) {
+			w->err = c->failover.sin_port ? ECONNREFUSED : EPIPE;
 			break;
 		}
 		if (w->nlat < MAX_SAMPLES) {
 			w->start[w->nlat] = t0;
-			w->lat[w->nlat++] = now_ns() - t0;
+			w->lat[w->nlat++] = now_ns() - t0 - (w->verify_ns - checked);
 		}
 		w->ops++;
 		if (!set && reply[0] == '$' && !well_formed(key, reply + 1))
 			w->bad++;
 		if (set && strcmp(reply, "+OK\n"))
 			w->bad++;
+		else if (set && c->verify) {
+			w->last_ok[k] = counter;
+			w->unanswered[k] = 0;
+		}
 	}
-	close(fd);
+	if (!w->err && c->verify)
+		verify(w, cn);
+	if (cn->fd >= 0)
+		close(cn->fd);
 	free(cn);
 	return NULL;
+}
+
+/* SIGINT or SIGTERM: end the load now, as if --seconds were over. */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
 }
 
 static void sleep_s(double s)
 {
 	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
 
-	while (nanosleep(&ts, &ts) && errno == EINTR)
+	while (nanosleep(&ts, &ts) && errno == EINTR && !interrupted)
 		;
 }
 
@@ -275,9 +478,12 @@ static int cmp_u64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	static struct cfg c = { .conns = 4, .keys = 100000, .set_pct = 50, .seconds = 5, .bgsave_at = -1, .prefix = "k" };
+	static struct cfg c = { .conns = 4, .keys = 100000, .set_pct = 50, .seconds = 5, .bgsave_at = -1, .prefix = "k",
+				.failover_s = 30 };
 	static struct worker w[MAX_CONNS];
-	uint64_t ops = 0, bad = 0, *all, *during, save_t0 = 0, save_t1 = 0;
+	const char *host = "127.0.0.1";
+	char port_s[16];
+	uint64_t ops = 0, bad = 0, failovers = 0, resent = 0, verified = 0, missing = 0, wrong = 0, *all, *during, save_t0 = 0, save_t1 = 0;
 	size_t nall = 0, nduring = 0;
 	struct pct pa, ps = { 0 };
 	double t;
@@ -303,31 +509,68 @@ int main(int argc, char **argv)
 			c.until_saved = true;
 		else if (!strcmp(argv[i], "--redis"))
 			c.redis = true;
+		else if (!strcmp(argv[i], "--host") && i + 1 < argc)
+			host = argv[++i];
+		else if (!strcmp(argv[i], "--failover") && i + 1 < argc)
+			c.failover_to = argv[++i];
+		else if (!strcmp(argv[i], "--failover-s") && i + 1 < argc)
+			c.failover_s = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--verify"))
+			c.verify = true;
 		else {
-			fprintf(stderr, "usage: kv-load --port N [--conns N] [--seconds S] [--keys N] [--prefix P]\n"
-					"               [--set-pct N] [--bgsave-at S [--incr] [--until-saved]] [--redis]\n");
+			fprintf(stderr, "usage: kv-load --port N [--host ADDR] [--conns N] [--seconds S] [--keys N] [--prefix P]\n"
+					"               [--set-pct N] [--bgsave-at S [--incr] [--until-saved]] [--redis]\n"
+					"               [--failover HOST:PORT [--failover-s S]] [--verify]\n");
 			return 2;
 		}
 	}
 	if (c.port <= 0 || c.conns < 1 || c.conns > MAX_CONNS || c.keys < 1)
 		return fprintf(stderr, "kv-load: bad --port, --conns (1-%d) or --keys\n", MAX_CONNS), 2;
+	snprintf(port_s, sizeof(port_s), "%d", c.port);
+	if (resolve(host, port_s, &c.server))
+		return fprintf(stderr, "kv-load: cannot resolve --host %s\n", host), 2;
+	if (c.failover_to && (resolve_hostport(c.failover_to, &c.failover) || !c.failover.sin_port))
+		return fprintf(stderr, "kv-load: --failover wants HOST:PORT, not '%s'\n", c.failover_to), 2;
+	if (c.failover_s <= 0)
+		return fprintf(stderr, "kv-load: --failover-s wants a positive number of seconds\n"), 2;
+	if (c.verify && c.keys < c.conns)
+		return fprintf(stderr, "kv-load: --verify gives each connection its own keys: --keys >= --conns\n"), 2;
 	if (c.until_saved && c.bgsave_at < 0)
 		return fprintf(stderr, "kv-load: --until-saved needs --bgsave-at\n"), 2;
+	/* The workers block SIGINT and SIGTERM (a signal would cut a request
+	 * short, and look like a server gone); main takes them. */
+	sigset_t stop_sigs;
+	struct sigaction sa = { .sa_handler = on_interrupt, .sa_flags = SA_RESTART };
+
+	sigemptyset(&stop_sigs);
+	sigaddset(&stop_sigs, SIGINT);
+	sigaddset(&stop_sigs, SIGTERM);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
 	uint64_t t0 = now_ns();
 	for (int i = 0; i < c.conns; i++) {
 		w[i].c = &c;
+		w[i].id = (unsigned)i;
 		w[i].lat = malloc(MAX_SAMPLES * sizeof(uint64_t));
 		w[i].start = malloc(MAX_SAMPLES * sizeof(uint64_t));
+		if (c.verify) {
+			w[i].last_ok = calloc((size_t)c.keys, sizeof(uint64_t));
+			w[i].unanswered = calloc((size_t)c.keys, sizeof(uint64_t));
+			if (!w[i].last_ok || !w[i].unanswered)
+				return perror("kv-load"), 1;
+		}
 		if (!w[i].lat || !w[i].start || pthread_create(&w[i].th, NULL, worker_main, &w[i]))
 			return perror("kv-load"), 1;
 	}
+	pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
 	if (c.bgsave_at >= 0) {
 		char reply[512];
 		struct conn *cn = calloc(1, sizeof(*cn));
 		const char *cmd = c.redis ? "BGSAVE\r\n" : c.incr ? "BGSAVE INCR\n" : "BGSAVE\n";
 
 		sleep_s(c.bgsave_at);
-		if (!cn || (cn->fd = dial(c.port)) < 0)
+		if (!cn || (cn->fd = dial(&c.server)) < 0)
 			return perror("kv-load: BGSAVE"), 1;
 		save_t0 = now_ns();
 		if (request(cn, false, cmd, reply, sizeof(reply)))
@@ -350,7 +593,7 @@ int main(int argc, char **argv)
 	{
 		/* The load runs --seconds, or until the save is done. */
 		double left = c.seconds - (double)(now_ns() - t0) / 1e9;
-		if (left > 0)
+		if (left > 0 && !interrupted)
 			sleep_s(left);
 		atomic_store(&c.stop, true);
 	}
@@ -361,7 +604,20 @@ int main(int argc, char **argv)
 			failed = fprintf(stderr, "kv-load: connection %d: %s\n", i, strerror(w[i].err)) | 1;
 		ops += w[i].ops;
 		bad += w[i].bad;
+		failovers += w[i].failovers;
+		resent += w[i].resent;
+		verified += w[i].verified;
+		missing += w[i].missing;
+		wrong += w[i].wrong;
+		free(w[i].last_ok);
+		free(w[i].unanswered);
 	}
+	if (c.failover_to)
+		printf("kv-load: failover to %s: %llu connections made there, %llu requests sent again\n", c.failover_to,
+		       (unsigned long long)failovers, (unsigned long long)resent);
+	if (c.verify && !failed)
+		printf("kv-load: verify: %llu keys read back, %llu missing, %llu with another value\n",
+		       (unsigned long long)verified, (unsigned long long)missing, (unsigned long long)wrong);
 	if (failed) {
 		for (int i = 0; i < c.conns; i++) {
 			free(w[i].lat);
@@ -397,6 +653,11 @@ int main(int argc, char **argv)
 		printf(" save_s=%.3f save_n=%zu save_rps=%.0f save_p50_us=%.0f save_p99_us=%.0f save_max_us=%.0f", sd,
 		       nduring, (double)nduring / sd, ps.p50 / 1e3, ps.p99 / 1e3, ps.max / 1e3);
 	}
+	if (c.failover_to)
+		printf(" failovers=%llu resent=%llu", (unsigned long long)failovers, (unsigned long long)resent);
+	if (c.verify)
+		printf(" verified=%llu missing=%llu wrong=%llu", (unsigned long long)verified, (unsigned long long)missing,
+		       (unsigned long long)wrong);
 	printf("\n");
 	if (save_t1)
 		printf("kv-load: during the save (%.2f s): %zu requests: %.0f req/s; p99 %.0f us, max %.0f us\n",
@@ -404,5 +665,5 @@ int main(int argc, char **argv)
 		       ps.p99 / 1e3, ps.max / 1e3);
 	free(all);
 	free(during);
-	return bad ? 1 : 0;
+	return bad || missing || wrong ? 1 : 0;
 }

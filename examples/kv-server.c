@@ -2,10 +2,13 @@
 /*
  * kv-server: a small in-memory key-value server that saves itself in the
  * background with a faultline live snapshot instead of fork(), the way an
- * in-memory database (Redis's BGSAVE) would.
+ * in-memory database (Redis's BGSAVE) would, and moves itself to another
+ * host (or network namespace) with faultline's live migration while its
+ * clients keep writing.
  *
  * The whole table lives in one anonymous arena of fixed-size slots (open
- * addressing). Clients speak a line protocol over TCP on 127.0.0.1:
+ * addressing). Clients speak a line protocol over TCP on --listen ADDR
+ * (default 127.0.0.1):
  *
  *   SET key value     -> +OK
  *   GET key           -> $value  or  -  (no such key)
@@ -19,6 +22,14 @@
  *                        as the server's page faults while the child ran;
  *                        pages_final: the pages the pause dealt with;
  *                        rounds: precopy rounds; both 0 with --fork-save)
+ *   MIGRATE [precopy|postcopy|hybrid]
+ *                     -> +STARTED mode  (to --migrate-to; default hybrid;
+ *                                        SIGUSR2 starts a hybrid one too)
+ *   MIGRATION         -> +IDLE | +RUNNING state | +DONE downtime_us
+ *                        total_ms rounds | -ERR message
+ *                        (state: connecting, precopy, switchover, postcopy;
+ *                        -ERR: the last migration failed before its
+ *                        switchover, and this server kept serving)
  *   INFO              -> +keys N saves N last_stall_us N fork_save 0|1
  *   QUIT
  *
@@ -44,8 +55,40 @@
  * --fork-save does the classic thing instead: fork(), and the child writes
  * the arena.
  *
- *   kv-server [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]
- *             [--track auto|async|sync|none] [--prefill N] [--save-nice N]
+ * Migrating (<faultline/migrate.h>): the source, started with
+ * --migrate-to HOST:PORT, opens two connections to HOST:PORT (bulk, then
+ * urgent) when told to (MIGRATE or SIGUSR2) and sends the arena while
+ * clients keep writing; its pause is the same write lock as a save's, and
+ * the table's header (slots, keys) travels in the migration's blob, read
+ * at the pause. Once the destination runs, the source closes every client
+ * connection without answering what arrived after the pause (those
+ * requests were never applied here: the clients re-send them to the
+ * destination), serves the pages the destination still needs, logs the
+ * migration's statistics and exits 0; a failure after the switchover exits
+ * 1 with the cause. A migration that fails before its switchover leaves
+ * the server serving with its memory intact (MIGRATION says why).
+ * The destination, started with --incoming PORT, listens for the source on
+ * --listen ADDR:PORT, and allocates nothing before the layout arrives: the
+ * library maps the arena at the source's address, which must be free in
+ * this process (the source places its arena far from where the kernel puts
+ * libraries, heaps and thread stacks, so it is). It needs no --arena,
+ * --load or --prefill: the arena and the table's header come from the
+ * source. At the switchover it starts serving clients at once on --listen
+ * ADDR:--port (bound at startup, so a port in use fails before anything
+ * moves), while the arena's pages arrive on demand and in the background;
+ * it prints "listening on ADDR:PORT" then, and "migration done ..." with
+ * the statistics when every page is here. If the source dies or the
+ * connection is cut after the switchover, the pages that did not arrive are
+ * poisoned (never zeros) and the server exits 1 with the cause: a client
+ * gets a right value or a closed connection, never a wrong value.
+ * --migrate-no-push: no background push after the switchover, pages move
+ * only when the destination faults on them (a demonstration of postcopy on
+ * demand, and a test of a source lost mid-fetch).
+ *
+ *   kv-server [--listen ADDR] [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE]
+ *             [--fork-save] [--track auto|async|sync|none] [--prefill N]
+ *             [--save-nice N] [--migrate-to HOST:PORT] [--migrate-no-push]
+ *   kv-server --incoming PORT [--listen ADDR] [--port N] [--dir DIR] [--track ...]
  *
  * SIZE is in bytes, with an optional K, M or G suffix (default 256M).
  * --prefill N stores keys k0 .. k<N-1> (values as kv-load writes them,
@@ -59,7 +102,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -67,8 +113,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -86,11 +134,45 @@ struct slot {
 };
 _Static_assert(sizeof(struct slot) == 256, "slot size");
 
+/*
+ * What the destination needs besides the arena's bytes, sent as the
+ * migration's blob (read at the pause, so the key count is exact). Both
+ * ends are this program on the same architecture: host byte order.
+ */
+#define BLOB_MAGIC "kv-mig1"
+struct kv_blob {
+	char magic[8];
+	uint64_t arena_addr, arena_len;
+	uint64_t nslots, keys;
+	uint64_t pause_realtime_ns;	/* the destination's downtime estimate */
+	uint32_t rounds, mode;		/* precopy rounds run before the pause */
+};
+
+enum mig_phase {
+	MIG_IDLE,
+	MIG_CONNECTING,
+	MIG_PRECOPY,
+	MIG_SWITCHOVER,			/* paused; the destination is resuming */
+	MIG_POSTCOPY,			/* the destination serves; pages still move */
+	MIG_DONE,
+	MIG_FAILED,
+};
+static const char *const phase_name[] = { "idle", "connecting", "precopy", "switchover", "postcopy", "done",
+					  "failed" };
+static const char *const mode_name[] = { "precopy", "postcopy", "hybrid" };
+
+/* A client connection; listed so that a migration can cut them all. */
+struct conn {
+	struct server *s;
+	int fd;
+	struct conn *prev, *next;
+};
+
 struct server {
 	struct slot *arena;
 	size_t arena_len;
 	uint64_t nslots;
-	pthread_rwlock_t quiesce;	/* requests: read; snapshot pause: write */
+	pthread_rwlock_t quiesce;	/* requests: read; snapshot and migration pause: write */
 	/* The table's locks: one per stripe of consecutive slots, so a request
 	 * that stalls (a page fault in the arena, a write watch's fault) holds
 	 * up only the requests for its stripe, not every request. */
@@ -100,16 +182,44 @@ struct server {
 	const char *dir;
 	bool fork_save;
 	int save_nice;			/* the live save's threads (--save-nice) */
-	struct fl_watch *watch;		/* NULL: --track none */
-	/* save state */
+	struct fl_watch *watch;		/* NULL: --track none, or a migration runs */
+	bool track;			/* --track is not none */
+	enum fl_watch_backend track_backend;
+	/* save state (save_lock) */
 	pthread_mutex_t save_lock;
 	bool saving;
+	bool track_gap;			/* a migration ran untracked: the next save is full */
 	int save_err;
 	unsigned saves;
 	char last_path[400];
 	uint64_t last_stall_ns, last_total_ns, last_cow, last_final;
 	unsigned last_rounds;
 	char save_msg[256];
+	/* clients */
+	struct sockaddr_in listen_addr;	/* --listen, --port */
+	pthread_mutex_t conns_lock;
+	struct conn *conns;
+	int wake_fd;			/* eventfd: the accept loop looks at the migration */
+	/* migration (mig_lock; the phase also read without it) */
+	const char *migrate_to;		/* --migrate-to HOST:PORT */
+	struct sockaddr_in migrate_addr;
+	bool migrate_no_push;
+	pthread_mutex_t mig_lock;
+	pthread_cond_t mig_cond;
+	_Atomic int mig_phase;		/* enum mig_phase */
+	enum fl_migrate_mode mig_mode;
+	struct fl_migrate_source *mig_src;
+	_Atomic bool mig_paused;	/* quiesce(PAUSE) without RESUME: switched over */
+	bool mig_finished;		/* the migration thread is done with it */
+	int mig_exit;			/* the source's exit status after a switchover */
+	char mig_msg[256];		/* MIGRATION's -ERR */
+	uint64_t mig_downtime_ns, mig_total_ns;
+	unsigned mig_rounds;
+	struct kv_blob blob;
+	/* --incoming */
+	int client_lfd;			/* bound at startup, listening from the switchover */
+	struct fl_migrate_dest *mig_dst;
+	int mig_fds[2];			/* bulk, urgent */
 };
 
 static uint64_t now_ns(void)
@@ -299,6 +409,8 @@ static void *save_thread(void *arg)
 	if (!s->save_err) {
 		snprintf(s->last_path, sizeof(s->last_path), "%s", j->path);
 		s->saves++;
+		if (!j->incremental)
+			s->track_gap = false;
 	}
 	s->saving = false;
 	pthread_mutex_unlock(&s->save_lock);
@@ -312,14 +424,21 @@ static void bgsave(struct server *s, bool incremental, char *reply, size_t len)
 	struct save_job *j = calloc(1, sizeof(*j));
 	pthread_t th;
 
+	int phase;
+
+	/* A save and a migration exclude each other (both pause the workers,
+	 * and both need the arena's write tracking): start_migration() sets
+	 * the phase under save_lock too. */
 	pthread_mutex_lock(&s->save_lock);
-	if (!j || s->saving) {
+	phase = atomic_load(&s->mig_phase);
+	if (!j || s->saving || (phase != MIG_IDLE && phase != MIG_DONE && phase != MIG_FAILED)) {
 		pthread_mutex_unlock(&s->save_lock);
-		snprintf(reply, len, "-ERR %s\n", j ? "a save is running" : "out of memory");
+		snprintf(reply, len, "-ERR %s\n", !j ? "out of memory" : s->saving ? "a save is running"
+									: "a migration is running");
 		free(j);
 		return;
 	}
-	if (incremental && (!s->saves || s->fork_save || !s->watch)) {
+	if (incremental && (!s->saves || s->fork_save || !s->watch || s->track_gap)) {
 		pthread_mutex_unlock(&s->save_lock);
 		snprintf(reply, len, "-ERR incremental needs an earlier faultline save\n");
 		free(j);
@@ -344,9 +463,506 @@ static void bgsave(struct server *s, bool incremental, char *reply, size_t len)
 	pthread_detach(th);
 }
 
+/* ---- migrating ---------------------------------------------------------------- */
+
+/*
+ * The source places its arena here (a hint: elsewhere if taken). The
+ * destination maps the arena at the source's address in a process that
+ * already holds its libraries, heap and thread stacks, which the kernel
+ * puts near the top of the address space or next to the program, at
+ * random offsets: an address far from both is free there too.
+ */
+#define ARENA_HINT ((void *)0x600000000000ull)
+
+static void wake_main(struct server *s)
+{
+	uint64_t one = 1;
+
+	(void)!write(s->wake_fd, &one, sizeof(one));
+}
+
+static void mig_log(enum fl_log_level level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	/* The library's rounds and switchover are DEBUG: a line each here. */
+	if (level <= FL_LOG_INFO || !strncmp(msg, "migrate:", 8))
+		fprintf(stderr, "kv-server: %s\n", msg);
+}
+
+/* "HOST:PORT", HOST a name or an IPv4 address. */
+static int resolve(const char *hostport, struct sockaddr_in *ret_addr)
+{
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
+	const char *colon = strrchr(hostport, ':');
+	char host[256];
+
+	if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof(host) || !colon[1])
+		return -EINVAL;
+	memcpy(host, hostport, (size_t)(colon - hostport));
+	host[colon - hostport] = '\0';
+	if (getaddrinfo(host, colon + 1, &hints, &ai))
+		return -EHOSTUNREACH;
+	memcpy(ret_addr, ai->ai_addr, sizeof(*ret_addr));
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/*
+ * The migration's transport, source side: two TCP connections to the
+ * destination, bulk first, then urgent, each naming its role in its first
+ * byte (mig_accept() reads it). This and mig_accept() are the only places
+ * that know the transport: TLS, or the library's own connection helpers,
+ * replace these two functions and nothing else.
+ */
+static int mig_connect(const struct sockaddr_in *to, int *ret_bulk, int *ret_urgent)
+{
+	static const char role[2] = { 'B', 'U' };
+	int fd[2] = { -1, -1 }, r = 0;
+
+	for (int i = 0; i < 2 && !r; i++) {
+		/* SO_SNDTIMEO bounds connect() too; cleared after it, since
+		 * the library's sends must never time out. */
+		struct timeval tv = { .tv_sec = 5 }, none = { 0 };
+		int one = 1;
+
+		fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd[i] < 0 || setsockopt(fd[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) ||
+		    connect(fd[i], (const struct sockaddr *)to, sizeof(*to)) || write(fd[i], &role[i], 1) != 1 ||
+		    setsockopt(fd[i], SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none)) ||
+		    setsockopt(fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+			r = errno == EINPROGRESS ? -ETIMEDOUT : -errno;
+	}
+	if (r) {
+		for (int i = 0; i < 2; i++)
+			if (fd[i] >= 0)
+				close(fd[i]);
+		return r;
+	}
+	*ret_bulk = fd[0];
+	*ret_urgent = fd[1];
+	return 0;
+}
+
+/* The destination's half of mig_connect(): listen on `at`, accept the
+ * source's bulk and urgent connections (in either order), stop listening. */
+static int mig_accept(const struct sockaddr_in *at, int *ret_bulk, int *ret_urgent)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, fd[2] = { -1, -1 };
+	char name[INET_ADDRSTRLEN];
+
+	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(lfd, (const struct sockaddr *)at, sizeof(*at)) || listen(lfd, 4)) {
+		int r = -errno;
+
+		if (lfd >= 0)
+			close(lfd);
+		return r;
+	}
+	printf("kv-server: waiting for a migration on %s:%d\n", inet_ntop(AF_INET, &at->sin_addr, name, sizeof(name)),
+	       ntohs(at->sin_port));
+	fflush(stdout);
+	while (fd[0] < 0 || fd[1] < 0) {
+		/* A peer that sends no role within 5 s is not a source. */
+		struct timeval tv = { .tv_sec = 5 }, none = { 0 };
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), slot;
+		char role = 0;
+
+		if (c < 0)
+			continue;
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (read(c, &role, 1) != 1 || (role != 'B' && role != 'U') || fd[slot = role == 'U'] >= 0) {
+			fprintf(stderr, "kv-server: a connection that is not a migration's: closed\n");
+			close(c);
+			continue;
+		}
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		fd[slot] = c;
+	}
+	close(lfd);
+	*ret_bulk = fd[0];
+	*ret_urgent = fd[1];
+	return 0;
+}
+
+/*
+ * The source's pause: the snapshot's (the write side of the requests'
+ * lock), then the table's header into the blob, which the library reads
+ * after this returns. After the switchover the lock is never given back:
+ * a request waiting for it is never applied here, and never answered.
+ */
+static int mig_quiesce(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct server *s = ctx;
+
+	if (action == FL_MIGRATE_PAUSE) {
+		struct fl_migrate_stats st = { .sz = sizeof(st) };
+		struct timespec ts;
+
+		pthread_rwlock_wrlock(&s->quiesce);
+		fl_migrate_source_stats(s->mig_src, &st);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		s->blob = (struct kv_blob){
+			.magic = BLOB_MAGIC,
+			.arena_addr = (uint64_t)(uintptr_t)s->arena,
+			.arena_len = s->arena_len,
+			.nslots = s->nslots,
+			.keys = atomic_load(&s->keys),
+			.pause_realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
+			.rounds = st.rounds,
+			.mode = s->mig_mode,
+		};
+		atomic_store(&s->mig_phase, MIG_SWITCHOVER);
+		atomic_store(&s->mig_paused, true);
+		wake_main(s);
+	} else {
+		atomic_store(&s->mig_paused, false);
+		atomic_store(&s->mig_phase, MIG_PRECOPY);
+		pthread_rwlock_unlock(&s->quiesce);
+	}
+	return 0;
+}
+
+/* The arena's write tracking for saves (--track); not while a migration
+ * runs, whose own watch needs the arena (a range takes one userfaultfd). */
+static int track_start(struct server *s)
+{
+	struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = s->track_backend };
+	int r = 0;
+
+	pthread_mutex_lock(&s->save_lock);
+	if (s->track && !s->watch)
+		r = fl_watch_new(s->arena, s->arena_len, &wo, &s->watch);
+	pthread_mutex_unlock(&s->save_lock);
+	return r;
+}
+
+static void *migrate_thread(void *arg)
+{
+	struct server *s = arg;
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_range range = { s->arena, s->arena_len, FL_MEM_ANON };
+	struct fl_migrate_source *src = NULL;
+	int bulk = -1, urgent = -1, r;
+	bool switched;
+	char msg[256];
+
+	r = mig_connect(&s->migrate_addr, &bulk, &urgent);
+	if (r) {
+		snprintf(msg, sizeof(msg), "cannot connect to %s: %s", s->migrate_to, strerror(-r));
+	} else {
+		r = fl_migrate_source_new(&(struct fl_migrate_source_opts){
+			.sz = sizeof(struct fl_migrate_source_opts),
+			.ranges = &range, .nranges = 1,
+			.bulk_fd = bulk, .urgent_fd = urgent,
+			.mode = s->mig_mode,
+			.flags = s->migrate_no_push ? FL_MIGRATE_NO_PUSH : 0,
+			.quiesce = mig_quiesce, .quiesce_ctx = s,
+			.blob = &s->blob, .blob_len = sizeof(s->blob),
+			.log = mig_log }, &src);
+		if (!r) {
+			pthread_mutex_lock(&s->mig_lock);
+			s->mig_src = src;
+			pthread_mutex_unlock(&s->mig_lock);
+			atomic_store(&s->mig_phase, MIG_PRECOPY);
+			r = fl_migrate_source_run(src);
+			fl_migrate_source_stats(src, &st);
+		}
+		snprintf(msg, sizeof(msg), "%s", strerror(-r));
+	}
+	/* Paused and never resumed: the switchover happened. */
+	switched = atomic_load(&s->mig_paused);
+	if (switched && !r) {
+		char per_round[256] = "";
+		size_t o = 0;
+
+		for (unsigned i = 0; i < st.rounds && i < FL_MIGRATE_MAX_ROUNDS && o < sizeof(per_round) - 24; i++)
+			o += (size_t)snprintf(per_round + o, sizeof(per_round) - o, "%s%llu", i ? "," : "",
+					      (unsigned long long)st.pages_per_round[i]);
+		printf("kv-server: migration done (%s, to %s): downtime_us %llu total_ms %llu rounds %u "
+		       "pages_per_round %s pages_sent %llu zero_pages %llu bytes_sent %llu requests %llu pushed %llu\n",
+		       mode_name[s->mig_mode], s->migrate_to, (unsigned long long)(st.downtime_ns / 1000),
+		       (unsigned long long)(st.total_ns / 1000000), st.rounds, o ? per_round : "-",
+		       (unsigned long long)st.pages_sent, (unsigned long long)st.zero_pages,
+		       (unsigned long long)st.bytes_sent, (unsigned long long)st.requests,
+		       (unsigned long long)st.pushed);
+	} else if (switched) {
+		fprintf(stderr, "kv-server: the migration failed after its switchover: %s (the destination fails "
+				"closed; this server cannot resume)\n", msg);
+	} else {
+		/* quiesce(RESUME) ran, or no pause: the arena is intact, the
+		 * requests go on. */
+		fprintf(stderr, "kv-server: the migration failed before its switchover: %s; serving on\n", msg);
+		int t = track_start(s);
+
+		if (t)
+			fprintf(stderr, "kv-server: tracking writes again: %s\n", strerror(-t));
+	}
+	fflush(stdout);
+	pthread_mutex_lock(&s->mig_lock);
+	s->mig_src = NULL;
+	s->mig_finished = true;
+	s->mig_exit = r ? 1 : 0;
+	s->mig_downtime_ns = st.downtime_ns;
+	s->mig_total_ns = st.total_ns;
+	s->mig_rounds = st.rounds;
+	snprintf(s->mig_msg, sizeof(s->mig_msg), "%s", msg);
+	atomic_store(&s->mig_phase, r ? MIG_FAILED : MIG_DONE);
+	pthread_cond_broadcast(&s->mig_cond);
+	pthread_mutex_unlock(&s->mig_lock);
+	fl_migrate_source_free(src);
+	if (bulk >= 0)
+		close(bulk);
+	if (urgent >= 0)
+		close(urgent);
+	wake_main(s);
+	return NULL;
+}
+
+/* Start the migration start_migration() prepared. */
+static void launch_migration(struct server *s)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, migrate_thread, s)) {
+		pthread_mutex_lock(&s->mig_lock);
+		snprintf(s->mig_msg, sizeof(s->mig_msg), "cannot start a thread");
+		atomic_store(&s->mig_phase, MIG_FAILED);
+		pthread_mutex_unlock(&s->mig_lock);
+		track_start(s);
+		return;
+	}
+	pthread_detach(th);
+}
+
+/*
+ * MIGRATE [mode], or SIGUSR2 (mode NULL: hybrid); writes the reply. True
+ * when the caller must launch_migration(), after sending the reply: a
+ * postcopy switches over within milliseconds, and cuts every client, the
+ * one that asked included.
+ */
+static bool start_migration(struct server *s, const char *mode, char *reply, size_t len)
+{
+	enum fl_migrate_mode m = FL_MIGRATE_HYBRID;
+	int phase;
+
+	if (mode && !strcmp(mode, "precopy"))
+		m = FL_MIGRATE_PRECOPY;
+	else if (mode && !strcmp(mode, "postcopy"))
+		m = FL_MIGRATE_POSTCOPY;
+	else if (mode && strcmp(mode, "hybrid")) {
+		snprintf(reply, len, "-ERR the mode is precopy, postcopy or hybrid\n");
+		return false;
+	}
+	if (!s->migrate_to) {
+		snprintf(reply, len, "-ERR started without --migrate-to\n");
+		return false;
+	}
+	pthread_mutex_lock(&s->save_lock);
+	phase = atomic_load(&s->mig_phase);
+	if (s->saving || (phase != MIG_IDLE && phase != MIG_DONE && phase != MIG_FAILED)) {
+		pthread_mutex_unlock(&s->save_lock);
+		snprintf(reply, len, "-ERR %s\n", s->saving ? "a save is running" : "a migration is running");
+		return false;
+	}
+	/* The migration's precopy watches the arena itself. What is written
+	 * meanwhile is not tracked for saves: the next one is full. */
+	s->watch = fl_watch_free(s->watch);
+	s->track_gap = true;
+	pthread_mutex_lock(&s->mig_lock);
+	s->mig_mode = m;
+	s->mig_finished = false;
+	s->mig_msg[0] = '\0';
+	atomic_store(&s->mig_phase, MIG_CONNECTING);
+	pthread_mutex_unlock(&s->mig_lock);
+	pthread_mutex_unlock(&s->save_lock);
+	snprintf(reply, len, "+STARTED %s\n", mode_name[m]);
+	return true;
+}
+
+static void migration_reply(struct server *s, char *reply, size_t len)
+{
+	int phase;
+
+	pthread_mutex_lock(&s->mig_lock);
+	phase = atomic_load(&s->mig_phase);
+	if (phase == MIG_IDLE)
+		snprintf(reply, len, "+IDLE\n");
+	else if (phase == MIG_DONE)
+		snprintf(reply, len, "+DONE %llu %llu %u\n", (unsigned long long)(s->mig_downtime_ns / 1000),
+			 (unsigned long long)(s->mig_total_ns / 1000000), s->mig_rounds);
+	else if (phase == MIG_FAILED)
+		snprintf(reply, len, "-ERR %s\n", s->mig_msg);
+	else
+		snprintf(reply, len, "+RUNNING %s\n", phase_name[phase]);
+	pthread_mutex_unlock(&s->mig_lock);
+}
+
+/*
+ * The source, from the accept loop: has the destination taken over? Yes
+ * once it reported running (the library's downtime is set when its
+ * RESUMED arrives), or the migration ended after the switchover.
+ */
+static bool moved_away(struct server *s)
+{
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	bool moved;
+
+	if (!atomic_load(&s->mig_paused))
+		return false;
+	pthread_mutex_lock(&s->mig_lock);
+	moved = s->mig_finished || (s->mig_src && !fl_migrate_source_stats(s->mig_src, &st) && st.downtime_ns);
+	if (moved && !s->mig_finished)
+		atomic_store(&s->mig_phase, MIG_POSTCOPY);
+	pthread_mutex_unlock(&s->mig_lock);
+	return moved;
+}
+
+/* ---- the incoming side ---------------------------------------------------------- */
+
+static void on_sigbus(int sig)
+{
+	static const char msg[] = "kv-server: a page of the arena never arrived (the incoming migration failed "
+				  "after its switchover): exiting\n";
+
+	(void)sig;
+	(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	_exit(1);
+}
+
+/* After the switchover nothing can be undone: a destination that cannot
+ * serve exits, and the source, cut off, fails too. */
+static void incoming_die(const char *why)
+{
+	fprintf(stderr, "kv-server: incoming migration: %s: exiting\n", why);
+	fflush(stdout);
+	_exit(1);
+}
+
+static int init_table(struct server *s);
+
+/*
+ * The library's resume callback (in its bulk thread, at the switchover):
+ * take the table's header and start listening for clients. It leaves the
+ * arena alone: a fault here would be served, but every fetch would add to
+ * the downtime, which lasts until this returns.
+ */
+static void dest_resume(const void *blob, size_t blob_len, void *ctx)
+{
+	struct server *s = ctx;
+	struct kv_blob b;
+	struct timespec ts;
+	uint64_t now;
+
+	if (blob_len != sizeof(b))
+		incoming_die("the source's table header has the wrong size");
+	memcpy(&b, blob, sizeof(b));
+	if (memcmp(b.magic, BLOB_MAGIC, sizeof(b.magic)) || !b.arena_len || b.arena_len % 4096 ||
+	    b.nslots != b.arena_len / sizeof(struct slot) || b.keys > b.nslots || b.mode > FL_MIGRATE_HYBRID)
+		incoming_die("the source's table header is not kv-server's");
+	/* MS_ASYNC on anonymous memory checks the mapping without touching
+	 * a page: the arena must be one of the ranges the library mapped. */
+	if (msync((void *)(uintptr_t)b.arena_addr, b.arena_len, MS_ASYNC))
+		incoming_die("the arena is not in the migration's layout");
+	s->arena = (struct slot *)(uintptr_t)b.arena_addr;
+	s->arena_len = b.arena_len;
+	s->nslots = b.nslots;
+	atomic_store(&s->keys, b.keys);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (init_table(s) || listen(s->client_lfd, 128))
+		incoming_die("cannot serve clients");
+	pthread_mutex_lock(&s->mig_lock);
+	s->mig_mode = (enum fl_migrate_mode)b.mode;
+	s->mig_rounds = b.rounds;
+	/* Wall clocks of two hosts: as good as their synchronisation (one
+	 * host's namespaces share one clock). */
+	s->mig_downtime_ns = now > b.pause_realtime_ns ? now - b.pause_realtime_ns : 0;
+	atomic_store(&s->mig_phase, MIG_POSTCOPY);
+	pthread_cond_broadcast(&s->mig_cond);
+	pthread_mutex_unlock(&s->mig_lock);
+}
+
+static void *incoming_wait(void *arg)
+{
+	struct server *s = arg;
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	int r = fl_migrate_dest_wait(s->mig_dst);
+	char why[256];
+
+	fl_migrate_dest_stats(s->mig_dst, &st);
+	if (r) {
+		snprintf(why, sizeof(why), "failed %s: %s",
+			 atomic_load(&s->mig_phase) == MIG_POSTCOPY
+				 ? "after its switchover (the pages that did not arrive are poisoned)"
+				 : "before its switchover",
+			 strerror(-r));
+		incoming_die(why);
+	}
+	/* Every page is here and the userfaultfd is gone: a SIGBUS from now
+	 * on is not the migration's. */
+	signal(SIGBUS, SIG_DFL);
+	pthread_mutex_lock(&s->mig_lock);
+	s->mig_total_ns = st.total_ns;
+	atomic_store(&s->mig_phase, MIG_DONE);
+	pthread_mutex_unlock(&s->mig_lock);
+	printf("kv-server: migration done (%s): downtime_us %llu total_ms %llu rounds %u pages_received %llu "
+	       "zero_pages %llu requests %llu request_p50_us %llu request_p99_us %llu request_max_us %llu\n",
+	       mode_name[s->mig_mode], (unsigned long long)(s->mig_downtime_ns / 1000),
+	       (unsigned long long)(st.total_ns / 1000000), s->mig_rounds, (unsigned long long)st.pages_received,
+	       (unsigned long long)st.zero_pages, (unsigned long long)st.requests,
+	       (unsigned long long)(st.request_p50_ns / 1000), (unsigned long long)(st.request_p99_ns / 1000),
+	       (unsigned long long)(st.request_max_ns / 1000));
+	fflush(stdout);
+	s->mig_dst = fl_migrate_dest_free(s->mig_dst);
+	close(s->mig_fds[0]);
+	close(s->mig_fds[1]);
+	r = track_start(s);
+	if (r)
+		fprintf(stderr, "kv-server: fl_watch_new: %s (saves are full ones)\n", strerror(-r));
+	return NULL;
+}
+
+/* --incoming: receive the arena; returns when this server may serve. */
+static int incoming(struct server *s, int port)
+{
+	struct sockaddr_in at = s->listen_addr;
+	pthread_t th;
+	int r;
+
+	at.sin_port = htons((uint16_t)port);
+	r = mig_accept(&at, &s->mig_fds[0], &s->mig_fds[1]);
+	if (r) {
+		fprintf(stderr, "kv-server: --incoming %d: %s\n", port, strerror(-r));
+		return r;
+	}
+	signal(SIGBUS, on_sigbus);
+	r = fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts),
+		.bulk_fd = s->mig_fds[0], .urgent_fd = s->mig_fds[1],
+		.resume = dest_resume, .resume_ctx = s,
+		.log = mig_log }, &s->mig_dst);
+	if (!r)
+		r = fl_migrate_dest_start(s->mig_dst);
+	if (!r)
+		r = -pthread_create(&th, NULL, incoming_wait, s);
+	if (r) {
+		fprintf(stderr, "kv-server: incoming migration: %s\n", strerror(-r));
+		return r;
+	}
+	pthread_detach(th);
+	/* A failure exits the process from incoming_wait(). */
+	pthread_mutex_lock(&s->mig_lock);
+	while (atomic_load(&s->mig_phase) != MIG_POSTCOPY && atomic_load(&s->mig_phase) != MIG_DONE)
+		pthread_cond_wait(&s->mig_cond, &s->mig_lock);
+	pthread_mutex_unlock(&s->mig_lock);
+	return 0;
+}
+
 /* ---- requests ---------------------------------------------------------------- */
 
-static void handle(struct server *s, char *line, char *reply, size_t len)
+/* One request; *ret_launch: launch_migration() once the reply is sent. */
+static void handle(struct server *s, char *line, char *reply, size_t len, bool *ret_launch)
 {
 	/* strtok_r: every connection thread parses at once. */
 	char *save = NULL, *cmd = strtok_r(line, " \r\n", &save), *k = strtok_r(NULL, " \r\n", &save),
@@ -402,6 +1018,10 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 				 (unsigned long long)(s->last_total_ns / 1000000), (unsigned long long)s->last_cow,
 				 (unsigned long long)s->last_final, s->last_rounds);
 		pthread_mutex_unlock(&s->save_lock);
+	} else if (!strcmp(cmd, "MIGRATE")) {
+		*ret_launch = start_migration(s, k, reply, len);
+	} else if (!strcmp(cmd, "MIGRATION")) {
+		migration_reply(s, reply, len);
 	} else if (!strcmp(cmd, "INFO")) {
 		pthread_mutex_lock(&s->save_lock);
 		snprintf(reply, len, "+keys %llu saves %u last_stall_us %llu fork_save %d\n",
@@ -413,14 +1033,10 @@ static void handle(struct server *s, char *line, char *reply, size_t len)
 	}
 }
 
-struct conn {
-	struct server *s;
-	int fd;
-};
-
 static void *conn_thread(void *arg)
 {
 	struct conn *c = arg;
+	struct server *s = c->s;
 	char buf[4096], reply[1024];
 	size_t have = 0;
 
@@ -440,24 +1056,149 @@ static void *conn_thread(void *arg)
 			have -= ll;
 			if (!strncmp(line, "QUIT", 4))
 				goto out;
-			handle(c->s, line, reply, sizeof(reply));
-			if (write(c->fd, reply, strlen(reply)) < 0)
+			bool launch = false;
+
+			handle(s, line, reply, sizeof(reply), &launch);
+			ssize_t w = write(c->fd, reply, strlen(reply));
+
+			if (launch)
+				launch_migration(s);
+			if (w < 0)
 				goto out;
 		}
 		if (have == sizeof(buf) - 1)
 			break;	/* a line too long: drop the client */
 	}
 out:
+	/* Under the list's lock: cut_clients() never shuts down a number
+	 * that was closed and given to another file meanwhile. */
+	pthread_mutex_lock(&s->conns_lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	close(c->fd);
+	pthread_mutex_unlock(&s->conns_lock);
 	free(c);
 	return NULL;
 }
 
+static void accept_client(struct server *s, int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct conn *c;
+	pthread_t th;
+
+	if (fd < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->s = s;
+	c->fd = fd;
+	pthread_mutex_lock(&s->conns_lock);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	pthread_mutex_unlock(&s->conns_lock);
+	if (pthread_create(&th, NULL, conn_thread, c)) {
+		pthread_mutex_lock(&s->conns_lock);
+		s->conns = c->next;
+		if (c->next)
+			c->next->prev = NULL;
+		pthread_mutex_unlock(&s->conns_lock);
+		close(fd);
+		free(c);
+		return;
+	}
+	pthread_detach(th);
+}
+
+/*
+ * The source after the switchover: every client connection ends without
+ * another reply. Shut down, not closed: a thread waiting for the lock
+ * still owns its descriptor, and finds the connection gone if it ever
+ * gets to answer.
+ */
+static void cut_clients(struct server *s)
+{
+	pthread_mutex_lock(&s->conns_lock);
+	for (struct conn *c = s->conns; c; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&s->conns_lock);
+}
+
+/* Accept clients until this server has moved away; then its exit status. */
+static int serve(struct server *s, int lfd, int sig_fd)
+{
+	int code;
+
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = lfd, .events = POLLIN },
+			{ .fd = s->wake_fd, .events = POLLIN },
+			{ .fd = sig_fd, .events = POLLIN },
+		};
+
+		/* While paused for a switchover, look every millisecond for the
+		 * destination's word that it runs: until then no client is
+		 * answered, here or there. */
+		if (poll(p, 3, atomic_load(&s->mig_paused) ? 1 : -1) < 0 && errno != EINTR)
+			return perror("poll"), 1;
+		if (p[1].revents & POLLIN) {
+			uint64_t v;
+
+			(void)!read(s->wake_fd, &v, sizeof(v));
+		}
+		if (p[2].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			char reply[256];
+
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				bool launch = start_migration(s, NULL, reply, sizeof(reply));
+
+				fprintf(stderr, "kv-server: SIGUSR2: %s", reply);
+				if (launch)
+					launch_migration(s);
+			}
+		}
+		if (moved_away(s))
+			break;
+		if (p[0].revents & POLLIN)
+			accept_client(s, lfd);
+	}
+	/* New connections are refused from here: clients go to the
+	 * destination. */
+	close(lfd);
+	cut_clients(s);
+	pthread_mutex_lock(&s->mig_lock);
+	while (!s->mig_finished)
+		pthread_cond_wait(&s->mig_cond, &s->mig_lock);
+	code = s->mig_exit;
+	pthread_mutex_unlock(&s->mig_lock);
+	fflush(stdout);
+	return code;
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: kv-server [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]\n"
-			"                 [--track auto|async|sync|none] [--prefill N] [--save-nice N]\n"
-			"  SIZE: bytes, with an optional K, M or G suffix (default 256M)\n");
+	fprintf(stderr,
+		"usage: kv-server [--listen ADDR] [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]\n"
+		"                 [--track auto|async|sync|none] [--prefill N] [--save-nice N]\n"
+		"                 [--migrate-to HOST:PORT] [--migrate-no-push]\n"
+		"       kv-server --incoming PORT [--listen ADDR] [--port N] [--dir DIR] [--track auto|async|sync|none]\n"
+		"                 [--migrate-to HOST:PORT] [--migrate-no-push]\n"
+		"  SIZE: bytes, with an optional K, M or G suffix (default 256M)\n"
+		"  --listen ADDR: the IPv4 address for clients (and --incoming), default 127.0.0.1\n"
+		"  --migrate-to HOST:PORT: where MIGRATE [precopy|postcopy|hybrid] or SIGUSR2 moves this server\n"
+		"  --incoming PORT: receive a migration on ADDR:PORT, then serve on ADDR:--port. The arena is\n"
+		"    mapped by the library at the source's address, so this server allocates nothing before the\n"
+		"    layout arrives (no --arena, --load or --prefill: the data comes from the source)\n");
 	return 2;
 }
 
@@ -508,19 +1249,83 @@ static int prefill(struct server *s, unsigned long long n)
 	return 0;
 }
 
+/* The stripe locks, for s->nslots. */
+static int init_table(struct server *s)
+{
+	/* Stripes of at least 64 slots (a probe at half load never runs
+	 * through MAX_HELD of them), at most 4096 stripes. */
+	s->stripe_slots = s->nslots / 4096 > 64 ? s->nslots / 4096 : 64;
+	s->nstripes = (s->nslots + s->stripe_slots - 1) / s->stripe_slots;
+	s->stripe = calloc(s->nstripes, sizeof(*s->stripe));
+	if (!s->stripe)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < s->nstripes; i++)
+		pthread_mutex_init(&s->stripe[i], NULL);
+	return 0;
+}
+
+/* The arena, from --load or --prefill, and its tracking. */
+static int local_arena(struct server *s, size_t arena, const char *load, unsigned long long fill)
+{
+	int ret;
+
+	s->arena_len = arena;
+	s->nslots = arena / sizeof(struct slot);
+	s->arena = mmap(ARENA_HINT, arena, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->arena == MAP_FAILED)
+		return perror("mmap"), -1;
+	if (init_table(s))
+		return perror("kv-server"), -1;
+	if (load) {
+		struct fl_image *img;
+		struct fl_image_region r = { .sz = sizeof(r) };
+		ret = fl_image_open(load, 0, &img);
+		if (!ret)
+			ret = fl_image_region(img, 0, &r);
+		if (!ret && r.length != arena)
+			ret = -EINVAL;
+		if (!ret)
+			ret = fl_image_restore(img, 0, s->arena);
+		if (ret) {
+			fprintf(stderr, "kv-server: loading %s: %s\n", load, strerror(-ret));
+			return -1;
+		}
+		fl_image_close(img);
+		for (uint64_t i = 0; i < s->nslots; i++)
+			s->keys += s->arena[i].hash != 0;
+		snprintf(s->last_path, sizeof(s->last_path), "%s", load);
+	}
+	if (fill && prefill(s, fill)) {
+		fprintf(stderr, "kv-server: --prefill %llu: the arena holds %llu slots\n", fill,
+			(unsigned long long)s->nslots);
+		return -1;
+	}
+	/* From now on, what changes is tracked: saves after the first can be
+	 * incremental. */
+	ret = track_start(s);
+	if (ret) {
+		fprintf(stderr, "kv-server: fl_watch_new: %s\n", strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	struct server s = { .dir = "/var/tmp" };
-	const char *load = NULL, *track = "auto";
+	static struct server s = { .dir = "/var/tmp", .wake_fd = -1 };
+	const char *load = NULL, *track = "auto", *listen_on = "127.0.0.1";
 	unsigned long long fill = 0;
-	size_t arena = 256u << 20;
-	int port = 0, lfd, one = 1, ret;
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof(sa);
+	size_t arena = 0;
+	int port = 0, incoming_port = 0, lfd, sig_fd, one = 1;
+	socklen_t sl = sizeof(s.listen_addr);
+	char name[INET_ADDRSTRLEN];
+	sigset_t usr2;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--port") && i + 1 < argc)
 			port = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--listen") && i + 1 < argc)
+			listen_on = argv[++i];
 		else if (!strcmp(argv[i], "--arena") && i + 1 < argc) {
 			arena = parse_arena(argv[++i]);
 			if (!arena) {
@@ -541,103 +1346,86 @@ int main(int argc, char **argv)
 			s.save_nice = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--prefill") && i + 1 < argc)
 			fill = strtoull(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--migrate-to") && i + 1 < argc)
+			s.migrate_to = argv[++i];
+		else if (!strcmp(argv[i], "--migrate-no-push"))
+			s.migrate_no_push = true;
+		else if (!strcmp(argv[i], "--incoming") && i + 1 < argc)
+			incoming_port = atoi(argv[++i]);
 		else
 			return usage();
 	}
+	s.listen_addr.sin_family = AF_INET;
+	if (inet_pton(AF_INET, listen_on, &s.listen_addr.sin_addr) != 1) {
+		fprintf(stderr, "kv-server: --listen wants an IPv4 address, not '%s'\n", listen_on);
+		return 2;
+	}
+	if (s.migrate_to && resolve(s.migrate_to, &s.migrate_addr)) {
+		fprintf(stderr, "kv-server: --migrate-to wants HOST:PORT, not '%s'\n", s.migrate_to);
+		return 2;
+	}
+	if (incoming_port && (arena || load || fill || s.fork_save)) {
+		fprintf(stderr, "kv-server: --incoming takes its arena and keys from the source: "
+				"no --arena, --load, --prefill or --fork-save\n");
+		return 2;
+	}
+	if (incoming_port < 0 || incoming_port > 65535 || port < 0 || port > 65535)
+		return usage();
+	if (!arena)
+		arena = 256u << 20;
+	s.track = strcmp(track, "none") != 0 && !s.fork_save;
+	if (!strcmp(track, "async"))
+		s.track_backend = FL_WATCH_ASYNC;
+	else if (!strcmp(track, "sync"))
+		s.track_backend = FL_WATCH_SYNC;
+	else if (strcmp(track, "auto") && strcmp(track, "none"))
+		return usage();
 	signal(SIGPIPE, SIG_IGN);
-	s.arena_len = arena;
-	s.nslots = arena / sizeof(struct slot);
-	s.arena = mmap(NULL, arena, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (s.arena == MAP_FAILED)
-		return perror("mmap"), 1;
+	/* SIGUSR2 starts a migration: read from a signalfd by the accept
+	 * loop, so blocked in every thread (they inherit the mask). */
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+	sig_fd = signalfd(-1, &usr2, SFD_CLOEXEC);
+	s.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (sig_fd < 0 || s.wake_fd < 0)
+		return perror("kv-server"), 1;
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
 	/* Writer preference: a pending pause is not starved by a stream of requests. */
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&s.quiesce, &ra);
-	/* Stripes of at least 64 slots (a probe at half load never runs
-	 * through MAX_HELD of them), at most 4096 stripes. */
-	s.stripe_slots = s.nslots / 4096 > 64 ? s.nslots / 4096 : 64;
-	s.nstripes = (s.nslots + s.stripe_slots - 1) / s.stripe_slots;
-	s.stripe = calloc(s.nstripes, sizeof(*s.stripe));
-	if (!s.stripe)
-		return perror("kv-server"), 1;
-	for (uint64_t i = 0; i < s.nstripes; i++)
-		pthread_mutex_init(&s.stripe[i], NULL);
 	pthread_mutex_init(&s.save_lock, NULL);
+	pthread_mutex_init(&s.conns_lock, NULL);
+	pthread_mutex_init(&s.mig_lock, NULL);
+	pthread_cond_init(&s.mig_cond, NULL);
 
-	if (load) {
-		struct fl_image *img;
-		struct fl_image_region r = { .sz = sizeof(r) };
-		ret = fl_image_open(load, 0, &img);
-		if (!ret)
-			ret = fl_image_region(img, 0, &r);
-		if (!ret && r.length != arena)
-			ret = -EINVAL;
-		if (!ret)
-			ret = fl_image_restore(img, 0, s.arena);
-		if (ret) {
-			fprintf(stderr, "kv-server: loading %s: %s\n", load, strerror(-ret));
-			return 1;
-		}
-		fl_image_close(img);
-		for (uint64_t i = 0; i < s.nslots; i++)
-			s.keys += s.arena[i].hash != 0;
-		snprintf(s.last_path, sizeof(s.last_path), "%s", load);
-	}
-	if (fill && (ret = prefill(&s, fill))) {
-		fprintf(stderr, "kv-server: --prefill %llu: the arena holds %llu slots\n", fill,
-			(unsigned long long)s.nslots);
+	if (!incoming_port && local_arena(&s, arena, load, fill))
 		return 1;
-	}
-	enum fl_watch_backend be = FL_WATCH_AUTO;
-	if (!strcmp(track, "async"))
-		be = FL_WATCH_ASYNC;
-	else if (!strcmp(track, "sync"))
-		be = FL_WATCH_SYNC;
-	else if (strcmp(track, "auto") && strcmp(track, "none"))
-		return usage();
-	if (!s.fork_save && strcmp(track, "none")) {
-		/* From now on, what changes is tracked: saves after the first
-		 * can be incremental. */
-		struct fl_watch_opts wo = { .sz = sizeof(wo), .backend = be };
-		ret = fl_watch_new(s.arena, arena, &wo, &s.watch);
-		if (ret) {
-			fprintf(stderr, "kv-server: fl_watch_new: %s\n", strerror(-ret));
-			return 1;
-		}
-	}
-
+	/* Bound now, listening later for --incoming (from the switchover):
+	 * a port in use fails here, before anything moves. */
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	sa.sin_port = htons((uint16_t)port);
-	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 128) ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &sl))
+	s.listen_addr.sin_port = htons((uint16_t)port);
+	if (bind(lfd, (struct sockaddr *)&s.listen_addr, sizeof(s.listen_addr)) ||
+	    (!incoming_port && listen(lfd, 128)) || getsockname(lfd, (struct sockaddr *)&s.listen_addr, &sl))
 		return perror("listen"), 1;
-	static const char *const be_name[] = { "auto", "async", "sync", "mprotect" };
-	printf("kv-server: listening on 127.0.0.1:%d, %zu MiB arena (%llu slots), %s saves in %s, tracking %s\n",
-	       ntohs(sa.sin_port), arena >> 20, (unsigned long long)s.nslots,
-	       s.fork_save ? "fork()" : "faultline live-snapshot", s.dir,
-	       s.watch ? be_name[fl_watch_backend(s.watch)] : "none");
-	fflush(stdout);
-	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		struct conn *c;
-		pthread_t th;
-
-		if (fd < 0)
-			continue;
-		c = malloc(sizeof(*c));
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		*c = (struct conn){ &s, fd };
-		if (pthread_create(&th, NULL, conn_thread, c)) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		pthread_detach(th);
+	s.client_lfd = lfd;
+	inet_ntop(AF_INET, &s.listen_addr.sin_addr, name, sizeof(name));
+	if (incoming_port) {
+		if (incoming(&s, incoming_port))
+			return 1;
+		printf("kv-server: listening on %s:%d, %zu MiB arena (%llu slots, %llu keys) arriving from the source "
+		       "(%s), saves in %s, tracking once the migration is done\n",
+		       name, ntohs(s.listen_addr.sin_port), s.arena_len >> 20, (unsigned long long)s.nslots,
+		       (unsigned long long)atomic_load(&s.keys), mode_name[s.mig_mode], s.dir);
+	} else {
+		static const char *const be_name[] = { "auto", "async", "sync", "mprotect" };
+		printf("kv-server: listening on %s:%d, %zu MiB arena (%llu slots), %s saves in %s, tracking %s\n",
+		       name, ntohs(s.listen_addr.sin_port), arena >> 20, (unsigned long long)s.nslots,
+		       s.fork_save ? "fork()" : "faultline live-snapshot", s.dir,
+		       s.watch ? be_name[fl_watch_backend(s.watch)] : "none");
 	}
+	fflush(stdout);
+	return serve(&s, lfd, sig_fd);
 }

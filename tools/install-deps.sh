@@ -29,7 +29,7 @@ packages=(
 	libclang-rt-14-dev	# clang's sanitizer runtimes (ASan, UBSan, LSan)
 	afl++			# test examples/fuzz: fuzz-target built with afl-cc, a few seconds of afl-fuzz
 	abigail-tools		# abidw/abidiff: tools/check-abi.sh compares struct layouts with abi/libfaultline.abi
-	iproute2		# ip, tc: test/migrate/netns joins network namespaces with a veth pair
+	iproute2		# ip, tc: network namespaces, veth pairs and tbf for the migration tests, bench and kv-migrate
 )
 
 installed() {

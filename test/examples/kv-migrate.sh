@@ -1,0 +1,265 @@
+#!/bin/bash
+# examples/kv-server moved to another network namespace while clients
+# write: two namespaces joined by a veth pair, the destination
+# (kv-server --incoming) in B, the source (with --prefill) in A, kv-load
+# --failover --verify writing to the source. The clients run in A, the
+# source's namespace: from there both servers are reachable over the one
+# veth pair (no routes to set up), and the migration itself, source to
+# destination, crosses the veth; the clients' own path to the source is
+# A's veth address, so their failover crosses it as well.
+#
+# For each mode (precopy, postcopy, hybrid, one run each, a 64 MiB arena):
+# the source exits 0 with its statistics, every kv-load connection moved
+# to the destination and read back every key it wrote (nothing lost, no
+# write acknowledged by the source after its pause and missing at the
+# destination, no other value), every prefilled key is intact at the
+# destination, which reports "migration done" and MIGRATION +DONE.
+# Then a migration that cannot connect fails before its switchover: the
+# source says why (MIGRATION -ERR) and keeps serving. Then the source is
+# killed (SIGKILL) during a postcopy without background push, with the
+# destination mid-fetch and a client reading: the destination exits
+# non-zero with the cause, and every reply the client got was right (a
+# GET gets the right value or a closed connection, never zeros); and the
+# destination killed during postcopy: the source exits 1 with the cause.
+#
+# Skips (77) when network namespaces cannot be made here (not root, no
+# ip(8), no netns support); under FAULTLINE_REQUIRE_FEATURES that fails.
+# Usage: kv-migrate.sh KV_SERVER KV_LOAD
+set -u
+S=$1 L=$2
+. "$(dirname "$0")/../harness/harness.sh"
+T_PROG=examples/kv-migrate
+
+unusable() {
+	if t_strict; then
+		echo "# $T_PROG: $1 (FAULTLINE_REQUIRE_FEATURES=$FAULTLINE_REQUIRE_FEATURES: a skip is a failure)" >&2
+		exit 1
+	fi
+	echo "# $T_PROG: skipped: $1" >&2
+	exit 77
+}
+[ "$(id -u)" = 0 ] || unusable "not root: network namespaces need CAP_SYS_ADMIN"
+command -v ip > /dev/null || unusable "no ip(8) (iproute2)"
+
+# Unique per run (two runs at once, or a namespace left by a killed run);
+# interface names stay within 15 characters.
+id=$(printf '%x' $(( ((($$ & 0xffff) << 15) | RANDOM) & 0x7fffffff )))
+NA=fl-kvmig-a-$id NB=fl-kvmig-b-$id VA=flkva$id VB=flkvb$id
+NET=10.$((200 + RANDOM % 50)).$((RANDOM % 250))
+A_IP=$NET.1 B_IP=$NET.2
+T=$(mktemp -d /var/tmp/fl-kvmig-XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null; done
+	ip netns del "$NA" 2> /dev/null
+	ip netns del "$NB" 2> /dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+ip netns add "$NA" 2> "$T/err" || unusable "ip netns add: $(cat "$T/err")"
+ip netns add "$NB" 2> "$T/err" || unusable "ip netns add: $(cat "$T/err")"
+ip link add "$VA" type veth peer name "$VB" 2> "$T/err" || unusable "no veth pair: $(cat "$T/err")"
+ip link set "$VA" netns "$NA" && ip link set "$VB" netns "$NB" &&
+	ip -n "$NA" addr add "$A_IP/24" dev "$VA" && ip -n "$NB" addr add "$B_IP/24" dev "$VB" &&
+	ip -n "$NA" link set lo up && ip -n "$NB" link set lo up &&
+	ip -n "$NA" link set "$VA" up && ip -n "$NB" link set "$VB" up ||
+	{ echo "# $T_PROG: cannot set the veth pair up" >&2; exit 1; }
+
+PREFILL=20000		# keys k0 .. k19999, "k<i>:0:k<i>"
+SRC_PORT=7001 DST_PORT=7001 MIG_PORT=7000
+
+# wait_for FILE PATTERN [TRIES of 50 ms]
+wait_for() {
+	for _ in $(seq "$(t_scale "${3:-400}")"); do
+		grep -q -- "$2" "$1" 2> /dev/null && return 0
+		sleep 0.05
+	done
+	echo "# no '$2' in $1: $(tail -c 400 "$1" 2> /dev/null)" >&2
+	return 1
+}
+# wait_rc PID SECONDS: the exit status in $rc (137: killed at the deadline).
+# Polled (a zombie is an exit): a watchdog in the background would keep
+# the test's stdout open after the test ends.
+wait_rc() {
+	for _ in $(seq "$(t_scale $(($2 * 20)))"); do
+		case $(cut -d' ' -f3 "/proc/$1/stat" 2> /dev/null) in "" | Z | X) break ;; esac
+		sleep 0.05
+	done
+	kill -9 "$1" 2> /dev/null
+	wait "$1" 2> /dev/null
+	rc=$?
+}
+# kvq HOST PORT: pipelined requests from stdin on one connection, from
+# namespace A; the replies on stdout.
+kvq() {
+	# One write, and head(1) reads the replies a buffer at a time (bash's
+	# read takes a socket a byte at a time).
+	local req n
+	req=$(cat)
+	n=$(printf '%s\n' "$req" | wc -l)
+	ip netns exec "$NA" bash -c '
+		exec 3<> "/dev/tcp/$1/$2" || exit 1
+		printf "%s\n" "$3" >&3
+		timeout 30 head -n "$4" <&3' kvq "$1" "$2" "$req" "$n"
+}
+# prefill_wrong HOST PORT: prefilled keys without their value (in batches
+# of 2000: the replies of one batch fit the sockets' buffers).
+prefill_wrong() {
+	local bad=0 b
+	for ((b = 0; b < PREFILL; b += 2000)); do
+		n=$(for ((i = b; i < b + 2000; i++)); do echo "GET k$i"; done | kvq "$1" "$2" |
+			awk -v b="$b" '{ k = "k" (b + NR - 1); if ($0 != "$" k ":0:" k) bad++ } END { print bad + (NR < 2000 ? 2000 - NR : 0) }')
+		bad=$((bad + n))
+	done
+	echo "$bad"
+}
+start_dest() { # extra args...
+	: > "$T/dst.out"
+	ip netns exec "$NB" "$S" --listen "$B_IP" --port $DST_PORT --incoming $MIG_PORT --dir "$T" "$@" \
+		> "$T/dst.out" 2> "$T/dst.err" &
+	dpid=$!
+	pids+=("$dpid")
+	wait_for "$T/dst.out" "waiting for a migration on $B_IP:$MIG_PORT"
+}
+start_source() { # extra args...
+	: > "$T/src.out"
+	ip netns exec "$NA" "$S" --listen "$A_IP" --port $SRC_PORT --arena 64M --prefill $PREFILL --dir "$T" "$@" \
+		> "$T/src.out" 2> "$T/src.err" &
+	spid=$!
+	pids+=("$spid")
+	wait_for "$T/src.out" "listening on $A_IP:$SRC_PORT"
+}
+
+for mode in precopy postcopy hybrid; do
+	T_PROG=examples/kv-migrate-$mode
+	start_dest || { result FAIL dest-started; continue; }
+	start_source --migrate-to "$B_IP:$MIG_PORT" || { result FAIL source-started; kill -9 "$dpid"; continue; }
+	ok source-idle '[ "$(echo MIGRATION | kvq "$A_IP" $SRC_PORT)" = "+IDLE" ]'
+	# Four connections, 80 % SET, each its own keys; the migration starts
+	# 1.5 s in, the load is stopped (SIGTERM: its report and the final
+	# check follow) a second after the migration is over.
+	ip netns exec "$NA" "$L" --host "$A_IP" --port $SRC_PORT --failover "$B_IP:$DST_PORT" --conns 4 \
+		--seconds 600 --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
+	lpid=$!
+	pids+=("$lpid")
+	sleep 1.5
+	reply=$(echo "MIGRATE $mode" | kvq "$A_IP" $SRC_PORT)
+	ok migrate-started '[ "$reply" = "+STARTED $mode" ]' || echo "# MIGRATE $mode: '$reply'" >&2
+	wait_rc "$spid" 120
+	ok source-exit-0 '[ "$rc" = 0 ]'
+	[ "$rc" = 0 ] || echo "# source: $(tail -c 600 "$T/src.err")" >&2
+	has source-stats "$T/src.out" "migration done ($mode, to $B_IP:$MIG_PORT): downtime_us [0-9]* total_ms [0-9]* rounds"
+	src_rounds=$(sed -n 's/.*migration done.* rounds \([0-9]*\) .*/\1/p' "$T/src.out")
+	if [ "$mode" = postcopy ]; then
+		ok source-no-rounds '[ "$src_rounds" = 0 ]'
+	else
+		ok source-rounds '[ "${src_rounds:-0}" -ge 1 ]'
+	fi
+	ok dest-migration-done 'wait_for "$T/dst.out" "migration done ($mode): downtime_us"'
+	sleep 1
+	kill -TERM "$lpid"
+	wait_rc "$lpid" 120
+	ok load-verified '[ "$rc" = 0 ] && grep -q "verify: [1-9][0-9]* keys read back, 0 missing, 0 with another value" "$T/load.out"'
+	[ "$rc" = 0 ] || echo "# kv-load: $(tail -c 800 "$T/load.out")" >&2
+	# Every connection moved: its keys were read back from the destination.
+	ok load-moved '[ "$(sed -n "s/.* failovers=\([0-9]*\) .*/\1/p" "$T/load.out")" -ge 4 ]'
+	has dest-listening "$T/dst.out" "listening on $B_IP:$DST_PORT"
+	ok dest-prefill-intact '[ "$(prefill_wrong "$B_IP" $DST_PORT)" = 0 ]'
+	done_reply=$(echo MIGRATION | kvq "$B_IP" $DST_PORT)
+	ok dest-migration-reply '[ "$(echo "$done_reply" | awk "{ print \$1, \$4 }")" = "+DONE $src_rounds" ]'
+	keys=$(echo INFO | kvq "$B_IP" $DST_PORT | awk '{ print $2 }')
+	ok dest-keys '[ "${keys:-0}" -ge $((PREFILL + 1)) ]'
+	# The destination is a server like any other now: a full save works.
+	ok dest-bgsave '[ "$(echo BGSAVE | kvq "$B_IP" $DST_PORT | cut -c1-8)" = "+STARTED" ]'
+	echo "# $mode (at ${SECONDS}s): source: $(grep -o 'downtime_us.*' "$T/src.out"); load: $(grep -o 'failovers=.*' "$T/load.out")" >&2
+	kill -9 "$dpid" 2> /dev/null
+	wait "$dpid" 2> /dev/null
+done
+
+# A migration that fails before its switchover (nobody listens): the
+# source says why and serves on, its data intact.
+T_PROG=examples/kv-migrate-refused
+if start_source --migrate-to "$B_IP:$MIG_PORT"; then
+	ok migrate-started '[ "$(echo "MIGRATE precopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED precopy" ]'
+	for _ in $(seq "$(t_scale 200)"); do
+		st=$(echo MIGRATION | kvq "$A_IP" $SRC_PORT)
+		case $st in "-ERR"*) break ;; esac
+		sleep 0.05
+	done
+	ok migration-err '[ "${st#-ERR cannot connect to $B_IP:$MIG_PORT}" != "$st" ]'
+	ok serving-on '[ "$(printf "SET after 1\nGET after\nGET k7\n" | kvq "$A_IP" $SRC_PORT | tr "\n" " ")" = "+OK \$1 \$k7:0:k7 " ]'
+	ok prefill-intact '[ "$(prefill_wrong "$A_IP" $SRC_PORT)" = 0 ]'
+	ok incr-refused '[ "$(echo "BGSAVE INCR" | kvq "$A_IP" $SRC_PORT | cut -c1-4)" = "-ERR" ]'
+	# SIGUSR2 starts one too (hybrid), which fails the same way.
+	kill -USR2 "$spid"
+	ok sigusr2-started 'wait_for "$T/src.err" "SIGUSR2: +STARTED hybrid"'
+	ok sigusr2-failed '[ "$(grep -c "failed before its switchover" "$T/src.err")" = 2 ] ||
+		{ sleep 1; [ "$(grep -c "failed before its switchover" "$T/src.err")" = 2 ]; }'
+	ok still-serving '[ "$(echo "GET after" | kvq "$A_IP" $SRC_PORT)" = "\$1" ]'
+	kill -9 "$spid" 2> /dev/null
+	wait "$spid" 2> /dev/null
+else
+	result FAIL source-started
+fi
+
+# The source killed during postcopy, the destination mid-fetch (no
+# background push: only what clients touched is there).
+T_PROG=examples/kv-migrate-kill
+if start_dest && start_source --migrate-to "$B_IP:$MIG_PORT" --migrate-no-push; then
+	ok migrate-started '[ "$(echo "MIGRATE postcopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED postcopy" ]'
+	ok dest-serving 'wait_for "$T/dst.out" "listening on $B_IP:$DST_PORT"'
+	# Served on demand: the first 2000 keys, fetched page by page.
+	first=$(for ((i = 0; i < 2000; i++)); do echo "GET k$i"; done | kvq "$B_IP" $DST_PORT |
+		awk '{ k = "k" (NR - 1); if ($0 != "$" k ":0:" k) bad++ } END { print bad + 0, NR }')
+	ok dest-first-keys '[ "$first" = "0 2000" ]'
+	ok dest-mid-fetch '[ "$(echo MIGRATION | kvq "$B_IP" $DST_PORT)" = "+RUNNING postcopy" ]'
+	# A reader goes on through the keys, 500 to a connection, until the
+	# destination is gone; it records every reply with its key.
+	ip netns exec "$NA" bash -c '
+		for ((b = 2000; b < $3; b += 500)); do
+			exec 3<> "/dev/tcp/$1/$2" || exit 0
+			for ((i = b; i < b + 500; i++)); do printf "GET k%d\n" $i >&3; done
+			for ((i = b; i < b + 500; i++)); do IFS= read -r -t 30 r <&3 || exit 0; echo "$i $r"; done
+			exec 3>&-
+		done' reader "$B_IP" $DST_PORT $PREFILL > "$T/reader.out" 2> /dev/null &
+	rpid=$!
+	pids+=("$rpid")
+	wait_for "$T/reader.out" "^2100 " 400 > /dev/null
+	kill -9 "$spid"
+	wait "$spid" 2> /dev/null
+	wait_rc "$dpid" 60
+	dest_rc=$rc
+	ok dest-exit-nonzero '[ "$dest_rc" != 0 ] && [ "$dest_rc" != 137 ]'
+	has dest-cause "$T/dst.err" "failed after its switchover"
+	wait_rc "$rpid" 60
+	wrong=$(awk '{ k = "k" $1; if ($2 != "$" k ":0:" k) bad++ } END { print bad + 0 }' "$T/reader.out")
+	ok reader-never-wrong '[ "$wrong" = 0 ]'
+	ok reader-read-some '[ "$(wc -l < "$T/reader.out")" -gt 0 ]'
+	ok reader-stopped '[ "$(wc -l < "$T/reader.out")" -lt $((PREFILL - 2000)) ]'
+	echo "# kill: the reader got $(wc -l < "$T/reader.out") right values before the destination exited ($dest_rc): $(tail -1 "$T/dst.err")" >&2
+else
+	result FAIL started
+fi
+
+# The other way: the destination killed during postcopy. The source cannot
+# take its clients back (the destination may have applied their writes):
+# it exits 1 with the cause.
+T_PROG=examples/kv-migrate-kill-dest
+if start_dest && start_source --migrate-to "$B_IP:$MIG_PORT" --migrate-no-push; then
+	ok migrate-started '[ "$(echo "MIGRATE postcopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED postcopy" ]'
+	ok dest-serving 'wait_for "$T/dst.out" "listening on $B_IP:$DST_PORT"'
+	kill -9 "$dpid"
+	wait "$dpid" 2> /dev/null
+	wait_rc "$spid" 60
+	ok source-exit-1 '[ "$rc" = 1 ]'
+	has source-cause "$T/src.err" "failed after its switchover"
+	ok source-gone '! echo "GET k1" | kvq "$A_IP" $SRC_PORT > /dev/null 2>&1'
+else
+	result FAIL started
+fi
+
+T_PROG=examples/kv-migrate
+echo "# $T_PROG: ${SECONDS}s" >&2
+summary
