@@ -56,6 +56,10 @@ struct conn {
 	int cut_fd;			/* eventfd: relay_cut() */
 	uint64_t rng;
 	uint64_t relayed;		/* both ways, for cut_after */
+	/* A peer reset (or failed): the other peer learns it delay_ns later,
+	 * after what that peer sent before (0: no reset pending). */
+	uint64_t reset_at;
+	int failed;			/* the side that did */
 	struct dir dir[2];
 };
 
@@ -290,6 +294,26 @@ static void drain(struct conn *c)
 
 enum conn_end { END_CLOSE, END_RESET, END_CUT };
 
+/*
+ * Socket `side` (0 accepted, 1 target) failed at `now`: its reset travels
+ * through the delay line like data, so the other peer first gets what the
+ * failed one sent before it; what was on its way to the failed one is lost.
+ */
+static void peer_failed(struct conn *c, int side, uint64_t now)
+{
+	struct dir *from = &c->dir[side], *to = &c->dir[!side];
+
+	if (c->reset_at)
+		return;
+	c->reset_at = FL_MAX(now + c->relay->opts.delay_ns, from->last_release);
+	c->failed = side;
+	from->eof = true;
+	from->shut = true;	/* no FIN: a reset follows */
+	to->eof = true;
+	to->shut = true;
+	dir_free(to);
+}
+
 static enum conn_end conn_loop(struct conn *c)
 {
 	const struct relay_opts *o = &c->relay->opts;
@@ -302,15 +326,21 @@ static enum conn_end conn_loop(struct conn *c)
 		for (int i = 0; i < 2; i++) {
 			uint64_t w;
 
+			/* Direction i writes socket !i. */
 			if (dir_write(c, &c->dir[i], now, &w))
-				return END_RESET;
+				peer_failed(c, !i, now);
 			wait = FL_MIN(wait, w);
+		}
+		if (c->reset_at) {
+			if (now >= c->reset_at)
+				return END_RESET;
+			wait = FL_MIN(wait, c->reset_at - now);
 		}
 		if (o->cut_after && c->relayed >= o->cut_after) {
 			drain(c);
 			return END_CUT;
 		}
-		if (c->dir[0].shut && c->dir[1].shut)
+		if (c->dir[0].shut && c->dir[1].shut && !c->reset_at)
 			return END_CLOSE;
 		for (int i = 0; i < 2; i++) {
 			struct dir *d = &c->dir[i];
@@ -324,6 +354,12 @@ static enum conn_end conn_loop(struct conn *c)
 				p[i].events |= POLLIN;
 			if (c->dir[!i].blocked)
 				p[i].events |= POLLOUT;
+			/* Read to its end and not written to: nothing to wait
+			 * for (a hung-up socket would wake us at once). A reset
+			 * pending: only the survivor's writes matter. */
+			if ((d->eof && !(p[i].events & POLLOUT)) ||
+			    (c->reset_at && (i == c->failed || !(p[i].events & POLLOUT))))
+				p[i].fd = -1;
 		}
 		p[2] = (struct pollfd){ .fd = c->cut_fd, .events = POLLIN };
 		p[3] = (struct pollfd){ .fd = c->relay->stop_fd, .events = POLLIN };
@@ -340,17 +376,22 @@ static enum conn_end conn_loop(struct conn *c)
 			return END_RESET;
 		now = fl__now_ns();
 		for (int i = 0; i < 2; i++) {
-			if (p[i].revents & POLLERR)
-				return END_RESET;	/* reset by its peer */
-			if (p[i].revents & (POLLIN | POLLHUP)) {
+			if (c->reset_at && (p[i].revents & POLLERR))
+				return END_RESET;	/* the survivor failed too */
+			if (c->dir[i].eof && (p[i].revents & POLLERR)) {
+				/* Reset after its EOF, or while we wrote to it. */
+				peer_failed(c, i, now);
+				continue;
+			}
+			if (p[i].revents & (POLLIN | POLLHUP | POLLERR)) {
 				/* Up to a few chunks per wake-up: fewer polls at
 				 * high rates, the queue cap still holds. */
 				for (int k = 0; k < 8; k++) {
 					int r = dir_read(c, &c->dir[i], now);
 
 					if (r < 0)
-						return END_RESET;
-					if (r == 0 || c->dir[i].eof)
+						peer_failed(c, i, now);
+					if (r <= 0 || c->dir[i].eof)
 						break;
 				}
 			}

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 # The two ends of a connection through `faultline proxy`, for proxy.sh.
-#   server echo|sink DIR   listen on 127.0.0.1:0, print the port, serve
+#   server echo|sink|reset DIR
+#                          listen on 127.0.0.1:0, print the port, serve
 #                          forever; at each connection's end write
-#                          "BYTES SHA256 END" to DIR/last (END: eof, reset)
+#                          "BYTES SHA256 END" to DIR/last (END: eof, reset);
+#                          reset: send "hello", then reset the connection
+#   recv PORT              read until the end: prints "DATA END"
 #   echo PORT SIZE         send SIZE random bytes, read the echo: prints
 #                          "SHA_SENT SHA_RECEIVED BYTES_RECEIVED"
 #   rtt PORT N             N one-byte round trips: prints the smallest, ms
 #   hold PORT PID          one round trip, SIGUSR1 to PID, then wait for
 #                          what comes: prints reset, eof or data
 #   send PORT SIZE         send SIZE bytes: prints "sent N" and how it ended
-import hashlib, os, signal, socket, sys, threading, time
+import hashlib, os, signal, socket, struct, sys, threading, time
 
 
 def serve(mode, out_dir):
@@ -19,6 +22,12 @@ def serve(mode, out_dir):
     print(ls.getsockname()[1], flush=True)
 
     def one(c):
+        if mode == "reset":
+            # a greeting, then a reset right behind it
+            c.sendall(b"hello")
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            return
         h, n, end = hashlib.sha256(), 0, "eof"
         try:
             while True:
@@ -102,6 +111,20 @@ def hold(port, pid):
         print("reset")
 
 
+def recv(port):
+    s = connect(port)
+    got, end = b"", "eof"
+    try:
+        while True:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            got += b
+    except ConnectionResetError:
+        end = "reset"
+    print(got.decode() or "-", end)
+
+
 def send(port, size):
     s = connect(port)
     n, end = 0, "eof"
@@ -125,6 +148,8 @@ elif cmd == "rtt":
     rtt(sys.argv[2], int(sys.argv[3]))
 elif cmd == "hold":
     hold(sys.argv[2], sys.argv[3])
+elif cmd == "recv":
+    recv(sys.argv[2])
 elif cmd == "send":
     send(sys.argv[2], int(sys.argv[3]))
 else:

@@ -72,6 +72,13 @@ read -r sent back nback <<< "$(timeout "$(t_scale 60)" $P echo "$delay_port" 419
 ok delay-intact '[ "$sent" = "$back" ] && [ "$nback" = 4194304 ]'
 kill -TERM "$delay_pid"
 
+# A peer's reset travels like its data: the greeting sent before it
+# arrives first, 200 ms later, then the reset.
+start_server reset resetter
+start_proxy peerreset --to "127.0.0.1:$resetter_port" --delay-ms 200
+ok peer-reset-in-order '[ "$(timeout "$(t_scale 30)" $P recv "$peerreset_port")" = "hello reset" ]'
+kill -TERM "$peerreset_pid"
+
 # --cut-after: exactly that many bytes arrive, then both ends see a reset.
 rm -f "$T/sink/last"
 start_proxy cutafter --to "127.0.0.1:$sink_port" --cut-after 100000
