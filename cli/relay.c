@@ -184,6 +184,14 @@ static int dir_read(struct conn *c, struct dir *d, uint64_t now)
 		d->eof = true;
 		return 1;
 	}
+	/* A small read keeps a small chunk: a chatty peer behind a long
+	 * delay must not hold 64 KiB per message. */
+	if ((size_t)n < CHUNK_MAX / 2) {
+		struct chunk *small = realloc(ch, sizeof(*ch) + (size_t)n);
+
+		if (small)
+			ch = small;
+	}
 	release = now + o->delay_ns;
 	if (o->loss_pct > 0 && (double)(rand_u64(&c->rng) >> 11) * (100.0 / 9007199254740992.0) < o->loss_pct) {
 		release += RELAY_STALL_NS;
@@ -202,7 +210,7 @@ static int dir_read(struct conn *c, struct dir *d, uint64_t now)
 	else
 		d->head = ch;
 	d->tail = ch;
-	d->queued += (size_t)n;
+	d->queued += (size_t)n + sizeof(*ch);	/* the cap counts the chunk too */
 	return 1;
 }
 
@@ -261,6 +269,7 @@ static int dir_write(struct conn *c, struct dir *d, uint64_t now, uint64_t *ret_
 		if (o->rate)
 			d->tokens -= (double)n;
 		if (ch->off == ch->len) {
+			d->queued -= sizeof(*ch);
 			d->head = ch->next;
 			if (!d->head)
 				d->tail = NULL;

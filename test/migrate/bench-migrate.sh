@@ -27,7 +27,7 @@ if [ -n "$why" ]; then
 	exit $([ "$fail" = 0 ] && echo 77 || echo 1)
 fi
 
-timeout "$(t_scale 300)" "$F" bench migrate --quick --json > "$T/out" 2> "$T/err"
+timeout "$(t_scale 300)" "$F" bench migrate --quick --reps 2 --json > "$T/out" 2> "$T/err"
 rc=$?
 ok exit-0 '[ $rc = 0 ] || { cat "$T/err" >&2; false; }'
 ok keys 'python3 -c "
@@ -50,6 +50,9 @@ for k in (\"downtime_ms_1g\", \"downtime_ms_4g\", \"stopcopy_ms_1g\", \"stopcopy
     assert d[k] > 0, k
 assert abs(d[\"downtime_flat\"] - d[\"downtime_ms_4g\"] / d[\"downtime_ms_1g\"]) < 0.01 * d[\"downtime_flat\"] + 0.002
 assert d[\"downtime_ratio\"] == d[\"downtime_ratio_4g\"]
+assert d[\"reps\"] == 2
+for k in (\"downtime_ms_1g\", \"downtime_ms_4g\"):
+    assert 0 < d[k + \"_min\"] <= d[k] <= d[k + \"_max\"], k
 # (b): pages were requested, and the relay delayed each way by 1 ms
 assert d[\"requests\"] >= 1 and 0 < d[\"request_p50_us\"] <= d[\"request_p99_us\"] <= d[\"request_max_us\"]
 assert d[\"rtt_us\"] >= 2000, d[\"rtt_us\"]
@@ -75,4 +78,5 @@ ok interrupted-nothing-left '! pgrep -f "$F bench migrate" > /dev/null'
 check help 0 "$F" bench migrate --help
 has help-names-keys "$T/out" "downtime_ratio"
 check bad-part 2 "$F" bench migrate --part e
+check bad-reps 2 "$F" bench migrate --reps 0
 summary
