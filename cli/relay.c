@@ -422,11 +422,37 @@ static void conn_unlink(struct conn *c)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* The target's connect completed: 0, or -errno (refused, unreachable,
+ * or the relay stopped or cut meanwhile). */
+static int connect_wait(struct conn *c)
+{
+	struct pollfd p[3] = { { .fd = c->fd[1], .events = POLLOUT }, { .fd = c->cut_fd, .events = POLLIN },
+			       { .fd = c->relay->stop_fd, .events = POLLIN } };
+	char b;
+
+	while (poll(p, 3, -1) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (p[1].revents || p[2].revents)
+		return -ECANCELED;
+	/* A peek, not SO_ERROR: a target that accepted, sent and reset at
+	 * once has its data read first and its reset passed on in order. */
+	if (recv(c->fd[1], &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || errno == EAGAIN || errno == ECONNRESET)
+		return 0;
+	return -errno;
+}
+
 static void *conn_main(void *arg)
 {
 	struct conn *c = arg;
 	struct relay *r = c->relay;
-	enum conn_end end = conn_loop(c);
+	enum conn_end end = END_RESET;
+	int e = connect_wait(c);
+
+	if (e && e != -ECANCELED)
+		atomic_fetch_add(&r->refused, 1);
+	if (!e)
+		end = conn_loop(c);
 
 	conn_unlink(c);
 	if (end == END_CLOSE) {
@@ -463,8 +489,11 @@ static void serve(struct relay *r, int cfd)
 	if (c)
 		c->cut_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c && c->cut_fd >= 0)
-		tfd = socket(r->opts.to_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (tfd < 0 || connect(tfd, (const struct sockaddr *)&r->opts.to_addr, r->opts.to_len)) {
+		tfd = socket(r->opts.to_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* The connection's thread waits for the connect to complete, so an
+	 * unreachable target never holds up the accepting. */
+	if (tfd < 0 || (connect(tfd, (const struct sockaddr *)&r->opts.to_addr, r->opts.to_len) &&
+			errno != EINPROGRESS)) {
 		/* The target refused: so does the relay, with a reset. */
 		atomic_fetch_add(&r->refused, 1);
 		if (tfd >= 0)

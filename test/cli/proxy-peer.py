@@ -12,7 +12,7 @@
 #   hold PORT PID          one round trip, SIGUSR1 to PID, then wait for
 #                          what comes: prints reset, eof or data
 #   send PORT SIZE         send SIZE bytes: prints "sent N" and how it ended
-import hashlib, os, signal, socket, struct, sys, threading, time
+import errno, hashlib, os, signal, socket, struct, sys, threading, time
 
 
 def serve(mode, out_dir):
@@ -112,9 +112,9 @@ def hold(port, pid):
 
 
 def recv(port):
-    s = connect(port)
     got, end = b"", "eof"
     try:
+        s = connect(port)  # a reset may come before connect() returns
         while True:
             b = s.recv(1 << 16)
             if not b:
@@ -135,6 +135,11 @@ def send(port, size):
         s.shutdown(socket.SHUT_WR)
         s.recv(1)
     except (ConnectionResetError, BrokenPipeError):
+        end = "reset"
+    except OSError as e:
+        # shutdown() of a socket a reset has closed already
+        if e.errno != errno.ENOTCONN:
+            raise
         end = "reset"
     print("sent", n, end)
 

@@ -30,7 +30,7 @@ start_proxy() {
 	"$F" proxy --listen 127.0.0.1:0 "$@" > "$T/$name.out" 2> "$T/$name.err" &
 	eval "${name}_pid=$!"
 	pids+=($!)
-	for _ in $(seq "$(t_scale 200)"); do grep -q "^proxy listening on" "$T/$name.out" && break; sleep 0.05; done
+	for _ in $(seq "$(t_scale 200)"); do grep -q "^proxy listening on" "$T/$name.out" 2> /dev/null && break; sleep 0.05; done
 	eval "${name}_port=$(sed -n 's/^proxy listening on 127\.0\.0\.1:\([0-9]\+\)$/\1/p' "$T/$name.out")"
 }
 # wait_last DIR: the server's report of the connection that ended last.
@@ -78,6 +78,14 @@ start_server reset resetter
 start_proxy peerreset --to "127.0.0.1:$resetter_port" --delay-ms 200
 ok peer-reset-in-order '[ "$(timeout "$(t_scale 30)" $P recv "$peerreset_port")" = "hello reset" ]'
 kill -TERM "$peerreset_pid"
+
+# A target that refuses: the client is reset, the proxy counts it and goes
+# on (port 1 on loopback: nothing listens there).
+start_proxy refused --to 127.0.0.1:1
+ok refused-resets-client '[ "$(timeout "$(t_scale 30)" $P recv "$refused_port")" = "- reset" ]'
+kill -TERM "$refused_pid"
+wait "$refused_pid"
+has refused-counted "$T/refused.out" "^proxy: 1 connections, .* 1 refused by the target"
 
 # --cut-after: exactly that many bytes arrive, then both ends see a reset.
 rm -f "$T/sink/last"
