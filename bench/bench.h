@@ -20,6 +20,8 @@ int bench_clone_main(int argc, char **argv);
 int bench_daemon_main(int argc, char **argv);
 int bench_kv_main(int argc, char **argv);
 int bench_space_main(int argc, char **argv);
+/* cli/bench-migrate.c: in cli/ beside the relay it runs in-process. */
+int bench_migrate_main(int argc, char **argv);
 
 /* Pieces of bench/clone.c that the demo reuses. */
 #include <stdbool.h>

@@ -26,6 +26,10 @@ static const char bench_usage[] =
 	"          plus background fill\n"
 	"  kv      clients of a key-value server while it saves: live snapshot\n"
 	"          (tracking armed / nothing armed), fork() saves, Redis BGSAVE\n"
+	"  migrate live migration between two network namespaces (veth): postcopy\n"
+	"          downtime vs stop-and-copy, page-request latency vs the round\n"
+	"          trip, efficiency on a 1 Gbit/s link, a workload precopy cannot\n"
+	"          converge on\n"
 	"  restore eager vs lazy restore of an image: local, page server, Redis\n"
 	"  space   address spaces: attach time of 1 GiB vs 64 GiB, switch vs a pipe\n"
 	"          round trip, a graph attached vs loaded from a file, Pss of 8\n"
@@ -49,6 +53,7 @@ static const struct bench benches[] = {
 	{ "fault", bench_fault_main },
 	{ "fill", bench_fill_main },
 	{ "kv", bench_kv_main },
+	{ "migrate", bench_migrate_main },
 	{ "restore", bench_restore_main },
 	{ "snapshot", bench_snapshot_main },
 	{ "space", bench_space_main },

@@ -23,13 +23,15 @@ static const char usage_text[] =
 	"Commands:\n"
 	"  check          show which userfaultfd features the running kernel offers\n"
 	"  bench NAME     benchmarks, each against a baseline in the same run:\n"
-	"                 clone, daemon, fault, fill, kv, restore, snapshot, space,\n"
-	"                 watch\n"
+	"                 clone, daemon, fault, fill, kv, migrate, restore, snapshot,\n"
+	"                 space, watch\n"
 	"                 (see 'faultline bench --help')\n"
 	"  daemon map     a client of faultlined: map an image through it and check it\n"
 	"  demo           lazily restore a memory image and verify every byte\n"
 	"  image          create, inspect, verify, diff, export and push images;\n"
 	"                 restore one locally or --from tcp:// (serve) or redis://\n"
+	"  proxy          a TCP relay that injects delay, loss stalls, a rate limit\n"
+	"                 and cuts (rehearse a migration over a bad link)\n"
 	"  serve          serve an image's pages to remote lazy regions over TCP/TLS\n"
 	"  space          persistent address spaces: create, ls, info, commit, versions,\n"
 	"                 fork, rm\n"
@@ -50,6 +52,7 @@ static const struct command commands[] = {
 	{ "bench", cmd_bench },
 	{ "demo", cmd_demo },
 	{ "image", cmd_image },
+	{ "proxy", cmd_proxy },
 	{ "serve", cmd_serve },
 	{ "space", cmd_space },
 	{ "stats", cmd_stats },
