@@ -30,6 +30,8 @@ static const char usage_text[] =
 	"  demo           lazily restore a memory image and verify every byte\n"
 	"  image          create, inspect, verify, diff, export and push images;\n"
 	"                 restore one locally or --from tcp:// (serve) or redis://\n"
+	"  migrate        start, watch and cancel a live migration of a program\n"
+	"                 through its control socket\n"
 	"  serve          serve an image's pages to remote lazy regions over TCP/TLS\n"
 	"  space          persistent address spaces: create, ls, info, commit, versions,\n"
 	"                 fork, rm\n"
@@ -50,6 +52,7 @@ static const struct command commands[] = {
 	{ "bench", cmd_bench },
 	{ "demo", cmd_demo },
 	{ "image", cmd_image },
+	{ "migrate", cmd_migrate },
 	{ "serve", cmd_serve },
 	{ "space", cmd_space },
 	{ "stats", cmd_stats },

@@ -340,7 +340,8 @@ FL_API struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *dest
  * connection, at most FL_MIGRATE_CTL_LINE_MAX bytes with its newline, and
  * one reply line, then the control socket closes the connection.
  *   start TO MODE   calls start(ctx, TO, MODE), MODE "precopy", "postcopy"
- *                   or "hybrid"; TO is the program's business (host:port).
+ *                   or "hybrid"; TO is the program's business (host:port),
+ *                   "-" for its configured destination.
  *   status          the attached migration's statistics.
  *   cancel          fl_migrate_source_cancel() of the attached source.
  * Replies: "ok" followed by space-separated key=value pairs (values
@@ -359,7 +360,9 @@ FL_API struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *dest
 struct fl_migrate_ctl;
 
 /*
- * Start a migration: the program connects to `to`, creates the source
+ * Start a migration: the program connects to `to` (NULL when the request
+ * said "-": the program's own configured destination, or -EDESTADDRREQ),
+ * creates the source
  * (fl_migrate_source_new()), attaches it (fl_migrate_ctl_set_source()) and
  * runs it in a thread of its own, then returns 0; or -errno, which the
  * requester gets. Runs in the control thread: it must not wait for the

@@ -180,7 +180,8 @@ static void do_start(struct fl_migrate_ctl *ctl, struct ctl_client *c, char *arg
 	pthread_mutex_unlock(&ctl->lock);
 	/* Unlocked: the callback attaches its source, which takes the lock. */
 	fl__log(&ctl->log, FL_LOG_INFO, "migrate control: start %s %s", to, mode_s);
-	r = ctl->opts.start(ctl->opts.start_ctx, to, (enum fl_migrate_mode)mode);
+	/* "-": wherever the program is configured to go. */
+	r = ctl->opts.start(ctl->opts.start_ctx, strcmp(to, "-") ? to : NULL, (enum fl_migrate_mode)mode);
 	if (r < 0) {
 		char text[128];
 

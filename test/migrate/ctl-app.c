@@ -157,6 +157,8 @@ static int start(void *ctx, const char *to, enum fl_migrate_mode mode)
 	char role;
 	int r;
 
+	if (!to)
+		return -EDESTADDRREQ;	/* no configured destination */
 	pthread_mutex_lock(&a->mig_lock);
 	if (a->running && !a->ran) {
 		r = -EALREADY;
@@ -307,6 +309,8 @@ static void on_resume(const void *blob, size_t len, void *ctx)
 
 	if (len == npages * 8)
 		memcpy(d->blob, blob, len);
+	else	/* then every counter mismatches: the check fails */
+		fprintf(stderr, "ctl-app: a blob of %zu bytes for %zu pages (--pages differs?)\n", len, npages);
 }
 
 static int dest_main(const char *port_file, const char *control)
@@ -369,7 +373,9 @@ static int dest_main(const char *port_file, const char *control)
 			const uint64_t *p = mem + i * WORDS;
 
 			if (p[0] != i || p[1] != d.blob[i] || p[WORDS - 1] != d.blob[i]) {
-				fprintf(stderr, "ctl-app: page %zu is wrong at the destination\n", i);
+				fprintf(stderr, "ctl-app: page %zu is wrong at the destination: %llu %llu %llu, "
+					"want %zu %llu\n", i, (unsigned long long)p[0], (unsigned long long)p[1],
+					(unsigned long long)p[WORDS - 1], i, (unsigned long long)d.blob[i]);
 				rc = 1;
 				break;
 			}
@@ -392,11 +398,6 @@ int main(int argc, char **argv)
 	const char *control = NULL, *port_file = NULL;
 	sigset_t set;
 
-	/* Blocked in every thread (inherited): only sigwait takes them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--control") && i + 1 < argc)
@@ -410,6 +411,14 @@ int main(int argc, char **argv)
 		else
 			goto usage;
 	}
+	/* Blocked in every thread (inherited): only sigwait takes them. A
+	 * destination without a control socket never waits for them: they
+	 * end it (before any migration, or while it runs). */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (control)
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (argc >= 2 && !strcmp(argv[1], "source") && control && npages)
 		return source_main(control);
 	if (argc >= 2 && !strcmp(argv[1], "dest") && port_file && npages)
