@@ -239,7 +239,8 @@ enum fl_migrate_state {
  * Statistics. Source: downtime_ns, total_ns, rounds, pages_per_round,
  * pages_sent, bytes_sent, zero_pages, requests (served), pushed. The
  * destination: total_ns, pages_received, zero_pages, requests (sent),
- * request latency (fault read -> page installed) p50/p99/max.
+ * request latency (fault read -> page installed) p50/p99/max. Both: state,
+ * pages_total, pages_remaining, error (see "State and progress" above).
  */
 struct fl_migrate_stats {
 	size_t sz;				/* sizeof(struct fl_migrate_stats) */
