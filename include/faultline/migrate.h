@@ -353,7 +353,8 @@ FL_API struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *dest
  * connections at once; a connection that has not sent its line within
  * timeout_ms is closed, and when every slot is taken the oldest is closed
  * for a new one, so a silent or flooding client never stops others for
- * longer than that. Callbacks run in that thread.
+ * longer than that. Callbacks run in that thread, never before
+ * fl_migrate_ctl_new() has stored *ret_ctl (so they may use it).
  */
 #define FL_MIGRATE_CTL_LINE_MAX	256u
 #define FL_MIGRATE_CTL_CLIENTS	8u

@@ -33,6 +33,7 @@ struct fl_migrate_ctl {
 	struct fl_migrate_source *src;
 	struct fl_migrate_dest *dst;
 	int mode;			/* the last start request's; -1: none */
+	uint64_t accept_after_ns;	/* out of descriptors: accept again then */
 	struct ctl_client clients[FL_MIGRATE_CTL_CLIENTS];
 };
 
@@ -263,10 +264,18 @@ static void client_read(struct fl_migrate_ctl *ctl, struct ctl_client *c)
 static void accept_client(struct fl_migrate_ctl *ctl)
 {
 	struct ctl_client *slot = NULL;
-	int fd;
+	int fd, r;
 
-	if (fl__unix_accept(ctl->lfd, &fd))
+	r = fl__unix_accept(ctl->lfd, &fd);
+	if (r) {
+		/* Out of descriptors: the connection stays queued and the
+		 * socket readable; poll it again in a while, not at once. */
+		if (r != -EAGAIN && r != -EINTR && r != -ECONNABORTED) {
+			fl__log(&ctl->log, FL_LOG_WARN, "migrate control: accept: %s", strerror(-r));
+			ctl->accept_after_ns = fl__now_ns() + 100000000ull;
+		}
 		return;
+	}
 	for (unsigned i = 0; i < FL_MIGRATE_CTL_CLIENTS; i++) {
 		struct ctl_client *c = &ctl->clients[i];
 
@@ -291,6 +300,11 @@ static void *ctl_main(void *arg)
 {
 	struct fl_migrate_ctl *ctl = arg;
 
+	/* Held by fl_migrate_ctl_new() until the caller has its pointer: a
+	 * start callback may use it at once (fl_migrate_ctl_set_source()). */
+	pthread_mutex_lock(&ctl->lock);
+	pthread_mutex_unlock(&ctl->lock);
+
 	for (;;) {
 		struct pollfd p[2 + FL_MIGRATE_CTL_CLIENTS];
 		struct ctl_client *polled[FL_MIGRATE_CTL_CLIENTS];
@@ -299,7 +313,10 @@ static void *ctl_main(void *arg)
 		int timeout = -1, r;
 
 		p[0] = (struct pollfd){ .fd = ctl->stop_fd, .events = POLLIN };
-		p[1] = (struct pollfd){ .fd = ctl->lfd, .events = POLLIN };
+		/* A negative fd is skipped by poll. */
+		p[1] = (struct pollfd){ .fd = now < ctl->accept_after_ns ? -1 : ctl->lfd, .events = POLLIN };
+		if (now < ctl->accept_after_ns)
+			next = ctl->accept_after_ns;
 		for (unsigned i = 0; i < FL_MIGRATE_CTL_CLIENTS; i++) {
 			struct ctl_client *c = &ctl->clients[i];
 
@@ -392,11 +409,15 @@ int fl_migrate_ctl_new(const struct fl_migrate_ctl_opts *opts, struct fl_migrate
 		goto fail;
 	}
 	r = fl__lstat_id(ctl->path, &ctl->dev, &ctl->ino);
-	if (!r)
-		r = -pthread_create(&ctl->thr, NULL, ctl_main, ctl);
 	if (r)
 		goto fail;
-	*ret_ctl = ctl;
+	pthread_mutex_lock(&ctl->lock);
+	r = -pthread_create(&ctl->thr, NULL, ctl_main, ctl);
+	if (!r)
+		*ret_ctl = ctl;
+	pthread_mutex_unlock(&ctl->lock);
+	if (r)
+		goto fail;
 	return 0;
 fail:
 	release(ctl);

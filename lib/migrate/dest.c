@@ -532,7 +532,10 @@ static int bulk_run(struct fl_migrate_dest *d)
 
 			if (d->post_started)
 				return fl__mig_refuse(&d->bulk, -EPROTO, "a second SWITCHOVER");
-			atomic_store(&d->pub_state, FL_MIGRATE_STATE_SWITCHOVER);
+			int pub = FL_MIGRATE_STATE_PRECOPY;
+
+			/* Not over a final state that a failing thread set meanwhile. */
+			atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_SWITCHOVER);
 			r = switchover(d, &h, &blob, &blob_len);
 			if (r)
 				return r;
@@ -551,9 +554,8 @@ static int bulk_run(struct fl_migrate_dest *d)
 			if (r)
 				return r;
 			atomic_store(&d->resumed, true);
-			/* Not over a final state that a failing thread set meanwhile. */
-			expect = FL_MIGRATE_STATE_SWITCHOVER;
-			atomic_compare_exchange_strong(&d->pub_state, &expect, FL_MIGRATE_STATE_POSTCOPY);
+			pub = FL_MIGRATE_STATE_SWITCHOVER;
+			atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_POSTCOPY);
 			fl__eventfd_signal(d->wake_fd);	/* maybe complete already */
 			break;
 		}

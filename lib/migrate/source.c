@@ -609,7 +609,7 @@ out:
 	if (!r) {
 		atomic_store(&s->remaining, 0);
 		atomic_store(&s->pub_state, FL_MIGRATE_STATE_DONE);
-	} else if (r == -ECANCELED && !switched) {
+	} else if (r == -ECANCELED && !switched && cancelled(s)) {
 		atomic_store(&s->pub_state, FL_MIGRATE_STATE_CANCELLED);
 	} else {
 		atomic_store(&s->error, r);
