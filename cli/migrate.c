@@ -312,6 +312,9 @@ static void draw(const struct reply *r, bool tty, double rate)
 
 		fmt_ns(get_u64(r, "downtime_ns"), d, sizeof(d));
 		snprintf(extra, sizeof(extra), "  downtime %s", d);
+	} else if (!strcmp(get(r, "state"), "precopy") && !strcmp(get(r, "role"), "source") && tty) {
+		/* The bar starts over each round: say which. */
+		snprintf(extra, sizeof(extra), "  round %" PRIu64, get_u64(r, "rounds") + 1);
 	}
 	if (!tty) {
 		printf("%s %" PRIu64 "/%" PRIu64 " pages %.0f%% %s/s round %" PRIu64 "%s\n", get(r, "state"), done,
