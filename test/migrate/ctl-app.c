@@ -319,7 +319,7 @@ static int dest_main(const char *port_file, const char *control)
 	socklen_t sl = sizeof(sa);
 	struct dest_ctx d = { .blob = calloc(npages, 8) };
 	struct fl_migrate_ctl *ctl = NULL;
-	struct fl_migrate_dest *dst;
+	struct fl_migrate_dest *dst = NULL;
 	int lfd, fds[2] = { -1, -1 }, r, rc = 0;
 	char tmp[4096];
 	FILE *f;
@@ -390,6 +390,10 @@ static int dest_main(const char *port_file, const char *control)
 	fl_migrate_ctl_set_dest(ctl, NULL);
 	fl_migrate_dest_free(dst);
 	fl_migrate_ctl_free(ctl);
+	close(fds[0]);
+	close(fds[1]);
+	close(lfd);
+	free(d.blob);
 	return rc;
 }
 
