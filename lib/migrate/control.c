@@ -18,7 +18,7 @@ struct ctl_client {
 	int fd;				/* -1: a free slot */
 	size_t len;
 	uint64_t deadline_ns;
-	char line[FL_MIGRATE_CTL_LINE_MAX];
+	char line[FL_MIGRATE_CTL_LINE_MAX + 1];	/* the line and a NUL */
 };
 
 struct fl_migrate_ctl {

@@ -450,6 +450,20 @@ static int test_hostile(void *arg)
 	T_ASSERT(!strncmp(buf, "error -2 ", 9), "%s", buf);
 	request_n(src.control, "stat\0us\n", 8, buf, sizeof(buf));
 	T_ASSERT(!strncmp(buf, "error -22 ", 10), "%s", buf);
+	/* FL_MIGRATE_CTL_LINE_MAX bytes with the newline is a request (the
+	 * program cannot resolve such a host); one more byte is too long. */
+	char line[FL_MIGRATE_CTL_LINE_MAX + 2];
+
+	for (int extra = 0; extra < 2; extra++) {
+		size_t len = FL_MIGRATE_CTL_LINE_MAX + (size_t)extra, host = len - strlen("start :1 hybrid\n");
+
+		memcpy(line, "start ", 6);
+		memset(line + 6, 'h', host);
+		memcpy(line + 6 + host, ":1 hybrid\n", strlen(":1 hybrid\n"));
+		request_n(src.control, line, len, buf, sizeof(buf));
+		T_ASSERT(extra ? !strncmp(buf, "error -90 ", 10) : strstr(buf, " start failed: ") != NULL,
+			 "a line of %zu bytes: %s", len, buf);
+	}
 	/* An over-long line, without a newline. */
 	memset(big, 'x', sizeof(big));
 	fd = ctl_connect(src.control);

@@ -7,7 +7,7 @@
  *   ctl-app source --control PATH [--pages N] [--rate BYTES_PER_S]
  *	Anonymous memory of N pages (default 4096) at a fixed address and a
  *	writer thread bumping per-page counters until quiesce. `start TO
- *	MODE` on the control socket connects to TO (HOST:PORT) twice (bulk,
+ *	MODE` on the control socket connects to TO (IP:PORT) twice (bulk,
  *	urgent), the bulk socket paced to --rate so a test can watch the
  *	phases, and runs the source in a thread. SIGTERM ends the program:
  *	exit 0 when the memory is as it should be (migrated: the source ran
@@ -115,7 +115,9 @@ static int connect_to(const char *to, int *ret_fd)
 {
 	char host[256];
 	const char *colon = strrchr(to, ':');
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+	/* Numeric only: no resolver wait in the control thread. */
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV }, *ai;
 	int fd, r, one = 1;
 
 	if (!colon || colon == to || (size_t)(colon - to) >= sizeof(host))
