@@ -13,6 +13,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_image_push(int argc, char **argv);
 int cmd_proxy(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_space(int argc, char **argv);
 int cmd_stats(int argc, char **argv);

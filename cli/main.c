@@ -32,6 +32,8 @@ static const char usage_text[] =
 	"                 restore one locally or --from tcp:// (serve) or redis://\n"
 	"  proxy          a TCP relay that injects delay, loss stalls, a rate limit\n"
 	"                 and cuts (rehearse a migration over a bad link)\n"
+	"  migrate        start, watch and cancel a live migration of a program\n"
+	"                 through its control socket\n"
 	"  serve          serve an image's pages to remote lazy regions over TCP/TLS\n"
 	"  space          persistent address spaces: create, ls, info, commit, versions,\n"
 	"                 fork, rm\n"
@@ -53,6 +55,7 @@ static const struct command commands[] = {
 	{ "demo", cmd_demo },
 	{ "image", cmd_image },
 	{ "proxy", cmd_proxy },
+	{ "migrate", cmd_migrate },
 	{ "serve", cmd_serve },
 	{ "space", cmd_space },
 	{ "stats", cmd_stats },

@@ -236,10 +236,51 @@ struct fl_migrate_dest_opts {
 };
 
 /*
+ * State and progress (struct fl_migrate_stats.state, pages_total,
+ * pages_remaining, error), readable from any thread while the migration
+ * runs, the operator's view of it (fl_migrate_ctl_new(3), faultline
+ * migrate):
+ *  IDLE        not started (the destination: no layout received yet).
+ *  PRECOPY     source: layout and rounds (in POSTCOPY mode only the
+ *              layout, briefly); destination: the layout is mapped and
+ *              precopy pages arrive.
+ *  SWITCHOVER  source: the application is being paused and the final
+ *              state sent (in PRECOPY mode, also the stop-and-copy of the
+ *              last written pages, and then until the destination says
+ *              DONE: a PRECOPY migration never enters POSTCOPY at the
+ *              source); destination: the switchover message is being
+ *              applied and resume() runs.
+ *  POSTCOPY    the destination runs the application; its faults are
+ *              served and the rest pushed.
+ *  RECOVERING  reserved for postcopy recovery after a cut connection
+ *              (both sides paused, reconnecting); not entered yet.
+ *  DONE        the destination has every page (final).
+ *  FAILED      the migration ended with `error` (final).
+ *  CANCELLED   fl_migrate_source_cancel() before switchover, or, at the
+ *              destination, the source's CANCEL (final).
+ * pages_total: the layout's pages. pages_remaining: at the source, during
+ * a round (or the stop-and-copy) the pages of that round not sent yet;
+ * after switchover the pages the destination still needs that were sent
+ * neither by the push nor as an answer; 0 at DONE. At the destination,
+ * the pages not present yet (pages discarded at switchover count again).
+ */
+enum fl_migrate_state {
+	FL_MIGRATE_STATE_IDLE = 0,
+	FL_MIGRATE_STATE_PRECOPY = 1,
+	FL_MIGRATE_STATE_SWITCHOVER = 2,
+	FL_MIGRATE_STATE_POSTCOPY = 3,
+	FL_MIGRATE_STATE_RECOVERING = 4,
+	FL_MIGRATE_STATE_DONE = 5,
+	FL_MIGRATE_STATE_FAILED = 6,
+	FL_MIGRATE_STATE_CANCELLED = 7,
+};
+
+/*
  * Statistics. Source: downtime_ns, total_ns, rounds, pages_per_round,
  * pages_sent, bytes_sent, zero_pages, requests (served), pushed. The
  * destination: total_ns, pages_received, zero_pages, requests (sent),
- * request latency (fault read -> page installed) p50/p99/max.
+ * request latency (fault read -> page installed) p50/p99/max. Both: state,
+ * pages_total, pages_remaining, error (see "State and progress" above).
  */
 struct fl_migrate_stats {
 	size_t sz;				/* sizeof(struct fl_migrate_stats) */
@@ -255,7 +296,19 @@ struct fl_migrate_stats {
 	uint64_t pages_received;		/* destination: PAGE messages */
 	uint64_t request_p50_ns, request_p99_ns, request_max_ns;
 	uint64_t pages_moved;			/* destination: installed by UFFDIO_MOVE */
+	/* Appended; read by callers whose sz covers them (see state below). */
+	int state;				/* enum fl_migrate_state */
+	uint64_t pages_total;			/* pages of the layout (0 before it is known) */
+	uint64_t pages_remaining;		/* see "Progress" above */
+	int error;				/* FAILED: the -errno it ended with; else 0 */
 };
+
+/*
+ * The name of a state: "idle", "precopy", "switchover", "postcopy",
+ * "recovering", "done", "failed", "cancelled"; "unknown" for any other
+ * value. Never NULL; a static string.
+ */
+FL_API const char *fl_migrate_state_name(int state);
 
 /*
  * Prepare a source. Validates the ranges (aligned, non-overlapping,
@@ -337,6 +390,83 @@ FL_API int fl_migrate_dest_ranges(const struct fl_migrate_dest *dest,
  * application may still hold pointers into them).
  */
 FL_API struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *dest);
+
+/*
+ * Control socket: operators drive and watch a migration of a running
+ * program from outside (`faultline migrate`, faultline(1)), the way a VMM's
+ * monitor does. The program embeds one with fl_migrate_ctl_new(); it
+ * listens on a unix socket, created mode 0600 so that only the socket's
+ * owner (and root) can connect: the file's permission is the access
+ * control, there is no other authentication. An existing socket file at
+ * the path is replaced only when nobody listens on it.
+ *
+ * Protocol (fl_migrate_ctl_new(3) has it in full): one request line per
+ * connection, at most FL_MIGRATE_CTL_LINE_MAX bytes with its newline, and
+ * one reply line, then the control socket closes the connection.
+ *   start TO MODE   calls start(ctx, TO, MODE), MODE "precopy", "postcopy"
+ *                   or "hybrid"; TO is the program's business (host:port),
+ *                   "-" for its configured destination.
+ *   status          the attached migration's statistics.
+ *   cancel          fl_migrate_source_cancel() of the attached source.
+ * Replies: "ok" followed by space-separated key=value pairs (values
+ * never hold spaces; keys may be added later, readers skip unknown ones),
+ * or "error ERRNO TEXT" (ERRNO a negative errno number, TEXT a message).
+ *
+ * Threads: one thread of its own serves up to FL_MIGRATE_CTL_CLIENTS
+ * connections at once; a connection that has not sent its line within
+ * timeout_ms is closed, and when every slot is taken the oldest is closed
+ * for a new one, so a silent or flooding client never stops others for
+ * longer than that. Callbacks run in that thread, never before
+ * fl_migrate_ctl_new() has stored *ret_ctl (so they may use it).
+ */
+#define FL_MIGRATE_CTL_LINE_MAX	256u
+#define FL_MIGRATE_CTL_CLIENTS	8u
+
+struct fl_migrate_ctl;
+
+/*
+ * Start a migration: the program connects to `to` (NULL when the request
+ * said "-": the program's own configured destination, or -EDESTADDRREQ),
+ * creates the source
+ * (fl_migrate_source_new()), attaches it (fl_migrate_ctl_set_source()) and
+ * runs it in a thread of its own, then returns 0; or -errno, which the
+ * requester gets. Runs in the control thread: it must not wait for the
+ * migration. The control socket itself refuses a start with -EALREADY
+ * while an attached source is not in a final state, and with -EBUSY while
+ * a destination is attached; a program that attaches its source later (in
+ * its own thread) refuses a second start itself.
+ */
+typedef int (*fl_migrate_start_fn)(void *ctx, const char *to, enum fl_migrate_mode mode);
+
+struct fl_migrate_ctl_opts {
+	size_t sz;			/* sizeof(struct fl_migrate_ctl_opts) */
+	const char *path;		/* the unix socket's path, copied; required */
+	fl_migrate_start_fn start;	/* NULL: start requests get -EOPNOTSUPP */
+	void *start_ctx;
+	unsigned timeout_ms;		/* per connection; 0: 2000 */
+	fl_log_fn log;
+	void *log_ctx;
+};
+
+/*
+ * Create the socket and start serving. Errors: -EINVAL (opts, path empty),
+ * -E2BIG (sz), -ENAMETOOLONG (path too long for a unix socket), -EEXIST
+ * (the path exists and is not a socket), -EADDRINUSE (someone listens on
+ * it), -ENOMEM, a socket or thread error.
+ */
+FL_API int fl_migrate_ctl_new(const struct fl_migrate_ctl_opts *opts, struct fl_migrate_ctl **ret_ctl);
+/*
+ * Attach the migration that status and cancel refer to (NULL detaches).
+ * A source and a destination exclude each other: attaching one detaches
+ * the other. The program must detach an object before it frees it; the
+ * call waits for a request being served to finish with it, so afterwards
+ * the control thread never touches it. 0 or -EINVAL.
+ */
+FL_API int fl_migrate_ctl_set_source(struct fl_migrate_ctl *ctl, struct fl_migrate_source *source);
+FL_API int fl_migrate_ctl_set_dest(struct fl_migrate_ctl *ctl, struct fl_migrate_dest *dest);
+/* Stop the thread, close the connections, remove the socket file (if it
+ * is still the one created). Accepts NULL; returns NULL. */
+FL_API struct fl_migrate_ctl *fl_migrate_ctl_free(struct fl_migrate_ctl *ctl);
 
 #ifdef __cplusplus
 }

@@ -65,6 +65,7 @@ struct fl_migrate_dest {
 		unsigned next;
 	} stage[2];			/* bulk, urgent */
 	_Atomic uint64_t pages_moved;
+	_Atomic int pub_state, error;	/* the operator's view: enum fl_migrate_state */
 };
 
 #define STAGING_PAGES	64u
@@ -252,6 +253,14 @@ static void finish(struct fl_migrate_dest *d, int result)
 		fl__mig_send_error(&d->urgent, result);
 	d->result = result;
 	atomic_store(&d->total_ns, fl__now_ns() - d->t_start);
+	if (result == 0) {
+		atomic_store(&d->pub_state, FL_MIGRATE_STATE_DONE);
+	} else if (result == -ECANCELED && st != DST_POSTCOPY) {
+		atomic_store(&d->pub_state, FL_MIGRATE_STATE_CANCELLED);
+	} else {
+		atomic_store(&d->error, result);
+		atomic_store(&d->pub_state, FL_MIGRATE_STATE_FAILED);
+	}
 	d->ended = true;
 	fl__eventfd_signal(d->stop_fd);
 	pthread_cond_broadcast(&d->end_cond);
@@ -655,8 +664,10 @@ static int bulk_run(struct fl_migrate_dest *d)
 		return -ECANCELED;
 	}
 	r = map_layout(d);
-	if (!r)
+	if (!r) {
 		atomic_store(&d->state, DST_PRECOPY);
+		atomic_store(&d->pub_state, FL_MIGRATE_STATE_PRECOPY);
+	}
 	pthread_rwlock_unlock(&d->install_lock);
 	if (r)
 		return r;
@@ -686,6 +697,10 @@ static int bulk_run(struct fl_migrate_dest *d)
 
 			if (d->post_started)
 				return fl__mig_refuse(&d->bulk, -EPROTO, "a second SWITCHOVER");
+			int pub = FL_MIGRATE_STATE_PRECOPY;
+
+			/* Not over a final state that a failing thread set meanwhile. */
+			atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_SWITCHOVER);
 			r = switchover(d, &h, &blob, &blob_len);
 			if (r)
 				return r;
@@ -704,6 +719,8 @@ static int bulk_run(struct fl_migrate_dest *d)
 			if (r)
 				return r;
 			atomic_store(&d->resumed, true);
+			pub = FL_MIGRATE_STATE_SWITCHOVER;
+			atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_POSTCOPY);
 			fl__eventfd_signal(d->wake_fd);	/* maybe complete already */
 			break;
 		}
@@ -897,6 +914,11 @@ int fl_migrate_dest_stats(const struct fl_migrate_dest *dst, struct fl_migrate_s
 	st.request_p99_ns = fl__hist_quantile(&d->lat, 0.99);
 	st.request_max_ns = atomic_load(&d->lat.max);
 	st.pages_moved = atomic_load(&d->pages_moved);
+	st.state = atomic_load(&d->pub_state);
+	/* total is written once, before the state leaves IDLE. */
+	st.pages_total = st.state == FL_MIGRATE_STATE_IDLE ? 0 : d->total;
+	st.pages_remaining = st.pages_total - FL_MIN(atomic_load(&d->present_count), st.pages_total);
+	st.error = atomic_load(&d->error);
 	return FL_OPTS_OUT(stats, st);
 }
 

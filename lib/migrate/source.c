@@ -43,6 +43,10 @@ struct fl_migrate_source {
 	_Atomic uint64_t total_ns;
 	_Atomic unsigned rounds;
 	_Atomic uint64_t pages_per_round[FL_MIGRATE_MAX_ROUNDS];
+	/* The operator's view (enum fl_migrate_state), apart from `state`,
+	 * whose values serve cancel's compare-and-swap. */
+	_Atomic int pub_state, error;
+	_Atomic uint64_t remaining;
 };
 
 /* What fl_migrate_source_new() allocates (also when it fails half-way). */
@@ -156,8 +160,12 @@ int fl_migrate_source_cancel(struct fl_migrate_source *s)
 		return -EINVAL;
 	st = atomic_load(&s->state);
 	while (st == SRC_IDLE || st == SRC_PRECOPY) {
-		if (atomic_compare_exchange_weak(&s->state, &st, SRC_CANCELLED))
+		if (atomic_compare_exchange_weak(&s->state, &st, SRC_CANCELLED)) {
+			/* Not running: run will return at once, nothing to wait for. */
+			if (st == SRC_IDLE)
+				atomic_store(&s->pub_state, FL_MIGRATE_STATE_CANCELLED);
 			return 0;
+		}
 	}
 	return st == SRC_CANCELLED ? 0 : -EBUSY;
 }
@@ -284,7 +292,11 @@ static int peer_failed(struct fl_migrate_source *s)
 static int send_marked(struct fl_migrate_source *s, const uint8_t *bits)
 {
 	unsigned ri = 0, sent = 0;
+	uint64_t n = 0;
 
+	for (uint64_t idx = 0; idx < s->total; idx++)
+		n += (bits[idx / 8] >> (idx % 8)) & 1;
+	atomic_store(&s->remaining, n);
 	for (uint64_t idx = 0; idx < s->total; idx++) {
 		int r;
 
@@ -299,6 +311,7 @@ static int send_marked(struct fl_migrate_source *s, const uint8_t *bits)
 		r = send_page(s, &s->bulk, &s->ranges[ri], idx, s->page_buf);
 		if (r)
 			return r;
+		atomic_fetch_sub(&s->remaining, 1);
 	}
 	return 0;
 }
@@ -413,7 +426,9 @@ static void *urgent_main(void *arg)
 				break;
 			}
 			atomic_store(&s->urgent_busy, 1);
-			atomic_fetch_or(&s->sent[idx / 64], 1ull << (idx % 64));
+			if (!(atomic_fetch_or(&s->sent[idx / 64], 1ull << (idx % 64)) & (1ull << (idx % 64))) &&
+			    (s->need[idx / 8] & (1u << (idx % 8))))
+				atomic_fetch_sub(&s->remaining, 1);
 			r = send_page(s, &s->urgent, &s->ranges[ri], (uint64_t)idx, buf);
 			atomic_store(&s->urgent_busy, 0);
 			atomic_fetch_add(&s->requests, 1);
@@ -459,6 +474,7 @@ static int push(struct fl_migrate_source *s)
 		r = send_page(s, &s->bulk, &s->ranges[ri], idx, s->page_buf);
 		if (r)
 			return r;
+		atomic_fetch_sub(&s->remaining, 1);
 		atomic_fetch_add(&s->pushed, 1);
 	}
 	return 0;
@@ -499,6 +515,13 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 	} else {
 		memcpy(s->need, dirty, bitmap_len);
 	}
+	if (s->opts.mode != FL_MIGRATE_PRECOPY) {
+		uint64_t n = 0;
+
+		for (uint64_t idx = 0; idx < s->total; idx++)
+			n += (s->need[idx / 8] >> (idx % 8)) & 1;
+		atomic_store(&s->remaining, n);
+	}
 	msg = malloc(16 + bitmap_len);
 	if (!msg)
 		return -ENOMEM;
@@ -515,6 +538,8 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 	/* Requests now: the push gives up a blocked send only at the end. */
 	s->bulk.abort_fd = s->stop_fd;
 	atomic_store(&s->state, SRC_POSTCOPY);
+	if (s->opts.mode != FL_MIGRATE_PRECOPY)
+		atomic_store(&s->pub_state, FL_MIGRATE_STATE_POSTCOPY);
 	r = -pthread_create(&thr, NULL, urgent_main, s);
 	if (r)
 		return r;
@@ -541,9 +566,13 @@ int fl_migrate_source_run(struct fl_migrate_source *s)
 	if (!atomic_compare_exchange_strong(&s->state, &expect, SRC_PRECOPY))
 		return expect == SRC_CANCELLED ? -ECANCELED : -EALREADY;
 	s->t_start = fl__now_ns();
+	atomic_store(&s->pub_state, FL_MIGRATE_STATE_PRECOPY);
 	dirty = calloc(1, (s->total + 7) / 8);
-	if (!dirty)
+	if (!dirty) {
+		atomic_store(&s->error, -ENOMEM);
+		atomic_store(&s->pub_state, FL_MIGRATE_STATE_FAILED);
 		return -ENOMEM;
+	}
 	r = send_layout(s);
 	if (!r && s->opts.mode != FL_MIGRATE_POSTCOPY)
 		r = precopy(s, dirty);
@@ -556,6 +585,7 @@ int fl_migrate_source_run(struct fl_migrate_source *s)
 		r = -ECANCELED;
 		goto out;
 	}
+	atomic_store(&s->pub_state, FL_MIGRATE_STATE_SWITCHOVER);
 	r = s->opts.quiesce(FL_MIGRATE_PAUSE, s->opts.quiesce_ctx);
 	if (r) {
 		fl__log(&s->log, FL_LOG_ERROR, "migrate: quiesce(PAUSE) failed: %s", strerror(-r));
@@ -586,6 +616,15 @@ out:
 		fl__log(&s->log, FL_LOG_ERROR, "migrate: source failed %s switchover: %s",
 			switched ? "after" : "before", strerror(-r));
 	atomic_store(&s->total_ns, fl__now_ns() - s->t_start);
+	if (!r) {
+		atomic_store(&s->remaining, 0);
+		atomic_store(&s->pub_state, FL_MIGRATE_STATE_DONE);
+	} else if (r == -ECANCELED && !switched && cancelled(s)) {
+		atomic_store(&s->pub_state, FL_MIGRATE_STATE_CANCELLED);
+	} else {
+		atomic_store(&s->error, r);
+		atomic_store(&s->pub_state, FL_MIGRATE_STATE_FAILED);
+	}
 	atomic_store(&s->state, SRC_OVER);
 	free(dirty);
 	return r;
@@ -612,5 +651,9 @@ int fl_migrate_source_stats(const struct fl_migrate_source *src, struct fl_migra
 	st.zero_pages = atomic_load(&s->zero_pages);
 	st.requests = atomic_load(&s->requests);
 	st.pushed = atomic_load(&s->pushed);
+	st.state = atomic_load(&s->pub_state);
+	st.pages_total = s->total;
+	st.pages_remaining = atomic_load(&s->remaining);
+	st.error = atomic_load(&s->error);
 	return FL_OPTS_OUT(stats, st);
 }

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* Unix sockets: connecting to a path, and passing file descriptors
- * (SCM_RIGHTS): one sender and one receiver for the uffd hand-off, the
- * manager protocol and the Firecracker handshake. */
+/* Unix sockets: listening and connecting on a path, and passing file
+ * descriptors (SCM_RIGHTS): one sender and one receiver for the uffd
+ * hand-off, the manager protocol and the Firecracker handshake. */
 #include "flutil.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -78,5 +79,98 @@ int fl__unix_connect(const char *path, int type, int *ret_fd)
 		return r;
 	}
 	*ret_fd = fd;
+	return 0;
+}
+
+/*
+ * A listening unix socket at path with the file's mode set before listen(),
+ * so that no connect() is ever accepted under a looser mode. A socket file
+ * already there is replaced only when nobody listens on it (a stale one
+ * left by a process that died); anything else there is -EEXIST, a socket
+ * someone listens on -EADDRINUSE. Close-on-exec and non-blocking.
+ */
+int fl__unix_listen(const char *path, unsigned mode, int backlog, int *ret_fd)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t n = strlen(path);
+	struct stat sb;
+	int fd, r;
+
+	if (n == 0 || n >= sizeof(a.sun_path))
+		return n ? -ENAMETOOLONG : -EINVAL;
+	memcpy(a.sun_path, path, n + 1);
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode))
+			return -EEXIST;
+		r = fl__unix_connect(path, SOCK_STREAM, &fd);
+		if (r == 0) {
+			close(fd);
+			return -EADDRINUSE;
+		}
+		if (r != -ECONNREFUSED)
+			return r;
+		if (unlink(path) < 0 && errno != ENOENT)
+			return -errno;
+	} else if (errno != ENOENT) {
+		return -errno;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (chmod(path, mode) < 0 || listen(fd, backlog) < 0) {
+		r = -errno;
+		unlink(path);
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int fl__unix_accept(int lfd, int *ret_fd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	*ret_fd = fd;
+	return 0;
+}
+
+ssize_t fl__recv_nb(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = recv(fd, buf, len, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+ssize_t fl__send_nb(int fd, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+/* The device and inode of path (not followed), to tell our file from a
+ * later one of the same name. */
+int fl__lstat_id(const char *path, uint64_t *ret_dev, uint64_t *ret_ino)
+{
+	struct stat sb;
+
+	if (lstat(path, &sb) < 0)
+		return -errno;
+	*ret_dev = sb.st_dev;
+	*ret_ino = sb.st_ino;
 	return 0;
 }

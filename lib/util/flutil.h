@@ -120,6 +120,14 @@ int fl__cmsg_take_fd(struct msghdr *msg);
 /* A connected unix socket of `type` (SOCK_SEQPACKET, SOCK_STREAM) to path,
  * close-on-exec; -ENAMETOOLONG when path does not fit sun_path. */
 int fl__unix_connect(const char *path, int type, int *ret_fd);
+/* A listening SOCK_STREAM unix socket (see fdpass.c for what it replaces),
+ * its file given `mode` before listen(); non-blocking, close-on-exec. */
+int fl__unix_listen(const char *path, unsigned mode, int backlog, int *ret_fd);
+int fl__unix_accept(int lfd, int *ret_fd);	/* non-blocking, close-on-exec */
+/* recv/send that never block (nor raise SIGPIPE): bytes, or -errno. */
+ssize_t fl__recv_nb(int fd, void *buf, size_t len);
+ssize_t fl__send_nb(int fd, const void *buf, size_t len);
+int fl__lstat_id(const char *path, uint64_t *ret_dev, uint64_t *ret_ino);
 
 /* ---- parse.c: the command line's numbers (CLI and faultlined) -------- */
 /* A byte count: a decimal number with an optional binary suffix (K, M, G,

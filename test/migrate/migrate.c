@@ -241,6 +241,8 @@ static int source_main(const struct mcase *c, int port)
 
 		T_ASSERT(r == (c->scenario == S_CANCEL ? -ECANCELED : -EEXIST), "run: %d", r);
 		T_ASSERT(!w.paused, "cancelled before switchover, yet paused");
+		T_ASSERT_EQ(st.state, c->scenario == S_CANCEL ? FL_MIGRATE_STATE_CANCELLED : FL_MIGRATE_STATE_FAILED);
+		T_ASSERT_EQ(st.error, c->scenario == S_CANCEL ? 0 : -EEXIST);
 		/* Intact and writable: the writers go on, every block whole. */
 		ops = atomic_load(&w.ops);
 		T_ASSERT(T_WAIT_FOR(atomic_load(&w.ops) > ops + 10000, 10000), "writers stalled after cancel");
@@ -260,6 +262,10 @@ static int source_main(const struct mcase *c, int port)
 	}
 	T_ASSERT(r == 0, "run: %d (%s)", r, strerror(-r));
 	T_ASSERT(w.paused);
+	T_ASSERT_EQ(st.state, FL_MIGRATE_STATE_DONE);
+	T_ASSERT_EQ(st.pages_total, case_pages(c));
+	T_ASSERT_EQ(st.pages_remaining, 0);
+	T_ASSERT_EQ(st.error, 0);
 	T_ASSERT(st.downtime_ns > 0 && st.downtime_ns <= st.total_ns, "downtime %llu of %llu ns",
 		 (unsigned long long)st.downtime_ns, (unsigned long long)st.total_ns);
 	T_ASSERT(st.bytes_sent > 0 && st.zero_pages > 0);
@@ -441,6 +447,11 @@ static int test_migrate(void *arg)
 		T_ASSERT(bus == 1, "a missing page read as %llu instead of SIGBUS", (unsigned long long)v);
 		r = fl_migrate_dest_wait(dst);
 		T_ASSERT(r < 0, "wait: %d after the source died", r);
+		T_OK(fl_migrate_dest_stats(dst, &st));
+		T_ASSERT_EQ(st.state, FL_MIGRATE_STATE_FAILED);
+		T_ASSERT_EQ(st.error, r);
+		T_ASSERT(st.pages_remaining > 0 && st.pages_remaining < st.pages_total, "%llu of %llu missing",
+			 (unsigned long long)st.pages_remaining, (unsigned long long)st.pages_total);
 		/* What did arrive stays. */
 		T_ASSERT(XXH3_64bits(d.mem, BLK) == d.hashes[0], "block 0 changed after the failure");
 		fl_migrate_dest_free(dst);
@@ -454,6 +465,9 @@ static int test_migrate(void *arg)
 		void *p;
 
 		T_ASSERT(r == (c->scenario == S_CANCEL ? -ECANCELED : -EEXIST), "wait: %d", r);
+		T_OK(fl_migrate_dest_stats(dst, &st));
+		T_ASSERT_EQ(st.state, c->scenario == S_CANCEL ? FL_MIGRATE_STATE_CANCELLED : FL_MIGRATE_STATE_FAILED);
+		T_ASSERT_EQ(st.error, c->scenario == S_CANCEL ? 0 : -EEXIST);
 		if (c->scenario == S_DEST_FAILS)
 			T_ASSERT(munmap(d.mem + LEN - 4096, 4096) == 0);
 		/* The ranges were unmapped: the address is free again. */
@@ -474,6 +488,9 @@ static int test_migrate(void *arg)
 		T_OK(fl_migrate_dest_stats(dst, &st));
 		T_ASSERT(st.zero_pages > 0, "no zero page elided");
 		T_ASSERT(st.pages_received > 0);
+		T_ASSERT_EQ(st.state, FL_MIGRATE_STATE_DONE);
+		T_ASSERT_EQ(st.pages_total, case_pages(c));
+		T_ASSERT_EQ(st.pages_remaining, 0);
 		if (c->scenario == S_NOPUSH && c->mode == FL_MIGRATE_HYBRID) {
 			/* Only what was written after the last round. */
 			T_ASSERT(st.requests < case_pages(c));
