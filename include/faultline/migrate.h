@@ -129,6 +129,8 @@
 
 #include <faultline/common.h>
 #include <faultline/region.h>
+#include <faultline/remote.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -153,6 +155,16 @@ enum fl_migrate_quiesce {
 typedef int (*fl_migrate_quiesce_fn)(enum fl_migrate_quiesce action, void *ctx);
 /* Called at the destination at switchover, before any fault is served. */
 typedef void (*fl_migrate_resume_fn)(const void *blob, size_t blob_len, void *ctx);
+/*
+ * Recovery: make a new pair of connected stream sockets (bulk, urgent) to
+ * the peer, e.g. with fl_migrate_connect() at the source and
+ * fl_migrate_accept() on a listening socket the caller kept at the
+ * destination. Return 0 with both fds set (the library then owns them and
+ * closes them), or -errno (the library waits a little and calls again,
+ * until recovery_ms has passed since the cut). Called from a library
+ * thread; it should not block much longer than a second per call.
+ */
+typedef int (*fl_migrate_reconnect_fn)(void *ctx, int *ret_bulk_fd, int *ret_urgent_fd);
 
 struct fl_migrate_range {
 	void *addr;
@@ -181,6 +193,23 @@ struct fl_migrate_source_opts {
 	size_t blob_len;			/* at most FL_MIGRATE_MAX_BLOB */
 	fl_log_fn log;
 	void *log_ctx;
+	/* TLS on both channels, the source being the TLS client (as struct
+	 * fl_remote_opts): FL_TLS_NONE, FL_TLS_PSK (psk_identity,
+	 * psk_key_hex) or FL_TLS_X509 (ca_file verifies the destination's
+	 * certificate, NULL: the system's trust; cert_file and key_file: the
+	 * source's certificate, for a destination that requires one;
+	 * server_name: the name the destination's certificate must carry,
+	 * NULL: not checked). */
+	enum fl_tls_mode tls;
+	const char *psk_identity, *psk_key_hex, *cert_file, *key_file, *ca_file;
+	const char *server_name;
+	/* The destination's silence while the source waits for it (a send
+	 * making no progress, RESUMED, DONE after the push): -ETIMEDOUT,
+	 * or a cut to recover from. 0: 10000 */
+	unsigned timeout_ms;
+	fl_migrate_reconnect_fn reconnect;	/* NULL: a cut after switchover is final */
+	void *reconnect_ctx;
+	unsigned recovery_ms;			/* give up recovering after this; 0: 60000 */
 };
 
 struct fl_migrate_dest_opts {
@@ -193,6 +222,15 @@ struct fl_migrate_dest_opts {
 	unsigned timeout_ms;
 	fl_log_fn log;
 	void *log_ctx;
+	/* TLS on both channels, the destination being the TLS server (as
+	 * struct fl_server_opts): FL_TLS_PSK (psk_identity, psk_key_hex) or
+	 * FL_TLS_X509 (cert_file, key_file; ca_file: require a source
+	 * certificate signed by it, mutual authentication). */
+	enum fl_tls_mode tls;
+	const char *psk_identity, *psk_key_hex, *cert_file, *key_file, *ca_file;
+	fl_migrate_reconnect_fn reconnect;	/* NULL: a cut after switchover is final */
+	void *reconnect_ctx;
+	unsigned recovery_ms;			/* give up recovering after this; 0: 60000 */
 };
 
 /*
@@ -214,7 +252,27 @@ struct fl_migrate_stats {
 	uint64_t pushed;			/* pages of the background push */
 	uint64_t pages_received;		/* destination: PAGE messages */
 	uint64_t request_p50_ns, request_p99_ns, request_max_ns;
+	unsigned recoveries;			/* cuts after switchover recovered from */
+	uint64_t recovery_ns;			/* time paused in recovery (both sides) */
+	uint64_t blocked_ns;			/* destination: total time faulting threads waited */
 };
+
+/*
+ * Per-thread fault statistics of a destination (UFFD_FEATURE_THREAD_ID
+ * names the faulting thread; without it every fault counts for tid 0).
+ * blocked_ns: from the library reading the fault to the page installed.
+ */
+struct fl_migrate_thread_stats {
+	size_t sz;				/* sizeof(struct fl_migrate_thread_stats) */
+	pid_t tid;
+	uint64_t faults;
+	uint64_t blocked_ns;
+	uint64_t max_blocked_ns;
+};
+
+/* Threads a destination keeps statistics for; the faults of threads past
+ * it count in struct fl_migrate_stats.blocked_ns only. */
+#define FL_MIGRATE_MAX_THREADS	256u
 
 /*
  * Prepare a source. Validates the ranges (aligned, non-overlapping,
@@ -274,6 +332,36 @@ FL_API int fl_migrate_dest_stats(const struct fl_migrate_dest *dest,
  * application may still hold pointers into them).
  */
 FL_API struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *dest);
+
+/*
+ * Per-thread statistics of a destination: the first min(cap, n) threads
+ * that faulted, in the order they first faulted, each with arr[i].sz set
+ * by the caller (the same for every element); *ret_n gets how many threads
+ * there are (at most FL_MIGRATE_MAX_THREADS). Any thread, any time after
+ * fl_migrate_dest_new(). 0, or -EINVAL (arr NULL with cap > 0, a bad sz).
+ */
+FL_API int fl_migrate_dest_threads(const struct fl_migrate_dest *dest,
+				   struct fl_migrate_thread_stats *arr, unsigned cap,
+				   unsigned *ret_n);
+
+/*
+ * Connection helpers. fl_migrate_listen() binds and listens on addr
+ * ("HOST:PORT", "[V6]:PORT", ":PORT" for every address; port 0 takes an
+ * ephemeral port, returned in *ret_port, which may be NULL).
+ * fl_migrate_accept() accepts two connections within timeout_ms (0: no
+ * limit): the first is the bulk channel, the second the urgent one.
+ * fl_migrate_connect() connects to addr twice, bulk first, each connection
+ * established before the next is begun, within timeout_ms (0: 10000).
+ * Returned sockets are non-blocking, close-on-exec, TCP_NODELAY; the
+ * caller owns them (except those a reconnect callback hands over).
+ * Errors: -EINVAL (arguments, a malformed address), -ETIMEDOUT, a socket's
+ * -errno (-ECONNREFUSED, -EADDRINUSE, ...), -EHOSTUNREACH (no such host).
+ */
+FL_API int fl_migrate_listen(const char *addr, int *ret_fd, int *ret_port);
+FL_API int fl_migrate_accept(int listen_fd, unsigned timeout_ms, int *ret_bulk_fd,
+			     int *ret_urgent_fd);
+FL_API int fl_migrate_connect(const char *addr, unsigned timeout_ms, int *ret_bulk_fd,
+			      int *ret_urgent_fd);
 
 #ifdef __cplusplus
 }
