@@ -664,8 +664,13 @@ static int bulk_run(struct fl_migrate_dest *d)
 	int r;
 
 	r = open_channels(d, false, d->opts.timeout_ms);
-	if (!r)
-		r = receive_layout(d);
+	if (r) {
+		/* The source waits on bulk (its TLS handshake or HELLO_ACK):
+		 * tell it there, plain if TLS failed. */
+		fl__mig_send_error(&d->bulk, r);
+		return r;
+	}
+	r = receive_layout(d);
 	if (r)
 		return r;
 	/* Exclusive: a fl_migrate_dest_free() meanwhile must either come
