@@ -530,17 +530,13 @@ static int open_channels(struct fl_migrate_dest *d, bool reconnect, unsigned tim
 	int r;
 
 	for (unsigned i = 0; i < 2; i++) {
-		r = fl__mig_set_nonblock(chans[i]->fd);
-		if (r)
-			return r;
-		r = fl__mig_chan_tls(chans[i], d->tls, true, NULL, deadline);
-		if (r)
-			return r;
-	}
-	for (unsigned i = 0; i < 2; i++) {
 		struct fl__mig_hello *h = &hello[i];
 
-		r = fl__mig_hello_recv(chans[i], timeout_ms, h);
+		r = fl__mig_set_nonblock(chans[i]->fd);
+		if (!r)
+			r = fl__mig_chan_tls(chans[i], d->tls, true, NULL, deadline);
+		if (!r)
+			r = fl__mig_hello_recv(chans[i], timeout_ms, h);
 		if (r)
 			return r;
 		if (h->channel != i)
@@ -666,8 +662,10 @@ static int bulk_run(struct fl_migrate_dest *d)
 	r = open_channels(d, false, d->opts.timeout_ms);
 	if (r) {
 		/* The source waits on bulk (its TLS handshake or HELLO_ACK):
-		 * tell it there, plain if TLS failed. */
-		fl__mig_send_error(&d->bulk, r);
+		 * tell it there. Plain text when TLS failed, but not to a TLS
+		 * peer we refused: the TLS alert told it already. */
+		if (!d->tls || d->bulk.tls || r == -EPROTO)
+			fl__mig_send_error(&d->bulk, r);
 		return r;
 	}
 	r = receive_layout(d);

@@ -411,18 +411,16 @@ static int open_channels(struct fl_migrate_source *s, uint32_t epoch, unsigned t
 	struct fl__mig_chan *chans[2] = { &s->bulk, &s->urgent };
 	int r;
 
-	for (unsigned i = 0; i < 2; i++) {
-		r = fl__mig_set_nonblock(chans[i]->fd);
-		if (r)
-			return r;
-		r = fl__mig_chan_tls(chans[i], s->tls, false, s->opts.server_name, deadline);
-		if (r)
-			return r;
-	}
+	/* Channel by channel: a TLS 1.3 server's refusal of our certificate
+	 * arrives after our handshake, and is read while HELLO_ACK is due. */
 	for (unsigned i = 0; i < 2; i++) {
 		struct fl__mig_hello hello = { .session = s->session, .channel = i, .epoch = epoch };
 
-		r = fl__mig_hello_client(chans[i], &hello, timeout_ms);
+		r = fl__mig_set_nonblock(chans[i]->fd);
+		if (!r)
+			r = fl__mig_chan_tls(chans[i], s->tls, false, s->opts.server_name, deadline);
+		if (!r)
+			r = fl__mig_hello_client(chans[i], &hello, timeout_ms);
 		if (r)
 			return r;
 	}
@@ -829,8 +827,13 @@ int fl_migrate_source_run(struct fl_migrate_source *s)
 	if (!dirty)
 		return -ENOMEM;
 	r = open_channels(s, 0, s->opts.timeout_ms);
-	if (!r)
-		r = send_layout(s);
+	if (r) {
+		/* Nothing of the destination's to read yet: its refusal was
+		 * what the handshake saw. */
+		s->peer_error = r;
+		goto out;
+	}
+	r = send_layout(s);
 	if (!r && s->opts.mode != FL_MIGRATE_POSTCOPY)
 		r = precopy(s, dirty);
 	if (!r)
