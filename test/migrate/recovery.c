@@ -594,6 +594,125 @@ static int test_hello(void *arg)
 	return T_PASS;
 }
 
+/* ---- the source's own timeout ------------------------------------------------ */
+
+struct fake_dst {
+	int bulk, urgent;
+	bool read_bulk;			/* false: never read after HELLO */
+	_Atomic bool stop;
+};
+
+static void ack_one(int fd)
+{
+	uint8_t m[32];
+	size_t got = 0;
+
+	while (got < 32) {
+		ssize_t n = read(fd, m + got, 32 - got);
+
+		T_ASSERT(n > 0);
+		got += (size_t)n;
+	}
+	T_ASSERT(m[6] == 10, "not a HELLO");
+	m[6] = 11;
+	T_ASSERT(write(fd, m, 32) == 32);
+}
+
+/* A destination that answers HELLO, then is silent: it reads the bulk
+ * channel (and never says RESUMED), or reads nothing at all. */
+static void *fake_dst_main(void *arg)
+{
+	struct fake_dst *f = arg;
+	char buf[65536];
+
+	ack_one(f->bulk);
+	ack_one(f->urgent);
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = { .fd = f->bulk, .events = POLLIN };
+
+		if (!f->read_bulk || poll(&p, 1, 20) <= 0) {
+			usleep(20000);
+			continue;
+		}
+		if (read(f->bulk, buf, sizeof(buf)) <= 0)
+			break;
+	}
+	return NULL;
+}
+
+struct pause_seen {
+	bool paused, resumed;
+};
+
+static int quiesce_note(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct pause_seen *p = ctx;
+
+	if (action == FL_MIGRATE_PAUSE)
+		p->paused = true;
+	else
+		p->resumed = true;
+	return 0;
+}
+
+/*
+ * read_bulk: the destination takes every page but never says RESUMED:
+ * after switchover the source waits timeout_ms for it, then -ETIMEDOUT
+ * (and it does not resume the application: the destination may run it).
+ * !read_bulk: a send blocked timeout_ms without progress before switchover
+ * is -ETIMEDOUT, and the application is resumed, intact.
+ */
+static int test_source_timeout(void *arg)
+{
+	bool read_bulk = arg != NULL;
+	size_t len = read_bulk ? 64 * 4096 : 64u << 20;
+	uint8_t *mem = t_map(FL_MEM_ANON, len, NULL);
+	struct fl_migrate_range range = { mem, len, FL_MEM_ANON };
+	struct fake_dst f = { .read_bulk = read_bulk };
+	struct pause_seen ps = { 0 };
+	struct fl_migrate_source *src;
+	int bulk, urgent, lfd, port, r;
+	char addr[32];
+	uint64_t t0, took;
+	pthread_t th;
+
+	memset(mem, 3, len);
+	m_listen(&lfd, &port);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	T_OK(fl_migrate_connect(addr, 5000, &bulk, &urgent));
+	T_OK(fl_migrate_accept(lfd, 5000, &f.bulk, &f.urgent));
+	/* The helpers' sockets are non-blocking; the fake reads block. */
+	fcntl(f.bulk, F_SETFL, 0);
+	fcntl(f.urgent, F_SETFL, 0);
+	T_ASSERT(pthread_create(&th, NULL, fake_dst_main, &f) == 0);
+	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
+		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
+		.bulk_fd = bulk, .urgent_fd = urgent,
+		.mode = read_bulk ? FL_MIGRATE_POSTCOPY : FL_MIGRATE_PRECOPY, .flags = FL_MIGRATE_NO_PUSH,
+		.quiesce = quiesce_note, .quiesce_ctx = &ps, .timeout_ms = 500, .log = m_src_log }, &src));
+	t0 = t_now_ns();
+	r = fl_migrate_source_run(src);
+	took = t_now_ns() - t0;
+	T_ASSERT_EQ(r, -ETIMEDOUT);
+	T_ASSERT(took >= 450000000ull && took < t_scaled_ns(10000), "timed out after %llu ms",
+		 (unsigned long long)(took / 1000000));
+	if (read_bulk) {
+		T_ASSERT(ps.paused && !ps.resumed, "resumed after switchover");
+	} else {
+		T_ASSERT(!ps.paused && !ps.resumed, "paused before the rounds ended");
+		memset(mem, 4, len);	/* intact and writable */
+	}
+	fl_migrate_source_free(src);
+	atomic_store(&f.stop, true);
+	pthread_join(th, NULL);
+	close(f.bulk);
+	close(f.urgent);
+	close(bulk);
+	close(urgent);
+	close(lfd);
+	return T_PASS;
+}
+
 #define HUGE(mem) ((mem) == FL_MEM_HUGETLB ? T_HUGE_PAGES : 0u)
 #define LC(kind, mem) (&(struct lost_case){ kind, mem })
 #define PER_MEM(mem, name)                                                                      \
@@ -607,6 +726,8 @@ static const struct t_case cases[] = {
 	PER_MEM(FL_MEM_HUGETLB, "hugetlb"),
 	{ "hostile-reconnect", test_hostile_reconnect, NULL, 60, 0 },
 	{ "push-priority", test_push_priority, NULL, 60, 0 },
+	{ "source-timeout-resumed", test_source_timeout, (void *)1, 30, 0 },
+	{ "source-timeout-send", test_source_timeout, NULL, 30, 0 },
 	{ "hello-wrong-channel", test_hello, (void *)(uintptr_t)HF_CHANNEL, 30, 0 },
 	{ "hello-swapped-channels", test_hello, (void *)(uintptr_t)HF_SWAPPED, 30, 0 },
 	{ "hello-wrong-version", test_hello, (void *)(uintptr_t)HF_VERSION, 30, 0 },
