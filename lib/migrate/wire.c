@@ -249,7 +249,7 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 	uint16_t version, type;
 	int r;
 
-	ch->cut = false;
+	ch->cut = ch->peer_failed = false;
 	r = recv_full(ch, hdr, sizeof(hdr), timeout_ms, true);
 	if (r)
 		return r;
@@ -293,6 +293,8 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 			return fl__mig_refuse(ch, -EPROTO, "ERROR with errno %u", e);
 		fl__log(ch->log, FL_LOG_ERROR, "migrate: %s channel: the peer failed: %s", ch->name,
 			strerror((int)e));
+		/* Its reason, whatever it is, is not a cut of ours. */
+		ch->peer_failed = true;
 		return -(int)e;
 	}
 	return 0;
@@ -300,6 +302,8 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 
 bool fl__mig_is_cut(const struct fl__mig_chan *ch, int err)
 {
+	if (ch && ch->peer_failed)
+		return false;
 	return err == -ECONNRESET || err == -EPIPE || err == -ETIMEDOUT || err == -ENOTCONN ||
 	       err == -ECONNABORTED || err == -EHOSTUNREACH || err == -ENETUNREACH || (ch && ch->cut);
 }
@@ -315,7 +319,7 @@ void fl__mig_chan_replace(struct fl__mig_chan *ch, int fd, bool owned)
 		fl__close(ch->fd);
 	ch->fd = fd;
 	ch->owned = owned;
-	ch->cut = false;
+	ch->cut = ch->peer_failed = false;
 	pthread_mutex_unlock(&ch->send_lock);
 }
 

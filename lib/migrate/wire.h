@@ -54,6 +54,7 @@ struct fl__mig_chan {
 	struct fl__tls_sess *tls;	/* NULL: plain TCP */
 	bool owned;			/* the library closes fd (a reconnect's) */
 	bool cut;			/* the last receive met EOF inside a message */
+	bool peer_failed;		/* the last receive was the peer's ERROR */
 	unsigned timeout_ms;		/* a send making no progress that long: -ETIMEDOUT (0: none) */
 	int stop_fd;			/* readable: give up waiting (-ECANCELED) */
 	int abort_fd;			/* readable: give up a blocked send (-EPIPE); -1 none */
