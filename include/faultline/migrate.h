@@ -441,7 +441,10 @@ FL_API int fl_migrate_dest_threads(const struct fl_migrate_dest *dest,
  * ("HOST:PORT", "[V6]:PORT", ":PORT" for every address; port 0 takes an
  * ephemeral port, returned in *ret_port, which may be NULL).
  * fl_migrate_accept() accepts two connections within timeout_ms (0: no
- * limit): the first is the bulk channel, the second the urgent one.
+ * limit): the first is the bulk channel, the second the urgent one (once
+ * the first is in, the second is waited for at least 5 s, so that a short
+ * timeout never splits a pair); connections their peer closed already
+ * are skipped.
  * fl_migrate_connect() connects to addr twice, bulk first, each connection
  * established before the next is begun, within timeout_ms (0: 10000).
  * Returned sockets are non-blocking, close-on-exec, TCP_NODELAY; the

@@ -7,6 +7,7 @@
 #include "wire.h"
 
 #include <faultline/migrate.h>
+#include <sys/socket.h>
 
 int fl_migrate_listen(const char *addr, int *ret_fd, int *ret_port)
 {
@@ -23,11 +24,25 @@ int fl_migrate_listen(const char *addr, int *ret_fd, int *ret_port)
 	return 0;
 }
 
+/* Closed already (its connector gave up: a failed attempt, a reset): such
+ * a connection left in the queue would pair the next ones wrongly. */
+static bool dead(int fd)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static int accept_one(int listen_fd, uint64_t deadline_ns, int *ret_fd)
 {
 	for (;;) {
 		int r = fl__tcp_accept(listen_fd, ret_fd);
 
+		if (!r && dead(*ret_fd)) {
+			fl__close(*ret_fd);
+			continue;
+		}
 		if (r != -EAGAIN && r != -EINTR && r != -ECONNABORTED)
 			return r;
 		r = fl__wait_fd(listen_fd, POLLIN, -1, deadline_ns, 0);
@@ -35,6 +50,11 @@ static int accept_one(int listen_fd, uint64_t deadline_ns, int *ret_fd)
 			return r;
 	}
 }
+
+/* Once the bulk connection is in, its urgent one follows at once; a short
+ * timeout must not split the pair (the next call would take the urgent
+ * connection for a bulk one). */
+#define PAIR_WAIT_MS 5000u
 
 int fl_migrate_accept(int listen_fd, unsigned timeout_ms, int *ret_bulk_fd, int *ret_urgent_fd)
 {
@@ -46,6 +66,8 @@ int fl_migrate_accept(int listen_fd, unsigned timeout_ms, int *ret_bulk_fd, int 
 	r = accept_one(listen_fd, deadline, &bulk);
 	if (r)
 		return r;
+	if (deadline)
+		deadline = FL_MAX(deadline, fl__now_ns() + PAIR_WAIT_MS * 1000000ull);
 	r = accept_one(listen_fd, deadline, &urgent);
 	if (r) {
 		fl__close(bulk);

@@ -174,7 +174,7 @@ M_FN int m_quiesce(enum fl_migrate_quiesce action, void *ctx)
 M_FN void m_src_log(enum fl_log_level level, const char *msg, void *ctx)
 {
 	(void)ctx;
-	if (level <= FL_LOG_INFO)
+	if (level <= FL_LOG_INFO || getenv("M_DEBUG"))
 		t_log("source: %s", msg);
 }
 
@@ -322,7 +322,7 @@ M_FN void m_dst_log(enum fl_log_level level, const char *msg, void *ctx)
 {
 	struct m_dst *d = ctx;
 
-	if (level <= FL_LOG_INFO)
+	if (level <= FL_LOG_INFO || getenv("M_DEBUG"))
 		t_log("destination: %s", msg);
 	if (d) {
 		pthread_mutex_lock(&d->log_lock);
