@@ -525,7 +525,8 @@ M_FN void *m_relay_main(void *arg)
 	return NULL;
 }
 
-/* A relay on 127.0.0.1 (an ephemeral port) to target "127.0.0.1:PORT".
+/* A relay on 127.0.0.1 (an ephemeral port) to target "127.0.0.1:PORT";
+ * m_relay_run() starts it.
  * Small receive buffers, so that a throttled bulk channel holds back the
  * source instead of buffering megabytes. */
 M_FN void m_relay_start(struct m_relay *r, int target_port)
@@ -545,6 +546,13 @@ M_FN void m_relay_start(struct m_relay *r, int target_port)
 	T_ASSERT(bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(r->lfd, 16) == 0);
 	T_ASSERT(getsockname(r->lfd, (struct sockaddr *)&a, &al) == 0);
 	r->port = ntohs(a.sin_port);
+}
+
+/* Its thread, after the source is forked: a fork with threads running
+ * can copy an allocator lock held by one of them (ASan's is not reset in
+ * the child), and the child's first allocation then waits forever. */
+M_FN void m_relay_run(struct m_relay *r)
+{
 	T_ASSERT(pthread_create(&r->th, NULL, m_relay_main, r) == 0);
 }
 

@@ -170,6 +170,7 @@ static int test_cut_twice(void *arg)
 	c.expect_recoveries = 2;
 	m_dst_init(&d, c.addr, c.len);
 	pid = m_source_fork(&c);
+	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
 	ra = (struct reaccept){ .lfd = lfd };
 	dst = dst_start(&d, bulk, urgent, &ra, t_scaled_ms(10000));
@@ -285,6 +286,7 @@ static int test_lost(void *arg)
 	}
 	m_dst_init(&d, c.addr, c.len);
 	pid = m_source_fork(&c);
+	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
 	/* Nobody connects again: each reconnect() times out. */
 	ra = (struct reaccept){ .lfd = lfd };
@@ -398,6 +400,7 @@ static int test_hostile_reconnect(void *arg)
 	c.expect_recoveries = 1;
 	m_dst_init(&d, c.addr, c.len);
 	pid = m_source_fork(&c);
+	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
 	h.ra.lfd = lfd;
 	h.relay = &relay;
@@ -459,6 +462,7 @@ static int test_push_priority(void *arg)
 	c.reconnect = M_RECONNECT_NONE;
 	m_dst_init(&d, c.addr, c.len);
 	pid = m_source_fork(&c);
+	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
 	dst = dst_start(&d, bulk, urgent, NULL, 0);
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
