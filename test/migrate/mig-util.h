@@ -462,7 +462,7 @@ M_FN void *m_pair_main(void *arg)
 				hello_seen = true;
 			}
 			for (ssize_t off = 0; off < n;) {
-				ssize_t k = write(to, buf + off, (size_t)(n - off));
+				ssize_t k = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
 
 				if (k <= 0)
 					goto out;
