@@ -409,6 +409,7 @@ struct m_relay {
 	_Atomic bool stop;
 	_Atomic unsigned bulk_rate;	/* bytes/s source->destination on bulk; 0: unlimited */
 	_Atomic bool hold_urgent;	/* forward nothing on urgent */
+	_Atomic uint64_t bulk_limit;	/* forward at most this many bytes source->destination on bulk (0: no limit) */
 	_Atomic unsigned accepted;
 	_Atomic uint64_t session;	/* the first bulk HELLO's session id */
 	pthread_mutex_t lock;
@@ -429,13 +430,15 @@ M_FN void *m_pair_main(void *arg)
 	struct m_pair *p = arg;
 	struct m_relay *r = p->r;
 	static _Thread_local uint8_t buf[65536];
-	uint64_t first = 0;
+	uint64_t first = 0, forwarded = 0;
 	bool hello_seen = false;
 
 	for (;;) {
 		bool hold = p->kind == 1 && atomic_load(&r->hold_urgent);
+		uint64_t limit = p->kind == 0 ? atomic_load(&r->bulk_limit) : 0;
+		bool hold_down = hold || (limit && forwarded >= limit);
 		struct pollfd f[2] = {
-			{ .fd = p->down, .events = hold ? 0 : POLLIN },
+			{ .fd = p->down, .events = hold_down ? 0 : POLLIN },
 			{ .fd = p->up, .events = hold ? 0 : POLLIN },
 		};
 
@@ -453,6 +456,8 @@ M_FN void *m_pair_main(void *arg)
 				continue;
 			if (i == 0 && p->kind == 0 && rate)
 				want = 4096;
+			if (i == 0 && limit)
+				want = want < limit - forwarded ? want : (size_t)(limit - forwarded);
 			n = read(from, buf, want);
 			if (n <= 0)
 				goto out;
@@ -461,6 +466,8 @@ M_FN void *m_pair_main(void *arg)
 				atomic_store(&r->session, first);
 				hello_seen = true;
 			}
+			if (i == 0)
+				forwarded += (uint64_t)n;
 			for (ssize_t off = 0; off < n;) {
 				ssize_t k = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
 

@@ -334,6 +334,68 @@ static int test_lost(void *arg)
 	return T_PASS;
 }
 
+/* ---- a cut at switchover ------------------------------------------------------ */
+
+/*
+ * The relay passes HELLO and LAYOUT on bulk and holds the rest: the source
+ * writes SWITCHOVER in full (into the socket buffers), the destination
+ * never reads it. Then both channels are cut. The destination had not
+ * switched over: it fails (-ECONNRESET or -EBADMSG), unmaps, never resumed.
+ * The source had written SWITCHOVER: it must not resume the application
+ * (the destination might run it); it tries to recover, nobody answers,
+ * and it returns -ETIMEDOUT with the application still paused (the
+ * source process checks both).
+ */
+static int test_cut_at_switchover(void *arg)
+{
+	struct fl_migrate_dest *dst;
+	struct m_src_cfg c;
+	struct m_relay relay;
+	struct reaccept ra;
+	struct m_dst d;
+	int lfd, port, bulk, urgent, r;
+	pid_t pid;
+	void *p;
+
+	(void)arg;
+	m_listen(&lfd, &port);
+	m_relay_start(&relay, port);
+	/* HELLO (32 bytes) and LAYOUT (16 + 8 + 24) only. */
+	atomic_store(&relay.bulk_limit, 32 + 48);
+	src_cfg(&c, FL_MEM_ANON, 5, relay.port);
+	c.recovery_ms = 1500;
+	c.expect = -ETIMEDOUT;
+	c.expect_recoveries = 0;
+	m_dst_init(&d, c.addr, c.len);
+	pid = m_source_fork(&c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	ra = (struct reaccept){ .lfd = lfd };
+	dst = dst_start(&d, bulk, urgent, &ra, 1500);
+	/* The layout is mapped: the destination waits for the rest. */
+	T_ASSERT(T_WAIT_FOR(({
+		unsigned char v;
+		mincore(d.mem, 4096, &v) == 0;
+	}), 10000), "the layout was never mapped");
+	usleep(300000);
+	m_relay_cut(&relay, 0);
+	m_relay_cut(&relay, 1);
+	r = fl_migrate_dest_wait(dst);
+	T_ASSERT(r == -ECONNRESET || r == -EBADMSG, "destination: %d (%s)", r, strerror(-r));
+	T_ASSERT(!atomic_load(&d.resumed), "resumed without a SWITCHOVER");
+	T_ASSERT_EQ(ra.calls, 0);	/* before switchover: no recovery */
+	p = mmap(d.mem, c.len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	T_ASSERT(p == d.mem, "the destination's range is still mapped");
+	munmap(p, c.len);
+	m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
 /* ---- reconnections refused by HELLO ------------------------------------------ */
 
 struct hostile_reaccept {
@@ -734,6 +796,7 @@ static const struct t_case cases[] = {
 	PER_MEM(FL_MEM_SHMEM, "shmem"),
 	PER_MEM(FL_MEM_HUGETLB, "hugetlb"),
 	{ "hostile-reconnect", test_hostile_reconnect, NULL, 60, 0 },
+	{ "cut-at-switchover", test_cut_at_switchover, NULL, 60, 0 },
 	{ "push-priority", test_push_priority, NULL, 60, 0 },
 	{ "source-timeout-resumed", test_source_timeout, (void *)1, 30, 0 },
 	{ "source-timeout-send", test_source_timeout, NULL, 30, 0 },
