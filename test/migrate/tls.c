@@ -5,7 +5,8 @@
  * every page; mismatched keys, a wrong CA, an expired certificate, a
  * source without the certificate a destination requires, and plaintext on
  * one side only are refused on both sides (-EACCES for credentials,
- * -EPROTO for a peer that does not speak TLS), without a hang.
+ * -EPROTO for a peer that does not speak TLS), without a hang; a cut in
+ * postcopy recovers over a new TLS session.
  *
  * In a build without TLS (-Dtls=disabled) those cases skip and
  * tls-disabled runs instead: both sides refuse TLS with -EOPNOTSUPP and
@@ -190,6 +191,83 @@ static int test_tls(void *arg)
 	return T_PASS;
 }
 
+struct reaccept {
+	int lfd;
+	unsigned calls;
+};
+
+static int reaccept(void *ctx, int *ret_bulk, int *ret_urgent)
+{
+	struct reaccept *a = ctx;
+
+	a->calls++;
+	return fl_migrate_accept(a->lfd, 300, ret_bulk, ret_urgent);
+}
+
+/* A cut during postcopy over TLS: the reconnection runs TLS again (and
+ * HELLO inside it), and the migration completes with every page. */
+static int test_tls_recovery(void *arg)
+{
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_dest *dst;
+	struct m_src_cfg c = { 0 };
+	struct m_relay relay;
+	struct reaccept ra;
+	struct m_dst d;
+	int lfd, port, bulk, urgent;
+	pid_t pid;
+
+	(void)arg;
+	need_tls();
+	m_listen(&lfd, &port);
+	m_relay_start(&relay, port);
+	atomic_store(&relay.bulk_rate, 2u << 20);
+	c.addr = 0x5f9400000000ull;
+	c.len = 8u << 20;
+	c.mem = FL_MEM_ANON;
+	c.mode = FL_MIGRATE_POSTCOPY;
+	snprintf(c.connect, sizeof(c.connect), "127.0.0.1:%d", relay.port);
+	c.reconnect = M_RECONNECT_RELAY;
+	c.recovery_ms = t_scaled_ms(10000);
+	c.timeout_ms = t_scaled_ms(5000);
+	c.small_sndbuf = true;
+	c.expect_recoveries = 1;
+	c.tls.tls = FL_TLS_PSK;
+	c.tls.psk_identity = "migration-1";
+	c.tls.psk_key_hex = KEY_A;
+	m_dst_init(&d, c.addr, c.len);
+	pid = m_source_fork(&c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	ra = (struct reaccept){ .lfd = lfd };
+	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.resume = m_on_resume, .resume_ctx = &d, .timeout_ms = t_scaled_ms(5000),
+		.log = m_dst_log, .log_ctx = &d, .tls = FL_TLS_PSK, .psk_identity = "migration-1",
+		.psk_key_hex = KEY_A, .reconnect = reaccept, .reconnect_ctx = &ra,
+		.recovery_ms = t_scaled_ms(10000) }, &dst));
+	T_OK(fl_migrate_dest_start(dst));
+	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+	/* A page over the urgent channel, then the cut. */
+	T_ASSERT(XXH3_64bits(d.mem + 100 * M_BLK, M_BLK) == d.hashes[100], "block 100 wrong");
+	usleep(100000);
+	m_relay_cut(&relay, 0);
+	atomic_store(&relay.bulk_rate, 0);
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), 0);
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	T_ASSERT_EQ(st.recoveries, 1);
+	T_ASSERT(ra.calls >= 1);
+	for (size_t b = 0; b < d.nblk; b++)
+		T_ASSERT(XXH3_64bits(d.mem + b * M_BLK, M_BLK) == d.hashes[b], "block %zu wrong", b);
+	m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
 static char logged[4096];
 
 static void log_keep(enum fl_log_level level, const char *msg, void *ctx)
@@ -279,6 +357,7 @@ static const struct t_case cases[] = {
 	{ "tls-no-client-cert", test_tls, (void *)&tcases[6], 60, 0 },
 	{ "tls-plain-to-tls", test_tls, (void *)&tcases[7], 60, 0 },
 	{ "tls-tls-to-plain", test_tls, (void *)&tcases[8], 60, 0 },
+	{ "tls-psk-recovery", test_tls_recovery, NULL, 60, 0 },
 	{ "tls-bad-opts", test_bad_tls_opts, NULL, 30, 0 },
 	{ "tls-disabled", test_disabled, NULL, 30, 0 },
 };
