@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Live migration of memory (foundation): move ranges of a running process's
+ * Live migration of memory: move ranges of a running process's
  * memory to another process, on this host or another, with precopy rounds
  * over a write watch, a short switchover, and postcopy fetch on demand.
  *
@@ -9,9 +9,31 @@
  * resumes the application there. Each side gets two connected stream
  * sockets from its caller, the BULK channel (layout, precopy pages,
  * switchover, background push) and the URGENT channel (page requests of
- * faulting threads and their answers, completion). Connection setup stays
- * outside the library so that TLS or another transport can wrap the
- * sockets later without changing this API.
+ * faulting threads and their answers, completion). fl_migrate_listen(),
+ * fl_migrate_accept() and fl_migrate_connect() make them over TCP (bulk
+ * first); any connected stream sockets do. The library makes the sockets
+ * it is given non-blocking, and never closes the caller's (it closes those
+ * a reconnect callback handed over, below).
+ *
+ * TLS (opts.tls, as the page server's: <faultline/remote.h>) runs on both
+ * channels over the caller's sockets: the source is the TLS client, the
+ * destination the TLS server, with a pre-shared key (FL_TLS_PSK) or X.509
+ * (FL_TLS_X509: the source verifies the destination's certificate against
+ * ca_file and server_name; a destination with ca_file requires a source
+ * certificate signed by it: mutual authentication). Credentials refused
+ * either way: -EACCES on both sides, the cause logged. A plaintext peer to
+ * a TLS side, or a TLS peer to a plaintext side: -EPROTO on both sides.
+ * Neither waits longer than timeout_ms. A build without TLS (-Dtls=disabled)
+ * refuses FL_TLS_PSK and FL_TLS_X509 in the _new functions with
+ * -EOPNOTSUPP and logs why.
+ *
+ * HELLO. After TLS, on each channel in turn (bulk, then urgent), the source
+ * sends HELLO (a random session id per migration, the channel, an epoch:
+ * 0 at first) and waits for the destination's HELLO_ACK, which echoes it.
+ * The destination refuses with -EPROTO (logged): a HELLO for the other
+ * channel (sockets swapped), a first epoch that is not 0, an urgent HELLO
+ * of another session or epoch than the bulk one; on a reconnection, another
+ * session id, or an epoch not newer than the last it accepted.
  *
  * Memory: each range is private anonymous memory, a MAP_SHARED mapping of
  * a memfd/shmem object, or hugetlb memory (private or a MAP_SHARED memfd),
@@ -59,9 +81,27 @@
  * paused, and its memory is intact and writable. A destination that fails
  * sends ERROR on the urgent channel; before switchover the source looks
  * for it between pages, and while a bulk send is blocked, so it stops with
- * the destination's reason and does not pause. The source has no timeout
- * of its own yet: a destination that hangs without closing its sockets
- * stalls fl_migrate_source_run() (the caller may shut the sockets down).
+ * the destination's reason and does not pause.
+ *
+ * Source timeout (timeout_ms, 0: 10000): the destination's silence while
+ * the source waits for it is -ETIMEDOUT: a send that makes no progress
+ * for that long (before switchover the source then resumes the
+ * application), HELLO_ACK, RESUMED after switchover, DONE after the push
+ * has sent everything (with FL_MIGRATE_NO_PUSH, DONE waits for the
+ * application's faults and is not timed). After switchover, with a
+ * reconnect callback, the timeout is a cut to recover from.
+ *
+ * Cuts around switchover. Until SWITCHOVER is written in full, a failure
+ * is "before switchover": the source resumes the application (its memory
+ * is intact), the destination unmaps. Once the source has written
+ * SWITCHOVER in full it treats the destination as possibly running and
+ * never resumes the application, even if the destination never read the
+ * message; with a reconnect callback it goes into recovery, which fails
+ * with -ETIMEDOUT when the destination did not switch over (it failed and
+ * unmapped, and never answers again). The caller must then find out
+ * outside the library whether the destination runs the application; it
+ * does not when its fl_migrate_dest_wait() returned an error while
+ * nothing had been resumed.
  *
  * Destination page installation: a page arriving for a page not yet
  * present is installed with UFFDIO_COPY (atomic for concurrent faulters),
@@ -89,13 +129,50 @@
  * SIGBUS), and the waiting faulters are woken, so they get SIGBUS, never
  * zeros and never a hang. fl_migrate_dest_wait() then returns the error.
  * The userfaultfd stays open until every page is present or poisoned
- * (closing it would zero-fill missing pages). A cut is final: the library
- * does not reconnect and resume fetching. Before switchover an error unmaps the destination's ranges (the
- * application never ran there).
+ * (closing it would zero-fill missing pages). Without a reconnect
+ * callback a cut after switchover is final, as above. Before switchover an
+ * error unmaps the destination's ranges (the application never ran there);
+ * a cut before switchover is never recovered from.
  *
- * Wire protocol, version 1, all integers little-endian. Every message is a
- * 16-byte header and `length` payload bytes (length <= 64 MiB):
- *   u32 magic "FLMG"   u16 version (1)   u16 type   u32 length   u32 flags
+ * Recovery (QEMU's postcopy recovery), when both sides have a reconnect
+ * callback (opts.reconnect). After switchover a cut (EOF, a reset, a
+ * message cut short by EOF, a send or a request unanswered for timeout_ms)
+ * pauses both sides; a malformed message or a peer's ERROR is not a cut
+ * and still fails closed. Whoever sees the cut shuts both channels down,
+ * so the peer sees it too. At the destination the faulting threads stay
+ * blocked (never woken with zeros, never killed: their faults are read and
+ * noted); each side calls reconnect() again and again (20 ms, then twice
+ * as long each time up to 500 ms, between failures) until a new pair of
+ * connections passes TLS and HELLO (the same session, the next epoch), or
+ * until recovery_ms (0: 60000) has passed since the cut. Then the
+ * destination sends RECEIVED on bulk (the pages it holds), sends its
+ * outstanding page requests again on urgent, and RESUMED again if it had
+ * resumed; the source drops the pages the destination holds from what it
+ * must send, serves the requests first, then pushes only the missing
+ * pages, and the migration completes. Any number of cuts recover the same
+ * way (stats.recoveries, stats.recovery_ns: time paused). A reconnection
+ * refused by HELLO (another session, a stale epoch) is closed and the
+ * destination calls reconnect() again: recovery continues until
+ * recovery_ms. When recovery_ms passes without a working connection the
+ * destination poisons every missing page and wakes the faulters (SIGBUS),
+ * and fl_migrate_dest_wait() returns -ETIMEDOUT; fl_migrate_source_run()
+ * returns -ETIMEDOUT too; both log it. The library owns the fds a
+ * reconnect returns (it closes them when they are replaced, or at free),
+ * unlike the caller's first pair. A DONE lost in a cut leaves the
+ * destination complete and the source in recovery until -ETIMEDOUT.
+ *
+ * Background push priority: when a request for page p arrives, the push
+ * goes on from p + 1 (up to 64 pages, in p's range) before returning to
+ * where it was, so a thread scanning memory faults once and finds the next
+ * pages there. Requests are still answered first.
+ *
+ * Wire protocol, version 2 (1 had no HELLO), all integers little-endian.
+ * Every message is a 16-byte header and `length` payload bytes (length <=
+ * 64 MiB), inside TLS records with TLS:
+ *   u32 magic "FLMG"   u16 version (2)   u16 type   u32 length   u32 flags
+ * HELLO      src->dst, first on each channel: u64 session, u32 channel
+ *            (0 bulk, 1 urgent), u32 epoch (0, then newer per reconnection).
+ * HELLO_ACK  dst->src, the HELLO's 16 bytes echoed.
  * LAYOUT     src->dst bulk: u32 nranges (1..256), u32 reserved (0), then per
  *            range: u64 addr, u64 len, u32 mem (enum fl_mem_type),
  *            u32 page_size (4096, or 2 MiB for hugetlb).
@@ -112,6 +189,8 @@
  * DONE       dst->src urgent, empty: every page is present.
  * CANCEL     src->dst bulk, empty: the source cancelled before switchover.
  * ERROR      either way, u32 errno: the sender failed (then it closes).
+ * RECEIVED   dst->src bulk, after a reconnection's HELLOs: u64 npages, then
+ *            the bitmap (as SWITCHOVER's) of the pages present.
  * Refusals (returned, and logged with the cause): another magic or version,
  * an unknown type, a reserved field not zero or a type on the wrong channel
  * -EPROTO; a length that does not fit the type, a bad checksum or a message
@@ -119,22 +198,26 @@
  * -ERANGE; EOF between messages -ECONNRESET.
  *
  * Threads: the source runs in the thread that calls fl_migrate_source_run()
- * plus one thread serving urgent requests after switchover. The
- * destination runs two threads (bulk, and faults + urgent). Callbacks run
- * in those threads. Nothing here is global; objects are not shared between
+ * plus one thread serving urgent requests after switchover; its
+ * reconnect() runs in the first. The destination runs two threads (bulk,
+ * and faults + urgent, which also runs reconnect()). Callbacks run in
+ * those threads. Nothing here is global; objects are not shared between
  * calls except as documented (fl_migrate_source_cancel() may be called
  * from any thread).
  *
  * Kernel features: the source needs a write watch for PRECOPY and HYBRID
  * (any backend). The destination needs userfaultfd MISSING on the
  * memory types it receives (shmem: MISSING_SHMEM, hugetlb:
- * MISSING_HUGETLBFS; -EOPNOTSUPP otherwise); POISON is used when present.
+ * MISSING_HUGETLBFS; -EOPNOTSUPP otherwise); POISON is used when present,
+ * THREAD_ID (the faulting thread of fl_migrate_dest_threads()) too.
  */
 #ifndef FAULTLINE_MIGRATE_H
 #define FAULTLINE_MIGRATE_H
 
 #include <faultline/common.h>
 #include <faultline/region.h>
+#include <faultline/remote.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -159,6 +242,16 @@ enum fl_migrate_quiesce {
 typedef int (*fl_migrate_quiesce_fn)(enum fl_migrate_quiesce action, void *ctx);
 /* Called at the destination at switchover, before any fault is served. */
 typedef void (*fl_migrate_resume_fn)(const void *blob, size_t blob_len, void *ctx);
+/*
+ * Recovery: make a new pair of connected stream sockets (bulk, urgent) to
+ * the peer, e.g. with fl_migrate_connect() at the source and
+ * fl_migrate_accept() on a listening socket the caller kept at the
+ * destination. Return 0 with both fds set (the library then owns them and
+ * closes them), or -errno (the library waits a little and calls again,
+ * until recovery_ms has passed since the cut). Called from a library
+ * thread; it should not block much longer than a second per call.
+ */
+typedef int (*fl_migrate_reconnect_fn)(void *ctx, int *ret_bulk_fd, int *ret_urgent_fd);
 
 struct fl_migrate_range {
 	void *addr;
@@ -202,6 +295,23 @@ struct fl_migrate_source_opts {
 	 * starts after it; switchover follows (PRECOPY: stop-and-copy of the
 	 * rest; HYBRID: postcopy). Ignored by POSTCOPY. */
 	unsigned max_precopy_ms;
+	/* TLS on both channels, the source being the TLS client (as struct
+	 * fl_remote_opts): FL_TLS_NONE, FL_TLS_PSK (psk_identity,
+	 * psk_key_hex) or FL_TLS_X509 (ca_file verifies the destination's
+	 * certificate, NULL: the system's trust; cert_file and key_file: the
+	 * source's certificate, for a destination that requires one;
+	 * server_name: the name the destination's certificate must carry,
+	 * NULL: not checked). */
+	enum fl_tls_mode tls;
+	const char *psk_identity, *psk_key_hex, *cert_file, *key_file, *ca_file;
+	const char *server_name;
+	/* The destination's silence while the source waits for it (a send
+	 * making no progress, RESUMED, DONE after the push): -ETIMEDOUT,
+	 * or a cut to recover from. 0: 10000 */
+	unsigned timeout_ms;
+	fl_migrate_reconnect_fn reconnect;	/* NULL: a cut after switchover is final */
+	void *reconnect_ctx;
+	unsigned recovery_ms;			/* give up recovering after this; 0: 60000 */
 };
 
 /*
@@ -233,6 +343,15 @@ struct fl_migrate_dest_opts {
 	fl_migrate_place_fn place;
 	void *place_ctx;
 	unsigned flags;				/* FL_MIGRATE_DEST_MOVE */
+	/* TLS on both channels, the destination being the TLS server (as
+	 * struct fl_server_opts): FL_TLS_PSK (psk_identity, psk_key_hex) or
+	 * FL_TLS_X509 (cert_file, key_file; ca_file: require a source
+	 * certificate signed by it, mutual authentication). */
+	enum fl_tls_mode tls;
+	const char *psk_identity, *psk_key_hex, *cert_file, *key_file, *ca_file;
+	fl_migrate_reconnect_fn reconnect;	/* NULL: a cut after switchover is final */
+	void *reconnect_ctx;
+	unsigned recovery_ms;			/* give up recovering after this; 0: 60000 */
 };
 
 /*
@@ -252,8 +371,9 @@ struct fl_migrate_dest_opts {
  *              applied and resume() runs.
  *  POSTCOPY    the destination runs the application; its faults are
  *              served and the rest pushed.
- *  RECOVERING  reserved for postcopy recovery after a cut connection
- *              (both sides paused, reconnecting); not entered yet.
+ *  RECOVERING  after a cut in postcopy, with a reconnect callback: both
+ *              sides paused, reconnecting (back to POSTCOPY once
+ *              recovered; FAILED when recovery_ms passes).
  *  DONE        the destination has every page (final).
  *  FAILED      the migration ended with `error` (final).
  *  CANCELLED   fl_migrate_source_cancel() before switchover, or, at the
@@ -279,8 +399,11 @@ enum fl_migrate_state {
  * Statistics. Source: downtime_ns, total_ns, rounds, pages_per_round,
  * pages_sent, bytes_sent, zero_pages, requests (served), pushed. The
  * destination: total_ns, pages_received, zero_pages, requests (sent),
- * request latency (fault read -> page installed) p50/p99/max. Both: state,
- * pages_total, pages_remaining, error (see "State and progress" above).
+ * request latency (fault read -> page installed) p50/p99/max, blocked_ns
+ * (sum over the faults of fault read -> page present), pages_moved. Both:
+ * state, pages_total, pages_remaining, error (see "State and progress"
+ * above), recoveries, recovery_ns. After a recovery downtime_ns may
+ * include it (RESUMED lost in the cut arrives again afterwards).
  */
 struct fl_migrate_stats {
 	size_t sz;				/* sizeof(struct fl_migrate_stats) */
@@ -301,6 +424,9 @@ struct fl_migrate_stats {
 	uint64_t pages_total;			/* pages of the layout (0 before it is known) */
 	uint64_t pages_remaining;		/* see "Progress" above */
 	int error;				/* FAILED: the -errno it ended with; else 0 */
+	unsigned recoveries;			/* cuts after switchover recovered from */
+	uint64_t recovery_ns;			/* time paused in recovery (both sides) */
+	uint64_t blocked_ns;			/* destination: total time faulting threads waited */
 };
 
 /*
@@ -311,9 +437,29 @@ struct fl_migrate_stats {
 FL_API const char *fl_migrate_state_name(int state);
 
 /*
+ * Per-thread fault statistics of a destination (UFFD_FEATURE_THREAD_ID
+ * names the faulting thread; without it every fault counts for tid 0).
+ * blocked_ns: from the library reading the fault to the page installed.
+ */
+struct fl_migrate_thread_stats {
+	size_t sz;				/* sizeof(struct fl_migrate_thread_stats) */
+	pid_t tid;
+	uint64_t faults;
+	uint64_t blocked_ns;
+	uint64_t max_blocked_ns;
+};
+
+/* Threads a destination keeps statistics for; the faults of threads past
+ * it count in struct fl_migrate_stats.blocked_ns only. */
+#define FL_MIGRATE_MAX_THREADS	256u
+
+/*
  * Prepare a source. Validates the ranges (aligned, non-overlapping,
- * anonymous ranges private anonymous memory) and copies them.
- * Errors: -EINVAL (opts, ranges, fds, mode), -E2BIG (sz), -ENOMEM.
+ * anonymous ranges private anonymous memory) and copies them, and loads
+ * the TLS credentials. Errors: -EINVAL (opts, ranges, fds, mode, TLS
+ * parameters), -E2BIG (sz), -ENOMEM, -ENOENT / -EACCES / -EBADMSG (a
+ * credentials file missing, unreadable, unparsable), -EOPNOTSUPP (TLS
+ * asked of a build without it).
  */
 FL_API int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
 				 struct fl_migrate_source **ret_source);
@@ -321,8 +467,10 @@ FL_API int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
  * Run the migration to its end. Returns 0 when the destination has every
  * page, -ECANCELED after fl_migrate_source_cancel(), a peer ERROR's
  * errno, a refusal of the table above, a channel's -errno
- * (-ECONNRESET, -EPIPE), a watch's error (-EOPNOTSUPP, -EBUSY), or
- * quiesce()'s error. Once only (-EALREADY the second time).
+ * (-ECONNRESET, -EPIPE), -ETIMEDOUT (the destination silent for
+ * timeout_ms; or no recovery within recovery_ms), -EACCES / -EPROTO (TLS
+ * refused, above), a watch's error (-EOPNOTSUPP, -EBUSY), or quiesce()'s
+ * error. Once only (-EALREADY the second time).
  */
 FL_API int fl_migrate_source_run(struct fl_migrate_source *source);
 /*
@@ -340,7 +488,9 @@ FL_API int fl_migrate_source_stats(const struct fl_migrate_source *source,
 FL_API struct fl_migrate_source *fl_migrate_source_free(struct fl_migrate_source *source);
 
 /*
- * Prepare a destination. Errors: -EINVAL (opts), -E2BIG, -ENOMEM.
+ * Prepare a destination (loads the TLS credentials). Errors: -EINVAL
+ * (opts, TLS parameters), -E2BIG, -ENOMEM, -ENOENT / -EACCES / -EBADMSG
+ * (credentials files), -EOPNOTSUPP (TLS asked of a build without it).
  */
 FL_API int fl_migrate_dest_new(const struct fl_migrate_dest_opts *opts,
 			       struct fl_migrate_dest **ret_dest);
@@ -356,7 +506,8 @@ FL_API int fl_migrate_dest_start(struct fl_migrate_dest *dest);
  * the application's), or the error (the table above; -ECANCELED: the
  * source cancelled; -EEXIST: a range's address is in use; -EOPNOTSUPP:
  * the kernel cannot register a memory type; -ETIMEDOUT: timeout_ms of
- * silence), -EINVAL (not started). After an error before switchover the
+ * silence, or no recovery within recovery_ms; -EACCES / -EPROTO: TLS or
+ * HELLO refused), -EINVAL (not started). After an error before switchover the
  * ranges are unmapped; after switchover missing pages are poisoned (SIGBUS).
  */
 FL_API int fl_migrate_dest_wait(struct fl_migrate_dest *dest);
@@ -467,6 +618,39 @@ FL_API int fl_migrate_ctl_set_dest(struct fl_migrate_ctl *ctl, struct fl_migrate
 /* Stop the thread, close the connections, remove the socket file (if it
  * is still the one created). Accepts NULL; returns NULL. */
 FL_API struct fl_migrate_ctl *fl_migrate_ctl_free(struct fl_migrate_ctl *ctl);
+
+/*
+ * Per-thread statistics of a destination: the first min(cap, n) threads
+ * that faulted, in the order they first faulted, each with arr[i].sz set
+ * by the caller (the same for every element); *ret_n gets how many threads
+ * there are (at most FL_MIGRATE_MAX_THREADS). Any thread, any time after
+ * fl_migrate_dest_new(). 0, or -EINVAL (arr NULL with cap > 0, a bad sz).
+ */
+FL_API int fl_migrate_dest_threads(const struct fl_migrate_dest *dest,
+				   struct fl_migrate_thread_stats *arr, unsigned cap,
+				   unsigned *ret_n);
+
+/*
+ * Connection helpers. fl_migrate_listen() binds and listens on addr
+ * ("HOST:PORT", "[V6]:PORT", ":PORT" for every address; port 0 takes an
+ * ephemeral port, returned in *ret_port, which may be NULL).
+ * fl_migrate_accept() accepts two connections within timeout_ms (0: no
+ * limit): the first is the bulk channel, the second the urgent one (once
+ * the first is in, the second is waited for at least 5 s, so that a short
+ * timeout never splits a pair); connections their peer closed already
+ * are skipped.
+ * fl_migrate_connect() connects to addr twice, bulk first, each connection
+ * established before the next is begun, within timeout_ms (0: 10000).
+ * Returned sockets are non-blocking, close-on-exec, TCP_NODELAY; the
+ * caller owns them (except those a reconnect callback hands over).
+ * Errors: -EINVAL (arguments, a malformed address), -ETIMEDOUT, a socket's
+ * -errno (-ECONNREFUSED, -EADDRINUSE, ...), -EHOSTUNREACH (no such host).
+ */
+FL_API int fl_migrate_listen(const char *addr, int *ret_fd, int *ret_port);
+FL_API int fl_migrate_accept(int listen_fd, unsigned timeout_ms, int *ret_bulk_fd,
+			     int *ret_urgent_fd);
+FL_API int fl_migrate_connect(const char *addr, unsigned timeout_ms, int *ret_bulk_fd,
+			      int *ret_urgent_fd);
 
 #ifdef __cplusplus
 }

@@ -66,9 +66,31 @@ struct fl_migrate_dest {
 	} stage[2];			/* bulk, urgent */
 	_Atomic uint64_t pages_moved;
 	_Atomic int pub_state, error;	/* the operator's view: enum fl_migrate_state */
+	struct fl__tls_cfg *tls;	/* NULL: plain TCP */
+	uint64_t session;		/* HELLO: the source's migration */
+	uint32_t epoch;			/* HELLO: the last one accepted */
+	/* Recovery: whoever sees a cut sets `cut` and shuts both channels
+	 * down; the bulk thread parks, the post thread reconnects. */
+	pthread_mutex_t rec_lock;
+	pthread_cond_t rec_cond;
+	bool cut, bulk_parked;
+	_Atomic unsigned recoveries;
+	_Atomic uint64_t recovery_ns;
+	/* Faults read and not yet resolved (post thread), and per-thread
+	 * totals (under stats_lock: fl_migrate_dest_threads() reads them). */
+	struct pending_fault { pid_t tid; uint64_t idx, t; } *pending;
+	unsigned npending;
+	pthread_mutex_t stats_lock;
+	struct thread_acct { pid_t tid; uint64_t faults, blocked_ns, max_blocked_ns; } threads[FL_MIGRATE_MAX_THREADS];
+	unsigned nthreads;
+	uint64_t blocked_ns;
 };
 
 #define STAGING_PAGES	64u
+
+/* Faults waiting at once: each thread waits on one at a time, so this many
+ * threads; the faults of more are not timed. */
+#define MAX_PENDING 4096u
 
 int fl_migrate_dest_new(const struct fl_migrate_dest_opts *opts, struct fl_migrate_dest **ret_dest)
 {
@@ -90,27 +112,47 @@ int fl_migrate_dest_new(const struct fl_migrate_dest_opts *opts, struct fl_migra
 		goto fail;
 	if (!d->opts.timeout_ms)
 		d->opts.timeout_ms = 10000;
+	if (!d->opts.recovery_ms)
+		d->opts.recovery_ms = 60000;
 	d->log = (struct fl__logger){ d->opts.log, d->opts.log_ctx, FL_LOG_DEBUG };
+	r = fl__tls_cfg_new(&(struct fl__tls_params){ .mode = d->opts.tls, .psk_identity = d->opts.psk_identity,
+						      .psk_key_hex = d->opts.psk_key_hex,
+						      .cert_file = d->opts.cert_file, .key_file = d->opts.key_file,
+						      .ca_file = d->opts.ca_file },
+			    true, &d->tls);
+	if (r) {
+		fl__log(&d->log, FL_LOG_ERROR, "migrate: destination TLS: %s",
+			r == -EOPNOTSUPP ? FL__TLS_DISABLED_WHY : strerror(-r));
+		goto fail;
+	}
 	r = fl__eventfd(&d->stop_fd);
 	if (!r)
 		r = fl__eventfd(&d->wake_fd);
 	if (r)
 		goto fail;
 	d->zero_page = calloc(1, FL_HPAGE_SIZE);
-	if (!d->zero_page) {
+	d->pending = calloc(MAX_PENDING, sizeof(*d->pending));
+	if (!d->zero_page || !d->pending) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	fl__mig_chan_init(&d->bulk, d->opts.bulk_fd, d->stop_fd, "bulk", &d->log);
 	fl__mig_chan_init(&d->urgent, d->opts.urgent_fd, d->stop_fd, "urgent", &d->log);
+	d->bulk.timeout_ms = d->urgent.timeout_ms = d->opts.timeout_ms;
 	pthread_rwlock_init(&d->install_lock, NULL);
+	pthread_mutex_init(&d->rec_lock, NULL);
+	pthread_cond_init(&d->rec_cond, NULL);
+	pthread_mutex_init(&d->stats_lock, NULL);
 	pthread_mutex_init(&d->end_lock, NULL);
 	pthread_cond_init(&d->end_cond, NULL);
 	*ret_dest = d;
 	return 0;
 fail:
+	fl__tls_cfg_free(d->tls);
 	fl__close(d->stop_fd);
 	fl__close(d->wake_fd);
+	free(d->zero_page);
+	free(d->pending);
 	free(d);
 	return r;
 }
@@ -472,6 +514,9 @@ static int map_layout(struct fl_migrate_dest *d)
 		d->ranges[i].first = first;
 		first += d->ranges[i].npages;
 	}
+	/* Names the faulting thread, for fl_migrate_dest_threads(). */
+	if (fl_feature_has(FL_FEATURE_THREAD_ID))
+		features |= fl_feature_uffd_bit(FL_FEATURE_THREAD_ID);
 	d->have_poison = fl_feature_has(FL_FEATURE_POISON) && fl_feature_has(FL_FEATURE_IOCTL_POISON);
 	if (d->have_poison)
 		features |= fl_feature_uffd_bit(FL_FEATURE_POISON);
@@ -646,6 +691,141 @@ static int switchover(struct fl_migrate_dest *d, const struct fl__mig_hdr *h, co
 
 static void *post_main(void *arg);
 
+/*
+ * TLS (as the server), then each channel's HELLO, bulk first. At first
+ * (epoch 0 expected) the session is learnt; on a reconnection it must be
+ * the same and the epoch newer than the last accepted.
+ */
+static int open_channels(struct fl_migrate_dest *d, bool reconnect, unsigned timeout_ms)
+{
+	uint64_t deadline = fl__now_ns() + timeout_ms * 1000000ull;
+	struct fl__mig_chan *chans[2] = { &d->bulk, &d->urgent };
+	struct fl__mig_hello hello[2];
+	int r;
+
+	for (unsigned i = 0; i < 2; i++) {
+		struct fl__mig_hello *h = &hello[i];
+
+		r = fl__mig_set_nonblock(chans[i]->fd);
+		if (!r)
+			r = fl__mig_chan_tls(chans[i], d->tls, true, NULL, deadline);
+		if (!r)
+			r = fl__mig_hello_recv(chans[i], timeout_ms, h);
+		if (r)
+			return r;
+		if (h->channel != i)
+			return fl__mig_refuse(chans[i], -EPROTO, "HELLO for the %s channel on the %s one",
+					      h->channel == FL_MIG_CHAN_URGENT ? "urgent" :
+					      h->channel == FL_MIG_CHAN_BULK ? "bulk" : "unknown", chans[i]->name);
+		if (i == 1 && (h->session != hello[0].session || h->epoch != hello[0].epoch))
+			return fl__mig_refuse(chans[i], -EPROTO, "HELLO of another session or epoch than bulk's");
+		if (i == 0 && !reconnect && h->epoch != 0)
+			return fl__mig_refuse(chans[i], -EPROTO, "first HELLO with epoch %u", h->epoch);
+		if (i == 0 && reconnect && h->session != d->session)
+			return fl__mig_refuse(chans[i], -EPROTO, "reconnection from another migration (session "
+					      "%016llx, ours %016llx)", (unsigned long long)h->session,
+					      (unsigned long long)d->session);
+		if (i == 0 && reconnect && h->epoch <= d->epoch)
+			return fl__mig_refuse(chans[i], -EPROTO, "reconnection with a stale epoch %u (last %u)",
+					      h->epoch, d->epoch);
+		r = fl__mig_hello_ack(chans[i], h);
+		if (r)
+			return r;
+	}
+	d->session = hello[0].session;
+	d->epoch = hello[0].epoch;
+	return 0;
+}
+
+/* A cut after switchover: stop using both channels; shutting them down
+ * wakes our own blocked I/O and tells the source. */
+static void note_cut(struct fl_migrate_dest *d, int why)
+{
+	pthread_mutex_lock(&d->rec_lock);
+	if (!d->cut) {
+		fl__log(&d->log, FL_LOG_ERROR, "migrate: connection cut after switchover (%s): recovering",
+			strerror(-why));
+		d->cut = true;
+		fl__mig_chan_shutdown(&d->bulk);
+		fl__mig_chan_shutdown(&d->urgent);
+	}
+	pthread_cond_broadcast(&d->rec_cond);
+	pthread_mutex_unlock(&d->rec_lock);
+	fl__eventfd_signal(d->wake_fd);
+}
+
+static bool is_cut(struct fl_migrate_dest *d)
+{
+	bool cut;
+
+	pthread_mutex_lock(&d->rec_lock);
+	cut = d->cut;
+	pthread_mutex_unlock(&d->rec_lock);
+	return cut;
+}
+
+/* The bulk thread's wait while the post thread recovers: true to go on,
+ * false when the migration ended meanwhile. */
+static bool bulk_park(struct fl_migrate_dest *d)
+{
+	bool go;
+
+	pthread_mutex_lock(&d->rec_lock);
+	d->bulk_parked = true;
+	pthread_cond_broadcast(&d->rec_cond);
+	while (d->cut && atomic_load(&d->state) != DST_OVER) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&d->rec_cond, &d->rec_lock, &ts);
+	}
+	d->bulk_parked = false;
+	go = !d->cut && atomic_load(&d->state) != DST_OVER;
+	pthread_mutex_unlock(&d->rec_lock);
+	return go;
+}
+
+static void account_thread(struct fl_migrate_dest *d, pid_t tid, uint64_t blocked)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&d->stats_lock);
+	d->blocked_ns += blocked;
+	for (i = 0; i < d->nthreads && d->threads[i].tid != tid; i++)
+		;
+	if (i == d->nthreads && i < FL_MIGRATE_MAX_THREADS)
+		d->threads[d->nthreads++] = (struct thread_acct){ .tid = tid };
+	if (i < d->nthreads) {
+		d->threads[i].faults++;
+		d->threads[i].blocked_ns += blocked;
+		d->threads[i].max_blocked_ns = FL_MAX(d->threads[i].max_blocked_ns, blocked);
+	}
+	pthread_mutex_unlock(&d->stats_lock);
+}
+
+/* Account the waiting faults whose page arrived. */
+static void settle_pending(struct fl_migrate_dest *d)
+{
+	uint64_t now = fl__now_ns();
+
+	for (unsigned i = 0; i < d->npending;) {
+		struct pending_fault *f = &d->pending[i];
+
+		if (!is_present(d, f->idx)) {
+			i++;
+			continue;
+		}
+		account_thread(d, f->tid, now - f->t);
+		*f = d->pending[--d->npending];
+	}
+}
+
+
 static int bulk_run(struct fl_migrate_dest *d)
 {
 	struct fl__mig_hdr h;
@@ -653,6 +833,15 @@ static int bulk_run(struct fl_migrate_dest *d)
 	int64_t idx;
 	int r;
 
+	r = open_channels(d, false, d->opts.timeout_ms);
+	if (r) {
+		/* The source waits on bulk (its TLS handshake or HELLO_ACK):
+		 * tell it there. Plain text when TLS failed, but not to a TLS
+		 * peer we refused: the TLS alert told it already. */
+		if (!d->tls || d->bulk.tls || r == -EPROTO)
+			fl__mig_send_error(&d->bulk, r);
+		return r;
+	}
 	r = receive_layout(d);
 	if (r)
 		return r;
@@ -675,6 +864,14 @@ static int bulk_run(struct fl_migrate_dest *d)
 		/* Before switchover the source is always sending; after it the
 		 * push may be over, and silence is the post thread's business. */
 		r = fl__mig_recv(&d->bulk, d->post_started ? 0 : d->opts.timeout_ms, &h);
+		if (r && d->post_started && d->opts.reconnect && (fl__mig_is_cut(&d->bulk, r) || is_cut(d))) {
+			/* Recovery: the post thread reconnects; bulk goes on
+			 * over the new connection. */
+			note_cut(d, r);
+			if (!bulk_park(d))
+				return r;
+			continue;
+		}
 		if (r)
 			return r;
 		switch (h.type) {
@@ -682,7 +879,9 @@ static int bulk_run(struct fl_migrate_dest *d)
 			r = install_page(d, &d->bulk, &h, &idx, &complete);
 			if (r)
 				return r;
-			if (complete && d->post_started)
+			/* A faulting thread may wait for this one: time it. */
+			if (d->post_started && (complete || (atomic_load(&d->requested[idx / 64]) &
+							     (1ull << (idx % 64)))))
 				fl__eventfd_signal(d->wake_fd);
 			break;
 		case FL_MIG_ROUND:
@@ -716,9 +915,14 @@ static int bulk_run(struct fl_migrate_dest *d)
 			d->post_started = true;
 			d->opts.resume(blob, blob_len, d->opts.resume_ctx);
 			r = fl__mig_send(&d->urgent, FL_MIG_RESUMED, 0, NULL, 0, NULL, 0);
+			/* Resumed all the same: after a recovery RESUMED goes again. */
+			atomic_store(&d->resumed, true);
+			if (r && d->opts.reconnect && fl__mig_is_cut(&d->urgent, r)) {
+				note_cut(d, r);
+				r = 0;
+			}
 			if (r)
 				return r;
-			atomic_store(&d->resumed, true);
 			pub = FL_MIGRATE_STATE_SWITCHOVER;
 			atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_POSTCOPY);
 			fl__eventfd_signal(d->wake_fd);	/* maybe complete already */
@@ -742,12 +946,28 @@ static void *bulk_main(void *arg)
 	return NULL;
 }
 
-static int request_page(struct fl_migrate_dest *d, uint64_t addr)
+/* Ask for page idx of range ri; the wire speaks the source's addresses. */
+static int send_request(struct fl_migrate_dest *d, unsigned ri, uint64_t idx)
 {
+	const struct fl__mig_range *rg = &d->ranges[ri];
 	uint8_t p[8];
+	int r;
+
+	fl__mig_put64(p, (uint64_t)(uintptr_t)page_addr(rg, idx) - rg->start + d->src_start[ri]);
+	r = fl__mig_send(&d->urgent, FL_MIG_REQUEST, 0, p, sizeof(p), NULL, 0);
+	if (!r)
+		atomic_fetch_add(&d->requests, 1);
+	return r;
+}
+
+/* A fault: note who waits, and ask for the page unless it is here or asked
+ * for already. During a recovery (send false) it is only noted: the
+ * requests go again once reconnected. */
+static int request_page(struct fl_migrate_dest *d, const struct uffd_msg *msg, bool send)
+{
+	uint64_t addr = fl_msg_fault_addr(msg);
 	unsigned ri;
 	int64_t idx = -1;
-	int r;
 
 	/* A fault's address is exact or 4 KiB-aligned, also in hugetlb. */
 	for (ri = 0; ri < d->nranges; ri++) {
@@ -760,6 +980,9 @@ static int request_page(struct fl_migrate_dest *d, uint64_t addr)
 	}
 	if (idx < 0)
 		return 0;	/* cannot be: only the layout is registered */
+	if (d->npending < MAX_PENDING)
+		d->pending[d->npending++] = (struct pending_fault){
+			.tid = (pid_t)fl_msg_fault_tid(msg), .idx = (uint64_t)idx, .t = fl__now_ns() };
 	if (is_present(d, (uint64_t)idx)) {
 		/* Installed between the fault and its read. */
 		(void)fl_uffd_wake(d->uffd, page_addr(&d->ranges[ri], (uint64_t)idx), d->ranges[ri].page_size);
@@ -770,24 +993,195 @@ static int request_page(struct fl_migrate_dest *d, uint64_t addr)
 	d->request_ns[idx] = fl__now_ns();
 	if (!d->outstanding++)
 		d->last_progress_ns = d->request_ns[idx];
-	/* The wire speaks the source's addresses. */
-	fl__mig_put64(p, (uint64_t)(uintptr_t)page_addr(&d->ranges[ri], (uint64_t)idx) - d->ranges[ri].start +
-			 d->src_start[ri]);
-	r = fl__mig_send(&d->urgent, FL_MIG_REQUEST, 0, p, sizeof(p), NULL, 0);
-	if (!r)
-		atomic_fetch_add(&d->requests, 1);
+	return send ? send_request(d, ri, (uint64_t)idx) : 0;
+}
+
+static int read_faults(struct fl_migrate_dest *d, bool send)
+{
+	struct uffd_msg msgs[16];
+	int r = fl_uffd_read(d->uffd, msgs, FL_ARRAY_SIZE(msgs));
+
+	for (int i = 0; i < r; i++) {
+		int e;
+
+		if (!fl_msg_is_fault(&msgs[i]))
+			continue;
+		e = request_page(d, &msgs[i], send);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+/* After a reconnection: what is here (RECEIVED on bulk), then every
+ * outstanding request again (urgent), then RESUMED again if it was sent. */
+static int after_reconnect(struct fl_migrate_dest *d)
+{
+	size_t bitmap_len = (d->total + 7) / 8;
+	uint8_t *msg = calloc(1, 8 + bitmap_len);
+	int r;
+
+	if (!msg)
+		return -ENOMEM;
+	fl__mig_put64(msg, d->total);
+	for (uint64_t idx = 0; idx < d->total; idx++)
+		if (is_present(d, idx))
+			msg[8 + idx / 8] |= (uint8_t)(1u << (idx % 8));
+	r = fl__mig_send(&d->bulk, FL_MIG_RECEIVED, 0, msg, 8 + bitmap_len, NULL, 0);
+	free(msg);
+	for (unsigned i = 0; !r && i < d->nranges; i++) {
+		const struct fl__mig_range *rg = &d->ranges[i];
+
+		for (uint64_t idx = rg->first; !r && idx < rg->first + rg->npages; idx++) {
+			if (!d->request_ns[idx])
+				continue;	/* not asked for, or answered */
+			if (is_present(d, idx)) {
+				/* Its answer was lost, the page came anyway. */
+				d->request_ns[idx] = 0;
+				d->outstanding--;
+				continue;
+			}
+			r = send_request(d, i, idx);
+		}
+	}
+	if (!r && atomic_load(&d->resumed))
+		r = fl__mig_send(&d->urgent, FL_MIG_RESUMED, 0, NULL, 0, NULL, 0);
 	return r;
+}
+
+/*
+ * Recovery (post thread): the bulk thread parks; faults are read and noted
+ * meanwhile, their threads stay blocked. reconnect() until a new pair of
+ * connections passes TLS and HELLO (same session, newer epoch) or
+ * recovery_ms has passed since the cut: -ETIMEDOUT, and the caller fails
+ * closed.
+ */
+static int recover(struct fl_migrate_dest *d)
+{
+	uint64_t t0 = fl__now_ns(), deadline = t0 + d->opts.recovery_ms * 1000000ull;
+	unsigned backoff_ms = 20;
+	int r, pub = FL_MIGRATE_STATE_POSTCOPY;
+
+	atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_RECOVERING);
+	pthread_mutex_lock(&d->rec_lock);
+	while (!d->bulk_parked && atomic_load(&d->state) != DST_OVER) {
+		pthread_mutex_unlock(&d->rec_lock);
+		(void)read_faults(d, false);
+		(void)fl__sleep_until(fl__now_ns() + 5000000, d->stop_fd);
+		pthread_mutex_lock(&d->rec_lock);
+	}
+	pthread_mutex_unlock(&d->rec_lock);
+	for (;;) {
+		int bulk = -1, urgent = -1;
+
+		if (atomic_load(&d->state) == DST_OVER)
+			return -ECANCELED;
+		r = read_faults(d, false);
+		if (r)
+			return r;
+		if (fl__now_ns() >= deadline) {
+			fl__log(&d->log, FL_LOG_ERROR, "migrate: no recovery within %u ms", d->opts.recovery_ms);
+			return -ETIMEDOUT;
+		}
+		r = d->opts.reconnect(d->opts.reconnect_ctx, &bulk, &urgent);
+		if (!r && (bulk < 0 || urgent < 0 || bulk == urgent)) {
+			fl__close(bulk);
+			fl__close(urgent);
+			r = -EINVAL;
+		}
+		if (!r) {
+			unsigned left = (unsigned)FL_MAX((deadline - FL_MIN(fl__now_ns(), deadline)) / 1000000, 1);
+
+			fl__mig_chan_replace(&d->bulk, bulk, true);
+			fl__mig_chan_replace(&d->urgent, urgent, true);
+			r = open_channels(d, true, FL_MIN(left, d->opts.timeout_ms));
+			if (!r)
+				r = after_reconnect(d);
+			if (!r)
+				break;
+			fl__mig_chan_replace(&d->bulk, -1, false);
+			fl__mig_chan_replace(&d->urgent, -1, false);
+		}
+		fl__log(&d->log, FL_LOG_DEBUG, "migrate: reconnection failed: %s", strerror(-r));
+		(void)fl__sleep_until(FL_MIN(fl__now_ns() + backoff_ms * 1000000ull, deadline), d->stop_fd);
+		backoff_ms = FL_MIN(backoff_ms * 2, 500u);
+	}
+	atomic_fetch_add(&d->recoveries, 1);
+	atomic_fetch_add(&d->recovery_ns, fl__now_ns() - t0);
+	fl__log(&d->log, FL_LOG_INFO, "migrate: recovered (epoch %u)", d->epoch);
+	pub = FL_MIGRATE_STATE_RECOVERING;
+	atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_POSTCOPY);
+	d->last_progress_ns = fl__now_ns();
+	pthread_mutex_lock(&d->rec_lock);
+	d->cut = false;
+	pthread_cond_broadcast(&d->rec_cond);
+	pthread_mutex_unlock(&d->rec_lock);
+	return 0;
+}
+
+static int post_step(struct fl_migrate_dest *d)
+{
+	struct pollfd p[4] = {
+		{ .fd = d->uffd, .events = POLLIN },
+		{ .fd = d->urgent.fd, .events = POLLIN },
+		{ .fd = d->stop_fd, .events = POLLIN },
+		{ .fd = d->wake_fd, .events = POLLIN },
+	};
+	int r;
+
+	if (fl__mig_chan_readable(&d->urgent)) {
+		p[1].revents = POLLIN;
+	} else {
+		r = fl__poll(p, 4, 100);
+		if (r < 0 && r != -EINTR)
+			return r;
+	}
+	if (p[2].revents)
+		return 2;
+	if (p[3].revents) {
+		uint64_t v;
+
+		(void)!read(d->wake_fd, &v, sizeof(v));
+	}
+	if (p[0].revents & POLLIN) {
+		r = read_faults(d, true);
+		if (r)
+			return r;
+	}
+	if (p[1].revents) {
+		struct fl__mig_hdr h;
+		bool complete;
+		int64_t idx = -1;
+
+		r = fl__mig_recv(&d->urgent, d->opts.timeout_ms, &h);
+		if (r)
+			return r;
+		if (h.type != FL_MIG_PAGE)
+			return fl__mig_refuse(&d->urgent, -EPROTO, "message %u on the urgent channel", h.type);
+		r = install_page(d, &d->urgent, &h, &idx, &complete);
+		if (r)
+			return r;
+		if (d->request_ns[idx]) {
+			fl__hist_add(&d->lat, fl__now_ns() - d->request_ns[idx]);
+			d->request_ns[idx] = 0;
+			d->outstanding--;
+		}
+		d->last_progress_ns = fl__now_ns();
+	}
+	settle_pending(d);
+	/* A request unanswered for timeout_ms: the source hangs, or the
+	 * network drops without a reset. */
+	if (d->outstanding && fl__now_ns() - d->last_progress_ns > d->opts.timeout_ms * 1000000ull) {
+		fl__log(&d->log, FL_LOG_ERROR, "migrate: %llu page requests unanswered for %u ms",
+			(unsigned long long)d->outstanding, d->opts.timeout_ms);
+		return -ETIMEDOUT;
+	}
+	return 0;
 }
 
 static int post_run(struct fl_migrate_dest *d)
 {
 	for (;;) {
-		struct pollfd p[4] = {
-			{ .fd = d->uffd, .events = POLLIN },
-			{ .fd = d->urgent.fd, .events = POLLIN },
-			{ .fd = d->stop_fd, .events = POLLIN },
-			{ .fd = d->wake_fd, .events = POLLIN },
-		};
 		int r;
 
 		/* Not before RESUMED is out: DONE must follow it. Nor before
@@ -795,60 +1189,22 @@ static int post_run(struct fl_migrate_dest *d)
 		 * page first: the source's urgent thread, blocked sending an
 		 * answer nobody reads any more (a 2 MiB page fills a socket
 		 * buffer), would never read DONE. */
-		if (atomic_load(&d->resumed) && atomic_load(&d->present_count) == d->total && !d->outstanding)
+		if (atomic_load(&d->resumed) && atomic_load(&d->present_count) == d->total && !d->outstanding &&
+		    !is_cut(d)) {
+			settle_pending(d);
 			return 1;
-		r = fl__poll(p, 4, 100);
-		if (r < 0 && r != -EINTR)
-			return r;
-		if (p[2].revents)
+		}
+		r = post_step(d);
+		if (r == 2)
 			return 0;
-		if (p[3].revents) {
-			uint64_t v;
-
-			(void)!read(d->wake_fd, &v, sizeof(v));
-		}
-		if (p[0].revents & POLLIN) {
-			struct uffd_msg msgs[16];
-
-			r = fl_uffd_read(d->uffd, msgs, FL_ARRAY_SIZE(msgs));
-			for (int i = 0; i < r; i++) {
-				if (!fl_msg_is_fault(&msgs[i]))
-					continue;
-				int e = request_page(d, fl_msg_fault_addr(&msgs[i]));
-
-				if (e)
-					return e;
-			}
-		}
-		if (p[1].revents) {
-			struct fl__mig_hdr h;
-			bool complete;
-			int64_t idx = -1;
-
-			r = fl__mig_recv(&d->urgent, d->opts.timeout_ms, &h);
-			if (r)
-				return r;
-			if (h.type != FL_MIG_PAGE)
-				return fl__mig_refuse(&d->urgent, -EPROTO, "message %u on the urgent channel",
-						      h.type);
-			r = install_page(d, &d->urgent, &h, &idx, &complete);
-			if (r)
-				return r;
-			if (d->request_ns[idx]) {
-				fl__hist_add(&d->lat, fl__now_ns() - d->request_ns[idx]);
-				d->request_ns[idx] = 0;
-				d->outstanding--;
-			}
-			d->last_progress_ns = fl__now_ns();
-		}
-		/* A request unanswered for timeout_ms: the source hangs, or the
-		 * network drops without a reset. Recovery is not built, so this
-		 * is the end. */
-		if (d->outstanding && fl__now_ns() - d->last_progress_ns > d->opts.timeout_ms * 1000000ull) {
-			fl__log(&d->log, FL_LOG_ERROR, "migrate: %llu page requests unanswered for %u ms",
-				(unsigned long long)d->outstanding, d->opts.timeout_ms);
-			return -ETIMEDOUT;
-		}
+		if (!r && !is_cut(d))
+			continue;
+		if (r && (!d->opts.reconnect || !(fl__mig_is_cut(&d->urgent, r) || is_cut(d))))
+			return r;
+		note_cut(d, r ? r : -ECONNRESET);
+		r = recover(d);
+		if (r)
+			return r;
 	}
 }
 
@@ -919,7 +1275,42 @@ int fl_migrate_dest_stats(const struct fl_migrate_dest *dst, struct fl_migrate_s
 	st.pages_total = st.state == FL_MIGRATE_STATE_IDLE ? 0 : d->total;
 	st.pages_remaining = st.pages_total - FL_MIN(atomic_load(&d->present_count), st.pages_total);
 	st.error = atomic_load(&d->error);
+	st.recoveries = atomic_load(&d->recoveries);
+	st.recovery_ns = atomic_load(&d->recovery_ns);
+	pthread_mutex_lock(&d->stats_lock);
+	st.blocked_ns = d->blocked_ns;
+	pthread_mutex_unlock(&d->stats_lock);
 	return FL_OPTS_OUT(stats, st);
+}
+
+int fl_migrate_dest_threads(const struct fl_migrate_dest *dst, struct fl_migrate_thread_stats *arr,
+			    unsigned cap, unsigned *ret_n)
+{
+	struct fl_migrate_dest *d = (struct fl_migrate_dest *)dst;
+	size_t sz;
+
+	if (!d || !ret_n || (cap && !arr))
+		return -EINVAL;
+	sz = cap ? arr[0].sz : 0;
+	if (cap && (sz < offsetof(struct fl_migrate_thread_stats, tid) + sizeof(pid_t) ||
+		    sz > sizeof(struct fl_migrate_thread_stats) + 4096))
+		return -EINVAL;
+	pthread_mutex_lock(&d->stats_lock);
+	for (unsigned i = 0; i < cap && i < d->nthreads; i++) {
+		struct fl_migrate_thread_stats t = {
+			.sz = sz, .tid = d->threads[i].tid, .faults = d->threads[i].faults,
+			.blocked_ns = d->threads[i].blocked_ns, .max_blocked_ns = d->threads[i].max_blocked_ns,
+		};
+		uint8_t *out = (uint8_t *)arr + (size_t)i * sz;
+
+		/* Elements are sz apart: a caller built against another
+		 * version of the struct gets what both know, zeros after. */
+		memset(out, 0, sz);
+		memcpy(out, &t, FL_MIN(sz, sizeof(t)));
+	}
+	*ret_n = d->nthreads;
+	pthread_mutex_unlock(&d->stats_lock);
+	return 0;
 }
 
 struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *d)
@@ -941,6 +1332,11 @@ struct fl_migrate_dest *fl_migrate_dest_free(struct fl_migrate_dest *d)
 	fl__mig_chan_fini(&d->bulk);
 	fl__mig_chan_fini(&d->urgent);
 	pthread_rwlock_destroy(&d->install_lock);
+	pthread_mutex_destroy(&d->rec_lock);
+	pthread_cond_destroy(&d->rec_cond);
+	pthread_mutex_destroy(&d->stats_lock);
+	fl__tls_cfg_free(d->tls);
+	free(d->pending);
 	pthread_mutex_destroy(&d->end_lock);
 	pthread_cond_destroy(&d->end_cond);
 	fl__close(d->stop_fd);

@@ -47,11 +47,25 @@ struct fl_migrate_source {
 	 * whose values serve cancel's compare-and-swap. */
 	_Atomic int pub_state, error;
 	_Atomic uint64_t remaining;
+	struct fl__tls_cfg *tls;	/* NULL: plain TCP */
+	uint64_t session;		/* HELLO: this migration */
+	uint32_t epoch;			/* HELLO: 0, then one more per reconnection attempt */
+	/* Recovery after switchover: whoever sees the cut sets `cut` and
+	 * shuts both channels down; the urgent thread parks, the main thread
+	 * reconnects and clears `cut`. */
+	pthread_mutex_t rec_lock;
+	pthread_cond_t rec_cond;
+	bool cut, urgent_parked, stopping;
+	_Atomic bool push_done;		/* no push pending: DONE is due */
+	_Atomic uint64_t hint;		/* push priority: the page after a request (+1; 0 none) */
+	_Atomic unsigned recoveries;
+	_Atomic uint64_t recovery_ns;
 };
 
 /* What fl_migrate_source_new() allocates (also when it fails half-way). */
 static void release(struct fl_migrate_source *s)
 {
+	fl__tls_cfg_free(s->tls);
 	if (s->stop_fd >= 0)
 		fl__close(s->stop_fd);
 	free(s->page_buf);
@@ -87,7 +101,24 @@ int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
 		goto fail;
 	if (!s->opts.max_rounds)
 		s->opts.max_rounds = 8;
+	if (!s->opts.timeout_ms)
+		s->opts.timeout_ms = 10000;
+	if (!s->opts.recovery_ms)
+		s->opts.recovery_ms = 60000;
 	s->log = (struct fl__logger){ s->opts.log, s->opts.log_ctx, FL_LOG_DEBUG };
+	r = fl__tls_cfg_new(&(struct fl__tls_params){ .mode = s->opts.tls, .psk_identity = s->opts.psk_identity,
+						      .psk_key_hex = s->opts.psk_key_hex,
+						      .cert_file = s->opts.cert_file, .key_file = s->opts.key_file,
+						      .ca_file = s->opts.ca_file },
+			    false, &s->tls);
+	if (r) {
+		fl__log(&s->log, FL_LOG_ERROR, "migrate: source TLS: %s",
+			r == -EOPNOTSUPP ? FL__TLS_DISABLED_WHY : strerror(-r));
+		goto fail;
+	}
+	r = fl__random(&s->session, sizeof(s->session));
+	if (r)
+		goto fail;
 	s->nranges = s->opts.nranges;
 	s->ranges = calloc(s->nranges, sizeof(*s->ranges));
 	if (!s->ranges) {
@@ -132,6 +163,9 @@ int fl_migrate_source_new(const struct fl_migrate_source_opts *opts,
 	 * to fail: then it stops reading the bulk one, and a send blocked on
 	 * it would wait forever. */
 	s->bulk.abort_fd = s->opts.urgent_fd;
+	s->bulk.timeout_ms = s->urgent.timeout_ms = s->opts.timeout_ms;
+	pthread_mutex_init(&s->rec_lock, NULL);
+	pthread_cond_init(&s->rec_cond, NULL);
 	atomic_store(&s->urgent_result, 1);
 	*ret_source = s;
 	return 0;
@@ -148,6 +182,8 @@ struct fl_migrate_source *fl_migrate_source_free(struct fl_migrate_source *s)
 		s->ranges[i].watch = fl_watch_free(s->ranges[i].watch);
 	fl__mig_chan_fini(&s->bulk);
 	fl__mig_chan_fini(&s->urgent);
+	pthread_mutex_destroy(&s->rec_lock);
+	pthread_cond_destroy(&s->rec_cond);
 	release(s);
 	return NULL;
 }
@@ -273,13 +309,12 @@ static int64_t collect_written(struct fl_migrate_source *s, uint8_t *bits, void 
  */
 static int peer_failed(struct fl_migrate_source *s)
 {
-	struct pollfd p = { .fd = s->urgent.fd, .events = POLLIN };
 	struct fl__mig_hdr h;
 	int r;
 
 	if (s->peer_error)
 		return s->peer_error;	/* the rest of its bytes mean nothing */
-	if (fl__poll(&p, 1, 0) <= 0)
+	if (!fl__mig_chan_readable(&s->urgent))
 		return 0;
 	/* A message begun is a message sent: a second is plenty. */
 	r = fl__mig_recv(&s->urgent, 1000, &h);
@@ -389,86 +424,210 @@ static int precopy(struct fl_migrate_source *s, uint8_t *dirty)
 	return r;
 }
 
-/* Urgent channel after switchover: answer requests, note RESUMED, end on
- * DONE. Answers go first: the push yields while one is being sent. */
-static void *urgent_main(void *arg)
+/*
+ * TLS, then HELLO on each channel, bulk first: the destination answers in
+ * the same order. epoch 0 at first, a new one for every reconnection.
+ */
+static int open_channels(struct fl_migrate_source *s, uint32_t epoch, unsigned timeout_ms)
 {
-	struct fl_migrate_source *s = arg;
-	uint8_t *buf = malloc(FL_HPAGE_SIZE);
+	uint64_t deadline = fl__now_ns() + timeout_ms * 1000000ull;
+	struct fl__mig_chan *chans[2] = { &s->bulk, &s->urgent };
 	int r;
 
-	if (!buf) {
-		atomic_store(&s->urgent_result, -ENOMEM);
-		return NULL;
-	}
-	for (;;) {
-		struct fl__mig_hdr h;
+	/* Channel by channel: a TLS 1.3 server's refusal of our certificate
+	 * arrives after our handshake, and is read while HELLO_ACK is due. */
+	for (unsigned i = 0; i < 2; i++) {
+		struct fl__mig_hello hello = { .session = s->session, .channel = i, .epoch = epoch };
 
-		r = fl__mig_recv(&s->urgent, 0, &h);
+		r = fl__mig_set_nonblock(chans[i]->fd);
+		if (!r)
+			r = fl__mig_chan_tls(chans[i], s->tls, false, s->opts.server_name, deadline);
+		if (!r)
+			r = fl__mig_hello_client(chans[i], &hello, timeout_ms);
 		if (r)
-			break;
-		if (h.flags) {
-			r = fl__mig_refuse(&s->urgent, -EPROTO, "flags 0x%x on message %u", h.flags, h.type);
-			break;
+			return r;
+	}
+	return 0;
+}
+
+/* A cut after switchover: both sides stop using the channels. Shutting them
+ * down wakes our own blocked sends and receives and tells the peer. */
+static void note_cut(struct fl_migrate_source *s, int why)
+{
+	pthread_mutex_lock(&s->rec_lock);
+	if (!s->cut) {
+		fl__log(&s->log, FL_LOG_ERROR, "migrate: connection cut after switchover (%s)%s", strerror(-why),
+			s->opts.reconnect ? ": recovering" : "");
+		s->cut = true;
+		fl__mig_chan_shutdown(&s->bulk);
+		fl__mig_chan_shutdown(&s->urgent);
+	}
+	pthread_cond_broadcast(&s->rec_cond);
+	pthread_mutex_unlock(&s->rec_lock);
+}
+
+/* Answer requests, note RESUMED, end on DONE. Answers go first: the push
+ * yields while one is being sent. The destination is allowed silence except
+ * while RESUMED is due, or DONE after the push ended. */
+static int serve_urgent(struct fl_migrate_source *s, uint8_t *buf)
+{
+	uint64_t quiet_since = fl__now_ns();
+	bool no_push = s->opts.mode != FL_MIGRATE_PRECOPY && (s->opts.flags & FL_MIGRATE_NO_PUSH);
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = s->urgent.fd, .events = POLLIN },
+			{ .fd = s->stop_fd, .events = POLLIN },
+		};
+		bool due = !atomic_load(&s->downtime_ns) || (atomic_load(&s->push_done) && !no_push);
+		struct fl__mig_hdr h;
+		int r;
+
+		if (!fl__mig_chan_readable(&s->urgent)) {
+			r = fl__poll(p, 2, 100);
+			if (r < 0 && r != -EINTR)
+				return r;
+			if (p[1].revents)
+				return -ECANCELED;
+			if (!(p[0].revents)) {
+				if (due && fl__now_ns() - quiet_since > s->opts.timeout_ms * 1000000ull)
+					return fl__mig_refuse(&s->urgent, -ETIMEDOUT, "the destination silent for %u ms",
+							      s->opts.timeout_ms);
+				if (!due)
+					quiet_since = fl__now_ns();
+				continue;
+			}
 		}
+		r = fl__mig_recv(&s->urgent, s->opts.timeout_ms, &h);
+		if (r)
+			return r;
+		quiet_since = fl__now_ns();
+		if (h.flags)
+			return fl__mig_refuse(&s->urgent, -EPROTO, "flags 0x%x on message %u", h.flags, h.type);
 		if (h.type == FL_MIG_REQUEST) {
+			const struct fl__mig_range *rg;
 			unsigned ri;
 			int64_t idx;
 
-			if (h.length != 8) {
-				r = fl__mig_refuse(&s->urgent, -EBADMSG, "REQUEST of %u bytes", h.length);
-				break;
-			}
+			if (h.length != 8)
+				return fl__mig_refuse(&s->urgent, -EBADMSG, "REQUEST of %u bytes", h.length);
 			idx = fl__mig_page_index(s->ranges, s->nranges, fl__mig_get64(s->urgent.buf), &ri);
-			if (idx < 0) {
-				r = fl__mig_refuse(&s->urgent, -ERANGE, "REQUEST for 0x%llx, outside the layout",
-						   (unsigned long long)fl__mig_get64(s->urgent.buf));
-				break;
-			}
+			if (idx < 0)
+				return fl__mig_refuse(&s->urgent, -ERANGE, "REQUEST for 0x%llx, outside the layout",
+						      (unsigned long long)fl__mig_get64(s->urgent.buf));
+			rg = &s->ranges[ri];
+			/* A thread that faulted here is likely to go on to the
+			 * next pages: the push goes there next. */
+			if ((uint64_t)idx + 1 < rg->first + rg->npages)
+				atomic_store(&s->hint, (uint64_t)idx + 2);
 			atomic_store(&s->urgent_busy, 1);
 			if (!(atomic_fetch_or(&s->sent[idx / 64], 1ull << (idx % 64)) & (1ull << (idx % 64))) &&
 			    (s->need[idx / 8] & (1u << (idx % 8))))
 				atomic_fetch_sub(&s->remaining, 1);
-			r = send_page(s, &s->urgent, &s->ranges[ri], (uint64_t)idx, buf);
+			r = send_page(s, &s->urgent, rg, (uint64_t)idx, buf);
 			atomic_store(&s->urgent_busy, 0);
 			atomic_fetch_add(&s->requests, 1);
 			if (r)
-				break;
+				return r;
 		} else if (h.type == FL_MIG_RESUMED && h.length == 0) {
-			atomic_store(&s->downtime_ns, fl__now_ns() - s->t_pause);
+			uint64_t zero = 0;
+
+			/* Once: after a recovery the destination says it again. */
+			atomic_compare_exchange_strong(&s->downtime_ns, &zero, fl__now_ns() - s->t_pause);
 		} else if (h.type == FL_MIG_DONE && h.length == 0) {
-			r = 0;
-			break;
+			return 0;
 		} else {
-			r = fl__mig_refuse(&s->urgent, h.length ? -EBADMSG : -EPROTO,
-					   "message %u of %u bytes on the urgent channel", h.type, h.length);
-			break;
+			return fl__mig_refuse(&s->urgent, h.length ? -EBADMSG : -EPROTO,
+					      "message %u of %u bytes on the urgent channel", h.type, h.length);
 		}
 	}
+}
+
+static void *urgent_main(void *arg)
+{
+	struct fl_migrate_source *s = arg;
+	uint8_t *buf = malloc(FL_HPAGE_SIZE);
+	int r = -ENOMEM;
+
+	while (buf) {
+		r = serve_urgent(s, buf);
+		if (r == 0 || r == -ECANCELED || !s->opts.reconnect || !fl__mig_is_cut(&s->urgent, r))
+			break;
+		note_cut(s, r);
+		/* Parked until the main thread reconnected (or gave up). */
+		pthread_mutex_lock(&s->rec_lock);
+		s->urgent_parked = true;
+		pthread_cond_broadcast(&s->rec_cond);
+		while (s->cut && !s->stopping)
+			pthread_cond_wait(&s->rec_cond, &s->rec_lock);
+		s->urgent_parked = false;
+		bool stop = s->stopping;
+		pthread_mutex_unlock(&s->rec_lock);
+		if (stop)
+			break;
+	}
 	free(buf);
+	pthread_mutex_lock(&s->rec_lock);
 	atomic_store(&s->urgent_result, r);
+	pthread_cond_broadcast(&s->rec_cond);
+	pthread_mutex_unlock(&s->rec_lock);
 	/* Ends a push blocked on a bulk channel the destination no longer
 	 * reads (it stops once it has every page, or failed). */
 	fl__eventfd_signal(s->stop_fd);
 	return NULL;
 }
 
-/* The background push: every needed page not sent yet, in order. */
+static bool is_cut(struct fl_migrate_source *s)
+{
+	bool cut;
+
+	pthread_mutex_lock(&s->rec_lock);
+	cut = s->cut;
+	pthread_mutex_unlock(&s->rec_lock);
+	return cut;
+}
+
+/*
+ * The background push: every needed page not sent yet, in order, except
+ * that after a request for page p the push first goes on from p + 1 (64
+ * pages at most, in p's range), so a thread scanning memory finds them
+ * there. Returns 0 at the end (or when the urgent thread ended), -EPIPE on
+ * a cut, or a send's error.
+ */
+#define PUSH_NEIGHBOURS 64
 static int push(struct fl_migrate_source *s)
 {
-	unsigned ri = 0;
+	uint64_t cursor = 0, burst = 0, burst_end = 0;
 
-	for (uint64_t idx = 0; idx < s->total; idx++) {
+	for (;;) {
+		uint64_t h = atomic_exchange(&s->hint, 0), idx;
+		unsigned ri = 0;
 		int r;
 
+		if (h) {
+			burst = h - 1;
+			while (burst >= s->ranges[ri].first + s->ranges[ri].npages)
+				ri++;
+			burst_end = FL_MIN(burst + PUSH_NEIGHBOURS, s->ranges[ri].first + s->ranges[ri].npages);
+		}
+		if (burst < burst_end) {
+			idx = burst++;
+		} else {
+			if (cursor >= s->total)
+				return 0;
+			idx = cursor++;
+		}
 		if (!(s->need[idx / 8] & (1u << (idx % 8))))
 			continue;
 		if (atomic_load(&s->urgent_result) != 1)
 			return 0;
+		if (is_cut(s))
+			return -EPIPE;
 		while (atomic_load(&s->urgent_busy))
 			sched_yield();
 		if (atomic_fetch_or(&s->sent[idx / 64], 1ull << (idx % 64)) & (1ull << (idx % 64)))
 			continue;
+		ri = 0;
 		while (idx >= s->ranges[ri].first + s->ranges[ri].npages)
 			ri++;
 		r = send_page(s, &s->bulk, &s->ranges[ri], idx, s->page_buf);
@@ -477,6 +636,100 @@ static int push(struct fl_migrate_source *s)
 		atomic_fetch_sub(&s->remaining, 1);
 		atomic_fetch_add(&s->pushed, 1);
 	}
+}
+
+/* After a reconnection: the destination's RECEIVED bitmap. What it has is
+ * needed no more; what it lacks is sent again. */
+static int receive_received(struct fl_migrate_source *s, unsigned timeout_ms)
+{
+	size_t bitmap_len = (s->total + 7) / 8;
+	struct fl__mig_hdr h;
+	const uint8_t *bits;
+	uint64_t missing = 0;
+	int r;
+
+	r = fl__mig_recv(&s->bulk, timeout_ms, &h);
+	if (r)
+		return r;
+	if (h.type != FL_MIG_RECEIVED || h.flags)
+		return fl__mig_refuse(&s->bulk, -EPROTO, "message %u where RECEIVED was due", h.type);
+	if (h.length != 8 + bitmap_len || fl__mig_get64(s->bulk.buf) != s->total)
+		return fl__mig_refuse(&s->bulk, -EBADMSG, "RECEIVED of %u bytes", h.length);
+	bits = s->bulk.buf + 8;
+	for (uint64_t idx = 0; idx < s->total; idx++) {
+		uint64_t bit = 1ull << (idx % 64);
+
+		if (bits[idx / 8] & (1u << (idx % 8))) {
+			s->need[idx / 8] &= (uint8_t)~(1u << (idx % 8));
+			atomic_fetch_or(&s->sent[idx / 64], bit);
+		} else {
+			s->need[idx / 8] |= (uint8_t)(1u << (idx % 8));
+			atomic_fetch_and(&s->sent[idx / 64], ~bit);
+			missing++;
+		}
+	}
+	atomic_store(&s->remaining, missing);
+	fl__log(&s->log, FL_LOG_INFO, "migrate: the destination misses %llu pages",
+		(unsigned long long)missing);
+	return 0;
+}
+
+/*
+ * Recovery (the urgent thread is parked): call reconnect() until a new
+ * pair of connections passes TLS, HELLO with a new epoch and delivers
+ * RECEIVED, or recovery_ms has passed since the cut (-ETIMEDOUT).
+ */
+static int recover(struct fl_migrate_source *s)
+{
+	uint64_t t0 = fl__now_ns(), deadline = t0 + s->opts.recovery_ms * 1000000ull;
+	unsigned backoff_ms = 20;
+	int r;
+
+	pthread_mutex_lock(&s->rec_lock);
+	while (!s->urgent_parked && atomic_load(&s->urgent_result) == 1)
+		pthread_cond_wait(&s->rec_cond, &s->rec_lock);
+	pthread_mutex_unlock(&s->rec_lock);
+	if (atomic_load(&s->urgent_result) != 1)
+		return atomic_load(&s->urgent_result);
+	for (;;) {
+		uint64_t now = fl__now_ns();
+		int bulk = -1, urgent = -1;
+
+		if (now >= deadline) {
+			fl__log(&s->log, FL_LOG_ERROR, "migrate: no recovery within %u ms", s->opts.recovery_ms);
+			return -ETIMEDOUT;
+		}
+		r = s->opts.reconnect(s->opts.reconnect_ctx, &bulk, &urgent);
+		if (!r && (bulk < 0 || urgent < 0 || bulk == urgent)) {
+			fl__close(bulk);
+			fl__close(urgent);
+			r = -EINVAL;
+		}
+		if (!r) {
+			unsigned left = (unsigned)FL_MAX((deadline - fl__now_ns()) / 1000000, 1);
+
+			fl__mig_chan_replace(&s->bulk, bulk, true);
+			fl__mig_chan_replace(&s->urgent, urgent, true);
+			s->bulk.abort_fd = s->stop_fd;
+			r = open_channels(s, ++s->epoch, FL_MIN(left, s->opts.timeout_ms));
+			if (!r)
+				r = receive_received(s, FL_MIN(left, s->opts.timeout_ms));
+			if (!r)
+				break;
+			fl__mig_chan_replace(&s->bulk, -1, false);
+			fl__mig_chan_replace(&s->urgent, -1, false);
+		}
+		fl__log(&s->log, FL_LOG_DEBUG, "migrate: reconnection failed: %s", strerror(-r));
+		(void)fl__sleep_until(FL_MIN(fl__now_ns() + backoff_ms * 1000000ull, deadline), s->stop_fd);
+		backoff_ms = FL_MIN(backoff_ms * 2, 500u);
+	}
+	atomic_fetch_add(&s->recoveries, 1);
+	atomic_fetch_add(&s->recovery_ns, fl__now_ns() - t0);
+	fl__log(&s->log, FL_LOG_INFO, "migrate: recovered (epoch %u)", s->epoch);
+	pthread_mutex_lock(&s->rec_lock);
+	s->cut = false;
+	pthread_cond_broadcast(&s->rec_cond);
+	pthread_mutex_unlock(&s->rec_lock);
 	return 0;
 }
 
@@ -486,12 +739,67 @@ static void free_watches(struct fl_migrate_source *s)
 		s->ranges[i].watch = fl_watch_free(s->ranges[i].watch);
 }
 
+/* Postcopy, after SWITCHOVER was written: push beside the urgent thread;
+ * recover from cuts. */
+static int postcopy(struct fl_migrate_source *s)
+{
+	bool pushing = s->opts.mode != FL_MIGRATE_PRECOPY && !(s->opts.flags & FL_MIGRATE_NO_PUSH);
+	pthread_t thr;
+	int r;
+
+	atomic_store(&s->push_done, !pushing);
+	if (s->opts.mode != FL_MIGRATE_PRECOPY)
+		atomic_store(&s->pub_state, FL_MIGRATE_STATE_POSTCOPY);
+	r = -pthread_create(&thr, NULL, urgent_main, s);
+	if (r)
+		return r;
+	for (;;) {
+		r = 0;
+		if (pushing && !atomic_load(&s->push_done)) {
+			r = push(s);
+			if (!r)
+				atomic_store(&s->push_done, true);
+			else if (s->opts.reconnect && fl__mig_is_cut(&s->bulk, r))
+				note_cut(s, r);
+		}
+		if (r && !is_cut(s))
+			break;
+		pthread_mutex_lock(&s->rec_lock);
+		while (atomic_load(&s->urgent_result) == 1 && !s->cut)
+			pthread_cond_wait(&s->rec_cond, &s->rec_lock);
+		bool cut = s->cut && atomic_load(&s->urgent_result) == 1;
+		pthread_mutex_unlock(&s->rec_lock);
+		if (!cut) {
+			r = 0;
+			break;
+		}
+		atomic_store(&s->pub_state, FL_MIGRATE_STATE_RECOVERING);
+		r = recover(s);
+		if (r)
+			break;
+		atomic_store(&s->pub_state, s->opts.mode != FL_MIGRATE_PRECOPY ? FL_MIGRATE_STATE_POSTCOPY
+									: FL_MIGRATE_STATE_SWITCHOVER);
+		atomic_store(&s->push_done, !pushing);
+	}
+	pthread_mutex_lock(&s->rec_lock);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->rec_cond);
+	pthread_mutex_unlock(&s->rec_lock);
+	if (r)	/* the urgent thread waits for nothing more */
+		fl__eventfd_signal(s->stop_fd);
+	pthread_join(thr, NULL);
+	/* DONE is the destination's word that it has every page, whatever
+	 * became of a push it stopped reading. */
+	if (!r || atomic_load(&s->urgent_result) == 0)
+		r = atomic_load(&s->urgent_result);
+	return r;
+}
+
 /* Switchover and postcopy; the application is paused on entry. */
 static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_switched)
 {
 	size_t bitmap_len = (s->total + 7) / 8;
 	uint8_t *msg;
-	pthread_t thr;
 	int r;
 
 	if (s->opts.mode != FL_MIGRATE_POSTCOPY) {
@@ -512,14 +820,18 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 		memset(dirty, 0, bitmap_len);
 	} else if (s->opts.mode == FL_MIGRATE_POSTCOPY) {
 		memset(s->need, 0xff, bitmap_len);
+		if (s->total % 8)
+			s->need[bitmap_len - 1] = (uint8_t)((1u << (s->total % 8)) - 1);
 	} else {
 		memcpy(s->need, dirty, bitmap_len);
 	}
 	if (s->opts.mode != FL_MIGRATE_PRECOPY) {
+		/* Counted in the downtime: by bytes, not bits. The bits past
+		 * the last page are never set. */
 		uint64_t n = 0;
 
-		for (uint64_t idx = 0; idx < s->total; idx++)
-			n += (s->need[idx / 8] >> (idx % 8)) & 1;
+		for (size_t i = 0; i < bitmap_len; i++)
+			n += (uint64_t)__builtin_popcount(s->need[i]);
 		atomic_store(&s->remaining, n);
 	}
 	msg = malloc(16 + bitmap_len);
@@ -534,25 +846,13 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 	free(msg);
 	if (r)
 		return r;
+	/* Written in full: the destination may be running the application
+	 * now, so from here the source never resumes it, whatever happens. */
 	*ret_switched = true;
 	/* Requests now: the push gives up a blocked send only at the end. */
 	s->bulk.abort_fd = s->stop_fd;
 	atomic_store(&s->state, SRC_POSTCOPY);
-	if (s->opts.mode != FL_MIGRATE_PRECOPY)
-		atomic_store(&s->pub_state, FL_MIGRATE_STATE_POSTCOPY);
-	r = -pthread_create(&thr, NULL, urgent_main, s);
-	if (r)
-		return r;
-	if (s->opts.mode != FL_MIGRATE_PRECOPY && !(s->opts.flags & FL_MIGRATE_NO_PUSH))
-		r = push(s);
-	if (r)	/* the urgent thread waits for nothing more */
-		fl__eventfd_signal(s->stop_fd);
-	pthread_join(thr, NULL);
-	/* DONE is the destination's word that it has every page, whatever
-	 * became of a push it stopped reading. */
-	if (!r || atomic_load(&s->urgent_result) == 0)
-		r = atomic_load(&s->urgent_result);
-	return r;
+	return postcopy(s);
 }
 
 int fl_migrate_source_run(struct fl_migrate_source *s)
@@ -572,6 +872,13 @@ int fl_migrate_source_run(struct fl_migrate_source *s)
 		atomic_store(&s->error, -ENOMEM);
 		atomic_store(&s->pub_state, FL_MIGRATE_STATE_FAILED);
 		return -ENOMEM;
+	}
+	r = open_channels(s, 0, s->opts.timeout_ms);
+	if (r) {
+		/* Nothing of the destination's to read yet: its refusal was
+		 * what the handshake saw. */
+		s->peer_error = r;
+		goto out;
 	}
 	r = send_layout(s);
 	if (!r && s->opts.mode != FL_MIGRATE_POSTCOPY)
@@ -655,5 +962,7 @@ int fl_migrate_source_stats(const struct fl_migrate_source *src, struct fl_migra
 	st.pages_total = s->total;
 	st.pages_remaining = atomic_load(&s->remaining);
 	st.error = atomic_load(&s->error);
+	st.recoveries = atomic_load(&s->recoveries);
+	st.recovery_ns = atomic_load(&s->recovery_ns);
 	return FL_OPTS_OUT(stats, st);
 }

@@ -2,10 +2,12 @@
 /* Migration wire protocol: framing, checks, and blocking I/O with a stop fd. */
 #include "wire.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 void fl__mig_chan_init(struct fl__mig_chan *ch, int fd, int stop_fd, const char *name,
@@ -22,6 +24,7 @@ void fl__mig_chan_init(struct fl__mig_chan *ch, int fd, int stop_fd, const char 
 
 void fl__mig_chan_fini(struct fl__mig_chan *ch)
 {
+	fl__mig_chan_replace(ch, -1, false);
 	pthread_mutex_destroy(&ch->send_lock);
 	free(ch->buf);
 	ch->buf = NULL;
@@ -75,58 +78,62 @@ static int wait_ready(struct fl__mig_chan *ch, short events, unsigned timeout_ms
 	return 0;
 }
 
-int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
-		 const void *a, size_t a_len, const void *b, size_t b_len)
+/* Wait until fd is writable, abort_fd readable (-EPIPE) or the channel's
+ * send timeout passes without progress (-ETIMEDOUT). */
+static int wait_writable(struct fl__mig_chan *ch)
 {
-	uint8_t hdr[FL_MIG_HDR_SIZE];
-	struct iovec iov[3] = {
-		{ hdr, sizeof(hdr) },
-		{ (void *)a, a_len },
-		{ (void *)b, b_len },
+	struct pollfd p[2] = {
+		{ .fd = ch->fd, .events = POLLOUT },
+		{ .fd = ch->abort_fd, .events = POLLIN },
 	};
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 3 };
-	size_t left = sizeof(hdr) + a_len + b_len;
-	int r = 0;
+	int r = fl__poll(p, ch->abort_fd >= 0 ? 2 : 1, ch->timeout_ms ? (int)ch->timeout_ms : -1);
 
-	if (a_len + b_len > FL_MIG_MAX_PAYLOAD)
-		return -EMSGSIZE;
-	fl__mig_put32(hdr, FL_MIG_MAGIC);
-	hdr[4] = FL_MIG_VERSION & 0xff;
-	hdr[5] = FL_MIG_VERSION >> 8;
-	hdr[6] = (uint8_t)type;
-	hdr[7] = (uint8_t)(type >> 8);
-	fl__mig_put32(hdr + 8, (uint32_t)(a_len + b_len));
-	fl__mig_put32(hdr + 12, flags);
-	pthread_mutex_lock(&ch->send_lock);
-	while (left) {
-		ssize_t n = sendmsg(ch->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (r < 0)
+		return r == -EINTR ? 0 : r;
+	if (r == 0)
+		return fl__mig_refuse(ch, -ETIMEDOUT, "the peer took nothing for %u ms", ch->timeout_ms);
+	if (ch->abort_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && !(p[0].revents & POLLOUT))
+		return -EPIPE;
+	return 0;
+}
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				/* No stop fd here: a message is never left half sent
-				 * by our choice, only when the peer says it failed. */
-				struct pollfd p[2] = {
-					{ .fd = ch->fd, .events = POLLOUT },
-					{ .fd = ch->abort_fd, .events = POLLIN },
-				};
+/* Send the iovecs in full: sendmsg on a plain socket, record by record
+ * through the session with TLS. */
+static int send_iov(struct fl__mig_chan *ch, struct iovec *iov, int cnt)
+{
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
 
-				r = fl__poll(p, ch->abort_fd >= 0 ? 2 : 1, -1);
-				if (r < 0)
-					break;
-				r = 0;
-				if (ch->abort_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-				    !(p[0].revents & POLLOUT)) {
-					r = -EPIPE;
-					break;
-				}
-				continue;
-			}
-			r = errno == EPIPE ? -ECONNRESET : -errno;
-			break;
+	while (msg.msg_iovlen) {
+		ssize_t n;
+		int r;
+
+		if (!msg.msg_iov->iov_len) {
+			msg.msg_iov++;
+			msg.msg_iovlen--;
+			continue;
 		}
-		left -= (size_t)n;
+		if (ch->fd < 0)
+			return -ENOTCONN;
+		if (ch->tls) {
+			/* After EAGAIN GnuTLS wants the same buffer again: it is. */
+			n = fl__tls_send(ch->tls, msg.msg_iov->iov_base, msg.msg_iov->iov_len);
+		} else {
+			n = sendmsg(ch->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n < 0)
+				n = errno == EWOULDBLOCK ? -EAGAIN : errno == EPIPE ? -ECONNRESET : -errno;
+		}
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN) {
+			/* No stop fd here: a message is never left half sent by
+			 * our choice, only when the peer failed or went silent. */
+			r = wait_writable(ch);
+			if (r)
+				return r;
+			continue;
+		}
+		if (n < 0)
+			return (int)n;
 		atomic_fetch_add(&ch->bytes_sent, (uint64_t)n);
 		while (n > 0 && msg.msg_iovlen) {
 			if ((size_t)n >= msg.msg_iov->iov_len) {
@@ -140,6 +147,36 @@ int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
 			}
 		}
 	}
+	return 0;
+}
+
+static void put_hdr(uint8_t *hdr, uint16_t type, uint32_t length, uint32_t flags)
+{
+	fl__mig_put32(hdr, FL_MIG_MAGIC);
+	hdr[4] = FL_MIG_VERSION & 0xff;
+	hdr[5] = FL_MIG_VERSION >> 8;
+	hdr[6] = (uint8_t)type;
+	hdr[7] = (uint8_t)(type >> 8);
+	fl__mig_put32(hdr + 8, length);
+	fl__mig_put32(hdr + 12, flags);
+}
+
+int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
+		 const void *a, size_t a_len, const void *b, size_t b_len)
+{
+	uint8_t hdr[FL_MIG_HDR_SIZE];
+	struct iovec iov[3] = {
+		{ hdr, sizeof(hdr) },
+		{ (void *)a, a_len },
+		{ (void *)b, b_len },
+	};
+	int r;
+
+	if (a_len + b_len > FL_MIG_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	put_hdr(hdr, type, (uint32_t)(a_len + b_len), flags);
+	pthread_mutex_lock(&ch->send_lock);
+	r = send_iov(ch, iov, 3);
 	pthread_mutex_unlock(&ch->send_lock);
 	return r;
 }
@@ -150,16 +187,15 @@ void fl__mig_send_error(struct fl__mig_chan *ch, int err)
 
 	/* One try, no wait: the peer may be gone or hung, and the caller is
 	 * on its way out. 20 bytes fit any socket buffer that is not full. */
-	fl__mig_put32(m, FL_MIG_MAGIC);
-	m[4] = FL_MIG_VERSION & 0xff;
-	m[5] = FL_MIG_VERSION >> 8;
-	m[6] = FL_MIG_ERROR;
-	m[7] = 0;
-	fl__mig_put32(m + 8, 4);
-	fl__mig_put32(m + 12, 0);
+	put_hdr(m, FL_MIG_ERROR, 4, 0);
 	fl__mig_put32(m + 16, (uint32_t)(err < 0 ? -err : err));
 	pthread_mutex_lock(&ch->send_lock);
-	(void)!send(ch->fd, m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (ch->fd >= 0) {
+		if (ch->tls)
+			(void)fl__tls_send(ch->tls, m, sizeof(m));
+		else
+			(void)!send(ch->fd, m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
 	pthread_mutex_unlock(&ch->send_lock);
 }
 
@@ -171,9 +207,18 @@ static int recv_full(struct fl__mig_chan *ch, void *buf, size_t len, unsigned ti
 	size_t got = 0;
 
 	while (got < len) {
-		ssize_t n = recv(ch->fd, p + got, len - got, MSG_DONTWAIT);
+		ssize_t n;
 		int r;
 
+		if (ch->fd < 0)
+			return -ENOTCONN;
+		if (ch->tls) {
+			n = fl__tls_recv(ch->tls, p + got, len - got);
+		} else {
+			n = recv(ch->fd, p + got, len - got, MSG_DONTWAIT);
+			if (n < 0)
+				n = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		}
 		if (n > 0) {
 			got += (size_t)n;
 			continue;
@@ -181,12 +226,13 @@ static int recv_full(struct fl__mig_chan *ch, void *buf, size_t len, unsigned ti
 		if (n == 0) {
 			if (first && got == 0)
 				return -ECONNRESET;
+			ch->cut = true;
 			return fl__mig_refuse(ch, -EBADMSG, "message cut short: %zu of %zu bytes", got, len);
 		}
-		if (errno == EINTR)
+		if (n == -EINTR)
 			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
+		if (n != -EAGAIN)
+			return (int)n;
 		/* The deadline is for the peer's silence between messages; a
 		 * message begun is waited for as long, again. */
 		r = wait_ready(ch, POLLIN, timeout_ms);
@@ -223,6 +269,7 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 	uint16_t version, type;
 	int r;
 
+	ch->cut = ch->peer_failed = false;
 	r = recv_full(ch, hdr, sizeof(hdr), timeout_ms, true);
 	if (r)
 		return r;
@@ -235,7 +282,7 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 	if (version != FL_MIG_VERSION)
 		return fl__mig_refuse(ch, -EPROTO, "protocol version %u, this side speaks %u", version,
 				      FL_MIG_VERSION);
-	if (type < FL_MIG_LAYOUT || type > FL_MIG_ERROR)
+	if (type < FL_MIG_LAYOUT || type > FL_MIG_TYPE_MAX)
 		return fl__mig_refuse(ch, -EPROTO, "unknown message type %u", type);
 	if (length > FL_MIG_MAX_PAYLOAD)
 		return fl__mig_refuse(ch, -EBADMSG, "message of %u bytes, more than %u", length,
@@ -249,8 +296,8 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 		ch->cap = length;
 	}
 	r = recv_payload(ch, type, length, timeout_ms);
-	if (r == -ECONNRESET)
-		r = -EBADMSG;
+	if (r == -ECONNRESET && !ch->cut)
+		ch->cut = true;
 	if (r)
 		return r;
 	ret_hdr->type = type;
@@ -266,9 +313,142 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 			return fl__mig_refuse(ch, -EPROTO, "ERROR with errno %u", e);
 		fl__log(ch->log, FL_LOG_ERROR, "migrate: %s channel: the peer failed: %s", ch->name,
 			strerror((int)e));
+		/* Its reason, whatever it is, is not a cut of ours. */
+		ch->peer_failed = true;
 		return -(int)e;
 	}
 	return 0;
+}
+
+bool fl__mig_is_cut(const struct fl__mig_chan *ch, int err)
+{
+	if (ch && ch->peer_failed)
+		return false;
+	return err == -ECONNRESET || err == -EPIPE || err == -ETIMEDOUT || err == -ENOTCONN ||
+	       err == -ECONNABORTED || err == -EHOSTUNREACH || err == -ENETUNREACH || (ch && ch->cut);
+}
+
+void fl__mig_chan_replace(struct fl__mig_chan *ch, int fd, bool owned)
+{
+	pthread_mutex_lock(&ch->send_lock);
+	if (ch->tls) {
+		fl__tls_sess_free(ch->tls);
+		ch->tls = NULL;
+	}
+	if (ch->owned && ch->fd >= 0)
+		fl__close(ch->fd);
+	ch->fd = fd;
+	ch->owned = owned;
+	ch->cut = ch->peer_failed = false;
+	pthread_mutex_unlock(&ch->send_lock);
+}
+
+int fl__mig_set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+		return -errno;
+	return 0;
+}
+
+void fl__mig_chan_shutdown(struct fl__mig_chan *ch)
+{
+	int fd = ch->fd;
+
+	if (fd >= 0)
+		(void)shutdown(fd, SHUT_RDWR);
+}
+
+bool fl__mig_chan_readable(struct fl__mig_chan *ch)
+{
+	struct pollfd p = { .fd = ch->fd, .events = POLLIN };
+
+	if (ch->fd < 0)
+		return false;
+	if (ch->tls && fl__tls_pending(ch->tls))
+		return true;
+	return fl__poll(&p, 1, 0) > 0;
+}
+
+int fl__mig_chan_tls(struct fl__mig_chan *ch, struct fl__tls_cfg *cfg, bool server,
+		     const char *server_name, uint64_t deadline_ns)
+{
+	struct fl__link l = { .fd = ch->fd };
+	const char *why = "";
+	int r;
+
+	if (!cfg)
+		return 0;
+	r = fl__tls_handshake(&l, cfg, server, server_name, -1, deadline_ns, &why);
+	if (r) {
+		/* The session goes, the fd stays: it is the caller's (or the
+		 * channel's, closed when replaced). */
+		if (l.tls)
+			fl__tls_sess_free(l.tls);
+		if (r != -EACCES && r != -EPROTO && r != -ETIMEDOUT && r != -ECONNRESET && r != -ENOMEM)
+			r = -EPROTO;
+		return fl__mig_refuse(ch, r, "TLS handshake as %s failed: %s", server ? "server" : "client",
+				      why && *why ? why : r == -ETIMEDOUT ? "timed out" : strerror(-r));
+	}
+	ch->tls = l.tls;
+	return 0;
+}
+
+static void put_hello(uint8_t *p, const struct fl__mig_hello *h)
+{
+	fl__mig_put64(p, h->session);
+	fl__mig_put32(p + 8, h->channel);
+	fl__mig_put32(p + 12, h->epoch);
+}
+
+static int get_hello(struct fl__mig_chan *ch, const struct fl__mig_hdr *h, uint16_t want,
+		     struct fl__mig_hello *ret)
+{
+	if (h->type != want)
+		return fl__mig_refuse(ch, -EPROTO, "message %u where %s was due", h->type,
+				      want == FL_MIG_HELLO ? "HELLO" : "HELLO_ACK");
+	if (h->flags || h->length != FL_MIG_HELLO_SIZE)
+		return fl__mig_refuse(ch, -EPROTO, "a bad %s (%u bytes, flags 0x%x)",
+				      want == FL_MIG_HELLO ? "HELLO" : "HELLO_ACK", h->length, h->flags);
+	ret->session = fl__mig_get64(ch->buf);
+	ret->channel = fl__mig_get32(ch->buf + 8);
+	ret->epoch = fl__mig_get32(ch->buf + 12);
+	return 0;
+}
+
+int fl__mig_hello_client(struct fl__mig_chan *ch, const struct fl__mig_hello *hello, unsigned timeout_ms)
+{
+	uint8_t p[FL_MIG_HELLO_SIZE];
+	struct fl__mig_hello ack;
+	struct fl__mig_hdr h;
+	int r;
+
+	put_hello(p, hello);
+	r = fl__mig_send(ch, FL_MIG_HELLO, 0, p, sizeof(p), NULL, 0);
+	if (!r)
+		r = fl__mig_recv(ch, timeout_ms, &h);
+	if (!r)
+		r = get_hello(ch, &h, FL_MIG_HELLO_ACK, &ack);
+	if (!r && memcmp(&ack, hello, sizeof(ack)))
+		r = fl__mig_refuse(ch, -EPROTO, "HELLO_ACK does not echo the HELLO");
+	return r;
+}
+
+int fl__mig_hello_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hello *ret)
+{
+	struct fl__mig_hdr h;
+	int r = fl__mig_recv(ch, timeout_ms, &h);
+
+	return r ? r : get_hello(ch, &h, FL_MIG_HELLO, ret);
+}
+
+int fl__mig_hello_ack(struct fl__mig_chan *ch, const struct fl__mig_hello *hello)
+{
+	uint8_t p[FL_MIG_HELLO_SIZE];
+
+	put_hello(p, hello);
+	return fl__mig_send(ch, FL_MIG_HELLO_ACK, 0, p, sizeof(p), NULL, 0);
 }
 
 int64_t fl__mig_page_index(const struct fl__mig_range *ranges, unsigned n, uint64_t addr,

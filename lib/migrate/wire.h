@@ -9,11 +9,12 @@
 #define FL_MIGRATE_WIRE_H
 
 #include "flutil.h"
+#include "tls.h"
 
 #include <pthread.h>
 
 #define FL_MIG_MAGIC		0x474d4c46u	/* "FLMG" as little-endian bytes */
-#define FL_MIG_VERSION		1
+#define FL_MIG_VERSION		2
 #define FL_MIG_HDR_SIZE		16u
 #define FL_MIG_MAX_PAYLOAD	(64u << 20)
 #define FL_MIG_PAGE_PREFIX	16u		/* u64 addr, u64 xxh3 */
@@ -30,7 +31,15 @@ enum fl__mig_type {
 	FL_MIG_DONE = 7,
 	FL_MIG_CANCEL = 8,
 	FL_MIG_ERROR = 9,
+	FL_MIG_HELLO = 10,
+	FL_MIG_HELLO_ACK = 11,
+	FL_MIG_RECEIVED = 12,
+	FL_MIG_TYPE_MAX = FL_MIG_RECEIVED,
 };
+
+#define FL_MIG_HELLO_SIZE	16u		/* u64 session, u32 channel, u32 epoch */
+#define FL_MIG_CHAN_BULK	0u
+#define FL_MIG_CHAN_URGENT	1u
 
 struct fl__mig_hdr {
 	uint16_t type;
@@ -42,6 +51,11 @@ struct fl__mig_hdr {
  * may answer on one channel); receives belong to one thread. */
 struct fl__mig_chan {
 	int fd;
+	struct fl__tls_sess *tls;	/* NULL: plain TCP */
+	bool owned;			/* the library closes fd (a reconnect's) */
+	bool cut;			/* the last receive met EOF inside a message */
+	bool peer_failed;		/* the last receive was the peer's ERROR */
+	unsigned timeout_ms;		/* a send making no progress that long: -ETIMEDOUT (0: none) */
 	int stop_fd;			/* readable: give up waiting (-ECANCELED) */
 	int abort_fd;			/* readable: give up a blocked send (-EPIPE); -1 none */
 	const char *name;		/* "bulk", "urgent": for the log */
@@ -62,6 +76,40 @@ struct fl__mig_chan {
 void fl__mig_chan_init(struct fl__mig_chan *ch, int fd, int stop_fd, const char *name,
 		       const struct fl__logger *log);
 void fl__mig_chan_fini(struct fl__mig_chan *ch);
+/* Drop the session (without closing fd unless owned) and take another fd
+ * (-1: none); the next sends and receives use it. Not while another thread
+ * does I/O on the channel. */
+void fl__mig_chan_replace(struct fl__mig_chan *ch, int fd, bool owned);
+/* Make a socket non-blocking (the channel code and GnuTLS need it). */
+int fl__mig_set_nonblock(int fd);
+/* Make blocked and future I/O on the channel fail (thread-safe). */
+void fl__mig_chan_shutdown(struct fl__mig_chan *ch);
+/* Is a byte (or a decrypted record) ready without waiting? */
+bool fl__mig_chan_readable(struct fl__mig_chan *ch);
+/*
+ * Run the TLS handshake on the channel's fd (the source is the client, the
+ * destination the server) by deadline_ns. 0, -EACCES (credentials refused
+ * either way), -EPROTO (the peer does not speak TLS), -ETIMEDOUT,
+ * -ECONNRESET; logged with the cause.
+ */
+int fl__mig_chan_tls(struct fl__mig_chan *ch, struct fl__tls_cfg *cfg, bool server,
+		     const char *server_name, uint64_t deadline_ns);
+/* Is err, seen on ch, a cut connection (recoverable after switchover) rather
+ * than a refusal? EOF, reset, -EPIPE, a timeout, EOF inside a message. */
+bool fl__mig_is_cut(const struct fl__mig_chan *ch, int err);
+
+struct fl__mig_hello {
+	uint64_t session;
+	uint32_t channel;
+	uint32_t epoch;
+};
+/* Send HELLO on ch and wait timeout_ms for its HELLO_ACK, which must echo it
+ * (-EPROTO otherwise). */
+int fl__mig_hello_client(struct fl__mig_chan *ch, const struct fl__mig_hello *hello, unsigned timeout_ms);
+/* Receive a HELLO (timeout_ms) into *ret (unchecked), for the caller to check
+ * and answer with fl__mig_hello_ack(). */
+int fl__mig_hello_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hello *ret);
+int fl__mig_hello_ack(struct fl__mig_chan *ch, const struct fl__mig_hello *hello);
 
 /* Send one message: header, then the bytes of a and b. 0 or -errno
  * (-ECONNRESET for a peer that closed; -EPIPE when abort_fd became

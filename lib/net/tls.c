@@ -301,6 +301,11 @@ int fl__tls_handshake(struct fl__link *l, struct fl__tls_cfg *cfg, bool server, 
 		r = gnutls_errno(e);
 		if (ret_why)
 			*ret_why = gnutls_strerror(e);
+		/* Tell the peer why (one try: the socket is non-blocking), so
+		 * that a client whose TLS 1.3 handshake already completed
+		 * learns of the refusal instead of a bare close. */
+		if (r == -EACCES)
+			(void)gnutls_alert_send_appropriate(l->tls->s, e);
 	}
 	return r;
 }
@@ -315,6 +320,10 @@ static int tls_io_errno(int e)
 		return -ECONNRESET;
 	case GNUTLS_E_MEMORY_ERROR:
 		return -ENOMEM;
+	case GNUTLS_E_FATAL_ALERT_RECEIVED:
+		/* TLS 1.3: a server refuses the client's certificate after
+		 * the client's handshake has completed; its alert comes here. */
+		return -EACCES;
 	default:
 		return -EPROTO; /* a bad record, a renegotiation we do not do, ... */
 	}

@@ -193,7 +193,7 @@ static int tcp_connect(int port, char role)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	T_ASSERT(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s", strerror(errno));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	T_ASSERT(write(fd, &role, 1) == 1);
+	(void)role;
 	return fd;
 }
 
@@ -225,8 +225,12 @@ static int source_main(const struct mcase *c, int port)
 		wa[i] = (struct writer_arg){ &w, i };
 		T_ASSERT(pthread_create(&w.th[i], NULL, writer, &wa[i]) == 0);
 	}
-	bulk = tcp_connect(port, 'B');
-	urgent = tcp_connect(port, 'U');
+	{
+		char addr[32];
+
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+		T_OK(fl_migrate_connect(addr, 10000, &bulk, &urgent));
+	}
 	w.cancel_on_round = c->scenario == S_CANCEL;
 	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = range, .nranges = nranges,
@@ -341,20 +345,6 @@ static void listen_tcp(int *ret_fd, int *ret_port)
 	*ret_port = ntohs(a.sin_port);
 }
 
-/* Accept the source's two connections; each names its role in one byte. */
-static void accept_pair(int lfd, int *ret_bulk, int *ret_urgent)
-{
-	for (int i = 0; i < 2; i++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), one = 1;
-		char role = 0;
-
-		T_ASSERT(fd >= 0, "accept: %s", strerror(errno));
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		T_ASSERT(read(fd, &role, 1) == 1 && (role == 'B' || role == 'U'));
-		*(role == 'B' ? ret_bulk : ret_urgent) = fd;
-	}
-}
-
 static sigjmp_buf bus_jmp;
 static volatile sig_atomic_t bus_seen;
 
@@ -422,7 +412,7 @@ static int test_migrate(void *arg)
 
 		T_ASSERT(p == d.mem + LEN - 4096);
 	}
-	accept_pair(lfd, &bulk, &urgent);
+	T_OK(fl_migrate_accept(lfd, 30000, &bulk, &urgent));
 	close(lfd);
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
@@ -533,6 +523,44 @@ static void hdr(uint8_t *h, uint32_t magic, uint16_t version, uint16_t type, uin
 }
 
 #define MAGIC 0x474d4c46u
+#define VER 2
+
+static void read_full(int fd, uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t k = read(fd, p, n);
+
+		T_ASSERT(k > 0, "read: %zd (%s)", k, strerror(errno));
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+/* A fake destination's side of HELLO on one channel: echo it as HELLO_ACK. */
+static void ack_hello(int fd)
+{
+	uint8_t m[32];
+
+	read_full(fd, m, sizeof(m));
+	T_ASSERT(m[6] == 10 && m[8] == 16, "not a HELLO: type %u, %u bytes", m[6], m[8]);
+	m[6] = 11;
+	T_ASSERT(write(fd, m, sizeof(m)) == (ssize_t)sizeof(m));
+}
+
+/* A fake source's HELLO on both channels (session 42, epoch 0); the acks
+ * stay unread in the socket buffers. */
+static void send_hellos(int bulk_peer, int urgent_peer)
+{
+	uint8_t m[32];
+
+	for (uint32_t ch = 0; ch < 2; ch++) {
+		hdr(m, MAGIC, VER, 10, 16, 0);
+		put64(m + 16, 42);
+		put32(m + 24, ch);
+		put32(m + 28, 0);
+		T_ASSERT(write(ch ? urgent_peer : bulk_peer, m, 32) == 32);
+	}
+}
 #define HOSTILE_ADDR 0x5e0000000000ull
 
 enum hostile {
@@ -548,9 +576,6 @@ static void tcp_pair(int *a, int *b)
 	*a = tcp_connect(port, 'x');
 	*b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	T_ASSERT(*b >= 0);
-	char role;
-
-	T_ASSERT(read(*b, &role, 1) == 1);
 	close(lfd);
 }
 
@@ -588,12 +613,12 @@ static int test_hostile_dest(void *arg)
 	/* A valid layout first (one anon range of 16 pages), except where
 	 * the header itself is the fault. */
 	if (h == H_MAGIC || h == H_VERSION || h == H_TYPE || h == H_HUGE_LEN) {
-		hdr(m, h == H_MAGIC ? 0x53504c46u : MAGIC, h == H_VERSION ? 2 : 1, h == H_TYPE ? 77 : 1,
+		hdr(m, h == H_MAGIC ? 0x53504c46u : MAGIC, h == H_VERSION ? 1 : VER, h == H_TYPE ? 77 : 1,
 		    h == H_HUGE_LEN ? 0xfffffff0u : 32, 0);
 		n = 16;
 		want = h == H_HUGE_LEN ? -EBADMSG : -EPROTO;
 	} else {
-		hdr(m, MAGIC, 1, 1, 32, 0);
+		hdr(m, MAGIC, VER, 1, 32, 0);
 		put32(m + 16, 1);
 		put32(m + 20, 0);
 		put64(m + 24, HOSTILE_ADDR);
@@ -604,7 +629,7 @@ static int test_hostile_dest(void *arg)
 		uint8_t *pg = m + n;
 
 		memset(pg + 32, 0xab, 4096);
-		hdr(pg, MAGIC, 1, 2, 16 + 4096, 0);
+		hdr(pg, MAGIC, VER, 2, 16 + 4096, 0);
 		put64(pg + 16, h == H_RANGE ? HOSTILE_ADDR + 16 * 4096 : HOSTILE_ADDR);
 		put64(pg + 24, XXH3_64bits(pg + 32, 4096) ^ (h == H_CSUM ? 1 : 0));
 		n += h == H_TRUNC ? 16 + 16 + 100 : 16 + 16 + 4096;
@@ -614,6 +639,7 @@ static int test_hostile_dest(void *arg)
 			want = -EEXIST;
 		}
 	}
+	send_hellos(bulk_peer, urgent_peer);
 	T_ASSERT(write(bulk_peer, m, n) == (ssize_t)n);
 	if (h == H_TRUNC || h == H_HUGE_LEN)
 		shutdown(bulk_peer, SHUT_WR);
@@ -666,18 +692,19 @@ static int test_silent_source(void *arg)
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
 		.resume = resume_flag, .resume_ctx = &resumed, .timeout_ms = 300, .log = dst_log }, &dst));
 	T_OK(fl_migrate_dest_start(dst));
-	hdr(m, MAGIC, 1, 1, 32, 0);
+	hdr(m, MAGIC, VER, 1, 32, 0);
 	put32(m + 16, 1);
 	put32(m + 20, 0);
 	put64(m + 24, (uint64_t)(uintptr_t)mem);
 	put64(m + 32, 16 * 4096);
 	put32(m + 40, FL_MEM_ANON);
 	put32(m + 44, 4096);
-	hdr(m + 48, MAGIC, 1, 4, 16 + 2 + 3, 0);	/* SWITCHOVER: nothing present, blob "abc" */
+	hdr(m + 48, MAGIC, VER, 4, 16 + 2 + 3, 0);	/* SWITCHOVER: nothing present, blob "abc" */
 	put64(m + 64, 16);
 	put64(m + 72, 3);
 	m[80] = m[81] = 0;
 	memcpy(m + 82, "abc", 3);
+	send_hellos(bulk_peer, urgent_peer);
 	T_ASSERT(write(bulk_peer, m, sizeof(m)) == (ssize_t)sizeof(m));
 	T_ASSERT(T_WAIT_FOR(atomic_load(&resumed), 10000), "never resumed");
 	t0 = t_now_ns();
@@ -704,12 +731,25 @@ static int quiesce_nop(enum fl_migrate_quiesce action, void *ctx)
 	return 0;
 }
 
+struct drain_arg {
+	int bulk, urgent;	/* urgent -1: someone else acks it */
+	int hostile_kind0;	/* then a request before switchover */
+};
+
+static void hostile_request(int fd, int kind, uint64_t addr);
+
+/* A fake destination's bulk side: HELLOs acked, then everything read. */
 static void *drain(void *arg)
 {
+	struct drain_arg *a = arg;
 	char buf[65536];
-	int fd = (int)(intptr_t)arg;
 
-	while (read(fd, buf, sizeof(buf)) > 0)
+	ack_hello(a->bulk);
+	if (a->urgent >= 0)
+		ack_hello(a->urgent);
+	if (a->hostile_kind0)
+		hostile_request(a->urgent, 0, (uint64_t)a->hostile_kind0);
+	while (read(a->bulk, buf, sizeof(buf)) > 0)
 		;
 	return NULL;
 }
@@ -724,7 +764,7 @@ static void hostile_request(int fd, int kind, uint64_t addr)
 {
 	uint8_t m[24];
 
-	hdr(m, kind == 1 ? MAGIC : 0xdeadbeef, 1, 5, 8, 0);
+	hdr(m, kind == 1 ? MAGIC : 0xdeadbeef, VER, 5, 8, 0);
 	put64(m + 16, addr);
 	T_ASSERT(write(fd, m, 24) == 24);
 }
@@ -757,7 +797,9 @@ static int test_hostile_source(void *arg)
 	memset(mem, 1, 64 * 4096);
 	tcp_pair(&bulk, &bulk_peer);
 	tcp_pair(&urgent, &urgent_peer);
-	T_ASSERT(pthread_create(&thr, NULL, drain, (void *)(intptr_t)bulk_peer) == 0);
+	struct drain_arg da = { bulk_peer, urgent_peer, kind == 0 ? (int)1 : 0 };
+
+	T_ASSERT(pthread_create(&thr, NULL, drain, &da) == 0);
 	range = (struct fl_migrate_range){ mem, 64 * 4096, FL_MEM_ANON };
 	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
@@ -765,8 +807,6 @@ static int test_hostile_source(void *arg)
 		.flags = FL_MIGRATE_NO_PUSH, .quiesce = quiesce_hostile, .quiesce_ctx = &hs,
 		.log = dst_log }, &src));
 	hs.urgent_peer = urgent_peer;
-	if (kind == 0)
-		hostile_request(urgent_peer, kind, (uint64_t)(uintptr_t)mem);
 	r = fl_migrate_source_run(src);
 	T_ASSERT(r == (kind == 1 ? -ERANGE : -EPROTO), "run: %d", r);
 	T_ASSERT(hs.paused == (kind != 0));
@@ -795,11 +835,11 @@ static void *flood_requests(void *arg)
 	uint8_t m[24];
 
 	for (unsigned i = 0; i < FLOOD; i++) {
-		hdr(m, MAGIC, 1, 5, 8, 0);
+		hdr(m, MAGIC, VER, 5, 8, 0);
 		put64(m + 16, f->base + (i % 64) * 4096);
 		T_ASSERT(write(f->fd, m, sizeof(m)) == (ssize_t)sizeof(m));
 	}
-	hdr(m, MAGIC, 1, 7, 0, 0);
+	hdr(m, MAGIC, VER, 7, 0, 0);
 	T_ASSERT(write(f->fd, m, 16) == 16);
 	return NULL;
 }
@@ -811,6 +851,7 @@ static void *flood_answers(void *arg)
 	/* Every answer is a whole page: header, prefix, 4096 bytes. */
 	uint64_t want = (uint64_t)FLOOD * (16 + 16 + 4096);
 
+	ack_hello(f->fd);
 	while (f->answered_bytes < want) {
 		ssize_t n = read(f->fd, buf, sizeof(buf));
 
@@ -852,7 +893,9 @@ static int test_flood(void *arg)
 	memset(mem, 1, 64 * 4096);
 	tcp_pair(&bulk, &bulk_peer);
 	tcp_pair(&urgent, &urgent_peer);
-	T_ASSERT(pthread_create(&drainer, NULL, drain, (void *)(intptr_t)bulk_peer) == 0);
+	struct drain_arg da = { bulk_peer, -1, 0 };
+
+	T_ASSERT(pthread_create(&drainer, NULL, drain, &da) == 0);
 	fs.f = (struct flood){ .fd = urgent_peer, .base = (uint64_t)(uintptr_t)mem };
 	answers.fd = urgent_peer;
 	T_ASSERT(pthread_create(&answerer, NULL, flood_answers, &answers) == 0);

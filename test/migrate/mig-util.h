@@ -1,0 +1,592 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Helpers of the recovery and TLS cases (header-only, included once per
+ * program): a source process with writers and a shadow at quiesce, a
+ * destination's checks against that shadow, and a TCP relay between the
+ * two that can throttle the bulk channel, hold the urgent one, and cut a
+ * channel's connections with a reset (SO_LINGER 0) so that both sides see
+ * the cut at once.
+ */
+#ifndef MIG_UTIL_H
+#define MIG_UTIL_H
+
+#include "harness.h"
+#include "fl-config.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define M_FN static __attribute__((unused))
+#define M_BLK 4096u
+#define M_MAGIC 0x474d4c46u
+#define M_VER 2
+
+M_FN void m_put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);	/* x86: little-endian, as the wire */
+}
+
+M_FN void m_put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+M_FN void m_hdr(uint8_t *h, uint16_t type, uint32_t len)
+{
+	uint16_t ver = M_VER;
+
+	m_put32(h, M_MAGIC);
+	memcpy(h + 4, &ver, 2);
+	memcpy(h + 6, &type, 2);
+	m_put32(h + 8, len);
+	m_put32(h + 12, 0);
+}
+
+M_FN void *m_map_at(uint64_t addr, enum fl_mem_type mem, size_t len)
+{
+	void *p;
+	int fd;
+
+	if (mem == FL_MEM_ANON) {
+		p = mmap((void *)(uintptr_t)addr, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	} else {
+		fd = memfd_create("fl-migrate-test", MFD_CLOEXEC | (mem == FL_MEM_HUGETLB ? MFD_HUGETLB : 0));
+		T_ASSERT(fd >= 0, "memfd_create: %s", strerror(errno));
+		T_ASSERT(ftruncate(fd, (off_t)len) == 0, "ftruncate: %s", strerror(errno));
+		p = mmap((void *)(uintptr_t)addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+			 fd, 0);
+		close(fd);
+	}
+	T_ASSERT(p == (void *)(uintptr_t)addr, "mmap at 0x%llx: %s", (unsigned long long)addr, strerror(errno));
+	return p;
+}
+
+/* Blocks 0..nblk: a counter in the first and last words of every block
+ * but every 8th (left zero, elided on the wire). */
+M_FN bool m_block_hot(size_t b)
+{
+	return b % 8 != 7;
+}
+
+M_FN void m_block_write(uint8_t *b)
+{
+	_Atomic uint64_t *head = (_Atomic uint64_t *)(void *)b;
+	_Atomic uint64_t *tail = (_Atomic uint64_t *)(void *)(b + M_BLK - 8);
+	uint64_t v = atomic_load(head) + 1;
+
+	atomic_store(head, v);
+	((volatile uint8_t *)b)[64 + v % 1024] = (uint8_t)v;
+	atomic_store(tail, v);
+}
+
+/* ---- the source process ------------------------------------------------ */
+
+#define M_WRITERS 4
+
+enum m_reconnect {
+	M_RECONNECT_NONE,	/* a cut after switchover is final */
+	M_RECONNECT_RELAY,	/* fl_migrate_connect() to the relay again */
+	M_RECONNECT_FAIL,	/* always -ECONNREFUSED */
+};
+
+struct m_src_cfg {
+	uint64_t addr;
+	size_t len;
+	enum fl_mem_type mem;
+	enum fl_migrate_mode mode;
+	char connect[64];		/* "127.0.0.1:PORT" */
+	enum m_reconnect reconnect;
+	unsigned recovery_ms, timeout_ms;
+	bool small_sndbuf;		/* keep the push from running far ahead of the relay */
+	struct fl_migrate_source_opts tls;	/* only its TLS fields are used */
+	int expect;			/* run()'s result */
+	int expect_recoveries;		/* -1: any */
+};
+
+struct m_world {
+	uint8_t *mem;
+	size_t nblk;
+	pthread_rwlock_t lock;
+	pthread_t th[M_WRITERS];
+	_Atomic bool stop;
+	uint64_t *hashes;
+	bool paused;
+	const struct m_src_cfg *cfg;
+};
+
+struct m_writer {
+	struct m_world *w;
+	unsigned id;
+};
+
+M_FN void *m_writer_main(void *arg)
+{
+	struct m_world *w = ((struct m_writer *)arg)->w;
+	unsigned id = ((struct m_writer *)arg)->id;
+	uint64_t x = (uint64_t)(uintptr_t)pthread_self() | 1;
+
+	while (!atomic_load(&w->stop)) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		size_t b = (x % (w->nblk / M_WRITERS)) * M_WRITERS + id;
+
+		if (!m_block_hot(b))
+			continue;
+		pthread_rwlock_rdlock(&w->lock);
+		m_block_write(w->mem + b * M_BLK);
+		pthread_rwlock_unlock(&w->lock);
+	}
+	return NULL;
+}
+
+M_FN int m_quiesce(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct m_world *w = ctx;
+
+	if (action == FL_MIGRATE_PAUSE) {
+		pthread_rwlock_wrlock(&w->lock);
+		w->paused = true;
+		for (size_t b = 0; b < w->nblk; b++)
+			w->hashes[b] = XXH3_64bits(w->mem + b * M_BLK, M_BLK);
+	} else {
+		w->paused = false;
+		pthread_rwlock_unlock(&w->lock);
+	}
+	return 0;
+}
+
+M_FN void m_src_log(enum fl_log_level level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	if (level <= FL_LOG_INFO || getenv("M_DEBUG"))
+		t_log("source: %s", msg);
+}
+
+M_FN int m_connect_src(const struct m_src_cfg *c, int *ret_bulk, int *ret_urgent)
+{
+	int r = fl_migrate_connect(c->connect, 1000, ret_bulk, ret_urgent);
+	if (!r && c->small_sndbuf) {
+		int sz = 32768;
+
+		setsockopt(*ret_bulk, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	}
+	return r;
+}
+
+M_FN int m_reconnect_src(void *ctx, int *ret_bulk, int *ret_urgent)
+{
+	const struct m_src_cfg *c = ctx;
+
+	if (c->reconnect == M_RECONNECT_FAIL)
+		return -ECONNREFUSED;
+	return m_connect_src(c, ret_bulk, ret_urgent);
+}
+
+/* The source process: writers run from the start until quiesce. Exit 0
+ * when run() returned c->expect (and the recoveries match). */
+M_FN int m_source_main(const struct m_src_cfg *c)
+{
+	struct m_world w = { .cfg = c };
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_range range;
+	struct fl_migrate_source *src;
+	struct m_writer wa[M_WRITERS];
+	struct fl_migrate_source_opts o;
+	int bulk, urgent, r;
+
+	w.mem = m_map_at(c->addr, c->mem, c->len);
+	w.nblk = c->len / M_BLK;
+	w.hashes = calloc(w.nblk, sizeof(uint64_t));
+	T_ASSERT(w.hashes != NULL);
+	pthread_rwlock_init(&w.lock, NULL);
+	for (size_t b = 0; b < w.nblk; b++)
+		if (m_block_hot(b))
+			m_block_write(w.mem + b * M_BLK);
+	for (unsigned i = 0; i < M_WRITERS; i++) {
+		wa[i] = (struct m_writer){ &w, i };
+		T_ASSERT(pthread_create(&w.th[i], NULL, m_writer_main, &wa[i]) == 0);
+	}
+	T_OK(m_connect_src(c, &bulk, &urgent));
+	range = (struct fl_migrate_range){ w.mem, c->len, c->mem };
+	o = c->tls;
+	o.sz = sizeof(o);
+	o.ranges = &range;
+	o.nranges = 1;
+	o.bulk_fd = bulk;
+	o.urgent_fd = urgent;
+	o.mode = c->mode;
+	o.quiesce = m_quiesce;
+	o.quiesce_ctx = &w;
+	o.blob = w.hashes;
+	o.blob_len = w.nblk * sizeof(uint64_t);
+	o.log = m_src_log;
+	o.timeout_ms = c->timeout_ms;
+	o.recovery_ms = c->recovery_ms;
+	if (c->reconnect != M_RECONNECT_NONE) {
+		o.reconnect = m_reconnect_src;
+		o.reconnect_ctx = (void *)c;
+	}
+	r = fl_migrate_source_new(&o, &src);
+	if (r) {
+		T_ASSERT(r == c->expect, "source_new: %d (%s), want %d", r, strerror(-r), c->expect);
+		return 0;
+	}
+	r = fl_migrate_source_run(src);
+	T_OK(fl_migrate_source_stats(src, &st));
+	T_ASSERT(r == c->expect, "source run: %d (%s), want %d (%s)", r, strerror(-r), c->expect,
+		 strerror(-c->expect));
+	if (c->expect_recoveries >= 0)
+		T_ASSERT(st.recoveries == (unsigned)c->expect_recoveries, "source: %u recoveries, want %d",
+			 st.recoveries, c->expect_recoveries);
+	if (st.recoveries)
+		T_ASSERT(st.recovery_ns > 0);
+	if (r && r != -ETIMEDOUT && !w.paused) {
+		/* Refused before switchover: resumed, intact, writable. */
+		atomic_store(&w.stop, true);
+		for (unsigned i = 0; i < M_WRITERS; i++)
+			pthread_join(w.th[i], NULL);
+		memset(w.mem, 0x5a, c->len);
+	}
+	if (r == -ETIMEDOUT)
+		T_ASSERT(w.paused, "the source resumed the application after switchover");
+	fl_migrate_source_free(src);
+	return 0;
+}
+
+M_FN pid_t m_source_fork(const struct m_src_cfg *c)
+{
+	pid_t pid = fork();
+
+	T_ASSERT(pid >= 0);
+	if (pid == 0)
+		_exit(m_source_main(c));
+	return pid;
+}
+
+M_FN void m_source_reap(pid_t pid)
+{
+	int status;
+
+	T_OK(t_wait_pid(pid, t_scaled_ms(60000), &status));
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "source status 0x%x", status);
+}
+
+/* ---- the destination ---------------------------------------------------- */
+
+struct m_dst {
+	uint8_t *mem;
+	size_t nblk;
+	uint64_t *hashes;
+	_Atomic bool resumed;
+	char log[8192];
+	pthread_mutex_t log_lock;
+};
+
+M_FN void m_on_resume(const void *blob, size_t blob_len, void *ctx)
+{
+	struct m_dst *d = ctx;
+
+	T_ASSERT_EQ(blob_len, d->nblk * sizeof(uint64_t));
+	memcpy(d->hashes, blob, blob_len);
+	atomic_store(&d->resumed, true);
+}
+
+M_FN void m_dst_init(struct m_dst *d, uint64_t addr, size_t len)
+{
+	memset(d, 0, sizeof(*d));
+	d->mem = (uint8_t *)(uintptr_t)addr;
+	d->nblk = len / M_BLK;
+	d->hashes = calloc(d->nblk, sizeof(uint64_t));
+	T_ASSERT(d->hashes != NULL);
+	pthread_mutex_init(&d->log_lock, NULL);
+}
+
+/* Keeps what the destination logs, for the cases that check a cause. */
+M_FN void m_dst_log(enum fl_log_level level, const char *msg, void *ctx)
+{
+	struct m_dst *d = ctx;
+
+	if (level <= FL_LOG_INFO || getenv("M_DEBUG"))
+		t_log("destination: %s", msg);
+	if (d) {
+		pthread_mutex_lock(&d->log_lock);
+		size_t n = strlen(d->log);
+
+		snprintf(d->log + n, sizeof(d->log) - n, "%s\n", msg);
+		pthread_mutex_unlock(&d->log_lock);
+	}
+}
+
+M_FN bool m_dst_logged(struct m_dst *d, const char *what)
+{
+	bool r;
+
+	pthread_mutex_lock(&d->log_lock);
+	r = strstr(d->log, what) != NULL;
+	pthread_mutex_unlock(&d->log_lock);
+	return r;
+}
+
+static sigjmp_buf m_bus_jmp;
+static volatile sig_atomic_t m_bus_seen;
+
+static void m_on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	m_bus_seen = 1;
+	siglongjmp(m_bus_jmp, 1);
+}
+
+/* 1 when reading the word raised SIGBUS (the calling thread only). */
+M_FN int m_read_or_sigbus(const volatile uint64_t *addr, uint64_t *ret_value)
+{
+	struct sigaction sa = { .sa_sigaction = m_on_sigbus, .sa_flags = SA_SIGINFO }, old;
+
+	m_bus_seen = 0;
+	sigemptyset(&sa.sa_mask);
+	T_ASSERT(sigaction(SIGBUS, &sa, &old) == 0);
+	if (!sigsetjmp(m_bus_jmp, 1))
+		*ret_value = *addr;
+	sigaction(SIGBUS, &old, NULL);
+	return m_bus_seen;
+}
+
+M_FN void m_listen(int *ret_fd, int *ret_port)
+{
+	T_OK(fl_migrate_listen("127.0.0.1:0", ret_fd, ret_port));
+}
+
+/* Is the page at addr present (pagemap bit 63)? Reading pagemap does not
+ * fault it in. */
+M_FN bool m_present(const void *addr)
+{
+	static int fd = -1;
+	uint64_t e = 0;
+
+	if (fd < 0)
+		fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	T_ASSERT(fd >= 0);
+	T_ASSERT(pread(fd, &e, 8, (off_t)((uintptr_t)addr / 4096 * 8)) == 8);
+	return e >> 63;
+}
+
+/* ---- the relay ---------------------------------------------------------- */
+
+#define M_RELAY_MAX 64
+
+struct m_relay;
+
+struct m_pair {
+	struct m_relay *r;
+	int down, up;			/* source side, destination side */
+	unsigned kind;			/* 0 bulk, 1 urgent: the order of connection */
+	_Atomic bool cut;
+	pthread_t th;
+};
+
+struct m_relay {
+	int lfd, port;
+	char target[64];
+	pthread_t th;
+	_Atomic bool stop;
+	_Atomic unsigned bulk_rate;	/* bytes/s source->destination on bulk; 0: unlimited */
+	_Atomic bool hold_urgent;	/* forward nothing on urgent */
+	_Atomic uint64_t bulk_limit;	/* forward at most this many bytes source->destination on bulk (0: no limit) */
+	_Atomic unsigned accepted;
+	_Atomic uint64_t session;	/* the first bulk HELLO's session id */
+	pthread_mutex_t lock;
+	struct m_pair *pairs[M_RELAY_MAX];
+	unsigned npairs;
+};
+
+M_FN void m_reset_close(int fd)
+{
+	struct linger l = { 1, 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
+}
+
+M_FN void *m_pair_main(void *arg)
+{
+	struct m_pair *p = arg;
+	struct m_relay *r = p->r;
+	static _Thread_local uint8_t buf[65536];
+	uint64_t first = 0, forwarded = 0;
+	bool hello_seen = false;
+
+	for (;;) {
+		bool hold = p->kind == 1 && atomic_load(&r->hold_urgent);
+		uint64_t limit = p->kind == 0 ? atomic_load(&r->bulk_limit) : 0;
+		bool hold_down = hold || (limit && forwarded >= limit);
+		struct pollfd f[2] = {
+			{ .fd = p->down, .events = hold_down ? 0 : POLLIN },
+			{ .fd = p->up, .events = hold ? 0 : POLLIN },
+		};
+
+		if (atomic_load(&p->cut) || atomic_load(&r->stop))
+			break;
+		if (poll(f, 2, 10) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			int from = i ? p->up : p->down, to = i ? p->down : p->up;
+			size_t want = sizeof(buf);
+			unsigned rate = atomic_load(&r->bulk_rate);
+			ssize_t n;
+
+			if (!(f[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			if (i == 0 && p->kind == 0 && rate)
+				want = 4096;
+			if (i == 0 && limit)
+				want = want < limit - forwarded ? want : (size_t)(limit - forwarded);
+			n = read(from, buf, want);
+			if (n <= 0)
+				goto out;
+			if (i == 0 && p->kind == 0 && !hello_seen && n >= 32 && r->npairs <= 2) {
+				memcpy(&first, buf + 16, 8);
+				atomic_store(&r->session, first);
+				hello_seen = true;
+			}
+			if (i == 0)
+				forwarded += (uint64_t)n;
+			for (ssize_t off = 0; off < n;) {
+				ssize_t k = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+
+				if (k <= 0)
+					goto out;
+				off += k;
+			}
+			if (i == 0 && p->kind == 0 && rate)
+				usleep((useconds_t)((uint64_t)n * 1000000 / rate));
+		}
+	}
+out:
+	/* A reset, not a FIN: both peers see the connection cut at once. */
+	m_reset_close(p->down);
+	m_reset_close(p->up);
+	return NULL;
+}
+
+M_FN void *m_relay_main(void *arg)
+{
+	struct m_relay *r = arg;
+
+	while (!atomic_load(&r->stop)) {
+		struct pollfd f = { .fd = r->lfd, .events = POLLIN };
+		struct m_pair *p;
+		int fd, one = 1;
+
+		if (poll(&f, 1, 20) <= 0)
+			continue;
+		fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		p = calloc(1, sizeof(*p));
+		T_ASSERT(p != NULL);
+		p->r = r;
+		p->down = fd;
+		p->kind = atomic_fetch_add(&r->accepted, 1) % 2;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* Blocking onward connection: the destination listens already. */
+		{
+			struct sockaddr_in a = { .sin_family = AF_INET };
+			int port = atoi(strrchr(r->target, ':') + 1);
+
+			a.sin_port = htons((uint16_t)port);
+			a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			p->up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (p->up < 0 || connect(p->up, (struct sockaddr *)&a, sizeof(a))) {
+				m_reset_close(fd);
+				if (p->up >= 0)
+					close(p->up);
+				free(p);
+				continue;
+			}
+			setsockopt(p->up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+		pthread_mutex_lock(&r->lock);
+		T_ASSERT(r->npairs < M_RELAY_MAX);
+		r->pairs[r->npairs++] = p;
+		pthread_mutex_unlock(&r->lock);
+		T_ASSERT(pthread_create(&p->th, NULL, m_pair_main, p) == 0);
+	}
+	return NULL;
+}
+
+/* A relay on 127.0.0.1 (an ephemeral port) to target "127.0.0.1:PORT";
+ * m_relay_run() starts it.
+ * Small receive buffers, so that a throttled bulk channel holds back the
+ * source instead of buffering megabytes. */
+M_FN void m_relay_start(struct m_relay *r, int target_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	int one = 1, sz = 32768;
+
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	snprintf(r->target, sizeof(r->target), "127.0.0.1:%d", target_port);
+	r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	T_ASSERT(r->lfd >= 0);
+	setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(r->lfd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	T_ASSERT(bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(r->lfd, 16) == 0);
+	T_ASSERT(getsockname(r->lfd, (struct sockaddr *)&a, &al) == 0);
+	r->port = ntohs(a.sin_port);
+}
+
+/* Its thread, after the source is forked: a fork with threads running
+ * can copy an allocator lock held by one of them (ASan's is not reset in
+ * the child), and the child's first allocation then waits forever. */
+M_FN void m_relay_run(struct m_relay *r)
+{
+	T_ASSERT(pthread_create(&r->th, NULL, m_relay_main, r) == 0);
+}
+
+/* Reset every live connection of one channel kind (0 bulk, 1 urgent). */
+M_FN void m_relay_cut(struct m_relay *r, unsigned kind)
+{
+	pthread_mutex_lock(&r->lock);
+	for (unsigned i = 0; i < r->npairs; i++)
+		if (r->pairs[i]->kind == kind)
+			atomic_store(&r->pairs[i]->cut, true);
+	pthread_mutex_unlock(&r->lock);
+}
+
+M_FN void m_relay_stop(struct m_relay *r)
+{
+	atomic_store(&r->stop, true);
+	pthread_join(r->th, NULL);
+	for (unsigned i = 0; i < r->npairs; i++) {
+		pthread_join(r->pairs[i]->th, NULL);
+		free(r->pairs[i]);
+	}
+	close(r->lfd);
+}
+
+M_FN pid_t m_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+#endif

@@ -1,0 +1,836 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Postcopy recovery (lib/migrate): the source process and the destination
+ * (the case process) talk through a relay that throttles the bulk channel,
+ * so postcopy lasts seconds, and that cuts a channel with a reset on
+ * command. Cuts recovered from (zero lost or wrong pages, a faulter blocked
+ * across a cut gets the right bytes), recovery that times out (SIGBUS on
+ * missing pages, never zeros, -ETIMEDOUT on both sides), the source killed
+ * with recovery configured, reconnections refused by HELLO, the push's
+ * priority after a request, per-thread blocked time, and hostile HELLOs.
+ */
+#include "mig-util.h"
+
+#define LEN (8u << 20)
+#define APP_THREADS 4
+
+static uint64_t case_addr(enum fl_mem_type mem, unsigned slot)
+{
+	return 0x5f8000000000ull + ((uint64_t)slot * 4 + mem) * (64ull << 20);
+}
+
+static void need_mem(enum fl_mem_type mem)
+{
+	if (mem == FL_MEM_SHMEM)
+		t_require_needs(T_MISSING_SHMEM);
+	if (mem == FL_MEM_HUGETLB) {
+		t_require_needs(T_MISSING_HUGETLB);
+		t_need_huge(2 * LEN);
+	}
+}
+
+struct reaccept {
+	int lfd;
+	unsigned calls;
+};
+
+/* The destination's reconnect: the next pair on the listening socket. */
+static int reaccept(void *ctx, int *ret_bulk, int *ret_urgent)
+{
+	struct reaccept *a = ctx;
+
+	a->calls++;
+	return fl_migrate_accept(a->lfd, 300, ret_bulk, ret_urgent);
+}
+
+static void src_cfg(struct m_src_cfg *c, enum fl_mem_type mem, unsigned slot, int relay_port)
+{
+	memset(c, 0, sizeof(*c));
+	c->addr = case_addr(mem, slot);
+	c->len = LEN;
+	c->mem = mem;
+	c->mode = FL_MIGRATE_POSTCOPY;
+	snprintf(c->connect, sizeof(c->connect), "127.0.0.1:%d", relay_port);
+	c->reconnect = M_RECONNECT_RELAY;
+	c->recovery_ms = t_scaled_ms(10000);
+	c->timeout_ms = t_scaled_ms(5000);
+	c->small_sndbuf = true;
+	c->expect_recoveries = -1;
+}
+
+static struct fl_migrate_dest *dst_start(struct m_dst *d, int bulk, int urgent, struct reaccept *ra,
+					 unsigned recovery_ms)
+{
+	struct fl_migrate_dest *dst;
+
+	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.resume = m_on_resume, .resume_ctx = d, .timeout_ms = t_scaled_ms(5000),
+		.log = m_dst_log, .log_ctx = d, .reconnect = ra ? reaccept : NULL, .reconnect_ctx = ra,
+		.recovery_ms = recovery_ms }, &dst));
+	T_OK(fl_migrate_dest_start(dst));
+	return dst;
+}
+
+static unsigned recoveries(struct fl_migrate_dest *dst)
+{
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	return st.recoveries;
+}
+
+/* The source is through its recovery too once a page arrives on the new
+ * connections (it pushes only after the destination's RECEIVED), or when
+ * nothing is missing any more. */
+static bool source_recovered(struct fl_migrate_dest *dst, uint64_t received_before)
+{
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	return st.pages_received > received_before || st.pages_remaining == 0;
+}
+
+static uint64_t received(struct fl_migrate_dest *dst)
+{
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	return st.pages_received;
+}
+
+/* ---- cut twice ------------------------------------------------------------ */
+
+struct app {
+	struct m_dst *d;
+	unsigned id;
+	_Atomic bool *phase2;
+	pid_t tid;
+	uint64_t *expected;		/* per block: the counter after our write (0: untouched) */
+	_Atomic uint64_t wrong;
+};
+
+/* Check a block against the shadow, then write it (its counter + 1). */
+static void touch(struct app *a, size_t b)
+{
+	uint8_t *blk = a->d->mem + b * M_BLK;
+	uint64_t v;
+
+	if (XXH3_64bits(blk, M_BLK) != a->d->hashes[b]) {
+		atomic_fetch_add(&a->wrong, 1);
+		return;
+	}
+	v = *(volatile uint64_t *)(void *)blk;
+	m_block_write(blk);
+	a->expected[b] = v + 1;
+}
+
+/* Thread id of the application's threads: blocks b % APP_THREADS == id,
+ * the first half at once, the rest after both cuts. The last hot block
+ * is the held faulter's. */
+static void *app_main(void *arg)
+{
+	struct app *a = arg;
+	size_t nblk = a->d->nblk;
+
+	a->tid = m_gettid();
+	for (size_t b = a->id; b < nblk / 2; b += APP_THREADS)
+		touch(a, b);
+	while (!atomic_load(a->phase2))
+		usleep(1000);
+	for (size_t b = nblk / 2 + a->id; b < nblk - 2; b += APP_THREADS)
+		touch(a, b);
+	return NULL;
+}
+
+struct faulter {
+	struct m_dst *d;
+	size_t block;
+	pid_t tid;
+	_Atomic bool done;
+	bool right;
+};
+
+static void *faulter_main(void *arg)
+{
+	struct faulter *f = arg;
+
+	f->tid = m_gettid();
+	f->right = XXH3_64bits(f->d->mem + f->block * M_BLK, M_BLK) == f->d->hashes[f->block];
+	atomic_store(&f->done, true);
+	return NULL;
+}
+
+static int test_cut_twice(void *arg)
+{
+	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_thread_stats ts[64];
+	struct app apps[APP_THREADS];
+	pthread_t th[APP_THREADS], fth;
+	_Atomic bool phase2 = false;
+	struct faulter f = { 0 };
+	struct m_src_cfg c;
+	struct m_relay relay;
+	struct reaccept ra;
+	struct m_dst d;
+	struct fl_migrate_dest *dst;
+	uint64_t *expected;
+	unsigned n;
+	int lfd, port, bulk, urgent;
+	pid_t pid;
+
+	need_mem(mem);
+	m_listen(&lfd, &port);
+	m_relay_start(&relay, port);
+	/* Slow enough that the push is far from done when the cuts come. */
+	atomic_store(&relay.bulk_rate, mem == FL_MEM_HUGETLB ? (1u << 20) : (2u << 20));
+	src_cfg(&c, mem, 0, relay.port);
+	c.expect_recoveries = 2;
+	m_dst_init(&d, c.addr, c.len);
+	pid = m_source_fork(&c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	ra = (struct reaccept){ .lfd = lfd };
+	dst = dst_start(&d, bulk, urgent, &ra, t_scaled_ms(10000));
+	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+	expected = calloc(d.nblk, sizeof(uint64_t));
+	T_ASSERT(expected != NULL);
+	for (unsigned i = 0; i < APP_THREADS; i++) {
+		apps[i] = (struct app){ .d = &d, .id = i, .phase2 = &phase2, .expected = expected };
+		T_ASSERT(pthread_create(&th[i], NULL, app_main, &apps[i]) == 0);
+	}
+
+	/* Cut 1: the bulk channel. */
+	usleep(150000);
+	m_relay_cut(&relay, 0);
+	T_ASSERT(T_WAIT_FOR(recoveries(dst) >= 1, 15000), "no recovery after the bulk cut");
+	/* Not before the source has its HELLO_ACKs: holding the urgent
+	 * channel earlier would cut the source's recovery, not the postcopy. */
+	uint64_t before = received(dst);
+	T_ASSERT(T_WAIT_FOR(source_recovered(dst, before), 15000), "the source did not resume its push");
+
+	/* Cut 2: the urgent channel, with a faulter waiting on it. */
+	atomic_store(&relay.hold_urgent, true);
+	f = (struct faulter){ .d = &d, .block = d.nblk - 2 };
+	T_ASSERT(pthread_create(&fth, NULL, faulter_main, &f) == 0);
+	usleep(300000);
+	T_ASSERT(!atomic_load(&f.done), "the faulter was served through a held channel");
+	m_relay_cut(&relay, 1);
+	usleep(50000);
+	atomic_store(&relay.hold_urgent, false);
+	T_ASSERT(T_WAIT_FOR(recoveries(dst) >= 2, 15000), "no recovery after the urgent cut");
+	T_ASSERT(T_WAIT_FOR(atomic_load(&f.done), 15000), "the faulter still waits after recovery");
+	pthread_join(fth, NULL);
+	T_ASSERT(f.right, "the faulter blocked across the cut read wrong bytes");
+
+	atomic_store(&phase2, true);
+	atomic_store(&relay.bulk_rate, 0);
+	for (unsigned i = 0; i < APP_THREADS; i++)
+		pthread_join(th[i], NULL);
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), 0);
+	for (unsigned i = 0; i < APP_THREADS; i++)
+		T_ASSERT(atomic_load(&apps[i].wrong) == 0, "thread %u read %llu blocks unlike the shadow", i,
+			 (unsigned long long)atomic_load(&apps[i].wrong));
+	/* Every block: ours as written, the rest as at the pause. */
+	for (size_t b = 0; b < d.nblk; b++) {
+		const uint64_t *q = (const uint64_t *)(const void *)(d.mem + b * M_BLK);
+
+		if (expected[b])
+			T_ASSERT(q[0] == expected[b] && q[M_BLK / 8 - 1] == expected[b],
+				 "block %zu: counter %llu/%llu, want %llu", b, (unsigned long long)q[0],
+				 (unsigned long long)q[M_BLK / 8 - 1], (unsigned long long)expected[b]);
+		else
+			T_ASSERT(XXH3_64bits(q, M_BLK) == d.hashes[b], "block %zu lost or wrong", b);
+	}
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	T_ASSERT_EQ(st.recoveries, 2);
+	T_ASSERT(st.recovery_ns > 0 && st.blocked_ns > 0);
+	/* Per thread: each application thread and the faulter, blocked. */
+	T_OK(fl_migrate_dest_threads(dst, (ts[0].sz = sizeof(ts[0]), ts), 64, &n));
+	if (!fl_feature_has(FL_FEATURE_THREAD_ID)) {
+		/* Without the faulting thread's id every fault counts for 0. */
+		T_ASSERT(n == 1 && ts[0].tid == 0 && ts[0].blocked_ns > 0, "%u threads, tid %d", n, ts[0].tid);
+		n = 0;
+	}
+	for (unsigned i = 0; n && i <= APP_THREADS; i++) {
+		pid_t tid = i < APP_THREADS ? apps[i].tid : f.tid;
+		unsigned k;
+
+		for (k = 0; k < (n < 64u ? n : 64u) && ts[k].tid != tid; k++)
+			;
+		T_ASSERT(k < (n < 64u ? n : 64u), "thread %d not in the per-thread statistics (%u threads)", tid, n);
+		T_ASSERT(ts[k].faults > 0 && ts[k].blocked_ns > 0 && ts[k].max_blocked_ns <= ts[k].blocked_ns);
+		if (tid == f.tid)
+			T_ASSERT(ts[k].max_blocked_ns >= 300000000ull, "the faulter blocked %llu ns",
+				 (unsigned long long)ts[k].max_blocked_ns);
+	}
+	m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+/* ---- recovery that never comes -------------------------------------------- */
+
+enum lost { L_RECONNECT_FAILS, L_SOURCE_KILLED };
+
+struct lost_case {
+	enum lost kind;
+	enum fl_mem_type mem;
+};
+
+static int test_lost(void *arg)
+{
+	const struct lost_case *lc = arg;
+	struct m_src_cfg c;
+	struct m_relay relay;
+	struct reaccept ra;
+	struct m_dst d;
+	struct fl_migrate_dest *dst;
+	uint64_t v = 0, t0, waited;
+	int lfd, port, bulk, urgent, status, bus;
+	size_t far;
+	pid_t pid;
+
+	need_mem(lc->mem);
+	m_listen(&lfd, &port);
+	m_relay_start(&relay, port);
+	atomic_store(&relay.bulk_rate, 1u << 20);
+	src_cfg(&c, lc->mem, 1 + lc->kind, relay.port);
+	c.recovery_ms = 1500;
+	if (lc->kind == L_RECONNECT_FAILS) {
+		c.reconnect = M_RECONNECT_FAIL;
+		c.expect = -ETIMEDOUT;
+		c.expect_recoveries = 0;
+	}
+	m_dst_init(&d, c.addr, c.len);
+	pid = m_source_fork(&c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	/* Nobody connects again: each reconnect() times out. */
+	ra = (struct reaccept){ .lfd = lfd };
+	if (lc->kind == L_SOURCE_KILLED) {
+		close(lfd);
+		m_listen(&ra.lfd, &port);
+	}
+	dst = dst_start(&d, bulk, urgent, &ra, 1500);
+	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+	/* Served before the cut, over the urgent channel. */
+	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)d.mem, &v), 0);
+	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 differs");
+	t0 = t_now_ns();
+	if (lc->kind == L_SOURCE_KILLED) {
+		kill(pid, SIGKILL);
+		T_OK(t_wait_pid(pid, 10000, &status));
+	} else {
+		m_relay_cut(&relay, 0);
+		m_relay_cut(&relay, 1);
+	}
+	/* Far from what the push reached: missing. Blocked while the
+	 * destination tries to recover, then SIGBUS, never zeros. */
+	far = d.nblk - 2;
+	bus = m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + far * M_BLK), &v);
+	waited = t_now_ns() - t0;
+	T_ASSERT(bus == 1, "a missing page read as %llu instead of SIGBUS", (unsigned long long)v);
+	T_ASSERT(waited >= 1000000000ull, "SIGBUS after %llu ms: recovery was not waited for",
+		 (unsigned long long)(waited / 1000000));
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), -ETIMEDOUT);
+	T_ASSERT(ra.calls >= 2, "reconnect called %u times", ra.calls);
+	T_ASSERT_EQ(recoveries(dst), 0);
+	/* What arrived stays; a later thread finds SIGBUS too. */
+	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 changed after the failure");
+	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + (far - 8) * M_BLK), &v),
+		    1);
+	if (lc->kind == L_RECONNECT_FAILS)
+		m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(ra.lfd);
+	if (lc->kind == L_RECONNECT_FAILS)
+		close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+/* ---- a cut at switchover ------------------------------------------------------ */
+
+/*
+ * The relay passes HELLO and LAYOUT on bulk and holds the rest: the source
+ * writes SWITCHOVER in full (into the socket buffers), the destination
+ * never reads it. Then both channels are cut. The destination had not
+ * switched over: it fails (-ECONNRESET or -EBADMSG), unmaps, never resumed.
+ * The source had written SWITCHOVER: it must not resume the application
+ * (the destination might run it); it tries to recover, nobody answers,
+ * and it returns -ETIMEDOUT with the application still paused (the
+ * source process checks both).
+ */
+static int test_cut_at_switchover(void *arg)
+{
+	struct fl_migrate_dest *dst;
+	struct m_src_cfg c;
+	struct m_relay relay;
+	struct reaccept ra;
+	struct m_dst d;
+	int lfd, port, bulk, urgent, r;
+	pid_t pid;
+	void *p;
+
+	(void)arg;
+	m_listen(&lfd, &port);
+	m_relay_start(&relay, port);
+	/* HELLO (32 bytes) and LAYOUT (16 + 8 + 24) only. */
+	atomic_store(&relay.bulk_limit, 32 + 48);
+	src_cfg(&c, FL_MEM_ANON, 5, relay.port);
+	c.recovery_ms = 1500;
+	c.expect = -ETIMEDOUT;
+	c.expect_recoveries = 0;
+	m_dst_init(&d, c.addr, c.len);
+	pid = m_source_fork(&c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	ra = (struct reaccept){ .lfd = lfd };
+	dst = dst_start(&d, bulk, urgent, &ra, 1500);
+	/* The layout is mapped: the destination waits for the rest. */
+	T_ASSERT(T_WAIT_FOR(({
+		unsigned char v;
+		mincore(d.mem, 4096, &v) == 0;
+	}), 10000), "the layout was never mapped");
+	usleep(300000);
+	m_relay_cut(&relay, 0);
+	m_relay_cut(&relay, 1);
+	r = fl_migrate_dest_wait(dst);
+	T_ASSERT(r == -ECONNRESET || r == -EBADMSG, "destination: %d (%s)", r, strerror(-r));
+	T_ASSERT(!atomic_load(&d.resumed), "resumed without a SWITCHOVER");
+	T_ASSERT_EQ(ra.calls, 0);	/* before switchover: no recovery */
+	p = mmap(d.mem, c.len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	T_ASSERT(p == d.mem, "the destination's range is still mapped");
+	munmap(p, c.len);
+	m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+/* ---- reconnections refused by HELLO ------------------------------------------ */
+
+struct hostile_reaccept {
+	struct reaccept ra;
+	struct m_relay *relay;
+	unsigned calls;
+	int peers[8];
+	unsigned npeers;
+};
+
+/* A pair of connected sockets whose far ends already said HELLO. */
+static void fake_pair(struct hostile_reaccept *h, uint64_t session, uint32_t epoch, int *ret_bulk,
+		      int *ret_urgent)
+{
+	for (uint32_t ch = 0; ch < 2; ch++) {
+		uint8_t m[32];
+		int sv[2];
+
+		T_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+		m_hdr(m, 10, 16);
+		m_put64(m + 16, session);
+		m_put32(m + 24, ch);
+		m_put32(m + 28, epoch);
+		T_ASSERT(write(sv[1], m, 32) == 32);
+		h->peers[h->npeers++] = sv[1];
+		*(ch ? ret_urgent : ret_bulk) = sv[0];
+	}
+}
+
+/* First another migration's session, then ours with a stale epoch, then
+ * the real source. */
+static int hostile_reaccept(void *ctx, int *ret_bulk, int *ret_urgent)
+{
+	struct hostile_reaccept *h = ctx;
+	uint64_t session = atomic_load(&h->relay->session);
+
+	switch (h->calls++) {
+	case 0:
+		fake_pair(h, session ^ 0x5a5a, 7, ret_bulk, ret_urgent);
+		return 0;
+	case 1:
+		fake_pair(h, session, 0, ret_bulk, ret_urgent);
+		return 0;
+	default:
+		return reaccept(&h->ra, ret_bulk, ret_urgent);
+	}
+}
+
+static int test_hostile_reconnect(void *arg)
+{
+	struct hostile_reaccept h = { 0 };
+	struct fl_migrate_dest *dst;
+	struct m_src_cfg c;
+	struct m_relay relay;
+	struct m_dst d;
+	int lfd, port, bulk, urgent;
+	pid_t pid;
+
+	(void)arg;
+	m_listen(&lfd, &port);
+	m_relay_start(&relay, port);
+	atomic_store(&relay.bulk_rate, 2u << 20);
+	src_cfg(&c, FL_MEM_ANON, 3, relay.port);
+	c.expect_recoveries = 1;
+	m_dst_init(&d, c.addr, c.len);
+	pid = m_source_fork(&c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	h.ra.lfd = lfd;
+	h.relay = &relay;
+	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.resume = m_on_resume, .resume_ctx = &d, .timeout_ms = t_scaled_ms(5000),
+		.log = m_dst_log, .log_ctx = &d, .reconnect = hostile_reaccept, .reconnect_ctx = &h,
+		.recovery_ms = t_scaled_ms(10000) }, &dst));
+	T_OK(fl_migrate_dest_start(dst));
+	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+	T_ASSERT(atomic_load(&relay.session) != 0);
+	usleep(100000);
+	m_relay_cut(&relay, 0);
+	atomic_store(&relay.bulk_rate, 0);
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), 0);
+	T_ASSERT(m_dst_logged(&d, "another migration"), "the foreign session was not refused");
+	T_ASSERT(m_dst_logged(&d, "stale epoch"), "the stale epoch was not refused");
+	T_ASSERT(h.calls >= 3);
+	T_ASSERT_EQ(recoveries(dst), 1);
+	for (size_t b = 0; b < d.nblk; b++)
+		T_ASSERT(XXH3_64bits(d.mem + b * M_BLK, M_BLK) == d.hashes[b], "block %zu wrong", b);
+	m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	for (unsigned i = 0; i < h.npeers; i++)
+		close(h.peers[i]);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+/* ---- push priority ------------------------------------------------------------ */
+
+/*
+ * The push is throttled to 512 KiB/s, far behind page P when the
+ * application faults there. Soon after, the pages after P are present (the
+ * push went there next) while pages between the push's position and P are
+ * not: the push jumped, it did not get there in order.
+ */
+static int test_push_priority(void *arg)
+{
+	const size_t P = 1500;
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_dest *dst;
+	struct m_src_cfg c;
+	struct m_relay relay;
+	struct m_dst d;
+	uint64_t v;
+	unsigned before = 0;
+	int lfd, port, bulk, urgent;
+	pid_t pid;
+
+	(void)arg;
+	m_listen(&lfd, &port);
+	m_relay_start(&relay, port);
+	atomic_store(&relay.bulk_rate, 512u << 10);
+	src_cfg(&c, FL_MEM_ANON, 4, relay.port);
+	c.reconnect = M_RECONNECT_NONE;
+	m_dst_init(&d, c.addr, c.len);
+	pid = m_source_fork(&c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	dst = dst_start(&d, bulk, urgent, NULL, 0);
+	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + P * M_BLK), &v), 0);
+	T_ASSERT(T_WAIT_FOR(({
+		bool all = true;
+		for (size_t p = P + 1; p < P + 64; p++)
+			all = all && m_present(d.mem + p * M_BLK);
+		all;
+	}), 8000), "the pages after the fault were not pushed first");
+	for (size_t p = 1000; p < 1400; p++)
+		before += m_present(d.mem + p * M_BLK);
+	T_ASSERT(before == 0, "%u pages before the fault arrived too: the push did not jump", before);
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	T_ASSERT_EQ(st.requests, 1);
+	atomic_store(&relay.bulk_rate, 0);
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), 0);
+	for (size_t b = 0; b < d.nblk; b++)
+		T_ASSERT(XXH3_64bits(d.mem + b * M_BLK, M_BLK) == d.hashes[b], "block %zu wrong", b);
+	m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+/* ---- hostile HELLOs --------------------------------------------------------- */
+
+enum hello_fault { HF_CHANNEL, HF_VERSION, HF_SWAPPED, HF_EPOCH, HF_ACK };
+
+static void tcp_pair(int *a, int *b)
+{
+	int lfd, port;
+	char addr[32];
+
+	m_listen(&lfd, &port);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	T_OK(fl_migrate_connect(addr, 5000, a, b));
+	close(*b);
+	T_ASSERT((*b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0);
+	close(lfd);
+}
+
+static void never_resume(const void *blob, size_t len, void *ctx)
+{
+	(void)blob;
+	(void)len;
+	(void)ctx;
+	T_ASSERT(0, "resumed by a hostile peer");
+}
+
+static int quiesce_never(enum fl_migrate_quiesce action, void *ctx)
+{
+	(void)action;
+	(void)ctx;
+	T_ASSERT(0, "paused by a hostile peer");
+	return 0;
+}
+
+/* A fake peer's HELLOs to the destination, each fault in turn; the
+ * destination refuses with -EPROTO and its log says why. HF_ACK: a fake
+ * destination whose HELLO_ACK does not echo the source's HELLO. */
+static int test_hello(void *arg)
+{
+	enum hello_fault hf = (enum hello_fault)(uintptr_t)arg;
+	int bulk_peer, bulk, urgent_peer, urgent, r;
+	const char *why = NULL;
+	uint8_t m[64];
+
+	tcp_pair(&bulk_peer, &bulk);
+	tcp_pair(&urgent_peer, &urgent);
+	if (hf == HF_ACK) {
+		uint8_t *mem = t_map(FL_MEM_ANON, 4 * 4096, NULL);
+		struct fl_migrate_range range = { mem, 4 * 4096, FL_MEM_ANON };
+		struct fl_migrate_source *src;
+		size_t got = 0;
+
+		T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
+			.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
+			.bulk_fd = bulk, .urgent_fd = urgent, .mode = FL_MIGRATE_POSTCOPY,
+			.quiesce = quiesce_never, .timeout_ms = 2000, .log = m_src_log }, &src));
+		/* Our "ACK", of another session, is there before the HELLO. */
+		m_hdr(m, 11, 16);
+		m_put64(m + 16, 12345);
+		m_put32(m + 24, 0);
+		m_put32(m + 28, 0);
+		T_ASSERT(write(bulk_peer, m, 32) == 32);
+		r = fl_migrate_source_run(src);
+		T_ASSERT_EQ(r, -EPROTO);
+		while (got < 32) {
+			ssize_t n = read(bulk_peer, m + got, 32 - got);
+
+			T_ASSERT(n > 0);
+			got += (size_t)n;
+		}
+		T_ASSERT(m[6] == 10, "the source's first message is %u, not HELLO", m[6]);
+		memset(mem, 1, 4 * 4096);	/* refused before switchover: its memory is intact */
+		fl_migrate_source_free(src);
+	} else {
+		struct fl_migrate_dest *dst;
+		struct m_dst d;
+
+		m_dst_init(&d, 0x5e1000000000ull, 16 * 4096);
+		T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+			.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+			.resume = never_resume, .timeout_ms = 5000, .log = m_dst_log, .log_ctx = &d }, &dst));
+		T_OK(fl_migrate_dest_start(dst));
+		for (uint32_t ch = 0; ch < 2; ch++) {
+			uint32_t kind = ch;
+
+			if (hf == HF_CHANNEL && ch == 0)
+				kind = 1;
+			if (hf == HF_SWAPPED)
+				kind = 1 - ch;
+			m_hdr(m, 10, 16);
+			if (hf == HF_VERSION)
+				m[4] = 1;
+			m_put64(m + 16, 99);
+			m_put32(m + 24, kind);
+			m_put32(m + 28, hf == HF_EPOCH ? 3 : 0);
+			T_ASSERT(write(ch ? urgent_peer : bulk_peer, m, 32) == 32);
+		}
+		r = fl_migrate_dest_wait(dst);
+		T_ASSERT_EQ(r, -EPROTO);
+		why = hf == HF_VERSION ? "protocol version 1" : hf == HF_EPOCH ? "first HELLO with epoch 3" :
+									 "HELLO for the urgent channel on the bulk";
+		T_ASSERT(m_dst_logged(&d, why), "the log does not say '%s': %s", why, d.log);
+		/* The source is told why, on the bulk channel. */
+		T_ASSERT(read(bulk_peer, m, 64) >= 20);
+		fl_migrate_dest_free(dst);
+	}
+	close(bulk_peer);
+	close(urgent_peer);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+/* ---- the source's own timeout ------------------------------------------------ */
+
+struct fake_dst {
+	int bulk, urgent;
+	bool read_bulk;			/* false: never read after HELLO */
+	_Atomic bool stop;
+};
+
+static void ack_one(int fd)
+{
+	uint8_t m[32];
+	size_t got = 0;
+
+	while (got < 32) {
+		ssize_t n = read(fd, m + got, 32 - got);
+
+		T_ASSERT(n > 0);
+		got += (size_t)n;
+	}
+	T_ASSERT(m[6] == 10, "not a HELLO");
+	m[6] = 11;
+	T_ASSERT(write(fd, m, 32) == 32);
+}
+
+/* A destination that answers HELLO, then is silent: it reads the bulk
+ * channel (and never says RESUMED), or reads nothing at all. */
+static void *fake_dst_main(void *arg)
+{
+	struct fake_dst *f = arg;
+	char buf[65536];
+
+	ack_one(f->bulk);
+	ack_one(f->urgent);
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = { .fd = f->bulk, .events = POLLIN };
+
+		if (!f->read_bulk || poll(&p, 1, 20) <= 0) {
+			usleep(20000);
+			continue;
+		}
+		if (read(f->bulk, buf, sizeof(buf)) <= 0)
+			break;
+	}
+	return NULL;
+}
+
+struct pause_seen {
+	bool paused, resumed;
+};
+
+static int quiesce_note(enum fl_migrate_quiesce action, void *ctx)
+{
+	struct pause_seen *p = ctx;
+
+	if (action == FL_MIGRATE_PAUSE)
+		p->paused = true;
+	else
+		p->resumed = true;
+	return 0;
+}
+
+/*
+ * read_bulk: the destination takes every page but never says RESUMED:
+ * after switchover the source waits timeout_ms for it, then -ETIMEDOUT
+ * (and it does not resume the application: the destination may run it).
+ * !read_bulk: a send blocked timeout_ms without progress before switchover
+ * is -ETIMEDOUT, and the application is resumed, intact.
+ */
+static int test_source_timeout(void *arg)
+{
+	bool read_bulk = arg != NULL;
+	size_t len = read_bulk ? 64 * 4096 : 64u << 20;
+	uint8_t *mem = t_map(FL_MEM_ANON, len, NULL);
+	struct fl_migrate_range range = { mem, len, FL_MEM_ANON };
+	struct fake_dst f = { .read_bulk = read_bulk };
+	struct pause_seen ps = { 0 };
+	struct fl_migrate_source *src;
+	int bulk, urgent, lfd, port, r;
+	char addr[32];
+	uint64_t t0, took;
+	pthread_t th;
+
+	memset(mem, 3, len);
+	m_listen(&lfd, &port);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	T_OK(fl_migrate_connect(addr, 5000, &bulk, &urgent));
+	T_OK(fl_migrate_accept(lfd, 5000, &f.bulk, &f.urgent));
+	/* The helpers' sockets are non-blocking; the fake reads block. */
+	fcntl(f.bulk, F_SETFL, 0);
+	fcntl(f.urgent, F_SETFL, 0);
+	T_ASSERT(pthread_create(&th, NULL, fake_dst_main, &f) == 0);
+	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
+		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
+		.bulk_fd = bulk, .urgent_fd = urgent,
+		.mode = read_bulk ? FL_MIGRATE_POSTCOPY : FL_MIGRATE_PRECOPY, .flags = FL_MIGRATE_NO_PUSH,
+		.quiesce = quiesce_note, .quiesce_ctx = &ps, .timeout_ms = 500, .log = m_src_log }, &src));
+	t0 = t_now_ns();
+	r = fl_migrate_source_run(src);
+	took = t_now_ns() - t0;
+	T_ASSERT_EQ(r, -ETIMEDOUT);
+	T_ASSERT(took >= 450000000ull && took < t_scaled_ns(10000), "timed out after %llu ms",
+		 (unsigned long long)(took / 1000000));
+	if (read_bulk) {
+		T_ASSERT(ps.paused && !ps.resumed, "resumed after switchover");
+	} else {
+		T_ASSERT(!ps.paused && !ps.resumed, "paused before the rounds ended");
+		memset(mem, 4, len);	/* intact and writable */
+	}
+	fl_migrate_source_free(src);
+	atomic_store(&f.stop, true);
+	pthread_join(th, NULL);
+	close(f.bulk);
+	close(f.urgent);
+	close(bulk);
+	close(urgent);
+	close(lfd);
+	return T_PASS;
+}
+
+#define HUGE(mem) ((mem) == FL_MEM_HUGETLB ? T_HUGE_PAGES : 0u)
+#define LC(kind, mem) (&(struct lost_case){ kind, mem })
+#define PER_MEM(mem, name)                                                                      \
+	{ "cut-twice-" name, test_cut_twice, (void *)(uintptr_t)(mem), 120, HUGE(mem) },        \
+	{ "recovery-timeout-" name, test_lost, LC(L_RECONNECT_FAILS, mem), 60, HUGE(mem) },     \
+	{ "source-killed-recovering-" name, test_lost, LC(L_SOURCE_KILLED, mem), 60, HUGE(mem) }
+
+static const struct t_case cases[] = {
+	PER_MEM(FL_MEM_ANON, "anon"),
+	PER_MEM(FL_MEM_SHMEM, "shmem"),
+	PER_MEM(FL_MEM_HUGETLB, "hugetlb"),
+	{ "hostile-reconnect", test_hostile_reconnect, NULL, 60, 0 },
+	{ "cut-at-switchover", test_cut_at_switchover, NULL, 60, 0 },
+	{ "push-priority", test_push_priority, NULL, 60, 0 },
+	{ "source-timeout-resumed", test_source_timeout, (void *)1, 30, 0 },
+	{ "source-timeout-send", test_source_timeout, NULL, 30, 0 },
+	{ "hello-wrong-channel", test_hello, (void *)(uintptr_t)HF_CHANNEL, 30, 0 },
+	{ "hello-swapped-channels", test_hello, (void *)(uintptr_t)HF_SWAPPED, 30, 0 },
+	{ "hello-wrong-version", test_hello, (void *)(uintptr_t)HF_VERSION, 30, 0 },
+	{ "hello-first-epoch", test_hello, (void *)(uintptr_t)HF_EPOCH, 30, 0 },
+	{ "hello-ack-mismatch", test_hello, (void *)(uintptr_t)HF_ACK, 30, 0 },
+};
+
+int main(int argc, char **argv)
+{
+	return t_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
