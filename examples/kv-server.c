@@ -25,11 +25,14 @@
  *   MIGRATE [precopy|postcopy|hybrid]
  *                     -> +STARTED mode  (to --migrate-to; default hybrid;
  *                                        SIGUSR2 starts a hybrid one too)
- *   MIGRATION         -> +IDLE | +RUNNING state | +DONE downtime_us
- *                        total_ms rounds | -ERR message
+ *   MIGRATION         -> +IDLE | +RUNNING state | +RUNNING recovering N
+ *                        | +DONE downtime_us total_ms rounds recoveries
+ *                        | -ERR message
  *                        (state: connecting, precopy, switchover, postcopy;
- *                        -ERR: the last migration failed before its
- *                        switchover, and this server kept serving)
+ *                        recovering N: cut after the switchover and
+ *                        reconnecting, N recoveries so far; -ERR: the last
+ *                        migration failed before its switchover, and this
+ *                        server kept serving)
  *   INFO              -> +keys N saves N last_stall_us N fork_save 0|1
  *   QUIT
  *
@@ -56,8 +59,10 @@
  * the arena.
  *
  * Migrating (<faultline/migrate.h>): the source, started with
- * --migrate-to HOST:PORT, opens two connections to HOST:PORT (bulk, then
- * urgent) when told to (MIGRATE or SIGUSR2) and sends the arena while
+ * --migrate-to HOST:PORT, opens two connections to HOST:PORT
+ * (fl_migrate_connect(); the library's HELLO tells them apart) when told
+ * to (MIGRATE, SIGUSR2, or `faultline migrate start` on its --control
+ * socket, which may name another HOST:PORT) and sends the arena while
  * clients keep writing; its pause is the same write lock as a save's, and
  * the table's header (slots, keys) travels in the migration's blob, read
  * at the pause. Once the destination runs, the source closes every client
@@ -85,10 +90,44 @@
  * only when the destination faults on them (a demonstration of postcopy on
  * demand, and a test of a source lost mid-fetch).
  *
+ * TLS: plaintext by default. --migrate-psk IDENTITY:KEYFILE (the file
+ * holds the key in hex, and must be readable by its owner only) or X.509:
+ * --migrate-cert CERT --migrate-key KEY (this end's certificate) and
+ * --migrate-ca CA (the peer's must be signed by it; a destination with
+ * --migrate-ca requires the source's certificate: mutual). The same
+ * options on both ends (a server that arrived by migration may move on
+ * with them); a mismatch fails the migration before its switchover
+ * (MIGRATION -ERR says which options must agree), and the source serves
+ * on. The destination's host name is not checked against its
+ * certificate, only its signature by CA.
+ *
+ * Recovery: a connection cut after the switchover (a network blip, a
+ * restarted middlebox) pauses the migration instead of failing it, for up
+ * to --migrate-recovery-ms (default 30000): the source connects to the
+ * same HOST:PORT again, the destination accepts on the listening socket it
+ * kept, and the missing pages move again. Meanwhile the destination serves
+ * every key whose page is here; a request for a key on a missing page
+ * waits (its thread is blocked in the page fault) and gets its answer
+ * after the recovery. When the time passes, the destination poisons the
+ * missing pages and exits 1, as after a source lost for good.
+ *
+ * --control PATH: a control socket (fl_migrate_ctl_new(), mode 0600: its
+ * permission is the access control) for `faultline migrate start|status|
+ * watch|cancel --control PATH`, on either end. A source that switched
+ * over lingers 2 s before exiting, so that a watch sees how it ended; a
+ * destination keeps reporting the migration that brought it until it
+ * starts one of its own (with MIGRATE or SIGUSR2: the control socket
+ * refuses start while it reports an incoming migration).
+ *
  *   kv-server [--listen ADDR] [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE]
  *             [--fork-save] [--track auto|async|sync|none] [--prefill N]
  *             [--save-nice N] [--migrate-to HOST:PORT] [--migrate-no-push]
+ *             [MIGRATION OPTIONS]
  *   kv-server --incoming PORT [--listen ADDR] [--port N] [--dir DIR] [--track ...]
+ *             [MIGRATION OPTIONS]
+ *   MIGRATION OPTIONS: [--control PATH] [--migrate-recovery-ms N]
+ *             [--migrate-psk IDENTITY:KEYFILE |
+ *              --migrate-cert CERT --migrate-key KEY --migrate-ca CA]
  *
  * SIZE is in bytes, with an optional K, M or G suffix (default 256M).
  * --prefill N stores keys k0 .. k<N-1> (values as kv-load writes them,
@@ -1372,15 +1411,22 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: kv-server [--listen ADDR] [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]\n"
 		"                 [--track auto|async|sync|none] [--prefill N] [--save-nice N]\n"
-		"                 [--migrate-to HOST:PORT] [--migrate-no-push]\n"
+		"                 [--migrate-to HOST:PORT] [--migrate-no-push] [MIGRATION OPTIONS]\n"
 		"       kv-server --incoming PORT [--listen ADDR] [--port N] [--dir DIR] [--track auto|async|sync|none]\n"
-		"                 [--migrate-to HOST:PORT] [--migrate-no-push]\n"
+		"                 [--migrate-to HOST:PORT] [--migrate-no-push] [MIGRATION OPTIONS]\n"
+		"  MIGRATION OPTIONS: [--control PATH] [--migrate-recovery-ms N]\n"
+		"                 [--migrate-psk IDENTITY:KEYFILE | --migrate-cert CERT --migrate-key KEY --migrate-ca CA]\n"
 		"  SIZE: bytes, with an optional K, M or G suffix (default 256M)\n"
 		"  --listen ADDR: the IPv4 address for clients (and --incoming), default 127.0.0.1\n"
 		"  --migrate-to HOST:PORT: where MIGRATE [precopy|postcopy|hybrid] or SIGUSR2 moves this server\n"
 		"  --incoming PORT: receive a migration on ADDR:PORT, then serve on ADDR:--port. The arena is\n"
 		"    mapped by the library at the source's address, so this server allocates nothing before the\n"
-		"    layout arrives (no --arena, --load or --prefill: the data comes from the source)\n");
+		"    layout arrives (no --arena, --load or --prefill: the data comes from the source)\n"
+		"  --control PATH: a control socket for 'faultline migrate start|status|watch|cancel --control PATH'\n"
+		"  --migrate-recovery-ms N: after a cut past the switchover, reconnect for up to N ms (default 30000)\n"
+		"  --migrate-psk IDENTITY:KEYFILE: TLS with a pre-shared key, in hex in KEYFILE (mode 0600)\n"
+		"  --migrate-cert CERT --migrate-key KEY --migrate-ca CA: TLS with X.509 (mutual when both ends\n"
+		"    have --migrate-ca); the same kind of TLS on both ends, or the migration is refused\n");
 	return 2;
 }
 
