@@ -32,7 +32,9 @@
 #    migration with the same PSK on both ends, and one with X.509 mutual
 #    authentication (certtool certificates) complete with every key intact;
 #    a mismatched PSK is refused before the switchover (MIGRATION -ERR says
-#    TLS refused the credentials) and the source serves on, keys intact.
+#    TLS refused the credentials) and the source serves on, keys intact;
+#    so are a source without a certificate for a destination that requires
+#    one (mutual), and plaintext against a PSK.
 #  - recover: postcopy through `faultline proxy` (in A, in front of the
 #    destination, rate-limited so that pages are still missing), cut twice
 #    (SIGUSR1) a moment apart under load: the migration recovers (the
@@ -401,10 +403,36 @@ else
 		else
 			result FAIL x509-started
 		fi
+		# Mutual: a destination with --migrate-ca refuses a source that
+		# verifies it but shows no certificate of its own.
+		if start_dest --migrate-cert "$T/dst.pem" --migrate-key "$T/dst.key" --migrate-ca "$T/ca.pem" &&
+			start_source --migrate-to "$B_IP:$MIG_PORT" --migrate-ca "$T/ca.pem"; then
+			ok x509-nocert-started '[ "$(echo "MIGRATE hybrid" | kvq "$A_IP" $SRC_PORT)" = "+STARTED hybrid" ]'
+			migration_end
+			ok x509-nocert-err '[ "${st#-ERR TLS refused the credentials}" != "$st" ]' || echo "# MIGRATION: '$st'" >&2
+			ok x509-nocert-serving '[ "$(echo "GET k9" | kvq "$A_IP" $SRC_PORT)" = "\$k9:0:k9" ]'
+			kill -9 "$spid" 2> /dev/null
+			wait "$spid" 2> /dev/null
+			stop_dest
+		else
+			result FAIL x509-nocert-started
+		fi
 	elif t_strict; then
 		result FAIL certtool-installed
 	else
 		echo "# $T_PROG: no certtool (gnutls-bin): the X.509 run is skipped" >&2
+	fi
+	# TLS on one end only.
+	if start_dest --migrate-psk "kv:$T/psk" && start_source --migrate-to "$B_IP:$MIG_PORT"; then
+		ok plain-started '[ "$(echo "MIGRATE hybrid" | kvq "$A_IP" $SRC_PORT)" = "+STARTED hybrid" ]'
+		migration_end
+		ok plain-err '[ "${st#-ERR the ends do not speak the same protocol}" != "$st" ]' || echo "# MIGRATION: '$st'" >&2
+		ok plain-serving '[ "$(echo "GET k9" | kvq "$A_IP" $SRC_PORT)" = "\$k9:0:k9" ]'
+		kill -9 "$spid" 2> /dev/null
+		wait "$spid" 2> /dev/null
+		stop_dest
+	else
+		result FAIL plain-started
 	fi
 	if start_dest --migrate-psk "kv:$T/psk2" && start_source --migrate-to "$B_IP:$MIG_PORT" --migrate-psk "kv:$T/psk"; then
 		ok mismatch-started '[ "$(echo "MIGRATE hybrid" | kvq "$A_IP" $SRC_PORT)" = "+STARTED hybrid" ]'
