@@ -40,10 +40,13 @@
 #    (SIGUSR1) a moment apart under load: the migration recovers (the
 #    source's and the destination's statistics, MIGRATION's +DONE count the
 #    recoveries), kv-load --verify passes, every prefilled key is intact.
+#  - cancel: `faultline migrate cancel` during a (rate-limited) precopy:
+#    watch exits 3, the source serves on with its keys, the destination
+#    exits 1.
 #  - recovery-timeout: the proxy killed mid-postcopy, never restarted, with
 #    --migrate-recovery-ms 2000: the destination exits non-zero saying so,
 #    and a reader never got a wrong value; the source exits 1.
-# KV_MIGRATE_CASES="modes refused kill control tls recover recovery-timeout"
+# KV_MIGRATE_CASES="modes refused kill control tls recover recovery-timeout cancel"
 # (a subset, space-separated) runs only those; default all.
 #
 # Skips (77) when network namespaces cannot be made here (not root, no
@@ -532,6 +535,35 @@ elif start_proxy && start_dest --migrate-recovery-ms 2000 &&
 	ok source-exit-1 '[ "$rc" = 1 ]'
 	has source-cause "$T/src.err" "failed after its switchover"
 	echo "# recovery-timeout: the reader got $(wc -l < "$T/reader.out") right values; $(tail -1 "$T/dst.err")" >&2
+else
+	result FAIL started
+fi
+
+# Cancelled from the control socket during precopy (slowed down by the
+# proxy's rate limit): watch exits 3, the source serves on, keys intact.
+T_PROG=examples/kv-migrate-cancel
+if ! want cancel; then
+	:
+elif start_proxy --rate 2M && start_dest --control "$T/dst.sock" &&
+	start_source --migrate-to "$A_IP:$PROXY_PORT" --control "$T/src.sock"; then
+	ok start '"$F" migrate start --control "$T/src.sock" --mode precopy > /dev/null'
+	"$F" migrate watch --control "$T/src.sock" --json --interval 100 > "$T/watch.out" 2> "$T/watch.err" &
+	wpid=$!
+	pids+=("$wpid")
+	sleep 1
+	ok cancel '"$F" migrate cancel --control "$T/src.sock" > /dev/null'
+	wait_rc "$wpid" 60
+	ok watch-exit-3 '[ "$rc" = 3 ]'
+	ok watch-last-cancelled '[ "$(tail -1 "$T/watch.out" | jq -r .state)" = cancelled ]'
+	migration_end
+	ok migration-err '[ "$st" = "-ERR Operation canceled" ]' || echo "# MIGRATION: '$st'" >&2
+	ok serving-on '[ "$(printf "SET after 1\nGET after\n" | kvq "$A_IP" $SRC_PORT | tr "\n" " ")" = "+OK \$1 " ]'
+	ok prefill-intact '[ "$(prefill_wrong "$A_IP" $SRC_PORT)" = 0 ]'
+	wait_rc "$dpid" 30
+	ok dest-exit-1 '[ "$rc" = 1 ]'
+	has dest-cause "$T/dst.err" "before its switchover: Operation canceled"
+	kill -9 "$spid" "$ppid_" 2> /dev/null
+	wait "$spid" "$ppid_" 2> /dev/null
 else
 	result FAIL started
 fi
