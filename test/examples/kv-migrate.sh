@@ -35,7 +35,7 @@
 #    TLS refused the credentials) and the source serves on, keys intact;
 #    so are a source without a certificate for a destination that requires
 #    one (mutual), and plaintext against a PSK.
-#  - recover: postcopy through `faultline proxy` (in A, in front of the
+#  - recover: postcopy over TLS (PSK) through `faultline proxy` (in A, in front of the
 #    destination, rate-limited so that pages are still missing), cut twice
 #    (SIGUSR1) a moment apart under load: the migration recovers (the
 #    source's and the destination's statistics, MIGRATION's +DONE count the
@@ -467,9 +467,13 @@ start_proxy() { # extra args...
 }
 
 T_PROG=examples/kv-migrate-recover
+# Over TLS (a new session on each reconnection), as between two hosts.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/rpsk"
+chmod 600 "$T/rpsk"
 if ! want recover; then
 	:
-elif start_proxy --rate 4M && start_dest && start_source --migrate-to "$A_IP:$PROXY_PORT"; then
+elif start_proxy --rate 4M && start_dest --migrate-psk "kv:$T/rpsk" &&
+	start_source --migrate-to "$A_IP:$PROXY_PORT" --migrate-psk "kv:$T/rpsk"; then
 	start_load
 	sleep 1.5
 	ok migrate-started '[ "$(echo "MIGRATE postcopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED postcopy" ]'
