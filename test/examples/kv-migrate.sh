@@ -43,10 +43,14 @@
 #  - cancel: `faultline migrate cancel` during a (rate-limited) precopy:
 #    watch exits 3, the source serves on with its keys, the destination
 #    exits 1.
+#  - outage: the proxy killed for 1.5 s, then started again, in a postcopy
+#    without push: the destination says it is recovering, answers a key
+#    whose page is there, a client asking for keys on missing pages waits,
+#    and gets every right answer after the reconnection.
 #  - recovery-timeout: the proxy killed mid-postcopy, never restarted, with
 #    --migrate-recovery-ms 2000: the destination exits non-zero saying so,
 #    and a reader never got a wrong value; the source exits 1.
-# KV_MIGRATE_CASES="modes refused kill control tls recover recovery-timeout cancel"
+# KV_MIGRATE_CASES="modes refused kill control tls recover recovery-timeout cancel outage"
 # (a subset, space-separated) runs only those; default all.
 #
 # Skips (77) when network namespaces cannot be made here (not root, no
@@ -496,6 +500,57 @@ elif start_proxy --rate 4M && start_dest --migrate-psk "kv:$T/rpsk" &&
 	stop_dest
 	kill -9 "$ppid_" 2> /dev/null
 	wait "$ppid_" 2> /dev/null
+else
+	result FAIL started
+fi
+
+# An outage of a second and a half (the proxy killed, then started again)
+# in a postcopy without push: meanwhile the destination answers keys whose
+# pages are there at once, a client asking for keys on missing pages waits,
+# and gets every right answer once the connection is back.
+T_PROG=examples/kv-migrate-outage
+if ! want outage; then
+	:
+elif start_proxy && start_dest && start_source --migrate-to "$A_IP:$PROXY_PORT" --migrate-no-push; then
+	ok migrate-started '[ "$(echo "MIGRATE postcopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED postcopy" ]'
+	ok dest-serving 'wait_for "$T/dst.out" "listening on $B_IP:$DST_PORT"'
+	first=$(for ((i = 0; i < 2000; i++)); do echo "GET k$i"; done | kvq "$B_IP" $DST_PORT |
+		awk '{ k = "k" (NR - 1); if ($0 != "$" k ":0:" k) bad++ } END { print bad + 0, NR }')
+	ok dest-first-keys '[ "$first" = "0 2000" ]'
+	kill -9 "$ppid_"
+	wait "$ppid_" 2> /dev/null
+	for _ in $(seq "$(t_scale 100)"); do
+		st=$(echo MIGRATION | kvq "$B_IP" $DST_PORT)
+		case $st in "+RUNNING recovering"*) break ;; esac
+		sleep 0.02
+	done
+	ok dest-recovering '[ "${st#+RUNNING recovering}" != "$st" ]' || echo "# MIGRATION: '$st'" >&2
+	# 100 keys beyond the first 2000: most of their pages have not arrived.
+	ip netns exec "$NA" bash -c '
+		exec 3<> "/dev/tcp/$1/$2" || exit 1
+		for ((i = 10000; i < 10100; i++)); do printf "GET k%d\n" $i >&3; done
+		for ((i = 10000; i < 10100; i++)); do IFS= read -r -t 60 r <&3 || exit 1; echo "$i $r"; done' \
+		waiter "$B_IP" $DST_PORT > "$T/waiter.out" 2> /dev/null &
+	wpid=$!
+	pids+=("$wpid")
+	# At once (well within the outage): its page arrived before the cut.
+	t0=$(date +%s%N)
+	ok present-key-served '[ "$(echo "GET k7" | kvq "$B_IP" $DST_PORT)" = "\$k7:0:k7" ] &&
+		[ $(( ($(date +%s%N) - t0) / 1000000 )) -lt $(t_scale 1000) ]'
+	sleep 1
+	waiting=$(( 100 - $(wc -l < "$T/waiter.out") ))
+	ok missing-keys-wait '[ "$waiting" -gt 0 ]'
+	ok still-recovering '[ "${st#+RUNNING recovering}" != "$st" ] && st=$(echo MIGRATION | kvq "$B_IP" $DST_PORT) &&
+		[ "${st#+RUNNING recovering}" != "$st" ]'
+	start_proxy
+	wait_rc "$wpid" 60
+	ok waiter-answered '[ "$rc" = 0 ] && [ "$(wc -l < "$T/waiter.out")" = 100 ]'
+	wrong=$(awk '{ k = "k" $1; if ($2 != "$" k ":0:" k) bad++ } END { print bad + 0 }' "$T/waiter.out")
+	ok waiter-right '[ "$wrong" = 0 ]'
+	ok recovered '[ "$(echo MIGRATION | kvq "$B_IP" $DST_PORT)" = "+RUNNING postcopy" ]'
+	echo "# outage: $waiting of 100 requests waited for the reconnection" >&2
+	kill -9 "$spid" "$dpid" "$ppid_" 2> /dev/null
+	wait "$spid" "$dpid" "$ppid_" 2> /dev/null
 else
 	result FAIL started
 fi
