@@ -25,11 +25,14 @@
  *   MIGRATE [precopy|postcopy|hybrid]
  *                     -> +STARTED mode  (to --migrate-to; default hybrid;
  *                                        SIGUSR2 starts a hybrid one too)
- *   MIGRATION         -> +IDLE | +RUNNING state | +DONE downtime_us
- *                        total_ms rounds | -ERR message
+ *   MIGRATION         -> +IDLE | +RUNNING state | +RUNNING recovering N
+ *                        | +DONE downtime_us total_ms rounds recoveries
+ *                        | -ERR message
  *                        (state: connecting, precopy, switchover, postcopy;
- *                        -ERR: the last migration failed before its
- *                        switchover, and this server kept serving)
+ *                        recovering N: cut after the switchover and
+ *                        reconnecting, N recoveries so far; -ERR: the last
+ *                        migration failed before its switchover, and this
+ *                        server kept serving)
  *   INFO              -> +keys N saves N last_stall_us N fork_save 0|1
  *   QUIT
  *
@@ -56,8 +59,10 @@
  * the arena.
  *
  * Migrating (<faultline/migrate.h>): the source, started with
- * --migrate-to HOST:PORT, opens two connections to HOST:PORT (bulk, then
- * urgent) when told to (MIGRATE or SIGUSR2) and sends the arena while
+ * --migrate-to HOST:PORT, opens two connections to HOST:PORT
+ * (fl_migrate_connect(); the library's HELLO tells them apart) when told
+ * to (MIGRATE, SIGUSR2, or `faultline migrate start` on its --control
+ * socket, which may name another HOST:PORT) and sends the arena while
  * clients keep writing; its pause is the same write lock as a save's, and
  * the table's header (slots, keys) travels in the migration's blob, read
  * at the pause. Once the destination runs, the source closes every client
@@ -85,10 +90,44 @@
  * only when the destination faults on them (a demonstration of postcopy on
  * demand, and a test of a source lost mid-fetch).
  *
+ * TLS: plaintext by default. --migrate-psk IDENTITY:KEYFILE (the file
+ * holds the key in hex, and must be readable by its owner only) or X.509:
+ * --migrate-cert CERT --migrate-key KEY (this end's certificate) and
+ * --migrate-ca CA (the peer's must be signed by it; a destination with
+ * --migrate-ca requires the source's certificate: mutual). The same
+ * options on both ends (a server that arrived by migration may move on
+ * with them); a mismatch fails the migration before its switchover
+ * (MIGRATION -ERR says which options must agree), and the source serves
+ * on. The destination's host name is not checked against its
+ * certificate, only its signature by CA.
+ *
+ * Recovery: a connection cut after the switchover (a network blip, a
+ * restarted middlebox) pauses the migration instead of failing it, for up
+ * to --migrate-recovery-ms (default 30000): the source connects to the
+ * same HOST:PORT again, the destination accepts on the listening socket it
+ * kept, and the missing pages move again. Meanwhile the destination serves
+ * every key whose page is here; a request for a key on a missing page
+ * waits (its thread is blocked in the page fault) and gets its answer
+ * after the recovery. When the time passes, the destination poisons the
+ * missing pages and exits 1, as after a source lost for good.
+ *
+ * --control PATH: a control socket (fl_migrate_ctl_new(), mode 0600: its
+ * permission is the access control) for `faultline migrate start|status|
+ * watch|cancel --control PATH`, on either end. A source that switched
+ * over lingers 2 s before exiting, so that a watch sees how it ended; a
+ * destination keeps reporting the migration that brought it until it
+ * starts one of its own (with MIGRATE or SIGUSR2: the control socket
+ * refuses start while it reports an incoming migration).
+ *
  *   kv-server [--listen ADDR] [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE]
  *             [--fork-save] [--track auto|async|sync|none] [--prefill N]
  *             [--save-nice N] [--migrate-to HOST:PORT] [--migrate-no-push]
+ *             [MIGRATION OPTIONS]
  *   kv-server --incoming PORT [--listen ADDR] [--port N] [--dir DIR] [--track ...]
+ *             [MIGRATION OPTIONS]
+ *   MIGRATION OPTIONS: [--control PATH] [--migrate-recovery-ms N]
+ *             [--migrate-psk IDENTITY:KEYFILE |
+ *              --migrate-cert CERT --migrate-key KEY --migrate-ca CA]
  *
  * SIZE is in bytes, with an optional K, M or G suffix (default 256M).
  * --prefill N stores keys k0 .. k<N-1> (values as kv-load writes them,
@@ -118,6 +157,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -202,8 +242,20 @@ struct server {
 	int wake_fd;			/* eventfd: the accept loop looks at the migration */
 	/* migration (mig_lock; the phase also read without it) */
 	const char *migrate_to;		/* --migrate-to HOST:PORT */
-	struct sockaddr_in migrate_addr;
+	char mig_target[256];		/* this migration's HOST:PORT (--migrate-to, or start's --to) */
 	bool migrate_no_push;
+	/* TLS on the migration's channels: FL_TLS_NONE (plaintext), FL_TLS_PSK
+	 * (--migrate-psk) or FL_TLS_X509 (--migrate-cert, --migrate-key,
+	 * --migrate-ca); the same options serve both roles. */
+	enum fl_tls_mode tls;
+	const char *psk_identity, *cert_file, *key_file, *ca_file;
+	char psk_key_hex[256];
+	unsigned recovery_ms;		/* --migrate-recovery-ms */
+	struct fl_migrate_ctl *ctl;	/* --control */
+	/* A source that ended, kept attached to the control socket so that
+	 * status (and a watch) sees how it ended; freed by the next start. */
+	struct fl_migrate_source *mig_src_ended;
+	unsigned mig_recoveries;
 	pthread_mutex_t mig_lock;
 	pthread_cond_t mig_cond;
 	_Atomic int mig_phase;		/* enum mig_phase */
@@ -220,6 +272,9 @@ struct server {
 	int client_lfd;			/* bound at startup, listening from the switchover */
 	struct fl_migrate_dest *mig_dst;
 	int mig_fds[2];			/* bulk, urgent */
+	int mig_lfd;			/* listening for the source: kept for its reconnections */
+	int src_fds[2];			/* the source's bulk, urgent (the library never closes them) */
+	bool incoming;
 };
 
 static uint64_t now_ns(void)
@@ -508,81 +563,38 @@ static int resolve(const char *hostport, struct sockaddr_in *ret_addr)
 }
 
 /*
- * The migration's transport, source side: two TCP connections to the
- * destination, bulk first, then urgent, each naming its role in its first
- * byte (mig_accept() reads it). This and mig_accept() are the only places
- * that know the transport: TLS, or the library's own connection helpers,
- * replace these two functions and nothing else.
+ * What an error of the migration means for an operator: TLS refusals say
+ * which options must agree (the library logs the handshake's own cause).
  */
-static int mig_connect(const struct sockaddr_in *to, int *ret_bulk, int *ret_urgent)
+static const char *mig_strerror(int r)
 {
-	static const char role[2] = { 'B', 'U' };
-	int fd[2] = { -1, -1 }, r = 0;
-
-	for (int i = 0; i < 2 && !r; i++) {
-		/* SO_SNDTIMEO bounds connect() too; cleared after it, since
-		 * the library's sends must never time out. */
-		struct timeval tv = { .tv_sec = 5 }, none = { 0 };
-		int one = 1;
-
-		fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd[i] < 0 || setsockopt(fd[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) ||
-		    connect(fd[i], (const struct sockaddr *)to, sizeof(*to)) || write(fd[i], &role[i], 1) != 1 ||
-		    setsockopt(fd[i], SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none)) ||
-		    setsockopt(fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
-			r = errno == EINPROGRESS ? -ETIMEDOUT : -errno;
-	}
-	if (r) {
-		for (int i = 0; i < 2; i++)
-			if (fd[i] >= 0)
-				close(fd[i]);
-		return r;
-	}
-	*ret_bulk = fd[0];
-	*ret_urgent = fd[1];
-	return 0;
+	if (r == -EACCES)
+		return "TLS refused the credentials (both ends need the same --migrate-psk key, or certificates "
+		       "signed by the peer's --migrate-ca)";
+	if (r == -EPROTO)
+		return "the ends do not speak the same protocol (TLS on one end only: both need the same "
+		       "--migrate-psk or --migrate-cert options, or neither)";
+	return strerror(-r);
 }
 
-/* The destination's half of mig_connect(): listen on `at`, accept the
- * source's bulk and urgent connections (in either order), stop listening. */
-static int mig_accept(const struct sockaddr_in *at, int *ret_bulk, int *ret_urgent)
+/*
+ * Recovery (the library calls these after a cut in postcopy, until they
+ * succeed or --migrate-recovery-ms passes): the source connects to the
+ * same address again; the destination accepts on the socket it kept.
+ * Short timeouts: the library calls again, and gives up on time itself.
+ */
+static int src_reconnect(void *ctx, int *ret_bulk, int *ret_urgent)
 {
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, fd[2] = { -1, -1 };
-	char name[INET_ADDRSTRLEN];
+	struct server *s = ctx;
 
-	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(lfd, (const struct sockaddr *)at, sizeof(*at)) || listen(lfd, 4)) {
-		int r = -errno;
+	return fl_migrate_connect(s->mig_target, 1000, ret_bulk, ret_urgent);
+}
 
-		if (lfd >= 0)
-			close(lfd);
-		return r;
-	}
-	printf("kv-server: waiting for a migration on %s:%d\n", inet_ntop(AF_INET, &at->sin_addr, name, sizeof(name)),
-	       ntohs(at->sin_port));
-	fflush(stdout);
-	while (fd[0] < 0 || fd[1] < 0) {
-		/* A peer that sends no role within 5 s is not a source. */
-		struct timeval tv = { .tv_sec = 5 }, none = { 0 };
-		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), slot;
-		char role = 0;
+static int dst_reconnect(void *ctx, int *ret_bulk, int *ret_urgent)
+{
+	struct server *s = ctx;
 
-		if (c < 0)
-			continue;
-		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (read(c, &role, 1) != 1 || (role != 'B' && role != 'U') || fd[slot = role == 'U'] >= 0) {
-			fprintf(stderr, "kv-server: a connection that is not a migration's: closed\n");
-			close(c);
-			continue;
-		}
-		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
-		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		fd[slot] = c;
-	}
-	close(lfd);
-	*ret_bulk = fd[0];
-	*ret_urgent = fd[1];
-	return 0;
+	return fl_migrate_accept(s->mig_lfd, 1000, ret_bulk, ret_urgent);
 }
 
 /*
@@ -637,38 +649,78 @@ static int track_start(struct server *s)
 	return r;
 }
 
+/*
+ * Connect to s->mig_target and create the source, attached to the control
+ * socket; on failure *msg says why. In the migration's thread for MIGRATE
+ * and SIGUSR2 (the reply goes first), in the control thread for a
+ * control socket's start (whose requester gets the error).
+ */
+static int mig_prepare(struct server *s, char *msg, size_t len)
+{
+	struct fl_migrate_range range = { s->arena, s->arena_len, FL_MEM_ANON };
+	struct fl_migrate_source *src;
+	int r;
+
+	r = fl_migrate_connect(s->mig_target, 5000, &s->src_fds[0], &s->src_fds[1]);
+	if (r) {
+		snprintf(msg, len, "cannot connect to %.200s: %s", s->mig_target, strerror(-r));
+		return r;
+	}
+	r = fl_migrate_source_new(&(struct fl_migrate_source_opts){
+		.sz = sizeof(struct fl_migrate_source_opts),
+		.ranges = &range, .nranges = 1,
+		.bulk_fd = s->src_fds[0], .urgent_fd = s->src_fds[1],
+		.mode = s->mig_mode,
+		.flags = s->migrate_no_push ? FL_MIGRATE_NO_PUSH : 0,
+		.quiesce = mig_quiesce, .quiesce_ctx = s,
+		.blob = &s->blob, .blob_len = sizeof(s->blob),
+		.log = mig_log,
+		.tls = s->tls, .psk_identity = s->psk_identity,
+		.psk_key_hex = s->tls == FL_TLS_PSK ? s->psk_key_hex : NULL,
+		.cert_file = s->cert_file, .key_file = s->key_file, .ca_file = s->ca_file,
+		.reconnect = src_reconnect, .reconnect_ctx = s,
+		.recovery_ms = s->recovery_ms }, &src);
+	if (r) {
+		snprintf(msg, len, "%s", mig_strerror(r));
+		close(s->src_fds[0]);
+		close(s->src_fds[1]);
+		s->src_fds[0] = s->src_fds[1] = -1;
+		return r;
+	}
+	pthread_mutex_lock(&s->mig_lock);
+	s->mig_src = src;
+	pthread_mutex_unlock(&s->mig_lock);
+	if (s->ctl)
+		fl_migrate_ctl_set_source(s->ctl, src);
+	return 0;
+}
+
+static void close_src_fds(struct server *s)
+{
+	for (int i = 0; i < 2; i++) {
+		if (s->src_fds[i] >= 0)
+			close(s->src_fds[i]);
+		s->src_fds[i] = -1;
+	}
+}
+
 static void *migrate_thread(void *arg)
 {
 	struct server *s = arg;
 	struct fl_migrate_stats st = { .sz = sizeof(st) };
-	struct fl_migrate_range range = { s->arena, s->arena_len, FL_MEM_ANON };
-	struct fl_migrate_source *src = NULL;
-	int bulk = -1, urgent = -1, r;
+	struct fl_migrate_source *src;
 	bool switched;
 	char msg[256];
+	int r = 0;
 
-	r = mig_connect(&s->migrate_addr, &bulk, &urgent);
-	if (r) {
-		snprintf(msg, sizeof(msg), "cannot connect to %s: %s", s->migrate_to, strerror(-r));
-	} else {
-		r = fl_migrate_source_new(&(struct fl_migrate_source_opts){
-			.sz = sizeof(struct fl_migrate_source_opts),
-			.ranges = &range, .nranges = 1,
-			.bulk_fd = bulk, .urgent_fd = urgent,
-			.mode = s->mig_mode,
-			.flags = s->migrate_no_push ? FL_MIGRATE_NO_PUSH : 0,
-			.quiesce = mig_quiesce, .quiesce_ctx = s,
-			.blob = &s->blob, .blob_len = sizeof(s->blob),
-			.log = mig_log }, &src);
-		if (!r) {
-			pthread_mutex_lock(&s->mig_lock);
-			s->mig_src = src;
-			pthread_mutex_unlock(&s->mig_lock);
-			atomic_store(&s->mig_phase, MIG_PRECOPY);
-			r = fl_migrate_source_run(src);
-			fl_migrate_source_stats(src, &st);
-		}
-		snprintf(msg, sizeof(msg), "%s", strerror(-r));
+	if (!s->mig_src)
+		r = mig_prepare(s, msg, sizeof(msg));
+	src = s->mig_src;
+	if (!r) {
+		atomic_store(&s->mig_phase, MIG_PRECOPY);
+		r = fl_migrate_source_run(src);
+		fl_migrate_source_stats(src, &st);
+		snprintf(msg, sizeof(msg), "%s", mig_strerror(r));
 	}
 	/* Paused and never resumed: the switchover happened. */
 	switched = atomic_load(&s->mig_paused);
@@ -680,12 +732,13 @@ static void *migrate_thread(void *arg)
 			o += (size_t)snprintf(per_round + o, sizeof(per_round) - o, "%s%llu", i ? "," : "",
 					      (unsigned long long)st.pages_per_round[i]);
 		printf("kv-server: migration done (%s, to %s): downtime_us %llu total_ms %llu rounds %u "
-		       "pages_per_round %s pages_sent %llu zero_pages %llu bytes_sent %llu requests %llu pushed %llu\n",
-		       mode_name[s->mig_mode], s->migrate_to, (unsigned long long)(st.downtime_ns / 1000),
+		       "pages_per_round %s pages_sent %llu zero_pages %llu bytes_sent %llu requests %llu pushed %llu "
+		       "recoveries %u recovery_ms %llu\n",
+		       mode_name[s->mig_mode], s->mig_target, (unsigned long long)(st.downtime_ns / 1000),
 		       (unsigned long long)(st.total_ns / 1000000), st.rounds, o ? per_round : "-",
 		       (unsigned long long)st.pages_sent, (unsigned long long)st.zero_pages,
 		       (unsigned long long)st.bytes_sent, (unsigned long long)st.requests,
-		       (unsigned long long)st.pushed);
+		       (unsigned long long)st.pushed, st.recoveries, (unsigned long long)(st.recovery_ns / 1000000));
 	} else if (switched) {
 		fprintf(stderr, "kv-server: the migration failed after its switchover: %s (the destination fails "
 				"closed; this server cannot resume)\n", msg);
@@ -699,6 +752,12 @@ static void *migrate_thread(void *arg)
 			fprintf(stderr, "kv-server: tracking writes again: %s\n", strerror(-t));
 	}
 	fflush(stdout);
+	/* A server that switched over exits when this thread is finished:
+	 * with a control socket it first lingers, so that a `faultline
+	 * migrate watch` polling it sees the final state rather than a
+	 * socket gone away. */
+	if (switched && s->ctl)
+		sleep(2);
 	pthread_mutex_lock(&s->mig_lock);
 	s->mig_src = NULL;
 	s->mig_finished = true;
@@ -706,17 +765,34 @@ static void *migrate_thread(void *arg)
 	s->mig_downtime_ns = st.downtime_ns;
 	s->mig_total_ns = st.total_ns;
 	s->mig_rounds = st.rounds;
+	s->mig_recoveries = st.recoveries;
 	snprintf(s->mig_msg, sizeof(s->mig_msg), "%s", msg);
+	/* Still attached (status tells how it ended) until the next start
+	 * or the exit frees it. */
+	if (s->ctl && src) {
+		s->mig_src_ended = src;
+		src = NULL;
+	}
 	atomic_store(&s->mig_phase, r ? MIG_FAILED : MIG_DONE);
 	pthread_cond_broadcast(&s->mig_cond);
 	pthread_mutex_unlock(&s->mig_lock);
 	fl_migrate_source_free(src);
-	if (bulk >= 0)
-		close(bulk);
-	if (urgent >= 0)
-		close(urgent);
+	if (!s->mig_src_ended)
+		close_src_fds(s);
 	wake_main(s);
 	return NULL;
+}
+
+/* A migration that never began: MIGRATION says why; saves are tracked again. */
+static void mig_fail_early(struct server *s, const char *why)
+{
+	pthread_mutex_lock(&s->mig_lock);
+	snprintf(s->mig_msg, sizeof(s->mig_msg), "%s", why);
+	s->mig_finished = true;
+	atomic_store(&s->mig_phase, MIG_FAILED);
+	pthread_mutex_unlock(&s->mig_lock);
+	fprintf(stderr, "kv-server: the migration failed before its switchover: %s; serving on\n", why);
+	track_start(s);
 }
 
 /* Start the migration start_migration() prepared. */
@@ -725,74 +801,120 @@ static void launch_migration(struct server *s)
 	pthread_t th;
 
 	if (pthread_create(&th, NULL, migrate_thread, s)) {
-		pthread_mutex_lock(&s->mig_lock);
-		snprintf(s->mig_msg, sizeof(s->mig_msg), "cannot start a thread");
-		atomic_store(&s->mig_phase, MIG_FAILED);
-		pthread_mutex_unlock(&s->mig_lock);
-		track_start(s);
+		mig_fail_early(s, "cannot start a thread");
 		return;
 	}
 	pthread_detach(th);
 }
 
 /*
- * MIGRATE [mode], or SIGUSR2 (mode NULL: hybrid); writes the reply. True
- * when the caller must launch_migration(), after sending the reply: a
- * postcopy switches over within milliseconds, and cuts every client, the
- * one that asked included.
+ * MIGRATE, SIGUSR2 or the control socket's start: to HOST:PORT (NULL:
+ * --migrate-to); writes the reply. 0 when the caller must
+ * launch_migration(), after sending the reply: a postcopy switches over
+ * within milliseconds, and cuts every client, the one that asked
+ * included. Otherwise -errno for the control socket's requester.
  */
-static bool start_migration(struct server *s, const char *mode, char *reply, size_t len)
+static int start_migration(struct server *s, enum fl_migrate_mode m, const char *to, char *reply, size_t len)
 {
-	enum fl_migrate_mode m = FL_MIGRATE_HYBRID;
+	struct fl_migrate_source *old_src;
+	struct fl_migrate_dest *old_dst = NULL;
 	int phase;
 
-	if (mode && !strcmp(mode, "precopy"))
-		m = FL_MIGRATE_PRECOPY;
-	else if (mode && !strcmp(mode, "postcopy"))
-		m = FL_MIGRATE_POSTCOPY;
-	else if (mode && strcmp(mode, "hybrid")) {
-		snprintf(reply, len, "-ERR the mode is precopy, postcopy or hybrid\n");
-		return false;
-	}
-	if (!s->migrate_to) {
+	if (!to && !s->migrate_to) {
 		snprintf(reply, len, "-ERR started without --migrate-to\n");
-		return false;
+		return -EDESTADDRREQ;
+	}
+	if (to && strlen(to) >= sizeof(s->mig_target)) {
+		snprintf(reply, len, "-ERR the destination's address is too long\n");
+		return -EINVAL;
 	}
 	pthread_mutex_lock(&s->save_lock);
 	phase = atomic_load(&s->mig_phase);
-	if (s->saving || (phase != MIG_IDLE && phase != MIG_DONE && phase != MIG_FAILED)) {
+	if (!s->arena || s->saving || (phase != MIG_IDLE && phase != MIG_DONE && phase != MIG_FAILED)) {
 		pthread_mutex_unlock(&s->save_lock);
-		snprintf(reply, len, "-ERR %s\n", s->saving ? "a save is running" : "a migration is running");
-		return false;
+		snprintf(reply, len, "-ERR %s\n", !s->arena ? "receiving a migration" : s->saving ? "a save is running"
+											 : "a migration is running");
+		return s->saving || !s->arena ? -EBUSY : -EALREADY;
 	}
 	/* The migration's precopy watches the arena itself. What is written
 	 * meanwhile is not tracked for saves: the next one is full. */
 	s->watch = fl_watch_free(s->watch);
 	s->track_gap = true;
 	pthread_mutex_lock(&s->mig_lock);
+	/* What the control socket still reports: the last migration from
+	 * here, or the one that brought this server here (done). */
+	old_src = s->mig_src_ended;
+	s->mig_src_ended = NULL;
+	if (s->incoming && phase == MIG_DONE) {
+		old_dst = s->mig_dst;
+		s->mig_dst = NULL;
+	}
 	s->mig_mode = m;
 	s->mig_finished = false;
 	s->mig_msg[0] = '\0';
+	snprintf(s->mig_target, sizeof(s->mig_target), "%s", to ? to : s->migrate_to);
 	atomic_store(&s->mig_phase, MIG_CONNECTING);
 	pthread_mutex_unlock(&s->mig_lock);
 	pthread_mutex_unlock(&s->save_lock);
+	/* Detached outside the locks: detaching waits for a control request
+	 * that uses the object, and a start request holds the control thread. */
+	if (old_src) {
+		fl_migrate_ctl_set_source(s->ctl, NULL);
+		fl_migrate_source_free(old_src);
+		close_src_fds(s);
+	}
+	if (old_dst) {
+		fl_migrate_ctl_set_dest(s->ctl, NULL);
+		fl_migrate_dest_free(old_dst);
+		close(s->mig_fds[0]);
+		close(s->mig_fds[1]);
+	}
 	snprintf(reply, len, "+STARTED %s\n", mode_name[m]);
-	return true;
+	return 0;
+}
+
+/* The control socket's start (in its thread): the same as MIGRATE, but the
+ * connection and the source are made here, so that the requester hears
+ * of a destination that cannot be reached, and a watch finds the source. */
+static int ctl_start(void *ctx, const char *to, enum fl_migrate_mode mode)
+{
+	struct server *s = ctx;
+	char reply[256], msg[256];
+	int r = start_migration(s, mode, to, reply, sizeof(reply));
+
+	if (r)
+		return r;
+	r = mig_prepare(s, msg, sizeof(msg));
+	if (r) {
+		mig_fail_early(s, msg);
+		return r;
+	}
+	launch_migration(s);
+	return 0;
 }
 
 static void migration_reply(struct server *s, char *reply, size_t len)
 {
 	int phase;
 
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+
 	pthread_mutex_lock(&s->mig_lock);
 	phase = atomic_load(&s->mig_phase);
 	if (phase == MIG_IDLE)
 		snprintf(reply, len, "+IDLE\n");
 	else if (phase == MIG_DONE)
-		snprintf(reply, len, "+DONE %llu %llu %u\n", (unsigned long long)(s->mig_downtime_ns / 1000),
-			 (unsigned long long)(s->mig_total_ns / 1000000), s->mig_rounds);
+		snprintf(reply, len, "+DONE %llu %llu %u %u\n", (unsigned long long)(s->mig_downtime_ns / 1000),
+			 (unsigned long long)(s->mig_total_ns / 1000000), s->mig_rounds, s->mig_recoveries);
 	else if (phase == MIG_FAILED)
 		snprintf(reply, len, "-ERR %s\n", s->mig_msg);
+	else if (phase == MIG_POSTCOPY &&
+		 ((s->mig_src && !fl_migrate_source_stats(s->mig_src, &st)) ||
+		  (s->incoming && s->mig_dst && !fl_migrate_dest_stats(s->mig_dst, &st))) &&
+		 st.state == FL_MIGRATE_STATE_RECOVERING)
+		/* Cut, and reconnecting: clients touching a page that has
+		 * not arrived wait for it. */
+		snprintf(reply, len, "+RUNNING recovering %u\n", st.recoveries);
 	else
 		snprintf(reply, len, "+RUNNING %s\n", phase_name[phase]);
 	pthread_mutex_unlock(&s->mig_lock);
@@ -896,7 +1018,9 @@ static void *incoming_wait(void *arg)
 			 atomic_load(&s->mig_phase) == MIG_POSTCOPY
 				 ? "after its switchover (the pages that did not arrive are poisoned)"
 				 : "before its switchover",
-			 strerror(-r));
+			 r == -ETIMEDOUT && st.state == FL_MIGRATE_STATE_FAILED && atomic_load(&s->mig_phase) == MIG_POSTCOPY
+				 ? "no reconnection within --migrate-recovery-ms (or the source silent)"
+				 : mig_strerror(r));
 		incoming_die(why);
 	}
 	/* Every page is here and the userfaultfd is gone: a SIGBUS from now
@@ -904,19 +1028,35 @@ static void *incoming_wait(void *arg)
 	signal(SIGBUS, SIG_DFL);
 	pthread_mutex_lock(&s->mig_lock);
 	s->mig_total_ns = st.total_ns;
+	s->mig_recoveries = st.recoveries;
 	atomic_store(&s->mig_phase, MIG_DONE);
 	pthread_mutex_unlock(&s->mig_lock);
 	printf("kv-server: migration done (%s): downtime_us %llu total_ms %llu rounds %u pages_received %llu "
-	       "zero_pages %llu requests %llu request_p50_us %llu request_p99_us %llu request_max_us %llu\n",
+	       "zero_pages %llu requests %llu request_p50_us %llu request_p99_us %llu request_max_us %llu "
+	       "recoveries %u recovery_ms %llu\n",
 	       mode_name[s->mig_mode], (unsigned long long)(s->mig_downtime_ns / 1000),
 	       (unsigned long long)(st.total_ns / 1000000), s->mig_rounds, (unsigned long long)st.pages_received,
 	       (unsigned long long)st.zero_pages, (unsigned long long)st.requests,
 	       (unsigned long long)(st.request_p50_ns / 1000), (unsigned long long)(st.request_p99_ns / 1000),
-	       (unsigned long long)(st.request_max_ns / 1000));
+	       (unsigned long long)(st.request_max_ns / 1000), st.recoveries,
+	       (unsigned long long)(st.recovery_ns / 1000000));
 	fflush(stdout);
-	s->mig_dst = fl_migrate_dest_free(s->mig_dst);
-	close(s->mig_fds[0]);
-	close(s->mig_fds[1]);
+	close(s->mig_lfd);
+	s->mig_lfd = -1;
+	/* With a control socket the destination stays attached, so that
+	 * status reports the migration that brought this server here, until
+	 * a migration from here replaces it (start_migration()). */
+	if (!s->ctl) {
+		struct fl_migrate_dest *d;
+
+		pthread_mutex_lock(&s->mig_lock);
+		d = s->mig_dst;
+		s->mig_dst = NULL;
+		pthread_mutex_unlock(&s->mig_lock);
+		fl_migrate_dest_free(d);
+		close(s->mig_fds[0]);
+		close(s->mig_fds[1]);
+	}
 	r = track_start(s);
 	if (r)
 		fprintf(stderr, "kv-server: fl_watch_new: %s (saves are full ones)\n", strerror(-r));
@@ -926,12 +1066,20 @@ static void *incoming_wait(void *arg)
 /* --incoming: receive the arena; returns when this server may serve. */
 static int incoming(struct server *s, int port)
 {
-	struct sockaddr_in at = s->listen_addr;
+	char name[INET_ADDRSTRLEN], at[INET_ADDRSTRLEN + 8];
 	pthread_t th;
 	int r;
 
-	at.sin_port = htons((uint16_t)port);
-	r = mig_accept(&at, &s->mig_fds[0], &s->mig_fds[1]);
+	inet_ntop(AF_INET, &s->listen_addr.sin_addr, name, sizeof(name));
+	snprintf(at, sizeof(at), "%s:%d", name, port);
+	/* Kept open after the source's first pair: its reconnections after a
+	 * cut arrive here (dst_reconnect()). */
+	r = fl_migrate_listen(at, &s->mig_lfd, NULL);
+	if (!r) {
+		printf("kv-server: waiting for a migration on %s\n", at);
+		fflush(stdout);
+		r = fl_migrate_accept(s->mig_lfd, 0, &s->mig_fds[0], &s->mig_fds[1]);
+	}
 	if (r) {
 		fprintf(stderr, "kv-server: --incoming %d: %s\n", port, strerror(-r));
 		return r;
@@ -941,7 +1089,14 @@ static int incoming(struct server *s, int port)
 		.sz = sizeof(struct fl_migrate_dest_opts),
 		.bulk_fd = s->mig_fds[0], .urgent_fd = s->mig_fds[1],
 		.resume = dest_resume, .resume_ctx = s,
-		.log = mig_log }, &s->mig_dst);
+		.log = mig_log,
+		.tls = s->tls, .psk_identity = s->psk_identity,
+		.psk_key_hex = s->tls == FL_TLS_PSK ? s->psk_key_hex : NULL,
+		.cert_file = s->cert_file, .key_file = s->key_file, .ca_file = s->ca_file,
+		.reconnect = dst_reconnect, .reconnect_ctx = s,
+		.recovery_ms = s->recovery_ms }, &s->mig_dst);
+	if (!r && s->ctl)
+		fl_migrate_ctl_set_dest(s->ctl, s->mig_dst);
 	if (!r)
 		r = fl_migrate_dest_start(s->mig_dst);
 	if (!r)
@@ -1019,7 +1174,16 @@ static void handle(struct server *s, char *line, char *reply, size_t len, bool *
 				 (unsigned long long)s->last_final, s->last_rounds);
 		pthread_mutex_unlock(&s->save_lock);
 	} else if (!strcmp(cmd, "MIGRATE")) {
-		*ret_launch = start_migration(s, k, reply, len);
+		enum fl_migrate_mode m = FL_MIGRATE_HYBRID;
+
+		if (k && !strcmp(k, "precopy"))
+			m = FL_MIGRATE_PRECOPY;
+		else if (k && !strcmp(k, "postcopy"))
+			m = FL_MIGRATE_POSTCOPY;
+		if (k && m == FL_MIGRATE_HYBRID && strcmp(k, "hybrid"))
+			snprintf(reply, len, "-ERR the mode is precopy, postcopy or hybrid\n");
+		else
+			*ret_launch = !start_migration(s, m, NULL, reply, len);
 	} else if (!strcmp(cmd, "MIGRATION")) {
 		migration_reply(s, reply, len);
 	} else if (!strcmp(cmd, "INFO")) {
@@ -1160,7 +1324,7 @@ static int serve(struct server *s, int lfd, int sig_fd)
 			char reply[256];
 
 			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
-				bool launch = start_migration(s, NULL, reply, sizeof(reply));
+				bool launch = !start_migration(s, FL_MIGRATE_HYBRID, NULL, reply, sizeof(reply));
 
 				fprintf(stderr, "kv-server: SIGUSR2: %s", reply);
 				if (launch)
@@ -1185,20 +1349,84 @@ static int serve(struct server *s, int lfd, int sig_fd)
 	return code;
 }
 
+/*
+ * A file holding a secret (a PSK, a private key) must be readable by its
+ * owner only, as ssh insists for its keys: refused otherwise, with how to
+ * fix it. 0, or -1 after saying why.
+ */
+static int private_file(const char *path, const char *opt)
+{
+	struct stat st;
+
+	if (stat(path, &st)) {
+		fprintf(stderr, "kv-server: %s %s: %s\n", opt, path, strerror(errno));
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		fprintf(stderr, "kv-server: %s %s: permissions %04o are too open: the file holds a secret and must "
+				"not be accessible by group or others (chmod 600 %s)\n", opt, path,
+			(unsigned)(st.st_mode & 07777), path);
+		return -1;
+	}
+	return 0;
+}
+
+/* --migrate-psk IDENTITY:KEYFILE: the key file holds the key in hex. */
+static int read_psk(struct server *s, const char *arg)
+{
+	const char *colon = strchr(arg, ':'), *path;
+	char id[128];
+	size_t n = 0;
+	FILE *f;
+
+	if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(id) || !colon[1]) {
+		fprintf(stderr, "kv-server: --migrate-psk wants IDENTITY:KEYFILE, not '%s'\n", arg);
+		return -1;
+	}
+	memcpy(id, arg, (size_t)(colon - arg));
+	id[colon - arg] = '\0';
+	path = colon + 1;
+	if (private_file(path, "--migrate-psk"))
+		return -1;
+	f = fopen(path, "re");
+	if (f) {
+		n = fread(s->psk_key_hex, 1, sizeof(s->psk_key_hex) - 1, f);
+		fclose(f);
+	}
+	while (n && strchr(" \t\r\n", s->psk_key_hex[n - 1]))
+		n--;
+	s->psk_key_hex[n] = '\0';
+	if (!n || n % 2 || n == sizeof(s->psk_key_hex) - 1 || strspn(s->psk_key_hex, "0123456789abcdefABCDEF") != n) {
+		fprintf(stderr, "kv-server: --migrate-psk %s: the file must hold the key in hex (an even number of "
+				"hex digits, e.g. from 'openssl rand -hex 32')\n", path);
+		return -1;
+	}
+	s->psk_identity = strdup(id);
+	s->tls = FL_TLS_PSK;
+	return s->psk_identity ? 0 : -1;
+}
+
 static int usage(void)
 {
 	fprintf(stderr,
 		"usage: kv-server [--listen ADDR] [--port N] [--arena SIZE] [--dir DIR] [--load IMAGE] [--fork-save]\n"
 		"                 [--track auto|async|sync|none] [--prefill N] [--save-nice N]\n"
-		"                 [--migrate-to HOST:PORT] [--migrate-no-push]\n"
+		"                 [--migrate-to HOST:PORT] [--migrate-no-push] [MIGRATION OPTIONS]\n"
 		"       kv-server --incoming PORT [--listen ADDR] [--port N] [--dir DIR] [--track auto|async|sync|none]\n"
-		"                 [--migrate-to HOST:PORT] [--migrate-no-push]\n"
+		"                 [--migrate-to HOST:PORT] [--migrate-no-push] [MIGRATION OPTIONS]\n"
+		"  MIGRATION OPTIONS: [--control PATH] [--migrate-recovery-ms N]\n"
+		"                 [--migrate-psk IDENTITY:KEYFILE | --migrate-cert CERT --migrate-key KEY --migrate-ca CA]\n"
 		"  SIZE: bytes, with an optional K, M or G suffix (default 256M)\n"
 		"  --listen ADDR: the IPv4 address for clients (and --incoming), default 127.0.0.1\n"
 		"  --migrate-to HOST:PORT: where MIGRATE [precopy|postcopy|hybrid] or SIGUSR2 moves this server\n"
 		"  --incoming PORT: receive a migration on ADDR:PORT, then serve on ADDR:--port. The arena is\n"
 		"    mapped by the library at the source's address, so this server allocates nothing before the\n"
-		"    layout arrives (no --arena, --load or --prefill: the data comes from the source)\n");
+		"    layout arrives (no --arena, --load or --prefill: the data comes from the source)\n"
+		"  --control PATH: a control socket for 'faultline migrate start|status|watch|cancel --control PATH'\n"
+		"  --migrate-recovery-ms N: after a cut past the switchover, reconnect for up to N ms (default 30000)\n"
+		"  --migrate-psk IDENTITY:KEYFILE: TLS with a pre-shared key, in hex in KEYFILE (mode 0600)\n"
+		"  --migrate-cert CERT --migrate-key KEY --migrate-ca CA: TLS with X.509 (mutual when both ends\n"
+		"    have --migrate-ca); the same kind of TLS on both ends, or the migration is refused\n");
 	return 2;
 }
 
@@ -1312,8 +1540,10 @@ static int local_arena(struct server *s, size_t arena, const char *load, unsigne
 
 int main(int argc, char **argv)
 {
-	static struct server s = { .dir = "/var/tmp", .wake_fd = -1 };
-	const char *load = NULL, *track = "auto", *listen_on = "127.0.0.1";
+	static struct server s = { .dir = "/var/tmp", .wake_fd = -1, .mig_lfd = -1, .src_fds = { -1, -1 },
+				   .recovery_ms = 30000 };
+	const char *load = NULL, *track = "auto", *listen_on = "127.0.0.1", *psk = NULL, *control = NULL;
+	int code;
 	unsigned long long fill = 0;
 	size_t arena = 0;
 	int port = 0, incoming_port = 0, lfd, sig_fd, one = 1;
@@ -1352,15 +1582,54 @@ int main(int argc, char **argv)
 			s.migrate_no_push = true;
 		else if (!strcmp(argv[i], "--incoming") && i + 1 < argc)
 			incoming_port = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--migrate-psk") && i + 1 < argc)
+			psk = argv[++i];
+		else if (!strcmp(argv[i], "--migrate-cert") && i + 1 < argc)
+			s.cert_file = argv[++i];
+		else if (!strcmp(argv[i], "--migrate-key") && i + 1 < argc)
+			s.key_file = argv[++i];
+		else if (!strcmp(argv[i], "--migrate-ca") && i + 1 < argc)
+			s.ca_file = argv[++i];
+		else if (!strcmp(argv[i], "--migrate-recovery-ms") && i + 1 < argc) {
+			char *end;
+			unsigned long v = strtoul(argv[++i], &end, 10);
+
+			if (*end || !v || v > 3600000) {
+				fprintf(stderr, "kv-server: --migrate-recovery-ms wants 1 to 3600000, not '%s'\n", argv[i]);
+				return 2;
+			}
+			s.recovery_ms = (unsigned)v;
+		} else if (!strcmp(argv[i], "--control") && i + 1 < argc)
+			control = argv[++i];
 		else
 			return usage();
 	}
+	if (psk && (s.cert_file || s.key_file || s.ca_file)) {
+		fprintf(stderr, "kv-server: --migrate-psk or --migrate-cert/--migrate-key/--migrate-ca, not both\n");
+		return 2;
+	}
+	if (psk && read_psk(&s, psk))
+		return 2;
+	if (!s.cert_file != !s.key_file) {
+		fprintf(stderr, "kv-server: --migrate-cert and --migrate-key go together\n");
+		return 2;
+	}
+	if (incoming_port && s.ca_file && !s.cert_file) {
+		fprintf(stderr, "kv-server: --incoming with --migrate-ca needs its own --migrate-cert and --migrate-key "
+				"(the destination is the TLS server)\n");
+		return 2;
+	}
+	if (s.key_file && private_file(s.key_file, "--migrate-key"))
+		return 2;
+	if (s.cert_file || s.ca_file)
+		s.tls = FL_TLS_X509;
+	s.incoming = incoming_port != 0;
 	s.listen_addr.sin_family = AF_INET;
 	if (inet_pton(AF_INET, listen_on, &s.listen_addr.sin_addr) != 1) {
 		fprintf(stderr, "kv-server: --listen wants an IPv4 address, not '%s'\n", listen_on);
 		return 2;
 	}
-	if (s.migrate_to && resolve(s.migrate_to, &s.migrate_addr)) {
+	if (s.migrate_to && resolve(s.migrate_to, &(struct sockaddr_in){ 0 })) {
 		fprintf(stderr, "kv-server: --migrate-to wants HOST:PORT, not '%s'\n", s.migrate_to);
 		return 2;
 	}
@@ -1412,6 +1681,16 @@ int main(int argc, char **argv)
 		return perror("listen"), 1;
 	s.client_lfd = lfd;
 	inet_ntop(AF_INET, &s.listen_addr.sin_addr, name, sizeof(name));
+	if (control) {
+		int r = fl_migrate_ctl_new(&(struct fl_migrate_ctl_opts){
+			.sz = sizeof(struct fl_migrate_ctl_opts), .path = control,
+			.start = ctl_start, .start_ctx = &s, .log = mig_log }, &s.ctl);
+
+		if (r) {
+			fprintf(stderr, "kv-server: --control %s: %s\n", control, strerror(-r));
+			return 1;
+		}
+	}
 	if (incoming_port) {
 		if (incoming(&s, incoming_port))
 			return 1;
@@ -1427,5 +1706,12 @@ int main(int argc, char **argv)
 		       s.watch ? be_name[fl_watch_backend(s.watch)] : "none");
 	}
 	fflush(stdout);
-	return serve(&s, lfd, sig_fd);
+	code = serve(&s, lfd, sig_fd);
+	if (s.ctl) {
+		/* Detached before anything is freed (fl_migrate_ctl_set_source(3)). */
+		fl_migrate_ctl_set_source(s.ctl, NULL);
+		fl_migrate_ctl_free(s.ctl);
+		fl_migrate_source_free(s.mig_src_ended);
+	}
+	return code;
 }
