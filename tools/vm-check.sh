@@ -208,6 +208,14 @@ if [ ! -f "$initrd" ] || [ "$root/tools/vm-init.sh" -nt "$initrd" ]; then
 		mkdir -p "$ird/lib/modules/$kver/$(dirname "${f#$moddir/}")"
 		cp "$f" "$ird/lib/modules/$kver/${f#$moddir/}"
 	done
+	# Optional: the migration tests join network namespaces with a veth
+	# pair and limit it with tbf; without them those cases fail by name.
+	for m in veth sch_tbf; do
+		f=$(find "$moddir/kernel" -name "$m.ko*" | head -n 1)
+		[ -n "$f" ] || continue
+		mkdir -p "$ird/lib/modules/$kver/$(dirname "${f#$moddir/}")"
+		cp "$f" "$ird/lib/modules/$kver/${f#$moddir/}"
+	done
 	cp "$moddir"/modules.builtin* "$ird/lib/modules/$kver/" 2>/dev/null
 	busybox depmod -b "$ird" "$kver" || { rm -rf "$ird"; exit 1; }
 	(cd "$ird" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$initrd.tmp.$$" &&

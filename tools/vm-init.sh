@@ -35,6 +35,12 @@ for m in virtio_pci 9pnet_virtio 9p; do
 		die "cannot load module $m"
 done
 
+# The root is the host's, whose /lib/modules is not this kernel's: what
+# the tests load on demand must be loaded from here.
+for m in veth sch_tbf; do
+	modprobe "$m" 2>/dev/null
+done
+
 n=/newroot
 p9="trans=virtio,version=9p2000.L,msize=524288"
 mount -t 9p -o "$p9,ro,cache=loose" hostroot $n || die "cannot mount the host's root (9p)"
