@@ -21,6 +21,7 @@
 #define FL_MIG_PAGE_PREFIX	16u		/* u64 addr, u64 xxh3 */
 #define FL_MIG_RANGE_SIZE	24u
 #define FL_MIG_PAGE_ZERO	(1u << 0)	/* PAGE flag: a page of zeros, no bytes */
+#define FL_MIG_SWITCH_NONE_STALE (1u << 0)	/* SWITCHOVER flag: no bitmap, nothing stale */
 
 enum fl__mig_type {
 	FL_MIG_LAYOUT = 1,
