@@ -179,11 +179,15 @@
  * PAGE       src->dst bulk or urgent: u64 addr, u64 xxh3 (XXH3-64 of the
  *            page's bytes; 0 for a zero page), then page_size bytes, or
  *            nothing when flags has ZERO (1): a page of zeros is elided.
+ *            The source writes up to 16 PAGE messages (64 KiB of pages)
+ *            at once; a receiver parses messages out of whatever it reads.
  * ROUND      src->dst bulk: u32 round, u32 pages (the round's end).
  * SWITCHOVER src->dst bulk: u64 npages (the layout's total), u64 blob_len,
  *            ceil(npages / 8) bytes of bitmap (page i of the layout, ranges
  *            in order, is bit i % 8 of byte i / 8: its copy is stale), then
- *            the blob.
+ *            the blob. Flag NONE_STALE (1): the bitmap is left out, no
+ *            copy is stale (POSTCOPY, PRECOPY, HYBRID with nothing written
+ *            since the last round); then length is 16 + blob_len.
  * REQUEST    dst->src urgent: u64 addr (a page the destination faulted on).
  * RESUMED    dst->src urgent, empty: resume() returned.
  * DONE       dst->src urgent, empty: every page is present.

@@ -29,6 +29,8 @@ void fl__mig_chan_fini(struct fl__mig_chan *ch)
 	free(ch->buf);
 	ch->buf = NULL;
 	ch->cap = 0;
+	free(ch->rbuf);
+	ch->rbuf = NULL;
 }
 
 int fl__mig_refuse(struct fl__mig_chan *ch, int err, const char *fmt, ...)
@@ -150,7 +152,7 @@ static int send_iov(struct fl__mig_chan *ch, struct iovec *iov, int cnt)
 	return 0;
 }
 
-static void put_hdr(uint8_t *hdr, uint16_t type, uint32_t length, uint32_t flags)
+void fl__mig_put_hdr(uint8_t *hdr, uint16_t type, uint32_t length, uint32_t flags)
 {
 	fl__mig_put32(hdr, FL_MIG_MAGIC);
 	hdr[4] = FL_MIG_VERSION & 0xff;
@@ -174,9 +176,19 @@ int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
 
 	if (a_len + b_len > FL_MIG_MAX_PAYLOAD)
 		return -EMSGSIZE;
-	put_hdr(hdr, type, (uint32_t)(a_len + b_len), flags);
+	fl__mig_put_hdr(hdr, type, (uint32_t)(a_len + b_len), flags);
 	pthread_mutex_lock(&ch->send_lock);
 	r = send_iov(ch, iov, 3);
+	pthread_mutex_unlock(&ch->send_lock);
+	return r;
+}
+
+int fl__mig_send_iov(struct fl__mig_chan *ch, struct iovec *iov, int cnt)
+{
+	int r;
+
+	pthread_mutex_lock(&ch->send_lock);
+	r = send_iov(ch, iov, cnt);
 	pthread_mutex_unlock(&ch->send_lock);
 	return r;
 }
@@ -187,7 +199,7 @@ void fl__mig_send_error(struct fl__mig_chan *ch, int err)
 
 	/* One try, no wait: the peer may be gone or hung, and the caller is
 	 * on its way out. 20 bytes fit any socket buffer that is not full. */
-	put_hdr(m, FL_MIG_ERROR, 4, 0);
+	fl__mig_put_hdr(m, FL_MIG_ERROR, 4, 0);
 	fl__mig_put32(m + 16, (uint32_t)(err < 0 ? -err : err));
 	pthread_mutex_lock(&ch->send_lock);
 	if (ch->fd >= 0) {
@@ -199,28 +211,53 @@ void fl__mig_send_error(struct fl__mig_chan *ch, int err)
 	pthread_mutex_unlock(&ch->send_lock);
 }
 
-/* Read exactly len bytes. first: EOF before any byte is -ECONNRESET (a
- * close between messages), otherwise a message cut short: -EBADMSG. */
+/* 256 KiB: 60 PAGE messages per recv(), several 16 KiB TLS records. */
+#define RBUF_SIZE (256u << 10)
+
+/* Read exactly len bytes, from what an earlier recv() brought first. A
+ * remainder as large as the buffer goes straight to its place. first: EOF
+ * before any byte is -ECONNRESET (a close between messages), otherwise a
+ * message cut short: -EBADMSG. */
 static int recv_full(struct fl__mig_chan *ch, void *buf, size_t len, unsigned timeout_ms, bool first)
 {
 	uint8_t *p = buf;
 	size_t got = 0;
 
 	while (got < len) {
+		bool direct = len - got >= RBUF_SIZE;
+		uint8_t *into;
+		size_t want;
 		ssize_t n;
 		int r;
 
+		if (ch->rpos < ch->rlen) {
+			size_t take = FL_MIN(len - got, ch->rlen - ch->rpos);
+
+			memcpy(p + got, ch->rbuf + ch->rpos, take);
+			ch->rpos += take;
+			got += take;
+			continue;
+		}
 		if (ch->fd < 0)
 			return -ENOTCONN;
+		if (!direct && !ch->rbuf && !(ch->rbuf = malloc(RBUF_SIZE)))
+			direct = true;
+		into = direct ? p + got : ch->rbuf;
+		want = direct ? len - got : RBUF_SIZE;
 		if (ch->tls) {
-			n = fl__tls_recv(ch->tls, p + got, len - got);
+			n = fl__tls_recv(ch->tls, into, want);
 		} else {
-			n = recv(ch->fd, p + got, len - got, MSG_DONTWAIT);
+			n = recv(ch->fd, into, want, MSG_DONTWAIT);
 			if (n < 0)
 				n = errno == EWOULDBLOCK ? -EAGAIN : -errno;
 		}
 		if (n > 0) {
-			got += (size_t)n;
+			if (direct) {
+				got += (size_t)n;
+			} else {
+				ch->rpos = 0;
+				ch->rlen = (size_t)n;
+			}
 			continue;
 		}
 		if (n == 0) {
@@ -340,6 +377,8 @@ void fl__mig_chan_replace(struct fl__mig_chan *ch, int fd, bool owned)
 	ch->fd = fd;
 	ch->owned = owned;
 	ch->cut = ch->peer_failed = false;
+	/* What the old connection brought is not the new one's. */
+	ch->rpos = ch->rlen = 0;
 	pthread_mutex_unlock(&ch->send_lock);
 }
 
@@ -364,6 +403,8 @@ bool fl__mig_chan_readable(struct fl__mig_chan *ch)
 {
 	struct pollfd p = { .fd = ch->fd, .events = POLLIN };
 
+	if (ch->rpos < ch->rlen)
+		return true;
 	if (ch->fd < 0)
 		return false;
 	if (ch->tls && fl__tls_pending(ch->tls))

@@ -12,6 +12,7 @@
 #include "tls.h"
 
 #include <pthread.h>
+#include <sys/uio.h>
 
 #define FL_MIG_MAGIC		0x474d4c46u	/* "FLMG" as little-endian bytes */
 #define FL_MIG_VERSION		2
@@ -20,6 +21,7 @@
 #define FL_MIG_PAGE_PREFIX	16u		/* u64 addr, u64 xxh3 */
 #define FL_MIG_RANGE_SIZE	24u
 #define FL_MIG_PAGE_ZERO	(1u << 0)	/* PAGE flag: a page of zeros, no bytes */
+#define FL_MIG_SWITCH_NONE_STALE (1u << 0)	/* SWITCHOVER flag: no bitmap, nothing stale */
 
 enum fl__mig_type {
 	FL_MIG_LAYOUT = 1,
@@ -63,6 +65,11 @@ struct fl__mig_chan {
 	pthread_mutex_t send_lock;
 	uint8_t *buf;			/* the last received payload */
 	size_t cap;
+	/* Received bytes not yet parsed (the receiving thread's): one recv()
+	 * brings many small messages (PAGE: 4 KiB and 32 bytes of framing)
+	 * instead of two or three recv() each. rbuf[rpos, rlen) is unread. */
+	uint8_t *rbuf;
+	size_t rpos, rlen;
 	_Atomic uint64_t bytes_sent;
 	/* Destination: where a PAGE's bytes go instead of buf, so that they
 	 * can be moved into place (UFFDIO_MOVE) rather than copied. Called
@@ -84,7 +91,8 @@ void fl__mig_chan_replace(struct fl__mig_chan *ch, int fd, bool owned);
 int fl__mig_set_nonblock(int fd);
 /* Make blocked and future I/O on the channel fail (thread-safe). */
 void fl__mig_chan_shutdown(struct fl__mig_chan *ch);
-/* Is a byte (or a decrypted record) ready without waiting? */
+/* Is a byte (or a decrypted record, or a received byte not parsed yet)
+ * ready without waiting? Only the receiving thread may ask. */
 bool fl__mig_chan_readable(struct fl__mig_chan *ch);
 /*
  * Run the TLS handshake on the channel's fd (the source is the client, the
@@ -116,6 +124,12 @@ int fl__mig_hello_ack(struct fl__mig_chan *ch, const struct fl__mig_hello *hello
  * readable while the send waited: the message is then cut short). */
 int fl__mig_send(struct fl__mig_chan *ch, uint16_t type, uint32_t flags,
 		 const void *a, size_t a_len, const void *b, size_t b_len);
+/* Write a message header for a payload of length bytes (for a batch of
+ * messages sent with fl__mig_send_iov()). */
+void fl__mig_put_hdr(uint8_t *hdr, uint16_t type, uint32_t length, uint32_t flags);
+/* Send iovecs holding whole messages, in one go as far as the socket
+ * takes them (iov is modified). Errors as fl__mig_send(). */
+int fl__mig_send_iov(struct fl__mig_chan *ch, struct iovec *iov, int cnt);
 /* Send ERROR(err) once, without waiting, and ignore the outcome: the peer
  * may already be gone. */
 void fl__mig_send_error(struct fl__mig_chan *ch, int err);
