@@ -110,6 +110,7 @@ struct m_src_cfg {
 	enum fl_mem_type mem;
 	enum fl_migrate_mode mode;
 	char connect[64];		/* "127.0.0.1:PORT" */
+	char reconnect_to[64];		/* reconnections go here instead, when set */
 	enum m_reconnect reconnect;
 	unsigned recovery_ms, timeout_ms;
 	bool small_sndbuf;		/* keep the push from running far ahead of the relay */
@@ -195,6 +196,8 @@ M_FN int m_reconnect_src(void *ctx, int *ret_bulk, int *ret_urgent)
 
 	if (c->reconnect == M_RECONNECT_FAIL)
 		return -ECONNREFUSED;
+	if (c->reconnect_to[0])
+		return fl_migrate_connect(c->reconnect_to, 1000, ret_bulk, ret_urgent);
 	return m_connect_src(c, ret_bulk, ret_urgent);
 }
 
@@ -532,11 +535,11 @@ M_FN void *m_relay_main(void *arg)
 	return NULL;
 }
 
-/* A relay on 127.0.0.1 (an ephemeral port) to target "127.0.0.1:PORT";
+/* A relay on bind_ip (an ephemeral port) to target "127.0.0.1:PORT";
  * m_relay_run() starts it.
  * Small receive buffers, so that a throttled bulk channel holds back the
  * source instead of buffering megabytes. */
-M_FN void m_relay_start(struct m_relay *r, int target_port)
+M_FN void m_relay_start_on(struct m_relay *r, const char *bind_ip, int target_port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t al = sizeof(a);
@@ -549,10 +552,16 @@ M_FN void m_relay_start(struct m_relay *r, int target_port)
 	T_ASSERT(r->lfd >= 0);
 	setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	setsockopt(r->lfd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	T_ASSERT(inet_pton(AF_INET, bind_ip, &a.sin_addr) == 1, "address %s", bind_ip);
 	T_ASSERT(bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(r->lfd, 16) == 0);
 	T_ASSERT(getsockname(r->lfd, (struct sockaddr *)&a, &al) == 0);
 	r->port = ntohs(a.sin_port);
+}
+
+/* The same on 127.0.0.1. */
+M_FN void m_relay_start(struct m_relay *r, int target_port)
+{
+	m_relay_start_on(r, "127.0.0.1", target_port);
 }
 
 /* Its thread, after the source is forked: a fork with threads running
@@ -584,9 +593,377 @@ M_FN void m_relay_stop(struct m_relay *r)
 	close(r->lfd);
 }
 
+/* ---- the destination's side of a recovery ------------------------------ */
+
+struct m_reaccept {
+	int lfd;
+	unsigned calls;
+};
+
+/* The destination's reconnect: the next pair on the listening socket. */
+M_FN int m_reaccept(void *ctx, int *ret_bulk, int *ret_urgent)
+{
+	struct m_reaccept *a = ctx;
+
+	a->calls++;
+	return fl_migrate_accept(a->lfd, 300, ret_bulk, ret_urgent);
+}
+
 M_FN pid_t m_gettid(void)
 {
 	return (pid_t)syscall(SYS_gettid);
+}
+
+/* The application at the destination while cuts come: M_APP_THREADS
+ * threads check blocks against the shadow and write them. */
+#define M_APP_THREADS 4
+
+struct m_app {
+	struct m_dst *d;
+	unsigned id;
+	_Atomic bool *phase2;
+	pid_t tid;
+	uint64_t *expected;		/* per block: the counter after our write (0: untouched) */
+	_Atomic uint64_t wrong;
+};
+
+/* Check a block against the shadow, then write it (its counter + 1). */
+M_FN void m_touch(struct m_app *a, size_t b)
+{
+	uint8_t *blk = a->d->mem + b * M_BLK;
+	uint64_t v;
+
+	if (XXH3_64bits(blk, M_BLK) != a->d->hashes[b]) {
+		atomic_fetch_add(&a->wrong, 1);
+		return;
+	}
+	v = *(volatile uint64_t *)(void *)blk;
+	m_block_write(blk);
+	a->expected[b] = v + 1;
+}
+
+/* Thread id of the application's threads: blocks b % M_APP_THREADS == id,
+ * the first half at once, the rest after both cuts. The last hot block
+ * is the held faulter's. */
+M_FN void *m_app_main(void *arg)
+{
+	struct m_app *a = arg;
+	size_t nblk = a->d->nblk;
+
+	a->tid = m_gettid();
+	for (size_t b = a->id; b < nblk / 2; b += M_APP_THREADS)
+		m_touch(a, b);
+	while (!atomic_load(a->phase2))
+		usleep(1000);
+	for (size_t b = nblk / 2 + a->id; b < nblk - 2; b += M_APP_THREADS)
+		m_touch(a, b);
+	return NULL;
+}
+
+struct m_faulter {
+	struct m_dst *d;
+	size_t block;
+	pid_t tid;
+	_Atomic bool done;
+	bool right;
+};
+
+M_FN void *m_faulter_main(void *arg)
+{
+	struct m_faulter *f = arg;
+
+	f->tid = m_gettid();
+	f->right = XXH3_64bits(f->d->mem + f->block * M_BLK, M_BLK) == f->d->hashes[f->block];
+	atomic_store(&f->done, true);
+	return NULL;
+}
+
+/* ---- recovery scenarios, over loopback or between namespaces ------------ */
+
+/*
+ * Where a scenario runs. NULL or zeroed: both sides and the relay on
+ * 127.0.0.1 in this process's network namespace, plaintext. The relay
+ * always forwards to the destination on 127.0.0.1 of the calling
+ * process's namespace; the source reaches it at relay_ip.
+ */
+struct m_net {
+	const char *relay_ip;		/* where the relay listens (NULL: 127.0.0.1) */
+	void (*in_source)(void *arg);	/* run first in the forked source process */
+	void *in_source_arg;
+	const char *psk_key_hex;	/* TLS with this pre-shared key on both sides */
+};
+
+M_FN const char *m_net_relay_ip(const struct m_net *net)
+{
+	return net && net->relay_ip ? net->relay_ip : "127.0.0.1";
+}
+
+/* Point c at the relay and set its TLS from net. */
+M_FN void m_net_source(const struct m_net *net, struct m_src_cfg *c, int relay_port)
+{
+	snprintf(c->connect, sizeof(c->connect), "%s:%d", m_net_relay_ip(net), relay_port);
+	if (net && net->psk_key_hex) {
+		c->tls.tls = FL_TLS_PSK;
+		c->tls.psk_identity = "migration-1";
+		c->tls.psk_key_hex = net->psk_key_hex;
+	}
+}
+
+M_FN pid_t m_net_source_fork(const struct m_net *net, const struct m_src_cfg *c)
+{
+	pid_t pid = fork();
+
+	T_ASSERT(pid >= 0);
+	if (pid == 0) {
+		if (net && net->in_source)
+			net->in_source(net->in_source_arg);
+		_exit(m_source_main(c));
+	}
+	return pid;
+}
+
+M_FN struct fl_migrate_dest *m_dst_start(const struct m_net *net, struct m_dst *d, int bulk, int urgent, struct m_reaccept *ra,
+							unsigned recovery_ms)
+{
+	struct fl_migrate_dest *dst;
+
+	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.resume = m_on_resume, .resume_ctx = d, .timeout_ms = t_scaled_ms(5000),
+		.log = m_dst_log, .log_ctx = d, .reconnect = ra ? m_reaccept : NULL, .reconnect_ctx = ra,
+		.recovery_ms = recovery_ms, .tls = net && net->psk_key_hex ? FL_TLS_PSK : FL_TLS_NONE,
+		.psk_identity = net && net->psk_key_hex ? "migration-1" : NULL,
+		.psk_key_hex = net ? net->psk_key_hex : NULL }, &dst));
+	T_OK(fl_migrate_dest_start(dst));
+	return dst;
+}
+
+M_FN unsigned m_recoveries(struct fl_migrate_dest *dst)
+{
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	return st.recoveries;
+}
+
+/* The source is through its recovery too once a page arrives on the new
+ * connections (it pushes only after the destination's RECEIVED), or when
+ * nothing is missing any more. */
+M_FN bool m_source_recovered(struct fl_migrate_dest *dst, uint64_t received_before)
+{
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	return st.pages_received > received_before || st.pages_remaining == 0;
+}
+
+M_FN uint64_t m_received(struct fl_migrate_dest *dst)
+{
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	return st.pages_received;
+}
+
+/*
+ * Postcopy through a relay that throttles the push, with M_APP_THREADS
+ * application threads at the destination (the calling process): the relay
+ * cuts the bulk channel, then the urgent one with a faulter waiting on it.
+ * Both cuts recovered (2 recoveries on both sides), zero lost or wrong
+ * blocks, the faulter gets the right bytes, per-thread blocked time.
+ * c: the source's configuration but for its address to connect to.
+ */
+M_FN int m_cut_twice(const struct m_net *net, struct m_src_cfg *c)
+{
+	enum fl_mem_type mem = c->mem;
+	struct fl_migrate_stats st = { .sz = sizeof(st) };
+	struct fl_migrate_thread_stats ts[64];
+	struct m_app apps[M_APP_THREADS];
+	pthread_t th[M_APP_THREADS], fth;
+	_Atomic bool phase2 = false;
+	struct m_faulter f = { 0 };
+	struct m_relay relay;
+	struct m_reaccept ra;
+	struct m_dst d;
+	struct fl_migrate_dest *dst;
+	uint64_t *expected;
+	unsigned n;
+	int lfd, port, bulk, urgent;
+	pid_t pid;
+
+	m_listen(&lfd, &port);
+	m_relay_start_on(&relay, m_net_relay_ip(net), port);
+	/* Slow enough that the push is far from done when the cuts come. */
+	atomic_store(&relay.bulk_rate, mem == FL_MEM_HUGETLB ? (1u << 20) : (2u << 20));
+	c->expect_recoveries = 2;
+	m_dst_init(&d, c->addr, c->len);
+	m_net_source(net, c, relay.port);
+	pid = m_net_source_fork(net, c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	ra = (struct m_reaccept){ .lfd = lfd };
+	dst = m_dst_start(net, &d, bulk, urgent, &ra, t_scaled_ms(10000));
+	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+	expected = calloc(d.nblk, sizeof(uint64_t));
+	T_ASSERT(expected != NULL);
+	for (unsigned i = 0; i < M_APP_THREADS; i++) {
+		apps[i] = (struct m_app){ .d = &d, .id = i, .phase2 = &phase2, .expected = expected };
+		T_ASSERT(pthread_create(&th[i], NULL, m_app_main, &apps[i]) == 0);
+	}
+
+	/* Cut 1: the bulk channel. */
+	usleep(150000);
+	m_relay_cut(&relay, 0);
+	T_ASSERT(T_WAIT_FOR(m_recoveries(dst) >= 1, 15000), "no recovery after the bulk cut");
+	/* Not before the source has its HELLO_ACKs: holding the urgent
+	 * channel earlier would cut the source's recovery, not the postcopy. */
+	uint64_t before = m_received(dst);
+	T_ASSERT(T_WAIT_FOR(m_source_recovered(dst, before), 15000), "the source did not resume its push");
+
+	/* Cut 2: the urgent channel, with a faulter waiting on it. */
+	atomic_store(&relay.hold_urgent, true);
+	f = (struct m_faulter){ .d = &d, .block = d.nblk - 2 };
+	T_ASSERT(pthread_create(&fth, NULL, m_faulter_main, &f) == 0);
+	usleep(300000);
+	T_ASSERT(!atomic_load(&f.done), "the faulter was served through a held channel");
+	m_relay_cut(&relay, 1);
+	usleep(50000);
+	atomic_store(&relay.hold_urgent, false);
+	T_ASSERT(T_WAIT_FOR(m_recoveries(dst) >= 2, 15000), "no recovery after the urgent cut");
+	T_ASSERT(T_WAIT_FOR(atomic_load(&f.done), 15000), "the faulter still waits after recovery");
+	pthread_join(fth, NULL);
+	T_ASSERT(f.right, "the faulter blocked across the cut read wrong bytes");
+
+	atomic_store(&phase2, true);
+	atomic_store(&relay.bulk_rate, 0);
+	for (unsigned i = 0; i < M_APP_THREADS; i++)
+		pthread_join(th[i], NULL);
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), 0);
+	for (unsigned i = 0; i < M_APP_THREADS; i++)
+		T_ASSERT(atomic_load(&apps[i].wrong) == 0, "thread %u read %llu blocks unlike the shadow", i,
+			 (unsigned long long)atomic_load(&apps[i].wrong));
+	/* Every block: ours as written, the rest as at the pause. */
+	for (size_t b = 0; b < d.nblk; b++) {
+		const uint64_t *q = (const uint64_t *)(const void *)(d.mem + b * M_BLK);
+
+		if (expected[b])
+			T_ASSERT(q[0] == expected[b] && q[M_BLK / 8 - 1] == expected[b],
+				 "block %zu: counter %llu/%llu, want %llu", b, (unsigned long long)q[0],
+				 (unsigned long long)q[M_BLK / 8 - 1], (unsigned long long)expected[b]);
+		else
+			T_ASSERT(XXH3_64bits(q, M_BLK) == d.hashes[b], "block %zu lost or wrong", b);
+	}
+	T_OK(fl_migrate_dest_stats(dst, &st));
+	T_ASSERT_EQ(st.recoveries, 2);
+	T_ASSERT(st.recovery_ns > 0 && st.blocked_ns > 0);
+	/* Per thread: each application thread and the faulter, blocked. */
+	T_OK(fl_migrate_dest_threads(dst, (ts[0].sz = sizeof(ts[0]), ts), 64, &n));
+	if (!fl_feature_has(FL_FEATURE_THREAD_ID)) {
+		/* Without the faulting thread's id every fault counts for 0. */
+		T_ASSERT(n == 1 && ts[0].tid == 0 && ts[0].blocked_ns > 0, "%u threads, tid %d", n, ts[0].tid);
+		n = 0;
+	}
+	for (unsigned i = 0; n && i <= M_APP_THREADS; i++) {
+		pid_t tid = i < M_APP_THREADS ? apps[i].tid : f.tid;
+		unsigned k;
+
+		for (k = 0; k < (n < 64u ? n : 64u) && ts[k].tid != tid; k++)
+			;
+		T_ASSERT(k < (n < 64u ? n : 64u), "thread %d not in the per-thread statistics (%u threads)", tid, n);
+		T_ASSERT(ts[k].faults > 0 && ts[k].blocked_ns > 0 && ts[k].max_blocked_ns <= ts[k].blocked_ns);
+		if (tid == f.tid)
+			T_ASSERT(ts[k].max_blocked_ns >= 300000000ull, "the faulter blocked %llu ns",
+				 (unsigned long long)ts[k].max_blocked_ns);
+	}
+	m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
+enum m_lost {
+	M_LOST_RECONNECT_FAILS,	/* the source's reconnect() always fails */
+	M_LOST_SOURCE_KILLED,	/* SIGKILL to the source in postcopy */
+};
+
+/*
+ * Recovery that never comes: the destination keeps a faulter blocked while
+ * it tries to recover for its recovery_ms, then poisons: SIGBUS, never
+ * zeros; -ETIMEDOUT on both sides, the source's application never resumed.
+ * c: the source's configuration but for its address to connect to.
+ */
+M_FN int m_recovery_lost(const struct m_net *net, struct m_src_cfg *c, enum m_lost kind)
+{
+	struct m_relay relay;
+	struct m_reaccept ra;
+	struct m_dst d;
+	struct fl_migrate_dest *dst;
+	uint64_t v = 0, t0, waited;
+	int lfd, port, bulk, urgent, status, bus;
+	size_t far;
+	pid_t pid;
+
+	m_listen(&lfd, &port);
+	m_relay_start_on(&relay, m_net_relay_ip(net), port);
+	atomic_store(&relay.bulk_rate, 1u << 20);
+	c->recovery_ms = 1500;
+	if (kind == M_LOST_RECONNECT_FAILS) {
+		c->reconnect = M_RECONNECT_FAIL;
+		c->expect = -ETIMEDOUT;
+		c->expect_recoveries = 0;
+	}
+	m_dst_init(&d, c->addr, c->len);
+	m_net_source(net, c, relay.port);
+	pid = m_net_source_fork(net, c);
+	m_relay_run(&relay);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	/* Nobody connects again: each reconnect() times out. */
+	ra = (struct m_reaccept){ .lfd = lfd };
+	if (kind == M_LOST_SOURCE_KILLED) {
+		close(lfd);
+		m_listen(&ra.lfd, &port);
+	}
+	dst = m_dst_start(net, &d, bulk, urgent, &ra, 1500);
+	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+	/* Served before the cut, over the urgent channel. */
+	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)d.mem, &v), 0);
+	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 differs");
+	t0 = t_now_ns();
+	if (kind == M_LOST_SOURCE_KILLED) {
+		kill(pid, SIGKILL);
+		T_OK(t_wait_pid(pid, 10000, &status));
+	} else {
+		m_relay_cut(&relay, 0);
+		m_relay_cut(&relay, 1);
+	}
+	/* Far from what the push reached: missing. Blocked while the
+	 * destination tries to recover, then SIGBUS, never zeros. */
+	far = d.nblk - 2;
+	bus = m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + far * M_BLK), &v);
+	waited = t_now_ns() - t0;
+	T_ASSERT(bus == 1, "a missing page read as %llu instead of SIGBUS", (unsigned long long)v);
+	T_ASSERT(waited >= 1000000000ull, "SIGBUS after %llu ms: recovery was not waited for",
+		 (unsigned long long)(waited / 1000000));
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), -ETIMEDOUT);
+	T_ASSERT(ra.calls >= 2, "reconnect called %u times", ra.calls);
+	T_ASSERT_EQ(m_recoveries(dst), 0);
+	/* What arrived stays; a later thread finds SIGBUS too. */
+	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 changed after the failure");
+	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + (far - 8) * M_BLK), &v),
+		    1);
+	if (kind == M_LOST_RECONNECT_FAILS)
+		m_source_reap(pid);
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(ra.lfd);
+	if (kind == M_LOST_RECONNECT_FAILS)
+		close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
 }
 
 #endif

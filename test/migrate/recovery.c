@@ -12,7 +12,6 @@
 #include "mig-util.h"
 
 #define LEN (8u << 20)
-#define APP_THREADS 4
 
 static uint64_t case_addr(enum fl_mem_type mem, unsigned slot)
 {
@@ -27,20 +26,6 @@ static void need_mem(enum fl_mem_type mem)
 		t_require_needs(T_MISSING_HUGETLB);
 		t_need_huge(2 * LEN);
 	}
-}
-
-struct reaccept {
-	int lfd;
-	unsigned calls;
-};
-
-/* The destination's reconnect: the next pair on the listening socket. */
-static int reaccept(void *ctx, int *ret_bulk, int *ret_urgent)
-{
-	struct reaccept *a = ctx;
-
-	a->calls++;
-	return fl_migrate_accept(a->lfd, 300, ret_bulk, ret_urgent);
 }
 
 static void src_cfg(struct m_src_cfg *c, enum fl_mem_type mem, unsigned slot, int relay_port)
@@ -58,228 +43,20 @@ static void src_cfg(struct m_src_cfg *c, enum fl_mem_type mem, unsigned slot, in
 	c->expect_recoveries = -1;
 }
 
-static struct fl_migrate_dest *dst_start(struct m_dst *d, int bulk, int urgent, struct reaccept *ra,
-					 unsigned recovery_ms)
-{
-	struct fl_migrate_dest *dst;
-
-	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
-		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
-		.resume = m_on_resume, .resume_ctx = d, .timeout_ms = t_scaled_ms(5000),
-		.log = m_dst_log, .log_ctx = d, .reconnect = ra ? reaccept : NULL, .reconnect_ctx = ra,
-		.recovery_ms = recovery_ms }, &dst));
-	T_OK(fl_migrate_dest_start(dst));
-	return dst;
-}
-
-static unsigned recoveries(struct fl_migrate_dest *dst)
-{
-	struct fl_migrate_stats st = { .sz = sizeof(st) };
-
-	T_OK(fl_migrate_dest_stats(dst, &st));
-	return st.recoveries;
-}
-
-/* The source is through its recovery too once a page arrives on the new
- * connections (it pushes only after the destination's RECEIVED), or when
- * nothing is missing any more. */
-static bool source_recovered(struct fl_migrate_dest *dst, uint64_t received_before)
-{
-	struct fl_migrate_stats st = { .sz = sizeof(st) };
-
-	T_OK(fl_migrate_dest_stats(dst, &st));
-	return st.pages_received > received_before || st.pages_remaining == 0;
-}
-
-static uint64_t received(struct fl_migrate_dest *dst)
-{
-	struct fl_migrate_stats st = { .sz = sizeof(st) };
-
-	T_OK(fl_migrate_dest_stats(dst, &st));
-	return st.pages_received;
-}
-
-/* ---- cut twice ------------------------------------------------------------ */
-
-struct app {
-	struct m_dst *d;
-	unsigned id;
-	_Atomic bool *phase2;
-	pid_t tid;
-	uint64_t *expected;		/* per block: the counter after our write (0: untouched) */
-	_Atomic uint64_t wrong;
-};
-
-/* Check a block against the shadow, then write it (its counter + 1). */
-static void touch(struct app *a, size_t b)
-{
-	uint8_t *blk = a->d->mem + b * M_BLK;
-	uint64_t v;
-
-	if (XXH3_64bits(blk, M_BLK) != a->d->hashes[b]) {
-		atomic_fetch_add(&a->wrong, 1);
-		return;
-	}
-	v = *(volatile uint64_t *)(void *)blk;
-	m_block_write(blk);
-	a->expected[b] = v + 1;
-}
-
-/* Thread id of the application's threads: blocks b % APP_THREADS == id,
- * the first half at once, the rest after both cuts. The last hot block
- * is the held faulter's. */
-static void *app_main(void *arg)
-{
-	struct app *a = arg;
-	size_t nblk = a->d->nblk;
-
-	a->tid = m_gettid();
-	for (size_t b = a->id; b < nblk / 2; b += APP_THREADS)
-		touch(a, b);
-	while (!atomic_load(a->phase2))
-		usleep(1000);
-	for (size_t b = nblk / 2 + a->id; b < nblk - 2; b += APP_THREADS)
-		touch(a, b);
-	return NULL;
-}
-
-struct faulter {
-	struct m_dst *d;
-	size_t block;
-	pid_t tid;
-	_Atomic bool done;
-	bool right;
-};
-
-static void *faulter_main(void *arg)
-{
-	struct faulter *f = arg;
-
-	f->tid = m_gettid();
-	f->right = XXH3_64bits(f->d->mem + f->block * M_BLK, M_BLK) == f->d->hashes[f->block];
-	atomic_store(&f->done, true);
-	return NULL;
-}
+/* ---- cut twice, and recovery that never comes (mig-util.h) ---------------- */
 
 static int test_cut_twice(void *arg)
 {
 	enum fl_mem_type mem = (enum fl_mem_type)(uintptr_t)arg;
-	struct fl_migrate_stats st = { .sz = sizeof(st) };
-	struct fl_migrate_thread_stats ts[64];
-	struct app apps[APP_THREADS];
-	pthread_t th[APP_THREADS], fth;
-	_Atomic bool phase2 = false;
-	struct faulter f = { 0 };
 	struct m_src_cfg c;
-	struct m_relay relay;
-	struct reaccept ra;
-	struct m_dst d;
-	struct fl_migrate_dest *dst;
-	uint64_t *expected;
-	unsigned n;
-	int lfd, port, bulk, urgent;
-	pid_t pid;
 
 	need_mem(mem);
-	m_listen(&lfd, &port);
-	m_relay_start(&relay, port);
-	/* Slow enough that the push is far from done when the cuts come. */
-	atomic_store(&relay.bulk_rate, mem == FL_MEM_HUGETLB ? (1u << 20) : (2u << 20));
-	src_cfg(&c, mem, 0, relay.port);
-	c.expect_recoveries = 2;
-	m_dst_init(&d, c.addr, c.len);
-	pid = m_source_fork(&c);
-	m_relay_run(&relay);
-	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	ra = (struct reaccept){ .lfd = lfd };
-	dst = dst_start(&d, bulk, urgent, &ra, t_scaled_ms(10000));
-	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
-	expected = calloc(d.nblk, sizeof(uint64_t));
-	T_ASSERT(expected != NULL);
-	for (unsigned i = 0; i < APP_THREADS; i++) {
-		apps[i] = (struct app){ .d = &d, .id = i, .phase2 = &phase2, .expected = expected };
-		T_ASSERT(pthread_create(&th[i], NULL, app_main, &apps[i]) == 0);
-	}
-
-	/* Cut 1: the bulk channel. */
-	usleep(150000);
-	m_relay_cut(&relay, 0);
-	T_ASSERT(T_WAIT_FOR(recoveries(dst) >= 1, 15000), "no recovery after the bulk cut");
-	/* Not before the source has its HELLO_ACKs: holding the urgent
-	 * channel earlier would cut the source's recovery, not the postcopy. */
-	uint64_t before = received(dst);
-	T_ASSERT(T_WAIT_FOR(source_recovered(dst, before), 15000), "the source did not resume its push");
-
-	/* Cut 2: the urgent channel, with a faulter waiting on it. */
-	atomic_store(&relay.hold_urgent, true);
-	f = (struct faulter){ .d = &d, .block = d.nblk - 2 };
-	T_ASSERT(pthread_create(&fth, NULL, faulter_main, &f) == 0);
-	usleep(300000);
-	T_ASSERT(!atomic_load(&f.done), "the faulter was served through a held channel");
-	m_relay_cut(&relay, 1);
-	usleep(50000);
-	atomic_store(&relay.hold_urgent, false);
-	T_ASSERT(T_WAIT_FOR(recoveries(dst) >= 2, 15000), "no recovery after the urgent cut");
-	T_ASSERT(T_WAIT_FOR(atomic_load(&f.done), 15000), "the faulter still waits after recovery");
-	pthread_join(fth, NULL);
-	T_ASSERT(f.right, "the faulter blocked across the cut read wrong bytes");
-
-	atomic_store(&phase2, true);
-	atomic_store(&relay.bulk_rate, 0);
-	for (unsigned i = 0; i < APP_THREADS; i++)
-		pthread_join(th[i], NULL);
-	T_ASSERT_EQ(fl_migrate_dest_wait(dst), 0);
-	for (unsigned i = 0; i < APP_THREADS; i++)
-		T_ASSERT(atomic_load(&apps[i].wrong) == 0, "thread %u read %llu blocks unlike the shadow", i,
-			 (unsigned long long)atomic_load(&apps[i].wrong));
-	/* Every block: ours as written, the rest as at the pause. */
-	for (size_t b = 0; b < d.nblk; b++) {
-		const uint64_t *q = (const uint64_t *)(const void *)(d.mem + b * M_BLK);
-
-		if (expected[b])
-			T_ASSERT(q[0] == expected[b] && q[M_BLK / 8 - 1] == expected[b],
-				 "block %zu: counter %llu/%llu, want %llu", b, (unsigned long long)q[0],
-				 (unsigned long long)q[M_BLK / 8 - 1], (unsigned long long)expected[b]);
-		else
-			T_ASSERT(XXH3_64bits(q, M_BLK) == d.hashes[b], "block %zu lost or wrong", b);
-	}
-	T_OK(fl_migrate_dest_stats(dst, &st));
-	T_ASSERT_EQ(st.recoveries, 2);
-	T_ASSERT(st.recovery_ns > 0 && st.blocked_ns > 0);
-	/* Per thread: each application thread and the faulter, blocked. */
-	T_OK(fl_migrate_dest_threads(dst, (ts[0].sz = sizeof(ts[0]), ts), 64, &n));
-	if (!fl_feature_has(FL_FEATURE_THREAD_ID)) {
-		/* Without the faulting thread's id every fault counts for 0. */
-		T_ASSERT(n == 1 && ts[0].tid == 0 && ts[0].blocked_ns > 0, "%u threads, tid %d", n, ts[0].tid);
-		n = 0;
-	}
-	for (unsigned i = 0; n && i <= APP_THREADS; i++) {
-		pid_t tid = i < APP_THREADS ? apps[i].tid : f.tid;
-		unsigned k;
-
-		for (k = 0; k < (n < 64u ? n : 64u) && ts[k].tid != tid; k++)
-			;
-		T_ASSERT(k < (n < 64u ? n : 64u), "thread %d not in the per-thread statistics (%u threads)", tid, n);
-		T_ASSERT(ts[k].faults > 0 && ts[k].blocked_ns > 0 && ts[k].max_blocked_ns <= ts[k].blocked_ns);
-		if (tid == f.tid)
-			T_ASSERT(ts[k].max_blocked_ns >= 300000000ull, "the faulter blocked %llu ns",
-				 (unsigned long long)ts[k].max_blocked_ns);
-	}
-	m_source_reap(pid);
-	fl_migrate_dest_free(dst);
-	m_relay_stop(&relay);
-	close(lfd);
-	close(bulk);
-	close(urgent);
-	return T_PASS;
+	src_cfg(&c, mem, 0, 0);
+	return m_cut_twice(NULL, &c);
 }
 
-/* ---- recovery that never comes -------------------------------------------- */
-
-enum lost { L_RECONNECT_FAILS, L_SOURCE_KILLED };
-
 struct lost_case {
-	enum lost kind;
+	enum m_lost kind;
 	enum fl_mem_type mem;
 };
 
@@ -287,74 +64,10 @@ static int test_lost(void *arg)
 {
 	const struct lost_case *lc = arg;
 	struct m_src_cfg c;
-	struct m_relay relay;
-	struct reaccept ra;
-	struct m_dst d;
-	struct fl_migrate_dest *dst;
-	uint64_t v = 0, t0, waited;
-	int lfd, port, bulk, urgent, status, bus;
-	size_t far;
-	pid_t pid;
 
 	need_mem(lc->mem);
-	m_listen(&lfd, &port);
-	m_relay_start(&relay, port);
-	atomic_store(&relay.bulk_rate, 1u << 20);
-	src_cfg(&c, lc->mem, 1 + lc->kind, relay.port);
-	c.recovery_ms = 1500;
-	if (lc->kind == L_RECONNECT_FAILS) {
-		c.reconnect = M_RECONNECT_FAIL;
-		c.expect = -ETIMEDOUT;
-		c.expect_recoveries = 0;
-	}
-	m_dst_init(&d, c.addr, c.len);
-	pid = m_source_fork(&c);
-	m_relay_run(&relay);
-	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	/* Nobody connects again: each reconnect() times out. */
-	ra = (struct reaccept){ .lfd = lfd };
-	if (lc->kind == L_SOURCE_KILLED) {
-		close(lfd);
-		m_listen(&ra.lfd, &port);
-	}
-	dst = dst_start(&d, bulk, urgent, &ra, 1500);
-	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
-	/* Served before the cut, over the urgent channel. */
-	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)d.mem, &v), 0);
-	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 differs");
-	t0 = t_now_ns();
-	if (lc->kind == L_SOURCE_KILLED) {
-		kill(pid, SIGKILL);
-		T_OK(t_wait_pid(pid, 10000, &status));
-	} else {
-		m_relay_cut(&relay, 0);
-		m_relay_cut(&relay, 1);
-	}
-	/* Far from what the push reached: missing. Blocked while the
-	 * destination tries to recover, then SIGBUS, never zeros. */
-	far = d.nblk - 2;
-	bus = m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + far * M_BLK), &v);
-	waited = t_now_ns() - t0;
-	T_ASSERT(bus == 1, "a missing page read as %llu instead of SIGBUS", (unsigned long long)v);
-	T_ASSERT(waited >= 1000000000ull, "SIGBUS after %llu ms: recovery was not waited for",
-		 (unsigned long long)(waited / 1000000));
-	T_ASSERT_EQ(fl_migrate_dest_wait(dst), -ETIMEDOUT);
-	T_ASSERT(ra.calls >= 2, "reconnect called %u times", ra.calls);
-	T_ASSERT_EQ(recoveries(dst), 0);
-	/* What arrived stays; a later thread finds SIGBUS too. */
-	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 changed after the failure");
-	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + (far - 8) * M_BLK), &v),
-		    1);
-	if (lc->kind == L_RECONNECT_FAILS)
-		m_source_reap(pid);
-	fl_migrate_dest_free(dst);
-	m_relay_stop(&relay);
-	close(ra.lfd);
-	if (lc->kind == L_RECONNECT_FAILS)
-		close(lfd);
-	close(bulk);
-	close(urgent);
-	return T_PASS;
+	src_cfg(&c, lc->mem, 1 + lc->kind, 0);
+	return m_recovery_lost(NULL, &c, lc->kind);
 }
 
 /* ---- a cut at switchover ------------------------------------------------------ */
@@ -374,7 +87,7 @@ static int test_cut_at_switchover(void *arg)
 	struct fl_migrate_dest *dst;
 	struct m_src_cfg c;
 	struct m_relay relay;
-	struct reaccept ra;
+	struct m_reaccept ra;
 	struct m_dst d;
 	int lfd, port, bulk, urgent, r;
 	pid_t pid;
@@ -393,8 +106,8 @@ static int test_cut_at_switchover(void *arg)
 	pid = m_source_fork(&c);
 	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	ra = (struct reaccept){ .lfd = lfd };
-	dst = dst_start(&d, bulk, urgent, &ra, 1500);
+	ra = (struct m_reaccept){ .lfd = lfd };
+	dst = m_dst_start(NULL, &d, bulk, urgent, &ra, 1500);
 	/* The layout is mapped: the destination waits for the rest. */
 	T_ASSERT(T_WAIT_FOR(({
 		unsigned char v;
@@ -422,7 +135,7 @@ static int test_cut_at_switchover(void *arg)
 /* ---- reconnections refused by HELLO ------------------------------------------ */
 
 struct hostile_reaccept {
-	struct reaccept ra;
+	struct m_reaccept ra;
 	struct m_relay *relay;
 	unsigned calls;
 	int peers[8];
@@ -463,7 +176,7 @@ static int hostile_reaccept(void *ctx, int *ret_bulk, int *ret_urgent)
 		fake_pair(h, session, 0, ret_bulk, ret_urgent);
 		return 0;
 	default:
-		return reaccept(&h->ra, ret_bulk, ret_urgent);
+		return m_reaccept(&h->ra, ret_bulk, ret_urgent);
 	}
 }
 
@@ -504,7 +217,7 @@ static int test_hostile_reconnect(void *arg)
 	T_ASSERT(m_dst_logged(&d, "another migration"), "the foreign session was not refused");
 	T_ASSERT(m_dst_logged(&d, "stale epoch"), "the stale epoch was not refused");
 	T_ASSERT(h.calls >= 3);
-	T_ASSERT_EQ(recoveries(dst), 1);
+	T_ASSERT_EQ(m_recoveries(dst), 1);
 	for (size_t b = 0; b < d.nblk; b++)
 		T_ASSERT(XXH3_64bits(d.mem + b * M_BLK, M_BLK) == d.hashes[b], "block %zu wrong", b);
 	m_source_reap(pid);
@@ -549,7 +262,7 @@ static int test_push_priority(void *arg)
 	pid = m_source_fork(&c);
 	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	dst = dst_start(&d, bulk, urgent, NULL, 0);
+	dst = m_dst_start(NULL, &d, bulk, urgent, NULL, 0);
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
 	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + P * M_BLK), &v), 0);
 	T_ASSERT(T_WAIT_FOR(({
@@ -811,8 +524,8 @@ static int test_source_timeout(void *arg)
 #define LC(kind, mem) (&(struct lost_case){ kind, mem })
 #define PER_MEM(mem, name)                                                                      \
 	{ "cut-twice-" name, test_cut_twice, (void *)(uintptr_t)(mem), 120, HUGE(mem) },        \
-	{ "recovery-timeout-" name, test_lost, LC(L_RECONNECT_FAILS, mem), 60, HUGE(mem) },     \
-	{ "source-killed-recovering-" name, test_lost, LC(L_SOURCE_KILLED, mem), 60, HUGE(mem) }
+	{ "recovery-timeout-" name, test_lost, LC(M_LOST_RECONNECT_FAILS, mem), 60, HUGE(mem) },     \
+	{ "source-killed-recovering-" name, test_lost, LC(M_LOST_SOURCE_KILLED, mem), 60, HUGE(mem) }
 
 static const struct t_case cases[] = {
 	PER_MEM(FL_MEM_ANON, "anon"),

@@ -191,19 +191,6 @@ static int test_tls(void *arg)
 	return T_PASS;
 }
 
-struct reaccept {
-	int lfd;
-	unsigned calls;
-};
-
-static int reaccept(void *ctx, int *ret_bulk, int *ret_urgent)
-{
-	struct reaccept *a = ctx;
-
-	a->calls++;
-	return fl_migrate_accept(a->lfd, 300, ret_bulk, ret_urgent);
-}
-
 /* A cut during postcopy over TLS: the reconnection runs TLS again (and
  * HELLO inside it), and the migration completes with every page. */
 static int test_tls_recovery(void *arg)
@@ -212,7 +199,7 @@ static int test_tls_recovery(void *arg)
 	struct fl_migrate_dest *dst;
 	struct m_src_cfg c = { 0 };
 	struct m_relay relay;
-	struct reaccept ra;
+	struct m_reaccept ra;
 	struct m_dst d;
 	int lfd, port, bulk, urgent;
 	pid_t pid;
@@ -239,12 +226,12 @@ static int test_tls_recovery(void *arg)
 	pid = m_source_fork(&c);
 	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	ra = (struct reaccept){ .lfd = lfd };
+	ra = (struct m_reaccept){ .lfd = lfd };
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
 		.resume = m_on_resume, .resume_ctx = &d, .timeout_ms = t_scaled_ms(5000),
 		.log = m_dst_log, .log_ctx = &d, .tls = FL_TLS_PSK, .psk_identity = "migration-1",
-		.psk_key_hex = KEY_A, .reconnect = reaccept, .reconnect_ctx = &ra,
+		.psk_key_hex = KEY_A, .reconnect = m_reaccept, .reconnect_ctx = &ra,
 		.recovery_ms = t_scaled_ms(10000) }, &dst));
 	T_OK(fl_migrate_dest_start(dst));
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
