@@ -566,6 +566,7 @@ static void send_hellos(int bulk_peer, int urgent_peer)
 enum hostile {
 	H_MAGIC, H_VERSION, H_TYPE, H_RANGE, H_CSUM, H_TRUNC, H_HUGE_LEN,
 	H_IN_USE,		/* not hostile: the layout's address is taken here */
+	H_SECOND_HELLO,		/* a valid layout and page, then HELLO again on bulk */
 };
 
 static void tcp_pair(int *a, int *b)
@@ -592,7 +593,7 @@ static int test_hostile_dest(void *arg)
 	enum hostile h = (enum hostile)(uintptr_t)arg;
 	int bulk_peer, bulk, urgent_peer, urgent, r, want;
 	struct fl_migrate_dest *dst;
-	uint8_t m[48 + 32 + 4096];
+	uint8_t m[48 + 32 + 4096 + 32];
 	size_t n = 0;
 	void *p;
 
@@ -637,6 +638,16 @@ static int test_hostile_dest(void *arg)
 		if (h == H_IN_USE) {
 			n = 48;
 			want = -EEXIST;
+		}
+		if (h == H_SECOND_HELLO) {
+			/* The same session's HELLO, as a reconnection would
+			 * send it, in the middle of the live bulk stream. */
+			hdr(m + n, MAGIC, VER, 10, 16, 0);
+			put64(m + n + 16, 42);
+			put32(m + n + 24, 0);
+			put32(m + n + 28, 1);
+			n += 32;
+			want = -EPROTO;
 		}
 	}
 	send_hellos(bulk_peer, urgent_peer);
@@ -1047,6 +1058,7 @@ static const struct t_case cases[] = {
 	{ "hostile-dest-range", test_hostile_dest, (void *)(uintptr_t)H_RANGE, 30, 0 },
 	{ "hostile-dest-checksum", test_hostile_dest, (void *)(uintptr_t)H_CSUM, 30, 0 },
 	{ "hostile-dest-truncated", test_hostile_dest, (void *)(uintptr_t)H_TRUNC, 30, 0 },
+	{ "hostile-dest-second-hello", test_hostile_dest, (void *)(uintptr_t)H_SECOND_HELLO, 30, 0 },
 	{ "hostile-source-before-switchover", test_hostile_source, (void *)(uintptr_t)0, 30, 0 },
 	{ "hostile-source-range", test_hostile_source, (void *)(uintptr_t)1, 30, 0 },
 	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)2, 30, 0 },
