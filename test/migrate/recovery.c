@@ -231,6 +231,217 @@ static int test_hostile_reconnect(void *arg)
 	return T_PASS;
 }
 
+/* ---- the source reconnected to a fake destination ------------------------------ */
+
+/*
+ * After a cut in postcopy the source's reconnect() leads it to a fake
+ * destination (the real one waits in vain and times out). The fake reads
+ * each HELLO and answers wrongly: another session in the HELLO_ACK,
+ * another epoch, a correct handshake then a RECEIVED of the wrong length,
+ * or garbage. The source must refuse each (close the pair), call
+ * reconnect() again and again until recovery_ms, never resume the
+ * application, and return -ETIMEDOUT (the source process checks the last
+ * two).
+ */
+enum fake_answer { FA_SESSION, FA_EPOCH, FA_RECEIVED_LEN, FA_GARBAGE };
+
+struct fake_dest {
+	enum fake_answer answer;
+	int lfd;
+	_Atomic bool stop;
+	unsigned bulk_hellos, urgent_hellos;
+	unsigned kept_open;		/* pairs the source did not close after the answer */
+	uint64_t session;		/* of the first HELLO */
+	bool same_session, epochs_rise;
+	uint32_t last_epoch;
+	int open[64];			/* answered, not yet seen closed */
+	unsigned nopen;
+	pthread_t th;
+};
+
+/* The source closed (or reset) fd: EOF or an error within 500 ms. */
+static bool closed_by_peer(int fd)
+{
+	uint64_t t0 = t_now_ns();
+
+	while (t_now_ns() - t0 < 500000000ull) {
+		struct pollfd f = { .fd = fd, .events = POLLIN };
+		uint8_t buf[4096];
+
+		if (poll(&f, 1, 50) <= 0)
+			continue;
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return true;
+	}
+	return false;
+}
+
+/* A new attempt: the pairs answered before must be closed by now. */
+static void fake_check_closed(struct fake_dest *f)
+{
+	for (unsigned i = 0; i < f->nopen; i++) {
+		if (!closed_by_peer(f->open[i]))
+			f->kept_open++;
+		close(f->open[i]);
+	}
+	f->nopen = 0;
+}
+
+static void fake_answer_hello(struct fake_dest *f, int fd)
+{
+	uint8_t m[32], out[64 + 16 + 8 + 256];
+	struct timeval tv = { 1, 0 };
+	uint32_t ch, epoch;
+	size_t n = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (size_t k = 0; k < sizeof(m);) {
+		ssize_t r = read(fd, m + k, sizeof(m) - k);
+
+		if (r <= 0)
+			return;		/* the source gave up this pair already */
+		k += (size_t)r;
+	}
+	T_ASSERT(m[6] == 10, "not a HELLO: type %u", m[6]);
+	memcpy(&ch, m + 24, 4);
+	memcpy(&epoch, m + 28, 4);
+	if (ch == 0) {
+		uint64_t session;
+
+		memcpy(&session, m + 16, 8);
+		fake_check_closed(f);
+		if (f->bulk_hellos++ == 0) {
+			f->session = session;
+			f->same_session = f->epochs_rise = true;
+		} else {
+			f->same_session &= session == f->session;
+			f->epochs_rise &= epoch > f->last_epoch;
+		}
+		f->last_epoch = epoch;
+		f->epochs_rise &= epoch >= 1;
+	} else {
+		f->urgent_hellos++;
+	}
+	memcpy(out, m, 32);
+	out[6] = 11;
+	n = 32;
+	switch (f->answer) {
+	case FA_SESSION:
+		out[16] ^= 0x5a;
+		break;
+	case FA_EPOCH:
+		m_put32(out + 28, epoch + 1);
+		break;
+	case FA_RECEIVED_LEN:
+		if (ch == 0) {
+			/* npages right, the bitmap 10 bytes instead of 256. */
+			m_hdr(out + 32, 12, 8 + 10);
+			m_put64(out + 48, LEN / M_BLK);
+			memset(out + 56, 0xff, 10);
+			n = 32 + 16 + 8 + 10;
+		}
+		break;
+	case FA_GARBAGE:
+		for (size_t i = 0; i < 64; i++)
+			out[i] = (uint8_t)(0xa5 ^ (i * 37));
+		n = 64;
+		break;
+	}
+	if (write(fd, out, n) != (ssize_t)n)
+		return;
+	T_ASSERT(f->nopen < 64);
+	f->open[f->nopen++] = dup(fd);
+}
+
+static void *fake_dest_main(void *arg)
+{
+	struct fake_dest *f = arg;
+
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = { .fd = f->lfd, .events = POLLIN };
+		int fd;
+
+		if (poll(&p, 1, 20) <= 0)
+			continue;
+		fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		fake_answer_hello(f, fd);
+		close(fd);
+	}
+	fake_check_closed(f);
+	return NULL;
+}
+
+static int test_fake_dest_reconnect(void *arg)
+{
+	struct fake_dest f = { .answer = (enum fake_answer)(uintptr_t)arg };
+	struct fl_migrate_dest *dst;
+	struct m_src_cfg c;
+	struct m_relay relay;
+	struct m_reaccept ra;
+	struct m_dst d;
+	uint64_t t0, waited, v;
+	int lfd, port, fport, bulk, urgent;
+	pid_t pid;
+
+	m_listen(&lfd, &port);
+	m_listen(&f.lfd, &fport);
+	m_relay_start(&relay, port);
+	atomic_store(&relay.bulk_rate, 1u << 20);
+	src_cfg(&c, FL_MEM_ANON, 6 + f.answer, relay.port);
+	snprintf(c.reconnect_to, sizeof(c.reconnect_to), "127.0.0.1:%d", fport);
+	c.recovery_ms = 3000;
+	/* Longer than recovery_ms: a refusal must not wait for the timeout. */
+	c.timeout_ms = t_scaled_ms(20000);
+	c.expect = -ETIMEDOUT;
+	c.expect_recoveries = 0;
+	m_dst_init(&d, c.addr, c.len);
+	pid = m_source_fork(&c);
+	m_relay_run(&relay);
+	T_ASSERT(pthread_create(&f.th, NULL, fake_dest_main, &f) == 0);
+	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	ra = (struct m_reaccept){ .lfd = lfd };
+	dst = m_dst_start(NULL, &d, bulk, urgent, &ra, 3000);
+	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
+	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 differs");
+	t0 = t_now_ns();
+	m_relay_cut(&relay, 0);
+	m_relay_cut(&relay, 1);
+	m_source_reap(pid);
+	waited = t_now_ns() - t0;
+	/* It kept trying until recovery_ms, not stopped by the first fake. */
+	T_ASSERT(waited >= 2800000000ull, "the source gave up after %llu ms", (unsigned long long)(waited / 1000000));
+	atomic_store(&f.stop, true);
+	pthread_join(f.th, NULL);
+	t_log("fake destination: %u bulk and %u urgent HELLOs, %u kept open", f.bulk_hellos, f.urgent_hellos,
+	      f.kept_open);
+	/* Backoff 20, 40, ... 500 ms within 3 s: several attempts, each
+	 * refused at once, each a new epoch of the same session. */
+	T_ASSERT(f.bulk_hellos >= 3, "%u reconnections reached the fake", f.bulk_hellos);
+	T_ASSERT_EQ(f.kept_open, 0);
+	T_ASSERT(f.same_session && f.epochs_rise, "HELLOs of another session, or epochs not rising");
+	/* Refused on the bulk HELLO_ACK: urgent never said HELLO. */
+	if (f.answer == FA_RECEIVED_LEN)
+		T_ASSERT(f.urgent_hellos >= f.bulk_hellos - 1, "urgent HELLOs %u", f.urgent_hellos);
+	else
+		T_ASSERT_EQ(f.urgent_hellos, 0);
+	/* The real destination never got its source back: SIGBUS, never zeros. */
+	T_ASSERT_EQ(fl_migrate_dest_wait(dst), -ETIMEDOUT);
+	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + (d.nblk - 2) * M_BLK), &v),
+		    1);
+	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 changed after the failure");
+	fl_migrate_dest_free(dst);
+	m_relay_stop(&relay);
+	close(f.lfd);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+	return T_PASS;
+}
+
 /* ---- push priority ------------------------------------------------------------ */
 
 /*
@@ -532,6 +743,11 @@ static const struct t_case cases[] = {
 	PER_MEM(FL_MEM_SHMEM, "shmem"),
 	PER_MEM(FL_MEM_HUGETLB, "hugetlb"),
 	{ "hostile-reconnect", test_hostile_reconnect, NULL, 60, 0 },
+	{ "fake-dest-reconnect-session", test_fake_dest_reconnect, (void *)(uintptr_t)FA_SESSION, 60, 0 },
+	{ "fake-dest-reconnect-epoch", test_fake_dest_reconnect, (void *)(uintptr_t)FA_EPOCH, 60, 0 },
+	{ "fake-dest-reconnect-received-length", test_fake_dest_reconnect, (void *)(uintptr_t)FA_RECEIVED_LEN,
+	  60, 0 },
+	{ "fake-dest-reconnect-garbage", test_fake_dest_reconnect, (void *)(uintptr_t)FA_GARBAGE, 60, 0 },
 	{ "cut-at-switchover", test_cut_at_switchover, NULL, 60, 0 },
 	{ "push-priority", test_push_priority, NULL, 60, 0 },
 	{ "source-timeout-resumed", test_source_timeout, (void *)1, 30, 0 },
