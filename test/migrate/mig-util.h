@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Helpers of the recovery and TLS cases (header-only, included once per
- * program): a source process with writers and a shadow at quiesce, a
+ * program, which links peer.c for the memory primitives): a source process with writers and a shadow at quiesce, a
  * destination's checks against that shadow, and a TCP relay between the
  * two that can throttle the bulk channel, hold the urgent one, and cut a
  * channel's connections with a reset (SO_LINGER 0) so that both sides see
@@ -10,7 +10,7 @@
 #ifndef MIG_UTIL_H
 #define MIG_UTIL_H
 
-#include "harness.h"
+#include "peer.h"
 #include "fl-config.h"
 
 #include <arpa/inet.h>
@@ -19,7 +19,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,42 +55,11 @@ M_FN void m_hdr(uint8_t *h, uint16_t type, uint32_t len)
 	m_put32(h + 12, 0);
 }
 
-M_FN void *m_map_at(uint64_t addr, enum fl_mem_type mem, size_t len)
-{
-	void *p;
-	int fd;
-
-	if (mem == FL_MEM_ANON) {
-		p = mmap((void *)(uintptr_t)addr, len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	} else {
-		fd = memfd_create("fl-migrate-test", MFD_CLOEXEC | (mem == FL_MEM_HUGETLB ? MFD_HUGETLB : 0));
-		T_ASSERT(fd >= 0, "memfd_create: %s", strerror(errno));
-		T_ASSERT(ftruncate(fd, (off_t)len) == 0, "ftruncate: %s", strerror(errno));
-		p = mmap((void *)(uintptr_t)addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
-			 fd, 0);
-		close(fd);
-	}
-	T_ASSERT(p == (void *)(uintptr_t)addr, "mmap at 0x%llx: %s", (unsigned long long)addr, strerror(errno));
-	return p;
-}
-
 /* Blocks 0..nblk: a counter in the first and last words of every block
  * but every 8th (left zero, elided on the wire). */
 M_FN bool m_block_hot(size_t b)
 {
 	return b % 8 != 7;
-}
-
-M_FN void m_block_write(uint8_t *b)
-{
-	_Atomic uint64_t *head = (_Atomic uint64_t *)(void *)b;
-	_Atomic uint64_t *tail = (_Atomic uint64_t *)(void *)(b + M_BLK - 8);
-	uint64_t v = atomic_load(head) + 1;
-
-	atomic_store(head, v);
-	((volatile uint8_t *)b)[64 + v % 1024] = (uint8_t)v;
-	atomic_store(tail, v);
 }
 
 /* ---- the source process ------------------------------------------------ */
@@ -150,7 +118,7 @@ M_FN void *m_writer_main(void *arg)
 		if (!m_block_hot(b))
 			continue;
 		pthread_rwlock_rdlock(&w->lock);
-		m_block_write(w->mem + b * M_BLK);
+		mig_block_write(w->mem + b * M_BLK);
 		pthread_rwlock_unlock(&w->lock);
 	}
 	return NULL;
@@ -213,14 +181,14 @@ M_FN int m_source_main(const struct m_src_cfg *c)
 	struct fl_migrate_source_opts o;
 	int bulk, urgent, r;
 
-	w.mem = m_map_at(c->addr, c->mem, c->len);
+	w.mem = mig_map_at(c->addr, c->mem, c->len);
 	w.nblk = c->len / M_BLK;
 	w.hashes = calloc(w.nblk, sizeof(uint64_t));
 	T_ASSERT(w.hashes != NULL);
 	pthread_rwlock_init(&w.lock, NULL);
 	for (size_t b = 0; b < w.nblk; b++)
 		if (m_block_hot(b))
-			m_block_write(w.mem + b * M_BLK);
+			mig_block_write(w.mem + b * M_BLK);
 	for (unsigned i = 0; i < M_WRITERS; i++) {
 		wa[i] = (struct m_writer){ &w, i };
 		T_ASSERT(pthread_create(&w.th[i], NULL, m_writer_main, &wa[i]) == 0);
@@ -344,32 +312,6 @@ M_FN bool m_dst_logged(struct m_dst *d, const char *what)
 	r = strstr(d->log, what) != NULL;
 	pthread_mutex_unlock(&d->log_lock);
 	return r;
-}
-
-static sigjmp_buf m_bus_jmp;
-static volatile sig_atomic_t m_bus_seen;
-
-static void m_on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig;
-	(void)si;
-	(void)uc;
-	m_bus_seen = 1;
-	siglongjmp(m_bus_jmp, 1);
-}
-
-/* 1 when reading the word raised SIGBUS (the calling thread only). */
-M_FN int m_read_or_sigbus(const volatile uint64_t *addr, uint64_t *ret_value)
-{
-	struct sigaction sa = { .sa_sigaction = m_on_sigbus, .sa_flags = SA_SIGINFO }, old;
-
-	m_bus_seen = 0;
-	sigemptyset(&sa.sa_mask);
-	T_ASSERT(sigaction(SIGBUS, &sa, &old) == 0);
-	if (!sigsetjmp(m_bus_jmp, 1))
-		*ret_value = *addr;
-	sigaction(SIGBUS, &old, NULL);
-	return m_bus_seen;
 }
 
 M_FN void m_listen(int *ret_fd, int *ret_port)
@@ -638,7 +580,7 @@ M_FN void m_touch(struct m_app *a, size_t b)
 		return;
 	}
 	v = *(volatile uint64_t *)(void *)blk;
-	m_block_write(blk);
+	mig_block_write(blk);
 	a->expected[b] = v + 1;
 }
 
@@ -929,7 +871,7 @@ M_FN int m_recovery_lost(const struct m_net *net, struct m_src_cfg *c, enum m_lo
 	dst = m_dst_start(net, &d, bulk, urgent, &ra, 1500);
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
 	/* Served before the cut, over the urgent channel. */
-	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)d.mem, &v), 0);
+	T_ASSERT_EQ(mig_read_or_sigbus((const volatile uint64_t *)(const void *)d.mem, &v), 0);
 	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 differs");
 	t0 = t_now_ns();
 	if (kind == M_LOST_SOURCE_KILLED) {
@@ -942,7 +884,7 @@ M_FN int m_recovery_lost(const struct m_net *net, struct m_src_cfg *c, enum m_lo
 	/* Far from what the push reached: missing. Blocked while the
 	 * destination tries to recover, then SIGBUS, never zeros. */
 	far = d.nblk - 2;
-	bus = m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + far * M_BLK), &v);
+	bus = mig_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + far * M_BLK), &v);
 	waited = t_now_ns() - t0;
 	T_ASSERT(bus == 1, "a missing page read as %llu instead of SIGBUS", (unsigned long long)v);
 	T_ASSERT(waited >= 1000000000ull, "SIGBUS after %llu ms: recovery was not waited for",
@@ -952,7 +894,7 @@ M_FN int m_recovery_lost(const struct m_net *net, struct m_src_cfg *c, enum m_lo
 	T_ASSERT_EQ(m_recoveries(dst), 0);
 	/* What arrived stays; a later thread finds SIGBUS too. */
 	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 changed after the failure");
-	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + (far - 8) * M_BLK), &v),
+	T_ASSERT_EQ(mig_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + (far - 8) * M_BLK), &v),
 		    1);
 	if (kind == M_LOST_RECONNECT_FAILS)
 		m_source_reap(pid);

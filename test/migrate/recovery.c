@@ -430,7 +430,7 @@ static int test_fake_dest_reconnect(void *arg)
 		T_ASSERT_EQ(f.urgent_hellos, 0);
 	/* The real destination never got its source back: SIGBUS, never zeros. */
 	T_ASSERT_EQ(fl_migrate_dest_wait(dst), -ETIMEDOUT);
-	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + (d.nblk - 2) * M_BLK), &v),
+	T_ASSERT_EQ(mig_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + (d.nblk - 2) * M_BLK), &v),
 		    1);
 	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 changed after the failure");
 	fl_migrate_dest_free(dst);
@@ -475,7 +475,7 @@ static int test_push_priority(void *arg)
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
 	dst = m_dst_start(NULL, &d, bulk, urgent, NULL, 0);
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
-	T_ASSERT_EQ(m_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + P * M_BLK), &v), 0);
+	T_ASSERT_EQ(mig_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + P * M_BLK), &v), 0);
 	T_ASSERT(T_WAIT_FOR(({
 		bool all = true;
 		for (size_t p = P + 1; p < P + 64; p++)

@@ -199,6 +199,7 @@ static int test_tls_recovery(void *arg)
 	struct fl_migrate_dest *dst;
 	struct m_src_cfg c = { 0 };
 	struct m_relay relay;
+	struct m_net net = { .psk_key_hex = KEY_A };
 	struct m_reaccept ra;
 	struct m_dst d;
 	int lfd, port, bulk, urgent;
@@ -213,27 +214,18 @@ static int test_tls_recovery(void *arg)
 	c.len = 8u << 20;
 	c.mem = FL_MEM_ANON;
 	c.mode = FL_MIGRATE_POSTCOPY;
-	snprintf(c.connect, sizeof(c.connect), "127.0.0.1:%d", relay.port);
 	c.reconnect = M_RECONNECT_RELAY;
 	c.recovery_ms = t_scaled_ms(10000);
 	c.timeout_ms = t_scaled_ms(5000);
 	c.small_sndbuf = true;
 	c.expect_recoveries = 1;
-	c.tls.tls = FL_TLS_PSK;
-	c.tls.psk_identity = "migration-1";
-	c.tls.psk_key_hex = KEY_A;
+	m_net_source(&net, &c, relay.port);
 	m_dst_init(&d, c.addr, c.len);
 	pid = m_source_fork(&c);
 	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
 	ra = (struct m_reaccept){ .lfd = lfd };
-	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
-		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
-		.resume = m_on_resume, .resume_ctx = &d, .timeout_ms = t_scaled_ms(5000),
-		.log = m_dst_log, .log_ctx = &d, .tls = FL_TLS_PSK, .psk_identity = "migration-1",
-		.psk_key_hex = KEY_A, .reconnect = m_reaccept, .reconnect_ctx = &ra,
-		.recovery_ms = t_scaled_ms(10000) }, &dst));
-	T_OK(fl_migrate_dest_start(dst));
+	dst = m_dst_start(&net, &d, bulk, urgent, &ra, t_scaled_ms(10000));
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
 	/* A page over the urgent channel, then the cut. */
 	T_ASSERT(XXH3_64bits(d.mem + 100 * M_BLK, M_BLK) == d.hashes[100], "block 100 wrong");
