@@ -240,16 +240,6 @@ M_FN int m_source_main(const struct m_src_cfg *c)
 	return 0;
 }
 
-M_FN pid_t m_source_fork(const struct m_src_cfg *c)
-{
-	pid_t pid = fork();
-
-	T_ASSERT(pid >= 0);
-	if (pid == 0)
-		_exit(m_source_main(c));
-	return pid;
-}
-
 M_FN void m_source_reap(pid_t pid)
 {
 	int status;
@@ -662,6 +652,12 @@ M_FN pid_t m_net_source_fork(const struct m_net *net, const struct m_src_cfg *c)
 		_exit(m_source_main(c));
 	}
 	return pid;
+}
+
+/* The source process on loopback. */
+M_FN pid_t m_source_fork(const struct m_src_cfg *c)
+{
+	return m_net_source_fork(NULL, c);
 }
 
 M_FN struct fl_migrate_dest *m_dst_start(const struct m_net *net, struct m_dst *d, int bulk, int urgent, struct m_reaccept *ra,
