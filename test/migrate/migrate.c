@@ -542,6 +542,9 @@ static int test_flood(void *arg)
 	pthread_join(answerer, NULL);
 	T_ASSERT_EQ(answers.answered_bytes, (uint64_t)FLOOD * (16 + 16 + 4096));
 	fl_migrate_source_free(src);
+	/* The source only read its memory to answer: untouched. */
+	for (size_t i = 0; i < 64 * 4096; i++)
+		T_ASSERT(mem[i] == 1, "byte %zu of the source's memory is %u after the flood", i, mem[i]);
 	close(bulk);
 	pthread_join(drainer, NULL);
 	close(bulk_peer);
