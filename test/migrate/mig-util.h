@@ -610,6 +610,24 @@ M_FN void *m_faulter_main(void *arg)
 	return NULL;
 }
 
+/* Every block of the destination as at the pause instant. */
+M_FN void m_dst_check_all(const struct m_dst *d)
+{
+	for (size_t b = 0; b < d->nblk; b++)
+		T_ASSERT(XXH3_64bits(d->mem + b * M_BLK, M_BLK) == d->hashes[b], "block %zu lost or wrong", b);
+}
+
+/* The end of a case through the relay: the destination freed, the relay
+ * stopped, the listening socket and the first pair closed. */
+M_FN void m_case_end(struct fl_migrate_dest *dst, struct m_relay *relay, int lfd, int bulk, int urgent)
+{
+	fl_migrate_dest_free(dst);
+	m_relay_stop(relay);
+	close(lfd);
+	close(bulk);
+	close(urgent);
+}
+
 /* ---- recovery scenarios, over loopback or between namespaces ------------ */
 
 /*
@@ -824,11 +842,7 @@ M_FN int m_cut_twice(const struct m_net *net, struct m_src_cfg *c)
 	}
 	T_ASSERT(!n || app_found >= 1, "no application thread in the per-thread statistics");
 	m_source_reap(pid);
-	fl_migrate_dest_free(dst);
-	m_relay_stop(&relay);
-	close(lfd);
-	close(bulk);
-	close(urgent);
+	m_case_end(dst, &relay, lfd, bulk, urgent);
 	return T_PASS;
 }
 

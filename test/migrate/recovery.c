@@ -124,11 +124,7 @@ static int test_cut_at_switchover(void *arg)
 	T_ASSERT(p == d.mem, "the destination's range is still mapped");
 	munmap(p, c.len);
 	m_source_reap(pid);
-	fl_migrate_dest_free(dst);
-	m_relay_stop(&relay);
-	close(lfd);
-	close(bulk);
-	close(urgent);
+	m_case_end(dst, &relay, lfd, bulk, urgent);
 	return T_PASS;
 }
 
@@ -218,8 +214,7 @@ static int test_hostile_reconnect(void *arg)
 	T_ASSERT(m_dst_logged(&d, "stale epoch"), "the stale epoch was not refused");
 	T_ASSERT(h.calls >= 3);
 	T_ASSERT_EQ(m_recoveries(dst), 1);
-	for (size_t b = 0; b < d.nblk; b++)
-		T_ASSERT(XXH3_64bits(d.mem + b * M_BLK, M_BLK) == d.hashes[b], "block %zu wrong", b);
+	m_dst_check_all(&d);
 	m_source_reap(pid);
 	fl_migrate_dest_free(dst);
 	m_relay_stop(&relay);
@@ -489,14 +484,9 @@ static int test_push_priority(void *arg)
 	T_ASSERT_EQ(st.requests, 1);
 	atomic_store(&relay.bulk_rate, 0);
 	T_ASSERT_EQ(fl_migrate_dest_wait(dst), 0);
-	for (size_t b = 0; b < d.nblk; b++)
-		T_ASSERT(XXH3_64bits(d.mem + b * M_BLK, M_BLK) == d.hashes[b], "block %zu wrong", b);
+	m_dst_check_all(&d);
 	m_source_reap(pid);
-	fl_migrate_dest_free(dst);
-	m_relay_stop(&relay);
-	close(lfd);
-	close(bulk);
-	close(urgent);
+	m_case_end(dst, &relay, lfd, bulk, urgent);
 	return T_PASS;
 }
 

@@ -236,14 +236,9 @@ static int test_tls_recovery(void *arg)
 	T_OK(fl_migrate_dest_stats(dst, &st));
 	T_ASSERT_EQ(st.recoveries, 1);
 	T_ASSERT(ra.calls >= 1);
-	for (size_t b = 0; b < d.nblk; b++)
-		T_ASSERT(XXH3_64bits(d.mem + b * M_BLK, M_BLK) == d.hashes[b], "block %zu wrong", b);
+	m_dst_check_all(&d);
 	m_source_reap(pid);
-	fl_migrate_dest_free(dst);
-	m_relay_stop(&relay);
-	close(lfd);
-	close(bulk);
-	close(urgent);
+	m_case_end(dst, &relay, lfd, bulk, urgent);
 	return T_PASS;
 }
 
