@@ -11,6 +11,8 @@
  */
 #include "mig-util.h"
 
+#include <sys/ioctl.h>
+
 #define LEN (8u << 20)
 
 static uint64_t case_addr(enum fl_mem_type mem, unsigned slot)
@@ -82,6 +84,22 @@ static int test_lost(void *arg)
  * and it returns -ETIMEDOUT with the application still paused (the
  * source process checks both).
  */
+/* Bytes the source wrote on bulk that the relay holds unread. */
+static int bulk_queued(struct m_relay *r)
+{
+	int most = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (unsigned i = 0; i < r->npairs; i++) {
+		int q = 0;
+
+		if (r->pairs[i]->kind == 0 && ioctl(r->pairs[i]->down, FIONREAD, &q) == 0 && q > most)
+			most = q;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return most;
+}
+
 static int test_cut_at_switchover(void *arg)
 {
 	struct fl_migrate_dest *dst;
@@ -113,7 +131,16 @@ static int test_cut_at_switchover(void *arg)
 		unsigned char v;
 		mincore(d.mem, 4096, &v) == 0;
 	}), 10000), "the layout was never mapped");
-	usleep(300000);
+	/* SWITCHOVER written in full: all of it waits in the relay's receive
+	 * queue (a fixed sleep was not enough on a loaded machine). */
+	T_ASSERT(T_WAIT_FOR((size_t)bulk_queued(&relay) >= 16 + 8 + 8 + (d.nblk + 7) / 8 + d.nblk * 8, 10000),
+		 "SWITCHOVER not written: %d bytes queued", bulk_queued(&relay));
+	/* Urgent held first (and every relay thread past its poll): the
+	 * destination's ERROR, sent when it sees the bulk cut, must not
+	 * reach the source, which would then end with that error
+	 * (documented) instead of recovering into silence. */
+	atomic_store(&relay.hold_urgent, true);
+	usleep(50000);
 	m_relay_cut(&relay, 0);
 	m_relay_cut(&relay, 1);
 	r = fl_migrate_dest_wait(dst);
