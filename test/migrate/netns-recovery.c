@@ -10,7 +10,7 @@
  *    application threads at the destination: zero lost or wrong blocks,
  *    2 recoveries on both sides; the same with TLS (PSK) on both channels.
  *  - stalls-hybrid-*: `faultline proxy` ($FAULTLINE) on the path with
- *    --delay-ms and --loss, a hybrid migration: the memory is exact and
+ *    --delay-ms 3 and --loss 1, a hybrid migration: the memory is exact and
  *    the proxy reports the stalls it injected.
  *  - recovery-timeout-*: both channels reset and the source never gets
  *    through again: SIGBUS on missing pages after recovery_ms, never zeros;
@@ -142,8 +142,13 @@ static int stalls_hybrid(struct nsnet *n, const struct nr_case *nc)
 	c.mode = FL_MIGRATE_HYBRID;
 	c.reconnect = M_RECONNECT_NONE;
 	c.expect_recoveries = 0;
+	/* Each stall delays everything after it by 200 ms more: seconds of
+	 * added latency by the end, which is not silence (what timeout_ms is
+	 * for), so both sides get 30 s. */
+	c.timeout_ms = t_scaled_ms(30000);
+	net.dst_timeout_ms = t_scaled_ms(30000);
 	m_listen(&lfd, &port);
-	proxy_start(&px, NSNET_IP1, port, "3", "2");
+	proxy_start(&px, NSNET_IP1, port, "3", "1");
 	m_net_source(&net, &c, px.port);
 	m_dst_init(&d, c.addr, c.len);
 	pid = m_net_source_fork(&net, &c);
