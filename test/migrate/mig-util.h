@@ -790,18 +790,20 @@ M_FN int m_cut_twice(const struct m_net *net, struct m_src_cfg *c)
 	uint64_t before = m_received(dst);
 	T_ASSERT(T_WAIT_FOR(m_source_recovered(dst, before), 15000), "the source did not resume its push");
 
-	/* Cut 2: the urgent channel, with a faulter waiting on it. Bulk held
-	 * too meanwhile, so that the push cannot bring the faulter's page. */
-	atomic_store(&relay.hold_urgent, true);
-	atomic_store(&relay.hold_bulk, true);
-	/* The application's first half done: from here on, the faulter's is
-	 * the only request. Held 300 ms from the moment the library has read
-	 * its fault (it sent the request): so it blocks at least that long,
-	 * however late the threads were scheduled. */
+	/* The application's first half done (before any hold: its faults
+	 * need both channels): from here on, the faulter's is the only
+	 * request. */
 	for (unsigned i = 0; i < M_APP_THREADS; i++)
 		T_ASSERT(T_WAIT_FOR(atomic_load(&apps[i].first_half_done), 30000), "thread %u still in its first half", i);
+	/* Cut 2: the urgent channel, with a faulter waiting on it. Bulk held
+	 * too meanwhile, so that the push cannot bring the faulter's page.
+	 * Held 300 ms from the moment the library has read its fault (it sent
+	 * the request): so it blocks at least that long, however late the
+	 * threads were scheduled. */
 	uint64_t requests = m_requests(dst);
 
+	atomic_store(&relay.hold_urgent, true);
+	atomic_store(&relay.hold_bulk, true);
 	f = (struct m_faulter){ .d = &d, .block = d.nblk - 2 };
 	T_ASSERT(pthread_create(&fth, NULL, m_faulter_main, &f) == 0);
 	T_ASSERT(T_WAIT_FOR(m_requests(dst) > requests, 10000), "the faulter's fault was never read");
