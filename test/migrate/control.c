@@ -198,6 +198,19 @@ static void send_start(const struct app *src, const struct app *dst, const char 
 	request(src->control, line, buf, len);
 }
 
+/* A destination and a source program in a new directory, and a started
+ * migration in mode between them. */
+static void start_pair(struct app *src, struct app *dst, char *dir, size_t dir_len, const char *mode)
+{
+	char buf[1024];
+
+	t_tmpdir(dir, dir_len, "/tmp/fl-migctl");
+	start_dest(dst, dir);
+	start_source(src, dir);
+	send_start(src, dst, mode, buf, sizeof(buf));
+	T_ASSERT(!strcmp(buf, "ok"), "start: %s", buf);
+}
+
 static bool state_is(const char *path, const char *state)
 {
 	char buf[1024];
@@ -336,11 +349,7 @@ static int test_cancel(void *arg)
 	char dir[256], buf[1024];
 
 	(void)arg;
-	t_tmpdir(dir, sizeof(dir), "/tmp/fl-migctl");
-	start_dest(&dst, dir);
-	start_source(&src, dir);
-	send_start(&src, &dst, "hybrid", buf, sizeof(buf));
-	T_ASSERT(!strcmp(buf, "ok"), "start: %s", buf);
+	start_pair(&src, &dst, dir, sizeof(dir), "hybrid");
 	T_ASSERT(T_WAIT_FOR(precopy_sending(src.control), 10000), "no precopy seen");
 	send_start(&src, &dst, "hybrid", buf, sizeof(buf));
 	T_ASSERT(!strncmp(buf, "error -114 ", 11), "a second start: %s", buf);
@@ -372,11 +381,7 @@ static int test_failed(void *arg)
 	int status;
 
 	(void)arg;
-	t_tmpdir(dir, sizeof(dir), "/tmp/fl-migctl");
-	start_dest(&dst, dir);
-	start_source(&src, dir);
-	send_start(&src, &dst, "hybrid", buf, sizeof(buf));
-	T_ASSERT(!strcmp(buf, "ok"), "start: %s", buf);
+	start_pair(&src, &dst, dir, sizeof(dir), "hybrid");
 	T_ASSERT(T_WAIT_FOR(precopy_sending(src.control), 10000), "no precopy seen");
 	kill(dst.pid, SIGKILL);
 	T_OK(t_wait_pid(dst.pid, 10000, &status));
@@ -396,11 +401,7 @@ static int test_cancel_late(void *arg)
 	char dir[256], buf[1024];
 
 	(void)arg;
-	t_tmpdir(dir, sizeof(dir), "/tmp/fl-migctl");
-	start_dest(&dst, dir);
-	start_source(&src, dir);
-	send_start(&src, &dst, "postcopy", buf, sizeof(buf));
-	T_ASSERT(!strcmp(buf, "ok"), "start: %s", buf);
+	start_pair(&src, &dst, dir, sizeof(dir), "postcopy");
 	T_ASSERT(T_WAIT_FOR(state_is(src.control, "postcopy"), 10000), "no postcopy seen");
 	request(src.control, "cancel\n", buf, sizeof(buf));
 	T_ASSERT(!strcmp(buf, "error -16 too late: switchover has begun"), "%s", buf);

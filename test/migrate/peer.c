@@ -37,6 +37,15 @@ static size_t mem_page(enum fl_mem_type mem)
 	return mem == FL_MEM_HUGETLB ? (2u << 20) : 4096u;
 }
 
+uint64_t mig_pages(const struct mig_case *c)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < mig_nranges(c); i++)
+		n += c->len / mem_page(range_mem(c, i));
+	return n;
+}
+
 void mig_require(const struct mig_case *c)
 {
 	if (c->mem == FL_MEM_SHMEM || c->mem == MIG_MIXED)
@@ -50,7 +59,7 @@ void mig_require(const struct mig_case *c)
 
 /* A block's counter is in its first and last words; between them the
  * writer touches a byte, so a copy can catch it half done. */
-static void block_write(uint8_t *b)
+void mig_block_write(uint8_t *b)
 {
 	_Atomic uint64_t *head = (_Atomic uint64_t *)(void *)b;
 	_Atomic uint64_t *tail = (_Atomic uint64_t *)(void *)(b + MIG_BLK - 8);
@@ -84,6 +93,8 @@ struct world {
 	struct mig_report rep;
 	bool shrinking;
 	_Atomic size_t limit;		/* shrinking: the writers' blocks are [0, limit) */
+	bool cancel_on_round;
+	struct fl_migrate_source *src;
 };
 
 struct writer_arg {
@@ -110,7 +121,7 @@ static void *writer(void *arg)
 		 * Never its last block, which only the round's end writes:
 		 * then a round's set is exactly [0, limit). */
 		if (!w->shrinking || b + 1 < atomic_load(&w->limit))
-			block_write(w->mem + b * MIG_BLK);
+			mig_block_write(w->mem + b * MIG_BLK);
 		pthread_rwlock_unlock(&w->lock);
 		if ((atomic_fetch_add(&w->ops, 1) & 15) == 0)
 			sched_yield();
@@ -141,6 +152,10 @@ static void src_log(enum fl_log_level level, const char *msg, void *ctx)
 {
 	struct world *w = ctx;
 
+	/* The log is where the source says a round ended: the one hook that
+	 * lets a case cancel before switchover without a race. */
+	if (w->cancel_on_round && strstr(msg, "round 1 sent"))
+		T_OK(fl_migrate_source_cancel(w->src));
 	if (strstr(msg, "sent") && strstr(msg, "round ")) {
 		uint64_t now = t_now_ns();
 
@@ -157,7 +172,7 @@ static void src_log(enum fl_log_level level, const char *msg, void *ctx)
 			pthread_rwlock_unlock(&w->lock);
 			for (size_t b = 0; b < limit; b++) {
 				pthread_rwlock_rdlock(&w->lock);
-				block_write(w->mem + b * MIG_BLK);
+				mig_block_write(w->mem + b * MIG_BLK);
 				pthread_rwlock_unlock(&w->lock);
 			}
 		}
@@ -168,7 +183,7 @@ static void src_log(enum fl_log_level level, const char *msg, void *ctx)
 		t_log("source: %s", msg);
 }
 
-static void *map_at(uint64_t addr, enum fl_mem_type mem, size_t len)
+void *mig_map_at(uint64_t addr, enum fl_mem_type mem, size_t len)
 {
 	void *p;
 	int fd;
@@ -237,12 +252,11 @@ void mig_source(const struct mig_case *c, const char *ip, int port, int report_f
 	struct fl_migrate_stats st = { .sz = sizeof(st) };
 	struct fl_migrate_range range[3];
 	struct writer_arg wa[MIG_WRITERS];
-	struct fl_migrate_source *src;
 	int bulk, urgent, r;
 
 	/* Mixed: three adjacent mappings, one memory to the writers. */
 	for (unsigned i = 0; i < mig_nranges(c); i++)
-		range[i] = (struct fl_migrate_range){ map_at(c->addr + i * c->len, range_mem(c, i), c->len), c->len,
+		range[i] = (struct fl_migrate_range){ mig_map_at(c->addr + i * c->len, range_mem(c, i), c->len), c->len,
 						      range_mem(c, i) };
 	w.mem = range[0].addr;
 	w.hashes = calloc(w.nblk, sizeof(uint64_t));
@@ -251,27 +265,30 @@ void mig_source(const struct mig_case *c, const char *ip, int port, int report_f
 	pthread_rwlock_init(&w.lock, NULL);
 	for (size_t b = 0; b < w.nblk; b++)
 		if (block_hot(b, w.nblk))
-			block_write(w.mem + b * MIG_BLK);
+			mig_block_write(w.mem + b * MIG_BLK);
 	for (unsigned i = 0; i < MIG_WRITERS; i++) {
 		wa[i] = (struct writer_arg){ &w, i };
 		T_ASSERT(pthread_create(&w.th[i], NULL, writer, &wa[i]) == 0);
 	}
 	bulk = mig_connect(ip, port, 'B');
 	urgent = mig_connect(ip, port, 'U');
+	w.cancel_on_round = c->cancel;
 	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = range, .nranges = mig_nranges(c),
 		.bulk_fd = bulk, .urgent_fd = urgent, .mode = c->mode, .flags = c->src_flags,
 		.max_rounds = c->max_rounds, .max_precopy_ms = c->max_precopy_ms,
 		.quiesce = quiesce, .quiesce_ctx = &w, .blob = w.hashes, .blob_len = w.nblk * sizeof(uint64_t),
-		.log = src_log, .log_ctx = &w }, &src));
+		.log = src_log, .log_ctx = &w }, &w.src));
 	w.t_run = w.t_last_round = t_now_ns();
-	r = fl_migrate_source_run(src);
-	T_OK(fl_migrate_source_stats(src, &st));
+	r = fl_migrate_source_run(w.src);
+	T_OK(fl_migrate_source_stats(w.src, &st));
 	if (c->expect) {
 		uint64_t ops;
 
 		T_ASSERT(r == c->expect, "run: %d, expected %d", r, c->expect);
-		T_ASSERT(!w.paused, "the destination failed before switchover, yet paused");
+		T_ASSERT(!w.paused, "the migration failed before switchover, yet paused");
+		T_ASSERT_EQ(st.state, c->expect == -ECANCELED ? FL_MIGRATE_STATE_CANCELLED : FL_MIGRATE_STATE_FAILED);
+		T_ASSERT_EQ(st.error, c->expect == -ECANCELED ? 0 : c->expect);
 		/* Intact and writable: the writers go on, every block whole. */
 		ops = atomic_load(&w.ops);
 		T_ASSERT(T_WAIT_FOR(atomic_load(&w.ops) > ops + 10000, 10000), "writers stalled");
@@ -284,18 +301,31 @@ void mig_source(const struct mig_case *c, const char *ip, int port, int report_f
 			T_ASSERT(q[0] == q[MIG_BLK / 8 - 1], "block %zu torn at the source", b);
 			T_ASSERT(block_hot(b, w.nblk) ? q[0] > 0 : q[0] == 0, "block %zu lost its counter", b);
 		}
-		fl_migrate_source_free(src);
+		memset(w.mem, 0x5a, w.nblk * MIG_BLK);
+		T_ASSERT(w.mem[w.nblk * MIG_BLK - 1] == 0x5a);
+		fl_migrate_source_free(w.src);
 		_exit(0);
 	}
 	T_ASSERT(r == 0, "run: %d (%s)", r, strerror(-r));
 	T_ASSERT(w.paused);
-	T_ASSERT(st.downtime_ns > 0 && st.downtime_ns <= st.total_ns);
-	if (c->mode == FL_MIGRATE_POSTCOPY)
+	T_ASSERT_EQ(st.state, FL_MIGRATE_STATE_DONE);
+	T_ASSERT_EQ(st.pages_total, mig_pages(c));
+	T_ASSERT_EQ(st.pages_remaining, 0);
+	T_ASSERT_EQ(st.error, 0);
+	T_ASSERT(st.downtime_ns > 0 && st.downtime_ns <= st.total_ns, "downtime %llu of %llu ns",
+		 (unsigned long long)st.downtime_ns, (unsigned long long)st.total_ns);
+	T_ASSERT(st.bytes_sent > 0 && st.zero_pages > 0);
+	if (c->mode == FL_MIGRATE_POSTCOPY) {
 		T_ASSERT_EQ(st.rounds, 0);
-	else
+	} else {
 		T_ASSERT(st.rounds >= 1);
+		/* Round 1 sends every page. */
+		T_ASSERT_EQ(st.pages_per_round[0], mig_pages(c));
+	}
+	if (c->src_flags & FL_MIGRATE_NO_PUSH)
+		T_ASSERT_EQ(st.pushed, 0);
 	w.rep.rounds = st.rounds;
-	fl_migrate_source_free(src);
+	fl_migrate_source_free(w.src);
 	if (report_fd >= 0)
 		T_ASSERT(write(report_fd, &w.rep, sizeof(w.rep)) == (ssize_t)sizeof(w.rep));
 	_exit(0);
@@ -412,7 +442,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 }
 
 /* 1 when reading *addr raised SIGBUS, 0 when it returned *ret_value. */
-static int read_or_sigbus(const volatile uint64_t *addr, uint64_t *ret_value)
+int mig_read_or_sigbus(const volatile uint64_t *addr, uint64_t *ret_value)
 {
 	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO }, old;
 
@@ -474,6 +504,12 @@ int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, i
 
 	d.hashes = calloc(d.nblk, sizeof(uint64_t));
 	T_ASSERT(d.hashes != NULL);
+	if (c->addr_taken) {
+		/* The source's address, taken here: the last page of range 0. */
+		blocker = mmap((void *)(uintptr_t)(c->addr + c->len - 4096), 4096, PROT_READ,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		T_ASSERT(blocker == (void *)(uintptr_t)(c->addr + c->len - 4096));
+	}
 	if (c->place == PLACE_IN_USE) {
 		/* One page in the middle of range 1's new address. */
 		blocker = mmap((void *)(uintptr_t)(c->addr + c->len + MIG_RELOCATE + c->len / 2), 4096,
@@ -493,7 +529,7 @@ int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, i
 
 		T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
 		/* Served: a fault fetched over the urgent channel. */
-		T_ASSERT_EQ(read_or_sigbus((const volatile uint64_t *)(void *)blk_addr(&d, 0), &v), 0);
+		T_ASSERT_EQ(mig_read_or_sigbus((const volatile uint64_t *)(void *)blk_addr(&d, 0), &v), 0);
 		T_ASSERT(XXH3_64bits(blk_addr(&d, 0), MIG_BLK) == d.hashes[0], "block 0 differs");
 		T_ASSERT(v > 0);
 		kill(pid, SIGKILL);
@@ -501,11 +537,17 @@ int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, i
 		/* Blocks never asked for, in other pages: SIGBUS, never zeros. */
 		for (size_t b = d.nblk / 2 + 1; b < d.nblk; b += d.nblk / 7) {
 			far = blk_addr(&d, b);
-			T_ASSERT(read_or_sigbus((const volatile uint64_t *)(void *)far, &v) == 1,
+			T_ASSERT(mig_read_or_sigbus((const volatile uint64_t *)(void *)far, &v) == 1,
 				 "block %zu read as %llu instead of SIGBUS", b, (unsigned long long)v);
 		}
 		r = fl_migrate_dest_wait(d.dst);
 		T_ASSERT(r < 0, "wait: %d after the source died", r);
+		T_OK(fl_migrate_dest_stats(d.dst, &st));
+		T_ASSERT_EQ(st.state, FL_MIGRATE_STATE_FAILED);
+		T_ASSERT_EQ(st.error, r);
+		T_ASSERT(st.pages_remaining > 0 && st.pages_remaining < st.pages_total, "%llu of %llu missing",
+			 (unsigned long long)st.pages_remaining, (unsigned long long)st.pages_total);
+		/* What did arrive stays. */
 		T_ASSERT(XXH3_64bits(blk_addr(&d, 0), MIG_BLK) == d.hashes[0], "block 0 changed after the failure");
 		fl_migrate_dest_free(d.dst);
 		free(d.hashes);
@@ -516,14 +558,22 @@ int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, i
 	if (c->expect) {
 		T_ASSERT(r == c->expect, "wait: %d, expected %d", r, c->expect);
 		T_ASSERT(!atomic_load(&d.resumed));
+		T_OK(fl_migrate_dest_stats(d.dst, &st));
+		T_ASSERT_EQ(st.state, c->expect == -ECANCELED ? FL_MIGRATE_STATE_CANCELLED : FL_MIGRATE_STATE_FAILED);
+		T_ASSERT_EQ(st.error, c->expect == -ECANCELED ? 0 : c->expect);
 		T_ASSERT_EQ(fl_migrate_dest_ranges(d.dst, NULL, 0, &(unsigned){ 0 }), -EAGAIN);
 		if (blocker)
 			T_ASSERT(munmap(blocker, 4096) == 0);
-		/* Nothing left mapped, at the new addresses or the old. */
+		/* Nothing left mapped, at the new addresses or the old. (Only
+		 * a placing case has new addresses: without one, the source's
+		 * address + MIG_RELOCATE may be anybody's, e.g. ASan's heap at
+		 * 0x600000000000.) */
 		for (unsigned i = 0; i < mig_nranges(c); i++) {
 			uint64_t src = c->addr + i * c->len;
 
-			T_ASSERT(unmapped(src + MIG_RELOCATE, c->len), "range %u left mapped at its new address", i);
+			if (c->place != PLACE_SAME)
+				T_ASSERT(unmapped(src + MIG_RELOCATE, c->len), "range %u left mapped at its new address",
+					 i);
 			T_ASSERT(unmapped(src, c->len), "range %u mapped at the source's address", i);
 		}
 	} else {
@@ -540,6 +590,18 @@ int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, i
 		T_ASSERT(atomic_load(&d.torn) == 0 && atomic_load(&d.mismatched) == 0);
 		T_OK(fl_migrate_dest_stats(d.dst, &st));
 		T_ASSERT(st.pages_received > 0 && st.zero_pages > 0);
+		T_ASSERT_EQ(st.state, FL_MIGRATE_STATE_DONE);
+		T_ASSERT_EQ(st.pages_total, mig_pages(c));
+		T_ASSERT_EQ(st.pages_remaining, 0);
+		if ((c->src_flags & FL_MIGRATE_NO_PUSH) && c->mode == FL_MIGRATE_HYBRID) {
+			/* Only what was written after the last round. */
+			T_ASSERT(st.requests < mig_pages(c));
+		} else if (c->src_flags & FL_MIGRATE_NO_PUSH) {
+			/* Every page came on request, and each was asked once. */
+			T_ASSERT_EQ(st.requests, mig_pages(c));
+			T_ASSERT(st.request_p50_ns > 0 && st.request_p50_ns <= st.request_p99_ns &&
+				 st.request_p99_ns <= st.request_max_ns * 2);
+		}
 		/* UFFDIO_MOVE installs anonymous pages when asked and the
 		 * kernel has it (not masked); never shmem or hugetlb pages. */
 		if (c->move && (c->mem == FL_MEM_ANON || c->mem == MIG_MIXED)) {

@@ -43,6 +43,10 @@ struct mig_case {
 	 * or time limit stops them. */
 	bool shrinking;
 	bool move;			/* the destination asks for FL_MIGRATE_DEST_MOVE */
+	bool cancel;			/* the source cancels once round 1 is sent: -ECANCELED */
+	/* A page of the source's address (the end of range 0) taken at the
+	 * destination: -EEXIST on both sides. */
+	bool addr_taken;
 	enum mig_place place;
 	int expect;			/* the error both sides see (0: success) */
 };
@@ -55,12 +59,23 @@ struct mig_report {
 	bool time_limit;		/* the source logged its precopy time limit */
 };
 
-/* Ranges in the layout, and the bytes of all of them. */
+/* Ranges in the layout, the bytes of all of them, and their pages. */
 unsigned mig_nranges(const struct mig_case *c);
 size_t mig_bytes(const struct mig_case *c);
+uint64_t mig_pages(const struct mig_case *c);
 /* Skip (or fail under strict) unless the kernel and the machine can run c;
  * takes the huge page lock for hugetlb. Before any fork. */
 void mig_require(const struct mig_case *c);
+
+/* Map len bytes of mem at addr (MAP_FIXED_NOREPLACE; shmem and hugetlb a
+ * MAP_SHARED memfd), or fail the case. */
+void *mig_map_at(uint64_t addr, enum fl_mem_type mem, size_t len);
+/* A block's counter is in its first and last words (MIG_BLK bytes); between
+ * them a byte is written, so a copy can catch the write half done. */
+void mig_block_write(uint8_t *block);
+/* Read a word: 1 when the read raised SIGBUS (in this thread), 0 when it
+ * returned *ret_value. */
+int mig_read_or_sigbus(const volatile uint64_t *addr, uint64_t *ret_value);
 
 /* TCP on an IPv4 address ("127.0.0.1", "10.1.2.2"). */
 void mig_listen(const char *ip, int *ret_fd, int *ret_port);

@@ -191,19 +191,6 @@ static int test_tls(void *arg)
 	return T_PASS;
 }
 
-struct reaccept {
-	int lfd;
-	unsigned calls;
-};
-
-static int reaccept(void *ctx, int *ret_bulk, int *ret_urgent)
-{
-	struct reaccept *a = ctx;
-
-	a->calls++;
-	return fl_migrate_accept(a->lfd, 300, ret_bulk, ret_urgent);
-}
-
 /* A cut during postcopy over TLS: the reconnection runs TLS again (and
  * HELLO inside it), and the migration completes with every page. */
 static int test_tls_recovery(void *arg)
@@ -212,7 +199,8 @@ static int test_tls_recovery(void *arg)
 	struct fl_migrate_dest *dst;
 	struct m_src_cfg c = { 0 };
 	struct m_relay relay;
-	struct reaccept ra;
+	struct m_net net = { .psk_key_hex = KEY_A };
+	struct m_reaccept ra;
 	struct m_dst d;
 	int lfd, port, bulk, urgent;
 	pid_t pid;
@@ -226,27 +214,18 @@ static int test_tls_recovery(void *arg)
 	c.len = 8u << 20;
 	c.mem = FL_MEM_ANON;
 	c.mode = FL_MIGRATE_POSTCOPY;
-	snprintf(c.connect, sizeof(c.connect), "127.0.0.1:%d", relay.port);
 	c.reconnect = M_RECONNECT_RELAY;
 	c.recovery_ms = t_scaled_ms(10000);
 	c.timeout_ms = t_scaled_ms(5000);
 	c.small_sndbuf = true;
 	c.expect_recoveries = 1;
-	c.tls.tls = FL_TLS_PSK;
-	c.tls.psk_identity = "migration-1";
-	c.tls.psk_key_hex = KEY_A;
+	m_net_source(&net, &c, relay.port);
 	m_dst_init(&d, c.addr, c.len);
 	pid = m_source_fork(&c);
 	m_relay_run(&relay);
 	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	ra = (struct reaccept){ .lfd = lfd };
-	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
-		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
-		.resume = m_on_resume, .resume_ctx = &d, .timeout_ms = t_scaled_ms(5000),
-		.log = m_dst_log, .log_ctx = &d, .tls = FL_TLS_PSK, .psk_identity = "migration-1",
-		.psk_key_hex = KEY_A, .reconnect = reaccept, .reconnect_ctx = &ra,
-		.recovery_ms = t_scaled_ms(10000) }, &dst));
-	T_OK(fl_migrate_dest_start(dst));
+	ra = (struct m_reaccept){ .lfd = lfd };
+	dst = m_dst_start(&net, &d, bulk, urgent, &ra, t_scaled_ms(10000));
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
 	/* A page over the urgent channel, then the cut. */
 	T_ASSERT(XXH3_64bits(d.mem + 100 * M_BLK, M_BLK) == d.hashes[100], "block 100 wrong");
@@ -257,14 +236,9 @@ static int test_tls_recovery(void *arg)
 	T_OK(fl_migrate_dest_stats(dst, &st));
 	T_ASSERT_EQ(st.recoveries, 1);
 	T_ASSERT(ra.calls >= 1);
-	for (size_t b = 0; b < d.nblk; b++)
-		T_ASSERT(XXH3_64bits(d.mem + b * M_BLK, M_BLK) == d.hashes[b], "block %zu wrong", b);
+	m_dst_check_all(&d);
 	m_source_reap(pid);
-	fl_migrate_dest_free(dst);
-	m_relay_stop(&relay);
-	close(lfd);
-	close(bulk);
-	close(urgent);
+	m_case_end(dst, &relay, lfd, bulk, urgent);
 	return T_PASS;
 }
 
