@@ -138,6 +138,8 @@ static void do_status(struct fl_migrate_ctl *ctl, struct ctl_client *c)
 	add(buf, &len, " request_p50_ns=%" PRIu64 " request_p99_ns=%" PRIu64 " request_max_ns=%" PRIu64,
 	    st.request_p50_ns, st.request_p99_ns, st.request_max_ns);
 	add(buf, &len, " pages_moved=%" PRIu64, st.pages_moved);
+	add(buf, &len, " recoveries=%u recovery_ns=%" PRIu64 " blocked_ns=%" PRIu64, st.recoveries, st.recovery_ns,
+	    st.blocked_ns);
 	add(buf, &len, " error=%d\n", st.error);
 	if (len >= sizeof(buf) - 1)
 		buf[sizeof(buf) - 2] = '\n';	/* cannot be: the fields fit */

@@ -544,6 +544,7 @@ static int test_socket_file(void *arg)
 	T_ASSERT(!strcmp(buf, "ok proto=1 role=none state=idle pages_total=0 pages_remaining=0 rounds=0 "
 			      "pages_sent=0 bytes_sent=0 zero_pages=0 requests=0 pushed=0 pages_received=0 "
 			      "downtime_ns=0 total_ns=0 request_p50_ns=0 request_p99_ns=0 request_max_ns=0 pages_moved=0 "
+			      "recoveries=0 recovery_ns=0 blocked_ns=0 "
 			      "error=0"), "%s", buf);
 	/* No start callback. */
 	request(path, "start 127.0.0.1:1 precopy\n", buf, sizeof(buf));
