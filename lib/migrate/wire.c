@@ -214,6 +214,41 @@ void fl__mig_send_error(struct fl__mig_chan *ch, int err)
 /* 256 KiB: 60 PAGE messages per recv(), several 16 KiB TLS records. */
 #define RBUF_SIZE (256u << 10)
 
+/* How long a message of `length` bytes may take once its first byte came:
+ * the channel's timeout (10 s when it has none) for every MiB, and once. */
+static uint64_t msg_budget_ns(unsigned timeout_ms, uint64_t length)
+{
+	return (uint64_t)(timeout_ms ? timeout_ms : 10000) * 1000000ull * (1 + length / (1u << 20));
+}
+
+/* The largest payload a type may have: checked before the payload is
+ * read, so that a peer cannot make this side allocate or wait for 64 MiB
+ * it had no reason to send. */
+static uint32_t max_length(uint16_t type)
+{
+	switch (type) {
+	case FL_MIG_LAYOUT:
+		return 8 + FL_MIGRATE_MAX_RANGES * FL_MIG_RANGE_SIZE;
+	case FL_MIG_PAGE:
+		return FL_MIG_PAGE_PREFIX + FL_HPAGE_SIZE;
+	case FL_MIG_ROUND:
+		return 8;
+	case FL_MIG_REQUEST:
+		return 8;
+	case FL_MIG_RESUMED:
+	case FL_MIG_DONE:
+	case FL_MIG_CANCEL:
+		return 0;
+	case FL_MIG_ERROR:
+		return 4;
+	case FL_MIG_HELLO:
+	case FL_MIG_HELLO_ACK:
+		return FL_MIG_HELLO_SIZE;
+	default:	/* SWITCHOVER, RECEIVED: bitmaps, checked with the layout */
+		return FL_MIG_MAX_PAYLOAD;
+	}
+}
+
 /* Read exactly len bytes, from what an earlier recv() brought first. A
  * remainder as large as the buffer goes straight to its place. first: EOF
  * before any byte is -ECONNRESET (a close between messages), otherwise a
@@ -252,6 +287,8 @@ static int recv_full(struct fl__mig_chan *ch, void *buf, size_t len, unsigned ti
 				n = errno == EWOULDBLOCK ? -EAGAIN : -errno;
 		}
 		if (n > 0) {
+			if (!ch->msg_deadline_ns)
+				ch->msg_deadline_ns = fl__now_ns() + msg_budget_ns(timeout_ms, 0);
 			if (direct) {
 				got += (size_t)n;
 			} else {
@@ -270,9 +307,23 @@ static int recv_full(struct fl__mig_chan *ch, void *buf, size_t len, unsigned ti
 			continue;
 		if (n != -EAGAIN)
 			return (int)n;
-		/* The deadline is for the peer's silence between messages; a
-		 * message begun is waited for as long, again. */
-		r = wait_ready(ch, POLLIN, timeout_ms);
+		/* timeout_ms bounds the peer's silence between messages; a
+		 * message begun must be complete by its deadline. */
+		if (first && got == 0 && !ch->msg_deadline_ns) {
+			r = wait_ready(ch, POLLIN, timeout_ms);
+		} else {
+			uint64_t now = fl__now_ns();
+
+			if (!ch->msg_deadline_ns)	/* begun from the buffer */
+				ch->msg_deadline_ns = now + msg_budget_ns(timeout_ms, 0);
+			if (now >= ch->msg_deadline_ns)
+				return fl__mig_refuse(ch, -ETIMEDOUT, "a message still incomplete after %llu ms",
+						      (unsigned long long)(msg_budget_ns(timeout_ms, len) / 1000000));
+			r = wait_ready(ch, POLLIN,
+				       (unsigned)FL_MIN((ch->msg_deadline_ns - now) / 1000000 + 1, UINT32_MAX));
+			if (r == -ETIMEDOUT)
+				continue;	/* refused above, with the cause */
+		}
 		if (r)
 			return r;
 	}
@@ -307,6 +358,7 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 	int r;
 
 	ch->cut = ch->peer_failed = false;
+	ch->msg_deadline_ns = 0;
 	r = recv_full(ch, hdr, sizeof(hdr), timeout_ms, true);
 	if (r)
 		return r;
@@ -324,6 +376,12 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 	if (length > FL_MIG_MAX_PAYLOAD)
 		return fl__mig_refuse(ch, -EBADMSG, "message of %u bytes, more than %u", length,
 				      FL_MIG_MAX_PAYLOAD);
+	if (length > max_length(type))
+		return fl__mig_refuse(ch, -EBADMSG, "message %u of %u bytes, more than its type holds (%u)",
+				      type, length, max_length(type));
+	/* From the header's arrival, the payload's own budget. */
+	if (length)
+		ch->msg_deadline_ns = fl__now_ns() + msg_budget_ns(timeout_ms, length);
 	if (length > ch->cap) {
 		uint8_t *nb = realloc(ch->buf, length);
 
@@ -532,6 +590,9 @@ int fl__mig_layout_check(struct fl__mig_range *ranges, unsigned n, uint64_t *ret
 		rg->npages = rg->len / want;
 		total += rg->npages;
 	}
+	/* Its bitmaps (SWITCHOVER, RECEIVED) must fit in a message. */
+	if (total > 8ull * (FL_MIG_MAX_PAYLOAD - 16))
+		return -ERANGE;
 	*ret_total = total;
 	return 0;
 }

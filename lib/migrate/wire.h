@@ -70,6 +70,10 @@ struct fl__mig_chan {
 	 * instead of two or three recv() each. rbuf[rpos, rlen) is unread. */
 	uint8_t *rbuf;
 	size_t rpos, rlen;
+	/* The message being received must be complete by then (0: none yet):
+	 * a peer that sends a byte now and then cannot hold a thread past
+	 * its timeouts. */
+	uint64_t msg_deadline_ns;
 	_Atomic uint64_t bytes_sent;
 	/* Destination: where a PAGE's bytes go instead of buf, so that they
 	 * can be moved into place (UFFDIO_MOVE) rather than copied. Called

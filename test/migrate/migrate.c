@@ -185,7 +185,27 @@ enum hostile {
 	H_MAGIC, H_VERSION, H_TYPE, H_RANGE, H_CSUM, H_TRUNC, H_HUGE_LEN,
 	H_IN_USE,		/* not hostile: the layout's address is taken here */
 	H_SECOND_HELLO,		/* a valid layout and page, then HELLO again on bulk */
+	H_OVERSIZE,		/* a PAGE header longer than any page, and no payload */
+	H_TRICKLE,		/* a PAGE whose bytes come one every 100 ms */
 };
+
+struct trickle {
+	int fd;
+	_Atomic bool stop;
+};
+
+/* One byte of a page every 100 ms: within any silence timeout, never done. */
+static void *trickle_main(void *arg)
+{
+	struct trickle *t = arg;
+
+	for (unsigned i = 0; i < 4096 && !atomic_load(&t->stop); i++) {
+		if (send(t->fd, "x", 1, MSG_NOSIGNAL) != 1)
+			break;
+		usleep(100000);
+	}
+	return NULL;
+}
 
 static void tcp_pair(int *a, int *b)
 {
@@ -216,6 +236,9 @@ static int test_hostile_dest(void *arg)
 	void *p;
 
 	uint8_t *taken = NULL;
+	struct trickle tr = { .fd = -1 };
+	pthread_t tth;
+	uint64_t t0;
 
 	if (h == H_IN_USE) {
 		taken = mmap((void *)(uintptr_t)HOSTILE_ADDR + 4096, 4096, PROT_READ | PROT_WRITE,
@@ -227,7 +250,8 @@ static int test_hostile_dest(void *arg)
 	tcp_pair(&urgent_peer, &urgent);
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
-		.resume = never_resume, .timeout_ms = t_scaled_ms(10000), .log = dst_log }, &dst));
+		.resume = never_resume, .timeout_ms = h == H_TRICKLE ? 500 : t_scaled_ms(10000),
+		.log = dst_log }, &dst));
 	T_OK(fl_migrate_dest_start(dst));
 	/* A valid layout first (one anon range of 16 pages), except where
 	 * the header itself is the fault. */
@@ -257,6 +281,13 @@ static int test_hostile_dest(void *arg)
 			n = 48;
 			want = -EEXIST;
 		}
+		if (h == H_OVERSIZE || h == H_TRICKLE) {
+			/* The page's header only: its payload never comes
+			 * (OVERSIZE: a length no PAGE has) or comes by the byte. */
+			hdr(pg, MAGIC, VER, 2, h == H_OVERSIZE ? 16 + (4u << 20) : 16 + 4096, 0);
+			n = 48 + 16;
+			want = h == H_OVERSIZE ? -EBADMSG : -ETIMEDOUT;
+		}
 		if (h == H_SECOND_HELLO) {
 			/* The same session's HELLO, as a reconnection would
 			 * send it, in the middle of the live bulk stream. */
@@ -272,8 +303,23 @@ static int test_hostile_dest(void *arg)
 	T_ASSERT(write(bulk_peer, m, n) == (ssize_t)n);
 	if (h == H_TRUNC || h == H_HUGE_LEN)
 		shutdown(bulk_peer, SHUT_WR);
+	t0 = t_now_ns();
+	if (h == H_TRICKLE) {
+		tr.fd = bulk_peer;
+		T_ASSERT(pthread_create(&tth, NULL, trickle_main, &tr) == 0);
+	}
 	r = fl_migrate_dest_wait(dst);
 	T_ASSERT(r == want, "wait: %d (%s), want %d", r, strerror(-r), want);
+	if (h == H_OVERSIZE)	/* refused from the header, not after a timeout */
+		T_ASSERT(t_now_ns() - t0 < t_scaled_ns(5000), "refused after %llu ms",
+			 (unsigned long long)((t_now_ns() - t0) / 1000000));
+	if (h == H_TRICKLE) {
+		/* The page's budget (timeout_ms: 500), not 4096 x 100 ms. */
+		T_ASSERT(t_now_ns() - t0 < t_scaled_ns(5000), "a trickle held the destination %llu ms",
+			 (unsigned long long)((t_now_ns() - t0) / 1000000));
+		atomic_store(&tr.stop, true);
+		pthread_join(tth, NULL);
+	}
 	if (taken) {
 		/* What was there is untouched, and nothing was added. */
 		for (size_t i = 0; i < 4096; i++)
@@ -680,6 +726,8 @@ static const struct t_case cases[] = {
 	{ "hostile-dest-checksum", test_hostile_dest, (void *)(uintptr_t)H_CSUM, 30, 0 },
 	{ "hostile-dest-truncated", test_hostile_dest, (void *)(uintptr_t)H_TRUNC, 30, 0 },
 	{ "hostile-dest-second-hello", test_hostile_dest, (void *)(uintptr_t)H_SECOND_HELLO, 30, 0 },
+	{ "hostile-dest-oversize", test_hostile_dest, (void *)(uintptr_t)H_OVERSIZE, 30, 0 },
+	{ "hostile-dest-trickle", test_hostile_dest, (void *)(uintptr_t)H_TRICKLE, 30, 0 },
 	{ "hostile-source-before-switchover", test_hostile_source, (void *)(uintptr_t)0, 30, 0 },
 	{ "hostile-source-range", test_hostile_source, (void *)(uintptr_t)1, 30, 0 },
 	{ "hostile-source-magic", test_hostile_source, (void *)(uintptr_t)2, 30, 0 },
