@@ -1011,6 +1011,10 @@ static int read_faults(struct fl_migrate_dest *d, bool send)
 	struct uffd_msg msgs[16];
 	int r = fl_uffd_read(d->uffd, msgs, FL_ARRAY_SIZE(msgs));
 
+	if (r < 0 && r != -EAGAIN && r != -EINTR) {
+		fl__log(&d->log, FL_LOG_ERROR, "migrate: cannot read faults: %s", strerror(-r));
+		return r;
+	}
 	for (int i = 0; i < r; i++) {
 		int e;
 
@@ -1072,10 +1076,21 @@ static int recover(struct fl_migrate_dest *d)
 	unsigned backoff_ms = 20;
 	int r, pub = FL_MIGRATE_STATE_POSTCOPY;
 
-	atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_RECOVERING);
+	if (!atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_RECOVERING) &&
+	    pub == FL_MIGRATE_STATE_SWITCHOVER)
+		atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_RECOVERING);
 	pthread_mutex_lock(&d->rec_lock);
 	while (!d->bulk_parked && atomic_load(&d->state) != DST_OVER) {
 		pthread_mutex_unlock(&d->rec_lock);
+		/* The bulk thread may be inside resume(), itself waiting on a
+		 * missing page: it cannot park, so this gives up in time and
+		 * the fault fails closed. */
+		if (fl__now_ns() >= deadline) {
+			fl__log(&d->log, FL_LOG_ERROR,
+				"migrate: no recovery within %u ms (the bulk thread did not come to a stop)",
+				d->opts.recovery_ms);
+			return -ETIMEDOUT;
+		}
 		(void)read_faults(d, false);
 		(void)fl__sleep_until(fl__now_ns() + 5000000, d->stop_fd);
 		pthread_mutex_lock(&d->rec_lock);
@@ -1120,7 +1135,8 @@ static int recover(struct fl_migrate_dest *d)
 	atomic_fetch_add(&d->recovery_ns, fl__now_ns() - t0);
 	fl__log(&d->log, FL_LOG_INFO, "migrate: recovered (epoch %u)", d->epoch);
 	pub = FL_MIGRATE_STATE_RECOVERING;
-	atomic_compare_exchange_strong(&d->pub_state, &pub, FL_MIGRATE_STATE_POSTCOPY);
+	atomic_compare_exchange_strong(&d->pub_state, &pub,
+				       atomic_load(&d->resumed) ? FL_MIGRATE_STATE_POSTCOPY : FL_MIGRATE_STATE_SWITCHOVER);
 	d->last_progress_ns = fl__now_ns();
 	pthread_mutex_lock(&d->rec_lock);
 	d->cut = false;
@@ -1139,13 +1155,15 @@ static int post_step(struct fl_migrate_dest *d)
 	};
 	int r;
 
-	if (fl__mig_chan_readable(&d->urgent)) {
-		p[1].revents = POLLIN;
-	} else {
-		r = fl__poll(p, 4, 100);
-		if (r < 0 && r != -EINTR)
-			return r;
-	}
+	/* Bytes already buffered: no wait, but faults and stop are still
+	 * looked at, so a stream of answers never starves new faults. */
+	bool buffered = fl__mig_chan_readable(&d->urgent);
+
+	r = fl__poll(p, 4, buffered ? 0 : 100);
+	if (r < 0 && r != -EINTR)
+		return r;
+	if (buffered)
+		p[1].revents |= POLLIN;
 	if (p[2].revents)
 		return 2;
 	if (p[3].revents) {
