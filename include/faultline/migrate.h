@@ -74,7 +74,10 @@
  * resumes the application itself after the switchover message is sent (the
  * destination may be running it): when fl_migrate_source_run() returns 0
  * the destination holds every page and the source may exit or unmap the
- * ranges; on an error after switchover the caller decides (the
+ * ranges; on an error after switchover the source sends ERROR on the
+ * urgent channel and shuts both sockets down (shutdown(2): they stay open
+ * for the caller to close), so that the destination fails closed at once,
+ * and the caller decides what to do with its application (the
  * destination's fail-closed rules, below, keep it from running on wrong
  * memory). Before switchover — an error, or fl_migrate_source_cancel() —
  * the source frees its watches, calls quiesce(FL_MIGRATE_RESUME) if it had
@@ -197,9 +200,14 @@
  *            the bitmap (as SWITCHOVER's) of the pages present.
  * Refusals (returned, and logged with the cause): another magic or version,
  * an unknown type, a reserved field not zero or a type on the wrong channel
- * -EPROTO; a length that does not fit the type, a bad checksum or a message
- * cut short by EOF -EBADMSG; a page outside the layout or misaligned
- * -ERANGE; EOF between messages -ECONNRESET.
+ * -EPROTO; a length that does not fit the type (checked from the header,
+ * before the payload is read), a bad checksum or a message cut short by
+ * EOF -EBADMSG; a page outside the layout or misaligned, a layout of more
+ * than 8 x (64 MiB - 16) pages (its bitmaps would not fit a message)
+ * -ERANGE; EOF between messages -ECONNRESET; a message begun and not
+ * complete within timeout_ms (10 s when none) for each MiB of its length,
+ * and once more, -ETIMEDOUT (a peer trickling bytes holds no thread past
+ * its timeouts).
  *
  * Threads: the source runs in the thread that calls fl_migrate_source_run()
  * plus one thread serving urgent requests after switchover; its
@@ -244,7 +252,10 @@ enum fl_migrate_quiesce {
 
 /* Return 0, or -errno to fail the migration (before switchover only). */
 typedef int (*fl_migrate_quiesce_fn)(enum fl_migrate_quiesce action, void *ctx);
-/* Called at the destination at switchover, before any fault is served. */
+/* Called at the destination at switchover. Faults are served from just
+ * before it is called, so it may touch the ranges; but a cut while it waits
+ * on a missing page is not recovered from: that page fails closed (SIGBUS)
+ * once recovery_ms has passed. */
 typedef void (*fl_migrate_resume_fn)(const void *blob, size_t blob_len, void *ctx);
 /*
  * Recovery: make a new pair of connected stream sockets (bulk, urgent) to

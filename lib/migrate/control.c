@@ -148,10 +148,10 @@ static void do_status(struct fl_migrate_ctl *ctl, struct ctl_client *c)
 
 static void do_start(struct fl_migrate_ctl *ctl, struct ctl_client *c, char *args)
 {
-	char *to = strtok(args, " "), *mode_s = strtok(NULL, " ");
+	char *save = NULL, *to = strtok_r(args, " ", &save), *mode_s = strtok_r(NULL, " ", &save);
 	int mode = -1, r;
 
-	if (!to || !mode_s || strtok(NULL, " ")) {
+	if (!to || !mode_s || strtok_r(NULL, " ", &save)) {
 		reply_error(c, -EINVAL, "usage: start TO MODE");
 		return;
 	}

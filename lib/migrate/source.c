@@ -559,7 +559,7 @@ static void note_cut(struct fl_migrate_source *s, int why)
 /* Answer requests, note RESUMED, end on DONE. Answers go first: the push
  * yields while one is being sent. The destination is allowed silence except
  * while RESUMED is due, or DONE after the push ended. */
-static int serve_urgent(struct fl_migrate_source *s, uint8_t *buf)
+static int serve_urgent(struct fl_migrate_source *s)
 {
 	uint64_t quiet_since = fl__now_ns();
 	bool no_push = s->opts.mode != FL_MIGRATE_PRECOPY && (s->opts.flags & FL_MIGRATE_NO_PUSH);
@@ -636,11 +636,10 @@ static int serve_urgent(struct fl_migrate_source *s, uint8_t *buf)
 static void *urgent_main(void *arg)
 {
 	struct fl_migrate_source *s = arg;
-	uint8_t *buf = malloc(FL_HPAGE_SIZE);
-	int r = -ENOMEM;
+	int r;
 
-	while (buf) {
-		r = serve_urgent(s, buf);
+	for (;;) {
+		r = serve_urgent(s);
 		if (r == 0 || r == -ECANCELED || !s->opts.reconnect || !fl__mig_is_cut(&s->urgent, r))
 			break;
 		note_cut(s, r);
@@ -656,7 +655,6 @@ static void *urgent_main(void *arg)
 		if (stop)
 			break;
 	}
-	free(buf);
 	pthread_mutex_lock(&s->rec_lock);
 	atomic_store(&s->urgent_result, r);
 	pthread_cond_broadcast(&s->rec_cond);
@@ -874,7 +872,8 @@ static int postcopy(struct fl_migrate_source *s)
 			r = push(s);
 			if (!r)
 				atomic_store(&s->push_done, true);
-			else if (s->opts.reconnect && fl__mig_is_cut(&s->bulk, r))
+			else if (s->opts.reconnect && fl__mig_is_cut(&s->bulk, r) &&
+				 atomic_load(&s->urgent_result) == 1)	/* not the end's abort */
 				note_cut(s, r);
 		}
 		if (r && !is_cut(s))
@@ -1043,6 +1042,13 @@ out:
 		}
 		if (paused)
 			(void)s->opts.quiesce(FL_MIGRATE_RESUME, s->opts.quiesce_ctx);
+	} else if (r && switched) {
+		/* Say so and hang up, so that the destination fails closed now
+		 * instead of after its timeouts (the caller may keep the fds
+		 * open long after this returns). */
+		fl__mig_send_error(&s->urgent, r);
+		fl__mig_chan_shutdown(&s->bulk);
+		fl__mig_chan_shutdown(&s->urgent);
 	}
 	if (r && r != -ECANCELED)
 		fl__log(&s->log, FL_LOG_ERROR, "migrate: source failed %s switchover: %s",
