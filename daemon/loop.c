@@ -351,44 +351,27 @@ static int make_socket_dir(const char *path, bool others)
  * untouched: a file or a directory someone named by mistake is never
  * deleted, and a live daemon is not taken over.
  */
-static int clear_socket_path(const char *path, const struct sockaddr_un *a)
+static int clear_socket_path(const char *path)
 {
-	struct stat st;
-	int fd, r;
+	int r = fl__unix_path_clear(path, SOCK_SEQPACKET);
 
-	if (lstat(path, &st)) {
-		r = -errno;	/* before the log call can change errno */
-		if (r == -ENOENT)
-			return 0;
-		fld_log(0, "%s: %s", path, strerror(-r));
-		return r;
-	}
-	if (S_ISDIR(st.st_mode)) {
+	switch (r) {
+	case 0:
+		break;
+	case -EISDIR:
 		fld_log(0, "%s is a directory: name the socket to create in it (e.g. %s/faultlined.sock)", path,
 			path);
-		return -EISDIR;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
+		break;
+	case -EEXIST:
 		fld_log(0, "%s exists and is not a socket: refusing to replace it", path);
-		return -EEXIST;
-	}
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) == 0 || errno == EAGAIN || errno == EPROTOTYPE) {
-		/* EPROTOTYPE: a live stream socket (a Firecracker socket of a
-		 * running daemon); EAGAIN: a live one with a full backlog. */
-		close(fd);
+		break;
+	case -EADDRINUSE:
 		fld_log(0, "%s: another faultlined is serving there", path);
-		return -EADDRINUSE;
+		break;
+	default:
+		fld_log(0, "%s: %s", path, strerror(-r));
 	}
-	close(fd);
-	if (unlink(path) && errno != ENOENT) {
-		r = -errno;
-		fld_log(0, "%s: cannot remove the stale socket: %s", path, strerror(-r));
-		return r;
-	}
-	return 0;
+	return r;
 }
 
 int fld_listen(const char *path, int type, bool others, int *ret_fd)
@@ -399,7 +382,7 @@ int fld_listen(const char *path, int type, bool others, int *ret_fd)
 	if (strlen(path) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(a.sun_path, path, strlen(path) + 1);
-	r = clear_socket_path(path, &a);
+	r = clear_socket_path(path);
 	if (r)
 		return r;
 	r = make_socket_dir(path, others);

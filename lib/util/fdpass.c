@@ -89,31 +89,46 @@ int fl__unix_connect(const char *path, int type, int *ret_fd)
  * left by a process that died); anything else there is -EEXIST, a socket
  * someone listens on -EADDRINUSE. Close-on-exec and non-blocking.
  */
+int fl__unix_path_clear(const char *path, int type)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t n = strlen(path);
+	struct stat st;
+	int fd, e;
+
+	if (n == 0 || n >= sizeof(a.sun_path))
+		return n ? -ENAMETOOLONG : -EINVAL;
+	memcpy(a.sun_path, path, n + 1);
+	if (lstat(path, &st))
+		return errno == ENOENT ? 0 : -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	e = connect(fd, (const struct sockaddr *)&a, sizeof(a)) == 0 ? 0 : errno;
+	close(fd);
+	if (e == 0 || e == EAGAIN || e == EPROTOTYPE)
+		return -EADDRINUSE;
+	if (unlink(path) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
 int fl__unix_listen(const char *path, unsigned mode, int backlog, int *ret_fd)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	size_t n = strlen(path);
-	struct stat sb;
 	int fd, r;
 
 	if (n == 0 || n >= sizeof(a.sun_path))
 		return n ? -ENAMETOOLONG : -EINVAL;
 	memcpy(a.sun_path, path, n + 1);
-	if (lstat(path, &sb) == 0) {
-		if (!S_ISSOCK(sb.st_mode))
-			return -EEXIST;
-		r = fl__unix_connect(path, SOCK_STREAM, &fd);
-		if (r == 0) {
-			close(fd);
-			return -EADDRINUSE;
-		}
-		if (r != -ECONNREFUSED)
-			return r;
-		if (unlink(path) < 0 && errno != ENOENT)
-			return -errno;
-	} else if (errno != ENOENT) {
-		return -errno;
-	}
+	r = fl__unix_path_clear(path, SOCK_STREAM);
+	if (r)
+		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;

@@ -123,6 +123,14 @@ int fl__unix_connect(const char *path, int type, int *ret_fd);
 /* A listening SOCK_STREAM unix socket (see fdpass.c for what it replaces),
  * its file given `mode` before listen(); non-blocking, close-on-exec. */
 int fl__unix_listen(const char *path, unsigned mode, int backlog, int *ret_fd);
+/*
+ * Make room for a socket at path: nothing there (0), or a socket nobody
+ * answers on (removed: 0). Refused and left alone: a directory -EISDIR,
+ * anything else that is not a socket -EEXIST, a socket someone serves on
+ * -EADDRINUSE. The probe never waits: a live listener with a full backlog
+ * (EAGAIN) or of another socket type (EPROTOTYPE) counts as served.
+ */
+int fl__unix_path_clear(const char *path, int type);
 int fl__unix_accept(int lfd, int *ret_fd);	/* non-blocking, close-on-exec */
 /* recv/send that never block (nor raise SIGPIPE): bytes, or -errno. */
 ssize_t fl__recv_nb(int fd, void *buf, size_t len);
