@@ -310,7 +310,7 @@ int fl__tls_handshake(struct fl__link *l, struct fl__tls_cfg *cfg, bool server, 
 	return r;
 }
 
-static int tls_io_errno(int e)
+static int tls_io_errno(gnutls_session_t session, int e)
 {
 	switch (e) {
 	case GNUTLS_E_PUSH_ERROR:
@@ -322,8 +322,25 @@ static int tls_io_errno(int e)
 		return -ENOMEM;
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
 		/* TLS 1.3: a server refuses the client's certificate after
-		 * the client's handshake has completed; its alert comes here. */
-		return -EACCES;
+		 * the client's handshake has completed; its alert comes here.
+		 * Only a refusal of credentials is -EACCES: callers take that
+		 * as final (the remote store stops reconnecting), which any
+		 * other fatal alert (a peer's internal error) is not. */
+		switch (gnutls_alert_get(session)) {
+		case GNUTLS_A_BAD_CERTIFICATE:
+		case GNUTLS_A_UNSUPPORTED_CERTIFICATE:
+		case GNUTLS_A_CERTIFICATE_REVOKED:
+		case GNUTLS_A_CERTIFICATE_EXPIRED:
+		case GNUTLS_A_CERTIFICATE_UNKNOWN:
+		case GNUTLS_A_UNKNOWN_CA:
+		case GNUTLS_A_ACCESS_DENIED:
+		case GNUTLS_A_UNKNOWN_PSK_IDENTITY:
+		case GNUTLS_A_CERTIFICATE_REQUIRED:
+		case GNUTLS_A_DECRYPT_ERROR:
+			return -EACCES;
+		default:
+			return -EPROTO;
+		}
 	default:
 		return -EPROTO; /* a bad record, a renegotiation we do not do, ... */
 	}
@@ -338,7 +355,7 @@ ssize_t fl__tls_recv(struct fl__tls_sess *s, void *buf, size_t len)
 		return n;
 	if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 		return -EAGAIN;
-	return tls_io_errno((int)n);
+	return tls_io_errno(s->s, (int)n);
 }
 
 ssize_t fl__tls_send(struct fl__tls_sess *s, const void *buf, size_t len)
@@ -349,7 +366,7 @@ ssize_t fl__tls_send(struct fl__tls_sess *s, const void *buf, size_t len)
 		return n;
 	if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 		return -EAGAIN;
-	return tls_io_errno((int)n);
+	return tls_io_errno(s->s, (int)n);
 }
 
 bool fl__tls_pending(struct fl__tls_sess *s)
