@@ -1015,16 +1015,19 @@ static int read_faults(struct fl_migrate_dest *d, bool send)
 		fl__log(&d->log, FL_LOG_ERROR, "migrate: cannot read faults: %s", strerror(-r));
 		return r;
 	}
-	for (int i = 0; i < r; i++) {
-		int e;
+	/* Every fault read is noted, also after a failed send: a fault
+	 * dropped here would be asked for by nobody, after a recovery too. */
+	int err = 0;
 
+	for (int i = 0; i < r; i++) {
 		if (!fl_msg_is_fault(&msgs[i]))
 			continue;
-		e = request_page(d, &msgs[i], send);
-		if (e)
-			return e;
+		int e = request_page(d, &msgs[i], send && !err);
+
+		if (e && !err)
+			err = e;
 	}
-	return 0;
+	return err;
 }
 
 /* After a reconnection: what is here (RECEIVED on bulk), then every
