@@ -70,7 +70,11 @@ static int wait_ready(struct fl__mig_chan *ch, short events, unsigned timeout_ms
 	};
 	int r;
 
-	r = fl__poll(p, ch->stop_fd >= 0 ? 2 : 1, timeout_ms ? (int)timeout_ms : -1);
+	/* A signal is not the peer's doing: wait again (the callers bound
+	 * the whole by their deadlines). */
+	do
+		r = fl__poll(p, ch->stop_fd >= 0 ? 2 : 1, timeout_ms ? (int)timeout_ms : -1);
+	while (r == -EINTR);
 	if (r < 0)
 		return r;
 	if (r == 0)
@@ -198,10 +202,13 @@ void fl__mig_send_error(struct fl__mig_chan *ch, int err)
 	uint8_t m[FL_MIG_HDR_SIZE + 4];
 
 	/* One try, no wait: the peer may be gone or hung, and the caller is
-	 * on its way out. 20 bytes fit any socket buffer that is not full. */
+	 * on its way out. 20 bytes fit any socket buffer that is not full. A
+	 * send in progress (maybe blocked) is not waited for: ERROR in the
+	 * middle of its message would garble the stream anyway. */
 	fl__mig_put_hdr(m, FL_MIG_ERROR, 4, 0);
 	fl__mig_put32(m + 16, (uint32_t)(err < 0 ? -err : err));
-	pthread_mutex_lock(&ch->send_lock);
+	if (pthread_mutex_trylock(&ch->send_lock))
+		return;
 	if (ch->fd >= 0) {
 		if (ch->tls)
 			(void)fl__tls_send(ch->tls, m, sizeof(m));
@@ -391,8 +398,6 @@ int fl__mig_recv(struct fl__mig_chan *ch, unsigned timeout_ms, struct fl__mig_hd
 		ch->cap = length;
 	}
 	r = recv_payload(ch, type, length, timeout_ms);
-	if (r == -ECONNRESET && !ch->cut)
-		ch->cut = true;
 	if (r)
 		return r;
 	ret_hdr->type = type;
@@ -479,12 +484,14 @@ int fl__mig_chan_tls(struct fl__mig_chan *ch, struct fl__tls_cfg *cfg, bool serv
 
 	if (!cfg)
 		return 0;
-	r = fl__tls_handshake(&l, cfg, server, server_name, -1, deadline_ns, &why);
+	r = fl__tls_handshake(&l, cfg, server, server_name, ch->stop_fd, deadline_ns, &why);
 	if (r) {
 		/* The session goes, the fd stays: it is the caller's (or the
 		 * channel's, closed when replaced). */
 		if (l.tls)
 			fl__tls_sess_free(l.tls);
+		if (r == -ECANCELED)
+			return r;
 		if (r != -EACCES && r != -EPROTO && r != -ETIMEDOUT && r != -ECONNRESET && r != -ENOMEM)
 			r = -EPROTO;
 		return fl__mig_refuse(ch, r, "TLS handshake as %s failed: %s", server ? "server" : "client",
