@@ -87,29 +87,33 @@ static void reply_error(struct ctl_client *c, int err, const char *text)
 	reply(c, buf);
 }
 
-/* Appends to the status line; the buffer holds the whole line. */
-__attribute__((format(printf, 3, 4)))
-static void add(char *buf, size_t *len, const char *fmt, ...)
+/* The status line: every field fits (about 600 bytes of 1024), and a
+ * field that would not is cut, never overrun. */
+struct line {
+	char buf[1024];
+	size_t len;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void add(struct line *l, const char *fmt, ...)
 {
-	size_t cap = 1024;
 	va_list ap;
 	int n;
 
-	if (*len >= cap)
+	if (l->len >= sizeof(l->buf) - 1)
 		return;
 	va_start(ap, fmt);
-	n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+	n = vsnprintf(l->buf + l->len, sizeof(l->buf) - l->len, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		*len = FL_MIN(*len + (size_t)n, cap);
+		l->len = FL_MIN(l->len + (size_t)n, sizeof(l->buf) - 1);
 }
 
 static void do_status(struct fl_migrate_ctl *ctl, struct ctl_client *c)
 {
 	struct fl_migrate_stats st = { .sz = sizeof(st) };
 	const char *role = "none";
-	char buf[1024];
-	size_t len = 0;
+	struct line l = { .len = 0 };
 	int r = 0;
 
 	pthread_mutex_lock(&ctl->lock);
@@ -120,30 +124,28 @@ static void do_status(struct fl_migrate_ctl *ctl, struct ctl_client *c)
 		role = "dest";
 		r = fl_migrate_dest_stats(ctl->dst, &st);
 	}
-	add(buf, &len, "ok proto=1 role=%s state=%s", role, fl_migrate_state_name(st.state));
+	add(&l, "ok proto=1 role=%s state=%s", role, fl_migrate_state_name(st.state));
 	if (ctl->src && ctl->mode >= 0)
-		add(buf, &len, " mode=%s", mode_names[ctl->mode]);
+		add(&l, " mode=%s", mode_names[ctl->mode]);
 	pthread_mutex_unlock(&ctl->lock);
 	if (r) {
 		reply_error(c, r, "cannot read the statistics");
 		return;
 	}
 	/* New fields go at the end; readers skip the keys they do not know. */
-	add(buf, &len, " pages_total=%" PRIu64 " pages_remaining=%" PRIu64, st.pages_total, st.pages_remaining);
-	add(buf, &len, " rounds=%u pages_sent=%" PRIu64 " bytes_sent=%" PRIu64 " zero_pages=%" PRIu64, st.rounds,
+	add(&l, " pages_total=%" PRIu64 " pages_remaining=%" PRIu64, st.pages_total, st.pages_remaining);
+	add(&l, " rounds=%u pages_sent=%" PRIu64 " bytes_sent=%" PRIu64 " zero_pages=%" PRIu64, st.rounds,
 	    st.pages_sent, st.bytes_sent, st.zero_pages);
-	add(buf, &len, " requests=%" PRIu64 " pushed=%" PRIu64 " pages_received=%" PRIu64, st.requests, st.pushed,
+	add(&l, " requests=%" PRIu64 " pushed=%" PRIu64 " pages_received=%" PRIu64, st.requests, st.pushed,
 	    st.pages_received);
-	add(buf, &len, " downtime_ns=%" PRIu64 " total_ns=%" PRIu64, st.downtime_ns, st.total_ns);
-	add(buf, &len, " request_p50_ns=%" PRIu64 " request_p99_ns=%" PRIu64 " request_max_ns=%" PRIu64,
+	add(&l, " downtime_ns=%" PRIu64 " total_ns=%" PRIu64, st.downtime_ns, st.total_ns);
+	add(&l, " request_p50_ns=%" PRIu64 " request_p99_ns=%" PRIu64 " request_max_ns=%" PRIu64,
 	    st.request_p50_ns, st.request_p99_ns, st.request_max_ns);
-	add(buf, &len, " pages_moved=%" PRIu64, st.pages_moved);
-	add(buf, &len, " recoveries=%u recovery_ns=%" PRIu64 " blocked_ns=%" PRIu64, st.recoveries, st.recovery_ns,
+	add(&l, " pages_moved=%" PRIu64, st.pages_moved);
+	add(&l, " recoveries=%u recovery_ns=%" PRIu64 " blocked_ns=%" PRIu64, st.recoveries, st.recovery_ns,
 	    st.blocked_ns);
-	add(buf, &len, " error=%d\n", st.error);
-	if (len >= sizeof(buf) - 1)
-		buf[sizeof(buf) - 2] = '\n';	/* cannot be: the fields fit */
-	reply(c, buf);
+	add(&l, " error=%d\n", st.error);
+	reply(c, l.buf);
 }
 
 static void do_start(struct fl_migrate_ctl *ctl, struct ctl_client *c, char *args)

@@ -222,25 +222,17 @@ static void *page_addr(const struct fl__mig_range *rg, uint64_t idx)
 	return (void *)(uintptr_t)(rg->start + (idx - rg->first) * rg->page_size);
 }
 
-/*
- * Send one page. Before switchover (buf not NULL) the page is copied first:
- * the application writes on, and the checksum must be of the bytes sent (a
- * torn copy is harmless: the write that tore it also marked the page for a
- * later round). After switchover the memory is only read: no copy (buf
- * NULL). buf is the calling thread's own.
- */
+/* Send one page, the answer to a request: after switchover the memory is
+ * only read, so its bytes go as they are (the rounds copy first: see
+ * batch_add()). */
 static int send_page(struct fl_migrate_source *s, struct fl__mig_chan *ch, const struct fl__mig_range *rg,
-		     uint64_t idx, uint8_t *buf)
+		     uint64_t idx)
 {
 	uint8_t prefix[FL_MIG_PAGE_PREFIX];
 	uint64_t addr = (uintptr_t)page_addr(rg, idx);
 	const uint8_t *bytes = (const uint8_t *)(uintptr_t)addr;
 	int r;
 
-	if (buf) {
-		memcpy(buf, bytes, rg->page_size);
-		bytes = buf;
-	}
 	fl__mig_put64(prefix, addr);
 	if (fl__mig_is_zero(bytes, rg->page_size)) {
 		fl__mig_put64(prefix + 8, 0);
@@ -411,16 +403,31 @@ static int peer_failed(struct fl_migrate_source *s)
 	return r;
 }
 
-/* Send the marked pages; copy: the application may be writing them. */
-static int send_marked(struct fl_migrate_source *s, const uint8_t *bits, bool copy)
+/* Pages marked: the bits past the layout's last page are never set. */
+static uint64_t count_bits(const uint8_t *bits, size_t len)
+{
+	uint64_t n = 0;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, bits + i, 8);
+		n += (uint64_t)__builtin_popcountll(w);
+	}
+	for (; i < len; i++)
+		n += (uint64_t)__builtin_popcount(bits[i]);
+	return n;
+}
+
+/* Send the n pages marked in bits; copy: the application may be writing
+ * them. */
+static int send_marked(struct fl_migrate_source *s, const uint8_t *bits, uint64_t n, bool copy)
 {
 	struct page_batch b;
 	unsigned ri = 0, sent = 0;
-	uint64_t n = 0;
 
 	batch_init(&b, s, &s->bulk, copy ? s->page_buf : NULL);
-	for (uint64_t idx = 0; idx < s->total; idx++)
-		n += (bits[idx / 8] >> (idx % 8)) & 1;
 	atomic_store(&s->remaining, n);
 	for (uint64_t idx = 0; idx < s->total; idx++) {
 		int r;
@@ -469,15 +476,15 @@ static int precopy(struct fl_migrate_source *s, uint8_t *dirty)
 	if (!pages)
 		return -ENOMEM;
 	memset(dirty, 0xff, (s->total + 7) / 8);
+	if (s->total % 8)
+		dirty[(s->total + 7) / 8 - 1] = (uint8_t)((1u << (s->total % 8)) - 1);
 	uint64_t t_rounds = fl__now_ns();
 
 	for (unsigned round = 1;; round++) {
 		uint8_t rp[8];
-		uint64_t n = 0;
+		uint64_t n = count_bits(dirty, (s->total + 7) / 8);
 
-		for (uint64_t idx = 0; idx < s->total; idx++)
-			n += (dirty[idx / 8] >> (idx % 8)) & 1;
-		r = send_marked(s, dirty, true);
+		r = send_marked(s, dirty, n, true);
 		if (r)
 			break;
 		atomic_store(&s->pages_per_round[round - 1], n);
@@ -614,7 +621,7 @@ static int serve_urgent(struct fl_migrate_source *s)
 			if (!(atomic_fetch_or(&s->sent[idx / 64], 1ull << (idx % 64)) & (1ull << (idx % 64))) &&
 			    (s->need[idx / 8] & (1u << (idx % 8))))
 				atomic_fetch_sub(&s->remaining, 1);
-			r = send_page(s, &s->urgent, rg, (uint64_t)idx, NULL);
+			r = send_page(s, &s->urgent, rg, (uint64_t)idx);
 			atomic_store(&s->urgent_busy, 0);
 			atomic_fetch_add(&s->requests, 1);
 			if (r)
@@ -802,11 +809,10 @@ static int recover(struct fl_migrate_source *s)
 			r = -EINVAL;
 		}
 		if (!r) {
-			unsigned left = (unsigned)FL_MAX((deadline - fl__now_ns()) / 1000000, 1);
+			unsigned left = (unsigned)FL_MAX((deadline - FL_MIN(fl__now_ns(), deadline)) / 1000000, 1);
 
 			fl__mig_chan_replace(&s->bulk, bulk, true);
 			fl__mig_chan_replace(&s->urgent, urgent, true);
-			s->bulk.abort_fd = s->stop_fd;
 			r = open_channels(s, ++s->epoch, FL_MIN(left, s->opts.timeout_ms));
 			if (!r)
 				r = receive_received(s, FL_MIN(left, s->opts.timeout_ms));
@@ -830,21 +836,6 @@ static int recover(struct fl_migrate_source *s)
 }
 
 /* Set bits, a word at a time (the bits past the last page are clear). */
-static uint64_t count_bits(const uint8_t *bits, size_t len)
-{
-	uint64_t n = 0;
-	size_t i = 0;
-
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, bits + i, 8);
-		n += (uint64_t)__builtin_popcountll(w);
-	}
-	for (; i < len; i++)
-		n += (uint64_t)__builtin_popcount(bits[i]);
-	return n;
-}
 
 static void free_watches(struct fl_migrate_source *s)
 {
@@ -931,7 +922,7 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 	if (s->opts.mode == FL_MIGRATE_PRECOPY) {
 		/* Stop-and-copy: the destination is complete at switchover.
 		 * Paused: the pages are sent from memory, no copy. */
-		r = send_marked(s, dirty, false);
+		r = send_marked(s, dirty, count_bits(dirty, bitmap_len), false);
 		if (r)
 			return r;
 		memset(dirty, 0, bitmap_len);
@@ -944,9 +935,9 @@ static int after_pause(struct fl_migrate_source *s, uint8_t *dirty, bool *ret_sw
 		memcpy(s->need, dirty, bitmap_len);
 		atomic_store(&s->remaining, count_bits(s->need, bitmap_len));
 	}
-	if (s->total % 8)
-		dirty[bitmap_len - 1] &= (uint8_t)((1u << (s->total % 8)) - 1);
-	if (s->opts.mode == FL_MIGRATE_HYBRID && count_bits(dirty, bitmap_len)) {
+	/* dirty has no bit past the last page: collect_written() sets
+	 * only pages of the layout. */
+	if (s->opts.mode == FL_MIGRATE_HYBRID && atomic_load(&s->remaining)) {
 		msg = malloc(16 + bitmap_len);
 		if (!msg)
 			return -ENOMEM;
