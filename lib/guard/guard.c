@@ -36,37 +36,10 @@ struct poison_ctx {
 	int err;
 };
 
-static int poison_run(int uffd, uint64_t start, uint64_t end, int64_t *total)
-{
-	uint64_t psz = FL_PAGE_SIZE;
-
-	while (start < end) {
-		size_t done = 0;
-		int r = fl_uffd_poison(uffd, (void *)(uintptr_t)start, end - start, 0, &done);
-		*total += (int64_t)(done / psz);
-		start += done;
-		if (r == 0)
-			break;
-		if (r == -EINVAL && psz == FL_PAGE_SIZE && end % FL_HPAGE_SIZE == 0) {
-			/* hugetlbfs takes huge pages only; an unaligned start is
-			 * inside a huge page just found present (EEXIST). */
-			psz = FL_HPAGE_SIZE;
-			start = (start + FL_HPAGE_SIZE - 1) & ~(uint64_t)(FL_HPAGE_SIZE - 1);
-			continue;
-		}
-		/* EEXIST: present. ENOENT: no longer mapped here (munmap,
-		 * mremap): nothing there can read zeros. Skip the page. */
-		if (r != -EEXIST && r != -ENOENT)
-			return r;
-		start += psz;
-	}
-	return 0;
-}
-
 static int poison_cb(const struct fl_page_region *reg, void *arg)
 {
 	struct poison_ctx *c = arg;
-	return poison_run(c->uffd, reg->start, reg->end, &c->total);
+	return fl__uffd_poison_run(c->uffd, reg->start, reg->end, &c->total);
 }
 
 int64_t fl_poison_absent(int uffd, const struct fl_range *ranges, unsigned nr_ranges)
@@ -91,7 +64,7 @@ int64_t fl_poison_absent(int uffd, const struct fl_range *ranges, unsigned nr_ra
 			};
 			r = fl_pagemap_scan_all(pm, &o, poison_cb, &c);
 		} else {
-			r = poison_run(uffd, ranges[i].start, ranges[i].start + ranges[i].len, &c.total);
+			r = fl__uffd_poison_run(uffd, ranges[i].start, ranges[i].start + ranges[i].len, &c.total);
 		}
 		if (r < 0) {
 			fl__close(pm);

@@ -24,4 +24,8 @@ struct fl__vma {
 };
 int fl__vma_query(int maps_fd, uint64_t addr, struct fl__vma *ret);
 
+/* uffd.c: poison the absent pages of [start, end), skipping present ones;
+ * *total counts the pages poisoned. 0, or the first other error. */
+int fl__uffd_poison_run(int uffd, uint64_t start, uint64_t end, int64_t *total);
+
 #endif

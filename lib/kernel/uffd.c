@@ -277,6 +277,39 @@ int fl_uffd_poison(int uffd, void *dst, size_t len, unsigned flags, size_t *ret_
 			     (flags & FL_DONTWAKE) ? UFFDIO_POISON_MODE_DONTWAKE : 0, ret_done);
 }
 
+/*
+ * Poison [start, end) in as few ioctls as the kernel allows: a page found
+ * present (EEXIST) or no longer mapped (ENOENT) is skipped, the rest of the
+ * run goes on in one call. hugetlbfs takes huge pages only: an unaligned
+ * start there (after a present huge page) moves to the next huge page.
+ */
+int fl__uffd_poison_run(int uffd, uint64_t start, uint64_t end, int64_t *total)
+{
+	uint64_t psz = FL_PAGE_SIZE;
+
+	while (start < end) {
+		size_t done = 0;
+		int r = fl_uffd_poison(uffd, (void *)(uintptr_t)start, end - start, 0, &done);
+		*total += (int64_t)(done / psz);
+		start += done;
+		if (r == 0)
+			break;
+		if (r == -EINVAL && psz == FL_PAGE_SIZE && end % FL_HPAGE_SIZE == 0) {
+			/* hugetlbfs takes huge pages only; an unaligned start is
+			 * inside a huge page just found present (EEXIST). */
+			psz = FL_HPAGE_SIZE;
+			start = (start + FL_HPAGE_SIZE - 1) & ~(uint64_t)(FL_HPAGE_SIZE - 1);
+			continue;
+		}
+		/* EEXIST: present. ENOENT: no longer mapped here (munmap,
+		 * mremap): nothing there can read zeros. Skip the page. */
+		if (r != -EEXIST && r != -ENOENT)
+			return r;
+		start += psz;
+	}
+	return 0;
+}
+
 int fl_uffd_move(int uffd, void *dst, void *src, size_t len, unsigned flags, size_t *ret_done)
 {
 	uint64_t mode = 0;

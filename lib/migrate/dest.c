@@ -212,14 +212,10 @@ static void poison_missing(struct fl_migrate_dest *d)
 			while (idx + run < rg->first + rg->npages && !is_present(d, idx + run))
 				run++;
 			if (d->have_poison) {
-				/* Page by page: an EEXIST would stop a run midway. */
-				for (uint64_t k = 0; k < run; k++) {
-					r = fl_uffd_poison(d->uffd, (uint8_t *)addr + k * rg->page_size,
-							   rg->page_size, FL_DONTWAKE, NULL);
-					if (r && r != -EEXIST)
-						break;
-					r = 0;
-				}
+				int64_t n = 0;
+
+				r = fl__uffd_poison_run(d->uffd, (uintptr_t)addr,
+							(uintptr_t)addr + run * rg->page_size, &n);
 			}
 			if (r) {
 				/*
