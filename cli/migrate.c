@@ -331,8 +331,9 @@ static void draw(const struct reply *r, bool tty, double rate)
 
 static int watch(const char *path, bool json, unsigned interval_ms)
 {
-	bool tty = !json && isatty(STDOUT_FILENO), drawn = false;
+	bool tty = !json && isatty(STDOUT_FILENO), drawn = false, seen = false;
 	uint64_t last_bytes = 0, last_ns = 0;
+	char last_state[32] = "";
 	struct reply r;
 	int rc;
 
@@ -342,10 +343,26 @@ static int watch(const char *path, bool json, unsigned interval_ms)
 
 		rc = status_of(path, &r);
 		if (rc) {
-			if (!first)
+			if (!first && (!strcmp(last_state, "switchover") || !strcmp(last_state, "postcopy")))
+				cli_error("migrate: %s: the program went away in %s: the destination may be running "
+					  "the application; ask it (faultline migrate status on its socket)",
+					  path, last_state);
+			else if (!first)
 				cli_error("migrate: %s: the program went away before the migration ended", path);
 			break;
 		}
+		/* A program detaches its migration before freeing it: nothing
+		 * to wait for any more (an idle status forever otherwise). */
+		if (strcmp(get(&r, "role"), "none"))
+			seen = true;
+		else if (seen) {
+			if (drawn)
+				putchar('\n');
+			cli_error("migrate: %s: the program detached its migration (last seen: %s)", path,
+				  last_state);
+			return EXIT_ERR;
+		}
+		snprintf(last_state, sizeof(last_state), "%s", get(&r, "state"));
 		now = fl__now_ns();
 		bytes = get_u64(&r, "bytes_sent");
 		if (last_ns && now > last_ns && bytes >= last_bytes)
@@ -366,7 +383,9 @@ static int watch(const char *path, bool json, unsigned interval_ms)
 				putchar('\n');
 			return watch_end(&r, json);
 		}
-		usleep(interval_ms * 1000u);
+		/* The switchover lasts milliseconds and a source may exit soon
+		 * after it: look again soon, whatever the interval. */
+		usleep((!strcmp(last_state, "switchover") ? FL_MIN(interval_ms, 100u) : interval_ms) * 1000u);
 	}
 	if (drawn)
 		putchar('\n');
