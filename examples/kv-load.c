@@ -20,7 +20,8 @@
  * HOST:PORT is where it goes. When the connection to the first server
  * drops or is refused, a client connects there instead (retrying for
  * --failover-s seconds, default 30) and sends again the request that got
- * no reply. A SET without a reply may or may not have been applied; the
+ * no reply. A reply that takes longer than --failover-s counts as a
+ * dropped connection too (a server gone without a reset). A SET without a reply may or may not have been applied; the
  * same value is sent again, so applying it twice changes nothing.
  * --verify: each connection writes its own keys (key i belongs to
  * connection i % conns), remembers for each the counter of the last SET
@@ -104,7 +105,9 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int dial(const struct sockaddr_in *sa)
+/* reply_s > 0: a reply that does not come within it is a lost connection
+ * (a server moved away without a reset), so that the failover happens. */
+static int dial(const struct sockaddr_in *sa, double reply_s)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
@@ -118,6 +121,12 @@ static int dial(const struct sockaddr_in *sa)
 		return -1;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (reply_s > 0) {
+		struct timeval tv = { .tv_sec = (time_t)reply_s,
+				      .tv_usec = (suseconds_t)((reply_s - (double)(time_t)reply_s) * 1e6) };
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
 	return fd;
 }
 
@@ -271,7 +280,7 @@ static int reconnect(struct worker *w, struct conn *cn, uint64_t deadline)
 	if (!c->failover.sin_port)
 		return -1;
 	for (;;) {
-		int fd = dial(&c->failover);
+		int fd = dial(&c->failover, c->failover_s);
 
 		if (fd >= 0) {
 			cn->fd = fd;
@@ -371,7 +380,7 @@ static void *worker_main(void *arg)
 	uint64_t x = (uint64_t)(uintptr_t)w ^ now_ns(), counter = 0;
 	char req[512], reply[512], key[64];
 	struct conn *cn = calloc(1, sizeof(*cn));
-	int fd = dial(&c->server);
+	int fd = dial(&c->server, c->failover.sin_port ? c->failover_s : 0);
 
 	if (!cn) {
 		w->err = ENOMEM;
@@ -570,7 +579,7 @@ int main(int argc, char **argv)
 		const char *cmd = c.redis ? "BGSAVE\r\n" : c.incr ? "BGSAVE INCR\n" : "BGSAVE\n";
 
 		sleep_s(c.bgsave_at);
-		if (!cn || (cn->fd = dial(&c.server)) < 0)
+		if (!cn || (cn->fd = dial(&c.server, c.failover.sin_port ? c.failover_s : 0)) < 0)
 			return perror("kv-load: BGSAVE"), 1;
 		save_t0 = now_ns();
 		if (request(cn, false, cmd, reply, sizeof(reply)))
