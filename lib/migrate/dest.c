@@ -260,6 +260,10 @@ static void finish(struct fl_migrate_dest *d, int result)
 	/* Complete is complete, whatever a channel says afterwards (the
 	 * source closes as soon as it reads DONE). */
 	st = atomic_exchange(&d->state, DST_OVER);
+	/* A parked bulk thread waits for the end as for a recovery. */
+	pthread_mutex_lock(&d->rec_lock);
+	pthread_cond_broadcast(&d->rec_cond);
+	pthread_mutex_unlock(&d->rec_lock);
 	if (st == DST_POSTCOPY && atomic_load(&d->resumed) && atomic_load(&d->present_count) == d->total)
 		result = 0;
 	if (result == 0) {
@@ -779,17 +783,8 @@ static bool bulk_park(struct fl_migrate_dest *d)
 	pthread_mutex_lock(&d->rec_lock);
 	d->bulk_parked = true;
 	pthread_cond_broadcast(&d->rec_cond);
-	while (d->cut && atomic_load(&d->state) != DST_OVER) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&d->rec_cond, &d->rec_lock, &ts);
-	}
+	while (d->cut && atomic_load(&d->state) != DST_OVER)
+		pthread_cond_wait(&d->rec_cond, &d->rec_lock);
 	d->bulk_parked = false;
 	go = !d->cut && atomic_load(&d->state) != DST_OVER;
 	pthread_mutex_unlock(&d->rec_lock);
