@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -138,40 +139,63 @@ static int enter_ns(pid_t pid)
 	return r;
 }
 
-/* Run argv in the namespace of `pid`; its output goes to /dev/null unless
- * it fails (then it is run again with stderr kept, to show why). */
+/* Run argv in the namespace of `pid`, once; its output goes to /dev/null
+ * and its stderr to a pipe, shown when it fails (unless quiet_fail). */
 static int ns_run(pid_t pid, const char *const *argv, bool quiet_fail)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int st;
-		pid_t c = fork();
+	char err[2048];
+	size_t got = 0;
+	int st, e[2];
+	pid_t c;
 
-		if (c < 0)
-			return -errno;
-		if (c == 0) {
-			int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-
-			if (enter_ns(pid))
-				_exit(126);
-			if (null >= 0) {
-				dup2(null, 1);
-				if (attempt == 0)
-					dup2(null, 2);
-			}
-			execvp(argv[0], (char *const *)argv);
-			_exit(127);
-		}
-		if (waitpid(c, &st, 0) != c)
-			return -ECHILD;
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-			return 0;
-		if (quiet_fail)
-			return -EIO;
+	if (pipe2(e, O_CLOEXEC))
+		return -errno;
+	c = fork();
+	if (c < 0) {
+		int r = -errno;
+		close(e[0]);
+		close(e[1]);
+		return r;
 	}
+	if (c == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		if (enter_ns(pid))
+			_exit(126);
+		if (null >= 0)
+			dup2(null, 1);
+		dup2(e[1], 2);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(e[1]);
+	/* Read to the end (a command that says more than err holds is
+	 * drained, not blocked), then reap. */
+	for (;;) {
+		char drop[512];
+		ssize_t n = got < sizeof(err) - 1 ? read(e[0], err + got, sizeof(err) - 1 - got)
+						  : read(e[0], drop, sizeof(drop));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (got < sizeof(err) - 1)
+			got += (size_t)n;
+	}
+	close(e[0]);
+	err[got] = 0;
+	while (got && err[got - 1] == '\n')
+		err[--got] = 0;
+	if (waitpid(c, &st, 0) != c)
+		return -ECHILD;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (quiet_fail)
+		return -EIO;
 	fprintf(stderr, "faultline: bench migrate: failed:");
 	for (int i = 0; argv[i]; i++)
 		fprintf(stderr, " %s", argv[i]);
-	fprintf(stderr, "\n");
+	fprintf(stderr, "%s%s\n", got ? ": " : "", err);
 	return -EIO;
 }
 
@@ -307,7 +331,7 @@ static int full_write(int fd, const void *buf, size_t len)
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -455,7 +479,7 @@ static double ping_pong_us(const char *addr, int port)
 static void source_main(const struct run_params *p, int out)
 {
 	struct src_result res = { .err = 0 };
-	struct app a = { .size = p->size, .nwriters = p->writers };
+	struct app a = { .size = p->size };	/* nwriters: created */
 	struct fl_migrate_range range;
 	struct fl_migrate_source *src = NULL;
 	int port = p->via_proxy ? PORT_PROXY : PORT_DST, bulk = -1, urgent = -1;
@@ -463,8 +487,14 @@ static void source_main(const struct run_params *p, int out)
 
 	a.mem = mmap((void *)(uintptr_t)BASE, p->size, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (a.mem == MAP_FAILED) {
+		/* errno may be 0: an old kernel ignores NOREPLACE and maps elsewhere. */
+		res.err = errno ? -errno : -EEXIST;
+		goto out;
+	}
 	if (a.mem != (void *)(uintptr_t)BASE) {
-		res.err = -errno;
+		munmap(a.mem, p->size);	/* an old kernel's hint, not honoured */
+		res.err = -EEXIST;
 		goto out;
 	}
 	/* Huge pages make the fill fast; dirty tracking wants 4 KiB pages. */
@@ -478,9 +508,11 @@ static void source_main(const struct run_params *p, int out)
 		res.err = -EIO;
 		goto out;
 	}
-	for (unsigned i = 0; i < a.nwriters; i++)
+	for (unsigned i = 0; i < p->writers; i++) {
 		if ((res.err = -pthread_create(&a.th[i], NULL, writer_main, &a)))
 			goto out;
+		a.nwriters++;	/* app_pause() joins only those */
+	}
 	if (a.nwriters)
 		usleep(100000);	/* running, and dirtying, before the migration */
 	if (p->pause_first) {
@@ -578,7 +610,7 @@ static void sink(int fd)
 			got += (uint64_t)n;
 		}
 		if (got == want)
-			(void)!write(fd, &ack, 1);
+			(void)!send(fd, &ack, 1, MSG_NOSIGNAL);
 	}
 	free(buf);
 	close(fd);
@@ -690,12 +722,26 @@ static pid_t spawn(int ns, int *ret_fd, int *ret_ready, const struct run_params 
 
 	/* rdy: the destination says it listens; its end of file (the parent
 	 * closes) says the source is done. */
-	if (pipe2(res, O_CLOEXEC) || (ret_ready && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rdy)))
+	if (pipe2(res, O_CLOEXEC))
 		return -errno;
+	if (ret_ready && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rdy)) {
+		int e = -errno;
+		close(res[0]);
+		close(res[1]);
+		return e;
+	}
 	fflush(stdout);
 	c = fork();
-	if (c < 0)
-		return -errno;
+	if (c < 0) {
+		int e = -errno;
+		close(res[0]);
+		close(res[1]);
+		if (rdy[0] >= 0) {
+			close(rdy[0]);
+			close(rdy[1]);
+		}
+		return e;
+	}
 	if (c == 0) {
 		cleanup_child(parent);
 		close(res[0]);
@@ -775,8 +821,8 @@ static int run(const struct run_params *p, struct run_result *res, const char *w
 	 * a connection that never comes: it has nothing to say then. */
 	if (!r && !res->src.err)
 		r = collect(dfd, &res->dst, sizeof(res->dst), timeout_ms);
-	else if (!r)
-		(void)collect(dfd, &res->dst, sizeof(res->dst), 2000);
+	else if (!r && collect(dfd, &res->dst, sizeof(res->dst), 2000))
+		res->dst.err = -EIO;	/* nothing (or not all) said: not "ok" */
 	reap(spid, sslot, r != 0);
 	close(rfd);
 	reap(dpid, dslot, r != 0 || res->src.err);
@@ -912,34 +958,50 @@ int bench_migrate_main(int argc, char **argv)
 {
 	bool json = false, quick = false, parts[4] = { true, true, true, true };
 	struct results res = { .reps = 0 };
-	uint64_t link_bytes;
-	int r = 0;
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "quick", no_argument, NULL, 'q' },
+		{ "reps", required_argument, NULL, 'r' },
+		{ "part", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	uint64_t link_bytes, n;
+	int r = 0, c;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
 			json = true;
-		} else if (!strcmp(argv[i], "--quick")) {
+			break;
+		case 'q':
 			quick = true;
-		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-			uint64_t n;
-
-			if (fl__parse_uint(argv[++i], 1, 1000, &n))
-				return cli_usage_error("--reps: a number from 1 to 1000");
+			break;
+		case 'r':
+			if (fl__parse_uint(optarg, 1, 1000, &n))
+				return cli_usage_error("bench migrate: --reps wants 1-1000");
 			res.reps = (unsigned)n;
-		} else if (!strcmp(argv[i], "--part") && i + 1 < argc) {
-			const char *v = argv[++i];
-
-			if (strlen(v) != 1 || v[0] < 'a' || v[0] > 'd')
-				return cli_usage_error("--part: a, b, c or d");
+			break;
+		case 'p':
+			if (strlen(optarg) != 1 || optarg[0] < 'a' || optarg[0] > 'd')
+				return cli_usage_error("bench migrate: --part wants a, b, c or d");
 			for (int k = 0; k < 4; k++)
-				parts[k] = k == v[0] - 'a';
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+				parts[k] = k == optarg[0] - 'a';
+			break;
+		case 'h':
 			fputs(usage, stdout);
 			return EXIT_OK;
-		} else {
-			return cli_usage_error("unknown option '%s' (see 'faultline bench migrate --help')", argv[i]);
+		case ':':
+			return cli_usage_error("bench migrate: %s wants a value", argv[optind - 1]);
+		default:
+			return cli_usage_error("bench migrate: unknown option '%s' (see 'faultline bench migrate "
+					       "--help')", argv[optind - 1]);
 		}
 	}
+	if (optind < argc)
+		return cli_usage_error("bench migrate: unexpected argument '%s'", argv[optind]);
 	if (!res.reps)
 		res.reps = 3;
 	res.size_small = quick ? 32ull << 20 : 1ull << 30;
