@@ -454,6 +454,27 @@ out:
 	return mbps;
 }
 
+/*
+ * The migration's two channels, made by the library (fl_migrate_connect:
+ * bulk, then urgent) once the destination, told by a last probe
+ * connection ('G', answered), has left its probe loop for
+ * fl_migrate_accept(): the pair never mixes with a probe.
+ */
+static int migrate_connect(const char *addr, int port, int *ret_bulk, int *ret_urgent)
+{
+	char where[64], ack;
+	int fd = tcp_connect(addr, port, 'G'), r;
+
+	if (fd < 0)
+		return fd;
+	r = full_read(fd, &ack, 1);
+	close(fd);
+	if (r)
+		return r;
+	snprintf(where, sizeof(where), "%s:%d", addr, port);
+	return fl_migrate_connect(where, 0, ret_bulk, ret_urgent);
+}
+
 static double ping_pong_us(const char *addr, int port)
 {
 	char msg[RTT_MSG];
@@ -519,12 +540,8 @@ static void source_main(const struct run_params *p, int out)
 		app_pause(&a);
 		t_app_paused = fl__now_ns();
 	}
-	bulk = tcp_connect(ADDR_DST, port, 'B');
-	urgent = tcp_connect(ADDR_DST, port, 'U');
-	if (bulk < 0 || urgent < 0) {
-		res.err = bulk < 0 ? bulk : urgent;
+	if ((res.err = migrate_connect(ADDR_DST, port, &bulk, &urgent)))
 		goto out;
-	}
 	range = (struct fl_migrate_range){ a.mem, p->size, FL_MEM_ANON };
 	res.err = fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
@@ -616,38 +633,19 @@ static void sink(int fd)
 	close(fd);
 }
 
-static int listen_on(const char *addr, int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	if (fd < 0)
-		return -errno;
-	inet_pton(AF_INET, addr, &a.sin_addr);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 8)) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
 static void dest_main(const struct run_params *p, int out, int ready)
 {
 	struct dst_result res = { .err = 0 };
 	struct dest_app d = { .size = p->size, .touch = p->dest_touch };
 	struct fl_migrate_dest *dst = NULL;
 	struct relay *relay = NULL;
-	int lfd, bulk = -1, urgent = -1;
+	int lfd = -1, bulk = -1, urgent = -1;
 	bool listening = false;
-	char one = 1;
+	char one = 1, where[64];
 
-	lfd = listen_on(p->via_proxy ? "127.0.0.1" : ADDR_DST, PORT_DST);
-	if (lfd < 0) {
-		res.err = lfd;
+	snprintf(where, sizeof(where), "%s:%d", p->via_proxy ? "127.0.0.1" : ADDR_DST, PORT_DST);
+	if ((res.err = fl_migrate_listen(where, &lfd, NULL)))
 		goto out;
-	}
 	if (p->via_proxy) {
 		struct relay_opts ro = { .delay_ns = p->delay_ns, .seed = 1 };
 
@@ -662,29 +660,33 @@ static void dest_main(const struct run_params *p, int out, int ready)
 	if (write(ready, &one, 1) != 1)
 		_exit(1);
 	listening = true;
-	/* The source's connections, each naming its role in one byte: the
-	 * link probe (L), the round trip probe (E), then bulk and urgent. */
-	while (bulk < 0 || urgent < 0) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), on = 1;
-		char role = 0;
+	/* The source's probe connections, each naming its role in one
+	 * byte: the link probe (L), round trip probes (E), then G: answered,
+	 * and the migration's pair follows (fl_migrate_accept). */
+	for (char role = 0; role != 'G';) {
+		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+		int fd, on = 1;
 		pthread_t t;
 
-		if (fd < 0 || read(fd, &role, 1) != 1) {
+		if (poll(&pfd, 1, 60000) != 1 || (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0 ||
+		    read(fd, &role, 1) != 1) {
 			res.err = -EIO;
 			goto out;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-		if (role == 'B')
-			bulk = fd;
-		else if (role == 'U')
-			urgent = fd;
-		else if (role == 'L')
-			sink(fd);
-		else if (role == 'E' && !pthread_create(&t, NULL, echo_main, (void *)(intptr_t)fd))
-			pthread_detach(t);
-		else
+		if (role == 'G') {
+			(void)!send(fd, &one, 1, MSG_NOSIGNAL);
 			close(fd);
+		} else if (role == 'L') {
+			sink(fd);
+		} else if (role == 'E' && !pthread_create(&t, NULL, echo_main, (void *)(intptr_t)fd)) {
+			pthread_detach(t);
+		} else {
+			close(fd);
+		}
 	}
+	if ((res.err = fl_migrate_accept(lfd, 60000, &bulk, &urgent)))
+		goto out;
 	res.err = fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
 		.resume = dest_resume, .resume_ctx = &d, .timeout_ms = 60000,
