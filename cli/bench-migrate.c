@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -107,13 +108,24 @@ struct src_result {
 	int err;
 	struct fl_migrate_stats st;
 	uint64_t pause_ns;	/* our pause -> the library's (stop-and-copy) */
+	/* CLOCK_MONOTONIC (one clock for both namespaces of this host): when
+	 * the writers were asked to stop (quiesce(PAUSE) called, or our own
+	 * pause for stop-and-copy), 0 if never. */
+	uint64_t stop_req_ns;
 	double rtt_us, link_mbps;
+	double rtt_loaded_us;	/* median ping-pong while the migration ran, -1: none */
 };
 
 struct dst_result {
 	int err;
 	struct fl_migrate_stats st;
 	uint64_t touches;
+	/* CLOCK_MONOTONIC: the resume callback's start, and the end of the
+	 * application's first access after it (0: none). */
+	uint64_t resume_ns, first_access_ns;
+	/* The toucher's own accesses, each timed (exact nearest-rank
+	 * quantiles over every sample): */
+	uint64_t touch_samples, touch_p50_ns, touch_p99_ns, touch_max_ns;
 };
 
 struct run_result {
@@ -375,6 +387,7 @@ struct app {
 	_Atomic bool stop;
 	bool paused;
 	uint64_t paused_ns;	/* when quiesce(PAUSE) returned */
+	uint64_t stop_req_ns;	/* when the writers were asked to stop */
 };
 
 static void *writer_main(void *arg)
@@ -407,6 +420,8 @@ static int app_quiesce(enum fl_migrate_quiesce action, void *ctx)
 	/* Resume only comes when the migration failed before switchover:
 	 * the benchmark reports that failure and the writers stay stopped. */
 	if (action == FL_MIGRATE_PAUSE) {
+		if (!a->stop_req_ns)
+			a->stop_req_ns = fl__now_ns();
 		app_pause(a);
 		a->paused_ns = fl__now_ns();
 	}
@@ -497,6 +512,33 @@ static double ping_pong_us(const char *addr, int port)
 	return median_d(v, RTT_REPS);
 }
 
+/* Ping-pong on its own connection while the migration runs: the round
+ * trip under load, through the same path as the idle one. */
+struct pinger {
+	int fd;
+	_Atomic bool stop;
+	double *us;
+	size_t n, cap;
+	pthread_t th;
+	bool started;
+};
+
+static void *pinger_main(void *arg)
+{
+	struct pinger *pg = arg;
+	char msg[RTT_MSG];
+
+	memset(msg, 0x42, sizeof(msg));
+	while (!atomic_load(&pg->stop) && pg->n < pg->cap) {
+		uint64_t t0 = fl__now_ns();
+
+		if (full_write(pg->fd, msg, sizeof(msg)) || full_read(pg->fd, msg, sizeof(msg)))
+			break;
+		pg->us[pg->n++] = (double)(fl__now_ns() - t0) / 1e3;
+	}
+	return NULL;
+}
+
 static void source_main(const struct run_params *p, int out)
 {
 	struct src_result res = { .err = 0 };
@@ -505,6 +547,7 @@ static void source_main(const struct run_params *p, int out)
 	struct fl_migrate_source *src = NULL;
 	int port = p->via_proxy ? PORT_PROXY : PORT_DST, bulk = -1, urgent = -1;
 	uint64_t t_app_paused = 0;
+	struct pinger pg = { .fd = -1, .cap = 1u << 16 };
 
 	a.mem = mmap((void *)(uintptr_t)BASE, p->size, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -529,6 +572,15 @@ static void source_main(const struct run_params *p, int out)
 		res.err = -EIO;
 		goto out;
 	}
+	res.rtt_loaded_us = -1;
+	if (p->measure_rtt) {
+		pg.us = malloc(pg.cap * sizeof(double));
+		pg.fd = tcp_connect(ADDR_DST, port, 'E');
+		if (!pg.us || pg.fd < 0) {
+			res.err = pg.fd < 0 ? pg.fd : -ENOMEM;
+			goto out;
+		}
+	}
 	for (unsigned i = 0; i < p->writers; i++) {
 		if ((res.err = -pthread_create(&a.th[i], NULL, writer_main, &a)))
 			goto out;
@@ -537,6 +589,7 @@ static void source_main(const struct run_params *p, int out)
 	if (a.nwriters)
 		usleep(100000);	/* running, and dirtying, before the migration */
 	if (p->pause_first) {
+		a.stop_req_ns = fl__now_ns();
 		app_pause(&a);
 		t_app_paused = fl__now_ns();
 	}
@@ -548,17 +601,30 @@ static void source_main(const struct run_params *p, int out)
 		.bulk_fd = bulk, .urgent_fd = urgent, .mode = p->mode, .max_rounds = p->max_rounds,
 		.quiesce = app_quiesce, .quiesce_ctx = &a,
 		.log = log_warn, .log_ctx = "source" }, &src);
+	if (!res.err && pg.fd >= 0 && !pthread_create(&pg.th, NULL, pinger_main, &pg))
+		pg.started = true;
 	if (!res.err)
 		res.err = fl_migrate_source_run(src);
+	if (pg.started) {
+		atomic_store(&pg.stop, true);
+		pthread_join(pg.th, NULL);
+		pg.started = false;
+		if (pg.n)
+			res.rtt_loaded_us = median_d(pg.us, pg.n);
+	}
 	res.st.sz = sizeof(res.st);
 	if (src)
 		fl_migrate_source_stats(src, &res.st);
 	/* Stop-and-copy: the library's pause came after ours. */
 	if (p->pause_first && a.paused_ns)
 		res.pause_ns = a.paused_ns - t_app_paused;
+	res.stop_req_ns = a.stop_req_ns;
 out:
 	app_pause(&a);
 	fl_migrate_source_free(src);
+	if (pg.fd >= 0)
+		close(pg.fd);
+	free(pg.us);
 	if (bulk >= 0)
 		close(bulk);
 	if (urgent >= 0)
@@ -568,6 +634,10 @@ out:
 
 /* ---- the destination process --------------------------------------------- */
 
+/* Access times below this many ns are counted per ns, the rest kept one
+ * by one (faults: about one per page at most): every sample exact. */
+#define FAST_NS 65536u
+
 struct dest_app {
 	uint64_t size;
 	bool touch;
@@ -575,6 +645,12 @@ struct dest_app {
 	bool started;
 	_Atomic bool stop;
 	_Atomic uint64_t touches;
+	uint64_t resume_ns;
+	_Atomic uint64_t first_ns;	/* the end of the first access */
+	uint64_t *fast, nfast;		/* FAST_NS counters */
+	uint64_t *slow;
+	size_t nslow, cap_slow;
+	bool lost;			/* out of memory: samples missing */
 };
 
 static void *toucher_main(void *arg)
@@ -583,12 +659,56 @@ static void *toucher_main(void *arg)
 	uint64_t x = 0x9E3779B97F4A7C15ull, pages = d->size / 4096, sum = 0;
 
 	/* The application at the destination: random pages, each read once
-	 * faults when neither the push nor an earlier request brought it. */
-	while (!atomic_load(&d->stop)) {
+	 * faults when neither the push nor an earlier request brought it;
+	 * every access timed. Without `touch`, one access: the first. */
+	do {
+		uint64_t t0 = fl__now_ns(), t1, dt;
+
 		sum += *(volatile uint8_t *)(uintptr_t)(BASE + (splitmix64(&x) % pages) * 4096);
-		atomic_fetch_add(&d->touches, 1);
-	}
+		t1 = fl__now_ns();
+		dt = t1 - t0;
+		if (!atomic_load_explicit(&d->first_ns, memory_order_relaxed))
+			atomic_store(&d->first_ns, t1);
+		atomic_fetch_add_explicit(&d->touches, 1, memory_order_relaxed);
+		if (!d->touch)
+			break;
+		if (dt < FAST_NS) {
+			d->fast[dt]++;
+			d->nfast++;
+			continue;
+		}
+		if (d->nslow == d->cap_slow) {
+			size_t cap = d->cap_slow ? 2 * d->cap_slow : 4096;
+			uint64_t *v = realloc(d->slow, cap * sizeof(*v));
+
+			if (!v) {
+				d->lost = true;
+				continue;
+			}
+			d->slow = v;
+			d->cap_slow = cap;
+		}
+		d->slow[d->nslow++] = dt;
+	} while (!atomic_load(&d->stop));
 	return (void *)(uintptr_t)sum;
+}
+
+/* Nearest rank over the toucher's samples (as quantile_u64); d->slow sorted. */
+static uint64_t touch_quantile(const struct dest_app *d, double q)
+{
+	uint64_t n = d->nfast + d->nslow, rank, cum = 0;
+
+	if (!n)
+		return 0;
+	rank = (uint64_t)ceil(q * (double)n);
+	rank = FL_MAX(rank, 1ull);
+	rank = FL_MIN(rank, n);
+	if (rank > d->nfast)
+		return d->slow[rank - d->nfast - 1];
+	for (uint64_t i = 0; i < FAST_NS; i++)
+		if ((cum += d->fast[i]) >= rank)
+			return i;
+	return FAST_NS;
 }
 
 static void dest_resume(const void *blob, size_t len, void *ctx)
@@ -597,7 +717,10 @@ static void dest_resume(const void *blob, size_t len, void *ctx)
 
 	(void)blob;
 	(void)len;
-	if (d->touch && !pthread_create(&d->toucher, NULL, toucher_main, d))
+	d->resume_ns = fl__now_ns();
+	/* The application runs again: its first access (and, with touch,
+	 * every one after) in a thread of its own, never in the library's. */
+	if (!pthread_create(&d->toucher, NULL, toucher_main, d))
 		d->started = true;
 }
 
@@ -643,6 +766,10 @@ static void dest_main(const struct run_params *p, int out, int ready)
 	bool listening = false;
 	char one = 1, where[64];
 
+	if (d.touch && !(d.fast = calloc(FAST_NS, sizeof(*d.fast)))) {
+		res.err = -ENOMEM;
+		goto out;
+	}
 	snprintf(where, sizeof(where), "%s:%d", p->via_proxy ? "127.0.0.1" : ADDR_DST, PORT_DST);
 	if ((res.err = fl_migrate_listen(where, &lfd, NULL)))
 		goto out;
@@ -696,12 +823,25 @@ static void dest_main(const struct run_params *p, int out, int ready)
 	if (!res.err)
 		res.err = fl_migrate_dest_wait(dst);
 	atomic_store(&d.stop, true);
-	if (d.started)
+	/* A failed migration may leave an access waiting for ever: no join. */
+	if (d.started && !res.err)
 		pthread_join(d.toucher, NULL);
 	res.st.sz = sizeof(res.st);
 	if (dst)
 		fl_migrate_dest_stats(dst, &res.st);
 	res.touches = atomic_load(&d.touches);
+	res.resume_ns = d.resume_ns;
+	res.first_access_ns = atomic_load(&d.first_ns);
+	if (d.touch && !res.err) {
+		if (d.nslow)
+			(void)quantile_u64(d.slow, d.nslow, 1.0);	/* sorts */
+		res.touch_samples = d.lost ? 0 : d.nfast + d.nslow;
+		res.touch_p50_ns = touch_quantile(&d, 0.50);
+		res.touch_p99_ns = touch_quantile(&d, 0.99);
+		res.touch_max_ns = touch_quantile(&d, 1.0);
+		if (d.lost)
+			res.err = -ENOMEM;
+	}
 out:
 	fl_migrate_dest_free(dst);
 	if (write(out, &res, sizeof(res)) != sizeof(res))
@@ -845,53 +985,96 @@ static int run(const struct run_params *p, struct run_result *res, const char *w
 
 struct results {
 	uint64_t size_small, size_large;
+	unsigned reps;		/* every part runs reps times: medians, min, max */
 	/* (a) */
-	unsigned reps;
-	struct stat3 down[2];	/* postcopy downtime, ms, over reps */
+	struct stat3 down[2];	/* postcopy downtime, ms */
+	struct stat3 stop[2];	/* stop-and-copy, ms */
+	struct stat3 app_down[2], app_stop[2];	/* the application's, ms */
 	double down_ms[2], stop_ms[2];
 	/* (b) */
+	struct stat3 p50, p99, max, rtt, rtt_loaded, touch_p50, touch_p99, touch_max;
 	double p50_us, p99_us, max_us, rtt_us;
-	uint64_t requests;
+	uint64_t requests, touch_samples;	/* lower medians */
 	/* (c) */
 	uint64_t eff_size, payload, bytes_sent;
+	struct stat3 migrate, link;
 	double migrate_s, link_mbps;
 	/* (d) */
-	uint64_t d_size, remainder_pages;
-	unsigned rounds;
+	uint64_t d_size;
+	uint64_t remainder_pages, remainder_min, remainder_max;
+	uint64_t rounds, rounds_min, rounds_max;
+	struct stat3 pre_down, post_down;
 	double pre_down_ms, post_down_ms;
 };
 
 /*
- * Postcopy at both sizes, alternating (1g 4g 1g 4g ...), reps times: the
- * medians are the result. Stop-and-copy once per size: it is the baseline
- * a hundred times larger, its noise does not move the ratio.
+ * What the user of the application feels, ms: from the moment the writers
+ * were asked to stop at the source to the end of the destination
+ * application's first access after resume (the resume callback's start
+ * if it made none). Both processes read CLOCK_MONOTONIC on this host.
+ */
+static double app_downtime_ms(const struct run_result *rr)
+{
+	uint64_t end = rr->dst.first_access_ns ? rr->dst.first_access_ns : rr->dst.resume_ns;
+
+	if (!rr->src.stop_req_ns || end < rr->src.stop_req_ns)
+		return NAN;
+	return (double)(end - rr->src.stop_req_ns) / 1e6;
+}
+
+/* Lower median (nearest rank), min and max of n integers; sorts v. */
+static uint64_t med_u64(uint64_t *v, size_t n, uint64_t *ret_min, uint64_t *ret_max)
+{
+	uint64_t m = quantile_u64(v, n, 0.5);
+
+	if (ret_min)
+		*ret_min = v[0];
+	if (ret_max)
+		*ret_max = v[n - 1];
+	return m;
+}
+
+/* reps values for each of `keys` metrics: v[key * reps + rep]. */
+#define V(key, k) v[(size_t)(key) * out->reps + (k)]
+
+/*
+ * Postcopy at both sizes, and stop-and-copy of the same, alternating
+ * (post 1g, post 4g, stop 1g, stop 4g, ...), reps times: the medians are
+ * the result.
  */
 static int part_a(struct results *out)
 {
 	uint64_t sizes[2] = { out->size_small, out->size_large };
-	double *v[2] = { calloc(out->reps, sizeof(double)), calloc(out->reps, sizeof(double)) };
+	double *v = calloc(8 * (size_t)out->reps, sizeof(double));
 	struct run_result rr;
-	int r = v[0] && v[1] ? 0 : -ENOMEM;
+	int r = v ? 0 : -ENOMEM;
 
 	for (unsigned k = 0; k < out->reps && !r; k++) {
 		for (int i = 0; i < 2 && !r; i++) {
 			struct run_params post = { .size = sizes[i], .mode = FL_MIGRATE_POSTCOPY, .writers = WRITERS };
 
 			r = run(&post, &rr, "(a) postcopy");
-			v[i][k] = (double)rr.src.st.downtime_ns / 1e6;
+			V(i, k) = (double)rr.src.st.downtime_ns / 1e6;
+			V(2 + i, k) = app_downtime_ms(&rr);
+		}
+		for (int i = 0; i < 2 && !r; i++) {
+			struct run_params stop = { .size = sizes[i], .mode = FL_MIGRATE_PRECOPY, .max_rounds = 1,
+						   .writers = WRITERS, .pause_first = true };
+
+			r = run(&stop, &rr, "(a) stop-and-copy");
+			V(4 + i, k) = (double)(rr.src.pause_ns + rr.src.st.downtime_ns) / 1e6;
+			V(6 + i, k) = app_downtime_ms(&rr);
 		}
 	}
 	for (int i = 0; i < 2 && !r; i++) {
-		struct run_params stop = { .size = sizes[i], .mode = FL_MIGRATE_PRECOPY, .max_rounds = 1,
-					   .writers = WRITERS, .pause_first = true };
-
-		out->down[i] = stat_of(v[i], out->reps);
+		out->down[i] = stat_of(&V(i, 0), out->reps);
+		out->app_down[i] = stat_of(&V(2 + i, 0), out->reps);
+		out->stop[i] = stat_of(&V(4 + i, 0), out->reps);
+		out->app_stop[i] = stat_of(&V(6 + i, 0), out->reps);
 		out->down_ms[i] = out->down[i].med;
-		r = run(&stop, &rr, "(a) stop-and-copy");
-		out->stop_ms[i] = (double)(rr.src.pause_ns + rr.src.st.downtime_ns) / 1e6;
+		out->stop_ms[i] = out->stop[i].med;
 	}
-	free(v[0]);
-	free(v[1]);
+	free(v);
 	return r;
 }
 
@@ -899,32 +1082,70 @@ static int part_b(struct results *out)
 {
 	struct run_params p = { .size = out->size_small, .mode = FL_MIGRATE_POSTCOPY, .via_proxy = true,
 				.delay_ns = 1000000, .measure_rtt = true, .dest_touch = true };
+	double *v = calloc(8 * (size_t)out->reps, sizeof(double));
+	uint64_t *req = calloc(2 * (size_t)out->reps, sizeof(uint64_t));
 	struct run_result rr;
-	int r = run(&p, &rr, "(b) postcopy through the relay");
+	int r = v && req ? 0 : -ENOMEM;
 
-	if (r)
-		return r;
-	out->p50_us = (double)rr.dst.st.request_p50_ns / 1e3;
-	out->p99_us = (double)rr.dst.st.request_p99_ns / 1e3;
-	out->max_us = (double)rr.dst.st.request_max_ns / 1e3;
-	out->requests = rr.dst.st.requests;
-	out->rtt_us = rr.src.rtt_us;
-	return 0;
+	for (unsigned k = 0; k < out->reps && !r; k++) {
+		if ((r = run(&p, &rr, "(b) postcopy through the relay")))
+			break;
+		V(0, k) = (double)rr.dst.st.request_p50_ns / 1e3;
+		V(1, k) = (double)rr.dst.st.request_p99_ns / 1e3;
+		V(2, k) = (double)rr.dst.st.request_max_ns / 1e3;
+		V(3, k) = rr.src.rtt_us;
+		V(4, k) = rr.src.rtt_loaded_us >= 0 ? rr.src.rtt_loaded_us : NAN;
+		V(5, k) = (double)rr.dst.touch_p50_ns / 1e3;
+		V(6, k) = (double)rr.dst.touch_p99_ns / 1e3;
+		V(7, k) = (double)rr.dst.touch_max_ns / 1e3;
+		req[k] = rr.dst.st.requests;
+		req[out->reps + k] = rr.dst.touch_samples;
+	}
+	if (!r) {
+		struct stat3 *st[8] = { &out->p50, &out->p99, &out->max, &out->rtt, &out->rtt_loaded,
+					&out->touch_p50, &out->touch_p99, &out->touch_max };
+
+		for (int i = 0; i < 8; i++)
+			*st[i] = stat_of(&V(i, 0), out->reps);
+		out->p50_us = out->p50.med;
+		out->p99_us = out->p99.med;
+		out->max_us = out->max.med;
+		out->rtt_us = out->rtt.med;
+		out->requests = med_u64(req, out->reps, NULL, NULL);
+		out->touch_samples = med_u64(req + out->reps, out->reps, NULL, NULL);
+	}
+	free(v);
+	free(req);
+	return r;
 }
 
 static int part_c(struct results *out, uint64_t link_bytes)
 {
 	struct run_params p = { .size = out->eff_size, .mode = FL_MIGRATE_POSTCOPY, .link_bytes = link_bytes };
+	double *v = calloc(2 * (size_t)out->reps, sizeof(double));
+	uint64_t *sent = calloc(out->reps, sizeof(uint64_t));
 	struct run_result rr;
-	int r = run(&p, &rr, "(c) 1 Gbit/s link");
+	int r = v && sent ? 0 : -ENOMEM;
 
-	if (r)
-		return r;
-	out->payload = (rr.src.st.pages_sent - rr.src.st.zero_pages) * 4096;
-	out->bytes_sent = rr.src.st.bytes_sent;
-	out->migrate_s = (double)rr.src.st.total_ns / 1e9;
-	out->link_mbps = rr.src.link_mbps;
-	return 0;
+	for (unsigned k = 0; k < out->reps && !r; k++) {
+		if ((r = run(&p, &rr, "(c) 1 Gbit/s link")))
+			break;
+		/* The same pages every time: the payload does not vary. */
+		out->payload = (rr.src.st.pages_sent - rr.src.st.zero_pages) * 4096;
+		sent[k] = rr.src.st.bytes_sent;
+		V(0, k) = (double)rr.src.st.total_ns / 1e9;
+		V(1, k) = rr.src.link_mbps;
+	}
+	if (!r) {
+		out->bytes_sent = med_u64(sent, out->reps, NULL, NULL);
+		out->migrate = stat_of(&V(0, 0), out->reps);
+		out->link = stat_of(&V(1, 0), out->reps);
+		out->migrate_s = out->migrate.med;
+		out->link_mbps = out->link.med;
+	}
+	free(v);
+	free(sent);
+	return r;
 }
 
 static int part_d(struct results *out)
@@ -932,24 +1153,41 @@ static int part_d(struct results *out)
 	struct run_params pre = { .size = out->d_size, .mode = FL_MIGRATE_PRECOPY, .writers = WRITERS,
 				  .nohuge = true };
 	struct run_params post = pre;
+	double *v = calloc(2 * (size_t)out->reps, sizeof(double));
+	uint64_t *u = calloc(2 * (size_t)out->reps, sizeof(uint64_t));
 	struct run_result rr;
-	uint64_t rounds_pages = 0;
-	int r;
+	int r = v && u ? 0 : -ENOMEM;
 
 	post.mode = FL_MIGRATE_POSTCOPY;
-	if ((r = run(&pre, &rr, "(d) precopy")))
-		return r;
-	out->rounds = rr.src.st.rounds;
-	for (unsigned i = 0; i < rr.src.st.rounds && i < FL_MIGRATE_MAX_ROUNDS; i++)
-		rounds_pages += rr.src.st.pages_per_round[i];
-	/* What the pause had to send: every page sent but those of the rounds. */
-	out->remainder_pages = rr.src.st.pages_sent - FL_MIN(rr.src.st.pages_sent, rounds_pages);
-	out->pre_down_ms = (double)rr.src.st.downtime_ns / 1e6;
-	if ((r = run(&post, &rr, "(d) postcopy")))
-		return r;
-	out->post_down_ms = (double)rr.src.st.downtime_ns / 1e6;
-	return 0;
+	for (unsigned k = 0; k < out->reps && !r; k++) {
+		uint64_t rounds_pages = 0;
+
+		if ((r = run(&pre, &rr, "(d) precopy")))
+			break;
+		u[k] = rr.src.st.rounds;
+		for (unsigned i = 0; i < rr.src.st.rounds && i < FL_MIGRATE_MAX_ROUNDS; i++)
+			rounds_pages += rr.src.st.pages_per_round[i];
+		/* What the pause had to send: every page sent but those of the rounds. */
+		u[out->reps + k] = rr.src.st.pages_sent - FL_MIN(rr.src.st.pages_sent, rounds_pages);
+		V(0, k) = (double)rr.src.st.downtime_ns / 1e6;
+		if ((r = run(&post, &rr, "(d) postcopy")))
+			break;
+		V(1, k) = (double)rr.src.st.downtime_ns / 1e6;
+	}
+	if (!r) {
+		out->rounds = med_u64(u, out->reps, &out->rounds_min, &out->rounds_max);
+		out->remainder_pages = med_u64(u + out->reps, out->reps, &out->remainder_min, &out->remainder_max);
+		out->pre_down = stat_of(&V(0, 0), out->reps);
+		out->post_down = stat_of(&V(1, 0), out->reps);
+		out->pre_down_ms = out->pre_down.med;
+		out->post_down_ms = out->post_down.med;
+	}
+	free(v);
+	free(u);
+	return r;
 }
+
+#undef V
 
 static const char *verdict(bool met)
 {
@@ -1051,14 +1289,18 @@ int bench_migrate_main(int argc, char **argv)
 		json_begin(&j, NULL);
 		json_bool(&j, "quick", quick);
 		json_str(&j, "link", LINK_RATE " tbf burst " TBF_BURST " latency " TBF_LATENCY " on both veth ends");
+		json_u64(&j, "reps", res.reps);	/* runs of every part */
 		if (parts[0]) {
 			json_u64(&j, "size_1g", res.size_small);
 			json_u64(&j, "size_4g", res.size_large);
-			json_u64(&j, "reps", res.reps);
 			json_stat(&j, "downtime_ms_1g", res.down[0], 3);
 			json_stat(&j, "downtime_ms_4g", res.down[1], 3);
-			json_num(&j, "stopcopy_ms_1g", res.stop_ms[0], 3);
-			json_num(&j, "stopcopy_ms_4g", res.stop_ms[1], 3);
+			json_stat(&j, "stopcopy_ms_1g", res.stop[0], 3);
+			json_stat(&j, "stopcopy_ms_4g", res.stop[1], 3);
+			json_stat(&j, "app_downtime_ms_1g", res.app_down[0], 3);
+			json_stat(&j, "app_downtime_ms_4g", res.app_down[1], 3);
+			json_stat(&j, "app_stopcopy_ms_1g", res.app_stop[0], 3);
+			json_stat(&j, "app_stopcopy_ms_4g", res.app_stop[1], 3);
 			json_num(&j, "downtime_flat", flat, 3);
 			json_num(&j, "downtime_ratio", ratio[1], 5);
 			json_num(&j, "downtime_ratio_1g", ratio[0], 5);
@@ -1070,11 +1312,16 @@ int bench_migrate_main(int argc, char **argv)
 		}
 		if (parts[1]) {
 			json_u64(&j, "size_b", res.size_small);
-			json_num(&j, "request_p50_us", res.p50_us, 1);
-			json_num(&j, "request_p99_us", res.p99_us, 1);
-			json_num(&j, "request_max_us", res.max_us, 1);
+			json_stat(&j, "request_p50_us", res.p50, 1);
+			json_stat(&j, "request_p99_us", res.p99, 1);
+			json_stat(&j, "request_max_us", res.max, 1);
 			json_u64(&j, "requests", res.requests);
-			json_num(&j, "rtt_us", res.rtt_us, 1);
+			json_stat(&j, "rtt_us", res.rtt, 1);
+			json_stat(&j, "rtt_loaded_us", res.rtt_loaded, 1);
+			json_stat(&j, "touch_p50_us", res.touch_p50, 3);
+			json_stat(&j, "touch_p99_us", res.touch_p99, 3);
+			json_stat(&j, "touch_max_us", res.touch_max, 1);
+			json_u64(&j, "touches", res.touch_samples);
 			json_num(&j, "goal_p50_us", goal_p50, 1);
 			json_num(&j, "goal_p99_us", goal_p99, 1);
 			json_bool(&j, "goal_b_met", b_met);
@@ -1083,9 +1330,9 @@ int bench_migrate_main(int argc, char **argv)
 			json_u64(&j, "size_c", res.eff_size);
 			json_u64(&j, "payload_bytes", res.payload);
 			json_u64(&j, "bytes_sent", res.bytes_sent);
-			json_num(&j, "migrate_s", res.migrate_s, 3);
+			json_stat(&j, "migrate_s", res.migrate, 3);
 			json_num(&j, "link_nominal_mbps", LINK_BPS * 8 / 1e6, 0);
-			json_num(&j, "link_mbps", res.link_mbps, 1);
+			json_stat(&j, "link_mbps", res.link, 1);
 			json_num(&j, "efficiency", eff, 3);
 			json_num(&j, "efficiency_measured", eff_measured, 3);
 			json_num(&j, "goal_efficiency", GOAL_EFFICIENCY, 2);
@@ -1094,10 +1341,14 @@ int bench_migrate_main(int argc, char **argv)
 		if (parts[3]) {
 			json_u64(&j, "size_d", res.d_size);
 			json_u64(&j, "precopy_rounds", res.rounds);
+			json_u64(&j, "precopy_rounds_min", res.rounds_min);
+			json_u64(&j, "precopy_rounds_max", res.rounds_max);
 			json_u64(&j, "precopy_remainder_pages", res.remainder_pages);
+			json_u64(&j, "precopy_remainder_pages_min", res.remainder_min);
+			json_u64(&j, "precopy_remainder_pages_max", res.remainder_max);
 			json_u64(&j, "precopy_converged", converged);
-			json_num(&j, "precopy_downtime_ms", res.pre_down_ms, 3);
-			json_num(&j, "postcopy_downtime_ms", res.post_down_ms, 3);
+			json_stat(&j, "precopy_downtime_ms", res.pre_down, 3);
+			json_stat(&j, "postcopy_downtime_ms", res.post_down, 3);
 			json_bool(&j, "goal_d_met", d_met);
 		}
 		json_bool(&j, "goal_met", all_met);
@@ -1111,36 +1362,43 @@ int bench_migrate_main(int argc, char **argv)
 	if (parts[0]) {
 		fmt_bytes(res.size_small, s1, sizeof(s1));
 		fmt_bytes(res.size_large, s2, sizeof(s2));
-		printf("(a) downtime, 2 writers until quiesce, veth unlimited (postcopy: medians of %u):\n"
+		printf("(a) downtime, 2 writers until quiesce, veth unlimited (medians of %u):\n"
 		       "    postcopy %s %.3f ms (%.3f-%.3f), %s %.3f ms (%.3f-%.3f) (goal <= %.0f ms): %s\n"
 		       "    stop-and-copy %s %.1f ms, %s %.1f ms\n"
+		       "    the application's (writers asked to stop -> first access at the destination done):\n"
+		       "      postcopy %s %.3f ms (%.3f-%.3f), %s %.3f ms (%.3f-%.3f); stop-and-copy %s %.1f ms, %s %.1f ms\n"
 		       "    downtime_flat %.2f (goal <= %.1f): %s\n"
 		       "    downtime_ratio %.5f at %s, %.5f at %s (goal <= %.2f): %s\n",
 		       res.reps, s1, res.down_ms[0], res.down[0].min, res.down[0].max, s2, res.down_ms[1],
 		       res.down[1].min, res.down[1].max, GOAL_DOWNTIME_MS,
 		       verdict(res.down_ms[0] <= GOAL_DOWNTIME_MS && res.down_ms[1] <= GOAL_DOWNTIME_MS), s1,
-		       res.stop_ms[0], s2, res.stop_ms[1], flat, GOAL_FLAT, verdict(flat <= GOAL_FLAT), ratio[1], s2,
+		       res.stop_ms[0], s2, res.stop_ms[1], s1, res.app_down[0].med, res.app_down[0].min,
+		       res.app_down[0].max, s2, res.app_down[1].med, res.app_down[1].min, res.app_down[1].max, s1,
+		       res.app_stop[0].med, s2, res.app_stop[1].med, flat, GOAL_FLAT, verdict(flat <= GOAL_FLAT), ratio[1], s2,
 		       ratio[0], s1, GOAL_RATIO, verdict(ratio[1] <= GOAL_RATIO));
 	}
 	if (parts[1]) {
 		fmt_bytes(res.size_small, s1, sizeof(s1));
-		printf("(b) page requests during the push of %s, link %s + 1 ms each way (relay):\n"
+		printf("(b) page requests during the push of %s, link %s + 1 ms each way (relay), medians of %u:\n"
 		       "    rtt %.1f us; %llu requests: p50 %.1f us (goal <= %.1f): %s, p99 %.1f us (goal <= %.1f): "
-		       "%s, max %.1f us\n", s1, LINK_RATE, res.rtt_us, (unsigned long long)res.requests, res.p50_us,
+		       "%s, max %.1f us\n", s1, LINK_RATE, res.reps, res.rtt_us, (unsigned long long)res.requests, res.p50_us,
 		       goal_p50, verdict(res.p50_us <= goal_p50), res.p99_us, goal_p99,
 		       verdict(res.p99_us <= goal_p99), res.max_us);
+		printf("    the destination's own accesses (%llu, each timed): p50 %.3f us, p99 %.3f us, max %.1f us;\n"
+		       "    rtt during the push %.1f us (idle %.1f us)\n", (unsigned long long)res.touch_samples,
+		       res.touch_p50.med, res.touch_p99.med, res.touch_max.med, res.rtt_loaded.med, res.rtt_us);
 	}
 	if (parts[2]) {
 		fmt_bytes(res.eff_size, s1, sizeof(s1));
-		printf("(c) %s of incompressible pages over %s: %.2f s; link measured %.0f Mbit/s\n"
+		printf("(c) %s of incompressible pages over %s (medians of %u): %.2f s; link measured %.0f Mbit/s\n"
 		       "    efficiency %.3f vs 1000 Mbit/s (goal >= %.2f): %s; %.3f vs the measured link\n", s1,
-		       LINK_RATE, res.migrate_s, res.link_mbps, eff, GOAL_EFFICIENCY, verdict(c_met), eff_measured);
+		       LINK_RATE, res.reps, res.migrate_s, res.link_mbps, eff, GOAL_EFFICIENCY, verdict(c_met), eff_measured);
 	}
 	if (parts[3]) {
 		fmt_bytes(res.d_size, s1, sizeof(s1));
-		printf("(d) 2 writers over %s, faster than the link: precopy %u rounds, %llu pages left at the "
+		printf("(d) 2 writers over %s, faster than the link (medians of %u): precopy %llu rounds, %llu pages left at the "
 		       "pause (converged: %s), downtime %.1f ms;\n"
-		       "    postcopy downtime %.3f ms (goal <= %.0f ms): %s\n", s1, res.rounds,
+		       "    postcopy downtime %.3f ms (goal <= %.0f ms): %s\n", s1, res.reps, (unsigned long long)res.rounds,
 		       (unsigned long long)res.remainder_pages, converged ? "yes" : "no", res.pre_down_ms,
 		       res.post_down_ms, GOAL_DOWNTIME_MS, verdict(d_met));
 	}
