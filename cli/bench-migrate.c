@@ -33,6 +33,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -73,16 +75,20 @@ static const char usage[] =
 	"Live migration between two network namespaces joined by a veth pair:\n"
 	"(a) postcopy downtime with 2 writers, 1 GiB and 4 GiB, vs stop-and-copy:\n"
 	"    downtime_ms_1g, downtime_ms_4g, stopcopy_ms_*, downtime_flat,\n"
-	"    downtime_ratio (goals <= 5 ms, <= 1.5, <= 0.01);\n"
+	"    downtime_ratio (goals <= 5 ms, <= 1.5, <= 0.01); as the application\n"
+	"    feels it (stop asked -> first access at the destination done):\n"
+	"    app_downtime_ms_*, app_stopcopy_ms_*;\n"
 	"(b) page-request latency during the push, link 1 Gbit/s (tbf) + 1 ms\n"
 	"    each way (relay): request_p50_us, request_p99_us, rtt_us (goals\n"
-	"    p50 <= 3 rtt + 100 us, p99 <= 5 rtt);\n"
+	"    p50 <= 3 rtt + 100 us, p99 <= 5 rtt); the destination's own timed\n"
+	"    accesses touch_p50_us, touch_p99_us, touch_max_us; rtt_loaded_us\n"
+	"    during the push;\n"
 	"(c) 4 GiB over the 1 Gbit/s link: efficiency = payload / 1 Gbit/s over\n"
 	"    the migration's time (goal >= 0.85), link_mbps measured;\n"
 	"(d) writers dirtying faster than the link: precopy_rounds,\n"
 	"    precopy_converged, precopy_downtime_ms, postcopy_downtime_ms.\n"
 	"--quick: 32 MiB and 128 MiB instead of 1 GiB and 4 GiB (a smoke run).\n"
-	"--reps N: postcopy runs per size in (a), alternating (default 3): medians.\n"
+	"--reps N: runs of every part (default 3): medians, with _min and _max.\n"
 	"Needs root (network namespaces), ip and tc; about 4 GiB of memory per\n"
 	"side at full size; runs its parts one after the other.\n";
 
@@ -106,13 +112,24 @@ struct src_result {
 	int err;
 	struct fl_migrate_stats st;
 	uint64_t pause_ns;	/* our pause -> the library's (stop-and-copy) */
+	/* CLOCK_MONOTONIC (one clock for both namespaces of this host): when
+	 * the writers were asked to stop (quiesce(PAUSE) called, or our own
+	 * pause for stop-and-copy), 0 if never. */
+	uint64_t stop_req_ns;
 	double rtt_us, link_mbps;
+	double rtt_loaded_us;	/* median ping-pong while the migration ran, -1: none */
 };
 
 struct dst_result {
 	int err;
 	struct fl_migrate_stats st;
 	uint64_t touches;
+	/* CLOCK_MONOTONIC: the resume callback's start, and the end of the
+	 * application's first access after it (0: none). */
+	uint64_t resume_ns, first_access_ns;
+	/* The toucher's own accesses, each timed (exact nearest-rank
+	 * quantiles over every sample): */
+	uint64_t touch_samples, touch_p50_ns, touch_p99_ns, touch_max_ns;
 };
 
 struct run_result {
@@ -138,40 +155,63 @@ static int enter_ns(pid_t pid)
 	return r;
 }
 
-/* Run argv in the namespace of `pid`; its output goes to /dev/null unless
- * it fails (then it is run again with stderr kept, to show why). */
+/* Run argv in the namespace of `pid`, once; its output goes to /dev/null
+ * and its stderr to a pipe, shown when it fails (unless quiet_fail). */
 static int ns_run(pid_t pid, const char *const *argv, bool quiet_fail)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int st;
-		pid_t c = fork();
+	char err[2048];
+	size_t got = 0;
+	int st, e[2];
+	pid_t c;
 
-		if (c < 0)
-			return -errno;
-		if (c == 0) {
-			int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-
-			if (enter_ns(pid))
-				_exit(126);
-			if (null >= 0) {
-				dup2(null, 1);
-				if (attempt == 0)
-					dup2(null, 2);
-			}
-			execvp(argv[0], (char *const *)argv);
-			_exit(127);
-		}
-		if (waitpid(c, &st, 0) != c)
-			return -ECHILD;
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-			return 0;
-		if (quiet_fail)
-			return -EIO;
+	if (pipe2(e, O_CLOEXEC))
+		return -errno;
+	c = fork();
+	if (c < 0) {
+		int r = -errno;
+		close(e[0]);
+		close(e[1]);
+		return r;
 	}
+	if (c == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		if (enter_ns(pid))
+			_exit(126);
+		if (null >= 0)
+			dup2(null, 1);
+		dup2(e[1], 2);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(e[1]);
+	/* Read to the end (a command that says more than err holds is
+	 * drained, not blocked), then reap. */
+	for (;;) {
+		char drop[512];
+		ssize_t n = got < sizeof(err) - 1 ? read(e[0], err + got, sizeof(err) - 1 - got)
+						  : read(e[0], drop, sizeof(drop));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (got < sizeof(err) - 1)
+			got += (size_t)n;
+	}
+	close(e[0]);
+	err[got] = 0;
+	while (got && err[got - 1] == '\n')
+		err[--got] = 0;
+	if (waitpid(c, &st, 0) != c)
+		return -ECHILD;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (quiet_fail)
+		return -EIO;
 	fprintf(stderr, "faultline: bench migrate: failed:");
 	for (int i = 0; argv[i]; i++)
 		fprintf(stderr, " %s", argv[i]);
-	fprintf(stderr, "\n");
+	fprintf(stderr, "%s%s\n", got ? ": " : "", err);
 	return -EIO;
 }
 
@@ -307,7 +347,7 @@ static int full_write(int fd, const void *buf, size_t len)
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -351,6 +391,7 @@ struct app {
 	_Atomic bool stop;
 	bool paused;
 	uint64_t paused_ns;	/* when quiesce(PAUSE) returned */
+	uint64_t stop_req_ns;	/* when the writers were asked to stop */
 };
 
 static void *writer_main(void *arg)
@@ -383,6 +424,8 @@ static int app_quiesce(enum fl_migrate_quiesce action, void *ctx)
 	/* Resume only comes when the migration failed before switchover:
 	 * the benchmark reports that failure and the writers stay stopped. */
 	if (action == FL_MIGRATE_PAUSE) {
+		if (!a->stop_req_ns)
+			a->stop_req_ns = fl__now_ns();
 		app_pause(a);
 		a->paused_ns = fl__now_ns();
 	}
@@ -430,6 +473,27 @@ out:
 	return mbps;
 }
 
+/*
+ * The migration's two channels, made by the library (fl_migrate_connect:
+ * bulk, then urgent) once the destination, told by a last probe
+ * connection ('G', answered), has left its probe loop for
+ * fl_migrate_accept(): the pair never mixes with a probe.
+ */
+static int migrate_connect(const char *addr, int port, int *ret_bulk, int *ret_urgent)
+{
+	char where[64], ack;
+	int fd = tcp_connect(addr, port, 'G'), r;
+
+	if (fd < 0)
+		return fd;
+	r = full_read(fd, &ack, 1);
+	close(fd);
+	if (r)
+		return r;
+	snprintf(where, sizeof(where), "%s:%d", addr, port);
+	return fl_migrate_connect(where, 0, ret_bulk, ret_urgent);
+}
+
 static double ping_pong_us(const char *addr, int port)
 {
 	char msg[RTT_MSG];
@@ -452,19 +516,53 @@ static double ping_pong_us(const char *addr, int port)
 	return median_d(v, RTT_REPS);
 }
 
+/* Ping-pong on its own connection while the migration runs: the round
+ * trip under load, through the same path as the idle one. */
+struct pinger {
+	int fd;
+	_Atomic bool stop;
+	double *us;
+	size_t n, cap;
+	pthread_t th;
+	bool started;
+};
+
+static void *pinger_main(void *arg)
+{
+	struct pinger *pg = arg;
+	char msg[RTT_MSG];
+
+	memset(msg, 0x42, sizeof(msg));
+	while (!atomic_load(&pg->stop) && pg->n < pg->cap) {
+		uint64_t t0 = fl__now_ns();
+
+		if (full_write(pg->fd, msg, sizeof(msg)) || full_read(pg->fd, msg, sizeof(msg)))
+			break;
+		pg->us[pg->n++] = (double)(fl__now_ns() - t0) / 1e3;
+	}
+	return NULL;
+}
+
 static void source_main(const struct run_params *p, int out)
 {
 	struct src_result res = { .err = 0 };
-	struct app a = { .size = p->size, .nwriters = p->writers };
+	struct app a = { .size = p->size };	/* nwriters: created */
 	struct fl_migrate_range range;
 	struct fl_migrate_source *src = NULL;
 	int port = p->via_proxy ? PORT_PROXY : PORT_DST, bulk = -1, urgent = -1;
 	uint64_t t_app_paused = 0;
+	struct pinger pg = { .fd = -1, .cap = 1u << 16 };
 
 	a.mem = mmap((void *)(uintptr_t)BASE, p->size, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (a.mem == MAP_FAILED) {
+		/* errno may be 0: an old kernel ignores NOREPLACE and maps elsewhere. */
+		res.err = errno ? -errno : -EEXIST;
+		goto out;
+	}
 	if (a.mem != (void *)(uintptr_t)BASE) {
-		res.err = -errno;
+		munmap(a.mem, p->size);	/* an old kernel's hint, not honoured */
+		res.err = -EEXIST;
 		goto out;
 	}
 	/* Huge pages make the fill fast; dirty tracking wants 4 KiB pages. */
@@ -478,38 +576,59 @@ static void source_main(const struct run_params *p, int out)
 		res.err = -EIO;
 		goto out;
 	}
-	for (unsigned i = 0; i < a.nwriters; i++)
+	res.rtt_loaded_us = -1;
+	if (p->measure_rtt) {
+		pg.us = malloc(pg.cap * sizeof(double));
+		pg.fd = tcp_connect(ADDR_DST, port, 'E');
+		if (!pg.us || pg.fd < 0) {
+			res.err = pg.fd < 0 ? pg.fd : -ENOMEM;
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < p->writers; i++) {
 		if ((res.err = -pthread_create(&a.th[i], NULL, writer_main, &a)))
 			goto out;
+		a.nwriters++;	/* app_pause() joins only those */
+	}
 	if (a.nwriters)
 		usleep(100000);	/* running, and dirtying, before the migration */
 	if (p->pause_first) {
+		a.stop_req_ns = fl__now_ns();
 		app_pause(&a);
 		t_app_paused = fl__now_ns();
 	}
-	bulk = tcp_connect(ADDR_DST, port, 'B');
-	urgent = tcp_connect(ADDR_DST, port, 'U');
-	if (bulk < 0 || urgent < 0) {
-		res.err = bulk < 0 ? bulk : urgent;
+	if ((res.err = migrate_connect(ADDR_DST, port, &bulk, &urgent)))
 		goto out;
-	}
 	range = (struct fl_migrate_range){ a.mem, p->size, FL_MEM_ANON };
 	res.err = fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
 		.bulk_fd = bulk, .urgent_fd = urgent, .mode = p->mode, .max_rounds = p->max_rounds,
 		.quiesce = app_quiesce, .quiesce_ctx = &a,
 		.log = log_warn, .log_ctx = "source" }, &src);
+	if (!res.err && pg.fd >= 0 && !pthread_create(&pg.th, NULL, pinger_main, &pg))
+		pg.started = true;
 	if (!res.err)
 		res.err = fl_migrate_source_run(src);
+	if (pg.started) {
+		atomic_store(&pg.stop, true);
+		pthread_join(pg.th, NULL);
+		pg.started = false;
+		if (pg.n)
+			res.rtt_loaded_us = median_d(pg.us, pg.n);
+	}
 	res.st.sz = sizeof(res.st);
 	if (src)
 		fl_migrate_source_stats(src, &res.st);
 	/* Stop-and-copy: the library's pause came after ours. */
 	if (p->pause_first && a.paused_ns)
 		res.pause_ns = a.paused_ns - t_app_paused;
+	res.stop_req_ns = a.stop_req_ns;
 out:
 	app_pause(&a);
 	fl_migrate_source_free(src);
+	if (pg.fd >= 0)
+		close(pg.fd);
+	free(pg.us);
 	if (bulk >= 0)
 		close(bulk);
 	if (urgent >= 0)
@@ -519,6 +638,10 @@ out:
 
 /* ---- the destination process --------------------------------------------- */
 
+/* Access times below this many ns are counted per ns, the rest kept one
+ * by one (faults: about one per page at most): every sample exact. */
+#define FAST_NS 65536u
+
 struct dest_app {
 	uint64_t size;
 	bool touch;
@@ -526,6 +649,12 @@ struct dest_app {
 	bool started;
 	_Atomic bool stop;
 	_Atomic uint64_t touches;
+	uint64_t resume_ns;
+	_Atomic uint64_t first_ns;	/* the end of the first access */
+	uint64_t *fast, nfast;		/* FAST_NS counters */
+	uint64_t *slow;
+	size_t nslow, cap_slow;
+	bool lost;			/* out of memory: samples missing */
 };
 
 static void *toucher_main(void *arg)
@@ -534,12 +663,56 @@ static void *toucher_main(void *arg)
 	uint64_t x = 0x9E3779B97F4A7C15ull, pages = d->size / 4096, sum = 0;
 
 	/* The application at the destination: random pages, each read once
-	 * faults when neither the push nor an earlier request brought it. */
-	while (!atomic_load(&d->stop)) {
+	 * faults when neither the push nor an earlier request brought it;
+	 * every access timed. Without `touch`, one access: the first. */
+	do {
+		uint64_t t0 = fl__now_ns(), t1, dt;
+
 		sum += *(volatile uint8_t *)(uintptr_t)(BASE + (splitmix64(&x) % pages) * 4096);
-		atomic_fetch_add(&d->touches, 1);
-	}
+		t1 = fl__now_ns();
+		dt = t1 - t0;
+		if (!atomic_load_explicit(&d->first_ns, memory_order_relaxed))
+			atomic_store(&d->first_ns, t1);
+		atomic_fetch_add_explicit(&d->touches, 1, memory_order_relaxed);
+		if (!d->touch)
+			break;
+		if (dt < FAST_NS) {
+			d->fast[dt]++;
+			d->nfast++;
+			continue;
+		}
+		if (d->nslow == d->cap_slow) {
+			size_t cap = d->cap_slow ? 2 * d->cap_slow : 4096;
+			uint64_t *v = realloc(d->slow, cap * sizeof(*v));
+
+			if (!v) {
+				d->lost = true;
+				continue;
+			}
+			d->slow = v;
+			d->cap_slow = cap;
+		}
+		d->slow[d->nslow++] = dt;
+	} while (!atomic_load(&d->stop));
 	return (void *)(uintptr_t)sum;
+}
+
+/* Nearest rank over the toucher's samples (as quantile_u64); d->slow sorted. */
+static uint64_t touch_quantile(const struct dest_app *d, double q)
+{
+	uint64_t n = d->nfast + d->nslow, rank, cum = 0;
+
+	if (!n)
+		return 0;
+	rank = (uint64_t)ceil(q * (double)n);
+	rank = FL_MAX(rank, 1ull);
+	rank = FL_MIN(rank, n);
+	if (rank > d->nfast)
+		return d->slow[rank - d->nfast - 1];
+	for (uint64_t i = 0; i < FAST_NS; i++)
+		if ((cum += d->fast[i]) >= rank)
+			return i;
+	return FAST_NS;
 }
 
 static void dest_resume(const void *blob, size_t len, void *ctx)
@@ -548,7 +721,10 @@ static void dest_resume(const void *blob, size_t len, void *ctx)
 
 	(void)blob;
 	(void)len;
-	if (d->touch && !pthread_create(&d->toucher, NULL, toucher_main, d))
+	d->resume_ns = fl__now_ns();
+	/* The application runs again: its first access (and, with touch,
+	 * every one after) in a thread of its own, never in the library's. */
+	if (!pthread_create(&d->toucher, NULL, toucher_main, d))
 		d->started = true;
 }
 
@@ -578,27 +754,10 @@ static void sink(int fd)
 			got += (uint64_t)n;
 		}
 		if (got == want)
-			(void)!write(fd, &ack, 1);
+			(void)!send(fd, &ack, 1, MSG_NOSIGNAL);
 	}
 	free(buf);
 	close(fd);
-}
-
-static int listen_on(const char *addr, int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	if (fd < 0)
-		return -errno;
-	inet_pton(AF_INET, addr, &a.sin_addr);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 8)) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
 }
 
 static void dest_main(const struct run_params *p, int out, int ready)
@@ -607,15 +766,17 @@ static void dest_main(const struct run_params *p, int out, int ready)
 	struct dest_app d = { .size = p->size, .touch = p->dest_touch };
 	struct fl_migrate_dest *dst = NULL;
 	struct relay *relay = NULL;
-	int lfd, bulk = -1, urgent = -1;
+	int lfd = -1, bulk = -1, urgent = -1;
 	bool listening = false;
-	char one = 1;
+	char one = 1, where[64];
 
-	lfd = listen_on(p->via_proxy ? "127.0.0.1" : ADDR_DST, PORT_DST);
-	if (lfd < 0) {
-		res.err = lfd;
+	if (d.touch && !(d.fast = calloc(FAST_NS, sizeof(*d.fast)))) {
+		res.err = -ENOMEM;
 		goto out;
 	}
+	snprintf(where, sizeof(where), "%s:%d", p->via_proxy ? "127.0.0.1" : ADDR_DST, PORT_DST);
+	if ((res.err = fl_migrate_listen(where, &lfd, NULL)))
+		goto out;
 	if (p->via_proxy) {
 		struct relay_opts ro = { .delay_ns = p->delay_ns, .seed = 1 };
 
@@ -630,29 +791,33 @@ static void dest_main(const struct run_params *p, int out, int ready)
 	if (write(ready, &one, 1) != 1)
 		_exit(1);
 	listening = true;
-	/* The source's connections, each naming its role in one byte: the
-	 * link probe (L), the round trip probe (E), then bulk and urgent. */
-	while (bulk < 0 || urgent < 0) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), on = 1;
-		char role = 0;
+	/* The source's probe connections, each naming its role in one
+	 * byte: the link probe (L), round trip probes (E), then G: answered,
+	 * and the migration's pair follows (fl_migrate_accept). */
+	for (char role = 0; role != 'G';) {
+		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+		int fd, on = 1;
 		pthread_t t;
 
-		if (fd < 0 || read(fd, &role, 1) != 1) {
+		if (poll(&pfd, 1, 60000) != 1 || (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0 ||
+		    read(fd, &role, 1) != 1) {
 			res.err = -EIO;
 			goto out;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-		if (role == 'B')
-			bulk = fd;
-		else if (role == 'U')
-			urgent = fd;
-		else if (role == 'L')
-			sink(fd);
-		else if (role == 'E' && !pthread_create(&t, NULL, echo_main, (void *)(intptr_t)fd))
-			pthread_detach(t);
-		else
+		if (role == 'G') {
+			(void)!send(fd, &one, 1, MSG_NOSIGNAL);
 			close(fd);
+		} else if (role == 'L') {
+			sink(fd);
+		} else if (role == 'E' && !pthread_create(&t, NULL, echo_main, (void *)(intptr_t)fd)) {
+			pthread_detach(t);
+		} else {
+			close(fd);
+		}
 	}
+	if ((res.err = fl_migrate_accept(lfd, 60000, &bulk, &urgent)))
+		goto out;
 	res.err = fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
 		.resume = dest_resume, .resume_ctx = &d, .timeout_ms = 60000,
@@ -662,12 +827,25 @@ static void dest_main(const struct run_params *p, int out, int ready)
 	if (!res.err)
 		res.err = fl_migrate_dest_wait(dst);
 	atomic_store(&d.stop, true);
-	if (d.started)
+	/* A failed migration may leave an access waiting for ever: no join. */
+	if (d.started && !res.err)
 		pthread_join(d.toucher, NULL);
 	res.st.sz = sizeof(res.st);
 	if (dst)
 		fl_migrate_dest_stats(dst, &res.st);
 	res.touches = atomic_load(&d.touches);
+	res.resume_ns = d.resume_ns;
+	res.first_access_ns = atomic_load(&d.first_ns);
+	if (d.touch && !res.err) {
+		if (d.nslow)
+			(void)quantile_u64(d.slow, d.nslow, 1.0);	/* sorts */
+		res.touch_samples = d.lost ? 0 : d.nfast + d.nslow;
+		res.touch_p50_ns = touch_quantile(&d, 0.50);
+		res.touch_p99_ns = touch_quantile(&d, 0.99);
+		res.touch_max_ns = touch_quantile(&d, 1.0);
+		if (d.lost)
+			res.err = -ENOMEM;
+	}
 out:
 	fl_migrate_dest_free(dst);
 	if (write(out, &res, sizeof(res)) != sizeof(res))
@@ -690,12 +868,26 @@ static pid_t spawn(int ns, int *ret_fd, int *ret_ready, const struct run_params 
 
 	/* rdy: the destination says it listens; its end of file (the parent
 	 * closes) says the source is done. */
-	if (pipe2(res, O_CLOEXEC) || (ret_ready && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rdy)))
+	if (pipe2(res, O_CLOEXEC))
 		return -errno;
+	if (ret_ready && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rdy)) {
+		int e = -errno;
+		close(res[0]);
+		close(res[1]);
+		return e;
+	}
 	fflush(stdout);
 	c = fork();
-	if (c < 0)
-		return -errno;
+	if (c < 0) {
+		int e = -errno;
+		close(res[0]);
+		close(res[1]);
+		if (rdy[0] >= 0) {
+			close(rdy[0]);
+			close(rdy[1]);
+		}
+		return e;
+	}
 	if (c == 0) {
 		cleanup_child(parent);
 		close(res[0]);
@@ -775,8 +967,8 @@ static int run(const struct run_params *p, struct run_result *res, const char *w
 	 * a connection that never comes: it has nothing to say then. */
 	if (!r && !res->src.err)
 		r = collect(dfd, &res->dst, sizeof(res->dst), timeout_ms);
-	else if (!r)
-		(void)collect(dfd, &res->dst, sizeof(res->dst), 2000);
+	else if (!r && collect(dfd, &res->dst, sizeof(res->dst), 2000))
+		res->dst.err = -EIO;	/* nothing (or not all) said: not "ok" */
 	reap(spid, sslot, r != 0);
 	close(rfd);
 	reap(dpid, dslot, r != 0 || res->src.err);
@@ -797,53 +989,96 @@ static int run(const struct run_params *p, struct run_result *res, const char *w
 
 struct results {
 	uint64_t size_small, size_large;
+	unsigned reps;		/* every part runs reps times: medians, min, max */
 	/* (a) */
-	unsigned reps;
-	struct stat3 down[2];	/* postcopy downtime, ms, over reps */
+	struct stat3 down[2];	/* postcopy downtime, ms */
+	struct stat3 stop[2];	/* stop-and-copy, ms */
+	struct stat3 app_down[2], app_stop[2];	/* the application's, ms */
 	double down_ms[2], stop_ms[2];
 	/* (b) */
+	struct stat3 p50, p99, max, rtt, rtt_loaded, touch_p50, touch_p99, touch_max;
 	double p50_us, p99_us, max_us, rtt_us;
-	uint64_t requests;
+	uint64_t requests, touch_samples;	/* lower medians */
 	/* (c) */
 	uint64_t eff_size, payload, bytes_sent;
+	struct stat3 migrate, link;
 	double migrate_s, link_mbps;
 	/* (d) */
-	uint64_t d_size, remainder_pages;
-	unsigned rounds;
+	uint64_t d_size;
+	uint64_t remainder_pages, remainder_min, remainder_max;
+	uint64_t rounds, rounds_min, rounds_max;
+	struct stat3 pre_down, post_down;
 	double pre_down_ms, post_down_ms;
 };
 
 /*
- * Postcopy at both sizes, alternating (1g 4g 1g 4g ...), reps times: the
- * medians are the result. Stop-and-copy once per size: it is the baseline
- * a hundred times larger, its noise does not move the ratio.
+ * What the user of the application feels, ms: from the moment the writers
+ * were asked to stop at the source to the end of the destination
+ * application's first access after resume (the resume callback's start
+ * if it made none). Both processes read CLOCK_MONOTONIC on this host.
+ */
+static double app_downtime_ms(const struct run_result *rr)
+{
+	uint64_t end = rr->dst.first_access_ns ? rr->dst.first_access_ns : rr->dst.resume_ns;
+
+	if (!rr->src.stop_req_ns || end < rr->src.stop_req_ns)
+		return NAN;
+	return (double)(end - rr->src.stop_req_ns) / 1e6;
+}
+
+/* Lower median (nearest rank), min and max of n integers; sorts v. */
+static uint64_t med_u64(uint64_t *v, size_t n, uint64_t *ret_min, uint64_t *ret_max)
+{
+	uint64_t m = quantile_u64(v, n, 0.5);
+
+	if (ret_min)
+		*ret_min = v[0];
+	if (ret_max)
+		*ret_max = v[n - 1];
+	return m;
+}
+
+/* reps values for each of `keys` metrics: v[key * reps + rep]. */
+#define V(key, k) v[(size_t)(key) * out->reps + (k)]
+
+/*
+ * Postcopy at both sizes, and stop-and-copy of the same, alternating
+ * (post 1g, post 4g, stop 1g, stop 4g, ...), reps times: the medians are
+ * the result.
  */
 static int part_a(struct results *out)
 {
 	uint64_t sizes[2] = { out->size_small, out->size_large };
-	double *v[2] = { calloc(out->reps, sizeof(double)), calloc(out->reps, sizeof(double)) };
+	double *v = calloc(8 * (size_t)out->reps, sizeof(double));
 	struct run_result rr;
-	int r = v[0] && v[1] ? 0 : -ENOMEM;
+	int r = v ? 0 : -ENOMEM;
 
 	for (unsigned k = 0; k < out->reps && !r; k++) {
 		for (int i = 0; i < 2 && !r; i++) {
 			struct run_params post = { .size = sizes[i], .mode = FL_MIGRATE_POSTCOPY, .writers = WRITERS };
 
 			r = run(&post, &rr, "(a) postcopy");
-			v[i][k] = (double)rr.src.st.downtime_ns / 1e6;
+			V(i, k) = (double)rr.src.st.downtime_ns / 1e6;
+			V(2 + i, k) = app_downtime_ms(&rr);
+		}
+		for (int i = 0; i < 2 && !r; i++) {
+			struct run_params stop = { .size = sizes[i], .mode = FL_MIGRATE_PRECOPY, .max_rounds = 1,
+						   .writers = WRITERS, .pause_first = true };
+
+			r = run(&stop, &rr, "(a) stop-and-copy");
+			V(4 + i, k) = (double)(rr.src.pause_ns + rr.src.st.downtime_ns) / 1e6;
+			V(6 + i, k) = app_downtime_ms(&rr);
 		}
 	}
 	for (int i = 0; i < 2 && !r; i++) {
-		struct run_params stop = { .size = sizes[i], .mode = FL_MIGRATE_PRECOPY, .max_rounds = 1,
-					   .writers = WRITERS, .pause_first = true };
-
-		out->down[i] = stat_of(v[i], out->reps);
+		out->down[i] = stat_of(&V(i, 0), out->reps);
+		out->app_down[i] = stat_of(&V(2 + i, 0), out->reps);
+		out->stop[i] = stat_of(&V(4 + i, 0), out->reps);
+		out->app_stop[i] = stat_of(&V(6 + i, 0), out->reps);
 		out->down_ms[i] = out->down[i].med;
-		r = run(&stop, &rr, "(a) stop-and-copy");
-		out->stop_ms[i] = (double)(rr.src.pause_ns + rr.src.st.downtime_ns) / 1e6;
+		out->stop_ms[i] = out->stop[i].med;
 	}
-	free(v[0]);
-	free(v[1]);
+	free(v);
 	return r;
 }
 
@@ -851,32 +1086,70 @@ static int part_b(struct results *out)
 {
 	struct run_params p = { .size = out->size_small, .mode = FL_MIGRATE_POSTCOPY, .via_proxy = true,
 				.delay_ns = 1000000, .measure_rtt = true, .dest_touch = true };
+	double *v = calloc(8 * (size_t)out->reps, sizeof(double));
+	uint64_t *req = calloc(2 * (size_t)out->reps, sizeof(uint64_t));
 	struct run_result rr;
-	int r = run(&p, &rr, "(b) postcopy through the relay");
+	int r = v && req ? 0 : -ENOMEM;
 
-	if (r)
-		return r;
-	out->p50_us = (double)rr.dst.st.request_p50_ns / 1e3;
-	out->p99_us = (double)rr.dst.st.request_p99_ns / 1e3;
-	out->max_us = (double)rr.dst.st.request_max_ns / 1e3;
-	out->requests = rr.dst.st.requests;
-	out->rtt_us = rr.src.rtt_us;
-	return 0;
+	for (unsigned k = 0; k < out->reps && !r; k++) {
+		if ((r = run(&p, &rr, "(b) postcopy through the relay")))
+			break;
+		V(0, k) = (double)rr.dst.st.request_p50_ns / 1e3;
+		V(1, k) = (double)rr.dst.st.request_p99_ns / 1e3;
+		V(2, k) = (double)rr.dst.st.request_max_ns / 1e3;
+		V(3, k) = rr.src.rtt_us;
+		V(4, k) = rr.src.rtt_loaded_us >= 0 ? rr.src.rtt_loaded_us : NAN;
+		V(5, k) = (double)rr.dst.touch_p50_ns / 1e3;
+		V(6, k) = (double)rr.dst.touch_p99_ns / 1e3;
+		V(7, k) = (double)rr.dst.touch_max_ns / 1e3;
+		req[k] = rr.dst.st.requests;
+		req[out->reps + k] = rr.dst.touch_samples;
+	}
+	if (!r) {
+		struct stat3 *st[8] = { &out->p50, &out->p99, &out->max, &out->rtt, &out->rtt_loaded,
+					&out->touch_p50, &out->touch_p99, &out->touch_max };
+
+		for (int i = 0; i < 8; i++)
+			*st[i] = stat_of(&V(i, 0), out->reps);
+		out->p50_us = out->p50.med;
+		out->p99_us = out->p99.med;
+		out->max_us = out->max.med;
+		out->rtt_us = out->rtt.med;
+		out->requests = med_u64(req, out->reps, NULL, NULL);
+		out->touch_samples = med_u64(req + out->reps, out->reps, NULL, NULL);
+	}
+	free(v);
+	free(req);
+	return r;
 }
 
 static int part_c(struct results *out, uint64_t link_bytes)
 {
 	struct run_params p = { .size = out->eff_size, .mode = FL_MIGRATE_POSTCOPY, .link_bytes = link_bytes };
+	double *v = calloc(2 * (size_t)out->reps, sizeof(double));
+	uint64_t *sent = calloc(out->reps, sizeof(uint64_t));
 	struct run_result rr;
-	int r = run(&p, &rr, "(c) 1 Gbit/s link");
+	int r = v && sent ? 0 : -ENOMEM;
 
-	if (r)
-		return r;
-	out->payload = (rr.src.st.pages_sent - rr.src.st.zero_pages) * 4096;
-	out->bytes_sent = rr.src.st.bytes_sent;
-	out->migrate_s = (double)rr.src.st.total_ns / 1e9;
-	out->link_mbps = rr.src.link_mbps;
-	return 0;
+	for (unsigned k = 0; k < out->reps && !r; k++) {
+		if ((r = run(&p, &rr, "(c) 1 Gbit/s link")))
+			break;
+		/* The same pages every time: the payload does not vary. */
+		out->payload = (rr.src.st.pages_sent - rr.src.st.zero_pages) * 4096;
+		sent[k] = rr.src.st.bytes_sent;
+		V(0, k) = (double)rr.src.st.total_ns / 1e9;
+		V(1, k) = rr.src.link_mbps;
+	}
+	if (!r) {
+		out->bytes_sent = med_u64(sent, out->reps, NULL, NULL);
+		out->migrate = stat_of(&V(0, 0), out->reps);
+		out->link = stat_of(&V(1, 0), out->reps);
+		out->migrate_s = out->migrate.med;
+		out->link_mbps = out->link.med;
+	}
+	free(v);
+	free(sent);
+	return r;
 }
 
 static int part_d(struct results *out)
@@ -884,24 +1157,41 @@ static int part_d(struct results *out)
 	struct run_params pre = { .size = out->d_size, .mode = FL_MIGRATE_PRECOPY, .writers = WRITERS,
 				  .nohuge = true };
 	struct run_params post = pre;
+	double *v = calloc(2 * (size_t)out->reps, sizeof(double));
+	uint64_t *u = calloc(2 * (size_t)out->reps, sizeof(uint64_t));
 	struct run_result rr;
-	uint64_t rounds_pages = 0;
-	int r;
+	int r = v && u ? 0 : -ENOMEM;
 
 	post.mode = FL_MIGRATE_POSTCOPY;
-	if ((r = run(&pre, &rr, "(d) precopy")))
-		return r;
-	out->rounds = rr.src.st.rounds;
-	for (unsigned i = 0; i < rr.src.st.rounds && i < FL_MIGRATE_MAX_ROUNDS; i++)
-		rounds_pages += rr.src.st.pages_per_round[i];
-	/* What the pause had to send: every page sent but those of the rounds. */
-	out->remainder_pages = rr.src.st.pages_sent - FL_MIN(rr.src.st.pages_sent, rounds_pages);
-	out->pre_down_ms = (double)rr.src.st.downtime_ns / 1e6;
-	if ((r = run(&post, &rr, "(d) postcopy")))
-		return r;
-	out->post_down_ms = (double)rr.src.st.downtime_ns / 1e6;
-	return 0;
+	for (unsigned k = 0; k < out->reps && !r; k++) {
+		uint64_t rounds_pages = 0;
+
+		if ((r = run(&pre, &rr, "(d) precopy")))
+			break;
+		u[k] = rr.src.st.rounds;
+		for (unsigned i = 0; i < rr.src.st.rounds && i < FL_MIGRATE_MAX_ROUNDS; i++)
+			rounds_pages += rr.src.st.pages_per_round[i];
+		/* What the pause had to send: every page sent but those of the rounds. */
+		u[out->reps + k] = rr.src.st.pages_sent - FL_MIN(rr.src.st.pages_sent, rounds_pages);
+		V(0, k) = (double)rr.src.st.downtime_ns / 1e6;
+		if ((r = run(&post, &rr, "(d) postcopy")))
+			break;
+		V(1, k) = (double)rr.src.st.downtime_ns / 1e6;
+	}
+	if (!r) {
+		out->rounds = med_u64(u, out->reps, &out->rounds_min, &out->rounds_max);
+		out->remainder_pages = med_u64(u + out->reps, out->reps, &out->remainder_min, &out->remainder_max);
+		out->pre_down = stat_of(&V(0, 0), out->reps);
+		out->post_down = stat_of(&V(1, 0), out->reps);
+		out->pre_down_ms = out->pre_down.med;
+		out->post_down_ms = out->post_down.med;
+	}
+	free(v);
+	free(u);
+	return r;
 }
+
+#undef V
 
 static const char *verdict(bool met)
 {
@@ -912,34 +1202,50 @@ int bench_migrate_main(int argc, char **argv)
 {
 	bool json = false, quick = false, parts[4] = { true, true, true, true };
 	struct results res = { .reps = 0 };
-	uint64_t link_bytes;
-	int r = 0;
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "quick", no_argument, NULL, 'q' },
+		{ "reps", required_argument, NULL, 'r' },
+		{ "part", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	uint64_t link_bytes, n;
+	int r = 0, c;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
 			json = true;
-		} else if (!strcmp(argv[i], "--quick")) {
+			break;
+		case 'q':
 			quick = true;
-		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-			uint64_t n;
-
-			if (fl__parse_uint(argv[++i], 1, 1000, &n))
-				return cli_usage_error("--reps: a number from 1 to 1000");
+			break;
+		case 'r':
+			if (fl__parse_uint(optarg, 1, 1000, &n))
+				return cli_usage_error("bench migrate: --reps wants 1-1000");
 			res.reps = (unsigned)n;
-		} else if (!strcmp(argv[i], "--part") && i + 1 < argc) {
-			const char *v = argv[++i];
-
-			if (strlen(v) != 1 || v[0] < 'a' || v[0] > 'd')
-				return cli_usage_error("--part: a, b, c or d");
+			break;
+		case 'p':
+			if (strlen(optarg) != 1 || optarg[0] < 'a' || optarg[0] > 'd')
+				return cli_usage_error("bench migrate: --part wants a, b, c or d");
 			for (int k = 0; k < 4; k++)
-				parts[k] = k == v[0] - 'a';
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+				parts[k] = k == optarg[0] - 'a';
+			break;
+		case 'h':
 			fputs(usage, stdout);
 			return EXIT_OK;
-		} else {
-			return cli_usage_error("unknown option '%s' (see 'faultline bench migrate --help')", argv[i]);
+		case ':':
+			return cli_usage_error("bench migrate: %s wants a value", argv[optind - 1]);
+		default:
+			return cli_usage_error("bench migrate: unknown option '%s' (see 'faultline bench migrate "
+					       "--help')", argv[optind - 1]);
 		}
 	}
+	if (optind < argc)
+		return cli_usage_error("bench migrate: unexpected argument '%s'", argv[optind]);
 	if (!res.reps)
 		res.reps = 3;
 	res.size_small = quick ? 32ull << 20 : 1ull << 30;
@@ -987,14 +1293,18 @@ int bench_migrate_main(int argc, char **argv)
 		json_begin(&j, NULL);
 		json_bool(&j, "quick", quick);
 		json_str(&j, "link", LINK_RATE " tbf burst " TBF_BURST " latency " TBF_LATENCY " on both veth ends");
+		json_u64(&j, "reps", res.reps);	/* runs of every part */
 		if (parts[0]) {
 			json_u64(&j, "size_1g", res.size_small);
 			json_u64(&j, "size_4g", res.size_large);
-			json_u64(&j, "reps", res.reps);
 			json_stat(&j, "downtime_ms_1g", res.down[0], 3);
 			json_stat(&j, "downtime_ms_4g", res.down[1], 3);
-			json_num(&j, "stopcopy_ms_1g", res.stop_ms[0], 3);
-			json_num(&j, "stopcopy_ms_4g", res.stop_ms[1], 3);
+			json_stat(&j, "stopcopy_ms_1g", res.stop[0], 3);
+			json_stat(&j, "stopcopy_ms_4g", res.stop[1], 3);
+			json_stat(&j, "app_downtime_ms_1g", res.app_down[0], 3);
+			json_stat(&j, "app_downtime_ms_4g", res.app_down[1], 3);
+			json_stat(&j, "app_stopcopy_ms_1g", res.app_stop[0], 3);
+			json_stat(&j, "app_stopcopy_ms_4g", res.app_stop[1], 3);
 			json_num(&j, "downtime_flat", flat, 3);
 			json_num(&j, "downtime_ratio", ratio[1], 5);
 			json_num(&j, "downtime_ratio_1g", ratio[0], 5);
@@ -1006,11 +1316,16 @@ int bench_migrate_main(int argc, char **argv)
 		}
 		if (parts[1]) {
 			json_u64(&j, "size_b", res.size_small);
-			json_num(&j, "request_p50_us", res.p50_us, 1);
-			json_num(&j, "request_p99_us", res.p99_us, 1);
-			json_num(&j, "request_max_us", res.max_us, 1);
+			json_stat(&j, "request_p50_us", res.p50, 1);
+			json_stat(&j, "request_p99_us", res.p99, 1);
+			json_stat(&j, "request_max_us", res.max, 1);
 			json_u64(&j, "requests", res.requests);
-			json_num(&j, "rtt_us", res.rtt_us, 1);
+			json_stat(&j, "rtt_us", res.rtt, 1);
+			json_stat(&j, "rtt_loaded_us", res.rtt_loaded, 1);
+			json_stat(&j, "touch_p50_us", res.touch_p50, 3);
+			json_stat(&j, "touch_p99_us", res.touch_p99, 3);
+			json_stat(&j, "touch_max_us", res.touch_max, 1);
+			json_u64(&j, "touches", res.touch_samples);
 			json_num(&j, "goal_p50_us", goal_p50, 1);
 			json_num(&j, "goal_p99_us", goal_p99, 1);
 			json_bool(&j, "goal_b_met", b_met);
@@ -1019,9 +1334,9 @@ int bench_migrate_main(int argc, char **argv)
 			json_u64(&j, "size_c", res.eff_size);
 			json_u64(&j, "payload_bytes", res.payload);
 			json_u64(&j, "bytes_sent", res.bytes_sent);
-			json_num(&j, "migrate_s", res.migrate_s, 3);
+			json_stat(&j, "migrate_s", res.migrate, 3);
 			json_num(&j, "link_nominal_mbps", LINK_BPS * 8 / 1e6, 0);
-			json_num(&j, "link_mbps", res.link_mbps, 1);
+			json_stat(&j, "link_mbps", res.link, 1);
 			json_num(&j, "efficiency", eff, 3);
 			json_num(&j, "efficiency_measured", eff_measured, 3);
 			json_num(&j, "goal_efficiency", GOAL_EFFICIENCY, 2);
@@ -1030,10 +1345,14 @@ int bench_migrate_main(int argc, char **argv)
 		if (parts[3]) {
 			json_u64(&j, "size_d", res.d_size);
 			json_u64(&j, "precopy_rounds", res.rounds);
+			json_u64(&j, "precopy_rounds_min", res.rounds_min);
+			json_u64(&j, "precopy_rounds_max", res.rounds_max);
 			json_u64(&j, "precopy_remainder_pages", res.remainder_pages);
+			json_u64(&j, "precopy_remainder_pages_min", res.remainder_min);
+			json_u64(&j, "precopy_remainder_pages_max", res.remainder_max);
 			json_u64(&j, "precopy_converged", converged);
-			json_num(&j, "precopy_downtime_ms", res.pre_down_ms, 3);
-			json_num(&j, "postcopy_downtime_ms", res.post_down_ms, 3);
+			json_stat(&j, "precopy_downtime_ms", res.pre_down, 3);
+			json_stat(&j, "postcopy_downtime_ms", res.post_down, 3);
 			json_bool(&j, "goal_d_met", d_met);
 		}
 		json_bool(&j, "goal_met", all_met);
@@ -1047,36 +1366,43 @@ int bench_migrate_main(int argc, char **argv)
 	if (parts[0]) {
 		fmt_bytes(res.size_small, s1, sizeof(s1));
 		fmt_bytes(res.size_large, s2, sizeof(s2));
-		printf("(a) downtime, 2 writers until quiesce, veth unlimited (postcopy: medians of %u):\n"
+		printf("(a) downtime, 2 writers until quiesce, veth unlimited (medians of %u):\n"
 		       "    postcopy %s %.3f ms (%.3f-%.3f), %s %.3f ms (%.3f-%.3f) (goal <= %.0f ms): %s\n"
 		       "    stop-and-copy %s %.1f ms, %s %.1f ms\n"
+		       "    the application's (writers asked to stop -> first access at the destination done):\n"
+		       "      postcopy %s %.3f ms (%.3f-%.3f), %s %.3f ms (%.3f-%.3f); stop-and-copy %s %.1f ms, %s %.1f ms\n"
 		       "    downtime_flat %.2f (goal <= %.1f): %s\n"
 		       "    downtime_ratio %.5f at %s, %.5f at %s (goal <= %.2f): %s\n",
 		       res.reps, s1, res.down_ms[0], res.down[0].min, res.down[0].max, s2, res.down_ms[1],
 		       res.down[1].min, res.down[1].max, GOAL_DOWNTIME_MS,
 		       verdict(res.down_ms[0] <= GOAL_DOWNTIME_MS && res.down_ms[1] <= GOAL_DOWNTIME_MS), s1,
-		       res.stop_ms[0], s2, res.stop_ms[1], flat, GOAL_FLAT, verdict(flat <= GOAL_FLAT), ratio[1], s2,
+		       res.stop_ms[0], s2, res.stop_ms[1], s1, res.app_down[0].med, res.app_down[0].min,
+		       res.app_down[0].max, s2, res.app_down[1].med, res.app_down[1].min, res.app_down[1].max, s1,
+		       res.app_stop[0].med, s2, res.app_stop[1].med, flat, GOAL_FLAT, verdict(flat <= GOAL_FLAT), ratio[1], s2,
 		       ratio[0], s1, GOAL_RATIO, verdict(ratio[1] <= GOAL_RATIO));
 	}
 	if (parts[1]) {
 		fmt_bytes(res.size_small, s1, sizeof(s1));
-		printf("(b) page requests during the push of %s, link %s + 1 ms each way (relay):\n"
+		printf("(b) page requests during the push of %s, link %s + 1 ms each way (relay), medians of %u:\n"
 		       "    rtt %.1f us; %llu requests: p50 %.1f us (goal <= %.1f): %s, p99 %.1f us (goal <= %.1f): "
-		       "%s, max %.1f us\n", s1, LINK_RATE, res.rtt_us, (unsigned long long)res.requests, res.p50_us,
+		       "%s, max %.1f us\n", s1, LINK_RATE, res.reps, res.rtt_us, (unsigned long long)res.requests, res.p50_us,
 		       goal_p50, verdict(res.p50_us <= goal_p50), res.p99_us, goal_p99,
 		       verdict(res.p99_us <= goal_p99), res.max_us);
+		printf("    the destination's own accesses (%llu, each timed): p50 %.3f us, p99 %.3f us, max %.1f us;\n"
+		       "    rtt during the push %.1f us (idle %.1f us)\n", (unsigned long long)res.touch_samples,
+		       res.touch_p50.med, res.touch_p99.med, res.touch_max.med, res.rtt_loaded.med, res.rtt_us);
 	}
 	if (parts[2]) {
 		fmt_bytes(res.eff_size, s1, sizeof(s1));
-		printf("(c) %s of incompressible pages over %s: %.2f s; link measured %.0f Mbit/s\n"
+		printf("(c) %s of incompressible pages over %s (medians of %u): %.2f s; link measured %.0f Mbit/s\n"
 		       "    efficiency %.3f vs 1000 Mbit/s (goal >= %.2f): %s; %.3f vs the measured link\n", s1,
-		       LINK_RATE, res.migrate_s, res.link_mbps, eff, GOAL_EFFICIENCY, verdict(c_met), eff_measured);
+		       LINK_RATE, res.reps, res.migrate_s, res.link_mbps, eff, GOAL_EFFICIENCY, verdict(c_met), eff_measured);
 	}
 	if (parts[3]) {
 		fmt_bytes(res.d_size, s1, sizeof(s1));
-		printf("(d) 2 writers over %s, faster than the link: precopy %u rounds, %llu pages left at the "
+		printf("(d) 2 writers over %s, faster than the link (medians of %u): precopy %llu rounds, %llu pages left at the "
 		       "pause (converged: %s), downtime %.1f ms;\n"
-		       "    postcopy downtime %.3f ms (goal <= %.0f ms): %s\n", s1, res.rounds,
+		       "    postcopy downtime %.3f ms (goal <= %.0f ms): %s\n", s1, res.reps, (unsigned long long)res.rounds,
 		       (unsigned long long)res.remainder_pages, converged ? "yes" : "no", res.pre_down_ms,
 		       res.post_down_ms, GOAL_DOWNTIME_MS, verdict(d_met));
 	}

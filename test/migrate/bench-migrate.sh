@@ -40,14 +40,27 @@ for k in (\"size_1g\", \"size_4g\", \"downtime_ms_1g\", \"downtime_ms_4g\", \"st
           \"requests\", \"rtt_us\", \"goal_p50_us\", \"goal_p99_us\", \"payload_bytes\", \"bytes_sent\",
           \"migrate_s\", \"link_mbps\", \"efficiency\", \"efficiency_measured\", \"precopy_rounds\",
           \"precopy_remainder_pages\", \"precopy_converged\", \"precopy_downtime_ms\",
-          \"postcopy_downtime_ms\"):
+          \"postcopy_downtime_ms\",
+          \"app_downtime_ms_1g\", \"app_downtime_ms_4g\", \"app_stopcopy_ms_1g\", \"app_stopcopy_ms_4g\",
+          \"touch_p50_us\", \"touch_p99_us\", \"touch_max_us\", \"touches\", \"rtt_loaded_us\"):
     assert num(k), (k, d.get(k))
+# every part runs --reps times: medians with their range
+for k in (\"downtime_ms_1g\", \"downtime_ms_4g\", \"stopcopy_ms_1g\", \"stopcopy_ms_4g\",
+          \"app_downtime_ms_1g\", \"app_downtime_ms_4g\", \"app_stopcopy_ms_1g\", \"app_stopcopy_ms_4g\",
+          \"request_p50_us\", \"request_p99_us\", \"request_max_us\", \"rtt_us\", \"rtt_loaded_us\",
+          \"touch_p50_us\", \"touch_p99_us\", \"touch_max_us\", \"migrate_s\", \"link_mbps\",
+          \"precopy_rounds\", \"precopy_remainder_pages\", \"precopy_downtime_ms\", \"postcopy_downtime_ms\"):
+    assert num(k + \"_min\") and num(k + \"_max\"), k
+    assert d[k + \"_min\"] <= d[k] <= d[k + \"_max\"], k
 for k in (\"goal_a_met\", \"goal_b_met\", \"goal_c_met\", \"goal_d_met\", \"goal_met\"):
     assert isinstance(d[k], bool), k
 assert d[\"quick\"] is True and d[\"size_4g\"] == 4 * d[\"size_1g\"]
 for k in (\"downtime_ms_1g\", \"downtime_ms_4g\", \"stopcopy_ms_1g\", \"stopcopy_ms_4g\",
-          \"precopy_downtime_ms\", \"postcopy_downtime_ms\", \"migrate_s\", \"link_mbps\"):
+          \"precopy_downtime_ms\", \"postcopy_downtime_ms\", \"migrate_s\", \"link_mbps\",
+          \"app_downtime_ms_1g\", \"app_downtime_ms_4g\", \"app_stopcopy_ms_1g\", \"app_stopcopy_ms_4g\"):
     assert d[k] > 0, k
+# the application downtime is expected to exceed the library downtime, but they
+# are taken at other points of the same runs: only positive, checked above
 assert abs(d[\"downtime_flat\"] - d[\"downtime_ms_4g\"] / d[\"downtime_ms_1g\"]) < 0.01 * d[\"downtime_flat\"] + 0.002
 assert d[\"downtime_ratio\"] == d[\"downtime_ratio_4g\"]
 assert d[\"reps\"] == 2
@@ -56,6 +69,10 @@ for k in (\"downtime_ms_1g\", \"downtime_ms_4g\"):
 # (b): pages were requested, and the relay delayed each way by 1 ms
 assert d[\"requests\"] >= 1 and 0 < d[\"request_p50_us\"] <= d[\"request_p99_us\"] <= d[\"request_max_us\"]
 assert d[\"rtt_us\"] >= 2000, d[\"rtt_us\"]
+assert d[\"rtt_loaded_us\"] >= 2000, d[\"rtt_loaded_us\"]
+# the destination application, timed per access: some faulted through the relay (>= 2 ms)
+assert d[\"touches\"] >= d[\"requests\"] and 0 < d[\"touch_p50_us\"] <= d[\"touch_p99_us\"] <= d[\"touch_max_us\"]
+assert d[\"touch_max_us\"] >= 2000, d[\"touch_max_us\"]
 assert d[\"goal_p50_us\"] == round(3 * d[\"rtt_us\"] + 100, 1) or abs(d[\"goal_p50_us\"] - 3 * d[\"rtt_us\"] - 100) < 1
 # (c): every page incompressible, no zero page elided; the wire carries headers too
 assert d[\"payload_bytes\"] == 64 << 20 and d[\"bytes_sent\"] > d[\"payload_bytes\"]
@@ -81,4 +98,6 @@ check help 0 "$F" bench migrate --help
 has help-names-keys "$T/out" "downtime_ratio"
 check bad-part 2 "$F" bench migrate --part e
 check bad-reps 2 "$F" bench migrate --reps 0
+check reps-no-value 2 "$F" bench migrate --json --reps
+check bad-option 2 "$F" bench migrate --bogus
 summary
