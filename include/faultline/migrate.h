@@ -652,8 +652,9 @@ FL_API int fl_migrate_dest_threads(const struct fl_migrate_dest *dest,
  * fl_migrate_accept() accepts two connections within timeout_ms (0: no
  * limit): the first is the bulk channel, the second the urgent one (once
  * the first is in, the second is waited for at least 5 s, so that a short
- * timeout never splits a pair); connections their peer closed already
- * are skipped.
+ * timeout never splits a pair; with no limit, a first connection without a
+ * second within 5 s is closed and the wait starts again); connections their
+ * peer closed already are skipped.
  * fl_migrate_connect() connects to addr twice, bulk first, each connection
  * established before the next is begun, within timeout_ms (0: 10000).
  * Returned sockets are non-blocking, close-on-exec, TCP_NODELAY; the

@@ -63,15 +63,18 @@ int fl_migrate_accept(int listen_fd, unsigned timeout_ms, int *ret_bulk_fd, int 
 
 	if (listen_fd < 0 || !ret_bulk_fd || !ret_urgent_fd)
 		return -EINVAL;
-	r = accept_one(listen_fd, deadline, &bulk);
-	if (r)
-		return r;
-	if (deadline)
-		deadline = FL_MAX(deadline, fl__now_ns() + PAIR_WAIT_MS * 1000000ull);
-	r = accept_one(listen_fd, deadline, &urgent);
-	if (r) {
+	for (;;) {
+		r = accept_one(listen_fd, deadline, &bulk);
+		if (r)
+			return r;
+		r = accept_one(listen_fd, FL_MAX(deadline, fl__now_ns() + PAIR_WAIT_MS * 1000000ull), &urgent);
+		if (!r)
+			break;
 		fl__close(bulk);
-		return r;
+		/* Without a limit, a lone connection (a port scan, a peer that
+		 * died between its two connects) is dropped, not waited on. */
+		if (r != -ETIMEDOUT || deadline)
+			return r;
 	}
 	*ret_bulk_fd = bulk;
 	*ret_urgent_fd = urgent;
