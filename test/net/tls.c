@@ -29,11 +29,11 @@ static void env_init(struct tls_env *t, bool certs)
 	n_write_image(t->path, 1, 4 * N_MIB, 41, SIZE_MAX);
 	if (!certs)
 		return;
-	n_need_certtool();
-	n_make_ca(t->dir, "ca");
-	n_make_ca(t->dir, "otherca");
-	n_make_cert(t->dir, "server", "ca", true);
-	n_make_cert(t->dir, "client", "ca", false);
+	t_need_certtool();
+	t_make_ca(t->dir, "ca");
+	t_make_ca(t->dir, "otherca");
+	t_make_cert(t->dir, "server", "ca", "tls_www_server", "expiration_days = 2");
+	t_make_cert(t->dir, "client", "ca", "tls_www_client", "expiration_days = 2");
 	snprintf(t->ca, sizeof(t->ca), "%s/ca.pem", t->dir);
 	snprintf(t->other_ca, sizeof(t->other_ca), "%s/otherca.pem", t->dir);
 	snprintf(t->cert, sizeof(t->cert), "%s/server.pem", t->dir);
