@@ -104,12 +104,7 @@ SRC_PORT=7001 DST_PORT=7001 MIG_PORT=7000
 
 # wait_for FILE PATTERN [TRIES of 50 ms]
 wait_for() {
-	for _ in $(seq "$(t_scale "${3:-400}")"); do
-		grep -q -- "$2" "$1" 2> /dev/null && return 0
-		sleep 0.05
-	done
-	echo "# no '$2' in $1: $(tail -c 400 "$1" 2> /dev/null)" >&2
-	return 1
+	t_poll "${3:-400}" grep -qs -- "$2" "$1" || { echo "# no '$2' in $1: $(tail -c 400 "$1" 2> /dev/null)" >&2; return 1; }
 }
 # wait_rc PID SECONDS: the exit status in $rc (137: killed at the deadline).
 # Polled (a zombie is an exit): a watchdog in the background would keep
