@@ -192,6 +192,24 @@ start_source() { # extra args...
 	wait_for "$T/src.out" "listening on $A_IP:$SRC_PORT"
 }
 
+# kv-load --failover --verify on the source, in the background ($lpid).
+start_load() {
+	ip netns exec "$NA" "$L" --host "$A_IP" --port $SRC_PORT --failover "$B_IP:$DST_PORT" --conns 4 \
+		--seconds 600 --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
+	lpid=$!
+	pids+=("$lpid")
+}
+# Stop it a second later; it must have read back every key it wrote.
+check_load() {
+	sleep 1
+	kill -TERM "$lpid"
+	wait_rc "$lpid" 120
+	ok load-verified '[ "$rc" = 0 ] && grep -q "verify: [1-9][0-9]* keys read back, 0 missing, 0 with another value" "$T/load.out"'
+	[ "$rc" = 0 ] || echo "# kv-load: $(tail -c 800 "$T/load.out")" >&2
+	# Every connection moved: its keys were read back from the destination.
+	ok load-moved '[ "$(sed -n "s/.* failovers=\([0-9]*\) .*/\1/p" "$T/load.out")" -ge 4 ]'
+}
+
 for mode in precopy postcopy hybrid; do
 	want modes || break
 	T_PROG=examples/kv-migrate-$mode
@@ -201,10 +219,7 @@ for mode in precopy postcopy hybrid; do
 	# Four connections, 80 % SET, each its own keys; the migration starts
 	# 1.5 s in, the load is stopped (SIGTERM: its report and the final
 	# check follow) a second after the migration is over.
-	ip netns exec "$NA" "$L" --host "$A_IP" --port $SRC_PORT --failover "$B_IP:$DST_PORT" --conns 4 \
-		--seconds 600 --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
-	lpid=$!
-	pids+=("$lpid")
+	start_load
 	sleep 1.5
 	reply=$(echo "MIGRATE $mode" | kvq "$A_IP" $SRC_PORT)
 	ok migrate-started '[ "$reply" = "+STARTED $mode" ]' || echo "# MIGRATE $mode: '$reply'" >&2
@@ -219,13 +234,7 @@ for mode in precopy postcopy hybrid; do
 		ok source-rounds '[ "${src_rounds:-0}" -ge 1 ]'
 	fi
 	ok dest-migration-done 'wait_for "$T/dst.out" "migration done ($mode): downtime_us"'
-	sleep 1
-	kill -TERM "$lpid"
-	wait_rc "$lpid" 120
-	ok load-verified '[ "$rc" = 0 ] && grep -q "verify: [1-9][0-9]* keys read back, 0 missing, 0 with another value" "$T/load.out"'
-	[ "$rc" = 0 ] || echo "# kv-load: $(tail -c 800 "$T/load.out")" >&2
-	# Every connection moved: its keys were read back from the destination.
-	ok load-moved '[ "$(sed -n "s/.* failovers=\([0-9]*\) .*/\1/p" "$T/load.out")" -ge 4 ]'
+	check_load
 	has dest-listening "$T/dst.out" "listening on $B_IP:$DST_PORT"
 	ok dest-prefill-intact '[ "$(prefill_wrong "$B_IP" $DST_PORT)" = 0 ]'
 	done_reply=$(echo MIGRATION | kvq "$B_IP" $DST_PORT)
@@ -315,22 +324,6 @@ else
 	result FAIL started
 fi
 
-# kv-load --failover --verify on the source, in the background ($lpid).
-start_load() {
-	ip netns exec "$NA" "$L" --host "$A_IP" --port $SRC_PORT --failover "$B_IP:$DST_PORT" --conns 4 \
-		--seconds 600 --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
-	lpid=$!
-	pids+=("$lpid")
-}
-# Stop it a second later; it must have read back every key it wrote.
-check_load() {
-	sleep 1
-	kill -TERM "$lpid"
-	wait_rc "$lpid" 120
-	ok load-verified '[ "$rc" = 0 ] && grep -q "verify: [1-9][0-9]* keys read back, 0 missing, 0 with another value" "$T/load.out"'
-	[ "$rc" = 0 ] || echo "# kv-load: $(tail -c 800 "$T/load.out")" >&2
-	ok load-moved '[ "$(sed -n "s/.* failovers=\([0-9]*\) .*/\1/p" "$T/load.out")" -ge 4 ]'
-}
 # A migration that must complete: the source exits 0, the destination
 # reports it done, and holds every prefilled key.
 check_moved() {
