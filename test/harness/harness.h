@@ -278,5 +278,10 @@ uint8_t *t_read_file(const char *path, size_t *ret_len);
 long t_pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name);
 /* Log callback that forwards to t_log (for engines under test). */
 void t_log_cb(enum fl_log_level level, const char *msg, void *ctx);
+/* Log callback that appends each line (and a newline) to t_logged, as
+ * much as fits: to check that an error comes with its reason. A case
+ * empties it with t_logged[0] = '\0'. */
+extern char t_logged[4096];
+void t_log_keep(enum fl_log_level level, const char *msg, void *ctx);
 
 #endif

@@ -199,16 +199,6 @@ static int test_tls_recovery(void *arg)
 	return T_PASS;
 }
 
-static char logged[4096];
-
-static void log_keep(enum fl_log_level level, const char *msg, void *ctx)
-{
-	(void)level;
-	(void)ctx;
-	strncat(logged, msg, sizeof(logged) - strlen(logged) - 2);
-	strcat(logged, "\n");
-}
-
 /* Without TLS support both sides refuse TLS, and say why. */
 static int test_disabled(void *arg)
 {
@@ -222,17 +212,17 @@ static int test_disabled(void *arg)
 		t_skip("built with TLS support: the other tls cases test it");
 	T_ASSERT_EQ(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1, .bulk_fd = 3,
-		.urgent_fd = 4, .quiesce = quiesce_nop, .log = log_keep, .tls = FL_TLS_PSK,
+		.urgent_fd = 4, .quiesce = quiesce_nop, .log = t_log_keep, .tls = FL_TLS_PSK,
 		.psk_identity = "m", .psk_key_hex = KEY_A }, &src), -EOPNOTSUPP);
 	T_ASSERT(src == NULL);
-	T_ASSERT(strstr(logged, "-Dtls=disabled"), "logged: '%s'", logged);
-	logged[0] = '\0';
+	T_ASSERT(strstr(t_logged, "-Dtls=disabled"), "logged: '%s'", t_logged);
+	t_logged[0] = '\0';
 	T_ASSERT_EQ(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = 3, .urgent_fd = 4,
-		.resume = m_on_resume, .log = log_keep, .tls = FL_TLS_X509,
+		.resume = m_on_resume, .log = t_log_keep, .tls = FL_TLS_X509,
 		.cert_file = "/nonexistent.pem", .key_file = "/nonexistent.key" }, &dst), -EOPNOTSUPP);
 	T_ASSERT(dst == NULL);
-	T_ASSERT(strstr(logged, "-Dtls=disabled"), "logged: '%s'", logged);
+	T_ASSERT(strstr(t_logged, "-Dtls=disabled"), "logged: '%s'", t_logged);
 	return T_PASS;
 }
 
