@@ -241,7 +241,7 @@ ls -A "$T" | grep -q '^\.huge\.img\.tmp\.' && result FAIL create-huge-no-tmp || 
 
 # ---- interrupted commands leave nothing behind (item 3) ----
 # wait_for COND...: poll a shell condition for up to 20 s
-wait_for() { for _ in $(seq $(t_scale 400)); do eval "$1" && return 0; sleep 0.05; done; return 1; }
+wait_for() { t_poll 400 eval "$1"; }
 # Background commands are started with job control on (set -m): each is then
 # the leader of a process group of its own, which holds every process it
 # starts (found with pgrep -g even once orphaned), and SIGINT is not ignored

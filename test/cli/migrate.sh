@@ -23,12 +23,7 @@ except ValueError:
 print(eval(sys.argv[2]))' "$1" "$2"; }
 
 # wait_for SECONDS COMMAND...: poll until it succeeds.
-wait_for() {
-	local n=$(( $(t_scale "$1") * 20 ))
-	shift
-	for _ in $(seq "$n"); do "$@" 2> /dev/null && return 0; sleep 0.05; done
-	return 1
-}
+wait_for() { t_poll $(($1 * 20)) "${@:2}" 2> /dev/null; }
 listening() { "$F" migrate status --control "$1" > /dev/null 2>&1; }
 in_state() { "$F" migrate status --control "$1" --json 2> /dev/null | grep -q "\"state\": \"$2\""; }
 

@@ -30,12 +30,12 @@ start_proxy() {
 	"$F" proxy --listen 127.0.0.1:0 "$@" > "$T/$name.out" 2> "$T/$name.err" &
 	eval "${name}_pid=$!"
 	pids+=($!)
-	for _ in $(seq "$(t_scale 200)"); do grep -q "^proxy listening on" "$T/$name.out" 2> /dev/null && break; sleep 0.05; done
+	t_poll 200 grep -qs "^proxy listening on" "$T/$name.out"
 	eval "${name}_port=$(sed -n 's/^proxy listening on 127\.0\.0\.1:\([0-9]\+\)$/\1/p' "$T/$name.out")"
 }
 # wait_last DIR: the server's report of the connection that ended last.
 wait_last() {
-	for _ in $(seq "$(t_scale 200)"); do [ -s "$T/$1/last" ] && break; sleep 0.05; done
+	t_poll 200 test -s "$T/$1/last"
 	cat "$T/$1/last" 2> /dev/null
 }
 

@@ -104,12 +104,7 @@ SRC_PORT=7001 DST_PORT=7001 MIG_PORT=7000
 
 # wait_for FILE PATTERN [TRIES of 50 ms]
 wait_for() {
-	for _ in $(seq "$(t_scale "${3:-400}")"); do
-		grep -q -- "$2" "$1" 2> /dev/null && return 0
-		sleep 0.05
-	done
-	echo "# no '$2' in $1: $(tail -c 400 "$1" 2> /dev/null)" >&2
-	return 1
+	t_poll "${3:-400}" grep -qs -- "$2" "$1" || { echo "# no '$2' in $1: $(tail -c 400 "$1" 2> /dev/null)" >&2; return 1; }
 }
 # wait_rc PID SECONDS: the exit status in $rc (137: killed at the deadline).
 # Polled (a zombie is an exit): a watchdog in the background would keep
@@ -135,6 +130,39 @@ kvq() {
 		exec 3<> "/dev/tcp/$1/$2" || exit 1
 		printf "%s\n" "$3" >&3
 		timeout 30 head -n "$4" <&3' kvq "$1" "$2" "$req" "$n"
+}
+# check_first_keys: the first 2000 keys from the destination, served on
+# demand, each with its value (result dest-first-keys).
+check_first_keys() {
+	first=$(for ((i = 0; i < 2000; i++)); do echo "GET k$i"; done | kvq "$B_IP" $DST_PORT |
+		awk '{ k = "k" (NR - 1); if ($0 != "$" k ":0:" k) bad++ } END { print bad + 0, NR }')
+	ok dest-first-keys '[ "$first" = "0 2000" ]'
+}
+# start_reader: a reader goes on from key 2000 through the keys, 500 to a
+# connection, until the destination is gone; it records every reply with
+# its key in $T/reader.out (its pid in rpid). Result reader-started: it
+# got to key 2100.
+start_reader() {
+	ip netns exec "$NA" bash -c '
+		for ((b = 2000; b < $3; b += 500)); do
+			exec 3<> "/dev/tcp/$1/$2" || exit 0
+			for ((i = b; i < b + 500; i++)); do printf "GET k%d\n" $i >&3; done
+			for ((i = b; i < b + 500; i++)); do IFS= read -r -t 30 r <&3 || exit 0; echo "$i $r"; done
+			exec 3>&-
+		done' reader "$B_IP" $DST_PORT $PREFILL > "$T/reader.out" 2> /dev/null &
+	rpid=$!
+	pids+=("$rpid")
+	ok reader-started 'wait_for "$T/reader.out" "^2100 " 400'
+}
+# check_reader: once the reader ends, every value it got right
+# (reader-never-wrong), some (reader-read-some), not all: it stopped with
+# the destination (reader-stopped).
+check_reader() {
+	wait_rc "$rpid" 60
+	wrong=$(awk '{ k = "k" $1; if ($2 != "$" k ":0:" k) bad++ } END { print bad + 0 }' "$T/reader.out")
+	ok reader-never-wrong '[ "$wrong" = 0 ]'
+	ok reader-read-some '[ "$(wc -l < "$T/reader.out")" -gt 0 ]'
+	ok reader-stopped '[ "$(wc -l < "$T/reader.out")" -lt $((PREFILL - 2000)) ]'
 }
 # prefill_wrong HOST PORT: prefilled keys without their value (in batches
 # of 2000: the replies of one batch fit the sockets' buffers).
@@ -164,6 +192,24 @@ start_source() { # extra args...
 	wait_for "$T/src.out" "listening on $A_IP:$SRC_PORT"
 }
 
+# kv-load --failover --verify on the source, in the background ($lpid).
+start_load() {
+	ip netns exec "$NA" "$L" --host "$A_IP" --port $SRC_PORT --failover "$B_IP:$DST_PORT" --conns 4 \
+		--seconds 600 --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
+	lpid=$!
+	pids+=("$lpid")
+}
+# Stop it a second later; it must have read back every key it wrote.
+check_load() {
+	sleep 1
+	kill -TERM "$lpid"
+	wait_rc "$lpid" 120
+	ok load-verified '[ "$rc" = 0 ] && grep -q "verify: [1-9][0-9]* keys read back, 0 missing, 0 with another value" "$T/load.out"'
+	[ "$rc" = 0 ] || echo "# kv-load: $(tail -c 800 "$T/load.out")" >&2
+	# Every connection moved: its keys were read back from the destination.
+	ok load-moved '[ "$(sed -n "s/.* failovers=\([0-9]*\) .*/\1/p" "$T/load.out")" -ge 4 ]'
+}
+
 for mode in precopy postcopy hybrid; do
 	want modes || break
 	T_PROG=examples/kv-migrate-$mode
@@ -173,10 +219,7 @@ for mode in precopy postcopy hybrid; do
 	# Four connections, 80 % SET, each its own keys; the migration starts
 	# 1.5 s in, the load is stopped (SIGTERM: its report and the final
 	# check follow) a second after the migration is over.
-	ip netns exec "$NA" "$L" --host "$A_IP" --port $SRC_PORT --failover "$B_IP:$DST_PORT" --conns 4 \
-		--seconds 600 --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
-	lpid=$!
-	pids+=("$lpid")
+	start_load
 	sleep 1.5
 	reply=$(echo "MIGRATE $mode" | kvq "$A_IP" $SRC_PORT)
 	ok migrate-started '[ "$reply" = "+STARTED $mode" ]' || echo "# MIGRATE $mode: '$reply'" >&2
@@ -191,13 +234,7 @@ for mode in precopy postcopy hybrid; do
 		ok source-rounds '[ "${src_rounds:-0}" -ge 1 ]'
 	fi
 	ok dest-migration-done 'wait_for "$T/dst.out" "migration done ($mode): downtime_us"'
-	sleep 1
-	kill -TERM "$lpid"
-	wait_rc "$lpid" 120
-	ok load-verified '[ "$rc" = 0 ] && grep -q "verify: [1-9][0-9]* keys read back, 0 missing, 0 with another value" "$T/load.out"'
-	[ "$rc" = 0 ] || echo "# kv-load: $(tail -c 800 "$T/load.out")" >&2
-	# Every connection moved: its keys were read back from the destination.
-	ok load-moved '[ "$(sed -n "s/.* failovers=\([0-9]*\) .*/\1/p" "$T/load.out")" -ge 4 ]'
+	check_load
 	has dest-listening "$T/dst.out" "listening on $B_IP:$DST_PORT"
 	ok dest-prefill-intact '[ "$(prefill_wrong "$B_IP" $DST_PORT)" = 0 ]'
 	done_reply=$(echo MIGRATION | kvq "$B_IP" $DST_PORT)
@@ -250,33 +287,18 @@ elif start_dest --migrate-recovery-ms 2000 &&
 	ok migrate-started '[ "$(echo "MIGRATE postcopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED postcopy" ]'
 	ok dest-serving 'wait_for "$T/dst.out" "listening on $B_IP:$DST_PORT"'
 	# Served on demand: the first 2000 keys, fetched page by page.
-	first=$(for ((i = 0; i < 2000; i++)); do echo "GET k$i"; done | kvq "$B_IP" $DST_PORT |
-		awk '{ k = "k" (NR - 1); if ($0 != "$" k ":0:" k) bad++ } END { print bad + 0, NR }')
-	ok dest-first-keys '[ "$first" = "0 2000" ]'
+	check_first_keys
 	ok dest-mid-fetch '[ "$(echo MIGRATION | kvq "$B_IP" $DST_PORT)" = "+RUNNING postcopy" ]'
 	# A reader goes on through the keys, 500 to a connection, until the
 	# destination is gone; it records every reply with its key.
-	ip netns exec "$NA" bash -c '
-		for ((b = 2000; b < $3; b += 500)); do
-			exec 3<> "/dev/tcp/$1/$2" || exit 0
-			for ((i = b; i < b + 500; i++)); do printf "GET k%d\n" $i >&3; done
-			for ((i = b; i < b + 500; i++)); do IFS= read -r -t 30 r <&3 || exit 0; echo "$i $r"; done
-			exec 3>&-
-		done' reader "$B_IP" $DST_PORT $PREFILL > "$T/reader.out" 2> /dev/null &
-	rpid=$!
-	pids+=("$rpid")
-	wait_for "$T/reader.out" "^2100 " 400 > /dev/null
+	start_reader
 	kill -9 "$spid"
 	wait "$spid" 2> /dev/null
 	wait_rc "$dpid" 60
 	dest_rc=$rc
 	ok dest-exit-nonzero '[ "$dest_rc" != 0 ] && [ "$dest_rc" != 137 ]'
 	has dest-cause "$T/dst.err" "failed after its switchover"
-	wait_rc "$rpid" 60
-	wrong=$(awk '{ k = "k" $1; if ($2 != "$" k ":0:" k) bad++ } END { print bad + 0 }' "$T/reader.out")
-	ok reader-never-wrong '[ "$wrong" = 0 ]'
-	ok reader-read-some '[ "$(wc -l < "$T/reader.out")" -gt 0 ]'
-	ok reader-stopped '[ "$(wc -l < "$T/reader.out")" -lt $((PREFILL - 2000)) ]'
+	check_reader
 	echo "# kill: the reader got $(wc -l < "$T/reader.out") right values before the destination exited ($dest_rc): $(tail -1 "$T/dst.err")" >&2
 else
 	result FAIL started
@@ -302,22 +324,6 @@ else
 	result FAIL started
 fi
 
-# kv-load --failover --verify on the source, in the background ($lpid).
-start_load() {
-	ip netns exec "$NA" "$L" --host "$A_IP" --port $SRC_PORT --failover "$B_IP:$DST_PORT" --conns 4 \
-		--seconds 600 --keys 4000 --prefix c --set-pct 80 --verify > "$T/load.out" 2>&1 &
-	lpid=$!
-	pids+=("$lpid")
-}
-# Stop it a second later; it must have read back every key it wrote.
-check_load() {
-	sleep 1
-	kill -TERM "$lpid"
-	wait_rc "$lpid" 120
-	ok load-verified '[ "$rc" = 0 ] && grep -q "verify: [1-9][0-9]* keys read back, 0 missing, 0 with another value" "$T/load.out"'
-	[ "$rc" = 0 ] || echo "# kv-load: $(tail -c 800 "$T/load.out")" >&2
-	ok load-moved '[ "$(sed -n "s/.* failovers=\([0-9]*\) .*/\1/p" "$T/load.out")" -ge 4 ]'
-}
 # A migration that must complete: the source exits 0, the destination
 # reports it done, and holds every prefilled key.
 check_moved() {
@@ -520,9 +526,7 @@ if ! want outage; then
 elif start_proxy && start_dest && start_source --migrate-to "$A_IP:$PROXY_PORT" --migrate-no-push; then
 	ok migrate-started '[ "$(echo "MIGRATE postcopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED postcopy" ]'
 	ok dest-serving 'wait_for "$T/dst.out" "listening on $B_IP:$DST_PORT"'
-	first=$(for ((i = 0; i < 2000; i++)); do echo "GET k$i"; done | kvq "$B_IP" $DST_PORT |
-		awk '{ k = "k" (NR - 1); if ($0 != "$" k ":0:" k) bad++ } END { print bad + 0, NR }')
-	ok dest-first-keys '[ "$first" = "0 2000" ]'
+	check_first_keys
 	kill -9 "$ppid_"
 	wait "$ppid_" 2> /dev/null
 	for _ in $(seq "$(t_scale 100)"); do
@@ -570,19 +574,8 @@ elif start_proxy && start_dest --migrate-recovery-ms 2000 &&
 	start_source --migrate-to "$A_IP:$PROXY_PORT" --migrate-no-push --migrate-recovery-ms 2000; then
 	ok migrate-started '[ "$(echo "MIGRATE postcopy" | kvq "$A_IP" $SRC_PORT)" = "+STARTED postcopy" ]'
 	ok dest-serving 'wait_for "$T/dst.out" "listening on $B_IP:$DST_PORT"'
-	first=$(for ((i = 0; i < 2000; i++)); do echo "GET k$i"; done | kvq "$B_IP" $DST_PORT |
-		awk '{ k = "k" (NR - 1); if ($0 != "$" k ":0:" k) bad++ } END { print bad + 0, NR }')
-	ok dest-first-keys '[ "$first" = "0 2000" ]'
-	ip netns exec "$NA" bash -c '
-		for ((b = 2000; b < $3; b += 500)); do
-			exec 3<> "/dev/tcp/$1/$2" || exit 0
-			for ((i = b; i < b + 500; i++)); do printf "GET k%d\n" $i >&3; done
-			for ((i = b; i < b + 500; i++)); do IFS= read -r -t 30 r <&3 || exit 0; echo "$i $r"; done
-			exec 3>&-
-		done' reader "$B_IP" $DST_PORT $PREFILL > "$T/reader.out" 2> /dev/null &
-	rpid=$!
-	pids+=("$rpid")
-	wait_for "$T/reader.out" "^2100 " 400 > /dev/null
+	check_first_keys
+	start_reader
 	kill -9 "$ppid_"
 	wait "$ppid_" 2> /dev/null
 	wait_rc "$dpid" 60
@@ -592,10 +585,7 @@ elif start_proxy && start_dest --migrate-recovery-ms 2000 &&
 	# comes first: both before any wrong reply.
 	has dest-recovery-gave-up "$T/dst.err" "no recovery within 2000 ms"
 	ok dest-cause 'grep -q "no reconnection within --migrate-recovery-ms\|a page of the arena never arrived" "$T/dst.err"'
-	wait_rc "$rpid" 60
-	wrong=$(awk '{ k = "k" $1; if ($2 != "$" k ":0:" k) bad++ } END { print bad + 0 }' "$T/reader.out")
-	ok reader-never-wrong '[ "$wrong" = 0 ]'
-	ok reader-stopped '[ "$(wc -l < "$T/reader.out")" -lt $((PREFILL - 2000)) ]'
+	check_reader
 	wait_rc "$spid" 60
 	ok source-exit-1 '[ "$rc" = 1 ]'
 	has source-cause "$T/src.err" "failed after its switchover"

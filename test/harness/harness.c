@@ -773,3 +773,56 @@ void t_drop_privileges(void)
 	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
 		t_fail_at(__FILE__, __LINE__, "PR_SET_DUMPABLE", " %s", strerror(errno));
 }
+
+/* ---- commands and certificates ----------------------------------------------- */
+
+void t_run(const char *cmd)
+{
+	int r = system(cmd);
+
+	T_ASSERT(r == 0, "%s: exit %d", cmd, r);
+}
+
+void t_need_certtool(void)
+{
+	if (system("command -v certtool >/dev/null 2>&1") != 0)
+		t_skip_resource("certtool not installed (apt-get install gnutls-bin)");
+}
+
+void t_make_ca(const char *dir, const char *name)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && "
+		 "printf 'cn = \"faultline test %s\"\\nca\\ncert_signing_key\\nexpiration_days = 2\\n' > %s.tmpl && "
+		 "certtool --generate-privkey --key-type=ecdsa --outfile %s.key >/dev/null 2>&1 && "
+		 "certtool --generate-self-signed --load-privkey %s.key --template %s.tmpl "
+		 "--outfile %s.pem >/dev/null 2>&1",
+		 dir, name, name, name, name, name, name);
+	t_run(cmd);
+}
+
+void t_make_cert(const char *dir, const char *name, const char *ca, const char *usage, const char *validity)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && printf 'cn = \"%s\"\\ndns_name = \"localhost\"\\nip_address = \"127.0.0.1\"\\n%s\\n"
+		 "signing_key\\nencryption_key\\n%s\\n' > %s.tmpl && "
+		 "certtool --generate-privkey --key-type=ecdsa --outfile %s.key >/dev/null 2>&1 && "
+		 "certtool --generate-certificate --load-privkey %s.key --load-ca-certificate %s.pem "
+		 "--load-ca-privkey %s.key --template %s.tmpl --outfile %s.pem >/dev/null 2>&1",
+		 dir, name, usage, validity, name, name, name, ca, ca, name, name);
+	t_run(cmd);
+}
+
+char t_logged[4096];
+
+void t_log_keep(enum fl_log_level level, const char *msg, void *ctx)
+{
+	(void)level;
+	(void)ctx;
+	strncat(t_logged, msg, sizeof(t_logged) - strlen(t_logged) - 2);
+	strcat(t_logged, "\n");
+}

@@ -248,6 +248,23 @@ void t_tmpdir(char *out, size_t len, const char *prefix);
 int t_rmtree(const char *dir);
 /* "dir/name" in one of 8 rotating static buffers. */
 char *t_path_in(const char *dir, const char *name);
+/* system(cmd), asserting its exit status 0. */
+void t_run(const char *cmd);
+
+/* ---- certificates (certtool from gnutls-bin) ---------------------------------- */
+/* t_skip_resource() unless certtool is installed: a failure under t_strict(). */
+void t_need_certtool(void);
+/* A CA named `name` in dir: name.key, name.pem (ECDSA, 2 days); asserts. */
+void t_make_ca(const char *dir, const char *name);
+/*
+ * A certificate `name` in dir (name.key, name.pem) for 127.0.0.1 and
+ * localhost, signed by the CA `ca` (ca.key, ca.pem in dir). usage:
+ * "tls_www_server" or "tls_www_client"; validity: template lines such as
+ * "expiration_days = 2" or activation_date/expiration_date ("\\n" between
+ * lines, as printf reads them). Asserts.
+ */
+void t_make_cert(const char *dir, const char *name, const char *ca, const char *usage, const char *validity);
+
 /* Create (truncate) `path` holding buf; asserts. */
 void t_write_file(const char *path, const void *buf, size_t len);
 /* The whole of `path`, malloc'ed; *ret_len its size; asserts. */
@@ -261,5 +278,10 @@ uint8_t *t_read_file(const char *path, size_t *ret_len);
 long t_pss_kib(pid_t pid, uint64_t start, uint64_t len, const char *name);
 /* Log callback that forwards to t_log (for engines under test). */
 void t_log_cb(enum fl_log_level level, const char *msg, void *ctx);
+/* Log callback that appends each line (and a newline) to t_logged, as
+ * much as fits: to check that an error comes with its reason. A case
+ * empties it with t_logged[0] = '\0'. */
+extern char t_logged[4096];
+void t_log_keep(enum fl_log_level level, const char *msg, void *ctx);
 
 #endif

@@ -42,6 +42,19 @@ t_scale() {
 		if (s !~ /^[0-9]+(\.[0-9]*)?$/ || s + 0 < 1 || s + 0 > 1000) s = 1
 		v = n * s; r = int(v); if (r < v) r++; print r }'
 }
+# t_poll TRIES COMMAND...: run COMMAND every 50 ms until it succeeds
+# (status 0), at most t_scale TRIES times (status 1 if it never did).
+# COMMAND may be `eval "expression"`; the loop's own names start with _t_.
+t_poll() {
+	local _t_n _t_i
+	_t_n=$(t_scale "$1")
+	shift
+	for ((_t_i = 0; _t_i < _t_n; _t_i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
 # t_strict: FAULTLINE_REQUIRE_FEATURES is "all" or "kernel", so a missing
 # resource (a tool, huge pages) is a failure, not a skip (as t_strict() in
 # harness.c).

@@ -12,7 +12,7 @@
  * destination checks its memory against that instant, block by block.
  * Then hostile peers on either side, hand-written on the wire.
  */
-#include "peer.h"
+#include "mig-util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -85,33 +85,6 @@ static int test_migrate(void *arg)
 
 /* ---- helpers of the hostile cases ------------------------------------------ */
 
-static int tcp_connect(int port, char role)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	T_ASSERT(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	T_ASSERT(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s", strerror(errno));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	(void)role;
-	return fd;
-}
-
-static void listen_tcp(int *ret_fd, int *ret_port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	T_ASSERT(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	T_ASSERT(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 4) == 0);
-	T_ASSERT(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
-	*ret_fd = fd;
-	*ret_port = ntohs(a.sin_port);
-}
-
 static void dst_log(enum fl_log_level level, const char *msg, void *ctx)
 {
 	(void)ctx;
@@ -120,28 +93,6 @@ static void dst_log(enum fl_log_level level, const char *msg, void *ctx)
 }
 
 /* ---- hostile peers ----------------------------------------------------- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);	/* x86: little-endian, as the wire */
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static void hdr(uint8_t *h, uint32_t magic, uint16_t version, uint16_t type, uint32_t len, uint32_t flags)
-{
-	put32(h, magic);
-	memcpy(h + 4, &version, 2);
-	memcpy(h + 6, &type, 2);
-	put32(h + 8, len);
-	put32(h + 12, flags);
-}
-
-#define MAGIC 0x474d4c46u
-#define VER 2
 
 static void read_full(int fd, uint8_t *p, size_t n)
 {
@@ -172,10 +123,7 @@ static void send_hellos(int bulk_peer, int urgent_peer)
 	uint8_t m[32];
 
 	for (uint32_t ch = 0; ch < 2; ch++) {
-		hdr(m, MAGIC, VER, 10, 16, 0);
-		put64(m + 16, 42);
-		put32(m + 24, ch);
-		put32(m + 28, 0);
+		m_hello(m, 42, ch, 0);
 		T_ASSERT(write(ch ? urgent_peer : bulk_peer, m, 32) == 32);
 	}
 }
@@ -207,29 +155,11 @@ static void *trickle_main(void *arg)
 	return NULL;
 }
 
-static void tcp_pair(int *a, int *b)
-{
-	int lfd, port;
-
-	listen_tcp(&lfd, &port);
-	*a = tcp_connect(port, 'x');
-	*b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	T_ASSERT(*b >= 0);
-	close(lfd);
-}
-
-static void never_resume(const void *blob, size_t blob_len, void *ctx)
-{
-	(void)blob;
-	(void)blob_len;
-	(void)ctx;
-	T_ASSERT(0, "resumed by a hostile peer");
-}
-
 static int test_hostile_dest(void *arg)
 {
 	enum hostile h = (enum hostile)(uintptr_t)arg;
-	int bulk_peer, bulk, urgent_peer, urgent, r, want;
+	struct m_chans chan;
+	int r, want;
 	struct fl_migrate_dest *dst;
 	uint8_t m[48 + 32 + 4096 + 32];
 	size_t n = 0;
@@ -246,35 +176,28 @@ static int test_hostile_dest(void *arg)
 		T_ASSERT(taken == (void *)(uintptr_t)(HOSTILE_ADDR + 4096));
 		memset(taken, 0x77, 4096);
 	}
-	tcp_pair(&bulk_peer, &bulk);
-	tcp_pair(&urgent_peer, &urgent);
+	m_chans_open(&chan);
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
-		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = chan.bulk, .urgent_fd = chan.urgent,
 		.resume = never_resume, .timeout_ms = h == H_TRICKLE ? 500 : t_scaled_ms(10000),
 		.log = dst_log }, &dst));
 	T_OK(fl_migrate_dest_start(dst));
 	/* A valid layout first (one anon range of 16 pages), except where
 	 * the header itself is the fault. */
 	if (h == H_MAGIC || h == H_VERSION || h == H_TYPE || h == H_HUGE_LEN) {
-		hdr(m, h == H_MAGIC ? 0x53504c46u : MAGIC, h == H_VERSION ? 1 : VER, h == H_TYPE ? 77 : 1,
+		m_hdr_raw(m, h == H_MAGIC ? 0x53504c46u : M_MAGIC, h == H_VERSION ? 1 : M_VER, h == H_TYPE ? 77 : 1,
 		    h == H_HUGE_LEN ? 0xfffffff0u : 32, 0);
 		n = 16;
 		want = h == H_HUGE_LEN ? -EBADMSG : -EPROTO;
 	} else {
-		hdr(m, MAGIC, VER, 1, 32, 0);
-		put32(m + 16, 1);
-		put32(m + 20, 0);
-		put64(m + 24, HOSTILE_ADDR);
-		put64(m + 32, 16 * 4096);
-		put32(m + 40, FL_MEM_ANON);
-		put32(m + 44, 4096);
+		m_layout1(m, HOSTILE_ADDR, 16 * 4096, FL_MEM_ANON, 4096);
 		n = 48;
 		uint8_t *pg = m + n;
 
 		memset(pg + 32, 0xab, 4096);
-		hdr(pg, MAGIC, VER, 2, 16 + 4096, 0);
-		put64(pg + 16, h == H_RANGE ? HOSTILE_ADDR + 16 * 4096 : HOSTILE_ADDR);
-		put64(pg + 24, XXH3_64bits(pg + 32, 4096) ^ (h == H_CSUM ? 1 : 0));
+		m_hdr(pg, 2, 16 + 4096);
+		m_put64(pg + 16, h == H_RANGE ? HOSTILE_ADDR + 16 * 4096 : HOSTILE_ADDR);
+		m_put64(pg + 24, XXH3_64bits(pg + 32, 4096) ^ (h == H_CSUM ? 1 : 0));
 		n += h == H_TRUNC ? 16 + 16 + 100 : 16 + 16 + 4096;
 		want = h == H_RANGE ? -ERANGE : -EBADMSG;
 		if (h == H_IN_USE) {
@@ -284,28 +207,25 @@ static int test_hostile_dest(void *arg)
 		if (h == H_OVERSIZE || h == H_TRICKLE) {
 			/* The page's header only: its payload never comes
 			 * (OVERSIZE: a length no PAGE has) or comes by the byte. */
-			hdr(pg, MAGIC, VER, 2, h == H_OVERSIZE ? 16 + (4u << 20) : 16 + 4096, 0);
+			m_hdr(pg, 2, h == H_OVERSIZE ? 16 + (4u << 20) : 16 + 4096);
 			n = 48 + 16;
 			want = h == H_OVERSIZE ? -EBADMSG : -ETIMEDOUT;
 		}
 		if (h == H_SECOND_HELLO) {
 			/* The same session's HELLO, as a reconnection would
 			 * send it, in the middle of the live bulk stream. */
-			hdr(m + n, MAGIC, VER, 10, 16, 0);
-			put64(m + n + 16, 42);
-			put32(m + n + 24, 0);
-			put32(m + n + 28, 1);
+			m_hello(m + n, 42, 0, 1);
 			n += 32;
 			want = -EPROTO;
 		}
 	}
-	send_hellos(bulk_peer, urgent_peer);
-	T_ASSERT(write(bulk_peer, m, n) == (ssize_t)n);
+	send_hellos(chan.peer_bulk, chan.peer_urgent);
+	T_ASSERT(write(chan.peer_bulk, m, n) == (ssize_t)n);
 	if (h == H_TRUNC || h == H_HUGE_LEN)
-		shutdown(bulk_peer, SHUT_WR);
+		shutdown(chan.peer_bulk, SHUT_WR);
 	t0 = t_now_ns();
 	if (h == H_TRICKLE) {
-		tr.fd = bulk_peer;
+		tr.fd = chan.peer_bulk;
 		T_ASSERT(pthread_create(&tth, NULL, trickle_main, &tr) == 0);
 	}
 	r = fl_migrate_dest_wait(dst);
@@ -332,10 +252,7 @@ static int test_hostile_dest(void *arg)
 	T_ASSERT(p == (void *)(uintptr_t)HOSTILE_ADDR, "layout left mapped");
 	munmap(p, 16 * 4096);
 	fl_migrate_dest_free(dst);
-	close(bulk_peer);
-	close(urgent_peer);
-	close(bulk);
-	close(urgent);
+	m_chans_close(&chan);
 	return T_PASS;
 }
 
@@ -353,7 +270,8 @@ static void resume_flag(const void *blob, size_t blob_len, void *ctx)
  */
 static int test_silent_source(void *arg)
 {
-	int bulk_peer, bulk, urgent_peer, urgent, r;
+	struct m_chans chan;
+	int r;
 	struct fl_migrate_dest *dst;
 	_Atomic bool resumed = false;
 	uint8_t m[48 + 16 + 16 + 2 + 3];
@@ -361,49 +279,32 @@ static int test_silent_source(void *arg)
 	uint8_t *mem = (uint8_t *)(uintptr_t)(HOSTILE_ADDR + (1ull << 30));
 
 	(void)arg;
-	tcp_pair(&bulk_peer, &bulk);
-	tcp_pair(&urgent_peer, &urgent);
+	m_chans_open(&chan);
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
-		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
-		.resume = resume_flag, .resume_ctx = &resumed, .timeout_ms = 300, .log = dst_log }, &dst));
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = chan.bulk, .urgent_fd = chan.urgent,
+		.resume = resume_flag, .resume_ctx = &resumed, .timeout_ms = t_scaled_ms(300), .log = dst_log }, &dst));
 	T_OK(fl_migrate_dest_start(dst));
-	hdr(m, MAGIC, VER, 1, 32, 0);
-	put32(m + 16, 1);
-	put32(m + 20, 0);
-	put64(m + 24, (uint64_t)(uintptr_t)mem);
-	put64(m + 32, 16 * 4096);
-	put32(m + 40, FL_MEM_ANON);
-	put32(m + 44, 4096);
-	hdr(m + 48, MAGIC, VER, 4, 16 + 2 + 3, 0);	/* SWITCHOVER: nothing present, blob "abc" */
-	put64(m + 64, 16);
-	put64(m + 72, 3);
+	m_layout1(m, (uint64_t)(uintptr_t)mem, 16 * 4096, FL_MEM_ANON, 4096);
+	m_hdr(m + 48, 4, 16 + 2 + 3);	/* SWITCHOVER: nothing present, blob "abc" */
+	m_put64(m + 64, 16);
+	m_put64(m + 72, 3);
 	m[80] = m[81] = 0;
 	memcpy(m + 82, "abc", 3);
-	send_hellos(bulk_peer, urgent_peer);
-	T_ASSERT(write(bulk_peer, m, sizeof(m)) == (ssize_t)sizeof(m));
+	send_hellos(chan.peer_bulk, chan.peer_urgent);
+	T_ASSERT(write(chan.peer_bulk, m, sizeof(m)) == (ssize_t)sizeof(m));
 	T_ASSERT(T_WAIT_FOR(atomic_load(&resumed), 10000), "never resumed");
 	t0 = t_now_ns();
 	T_ASSERT(mig_read_or_sigbus((const volatile uint64_t *)(const void *)(mem + 5 * 4096), &v) == 1,
 		 "read %llu from a page its source never sent", (unsigned long long)v);
 	/* Not before the timeout: the request was waited for. */
-	T_ASSERT(t_now_ns() - t0 >= 250000000ull, "SIGBUS after %llu ns", (unsigned long long)(t_now_ns() - t0));
+	T_ASSERT(t_now_ns() - t0 >= t_scaled_ns(250), "SIGBUS after %llu ns", (unsigned long long)(t_now_ns() - t0));
 	r = fl_migrate_dest_wait(dst);
 	T_ASSERT_EQ(r, -ETIMEDOUT);
 	/* Every other page too, also for a thread that comes later. */
 	T_ASSERT(mig_read_or_sigbus((const volatile uint64_t *)(const void *)(mem + 15 * 4096), &v) == 1);
 	fl_migrate_dest_free(dst);
-	close(bulk_peer);
-	close(urgent_peer);
-	close(bulk);
-	close(urgent);
+	m_chans_close(&chan);
 	return T_PASS;
-}
-
-static int quiesce_nop(enum fl_migrate_quiesce action, void *ctx)
-{
-	(void)action;
-	(void)ctx;
-	return 0;
 }
 
 struct drain_arg {
@@ -439,8 +340,8 @@ static void hostile_request(int fd, int kind, uint64_t addr)
 {
 	uint8_t m[24];
 
-	hdr(m, kind == 1 ? MAGIC : 0xdeadbeef, VER, 5, 8, 0);
-	put64(m + 16, addr);
+	m_hdr_raw(m, kind == 1 ? M_MAGIC : 0xdeadbeef, M_VER, 5, 8, 0);
+	m_put64(m + 16, addr);
 	T_ASSERT(write(fd, m, 24) == 24);
 }
 
@@ -463,35 +364,34 @@ static int test_hostile_source(void *arg)
 {
 	int kind = (int)(uintptr_t)arg;
 	struct hostile_src hs = { .kind = kind };
-	int bulk_peer, bulk, urgent_peer, urgent, r;
+	struct m_chans chan;
+	int r;
 	struct fl_migrate_range range;
 	struct fl_migrate_source *src;
 	pthread_t thr;
 	uint8_t *mem = t_map(FL_MEM_ANON, 64 * 4096, NULL);
 
 	memset(mem, 1, 64 * 4096);
-	tcp_pair(&bulk, &bulk_peer);
-	tcp_pair(&urgent, &urgent_peer);
-	struct drain_arg da = { bulk_peer, urgent_peer, kind == 0 ? (int)1 : 0 };
+	m_chans_open(&chan);
+	struct drain_arg da = { chan.peer_bulk, chan.peer_urgent, kind == 0 ? (int)1 : 0 };
 
 	T_ASSERT(pthread_create(&thr, NULL, drain, &da) == 0);
 	range = (struct fl_migrate_range){ mem, 64 * 4096, FL_MEM_ANON };
 	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
-		.bulk_fd = bulk, .urgent_fd = urgent, .mode = FL_MIGRATE_POSTCOPY,
+		.bulk_fd = chan.bulk, .urgent_fd = chan.urgent, .mode = FL_MIGRATE_POSTCOPY,
 		.flags = FL_MIGRATE_NO_PUSH, .quiesce = quiesce_hostile, .quiesce_ctx = &hs,
 		.log = dst_log }, &src));
-	hs.urgent_peer = urgent_peer;
+	hs.urgent_peer = chan.peer_urgent;
 	r = fl_migrate_source_run(src);
 	T_ASSERT(r == (kind == 1 ? -ERANGE : -EPROTO), "run: %d", r);
 	T_ASSERT(hs.paused == (kind != 0));
 	memset(mem, 2, 64 * 4096);	/* still the application's, and writable */
 	fl_migrate_source_free(src);
-	close(bulk);
+	close(chan.bulk);
+	chan.bulk = -1;
 	pthread_join(thr, NULL);
-	close(bulk_peer);
-	close(urgent);
-	close(urgent_peer);
+	m_chans_close(&chan);
 	return T_PASS;
 }
 
@@ -510,11 +410,11 @@ static void *flood_requests(void *arg)
 	uint8_t m[24];
 
 	for (unsigned i = 0; i < FLOOD; i++) {
-		hdr(m, MAGIC, VER, 5, 8, 0);
-		put64(m + 16, f->base + (i % 64) * 4096);
+		m_hdr(m, 5, 8);
+		m_put64(m + 16, f->base + (i % 64) * 4096);
 		T_ASSERT(write(f->fd, m, sizeof(m)) == (ssize_t)sizeof(m));
 	}
-	hdr(m, MAGIC, VER, 7, 0, 0);
+	m_hdr(m, 7, 0);
 	T_ASSERT(write(f->fd, m, 16) == 16);
 	return NULL;
 }
@@ -555,7 +455,7 @@ static int quiesce_flood(enum fl_migrate_quiesce action, void *ctx)
  * and ends on DONE. */
 static int test_flood(void *arg)
 {
-	int bulk_peer, bulk, urgent_peer, urgent;
+	struct m_chans chan;
 	struct fl_migrate_stats st = { .sz = sizeof(st) };
 	struct fl_migrate_range range;
 	struct fl_migrate_source *src;
@@ -566,18 +466,17 @@ static int test_flood(void *arg)
 
 	(void)arg;
 	memset(mem, 1, 64 * 4096);
-	tcp_pair(&bulk, &bulk_peer);
-	tcp_pair(&urgent, &urgent_peer);
-	struct drain_arg da = { bulk_peer, -1, 0 };
+	m_chans_open(&chan);
+	struct drain_arg da = { chan.peer_bulk, -1, 0 };
 
 	T_ASSERT(pthread_create(&drainer, NULL, drain, &da) == 0);
-	fs.f = (struct flood){ .fd = urgent_peer, .base = (uint64_t)(uintptr_t)mem };
-	answers.fd = urgent_peer;
+	fs.f = (struct flood){ .fd = chan.peer_urgent, .base = (uint64_t)(uintptr_t)mem };
+	answers.fd = chan.peer_urgent;
 	T_ASSERT(pthread_create(&answerer, NULL, flood_answers, &answers) == 0);
 	range = (struct fl_migrate_range){ mem, 64 * 4096, FL_MEM_ANON };
 	T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
-		.bulk_fd = bulk, .urgent_fd = urgent, .mode = FL_MIGRATE_POSTCOPY,
+		.bulk_fd = chan.bulk, .urgent_fd = chan.urgent, .mode = FL_MIGRATE_POSTCOPY,
 		.flags = FL_MIGRATE_NO_PUSH, .quiesce = quiesce_flood, .quiesce_ctx = &fs,
 		.log = dst_log }, &src));
 	T_OK(fl_migrate_source_run(src));
@@ -591,11 +490,10 @@ static int test_flood(void *arg)
 	/* The source only read its memory to answer: untouched. */
 	for (size_t i = 0; i < 64 * 4096; i++)
 		T_ASSERT(mem[i] == 1, "byte %zu of the source's memory is %u after the flood", i, mem[i]);
-	close(bulk);
+	close(chan.bulk);
+	chan.bulk = -1;
 	pthread_join(drainer, NULL);
-	close(bulk_peer);
-	close(urgent);
-	close(urgent_peer);
+	m_chans_close(&chan);
 	return T_PASS;
 }
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-unsigned mig_nranges(const struct mig_case *c)
+static unsigned mig_nranges(const struct mig_case *c)
 {
 	return c->mem == MIG_MIXED ? 3 : 1;
 }
@@ -37,7 +37,7 @@ static size_t mem_page(enum fl_mem_type mem)
 	return mem == FL_MEM_HUGETLB ? (2u << 20) : 4096u;
 }
 
-uint64_t mig_pages(const struct mig_case *c)
+static uint64_t mig_pages(const struct mig_case *c)
 {
 	uint64_t n = 0;
 
@@ -218,7 +218,7 @@ void mig_listen(const char *ip, int *ret_fd, int *ret_port)
 	*ret_port = ntohs(a.sin_port);
 }
 
-int mig_connect(const char *ip, int port, char role)
+static int mig_connect(const char *ip, int port, char role)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
@@ -233,7 +233,7 @@ int mig_connect(const char *ip, int port, char role)
 }
 
 /* Each of the source's two connections names its role in one byte. */
-void mig_accept_pair(int lfd, int *ret_bulk, int *ret_urgent)
+static void mig_accept_pair(int lfd, int *ret_bulk, int *ret_urgent)
 {
 	for (int i = 0; i < 2; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), one = 1;
@@ -246,7 +246,9 @@ void mig_accept_pair(int lfd, int *ret_bulk, int *ret_urgent)
 	}
 }
 
-void mig_source(const struct mig_case *c, const char *ip, int port, int report_fd)
+/* The source process: never returns (exits 0 when all went as c says);
+ * writes its struct mig_report to report_fd on success. */
+__attribute__((noreturn)) static void mig_source(const struct mig_case *c, const char *ip, int port, int report_fd)
 {
 	struct world w = { .nblk = mig_bytes(c) / MIG_BLK, .shrinking = c->shrinking };
 	struct fl_migrate_stats st = { .sz = sizeof(st) };
@@ -494,8 +496,13 @@ static void check_placement(struct dst_ctx *d)
 		T_ASSERT_EQ(d->placed_calls, mig_nranges(c));
 }
 
-int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, int report_fd,
-		    struct mig_report *rep)
+/*
+ * The destination: receives on the accepted pair, checks everything c
+ * promises, waits for the source process (pid) and returns T_PASS or
+ * fails through T_ASSERT. The report, when rep is not NULL.
+ */
+static int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, int report_fd,
+			   struct mig_report *rep)
 {
 	struct dst_ctx d = { .c = c, .nblk = mig_bytes(c) / MIG_BLK };
 	struct fl_migrate_stats st = { .sz = sizeof(st) };

@@ -59,10 +59,8 @@ struct mig_report {
 	bool time_limit;		/* the source logged its precopy time limit */
 };
 
-/* Ranges in the layout, the bytes of all of them, and their pages. */
-unsigned mig_nranges(const struct mig_case *c);
+/* The bytes of all the ranges in the layout. */
 size_t mig_bytes(const struct mig_case *c);
-uint64_t mig_pages(const struct mig_case *c);
 /* Skip (or fail under strict) unless the kernel and the machine can run c;
  * takes the huge page lock for hugetlb. Before any fork. */
 void mig_require(const struct mig_case *c);
@@ -77,21 +75,9 @@ void mig_block_write(uint8_t *block);
  * returned *ret_value. */
 int mig_read_or_sigbus(const volatile uint64_t *addr, uint64_t *ret_value);
 
-/* TCP on an IPv4 address ("127.0.0.1", "10.1.2.2"). */
+/* Listen on TCP on an IPv4 address ("127.0.0.1", "10.1.2.2"), an ephemeral port. */
 void mig_listen(const char *ip, int *ret_fd, int *ret_port);
-int mig_connect(const char *ip, int port, char role);
-void mig_accept_pair(int lfd, int *ret_bulk, int *ret_urgent);
 
-/* The source process: never returns (exits 0 when all went as c says);
- * writes its struct mig_report to report_fd on success. */
-__attribute__((noreturn)) void mig_source(const struct mig_case *c, const char *ip, int port, int report_fd);
-/*
- * The destination: receives on the accepted pair, checks everything c
- * promises, waits for the source process (pid) and returns T_PASS or
- * fails through T_ASSERT. The report, when rep is not NULL.
- */
-int mig_destination(const struct mig_case *c, int bulk, int urgent, pid_t pid, int report_fd,
-		    struct mig_report *rep);
 /* Listen on listen_ip, fork the source (after running before_source in the
  * child, when not NULL), connecting to listen_ip, and be the destination. */
 int mig_run(const struct mig_case *c, const char *listen_ip, void (*before_source)(void *), void *arg,

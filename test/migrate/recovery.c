@@ -117,15 +117,12 @@ static int test_cut_at_switchover(void *arg)
 	/* HELLO (32 bytes) and LAYOUT (16 + 8 + 24) only. */
 	atomic_store(&relay.bulk_limit, 32 + 48);
 	src_cfg(&c, FL_MEM_ANON, 5, relay.port);
-	c.recovery_ms = 1500;
+	c.recovery_ms = t_scaled_ms(1500);
 	c.expect = -ETIMEDOUT;
 	c.expect_recoveries = 0;
 	m_dst_init(&d, c.addr, c.len);
-	pid = m_source_fork(&c);
-	m_relay_run(&relay);
-	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	ra = (struct m_reaccept){ .lfd = lfd };
-	dst = m_dst_start(NULL, &d, bulk, urgent, &ra, 1500);
+	pid = m_relay_go(NULL, &c, &relay, lfd, &bulk, &urgent, &ra);
+	dst = m_dst_start(NULL, &d, bulk, urgent, &ra, t_scaled_ms(1500));
 	/* The layout is mapped: the destination waits for the rest. */
 	T_ASSERT(T_WAIT_FOR(({
 		unsigned char v;
@@ -174,10 +171,7 @@ static void fake_pair(struct hostile_reaccept *h, uint64_t session, uint32_t epo
 		int sv[2];
 
 		T_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-		m_hdr(m, 10, 16);
-		m_put64(m + 16, session);
-		m_put32(m + 24, ch);
-		m_put32(m + 28, epoch);
+		m_hello(m, session, ch, epoch);
 		T_ASSERT(write(sv[1], m, 32) == 32);
 		h->peers[h->npeers++] = sv[1];
 		*(ch ? ret_urgent : ret_bulk) = sv[0];
@@ -220,10 +214,7 @@ static int test_hostile_reconnect(void *arg)
 	src_cfg(&c, FL_MEM_ANON, 3, relay.port);
 	c.expect_recoveries = 1;
 	m_dst_init(&d, c.addr, c.len);
-	pid = m_source_fork(&c);
-	m_relay_run(&relay);
-	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	h.ra.lfd = lfd;
+	pid = m_relay_go(NULL, &c, &relay, lfd, &bulk, &urgent, &h.ra);
 	h.relay = &relay;
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
@@ -415,18 +406,15 @@ static int test_fake_dest_reconnect(void *arg)
 	atomic_store(&relay.bulk_rate, 1u << 20);
 	src_cfg(&c, FL_MEM_ANON, 6 + f.answer, relay.port);
 	snprintf(c.reconnect_to, sizeof(c.reconnect_to), "127.0.0.1:%d", fport);
-	c.recovery_ms = 3000;
+	c.recovery_ms = t_scaled_ms(3000);
 	/* Longer than recovery_ms: a refusal must not wait for the timeout. */
 	c.timeout_ms = t_scaled_ms(20000);
 	c.expect = -ETIMEDOUT;
 	c.expect_recoveries = 0;
 	m_dst_init(&d, c.addr, c.len);
-	pid = m_source_fork(&c);
-	m_relay_run(&relay);
 	T_ASSERT(pthread_create(&f.th, NULL, fake_dest_main, &f) == 0);
-	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	ra = (struct m_reaccept){ .lfd = lfd };
-	dst = m_dst_start(NULL, &d, bulk, urgent, &ra, 3000);
+	pid = m_relay_go(NULL, &c, &relay, lfd, &bulk, &urgent, &ra);
+	dst = m_dst_start(NULL, &d, bulk, urgent, &ra, t_scaled_ms(3000));
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
 	T_ASSERT(XXH3_64bits(d.mem, M_BLK) == d.hashes[0], "block 0 differs");
 	t0 = t_now_ns();
@@ -435,7 +423,7 @@ static int test_fake_dest_reconnect(void *arg)
 	m_source_reap(pid);
 	waited = t_now_ns() - t0;
 	/* It kept trying until recovery_ms, not stopped by the first fake. */
-	T_ASSERT(waited >= 2800000000ull, "the source gave up after %llu ms", (unsigned long long)(waited / 1000000));
+	T_ASSERT(waited >= t_scaled_ns(2800), "the source gave up after %llu ms", (unsigned long long)(waited / 1000000));
 	atomic_store(&f.stop, true);
 	pthread_join(f.th, NULL);
 	t_log("fake destination: %u bulk and %u urgent HELLOs, %u kept open", f.bulk_hellos, f.urgent_hellos,
@@ -492,9 +480,7 @@ static int test_push_priority(void *arg)
 	src_cfg(&c, FL_MEM_ANON, 4, relay.port);
 	c.reconnect = M_RECONNECT_NONE;
 	m_dst_init(&d, c.addr, c.len);
-	pid = m_source_fork(&c);
-	m_relay_run(&relay);
-	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
+	pid = m_relay_go(NULL, &c, &relay, lfd, &bulk, &urgent, NULL);
 	dst = m_dst_start(NULL, &d, bulk, urgent, NULL, 0);
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
 	T_ASSERT_EQ(mig_read_or_sigbus((const volatile uint64_t *)(const void *)(d.mem + P * M_BLK), &v), 0);
@@ -521,27 +507,6 @@ static int test_push_priority(void *arg)
 
 enum hello_fault { HF_CHANNEL, HF_VERSION, HF_SWAPPED, HF_EPOCH, HF_ACK };
 
-static void tcp_pair(int *a, int *b)
-{
-	int lfd, port;
-	char addr[32];
-
-	m_listen(&lfd, &port);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	T_OK(fl_migrate_connect(addr, 5000, a, b));
-	close(*b);
-	T_ASSERT((*b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0);
-	close(lfd);
-}
-
-static void never_resume(const void *blob, size_t len, void *ctx)
-{
-	(void)blob;
-	(void)len;
-	(void)ctx;
-	T_ASSERT(0, "resumed by a hostile peer");
-}
-
 static int quiesce_never(enum fl_migrate_quiesce action, void *ctx)
 {
 	(void)action;
@@ -556,12 +521,12 @@ static int quiesce_never(enum fl_migrate_quiesce action, void *ctx)
 static int test_hello(void *arg)
 {
 	enum hello_fault hf = (enum hello_fault)(uintptr_t)arg;
-	int bulk_peer, bulk, urgent_peer, urgent, r;
+	struct m_chans chan;
+	int r;
 	const char *why = NULL;
 	uint8_t m[64];
 
-	tcp_pair(&bulk_peer, &bulk);
-	tcp_pair(&urgent_peer, &urgent);
+	m_chans_open(&chan);
 	if (hf == HF_ACK) {
 		uint8_t *mem = t_map(FL_MEM_ANON, 4 * 4096, NULL);
 		struct fl_migrate_range range = { mem, 4 * 4096, FL_MEM_ANON };
@@ -570,18 +535,16 @@ static int test_hello(void *arg)
 
 		T_OK(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 			.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1,
-			.bulk_fd = bulk, .urgent_fd = urgent, .mode = FL_MIGRATE_POSTCOPY,
-			.quiesce = quiesce_never, .timeout_ms = 2000, .log = m_src_log }, &src));
+			.bulk_fd = chan.bulk, .urgent_fd = chan.urgent, .mode = FL_MIGRATE_POSTCOPY,
+			.quiesce = quiesce_never, .timeout_ms = t_scaled_ms(2000), .log = m_src_log }, &src));
 		/* Our "ACK", of another session, is there before the HELLO. */
-		m_hdr(m, 11, 16);
-		m_put64(m + 16, 12345);
-		m_put32(m + 24, 0);
-		m_put32(m + 28, 0);
-		T_ASSERT(write(bulk_peer, m, 32) == 32);
+		m_hello(m, 12345, 0, 0);
+		m[6] = 11;	/* HELLO_ACK */
+		T_ASSERT(write(chan.peer_bulk, m, 32) == 32);
 		r = fl_migrate_source_run(src);
 		T_ASSERT_EQ(r, -EPROTO);
 		while (got < 32) {
-			ssize_t n = read(bulk_peer, m + got, 32 - got);
+			ssize_t n = read(chan.peer_bulk, m + got, 32 - got);
 
 			T_ASSERT(n > 0);
 			got += (size_t)n;
@@ -595,8 +558,8 @@ static int test_hello(void *arg)
 
 		m_dst_init(&d, 0x5e1000000000ull, 16 * 4096);
 		T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
-			.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
-			.resume = never_resume, .timeout_ms = 5000, .log = m_dst_log, .log_ctx = &d }, &dst));
+			.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = chan.bulk, .urgent_fd = chan.urgent,
+			.resume = never_resume, .timeout_ms = t_scaled_ms(5000), .log = m_dst_log, .log_ctx = &d }, &dst));
 		T_OK(fl_migrate_dest_start(dst));
 		for (uint32_t ch = 0; ch < 2; ch++) {
 			uint32_t kind = ch;
@@ -605,13 +568,10 @@ static int test_hello(void *arg)
 				kind = 1;
 			if (hf == HF_SWAPPED)
 				kind = 1 - ch;
-			m_hdr(m, 10, 16);
+			m_hello(m, 99, kind, hf == HF_EPOCH ? 3 : 0);
 			if (hf == HF_VERSION)
 				m[4] = 1;
-			m_put64(m + 16, 99);
-			m_put32(m + 24, kind);
-			m_put32(m + 28, hf == HF_EPOCH ? 3 : 0);
-			T_ASSERT(write(ch ? urgent_peer : bulk_peer, m, 32) == 32);
+			T_ASSERT(write(ch ? chan.peer_urgent : chan.peer_bulk, m, 32) == 32);
 		}
 		r = fl_migrate_dest_wait(dst);
 		T_ASSERT_EQ(r, -EPROTO);
@@ -619,13 +579,10 @@ static int test_hello(void *arg)
 									 "HELLO for the urgent channel on the bulk";
 		T_ASSERT(m_dst_logged(&d, why), "the log does not say '%s': %s", why, d.log);
 		/* The source is told why, on the bulk channel. */
-		T_ASSERT(read(bulk_peer, m, 64) >= 20);
+		T_ASSERT(read(chan.peer_bulk, m, 64) >= 20);
 		fl_migrate_dest_free(dst);
 	}
-	close(bulk_peer);
-	close(urgent_peer);
-	close(bulk);
-	close(urgent);
+	m_chans_close(&chan);
 	return T_PASS;
 }
 

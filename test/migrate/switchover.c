@@ -29,19 +29,6 @@ static void sw_log(enum fl_log_level level, const char *msg, void *ctx)
 	(void)ctx;
 }
 
-/* The fake source's ends first, then the destination's. */
-static void sw_channels(int *src_bulk, int *src_urgent, int *bulk, int *urgent)
-{
-	char addr[64];
-	int lfd, port;
-
-	m_listen(&lfd, &port);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	T_OK(fl_migrate_connect(addr, 5000, src_bulk, src_urgent));
-	T_OK(fl_migrate_accept(lfd, 5000, bulk, urgent));
-	close(lfd);
-}
-
 static void sw_write(int fd, const void *p, size_t n)
 {
 	T_ASSERT(write(fd, p, n) == (ssize_t)n);
@@ -64,38 +51,30 @@ static int test_switchover(void *arg)
 	bool flag = c != SW_BITMAP, bitmap = c == SW_BITMAP || c == SW_FLAG_WITH_BITMAP;
 	size_t bitmap_len = (SW_PAGES + 7) / 8;
 	uint8_t m[64 + 32 + 32 + 3], *mem = (uint8_t *)(uintptr_t)SW_ADDR;
-	int bulk_peer, bulk, urgent_peer, urgent, r;
+	struct m_chans chan;
+	int r;
 	_Atomic bool resumed = false;
 	struct fl_migrate_dest *dst;
 	uint32_t flags;
 	size_t n;
 
-	sw_channels(&bulk_peer, &urgent_peer, &bulk, &urgent);
+	m_chans_open(&chan);
 	T_OK(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
-		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = bulk, .urgent_fd = urgent,
-		.resume = sw_resumed, .resume_ctx = &resumed, .timeout_ms = 2000, .log = sw_log }, &dst));
+		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = chan.bulk, .urgent_fd = chan.urgent,
+		.resume = sw_resumed, .resume_ctx = &resumed, .timeout_ms = t_scaled_ms(2000), .log = sw_log }, &dst));
 	T_OK(fl_migrate_dest_start(dst));
 	for (uint32_t ch = 0; ch < 2; ch++) {
-		m_hdr(m, 10, 16);
-		m_put64(m + 16, 42);
-		m_put32(m + 24, ch);
-		m_put32(m + 28, 0);
-		sw_write(ch ? urgent_peer : bulk_peer, m, 32);
+		m_hello(m, 42, ch, 0);
+		sw_write(ch ? chan.peer_urgent : chan.peer_bulk, m, 32);
 	}
-	m_hdr(m, 1, 32);	/* LAYOUT: one anonymous range */
-	m_put32(m + 16, 1);
-	m_put32(m + 20, 0);
-	m_put64(m + 24, SW_ADDR);
-	m_put64(m + 32, (uint64_t)SW_PAGES * M_BLK);
-	m_put32(m + 40, FL_MEM_ANON);
-	m_put32(m + 44, M_BLK);
-	sw_write(bulk_peer, m, 48);
-	sw_page(bulk_peer, SW_KEEP);
-	sw_page(bulk_peer, SW_STALE);
+	m_layout1(m, SW_ADDR, (uint64_t)SW_PAGES * M_BLK, FL_MEM_ANON, M_BLK);	/* one anonymous range */
+	sw_write(chan.peer_bulk, m, 48);
+	sw_page(chan.peer_bulk, SW_KEEP);
+	sw_page(chan.peer_bulk, SW_STALE);
 
 	flags = c == SW_UNKNOWN_FLAG ? 2 : flag ? 1 : 0;
 	n = 16 + 16 + (bitmap ? bitmap_len : 0) + 3;
-	T_ASSERT(n <= sizeof(m));
+	_Static_assert(16 + 16 + (SW_PAGES + 7) / 8 + 3 <= sizeof(m), "SWITCHOVER with its bitmap fits in m");
 	memset(m, 0, sizeof(m));
 	m_hdr(m, 4, (uint32_t)(n - 16));
 	m_put32(m + 12, flags);
@@ -104,7 +83,7 @@ static int test_switchover(void *arg)
 	if (bitmap)
 		m[32 + SW_STALE / 8] |= (uint8_t)(1u << (SW_STALE % 8));
 	memcpy(m + n - 3, "abc", 3);
-	sw_write(bulk_peer, m, n);
+	sw_write(chan.peer_bulk, m, n);
 
 	if (c == SW_NONE_STALE || c == SW_BITMAP) {
 		T_ASSERT(T_WAIT_FOR(atomic_load(&resumed), 10000), "never resumed");
@@ -121,10 +100,7 @@ static int test_switchover(void *arg)
 		T_ASSERT(!atomic_load(&resumed), "resumed on a malformed SWITCHOVER");
 	}
 	fl_migrate_dest_free(dst);
-	close(bulk_peer);
-	close(urgent_peer);
-	close(bulk);
-	close(urgent);
+	m_chans_close(&chan);
 	return T_PASS;
 }
 

@@ -24,42 +24,6 @@ struct certs {
 	char client[128], client_key[128];
 };
 
-static void run(const char *cmd)
-{
-	int r = system(cmd);
-
-	T_ASSERT(r == 0, "%s: exit %d", cmd, r);
-}
-
-static void make_ca(const char *dir, const char *name)
-{
-	char cmd[2048];
-
-	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && "
-		 "printf 'cn = \"faultline test %s\"\\nca\\ncert_signing_key\\nexpiration_days = 2\\n' > %s.tmpl && "
-		 "certtool --generate-privkey --key-type=ecdsa --outfile %s.key >/dev/null 2>&1 && "
-		 "certtool --generate-self-signed --load-privkey %s.key --template %s.tmpl "
-		 "--outfile %s.pem >/dev/null 2>&1",
-		 dir, name, name, name, name, name, name);
-	run(cmd);
-}
-
-/* `validity`: "expiration_days = 2", or activation and expiration dates. */
-static void make_cert(const char *dir, const char *name, const char *usage, const char *validity)
-{
-	char cmd[2048];
-
-	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && printf 'cn = \"%s\"\\ndns_name = \"localhost\"\\nip_address = \"127.0.0.1\"\\n%s\\n"
-		 "signing_key\\nencryption_key\\n%s\\n' > %s.tmpl && "
-		 "certtool --generate-privkey --key-type=ecdsa --outfile %s.key >/dev/null 2>&1 && "
-		 "certtool --generate-certificate --load-privkey %s.key --load-ca-certificate ca.pem "
-		 "--load-ca-privkey ca.key --template %s.tmpl --outfile %s.pem >/dev/null 2>&1",
-		 dir, name, usage, validity, name, name, name, name, name);
-	run(cmd);
-}
-
 static void need_tls(void)
 {
 	if (!FL_HAVE_TLS)
@@ -69,18 +33,14 @@ static void need_tls(void)
 static void make_certs(struct certs *c)
 {
 	need_tls();
-	if (system("command -v certtool >/dev/null 2>&1") != 0) {
-		if (t_strict())
-			T_ASSERT(0, "certtool not installed (apt-get install gnutls-bin)");
-		t_skip_resource("certtool not installed (apt-get install gnutls-bin)");
-	}
+	t_need_certtool();
 	t_tmpdir(c->dir, sizeof(c->dir), "/tmp/fl-migrate-tls");
-	make_ca(c->dir, "ca");
-	make_ca(c->dir, "otherca");
-	make_cert(c->dir, "server", "tls_www_server", "expiration_days = 2");
-	make_cert(c->dir, "client", "tls_www_client", "expiration_days = 2");
-	make_cert(c->dir, "expired", "tls_www_server",
-		  "activation_date = \"2020-01-01 00:00:00\"\\nexpiration_date = \"2020-02-01 00:00:00\"");
+	t_make_ca(c->dir, "ca");
+	t_make_ca(c->dir, "otherca");
+	t_make_cert(c->dir, "server", "ca", "tls_www_server", "expiration_days = 2");
+	t_make_cert(c->dir, "client", "ca", "tls_www_client", "expiration_days = 2");
+	t_make_cert(c->dir, "expired", "ca", "tls_www_server",
+		    "activation_date = \"2020-01-01 00:00:00\"\\nexpiration_date = \"2020-02-01 00:00:00\"");
 #define P(f, n) snprintf(c->f, sizeof(c->f), "%s/" n, c->dir)
 	P(ca, "ca.pem");
 	P(other_ca, "otherca.pem");
@@ -221,10 +181,7 @@ static int test_tls_recovery(void *arg)
 	c.expect_recoveries = 1;
 	m_net_source(&net, &c, relay.port);
 	m_dst_init(&d, c.addr, c.len);
-	pid = m_source_fork(&c);
-	m_relay_run(&relay);
-	T_OK(fl_migrate_accept(lfd, t_scaled_ms(30000), &bulk, &urgent));
-	ra = (struct m_reaccept){ .lfd = lfd };
+	pid = m_relay_go(NULL, &c, &relay, lfd, &bulk, &urgent, &ra);
 	dst = m_dst_start(&net, &d, bulk, urgent, &ra, t_scaled_ms(10000));
 	T_ASSERT(T_WAIT_FOR(atomic_load(&d.resumed), 30000), "never resumed");
 	/* A page over the urgent channel, then the cut. */
@@ -242,23 +199,6 @@ static int test_tls_recovery(void *arg)
 	return T_PASS;
 }
 
-static char logged[4096];
-
-static void log_keep(enum fl_log_level level, const char *msg, void *ctx)
-{
-	(void)level;
-	(void)ctx;
-	strncat(logged, msg, sizeof(logged) - strlen(logged) - 2);
-	strcat(logged, "\n");
-}
-
-static int quiesce_nop(enum fl_migrate_quiesce action, void *ctx)
-{
-	(void)action;
-	(void)ctx;
-	return 0;
-}
-
 /* Without TLS support both sides refuse TLS, and say why. */
 static int test_disabled(void *arg)
 {
@@ -272,17 +212,17 @@ static int test_disabled(void *arg)
 		t_skip("built with TLS support: the other tls cases test it");
 	T_ASSERT_EQ(fl_migrate_source_new(&(struct fl_migrate_source_opts){
 		.sz = sizeof(struct fl_migrate_source_opts), .ranges = &range, .nranges = 1, .bulk_fd = 3,
-		.urgent_fd = 4, .quiesce = quiesce_nop, .log = log_keep, .tls = FL_TLS_PSK,
+		.urgent_fd = 4, .quiesce = quiesce_nop, .log = t_log_keep, .tls = FL_TLS_PSK,
 		.psk_identity = "m", .psk_key_hex = KEY_A }, &src), -EOPNOTSUPP);
 	T_ASSERT(src == NULL);
-	T_ASSERT(strstr(logged, "-Dtls=disabled"), "logged: '%s'", logged);
-	logged[0] = '\0';
+	T_ASSERT(strstr(t_logged, "-Dtls=disabled"), "logged: '%s'", t_logged);
+	t_logged[0] = '\0';
 	T_ASSERT_EQ(fl_migrate_dest_new(&(struct fl_migrate_dest_opts){
 		.sz = sizeof(struct fl_migrate_dest_opts), .bulk_fd = 3, .urgent_fd = 4,
-		.resume = m_on_resume, .log = log_keep, .tls = FL_TLS_X509,
+		.resume = m_on_resume, .log = t_log_keep, .tls = FL_TLS_X509,
 		.cert_file = "/nonexistent.pem", .key_file = "/nonexistent.key" }, &dst), -EOPNOTSUPP);
 	T_ASSERT(dst == NULL);
-	T_ASSERT(strstr(logged, "-Dtls=disabled"), "logged: '%s'", logged);
+	T_ASSERT(strstr(t_logged, "-Dtls=disabled"), "logged: '%s'", t_logged);
 	return T_PASS;
 }
 

@@ -236,49 +236,4 @@ U_FN void n_log_rstats(const char *what, struct fl_store *s)
 
 static const struct u_cfg n_anon = { "anon-missing", FL_MEM_ANON, FL_MODE_MISSING };
 
-/* ---- certificates ------------------------------------------------------------- */
-
-U_FN void n_run(const char *cmd)
-{
-	int r = system(cmd);
-	T_ASSERT(r == 0, "%s: exit %d", cmd, r);
-}
-
-U_FN void n_need_certtool(void)
-{
-	if (system("command -v certtool >/dev/null 2>&1") != 0) {
-		if (t_strict())
-			t_fail_at(__FILE__, __LINE__, "certtool", "not installed (apt-get install gnutls-bin)");
-		t_skip("certtool not installed (apt-get install gnutls-bin)");
-	}
-}
-
-/* A CA named `name` in dir: name.key, name.pem. */
-U_FN void n_make_ca(const char *dir, const char *name)
-{
-	char cmd[2048];
-	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && "
-		 "printf 'cn = \"faultline test %s\"\\nca\\ncert_signing_key\\nexpiration_days = 2\\n' > %s.tmpl && "
-		 "certtool --generate-privkey --key-type=ecdsa --outfile %s.key >/dev/null 2>&1 && "
-		 "certtool --generate-self-signed --load-privkey %s.key --template %s.tmpl "
-		 "--outfile %s.pem >/dev/null 2>&1",
-		 dir, name, name, name, name, name, name);
-	n_run(cmd);
-}
-
-/* A certificate `name` signed by CA `ca`, for 127.0.0.1 and localhost (server or client use). */
-U_FN void n_make_cert(const char *dir, const char *name, const char *ca, bool server)
-{
-	char cmd[2048];
-	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && printf 'cn = \"%s\"\\ndns_name = \"localhost\"\\nip_address = \"127.0.0.1\"\\n%s\\n"
-		 "signing_key\\nencryption_key\\nexpiration_days = 2\\n' > %s.tmpl && "
-		 "certtool --generate-privkey --key-type=ecdsa --outfile %s.key >/dev/null 2>&1 && "
-		 "certtool --generate-certificate --load-privkey %s.key --load-ca-certificate %s.pem "
-		 "--load-ca-privkey %s.key --template %s.tmpl --outfile %s.pem >/dev/null 2>&1",
-		 dir, name, server ? "tls_www_server" : "tls_www_client", name, name, name, ca, ca, name, name);
-	n_run(cmd);
-}
-
 #endif

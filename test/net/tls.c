@@ -29,11 +29,11 @@ static void env_init(struct tls_env *t, bool certs)
 	n_write_image(t->path, 1, 4 * N_MIB, 41, SIZE_MAX);
 	if (!certs)
 		return;
-	n_need_certtool();
-	n_make_ca(t->dir, "ca");
-	n_make_ca(t->dir, "otherca");
-	n_make_cert(t->dir, "server", "ca", true);
-	n_make_cert(t->dir, "client", "ca", false);
+	t_need_certtool();
+	t_make_ca(t->dir, "ca");
+	t_make_ca(t->dir, "otherca");
+	t_make_cert(t->dir, "server", "ca", "tls_www_server", "expiration_days = 2");
+	t_make_cert(t->dir, "client", "ca", "tls_www_client", "expiration_days = 2");
 	snprintf(t->ca, sizeof(t->ca), "%s/ca.pem", t->dir);
 	snprintf(t->other_ca, sizeof(t->other_ca), "%s/otherca.pem", t->dir);
 	snprintf(t->cert, sizeof(t->cert), "%s/server.pem", t->dir);
@@ -234,17 +234,6 @@ static int t_tls_drops(void *arg)
 	return T_PASS;
 }
 
-/* The library's log lines, to check that -EOPNOTSUPP comes with its reason. */
-static char logged[4096];
-
-static void log_keep(enum fl_log_level level, const char *msg, void *ctx)
-{
-	(void)level;
-	(void)ctx;
-	strncat(logged, msg, sizeof(logged) - strlen(logged) - 2);
-	strcat(logged, "\n");
-}
-
 static int t_disabled(void *arg)
 {
 	struct tls_env t;
@@ -254,7 +243,7 @@ static int t_disabled(void *arg)
 	struct fl_store *st = NULL;
 	struct fl_server_opts so = { .sz = sizeof(so), .listen = "127.0.0.1:0", .tls = FL_TLS_PSK,
 				     .psk_identity = "node-1", .psk_key_hex = KEY_A,
-				     .log = log_keep, .log_level = FL_LOG_ERROR };
+				     .log = t_log_keep, .log_level = FL_LOG_ERROR };
 	struct fl_remote_opts ro;
 
 	(void)arg;
@@ -268,7 +257,7 @@ static int t_disabled(void *arg)
 	/* The server: PSK and X.509 are refused, and the log says why. */
 	T_ASSERT_EQ(fl_server_new(img, &so, &srv), -EOPNOTSUPP);
 	T_ASSERT(srv == NULL);
-	T_ASSERT(strstr(logged, "-Dtls=disabled"), "logged: '%s'", logged);
+	T_ASSERT(strstr(t_logged, "-Dtls=disabled"), "logged: '%s'", t_logged);
 	so.tls = FL_TLS_X509;
 	so.psk_identity = so.psk_key_hex = NULL;
 	so.cert_file = "/nonexistent/server.pem"; /* the missing TLS is the error, not the file */
@@ -284,12 +273,12 @@ static int t_disabled(void *arg)
 	ro.tls = FL_TLS_PSK;
 	ro.psk_identity = "node-1";
 	ro.psk_key_hex = KEY_A;
-	ro.log = log_keep;
+	ro.log = t_log_keep;
 	ro.log_level = FL_LOG_ERROR;
-	logged[0] = '\0';
+	t_logged[0] = '\0';
 	T_ASSERT_EQ(fl_store_remote_new(&ro, &st), -EOPNOTSUPP);
 	T_ASSERT(st == NULL);
-	T_ASSERT(strstr(logged, "-Dtls=disabled"), "logged: '%s'", logged);
+	T_ASSERT(strstr(t_logged, "-Dtls=disabled"), "logged: '%s'", t_logged);
 	ro.tls = FL_TLS_X509;
 	ro.psk_identity = ro.psk_key_hex = NULL;
 	T_ASSERT_EQ(fl_store_remote_new(&ro, &st), -EOPNOTSUPP);
