@@ -47,6 +47,24 @@ enum fl_region_mode {
 #define FL_REGION_FOREIGN	(1u << 3)	/* memory lives in an adopted space; addr given, not mapped here */
 #define FL_REGION_NO_THP	(1u << 4)	/* anon: MADV_NOHUGEPAGE */
 #define FL_REGION_MEMFD	(1u << 5)	/* shmem/hugetlb: use opts.memfd instead of creating one */
+#define FL_REGION_NO_HUGE_FILL	(1u << 6)	/* anon: no 2 MiB fills by UFFDIO_MOVE (4 KiB COPY only) */
+#define FL_REGION_WRITEBACK	(1u << 7)	/* far memory: write dirty pages back to the store */
+
+/*
+ * Far memory: which resident pages are evicted first when a region with a
+ * resident limit (resident_max) is over its high mark.
+ *  - FL_EVICT_AUTO: the measured best, today FL_EVICT_2Q.
+ *  - FL_EVICT_FIFO: in the order pages came in (the baseline).
+ *  - FL_EVICT_2Q: new pages wait in a FIFO probation queue; a page that
+ *    faults again soon after it was evicted (a refault), or that is seen
+ *    in use again (a first write, a MINOR re-fault), is promoted to a
+ *    protected queue evicted in CLOCK order.
+ */
+enum fl_evict_policy {
+	FL_EVICT_AUTO = 0,
+	FL_EVICT_FIFO = 1,
+	FL_EVICT_2Q = 2,
+};
 
 struct fl_region_opts {
 	size_t sz;			/* sizeof(struct fl_region_opts) */
@@ -62,6 +80,19 @@ struct fl_region_opts {
 	int memfd;			/* with FL_REGION_MEMFD: this memfd's page cache is the memory (dup'ed) */
 	int space;			/* FL_REGION_FOREIGN: space id from fl_engine_adopt() */
 	const char *name;		/* for logs and stats; copied */
+	/*
+	 * Far memory (see "Far memory" in fl_region_new(3)). resident_max > 0
+	 * bounds the region's resident set: when more than resident_max bytes
+	 * are mapped, cold pages are evicted until resident_low is reached.
+	 * Clean pages are dropped (the store has them); with
+	 * FL_REGION_WRITEBACK dirty pages are written to the store first and
+	 * dropped only once the store acknowledged them; without it they stay
+	 * resident. A failed write-back keeps the page resident and dirty.
+	 */
+	uint64_t resident_max;		/* high mark, bytes; 0: no limit (no eviction) */
+	uint64_t resident_low;		/* low mark, bytes; 0: resident_max * 7 / 8 */
+	uint64_t writeback_rate;	/* background write-back, bytes/s; 0: only on eviction and flush */
+	enum fl_evict_policy evict_policy;
 };
 
 /*
@@ -95,6 +126,31 @@ FL_API int fl_region_populate(struct fl_region *region, uint64_t offset,
 /* Number of pages resolved so far (by faults, prefetch, or the filler). */
 FL_API uint64_t fl_region_resolved_pages(const struct fl_region *region);
 
+/*
+ * Far memory: write every page that is dirty at the call to the store and
+ * make it durable (fl_store_flush()), like msync(MS_SYNC). When it returns
+ * 0, the store holds each such page as it was at the call or later. A
+ * page whose write fails stays resident and dirty; the first error is
+ * returned (-EIO, -ENOSPC, ... from the store). -EOPNOTSUPP: the region
+ * was made without FL_REGION_WRITEBACK.
+ */
+FL_API int fl_region_flush(struct fl_region *region);
+
+/* fl_region_advise() advice (one at a time). */
+#define FL_ADVISE_WILLNEED	(1u << 0)	/* bring the range in now */
+#define FL_ADVISE_DONTNEED	(1u << 1)	/* evict the range now (writing dirty pages back) */
+#define FL_ADVISE_COLD		(1u << 2)	/* evict these first when over the limit */
+#define FL_ADVISE_SEQUENTIAL	(1u << 3)	/* read ahead; pages behind the reader are cold */
+
+/*
+ * Tell a far-memory region how [offset, offset + len) will be used.
+ * Returns 0 or -errno: -EINVAL (range, unknown or several advice bits),
+ * an error from the store for WILLNEED/DONTNEED (pages that could not be
+ * written back stay resident).
+ */
+FL_API int fl_region_advise(struct fl_region *region, uint64_t offset, size_t len,
+			    unsigned advice);
+
 
 struct fl_region_stats {
 	size_t sz;			/* sizeof(struct fl_region_stats) */
@@ -125,6 +181,19 @@ struct fl_region_stats {
 	 * is not visible to userspace) */
 	uint64_t blocked_ns;
 	uint64_t pages_replayed;	/* installed by a working-set replay (fl_region_replay(3)) */
+	/* huge fills (anonymous regions, UFFDIO_MOVE) */
+	uint64_t huge_moves;		/* 2 MiB chunks moved in as one huge page (PMD) */
+	uint64_t pages_moved;		/* 4 KiB pages moved in one by one */
+	/* far memory (resident_max) */
+	uint64_t resident_pages;	/* mapped now */
+	uint64_t resident_peak;		/* most pages mapped at once */
+	uint64_t dirty_pages;		/* written since their last write-back */
+	uint64_t pages_evicted_clean;	/* dropped without a write (the store had them) */
+	uint64_t pages_evicted_dirty;	/* written back, then dropped */
+	uint64_t pages_written_back;	/* page writes the store acknowledged */
+	uint64_t bytes_written;
+	uint64_t writeback_errors;	/* page writes that failed: those pages stayed resident */
+	uint64_t refaults;		/* faults on pages evicted before */
 };
 FL_API int fl_region_stats(const struct fl_region *region,
 			   struct fl_region_stats *stats);
