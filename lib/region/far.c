@@ -581,6 +581,22 @@ static void requeue(struct fl__far *f, const uint64_t *pages, size_t n)
 	pthread_mutex_unlock(&f->pol_mu);
 }
 
+/*
+ * Whether anonymous pages can be dropped now. MADV_DONTNEED waits until a
+ * handler reads the REMOVE event it raises; an engine that is stopping or
+ * stopped reads none, and the evictor would wait forever (and whoever
+ * frees the region, for the evictor). An embedded engine reads events
+ * when the application calls fl_engine_process(): then it waits for that.
+ */
+static bool can_drop_anon(const struct fl__far *f)
+{
+	const struct fl_engine *e = f->r->engine;
+
+	if (!f->anon_events || (e->opts.flags & FL_ENGINE_EMBEDDED))
+		return true;
+	return e->running && !atomic_load(&e->stopping);
+}
+
 /* Drop resident pages [first, first + count) (busy, evicting). */
 static int drop_run(struct fl__far *f, uint64_t first, uint64_t count)
 {
@@ -588,7 +604,7 @@ static int drop_run(struct fl__far *f, uint64_t first, uint64_t count)
 	size_t psz = r->page_size;
 
 	if (r->mem == FL_MEM_ANON)
-		return fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED);
+		return can_drop_anon(f) ? fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED) : -ESHUTDOWN;
 	/* No uffd event: the page cache goes, and every mapping of it. */
 	return fl__punch_hole(r->memfd, first * psz, count * psz);
 }
