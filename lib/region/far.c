@@ -371,6 +371,14 @@ void fl__far_wp_fault(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 		pthread_mutex_unlock(stripe(f, page));
 		return;
 	}
+	if (!fl__bit_test(r->resolved, page)) {
+		/* A fault read before the page was evicted, or before its fill
+		 * was counted: not ours to mark. The thread faults again and
+		 * finds whatever is there now. */
+		pthread_mutex_unlock(stripe(f, page));
+		fl_uffd_wake(sp->uffd, addr, r->page_size);
+		return;
+	}
 	fresh = !fl__bit_test(f->dirty, page);
 	set_dirty(f, page);
 	/* Unprotected under the lock: a write-back cannot set busy and
