@@ -939,6 +939,58 @@ static int c_sequential(void *arg)
 	return T_PASS;
 }
 
+
+/* A child forked with a far region gets a plain copy: it writes without hanging; the parent's pages stay its own. */
+static int c_fork(void *arg)
+{
+	size_t npages = 64, len = npages * U_PAGE;
+	uint8_t *img = calloc(1, len), *base;
+	struct fl_region_opts o;
+	struct fl_engine *e;
+	struct fl_region *r;
+	struct fl_store *s;
+	int status;
+	pid_t pid;
+
+	(void)arg;
+	require_far(&anon);
+	T_ASSERT(img);
+	for (size_t p = 0; p < npages; p++)
+		page_write(img + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_memory_new(img, len, FL_STORE_MEM_COPY, &s));
+	e = u_engine(0, 1);
+	o = far_opts(&anon, len, s, 16 * U_PAGE);
+	r = u_region_opts(e, &o);
+	base = fl_region_addr(r);
+	write_all(base, 16, 1);		/* resident, dirty, then write-protected by a flush */
+	T_OK(fl_region_flush(r));
+	fflush(NULL);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (pid == 0) {
+		char why[256];
+		/* Protected pages (the first 16) and pages never filled here. */
+		write_all(base, npages, 5);
+		for (size_t p = 0; p < npages; p++)
+			if (page_check(base + p * U_PAGE, U_PAGE, p, 5, why, sizeof(why)))
+				_exit(2);
+		_exit(0);
+	}
+	T_OK(t_wait_pid(pid, 20000, &status));
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status 0x%x", status);
+	check_all(base, 16, 1);
+	{
+		char why[256];
+		for (size_t p = 16; p < npages; p++)
+			T_ASSERT(page_check(base + p * U_PAGE, U_PAGE, p, 0, why, sizeof(why)) == 0, "%s", why);
+	}
+	fl_region_free(r);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	free(img);
+	return T_PASS;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -964,6 +1016,7 @@ int main(int argc, char **argv)
 	cases[n++] = (struct t_case){ "background-writeback", c_background, NULL, 30 };
 	cases[n++] = (struct t_case){ "app-discard-stays-zero", c_app_discard, NULL, 30 };
 	cases[n++] = (struct t_case){ "sequential", c_sequential, NULL, 30 };
+	cases[n++] = (struct t_case){ "fork-child-plain-copy", c_fork, NULL, 30, T_EVENT_FORK };
 	{
 		int r = t_main(argc, argv, cases, n);
 		for (size_t i = 0; i < U_NCFGS; i++)
