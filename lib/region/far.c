@@ -24,10 +24,12 @@
  *
  * The handler threads never wait for a store here: the fault path only
  * sets bits, queues the page and kicks the evictor (overshooting the high
- * mark is allowed; the evictor catches up).
+ * mark is allowed; the evictor catches up). Far past the mark a fill waits
+ * for the evictor's next batch, bounded (fl__far_settle()).
  *
- * Lock order: wb_mu > (engine lock | space read_mu) > stripe > pol_mu.
- * stripe and pol_mu are leaves held for a few instructions or one ioctl.
+ * Lock order: wb_mu > (engine lock | space read_mu) > stripe > pol_mu, and
+ * ev_mu. stripe, pol_mu and ev_mu are leaves held for a few instructions
+ * or one ioctl (ev_mu is let go by the condition waits).
  */
 #include "region-internal.h"
 #include "store-internal.h"
