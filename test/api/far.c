@@ -217,11 +217,10 @@ static int c_stress(void *arg)
 	st = u_rstats(r);
 	log_far(c->name, &st);
 	/* The evictor runs after the fills that take the set over the mark;
-	 * past high + max(high / 8, 8) fills wait for it (10 or 100 ms at most),
-	 * each handler thread may have a fill of a prefetch window in flight,
-	 * and each writer a page past its wait. */
+	 * past high + max(high / 8, 8) a faulting thread waits for it, once
+	 * its fill (a prefetch window at most) is in. */
 	{
-		uint64_t slack = MAXU(high_pages / 8, 8) + 2 * (c->mem == FL_MEM_HUGETLB ? 1 : 16) + THREADS;
+		uint64_t slack = MAXU(high_pages / 8, 8) + THREADS * ((c->mem == FL_MEM_HUGETLB ? 1 : 16) + 1);
 		T_ASSERT(max_seen <= high_pages + slack && st.resident_peak <= high_pages + slack,
 			 "resident sampled max %llu, peak %llu, high mark %llu + slack %llu", (unsigned long long)max_seen,
 			 (unsigned long long)st.resident_peak, (unsigned long long)high_pages, (unsigned long long)slack);
