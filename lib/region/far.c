@@ -88,6 +88,7 @@ struct fl__far {
 		uint64_t addr;
 	} parked[PARK_MAX];
 	unsigned nparked;
+	_Atomic bool stopped;		/* fl__far_stop(): park nobody any more */
 	bool kick, stop, running;
 	pthread_t thread;
 	uint64_t backoff_ns, retry_ns;	/* under wb_mu */
@@ -260,6 +261,7 @@ void fl__far_stop(struct fl_region *r)
 
 	if (!f || !f->running)
 		return;
+	atomic_store(&f->stopped, true);
 	pthread_mutex_lock(&f->ev_mu);
 	f->stop = true;
 	pthread_cond_signal(&f->ev_cv);
@@ -395,8 +397,8 @@ bool fl__far_defer(struct fl_region *r, uint32_t tid)
 	/* Not a thread we cannot tell from the one the evictor waits for. */
 	if (!tid || tid == atomic_load_explicit(&f->wb_tid, memory_order_relaxed))
 		return false;
-	return atomic_load_explicit(&r->resolved_count, memory_order_relaxed) > f->hard && f->running &&
-	       !atomic_load_explicit(&f->backing_off, memory_order_relaxed);
+	return atomic_load_explicit(&r->resolved_count, memory_order_relaxed) > f->hard &&
+	       !atomic_load(&f->stopped) && !atomic_load_explicit(&f->backing_off, memory_order_relaxed);
 }
 
 /* Wake every parked thread. */
@@ -419,7 +421,7 @@ void fl__far_park(struct fl_region *r, struct fl__space *sp, uint64_t base, uint
 	/* Checked after the fill counted, under the lock wake_parked()
 	 * takes after the evictor's count went down: a wakeup is never
 	 * missed. A full list, a stopping evictor: wake now. */
-	now = f->nparked == PARK_MAX || atomic_load(&r->resolved_count) <= f->hard || f->stop ||
+	now = f->nparked == PARK_MAX || atomic_load(&r->resolved_count) <= f->hard || atomic_load(&f->stopped) ||
 	      atomic_load(&f->backing_off);
 	if (!now)
 		f->parked[f->nparked++] = (struct parked){ sp->uffd, addr };
