@@ -71,6 +71,41 @@ static bool injected_failure(struct fl_store *s, uint64_t off, size_t len)
 	return fl && off < fo + fl && fo < off + len;
 }
 
+/*
+ * Call the store's write for the requests fault injection left alone
+ * (their result is still 0), in runs, so a store never sees a request the
+ * caller must believe failed.
+ */
+static int write_unfailed(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
+{
+	int r, err = 0;
+
+	for (unsigned i = 0; i < n;) {
+		unsigned run = 0;
+
+		if (iov[i].result) {
+			i++;
+			continue;
+		}
+		while (i + run < n && !iov[i + run].result)
+			run++;
+		r = s->ops.write(s->ctx, iov + i, run);
+		/* A store that fails without saying which request: all of them
+		 * may have failed, and the caller must not believe any was. */
+		if (r < 0) {
+			bool said = false;
+			for (unsigned k = i; k < i + run; k++)
+				said |= iov[k].result != 0;
+			if (!said)
+				for (unsigned k = i; k < i + run; k++)
+					iov[k].result = r;
+			err = err ? err : r;
+		}
+		i += run;
+	}
+	return err;
+}
+
 const uint8_t *fl__store_direct(struct fl_store *s, uint64_t off, uint64_t len)
 {
 	if (!s->direct || off > s->size || len > s->size - off ||
@@ -108,14 +143,34 @@ int fl_store_read(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 	return first_err;
 }
 
-int fl_store_write(struct fl_store *s, const struct fl_store_iov *iov, unsigned n)
+int fl_store_write(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 {
+	int r, first_err = 0;
+
 	if (!s->ops.write)
 		return -EOPNOTSUPP;
-	for (unsigned i = 0; i < n; i++)
+	if (!n)
+		return 0;
+	if (!iov)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		iov[i].flags_out = 0;
+		iov[i].result = 0;
 		if (iov[i].offset > s->size || iov[i].len > s->size - iov[i].offset)
 			return -ERANGE;
-	return s->ops.write(s->ctx, iov, n);
+		if (iov[i].len && !iov[i].buf)
+			return -EINVAL;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		/* Fault injection covers writes too: write-back failure drills. */
+		if (injected_failure(s, iov[i].offset, iov[i].len))
+			iov[i].result = -EIO;
+	}
+	r = write_unfailed(s, iov, n);
+	for (unsigned i = 0; i < n; i++)
+		if (iov[i].result && !first_err)
+			first_err = iov[i].result;
+	return first_err ? first_err : r;
 }
 
 int fl_store_flush(struct fl_store *s)
@@ -141,6 +196,15 @@ int fl_store_ctl(struct fl_store *s, int op, void *arg)
 			return -EINVAL;
 		atomic_store(&s->delay_us, *(const uint64_t *)arg);
 		return 0;
+	case FL_STORE_CTL_WRITABLE:
+		if (!s->ops.write)
+			return 0;
+		/* The store may know better (a read-only fd, a server that
+		 * refused writes); one that does not know the op can write. */
+		if (!s->ops.ctl)
+			return 1;
+		ret = s->ops.ctl(s->ctx, op, arg);
+		return ret == -EOPNOTSUPP || ret == -ENOTTY ? 1 : ret;
 	}
 	if (!s->ops.ctl)
 		return -EOPNOTSUPP;
