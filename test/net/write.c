@@ -477,7 +477,68 @@ static int c_hostile(void *arg)
 	return T_PASS;
 }
 
+/*
+ * faultline serve --writable FILE: a client writes and flushes, the
+ * server is stopped with SIGTERM, and FILE holds the writes.
+ */
+static int c_cli_serve_writable(void *arg)
+{
+	const char *cli = getenv("FAULTLINE_CLI");
+	char path[] = "/tmp/fl-wcli-XXXXXX", line[128], addr[64];
+	uint8_t *want = n_expect(64 * U_PAGE, 0x99), page[U_PAGE], *now = malloc(64 * U_PAGE);
+	char *argv[] = { (char *)cli, (char *)"serve", (char *)"--writable", path, (char *)"--listen",
+			 (char *)"127.0.0.1:0", NULL };
+	posix_spawn_file_actions_t fa;
+	struct fl_remote_opts ro;
+	struct fl_store *s;
+	struct fl_store_iov iov[2];
+	int pfd[2], fd, st;
+	ssize_t got = 0, n;
+	pid_t pid;
+	(void)arg;
+
+	if (!cli)
+		t_skip("FAULTLINE_CLI not set (run through meson)");
+	T_ASSERT(now);
+	fd = mkstemp(path);
+	T_ASSERT(fd >= 0 && pwrite(fd, want, 64 * U_PAGE, 0) == (ssize_t)(64 * U_PAGE));
+	T_ASSERT(pipe(pfd) == 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawn_file_actions_addclose(&fa, pfd[0]);
+	T_ASSERT(posix_spawn(&pid, cli, &fa, NULL, argv, environ) == 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	while (got < (ssize_t)sizeof(line) - 1 && (n = read(pfd[0], line + got, 1)) == 1 && line[got] != '\n')
+		got++;
+	line[got] = '\0';
+	close(pfd[0]);
+	T_ASSERT(sscanf(line, "listening on %63s", addr) == 1, "serve said \"%s\"", line);
+	ro = n_ropts(addr, 0);
+	ro.flags = FL_REMOTE_WRITABLE;
+	s = n_remote(&ro);
+	T_ASSERT_EQ(fl_store_size(s), 64 * U_PAGE);
+	memset(page, 0x42, sizeof(page));
+	iov[0] = (struct fl_store_iov){ .offset = 3 * U_PAGE, .buf = page, .len = U_PAGE };
+	iov[1] = (struct fl_store_iov){ .offset = 63 * U_PAGE, .buf = page, .len = U_PAGE };
+	T_OK(fl_store_write(s, iov, 2));
+	T_OK(fl_store_flush(s));
+	fl_store_unref(s);
+	kill(pid, SIGTERM);
+	T_ASSERT(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	memcpy(want + 3 * U_PAGE, page, U_PAGE);
+	memcpy(want + 63 * U_PAGE, page, U_PAGE);
+	T_ASSERT(pread(fd, now, 64 * U_PAGE, 0) == (ssize_t)(64 * U_PAGE));
+	T_ASSERT(memcmp(now, want, 64 * U_PAGE) == 0);
+	close(fd);
+	unlink(path);
+	free(now);
+	munmap(want, 64 * U_PAGE);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
+	{ "cli-serve-writable", c_cli_serve_writable, NULL, 30 },
 	{ "write-read-plain", c_roundtrip_plain, NULL, 60 },
 	{ "write-read-tls", c_roundtrip_tls, NULL, 60 },
 	{ "readonly-refusals", c_readonly, NULL, 60 },
