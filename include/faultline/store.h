@@ -147,6 +147,8 @@ FL_API int fl_store_file_open(const char *path, struct fl_store **ret_store);
  */
 #define FL_STORE_CTL_FAIL_AT	0x100
 #define FL_STORE_CTL_DELAY_US	0x101
+#define FL_STORE_CTL_USER	0x10000
+
 /*
  * FL_STORE_CTL_WRITABLE: can this store take writes now? arg is ignored
  * (NULL). Returns 1 (fl_store_write() may succeed), 0 (it would fail with
@@ -156,10 +158,8 @@ FL_API int fl_store_file_open(const char *path, struct fl_store **ret_store);
  * remote store whose server (or whose opts) did not grant writes, a Redis
  * store over an image or a read-only replica answer 0. Far-memory regions
  * with write-back ask at creation and refuse a store that answers 0.
- * Writes into the FL_STORE_CTL_FAIL_AT range fail with -EIO too.
  */
-#define FL_STORE_CTL_WRITABLE	0x102
-#define FL_STORE_CTL_USER	0x10000
+#define FL_STORE_CTL_WRITABLE	0x103
 
 #ifdef __cplusplus
 }

@@ -72,9 +72,9 @@ static bool injected_failure(struct fl_store *s, uint64_t off, size_t len)
 }
 
 /*
- * Call the store's write for the requests fault injection left alone
- * (their result is still 0), in runs, so a store never sees a request the
- * caller must believe failed.
+ * Call the store's write for the requests whose result is still 0 (all
+ * of them today), in runs, so a store never sees a request the caller
+ * must believe failed.
  */
 static int write_unfailed(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 {
@@ -160,11 +160,6 @@ int fl_store_write(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 			return -ERANGE;
 		if (iov[i].len && !iov[i].buf)
 			return -EINVAL;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		/* Fault injection covers writes too: write-back failure drills. */
-		if (injected_failure(s, iov[i].offset, iov[i].len))
-			iov[i].result = -EIO;
 	}
 	r = write_unfailed(s, iov, n);
 	for (unsigned i = 0; i < n; i++)
