@@ -14,7 +14,9 @@
  * run of at most 512 pages; the URGENT flag marks a demand fault), DATA
  * (the kind of every page, the bytes of the data pages only, then an
  * XXH3-64 checksum per data page and a status, so it can be streamed as
- * the server reads), ERROR (an errno value) and BYE.
+ * the server reads), ERROR (an errno value) and BYE; and the write
+ * extension, negotiated in HELLO / HELLO_ACK (a features field): WRITE (a
+ * run of pages with a checksum each), FLUSH, and DONE answering them.
  *
  * Urgent path: the client keeps two connections, one for demand faults
  * (FL_STORE_IN_URGENT reads) and one for prefetch and background fill, and the
