@@ -26,14 +26,6 @@ static int mem_write(void *ctx, struct fl_store_iov *iov, unsigned n)
 	return 0;
 }
 
-/* Nothing to make durable: the buffer is the store (far regions over a
- * memory store flush without an error). */
-static int mem_flush(void *ctx)
-{
-	(void)ctx;
-	return 0;
-}
-
 static void mem_destroy(void *ctx)
 {
 	struct mem_store *m = ctx;
@@ -48,7 +40,6 @@ static const struct fl_store_ops mem_ops = {
 	.name = "memory",
 	.read = mem_read,
 	.write = mem_write,
-	.flush = mem_flush,
 	.destroy = mem_destroy,
 };
 

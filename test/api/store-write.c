@@ -65,7 +65,6 @@ static int c_writable_ctl(void *arg)
 	T_ASSERT_EQ(fl_store_ctl(z, FL_STORE_CTL_WRITABLE, NULL), 0);
 	T_ASSERT_EQ(fl_store_ctl(rw, FL_STORE_CTL_WRITABLE, NULL), 1);
 	T_ASSERT_EQ(fl_store_ctl(mem, FL_STORE_CTL_WRITABLE, NULL), 1);
-	T_OK(fl_store_flush(mem));
 
 	/* A store that fails a batch without per-request results: every
 	 * request is reported failed, none believed written. */
