@@ -153,8 +153,10 @@ static int stage_alloc(struct conn_ctx *x)
 
 /*
  * Read one message: header (waiting up to header_deadline), then its
- * payload into buf, or into x->stage for a WRITE (the only long message a
- * client sends; its length was bounded by the header's decoder).
+ * payload into buf. A WRITE's payload (the only long message a client
+ * sends; its length was bounded by the header's decoder) is left on the
+ * wire for read_write_payload(): the reads queued before it are answered
+ * first, and a store-backed server stages their pages in x->stage.
  */
 static int read_msg(struct conn_ctx *x, uint64_t header_deadline, struct fl__proto_hdr *h, uint8_t *payload,
 		    size_t cap)
@@ -168,17 +170,24 @@ static int read_msg(struct conn_ctx *x, uint64_t header_deadline, struct fl__pro
 	r = fl__proto_hdr_decode(hb, sizeof(hb), h);
 	if (r)
 		return r;
-	if (h->type == FL_MSG_WRITE) {
-		r = stage_alloc(x);
-		if (r)
-			return r;
-		payload = x->stage;
-		cap = FL_PROTO_WRITE_MAX;
-	}
+	if (h->type == FL_MSG_WRITE)
+		return 0;
 	/* Clients send HELLO, READ, BYE, ERROR, FLUSH: none longer than this. */
 	if (h->length > cap)
 		return -EPROTO;
 	return fl__link_read(&x->link, payload, h->length, x->srv->stop_fd, after_ms(MSG_TIMEOUT_MS), 0);
+}
+
+/* The payload of the WRITE whose header read_msg() returned, into x->stage. */
+static int read_write_payload(struct conn_ctx *x, const struct fl__proto_hdr *h)
+{
+	int r = stage_alloc(x);
+
+	if (r)
+		return r;
+	if (h->length > FL_PROTO_WRITE_MAX)
+		return -EPROTO;
+	return fl__link_read(&x->link, x->stage, h->length, x->srv->stop_fd, after_ms(MSG_TIMEOUT_MS), 0);
 }
 
 /* ---- sessions (clients) ------------------------------------------------- */
@@ -450,7 +459,7 @@ static int send_done(struct conn_ctx *x, uint32_t id, const struct fl__proto_rea
 }
 
 /*
- * A WRITE whose payload is in x->stage. A malformed one (-EPROTO) ends
+ * A WRITE whose payload is in x->stage (read_write_payload()). A malformed one (-EPROTO) ends
  * the connection: its framing cannot be trusted. A well-formed one that
  * may not be written (not granted, out of range, a checksum mismatch) is
  * refused with ERROR for its id, before anything is written, and the
@@ -541,8 +550,11 @@ static int fill_queue(struct conn_ctx *x)
 			break;
 		case FL_MSG_WRITE:
 		case FL_MSG_FLUSH:
-			/* In order: what was asked before it is answered first. */
+			/* In order: what was asked before it is answered first
+			 * (and x->stage is free again for the WRITE's payload). */
 			r = drain(x);
+			if (!r && h.type == FL_MSG_WRITE)
+				r = read_write_payload(x, &h);
 			if (!r)
 				r = h.type == FL_MSG_WRITE ? serve_write(x, &h) : serve_flush(x, &h);
 			if (r == -EPROTO)

@@ -1050,6 +1050,12 @@ static int remote_write(void *ctx, struct fl_store_iov *iov, unsigned n)
 	}
 	if (k)
 		run_requests(write_conn(rs), reqs, k, false);
+	/* Again: a read-ahead issued while the write was on its way (on the
+	 * urgent connection, or on this one before the WRITE went out) may
+	 * hold the pages from before it. One issued from now on cannot. */
+	for (unsigned i = 0; i < n; i++)
+		if (!iov[i].result)
+			ra_invalidate(rs, iov[i].offset, iov[i].len);
 	k = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (!iov[i].result) {

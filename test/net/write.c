@@ -537,7 +537,116 @@ static int c_cli_serve_writable(void *arg)
 	return T_PASS;
 }
 
+/*
+ * Threads writing and reading at once through one remote store (writes
+ * and bulk reads share the bulk connection, urgent reads their own):
+ * each thread owns a slice of pages, writes a new version of a random run,
+ * and reads its whole slice back, alternately urgent and not. A write
+ * pipelined among other threads' reads, or a read-ahead from before a
+ * write, would show up as an old or foreign version.
+ */
+#define MT_THREADS 4
+#define MT_SLICE (NPAGES / MT_THREADS)
+
+struct mt {
+	struct fl_store *s;
+	unsigned idx;
+	_Atomic int *failed;
+	char why[160];
+};
+
+static void *mt_main(void *arg)
+{
+	struct mt *m = arg;
+	uint8_t *mine = calloc(MT_SLICE, U_PAGE), *got = malloc((size_t)MT_SLICE * U_PAGE);
+	uint64_t first = (uint64_t)m->idx * MT_SLICE, x = m->idx + 1;
+
+	if (!mine || !got) {
+		snprintf(m->why, sizeof(m->why), "out of memory");
+		atomic_store(m->failed, 1);
+	}
+	/* Start from what the server holds now. */
+	if (mine && got) {
+		struct fl_store_iov rd = { .offset = first * U_PAGE, .buf = mine, .len = (size_t)MT_SLICE * U_PAGE };
+		if (fl_store_read(m->s, &rd, 1)) {
+			snprintf(m->why, sizeof(m->why), "first read failed");
+			atomic_store(m->failed, 1);
+		} else if (rd.flags_out & FL_STORE_OUT_ZERO) {
+			memset(mine, 0, rd.len);
+		}
+	}
+	for (unsigned round = 0; round < 40 && !atomic_load(m->failed); round++) {
+		struct fl_store_iov w, rd;
+		uint64_t p, len;
+		int r;
+
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		p = (x >> 33) % (MT_SLICE - 40);
+		len = 1 + (x >> 20) % 40;
+		t_fill_pattern(mine + p * U_PAGE, len * U_PAGE, p, (uint32_t)(x >> 7));
+		w = (struct fl_store_iov){ .offset = (first + p) * U_PAGE, .buf = mine + p * U_PAGE, .len = len * U_PAGE };
+		r = fl_store_write(m->s, &w, 1);
+		if (r) {
+			snprintf(m->why, sizeof(m->why), "thread %u round %u: write: %d", m->idx, round, r);
+			atomic_store(m->failed, 1);
+			break;
+		}
+		/* In two halves: sequential runs get read ahead on the bulk connection. */
+		for (unsigned half = 0; half < 2; half++) {
+			rd = (struct fl_store_iov){ .offset = (first + half * MT_SLICE / 2) * U_PAGE,
+						    .buf = got + (size_t)half * MT_SLICE / 2 * U_PAGE,
+						    .len = (size_t)MT_SLICE / 2 * U_PAGE,
+						    .flags_in = round % 2 ? FL_STORE_IN_URGENT : 0 };
+			r = fl_store_read(m->s, &rd, 1);
+			if (!r && (rd.flags_out & FL_STORE_OUT_ZERO))
+				memset(rd.buf, 0, rd.len);
+			if (r) {
+				snprintf(m->why, sizeof(m->why), "thread %u round %u: read: %d", m->idx, round, r);
+				atomic_store(m->failed, 1);
+			}
+		}
+		if (!atomic_load(m->failed) && memcmp(got, mine, (size_t)MT_SLICE * U_PAGE)) {
+			snprintf(m->why, sizeof(m->why), "thread %u round %u: read back differs", m->idx, round);
+			atomic_store(m->failed, 1);
+		}
+	}
+	free(mine);
+	free(got);
+	return NULL;
+}
+
+static int c_threads(void *arg)
+{
+	struct wsrv w;
+	struct fl_remote_opts ro;
+	struct fl_store *s;
+	struct mt m[MT_THREADS];
+	pthread_t tid[MT_THREADS];
+	_Atomic int failed = 0;
+	(void)arg;
+
+	wsrv_start(&w, FL_SERVER_WRITABLE, NULL);
+	ro = n_ropts(w.addr, 0);
+	ro.flags = FL_REMOTE_WRITABLE;
+	s = n_remote(&ro);
+	for (unsigned i = 0; i < MT_THREADS; i++) {
+		m[i] = (struct mt){ .s = s, .idx = i, .failed = &failed };
+		T_ASSERT(pthread_create(&tid[i], NULL, mt_main, &m[i]) == 0);
+	}
+	for (unsigned i = 0; i < MT_THREADS; i++)
+		pthread_join(tid[i], NULL);
+	for (unsigned i = 0; i < MT_THREADS; i++)
+		T_ASSERT(!m[i].why[0], "%s", m[i].why);
+	T_ASSERT(!failed);
+	T_OK(fl_store_flush(s));
+	n_log_rstats("threads", s);
+	fl_store_unref(s);
+	wsrv_stop(&w);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
+	{ "threads-write-read", c_threads, NULL, 60 },
 	{ "cli-serve-writable", c_cli_serve_writable, NULL, 30 },
 	{ "write-read-plain", c_roundtrip_plain, NULL, 60 },
 	{ "write-read-tls", c_roundtrip_tls, NULL, 60 },
