@@ -573,7 +573,84 @@ static int c_cluster_replicas_wait(void *arg)
 	return T_PASS;
 }
 
+/* ---- threads ---------------------------------------------------------------- */
+
+#define MT_THREADS 4
+#define MT_SLICE (FAR_PAGES / MT_THREADS)
+
+struct mt {
+	struct fl_store *s;
+	unsigned idx;
+	char why[160];
+};
+
+/* Each thread: its own slice, a new version of a random run, the slice read back. */
+static void *mt_main(void *arg)
+{
+	struct mt *m = arg;
+	uint8_t *mine = calloc(MT_SLICE, R_PAGE), *got = malloc(MT_SLICE * R_PAGE);
+	uint64_t first = (uint64_t)m->idx * MT_SLICE, x = m->idx + 7;
+
+	if (!mine || !got) {
+		snprintf(m->why, sizeof(m->why), "out of memory");
+		goto out;
+	}
+	for (unsigned round = 0; round < 25; round++) {
+		uint64_t p, len;
+		int r;
+
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		p = (x >> 33) % (MT_SLICE - 32);
+		len = 1 + (x >> 20) % 32;
+		t_fill_pattern(mine + p * R_PAGE, len * R_PAGE, p, (uint32_t)(x >> 9));
+		r = far_put(m->s, first + p, len, mine + p * R_PAGE);
+		if (!r)
+			r = far_get(m->s, first, MT_SLICE, got);
+		if (r) {
+			snprintf(m->why, sizeof(m->why), "thread %u round %u: %d", m->idx, round, r);
+			break;
+		}
+		if (memcmp(got, mine, MT_SLICE * R_PAGE)) {
+			snprintf(m->why, sizeof(m->why), "thread %u round %u: read back differs", m->idx, round);
+			break;
+		}
+	}
+out:
+	free(mine);
+	free(got);
+	return NULL;
+}
+
+static int c_single_threads(void *arg)
+{
+	struct r_server srv;
+	char url[128];
+	struct fl_store *s;
+	struct mt m[MT_THREADS];
+	pthread_t tid[MT_THREADS];
+	(void)arg;
+
+	r_require();
+	r_start(&srv, false);
+	r_url(url, sizeof(url), &srv, "farmt");
+	s = far_open(url, FL_REDIS_FAR_ZERO_MISSING, 5000);
+	for (unsigned i = 0; i < MT_THREADS; i++) {
+		m[i] = (struct mt){ .s = s, .idx = i };
+		T_ASSERT(pthread_create(&tid[i], NULL, mt_main, &m[i]) == 0);
+	}
+	for (unsigned i = 0; i < MT_THREADS; i++)
+		pthread_join(tid[i], NULL);
+	for (unsigned i = 0; i < MT_THREADS; i++)
+		T_ASSERT(!m[i].why[0], "%s", m[i].why);
+	T_OK(fl_store_flush(s));
+	T_ASSERT_EQ(far_stats(s).write_errors + far_stats(s).stale + far_stats(s).bad_values, 0);
+	fl_store_unref(s);
+	r_kill(&srv);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
+	{ "single-threads", c_single_threads, NULL, 60 },
 	{ "single-roundtrip-generations", c_single_roundtrip, NULL, 60 },
 	{ "single-corrupt-values", c_single_corrupt, NULL, 60 },
 	{ "single-killed-during-writes", c_single_killed, NULL, 90 },
