@@ -143,6 +143,13 @@ int fl_store_read(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 	return first_err;
 }
 
+static bool injected_write_failure(struct fl_store *s, uint64_t off, size_t len)
+{
+	uint64_t fo = atomic_load_explicit(&s->wfail_off, memory_order_relaxed);
+	uint64_t fl = atomic_load_explicit(&s->wfail_len, memory_order_relaxed);
+	return fl && off < fo + fl && fo < off + len;
+}
+
 int fl_store_write(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 {
 	int r, first_err = 0;
@@ -161,11 +168,28 @@ int fl_store_write(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 		if (iov[i].len && !iov[i].buf)
 			return -EINVAL;
 	}
+	for (unsigned i = 0; i < n; i++) {
+		if (injected_write_failure(s, iov[i].offset, iov[i].len)) {
+			for (unsigned k = 0; k < n; k++)
+				iov[k].result = -EIO;
+			return -EIO;
+		}
+	}
 	r = write_unfailed(s, iov, n);
 	for (unsigned i = 0; i < n; i++)
 		if (iov[i].result && !first_err)
 			first_err = iov[i].result;
 	return first_err ? first_err : r;
+}
+
+int fl__store_writable(const struct fl_store *s)
+{
+	int r;
+
+	if (!s->ops.write || s->read_only)
+		return -EROFS;
+	r = fl_store_ctl((struct fl_store *)s, FL_STORE_CTL_WRITABLE, NULL);
+	return r == 0 ? -EROFS : 0;
 }
 
 int fl_store_flush(struct fl_store *s)
@@ -184,6 +208,14 @@ int fl_store_ctl(struct fl_store *s, int op, void *arg)
 			return -EINVAL;
 		atomic_store(&s->fail_off, r[0]);
 		atomic_store(&s->fail_len, r[1]);
+		return 0;
+	}
+	case FL_STORE_CTL_FAIL_WRITES: {
+		const uint64_t *r = arg;
+		if (!r)
+			return -EINVAL;
+		atomic_store(&s->wfail_off, r[0]);
+		atomic_store(&s->wfail_len, r[1]);
 		return 0;
 	}
 	case FL_STORE_CTL_DELAY_US:
