@@ -50,6 +50,18 @@ struct srv_session {
 	uint64_t id;
 	unsigned conns;
 	struct srv_session *next;
+	/*
+	 * Writes: a client resends the WRITEs a lost connection cut off on
+	 * its next connection, while the old connection's thread may still
+	 * hold one it read and has not applied yet. Applied late, that old
+	 * copy would overwrite what the client wrote since. So each
+	 * connection granted writes takes the next epoch of its role, and a
+	 * WRITE is applied, under wmu, only by the connection of the latest
+	 * epoch: the client resends only once its new connection is
+	 * attached, so an old copy either lands first or not at all.
+	 */
+	pthread_mutex_t wmu;
+	uint64_t write_epoch[2];	/* by role */
 };
 
 struct srv_conn {
@@ -108,6 +120,9 @@ struct conn_ctx {
 	uint8_t kinds[FL_PROTO_MAX_PAGES];
 	uint64_t csums[FL_PROTO_MAX_PAGES];
 	bool can_write;			/* asked in its HELLO and granted */
+	struct srv_session *session;	/* this client's (alive while the connection is) */
+	uint32_t role;
+	uint64_t write_epoch;		/* this connection's, when can_write */
 	uint8_t *stage;			/* FL_PROTO_WRITE_MAX: a WRITE's payload, a store read; on first use */
 };
 
@@ -192,7 +207,7 @@ static int read_write_payload(struct conn_ctx *x, const struct fl__proto_hdr *h)
 
 /* ---- sessions (clients) ------------------------------------------------- */
 
-static int session_attach(struct fl_server *srv, uint64_t id)
+static int session_attach(struct fl_server *srv, uint64_t id, struct srv_session **ret)
 {
 	struct srv_session *s;
 	int r = 0;
@@ -214,11 +229,14 @@ static int session_attach(struct fl_server *srv, uint64_t id)
 		} else {
 			s->id = id;
 			s->conns = 1;
+			pthread_mutex_init(&s->wmu, NULL);
 			s->next = srv->sessions;
 			srv->sessions = s;
 			srv->nsessions++;
 		}
 	}
+	if (!r)
+		*ret = s;
 	pthread_mutex_unlock(&srv->mu);
 	return r;
 }
@@ -232,6 +250,7 @@ static void session_detach(struct fl_server *srv, uint64_t id)
 			continue;
 		if (--s->conns == 0) {
 			*pp = s->next;
+			pthread_mutex_destroy(&s->wmu);
 			free(s);
 			srv->nsessions--;
 		}
@@ -488,9 +507,22 @@ static int serve_write(struct conn_ctx *x, const struct fl__proto_hdr *h)
 				err = -EBADMSG;
 	}
 	if (!err) {
+		bool superseded;
+
 		iov = (struct fl_store_iov){ .offset = w.first * FL_PROTO_PAGE_SIZE, .buf = (void *)pages,
 					     .len = (size_t)w.npages * FL_PROTO_PAGE_SIZE };
-		err = fl_store_write(srv->store, &iov, 1);
+		pthread_mutex_lock(&x->session->wmu);
+		superseded = x->write_epoch != x->session->write_epoch[x->role];
+		if (!superseded)
+			err = fl_store_write(srv->store, &iov, 1);
+		pthread_mutex_unlock(&x->session->wmu);
+		if (superseded) {
+			/* The client has moved on to a newer connection and will
+			 * send this again there, if it still wants it. */
+			fl__log(&srv->log, FL_LOG_INFO, "%s: WRITE %u dropped: the client reconnected", x->c->peer,
+				h->id);
+			return -ECONNRESET;
+		}
 	}
 	if (err) {
 		atomic_fetch_add_explicit(&srv->st_errors, 1, memory_order_relaxed);
@@ -642,7 +674,7 @@ static void *conn_main(void *arg)
 	    memcmp(hello.image_id, srv->image_id, sizeof(srv->image_id)))
 		r = -ESTALE;
 	if (!r) {
-		r = session_attach(srv, hello.session);
+		r = session_attach(srv, hello.session, &x->session);
 		attached = !r;
 	}
 	/* The 2 MiB answer buffer only for clients that got this far. */
@@ -663,6 +695,12 @@ static void *conn_main(void *arg)
 	/* Writes only for a client that asked: one that did not never sees
 	 * a features field it may not know. */
 	x->can_write = srv->writable && (hello.features & FL_PROTO_FEAT_WRITE);
+	x->role = hello.role;
+	if (x->can_write) {
+		pthread_mutex_lock(&x->session->wmu);
+		x->write_epoch = ++x->session->write_epoch[x->role];
+		pthread_mutex_unlock(&x->session->wmu);
+	}
 	r = fl__link_write(&x->link, x->can_write ? srv->ack_write : srv->ack, srv->ack_len, srv->stop_fd,
 			   after_ms(SEND_TIMEOUT_MS));
 	if (r)
@@ -1019,6 +1057,7 @@ struct fl_server *fl_server_free(struct fl_server *srv)
 	while (srv->sessions) {
 		struct srv_session *s = srv->sessions;
 		srv->sessions = s->next;
+		pthread_mutex_destroy(&s->wmu);
 		free(s);
 	}
 	pthread_mutex_destroy(&srv->mu);

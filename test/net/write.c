@@ -645,7 +645,120 @@ static int c_threads(void *arg)
 	return T_PASS;
 }
 
+/*
+ * The server goes away: writes and flush fail within the timeout, every
+ * request with its own error, none reported written.
+ */
+static int c_server_gone(void *arg)
+{
+	struct wsrv w;
+	struct fl_remote_opts ro;
+	struct fl_store *s;
+	struct fl_store_iov iov[3];
+	uint8_t page[U_PAGE];
+	uint64_t t0;
+	(void)arg;
+
+	memset(page, 0x66, sizeof(page));
+	wsrv_start(&w, FL_SERVER_WRITABLE, NULL);
+	ro = n_ropts(w.addr, 0);
+	ro.flags = FL_REMOTE_WRITABLE;
+	ro.timeout_ms = t_scaled_ms(1000);
+	s = n_remote(&ro);
+	for (int i = 0; i < 3; i++)
+		iov[i] = (struct fl_store_iov){ .offset = (uint64_t)(10 + 2 * i) * U_PAGE, .buf = page, .len = U_PAGE };
+	T_OK(fl_store_write(s, iov, 3));
+	T_OK(fl_server_stop(w.srv));
+	pthread_join(w.tid, NULL);
+	t0 = t_now_ns();
+	T_ASSERT(fl_store_write(s, iov, 3) < 0);
+	for (int i = 0; i < 3; i++)
+		T_ASSERT(iov[i].result < 0, "request %d: %d", i, iov[i].result);
+	T_ASSERT(fl_store_flush(s) < 0);
+	/* Bounded: the timeout (twice, write then flush), not a hang. */
+	T_ASSERT(t_now_ns() - t0 < 4 * (uint64_t)ro.timeout_ms * 1000000ull + 2000000000ull, "took %llu ms",
+		 (unsigned long long)((t_now_ns() - t0) / 1000000));
+	fl_store_unref(s);
+	fl_server_free(w.srv);
+	fl_store_unref(w.file);
+	close(w.fd);
+	unlink(w.path);
+	munmap(w.orig, (size_t)NPAGES * U_PAGE);
+	return T_PASS;
+}
+
+/*
+ * Connections dropped under a writer (FL_REMOTE_CTL_DROP): writes cut
+ * off are sent again after the reconnect, and everything acknowledged is
+ * there, byte for byte.
+ */
+struct dropper {
+	struct fl_store *s;
+	_Atomic bool stop;
+	unsigned drops;
+};
+
+static void *dropper_main(void *arg)
+{
+	struct dropper *d = arg;
+	while (!atomic_load(&d->stop)) {
+		t_sleep_ms(3);
+		fl_store_ctl(d->s, FL_REMOTE_CTL_DROP, NULL);
+		d->drops++;
+	}
+	return NULL;
+}
+
+static int c_drops(void *arg)
+{
+	struct wsrv w;
+	struct fl_remote_opts ro;
+	struct fl_store *s;
+	struct dropper d;
+	pthread_t tid;
+	uint8_t *want, *got = malloc((size_t)NPAGES * U_PAGE);
+	uint64_t x = 3;
+	(void)arg;
+
+	T_ASSERT(got);
+	wsrv_start(&w, FL_SERVER_WRITABLE, NULL);
+	want = malloc((size_t)NPAGES * U_PAGE);
+	T_ASSERT(want);
+	memcpy(want, w.orig, (size_t)NPAGES * U_PAGE);
+	ro = n_ropts(w.addr, 0);
+	ro.flags = FL_REMOTE_WRITABLE;
+	s = n_remote(&ro);
+	d = (struct dropper){ .s = s };
+	T_ASSERT(pthread_create(&tid, NULL, dropper_main, &d) == 0);
+	for (unsigned round = 0; round < 60; round++) {
+		struct fl_store_iov iov;
+		uint64_t p, len;
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		p = (x >> 33) % (NPAGES - 64);
+		len = 1 + (x >> 20) % 64;
+		t_fill_pattern(want + p * U_PAGE, len * U_PAGE, p, (uint32_t)(x >> 5));
+		iov = (struct fl_store_iov){ .offset = p * U_PAGE, .buf = want + p * U_PAGE, .len = len * U_PAGE };
+		T_OK(fl_store_write(s, &iov, 1));
+	}
+	T_OK(fl_store_flush(s));
+	atomic_store(&d.stop, true);
+	pthread_join(tid, NULL);
+	t_log("%u drops", d.drops);
+	n_log_rstats("drops", s);
+	T_ASSERT(n_rstats(s).reconnects > 0, "no reconnect happened");
+	read_all(s, got, true);
+	T_ASSERT(memcmp(got, want, (size_t)NPAGES * U_PAGE) == 0);
+	file_is(&w, want);
+	fl_store_unref(s);
+	wsrv_stop(&w);
+	free(want);
+	free(got);
+	return T_PASS;
+}
+
 static const struct t_case cases[] = {
+	{ "connection-drops-during-writes", c_drops, NULL, 60 },
+	{ "server-gone", c_server_gone, NULL, 30 },
 	{ "threads-write-read", c_threads, NULL, 60 },
 	{ "cli-serve-writable", c_cli_serve_writable, NULL, 30 },
 	{ "write-read-plain", c_roundtrip_plain, NULL, 60 },

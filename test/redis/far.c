@@ -214,6 +214,26 @@ static int c_single_corrupt(void *arg)
 		free(v);
 	}
 	freeReplyObject(r);
+	/* An older value of a page put back (a server that lost the last
+	 * write, say restarted from an old snapshot): refused, -ESTALE. */
+	{
+		redisReply *old;
+		const char *argv[3];
+		size_t lens[3];
+		T_OK(far_put(s, 7, 1, data + 7 * R_PAGE));
+		old = r_cmd(&srv, "GET farc:far:{farc:0}:7");
+		T_ASSERT(old->type == REDIS_REPLY_STRING);
+		T_OK(far_put(s, 7, 1, data + 6 * R_PAGE));
+		argv[0] = "SET";
+		argv[1] = "farc:far:{farc:0}:7";
+		argv[2] = old->str;
+		lens[0] = 3;
+		lens[1] = strlen(argv[1]);
+		lens[2] = old->len;
+		freeReplyObject(r_cmd_argv(&srv, 3, argv, lens));
+		freeReplyObject(old);
+		T_ASSERT_EQ(far_get(s, 7, 1, got), -ESTALE);
+	}
 	/* A page this store wrote that the server lost: -EIO, not zeros. */
 	r = r_cmd(&srv, "DEL farc:far:{farc:0}:5");
 	freeReplyObject(r);
