@@ -71,41 +71,6 @@ static bool injected_failure(struct fl_store *s, uint64_t off, size_t len)
 	return fl && off < fo + fl && fo < off + len;
 }
 
-/*
- * Call the store's write for the requests whose result is still 0 (all
- * of them today), in runs, so a store never sees a request the caller
- * must believe failed.
- */
-static int write_unfailed(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
-{
-	int r, err = 0;
-
-	for (unsigned i = 0; i < n;) {
-		unsigned run = 0;
-
-		if (iov[i].result) {
-			i++;
-			continue;
-		}
-		while (i + run < n && !iov[i + run].result)
-			run++;
-		r = s->ops.write(s->ctx, iov + i, run);
-		/* A store that fails without saying which request: all of them
-		 * may have failed, and the caller must not believe any was. */
-		if (r < 0) {
-			bool said = false;
-			for (unsigned k = i; k < i + run; k++)
-				said |= iov[k].result != 0;
-			if (!said)
-				for (unsigned k = i; k < i + run; k++)
-					iov[k].result = r;
-			err = err ? err : r;
-		}
-		i += run;
-	}
-	return err;
-}
-
 const uint8_t *fl__store_direct(struct fl_store *s, uint64_t off, uint64_t len)
 {
 	if (!s->direct || off > s->size || len > s->size - off ||
@@ -168,6 +133,8 @@ int fl_store_write(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 		if (iov[i].len && !iov[i].buf)
 			return -EINVAL;
 	}
+	/* Before anything is written: an injected failure writes nothing
+	 * of the batch, the worst case a caller must survive. */
 	for (unsigned i = 0; i < n; i++) {
 		if (injected_write_failure(s, iov[i].offset, iov[i].len)) {
 			for (unsigned k = 0; k < n; k++)
@@ -175,11 +142,18 @@ int fl_store_write(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 			return -EIO;
 		}
 	}
-	r = write_unfailed(s, iov, n);
+	r = s->ops.write(s->ctx, iov, n);
 	for (unsigned i = 0; i < n; i++)
 		if (iov[i].result && !first_err)
 			first_err = iov[i].result;
-	return first_err ? first_err : r;
+	/* A store that fails without saying which request: any of them may
+	 * have failed, and the caller must not believe one was written. */
+	if (r < 0 && !first_err) {
+		for (unsigned i = 0; i < n; i++)
+			iov[i].result = r;
+		first_err = r;
+	}
+	return first_err;
 }
 
 int fl__store_writable(const struct fl_store *s)
