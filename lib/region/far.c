@@ -24,10 +24,12 @@
  *
  * The handler threads never wait for a store here: the fault path only
  * sets bits, queues the page and kicks the evictor (overshooting the high
- * mark is allowed; the evictor catches up).
+ * mark is allowed; the evictor catches up). Far past the mark a fill waits
+ * for the evictor's next batch, bounded (fl__far_settle()).
  *
- * Lock order: wb_mu > (engine lock | space read_mu) > stripe > pol_mu.
- * stripe and pol_mu are leaves held for a few instructions or one ioctl.
+ * Lock order: wb_mu > (engine lock | space read_mu) > stripe > pol_mu, and
+ * ev_mu. stripe, pol_mu and ev_mu are leaves held for a few instructions
+ * or one ioctl (ev_mu is let go by the condition waits).
  */
 #include "region-internal.h"
 #include "store-internal.h"
@@ -44,18 +46,24 @@
 #define BACKOFF_MAX_NS 1000000000ull	/* ...doubling up to 1 s */
 #define LOG_EVERY_NS 1000000000ull	/* write-back errors: one log line a second */
 #define HARD_SLACK_MIN 8		/* pages over the high mark before fills are throttled */
-/* The longest a fill waits for the evictor: anonymous drops need a handler
- * to read their REMOVE events (handled under the engine's write lock, which
- * a waiting handler holds off), shmem and hugetlbfs drops do not. */
-#define THROTTLE_ANON_NS 10000000ull
-#define THROTTLE_NS 100000000ull
+/* The longest a fill waits for the evictor: anonymous drops (and sampling
+ * zaps) need a handler to read their REMOVE events (handled under the
+ * engine's write lock, which a waiting handler holds off); shmem and
+ * hugetlbfs drops do not, and a fill waits for progress (the cap is a
+ * safety net, never reached while the evictor works). */
+#define THROTTLE_EVENTS_NS 10000000ull
+#define THROTTLE_NS 1000000000ull
+#define SAMPLES_MAX 64			/* mappings zapped per eviction pass */
 
 struct fl__far {
 	struct fl_region *r;
 	uint64_t high, low;		/* pages */
 	uint64_t rate;			/* background write-back, bytes/s */
 	bool writeback;
+	bool remove_events;		/* the engine reads REMOVE events (MADV_DONTNEED raises one) */
 	bool anon_events;		/* dropping anon pages raises REMOVE: wait for it */
+	bool sampling;			/* MINOR, 2Q: zap mappings to see reuse (far-policy.c) */
+	uint64_t *samples;		/* SAMPLES_MAX: pages to zap */
 	_Atomic uint64_t *dirty, *busy, *waiter, *evicting, *evicted;
 	_Atomic uint64_t dirty_count;
 	pthread_mutex_t stripe[STRIPES];
@@ -81,6 +89,7 @@ struct fl__far {
 	pthread_t thread;
 	uint64_t backoff_ns, retry_ns;	/* under wb_mu */
 	_Atomic bool backing_off;
+	_Atomic bool dropping;		/* anonymous drops in flight: they need the handlers */
 	uint64_t log_ns, log_suppressed;
 	/* statistics */
 	_Atomic uint64_t resident_peak, evicted_clean, evicted_dirty, written_back, bytes_written, wb_errors,
@@ -173,7 +182,8 @@ int fl__far_new(struct fl_region *r, const struct fl_region_opts *o)
 	f->hard = f->high + FL_MAX(f->high / 8, HARD_SLACK_MIN);
 	f->rate = o->writeback_rate;
 	f->writeback = o->flags & FL_REGION_WRITEBACK;
-	f->anon_events = r->mem == FL_MEM_ANON && (r->engine->features & UFFD_FEATURE_EVENT_REMOVE);
+	f->remove_events = r->engine->features & UFFD_FEATURE_EVENT_REMOVE;
+	f->anon_events = r->mem == FL_MEM_ANON && f->remove_events;
 	f->batch_pages = FL_MAX(BATCH_BYTES / psz, 2);
 	for (int i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&f->stripe[i], NULL);
@@ -205,6 +215,17 @@ int fl__far_new(struct fl_region *r, const struct fl_region_opts *o)
 		return -ENOMEM;	/* fl__far_free() (region_destroy()) frees the rest */
 	if (!f->pol)
 		return r->npages >= UINT32_MAX ? -EINVAL : -ENOMEM;
+	if (r->mode == FL_MODE_MINOR && r->mem == FL_MEM_SHMEM) {
+		/* The page cache keeps a zapped page: its next access is a
+		 * MINOR fault, the one access bit userfaultfd offers. Not on
+		 * hugetlbfs: a sample there zaps 2 MiB, and there are few
+		 * pages to choose among (measured: the resident set overshot
+		 * its mark while the zaps' events were read). */
+		f->samples = calloc(SAMPLES_MAX, sizeof(*f->samples));
+		if (!f->samples || fl__far_policy_sample(f->pol, SAMPLES_MAX))
+			return -ENOMEM;
+		f->sampling = o->evict_policy != FL_EVICT_FIFO;
+	}
 	f->tokens_ns = fl__now_ns();
 	ret = -pthread_create(&f->thread, NULL, evictor_main, f);
 	if (ret)
@@ -224,7 +245,28 @@ void fl__far_stop(struct fl_region *r)
 	pthread_cond_signal(&f->ev_cv);
 	pthread_cond_broadcast(&f->progress_cv);
 	pthread_mutex_unlock(&f->ev_mu);
-	pthread_join(f->thread, NULL);
+	if ((f->anon_events || (f->sampling && f->remove_events)) && (r->engine->opts.flags & FL_ENGINE_EMBEDDED)) {
+		/* The evictor may be in an MADV_DONTNEED waiting for its
+		 * REMOVE event to be read, which on an embedded engine only
+		 * fl_engine_process() does: the caller (the application's
+		 * thread) may have stopped calling it. Read events until the
+		 * evictor is out. */
+		struct timespec ts;
+
+		for (;;) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 5000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (!pthread_timedjoin_np(f->thread, NULL, &ts))
+				break;
+			fl_engine_process(r->engine, 0);
+		}
+	} else {
+		pthread_join(f->thread, NULL);
+	}
 	f->running = false;
 }
 
@@ -253,6 +295,7 @@ void fl__far_free(struct fl_region *r)
 	free(f->pages);
 	free(f->dirty_pages);
 	free(f->keep);
+	free(f->samples);
 	free(f);
 	r->far = NULL;
 }
@@ -325,23 +368,39 @@ void fl__far_settle(struct fl_region *r)
 	/*
 	 * Far over the mark: the evictor is not keeping up (it shares the
 	 * CPUs with the faulting threads, and an eviction costs more than a
-	 * fill). Hold this handler back until a batch is taken off the count,
-	 * for 10 ms (anonymous) or 100 ms at most: back-pressure, never a hang. Not while the
+	 * fill). Hold this handler back until a batch is taken off the count:
+	 * back-pressure, never a hang (10 ms at most where the evictor needs
+	 * the handlers, 1 s otherwise). Not while the
 	 * evictor backs off from a failing store (the pages must stay; every
-	 * fill would pay the wait). WILLNEED evicts before it fills, under
-	 * wb_mu: its fills stay under the mark.
+	 * fill would pay the wait), nor while it drops anonymous pages: each
+	 * MADV_DONTNEED waits for a handler (this one, maybe, or the
+	 * application's fl_engine_process()) to read its REMOVE event.
+	 * WILLNEED evicts before it fills, under wb_mu: its fills stay under
+	 * the mark.
 	 */
-	if (res > f->hard && !atomic_load_explicit(&f->backing_off, memory_order_relaxed)) {
-		uint64_t until = fl__now_ns() + (f->anon_events ? THROTTLE_ANON_NS : THROTTLE_NS);
+	if (res > f->hard && !atomic_load_explicit(&f->backing_off, memory_order_relaxed) &&
+	    !atomic_load_explicit(&f->dropping, memory_order_relaxed)) {
+		bool events = f->anon_events || (f->sampling && f->remove_events);
+		uint64_t until = fl__now_ns() + (events ? THROTTLE_EVENTS_NS : THROTTLE_NS);
 		struct timespec ts = { (time_t)(until / 1000000000ull), (long)(until % 1000000000ull) };
 
 		pthread_mutex_lock(&f->ev_mu);
 		while (atomic_load(&r->resolved_count) > f->hard && !f->stop && fl__now_ns() < until &&
-		       !atomic_load_explicit(&f->backing_off, memory_order_relaxed))
+		       !atomic_load_explicit(&f->backing_off, memory_order_relaxed) &&
+		       !atomic_load_explicit(&f->dropping, memory_order_relaxed))
 			if (pthread_cond_timedwait(&f->progress_cv, &f->ev_mu, &ts))
 				break;
 		pthread_mutex_unlock(&f->ev_mu);
 	}
+}
+
+void fl__far_touch(struct fl_region *r, uint64_t page)
+{
+	struct fl__far *f = r->far;
+
+	pthread_mutex_lock(&f->pol_mu);
+	fl__far_policy_touch(f->pol, page);
+	pthread_mutex_unlock(&f->pol_mu);
 }
 
 bool fl__far_busy(struct fl_region *r, uint64_t page)
@@ -603,11 +662,11 @@ static void requeue(struct fl__far *f, const uint64_t *pages, size_t n)
  * frees the region, for the evictor). An embedded engine reads events
  * when the application calls fl_engine_process(): then it waits for that.
  */
-static bool can_drop_anon(const struct fl__far *f)
+static bool can_dontneed(const struct fl__far *f)
 {
 	const struct fl_engine *e = f->r->engine;
 
-	if (!f->anon_events || (e->opts.flags & FL_ENGINE_EMBEDDED))
+	if (!f->remove_events || (e->opts.flags & FL_ENGINE_EMBEDDED))
 		return true;
 	return e->running && !atomic_load(&e->stopping);
 }
@@ -619,7 +678,7 @@ static int drop_run(struct fl__far *f, uint64_t first, uint64_t count)
 	size_t psz = r->page_size;
 
 	if (r->mem == FL_MEM_ANON)
-		return can_drop_anon(f) ? fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED) : -ESHUTDOWN;
+		return can_dontneed(f) ? fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED) : -ESHUTDOWN;
 	/* No uffd event: the page cache goes, and every mapping of it. */
 	return fl__punch_hole(r->memfd, first * psz, count * psz);
 }
@@ -702,6 +761,8 @@ static int64_t evict_pages(struct fl__far *f, uint64_t *pages, size_t n, int *re
 	pthread_mutex_unlock(&f->pol_mu);
 	/* Off the count: throttled fills may go (before the drops, which on
 	 * anonymous memory need a handler to read their REMOVE events). */
+	if (f->anon_events)
+		atomic_store(&f->dropping, true);
 	pthread_mutex_lock(&f->ev_mu);
 	pthread_cond_broadcast(&f->progress_cv);
 	pthread_mutex_unlock(&f->ev_mu);
@@ -736,14 +797,62 @@ static int64_t evict_pages(struct fl__far *f, uint64_t *pages, size_t n, int *re
 	}
 	/* MADV_DONTNEED returned once a handler read our REMOVE event; wait
 	 * until it is handled, so fl__far_discard() still sees `evicting`. */
-	if (f->anon_events)
+	if (f->anon_events) {
 		fl__engine_events_barrier(r->engine, fl__region_space(r)->id);
+		atomic_store(&f->dropping, false);
+	}
 	for (size_t i = 0; i < nv; i++)
 		unbusy(f, pages[i], false);
 	atomic_fetch_add_explicit(&f->evicted_dirty, dirty_evicted, memory_order_relaxed);
 	atomic_fetch_add_explicit(&f->evicted_clean, evicted - dirty_evicted, memory_order_relaxed);
 	*ret_err = err;
 	return (int64_t)evicted;
+}
+
+/*
+ * Sampling: zap the mappings of pages[0..n) (given a second chance by the
+ * CLOCK hand), keeping their page cache, so that their next access is a
+ * MINOR fault that marks them referenced (fl__far_touch()). Their REMOVE
+ * events are ours (`evicting`), as for an eviction. Under wb_mu.
+ */
+static void zap_samples(struct fl__far *f, uint64_t *pages, size_t n)
+{
+	struct fl_region *r = f->r;
+	size_t k = 0;
+
+	if (!n || !can_dontneed(f))
+		return;
+	qsort(pages, n, sizeof(*pages), cmp_u64);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t p = pages[i];
+
+		if (k && pages[k - 1] == p)
+			continue;
+		pthread_mutex_lock(stripe(f, p));
+		if (!fl__bit_test(f->busy, p) && fl__bit_test(r->resolved, p)) {
+			fl__bit_set(f->evicting, p);
+			pages[k++] = p;
+		}
+		pthread_mutex_unlock(stripe(f, p));
+	}
+	if (f->remove_events) {
+		/* A fill waiting for the evictor holds the engine's lock
+		 * that handling our REMOVE events needs: let it go. */
+		atomic_store(&f->dropping, true);
+		pthread_mutex_lock(&f->ev_mu);
+		pthread_cond_broadcast(&f->progress_cv);
+		pthread_mutex_unlock(&f->ev_mu);
+	}
+	for (size_t i = 0, j; i < k; i = j) {
+		j = run_end(pages, k, i);
+		fl__madvise(page_addr(r, pages[i]), (j - i) * r->page_size, MADV_DONTNEED);
+	}
+	if (f->remove_events) {
+		fl__engine_events_barrier(r->engine, fl__region_space(r)->id);
+		atomic_store(&f->dropping, false);
+	}
+	for (size_t i = 0; i < k; i++)
+		fl__bit_clear(f->evicting, pages[i]);
 }
 
 /*
@@ -756,6 +865,7 @@ static int evict_to(struct fl__far *f, uint64_t target, uint64_t *ret_evicted)
 	/* Every queued page is looked at a bounded number of times: dirty
 	 * pages without write-back go round without ever leaving. */
 	uint64_t budget = 2 * r->npages + 16, evicted = 0;
+	size_t ns = 0;
 	int first_err = 0;
 
 	while (atomic_load(&r->resolved_count) > target && budget) {
@@ -771,6 +881,8 @@ static int evict_to(struct fl__far *f, uint64_t target, uint64_t *ret_evicted)
 				break;
 			f->pages[n++] = v;
 		}
+		if (f->sampling)
+			ns += fl__far_policy_take_samples(f->pol, f->samples + ns, SAMPLES_MAX - ns);
 		pthread_mutex_unlock(&f->pol_mu);
 		if (!n)
 			break;
@@ -782,6 +894,9 @@ static int evict_to(struct fl__far *f, uint64_t target, uint64_t *ret_evicted)
 		if (err && !got)
 			break;	/* a failing store: back off */
 	}
+	/* Zapped once the set is down: the zaps' REMOVE events need the
+	 * handlers, which do not wait for the evictor meanwhile. */
+	zap_samples(f, f->samples, ns);
 	if (ret_evicted)
 		*ret_evicted = evicted;
 	return first_err;

@@ -246,5 +246,12 @@ void fl__far_policy_cold(struct fl__far_policy *p, uint64_t page);
 void fl__far_policy_evicted(struct fl__far_policy *p, uint64_t page);
 /* Take the next victim out of the queues; UINT64_MAX: none. */
 uint64_t fl__far_policy_victim(struct fl__far_policy *p);
+/* 2Q: record up to `cap` pages given a second chance (their mappings are
+ * to be zapped: MINOR regions). 0, -ENOMEM; other policies: 0, no-op. */
+int fl__far_policy_sample(struct fl__far_policy *p, size_t cap);
+/* The pages recorded since the last call (at most max), into out. */
+size_t fl__far_policy_take_samples(struct fl__far_policy *p, uint64_t *out, size_t max);
+/* far.c: a MINOR fault on a page still in the page cache: it was used. */
+void fl__far_touch(struct fl_region *r, uint64_t page);
 
 #endif

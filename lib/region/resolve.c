@@ -672,6 +672,9 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 		return;
 	}
 	count_fault(r, msg);
+	/* Far memory: a page whose mapping was zapped to sample it is in use. */
+	if (r->far && fl_msg_fault_minor(msg) && page < r->npages)
+		fl__far_touch(r, page);
 	/* Before the resolve wakes the thread: once its access returns, the
 	 * hooks have seen the page. */
 	for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h; h = h->next)
