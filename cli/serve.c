@@ -26,14 +26,20 @@
 
 static const char serve_usage[] =
 	"Usage: faultline serve IMAGE --listen ADDR:PORT [options]\n"
+	"       faultline serve --writable FILE --listen ADDR:PORT [options]\n"
 	"\n"
 	"Serve the pages of IMAGE to remote lazy regions (the \"remote\" store of\n"
 	"libfaultline) until interrupted. ADDR:PORT is an address of this host\n"
 	"(\"127.0.0.1:7000\", \"[::1]:7000\", \":7000\" for every address); port 0\n"
 	"picks a free port. Prints \"listening on ADDR:PORT\" once ready.\n"
 	"\n"
+	"With --writable, FILE is raw memory (not an image; its size a multiple of\n"
+	"4096), served as one region that clients opened FL_REMOTE_WRITABLE may\n"
+	"write (far memory); a flush from a client is an fdatasync of FILE.\n"
+	"\n"
 	"Options:\n"
 	"  -l, --listen ADDR:PORT     where to listen (required)\n"
+	"      --writable             serve FILE read-write (see above)\n"
 	"      --max-clients N        clients served at once (default 64); the next\n"
 	"                             one is refused (EBUSY)\n"
 	"      --tls-psk ID:HEXKEY    TLS with a pre-shared key (16-64 bytes in hex)\n"
@@ -144,9 +150,49 @@ static int check_listen_host(const char *listen)
 	return 0;
 }
 
+/*
+ * --writable: FILE opened read-write as raw memory, served as one region.
+ * Returns 0, or the exit status after saying what is wrong.
+ */
+static int serve_open_writable(const char *path, struct fl_server_opts *o, struct fl_store **ret_store,
+			       struct fl_server **ret_srv)
+{
+	struct stat st;
+	int fd, r;
+
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		cli_error("serve: --writable %s: %s", path, strerror(errno));
+		return EXIT_ERR;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size % 4096) {
+		cli_error("serve: --writable %s: not a regular file whose size is a nonzero multiple of 4096", path);
+		close(fd);
+		return EXIT_ERR;
+	}
+	r = fl_store_file_new(fd, 0, 0, ret_store);
+	close(fd);
+	if (r) {
+		cli_error("serve: --writable %s: %s", path, strerror(-r));
+		return EXIT_ERR;
+	}
+	o->flags |= FL_SERVER_WRITABLE;
+	r = fl_server_new_store(*ret_store, o, ret_srv);
+	if (r) {
+		if (r == -EINVAL && o->tls == FL_TLS_PSK)
+			cli_error("serve: the pre-shared key must be 16 to 64 bytes of hex");
+		else
+			cli_error("serve: --listen %s: %s", o->listen, strerror(-r));
+		*ret_store = fl_store_unref(*ret_store);
+		return EXIT_ERR;
+	}
+	return 0;
+}
+
 int cmd_serve(int argc, char **argv)
 {
-	enum { OPT_MAX_CLIENTS = 256, OPT_PSK, OPT_PSK_FILE, OPT_CERT, OPT_KEY, OPT_CA, OPT_RATE, OPT_VERIFY };
+	enum { OPT_MAX_CLIENTS = 256, OPT_PSK, OPT_PSK_FILE, OPT_CERT, OPT_KEY, OPT_CA, OPT_RATE, OPT_VERIFY,
+	       OPT_WRITABLE };
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
@@ -157,6 +203,7 @@ int cmd_serve(int argc, char **argv)
 		{ "tls-ca", required_argument, NULL, OPT_CA },
 		{ "bulk-rate", required_argument, NULL, OPT_RATE },
 		{ "verify", no_argument, NULL, OPT_VERIFY },
+		{ "writable", no_argument, NULL, OPT_WRITABLE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -168,7 +215,8 @@ int cmd_serve(int argc, char **argv)
 	struct fl_server *srv = NULL;
 	char psk[512] = "", idhex[2 * FL_IMAGE_ID_LEN + 1], host[300];
 	const char *image, *psk_file = NULL, *colon;
-	bool verify = false, have_psk = false;
+	bool verify = false, have_psk = false, writable = false;
+	struct fl_store *store = NULL;
 	uint64_t v;
 	int c, r, verbose = 0;
 
@@ -210,6 +258,9 @@ int cmd_serve(int argc, char **argv)
 		case OPT_VERIFY:
 			verify = true;
 			break;
+		case OPT_WRITABLE:
+			writable = true;
+			break;
 		case 'v':
 			verbose++;
 			break;
@@ -228,6 +279,8 @@ int cmd_serve(int argc, char **argv)
 	image = argv[optind];
 	if (!o.listen)
 		return cli_usage_error("serve: --listen ADDR:PORT is required");
+	if (writable && verify)
+		return cli_usage_error("serve: --verify checks an image; --writable serves a raw file");
 	if (have_psk && (o.cert_file || o.key_file))
 		return cli_usage_error("serve: --tls-psk and --tls-cert exclude each other");
 	if ((o.cert_file != NULL) != (o.key_file != NULL))
@@ -260,6 +313,12 @@ int cmd_serve(int argc, char **argv)
 		return EXIT_ERR;
 	o.log_level = verbose >= 2 ? FL_LOG_DEBUG : verbose ? FL_LOG_INFO : FL_LOG_WARN;
 
+	if (writable) {
+		r = serve_open_writable(image, &o, &store, &srv);
+		if (r)
+			return r;
+		goto serving;
+	}
 	r = fl_image_open(image, verify ? FL_IMAGE_OPEN_VERIFY : 0, &img);
 	if (r) {
 		char label[4200];
@@ -284,18 +343,26 @@ int cmd_serve(int argc, char **argv)
 		fl_image_close(img);
 		return EXIT_ERR;
 	}
+serving:
 	r = install_signals();
 	if (r) {
 		fl_server_free(srv);
 		fl_image_close(img);
+		fl_store_unref(store);
 		return cli_fail("serve: sigaction", r);
 	}
 	serving = srv;
 	colon = strrchr(o.listen, ':');
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - o.listen), o.listen);
-	fl_image_id_format(info.id, idhex);
-	fprintf(stderr, "faultline serve: %s: image %s, %u region(s)%s\n", image, idhex, info.nregions,
-		o.tls == FL_TLS_PSK ? ", TLS (PSK)" : o.tls == FL_TLS_X509 ? ", TLS (X.509)" : "");
+	if (store) {
+		fprintf(stderr, "faultline serve: %s: raw file, %llu bytes, writable%s\n", image,
+			(unsigned long long)fl_store_size(store),
+			o.tls == FL_TLS_PSK ? ", TLS (PSK)" : o.tls == FL_TLS_X509 ? ", TLS (X.509)" : "");
+	} else {
+		fl_image_id_format(info.id, idhex);
+		fprintf(stderr, "faultline serve: %s: image %s, %u region(s)%s\n", image, idhex, info.nregions,
+			o.tls == FL_TLS_PSK ? ", TLS (PSK)" : o.tls == FL_TLS_X509 ? ", TLS (X.509)" : "");
+	}
 	printf("listening on %s:%d\n", host[0] ? host : "*", fl_server_port(srv));
 	fflush(stdout);
 
@@ -310,6 +377,15 @@ int cmd_serve(int argc, char **argv)
 		(unsigned long long)st.errors);
 	fl_server_free(srv);
 	fl_image_close(img);
+	if (store) {
+		/* What clients wrote without flushing reaches the disk too. */
+		int fr = fl_store_flush(store);
+		if (fr)
+			cli_error("serve: %s: fdatasync: %s", image, strerror(-fr));
+		fl_store_unref(store);
+		if (fr && !r)
+			r = fr;
+	}
 	memset(psk, 0, sizeof(psk));
 	if (r)
 		return cli_fail("serve", r);

@@ -109,6 +109,53 @@ FL_API int fl_store_redis_new(const struct fl_redis_opts *opts, struct fl_store 
 FL_API int fl_redis_regions(const struct fl_redis_opts *opts, struct fl_image_region *regions,
 			    unsigned max, uint8_t ret_id[FL_IMAGE_ID_LEN]);
 
+/*
+ * Far memory in Redis: a writable store of `size` bytes (a nonzero
+ * multiple of 4096) under the URL's prefix, for far-memory regions
+ * (FL_REGION_WRITEBACK) and any other writer of pages.
+ *
+ *   PREFIX:far:meta                      the store's size (checked on open)
+ *   PREFIX:far:{PREFIX:CHUNK}:PAGE       one page, CHUNK = PAGE / 512
+ *   PREFIX:far:{PREFIX:CHUNK}:flush      a marker written by flush
+ *
+ * A page value is a 32-byte header (magic "FLRW", version, kind, the page
+ * index, a generation, an XXH3-64 over the header and the bytes) and the
+ * page's 4096 bytes (none for a page of zeros). Every write of a page
+ * stores the generation after the one this store last wrote or read for
+ * it; a read checks the checksum (a mismatch, or a value that is not one,
+ * fails with -EIO: the region fails closed, never zeros) and the
+ * generation (one this store did not write: another writer, or a write
+ * the server lost, fails with -ESTALE). A page that has no key reads as
+ * zeros only with FL_REDIS_FAR_ZERO_MISSING and only if this store never
+ * wrote it; otherwise -ENODATA, or -EIO for a page this store wrote and
+ * the server no longer has.
+ *
+ * Writes are one SET per page, pipelined per node; in a Cluster they
+ * follow MOVED and ASK like reads, so they land during a slot migration.
+ * Each request's result is its own (-ETIMEDOUT when the server did not
+ * answer within timeout_ms, -EROFS for a read-only replica, -ENOSPC when
+ * Redis is out of memory, -EIO for other refusals). A failed write may or
+ * may not have reached the server; writing the page again settles it.
+ *
+ * fl_store_flush(): for every primary written since the last flush that
+ * had replicas when the store first flushed to it (INFO replication),
+ * WAIT for as many replicas to acknowledge (at most timeout_ms / 2); fewer
+ * acknowledgements fail the flush with -EIO (and the next flush waits for
+ * those primaries again). A server without replicas flushes at once:
+ * durability is then its persistence configuration (appendonly,
+ * appendfsync). FL_STORE_CTL_WRITABLE answers 0 when the server is a
+ * read-only replica. The store's name is "redis-far"; FL_REDIS_CTL_STATS
+ * works as for fl_store_redis_new().
+ *
+ * opts: url, timeout_ms, cluster, connections and the log are used;
+ * region and image_id must be 0 / NULL. Returns 0; -EINVAL (bad URL,
+ * options or size, or the prefix holds a far store of another size),
+ * -ETIMEDOUT, -EPROTO, -ENOMEM; -EOPNOTSUPP in a build without Redis.
+ */
+#define FL_REDIS_FAR_ZERO_MISSING	(1u << 0)	/* pages never written read as zeros (a new store) */
+FL_API int fl_store_redis_far_new(const struct fl_redis_opts *opts, uint64_t size, unsigned flags,
+				  struct fl_store **ret_store);
+
 /* Counters of a Redis store: fl_store_ctl(store, FL_REDIS_CTL_STATS, &stats). */
 struct fl_redis_stats {
 	size_t sz;			/* sizeof(struct fl_redis_stats) */
@@ -126,6 +173,10 @@ struct fl_redis_stats {
 	uint64_t missing;		/* keys that did not exist (-ENODATA) */
 	uint32_t nodes;			/* server nodes known */
 	bool cluster;			/* talking to a Redis Cluster */
+	uint64_t pages_written;		/* far stores: pages the server acknowledged */
+	uint64_t write_errors;		/* far stores: pages whose write failed */
+	uint64_t stale;			/* far stores: reads refused for their generation (-ESTALE) */
+	uint64_t waits;			/* far stores: WAIT commands answered */
 };
 #define FL_REDIS_CTL_STATS	0x300	/* unique across stores: see store.h */
 

@@ -14,7 +14,9 @@
  * run of at most 512 pages; the URGENT flag marks a demand fault), DATA
  * (the kind of every page, the bytes of the data pages only, then an
  * XXH3-64 checksum per data page and a status, so it can be streamed as
- * the server reads), ERROR (an errno value) and BYE.
+ * the server reads), ERROR (an errno value) and BYE; and the write
+ * extension, negotiated in HELLO / HELLO_ACK (a features field): WRITE (a
+ * run of pages with a checksum each), FLUSH, and DONE answering them.
  *
  * Urgent path: the client keeps two connections, one for demand faults
  * (FL_STORE_IN_URGENT reads) and one for prefetch and background fill, and the
@@ -71,7 +73,17 @@ struct fl_server_opts {
 	fl_log_fn log;			/* NULL: silent */
 	void *log_ctx;
 	enum fl_log_level log_level;
+	unsigned flags;			/* FL_SERVER_* */
 };
+
+/*
+ * Accept WRITE and FLUSH from clients that ask (fl_remote_opts.flags
+ * FL_REMOTE_WRITABLE): only for a server over a writable store
+ * (fl_server_new_store()); fl_server_new() (an image: read-only) and a
+ * store that is not writable refuse it with -EROFS. A server without it
+ * answers every WRITE with ERROR EROFS.
+ */
+#define FL_SERVER_WRITABLE	(1u << 0)
 
 /*
  * Create a page server for `img` and bind its listening socket (so
@@ -82,6 +94,21 @@ struct fl_server_opts {
  */
 FL_API int fl_server_new(struct fl_image *img, const struct fl_server_opts *opts,
 			 struct fl_server **ret_server);
+/*
+ * A page server over a store instead of an image: far memory. The store is
+ * served as an image of one region (region 0, the store's size, which must
+ * be a nonzero multiple of 4096: -EINVAL otherwise), under an image id
+ * drawn at random now, so a client that reconnects to a restarted server
+ * fails with -ESTALE instead of reading what another server holds. Pages
+ * that read as zeros are sent as zero pages. With FL_SERVER_WRITABLE in
+ * opts->flags, clients that ask may write pages (fl_store_write() on
+ * their remote store goes to fl_store_write() on this one) and flush
+ * (fl_store_flush()); the store must say it is writable
+ * (FL_STORE_CTL_WRITABLE), else -EROFS. The server holds a reference to
+ * the store. Other errors as fl_server_new().
+ */
+FL_API int fl_server_new_store(struct fl_store *store, const struct fl_server_opts *opts,
+			       struct fl_server **ret_server);
 /* The TCP port the server listens on (the ephemeral one when asked for 0). */
 FL_API int fl_server_port(const struct fl_server *srv);
 /*
@@ -107,7 +134,9 @@ struct fl_server_stats {
 	uint64_t requests, requests_urgent;
 	uint64_t pages_data, pages_zero;	/* pages sent, by kind */
 	uint64_t bytes_sent;		/* payload bytes of DATA messages */
-	uint64_t errors;		/* ERROR replies to requests (bad range, corrupt image page) */
+	uint64_t errors;		/* ERROR replies to requests (bad range, corrupt image page, refused write) */
+	uint64_t pages_written;		/* pages written to the store (WRITE) */
+	uint64_t flushes;		/* FLUSH requests answered DONE */
 };
 FL_API int fl_server_stats(const struct fl_server *srv, struct fl_server_stats *stats);
 
@@ -129,7 +158,19 @@ struct fl_remote_opts {
 	fl_log_fn log;			/* NULL: silent */
 	void *log_ctx;
 	enum fl_log_level log_level;
+	unsigned flags;			/* FL_REMOTE_* */
 };
+
+/*
+ * Ask the server for writes (far memory): fl_store_write() and
+ * fl_store_flush() then work, on the bulk connection. Creation fails with
+ * -EROFS when the server does not grant them (not started writable, or
+ * serving an image) and -EOPNOTSUPP when it predates the write extension
+ * of the protocol (it refuses the HELLO; the log says so). Without it the
+ * store is read-only: writes fail with -EROFS and FL_STORE_CTL_WRITABLE
+ * answers 0.
+ */
+#define FL_REMOTE_WRITABLE	(1u << 0)
 
 /*
  * A store over region `opts->region` of the image a page server serves.
@@ -148,6 +189,15 @@ struct fl_remote_opts {
  * make one connection attempt each (bounded by timeout_ms, at most 1 s) and
  * fail at once if it does not succeed, so a dead server costs one timeout,
  * not one per page; the first successful connection ends that.
+ *
+ * Writes (FL_REMOTE_WRITABLE): each request is sent as WRITE messages of
+ * at most max_pages pages with a checksum per page, pipelined; every
+ * request's result is the server's answer: 0 once the server's store
+ * wrote it, -EROFS, -ERANGE, -EBADMSG (the pages arrived corrupt: nothing
+ * written), the server store's error, or -ETIMEDOUT. A write cut by a
+ * lost connection is sent again after the reconnect (writing a page twice
+ * is harmless). fl_store_flush() returns once the server's store flushed
+ * every write acknowledged before it.
  *
  * Sequential reads of more than a page (background fill, a thread reading
  * in order) are read ahead: the next run is requested while the engine

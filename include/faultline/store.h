@@ -53,8 +53,14 @@ struct fl_store_ops {
 	 * return zeros.
 	 */
 	int (*read)(void *ctx, struct fl_store_iov *iov, unsigned n);
-	/* Optional: write pages back (eviction, snapshots). */
-	int (*write)(void *ctx, const struct fl_store_iov *iov, unsigned n);
+	/*
+	 * Optional: write pages back (eviction, snapshots). Like read, a
+	 * batch: return 0 if every request was written, otherwise a negative
+	 * errno. Stores that can say which requests failed set each iov's
+	 * `result` (fl_store_write() clears them first and fills in the
+	 * return value for a store that leaves them 0 on failure).
+	 */
+	int (*write)(void *ctx, struct fl_store_iov *iov, unsigned n);
 	/* Optional: make writes durable. */
 	int (*flush)(void *ctx);
 	/* Optional escape hatch for store-specific operations (numbers: see
@@ -81,10 +87,16 @@ FL_API const char *fl_store_name(const struct fl_store *store);
 /* Batched read through the store's vtable (what the engine calls). */
 FL_API int fl_store_read(struct fl_store *store, struct fl_store_iov *iov,
 			 unsigned n);
-/* Optional operations; -EOPNOTSUPP when the store lacks them (for ctl:
- * when the store does not know that op). */
+/*
+ * Optional operations; -EOPNOTSUPP when the store lacks them (for ctl:
+ * when the store does not know that op). fl_store_write() writes buf of
+ * each iov at its offset and sets each iov's result (0 or -errno: -EROFS a
+ * store that cannot write, -ENOSPC, -EIO, -ETIMEDOUT ...); it returns 0
+ * when every request succeeded, else the first error. A failed request
+ * may have been written in part: write it again.
+ */
 FL_API int fl_store_write(struct fl_store *store,
-			  const struct fl_store_iov *iov, unsigned n);
+			  struct fl_store_iov *iov, unsigned n);
 FL_API int fl_store_flush(struct fl_store *store);
 FL_API int fl_store_ctl(struct fl_store *store, int op, void *arg);
 
@@ -140,6 +152,18 @@ FL_API int fl_store_file_open(const char *path, struct fl_store **ret_store);
 #define FL_STORE_CTL_DELAY_US	0x101
 #define FL_STORE_CTL_FAIL_WRITES	0x102
 #define FL_STORE_CTL_USER	0x10000
+
+/*
+ * FL_STORE_CTL_WRITABLE: can this store take writes now? arg is ignored
+ * (NULL). Returns 1 (fl_store_write() may succeed), 0 (it would fail with
+ * -EROFS or -EOPNOTSUPP), or -errno when the store cannot tell. A store
+ * without a write op answers 0; one with a write op answers 1 unless its
+ * ctl says otherwise: a file store over a descriptor opened O_RDONLY, a
+ * remote store whose server (or whose opts) did not grant writes, a Redis
+ * store over an image or a read-only replica answer 0. Far-memory regions
+ * with write-back ask at creation and refuse a store that answers 0.
+ */
+#define FL_STORE_CTL_WRITABLE	0x103
 
 #ifdef __cplusplus
 }

@@ -33,7 +33,15 @@ static int length_bounds(uint16_t type, uint32_t *min, uint32_t *max)
 		*min = *max = FL_PROTO_ERROR_SIZE;
 		return 0;
 	case FL_MSG_BYE:
+	case FL_MSG_FLUSH:
 		*min = *max = 0;
+		return 0;
+	case FL_MSG_WRITE:
+		*min = FL_PROTO_WRITE_LEN(1);
+		*max = FL_PROTO_WRITE_MAX;
+		return 0;
+	case FL_MSG_DONE:
+		*min = *max = FL_PROTO_DONE_SIZE;
 		return 0;
 	}
 	return -EPROTO;
@@ -68,7 +76,8 @@ int fl__proto_hdr_decode(const uint8_t *buf, size_t len, struct fl__proto_hdr *r
 	/* Only replies and requests carry ids; a HELLO/ACK/BYE carries 0. */
 	if ((h.type == FL_MSG_HELLO || h.type == FL_MSG_HELLO_ACK || h.type == FL_MSG_BYE) && h.id)
 		return -EPROTO;
-	if ((h.type == FL_MSG_READ || h.type == FL_MSG_DATA) && !h.id)
+	if ((h.type == FL_MSG_READ || h.type == FL_MSG_DATA || h.type == FL_MSG_WRITE || h.type == FL_MSG_DONE ||
+	     h.type == FL_MSG_FLUSH) && !h.id)
 		return -EPROTO;
 	*ret = h;
 	return 0;
@@ -86,7 +95,8 @@ int fl__proto_hello_decode(const struct fl__proto_hdr *h, const uint8_t *p, size
 		return -EPROTO;
 	ret->session = ld64(p);
 	ret->role = ld32(p + 8);
-	if (ret->role > FL_ROLE_BULK || ld32(p + 12) != 0)
+	ret->features = ld32(p + 12);
+	if (ret->role > FL_ROLE_BULK || (ret->features & ~FL_PROTO_FEAT_MASK))
 		return -EPROTO;
 	memcpy(ret->image_id, p + 16, 16);
 	return 0;
@@ -106,8 +116,9 @@ int fl__proto_ack_decode(const struct fl__proto_hdr *h, const uint8_t *p, size_t
 	ret->page_size = ld32(p + 16);
 	ret->nregions = n;
 	ret->max_pages = ld32(p + 24);
+	ret->features = ld32(p + 28);
 	if (ret->page_size != FL_PROTO_PAGE_SIZE || ret->max_pages < 1 ||
-	    ret->max_pages > FL_PROTO_MAX_PAGES || ld32(p + 28) != 0)
+	    ret->max_pages > FL_PROTO_MAX_PAGES || (ret->features & ~FL_PROTO_FEAT_MASK))
 		return -EPROTO;
 	ret->regions = p + FL_PROTO_ACK_FIXED;
 	return 0;
@@ -202,6 +213,47 @@ int fl__proto_data_trailer(const struct fl__proto_data *d, const uint8_t *p, siz
 	return 0;
 }
 
+int fl__proto_write_decode(const struct fl__proto_hdr *h, const uint8_t *p, size_t len,
+			   struct fl__proto_read *ret, const uint8_t **ret_pages, uint64_t *csums)
+{
+	struct fl__proto_read m;
+	struct fl__proto_data d;
+	size_t at;
+	int status;
+
+	if (!ret || !ret_pages || !csums || !payload_ok(h, FL_MSG_WRITE, p, len) || len < FL_PROTO_WRITE_PREFIX)
+		return -EPROTO;
+	m.region = ld32(p);
+	m.npages = ld32(p + 4);
+	m.first = ld64(p + 8);
+	if (m.npages < 1 || m.npages > FL_PROTO_MAX_PAGES || m.first > (1ull << 52) ||
+	    len != FL_PROTO_WRITE_LEN(m.npages))
+		return -EPROTO;
+	/* The trailer is DATA's, with every page a data page. */
+	d = (struct fl__proto_data){ .region = m.region, .npages = m.npages, .first = m.first, .ndata = m.npages };
+	at = FL_PROTO_WRITE_PREFIX + (size_t)m.npages * FL_PROTO_PAGE_SIZE;
+	if (fl__proto_data_trailer(&d, p + at, len - at, csums, &status) || status)
+		return -EPROTO;
+	*ret = m;
+	*ret_pages = p + FL_PROTO_WRITE_PREFIX;
+	return 0;
+}
+
+int fl__proto_done_decode(const struct fl__proto_hdr *h, const uint8_t *p, size_t len,
+			  struct fl__proto_read *ret)
+{
+	if (!ret || !payload_ok(h, FL_MSG_DONE, p, len) || len != FL_PROTO_DONE_SIZE)
+		return -EPROTO;
+	ret->region = ld32(p);
+	ret->npages = ld32(p + 4);
+	ret->first = ld64(p + 8);
+	/* npages 0 is a FLUSH's (then everything is 0). */
+	if (ret->npages > FL_PROTO_MAX_PAGES || ret->first > (1ull << 52) ||
+	    (!ret->npages && (ret->region || ret->first)))
+		return -EPROTO;
+	return 0;
+}
+
 int fl__proto_error_decode(const struct fl__proto_hdr *h, const uint8_t *p, size_t len, int *ret_errno)
 {
 	uint32_t e;
@@ -251,7 +303,7 @@ int fl__proto_hello_encode(uint8_t *buf, size_t cap, const struct fl__proto_hell
 	buf += FL_PROTO_HDR_SIZE;
 	st64(buf, m->session);
 	st32(buf + 8, m->role);
-	st32(buf + 12, 0);
+	st32(buf + 12, m->features & FL_PROTO_FEAT_MASK);
 	memcpy(buf + 16, m->image_id, 16);
 	return FL_PROTO_HDR_SIZE + FL_PROTO_HELLO_SIZE;
 }
@@ -362,6 +414,52 @@ int fl__proto_error_encode(uint8_t *buf, size_t cap, uint32_t id, int err)
 	return FL_PROTO_HDR_SIZE + FL_PROTO_ERROR_SIZE;
 }
 
+int fl__proto_write_encode(uint8_t *buf, size_t cap, uint32_t id, const struct fl__proto_read *m)
+{
+	uint8_t *p;
+
+	if (!buf || !m || !id || m->npages < 1 || m->npages > FL_PROTO_MAX_PAGES)
+		return -EINVAL;
+	if (cap < FL_PROTO_HDR_SIZE + FL_PROTO_WRITE_PREFIX)
+		return -ENOBUFS;
+	fl__proto_hdr_encode(buf, cap, FL_MSG_WRITE, (uint32_t)FL_PROTO_WRITE_LEN(m->npages), id, 0);
+	p = buf + FL_PROTO_HDR_SIZE;
+	st32(p, m->region);
+	st32(p + 4, m->npages);
+	st64(p + 8, m->first);
+	return FL_PROTO_HDR_SIZE + FL_PROTO_WRITE_PREFIX;
+}
+
+int fl__proto_done_encode(uint8_t *buf, size_t cap, uint32_t id, const struct fl__proto_read *m)
+{
+	uint8_t *p;
+
+	if (!buf || !id)
+		return -EINVAL;
+	if (cap < FL_PROTO_HDR_SIZE + FL_PROTO_DONE_SIZE)
+		return -ENOBUFS;
+	fl__proto_hdr_encode(buf, cap, FL_MSG_DONE, FL_PROTO_DONE_SIZE, id, 0);
+	p = buf + FL_PROTO_HDR_SIZE;
+	st32(p, m ? m->region : 0);
+	st32(p + 4, m ? m->npages : 0);
+	st64(p + 8, m ? m->first : 0);
+	return FL_PROTO_HDR_SIZE + FL_PROTO_DONE_SIZE;
+}
+
+int fl__proto_flush_encode(uint8_t *buf, size_t cap, uint32_t id)
+{
+	if (!buf || !id)
+		return -EINVAL;
+	if (cap < FL_PROTO_HDR_SIZE)
+		return -ENOBUFS;
+	return fl__proto_hdr_encode(buf, cap, FL_MSG_FLUSH, 0, id, 0);
+}
+
+void fl__proto_ack_set_features(uint8_t *ack, uint32_t features)
+{
+	st32(ack + FL_PROTO_HDR_SIZE + 28, features);
+}
+
 int fl__proto_bye_encode(uint8_t *buf, size_t cap)
 {
 	if (!buf)
@@ -391,6 +489,12 @@ const char *fl__proto_type_name(uint16_t type)
 		return "ERROR";
 	case FL_MSG_BYE:
 		return "BYE";
+	case FL_MSG_WRITE:
+		return "WRITE";
+	case FL_MSG_DONE:
+		return "DONE";
+	case FL_MSG_FLUSH:
+		return "FLUSH";
 	}
 	return "?";
 }

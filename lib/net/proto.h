@@ -14,12 +14,18 @@
  *
  * HELLO     client -> server, 32 bytes: u64 session (random, per client;
  *           the server counts clients by it), u32 role (0 urgent, 1 bulk),
- *           u32 reserved, u8 image_id[16] (all zero: any; else the server
- *           refuses another image with ERROR ESTALE).
+ *           u32 features (bit 0 WRITE: the client asks to write; servers
+ *           before the write extension took this field as reserved and
+ *           answer a nonzero one with ERROR EPROTO, which is why a client
+ *           sets it only when asked to write), u8 image_id[16] (all zero:
+ *           any; else the server refuses another image with ERROR ESTALE).
  * HELLO_ACK server -> client, 32 + 16 * nregions bytes: u8 image_id[16],
  *           u32 page_size (4096), u32 nregions (1..65536), u32 max_pages
- *           (1..512, the largest READ the server takes), u32 reserved,
- *           then per region: u64 length (bytes, page multiple), u32 prot,
+ *           (1..512, the largest READ the server takes), u32 features
+ *           (bit 0 WRITE: this connection may send WRITE and FLUSH; set
+ *           only when the HELLO asked and the server is writable, so a
+ *           client that never asks never sees a nonzero field), then per
+ *           region: u64 length (bytes, page multiple), u32 prot,
  *           u32 mem.
  * READ      client -> server, 16 bytes: u32 region, u32 npages (1..512),
  *           u64 first_page. Flag URGENT: a thread is blocked on it.
@@ -35,6 +41,23 @@
  *           for a page corrupt in the image, found mid-stream) the data is
  *           void and the request failed. length = 16 + pad8(npages) +
  *           ndata * (4096 + 8) + 8.
+ * WRITE     client -> server, like a DATA of data pages only, in three
+ *           parts: prefix u32 region, u32 npages (1..512), u64 first_page;
+ *           the npages pages' bytes; trailer u64 csum[npages] (XXH3-64 of
+ *           each page), u32 status (0), u32 reserved. length = 16 +
+ *           npages * (4096 + 8) + 8. The server checks everything (a
+ *           writable connection, the range, every checksum) before it
+ *           writes anything, then writes the pages to its store and
+ *           answers DONE, or ERROR for the request (EROFS not writable,
+ *           ERANGE out of bounds, EBADMSG a checksum mismatch, or the
+ *           store's error); nothing is written on an error but the
+ *           store's own. Requests of one connection are served in order
+ *           around a WRITE or FLUSH: READs that arrived before it are
+ *           answered first, and those after it see its pages.
+ * FLUSH     client -> server, empty: make every write acknowledged so far
+ *           durable (the store's flush). Answered by DONE or ERROR.
+ * DONE      server -> client, 16 bytes: the WRITE's prefix (u32 region,
+ *           u32 npages, u64 first_page), all zero for a FLUSH.
  * ERROR     either way, 8 bytes: u32 errno (1..4095), u32 reserved. id is
  *           the failed request's, or 0 for the connection (then it closes).
  * BYE       either way, empty: an orderly close.
@@ -61,7 +84,14 @@ enum fl__proto_type {
 	FL_MSG_DATA = 4,
 	FL_MSG_ERROR = 5,
 	FL_MSG_BYE = 6,
+	FL_MSG_WRITE = 7,
+	FL_MSG_DONE = 8,
+	FL_MSG_FLUSH = 9,
 };
+
+/* HELLO and HELLO_ACK features */
+#define FL_PROTO_FEAT_WRITE	(1u << 0)
+#define FL_PROTO_FEAT_MASK	FL_PROTO_FEAT_WRITE
 
 /* header flags */
 #define FL_MSG_F_URGENT		(1u << 0)	/* READ only */
@@ -79,6 +109,11 @@ enum fl__proto_role {
 #define FL_PROTO_KINDS_LEN(npages) (((size_t)(npages) + 7) / 8 * 8)
 #define FL_PROTO_TRAILER_LEN(ndata) ((size_t)(ndata) * 8 + 8)
 #define FL_PROTO_ERROR_SIZE	8u
+#define FL_PROTO_DONE_SIZE	16u
+#define FL_PROTO_WRITE_PREFIX	16u
+#define FL_PROTO_WRITE_LEN(npages) \
+	(FL_PROTO_WRITE_PREFIX + (size_t)(npages) * FL_PROTO_PAGE_SIZE + FL_PROTO_TRAILER_LEN(npages))
+#define FL_PROTO_WRITE_MAX	FL_PROTO_WRITE_LEN(FL_PROTO_MAX_PAGES)
 /* The largest DATA payload: every page of the largest READ with bytes. */
 #define FL_PROTO_DATA_MAX \
 	(FL_PROTO_DATA_PREFIX + FL_PROTO_MAX_PAGES + FL_PROTO_MAX_PAGES * (FL_PROTO_PAGE_SIZE + 8) + 8)
@@ -94,6 +129,7 @@ struct fl__proto_hdr {
 struct fl__proto_hello {
 	uint64_t session;
 	uint32_t role;
+	uint32_t features;		/* FL_PROTO_FEAT_* */
 	uint8_t image_id[16];
 };
 
@@ -102,6 +138,7 @@ struct fl__proto_ack {
 	uint32_t page_size;
 	uint32_t nregions;
 	uint32_t max_pages;
+	uint32_t features;		/* FL_PROTO_FEAT_* */
 	const uint8_t *regions;		/* nregions raw entries, see fl__proto_ack_region() */
 };
 
@@ -160,6 +197,18 @@ int fl__proto_data_kinds(const struct fl__proto_data *d, const uint8_t *p, size_
  */
 int fl__proto_data_trailer(const struct fl__proto_data *d, const uint8_t *p, size_t len, uint64_t *csums,
 			   int *ret_status);
+/*
+ * A whole WRITE payload (h->length bytes): the prefix into *ret, a pointer
+ * to the pages' bytes, and their checksums as sent into csums[npages].
+ * -EPROTO when the length is not the one npages implies, a count is out
+ * of range, or the trailer's status or reserved field is not 0. The
+ * checksums are not compared here: that is the receiver's decision.
+ */
+int fl__proto_write_decode(const struct fl__proto_hdr *h, const uint8_t *p, size_t len,
+			   struct fl__proto_read *ret, const uint8_t **ret_pages, uint64_t *csums);
+/* DONE payload: the prefix it acknowledges. */
+int fl__proto_done_decode(const struct fl__proto_hdr *h, const uint8_t *p, size_t len,
+			  struct fl__proto_read *ret);
 /* ERROR payload: the errno value (positive). */
 int fl__proto_error_decode(const struct fl__proto_hdr *h, const uint8_t *p, size_t len, int *ret_errno);
 int fl__proto_bye_decode(const struct fl__proto_hdr *h, size_t len);
@@ -182,6 +231,16 @@ int fl__proto_data_encode(uint8_t *buf, size_t cap, uint32_t id, const struct fl
 /* The trailer for ndata checksums and a status (0 or an errno). */
 int fl__proto_trailer_encode(uint8_t *buf, size_t cap, const uint64_t *csums, uint32_t ndata, int status);
 int fl__proto_error_encode(uint8_t *buf, size_t cap, uint32_t id, int err);
+/*
+ * WRITE header and prefix (the caller then sends the pages and
+ * fl__proto_trailer_encode(csums, npages, 0)).
+ */
+int fl__proto_write_encode(uint8_t *buf, size_t cap, uint32_t id, const struct fl__proto_read *m);
+/* DONE for a WRITE (m) or a FLUSH (m NULL). */
+int fl__proto_done_encode(uint8_t *buf, size_t cap, uint32_t id, const struct fl__proto_read *m);
+int fl__proto_flush_encode(uint8_t *buf, size_t cap, uint32_t id);
+/* HELLO_ACK with features: fl__proto_ack_encode() then this on its bytes. */
+void fl__proto_ack_set_features(uint8_t *ack, uint32_t features);
 int fl__proto_bye_encode(uint8_t *buf, size_t cap);
 
 /* Checksum of one page, as DATA carries it (XXH3-64, like the image format). */

@@ -18,6 +18,13 @@
  * The server trusts nothing it receives: requests are decoded by proto.c,
  * ranges checked against the image, and a malformed message ends the
  * connection with ERROR EPROTO.
+ *
+ * A server over a store (fl_server_new_store(), far memory) serves it as
+ * an image of one region, and with FL_SERVER_WRITABLE takes WRITE and
+ * FLUSH from connections that asked for writes in their HELLO. A WRITE is
+ * checked whole (range, every page's checksum) before a byte of it reaches
+ * the store, and executed in order with the connection's reads: the reads
+ * that arrived before it are answered first.
  */
 #include "kernel.h"
 #include "proto.h"
@@ -43,6 +50,18 @@ struct srv_session {
 	uint64_t id;
 	unsigned conns;
 	struct srv_session *next;
+	/*
+	 * Writes: a client resends the WRITEs a lost connection cut off on
+	 * its next connection, while the old connection's thread may still
+	 * hold one it read and has not applied yet. Applied late, that old
+	 * copy would overwrite what the client wrote since. So each
+	 * connection granted writes takes the next epoch of its role, and a
+	 * WRITE is applied, under wmu, only by the connection of the latest
+	 * epoch: the client resends only once its new connection is
+	 * attached, so an old copy either lands first or not at all.
+	 */
+	pthread_mutex_t wmu;
+	uint64_t write_epoch[2];	/* by role */
 };
 
 struct srv_conn {
@@ -56,7 +75,10 @@ struct srv_conn {
 
 struct fl_server {
 	struct fl__logger log;
-	struct fl_image *img;
+	struct fl_image *img;		/* the image served, or NULL ... */
+	struct fl_store *store;		/* ... the store served as region 0 */
+	bool writable;			/* FL_SERVER_WRITABLE over a writable store */
+	uint8_t *ack_write;		/* the ack granting writes (ack with FEAT_WRITE) */
 	unsigned max_clients;
 	uint64_t bulk_rate;
 	struct fl__tls_cfg *tls;
@@ -78,7 +100,7 @@ struct fl_server {
 	uint64_t rate_next_ns;		/* when the bulk stream may send next */
 
 	_Atomic uint64_t st_connections, st_refused, st_requests, st_urgent, st_pages_data,
-		st_pages_zero, st_bytes, st_errors;
+		st_pages_zero, st_bytes, st_errors, st_pages_written, st_flushes;
 };
 
 struct queued {
@@ -97,6 +119,11 @@ struct conn_ctx {
 	unsigned nq;
 	uint8_t kinds[FL_PROTO_MAX_PAGES];
 	uint64_t csums[FL_PROTO_MAX_PAGES];
+	bool can_write;			/* asked in its HELLO and granted */
+	struct srv_session *session;	/* this client's (alive while the connection is) */
+	uint32_t role;
+	uint64_t write_epoch;		/* this connection's, when can_write */
+	uint8_t *stage;			/* FL_PROTO_WRITE_MAX: a WRITE's payload, a store read; on first use */
 };
 
 static uint64_t after_ms(unsigned ms)
@@ -132,7 +159,20 @@ static int send_error(struct conn_ctx *x, uint32_t id, int err)
 	return fl__link_write(&x->link, m, (size_t)n, x->srv->stop_fd, after_ms(SEND_TIMEOUT_MS));
 }
 
-/* Read one message: header (waiting up to header_deadline), then its payload into buf. */
+static int stage_alloc(struct conn_ctx *x)
+{
+	if (!x->stage)
+		x->stage = malloc(FL_PROTO_WRITE_MAX);
+	return x->stage ? 0 : -ENOMEM;
+}
+
+/*
+ * Read one message: header (waiting up to header_deadline), then its
+ * payload into buf. A WRITE's payload (the only long message a client
+ * sends; its length was bounded by the header's decoder) is left on the
+ * wire for read_write_payload(): the reads queued before it are answered
+ * first, and a store-backed server stages their pages in x->stage.
+ */
 static int read_msg(struct conn_ctx *x, uint64_t header_deadline, struct fl__proto_hdr *h, uint8_t *payload,
 		    size_t cap)
 {
@@ -145,15 +185,29 @@ static int read_msg(struct conn_ctx *x, uint64_t header_deadline, struct fl__pro
 	r = fl__proto_hdr_decode(hb, sizeof(hb), h);
 	if (r)
 		return r;
-	/* Clients send HELLO, READ, BYE, ERROR: none longer than this. */
+	if (h->type == FL_MSG_WRITE)
+		return 0;
+	/* Clients send HELLO, READ, BYE, ERROR, FLUSH: none longer than this. */
 	if (h->length > cap)
 		return -EPROTO;
 	return fl__link_read(&x->link, payload, h->length, x->srv->stop_fd, after_ms(MSG_TIMEOUT_MS), 0);
 }
 
+/* The payload of the WRITE whose header read_msg() returned, into x->stage. */
+static int read_write_payload(struct conn_ctx *x, const struct fl__proto_hdr *h)
+{
+	int r = stage_alloc(x);
+
+	if (r)
+		return r;
+	if (h->length > FL_PROTO_WRITE_MAX)
+		return -EPROTO;
+	return fl__link_read(&x->link, x->stage, h->length, x->srv->stop_fd, after_ms(MSG_TIMEOUT_MS), 0);
+}
+
 /* ---- sessions (clients) ------------------------------------------------- */
 
-static int session_attach(struct fl_server *srv, uint64_t id)
+static int session_attach(struct fl_server *srv, uint64_t id, struct srv_session **ret)
 {
 	struct srv_session *s;
 	int r = 0;
@@ -175,11 +229,14 @@ static int session_attach(struct fl_server *srv, uint64_t id)
 		} else {
 			s->id = id;
 			s->conns = 1;
+			pthread_mutex_init(&s->wmu, NULL);
 			s->next = srv->sessions;
 			srv->sessions = s;
 			srv->nsessions++;
 		}
 	}
+	if (!r)
+		*ret = s;
 	pthread_mutex_unlock(&srv->mu);
 	return r;
 }
@@ -193,6 +250,7 @@ static void session_detach(struct fl_server *srv, uint64_t id)
 			continue;
 		if (--s->conns == 0) {
 			*pp = s->next;
+			pthread_mutex_destroy(&s->wmu);
 			free(s);
 			srv->nsessions--;
 		}
@@ -219,6 +277,69 @@ static int throttle(struct fl_server *srv, size_t bytes)
 }
 
 /*
+ * Answer a READ (in range) from the store: read the run whole into the
+ * stage, send pages of zeros as zero pages and the rest as data. A store
+ * error fails the request (ERROR), never sends zeros for it.
+ */
+static int serve_store_read(struct conn_ctx *x, const struct queued *q)
+{
+	struct fl_server *srv = x->srv;
+	const struct fl__proto_read *rd = &q->rd;
+	struct fl_store_iov iov;
+	size_t total, at, ndata = 0;
+	int r;
+
+	r = stage_alloc(x);
+	if (r)
+		return r;
+	iov = (struct fl_store_iov){ .offset = rd->first * FL_PROTO_PAGE_SIZE, .buf = x->stage,
+				     .len = (size_t)rd->npages * FL_PROTO_PAGE_SIZE,
+				     .flags_in = q->urgent ? FL_STORE_IN_URGENT : 0 };
+	r = fl_store_read(srv->store, &iov, 1);
+	if (r) {
+		atomic_fetch_add_explicit(&srv->st_errors, 1, memory_order_relaxed);
+		fl__log(&srv->log, FL_LOG_ERROR, "%s: store read, pages %llu+%u: %s", x->c->peer,
+			(unsigned long long)rd->first, rd->npages, strerror(-r));
+		return send_error(x, q->id, r);
+	}
+	for (uint32_t i = 0; i < rd->npages; i++) {
+		const uint8_t *pg = x->stage + (size_t)i * FL_PROTO_PAGE_SIZE;
+		bool zero = iov.flags_out & FL_STORE_OUT_ZERO;
+		if (!zero)
+			zero = pg[0] == 0 && !memcmp(pg, pg + 1, FL_PROTO_PAGE_SIZE - 1);
+		x->kinds[i] = zero ? FL_PROTO_KIND_ZERO : FL_PROTO_KIND_DATA;
+	}
+	r = fl__proto_data_encode(x->buf, FL_PROTO_HDR_SIZE + FL_PROTO_DATA_MAX, q->id, rd, x->kinds, &total);
+	if (r < 0)
+		return r;
+	at = (size_t)r;
+	if (!q->urgent) {
+		r = throttle(srv, total);
+		if (r)
+			return r;
+	}
+	for (uint32_t i = 0; i < rd->npages; i++) {
+		if (x->kinds[i] != FL_PROTO_KIND_DATA)
+			continue;
+		memcpy(x->buf + at, x->stage + (size_t)i * FL_PROTO_PAGE_SIZE, FL_PROTO_PAGE_SIZE);
+		x->csums[ndata++] = fl__proto_page_csum(x->buf + at);
+		at += FL_PROTO_PAGE_SIZE;
+	}
+	r = fl__proto_trailer_encode(x->buf + at, FL_PROTO_HDR_SIZE + FL_PROTO_DATA_MAX - at, x->csums,
+				     (uint32_t)ndata, 0);
+	if (r < 0)
+		return r;
+	at += (size_t)r;
+	r = fl__link_write(&x->link, x->buf, at, srv->stop_fd, after_ms(SEND_TIMEOUT_MS));
+	if (r)
+		return r;
+	atomic_fetch_add_explicit(&srv->st_pages_data, ndata, memory_order_relaxed);
+	atomic_fetch_add_explicit(&srv->st_pages_zero, rd->npages - ndata, memory_order_relaxed);
+	atomic_fetch_add_explicit(&srv->st_bytes, total - FL_PROTO_HDR_SIZE, memory_order_relaxed);
+	return 0;
+}
+
+/*
  * Answer one READ: DATA with every page's kind, the data pages' bytes and
  * their checksums, or ERROR for the request (bad range, a page absent from
  * the whole chain). The bytes are streamed in chunks as they are read, so
@@ -241,6 +362,8 @@ static int serve_read(struct conn_ctx *x, const struct queued *q)
 		err = -ERANGE;
 		goto error;
 	}
+	if (srv->store)
+		return serve_store_read(x, q);
 	for (uint32_t i = 0; i < rd->npages; i++) {
 		int k = fl_image_page_kind(srv->img, rd->region, rd->first + i);
 		if (k < 0) {
@@ -321,6 +444,111 @@ error:
 	return send_error(x, q->id, err);
 }
 
+static int serve_read(struct conn_ctx *x, const struct queued *q);
+
+/* Answer every queued READ, urgent ones first. */
+static int drain(struct conn_ctx *x)
+{
+	while (x->nq) {
+		struct queued q;
+		unsigned pick = 0;
+		int r;
+
+		for (unsigned i = 0; i < x->nq; i++) {
+			if (x->q[i].urgent) {
+				pick = i;
+				break;
+			}
+		}
+		q = x->q[pick];
+		memmove(&x->q[pick], &x->q[pick + 1], (x->nq - pick - 1) * sizeof(x->q[0]));
+		x->nq--;
+		r = serve_read(x, &q);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int send_done(struct conn_ctx *x, uint32_t id, const struct fl__proto_read *m)
+{
+	uint8_t b[FL_PROTO_HDR_SIZE + FL_PROTO_DONE_SIZE];
+	int n = fl__proto_done_encode(b, sizeof(b), id, m);
+	return n < 0 ? n : fl__link_write(&x->link, b, (size_t)n, x->srv->stop_fd, after_ms(SEND_TIMEOUT_MS));
+}
+
+/*
+ * A WRITE whose payload is in x->stage (read_write_payload()). A malformed one (-EPROTO) ends
+ * the connection: its framing cannot be trusted. A well-formed one that
+ * may not be written (not granted, out of range, a checksum mismatch) is
+ * refused with ERROR for its id, before anything is written, and the
+ * connection goes on. Returns 0, or -errno to close the connection.
+ */
+static int serve_write(struct conn_ctx *x, const struct fl__proto_hdr *h)
+{
+	struct fl_server *srv = x->srv;
+	struct fl__proto_read w;
+	struct fl_store_iov iov;
+	const uint8_t *pages;
+	int err = 0, r;
+
+	r = fl__proto_write_decode(h, x->stage, h->length, &w, &pages, x->csums);
+	if (r)
+		return r;
+	atomic_fetch_add_explicit(&srv->st_requests, 1, memory_order_relaxed);
+	if (!x->can_write) {
+		err = -EROFS;
+	} else if (w.region >= srv->nregions || w.first > srv->region_pages[w.region] ||
+		   w.npages > srv->region_pages[w.region] - w.first) {
+		err = -ERANGE;
+	} else {
+		for (uint32_t i = 0; i < w.npages && !err; i++)
+			if (fl__proto_page_csum(pages + (size_t)i * FL_PROTO_PAGE_SIZE) != x->csums[i])
+				err = -EBADMSG;
+	}
+	if (!err) {
+		bool superseded;
+
+		iov = (struct fl_store_iov){ .offset = w.first * FL_PROTO_PAGE_SIZE, .buf = (void *)pages,
+					     .len = (size_t)w.npages * FL_PROTO_PAGE_SIZE };
+		pthread_mutex_lock(&x->session->wmu);
+		superseded = x->write_epoch != x->session->write_epoch[x->role];
+		if (!superseded)
+			err = fl_store_write(srv->store, &iov, 1);
+		pthread_mutex_unlock(&x->session->wmu);
+		if (superseded) {
+			/* The client has moved on to a newer connection and will
+			 * send this again there, if it still wants it. */
+			fl__log(&srv->log, FL_LOG_INFO, "%s: WRITE %u dropped: the client reconnected", x->c->peer,
+				h->id);
+			return -ECONNRESET;
+		}
+	}
+	if (err) {
+		atomic_fetch_add_explicit(&srv->st_errors, 1, memory_order_relaxed);
+		fl__log(&srv->log, err == -EROFS || err == -ERANGE || err == -EBADMSG ? FL_LOG_WARN : FL_LOG_ERROR,
+			"%s: WRITE %u (region %u, pages %llu+%u): %s", x->c->peer, h->id, w.region,
+			(unsigned long long)w.first, w.npages, strerror(-err));
+		return send_error(x, h->id, err);
+	}
+	atomic_fetch_add_explicit(&srv->st_pages_written, w.npages, memory_order_relaxed);
+	return send_done(x, h->id, &w);
+}
+
+static int serve_flush(struct conn_ctx *x, const struct fl__proto_hdr *h)
+{
+	struct fl_server *srv = x->srv;
+	int err = x->can_write ? fl_store_flush(srv->store) : -EROFS;
+
+	if (err) {
+		atomic_fetch_add_explicit(&srv->st_errors, 1, memory_order_relaxed);
+		fl__log(&srv->log, FL_LOG_ERROR, "%s: FLUSH %u: %s", x->c->peer, h->id, strerror(-err));
+		return send_error(x, h->id, err);
+	}
+	atomic_fetch_add_explicit(&srv->st_flushes, 1, memory_order_relaxed);
+	return send_done(x, h->id, NULL);
+}
+
 /*
  * Read requests: wait for the first one when the queue is empty, then take
  * whatever else has already arrived (so an urgent request queued behind
@@ -351,6 +579,20 @@ static int fill_queue(struct conn_ctx *x)
 			q->id = h.id;
 			q->urgent = h.flags & FL_MSG_F_URGENT;
 			x->nq++;
+			break;
+		case FL_MSG_WRITE:
+		case FL_MSG_FLUSH:
+			/* In order: what was asked before it is answered first
+			 * (and x->stage is free again for the WRITE's payload). */
+			r = drain(x);
+			if (!r && h.type == FL_MSG_WRITE)
+				r = read_write_payload(x, &h);
+			if (!r)
+				r = h.type == FL_MSG_WRITE ? serve_write(x, &h) : serve_flush(x, &h);
+			if (r == -EPROTO)
+				send_error(x, 0, r);
+			if (r)
+				return r;
 			break;
 		case FL_MSG_BYE:
 			return 1;
@@ -432,7 +674,7 @@ static void *conn_main(void *arg)
 	    memcmp(hello.image_id, srv->image_id, sizeof(srv->image_id)))
 		r = -ESTALE;
 	if (!r) {
-		r = session_attach(srv, hello.session);
+		r = session_attach(srv, hello.session, &x->session);
 		attached = !r;
 	}
 	/* The 2 MiB answer buffer only for clients that got this far. */
@@ -450,7 +692,17 @@ static void *conn_main(void *arg)
 		}
 		goto close;
 	}
-	r = fl__link_write(&x->link, srv->ack, srv->ack_len, srv->stop_fd, after_ms(SEND_TIMEOUT_MS));
+	/* Writes only for a client that asked: one that did not never sees
+	 * a features field it may not know. */
+	x->can_write = srv->writable && (hello.features & FL_PROTO_FEAT_WRITE);
+	x->role = hello.role;
+	if (x->can_write) {
+		pthread_mutex_lock(&x->session->wmu);
+		x->write_epoch = ++x->session->write_epoch[x->role];
+		pthread_mutex_unlock(&x->session->wmu);
+	}
+	r = fl__link_write(&x->link, x->can_write ? srv->ack_write : srv->ack, srv->ack_len, srv->stop_fd,
+			   after_ms(SEND_TIMEOUT_MS));
 	if (r)
 		goto close;
 	fl__log(&srv->log, FL_LOG_INFO, "%s: client %016llx connected (%s%s)", c->peer,
@@ -464,8 +716,10 @@ close:
 		session_detach(srv, hello.session);
 	fl__link_close(&x->link);
 out:
-	if (x)
+	if (x) {
 		free(x->buf);
+		free(x->stage);
+	}
 	free(x);
 	atomic_store(&c->done, true);
 	fl__eventfd_signal(srv->reap_fd);
@@ -547,7 +801,8 @@ int fl_server_run(struct fl_server *srv)
 		return -EINVAL;
 	if (atomic_exchange(&srv->ran, true))
 		return -EALREADY;
-	fl__log(&srv->log, FL_LOG_INFO, "serving %u region(s) on port %d", srv->nregions, srv->port);
+	fl__log(&srv->log, FL_LOG_INFO, "serving %u region(s) on port %d%s", srv->nregions, srv->port,
+		srv->writable ? ", writable" : "");
 	for (;;) {
 		struct pollfd p[3] = {
 			{ .fd = srv->stop_fd, .events = POLLIN },
@@ -616,6 +871,8 @@ int fl_server_stats(const struct fl_server *srv, struct fl_server_stats *st)
 	s.pages_zero = atomic_load(&srv->st_pages_zero);
 	s.bytes_sent = atomic_load(&srv->st_bytes);
 	s.errors = atomic_load(&srv->st_errors);
+	s.pages_written = atomic_load(&srv->st_pages_written);
+	s.flushes = atomic_load(&srv->st_flushes);
 	return FL_OPTS_OUT(st, s);
 }
 
@@ -636,7 +893,13 @@ static int build_ack(struct fl_server *srv)
 	}
 	for (uint32_t i = 0; i < srv->nregions && !r; i++) {
 		struct fl_image_region rg = { .sz = sizeof(rg) };
-		r = fl_image_region(srv->img, i, &rg);
+		if (srv->store) {
+			/* One region, read-write anonymous memory. */
+			rg.length = fl_store_size(srv->store);
+			rg.prot = 3;
+		} else {
+			r = fl_image_region(srv->img, i, &rg);
+		}
 		regions[i] = (struct fl__proto_region){ .length = rg.length, .prot = rg.prot, .mem = rg.mem };
 		srv->region_pages[i] = rg.length / FL_PROTO_PAGE_SIZE;
 	}
@@ -645,15 +908,63 @@ static int build_ack(struct fl_server *srv)
 					 FL_PROTO_MAX_PAGES, regions, srv->nregions);
 		r = r < 0 ? r : 0;
 	}
+	if (!r && srv->writable) {
+		srv->ack_write = malloc(srv->ack_len);
+		if (srv->ack_write) {
+			memcpy(srv->ack_write, srv->ack, srv->ack_len);
+			fl__proto_ack_set_features(srv->ack_write, FL_PROTO_FEAT_WRITE);
+		} else {
+			r = -ENOMEM;
+		}
+	}
 	free(regions);
 	return r;
+}
+
+/* What fl_server_new() and fl_server_new_store() share: srv->img or srv->store is set. */
+static int server_init(struct fl_server *srv, const struct fl_server_opts *o)
+{
+	struct fl__tls_params tp;
+	int r;
+
+	srv->lfd = srv->stop_fd = srv->reap_fd = -1;
+	srv->log = (struct fl__logger){ .fn = o->log, .ctx = o->log_ctx, .level = o->log_level };
+	srv->max_clients = o->max_clients ? o->max_clients : DEFAULT_MAX_CLIENTS;
+	srv->bulk_rate = o->bulk_rate;
+	pthread_mutex_init(&srv->mu, NULL);
+	pthread_mutex_init(&srv->rate_mu, NULL);
+	r = build_ack(srv);
+	if (r)
+		return r;
+	tp = (struct fl__tls_params){
+		.mode = o->tls, .psk_identity = o->psk_identity, .psk_key_hex = o->psk_key_hex,
+		.cert_file = o->cert_file, .key_file = o->key_file, .ca_file = o->ca_file,
+	};
+	r = fl__tls_cfg_new(&tp, true, &srv->tls);
+	if (r == -EOPNOTSUPP)
+		fl__log(&srv->log, FL_LOG_ERROR, "%s", FL__TLS_DISABLED_WHY);
+	if (r)
+		return r;
+	r = fl__eventfd(&srv->stop_fd);
+	if (!r)
+		r = fl__eventfd(&srv->reap_fd);
+	if (!r)
+		r = fl__tcp_listen(o->listen, 128, &srv->lfd, &srv->port);
+	return r;
+}
+
+static int opts_check(const struct fl_server_opts *o)
+{
+	if (!o->listen || (o->tls != FL_TLS_NONE && o->tls != FL_TLS_PSK && o->tls != FL_TLS_X509) ||
+	    (o->flags & ~FL_SERVER_WRITABLE))
+		return -EINVAL;
+	return 0;
 }
 
 int fl_server_new(struct fl_image *img, const struct fl_server_opts *uopts, struct fl_server **ret)
 {
 	struct fl_server_opts o;
 	struct fl_image_info info = { .sz = sizeof(info) };
-	struct fl__tls_params tp;
 	struct fl_server *srv;
 	int r;
 
@@ -662,8 +973,12 @@ int fl_server_new(struct fl_image *img, const struct fl_server_opts *uopts, stru
 	r = FL_OPTS_COPY(o, uopts);
 	if (r)
 		return r;
-	if (!o.listen || (o.tls != FL_TLS_NONE && o.tls != FL_TLS_PSK && o.tls != FL_TLS_X509))
-		return -EINVAL;
+	r = opts_check(&o);
+	if (r)
+		return r;
+	/* Images are written once, by the image writer: never by clients. */
+	if (o.flags & FL_SERVER_WRITABLE)
+		return -EROFS;
 	r = fl_image_info(img, &info);
 	if (r)
 		return r;
@@ -673,31 +988,54 @@ int fl_server_new(struct fl_image *img, const struct fl_server_opts *uopts, stru
 	if (!srv)
 		return -ENOMEM;
 	srv->lfd = srv->stop_fd = srv->reap_fd = -1;
-	srv->log = (struct fl__logger){ .fn = o.log, .ctx = o.log_ctx, .level = o.log_level };
 	srv->img = fl_image_ref(img);	/* dropped by fl_server_free() */
-	srv->max_clients = o.max_clients ? o.max_clients : DEFAULT_MAX_CLIENTS;
-	srv->bulk_rate = o.bulk_rate;
 	srv->nregions = info.nregions;
 	memcpy(srv->image_id, info.id, sizeof(srv->image_id));
-	pthread_mutex_init(&srv->mu, NULL);
-	pthread_mutex_init(&srv->rate_mu, NULL);
-	r = build_ack(srv);
+	r = server_init(srv, &o);
 	if (r)
 		goto fail;
-	tp = (struct fl__tls_params){
-		.mode = o.tls, .psk_identity = o.psk_identity, .psk_key_hex = o.psk_key_hex,
-		.cert_file = o.cert_file, .key_file = o.key_file, .ca_file = o.ca_file,
-	};
-	r = fl__tls_cfg_new(&tp, true, &srv->tls);
-	if (r == -EOPNOTSUPP)
-		fl__log(&srv->log, FL_LOG_ERROR, "%s", FL__TLS_DISABLED_WHY);
+	*ret = srv;
+	return 0;
+fail:
+	fl_server_free(srv);
+	return r;
+}
+
+int fl_server_new_store(struct fl_store *store, const struct fl_server_opts *uopts, struct fl_server **ret)
+{
+	struct fl_server_opts o;
+	struct fl_server *srv;
+	uint64_t size;
+	int r;
+
+	if (!store || !uopts || !ret)
+		return -EINVAL;
+	r = FL_OPTS_COPY(o, uopts);
 	if (r)
-		goto fail;
-	r = fl__eventfd(&srv->stop_fd);
+		return r;
+	r = opts_check(&o);
+	if (r)
+		return r;
+	size = fl_store_size(store);
+	if (!size || size % FL_PROTO_PAGE_SIZE || size > (1ull << 52))
+		return -EINVAL;
+	if (o.flags & FL_SERVER_WRITABLE) {
+		r = fl_store_ctl(store, FL_STORE_CTL_WRITABLE, NULL);
+		if (r <= 0)
+			return r < 0 ? r : -EROFS;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->lfd = srv->stop_fd = srv->reap_fd = -1;
+	srv->store = fl_store_ref(store);	/* dropped by fl_server_free() */
+	srv->writable = o.flags & FL_SERVER_WRITABLE;
+	srv->nregions = 1;
+	/* Not a content id: a fresh one per server, so a client never takes a
+	 * restarted server (which may have lost writes) for this one. */
+	r = fl__random(srv->image_id, sizeof(srv->image_id));
 	if (!r)
-		r = fl__eventfd(&srv->reap_fd);
-	if (!r)
-		r = fl__tcp_listen(o.listen, 128, &srv->lfd, &srv->port);
+		r = server_init(srv, &o);
 	if (r)
 		goto fail;
 	*ret = srv;
@@ -719,13 +1057,16 @@ struct fl_server *fl_server_free(struct fl_server *srv)
 	while (srv->sessions) {
 		struct srv_session *s = srv->sessions;
 		srv->sessions = s->next;
+		pthread_mutex_destroy(&s->wmu);
 		free(s);
 	}
 	pthread_mutex_destroy(&srv->mu);
 	pthread_mutex_destroy(&srv->rate_mu);
 	free(srv->ack);
+	free(srv->ack_write);
 	free(srv->region_pages);
 	fl_image_unref(srv->img);
+	fl_store_unref(srv->store);
 	free(srv);
 	return NULL;
 }

@@ -23,6 +23,13 @@
  * getting bad pages fails with -EBADMSG; one that cannot be answered within
  * timeout_ms fails with -ETIMEDOUT. The engine then poisons the page.
  *
+ * Writes (FL_REMOTE_WRITABLE) are requests of the same machinery, sent on
+ * the bulk connection: a WRITE carries its pages and their checksums and
+ * is answered DONE or ERROR; a FLUSH follows the writes on that connection
+ * (the server serves a connection in order). A lost connection sends them
+ * again after the reconnect: writing the same bytes twice is harmless. A
+ * write makes any read-ahead over its pages stale, so it is never used.
+ *
  * Lock order: send_mu before mu. The link is replaced only by the owner
  * holding both; it is shut down (never closed) by anyone who sees it fail,
  * so no thread ever uses a closed or reused descriptor.
@@ -45,10 +52,13 @@
 #define STACK_REQS		8
 
 enum req_state { REQ_UNSENT, REQ_SENT, REQ_RECEIVING, REQ_DONE };
+enum req_op { OP_READ, OP_WRITE, OP_FLUSH };
 
 struct rreq {
 	uint32_t id;
-	struct fl__proto_read rd;
+	enum req_op op;
+	const uint64_t *csums;		/* OP_WRITE: one per page of rd, computed once */
+	struct fl__proto_read rd;	/* OP_WRITE: the pages written, from buf */
 	uint8_t *buf;
 	enum req_state state;
 	int result;
@@ -77,6 +87,7 @@ struct readahead {
 	pthread_mutex_t mu;		/* taken before the connection's mu */
 	bool active;
 	bool busy;			/* being adopted (mu not held meanwhile) */
+	bool stale;			/* a write overlapped it: never adopted */
 	uint64_t offset, last_end;
 	size_t len;
 	unsigned n;
@@ -127,6 +138,8 @@ struct remote {
 	uint32_t nregions;
 	uint32_t max_pages;
 	uint64_t region_length;
+	bool want_write;		/* FL_REMOTE_WRITABLE */
+	bool can_write;			/* ... and the server granted it */
 	_Atomic uint32_t next_id;
 	struct rconn conn[2];
 	_Atomic uint64_t st_readahead, st_readahead_hits;
@@ -149,7 +162,8 @@ static int do_connect(struct remote *rs, enum fl__proto_role role, bool known, u
 		      struct fl__link *ret)
 {
 	uint8_t hello[FL_PROTO_HDR_SIZE + FL_PROTO_HELLO_SIZE], hb[FL_PROTO_HDR_SIZE];
-	struct fl__proto_hello h = { .session = rs->session, .role = role };
+	struct fl__proto_hello h = { .session = rs->session, .role = role,
+				     .features = rs->want_write ? FL_PROTO_FEAT_WRITE : 0 };
 	struct fl__proto_hdr hdr;
 	struct fl__proto_ack ack;
 	struct fl__proto_region reg;
@@ -185,6 +199,13 @@ static int do_connect(struct remote *rs, enum fl__proto_role role, bool known, u
 		/* The server refused us: its reason is the error. */
 		r = fl__proto_error_decode(&hdr, payload, hdr.length, &err);
 		r = r ? r : -err;
+		/* A server from before the write extension takes the HELLO's
+		 * features for a reserved field and refuses it as malformed. */
+		if (r == -EPROTO && rs->want_write) {
+			fl__log(&rs->log, FL_LOG_ERROR, "%s: the server does not know the protocol's write "
+				"extension (an older faultline): it cannot take writes", rs->addr);
+			r = -EOPNOTSUPP;
+		}
 		goto out;
 	}
 	if (!r)
@@ -198,6 +219,12 @@ static int do_connect(struct remote *rs, enum fl__proto_role role, bool known, u
 	r = fl__proto_ack_region(&ack, rs->region, &reg);
 	if (r)
 		goto out;
+	if (rs->want_write && !(ack.features & FL_PROTO_FEAT_WRITE)) {
+		fl__log(&rs->log, FL_LOG_ERROR, "%s: the server does not accept writes (it serves an image, or "
+			"was not started writable)", rs->addr);
+		r = -EROFS;
+		goto out;
+	}
 	if (known) {
 		/* Requests already split by max_pages must still be taken. */
 		if (memcmp(ack.image_id, rs->image_id, sizeof(rs->image_id)) || reg.length != rs->region_length ||
@@ -207,6 +234,7 @@ static int do_connect(struct remote *rs, enum fl__proto_role role, bool known, u
 		}
 	} else {
 		memcpy(rs->image_id, ack.image_id, sizeof(rs->image_id));
+		rs->can_write = rs->want_write;
 		rs->nregions = ack.nregions;
 		rs->region_length = reg.length;
 		rs->max_pages = ack.max_pages;
@@ -277,6 +305,38 @@ static void finish(struct rconn *c, struct rreq *q, int result)
 
 /* ---- sending ------------------------------------------------------------------- */
 
+/*
+ * Send one WRITE (header and prefix, its pages, the trailer of checksums)
+ * or FLUSH. Called with send_mu held, not mu.
+ */
+static int send_write(struct rconn *c, const struct rreq *q, uint64_t deadline)
+{
+	uint8_t head[FL_PROTO_HDR_SIZE + FL_PROTO_WRITE_PREFIX];
+	uint8_t *trailer;
+	size_t tlen;
+	int n, r;
+
+	if (q->op == OP_FLUSH) {
+		n = fl__proto_flush_encode(head, sizeof(head), q->id);
+		return n < 0 ? n : fl__link_write(&c->link, head, (size_t)n, -1, deadline);
+	}
+	n = fl__proto_write_encode(head, sizeof(head), q->id, &q->rd);
+	if (n < 0)
+		return n;
+	tlen = FL_PROTO_TRAILER_LEN(q->rd.npages);
+	trailer = malloc(tlen);
+	if (!trailer)
+		return -ENOMEM;
+	fl__proto_trailer_encode(trailer, tlen, q->csums, q->rd.npages, 0);
+	r = fl__link_write(&c->link, head, (size_t)n, -1, deadline);
+	if (!r)
+		r = fl__link_write(&c->link, q->buf, (size_t)q->rd.npages * FL_PROTO_PAGE_SIZE, -1, deadline);
+	if (!r)
+		r = fl__link_write(&c->link, trailer, tlen, -1, deadline);
+	free(trailer);
+	return r;
+}
+
 /* Send this caller's queued requests. Called and returns with c->mu held. */
 static void send_mine(struct rconn *c, struct rreq *reqs, unsigned n, bool urgent, uint64_t deadline)
 {
@@ -284,9 +344,13 @@ static void send_mine(struct rconn *c, struct rreq *reqs, unsigned n, bool urgen
 	uint8_t stackbuf[32 * (FL_PROTO_HDR_SIZE + FL_PROTO_READ_SIZE)];
 	uint8_t *buf = stackbuf;
 	size_t len = 0, cap = sizeof(stackbuf);
+	/* WRITE/FLUSH requests picked, in order, with where they go among the READs. */
+	struct rreq *writes[MAX_INFLIGHT];
+	size_t write_at[MAX_INFLIGHT];
+	unsigned nwrites = 0;
 	uint64_t gen = c->gen;
 	unsigned marked = 0;
-	int r;
+	int r = 0;
 
 	for (unsigned i = 0; i < n && c->inflight < MAX_INFLIGHT; i++) {
 		struct rreq *q = &reqs[i];
@@ -324,7 +388,12 @@ static void send_mine(struct rconn *c, struct rreq *reqs, unsigned n, bool urgen
 
 		q->sending = false;
 		if (picked && c->up && c->gen == gen && q->state == REQ_SENT && q->gen == gen) {
-			len += (size_t)fl__proto_read_encode(buf + len, cap - len, q->id, urgent, &q->rd);
+			if (q->op == OP_READ) {
+				len += (size_t)fl__proto_read_encode(buf + len, cap - len, q->id, urgent, &q->rd);
+			} else {
+				writes[nwrites] = q;
+				write_at[nwrites++] = len;
+			}
 			atomic_fetch_add_explicit(&rs->st_requests, 1, memory_order_relaxed);
 			if (urgent)
 				atomic_fetch_add_explicit(&rs->st_urgent, 1, memory_order_relaxed);
@@ -334,7 +403,20 @@ static void send_mine(struct rconn *c, struct rreq *reqs, unsigned n, bool urgen
 		}
 	}
 	pthread_mutex_unlock(&c->mu);
-	r = len ? fl__link_write(&c->link, buf, len, -1, deadline) : 0;
+	{
+		size_t done = 0;
+		/* The caller's requests stay alive while it is here; their
+		 * bytes and checksums never change once made. */
+		for (unsigned w = 0; w < nwrites && !r; w++) {
+			if (write_at[w] > done)
+				r = fl__link_write(&c->link, buf + done, write_at[w] - done, -1, deadline);
+			done = write_at[w];
+			if (!r)
+				r = send_write(c, writes[w], deadline);
+		}
+		if (!r && len > done)
+			r = fl__link_write(&c->link, buf + done, len - done, -1, deadline);
+	}
 	pthread_mutex_unlock(&c->send_mu);
 	pthread_mutex_lock(&c->mu);
 	if (r)
@@ -450,7 +532,7 @@ static void recv_one(struct rconn *c, uint64_t deadline)
 			goto fail;
 		}
 		q = find_pending(c, h.id);
-		if (!q || q->state != REQ_SENT) {
+		if (!q || q->state != REQ_SENT || q->op != OP_READ) {
 			pthread_mutex_unlock(&c->mu);
 			r = bad_response(c, "DATA for no request");
 			goto fail;
@@ -514,6 +596,35 @@ static void recv_one(struct rconn *c, uint64_t deadline)
 		fl__log(&c->rs->log, FL_LOG_WARN, "%s: region %u pages %llu+%u: server says %s", c->rs->addr,
 			q->rd.region, (unsigned long long)q->rd.first, q->rd.npages, strerror(err));
 		finish(c, q, -err);
+		pthread_cond_broadcast(&c->cv);
+		return;
+	}
+	case FL_MSG_DONE: {
+		uint8_t p[FL_PROTO_DONE_SIZE];
+		struct fl__proto_read done;
+		r = fl__link_read(&c->link, p, sizeof(p), -1, deadline, 0);
+		if (!r && fl__proto_done_decode(&h, p, sizeof(p), &done))
+			r = bad_response(c, "malformed DONE");
+		if (r)
+			goto fail;
+		pthread_mutex_lock(&c->mu);
+		if (c->gen != gen || !c->up) {
+			pthread_mutex_unlock(&c->mu);
+			r = -ECONNRESET;
+			goto fail;
+		}
+		q = find_pending(c, h.id);
+		/* A DONE must name exactly what was written (nothing for a FLUSH). */
+		if (!q || q->state != REQ_SENT || q->op == OP_READ ||
+		    (q->op == OP_WRITE && (done.region != q->rd.region || done.first != q->rd.first ||
+					   done.npages != q->rd.npages)) ||
+		    (q->op == OP_FLUSH && done.npages)) {
+			pthread_mutex_unlock(&c->mu);
+			r = bad_response(c, "DONE for no write");
+			goto fail;
+		}
+		unlink_pending(c, q);
+		finish(c, q, 0);
 		pthread_cond_broadcast(&c->cv);
 		return;
 	}
@@ -650,14 +761,15 @@ static int run_requests(struct rconn *c, struct rreq *reqs, unsigned n, bool urg
 			r = reconnect(c, deadline);
 			c->owned = false;
 			pthread_cond_broadcast(&c->cv);
-			if (r && (one_attempt || r == -ESTALE || r == -EACCES)) {
-				/* Another image, or credentials refused: waiting will not help. */
+			if (r && (one_attempt || r == -ESTALE || r == -EACCES || r == -EROFS)) {
+				/* Another image, credentials or writes refused: waiting will not help. */
+				bool final = r == -ESTALE || r == -EACCES || r == -EROFS;
 				if (r == -ESTALE || r == -EACCES)
 					fl__log(&rs->log, FL_LOG_ERROR, "%s: %s", rs->addr, r == -ESTALE ?
 						"the server now serves a different image" : "TLS credentials refused");
-				else
+				else if (!final)
 					atomic_fetch_add(&rs->st_timeouts, 1);
-				abandon(c, reqs, n, r == -ESTALE || r == -EACCES ? r : -ETIMEDOUT);
+				abandon(c, reqs, n, final ? r : -ETIMEDOUT);
 				break;
 			}
 			if (!r && one_attempt) {
@@ -735,6 +847,7 @@ static void ra_issue(struct rconn *c, uint64_t offset, size_t len)
 			return;
 	}
 	ra->n = make_reqs(rs, offset, len, ra->buf, ra->reqs);
+	ra->stale = false;
 	ra->offset = offset;
 	ra->len = len;
 	ra->active = true;
@@ -797,7 +910,7 @@ static bool ra_try(struct rconn *c, struct fl_store_iov *iov, bool urgent, bool 
 	pthread_mutex_lock(&ra->mu);
 	*ret_sequential = iov->offset == ra->last_end;
 	ra->last_end = iov->offset + iov->len;
-	hit = ra->active && !ra->busy && ra->offset == iov->offset && ra->len == iov->len;
+	hit = ra->active && !ra->busy && !ra->stale && ra->offset == iov->offset && ra->len == iov->len;
 	if (ra->active && !ra->busy && !hit)
 		ra_drop_idle(c);
 	if (!hit) {
@@ -873,6 +986,108 @@ static int remote_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 	return err;
 }
 
+/* ---- writing ------------------------------------------------------------------- */
+
+/* Called before a write of [offset, offset+len) is sent: read-ahead of those pages is stale. */
+static void ra_invalidate(struct remote *rs, uint64_t offset, size_t len)
+{
+	for (unsigned i = 0; i < rs->nconns; i++) {
+		struct readahead *ra = &rs->conn[i].ra;
+		pthread_mutex_lock(&ra->mu);
+		if (ra->active && offset < ra->offset + ra->len && ra->offset < offset + len)
+			ra->stale = true;
+		pthread_mutex_unlock(&ra->mu);
+	}
+}
+
+static struct rconn *write_conn(struct remote *rs)
+{
+	return &rs->conn[rs->nconns == 1 ? 0 : 1];
+}
+
+static int remote_write(void *ctx, struct fl_store_iov *iov, unsigned n)
+{
+	struct remote *rs = ctx;
+	struct rreq stack_reqs[STACK_REQS], *reqs = stack_reqs;
+	uint64_t *csums = NULL;
+	size_t npages = 0, at = 0;
+	unsigned nreq = 0, k = 0;
+	int err = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!rs->can_write)
+			iov[i].result = -EROFS;
+		else if (iov[i].offset % FL_PROTO_PAGE_SIZE || iov[i].len % FL_PROTO_PAGE_SIZE)
+			iov[i].result = -EINVAL;
+		if (iov[i].result)
+			continue;
+		nreq += nchunks(rs, iov[i].len);
+		npages += iov[i].len / FL_PROTO_PAGE_SIZE;
+	}
+	if (nreq > STACK_REQS)
+		reqs = calloc(nreq, sizeof(*reqs));
+	if (npages)
+		csums = malloc(npages * sizeof(*csums));
+	if (!reqs || (npages && !csums)) {
+		if (reqs != stack_reqs)
+			free(reqs);
+		free(csums);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		unsigned made;
+		if (iov[i].result)
+			continue;
+		ra_invalidate(rs, iov[i].offset, iov[i].len);
+		made = make_reqs(rs, iov[i].offset, iov[i].len, iov[i].buf, reqs + k);
+		for (unsigned j = k; j < k + made; j++) {
+			reqs[j].op = OP_WRITE;
+			reqs[j].csums = csums + at;
+			for (uint32_t p = 0; p < reqs[j].rd.npages; p++)
+				csums[at++] = fl__proto_page_csum(reqs[j].buf + (size_t)p * FL_PROTO_PAGE_SIZE);
+		}
+		k += made;
+	}
+	if (k)
+		run_requests(write_conn(rs), reqs, k, false);
+	/* Again: a read-ahead issued while the write was on its way (on the
+	 * urgent connection, or on this one before the WRITE went out) may
+	 * hold the pages from before it. One issued from now on cannot. */
+	for (unsigned i = 0; i < n; i++)
+		if (!iov[i].result)
+			ra_invalidate(rs, iov[i].offset, iov[i].len);
+	k = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (!iov[i].result) {
+			unsigned chunks = nchunks(rs, iov[i].len);
+			for (unsigned j = k; j < k + chunks; j++)
+				if (reqs[j].result && !iov[i].result)
+					iov[i].result = reqs[j].result;
+			k += chunks;
+		}
+		if (iov[i].result && !err)
+			err = iov[i].result;
+	}
+	if (reqs != stack_reqs)
+		free(reqs);
+	free(csums);
+	return err;
+}
+
+static int remote_flush(void *ctx)
+{
+	struct remote *rs = ctx;
+	struct rreq q = { .op = OP_FLUSH };
+
+	if (!rs->can_write)
+		return -EROFS;
+	do
+		q.id = atomic_fetch_add_explicit(&rs->next_id, 1, memory_order_relaxed);
+	while (!q.id);
+	run_requests(write_conn(rs), &q, 1, false);
+	return q.result;
+}
+
 /* ---- ctl, lifetime ------------------------------------------------------------- */
 
 static int remote_ctl(void *ctx, int op, void *arg)
@@ -901,6 +1116,8 @@ static int remote_ctl(void *ctx, int op, void *arg)
 		s.readahead_hits = atomic_load(&rs->st_readahead_hits);
 		return FL_OPTS_OUT(out, s);
 	}
+	case FL_STORE_CTL_WRITABLE:
+		return rs->can_write;
 	case FL_REMOTE_CTL_DROP:
 		for (unsigned i = 0; i < rs->nconns; i++) {
 			struct rconn *c = &rs->conn[i];
@@ -940,6 +1157,8 @@ static const struct fl_store_ops remote_ops = {
 	.version = FL_STORE_OPS_VERSION,
 	.name = "remote",
 	.read = remote_read,
+	.write = remote_write,
+	.flush = remote_flush,
 	.ctl = remote_ctl,
 	.destroy = remote_destroy,
 };
@@ -985,6 +1204,11 @@ int fl_store_remote_new(const struct fl_remote_opts *uopts, struct fl_store **re
 	rs->region = o.region;
 	rs->timeout_ms = o.timeout_ms ? o.timeout_ms : DEFAULT_TIMEOUT_MS;
 	rs->nconns = o.connections == 1 ? 1 : 2;
+	if (o.flags & ~FL_REMOTE_WRITABLE) {
+		free(rs);
+		return -EINVAL;
+	}
+	rs->want_write = o.flags & FL_REMOTE_WRITABLE;
 	atomic_init(&rs->next_id, 1);
 	conn_init(rs, &rs->conn[0], FL_ROLE_URGENT);
 	conn_init(rs, &rs->conn[1], FL_ROLE_BULK);

@@ -31,7 +31,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define RC_MAX_NODES 64
+#define RC_MAX_NODES FL__CLUSTER_MAX_NODES
 #define RC_MAX_REDIRECTS 16		/* per command per call, before backing off */
 #define RC_BACKOFF_MIN_MS 2
 #define RC_BACKOFF_MAX_MS 200
@@ -1179,6 +1179,18 @@ void fl__cluster_free(struct fl__cluster *rc)
 	pthread_mutex_destroy(&rc->nodes_mu);
 	pthread_mutex_destroy(&rc->refresh_mu);
 	free(rc);
+}
+
+int fl__cluster_slot_node(struct fl__cluster *rc, unsigned slot)
+{
+	unsigned v;
+
+	if (slot >= FL__CLUSTER_SLOTS)
+		return -1;
+	if (!atomic_load_explicit(&rc->cluster, memory_order_relaxed))
+		return 0;
+	v = atomic_load_explicit(&rc->slot_node[slot], memory_order_relaxed);
+	return v ? (int)v - 1 : -1;
 }
 
 bool fl__cluster_is_cluster(const struct fl__cluster *rc)

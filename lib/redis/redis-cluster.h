@@ -94,6 +94,9 @@ struct fl__cluster_cmd {
 int fl__cluster_new(const struct fl__cluster_opts *opts, struct fl__cluster **ret);
 void fl__cluster_free(struct fl__cluster *rc);
 bool fl__cluster_is_cluster(const struct fl__cluster *rc);
+/* The node index serving `slot` now (0 for a single server), -1 unknown. */
+int fl__cluster_slot_node(struct fl__cluster *rc, unsigned slot);
+#define FL__CLUSTER_MAX_NODES 64
 
 /*
  * Run commands, pipelined per node (sent to every node first, then the
@@ -135,6 +138,13 @@ int fl__redis_value_check(const char *str, size_t len, const uint8_t id[FL_IMAGE
 /* An image description (the meta key's value), as the store and
  * fl_redis_regions check it: 0 with its id and region count, or -errno. */
 int fl__redis_meta_check(const char *buf, size_t len, uint8_t ret_id[FL_IMAGE_ID_LEN], uint32_t *ret_nregions);
+
+/*
+ * store-redis.c: copy the caller's options (FL_OPTS_COPY), parse the URL
+ * into host, port and prefix, and connect (fl__cluster_new()).
+ */
+int fl__redis_connect(const struct fl_redis_opts *opts, struct fl_redis_opts *o, char *host, size_t host_len,
+		      int *port, char *prefix, size_t prefix_len, struct fl__cluster **ret_rc);
 
 /*
  * Parse redis://HOST[:PORT][/PREFIX] ([v6addr] in brackets). Defaults: port

@@ -26,3 +26,9 @@ int fl_redis_regions(const struct fl_redis_opts *opts, struct fl_image_region *r
 {
 	return -EOPNOTSUPP;
 }
+
+int fl_store_redis_far_new(const struct fl_redis_opts *opts, uint64_t size, unsigned flags,
+			   struct fl_store **ret_store)
+{
+	return -EOPNOTSUPP;
+}

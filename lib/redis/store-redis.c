@@ -167,9 +167,8 @@ static void log_setup(struct fl__logger *lg, const struct fl_redis_opts *o)
 	lg->level = o->log_level;
 }
 
-/* Copy the caller's options, parse the URL and connect. */
-static int connect_opts(const struct fl_redis_opts *opts, struct fl_redis_opts *o, struct rs_space *sp,
-			struct fl__cluster **ret_rc)
+int fl__redis_connect(const struct fl_redis_opts *opts, struct fl_redis_opts *o, char *host, size_t host_len,
+		      int *port, char *prefix, size_t prefix_len, struct fl__cluster **ret_rc)
 {
 	struct fl__cluster_opts ro = { 0 };
 	int r;
@@ -181,16 +180,24 @@ static int connect_opts(const struct fl_redis_opts *opts, struct fl_redis_opts *
 		return r;
 	if (!o->url)
 		return -EINVAL;
-	r = fl__redis_url_parse(o->url, sp->host, sizeof(sp->host), &sp->port, sp->prefix, sizeof(sp->prefix));
+	r = fl__redis_url_parse(o->url, host, host_len, port, prefix, prefix_len);
 	if (r)
 		return r;
-	ro.host = sp->host;
-	ro.port = sp->port;
+	ro.host = host;
+	ro.port = *port;
 	ro.timeout_ms = o->timeout_ms ? o->timeout_ms : 5000;
 	ro.connections = o->connections ? o->connections : 4;
 	ro.require_cluster = o->cluster;
 	log_setup(&ro.log, o);
 	return fl__cluster_new(&ro, ret_rc);
+}
+
+/* Copy the caller's options, parse the URL and connect. */
+static int connect_opts(const struct fl_redis_opts *opts, struct fl_redis_opts *o, struct rs_space *sp,
+			struct fl__cluster **ret_rc)
+{
+	return fl__redis_connect(opts, o, sp->host, sizeof(sp->host), &sp->port, sp->prefix, sizeof(sp->prefix),
+				 ret_rc);
 }
 
 /* One single-key command encoded in *b at its current end; its slot. */

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-/* A file store: pread(2), one call per request however large. */
+/*
+ * A file store: pread(2) and pwrite(2), one call per request however
+ * large (short transfers are continued), fdatasync(2) on flush.
+ */
 #include "kernel.h"
 #include "store-internal.h"
 
@@ -11,6 +14,7 @@
 struct file_store {
 	int fd;
 	uint64_t base;
+	bool writable;		/* the fd was opened for writing */
 };
 
 static int file_read(void *ctx, struct fl_store_iov *iov, unsigned n)
@@ -25,21 +29,39 @@ static int file_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 	return err;
 }
 
-static int file_write(void *ctx, const struct fl_store_iov *iov, unsigned n)
+/*
+ * Every request is tried, each with its own result, so one that fails
+ * (ENOSPC, EIO) does not hide whether the others reached the file: the
+ * caller keeps exactly the failed pages.
+ */
+static int file_write(void *ctx, struct fl_store_iov *iov, unsigned n)
 {
 	struct file_store *f = ctx;
+	int err = 0;
+
 	for (unsigned i = 0; i < n; i++) {
-		int r = fl__pwrite_full(f->fd, iov[i].buf, iov[i].len, f->base + iov[i].offset);
-		if (r)
-			return r;
+		iov[i].result = f->writable ? fl__pwrite_full(f->fd, iov[i].buf, iov[i].len, f->base + iov[i].offset)
+					    : -EROFS;
+		if (iov[i].result && !err)
+			err = iov[i].result;
 	}
-	return 0;
+	return err;
 }
 
 static int file_flush(void *ctx)
 {
 	struct file_store *f = ctx;
-	return fl__fdatasync(f->fd);
+	return f->writable ? fl__fdatasync(f->fd) : -EROFS;
+}
+
+static int file_ctl(void *ctx, int op, void *arg)
+{
+	struct file_store *f = ctx;
+
+	(void)arg;
+	if (op == FL_STORE_CTL_WRITABLE)
+		return f->writable;
+	return -EOPNOTSUPP;
 }
 
 static void file_destroy(void *ctx)
@@ -56,6 +78,7 @@ static const struct fl_store_ops file_ops = {
 	.read = file_read,
 	.write = file_write,
 	.flush = file_flush,
+	.ctl = file_ctl,
 	.destroy = file_destroy,
 };
 
@@ -78,6 +101,13 @@ int fl_store_file_new(int fd, uint64_t offset, uint64_t size, struct fl_store **
 	if (!f)
 		return -ENOMEM;
 	f->base = offset;
+	/* Asked once: the access mode of an open file never changes. */
+	r = fl__fd_writable(fd);
+	if (r < 0) {
+		free(f);
+		return r;
+	}
+	f->writable = r == 1;
 	r = fl__dup_cloexec(fd, &f->fd);
 	if (r) {
 		free(f);

@@ -18,7 +18,7 @@ static int mem_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 	return 0;
 }
 
-static int mem_write(void *ctx, const struct fl_store_iov *iov, unsigned n)
+static int mem_write(void *ctx, struct fl_store_iov *iov, unsigned n)
 {
 	struct mem_store *m = ctx;
 	for (unsigned i = 0; i < n; i++)

@@ -115,24 +115,55 @@ static bool injected_write_failure(struct fl_store *s, uint64_t off, size_t len)
 	return fl && off < fo + fl && fo < off + len;
 }
 
-int fl_store_write(struct fl_store *s, const struct fl_store_iov *iov, unsigned n)
+int fl_store_write(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 {
+	int r, first_err = 0;
+
 	if (!s->ops.write)
 		return -EOPNOTSUPP;
+	if (!n)
+		return 0;
+	if (!iov)
+		return -EINVAL;
 	for (unsigned i = 0; i < n; i++) {
+		iov[i].flags_out = 0;
+		iov[i].result = 0;
 		if (iov[i].offset > s->size || iov[i].len > s->size - iov[i].offset)
 			return -ERANGE;
-		/* Before anything is written: an injected failure writes
-		 * nothing of the batch, the worst case a caller must survive. */
-		if (injected_write_failure(s, iov[i].offset, iov[i].len))
-			return -EIO;
+		if (iov[i].len && !iov[i].buf)
+			return -EINVAL;
 	}
-	return s->ops.write(s->ctx, iov, n);
+	/* Before anything is written: an injected failure writes nothing
+	 * of the batch, the worst case a caller must survive. */
+	for (unsigned i = 0; i < n; i++) {
+		if (injected_write_failure(s, iov[i].offset, iov[i].len)) {
+			for (unsigned k = 0; k < n; k++)
+				iov[k].result = -EIO;
+			return -EIO;
+		}
+	}
+	r = s->ops.write(s->ctx, iov, n);
+	for (unsigned i = 0; i < n; i++)
+		if (iov[i].result && !first_err)
+			first_err = iov[i].result;
+	/* A store that fails without saying which request: any of them may
+	 * have failed, and the caller must not believe one was written. */
+	if (r < 0 && !first_err) {
+		for (unsigned i = 0; i < n; i++)
+			iov[i].result = r;
+		first_err = r;
+	}
+	return first_err;
 }
 
 int fl__store_writable(const struct fl_store *s)
 {
-	return s->ops.write && !s->read_only ? 0 : -EROFS;
+	int r;
+
+	if (!s->ops.write || s->read_only)
+		return -EROFS;
+	r = fl_store_ctl((struct fl_store *)s, FL_STORE_CTL_WRITABLE, NULL);
+	return r == 0 ? -EROFS : 0;
 }
 
 int fl_store_flush(struct fl_store *s)
@@ -166,6 +197,15 @@ int fl_store_ctl(struct fl_store *s, int op, void *arg)
 			return -EINVAL;
 		atomic_store(&s->delay_us, *(const uint64_t *)arg);
 		return 0;
+	case FL_STORE_CTL_WRITABLE:
+		if (!s->ops.write)
+			return 0;
+		/* The store may know better (a read-only fd, a server that
+		 * refused writes); one that does not know the op can write. */
+		if (!s->ops.ctl)
+			return 1;
+		ret = s->ops.ctl(s->ctx, op, arg);
+		return ret == -EOPNOTSUPP || ret == -ENOTTY ? 1 : ret;
 	}
 	if (!s->ops.ctl)
 		return -EOPNOTSUPP;

@@ -83,6 +83,8 @@ int fl__memfd(const char *name, unsigned flags, size_t len, int *ret_fd);
 int fl__pread_full(int fd, void *buf, size_t len, uint64_t off);
 int fl__pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int fl__fdatasync(int fd);
+/* 1 if fd was opened for writing (O_WRONLY or O_RDWR), 0 if not, -errno. */
+int fl__fd_writable(int fd);
 int fl__fstat_size(int fd, uint64_t *ret_size);
 int fl__dup_cloexec(int fd, int *ret_fd);
 int fl__eventfd(int *ret_fd);

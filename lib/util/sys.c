@@ -139,6 +139,9 @@ int fl__pread_full(int fd, void *buf, size_t len, uint64_t off)
 		}
 		if (n == 0)
 			return -ERANGE; /* short file: never pretend the rest is zeros */
+		/* No progress and no error: retrying would spin. */
+		if (n == 0)
+			return -EIO;
 		p += n;
 		off += (uint64_t)n;
 		len -= (size_t)n;
@@ -161,6 +164,15 @@ int fl__pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int fl__fd_writable(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -errno;
+	return (fl & O_ACCMODE) == O_RDWR || (fl & O_ACCMODE) == O_WRONLY;
 }
 
 int fl__fdatasync(int fd)

@@ -108,6 +108,33 @@ static void payload(const struct fl__proto_hdr *h, const uint8_t *p, size_t len)
 	case FL_MSG_BYE:
 		CHECK(fl__proto_bye_decode(h, len) == 0);
 		break;
+	case FL_MSG_WRITE: {
+		struct fl__proto_read m;
+		const uint8_t *pages;
+		if (fl__proto_write_decode(h, p, len, &m, &pages, csums) == 0) {
+			size_t at = FL_PROTO_WRITE_PREFIX + (size_t)m.npages * FL_PROTO_PAGE_SIZE;
+			int n = fl__proto_write_encode(scratch, sizeof(scratch), h->id, &m);
+			CHECK(m.npages >= 1 && m.npages <= FL_PROTO_MAX_PAGES);
+			CHECK(len == FL_PROTO_WRITE_LEN(m.npages) && pages == p + FL_PROTO_WRITE_PREFIX);
+			CHECK(n == (int)(FL_PROTO_HDR_SIZE + FL_PROTO_WRITE_PREFIX));
+			CHECK(memcmp(scratch + FL_PROTO_HDR_SIZE, p, FL_PROTO_WRITE_PREFIX) == 0);
+			n = fl__proto_trailer_encode(scratch, sizeof(scratch), csums, m.npages, 0);
+			CHECK(n == (int)(len - at) && memcmp(scratch, p + at, len - at) == 0);
+		}
+		break;
+	}
+	case FL_MSG_DONE: {
+		struct fl__proto_read m;
+		if (fl__proto_done_decode(h, p, len, &m) == 0) {
+			int n = fl__proto_done_encode(scratch, sizeof(scratch), h->id, m.npages ? &m : NULL);
+			CHECK(n == (int)(FL_PROTO_HDR_SIZE + len));
+			CHECK(memcmp(scratch + FL_PROTO_HDR_SIZE, p, len) == 0);
+		}
+		break;
+	}
+	case FL_MSG_FLUSH:
+		CHECK(len == 0 && h->id);
+		break;
 	default:
 		CHECK(!"a header of unknown type was accepted");
 	}

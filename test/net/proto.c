@@ -99,9 +99,87 @@ static int t_header(void *arg)
 	T_ASSERT_EQ(hdr(FL_MSG_ERROR, FL_PROTO_ERROR_SIZE, 0, 0), 0);
 
 	/* encoder refuses what the decoder would */
-	T_ASSERT_EQ(fl__proto_hdr_encode(b, sizeof(b), 9, 0, 0, 0), -EINVAL);
+	T_ASSERT_EQ(fl__proto_hdr_encode(b, sizeof(b), 10, 0, 0, 0), -EINVAL);
+	/* the write extension: ids required, lengths bounded */
+	T_ASSERT_EQ(hdr(FL_MSG_FLUSH, 0, 0, 0), -EPROTO);
+	T_ASSERT_EQ(hdr(FL_MSG_FLUSH, 0, 5, 0), 0);
+	T_ASSERT_EQ(hdr(FL_MSG_FLUSH, 8, 5, 0), -EPROTO);
+	T_ASSERT_EQ(hdr(FL_MSG_WRITE, FL_PROTO_WRITE_LEN(1), 0, 0), -EPROTO);
+	T_ASSERT_EQ(hdr(FL_MSG_WRITE, FL_PROTO_WRITE_MAX, 1, 0), 0);
+	T_ASSERT_EQ(hdr(FL_MSG_WRITE, FL_PROTO_WRITE_MAX + 1, 1, 0), -EPROTO);
+	T_ASSERT_EQ(hdr(FL_MSG_WRITE, FL_PROTO_WRITE_LEN(1) - 1, 1, 0), -EPROTO);
+	T_ASSERT_EQ(hdr(FL_MSG_WRITE, FL_PROTO_WRITE_LEN(1), 1, FL_MSG_F_URGENT), -EPROTO);
+	T_ASSERT_EQ(hdr(FL_MSG_DONE, FL_PROTO_DONE_SIZE, 0, 0), -EPROTO);
+	T_ASSERT_EQ(hdr(FL_MSG_DONE, FL_PROTO_DONE_SIZE, 1, 0), 0);
 	T_ASSERT_EQ(fl__proto_hdr_encode(b, sizeof(b), FL_MSG_READ, 17, 1, 0), -EINVAL);
 	T_ASSERT_EQ(fl__proto_hdr_encode(b, 23, FL_MSG_BYE, 0, 0, 0), -ENOBUFS);
+	return T_PASS;
+}
+
+/* WRITE, DONE, FLUSH: the write extension's messages. */
+static int t_write(void *arg)
+{
+	static uint8_t wb[FL_PROTO_HDR_SIZE + FL_PROTO_WRITE_LEN(3)];
+	struct fl__proto_read m = { .region = 0, .npages = 3, .first = 77 }, d;
+	struct fl__proto_hdr h;
+	const uint8_t *pages;
+	uint64_t cs[FL_PROTO_MAX_PAGES], got[FL_PROTO_MAX_PAGES];
+	uint8_t *p = wb + FL_PROTO_HDR_SIZE, *tr;
+	int n;
+
+	(void)arg;
+	n = fl__proto_write_encode(wb, sizeof(wb), 9, &m);
+	T_ASSERT_EQ(n, FL_PROTO_HDR_SIZE + FL_PROTO_WRITE_PREFIX);
+	for (unsigned i = 0; i < 3; i++) {
+		memset(wb + n + (size_t)i * 4096, (int)i + 1, 4096);
+		cs[i] = fl__proto_page_csum(wb + n + (size_t)i * 4096);
+	}
+	tr = wb + n + 3 * 4096;
+	T_ASSERT_EQ(fl__proto_trailer_encode(tr, FL_PROTO_TRAILER_LEN(3), cs, 3, 0), (int)FL_PROTO_TRAILER_LEN(3));
+	T_OK(fl__proto_hdr_decode(wb, sizeof(wb), &h));
+	T_ASSERT(h.type == FL_MSG_WRITE && h.id == 9 && h.length == FL_PROTO_WRITE_LEN(3));
+	T_OK(fl__proto_write_decode(&h, p, h.length, &d, &pages, got));
+	T_ASSERT(d.region == 0 && d.npages == 3 && d.first == 77 && pages == p + FL_PROTO_WRITE_PREFIX);
+	T_ASSERT(got[0] == cs[0] && got[2] == cs[2]);
+	/* npages disagreeing with the length; 0 pages; a nonzero status; reserved */
+	put32(p + 4, 2);
+	T_ASSERT_EQ(fl__proto_write_decode(&h, p, h.length, &d, &pages, got), -EPROTO);
+	put32(p + 4, 0);
+	T_ASSERT_EQ(fl__proto_write_decode(&h, p, h.length, &d, &pages, got), -EPROTO);
+	put32(p + 4, 3);
+	put32(tr + 24, 5);
+	T_ASSERT_EQ(fl__proto_write_decode(&h, p, h.length, &d, &pages, got), -EPROTO);
+	put32(tr + 24, 0);
+	put32(tr + 28, 1);
+	T_ASSERT_EQ(fl__proto_write_decode(&h, p, h.length, &d, &pages, got), -EPROTO);
+	put32(tr + 28, 0);
+	T_ASSERT_EQ(fl__proto_write_decode(&h, p, h.length - 1, &d, &pages, got), -EPROTO);
+	T_OK(fl__proto_write_decode(&h, p, h.length, &d, &pages, got));
+	m.npages = 0;
+	T_ASSERT_EQ(fl__proto_write_encode(wb, sizeof(wb), 9, &m), -EINVAL);
+	m.npages = 3;
+	T_ASSERT_EQ(fl__proto_write_encode(wb, sizeof(wb), 0, &m), -EINVAL);
+
+	/* DONE: a write's prefix, or all zero for a flush */
+	n = fl__proto_done_encode(buf, sizeof(buf), 9, &m);
+	T_ASSERT_EQ(n, FL_PROTO_HDR_SIZE + FL_PROTO_DONE_SIZE);
+	T_OK(fl__proto_hdr_decode(buf, (size_t)n, &h));
+	T_OK(fl__proto_done_decode(&h, buf + FL_PROTO_HDR_SIZE, h.length, &d));
+	T_ASSERT(d.npages == 3 && d.first == 77);
+	n = fl__proto_done_encode(buf, sizeof(buf), 10, NULL);
+	T_OK(fl__proto_hdr_decode(buf, (size_t)n, &h));
+	T_OK(fl__proto_done_decode(&h, buf + FL_PROTO_HDR_SIZE, h.length, &d));
+	T_ASSERT_EQ(d.npages, 0);
+	put32(buf + FL_PROTO_HDR_SIZE, 1);	/* region without pages */
+	T_ASSERT_EQ(fl__proto_done_decode(&h, buf + FL_PROTO_HDR_SIZE, h.length, &d), -EPROTO);
+	put32(buf + FL_PROTO_HDR_SIZE, 0);
+	put32(buf + FL_PROTO_HDR_SIZE + 4, 513);
+	T_ASSERT_EQ(fl__proto_done_decode(&h, buf + FL_PROTO_HDR_SIZE, h.length, &d), -EPROTO);
+	n = fl__proto_flush_encode(buf, sizeof(buf), 11);
+	T_ASSERT_EQ(n, FL_PROTO_HDR_SIZE);
+	T_OK(fl__proto_hdr_decode(buf, (size_t)n, &h));
+	T_ASSERT(h.type == FL_MSG_FLUSH && h.id == 11 && h.length == 0);
+	T_ASSERT_EQ(fl__proto_flush_encode(buf, sizeof(buf), 0), -EINVAL);
 	return T_PASS;
 }
 
@@ -126,7 +204,11 @@ static int t_hello(void *arg)
 	put32(buf + FL_PROTO_HDR_SIZE + 8, 2);
 	T_ASSERT_EQ(fl__proto_hello_decode(&h, buf + FL_PROTO_HDR_SIZE, h.length, &d), -EPROTO);
 	put32(buf + FL_PROTO_HDR_SIZE + 8, 0);
-	put32(buf + FL_PROTO_HDR_SIZE + 12, 1);
+	/* features: WRITE is known, any other bit is not */
+	put32(buf + FL_PROTO_HDR_SIZE + 12, FL_PROTO_FEAT_WRITE);
+	T_OK(fl__proto_hello_decode(&h, buf + FL_PROTO_HDR_SIZE, h.length, &d));
+	T_ASSERT_EQ(d.features, FL_PROTO_FEAT_WRITE);
+	put32(buf + FL_PROTO_HDR_SIZE + 12, 2);
 	T_ASSERT_EQ(fl__proto_hello_decode(&h, buf + FL_PROTO_HDR_SIZE, h.length, &d), -EPROTO);
 	m.role = 5;
 	T_ASSERT_EQ(fl__proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
@@ -178,8 +260,11 @@ static int t_ack(void *arg)
 	put32(p + 24, 513);
 	T_ASSERT_EQ(fl__proto_ack_decode(&h, p, h.length, &a), -EPROTO);
 	put32(p + 24, 64);
-	put32(p + 28, 1);
+	put32(p + 28, 2);
 	T_ASSERT_EQ(fl__proto_ack_decode(&h, p, h.length, &a), -EPROTO);
+	fl__proto_ack_set_features(buf, FL_PROTO_FEAT_WRITE);
+	T_OK(fl__proto_ack_decode(&h, p, h.length, &a));
+	T_ASSERT_EQ(a.features, FL_PROTO_FEAT_WRITE);
 	put32(p + 28, 0);
 	T_OK(fl__proto_ack_decode(&h, p, h.length, &a));
 	T_ASSERT_EQ(a.max_pages, 64);
@@ -425,6 +510,7 @@ static int t_random(void *arg)
 
 static const struct t_case cases[] = {
 	{ "proto/header", t_header, NULL, 0 },
+	{ "proto/write", t_write, NULL, 0 },
 	{ "proto/hello", t_hello, NULL, 0 },
 	{ "proto/hello-ack", t_ack, NULL, 0 },
 	{ "proto/read", t_read, NULL, 0 },

@@ -56,6 +56,8 @@ static int t_store(void *arg)
 	need_disabled();
 	T_ASSERT_EQ(fl_store_redis_new(&ro, &st), -EOPNOTSUPP);
 	T_ASSERT(st == (struct fl_store *)&ro);
+	T_ASSERT_EQ(fl_store_redis_far_new(&ro, 1 << 20, FL_REDIS_FAR_ZERO_MISSING, &st), -EOPNOTSUPP);
+	T_ASSERT(st == (struct fl_store *)&ro);
 	return T_PASS;
 }
 

@@ -34,6 +34,8 @@ struct r_server {
 	pid_t pid;
 	int port;
 	bool cluster;
+	bool aof;		/* appendonly yes, appendfsync always: acknowledged writes survive SIGKILL */
+	int replica_of;		/* a port: start as that server's replica; 0: a primary */
 	char dir[400];
 };
 
@@ -279,8 +281,21 @@ R_FN pid_t r_spawn(const struct r_server *s)
 				 "--protected-mode", "no", "--daemonize", "no" };
 	unsigned n = 17;
 
+	static char primary[16];
+
 	snprintf(port, sizeof(port), "%d", s->port);
 	snprintf(log, sizeof(log), "%s/redis.log", s->dir);
+	if (s->aof) {
+		argv[8] = "yes";
+		argv[n++] = "--appendfsync";
+		argv[n++] = "always";
+	}
+	if (s->replica_of) {
+		snprintf(primary, sizeof(primary), "%d", s->replica_of);
+		argv[n++] = "--replicaof";
+		argv[n++] = "127.0.0.1";
+		argv[n++] = primary;
+	}
 	if (s->cluster) {
 		static const char *const cl[] = { "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 						  "--cluster-node-timeout", "5000",
@@ -310,11 +325,13 @@ R_FN bool r_wait_ready(struct r_server *s)
 }
 
 /* Start a server (cluster-enabled or not) on a free loopback port, in a fresh directory. */
-R_FN void r_start(struct r_server *s, bool cluster)
+R_FN void r_start_ext(struct r_server *s, bool cluster, bool aof, int replica_of)
 {
 	static int seq;
 	memset(s, 0, sizeof(*s));
 	s->cluster = cluster;
+	s->aof = aof;
+	s->replica_of = replica_of;
 	snprintf(s->dir, sizeof(s->dir), "%s/%d-%d", r_root_dir[0] ? r_root_dir : "/tmp", (int)getpid(), seq++);
 	T_ASSERT(mkdir(s->dir, 0755) == 0, "mkdir %s: %s", s->dir, strerror(errno));
 	for (int attempt = 0; attempt < 5; attempt++) {
@@ -329,6 +346,11 @@ R_FN void r_start(struct r_server *s, bool cluster)
 		}
 	}
 	t_fail_at(__FILE__, __LINE__, "redis-server starts", "see %s/redis.log", s->dir);
+}
+
+R_FN void r_start(struct r_server *s, bool cluster)
+{
+	r_start_ext(s, cluster, false, 0);
 }
 
 /* SIGKILL: the server vanishes mid-whatever (no shutdown, no save). */
