@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Huge fills: a 2 MiB chunk of an anonymous region, read from the store
+ * into a THP staging buffer and moved into place with UFFDIO_MOVE.
+ *
+ * UFFDIO_COPY installs 4 KiB ptes only, and every first access to one
+ * costs a trap here; a THP moved into an empty PMD costs one move and no
+ * trap per page. The kernel moves the THP whole only when the
+ * destination PMD is empty (no page of the chunk present, no page table)
+ * and source and destination are 2 MiB aligned; otherwise it splits the
+ * THP and moves pte by pte, and answers EEXIST for a destination page that
+ * is present: a page the application has (or wrote) is never replaced.
+ *
+ * The staged pages must be exclusive anonymous pages for MOVE: the
+ * staging buffer is MADV_DONTFORK, so a fork of the application never
+ * shares it. A page the kernel still refuses to move (EBUSY: pinned or
+ * shared; EINVAL: VMAs it will not move between) is copied instead.
+ */
+#include "region-internal.h"
+#include "store-internal.h"
+
+#include <sys/mman.h>
+#include <time.h>
+
+/*
+ * How long a demand fault waits for another worker that is staging its
+ * chunk (~0.2-0.5 ms for a local image here) before it takes the 4 KiB
+ * path, which costs the chunk its PMD (the page table it allocates stays).
+ */
+#define BUSY_WAIT_NS (20ull * 1000 * 1000)
+
+/* 2 MiB, 2 MiB-aligned, THP-advised; empty (no page table) when made. */
+static int stage_map(struct fl__worker *w)
+{
+	uintptr_t p0, a, end;
+	void *p;
+	int ret;
+
+	if (w->stage)
+		return 0;
+	ret = fl__mmap(NULL, 2 * FL_HPAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0, &p);
+	if (ret)
+		return ret;
+	p0 = (uintptr_t)p;
+	a = (p0 + FL_HPAGE_SIZE - 1) & ~(uintptr_t)(FL_HPAGE_SIZE - 1);
+	end = p0 + 2 * FL_HPAGE_SIZE;
+	if (a > p0)
+		fl__munmap(p, a - p0);
+	if (end > a + FL_HPAGE_SIZE)
+		fl__munmap((void *)(a + FL_HPAGE_SIZE), end - (a + FL_HPAGE_SIZE));
+	/* THP is often "madvise" only; and a fork must not share the staged
+	 * pages (MOVE needs them exclusive: EBUSY otherwise). */
+	fl__madvise((void *)a, FL_HPAGE_SIZE, MADV_HUGEPAGE);
+	fl__madvise((void *)a, FL_HPAGE_SIZE, MADV_DONTFORK);
+	w->stage = (uint8_t *)a;
+	return 0;
+}
+
+/*
+ * After a use that did not move the whole PMD, pages may be left in the
+ * buffer and the THP split into a page table, which MADV_DONTNEED would
+ * keep (and a page table under the PMD means no THP on the next fault):
+ * unmap it, and map a fresh one next time.
+ */
+static void stage_drop(struct fl__worker *w)
+{
+	if (!w->stage)
+		return;
+	fl__munmap(w->stage, FL_HPAGE_SIZE);
+	w->stage = NULL;
+}
+
+uint64_t fl__chunk_end(const struct fl_region *r, uint64_t base, uint64_t page)
+{
+	uint64_t next = ((base + page * FL_PAGE_SIZE) | (FL_HPAGE_SIZE - 1)) + 1;
+
+	(void)r;
+	return (next - base) / FL_PAGE_SIZE;
+}
+
+/* A chunk a huge fill may take: no page poisoned or discarded, and not
+ * every page resolved; with `partial` false, no page resolved at all. */
+static bool chunk_fillable(struct fl_region *r, uint64_t first, bool partial)
+{
+	uint64_t resolved = 0;
+
+	for (uint64_t p = first; p < first + FL_CHUNK_PAGES; p++) {
+		if (fl__bit_test(r->poisoned, p) || fl__bit_test(r->discarded, p))
+			return false;
+		resolved += fl__bit_test(r->resolved, p);
+	}
+	return partial ? resolved < FL_CHUNK_PAGES : resolved == 0;
+}
+
+bool fl__chunk_staging(struct fl_region *r, uint64_t base, uint64_t page)
+{
+	uint64_t start = (base + page * FL_PAGE_SIZE) & ~(uint64_t)(FL_HPAGE_SIZE - 1);
+
+	return start >= base && fl__bit_test(r->chunk_busy, (start - base) / FL_PAGE_SIZE / FL_CHUNK_PAGES);
+}
+
+static bool chunk_resolved(struct fl_region *r, uint64_t first)
+{
+	for (uint64_t p = first; p < first + FL_CHUNK_PAGES; p++)
+		if (!fl__bit_test(r->resolved, p))
+			return false;
+	return true;
+}
+
+uint64_t fl__huge_chunk(struct fl_region *r, uint64_t base, uint64_t page, uint64_t lo, uint64_t hi, bool partial)
+{
+	uint64_t start = (base + page * FL_PAGE_SIZE) & ~(uint64_t)(FL_HPAGE_SIZE - 1);
+	uint64_t first, store_pages;
+
+	/* A working-set recorder needs every first touch as a fault. */
+	if (!r->huge_fill || atomic_load_explicit(&r->exact_faults, memory_order_relaxed))
+		return UINT64_MAX;
+	if (start < base || start < lo || start + FL_HPAGE_SIZE > hi)
+		return UINT64_MAX;
+	first = (start - base) / FL_PAGE_SIZE;
+	store_pages = r->store->size > r->store_offset ? (r->store->size - r->store_offset) / FL_PAGE_SIZE : 0;
+	if (first + FL_CHUNK_PAGES > r->npages || first + FL_CHUNK_PAGES > store_pages)
+		return UINT64_MAX;
+	return chunk_fillable(r, first, partial) ? first : UINT64_MAX;
+}
+
+/* Is [dst, dst + 2 MiB) of our own mm mapped by one huge PMD? (PAGEMAP_SCAN,
+ * Linux 6.7; without it we cannot tell, and do not claim it.) */
+static bool placed_huge(struct fl__worker *w, uint64_t dst)
+{
+	struct fl_scan_opts o = {
+		.sz = sizeof(o), .start = dst, .end = dst + FL_HPAGE_SIZE,
+		.category_mask = FL_PAGE_IS_HUGE, .return_mask = FL_PAGE_IS_HUGE,
+	};
+	struct fl_page_region reg;
+
+	if (w->pagemap_fd < 0 && fl_pagemap_open(0, &w->pagemap_fd))
+		return false;
+	return fl_pagemap_scan(w->pagemap_fd, &o, &reg, 1, NULL) == 1 && reg.start == dst &&
+	       reg.end == dst + FL_HPAGE_SIZE;
+}
+
+int fl__move_pages(int uffd, uint64_t dst, uint64_t src, uint64_t npages, unsigned flags,
+		   struct fl__move_result *res)
+{
+	for (uint64_t i = 0; i < npages;) {
+		uint64_t off = i * FL_PAGE_SIZE, n;
+		size_t len = (npages - i) * FL_PAGE_SIZE, done = 0;
+		bool copy = res->copying;
+		int ret;
+
+		if (copy)
+			ret = fl_uffd_copy(uffd, (void *)(uintptr_t)(dst + off), (const void *)(uintptr_t)(src + off),
+					   len, 0, &done);
+		else
+			ret = fl_uffd_move(uffd, (void *)(uintptr_t)(dst + off), (void *)(uintptr_t)(src + off), len, 0,
+					   &done);
+		n = done / FL_PAGE_SIZE;
+		if (n && res->done)
+			res->done(res, i, n, copy);
+		*(copy ? &res->copied : &res->moved) += n;
+		i += n;
+		if (!ret)
+			break;
+		switch (fl__resolve_classify(ret)) {
+		case FL__ALREADY_THERE:
+			/* Someone's page: it stays. */
+			if (res->exist)
+				res->exist(res, i);
+			res->existed++;
+			i++;
+			continue;
+		case FL__POISON:
+			if (!copy && (flags & FL__MOVE_OR_COPY)) {
+				res->copying = true;
+				res->refused = ret;
+				continue;
+			}
+			return ret;
+		default:
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* What placing a chunk did, for the statistics. */
+struct placed {
+	struct fl__move_result mr;	/* first: the callbacks get it */
+	const struct fl__resolve_req *req;
+	uint64_t from;			/* chunk page of the current run's first page */
+	uint64_t zero;
+	uint64_t zero_map[FL_CHUNK_PAGES / 64];	/* staged pages that are zeros */
+	uint64_t there_map[FL_CHUNK_PAGES / 64];	/* pages placed, or found there */
+	bool fault_placed;			/* the faulting page was placed by us */
+};
+
+static void placed_run(struct fl__move_result *mr, uint64_t i, uint64_t n, bool copied)
+{
+	struct placed *pl = (struct placed *)mr;
+
+	(void)copied;
+	for (uint64_t k = pl->from + i; k < pl->from + i + n; k++) {
+		pl->there_map[k / 64] |= 1ull << (k % 64);
+		pl->zero += (pl->zero_map[k / 64] >> (k % 64)) & 1;
+		pl->fault_placed |= pl->req->first + k == pl->req->fault_page;
+	}
+}
+
+static void placed_exist(struct fl__move_result *mr, uint64_t i)
+{
+	struct placed *pl = (struct placed *)mr;
+	uint64_t k = pl->from + i;
+
+	pl->there_map[k / 64] |= 1ull << (k % 64);
+}
+
+/* Every page of the chunk not known to be there, in runs (the resolved
+ * bitmap is a hint; EEXIST is the truth). An untouched chunk is one run:
+ * one ioctl, and one PMD when the kernel can. */
+static int place(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w, struct placed *pl)
+{
+	pl->req = req;
+	pl->mr.done = placed_run;
+	pl->mr.exist = placed_exist;
+	for (uint64_t i = 0; i < FL_CHUNK_PAGES;) {
+		uint64_t j;
+		int ret;
+
+		while (i < FL_CHUNK_PAGES && fl__bit_test(r->resolved, req->first + i))
+			i++;
+		for (j = i; j < FL_CHUNK_PAGES && !fl__bit_test(r->resolved, req->first + j); j++)
+			;
+		if (i == j)
+			break;
+		pl->from = i;
+		ret = fl__move_pages(req->space->uffd, req->base + (req->first + i) * FL_PAGE_SIZE,
+				     (uintptr_t)(w->stage + i * FL_PAGE_SIZE), j - i, FL__MOVE_OR_COPY, &pl->mr);
+		if (pl->mr.refused) {
+			fl__log(&r->engine->log, FL_LOG_DEBUG, "%s: UFFDIO_MOVE refused (%s): copying the rest",
+				r->name, strerror(-pl->mr.refused));
+			pl->mr.refused = 0;
+		}
+		if (ret)
+			return ret;
+		i = j;
+	}
+	return 0;
+}
+
+static void account(struct fl_region *r, const struct fl__resolve_req *req, const struct placed *pl, bool huge)
+{
+	uint64_t n = pl->mr.moved + pl->mr.copied;
+
+	if (n - pl->zero)
+		atomic_fetch_add_explicit(&r->pages_copy, n - pl->zero, memory_order_relaxed);
+	if (pl->zero)
+		atomic_fetch_add_explicit(&r->pages_zero, pl->zero, memory_order_relaxed);
+	if (pl->mr.existed)
+		atomic_fetch_add_explicit(&r->pages_exist, pl->mr.existed, memory_order_relaxed);
+	if (huge)
+		atomic_fetch_add_explicit(&r->huge_moves, 1, memory_order_relaxed);
+	else if (pl->mr.moved)
+		atomic_fetch_add_explicit(&r->pages_moved, pl->mr.moved, memory_order_relaxed);
+	if (req->source == FL_SRC_BACKGROUND)
+		atomic_fetch_add_explicit(&r->pages_background, n, memory_order_relaxed);
+	else if (n > pl->fault_placed)
+		atomic_fetch_add_explicit(&r->pages_prefetch, n - pl->fault_placed, memory_order_relaxed);
+	/* Last: a reader that sees the pages resolved sees them counted. */
+	for (uint64_t i = 0; i < FL_CHUNK_PAGES; i++)
+		if ((pl->there_map[i / 64] >> (i % 64)) & 1)
+			fl__mark_resolved(r, req->first + i, 1);
+}
+
+/*
+ * Another worker is staging the chunk. The background filler leaves it to
+ * that worker (0); a demand fault (or populate) waits for it, and is done
+ * when its page (populate: every page) has been placed; otherwise the
+ * 4 KiB path takes over.
+ */
+static int chunk_busy(struct fl_region *r, const struct fl__resolve_req *req, uint64_t chunk)
+{
+	uint64_t deadline = fl__now_ns() + BUSY_WAIT_NS;
+
+	if (req->source == FL_SRC_BACKGROUND)
+		return 0;
+	while (fl__bit_test(r->chunk_busy, chunk) && fl__now_ns() < deadline) {
+		struct timespec ts = { 0, 20 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	if (req->source != FL_SRC_DEMAND)
+		return chunk_resolved(r, req->first) ? 0 : FL__HUGE_DECLINED;
+	if (fl__bit_test(r->resolved, req->fault_page)) {
+		/* The other worker's move woke the range; a wake costs less
+		 * than finding out whether this thread's fault came after. */
+		fl_uffd_wake(req->space->uffd, (void *)(uintptr_t)(req->base + req->fault_page * FL_PAGE_SIZE),
+			     FL_PAGE_SIZE);
+		return 0;
+	}
+	return FL__HUGE_DECLINED;
+}
+
+static int stage_read(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w,
+		      struct placed *pl)
+{
+	struct fl_store_iov iov = {
+		.offset = r->store_offset + req->first * FL_PAGE_SIZE,
+		.buf = w->stage,
+		.len = FL_HPAGE_SIZE,
+		.flags_in = req->source == FL_SRC_BACKGROUND ? 0 : FL_STORE_IN_URGENT,
+	};
+	const uint8_t *direct = fl__store_direct(r->store, iov.offset, iov.len);
+	int ret;
+
+	if (direct) {
+		memcpy(w->stage, direct, FL_HPAGE_SIZE);
+	} else {
+		ret = fl_store_read(r->store, &iov, 1);
+		if (ret) {
+			atomic_fetch_add_explicit(&r->store_errors, 1, memory_order_relaxed);
+			fl__log(&r->engine->log, FL_LOG_WARN,
+				"%s: store read at %llu (2 MiB chunk) failed: %s; filling it page by page", r->name,
+				(unsigned long long)iov.offset, strerror(-ret));
+			return ret;
+		}
+		/* The store vouched for zeros and wrote nothing. */
+		if (iov.flags_out & FL_STORE_OUT_ZERO)
+			memset(w->stage, 0, FL_HPAGE_SIZE);
+	}
+	if (!(iov.flags_out & FL_STORE_OUT_ZERO))
+		atomic_fetch_add_explicit(&r->bytes_read, FL_HPAGE_SIZE, memory_order_relaxed);
+	for (uint64_t i = 0; i < FL_CHUNK_PAGES; i++)
+		if ((iov.flags_out & FL_STORE_OUT_ZERO) || fl__page_is_zero(w->stage + i * FL_PAGE_SIZE, FL_PAGE_SIZE))
+			pl->zero_map[i / 64] |= 1ull << (i % 64);
+	return 0;
+}
+
+int fl__huge_fill(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w)
+{
+	uint64_t chunk = req->first / FL_CHUNK_PAGES;
+	uint64_t dst = req->base + req->first * FL_PAGE_SIZE;
+	struct placed pl = { 0 };
+	bool huge = false;
+	int ret;
+
+	if (fl__bit_set(r->chunk_busy, chunk))
+		return chunk_busy(r, req, chunk);
+	/* A demand fill continues a stream (resolve.c): after the busy bit,
+	 * so that another handler's fault in this chunk finds one or the
+	 * other, and before the move wakes the stream's threads, whose next
+	 * fault (in the next chunk) must find that it continues the stream. */
+	if (req->source == FL_SRC_DEMAND)
+		atomic_store_explicit(&r->last_end, req->first + FL_CHUNK_PAGES, memory_order_relaxed);
+	/* Checked again now that the chunk is ours: another worker may have
+	 * filled it between the caller's look and here. */
+	if (!chunk_fillable(r, req->first, req->source != FL_SRC_DEMAND) || stage_map(w)) {
+		ret = FL__HUGE_DECLINED;
+		goto out;
+	}
+	ret = stage_read(r, req, w, &pl);
+	if (ret) {
+		/* The 4 KiB path reads again, narrows the failure down to
+		 * the bad pages and fails them closed. */
+		stage_drop(w);
+		ret = FL__HUGE_DECLINED;
+		goto out;
+	}
+	ret = place(r, req, w, &pl);
+	if (pl.mr.moved == FL_CHUNK_PAGES)
+		huge = placed_huge(w, dst);
+	/* Anything but a whole PMD moved out leaves pages or a page table. */
+	if (!huge)
+		stage_drop(w);
+	account(r, req, &pl, huge);
+	if (ret && fl__resolve_classify(ret) == FL__CLIENT_GONE) {
+		atomic_store(&req->space->dead, true);
+		fl__log(&r->engine->log, FL_LOG_INFO, "space %d: process gone", req->space->id);
+	}
+	/* A page that existed may have a thread asleep on it. */
+	if (!ret && req->fault_page != UINT64_MAX && !pl.fault_placed)
+		fl_uffd_wake(req->space->uffd, (void *)(uintptr_t)(req->base + req->fault_page * FL_PAGE_SIZE),
+			     FL_PAGE_SIZE);
+out:
+	fl__bit_clear(r->chunk_busy, chunk);
+	return ret;
+}
