@@ -19,6 +19,7 @@
 #include "region-internal.h"
 #include "store-internal.h"
 
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -28,6 +29,99 @@
  * path, which costs the chunk its PMD (the page table it allocates stays).
  */
 #define BUSY_WAIT_NS (20ull * 1000 * 1000)
+
+/*
+ * What a huge page costs. A huge fill takes a free 2 MiB block for its
+ * staging THP, which the kernel clears. On these VMs that costs 0.18-0.26
+ * ms when the block held a huge page freed recently, but 5-25 ms when it
+ * held 4 KiB pages or was free long enough for the balloon to report it to
+ * the host (measured: THPs faulted in right after 1 GiB of THPs was freed,
+ * even 1 s later: 0/64 slow; right after 1 GiB of 4 KiB pages was freed:
+ * 10/64, 1 s later 59/64, 11 ms each on average). 4 KiB fills never pay it:
+ * UFFDIO_COPY takes order-0 pages. A 4 KiB fill of a whole chunk costs
+ * ~0.65 ms here (bench fill, 3.2 GB/s), so a staging THP slower than that
+ * to fault in means huge fills lose, 10-40x, for as long as the kernel has
+ * only such blocks: a machine whose last large frees were 4 KiB pages (like
+ * bench fill, whose baseline runs in between) stays there.
+ *
+ * Which blocks the kernel will hand out cannot be asked beforehand, so the
+ * region learns it: each staging THP is faulted in by MADV_POPULATE_WRITE
+ * and timed. Slower than huge_slow_ns (HUGE_SLOW_NS, or
+ * FAULTLINE_HUGE_SLOW_US) pauses the region's huge fills for HUGE_PAUSE_NS
+ * (4 KiB fills meanwhile); the first huge fill after that is a probe. Only
+ * one probe runs at a time (the others fill 4 KiB pages meanwhile), and in
+ * a region with a background filler only the filler and populate probe, so
+ * that a slow probe costs a demand fault nothing. A slow probe's page is
+ * used all the same: a probe costs its slowness minus ~0.65 ms, once per
+ * pause at most. Per region, not per process: a restore made right after
+ * huge pages were freed (another restore, an eager one) must not inherit a
+ * pause learnt before them.
+ */
+#define HUGE_SLOW_NS (1000ull * 1000)
+#define HUGE_PAUSE_NS (1000ull * 1000 * 1000)
+
+enum { HUGE_UNKNOWN, HUGE_PROBING, HUGE_FAST, HUGE_SLOW };
+
+void fl__huge_init(struct fl_region *r)
+{
+	const char *env = getenv("FAULTLINE_HUGE_SLOW_US");
+	uint64_t us;
+
+	r->huge_slow_ns = HUGE_SLOW_NS;
+	if (env && !fl__parse_uint(env, 0, UINT64_MAX / 1000, &us))
+		r->huge_slow_ns = us * 1000;
+	atomic_init(&r->huge_state, HUGE_UNKNOWN);
+	atomic_init(&r->huge_slow_until, 0);
+}
+
+/* May this caller start a huge fill now? `may_probe`: it may also be the
+ * one that finds out what a huge page costs. */
+static bool huge_allowed(struct fl_region *r, bool may_probe)
+{
+	switch (atomic_load_explicit(&r->huge_state, memory_order_acquire)) {
+	case HUGE_FAST:
+		return true;
+	case HUGE_UNKNOWN:
+		return may_probe;
+	case HUGE_SLOW:
+		return may_probe && fl__now_ns() >= atomic_load_explicit(&r->huge_slow_until, memory_order_relaxed);
+	default:
+		return false;	/* another worker is probing */
+	}
+}
+
+/*
+ * Fault the worker's staging THP in, timed (see above). Returns false when
+ * another worker is probing: decline, and fill 4 KiB pages meanwhile.
+ */
+static bool stage_populate(struct fl_region *r, struct fl__worker *w)
+{
+	int state = atomic_load_explicit(&r->huge_state, memory_order_acquire);
+	bool probe = state != HUGE_FAST;
+	uint64_t t0, dt;
+
+	if (probe && (state == HUGE_PROBING ||
+		      !atomic_compare_exchange_strong(&r->huge_state, &state, HUGE_PROBING)))
+		return false;
+	t0 = fl__now_ns();
+	/* MADV_POPULATE_WRITE: Linux 5.14 (MOVE needs 6.8). */
+	if (fl__madvise(w->stage, FL_HPAGE_SIZE, MADV_POPULATE_WRITE)) {
+		if (probe)
+			atomic_store_explicit(&r->huge_state, state, memory_order_release);
+		return true;	/* the store read faults it in */
+	}
+	dt = fl__now_ns() - t0;
+	if (dt > r->huge_slow_ns) {
+		atomic_store_explicit(&r->huge_slow_until, fl__now_ns() + HUGE_PAUSE_NS, memory_order_relaxed);
+		atomic_store_explicit(&r->huge_state, HUGE_SLOW, memory_order_release);
+		fl__log(&r->engine->log, FL_LOG_DEBUG,
+			"%s: a staging huge page took %llu us to fault in: 4 KiB fills for %llu ms", r->name,
+			(unsigned long long)(dt / 1000), (unsigned long long)(HUGE_PAUSE_NS / 1000000));
+	} else if (probe) {
+		atomic_store_explicit(&r->huge_state, HUGE_FAST, memory_order_release);
+	}
+	return true;
+}
 
 /* 2 MiB, 2 MiB-aligned, THP-advised; empty (no page table) when made. */
 static int stage_map(struct fl__worker *w)
@@ -119,6 +213,12 @@ uint64_t fl__huge_chunk(struct fl_region *r, uint64_t base, uint64_t page, uint6
 	if (start < base || start < lo || start + FL_HPAGE_SIZE > hi)
 		return UINT64_MAX;
 	first = (start - base) / FL_PAGE_SIZE;
+	/* Demand faults probe only where no background filler can. A chunk
+	 * being staged (by the probe, say) is waited for all the same: a
+	 * 4 KiB page now would cost it its PMD. */
+	if (!huge_allowed(r, partial || !(r->t.flags & FL__TARGET_FILL)) &&
+	    !fl__bit_test(r->chunk_busy, first / FL_CHUNK_PAGES))
+		return UINT64_MAX;
 	store_pages = r->store->size > r->store_offset ? (r->store->size - r->store_offset) / FL_PAGE_SIZE : 0;
 	if (first + FL_CHUNK_PAGES > r->npages || first + FL_CHUNK_PAGES > store_pages)
 		return UINT64_MAX;
@@ -355,6 +455,10 @@ int fl__huge_fill(struct fl_region *r, const struct fl__resolve_req *req, struct
 	/* Checked again now that the chunk is ours: another worker may have
 	 * filled it between the caller's look and here. */
 	if (!chunk_fillable(r, req->first, req->source != FL_SRC_DEMAND) || stage_map(w)) {
+		ret = FL__HUGE_DECLINED;
+		goto out;
+	}
+	if (!stage_populate(r, w)) {
 		ret = FL__HUGE_DECLINED;
 		goto out;
 	}

@@ -98,6 +98,10 @@ struct fl_region {
 	_Atomic uint64_t resolved_count;
 	bool huge_fill;			/* anon MISSING in our mm, MOVE offered: fill chunks by MOVE */
 	_Atomic bool thp_advised;	/* huge fill: MADV_HUGEPAGE ahead of a sequential stream */
+	/* huge fill: what a staging huge page costs now (hugefill.c) */
+	uint64_t huge_slow_ns;		/* a staging fault-in slower than this pauses huge fills */
+	_Atomic int huge_state;
+	_Atomic uint64_t huge_slow_until;	/* fl__now_ns(): the pause's end */
 	/* sequential-access detector for prefetch */
 	_Atomic uint64_t last_end;	/* page after the last resolved window */
 	_Atomic unsigned window;
@@ -247,5 +251,7 @@ uint64_t fl__chunk_end(const struct fl_region *r, uint64_t base, uint64_t page);
  * or a -errno for fl__resolve_classify() (some pages may be placed).
  */
 int fl__huge_fill(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w);
+/* At creation: the huge-page cost state (FAULTLINE_HUGE_SLOW_US). */
+void fl__huge_init(struct fl_region *r);
 
 #endif

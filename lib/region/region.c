@@ -350,6 +350,7 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 			goto fail;
 	}
 	r->huge_fill = want_huge && (r->ioctls & (1ull << _UFFDIO_MOVE));
+	fl__huge_init(r);
 	ret = fl__engine_add_target(e, &r->t, (uintptr_t)r->addr, r->length);
 	if (ret)
 		goto fail;

@@ -722,6 +722,10 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	 * prefetch or move) says nothing about the access pattern: it only
 	 * needs waking (EEXIST below), and leaves the stream state alone. */
 	stale = fl__bit_test(r->resolved, page);
+	/* Its chunk still being staged after the wait (a loaded machine): the
+	 * faulting page alone, so that the move loses as few pages as can be. */
+	if (r->huge_fill && !stale && fl__chunk_staging(r, base, page))
+		stale = true;
 	/* Stay inside this index entry (REMAP/UNMAP may have split the region). */
 	end_page = FL_MIN(page + (stale ? 1 : prefetch_window(r, page)), (ent->end - base) / psz);
 	/* ... and leave the next chunk untouched for its huge fill. */
