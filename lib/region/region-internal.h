@@ -251,6 +251,20 @@ uint64_t fl__chunk_end(const struct fl_region *r, uint64_t base, uint64_t page);
  * or a -errno for fl__resolve_classify() (some pages may be placed).
  */
 int fl__huge_fill(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w);
+/*
+ * A demand fault in a region with huge fills (resolve.c): fill its chunk
+ * whole when it continues a sequential stream (or another worker is
+ * staging the chunk). FL__HUGE_DECLINED: the 4 KiB path answers it;
+ * otherwise a result for fl__resolve_classify() (the fault is answered).
+ */
+int fl__huge_fault(struct fl_region *r, const struct fl__entry *ent, struct fl__space *sp, uint64_t base,
+		   uint64_t page, const struct uffd_msg *msg, struct fl__worker *w);
+/*
+ * A background fill step at region page `page` (resolve.c): its chunk
+ * whole, if it can be had. Returns what fl__region_fill_step() returns (1:
+ * more to do, 0: done), or -1: not taken, fill 4 KiB batches.
+ */
+int fl__huge_fill_step(struct fl_region *r, struct fl__space *sp, struct fl__worker *w, uint64_t page);
 /* At creation: the huge-page cost state (FAULTLINE_HUGE_SLOW_US). */
 void fl__huge_init(struct fl_region *r);
 

@@ -614,44 +614,6 @@ static void count_fault(struct fl_region *r, const struct uffd_msg *msg)
 		atomic_fetch_add_explicit(&r->faults_read, 1, memory_order_relaxed);
 }
 
-/*
- * Does this fault continue a stream: the last window (prefetch_window()'s
- * test, before it changes the window), which has grown to STREAM_WINDOW
- * pages (the window doubles with each fault in sequence, halves with each
- * other one)? Scattered faults land next to the last window now and then;
- * four or more in a row do not. The first fault of a region never does.
- */
-#define STREAM_WINDOW 16
-
-static bool sequential(struct fl_region *r, uint64_t page)
-{
-	uint64_t last_end = atomic_load_explicit(&r->last_end, memory_order_relaxed);
-	unsigned win = atomic_load_explicit(&r->window, memory_order_relaxed);
-
-	return last_end && win >= STREAM_WINDOW && page >= last_end && page <= last_end + win;
-}
-
-/*
- * Only a THP-eligible VMA delivers a missing fault with the PMD still
- * empty; elsewhere the kernel allocates the page table before it asks us,
- * and MOVE can then place 4 KiB pages only. But in a THP-eligible VMA the
- * kernel also allocates (and clears, and drops) a huge page before it
- * delivers a first *write* in an empty PMD: ~50 us more per fault here,
- * 3x a scattered 4 KiB write fault. So the region becomes MADV_HUGEPAGE
- * only once a sequential stream shows, from the next chunk on, once. The
- * filler and populate need none of it: nothing has faulted in the chunks
- * they take, so their PMDs are empty anyway.
- */
-static void advise_stream(struct fl_region *r, uint64_t base, uint64_t page, const struct fl__entry *ent)
-{
-	uint64_t from = base + fl__chunk_end(r, base, page) * FL_PAGE_SIZE;
-
-	if (atomic_load_explicit(&r->thp_advised, memory_order_relaxed) || atomic_exchange(&r->thp_advised, true))
-		return;
-	if (from < ent->end)
-		fl__madvise((void *)(uintptr_t)from, ent->end - from, MADV_HUGEPAGE);
-}
-
 void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const struct uffd_msg *msg,
 		      uint64_t t0, struct fl__worker *w)
 {
@@ -689,34 +651,11 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h; h = h->next)
 		if (h->ops->fault)
 			h->ops->fault(h, r, page);
-	/*
-	 * A sequential stream that reaches an untouched 2 MiB chunk takes it
-	 * whole, as one huge page: one wait of a 2 MiB read (~0.3-0.6 ms
-	 * here) instead of two 1 MiB prefetch windows, and no trap for each
-	 * of its pages afterwards. Any other fault (the first of a region, a
-	 * random one) is answered at once with its 4 KiB page: waiting for
-	 * 2 MiB was 3-10x slower for that thread, and the background filler
-	 * moves the rest of its chunk in. Unless its chunk is being staged
-	 * already: then a 4 KiB page would cost the chunk its PMD, and the
-	 * wait for the move is shorter than a read of its own.
-	 */
-	if (r->huge_fill && sequential(r, page))
-		advise_stream(r, base, page, ent);
-	if (r->huge_fill && (sequential(r, page) || fl__chunk_staging(r, base, page))) {
-		uint64_t chunk = fl__huge_chunk(r, base, page, ent->start, ent->end, false);
-
-		if (chunk != UINT64_MAX) {
-			req = (struct fl__resolve_req){
-				.space = sp, .base = base, .first = chunk, .count = FL_CHUNK_PAGES,
-				.fault_page = page, .tid = fl_msg_fault_tid(msg), .source = FL_SRC_DEMAND,
-			};
-			end_page = chunk + FL_CHUNK_PAGES;
-			ret = fl__huge_fill(r, &req, w);
-			/* Declined, or the kernel could not place the
-			 * faulting page: the 4 KiB path answers it. */
-			if (!(ret == FL__HUGE_DECLINED || (ret < 0 && fl__resolve_classify(ret) == FL__POISON)))
-				goto settle;
-		}
+	/* Huge fills (hugefill.c): a stream's fault may take its chunk whole. */
+	if (r->huge_fill) {
+		ret = fl__huge_fault(r, ent, sp, base, page, msg, w);
+		if (ret != FL__HUGE_DECLINED)
+			goto settle;
 	}
 	/* A fault read before its page came in (by another handler's
 	 * prefetch or move) says nothing about the access pattern: it only
@@ -780,23 +719,10 @@ int fl__region_fill_step(struct fl__target *t, struct fl__worker *w)
 	if (p >= r->npages)
 		return 0;
 	if (r->huge_fill) {
-		uint64_t base = (uintptr_t)r->addr, chunk = fl__huge_chunk(r, base, p, base, base + r->length, true);
+		int more = fl__huge_fill_step(r, t->space, w, p);
 
-		if (chunk != UINT64_MAX) {
-			req = (struct fl__resolve_req){
-				.space = t->space, .base = base, .first = chunk, .count = FL_CHUNK_PAGES,
-				.fault_page = UINT64_MAX, .source = FL_SRC_BACKGROUND,
-			};
-			ret = fl__huge_fill(r, &req, w);
-			if (ret < 0 && fl__resolve_classify(ret) == FL__RETRY)
-				return 1;
-			/* Failed: demand faults fail closed what cannot be
-			 * had, page by page. Declined: 4 KiB batches. */
-			if (ret <= 0) {
-				atomic_store(&r->fill_cursor, chunk + FL_CHUNK_PAGES);
-				return chunk + FL_CHUNK_PAGES < r->npages;
-			}
-		}
+		if (more >= 0)
+			return more;
 	}
 	end = FL_MIN(p + FL_MAX(1, (uint64_t)r->fill_batch * FL_PAGE_SIZE / r->page_size), r->npages);
 	if (r->huge_fill)
