@@ -102,6 +102,7 @@ struct fl_region {
 	uint64_t huge_slow_ns;		/* a staging fault-in slower than this pauses huge fills */
 	_Atomic int huge_state;
 	_Atomic uint64_t huge_slow_until;	/* fl__now_ns(): the pause's end */
+	_Atomic int64_t huge_credit;	/* ns: what fast huge pages saved, less what slow ones cost */
 	/* sequential-access detector for prefetch */
 	_Atomic uint64_t last_end;	/* page after the last resolved window */
 	_Atomic unsigned window;
