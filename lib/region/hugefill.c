@@ -135,6 +135,12 @@ static bool stage_populate(struct fl_region *r, struct fl__worker *w)
 		return true;
 	}
 	atomic_store_explicit(&r->huge_credit, 0, memory_order_relaxed);
+	/* In a MADV_HUGEPAGE range a first write to an untouched chunk makes
+	 * the kernel clear a huge page before it delivers the fault
+	 * (advise_stream()): at these blocks' price, milliseconds a write.
+	 * Undo the advice for the pause; the next stream gives it again. */
+	if (atomic_exchange(&r->thp_advised, false))
+		fl__madvise(r->addr, r->length, MADV_NOHUGEPAGE);
 	atomic_store_explicit(&r->huge_slow_until, fl__now_ns() + HUGE_PAUSE_NS, memory_order_relaxed);
 	atomic_store_explicit(&r->huge_state, HUGE_SLOW, memory_order_release);
 	fl__log(&r->engine->log, FL_LOG_DEBUG, "%s: a staging huge page took %llu us to fault in: 4 KiB fills for %llu ms",
@@ -541,7 +547,9 @@ static void advise_stream(struct fl_region *r, uint64_t base, uint64_t page, con
 {
 	uint64_t from = base + fl__chunk_end(r, base, page) * FL_PAGE_SIZE;
 
-	if (atomic_load_explicit(&r->thp_advised, memory_order_relaxed) || atomic_exchange(&r->thp_advised, true))
+	/* Not during a pause (stage_populate() undid it). */
+	if (atomic_load_explicit(&r->thp_advised, memory_order_relaxed) || !huge_allowed(r, true) ||
+	    atomic_exchange(&r->thp_advised, true))
 		return;
 	if (from < ent->end)
 		fl__madvise((void *)(uintptr_t)from, ent->end - from, MADV_HUGEPAGE);
