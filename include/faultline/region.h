@@ -13,11 +13,14 @@
  *
  * Huge fills (anonymous MISSING regions mapped here, UFFDIO_MOVE: Linux
  * 6.8): the region is mapped 2 MiB-aligned (MADV_HUGEPAGE ahead of a
- * sequential stream), and 2 MiB chunks are read into a transparent huge page and moved into place with
- * UFFDIO_MOVE, one PMD when the chunk is untouched, else its missing 4 KiB
- * pages (a present page is never replaced). A sequential stream entering
- * an untouched chunk, FL_REGION_BACKGROUND and fl_region_populate() fill
- * that way; any other fault gets its 4 KiB page at once. Off with
+ * sequential stream), and 2 MiB chunks are read into a transparent huge
+ * page and moved into place with UFFDIO_MOVE, one PMD when the chunk is
+ * untouched, else its missing 4 KiB pages (a present page is never
+ * replaced). A sequential stream entering an untouched chunk,
+ * FL_REGION_BACKGROUND and fl_region_populate() fill that way; any other
+ * fault gets its 4 KiB page at once. While new huge pages are slow to
+ * clear (a VM whose free 2 MiB blocks went back to the host), the region
+ * fills 4 KiB pages for a second at a time. Off with
  * FL_REGION_NO_HUGE_FILL, NO_THP or NO_PREFETCH, and without MOVE. See
  * fl_region_new(3), "Huge fills".
  *
