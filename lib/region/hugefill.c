@@ -69,7 +69,6 @@
 #define HUGE_CREDIT_MAX_NS (25ll * 1000 * 1000)
 #define HUGE_PAUSE_NS (1000ull * 1000 * 1000)
 
-enum { HUGE_UNKNOWN, HUGE_PROBING, HUGE_FAST, HUGE_SLOW };
 
 void fl__huge_init(struct fl_region *r)
 {
@@ -79,7 +78,7 @@ void fl__huge_init(struct fl_region *r)
 	r->huge_slow_ns = HUGE_SLOW_NS;
 	if (env && !fl__parse_uint(env, 0, UINT64_MAX / 1000, &us))
 		r->huge_slow_ns = us * 1000;
-	atomic_init(&r->huge_state, HUGE_UNKNOWN);
+	atomic_init(&r->huge_state, FL__HUGE_UNKNOWN);
 	atomic_init(&r->huge_slow_until, 0);
 	atomic_init(&r->huge_credit, 0);
 }
@@ -89,50 +88,32 @@ void fl__huge_init(struct fl_region *r)
 static bool huge_allowed(struct fl_region *r, bool may_probe)
 {
 	switch (atomic_load_explicit(&r->huge_state, memory_order_acquire)) {
-	case HUGE_FAST:
+	case FL__HUGE_FAST:
 		return true;
-	case HUGE_UNKNOWN:
+	case FL__HUGE_UNKNOWN:
 		return may_probe;
-	case HUGE_SLOW:
+	case FL__HUGE_SLOW:
 		return may_probe && fl__now_ns() >= atomic_load_explicit(&r->huge_slow_until, memory_order_relaxed);
 	default:
 		return false;	/* another worker is probing */
 	}
 }
 
-/*
- * Fault the worker's staging THP in, timed (see above). Returns false when
- * another worker is probing: decline, and fill 4 KiB pages meanwhile.
- */
-static bool stage_populate(struct fl_region *r, struct fl__worker *w)
+void fl__huge_cost(struct fl_region *r, uint64_t dt, bool probe)
 {
-	int state = atomic_load_explicit(&r->huge_state, memory_order_acquire);
-	bool probe = state != HUGE_FAST;
-	uint64_t t0, dt;
-
-	if (probe && (state == HUGE_PROBING ||
-		      !atomic_compare_exchange_strong(&r->huge_state, &state, HUGE_PROBING)))
-		return false;
-	t0 = fl__now_ns();
-	/* MADV_POPULATE_WRITE: Linux 5.14 (MOVE needs 6.8). */
-	if (fl__madvise(w->stage, FL_HPAGE_SIZE, MADV_POPULATE_WRITE)) {
-		if (probe)
-			atomic_store_explicit(&r->huge_state, state, memory_order_release);
-		return true;	/* the store read faults it in */
-	}
-	dt = fl__now_ns() - t0;
 	if (dt <= r->huge_slow_ns) {
 		/* Racing workers may overshoot the cap by a gain or two. */
-		if (atomic_fetch_add_explicit(&r->huge_credit, HUGE_GAIN_NS, memory_order_relaxed) > HUGE_CREDIT_MAX_NS)
+		if (atomic_fetch_add_explicit(&r->huge_credit, HUGE_GAIN_NS, memory_order_relaxed) + HUGE_GAIN_NS >
+		    HUGE_CREDIT_MAX_NS)
 			atomic_store_explicit(&r->huge_credit, HUGE_CREDIT_MAX_NS, memory_order_relaxed);
 		if (probe)
-			atomic_store_explicit(&r->huge_state, HUGE_FAST, memory_order_release);
-		return true;
+			atomic_store_explicit(&r->huge_state, FL__HUGE_FAST, memory_order_release);
+		return;
 	}
 	if (atomic_fetch_sub_explicit(&r->huge_credit, (int64_t)dt, memory_order_relaxed) - (int64_t)dt >= 0) {
 		if (probe)
-			atomic_store_explicit(&r->huge_state, HUGE_FAST, memory_order_release);
-		return true;
+			atomic_store_explicit(&r->huge_state, FL__HUGE_FAST, memory_order_release);
+		return;
 	}
 	atomic_store_explicit(&r->huge_credit, 0, memory_order_relaxed);
 	/* In a MADV_HUGEPAGE range a first write to an untouched chunk makes
@@ -142,9 +123,32 @@ static bool stage_populate(struct fl_region *r, struct fl__worker *w)
 	if (atomic_exchange(&r->thp_advised, false))
 		fl__madvise(r->addr, r->length, MADV_NOHUGEPAGE);
 	atomic_store_explicit(&r->huge_slow_until, fl__now_ns() + HUGE_PAUSE_NS, memory_order_relaxed);
-	atomic_store_explicit(&r->huge_state, HUGE_SLOW, memory_order_release);
+	atomic_store_explicit(&r->huge_state, FL__HUGE_SLOW, memory_order_release);
 	fl__log(&r->engine->log, FL_LOG_DEBUG, "%s: a staging huge page took %llu us to fault in: 4 KiB fills for %llu ms",
 		r->name, (unsigned long long)(dt / 1000), (unsigned long long)(HUGE_PAUSE_NS / 1000000));
+}
+
+/*
+ * Fault the worker's staging THP in, timed (see above). Returns false when
+ * another worker is probing: decline, and fill 4 KiB pages meanwhile.
+ */
+static bool stage_populate(struct fl_region *r, struct fl__worker *w)
+{
+	int state = atomic_load_explicit(&r->huge_state, memory_order_acquire);
+	bool probe = state != FL__HUGE_FAST;
+	uint64_t t0;
+
+	if (probe && (state == FL__HUGE_PROBING ||
+		      !atomic_compare_exchange_strong(&r->huge_state, &state, FL__HUGE_PROBING)))
+		return false;
+	t0 = fl__now_ns();
+	/* MADV_POPULATE_WRITE: Linux 5.14 (MOVE needs 6.8). */
+	if (fl__madvise(w->stage, FL_HPAGE_SIZE, MADV_POPULATE_WRITE)) {
+		if (probe)
+			atomic_store_explicit(&r->huge_state, state, memory_order_release);
+		return true;	/* the store read faults it in */
+	}
+	fl__huge_cost(r, fl__now_ns() - t0, probe);
 	return true;
 }
 

@@ -266,6 +266,14 @@ int fl__huge_fault(struct fl_region *r, const struct fl__entry *ent, struct fl__
  * more to do, 0: done), or -1: not taken, fill 4 KiB batches.
  */
 int fl__huge_fill_step(struct fl_region *r, struct fl__space *sp, struct fl__worker *w, uint64_t page);
+/* What a staging huge page costs now (r->huge_state; hugefill.c). */
+enum { FL__HUGE_UNKNOWN, FL__HUGE_PROBING, FL__HUGE_FAST, FL__HUGE_SLOW };
+/*
+ * A staging huge page took `dt` ns to fault in (`probe`: the fill that
+ * decides after a pause, or the region's first): earn credit, spend it,
+ * or pause the region's huge fills (see hugefill.c).
+ */
+void fl__huge_cost(struct fl_region *r, uint64_t dt, bool probe);
 /* At creation: the huge-page cost state (FAULTLINE_HUGE_SLOW_US). */
 void fl__huge_init(struct fl_region *r);
 

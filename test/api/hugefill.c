@@ -280,6 +280,66 @@ static int c_slow_thp(void *arg)
 	return T_PASS;
 }
 
+/* ---- the credit: a lone slow staging page is absorbed, two are not ------------------------- */
+
+/*
+ * fl__huge_cost() fed made-up fault-in times (the machine's own are not
+ * up to the test): a fast probe, fast pages up to the credit's cap (25 ms),
+ * a 20 ms page absorbed, a second one pausing; after the pause a slow
+ * probe, with no credit, pauses again at once. fl__huge_chunk() says what
+ * a filler would be allowed; the region still reads back whole.
+ */
+static int c_credit(void *arg)
+{
+	size_t len = 8 * U_MIB;
+	struct fl_store *store;
+	struct fl_engine *e;
+	struct fl_region *r;
+	uintptr_t base;
+	uint8_t *img;
+	(void)arg;
+
+	setenv("FAULTLINE_HUGE_SLOW_US", "1000", 1);
+	img = u_image(len, 0, 0xc4ed);
+	store = u_mem_store(img, len);
+	e = u_engine(0, 1);
+	r = u_region(e, &anon, len, store, 0);
+	base = (uintptr_t)fl_region_addr(r);
+	T_ASSERT_EQ(r->huge_slow_ns, 1000u * 1000);
+	T_ASSERT_EQ(atomic_load(&r->huge_state), FL__HUGE_UNKNOWN);
+	fl__huge_cost(r, 200 * 1000, true);
+	T_ASSERT_EQ(atomic_load(&r->huge_state), FL__HUGE_FAST);
+	for (int i = 0; i < 200; i++)
+		fl__huge_cost(r, 200 * 1000, false);
+	T_ASSERT_EQ(atomic_load(&r->huge_credit), 25ll * 1000 * 1000);
+	fl__huge_cost(r, 20ull * 1000 * 1000, false);
+	T_ASSERT_EQ(atomic_load(&r->huge_state), FL__HUGE_FAST);
+	T_ASSERT_EQ(atomic_load(&r->huge_credit), 5ll * 1000 * 1000);
+	if (move_on(e))
+		T_ASSERT_EQ(fl__huge_chunk(r, base, CHUNK_PAGES, base, base + len, true), CHUNK_PAGES);
+	fl__huge_cost(r, 20ull * 1000 * 1000, false);
+	T_ASSERT_EQ(atomic_load(&r->huge_state), FL__HUGE_SLOW);
+	T_ASSERT_EQ(atomic_load(&r->huge_credit), 0);
+	T_ASSERT(atomic_load(&r->huge_slow_until) > t_now_ns() + 500ull * 1000 * 1000);
+	T_ASSERT_EQ(fl__huge_chunk(r, base, CHUNK_PAGES, base, base + len, true), UINT64_MAX);
+	/* The pause over: a filler may probe (a demand fault too: no filler
+	 * here), and a slow probe pauses at once. */
+	atomic_store(&r->huge_slow_until, 0);
+	if (move_on(e)) {
+		T_ASSERT_EQ(fl__huge_chunk(r, base, CHUNK_PAGES, base, base + len, true), CHUNK_PAGES);
+		T_ASSERT_EQ(fl__huge_chunk(r, base, CHUNK_PAGES, base, base + len, false), CHUNK_PAGES);
+	}
+	fl__huge_cost(r, 2ull * 1000 * 1000, true);
+	T_ASSERT_EQ(atomic_load(&r->huge_state), FL__HUGE_SLOW);
+	T_ASSERT_EQ(fl__huge_chunk(r, base, CHUNK_PAGES, base, base + len, true), UINT64_MAX);
+	U_CHECK(fl_region_addr(r), img, len, U_PAGE);
+	fl_region_free(r);
+	fl_store_unref(store);
+	fl_engine_free(e);
+	munmap(img, len);
+	return T_PASS;
+}
+
 /* ---- four threads fault in the same chunk at once, chunk after chunk ------------------------ */
 
 struct same_chunk {
@@ -682,6 +742,7 @@ static const struct t_case hf_cases[] = {
 	{ "image-64m-filler-4threads", c_image_64m, NULL, 120 },
 	{ "sequential-image", c_sequential, NULL, 60 },
 	{ "slow-thp-pauses", c_slow_thp, NULL, 60 },
+	{ "credit-absorbs-a-lone-slow-page", c_credit, NULL, 60 },
 	{ "same-chunk-4threads", c_same_chunk, NULL, 60 },
 	{ "app-bytes-kept", c_app_bytes, NULL, 60 },
 	{ "corrupt-page-sigbus", c_corrupt_page, NULL, 60 },
