@@ -208,9 +208,12 @@ void fl__mark_resolved(struct fl_region *r, uint64_t first, uint64_t count);
  * where region byte 0 is at `base`, if that chunk can be huge-filled now:
  * aligned there, inside [lo, hi) (addresses), backed by the store, no page
  * of it poisoned or discarded, and no page resolved (with `partial`: not
- * every page). UINT64_MAX otherwise. Demand faults take untouched chunks
- * only: in a chunk that has pages, one 4 KiB page answers the faulting
- * thread sooner than 2 MiB read for a PMD that can no longer be had.
+ * every page), and huge fills not paused (a staging huge page slow to
+ * fault in; `partial` callers and demand faults of a region with no
+ * filler may probe after the pause). UINT64_MAX otherwise. Demand faults
+ * take untouched chunks only: in a chunk that has pages, one 4 KiB page
+ * answers the faulting thread sooner than 2 MiB read for a PMD that can no
+ * longer be had.
  */
 uint64_t fl__huge_chunk(struct fl_region *r, uint64_t base, uint64_t page, uint64_t lo, uint64_t hi, bool partial);
 /*
