@@ -120,8 +120,15 @@ void fl__huge_cost(struct fl_region *r, uint64_t dt, bool probe)
 	 * the kernel clear a huge page before it delivers the fault
 	 * (advise_stream()): at these blocks' price, milliseconds a write.
 	 * Undo the advice for the pause; the next stream gives it again. */
-	if (atomic_exchange(&r->thp_advised, false))
-		fl__madvise(r->addr, r->length, MADV_NOHUGEPAGE);
+	if (atomic_exchange(&r->thp_advised, false)) {
+		uint64_t from = atomic_load_explicit(&r->thp_from, memory_order_relaxed);
+		uint64_t to = atomic_load_explicit(&r->thp_to, memory_order_relaxed);
+
+		/* Exactly the range advised: after a REMAP the region's
+		 * old addresses may be someone else's mapping. */
+		if (from < to)
+			fl__madvise((void *)(uintptr_t)from, to - from, MADV_NOHUGEPAGE);
+	}
 	atomic_store_explicit(&r->huge_slow_until, fl__now_ns() + HUGE_PAUSE_NS, memory_order_relaxed);
 	atomic_store_explicit(&r->huge_state, FL__HUGE_SLOW, memory_order_release);
 	fl__log(&r->engine->log, FL_LOG_DEBUG, "%s: a staging huge page took %llu us to fault in: 4 KiB fills for %llu ms",
@@ -555,8 +562,11 @@ static void advise_stream(struct fl_region *r, uint64_t base, uint64_t page, con
 	if (atomic_load_explicit(&r->thp_advised, memory_order_relaxed) || !huge_allowed(r, true) ||
 	    atomic_exchange(&r->thp_advised, true))
 		return;
-	if (from < ent->end)
+	if (from < ent->end) {
+		atomic_store_explicit(&r->thp_from, from, memory_order_relaxed);
+		atomic_store_explicit(&r->thp_to, ent->end, memory_order_relaxed);
 		fl__madvise((void *)(uintptr_t)from, ent->end - from, MADV_HUGEPAGE);
+	}
 }
 
 /*

@@ -98,6 +98,7 @@ struct fl_region {
 	_Atomic uint64_t resolved_count;
 	bool huge_fill;			/* anon MISSING in our mm, MOVE offered: fill chunks by MOVE */
 	_Atomic bool thp_advised;	/* huge fill: MADV_HUGEPAGE ahead of a sequential stream */
+	_Atomic uint64_t thp_from, thp_to;	/* the range advised (addresses), for undoing it */
 	/* huge fill: what a staging huge page costs now (hugefill.c) */
 	uint64_t huge_slow_ns;		/* a staging fault-in slower than this pauses huge fills */
 	_Atomic int huge_state;

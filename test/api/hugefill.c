@@ -118,6 +118,31 @@ static void imgstore_close(struct imgstore *is)
 	t_rmtree(is->dir);
 }
 
+/* Does the VMA holding `addr` have VmFlag `flag` ("hg": MADV_HUGEPAGE,
+ * "nh": MADV_NOHUGEPAGE)? */
+static bool vma_has_flag(const void *addr, const char *flag)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	uintptr_t a = (uintptr_t)addr;
+	char line[512], want[8];
+	bool in = false, has = false;
+
+	T_ASSERT(f != NULL);
+	snprintf(want, sizeof(want), " %s", flag);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = lo <= a && a < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8))
+			has = strstr(line, want) != NULL;
+	}
+	fclose(f);
+	return has;
+}
+
 /* After a whole region was filled: pages moved in when MOVE is there, and
  * with `expect_huge`, huge moves when THP is there too, confirmed by the
  * kernel's own count of huge pages in the mapping; none of either kind
@@ -224,8 +249,10 @@ static int c_sequential(void *arg)
 	/* The stream's first fault takes its 4 KiB page at once, and its
 	 * prefetch stops at the end of chunk 0; every later chunk continues
 	 * the stream and is moved in whole. */
-	if (move_on(e))
+	if (move_on(e)) {
 		T_ASSERT_EQ(st.huge_moves * CHUNK_PAGES + st.pages_moved, npages - CHUNK_PAGES);
+		T_ASSERT(vma_has_flag(fl_region_addr(r) + len - U_PAGE, "hg"), "the stream did not advise MADV_HUGEPAGE");
+	}
 	check_moves(e, r, &st, true);
 	fl_region_free(r);
 	fl_engine_free(e);
@@ -268,8 +295,12 @@ static int c_slow_thp(void *arg)
 	if (!move_on(e)) {
 		T_ASSERT_EQ(st.huge_moves + st.pages_moved, 0);
 	} else if (t_now_ns() - t0 < 900ull * 1000 * 1000) {
-		/* The probe's chunk, whole (a PMD or 512 moves), and no more. */
+		/* The probe's chunk, whole (a PMD or 512 moves), and no more;
+		 * and the stream's MADV_HUGEPAGE undone for the pause (a
+		 * first write there would clear a huge page). */
 		T_ASSERT_EQ(st.huge_moves * CHUNK_PAGES + st.pages_moved, CHUNK_PAGES);
+		T_ASSERT(vma_has_flag(fl_region_addr(r) + len - U_PAGE, "nh"), "the region's tail is not MADV_NOHUGEPAGE");
+		T_ASSERT(!vma_has_flag(fl_region_addr(r) + len - U_PAGE, "hg"), "the region's tail is still MADV_HUGEPAGE");
 	} else {
 		t_log("slow-thp: the walk outlasted the pause; moves not counted");
 	}
