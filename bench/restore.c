@@ -35,7 +35,8 @@ static const char restore_usage[] =
 	"daemon the benchmark starts: $FAULTLINED, else next to this program, else\n"
 	"the build tree's, else $PATH) from the same image file.\n"
 	"Keys: eager_s, lazy_first_access_us, lazy_full_s, daemon_full_s,\n"
-	"remote_full_s, redis_full_s, lazy_full_ratio (lazy/eager), daemon_ratio\n"
+	"remote_full_s, redis_full_s, lazy_full_ratio (lazy/eager), lazy_huge_fraction\n"
+	"(of the lazy image, placed as 2 MiB huge pages by UFFDIO_MOVE), daemon_ratio\n"
 	"(median over rounds of lazy/daemon, goal <= 1.0), remote_ratio\n"
 	"(remote/lazy, goal <= 1.5),\n"
 	"write_gbps, lz4_ratio, lz4_decode_ns_per_page (null in a build without LZ4).\n";
@@ -116,8 +117,10 @@ static int eager(struct fl_image *img, uint64_t size, double *ret_s)
 /* Lazy restore from `store` in this process, with the default options (the
  * embedded default must not be the slow path): time to first access and to
  * every page touched. */
-static int lazy(struct fl_store *store, uint64_t size, double *ret_first_us, double *ret_full_s)
+static int lazy(struct fl_store *store, uint64_t size, double *ret_first_us, double *ret_full_s,
+		double *ret_huge_fraction)
 {
+	struct fl_region_stats st = { .sz = sizeof(st) };
 	struct fl_engine_opts eo = { .sz = sizeof(eo) };
 	/* The embedded default: default engine and region options. */
 	struct fl_region_opts ro = { .sz = sizeof(ro), .length = size, .store = store };
@@ -155,6 +158,10 @@ static int lazy(struct fl_store *store, uint64_t size, double *ret_first_us, dou
 			break;
 		}
 	}
+	/* How much of the image came in as whole huge pages (UFFDIO_MOVE
+	 * of a THP into an empty PMD; 0 without MOVE or THP). */
+	if (ret_huge_fraction && fl_region_stats(rg, &st) == 0)
+		*ret_huge_fraction = (double)st.huge_moves * (2u << 20) / (double)size;
 	fl_engine_free(e);
 	return r;
 }
@@ -228,7 +235,7 @@ int bench_restore_main(int argc, char **argv)
 	};
 	uint64_t size = 1ull << 30, rounds = 3;
 	bool json = false, remote = true, redis = true, daemon = true;
-	double eager_s[16], first_us[16], lazy_s[16], daemon_s[16] = { 0 }, dratio[16] = { 0 }, remote_s[4] = { 0 }, redis_s[4] = { 0 }, tmp_first;
+	double eager_s[16], first_us[16], lazy_s[16], huge_frac[16] = { 0 }, daemon_s[16] = { 0 }, dratio[16] = { 0 }, remote_s[4] = { 0 }, redis_s[4] = { 0 }, tmp_first;
 	double write_gbps = 0, lz4_ratio = 0, lz4_ns = 0, plain_ns = 0;
 	unsigned nremote = 0, nredis = 0, ndaemon = 0;
 	struct denv env = { .pid_slot = -1, .dir_slot = -1 };
@@ -289,7 +296,7 @@ int bench_restore_main(int argc, char **argv)
 		if (!r)
 			r = fl_image_store_new(img, 0, &st);
 		if (!r) {
-			r = lazy(st, size, &first_us[i], &lazy_s[i]);
+			r = lazy(st, size, &first_us[i], &lazy_s[i], &huge_frac[i]);
 			fl_store_unref(st);
 		}
 		if (!r && daemon) {
@@ -322,7 +329,7 @@ int bench_restore_main(int argc, char **argv)
 				struct fl_store *st;
 				r = fl_store_remote_new(&ro, &st);
 				if (!r) {
-					r = lazy(st, size, &tmp_first, &remote_s[nremote]);
+					r = lazy(st, size, &tmp_first, &remote_s[nremote], NULL);
 					fl_store_unref(st);
 					nremote += !r;
 				}
@@ -346,7 +353,7 @@ int bench_restore_main(int argc, char **argv)
 				struct fl_store *st;
 				r = fl_store_redis_new(&ro, &st);
 				if (!r) {
-					r = lazy(st, size, &tmp_first, &redis_s[nredis]);
+					r = lazy(st, size, &tmp_first, &redis_s[nredis], NULL);
 					fl_store_unref(st);
 					nredis += !r;
 				}
@@ -389,7 +396,7 @@ int bench_restore_main(int argc, char **argv)
 
 	{
 		struct stat3 se = stat_of(eager_s, rounds), sf = stat_of(first_us, rounds),
-			     sl = stat_of(lazy_s, rounds);
+			     sl = stat_of(lazy_s, rounds), sh = stat_of(huge_frac, rounds);
 		struct stat3 sr = stat_of(remote_s, nremote ? nremote : 1), sd = stat_of(redis_s, nredis ? nredis : 1);
 		struct stat3 sm = stat_of(daemon_s, ndaemon ? ndaemon : 1), sdr = stat_of(dratio, ndaemon ? ndaemon : 1);
 		char b[32];
@@ -415,6 +422,7 @@ int bench_restore_main(int argc, char **argv)
 			else
 				json_null(&j, "redis_full_s");
 			json_num(&j, "lazy_full_ratio", sl.med / se.med, 3);
+			json_num(&j, "lazy_huge_fraction", sh.med, 3);
 			if (ndaemon)
 				json_stat(&j, "daemon_ratio", sdr, 3);
 			else
@@ -441,6 +449,7 @@ int bench_restore_main(int argc, char **argv)
 			printf("  eager (read all, then touch)   %8.3f s\n", se.med);
 			printf("  lazy, local image: first access %8.0f us, every page %.3f s (ratio %.2f)\n",
 			       sf.med, sl.med, sl.med / se.med);
+			printf("                     placed as 2 MiB huge pages (UFFDIO_MOVE) %.0f %%\n", sh.med * 100);
 			if (ndaemon)
 				printf("  lazy, through faultlined        every page %.3f s (local / faultlined %.2f)\n",
 				       sm.med, sdr.med);

@@ -167,7 +167,11 @@ static size_t capabilities(uint64_t feats, struct capability *c)
 	size_t n = 0;
 	uint64_t want;
 
-	c[n++] = (struct capability){ "lazy regions (MISSING)", "UFFDIO_COPY / ZEROPAGE on first touch" };
+	/* Native either way: huge fills are a speed-up, not a capability. */
+	c[n++] = (struct capability){ "lazy regions (MISSING)",
+				      HAS(MOVE) && HAS(IOCTL_MOVE) ?
+				      "UFFDIO_COPY / ZEROPAGE on first touch; anon: 2 MiB chunks by UFFDIO_MOVE" :
+				      "UFFDIO_COPY / ZEROPAGE on first touch" };
 	want = BIT(MINOR_SHMEM) | BIT(MINOR_HUGETLBFS);
 	c[n++] = (feats & want) == want ?
 		(struct capability){ "MINOR regions (memfd, hugetlbfs)", "page cache + UFFDIO_CONTINUE" } :

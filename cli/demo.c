@@ -509,6 +509,8 @@ join:
 	       (unsigned long long)st.faults_minor);
 	printf("  %-26s %llu\n", "prefetched pages", (unsigned long long)st.pages_prefetch);
 	printf("  %-26s %llu\n", "background-filled pages", (unsigned long long)st.pages_background);
+	printf("  %-26s %llu huge (2 MiB), %llu 4 KiB pages\n", "moved in (UFFDIO_MOVE)",
+	       (unsigned long long)st.huge_moves, (unsigned long long)st.pages_moved);
 	printf("  %-26s %llu (the image has %llu; short zero runs are copied)\n", "ZEROPAGE pages", (unsigned long long)st.pages_zero,
 	       (unsigned long long)zero_expected);
 	printf("  %-26s %s\n", "bytes read from the store", fmt_bytes(st.bytes_read, a, sizeof(a)));

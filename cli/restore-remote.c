@@ -186,6 +186,8 @@ static void print_report(const struct remote_report *rep, bool json)
 		json_u64(&j, "pages_zero", rep->rs.pages_zero);
 		json_u64(&j, "pages_prefetch", rep->rs.pages_prefetch);
 		json_u64(&j, "pages_poisoned", rep->rs.pages_poisoned);
+		json_u64(&j, "huge_moves", rep->rs.huge_moves);
+		json_u64(&j, "pages_moved", rep->rs.pages_moved);
 		json_u64(&j, "fault_p50_us", rep->rs.lat_p50_ns / 1000);
 		json_u64(&j, "fault_p99_us", rep->rs.lat_p99_ns / 1000);
 		json_u64(&j, "store_requests", rep->store_requests);
@@ -213,6 +215,9 @@ static void print_report(const struct remote_report *rep, bool json)
 	       (unsigned long long)good, (unsigned long long)rep->touch.pages, t1, rate, t2,
 	       (unsigned long long)(rep->rs.faults_read + rep->rs.faults_write),
 	       (unsigned long long)rep->rs.pages_prefetch);
+	if (rep->rs.huge_moves || rep->rs.pages_moved)
+		printf("placed by UFFDIO_MOVE: %llu 2 MiB huge pages, %llu 4 KiB pages\n",
+		       (unsigned long long)rep->rs.huge_moves, (unsigned long long)rep->rs.pages_moved);
 	printf("checked: every page by the store's checksum%s%s\n", rep->reference ? ", and compared with " : "",
 	       rep->reference ? rep->reference : "");
 	if (rep->reference)

@@ -11,6 +11,19 @@
  * page cache atomically through a private alias mapping and map it with
  * UFFDIO_CONTINUE.
  *
+ * Huge fills (anonymous MISSING regions mapped here, UFFDIO_MOVE: Linux
+ * 6.8): the region is mapped 2 MiB-aligned (MADV_HUGEPAGE ahead of a
+ * sequential stream), and 2 MiB chunks are read into a transparent huge
+ * page and moved into place with UFFDIO_MOVE, one PMD when the chunk is
+ * untouched, else its missing 4 KiB pages (a present page is never
+ * replaced). A sequential stream entering an untouched chunk,
+ * FL_REGION_BACKGROUND and fl_region_populate() fill that way; any other
+ * fault gets its 4 KiB page at once. While new huge pages are slow to
+ * clear (a VM whose free 2 MiB blocks went back to the host), the region
+ * fills 4 KiB pages for a second at a time. Off with
+ * FL_REGION_NO_HUGE_FILL, NO_THP or NO_PREFETCH, and without MOVE. See
+ * fl_region_new(3), "Huge fills".
+ *
  * Fail closed: a page that cannot be delivered (store error, range beyond
  * the store) is poisoned with UFFDIO_POISON so the faulting access gets
  * SIGBUS; without POISON the faulting thread is sent SIGBUS with tgkill(2).
@@ -188,7 +201,8 @@ struct fl_region_stats {
 	 * is not visible to userspace) */
 	uint64_t blocked_ns;
 	uint64_t pages_replayed;	/* installed by a working-set replay (fl_region_replay(3)) */
-	/* huge fills (anonymous regions, UFFDIO_MOVE) */
+	/* huge fills (anonymous regions, UFFDIO_MOVE): the pages are also in
+	 * pages_copy/pages_zero and pages_prefetch/pages_background */
 	uint64_t huge_moves;		/* 2 MiB chunks moved in as one huge page (PMD) */
 	uint64_t pages_moved;		/* 4 KiB pages moved in one by one */
 	/* far memory (resident_max) */

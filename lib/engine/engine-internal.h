@@ -40,6 +40,10 @@ struct fl__worker {
 	/* how many messages to ask for (engine.c read_want()) */
 	unsigned singles;		/* reads in a row that found one message */
 	unsigned probe;
+	/* A target's 2 MiB-aligned staging buffer (lib/region/hugefill.c),
+	 * mapped on first use; the engine only unmaps it. NULL: none. */
+	uint8_t *stage;
+	int pagemap_fd;			/* /proc/self/pagemap, opened on first use; -1: not yet */
 };
 
 /* Counters a target adds into a space's statistics. */

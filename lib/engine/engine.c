@@ -18,6 +18,7 @@
 int fl__worker_init(struct fl__worker *w, size_t cap, unsigned batch)
 {
 	memset(w, 0, sizeof(*w));
+	w->pagemap_fd = -1;
 	w->batch = batch ? batch : DEFAULT_BATCH;
 	w->msgs = fl__forksafe_calloc(w->batch, sizeof(*w->msgs));
 	if (!w->msgs)
@@ -54,9 +55,13 @@ void fl__worker_fini(struct fl__worker *w)
 {
 	if (w->buf)
 		fl__munmap(w->buf, w->cap);
+	if (w->stage)
+		fl__munmap(w->stage, FL_HPAGE_SIZE);
+	fl__close(w->pagemap_fd);
 	fl__forksafe_free(w->zero);
 	fl__forksafe_free(w->msgs);
 	memset(w, 0, sizeof(*w));
+	w->pagemap_fd = -1;
 }
 
 /* ---- spaces and the index ---------------------------------------------- */

@@ -95,7 +95,16 @@ struct fl_region {
 	struct fl__pcache *pc;		/* MINOR: the page cache's, shared; NULL: none */
 	_Atomic uint64_t *discarded;	/* REMOVE: later faults get zeros */
 	_Atomic uint64_t *poisoned;
+	_Atomic uint64_t *chunk_busy;	/* huge fill: a worker is staging this 2 MiB chunk */
 	_Atomic uint64_t resolved_count;
+	bool huge_fill;			/* anon MISSING in our mm, MOVE offered: fill chunks by MOVE */
+	_Atomic bool thp_advised;	/* huge fill: MADV_HUGEPAGE ahead of a sequential stream */
+	_Atomic uint64_t thp_from, thp_to;	/* the range advised (addresses), for undoing it */
+	/* huge fill: what a staging huge page costs now (hugefill.c) */
+	uint64_t huge_slow_ns;		/* a staging fault-in slower than this pauses huge fills */
+	_Atomic int huge_state;
+	_Atomic uint64_t huge_slow_until;	/* fl__now_ns(): the pause's end */
+	_Atomic int64_t huge_credit;	/* ns: what fast huge pages saved, less what slow ones cost */
 	/* sequential-access detector for prefetch */
 	_Atomic uint64_t last_end;	/* page after the last resolved window */
 	_Atomic unsigned window;
@@ -105,6 +114,7 @@ struct fl_region {
 	_Atomic uint64_t pages_copy, pages_zero, pages_continue, pages_prefetch,
 		pages_background, pages_poisoned, pages_exist, bytes_read, store_errors, pages_replayed;
 	_Atomic uint64_t pages_rewritten;	/* planted pages given their bytes (resolve.c) */
+	_Atomic uint64_t huge_moves, pages_moved;
 	_Atomic uint64_t blocked_ns;
 	struct fl__hist hist;
 	/* hooks: pushed at the head under hooks_mu, read by faults without it */
@@ -192,6 +202,89 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 int fl__region_fill_step(struct fl__target *t, struct fl__worker *w);
 int64_t fl__region_poison_unresolved(struct fl__target *t);
 void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count);
+bool fl__page_is_zero(const uint8_t *p, size_t len);
+void fl__mark_resolved(struct fl_region *r, uint64_t first, uint64_t count);
+
+/* hugefill.c: 2 MiB chunks of anonymous regions, staged and moved in. */
+#define FL_CHUNK_PAGES (FL_HPAGE_SIZE / FL_PAGE_SIZE)
+/* Declined before anything was installed: use the 4 KiB path. */
+#define FL__HUGE_DECLINED 1
+/*
+ * The first region page of the 2 MiB chunk holding `page` in a space
+ * where region byte 0 is at `base`, if that chunk can be huge-filled now:
+ * aligned there, inside [lo, hi) (addresses), backed by the store, no page
+ * of it poisoned or discarded, and no page resolved (with `partial`: not
+ * every page), and huge fills not paused (a staging huge page slow to
+ * fault in; `partial` callers and demand faults of a region with no
+ * filler may probe after the pause). UINT64_MAX otherwise. Demand faults
+ * take untouched chunks only: in a chunk that has pages, one 4 KiB page
+ * answers the faulting thread sooner than 2 MiB read for a PMD that can no
+ * longer be had.
+ */
+uint64_t fl__huge_chunk(struct fl_region *r, uint64_t base, uint64_t page, uint64_t lo, uint64_t hi, bool partial);
+/*
+ * Move `npages` 4 KiB pages from src to dst with UFFDIO_MOVE, as few
+ * ioctls as the kernel allows (one PMD when both are 2 MiB aligned, the
+ * source a THP and the destination PMD empty). dst must lie in a range
+ * registered with `uffd`, src in private anonymous memory of the same mm
+ * whose pages are exclusive (not shared with a fork: EBUSY). Either way
+ * round: a fill moves a staging buffer into a region; an eviction would
+ * move a region's pages out into a registered buffer. A destination page
+ * that exists is skipped (EEXIST: it is never replaced). With
+ * FL__MOVE_OR_COPY, a page the kernel refuses to move, and the rest, are
+ * copied with UFFDIO_COPY instead (res->refused says why). Returns 0, or
+ * the first -errno the error table does not absorb (res says how far).
+ */
+#define FL__MOVE_OR_COPY (1u << 0)
+struct fl__move_result {
+	uint64_t moved, copied, existed;
+	int refused;			/* the -errno that made it copy; 0: none */
+	bool copying;			/* copying from now on */
+	/* optional, per page (indexes from 0): placed, or found there */
+	void (*done)(struct fl__move_result *res, uint64_t first, uint64_t n, bool copied);
+	void (*exist)(struct fl__move_result *res, uint64_t page);
+};
+int fl__move_pages(int uffd, uint64_t dst, uint64_t src, uint64_t npages, unsigned flags,
+		   struct fl__move_result *res);
+/* Is a worker staging the chunk holding `page`? */
+bool fl__chunk_staging(struct fl_region *r, uint64_t base, uint64_t page);
+/* The page where the chunk after the one holding `page` starts (clip 4 KiB
+ * batches there, so that they leave the next chunk untouched). */
+uint64_t fl__chunk_end(const struct fl_region *r, uint64_t base, uint64_t page);
+/*
+ * Fill the chunk req->first (from fl__huge_chunk(), req->count ==
+ * FL_CHUNK_PAGES): read it into the worker's THP staging buffer and move
+ * it into place with UFFDIO_MOVE (one PMD when the chunk is empty, else
+ * the missing pages, skipping pages that exist); COPY what the kernel
+ * refuses to move. Demand faults (req->source) take untouched chunks only. Returns 0 (every page placed or found there), FL__HUGE_DECLINED
+ * (nothing installed: the store failed, or another worker has the chunk),
+ * or a -errno for fl__resolve_classify() (some pages may be placed).
+ */
+int fl__huge_fill(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w);
+/*
+ * A demand fault in a region with huge fills (resolve.c): fill its chunk
+ * whole when it continues a sequential stream (or another worker is
+ * staging the chunk). FL__HUGE_DECLINED: the 4 KiB path answers it;
+ * otherwise a result for fl__resolve_classify() (the fault is answered).
+ */
+int fl__huge_fault(struct fl_region *r, const struct fl__entry *ent, struct fl__space *sp, uint64_t base,
+		   uint64_t page, const struct uffd_msg *msg, struct fl__worker *w);
+/*
+ * A background fill step at region page `page` (resolve.c): its chunk
+ * whole, if it can be had. Returns what fl__region_fill_step() returns (1:
+ * more to do, 0: done), or -1: not taken, fill 4 KiB batches.
+ */
+int fl__huge_fill_step(struct fl_region *r, struct fl__space *sp, struct fl__worker *w, uint64_t page);
+/* What a staging huge page costs now (r->huge_state; hugefill.c). */
+enum { FL__HUGE_UNKNOWN, FL__HUGE_PROBING, FL__HUGE_FAST, FL__HUGE_SLOW };
+/*
+ * A staging huge page took `dt` ns to fault in (`probe`: the fill that
+ * decides after a pause, or the region's first): earn credit, spend it,
+ * or pause the region's huge fills (see hugefill.c).
+ */
+void fl__huge_cost(struct fl_region *r, uint64_t dt, bool probe);
+/* At creation: the huge-page cost state (FAULTLINE_HUGE_SLOW_US). */
+void fl__huge_init(struct fl_region *r);
 
 /*
  * far.c: far memory. A far region maps every page write-protected, so a

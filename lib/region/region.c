@@ -44,13 +44,36 @@ static int map_alias(struct fl_region *r, struct fl_engine *e)
 	return 0;
 }
 
+/* Anonymous memory whose 2 MiB chunks start 2 MiB aligned, so that each
+ * can take a huge page whole (hugefill.c). */
+static int map_chunk_aligned(size_t len, int prot, int flags, void **ret_addr)
+{
+	uintptr_t p0, a, end;
+	void *p;
+	int ret;
+
+	ret = fl__mmap(NULL, len + FL_HPAGE_SIZE, prot, flags, -1, 0, &p);
+	if (ret)
+		return ret;
+	p0 = (uintptr_t)p;
+	a = (p0 + FL_HPAGE_SIZE - 1) & ~(uintptr_t)(FL_HPAGE_SIZE - 1);
+	end = p0 + len + FL_HPAGE_SIZE;
+	if (a > p0)
+		fl__munmap(p, a - p0);
+	if (end > a + len)
+		fl__munmap((void *)(a + len), end - (a + len));
+	*ret_addr = (void *)a;
+	return 0;
+}
+
 static int alloc_state(struct fl_region *r)
 {
 	r->resolved = bitmap_new(r->npages);
 	r->cached = bitmap_new(r->npages);
 	r->discarded = bitmap_new(r->npages);
 	r->poisoned = bitmap_new(r->npages);
-	if (!r->resolved || !r->cached || !r->discarded || !r->poisoned)
+	r->chunk_busy = bitmap_new(r->npages / FL_CHUNK_PAGES + 1);
+	if (!r->resolved || !r->cached || !r->discarded || !r->poisoned || !r->chunk_busy)
 		return -ENOMEM;
 	return 0;
 }
@@ -175,7 +198,7 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 	struct fl_region_opts o;
 	struct fl_region *r;
 	struct fl__space *sp;
-	bool foreign;
+	bool foreign, want_huge;
 	int ret;
 
 	if (!e || !opts || !ret_region)
@@ -288,6 +311,13 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 		ret = 0;
 	}
 
+	/* MOVE works within one mm: ours, so not in a foreign region. The
+	 * flags that ask for single pages or no THP keep 4 KiB fills. Far
+	 * memory neither: a moved page is not write-protected (its first
+	 * write would go unseen) and eviction works in 4 KiB pages. */
+	want_huge = o.mem == FL_MEM_ANON && o.mode == FL_MODE_MISSING && !foreign && !r->far &&
+		    !(o.flags & (FL_REGION_NO_HUGE_FILL | FL_REGION_NO_THP | FL_REGION_NO_PREFETCH)) &&
+		    (sp->features & UFFD_FEATURE_MOVE);
 	if (foreign) {
 		r->addr = o.addr;
 		r->ioctls = ~0ull;	/* the owner registered it; the kernel will tell us */
@@ -300,7 +330,10 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 			flags = (o.flags & FL_REGION_PRIVATE) ? MAP_PRIVATE : MAP_SHARED;
 		if (o.addr)
 			flags |= MAP_FIXED_NOREPLACE;
-		ret = fl__mmap(o.addr, r->length, prot, flags, r->memfd, 0, &p);
+		if (want_huge && !o.addr && r->length >= FL_HPAGE_SIZE)
+			ret = map_chunk_aligned(r->length, prot, flags, &p);
+		else
+			ret = fl__mmap(o.addr, r->length, prot, flags, r->memfd, 0, &p);
 		if (ret)
 			goto fail;
 		if (o.addr && p != o.addr) {
@@ -329,6 +362,8 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 		if (ret)
 			goto fail;
 	}
+	r->huge_fill = want_huge && (r->ioctls & (1ull << _UFFDIO_MOVE));
+	fl__huge_init(r);
 	ret = fl__engine_add_target(e, &r->t, (uintptr_t)r->addr, r->length);
 	if (ret)
 		goto fail;
@@ -423,6 +458,7 @@ static void region_destroy(struct fl_region *r)
 	fl__forksafe_free(r->poisoned);
 	fl__forksafe_free(r->written);
 	fl__forksafe_free(r->written_sum);
+	fl__forksafe_free(r->chunk_busy);
 	fl__forksafe_free(r);
 }
 
@@ -508,16 +544,28 @@ int fl__region_populate_raw(struct fl_region *r, uint64_t offset, size_t len)
 	if (ret)
 		return ret;
 	for (uint64_t p = first; p < last;) {
+		uint64_t base = (uintptr_t)r->addr, chunk;
 		struct fl__resolve_req req = {
-			.space = fl__region_space(r), .base = (uintptr_t)r->addr, .first = p,
+			.space = fl__region_space(r), .base = base, .first = p,
 			.count = FL_MIN(last - p, 512), .fault_page = p, .source = FL_SRC_POPULATE,
 		};
 		enum fl__resolve_verdict v;
-		int rr;
+		int rr = FL__HUGE_DECLINED;
 
-		/* Deliver what can be, poison what cannot. */
 		pthread_rwlock_rdlock(&r->engine->lock);
-		rr = fl__resolve_or_poison(r, &req, &w);
+		chunk = fl__huge_chunk(r, base, p, base + first * r->page_size, base + last * r->page_size, true);
+		if (chunk == p) {
+			req.count = FL_CHUNK_PAGES;
+			rr = fl__huge_fill(r, &req, &w);
+			if (rr < 0 && fl__resolve_classify(rr) == FL__POISON)
+				rr = FL__HUGE_DECLINED;
+		} else if (r->huge_fill) {
+			/* Leave the next chunk whole for its PMD. */
+			req.count = FL_MIN(req.count, fl__chunk_end(r, base, p) - p);
+		}
+		/* Deliver what can be, poison what cannot. */
+		if (rr == FL__HUGE_DECLINED)
+			rr = fl__resolve_or_poison(r, &req, &w);
 		pthread_rwlock_unlock(&r->engine->lock);
 		if (rr && !ret)
 			ret = rr;
@@ -656,6 +704,8 @@ int fl_region_stats(const struct fl_region *r, struct fl_region_stats *st)
 	s.lat_max_ns = atomic_load(&r->hist.max);
 	s.blocked_ns = atomic_load(&r->blocked_ns);
 	s.pages_replayed = atomic_load(&r->pages_replayed);
+	s.huge_moves = atomic_load(&r->huge_moves);
+	s.pages_moved = atomic_load(&r->pages_moved);
 	fl__far_stats(r, &s);
 	return FL_OPTS_OUT(st, s);
 }

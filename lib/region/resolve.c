@@ -25,7 +25,7 @@ enum {
 	ZERO_COPIED,			/* zeros, copied with the data around them */
 };
 
-static bool page_is_zero(const uint8_t *p, size_t len)
+bool fl__page_is_zero(const uint8_t *p, size_t len)
 {
 	const uint64_t *w = (const uint64_t *)(const void *)p;
 	for (size_t i = 0; i < len / 8; i += 4)
@@ -34,7 +34,7 @@ static bool page_is_zero(const uint8_t *p, size_t len)
 	return true;
 }
 
-static void mark_resolved(struct fl_region *r, uint64_t first, uint64_t count)
+void fl__mark_resolved(struct fl_region *r, uint64_t first, uint64_t count)
 {
 	uint64_t added = 0;
 	for (uint64_t p = first; p < first + count; p++) {
@@ -329,7 +329,7 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 	if (direct && !any_discarded(r, req->first, count)) {
 		atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);
 		for (uint64_t i = 0; i < count; i++)
-			w->zero[i] = page_is_zero(direct + i * psz, psz) ? ZERO_PAGE : DATA_PAGE;
+			w->zero[i] = fl__page_is_zero(direct + i * psz, psz) ? ZERO_PAGE : DATA_PAGE;
 		*ret_data = direct;
 		goto runs;
 	}
@@ -355,7 +355,7 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 		bool disc = fl__bit_test(r->discarded, req->first + i);
 		if (disc)
 			memset(pg, 0, psz);
-		w->zero[i] = (disc || (iov.flags_out & FL_STORE_OUT_ZERO) || page_is_zero(pg, psz)) ? ZERO_PAGE : DATA_PAGE;
+		w->zero[i] = (disc || (iov.flags_out & FL_STORE_OUT_ZERO) || fl__page_is_zero(pg, psz)) ? ZERO_PAGE : DATA_PAGE;
 	}
 	*ret_data = w->buf;
 runs:
@@ -428,7 +428,7 @@ static void account(struct fl_region *r, const struct fl__resolve_req *req, uint
 	if (tl->zero_pages)
 		atomic_fetch_add_explicit(&r->pages_zero, tl->zero_pages, memory_order_relaxed);
 	if (req->space == fl__region_space(r))
-		mark_resolved(r, req->first, count);
+		fl__mark_resolved(r, req->first, count);
 	if (tl->exist)
 		atomic_fetch_add_explicit(&r->pages_exist, tl->exist, memory_order_relaxed);
 	if (req->source == FL_SRC_BACKGROUND)
@@ -475,7 +475,7 @@ static int install_one_direct(struct fl_region *r, const struct fl__resolve_req 
 		return ret;
 	atomic_fetch_add_explicit(&r->bytes_read, r->page_size, memory_order_relaxed);
 	if (!tl->exist) {
-		if (page_is_zero(src, r->page_size))
+		if (fl__page_is_zero(src, r->page_size))
 			tl->zero_pages++;
 		else
 			tl->data_pages++;
@@ -647,6 +647,7 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	uint64_t page = (msg->arg.pagefault.address - base) / psz;
 	uint64_t end_page, window, t1;
 	struct fl__resolve_req req;
+	bool stale;
 	int ret;
 
 	if (fl_msg_fault_wp(msg)) {
@@ -682,11 +683,28 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h; h = h->next)
 		if (h->ops->fault)
 			h->ops->fault(h, r, page);
+	/* Huge fills (hugefill.c): a stream's fault may take its chunk whole. */
+	if (r->huge_fill) {
+		ret = fl__huge_fault(r, ent, sp, base, page, msg, w);
+		if (ret != FL__HUGE_DECLINED)
+			goto settle;
+	}
+	/* A fault read before its page came in (by another handler's
+	 * prefetch or move) says nothing about the access pattern: it only
+	 * needs waking (EEXIST below), and leaves the stream state alone. */
+	stale = fl__bit_test(r->resolved, page);
+	/* Its chunk still being staged after the wait (a loaded machine): the
+	 * faulting page alone, so that the move loses as few pages as can be. */
+	if (r->huge_fill && !stale && fl__chunk_staging(r, base, page))
+		stale = true;
 	/* Stay inside this index entry (REMAP/UNMAP may have split the region).
 	 * The window is taken once: FL_MIN() evaluates its arguments twice,
 	 * and each prefetch_window() call moves the window. */
-	window = prefetch_window(r, page);
+	window = stale ? 1 : prefetch_window(r, page);
 	end_page = FL_MIN(page + window, (ent->end - base) / psz);
+	/* ... and leave the next chunk untouched for its huge fill. */
+	if (r->huge_fill)
+		end_page = FL_MIN(end_page, fl__chunk_end(r, base, page));
 	/* Stop the window at the first page already resolved (a hint). */
 	for (uint64_t p = page + 1; p < end_page; p++) {
 		if (fl__bit_test(r->resolved, p) || fl__bit_test(r->poisoned, p) || fl__far_busy(r, p)) {
@@ -700,10 +718,14 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 		/* Far past its mark: the thread waits for the evictor. */
 		.dontwake = r->far && fl__far_defer(r, fl_msg_fault_tid(msg)),
 	};
+	/* Before the resolve wakes the thread (its next fault may be read
+	 * by another handler at once), as for a huge fill. */
+	if (!stale)
+		atomic_store_explicit(&r->last_end, end_page, memory_order_relaxed);
 	ret = fl__resolve_or_poison(r, &req, w);
 	if (req.dontwake)
 		fl__far_park(r, sp, base, page);	/* woken by the evictor, whatever happened */
-	atomic_store_explicit(&r->last_end, end_page, memory_order_relaxed);
+settle:
 
 	switch (fl__resolve_classify(ret)) {
 	case FL__RETRY:
@@ -735,7 +757,15 @@ int fl__region_fill_step(struct fl__target *t, struct fl__worker *w)
 		p++;
 	if (p >= r->npages)
 		return 0;
+	if (r->huge_fill) {
+		int more = fl__huge_fill_step(r, t->space, w, p);
+
+		if (more >= 0)
+			return more;
+	}
 	end = FL_MIN(p + FL_MAX(1, (uint64_t)r->fill_batch * FL_PAGE_SIZE / r->page_size), r->npages);
+	if (r->huge_fill)
+		end = FL_MIN(end, fl__chunk_end(r, (uintptr_t)r->addr, p));
 	for (uint64_t q = p + 1; q < end; q++) {
 		if (fl__bit_test(r->resolved, q) || fl__bit_test(r->poisoned, q)) {
 			end = q;

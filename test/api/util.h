@@ -202,13 +202,14 @@ U_FN void u_log_rstats(const char *what, const struct fl_region_stats *s)
 {
 	t_log("%s: faults r/w/minor %llu/%llu/%llu, pages copy %llu zero %llu continue %llu "
 	      "prefetch %llu background %llu poisoned %llu exist %llu, store_errors %llu, "
-	      "lat n=%llu p50=%llu p99=%llu max=%llu ns, blocked %llu ns", what,
+	      "huge moves %llu moved %llu, lat n=%llu p50=%llu p99=%llu max=%llu ns, blocked %llu ns", what,
 	      (unsigned long long)s->faults_read, (unsigned long long)s->faults_write,
 	      (unsigned long long)s->faults_minor, (unsigned long long)s->pages_copy,
 	      (unsigned long long)s->pages_zero, (unsigned long long)s->pages_continue,
 	      (unsigned long long)s->pages_prefetch, (unsigned long long)s->pages_background,
 	      (unsigned long long)s->pages_poisoned, (unsigned long long)s->pages_exist,
-	      (unsigned long long)s->store_errors, (unsigned long long)s->lat_count,
+	      (unsigned long long)s->store_errors, (unsigned long long)s->huge_moves,
+	      (unsigned long long)s->pages_moved, (unsigned long long)s->lat_count,
 	      (unsigned long long)s->lat_p50_ns, (unsigned long long)s->lat_p99_ns,
 	      (unsigned long long)s->lat_max_ns, (unsigned long long)s->blocked_ns);
 }
