@@ -622,9 +622,15 @@ static int write_pages(struct fl__far *f, const uint64_t *pages, size_t n, bool 
 		log_wb_error(f, n, ret);
 		return ret;
 	}
-	for (size_t i = 0; i < n; i++)
-		/* The store has what the application wrote after its discard. */
-		fl__bit_clear(r->discarded, pages[i]);
+	for (size_t i = 0; i < n; i++) {
+		/* The store has what the application wrote after its discard,
+		 * if the page is still mapped: discarded since the copy (not
+		 * resident), the store has bytes from before the discard. */
+		pthread_mutex_lock(stripe(f, pages[i]));
+		if (fl__bit_test(r->resolved, pages[i]))
+			fl__bit_clear(r->discarded, pages[i]);
+		pthread_mutex_unlock(stripe(f, pages[i]));
+	}
 	atomic_fetch_add_explicit(&f->written_back, n, memory_order_relaxed);
 	atomic_fetch_add_explicit(&f->bytes_written, n * psz, memory_order_relaxed);
 	return 0;

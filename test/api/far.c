@@ -904,6 +904,115 @@ static int c_app_discard(void *arg)
 	return T_PASS;
 }
 
+/* ---- a store whose writes wait at a gate ------------------------------------------------------ */
+
+struct gate {
+	uint8_t *mem;
+	size_t len;
+	_Atomic int in_write;	/* writes that reached the gate */
+	_Atomic bool open;
+	_Atomic int fail_from;	/* requests with index >= this fail (-EIO); -1: none */
+};
+
+static int gate_read(void *ctx, struct fl_store_iov *iov, unsigned n)
+{
+	struct gate *g = ctx;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (iov[i].offset + iov[i].len > g->len)
+			return iov[i].result = -ERANGE;
+		memcpy(iov[i].buf, g->mem + iov[i].offset, iov[i].len);
+		iov[i].result = 0;
+	}
+	return 0;
+}
+
+static int gate_write(void *ctx, struct fl_store_iov *iov, unsigned n)
+{
+	struct gate *g = ctx;
+	int ret = 0;
+
+	atomic_fetch_add(&g->in_write, 1);
+	while (!atomic_load(&g->open))
+		usleep(1000);
+	for (unsigned i = 0; i < n; i++) {
+		int fail_from = atomic_load(&g->fail_from);
+		if (fail_from >= 0 && (int)i >= fail_from) {
+			iov[i].result = -EIO;
+			ret = ret ? ret : -EIO;
+			continue;
+		}
+		memcpy(g->mem + iov[i].offset, iov[i].buf, iov[i].len);
+		iov[i].result = 0;
+	}
+	return ret;
+}
+
+static const struct fl_store_ops gate_ops = {
+	.sz = sizeof(struct fl_store_ops), .version = FL_STORE_OPS_VERSION, .name = "gate",
+	.read = gate_read, .write = gate_write,
+};
+
+struct flusher {
+	struct fl_region *r;
+	int ret;
+};
+
+static void *flush_main(void *arg)
+{
+	struct flusher *fa = arg;
+
+	fa->ret = fl_region_flush(fa->r);
+	return NULL;
+}
+
+/*
+ * The application discards a page while its write-back is between the copy
+ * and the store write: the page must read as zeros afterwards, not as the
+ * bytes the write-back copied before the discard.
+ */
+static int c_discard_during_wb(void *arg)
+{
+	size_t npages = 16, len = npages * U_PAGE;
+	struct gate g = { .len = len, .open = false, .fail_from = -1 };
+	struct flusher fa = { 0 };
+	struct fl_region_opts o;
+	struct fl_engine *e;
+	struct fl_store *s;
+	uint8_t *base;
+	pthread_t th;
+
+	(void)arg;
+	require_far(&anon);
+	t_require_needs(T_EVENT_REMOVE);
+	g.mem = calloc(1, len);
+	T_ASSERT(g.mem);
+	for (size_t p = 0; p < npages; p++)
+		page_write(g.mem + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_new(&gate_ops, &g, len, &s));
+	e = u_engine(0, 1);
+	o = far_opts(&anon, len, s, 0);	/* write-back alone */
+	o.flags |= FL_REGION_NO_PREFETCH;
+	fa.r = u_region_opts(e, &o);
+	base = fl_region_addr(fa.r);
+	page_write(base, U_PAGE, 0, 1);
+	T_ASSERT(pthread_create(&th, NULL, flush_main, &fa) == 0);
+	T_ASSERT(T_WAIT_FOR(atomic_load(&g.in_write) >= 1, 3000), "the flush reaches the store");
+	/* The copy is taken; the application discards the page. */
+	T_OK(madvise(base, U_PAGE, MADV_DONTNEED));
+	T_ASSERT(T_WAIT_FOR(u_estats(e).events_remove >= 1, 3000));
+	usleep(20000);
+	atomic_store(&g.open, true);
+	pthread_join(th, NULL);
+	T_OK(fa.ret);
+	T_ASSERT(u_all_zero(base, U_PAGE), "a page discarded during its write-back reads as zeros");
+	fl_region_free(fa.r);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	free(g.mem);
+	return T_PASS;
+}
+
 /* SEQUENTIAL: a reader going through the range leaves cold pages behind it, evicted first. */
 static int c_sequential(void *arg)
 {
@@ -1079,6 +1188,7 @@ int main(int argc, char **argv)
 	cases[n++] = (struct t_case){ "background-writeback", c_background, NULL, 30 };
 	cases[n++] = (struct t_case){ "app-discard-stays-zero", c_app_discard, NULL, 30 };
 	cases[n++] = (struct t_case){ "sequential", c_sequential, NULL, 30 };
+	cases[n++] = (struct t_case){ "discard-during-writeback", c_discard_during_wb, NULL, 10 };
 	cases[n++] = (struct t_case){ "fork-child-plain-copy", c_fork, NULL, 30, T_EVENT_FORK };
 	cases[n++] = (struct t_case){ "embedded-engine", c_embedded, NULL, 30 };
 	{
