@@ -11,7 +11,8 @@
  *   waiter    a writer sleeps in a WP fault on a busy page: whoever clears
  *             busy wakes it
  *   evicting  dropped by us right now: the REMOVE event our MADV_DONTNEED
- *             raises is not the application's discard
+ *             raises is not the application's discard (taken off by
+ *             that event: a second one is the application's)
  *   evicted   dropped by an eviction and not filled since (refaults)
  *
  * Every page a far region maps is mapped write-protected (fills use
@@ -496,8 +497,12 @@ bool fl__far_discard(struct fl_region *r, uint64_t page)
 {
 	struct fl__far *f = r->far;
 
-	if (fl__bit_test(f->evicting, page))
-		return true;	/* our own MADV_DONTNEED: the store has the bytes */
+	/* Our own MADV_DONTNEED raises one REMOVE event per page: the first
+	 * event while the page is `evicting` is ours (the store has the
+	 * bytes), taken off the bit, so that the application's own discard
+	 * of the same page (its event before or after ours) still counts. */
+	if (atomic_fetch_and(&f->evicting[page / 64], ~(1ull << (page % 64))) & (1ull << (page % 64)))
+		return true;
 	pthread_mutex_lock(stripe(f, page));
 	clear_dirty(f, page);	/* gone: the zeros are written back once refilled */
 	pthread_mutex_unlock(stripe(f, page));

@@ -1160,6 +1160,80 @@ static int c_embedded(void *arg)
 	return T_PASS;
 }
 
+struct discarder {
+	uint8_t *addr;
+	_Atomic bool done;
+};
+
+static void *discard_main(void *arg)
+{
+	struct discarder *d = arg;
+
+	madvise(d->addr, U_PAGE, MADV_DONTNEED);
+	atomic_store(&d->done, true);
+	return NULL;
+}
+
+/*
+ * The application discards a page the evictor is dropping (its REMOVE event
+ * comes while ours is pending): the page must read as zeros afterwards, not
+ * as the store's bytes. An embedded engine holds both events until the
+ * application reads them.
+ */
+static int c_discard_during_evict(void *arg)
+{
+	size_t npages = 16, len = npages * U_PAGE;
+	uint8_t *img = calloc(1, len), *base;
+	struct discarder d = { 0 };
+	struct pump pm = { 0 };
+	struct fl_region_opts o;
+	struct fl_region *r;
+	struct fl_store *s;
+	pthread_t th, dt;
+	char why[256];
+
+	(void)arg;
+	require_far(&anon);
+	t_require_needs(T_EVENT_REMOVE);
+	T_ASSERT(img);
+	for (size_t p = 0; p < npages; p++)
+		page_write(img + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_memory_new(img, len, FL_STORE_MEM_COPY, &s));
+	pm.e = u_engine(FL_ENGINE_EMBEDDED, 0);
+	o = far_opts(&anon, len, s, 4 * U_PAGE);
+	o.resident_low = 2 * U_PAGE;
+	o.evict_policy = FL_EVICT_FIFO;
+	o.flags |= FL_REGION_NO_PREFETCH;
+	r = u_region_opts(pm.e, &o);
+	base = fl_region_addr(r);
+	T_ASSERT(pthread_create(&th, NULL, pump_main, &pm) == 0);
+	check_all(base, 4, 0);
+	atomic_store(&pm.stop, true);
+	pthread_join(th, NULL);
+	/* Over the mark with nobody reading events: the evictor drops pages 0-2
+	 * (the oldest) and waits in MADV_DONTNEED for its REMOVE event. */
+	T_OK(fl_region_advise(r, 4 * U_PAGE, U_PAGE, FL_ADVISE_WILLNEED));
+	usleep(100000);
+	d.addr = base;
+	T_ASSERT(pthread_create(&dt, NULL, discard_main, &d) == 0);
+	usleep(100000);
+	T_ASSERT(!atomic_load(&d.done), "the application's MADV_DONTNEED waits for its event");
+	pm.stop = false;
+	T_ASSERT(pthread_create(&th, NULL, pump_main, &pm) == 0);
+	pthread_join(dt, NULL);
+	T_ASSERT(T_WAIT_FOR(u_rstats(r).resident_pages <= 2, 3000));
+	T_ASSERT(u_all_zero(base, U_PAGE), "a page discarded during its eviction reads as zeros");
+	for (size_t p = 1; p < 5; p++)
+		T_ASSERT(page_check(base + p * U_PAGE, U_PAGE, p, 0, why, sizeof(why)) == 0, "%s", why);
+	atomic_store(&pm.stop, true);
+	pthread_join(th, NULL);
+	fl_region_free(r);
+	fl_engine_free(pm.e);
+	fl_store_unref(s);
+	free(img);
+	return T_PASS;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1189,6 +1263,7 @@ int main(int argc, char **argv)
 	cases[n++] = (struct t_case){ "app-discard-stays-zero", c_app_discard, NULL, 30 };
 	cases[n++] = (struct t_case){ "sequential", c_sequential, NULL, 30 };
 	cases[n++] = (struct t_case){ "discard-during-writeback", c_discard_during_wb, NULL, 10 };
+	cases[n++] = (struct t_case){ "discard-during-eviction", c_discard_during_evict, NULL, 10 };
 	cases[n++] = (struct t_case){ "fork-child-plain-copy", c_fork, NULL, 30, T_EVENT_FORK };
 	cases[n++] = (struct t_case){ "embedded-engine", c_embedded, NULL, 30 };
 	{
