@@ -185,5 +185,11 @@ static inline void fl__bit_clear(_Atomic uint64_t *map, uint64_t i)
 {
 	atomic_fetch_and_explicit(&map[i / 64], ~(1ull << (i % 64)), memory_order_acq_rel);
 }
+/* Clear bit i; whether it was set (one of two racing clearers sees true). */
+static inline bool fl__bit_take(_Atomic uint64_t *map, uint64_t i)
+{
+	uint64_t m = 1ull << (i % 64);
+	return (atomic_fetch_and_explicit(&map[i / 64], ~m, memory_order_acq_rel) & m) != 0;
+}
 
 #endif

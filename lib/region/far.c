@@ -501,7 +501,7 @@ bool fl__far_discard(struct fl_region *r, uint64_t page)
 	 * event while the page is `evicting` is ours (the store has the
 	 * bytes), taken off the bit, so that the application's own discard
 	 * of the same page (its event before or after ours) still counts. */
-	if (atomic_fetch_and(&f->evicting[page / 64], ~(1ull << (page % 64))) & (1ull << (page % 64)))
+	if (fl__bit_take(f->evicting, page))
 		return true;
 	pthread_mutex_lock(stripe(f, page));
 	clear_dirty(f, page);	/* gone: the zeros are written back once refilled */
@@ -800,8 +800,10 @@ static int64_t evict_pages(struct fl__far *f, uint64_t *pages, size_t n, int *re
 		 * between here and the drop. */
 		fl__bit_set(f->evicting, p);
 		fl__bit_set(f->evicted, p);
-		fl__bit_clear(r->resolved, p);
-		atomic_fetch_sub_explicit(&r->resolved_count, 1, memory_order_relaxed);
+		/* Off the count once: the application may have discarded it
+		 * since it was taken (fl__region_discard() counted it off). */
+		if (fl__bit_take(r->resolved, p))
+			atomic_fetch_sub_explicit(&r->resolved_count, 1, memory_order_relaxed);
 		if (r->mode == FL_MODE_MINOR)
 			fl__bit_clear(r->cached, p);
 	}

@@ -817,18 +817,15 @@ void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count)
 		if (r->far && fl__far_discard(r, p))
 			continue;	/* our eviction's own drop */
 		if (revert) {
-			if (fl__bit_test(r->resolved, p)) {
-				fl__bit_clear(r->resolved, p);
+			if (fl__bit_take(r->resolved, p))
 				atomic_fetch_sub_explicit(&r->resolved_count, 1, memory_order_relaxed);
-			}
 			continue;
 		}
 		fl__bit_set(r->discarded, p);
 		/* MADV_REMOVE drops shmem page cache: fill it again (with zeros). */
 		fl__bit_clear(r->cached, p);
-		if (fl__bit_test(r->resolved, p)) {
-			fl__bit_clear(r->resolved, p);
+		/* Counted off once, racing an eviction of the page (far.c). */
+		if (fl__bit_take(r->resolved, p))
 			atomic_fetch_sub_explicit(&r->resolved_count, 1, memory_order_relaxed);
-		}
 	}
 }
