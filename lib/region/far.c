@@ -721,12 +721,43 @@ static bool can_dontneed(const struct fl__far *f)
 	return e->running && !atomic_load(&e->stopping);
 }
 
+/*
+ * Whether pages [first, first + count) are still at r->addr + first *
+ * page_size in the index: after the application's mremap of a piece of
+ * the region (REMAP) or munmap (UNMAP), those addresses may be another
+ * mapping of the application's, which an MADV_DONTNEED would zap.
+ */
+static bool in_place(struct fl__far *f, uint64_t first, uint64_t count)
+{
+	struct fl_region *r = f->r;
+	struct fl_engine *e = r->engine;
+	struct fl__space *sp = fl__region_space(r);
+	bool ok = true;
+
+	pthread_rwlock_rdlock(&e->lock);
+	for (uint64_t a = (uintptr_t)page_addr(r, first), end = a + count * r->page_size; a < end;) {
+		const struct fl__entry *ent = fl__index_find(&sp->index, a);
+
+		if (!ent || ent->target != &r->t || ent->start - ent->off != (uintptr_t)r->addr) {
+			ok = false;
+			break;
+		}
+		a = ent->end;
+	}
+	pthread_rwlock_unlock(&e->lock);
+	return ok;
+}
+
 /* Drop resident pages [first, first + count) (busy, evicting). */
 static int drop_run(struct fl__far *f, uint64_t first, uint64_t count)
 {
 	struct fl_region *r = f->r;
 	size_t psz = r->page_size;
 
+	/* Moved or unmapped by the application: not ours to drop there (they
+	 * stay resident wherever they went). */
+	if (!in_place(f, first, count))
+		return -ENOENT;
 	if (r->mem == FL_MEM_ANON)
 		return can_dontneed(f) ? fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED) : -ESHUTDOWN;
 	/* No uffd event: the page cache goes, and every mapping of it. */
@@ -884,7 +915,8 @@ static void zap_samples(struct fl__far *f, uint64_t *pages, size_t n)
 	}
 	for (size_t i = 0, j; i < k; i = j) {
 		j = run_end(pages, k, i);
-		fl__madvise(page_addr(r, pages[i]), (j - i) * r->page_size, MADV_DONTNEED);
+		if (in_place(f, pages[i], j - i))
+			fl__madvise(page_addr(r, pages[i]), (j - i) * r->page_size, MADV_DONTNEED);
 	}
 	if (f->remove_events)
 		fl__engine_events_barrier(r->engine, fl__region_space(r)->id);

@@ -1286,11 +1286,68 @@ static int c_discard_evict_count(void *arg)
 	return T_PASS;
 }
 
+/*
+ * The application moves pages out of the middle of a far region (mremap)
+ * and maps memory of its own where they were: the evictor must not drop
+ * pages at the old addresses, which are now the application's mapping.
+ */
+static int c_mremap_middle(void *arg)
+{
+	size_t npages = 16, len = npages * U_PAGE;
+	uint8_t *img = calloc(1, len), *base, *moved, *mine;
+	struct fl_region_opts o;
+	struct fl_engine *e;
+	struct fl_region *r;
+	struct fl_store *s;
+	char why[256];
+
+	(void)arg;
+	require_far(&anon);
+	t_require_needs(T_EVENT_REMAP);
+	T_ASSERT(img);
+	for (size_t p = 0; p < npages; p++)
+		page_write(img + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_memory_new(img, len, FL_STORE_MEM_COPY, &s));
+	e = u_engine(0, 1);
+	o = far_opts(&anon, len, s, 4 * U_PAGE);
+	o.resident_low = 2 * U_PAGE;
+	o.evict_policy = FL_EVICT_FIFO;
+	o.flags |= FL_REGION_NO_PREFETCH;
+	r = u_region_opts(e, &o);
+	base = fl_region_addr(r);
+	check_all(base, 4, 0);
+	/* Pages 1-2 elsewhere; memory of the application's own where they were. */
+	moved = mmap(NULL, 2 * U_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(moved != MAP_FAILED);
+	T_ASSERT(mremap(base + U_PAGE, 2 * U_PAGE, 2 * U_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, moved) == moved);
+	T_ASSERT(T_WAIT_FOR(u_estats(e).events_remap >= 1, 3000));
+	mine = mmap(base + U_PAGE, 2 * U_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	T_ASSERT(mine == base + U_PAGE);
+	memset(mine, 0xab, 2 * U_PAGE);
+	/* Over the mark: the oldest pages (0-2) are the victims. */
+	for (size_t p = 4; p < 8; p++)
+		T_ASSERT(page_check(base + p * U_PAGE, U_PAGE, p, 0, why, sizeof(why)) == 0, "%s", why);
+	usleep(200000);
+	for (size_t i = 0; i < 2 * U_PAGE; i++)
+		T_ASSERT(mine[i] == 0xab, "byte %zu of the application's own mapping is %u: dropped by the evictor", i,
+			 mine[i]);
+	for (size_t p = 1; p < 3; p++)
+		T_ASSERT(page_check(moved + (p - 1) * U_PAGE, U_PAGE, p, 0, why, sizeof(why)) == 0, "moved: %s", why);
+	check_all(base, 1, 0);
+	fl_region_free(r);
+	munmap(moved, 2 * U_PAGE);
+	munmap(mine, 2 * U_PAGE);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	free(img);
+	return T_PASS;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
-	struct t_case cases[U_NCFGS + 16];
+	struct t_case cases[U_NCFGS + 32];
 	size_t n = 0;
 
 	u_inner_main(argc, argv, inner_cases, sizeof(inner_cases) / sizeof(inner_cases[0]));
@@ -1317,6 +1374,7 @@ int main(int argc, char **argv)
 	cases[n++] = (struct t_case){ "discard-during-writeback", c_discard_during_wb, NULL, 10 };
 	cases[n++] = (struct t_case){ "discard-during-eviction", c_discard_during_evict, NULL, 10 };
 	cases[n++] = (struct t_case){ "discard-during-eviction-count", c_discard_evict_count, NULL, 10 };
+	cases[n++] = (struct t_case){ "mremap-middle", c_mremap_middle, NULL, 10 };
 	cases[n++] = (struct t_case){ "fork-child-plain-copy", c_fork, NULL, 30, T_EVENT_FORK };
 	cases[n++] = (struct t_case){ "embedded-engine", c_embedded, NULL, 30 };
 	{
