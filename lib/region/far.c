@@ -448,8 +448,10 @@ bool fl__far_busy(struct fl_region *r, uint64_t page)
 bool fl__far_fill_wp(const struct fl_region *r, uint64_t dst)
 {
 	/* The MINOR alias fills the page cache: it is not registered for
-	 * write-protection and nobody writes through it. */
-	return r->far && dst - (uintptr_t)r->addr < r->length;
+	 * write-protection and nobody writes through it. Every other fill
+	 * is the region's, wherever the application moved it (mremap of a
+	 * piece: the piece is not at r->addr). */
+	return r->far && !(r->alias && dst - (uintptr_t)r->alias < r->length);
 }
 
 bool fl__far_no_zeropage(const struct fl_region *r)

@@ -1343,6 +1343,57 @@ static int c_mremap_middle(void *arg)
 	return T_PASS;
 }
 
+/*
+ * A piece of a far region moved by the application (mremap) and written
+ * there: its pages are filled write-protected like any other, so a flush
+ * either writes them or says it could not; never 0 with the store stale.
+ */
+static int c_mremap_write_flush(void *arg)
+{
+	size_t npages = 16, len = npages * U_PAGE;
+	uint8_t *img = calloc(1, len), *base, *moved;
+	struct fl_region_opts o;
+	struct fl_region_stats st;
+	struct fl_engine *e;
+	struct fl_region *r;
+	struct fl_store *s;
+	char why[256];
+	uint8_t pg[U_PAGE];
+	struct fl_store_iov iov = { .offset = 9 * U_PAGE, .buf = pg, .len = U_PAGE };
+	int ret;
+
+	(void)arg;
+	require_far(&anon);
+	t_require_needs(T_EVENT_REMAP);
+	T_ASSERT(img);
+	for (size_t p = 0; p < npages; p++)
+		page_write(img + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_memory_new(img, len, FL_STORE_MEM_COPY, &s));
+	e = u_engine(0, 1);
+	o = far_opts(&anon, len, s, 0);	/* write-back alone */
+	o.flags |= FL_REGION_NO_PREFETCH;
+	r = u_region_opts(e, &o);
+	base = fl_region_addr(r);
+	moved = mmap(NULL, 4 * U_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(moved != MAP_FAILED);
+	T_ASSERT(mremap(base + 8 * U_PAGE, 4 * U_PAGE, 4 * U_PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, moved) == moved);
+	T_ASSERT(T_WAIT_FOR(u_estats(e).events_remap >= 1, 3000));
+	page_write(moved + U_PAGE, U_PAGE, 9, 1);	/* region page 9, never filled before */
+	T_ASSERT(page_check(moved + U_PAGE, U_PAGE, 9, 1, why, sizeof(why)) == 0, "%s", why);
+	st = u_rstats(r);
+	log_far("moved piece written", &st);
+	ret = fl_region_flush(r);
+	T_OK(fl_store_read(s, &iov, 1));
+	T_ASSERT(ret != 0 || page_check(pg, U_PAGE, 9, 1, why, sizeof(why)) == 0,
+		 "flush returned 0 but the store does not have the write: %s", why);
+	fl_region_free(r);
+	munmap(moved, 4 * U_PAGE);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	free(img);
+	return T_PASS;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1375,6 +1426,7 @@ int main(int argc, char **argv)
 	cases[n++] = (struct t_case){ "discard-during-eviction", c_discard_during_evict, NULL, 10 };
 	cases[n++] = (struct t_case){ "discard-during-eviction-count", c_discard_evict_count, NULL, 10 };
 	cases[n++] = (struct t_case){ "mremap-middle", c_mremap_middle, NULL, 10 };
+	cases[n++] = (struct t_case){ "mremap-piece-write-flush", c_mremap_write_flush, NULL, 10 };
 	cases[n++] = (struct t_case){ "fork-child-plain-copy", c_fork, NULL, 30, T_EVENT_FORK };
 	cases[n++] = (struct t_case){ "embedded-engine", c_embedded, NULL, 30 };
 	{
