@@ -663,7 +663,8 @@ static bool claim_dirty(struct fl__far *f, uint64_t page)
  * batches; *cursor advances past what was looked at. Returns pages
  * written (>= 0) or the first error (the cursor is past the failed batch).
  */
-static int64_t writeback_range(struct fl__far *f, uint64_t *cursor, uint64_t end, uint64_t max_pages)
+static int64_t writeback_range(struct fl__far *f, uint64_t *cursor, uint64_t end, uint64_t max_pages,
+			       _Atomic uint64_t *written)
 {
 	uint64_t p = *cursor, done = 0;
 	int ret = 0;
@@ -685,6 +686,9 @@ static int64_t writeback_range(struct fl__far *f, uint64_t *cursor, uint64_t end
 		ret = write_pages(f, f->pages, n, false);
 		if (ret)
 			break;
+		if (written)
+			for (size_t i = 0; i < n; i++)
+				fl__bit_set(written, f->pages[i]);
 		done += n;
 	}
 	*cursor = p;
@@ -991,7 +995,7 @@ static int64_t background_writeback(struct fl__far *f)
 		return 0;
 	if (f->bg_cursor >= r->npages)
 		f->bg_cursor = 0;
-	got = writeback_range(f, &f->bg_cursor, r->npages, (uint64_t)f->tokens / r->page_size);
+	got = writeback_range(f, &f->bg_cursor, r->npages, (uint64_t)f->tokens / r->page_size, NULL);
 	if (got > 0)
 		f->tokens -= (double)got * (double)r->page_size;
 	return got;
@@ -1076,6 +1080,7 @@ int fl_region_flush(struct fl_region *r)
 {
 	struct fl__far *f;
 	uint64_t cursor = 0;
+	_Atomic uint64_t *written;
 	int first_err = 0, ret;
 
 	if (!r)
@@ -1083,21 +1088,37 @@ int fl_region_flush(struct fl_region *r)
 	f = r->far;
 	if (!f || !f->writeback)
 		return -EOPNOTSUPP;
+	/* The pages this flush writes: dirty again if the store's flush
+	 * fails (not known to be durable; a retry writes them again). */
+	written = bits_new(r->npages);
+	if (!written)
+		return -ENOMEM;
 	wb_lock(f);
 	/* Every page dirty now: one pass from the start. A failed batch is
 	 * dirty again; the pass goes on, so that as much as can be is
 	 * written, and returns the first error. */
 	while (cursor < r->npages) {
-		int64_t got = writeback_range(f, &cursor, r->npages, UINT64_MAX);
+		int64_t got = writeback_range(f, &cursor, r->npages, UINT64_MAX, written);
 		if (got < 0 && !first_err)
 			first_err = (int)got;
 	}
-	if (!first_err) {
-		ret = fl_store_flush(r->store);
-		if (ret && ret != -EOPNOTSUPP)	/* a store without flush: written is stored */
+	ret = fl_store_flush(r->store);
+	if (ret && ret != -EOPNOTSUPP) {	/* a store without flush: written is stored */
+		/* Under wb_mu all along: nothing written here was evicted
+		 * since; a page the application discarded since is zeros. */
+		for (uint64_t p = 0; p < r->npages; p++) {
+			if (!fl__bit_test(written, p))
+				continue;
+			pthread_mutex_lock(stripe(f, p));
+			if (fl__bit_test(r->resolved, p))
+				set_dirty(f, p);
+			pthread_mutex_unlock(stripe(f, p));
+		}
+		if (!first_err)
 			first_err = ret;
 	}
 	wb_unlock(f);
+	free((void *)written);
 	return first_err;
 }
 

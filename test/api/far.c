@@ -912,6 +912,8 @@ struct gate {
 	_Atomic int in_write;	/* writes that reached the gate */
 	_Atomic bool open;
 	_Atomic int fail_from;	/* requests with index >= this fail (-EIO); -1: none */
+	_Atomic int flush_fail;	/* the next flushes that fail (-EIO) */
+	_Atomic int writes;	/* requests written */
 };
 
 static int gate_read(void *ctx, struct fl_store_iov *iov, unsigned n)
@@ -944,13 +946,25 @@ static int gate_write(void *ctx, struct fl_store_iov *iov, unsigned n)
 		}
 		memcpy(g->mem + iov[i].offset, iov[i].buf, iov[i].len);
 		iov[i].result = 0;
+		atomic_fetch_add(&g->writes, 1);
 	}
 	return ret;
 }
 
+static int gate_flush(void *ctx)
+{
+	struct gate *g = ctx;
+
+	if (atomic_load(&g->flush_fail) > 0) {
+		atomic_fetch_sub(&g->flush_fail, 1);
+		return -EIO;
+	}
+	return 0;
+}
+
 static const struct fl_store_ops gate_ops = {
 	.sz = sizeof(struct fl_store_ops), .version = FL_STORE_OPS_VERSION, .name = "gate",
-	.read = gate_read, .write = gate_write,
+	.read = gate_read, .write = gate_write, .flush = gate_flush,
 };
 
 struct flusher {
@@ -1394,6 +1408,48 @@ static int c_mremap_write_flush(void *arg)
 	return T_PASS;
 }
 
+/*
+ * The store's flush fails: the pages that flush wrote are not known to be
+ * durable, so they stay dirty and the next flush writes them again (a
+ * retry returning 0 must mean they are durable).
+ */
+static int c_flush_fails(void *arg)
+{
+	size_t npages = 16, len = npages * U_PAGE;
+	struct gate g = { .len = len, .open = true, .fail_from = -1, .flush_fail = 1 };
+	struct fl_region_opts o;
+	struct fl_region *r;
+	struct fl_engine *e;
+	struct fl_store *s;
+	uint8_t *base;
+	int before;
+
+	(void)arg;
+	require_far(&anon);
+	g.mem = calloc(1, len);
+	T_ASSERT(g.mem);
+	for (size_t p = 0; p < npages; p++)
+		page_write(g.mem + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_new(&gate_ops, &g, len, &s));
+	e = u_engine(0, 1);
+	o = far_opts(&anon, len, s, 0);	/* write-back alone */
+	r = u_region_opts(e, &o);
+	base = fl_region_addr(r);
+	write_all(base, 4, 1);
+	T_ASSERT_EQ(fl_region_flush(r), -EIO);
+	T_ASSERT(u_rstats(r).dirty_pages == 4, "the pages of a failed flush stay dirty");
+	before = atomic_load(&g.writes);
+	T_OK(fl_region_flush(r));
+	T_ASSERT(atomic_load(&g.writes) > before, "the retry writes them again");
+	T_ASSERT_EQ(u_rstats(r).dirty_pages, 0);
+	check_all(base, 4, 1);
+	fl_region_free(r);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	free(g.mem);
+	return T_PASS;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1427,6 +1483,7 @@ int main(int argc, char **argv)
 	cases[n++] = (struct t_case){ "discard-during-eviction-count", c_discard_evict_count, NULL, 10 };
 	cases[n++] = (struct t_case){ "mremap-middle", c_mremap_middle, NULL, 10 };
 	cases[n++] = (struct t_case){ "mremap-piece-write-flush", c_mremap_write_flush, NULL, 10 };
+	cases[n++] = (struct t_case){ "store-flush-fails", c_flush_fails, NULL, 10 };
 	cases[n++] = (struct t_case){ "fork-child-plain-copy", c_fork, NULL, 30, T_EVENT_FORK };
 	cases[n++] = (struct t_case){ "embedded-engine", c_embedded, NULL, 30 };
 	{
