@@ -144,6 +144,9 @@ int fl__engine_add_target(struct fl_engine *e, struct fl__target *t, uint64_t st
 /* Remove from the index; returns the ranges it still covered (fs-allocated, caller frees). */
 size_t fl__engine_remove_target(struct fl_engine *e, struct fl__target *t, struct fl_range **ret);
 struct fl__space *fl__engine_space(struct fl_engine *e, int id);
+/* Serve the events and faults queued on space `id` from this thread
+ * (engine.c): 0 or more messages served, or -ENOENT. */
+int fl__engine_service(struct fl_engine *e, int id);
 /* Wait until the events read from space `id` so far are handled (0, -ENOENT). */
 int fl__engine_events_barrier(struct fl_engine *e, int id);
 static inline int fl__engine_main_uffd(const struct fl_engine *e)

@@ -887,6 +887,29 @@ static void embedded_sync(struct fl_engine *e)
 	}
 }
 
+/*
+ * Serve what is queued on space `id` now, from the calling thread: for a
+ * thread that must see an event read that nobody else will read (the
+ * engine is stopped, or embedded and its application is not calling
+ * fl_engine_process()). Returns the messages served, or -ENOENT.
+ */
+int fl__engine_service(struct fl_engine *e, int id)
+{
+	struct fl__space *sp;
+	int total = 0, k;
+
+	pthread_rwlock_rdlock(&e->lock);
+	sp = fl__engine_space(e, id);
+	pthread_rwlock_unlock(&e->lock);
+	if (!sp)
+		return -ENOENT;
+	pthread_mutex_lock(&e->embedded_mu);
+	while ((k = service_space(e, sp, &e->embedded_worker)) > 0)
+		total += k;
+	pthread_mutex_unlock(&e->embedded_mu);
+	return total;
+}
+
 int fl_engine_process(struct fl_engine *e, int timeout_ms)
 {
 	struct epoll_event ev[64];

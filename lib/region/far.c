@@ -267,12 +267,13 @@ void fl__far_stop(struct fl_region *r)
 	f->stop = true;
 	pthread_cond_signal(&f->ev_cv);
 	pthread_mutex_unlock(&f->ev_mu);
-	if ((f->anon_events || (f->sampling && f->remove_events)) && (r->engine->opts.flags & FL_ENGINE_EMBEDDED)) {
+	if (f->anon_events || (f->sampling && f->remove_events)) {
 		/* The evictor may be in an MADV_DONTNEED waiting for its
 		 * REMOVE event to be read, which on an embedded engine only
-		 * fl_engine_process() does: the caller (the application's
-		 * thread) may have stopped calling it. Read events until the
-		 * evictor is out. */
+		 * fl_engine_process() does (the application may have stopped
+		 * calling it), and on a stopped engine nobody does (it may
+		 * have stopped after the evictor checked it was running).
+		 * Read events here until the evictor is out. */
 		struct timespec ts;
 
 		for (;;) {
@@ -284,7 +285,9 @@ void fl__far_stop(struct fl_region *r)
 			}
 			if (!pthread_timedjoin_np(f->thread, NULL, &ts))
 				break;
-			fl_engine_process(r->engine, 0);
+			if ((r->engine->opts.flags & FL_ENGINE_EMBEDDED) || !r->engine->running ||
+			    atomic_load(&r->engine->stopping))
+				fl__engine_service(r->engine, fl__region_space(r)->id);
 		}
 	} else {
 		pthread_join(f->thread, NULL);
@@ -1046,6 +1049,9 @@ static void *evictor_main(void *arg)
 		f->retry_ns = 0;
 		/* Unmapped by the application (UNMAP): nothing left to touch. */
 		if (atomic_load(&r->t.dead)) {
+			/* A thread parked after the last pass would sleep
+			 * until fl_region_free(): let it go now. */
+			wake_parked(f);
 			wb_unlock(f);
 			pthread_mutex_lock(&f->ev_mu);
 			break;
@@ -1142,10 +1148,10 @@ int fl__far_populate(struct fl_region *r, uint64_t offset, size_t len)
 		uint64_t res = atomic_load(&r->resolved_count);
 
 		if (res + n > f->high) {
-			/* Embedded engine, anonymous memory: the REMOVE event of
-			 * our drop waits for this very thread to read it. Leave
-			 * the eviction to the evictor thread. */
-			if (f->anon_events && (r->engine->opts.flags & FL_ENGINE_EMBEDDED))
+			/* Embedded engine: the REMOVE event of an anonymous drop,
+			 * or of a shmem sample's zap, waits for this very thread
+			 * to read it. Leave the eviction to the evictor thread. */
+			if ((f->anon_events || (f->sampling && f->remove_events)) && (r->engine->opts.flags & FL_ENGINE_EMBEDDED))
 				kick(f);
 			else
 				ret = evict_to(f, f->high > n ? FL_MIN(f->low, f->high - n) : 0, NULL);

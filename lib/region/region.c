@@ -346,6 +346,16 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 		r->t.flags |= FL__TARGET_LOCAL;
 		if (o.mem == FL_MEM_ANON && (o.flags & FL_REGION_NO_THP))
 			fl__madvise(p, r->length, MADV_NOHUGEPAGE);
+		/* Far memory stays in the process that made it. A child's copy
+		 * would read evicted pages from the store, which holds what
+		 * the parent wrote back after the fork (anonymous memory), or
+		 * write pages the parent's evictor does not see as dirty and
+		 * would drop (shmem, hugetlbfs): the child gets no mapping. */
+		if (r->far) {
+			ret = fl__madvise(p, r->length, MADV_DONTFORK);
+			if (ret)
+				goto fail;
+		}
 		/* Far memory maps every page write-protected: a first write
 		 * is a WP fault that marks it dirty (far.c). */
 		ret = fl_uffd_register(sp->uffd, p, r->length,
