@@ -50,8 +50,11 @@ static int t_restore(void *arg)
 	t_log("server: requests %llu, data pages %llu, zero pages %llu, bytes %llu",
 	      (unsigned long long)ss.requests, (unsigned long long)ss.pages_data,
 	      (unsigned long long)ss.pages_zero, (unsigned long long)ss.bytes_sent);
-	/* Zero pages travel as a kind, without their bytes. */
-	T_ASSERT(ss.pages_zero > 0 && rst.bytes_received < len);
+	/* Zero pages travel as a kind, without their bytes: every byte
+	 * received is a data page's. (Not "fewer bytes than the region":
+	 * an anonymous region's 2 MiB huge fills read whole chunks, and the
+	 * store's read-ahead may have fetched some of them already.) */
+	T_ASSERT(ss.pages_zero > 0);
 	T_ASSERT_EQ(rst.bytes_received, ss.pages_data * U_PAGE);
 	T_ASSERT(rst.requests_urgent > 0);
 	T_ASSERT_EQ(rst.bad_responses, 0);
