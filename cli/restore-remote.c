@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "cli-client.h"
 #include "coldstart.h"
+#include "far-stats.h"
 #include "touch.h"
 #include "util.h"
 #include "fl-config.h"
@@ -188,6 +189,7 @@ static void print_report(const struct remote_report *rep, bool json)
 		json_u64(&j, "pages_poisoned", rep->rs.pages_poisoned);
 		json_u64(&j, "fault_p50_us", rep->rs.lat_p50_ns / 1000);
 		json_u64(&j, "fault_p99_us", rep->rs.lat_p99_ns / 1000);
+		far_stats_json(&j, "far", &rep->rs, false);
 		json_u64(&j, "store_requests", rep->store_requests);
 		json_u64(&j, "store_bad_responses", rep->store_bad);
 		json_u64(&j, "store_reconnects", rep->store_reconnects);
@@ -213,6 +215,7 @@ static void print_report(const struct remote_report *rep, bool json)
 	       (unsigned long long)good, (unsigned long long)rep->touch.pages, t1, rate, t2,
 	       (unsigned long long)(rep->rs.faults_read + rep->rs.faults_write),
 	       (unsigned long long)rep->rs.pages_prefetch);
+	far_stats_print(stdout, &rep->rs, 4096, "", 0, false);
 	printf("checked: every page by the store's checksum%s%s\n", rep->reference ? ", and compared with " : "",
 	       rep->reference ? rep->reference : "");
 	if (rep->reference)
