@@ -42,6 +42,33 @@ static int free_port(void)
 	return port;
 }
 
+static bool port_free(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+	if (fd < 0)
+		return false;
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* A cluster node also listens on its bus port, port + 10000: both free,
+ * the bus port below 65536 (an ephemeral port from free_port() may not
+ * leave room). */
+static int free_cluster_port(void)
+{
+	uint64_t st = (uint64_t)getpid() << 32 ^ fl__now_ns();
+	for (int i = 0; i < 1000; i++) {
+		int port = 20000 + (int)(splitmix64(&st) % 30000);
+		if (port_free(port) && port_free(port + 10000))
+			return port;
+	}
+	return -EADDRINUSE;
+}
+
 static bool answers(int port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -75,7 +102,7 @@ static int start(struct redis_local *r, const char *prefix, bool cluster)
 		r->dir[0] = '\0';
 		return e;
 	}
-	p = free_port();
+	p = cluster ? free_cluster_port() : free_port();
 	if (p < 0) {
 		redis_local_stop(r);
 		return p;
@@ -171,7 +198,12 @@ int redis_local_cluster_start(struct redis_local *nodes, unsigned n, const char 
 	for (unsigned i = 0; i < n; i++)
 		nodes[i].pid = 0, nodes[i].dir[0] = '\0', nodes[i].pid_slot = nodes[i].dir_slot = -1;
 	for (unsigned i = 0; i < n && !e; i++) {
-		e = start(&nodes[i], prefix, true);
+		/* A port taken between the pick and the server's bind: again. */
+		for (int attempt = 0; attempt < 5; attempt++) {
+			e = start(&nodes[i], prefix, true);
+			if (e != -ETIMEDOUT)
+				break;
+		}
 		snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", nodes[i].port);
 	}
 	if (e)
