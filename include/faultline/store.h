@@ -132,9 +132,13 @@ FL_API int fl_store_file_open(const char *path, struct fl_store **ret_store);
  * store. FL_STORE_CTL_FAIL_AT: arg is a `const uint64_t[2]` {offset, len};
  * reads overlapping that byte range fail with -EIO. FL_STORE_CTL_DELAY_US:
  * arg is `const uint64_t *` microseconds to sleep in every read.
+ * FL_STORE_CTL_FAIL_WRITES: arg is a `const uint64_t[2]` {offset, len};
+ * a fl_store_write() batch with a request overlapping that byte range
+ * fails with -EIO and writes nothing. {0, 0} turns either off.
  */
 #define FL_STORE_CTL_FAIL_AT	0x100
 #define FL_STORE_CTL_DELAY_US	0x101
+#define FL_STORE_CTL_FAIL_WRITES	0x102
 #define FL_STORE_CTL_USER	0x10000
 
 #ifdef __cplusplus

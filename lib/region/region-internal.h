@@ -12,6 +12,7 @@
 
 struct fl_region;
 struct fl__region_hook;
+struct fl__far;
 
 /*
  * What faultline knows of one page cache (a memfd), shared by every region
@@ -119,6 +120,9 @@ struct fl_region {
 	_Atomic bool track;		/* tracking now (clone.c turns it off and on) */
 	_Atomic uint64_t *written, *written_sum;	/* fl__sbit_*() */
 	struct fl__track_policy policy;	/* clone.c's: whether to track */
+	/* Far memory (far.c): a resident limit, eviction, write-back. NULL:
+	 * not a far region (fork copies never are). */
+	struct fl__far *far;
 };
 
 static inline struct fl__space *fl__region_space(const struct fl_region *r)
@@ -187,5 +191,60 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 int fl__region_fill_step(struct fl__target *t, struct fl__worker *w);
 int64_t fl__region_poison_unresolved(struct fl__target *t);
 void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count);
+
+/*
+ * far.c: far memory. A far region maps every page write-protected, so a
+ * first write is a WP fault that marks the page dirty; an evictor thread
+ * keeps the resident set (the `resolved` bits) under the high mark by
+ * writing dirty pages back and dropping cold ones. See fl_region_new(3).
+ */
+/* Validate the far options of `o` (creation, before anything is made): 0,
+ * -EINVAL, -EOPNOTSUPP (the kernel lacks a write-protect feature). */
+int fl__far_check(const struct fl_engine *e, const struct fl_region_opts *o, bool track, const struct fl__pcache *pc);
+/* Whether `o` asks for far memory. */
+bool fl__far_wanted(const struct fl_region_opts *o);
+/* Set up r->far and start its evictor (r's geometry and store are set): 0,
+ * -EROFS (write-back over a store that cannot write), -ENOMEM, -errno. */
+int fl__far_new(struct fl_region *r, const struct fl_region_opts *o);
+/* Stop the evictor (before the region leaves the engine); idempotent. */
+void fl__far_stop(struct fl_region *r);
+void fl__far_free(struct fl_region *r);
+/* Fill path: page became resident in the region's own space. */
+void fl__far_filled(struct fl_region *r, uint64_t page);
+/* Fill path: after a run's pages are counted (peak, kick the evictor). */
+void fl__far_settle(struct fl_region *r);
+/* Fill path: page is being written back or evicted (prefetch skips it). */
+bool fl__far_busy(struct fl_region *r, uint64_t page);
+/* A fill into `dst` (an address in the region's space or its alias) must
+ * map the page write-protected. */
+bool fl__far_fill_wp(const struct fl_region *r, uint64_t dst);
+/* The region's pages are installed with COPY only (ZEROPAGE has no WP mode). */
+bool fl__far_no_zeropage(const struct fl_region *r);
+/* A write-protect fault on `page` (base: region byte 0 in sp). */
+void fl__far_wp_fault(struct fl_region *r, struct fl__space *sp, uint64_t base, uint64_t page);
+/* REMOVE over `page`: true when our own eviction dropped it (not a discard). */
+bool fl__far_discard(struct fl_region *r, uint64_t page);
+int fl__far_populate(struct fl_region *r, uint64_t offset, size_t len);
+void fl__far_stats(const struct fl_region *r, struct fl_region_stats *s);
+/* fl_region_populate() without the far-memory limit (region.c). */
+int fl__region_populate_raw(struct fl_region *r, uint64_t offset, size_t len);
+
+/* far-policy.c: the eviction order (not thread-safe; far.c locks). */
+struct fl__far_policy;
+/* NULL: out of memory, or npages too large (>= 2^32). budget: resident pages. */
+struct fl__far_policy *fl__far_policy_new(uint64_t npages, uint64_t budget, enum fl_evict_policy kind);
+void fl__far_policy_free(struct fl__far_policy *p);
+/* page became resident; hot: protect it at once (2Q). Already queued: referenced. */
+void fl__far_policy_insert(struct fl__far_policy *p, uint64_t page, bool hot);
+/* page was seen in use (a first write, a MINOR re-fault). */
+void fl__far_policy_touch(struct fl__far_policy *p, uint64_t page);
+/* page is no longer resident (not by an eviction of ours). */
+void fl__far_policy_remove(struct fl__far_policy *p, uint64_t page);
+/* page goes first. */
+void fl__far_policy_cold(struct fl__far_policy *p, uint64_t page);
+/* page was evicted: remembered in the ghost history. */
+void fl__far_policy_evicted(struct fl__far_policy *p, uint64_t page);
+/* Take the next victim out of the queues; UINT64_MAX: none. */
+uint64_t fl__far_policy_victim(struct fl__far_policy *p);
 
 #endif

@@ -209,6 +209,9 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 		return -EINVAL;
 	if (pc && (o.mode != FL_MODE_MINOR || o.memfd < 0))
 		return -EINVAL;
+	ret = fl__far_check(e, &o, track, pc);
+	if (ret)
+		return ret;
 	if (track && (!fl_feature_has(FL_FEATURE_CONTINUE_MODE_WP) ||
 		      !(e->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) ||
 		      !(e->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)))
@@ -267,6 +270,11 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 		goto fail;
 	}
 	r->pc = fl__pcache_ref(pc);
+	if (fl__far_wanted(&o)) {
+		ret = fl__far_new(r, &o);
+		if (ret)
+			goto fail;
+	}
 
 	if (o.mem != FL_MEM_ANON) {
 		if (o.memfd >= 0) {
@@ -305,8 +313,11 @@ int fl__region_new_pc(struct fl_engine *e, const struct fl_region_opts *opts, bo
 		r->t.flags |= FL__TARGET_LOCAL;
 		if (o.mem == FL_MEM_ANON && (o.flags & FL_REGION_NO_THP))
 			fl__madvise(p, r->length, MADV_NOHUGEPAGE);
+		/* Far memory maps every page write-protected: a first write
+		 * is a WP fault that marks it dirty (far.c). */
 		ret = fl_uffd_register(sp->uffd, p, r->length,
-				       o.mode == FL_MODE_MINOR ? (FL_REG_MISSING | FL_REG_MINOR) : FL_REG_MISSING,
+				       (o.mode == FL_MODE_MINOR ? (FL_REG_MISSING | FL_REG_MINOR) : FL_REG_MISSING) |
+					       (r->far ? FL_REG_WP : 0),
 				       &r->ioctls);
 		if (ret == -EINVAL && o.mem != FL_MEM_ANON)
 			ret = -EOPNOTSUPP;
@@ -391,6 +402,8 @@ static void region_destroy(struct fl_region *r)
 		h->ops->free(h);
 	}
 	pthread_mutex_destroy(&r->hooks_mu);
+	/* The evictor works on the mapping: it stops before it goes. */
+	fl__far_free(r);
 	if (r->alias) {
 		if (r->engine)
 			fl_uffd_unregister(fl__engine_main_uffd(r->engine), r->alias, r->length);
@@ -431,10 +444,12 @@ struct fl_region *fl_region_free(struct fl_region *r)
 
 	if (!r)
 		return NULL;
-	/* Hooks stop working on the region while it is still served. */
+	/* Hooks stop working on the region while it is still served; so
+	 * does the evictor (its drops and write-backs need the handlers). */
 	for (struct fl__region_hook *h = atomic_load(&r->hooks); h; h = h->next)
 		if (h->ops->stop)
 			h->ops->stop(h, r);
+	fl__far_stop(r);
 	if (r->engine) {
 		/* After mremap/munmap by the application only the ranges still
 		 * in the index are ours to unmap: the rest may be reused. */
@@ -473,6 +488,13 @@ uint64_t fl_region_resolved_pages(const struct fl_region *r)
 }
 
 int fl_region_populate(struct fl_region *r, uint64_t offset, size_t len)
+{
+	if (r && r->far && r->engine)
+		return fl__far_populate(r, offset, len);	/* within the resident limit */
+	return fl__region_populate_raw(r, offset, len);
+}
+
+int fl__region_populate_raw(struct fl_region *r, uint64_t offset, size_t len)
 {
 	struct fl__worker w;
 	uint64_t first, last;
@@ -634,5 +656,6 @@ int fl_region_stats(const struct fl_region *r, struct fl_region_stats *st)
 	s.lat_max_ns = atomic_load(&r->hist.max);
 	s.blocked_ns = atomic_load(&r->blocked_ns);
 	s.pages_replayed = atomic_load(&r->pages_replayed);
+	fl__far_stats(r, &s);
 	return FL_OPTS_OUT(st, s);
 }

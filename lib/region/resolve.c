@@ -37,10 +37,16 @@ static bool page_is_zero(const uint8_t *p, size_t len)
 static void mark_resolved(struct fl_region *r, uint64_t first, uint64_t count)
 {
 	uint64_t added = 0;
-	for (uint64_t p = first; p < first + count; p++)
-		added += !fl__bit_set(r->resolved, p);
+	for (uint64_t p = first; p < first + count; p++) {
+		bool fresh = !fl__bit_set(r->resolved, p);
+		added += fresh;
+		if (fresh && r->far)
+			fl__far_filled(r, p);
+	}
 	if (added)
 		atomic_fetch_add_explicit(&r->resolved_count, added, memory_order_relaxed);
+	if (added && r->far)
+		fl__far_settle(r);
 }
 
 enum run_kind { RUN_DATA, RUN_ZERO, RUN_CONTINUE };
@@ -66,7 +72,10 @@ static int run_ioctl(struct fl_region *r, int uffd, enum run_kind kind, uint64_t
 
 		switch (kind) {
 		case RUN_DATA:
-			ret = fl_uffd_copy(uffd, (void *)(uintptr_t)(dst + off), src + off, len, 0, &done);
+			/* Far memory: mapped write-protected, so the first
+			 * write comes to us (fl__far_wp_fault()). */
+			ret = fl_uffd_copy(uffd, (void *)(uintptr_t)(dst + off), src + off, len,
+					   fl__far_fill_wp(r, dst) ? FL_MODE_WP : 0, &done);
 			break;
 		case RUN_ZERO:
 			ret = fl_uffd_zeropage(uffd, (void *)(uintptr_t)(dst + off), len, 0, &done);
@@ -75,7 +84,7 @@ static int run_ioctl(struct fl_region *r, int uffd, enum run_kind kind, uint64_t
 			/* Tracking: mapped write-protected, so the first write
 			 * comes to us (fl__region_fault()). */
 			ret = fl_uffd_continue(uffd, (void *)(uintptr_t)(dst + off), len,
-					       atomic_load(&r->track) ? FL_MODE_WP : 0,
+					       (atomic_load(&r->track) || r->far) ? FL_MODE_WP : 0,
 					       &done);
 			break;
 		}
@@ -336,8 +345,8 @@ static int read_pages(struct fl_region *r, const struct fl__resolve_req *req, ui
 	 * nothing the store wrote. */
 	if (!(iov.flags_out & FL_STORE_OUT_ZERO))
 		atomic_fetch_add_explicit(&r->bytes_read, iov.len, memory_order_relaxed);
-	if ((iov.flags_out & FL_STORE_OUT_ZERO) && r->mem == FL_MEM_HUGETLB)
-		memset(w->buf, 0, iov.len); /* hugetlbfs has no ZEROPAGE: copy zeros */
+	if ((iov.flags_out & FL_STORE_OUT_ZERO) && (r->mem == FL_MEM_HUGETLB || fl__far_no_zeropage(r)))
+		memset(w->buf, 0, iov.len); /* hugetlbfs (and far memory) cannot ZEROPAGE: copy zeros */
 
 	for (uint64_t i = 0; i < count; i++) {
 		uint8_t *pg = w->buf + i * psz;
@@ -374,8 +383,9 @@ static int install_runs(struct fl_region *r, const struct fl__resolve_req *req, 
 	for (uint64_t p = first; p < end;) {
 		bool zero = w->zero[p - first] == ZERO_PAGE;
 		uint64_t q = p, before = tl->exist, installed, zeros = 0, tried = 0;
-		/* hugetlbfs cannot ZEROPAGE: copy the zeros we hold. */
-		enum run_kind kind = (zero && r->mem != FL_MEM_HUGETLB) ? RUN_ZERO : RUN_DATA;
+		/* hugetlbfs cannot ZEROPAGE, nor can it map write-protected
+		 * (far memory): copy the zeros we hold. */
+		enum run_kind kind = (zero && r->mem != FL_MEM_HUGETLB && !fl__far_no_zeropage(r)) ? RUN_ZERO : RUN_DATA;
 		int ret;
 
 		while (q < end && (w->zero[q - first] == ZERO_PAGE) == zero)
@@ -634,6 +644,12 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 		 * a WP fault means someone else did; never leave the thread
 		 * asleep. */
 		atomic_fetch_add_explicit(&r->faults_wp, 1, memory_order_relaxed);
+		if (r->far && page < r->npages) {
+			/* Far memory: the page's first write since its last
+			 * write-back (hooks do not follow far regions). */
+			fl__far_wp_fault(r, sp, base, page);
+			return;
+		}
 		if (atomic_load(&r->track) && page < r->npages)
 			fl__sbit_set(r->written, r->written_sum, page);
 		for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h;
@@ -654,7 +670,7 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	end_page = FL_MIN(page + prefetch_window(r, page), (ent->end - base) / psz);
 	/* Stop the window at the first page already resolved (a hint). */
 	for (uint64_t p = page + 1; p < end_page; p++) {
-		if (fl__bit_test(r->resolved, p) || fl__bit_test(r->poisoned, p)) {
+		if (fl__bit_test(r->resolved, p) || fl__bit_test(r->poisoned, p) || fl__far_busy(r, p)) {
 			end_page = p;
 			break;
 		}
@@ -745,6 +761,8 @@ void fl__region_discard(struct fl_region *r, uint64_t first, uint64_t count)
 	bool revert = r->mode == FL_MODE_MINOR && (r->flags & FL_REGION_PRIVATE);
 
 	for (uint64_t p = first; p < first + count && p < r->npages; p++) {
+		if (r->far && fl__far_discard(r, p))
+			continue;	/* our eviction's own drop */
 		if (revert) {
 			if (fl__bit_test(r->resolved, p)) {
 				fl__bit_clear(r->resolved, p);

@@ -84,9 +84,14 @@ int fl_store_file_new(int fd, uint64_t offset, uint64_t size, struct fl_store **
 		return r;
 	}
 	r = fl_store_new(&file_ops, f, size, ret_store);
-	if (r)
+	if (r) {
 		file_destroy(f);
-	return r;
+		return r;
+	}
+	/* Known now, told at creation of a writable far-memory region
+	 * rather than at its first eviction. */
+	(*ret_store)->read_only = fl__fd_read_only(f->fd) == 1;
+	return 0;
 }
 
 int fl_store_file_open(const char *path, struct fl_store **ret_store)

@@ -20,6 +20,10 @@ struct fl_store {
 	_Atomic unsigned refs;
 	/* fault injection (FL_STORE_CTL_*) */
 	_Atomic uint64_t fail_off, fail_len, delay_us;
+	_Atomic uint64_t wfail_off, wfail_len;	/* FL_STORE_CTL_FAIL_WRITES */
+	/* Known at creation not to take writes although ops.write exists
+	 * (a file store over a descriptor opened read-only). */
+	bool read_only;
 	/* The store's bytes, when they are plain memory a region may copy
 	 * from in place (the memory store); NULL for every other store. */
 	const uint8_t *direct;
@@ -32,5 +36,12 @@ struct fl_store {
  * (a delay, or a failure overlapping the range): then fl_store_read().
  */
 const uint8_t *fl__store_direct(struct fl_store *s, uint64_t off, uint64_t len);
+
+/*
+ * Whether writes can succeed, as far as can be known without writing:
+ * 0, or -EROFS (no write op, or a file store over a read-only
+ * descriptor). A writable far-memory region checks it at creation.
+ */
+int fl__store_writable(const struct fl_store *s);
 
 #endif

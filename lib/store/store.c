@@ -108,14 +108,31 @@ int fl_store_read(struct fl_store *s, struct fl_store_iov *iov, unsigned n)
 	return first_err;
 }
 
+static bool injected_write_failure(struct fl_store *s, uint64_t off, size_t len)
+{
+	uint64_t fo = atomic_load_explicit(&s->wfail_off, memory_order_relaxed);
+	uint64_t fl = atomic_load_explicit(&s->wfail_len, memory_order_relaxed);
+	return fl && off < fo + fl && fo < off + len;
+}
+
 int fl_store_write(struct fl_store *s, const struct fl_store_iov *iov, unsigned n)
 {
 	if (!s->ops.write)
 		return -EOPNOTSUPP;
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		if (iov[i].offset > s->size || iov[i].len > s->size - iov[i].offset)
 			return -ERANGE;
+		/* Before anything is written: an injected failure writes
+		 * nothing of the batch, the worst case a caller must survive. */
+		if (injected_write_failure(s, iov[i].offset, iov[i].len))
+			return -EIO;
+	}
 	return s->ops.write(s->ctx, iov, n);
+}
+
+int fl__store_writable(const struct fl_store *s)
+{
+	return s->ops.write && !s->read_only ? 0 : -EROFS;
 }
 
 int fl_store_flush(struct fl_store *s)
@@ -134,6 +151,14 @@ int fl_store_ctl(struct fl_store *s, int op, void *arg)
 			return -EINVAL;
 		atomic_store(&s->fail_off, r[0]);
 		atomic_store(&s->fail_len, r[1]);
+		return 0;
+	}
+	case FL_STORE_CTL_FAIL_WRITES: {
+		const uint64_t *r = arg;
+		if (!r)
+			return -EINVAL;
+		atomic_store(&s->wfail_off, r[0]);
+		atomic_store(&s->wfail_len, r[1]);
 		return 0;
 	}
 	case FL_STORE_CTL_DELAY_US:

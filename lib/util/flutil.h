@@ -99,6 +99,10 @@ uint64_t fl__now_ns(void);
 int fl__mkstemp(char *tmpl, int *ret_fd);
 int fl__fallocate(int fd, uint64_t len);
 int fl__ftruncate(int fd, uint64_t len);
+/* fallocate(PUNCH_HOLE | KEEP_SIZE): drop [off, off + len) of a file's pages. */
+int fl__punch_hole(int fd, uint64_t off, uint64_t len);
+/* 1: fd was opened read-only (O_RDONLY, or O_PATH); 0: it may be written; -errno. */
+int fl__fd_read_only(int fd);
 int fl__fsync(int fd);
 int fl__mkdir(const char *path, unsigned mode);
 int fl__lseek(int fd, uint64_t off, int whence, uint64_t *ret_off);

@@ -284,6 +284,20 @@ int fl__ftruncate(int fd, uint64_t len)
 	return ftruncate(fd, (off_t)len) ? -errno : 0;
 }
 
+int fl__punch_hole(int fd, uint64_t off, uint64_t len)
+{
+	return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ? -errno : 0;
+}
+
+int fl__fd_read_only(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -errno;
+	return (fl & O_ACCMODE) == O_RDONLY || (fl & O_PATH);
+}
+
 int fl__fsync(int fd)
 {
 	return fsync(fd) ? -errno : 0;
