@@ -47,9 +47,6 @@
 #define PAGE 4096u
 #define MAX_THREADS 16
 #define MAX_REPS 16
-/* What the benchmark's own process may use inside its cgroup besides the
- * resident limit (program, libraries, engine buffers, page tables). */
-#define CG_OVERHEAD (32ull << 20)
 #define CG_ROOT "/sys/fs/cgroup/memory"
 #define ZIPF_THETA 0.99
 #define WRITE_PERCENT 30
@@ -58,13 +55,14 @@ static const char far_usage[] =
 	"Usage: faultline bench far [--json] [--size BYTES] [--limit BYTES] [--seconds S | --ops N]\n"
 	"                           [--workloads seq,uniform,zipf,zipfw] [--threads N] [--reps N]\n"
 	"                           [--file PATH] [--keep] [--wb-size BYTES] [--no-writeback]\n"
-	"                           [--redis-size BYTES] [--no-redis] [--seed N]\n"
+	"                           [--redis-size BYTES] [--no-redis] [--seed N] [--overhead BYTES]\n"
 	"\n"
 	"Far memory against the kernel's page cache. A file of SIZE bytes (default\n"
 	"4G) is read through a far-memory region whose resident limit is LIMIT\n"
 	"(default SIZE/4; an O_DIRECT file store) and through mmap(MAP_SHARED) of\n"
 	"the same file, each in a child process in a fresh memory cgroup (v1)\n"
-	"limited to LIMIT + 32 MiB, caches dropped before each run.\n"
+	"limited to LIMIT + an allowance for the process, caches dropped before\n"
+	"each run. The random workloads also run mmap with MADV_RANDOM.\n"
 	"Workloads: seq (sequential scan), uniform (random pages), zipf (Zipf 0.99\n"
 	"over pages scattered across the file), zipfw (zipf, 30% of accesses also\n"
 	"write 8 bytes; mmap side ends with msync, faultline's with\n"
@@ -94,6 +92,8 @@ static const char far_usage[] =
 	"                      limit keeps LIMIT/SIZE\n"
 	"  --no-redis          skip the Redis part\n"
 	"  --seed N            the access sequences' seed (default 1)\n"
+	"  --overhead BYTES    the cgroups' allowance for the process beyond LIMIT\n"
+	"                      (default LIMIT/32, at least 8M, at most 32M)\n"
 	"  --json              one JSON object on stdout\n"
 	"\n"
 	"Keys: size_bytes, limit_bytes, cgroup, cgroup_limit_bytes, cgroup_overhead_bytes,\n"
@@ -105,7 +105,7 @@ static const char far_usage[] =
 enum workload { WL_SEQ, WL_UNIFORM, WL_ZIPF, WL_ZIPFW, WL_COUNT };
 static const char *const wl_names[WL_COUNT] = { "seq", "uniform", "zipf", "zipfw" };
 
-enum side { SIDE_MMAP, SIDE_FL, SIDE_FL_FIFO };
+enum side { SIDE_MMAP, SIDE_MMAP_RANDOM, SIDE_FL, SIDE_FL_FIFO };
 
 struct cfg {
 	uint64_t size, limit, ops, npages;
@@ -115,6 +115,7 @@ struct cfg {
 	const char *path;
 	const char *redis_url;		/* faultline side reads from Redis instead of the file */
 	bool cgroup;			/* cgroup v1 memory controller usable */
+	uint64_t overhead;		/* the cgroups' allowance beyond the limit */
 	bool root;
 	/* Zipf: cdf[i] = P(rank <= i); perm[rank] = the page it lands on. */
 	double *cdf;
@@ -417,7 +418,12 @@ static void fail(struct run_result *res, int err, const char *what)
 	}
 }
 
-static void side_mmap(struct run_shared *sh, struct run_result *res)
+static bool wl_random(enum workload wl)
+{
+	return wl != WL_SEQ;
+}
+
+static void side_mmap(struct run_shared *sh, struct run_result *res, bool random)
 {
 	const struct cfg *c = sh->c;
 	bool wr = sh->wl == WL_ZIPFW;
@@ -434,6 +440,11 @@ static void side_mmap(struct run_shared *sh, struct run_result *res)
 		close(fd);
 		return;
 	}
+	/* The kernel's defaults read around every major fault, which a
+	 * random workload pays for in a tight cgroup; MADV_RANDOM is what a
+	 * program that knows its access pattern would say. */
+	if (random)
+		madvise(p, c->size, MADV_RANDOM);
 	sh->base = p;
 	getrusage(RUSAGE_SELF, &ru0);
 	t0 = fl__now_ns();
@@ -577,7 +588,7 @@ static unsigned cg_serial;
 
 /*
  * Run one side in a child: in a fresh memory cgroup limited to the resident
- * limit plus CG_OVERHEAD (when cgroups are usable), its result sent back
+ * limit plus the allowance (when cgroups are usable), its result sent back
  * through a pipe. A child killed (the cgroup's OOM killer) is an error.
  */
 static int run_child(struct cfg *c, enum workload wl, enum side side, uint64_t seed, uint64_t tag,
@@ -609,7 +620,7 @@ static int run_child(struct cfg *c, enum workload wl, enum side side, uint64_t s
 		cg_slot = cleanup_add_dir(cg);
 		cleanup_unblock();
 		snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", cg);
-		snprintf(val, sizeof(val), "%llu", (unsigned long long)(c->limit + CG_OVERHEAD));
+		snprintf(val, sizeof(val), "%llu", (unsigned long long)(c->limit + c->overhead));
 		if (write_file(path, val)) {
 			rmdir(cg);
 			cleanup_drop(cg_slot);
@@ -646,8 +657,8 @@ static int run_child(struct cfg *c, enum workload wl, enum side side, uint64_t s
 		if (!sh.written)
 			fail(&rr, -ENOMEM, "calloc");
 		if (!rr.err) {
-			if (side == SIDE_MMAP)
-				side_mmap(&sh, &rr);
+			if (side == SIDE_MMAP || side == SIDE_MMAP_RANDOM)
+				side_mmap(&sh, &rr, side == SIDE_MMAP_RANDOM);
 			else
 				side_fl(&sh, &rr, side == SIDE_FL_FIFO ? FL_EVICT_FIFO : FL_EVICT_AUTO);
 		}
@@ -696,6 +707,7 @@ struct wl_result {
 	unsigned n;			/* reps done */
 	double fl_mbps[MAX_REPS], mmap_mbps[MAX_REPS], fifo_mbps[MAX_REPS], ratio[MAX_REPS];
 	double hit[MAX_REPS], mmap_hit[MAX_REPS], fifo_hit[MAX_REPS];
+	double rnd_mbps[MAX_REPS], rnd_hit[MAX_REPS], rnd_ratio[MAX_REPS];	/* mmap with MADV_RANDOM */
 	uint64_t accesses, writes, verified;
 	uint64_t fl_cg_peak, mmap_cg_peak, resident_peak_pages, bounced;
 	struct fl_region_stats last;	/* the last faultline run's statistics */
@@ -716,7 +728,8 @@ static double hit_rate(const struct run_result *r, bool fl)
 
 static const char *side_name(enum side s)
 {
-	return s == SIDE_MMAP ? "mmap" : s == SIDE_FL ? "faultline" : "faultline (FIFO)";
+	return s == SIDE_MMAP ? "mmap" : s == SIDE_MMAP_RANDOM ? "mmap (MADV_RANDOM)" :
+	       s == SIDE_FL ? "faultline" : "faultline (FIFO)";
 }
 
 /* A run that failed, or read wrong data, or lost a write, stops the benchmark. */
@@ -741,7 +754,7 @@ static int check_run(enum workload wl, enum side s, const struct run_result *r)
 			  (unsigned long long)r->verified);
 		return -EIO;
 	}
-	if (s != SIDE_MMAP && r->st.writeback_errors) {
+	if ((s == SIDE_FL || s == SIDE_FL_FIFO) && r->st.writeback_errors) {
 		cli_error("bench far: %s, %s: %llu write-back errors", wl_names[wl], side_name(s),
 			  (unsigned long long)r->st.writeback_errors);
 		return -EIO;
@@ -751,17 +764,23 @@ static int check_run(enum workload wl, enum side s, const struct run_result *r)
 
 static int run_wl(struct cfg *c, enum workload wl, uint64_t *tagstate, bool json, struct wl_result *w)
 {
-	bool fifo = wl == WL_ZIPF || wl == WL_ZIPFW;
+	bool fifo = wl == WL_ZIPF || wl == WL_ZIPFW, rnd = wl_random(wl);
 
 	w->run = true;
 	for (unsigned rep = 0; rep < c->reps; rep++) {
-		struct run_result rm, rf, rq;
+		struct run_result rm, rr, rf, rq;
 		uint64_t seed = c->seed + rep;
 		int r;
 
+		/* Alternated: mmap, mmap MADV_RANDOM, faultline, FIFO. */
 		r = run_child(c, wl, SIDE_MMAP, seed, splitmix64(tagstate), &rm);
 		if (!r)
 			r = check_run(wl, SIDE_MMAP, &rm);
+		if (!r && rnd) {
+			r = run_child(c, wl, SIDE_MMAP_RANDOM, seed, splitmix64(tagstate), &rr);
+			if (!r)
+				r = check_run(wl, SIDE_MMAP_RANDOM, &rr);
+		}
 		if (!r)
 			r = run_child(c, wl, SIDE_FL, seed, splitmix64(tagstate), &rf);
 		if (!r)
@@ -778,6 +797,9 @@ static int run_wl(struct cfg *c, enum workload wl, uint64_t *tagstate, bool json
 		w->ratio[rep] = w->mmap_mbps[rep] > 0 ? w->fl_mbps[rep] / w->mmap_mbps[rep] : NAN;
 		w->hit[rep] = hit_rate(&rf, true);
 		w->mmap_hit[rep] = hit_rate(&rm, false);
+		w->rnd_mbps[rep] = rnd ? mbps(&rr) : NAN;
+		w->rnd_hit[rep] = rnd ? hit_rate(&rr, false) : NAN;
+		w->rnd_ratio[rep] = rnd && w->rnd_mbps[rep] > 0 ? w->fl_mbps[rep] / w->rnd_mbps[rep] : NAN;
 		w->fifo_hit[rep] = fifo ? hit_rate(&rq, true) : NAN;
 		w->fifo_mbps[rep] = fifo ? mbps(&rq) : NAN;
 		w->accesses = rf.accesses;
@@ -789,12 +811,16 @@ static int run_wl(struct cfg *c, enum workload wl, uint64_t *tagstate, bool json
 		w->bounced += rf.bounced;
 		w->last = rf.st;
 		w->n = rep + 1;
-		if (!json)
-			fprintf(stderr, "# %s rep %u: mmap %.1f MB/s (hit %.3f), faultline %.1f MB/s (hit %.3f)%s\n",
-				wl_names[wl], rep, w->mmap_mbps[rep], w->mmap_hit[rep], w->fl_mbps[rep], w->hit[rep],
-				fifo ? "" : "");
-		if (!json && fifo)
-			fprintf(stderr, "#   FIFO %.1f MB/s (hit %.3f)\n", w->fifo_mbps[rep], w->fifo_hit[rep]);
+		if (!json) {
+			fprintf(stderr, "# %s rep %u: mmap %.1f MB/s (hit %.3f), faultline %.1f MB/s (hit %.3f)\n",
+				wl_names[wl], rep, w->mmap_mbps[rep], w->mmap_hit[rep], w->fl_mbps[rep], w->hit[rep]);
+			if (rnd)
+				fprintf(stderr, "#   mmap MADV_RANDOM %.1f MB/s (hit %.3f)\n", w->rnd_mbps[rep],
+					w->rnd_hit[rep]);
+			if (fifo)
+				fprintf(stderr, "#   faultline FIFO %.1f MB/s (hit %.3f)\n", w->fifo_mbps[rep],
+					w->fifo_hit[rep]);
+		}
 	}
 	return 0;
 }
@@ -1119,6 +1145,15 @@ static void json_wl(struct json *j, const struct cfg *c, enum workload wl, const
 	json_stat(j, "ratio", ra, 3);
 	json_num(j, "hit_rate", stat_of(w->hit, w->n).med, 4);
 	json_num(j, "mmap_hit_rate", stat_of(w->mmap_hit, w->n).med, 4);
+	if (wl_random(wl)) {
+		json_stat(j, "mmap_random_mbps", stat_of(w->rnd_mbps, w->n), 1);
+		json_num(j, "mmap_random_hit_rate", stat_of(w->rnd_hit, w->n).med, 4);
+		json_stat(j, "ratio_random", stat_of(w->rnd_ratio, w->n), 3);
+	} else {
+		json_null(j, "mmap_random_mbps");
+		json_null(j, "mmap_random_hit_rate");
+		json_null(j, "ratio_random");
+	}
 	if (fifo) {
 		json_num(j, "fifo_hit_rate", stat_of(w->fifo_hit, w->n).med, 4);
 		json_stat(j, "fifo_mbps", stat_of(w->fifo_mbps, w->n), 1);
@@ -1165,6 +1200,7 @@ int bench_far_main(int argc, char **argv)
 		{ "redis-size", required_argument, NULL, 'R' },
 		{ "no-redis", no_argument, NULL, 'D' },
 		{ "seed", required_argument, NULL, 'e' },
+		{ "overhead", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -1246,6 +1282,10 @@ int bench_far_main(int argc, char **argv)
 			if (fl__parse_uint(optarg, 0, UINT64_MAX, &c.seed))
 				return cli_usage_error("bench far: --seed must be a number");
 			break;
+		case 'O':
+			if (fl__parse_size(optarg, &c.overhead) || c.overhead < (1u << 20))
+				return cli_usage_error("bench far: --overhead must be at least 1M");
+			break;
 		case 'h': fputs(far_usage, stdout); return EXIT_OK;
 		default: return EXIT_USAGE;
 		}
@@ -1258,6 +1298,11 @@ int bench_far_main(int argc, char **argv)
 		c.limit = c.size / 4 / PAGE * PAGE;
 	if (c.limit >= c.size)
 		return cli_usage_error("bench far: --limit must be below --size (out of core)");
+	/* What the process itself needs beside the limit. Both sides get the
+	 * same; whatever the mmap side does not need is page cache for it, so
+	 * the allowance stays small against the limit. */
+	if (!c.overhead)
+		c.overhead = FL_MIN(FL_MAX(c.limit / 32, 8ull << 20), 32ull << 20);
 	c.npages = c.size / PAGE;
 	if (c.threads > c.npages)
 		c.threads = 1;
@@ -1361,10 +1406,10 @@ int bench_far_main(int argc, char **argv)
 		json_u64(&j, "limit_bytes", c.limit);
 		json_str(&j, "cgroup", c.cgroup ? "v1" : "none");
 		if (c.cgroup)
-			json_u64(&j, "cgroup_limit_bytes", c.limit + CG_OVERHEAD);
+			json_u64(&j, "cgroup_limit_bytes", c.limit + c.overhead);
 		else
 			json_null(&j, "cgroup_limit_bytes");
-		json_u64(&j, "cgroup_overhead_bytes", CG_OVERHEAD);
+		json_u64(&j, "cgroup_overhead_bytes", c.overhead);
 		json_str(&j, "kernel", kernel);
 		json_u64(&j, "threads", c.threads);
 		json_u64(&j, "reps", c.reps);
@@ -1374,7 +1419,7 @@ int bench_far_main(int argc, char **argv)
 			json_null(&j, "ops");
 		json_num(&j, "seconds", c.seconds > 0 ? c.seconds : (double)NAN, 3);
 		json_str(&j, "store", "O_DIRECT file (the benchmark's store over fl_store_new, aligned requests direct)");
-		json_str(&j, "mmap", "mmap(MAP_SHARED) of the file, kernel readahead defaults");
+		json_str(&j, "mmap", "mmap(MAP_SHARED) of the file, kernel readahead defaults (and MADV_RANDOM: mmap_random_*)");
 		json_bool(&j, "caches_dropped", c.root);
 		json_begin(&j, "workloads");
 		for (unsigned i = 0; i < WL_COUNT; i++)
@@ -1427,26 +1472,32 @@ int bench_far_main(int argc, char **argv)
 		printf("far memory: a %s file, resident limit %s, kernel %s\n", fmt_bytes(c.size, a, sizeof(a)),
 		       fmt_bytes(c.limit, b, sizeof(b)), kernel);
 		if (c.cgroup)
-			printf("each side in a memory cgroup (v1) limited to the limit + %llu MiB for the process\n",
-			       (unsigned long long)(CG_OVERHEAD >> 20));
+			printf("each side in a memory cgroup (v1) limited to the limit + %s for the process\n",
+			       fmt_bytes(c.overhead, a, sizeof(a)));
 		else
 			printf("cgroup: none (no cgroup v1 memory controller): limits were not enforced for mmap\n");
 		printf("%u thread(s), medians of %u reps; faultline's store: O_DIRECT file%s\n\n", c.threads, c.reps,
 		       c.root ? "; caches dropped before each run" : "; page cache of the file dropped before each run");
-		printf("  %-8s %10s %10s %7s %8s %8s %8s %10s\n", "workload", "fl MB/s", "mmap MB/s", "ratio", "hit",
-		       "mmap hit", "FIFO hit", "FIFO MB/s");
+		printf("  %-8s %9s %9s %6s %7s %7s %7s %9s %6s %7s\n", "workload", "fl MB/s", "mmap MB/s", "ratio",
+		       "hit", "mmap hit", "FIFO hit", "rnd MB/s", "ratio", "hit");
 		for (unsigned i = 0; i < WL_COUNT; i++) {
 			const struct wl_result *w = &wr[i];
 			if (!w->run)
 				continue;
-			printf("  %-8s %10.1f %10.1f %7.2f %8.4f %8.4f", wl_names[i], stat_of(w->fl_mbps, w->n).med,
+			printf("  %-8s %9.1f %9.1f %6.2f %7.4f %7.4f", wl_names[i], stat_of(w->fl_mbps, w->n).med,
 			       stat_of(w->mmap_mbps, w->n).med, stat_of(w->ratio, w->n).med, stat_of(w->hit, w->n).med,
 			       stat_of(w->mmap_hit, w->n).med);
 			if (i == WL_ZIPF || i == WL_ZIPFW)
-				printf(" %8.4f %10.1f\n", stat_of(w->fifo_hit, w->n).med, stat_of(w->fifo_mbps, w->n).med);
+				printf(" %7.4f", stat_of(w->fifo_hit, w->n).med);
 			else
-				printf(" %8s %10s\n", "-", "-");
+				printf(" %7s", "-");
+			if (wl_random(i))
+				printf(" %9.1f %6.2f %7.4f\n", stat_of(w->rnd_mbps, w->n).med, stat_of(w->rnd_ratio, w->n).med,
+				       stat_of(w->rnd_hit, w->n).med);
+			else
+				printf(" %9s %6s %7s\n", "-", "-", "-");
 		}
+		printf("  (ratio: faultline / mmap; rnd: mmap with MADV_RANDOM, faultline / it, its hit rate)\n");
 		if (wb.run)
 			printf("\n  write-back of %s: fl_region_flush %.1f MB/s, pwrite + fdatasync %.1f MB/s, wb_ratio %.2f\n",
 			       fmt_bytes(wb.size, a, sizeof(a)), stat_of(wb.wb_mbps, wb.n).med,

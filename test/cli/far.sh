@@ -57,6 +57,12 @@ for name, w in wl.items():
     # a 64 MiB file through a 16 MiB limit: pages were evicted
     assert far["pages_evicted_clean"] + far["pages_evicted_dirty"] > 0, (name, far)
     assert far["writeback_errors"] == 0, (name, far)
+    if name == "seq":
+        assert w["mmap_random_mbps"] is None and w["ratio_random"] is None, w
+    else:
+        assert w["mmap_random_mbps"] > 0 and 0 <= w["mmap_random_hit_rate"] <= 1, (name, w)
+        tol = w["ratio_random"] * (0.06 / w["mmap_random_mbps"] + 0.06 / w["fl_mbps"]) + 0.002
+        assert abs(w["ratio_random"] - w["fl_mbps"] / w["mmap_random_mbps"]) <= tol, (name, w)
     if name in ("zipf", "zipfw"):
         assert 0 <= w["fifo_hit_rate"] <= 1 and w["fifo_mbps"] > 0, (name, w)
     else:
