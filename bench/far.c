@@ -28,6 +28,7 @@
 
 #include <faultline/faultline.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -582,6 +583,31 @@ static void drop_caches(const struct cfg *c)
 	}
 	if (c->root)
 		write_file("/proc/sys/vm/drop_caches", "1");
+}
+
+/*
+ * Cgroups of benchmarks that were interrupted: the handler kills the child
+ * and removes its cgroup at once, and the removal fails while the killed
+ * child is still leaving. Removed here, by the next run, when the process
+ * named in the cgroup's name is gone.
+ */
+static void cgroups_remove_stale(void)
+{
+	DIR *d = opendir(CG_ROOT);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		char path[300];
+		unsigned n;
+		int pid;
+		if (sscanf(de->d_name, "faultline-bench-%d-%u", &pid, &n) != 2 || pid <= 0 ||
+		    kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), CG_ROOT "/%s", de->d_name);
+		rmdir(path);
+	}
+	if (d)
+		closedir(d);
 }
 
 static unsigned cg_serial;
@@ -1311,6 +1337,8 @@ int bench_far_main(int argc, char **argv)
 		redis_size = FL_MIN(c.size, 256ull << 20) / (2u << 20) * (2u << 20);
 	c.root = geteuid() == 0;
 	c.cgroup = cgroup_usable();
+	if (c.cgroup)
+		cgroups_remove_stale();
 	if (uname(&un) == 0)
 		snprintf(kernel, sizeof(kernel), "%s", un.release);
 	tagstate = c.seed ^ 0xFA12ull ^ (uint64_t)getpid() << 20;

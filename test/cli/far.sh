@@ -86,11 +86,35 @@ PY
 ok bench-far-removes-file '[ -z "$(ls -A "$T/tmp")" ]'
 ok bench-far-removes-cgroups '[ -z "$(ls -d /sys/fs/cgroup/memory/faultline-bench-* 2>/dev/null)" ]'
 
+# Interrupted while a side runs in its cgroup: exit 128 + SIGTERM, the child
+# killed, the file removed; the cgroup the killed child was leaving is
+# removed by the next run at the latest (bench-far-keep below).
+mkdir "$T/tmp2"
+TMPDIR="$T/tmp2" "$F" bench far --size 64M --limit 16M --seconds 5 --reps 1 --no-redis > /dev/null 2>&1 &
+pid=$!
+# (a regular expression that does not match the command lines that search for it)
+pat='bench far --size 6[4]M --limit 16M --seconds 5'
+# started: its first cgroup exists (or, without cgroups, its first child)
+if t_poll 400 bash -c "ls -d /sys/fs/cgroup/memory/faultline-bench-$pid-* || pgrep -P $pid" > /dev/null 2>&1; then
+	sleep 0.5
+	kill -TERM "$pid"
+	wait "$pid"
+	rc=$?
+	ok bench-far-sigterm-exit "[ $rc = 143 ]"
+	t_poll 100 bash -c "! pgrep -f '$pat'" > /dev/null && result PASS bench-far-sigterm-no-orphans \
+		|| { echo "# left: $(pgrep -af "$pat")" >&2; result FAIL bench-far-sigterm-no-orphans; }
+	ok bench-far-sigterm-no-file '[ -z "$(ls -A "$T/tmp2")" ]'
+else
+	kill -TERM "$pid"; wait "$pid"
+	result FAIL bench-far-sigterm-started
+fi
+
 # --file and --keep: the file stays, and a second run reuses it; a file
 # the benchmark did not write is refused.
 check bench-far-keep 0 "$F" bench far --size 4M --limit 1M --ops 2000 --reps 1 --workloads zipfw \
 	--no-writeback --no-redis --file "$T/kept.dat" --keep --json
 ok bench-far-keep-file '[ "$(stat -c %s "$T/kept.dat")" = 4194304 ]'
+ok bench-far-stale-cgroups-removed '[ -z "$(ls -d /sys/fs/cgroup/memory/faultline-bench-'"$pid"'-* 2>/dev/null)" ]'
 check bench-far-reuse 0 "$F" bench far --size 4M --limit 1M --ops 2000 --reps 1 --workloads seq \
 	--no-writeback --no-redis --file "$T/kept.dat" --json
 ok bench-far-reuse-keeps '[ -f "$T/kept.dat" ]'
