@@ -88,6 +88,11 @@ struct fl_region_opts {
 	 * FL_REGION_WRITEBACK dirty pages are written to the store first and
 	 * dropped only once the store acknowledged them; without it they stay
 	 * resident. A failed write-back keeps the page resident and dirty.
+	 * FL_REGION_WRITEBACK without resident_max: write-back (flush,
+	 * writeback_rate) without a limit. Needs write-protect faults
+	 * (Linux 5.7; shmem/hugetlb 5.19; FL_MODE_MINOR 6.4): -EOPNOTSUPP
+	 * without; -EROFS for write-back over a store that cannot write;
+	 * -EINVAL with FL_REGION_BACKGROUND/FOREIGN/PRIVATE/MEMFD.
 	 */
 	uint64_t resident_max;		/* high mark, bytes; 0: no limit (no eviction) */
 	uint64_t resident_low;		/* low mark, bytes; 0: resident_max * 7 / 8 */
@@ -145,8 +150,10 @@ FL_API int fl_region_flush(struct fl_region *region);
 /*
  * Tell a far-memory region how [offset, offset + len) will be used.
  * Returns 0 or -errno: -EINVAL (range, unknown or several advice bits),
- * an error from the store for WILLNEED/DONTNEED (pages that could not be
- * written back stay resident).
+ * -EOPNOTSUPP (not a far-memory region), -EDEADLK (DONTNEED on an
+ * anonymous region of an embedded engine), an error from the store for
+ * WILLNEED/DONTNEED (pages that could not be written back stay resident).
+ * Thread-safe; WILLNEED and DONTNEED wait for a write-back in flight.
  */
 FL_API int fl_region_advise(struct fl_region *region, uint64_t offset, size_t len,
 			    unsigned advice);
@@ -185,7 +192,7 @@ struct fl_region_stats {
 	uint64_t huge_moves;		/* 2 MiB chunks moved in as one huge page (PMD) */
 	uint64_t pages_moved;		/* 4 KiB pages moved in one by one */
 	/* far memory (resident_max) */
-	uint64_t resident_pages;	/* mapped now */
+	uint64_t resident_pages;	/* mapped now (every region: fl_region_resolved_pages()) */
 	uint64_t resident_peak;		/* most pages mapped at once */
 	uint64_t dirty_pages;		/* written since their last write-back */
 	uint64_t pages_evicted_clean;	/* dropped without a write (the store had them) */

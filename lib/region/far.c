@@ -43,6 +43,8 @@
 #define BACKOFF_MIN_NS 10000000ull	/* a failing store: retry after 10 ms... */
 #define BACKOFF_MAX_NS 1000000000ull	/* ...doubling up to 1 s */
 #define LOG_EVERY_NS 1000000000ull	/* write-back errors: one log line a second */
+#define HARD_SLACK_MIN 8		/* pages over the high mark before fills are throttled */
+#define THROTTLE_NS 10000000ull	/* the longest a fill waits for the evictor */
 
 struct fl__far {
 	struct fl_region *r;
@@ -69,9 +71,12 @@ struct fl__far {
 	/* the evictor */
 	pthread_mutex_t ev_mu;
 	pthread_cond_t ev_cv;
+	pthread_cond_t progress_cv;	/* an eviction batch took pages off the count */
+	uint64_t hard;			/* pages: over this, fills are throttled (fl__far_settle()) */
 	bool kick, stop, running;
 	pthread_t thread;
 	uint64_t backoff_ns, retry_ns;	/* under wb_mu */
+	_Atomic bool backing_off;
 	uint64_t log_ns, log_suppressed;
 	/* statistics */
 	_Atomic uint64_t resident_peak, evicted_clean, evicted_dirty, written_back, bytes_written, wb_errors,
@@ -161,6 +166,7 @@ int fl__far_new(struct fl_region *r, const struct fl_region_opts *o)
 	f->high = o->resident_max ? FL_MAX(o->resident_max / psz, 1) : r->npages;
 	f->low = o->resident_low ? o->resident_low / psz : f->high * 7 / 8;
 	f->low = FL_MIN(f->low, f->high);
+	f->hard = f->high + FL_MAX(f->high / 8, HARD_SLACK_MIN);
 	f->rate = o->writeback_rate;
 	f->writeback = o->flags & FL_REGION_WRITEBACK;
 	f->anon_events = r->mem == FL_MEM_ANON && (r->engine->features & UFFD_FEATURE_EVENT_REMOVE);
@@ -175,6 +181,7 @@ int fl__far_new(struct fl_region *r, const struct fl_region_opts *o)
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&f->ev_cv, &ca);
+		pthread_cond_init(&f->progress_cv, &ca);
 		pthread_condattr_destroy(&ca);
 	}
 	r->far = f;
@@ -211,6 +218,7 @@ void fl__far_stop(struct fl_region *r)
 	pthread_mutex_lock(&f->ev_mu);
 	f->stop = true;
 	pthread_cond_signal(&f->ev_cv);
+	pthread_cond_broadcast(&f->progress_cv);
 	pthread_mutex_unlock(&f->ev_mu);
 	pthread_join(f->thread, NULL);
 	f->running = false;
@@ -229,6 +237,7 @@ void fl__far_free(struct fl_region *r)
 	pthread_mutex_destroy(&f->wb_mu);
 	pthread_mutex_destroy(&f->ev_mu);
 	pthread_cond_destroy(&f->ev_cv);
+	pthread_cond_destroy(&f->progress_cv);
 	fl__far_policy_free(f->pol);
 	free((void *)f->dirty);
 	free((void *)f->busy);
@@ -306,9 +315,29 @@ void fl__far_settle(struct fl_region *r)
 	       !atomic_compare_exchange_weak_explicit(&f->resident_peak, &peak, res, memory_order_relaxed,
 						      memory_order_relaxed))
 		;
-	/* Never wait here (a handler thread): the evictor catches up. */
-	if (res > f->high)
-		kick(f);
+	if (res <= f->high)
+		return;
+	kick(f);
+	/*
+	 * Far over the mark: the evictor is not keeping up (it shares the
+	 * CPUs with the faulting threads, and an eviction costs more than a
+	 * fill). Hold this handler back until a batch is taken off the count,
+	 * for 10 ms at most: back-pressure, never a hang. Not while the
+	 * evictor backs off from a failing store (the pages must stay; every
+	 * fill would pay the wait). WILLNEED evicts before it fills, under
+	 * wb_mu: its fills stay under the mark.
+	 */
+	if (res > f->hard && !atomic_load_explicit(&f->backing_off, memory_order_relaxed)) {
+		uint64_t until = fl__now_ns() + THROTTLE_NS;
+		struct timespec ts = { (time_t)(until / 1000000000ull), (long)(until % 1000000000ull) };
+
+		pthread_mutex_lock(&f->ev_mu);
+		while (atomic_load(&r->resolved_count) > f->hard && !f->stop && fl__now_ns() < until &&
+		       !atomic_load_explicit(&f->backing_off, memory_order_relaxed))
+			if (pthread_cond_timedwait(&f->progress_cv, &f->ev_mu, &ts))
+				break;
+		pthread_mutex_unlock(&f->ev_mu);
+	}
 }
 
 bool fl__far_busy(struct fl_region *r, uint64_t page)
@@ -552,6 +581,22 @@ static void requeue(struct fl__far *f, const uint64_t *pages, size_t n)
 	pthread_mutex_unlock(&f->pol_mu);
 }
 
+/*
+ * Whether anonymous pages can be dropped now. MADV_DONTNEED waits until a
+ * handler reads the REMOVE event it raises; an engine that is stopping or
+ * stopped reads none, and the evictor would wait forever (and whoever
+ * frees the region, for the evictor). An embedded engine reads events
+ * when the application calls fl_engine_process(): then it waits for that.
+ */
+static bool can_drop_anon(const struct fl__far *f)
+{
+	const struct fl_engine *e = f->r->engine;
+
+	if (!f->anon_events || (e->opts.flags & FL_ENGINE_EMBEDDED))
+		return true;
+	return e->running && !atomic_load(&e->stopping);
+}
+
 /* Drop resident pages [first, first + count) (busy, evicting). */
 static int drop_run(struct fl__far *f, uint64_t first, uint64_t count)
 {
@@ -559,7 +604,7 @@ static int drop_run(struct fl__far *f, uint64_t first, uint64_t count)
 	size_t psz = r->page_size;
 
 	if (r->mem == FL_MEM_ANON)
-		return fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED);
+		return can_drop_anon(f) ? fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED) : -ESHUTDOWN;
 	/* No uffd event: the page cache goes, and every mapping of it. */
 	return fl__punch_hole(r->memfd, first * psz, count * psz);
 }
@@ -640,6 +685,11 @@ static int64_t evict_pages(struct fl__far *f, uint64_t *pages, size_t n, int *re
 	for (size_t i = 0; i < nv; i++)
 		fl__far_policy_evicted(f->pol, pages[i]);
 	pthread_mutex_unlock(&f->pol_mu);
+	/* Off the count: throttled fills may go (before the drops, which on
+	 * anonymous memory need a handler to read their REMOVE events). */
+	pthread_mutex_lock(&f->ev_mu);
+	pthread_cond_broadcast(&f->progress_cv);
+	pthread_mutex_unlock(&f->ev_mu);
 	for (size_t i = 0, j, d = 0; i < nv; i = j) {
 		int dr;
 
@@ -795,10 +845,19 @@ static void *evictor_main(void *arg)
 		if (due && !err)
 			stuck |= background_writeback(f) < 0;
 		if (stuck) {
+			fl__log(&r->engine->log, FL_LOG_DEBUG, "%s: evictor stuck (resident %llu, evicted %llu, %s): backing off",
+				r->name, (unsigned long long)atomic_load(&r->resolved_count), (unsigned long long)evicted,
+				err ? strerror(-err) : "no error");
 			f->backoff_ns = f->backoff_ns ? FL_MIN(f->backoff_ns * 2, BACKOFF_MAX_NS) : BACKOFF_MIN_NS;
 			f->retry_ns = fl__now_ns() + f->backoff_ns;
 		} else {
 			f->backoff_ns = 0;
+		}
+		atomic_store(&f->backing_off, stuck);
+		if (stuck) {
+			pthread_mutex_lock(&f->ev_mu);
+			pthread_cond_broadcast(&f->progress_cv);
+			pthread_mutex_unlock(&f->ev_mu);
 		}
 		pthread_mutex_unlock(&f->wb_mu);
 		pthread_mutex_lock(&f->ev_mu);

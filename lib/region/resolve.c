@@ -484,7 +484,7 @@ static int install_one_direct(struct fl_region *r, const struct fl__resolve_req 
 int fl__resolve_pages(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w)
 {
 	struct tally tl = { 0 };
-	bool minor = r->mode == FL_MODE_MINOR;
+	bool minor = r->mode == FL_MODE_MINOR, refilled = false;
 	const uint8_t *one;
 	uint64_t count;
 	int ret;
@@ -503,6 +503,7 @@ int fl__resolve_pages(struct fl_region *r, const struct fl__resolve_req *req, st
 	if (ret)
 		return ret;
 	/* MINOR regions whose page cache already holds every page only map it. */
+again:
 	if (!minor || !all_cached(r, req->first, count)) {
 		const uint8_t *data;
 
@@ -516,6 +517,16 @@ int fl__resolve_pages(struct fl_region *r, const struct fl__resolve_req *req, st
 	if (minor) {
 		ret = run_ioctl(r, req->space->uffd, RUN_CONTINUE, req->base + req->first * r->page_size, NULL,
 				count, &tl.exist, NULL);
+		/* Far memory: an eviction punched the page cache after this
+		 * fill saw it cached (a fault read before the eviction, served
+		 * after it). Fill it again from the store, once. */
+		if (ret == -EFAULT && r->far && !refilled) {
+			for (uint64_t p = req->first; p < req->first + count; p++)
+				fl__bit_clear(r->cached, p);
+			refilled = true;
+			tl = (struct tally){ 0 };
+			goto again;
+		}
 		if (ret)
 			return kernel_error(r, req, ret);
 		atomic_fetch_add_explicit(&r->pages_continue, count, memory_order_relaxed);
