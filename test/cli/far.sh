@@ -81,6 +81,10 @@ g = d["goals"]
 for k in ("seq_ratio", "uniform_ratio", "zipf_ratio", "zipfw_ratio", "zipf_hit_rate", "wb_ratio"):
     assert k in g and isinstance(g[k]["met"], bool) and isinstance(g[k]["goal"], str), (k, g.get(k))
 assert abs(g["seq_ratio"]["value"] - wl["seq"]["ratio"]) < 0.001, g["seq_ratio"]
+assert "met_random" not in g["seq_ratio"], g["seq_ratio"]
+for k in ("uniform", "zipf", "zipfw"):
+    gk = g[k + "_ratio"]
+    assert abs(gk["value_random"] - wl[k]["ratio_random"]) < 0.001 and isinstance(gk["met_random"], bool), gk
 assert g["wb_ratio"]["met"] == (g["wb_ratio"]["value"] >= 0.8), g["wb_ratio"]
 PY
 ok bench-far-removes-file '[ -z "$(ls -A "$T/tmp")" ]'
