@@ -44,7 +44,11 @@
 #define BACKOFF_MAX_NS 1000000000ull	/* ...doubling up to 1 s */
 #define LOG_EVERY_NS 1000000000ull	/* write-back errors: one log line a second */
 #define HARD_SLACK_MIN 8		/* pages over the high mark before fills are throttled */
-#define THROTTLE_NS 10000000ull	/* the longest a fill waits for the evictor */
+/* The longest a fill waits for the evictor: anonymous drops need a handler
+ * to read their REMOVE events (handled under the engine's write lock, which
+ * a waiting handler holds off), shmem and hugetlbfs drops do not. */
+#define THROTTLE_ANON_NS 10000000ull
+#define THROTTLE_NS 100000000ull
 
 struct fl__far {
 	struct fl_region *r;
@@ -322,13 +326,13 @@ void fl__far_settle(struct fl_region *r)
 	 * Far over the mark: the evictor is not keeping up (it shares the
 	 * CPUs with the faulting threads, and an eviction costs more than a
 	 * fill). Hold this handler back until a batch is taken off the count,
-	 * for 10 ms at most: back-pressure, never a hang. Not while the
+	 * for 10 ms (anonymous) or 100 ms at most: back-pressure, never a hang. Not while the
 	 * evictor backs off from a failing store (the pages must stay; every
 	 * fill would pay the wait). WILLNEED evicts before it fills, under
 	 * wb_mu: its fills stay under the mark.
 	 */
 	if (res > f->hard && !atomic_load_explicit(&f->backing_off, memory_order_relaxed)) {
-		uint64_t until = fl__now_ns() + THROTTLE_NS;
+		uint64_t until = fl__now_ns() + (f->anon_events ? THROTTLE_ANON_NS : THROTTLE_NS);
 		struct timespec ts = { (time_t)(until / 1000000000ull), (long)(until % 1000000000ull) };
 
 		pthread_mutex_lock(&f->ev_mu);
@@ -369,6 +373,14 @@ void fl__far_wp_fault(struct fl_region *r, struct fl__space *sp, uint64_t base, 
 		 * sleeps until the busy page is let go (unbusy()). */
 		fl__bit_set(f->waiter, page);
 		pthread_mutex_unlock(stripe(f, page));
+		return;
+	}
+	if (!fl__bit_test(r->resolved, page)) {
+		/* A fault read before the page was evicted, or before its fill
+		 * was counted: not ours to mark. The thread faults again and
+		 * finds whatever is there now. */
+		pthread_mutex_unlock(stripe(f, page));
+		fl_uffd_wake(sp->uffd, addr, r->page_size);
 		return;
 	}
 	fresh = !fl__bit_test(f->dirty, page);

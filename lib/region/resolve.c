@@ -643,7 +643,7 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	size_t psz = r->page_size;
 	uint64_t base = ent->start - ent->off;	/* address of region byte 0 here */
 	uint64_t page = (msg->arg.pagefault.address - base) / psz;
-	uint64_t end_page, t1;
+	uint64_t end_page, window, t1;
 	struct fl__resolve_req req;
 	int ret;
 
@@ -677,8 +677,11 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h; h = h->next)
 		if (h->ops->fault)
 			h->ops->fault(h, r, page);
-	/* Stay inside this index entry (REMAP/UNMAP may have split the region). */
-	end_page = FL_MIN(page + prefetch_window(r, page), (ent->end - base) / psz);
+	/* Stay inside this index entry (REMAP/UNMAP may have split the region).
+	 * The window is taken once: FL_MIN() evaluates its arguments twice,
+	 * and each prefetch_window() call moves the window. */
+	window = prefetch_window(r, page);
+	end_page = FL_MIN(page + window, (ent->end - base) / psz);
 	/* Stop the window at the first page already resolved (a hint). */
 	for (uint64_t p = page + 1; p < end_page; p++) {
 		if (fl__bit_test(r->resolved, p) || fl__bit_test(r->poisoned, p) || fl__far_busy(r, p)) {

@@ -217,7 +217,7 @@ static int c_stress(void *arg)
 	st = u_rstats(r);
 	log_far(c->name, &st);
 	/* The evictor runs after the fills that take the set over the mark;
-	 * past high + max(high / 8, 8) fills wait for it (10 ms at most),
+	 * past high + max(high / 8, 8) fills wait for it (10 or 100 ms at most),
 	 * each handler thread may have a fill of a prefetch window in flight,
 	 * and each writer a page past its wait. */
 	{
