@@ -54,8 +54,14 @@ for name, w in wl.items():
     if d["cgroup"] == "v1":
         assert 0 < w["fl_cgroup_peak_bytes"] <= d["cgroup_limit_bytes"], (name, w)
     far = w["fl_region"]["far"]
-    # a 64 MiB file through a 16 MiB limit: pages were evicted
-    assert far["pages_evicted_clean"] + far["pages_evicted_dirty"] > 0, (name, far)
+    # more pages brought in than the limit holds: pages were evicted (with
+    # --seconds a slow machine may not get that far in the random ones)
+    fr = w["fl_region"]
+    if fr["faults_read"] + fr["faults_write"] + fr["pages_prefetch"] > d["limit_bytes"] // 4096 * 5 // 4:
+        assert far["pages_evicted_clean"] + far["pages_evicted_dirty"] > 0, (name, far)
+    if name == "seq":
+        # one pass over 64 MiB through 16 MiB
+        assert far["pages_evicted_clean"] > 0, (name, far)
     assert far["writeback_errors"] == 0, (name, far)
     if name == "seq":
         assert w["mmap_random_mbps"] is None and w["ratio_random"] is None, w
