@@ -1273,14 +1273,17 @@ int bench_far_main(int argc, char **argv)
 			break;
 		case 'w': {
 			char *s = strdup(optarg), *save = NULL;
+			if (!s)
+				return cli_fail("bench far", -ENOMEM);
 			memset(want, 0, sizeof(want));
 			for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 				unsigned i;
 				for (i = 0; i < WL_COUNT && strcmp(t, wl_names[i]); i++)
 					;
 				if (i == WL_COUNT) {
+					int e = cli_usage_error("bench far: unknown workload '%s' (seq, uniform, zipf, zipfw)", t);
 					free(s);
-					return cli_usage_error("bench far: unknown workload '%s' (seq, uniform, zipf, zipfw)", t);
+					return e;
 				}
 				want[i] = true;
 			}
