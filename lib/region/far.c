@@ -485,13 +485,16 @@ static int write_pages(struct fl__far *f, const uint64_t *pages, size_t n, bool 
 		return 0;
 	for (size_t i = 0, j; i < n; i = j) {
 		j = run_end(pages, n, i);
-		/* EAGAIN: the mm is changing (an event is queued): the
-		 * handlers read it; try again a few times. */
-		for (int tries = 0; tries < 100; tries++) {
+		/* EAGAIN: the mm is changing (the application's madvise,
+		 * mremap or fork raised an event the handlers have yet to
+		 * read): give them 100 us at a time, 50 ms in all. */
+		for (int tries = 0; tries < 500; tries++) {
+			struct timespec ts = { 0, 100000 };
+
 			ret = fl_uffd_writeprotect(space_uffd(r), page_addr(r, pages[i]), (j - i) * psz, FL_WP_PROTECT);
 			if (ret != -EAGAIN)
 				break;
-			fl__engine_events_barrier(r->engine, fl__region_space(r)->id);
+			nanosleep(&ts, NULL);
 		}
 		if (ret)
 			break;
@@ -851,6 +854,12 @@ static void *evictor_main(void *arg)
 
 		pthread_mutex_lock(&f->wb_mu);
 		f->retry_ns = 0;
+		/* Unmapped by the application (UNMAP): nothing left to touch. */
+		if (atomic_load(&r->t.dead)) {
+			pthread_mutex_unlock(&f->wb_mu);
+			pthread_mutex_lock(&f->ev_mu);
+			break;
+		}
 		if (atomic_load(&r->resolved_count) > f->high)
 			err = evict_to(f, f->low, &evicted);
 		stuck = err || (!evicted && atomic_load(&r->resolved_count) > f->high);

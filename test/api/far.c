@@ -794,6 +794,203 @@ static int c_advise(void *arg)
 	return T_PASS;
 }
 
+
+/* ---- background write-back, the application's discards, sequential advice ---- */
+
+/* writeback_rate: dirty pages reach the store without a flush, never faster than the rate allows. */
+static int c_background(void *arg)
+{
+	size_t npages = 128, len = npages * U_PAGE;
+	uint64_t rate = 1 << 20, t0, elapsed_ns;
+	uint8_t *img = calloc(1, len), *base;
+	struct fl_region_opts o;
+	struct fl_region_stats st;
+	struct fl_engine *e;
+	struct fl_region *r;
+	struct fl_store *s;
+	char why[256];
+
+	(void)arg;
+	require_far(&anon);
+	T_ASSERT(img);
+	for (size_t p = 0; p < npages; p++)
+		page_write(img + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_memory_new(img, len, FL_STORE_MEM_COPY, &s));
+	e = u_engine(0, 1);
+	/* Write-back without a limit, in the background at 1 MiB/s. */
+	o = u_ropts(&anon, len, s, FL_REGION_WRITEBACK);
+	o.writeback_rate = rate;
+	r = u_region_opts(e, &o);
+	base = fl_region_addr(r);
+	t0 = t_now_ns();
+	write_all(base, npages, 9);
+	/* dirty_pages falls when a write starts, pages_written_back grows when it is done. */
+	T_ASSERT(T_WAIT_FOR((st = u_rstats(r)).dirty_pages == 0 && st.pages_written_back >= npages, 10000),
+		 "background write-back wrote everything");
+	elapsed_ns = t_now_ns() - t0;
+	st = u_rstats(r);
+	log_far("background", &st);
+	T_ASSERT(st.pages_written_back >= npages);
+	T_ASSERT_EQ(st.pages_evicted_clean + st.pages_evicted_dirty, 0);
+	/* The bucket holds one second's worth at most: an upper bound, not a
+	 * timing (a slow machine only writes less). */
+	T_ASSERT(st.bytes_written <= rate + (uint64_t)((double)rate * (double)elapsed_ns / 1e9) + (64 << 10),
+		 "%llu bytes in %llu ms at %llu B/s", (unsigned long long)st.bytes_written,
+		 (unsigned long long)(elapsed_ns / 1000000), (unsigned long long)rate);
+	for (size_t p = 0; p < npages; p++) {
+		uint8_t pg[U_PAGE];
+		struct fl_store_iov iov = { .offset = p * U_PAGE, .buf = pg, .len = U_PAGE };
+		T_OK(fl_store_read(s, &iov, 1));
+		T_ASSERT(page_check(pg, U_PAGE, p, 9, why, sizeof(why)) == 0, "store: %s", why);
+	}
+	fl_region_free(r);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	free(img);
+	return T_PASS;
+}
+
+/* The application discards a page: zeros, also after it was evicted and read back. */
+static int c_app_discard(void *arg)
+{
+	size_t npages = 64, len = npages * U_PAGE;
+	uint8_t *img = calloc(1, len), *base;
+	struct fl_region_opts o;
+	struct fl_engine *e;
+	struct fl_region *r;
+	struct fl_store *s;
+
+	(void)arg;
+	require_far(&anon);
+	t_require_needs(T_EVENT_REMOVE);
+	T_ASSERT(img);
+	for (size_t p = 0; p < npages; p++)
+		page_write(img + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_memory_new(img, len, FL_STORE_MEM_COPY, &s));
+	e = u_engine(0, 1);
+	o = far_opts(&anon, len, s, 16 * U_PAGE);
+	o.flags |= FL_REGION_NO_PREFETCH;
+	r = u_region_opts(e, &o);
+	base = fl_region_addr(r);
+	check_all(base, 4, 0);
+	T_OK(madvise(base, 2 * U_PAGE, MADV_DONTNEED));
+	T_ASSERT(T_WAIT_FOR(u_estats(e).events_remove >= 1, 3000));
+	T_ASSERT(u_all_zero(base, 2 * U_PAGE), "discarded pages read as zeros");
+	/* Evicted and read back: still zeros, not the store's old bytes. */
+	T_OK(fl_region_advise(r, 0, 4 * U_PAGE, FL_ADVISE_DONTNEED));
+	T_ASSERT(u_all_zero(base, 2 * U_PAGE), "zeros after the eviction too");
+	{
+		char why[256];
+		for (size_t p = 2; p < 4; p++)
+			T_ASSERT(page_check(base + p * U_PAGE, U_PAGE, p, 0, why, sizeof(why)) == 0, "%s", why);
+	}
+	/* Our own evictions raised REMOVE events too: none made a page zero. */
+	for (size_t p = 4; p < npages; p++)
+		(void)*(volatile uint8_t *)(base + p * U_PAGE);
+	T_ASSERT(T_WAIT_FOR(u_rstats(r).resident_pages <= 16, 5000));
+	{
+		char why[256];
+		for (size_t p = 2; p < npages; p++)
+			T_ASSERT(page_check(base + p * U_PAGE, U_PAGE, p, 0, why, sizeof(why)) == 0, "%s", why);
+	}
+	T_ASSERT(u_all_zero(base, 2 * U_PAGE));
+	fl_region_free(r);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	free(img);
+	return T_PASS;
+}
+
+/* SEQUENTIAL: a reader going through the range leaves cold pages behind it, evicted first. */
+static int c_sequential(void *arg)
+{
+	size_t npages = 512, len = npages * U_PAGE;
+	uint8_t *img = u_image(len, 0, 3), *base;
+	struct fl_store *s = u_mem_store(img, len);
+	struct fl_region_opts o;
+	struct fl_region_stats st;
+	struct fl_engine *e;
+	struct fl_region *r;
+
+	(void)arg;
+	require_far(&anon);
+	e = u_engine(0, 1);
+	o = u_ropts(&anon, len, s, 0);
+	o.resident_max = 128 * U_PAGE;
+	o.prefetch_max = 16;
+	r = u_region_opts(e, &o);
+	base = fl_region_addr(r);
+	/* A hot set first, touched in random order (windows stay small). */
+	for (size_t i = 0; i < 32; i++)
+		(void)*(volatile uint8_t *)(base + ((i * 37) % 32 + 480) * U_PAGE);
+	T_OK(fl_region_advise(r, 0, 448 * U_PAGE, FL_ADVISE_SEQUENTIAL));
+	T_ASSERT_EQ(u_probe_cmp(base, img, 448 * U_PAGE), 0);
+	T_ASSERT(T_WAIT_FOR(u_rstats(r).resident_pages <= 128, 5000));
+	st = u_rstats(r);
+	log_far("sequential", &st);
+	/* The pages behind the reader went, the hot set stayed. */
+	T_ASSERT(resident_in(base + 480 * U_PAGE, 32) == 32, "hot pages resident: %zu of 32",
+		 resident_in(base + 480 * U_PAGE, 32));
+	T_ASSERT(st.pages_prefetch > 0);
+	fl_region_free(r);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	munmap(img, len);
+	return T_PASS;
+}
+
+
+/* A child forked with a far region gets a plain copy: it writes without hanging; the parent's pages stay its own. */
+static int c_fork(void *arg)
+{
+	size_t npages = 64, len = npages * U_PAGE;
+	uint8_t *img = calloc(1, len), *base;
+	struct fl_region_opts o;
+	struct fl_engine *e;
+	struct fl_region *r;
+	struct fl_store *s;
+	int status;
+	pid_t pid;
+
+	(void)arg;
+	require_far(&anon);
+	T_ASSERT(img);
+	for (size_t p = 0; p < npages; p++)
+		page_write(img + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_memory_new(img, len, FL_STORE_MEM_COPY, &s));
+	e = u_engine(0, 1);
+	o = far_opts(&anon, len, s, 16 * U_PAGE);
+	r = u_region_opts(e, &o);
+	base = fl_region_addr(r);
+	write_all(base, 16, 1);		/* resident, dirty, then write-protected by a flush */
+	T_OK(fl_region_flush(r));
+	fflush(NULL);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (pid == 0) {
+		char why[256];
+		/* Protected pages (the first 16) and pages never filled here. */
+		write_all(base, npages, 5);
+		for (size_t p = 0; p < npages; p++)
+			if (page_check(base + p * U_PAGE, U_PAGE, p, 5, why, sizeof(why)))
+				_exit(2);
+		_exit(0);
+	}
+	T_OK(t_wait_pid(pid, 20000, &status));
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status 0x%x", status);
+	check_all(base, 16, 1);
+	{
+		char why[256];
+		for (size_t p = 16; p < npages; p++)
+			T_ASSERT(page_check(base + p * U_PAGE, U_PAGE, p, 0, why, sizeof(why)) == 0, "%s", why);
+	}
+	fl_region_free(r);
+	fl_engine_free(e);
+	fl_store_unref(s);
+	free(img);
+	return T_PASS;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -816,6 +1013,10 @@ int main(int argc, char **argv)
 	cases[n++] = (struct t_case){ "minor-masked-eopnotsupp", c_minor_masked, NULL, 0, U_NEEDS_SHMEM_MINOR };
 	cases[n++] = (struct t_case){ "2q-beats-fifo", c_2q_vs_fifo, NULL, 60 };
 	cases[n++] = (struct t_case){ "advise", c_advise, NULL, 30 };
+	cases[n++] = (struct t_case){ "background-writeback", c_background, NULL, 30 };
+	cases[n++] = (struct t_case){ "app-discard-stays-zero", c_app_discard, NULL, 30 };
+	cases[n++] = (struct t_case){ "sequential", c_sequential, NULL, 30 };
+	cases[n++] = (struct t_case){ "fork-child-plain-copy", c_fork, NULL, 30, T_EVENT_FORK };
 	{
 		int r = t_main(argc, argv, cases, n);
 		for (size_t i = 0; i < U_NCFGS; i++)
