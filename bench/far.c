@@ -79,6 +79,7 @@ static const char far_usage[] =
 	"                      the others 10 s); seq stops after one pass anyway\n"
 	"  --ops N             run each workload N accesses instead (seq wraps)\n"
 	"  --workloads LIST    comma-separated subset of seq,uniform,zipf,zipfw\n"
+	"                      (empty: only the write-back and Redis parts)\n"
 	"  --threads N         accessing threads (default 1; 1..16)\n"
 	"  --reps N            repetitions (default 3; 1..16), medians reported\n"
 	"  --file PATH         the file (default a temporary file in $TMPDIR or\n"
