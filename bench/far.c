@@ -21,6 +21,7 @@
  * checked in the file after the run: write-back lost nothing).
  */
 #include "bench.h"
+#include "far-env.h"
 #include "far-stats.h"
 #include "fl-config.h"
 #include "redis-local.h"
@@ -28,7 +29,6 @@
 
 #include <faultline/faultline.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -48,7 +48,6 @@
 #define PAGE 4096u
 #define MAX_THREADS 16
 #define MAX_REPS 16
-#define CG_ROOT "/sys/fs/cgroup/memory"
 #define ZIPF_THETA 0.99
 #define WRITE_PERCENT 30
 
@@ -335,100 +334,6 @@ static int verify_written(const struct cfg *c, const uint64_t *written, uint64_t
 	return 0;
 }
 
-/* ---- an O_DIRECT file store -------------------------------------------- */
-
-/*
- * The library's file store reads with pread(2) through the page cache, which
- * would grow a second cache beside the region (charged to the same cgroup).
- * This store opens the file O_DIRECT; a request whose buffer, offset or
- * length is not 4 KiB-aligned goes through an aligned bounce buffer (counted:
- * the output says how many).
- */
-struct direct_store {
-	int fd;
-	_Atomic uint64_t bounced;
-};
-
-static int direct_io(struct direct_store *d, void *buf, size_t len, uint64_t off, bool write)
-{
-	void *bounce;
-	int r;
-
-	if (((uintptr_t)buf | len | off) % PAGE == 0)
-		return write ? fl__pwrite_full(d->fd, buf, len, off) : fl__pread_full(d->fd, buf, len, off);
-	/* Unaligned: whole pages around the request, through a bounce buffer. */
-	{
-		uint64_t a = off / PAGE * PAGE, e = (off + len + PAGE - 1) / PAGE * PAGE;
-		if (posix_memalign(&bounce, PAGE, e - a))
-			return -ENOMEM;
-		atomic_fetch_add(&d->bounced, 1);
-		/* A write of whole pages from an unaligned buffer reads nothing. */
-		r = write && a == off && e == off + len ? 0 : fl__pread_full(d->fd, bounce, e - a, a);
-		if (!r && write) {
-			memcpy((uint8_t *)bounce + (off - a), buf, len);
-			r = fl__pwrite_full(d->fd, bounce, e - a, a);
-		} else if (!r) {
-			memcpy(buf, (uint8_t *)bounce + (off - a), len);
-		}
-		free(bounce);
-	}
-	return r;
-}
-
-static int direct_read(void *ctx, struct fl_store_iov *iov, unsigned n)
-{
-	int err = 0;
-	for (unsigned i = 0; i < n; i++) {
-		iov[i].result = direct_io(ctx, iov[i].buf, iov[i].len, iov[i].offset, false);
-		if (iov[i].result && !err)
-			err = iov[i].result;
-	}
-	return err;
-}
-
-/*
- * The store API with per-request write results (far-stores: it came with
- * FL_STORE_CTL_WRITABLE) passes the iovs writable and wants each result;
- * the one before passes them const and wants the first error.
- */
-#ifdef FL_STORE_CTL_WRITABLE
-static int direct_write(void *ctx, struct fl_store_iov *iov, unsigned n)
-{
-	int err = 0;
-	for (unsigned i = 0; i < n; i++) {
-		iov[i].result = direct_io(ctx, iov[i].buf, iov[i].len, iov[i].offset, true);
-		if (iov[i].result && !err)
-			err = iov[i].result;
-	}
-	return err;
-}
-#else
-static int direct_write(void *ctx, const struct fl_store_iov *iov, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++) {
-		int r = direct_io(ctx, iov[i].buf, iov[i].len, iov[i].offset, true);
-		if (r)
-			return r;
-	}
-	return 0;
-}
-#endif
-
-static int direct_flush(void *ctx)
-{
-	struct direct_store *d = ctx;
-	return fl__fdatasync(d->fd);
-}
-
-static const struct fl_store_ops direct_ops = {
-	.sz = sizeof(struct fl_store_ops),
-	.version = FL_STORE_OPS_VERSION,
-	.name = "file-direct",
-	.read = direct_read,
-	.write = direct_write,
-	.flush = direct_flush,
-};
-
 /* ---- the two sides, each in a child -------------------------------------- */
 
 static void fail(struct run_result *res, int err, const char *what)
@@ -486,7 +391,7 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 {
 	const struct cfg *c = sh->c;
 	bool wr = sh->wl == WL_ZIPFW;
-	struct direct_store *ds = NULL;
+	struct far_direct_store *ds = NULL;
 	struct fl_engine_opts eo = { .sz = sizeof(eo) };
 	struct fl_region_opts ro = {
 		.sz = sizeof(ro),
@@ -519,7 +424,7 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 			free(ds);
 			return;
 		}
-		r = fl_store_new(&direct_ops, ds, c->size, &st);
+		r = fl_store_new(&far_direct_ops, ds, c->size, &st);
 		if (r) {
 			fail(res, r, "fl_store_new");
 			goto out;
@@ -562,72 +467,12 @@ out:
 	}
 }
 
-/* ---- cgroups and caches ------------------------------------------------- */
-
-static int write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-static uint64_t read_u64_file(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	unsigned long long v = 0;
-	if (f) {
-		if (fscanf(f, "%llu", &v) != 1)
-			v = 0;
-		fclose(f);
-	}
-	return v;
-}
-
-static bool cgroup_usable(void)
-{
-	return access(CG_ROOT "/memory.limit_in_bytes", F_OK) == 0 && access(CG_ROOT, W_OK) == 0;
-}
+/* ---- running a side in a child ------------------------------------------- */
 
 /* The file's pages out of the page cache (and every clean page if root). */
 static void drop_caches(const struct cfg *c)
 {
-	int fd = open(c->path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		fdatasync(fd);
-		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-		close(fd);
-	}
-	if (c->root)
-		write_file("/proc/sys/vm/drop_caches", "1");
-}
-
-/*
- * Cgroups of benchmarks that were interrupted: the handler kills the child
- * and removes its cgroup at once, and the removal fails while the killed
- * child is still leaving. Removed here, by the next run, when the process
- * named in the cgroup's name is gone.
- */
-static void cgroups_remove_stale(void)
-{
-	DIR *d = opendir(CG_ROOT);
-	struct dirent *de;
-
-	while (d && (de = readdir(d))) {
-		char path[300];
-		unsigned n;
-		int pid;
-		if (sscanf(de->d_name, "faultline-bench-%d-%u", &pid, &n) != 2 || pid <= 0 ||
-		    kill(pid, 0) == 0 || errno != ESRCH)
-			continue;
-		snprintf(path, sizeof(path), CG_ROOT "/%s", de->d_name);
-		rmdir(path);
-	}
-	if (d)
-		closedir(d);
+	far_drop_cache(c->path, c->root);
 }
 
 static unsigned cg_serial;
@@ -641,7 +486,7 @@ static int run_child(struct cfg *c, enum workload wl, enum side side, uint64_t s
 		     struct run_result *res)
 {
 	struct run_shared sh = { .c = c, .wl = wl, .seed = seed, .tag = tag };
-	char cg[128] = "", path[192], val[32];
+	char cg[128] = "";
 	int pfd[2], status, cg_slot = -1, pid_slot;
 	uint64_t words = (c->npages + 63) / 64;
 	pid_t pid, parent = getpid();
@@ -656,49 +501,32 @@ static int run_child(struct cfg *c, enum workload wl, enum side side, uint64_t s
 		sh.deadline_ns = (uint64_t)((c->seconds > 0 ? c->seconds : 10.0) * 1e9);
 	drop_caches(c);
 	if (c->cgroup) {
-		snprintf(cg, sizeof(cg), CG_ROOT "/faultline-bench-%d-%u", (int)parent, cg_serial++);
-		cleanup_block();
-		if (mkdir(cg, 0755) && errno != EEXIST) {
-			cleanup_unblock();
-			return -errno;
-		}
-		/* Interrupted: the child is killed, then the cgroup removed. */
-		cg_slot = cleanup_add_dir(cg);
-		cleanup_unblock();
-		snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", cg);
-		snprintf(val, sizeof(val), "%llu", (unsigned long long)(c->limit + c->overhead));
-		if (write_file(path, val)) {
-			rmdir(cg);
-			cleanup_drop(cg_slot);
-			return -EIO;
-		}
+		int r = far_memcg_create(cg, sizeof(cg), parent, cg_serial++, c->limit + c->overhead, &cg_slot);
+		if (r)
+			return r;
 	}
 	if (pipe2(pfd, O_CLOEXEC)) {
+		int e = -errno;
 		if (cg[0])
-			rmdir(cg);
-		cleanup_drop(cg_slot);
-		return -errno;
+			far_memcg_remove(cg, cg_slot, NULL, NULL);
+		return e;
 	}
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
+		int e = -errno;
 		close(pfd[0]);
 		close(pfd[1]);
 		if (cg[0])
-			rmdir(cg);
-		cleanup_drop(cg_slot);
-		return -errno;
+			far_memcg_remove(cg, cg_slot, NULL, NULL);
+		return e;
 	}
 	if (pid == 0) {
 		struct run_result rr = { 0 };
 		cleanup_child(parent);
 		close(pfd[0]);
-		if (cg[0]) {
-			snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
-			snprintf(val, sizeof(val), "%d", (int)getpid());
-			if (write_file(path, val))
-				fail(&rr, -EIO, "joining the cgroup");
-		}
+		if (cg[0] && far_memcg_join(cg))
+			fail(&rr, -EIO, "joining the cgroup");
 		sh.written = calloc(words, sizeof(uint64_t));
 		if (!sh.written)
 			fail(&rr, -ENOMEM, "calloc");
@@ -723,25 +551,20 @@ static int run_child(struct cfg *c, enum workload wl, enum side side, uint64_t s
 	close(pfd[0]);
 	waitpid(pid, &status, 0);
 	cleanup_drop(pid_slot);
-	if (n != (ssize_t)sizeof(*res)) {
+	if (n != (ssize_t)sizeof(*res))
 		memset(res, 0, sizeof(*res));
+	if (cg[0])
+		far_memcg_remove(cg, cg_slot, &res->cg_peak, &res->cg_failcnt);
+	if (n != (ssize_t)sizeof(*res)) {
 		res->err = -ECHILD;
-		if (WIFSIGNALED(status))
-			snprintf(res->what, sizeof(res->what), "killed by signal %d%s", WTERMSIG(status),
-				 WTERMSIG(status) == SIGKILL && cg[0] ? " (the cgroup's OOM killer?)" : "");
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && res->cg_failcnt)
+			snprintf(res->what, sizeof(res->what),
+				 "was killed (SIGKILL) after its cgroup hit its limit %llu times: the OOM killer",
+				 (unsigned long long)res->cg_failcnt);
+		else if (WIFSIGNALED(status))
+			snprintf(res->what, sizeof(res->what), "was killed by signal %d", WTERMSIG(status));
 		else
 			snprintf(res->what, sizeof(res->what), "exited without a result");
-	}
-	if (cg[0]) {
-		snprintf(path, sizeof(path), "%s/memory.max_usage_in_bytes", cg);
-		res->cg_peak = read_u64_file(path);
-		snprintf(path, sizeof(path), "%s/memory.failcnt", cg);
-		res->cg_failcnt = read_u64_file(path);
-		/* v1 removes a cgroup with only page cache charged (moved to
-		 * the parent); a task that just exited may take a moment. */
-		for (int i = 0; i < 100 && rmdir(cg) && errno == EBUSY; i++)
-			usleep(10000);
-		cleanup_drop(cg_slot);
 	}
 	return 0;
 }
@@ -1363,9 +1186,9 @@ int bench_far_main(int argc, char **argv)
 	if (!redis_size)
 		redis_size = FL_MIN(c.size, 256ull << 20) / (2u << 20) * (2u << 20);
 	c.root = geteuid() == 0;
-	c.cgroup = cgroup_usable();
+	c.cgroup = far_memcg_usable();
 	if (c.cgroup)
-		cgroups_remove_stale();
+		far_memcg_remove_stale();
 	if (uname(&un) == 0)
 		snprintf(kernel, sizeof(kernel), "%s", un.release);
 	tagstate = c.seed ^ 0xFA12ull ^ (uint64_t)getpid() << 20;
