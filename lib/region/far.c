@@ -24,10 +24,12 @@
  *
  * The handler threads never wait for a store here: the fault path only
  * sets bits, queues the page and kicks the evictor (overshooting the high
- * mark is allowed; the evictor catches up).
+ * mark is allowed; the evictor catches up). Far past the mark a fill waits
+ * for the evictor's next batch, bounded (fl__far_settle()).
  *
- * Lock order: wb_mu > (engine lock | space read_mu) > stripe > pol_mu.
- * stripe and pol_mu are leaves held for a few instructions or one ioctl.
+ * Lock order: wb_mu > (engine lock | space read_mu) > stripe > pol_mu, and
+ * ev_mu. stripe, pol_mu and ev_mu are leaves held for a few instructions
+ * or one ioctl (ev_mu is let go by the condition waits).
  */
 #include "region-internal.h"
 #include "store-internal.h"
@@ -81,6 +83,7 @@ struct fl__far {
 	pthread_t thread;
 	uint64_t backoff_ns, retry_ns;	/* under wb_mu */
 	_Atomic bool backing_off;
+	_Atomic bool dropping;		/* anonymous drops in flight: they need the handlers */
 	uint64_t log_ns, log_suppressed;
 	/* statistics */
 	_Atomic uint64_t resident_peak, evicted_clean, evicted_dirty, written_back, bytes_written, wb_errors,
@@ -224,7 +227,28 @@ void fl__far_stop(struct fl_region *r)
 	pthread_cond_signal(&f->ev_cv);
 	pthread_cond_broadcast(&f->progress_cv);
 	pthread_mutex_unlock(&f->ev_mu);
-	pthread_join(f->thread, NULL);
+	if (f->anon_events && (r->engine->opts.flags & FL_ENGINE_EMBEDDED)) {
+		/* The evictor may be in an MADV_DONTNEED waiting for its
+		 * REMOVE event to be read, which on an embedded engine only
+		 * fl_engine_process() does: the caller (the application's
+		 * thread) may have stopped calling it. Read events until the
+		 * evictor is out. */
+		struct timespec ts;
+
+		for (;;) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 5000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (!pthread_timedjoin_np(f->thread, NULL, &ts))
+				break;
+			fl_engine_process(r->engine, 0);
+		}
+	} else {
+		pthread_join(f->thread, NULL);
+	}
 	f->running = false;
 }
 
@@ -328,16 +352,21 @@ void fl__far_settle(struct fl_region *r)
 	 * fill). Hold this handler back until a batch is taken off the count,
 	 * for 10 ms (anonymous) or 100 ms at most: back-pressure, never a hang. Not while the
 	 * evictor backs off from a failing store (the pages must stay; every
-	 * fill would pay the wait). WILLNEED evicts before it fills, under
-	 * wb_mu: its fills stay under the mark.
+	 * fill would pay the wait), nor while it drops anonymous pages: each
+	 * MADV_DONTNEED waits for a handler (this one, maybe, or the
+	 * application's fl_engine_process()) to read its REMOVE event.
+	 * WILLNEED evicts before it fills, under wb_mu: its fills stay under
+	 * the mark.
 	 */
-	if (res > f->hard && !atomic_load_explicit(&f->backing_off, memory_order_relaxed)) {
+	if (res > f->hard && !atomic_load_explicit(&f->backing_off, memory_order_relaxed) &&
+	    !atomic_load_explicit(&f->dropping, memory_order_relaxed)) {
 		uint64_t until = fl__now_ns() + (f->anon_events ? THROTTLE_ANON_NS : THROTTLE_NS);
 		struct timespec ts = { (time_t)(until / 1000000000ull), (long)(until % 1000000000ull) };
 
 		pthread_mutex_lock(&f->ev_mu);
 		while (atomic_load(&r->resolved_count) > f->hard && !f->stop && fl__now_ns() < until &&
-		       !atomic_load_explicit(&f->backing_off, memory_order_relaxed))
+		       !atomic_load_explicit(&f->backing_off, memory_order_relaxed) &&
+		       !atomic_load_explicit(&f->dropping, memory_order_relaxed))
 			if (pthread_cond_timedwait(&f->progress_cv, &f->ev_mu, &ts))
 				break;
 		pthread_mutex_unlock(&f->ev_mu);
@@ -702,6 +731,8 @@ static int64_t evict_pages(struct fl__far *f, uint64_t *pages, size_t n, int *re
 	pthread_mutex_unlock(&f->pol_mu);
 	/* Off the count: throttled fills may go (before the drops, which on
 	 * anonymous memory need a handler to read their REMOVE events). */
+	if (f->anon_events)
+		atomic_store(&f->dropping, true);
 	pthread_mutex_lock(&f->ev_mu);
 	pthread_cond_broadcast(&f->progress_cv);
 	pthread_mutex_unlock(&f->ev_mu);
@@ -736,8 +767,10 @@ static int64_t evict_pages(struct fl__far *f, uint64_t *pages, size_t n, int *re
 	}
 	/* MADV_DONTNEED returned once a handler read our REMOVE event; wait
 	 * until it is handled, so fl__far_discard() still sees `evicting`. */
-	if (f->anon_events)
+	if (f->anon_events) {
 		fl__engine_events_barrier(r->engine, fl__region_space(r)->id);
+		atomic_store(&f->dropping, false);
+	}
 	for (size_t i = 0; i < nv; i++)
 		unbusy(f, pages[i], false);
 	atomic_fetch_add_explicit(&f->evicted_dirty, dirty_evicted, memory_order_relaxed);

@@ -991,6 +991,63 @@ static int c_fork(void *arg)
 	return T_PASS;
 }
 
+
+/* An embedded engine: the evictor waits for fl_engine_process() to read its REMOVE events; DONTNEED refuses to deadlock. */
+struct pump {
+	struct fl_engine *e;
+	_Atomic bool stop;
+};
+
+static void *pump_main(void *arg)
+{
+	struct pump *pm = arg;
+
+	while (!atomic_load(&pm->stop))
+		fl_engine_process(pm->e, 10);
+	return NULL;
+}
+
+static int c_embedded(void *arg)
+{
+	size_t npages = 256, len = npages * U_PAGE;
+	uint8_t *img = calloc(1, len), *base;
+	struct pump pm = { 0 };
+	struct fl_region_opts o;
+	struct fl_region_stats st;
+	struct fl_region *r;
+	struct fl_store *s;
+	pthread_t th;
+
+	(void)arg;
+	require_far(&anon);
+	T_ASSERT(img);
+	for (size_t p = 0; p < npages; p++)
+		page_write(img + p * U_PAGE, U_PAGE, p, 0);
+	T_OK(fl_store_memory_new(img, len, FL_STORE_MEM_COPY, &s));
+	pm.e = u_engine(FL_ENGINE_EMBEDDED, 0);
+	o = far_opts(&anon, len, s, 32 * U_PAGE);
+	r = u_region_opts(pm.e, &o);
+	base = fl_region_addr(r);
+	T_ASSERT(pthread_create(&th, NULL, pump_main, &pm) == 0);
+	write_all(base, npages, 4);
+	check_all(base, npages, 4);
+	T_ASSERT(T_WAIT_FOR(u_rstats(r).resident_pages <= 32, 5000));
+	st = u_rstats(r);
+	log_far("embedded", &st);
+	T_ASSERT(st.pages_evicted_dirty > 0);
+	if (u_estats(pm.e).events_remove || fl_engine_features(pm.e) & UFFD_FEATURE_EVENT_REMOVE)
+		T_ASSERT_EQ(fl_region_advise(r, 0, len, FL_ADVISE_DONTNEED), -EDEADLK);
+	T_OK(fl_region_flush(r));
+	check_all(base, npages, 4);
+	atomic_store(&pm.stop, true);
+	pthread_join(th, NULL);
+	fl_region_free(r);
+	fl_engine_free(pm.e);
+	fl_store_unref(s);
+	free(img);
+	return T_PASS;
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1017,6 +1074,7 @@ int main(int argc, char **argv)
 	cases[n++] = (struct t_case){ "app-discard-stays-zero", c_app_discard, NULL, 30 };
 	cases[n++] = (struct t_case){ "sequential", c_sequential, NULL, 30 };
 	cases[n++] = (struct t_case){ "fork-child-plain-copy", c_fork, NULL, 30, T_EVENT_FORK };
+	cases[n++] = (struct t_case){ "embedded-engine", c_embedded, NULL, 30 };
 	{
 		int r = t_main(argc, argv, cases, n);
 		for (size_t i = 0; i < U_NCFGS; i++)
