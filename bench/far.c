@@ -410,10 +410,16 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 
 	res->st.sz = sizeof(res->st);
 	if (c->redis_url) {
-		struct fl_redis_opts rdo = { .sz = sizeof(rdo), .url = c->redis_url };
+		struct fl_redis_opts rdo = { .sz = sizeof(rdo), .url = c->redis_url, .cluster = true };
+#ifdef REDIS_FAR_STORE
+		r = fl_store_redis_far_new(&rdo, c->size, 0, &st);
+		if (r)
+			return fail(res, r, "fl_store_redis_far_new");
+#else
 		r = fl_store_redis_new(&rdo, &st);
 		if (r)
 			return fail(res, r, "fl_store_redis_new");
+#endif
 	} else {
 		ds = calloc(1, sizeof(*ds));
 		if (!ds)
@@ -856,6 +862,54 @@ struct redis_result {
 	double redis_mbps[MAX_REPS], fl_mbps[MAX_REPS], ratio[MAX_REPS];
 };
 
+/*
+ * The far tier in Redis: with far-stores' writable Redis store
+ * (fl_store_redis_far_new(), whose flag FL_REDIS_FAR_ZERO_MISSING comes with
+ * it) the file's pages are written into it; before it, they are pushed as an
+ * image and read through fl_store_redis_new() (zipf only reads).
+ */
+#ifdef FL_REDIS_FAR_ZERO_MISSING
+#define REDIS_FAR_STORE 1
+#define REDIS_STORE_NAME "redis far store (fl_store_redis_far_new), the file's pages written into it"
+
+/* The file's first `len` bytes into a far store under url, made durable. */
+static int redis_far_load(const struct cfg *c, uint64_t len, const char *url)
+{
+	struct fl_redis_opts ro = { .sz = sizeof(ro), .url = url, .cluster = true };
+	struct fl_store_iov *iov = calloc(512, sizeof(*iov));
+	uint8_t *buf = malloc(2u << 20);
+	struct fl_store *st = NULL;
+	int fd = open(c->path, O_RDONLY | O_CLOEXEC), r;
+
+	if (!iov || !buf || fd < 0) {
+		r = fd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	r = fl_store_redis_far_new(&ro, len, FL_REDIS_FAR_ZERO_MISSING, &st);
+	for (uint64_t off = 0; !r && off < len; off += 2u << 20) {
+		unsigned n = (unsigned)(FL_MIN(2u << 20, len - off) / PAGE);
+		r = fl__pread_full(fd, buf, (size_t)n * PAGE, off);
+		for (unsigned i = 0; !r && i < n; i++)
+			iov[i] = (struct fl_store_iov){ .offset = off + (uint64_t)i * PAGE, .buf = buf + (size_t)i * PAGE,
+							.len = PAGE };
+		if (!r)
+			r = fl_store_write(st, iov, n);
+	}
+	if (!r)
+		r = fl_store_flush(st);
+out:
+	fl_store_unref(st);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(iov);
+	return r;
+}
+#else
+#define REDIS_STORE_NAME "redis (fl_store_redis_new) over the file's pages pushed with fl_redis_push; zipf makes no writes"
+#endif
+
+#ifndef REDIS_FAR_STORE
 /* An image of the file's first `len` bytes, for fl_redis_push(). */
 static int redis_image(const struct cfg *c, uint64_t len, const char *img_path)
 {
@@ -889,6 +943,7 @@ static int redis_image(const struct cfg *c, uint64_t len, const char *img_path)
 	close(fd);
 	return r < 0 ? r : 0;
 }
+#endif
 
 /*
  * (d) Redis Cluster as the far tier: the file's first `len` bytes pushed to
@@ -928,9 +983,11 @@ static int redis_part(const struct cfg *c0, uint64_t len, uint64_t *tagstate, bo
 	cleanup_block();
 	slot = cleanup_add_file(img_path);
 	cleanup_unblock();
+#ifndef REDIS_FAR_STORE
 	r = redis_image(&c, len, img_path);
 	if (!r)
 		r = fl_image_open(img_path, 0, &img);
+#endif
 	if (r) {
 		cli_fail("bench far: redis: image", r);
 		goto out_img;
@@ -944,12 +1001,18 @@ static int redis_part(const struct cfg *c0, uint64_t len, uint64_t *tagstate, bo
 		goto out_img;
 	}
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/far", nodes[0].port);
+#ifdef REDIS_FAR_STORE
+	r = redis_far_load(&c, len, url);
+	if (r)
+		cli_fail("bench far: redis: writing the pages into the far store", r);
+#else
 	{
 		struct fl_redis_opts ro = { .sz = sizeof(ro), .url = url, .cluster = true };
 		r = fl_redis_push(img, &ro, NULL, NULL);
 		if (r)
 			cli_fail("bench far: redis: fl_redis_push", r);
 	}
+#endif
 	rd->size = len;
 	rd->limit = c.limit;
 	for (unsigned rep = 0; !r && rep < c.reps; rep++) {
@@ -1323,9 +1386,7 @@ int bench_far_main(int argc, char **argv)
 			json_u64(&j, "size_bytes", rd.size);
 			json_u64(&j, "limit_bytes", rd.limit);
 			json_str(&j, "workload", "zipf");
-			/* zipf makes no writes: the Redis store over a pushed
-			 * image (read-only) serves it as a writable one would. */
-			json_str(&j, "store", "redis cluster, fl_store_redis_new over the file's pages pushed with fl_redis_push");
+			json_str(&j, "store", REDIS_STORE_NAME);
 			json_stat(&j, "redis_mbps", stat_of(rd.redis_mbps, rd.n), 1);
 			json_stat(&j, "fl_mbps", stat_of(rd.fl_mbps, rd.n), 1);
 			json_stat(&j, "redis_ratio", stat_of(rd.ratio, rd.n), 3);
