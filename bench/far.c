@@ -46,6 +46,13 @@
 #include <unistd.h>
 
 #define PAGE 4096u
+/* far-stores' writable Redis store came with FL_REDIS_FAR_ZERO_MISSING. */
+#ifdef FL_REDIS_FAR_ZERO_MISSING
+#define REDIS_FAR_STORE 1
+#define REDIS_STORE_NAME "redis far store (fl_store_redis_far_new), the file's pages written into it"
+#else
+#define REDIS_STORE_NAME "redis (fl_store_redis_new) over the file's pages pushed with fl_redis_push; zipf makes no writes"
+#endif
 #define MAX_THREADS 16
 #define MAX_REPS 16
 #define ZIPF_THETA 0.99
@@ -868,9 +875,7 @@ struct redis_result {
  * it) the file's pages are written into it; before it, they are pushed as an
  * image and read through fl_store_redis_new() (zipf only reads).
  */
-#ifdef FL_REDIS_FAR_ZERO_MISSING
-#define REDIS_FAR_STORE 1
-#define REDIS_STORE_NAME "redis far store (fl_store_redis_far_new), the file's pages written into it"
+#ifdef REDIS_FAR_STORE
 
 /* The file's first `len` bytes into a far store under url, made durable. */
 static int redis_far_load(const struct cfg *c, uint64_t len, const char *url)
@@ -905,8 +910,6 @@ out:
 	free(iov);
 	return r;
 }
-#else
-#define REDIS_STORE_NAME "redis (fl_store_redis_new) over the file's pages pushed with fl_redis_push; zipf makes no writes"
 #endif
 
 #ifndef REDIS_FAR_STORE
