@@ -365,8 +365,10 @@ static void side_mmap(struct run_shared *sh, struct run_result *res, bool random
 	void *p;
 	int fd = open(c->path, (wr ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 
-	if (fd < 0)
-		return fail(res, -errno, "open");
+	if (fd < 0) {
+		fail(res, -errno, "open");
+		return;
+	}
 	p = mmap(NULL, c->size, wr ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
 		fail(res, -errno, "mmap");
@@ -420,17 +422,23 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 		struct fl_redis_opts rdo = { .sz = sizeof(rdo), .url = c->redis_url, .cluster = true };
 #ifdef REDIS_FAR_STORE
 		r = fl_store_redis_far_new(&rdo, c->size, 0, &st);
-		if (r)
-			return fail(res, r, "fl_store_redis_far_new");
+		if (r) {
+			fail(res, r, "fl_store_redis_far_new");
+			return;
+		}
 #else
 		r = fl_store_redis_new(&rdo, &st);
-		if (r)
-			return fail(res, r, "fl_store_redis_new");
+		if (r) {
+			fail(res, r, "fl_store_redis_new");
+			return;
+		}
 #endif
 	} else {
 		ds = calloc(1, sizeof(*ds));
-		if (!ds)
-			return fail(res, -ENOMEM, "calloc");
+		if (!ds) {
+			fail(res, -ENOMEM, "calloc");
+			return;
+		}
 		ds->fd = open(c->path, (wr ? O_RDWR : O_RDONLY) | O_DIRECT | O_CLOEXEC);
 		if (ds->fd < 0) {
 			fail(res, -errno, "open O_DIRECT");
