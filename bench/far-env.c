@@ -165,6 +165,14 @@ int far_memcg_join(const char *cg)
 	return write_file(path, val);
 }
 
+uint64_t far_memcg_usage(const char *cg)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/memory.usage_in_bytes", cg);
+	return read_u64_file(path);
+}
+
 void far_memcg_remove(const char *cg, int slot, uint64_t *ret_peak, uint64_t *ret_failcnt)
 {
 	char path[300];

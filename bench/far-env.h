@@ -41,6 +41,8 @@ bool far_memcg_usable(void);
 int far_memcg_create(char *cg, size_t len, pid_t owner, unsigned serial, uint64_t limit, int *ret_slot);
 /* Move the calling process into cg. 0 or -errno. */
 int far_memcg_join(const char *cg);
+/* Its memory.usage_in_bytes now (0 when unreadable). */
+uint64_t far_memcg_usage(const char *cg);
 /* Read its peak usage and failure count (either may be NULL), then remove
  * it (retrying while a task that just exited leaves) and drop the slot. */
 void far_memcg_remove(const char *cg, int slot, uint64_t *ret_peak, uint64_t *ret_failcnt);

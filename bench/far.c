@@ -63,6 +63,7 @@ static const char far_usage[] =
 	"                           [--workloads seq,uniform,zipf,zipfw] [--threads N] [--reps N]\n"
 	"                           [--file PATH] [--keep] [--wb-size BYTES] [--no-writeback]\n"
 	"                           [--redis-size BYTES] [--no-redis] [--seed N] [--overhead BYTES]\n"
+	"                           [--warmup S]\n"
 	"\n"
 	"Far memory against the kernel's page cache. A file of SIZE bytes (default\n"
 	"4G) is read through a far-memory region whose resident limit is LIMIT\n"
@@ -100,6 +101,9 @@ static const char far_usage[] =
 	"                      limit keeps LIMIT/SIZE\n"
 	"  --no-redis          skip the Redis part\n"
 	"  --seed N            the access sequences' seed (default 1)\n"
+	"  --warmup S          before each timed random run, the same accesses until\n"
+	"                      the side holds 7/8 of LIMIT, at most S seconds\n"
+	"                      (default 60; 0: none)\n"
 	"  --overhead BYTES    the cgroups' allowance for the process beyond LIMIT\n"
 	"                      (default LIMIT/32, at least 8M, at most 32M)\n"
 	"  --json              one JSON object on stdout\n"
@@ -124,6 +128,7 @@ struct cfg {
 	const char *redis_url;		/* faultline side reads from Redis instead of the file */
 	bool cgroup;			/* cgroup v1 memory controller usable */
 	uint64_t overhead;		/* the cgroups' allowance beyond the limit */
+	double warmup;			/* most seconds of warm-up (random workloads) */
 	bool root;
 	/* Zipf: cdf[i] = P(rank <= i); perm[rank] = the page it lands on. */
 	double *cdf;
@@ -220,6 +225,8 @@ struct run_shared {
 	uint64_t ops_per_thread;	/* 0: until the deadline */
 	uint64_t deadline_ns;		/* 0: none */
 	uint64_t *written;		/* zipfw: bitmap of pages written */
+	const char *cg;			/* the child's cgroup, NULL without */
+	_Atomic int stop;		/* the warm-up is over */
 };
 
 struct run_thread {
@@ -252,7 +259,8 @@ static void *run_thread_main(void *arg)
 
 		if (sh->ops_per_thread && n >= sh->ops_per_thread)
 			break;
-		if (sh->deadline_ns && (n & 63) == 0 && fl__now_ns() >= sh->deadline_ns)
+		if ((n & 63) == 0 && (atomic_load_explicit(&sh->stop, memory_order_relaxed) ||
+				      (sh->deadline_ns && fl__now_ns() >= sh->deadline_ns)))
 			break;
 		page = gen_next(&g, c, &wr);
 		off = page * PAGE;
@@ -263,7 +271,7 @@ static void *run_thread_main(void *arg)
 		sum += last;
 		if (w0 != pattern_word(off) || last != pattern_word(off + PAGE - 8))
 			mism++;
-		if (wr) {
+		if (wr && sh->written) {
 			w[1] = write_tag(sh->tag, page);
 			__atomic_fetch_or(&sh->written[page / 64], 1ull << (page % 64), __ATOMIC_RELAXED);
 			writes++;
@@ -287,27 +295,39 @@ struct run_result {
 	uint64_t majflt;		/* mmap side */
 	struct fl_region_stats st;	/* faultline side */
 	uint64_t bounced;		/* store requests that needed a bounce buffer */
+	uint64_t fl_faults;		/* faultline: demand faults of the timed run */
+	double warmup_s;		/* the warm-up's length */
+	bool warmed;			/* it filled the resident set */
 	/* filled by the parent */
 	uint64_t cg_peak, cg_failcnt;
 };
 
-static int run_workload(struct run_shared *sh, struct run_result *res)
+static void fail(struct run_result *res, int err, const char *what)
 {
-	struct run_thread th[MAX_THREADS];
-	const struct cfg *c = sh->c;
-	unsigned started = 0;
-	int r = 0;
+	if (!res->err) {
+		res->err = err ? err : -EIO;
+		snprintf(res->what, sizeof(res->what), "%s", what);
+	}
+}
 
-	memset(th, 0, sizeof(th));
-	for (unsigned i = 0; i < c->threads; i++) {
+/* Start the accessing threads; returns how many started. */
+static unsigned run_start(struct run_shared *sh, struct run_thread *th)
+{
+	unsigned started = 0;
+
+	memset(th, 0, sizeof(*th) * MAX_THREADS);
+	for (unsigned i = 0; i < sh->c->threads; i++) {
 		th[i].sh = sh;
 		th[i].idx = i;
-		if (pthread_create(&th[i].tid, NULL, run_thread_main, &th[i])) {
-			r = -EAGAIN;
+		if (pthread_create(&th[i].tid, NULL, run_thread_main, &th[i]))
 			break;
-		}
 		started++;
 	}
+	return started;
+}
+
+static void run_join(struct run_thread *th, unsigned started, struct run_result *res)
+{
 	for (unsigned i = 0; i < started; i++) {
 		pthread_join(th[i].tid, NULL);
 		res->accesses += th[i].accesses;
@@ -315,7 +335,54 @@ static int run_workload(struct run_shared *sh, struct run_result *res)
 		res->mismatches += th[i].mismatches;
 		res->checksum += th[i].checksum;
 	}
-	return r;
+}
+
+static int run_workload(struct run_shared *sh, struct run_result *res)
+{
+	struct run_thread th[MAX_THREADS];
+	unsigned started = run_start(sh, th);
+
+	run_join(th, started, res);
+	return started == sh->c->threads ? 0 : -EAGAIN;
+}
+
+/*
+ * Before the timed run of a random workload: the same kind of accesses
+ * (reads only; another seed) until the side's resident set is nearly full
+ * (`warm`), or for at most --warmup seconds, so the timed run measures the
+ * out-of-core steady state, not the cold start. seq is one cold pass and
+ * has none.
+ */
+static void warm_up(struct run_shared *sh, bool (*warm)(void *ctx), void *ctx, struct run_result *res)
+{
+	const struct cfg *c = sh->c;
+	struct run_shared w;
+	struct run_thread th[MAX_THREADS];
+	struct run_result scratch = { 0 };
+	uint64_t t0 = fl__now_ns();
+	unsigned started;
+
+	if (sh->wl == WL_SEQ || c->warmup <= 0)
+		return;
+	memcpy(&w, sh, sizeof(w));
+	w.wl = sh->wl == WL_ZIPFW ? WL_ZIPF : sh->wl;
+	w.seed = sh->seed ^ 0x3A3A3A3Aull;
+	w.ops_per_thread = 0;
+	w.deadline_ns = t0 + (uint64_t)(c->warmup * 1e9);
+	w.written = NULL;
+	atomic_store(&w.stop, 0);
+	started = run_start(&w, th);
+	while (started && fl__now_ns() < w.deadline_ns && !warm(ctx)) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	atomic_store(&w.stop, 1);
+	run_join(th, started, &scratch);
+	res->warmup_s = (double)(fl__now_ns() - t0) / 1e9;
+	res->warmed = warm(ctx);
+	res->mismatches += scratch.mismatches;
+	if (started != c->threads)
+		fail(res, -EAGAIN, "pthread_create");
 }
 
 /* After a write run: every page written holds the run's tag in the file. */
@@ -343,21 +410,57 @@ static int verify_written(const struct cfg *c, const uint64_t *written, uint64_t
 
 /* ---- the two sides, each in a child -------------------------------------- */
 
-static void fail(struct run_result *res, int err, const char *what)
-{
-	if (!res->err) {
-		res->err = err ? err : -EIO;
-		snprintf(res->what, sizeof(res->what), "%s", what);
-	}
-}
-
 static bool wl_random(enum workload wl)
 {
 	return wl != WL_SEQ;
 }
 
+struct mmap_warm {
+	const char *cg;
+	uint64_t limit;
+};
+
+/* The page cache this side holds (its cgroup's usage; without one, what it
+ * has mapped) has reached 7/8 of the limit. */
+static bool mmap_warm(void *ctx)
+{
+	const struct mmap_warm *m = ctx;
+	uint64_t used;
+
+	if (m->cg) {
+		used = far_memcg_usage(m->cg);
+	} else {
+		unsigned long long size = 0, resident = 0;
+		FILE *f = fopen("/proc/self/statm", "re");
+		if (f) {
+			if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+				resident = 0;
+			fclose(f);
+		}
+		used = (uint64_t)resident * PAGE;
+	}
+	return used >= m->limit / 8 * 7;
+}
+
+struct fl_warm {
+	struct fl_region *rg;
+	uint64_t limit;
+};
+
+/* The region holds 7/8 of its limit (its default low mark), or evicted. */
+static bool fl_warm(void *ctx)
+{
+	const struct fl_warm *fw = ctx;
+	struct fl_region_stats st = { .sz = sizeof(st) };
+
+	if (fl_region_stats(fw->rg, &st))
+		return false;
+	return st.pages_evicted_clean + st.pages_evicted_dirty > 0 || st.resident_pages * PAGE >= fw->limit / 8 * 7;
+}
+
 static void side_mmap(struct run_shared *sh, struct run_result *res, bool random)
 {
+	struct mmap_warm mw = { .cg = sh->cg, .limit = sh->c->limit };
 	const struct cfg *c = sh->c;
 	bool wr = sh->wl == WL_ZIPFW;
 	struct rusage ru0, ru1;
@@ -381,6 +484,7 @@ static void side_mmap(struct run_shared *sh, struct run_result *res, bool random
 	if (random)
 		madvise(p, c->size, MADV_RANDOM);
 	sh->base = p;
+	warm_up(sh, mmap_warm, &mw, res);
 	getrusage(RUSAGE_SELF, &ru0);
 	t0 = fl__now_ns();
 	if (sh->deadline_ns)
@@ -414,6 +518,7 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 	struct fl_engine *e = NULL;
 	struct fl_region *rg = NULL;
 	struct fl_store *st = NULL;
+	struct fl_region_stats st0;
 	uint64_t t0;
 	int r;
 
@@ -465,6 +570,12 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 		goto out;
 	}
 	sh->base = fl_region_addr(rg);
+	{
+		struct fl_warm fw = { .rg = rg, .limit = c->limit };
+		warm_up(sh, fl_warm, &fw, res);
+	}
+	st0.sz = sizeof(st0);
+	fl_region_stats(rg, &st0);
 	t0 = fl__now_ns();
 	if (sh->deadline_ns)
 		sh->deadline_ns += t0;
@@ -477,6 +588,7 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 	}
 	res->secs = (double)(fl__now_ns() - t0) / 1e9;
 	fl_region_stats(rg, &res->st);
+	res->fl_faults = res->st.faults_read + res->st.faults_write - st0.faults_read - st0.faults_write;
 out:
 	fl_region_free(rg);
 	fl_engine_free(e);
@@ -545,6 +657,7 @@ static int run_child(struct cfg *c, enum workload wl, enum side side, uint64_t s
 	if (pid == 0) {
 		struct run_result rr = { 0 };
 		cleanup_child(parent);
+		sh.cg = cg[0] ? cg : NULL;
 		close(pfd[0]);
 		if (cg[0] && far_memcg_join(cg))
 			fail(&rr, -EIO, "joining the cgroup");
@@ -598,6 +711,8 @@ struct wl_result {
 	double fl_mbps[MAX_REPS], mmap_mbps[MAX_REPS], fifo_mbps[MAX_REPS], ratio[MAX_REPS];
 	double hit[MAX_REPS], mmap_hit[MAX_REPS], fifo_hit[MAX_REPS];
 	double rnd_mbps[MAX_REPS], rnd_hit[MAX_REPS], rnd_ratio[MAX_REPS];	/* mmap with MADV_RANDOM */
+	double fl_warmup_s[MAX_REPS], mmap_warmup_s[MAX_REPS];
+	bool cold;			/* a side's warm-up ended before its resident set was full */
 	uint64_t accesses, writes, verified;
 	uint64_t fl_cg_peak, mmap_cg_peak, resident_peak_pages, bounced;
 	struct fl_region_stats last;	/* the last faultline run's statistics */
@@ -610,7 +725,7 @@ static double mbps(const struct run_result *r)
 
 static double hit_rate(const struct run_result *r, bool fl)
 {
-	uint64_t misses = fl ? r->st.faults_read + r->st.faults_write : r->majflt;
+	uint64_t misses = fl ? r->fl_faults : r->majflt;
 	if (!r->accesses)
 		return NAN;
 	return misses >= r->accesses ? 0.0 : 1.0 - (double)misses / (double)r->accesses;
@@ -692,6 +807,10 @@ static int run_wl(struct cfg *c, enum workload wl, uint64_t *tagstate, bool json
 		w->rnd_ratio[rep] = rnd && w->rnd_mbps[rep] > 0 ? w->fl_mbps[rep] / w->rnd_mbps[rep] : NAN;
 		w->fifo_hit[rep] = fifo ? hit_rate(&rq, true) : NAN;
 		w->fifo_mbps[rep] = fifo ? mbps(&rq) : NAN;
+		w->fl_warmup_s[rep] = rf.warmup_s;
+		w->mmap_warmup_s[rep] = rm.warmup_s;
+		if (rnd && c->warmup > 0)
+			w->cold |= !rm.warmed || !rr.warmed || !rf.warmed || (fifo && !rq.warmed);
 		w->accesses = rf.accesses;
 		w->writes = rf.writes;
 		w->verified = rf.verified;
@@ -1108,6 +1227,15 @@ static void json_wl(struct json *j, const struct cfg *c, enum workload wl, const
 		json_null(j, "fifo_hit_rate");
 		json_null(j, "fifo_mbps");
 	}
+	if (wl_random(wl) && c->warmup > 0) {
+		json_bool(j, "warm", !w->cold);
+		json_num(j, "fl_warmup_s", stat_of(w->fl_warmup_s, w->n).med, 2);
+		json_num(j, "mmap_warmup_s", stat_of(w->mmap_warmup_s, w->n).med, 2);
+	} else {
+		json_null(j, "warm");
+		json_null(j, "fl_warmup_s");
+		json_null(j, "mmap_warmup_s");
+	}
 	json_u64(j, "resident_peak_bytes", w->resident_peak_pages * PAGE);
 	json_u64(j, "fl_cgroup_peak_bytes", w->fl_cg_peak);
 	json_u64(j, "mmap_cgroup_peak_bytes", w->mmap_cg_peak);
@@ -1125,7 +1253,6 @@ static void json_wl(struct json *j, const struct cfg *c, enum workload wl, const
 		far_stats_json(j, "far", st, true);
 		json_end(j);
 	}
-	(void)c;
 	json_end(j);
 }
 
@@ -1148,10 +1275,11 @@ int bench_far_main(int argc, char **argv)
 		{ "no-redis", no_argument, NULL, 'D' },
 		{ "seed", required_argument, NULL, 'e' },
 		{ "overhead", required_argument, NULL, 'O' },
+		{ "warmup", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct cfg c = { .size = 4ull << 30, .threads = 1, .reps = 3, .seed = 1 };
+	struct cfg c = { .size = 4ull << 30, .threads = 1, .reps = 3, .seed = 1, .warmup = 60 };
 	bool json = false, keep = false, writeback = true, redis = true, want[WL_COUNT] = { true, true, true, true };
 	bool created = false;
 	uint64_t wb_size = 256ull << 20, redis_size = 0, v, tagstate;
@@ -1231,6 +1359,11 @@ int bench_far_main(int argc, char **argv)
 		case 'e':
 			if (fl__parse_uint(optarg, 0, UINT64_MAX, &c.seed))
 				return cli_usage_error("bench far: --seed must be a number");
+			break;
+		case 'U':
+			c.warmup = strtod(optarg, NULL);
+			if (!(c.warmup >= 0 && c.warmup <= 3600))
+				return cli_usage_error("bench far: --warmup must be 0..3600 seconds");
 			break;
 		case 'O':
 			if (fl__parse_size(optarg, &c.overhead) || c.overhead < (1u << 20))
@@ -1367,6 +1500,7 @@ int bench_far_main(int argc, char **argv)
 		json_str(&j, "kernel", kernel);
 		json_u64(&j, "threads", c.threads);
 		json_u64(&j, "reps", c.reps);
+		json_num(&j, "warmup_max_s", c.warmup, 1);
 		if (c.ops)
 			json_u64(&j, "ops", c.ops);
 		else
@@ -1461,6 +1595,12 @@ int bench_far_main(int argc, char **argv)
 				printf(" %9s %6s %7s\n", "-", "-", "-");
 		}
 		printf("  (ratio: faultline / mmap; rnd: mmap with MADV_RANDOM, faultline / it, its hit rate)\n");
+		if (c.warmup > 0)
+			printf("  random workloads timed after a warm-up to 7/8 of the limit (at most %.0f s)\n", c.warmup);
+		for (unsigned i = 0; i < WL_COUNT; i++)
+			if (wr[i].run && wr[i].cold)
+				printf("  %s: a side's warm-up ended before its resident set was full: a cold start in part\n",
+				       wl_names[i]);
 		if (wb.run)
 			printf("\n  write-back of %s: fl_region_flush %.1f MB/s, pwrite + fdatasync %.1f MB/s, wb_ratio %.2f\n",
 			       fmt_bytes(wb.size, a, sizeof(a)), stat_of(wb.wb_mbps, wb.n).med,

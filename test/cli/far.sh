@@ -25,7 +25,7 @@ check bench-far-ops-and-seconds 2 "$F" bench far --ops 10 --seconds 1
 # The file lives in $TMPDIR; the benchmark removes it.
 mkdir "$T/tmp"
 TMPDIR="$T/tmp" timeout "$(t_scale 600)" "$F" bench far --size 64M --limit 16M --seconds 1 --reps 1 \
-	--wb-size 16M --no-redis "${OVERHEAD[@]}" --json > "$T/far.json" 2> "$T/far.err"
+	--wb-size 16M --warmup 5 --no-redis "${OVERHEAD[@]}" --json > "$T/far.json" 2> "$T/far.err"
 rc=$?
 if [ "$rc" = 0 ]; then result PASS bench-far-smoke
 else echo "# bench-far-smoke: exit $rc; stderr: $(head -c 600 "$T/far.err")" >&2; result FAIL bench-far-smoke; fi
@@ -34,7 +34,7 @@ import json, math, sys
 d = json.load(open(sys.argv[1]))
 MiB = 1 << 20
 for k in ("size_bytes", "limit_bytes", "cgroup", "cgroup_limit_bytes", "cgroup_overhead_bytes", "kernel",
-          "threads", "reps", "store", "workloads", "writeback", "redis", "goals"):
+          "threads", "reps", "warmup_max_s", "store", "workloads", "writeback", "redis", "goals"):
     assert k in d, k
 assert d["size_bytes"] == 64 * MiB and d["limit_bytes"] == 16 * MiB, d
 if d["cgroup"] == "v1":
@@ -69,8 +69,11 @@ for name, w in wl.items():
         assert far["pages_evicted_clean"] > 0, (name, far)
     assert far["writeback_errors"] == 0, (name, far)
     if name == "seq":
-        assert w["mmap_random_mbps"] is None and w["ratio_random"] is None, w
+        assert w["mmap_random_mbps"] is None and w["ratio_random"] is None and w["warm"] is None, w
     else:
+        # timed after a warm-up (at most 5 s)
+        assert isinstance(w["warm"], bool) and 0 < w["fl_warmup_s"] <= 5.5 and 0 < w["mmap_warmup_s"] <= 5.5, w
+    if name != "seq":
         assert w["mmap_random_mbps"] > 0 and 0 <= w["mmap_random_hit_rate"] <= 1, (name, w)
         tol = w["ratio_random"] * (0.06 / w["mmap_random_mbps"] + 0.06 / w["fl_mbps"]) + 0.002
         assert abs(w["ratio_random"] - w["fl_mbps"] / w["mmap_random_mbps"]) <= tol, (name, w)
