@@ -18,6 +18,13 @@
  * Pages advised cold (FL_ADVISE_COLD, pages behind a sequential reader)
  * wait in a list of their own, evicted before anything else.
  *
+ * Sampling (MINOR regions, fl__far_policy_sample()): a page's mapping can
+ * be zapped while the page cache keeps it, and its next access is a MINOR
+ * fault: an access bit we can clear. Then a page enters Am referenced,
+ * and the CLOCK hand that gives a page its second chance also hands it to
+ * far.c to zap: if it is not touched again before the hand comes back,
+ * it goes.
+ *
  * Not thread-safe: far.c holds its policy lock around every call.
  */
 #include "region-internal.h"
@@ -44,6 +51,9 @@ struct fl__far_policy {
 	uint32_t *ghost;		/* eviction sequence number; 0: never */
 	uint32_t ghost_seq;
 	struct queue q[Q_COUNT];
+	/* sampling: pages given a second chance, for far.c to zap */
+	uint64_t *samples;
+	size_t nsamples, samples_cap;
 };
 
 static void q_push(struct fl__far_policy *p, int qi, uint32_t x)
@@ -114,6 +124,7 @@ void fl__far_policy_free(struct fl__far_policy *p)
 	free(p->where);
 	free(p->ref);
 	free(p->ghost);
+	free(p->samples);
 	free(p);
 }
 
@@ -135,6 +146,7 @@ void fl__far_policy_insert(struct fl__far_policy *p, uint64_t page, bool hot)
 	p->ref[x] = 0;
 	if (p->kind == FL_EVICT_2Q && (hot || in_ghost(p, x))) {
 		p->ghost[x] = 0;
+		p->ref[x] = p->samples != NULL;	/* just used: its access bit is set */
 		q_push(p, Q_AM, x);
 	} else {
 		q_push(p, Q_A1IN, x);
@@ -210,8 +222,31 @@ uint64_t fl__far_policy_victim(struct fl__far_policy *p)
 		if (p->ref[x]) {
 			p->ref[x] = 0;
 			q_push(p, Q_AM, x);
+			if (p->samples && p->nsamples < p->samples_cap)
+				p->samples[p->nsamples++] = x;	/* clear its access bit */
 			continue;
 		}
 		return x;
 	}
+}
+
+int fl__far_policy_sample(struct fl__far_policy *p, size_t cap)
+{
+	if (p->kind != FL_EVICT_2Q || !cap)
+		return 0;
+	p->samples = calloc(cap, sizeof(*p->samples));
+	if (!p->samples)
+		return -ENOMEM;
+	p->samples_cap = cap;
+	return 0;
+}
+
+size_t fl__far_policy_take_samples(struct fl__far_policy *p, uint64_t *out, size_t max)
+{
+	size_t n = FL_MIN(p->nsamples, max);
+
+	if (n)
+		memcpy(out, p->samples, n * sizeof(*out));
+	p->nsamples = 0;
+	return n;
 }

@@ -24,12 +24,13 @@
  *
  * The handler threads never wait for a store here: the fault path only
  * sets bits, queues the page and kicks the evictor (overshooting the high
- * mark is allowed; the evictor catches up). Far past the mark a fill waits
- * for the evictor's next batch, bounded (fl__far_settle()).
+ * mark is allowed; the evictor catches up). Far past the mark a demand
+ * fault is served without waking its thread, which the evictor wakes once
+ * it took a batch off (fl__far_defer(), fl__far_park()): the faulting
+ * threads wait, never the handlers.
  *
  * Lock order: wb_mu > (engine lock | space read_mu) > stripe > pol_mu, and
- * ev_mu. stripe, pol_mu and ev_mu are leaves held for a few instructions
- * or one ioctl (ev_mu is let go by the condition waits).
+ * ev_mu, park_mu: leaves held for a few instructions or a few ioctls.
  */
 #include "region-internal.h"
 #include "store-internal.h"
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #define STRIPES 64
 #define BATCH_BYTES (1u << 20)		/* one write-back batch */
@@ -46,18 +48,18 @@
 #define BACKOFF_MAX_NS 1000000000ull	/* ...doubling up to 1 s */
 #define LOG_EVERY_NS 1000000000ull	/* write-back errors: one log line a second */
 #define HARD_SLACK_MIN 8		/* pages over the high mark before fills are throttled */
-/* The longest a fill waits for the evictor: anonymous drops need a handler
- * to read their REMOVE events (handled under the engine's write lock, which
- * a waiting handler holds off), shmem and hugetlbfs drops do not. */
-#define THROTTLE_ANON_NS 10000000ull
-#define THROTTLE_NS 100000000ull
+#define SAMPLES_MAX 64			/* mappings zapped per eviction pass */
+#define PARK_MAX 256			/* faulting threads waiting for the evictor */
 
 struct fl__far {
 	struct fl_region *r;
 	uint64_t high, low;		/* pages */
 	uint64_t rate;			/* background write-back, bytes/s */
 	bool writeback;
+	bool remove_events;		/* the engine reads REMOVE events (MADV_DONTNEED raises one) */
 	bool anon_events;		/* dropping anon pages raises REMOVE: wait for it */
+	bool sampling;			/* MINOR, 2Q: zap mappings to see reuse (far-policy.c) */
+	uint64_t *samples;		/* SAMPLES_MAX: pages to zap */
 	_Atomic uint64_t *dirty, *busy, *waiter, *evicting, *evicted;
 	_Atomic uint64_t dirty_count;
 	pthread_mutex_t stripe[STRIPES];
@@ -67,6 +69,7 @@ struct fl__far {
 	_Atomic uint64_t seq_first, seq_end;
 	/* One write-back or eviction at a time; flush waits for the one in flight. */
 	pthread_mutex_t wb_mu;
+	_Atomic uint32_t wb_tid;	/* its holder (wb_lock()) */
 	uint8_t *buf;			/* batch_pages pages */
 	struct fl_store_iov *iovs;
 	uint64_t *pages, *dirty_pages, *keep;	/* batch_pages each */
@@ -77,18 +80,41 @@ struct fl__far {
 	/* the evictor */
 	pthread_mutex_t ev_mu;
 	pthread_cond_t ev_cv;
-	pthread_cond_t progress_cv;	/* an eviction batch took pages off the count */
-	uint64_t hard;			/* pages: over this, fills are throttled (fl__far_settle()) */
+	uint64_t hard;			/* pages: over this, faulting threads wait (fl__far_defer()) */
+	/* threads whose fault was served without waking them (fl__far_park()) */
+	pthread_mutex_t park_mu;
+	struct parked {
+		int uffd;
+		uint64_t addr;
+	} parked[PARK_MAX];
+	unsigned nparked;
+	_Atomic bool stopped;		/* fl__far_stop(): park nobody any more */
 	bool kick, stop, running;
 	pthread_t thread;
 	uint64_t backoff_ns, retry_ns;	/* under wb_mu */
 	_Atomic bool backing_off;
-	_Atomic bool dropping;		/* anonymous drops in flight: they need the handlers */
 	uint64_t log_ns, log_suppressed;
 	/* statistics */
 	_Atomic uint64_t resident_peak, evicted_clean, evicted_dirty, written_back, bytes_written, wb_errors,
 		refaults;
 };
+
+/*
+ * wb_mu, and who holds it: a thread holding it may fault on the region
+ * (a page the application discarded, copied for a write-back) and must
+ * then be woken at once, never parked for the evictor (fl__far_defer()).
+ */
+static void wb_lock(struct fl__far *f)
+{
+	pthread_mutex_lock(&f->wb_mu);
+	atomic_store(&f->wb_tid, (uint32_t)gettid());
+}
+
+static void wb_unlock(struct fl__far *f)
+{
+	atomic_store(&f->wb_tid, 0);
+	pthread_mutex_unlock(&f->wb_mu);
+}
 
 static pthread_mutex_t *stripe(struct fl__far *f, uint64_t page)
 {
@@ -153,6 +179,7 @@ static _Atomic uint64_t *bits_new(uint64_t n)
 }
 
 static void *evictor_main(void *arg);
+static void wake_parked(struct fl__far *f);
 
 int fl__far_new(struct fl_region *r, const struct fl_region_opts *o)
 {
@@ -176,19 +203,20 @@ int fl__far_new(struct fl_region *r, const struct fl_region_opts *o)
 	f->hard = f->high + FL_MAX(f->high / 8, HARD_SLACK_MIN);
 	f->rate = o->writeback_rate;
 	f->writeback = o->flags & FL_REGION_WRITEBACK;
-	f->anon_events = r->mem == FL_MEM_ANON && (r->engine->features & UFFD_FEATURE_EVENT_REMOVE);
+	f->remove_events = r->engine->features & UFFD_FEATURE_EVENT_REMOVE;
+	f->anon_events = r->mem == FL_MEM_ANON && f->remove_events;
 	f->batch_pages = FL_MAX(BATCH_BYTES / psz, 2);
 	for (int i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&f->stripe[i], NULL);
 	pthread_mutex_init(&f->pol_mu, NULL);
 	pthread_mutex_init(&f->wb_mu, NULL);
 	pthread_mutex_init(&f->ev_mu, NULL);
+	pthread_mutex_init(&f->park_mu, NULL);
 	{
 		pthread_condattr_t ca;
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&f->ev_cv, &ca);
-		pthread_cond_init(&f->progress_cv, &ca);
 		pthread_condattr_destroy(&ca);
 	}
 	r->far = f;
@@ -208,6 +236,17 @@ int fl__far_new(struct fl_region *r, const struct fl_region_opts *o)
 		return -ENOMEM;	/* fl__far_free() (region_destroy()) frees the rest */
 	if (!f->pol)
 		return r->npages >= UINT32_MAX ? -EINVAL : -ENOMEM;
+	if (r->mode == FL_MODE_MINOR && r->mem == FL_MEM_SHMEM) {
+		/* The page cache keeps a zapped page: its next access is a
+		 * MINOR fault, the one access bit userfaultfd offers. Not on
+		 * hugetlbfs: a sample there zaps 2 MiB, and there are few
+		 * pages to choose among (measured: the resident set overshot
+		 * its mark while the zaps' events were read). */
+		f->samples = calloc(SAMPLES_MAX, sizeof(*f->samples));
+		if (!f->samples || fl__far_policy_sample(f->pol, SAMPLES_MAX))
+			return -ENOMEM;
+		f->sampling = o->evict_policy != FL_EVICT_FIFO;
+	}
 	f->tokens_ns = fl__now_ns();
 	ret = -pthread_create(&f->thread, NULL, evictor_main, f);
 	if (ret)
@@ -222,12 +261,12 @@ void fl__far_stop(struct fl_region *r)
 
 	if (!f || !f->running)
 		return;
+	atomic_store(&f->stopped, true);
 	pthread_mutex_lock(&f->ev_mu);
 	f->stop = true;
 	pthread_cond_signal(&f->ev_cv);
-	pthread_cond_broadcast(&f->progress_cv);
 	pthread_mutex_unlock(&f->ev_mu);
-	if (f->anon_events && (r->engine->opts.flags & FL_ENGINE_EMBEDDED)) {
+	if ((f->anon_events || (f->sampling && f->remove_events)) && (r->engine->opts.flags & FL_ENGINE_EMBEDDED)) {
 		/* The evictor may be in an MADV_DONTNEED waiting for its
 		 * REMOVE event to be read, which on an embedded engine only
 		 * fl_engine_process() does: the caller (the application's
@@ -250,6 +289,7 @@ void fl__far_stop(struct fl_region *r)
 		pthread_join(f->thread, NULL);
 	}
 	f->running = false;
+	wake_parked(f);	/* nobody else will */
 }
 
 void fl__far_free(struct fl_region *r)
@@ -265,7 +305,7 @@ void fl__far_free(struct fl_region *r)
 	pthread_mutex_destroy(&f->wb_mu);
 	pthread_mutex_destroy(&f->ev_mu);
 	pthread_cond_destroy(&f->ev_cv);
-	pthread_cond_destroy(&f->progress_cv);
+	pthread_mutex_destroy(&f->park_mu);
 	fl__far_policy_free(f->pol);
 	free((void *)f->dirty);
 	free((void *)f->busy);
@@ -277,6 +317,7 @@ void fl__far_free(struct fl_region *r)
 	free(f->pages);
 	free(f->dirty_pages);
 	free(f->keep);
+	free(f->samples);
 	free(f);
 	r->far = NULL;
 }
@@ -343,34 +384,59 @@ void fl__far_settle(struct fl_region *r)
 	       !atomic_compare_exchange_weak_explicit(&f->resident_peak, &peak, res, memory_order_relaxed,
 						      memory_order_relaxed))
 		;
-	if (res <= f->high)
-		return;
-	kick(f);
-	/*
-	 * Far over the mark: the evictor is not keeping up (it shares the
-	 * CPUs with the faulting threads, and an eviction costs more than a
-	 * fill). Hold this handler back until a batch is taken off the count,
-	 * for 10 ms (anonymous) or 100 ms at most: back-pressure, never a hang. Not while the
-	 * evictor backs off from a failing store (the pages must stay; every
-	 * fill would pay the wait), nor while it drops anonymous pages: each
-	 * MADV_DONTNEED waits for a handler (this one, maybe, or the
-	 * application's fl_engine_process()) to read its REMOVE event.
-	 * WILLNEED evicts before it fills, under wb_mu: its fills stay under
-	 * the mark.
-	 */
-	if (res > f->hard && !atomic_load_explicit(&f->backing_off, memory_order_relaxed) &&
-	    !atomic_load_explicit(&f->dropping, memory_order_relaxed)) {
-		uint64_t until = fl__now_ns() + (f->anon_events ? THROTTLE_ANON_NS : THROTTLE_NS);
-		struct timespec ts = { (time_t)(until / 1000000000ull), (long)(until % 1000000000ull) };
+	/* Never wait here (a handler thread): the evictor catches up, and a
+	 * fault far past the mark waits for it (fl__far_defer()). */
+	if (res > f->high)
+		kick(f);
+}
 
-		pthread_mutex_lock(&f->ev_mu);
-		while (atomic_load(&r->resolved_count) > f->hard && !f->stop && fl__now_ns() < until &&
-		       !atomic_load_explicit(&f->backing_off, memory_order_relaxed) &&
-		       !atomic_load_explicit(&f->dropping, memory_order_relaxed))
-			if (pthread_cond_timedwait(&f->progress_cv, &f->ev_mu, &ts))
-				break;
-		pthread_mutex_unlock(&f->ev_mu);
-	}
+bool fl__far_defer(struct fl_region *r, uint32_t tid)
+{
+	struct fl__far *f = r->far;
+
+	/* Not a thread we cannot tell from the one the evictor waits for. */
+	if (!tid || tid == atomic_load_explicit(&f->wb_tid, memory_order_relaxed))
+		return false;
+	return atomic_load_explicit(&r->resolved_count, memory_order_relaxed) > f->hard &&
+	       !atomic_load(&f->stopped) && !atomic_load_explicit(&f->backing_off, memory_order_relaxed);
+}
+
+/* Wake every parked thread. */
+static void wake_parked(struct fl__far *f)
+{
+	pthread_mutex_lock(&f->park_mu);
+	for (unsigned i = 0; i < f->nparked; i++)
+		fl_uffd_wake(f->parked[i].uffd, (void *)(uintptr_t)f->parked[i].addr, f->r->page_size);
+	f->nparked = 0;
+	pthread_mutex_unlock(&f->park_mu);
+}
+
+void fl__far_park(struct fl_region *r, struct fl__space *sp, uint64_t base, uint64_t page)
+{
+	struct fl__far *f = r->far;
+	uint64_t addr = base + page * r->page_size;
+	bool now;
+
+	pthread_mutex_lock(&f->park_mu);
+	/* Checked after the fill counted, under the lock wake_parked()
+	 * takes after the evictor's count went down: a wakeup is never
+	 * missed. A full list, a stopping evictor: wake now. */
+	now = f->nparked == PARK_MAX || atomic_load(&r->resolved_count) <= f->hard || atomic_load(&f->stopped) ||
+	      atomic_load(&f->backing_off);
+	if (!now)
+		f->parked[f->nparked++] = (struct parked){ sp->uffd, addr };
+	pthread_mutex_unlock(&f->park_mu);
+	if (now)
+		fl_uffd_wake(sp->uffd, (void *)(uintptr_t)addr, r->page_size);
+}
+
+void fl__far_touch(struct fl_region *r, uint64_t page)
+{
+	struct fl__far *f = r->far;
+
+	pthread_mutex_lock(&f->pol_mu);
+	fl__far_policy_touch(f->pol, page);
+	pthread_mutex_unlock(&f->pol_mu);
 }
 
 bool fl__far_busy(struct fl_region *r, uint64_t page)
@@ -529,9 +595,12 @@ static int write_pages(struct fl__far *f, const uint64_t *pages, size_t n, bool 
 			break;
 	}
 	if (!ret) {
-		/* Consistent now: a writer faults and waits while busy. */
+		/* Consistent now: a writer faults and waits while busy.
+		 * MINOR: from the page cache through the alias, which never
+		 * faults on a cached page (a sampled page is not mapped in
+		 * the region: reading it there would be a MINOR fault). */
 		for (size_t i = 0; i < n; i++)
-			memcpy(f->buf + i * psz, page_addr(r, pages[i]), psz);
+			memcpy(f->buf + i * psz, r->alias ? r->alias + pages[i] * psz : page_addr(r, pages[i]), psz);
 		for (size_t i = 0, j; i < n; i = j) {
 			j = run_end(pages, n, i);
 			f->iovs[niov++] = (struct fl_store_iov){
@@ -632,11 +701,11 @@ static void requeue(struct fl__far *f, const uint64_t *pages, size_t n)
  * frees the region, for the evictor). An embedded engine reads events
  * when the application calls fl_engine_process(): then it waits for that.
  */
-static bool can_drop_anon(const struct fl__far *f)
+static bool can_dontneed(const struct fl__far *f)
 {
 	const struct fl_engine *e = f->r->engine;
 
-	if (!f->anon_events || (e->opts.flags & FL_ENGINE_EMBEDDED))
+	if (!f->remove_events || (e->opts.flags & FL_ENGINE_EMBEDDED))
 		return true;
 	return e->running && !atomic_load(&e->stopping);
 }
@@ -648,7 +717,7 @@ static int drop_run(struct fl__far *f, uint64_t first, uint64_t count)
 	size_t psz = r->page_size;
 
 	if (r->mem == FL_MEM_ANON)
-		return can_drop_anon(f) ? fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED) : -ESHUTDOWN;
+		return can_dontneed(f) ? fl__madvise(page_addr(r, first), count * psz, MADV_DONTNEED) : -ESHUTDOWN;
 	/* No uffd event: the page cache goes, and every mapping of it. */
 	return fl__punch_hole(r->memfd, first * psz, count * psz);
 }
@@ -729,13 +798,10 @@ static int64_t evict_pages(struct fl__far *f, uint64_t *pages, size_t n, int *re
 	for (size_t i = 0; i < nv; i++)
 		fl__far_policy_evicted(f->pol, pages[i]);
 	pthread_mutex_unlock(&f->pol_mu);
-	/* Off the count: throttled fills may go (before the drops, which on
-	 * anonymous memory need a handler to read their REMOVE events). */
-	if (f->anon_events)
-		atomic_store(&f->dropping, true);
-	pthread_mutex_lock(&f->ev_mu);
-	pthread_cond_broadcast(&f->progress_cv);
-	pthread_mutex_unlock(&f->ev_mu);
+	/* Off the count: parked threads may go (before the drops, which on
+	 * anonymous memory need handlers to read their REMOVE events). */
+	if (atomic_load(&r->resolved_count) <= f->hard)
+		wake_parked(f);
 	for (size_t i = 0, j, d = 0; i < nv; i = j) {
 		int dr;
 
@@ -767,16 +833,50 @@ static int64_t evict_pages(struct fl__far *f, uint64_t *pages, size_t n, int *re
 	}
 	/* MADV_DONTNEED returned once a handler read our REMOVE event; wait
 	 * until it is handled, so fl__far_discard() still sees `evicting`. */
-	if (f->anon_events) {
+	if (f->anon_events)
 		fl__engine_events_barrier(r->engine, fl__region_space(r)->id);
-		atomic_store(&f->dropping, false);
-	}
 	for (size_t i = 0; i < nv; i++)
 		unbusy(f, pages[i], false);
 	atomic_fetch_add_explicit(&f->evicted_dirty, dirty_evicted, memory_order_relaxed);
 	atomic_fetch_add_explicit(&f->evicted_clean, evicted - dirty_evicted, memory_order_relaxed);
 	*ret_err = err;
 	return (int64_t)evicted;
+}
+
+/*
+ * Sampling: zap the mappings of pages[0..n) (given a second chance by the
+ * CLOCK hand), keeping their page cache, so that their next access is a
+ * MINOR fault that marks them referenced (fl__far_touch()). Their REMOVE
+ * events are ours (`evicting`), as for an eviction. Under wb_mu.
+ */
+static void zap_samples(struct fl__far *f, uint64_t *pages, size_t n)
+{
+	struct fl_region *r = f->r;
+	size_t k = 0;
+
+	if (!n || !can_dontneed(f))
+		return;
+	qsort(pages, n, sizeof(*pages), cmp_u64);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t p = pages[i];
+
+		if (k && pages[k - 1] == p)
+			continue;
+		pthread_mutex_lock(stripe(f, p));
+		if (!fl__bit_test(f->busy, p) && fl__bit_test(r->resolved, p)) {
+			fl__bit_set(f->evicting, p);
+			pages[k++] = p;
+		}
+		pthread_mutex_unlock(stripe(f, p));
+	}
+	for (size_t i = 0, j; i < k; i = j) {
+		j = run_end(pages, k, i);
+		fl__madvise(page_addr(r, pages[i]), (j - i) * r->page_size, MADV_DONTNEED);
+	}
+	if (f->remove_events)
+		fl__engine_events_barrier(r->engine, fl__region_space(r)->id);
+	for (size_t i = 0; i < k; i++)
+		fl__bit_clear(f->evicting, pages[i]);
 }
 
 /*
@@ -789,6 +889,7 @@ static int evict_to(struct fl__far *f, uint64_t target, uint64_t *ret_evicted)
 	/* Every queued page is looked at a bounded number of times: dirty
 	 * pages without write-back go round without ever leaving. */
 	uint64_t budget = 2 * r->npages + 16, evicted = 0;
+	size_t ns = 0;
 	int first_err = 0;
 
 	while (atomic_load(&r->resolved_count) > target && budget) {
@@ -804,6 +905,8 @@ static int evict_to(struct fl__far *f, uint64_t target, uint64_t *ret_evicted)
 				break;
 			f->pages[n++] = v;
 		}
+		if (f->sampling)
+			ns += fl__far_policy_take_samples(f->pol, f->samples + ns, SAMPLES_MAX - ns);
 		pthread_mutex_unlock(&f->pol_mu);
 		if (!n)
 			break;
@@ -815,6 +918,9 @@ static int evict_to(struct fl__far *f, uint64_t target, uint64_t *ret_evicted)
 		if (err && !got)
 			break;	/* a failing store: back off */
 	}
+	/* Zapped once the set is down: the zaps' REMOVE events need the
+	 * handlers, which do not wait for the evictor meanwhile. */
+	zap_samples(f, f->samples, ns);
 	if (ret_evicted)
 		*ret_evicted = evicted;
 	return first_err;
@@ -885,11 +991,11 @@ static void *evictor_main(void *arg)
 		f->kick = false;
 		pthread_mutex_unlock(&f->ev_mu);
 
-		pthread_mutex_lock(&f->wb_mu);
+		wb_lock(f);
 		f->retry_ns = 0;
 		/* Unmapped by the application (UNMAP): nothing left to touch. */
 		if (atomic_load(&r->t.dead)) {
-			pthread_mutex_unlock(&f->wb_mu);
+			wb_unlock(f);
 			pthread_mutex_lock(&f->ev_mu);
 			break;
 		}
@@ -908,12 +1014,9 @@ static void *evictor_main(void *arg)
 			f->backoff_ns = 0;
 		}
 		atomic_store(&f->backing_off, stuck);
-		if (stuck) {
-			pthread_mutex_lock(&f->ev_mu);
-			pthread_cond_broadcast(&f->progress_cv);
-			pthread_mutex_unlock(&f->ev_mu);
-		}
-		pthread_mutex_unlock(&f->wb_mu);
+		/* Room made, or none can be: nobody waits past a pass. */
+		wake_parked(f);
+		wb_unlock(f);
 		pthread_mutex_lock(&f->ev_mu);
 	}
 	pthread_mutex_unlock(&f->ev_mu);
@@ -933,7 +1036,7 @@ int fl_region_flush(struct fl_region *r)
 	f = r->far;
 	if (!f || !f->writeback)
 		return -EOPNOTSUPP;
-	pthread_mutex_lock(&f->wb_mu);
+	wb_lock(f);
 	/* Every page dirty now: one pass from the start. A failed batch is
 	 * dirty again; the pass goes on, so that as much as can be is
 	 * written, and returns the first error. */
@@ -947,7 +1050,7 @@ int fl_region_flush(struct fl_region *r)
 		if (ret && ret != -EOPNOTSUPP)	/* a store without flush: written is stored */
 			first_err = ret;
 	}
-	pthread_mutex_unlock(&f->wb_mu);
+	wb_unlock(f);
 	return first_err;
 }
 
@@ -965,7 +1068,7 @@ int fl__far_populate(struct fl_region *r, uint64_t offset, size_t len)
 	/* Room is made before each chunk, so the set stays under the high
 	 * mark; a range larger than the limit keeps its last pages. */
 	chunk = FL_MAX(f->high - f->low, 1);
-	pthread_mutex_lock(&f->wb_mu);
+	wb_lock(f);
 	for (uint64_t p = first; p < last && !ret; p += chunk) {
 		uint64_t n = FL_MIN(chunk, last - p);
 		uint64_t res = atomic_load(&r->resolved_count);
@@ -982,7 +1085,7 @@ int fl__far_populate(struct fl_region *r, uint64_t offset, size_t len)
 		if (!ret)
 			ret = fl__region_populate_raw(r, p * psz, n * psz);
 	}
-	pthread_mutex_unlock(&f->wb_mu);
+	wb_unlock(f);
 	return ret;
 }
 
@@ -993,7 +1096,7 @@ static int advise_dontneed(struct fl__far *f, uint64_t first, uint64_t last)
 
 	if (f->anon_events && (r->engine->opts.flags & FL_ENGINE_EMBEDDED))
 		return -EDEADLK;	/* our REMOVE event would wait for this thread */
-	pthread_mutex_lock(&f->wb_mu);
+	wb_lock(f);
 	for (uint64_t p = first; p < last;) {
 		size_t n = 0;
 		int err = 0;
@@ -1012,7 +1115,7 @@ static int advise_dontneed(struct fl__far *f, uint64_t first, uint64_t last)
 		if (err && !first_err)
 			first_err = err;
 	}
-	pthread_mutex_unlock(&f->wb_mu);
+	wb_unlock(f);
 	return first_err;
 }
 

@@ -176,6 +176,7 @@ struct fl__resolve_req {
 	uint64_t fault_page;		/* a thread waits on it; UINT64_MAX: none */
 	uint32_t tid;			/* that thread, for the SIGBUS fallback; 0: unknown */
 	int source;			/* FL_SRC_*: statistics and the failure policy */
+	bool dontwake;			/* install without waking (far memory: fl__far_park()) */
 };
 /* One attempt: 0 or the -errno fl__resolve_classify() reads. */
 int fl__resolve_pages(struct fl_region *r, const struct fl__resolve_req *req, struct fl__worker *w);
@@ -213,6 +214,13 @@ void fl__far_free(struct fl_region *r);
 void fl__far_filled(struct fl_region *r, uint64_t page);
 /* Fill path: after a run's pages are counted (peak, kick the evictor). */
 void fl__far_settle(struct fl_region *r);
+/* Demand fault of thread `tid` (0: unknown): whether to install without
+ * waking (the region is far past its high mark and the evictor works; never
+ * the thread the evictor may wait for): then fl__far_park() the page. */
+bool fl__far_defer(struct fl_region *r, uint32_t tid);
+/* Wake the thread faulting on `page` once the evictor made room (at once
+ * if it has, or if it cannot). Never leaves it asleep. */
+void fl__far_park(struct fl_region *r, struct fl__space *sp, uint64_t base, uint64_t page);
 /* Fill path: page is being written back or evicted (prefetch skips it). */
 bool fl__far_busy(struct fl_region *r, uint64_t page);
 /* A fill into `dst` (an address in the region's space or its alias) must
@@ -246,5 +254,12 @@ void fl__far_policy_cold(struct fl__far_policy *p, uint64_t page);
 void fl__far_policy_evicted(struct fl__far_policy *p, uint64_t page);
 /* Take the next victim out of the queues; UINT64_MAX: none. */
 uint64_t fl__far_policy_victim(struct fl__far_policy *p);
+/* 2Q: record up to `cap` pages given a second chance (their mappings are
+ * to be zapped: MINOR regions). 0, -ENOMEM; other policies: 0, no-op. */
+int fl__far_policy_sample(struct fl__far_policy *p, size_t cap);
+/* The pages recorded since the last call (at most max), into out. */
+size_t fl__far_policy_take_samples(struct fl__far_policy *p, uint64_t *out, size_t max);
+/* far.c: a MINOR fault on a page still in the page cache: it was used. */
+void fl__far_touch(struct fl_region *r, uint64_t page);
 
 #endif

@@ -57,10 +57,12 @@ enum run_kind { RUN_DATA, RUN_ZERO, RUN_CONTINUE };
  * kernel layer has already advanced over partial progress). `dst` is the
  * address of page `first` in the target mapping; `src` the data for
  * RUN_DATA. `exist_mask` (may be NULL, count <= 64): bit i set when page
- * first + i existed. Returns 0 or the -errno fl__resolve_classify() reads.
+ * first + i existed. `wake`: FL_DONTWAKE to leave the faulting threads
+ * asleep (far memory parks them, fl__far_park()), or 0. Returns 0 or the
+ * -errno fl__resolve_classify() reads.
  */
 static int run_ioctl(struct fl_region *r, int uffd, enum run_kind kind, uint64_t dst,
-		     const uint8_t *src, uint64_t count, uint64_t *ret_exist, uint64_t *exist_mask)
+		     const uint8_t *src, uint64_t count, uint64_t *ret_exist, uint64_t *exist_mask, unsigned wake)
 {
 	size_t psz = r->page_size;
 	uint64_t done_pages = 0;
@@ -75,16 +77,16 @@ static int run_ioctl(struct fl_region *r, int uffd, enum run_kind kind, uint64_t
 			/* Far memory: mapped write-protected, so the first
 			 * write comes to us (fl__far_wp_fault()). */
 			ret = fl_uffd_copy(uffd, (void *)(uintptr_t)(dst + off), src + off, len,
-					   fl__far_fill_wp(r, dst) ? FL_MODE_WP : 0, &done);
+					   (fl__far_fill_wp(r, dst) ? FL_MODE_WP : 0) | wake, &done);
 			break;
 		case RUN_ZERO:
-			ret = fl_uffd_zeropage(uffd, (void *)(uintptr_t)(dst + off), len, 0, &done);
+			ret = fl_uffd_zeropage(uffd, (void *)(uintptr_t)(dst + off), len, wake, &done);
 			break;
 		default:
 			/* Tracking: mapped write-protected, so the first write
 			 * comes to us (fl__region_fault()). */
 			ret = fl_uffd_continue(uffd, (void *)(uintptr_t)(dst + off), len,
-					       (atomic_load(&r->track) || r->far) ? FL_MODE_WP : 0,
+					       ((atomic_load(&r->track) || r->far) ? FL_MODE_WP : 0) | wake,
 					       &done);
 			break;
 		}
@@ -233,7 +235,7 @@ static int fill_cache(struct fl_region *r, enum run_kind kind, uint64_t p, uint6
 			}
 		}
 		ret = run_ioctl(r, uffd, kind, (uintptr_t)r->alias + p * psz, src ? src + (p - p0) * psz : NULL,
-				e - p, ret_exist, pc ? &exist : NULL);
+				e - p, ret_exist, pc ? &exist : NULL, 0);
 		*ret_tried += e - p;
 		for (uint64_t k = p; !ret && k < e; k++) {
 			/* Claims exist with a record only (and then e - p <= 64). */
@@ -396,7 +398,7 @@ static int install_runs(struct fl_region *r, const struct fl__resolve_req *req, 
 		} else {
 			tried = q - p;
 			ret = run_ioctl(r, req->space->uffd, kind, req->base + p * psz, data + (p - first) * psz,
-					q - p, &tl->exist, NULL);
+					q - p, &tl->exist, NULL, req->dontwake ? FL_DONTWAKE : 0);
 		}
 		if (ret)
 			return ret;
@@ -467,7 +469,7 @@ static int install_one_direct(struct fl_region *r, const struct fl__resolve_req 
 			      struct tally *tl)
 {
 	int ret = run_ioctl(r, req->space->uffd, RUN_DATA, req->base + req->first * r->page_size, src, 1, &tl->exist,
-			    NULL);
+			    NULL, req->dontwake ? FL_DONTWAKE : 0);
 
 	if (ret)
 		return ret;
@@ -516,7 +518,7 @@ again:
 	}
 	if (minor) {
 		ret = run_ioctl(r, req->space->uffd, RUN_CONTINUE, req->base + req->first * r->page_size, NULL,
-				count, &tl.exist, NULL);
+				count, &tl.exist, NULL, req->dontwake ? FL_DONTWAKE : 0);
 		/* Far memory: an eviction punched the page cache after this
 		 * fill saw it cached (a fault read before the eviction, served
 		 * after it). Fill it again from the store, once. */
@@ -672,6 +674,9 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 		return;
 	}
 	count_fault(r, msg);
+	/* Far memory: a page whose mapping was zapped to sample it is in use. */
+	if (r->far && fl_msg_fault_minor(msg) && page < r->npages)
+		fl__far_touch(r, page);
 	/* Before the resolve wakes the thread: once its access returns, the
 	 * hooks have seen the page. */
 	for (struct fl__region_hook *h = atomic_load_explicit(&r->hooks, memory_order_acquire); h; h = h->next)
@@ -692,8 +697,12 @@ void fl__region_fault(struct fl__target *t, const struct fl__entry *ent, const s
 	req = (struct fl__resolve_req){
 		.space = sp, .base = base, .first = page, .count = end_page - page,
 		.fault_page = page, .tid = fl_msg_fault_tid(msg), .source = FL_SRC_DEMAND,
+		/* Far past its mark: the thread waits for the evictor. */
+		.dontwake = r->far && fl__far_defer(r, fl_msg_fault_tid(msg)),
 	};
 	ret = fl__resolve_or_poison(r, &req, w);
+	if (req.dontwake)
+		fl__far_park(r, sp, base, page);	/* woken by the evictor, whatever happened */
 	atomic_store_explicit(&r->last_end, end_page, memory_order_relaxed);
 
 	switch (fl__resolve_classify(ret)) {
