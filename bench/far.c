@@ -713,6 +713,7 @@ struct wl_result {
 	double rnd_mbps[MAX_REPS], rnd_hit[MAX_REPS], rnd_ratio[MAX_REPS];	/* mmap with MADV_RANDOM */
 	double fl_warmup_s[MAX_REPS], mmap_warmup_s[MAX_REPS];
 	bool cold;			/* a side's warm-up ended before its resident set was full */
+	unsigned cold_sides;		/* which: 1 << enum side */
 	uint64_t accesses, writes, verified;
 	uint64_t fl_cg_peak, mmap_cg_peak, resident_peak_pages, bounced;
 	struct fl_region_stats last;	/* the last faultline run's statistics */
@@ -809,8 +810,11 @@ static int run_wl(struct cfg *c, enum workload wl, uint64_t *tagstate, bool json
 		w->fifo_mbps[rep] = fifo ? mbps(&rq) : NAN;
 		w->fl_warmup_s[rep] = rf.warmup_s;
 		w->mmap_warmup_s[rep] = rm.warmup_s;
-		if (rnd && c->warmup > 0)
-			w->cold |= !rm.warmed || !rr.warmed || !rf.warmed || (fifo && !rq.warmed);
+		if (rnd && c->warmup > 0) {
+			w->cold_sides |= (!rm.warmed) << SIDE_MMAP | (!rr.warmed) << SIDE_MMAP_RANDOM |
+					 (!rf.warmed) << SIDE_FL | (fifo && !rq.warmed) << SIDE_FL_FIFO;
+			w->cold = w->cold_sides != 0;
+		}
 		w->accesses = rf.accesses;
 		w->writes = rf.writes;
 		w->verified = rf.verified;
@@ -1598,9 +1602,13 @@ int bench_far_main(int argc, char **argv)
 		if (c.warmup > 0)
 			printf("  random workloads timed after a warm-up to 7/8 of the limit (at most %.0f s)\n", c.warmup);
 		for (unsigned i = 0; i < WL_COUNT; i++)
-			if (wr[i].run && wr[i].cold)
-				printf("  %s: a side's warm-up ended before its resident set was full: a cold start in part\n",
-				       wl_names[i]);
+			if (wr[i].run && wr[i].cold) {
+				printf("  %s: the warm-up ended before the resident set was full:", wl_names[i]);
+				for (unsigned sd = SIDE_MMAP; sd <= SIDE_FL_FIFO; sd++)
+					if (wr[i].cold_sides & (1u << sd))
+						printf(" %s", side_name(sd));
+				printf(" (a cold start in part)\n");
+			}
 		if (wb.run)
 			printf("\n  write-back of %s: fl_region_flush %.1f MB/s, pwrite + fdatasync %.1f MB/s, wb_ratio %.2f\n",
 			       fmt_bytes(wb.size, a, sizeof(a)), stat_of(wb.wb_mbps, wb.n).med,
