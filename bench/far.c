@@ -1600,13 +1600,16 @@ int bench_far_main(int argc, char **argv)
 		}
 		printf("  (ratio: faultline / mmap; rnd: mmap with MADV_RANDOM, faultline / it, its hit rate)\n");
 		if (c.warmup > 0)
-			printf("  random workloads timed after a warm-up to 7/8 of the limit (at most %.0f s)\n", c.warmup);
+			printf("  random workloads timed after a warm-up to 7/8 of the limit (at most %g s)\n", c.warmup);
 		for (unsigned i = 0; i < WL_COUNT; i++)
 			if (wr[i].run && wr[i].cold) {
 				printf("  %s: the warm-up ended before the resident set was full:", wl_names[i]);
+				const char *sep = " ";
 				for (unsigned sd = SIDE_MMAP; sd <= SIDE_FL_FIFO; sd++)
-					if (wr[i].cold_sides & (1u << sd))
-						printf(" %s", side_name(sd));
+					if (wr[i].cold_sides & (1u << sd)) {
+						printf("%s%s", sep, side_name(sd));
+						sep = ", ";
+					}
 				printf(" (a cold start in part)\n");
 			}
 		if (wb.run)
