@@ -20,6 +20,7 @@ int bench_clone_main(int argc, char **argv);
 int bench_daemon_main(int argc, char **argv);
 int bench_kv_main(int argc, char **argv);
 int bench_space_main(int argc, char **argv);
+int bench_far_main(int argc, char **argv);
 /* cli/bench-migrate.c: in cli/ beside the relay it runs in-process. */
 int bench_migrate_main(int argc, char **argv);
 

@@ -20,6 +20,9 @@ static const char bench_usage[] =
 	"          rate vs fork(), cold start with a working set vs lazily\n"
 	"  daemon  clients of faultlined vs in-process: per-fault latency, and\n"
 	"          memory of 16 clients sharing one image's page cache\n"
+	"  far     far memory vs the kernel's page cache: a file 4x the resident\n"
+	"          limit through a far region and through mmap, each in a memory\n"
+	"          cgroup; write-back vs pwrite; Redis Cluster as the far tier\n"
 	"  fault   demand-fault service latency (p50/p99), same-CPU and cross-CPU\n"
 	"          handler placement\n"
 	"  fill    lazy restore throughput of a page-cached file: demand faults\n"
@@ -50,6 +53,7 @@ struct bench {
 static const struct bench benches[] = {
 	{ "clone", bench_clone_main },
 	{ "daemon", bench_daemon_main },
+	{ "far", bench_far_main },
 	{ "fault", bench_fault_main },
 	{ "fill", bench_fill_main },
 	{ "kv", bench_kv_main },

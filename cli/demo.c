@@ -19,6 +19,7 @@
 #include "fl-config.h"
 #include "redis-local.h"
 #include "demo.h"
+#include "far-stats.h"
 
 #include <faultline/faultline.h>
 
@@ -525,6 +526,7 @@ join:
 	       (unsigned long long)st.lat_count);
 	fmt_ns(st.blocked_ns, a, sizeof(a));
 	printf("  %-26s %s (summed over faults)\n", "blocked time", a);
+	far_stats_print(stdout, &st, PAGE, "  ", 26, false);
 	if (st.pages_poisoned || st.store_errors)
 		printf("  %-26s %llu poisoned pages, %llu store errors\n", "errors",
 		       (unsigned long long)st.pages_poisoned, (unsigned long long)st.store_errors);

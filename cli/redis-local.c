@@ -42,6 +42,33 @@ static int free_port(void)
 	return port;
 }
 
+static bool port_free(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+	if (fd < 0)
+		return false;
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* A cluster node also listens on its bus port, port + 10000: both free,
+ * the bus port below 65536 (an ephemeral port from free_port() may not
+ * leave room). */
+static int free_cluster_port(void)
+{
+	uint64_t st = (uint64_t)getpid() << 32 ^ fl__now_ns();
+	for (int i = 0; i < 1000; i++) {
+		int port = 20000 + (int)(splitmix64(&st) % 30000);
+		if (port_free(port) && port_free(port + 10000))
+			return port;
+	}
+	return -EADDRINUSE;
+}
+
 static bool answers(int port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -58,12 +85,13 @@ static bool answers(int port)
 	return ok;
 }
 
-int redis_local_start(struct redis_local *r, const char *prefix)
+static int start(struct redis_local *r, const char *prefix, bool cluster)
 {
 	char port[16], log[300];
 	const char *args[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
 			       "--appendonly", "no", "--protected-mode", "no", "--maxmemory", "0",
-			       "--logfile", log, "--dir", r->dir, NULL };
+			       "--logfile", log, "--dir", r->dir, NULL, NULL, NULL, NULL, NULL };
+	const size_t base = 17;
 	pid_t parent = getpid();
 	int p, e;
 
@@ -74,7 +102,7 @@ int redis_local_start(struct redis_local *r, const char *prefix)
 		r->dir[0] = '\0';
 		return e;
 	}
-	p = free_port();
+	p = cluster ? free_cluster_port() : free_port();
 	if (p < 0) {
 		redis_local_stop(r);
 		return p;
@@ -82,6 +110,13 @@ int redis_local_start(struct redis_local *r, const char *prefix)
 	r->port = p;
 	snprintf(port, sizeof(port), "%d", p);
 	snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+	if (cluster) {
+		/* nodes.conf lives in --dir, one per server. */
+		args[base] = "--cluster-enabled";
+		args[base + 1] = "yes";
+		args[base + 2] = "--cluster-node-timeout";
+		args[base + 3] = "5000";
+	}
 	/* fork and exec rather than posix_spawn: the server must die with
 	 * us (PR_SET_PDEATHSIG), which posix_spawn cannot ask for. */
 	fflush(NULL);
@@ -127,6 +162,106 @@ int redis_local_start(struct redis_local *r, const char *prefix)
 	return -ETIMEDOUT;
 }
 
+int redis_local_start(struct redis_local *r, const char *prefix)
+{
+	return start(r, prefix, false);
+}
+
+/* Send one inline command, read one reply (up to len - 1 bytes). */
+static bool ask(int port, const char *cmd, char *buf, size_t len)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ssize_t n = -1;
+	if (fd < 0)
+		return false;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd))
+		n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
+int redis_local_cluster_start(struct redis_local *nodes, unsigned n, const char *prefix)
+{
+	char addr[8][32], log[300];
+	const char *args[16];
+	unsigned k = 0;
+	pid_t pid, parent = getpid();
+	int status, e = 0;
+
+	if (n < 3 || n > 8)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		nodes[i].pid = 0, nodes[i].dir[0] = '\0', nodes[i].pid_slot = nodes[i].dir_slot = -1;
+	for (unsigned i = 0; i < n && !e; i++) {
+		/* A port taken between the pick and the server's bind: again. */
+		for (int attempt = 0; attempt < 5; attempt++) {
+			e = start(&nodes[i], prefix, true);
+			if (e != -ETIMEDOUT)
+				break;
+		}
+		snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", nodes[i].port);
+	}
+	if (e)
+		goto fail;
+	args[k++] = "redis-cli";
+	args[k++] = "--cluster";
+	args[k++] = "create";
+	for (unsigned i = 0; i < n; i++)
+		args[k++] = addr[i];
+	args[k++] = "--cluster-replicas";
+	args[k++] = "0";
+	args[k++] = "--cluster-yes";
+	args[k] = NULL;
+	snprintf(log, sizeof(log), "%s/cluster-create.log", nodes[0].dir);
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		e = -errno;
+		goto fail;
+	}
+	if (pid == 0) {
+		int out = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		cleanup_child(parent);
+		if (devnull >= 0)
+			dup2(devnull, STDIN_FILENO);
+		if (out >= 0) {
+			dup2(out, STDOUT_FILENO);
+			dup2(out, STDERR_FILENO);
+		}
+		execvp(args[0], (char *const *)args);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		unlink(log);
+		e = -EPROTO;
+		goto fail;
+	}
+	unlink(log);
+	/* Every node agrees the cluster is up (30 s, times the scale). */
+	for (unsigned t = 0, tries = cli_scaled_ms(30000) / 50; t < tries; t++) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		char buf[4096];
+		unsigned ok = 0;
+		for (unsigned i = 0; i < n; i++)
+			ok += ask(nodes[i].port, "CLUSTER INFO\r\n", buf, sizeof(buf)) &&
+			      strstr(buf, "cluster_state:ok") != NULL;
+		if (ok == n)
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	e = -ETIMEDOUT;
+fail:
+	for (unsigned i = 0; i < n; i++)
+		redis_local_stop(&nodes[i]);
+	return e;
+}
+
 void redis_local_stop(struct redis_local *r)
 {
 	char path[300];
@@ -141,6 +276,8 @@ void redis_local_stop(struct redis_local *r)
 		snprintf(path, sizeof(path), "%s/redis.log", r->dir);
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/dump.rdb", r->dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/nodes.conf", r->dir);
 		unlink(path);
 		rmdir(r->dir);
 		r->dir[0] = '\0';

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "cli-client.h"
 #include "coldstart.h"
+#include "far-stats.h"
 #include "touch.h"
 #include "util.h"
 #include "fl-config.h"
@@ -190,6 +191,7 @@ static void print_report(const struct remote_report *rep, bool json)
 		json_u64(&j, "pages_moved", rep->rs.pages_moved);
 		json_u64(&j, "fault_p50_us", rep->rs.lat_p50_ns / 1000);
 		json_u64(&j, "fault_p99_us", rep->rs.lat_p99_ns / 1000);
+		far_stats_json(&j, "far", &rep->rs, false);
 		json_u64(&j, "store_requests", rep->store_requests);
 		json_u64(&j, "store_bad_responses", rep->store_bad);
 		json_u64(&j, "store_reconnects", rep->store_reconnects);
@@ -218,6 +220,7 @@ static void print_report(const struct remote_report *rep, bool json)
 	if (rep->rs.huge_moves || rep->rs.pages_moved)
 		printf("placed by UFFDIO_MOVE: %llu 2 MiB huge pages, %llu 4 KiB pages\n",
 		       (unsigned long long)rep->rs.huge_moves, (unsigned long long)rep->rs.pages_moved);
+	far_stats_print(stdout, &rep->rs, 4096, "", 0, false);
 	printf("checked: every page by the store's checksum%s%s\n", rep->reference ? ", and compared with " : "",
 	       rep->reference ? rep->reference : "");
 	if (rep->reference)
