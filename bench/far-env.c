@@ -55,12 +55,7 @@ static int direct_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 	return err;
 }
 
-/*
- * The store API with per-request write results (far-stores: it came with
- * FL_STORE_CTL_WRITABLE) passes the iovs writable and wants each result;
- * the one before passes them const and wants the first error.
- */
-#ifdef FL_STORE_CTL_WRITABLE
+/* Each request gets its result (fl_store_write(3)). */
 static int direct_write(void *ctx, struct fl_store_iov *iov, unsigned n)
 {
 	int err = 0;
@@ -71,17 +66,6 @@ static int direct_write(void *ctx, struct fl_store_iov *iov, unsigned n)
 	}
 	return err;
 }
-#else
-static int direct_write(void *ctx, const struct fl_store_iov *iov, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++) {
-		int r = direct_io(ctx, iov[i].buf, iov[i].len, iov[i].offset, true);
-		if (r)
-			return r;
-	}
-	return 0;
-}
-#endif
 
 static int direct_flush(void *ctx)
 {

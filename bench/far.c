@@ -46,13 +46,7 @@
 #include <unistd.h>
 
 #define PAGE 4096u
-/* far-stores' writable Redis store came with FL_REDIS_FAR_ZERO_MISSING. */
-#ifdef FL_REDIS_FAR_ZERO_MISSING
-#define REDIS_FAR_STORE 1
 #define REDIS_STORE_NAME "redis far store (fl_store_redis_far_new), the file's pages written into it"
-#else
-#define REDIS_STORE_NAME "redis (fl_store_redis_new) over the file's pages pushed with fl_redis_push; zipf makes no writes"
-#endif
 #define MAX_THREADS 16
 #define MAX_REPS 16
 #define ZIPF_THETA 0.99
@@ -525,19 +519,11 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 	res->st.sz = sizeof(res->st);
 	if (c->redis_url) {
 		struct fl_redis_opts rdo = { .sz = sizeof(rdo), .url = c->redis_url, .cluster = true };
-#ifdef REDIS_FAR_STORE
 		r = fl_store_redis_far_new(&rdo, c->size, 0, &st);
 		if (r) {
 			fail(res, r, "fl_store_redis_far_new");
 			return;
 		}
-#else
-		r = fl_store_redis_new(&rdo, &st);
-		if (r) {
-			fail(res, r, "fl_store_redis_new");
-			return;
-		}
-#endif
 	} else {
 		ds = calloc(1, sizeof(*ds));
 		if (!ds) {
@@ -1000,14 +986,6 @@ struct redis_result {
 	double redis_mbps[MAX_REPS], fl_mbps[MAX_REPS], ratio[MAX_REPS];
 };
 
-/*
- * The far tier in Redis: with far-stores' writable Redis store
- * (fl_store_redis_far_new(), whose flag FL_REDIS_FAR_ZERO_MISSING comes with
- * it) the file's pages are written into it; before it, they are pushed as an
- * image and read through fl_store_redis_new() (zipf only reads).
- */
-#ifdef REDIS_FAR_STORE
-
 /* The file's first `len` bytes into a far store under url, made durable. */
 static int redis_far_load(const struct cfg *c, uint64_t len, const char *url)
 {
@@ -1041,43 +1019,6 @@ out:
 	free(iov);
 	return r;
 }
-#endif
-
-#ifndef REDIS_FAR_STORE
-/* An image of the file's first `len` bytes, for fl_redis_push(). */
-static int redis_image(const struct cfg *c, uint64_t len, const char *img_path)
-{
-	struct fl_image_writer_opts o = { .sz = sizeof(o), .flags = FL_IMAGE_NO_SYNC, .creator = "faultline bench far" };
-	struct fl_image_region reg = { .sz = sizeof(reg), .length = len, .prot = 3, .name = "far" };
-	struct fl_image_writer *w;
-	uint8_t *buf = malloc(2u << 20);
-	int fd = open(c->path, O_RDONLY | O_CLOEXEC), r;
-
-	if (!buf || fd < 0) {
-		r = fd < 0 ? -errno : -ENOMEM;
-		free(buf);
-		if (fd >= 0)
-			close(fd);
-		return r;
-	}
-	r = fl_image_writer_new(img_path, &o, &w);
-	if (!r) {
-		r = fl_image_writer_add_region(w, &reg);
-		for (uint64_t off = 0; r >= 0 && off < len; off += 2u << 20) {
-			r = fl__pread_full(fd, buf, 2u << 20, off);
-			if (!r)
-				r = fl_image_writer_put(w, 0, off / PAGE, (2u << 20) / PAGE, buf);
-		}
-		if (r < 0)
-			fl_image_writer_abort(w);
-		else
-			r = fl_image_writer_finish(w, NULL);
-	}
-	free(buf);
-	close(fd);
-	return r < 0 ? r : 0;
-}
-#endif
 
 /*
  * (d) Redis Cluster as the far tier: the file's first `len` bytes pushed to
@@ -1090,9 +1031,8 @@ static int redis_part(const struct cfg *c0, uint64_t len, uint64_t *tagstate, bo
 	static char reason[160];
 	struct redis_local nodes[3];
 	struct cfg c = *c0;
-	char img_path[4300], url[160];
-	struct fl_image *img = NULL;
-	int r, slot;
+	char url[160];
+	int r;
 
 	if (!FL_HAVE_REDIS) {
 		rd->reason = "not run (built without Redis support, -Dredis=disabled)";
@@ -1113,40 +1053,18 @@ static int redis_part(const struct cfg *c0, uint64_t len, uint64_t *tagstate, bo
 	r = zipf_setup(&c);
 	if (r)
 		goto out;
-	snprintf(img_path, sizeof(img_path), "%s.redis.img", c0->path);
-	cleanup_block();
-	slot = cleanup_add_file(img_path);
-	cleanup_unblock();
-#ifndef REDIS_FAR_STORE
-	r = redis_image(&c, len, img_path);
-	if (!r)
-		r = fl_image_open(img_path, 0, &img);
-#endif
-	if (r) {
-		cli_fail("bench far: redis: image", r);
-		goto out_img;
-	}
 	r = redis_local_cluster_start(nodes, 3, "far");
 	if (r) {
 		/* Not the library's doing: reported, not fatal. */
 		snprintf(reason, sizeof(reason), "not run (starting a 3-primary cluster: %s)", strerror(-r));
 		rd->reason = reason;
 		r = 0;
-		goto out_img;
+		goto out;
 	}
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/far", nodes[0].port);
-#ifdef REDIS_FAR_STORE
 	r = redis_far_load(&c, len, url);
 	if (r)
 		cli_fail("bench far: redis: writing the pages into the far store", r);
-#else
-	{
-		struct fl_redis_opts ro = { .sz = sizeof(ro), .url = url, .cluster = true };
-		r = fl_redis_push(img, &ro, NULL, NULL);
-		if (r)
-			cli_fail("bench far: redis: fl_redis_push", r);
-	}
-#endif
 	rd->size = len;
 	rd->limit = c.limit;
 	for (unsigned rep = 0; !r && rep < c.reps; rep++) {
@@ -1174,10 +1092,6 @@ static int redis_part(const struct cfg *c0, uint64_t len, uint64_t *tagstate, bo
 	rd->run = rd->n > 0;
 	for (unsigned i = 0; i < 3; i++)
 		redis_local_stop(&nodes[i]);
-out_img:
-	fl_image_close(img);
-	unlink(img_path);
-	cleanup_drop(slot);
 out:
 	free(c.cdf);
 	free(c.perm);

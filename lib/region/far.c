@@ -227,7 +227,10 @@ int fl__far_new(struct fl_region *r, const struct fl_region_opts *o)
 	f->evicting = bits_new(r->npages);
 	f->evicted = bits_new(r->npages);
 	f->pol = fl__far_policy_new(r->npages, f->high, o->evict_policy);
-	f->buf = malloc(f->batch_pages * psz);
+	/* Page-aligned: a store that writes with O_DIRECT takes the pages
+	 * as they are instead of bouncing them. */
+	if (posix_memalign((void **)&f->buf, psz, f->batch_pages * psz))
+		f->buf = NULL;
 	f->iovs = calloc(f->batch_pages, sizeof(*f->iovs));
 	f->pages = calloc(f->batch_pages, sizeof(*f->pages));
 	f->dirty_pages = calloc(f->batch_pages, sizeof(*f->dirty_pages));
