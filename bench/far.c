@@ -57,7 +57,7 @@ static const char far_usage[] =
 	"                           [--workloads seq,uniform,zipf,zipfw] [--threads N] [--reps N]\n"
 	"                           [--file PATH] [--keep] [--wb-size BYTES] [--no-writeback]\n"
 	"                           [--redis-size BYTES] [--no-redis] [--seed N] [--overhead BYTES]\n"
-	"                           [--warmup S]\n"
+	"                           [--warmup S] [--mem shmem|anon]\n"
 	"\n"
 	"Far memory against the kernel's page cache. A file of SIZE bytes (default\n"
 	"4G) is read through a far-memory region whose resident limit is LIMIT\n"
@@ -94,6 +94,10 @@ static const char far_usage[] =
 	"  --redis-size BYTES  the Redis part's size (default min(SIZE, 256M)); its\n"
 	"                      limit keeps LIMIT/SIZE\n"
 	"  --no-redis          skip the Redis part\n"
+	"  --mem shmem|anon    the far region's memory (default shmem: its pages\n"
+	"                      are evicted by punching the memfd, with no userfaultfd\n"
+	"                      event; anonymous pages are dropped with MADV_DONTNEED,\n"
+	"                      whose REMOVE event makes fills retry meanwhile)\n"
 	"  --seed N            the access sequences' seed (default 1)\n"
 	"  --warmup S          before each timed random run, the same accesses until\n"
 	"                      the side holds 7/8 of LIMIT, at most S seconds\n"
@@ -124,6 +128,7 @@ struct cfg {
 	uint64_t overhead;		/* the cgroups' allowance beyond the limit */
 	double warmup;			/* most seconds of warm-up (random workloads) */
 	bool root;
+	enum fl_mem_type mem;		/* the far region's memory (--mem) */
 	/* Zipf: cdf[i] = P(rank <= i); perm[rank] = the page it lands on. */
 	double *cdf;
 	uint32_t *perm;
@@ -503,7 +508,7 @@ static void side_fl(struct run_shared *sh, struct run_result *res, enum fl_evict
 	struct fl_region_opts ro = {
 		.sz = sizeof(ro),
 		.length = c->size,
-		.mem = FL_MEM_ANON,
+		.mem = c->mem,
 		.flags = wr ? FL_REGION_WRITEBACK : 0,
 		.resident_max = c->limit,
 		.evict_policy = policy,
@@ -893,7 +898,7 @@ static int wb_flush(const struct cfg *c, uint64_t len, uint64_t tag, double *ret
 	struct fl_region_opts ro = {
 		.sz = sizeof(ro),
 		.length = len,
-		.mem = FL_MEM_ANON,
+		.mem = c->mem,
 		.flags = FL_REGION_WRITEBACK,
 		/* A far region that holds the whole range: nothing is evicted,
 		 * the flush writes every page. */
@@ -1194,10 +1199,11 @@ int bench_far_main(int argc, char **argv)
 		{ "seed", required_argument, NULL, 'e' },
 		{ "overhead", required_argument, NULL, 'O' },
 		{ "warmup", required_argument, NULL, 'U' },
+		{ "mem", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct cfg c = { .size = 4ull << 30, .threads = 1, .reps = 3, .seed = 1, .warmup = 60 };
+	struct cfg c = { .size = 4ull << 30, .threads = 1, .reps = 3, .seed = 1, .warmup = 60, .mem = FL_MEM_SHMEM };
 	bool json = false, keep = false, writeback = true, redis = true, want[WL_COUNT] = { true, true, true, true };
 	bool created = false;
 	uint64_t wb_size = 256ull << 20, redis_size = 0, v, tagstate;
@@ -1274,6 +1280,14 @@ int bench_far_main(int argc, char **argv)
 				return cli_usage_error("bench far: --redis-size must be a multiple of 2 MiB");
 			break;
 		case 'D': redis = false; break;
+		case 'M':
+			if (!strcmp(optarg, "shmem"))
+				c.mem = FL_MEM_SHMEM;
+			else if (!strcmp(optarg, "anon"))
+				c.mem = FL_MEM_ANON;
+			else
+				return cli_usage_error("bench far: --mem is shmem or anon");
+			break;
 		case 'e':
 			if (fl__parse_uint(optarg, 0, UINT64_MAX, &c.seed))
 				return cli_usage_error("bench far: --seed must be a number");
@@ -1416,6 +1430,7 @@ int bench_far_main(int argc, char **argv)
 			json_null(&j, "cgroup_limit_bytes");
 		json_u64(&j, "cgroup_overhead_bytes", c.overhead);
 		json_str(&j, "kernel", kernel);
+		json_str(&j, "mem", c.mem == FL_MEM_ANON ? "anon" : "shmem");
 		json_u64(&j, "threads", c.threads);
 		json_u64(&j, "reps", c.reps);
 		json_num(&j, "warmup_max_s", c.warmup, 1);
@@ -1484,8 +1499,8 @@ int bench_far_main(int argc, char **argv)
 		json_end(&j);
 		json_finish(&j);
 	} else {
-		printf("far memory: a %s file, resident limit %s, kernel %s\n", fmt_bytes(c.size, a, sizeof(a)),
-		       fmt_bytes(c.limit, b, sizeof(b)), kernel);
+		printf("far memory: a %s file, resident limit %s, %s memory, kernel %s\n", fmt_bytes(c.size, a, sizeof(a)),
+		       fmt_bytes(c.limit, b, sizeof(b)), c.mem == FL_MEM_ANON ? "anonymous" : "shmem", kernel);
 		if (c.cgroup)
 			printf("each side in a memory cgroup (v1) limited to the limit + %s for the process\n",
 			       fmt_bytes(c.overhead, a, sizeof(a)));
