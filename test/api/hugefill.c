@@ -90,6 +90,7 @@ static void imgstore_open(struct imgstore *is, const uint8_t *img, size_t len, l
 {
 	const char *path;
 
+	T_ASSERT(img != NULL);
 	t_tmpdir(is->dir, sizeof(is->dir), "/tmp/fl-hugefill");
 	path = t_path_in(is->dir, "a.img");
 	write_image(path, img, len);
@@ -99,7 +100,10 @@ static void imgstore_open(struct imgstore *is, const uint8_t *img, size_t len, l
 		size_t flen;
 		uint8_t *b = t_read_file(path, &flen);
 		const uint8_t *want = img + (size_t)corrupt_page * U_PAGE;
-		uint8_t *at = memmem(b, flen, want, U_PAGE);
+		uint8_t *at;
+
+		T_ASSERT(b != NULL, "cannot read %s", path);
+		at = memmem(b, flen, want, U_PAGE);
 
 		T_ASSERT(at != NULL, "page %ld not found in the image file", corrupt_page);
 		T_ASSERT(memmem(at + 1, flen - (size_t)(at + 1 - b), want, U_PAGE) == NULL);
