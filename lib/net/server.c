@@ -446,23 +446,33 @@ error:
 
 static int serve_read(struct conn_ctx *x, const struct queued *q);
 
+/* Take the next queued READ off the queue (x->nq > 0): the first urgent
+ * one, else the oldest. */
+static struct queued dequeue(struct conn_ctx *x)
+{
+	unsigned pick = 0;
+	struct queued q;
+
+	for (unsigned i = 0; i < x->nq; i++) {
+		if (x->q[i].urgent) {
+			pick = i;
+			break;
+		}
+	}
+	q = x->q[pick];
+	memmove(&x->q[pick], &x->q[pick + 1], (x->nq - pick - 1) * sizeof(x->q[0]));
+	x->nq--;
+	return q;
+}
+
 /* Answer every queued READ, urgent ones first. */
 static int drain(struct conn_ctx *x)
 {
 	while (x->nq) {
 		struct queued q;
-		unsigned pick = 0;
 		int r;
 
-		for (unsigned i = 0; i < x->nq; i++) {
-			if (x->q[i].urgent) {
-				pick = i;
-				break;
-			}
-		}
-		q = x->q[pick];
-		memmove(&x->q[pick], &x->q[pick + 1], (x->nq - pick - 1) * sizeof(x->q[0]));
-		x->nq--;
+		q = dequeue(x);
 		r = serve_read(x, &q);
 		if (r)
 			return r;
@@ -609,7 +619,6 @@ static void serve(struct conn_ctx *x)
 {
 	for (;;) {
 		struct queued q;
-		unsigned pick = 0;
 		int r = fill_queue(x);
 
 		if (r) {
@@ -617,15 +626,7 @@ static void serve(struct conn_ctx *x)
 				fl__log(&x->srv->log, FL_LOG_INFO, "%s: closing: %s", x->c->peer, strerror(-r));
 			return;
 		}
-		for (unsigned i = 0; i < x->nq; i++) {
-			if (x->q[i].urgent) {
-				pick = i;
-				break;
-			}
-		}
-		q = x->q[pick];
-		memmove(&x->q[pick], &x->q[pick + 1], (x->nq - pick - 1) * sizeof(x->q[0]));
-		x->nq--;
+		q = dequeue(x);
 		r = serve_read(x, &q);
 		if (r) {
 			if (r != -ECANCELED && r != -ECONNRESET)

@@ -169,6 +169,20 @@ static int missing_page(struct far_store *f, uint64_t page, uint8_t *dst)
 	return -ENODATA;
 }
 
+/* Point the k commands at their pieces of b (command c starts at off[c])
+ * and run them, unless building b failed. */
+static void run_cmds(struct far_store *f, const struct fl__resp *b, struct fl__cluster_cmd *cmds, const size_t *off,
+		     size_t k, bool urgent)
+{
+	if (b->err || !k)
+		return;
+	for (size_t c = 0; c < k; c++) {
+		cmds[c].buf = b->buf + off[c];
+		cmds[c].len = (c + 1 < k ? off[c + 1] : b->len) - off[c];
+	}
+	fl__cluster_run(f->rc, cmds, (unsigned)k, urgent);
+}
+
 static int far_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 {
 	struct far_store *f = ctx;
@@ -209,13 +223,7 @@ static int far_read(void *ctx, struct fl_store_iov *iov, unsigned n)
 			cmds[k++].slot = (int)fl__cluster_keyslot(key, (size_t)kl);
 		}
 	}
-	if (!b.err && k) {
-		for (size_t c = 0; c < k; c++) {
-			cmds[c].buf = b.buf + off[c];
-			cmds[c].len = (c + 1 < k ? off[c + 1] : b.len) - off[c];
-		}
-		fl__cluster_run(f->rc, cmds, (unsigned)k, urgent);
-	}
+	run_cmds(f, &b, cmds, off, k, urgent);
 	k = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (iov[i].result) {
@@ -342,13 +350,7 @@ static int far_write(void *ctx, struct fl_store_iov *iov, unsigned n)
 			cmds[k++].slot = (int)fl__cluster_keyslot(key, (size_t)kl);
 		}
 	}
-	if (!b.err && k) {
-		for (size_t c = 0; c < k; c++) {
-			cmds[c].buf = b.buf + off[c];
-			cmds[c].len = (c + 1 < k ? off[c + 1] : b.len) - off[c];
-		}
-		fl__cluster_run(f->rc, cmds, (unsigned)k, false);
-	}
+	run_cmds(f, &b, cmds, off, k, false);
 	k = 0;
 	pthread_mutex_lock(&f->mu);
 	for (unsigned i = 0; i < n; i++) {
