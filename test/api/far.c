@@ -319,7 +319,7 @@ static int c_write_fail(void *arg)
 static int c_enospc(void *arg)
 {
 	size_t npages = 512, len = npages * U_PAGE;
-	char dir[] = "/tmp/fl-far-enospc-XXXXXX";
+	char dir[256];
 	struct fl_region_opts o;
 	struct fl_region_stats st;
 	struct fl_engine *e;
@@ -334,7 +334,7 @@ static int c_enospc(void *arg)
 		t_skip_resource("a tmpfs of its own needs root");
 	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
 		t_skip_resource("no mount namespace: %s", strerror(errno));
-	T_ASSERT(mkdtemp(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-far-enospc");
 	T_ASSERT(mount("tmpfs", dir, "tmpfs", 0, "size=512k") == 0, "mount: %s", strerror(errno));
 	fd = open(t_path_in(dir, "store"), O_RDWR | O_CREAT, 0600);
 	T_ASSERT(fd >= 0);
@@ -443,7 +443,7 @@ static void k_child(int wfd, const char *path)
 
 static int c_kill9(void *arg)
 {
-	char path[] = "/tmp/fl-far-kill-XXXXXX";
+	char path[128];
 	uint64_t flushed[K_PAGES] = { 0 }, snap[K_PAGES];
 	unsigned snaps = 0, torn = 0;
 	int pfd[2], fd, status;
@@ -451,8 +451,7 @@ static int c_kill9(void *arg)
 
 	(void)arg;
 	require_far(&anon);
-	fd = mkstemp(path);
-	T_ASSERT(fd >= 0);
+	fd = u_tmpfile(NULL, 0, path, sizeof(path));
 	T_OK(ftruncate(fd, K_PAGES * U_PAGE));
 	{
 		/* Generation 0 everywhere. */

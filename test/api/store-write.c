@@ -163,7 +163,7 @@ static int c_file_readonly_fd(void *arg)
 static int c_file_enospc(void *arg)
 {
 	enum { NPAGES = 64 };
-	char dir[] = "/tmp/fl-enospc-XXXXXX", path[128];
+	char dir[256], path[300];
 	struct fl_store *s;
 	struct fl_store_iov w[NPAGES];
 	uint8_t *data = malloc((size_t)NPAGES * U_PAGE), back[U_PAGE];
@@ -176,7 +176,7 @@ static int c_file_enospc(void *arg)
 		t_skip_resource("unshare(CLONE_NEWNS): %s (needs CAP_SYS_ADMIN)", strerror(errno));
 	/* Keep the mount in this namespace (the case runs in its own child). */
 	T_ASSERT(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "%s", strerror(errno));
-	T_ASSERT(mkdtemp(dir));
+	t_tmpdir(dir, sizeof(dir), "/tmp/fl-enospc");
 	r = mount("tmpfs", dir, "tmpfs", 0, "size=64k");
 	if (r) {
 		rmdir(dir);

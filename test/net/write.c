@@ -196,7 +196,7 @@ static int c_roundtrip_tls(void *arg)
 
 static int c_readonly(void *arg)
 {
-	char path[] = "/tmp/fl-wimg-XXXXXX";
+	char path[128];
 	struct n_server ns;
 	struct wsrv w;
 	struct fl_remote_opts ro;
@@ -206,13 +206,11 @@ static int c_readonly(void *arg)
 	struct fl_image *img;
 	uint8_t page[U_PAGE];
 	struct fl_store_iov iov = { .offset = U_PAGE, .buf = page, .len = U_PAGE };
-	int fd, rofd;
+	int rofd;
 	(void)arg;
 
 	memset(page, 0x5a, sizeof(page));
-	fd = mkstemp(path);
-	T_ASSERT(fd >= 0);
-	close(fd);
+	close(u_tmpfile(NULL, 0, path, sizeof(path)));
 	n_write_image(path, 1, 64 * U_PAGE, 7, SIZE_MAX);
 	/* An image server never takes writes. */
 	T_OK(fl_image_open(path, 0, &img));
@@ -484,7 +482,7 @@ static int c_hostile(void *arg)
 static int c_cli_serve_writable(void *arg)
 {
 	const char *cli = getenv("FAULTLINE_CLI");
-	char path[] = "/tmp/fl-wcli-XXXXXX", line[128], addr[64];
+	char path[128], line[128], addr[64];
 	uint8_t *want = n_expect(64 * U_PAGE, 0x99), page[U_PAGE], *now = malloc(64 * U_PAGE);
 	char *argv[] = { (char *)cli, (char *)"serve", (char *)"--writable", path, (char *)"--listen",
 			 (char *)"127.0.0.1:0", NULL };
@@ -500,8 +498,7 @@ static int c_cli_serve_writable(void *arg)
 	if (!cli)
 		t_skip("FAULTLINE_CLI not set (run through meson)");
 	T_ASSERT(now);
-	fd = mkstemp(path);
-	T_ASSERT(fd >= 0 && pwrite(fd, want, 64 * U_PAGE, 0) == (ssize_t)(64 * U_PAGE));
+	fd = u_tmpfile(want, 64 * U_PAGE, path, sizeof(path));
 	T_ASSERT(pipe(pfd) == 0);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
