@@ -277,6 +277,20 @@ static int throttle(struct fl_server *srv, size_t bytes)
 }
 
 /*
+ * The DATA header and kinds of a READ's answer into x->buf (*ret_total:
+ * the whole message's length), after the background rate limit for a
+ * request that is not urgent: the header's length, or -errno.
+ */
+static int data_head(struct conn_ctx *x, const struct queued *q, const struct fl__proto_read *rd, size_t *ret_total)
+{
+	int r = fl__proto_data_encode(x->buf, FL_PROTO_HDR_SIZE + FL_PROTO_DATA_MAX, q->id, rd, x->kinds, ret_total);
+
+	if (r < 0 || q->urgent)
+		return r;
+	return throttle(x->srv, *ret_total) ?: r;
+}
+
+/*
  * Answer a READ (in range) from the store: read the run whole into the
  * stage, send pages of zeros as zero pages and the rest as data. A store
  * error fails the request (ERROR), never sends zeros for it.
@@ -309,15 +323,10 @@ static int serve_store_read(struct conn_ctx *x, const struct queued *q)
 			zero = pg[0] == 0 && !memcmp(pg, pg + 1, FL_PROTO_PAGE_SIZE - 1);
 		x->kinds[i] = zero ? FL_PROTO_KIND_ZERO : FL_PROTO_KIND_DATA;
 	}
-	r = fl__proto_data_encode(x->buf, FL_PROTO_HDR_SIZE + FL_PROTO_DATA_MAX, q->id, rd, x->kinds, &total);
+	r = data_head(x, q, rd, &total);
 	if (r < 0)
 		return r;
 	at = (size_t)r;
-	if (!q->urgent) {
-		r = throttle(srv, total);
-		if (r)
-			return r;
-	}
 	for (uint32_t i = 0; i < rd->npages; i++) {
 		if (x->kinds[i] != FL_PROTO_KIND_DATA)
 			continue;
@@ -376,15 +385,10 @@ static int serve_read(struct conn_ctx *x, const struct queued *q)
 		}
 		x->kinds[i] = k == FL_PAGE_ZERO ? FL_PROTO_KIND_ZERO : FL_PROTO_KIND_DATA;
 	}
-	r = fl__proto_data_encode(x->buf, FL_PROTO_HDR_SIZE + FL_PROTO_DATA_MAX, q->id, rd, x->kinds, &total);
+	r = data_head(x, q, rd, &total);
 	if (r < 0)
 		return r;
 	at = (size_t)r;
-	if (!q->urgent) {
-		r = throttle(srv, total);
-		if (r)
-			return r;
-	}
 	/* Runs of data pages, in chunks: read, checksum, send. */
 	for (uint32_t i = 0; i < rd->npages;) {
 		uint32_t run = 0;
@@ -445,6 +449,7 @@ error:
 }
 
 static int serve_read(struct conn_ctx *x, const struct queued *q);
+
 
 /* Take the next queued READ off the queue (x->nq > 0): the first urgent
  * one, else the oldest. */
